@@ -1,0 +1,312 @@
+"""Table and column names of the warehouse, and its DDL: the one place they are spelled.
+
+`etl` writes these tables, `analytics` and `pages` read them; all three import the names from
+here so that a rename is one edit. Column order in each `Table.columns` is the order in the
+warehouse and in exports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "Column",
+    "Table",
+    "TABLES",
+    "CONTRACT_KINDS",
+    "LOAD_ORDER",
+    "CLUSTERS",
+    "INSTITUTIONS",
+    "EXCHANGES",
+    "PARTNERSHIPS",
+    "PARTICIPANTS",
+    "EVENTS",
+    "RESPONSES",
+    "LOAD_BATCHES",
+    "REJECTS",
+    "META",
+    "ddl",
+    "IDENTIFYING_COLUMNS",
+]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str
+    required: bool = False  # required in the input contract
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...] = ()  # natural key: a corrected file replaces rows by it
+    doc: str = ""
+    references: dict[str, tuple[str, str]] = field(default_factory=dict)  # col -> (table, col)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def required(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+    def col(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.name} has no column {name!r}")
+
+
+BATCH_ID = Column("batch_id", "INTEGER", doc="load batch that contributed the row")
+
+CLUSTERS = Table(
+    "clusters",
+    (
+        Column("cluster_id", "VARCHAR", True, "cluster or network identifier"),
+        Column("name", "VARCHAR", True, "display name"),
+        Column("kind", "VARCHAR", True, "cluster | network | consortium"),
+        BATCH_ID,
+    ),
+    key=("cluster_id",),
+    doc="Education clusters, networks and consortia that run exchanges.",
+)
+
+INSTITUTIONS = Table(
+    "institutions",
+    (
+        Column("institution_id", "VARCHAR", True, "institution identifier"),
+        Column("name", "VARCHAR", True, "display name"),
+        Column("country", "VARCHAR", True, "ISO 3166-1 alpha-3"),
+        Column("cluster_id", "VARCHAR", True, "cluster the institution belongs to"),
+        Column("timezone", "VARCHAR", True, "IANA time zone; naive times are read in it"),
+        Column("kind", "VARCHAR", True, "school | university | other"),
+        Column("city", "VARCHAR", doc="city"),
+        Column("income_group", "VARCHAR", doc="World Bank income group: low | lower-middle | upper-middle | high"),
+        Column("connectivity", "VARCHAR", doc="low | medium | high"),
+        BATCH_ID,
+    ),
+    key=("institution_id",),
+    doc="Schools and universities taking part.",
+    references={"cluster_id": ("clusters", "cluster_id")},
+)
+
+EXCHANGES = Table(
+    "exchanges",
+    (
+        Column("exchange_id", "VARCHAR", True, "exchange identifier"),
+        Column("name", "VARCHAR", True, "display name"),
+        Column("program", "VARCHAR", True, "funding or umbrella program"),
+        Column("cluster_id", "VARCHAR", True, "cluster running the exchange"),
+        Column("modality", "VARCHAR", True, "virtual | blended | physical"),
+        Column("setting", "VARCHAR", True, "curricular | extracurricular"),
+        Column("purpose", "VARCHAR", True, "e.g. language practice, joint science project"),
+        Column("language", "VARCHAR", True, "working language"),
+        Column("start_date", "DATE", True, "first day"),
+        Column("end_date", "DATE", True, "last day"),
+        Column("budget", "DOUBLE", doc="total budget in `currency`"),
+        Column("currency", "VARCHAR", doc="ISO 4217 code"),
+        BATCH_ID,
+    ),
+    key=("exchange_id",),
+    doc="Exchanges: virtual exchanges, COIL/mirror classes, blended and physical mobility.",
+    references={"cluster_id": ("clusters", "cluster_id")},
+)
+
+PARTNERSHIPS = Table(
+    "partnerships",
+    (
+        Column("partnership_id", "VARCHAR", True, "partnership identifier"),
+        Column("exchange_id", "VARCHAR", True, "exchange the partnership belongs to"),
+        Column("institution_a", "VARCHAR", True, "one partner"),
+        Column("institution_b", "VARCHAR", True, "the other partner"),
+        Column("started_on", "DATE", True, "first day of the partnership"),
+        Column("ended_on", "DATE", doc="last day; empty = still active (censored)"),
+        BATCH_ID,
+    ),
+    key=("partnership_id",),
+    doc="Institution-to-institution links within an exchange, as durations with censoring.",
+    references={
+        "exchange_id": ("exchanges", "exchange_id"),
+        "institution_a": ("institutions", "institution_id"),
+        "institution_b": ("institutions", "institution_id"),
+    },
+)
+
+PARTICIPANTS = Table(
+    "participants",
+    (
+        Column("participant_id", "VARCHAR", True, "keyed-hash pseudonym (HMAC-SHA256) of the source id"),
+        Column("institution_id", "VARCHAR", True, "home institution"),
+        Column("role", "VARCHAR", True, "student | teacher"),
+        Column("gender", "VARCHAR", doc="as reported; free text kept as given"),
+        Column("birth_year", "INTEGER", doc="year of birth"),
+        Column("comparison", "BOOLEAN", doc="true for a non-participating comparison group"),
+        BATCH_ID,
+    ),
+    key=("participant_id",),
+    doc="Students and teachers; identifiers are pseudonymised on the way in.",
+    references={"institution_id": ("institutions", "institution_id")},
+)
+
+EVENTS = Table(
+    "events",
+    (
+        Column("participant_id", "VARCHAR", True, "pseudonym"),
+        Column("exchange_id", "VARCHAR", True, "exchange"),
+        Column("occurred_at", "TIMESTAMPTZ", True, "UTC instant; naive input read in the institution's zone"),
+        Column("activity", "VARCHAR", True, "what was done (message, video call, upload, ...)"),
+        Column("minutes", "DOUBLE", doc="duration in minutes"),
+        BATCH_ID,
+    ),
+    key=("participant_id", "exchange_id", "occurred_at", "activity"),
+    doc="Participation log.",
+    references={
+        "participant_id": ("participants", "participant_id"),
+        "exchange_id": ("exchanges", "exchange_id"),
+    },
+)
+
+RESPONSES = Table(
+    "responses",
+    (
+        Column("participant_id", "VARCHAR", True, "pseudonym"),
+        Column("exchange_id", "VARCHAR", True, "exchange"),
+        Column("wave", "VARCHAR", True, "pre | post | followup | followup_6m ..."),
+        Column("instrument", "VARCHAR", doc="instrument id from surveys/ (derived from the item)"),
+        Column("item", "VARCHAR", True, "item id"),
+        Column("value", "DOUBLE", doc="answer on the instrument's scale, as given (not reverse-coded)"),
+        Column("submitted_at", "TIMESTAMPTZ", True, "UTC instant"),
+        BATCH_ID,
+    ),
+    key=("participant_id", "exchange_id", "wave", "item"),
+    doc="Survey answers in long form: one row per participant, exchange, wave and item.",
+    references={
+        "participant_id": ("participants", "participant_id"),
+        "exchange_id": ("exchanges", "exchange_id"),
+    },
+)
+
+LOAD_BATCHES = Table(
+    "load_batches",
+    (
+        Column("batch_id", "INTEGER", doc="batch number"),
+        Column("file", "VARCHAR", doc="path as given"),
+        Column("source_name", "VARCHAR", doc="file name; a new version of it replaces the old"),
+        Column("sha256", "VARCHAR", doc="content hash; the same content is never loaded twice"),
+        Column("kind", "VARCHAR", doc="contract table the file was loaded into"),
+        Column("rows_in", "BIGINT", doc="data rows read"),
+        Column("rows_accepted", "BIGINT", doc="rows loaded"),
+        Column("rows_rejected", "BIGINT", doc="rows written to rejects"),
+        Column("rows_replaced", "BIGINT", doc="rows of earlier loads replaced by this one"),
+        Column("started_at", "TIMESTAMPTZ", doc="start"),
+        Column("finished_at", "TIMESTAMPTZ", doc="end"),
+        Column("status", "VARCHAR", doc="loaded | refused"),
+        Column("message", "VARCHAR", doc="notes: ignored columns, dropped identifying columns"),
+        Column("data_version", "INTEGER", doc="data version this batch produced"),
+    ),
+    doc="One row per file loaded.",
+)
+
+REJECTS = Table(
+    "rejects",
+    (
+        Column("batch_id", "INTEGER", doc="batch"),
+        Column("file", "VARCHAR", doc="path as given"),
+        Column("row_number", "BIGINT", doc="row in the file, header = row 1 (line for CSV)"),
+        Column("column_name", "VARCHAR", doc="offending column"),
+        Column("rule", "VARCHAR", doc="rule broken, e.g. range, reference, date"),
+        Column("value", "VARCHAR", doc="offending value (pseudonymised where identifying)"),
+        Column("message", "VARCHAR", doc="readable explanation"),
+    ),
+    doc="Rows refused by validation, with the rule each broke.",
+)
+
+META = Table(
+    "meta",
+    (
+        Column("key", "VARCHAR", doc="setting"),
+        Column("value", "VARCHAR", doc="value"),
+    ),
+    doc="data_version and other facts about the warehouse file.",
+)
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        CLUSTERS, INSTITUTIONS, EXCHANGES, PARTNERSHIPS, PARTICIPANTS, EVENTS, RESPONSES,
+        LOAD_BATCHES, REJECTS, META,
+    )
+}
+
+# The kinds a user can load, in dependency order (a folder loads in this order).
+LOAD_ORDER: tuple[str, ...] = (
+    "clusters", "institutions", "exchanges", "partnerships", "participants", "events", "responses",
+)
+CONTRACT_KINDS = frozenset(LOAD_ORDER)
+
+# Source columns that identify a person. They never reach the warehouse in clear.
+IDENTIFYING_COLUMNS = frozenset(
+    {"name", "full_name", "first_name", "last_name", "email", "e_mail", "e-mail", "mail",
+     "user_full_name", "user", "username"}
+)
+
+
+def ddl(table: Table) -> str:
+    cols = ",\n  ".join(f'"{c.name}" {c.sql_type}' for c in table.columns)
+    return f'CREATE TABLE IF NOT EXISTS "{table.name}" (\n  {cols}\n)'
+
+
+# ---------------------------------------------------------------------------------------------
+# Result tables: computed by `analytics` once per data version, stored in the warehouse by the
+# writer, read by pages and exports. Their columns are the researcher-facing interface.
+# ---------------------------------------------------------------------------------------------
+
+def _cols(spec: str) -> tuple[Column, ...]:
+    out = []
+    for part in spec.split(","):
+        name, typ = part.split(":")
+        out.append(Column(name.strip(), typ.strip()))
+    return tuple(out)
+
+
+RES_SCALE_SCORES = Table(
+    "res_scale_scores",
+    _cols("participant:VARCHAR, exchange_id:VARCHAR, wave:VARCHAR, instrument:VARCHAR, "
+          "scale:VARCHAR, score:DOUBLE, n_items_answered:INTEGER"),
+    doc="Scale score per participant, exchange, wave and scale (mean of answered items after reverse coding).",
+)
+RES_RELIABILITY = Table(
+    "res_reliability",
+    _cols("instrument:VARCHAR, scale:VARCHAR, wave:VARCHAR, n:INTEGER, n_items:INTEGER, "
+          "alpha:DOUBLE, alpha_ci_low:DOUBLE, alpha_ci_high:DOUBLE, below_threshold:BOOLEAN"),
+    doc="Cronbach's alpha per instrument, scale and wave.",
+)
+RES_PREPOST = Table(
+    "res_prepost",
+    _cols("instrument:VARCHAR, scale:VARCHAR, group_by:VARCHAR, group:VARCHAR, n:INTEGER, "
+          "mean_pre:DOUBLE, mean_post:DOUBLE, diff:DOUBLE, diff_ci_low:DOUBLE, diff_ci_high:DOUBLE, "
+          "t:DOUBLE, dof:DOUBLE, p:DOUBLE, p_fdr:DOUBLE, wilcoxon_p:DOUBLE, d_z:DOUBLE, d_av:DOUBLE, "
+          "hedges_g:DOUBLE, hedges_g_ci_low:DOUBLE, hedges_g_ci_high:DOUBLE, suppressed:VARCHAR"),
+    doc="Paired pre/post change per scale, overall and by group.",
+)
+RES_LONGITUDINAL = Table(
+    "res_longitudinal",
+    _cols("instrument:VARCHAR, scale:VARCHAR, term:VARCHAR, estimate:DOUBLE, se:DOUBLE, "
+          "ci_low:DOUBLE, ci_high:DOUBLE, p:DOUBLE, n_participants:INTEGER, n_obs:INTEGER, "
+          "converged:BOOLEAN"),
+    doc="Random-intercept mixed model per scale: fixed effects, marginal means, contrasts, variance shares.",
+)
+RES_ATTRITION = Table(
+    "res_attrition",
+    _cols("group_by:VARCHAR, group:VARCHAR, wave:VARCHAR, n_invited:INTEGER, n_responded:INTEGER, "
+          "rate:DOUBLE, suppressed:VARCHAR"),
+    doc="Survey response funnel per wave, overall and by group.",
+)
+
+RESULT_TABLES: dict[str, Table] = {
+    t.name: t for t in (RES_SCALE_SCORES, RES_RELIABILITY, RES_PREPOST, RES_LONGITUDINAL, RES_ATTRITION)
+}

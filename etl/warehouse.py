@@ -1,0 +1,216 @@
+"""The warehouse file's life cycle: one writer builds the next file and swaps it in; readers
+reopen when it changes.
+
+Writer (`build_next`): take the lock file, copy the live file to a private `.next` file in the
+same folder, let the caller change it, bump `data_version`, CHECKPOINT, close, fsync and
+`os.replace` it over the live path. A writer killed at any point leaves the live file as it was;
+the half-built `.next` file is removed by the next writer. A second writer waits for the lock (up
+to `lock_timeout` seconds) and then starts from the first one's result, so no load is lost.
+
+Readers (`Reader`): open `read_only=True` lazily, in the process that uses it (after a gunicorn
+fork), and reopen when the live path points at a new file (inode or size/mtime changed). Within
+one process DuckDB hands back an already-open database for the same path until every connection
+to it is closed, so the reader closes its connection before it reopens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+from filelock import FileLock, Timeout
+
+from etl import schema
+from etl.errors import WarehouseBusy, WarehouseError
+
+__all__ = [
+    "DEFAULT_WAREHOUSE",
+    "build_next",
+    "connect_read_only",
+    "create_schema",
+    "data_version",
+    "Reader",
+    "lock_path",
+]
+
+DEFAULT_WAREHOUSE = Path(os.environ.get("EXCHANGE_IMPACT_WAREHOUSE", "data/warehouse.duckdb"))
+
+# A load's own DuckDB settings: bounded memory (spills to a private temp folder), all cores.
+LOAD_MEMORY_LIMIT = os.environ.get("EXCHANGE_IMPACT_LOAD_MEMORY", "1200MB")
+
+
+def lock_path(warehouse: Path) -> Path:
+    return warehouse.with_name(warehouse.name + ".lock")
+
+
+def _next_path(warehouse: Path) -> Path:
+    return warehouse.with_name(f".{warehouse.name}.next-{os.getpid()}")
+
+
+def create_schema(con: duckdb.DuckDBPyConnection) -> None:
+    for t in schema.TABLES.values():
+        con.execute(schema.ddl(t))
+    con.execute(
+        "INSERT INTO meta SELECT 'data_version', '0' "
+        "WHERE NOT EXISTS (SELECT 1 FROM meta WHERE key = 'data_version')"
+    )
+
+
+def data_version(con: duckdb.DuckDBPyConnection) -> int:
+    row = con.execute("SELECT value FROM meta WHERE key = 'data_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _configure_writer(con: duckdb.DuckDBPyConnection, tmp_dir: Path) -> None:
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"SET memory_limit = '{LOAD_MEMORY_LIMIT}'")
+    # Each writer spills into its own folder: two processes sharing one overwrite each other.
+    con.execute(f"SET temp_directory = '{tmp_dir}'")
+
+
+def _remove_stale(warehouse: Path) -> None:
+    """Delete half-built files that a killed writer left (we hold the lock, so none is live)."""
+    for p in warehouse.parent.glob(f".{warehouse.name}.next-*"):
+        with contextlib.suppress(FileNotFoundError):
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+
+
+@contextlib.contextmanager
+def build_next(
+    warehouse: Path | str = DEFAULT_WAREHOUSE,
+    *,
+    lock_timeout: float = 600.0,
+    on_wait=None,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Yield a read-write connection to the next warehouse; swap it in if the block succeeds.
+
+    The block may raise `NoChange` to leave the live file untouched. The data version is bumped by
+    one on every swap.
+    """
+    warehouse = Path(warehouse)
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_path(warehouse)))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if on_wait:
+            on_wait()
+        try:
+            lock.acquire(timeout=lock_timeout)
+        except Timeout:
+            raise WarehouseBusy(
+                f"{warehouse}: another load has held the warehouse for over {lock_timeout:.0f} s; "
+                "try again when it has finished"
+            ) from None
+    try:
+        _remove_stale(warehouse)
+        nxt = _next_path(warehouse)
+        tmp_dir = nxt.with_name(nxt.name + ".tmp")
+        if warehouse.exists():
+            shutil.copyfile(warehouse, nxt)
+        con = duckdb.connect(str(nxt))
+        try:
+            _configure_writer(con, tmp_dir)
+            create_schema(con)
+            try:
+                yield con
+            except NoChange:
+                con.close()
+                return
+            version = data_version(con) + 1
+            con.execute("UPDATE meta SET value = ? WHERE key = 'data_version'", [str(version)])
+            con.execute("DELETE FROM meta WHERE key = 'built_at'")
+            con.execute("INSERT INTO meta VALUES ('built_at', strftime(now(), '%Y-%m-%dT%H:%M:%SZ'))")
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        fd = os.open(nxt, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(nxt, warehouse)
+        dfd = os.open(warehouse.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    finally:
+        _remove_stale(warehouse)
+        lock.release()
+
+
+class NoChange(Exception):
+    """Raised inside `build_next` to keep the live warehouse as it is."""
+
+
+def connect_read_only(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
+    warehouse = Path(warehouse)
+    if not warehouse.exists():
+        raise WarehouseError(
+            f"{warehouse}: no warehouse here; load data with 'python -m etl load PATH' "
+            "or build the demo with 'python -m etl demo'"
+        )
+    try:
+        con = duckdb.connect(str(warehouse), read_only=True)
+    except duckdb.Error as e:
+        raise WarehouseError(f"{warehouse}: cannot be opened ({e})") from e
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+class Reader:
+    """One read-only connection per process, reopened when the live file is replaced.
+
+    `cursor()` is cheap; call it once per request. Thread-safe: threaded servers (Flask's dev
+    server, dash_duo) share the reader.
+    """
+
+    def __init__(self, warehouse: Path | str = DEFAULT_WAREHOUSE, check_every: float = 0.5):
+        self.warehouse = Path(warehouse)
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._stamp: tuple | None = None
+        self._pid: int | None = None
+        self._checked = 0.0
+        self._check_every = check_every
+        self._lock = threading.Lock()
+
+    def _file_stamp(self) -> tuple:
+        st = os.stat(self.warehouse)
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            now = time.monotonic()
+            if self._con is None or self._pid != os.getpid() or now - self._checked > self._check_every:
+                self._checked = now
+                stamp = self._file_stamp() if self.warehouse.exists() else None
+                if self._con is None or self._pid != os.getpid() or stamp != self._stamp:
+                    if self._con is not None and self._pid == os.getpid():
+                        self._con.close()
+                    self._con = connect_read_only(self.warehouse)
+                    self._stamp = stamp
+                    self._pid = os.getpid()
+            return self._con.cursor()
+
+    def data_version(self) -> int:
+        cur = self.cursor()
+        try:
+            return data_version(cur)
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None and self._pid == os.getpid():
+                self._con.close()
+            self._con = None

@@ -1,0 +1,152 @@
+"""Survey instruments as data: one YAML file per instrument in this folder.
+
+`load_instruments()` reads and validates every `*.yaml` here (or in a folder you name) and
+returns `Instrument` objects; a malformed file raises `InstrumentError` naming the file and the
+field. Adding an instrument is adding a file: the loader, the scoring in `analytics.scales` and
+the dashboard all work from these objects.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+__all__ = ["Instrument", "Scale", "InstrumentError", "load_instruments", "item_index", "SURVEYS_DIR"]
+
+SURVEYS_DIR = Path(__file__).resolve().parent
+
+
+class InstrumentError(ValueError):
+    """An instrument file breaks the instrument schema."""
+
+
+@dataclass(frozen=True)
+class Scale:
+    id: str
+    label: str
+    items: tuple[str, ...]
+    reverse: tuple[str, ...]
+    min: float
+    max: float
+    min_items: int  # answered items needed for a valid score
+    wording: dict[str, dict[str, str]] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Instrument:
+    id: str
+    version: int
+    title: str
+    scales: tuple[Scale, ...]
+    path: str = ""
+    description: str = ""
+
+    @property
+    def items(self) -> list[str]:
+        return [i for s in self.scales for i in s.items]
+
+    def scale(self, scale_id: str) -> Scale:
+        for s in self.scales:
+            if s.id == scale_id:
+                return s
+        raise KeyError(f"instrument {self.id!r} has no scale {scale_id!r}")
+
+
+def _need(d: dict, key: str, where: str, kind: type | tuple[type, ...]):
+    if key not in d:
+        raise InstrumentError(f"{where}: missing field '{key}'")
+    v = d[key]
+    if not isinstance(v, kind) or isinstance(v, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise InstrumentError(f"{where}: field '{key}' must be {getattr(kind, '__name__', kind)}, got {v!r}")
+    return v
+
+
+def _parse_scale(d: dict, where: str) -> Scale:
+    if not isinstance(d, dict):
+        raise InstrumentError(f"{where}: a scale must be a mapping")
+    sid = _need(d, "id", where, str)
+    where = f"{where} scale '{sid}'"
+    items = _need(d, "items", where, list)
+    if not items or not all(isinstance(i, str) and i for i in items):
+        raise InstrumentError(f"{where}: 'items' must be a non-empty list of item ids")
+    if len(set(items)) != len(items):
+        raise InstrumentError(f"{where}: 'items' lists an item twice")
+    reverse = d.get("reverse") or []
+    unknown = [r for r in reverse if r not in items]
+    if unknown:
+        raise InstrumentError(f"{where}: reverse-coded items {unknown} are not in 'items'")
+    lo = _need(d, "min", where, (int, float))
+    hi = _need(d, "max", where, (int, float))
+    if not lo < hi:
+        raise InstrumentError(f"{where}: 'min' ({lo}) must be below 'max' ({hi})")
+    mi = d.get("min_items", len(items))
+    if isinstance(mi, float) and 0 < mi <= 1:  # a share of the items
+        mi = math.ceil(mi * len(items) - 1e-9)
+    if not isinstance(mi, int) or isinstance(mi, bool) or not 1 <= mi <= len(items):
+        raise InstrumentError(
+            f"{where}: 'min_items' must be a count from 1 to {len(items)} or a share in (0, 1], got {mi!r}"
+        )
+    wording = d.get("wording") or {}
+    if not isinstance(wording, dict) or any(k not in items for k in wording):
+        raise InstrumentError(f"{where}: 'wording' must map item ids of this scale to texts by language")
+    return Scale(sid, str(d.get("label", sid)), tuple(items), tuple(reverse), float(lo), float(hi), mi, wording)
+
+
+def parse_instrument(doc: object, path: str = "<memory>") -> Instrument:
+    """Validate one instrument document (the parsed YAML) and build the `Instrument`."""
+    if not isinstance(doc, dict):
+        raise InstrumentError(f"{path}: an instrument file must be a mapping")
+    iid = _need(doc, "id", path, str)
+    version = _need(doc, "version", path, int)
+    title = _need(doc, "title", path, str)
+    scales_raw = _need(doc, "scales", path, list)
+    if not scales_raw:
+        raise InstrumentError(f"{path}: 'scales' is empty")
+    scales = tuple(_parse_scale(s, f"{path}") for s in scales_raw)
+    seen: set[str] = set()
+    for s in scales:
+        dup = seen.intersection(s.items)
+        if dup:
+            raise InstrumentError(f"{path}: items {sorted(dup)} belong to more than one scale")
+        seen.update(s.items)
+    if len({s.id for s in scales}) != len(scales):
+        raise InstrumentError(f"{path}: two scales share an id")
+    return Instrument(iid, version, title, scales, path, str(doc.get("description", "")))
+
+
+@cache
+def _load(folder: str) -> tuple[Instrument, ...]:
+    out: list[Instrument] = []
+    for p in sorted(Path(folder).glob("*.yaml")):
+        try:
+            doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise InstrumentError(f"{p}: not valid YAML ({e})") from e
+        out.append(parse_instrument(doc, str(p)))
+    ids = [i.id for i in out]
+    for i in set(ids):
+        if ids.count(i) > 1:
+            raise InstrumentError(f"{folder}: instrument id '{i}' is defined in more than one file")
+    owner: dict[str, str] = {}
+    for inst in out:
+        for item in inst.items:
+            if item in owner:
+                raise InstrumentError(
+                    f"{inst.path}: item '{item}' is also an item of instrument '{owner[item]}'"
+                )
+            owner[item] = inst.id
+    return tuple(out)
+
+
+def load_instruments(folder: str | Path | None = None) -> dict[str, Instrument]:
+    """All instruments in `folder` (default: this package's folder), by id."""
+    return {i.id: i for i in _load(str(Path(folder or SURVEYS_DIR).resolve()))}
+
+
+def item_index(instruments: dict[str, Instrument]) -> dict[str, tuple[Instrument, Scale]]:
+    """Map every item id to its instrument and scale."""
+    return {item: (inst, s) for inst in instruments.values() for s in inst.scales for item in s.items}
