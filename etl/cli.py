@@ -1,0 +1,199 @@
+"""`python -m etl`: load files, build the demo program, show the warehouse's status.
+
+A thin layer over `etl.load`, `etl.demo` and `etl.warehouse`: it parses arguments, shows
+progress, prints one clear line per problem and sets the exit status:
+
+  0  everything loaded cleanly (or nothing changed)
+  1  a file was refused whole, or the load could not run (message says why)
+  2  the command line was wrong
+  3  files loaded, but some rows were rejected (listed; see `python -m etl status`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from etl import schema
+from etl.errors import EtlError
+from etl.warehouse import DEFAULT_WAREHOUSE
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_REJECTS = 0, 1, 2, 3
+
+EPILOG = """examples:
+  python -m etl demo                                  build the demo program into data/
+  python -m etl load exports/                         load a folder, in dependency order
+  python -m etl load events_march.csv --kind events   load one file, kind given
+  python -m etl status --warehouse /srv/ei/warehouse.duckdb
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--warehouse", type=Path, default=DEFAULT_WAREHOUSE, metavar="PATH",
+        help=f"warehouse file (default: {DEFAULT_WAREHOUSE}; env EXCHANGE_IMPACT_WAREHOUSE), "
+             "e.g. --warehouse /srv/ei/warehouse.duckdb",
+    )
+    common.add_argument("--quiet", action="store_true",
+                        help="no progress, only problems and the final summary lines")
+    p = argparse.ArgumentParser(
+        prog="python -m etl", description=__doc__.split("\n\n")[0],
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ld = sub.add_parser(
+        "load", parents=[common], help="load CSV, XLSX or Parquet files or folders",
+        description="Load contract files into the warehouse (see the README's input contract). "
+                    "Bad rows go to the rejects table with the rule they broke; the good rows "
+                    "load. Loading the same file again changes nothing; a corrected version of "
+                    "a file (same name) replaces what the earlier one contributed.",
+        epilog="example: python -m etl load data/exports/ --warehouse data/warehouse.duckdb",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ld.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                    help="files or folders, e.g. exports/ or events_2026.csv")
+    ld.add_argument("--kind", choices=schema.LOAD_ORDER,
+                    help="what the files hold (default: the first word of each file name, else "
+                         "its columns), e.g. --kind events")
+    ld.add_argument("--wait", type=float, default=600.0, metavar="SECONDS",
+                    help="how long to wait for another load to finish (default 600), e.g. --wait 0")
+    dm = sub.add_parser(
+        "demo", parents=[common], help="generate the demo program and load it",
+        description="Write a generated program in the contract's formats (with the true effects "
+                    "it simulated in truth.json) and load it. A pseudonymisation key is created "
+                    "beside the warehouse if none is set.",
+        epilog="example: python -m etl demo --participants 1000 --seed 3 --out /tmp/demo",
+    )
+    dm.add_argument("--participants", type=int, default=10_000, metavar="N",
+                    help="participants to simulate (default 10000), e.g. --participants 1000000")
+    dm.add_argument("--seed", type=int, default=7, metavar="S", help="random seed (default 7)")
+    dm.add_argument("--out", type=Path, metavar="DIR",
+                    help="folder for the generated files (default: demo/ beside the warehouse)")
+    sub.add_parser(
+        "status", parents=[common], help="data version, rows per table, last loads",
+        description="Print the data version, the row counts per table and the last loads.",
+        epilog="example: python -m etl status --warehouse data/warehouse.duckdb",
+    )
+    return p
+
+
+def _print_reports(reports, console: Console, quiet: bool) -> int:
+    code = EXIT_OK
+    for r in reports:
+        if r.status == "refused":
+            console.print(f"error: {r.summary()}", highlight=False, markup=False)
+            code = EXIT_ERROR
+            continue
+        console.print(r.summary(), highlight=False, markup=False)
+        for note in r.notes[1 if r.status == "unchanged" else 0:]:
+            console.print(f"  note: {note}", highlight=False, markup=False)
+        for line in r.first_rejects:
+            console.print(f"  {line}", highlight=False, markup=False)
+        if r.rows_rejected > len(r.first_rejects):
+            console.print(f"  … {r.rows_rejected - len(r.first_rejects):,} more in the rejects "
+                          "table ('python -m etl status', Data page)", highlight=False)
+        if r.rows_rejected and code == EXIT_OK:
+            code = EXIT_REJECTS
+    return code
+
+
+def cmd_load(args, console: Console, err: Console) -> int:
+    from etl.load import load_paths
+    from etl.progress import Steps
+
+    with Steps(console, quiet=args.quiet) as steps:
+        reports = load_paths(
+            args.paths, args.warehouse, kind=args.kind, progress=steps.say, lock_timeout=args.wait,
+            on_wait=lambda: err.print(f"waiting for another load of {args.warehouse} to finish "
+                                      f"(up to {args.wait:.0f} s)…", highlight=False),
+            after_load=_after_load(steps),
+        )
+    return _print_reports(reports, console, args.quiet)
+
+
+def _after_load(steps):
+    """Recompute the result tables in the new file before it goes live (one per data version)."""
+    try:
+        from analytics.materialise import refresh
+    except ImportError:  # the statistics layer is optional for a bare load
+        return None
+
+    def run(con, reports):
+        steps.say("computing result tables")
+        refresh(con)
+    return run
+
+
+def cmd_demo(args, console: Console, err: Console) -> int:
+    from etl.demo import generate_demo
+    from etl.pseudonym import resolve_key
+
+    out = args.out or args.warehouse.parent / "demo"
+    t0 = time.perf_counter()
+    if not args.quiet:
+        console.print(f"generating a demo program of {args.participants:,} participants into {out}")
+    generate_demo(out, participants=args.participants, seed=args.seed, progress=not args.quiet)
+    resolve_key(args.warehouse, create=True)
+    args.paths, args.kind, args.wait = [out], None, 600.0
+    code = cmd_load(args, console, err)
+    if not args.quiet:
+        console.print(f"demo ready in {time.perf_counter() - t0:.1f} s: {args.warehouse}")
+    # The demo plants bad rows on purpose: their rejection is the expected outcome.
+    return EXIT_OK if code == EXIT_REJECTS else code
+
+
+def cmd_status(args, console: Console, err: Console) -> int:
+    from rich.table import Table
+
+    from etl.warehouse import connect_read_only, data_version
+
+    con = connect_read_only(args.warehouse)
+    try:
+        built = con.execute("SELECT value FROM meta WHERE key = 'built_at'").fetchone()
+        console.print(f"warehouse {args.warehouse}: data version {data_version(con)}"
+                      f"{', built ' + built[0] if built else ''}", highlight=False)
+        counts = Table(title="rows per table", title_justify="left")
+        counts.add_column("table")
+        counts.add_column("rows", justify="right")
+        for name in (*schema.LOAD_ORDER, "rejects", *schema.RESULT_TABLES):
+            try:
+                n = con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
+            except Exception:  # a result table of an older file: not there yet
+                continue
+            counts.add_row(name, f"{n:,}")
+        console.print(counts)
+        loads = Table(title="last loads", title_justify="left")
+        for c in ("batch", "file", "kind", "status", "in", "accepted", "rejected", "finished"):
+            loads.add_column(c, justify="right" if c in ("in", "accepted", "rejected") else "left")
+        for row in con.execute(
+            "SELECT batch_id, parse_filename(file), kind, status, rows_in, rows_accepted, rows_rejected, "
+            "strftime(finished_at, '%Y-%m-%d %H:%M:%S') FROM load_batches "
+            "ORDER BY batch_id DESC LIMIT 15").fetchall():
+            loads.add_row(*[f"{v:,}" if isinstance(v, int) and i > 3 else str(v or "")
+                            for i, v in enumerate(row)])
+        console.print(loads)
+    finally:
+        con.close()
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:  # logs and pipes: wide enough that tables do not fold
+        console = Console(highlight=False, soft_wrap=True, width=160)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        return {"load": cmd_load, "demo": cmd_demo, "status": cmd_status}[args.command](
+            args, console, err)
+    except EtlError as e:
+        err.print(f"error: {e}", highlight=False, markup=False)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        err.print("interrupted: the warehouse was left as it was before this load")
+        return 130

@@ -1,0 +1,1254 @@
+"""A generated demo program in the input contract's formats, deterministic by seed.
+
+`generate_demo(out)` writes clusters.xlsx, institutions.csv, exchanges.csv, partnerships.csv,
+participants.csv, events.csv and responses.csv into `out`, plus truth.json: the effects the
+simulation built in, so that tests can check that the statistics recover them, and the bad
+rows it planted on purpose, so that tests can check that the loader rejects exactly those.
+
+Why simulate rather than ship a sample: the dashboard needs realistic data on a fresh clone, the
+statistics need a known truth, and benchmarks need the same program at 100x the size. Everything
+is vectorised with numpy and written with pyarrow; participants, events and responses are made
+in chunks of `CHUNK` participants so that 1,000,000 participants (~50M events) fit in ~2 GB.
+
+The model, per instrument scale (all on the instrument's raw scale, e.g. 1..5):
+
+- latent baseline  theta0_i = mu + latent_sd * (sqrt(rho) * g_i + sqrt(1 - rho) * z_is)
+- latent gain      delta_i = intercept[modality] + dose_slope * min(n_events_i, DOSE_CAP) / 10
+                             + N(0, gain_sd)          (comparison group: comparison_gain + N(0, gain_sd / 2))
+- latent by wave   pre = theta0, post = theta0 + delta, followup = theta0 + retention * delta,
+                   each plus N(0, occasion_sd)
+- item answer      clip(round(latent + item_offset_j + N(0, item_noise_sd)), min, max), written as
+                   min + max - answer for reverse-coded items; ~3 % of answers left empty.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import unicodedata
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from scipy.special import ndtr
+
+import surveys
+
+__all__ = ["generate_demo", "AS_OF", "CHUNK", "DOSE_CAP", "WAVES", "MODALITIES"]
+
+AS_OF = date(2026, 11, 15)  # the program's "today": partnerships still running then are censored
+CHUNK = 100_000  # participants per generated chunk; fixed so that output does not depend on it
+DOSE_CAP = 150  # events beyond this add no further gain
+WAVES = ("pre", "post", "followup")
+MODALITIES = ("virtual", "blended", "physical")
+GROUPS = (*MODALITIES, "comparison")
+MEAN_EVENTS = 55.0  # mean events per active participant (heavy-tailed around it)
+MISSING_ITEM_SHARE = 0.03
+TARGET_ALPHA = 0.78  # design value of Cronbach's alpha at the pre wave
+_EPOCH = date(1970, 1, 1)
+_FIRST_MONDAY = date(2023, 9, 4)  # earliest exchange start (a Monday)
+_START_WEEKS = 117  # exchanges start on one of the 117 Mondays from _FIRST_MONDAY
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference data: countries, clusters, purposes. Names are common ones, written in the country's
+# script where it is not Latin ("native|latin"); "_" stands for a space inside a name.
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Country:
+    alpha3: str
+    cities: tuple[tuple[str, str], ...]  # (city, IANA zone): multi-zone countries list several
+    income: str
+    language: str
+    currency: str
+    school: str  # name template with {city}
+    university: str
+    first: str
+    last: str
+    family_first: bool = False
+    native_share: float = 1.0  # share of people whose name is written in the native script
+    native_sep: str = " "
+    weight: float = 1.0
+
+
+COUNTRIES: tuple[Country, ...] = (
+    Country("DEU", (("Berlin", "Europe/Berlin"), ("Hamburg", "Europe/Berlin"),
+                    ("München", "Europe/Berlin"), ("Köln", "Europe/Berlin")),
+            "high", "German", "EUR", "Gymnasium {city}", "Universität {city}",
+            "Lena Jonas Mia Lukas Emma Leon Hannah Felix Sophie Maximilian",
+            "Müller Schmidt Schneider Fischer Weber Becker Wagner Hoffmann", weight=2.0),
+    Country("FRA", (("Paris", "Europe/Paris"), ("Lyon", "Europe/Paris"),
+                    ("Marseille", "Europe/Paris"), ("Lille", "Europe/Paris")),
+            "high", "French", "EUR", "Lycée de {city}", "Université de {city}",
+            "Camille Louis Léa Gabriel Chloé Hugo Manon Théo Inès Jules",
+            "Martin Bernard Dubois Lefèvre Moreau Girard Fournier Mercier", weight=1.8),
+    Country("ESP", (("Madrid", "Europe/Madrid"), ("Barcelona", "Europe/Madrid"),
+                    ("Valencia", "Europe/Madrid"), ("Las Palmas", "Atlantic/Canary")),
+            "high", "Spanish", "EUR", "IES {city}", "Universidad de {city}",
+            "Lucía Hugo Martina Mateo Sofía Pablo Alba Álvaro Carmen Javier",
+            "García Fernández González Rodríguez López Martínez Sánchez Pérez", weight=1.6),
+    Country("ITA", (("Roma", "Europe/Rome"), ("Milano", "Europe/Rome"), ("Napoli", "Europe/Rome"),
+                    ("Torino", "Europe/Rome")),
+            "high", "Italian", "EUR", "Liceo di {city}", "Università di {city}",
+            "Giulia Lorenzo Sofia Francesco Aurora Alessandro Chiara Matteo Giorgia Leonardo",
+            "Rossi Russo Ferrari Esposito Bianchi Romano Colombo Ricci", weight=1.4),
+    Country("POL", (("Warszawa", "Europe/Warsaw"), ("Kraków", "Europe/Warsaw"),
+                    ("Gdańsk", "Europe/Warsaw"), ("Wrocław", "Europe/Warsaw")),
+            "high", "Polish", "PLN", "Liceum Ogólnokształcące {city}", "Uniwersytet {city}",
+            "Zofia Jakub Maja Antoni Zuzanna Jan Łucja Szymon Wiktoria Michał",
+            "Nowak Kowalski Wiśniewska Wójcik Kowalczyk Kamiński Lewandowska Zieliński"),
+    Country("NLD", (("Amsterdam", "Europe/Amsterdam"), ("Rotterdam", "Europe/Amsterdam"),
+                    ("Utrecht", "Europe/Amsterdam")),
+            "high", "Dutch", "EUR", "Lyceum {city}", "Universiteit {city}",
+            "Emma Daan Julia Sem Tess Lucas Sophie Finn Noor Levi",
+            "de_Jong Jansen de_Vries van_den_Berg Bakker Visser Smit Meijer"),
+    Country("SWE", (("Stockholm", "Europe/Stockholm"), ("Göteborg", "Europe/Stockholm"),
+                    ("Malmö", "Europe/Stockholm")),
+            "high", "Swedish", "SEK", "{city} gymnasium", "{city} universitet",
+            "Alice Oscar Maja William Elsa Hugo Astrid Lucas Saga Liam",
+            "Andersson Johansson Karlsson Nilsson Eriksson Larsson Öberg Åkesson"),
+    Country("FIN", (("Helsinki", "Europe/Helsinki"), ("Tampere", "Europe/Helsinki"),
+                    ("Oulu", "Europe/Helsinki")),
+            "high", "Finnish", "EUR", "{city}n lukio", "{city}n yliopisto",
+            "Aino Eetu Ella Onni Helmi Väinö Sofia Leo Iida Elias",
+            "Korhonen Virtanen Mäkinen Nieminen Mäkelä Hämäläinen Laine Heikkinen"),
+    Country("PRT", (("Lisboa", "Europe/Lisbon"), ("Porto", "Europe/Lisbon"),
+                    ("Funchal", "Atlantic/Madeira")),
+            "high", "Portuguese", "EUR", "Escola Secundária de {city}", "Universidade de {city}",
+            "Maria Francisco Leonor Afonso Matilde Tomás Beatriz João Inês Rodrigo",
+            "Silva Santos Ferreira Pereira Oliveira Costa Rodrigues Gonçalves"),
+    Country("GRC", (("Athens", "Europe/Athens"), ("Thessaloniki", "Europe/Athens"),
+                    ("Patras", "Europe/Athens")),
+            "high", "Greek", "EUR", "Geniko Lykeio {city}", "University of {city}",
+            "Μαρία|Maria Γιώργος|Giorgos Ελένη|Eleni Δημήτρης|Dimitris Κατερίνα|Katerina "
+            "Νίκος|Nikos Σοφία|Sofia Κώστας|Kostas",
+            "Παπαδόπουλος|Papadopoulos Οικονόμου|Oikonomou Γεωργίου|Georgiou "
+            "Νικολάου|Nikolaou Βασιλείου|Vasileiou Καραγιάννης|Karagiannis", native_share=0.8),
+    Country("KEN", (("Nairobi", "Africa/Nairobi"), ("Mombasa", "Africa/Nairobi"),
+                    ("Kisumu", "Africa/Nairobi")),
+            "lower-middle", "Swahili", "KES", "{city} High School", "University of {city}",
+            "Wanjiru Otieno Achieng Kipchoge Njeri Mwangi Akinyi Kamau Chebet Omondi",
+            "Odhiambo Mutua Wanjala Kiprono Njoroge Kariuki Onyango Wambui", weight=1.3),
+    Country("NGA", (("Lagos", "Africa/Lagos"), ("Abuja", "Africa/Lagos"),
+                    ("Ibadan", "Africa/Lagos")),
+            "lower-middle", "English", "NGN", "{city} Model College", "University of {city}",
+            "Chinonso Adebayo Ngozi Emeka Funmilayo Oluwaseun Amaka Ibrahim Zainab Tunde",
+            "Okafor Adeyemi Okonkwo Balogun Eze Abubakar Nwosu Ogunleye", weight=1.2),
+    Country("ZAF", (("Johannesburg", "Africa/Johannesburg"), ("Cape Town", "Africa/Johannesburg"),
+                    ("Durban", "Africa/Johannesburg")),
+            "upper-middle", "English", "ZAR", "{city} High School", "University of {city}",
+            "Thandiwe Sipho Lerato Thabo Naledi Pieter Ayanda Johan Zanele Lwazi",
+            "Dlamini Nkosi van_der_Merwe Ndlovu Botha Mokoena Khumalo Naidoo"),
+    Country("UGA", (("Kampala", "Africa/Kampala"), ("Gulu", "Africa/Kampala"),
+                    ("Mbarara", "Africa/Kampala")),
+            "low", "English", "UGX", "{city} Secondary School", "{city} University",
+            "Nakato Mugisha Apio Ssemakula Namubiru Okello Atim Kato Nansubuga Wasswa",
+            "Mukasa Nabirye Tumusiime Ochieng Byaruhanga Kiggundu Akello Ssali"),
+    Country("MAR", (("Rabat", "Africa/Casablanca"), ("Casablanca", "Africa/Casablanca"),
+                    ("Fès", "Africa/Casablanca")),
+            "lower-middle", "French", "MAD", "Lycée {city}", "Université de {city}",
+            "يوسف|Youssef فاطمة|Fatima محمد|Mohamed خديجة|Khadija أمين|Amine سلمى|Salma "
+            "إدريس|Idriss مريم|Meryem",
+            "العلوي|Alaoui بنعلي|Benali الإدريسي|Idrissi التازي|Tazi بنجلون|Benjelloun "
+            "الفاسي|Fassi", native_share=0.5),
+    Country("IND", (("Bengaluru", "Asia/Kolkata"), ("Pune", "Asia/Kolkata"),
+                    ("Delhi", "Asia/Kolkata"), ("Chennai", "Asia/Kolkata")),
+            "lower-middle", "English", "INR", "{city} Public School", "University of {city}",
+            "आरव|Aarav अनन्या|Ananya विवान|Vivaan दिया|Diya अर्जुन|Arjun ईशा|Isha "
+            "रोहन|Rohan प्रिया|Priya",
+            "शर्मा|Sharma पटेल|Patel सिंह|Singh गुप्ता|Gupta वर्मा|Verma राव|Rao",
+            native_share=0.3, weight=1.5),
+    Country("JPN", (("Tokyo", "Asia/Tokyo"), ("Osaka", "Asia/Tokyo"), ("Sapporo", "Asia/Tokyo")),
+            "high", "Japanese", "JPY", "{city} Senior High School", "{city} University",
+            "陽翔|Haruto 結菜|Yuna 蓮|Ren 陽葵|Himari 湊|Minato 凛|Rin 大翔|Hiroto 結衣|Yui",
+            "佐藤|Sato 鈴木|Suzuki 高橋|Takahashi 田中|Tanaka 伊藤|Ito 渡辺|Watanabe "
+            "山本|Yamamoto 中村|Nakamura", family_first=True, native_share=0.85, weight=1.3),
+    Country("KOR", (("Seoul", "Asia/Seoul"), ("Busan", "Asia/Seoul"), ("Daejeon", "Asia/Seoul")),
+            "high", "Korean", "KRW", "{city} High School", "{city} National University",
+            "민준|Minjun 서연|Seoyeon 도윤|Doyun 지우|Jiwoo 하준|Hajun 서윤|Seoyun 예준|Yejun "
+            "하은|Haeun",
+            "김|Kim 이|Lee 박|Park 최|Choi 정|Jung 강|Kang", family_first=True, native_share=0.85,
+            native_sep=""),
+    Country("IDN", (("Jakarta", "Asia/Jakarta"), ("Surabaya", "Asia/Jakarta"),
+                    ("Makassar", "Asia/Makassar"), ("Jayapura", "Asia/Jayapura")),
+            "upper-middle", "Indonesian", "IDR", "SMA Negeri {city}", "Universitas {city}",
+            "Putri Budi Siti Agus Dewi Rizky Ayu Fajar Nur Adi",
+            "Santoso Wijaya Saputra Hidayat Kusuma Pratama Setiawan Nugroho"),
+    Country("VNM", (("Hanoi", "Asia/Bangkok"), ("Ho Chi Minh City", "Asia/Ho_Chi_Minh"),
+                    ("Da Nang", "Asia/Ho_Chi_Minh")),
+            "lower-middle", "Vietnamese", "VND", "THPT {city}", "Đại học {city}",
+            "An Bảo Chi Dũng Hà Hùng Linh Minh Ngọc Trang",
+            "Nguyễn Trần Lê Phạm Hoàng Huỳnh Phan Vũ", family_first=True),
+    Country("TUR", (("İstanbul", "Europe/Istanbul"), ("Ankara", "Europe/Istanbul"),
+                    ("İzmir", "Europe/Istanbul")),
+            "upper-middle", "Turkish", "TRY", "{city} Anadolu Lisesi", "{city} Üniversitesi",
+            "Zeynep Yusuf Elif Eymen Defne Ömer Ecrin Mustafa Azra Çınar",
+            "Yılmaz Kaya Demir Şahin Çelik Yıldız Aydın Öztürk"),
+    Country("USA", (("Boston", "America/New_York"), ("Chicago", "America/Chicago"),
+                    ("Denver", "America/Denver"), ("Seattle", "America/Los_Angeles")),
+            "high", "English", "USD", "{city} High School", "University of {city}",
+            "Olivia Liam Ava Noah Sophia Ethan Isabella Mason Mia James Aaliyah Diego",
+            "Smith Johnson Williams Brown Garcia Miller Davis Nguyen Kim Rodriguez", weight=2.0),
+    Country("CAN", (("Toronto", "America/Toronto"), ("Montréal", "America/Toronto"),
+                    ("Vancouver", "America/Vancouver"), ("Calgary", "America/Edmonton")),
+            "high", "English", "CAD", "{city} Secondary School", "University of {city}",
+            "Olivia Liam Charlotte Noah Amelia William Chloé Félix Emily Benjamin",
+            "Tremblay Smith Roy Brown Gagnon Wilson Singh Martin"),
+    Country("MEX", (("Ciudad de México", "America/Mexico_City"), ("Monterrey", "America/Monterrey"),
+                    ("Tijuana", "America/Tijuana")),
+            "upper-middle", "Spanish", "MXN", "Preparatoria {city}", "Universidad de {city}",
+            "Sofía Santiago Valentina Mateo Regina Leonardo Ximena Emiliano Camila Diego",
+            "Hernández García Martínez López González Pérez Rodríguez Sánchez", weight=1.2),
+    Country("BRA", (("São Paulo", "America/Sao_Paulo"), ("Recife", "America/Recife"),
+                    ("Manaus", "America/Manaus"), ("Porto Alegre", "America/Sao_Paulo")),
+            "upper-middle", "Portuguese", "BRL", "Escola Estadual {city}",
+            "Universidade de {city}",
+            "Maria Miguel Alice Arthur Helena Heitor Laura Davi Valentina Gabriel",
+            "Silva Santos Oliveira Souza Rodrigues Ferreira Alves Pereira", weight=1.5),
+    Country("COL", (("Bogotá", "America/Bogota"), ("Medellín", "America/Bogota"),
+                    ("Cali", "America/Bogota")),
+            "upper-middle", "Spanish", "COP", "Colegio {city}", "Universidad de {city}",
+            "Isabella Santiago Mariana Sebastián Valeria Matías Luciana Samuel Gabriela Nicolás",
+            "Rodríguez Gómez González Martínez García López Hernández Díaz"),
+    Country("PER", (("Lima", "America/Lima"), ("Arequipa", "America/Lima"),
+                    ("Cusco", "America/Lima")),
+            "upper-middle", "Spanish", "PEN", "Colegio {city}", "Universidad de {city}",
+            "Camila Thiago Valeria Liam Ariana Adriano Luana Gael Kiara Mateo",
+            "Quispe Flores Sánchez Rodríguez García Mamani Huamán Chávez"),
+    Country("CHL", (("Santiago", "America/Santiago"), ("Valparaíso", "America/Santiago"),
+                    ("Concepción", "America/Santiago")),
+            "high", "Spanish", "CLP", "Liceo {city}", "Universidad de {city}",
+            "Agustina Agustín Sofía Benjamín Florencia Vicente Isidora Martín Josefa Tomás",
+            "González Muñoz Rojas Díaz Pérez Soto Contreras Silva"),
+    Country("AUS", (("Sydney", "Australia/Sydney"), ("Melbourne", "Australia/Melbourne"),
+                    ("Perth", "Australia/Perth"), ("Brisbane", "Australia/Brisbane")),
+            "high", "English", "AUD", "{city} High School", "University of {city}",
+            "Charlotte Oliver Amelia Jack Isla Noah Mia William Olivia Thomas",
+            "Smith Jones Williams Brown Wilson Taylor Nguyen Anderson", weight=1.2),
+    Country("NZL", (("Auckland", "Pacific/Auckland"), ("Wellington", "Pacific/Auckland"),
+                    ("Christchurch", "Pacific/Auckland")),
+            "high", "English", "NZD", "{city} Grammar School", "University of {city}",
+            "Isla Oliver Charlotte Jack Aria Leo Aroha Nikau Ruby Wiremu",
+            "Smith Wilson Williams Brown Taylor Ngata Thompson Walker"),
+)
+
+# (cluster_id, name, kind, member countries)
+CLUSTERS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("CL01", "Nordic–Baltic School Cluster", "cluster", ("SWE", "FIN", "POL", "DEU", "NLD")),
+    ("CL02", "Mediterranean Classrooms Network", "network",
+     ("ESP", "ITA", "FRA", "GRC", "PRT", "MAR", "TUR")),
+    ("CL03", "Pacific Rim University Consortium", "consortium",
+     ("JPN", "KOR", "AUS", "NZL", "USA", "CAN", "CHL", "IDN", "VNM")),
+    ("CL04", "Africa–Europe Schools Network", "network",
+     ("KEN", "NGA", "ZAF", "UGA", "DEU", "FRA", "NLD")),
+    ("CL05", "Americas Learning Cluster", "cluster",
+     ("USA", "CAN", "MEX", "BRA", "COL", "PER", "CHL")),
+    ("CL06", "Global Science Classrooms Consortium", "consortium",
+     ("IND", "JPN", "DEU", "BRA", "ZAF", "USA", "KEN")),
+    ("CL07", "South–South Exchange Network", "network",
+     ("BRA", "IND", "IDN", "KEN", "NGA", "COL", "VNM", "UGA", "PER", "MEX")),
+    ("CL08", "Iberoamerican Schools Cluster", "cluster",
+     ("ESP", "PRT", "MEX", "COL", "PER", "CHL", "BRA")),
+)
+PROGRAMS = {
+    "cluster": ("School Partnerships", "Virtual Exchange Fund"),
+    "network": ("Global Classrooms", "Virtual Exchange Fund", "Science Across Borders"),
+    "consortium": ("COIL Pilot", "Mobility Grants", "Science Across Borders"),
+}
+PURPOSES = ("language practice", "joint science project", "global understanding",
+            "climate action project", "digital storytelling", "entrepreneurship challenge",
+            "cultural heritage", "mirror class")
+# Approximate units per euro, used only to state budgets in local currencies.
+EUR_RATES = {"EUR": 1.0, "USD": 1.08, "PLN": 4.3, "SEK": 11.3, "KES": 140.0, "NGN": 1600.0,
+             "ZAR": 20.0, "UGX": 4000.0, "MAD": 10.8, "INR": 90.0, "JPY": 160.0, "KRW": 1450.0,
+             "IDR": 17000.0, "VND": 27000.0, "TRY": 35.0, "CAD": 1.48, "MXN": 20.0, "BRL": 5.8,
+             "COP": 4400.0, "PEN": 4.0, "CLP": 1000.0, "AUD": 1.65, "NZD": 1.8}
+INCOME_CONNECTIVITY = {  # P(low, medium, high connectivity) by income group
+    "low": (0.5, 0.4, 0.1), "lower-middle": (0.3, 0.5, 0.2),
+    "upper-middle": (0.12, 0.48, 0.4), "high": (0.03, 0.22, 0.75),
+}
+CONNECTIVITY = ("low", "medium", "high")
+
+ACTIVITIES = ("message", "forum_post", "video_call", "live_session", "upload", "peer_review",
+              "quiz", "site_visit", "workshop")
+ACTIVITY_WEIGHTS = np.array([  # rows: virtual, blended, physical
+    [.35, .15, .15, .10, .12, .08, .05, .00, .00],
+    [.30, .12, .12, .10, .10, .08, .05, .05, .08],
+    [.22, .08, .08, .10, .10, .06, .04, .14, .18],
+])
+ACTIVITY_MEDIAN_MIN = np.array([2, 8, 40, 60, 10, 20, 12, 120, 90], dtype=float)
+
+# Local weekday (Mon..Sun) and hour profiles: curricular school, curricular university,
+# extracurricular. Teachers add some evening preparation on top.
+WEEKDAY_P = np.array([
+    [.20, .20, .20, .20, .18, .015, .005],
+    [.20, .21, .21, .20, .15, .02, .01],
+    [.16, .16, .16, .16, .14, .13, .09],
+])
+HOUR_FIRST = (7, 8, 12)
+HOUR_W = (
+    [2, 14, 16, 16, 15, 8, 12, 11, 5, 1],
+    [6, 11, 12, 12, 8, 9, 11, 10, 8, 6, 4, 3],
+    [5, 8, 12, 16, 16, 14, 11, 9, 6, 3],
+)
+TEACHER_EVENING_SHARE = 0.12
+
+# Effect sizes for a 1..5 scale; scaled by (max - min) / 4 for other ranges. Instruments not
+# listed get the defaults: adding an instrument needs no code here either.
+BASE_GAIN = {"icc": 0.13, "collab": 0.15, "digital": 0.11, "gcit": 0.12, "flc": 0.16}
+DEFAULT_BASE_GAIN = 0.12
+MODALITY_MULT = {"digital": (1.3, 1.15, 0.8)}  # virtual work trains digital skills most
+DEFAULT_MODALITY_MULT = (1.0, 1.4, 1.8)  # physical > blended > virtual
+DOSE_SLOPE = 0.02  # gain per 10 events (up to DOSE_CAP)
+COMPARISON_GAIN = 0.02
+LATENT_SD = 0.6
+GAIN_SD = 0.25
+OCCASION_SD = 0.15
+GENERAL_FACTOR_SHARE = 0.3  # share of baseline variance common to all scales of a person
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+def _rng(seed: int, *stream: int) -> np.random.Generator:
+    """An independent generator per (purpose, chunk), so output never depends on call order."""
+    return np.random.default_rng([seed, *stream])
+
+
+_ASCII_FIX = str.maketrans({"ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ø": "o", "ß": "ss",
+                            "ı": "i", "æ": "ae"})
+
+
+def _ascii(s: str) -> str:
+    s = unicodedata.normalize("NFKD", s.translate(_ASCII_FIX))
+    return "".join(ch for ch in s if ord(ch) < 128)
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", _ascii(s).lower()).strip("-")
+
+
+def _days(d: date) -> int:
+    return (d - _EPOCH).days
+
+
+def _iso(day: int) -> str:
+    return date.fromordinal(_EPOCH.toordinal() + int(day)).isoformat()
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _csv_cell(v: object) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return '"' + v.replace('"', '""') + '"'
+    return str(v)
+
+
+def _csv_line(values: list[object]) -> bytes:
+    return (",".join(_csv_cell(v) for v in values) + "\n").encode()
+
+
+_NO_HEADER = pacsv.WriteOptions(include_header=False)
+
+
+class _CsvOut:
+    """A CSV file written in pieces: our own header, pyarrow tables, and raw planted lines.
+
+    It counts data rows so that a planted line's row number (header = row 1) is known.
+    """
+
+    def __init__(self, path: Path, columns: list[str]):
+        self.f = open(path, "wb")
+        self.f.write((",".join(columns) + "\n").encode())
+        self.rows = 0
+
+    def table(self, t: pa.Table) -> None:
+        if t.num_rows:
+            pacsv.write_csv(t, self.f, _NO_HEADER)
+            self.rows += t.num_rows
+
+    def line(self, values: list[object]) -> int:
+        self.f.write(_csv_line(values))
+        self.rows += 1
+        return self.rows + 1  # file row number, header = 1
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def _write_planted(csv: _CsvOut, t: pa.Table, plants: list[tuple[int, list, dict]],
+                   bad: list[dict]) -> None:
+    """Write `t` with each planted line after the given count of its rows; record its row."""
+    pos = 0
+    for after, values, record in sorted(plants, key=lambda p: p[0]):
+        after = min(after, t.num_rows)
+        csv.table(t.slice(pos, after - pos))
+        pos = after
+        bad.append({"file": record.pop("file"), "row": csv.line(values), **record})
+    csv.table(t.slice(pos))
+
+
+def _write_xlsx(path: Path, header: list[str], rows: list[list[object]]) -> None:
+    """Write a one-sheet workbook byte-identically for the same content.
+
+    openpyxl stamps the current time into docProps/core.xml and into every zip entry; both are
+    rewritten to a fixed date so that the same seed always gives the same file.
+    """
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "clusters"
+    ws.append(header)
+    for r in rows:
+        ws.append(r)
+    buf = io.BytesIO()
+    wb.save(buf)
+    fixed = "2026-01-01T00:00:00Z"
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as src, zipfile.ZipFile(
+        path, "w", zipfile.ZIP_DEFLATED
+    ) as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                text = data.decode()
+                text = re.sub(r"(<dcterms:created[^>]*>)[^<]*", rf"\g<1>{fixed}", text)
+                text = re.sub(r"(<dcterms:modified[^>]*>)[^<]*", rf"\g<1>{fixed}", text)
+                data = text.encode()
+            dst.writestr(zipfile.ZipInfo(info.filename, (2026, 1, 1, 0, 0, 0)), data,
+                         zipfile.ZIP_DEFLATED)
+
+
+class _Progress:
+    """A rich progress bar per file, or nothing when progress is off."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._p = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn)
+            self._p = Progress(TextColumn("{task.description:<18}"), BarColumn(),
+                               MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
+            self._p.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._p is not None:
+            self._p.__exit__(*exc)
+
+    @contextmanager
+    def task(self, name: str, total: int) -> Iterator[callable]:
+        if self._p is None:
+            yield lambda n=1: None
+            return
+        tid = self._p.add_task(name, total=total)
+        yield lambda n=1: self._p.advance(tid, n)
+        self._p.update(tid, completed=total)
+
+
+# ---------------------------------------------------------------------------------------------
+# The program's structure: institutions, exchanges, partnerships
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class _Structure:
+    inst_ids: list[str]
+    inst_country: np.ndarray  # index into COUNTRIES
+    inst_tz: list[str]
+    inst_kind: np.ndarray  # 0 school, 1 university
+    inst_conn: np.ndarray  # index into CONNECTIVITY
+    inst_domain: list[str]
+    inst_exchanges: list[np.ndarray]
+    ex_ids: list[str]
+    ex_modality: np.ndarray
+    ex_setting: np.ndarray  # 0 curricular, 1 extracurricular
+    ex_start: np.ndarray  # days since 1970, a Monday
+    ex_weeks: np.ndarray
+    partnerships: list[dict]
+
+
+def _structure(out: Path, seed: int, n_participants: int, bad: list[dict]) -> tuple[
+        _Structure, dict]:
+    """Write clusters, institutions, exchanges and partnerships; return what later steps need."""
+    import pycountry
+
+    rng = _rng(seed, 1)
+    n_inst = max(150, round(150 * (n_participants / 10_000) ** (1 / 3)))
+    n_c = len(COUNTRIES)
+    weights = np.array([c.weight for c in COUNTRIES])
+    inst_country = np.concatenate([np.repeat(np.arange(n_c), 2),
+                                   rng.choice(n_c, n_inst - 2 * n_c, p=weights / weights.sum())])
+    inst_country = np.sort(inst_country, kind="stable")
+    clusters_of = [[k for k, cl in enumerate(CLUSTERS) if c.alpha3 in cl[3]] for c in COUNTRIES]
+    rows, inst_tz, inst_kind, inst_conn, inst_cluster, inst_domain, names = [], [], [], [], [], [], {}
+    for i, ci in enumerate(inst_country):
+        c = COUNTRIES[ci]
+        cluster = clusters_of[ci][rng.integers(len(clusters_of[ci]))]
+        p_uni = 0.6 if CLUSTERS[cluster][2] == "consortium" else 0.25
+        kind = int(rng.random() < p_uni)
+        city, tz = c.cities[rng.integers(len(c.cities))]
+        base = (c.university if kind else c.school).format(city=city)
+        names[base] = names.get(base, 0) + 1
+        name = base if names[base] == 1 else f"{base} {names[base]}"
+        conn = int(rng.choice(3, p=INCOME_CONNECTIVITY[c.income]))
+        pc_country = pycountry.countries.get(alpha_3=c.alpha3)
+        written = (pc_country.alpha_2, pc_country.alpha_3, pc_country.name)[int(rng.choice(
+            3, p=[0.4, 0.3, 0.3]))]
+        rows.append([f"I{i + 1:04d}", name, written, CLUSTERS[cluster][0], tz,
+                     ("school", "university")[kind], city, c.income, CONNECTIVITY[conn]])
+        inst_tz.append(tz)
+        inst_kind.append(kind)
+        inst_conn.append(conn)
+        inst_cluster.append(cluster)
+        inst_domain.append(_slug(name) + ".example.org")
+    inst_ids = [r[0] for r in rows]
+    inst_cluster_a = np.array(inst_cluster)
+    inst_kind_a = np.array(inst_kind)
+
+    _write_xlsx(out / "clusters.xlsx", ["cluster_id", "name", "kind"],
+                [[c[0], c[1], c[2]] for c in CLUSTERS])
+    cols = ["institution_id", "name", "country", "cluster_id", "timezone", "kind", "city",
+            "income_group", "connectivity"]
+    pacsv.write_csv(pa.table({k: [r[j] for r in rows] for j, k in enumerate(cols)}),
+                    out / "institutions.csv")
+
+    # Exchanges: members from one cluster, mostly across borders; about half also bring in a
+    # domestic partner of the lead institution, which gives the domestic partnerships.
+    n_ex = max(50, n_inst // 3)
+    members_of: list[list[int]] = []
+    edges: list[tuple[int, int, int]] = []  # (exchange, a, b)
+    ex_cluster = []
+    cl_members = [np.flatnonzero(inst_cluster_a == k) for k in range(len(CLUSTERS))]
+    cl_w = np.array([len(m) for m in cl_members], dtype=float)
+    for e in range(n_ex):
+        k = int(rng.choice(len(CLUSTERS), p=cl_w / cl_w.sum()))
+        pool = cl_members[k]
+        lead = int(pool[rng.integers(len(pool))])
+        mem = [lead]
+        for _ in range(min(1 + int(rng.poisson(1.2)), len(pool) - 1)):
+            foreign = [int(x) for x in pool if x not in mem
+                       and inst_country[x] != inst_country[lead]]
+            other = [int(x) for x in pool if x not in mem]
+            cand = foreign if foreign and rng.random() < 0.85 else other
+            if not cand:
+                break
+            j = cand[rng.integers(len(cand))]
+            partner = lead if rng.random() < 0.6 else mem[rng.integers(len(mem))]
+            mem.append(j)
+            edges.append((e, partner, j))
+        if rng.random() < 0.5:
+            same = [int(x) for x in np.flatnonzero(inst_country == inst_country[lead])
+                    if x not in mem]
+            if same:
+                j = same[rng.integers(len(same))]
+                mem.append(j)
+                edges.append((e, lead, j))
+        members_of.append(mem)
+        ex_cluster.append(k)
+    # Every institution takes part in at least one exchange of its cluster.
+    used = {m for mem in members_of for m in mem}
+    for i in range(n_inst):
+        if i in used:
+            continue
+        mine = [e for e in range(len(members_of)) if ex_cluster[e] == inst_cluster[i]]
+        e = mine[rng.integers(len(mine))] if mine else None
+        if e is None:
+            members_of.append([i])
+            ex_cluster.append(inst_cluster[i])
+            continue
+        partner = members_of[e][rng.integers(len(members_of[e]))]
+        members_of[e].append(i)
+        edges.append((e, partner, i))
+    n_ex = len(members_of)
+
+    ex_modality = rng.choice(3, n_ex, p=[0.5, 0.3, 0.2])
+    ex_setting = (rng.random(n_ex) < 0.35).astype(np.int8)
+    ex_start = _days(_FIRST_MONDAY) + 7 * rng.integers(0, _START_WEEKS, n_ex)
+    lo_w, hi_w = np.array([6, 8, 3]), np.array([14, 20, 8])
+    ex_weeks = rng.integers(lo_w[ex_modality], hi_w[ex_modality] + 1)
+    eur = np.round(np.exp(rng.normal(0, 0.35, n_ex))
+                   * np.array([9_000, 45_000, 160_000])[ex_modality]
+                   * np.array([len(m) for m in members_of]) / 3, -2)
+    ex_rows = []
+    for e, mem in enumerate(members_of):
+        lead_c = COUNTRIES[inst_country[mem[0]]]
+        cities = [rows[m][6] for m in mem[:2]]
+        purpose = PURPOSES[rng.integers(len(PURPOSES))]
+        language = "English" if rng.random() < 0.6 else lead_c.language
+        if purpose == "language practice" and language == "English" and lead_c.language != "English":
+            language = lead_c.language
+        kind = CLUSTERS[ex_cluster[e]][2]
+        program = PROGRAMS[kind][rng.integers(len(PROGRAMS[kind]))]
+        cur = rng.random()
+        currency = lead_c.currency if cur < 0.3 else ("EUR" if cur < 0.7 else "USD")
+        budget: float | None = float(round(eur[e] * EUR_RATES[currency], -2))
+        if rng.random() < 0.05:
+            budget, currency = None, None
+        start = int(ex_start[e])
+        ex_rows.append([
+            f"X{e + 1:03d}", f"{purpose.capitalize()}: {' – '.join(cities)}", program,
+            CLUSTERS[ex_cluster[e]][0], MODALITIES[ex_modality[e]],
+            ("curricular", "extracurricular")[ex_setting[e]], purpose, language,
+            _iso(start), _iso(start + 7 * int(ex_weeks[e]) - 1),
+            None if budget is None else int(budget), currency,
+        ])
+    ex_ids = [r[0] for r in ex_rows]
+    cols = ["exchange_id", "name", "program", "cluster_id", "modality", "setting", "purpose",
+            "language", "start_date", "end_date", "budget", "currency"]
+    data = {k: [r[j] for r in ex_rows] for j, k in enumerate(cols)}
+    pacsv.write_csv(pa.table({**data, "budget": pa.array(data["budget"], pa.int64())}),
+                    out / "exchanges.csv")
+
+    # Partnerships: links that may predate the exchange and outlive it; cross-border links fade
+    # sooner (Weibull tails with a shorter scale), and links still alive at AS_OF are censored.
+    as_of = _days(AS_OF)
+    p_rows, plist = [], []
+    for n, (e, a, b) in enumerate(edges):
+        domestic = bool(inst_country[a] == inst_country[b])
+        start = int(ex_start[e]) - (0 if rng.random() < 0.5 else int(rng.integers(30, 700)))
+        end_ex = int(ex_start[e]) + 7 * int(ex_weeks[e]) - 1
+        scale = PARTNERSHIP_SCALE_DAYS["domestic" if domestic else "cross_border"]
+        end = end_ex + int(scale * rng.weibull(PARTNERSHIP_SHAPE))
+        ended = end if end <= as_of else None
+        p_rows.append([f"PS{n + 1:04d}", ex_ids[e], inst_ids[a], inst_ids[b], _iso(start),
+                       None if ended is None else _iso(ended)])
+        plist.append({"domestic": domestic, "days": (ended if ended is not None else as_of)
+                      - start, "censored": ended is None})
+    cols = ["partnership_id", "exchange_id", "institution_a", "institution_b", "started_on",
+            "ended_on"]
+    pacsv.write_csv(pa.table({k: pa.array([r[j] for r in p_rows], pa.string())
+                              for j, k in enumerate(cols)}), out / "partnerships.csv")
+
+    inst_exchanges = [np.array(sorted(e for e, mem in enumerate(members_of) if i in mem))
+                      for i in range(n_inst)]
+    st = _Structure(inst_ids, inst_country, inst_tz, inst_kind_a, np.array(inst_conn),
+                    inst_domain, inst_exchanges, ex_ids, ex_modality, ex_setting, ex_start,
+                    ex_weeks, plist)
+    counts = {"clusters.xlsx": len(CLUSTERS), "institutions.csv": n_inst,
+              "exchanges.csv": n_ex, "partnerships.csv": len(p_rows)}
+    return st, counts
+
+
+PARTNERSHIP_SCALE_DAYS = {"domestic": 1100.0, "cross_border": 380.0}
+PARTNERSHIP_SHAPE = 1.4
+
+
+# ---------------------------------------------------------------------------------------------
+# People: participants, their engagement and their survey responses
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class _People:
+    ids: pa.Array  # source participant ids, P000001 ...
+    inst: np.ndarray
+    exch: np.ndarray
+    comparison: np.ndarray
+    teacher: np.ndarray
+    n_events: np.ndarray
+    responded: np.ndarray  # (n, 3) bool, by wave
+    group: np.ndarray  # index into GROUPS
+    rows_written: int = 0
+
+
+def _name_pools() -> dict[str, list]:
+    """Concatenated first- and last-name pools of all countries, with offsets per country."""
+    pools: dict[str, list] = {k: [] for k in ("fn", "fl", "fa", "ln", "ll", "la")}
+    pools.update({"f_off": [], "f_n": [], "l_off": [], "l_n": []})
+    for c in COUNTRIES:
+        for key, text in (("f", c.first), ("l", c.last)):
+            toks = [t.replace("_", " ") for t in text.split()]
+            pools[f"{key}_off"].append(len(pools[f"{key}n"]))
+            pools[f"{key}_n"].append(len(toks))
+            for t in toks:
+                native, _, latin = t.partition("|")
+                latin = latin or native
+                pools[f"{key}n"].append(native)
+                pools[f"{key}l"].append(latin)
+                pools[f"{key}a"].append(re.sub(r"[^a-z]", "", _ascii(latin).lower()))
+    return pools
+
+
+def _participants(out: Path, seed: int, n: int, st: _Structure, bad: list[dict],
+                  tick: callable) -> _People:
+    """Draw the roster and engagement; write participants.csv (with names and e-mails)."""
+    rng = _rng(seed, 2)
+    width = max(6, len(str(n + 10)))
+    ids = pa.array([f"P{i:0{width}d}" for i in range(1, n + 1)])
+    n_inst = len(st.inst_ids)
+    size = np.exp(rng.normal(0, 0.5, n_inst)) * np.where(st.inst_kind == 1, 2.0, 1.0)
+    inst = rng.choice(n_inst, n, p=size / size.sum()).astype(np.int32)
+    u = rng.random(n)
+    exch = np.empty(n, dtype=np.int32)
+    for i in range(n_inst):
+        m = inst == i
+        ex = st.inst_exchanges[i]
+        exch[m] = ex[np.minimum((u[m] * len(ex)).astype(int), len(ex) - 1)]
+    comparison = rng.random(n) < 0.10
+    teacher = rng.random(n) < 0.08
+
+    # Engagement: heavy-tailed (lognormal) event counts; teachers, curricular exchanges and good
+    # connectivity bring more; ~4 % of participants never log anything.
+    setting = st.ex_setting[exch]
+    conn = st.inst_conn[inst]
+    lam = (np.exp(rng.normal(0, 0.9, n)) * np.where(teacher, 1.4, 1.0)
+           * np.where(setting == 1, 0.8, 1.0) * np.array([0.7, 0.9, 1.0])[conn])
+    active = ~comparison & (rng.random(n) >= 0.04)
+    lam *= MEAN_EVENTS / lam[active].mean() if active.any() else 1.0
+    n_events = np.where(active, rng.poisson(lam), 0).astype(np.int64)
+
+    # Attrition: everyone is invited to every wave; the less engaged skip post and follow-up.
+    z = np.log1p(n_events)
+    treated = ~comparison
+    mu, sd = (z[treated].mean(), z[treated].std() or 1.0) if treated.any() else (0.0, 1.0)
+    z = (z - mu) / sd
+    p = np.empty((n, 3))
+    p[:, 0] = 0.92
+    p[:, 1] = np.where(comparison, ATTRITION["comparison_post"],
+                       _sigmoid(ATTRITION["post_intercept"] + ATTRITION["slope"] * z))
+    p[:, 2] = np.where(comparison, ATTRITION["comparison_followup"],
+                       _sigmoid(ATTRITION["followup_intercept"] + ATTRITION["slope"] * z))
+    responded = rng.random((n, 3)) < p
+    group = np.where(comparison, 3, st.ex_modality[exch]).astype(np.int8)
+
+    # Person attributes.
+    country = st.inst_country[inst]
+    uni = st.inst_kind[inst] == 1
+    start_year = 1970 + (st.ex_start[exch] / 365.25).astype(int)
+    age = np.where(teacher, rng.integers(25, 63, n),
+                   np.where(uni, rng.integers(19, 27, n), rng.integers(12, 19, n)))
+    birth_year = start_year - age
+    g = rng.random(n)
+    female_p = np.where(teacher, 0.62, 0.5)
+    gender = np.where(g < female_p, 0, np.where(g < 0.975, 1, np.where(g < 0.99, 2, 3)))
+    pools = _name_pools()
+    f_off, f_n = np.array(pools["f_off"]), np.array(pools["f_n"])
+    l_off, l_n = np.array(pools["l_off"]), np.array(pools["l_n"])
+    fi = f_off[country] + (rng.random(n) * f_n[country]).astype(int)
+    li = l_off[country] + (rng.random(n) * l_n[country]).astype(int)
+    native = rng.random(n) < np.array([c.native_share for c in COUNTRIES])[country]
+    fam = np.array([c.family_first for c in COUNTRIES])[country]
+    email_style = rng.random(n)
+    email_num = rng.integers(1, 100, n)
+    people = _People(ids, inst, exch, comparison, teacher, n_events, responded, group)
+
+    cols = ["participant_id", "institution_id", "role", "gender", "birth_year", "comparison",
+            "name", "email"]
+    csv = _CsvOut(out / "participants.csv", cols)
+    inst_ids = pa.array(st.inst_ids)
+    domains = pa.array(st.inst_domain)
+    genders = pa.array(["female", "male", "non-binary", None])
+    roles = pa.array(["student", "teacher"])
+    seps = pa.array([" ", "", " "])
+    native_sep_ix = np.array([1 if c.native_sep == "" else 0 for c in COUNTRIES])[country]
+    for a in range(0, n, CHUNK):
+        b = min(n, a + CHUNK)
+        s = slice(a, b)
+        nat = pa.array(native[s])
+        first = pc.if_else(nat, pa.array(pools["fn"]).take(fi[s]),
+                           pa.array(pools["fl"]).take(fi[s]))
+        last = pc.if_else(nat, pa.array(pools["ln"]).take(li[s]),
+                          pa.array(pools["ll"]).take(li[s]))
+        famv = pa.array(fam[s])
+        sep = seps.take(np.where(native[s], native_sep_ix[s], 2))
+        name = pc.binary_join_element_wise(pc.if_else(famv, last, first),
+                                           pc.if_else(famv, first, last), sep)
+        fa = pa.array(pools["fa"]).take(fi[s])
+        la = pa.array(pools["la"]).take(li[s])
+        es = email_style[s]
+        local_first = pc.if_else(pa.array(es < 0.25), pc.utf8_slice_codeunits(fa, 0, 1), fa)
+        num = pc.if_else(pa.array(es < 0.6), pa.array(email_num[s].astype(str)),
+                         pa.scalar("", pa.string()))
+        dot = pc.if_else(pa.array(es > 0.85), pa.scalar("_"), pa.scalar("."))
+        local = pc.binary_join_element_wise(local_first, dot, la, num, "")
+        email = pc.binary_join_element_wise(local, domains.take(inst[s]), "@")
+        t = pa.table({
+            "participant_id": ids[a:b], "institution_id": inst_ids.take(inst[s]),
+            "role": roles.take(teacher[s].astype(np.int8)), "gender": genders.take(gender[s]),
+            "birth_year": pa.array(birth_year[s]), "comparison": pa.array(comparison[s]),
+            "name": name, "email": email,
+        })
+        plants = []
+        if a == 0:
+            for k, after in enumerate((37, n // 2)):
+                pid = f"P{n + 1 + k:0{width}d}"
+                unknown = f"I{len(st.inst_ids) + 500 + k:04d}"
+                plants.append((after, [pid, unknown, "student", "female", 2010, False,
+                                       "Alex Unknown", f"alex.unknown{k}@example.org"],
+                               {"file": "participants.csv", "column": "institution_id",
+                                "rule": "reference", "value": unknown,
+                                "why": "participant at an unknown institution"}))
+        _write_planted(csv, t, plants, bad)
+        tick(b - a)
+    people.rows_written = csv.rows
+    csv.close()
+    return people
+
+
+ATTRITION = {"pre": 0.92, "post_intercept": 0.9, "followup_intercept": 0.1, "slope": 1.0,
+             "comparison_post": 0.72, "comparison_followup": 0.55}
+
+
+def _categorical(u: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draw from probabilities `p` for uniforms `u` (vectorised rng.choice)."""
+    cum = np.cumsum(p) / np.sum(p)
+    return np.minimum(np.searchsorted(cum, u, side="right"), len(p) - 1)
+
+
+_TS_BASE = _days(_FIRST_MONDAY) * 86_400
+
+
+def _events(out: Path, seed: int, people: _People, st: _Structure, bad: list[dict],
+            tick: callable) -> int:
+    """Write events.csv chunk by chunk: naive local times in school hours; return rows written."""
+    cols = ["participant_id", "exchange_id", "occurred_at", "activity", "minutes"]
+    csv = _CsvOut(out / "events.csv", cols)
+    ex_ids, acts = pa.array(st.ex_ids), pa.array(ACTIVITIES)
+    n = len(people.inst)
+    hour_p = [np.array(w, dtype=float) for w in HOUR_W]
+    for ci, a in enumerate(range(0, n, CHUNK)):
+        b = min(n, a + CHUNK)
+        rng = _rng(seed, 3, ci)
+        who = np.repeat(np.arange(a, b, dtype=np.int64), people.n_events[a:b])
+        m = len(who)
+        ex = people.exch[who]
+        profile = np.where(st.ex_setting[ex] == 1, 2, st.inst_kind[people.inst[who]])
+        week = (rng.random(m) * st.ex_weeks[ex]).astype(np.int64)
+        u_day, u_hour = rng.random(m), rng.random(m)
+        weekday = np.empty(m, np.int64)
+        hour = np.empty(m, np.int64)
+        for k in range(3):
+            mk = profile == k
+            weekday[mk] = _categorical(u_day[mk], WEEKDAY_P[k])
+            hour[mk] = HOUR_FIRST[k] + _categorical(u_hour[mk], hour_p[k])
+        evening = people.teacher[who] & (rng.random(m) < TEACHER_EVENING_SHARE)
+        hour[evening] = 19 + rng.integers(0, 3, int(evening.sum()))
+        local = ((st.ex_start[ex] + 7 * week + weekday) * 86_400 + hour * 3600
+                 + rng.integers(0, 3600, m))
+        modality = st.ex_modality[ex]
+        u_act = rng.random(m)
+        act = np.empty(m, np.int64)
+        for k in range(3):
+            mk = modality == k
+            act[mk] = _categorical(u_act[mk], ACTIVITY_WEIGHTS[k])
+        minutes = np.clip(np.rint(ACTIVITY_MEDIAN_MIN[act] * np.exp(rng.normal(0, 0.5, m))),
+                          1, 600).astype(np.int16)
+        no_minutes = rng.random(m) < 0.04
+        # A log is ordered by person and time; one int64 key sorts both at once.
+        order = np.argsort(who * (1 << 32) + (local - _TS_BASE), kind="stable")
+        who, ex, local, act = who[order], ex[order], local[order], act[order]
+        minutes, no_minutes = minutes[order], no_minutes[order]
+        t = pa.table({
+            "participant_id": people.ids.take(who),
+            "exchange_id": ex_ids.take(ex),
+            "occurred_at": pa.array(local.astype("datetime64[s]")),
+            "activity": acts.take(act),
+            "minutes": pa.array(minutes, mask=no_minutes),
+        })
+        plants = _event_plants(t, people, st) if ci == 0 else []
+        _write_planted(csv, t, plants, bad)
+        tick(b - a)
+    rows = csv.rows
+    csv.close()
+    return rows
+
+
+def _event_plants(t: pa.Table, people: _People, st: _Structure) -> list[tuple[int, list, dict]]:
+    """Bad event rows, each a copy of a real row with one field broken."""
+    n = len(people.inst)
+    width = len(people.ids[0].as_py()) - 1
+    specs = [
+        (11, "participant_id", "reference", f"P{n + 5:0{width}d}", "event for an unknown participant"),
+        (503, "exchange_id", "reference", f"X{len(st.ex_ids) + 900:03d}",
+         "event for an unknown exchange"),
+        (2_001, "occurred_at", "timestamp", "2025-02-30 10:15:00", "unparseable date (30 February)"),
+        (5_007, "participant_id", "reference", f"P{n + 6:0{width}d}",
+         "event for an unknown participant"),
+        (9_001, "occurred_at", "timestamp", "13/05/2025 9:40", "unparseable date (DD/MM/YYYY)"),
+        (20_011, "exchange_id", "reference", "X-UNKNOWN", "event for an unknown exchange"),
+    ]
+    plants = []
+    for after, col, rule, value, why in specs:
+        after = min(after, t.num_rows - 1)
+        row = t.slice(after, 1).to_pylist()[0]
+        row["occurred_at"] = row["occurred_at"].strftime("%Y-%m-%d %H:%M:%S")
+        row[col] = value
+        plants.append((after, list(row.values()),
+                       {"file": "events.csv", "column": col, "rule": rule, "value": value,
+                        "why": why}))
+    return plants
+
+
+@dataclass
+class _ScaleParams:
+    instrument: str
+    scale: str
+    items: tuple[str, ...]
+    reverse: tuple[str, ...]
+    lo: float
+    hi: float
+    mu: float
+    latent_sd: float
+    occasion_sd: float
+    item_noise_sd: float
+    item_offsets: np.ndarray
+    intercept: np.ndarray  # by modality
+    dose_slope: float
+    comparison_gain: float
+    gain_sd: float
+    retention: float
+
+
+def _scale_params(seed: int, instruments: dict) -> list[_ScaleParams]:
+    """Effect sizes per scale: defaults per instrument, jittered a little per scale by seed."""
+    rng = _rng(seed, 5)
+    out = []
+    for inst in instruments.values():
+        for sc in inst.scales:
+            f = (sc.max - sc.min) / 4  # effects are stated for a 1..5 scale
+            k = len(sc.items)
+            latent_sd, occ = LATENT_SD * f, OCCASION_SD * f
+            rho1 = TARGET_ALPHA / (k - (k - 1) * TARGET_ALPHA)
+            var_e = max((latent_sd**2 + occ**2) * (1 / rho1 - 1) - 1 / 12, 0.05 * f * f)
+            offsets = rng.uniform(-0.3, 0.3, k) * f
+            offsets -= offsets.mean()
+            base = BASE_GAIN.get(inst.id, DEFAULT_BASE_GAIN) * f * rng.uniform(0.85, 1.15)
+            mult = np.array(MODALITY_MULT.get(inst.id, DEFAULT_MODALITY_MULT))
+            out.append(_ScaleParams(
+                inst.id, sc.id, sc.items, sc.reverse, sc.min, sc.max,
+                mu=sc.min + (sc.max - sc.min) * rng.uniform(0.45, 0.58),
+                latent_sd=latent_sd, occasion_sd=occ, item_noise_sd=math.sqrt(var_e),
+                item_offsets=offsets, intercept=base * mult,
+                dose_slope=DOSE_SLOPE * f * rng.uniform(0.8, 1.2),
+                comparison_gain=COMPARISON_GAIN * f, gain_sd=GAIN_SD * f,
+                retention=float(rng.uniform(0.55, 0.8)),
+            ))
+    return out
+
+
+def _expected_score(theta: np.ndarray, sp: _ScaleParams) -> np.ndarray:
+    """E[scale score | latent]: mean over items of E[clip(round(latent + offset + noise))].
+
+    For an integer answer on lo..hi, E[x] = lo + sum_{c=lo}^{hi-1} P(latent + offset + e > c + .5);
+    reverse coding is undone by the scorer, and items missing at random do not change it.
+    """
+    cuts = np.arange(sp.lo, sp.hi) + 0.5
+    z = (theta[..., None, None] + sp.item_offsets[:, None] - cuts) / sp.item_noise_sd
+    return sp.lo + ndtr(z).sum(axis=-1).mean(axis=-1)
+
+
+class _Acc:
+    """Sums by scale and group, accumulated over chunks, for truth.json."""
+
+    def __init__(self, n_scales: int):
+        shape = (n_scales, len(GROUPS))
+        self.z = {k: np.zeros(shape) for k in (
+            "gain", "n", "gain_pp", "d_pp", "n_pp", "d_pf", "n_pf",
+            "m_pre", "n_pre", "m_post", "n_post", "m_fu", "n_fu")}
+
+    def add(self, key: str, s: int, group: np.ndarray, values: np.ndarray | None = None) -> None:
+        w = None if values is None else values
+        self.z[key][s] += np.bincount(group, weights=w, minlength=len(GROUPS))[: len(GROUPS)]
+
+    def mean(self, key: str, n: str, s: int) -> dict[str, float | None]:
+        return {g: (round(float(self.z[key][s, j] / self.z[n][s, j]), 6) if self.z[n][s, j]
+                    else None) for j, g in enumerate(GROUPS)}
+
+    def count(self, n: str, s: int) -> dict[str, int]:
+        return {g: int(self.z[n][s, j]) for j, g in enumerate(GROUPS)}
+
+
+def _offset_strings(local: np.ndarray, tz_ix: np.ndarray, zones: list[str]) -> np.ndarray:
+    """'+HH:MM' UTC offsets of naive local times (seconds) in their zones, DST-aware."""
+    off = np.zeros(len(local), dtype=np.int64)
+    for z in np.unique(tz_ix):
+        m = tz_ix == z
+        loc = pd.DatetimeIndex(local[m].astype("datetime64[s]"))
+        utc = loc.tz_localize(zones[z], ambiguous=np.zeros(int(m.sum()), dtype=bool),
+                              nonexistent="shift_forward").tz_convert("UTC").tz_localize(None)
+        off[m] = ((loc - utc).total_seconds().to_numpy() // 60).astype(np.int64)
+    uniq, inv = np.unique(off, return_inverse=True)
+    text = np.array([f"{'+' if o >= 0 else '-'}{abs(o) // 60:02d}:{abs(o) % 60:02d}" for o in uniq])
+    return text[inv]
+
+
+def _responses(out: Path, seed: int, people: _People, st: _Structure, params: list[_ScaleParams],
+               bad: list[dict], tick: callable) -> tuple[int, _Acc]:
+    """Write responses.csv (wide, one row per participant and wave); accumulate the truth."""
+    items = [i for sp in params for i in sp.items]
+    col_of = {i: j for j, i in enumerate(items)}
+    cols = ["participant_id", "exchange_id", "wave", "submitted_at", *items]
+    csv = _CsvOut(out / "responses.csv", cols)
+    ex_ids, waves = pa.array(st.ex_ids), pa.array(list(WAVES))
+    zones = sorted(set(st.inst_tz))
+    inst_tz_ix = np.array([zones.index(z) for z in st.inst_tz])
+    acc = _Acc(len(params))
+    n = len(people.inst)
+    rho = GENERAL_FACTOR_SHARE
+    for ci, a in enumerate(range(0, n, CHUNK)):
+        b = min(n, a + CHUNK)
+        nn = b - a
+        rng = _rng(seed, 4, ci)
+        grp = people.group[a:b].astype(np.int64)
+        treated = grp < 3
+        mod = np.minimum(grp, 2)
+        dose = np.minimum(people.n_events[a:b], DOSE_CAP) / 10
+        resp = people.responded[a:b]
+        pi, wi = np.nonzero(resp)  # participant-major, waves in order
+        n_rows = len(pi)
+        ex = people.exch[a:b]
+        start = st.ex_start[ex]
+        end = start + 7 * st.ex_weeks[ex] - 1
+        day = np.stack([start - rng.integers(0, 14, nn), end + rng.integers(1, 22, nn),
+                        end + 120 + rng.integers(0, 61, nn)], axis=1)
+        local = day * 86_400 + rng.integers(8 * 3600, 21 * 3600, (nn, 3))
+        g = rng.normal(size=nn)
+        vals = np.zeros((n_rows, len(items)), dtype=np.int16)
+        pp, pf = resp[:, 0] & resp[:, 1], resp[:, 0] & resp[:, 2]
+        for s, sp in enumerate(params):
+            z, u = rng.normal(size=nn), rng.normal(size=nn)
+            theta0 = sp.mu + sp.latent_sd * (math.sqrt(rho) * g + math.sqrt(1 - rho) * z)
+            delta = np.where(treated, sp.intercept[mod] + sp.dose_slope * dose + sp.gain_sd * u,
+                             sp.comparison_gain + sp.gain_sd / 2 * u)
+            theta = (np.stack([theta0, theta0 + delta, theta0 + sp.retention * delta], axis=1)
+                     + rng.normal(0, sp.occasion_sd, (nn, 3)))
+            e = _expected_score(theta, sp)
+            acc.add("gain", s, grp, delta)
+            acc.add("n", s, grp)
+            acc.add("gain_pp", s, grp[pp], delta[pp])
+            acc.add("d_pp", s, grp[pp], e[pp, 1] - e[pp, 0])
+            acc.add("n_pp", s, grp[pp])
+            acc.add("d_pf", s, grp[pf], e[pf, 2] - e[pf, 0])
+            acc.add("n_pf", s, grp[pf])
+            for w, key in enumerate(("pre", "post", "fu")):
+                r = resp[:, w]
+                acc.add(f"m_{key}", s, grp[r], e[r, w])
+                acc.add(f"n_{key}", s, grp[r])
+            k = len(sp.items)
+            x = np.rint(theta[pi, wi][:, None] + sp.item_offsets
+                        + rng.normal(0, sp.item_noise_sd, (n_rows, k)))
+            x = np.clip(x, sp.lo, sp.hi)
+            rev = np.array([i in sp.reverse for i in sp.items])
+            x[:, rev] = sp.lo + sp.hi - x[:, rev]
+            vals[:, [col_of[i] for i in sp.items]] = x
+        missing = rng.random((n_rows, len(items))) < MISSING_ITEM_SHARE
+        inst = people.inst[a:b][pi]
+        loc = local[pi, wi]
+        stamp = np.char.add(np.datetime_as_string(loc.astype("datetime64[s]"), unit="s"),
+                            _offset_strings(loc, inst_tz_ix[inst], zones))
+        plants = []
+        if ci == 0:
+            plants = _response_plants(vals, missing, stamp, params, people, bad)
+        data = {
+            "participant_id": people.ids.take(a + pi), "exchange_id": ex_ids.take(ex[pi]),
+            "wave": waves.take(wi), "submitted_at": pa.array(stamp),
+        }
+        for j, item in enumerate(items):
+            data[item] = pa.array(vals[:, j], mask=missing[:, j])
+        t = pa.table(data)
+        if plants:
+            row = t.slice(plants[0][0], 1).to_pylist()[0]
+            row["participant_id"] = plants[0][1][0]
+            plants = [(plants[0][0], list(row.values()), plants[0][2])]
+        _write_planted(csv, t, plants, bad)
+        tick(nn)
+    rows = csv.rows
+    csv.close()
+    return rows, acc
+
+
+def _response_plants(vals: np.ndarray, missing: np.ndarray, stamp: np.ndarray,
+                     params: list[_ScaleParams], people: _People,
+                     bad: list[dict]) -> list[tuple[int, list, dict]]:
+    """Break a few cells of the first chunk in place; return one extra row to plant.
+
+    The extra row (an unknown participant) is planted after every broken cell, so a broken
+    cell in data row r (0-based) is file row r + 2.
+    """
+    n_rows = len(vals)
+    col = 0
+    cols = {}
+    for sp in params:
+        cols.setdefault(sp.hi, col)
+        cols.setdefault(("lo", sp.lo), col + 1)
+        col += len(sp.items)
+    items = [i for sp in params for i in sp.items]
+    lo_of = {i: sp.lo for sp in params for i in sp.items}
+    hi_of = {i: sp.hi for sp in params for i in sp.items}
+    small, large = min(k for k in cols if not isinstance(k, tuple)), max(
+        k for k in cols if not isinstance(k, tuple))
+    j_lo = next(v for k, v in cols.items() if isinstance(k, tuple))
+    breaks = [
+        (10, cols[small], int(small + 4), "Likert value far above the item's maximum"),
+        (25, cols[large], int(large + 1), "Likert value one above the item's maximum"),
+        (40, j_lo, int(lo_of[items[j_lo]] - 1), "Likert value below the item's minimum"),
+    ]
+    for r, j, value, why in breaks:
+        r = min(r, n_rows - 1)
+        vals[r, j], missing[r, j] = value, False
+        bad.append({"file": "responses.csv", "row": r + 2, "column": items[j], "rule": "range",
+                    "value": str(value), "why": f"{why} ({lo_of[items[j]]:g}..{hi_of[items[j]]:g})"})
+    r = min(55, n_rows - 1)
+    stamp[r] = "31.04.2025 14:05"
+    bad.append({"file": "responses.csv", "row": r + 2, "column": "submitted_at",
+                "rule": "timestamp", "value": stamp[r], "why": "unparseable date (31 April)"})
+    n = len(people.inst)
+    width = len(people.ids[0].as_py()) - 1
+    pid = f"P{n + 7:0{width}d}"
+    after = min(70, n_rows - 1)
+    return [(after, [pid], {"file": "responses.csv", "column": "participant_id",
+                            "rule": "reference", "value": pid,
+                            "why": "survey answers of an unknown participant"})]
+
+
+def generate_demo(out: Path, *, participants: int = 10_000, seed: int = 7,
+                  progress: bool = True) -> dict:
+    """Write a demo program of `participants` people into folder `out`; return its truth.
+
+    The same seed and size always give byte-identical files. The returned dict is also written
+    to `out/truth.json`: the simulated effects (see the module docstring and its "definitions"),
+    the rows written per file, and the bad rows planted on purpose (file, row with header = 1,
+    column, rule) that the loader must reject.
+
+    Example: ``generate_demo(Path("/tmp/demo"), participants=500, progress=False)``
+    """
+    if not isinstance(participants, int) or participants < 100:
+        raise ValueError(f"participants must be an integer of at least 100, got {participants!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    instruments = surveys.load_instruments()
+    if not instruments:
+        raise ValueError("no survey instruments found in surveys/")
+    params = _scale_params(seed, instruments)
+    bad: list[dict] = []
+    with _Progress(progress) as prog:
+        with prog.task("programme", 1) as tick:
+            st, rows = _structure(out, seed, participants, bad)
+            tick()
+        with prog.task("participants.csv", participants) as tick:
+            people = _participants(out, seed, participants, st, bad, tick)
+        with prog.task("events.csv", participants) as tick:
+            rows["events.csv"] = _events(out, seed, people, st, bad, tick)
+        with prog.task("responses.csv", participants) as tick:
+            rows["responses.csv"], acc = _responses(out, seed, people, st, params, bad, tick)
+    rows["participants.csv"] = people.rows_written
+    truth = _truth(seed, participants, st, people, params, acc, rows, bad)
+    (out / "truth.json").write_text(json.dumps(truth, indent=1, ensure_ascii=False) + "\n",
+                                    encoding="utf-8")
+    return truth
+
+
+DEFINITIONS = {
+    "score": "scale score = mean of the answered items of the scale after reverse coding "
+             "(reverse-coded item: min + max - answer), on the instrument's raw scale",
+    "group": "modality of the participant's exchange (virtual, blended, physical), or "
+             "'comparison' for participants with comparison=true (surveys, no events)",
+    "n_events": "number of valid rows of the participant in events.csv (planted bad rows excluded)",
+    "dose": f"min(n_events, {DOSE_CAP}) / 10",
+    "latent_gain": "delta_i = gain_intercept[modality] + dose_slope_per_10_events * dose_i "
+                   "+ N(0, gain_sd); comparison group: comparison_gain + N(0, gain_sd / 2)",
+    "latent_by_wave": "pre = theta0_i, post = theta0_i + delta_i, followup = theta0_i + "
+                      "retention * delta_i, each plus N(0, occasion_sd); theta0_i = "
+                      "latent_pre_mean + latent_sd * (sqrt(general_factor_share) * g_i + "
+                      "sqrt(1 - general_factor_share) * z_i,scale)",
+    "answer": "clip(round(latent_wave + item_offset + N(0, item_noise_sd)), min, max); "
+              "reverse-coded items are written as min + max - answer; "
+              f"{MISSING_ITEM_SHARE:.0%} of answers empty at random",
+    "true_mean_gain": "mean of delta_i over all participants of the group (responding or not)",
+    "true_mean_gain_completers": "mean of delta_i over the group's participants who answered "
+                                 "both pre and post",
+    "expected_observed_diff": "mean over the group's participants who answered both waves of "
+                              "E[score(wave) - score(pre)], integrating item noise, rounding and "
+                              "clipping given the realised latents (what a paired pre/post "
+                              "comparison of scale scores should estimate)",
+    "expected_observed_mean": "mean over the group's respondents of the wave of E[score]",
+    "retention": "true share of the latent gain still present at follow-up",
+    "attrition": "P(answer pre) = pre; P(answer post) = sigmoid(post_intercept + slope * z), "
+                 "P(answer followup) = sigmoid(followup_intercept + slope * z), z = log1p(n_events)"
+                 " standardised over non-comparison participants; comparison group: fixed rates",
+    "bad_rows": "rows planted to be rejected: file, row (header = row 1), column, rule as named "
+                "by etl.rules / the loader (reference, timestamp, range)",
+}
+
+
+def _truth(seed: int, n: int, st: _Structure, people: _People, params: list[_ScaleParams],
+           acc: _Acc, rows: dict[str, int], bad: list[dict]) -> dict:
+    """The truth.json document."""
+    r3 = lambda x: round(float(x), 6)  # noqa: E731
+    effects: dict[str, dict] = {}
+    for s, sp in enumerate(params):
+        effects.setdefault(sp.instrument, {})[sp.scale] = {
+            "items": list(sp.items), "reverse": list(sp.reverse), "min": sp.lo, "max": sp.hi,
+            "latent_pre_mean": r3(sp.mu), "latent_sd": r3(sp.latent_sd),
+            "general_factor_share": GENERAL_FACTOR_SHARE, "occasion_sd": r3(sp.occasion_sd),
+            "item_noise_sd": r3(sp.item_noise_sd),
+            "item_offsets": {i: r3(o) for i, o in zip(sp.items, sp.item_offsets)},
+            "design_alpha": TARGET_ALPHA,
+            "gain_intercept": {m: r3(v) for m, v in zip(MODALITIES, sp.intercept)},
+            "dose_slope_per_10_events": r3(sp.dose_slope),
+            "comparison_gain": r3(sp.comparison_gain), "gain_sd": r3(sp.gain_sd),
+            "comparison_gain_sd": r3(sp.gain_sd / 2), "retention": r3(sp.retention),
+            "true_mean_gain": acc.mean("gain", "n", s),
+            "true_mean_gain_completers": acc.mean("gain_pp", "n_pp", s),
+            "expected_observed_diff": {"post_minus_pre": acc.mean("d_pp", "n_pp", s),
+                                       "followup_minus_pre": acc.mean("d_pf", "n_pf", s)},
+            "expected_observed_mean": {"pre": acc.mean("m_pre", "n_pre", s),
+                                       "post": acc.mean("m_post", "n_post", s),
+                                       "followup": acc.mean("m_fu", "n_fu", s)},
+            "n": {"all": acc.count("n", s), "pre_post": acc.count("n_pp", s),
+                  "pre_followup": acc.count("n_pf", s)},
+        }
+    treated = ~people.comparison
+    active = treated & (people.n_events > 0)
+    dom = [p for p in st.partnerships if p["domestic"]]
+    cross = [p for p in st.partnerships if not p["domestic"]]
+
+    def _dur(ps: list[dict]) -> dict:
+        return {"n": len(ps), "censored": sum(p["censored"] for p in ps),
+                "mean_observed_days": r3(np.mean([p["days"] for p in ps])) if ps else None,
+                "weibull_scale_days_after_exchange_end": PARTNERSHIP_SCALE_DAYS[
+                    "domestic" if ps is dom else "cross_border"],
+                "weibull_shape": PARTNERSHIP_SHAPE}
+
+    return {
+        "generator": "etl.demo", "truth_version": 1, "seed": seed, "participants": n,
+        "as_of": AS_OF.isoformat(), "definitions": DEFINITIONS,
+        "rows_written": dict(sorted(rows.items())),
+        "counts": {
+            "clusters": len(CLUSTERS), "countries": len({int(c) for c in st.inst_country}),
+            "institutions": len(st.inst_ids), "exchanges": len(st.ex_ids),
+            "partnerships": len(st.partnerships), "participants": n,
+            "comparison": int(people.comparison.sum()), "teachers": int(people.teacher.sum()),
+            "active_participants": int(active.sum()),
+            "events_valid": int(people.n_events.sum()),
+            "events_per_active_participant": r3(people.n_events.sum() / max(active.sum(), 1)),
+            "responses_by_wave": {w: int(people.responded[:, k].sum())
+                                  for k, w in enumerate(WAVES)},
+            "participants_by_group": {g: int((people.group == j).sum())
+                                      for j, g in enumerate(GROUPS)},
+        },
+        "dose": {"cap": DOSE_CAP, "per_events": 10, "definition": DEFINITIONS["dose"]},
+        "attrition": ATTRITION,
+        "partnerships": {"domestic": _dur(dom), "cross_border": _dur(cross)},
+        "effects": effects,
+        "bad_rows": bad,
+        "eur_rates": EUR_RATES,
+    }

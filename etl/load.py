@@ -1,0 +1,441 @@
+"""Loading contract files into the warehouse: read → validate → pseudonymise → load atomically.
+
+`load_paths()` is what `python -m etl load` calls. All files of one call are loaded into one
+next-warehouse file that replaces the live one in a single rename (see `etl.warehouse`), so the
+data version moves once per call. Within it each file is its own transaction: a file that cannot
+be read is refused whole (nothing of it stays, the others load), a readable file loads its good
+rows and sends each bad row to `rejects` with the rule it broke.
+
+Everything is set-based: one SQL pass evaluates every field and check of a file (DuckDB, all
+cores); rows are never inserted one by one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import zoneinfo
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pycountry
+
+import surveys
+from etl import readers, rules, schema
+from etl.errors import EtlError, RefusedFile
+from etl.pseudonym import hmac_sql, resolve_key
+from etl.warehouse import DEFAULT_WAREHOUSE, NoChange, build_next
+
+__all__ = ["FileReport", "load_paths", "sha256_file", "COUNTRY_ALIASES"]
+
+# Names people write that pycountry's lookup does not know.
+COUNTRY_ALIASES = {
+    "uk": "GBR", "great britain": "GBR", "england": "GBR", "scotland": "GBR", "wales": "GBR",
+    "usa": "USA", "us": "USA", "united states of america": "USA", "america": "USA",
+    "russia": "RUS", "south korea": "KOR", "korea": "KOR", "north korea": "PRK",
+    "turkey": "TUR", "türkiye": "TUR", "turkiye": "TUR", "czech republic": "CZE",
+    "ivory coast": "CIV", "cote d'ivoire": "CIV", "vietnam": "VNM", "iran": "IRN",
+    "syria": "SYR", "laos": "LAO", "bolivia": "BOL", "venezuela": "VEN", "tanzania": "TZA",
+    "moldova": "MDA", "taiwan": "TWN", "palestine": "PSE", "the netherlands": "NLD",
+    "holland": "NLD", "dr congo": "COD", "drc": "COD", "congo": "COG", "cape verde": "CPV",
+    "eswatini": "SWZ", "swaziland": "SWZ", "macedonia": "MKD", "brunei": "BRN",
+    "kosovo": "XKX",
+}
+PARTICIPANT_KINDS = ("participants", "events", "responses")
+CHUNK = 1 << 20
+
+
+@dataclass
+class FileReport:
+    file: str
+    kind: str | None = None
+    status: str = "pending"  # loaded | unchanged | refused
+    rows_in: int = 0
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    rows_replaced: int = 0
+    batch_id: int | None = None
+    notes: list[str] = field(default_factory=list)
+    rejects_by_rule: Counter = field(default_factory=Counter)
+    first_rejects: list[str] = field(default_factory=list)
+    problem: str = ""
+
+    def summary(self) -> str:
+        if self.status == "refused":
+            return f"{self.file}: refused: {self.problem}"
+        if self.status == "unchanged":
+            return f"{self.file}: unchanged ({self.notes[0] if self.notes else 'already loaded'})"
+        rules_txt = ", ".join(f"{r} {n:,}" for r, n in self.rejects_by_rule.most_common())
+        out = (f"{self.file}: {self.kind}: {self.rows_accepted:,} of {self.rows_in:,} rows loaded, "
+               f"{self.rows_rejected:,} rows rejected"
+               + (f"; rejects by rule: {rules_txt}" if rules_txt else ""))
+        if self.rows_replaced:
+            out += f", {self.rows_replaced:,} rows of earlier loads replaced"
+        return out + f" [batch {self.batch_id}]"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)  # releases the GIL: runs beside DuckDB's read of the same file
+    return h.hexdigest()
+
+
+def _country_table() -> pd.DataFrame:
+    rows: dict[str, str] = {}
+    for c in pycountry.countries:
+        for attr in ("alpha_2", "alpha_3", "name", "official_name", "common_name"):
+            v = getattr(c, attr, None)
+            if v:
+                rows[v.lower()] = c.alpha_3
+    rows.update(COUNTRY_ALIASES)
+    return pd.DataFrame({"key": list(rows), "alpha3": list(rows.values())})
+
+
+def _prepare_lookups(con: duckdb.DuckDBPyConnection) -> None:
+    con.register("_country_df", _country_table())
+    con.execute("CREATE OR REPLACE TEMP TABLE _country AS SELECT * FROM _country_df")
+    con.unregister("_country_df")
+    zones = pd.DataFrame({"name": sorted(zoneinfo.available_timezones())})
+    con.register("_tz_df", zones)
+    con.execute("CREATE OR REPLACE TEMP TABLE _tz AS SELECT * FROM _tz_df")
+    con.unregister("_tz_df")
+    items = [
+        (item, inst.id, s.id, s.min, s.max)
+        for item, (inst, s) in surveys.item_index(surveys.load_instruments()).items()
+    ]
+    con.register("_items_df", pd.DataFrame(items, columns=["item", "instrument", "scale", "lo", "hi"]))
+    con.execute("CREATE OR REPLACE TEMP TABLE _items AS SELECT * FROM _items_df")
+    con.unregister("_items_df")
+
+
+def _kind_of(path: Path, kind: str | None, con: duckdb.DuckDBPyConnection) -> str:
+    if kind:
+        if kind not in schema.CONTRACT_KINDS:
+            raise RefusedFile(str(path), f"--kind {kind} is not one of {', '.join(schema.LOAD_ORDER)}")
+        return kind
+    named = readers.detect_kind(path, [], set())
+    if named:
+        return named
+    cols = readers.read_into(con, path, "_peek")
+    readers.drop_source(con, "_peek")
+    item_ids = set(surveys.item_index(surveys.load_instruments()))
+    found = readers.detect_kind(path, cols, item_ids)
+    if not found:
+        raise RefusedFile(
+            str(path),
+            "cannot tell what it holds: name it after its kind (e.g. events_2026.csv), pass "
+            f"--kind, or give it the contract's columns ({', '.join(schema.LOAD_ORDER)})",
+        )
+    return found
+
+
+class _FileLoader:
+    """Loads one file into the open next-warehouse connection (inside a transaction)."""
+
+    def __init__(self, con, path: Path, kind: str, key: bytes, batch_id: int, sha: str):
+        self.con, self.path, self.kind, self.key = con, path, kind, key
+        self.batch_id, self.sha = batch_id, sha
+        self.table = schema.TABLES[kind]
+        self.report = FileReport(str(path), kind, batch_id=batch_id)
+        self.fields = rules.fields_for(kind, dt.date.today().year)
+
+    # -- reading -------------------------------------------------------------------------------
+    def read(self) -> list[str]:
+        cols = readers.read_into(self.con, self.path, "src")
+        contract = set(self.table.column_names) - {"batch_id"}
+        if self.kind in PARTICIPANT_KINDS:
+            identifying = sorted(set(cols) & schema.IDENTIFYING_COLUMNS)
+            if identifying:
+                self.report.notes.append(
+                    f"identifying columns not stored: {', '.join(identifying)}")
+        else:
+            identifying = []
+        if self.kind == "responses":
+            contract -= {"instrument", "item", "value"}
+            items = set(surveys.item_index(surveys.load_instruments()))
+            self.item_cols = [c for c in cols if c in items]
+            if not self.item_cols:
+                raise RefusedFile(
+                    str(self.path),
+                    "no column is an item of a known instrument (surveys/*.yaml); "
+                    f"columns are: {', '.join(cols[:12])}{' …' if len(cols) > 12 else ''}",
+                )
+            unknown = [c for c in cols if c not in contract and c not in items and c not in identifying]
+        else:
+            unknown = [c for c in cols if c not in contract and c not in identifying]
+        missing = [c for c in self.table.required if c not in cols and c not in ("instrument", "item", "value")]
+        if missing:
+            raise RefusedFile(
+                str(self.path),
+                f"missing required column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                f"for {self.kind} (found: {', '.join(cols[:12])})",
+            )
+        if unknown:
+            self.report.notes.append(f"columns ignored (not in the contract): {', '.join(unknown)}")
+        self.cols = cols
+        return cols
+
+    # -- validating ----------------------------------------------------------------------------
+    def _source_sql(self) -> str:
+        """The staging source with absent optional columns as NULL; `_ids` for participant kinds."""
+        extra = [f'NULL::VARCHAR AS "{f.name}"' for f in self.fields if f.name not in self.cols]
+        if self.kind in PARTICIPANT_KINDS:
+            # Hash each distinct id once and look it up in the roster once: a log has far more
+            # rows than people.
+            roster = (
+                "LEFT JOIN participants kp ON kp.participant_id = ids._pid "
+                "LEFT JOIN institutions ki ON ki.institution_id = kp.institution_id"
+                if self.kind != "participants" else "")
+            known = ("kp.participant_id, ki.timezone" if self.kind != "participants"
+                     else "NULL::VARCHAR AS participant_id, NULL::VARCHAR AS timezone")
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _ids AS SELECT ids._src_id, ids._pid, {known} FROM "
+                f"(SELECT participant_id AS _src_id, {hmac_sql('participant_id', self.key)} AS _pid "
+                "FROM (SELECT DISTINCT participant_id FROM src WHERE participant_id IS NOT NULL)) "
+                f"ids {roster}"
+            )
+        return f"(SELECT src.*{''.join(', ' + e for e in extra)} FROM src)"
+
+    def stage(self) -> None:
+        """One pass: typed values, and for bad rows only, the list of rules they broke."""
+        checks = [(f, c) for f in self.fields for c in f.checks]
+        key = self.table.key if self.kind != "responses" else ("participant_id", "exchange_id", "wave")
+        sel = ["s._row"] + [f'{f.typed} AS "t_{f.name}"' for f in self.fields]
+        broken = [f"coalesce({c.broken}, false)" for _, c in checks]
+        if self.kind != "events":  # a log may hold identical lines; keys replace across files
+            part = ", ".join(f"{f.typed}" for k in key for f in self.fields if f.name == k)
+            sel.append(f"min(s._row) OVER (PARTITION BY {part}) AS _first")
+            broken.append("s._row <> _first")
+        # DuckDB lets later select items use earlier aliases: the failure list (strings built
+        # only for bad rows) reads `_bad` instead of evaluating the checks a second time.
+        sel.append(f"({' OR '.join(broken)}) AS _bad")
+        fails = [
+            f"CASE WHEN {c.broken} THEN {{'col': '{f.name}', 'rule': '{c.rule}', "
+            f"'value': {f.shown or 's.' + chr(34) + f.name + chr(34)}, 'msg': {c.message}}} END"
+            for f, c in checks
+        ]
+        if self.kind != "events":
+            keytxt = ", ".join(key)
+            fails.append(
+                f"CASE WHEN s._row <> _first THEN {{'col': '{key[0]}', 'rule': 'duplicate', "
+                f"'value': \"t_{key[0]}\", 'msg': 'same {keytxt} as row ' || _first || "
+                "'; the first row is kept'} END")
+        sel.append(f"CASE WHEN _bad THEN list_filter([{', '.join(fails)}], lambda x: x IS NOT NULL) "
+                   "END AS _fails")
+        if self.kind == "responses":
+            sel += [f's."{c}" AS "i_{c}"' for c in self.item_cols]
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE stage AS SELECT {', '.join(sel)} "
+            f"FROM {self._source_sql()} s {rules.JOINS[self.kind]}"
+        )
+        self.bad = "_bad"
+        self.con.execute(
+            "INSERT INTO rejects SELECT ?, ?, _row, f.col, f.rule, f.value, f.msg "
+            "FROM (SELECT _row, unnest(_fails) AS f FROM stage WHERE _bad)",
+            [self.batch_id, str(self.path)],
+        )
+        n_in, n_bad = self.con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE _bad) FROM stage").fetchone()
+        self.report.rows_in = n_in
+        self.report.rows_rejected = n_bad
+
+    # -- writing -------------------------------------------------------------------------------
+    def _replace_earlier(self, good: str, key: tuple[str, ...]) -> int:
+        t = self.table.name
+        earlier = self.con.execute(
+            "SELECT list(batch_id) FROM load_batches WHERE source_name = ? AND kind = ? "
+            "AND status = 'loaded'", [self.path.name, self.kind]).fetchone()[0] or []
+        n = 0
+        if earlier:
+            n += self.con.execute(
+                f'DELETE FROM "{t}" WHERE batch_id IN ({", ".join(map(str, earlier))})'
+            ).fetchone()[0]
+        match = " AND ".join(f'old."{k}" IS NOT DISTINCT FROM new."{k}"' for k in key)
+        n += self.con.execute(
+            f'DELETE FROM "{t}" old USING ({good}) new WHERE {match}').fetchone()[0]
+        return n
+
+    def write(self) -> None:
+        t = self.table.name
+        names = [f.name for f in self.fields]
+        if self.kind == "responses":
+            self._write_responses()
+            return
+        good = (f"SELECT {', '.join(f'{chr(34)}t_{n}{chr(34)} AS {chr(34)}{n}{chr(34)}' for n in names)} "
+                f"FROM stage WHERE NOT ({self.bad})")
+        self.report.rows_replaced = self._replace_earlier(good, self.table.key)
+        cols = ", ".join(f'"{n}"' for n in names)
+        self.report.rows_accepted = self.con.execute(
+            f'INSERT INTO "{t}" ({cols}, batch_id) SELECT *, {self.batch_id} FROM ({good})'
+        ).fetchone()[0]
+
+    def _write_responses(self) -> None:
+        """Unpivot the good rows' item columns; check each answer against its item's range."""
+        cols = ", ".join(f'"i_{c}" AS "{c}"' for c in self.item_cols)
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE cells AS "
+            "SELECT u.*, it.instrument, it.lo, it.hi, TRY_CAST(u.raw AS DOUBLE) AS value "
+            f'FROM (UNPIVOT (SELECT _row, "t_participant_id", "t_exchange_id", "t_wave", '
+            f'"t_submitted_at", {cols} FROM stage WHERE NOT ({self.bad})) '
+            f'ON {", ".join(chr(34) + c + chr(34) for c in self.item_cols)} '
+            "INTO NAME item VALUE raw) u JOIN _items it USING (item) "
+            "WHERE u.raw IS NOT NULL AND upper(u.raw) NOT IN ('NA', 'N/A', '-', '.')"
+        )
+        for rule, cond, msg in (
+            ("number", "value IS NULL",
+             "'''' || raw || ''' is not a number (answer to ' || item || ')'"),
+            ("range", "value < lo OR value > hi",
+             "'''' || raw || ''' is outside the range ' || lo::INTEGER || ' to ' || hi::INTEGER "
+             "|| ' of ' || item || ' (instrument ' || instrument || ')'"),
+        ):
+            self.con.execute(
+                f"INSERT INTO rejects SELECT ?, ?, _row, item, ?, raw, {msg} FROM cells WHERE {cond}",
+                [self.batch_id, str(self.path), rule],
+            )
+        good = (
+            'SELECT "t_participant_id" AS participant_id, "t_exchange_id" AS exchange_id, '
+            '"t_wave" AS wave, instrument, item, value, "t_submitted_at" AS submitted_at '
+            "FROM cells WHERE value IS NOT NULL AND value BETWEEN lo AND hi"
+        )
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE good_cells AS {good}")
+        self.report.rows_replaced = self._replace_earlier("SELECT * FROM good_cells", self.table.key)
+        self.con.execute(
+            f"INSERT INTO responses SELECT *, {self.batch_id} FROM good_cells")
+        n_cells_bad, rows_ok = self.con.execute(
+            "SELECT (SELECT count(*) FROM cells WHERE value IS NULL OR value NOT BETWEEN lo AND hi),"
+            " (SELECT count(DISTINCT _row) FROM cells WHERE value BETWEEN lo AND hi)").fetchone()
+        self.report.rows_accepted = rows_ok
+        if n_cells_bad:
+            self.report.notes.append(
+                f"{n_cells_bad:,} answers refused (number/range) in rows that otherwise loaded")
+
+    def summarise_rejects(self) -> None:
+        for rule, n in self.con.execute(
+            "SELECT rule, count(*) FROM rejects WHERE batch_id = ? GROUP BY rule ORDER BY 2 DESC",
+            [self.batch_id]).fetchall():
+            self.report.rejects_by_rule[rule] = n
+        for row, col, rule, msg in self.con.execute(
+            "SELECT row_number, column_name, rule, message FROM rejects WHERE batch_id = ? "
+            "ORDER BY row_number LIMIT 5", [self.batch_id]).fetchall():
+            self.report.first_rejects.append(
+                f"{self.path}: row {row}, column {col}: {rule}: {msg}")
+
+    def cleanup(self) -> None:
+        readers.drop_source(self.con, "src")
+        for t in ("stage", "cells", "good_cells", "_ids"):
+            self.con.execute(f"DROP TABLE IF EXISTS {t}")
+
+
+def _record(con, rep: FileReport, sha: str | None, started: dt.datetime) -> None:
+    con.execute(
+        "INSERT INTO load_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, ?, "
+        "(SELECT value::INTEGER + 1 FROM meta WHERE key = 'data_version'))",
+        [rep.batch_id, rep.file, Path(rep.file).name, sha, rep.kind, rep.rows_in,
+         rep.rows_accepted, rep.rows_rejected, rep.rows_replaced, started, rep.status,
+         "; ".join(([rep.problem] if rep.problem else []) + rep.notes)],
+    )
+
+
+def load_paths(
+    paths: list[Path | str],
+    warehouse: Path | str = DEFAULT_WAREHOUSE,
+    *,
+    kind: str | None = None,
+    progress: Callable[[str], None] | None = None,
+    lock_timeout: float = 600.0,
+    on_wait: Callable[[], None] | None = None,
+    after_load: Callable[[duckdb.DuckDBPyConnection, list[FileReport]], None] | None = None,
+) -> list[FileReport]:
+    """Load files and folders; return one report per file. Raises `EtlError` for what stops all.
+
+    Files of a folder load in dependency order (clusters → institutions → exchanges →
+    partnerships → participants → events → responses). `progress(msg)` is called at each step.
+    """
+    warehouse = Path(warehouse)
+    files = readers.expand_paths([Path(p) for p in paths])
+    if not files:
+        raise EtlError(f"nothing to load in {', '.join(map(str, paths))} (looked for "
+                       f"{', '.join(sorted(readers.SUFFIXES))} files)")
+    key = resolve_key(warehouse)
+    say = progress or (lambda _m: None)
+    reports: list[FileReport] = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        hashes = {f: pool.submit(sha256_file, f) for f in files}
+        with build_next(warehouse, lock_timeout=lock_timeout, on_wait=on_wait) as con:
+            _prepare_lookups(con)
+            kinds: dict[Path, str] = {}
+            for f in files:
+                try:
+                    kinds[f] = _kind_of(f, kind, con)
+                except RefusedFile as e:
+                    reports.append(FileReport(str(f), None, "refused", problem=e.problem))
+            order = sorted(kinds, key=lambda f: (schema.LOAD_ORDER.index(kinds[f]), str(f)))
+            changed = False
+            for f in order:
+                started = dt.datetime.now(dt.UTC)
+                sha = hashes[f].result()
+                prior = con.execute(
+                    "SELECT batch_id, file FROM load_batches WHERE sha256 = ? AND kind = ? "
+                    "AND status = 'loaded' ORDER BY batch_id DESC LIMIT 1", [sha, kinds[f]]
+                ).fetchone()
+                if prior:
+                    reports.append(FileReport(str(f), kinds[f], "unchanged",
+                                              notes=[f"same content already loaded as batch {prior[0]}"]))
+                    say(f"{f.name}: unchanged")
+                    continue
+                batch_id = con.execute(
+                    "SELECT coalesce(max(batch_id), 0) + 1 FROM load_batches").fetchone()[0]
+                fl = _FileLoader(con, f, kinds[f], key, batch_id, sha)
+                try:
+                    # Read before the transaction: rows a transaction adds get provisional rowids
+                    # (from 2**55), and rowid is how a row's number in the file is known.
+                    say(f"{f.name}: reading")
+                    fl.read()
+                except RefusedFile as e:
+                    fl.cleanup()
+                    fl.report.status, fl.report.problem = "refused", e.problem
+                    _record(con, fl.report, sha, started)
+                    reports.append(fl.report)
+                    changed = True
+                    continue
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    say(f"{f.name}: validating")
+                    fl.stage()
+                    say(f"{f.name}: writing")
+                    fl.write()
+                    fl.summarise_rejects()
+                    fl.report.status = "loaded"
+                    _record(con, fl.report, sha, started)
+                    con.execute("COMMIT")
+                except RefusedFile as e:
+                    con.execute("ROLLBACK")
+                    fl.report.status, fl.report.problem = "refused", e.problem
+                    fl.report.rows_in = fl.report.rows_accepted = fl.report.rows_rejected = 0
+                    fl.report.notes = []
+                    _record(con, fl.report, sha, started)
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                finally:
+                    fl.cleanup()
+                reports.append(fl.report)
+                changed = True
+            for r in reports:
+                if r.status == "refused" and r.batch_id is None:
+                    r.batch_id = con.execute(
+                        "SELECT coalesce(max(batch_id), 0) + 1 FROM load_batches").fetchone()[0]
+                    _record(con, r, None, dt.datetime.now(dt.UTC))
+                    changed = True
+            if not changed:
+                raise NoChange
+            if after_load is not None:
+                after_load(con, reports)
+    return reports

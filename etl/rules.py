@@ -1,0 +1,282 @@
+"""What each column of the input contract must satisfy, as SQL over the staging row.
+
+A `Field` turns one source column into its warehouse value (`typed`) and lists the `Check`s that
+reject a row: `broken` is a SQL condition that is true when the row breaks the rule. The loader
+evaluates every field and check of a kind in one set-based pass (see `etl.load`).
+
+Names the SQL can use: `s."<column>"` (trimmed text, NULL when empty or absent), `p._pid` (the
+participant pseudonym), `p.participant_id` (the same, NULL when the participant is unknown) and
+`p.timezone` (their institution's zone), both for events and responses; `i` (the institution
+of a participants row), `x` (the referenced exchange). `p` is a lookup of the file's distinct
+participant ids, so the hash and the roster joins run once per person, not once per row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from etl import schema
+
+__all__ = ["Check", "Field", "fields_for", "ENUMS", "WAVE_PATTERN"]
+
+ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("clusters", "kind"): ("cluster", "network", "consortium"),
+    ("institutions", "kind"): ("school", "university", "other"),
+    ("institutions", "connectivity"): ("low", "medium", "high"),
+    ("institutions", "income_group"): ("low", "lower-middle", "upper-middle", "high"),
+    ("exchanges", "modality"): ("virtual", "blended", "physical"),
+    ("exchanges", "setting"): ("curricular", "extracurricular"),
+    ("participants", "role"): ("student", "teacher"),
+}
+WAVE_PATTERN = r"^(pre|mid|post|follow_?up(_[a-z0-9]+)?)$"
+# An explicit offset or Z at the end of an ISO date-time; anything else is local (naive) time.
+_OFFSET = r"(Z|z|[+-]\d\d(:?\d\d)?)$"
+
+
+@dataclass(frozen=True)
+class Check:
+    rule: str
+    broken: str
+    message: str  # SQL expression for the readable explanation
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    typed: str
+    checks: tuple[Check, ...] = field(default_factory=tuple)
+    shown: str | None = None  # what a reject shows as the offending value (pseudonym for ids)
+
+
+def _lit(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _raw(col: str) -> str:
+    return f's."{col}"'
+
+
+def _quote_value(expr: str) -> str:
+    return f"'''' || coalesce({expr}, '') || ''''"
+
+
+def _required(col: str, what: str) -> Check:
+    return Check("required", f"{_raw(col)} IS NULL", _lit(f"{col} is required ({what}) but empty"))
+
+
+def _text(col: str, required: bool, doc: str) -> Field:
+    checks = (_required(col, doc),) if required else ()
+    return Field(col, _raw(col), checks)
+
+
+def _enum(kind: str, col: str, required: bool) -> Field:
+    allowed = ENUMS[(kind, col)]
+    norm = f"lower({_raw(col)})"
+    if col == "income_group":
+        norm = (
+            f"regexp_replace(regexp_replace(lower({_raw(col)}), '\\s*income$', ''), '[\\s_]+', '-', 'g')"
+        )
+    cond = f"{_raw(col)} IS NOT NULL AND {norm} NOT IN ({', '.join(map(_lit, allowed))})"
+    checks = [Check(
+        "allowed_values", cond,
+        f"{_quote_value(_raw(col))} || ' is not one of: {', '.join(allowed)}'",
+    )]
+    if required:
+        checks.insert(0, _required(col, " | ".join(allowed)))
+    return Field(col, f"CASE WHEN {norm} IN ({', '.join(map(_lit, allowed))}) THEN {norm} END",
+                 tuple(checks))
+
+
+def _date(col: str, required: bool) -> Field:
+    typed = f"TRY_CAST({_raw(col)} AS DATE)"
+    checks = [Check(
+        "date", f"{_raw(col)} IS NOT NULL AND {typed} IS NULL",
+        f"{_quote_value(_raw(col))} || ' is not a date (expected ISO 8601, YYYY-MM-DD)'",
+    )]
+    if required:
+        checks.insert(0, _required(col, "a date, YYYY-MM-DD"))
+    return Field(col, typed, tuple(checks))
+
+
+def _timestamp(col: str) -> Field:
+    """UTC instant: explicit offsets are honoured; naive times are read in the institution's zone."""
+    r = _raw(col)
+    has_offset = f"regexp_matches({r}, {_lit(_OFFSET)}) AND length({r}) > 10"
+    typed = (
+        f"CASE WHEN {has_offset} THEN TRY_CAST({r} AS TIMESTAMPTZ) "
+        f"WHEN p.timezone IS NOT NULL THEN timezone(p.timezone, TRY_CAST({r} AS TIMESTAMP)) END"
+    )
+    parse_fails = f"{r} IS NOT NULL AND TRY_CAST({r} AS TIMESTAMP) IS NULL"
+    return Field(col, typed, (
+        _required(col, "an ISO 8601 date-time"),
+        Check("timestamp", parse_fails,
+              f"{_quote_value(r)} || ' is not an ISO 8601 date-time (YYYY-MM-DD HH:MM[:SS][±HH:MM])'"),
+    ))
+
+
+def _number(col: str, lo: float | None, hi: float | None, integer: bool = False) -> Field:
+    typ = "INTEGER" if integer else "DOUBLE"
+    typed = f"TRY_CAST({_raw(col)} AS {typ})"
+    checks = [Check(
+        "number", f"{_raw(col)} IS NOT NULL AND {typed} IS NULL",
+        f"{_quote_value(_raw(col))} || ' is not a{'' if integer else ''} number'",
+    )]
+    conds = []
+    if lo is not None:
+        conds.append(f"{typed} < {lo}")
+    if hi is not None:
+        conds.append(f"{typed} > {hi}")
+    if conds:
+        rng = f"from {lo if lo is not None else '-∞'} to {hi if hi is not None else '∞'}"
+        checks.append(Check("range", " OR ".join(conds), f"{_quote_value(_raw(col))} || ' is outside the range {rng}'"))
+    return Field(col, typed, tuple(checks))
+
+
+def _reference(col: str, table: str, key: str, joined: str, *, shown: str | None = None,
+               typed: str | None = None) -> Field:
+    """`joined` is the referenced table's key as joined in the staging query (NULL = no match)."""
+    v = shown or _raw(col)
+    return Field(col, typed or _raw(col), (
+        _required(col, f"a {key} from {table}"),
+        Check("reference", f"{_raw(col)} IS NOT NULL AND {joined} IS NULL",
+              f"{_quote_value(v)} || ' is not a known {key} (table {table})'"),
+    ), shown=shown)
+
+
+def fields_for(kind: str, current_year: int) -> list[Field]:
+    """The fields of one contract kind, in warehouse column order (without batch_id)."""
+    s = _raw
+    if kind == "clusters":
+        return [
+            _text("cluster_id", True, "an identifier"),
+            _text("name", True, "a display name"),
+            _enum("clusters", "kind", True),
+        ]
+    if kind == "institutions":
+        return [
+            _text("institution_id", True, "an identifier"),
+            _text("name", True, "a display name"),
+            Field("country", "ctry.alpha3", (
+                _required("country", "ISO 3166-1 alpha-2, alpha-3 or English name"),
+                Check("country", f"{s('country')} IS NOT NULL AND ctry.alpha3 IS NULL",
+                      f"{_quote_value(s('country'))} || ' is not a country (ISO 3166-1 alpha-2, "
+                      "alpha-3 or English name)'"),
+            )),
+            _reference("cluster_id", "clusters", "cluster_id", "cl.cluster_id"),
+            Field("timezone", "tz.name", (
+                _required("timezone", "an IANA time zone such as Europe/Berlin"),
+                Check("timezone", f"{s('timezone')} IS NOT NULL AND tz.name IS NULL",
+                      f"{_quote_value(s('timezone'))} || ' is not an IANA time zone "
+                      "(e.g. Europe/Berlin, America/Lima)'"),
+            )),
+            _enum("institutions", "kind", True),
+            _text("city", False, ""),
+            _enum("institutions", "income_group", False),
+            _enum("institutions", "connectivity", False),
+        ]
+    if kind == "exchanges":
+        start, end = _date("start_date", True), _date("end_date", True)
+        end = Field(end.name, end.typed, end.checks + (Check(
+            "date_order", f"{end.typed} < {start.typed}",
+            f"'end_date ' || {_quote_value(s('end_date'))} || ' is before start_date ' || "
+            f"{_quote_value(s('start_date'))}"),))
+        return [
+            _text("exchange_id", True, "an identifier"),
+            _text("name", True, "a display name"),
+            _text("program", True, "the program"),
+            _reference("cluster_id", "clusters", "cluster_id", "cl.cluster_id"),
+            _enum("exchanges", "modality", True),
+            _enum("exchanges", "setting", True),
+            _text("purpose", True, "the purpose"),
+            _text("language", True, "the working language"),
+            start,
+            end,
+            _number("budget", 0, None),
+            Field("currency", f"upper({s('currency')})", (Check(
+                "currency", f"{s('currency')} IS NOT NULL AND NOT regexp_matches({s('currency')}, '^[A-Za-z]{{3}}$')",
+                f"{_quote_value(s('currency'))} || ' is not an ISO 4217 currency code such as EUR'"),)),
+        ]
+    if kind == "partnerships":
+        started, ended = _date("started_on", True), _date("ended_on", False)
+        ended = Field(ended.name, ended.typed, ended.checks + (Check(
+            "date_order", f"{ended.typed} < {started.typed}",
+            f"'ended_on ' || {_quote_value(s('ended_on'))} || ' is before started_on ' || "
+            f"{_quote_value(s('started_on'))}"),))
+        b = _reference("institution_b", "institutions", "institution_id", "ib.institution_id")
+        b = Field(b.name, b.typed, b.checks + (Check(
+            "self_partnership", f"{s('institution_a')} = {s('institution_b')}",
+            "'an institution cannot partner with itself'"),))
+        return [
+            _text("partnership_id", True, "an identifier"),
+            _reference("exchange_id", "exchanges", "exchange_id", "x.exchange_id"),
+            _reference("institution_a", "institutions", "institution_id", "ia.institution_id"),
+            b,
+            started,
+            ended,
+        ]
+    if kind == "participants":
+        comparison = f"lower(coalesce({s('comparison')}, 'false'))"
+        truthy, falsy = "('true','t','yes','y','1')", "('false','f','no','n','0')"
+        return [
+            Field("participant_id", "p._pid", (_required("participant_id", "the source id"),),
+                  shown="p._pid"),
+            _reference("institution_id", "institutions", "institution_id", "i.institution_id"),
+            _enum("participants", "role", True),
+            _text("gender", False, ""),
+            _number("birth_year", 1900, current_year, integer=True),
+            Field("comparison", f"CASE WHEN {comparison} IN {truthy} THEN true "
+                                f"WHEN {comparison} IN {falsy} THEN false END",
+                  (Check("boolean", f"{comparison} NOT IN {truthy} AND {comparison} NOT IN {falsy}",
+                         f"{_quote_value(s('comparison'))} || ' is not true or false'"),)),
+        ]
+    if kind == "events":
+        return [
+            _reference("participant_id", "participants", "participant_id", "p.participant_id",
+                       shown="p._pid", typed="p._pid"),
+            _reference("exchange_id", "exchanges", "exchange_id", "x.exchange_id"),
+            _timestamp("occurred_at"),
+            _text("activity", True, "what was done"),
+            _number("minutes", 0, 24 * 60),
+        ]
+    if kind == "responses":  # the row part; item columns are checked cell by cell
+        return [
+            _reference("participant_id", "participants", "participant_id", "p.participant_id",
+                       shown="p._pid", typed="p._pid"),
+            _reference("exchange_id", "exchanges", "exchange_id", "x.exchange_id"),
+            Field("wave", f"replace(lower({s('wave')}), 'follow_up', 'followup')", (
+                _required("wave", "pre, post, followup or followup_6m ..."),
+                Check("wave", f"{s('wave')} IS NOT NULL AND NOT regexp_matches(lower({s('wave')}), "
+                              f"{_lit(WAVE_PATTERN)})",
+                      f"{_quote_value(s('wave'))} || ' is not a wave (pre, post, followup, "
+                      "followup_6m ...)'"),
+            )),
+            _timestamp("submitted_at"),
+        ]
+    raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(schema.LOAD_ORDER)}")
+
+
+# The joins each kind's fields refer to, given the staging alias `s`.
+JOINS: dict[str, str] = {
+    "clusters": "",
+    "institutions": (
+        'LEFT JOIN _country ctry ON ctry.key = lower(s."country") '
+        'LEFT JOIN _tz tz ON tz.name = s."timezone" '
+        'LEFT JOIN clusters cl ON cl.cluster_id = s."cluster_id"'
+    ),
+    "exchanges": 'LEFT JOIN clusters cl ON cl.cluster_id = s."cluster_id"',
+    "partnerships": (
+        'LEFT JOIN exchanges x ON x.exchange_id = s."exchange_id" '
+        'LEFT JOIN institutions ia ON ia.institution_id = s."institution_a" '
+        'LEFT JOIN institutions ib ON ib.institution_id = s."institution_b"'
+    ),
+    "participants": (
+        'LEFT JOIN _ids p ON p._src_id = s."participant_id" '
+        'LEFT JOIN institutions i ON i.institution_id = s."institution_id"'
+    ),
+    "events": (
+        'LEFT JOIN _ids p ON p._src_id = s."participant_id" '
+        'LEFT JOIN exchanges x ON x.exchange_id = s."exchange_id"'
+    ),
+}
+JOINS["responses"] = JOINS["events"]
+__all__.append("JOINS")
