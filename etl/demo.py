@@ -14,7 +14,8 @@ The model, per instrument scale (all on the instrument's raw scale, e.g. 1..5):
 
 - latent baseline  theta0_i = mu + latent_sd * (sqrt(rho) * g_i + sqrt(1 - rho) * z_is)
 - latent gain      delta_i = intercept[modality] + dose_slope * min(n_events_i, DOSE_CAP) / 10
-                             + N(0, gain_sd)          (comparison group: comparison_gain + N(0, gain_sd / 2))
+                             + N(0, gain_sd)
+                   (comparison group: comparison_gain + N(0, gain_sd / 2))
 - latent by wave   pre = theta0, post = theta0 + delta, followup = theta0 + retention * delta,
                    each plus N(0, occasion_sd)
 - item answer      clip(round(latent + item_offset_j + N(0, item_noise_sd)), min, max), written as
@@ -34,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import pandas as pd
@@ -44,7 +46,7 @@ from scipy.special import ndtr
 
 import surveys
 
-__all__ = ["generate_demo", "AS_OF", "CHUNK", "DOSE_CAP", "WAVES", "MODALITIES"]
+__all__ = ["AS_OF", "CHUNK", "DOSE_CAP", "MODALITIES", "WAVES", "generate_demo"]
 
 AS_OF = date(2026, 11, 15)  # the program's "today": partnerships still running then are censored
 CHUNK = 100_000  # participants per generated chunk; fixed so that output does not depend on it
@@ -355,6 +357,8 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def _csv_cell(v: object) -> str:
     if v is None:
         return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
     if isinstance(v, str):
         return '"' + v.replace('"', '""') + '"'
     return str(v)
@@ -374,7 +378,7 @@ class _CsvOut:
     """
 
     def __init__(self, path: Path, columns: list[str]):
-        self.f = open(path, "wb")
+        self.f = open(path, "wb")  # noqa: SIM115 -- closed by __exit__; written in many pieces
         self.f.write((",".join(columns) + "\n").encode())
         self.rows = 0
 
@@ -388,7 +392,10 @@ class _CsvOut:
         self.rows += 1
         return self.rows + 1  # file row number, header = 1
 
-    def close(self) -> None:
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.f.close()
 
 
@@ -442,10 +449,15 @@ class _Progress:
         self.enabled = enabled
         self._p = None
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> Self:
         if self.enabled:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
             self._p = Progress(TextColumn("{task.description:<18}"), BarColumn(),
                                MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
             self._p.__enter__()
@@ -499,7 +511,13 @@ def _structure(out: Path, seed: int, n_participants: int, bad: list[dict]) -> tu
                                    rng.choice(n_c, n_inst - 2 * n_c, p=weights / weights.sum())])
     inst_country = np.sort(inst_country, kind="stable")
     clusters_of = [[k for k, cl in enumerate(CLUSTERS) if c.alpha3 in cl[3]] for c in COUNTRIES]
-    rows, inst_tz, inst_kind, inst_conn, inst_cluster, inst_domain, names = [], [], [], [], [], [], {}
+    rows: list[list] = []
+    inst_tz: list[str] = []
+    inst_kind: list[int] = []
+    inst_conn: list[int] = []
+    inst_cluster: list[int] = []
+    inst_domain: list[str] = []
+    names: dict[str, int] = {}
     for i, ci in enumerate(inst_country):
         c = COUNTRIES[ci]
         cluster = clusters_of[ci][rng.integers(len(clusters_of[ci]))]
@@ -591,10 +609,10 @@ def _structure(out: Path, seed: int, n_participants: int, bad: list[dict]) -> tu
     ex_rows = []
     for e, mem in enumerate(members_of):
         lead_c = COUNTRIES[inst_country[mem[0]]]
-        cities = [rows[m][6] for m in mem[:2]]
+        cities = list(dict.fromkeys(rows[m][6] for m in mem))[:2]
         purpose = PURPOSES[rng.integers(len(PURPOSES))]
         language = "English" if rng.random() < 0.6 else lead_c.language
-        if purpose == "language practice" and language == "English" and lead_c.language != "English":
+        if purpose == "language practice" and lead_c.language != "English":
             language = lead_c.language
         kind = CLUSTERS[ex_cluster[e]][2]
         program = PROGRAMS[kind][rng.integers(len(PROGRAMS[kind]))]
@@ -752,54 +770,53 @@ def _participants(out: Path, seed: int, n: int, st: _Structure, bad: list[dict],
 
     cols = ["participant_id", "institution_id", "role", "gender", "birth_year", "comparison",
             "name", "email"]
-    csv = _CsvOut(out / "participants.csv", cols)
-    inst_ids = pa.array(st.inst_ids)
-    domains = pa.array(st.inst_domain)
-    genders = pa.array(["female", "male", "non-binary", None])
-    roles = pa.array(["student", "teacher"])
-    seps = pa.array([" ", "", " "])
-    native_sep_ix = np.array([1 if c.native_sep == "" else 0 for c in COUNTRIES])[country]
-    for a in range(0, n, CHUNK):
-        b = min(n, a + CHUNK)
-        s = slice(a, b)
-        nat = pa.array(native[s])
-        first = pc.if_else(nat, pa.array(pools["fn"]).take(fi[s]),
-                           pa.array(pools["fl"]).take(fi[s]))
-        last = pc.if_else(nat, pa.array(pools["ln"]).take(li[s]),
-                          pa.array(pools["ll"]).take(li[s]))
-        famv = pa.array(fam[s])
-        sep = seps.take(np.where(native[s], native_sep_ix[s], 2))
-        name = pc.binary_join_element_wise(pc.if_else(famv, last, first),
-                                           pc.if_else(famv, first, last), sep)
-        fa = pa.array(pools["fa"]).take(fi[s])
-        la = pa.array(pools["la"]).take(li[s])
-        es = email_style[s]
-        local_first = pc.if_else(pa.array(es < 0.25), pc.utf8_slice_codeunits(fa, 0, 1), fa)
-        num = pc.if_else(pa.array(es < 0.6), pa.array(email_num[s].astype(str)),
-                         pa.scalar("", pa.string()))
-        dot = pc.if_else(pa.array(es > 0.85), pa.scalar("_"), pa.scalar("."))
-        local = pc.binary_join_element_wise(local_first, dot, la, num, "")
-        email = pc.binary_join_element_wise(local, domains.take(inst[s]), "@")
-        t = pa.table({
-            "participant_id": ids[a:b], "institution_id": inst_ids.take(inst[s]),
-            "role": roles.take(teacher[s].astype(np.int8)), "gender": genders.take(gender[s]),
-            "birth_year": pa.array(birth_year[s]), "comparison": pa.array(comparison[s]),
-            "name": name, "email": email,
-        })
-        plants = []
-        if a == 0:
-            for k, after in enumerate((37, n // 2)):
-                pid = f"P{n + 1 + k:0{width}d}"
-                unknown = f"I{len(st.inst_ids) + 500 + k:04d}"
-                plants.append((after, [pid, unknown, "student", "female", 2010, False,
-                                       "Alex Unknown", f"alex.unknown{k}@example.org"],
-                               {"file": "participants.csv", "column": "institution_id",
-                                "rule": "reference", "value": unknown,
-                                "why": "participant at an unknown institution"}))
-        _write_planted(csv, t, plants, bad)
-        tick(b - a)
-    people.rows_written = csv.rows
-    csv.close()
+    with _CsvOut(out / "participants.csv", cols) as csv:
+        inst_ids = pa.array(st.inst_ids)
+        domains = pa.array(st.inst_domain)
+        genders = pa.array(["female", "male", "non-binary", None])
+        roles = pa.array(["student", "teacher"])
+        seps = pa.array([" ", "", " "])
+        native_sep_ix = np.array([1 if c.native_sep == "" else 0 for c in COUNTRIES])[country]
+        for a in range(0, n, CHUNK):
+            b = min(n, a + CHUNK)
+            s = slice(a, b)
+            nat = pa.array(native[s])
+            first = pc.if_else(nat, pa.array(pools["fn"]).take(fi[s]),
+                               pa.array(pools["fl"]).take(fi[s]))
+            last = pc.if_else(nat, pa.array(pools["ln"]).take(li[s]),
+                              pa.array(pools["ll"]).take(li[s]))
+            famv = pa.array(fam[s])
+            sep = seps.take(np.where(native[s], native_sep_ix[s], 2))
+            name = pc.binary_join_element_wise(pc.if_else(famv, last, first),
+                                               pc.if_else(famv, first, last), sep)
+            fa = pa.array(pools["fa"]).take(fi[s])
+            la = pa.array(pools["la"]).take(li[s])
+            es = email_style[s]
+            local_first = pc.if_else(pa.array(es < 0.25), pc.utf8_slice_codeunits(fa, 0, 1), fa)
+            num = pc.if_else(pa.array(es < 0.6), pa.array(email_num[s].astype(str)),
+                             pa.scalar("", pa.string()))
+            dot = pc.if_else(pa.array(es > 0.85), pa.scalar("_"), pa.scalar("."))
+            local = pc.binary_join_element_wise(local_first, dot, la, num, "")
+            email = pc.binary_join_element_wise(local, domains.take(inst[s]), "@")
+            t = pa.table({
+                "participant_id": ids[a:b], "institution_id": inst_ids.take(inst[s]),
+                "role": roles.take(teacher[s].astype(np.int8)), "gender": genders.take(gender[s]),
+                "birth_year": pa.array(birth_year[s]), "comparison": pa.array(comparison[s]),
+                "name": name, "email": email,
+            })
+            plants = []
+            if a == 0:
+                for k, after in enumerate((37, n // 2)):
+                    pid = f"P{n + 1 + k:0{width}d}"
+                    unknown = f"I{len(st.inst_ids) + 500 + k:04d}"
+                    plants.append((after, [pid, unknown, "student", "female", 2010, False,
+                                           "Alex Unknown", f"alex.unknown{k}@example.org"],
+                                   {"file": "participants.csv", "column": "institution_id",
+                                    "rule": "reference", "value": unknown,
+                                    "why": "participant at an unknown institution"}))
+            _write_planted(csv, t, plants, bad)
+            tick(b - a)
+        people.rows_written = csv.rows
     return people
 
 
@@ -820,54 +837,53 @@ def _events(out: Path, seed: int, people: _People, st: _Structure, bad: list[dic
             tick: callable) -> int:
     """Write events.csv chunk by chunk: naive local times in school hours; return rows written."""
     cols = ["participant_id", "exchange_id", "occurred_at", "activity", "minutes"]
-    csv = _CsvOut(out / "events.csv", cols)
-    ex_ids, acts = pa.array(st.ex_ids), pa.array(ACTIVITIES)
-    n = len(people.inst)
-    hour_p = [np.array(w, dtype=float) for w in HOUR_W]
-    for ci, a in enumerate(range(0, n, CHUNK)):
-        b = min(n, a + CHUNK)
-        rng = _rng(seed, 3, ci)
-        who = np.repeat(np.arange(a, b, dtype=np.int64), people.n_events[a:b])
-        m = len(who)
-        ex = people.exch[who]
-        profile = np.where(st.ex_setting[ex] == 1, 2, st.inst_kind[people.inst[who]])
-        week = (rng.random(m) * st.ex_weeks[ex]).astype(np.int64)
-        u_day, u_hour = rng.random(m), rng.random(m)
-        weekday = np.empty(m, np.int64)
-        hour = np.empty(m, np.int64)
-        for k in range(3):
-            mk = profile == k
-            weekday[mk] = _categorical(u_day[mk], WEEKDAY_P[k])
-            hour[mk] = HOUR_FIRST[k] + _categorical(u_hour[mk], hour_p[k])
-        evening = people.teacher[who] & (rng.random(m) < TEACHER_EVENING_SHARE)
-        hour[evening] = 19 + rng.integers(0, 3, int(evening.sum()))
-        local = ((st.ex_start[ex] + 7 * week + weekday) * 86_400 + hour * 3600
-                 + rng.integers(0, 3600, m))
-        modality = st.ex_modality[ex]
-        u_act = rng.random(m)
-        act = np.empty(m, np.int64)
-        for k in range(3):
-            mk = modality == k
-            act[mk] = _categorical(u_act[mk], ACTIVITY_WEIGHTS[k])
-        minutes = np.clip(np.rint(ACTIVITY_MEDIAN_MIN[act] * np.exp(rng.normal(0, 0.5, m))),
-                          1, 600).astype(np.int16)
-        no_minutes = rng.random(m) < 0.04
-        # A log is ordered by person and time; one int64 key sorts both at once.
-        order = np.argsort(who * (1 << 32) + (local - _TS_BASE), kind="stable")
-        who, ex, local, act = who[order], ex[order], local[order], act[order]
-        minutes, no_minutes = minutes[order], no_minutes[order]
-        t = pa.table({
-            "participant_id": people.ids.take(who),
-            "exchange_id": ex_ids.take(ex),
-            "occurred_at": pa.array(local.astype("datetime64[s]")),
-            "activity": acts.take(act),
-            "minutes": pa.array(minutes, mask=no_minutes),
-        })
-        plants = _event_plants(t, people, st) if ci == 0 else []
-        _write_planted(csv, t, plants, bad)
-        tick(b - a)
-    rows = csv.rows
-    csv.close()
+    with _CsvOut(out / "events.csv", cols) as csv:
+        ex_ids, acts = pa.array(st.ex_ids), pa.array(ACTIVITIES)
+        n = len(people.inst)
+        hour_p = [np.array(w, dtype=float) for w in HOUR_W]
+        for ci, a in enumerate(range(0, n, CHUNK)):
+            b = min(n, a + CHUNK)
+            rng = _rng(seed, 3, ci)
+            who = np.repeat(np.arange(a, b, dtype=np.int64), people.n_events[a:b])
+            m = len(who)
+            ex = people.exch[who]
+            profile = np.where(st.ex_setting[ex] == 1, 2, st.inst_kind[people.inst[who]])
+            week = (rng.random(m) * st.ex_weeks[ex]).astype(np.int64)
+            u_day, u_hour = rng.random(m), rng.random(m)
+            weekday = np.empty(m, np.int64)
+            hour = np.empty(m, np.int64)
+            for k in range(3):
+                mk = profile == k
+                weekday[mk] = _categorical(u_day[mk], WEEKDAY_P[k])
+                hour[mk] = HOUR_FIRST[k] + _categorical(u_hour[mk], hour_p[k])
+            evening = people.teacher[who] & (rng.random(m) < TEACHER_EVENING_SHARE)
+            hour[evening] = 19 + rng.integers(0, 3, int(evening.sum()))
+            local = ((st.ex_start[ex] + 7 * week + weekday) * 86_400 + hour * 3600
+                     + rng.integers(0, 3600, m))
+            modality = st.ex_modality[ex]
+            u_act = rng.random(m)
+            act = np.empty(m, np.int64)
+            for k in range(3):
+                mk = modality == k
+                act[mk] = _categorical(u_act[mk], ACTIVITY_WEIGHTS[k])
+            minutes = np.clip(np.rint(ACTIVITY_MEDIAN_MIN[act] * np.exp(rng.normal(0, 0.5, m))),
+                              1, 600).astype(np.int16)
+            no_minutes = rng.random(m) < 0.04
+            # A log is ordered by person and time; one int64 key sorts both at once.
+            order = np.argsort(who * (1 << 32) + (local - _TS_BASE), kind="stable")
+            who, ex, local, act = who[order], ex[order], local[order], act[order]
+            minutes, no_minutes = minutes[order], no_minutes[order]
+            t = pa.table({
+                "participant_id": people.ids.take(who),
+                "exchange_id": ex_ids.take(ex),
+                "occurred_at": pa.array(local.astype("datetime64[s]")),
+                "activity": acts.take(act),
+                "minutes": pa.array(minutes, mask=no_minutes),
+            })
+            plants = _event_plants(t, people, st) if ci == 0 else []
+            _write_planted(csv, t, plants, bad)
+            tick(b - a)
+        rows = csv.rows
     return rows
 
 
@@ -876,10 +892,12 @@ def _event_plants(t: pa.Table, people: _People, st: _Structure) -> list[tuple[in
     n = len(people.inst)
     width = len(people.ids[0].as_py()) - 1
     specs = [
-        (11, "participant_id", "reference", f"P{n + 5:0{width}d}", "event for an unknown participant"),
+        (11, "participant_id", "reference", f"P{n + 5:0{width}d}",
+         "event for an unknown participant"),
         (503, "exchange_id", "reference", f"X{len(st.ex_ids) + 900:03d}",
          "event for an unknown exchange"),
-        (2_001, "occurred_at", "timestamp", "2025-02-30 10:15:00", "unparseable date (30 February)"),
+        (2_001, "occurred_at", "timestamp", "2025-02-30 10:15:00",
+         "unparseable date (30 February)"),
         (5_007, "participant_id", "reference", f"P{n + 6:0{width}d}",
          "event for an unknown participant"),
         (9_001, "occurred_at", "timestamp", "13/05/2025 9:40", "unparseable date (DD/MM/YYYY)"),
@@ -996,82 +1014,81 @@ def _responses(out: Path, seed: int, people: _People, st: _Structure, params: li
     items = [i for sp in params for i in sp.items]
     col_of = {i: j for j, i in enumerate(items)}
     cols = ["participant_id", "exchange_id", "wave", "submitted_at", *items]
-    csv = _CsvOut(out / "responses.csv", cols)
-    ex_ids, waves = pa.array(st.ex_ids), pa.array(list(WAVES))
-    zones = sorted(set(st.inst_tz))
-    inst_tz_ix = np.array([zones.index(z) for z in st.inst_tz])
-    acc = _Acc(len(params))
-    n = len(people.inst)
-    rho = GENERAL_FACTOR_SHARE
-    for ci, a in enumerate(range(0, n, CHUNK)):
-        b = min(n, a + CHUNK)
-        nn = b - a
-        rng = _rng(seed, 4, ci)
-        grp = people.group[a:b].astype(np.int64)
-        treated = grp < 3
-        mod = np.minimum(grp, 2)
-        dose = np.minimum(people.n_events[a:b], DOSE_CAP) / 10
-        resp = people.responded[a:b]
-        pi, wi = np.nonzero(resp)  # participant-major, waves in order
-        n_rows = len(pi)
-        ex = people.exch[a:b]
-        start = st.ex_start[ex]
-        end = start + 7 * st.ex_weeks[ex] - 1
-        day = np.stack([start - rng.integers(0, 14, nn), end + rng.integers(1, 22, nn),
-                        end + 120 + rng.integers(0, 61, nn)], axis=1)
-        local = day * 86_400 + rng.integers(8 * 3600, 21 * 3600, (nn, 3))
-        g = rng.normal(size=nn)
-        vals = np.zeros((n_rows, len(items)), dtype=np.int16)
-        pp, pf = resp[:, 0] & resp[:, 1], resp[:, 0] & resp[:, 2]
-        for s, sp in enumerate(params):
-            z, u = rng.normal(size=nn), rng.normal(size=nn)
-            theta0 = sp.mu + sp.latent_sd * (math.sqrt(rho) * g + math.sqrt(1 - rho) * z)
-            delta = np.where(treated, sp.intercept[mod] + sp.dose_slope * dose + sp.gain_sd * u,
-                             sp.comparison_gain + sp.gain_sd / 2 * u)
-            theta = (np.stack([theta0, theta0 + delta, theta0 + sp.retention * delta], axis=1)
-                     + rng.normal(0, sp.occasion_sd, (nn, 3)))
-            e = _expected_score(theta, sp)
-            acc.add("gain", s, grp, delta)
-            acc.add("n", s, grp)
-            acc.add("gain_pp", s, grp[pp], delta[pp])
-            acc.add("d_pp", s, grp[pp], e[pp, 1] - e[pp, 0])
-            acc.add("n_pp", s, grp[pp])
-            acc.add("d_pf", s, grp[pf], e[pf, 2] - e[pf, 0])
-            acc.add("n_pf", s, grp[pf])
-            for w, key in enumerate(("pre", "post", "fu")):
-                r = resp[:, w]
-                acc.add(f"m_{key}", s, grp[r], e[r, w])
-                acc.add(f"n_{key}", s, grp[r])
-            k = len(sp.items)
-            x = np.rint(theta[pi, wi][:, None] + sp.item_offsets
-                        + rng.normal(0, sp.item_noise_sd, (n_rows, k)))
-            x = np.clip(x, sp.lo, sp.hi)
-            rev = np.array([i in sp.reverse for i in sp.items])
-            x[:, rev] = sp.lo + sp.hi - x[:, rev]
-            vals[:, [col_of[i] for i in sp.items]] = x
-        missing = rng.random((n_rows, len(items))) < MISSING_ITEM_SHARE
-        inst = people.inst[a:b][pi]
-        loc = local[pi, wi]
-        stamp = np.char.add(np.datetime_as_string(loc.astype("datetime64[s]"), unit="s"),
-                            _offset_strings(loc, inst_tz_ix[inst], zones))
-        plants = []
-        if ci == 0:
-            plants = _response_plants(vals, missing, stamp, params, people, bad)
-        data = {
-            "participant_id": people.ids.take(a + pi), "exchange_id": ex_ids.take(ex[pi]),
-            "wave": waves.take(wi), "submitted_at": pa.array(stamp),
-        }
-        for j, item in enumerate(items):
-            data[item] = pa.array(vals[:, j], mask=missing[:, j])
-        t = pa.table(data)
-        if plants:
-            row = t.slice(plants[0][0], 1).to_pylist()[0]
-            row["participant_id"] = plants[0][1][0]
-            plants = [(plants[0][0], list(row.values()), plants[0][2])]
-        _write_planted(csv, t, plants, bad)
-        tick(nn)
-    rows = csv.rows
-    csv.close()
+    with _CsvOut(out / "responses.csv", cols) as csv:
+        ex_ids, waves = pa.array(st.ex_ids), pa.array(list(WAVES))
+        zones = sorted(set(st.inst_tz))
+        inst_tz_ix = np.array([zones.index(z) for z in st.inst_tz])
+        acc = _Acc(len(params))
+        n = len(people.inst)
+        rho = GENERAL_FACTOR_SHARE
+        for ci, a in enumerate(range(0, n, CHUNK)):
+            b = min(n, a + CHUNK)
+            nn = b - a
+            rng = _rng(seed, 4, ci)
+            grp = people.group[a:b].astype(np.int64)
+            treated = grp < 3
+            mod = np.minimum(grp, 2)
+            dose = np.minimum(people.n_events[a:b], DOSE_CAP) / 10
+            resp = people.responded[a:b]
+            pi, wi = np.nonzero(resp)  # participant-major, waves in order
+            n_rows = len(pi)
+            ex = people.exch[a:b]
+            start = st.ex_start[ex]
+            end = start + 7 * st.ex_weeks[ex] - 1
+            day = np.stack([start - rng.integers(0, 14, nn), end + rng.integers(1, 22, nn),
+                            end + 120 + rng.integers(0, 61, nn)], axis=1)
+            local = day * 86_400 + rng.integers(8 * 3600, 21 * 3600, (nn, 3))
+            g = rng.normal(size=nn)
+            vals = np.zeros((n_rows, len(items)), dtype=np.int16)
+            pp, pf = resp[:, 0] & resp[:, 1], resp[:, 0] & resp[:, 2]
+            for s, sp in enumerate(params):
+                z, u = rng.normal(size=nn), rng.normal(size=nn)
+                theta0 = sp.mu + sp.latent_sd * (math.sqrt(rho) * g + math.sqrt(1 - rho) * z)
+                delta = np.where(treated, sp.intercept[mod] + sp.dose_slope * dose + sp.gain_sd * u,
+                                 sp.comparison_gain + sp.gain_sd / 2 * u)
+                theta = (np.stack([theta0, theta0 + delta, theta0 + sp.retention * delta], axis=1)
+                         + rng.normal(0, sp.occasion_sd, (nn, 3)))
+                e = _expected_score(theta, sp)
+                acc.add("gain", s, grp, delta)
+                acc.add("n", s, grp)
+                acc.add("gain_pp", s, grp[pp], delta[pp])
+                acc.add("d_pp", s, grp[pp], e[pp, 1] - e[pp, 0])
+                acc.add("n_pp", s, grp[pp])
+                acc.add("d_pf", s, grp[pf], e[pf, 2] - e[pf, 0])
+                acc.add("n_pf", s, grp[pf])
+                for w, key in enumerate(("pre", "post", "fu")):
+                    r = resp[:, w]
+                    acc.add(f"m_{key}", s, grp[r], e[r, w])
+                    acc.add(f"n_{key}", s, grp[r])
+                k = len(sp.items)
+                x = np.rint(theta[pi, wi][:, None] + sp.item_offsets
+                            + rng.normal(0, sp.item_noise_sd, (n_rows, k)))
+                x = np.clip(x, sp.lo, sp.hi)
+                rev = np.array([i in sp.reverse for i in sp.items])
+                x[:, rev] = sp.lo + sp.hi - x[:, rev]
+                vals[:, [col_of[i] for i in sp.items]] = x
+            missing = rng.random((n_rows, len(items))) < MISSING_ITEM_SHARE
+            inst = people.inst[a:b][pi]
+            loc = local[pi, wi]
+            stamp = np.char.add(np.datetime_as_string(loc.astype("datetime64[s]"), unit="s"),
+                                _offset_strings(loc, inst_tz_ix[inst], zones))
+            plants = []
+            if ci == 0:
+                plants = _response_plants(vals, missing, stamp, params, people, bad)
+            data = {
+                "participant_id": people.ids.take(a + pi), "exchange_id": ex_ids.take(ex[pi]),
+                "wave": waves.take(wi), "submitted_at": pa.array(stamp),
+            }
+            for j, item in enumerate(items):
+                data[item] = pa.array(vals[:, j], mask=missing[:, j])
+            t = pa.table(data)
+            if plants:
+                row = t.slice(plants[0][0], 1).to_pylist()[0]
+                row["participant_id"] = plants[0][1][0]
+                plants = [(plants[0][0], list(row.values()), plants[0][2])]
+            _write_planted(csv, t, plants, bad)
+            tick(nn)
+        rows = csv.rows
     return rows, acc
 
 
@@ -1105,7 +1122,8 @@ def _response_plants(vals: np.ndarray, missing: np.ndarray, stamp: np.ndarray,
         r = min(r, n_rows - 1)
         vals[r, j], missing[r, j] = value, False
         bad.append({"file": "responses.csv", "row": r + 2, "column": items[j], "rule": "range",
-                    "value": str(value), "why": f"{why} ({lo_of[items[j]]:g}..{hi_of[items[j]]:g})"})
+                    "value": str(value),
+                    "why": f"{why} ({lo_of[items[j]]:g}..{hi_of[items[j]]:g})"})
     r = min(55, n_rows - 1)
     stamp[r] = "31.04.2025 14:05"
     bad.append({"file": "responses.csv", "row": r + 2, "column": "submitted_at",
@@ -1192,7 +1210,9 @@ DEFINITIONS = {
 def _truth(seed: int, n: int, st: _Structure, people: _People, params: list[_ScaleParams],
            acc: _Acc, rows: dict[str, int], bad: list[dict]) -> dict:
     """The truth.json document."""
-    r3 = lambda x: round(float(x), 6)  # noqa: E731
+    def r3(x: float) -> float:
+        return round(float(x), 6)
+
     effects: dict[str, dict] = {}
     for s, sp in enumerate(params):
         effects.setdefault(sp.instrument, {})[sp.scale] = {
