@@ -154,15 +154,15 @@ def cmd_status(args, console: Console, err: Console) -> int:
 
     con = connect_read_only(args.warehouse)
     try:
-        built = con.execute("SELECT value FROM meta WHERE key = 'built_at'").fetchone()
+        built = con.execute("SELECT value FROM meta WHERE key = 'built_at'").fetchall()
         console.print(f"warehouse {args.warehouse}: data version {data_version(con)}"
-                      f"{', built ' + built[0] if built else ''}", highlight=False)
+                      f"{', built ' + built[0][0] if built else ''}", highlight=False)
         counts = Table(title="rows per table", title_justify="left")
         counts.add_column("table")
         counts.add_column("rows", justify="right")
         for name in (*schema.LOAD_ORDER, "rejects", *schema.RESULT_TABLES):
             try:
-                n = con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
+                n = con.execute(f'SELECT count(*) FROM "{name}"').fetchall()[0][0]
             except Exception:  # a result table of an older file: not there yet
                 continue
             counts.add_row(name, f"{n:,}")

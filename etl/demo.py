@@ -187,7 +187,7 @@ COUNTRIES: tuple[Country, ...] = (
             "upper-middle", "Indonesian", "IDR", "SMA Negeri {city}", "Universitas {city}",
             "Putri Budi Siti Agus Dewi Rizky Ayu Fajar Nur Adi",
             "Santoso Wijaya Saputra Hidayat Kusuma Pratama Setiawan Nugroho"),
-    Country("VNM", (("Hanoi", "Asia/Bangkok"), ("Ho Chi Minh City", "Asia/Ho_Chi_Minh"),
+    Country("VNM", (("Hanoi", "Asia/Ho_Chi_Minh"), ("Ho Chi Minh City", "Asia/Ho_Chi_Minh"),
                     ("Da Nang", "Asia/Ho_Chi_Minh")),
             "lower-middle", "Vietnamese", "VND", "THPT {city}", "Đại học {city}",
             "An Bảo Chi Dũng Hà Hùng Linh Minh Ngọc Trang",

@@ -242,7 +242,7 @@ class _FileLoader:
             [self.batch_id, str(self.path)],
         )
         n_in, n_bad = self.con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE _bad) FROM stage").fetchone()
+            "SELECT count(*), count(*) FILTER (WHERE _bad) FROM stage").fetchall()[0]
         self.report.rows_in = n_in
         self.report.rows_rejected = n_bad
 
@@ -251,15 +251,15 @@ class _FileLoader:
         t = self.table.name
         earlier = self.con.execute(
             "SELECT list(batch_id) FROM load_batches WHERE source_name = ? AND kind = ? "
-            "AND status = 'loaded'", [self.path.name, self.kind]).fetchone()[0] or []
+            "AND status = 'loaded'", [self.path.name, self.kind]).fetchall()[0][0] or []
         n = 0
         if earlier:
             n += self.con.execute(
                 f'DELETE FROM "{t}" WHERE batch_id IN ({", ".join(map(str, earlier))})'
-            ).fetchone()[0]
+            ).fetchall()[0][0]
         match = " AND ".join(f'old."{k}" IS NOT DISTINCT FROM new."{k}"' for k in key)
         n += self.con.execute(
-            f'DELETE FROM "{t}" old USING ({good}) new WHERE {match}').fetchone()[0]
+            f'DELETE FROM "{t}" old USING ({good}) new WHERE {match}').fetchall()[0][0]
         return n
 
     def write(self) -> None:
@@ -274,7 +274,7 @@ class _FileLoader:
         cols = ", ".join(f'"{n}"' for n in names)
         self.report.rows_accepted = self.con.execute(
             f'INSERT INTO "{t}" ({cols}, batch_id) SELECT *, {self.batch_id} FROM ({good})'
-        ).fetchone()[0]
+        ).fetchall()[0][0]
 
     def _write_responses(self) -> None:
         """Unpivot the good rows' item columns; check each answer against its item's range."""
@@ -310,7 +310,7 @@ class _FileLoader:
             f"INSERT INTO responses SELECT *, {self.batch_id} FROM good_cells")
         n_cells_bad, rows_ok = self.con.execute(
             "SELECT (SELECT count(*) FROM cells WHERE value IS NULL OR value NOT BETWEEN lo AND hi),"
-            " (SELECT count(DISTINCT _row) FROM cells WHERE value BETWEEN lo AND hi)").fetchone()
+            " (SELECT count(DISTINCT _row) FROM cells WHERE value BETWEEN lo AND hi)").fetchall()[0]
         self.report.rows_accepted = rows_ok
         if n_cells_bad:
             self.report.notes.append(
@@ -384,14 +384,14 @@ def load_paths(
                 prior = con.execute(
                     "SELECT batch_id, file FROM load_batches WHERE sha256 = ? AND kind = ? "
                     "AND status = 'loaded' ORDER BY batch_id DESC LIMIT 1", [sha, kinds[f]]
-                ).fetchone()
+                ).fetchall()
                 if prior:
                     reports.append(FileReport(str(f), kinds[f], "unchanged",
-                                              notes=[f"same content already loaded as batch {prior[0]}"]))
+                                              notes=[f"same content already loaded as batch {prior[0][0]}"]))
                     say(f"{f.name}: unchanged")
                     continue
                 batch_id = con.execute(
-                    "SELECT coalesce(max(batch_id), 0) + 1 FROM load_batches").fetchone()[0]
+                    "SELECT coalesce(max(batch_id), 0) + 1 FROM load_batches").fetchall()[0][0]
                 fl = _FileLoader(con, f, kinds[f], key, batch_id, sha)
                 try:
                     # Read before the transaction: rows a transaction adds get provisional rowids
@@ -431,7 +431,7 @@ def load_paths(
             for r in reports:
                 if r.status == "refused" and r.batch_id is None:
                     r.batch_id = con.execute(
-                        "SELECT coalesce(max(batch_id), 0) + 1 FROM load_batches").fetchone()[0]
+                        "SELECT coalesce(max(batch_id), 0) + 1 FROM load_batches").fetchall()[0][0]
                     _record(con, r, None, dt.datetime.now(dt.UTC))
                     changed = True
             if not changed:

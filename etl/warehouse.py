@@ -63,8 +63,8 @@ def create_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def data_version(con: duckdb.DuckDBPyConnection) -> int:
-    row = con.execute("SELECT value FROM meta WHERE key = 'data_version'").fetchone()
-    return int(row[0]) if row else 0
+    rows = con.execute("SELECT value FROM meta WHERE key = 'data_version'").fetchall()
+    return int(rows[0][0]) if rows else 0
 
 
 def _configure_writer(con: duckdb.DuckDBPyConnection, tmp_dir: Path) -> None:
