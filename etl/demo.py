@@ -64,7 +64,9 @@ _START_WEEKS = 117  # exchanges start on one of the 117 Mondays from _FIRST_MOND
 
 # ---------------------------------------------------------------------------------------------
 # Reference data: countries, clusters, purposes. Names are common ones, written in the country's
-# script where it is not Latin ("native|latin"); "_" stands for a space inside a name.
+# script where it is not Latin ("native|latin"); "_" stands for a space inside a name. First
+# names alternate female, male (an even count per country) so that names match the gender column;
+# surnames are ones that do not change with gender.
 # ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ COUNTRIES: tuple[Country, ...] = (
                     ("Gdańsk", "Europe/Warsaw"), ("Wrocław", "Europe/Warsaw")),
             "high", "Polish", "PLN", "Liceum Ogólnokształcące {city}", "Uniwersytet {city}",
             "Zofia Jakub Maja Antoni Zuzanna Jan Łucja Szymon Wiktoria Michał",
-            "Nowak Kowalski Wiśniewska Wójcik Kowalczyk Kamiński Lewandowska Zieliński"),
+            "Nowak Wójcik Kowalczyk Mazur Krawczyk Kaczmarek Pawlak Dudek"),
     Country("NLD", (("Amsterdam", "Europe/Amsterdam"), ("Rotterdam", "Europe/Amsterdam"),
                     ("Utrecht", "Europe/Amsterdam")),
             "high", "Dutch", "EUR", "Lyceum {city}", "Universiteit {city}",
@@ -135,8 +137,8 @@ COUNTRIES: tuple[Country, ...] = (
             "high", "Greek", "EUR", "Geniko Lykeio {city}", "University of {city}",
             "Μαρία|Maria Γιώργος|Giorgos Ελένη|Eleni Δημήτρης|Dimitris Κατερίνα|Katerina "
             "Νίκος|Nikos Σοφία|Sofia Κώστας|Kostas",
-            "Παπαδόπουλος|Papadopoulos Οικονόμου|Oikonomou Γεωργίου|Georgiou "
-            "Νικολάου|Nikolaou Βασιλείου|Vasileiou Καραγιάννης|Karagiannis", native_share=0.8),
+            "Δημητρίου|Dimitriou Οικονόμου|Oikonomou Γεωργίου|Georgiou "
+            "Νικολάου|Nikolaou Βασιλείου|Vasileiou Χριστοδούλου|Christodoulou", native_share=0.8),
     Country("KEN", (("Nairobi", "Africa/Nairobi"), ("Mombasa", "Africa/Nairobi"),
                     ("Kisumu", "Africa/Nairobi")),
             "lower-middle", "Swahili", "KES", "{city} High School", "University of {city}",
@@ -145,7 +147,7 @@ COUNTRIES: tuple[Country, ...] = (
     Country("NGA", (("Lagos", "Africa/Lagos"), ("Abuja", "Africa/Lagos"),
                     ("Ibadan", "Africa/Lagos")),
             "lower-middle", "English", "NGN", "{city} Model College", "University of {city}",
-            "Chinonso Adebayo Ngozi Emeka Funmilayo Oluwaseun Amaka Ibrahim Zainab Tunde",
+            "Ngozi Emeka Funmilayo Adebayo Amaka Ibrahim Zainab Tunde Chiamaka Oluwaseun",
             "Okafor Adeyemi Okonkwo Balogun Eze Abubakar Nwosu Ogunleye", weight=1.2),
     Country("ZAF", (("Johannesburg", "Africa/Johannesburg"), ("Cape Town", "Africa/Johannesburg"),
                     ("Durban", "Africa/Johannesburg")),
@@ -160,26 +162,26 @@ COUNTRIES: tuple[Country, ...] = (
     Country("MAR", (("Rabat", "Africa/Casablanca"), ("Casablanca", "Africa/Casablanca"),
                     ("Fès", "Africa/Casablanca")),
             "lower-middle", "French", "MAD", "Lycée {city}", "Université de {city}",
-            "يوسف|Youssef فاطمة|Fatima محمد|Mohamed خديجة|Khadija أمين|Amine سلمى|Salma "
-            "إدريس|Idriss مريم|Meryem",
+            "فاطمة|Fatima يوسف|Youssef خديجة|Khadija محمد|Mohamed سلمى|Salma أمين|Amine "
+            "مريم|Meryem إدريس|Idriss",
             "العلوي|Alaoui بنعلي|Benali الإدريسي|Idrissi التازي|Tazi بنجلون|Benjelloun "
             "الفاسي|Fassi", native_share=0.5),
     Country("IND", (("Bengaluru", "Asia/Kolkata"), ("Pune", "Asia/Kolkata"),
                     ("Delhi", "Asia/Kolkata"), ("Chennai", "Asia/Kolkata")),
             "lower-middle", "English", "INR", "{city} Public School", "University of {city}",
-            "आरव|Aarav अनन्या|Ananya विवान|Vivaan दिया|Diya अर्जुन|Arjun ईशा|Isha "
-            "रोहन|Rohan प्रिया|Priya",
+            "अनन्या|Ananya आरव|Aarav दिया|Diya विवान|Vivaan ईशा|Isha अर्जुन|Arjun "
+            "प्रिया|Priya रोहन|Rohan",
             "शर्मा|Sharma पटेल|Patel सिंह|Singh गुप्ता|Gupta वर्मा|Verma राव|Rao",
             native_share=0.3, weight=1.5),
     Country("JPN", (("Tokyo", "Asia/Tokyo"), ("Osaka", "Asia/Tokyo"), ("Sapporo", "Asia/Tokyo")),
             "high", "Japanese", "JPY", "{city} Senior High School", "{city} University",
-            "陽翔|Haruto 結菜|Yuna 蓮|Ren 陽葵|Himari 湊|Minato 凛|Rin 大翔|Hiroto 結衣|Yui",
+            "結菜|Yuna 陽翔|Haruto 陽葵|Himari 蓮|Ren 凛|Rin 湊|Minato 結衣|Yui 大翔|Hiroto",
             "佐藤|Sato 鈴木|Suzuki 高橋|Takahashi 田中|Tanaka 伊藤|Ito 渡辺|Watanabe "
             "山本|Yamamoto 中村|Nakamura", family_first=True, native_share=0.85, weight=1.3),
     Country("KOR", (("Seoul", "Asia/Seoul"), ("Busan", "Asia/Seoul"), ("Daejeon", "Asia/Seoul")),
             "high", "Korean", "KRW", "{city} High School", "{city} National University",
-            "민준|Minjun 서연|Seoyeon 도윤|Doyun 지우|Jiwoo 하준|Hajun 서윤|Seoyun 예준|Yejun "
-            "하은|Haeun",
+            "서연|Seoyeon 민준|Minjun 지우|Jiwoo 도윤|Doyun 서윤|Seoyun 하준|Hajun 하은|Haeun "
+            "예준|Yejun",
             "김|Kim 이|Lee 박|Park 최|Choi 정|Jung 강|Kang", family_first=True, native_share=0.85,
             native_sep=""),
     Country("IDN", (("Jakarta", "Asia/Jakarta"), ("Surabaya", "Asia/Jakarta"),
@@ -190,7 +192,7 @@ COUNTRIES: tuple[Country, ...] = (
     Country("VNM", (("Hanoi", "Asia/Ho_Chi_Minh"), ("Ho Chi Minh City", "Asia/Ho_Chi_Minh"),
                     ("Da Nang", "Asia/Ho_Chi_Minh")),
             "lower-middle", "Vietnamese", "VND", "THPT {city}", "Đại học {city}",
-            "An Bảo Chi Dũng Hà Hùng Linh Minh Ngọc Trang",
+            "Linh Dũng Chi Hùng Hà Minh Ngọc Bảo Trang Khoa",
             "Nguyễn Trần Lê Phạm Hoàng Huỳnh Phan Vũ", family_first=True),
     Country("TUR", (("İstanbul", "Europe/Istanbul"), ("Ankara", "Europe/Istanbul"),
                     ("İzmir", "Europe/Istanbul")),
@@ -526,7 +528,8 @@ def _structure(out: Path, seed: int, n_participants: int, bad: list[dict]) -> tu
         city, tz = c.cities[rng.integers(len(c.cities))]
         base = (c.university if kind else c.school).format(city=city)
         names[base] = names.get(base, 0) + 1
-        name = base if names[base] == 1 else f"{base} {names[base]}"
+        k_same = names[base]
+        name = base if k_same == 1 else (f"{base} – Campus {k_same}" if kind else f"{base} {k_same}")
         conn = int(rng.choice(3, p=INCOME_CONNECTIVITY[c.income]))
         pc_country = pycountry.countries.get(alpha_3=c.alpha3)
         written = (pc_country.alpha_2, pc_country.alpha_3, pc_country.name)[int(rng.choice(
@@ -760,7 +763,10 @@ def _participants(out: Path, seed: int, n: int, st: _Structure, bad: list[dict],
     pools = _name_pools()
     f_off, f_n = np.array(pools["f_off"]), np.array(pools["f_n"])
     l_off, l_n = np.array(pools["l_off"]), np.array(pools["l_n"])
-    fi = f_off[country] + (rng.random(n) * f_n[country]).astype(int)
+    u_first = rng.random(n)
+    half = f_n[country] // 2
+    fi = f_off[country] + np.where(gender <= 1, 2 * (u_first * half).astype(int) + gender,
+                                   (u_first * f_n[country]).astype(int))
     li = l_off[country] + (rng.random(n) * l_n[country]).astype(int)
     native = rng.random(n) < np.array([c.native_share for c in COUNTRIES])[country]
     fam = np.array([c.family_first for c in COUNTRIES])[country]
