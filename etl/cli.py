@@ -12,7 +12,7 @@ progress, prints one clear line per problem and sets the exit status:
 from __future__ import annotations
 
 import argparse
-import sys
+import signal
 import time
 from pathlib import Path
 
@@ -182,8 +182,21 @@ def cmd_status(args, console: Console, err: Console) -> int:
     return EXIT_OK
 
 
+_stopping = False
+
+
+def _interrupt(signum, frame):
+    # Ctrl-C, or a service manager's SIGTERM: unwind so the half-built file goes. DuckDB turns the
+    # interrupt into "RuntimeError: Query interrupted" when it lands inside a query.
+    global _stopping
+    _stopping = True
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     console = Console(highlight=False, soft_wrap=True)
     if not console.is_terminal:  # logs and pipes: wide enough that tables do not fold
         console = Console(highlight=False, soft_wrap=True, width=160)
@@ -194,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     except EtlError as e:
         err.print(f"error: {e}", highlight=False, markup=False)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        err.print("interrupted: the warehouse was left as it was before this load")
+    except (KeyboardInterrupt, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and not _stopping:
+            raise
+        err.print("interrupted: the warehouse was left as it was before this command")
         return 130
