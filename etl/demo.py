@@ -30,7 +30,7 @@ import math
 import re
 import unicodedata
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -371,6 +371,7 @@ def _csv_line(values: list[object]) -> bytes:
 
 
 _NO_HEADER = pacsv.WriteOptions(include_header=False)
+Tick = Callable[..., None]  # advances a progress bar by n (default 1)
 
 
 class _CsvOut:
@@ -470,7 +471,7 @@ class _Progress:
             self._p.__exit__(*exc)
 
     @contextmanager
-    def task(self, name: str, total: int) -> Iterator[callable]:
+    def task(self, name: str, total: int) -> Iterator[Tick]:
         if self._p is None:
             yield lambda n=1: None
             return
@@ -500,7 +501,7 @@ class _Structure:
     partnerships: list[dict]
 
 
-def _structure(out: Path, seed: int, n_participants: int, bad: list[dict]) -> tuple[
+def _structure(out: Path, seed: int, n_participants: int) -> tuple[
         _Structure, dict]:
     """Write clusters, institutions, exchanges and partnerships; return what later steps need."""
     import pycountry
@@ -529,7 +530,8 @@ def _structure(out: Path, seed: int, n_participants: int, bad: list[dict]) -> tu
         base = (c.university if kind else c.school).format(city=city)
         names[base] = names.get(base, 0) + 1
         k_same = names[base]
-        name = base if k_same == 1 else (f"{base} – Campus {k_same}" if kind else f"{base} {k_same}")
+        suffix = f" – Campus {k_same}" if kind else f" {k_same}"
+        name = base if k_same == 1 else base + suffix
         conn = int(rng.choice(3, p=INCOME_CONNECTIVITY[c.income]))
         pc_country = pycountry.countries.get(alpha_3=c.alpha3)
         written = (pc_country.alpha_2, pc_country.alpha_3, pc_country.name)[int(rng.choice(
@@ -709,7 +711,7 @@ def _name_pools() -> dict[str, list]:
 
 
 def _participants(out: Path, seed: int, n: int, st: _Structure, bad: list[dict],
-                  tick: callable) -> _People:
+                  tick: Tick) -> _People:
     """Draw the roster and engagement; write participants.csv (with names and e-mails)."""
     rng = _rng(seed, 2)
     width = max(6, len(str(n + 10)))
@@ -840,7 +842,7 @@ _TS_BASE = _days(_FIRST_MONDAY) * 86_400
 
 
 def _events(out: Path, seed: int, people: _People, st: _Structure, bad: list[dict],
-            tick: callable) -> int:
+            tick: Tick) -> int:
     """Write events.csv chunk by chunk: naive local times in school hours; return rows written."""
     cols = ["participant_id", "exchange_id", "occurred_at", "activity", "minutes"]
     with _CsvOut(out / "events.csv", cols) as csv:
@@ -1015,7 +1017,7 @@ def _offset_strings(local: np.ndarray, tz_ix: np.ndarray, zones: list[str]) -> n
 
 
 def _responses(out: Path, seed: int, people: _People, st: _Structure, params: list[_ScaleParams],
-               bad: list[dict], tick: callable) -> tuple[int, _Acc]:
+               bad: list[dict], tick: Tick) -> tuple[int, _Acc]:
     """Write responses.csv (wide, one row per participant and wave); accumulate the truth."""
     items = [i for sp in params for i in sp.items]
     col_of = {i: j for j, i in enumerate(items)}
@@ -1107,21 +1109,16 @@ def _response_plants(vals: np.ndarray, missing: np.ndarray, stamp: np.ndarray,
     cell in data row r (0-based) is file row r + 2.
     """
     n_rows = len(vals)
-    col = 0
-    cols = {}
-    for sp in params:
-        cols.setdefault(sp.hi, col)
-        cols.setdefault(("lo", sp.lo), col + 1)
-        col += len(sp.items)
     items = [i for sp in params for i in sp.items]
     lo_of = {i: sp.lo for sp in params for i in sp.items}
     hi_of = {i: sp.hi for sp in params for i in sp.items}
-    small, large = min(k for k in cols if not isinstance(k, tuple)), max(
-        k for k in cols if not isinstance(k, tuple))
-    j_lo = next(v for k, v in cols.items() if isinstance(k, tuple))
+    # Column of the first item with the narrowest range, of the widest, and the second column.
+    j_small = min(range(len(items)), key=lambda j: (hi_of[items[j]] - lo_of[items[j]], j))
+    j_large = max(range(len(items)), key=lambda j: (hi_of[items[j]] - lo_of[items[j]], -j))
+    j_lo = 1 if len(items) > 1 else 0
     breaks = [
-        (10, cols[small], int(small + 4), "Likert value far above the item's maximum"),
-        (25, cols[large], int(large + 1), "Likert value one above the item's maximum"),
+        (10, j_small, int(hi_of[items[j_small]] + 4), "Likert value far above the item's maximum"),
+        (25, j_large, int(hi_of[items[j_large]] + 1), "Likert value one above the item's maximum"),
         (40, j_lo, int(lo_of[items[j_lo]] - 1), "Likert value below the item's minimum"),
     ]
     for r, j, value, why in breaks:
@@ -1154,8 +1151,9 @@ def generate_demo(out: Path, *, participants: int = 10_000, seed: int = 7,
 
     Example: ``generate_demo(Path("/tmp/demo"), participants=500, progress=False)``
     """
-    if not isinstance(participants, int) or participants < 100:
+    if not isinstance(participants, int | np.integer) or participants < 100:
         raise ValueError(f"participants must be an integer of at least 100, got {participants!r}")
+    participants = int(participants)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     instruments = surveys.load_instruments()
@@ -1165,7 +1163,7 @@ def generate_demo(out: Path, *, participants: int = 10_000, seed: int = 7,
     bad: list[dict] = []
     with _Progress(progress) as prog:
         with prog.task("programme", 1) as tick:
-            st, rows = _structure(out, seed, participants, bad)
+            st, rows = _structure(out, seed, participants)
             tick()
         with prog.task("participants.csv", participants) as tick:
             people = _participants(out, seed, participants, st, bad, tick)
