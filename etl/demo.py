@@ -1183,6 +1183,11 @@ DEFINITIONS = {
              "(reverse-coded item: min + max - answer), on the instrument's raw scale",
     "group": "modality of the participant's exchange (virtual, blended, physical), or "
              "'comparison' for participants with comparison=true (surveys, no events)",
+    "waves": "pre: 0-13 days before the exchange starts; post: 1-21 days after it ends; "
+             "followup: 120-180 days after it ends; local times 08:00-21:00, written with the "
+             "institution's UTC offset",
+    "comparison": "comparison participants answer the surveys of an exchange of their own "
+                  "institution, on its dates, and log no events",
     "n_events": "number of valid rows of the participant in events.csv (planted bad rows excluded)",
     "dose": f"min(n_events, {DOSE_CAP}) / 10",
     "latent_gain": "delta_i = gain_intercept[modality] + dose_slope_per_10_events * dose_i "
