@@ -193,6 +193,24 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def ensure_demo_warehouse(warehouse: Path = DEFAULT_WAREHOUSE) -> None:
+    """First start of the dashboard: build the demo warehouse if there is none yet.
+
+    Later starts find the file and reuse it. Two starts at once are safe: the second waits for
+    the first's lock and then finds everything already loaded.
+    """
+    warehouse = Path(warehouse)
+    if warehouse.exists():
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(f"First start: building the demo warehouse {warehouse} (about a minute at most)")
+    args = argparse.Namespace(warehouse=warehouse, quiet=False, participants=10_000, seed=7,
+                              out=None)
+    code = cmd_demo(args, console, Console(stderr=True, highlight=False))
+    if code != EXIT_OK:
+        raise EtlError(f"{warehouse}: the demo warehouse could not be built (exit {code})")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)

@@ -135,11 +135,14 @@ def _number(col: str, lo: float | None, hi: float | None, integer: bool = False)
 def _reference(col: str, table: str, key: str, joined: str, *, shown: str | None = None,
                typed: str | None = None) -> Field:
     """`joined` is the referenced table's key as joined in the staging query (NULL = no match)."""
-    v = shown or _raw(col)
+    if shown:  # a pseudonymised id: say so, the row number finds it in the file
+        msg = (f"'the participant of this row (pseudonym ' || {shown} || ') is not in "
+               f"{table}; load them first'")
+    else:
+        msg = f"{_quote_value(_raw(col))} || ' is not a known {key} (table {table})'"
     return Field(col, typed or _raw(col), (
         _required(col, f"a {key} from {table}"),
-        Check("reference", f"{_raw(col)} IS NOT NULL AND {joined} IS NULL",
-              f"{_quote_value(v)} || ' is not a known {key} (table {table})'"),
+        Check("reference", f"{_raw(col)} IS NOT NULL AND {joined} IS NULL", msg),
     ), shown=shown)
 
 
