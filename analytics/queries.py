@@ -1,0 +1,932 @@
+"""The dashboard's read side: aggregate SQL over a cursor passed in, tidy DataFrames out.
+
+Every query takes a DuckDB cursor (one per request, from `etl.warehouse.Reader`) and a `Filters`
+value parsed from the URL's query string, and returns a DataFrame with one row per estimate or
+group. Nothing here opens a connection or knows about Dash. Results are cached per process in a
+small dict keyed by (warehouse data version, query, filters): the warehouse only changes through
+a new data version, so a cached answer is never stale, and nothing is shared across gunicorn
+workers (each forks with an empty cache).
+
+Table names come from `etl.schema`. Column names are spelled in the SQL for readability; the
+`_COLUMNS_USED` check at import fails loudly if `etl.schema` renames one of them.
+
+Small groups: any group with fewer than `MIN_CELL` participants is flagged `suppressed` and its
+figures are blanked, so pages can show "suppressed (n < k)" instead of a number.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from functools import wraps
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import duckdb
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from etl import schema
+
+__all__ = [
+    "MIN_CELL",
+    "SUPPRESSED_LABEL",
+    "Filters",
+    "FilterOptions",
+    "GROUPINGS",
+    "EQUITY_GROUPINGS",
+    "data_info",
+    "filter_options",
+    "parse_filters",
+    "headline",
+    "completion_by_wave",
+    "participants_by_country",
+    "activity_over_time",
+    "activity_heatmap",
+    "retention_by_cohort",
+    "breakdown",
+    "prepost_results",
+    "prepost_extremes",
+    "reliability",
+    "longitudinal",
+    "wave_means",
+    "comparison_difference",
+    "gains_by_group",
+    "participation_by_group",
+    "attrition_funnel",
+    "dropout_by_group",
+    "partnership_network",
+    "partnership_persistence",
+    "load_batches",
+    "rejects",
+    "result_table_status",
+    "clear_cache",
+]
+
+MIN_CELL = int(os.environ.get("EXCHANGE_IMPACT_MIN_CELL", "5"))
+SUPPRESSED_LABEL = f"suppressed (n < {MIN_CELL})"
+
+T_CLUSTERS = schema.CLUSTERS.name
+T_INST = schema.INSTITUTIONS.name
+T_EXCH = schema.EXCHANGES.name
+T_PARTNER = schema.PARTNERSHIPS.name
+T_PEOPLE = schema.PARTICIPANTS.name
+T_EVENTS = schema.EVENTS.name
+T_RESP = schema.RESPONSES.name
+T_BATCHES = schema.LOAD_BATCHES.name
+T_REJECTS = schema.REJECTS.name
+T_META = schema.META.name
+T_PREPOST = schema.RES_PREPOST.name
+T_RELIAB = schema.RES_RELIABILITY.name
+T_LONG = schema.RES_LONGITUDINAL.name
+T_ATTR = schema.RES_ATTRITION.name
+T_SCORES = schema.RES_SCALE_SCORES.name
+
+_COLUMNS_USED: tuple[tuple[schema.Table, tuple[str, ...]], ...] = (
+    (schema.CLUSTERS, ("cluster_id", "name")),
+    (schema.INSTITUTIONS, ("institution_id", "name", "country", "cluster_id", "timezone",
+                          "income_group", "connectivity")),
+    (schema.EXCHANGES, ("exchange_id", "name", "program", "cluster_id", "modality", "setting",
+                       "start_date", "end_date")),
+    (schema.PARTNERSHIPS, ("partnership_id", "exchange_id", "institution_a", "institution_b",
+                          "started_on", "ended_on")),
+    (schema.PARTICIPANTS, ("participant_id", "institution_id", "role", "gender", "birth_year",
+                          "comparison")),
+    (schema.EVENTS, ("participant_id", "exchange_id", "occurred_at", "minutes")),
+    (schema.RESPONSES, ("participant_id", "exchange_id", "wave", "submitted_at")),
+    (schema.RES_SCALE_SCORES, ("participant", "exchange_id", "wave", "instrument", "scale",
+                              "score")),
+)
+for _t, _cols in _COLUMNS_USED:
+    for _c in _cols:
+        _t.col(_c)  # raises KeyError naming the table and column if schema.py renamed it
+
+# The page-level groupings a user can choose, value -> label.
+GROUPINGS: dict[str, str] = {
+    "cluster": "Cluster",
+    "country": "Country",
+    "modality": "Modality",
+    "setting": "Setting",
+}
+EQUITY_GROUPINGS: dict[str, str] = {
+    "gender": "Gender",
+    "age_band": "Age band",
+    "connectivity": "Connectivity",
+    "income_group": "Country income group",
+}
+WAVE_ORDER = ("pre", "post", "followup")
+
+
+# ---------------------------------------------------------------------------------------------
+# Filters: the query string's typed form
+# ---------------------------------------------------------------------------------------------
+
+_LIST_FIELDS = ("program", "cluster", "country", "exchange", "term", "role", "modality", "setting")
+_DATE_FIELDS = {"start": "from", "end": "to"}  # field -> query-string key
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the filter bar selects. Empty tuple = no restriction. Hashable (cache key)."""
+
+    program: tuple[str, ...] = ()
+    cluster: tuple[str, ...] = ()
+    country: tuple[str, ...] = ()
+    exchange: tuple[str, ...] = ()
+    term: tuple[str, ...] = ()
+    role: tuple[str, ...] = ()
+    modality: tuple[str, ...] = ()
+    setting: tuple[str, ...] = ()
+    start: date | None = None
+    end: date | None = None
+
+    def to_query(self) -> str:
+        """The canonical query string ('' when nothing is selected), e.g. '?country=FRA,KEN'."""
+        pairs: list[tuple[str, str]] = []
+        for name in _LIST_FIELDS:
+            vals = getattr(self, name)
+            if vals:
+                pairs.append((name, ",".join(vals)))
+        for name, key in _DATE_FIELDS.items():
+            d = getattr(self, name)
+            if d is not None:
+                pairs.append((key, d.isoformat()))
+        return "?" + urlencode(pairs, safe=",") if pairs else ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form for a dcc.Store."""
+        out: dict[str, Any] = {n: list(getattr(self, n)) for n in _LIST_FIELDS}
+        for name in _DATE_FIELDS:
+            d = getattr(self, name)
+            out[name] = d.isoformat() if d else None
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Filters:
+        """Inverse of `to_dict`; tolerant of missing keys (an empty store means no filter)."""
+        if not data:
+            return cls()
+        kw: dict[str, Any] = {}
+        for n in _LIST_FIELDS:
+            v = data.get(n) or ()
+            kw[n] = tuple(sorted({str(x) for x in ([v] if isinstance(v, str) else v)}))
+        for n in _DATE_FIELDS:
+            kw[n] = _parse_date(data.get(n))
+        return cls(**kw)
+
+    @property
+    def is_empty(self) -> bool:
+        return self == Filters()
+
+    @property
+    def restricts_exchanges(self) -> bool:
+        return bool(self.program or self.exchange or self.term or self.modality or self.setting)
+
+    @property
+    def restricts_dates(self) -> bool:
+        return self.start is not None or self.end is not None
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    """The values each filter can take in the current warehouse: field -> ((value, label), …)."""
+
+    options: Mapping[str, tuple[tuple[str, str], ...]]
+    first_date: date | None = None
+    last_date: date | None = None
+
+    def values(self, name: str) -> set[str]:
+        return {v for v, _ in self.options.get(name, ())}
+
+
+def _parse_date(v: Any) -> date | None:
+    if v in (None, ""):
+        return None
+    if isinstance(v, date):
+        return v
+    try:
+        return date.fromisoformat(str(v)[:10])
+    except ValueError:
+        return None
+
+
+def parse_filters(search: str | Mapping[str, Any] | None,
+                  options: FilterOptions | None = None) -> tuple[Filters, list[str]]:
+    """Parse a URL query string (or a dict of it) into `Filters`, dropping what is invalid.
+
+    Returns the filters and one note per ignored value ("country=XYZ is not in the data"), so the
+    page can say what it ignored instead of failing. Lists are comma-separated or repeated keys.
+    """
+    if search is None:
+        raw: dict[str, list[str]] = {}
+    elif isinstance(search, str):
+        raw = parse_qs(search.lstrip("?"), keep_blank_values=False)
+    else:
+        raw = {k: (v if isinstance(v, list) else [v]) for k, v in search.items()}
+    notes: list[str] = []
+    kw: dict[str, Any] = {}
+    known = set(_LIST_FIELDS) | set(_DATE_FIELDS.values())
+    for key in raw:
+        if key not in known:
+            notes.append(f"'{key}' is not a filter (ignored)")
+    for name in _LIST_FIELDS:
+        vals = sorted({p.strip() for v in raw.get(name, []) for p in str(v).split(",") if p.strip()})
+        if options is not None and vals:
+            allowed = options.values(name)
+            bad = [v for v in vals if v not in allowed]
+            for v in bad:
+                notes.append(f"{name}={v} is not in the data (ignored)")
+            vals = [v for v in vals if v in allowed]
+        kw[name] = tuple(vals)
+    for name, key in _DATE_FIELDS.items():
+        v = raw.get(key, [None])[-1]
+        d = _parse_date(v)
+        if v not in (None, "") and d is None:
+            notes.append(f"{key}={v} is not a date YYYY-MM-DD (ignored)")
+        kw[name] = d
+    f = Filters(**kw)
+    if f.start and f.end and f.start > f.end:
+        notes.append(f"from={f.start} is after to={f.end}; date range ignored")
+        f = replace(f, start=None, end=None)
+    return f, notes
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache and helpers
+# ---------------------------------------------------------------------------------------------
+
+_CACHE: OrderedDict[tuple, Any] = OrderedDict()
+_CACHE_MAX = 512
+_CACHE_LOCK = threading.Lock()
+
+
+def clear_cache() -> None:
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _version_key(cur: duckdb.DuckDBPyConnection) -> str:
+    """data_version plus build time: two warehouse files never share a key (tests swap files)."""
+    row = cur.execute(
+        f"SELECT string_agg(value, '|' ORDER BY key) FROM {T_META} "
+        "WHERE key IN ('data_version', 'built_at')"
+    ).fetchone()
+    return row[0] if row and row[0] else "0"
+
+
+def _cached(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(fn)
+    def wrapper(cur: duckdb.DuckDBPyConnection, *args: Any, **kwargs: Any) -> Any:
+        key = (fn.__name__, _version_key(cur), args, tuple(sorted(kwargs.items())))
+        with _CACHE_LOCK:
+            if key in _CACHE:
+                _CACHE.move_to_end(key)
+                return _CACHE[key]
+        value = fn(cur, *args, **kwargs)
+        with _CACHE_LOCK:
+            _CACHE[key] = value
+            while len(_CACHE) > _CACHE_MAX:
+                _CACHE.popitem(last=False)
+        return value
+
+    return wrapper
+
+
+def _df(cur: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, Any] | None = None
+        ) -> pd.DataFrame:
+    return cur.execute(sql, dict(params or {})).df()
+
+
+def _table_exists(cur: duckdb.DuckDBPyConnection, name: str) -> bool:
+    row = cur.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _term_sql(col: str) -> str:
+    # A cohort/term is the half-year an exchange starts in: '2025-H1' (Jan–Jun), '2025-H2'.
+    return f"(strftime({col}, '%Y') || CASE WHEN month({col}) <= 6 THEN '-H1' ELSE '-H2' END)"
+
+
+_AGE_BAND_SQL = (
+    "CASE WHEN birth_year IS NULL THEN 'not reported' "
+    "WHEN year(current_date) - birth_year <= 12 THEN '12 or under' "
+    "WHEN year(current_date) - birth_year <= 15 THEN '13–15' "
+    "WHEN year(current_date) - birth_year <= 18 THEN '16–18' "
+    "WHEN year(current_date) - birth_year <= 24 THEN '19–24' ELSE '25 or over' END"
+)
+
+
+def _scope(f: Filters, *, include_comparison: bool = False) -> tuple[str, dict[str, Any]]:
+    """CTEs that every query starts from: fi (institutions), fx (exchanges), fp (participants,
+    with their institution's attributes), fe (events of fp in fx within the dates)."""
+    p: dict[str, Any] = {}
+
+    def cond(name: str, col: str) -> str:
+        vals = getattr(f, name)
+        if not vals:
+            return ""
+        p[name] = list(vals)
+        return f" AND list_contains(${name}, {col})"
+
+    date_cond = ""
+    resp_date_cond = ""
+    if f.start is not None:
+        p["start"] = f.start
+        date_cond += " AND ev.occurred_at >= $start::TIMESTAMPTZ"
+        resp_date_cond += " AND r.submitted_at >= $start::TIMESTAMPTZ"
+    if f.end is not None:
+        p["end"] = f.end
+        date_cond += " AND ev.occurred_at < ($end + INTERVAL 1 DAY)::TIMESTAMPTZ"
+        resp_date_cond += " AND r.submitted_at < ($end + INTERVAL 1 DAY)::TIMESTAMPTZ"
+
+    restrict_people = ""
+    if f.restricts_exchanges or f.restricts_dates:
+        restrict_people = (
+            " AND p.participant_id IN (SELECT ev.participant_id FROM fev ev"
+            f" UNION SELECT r.participant_id FROM {T_RESP} r JOIN fx USING (exchange_id)"
+            f" WHERE TRUE{resp_date_cond})"
+        )
+    comparison = "" if include_comparison else " AND NOT coalesce(p.comparison, FALSE)"
+    sql = f"""
+    fi AS (
+        SELECT i.institution_id, i.name AS institution_name, i.country, i.cluster_id,
+               i.timezone, coalesce(i.income_group, 'not reported') AS income_group,
+               coalesce(i.connectivity, 'not reported') AS connectivity,
+               c.name AS cluster_name
+        FROM {T_INST} i LEFT JOIN {T_CLUSTERS} c USING (cluster_id)
+        WHERE TRUE{cond("cluster", "i.cluster_id")}{cond("country", "i.country")}
+    ),
+    fx AS (
+        SELECT x.exchange_id, x.name AS exchange_name, x.program, x.modality, x.setting,
+               x.start_date, x.end_date, {_term_sql("x.start_date")} AS term
+        FROM {T_EXCH} x
+        WHERE TRUE{cond("program", "x.program")}{cond("exchange", "x.exchange_id")}
+              {cond("modality", "x.modality")}{cond("setting", "x.setting")}
+              {cond("term", _term_sql("x.start_date"))}
+    ),
+    fev AS (
+        SELECT ev.participant_id, ev.exchange_id, ev.occurred_at, ev.minutes
+        FROM {T_EVENTS} ev JOIN fx USING (exchange_id)
+        WHERE TRUE{date_cond}
+    ),
+    fp AS (
+        SELECT p.participant_id, p.institution_id, p.role,
+               coalesce(nullif(trim(p.gender), ''), 'not reported') AS gender,
+               {_AGE_BAND_SQL} AS age_band, coalesce(p.comparison, FALSE) AS comparison,
+               fi.country, fi.cluster_id, fi.cluster_name, fi.timezone, fi.income_group,
+               fi.connectivity, fi.institution_name
+        FROM {T_PEOPLE} p JOIN fi USING (institution_id)
+        WHERE TRUE{cond("role", "p.role")}{comparison}{restrict_people}
+    ),
+    fe AS (
+        SELECT ev.*, fp.country, fp.cluster_id, fp.cluster_name, fp.timezone, fp.institution_id,
+               fx.modality, fx.setting, fx.term, fx.exchange_name
+        FROM fev ev JOIN fp USING (participant_id) JOIN fx USING (exchange_id)
+    )"""
+    return sql, p
+
+
+def _suppress(df: pd.DataFrame, n_col: str, blank: Sequence[str]) -> pd.DataFrame:
+    """Flag groups with fewer than MIN_CELL participants and blank their figures."""
+    df = df.copy()
+    small = df[n_col].fillna(0) < MIN_CELL
+    df["suppressed"] = small
+    for c in blank:
+        if c in df.columns:
+            df[c] = df[c].astype("float64").mask(small)
+    return df
+
+
+# ---------------------------------------------------------------------------------------------
+# Facts about the warehouse and the filter choices
+# ---------------------------------------------------------------------------------------------
+
+@_cached
+def data_info(cur: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """meta as a dict: data_version, built_at …"""
+    rows = cur.execute(f"SELECT key, value FROM {T_META}").fetchall()
+    return {k: v for k, v in rows}
+
+
+@_cached
+def filter_options(cur: duckdb.DuckDBPyConnection) -> FilterOptions:
+    """Every value each filter can take, with a readable label (names are user data: text)."""
+    opts: dict[str, tuple[tuple[str, str], ...]] = {}
+
+    def pairs(sql: str) -> tuple[tuple[str, str], ...]:
+        return tuple((str(v), str(lbl)) for v, lbl in cur.execute(sql).fetchall() if v is not None)
+
+    opts["program"] = pairs(f"SELECT DISTINCT program, program FROM {T_EXCH} ORDER BY 1")
+    opts["cluster"] = pairs(
+        f"SELECT cluster_id, coalesce(name, cluster_id) FROM {T_CLUSTERS} ORDER BY 2")
+    opts["country"] = pairs(f"SELECT DISTINCT country, country FROM {T_INST} ORDER BY 1")
+    opts["exchange"] = pairs(
+        f"SELECT exchange_id, coalesce(name, exchange_id) FROM {T_EXCH} ORDER BY 2")
+    opts["term"] = pairs(
+        f"SELECT DISTINCT {_term_sql('start_date')} AS t, t FROM {T_EXCH} "
+        "WHERE start_date IS NOT NULL ORDER BY 1")
+    opts["role"] = pairs(f"SELECT DISTINCT role, role FROM {T_PEOPLE} ORDER BY 1")
+    opts["modality"] = pairs(f"SELECT DISTINCT modality, modality FROM {T_EXCH} ORDER BY 1")
+    opts["setting"] = pairs(f"SELECT DISTINCT setting, setting FROM {T_EXCH} ORDER BY 1")
+    first, last = cur.execute(
+        f"SELECT min(occurred_at)::DATE, max(occurred_at)::DATE FROM {T_EVENTS}").fetchone()
+    return FilterOptions(opts, first, last)
+
+
+# ---------------------------------------------------------------------------------------------
+# Overview
+# ---------------------------------------------------------------------------------------------
+
+@_cached
+def headline(cur: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, Any]:
+    """Headline counts for the filters. 'Active this month' is the calendar month of the latest
+    event in scope (named in `active_month`), so an archive of a past program is not all zeros."""
+    scope, p = _scope(f)
+    row = _df(cur, f"""WITH {scope},
+        lastmonth AS (SELECT date_trunc('month', max(occurred_at)) AS m FROM fe)
+        SELECT
+          (SELECT count(*) FROM fp) AS participants,
+          (SELECT count(DISTINCT participant_id) FROM fe, lastmonth
+             WHERE date_trunc('month', occurred_at) = lastmonth.m) AS active_month,
+          (SELECT strftime(m, '%B %Y') FROM lastmonth) AS active_month_label,
+          (SELECT count(DISTINCT institution_id) FROM fp) AS institutions,
+          (SELECT count(DISTINCT country) FROM fp) AS countries,
+          (SELECT count(DISTINCT cluster_id) FROM fp) AS clusters,
+          (SELECT count(DISTINCT exchange_id) FROM fe) AS exchanges,
+          (SELECT count(*) FROM fe) AS events
+    """, p).iloc[0].to_dict()
+    part = _df(cur, f"""WITH {scope}
+        SELECT count(*) AS n FROM {T_PARTNER} pt JOIN fx USING (exchange_id)
+        WHERE (pt.institution_a IN (SELECT institution_id FROM fi)
+               OR pt.institution_b IN (SELECT institution_id FROM fi))
+          AND pt.started_on <= current_date
+          AND (pt.ended_on IS NULL OR pt.ended_on >= current_date)
+    """, p)
+    row["partnerships_active"] = int(part.n.iloc[0])
+    return row
+
+
+def _wave_rank(wave: pd.Series) -> pd.Series:
+    order = {w: i for i, w in enumerate(WAVE_ORDER)}
+    return wave.map(lambda w: order.get(w, len(order) + (0 if str(w).startswith("followup") else 1)))
+
+
+@_cached
+def completion_by_wave(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Survey completion per wave: participants (incl. the comparison group, who take the surveys)
+    with any answer in the wave, over participants in scope."""
+    scope, p = _scope(f, include_comparison=True)
+    df = _df(cur, f"""WITH {scope}
+        SELECT r.wave, count(DISTINCT r.participant_id) AS responded,
+               (SELECT count(*) FROM fp) AS invited
+        FROM {T_RESP} r JOIN fp USING (participant_id) JOIN fx USING (exchange_id)
+        GROUP BY r.wave
+    """, p)
+    df["rate"] = df.responded / df.invited.where(df.invited > 0)
+    return df.assign(_o=_wave_rank(df.wave)).sort_values(["_o", "wave"]).drop(columns="_o")
+
+
+@_cached
+def participants_by_country(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Participants (excl. comparison group) per country (alpha-3); small countries suppressed."""
+    scope, p = _scope(f)
+    df = _df(cur, f"""WITH {scope}
+        SELECT country, count(*) AS participants, count(DISTINCT institution_id) AS institutions
+        FROM fp GROUP BY country ORDER BY participants DESC
+    """, p)
+    df["n"] = df.participants
+    return _suppress(df, "n", ["participants"])
+
+
+@_cached
+def activity_over_time(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
+                       ) -> pd.DataFrame:
+    """Weekly active participants and minutes, overall or per cluster/country/modality/setting.
+    Groups with fewer than MIN_CELL participants over the period are suppressed whole."""
+    scope, p = _scope(f)
+    group = _group_col(by)
+    df = _df(cur, f"""WITH {scope}
+        SELECT date_trunc('week', occurred_at)::DATE AS week, {group} AS grp,
+               count(DISTINCT participant_id) AS active, sum(coalesce(minutes, 0)) AS minutes,
+               count(*) AS events
+        FROM fe GROUP BY ALL ORDER BY week
+    """, p)
+    sizes = _df(cur, f"""WITH {scope}
+        SELECT {group} AS grp, count(DISTINCT participant_id) AS n FROM fe GROUP BY ALL""", p)
+    df = df.merge(sizes, on="grp", how="left")
+    return _suppress(df, "n", ["active", "minutes", "events"])
+
+
+def _group_col(by: str | None) -> str:
+    cols = {None: "'all'", "cluster": "coalesce(cluster_name, cluster_id)", "country": "country",
+            "modality": "modality", "setting": "setting", "exchange": "exchange_name",
+            "term": "term"}
+    if by not in cols:
+        raise ValueError(f"cannot group by {by!r}; choose one of {sorted(k for k in cols if k)}")
+    return cols[by]
+
+
+# ---------------------------------------------------------------------------------------------
+# Participation
+# ---------------------------------------------------------------------------------------------
+
+@_cached
+def activity_heatmap(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Events by local weekday × hour, each event in its institution's IANA time zone
+    (DuckDB's `timezone(zone, timestamptz)`; ISO weekday 1 = Monday)."""
+    scope, p = _scope(f)
+    return _df(cur, f"""WITH {scope},
+        loc AS (SELECT participant_id, timezone(timezone, occurred_at) AS t FROM fe)
+        SELECT isodow(t) AS weekday, hour(t) AS hour, count(*) AS events,
+               count(DISTINCT participant_id) AS n
+        FROM loc GROUP BY ALL ORDER BY weekday, hour
+    """, p)
+
+
+@_cached
+def retention_by_cohort(cur: duckdb.DuckDBPyConnection, f: Filters, max_weeks: int = 16
+                        ) -> pd.DataFrame:
+    """Share of each cohort (term of the exchange) active in week k after their first activity in
+    that exchange. Cohorts under MIN_CELL participants are suppressed."""
+    scope, p = _scope(f)
+    p["maxw"] = max_weeks
+    df = _df(cur, f"""WITH {scope},
+        firsts AS (SELECT participant_id, exchange_id, term, min(occurred_at) AS t0
+                   FROM fe GROUP BY ALL),
+        wk AS (SELECT DISTINCT fe.participant_id, fe.exchange_id, firsts.term,
+                      date_diff('day', firsts.t0, fe.occurred_at) // 7 AS week
+               FROM fe JOIN firsts USING (participant_id, exchange_id)),
+        sizes AS (SELECT term, count(*) AS n FROM firsts GROUP BY term)
+        SELECT wk.term AS cohort, wk.week, count(*) AS active, sizes.n
+        FROM wk JOIN sizes USING (term) WHERE wk.week <= $maxw
+        GROUP BY ALL ORDER BY cohort, week
+    """, p)
+    df["share"] = df.active / df.n
+    return _suppress(df, "n", ["share", "active"])
+
+
+@_cached
+def breakdown(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+    """Per cluster/country/exchange: participants, active participants, events, minutes.
+    `key` is the filter value of the group (cluster_id, country, exchange_id)."""
+    scope, p = _scope(f)
+    keys = {"cluster": ("cluster_id", "coalesce(cluster_name, cluster_id)"),
+            "country": ("country", "country"), "exchange": ("exchange_id", "exchange_name")}
+    if by not in keys:
+        raise ValueError(f"cannot break down by {by!r}; choose one of {sorted(keys)}")
+    key, label = keys[by]
+    if by == "exchange":
+        df = _df(cur, f"""WITH {scope}
+            SELECT {key} AS key, {label} AS "group", count(DISTINCT participant_id) AS participants,
+                   count(DISTINCT participant_id) AS active, count(*) AS events,
+                   sum(coalesce(minutes, 0)) AS minutes, 1 AS exchanges
+            FROM fe GROUP BY ALL ORDER BY participants DESC
+        """, p)
+    else:
+        df = _df(cur, f"""WITH {scope},
+            ppl AS (SELECT {key} AS key, {label} AS grp, count(*) AS participants
+                    FROM fp GROUP BY ALL),
+            act AS (SELECT {key} AS key, count(DISTINCT participant_id) AS active,
+                           count(*) AS events, sum(coalesce(minutes, 0)) AS minutes,
+                           count(DISTINCT exchange_id) AS exchanges FROM fe GROUP BY ALL)
+            SELECT key, grp AS "group", participants, coalesce(active, 0) AS active,
+                   coalesce(events, 0) AS events, coalesce(minutes, 0) AS minutes,
+                   coalesce(exchanges, 0) AS exchanges
+            FROM ppl LEFT JOIN act USING (key) ORDER BY participants DESC
+        """, p)
+    df["minutes_per_active"] = df.minutes / df.active.where(df.active > 0)
+    return _suppress(df, "participants",
+                     ["participants", "active", "events", "minutes", "minutes_per_active"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Outcomes: result tables written per data version by the statistics engineer
+# ---------------------------------------------------------------------------------------------
+
+def _result(cur: duckdb.DuckDBPyConnection, table: schema.Table, where: str = "",
+            params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    if not _table_exists(cur, table.name):
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in table.column_names})
+    return _df(cur, f"SELECT * FROM {table.name} {where}", params)
+
+
+@_cached
+def result_table_status(cur: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Rows per researcher result table (0 = not computed yet for this data version)."""
+    rows = []
+    for t in schema.RESULT_TABLES.values():
+        n = (cur.execute(f"SELECT count(*) FROM {t.name}").fetchone()[0]
+             if _table_exists(cur, t.name) else 0)
+        rows.append({"table": t.name, "rows": int(n), "description": t.doc})
+    return pd.DataFrame(rows)
+
+
+@_cached
+def prepost_results(cur: duckdb.DuckDBPyConnection, group_by: str = "overall") -> pd.DataFrame:
+    """res_prepost rows for one grouping (overall, cluster, country, modality, setting …)."""
+    df = _result(cur, schema.RES_PREPOST, "WHERE group_by = $g ORDER BY instrument, scale, \"group\"",
+                 {"g": group_by})
+    if len(df):
+        sup = df.suppressed.notna() & (df.suppressed.astype("string") != "")
+        sup |= df.n.fillna(0) < MIN_CELL
+        df["suppressed"] = sup
+    return df
+
+
+def _single_group(f: Filters) -> tuple[str, str] | None:
+    """If the filters pick exactly one cluster/country/modality/setting, the precomputed group
+    that matches them."""
+    picks = [(g, getattr(f, g)) for g in ("cluster", "country", "modality", "setting")]
+    chosen = [(g, v[0]) for g, v in picks if len(v) == 1]
+    others = [g for g, v in picks if len(v) > 1]
+    if len(chosen) == 1 and not others:
+        return chosen[0]
+    return None
+
+
+@_cached
+def prepost_extremes(cur: duckdb.DuckDBPyConnection, f: Filters, k: int = 3
+                     ) -> tuple[pd.DataFrame, str]:
+    """The k strongest and k weakest pre→post changes (Hedges' g) and what they are computed on.
+
+    Results are precomputed per data version for fixed groupings, so the filters are honoured only
+    when they select one precomputed group; otherwise the overall results are shown and the
+    returned scope says so.
+    """
+    single = _single_group(f)
+    scope = "all participants (the statistics are precomputed; other filters do not apply)"
+    df = pd.DataFrame()
+    if single is not None:
+        df = prepost_results(cur, single[0])
+        df = df[df["group"].astype("string") == single[1]]
+        scope = f"{single[0]} = {single[1]}"
+    if not len(df):
+        df = prepost_results(cur, "overall")
+        if single is not None and len(df):
+            scope = f"all participants (no precomputed results for {single[0]} = {single[1]})"
+    if not len(df):
+        return df, scope
+    df = df[~df.suppressed].dropna(subset=["hedges_g"]).sort_values("hedges_g", ascending=False)
+    if len(df) > 2 * k:
+        df = pd.concat([df.head(k), df.tail(k)])
+    return df, scope
+
+
+@_cached
+def reliability(cur: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return _result(cur, schema.RES_RELIABILITY, "ORDER BY instrument, scale, wave")
+
+
+@_cached
+def longitudinal(cur: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return _result(cur, schema.RES_LONGITUDINAL, "ORDER BY instrument, scale")
+
+
+@_cached
+def wave_means(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Mean scale score per wave for the filtered participants, with a t-based 95% CI
+    (mean ± t₀.₉₇₅,ₙ₋₁ · sd/√n, as R's `t.test`). Uses res_scale_scores; comparison group apart."""
+    scope, p = _scope(f, include_comparison=True)
+    if not _table_exists(cur, T_SCORES):
+        return pd.DataFrame(columns=["instrument", "scale", "wave", "comparison", "n", "mean",
+                                     "sd", "ci_low", "ci_high", "suppressed"])
+    df = _df(cur, f"""WITH {scope}
+        SELECT s.instrument, s.scale, s.wave, fp.comparison, count(*) AS n, avg(s.score) AS mean,
+               stddev_samp(s.score) AS sd
+        FROM {T_SCORES} s JOIN fp ON fp.participant_id = s.participant
+             JOIN fx USING (exchange_id)
+        WHERE s.score IS NOT NULL GROUP BY ALL
+    """, p)
+    df = _with_t_ci(df)
+    df = df.assign(_o=_wave_rank(df.wave)).sort_values(["instrument", "scale", "comparison", "_o"])
+    return _suppress(df.drop(columns="_o"), "n", ["mean", "sd", "ci_low", "ci_high"])
+
+
+def _with_t_ci(df: pd.DataFrame, mean: str = "mean", sd: str = "sd", n: str = "n"
+               ) -> pd.DataFrame:
+    df = df.copy()
+    nn = df[n].astype("float64")
+    se = df[sd].astype("float64") / np.sqrt(nn)
+    tcrit = stats.t.ppf(0.975, (nn - 1).clip(lower=1))
+    df["ci_low"] = df[mean] - tcrit * se
+    df["ci_high"] = df[mean] + tcrit * se
+    return df
+
+
+def _gains(cur: duckdb.DuckDBPyConnection, f: Filters, extra: str = "") -> pd.DataFrame:
+    """Per participant, exchange and scale: post − pre score (paired; both waves present)."""
+    scope, p = _scope(f, include_comparison=True)
+    return _df(cur, f"""WITH {scope},
+        s AS (SELECT * FROM {T_SCORES} WHERE score IS NOT NULL)
+        SELECT a.instrument, a.scale, a.participant, b.score - a.score AS gain,
+               fp.comparison, fp.gender, fp.age_band, fp.connectivity, fp.income_group{extra}
+        FROM s a JOIN s b ON a.participant = b.participant AND a.exchange_id = b.exchange_id
+             AND a.instrument = b.instrument AND a.scale = b.scale
+             AND a.wave = 'pre' AND b.wave = 'post'
+        JOIN fp ON fp.participant_id = a.participant JOIN fx ON fx.exchange_id = a.exchange_id
+    """, p)
+
+
+@_cached
+def comparison_difference(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Mean post−pre gain of participants minus that of the comparison group, per scale, with a
+    Welch 95% CI (as R's `t.test(var.equal = FALSE)`). Empty when there is no comparison group."""
+    cols = ["instrument", "scale", "n_exchange", "n_comparison", "gain_exchange",
+            "gain_comparison", "diff", "ci_low", "ci_high", "suppressed"]
+    if not _table_exists(cur, T_SCORES):
+        return pd.DataFrame(columns=cols)
+    g = _gains(cur, f)
+    rows = []
+    for (inst, scale), d in g.groupby(["instrument", "scale"], sort=True):
+        a = d.loc[~d.comparison, "gain"].to_numpy(float)
+        b = d.loc[d.comparison, "gain"].to_numpy(float)
+        if len(b) == 0:
+            continue
+        sup = len(a) < MIN_CELL or len(b) < MIN_CELL
+        diff = lo = hi = math.nan
+        if not sup and len(a) > 1 and len(b) > 1:
+            va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+            se = math.sqrt(va + vb)
+            dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se else 1.0
+            diff = a.mean() - b.mean()
+            tcrit = stats.t.ppf(0.975, dof)
+            lo, hi = diff - tcrit * se, diff + tcrit * se
+        rows.append([inst, scale, len(a), len(b), a.mean() if not sup else math.nan,
+                     b.mean() if not sup else math.nan, diff, lo, hi, sup])
+    return pd.DataFrame(rows, columns=cols)
+
+
+# ---------------------------------------------------------------------------------------------
+# Equity and access
+# ---------------------------------------------------------------------------------------------
+
+def _equity_col(by: str) -> str:
+    if by not in EQUITY_GROUPINGS:
+        raise ValueError(f"cannot group by {by!r}; choose one of {sorted(EQUITY_GROUPINGS)}")
+    return by
+
+
+@_cached
+def gains_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+    """Mean post−pre gain per scale and group (exchange participants only), t 95% CI."""
+    col = _equity_col(by)
+    cols = ["instrument", "scale", "group", "n", "mean", "sd", "ci_low", "ci_high", "suppressed"]
+    if not _table_exists(cur, T_SCORES):
+        return pd.DataFrame(columns=cols)
+    g = _gains(cur, f)
+    g = g[~g.comparison]
+    if not len(g):
+        return pd.DataFrame(columns=cols)
+    df = (g.groupby(["instrument", "scale", col], as_index=False)
+          .agg(n=("gain", "size"), mean=("gain", "mean"), sd=("gain", "std"))
+          .rename(columns={col: "group"}))
+    df = _with_t_ci(df)
+    return _suppress(df, "n", ["mean", "sd", "ci_low", "ci_high"])[cols]
+
+
+@_cached
+def participation_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+    """Participants, share ever active and mean minutes per participant, per group."""
+    col = _equity_col(by)
+    scope, p = _scope(f)
+    df = _df(cur, f"""WITH {scope},
+        act AS (SELECT participant_id, sum(coalesce(minutes, 0)) AS minutes FROM fe GROUP BY ALL)
+        SELECT fp.{col} AS "group", count(*) AS n, count(act.participant_id) AS active,
+               coalesce(sum(act.minutes), 0) / count(*) AS minutes_per_participant
+        FROM fp LEFT JOIN act USING (participant_id) GROUP BY ALL ORDER BY "group"
+    """, p)
+    df["active_share"] = df.active / df.n
+    return _suppress(df, "n", ["active", "minutes_per_participant", "active_share"])
+
+
+@_cached
+def attrition_funnel(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Exchange participants in scope → active → answered pre → post → follow-up (each stage
+    counts participants who reached it; later waves need not include earlier ones)."""
+    scope, p = _scope(f)
+    df = _df(cur, f"""WITH {scope},
+        resp AS (SELECT DISTINCT r.participant_id, r.wave FROM {T_RESP} r
+                 JOIN fp USING (participant_id) JOIN fx USING (exchange_id))
+        SELECT 'enrolled' AS stage, count(*) AS n FROM fp
+        UNION ALL SELECT 'active in the log', count(DISTINCT participant_id) FROM fe
+        UNION ALL SELECT 'answered ' || wave, count(*) FROM resp GROUP BY wave
+    """, p)
+    order = {"enrolled": 0, "active in the log": 1}
+    rank = df.stage.map(lambda s: order.get(s, 2 + int(_wave_rank(pd.Series([s[9:]])).iloc[0])))
+    df = df.assign(_o=rank).sort_values("_o").drop(columns="_o").reset_index(drop=True)
+    first = df.n.iloc[0] if len(df) else 0
+    df["share"] = df.n / first if first else np.nan
+    return _suppress(df, "n", ["share"])
+
+
+@_cached
+def dropout_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+    """Of those who answered the pre survey, the share who did not answer the post survey."""
+    col = _equity_col(by)
+    scope, p = _scope(f)
+    df = _df(cur, f"""WITH {scope},
+        w AS (SELECT r.participant_id, bool_or(r.wave = 'pre') AS pre,
+                     bool_or(r.wave = 'post') AS post
+              FROM {T_RESP} r JOIN fx USING (exchange_id) GROUP BY ALL)
+        SELECT fp.{col} AS "group", count(*) AS n, count(*) FILTER (WHERE NOT w.post) AS dropped
+        FROM fp JOIN w USING (participant_id) WHERE w.pre GROUP BY ALL ORDER BY "group"
+    """, p)
+    df["dropout_rate"] = df.dropped / df.n
+    return _suppress(df, "n", ["dropped", "dropout_rate"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Partnerships
+# ---------------------------------------------------------------------------------------------
+
+@_cached
+def partnership_network(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """One row per partnership touching an institution in scope: both ends with names and
+    countries, cross-border flag, active flag, duration so far in days."""
+    scope, p = _scope(f)
+    return _df(cur, f"""WITH {scope}
+        SELECT pt.partnership_id, pt.exchange_id, fx.exchange_name,
+               pt.institution_a, ia.name AS name_a, ia.country AS country_a,
+               pt.institution_b, ib.name AS name_b, ib.country AS country_b,
+               ia.country <> ib.country AS cross_border,
+               pt.started_on, pt.ended_on,
+               pt.ended_on IS NULL OR pt.ended_on >= current_date AS active,
+               date_diff('day', pt.started_on, coalesce(least(pt.ended_on, current_date),
+                                                        current_date)) AS days
+        FROM {T_PARTNER} pt JOIN fx USING (exchange_id)
+        JOIN {T_INST} ia ON ia.institution_id = pt.institution_a
+        JOIN {T_INST} ib ON ib.institution_id = pt.institution_b
+        WHERE pt.institution_a IN (SELECT institution_id FROM fi)
+           OR pt.institution_b IN (SELECT institution_id FROM fi)
+        ORDER BY pt.partnership_id
+    """, p)
+
+
+def _kaplan_meier(durations: np.ndarray, ended: np.ndarray) -> pd.DataFrame:
+    """Product-limit estimate S(t) = Π (1 − dᵢ/nᵢ) with Greenwood's variance and a log(−log)
+    95% CI (R's `survival::survfit(conf.type = "log-log")`)."""
+    order = np.argsort(durations, kind="stable")
+    t_all, e_all = durations[order], ended[order]
+    times = np.unique(t_all[e_all])
+    rows = [(0.0, 1.0, len(t_all), 0, 1.0, 1.0)]
+    s, gw = 1.0, 0.0
+    for t in times:
+        n_risk = int((t_all >= t).sum())
+        d = int(((t_all == t) & e_all).sum())
+        s *= 1 - d / n_risk
+        if n_risk > d:
+            gw += d / (n_risk * (n_risk - d))
+        if 0 < s < 1:
+            se = math.sqrt(gw) / abs(math.log(s))
+            lo, hi = s ** math.exp(1.96 * se), s ** math.exp(-1.96 * se)
+        else:
+            lo = hi = s
+        rows.append((float(t), s, n_risk, d, lo, hi))
+    return pd.DataFrame(rows, columns=["days", "survival", "at_risk", "ended", "ci_low", "ci_high"])
+
+
+@_cached
+def partnership_persistence(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Kaplan–Meier persistence of partnerships, domestic vs cross-border; still-active ones are
+    censored today."""
+    net = partnership_network(cur, f)
+    out = []
+    for cross, d in net.groupby("cross_border"):
+        label = "cross-border" if cross else "domestic"
+        km = _kaplan_meier(d.days.to_numpy(float), (~d.active).to_numpy(bool))
+        km["group"] = label
+        km["n"] = len(d)
+        out.append(km)
+    if not out:
+        return pd.DataFrame(columns=["days", "survival", "at_risk", "ended", "ci_low", "ci_high",
+                                     "group", "n", "suppressed"])
+    return _suppress(pd.concat(out, ignore_index=True), "n", ["survival", "ci_low", "ci_high"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+@_cached
+def load_batches(cur: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return _df(cur, f"""SELECT batch_id, source_name, kind, status, rows_in, rows_accepted,
+               rows_rejected, rows_replaced, finished_at, data_version, message
+        FROM {T_BATCHES} ORDER BY batch_id DESC""")
+
+
+@_cached
+def rejects(cur: duckdb.DuckDBPyConnection, limit: int = 500) -> pd.DataFrame:
+    return _df(cur, f"""SELECT batch_id, file, row_number, column_name, rule, value, message
+        FROM {T_REJECTS} ORDER BY batch_id DESC, row_number LIMIT $limit""", {"limit": limit})
+
+
+
+

@@ -1,0 +1,356 @@
+"""What every page shares: the warehouse reader, component ids of the app shell, the filter bar and
+its URL sync, the palette and small figure/table helpers.
+
+The file starts with `_` so that Dash Pages does not register it as a page; `app.py` imports it,
+which registers its callbacks.
+
+URL ↔ filters: the filter bar lives in the app shell, outside `dash.page_container`, so changing a
+filter does not rebuild the page. One callback (`sync_filters`) turns the URL's query string into
+control values on load and on back/forward, and the control values into the `FILTERS` store on
+every change; a clientside callback then writes the canonical query string into the address bar
+with `history.replaceState` (which no dcc.Location listens to, so the page is not re-rendered) and
+the navbar links carry it, so a copied link or a page switch keeps the view.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import dash_bootstrap_components as dbc
+import pandas as pd
+import plotly.graph_objects as go
+from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html
+
+from analytics import queries as q
+from etl.warehouse import DEFAULT_WAREHOUSE, Reader
+
+T = TypeVar("T")
+
+# ---- ids of the app shell ---------------------------------------------------------------------
+URL = "url"
+FILTERS = "filters-store"  # {"filters": Filters.to_dict(), "query": "?…"}
+NOTES = "filter-notes"
+DATA_STATUS = "data-status"
+CLEAR = "filter-clear"
+URL_WRITER = "url-writer"
+NAV = "nav-link"  # {"type": NAV, "index": page path}
+FILTER_FIELDS: tuple[tuple[str, str], ...] = (
+    ("program", "Program"),
+    ("cluster", "Cluster"),
+    ("country", "Country"),
+    ("exchange", "Exchange"),
+    ("term", "Cohort / term"),
+    ("role", "Role"),
+    ("modality", "Modality"),
+    ("setting", "Setting"),
+)
+DATES = "filter-dates"
+
+
+def fid(name: str) -> str:
+    """Component id of a filter dropdown."""
+    return f"filter-{name}"
+
+
+# ---- palette: Okabe & Ito (2008), distinguishable with the common colour-vision deficiencies --
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
+             "#000000"]
+SEQUENTIAL = "Cividis"  # perceptually uniform and colour-blind safe
+SUPPRESSED_GREY = "#BBBBBB"
+
+# ---- the warehouse ----------------------------------------------------------------------------
+_reader: Reader | None = None
+
+
+def reader() -> Reader:
+    """The per-process reader; created on first use (after a gunicorn fork), never at import."""
+    global _reader
+    path = Path(os.environ.get("EXCHANGE_IMPACT_WAREHOUSE", str(DEFAULT_WAREHOUSE)))
+    if _reader is None or _reader.warehouse != path:
+        if _reader is not None:
+            _reader.close()
+        _reader = Reader(path)
+    return _reader
+
+
+def query(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run one `analytics.queries` function on a fresh cursor (one per request)."""
+    cur = reader().cursor()
+    try:
+        return fn(cur, *args, **kwargs)
+    finally:
+        cur.close()
+
+
+def filters_of(store: dict[str, Any] | None) -> q.Filters:
+    return q.Filters.from_dict((store or {}).get("filters"))
+
+
+# ---- the filter bar ---------------------------------------------------------------------------
+
+def filter_bar() -> html.Div:
+    controls: list[Any] = []
+    for name, label in FILTER_FIELDS:
+        controls.append(
+            dbc.Col(
+                [
+                    html.Label(label, htmlFor=fid(name), className="form-label small mb-0",
+                               id=f"{fid(name)}-label"),
+                    dcc.Dropdown(id=fid(name), multi=True, placeholder="all", options=[],
+                                 value=[], className="filter-dropdown"),
+                ],
+                xs=12, sm=6, md=3, xl=True, className="mb-2",
+            )
+        )
+    controls.append(
+        dbc.Col(
+            [
+                html.Label("Date range (event dates)", htmlFor=DATES,
+                           className="form-label small mb-0"),
+                dcc.DatePickerRange(id=DATES, clearable=True, display_format="YYYY-MM-DD",
+                                    start_date_placeholder_text="from",
+                                    end_date_placeholder_text="to"),
+            ],
+            xs=12, md=6, xl="auto", className="mb-2",
+        )
+    )
+    return html.Div(
+        [
+            html.H2("Filters", className="visually-hidden"),
+            dbc.Row(controls, className="g-2 align-items-end"),
+            html.Div(
+                [
+                    dbc.Button("Clear filters", id=CLEAR, color="secondary", outline=True,
+                               size="sm", className="me-3"),
+                    html.Span(id=DATA_STATUS, className="small text-body-secondary"),
+                ],
+                className="d-flex align-items-center",
+            ),
+            html.Div(id=NOTES, role="status", **{"aria-live": "polite"}),
+        ],
+        className="filter-bar border-bottom bg-body-tertiary px-3 pt-2 pb-2",
+        role="search",
+        **{"aria-label": "Filters for every page"},
+    )
+
+
+_VALUE_OUTPUTS = [Output(fid(n), "value") for n, _ in FILTER_FIELDS]
+_OPTION_OUTPUTS = [Output(fid(n), "options") for n, _ in FILTER_FIELDS]
+_VALUE_INPUTS = [Input(fid(n), "value") for n, _ in FILTER_FIELDS]
+
+
+@callback(
+    Output(FILTERS, "data"),
+    *_VALUE_OUTPUTS,
+    *_OPTION_OUTPUTS,
+    Output(DATES, "start_date"),
+    Output(DATES, "end_date"),
+    Output(DATES, "min_date_allowed"),
+    Output(DATES, "max_date_allowed"),
+    Output(NOTES, "children"),
+    Output(DATA_STATUS, "children"),
+    Input(URL, "search"),
+    Input(CLEAR, "n_clicks"),
+    *_VALUE_INPUTS,
+    Input(DATES, "start_date"),
+    Input(DATES, "end_date"),
+)
+def sync_filters(search: str | None, _clear: int | None, *values: Any) -> tuple:
+    """URL → controls on load/back/forward; controls → store on every change."""
+    opts = query(q.filter_options)
+    info = query(q.data_info)
+    status = (f"Data version {info.get('data_version', '?')}, built "
+              f"{info.get('built_at', 'unknown')}. Small groups are shown as "
+              f"“{q.SUPPRESSED_LABEL}”.")
+    trigger = ctx.triggered_id
+    notes: list[str] = []
+    if trigger == CLEAR:
+        f = q.Filters()
+    elif trigger is None or trigger == URL:
+        f, notes = q.parse_filters(search or "", opts)
+    else:
+        *lists, start, end = values
+        data = {n: v for (n, _), v in zip(FILTER_FIELDS, lists, strict=True)}
+        data.update(start=start, end=end)
+        f, notes = q.parse_filters(q.Filters.from_dict(data).to_query(), opts)
+    options = [
+        [{"label": lbl, "value": v} for v, lbl in opts.options.get(n, ())]
+        for n, _ in FILTER_FIELDS
+    ]
+    vals = [list(getattr(f, n)) for n, _ in FILTER_FIELDS]
+    note = (
+        dbc.Alert(
+            [html.Strong("Some link values were ignored: "), "; ".join(notes)],
+            color="warning", className="py-1 px-2 mt-2 mb-0 small", id="filter-note-alert",
+        )
+        if notes else None
+    )
+    first = opts.first_date.isoformat() if opts.first_date else None
+    last = opts.last_date.isoformat() if opts.last_date else None
+    return (
+        {"filters": f.to_dict(), "query": f.to_query()},
+        *vals,
+        *options,
+        f.start.isoformat() if f.start else None,
+        f.end.isoformat() if f.end else None,
+        first,
+        last,
+        note,
+        status,
+    )
+
+
+# Write the canonical query string into the address bar without a navigation (no Location
+# listens to replaceState, so the page is not rebuilt) and keep it on the navbar links.
+clientside_callback(
+    """
+    function(store) {
+        const query = (store && store.query) || "";
+        if (window.location.search !== query) {
+            window.history.replaceState(window.history.state, "",
+                                        window.location.pathname + query);
+        }
+        return query;
+    }
+    """,
+    Output(URL_WRITER, "data"),
+    Input(FILTERS, "data"),
+)
+
+
+@callback(
+    Output({"type": NAV, "index": ALL}, "href"),
+    Output({"type": NAV, "index": ALL}, "active"),
+    Input(FILTERS, "data"),
+    Input(URL, "pathname"),
+    State({"type": NAV, "index": ALL}, "id"),
+)
+def nav_links(store: dict[str, Any] | None, pathname: str | None,
+              ids: list[dict[str, str]]) -> tuple[list[str], list[bool]]:
+    qs = (store or {}).get("query", "")
+    paths = [i["index"] for i in ids]
+    return [p + qs for p in paths], [p == (pathname or "/") for p in paths]
+
+
+# ---- figure and table helpers -----------------------------------------------------------------
+
+def base_layout(fig: go.Figure, title: str, *, x: str | None = None, y: str | None = None,
+                height: int = 380) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 16}},
+        template="plotly_white",
+        colorway=OKABE_ITO,
+        height=height,
+        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+        legend={"orientation": "h", "y": -0.2},
+        font={"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 13},
+    )
+    if x is not None:
+        fig.update_xaxes(title_text=x)
+    if y is not None:
+        fig.update_yaxes(title_text=y)
+    return fig
+
+
+def empty_figure(title: str, message: str, height: int = 300) -> go.Figure:
+    """A blank figure that says what is empty and why (never a silent empty plot)."""
+    fig = go.Figure()
+    base_layout(fig, title, height=height)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font={"size": 14, "color": "#444"})
+    return fig
+
+
+GRAPH_CONFIG: dict[str, Any] = {"displaylogo": False}
+
+
+def graph(id_: str | dict[str, Any], label: str, **kwargs: Any) -> html.Div:
+    """A dcc.Graph inside a labelled figure region (dcc.Graph takes no aria-* props)."""
+    config = {**GRAPH_CONFIG, **kwargs.pop("config", {})}
+    return html.Div(dcc.Graph(id=id_, config=config, **kwargs), role="figure",
+                    className="mb-3", **{"aria-label": label})
+
+
+def fmt_int(v: Any) -> str:
+    return "—" if v is None or pd.isna(v) else f"{int(v):,}"
+
+
+def fmt_num(v: Any, digits: int = 2) -> str:
+    return "—" if v is None or pd.isna(v) else f"{float(v):,.{digits}f}"
+
+
+def fmt_pct(v: Any) -> str:
+    return "—" if v is None or pd.isna(v) else f"{100 * float(v):.0f}%"
+
+
+def table(df: pd.DataFrame, columns: dict[str, tuple[str, Callable[[Any], str]]],
+          caption: str, *, id_: str | None = None, max_rows: int = 200,
+          suppressed_col: str | None = "suppressed") -> html.Div:
+    """A plain, sortable-by-reading table. Every cell is text (user names are never HTML);
+    suppressed rows show the suppression label in their figure columns."""
+    if df is None or not len(df):
+        return html.P(f"{caption}: nothing for the current filters.", className="text-body-secondary")
+    header = html.Thead(html.Tr([html.Th(lbl, scope="col") for lbl, _ in columns.values()]))
+    body = []
+    for _, row in df.head(max_rows).iterrows():
+        sup = bool(suppressed_col and suppressed_col in row and row[suppressed_col])
+        cells = []
+        for i, (col, (_, fmt)) in enumerate(columns.items()):
+            val = row[col] if col in row else None
+            if sup and i > 0 and (val is None or pd.isna(val)):
+                cells.append(html.Td(q.SUPPRESSED_LABEL, className="text-body-secondary fst-italic"))
+            else:
+                cells.append(html.Td(fmt(val)))
+        body.append(html.Tr(cells))
+    extra = (html.P(f"Showing the first {max_rows} of {len(df):,} rows.", className="small")
+             if len(df) > max_rows else None)
+    return html.Div(
+        [
+            dbc.Table([html.Caption(caption, className="caption-top"), header, html.Tbody(body)],
+                      striped=True, hover=True, size="sm", responsive=True, id=id_ or ""),
+            extra,
+        ]
+    )
+
+
+def text(v: Any) -> str:
+    return "" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
+
+
+def coming(what: str, how: str) -> dbc.Alert:
+    """Say what is coming instead of faking a number."""
+    return dbc.Alert([html.Strong(f"{what}: coming. "), how], color="info", className="small")
+
+
+def suppressed_note(groups: Iterable[str], what: str = "groups") -> html.P | None:
+    groups = [str(g) for g in groups]
+    if not groups:
+        return None
+    return html.P(f"{what.capitalize()} {q.SUPPRESSED_LABEL}: {', '.join(groups)}.",
+                  className="small text-body-secondary suppressed-note")
+
+
+def section(title: str, *children: Any, id_: str | None = None) -> html.Section:
+    kw = {"id": id_} if id_ else {}
+    return html.Section([html.H2(title, className="h5 mt-3"), *children], **kw)
+
+
+
+def scale_labels() -> dict[tuple[str, str], str]:
+    """(instrument id, scale id) -> 'Instrument title: scale label', from surveys/*.yaml."""
+    from surveys import load_instruments
+
+    try:
+        instruments = load_instruments()
+    except Exception:  # a broken instrument file must not take the dashboard down
+        return {}
+    return {(i.id, s.id): f"{i.title}: {s.label}" for i in instruments.values() for s in i.scales}
+
+
+def scale_label(instrument: Any, scale: Any) -> str:
+    return scale_labels().get((str(instrument), str(scale)), f"{instrument} · {scale}")

@@ -1,0 +1,145 @@
+"""Equity & access: gains and participation by gender, age band, connectivity and income group;
+the attrition funnel and who drops out before the post survey."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+import dash_bootstrap_components as dbc
+import plotly.graph_objects as go
+from dash import Input, Output, callback, html
+
+from analytics import queries as q
+from pages import _ui
+
+dash.register_page(__name__, path="/equity", name="Equity & access", order=4,
+                   title="Exchange Impact — Equity & access")
+
+BY = "equity-by"
+GAINS = "equity-gains"
+GAINS_NOTE = "equity-gains-note"
+PARTICIPATION = "equity-participation"
+PARTICIPATION_NOTE = "equity-participation-note"
+FUNNEL = "equity-funnel"
+DROPOUT = "equity-dropout"
+
+
+def layout(by: str = "gender", **_query: Any) -> html.Div:
+    by = by if by in q.EQUITY_GROUPINGS else "gender"
+    return html.Div(
+        [
+            html.H1("Equity & access", className="h3"),
+            html.Div(
+                [
+                    html.Label("Compare by", htmlFor=BY, className="me-2 fw-semibold"),
+                    dbc.RadioItems(id=BY, value=by, inline=True, options=[
+                        {"label": v, "value": k} for k, v in q.EQUITY_GROUPINGS.items()]),
+                ],
+                className="d-flex align-items-center flex-wrap mb-2",
+            ),
+            dbc.Row(
+                [
+                    dbc.Col([_ui.graph(GAINS, "Mean pre-to-post gain per group with 95% CIs"),
+                             html.Div(id=GAINS_NOTE)], lg=6),
+                    dbc.Col([_ui.graph(PARTICIPATION, "Participation per group"),
+                             html.Div(id=PARTICIPATION_NOTE)], lg=6),
+                ]
+            ),
+            dbc.Row(
+                [
+                    dbc.Col(_ui.graph(FUNNEL, "Attrition funnel from enrolment to follow-up"),
+                            lg=6),
+                    dbc.Col(_ui.section("Who drops out before the post survey",
+                                        html.Div(id=DROPOUT)), lg=6),
+                ]
+            ),
+        ]
+    )
+
+
+@callback(Output(GAINS, "figure"), Output(GAINS_NOTE, "children"),
+          Input(_ui.FILTERS, "data"), Input(BY, "value"))
+def gains(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any]:
+    f = _ui.filters_of(store)
+    label = q.EQUITY_GROUPINGS.get(by, by)
+    df = _ui.query(q.gains_by_group, f, by)
+    title = f"Mean gain post − pre by {label.lower()} (95% CI)"
+    if not len(df):
+        return _ui.empty_figure(title, "No pre/post scale scores in scope (or not computed "
+                                       "yet: python -m analytics)."), None
+    shown, small = df[~df.suppressed], df[df.suppressed]
+    fig = go.Figure()
+    scales = list(shown[["instrument", "scale"]].drop_duplicates().itertuples(index=False))
+    for i, s in enumerate(scales):
+        d = shown[(shown.instrument == s.instrument) & (shown.scale == s.scale)]
+        name = _ui.scale_label(s.instrument, s.scale)
+        fig.add_trace(go.Scatter(
+            x=d["mean"], y=d.group.astype(str), mode="markers", name=name,
+            marker={"size": 9, "color": _ui.OKABE_ITO[i % len(_ui.OKABE_ITO)]},
+            error_x={"type": "data", "symmetric": False, "array": d.ci_high - d["mean"],
+                     "arrayminus": d["mean"] - d.ci_low},
+            customdata=d[["n", "ci_low", "ci_high"]],
+            hovertemplate=f"{name}<br>%{{y}}: %{{x:.2f}} [%{{customdata[1]:.2f}}, "
+                          "%{customdata[2]:.2f}]<br>n = %{customdata[0]:,}<extra></extra>",
+        ))
+    fig.add_vline(x=0, line_dash="dot", line_color="#666")
+    _ui.base_layout(fig, title, x="mean gain (scale points, post − pre)", y=label, height=420)
+    fig.update_layout(scattermode="group")
+    note = _ui.suppressed_note(sorted(small.group.astype(str).unique()), f"{label.lower()} groups")
+    return fig, note
+
+
+@callback(Output(PARTICIPATION, "figure"), Output(PARTICIPATION_NOTE, "children"),
+          Input(_ui.FILTERS, "data"), Input(BY, "value"))
+def participation(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any]:
+    f = _ui.filters_of(store)
+    label = q.EQUITY_GROUPINGS.get(by, by)
+    df = _ui.query(q.participation_by_group, f, by)
+    title = f"Minutes of activity per participant by {label.lower()}"
+    if not len(df):
+        return _ui.empty_figure(title, "No participants match the current filters."), None
+    labels = df.group.astype(str).where(~df.suppressed,
+                                        df.group.astype(str) + " — " + q.SUPPRESSED_LABEL)
+    fig = go.Figure(go.Bar(
+        x=labels, y=df.minutes_per_participant.fillna(0),
+        marker_color=[_ui.SUPPRESSED_GREY if s else _ui.OKABE_ITO[4] for s in df.suppressed],
+        customdata=df[["n", "active_share"]],
+        hovertemplate="%{x}<br>%{y:,.0f} minutes per participant<br>n = %{customdata[0]:,}"
+                      "<br>ever active: %{customdata[1]:.0%}<extra></extra>",
+        name="minutes per participant",
+    ))
+    _ui.base_layout(fig, title, x=label, y="minutes per participant", height=420)
+    note = _ui.suppressed_note(sorted(df[df.suppressed].group.astype(str)),
+                               f"{label.lower()} groups")
+    return fig, note
+
+
+@callback(Output(FUNNEL, "figure"), Input(_ui.FILTERS, "data"))
+def funnel(store: dict[str, Any] | None) -> go.Figure:
+    f = _ui.filters_of(store)
+    df = _ui.query(q.attrition_funnel, f)
+    title = "Attrition funnel: participants reaching each stage"
+    if not len(df) or df.n.iloc[0] == 0:
+        return _ui.empty_figure(title, "No participants match the current filters.")
+    if df.suppressed.any():
+        return _ui.empty_figure(title, f"Stages {q.SUPPRESSED_LABEL}: "
+                                       + ", ".join(df[df.suppressed].stage.astype(str)))
+    fig = go.Figure(go.Funnel(
+        y=df.stage, x=df.n, textinfo="value+percent initial",
+        marker={"color": _ui.OKABE_ITO[0]},
+        hovertemplate="%{y}<br>n = %{x:,}<br>%{percentInitial:.0%} of enrolled<extra></extra>",
+    ))
+    return _ui.base_layout(fig, title, x="participants (people)", height=420)
+
+
+@callback(Output(DROPOUT, "children"), Input(_ui.FILTERS, "data"), Input(BY, "value"))
+def dropout(store: dict[str, Any] | None, by: str) -> Any:
+    f = _ui.filters_of(store)
+    label = q.EQUITY_GROUPINGS.get(by, by)
+    df = _ui.query(q.dropout_by_group, f, by)
+    return _ui.table(df, {
+        "group": (label, _ui.text), "n": ("answered pre (n)", _ui.fmt_int),
+        "dropped": ("no post answer", _ui.fmt_int),
+        "dropout_rate": ("drop-out rate", _ui.fmt_pct),
+    }, f"Drop-out between pre and post survey by {label.lower()}", id_="equity-dropout-table")

@@ -1,0 +1,239 @@
+"""Outcomes: means per wave with CIs and reliability beside each scale, a forest plot of pre→post
+effects by group, the mixed-model table and the comparison-group difference.
+
+The models are fitted once per data version by `python -m analytics` (res_* tables); this page
+only reads them, plus cheap filtered means and a Welch interval through `analytics.queries`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import dash
+import dash_bootstrap_components as dbc
+import pandas as pd
+import plotly.graph_objects as go
+from dash import Input, Output, callback, html
+from plotly.subplots import make_subplots
+
+from analytics import queries as q
+from pages import _ui
+
+dash.register_page(__name__, path="/outcomes", name="Outcomes", order=2,
+                   title="Exchange Impact — Outcomes")
+
+WAVES = "outcomes-waves"
+WAVES_NOTE = "outcomes-waves-note"
+FOREST_BY = "outcomes-forest-by"
+EFFECT = "outcomes-effect"
+FOREST = "outcomes-forest"
+FOREST_NOTE = "outcomes-forest-note"
+MODEL = "outcomes-model"
+COMPARISON = "outcomes-comparison"
+RELIABILITY = "outcomes-reliability"
+
+EFFECTS = {
+    "hedges_g": ("Hedges' g, pre → post (standardised, 95% CI)", "hedges_g_ci_low",
+                 "hedges_g_ci_high"),
+    "diff": ("mean change, post − pre (scale points, 95% CI)", "diff_ci_low", "diff_ci_high"),
+}
+_COMING = ("They appear when the statistics engineer's tables are computed for this data "
+           "version (python -m analytics).")
+
+
+def layout(by: str = "modality", effect: str = "hedges_g", **_query: Any) -> html.Div:
+    by = by if by in q.GROUPINGS else "modality"
+    effect = effect if effect in EFFECTS else "hedges_g"
+    return html.Div(
+        [
+            html.H1("Outcomes", className="h3"),
+            _ui.section(
+                "Scale means per wave",
+                html.Div(id=WAVES_NOTE),
+                _ui.graph(WAVES, "Mean scale score per survey wave with 95% confidence intervals"),
+            ),
+            _ui.section(
+                "Effects by group",
+                dbc.Row(
+                    [
+                        dbc.Col([
+                            html.Label("Group by", htmlFor=FOREST_BY, className="fw-semibold me-2"),
+                            dbc.RadioItems(id=FOREST_BY, value=by, inline=True, options=[
+                                {"label": v, "value": k} for k, v in q.GROUPINGS.items()]),
+                        ], md="auto", className="d-flex align-items-center flex-wrap"),
+                        dbc.Col([
+                            html.Label("Effect size", htmlFor=EFFECT, className="fw-semibold me-2"),
+                            dbc.RadioItems(id=EFFECT, value=effect, inline=True, options=[
+                                {"label": "Hedges' g", "value": "hedges_g"},
+                                {"label": "mean change", "value": "diff"}]),
+                        ], md="auto", className="d-flex align-items-center flex-wrap"),
+                    ],
+                    className="mb-2 g-3",
+                ),
+                html.Div(id=FOREST_NOTE),
+                _ui.graph(FOREST, "Forest plot of pre-to-post effects by group"),
+            ),
+            dbc.Row(
+                [
+                    dbc.Col(_ui.section("Reliability (Cronbach's α)", html.Div(id=RELIABILITY)),
+                            lg=5),
+                    dbc.Col(_ui.section("Participants vs comparison group",
+                                        html.Div(id=COMPARISON)), lg=7),
+                ]
+            ),
+            _ui.section("Mixed model (random intercept per participant)", html.Div(id=MODEL)),
+        ]
+    )
+
+
+def _alpha_text(rel: pd.DataFrame, inst: str, scale: str) -> str:
+    r = rel[(rel.instrument == inst) & (rel.scale == scale)]
+    if not len(r):
+        return "α: coming"
+    r = r.assign(_o=r.wave.map({"pre": 0, "post": 1}).fillna(2)).sort_values("_o").iloc[0]
+    warn = " ⚠" if bool(r.below_threshold) else ""
+    return f"α ({r.wave}) = {r.alpha:.2f}{warn}"
+
+
+@callback(Output(WAVES, "figure"), Output(WAVES, "style"), Output(WAVES_NOTE, "children"),
+          Input(_ui.FILTERS, "data"))
+def waves(store: dict[str, Any] | None) -> tuple[go.Figure, dict[str, str], Any]:
+    f = _ui.filters_of(store)
+    df = _ui.query(q.wave_means, f)
+    if not len(df):
+        return go.Figure(), {"display": "none"}, _ui.coming(
+            "Scale means per wave", "They need the scale scores (res_scale_scores). " + _COMING)
+    rel = _ui.query(q.reliability)
+    scales = df[["instrument", "scale"]].drop_duplicates().itertuples(index=False)
+    scales = list(scales)
+    cols = min(4, len(scales))
+    rows = math.ceil(len(scales) / cols)
+    titles = [f"{_ui.scale_label(s.instrument, s.scale)}<br>{_alpha_text(rel, s.instrument, s.scale)}"
+              for s in scales]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, shared_yaxes=False,
+                        vertical_spacing=0.22 if rows > 1 else 0.1)
+    groups = [(False, "exchange participants", _ui.OKABE_ITO[0]),
+              (True, "comparison group", _ui.OKABE_ITO[1])]
+    for k, s in enumerate(scales):
+        r, c = k // cols + 1, k % cols + 1
+        for comp, name, color in groups:
+            d = df[(df.instrument == s.instrument) & (df.scale == s.scale)
+                   & (df.comparison == comp) & ~df.suppressed]
+            if not len(d):
+                continue
+            fig.add_trace(go.Scatter(
+                x=d.wave, y=d["mean"], mode="lines+markers", name=name, legendgroup=name,
+                showlegend=k == 0, line={"color": color, "dash": "dash" if comp else "solid"},
+                error_y={"type": "data", "symmetric": False, "array": d.ci_high - d["mean"],
+                         "arrayminus": d["mean"] - d.ci_low},
+                customdata=d[["n", "ci_low", "ci_high"]],
+                hovertemplate=f"{name}<br>%{{x}}: mean %{{y:.2f}} "
+                              "[%{customdata[1]:.2f}, %{customdata[2]:.2f}]"
+                              "<br>n = %{customdata[0]:,}<extra></extra>",
+            ), row=r, col=c)
+        fig.update_yaxes(title_text="mean score (scale points)" if c == 1 else None, row=r, col=c)
+        fig.update_xaxes(title_text="survey wave", row=r, col=c)
+    _ui.base_layout(fig, "Mean scale score per wave (95% CI), filtered participants",
+                    height=150 + 300 * rows)
+    fig.update_annotations(font_size=12)
+    small = df[df.suppressed]
+    note = _ui.suppressed_note(
+        sorted({f"{_ui.scale_label(a, b)} ({w}{', comparison' if c else ''})"
+                for a, b, w, c in small[["instrument", "scale", "wave", "comparison"]]
+                .itertuples(index=False)}), "cells")
+    return fig, {}, note
+
+
+@callback(Output(FOREST, "figure"), Output(FOREST, "style"), Output(FOREST_NOTE, "children"),
+          Input(FOREST_BY, "value"), Input(EFFECT, "value"))
+def forest(by: str, effect: str) -> tuple[go.Figure, dict[str, str], Any]:
+    df = _ui.query(q.prepost_results, by)
+    if not len(df):
+        return go.Figure(), {"display": "none"}, _ui.coming(
+            f"Effects by {q.GROUPINGS.get(by, by).lower()}", _COMING)
+    axis, lo, hi = EFFECTS.get(effect, EFFECTS["hedges_g"])
+    shown, small = df[~df.suppressed], df[df.suppressed]
+    shown = shown.dropna(subset=[effect])
+    fig = go.Figure()
+    scales = list(shown[["instrument", "scale"]].drop_duplicates().itertuples(index=False))
+    for i, s in enumerate(scales):
+        d = shown[(shown.instrument == s.instrument) & (shown.scale == s.scale)]
+        name = _ui.scale_label(s.instrument, s.scale)
+        fig.add_trace(go.Scatter(
+            x=d[effect], y=d["group"].astype(str), mode="markers", name=name,
+            marker={"size": 9, "color": _ui.OKABE_ITO[i % len(_ui.OKABE_ITO)],
+                    "symbol": ["circle", "square", "diamond", "triangle-up"][i // 8 % 4]},
+            error_x={"type": "data", "symmetric": False, "array": d[hi] - d[effect],
+                     "arrayminus": d[effect] - d[lo]},
+            customdata=d[["n", lo, hi]],
+            hovertemplate=f"{name}<br>%{{y}}: %{{x:.2f}} [%{{customdata[1]:.2f}}, "
+                          "%{customdata[2]:.2f}]<br>n = %{customdata[0]:,}<extra></extra>",
+        ))
+    fig.add_vline(x=0, line_dash="dot", line_color="#666")
+    n_groups = shown["group"].nunique()
+    _ui.base_layout(fig, f"Pre → post effect by {q.GROUPINGS.get(by, by).lower()}",
+                    x=axis, y=q.GROUPINGS.get(by, by), height=200 + 28 * n_groups * max(1, len(
+                        scales)) // 2)
+    fig.update_layout(scattermode="group")
+    note = _ui.suppressed_note(sorted(small["group"].astype(str).unique()),
+                               f"{q.GROUPINGS.get(by, by).lower()} groups")
+    return fig, {}, note
+
+
+@callback(Output(RELIABILITY, "children"), Input(_ui.FILTERS, "data"))
+def reliability(_store: dict[str, Any] | None) -> Any:
+    df = _ui.query(q.reliability)
+    if not len(df):
+        return _ui.coming("Reliability", _COMING)
+    df = df.assign(scale_label=[_ui.scale_label(a, b) for a, b in zip(df.instrument, df.scale,
+                                                                      strict=True)])
+    df["ci"] = [f"[{a:.2f}, {b:.2f}]" if pd.notna(a) else "—"
+                for a, b in zip(df.alpha_ci_low, df.alpha_ci_high, strict=True)]
+    df["flag"] = ["below 0.70 — interpret with care" if b else "" for b in df.below_threshold]
+    return _ui.table(df, {
+        "scale_label": ("scale", _ui.text), "wave": ("wave", _ui.text), "n": ("n", _ui.fmt_int),
+        "alpha": ("α", _ui.fmt_num), "ci": ("95% CI", _ui.text), "flag": ("warning", _ui.text),
+    }, "Cronbach's α per scale and wave (all participants)", suppressed_col=None)
+
+
+@callback(Output(COMPARISON, "children"), Input(_ui.FILTERS, "data"))
+def comparison(store: dict[str, Any] | None) -> Any:
+    f = _ui.filters_of(store)
+    df = _ui.query(q.comparison_difference, f)
+    if not len(df):
+        return html.P("No comparison group answered both pre and post surveys in the current "
+                      "selection (or the scale scores are not computed yet).",
+                      className="text-body-secondary")
+    df = df.assign(scale_label=[_ui.scale_label(a, b) for a, b in zip(df.instrument, df.scale,
+                                                                      strict=True)])
+    df["ci"] = [f"[{a:.2f}, {b:.2f}]" if pd.notna(a) else "—"
+                for a, b in zip(df.ci_low, df.ci_high, strict=True)]
+    return _ui.table(df, {
+        "scale_label": ("scale", _ui.text),
+        "n_exchange": ("n participants", _ui.fmt_int),
+        "n_comparison": ("n comparison", _ui.fmt_int),
+        "gain_exchange": ("gain, participants", _ui.fmt_num),
+        "gain_comparison": ("gain, comparison", _ui.fmt_num),
+        "diff": ("difference (points)", _ui.fmt_num),
+        "ci": ("95% CI (Welch)", _ui.text),
+    }, "Mean post − pre gain: participants minus comparison group (filtered)")
+
+
+@callback(Output(MODEL, "children"), Input(_ui.FILTERS, "data"))
+def model(_store: dict[str, Any] | None) -> Any:
+    df = _ui.query(q.longitudinal)
+    if not len(df):
+        return _ui.coming("Mixed-model estimates", _COMING)
+    df = df.assign(scale_label=[_ui.scale_label(a, b) for a, b in zip(df.instrument, df.scale,
+                                                                      strict=True)])
+    df["ci"] = [f"[{a:.2f}, {b:.2f}]" if pd.notna(a) else "—"
+                for a, b in zip(df.ci_low, df.ci_high, strict=True)]
+    return _ui.table(df, {
+        "scale_label": ("scale", _ui.text), "term": ("term", _ui.text),
+        "estimate": ("estimate", _ui.fmt_num), "se": ("SE", _ui.fmt_num),
+        "ci": ("95% CI", _ui.text), "p": ("p", lambda v: _ui.fmt_num(v, 3)),
+        "n_participants": ("participants", _ui.fmt_int), "n_obs": ("observations", _ui.fmt_int),
+        "converged": ("converged", lambda v: "yes" if v else "no"),
+    }, "Fixed effects and contrasts per scale (all participants; fitted per data version)",
+        suppressed_col=None)

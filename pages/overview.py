@@ -1,0 +1,187 @@
+"""Overview: headline figures, the world map of participants, participation over time, and the
+strongest and weakest outcome changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+import dash_bootstrap_components as dbc
+import pandas as pd
+import plotly.graph_objects as go
+from dash import Input, Output, State, callback, html
+
+from analytics import queries as q
+from pages import _ui
+
+dash.register_page(__name__, path="/", name="Overview", order=0,
+                   title="Exchange Impact — Overview",
+                   description="Headline figures, map and outcomes for the current filters")
+
+CARDS = "overview-cards"
+MAP = "overview-map"
+MAP_NOTE = "overview-map-note"
+TIMELINE = "overview-timeline"
+OUTCOMES = "overview-outcomes"
+OUTCOMES_NOTE = "overview-outcomes-note"
+
+
+def layout(**_query: Any) -> html.Div:
+    return html.Div(
+        [
+            html.H1("Overview", className="h3"),
+            html.Div(id=CARDS, className="mb-2"),
+            dbc.Row(
+                [
+                    dbc.Col(
+                        [
+                            _ui.graph(MAP, "World map of participants by country; click a "
+                                      "country to filter to it",
+                                      config={"topojsonURL": dash.get_asset_url("geo/")}),
+                            html.Div(id=MAP_NOTE),
+                        ],
+                        lg=7,
+                    ),
+                    dbc.Col(_ui.graph(TIMELINE, "Weekly active participants over time"), lg=5),
+                ]
+            ),
+            _ui.section(
+                "Strongest and weakest changes, pre → post",
+                html.Div(id=OUTCOMES_NOTE),
+                _ui.graph(OUTCOMES, "Largest and smallest pre-to-post changes with 95% CIs"),
+            ),
+        ]
+    )
+
+
+def _card(label: str, value: str, sub: str | None = None) -> dbc.Col:
+    body = [html.Div(value, className="stat-value"), html.Div(label, className="stat-label")]
+    if sub:
+        body.append(html.Div(sub, className="small text-body-secondary"))
+    return dbc.Col(dbc.Card(dbc.CardBody(body, className="p-2"), className="stat-card h-100"),
+                   xs=6, md=3, xl=True, className="mb-2")
+
+
+@callback(Output(CARDS, "children"), Input(_ui.FILTERS, "data"))
+def cards(store: dict[str, Any] | None) -> dbc.Row:
+    f = _ui.filters_of(store)
+    h = _ui.query(q.headline, f)
+    waves = _ui.query(q.completion_by_wave, f)
+    items = [
+        _card("participants", _ui.fmt_int(h["participants"]), "comparison group excluded"),
+        _card("active this month", _ui.fmt_int(h["active_month"]),
+              _ui.text(h["active_month_label"]) or "no activity in scope"),
+        _card("institutions", _ui.fmt_int(h["institutions"])),
+        _card("countries", _ui.fmt_int(h["countries"])),
+        _card("clusters", _ui.fmt_int(h["clusters"])),
+        _card("exchanges", _ui.fmt_int(h["exchanges"]), "with activity in scope"),
+        _card("partnerships active", _ui.fmt_int(h["partnerships_active"]), "today"),
+    ]
+    for w in waves.itertuples():
+        items.append(_card(f"survey completion: {w.wave}", _ui.fmt_pct(w.rate),
+                           f"{w.responded:,} of {w.invited:,}"))
+    if not len(waves):
+        items.append(_card("survey completion", "—", "no survey answers in scope"))
+    return dbc.Row(items, className="g-2")
+
+
+@callback(Output(MAP, "figure"), Output(MAP_NOTE, "children"), Input(_ui.FILTERS, "data"))
+def world_map(store: dict[str, Any] | None) -> tuple[go.Figure, Any]:
+    f = _ui.filters_of(store)
+    df = _ui.query(q.participants_by_country, f)
+    title = "Participants by country (click a country to filter)"
+    if not len(df):
+        return _ui.empty_figure(title, "No participants match the current filters."), None
+    shown = df[~df.suppressed]
+    small = df[df.suppressed]
+    fig = go.Figure()
+    fig.add_trace(go.Choropleth(
+        locations=shown.country, z=shown.participants, locationmode="ISO-3",
+        colorscale=_ui.SEQUENTIAL, marker_line_color="white", marker_line_width=0.5,
+        colorbar={"title": {"text": "participants"}},
+        customdata=shown[["institutions"]],
+        hovertemplate="%{location}<br>participants: %{z:,}<br>institutions: %{customdata[0]}"
+                      "<extra></extra>",
+        name="participants",
+    ))
+    if len(small):
+        fig.add_trace(go.Choropleth(
+            locations=small.country, z=[0] * len(small), locationmode="ISO-3",
+            colorscale=[[0, _ui.SUPPRESSED_GREY], [1, _ui.SUPPRESSED_GREY]], showscale=False,
+            hovertemplate=f"%{{location}}<br>{q.SUPPRESSED_LABEL}<extra></extra>",
+            name=q.SUPPRESSED_LABEL,
+        ))
+    _ui.base_layout(fig, title, height=420)
+    fig.update_geos(projection_type="natural earth", showcountries=True,
+                    countrycolor="#999", showframe=False, showcoastlines=False,
+                    landcolor="#f2f2f2", showland=True)
+    fig.update_layout(margin={"l": 0, "r": 0, "t": 50, "b": 0})
+    return fig, _ui.suppressed_note(small.country, "countries")
+
+
+@callback(
+    Output(_ui.fid("country"), "value", allow_duplicate=True),
+    Input(MAP, "clickData"),
+    State(_ui.fid("country"), "value"),
+    prevent_initial_call=True,
+)
+def map_click(click: dict[str, Any] | None, current: list[str] | None) -> list[str]:
+    """Drill down: a click on a country makes it the country filter (a second click clears)."""
+    if not click or not click.get("points"):
+        raise dash.exceptions.PreventUpdate
+    iso = click["points"][0].get("location")
+    if not iso:
+        raise dash.exceptions.PreventUpdate
+    return [] if current == [iso] else [iso]
+
+
+@callback(Output(TIMELINE, "figure"), Input(_ui.FILTERS, "data"))
+def timeline(store: dict[str, Any] | None) -> go.Figure:
+    f = _ui.filters_of(store)
+    df = _ui.query(q.activity_over_time, f)
+    title = "Weekly active participants"
+    if not len(df):
+        return _ui.empty_figure(title, "No participation events match the current filters.")
+    fig = go.Figure(go.Scatter(
+        x=df.week, y=df.active, mode="lines+markers", line={"color": _ui.OKABE_ITO[0]},
+        customdata=df[["minutes", "events"]],
+        hovertemplate="week of %{x|%Y-%m-%d}<br>active participants (n): %{y:,}"
+                      "<br>minutes: %{customdata[0]:,.0f}<br>events: %{customdata[1]:,}"
+                      "<extra></extra>",
+        name="active participants",
+    ))
+    return _ui.base_layout(fig, title, x="week (Monday, UTC)", y="active participants (people)",
+                           height=420)
+
+
+@callback(Output(OUTCOMES, "figure"), Output(OUTCOMES, "style"), Output(OUTCOMES_NOTE, "children"),
+          Input(_ui.FILTERS, "data"))
+def outcomes(store: dict[str, Any] | None) -> tuple[go.Figure, dict[str, str], Any]:
+    f = _ui.filters_of(store)
+    df, scope = _ui.query(q.prepost_extremes, f)
+    if not len(df):
+        return (go.Figure(), {"display": "none"},
+                _ui.coming("Outcome changes",
+                           "They appear here when the statistics are computed for this data "
+                           "version (python -m analytics)."))
+    df = df.iloc[::-1]
+    label = df.instrument.astype(str) + " · " + df.scale.astype(str)
+    fig = go.Figure(go.Scatter(
+        x=df.hedges_g, y=label, mode="markers",
+        marker={"size": 10, "color": _ui.OKABE_ITO[0]},
+        error_x={"type": "data", "symmetric": False,
+                 "array": df.hedges_g_ci_high - df.hedges_g,
+                 "arrayminus": df.hedges_g - df.hedges_g_ci_low},
+        customdata=pd.concat([df.n, df.mean_pre, df.mean_post, df.hedges_g_ci_low,
+                              df.hedges_g_ci_high], axis=1),
+        hovertemplate="%{y}<br>Hedges' g %{x:.2f} [%{customdata[3]:.2f}, %{customdata[4]:.2f}]"
+                      "<br>mean pre %{customdata[1]:.2f} → post %{customdata[2]:.2f}"
+                      "<br>n = %{customdata[0]}<extra></extra>",
+        name="Hedges' g",
+    ))
+    fig.add_vline(x=0, line_dash="dot", line_color="#666")
+    _ui.base_layout(fig, "Pre → post change per scale (Hedges' g, 95% CI)",
+                    x="Hedges' g (standardised mean change, pre → post)", y=None,
+                    height=120 + 40 * len(df))
+    note = html.P(f"Computed on: {scope}.", className="small text-body-secondary")
+    return fig, {}, note

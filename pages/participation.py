@@ -1,0 +1,197 @@
+"""Participation: weekly activity by cluster or country, local-time heatmap, retention by cohort,
+breakdown tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+import dash_bootstrap_components as dbc
+import plotly.graph_objects as go
+from dash import Input, Output, State, callback, html
+from plotly.subplots import make_subplots
+
+from analytics import queries as q
+from pages import _ui
+
+dash.register_page(__name__, path="/participation", name="Participation", order=1,
+                   title="Exchange Impact — Participation")
+
+BY = "participation-by"
+WEEKLY = "participation-weekly"
+WEEKLY_NOTE = "participation-weekly-note"
+CLUSTERS = "participation-clusters"
+HEATMAP = "participation-heatmap"
+RETENTION = "participation-retention"
+RETENTION_NOTE = "participation-retention-note"
+TABLES = "participation-tables"
+
+_BY_OPTIONS = {"cluster": "Cluster", "country": "Country"}
+_WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+
+
+def layout(by: str = "cluster", **_query: Any) -> html.Div:
+    by = by if by in _BY_OPTIONS else "cluster"
+    return html.Div(
+        [
+            html.H1("Participation", className="h3"),
+            html.Div(
+                [
+                    html.Label("Show weekly activity by", htmlFor=BY, className="me-2 fw-semibold"),
+                    dbc.RadioItems(id=BY, options=[{"label": v, "value": k}
+                                                   for k, v in _BY_OPTIONS.items()],
+                                   value=by, inline=True),
+                ],
+                className="d-flex align-items-center flex-wrap mb-2",
+            ),
+            _ui.graph(WEEKLY, "Weekly active participants and minutes by group"),
+            html.Div(id=WEEKLY_NOTE),
+            dbc.Row(
+                [
+                    dbc.Col(_ui.graph(CLUSTERS, "Participants per cluster; click a bar to filter"),
+                            lg=5),
+                    dbc.Col(_ui.graph(HEATMAP, "Events by local weekday and hour"), lg=7),
+                ]
+            ),
+            _ui.graph(RETENTION, "Share of each cohort active in each week after starting"),
+            html.Div(id=RETENTION_NOTE),
+            _ui.section("Breakdown", html.Div(id=TABLES)),
+        ]
+    )
+
+
+@callback(Output(WEEKLY, "figure"), Output(WEEKLY_NOTE, "children"),
+          Input(_ui.FILTERS, "data"), Input(BY, "value"))
+def weekly(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any]:
+    f = _ui.filters_of(store)
+    df = _ui.query(q.activity_over_time, f, by)
+    title = f"Weekly active participants and minutes by {by}"
+    if not len(df):
+        return _ui.empty_figure(title, "No participation events match the current filters."), None
+    shown, small = df[~df.suppressed], df[df.suppressed]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
+    for i, (grp, d) in enumerate(shown.groupby("grp", sort=True)):
+        color = _ui.OKABE_ITO[i % len(_ui.OKABE_ITO)]
+        dash_style = ["solid", "dash", "dot", "dashdot"][(i // len(_ui.OKABE_ITO)) % 4]
+        common = {"x": d.week, "name": _ui.text(grp), "legendgroup": _ui.text(grp),
+                  "line": {"color": color, "dash": dash_style}, "mode": "lines",
+                  "customdata": d[["n"]]}
+        fig.add_trace(go.Scatter(y=d.active, **common, hovertemplate=(
+            "%{fullData.name}<br>week of %{x|%Y-%m-%d}<br>active: %{y:,} people"
+            "<br>group size n = %{customdata[0]:,}<extra></extra>")), row=1, col=1)
+        fig.add_trace(go.Scatter(y=d.minutes, **common, showlegend=False, hovertemplate=(
+            "%{fullData.name}<br>week of %{x|%Y-%m-%d}<br>%{y:,.0f} minutes"
+            "<br>group size n = %{customdata[0]:,}<extra></extra>")), row=2, col=1)
+    _ui.base_layout(fig, title, height=520)
+    fig.update_yaxes(title_text="active participants (people)", row=1, col=1)
+    fig.update_yaxes(title_text="minutes of activity", row=2, col=1)
+    fig.update_xaxes(title_text="week (Monday, UTC)", row=2, col=1)
+    return fig, _ui.suppressed_note(sorted(small.grp.astype(str).unique()), f"{by} groups")
+
+
+@callback(Output(CLUSTERS, "figure"), Input(_ui.FILTERS, "data"))
+def clusters(store: dict[str, Any] | None) -> go.Figure:
+    f = _ui.filters_of(store)
+    df = _ui.query(q.breakdown, f, "cluster")
+    title = "Participants per cluster (click a bar to filter)"
+    if not len(df):
+        return _ui.empty_figure(title, "No participants match the current filters.")
+    df = df.iloc[::-1]
+    labels = df.group.astype(str).where(~df.suppressed, df.group.astype(str) + " — "
+                                        + q.SUPPRESSED_LABEL)
+    fig = go.Figure(go.Bar(
+        x=df.participants.fillna(0), y=labels, orientation="h", customdata=df[["key"]],
+        marker_color=[_ui.SUPPRESSED_GREY if s else _ui.OKABE_ITO[0] for s in df.suppressed],
+        hovertemplate="%{y}<br>participants (n): %{x:,}<extra></extra>",
+        name="participants",
+    ))
+    fig.update_yaxes(automargin=True)
+    return _ui.base_layout(fig, title, x="participants (people)", height=360)
+
+
+@callback(
+    Output(_ui.fid("cluster"), "value", allow_duplicate=True),
+    Input(CLUSTERS, "clickData"),
+    State(_ui.fid("cluster"), "value"),
+    prevent_initial_call=True,
+)
+def cluster_click(click: dict[str, Any] | None, current: list[str] | None) -> list[str]:
+    """Drill down: a click on a cluster's bar makes it the cluster filter (again: clears)."""
+    if not click or not click.get("points"):
+        raise dash.exceptions.PreventUpdate
+    key = (click["points"][0].get("customdata") or [None])[0]
+    if not key:
+        raise dash.exceptions.PreventUpdate
+    return [] if current == [key] else [key]
+
+
+@callback(Output(HEATMAP, "figure"), Input(_ui.FILTERS, "data"))
+def heatmap(store: dict[str, Any] | None) -> go.Figure:
+    f = _ui.filters_of(store)
+    df = _ui.query(q.activity_heatmap, f)
+    title = "Events by local hour and weekday (each institution's time zone)"
+    if not len(df):
+        return _ui.empty_figure(title, "No participation events match the current filters.")
+    grid = df.pivot_table(index="weekday", columns="hour", values="events", fill_value=0)
+    grid = grid.reindex(index=range(1, 8), columns=range(24), fill_value=0)
+    n = df.pivot_table(index="weekday", columns="hour", values="n", fill_value=0)
+    n = n.reindex(index=range(1, 8), columns=range(24), fill_value=0)
+    fig = go.Figure(go.Heatmap(
+        z=grid.to_numpy(), x=list(range(24)), y=_WEEKDAYS, colorscale=_ui.SEQUENTIAL,
+        customdata=n.to_numpy(), colorbar={"title": {"text": "events"}},
+        hovertemplate="%{y} %{x}:00–%{x}:59 local<br>events: %{z:,}"
+                      "<br>participants (n): %{customdata:,}<extra></extra>",
+    ))
+    fig.update_yaxes(autorange="reversed")
+    return _ui.base_layout(fig, title, x="local hour of day (0–23)", y="local weekday",
+                           height=360)
+
+
+@callback(Output(RETENTION, "figure"), Output(RETENTION_NOTE, "children"),
+          Input(_ui.FILTERS, "data"))
+def retention(store: dict[str, Any] | None) -> tuple[go.Figure, Any]:
+    f = _ui.filters_of(store)
+    df = _ui.query(q.retention_by_cohort, f)
+    title = "Retention by cohort: share active k weeks after first activity"
+    if not len(df):
+        return _ui.empty_figure(title, "No participation events match the current filters."), None
+    shown, small = df[~df.suppressed], df[df.suppressed]
+    fig = go.Figure()
+    for i, (cohort, d) in enumerate(shown.groupby("cohort", sort=True)):
+        fig.add_trace(go.Scatter(
+            x=d.week, y=d.share, mode="lines+markers", name=f"{cohort} (n = {d.n.iloc[0]:,})",
+            line={"color": _ui.OKABE_ITO[i % len(_ui.OKABE_ITO)]}, customdata=d[["active", "n"]],
+            hovertemplate=f"cohort {cohort}<br>week %{{x}}: %{{y:.0%}} active"
+                          "<br>%{customdata[0]:,} of n = %{customdata[1]:,}<extra></extra>",
+        ))
+    _ui.base_layout(fig, title, x="weeks since the participant's first activity",
+                    y="share of cohort active (%)", height=360)
+    fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
+    return fig, _ui.suppressed_note(sorted(small.cohort.astype(str).unique()), "cohorts")
+
+
+_TABLE_COLUMNS = {
+    "group": ("group", _ui.text),
+    "participants": ("participants", _ui.fmt_int),
+    "active": ("active (any event)", _ui.fmt_int),
+    "events": ("events", _ui.fmt_int),
+    "minutes": ("minutes", _ui.fmt_int),
+    "minutes_per_active": ("minutes per active participant", lambda v: _ui.fmt_num(v, 0)),
+}
+
+
+@callback(Output(TABLES, "children"), Input(_ui.FILTERS, "data"))
+def tables(store: dict[str, Any] | None) -> dbc.Tabs:
+    f = _ui.filters_of(store)
+    tabs = []
+    for by, label in [("cluster", "By cluster"), ("country", "By country"),
+                      ("exchange", "By exchange")]:
+        df = _ui.query(q.breakdown, f, by)
+        cols = dict(_TABLE_COLUMNS)
+        cols["group"] = (by, _ui.text)
+        if by == "exchange":
+            cols.pop("active")
+        tabs.append(dbc.Tab(_ui.table(df, cols, f"Participation {label.lower()}",
+                                      id_=f"participation-table-{by}"),
+                            label=label, tab_id=by))
+    return dbc.Tabs(tabs, active_tab="cluster")

@@ -1,0 +1,176 @@
+"""Partnerships: the network of institutions (countries as colours, domestic vs cross-border
+links), Kaplan–Meier persistence curves, and reciprocity (coming with program analytics)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import dash
+import dash_bootstrap_components as dbc
+import pandas as pd
+import plotly.graph_objects as go
+from dash import Input, Output, callback, html
+
+from analytics import queries as q
+from pages import _ui
+
+dash.register_page(__name__, path="/partnerships", name="Partnerships", order=3,
+                   title="Exchange Impact — Partnerships")
+
+NETWORK = "partnerships-network"
+PERSISTENCE = "partnerships-persistence"
+PERSISTENCE_NOTE = "partnerships-persistence-note"
+SUMMARY = "partnerships-summary"
+
+_KIND_STYLE = {  # (cross_border, active) -> (name, colour, dash, opacity)
+    (False, True): ("domestic, active", _ui.OKABE_ITO[2], "solid", 0.9),
+    (False, False): ("domestic, ended", _ui.OKABE_ITO[2], "dot", 0.5),
+    (True, True): ("cross-border, active", _ui.OKABE_ITO[5], "solid", 0.9),
+    (True, False): ("cross-border, ended", _ui.OKABE_ITO[5], "dot", 0.5),
+}
+
+
+def layout(**_query: Any) -> html.Div:
+    return html.Div(
+        [
+            html.H1("Partnerships", className="h3"),
+            dbc.Row(
+                [
+                    dbc.Col(_ui.graph(NETWORK, "Network of partner institutions arranged by "
+                                      "country"), lg=7),
+                    dbc.Col(
+                        [
+                            _ui.graph(PERSISTENCE, "Kaplan–Meier persistence of partnerships, "
+                                      "domestic vs cross-border"),
+                            html.Div(id=PERSISTENCE_NOTE),
+                        ],
+                        lg=5,
+                    ),
+                ]
+            ),
+            _ui.section("Summary", html.Div(id=SUMMARY)),
+            _ui.section(
+                "Reciprocity",
+                _ui.coming("Reciprocity (do both sides gain?)",
+                           "Per-partnership gains on both sides come with the program-analytics "
+                           "issue; they need scale scores linked to each partner institution."),
+            ),
+        ]
+    )
+
+
+def _positions(net: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, tuple[float, float]]]:
+    """Institutions on a circle, grouped by country so that each country is one arc."""
+    nodes = pd.concat([
+        net[["institution_a", "name_a", "country_a"]].set_axis(["id", "name", "country"], axis=1),
+        net[["institution_b", "name_b", "country_b"]].set_axis(["id", "name", "country"], axis=1),
+    ]).drop_duplicates("id").sort_values(["country", "id"]).reset_index(drop=True)
+    degree = pd.concat([net.institution_a, net.institution_b]).value_counts()
+    nodes["degree"] = nodes.id.map(degree).fillna(0).astype(int)
+    k = len(nodes)
+    nodes["angle"] = [2 * math.pi * i / max(k, 1) for i in range(k)]
+    nodes["x"] = nodes.angle.map(math.cos)
+    nodes["y"] = nodes.angle.map(math.sin)
+    return nodes, {r.id: (r.x, r.y) for r in nodes.itertuples()}
+
+
+@callback(Output(NETWORK, "figure"), Input(_ui.FILTERS, "data"))
+def network(store: dict[str, Any] | None) -> go.Figure:
+    f = _ui.filters_of(store)
+    net = _ui.query(q.partnership_network, f)
+    title = "Partnership network: institutions by country, domestic vs cross-border links"
+    if not len(net):
+        return _ui.empty_figure(title, "No partnerships touch the institutions in the filters.")
+    nodes, pos = _positions(net)
+    fig = go.Figure()
+    for (cross, active), (name, color, dash_, opacity) in _KIND_STYLE.items():
+        d = net[(net.cross_border == cross) & (net.active == active)]
+        if not len(d):
+            continue
+        xs: list[float | None] = []
+        ys: list[float | None] = []
+        for a, b in zip(d.institution_a, d.institution_b, strict=True):
+            xs += [pos[a][0], pos[b][0], None]
+            ys += [pos[a][1], pos[b][1], None]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{name} (n = {len(d)})",
+                                 line={"color": color, "dash": dash_, "width": 1.5},
+                                 opacity=opacity, hoverinfo="skip"))
+    countries = sorted(nodes.country.unique())
+    palette = {c: _ui.OKABE_ITO[i % len(_ui.OKABE_ITO)] for i, c in enumerate(countries)}
+    fig.add_trace(go.Scatter(
+        x=nodes.x, y=nodes.y, mode="markers", name="institutions",
+        marker={"size": 8 + 2 * nodes.degree.clip(upper=8),
+                "color": [palette[c] for c in nodes.country], "line": {"color": "white",
+                                                                       "width": 1}},
+        text=nodes.name.astype(str), customdata=nodes[["country", "degree"]],
+        hovertemplate="%{text}<br>country: %{customdata[0]}<br>partnerships (n): "
+                      "%{customdata[1]}<extra></extra>",
+    ))
+    for c in countries:
+        d = nodes[nodes.country == c]
+        ang = math.atan2(d.y.mean(), d.x.mean())
+        fig.add_annotation(x=1.18 * math.cos(ang), y=1.18 * math.sin(ang), text=str(c),
+                           showarrow=False, font={"size": 11, "color": "#222"})
+    _ui.base_layout(fig, title, height=560)
+    fig.update_xaxes(visible=False, range=[-1.35, 1.35])
+    fig.update_yaxes(visible=False, range=[-1.35, 1.35], scaleanchor="x")
+    return fig
+
+
+@callback(Output(PERSISTENCE, "figure"), Output(PERSISTENCE_NOTE, "children"),
+          Output(SUMMARY, "children"), Input(_ui.FILTERS, "data"))
+def persistence(store: dict[str, Any] | None) -> tuple[go.Figure, Any, Any]:
+    f = _ui.filters_of(store)
+    km = _ui.query(q.partnership_persistence, f)
+    net = _ui.query(q.partnership_network, f)
+    title = "Partnership persistence (Kaplan–Meier, 95% CI)"
+    if not len(km):
+        return (_ui.empty_figure(title, "No partnerships match the current filters."), None,
+                None)
+    fig = go.Figure()
+    colors = {"domestic": _ui.OKABE_ITO[2], "cross-border": _ui.OKABE_ITO[5]}
+    shown, small = km[~km.suppressed], km[km.suppressed]
+    for grp, d in shown.groupby("group", sort=True):
+        color = colors.get(str(grp), _ui.OKABE_ITO[0])
+        n = int(d.n.iloc[0])
+        fig.add_trace(go.Scatter(x=list(d.days) + list(d.days[::-1]),
+                                 y=list(d.ci_high) + list(d.ci_low[::-1]), fill="toself",
+                                 line={"width": 0, "shape": "hv"}, fillcolor=color, opacity=0.15,
+                                 hoverinfo="skip", showlegend=False, legendgroup=str(grp)))
+        fig.add_trace(go.Scatter(
+            x=d.days, y=d.survival, mode="lines", line={"shape": "hv", "color": color,
+                                                        "dash": "dash" if grp == "cross-border"
+                                                        else "solid"},
+            name=f"{grp} (n = {n})", legendgroup=str(grp), customdata=d[["at_risk", "ended"]],
+            hovertemplate=f"{grp}<br>day %{{x}}: %{{y:.0%}} still active"
+                          "<br>at risk: %{customdata[0]}, ended here: %{customdata[1]}"
+                          "<extra></extra>",
+        ))
+    _ui.base_layout(fig, title, x="days since the partnership started",
+                    y="share still active (%)", height=560)
+    fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
+    note = _ui.suppressed_note(sorted(small.group.astype(str).unique()), "groups")
+    summary = (
+        net.assign(kind=net.cross_border.map({True: "cross-border", False: "domestic"}))
+        .groupby("kind", as_index=False)
+        .agg(n=("partnership_id", "size"), active=("active", "sum"),
+             median_days=("days", "median"))
+    )
+    summary["median_km"] = [_km_median(km[km.group == k]) for k in summary.kind]
+    summary["suppressed"] = summary.n < q.MIN_CELL
+    for c in ("active", "median_days", "median_km"):
+        summary[c] = summary[c].astype("float64").mask(summary.suppressed)
+    table = _ui.table(summary, {
+        "kind": ("partnerships", _ui.text), "n": ("n", _ui.fmt_int),
+        "active": ("still active", _ui.fmt_int),
+        "median_days": ("median days so far", _ui.fmt_int),
+        "median_km": ("KM median duration (days)", lambda v: "not reached" if pd.isna(v)
+                      else _ui.fmt_int(v)),
+    }, "Partnerships in scope; still-active ones are censored today")
+    return fig, note, table
+
+
+def _km_median(d: pd.DataFrame) -> float:
+    below = d[d.survival <= 0.5]
+    return float(below.days.iloc[0]) if len(below) else math.nan

@@ -1,0 +1,75 @@
+"""Shared test configuration: headless Chromium for dash[testing]'s `dash_duo`.
+
+dash's pytest plugin builds the browser from `--webdriver` (Chrome by default), `--headless`, and
+the first value returned by the `pytest_setup_options` hook, to which it then adds
+`--no-sandbox --disable-gpu`. We always run headless, point it at Debian's chromium, and make
+every host other than the test server unresolvable, so a request leaving the origin fails loudly
+(it shows as a SEVERE console error) instead of silently reaching the network.
+
+Without Chromium/chromedriver the browser tests are skipped with the reason; with CI=true they
+fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+CHROME_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "chrome")
+
+
+def chrome_binary() -> str | None:
+    env = os.environ.get("DASH_TEST_CHROMEPATH")
+    if env and os.path.exists(env):
+        return env
+    for name in CHROME_CANDIDATES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def browser_missing_reason() -> str | None:
+    if chrome_binary() is None:
+        return "Chromium is not installed (apt-get install chromium)"
+    if shutil.which("chromedriver") is None:
+        return "chromedriver is not on PATH (apt-get install chromium-driver)"
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "browser: needs headless Chromium and chromedriver")
+    # Headless always: there is no display on CI or on the dev machine.
+    if hasattr(config.option, "headless"):
+        config.option.headless = True
+
+
+def pytest_setup_options():  # dash.testing hook: options for the webdriver
+    from selenium.webdriver.chrome.options import Options
+
+    options = Options()
+    binary = chrome_binary()
+    if binary:
+        options.binary_location = binary
+    options.add_argument("--window-size=1400,1000")
+    options.add_argument("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, "
+                         "EXCLUDE 127.0.0.1")
+    options.add_argument("--disable-extensions")
+    options.add_argument("--no-first-run")
+    return options
+
+
+@pytest.fixture(autouse=True)
+def _require_browser(request: pytest.FixtureRequest) -> None:
+    """Runs before `dash_duo` (autouse fixtures come first in their scope): skip, or on CI fail,
+    when the browser is missing, instead of letting selenium retry and time out."""
+    if "dash_duo" not in request.fixturenames and not request.node.get_closest_marker("browser"):
+        return
+    reason = browser_missing_reason()
+    if reason is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and the browser tests cannot run: {reason}", pytrace=False)
+    pytest.skip(f"browser test skipped: {reason}")

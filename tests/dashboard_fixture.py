@@ -1,0 +1,221 @@
+"""A small, deterministic warehouse for the dashboard's tests (and for hand checks of the pages).
+
+Built through `etl.warehouse.build_next`, the one writer, so it has exactly the live schema. It is
+test data: four clusters, eight countries (one of them, Iceland, with three participants so that
+suppression shows), participation logs, three survey waves on the `icc` instrument, and a few rows
+in the result tables so that the outcome pages have something to draw. The result rows are
+invented for tests and never reach a real warehouse.
+
+    python -m tests.dashboard_fixture /tmp/dash.duckdb
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from etl import schema
+from etl.warehouse import build_next
+
+__all__ = ["build_fixture_warehouse", "SMALL_COUNTRY"]
+
+SMALL_COUNTRY = "ISL"  # three participants: below the suppression threshold
+
+_COUNTRIES = [  # alpha-3, IANA zone, income group, connectivity
+    ("FRA", "Europe/Paris", "high", "high"),
+    ("KEN", "Africa/Nairobi", "lower-middle", "low"),
+    ("BRA", "America/Sao_Paulo", "upper-middle", "medium"),
+    ("JPN", "Asia/Tokyo", "high", "high"),
+    ("IND", "Asia/Kolkata", "lower-middle", "medium"),
+    ("USA", "America/Chicago", "high", "high"),
+    ("DEU", "Europe/Berlin", "high", "high"),
+]
+
+
+def _insert(con, table: schema.Table, df: pd.DataFrame) -> None:
+    cols = [c for c in table.column_names if c in df.columns]
+    con.register("_df", df[cols])
+    con.execute(f'INSERT INTO "{table.name}" ({", ".join(cols)}) SELECT * FROM _df')
+    con.unregister("_df")
+
+
+def build_fixture_warehouse(path: Path | str, *, with_results: bool = True, seed: int = 7) -> Path:
+    """Write the fixture warehouse at `path` (replacing it) and return the path."""
+    rng = np.random.default_rng(seed)
+    path = Path(path)
+
+    clusters = pd.DataFrame(
+        {
+            "cluster_id": ["C1", "C2", "C3", "C4"],
+            "name": ["North–South Schools", "Pacific Link", "<b>Atlantic</b> Network", "EuroCOIL"],
+            "kind": ["cluster", "network", "network", "consortium"],
+        }
+    )
+    inst_rows = []
+    n = 0
+    for ci, (iso, tz, inc, conn) in enumerate(_COUNTRIES):
+        for k in range(3):
+            n += 1
+            inst_rows.append(
+                (f"I{n:02d}", f"School {n} ({iso})", iso, clusters.cluster_id[(ci + k) % 4], tz,
+                 "school" if k < 2 else "university", None, inc, conn)
+            )
+    inst_rows.append(("I99", "Reykjavik Academy", SMALL_COUNTRY, "C4", "Atlantic/Reykjavik",
+                      "school", "Reykjavik", "high", "high"))
+    institutions = pd.DataFrame(
+        inst_rows,
+        columns=["institution_id", "name", "country", "cluster_id", "timezone", "kind", "city",
+                 "income_group", "connectivity"],
+    )
+
+    ex_rows = []
+    mods = ["virtual", "blended", "physical"]
+    for j in range(8):
+        start = date(2025, 2 if j % 2 == 0 else 9, 1)
+        ex_rows.append(
+            (f"X{j + 1}", f"Exchange {j + 1}", "Bridges" if j < 5 else "Horizons",
+             clusters.cluster_id[j % 4], mods[j % 3], "curricular" if j % 2 else "extracurricular",
+             "language practice" if j % 2 else "joint science project", "en", start,
+             start + timedelta(days=120), 10000.0 + 1000 * j, "EUR")
+        )
+    exchanges = pd.DataFrame(
+        ex_rows,
+        columns=["exchange_id", "name", "program", "cluster_id", "modality", "setting", "purpose",
+                 "language", "start_date", "end_date", "budget", "currency"],
+    )
+
+    ids = institutions.institution_id.tolist()
+    part_rows = []
+    for k in range(30):
+        a, b = rng.choice(len(ids) - 1, 2, replace=False)
+        started = date(2024, 1, 1) + timedelta(days=int(rng.integers(0, 400)))
+        ended = started + timedelta(days=int(rng.integers(60, 500))) if rng.random() < 0.6 else None
+        part_rows.append((f"P{k + 1}", f"X{k % 8 + 1}", ids[a], ids[b], started, ended))
+    part_rows.append(("P99", "X8", "I99", "I19", date(2025, 9, 1), None))
+    partnerships = pd.DataFrame(
+        part_rows,
+        columns=["partnership_id", "exchange_id", "institution_a", "institution_b", "started_on",
+                 "ended_on"],
+    )
+
+    people = []
+    for inst in ids[:-1]:
+        for k in range(25):
+            people.append((f"p_{inst}_{k}", inst, "teacher" if k == 0 else "student",
+                           ["female", "male", "non-binary"][k % 3] if k % 7 else None,
+                           int(rng.integers(1998, 2011)), k >= 22))
+    for k in range(3):
+        people.append((f"p_I99_{k}", "I99", "student", "female", 2008, False))
+    participants = pd.DataFrame(
+        people,
+        columns=["participant_id", "institution_id", "role", "gender", "birth_year", "comparison"],
+    )
+
+    tz_of = dict(zip(institutions.institution_id, institutions.timezone, strict=True))
+    ev = []
+    resp = []
+    items = ["icc_1", "icc_2", "icc_3", "icc_4"]
+    for pid, inst, comp in participants[["participant_id", "institution_id", "comparison"]].itertuples(
+        index=False
+    ):
+        x = exchanges.iloc[int(rng.integers(0, len(exchanges)))] if inst != "I99" else exchanges.iloc[7]
+        start = pd.Timestamp(x.start_date)
+        if not comp:
+            weeks = int(rng.integers(2, 17))
+            for _ in range(int(rng.integers(5, 30))):
+                local = (start + pd.Timedelta(days=int(rng.integers(0, weeks * 7)))
+                         + pd.Timedelta(hours=int(rng.integers(8, 17))))
+                utc = local.tz_localize(tz_of[inst]).tz_convert("UTC")
+                ev.append((pid, x.exchange_id, utc.to_pydatetime(),
+                           str(rng.choice(["message", "video call", "upload"])),
+                           float(rng.integers(5, 60))))
+        for w, (wave, shift) in enumerate([("pre", 0), ("post", 120), ("followup", 300)]):
+            if rng.random() > [0.95, 0.75, 0.5][w]:
+                continue
+            at = datetime.combine(x.start_date, datetime.min.time(), UTC) + timedelta(
+                days=shift)
+            for it in items:
+                v = float(np.clip(round(3 + rng.normal(0.3 * w * (not comp), 0.8)), 1, 5))
+                resp.append((pid, x.exchange_id, wave, "icc", it, v, at))
+    events = pd.DataFrame(
+        ev, columns=["participant_id", "exchange_id", "occurred_at", "activity", "minutes"])
+    responses = pd.DataFrame(
+        resp, columns=["participant_id", "exchange_id", "wave", "instrument", "item", "value",
+                       "submitted_at"])
+
+    if path.exists():
+        path.unlink()
+    with build_next(path) as con:
+        for t, df in [(schema.CLUSTERS, clusters), (schema.INSTITUTIONS, institutions),
+                      (schema.EXCHANGES, exchanges), (schema.PARTNERSHIPS, partnerships),
+                      (schema.PARTICIPANTS, participants), (schema.EVENTS, events),
+                      (schema.RESPONSES, responses)]:
+            _insert(con, t, df)
+        con.execute(
+            f"INSERT INTO {schema.LOAD_BATCHES.name} (batch_id, file, source_name, kind, rows_in, "
+            "rows_accepted, rows_rejected, rows_replaced, started_at, finished_at, status, message,"
+            " data_version) VALUES (1, 'demo/events.csv', 'events.csv', 'events', 1002, 1000, 2, 0,"
+            " TIMESTAMPTZ '2025-10-01 10:00:00+00', TIMESTAMPTZ '2025-10-01 10:00:05+00', 'loaded',"
+            " '', 1)"
+        )
+        con.execute(
+            f"INSERT INTO {schema.REJECTS.name} VALUES "
+            "(1, 'demo/events.csv', 17, 'participant_id', 'reference', 'ab12', "
+            "'participant ab12 is not in participants'),"
+            "(1, 'demo/events.csv', 42, 'occurred_at', 'date', '2025-13-40', "
+            "'2025-13-40 is not a date')"
+        )
+        if with_results:
+            _results(con)
+    return path
+
+
+def _results(con) -> None:
+    """Invented result rows (test data) in the shape the statistics engineer will write."""
+    for t in schema.RESULT_TABLES.values():
+        con.execute(schema.ddl(t))
+    rows = []
+    for scale, d in [("openness", 0.45), ("adaptability", 0.12)]:
+        for gb, groups in [("overall", ["all"]), ("modality", ["virtual", "blended", "physical"]),
+                           ("cluster", ["C1", "C2", "C3", "C4"]),
+                           ("country", ["FRA", "KEN", "BRA", "JPN", SMALL_COUNTRY])]:
+            for gi, g in enumerate(groups):
+                sup = "suppressed (n < 5)" if g == SMALL_COUNTRY else None
+                n = 3 if sup else 80 + 10 * gi
+                e = d + 0.05 * gi
+                rows.append(("icc", scale, gb, g, n, 3.1, 3.1 + e / 2, e / 2, e / 2 - 0.1,
+                             e / 2 + 0.1, 4.0, n - 1, 0.001, 0.002, 0.001, e, e, e * 0.98,
+                             e - 0.2, e + 0.2, sup))
+    con.executemany(
+        f"INSERT INTO {schema.RES_PREPOST.name} VALUES "
+        f"({', '.join(['?'] * len(schema.RES_PREPOST.columns))})", rows)
+    rel = [("icc", s, w, 400, 4, a, a - 0.05, a + 0.04, a < 0.7)
+           for s, a in [("openness", 0.81), ("adaptability", 0.64)] for w in ["pre", "post"]]
+    con.executemany(f"INSERT INTO {schema.RES_RELIABILITY.name} VALUES (?,?,?,?,?,?,?,?,?)", rel)
+    lon = []
+    for s in ["openness", "adaptability"]:
+        for term, est in [("mean[pre]", 3.1), ("mean[post]", 3.35), ("mean[followup]", 3.3),
+                          ("post - pre", 0.25), ("followup - pre", 0.2),
+                          ("comparison: post - pre", 0.03)]:
+            lon.append(("icc", s, term, est, 0.05, est - 0.1, est + 0.1, 0.01, 450, 1100, True))
+    con.executemany(
+        f"INSERT INTO {schema.RES_LONGITUDINAL.name} VALUES (?,?,?,?,?,?,?,?,?,?,?)", lon)
+    con.execute(
+        f"INSERT INTO {schema.RES_SCALE_SCORES.name} SELECT participant_id, exchange_id, wave, "
+        "instrument, CASE WHEN item IN ('icc_1', 'icc_2') THEN 'openness' ELSE 'adaptability' END,"
+        f" avg(value), count(*)::INTEGER FROM {schema.RESPONSES.name} GROUP BY ALL"
+    )
+    att = []
+    for gb, g in [("overall", "all"), ("gender", "female"), ("gender", "male")]:
+        for w, r in [("pre", 0.95), ("post", 0.74), ("followup", 0.5)]:
+            att.append((gb, g, w, 400, int(400 * r), r, None))
+    con.executemany(f"INSERT INTO {schema.RES_ATTRITION.name} VALUES (?,?,?,?,?,?,?)", att)
+
+
+if __name__ == "__main__":
+    out = build_fixture_warehouse(sys.argv[1] if len(sys.argv) > 1 else "/tmp/dash.duckdb")
+    print(out)
