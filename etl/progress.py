@@ -13,7 +13,7 @@ class Steps:
         self._status = None
         self._t0 = time.perf_counter()
 
-    def __enter__(self) -> "Steps":
+    def __enter__(self) -> Steps:
         if not self.quiet and self.console.is_terminal:
             self._status = self.console.status("loading…")
             self._status.__enter__()

@@ -81,7 +81,7 @@ def read_into(con: duckdb.DuckDBPyConnection, path: Path, table: str = "src") ->
     if dup:
         raise RefusedFile(str(path), f"has duplicate columns {dup}")
     select = ", ".join(
-        f'NULLIF(trim(CAST("{c}" AS VARCHAR)), \'\') AS "{n}"' for c, n in zip(cols, names)
+        f'NULLIF(trim(CAST("{c}" AS VARCHAR)), \'\') AS "{n}"' for c, n in zip(cols, names, strict=False)
     )
     try:
         # One pass reads, trims and stores; preserve_insertion_order (DuckDB's default) keeps
