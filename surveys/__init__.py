@@ -9,6 +9,7 @@ the dashboard all work from these objects.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -17,7 +18,10 @@ import yaml
 
 __all__ = ["Instrument", "Scale", "InstrumentError", "load_instruments", "item_index", "SURVEYS_DIR"]
 
+# The shipped instruments live beside this file; EXCHANGE_IMPACT_SURVEYS names another folder
+# (a deployment's own instruments, or a test's).
 SURVEYS_DIR = Path(__file__).resolve().parent
+SURVEYS_ENV = "EXCHANGE_IMPACT_SURVEYS"
 
 
 class InstrumentError(ValueError):
@@ -60,8 +64,9 @@ def _need(d: dict, key: str, where: str, kind: type | tuple[type, ...]):
     if key not in d:
         raise InstrumentError(f"{where}: missing field '{key}'")
     v = d[key]
-    if not isinstance(v, kind) or isinstance(v, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise InstrumentError(f"{where}: field '{key}' must be {getattr(kind, '__name__', kind)}, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, kind):  # YAML's yes/no are not numbers
+        name = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise InstrumentError(f"{where}: field '{key}' must be {name}, got {v!r}")
     return v
 
 
@@ -143,8 +148,9 @@ def _load(folder: str) -> tuple[Instrument, ...]:
 
 
 def load_instruments(folder: str | Path | None = None) -> dict[str, Instrument]:
-    """All instruments in `folder` (default: this package's folder), by id."""
-    return {i.id: i for i in _load(str(Path(folder or SURVEYS_DIR).resolve()))}
+    """All instruments in `folder` (default: $EXCHANGE_IMPACT_SURVEYS, else this package's folder)."""
+    folder = folder or os.environ.get(SURVEYS_ENV) or SURVEYS_DIR
+    return {i.id: i for i in _load(str(Path(folder).resolve()))}
 
 
 def item_index(instruments: dict[str, Instrument]) -> dict[str, tuple[Instrument, Scale]]:

@@ -1,0 +1,87 @@
+"""Instruments as data: validation of the YAML, and a new instrument needing no code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+import surveys
+from surveys import InstrumentError, load_instruments, parse_instrument
+from tests import program as P
+
+GOOD = {
+    "id": "wellbeing", "version": 1, "title": "Well-being",
+    "scales": [{"id": "mood", "label": "Mood", "items": ["wb_1", "wb_2", "wb_3"],
+                "reverse": ["wb_2"], "min": 0, "max": 10, "min_items": 0.6}],
+}
+
+
+def test_shipped_instruments_cover_the_five_constructs():
+    inst = load_instruments(surveys.SURVEYS_DIR)
+    assert set(inst) == {"icc", "collab", "digital", "gcit", "flc"}
+    for i in inst.values():
+        for s in i.scales:
+            assert set(s.reverse) <= set(s.items)
+            assert 1 <= s.min_items <= len(s.items)
+            assert all(s.wording[item]["en"] for item in s.items)
+
+
+def test_min_items_as_a_share_rounds_up():
+    assert parse_instrument(GOOD).scales[0].min_items == 2  # 0.6 of 3 items
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.pop("scales"), "missing field 'scales'"),
+        (lambda d: d["scales"][0].update(reverse=["wb_9"]), "reverse-coded items ['wb_9']"),
+        (lambda d: d["scales"][0].update(min=5, max=1), "'min' (5) must be below 'max' (1)"),
+        (lambda d: d["scales"][0].update(min_items=7), "'min_items' must be a count from 1 to 3"),
+        (lambda d: d["scales"][0].update(items=["wb_1", "wb_1"], reverse=[]), "lists an item twice"),
+        (lambda d: d.update(version="one"), "field 'version' must be int"),
+        (lambda d: d["scales"][0].update(max=True), "field 'max' must be int or float"),
+    ],
+)
+def test_a_malformed_instrument_is_refused_naming_file_and_field(tmp_path: Path, change, message):
+    doc = yaml.safe_load(yaml.safe_dump(GOOD))
+    change(doc)
+    f = tmp_path / "wellbeing.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    with pytest.raises(InstrumentError) as e:
+        load_instruments(tmp_path)
+    assert str(f) in str(e.value) and message in str(e.value)
+
+
+def test_an_item_in_two_instruments_is_refused(tmp_path: Path):
+    for name in ("a", "b"):
+        doc = {**GOOD, "id": name}
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(InstrumentError, match="item 'wb_1' is also an item of instrument 'a'"):
+        load_instruments(tmp_path)
+
+
+def test_adding_a_yaml_file_adds_an_instrument_to_the_loader(tmp_path: Path):
+    folder = tmp_path / "instruments"
+    folder.mkdir()
+    for f in surveys.SURVEYS_DIR.glob("*.yaml"):
+        (folder / f.name).write_text(f.read_text())
+    (folder / "wellbeing.yaml").write_text(yaml.safe_dump(GOOD))
+    src = P.write_program(tmp_path / "in")
+    P.write_csv(src / "responses.csv", [
+        {"participant_id": "STU-0001", "exchange_id": "E1", "wave": "pre",
+         "submitted_at": "2026-01-12T09:00:00Z", "wb_1": "7", "wb_2": "11", "wb_3": "0"},
+    ])
+    wh = tmp_path / "w.duckdb"
+    res = P.run_etl("load", str(src), "--warehouse", str(wh),
+                    env={"EXCHANGE_IMPACT_SURVEYS": str(folder)})
+    assert res.returncode == 3, res.stdout + res.stderr
+    con = duckdb.connect(str(wh), read_only=True)
+    rows = con.execute("SELECT instrument, item, value FROM responses ORDER BY item").fetchall()
+    rejects = con.execute("SELECT column_name, rule FROM rejects WHERE file LIKE '%responses.csv'"
+                          ).fetchall()
+    con.close()
+    assert rows == [("wellbeing", "wb_1", 7.0), ("wellbeing", "wb_3", 0.0)]
+    assert rejects == [("wb_2", "range")]  # 11 on a 0–10 item
