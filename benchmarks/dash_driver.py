@@ -1,0 +1,61 @@
+"""Drive a running Dash app's real callback endpoints, as a browser would.
+
+Reads `/_dash-dependencies` and builds, for every callback that the filter store drives, the
+JSON body the Dash renderer posts to `/_dash-update-component`. Used by the load benchmark and
+by the test that the dashboard keeps answering during a load.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+
+FILTER_STORE = "filters-store"
+
+
+def _get(url: str, timeout: float = 30) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def _outputs(spec: str) -> list[dict] | dict:
+    if spec.startswith(".."):
+        parts = [p for p in spec.strip(".").split("...")]
+        return [{"id": p.rsplit(".", 1)[0], "property": p.rsplit(".", 1)[1]} for p in parts]
+    ident, prop = spec.split("@")[0].rsplit(".", 1)
+    return {"id": ident, "property": prop}
+
+
+def callback_bodies(base: str, filters: dict | None = None,
+                    values: dict[str, Any] | None = None) -> list[dict]:
+    """One request body per callback that reads the filter store (the pages' data callbacks)."""
+    values = values or {}
+    bodies = []
+    for dep in _get(base + "/_dash-dependencies"):
+        ids = [i["id"] for i in dep["inputs"]]
+        if FILTER_STORE not in ids or any(i.startswith("{") for i in ids) or dep["state"]:
+            continue
+        if dep["output"].startswith("..{") or "nav-link" in dep["output"] or "url-writer" in dep["output"]:
+            continue
+        inputs = [
+            {"id": i["id"], "property": i["property"],
+             "value": (filters or {}) if i["id"] == FILTER_STORE else values.get(i["id"])}
+            for i in dep["inputs"]
+        ]
+        bodies.append({
+            "output": dep["output"], "outputs": _outputs(dep["output"]), "inputs": inputs,
+            "changedPropIds": [f"{FILTER_STORE}.data"], "state": [],
+        })
+    return bodies
+
+
+def post(base: str, body: dict, timeout: float = 30) -> tuple[int, bytes]:
+    req = urllib.request.Request(
+        base + "/_dash-update-component", data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
