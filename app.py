@@ -47,7 +47,7 @@ def navbar() -> dbc.Navbar:
             ],
             fluid=True,
         ),
-        color="primary",
+        color="dark",
         dark=True,
         className="mb-0",
     )
@@ -68,16 +68,11 @@ app.layout = html.Div(
 server = app.server
 
 
-def ensure_warehouse() -> None:
-    """First-start hook: build the demo warehouse when none exists (owned by `etl`)."""
-    try:
-        from etl import ensure_warehouse as _ensure  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    _ensure()
-
-
 if __name__ == "__main__":
+    # First start: build the demo warehouse when none exists (owned by `etl`; not at import, so
+    # gunicorn and the tests never build data).
+    from etl import ensure_warehouse
+
     ensure_warehouse()
     app.run(host="127.0.0.1", port=int(os.environ.get("PORT", "8050")),
             debug=os.environ.get("DASH_DEBUG", "") == "1")

@@ -14,6 +14,7 @@ the navbar links carry it, so a copied link or a page switch keeps the view.
 
 from __future__ import annotations
 
+import html as html_text
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -237,15 +238,22 @@ def nav_links(store: dict[str, Any] | None, pathname: str | None,
 
 # ---- figure and table helpers -----------------------------------------------------------------
 
+def ptext(v: Any) -> str:
+    """User text for plotly, which renders a subset of HTML in labels: escape it so a name like
+    '<b>x</b>' is shown as typed, never as markup."""
+    return html_text.escape(text(v), quote=False)
+
+
 def base_layout(fig: go.Figure, title: str, *, x: str | None = None, y: str | None = None,
                 height: int = 380) -> go.Figure:
     fig.update_layout(
-        title={"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 16}},
+        title={"text": title, "x": 0.01, "xanchor": "left", "y": 0.98, "yanchor": "top",
+               "yref": "container", "font": {"size": 16}},
         template="plotly_white",
         colorway=OKABE_ITO,
         height=height,
-        margin={"l": 60, "r": 20, "t": 60, "b": 50},
-        legend={"orientation": "h", "y": -0.2},
+        margin={"l": 60, "r": 20, "t": 90, "b": 60},
+        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"},
         font={"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 13},
     )
     if x is not None:
@@ -312,7 +320,8 @@ def table(df: pd.DataFrame, columns: dict[str, tuple[str, Callable[[Any], str]]]
     return html.Div(
         [
             dbc.Table([html.Caption(caption, className="caption-top"), header, html.Tbody(body)],
-                      striped=True, hover=True, size="sm", responsive=True, id=id_ or ""),
+                      striped=True, hover=True, size="sm", responsive=True,
+                      **({"id": id_} if id_ else {})),
             extra,
         ]
     )

@@ -73,14 +73,15 @@ def gains(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any]:
     scales = list(shown[["instrument", "scale"]].drop_duplicates().itertuples(index=False))
     for i, s in enumerate(scales):
         d = shown[(shown.instrument == s.instrument) & (shown.scale == s.scale)]
-        name = _ui.scale_label(s.instrument, s.scale)
+        name = _ui.ptext(_ui.scale_label(s.instrument, s.scale))
         fig.add_trace(go.Scatter(
-            x=d["mean"], y=d.group.astype(str), mode="markers", name=name,
+            x=d["mean"], y=[_ui.ptext(g) for g in d.group], mode="markers", name=name,
+            orientation="h",
             marker={"size": 9, "color": _ui.OKABE_ITO[i % len(_ui.OKABE_ITO)]},
             error_x={"type": "data", "symmetric": False, "array": d.ci_high - d["mean"],
                      "arrayminus": d["mean"] - d.ci_low},
             customdata=d[["n", "ci_low", "ci_high"]],
-            hovertemplate=f"{name}<br>%{{y}}: %{{x:.2f}} [%{{customdata[1]:.2f}}, "
+            hovertemplate="%{fullData.name}<br>%{y}: %{x:.2f} [%{customdata[1]:.2f}, "
                           "%{customdata[2]:.2f}]<br>n = %{customdata[0]:,}<extra></extra>",
         ))
     fig.add_vline(x=0, line_dash="dot", line_color="#666")
@@ -99,8 +100,8 @@ def participation(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any
     title = f"Minutes of activity per participant by {label.lower()}"
     if not len(df):
         return _ui.empty_figure(title, "No participants match the current filters."), None
-    labels = df.group.astype(str).where(~df.suppressed,
-                                        df.group.astype(str) + " — " + q.SUPPRESSED_LABEL)
+    labels = [_ui.ptext(g) + (f" — {q.SUPPRESSED_LABEL}" if s else "")
+              for g, s in zip(df.group, df.suppressed, strict=True)]
     fig = go.Figure(go.Bar(
         x=labels, y=df.minutes_per_participant.fillna(0),
         marker_color=[_ui.SUPPRESSED_GREY if s else _ui.OKABE_ITO[4] for s in df.suppressed],
@@ -126,7 +127,7 @@ def funnel(store: dict[str, Any] | None) -> go.Figure:
         return _ui.empty_figure(title, f"Stages {q.SUPPRESSED_LABEL}: "
                                        + ", ".join(df[df.suppressed].stage.astype(str)))
     fig = go.Figure(go.Funnel(
-        y=df.stage, x=df.n, textinfo="value+percent initial",
+        y=[_ui.ptext(s) for s in df.stage], x=df.n, textinfo="value+percent initial",
         marker={"color": _ui.OKABE_ITO[0]},
         hovertemplate="%{y}<br>n = %{x:,}<br>%{percentInitial:.0%} of enrolled<extra></extra>",
     ))

@@ -109,7 +109,8 @@ def waves(store: dict[str, Any] | None) -> tuple[go.Figure, dict[str, str], Any]
     scales = list(scales)
     cols = min(4, len(scales))
     rows = math.ceil(len(scales) / cols)
-    titles = [f"{_ui.scale_label(s.instrument, s.scale)}<br>{_alpha_text(rel, s.instrument, s.scale)}"
+    titles = [f"{_ui.ptext(_ui.scale_label(s.instrument, s.scale))}<br>"
+              f"{_alpha_text(rel, s.instrument, s.scale)}"
               for s in scales]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, shared_yaxes=False,
                         vertical_spacing=0.22 if rows > 1 else 0.1)
@@ -128,7 +129,7 @@ def waves(store: dict[str, Any] | None) -> tuple[go.Figure, dict[str, str], Any]
                 error_y={"type": "data", "symmetric": False, "array": d.ci_high - d["mean"],
                          "arrayminus": d["mean"] - d.ci_low},
                 customdata=d[["n", "ci_low", "ci_high"]],
-                hovertemplate=f"{name}<br>%{{x}}: mean %{{y:.2f}} "
+                hovertemplate="%{fullData.name}<br>%{x}: mean %{y:.2f} "
                               "[%{customdata[1]:.2f}, %{customdata[2]:.2f}]"
                               "<br>n = %{customdata[0]:,}<extra></extra>",
             ), row=r, col=c)
@@ -137,6 +138,8 @@ def waves(store: dict[str, Any] | None) -> tuple[go.Figure, dict[str, str], Any]
     _ui.base_layout(fig, "Mean scale score per wave (95% CI), filtered participants",
                     height=150 + 300 * rows)
     fig.update_annotations(font_size=12)
+    fig.update_layout(legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1,
+                              "yanchor": "top"}, margin={"r": 190})
     small = df[df.suppressed]
     note = _ui.suppressed_note(
         sorted({f"{_ui.scale_label(a, b)} ({w}{', comparison' if c else ''})"
@@ -159,15 +162,16 @@ def forest(by: str, effect: str) -> tuple[go.Figure, dict[str, str], Any]:
     scales = list(shown[["instrument", "scale"]].drop_duplicates().itertuples(index=False))
     for i, s in enumerate(scales):
         d = shown[(shown.instrument == s.instrument) & (shown.scale == s.scale)]
-        name = _ui.scale_label(s.instrument, s.scale)
+        name = _ui.ptext(_ui.scale_label(s.instrument, s.scale))
         fig.add_trace(go.Scatter(
-            x=d[effect], y=d["group"].astype(str), mode="markers", name=name,
+            x=d[effect], y=[_ui.ptext(g) for g in d["group"]], mode="markers", name=name,
+            orientation="h",
             marker={"size": 9, "color": _ui.OKABE_ITO[i % len(_ui.OKABE_ITO)],
                     "symbol": ["circle", "square", "diamond", "triangle-up"][i // 8 % 4]},
             error_x={"type": "data", "symmetric": False, "array": d[hi] - d[effect],
                      "arrayminus": d[effect] - d[lo]},
             customdata=d[["n", lo, hi]],
-            hovertemplate=f"{name}<br>%{{y}}: %{{x:.2f}} [%{{customdata[1]:.2f}}, "
+            hovertemplate="%{fullData.name}<br>%{y}: %{x:.2f} [%{customdata[1]:.2f}, "
                           "%{customdata[2]:.2f}]<br>n = %{customdata[0]:,}<extra></extra>",
         ))
     fig.add_vline(x=0, line_dash="dot", line_color="#666")

@@ -24,6 +24,7 @@ MAP_NOTE = "overview-map-note"
 TIMELINE = "overview-timeline"
 OUTCOMES = "overview-outcomes"
 OUTCOMES_NOTE = "overview-outcomes-note"
+STAT = "overview-stat"  # id prefix of each headline figure, e.g. overview-stat-participants
 
 
 def layout(**_query: Any) -> html.Div:
@@ -55,7 +56,9 @@ def layout(**_query: Any) -> html.Div:
 
 
 def _card(label: str, value: str, sub: str | None = None) -> dbc.Col:
-    body = [html.Div(value, className="stat-value"), html.Div(label, className="stat-label")]
+    key = "".join(ch if ch.isalnum() else "-" for ch in label)
+    body = [html.Div(value, className="stat-value", id=f"{STAT}-{key}"),
+            html.Div(label, className="stat-label")]
     if sub:
         body.append(html.Div(sub, className="small text-body-secondary"))
     return dbc.Col(dbc.Card(dbc.CardBody(body, className="p-2"), className="stat-card h-100"),
@@ -165,7 +168,7 @@ def outcomes(store: dict[str, Any] | None) -> tuple[go.Figure, dict[str, str], A
                            "They appear here when the statistics are computed for this data "
                            "version (python -m analytics)."))
     df = df.iloc[::-1]
-    label = df.instrument.astype(str) + " · " + df.scale.astype(str)
+    label = [_ui.ptext(_ui.scale_label(a, b)) for a, b in zip(df.instrument, df.scale, strict=True)]
     fig = go.Figure(go.Scatter(
         x=df.hedges_g, y=label, mode="markers",
         marker={"size": 10, "color": _ui.OKABE_ITO[0]},
@@ -182,6 +185,6 @@ def outcomes(store: dict[str, Any] | None) -> tuple[go.Figure, dict[str, str], A
     fig.add_vline(x=0, line_dash="dot", line_color="#666")
     _ui.base_layout(fig, "Pre → post change per scale (Hedges' g, 95% CI)",
                     x="Hedges' g (standardised mean change, pre → post)", y=None,
-                    height=120 + 40 * len(df))
+                    height=200 + 45 * len(df))
     note = html.P(f"Computed on: {scope}.", className="small text-body-secondary")
     return fig, {}, note

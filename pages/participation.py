@@ -73,7 +73,7 @@ def weekly(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any]:
     for i, (grp, d) in enumerate(shown.groupby("grp", sort=True)):
         color = _ui.OKABE_ITO[i % len(_ui.OKABE_ITO)]
         dash_style = ["solid", "dash", "dot", "dashdot"][(i // len(_ui.OKABE_ITO)) % 4]
-        common = {"x": d.week, "name": _ui.text(grp), "legendgroup": _ui.text(grp),
+        common = {"x": d.week, "name": _ui.ptext(grp), "legendgroup": _ui.ptext(grp),
                   "line": {"color": color, "dash": dash_style}, "mode": "lines",
                   "customdata": d[["n"]]}
         fig.add_trace(go.Scatter(y=d.active, **common, hovertemplate=(
@@ -97,8 +97,8 @@ def clusters(store: dict[str, Any] | None) -> go.Figure:
     if not len(df):
         return _ui.empty_figure(title, "No participants match the current filters.")
     df = df.iloc[::-1]
-    labels = df.group.astype(str).where(~df.suppressed, df.group.astype(str) + " — "
-                                        + q.SUPPRESSED_LABEL)
+    labels = [_ui.ptext(g) + (f" — {q.SUPPRESSED_LABEL}" if s else "")
+              for g, s in zip(df.group, df.suppressed, strict=True)]
     fig = go.Figure(go.Bar(
         x=df.participants.fillna(0), y=labels, orientation="h", customdata=df[["key"]],
         marker_color=[_ui.SUPPRESSED_GREY if s else _ui.OKABE_ITO[0] for s in df.suppressed],
@@ -159,9 +159,10 @@ def retention(store: dict[str, Any] | None) -> tuple[go.Figure, Any]:
     fig = go.Figure()
     for i, (cohort, d) in enumerate(shown.groupby("cohort", sort=True)):
         fig.add_trace(go.Scatter(
-            x=d.week, y=d.share, mode="lines+markers", name=f"{cohort} (n = {d.n.iloc[0]:,})",
+            x=d.week, y=d.share, mode="lines+markers",
+            name=f"{_ui.ptext(cohort)} (n = {d.n.iloc[0]:,})",
             line={"color": _ui.OKABE_ITO[i % len(_ui.OKABE_ITO)]}, customdata=d[["active", "n"]],
-            hovertemplate=f"cohort {cohort}<br>week %{{x}}: %{{y:.0%}} active"
+            hovertemplate="cohort %{fullData.name}<br>week %{x}: %{y:.0%} active"
                           "<br>%{customdata[0]:,} of n = %{customdata[1]:,}<extra></extra>",
         ))
     _ui.base_layout(fig, title, x="weeks since the participant's first activity",

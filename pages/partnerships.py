@@ -103,14 +103,14 @@ def network(store: dict[str, Any] | None) -> go.Figure:
         marker={"size": 8 + 2 * nodes.degree.clip(upper=8),
                 "color": [palette[c] for c in nodes.country], "line": {"color": "white",
                                                                        "width": 1}},
-        text=nodes.name.astype(str), customdata=nodes[["country", "degree"]],
+        text=[_ui.ptext(n) for n in nodes.name], customdata=nodes[["country", "degree"]],
         hovertemplate="%{text}<br>country: %{customdata[0]}<br>partnerships (n): "
                       "%{customdata[1]}<extra></extra>",
     ))
     for c in countries:
         d = nodes[nodes.country == c]
         ang = math.atan2(d.y.mean(), d.x.mean())
-        fig.add_annotation(x=1.18 * math.cos(ang), y=1.18 * math.sin(ang), text=str(c),
+        fig.add_annotation(x=1.18 * math.cos(ang), y=1.18 * math.sin(ang), text=_ui.ptext(c),
                            showarrow=False, font={"size": 11, "color": "#222"})
     _ui.base_layout(fig, title, height=560)
     fig.update_xaxes(visible=False, range=[-1.35, 1.35])
@@ -143,7 +143,7 @@ def persistence(store: dict[str, Any] | None) -> tuple[go.Figure, Any, Any]:
                                                         "dash": "dash" if grp == "cross-border"
                                                         else "solid"},
             name=f"{grp} (n = {n})", legendgroup=str(grp), customdata=d[["at_risk", "ended"]],
-            hovertemplate=f"{grp}<br>day %{{x}}: %{{y:.0%}} still active"
+            hovertemplate="%{fullData.name}<br>day %{x}: %{y:.0%} still active"
                           "<br>at risk: %{customdata[0]}, ended here: %{customdata[1]}"
                           "<extra></extra>",
         ))

@@ -1,0 +1,100 @@
+"""analytics.queries on the fixture warehouse: filters from the URL, suppression, the cache, and
+empty result tables (pages then say what is coming instead of drawing zeros)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from analytics import queries as q
+from etl.warehouse import Reader
+from tests.dashboard_fixture import SMALL_COUNTRY, build_fixture_warehouse
+
+
+@pytest.fixture(scope="module")
+def cur(tmp_path_factory):
+    path = build_fixture_warehouse(tmp_path_factory.mktemp("q") / "w.duckdb")
+    reader = Reader(path)
+    yield reader.cursor()
+    reader.close()
+
+
+@pytest.fixture(scope="module")
+def empty_results_cur(tmp_path_factory):
+    path = build_fixture_warehouse(tmp_path_factory.mktemp("q0") / "w.duckdb",
+                                   with_results=False)
+    reader = Reader(path)
+    yield reader.cursor()
+    reader.close()
+
+
+def test_filters_round_trip_through_the_query_string() -> None:
+    f = q.Filters(country=("FRA", "KEN"), modality=("virtual",), start=date(2025, 1, 1))
+    back, notes = q.parse_filters(f.to_query())
+    assert back == f and notes == []
+    assert q.Filters.from_dict(f.to_dict()) == f
+    assert q.Filters().to_query() == ""
+
+
+def test_invalid_query_values_are_dropped_with_a_note(cur) -> None:
+    opts = q.filter_options(cur)
+    f, notes = q.parse_filters("?country=FRA,XXX&to=2025-13-01&from=2025-02-01&colour=red", opts)
+    assert f.country == ("FRA",) and f.start == date(2025, 2, 1) and f.end is None
+    assert any("country=XXX" in n for n in notes)
+    assert any("to=2025-13-01" in n for n in notes)
+    assert any("'colour' is not a filter" in n for n in notes)
+    f, notes = q.parse_filters("?from=2025-06-01&to=2025-01-01", opts)
+    assert f.start is None and f.end is None and notes
+
+
+def test_headline_follows_the_filters(cur) -> None:
+    everyone = q.headline(cur, q.Filters())
+    france = q.headline(cur, q.Filters(country=("FRA",)))
+    assert everyone["participants"] == 465  # 7 countries × 3 × 22 non-comparison + 3 in ISL
+    assert france["participants"] == 66 and france["countries"] == 1
+    virtual = q.headline(cur, q.Filters(modality=("virtual",)))
+    assert 0 < virtual["participants"] < everyone["participants"]
+
+
+def test_small_groups_are_suppressed_not_zero(cur) -> None:
+    by_country = q.participants_by_country(cur, q.Filters()).set_index("country")
+    assert bool(by_country.loc[SMALL_COUNTRY, "suppressed"])
+    assert by_country.loc[SMALL_COUNTRY, "participants"] != 0  # blank (NaN), never 0
+    assert by_country.participants.isna().sum() == 1
+    table = q.breakdown(cur, q.Filters(), "country").set_index("key")
+    assert bool(table.loc[SMALL_COUNTRY, "suppressed"])
+
+
+def test_results_are_cached_per_data_version(cur) -> None:
+    q.clear_cache()
+    first = q.breakdown(cur, q.Filters(), "cluster")
+    assert q.breakdown(cur, q.Filters(), "cluster") is first
+    assert q.breakdown(cur, q.Filters(country=("FRA",)), "cluster") is not first
+
+
+def test_empty_result_tables_mean_coming_not_zero(empty_results_cur) -> None:
+    cur = empty_results_cur
+    assert len(q.prepost_results(cur, "overall")) == 0
+    df, _ = q.prepost_extremes(cur, q.Filters())
+    assert len(df) == 0
+    assert len(q.reliability(cur)) == 0 and len(q.longitudinal(cur)) == 0
+    assert len(q.wave_means(cur, q.Filters())) == 0
+    status = q.result_table_status(cur)
+    assert (status.rows == 0).all()
+
+
+def test_kaplan_meier_matches_a_hand_computed_example() -> None:
+    # Durations 1, 2+, 3, 3, 4+ (+ = censored): S(1) = 4/5, S(3) = 4/5 × 1/3.
+    import numpy as np
+
+    km = q._kaplan_meier(np.array([1, 2, 3, 3, 4.0]), np.array([1, 0, 1, 1, 0], bool))
+    s = dict(zip(km.days, km.survival, strict=True))
+    assert s[1.0] == pytest.approx(0.8)
+    assert s[3.0] == pytest.approx(0.8 / 3)
+
+
+def test_local_hour_heatmap_uses_each_institutions_zone(cur) -> None:
+    heat = q.activity_heatmap(cur, q.Filters())
+    # The fixture logs events between 08:00 and 16:59 local time in every zone.
+    assert heat.hour.min() >= 8 and heat.hour.max() <= 16
