@@ -199,8 +199,8 @@ def prepost(
         raise ValueError(f"scores has no column(s) {missing}")
     d = scores.loc[scores[wave].isin([pre, post]), need]
     idx = keys + [instrument, scale]
-    wide = d.pivot_table(index=idx, columns=wave, values=score, aggfunc="first", dropna=False)
-    wide = wide.reindex(columns=[pre, post])
+    wide = (d.groupby([*idx, wave], sort=False, observed=True, dropna=False)[score].first()
+            .unstack(wave).reindex(columns=[pre, post]))
     if by_cols:
         attrs = d.drop_duplicates(idx).set_index(idx)[by_cols]
         wide = wide.join(attrs)

@@ -217,3 +217,26 @@ def test_benchmark_quick_mode_runs():
                         "--quick"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "speed ratio" in r.stdout and "max |fast - MixedLM" in r.stdout
+
+
+def test_demo_program_gains_persistence_and_modality_differences_recovered():
+    from tests.demo_scores import demo_scores
+
+    scores, truth = demo_scores()
+    out = longitudinal_model(scores, group="modality", comparison="comparison",
+                             waves=["pre", "post", "followup"])
+    assert out.converged.all()
+    hits = []
+    for (inst, sc), g in out.groupby(["instrument", "scale"]):
+        g = g.set_index("term")
+        exp = truth["effects"][inst][sc]["expected_observed_diff"]
+        for m in ("virtual", "blended", "physical"):
+            for w, key in (("post", "post_minus_pre"), ("followup", "followup_minus_pre")):
+                r = g.loc[f"contrast[{w}-pre|modality={m}]"]
+                hits.append(r.ci_low <= exp[key][m] <= r.ci_high)
+        # the difference between modalities, in sign and size: physical minus virtual gain
+        true_diff = exp["post_minus_pre"]["physical"] - exp["post_minus_pre"]["virtual"]
+        est = (g.loc["contrast[post-pre|modality=physical]", "estimate"]
+               - g.loc["contrast[post-pre|modality=virtual]", "estimate"])
+        assert abs(est - true_diff) < 0.15, (inst, sc, est, true_diff)
+    assert np.mean(hits) >= 0.85, np.mean(hits)

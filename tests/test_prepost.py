@@ -114,3 +114,16 @@ def test_input_checks():
         prepost(sleep_long().drop(columns="score"))
     with pytest.raises(ValueError):
         paired_change(np.ones(3), np.ones(4))
+
+
+def test_demo_program_true_changes_inside_the_ci():
+    from tests.demo_scores import demo_scores
+
+    scores, truth = demo_scores()
+    out = prepost(scores, by="group")
+    rows = out[out.group_by == "group"]
+    hits = []
+    for r in rows.itertuples():
+        tr = truth["effects"][r.instrument][r.scale]["expected_observed_diff"]["post_minus_pre"]
+        hits.append(r.diff_ci_low <= tr[r.group] <= r.diff_ci_high)
+    assert len(hits) == 36 and np.mean(hits) >= 0.85, np.mean(hits)
