@@ -193,7 +193,7 @@ def prepost(
     """
     by_cols = [by] if isinstance(by, str) else list(by or [])
     keys = [participant] + ([exchange] if exchange else [])
-    need = keys + [wave, score, instrument, scale] + by_cols
+    need = list(dict.fromkeys(keys + [wave, score, instrument, scale] + by_cols))
     missing = [c for c in need if c not in scores.columns]
     if missing:
         raise ValueError(f"scores has no column(s) {missing}")
@@ -201,8 +201,9 @@ def prepost(
     idx = keys + [instrument, scale]
     wide = (d.groupby([*idx, wave], sort=False, observed=True, dropna=False)[score].first()
             .unstack(wave).reindex(columns=[pre, post]))
-    if by_cols:
-        attrs = d.drop_duplicates(idx).set_index(idx)[by_cols]
+    extra = [c for c in by_cols if c not in idx]
+    if extra:
+        attrs = d.drop_duplicates(idx).set_index(idx)[extra]
         wide = wide.join(attrs)
     wide = wide.reset_index()
 

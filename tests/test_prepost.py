@@ -127,3 +127,11 @@ def test_demo_program_true_changes_inside_the_ci():
         tr = truth["effects"][r.instrument][r.scale]["expected_observed_diff"]["post_minus_pre"]
         hits.append(r.diff_ci_low <= tr[r.group] <= r.diff_ci_high)
     assert len(hits) == 36 and np.mean(hits) >= 0.85, np.mean(hits)
+
+
+def test_grouping_by_a_pairing_column_works():
+    d = simulated(60, {"up": 0.3}, 2)
+    d["exchange_id"] = np.where(d.participant.str[1:].astype(int) % 2 == 0, "e1", "e2")
+    out = prepost(d, by=["exchange_id", "modality"])
+    ex = out[out.group_by == "exchange_id"].set_index("group")
+    assert ex.loc["e1", "n"] + ex.loc["e2", "n"] == out[out.group_by == "overall"].n.iloc[0]
