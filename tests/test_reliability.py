@@ -76,3 +76,12 @@ def test_too_few_items_or_people_give_nan_and_bad_input_raises():
     assert np.isnan(a) and n == 3
     with pytest.raises(ValueError):
         reliability(pd.DataFrame({"participant_id": []}), instrument(("A1", "A2")))
+
+
+def test_alpha_equals_pingouin_with_missing_answers():
+    rng = np.random.default_rng(8)
+    true = rng.normal(size=300)
+    wide = pd.DataFrame({f"i{j}": true + rng.normal(0, 1, 300) for j in range(5)})
+    wide = wide.mask(rng.random(wide.shape) < 0.1)
+    assert cronbach_alpha(wide)[0] == pytest.approx(
+        pg.cronbach_alpha(wide, nan_policy="pairwise")[0], abs=1e-12)
