@@ -135,3 +135,16 @@ def test_grouping_by_a_pairing_column_works():
     out = prepost(d, by=["exchange_id", "modality"])
     ex = out[out.group_by == "exchange_id"].set_index("group")
     assert ex.loc["e1", "n"] + ex.loc["e2", "n"] == out[out.group_by == "overall"].n.iloc[0]
+
+
+def test_wilcoxon_normal_approximation_equals_scipy_with_r_corrections():
+    from scipy import stats
+
+    from analytics.prepost import _wilcoxon_p
+
+    rng = np.random.default_rng(0)
+    for n in (60, 400):
+        d = np.round(rng.normal(0.1, 1, n) * 2) / 2  # ties and zeros, as scale scores have
+        nz = d[d != 0]
+        ref = stats.wilcoxon(nz, correction=True, method="approx").pvalue
+        assert _wilcoxon_p(d) == pytest.approx(ref, rel=1e-10)
