@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analytics.scales import OUTPUT_COLUMNS, score_scales
 from surveys import Instrument, Scale, load_instruments
@@ -94,3 +96,38 @@ def test_shipped_instruments_and_vectorised_path_agree_with_a_plain_loop():
             assert r.score == pytest.approx(np.mean(vals))
         else:
             assert np.isnan(r.score)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a1", "a2", "a3", "a4", "b1", "b2"]),
+                          st.one_of(st.none(), st.integers(0, 10))), min_size=1, max_size=12))
+def test_scores_stay_in_range_and_follow_the_min_items_rule(answers):
+    # keep answers in each item's range: a* on 1..5, b* on 0..10
+    rows = [("p", "pre", it, None if v is None else (min(max(v, 1), 5) if it[0] == "a" else v))
+            for it, v in answers]
+    d = long(rows).drop_duplicates(["participant_id", "wave", "item"])
+    out = score_scales(d, INST)
+    for r in out.itertuples():
+        sc = INST["t"].scale(r.scale)
+        answered = d[d["item"].isin(sc.items) & d["value"].notna()]
+        assert r.n_items_answered == len(answered)
+        if r.n_items_answered >= sc.min_items:
+            assert sc.min <= r.score <= sc.max
+        else:
+            assert np.isnan(r.score)
+
+
+def test_docstring_examples_of_the_analytics_modules_run():
+    import doctest
+
+    import analytics.attrition
+    import analytics.longitudinal
+    import analytics.prepost
+    import analytics.reliability
+    import analytics.scales
+    import analytics.suppression
+
+    for mod in (analytics.scales, analytics.reliability, analytics.prepost,
+                analytics.longitudinal, analytics.attrition, analytics.suppression):
+        res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert res.failed == 0, mod.__name__
