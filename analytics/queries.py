@@ -11,7 +11,8 @@ Table names come from `etl.schema`. Column names are spelled in the SQL for read
 `_COLUMNS_USED` check at import fails loudly if `etl.schema` renames one of them.
 
 Small groups: any group with fewer than `MIN_CELL` participants is flagged `suppressed` and its
-figures are blanked, so pages can show "suppressed (n < k)" instead of a number.
+figures are blanked (NaN, never 0), so pages can show "suppressed (n < k)" instead of a number;
+k is `analytics.suppression.DEFAULT_K` unless EXCHANGE_IMPACT_MIN_CELL says otherwise.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analytics.suppression import DEFAULT_K
 from etl import schema
 
 __all__ = [
@@ -69,7 +71,8 @@ __all__ = [
     "clear_cache",
 ]
 
-MIN_CELL = int(os.environ.get("EXCHANGE_IMPACT_MIN_CELL", "5"))
+# The project's small-cell threshold (analytics.suppression), overridable per deployment.
+MIN_CELL = int(os.environ.get("EXCHANGE_IMPACT_MIN_CELL", str(DEFAULT_K)))
 SUPPRESSED_LABEL = f"suppressed (n < {MIN_CELL})"
 
 T_CLUSTERS = schema.CLUSTERS.name

@@ -23,9 +23,11 @@ from typing import Any, TypeVar
 import dash_bootstrap_components as dbc
 import pandas as pd
 import plotly.graph_objects as go
-from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html
+from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
 
 from analytics import queries as q
+from etl.errors import WarehouseError
 from etl.warehouse import DEFAULT_WAREHOUSE, Reader
 
 T = TypeVar("T")
@@ -78,8 +80,14 @@ def reader() -> Reader:
 
 
 def query(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run one `analytics.queries` function on a fresh cursor (one per request)."""
-    cur = reader().cursor()
+    """Run one `analytics.queries` function on a fresh cursor (one per request).
+
+    Without a warehouse there is nothing to draw: figures keep their placeholder (PreventUpdate)
+    and the filter bar says what to do (see `sync_filters`)."""
+    try:
+        cur = reader().cursor()
+    except WarehouseError:
+        raise PreventUpdate from None
     try:
         return fn(cur, *args, **kwargs)
     finally:
@@ -161,8 +169,16 @@ _VALUE_INPUTS = [Input(fid(n), "value") for n, _ in FILTER_FIELDS]
 )
 def sync_filters(search: str | None, _clear: int | None, *values: Any) -> tuple:
     """URL → controls on load/back/forward; controls → store on every change."""
-    opts = query(q.filter_options)
-    info = query(q.data_info)
+    try:
+        cur = reader().cursor()
+    except WarehouseError as e:
+        alert = dbc.Alert(f"No data to show: {e}", color="danger", className="py-1 px-2 mt-2 small")
+        return (no_update,) * (1 + 2 * len(FILTER_FIELDS) + 4) + (alert, "No warehouse.")
+    try:
+        opts = q.filter_options(cur)
+        info = q.data_info(cur)
+    finally:
+        cur.close()
     status = (f"Data version {info.get('data_version', '?')}, built "
               f"{info.get('built_at', 'unknown')}. Small groups are shown as "
               f"“{q.SUPPRESSED_LABEL}”.")
@@ -260,6 +276,20 @@ def base_layout(fig: go.Figure, title: str, *, x: str | None = None, y: str | No
         fig.update_xaxes(title_text=x)
     if y is not None:
         fig.update_yaxes(title_text=y)
+    return fig
+
+
+def legend_below(fig: go.Figure, n_items: int, per_row: int = 2) -> go.Figure:
+    """Put a long legend under the x-axis title (container coordinates) and make room for it;
+    at the top it would cover the title."""
+    rows = max(1, -(-n_items // per_row))
+    extra = 22 * rows
+    fig.update_layout(
+        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 0, "yanchor": "bottom",
+                "yref": "container"},
+        margin={"b": 80 + extra},
+        height=(fig.layout.height or 400) + extra,
+    )
     return fig
 
 

@@ -87,6 +87,7 @@ def gains(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any]:
     fig.add_vline(x=0, line_dash="dot", line_color="#666")
     _ui.base_layout(fig, title, x="mean gain (scale points, post − pre)", y=label, height=420)
     fig.update_layout(scattermode="group")
+    _ui.legend_below(fig, len(scales))
     note = _ui.suppressed_note(sorted(small.group.astype(str).unique()), f"{label.lower()} groups")
     return fig, note
 

@@ -14,7 +14,7 @@ import dash
 import dash_bootstrap_components as dbc
 import pandas as pd
 import plotly.graph_objects as go
-from dash import Input, Output, callback, html
+from dash import Input, Output, callback, dcc, html
 from plotly.subplots import make_subplots
 
 from analytics import queries as q
@@ -30,6 +30,7 @@ EFFECT = "outcomes-effect"
 FOREST = "outcomes-forest"
 FOREST_NOTE = "outcomes-forest-note"
 MODEL = "outcomes-model"
+SCALE = "outcomes-scale"
 COMPARISON = "outcomes-comparison"
 RELIABILITY = "outcomes-reliability"
 
@@ -42,9 +43,23 @@ _COMING = ("They appear when the statistics engineer's tables are computed for t
            "version (python -m analytics).")
 
 
-def layout(by: str = "modality", effect: str = "hedges_g", **_query: Any) -> html.Div:
+def _scale_options() -> list[dict[str, str]]:
+    try:
+        df = _ui.query(q.prepost_results, "overall")
+    except Exception:  # no warehouse yet: the page still renders and says so below
+        return []
+    pairs = sorted({(a, b) for a, b in zip(df.instrument, df.scale, strict=True)},
+                   key=lambda p: _ui.scale_label(*p))
+    return [{"label": _ui.scale_label(a, b), "value": f"{a}/{b}"} for a, b in pairs]
+
+
+def layout(by: str = "modality", effect: str = "hedges_g", scale: str = "",
+           **_query: Any) -> html.Div:
     by = by if by in q.GROUPINGS else "modality"
     effect = effect if effect in EFFECTS else "hedges_g"
+    options = _scale_options()
+    values = [o["value"] for o in options]
+    scale = scale if scale in values else (values[0] if values else "")
     return html.Div(
         [
             html.H1("Outcomes", className="h3"),
@@ -71,20 +86,32 @@ def layout(by: str = "modality", effect: str = "hedges_g", **_query: Any) -> htm
                     ],
                     className="mb-2 g-3",
                 ),
+                html.Div([
+                    html.Label("Scale (effects and model table)", htmlFor=SCALE,
+                               className="fw-semibold me-2"),
+                    dcc.Dropdown(id=SCALE, options=options, value=scale, clearable=False,
+                                 style={"minWidth": "28rem"}),
+                ], className="d-flex align-items-center flex-wrap mb-2"),
                 html.Div(id=FOREST_NOTE),
                 _ui.graph(FOREST, "Forest plot of pre-to-post effects by group"),
             ),
             dbc.Row(
                 [
                     dbc.Col(_ui.section("Reliability (Cronbach's α)", html.Div(id=RELIABILITY)),
-                            lg=5),
+                            xl=5),
                     dbc.Col(_ui.section("Participants vs comparison group",
-                                        html.Div(id=COMPARISON)), lg=7),
+                                        html.Div(id=COMPARISON)), xl=7),
                 ]
             ),
             _ui.section("Mixed model (random intercept per participant)", html.Div(id=MODEL)),
         ]
     )
+
+
+def _short_label(instrument: str, scale: str) -> str:
+    """The scale's own label (the instrument title is in the hover and the tables)."""
+    full = _ui.scale_label(instrument, scale)
+    return full.split(": ", 1)[-1]
 
 
 def _alpha_text(rel: pd.DataFrame, inst: str, scale: str) -> str:
@@ -107,9 +134,9 @@ def waves(store: dict[str, Any] | None) -> tuple[go.Figure, dict[str, str], Any]
     rel = _ui.query(q.reliability)
     scales = df[["instrument", "scale"]].drop_duplicates().itertuples(index=False)
     scales = list(scales)
-    cols = min(4, len(scales))
+    cols = min(3, len(scales))
     rows = math.ceil(len(scales) / cols)
-    titles = [f"{_ui.ptext(_ui.scale_label(s.instrument, s.scale))}<br>"
+    titles = [f"{_ui.ptext(_short_label(s.instrument, s.scale))}<br>"
               f"{_alpha_text(rel, s.instrument, s.scale)}"
               for s in scales]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, shared_yaxes=False,
@@ -149,9 +176,12 @@ def waves(store: dict[str, Any] | None) -> tuple[go.Figure, dict[str, str], Any]
 
 
 @callback(Output(FOREST, "figure"), Output(FOREST, "style"), Output(FOREST_NOTE, "children"),
-          Input(FOREST_BY, "value"), Input(EFFECT, "value"))
-def forest(by: str, effect: str) -> tuple[go.Figure, dict[str, str], Any]:
+          Input(FOREST_BY, "value"), Input(EFFECT, "value"), Input(SCALE, "value"))
+def forest(by: str, effect: str, scale: str | None) -> tuple[go.Figure, dict[str, str], Any]:
     df = _ui.query(q.prepost_results, by)
+    if scale and "/" in scale and len(df):
+        inst, sc = scale.split("/", 1)
+        df = df[(df.instrument == inst) & (df.scale == sc)]
     if not len(df):
         return go.Figure(), {"display": "none"}, _ui.coming(
             f"Effects by {q.GROUPINGS.get(by, by).lower()}", _COMING)
@@ -176,10 +206,13 @@ def forest(by: str, effect: str) -> tuple[go.Figure, dict[str, str], Any]:
         ))
     fig.add_vline(x=0, line_dash="dot", line_color="#666")
     n_groups = shown["group"].nunique()
-    _ui.base_layout(fig, f"Pre → post effect by {q.GROUPINGS.get(by, by).lower()}",
-                    x=axis, y=q.GROUPINGS.get(by, by), height=200 + 28 * n_groups * max(1, len(
-                        scales)) // 2)
-    fig.update_layout(scattermode="group")
+    title = f"Pre → post effect by {q.GROUPINGS.get(by, by).lower()}"
+    if len(scales) == 1:
+        title += f": {_ui.ptext(_ui.scale_label(scales[0].instrument, scales[0].scale))}"
+    _ui.base_layout(fig, title, x=axis, y=q.GROUPINGS.get(by, by),
+                    height=180 + 22 * n_groups * max(1, len(scales)))
+    fig.update_layout(scattermode="group", showlegend=len(scales) > 1)
+    fig.update_yaxes(autorange="reversed")
     note = _ui.suppressed_note(sorted(small["group"].astype(str).unique()),
                                f"{q.GROUPINGS.get(by, by).lower()} groups")
     return fig, {}, note
@@ -190,15 +223,19 @@ def reliability(_store: dict[str, Any] | None) -> Any:
     df = _ui.query(q.reliability)
     if not len(df):
         return _ui.coming("Reliability", _COMING)
-    df = df.assign(scale_label=[_ui.scale_label(a, b) for a, b in zip(df.instrument, df.scale,
-                                                                      strict=True)])
-    df["ci"] = [f"[{a:.2f}, {b:.2f}]" if pd.notna(a) else "—"
-                for a, b in zip(df.alpha_ci_low, df.alpha_ci_high, strict=True)]
-    df["flag"] = ["below 0.70 — interpret with care" if b else "" for b in df.below_threshold]
-    return _ui.table(df, {
-        "scale_label": ("scale", _ui.text), "wave": ("wave", _ui.text), "n": ("n", _ui.fmt_int),
-        "alpha": ("α", _ui.fmt_num), "ci": ("95% CI", _ui.text), "flag": ("warning", _ui.text),
-    }, "Cronbach's α per scale and wave (all participants)", suppressed_col=None)
+    df = df.assign(
+        scale_label=[_ui.scale_label(a, b) for a, b in zip(df.instrument, df.scale, strict=True)],
+        cell=[f"{a:.2f}{' ⚠' if low else ''}" if pd.notna(a) else "—"
+              for a, low in zip(df.alpha, df.below_threshold.fillna(False), strict=True)],
+    )
+    wide = df.pivot_table(index="scale_label", columns="wave", values="cell", aggfunc="first")
+    waves = [w for w in ("pre", "post", "followup") if w in wide.columns]
+    waves += [w for w in wide.columns if w not in waves]
+    wide = wide[waves].reset_index()
+    cols: dict[str, tuple[str, Any]] = {"scale_label": ("scale", _ui.text)}
+    cols.update({w: (f"α {w}", _ui.text) for w in waves})
+    return _ui.table(wide, cols, "Cronbach's α per scale and wave (all participants; "
+                     "⚠ = below 0.70, interpret with care)", suppressed_col=None)
 
 
 @callback(Output(COMPARISON, "children"), Input(_ui.FILTERS, "data"))
@@ -224,20 +261,25 @@ def comparison(store: dict[str, Any] | None) -> Any:
     }, "Mean post − pre gain: participants minus comparison group (filtered)")
 
 
-@callback(Output(MODEL, "children"), Input(_ui.FILTERS, "data"))
-def model(_store: dict[str, Any] | None) -> Any:
+@callback(Output(MODEL, "children"), Input(SCALE, "value"))
+def model(scale: str | None) -> Any:
     df = _ui.query(q.longitudinal)
     if not len(df):
         return _ui.coming("Mixed-model estimates", _COMING)
+    if scale and "/" in scale:
+        inst, sc = scale.split("/", 1)
+        df = df[(df.instrument == inst) & (df.scale == sc)]
     df = df.assign(scale_label=[_ui.scale_label(a, b) for a, b in zip(df.instrument, df.scale,
                                                                       strict=True)])
     df["ci"] = [f"[{a:.2f}, {b:.2f}]" if pd.notna(a) else "—"
                 for a, b in zip(df.ci_low, df.ci_high, strict=True)]
+    title = "Fixed effects and contrasts (all participants; fitted per data version)"
+    if len(df) and df[["instrument", "scale"]].drop_duplicates().shape[0] == 1:
+        title = f"{_ui.scale_label(df.instrument.iloc[0], df.scale.iloc[0])}: {title}"
     return _ui.table(df, {
-        "scale_label": ("scale", _ui.text), "term": ("term", _ui.text),
+        "term": ("term", _ui.text),
         "estimate": ("estimate", _ui.fmt_num), "se": ("SE", _ui.fmt_num),
         "ci": ("95% CI", _ui.text), "p": ("p", lambda v: _ui.fmt_num(v, 3)),
         "n_participants": ("participants", _ui.fmt_int), "n_obs": ("observations", _ui.fmt_int),
         "converged": ("converged", lambda v: "yes" if v else "no"),
-    }, "Fixed effects and contrasts per scale (all participants; fitted per data version)",
-        suppressed_col=None)
+    }, title, id_="outcomes-model-table", suppressed_col=None)

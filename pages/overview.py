@@ -115,7 +115,9 @@ def world_map(store: dict[str, Any] | None) -> tuple[go.Figure, Any]:
             name=q.SUPPRESSED_LABEL,
         ))
     _ui.base_layout(fig, title, height=420)
-    fig.update_geos(projection_type="natural earth", showcountries=True,
+    fig.update_geos(projection_type="natural earth", projection_rotation_lon=0,
+                    lonaxis_range=[-180, 180], lataxis_range=[-60, 85], fitbounds=False,
+                    showcountries=True,
                     countrycolor="#999", showframe=False, showcoastlines=False,
                     landcolor="#f2f2f2", showland=True)
     fig.update_layout(margin={"l": 0, "r": 0, "t": 50, "b": 0})

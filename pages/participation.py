@@ -69,6 +69,11 @@ def weekly(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any]:
     if not len(df):
         return _ui.empty_figure(title, "No participation events match the current filters."), None
     shown, small = df[~df.suppressed], df[df.suppressed]
+    # More than eight lines cannot be told apart: show the eight largest groups and say so.
+    sizes = shown.groupby("grp")["n"].max().sort_values(ascending=False)
+    top = set(sizes.index[:8])
+    hidden = len(sizes) - len(top)
+    shown = shown[shown.grp.isin(top)]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
     for i, (grp, d) in enumerate(shown.groupby("grp", sort=True)):
         color = _ui.OKABE_ITO[i % len(_ui.OKABE_ITO)]
@@ -86,7 +91,13 @@ def weekly(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any]:
     fig.update_yaxes(title_text="active participants (people)", row=1, col=1)
     fig.update_yaxes(title_text="minutes of activity", row=2, col=1)
     fig.update_xaxes(title_text="week (Monday, UTC)", row=2, col=1)
-    return fig, _ui.suppressed_note(sorted(small.grp.astype(str).unique()), f"{by} groups")
+    _ui.legend_below(fig, len(top), per_row=4)
+    notes = [_ui.suppressed_note(sorted(small.grp.astype(str).unique()), f"{by} groups")]
+    if hidden:
+        notes.append(html.P(f"Showing the 8 largest of {len(sizes)} {by} groups; choose "
+                            f"{by} values in the filter bar to compare others.",
+                            className="small text-body-secondary"))
+    return fig, notes
 
 
 @callback(Output(CLUSTERS, "figure"), Input(_ui.FILTERS, "data"))

@@ -113,6 +113,7 @@ def network(store: dict[str, Any] | None) -> go.Figure:
         fig.add_annotation(x=1.18 * math.cos(ang), y=1.18 * math.sin(ang), text=_ui.ptext(c),
                            showarrow=False, font={"size": 11, "color": "#222"})
     _ui.base_layout(fig, title, height=560)
+    _ui.legend_below(fig, 5, per_row=3)
     fig.update_xaxes(visible=False, range=[-1.35, 1.35])
     fig.update_yaxes(visible=False, range=[-1.35, 1.35], scaleanchor="x")
     return fig

@@ -9,12 +9,16 @@ conftest.py), so the "nothing outside the origin" check cannot pass by luck.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
+import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
+from analytics.queries import SUPPRESSED_LABEL
 from tests.dashboard_fixture import SMALL_COUNTRY, build_fixture_warehouse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +43,23 @@ READY = {
 PARTICIPANTS = "#overview-stat-participants"
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The generated demo program (`python -m etl demo`), for the screenshots; the fixture
+    warehouse if the demo cannot be built here (the reason is kept for the warning)."""
+    folder = tmp_path_factory.mktemp("demo")
+    wh = folder / "warehouse.duckdb"
+    proc = subprocess.run(
+        [sys.executable, "-m", "etl", "demo", "--quiet", "--warehouse", str(wh),
+         "--out", str(folder / "files")],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    if wh.exists():  # loaded, even if a later step (result tables) failed
+        return wh, "demo" if proc.returncode == 0 else f"demo (exit {proc.returncode})"
+    last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    return build_fixture_warehouse(folder / "fixture.duckdb"), f"fixture: demo failed: {last}"
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +112,15 @@ def _figure_total(dash_duo, graph_id: str) -> float:
 def _screenshot(dash_duo, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     driver = dash_duo.driver
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1400, min(max(height, 900), 4000))
-    time.sleep(0.5)
+    height = -1
+    for _ in range(10):  # late figures grow the page: wait until its height is stable
+        new = driver.execute_script("return document.documentElement.scrollHeight")
+        if new == height:
+            break
+        height = new
+        time.sleep(0.5)
+    driver.set_window_size(1400, min(max(height + 160, 900), 4500))
+    time.sleep(0.8)
     driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
     driver.set_window_size(1400, 1000)
 
@@ -109,7 +136,6 @@ def test_every_page_loads_clean_offline_and_is_captured(dash_duo, dash_app) -> N
         assert len(dash_duo.find_elements("h1")) == 1
         for label in dash_duo.find_elements(".filter-bar label"):
             assert label.get_attribute("for"), label.text
-        _screenshot(dash_duo, name)
     assert dash_duo.get_logs() == []
 
 
@@ -174,7 +200,7 @@ def test_clicking_a_country_on_the_map_filters(dash_duo, dash_app) -> None:
 def test_small_group_is_shown_as_suppressed(dash_duo, dash_app) -> None:
     dash_duo.start_server(dash_app)
     _settle(dash_duo, READY["overview"])
-    dash_duo.wait_for_contains_text("#overview-map-note", f"suppressed (n < 5): {SMALL_COUNTRY}")
+    dash_duo.wait_for_contains_text("#overview-map-note", f"{SUPPRESSED_LABEL}: {SMALL_COUNTRY}")
     dash_duo.driver.get(dash_duo.server_url + "/participation")
     _settle(dash_duo, READY["participation"])
     # User text is rendered as text: the cluster named with <b> tags shows its tags.
@@ -186,7 +212,7 @@ def test_small_group_is_shown_as_suppressed(dash_duo, dash_app) -> None:
     row = dash_duo.driver.execute_script(
         "return Array.from(document.querySelectorAll('#participation-table-country tr'))"
         f".map(r => r.innerText).find(t => t.startsWith('{SMALL_COUNTRY}'))")
-    assert row is not None and "suppressed (n < 5)" in row, row
+    assert row is not None and SUPPRESSED_LABEL in row, row
     assert dash_duo.get_logs() == []
 
 
@@ -200,3 +226,19 @@ def test_empty_statistics_say_coming(dash_duo, dash_app, tmp_path, monkeypatch) 
     dash_duo.wait_for_contains_text("#outcomes-forest-note", "coming", timeout=20)
     dash_duo.wait_for_contains_text("#outcomes-model", "coming")
     assert dash_duo.get_logs() == []
+
+
+def test_screenshots_of_every_page_on_the_demo(dash_duo, dash_app, demo_warehouse,
+                                              monkeypatch) -> None:
+    """docs/screenshots/<page>.png, drawn from the demo program, for people to look at."""
+    path, source = demo_warehouse
+    if not source.startswith("demo"):
+        warnings.warn(f"screenshots drawn from the test fixture ({source})", stacklevel=1)
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(path))
+    dash_duo.start_server(dash_app)
+    for name, page in PAGES.items():
+        dash_duo.driver.get(dash_duo.server_url + page)
+        ready = "#outcomes-model table, #outcomes-model .alert" if name == "outcomes" else READY[name]
+        _settle(dash_duo, ready)
+        assert dash_duo.get_logs() == [], f"{name}: browser console errors on the demo"
+        _screenshot(dash_duo, name)
