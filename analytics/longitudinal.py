@@ -524,6 +524,22 @@ def longitudinal_model(
     return out.astype({"n_participants": "int64", "n_obs": "int64", "converged": "bool"})
 
 
+def _as_bool(values: pd.Series, name: str) -> np.ndarray:
+    """0/1 codes of a True/False column (bool, 0/1 or the words true/false)."""
+    if values.isna().any():
+        raise ValueError(f"column {name!r} has missing values; it must be True/False")
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values.to_numpy(dtype=bool).astype(np.int64)
+    if pd.api.types.is_numeric_dtype(values.dtype) and values.isin([0, 1]).all():
+        return values.to_numpy().astype(np.int64)
+    words = values.astype(str).str.strip().str.lower()
+    mapped = words.map({"true": 1, "false": 0, "1": 1, "0": 0, "yes": 1, "no": 0})
+    if mapped.isna().any():
+        bad = values[mapped.isna()].iloc[0]
+        raise ValueError(f"column {name!r} must be True/False, got {bad!r}")
+    return mapped.to_numpy().astype(np.int64)
+
+
 def _codes(values: pd.Series, levels: list[str] | None,
            order: Callable[[list[str]], list[str]]) -> tuple[np.ndarray, list[str]]:
     """Integer codes of `values` (as text) into `levels` (default: `order` of those present);
@@ -550,10 +566,7 @@ def _fit_one(d: pd.DataFrame, inst: object, sc: object, *, outcome: str, partici
         keep &= gcodes >= 0
         factors.append(_Factor(group, gcodes, glev))
     if comparison is not None:
-        comp = d[comparison]
-        if comp.isna().any():
-            raise ValueError(f"column {comparison!r} has missing values; it must be True/False")
-        arm = (~comp.astype(bool)).to_numpy().astype(np.int64)  # 1 = exchange participant
+        arm = 1 - _as_bool(d[comparison], comparison)  # 1 = exchange participant
         factors.append(_Factor("arm", arm, ["comparison", "participant"]))
     if not keep.all():
         y = y[keep]

@@ -240,3 +240,13 @@ def test_demo_program_gains_persistence_and_modality_differences_recovered():
                - g.loc["contrast[post-pre|modality=virtual]", "estimate"])
         assert abs(est - true_diff) < 0.15, (inst, sc, est, true_diff)
     assert np.mean(hits) >= 0.85, np.mean(hits)
+
+
+def test_comparison_column_accepts_words_and_rejects_junk():
+    d = generated(200, 5, comparison=True)
+    as_words = d.assign(comparison=np.where(d.comparison, "true", "false"))
+    a = longitudinal_model(d, comparison="comparison")
+    b = longitudinal_model(as_words, comparison="comparison")
+    assert a.estimate.to_numpy() == pytest.approx(b.estimate.to_numpy(), nan_ok=True)
+    with pytest.raises(ValueError, match="True/False"):
+        longitudinal_model(d.assign(comparison="maybe"), comparison="comparison")
