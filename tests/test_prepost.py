@@ -148,3 +148,14 @@ def test_wilcoxon_normal_approximation_equals_scipy_with_r_corrections():
         nz = d[d != 0]
         ref = stats.wilcoxon(nz, correction=True, method="approx").pvalue
         assert _wilcoxon_p(d) == pytest.approx(ref, rel=1e-10)
+
+
+def test_hedges_g_av_ci_covers_the_true_standardised_change():
+    # pre, post ~ bivariate normal, unit SDs, correlation 0.5, true d_av = 0.4
+    rng = np.random.default_rng(1)
+    hits = 0
+    for _ in range(400):
+        x = rng.multivariate_normal([0, 0.4], [[1, 0.5], [0.5, 1]], 40)
+        r = paired_change(x[:, 0], x[:, 1])
+        hits += r["hedges_g_ci_low"] <= 0.4 <= r["hedges_g_ci_high"]
+    assert 0.91 <= hits / 400 <= 0.99
