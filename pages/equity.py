@@ -8,7 +8,7 @@ from typing import Any
 import dash
 import dash_bootstrap_components as dbc
 import plotly.graph_objects as go
-from dash import Input, Output, callback, html
+from dash import Input, Output, callback, dcc, html
 
 from analytics import queries as q
 from pages import _ui
@@ -17,12 +17,20 @@ dash.register_page(__name__, path="/equity", name="Equity & access", order=4,
                    title="Exchange Impact — Equity & access")
 
 BY = "equity-by"
+SCALE = "equity-scale"
+ALL_SCALES = "all"
 GAINS = "equity-gains"
 GAINS_NOTE = "equity-gains-note"
 PARTICIPATION = "equity-participation"
 PARTICIPATION_NOTE = "equity-participation-note"
 FUNNEL = "equity-funnel"
 DROPOUT = "equity-dropout"
+
+
+def _scale_options() -> list[dict[str, str]]:
+    from pages.outcomes import _scale_options as outcome_scales
+
+    return [{"label": "all scales", "value": ALL_SCALES}, *outcome_scales()]
 
 
 def layout(by: str = "gender", **_query: Any) -> html.Div:
@@ -35,6 +43,9 @@ def layout(by: str = "gender", **_query: Any) -> html.Div:
                     html.Label("Compare by", htmlFor=BY, className="me-2 fw-semibold"),
                     dbc.RadioItems(id=BY, value=by, inline=True, options=[
                         {"label": v, "value": k} for k, v in q.EQUITY_GROUPINGS.items()]),
+                    html.Label("Scale (gains)", htmlFor=SCALE, className="ms-4 me-2 fw-semibold"),
+                    dcc.Dropdown(id=SCALE, options=_scale_options(), value=ALL_SCALES,
+                                 clearable=False, style={"minWidth": "26rem"}),
                 ],
                 className="d-flex align-items-center flex-wrap mb-2",
             ),
@@ -59,11 +70,14 @@ def layout(by: str = "gender", **_query: Any) -> html.Div:
 
 
 @callback(Output(GAINS, "figure"), Output(GAINS_NOTE, "children"),
-          Input(_ui.FILTERS, "data"), Input(BY, "value"))
-def gains(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any]:
+          Input(_ui.FILTERS, "data"), Input(BY, "value"), Input(SCALE, "value"))
+def gains(store: dict[str, Any] | None, by: str, scale: str | None) -> tuple[go.Figure, Any]:
     f = _ui.filters_of(store)
     label = q.EQUITY_GROUPINGS.get(by, by)
     df = _ui.query(q.gains_by_group, f, by)
+    if scale and scale != ALL_SCALES and "/" in scale:
+        inst, sc = scale.split("/", 1)
+        df = df[(df.instrument == inst) & (df.scale == sc)]
     title = f"Mean gain post − pre by {label.lower()} (95% CI)"
     if not len(df):
         return _ui.empty_figure(title, "No pre/post scale scores in scope (or not computed "
