@@ -307,6 +307,17 @@ RES_ATTRITION = Table(
     doc="Survey response funnel per wave, overall and by group.",
 )
 
+RES_ATTRITION_BASELINE = Table(
+    "res_attrition_baseline",
+    _cols("instrument:VARCHAR, scale:VARCHAR, measure:VARCHAR, n_completers:INTEGER, "
+          "n_dropouts:INTEGER, mean_completers:DOUBLE, mean_dropouts:DOUBLE, diff:DOUBLE, "
+          "diff_ci_low:DOUBLE, diff_ci_high:DOUBLE, t:DOUBLE, dof:DOUBLE, p:DOUBLE, "
+          "suppressed:VARCHAR"),
+    doc="Did those who dropped out before the post survey differ at baseline? Completers vs "
+        "non-completers on the pre score per scale and on engagement (Welch t).",
+)
+
 RESULT_TABLES: dict[str, Table] = {
-    t.name: t for t in (RES_SCALE_SCORES, RES_RELIABILITY, RES_PREPOST, RES_LONGITUDINAL, RES_ATTRITION)
+    t.name: t for t in (RES_SCALE_SCORES, RES_RELIABILITY, RES_PREPOST, RES_LONGITUDINAL, RES_ATTRITION,
+                        RES_ATTRITION_BASELINE)
 }

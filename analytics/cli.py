@@ -1,0 +1,184 @@
+"""`python -m analytics`: export the result tables for researchers, or recompute them.
+
+A thin layer over `analytics.export` and `analytics.materialise`: it parses arguments, prints one
+clear line per problem and sets the exit status:
+
+  0  done
+  1  the export or refresh could not run (the message says why)
+  2  the command line was wrong
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from analytics import export as ex
+from analytics import materialise
+from etl.errors import EtlError
+from etl.warehouse import DEFAULT_WAREHOUSE
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+EPILOG = """examples:
+  python -m analytics export prepost                          prepost_v7.csv in this folder
+  python -m analytics export prepost --format xlsx            prepost_v7.xlsx
+  python -m analytics export reliability --out rel.parquet    format taken from the suffix
+  python -m analytics export prepost --by modality            only the rows grouped by modality
+  python -m analytics export scale_scores --by country        adds each participant's country
+  python -m analytics export attrition --warehouse /srv/ei/warehouse.duckdb
+  python -m analytics export prepost --min-cell 5             suppress groups under 5
+  python -m analytics export prepost --min-cell 0             unsuppressed (row-level access)
+  python -m analytics export --all --out exports/             every table + datapackage.json
+  python -m analytics refresh                                 recompute the stored tables
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a wrong command line is one line on stderr and exit 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m analytics", description=__doc__.split("\n\n")[0],
+                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           parser_class=_Parser)
+    e = sub.add_parser(
+        "export", help="write a result table (or --all of them, with a codebook)",
+        description="Write a result table as CSV (UTF-8 with BOM), XLSX or Parquet. Every row "
+                    "carries data_version and generated_at; XLSX adds an 'about' sheet, Parquet "
+                    "the same facts as file metadata. The warehouse is opened read-only. Stored "
+                    "results of the current data version are used; if they are missing or "
+                    "stale, or another --min-cell is asked for, the tables are computed for this "
+                    "export only and a note says so.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    e.add_argument("table", nargs="?", choices=ex.TABLES, metavar="TABLE",
+                   help=f"one of {', '.join(ex.TABLES)}, e.g. 'prepost'")
+    e.add_argument("--all", action="store_true",
+                   help="every table plus datapackage.json and CODEBOOK.md into --out DIR, "
+                        "e.g. --all --out exports/")
+    e.add_argument("--format", choices=ex.FORMATS, metavar="FORMAT",
+                   help="csv, xlsx or parquet (default: the suffix of --out, else csv), "
+                        "e.g. --format xlsx")
+    e.add_argument("--out", type=Path, metavar="FILE",
+                   help="file to write (a folder with --all; default: "
+                        "TABLE[_by_DIM]_vVERSION.FORMAT here), e.g. --out prepost.csv")
+    e.add_argument("--by", metavar="DIMENSION",
+                   help="prepost/attrition: only that grouping's rows; scale_scores: add that "
+                        f"column. One of {', '.join(('overall',) + materialise.GROUP_DIMENSIONS)}"
+                        ", e.g. --by modality")
+    e.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE, metavar="PATH",
+                   help=f"warehouse file (default: {DEFAULT_WAREHOUSE}; env "
+                        "EXCHANGE_IMPACT_WAREHOUSE), e.g. --warehouse /srv/ei/warehouse.duckdb")
+    e.add_argument("--min-cell", type=int, default=materialise.DEFAULT_MIN_CELL, metavar="K",
+                   help=f"suppress groups with fewer than K participants (default "
+                        f"{materialise.DEFAULT_MIN_CELL}); 0 = unsuppressed, for people with "
+                        "row-level access only, e.g. --min-cell 0")
+    r = sub.add_parser(
+        "refresh", help="recompute the stored result tables (a new data version)",
+        description="Recompute every result table and store it, through the same atomic "
+                    "build-and-swap as a load (the data version goes up by one). Needed when "
+                    "a load ran without the statistics layer, or to change the stored "
+                    "suppression threshold.",
+        epilog="example: python -m analytics refresh --warehouse data/warehouse.duckdb",
+    )
+    r.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE, metavar="PATH",
+                   help="warehouse file, e.g. --warehouse /srv/ei/warehouse.duckdb")
+    r.add_argument("--min-cell", type=int, default=materialise.DEFAULT_MIN_CELL, metavar="K",
+                   help="suppression threshold to store (default "
+                        f"{materialise.DEFAULT_MIN_CELL}), e.g. --min-cell 20")
+    return p
+
+
+def _say(msg: str) -> None:
+    sys.stderr.write(msg + "\n")
+
+
+def _resolve_format(args: argparse.Namespace) -> str:
+    suffix = args.out.suffix.lower().lstrip(".") if args.out and not args.all else ""
+    if args.format and suffix and suffix in ex.FORMATS and suffix != args.format:
+        raise ex.ExportError(f"--format {args.format} does not match the file name {args.out}")
+    if args.format:
+        return args.format
+    if suffix:
+        if suffix not in ex.FORMATS:
+            raise ex.ExportError(f"cannot tell the format from {args.out}; add --format "
+                                 f"({', '.join(ex.FORMATS)})")
+        return suffix
+    return "csv"
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from etl.warehouse import connect_read_only
+
+    if args.all == bool(args.table):
+        raise ex.ExportError("name one TABLE or use --all (e.g. 'export prepost' or "
+                             "'export --all --out exports/')")
+    if args.all and args.out is None:
+        raise ex.ExportError("--all needs --out DIR, the folder to write into")
+    if args.all and args.by:
+        raise ex.ExportError("--by applies to one table, not to --all")
+    if args.min_cell < 0:
+        raise ex.ExportError(f"--min-cell must be 0 or more, got {args.min_cell}")
+    fmt = _resolve_format(args)
+    if args.min_cell < materialise.DEFAULT_MIN_CELL:
+        _say(f"warning: --min-cell {args.min_cell} writes groups smaller than "
+             f"{materialise.DEFAULT_MIN_CELL} {'unsuppressed' if args.min_cell == 0 else ''}"
+             .rstrip() + "; share the file only with people who have row-level access")
+    con = connect_read_only(args.warehouse)
+    try:
+        if args.all:
+            files, note = ex.export_all(con, args.out, fmt, min_cell=args.min_cell)
+            if note:
+                _say(f"note: {note}")
+            print(f"wrote {len(files)} files to {args.out}: "
+                  + ", ".join(f.name for f in files))
+            return EXIT_OK
+        e = ex.build_export(con, args.table, fmt, by=args.by, min_cell=args.min_cell)
+    finally:
+        con.close()
+    if e.note:
+        _say(f"note: {e.note}")
+    out = args.out or Path(e.filename)
+    if out.exists() and out.is_dir():
+        out = out / e.filename
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(e.data)
+    print(f"wrote {out}: {e.table}, {e.rows:,} rows, data version {e.data_version}, "
+          f"generated {e.generated_at}, min cell {e.min_cell}")
+    return EXIT_OK
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    from etl.warehouse import build_next
+
+    if not args.warehouse.exists():
+        raise ex.ExportError(f"{args.warehouse}: no warehouse here; load data first with "
+                             "'python -m etl load PATH'")
+    with build_next(args.warehouse) as con:
+        res = materialise.refresh(con, min_cell=args.min_cell, progress=lambda m: _say(f"  {m}"))
+    print(f"stored the result tables for data version {res.data_version} in "
+          f"{res.seconds:.1f} s (min cell {res.min_cell})")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"export": cmd_export, "refresh": cmd_refresh}[args.command](args)
+    except (ex.ExportError, materialise.ResultsError, EtlError) as e:
+        _say(f"error: {e}")
+        return EXIT_ERROR
+    except OSError as e:
+        _say(f"error: {e.filename or ''}: {e.strerror or e}".replace(": : ", ": "))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _say("interrupted: nothing was written to the warehouse")
+        return 130

@@ -1,0 +1,365 @@
+"""The codebook of the researcher exports: what every column means and how it was computed.
+
+Column names and types come from `etl.schema.RESULT_TABLES` (the one place they are spelled);
+this module adds the words: a description per column, the methods per table, and the two
+provenance columns every export carries. `datapackage()` turns them into a Frictionless Data
+Package descriptor (Table Schema field types), `markdown()` into the short readable CODEBOOK.md.
+Written by hand because the frictionless library is not a dependency; the descriptor follows
+https://specs.frictionlessdata.io/data-package/ and /table-schema/ (v1, tabular-data-package).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from etl import schema
+
+__all__ = [
+    "EXPORT_TABLES",
+    "PROVENANCE_COLUMNS",
+    "DESCRIPTIONS",
+    "METHODS",
+    "GENERAL_METHODS",
+    "frictionless_type",
+    "export_columns",
+    "datapackage",
+    "markdown",
+]
+
+# Export name (the CLI's TABLE) -> warehouse result table.
+EXPORT_TABLES: dict[str, schema.Table] = {
+    "scale_scores": schema.RES_SCALE_SCORES,
+    "reliability": schema.RES_RELIABILITY,
+    "prepost": schema.RES_PREPOST,
+    "longitudinal": schema.RES_LONGITUDINAL,
+    "attrition": schema.RES_ATTRITION,
+    "attrition_baseline": schema.RES_ATTRITION_BASELINE,
+}
+
+# Every exported row carries these two columns (CSV has no other place for them; XLSX and
+# Parquet repeat them in an "about" sheet and in the file's key-value metadata).
+PROVENANCE_COLUMNS: tuple[schema.Column, ...] = (
+    schema.Column("data_version", "INTEGER",
+                  doc="warehouse data version the numbers were computed from (meta.data_version)"),
+    schema.Column("generated_at", "VARCHAR",
+                  doc="UTC time the numbers were computed, ISO 8601 (YYYY-MM-DDThh:mm:ssZ)"),
+)
+
+_SUPPRESSED = ("'n < k' (e.g. 'n < 10') when the group has fewer than k participants: its "
+               "counts and statistics are then empty (NULL), never zero; empty when shown")
+
+DESCRIPTIONS: dict[str, dict[str, str]] = {
+    "scale_scores": {
+        "participant": "participant pseudonym: keyed hash (HMAC-SHA256) of the source id; the "
+                       "same person has the same pseudonym in every wave and load",
+        "exchange_id": "exchange the answers belong to",
+        "wave": "survey wave: pre, post, followup, followup_6m …",
+        "instrument": "instrument id (a YAML file in surveys/)",
+        "scale": "scale id within the instrument",
+        "score": "mean of the answered items after reverse coding (min + max − answer), on the "
+                 "instrument's raw range; empty when fewer than the scale's min_items were "
+                 "answered",
+        "n_items_answered": "items of the scale answered in this wave",
+    },
+    "reliability": {
+        "instrument": "instrument id",
+        "scale": "scale id",
+        "wave": "survey wave",
+        "n": "respondents (participant × exchange) with at least one answer to the scale in "
+             "the wave; empty when fewer than k (min_cell)",
+        "n_items": "items of the scale answered in the wave",
+        "alpha": "Cronbach's alpha from pairwise-complete covariances, reverse-coded items "
+                 "recoded first (pingouin.cronbach_alpha; R psych::alpha raw_alpha)",
+        "alpha_ci_low": "lower bound of the 95% CI of alpha (Feldt, Woodruff & Salih 1987 "
+                        "F-distribution interval, as pingouin, unrounded)",
+        "alpha_ci_high": "upper bound of the 95% CI of alpha",
+        "below_threshold": "true when alpha < 0.70: interpret the scale's results with care",
+    },
+    "prepost": {
+        "instrument": "instrument id",
+        "scale": "scale id",
+        "group_by": "grouping dimension: overall, cluster, country, exchange, program, "
+                    "modality, setting, role, gender or comparison",
+        "group": "the group within group_by (cluster id, ISO 3166-1 alpha-3 country, exchange "
+                 "id, …; 'overall' for overall; 'participant' or 'comparison' for comparison)",
+        "n": "complete pre/post pairs (participant × exchange with a score in both waves)",
+        "mean_pre": "mean score at pre",
+        "mean_post": "mean score at post",
+        "diff": "mean of post − pre (positive = gain; negative changes are shown as they are)",
+        "diff_ci_low": "lower bound of the 95% t interval of diff (R: t.test(paired = TRUE))",
+        "diff_ci_high": "upper bound of the 95% t interval of diff",
+        "t": "paired t statistic",
+        "dof": "degrees of freedom of t (n − 1)",
+        "p": "two-sided p value of the paired t test",
+        "p_fdr": "Benjamini–Hochberg adjusted p across the scales of one group "
+                 "(group_by × group), as R p.adjust(p, 'BH')",
+        "wilcoxon_p": "two-sided p of the Wilcoxon signed-rank test (scipy.stats.wilcoxon)",
+        "d_z": "Cohen's d_z: mean difference / SD of the differences",
+        "d_av": "Cohen's d_av: mean difference / sqrt((sd_pre² + sd_post²) / 2) (Cumming "
+                "2012; = pingouin.compute_effsize(post, pre, paired=True), uncorrected)",
+        "hedges_g": "Hedges' g_av: d_av × (1 − 3 / (4 · 2n − 9)) (pingouin's correction for "
+                    "two samples of n)",
+        "hedges_g_ci_low": "lower bound of the 95% CI of hedges_g: g ± t(0.975, n − 1) · SE, "
+                           "SE = sqrt((1/n + g²/(2n)) · (2 − 2r)), r = correlation of pre and "
+                           "post (R effsize::cohen.d, paired)",
+        "hedges_g_ci_high": "upper bound of the 95% CI of hedges_g",
+        "suppressed": _SUPPRESSED,
+    },
+    "longitudinal": {
+        "instrument": "instrument id",
+        "scale": "scale id",
+        "term": "model term: a fixed effect (Intercept, wave[T.post], "
+                "wave[T.post]:modality[T.virtual], …), emm[wave=W] (estimated marginal mean), "
+                "contrast[W-pre] (change from pre), did[W-pre] (participants' change minus the "
+                "comparison group's), var_participant, var_residual, icc_participant, "
+                "icc_cluster; '|modality=M' or '|arm=comparison' restricts a row to a group",
+        "estimate": "estimate of the term",
+        "se": "standard error (conditional on the variance components, as lme4's vcov); empty "
+              "for variance components and ICCs",
+        "ci_low": "lower bound of the 95% Wald CI (estimate − 1.96 se)",
+        "ci_high": "upper bound of the 95% Wald CI",
+        "p": "two-sided Wald p value (normal reference, as statsmodels MixedLM)",
+        "n_participants": "participants in the model",
+        "n_obs": "scores (participant × wave) in the model",
+        "converged": "whether the REML optimiser converged; shown, never hidden. A scale whose "
+                     "model cannot be estimated has one row term = not_estimable",
+    },
+    "attrition": {
+        "group_by": "grouping dimension (overall, cluster, country, …, comparison)",
+        "group": "the group within group_by",
+        "wave": "survey wave (the funnel pre → post → follow-up)",
+        "n_invited": "participants of the group expected to answer: every participant of the "
+                     "group in the warehouse",
+        "n_responded": "participants of the group with at least one answer in this wave",
+        "rate": "n_responded / n_invited",
+        "suppressed": _SUPPRESSED,
+    },
+    "attrition_baseline": {
+        "instrument": "instrument id (empty for the engagement row)",
+        "scale": "scale id (empty for the engagement row)",
+        "measure": "baseline_score (the pre score of the scale) or engagement (events logged "
+                   "in the participation log)",
+        "n_completers": "participants with a baseline who answered the post survey",
+        "n_dropouts": "participants with a baseline who did not answer the post survey",
+        "mean_completers": "mean of the measure among completers",
+        "mean_dropouts": "mean of the measure among non-completers",
+        "diff": "mean_completers − mean_dropouts",
+        "diff_ci_low": "lower bound of the 95% Welch t interval of diff",
+        "diff_ci_high": "upper bound of the 95% Welch t interval of diff",
+        "t": "Welch's t statistic (R: t.test(completers, dropouts), var.equal = FALSE)",
+        "dof": "Welch–Satterthwaite degrees of freedom",
+        "p": "two-sided p value",
+        "suppressed": "'n < k' when completers or non-completers number fewer than k: the "
+                      "row's numbers are then empty; empty when shown",
+    },
+}
+
+GENERAL_METHODS = (
+    "Small-cell protection: a group with fewer than k participants (the threshold is stated as "
+    "min_cell) is shown with suppressed = 'n < k' and empty counts and statistics, never as "
+    "zero. min_cell = 0 means unsuppressed output, for people with row-level access only. "
+    "Groupings other than 'comparison' and 'overall' hold exchange participants only; the "
+    "comparison group (participants.comparison = true) appears under group_by = 'comparison'. "
+    "Missing values are empty cells (CSV, XLSX) or nulls (Parquet)."
+)
+
+METHODS: dict[str, str] = {
+    "scale_scores": (
+        "Scale score = mean of the answered items of the scale after reverse coding "
+        "(min + max − answer), kept when at least the instrument's min_items are answered "
+        "(surveys/*.yaml). Row level (pseudonymised): one row per participant × exchange × "
+        "wave × scale. Not subject to small-cell suppression, as it holds no aggregates."
+    ),
+    "reliability": (
+        "Cronbach's alpha per instrument × scale × wave over all respondents (comparison group "
+        "included), reverse-coded items recoded first, pairwise-complete covariances "
+        "(pingouin.cronbach_alpha(nan_policy='pairwise') = R psych::alpha raw_alpha), with "
+        "Feldt's 95% CI (F distribution). Scales with alpha < 0.70 are flagged; a wave with "
+        "fewer than k respondents has its numbers left empty."
+    ),
+    "prepost": (
+        "Paired comparison of post and pre scale scores per scale, overall and by group: mean "
+        "difference post − pre with the 95% t interval and paired t test (R: t.test(post, pre, "
+        "paired = TRUE)); Wilcoxon signed-rank p (scipy.stats.wilcoxon); effect sizes "
+        "labelled by kind: d_z = mean difference / SD of the differences, d_av = mean "
+        "difference / sqrt((sd_pre² + sd_post²) / 2), Hedges' g_av = d_av × (1 − 3 / (8n − 9)) "
+        "with the paired 95% CI of R effsize::cohen.d. p_fdr: Benjamini–Hochberg across the "
+        "scales of each group_by × group (R p.adjust(p, 'BH')). Pairs are participant × "
+        "exchange with both a pre and a post score."
+    ),
+    "longitudinal": (
+        "Linear mixed model per instrument × scale across all waves, fitted by REML: "
+        "score ~ wave * modality [* arm] + (1 | participant), treatment coding with pre as the "
+        "reference wave; arm (exchange participant vs comparison, reference comparison) enters "
+        "when comparison participants exist. Estimated marginal means per wave (modality "
+        "levels weighted equally, as emmeans), contrasts against pre (post − pre: the gain; "
+        "followup − pre: does it persist), difference in differences (participants' change "
+        "minus the comparison group's) with 95% Wald CIs. Variance components and ICCs: "
+        "between participants (s2_u / (s2_u + s2_e)) and between clusters (one-way ANOVA "
+        "moment estimator on participants' mean residuals). Fitted by the closed-form profiled "
+        "REML of analytics.longitudinal.fit_random_intercept, equal to lme4::lmer and "
+        "statsmodels MixedLM."
+    ),
+    "attrition": (
+        "Survey response funnel per wave (pre → post → follow-up), overall and by group: every "
+        "enrolled participant of the group is invited to every wave; n_responded counts those "
+        "with at least one answer in the wave (analytics.attrition.attrition_funnel)."
+    ),
+    "attrition_baseline": (
+        "Did those who dropped out differ at baseline? Among exchange participants with a pre "
+        "score, completers (answered the post survey) vs non-completers: the pre score per "
+        "scale and the number of events logged, compared with Welch's t test (R t.test, "
+        "var.equal = FALSE)."
+    ),
+}
+
+_FRICTIONLESS_TYPES = {
+    "VARCHAR": "string",
+    "DOUBLE": "number",
+    "INTEGER": "integer",
+    "BIGINT": "integer",
+    "BOOLEAN": "boolean",
+    "DATE": "date",
+    "TIMESTAMPTZ": "datetime",
+}
+
+
+def frictionless_type(sql_type: str) -> str:
+    """Table Schema field type of a warehouse SQL type."""
+    try:
+        return _FRICTIONLESS_TYPES[sql_type.upper()]
+    except KeyError:
+        raise ValueError(f"no Table Schema type for SQL type {sql_type!r}") from None
+
+
+def export_columns(table: str) -> list[schema.Column]:
+    """Columns of an export, in file order: the result table's, then the provenance columns."""
+    cols = list(EXPORT_TABLES[table].columns) + list(PROVENANCE_COLUMNS)
+    return [c if c.doc else schema.Column(c.name, c.sql_type, c.required,
+                                          DESCRIPTIONS[table][c.name]) for c in cols]
+
+
+def _field(table: str, col: schema.Column, extra: Sequence[str]) -> dict[str, Any]:
+    f: dict[str, Any] = {"name": col.name, "type": frictionless_type(col.sql_type),
+                         "description": col.doc}
+    if col.name == "generated_at":
+        f["type"] = "datetime"
+    if col.name in extra:
+        f["description"] += " (added by --by)"
+    return f
+
+
+def datapackage(
+    resources: Sequence[Mapping[str, Any]],
+    *,
+    data_version: int,
+    generated_at: str,
+    exported_at: str,
+    min_cell: int,
+    models: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Frictionless Data Package descriptor for exported files.
+
+    `resources`: one mapping per file with keys table, path, format, rows and optionally
+    extra_columns (list of (name, sql_type, description) added by --by). Methods, the
+    suppression threshold, the data version and the generation time are stated at the top
+    (`exchange_impact` property: custom properties are allowed by the spec) and per resource;
+    `models` maps instrument.scale to the longitudinal model formula actually fitted.
+    """
+    mediatypes = {
+        "csv": "text/csv",
+        "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "parquet": "application/vnd.apache.parquet",
+    }
+    out_resources = []
+    for r in resources:
+        table = r["table"]
+        cols = export_columns(table)
+        extra = list(r.get("extra_columns", ()))
+        fields = [_field(table, c, []) for c in cols]
+        for name, sql_type, doc in extra:
+            fields.insert(len(fields) - len(PROVENANCE_COLUMNS),
+                          {"name": name, "type": frictionless_type(sql_type),
+                           "description": f"{doc} (added by --by)"})
+        res: dict[str, Any] = {
+            "name": table,
+            "profile": "tabular-data-resource",
+            "path": r["path"],
+            "format": r["format"],
+            "mediatype": mediatypes[r["format"]],
+            "title": EXPORT_TABLES[table].doc,
+            "description": METHODS[table],
+            "schema": {"fields": fields, "missingValues": [""]},
+            "rows": int(r["rows"]),
+        }
+        if r["format"] == "csv":
+            res["encoding"] = "utf-8"  # with a byte-order mark, which readers of utf-8 skip
+            res["dialect"] = {"delimiter": ",", "lineTerminator": "\r\n", "quoteChar": '"',
+                              "doubleQuote": True, "header": True}
+        out_resources.append(res)
+    return {
+        "profile": "tabular-data-package",
+        "name": f"exchange-impact-results-v{data_version}",
+        "title": f"Exchange Impact result tables, data version {data_version}",
+        "description": (
+            "Outcome statistics computed from the Exchange Impact warehouse. "
+            + GENERAL_METHODS
+            + " CSV files are UTF-8 with a byte-order mark; a text cell that begins with =, +, "
+            "-, @, a tab or a carriage return is prefixed with a single quote (OWASP CSV "
+            "injection); numeric cells are never altered."
+        ),
+        "created": exported_at,
+        "version": str(data_version),
+        "licenses": [{"name": "other-closed", "title": "Pseudonymised research data; share "
+                      "under your data-protection agreement"}],
+        "exchange_impact": {
+            "data_version": int(data_version),
+            "generated_at": generated_at,
+            "exported_at": exported_at,
+            "min_cell": int(min_cell),
+            "suppression": (f"groups with fewer than {min_cell} participants suppressed"
+                            if min_cell > 0 else "none: unsuppressed output (row-level access)"),
+            "methods": dict(METHODS),
+            "longitudinal_models": dict(sorted((models or {}).items())),
+        },
+        "resources": out_resources,
+    }
+
+
+def markdown(package: Mapping[str, Any]) -> str:
+    """The short readable codebook (CODEBOOK.md) of a data package descriptor."""
+    meta = package["exchange_impact"]
+    lines = [
+        f"# {package['title']}",
+        "",
+        f"- data version: **{meta['data_version']}**",
+        f"- results generated: {meta['generated_at']}; exported: {meta['exported_at']}",
+        f"- small-cell suppression: {meta['suppression']}",
+        "",
+        GENERAL_METHODS,
+        "",
+    ]
+    if meta.get("longitudinal_models"):
+        lines += ["Longitudinal model fitted per scale (REML, random intercept per participant):",
+                  ""]
+        lines += [f"- `{k}`: `{v}`" for k, v in meta["longitudinal_models"].items()]
+        lines.append("")
+    lines += [
+        "CSV: UTF-8 with a byte-order mark, comma separated, CRLF line ends. A text cell that "
+        "begins with `=`, `+`, `-`, `@`, a tab or a carriage return starts with an added `'` "
+        "(spreadsheet formula injection guard, OWASP); numbers are never changed. Every file "
+        "carries `data_version` and `generated_at` columns; XLSX files repeat them in an "
+        "`about` sheet, Parquet files in the schema metadata (`exchange_impact.*` keys). XLSX "
+        "numbers carry 16 significant digits (Excel shows 15); CSV and Parquet keep every bit.",
+        "",
+    ]
+    for r in package["resources"]:
+        lines += [f"## {r['name']} — `{r['path']}`", "", r["title"], "", f"Method: {r['description']}",
+                  "", f"{r['rows']:,} rows.", "", "| column | type | description |",
+                  "| --- | --- | --- |"]
+        for f in r["schema"]["fields"]:
+            desc = f["description"].replace("|", "\\|")
+            lines.append(f"| `{f['name']}` | {f['type']} | {desc} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,394 @@
+"""Researcher exports of the result tables: CSV, XLSX or Parquet, with a codebook.
+
+Reads the warehouse through a connection passed in (read-only is enough) and returns bytes, so
+that the CLI (`python -m analytics export`) and the dashboard's Data page (`export_table`) make
+byte-for-byte the same files.
+
+Where the numbers come from: the `res_*` tables stored in the warehouse by the load
+(`analytics.materialise.refresh`), when they belong to the warehouse's current data version and
+were suppressed with the threshold asked for. Otherwise — stored results missing or stale, or
+another `min_cell` (e.g. 0 for unsuppressed output) — they are computed for this export only,
+from the same warehouse version, without writing anything; `Export.note` says so.
+
+Provenance: every exported row carries `data_version` and `generated_at` (UTC time the numbers
+were computed). XLSX files repeat them with the method and the suppression threshold in an
+"about" sheet; Parquet files in the schema's key-value metadata (keys `exchange_impact.*`).
+
+Spreadsheet safety: CSV is UTF-8 with a byte-order mark (Excel then reads non-Latin names
+correctly). A text cell beginning with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is
+prefixed with a single quote in CSV and XLSX (OWASP "CSV injection"); numeric columns are never
+touched, so a negative difference stays a number. XLSX cells are written as typed cells with
+formula and URL detection off.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from analytics import codebook, materialise
+from etl import schema
+from etl.warehouse import data_version
+
+__all__ = [
+    "FORMATS",
+    "TABLES",
+    "BY_TABLES",
+    "DANGEROUS_PREFIXES",
+    "ExportError",
+    "Export",
+    "neutralise",
+    "neutralise_frame",
+    "to_csv_bytes",
+    "to_xlsx_bytes",
+    "to_parquet_bytes",
+    "build_export",
+    "export_table",
+    "export_all",
+]
+
+FORMATS = ("csv", "xlsx", "parquet")
+TABLES: tuple[str, ...] = tuple(codebook.EXPORT_TABLES)
+# Tables --by applies to: the grouped aggregates (rows of one grouping) and the row-level scores
+# (the group's column is added to every row).
+BY_TABLES = ("prepost", "attrition", "scale_scores")
+DANGEROUS_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+XLSX_MAX_ROWS = 1_048_575  # Excel's sheet limit, less the header row
+
+
+class ExportError(Exception):
+    """A request the export cannot honour; the message says what to do instead."""
+
+
+@dataclass(frozen=True)
+class Export:
+    """One exported file: its suggested name, its bytes and where the numbers came from."""
+
+    filename: str
+    data: bytes
+    table: str
+    fmt: str
+    rows: int
+    data_version: int
+    generated_at: str
+    min_cell: int
+    note: str | None = None  # set when the results were computed for this export only
+    extra_columns: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cell-level safety and typing
+# ---------------------------------------------------------------------------------------------
+
+def neutralise(value: str) -> str:
+    """Prefix a text that a spreadsheet would run as a formula with a single quote (OWASP)."""
+    return "'" + value if value[:1] in DANGEROUS_PREFIXES else value
+
+
+def _is_text(s: pd.Series) -> bool:
+    return pd.api.types.is_string_dtype(s.dtype) or s.dtype == object
+
+
+def neutralise_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy with every text column's cells neutralised; numeric and boolean columns as they are."""
+    out = df.copy()
+    for c in out.columns:
+        if _is_text(out[c]):
+            s = out[c].astype("string")
+            out[c] = s.where(~s.str[:1].isin(DANGEROUS_PREFIXES), "'" + s)
+    return out
+
+
+_PANDAS_TYPES = {"VARCHAR": "string", "DOUBLE": "float64", "INTEGER": "Int64",
+                 "BIGINT": "Int64", "BOOLEAN": "boolean"}
+
+
+def _typed(df: pd.DataFrame, columns: Sequence[schema.Column]) -> pd.DataFrame:
+    """The columns in export order with the export's dtypes (nullable ints and booleans, so that
+    a suppressed count is an empty cell, not 'nan' or '12.0')."""
+    out = {}
+    for c in columns:
+        s = df[c.name] if c.name in df.columns else pd.Series(pd.NA, index=df.index)
+        kind = _PANDAS_TYPES.get(c.sql_type.upper(), "string")
+        if kind == "float64":
+            s = pd.to_numeric(s, errors="coerce").astype("float64")
+        elif kind == "Int64":
+            s = pd.to_numeric(s, errors="coerce").round().astype("Int64")
+        elif kind == "boolean":
+            s = s.astype("boolean")
+        else:
+            s = s.astype("string")
+        out[c.name] = s
+    return pd.DataFrame(out, index=df.index).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writers
+# ---------------------------------------------------------------------------------------------
+
+def to_csv_bytes(df: pd.DataFrame) -> bytes:
+    """RFC 4180 CSV (CRLF), UTF-8 with a byte-order mark, text cells neutralised, NULL = empty."""
+    buf = io.StringIO()
+    neutralise_frame(df).to_csv(buf, index=False, lineterminator="\r\n", na_rep="")
+    return buf.getvalue().encode("utf-8-sig")
+
+
+def _about_rows(about: dict[str, object]) -> list[tuple[str, str]]:
+    return [(k, "" if v is None else str(v)) for k, v in about.items()]
+
+
+def to_xlsx_bytes(df: pd.DataFrame, *, sheet: str = "data",
+                  about: dict[str, object] | None = None) -> bytes:
+    """XLSX with the table in `sheet` and, when given, an "about" sheet of key/value rows.
+
+    Cells are typed (numbers as numbers, booleans as booleans, NULL as a blank cell); text cells
+    are neutralised and formula/URL detection is off, so no cell is ever a formula.
+    """
+    import xlsxwriter  # imported here: only XLSX exports need it
+
+    if len(df) > XLSX_MAX_ROWS:
+        raise ExportError(f"{len(df):,} rows do not fit an XLSX sheet ({XLSX_MAX_ROWS:,} at most); "
+                          "use --format csv or --format parquet")
+    buf = io.BytesIO()
+    wb = xlsxwriter.Workbook(buf, {"in_memory": True, "constant_memory": True,
+                                   "strings_to_formulas": False, "strings_to_urls": False,
+                                   "strings_to_numbers": False, "nan_inf_to_errors": False})
+    bold = wb.add_format({"bold": True})
+    ws = wb.add_worksheet(sheet[:31])
+    for j, name in enumerate(df.columns):
+        ws.write_string(0, j, str(name), bold)
+    safe = neutralise_frame(df)
+    writers = []
+    for c in safe.columns:
+        s = safe[c]
+        if pd.api.types.is_bool_dtype(s.dtype):
+            writers.append((ws.write_boolean, [None if pd.isna(v) else bool(v) for v in s]))
+        elif pd.api.types.is_numeric_dtype(s.dtype):
+            vals = s.astype("float64").to_numpy(na_value=np.nan)
+            writers.append((ws.write_number,
+                            [None if not np.isfinite(v) else (int(v) if v.is_integer() and
+                             abs(v) < 2**53 and not pd.api.types.is_float_dtype(s.dtype)
+                             else float(v)) for v in vals]))
+        else:
+            writers.append((ws.write_string, [None if pd.isna(v) else str(v) for v in s]))
+    for i in range(len(safe)):
+        for j, (write, vals) in enumerate(writers):
+            v = vals[i]
+            if v is not None:
+                write(i + 1, j, v)
+    ws.freeze_panes(1, 0)
+    if about is not None:
+        wa = wb.add_worksheet("about")
+        wa.write_string(0, 0, "key", bold)
+        wa.write_string(0, 1, "value", bold)
+        for i, (k, v) in enumerate(_about_rows(about), start=1):
+            wa.write_string(i, 0, neutralise(k))
+            wa.write_string(i, 1, neutralise(v))
+        wa.set_column(0, 0, 18)
+        wa.set_column(1, 1, 100)
+    wb.close()
+    return buf.getvalue()
+
+
+_ARROW_TYPES = {"VARCHAR": "string", "DOUBLE": "float64", "INTEGER": "int64", "BIGINT": "int64",
+                "BOOLEAN": "bool"}
+
+
+def to_parquet_bytes(df: pd.DataFrame, columns: Sequence[schema.Column],
+                     about: dict[str, object] | None = None) -> bytes:
+    """Parquet (zstd) with the export's types; `about` goes into the schema's key-value metadata
+    as ``exchange_impact.<key>``. Text is not neutralised: Parquet is not opened by spreadsheets
+    as formulas, and the values must round-trip exactly."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrow_schema = pa.schema([pa.field(c.name, pa.type_for_alias(
+        _ARROW_TYPES.get(c.sql_type.upper(), "string"))) for c in columns])
+    table = pa.Table.from_pandas(df, schema=arrow_schema, preserve_index=False)
+    meta = {f"exchange_impact.{k}".encode(): str(v).encode() for k, v in (about or {}).items()}
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables as exported
+# ---------------------------------------------------------------------------------------------
+
+def _check_request(table: str, fmt: str, by: str | None, min_cell: int) -> None:
+    if table not in TABLES:
+        raise ExportError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if min_cell < 0:
+        raise ExportError(f"--min-cell must be 0 or more, got {min_cell}")
+    if by is not None:
+        if table not in BY_TABLES:
+            raise ExportError(f"--by applies to {', '.join(BY_TABLES)}, not to {table}")
+        allowed = materialise.GROUP_DIMENSIONS + (("overall",) if table != "scale_scores" else ())
+        if by not in allowed:
+            raise ExportError(f"cannot group by {by!r}; choose one of {', '.join(allowed)}")
+
+
+class _Source:
+    """The result tables of one export request: stored ones when current, else computed once."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, min_cell: int):
+        self.con = con
+        self.min_cell = min_cell
+        self.version = data_version(con)
+        self.state = materialise.stored_state(con)
+        self.note: str | None = None
+        self._computed: materialise.Results | None = None
+        st = self.state
+        if st is None:
+            self.note = (f"no stored result tables for data version {self.version}; computed "
+                         "for this export only (run 'python -m analytics refresh' to store them)")
+        elif st.data_version != self.version:
+            self.note = (f"the stored result tables are for data version {st.data_version}, the "
+                         f"warehouse is at {self.version}; computed for this export only (run "
+                         "'python -m analytics refresh' to store them)")
+        elif st.min_cell != min_cell:
+            self.note = (f"stored results are suppressed at k = {st.min_cell}; computed with "
+                         f"k = {min_cell} for this export only")
+
+    @property
+    def stored(self) -> bool:
+        return self.note is None
+
+    def compute_all(self) -> None:
+        """Compute every table at once (before rendering several), unless stored ones serve."""
+        if not self.stored and self._computed is None:
+            self._computed = materialise.compute_results(self.con, min_cell=self.min_cell,
+                                                         data_version=self.version)
+
+    @property
+    def models(self) -> dict[str, str]:
+        """Longitudinal model formula per instrument.scale, as fitted."""
+        if self._computed is not None:
+            return self._computed.models
+        return self.state.models if self.state is not None else {}
+
+    def frame(self, table: str, needed: Sequence[str]) -> tuple[pd.DataFrame, str]:
+        """The table's rows and the time they were computed."""
+        if self.stored and self.state is not None:
+            df = self.con.execute(
+                f'SELECT * FROM "{codebook.EXPORT_TABLES[table].name}"').df()
+            return df, self.state.generated_at
+        if self._computed is None:
+            self._computed = materialise.compute_results(
+                self.con, min_cell=self.min_cell, tables=list(needed),
+                data_version=self.version)
+        return self._computed.tables[table], self._computed.generated_at
+
+
+def _about(table: str, version: int, generated_at: str, exported_at: str, min_cell: int,
+           note: str | None, by: str | None) -> dict[str, object]:
+    return {
+        "table": table,
+        "title": codebook.EXPORT_TABLES[table].doc,
+        "data_version": version,
+        "generated_at": generated_at,
+        "exported_at": exported_at,
+        "min_cell": min_cell,
+        "suppression": (f"groups with fewer than {min_cell} participants suppressed ('n < "
+                        f"{min_cell}', numbers empty)" if min_cell > 0
+                        else "none: unsuppressed output for people with row-level access"),
+        "by": by or "",
+        "method": codebook.METHODS[table],
+        "general": codebook.GENERAL_METHODS,
+        "source": note or "result tables stored in the warehouse for this data version",
+    }
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _render(src: _Source, table: str, fmt: str, by: str | None, exported_at: str) -> Export:
+    df, generated_at = src.frame(table, [table])
+    cols = list(codebook.EXPORT_TABLES[table].columns)
+    extra: list[tuple[str, str, str]] = []
+    if by is not None and table == "scale_scores":
+        attrs = materialise.group_attributes(src.con)[["participant", "exchange_id", by]]
+        df = df.merge(attrs, on=["participant", "exchange_id"], how="left")
+        extra = [(by, "VARCHAR", f"the participant's {by}")]
+        cols.append(schema.Column(by, "VARCHAR"))
+    elif by is not None:
+        df = df[df["group_by"].astype("string") == by]
+    df = df.assign(data_version=src.version, generated_at=generated_at)
+    cols += list(codebook.PROVENANCE_COLUMNS)
+    out = _typed(df, cols)
+    about = _about(table, src.version, generated_at, exported_at, src.min_cell, src.note, by)
+    if fmt == "csv":
+        data = to_csv_bytes(out)
+    elif fmt == "xlsx":
+        data = to_xlsx_bytes(out, sheet=table, about=about)
+    else:
+        data = to_parquet_bytes(out, cols, about)
+    name = f"{table}{'_by_' + by if by else ''}_v{src.version}.{fmt}"
+    return Export(name, data, table, fmt, len(out), src.version, generated_at, src.min_cell,
+                  src.note, extra)
+
+
+def build_export(con: duckdb.DuckDBPyConnection, table: str, fmt: str = "csv", *,
+                 by: str | None = None,
+                 min_cell: int = materialise.DEFAULT_MIN_CELL) -> Export:
+    """One table as a file's bytes, with its provenance (see the module docstring)."""
+    _check_request(table, fmt, by, min_cell)
+    return _render(_Source(con, min_cell), table, fmt, by, _now())
+
+
+def export_table(con: duckdb.DuckDBPyConnection, table: str, fmt: str = "csv",
+                 by: str | None = None,
+                 min_cell: int = materialise.DEFAULT_MIN_CELL) -> tuple[str, bytes]:
+    """(file name, bytes) of one table: what the Data page offers for download (e.g. with
+    ``dcc.send_bytes``), identical to ``python -m analytics export``'s file."""
+    e = build_export(con, table, fmt, by=by, min_cell=min_cell)
+    return e.filename, e.data
+
+
+def export_all(con: duckdb.DuckDBPyConnection, out_dir: Path | str, fmt: str = "csv", *,
+               min_cell: int = materialise.DEFAULT_MIN_CELL) -> tuple[list[Path], str | None]:
+    """Write every table, `datapackage.json` and `CODEBOOK.md` into `out_dir`.
+
+    Returns the files written and the note on where the numbers came from (None when the stored
+    result tables were used).
+    """
+    for t in TABLES:
+        _check_request(t, fmt, None, min_cell)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out}: is a file; --all writes a folder (e.g. --out exports/)")
+    out.mkdir(parents=True, exist_ok=True)
+    src = _Source(con, min_cell)
+    exported_at = _now()
+    src.compute_all()
+    written: list[Path] = []
+    resources = []
+    generated_at = ""
+    for t in TABLES:
+        e = _render(src, t, fmt, None, exported_at)
+        generated_at = e.generated_at
+        path = out / e.filename
+        path.write_bytes(e.data)
+        written.append(path)
+        resources.append({"table": t, "path": e.filename, "format": fmt, "rows": e.rows})
+    package = codebook.datapackage(resources, data_version=src.version, generated_at=generated_at,
+                                   exported_at=exported_at, min_cell=min_cell, models=src.models)
+    if src.note:
+        package["exchange_impact"]["source"] = src.note
+    dp = out / "datapackage.json"
+    dp.write_text(json.dumps(package, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    md = out / "CODEBOOK.md"
+    md.write_text(codebook.markdown(package), encoding="utf-8")
+    return written + [dp, md], src.note

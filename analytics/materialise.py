@@ -1,0 +1,508 @@
+"""Result tables per data version: read the warehouse, call the pure functions, store `res_*`.
+
+`refresh(con)` runs at the end of every load (`etl.cli._after_load`), on the read-write
+connection to the *next* warehouse file before it is swapped in, so the results are computed once
+per data version and the dashboard only reads them. `compute_results(con)` does the same work
+without writing (a read-only connection is enough); the export uses it when the stored tables
+are stale or another suppression threshold is asked for.
+
+What is computed (the pure functions live in `analytics.scales`, `.reliability`, `.prepost`,
+`.longitudinal`, `.attrition`, `.suppression`):
+
+- res_scale_scores: scale score per participant × exchange × wave × scale.
+- res_reliability: Cronbach's alpha per instrument × scale × wave (all respondents).
+- res_prepost: paired pre/post change per scale, ``group_by = 'overall'`` and one grouping per
+  dimension of `GROUP_DIMENSIONS`; BH-adjusted across the scales of each group. Every grouping
+  but 'comparison' holds exchange participants only; 'comparison' compares the two arms.
+- res_longitudinal: random-intercept model per scale, ``score ~ wave * modality [* arm] +
+  (1 | participant)``, the comparison arm (and its difference in differences) when comparison
+  participants exist; simpler models when a wave × modality × arm cell is empty (the model
+  used per scale is recorded in meta ``results_models``).
+- res_attrition: the response funnel per wave, overall and by each dimension.
+- res_attrition_baseline: completers vs non-completers of the post survey, on their pre score
+  per scale and on engagement (events logged), Welch t.
+
+Aggregates are stored suppressed: a group with fewer than k participants (default 10, env
+EXCHANGE_IMPACT_MIN_CELL) has ``suppressed = 'n < k'`` and NULL numbers. Bookkeeping goes into
+the `meta` table under ``results_*`` keys: the data version the results belong to, when they
+were generated, how long they took in all and per table, k, and the longitudinal model fitted
+per scale. Tables without a `suppressed` column (reliability, longitudinal) get NULL numbers
+where they rest on fewer than k participants.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import duckdb
+import pandas as pd
+
+from etl import schema
+from etl.warehouse import data_version as _data_version
+
+__all__ = [
+    "DEFAULT_MIN_CELL",
+    "GROUP_DIMENSIONS",
+    "RESULT_NAMES",
+    "Results",
+    "ResultsError",
+    "StoredState",
+    "compute_results",
+    "refresh",
+    "stored_state",
+    "group_attributes",
+]
+
+DEFAULT_MIN_CELL = int(os.environ.get("EXCHANGE_IMPACT_MIN_CELL", "10"))
+GROUP_DIMENSIONS: tuple[str, ...] = ("cluster", "country", "exchange", "program", "modality",
+                                     "setting", "role", "gender", "comparison")
+# Export name -> warehouse table, in computation order.
+RESULT_NAMES: dict[str, schema.Table] = {
+    "scale_scores": schema.RES_SCALE_SCORES,
+    "reliability": schema.RES_RELIABILITY,
+    "prepost": schema.RES_PREPOST,
+    "longitudinal": schema.RES_LONGITUDINAL,
+    "attrition": schema.RES_ATTRITION,
+    "attrition_baseline": schema.RES_ATTRITION_BASELINE,
+}
+_META_PREFIX = "results_"
+ARM_PARTICIPANT, ARM_COMPARISON = "participant", "comparison"
+
+
+@dataclass
+class Results:
+    """Result tables of one data version, keyed by export name (see `RESULT_NAMES`)."""
+
+    tables: dict[str, pd.DataFrame]
+    data_version: int
+    generated_at: str
+    min_cell: int
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """What `meta` says about the stored result tables."""
+
+    data_version: int
+    generated_at: str
+    min_cell: int
+    seconds: float
+    timings: dict[str, float]
+    models: dict[str, str] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the warehouse
+# ---------------------------------------------------------------------------------------------
+
+def _df(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
+    return con.execute(sql).df()
+
+
+def group_attributes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """One row per participant × exchange seen in responses or events (and one with exchange
+    NULL for an enrolled participant with neither), with every grouping.
+
+    Columns: participant, exchange_id, then `GROUP_DIMENSIONS` (cluster and country are the home
+    institution's; exchange, program, modality, setting the exchange's; gender 'not reported'
+    when empty; comparison 'participant' | 'comparison'), plus is_comparison (bool), n_events and
+    minutes (engagement from the participation log).
+    """
+    return _df(con, f"""
+        WITH seen AS (
+            SELECT DISTINCT participant_id, exchange_id FROM {schema.RESPONSES.name}
+            UNION
+            SELECT DISTINCT participant_id, exchange_id FROM {schema.EVENTS.name}
+        ),
+        pe AS (  -- enrolled participants with neither answers nor events: exchange unknown
+            SELECT p.participant_id, s.exchange_id
+            FROM {schema.PARTICIPANTS.name} p LEFT JOIN seen s USING (participant_id)
+        ),
+        eng AS (
+            SELECT participant_id, exchange_id, count(*) AS n_events,
+                   coalesce(sum(minutes), 0) AS minutes
+            FROM {schema.EVENTS.name} GROUP BY ALL
+        )
+        SELECT pe.participant_id AS participant, pe.exchange_id,
+               i.cluster_id AS cluster, i.country, pe.exchange_id AS exchange, x.program,
+               x.modality, x.setting, p.role,
+               coalesce(nullif(trim(p.gender), ''), 'not reported') AS gender,
+               CASE WHEN coalesce(p.comparison, FALSE) THEN '{ARM_COMPARISON}'
+                    ELSE '{ARM_PARTICIPANT}' END AS comparison,
+               coalesce(p.comparison, FALSE) AS is_comparison,
+               coalesce(eng.n_events, 0)::BIGINT AS n_events,
+               coalesce(eng.minutes, 0)::DOUBLE AS minutes
+        FROM pe JOIN {schema.PARTICIPANTS.name} p USING (participant_id)
+        LEFT JOIN {schema.INSTITUTIONS.name} i USING (institution_id)
+        LEFT JOIN {schema.EXCHANGES.name} x ON x.exchange_id = pe.exchange_id
+        LEFT JOIN eng ON eng.participant_id = pe.participant_id
+                     AND eng.exchange_id = pe.exchange_id
+        ORDER BY participant, exchange_id
+    """)
+
+
+def _responses(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return _df(con, f"""
+        SELECT participant_id, exchange_id, wave, instrument, item, value
+        FROM {schema.RESPONSES.name}
+    """)
+
+
+# ---------------------------------------------------------------------------------------------
+# The tables
+# ---------------------------------------------------------------------------------------------
+
+def _scale_scores(responses: pd.DataFrame, instruments: dict) -> pd.DataFrame:
+    from analytics.scales import score_scales
+
+    return score_scales(responses, instruments)
+
+
+def _reliability(responses: pd.DataFrame, instruments: dict, k: int) -> pd.DataFrame:
+    """Alpha per instrument × scale × wave over every respondent; alphas resting on fewer than
+    k respondents are blanked (the table has no `suppressed` column)."""
+    from analytics.reliability import reliability
+
+    resp = responses.assign(_unit=_unit_codes(responses["participant_id"],
+                                              responses["exchange_id"]))
+    out = reliability(resp, instruments, participant="_unit", exchange=None)
+    return _blank_small(out, "n", k, ["n", "alpha", "alpha_ci_low", "alpha_ci_high",
+                                      "below_threshold"])
+
+
+_SEP = "\x1f"  # joins instrument and scale into one key (a control character no id contains)
+
+
+def _unit_codes(participant: pd.Series, exchange: pd.Series) -> pd.Series:
+    """Integer code per participant × exchange: the pairing unit. Pivots on one integer level
+    are several times faster than on two string levels."""
+    key = participant.astype("string") + "|" + exchange.astype("string")
+    return pd.Series(pd.factorize(key)[0], index=participant.index)
+
+
+def _prepost(scored: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Overall and per dimension; exchange participants only, except the 'comparison' grouping
+    which sets the two arms side by side.
+
+    `prepost` pivots on the product of its index levels, so it gets one integer unit
+    (participant × exchange) and one instrument-and-scale key: with separate participant,
+    exchange, instrument and scale levels the product holds pairs that do not exist (and
+    empty rows for scales of another instrument). BH stays across the scales of each
+    group_by × group, as `prepost` computes it.
+    """
+    from analytics.prepost import OUTPUT_COLUMNS, prepost
+
+    exchange_dims = [d for d in GROUP_DIMENSIONS if d != "comparison"]
+    d = scored[scored["wave"].isin(["pre", "post"])]
+    d = d.assign(_unit=_unit_codes(d["participant"], d["exchange_id"]), _inst="",
+                 _scale=d["instrument"].astype("string") + _SEP + d["scale"].astype("string"))
+    kw = {"participant": "_unit", "exchange": None, "instrument": "_inst", "scale": "_scale",
+          "k": k}
+    parts = [prepost(d[~d["is_comparison"]], by=exchange_dims, **kw)]
+    if "comparison" in GROUP_DIMENSIONS:
+        both = prepost(d, by=["comparison"], **kw)
+        parts.append(both[both["group_by"] == "comparison"])
+    out = pd.concat(parts, ignore_index=True)
+    split = out["scale"].astype("string").str.split(_SEP, n=1, expand=True)
+    out = out.assign(instrument=split[0], scale=split[1]) if len(out) else out
+    return out[OUTPUT_COLUMNS].reset_index(drop=True)
+
+
+def _attrition(attrs: pd.DataFrame, responses: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Funnel per wave; the roster is every enrolled participant (one row each, with their
+    groupings), the invited of a group are its roster members. Exchange participants only,
+    except the 'comparison' grouping."""
+    from analytics.attrition import FUNNEL_COLUMNS, attrition_funnel
+
+    roster = attrs.drop_duplicates("participant")
+    seen = responses[["participant_id", "wave"]].drop_duplicates().rename(
+        columns={"participant_id": "participant"})
+    waves = _waves(seen["wave"])
+    exchange_dims = [d for d in GROUP_DIMENSIONS if d != "comparison"]
+    parts = [attrition_funnel(seen, roster=roster[~roster["is_comparison"]], by=exchange_dims,
+                              waves=waves, k=k)]
+    if "comparison" in GROUP_DIMENSIONS:
+        both = attrition_funnel(seen, roster=roster, by=["comparison"], waves=waves, k=k)
+        parts.append(both[both["group_by"] == "comparison"])
+    return pd.concat(parts, ignore_index=True)[FUNNEL_COLUMNS]
+
+
+def _attrition_baseline(scored: pd.DataFrame, attrs: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Completers (answered post) vs non-completers on the pre score and on events logged;
+    exchange participants only (the comparison group logs no events)."""
+    from analytics.attrition import attrition_baseline
+
+    mine = scored[~scored["is_comparison"]]
+    eng = attrs.loc[~attrs["is_comparison"], ["participant", "n_events"]]
+    return attrition_baseline(mine, engagement=eng, engagement_column="n_events", k=k)
+
+
+def _waves(w: pd.Series) -> list[str]:
+    from analytics.longitudinal import wave_order
+
+    return wave_order(w.dropna().astype(str).unique())
+
+
+def _blank_small(df: pd.DataFrame, n_col: str, k: int, cols: Sequence[str]) -> pd.DataFrame:
+    """NULL the statistics of rows resting on fewer than k respondents (tables without a
+    `suppressed` column)."""
+    if k <= 0 or not len(df):
+        return df
+    small = df[n_col].isna() | (df[n_col] < k)
+    out = df.copy()
+    for c in cols:
+        if c in out.columns:
+            out[c] = out[c].astype("object" if out[c].dtype == bool else out[c].dtype).mask(small)
+    return out
+
+
+def _longitudinal(scored: pd.DataFrame, k: int) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Random-intercept model per scale with modality and, if present, the comparison arm.
+
+    A scale whose full design has an empty cell is refitted with fewer terms, in this order:
+    wave*modality*arm, wave*arm, wave*modality, wave. The formula used is returned per scale.
+    """
+    from analytics.longitudinal import longitudinal_model
+
+    data = scored[scored["score"].notna()].assign(
+        unit=lambda d: d["participant"].astype("string") + "|" + d["exchange_id"].astype("string"))
+    has_comparison = bool(data["is_comparison"].any()) and bool((~data["is_comparison"]).any())
+    designs: list[tuple[str | None, str | None]] = (
+        [("modality", "is_comparison"), (None, "is_comparison")] if has_comparison else [])
+    designs += [("modality", None), (None, None)]
+    parts: list[pd.DataFrame] = []
+    models: dict[str, str] = {}
+    for (inst, sc), d in data.groupby(["instrument", "scale"], sort=True, observed=True):
+        out = None
+        for grp, comp in designs:
+            out = longitudinal_model(d, outcome="score", participant="unit", wave="wave",
+                                     group=grp, comparison=comp, cluster="cluster",
+                                     instrument="instrument", scale="scale")
+            if not (len(out) == 1 and out["term"].iloc[0] == "not_estimable"):
+                models[f"{inst}.{sc}"] = ("score ~ wave" + (" * modality" if grp else "")
+                                          + (" * arm" if comp else "") + " + (1 | participant)")
+                break
+        else:
+            models[f"{inst}.{sc}"] = "not estimable"
+        if out is not None:
+            parts.append(_blank_small_terms(out, d, k))
+    if not parts:
+        from analytics.longitudinal import OUTPUT_COLUMNS
+        return pd.DataFrame(columns=OUTPUT_COLUMNS), models
+    return pd.concat(parts, ignore_index=True), models
+
+
+def _blank_small_terms(out: pd.DataFrame, d: pd.DataFrame, k: int) -> pd.DataFrame:
+    """NULL the estimates of a model on fewer than k participants, and of the terms that rest on
+    a modality level, on the comparison arm, or on the comparison arm within a modality level
+    with fewer than k participants (the table has no `suppressed` column)."""
+    if k <= 0 or not len(out):
+        return out
+    units = d.drop_duplicates("unit")
+    small = out["n_participants"] < k
+    terms = out["term"].astype(str)
+    about_arm = (terms.str.contains("arm[", regex=False) | terms.str.contains("arm=", regex=False)
+                 | terms.str.startswith("did["))
+
+    def about(level: str) -> pd.Series:
+        return (terms.str.contains(f"modality[T.{level}]", regex=False)
+                | terms.str.contains(f"modality={level}", regex=False))
+
+    per_mod = units.loc[~units["is_comparison"], "modality"].value_counts()
+    comp_mod = units.loc[units["is_comparison"], "modality"].value_counts()
+    for level, n in per_mod.items():
+        if n < k:
+            small |= about(str(level))
+    for level, n in comp_mod.items():
+        if n < k:
+            small |= about(str(level)) & about_arm
+    n_comp = int(units["is_comparison"].sum())
+    if 0 < n_comp < k:
+        small |= about_arm
+    if not small.any():
+        return out
+    out = out.copy()
+    for c in ("estimate", "se", "ci_low", "ci_high", "p"):
+        out[c] = out[c].mask(small)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Orchestration
+# ---------------------------------------------------------------------------------------------
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _conform(df: pd.DataFrame, table: schema.Table) -> pd.DataFrame:
+    """The table's columns in schema order (extra columns of a pure function are dropped)."""
+    missing = [c for c in table.column_names if c not in df.columns]
+    if missing:
+        raise ValueError(f"{table.name}: the computed table lacks column(s) {missing}")
+    return df[table.column_names].reset_index(drop=True)
+
+
+class ResultsError(Exception):
+    """The result tables cannot be computed from this warehouse (the message says why)."""
+
+
+def compute_results(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    min_cell: int = DEFAULT_MIN_CELL,
+    tables: Sequence[str] | None = None,
+    data_version: int | None = None,
+    instruments: dict | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Results:
+    """Compute the result tables from the warehouse behind `con`, writing nothing.
+
+    `tables`: export names to compute (default all; what they depend on is computed too).
+    `data_version`: the version to stamp on the results (default: the connection's).
+    `min_cell`: suppression threshold k; 0 gives unsuppressed output.
+    Raises `ResultsError` when a pure function refuses the data (e.g. an answer out of range).
+    """
+    import surveys
+
+    if min_cell < 0:
+        raise ValueError(f"min_cell must be 0 or more, got {min_cell}")
+    wanted = list(tables) if tables is not None else list(RESULT_NAMES)
+    unknown = [t for t in wanted if t not in RESULT_NAMES]
+    if unknown:
+        raise ValueError(f"unknown result table(s) {unknown}; choose from {list(RESULT_NAMES)}")
+    say = progress or (lambda _m: None)
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    version = _data_version(con) if data_version is None else int(data_version)
+    instruments = instruments if instruments is not None else surveys.load_instruments()
+
+    t0 = time.perf_counter()
+    responses = _responses(con)
+    attrs = group_attributes(con)
+    timings["read"] = time.perf_counter() - t0
+
+    out: dict[str, pd.DataFrame] = {}
+    models: dict[str, str] = {}
+    scored: pd.DataFrame | None = None
+
+    def scale_scores() -> pd.DataFrame:
+        nonlocal scored
+        scores = _scale_scores(responses, instruments)
+        scored = scores.merge(attrs, on=["participant", "exchange_id"], how="left",
+                              validate="many_to_one")
+        scored["is_comparison"] = scored["is_comparison"].fillna(False).astype(bool)
+        return scores
+
+    def longitudinal() -> pd.DataFrame:
+        df, m = _longitudinal(scored, min_cell)
+        models.update(m)
+        return df
+
+    steps: list[tuple[str, str, Callable[[], pd.DataFrame]]] = [
+        ("scale_scores", "scale scores", scale_scores),
+        ("reliability", "reliability", lambda: _reliability(responses, instruments, min_cell)),
+        ("prepost", "pre/post change", lambda: _prepost(scored, min_cell)),
+        ("longitudinal", "longitudinal models", longitudinal),
+        ("attrition", "attrition funnel", lambda: _attrition(attrs, responses, min_cell)),
+        ("attrition_baseline", "attrition: baseline differences",
+         lambda: _attrition_baseline(scored, attrs, min_cell)),
+    ]
+    needs_scores = {"scale_scores", "prepost", "longitudinal", "attrition_baseline"}
+    for name, label, fn in steps:
+        if name not in wanted and not (name == "scale_scores" and needs_scores & set(wanted)):
+            continue
+        say(label)
+        t0 = time.perf_counter()
+        try:
+            out[name] = fn()
+        except ValueError as e:
+            raise ResultsError(f"{RESULT_NAMES[name].name}: cannot be computed: {e}") from e
+        timings[name] = time.perf_counter() - t0
+    tables_out = {name: _conform(out[name], RESULT_NAMES[name]) for name in wanted}
+    return Results(tables_out, version, _now(), min_cell, time.perf_counter() - t_start,
+                   timings, models)
+
+
+def _write_table(con: duckdb.DuckDBPyConnection, table: schema.Table, df: pd.DataFrame) -> None:
+    con.execute(f'DROP TABLE IF EXISTS "{table.name}"')
+    con.execute(schema.ddl(table))
+    if not len(df):
+        return
+    view = f"_res_{table.name}"
+    con.register(view, df)
+    try:
+        cols = ", ".join(f'"{c}"' for c in table.column_names)
+        con.execute(f'INSERT INTO "{table.name}" ({cols}) SELECT {cols} FROM "{view}"')
+    finally:
+        con.unregister(view)
+
+
+def refresh(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    min_cell: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Results:
+    """Recompute every result table and store it in the warehouse behind `con`.
+
+    Call it on the writer's connection inside `etl.warehouse.build_next` (the load does): that
+    context bumps the data version by one when it swaps the file in, so the results are stamped
+    with ``data_version(con) + 1`` — the version readers will see them under.
+    """
+    k = DEFAULT_MIN_CELL if min_cell is None else int(min_cell)
+    version = _data_version(con) + 1
+    res = compute_results(con, min_cell=k, data_version=version, progress=progress)
+    t0 = time.perf_counter()
+    for name, table in RESULT_NAMES.items():
+        _write_table(con, table, res.tables[name])
+    res.timings["write"] = time.perf_counter() - t0
+    res.seconds += res.timings["write"]
+    facts = {
+        "data_version": str(version),
+        "generated_at": res.generated_at,
+        "min_cell": str(k),
+        "seconds": f"{res.seconds:.3f}",
+        "timings": json.dumps({k_: round(v, 3) for k_, v in res.timings.items()}),
+        "models": json.dumps(res.models, sort_keys=True),
+    }
+    con.execute(f"DELETE FROM {schema.META.name} WHERE key LIKE '{_META_PREFIX}%'")
+    con.executemany(f"INSERT INTO {schema.META.name} VALUES (?, ?)",
+                    [[_META_PREFIX + key, v] for key, v in facts.items()])
+    return res
+
+
+def stored_state(con: duckdb.DuckDBPyConnection) -> StoredState | None:
+    """The stored results' version, time, threshold and timings; None if there are none (no
+    meta rows, or a result table is missing)."""
+    rows = dict(con.execute(
+        f"SELECT key, value FROM {schema.META.name} WHERE key LIKE '{_META_PREFIX}%'").fetchall())
+    if not rows or _META_PREFIX + "data_version" not in rows:
+        return None
+    present = {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables").fetchall()}
+    if any(t.name not in present for t in RESULT_NAMES.values()):
+        return None
+    def _json(key: str) -> dict:
+        try:
+            return json.loads(rows.get(_META_PREFIX + key, "{}"))
+        except ValueError:
+            return {}
+
+    return StoredState(
+        data_version=int(rows[_META_PREFIX + "data_version"]),
+        generated_at=rows.get(_META_PREFIX + "generated_at", ""),
+        min_cell=int(rows.get(_META_PREFIX + "min_cell", DEFAULT_MIN_CELL)),
+        seconds=float(rows.get(_META_PREFIX + "seconds", "nan")),
+        timings=_json("timings"),
+        models=_json("models"),
+    )
+

