@@ -28,9 +28,7 @@ DROPOUT = "equity-dropout"
 
 
 def _scale_options() -> list[dict[str, str]]:
-    from pages.outcomes import _scale_options as outcome_scales
-
-    return [{"label": "all scales", "value": ALL_SCALES}, *outcome_scales()]
+    return [{"label": "all scales", "value": ALL_SCALES}, *_ui.scale_options()]
 
 
 def layout(by: str = "gender", **_query: Any) -> html.Div:

@@ -43,21 +43,11 @@ _COMING = ("They appear when the statistics engineer's tables are computed for t
            "version (python -m analytics).")
 
 
-def _scale_options() -> list[dict[str, str]]:
-    try:
-        df = _ui.query(q.prepost_results, "overall")
-    except Exception:  # no warehouse yet: the page still renders and says so below
-        return []
-    pairs = sorted({(a, b) for a, b in zip(df.instrument, df.scale, strict=True)},
-                   key=lambda p: _ui.scale_label(*p))
-    return [{"label": _ui.scale_label(a, b), "value": f"{a}/{b}"} for a, b in pairs]
-
-
 def layout(by: str = "modality", effect: str = "hedges_g", scale: str = "",
            **_query: Any) -> html.Div:
     by = by if by in q.GROUPINGS else "modality"
     effect = effect if effect in EFFECTS else "hedges_g"
-    options = _scale_options()
+    options = _ui.scale_options()
     values = [o["value"] for o in options]
     scale = scale if scale in values else (values[0] if values else "")
     return html.Div(

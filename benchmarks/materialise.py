@@ -1,0 +1,72 @@
+"""How long the result tables take for a demo program (target: under 30 s for 10,000 people).
+
+Builds the demo warehouse with `python -m etl demo` (which stores the results at the end of the
+load) unless --warehouse names an existing one, then recomputes every table in this process with
+`analytics.materialise.compute_results` (read-only, nothing written) and prints the time per
+table, the total, and the time the load itself recorded in meta. The machine's load average is
+printed too: on a shared machine wall-clock times grow with it.
+
+    python benchmarks/materialise.py                      # 10,000 participants, fresh demo
+    python benchmarks/materialise.py --participants 50000
+    python benchmarks/materialise.py --warehouse data/warehouse.duckdb
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--participants", type=int, default=10_000)
+    p.add_argument("--warehouse", type=Path)
+    p.add_argument("--repeat", type=int, default=2, help="timed recomputations (best is shown)")
+    args = p.parse_args()
+
+    import duckdb
+
+    from analytics import materialise
+
+    wh = args.warehouse
+    if wh is None:
+        wh = Path(tempfile.mkdtemp(prefix="ei-bench-")) / "warehouse.duckdb"
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "etl", "demo", "--participants",
+                        str(args.participants), "--warehouse", str(wh), "--quiet"],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        print(f"demo of {args.participants:,} participants built and loaded in "
+              f"{time.perf_counter() - t0:.1f} s")
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        state = materialise.stored_state(con)
+        if state is not None:
+            print(f"stored by the load: {state.seconds:.1f} s "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in state.timings.items()))
+        best = None
+        for _ in range(args.repeat):
+            res = materialise.compute_results(con)
+            if best is None or res.seconds < best.seconds:
+                best = res
+    finally:
+        con.close()
+    if best is None:  # --repeat 0
+        return 1
+    print(f"recomputed (best of {args.repeat}): {best.seconds:.1f} s "
+          + ", ".join(f"{k} {v:.2f}" for k, v in best.timings.items()))
+    print("rows: " + ", ".join(f"{k} {len(v):,}" for k, v in best.tables.items()))
+    print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
+          f"target < 30 s: {'met' if best.seconds < 30 else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
