@@ -81,12 +81,12 @@ def gains(store: dict[str, Any] | None, by: str, scale: str | None) -> tuple[go.
         return _ui.empty_figure(title, "No pre/post scale scores in scope (or not computed "
                                        "yet: python -m analytics)."), None
     shown, small = df[~df.suppressed], df[df.suppressed]
-    fig = go.Figure()
+    fig = _ui.figure()
     scales = list(shown[["instrument", "scale"]].drop_duplicates().itertuples(index=False))
     for i, s in enumerate(scales):
         d = shown[(shown.instrument == s.instrument) & (shown.scale == s.scale)]
         name = _ui.ptext(_ui.scale_label(s.instrument, s.scale))
-        fig.add_trace(go.Scatter(
+        fig.add_trace(_ui.trace("scatter",
             x=d["mean"], y=[_ui.ptext(g) for g in d.group], mode="markers", name=name,
             orientation="h",
             marker={"size": 9, "color": _ui.OKABE_ITO[i % len(_ui.OKABE_ITO)]},
@@ -115,9 +115,9 @@ def participation(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any
         return _ui.empty_figure(title, "No participants match the current filters."), None
     labels = [_ui.ptext(g) + (f" — {q.SUPPRESSED_LABEL}" if s else "")
               for g, s in zip(df.group, df.suppressed, strict=True)]
-    fig = go.Figure(go.Bar(
+    fig = _ui.figure(_ui.trace("bar",
         x=labels, y=df.minutes_per_participant.fillna(0),
-        marker_color=[_ui.SUPPRESSED_GREY if s else _ui.OKABE_ITO[4] for s in df.suppressed],
+        marker={"color": [_ui.SUPPRESSED_GREY if s else _ui.OKABE_ITO[4] for s in df.suppressed]},
         customdata=df[["n", "active_share"]],
         hovertemplate="%{x}<br>%{y:,.0f} minutes per participant<br>n = %{customdata[0]:,}"
                       "<br>ever active: %{customdata[1]:.0%}<extra></extra>",
@@ -139,7 +139,7 @@ def funnel(store: dict[str, Any] | None) -> go.Figure:
     if df.suppressed.any():
         return _ui.empty_figure(title, f"Stages {q.SUPPRESSED_LABEL}: "
                                        + ", ".join(df[df.suppressed].stage.astype(str)))
-    fig = go.Figure(go.Funnel(
+    fig = _ui.figure(_ui.trace("funnel",
         y=[_ui.ptext(s) for s in df.stage], x=df.n, textinfo="value+percent initial",
         marker={"color": _ui.OKABE_ITO[0]},
         hovertemplate="%{y}<br>n = %{x:,}<br>%{percentInitial:.0%} of enrolled<extra></extra>",

@@ -119,7 +119,7 @@ def waves(store: dict[str, Any] | None) -> tuple[go.Figure, dict[str, str], Any]
     f = _ui.filters_of(store)
     df = _ui.query(q.wave_means, f)
     if not len(df):
-        return go.Figure(), {"display": "none"}, _ui.coming(
+        return _ui.figure(), {"display": "none"}, _ui.coming(
             "Scale means per wave", "They need the scale scores (res_scale_scores). " + _COMING)
     rel = _ui.query(q.reliability)
     scales = df[["instrument", "scale"]].drop_duplicates().itertuples(index=False)
@@ -140,7 +140,7 @@ def waves(store: dict[str, Any] | None) -> tuple[go.Figure, dict[str, str], Any]
                    & (df.comparison == comp) & ~df.suppressed]
             if not len(d):
                 continue
-            fig.add_trace(go.Scatter(
+            fig.add_trace(_ui.trace("scatter",
                 x=d.wave, y=d["mean"], mode="lines+markers", name=name, legendgroup=name,
                 showlegend=k == 0, line={"color": color, "dash": "dash" if comp else "solid"},
                 error_y={"type": "data", "symmetric": False, "array": d.ci_high - d["mean"],
@@ -173,17 +173,17 @@ def forest(by: str, effect: str, scale: str | None) -> tuple[go.Figure, dict[str
         inst, sc = scale.split("/", 1)
         df = df[(df.instrument == inst) & (df.scale == sc)]
     if not len(df):
-        return go.Figure(), {"display": "none"}, _ui.coming(
+        return _ui.figure(), {"display": "none"}, _ui.coming(
             f"Effects by {q.GROUPINGS.get(by, by).lower()}", _COMING)
     axis, lo, hi = EFFECTS.get(effect, EFFECTS["hedges_g"])
     shown, small = df[~df.suppressed], df[df.suppressed]
     shown = shown.dropna(subset=[effect])
-    fig = go.Figure()
+    fig = _ui.figure()
     scales = list(shown[["instrument", "scale"]].drop_duplicates().itertuples(index=False))
     for i, s in enumerate(scales):
         d = shown[(shown.instrument == s.instrument) & (shown.scale == s.scale)]
         name = _ui.ptext(_ui.scale_label(s.instrument, s.scale))
-        fig.add_trace(go.Scatter(
+        fig.add_trace(_ui.trace("scatter",
             x=d[effect], y=[_ui.ptext(g) for g in d["group"]], mode="markers", name=name,
             orientation="h",
             marker={"size": 9, "color": _ui.OKABE_ITO[i % len(_ui.OKABE_ITO)],

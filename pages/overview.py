@@ -97,10 +97,10 @@ def world_map(store: dict[str, Any] | None) -> tuple[go.Figure, Any]:
         return _ui.empty_figure(title, "No participants match the current filters."), None
     shown = df[~df.suppressed]
     small = df[df.suppressed]
-    fig = go.Figure()
-    fig.add_trace(go.Choropleth(
+    fig = _ui.figure()
+    fig.add_trace(_ui.trace("choropleth",
         locations=shown.country, z=shown.participants, locationmode="ISO-3",
-        colorscale=_ui.SEQUENTIAL, marker_line_color="white", marker_line_width=0.5,
+        colorscale=_ui.SEQUENTIAL, marker={"line": {"color": "white", "width": 0.5}},
         colorbar={"title": {"text": "participants"}},
         customdata=shown[["institutions"]],
         hovertemplate="%{location}<br>participants: %{z:,}<br>institutions: %{customdata[0]}"
@@ -108,7 +108,7 @@ def world_map(store: dict[str, Any] | None) -> tuple[go.Figure, Any]:
         name="participants",
     ))
     if len(small):
-        fig.add_trace(go.Choropleth(
+        fig.add_trace(_ui.trace("choropleth",
             locations=small.country, z=[0] * len(small), locationmode="ISO-3",
             colorscale=[[0, _ui.SUPPRESSED_GREY], [1, _ui.SUPPRESSED_GREY]], showscale=False,
             hovertemplate=f"%{{location}}<br>{q.SUPPRESSED_LABEL}<extra></extra>",
@@ -147,7 +147,7 @@ def timeline(store: dict[str, Any] | None) -> go.Figure:
     title = "Weekly active participants"
     if not len(df):
         return _ui.empty_figure(title, "No participation events match the current filters.")
-    fig = go.Figure(go.Scatter(
+    fig = _ui.figure(_ui.trace("scatter",
         x=df.week, y=df.active, mode="lines+markers", line={"color": _ui.OKABE_ITO[0]},
         customdata=df[["minutes", "events"]],
         hovertemplate="week of %{x|%Y-%m-%d}<br>active participants (n): %{y:,}"
@@ -165,13 +165,13 @@ def outcomes(store: dict[str, Any] | None) -> tuple[go.Figure, dict[str, str], A
     f = _ui.filters_of(store)
     df, scope = _ui.query(q.prepost_extremes, f)
     if not len(df):
-        return (go.Figure(), {"display": "none"},
+        return (_ui.figure(), {"display": "none"},
                 _ui.coming("Outcome changes",
                            "They appear here when the statistics are computed for this data "
                            "version (python -m analytics)."))
     df = df.iloc[::-1]
     label = [_ui.ptext(_ui.scale_label(a, b)) for a, b in zip(df.instrument, df.scale, strict=True)]
-    fig = go.Figure(go.Scatter(
+    fig = _ui.figure(_ui.trace("scatter",
         x=df.hedges_g, y=label, mode="markers",
         marker={"size": 10, "color": _ui.OKABE_ITO[0]},
         error_x={"type": "data", "symmetric": False,

@@ -81,10 +81,10 @@ def weekly(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any]:
         common = {"x": d.week, "name": _ui.ptext(grp), "legendgroup": _ui.ptext(grp),
                   "line": {"color": color, "dash": dash_style}, "mode": "lines",
                   "customdata": d[["n"]]}
-        fig.add_trace(go.Scatter(y=d.active, **common, hovertemplate=(
+        fig.add_trace(_ui.trace("scatter", y=d.active, **common, hovertemplate=(
             "%{fullData.name}<br>week of %{x|%Y-%m-%d}<br>active: %{y:,} people"
             "<br>group size n = %{customdata[0]:,}<extra></extra>")), row=1, col=1)
-        fig.add_trace(go.Scatter(y=d.minutes, **common, showlegend=False, hovertemplate=(
+        fig.add_trace(_ui.trace("scatter", y=d.minutes, **common, showlegend=False, hovertemplate=(
             "%{fullData.name}<br>week of %{x|%Y-%m-%d}<br>%{y:,.0f} minutes"
             "<br>group size n = %{customdata[0]:,}<extra></extra>")), row=2, col=1)
     _ui.base_layout(fig, title, height=520)
@@ -110,9 +110,9 @@ def clusters(store: dict[str, Any] | None) -> go.Figure:
     df = df.iloc[::-1]
     labels = [_ui.ptext(g) + (f" — {q.SUPPRESSED_LABEL}" if s else "")
               for g, s in zip(df.group, df.suppressed, strict=True)]
-    fig = go.Figure(go.Bar(
+    fig = _ui.figure(_ui.trace("bar",
         x=df.participants.fillna(0), y=labels, orientation="h", customdata=df[["key"]],
-        marker_color=[_ui.SUPPRESSED_GREY if s else _ui.OKABE_ITO[0] for s in df.suppressed],
+        marker={"color": [_ui.SUPPRESSED_GREY if s else _ui.OKABE_ITO[0] for s in df.suppressed]},
         hovertemplate="%{y}<br>participants (n): %{x:,}<extra></extra>",
         name="participants",
     ))
@@ -147,7 +147,7 @@ def heatmap(store: dict[str, Any] | None) -> go.Figure:
     grid = grid.reindex(index=range(1, 8), columns=range(24), fill_value=0)
     n = df.pivot_table(index="weekday", columns="hour", values="n", fill_value=0)
     n = n.reindex(index=range(1, 8), columns=range(24), fill_value=0)
-    fig = go.Figure(go.Heatmap(
+    fig = _ui.figure(_ui.trace("heatmap",
         z=grid.to_numpy(), x=list(range(24)), y=_WEEKDAYS, colorscale=_ui.SEQUENTIAL,
         customdata=n.to_numpy(), colorbar={"title": {"text": "events"}},
         hovertemplate="%{y} %{x}:00–%{x}:59 local<br>events: %{z:,}"
@@ -167,9 +167,9 @@ def retention(store: dict[str, Any] | None) -> tuple[go.Figure, Any]:
     if not len(df):
         return _ui.empty_figure(title, "No participation events match the current filters."), None
     shown, small = df[~df.suppressed], df[df.suppressed]
-    fig = go.Figure()
+    fig = _ui.figure()
     for i, (cohort, d) in enumerate(shown.groupby("cohort", sort=True)):
-        fig.add_trace(go.Scatter(
+        fig.add_trace(_ui.trace("scatter",
             x=d.week, y=d.share, mode="lines+markers",
             name=f"{_ui.ptext(cohort)} (n = {d.n.iloc[0]:,})",
             line={"color": _ui.OKABE_ITO[i % len(_ui.OKABE_ITO)]}, customdata=d[["active", "n"]],

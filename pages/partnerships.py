@@ -83,7 +83,7 @@ def network(store: dict[str, Any] | None) -> go.Figure:
     if not len(net):
         return _ui.empty_figure(title, "No partnerships touch the institutions in the filters.")
     nodes, pos = _positions(net)
-    fig = go.Figure()
+    fig = _ui.figure()
     for (cross, active), (name, color, dash_, opacity) in _KIND_STYLE.items():
         d = net[(net.cross_border == cross) & (net.active == active)]
         if not len(d):
@@ -93,12 +93,12 @@ def network(store: dict[str, Any] | None) -> go.Figure:
         for a, b in zip(d.institution_a, d.institution_b, strict=True):
             xs += [pos[a][0], pos[b][0], None]
             ys += [pos[a][1], pos[b][1], None]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{name} (n = {len(d)})",
+        fig.add_trace(_ui.trace("scatter", x=xs, y=ys, mode="lines", name=f"{name} (n = {len(d)})",
                                  line={"color": color, "dash": dash_, "width": 1.5},
                                  opacity=opacity, hoverinfo="skip"))
     countries = sorted(nodes.country.unique())
     palette = {c: _ui.OKABE_ITO[i % len(_ui.OKABE_ITO)] for i, c in enumerate(countries)}
-    fig.add_trace(go.Scatter(
+    fig.add_trace(_ui.trace("scatter",
         x=nodes.x, y=nodes.y, mode="markers", name="institutions",
         marker={"size": 8 + 2 * nodes.degree.clip(upper=8),
                 "color": [palette[c] for c in nodes.country], "line": {"color": "white",
@@ -129,17 +129,17 @@ def persistence(store: dict[str, Any] | None) -> tuple[go.Figure, Any, Any]:
     if not len(km):
         return (_ui.empty_figure(title, "No partnerships match the current filters."), None,
                 None)
-    fig = go.Figure()
+    fig = _ui.figure()
     colors = {"domestic": _ui.OKABE_ITO[2], "cross-border": _ui.OKABE_ITO[5]}
     shown, small = km[~km.suppressed], km[km.suppressed]
     for grp, d in shown.groupby("group", sort=True):
         color = colors.get(str(grp), _ui.OKABE_ITO[0])
         n = int(d.n.iloc[0])
-        fig.add_trace(go.Scatter(x=list(d.days) + list(d.days[::-1]),
+        fig.add_trace(_ui.trace("scatter", x=list(d.days) + list(d.days[::-1]),
                                  y=list(d.ci_high) + list(d.ci_low[::-1]), fill="toself",
                                  line={"width": 0, "shape": "hv"}, fillcolor=color, opacity=0.15,
                                  hoverinfo="skip", showlegend=False, legendgroup=str(grp)))
-        fig.add_trace(go.Scatter(
+        fig.add_trace(_ui.trace("scatter",
             x=d.days, y=d.survival, mode="lines", line={"shape": "hv", "color": color,
                                                         "dash": "dash" if grp == "cross-border"
                                                         else "solid"},
