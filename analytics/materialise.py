@@ -454,12 +454,12 @@ def refresh(
 ) -> Results:
     """Recompute every result table and store it in the warehouse behind `con`.
 
-    Call it on the writer's connection inside `etl.warehouse.build_next` (the load does): that
-    context bumps the data version by one when it swaps the file in, so the results are stamped
-    with ``data_version(con) + 1`` — the version readers will see them under.
+    Call it on the writer's connection inside `etl.warehouse.build_next` (the load does): there
+    `data_version(con)` is already the version readers will see once the file is swapped in, and
+    the results are stamped with it.
     """
     k = DEFAULT_MIN_CELL if min_cell is None else int(min_cell)
-    version = _data_version(con) + 1
+    version = _data_version(con)
     res = compute_results(con, min_cell=k, data_version=version, progress=progress)
     t0 = time.perf_counter()
     for name, table in RESULT_NAMES.items():

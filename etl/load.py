@@ -336,7 +336,7 @@ class _FileLoader:
 def _record(con, rep: FileReport, sha: str | None, started: dt.datetime) -> None:
     con.execute(
         "INSERT INTO load_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, ?, "
-        "(SELECT value::INTEGER + 1 FROM meta WHERE key = 'data_version'))",
+        "(SELECT value::INTEGER FROM meta WHERE key = 'data_version'))",
         [rep.batch_id, rep.file, Path(rep.file).name, sha, rep.kind, rep.rows_in,
          rep.rows_accepted, rep.rows_rejected, rep.rows_replaced, started, rep.status,
          "; ".join(([rep.problem] if rep.problem else []) + rep.notes)],

@@ -93,8 +93,9 @@ def build_next(
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """Yield a read-write connection to the next warehouse; swap it in if the block succeeds.
 
-    The block may raise `NoChange` to leave the live file untouched. The data version is bumped by
-    one on every swap.
+    The block may raise `NoChange` to leave the live file untouched. Inside the block,
+    `data_version(con)` is already the version this build will have once it is swapped in (one
+    more than the live file's).
     """
     warehouse = Path(warehouse)
     warehouse.parent.mkdir(parents=True, exist_ok=True)
@@ -121,13 +122,16 @@ def build_next(
         try:
             _configure_writer(con, tmp_dir)
             create_schema(con)
+            # The next file carries its own version from the start, so whatever is written inside
+            # the block (load batches, result tables) is stamped with the version readers will
+            # see; the live file keeps the old one until the rename.
+            version = data_version(con) + 1
+            con.execute("UPDATE meta SET value = ? WHERE key = 'data_version'", [str(version)])
             try:
                 yield con
             except NoChange:
                 con.close()
                 return
-            version = data_version(con) + 1
-            con.execute("UPDATE meta SET value = ? WHERE key = 'data_version'", [str(version)])
             con.execute("DELETE FROM meta WHERE key = 'built_at'")
             con.execute("INSERT INTO meta VALUES ('built_at', strftime(now(), '%Y-%m-%dT%H:%M:%SZ'))")
             con.execute("CHECKPOINT")
