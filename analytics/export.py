@@ -357,6 +357,23 @@ def export_table(con: duckdb.DuckDBPyConnection, table: str, fmt: str = "csv",
     return e.filename, e.data
 
 
+def export_bundle(con: duckdb.DuckDBPyConnection, fmt: str = "csv", *,
+                  min_cell: int = materialise.DEFAULT_MIN_CELL) -> tuple[str, bytes]:
+    """(file name, bytes) of a zip holding every table, `datapackage.json` and `CODEBOOK.md`:
+    what ``python -m analytics export --all`` writes, as one download for the Data page."""
+    import io
+    import tempfile
+    import zipfile
+
+    with tempfile.TemporaryDirectory(prefix="ei-export-") as tmp:
+        files, _note = export_all(con, tmp, fmt, min_cell=min_cell)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in sorted(Path(tmp).iterdir()):
+                z.write(f, f.name)
+    return f"exchange_impact_v{data_version(con)}_{fmt}.zip", buf.getvalue()
+
+
 def export_all(con: duckdb.DuckDBPyConnection, out_dir: Path | str, fmt: str = "csv", *,
                min_cell: int = materialise.DEFAULT_MIN_CELL) -> tuple[list[Path], str | None]:
     """Write every table, `datapackage.json` and `CODEBOOK.md` into `out_dir`.

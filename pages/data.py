@@ -8,8 +8,9 @@ from typing import Any
 import dash
 import dash_bootstrap_components as dbc
 import pandas as pd
-from dash import Input, Output, callback, html
+from dash import Input, Output, State, callback, dcc, html
 
+from analytics import export
 from analytics import queries as q
 from pages import _ui
 
@@ -21,6 +22,57 @@ REJECTS = "data-rejects"
 RATES = "data-rates"
 WARNINGS = "data-warnings"
 DOWNLOADS = "data-downloads"
+DL_TABLE = "data-download-table"
+DL_FORMAT = "data-download-format"
+DL_BUTTON = "data-download-button"
+DL_ALL = "data-download-all"
+DL_FILE = "data-download-file"
+DL_NOTE = "data-download-note"
+
+TABLE_LABELS = {
+    "prepost": "prepost: pre/post change per scale and group",
+    "reliability": "reliability: Cronbach's α per scale and wave",
+    "longitudinal": "longitudinal: mixed-model estimates per scale",
+    "attrition": "attrition: response funnel per wave and group",
+    "attrition_baseline": "attrition_baseline: did drop-outs differ at baseline?",
+    "scale_scores": "scale_scores: one row per participant, wave and scale (pseudonymised)",
+}
+
+
+def download_form() -> html.Div:
+    """Pick a table and a format: the file is the one `python -m analytics export` writes."""
+    return html.Div(
+        [
+            dbc.Row(
+                [
+                    dbc.Col([
+                        dbc.Label("Table", html_for=DL_TABLE),
+                        dcc.Dropdown(id=DL_TABLE, value="prepost", clearable=False,
+                                     options=[{"label": TABLE_LABELS.get(t, t), "value": t}
+                                              for t in export.TABLES]),
+                    ], md=6),
+                    dbc.Col([
+                        dbc.Label("Format", html_for=DL_FORMAT),
+                        dbc.RadioItems(id=DL_FORMAT, value="csv", inline=True,
+                                       options=[{"label": f.upper(), "value": f}
+                                                for f in export.FORMATS]),
+                    ], md=3),
+                    dbc.Col([
+                        dbc.Button("Download table", id=DL_BUTTON, color="primary",
+                                   className="me-2 mt-4"),
+                        dbc.Button("All tables + codebook (zip)", id=DL_ALL,
+                                   color="secondary", outline=True, className="mt-4"),
+                    ], md=3),
+                ],
+                className="g-2 align-items-end",
+            ),
+            html.P(id=DL_NOTE, className="small text-muted mt-2", children=(
+                "Same files as python -m analytics export: CSV is UTF-8 with BOM; every file "
+                "carries its data version and generation time; groups under the suppression "
+                "threshold are shown as suppressed with the reason.")),
+            dcc.Download(id=DL_FILE),
+        ]
+    )
 
 
 def layout(**_query: Any) -> html.Div:
@@ -37,7 +89,7 @@ def layout(**_query: Any) -> html.Div:
                     dbc.Col(_ui.section("Reliability warnings", html.Div(id=WARNINGS)), lg=6),
                 ]
             ),
-            _ui.section("Researcher downloads", html.Div(id=DOWNLOADS)),
+            _ui.section("Researcher downloads", html.Div([download_form(), html.Div(id=DOWNLOADS)])),
         ]
     )
 
@@ -101,18 +153,21 @@ def warnings_and_downloads(_store: dict[str, Any] | None) -> tuple[Any, Any]:
             }, "Scales below α = 0.70: interpret their results with care", suppressed_col=None)
     status = _ui.query(q.result_table_status)
     status = status.assign(state=["computed" if n else "coming" for n in status.rows])
-    downloads = html.Div(
-        [
-            _ui.coming(
-                "Downloads",
-                "The researcher files (CSV, XLSX and Parquet with a codebook and the data "
-                "version) are written by python -m analytics export; this area will offer the "
-                "same files. Tables and their state for this data version:",
-            ),
-            _ui.table(pd.DataFrame(status), {
-                "table": ("table", _ui.text), "state": ("state", _ui.text),
-                "rows": ("rows", _ui.fmt_int), "description": ("what it holds", _ui.text),
-            }, "Researcher tables", id_="data-downloads-table", suppressed_col=None),
-        ]
-    )
+    downloads = _ui.table(pd.DataFrame(status), {
+        "table": ("table", _ui.text), "state": ("state", _ui.text),
+        "rows": ("rows", _ui.fmt_int), "description": ("what it holds", _ui.text),
+    }, "Researcher tables for this data version", id_="data-downloads-table",
+        suppressed_col=None)
     return warn, downloads
+
+
+@callback(Output(DL_FILE, "data"), Input(DL_BUTTON, "n_clicks"), Input(DL_ALL, "n_clicks"),
+          State(DL_TABLE, "value"), State(DL_FORMAT, "value"), prevent_initial_call=True)
+def download(_one: int | None, _all: int | None, table: str | None, fmt: str | None) -> Any:
+    fmt = fmt if fmt in export.FORMATS else "csv"
+    if dash.ctx.triggered_id == DL_ALL:
+        name, data = _ui.query(export.export_bundle, fmt)
+    else:
+        name, data = _ui.query(export.export_table, table if table in export.TABLES else
+                               "prepost", fmt)
+    return dcc.send_bytes(data, name)
