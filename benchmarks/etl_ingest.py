@@ -34,7 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def generate(folder: Path, events: int, participants: int) -> None:
+def generate(folder: Path, events: int, participants: int, bad_every: int = 0) -> None:
+    """Write the roster and the events; with `bad_every` N, every Nth event is bad for the loader
+    (alternately an unknown participant and minutes out of range) but still well-typed CSV, so
+    the floor and pandas read the same file without error."""
     import duckdb
 
     con = duckdb.connect()
@@ -57,13 +60,15 @@ def generate(folder: Path, events: int, participants: int) -> None:
         "COPY (SELECT 'P' || lpad(i::VARCHAR, 8, '0') AS participant_id, 'I' || (i % 150) AS "
         "institution_id, CASE WHEN i % 12 = 0 THEN 'teacher' ELSE 'student' END AS role "
         f"FROM range({participants}) t(i)) TO '{folder}/participants.csv'")
+    bad = f"{bad_every} > 0 AND i % {bad_every} = {bad_every} - 1" if bad_every else "false"
     con.execute(
-        "COPY (SELECT 'P' || lpad((hash(i) % {p})::VARCHAR, 8, '0') AS participant_id, "
+        f"COPY (SELECT CASE WHEN {bad} AND (i // {bad_every}) % 2 = 0 THEN 'P99999999' ELSE "
+        "'P' || lpad((hash(i) % {p})::VARCHAR, 8, '0') END AS participant_id, "
         "'E' || (hash(i * 7) % 50) AS exchange_id, "
         "strftime(TIMESTAMP '2026-01-05 08:00:00' + to_seconds((hash(i * 3) % 25000000)::BIGINT), "
         "'%Y-%m-%d %H:%M:%S') AS occurred_at, "
         "(['message', 'video call', 'upload', 'comment', 'quiz'])[(hash(i * 5) % 5 + 1)::BIGINT] AS activity, "
-        "(hash(i * 11) % 90)::INTEGER AS minutes "
+        f"CASE WHEN {bad} AND (i // {bad_every}) % 2 = 1 THEN 5000 ELSE (hash(i * 11) % 90)::INTEGER END AS minutes "
         f"FROM range({events}) t(i)) TO '{folder}/events.csv'".replace("{p}", str(participants)))
 
 
@@ -120,6 +125,8 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=10_000_000)
     ap.add_argument("--participants", type=int, default=200_000)
     ap.add_argument("--skip-pandas", action="store_true", help="skip the slow pandas baseline")
+    ap.add_argument("--bad-every", type=int, default=0, metavar="N",
+                    help="make every Nth event a row the loader rejects (default 0: none)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--target", type=Path, help=argparse.SUPPRESS)
@@ -133,7 +140,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ei-ingest-"))
     try:
         t0 = time.perf_counter()
-        generate(work, a.events, a.participants)
+        generate(work, a.events, a.participants, a.bad_every)
         size = (work / "events.csv").stat().st_size / 1e6
         print(f"generated {a.events:,} events ({size:,.0f} MB CSV) and a roster of "
               f"{a.participants:,} in {time.perf_counter() - t0:.1f} s")

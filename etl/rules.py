@@ -5,10 +5,13 @@ reject a row: `broken` is a SQL condition that is true when the row breaks the r
 evaluates every field and check of a kind in one set-based pass (see `etl.load`).
 
 Names the SQL can use: `s."<column>"` (trimmed text, NULL when empty or absent), `p._pid` (the
-participant pseudonym), `p.participant_id` (the same, NULL when the participant is unknown) and
-`p.timezone` (their institution's zone), both for events and responses; `i` (the institution
-of a participants row), `x` (the referenced exchange). `p` is a lookup of the file's distinct
-participant ids, so the hash and the roster joins run once per person, not once per row.
+participant pseudonym), `p.participant_id` (the same, NULL when the participant is unknown),
+`p.timezone` and `p.tz_id` (their institution's zone, its name and number), both for events and
+responses; `i` (the institution of a participants row), `x` (the referenced exchange). `p` is a
+lookup of the file's distinct participant ids, so the hash and the roster joins run once per
+person, not once per row. `h_<column>.delta_us` is the offset of the participant's zone in the
+local hour of that column's naive time (see `LOCAL_TIME`): the time-zone rules run once per zone
+and hour, not once per row.
 """
 
 from __future__ import annotations
@@ -99,12 +102,20 @@ def _date(col: str, required: bool) -> Field:
 
 
 def _timestamp(col: str) -> Field:
-    """UTC instant: explicit offsets are honoured; naive times are read in the institution's zone."""
+    """UTC instant: explicit offsets are honoured; naive times are read in the institution's zone.
+
+    A naive time is shifted by its zone's offset in that local hour (`h_<col>`, see
+    `LOCAL_TIME`), which is exactly what `timezone()` gives for every time of that hour; ICU's
+    `timezone()` per row (several times dearer than the whole rest of the row) is left for the
+    hours the lookup does not cover: a change of offset inside the hour, or a time out of range.
+    """
     r = _raw(col)
+    local = f"TRY_CAST({r} AS TIMESTAMP)"
     has_offset = f"regexp_matches({r}, {_lit(_OFFSET)}) AND length({r}) > 10"
     typed = (
         f"CASE WHEN {has_offset} THEN TRY_CAST({r} AS TIMESTAMPTZ) "
-        f"WHEN p.timezone IS NOT NULL THEN timezone(p.timezone, TRY_CAST({r} AS TIMESTAMP)) END"
+        f"WHEN h_{col}.delta_us IS NOT NULL THEN make_timestamptz(epoch_us({local}) + h_{col}.delta_us) "
+        f"WHEN p.timezone IS NOT NULL THEN timezone(p.timezone, {local}) END"
     )
     parse_fails = f"{r} IS NOT NULL AND TRY_CAST({r} AS TIMESTAMP) IS NULL"
     return Field(col, typed, (
@@ -282,4 +293,13 @@ JOINS: dict[str, str] = {
     ),
 }
 JOINS["responses"] = JOINS["events"]
-__all__.append("JOINS")
+
+# The naive local time of each kind that `etl.load` tabulates as `_tz_hours_<column>` (zone id,
+# local hour, offset in microseconds) before staging, for the `h_<column>` join below.
+LOCAL_TIME: dict[str, str] = {"events": "occurred_at", "responses": "submitted_at"}
+for _kind, _col in LOCAL_TIME.items():
+    JOINS[_kind] += (
+        f' LEFT JOIN _tz_hours_{_col} h_{_col} ON h_{_col}.tz_id = p.tz_id '
+        f'AND h_{_col}.hour = date_trunc(\'hour\', TRY_CAST(s."{_col}" AS TIMESTAMP))'
+    )
+__all__ += ["JOINS", "LOCAL_TIME"]
