@@ -211,7 +211,11 @@ class _FileLoader:
                 f"ids {roster}"
             )
         if self.kind in rules.LOCAL_TIME:
-            self._tz_hours(rules.LOCAL_TIME[self.kind])
+            col = rules.LOCAL_TIME[self.kind]
+            self._tz_hours(col)
+            # Parsed once here: the typed value, its check and the offset join all need it.
+            parsed = f'TRY_CAST(src."{col}" AS TIMESTAMP)' if col in self.cols else "NULL::TIMESTAMP"
+            extra.append(f'{parsed} AS "_local_{col}"')
         return f"(SELECT src.*{''.join(', ' + e for e in extra)} FROM src)"
 
     def _tz_hours(self, col: str) -> None:

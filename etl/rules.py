@@ -110,14 +110,14 @@ def _timestamp(col: str) -> Field:
     hours the lookup does not cover: a change of offset inside the hour, or a time out of range.
     """
     r = _raw(col)
-    local = f"TRY_CAST({r} AS TIMESTAMP)"
+    local = f's."_local_{col}"'
     has_offset = f"regexp_matches({r}, {_lit(_OFFSET)}) AND length({r}) > 10"
     typed = (
         f"CASE WHEN {has_offset} THEN TRY_CAST({r} AS TIMESTAMPTZ) "
         f"WHEN h_{col}.delta_us IS NOT NULL THEN make_timestamptz(epoch_us({local}) + h_{col}.delta_us) "
         f"WHEN p.timezone IS NOT NULL THEN timezone(p.timezone, {local}) END"
     )
-    parse_fails = f"{r} IS NOT NULL AND TRY_CAST({r} AS TIMESTAMP) IS NULL"
+    parse_fails = f"{r} IS NOT NULL AND {local} IS NULL"
     return Field(col, typed, (
         _required(col, "an ISO 8601 date-time"),
         Check("timestamp", parse_fails,
@@ -294,12 +294,13 @@ JOINS: dict[str, str] = {
 }
 JOINS["responses"] = JOINS["events"]
 
-# The naive local time of each kind that `etl.load` tabulates as `_tz_hours_<column>` (zone id,
-# local hour, offset in microseconds) before staging, for the `h_<column>` join below.
+# The naive local time of each kind: the staging source gives it parsed once as
+# `s."_local_<column>"` (TRY_CAST AS TIMESTAMP), and `etl.load` tabulates `_tz_hours_<column>`
+# (zone id, local hour, offset in microseconds) before staging, for the `h_<column>` join below.
 LOCAL_TIME: dict[str, str] = {"events": "occurred_at", "responses": "submitted_at"}
 for _kind, _col in LOCAL_TIME.items():
     JOINS[_kind] += (
         f' LEFT JOIN _tz_hours_{_col} h_{_col} ON h_{_col}.tz_id = p.tz_id '
-        f'AND h_{_col}.hour = date_trunc(\'hour\', TRY_CAST(s."{_col}" AS TIMESTAMP))'
+        f'AND h_{_col}.hour = date_trunc(\'hour\', s."_local_{_col}")'
     )
 __all__ += ["JOINS", "LOCAL_TIME"]
