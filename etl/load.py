@@ -254,12 +254,13 @@ class _FileLoader:
                 + f" FROM ({zones}) z, _hours h) WHERE d0 = d1 AND d0 = d2")
         self.con.execute("DROP TABLE _hours")
 
-    def _staging_sql(self) -> str:
+    def _staging_sql(self, source: str, typed: bool = True) -> str:
         """The staging query: `_row`, typed values `t_<field>`, `_bad`, and for bad rows only,
-        `_fails`, the list of rules they broke."""
+        `_fails`, the list of rules they broke. Without `typed` (the reject pass of events) it
+        also leaves out the per-hour offset join, which only typed values use."""
         checks = [(f, c) for f in self.fields for c in f.checks]
         key = self.table.key if self.kind != "responses" else ("participant_id", "exchange_id", "wave")
-        sel = ["s._row"] + [f'{f.typed} AS "t_{f.name}"' for f in self.fields]
+        sel = ["s._row"] + [f'{f.typed} AS "t_{f.name}"' for f in self.fields if typed]
         broken = [f"coalesce({c.broken}, false)" for _, c in checks]
         if self.kind != "events":  # a log may hold identical lines; keys replace across files
             part = ", ".join(f"{f.typed}" for k in key for f in self.fields if f.name == k)
@@ -283,17 +284,20 @@ class _FileLoader:
                    "END AS _fails")
         if self.kind == "responses":
             sel += [f's."{c}" AS "i_{c}"' for c in self.item_cols]
-        return f"SELECT {', '.join(sel)} FROM {self._source_sql()} s {rules.JOINS[self.kind]}"
+        joins = rules.JOINS[self.kind] + (rules.LOCAL_JOINS.get(self.kind, "") if typed else "")
+        return f"SELECT {', '.join(sel)} FROM {source} s {joins}"
 
     def stage(self) -> None:
         """Evaluate every field and check; reject the bad rows (events: see `_write_direct`)."""
-        sql = self._staging_sql()
+        source = self._source_sql()
+        sql = self._staging_sql(source)
         self.report.rows_in = self.con.execute("SELECT count(*) FROM src_raw").fetchall()[0][0]
         if self.direct:
             self.staged = f"({sql})"
+            self.rejects_from = f"({self._staging_sql(source, typed=False)})"
             return
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE stage AS {sql}")
-        self.staged = "stage"
+        self.staged = self.rejects_from = "stage"
         self._reject()
         self.report.rows_rejected = self.con.execute(
             "SELECT count(*) FROM stage WHERE _bad").fetchall()[0][0]
@@ -301,7 +305,7 @@ class _FileLoader:
     def _reject(self) -> None:
         self.con.execute(
             "INSERT INTO rejects SELECT ?, ?, _row, f.col, f.rule, f.value, f.msg "
-            f"FROM (SELECT _row, unnest(_fails) AS f FROM {self.staged} WHERE _bad)",
+            f"FROM (SELECT _row, unnest(_fails) AS f FROM {self.rejects_from} WHERE _bad)",
             [self.batch_id, str(self.path)],
         )
 

@@ -10,8 +10,8 @@ participant pseudonym), `p.participant_id` (the same, NULL when the participant 
 responses; `i` (the institution of a participants row), `x` (the referenced exchange). `p` is a
 lookup of the file's distinct participant ids, so the hash and the roster joins run once per
 person, not once per row. `h_<column>.delta_us` is the offset of the participant's zone in the
-local hour of that column's naive time (see `LOCAL_TIME`): the time-zone rules run once per zone
-and hour, not once per row.
+local hour of that column's naive time, `s."_local_<column>"` that time parsed (see
+`LOCAL_TIME`, `LOCAL_JOINS`): the time-zone rules run once per zone and hour, not per row.
 """
 
 from __future__ import annotations
@@ -114,7 +114,8 @@ def _timestamp(col: str) -> Field:
     has_offset = f"regexp_matches({r}, {_lit(_OFFSET)}) AND length({r}) > 10"
     typed = (
         f"CASE WHEN {has_offset} THEN TRY_CAST({r} AS TIMESTAMPTZ) "
-        f"WHEN h_{col}.delta_us IS NOT NULL THEN make_timestamptz(epoch_us({local}) + h_{col}.delta_us) "
+        f"WHEN h_{col}.delta_us IS NOT NULL "
+        f"THEN make_timestamptz(epoch_us({local}) + h_{col}.delta_us) "
         f"WHEN p.timezone IS NOT NULL THEN timezone(p.timezone, {local}) END"
     )
     parse_fails = f"{r} IS NOT NULL AND {local} IS NULL"
@@ -298,9 +299,10 @@ JOINS["responses"] = JOINS["events"]
 # `s."_local_<column>"` (TRY_CAST AS TIMESTAMP), and `etl.load` tabulates `_tz_hours_<column>`
 # (zone id, local hour, offset in microseconds) before staging, for the `h_<column>` join below.
 LOCAL_TIME: dict[str, str] = {"events": "occurred_at", "responses": "submitted_at"}
-for _kind, _col in LOCAL_TIME.items():
-    JOINS[_kind] += (
-        f' LEFT JOIN _tz_hours_{_col} h_{_col} ON h_{_col}.tz_id = p.tz_id '
-        f'AND h_{_col}.hour = date_trunc(\'hour\', s."_local_{_col}")'
-    )
-__all__ += ["JOINS", "LOCAL_TIME"]
+# Only typed values use it (no check does), so the loader leaves it out of a pass for rejects.
+LOCAL_JOINS: dict[str, str] = {
+    kind: f' LEFT JOIN _tz_hours_{col} h_{col} ON h_{col}.tz_id = p.tz_id '
+          f'AND h_{col}.hour = date_trunc(\'hour\', s."_local_{col}")'
+    for kind, col in LOCAL_TIME.items()
+}
+__all__ += ["JOINS", "LOCAL_TIME", "LOCAL_JOINS"]
