@@ -15,6 +15,7 @@ within 2× of the floor, peak memory < 2 GB.
 
     python benchmarks/etl_ingest.py                  # 10,000,000 events
     python benchmarks/etl_ingest.py --events 200000  # a quick look
+    python benchmarks/etl_ingest.py --bad-every 1000  # 0.1% rejected rows: the reject pass too
 """
 
 from __future__ import annotations
