@@ -105,7 +105,10 @@ def _prepare_lookups(con: duckdb.DuckDBPyConnection) -> None:
     con.register("_country_df", _country_table())
     con.execute("CREATE OR REPLACE TEMP TABLE _country AS SELECT * FROM _country_df")
     con.unregister("_country_df")
-    zones = sorted(zoneinfo.available_timezones())
+    # IANA zones (tzdata) that DuckDB's ICU also knows: `localtime` is a tzdata alias of the
+    # machine's own zone, not a place, and DuckDB cannot convert with it.
+    icu = {r[0] for r in con.execute("SELECT name FROM pg_timezone_names()").fetchall()}
+    zones = sorted(zoneinfo.available_timezones() & icu)
     # A zone's number keys the per-hour offsets (`_tz_hours_*`): a small integer joins faster
     # than a name, which is longer than the 12 bytes DuckDB keeps inline.
     con.register("_tz_df", pd.DataFrame({"name": zones, "id": range(1, len(zones) + 1)}))
@@ -310,16 +313,20 @@ class _FileLoader:
         )
 
     # -- writing -------------------------------------------------------------------------------
-    def _replace_earlier(self, good: str, key: tuple[str, ...]) -> int:
-        t = self.table.name
+    def _delete_earlier_versions(self) -> int:
+        """Remove what earlier versions of this file (same name and kind) contributed."""
         earlier = self.con.execute(
             "SELECT list(batch_id) FROM load_batches WHERE source_name = ? AND kind = ? "
             "AND status = 'loaded'", [self.path.name, self.kind]).fetchall()[0][0] or []
-        n = 0
-        if earlier:
-            n += self.con.execute(
-                f'DELETE FROM "{t}" WHERE batch_id IN ({", ".join(map(str, earlier))})'
-            ).fetchall()[0][0]
+        if not earlier:
+            return 0
+        return self.con.execute(
+            f'DELETE FROM "{self.table.name}" WHERE batch_id IN ({", ".join(map(str, earlier))})'
+        ).fetchall()[0][0]
+
+    def _replace_earlier(self, good: str, key: tuple[str, ...]) -> int:
+        t = self.table.name
+        n = self._delete_earlier_versions()
         match = " AND ".join(f'old."{k}" IS NOT DISTINCT FROM new."{k}"' for k in key)
         n += self.con.execute(
             f'DELETE FROM "{t}" old USING ({good}) new WHERE {match}').fetchall()[0][0]
@@ -351,14 +358,7 @@ class _FileLoader:
         """
         t, key, batch = self.table.name, self.table.key, self.batch_id
         names = [f.name for f in self.fields]
-        earlier = self.con.execute(
-            "SELECT list(batch_id) FROM load_batches WHERE source_name = ? AND kind = ? "
-            "AND status = 'loaded'", [self.path.name, self.kind]).fetchall()[0][0] or []
-        n = 0
-        if earlier:
-            n += self.con.execute(
-                f'DELETE FROM "{t}" WHERE batch_id IN ({", ".join(map(str, earlier))})'
-            ).fetchall()[0][0]
+        n = self._delete_earlier_versions()
         others = self.con.execute(f'SELECT count(*) FROM "{t}"').fetchall()[0][0]
         cols = ", ".join(f'"{c}"' for c in names)
         self.report.rows_accepted = self.con.execute(

@@ -231,3 +231,13 @@ def test_quiet_prints_no_progress(loaded, tmp_path: Path):
     src, _, _ = loaded
     res = P.run_etl("load", str(src), "--warehouse", str(tmp_path / "q.duckdb"), "--quiet")
     assert "reading" not in res.stdout and "validating" not in res.stdout
+
+
+def test_a_zone_duckdb_cannot_convert_with_is_rejected_not_a_crash(tmp_path: Path):
+    src = P.write_program(tmp_path / "in")
+    rows = [dict(r) for r in P.INSTITUTIONS[:3]]
+    rows[0]["timezone"] = "localtime"  # in tzdata, but an alias of the machine's zone
+    P.write_csv(src / "institutions.csv", rows)
+    res = P.run_etl("load", str(src), "--warehouse", str(tmp_path / "w.duckdb"))
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "row 2, column timezone: timezone: 'localtime' is not an IANA time zone" in res.stdout
