@@ -36,6 +36,7 @@ class Column:
     sql_type: str
     required: bool = False  # required in the input contract
     doc: str = ""
+    storage: str = ""  # DDL after the type, e.g. a compression choice
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ class Table:
                 return c
         raise KeyError(f"{self.name} has no column {name!r}")
 
+
+# Pseudonyms are random strings: DuckDB's string compression spends about a third of a second
+# per million rows analysing them and saves little, so the two big tables store them as they are.
+UNCOMPRESSED = "USING COMPRESSION uncompressed"
 
 BATCH_ID = Column("batch_id", "INTEGER", doc="load batch that contributed the row")
 
@@ -155,7 +160,7 @@ PARTICIPANTS = Table(
 EVENTS = Table(
     "events",
     (
-        Column("participant_id", "VARCHAR", True, "pseudonym"),
+        Column("participant_id", "VARCHAR", True, "pseudonym", UNCOMPRESSED),
         Column("exchange_id", "VARCHAR", True, "exchange"),
         Column("occurred_at", "TIMESTAMPTZ", True, "UTC instant; naive input read in the institution's zone"),
         Column("activity", "VARCHAR", True, "what was done (message, video call, upload, ...)"),
@@ -173,7 +178,7 @@ EVENTS = Table(
 RESPONSES = Table(
     "responses",
     (
-        Column("participant_id", "VARCHAR", True, "pseudonym"),
+        Column("participant_id", "VARCHAR", True, "pseudonym", UNCOMPRESSED),
         Column("exchange_id", "VARCHAR", True, "exchange"),
         Column("wave", "VARCHAR", True, "pre | post | followup | followup_6m ..."),
         Column("instrument", "VARCHAR", doc="instrument id from surveys/ (derived from the item)"),
@@ -256,7 +261,7 @@ IDENTIFYING_COLUMNS = frozenset(
 
 
 def ddl(table: Table) -> str:
-    cols = ",\n  ".join(f'"{c.name}" {c.sql_type}' for c in table.columns)
+    cols = ",\n  ".join(f'"{c.name}" {c.sql_type} {c.storage}'.rstrip() for c in table.columns)
     return f'CREATE TABLE IF NOT EXISTS "{table.name}" (\n  {cols}\n)'
 
 
