@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -454,8 +455,7 @@ def filter_options(cur: duckdb.DuckDBPyConnection) -> FilterOptions:
 # Overview
 # ---------------------------------------------------------------------------------------------
 
-@_cached
-def headline(cur: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, Any]:
+def _headline_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, Any]:
     """Headline counts for the filters. 'Active this month' is the calendar month of the latest
     event in scope (named in `active_month`), so an archive of a past program is not all zeros."""
     scope, p = _scope(f)
@@ -489,8 +489,7 @@ def _wave_rank(wave: pd.Series) -> pd.Series:
     return wave.map(lambda w: order.get(w, len(order) + (0 if str(w).startswith("followup") else 1)))
 
 
-@_cached
-def completion_by_wave(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+def _completion_by_wave_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     """Survey completion per wave: participants (incl. the comparison group, who take the surveys)
     with any answer in the wave, over participants in scope."""
     scope, p = _scope(f, include_comparison=True)
@@ -504,8 +503,7 @@ def completion_by_wave(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFra
     return df.assign(_o=_wave_rank(df.wave)).sort_values(["_o", "wave"]).drop(columns="_o")
 
 
-@_cached
-def participants_by_country(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+def _participants_by_country_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     """Participants (excl. comparison group) per country (alpha-3); small countries suppressed."""
     scope, p = _scope(f)
     df = _df(cur, f"""WITH {scope}
@@ -516,8 +514,7 @@ def participants_by_country(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.Da
     return _suppress(df, "n", ["participants"])
 
 
-@_cached
-def activity_over_time(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
+def _activity_over_time_base(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
                        ) -> pd.DataFrame:
     """Weekly active participants and minutes, overall or per cluster/country/modality/setting.
     Groups with fewer than MIN_CELL participants over the period are suppressed whole."""
@@ -555,8 +552,7 @@ def _group_col(by: str | None) -> str:
 # Participation
 # ---------------------------------------------------------------------------------------------
 
-@_cached
-def activity_heatmap(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+def _activity_heatmap_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     """Events by local weekday × hour, each event in its institution's IANA time zone
     (DuckDB's `timezone(zone, timestamptz)`; ISO weekday 1 = Monday)."""
     scope, p = _scope(f)
@@ -568,8 +564,7 @@ def activity_heatmap(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame
     """, p)
 
 
-@_cached
-def retention_by_cohort(cur: duckdb.DuckDBPyConnection, f: Filters, max_weeks: int = 16
+def _retention_by_cohort_base(cur: duckdb.DuckDBPyConnection, f: Filters, max_weeks: int = 16
                         ) -> pd.DataFrame:
     """Share of each cohort (term of the exchange) active in week k after their first activity in
     that exchange. Cohorts under MIN_CELL participants are suppressed."""
@@ -591,8 +586,7 @@ def retention_by_cohort(cur: duckdb.DuckDBPyConnection, f: Filters, max_weeks: i
     return _suppress(df, "n", ["share", "active"])
 
 
-@_cached
-def breakdown(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+def _breakdown_base(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
     """Per cluster/country/exchange: participants, active participants, events, minutes.
     `key` is the filter value of the group (cluster_id, country, exchange_id)."""
     scope, p = _scope(f)
@@ -708,8 +702,7 @@ def longitudinal(cur: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return _result(cur, schema.RES_LONGITUDINAL, "ORDER BY instrument, scale")
 
 
-@_cached
-def wave_means(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+def _wave_means_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     """Mean scale score per wave for the filtered participants, with a t-based 95% CI
     (mean ± t₀.₉₇₅,ₙ₋₁ · sd/√n, as R's `t.test`). Uses res_scale_scores; comparison group apart."""
     scope, p = _scope(f, include_comparison=True)
@@ -753,8 +746,7 @@ def _gains(cur: duckdb.DuckDBPyConnection, f: Filters, extra: str = "") -> pd.Da
     """, p)
 
 
-@_cached
-def comparison_difference(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+def _comparison_difference_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     """Mean post−pre gain of participants minus that of the comparison group, per scale, with a
     Welch 95% CI (as R's `t.test(var.equal = FALSE)`). Empty when there is no comparison group."""
     cols = ["instrument", "scale", "n_exchange", "n_comparison", "gain_exchange",
@@ -792,8 +784,7 @@ def _equity_col(by: str) -> str:
     return by
 
 
-@_cached
-def gains_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+def _gains_by_group_base(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
     """Mean post−pre gain per scale and group (exchange participants only), t 95% CI."""
     col = _equity_col(by)
     cols = ["instrument", "scale", "group", "n", "mean", "sd", "ci_low", "ci_high", "suppressed"]
@@ -810,8 +801,7 @@ def gains_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.Da
     return _suppress(df, "n", ["mean", "sd", "ci_low", "ci_high"])[cols]
 
 
-@_cached
-def participation_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+def _participation_by_group_base(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
     """Participants, share ever active and mean minutes per participant, per group."""
     col = _equity_col(by)
     scope, p = _scope(f)
@@ -825,8 +815,7 @@ def participation_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) 
     return _suppress(df, "n", ["active", "minutes_per_participant", "active_share"])
 
 
-@_cached
-def attrition_funnel(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+def _attrition_funnel_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     """Exchange participants in scope → active → answered pre → post → follow-up (each stage
     counts participants who reached it; later waves need not include earlier ones)."""
     scope, p = _scope(f)
@@ -837,16 +826,10 @@ def attrition_funnel(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame
         UNION ALL SELECT 'active in the log', count(DISTINCT participant_id) FROM fe
         UNION ALL SELECT 'answered ' || wave, count(*) FROM resp GROUP BY wave
     """, p)
-    order = {"enrolled": 0, "active in the log": 1}
-    rank = df.stage.map(lambda s: order.get(s, 2 + int(_wave_rank(pd.Series([s[9:]])).iloc[0])))
-    df = df.assign(_o=rank).sort_values("_o").drop(columns="_o").reset_index(drop=True)
-    first = df.n.iloc[0] if len(df) else 0
-    df["share"] = df.n / first if first else np.nan
-    return _suppress(df, "n", ["share"])
+    return _funnel_finish(df)
 
 
-@_cached
-def dropout_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+def _dropout_by_group_base(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
     """Of those who answered the pre survey, the share who did not answer the post survey."""
     col = _equity_col(by)
     scope, p = _scope(f)
@@ -948,3 +931,490 @@ def rejects(cur: duckdb.DuckDBPyConnection, limit: int = 500) -> pd.DataFrame:
 
 
 
+
+
+# ---------------------------------------------------------------------------------------------
+# The same figures from the per-data-version rollups (analytics.rollups). The public functions
+# read the rollups when they answer the filters exactly and the base tables otherwise; the
+# `_…_base` functions above stay the definition that tests compare the rollups against.
+# ---------------------------------------------------------------------------------------------
+
+_R_WEEKLY = schema.RES_ACTIVITY_WEEKLY.name
+_R_MONTHLY = schema.RES_ACTIVITY_MONTHLY.name
+_R_HOURLY = schema.RES_ACTIVITY_HOURLY.name
+_R_RETENTION = schema.RES_RETENTION.name
+_R_PEOPLE = schema.RES_PEOPLE.name
+_R_WAVES = schema.RES_RESPONSE_WAVES.name
+_R_SCORES = schema.RES_SCORE_CUBE.name
+_R_GAINS = schema.RES_GAIN_CUBE.name
+
+_ROLLUP_STATE: dict[str, tuple[bool, bool]] = {}
+
+
+def _rollup_state(cur: duckdb.DuckDBPyConnection) -> tuple[bool, bool]:
+    """(rollups present for this data version, their distinct participant counts are exact)."""
+    key = _version_key(cur)
+    state = _ROLLUP_STATE.get(key)
+    if state is None:
+        meta = dict(cur.execute(
+            f"SELECT key, value FROM {T_META} WHERE key IN "
+            "('data_version', 'rollups_data_version', 'rollups_multi_exchange')").fetchall())
+        present = {r[0] for r in cur.execute(
+            "SELECT table_name FROM information_schema.tables").fetchall()}
+        ok = (all(t in present for t in schema.ROLLUP_TABLES)
+              and meta.get("rollups_data_version") == meta.get("data_version"))
+        state = (ok, ok and meta.get("rollups_multi_exchange") == "0")
+        with _CACHE_LOCK:
+            _ROLLUP_STATE[key] = state
+    return state
+
+
+def _use_rollups(cur: duckdb.DuckDBPyConnection, f: Filters, *, distinct: bool = True) -> bool:
+    """Whether the rollups answer these filters exactly: they exist for this data version, no
+    date range is set (they are weekly and undated), and — for counts of distinct participants —
+    no participant spans two exchanges (then summing over cells would count them twice)."""
+    if f.restricts_dates:
+        return False
+    present, exact = _rollup_state(cur)
+    return exact if distinct else present
+
+
+def _dims(f: Filters) -> tuple[str, dict[str, Any]]:
+    """CTEs fi (institutions) and fx (exchanges) in scope, as in `_scope`, for the rollups."""
+    p: dict[str, Any] = {}
+
+    def cond(name: str, col: str) -> str:
+        vals = getattr(f, name)
+        if not vals:
+            return ""
+        p[name] = list(vals)
+        return f" AND list_contains(${name}, {col})"
+
+    sql = f"""
+    fi AS (
+        SELECT i.institution_id, i.name AS institution_name, i.country, i.cluster_id,
+               coalesce(i.income_group, 'not reported') AS income_group,
+               coalesce(i.connectivity, 'not reported') AS connectivity,
+               c.name AS cluster_name
+        FROM {T_INST} i LEFT JOIN {T_CLUSTERS} c USING (cluster_id)
+        WHERE TRUE{cond("cluster", "i.cluster_id")}{cond("country", "i.country")}
+    ),
+    fx AS (
+        SELECT x.exchange_id, x.name AS exchange_name, x.program, x.modality, x.setting,
+               {_term_sql("x.start_date")} AS term
+        FROM {T_EXCH} x
+        WHERE TRUE{cond("program", "x.program")}{cond("exchange", "x.exchange_id")}
+              {cond("modality", "x.modality")}{cond("setting", "x.setting")}
+              {cond("term", _term_sql("x.start_date"))}
+    )"""
+    role = cond("role", "c.role")
+    return sql, p | {"_role": role}
+
+
+def _cells(table: str, f: Filters, p: dict[str, Any], *, comparison: bool = False,
+           people: bool = False, extra: str = "") -> str:
+    """The rollup's rows in scope joined to their institution (and exchange) attributes. People
+    with no exchange yet (exchange_id NULL) count unless the filters restrict exchanges."""
+    join_x = ("JOIN fx USING (exchange_id)" if not people or f.restricts_exchanges
+              else "LEFT JOIN fx USING (exchange_id)")
+    comp = "" if comparison else " AND NOT c.comparison"
+    return (f"SELECT c.*, fi.country, fi.cluster_id, fi.cluster_name, fi.income_group, "
+            f"fi.connectivity, fx.exchange_name, fx.modality, fx.setting, fx.term{extra} "
+            f"FROM {table} c JOIN fi USING (institution_id) {join_x} "
+            f"WHERE TRUE{p['_role']}{comp}")
+
+
+def _rdf(cur: duckdb.DuckDBPyConnection, sql: str, p: dict[str, Any]) -> pd.DataFrame:
+    """`_df` with only the parameters the statement names (DuckDB rejects unused ones)."""
+    return _df(cur, sql, {k: v for k, v in p.items()
+                          if not k.startswith("_") and re.search(rf"\${k}\b", sql)})
+
+
+def _headline_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, Any]:
+    dims, p = _dims(f)
+    row = _rdf(cur, f"""WITH {dims},
+        ppl AS ({_cells(_R_PEOPLE, f, p, people=True)}),
+        wk AS ({_cells(_R_WEEKLY, f, p)}),
+        mo AS ({_cells(_R_MONTHLY, f, p)}),
+        lastmonth AS (SELECT max(month) AS m FROM mo)
+        SELECT
+          CAST(coalesce((SELECT sum(n) FROM ppl), 0) AS BIGINT) AS participants,
+          CAST(coalesce((SELECT sum(active) FROM mo, lastmonth WHERE mo.month = lastmonth.m), 0)
+               AS BIGINT) AS active_month,
+          (SELECT strftime(m, '%B %Y') FROM lastmonth) AS active_month_label,
+          (SELECT count(DISTINCT institution_id) FROM ppl) AS institutions,
+          (SELECT count(DISTINCT country) FROM ppl) AS countries,
+          (SELECT count(DISTINCT cluster_id) FROM ppl) AS clusters,
+          (SELECT count(DISTINCT exchange_id) FROM wk) AS exchanges,
+          CAST(coalesce((SELECT sum(events) FROM wk), 0) AS BIGINT) AS events
+    """, p).iloc[0].to_dict()
+    part = _rdf(cur, f"""WITH {dims}
+        SELECT count(*) AS n FROM {T_PARTNER} pt JOIN fx USING (exchange_id)
+        WHERE (pt.institution_a IN (SELECT institution_id FROM fi)
+               OR pt.institution_b IN (SELECT institution_id FROM fi))
+          AND pt.started_on <= current_date
+          AND (pt.ended_on IS NULL OR pt.ended_on >= current_date)
+    """, p)
+    row["partnerships_active"] = int(part.n.iloc[0])
+    return row
+
+
+@_cached
+def headline(cur: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, Any]:
+    """Headline counts for the filters: participants, active this month (the calendar month of
+    the latest event in scope, named in `active_month_label`), institutions, countries, clusters,
+    exchanges, events and active partnerships."""
+    if _use_rollups(cur, f):
+        return _headline_rollup(cur, f)
+    return _headline_base(cur, f)
+
+
+def _completion_by_wave_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    dims, p = _dims(f)
+    df = _rdf(cur, f"""WITH {dims},
+        invited AS (SELECT CAST(coalesce(sum(n), 0) AS BIGINT) AS n
+                    FROM ({_cells(_R_PEOPLE, f, p, comparison=True, people=True)}))
+        SELECT wave, CAST(sum(responded) AS BIGINT) AS responded,
+               (SELECT n FROM invited) AS invited
+        FROM ({_cells(_R_WAVES, f, p, comparison=True)}) GROUP BY wave
+    """, p)
+    df["rate"] = df.responded / df.invited.where(df.invited > 0)
+    return df.assign(_o=_wave_rank(df.wave)).sort_values(["_o", "wave"]).drop(columns="_o")
+
+
+@_cached
+def completion_by_wave(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Survey completion per wave: participants (incl. the comparison group, who take the surveys)
+    with any answer in the wave, over participants in scope."""
+    if _use_rollups(cur, f):
+        return _completion_by_wave_rollup(cur, f)
+    return _completion_by_wave_base(cur, f)
+
+
+def _participants_by_country_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    dims, p = _dims(f)
+    df = _rdf(cur, f"""WITH {dims}
+        SELECT country, CAST(sum(n) AS BIGINT) AS participants,
+               count(DISTINCT institution_id) AS institutions
+        FROM ({_cells(_R_PEOPLE, f, p, people=True)}) GROUP BY country
+        ORDER BY participants DESC
+    """, p)
+    df["n"] = df.participants
+    return _suppress(df, "n", ["participants"])
+
+
+@_cached
+def participants_by_country(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Participants (excl. comparison group) per country (alpha-3); small countries suppressed."""
+    if _use_rollups(cur, f):
+        return _participants_by_country_rollup(cur, f)
+    return _participants_by_country_base(cur, f)
+
+
+def _complete_weeks(df: pd.DataFrame, sizes: pd.DataFrame) -> pd.DataFrame:
+    if len(df):
+        # Weeks without any event are real zeros: complete the grid so lines drop to 0 instead
+        # of bridging a gap between terms.
+        weeks = pd.date_range(df.week.min(), df.week.max(), freq="7D")
+        grid = pd.MultiIndex.from_product([weeks, sorted(df.grp.unique())], names=["week", "grp"])
+        df["week"] = pd.to_datetime(df.week)
+        df = (df.set_index(["week", "grp"]).reindex(grid, fill_value=0).reset_index())
+    df = df.merge(sizes, on="grp", how="left")
+    return _suppress(df, "n", ["active", "minutes", "events"])
+
+
+def _activity_over_time_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
+                               ) -> pd.DataFrame:
+    dims, p = _dims(f)
+    group = _group_col(by)
+    df = _rdf(cur, f"""WITH {dims}
+        SELECT week, {group} AS grp, CAST(sum(active) AS BIGINT) AS active,
+               sum(minutes) AS minutes, CAST(sum(events) AS BIGINT) AS events
+        FROM ({_cells(_R_WEEKLY, f, p)}) GROUP BY ALL ORDER BY week
+    """, p)
+    sizes = _rdf(cur, f"""WITH {dims}
+        SELECT {group} AS grp, CAST(sum(active) AS BIGINT) AS n
+        FROM ({_cells(_R_PEOPLE, f, p, people=True)}) WHERE active > 0 GROUP BY ALL
+    """, p)
+    return _complete_weeks(df, sizes)
+
+
+@_cached
+def activity_over_time(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
+                       ) -> pd.DataFrame:
+    """Weekly active participants and minutes, overall or per cluster/country/modality/setting.
+    Groups with fewer than MIN_CELL participants over the period are suppressed whole."""
+    _group_col(by)
+    if _use_rollups(cur, f):
+        return _activity_over_time_rollup(cur, f, by)
+    return _activity_over_time_base(cur, f, by)
+
+
+def _activity_heatmap_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    dims, p = _dims(f)
+    return _rdf(cur, f"""WITH {dims}
+        SELECT CAST(weekday AS BIGINT) AS weekday, CAST(hour AS BIGINT) AS hour,
+               CAST(sum(events) AS BIGINT) AS events, CAST(sum(n) AS BIGINT) AS n
+        FROM ({_cells(_R_HOURLY, f, p)}) GROUP BY ALL ORDER BY weekday, hour
+    """, p)
+
+
+@_cached
+def activity_heatmap(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Events by local weekday × hour, each event in its institution's IANA time zone
+    (ISO weekday 1 = Monday), with distinct participants per cell."""
+    if _use_rollups(cur, f):
+        return _activity_heatmap_rollup(cur, f)
+    return _activity_heatmap_base(cur, f)
+
+
+def _retention_by_cohort_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, max_weeks: int = 16
+                                ) -> pd.DataFrame:
+    dims, p = _dims(f)
+    p["maxw"] = max_weeks
+    df = _rdf(cur, f"""WITH {dims},
+        r AS (SELECT term, week, CAST(sum(active) AS BIGINT) AS active
+              FROM ({_cells(_R_RETENTION, f, p)}) GROUP BY ALL),
+        sizes AS (SELECT term, active AS n FROM r WHERE week = 0)
+        SELECT r.term AS cohort, r.week, r.active, sizes.n
+        FROM r JOIN sizes USING (term) WHERE r.week <= $maxw ORDER BY cohort, week
+    """, p)
+    df["share"] = df.active / df.n
+    return _suppress(df, "n", ["share", "active"])
+
+
+@_cached
+def retention_by_cohort(cur: duckdb.DuckDBPyConnection, f: Filters, max_weeks: int = 16
+                        ) -> pd.DataFrame:
+    """Share of each cohort (term of the exchange) active in week k after their first activity in
+    that exchange (participant×exchange pairs). Cohorts under MIN_CELL are suppressed."""
+    if _use_rollups(cur, f, distinct=False):
+        return _retention_by_cohort_rollup(cur, f, max_weeks)
+    return _retention_by_cohort_base(cur, f, max_weeks)
+
+
+_BREAKDOWN_KEYS = {"cluster": ("cluster_id", "coalesce(cluster_name, cluster_id)"),
+                   "country": ("country", "country"), "exchange": ("exchange_id", "exchange_name")}
+
+
+def _breakdown_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+    dims, p = _dims(f)
+    key, label = _BREAKDOWN_KEYS[by]
+    if by == "exchange":
+        # Week 0 of the retention rollup holds every participant×exchange pair with events:
+        # the distinct participants of each exchange.
+        df = _rdf(cur, f"""WITH {dims},
+            ppl AS (SELECT {key} AS key, {label} AS grp, CAST(sum(active) AS BIGINT) AS n
+                    FROM ({_cells(_R_RETENTION, f, p)}) WHERE week = 0 GROUP BY ALL),
+            act AS (SELECT {key} AS key, CAST(sum(events) AS BIGINT) AS events,
+                           sum(minutes) AS minutes FROM ({_cells(_R_WEEKLY, f, p)}) GROUP BY ALL)
+            SELECT key, grp AS "group", n AS participants, n AS active, events, minutes,
+                   1 AS exchanges
+            FROM ppl JOIN act USING (key) ORDER BY participants DESC
+        """, p)
+    else:
+        df = _rdf(cur, f"""WITH {dims},
+            ppl AS (SELECT {key} AS key, {label} AS grp, CAST(sum(n) AS BIGINT) AS participants,
+                           CAST(sum(active) AS BIGINT) AS active
+                    FROM ({_cells(_R_PEOPLE, f, p, people=True)}) GROUP BY ALL),
+            act AS (SELECT {key} AS key, CAST(sum(events) AS BIGINT) AS events,
+                           sum(minutes) AS minutes,
+                           count(DISTINCT exchange_id) AS exchanges
+                    FROM ({_cells(_R_WEEKLY, f, p)}) GROUP BY ALL)
+            SELECT key, grp AS "group", participants, coalesce(active, 0) AS active,
+                   coalesce(events, 0) AS events, coalesce(minutes, 0) AS minutes,
+                   coalesce(exchanges, 0) AS exchanges
+            FROM ppl LEFT JOIN act USING (key) ORDER BY participants DESC
+        """, p)
+    df["minutes_per_active"] = df.minutes / df.active.where(df.active > 0)
+    return _suppress(df, "participants",
+                     ["participants", "active", "events", "minutes", "minutes_per_active"])
+
+
+@_cached
+def breakdown(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+    """Per cluster/country/exchange: participants, active participants, events, minutes.
+    `key` is the filter value of the group (cluster_id, country, exchange_id)."""
+    if by not in _BREAKDOWN_KEYS:
+        raise ValueError(f"cannot break down by {by!r}; choose one of {sorted(_BREAKDOWN_KEYS)}")
+    if _use_rollups(cur, f, distinct=by != "exchange"):
+        return _breakdown_rollup(cur, f, by)
+    return _breakdown_base(cur, f, by)
+
+
+def _moments_sql(n: str = "n", s: str = "sum", ss: str = "sumsq") -> str:
+    """Mean and sample SD from summed count, sum and sum of squares (n − 1 denominator)."""
+    return (f"CAST(sum({n}) AS BIGINT) AS n, sum({s}) / sum({n}) AS mean, "
+            f"CASE WHEN sum({n}) > 1 THEN sqrt(greatest(sum({ss}) - sum({s}) * sum({s}) / sum({n}),"
+            f" 0) / (sum({n}) - 1)) END AS sd")
+
+
+def _wave_means_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    dims, p = _dims(f)
+    df = _rdf(cur, f"""WITH {dims}
+        SELECT instrument, scale, wave, comparison, {_moments_sql()}
+        FROM ({_cells(_R_SCORES, f, p, comparison=True)}) GROUP BY ALL
+    """, p)
+    df = _with_t_ci(df)
+    df = df.assign(_o=_wave_rank(df.wave)).sort_values(["instrument", "scale", "comparison", "_o"])
+    return _suppress(df.drop(columns="_o"), "n", ["mean", "sd", "ci_low", "ci_high"])
+
+
+@_cached
+def wave_means(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Mean scale score per wave for the filtered participants, with a t-based 95% CI
+    (mean ± t₀.₉₇₅,ₙ₋₁ · sd/√n, as R's `t.test`); comparison group apart."""
+    if _table_exists(cur, T_SCORES) and _use_rollups(cur, f):
+        return _wave_means_rollup(cur, f)
+    return _wave_means_base(cur, f)
+
+
+def _welch(na: int, ma: float, va: float, nb: int, mb: float, vb: float
+           ) -> tuple[float, float, float]:
+    """Difference of means with a Welch 95% CI (R's `t.test(var.equal = FALSE)`)."""
+    sa, sb = va / na, vb / nb
+    se = math.sqrt(sa + sb)
+    dof = (sa + sb) ** 2 / (sa**2 / (na - 1) + sb**2 / (nb - 1)) if se else 1.0
+    diff = ma - mb
+    tcrit = stats.t.ppf(0.975, dof)
+    return diff, diff - tcrit * se, diff + tcrit * se
+
+
+def _comparison_difference_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    cols = ["instrument", "scale", "n_exchange", "n_comparison", "gain_exchange",
+            "gain_comparison", "diff", "ci_low", "ci_high", "suppressed"]
+    dims, p = _dims(f)
+    g = _rdf(cur, f"""WITH {dims}
+        SELECT instrument, scale, comparison, {_moments_sql()}
+        FROM ({_cells(_R_GAINS, f, p, comparison=True)}) GROUP BY ALL
+        ORDER BY instrument, scale
+    """, p)
+    rows = []
+    for (inst, scale), d in g.groupby(["instrument", "scale"], sort=True):
+        a, b = d[~d.comparison], d[d.comparison]
+        if not len(b):
+            continue
+        na = int(a.n.iloc[0]) if len(a) else 0
+        nb = int(b.n.iloc[0])
+        sup = na < MIN_CELL or nb < MIN_CELL
+        diff = lo = hi = math.nan
+        if not sup and na > 1 and nb > 1:
+            diff, lo, hi = _welch(na, float(a["mean"].iloc[0]), float(a.sd.iloc[0]) ** 2,
+                                  nb, float(b["mean"].iloc[0]), float(b.sd.iloc[0]) ** 2)
+        rows.append([inst, scale, na, nb,
+                     float(a["mean"].iloc[0]) if not sup else math.nan,
+                     float(b["mean"].iloc[0]) if not sup else math.nan, diff, lo, hi, sup])
+    return pd.DataFrame(rows, columns=cols)
+
+
+@_cached
+def comparison_difference(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Mean post−pre gain of participants minus that of the comparison group, per scale, with a
+    Welch 95% CI (as R's `t.test(var.equal = FALSE)`). Empty when there is no comparison group."""
+    if _table_exists(cur, T_SCORES) and _use_rollups(cur, f):
+        return _comparison_difference_rollup(cur, f)
+    return _comparison_difference_base(cur, f)
+
+
+def _equity_sql(col: str) -> str:
+    return _AGE_BAND_SQL if col == "age_band" else col
+
+
+def _gains_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+    col = _equity_col(by)
+    cols = ["instrument", "scale", "group", "n", "mean", "sd", "ci_low", "ci_high", "suppressed"]
+    dims, p = _dims(f)
+    df = _rdf(cur, f"""WITH {dims}
+        SELECT instrument, scale, {_equity_sql(col)} AS "group", {_moments_sql()}
+        FROM ({_cells(_R_GAINS, f, p)}) GROUP BY ALL ORDER BY instrument, scale, "group"
+    """, p)
+    if not len(df):
+        return pd.DataFrame(columns=cols)
+    df = _with_t_ci(df)
+    return _suppress(df, "n", ["mean", "sd", "ci_low", "ci_high"])[cols]
+
+
+@_cached
+def gains_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+    """Mean post−pre gain per scale and group (exchange participants only), t 95% CI."""
+    _equity_col(by)
+    if _table_exists(cur, T_SCORES) and _use_rollups(cur, f):
+        return _gains_by_group_rollup(cur, f, by)
+    return _gains_by_group_base(cur, f, by)
+
+
+def _participation_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str
+                                   ) -> pd.DataFrame:
+    col = _equity_col(by)
+    dims, p = _dims(f)
+    df = _rdf(cur, f"""WITH {dims}
+        SELECT {_equity_sql(col)} AS "group", CAST(sum(n) AS BIGINT) AS n,
+               CAST(sum(active) AS BIGINT) AS active,
+               coalesce(sum(minutes), 0) / sum(n) AS minutes_per_participant
+        FROM ({_cells(_R_PEOPLE, f, p, people=True)}) GROUP BY ALL ORDER BY "group"
+    """, p)
+    df["active_share"] = df.active / df.n
+    return _suppress(df, "n", ["active", "minutes_per_participant", "active_share"])
+
+
+@_cached
+def participation_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+    """Participants, share ever active and mean minutes per participant, per group."""
+    _equity_col(by)
+    if _use_rollups(cur, f):
+        return _participation_by_group_rollup(cur, f, by)
+    return _participation_by_group_base(cur, f, by)
+
+
+def _attrition_funnel_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    dims, p = _dims(f)
+    df = _rdf(cur, f"""WITH {dims}
+        SELECT 'enrolled' AS stage, CAST(coalesce(sum(n), 0) AS BIGINT) AS n
+        FROM ({_cells(_R_PEOPLE, f, p, people=True)})
+        UNION ALL SELECT 'active in the log', CAST(coalesce(sum(active), 0) AS BIGINT)
+        FROM ({_cells(_R_PEOPLE, f, p, people=True)})
+        UNION ALL SELECT 'answered ' || wave, CAST(sum(responded) AS BIGINT)
+        FROM ({_cells(_R_WAVES, f, p)}) GROUP BY wave
+    """, p)
+    return _funnel_finish(df)
+
+
+def _funnel_finish(df: pd.DataFrame) -> pd.DataFrame:
+    order = {"enrolled": 0, "active in the log": 1}
+    rank = df.stage.map(lambda s: order.get(s, 2 + int(_wave_rank(pd.Series([s[9:]])).iloc[0])))
+    df = df.assign(_o=rank).sort_values("_o").drop(columns="_o").reset_index(drop=True)
+    first = df.n.iloc[0] if len(df) else 0
+    df["share"] = df.n / first if first else np.nan
+    return _suppress(df, "n", ["share"])
+
+
+@_cached
+def attrition_funnel(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Exchange participants in scope → active → answered pre → post → follow-up (each stage
+    counts participants who reached it; later waves need not include earlier ones)."""
+    if _use_rollups(cur, f):
+        return _attrition_funnel_rollup(cur, f)
+    return _attrition_funnel_base(cur, f)
+
+
+def _dropout_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str
+                             ) -> pd.DataFrame:
+    col = _equity_col(by)
+    dims, p = _dims(f)
+    df = _rdf(cur, f"""WITH {dims}
+        SELECT {_equity_sql(col)} AS "group", CAST(sum(answered_pre) AS BIGINT) AS n,
+               CAST(sum(pre_not_post) AS BIGINT) AS dropped
+        FROM ({_cells(_R_PEOPLE, f, p, people=True)}) GROUP BY ALL
+        HAVING sum(answered_pre) > 0 ORDER BY "group"
+    """, p)
+    df["dropout_rate"] = df.dropped / df.n
+    return _suppress(df, "n", ["dropped", "dropout_rate"])
+
+
+@_cached
+def dropout_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+    """Of those who answered the pre survey, the share who did not answer the post survey."""
+    _equity_col(by)
+    if _use_rollups(cur, f):
+        return _dropout_by_group_rollup(cur, f, by)
+    return _dropout_by_group_base(cur, f, by)

@@ -27,6 +27,15 @@ __all__ = [
     "META",
     "ddl",
     "IDENTIFYING_COLUMNS",
+    "RES_ACTIVITY_WEEKLY",
+    "RES_ACTIVITY_MONTHLY",
+    "RES_ACTIVITY_HOURLY",
+    "RES_RETENTION",
+    "RES_PEOPLE",
+    "RES_RESPONSE_WAVES",
+    "RES_SCORE_CUBE",
+    "RES_GAIN_CUBE",
+    "ROLLUP_TABLES",
 ]
 
 
@@ -325,4 +334,67 @@ RES_ATTRITION_BASELINE = Table(
 RESULT_TABLES: dict[str, Table] = {
     t.name: t for t in (RES_SCALE_SCORES, RES_RELIABILITY, RES_PREPOST, RES_LONGITUDINAL, RES_ATTRITION,
                         RES_ATTRITION_BASELINE)
+}
+
+# ---------------------------------------------------------------------------------------------
+# Dashboard rollups: written by `analytics.rollups.build` in every load (from
+# `analytics.materialise.refresh`), read by `analytics.queries`. Keyed by the dimensions the
+# filter bar restricts (exchange → program/term/modality/setting; institution → cluster/country;
+# role; comparison group); see analytics/rollups.py for when their distinct counts are exact.
+# ---------------------------------------------------------------------------------------------
+
+_CELL = "exchange_id:VARCHAR, institution_id:VARCHAR, role:VARCHAR, comparison:BOOLEAN"
+
+RES_ACTIVITY_WEEKLY = Table(
+    "res_activity_weekly",
+    _cols("week:DATE, " + _CELL + ", active:BIGINT, events:BIGINT, minutes:DOUBLE"),
+    doc="Events, minutes and distinct active participants per UTC week (Monday) and cell.",
+)
+RES_ACTIVITY_MONTHLY = Table(
+    "res_activity_monthly",
+    _cols("month:DATE, " + _CELL + ", active:BIGINT, events:BIGINT, minutes:DOUBLE"),
+    doc="Events, minutes and distinct active participants per UTC calendar month and cell.",
+)
+RES_ACTIVITY_HOURLY = Table(
+    "res_activity_hourly",
+    _cols(_CELL + ", weekday:INTEGER, hour:INTEGER, events:BIGINT, n:BIGINT"),
+    doc="Events and distinct participants per local ISO weekday × hour (institution's time "
+        "zone) and cell.",
+)
+RES_RETENTION = Table(
+    "res_retention",
+    _cols(_CELL + ", week:INTEGER, active:BIGINT"),
+    doc="Participant×exchange pairs active k weeks after the pair's first event, per cell "
+        "(week 0 counts every pair with events).",
+)
+RES_PEOPLE = Table(
+    "res_people",
+    _cols(_CELL + ", gender:VARCHAR, birth_year:INTEGER, n:BIGINT, active:BIGINT, "
+          "events:BIGINT, minutes:DOUBLE, answered_pre:BIGINT, pre_not_post:BIGINT"),
+    doc="Participants per cell, gender and birth year (exchange_id NULL: no events or answers): "
+        "how many were active, their events and minutes, and their pre/post survey stages.",
+)
+RES_RESPONSE_WAVES = Table(
+    "res_response_waves",
+    _cols(_CELL + ", gender:VARCHAR, birth_year:INTEGER, wave:VARCHAR, responded:BIGINT"),
+    doc="Distinct participants with any answer per wave, cell, gender and birth year.",
+)
+RES_SCORE_CUBE = Table(
+    "res_score_cube",
+    _cols(_CELL + ", instrument:VARCHAR, scale:VARCHAR, wave:VARCHAR, n:BIGINT, "
+          "sum:DOUBLE, sumsq:DOUBLE"),
+    doc="Scale scores per cell and wave as count, sum and sum of squares (means and SDs add up).",
+)
+RES_GAIN_CUBE = Table(
+    "res_gain_cube",
+    _cols(_CELL + ", gender:VARCHAR, birth_year:INTEGER, instrument:VARCHAR, scale:VARCHAR, "
+          "n:BIGINT, sum:DOUBLE, sumsq:DOUBLE"),
+    doc="Paired post − pre score gains per cell, gender and birth year as count, sum and sum of "
+        "squares.",
+)
+
+ROLLUP_TABLES: dict[str, Table] = {
+    t.name: t for t in (RES_ACTIVITY_WEEKLY, RES_ACTIVITY_MONTHLY, RES_ACTIVITY_HOURLY,
+                        RES_RETENTION, RES_PEOPLE, RES_RESPONSE_WAVES, RES_SCORE_CUBE,
+                        RES_GAIN_CUBE)
 }

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analytics.rollups import build as build_rollups
 from etl import schema
 from etl.warehouse import build_next
 
@@ -171,6 +172,8 @@ def build_fixture_warehouse(path: Path | str, *, with_results: bool = True, seed
         )
         if with_results:
             _results(con)
+            # The load builds the dashboard's rollups after the result tables (materialise).
+            build_rollups(con)
     return path
 
 
