@@ -157,7 +157,8 @@ class NoChange(Exception):
     """Raised inside `build_next` to keep the live warehouse as it is."""
 
 
-def connect_read_only(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
+def connect_read_only(warehouse: Path | str, *, threads: int | None = None
+                      ) -> duckdb.DuckDBPyConnection:
     warehouse = Path(warehouse)
     if not warehouse.exists():
         raise WarehouseError(
@@ -169,6 +170,10 @@ def connect_read_only(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
     except duckdb.Error as e:
         raise WarehouseError(f"{warehouse}: cannot be opened ({e})") from e
     con.execute("SET TimeZone = 'UTC'")
+    if threads:
+        # Several server processes on few cores: one thread each avoids oversubscription when
+        # the queries are small (the dashboard reads rollups of a few thousand rows).
+        con.execute(f"SET threads = {int(threads)}")
     return con
 
 
@@ -179,8 +184,10 @@ class Reader:
     server, dash_duo) share the reader.
     """
 
-    def __init__(self, warehouse: Path | str = DEFAULT_WAREHOUSE, check_every: float = 0.5):
+    def __init__(self, warehouse: Path | str = DEFAULT_WAREHOUSE, check_every: float = 0.5,
+                 *, threads: int | None = None):
         self.warehouse = Path(warehouse)
+        self._threads = threads
         self._con: duckdb.DuckDBPyConnection | None = None
         self._stamp: tuple | None = None
         self._pid: int | None = None
@@ -201,7 +208,7 @@ class Reader:
                 if self._con is None or self._pid != os.getpid() or stamp != self._stamp:
                     if self._con is not None and self._pid == os.getpid():
                         self._con.close()
-                    self._con = connect_read_only(self.warehouse)
+                    self._con = connect_read_only(self.warehouse, threads=self._threads)
                     self._stamp = stamp
                     self._pid = os.getpid()
             return self._con.cursor()

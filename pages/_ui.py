@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import html as html_text
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import dash_bootstrap_components as dbc
 import pandas as pd
-import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
@@ -75,8 +74,20 @@ def reader() -> Reader:
     if _reader is None or _reader.warehouse != path:
         if _reader is not None:
             _reader.close()
-        _reader = Reader(path)
+        _reader = Reader(path, threads=reader_threads())
     return _reader
+
+
+def reader_threads() -> int | None:
+    """DuckDB threads per server process: EXCHANGE_IMPACT_READER_THREADS (0 = DuckDB's default,
+    one per core). Default 1: gunicorn runs several sync workers, each answering one request
+    at a time from small rollups, so a thread pool per worker only oversubscribes the cores."""
+    raw = os.environ.get("EXCHANGE_IMPACT_READER_THREADS", "1").strip()
+    try:
+        n = int(raw)
+    except ValueError:
+        return 1
+    return n if n > 0 else None
 
 
 def query(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -92,6 +103,12 @@ def query(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return fn(cur, *args, **kwargs)
     finally:
         cur.close()
+
+
+def choice(value: Any, allowed: Any, default: str) -> str:
+    """A radio or dropdown value if it is one of `allowed`, else `default`: a cleared control
+    sends None and a hand-made request anything, and neither may turn into a 500."""
+    return value if isinstance(value, str) and value in allowed else default
 
 
 def filters_of(store: dict[str, Any] | None) -> q.Filters:
@@ -263,20 +280,142 @@ def ptext(v: Any) -> str:
 # An empty template plus explicit styling: naming a template ("plotly_white") makes plotly.py
 # load and validate it on every figure (~40 ms each, most of a warm callback), and the default
 # one adds 7 kB to every response.
-_EMPTY_TEMPLATE = go.layout.Template()
 _AXIS_STYLE: dict[str, Any] = {"showgrid": True, "gridcolor": "#E5E5E5", "zeroline": False,
                                "linecolor": "#888888", "automargin": True,
                                "title": {"font": {"color": "#333333"}}}
+# The axis style lives in the figure's own small template, which plotly.js applies to every
+# x/y axis (xaxis2 … of a grid too): update_xaxes walked each axis through plotly.py's update
+# machinery, 150 ms for a 3 × 3 grid.
+_TEMPLATE: dict[str, Any] = {"layout": {"xaxis": _AXIS_STYLE, "yaxis": _AXIS_STYLE}}
 
 
-def figure(*traces: dict[str, Any]) -> go.Figure:
-    """A figure that skips plotly.py's per-property validation (half the cost of a warm
-    callback); traces are plain dicts, `trace(kind, …)`. The browser's plotly.js still checks
-    everything it draws."""
-    fig = go.Figure(_validate=False)
-    for t in traces:
-        fig.add_trace(t)
+_NO_SPLIT = frozenset({"error_x", "error_y", "paper_bgcolor", "plot_bgcolor"})
+
+
+def _nested(props: dict[str, Any]) -> dict[str, Any]:
+    """plotly.py's "magic underscores" (title_text → title.text), for layout properties."""
+    out: dict[str, Any] = {}
+    for key, val in props.items():
+        path = [key] if key in _NO_SPLIT else key.split("_")
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        _merge(node, {path[-1]: val})
+    return out
+
+
+def _merge(into: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    for key, val in new.items():
+        if isinstance(val, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], val)
+        else:
+            into[key] = _plain(val)
+    return into
+
+
+class Figure(dict):
+    """A figure as the plain {"data": […], "layout": {…}} dict that dcc.Graph takes, with the
+    few plotly.py methods the pages use. plotly.py's Figure copies and walks its property tree
+    on every add_trace / update_* call even without validation — most of a warm callback's
+    time (300 ms for the outcomes grid); the browser's plotly.js still checks what it draws."""
+
+    def __init__(self, *traces: dict[str, Any]) -> None:
+        super().__init__(data=[dict(t) for t in traces], layout={})
+
+    @property
+    def layout(self) -> dict[str, Any]:
+        return self["layout"]
+
+    @property
+    def data(self) -> list[dict[str, Any]]:
+        return self["data"]
+
+    def add_trace(self, trace_: dict[str, Any]) -> Figure:
+        self["data"].append(trace_)
+        return self
+
+    def update_layout(self, props: dict[str, Any] | None = None, **kw: Any) -> Figure:
+        _merge(self["layout"], _nested({**(props or {}), **kw}))
+        return self
+
+    def _axes(self, letter: str) -> list[dict[str, Any]]:
+        names = [k for k in self["layout"]
+                 if k.startswith(f"{letter}axis") and k[5:].isdigit() or k == f"{letter}axis"]
+        return [self["layout"].setdefault(n, {}) for n in (names or [f"{letter}axis"])]
+
+    def update_xaxes(self, **kw: Any) -> Figure:
+        for ax in self._axes("x"):
+            _merge(ax, _nested(kw))
+        return self
+
+    def update_yaxes(self, **kw: Any) -> Figure:
+        for ax in self._axes("y"):
+            _merge(ax, _nested(kw))
+        return self
+
+    def update_geos(self, **kw: Any) -> Figure:
+        _merge(self["layout"].setdefault("geo", {}), _nested(kw))
+        return self
+
+    def add_annotation(self, **kw: Any) -> Figure:
+        self["layout"].setdefault("annotations", []).append(_nested(kw))
+        return self
+
+    def update_annotations(self, **kw: Any) -> Figure:
+        for a in self["layout"].get("annotations", []):
+            _merge(a, _nested(kw))
+        return self
+
+    def add_vline(self, x: float, **kw: Any) -> Figure:
+        """A vertical line across the plot at x (plotly.py's add_vline shape)."""
+        shape = {"type": "line", "x0": x, "x1": x, "xref": "x", "y0": 0, "y1": 1,
+                 "yref": "y domain"}
+        self["layout"].setdefault("shapes", []).append(_merge(shape, _nested(kw)))
+        return self
+
+
+def figure(*traces: dict[str, Any]) -> Figure:
+    """A new plain figure; traces are plain dicts, `trace(kind, …)`."""
+    return Figure(*traces)
+
+
+def grid(rows: int, cols: int, titles: Sequence[str] = (), *, vertical_spacing: float | None = None,
+         horizontal_spacing: float | None = None, shared_x: bool = False) -> Figure:
+    """A rows × cols grid of plots, laid out as plotly's `make_subplots` does (same domains,
+    axis names x, x2, … row by row from the top left, titles as paper annotations) but as plain
+    dicts: make_subplots validates every axis and trace and cost 300 ms for a 3 × 3 grid. Put a
+    trace in cell k (0-based) with `cell_axes(k)`; `shared_x` links every x-axis to the bottom
+    row's and hides the upper rows' tick labels."""
+    hs = 0.2 / cols if horizontal_spacing is None else horizontal_spacing
+    vs = 0.3 / rows if vertical_spacing is None else vertical_spacing
+    w = (1 - hs * (cols - 1)) / cols
+    h = (1 - vs * (rows - 1)) / rows
+    layout: dict[str, Any] = {}
+    notes = []
+    for k in range(rows * cols):
+        r, c = divmod(k, cols)
+        x0, top = c * (w + hs), 1 - r * (h + vs)
+        sx = "" if k == 0 else str(k + 1)
+        xaxis: dict[str, Any] = {"domain": [x0, x0 + w], "anchor": f"y{sx}"}
+        if shared_x and r < rows - 1:
+            xaxis.update(matches=f"x{(rows - 1) * cols + c + 1}", showticklabels=False)
+        layout[f"xaxis{sx}"] = xaxis
+        layout[f"yaxis{sx}"] = {"domain": [max(top - h, 0.0), top], "anchor": f"x{sx}"}
+        if k < len(titles):
+            notes.append({"text": titles[k], "x": x0 + w / 2, "y": top, "xref": "paper",
+                          "yref": "paper", "xanchor": "center", "yanchor": "bottom",
+                          "showarrow": False, "font": {"size": 16}})
+    if notes:
+        layout["annotations"] = notes
+    fig = Figure()
+    fig.update_layout(layout)
     return fig
+
+
+def cell_axes(k: int) -> dict[str, str]:
+    """The xaxis/yaxis trace properties that put a trace in cell k (0-based) of `grid`."""
+    sx = "" if k == 0 else str(k + 1)
+    return {"xaxis": f"x{sx}", "yaxis": f"y{sx}"}
 
 
 def trace(kind: str, **props: Any) -> dict[str, Any]:
@@ -293,23 +432,21 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def base_layout(fig: go.Figure, title: str, *, x: str | None = None, y: str | None = None,
-                height: int = 380) -> go.Figure:
+def base_layout(fig: Figure, title: str, *, x: str | None = None, y: str | None = None,
+                height: int = 380) -> Figure:
     fig.update_layout(
         paper_bgcolor="white",
         plot_bgcolor="white",
         hoverlabel={"bgcolor": "white", "font": {"color": "#222222"}},
         title={"text": title, "x": 0.01, "xanchor": "left", "y": 0.98, "yanchor": "top",
                "yref": "container", "font": {"size": 16}},
-        template=_EMPTY_TEMPLATE,
+        template=_TEMPLATE,
         colorway=OKABE_ITO,
         height=height,
         margin={"l": 60, "r": 20, "t": 90, "b": 60},
         legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"},
         font={"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 13},
     )
-    fig.update_xaxes(**_AXIS_STYLE)
-    fig.update_yaxes(**_AXIS_STYLE)
     if x is not None:
         fig.update_xaxes(title_text=x)
     if y is not None:
@@ -317,7 +454,7 @@ def base_layout(fig: go.Figure, title: str, *, x: str | None = None, y: str | No
     return fig
 
 
-def legend_below(fig: go.Figure, n_items: int, per_row: int = 2) -> go.Figure:
+def legend_below(fig: Figure, n_items: int, per_row: int = 2) -> Figure:
     """Put a long legend under the x-axis title (container coordinates) and make room for it;
     at the top it would cover the title."""
     rows = max(1, -(-n_items // per_row))
@@ -326,14 +463,14 @@ def legend_below(fig: go.Figure, n_items: int, per_row: int = 2) -> go.Figure:
         legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 0, "yanchor": "bottom",
                 "yref": "container"},
         margin={"b": 80 + extra},
-        height=(fig.layout.height or 400) + extra,
+        height=(fig.layout.get("height") or 400) + extra,
     )
     return fig
 
 
-def empty_figure(title: str, message: str, height: int = 300) -> go.Figure:
+def empty_figure(title: str, message: str, height: int = 300) -> Figure:
     """A blank figure that says what is empty and why (never a silent empty plot)."""
-    fig = go.Figure()
+    fig = Figure()
     base_layout(fig, title, height=height)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)

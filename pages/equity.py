@@ -71,7 +71,8 @@ def layout(by: str = "gender", **_query: Any) -> html.Div:
           Input(_ui.FILTERS, "data"), Input(BY, "value"), Input(SCALE, "value"))
 def gains(store: dict[str, Any] | None, by: str, scale: str | None) -> tuple[go.Figure, Any]:
     f = _ui.filters_of(store)
-    label = q.EQUITY_GROUPINGS.get(by, by)
+    by = _ui.choice(by, q.EQUITY_GROUPINGS, "gender")
+    label = q.EQUITY_GROUPINGS[by]
     df = _ui.query(q.gains_by_group, f, by)
     if scale and scale != ALL_SCALES and "/" in scale:
         inst, sc = scale.split("/", 1)
@@ -83,8 +84,10 @@ def gains(store: dict[str, Any] | None, by: str, scale: str | None) -> tuple[go.
     shown, small = df[~df.suppressed], df[df.suppressed]
     fig = _ui.figure()
     scales = list(shown[["instrument", "scale"]].drop_duplicates().itertuples(index=False))
+    # One grouping pass (a boolean filter per scale cost ~5 ms each).
+    per_scale = dict(tuple(shown.groupby(["instrument", "scale"], sort=False)))
     for i, s in enumerate(scales):
-        d = shown[(shown.instrument == s.instrument) & (shown.scale == s.scale)]
+        d = per_scale[(s.instrument, s.scale)]
         name = _ui.ptext(_ui.scale_label(s.instrument, s.scale))
         fig.add_trace(_ui.trace("scatter",
             x=d["mean"], y=[_ui.ptext(g) for g in d.group], mode="markers", name=name,
@@ -108,7 +111,8 @@ def gains(store: dict[str, Any] | None, by: str, scale: str | None) -> tuple[go.
           Input(_ui.FILTERS, "data"), Input(BY, "value"))
 def participation(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any]:
     f = _ui.filters_of(store)
-    label = q.EQUITY_GROUPINGS.get(by, by)
+    by = _ui.choice(by, q.EQUITY_GROUPINGS, "gender")
+    label = q.EQUITY_GROUPINGS[by]
     df = _ui.query(q.participation_by_group, f, by)
     title = f"Minutes of activity per participant by {label.lower()}"
     if not len(df):
@@ -150,7 +154,8 @@ def funnel(store: dict[str, Any] | None) -> go.Figure:
 @callback(Output(DROPOUT, "children"), Input(_ui.FILTERS, "data"), Input(BY, "value"))
 def dropout(store: dict[str, Any] | None, by: str) -> Any:
     f = _ui.filters_of(store)
-    label = q.EQUITY_GROUPINGS.get(by, by)
+    by = _ui.choice(by, q.EQUITY_GROUPINGS, "gender")
+    label = q.EQUITY_GROUPINGS[by]
     df = _ui.query(q.dropout_by_group, f, by)
     return _ui.table(df, {
         "group": (label, _ui.text), "n": ("answered pre (n)", _ui.fmt_int),

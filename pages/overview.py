@@ -78,6 +78,7 @@ def cards(store: dict[str, Any] | None) -> dbc.Row:
         _card("countries", _ui.fmt_int(h["countries"])),
         _card("clusters", _ui.fmt_int(h["clusters"])),
         _card("exchanges", _ui.fmt_int(h["exchanges"]), "with activity in scope"),
+        _card("events", _ui.fmt_int(h["events"]), "in the activity log"),
         _card("partnerships active", _ui.fmt_int(h["partnerships_active"]), "today"),
     ]
     for w in waves.itertuples():

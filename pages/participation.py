@@ -9,7 +9,6 @@ import dash
 import dash_bootstrap_components as dbc
 import plotly.graph_objects as go
 from dash import Input, Output, State, callback, html
-from plotly.subplots import make_subplots
 
 from analytics import queries as q
 from pages import _ui
@@ -64,6 +63,7 @@ def layout(by: str = "cluster", **_query: Any) -> html.Div:
           Input(_ui.FILTERS, "data"), Input(BY, "value"))
 def weekly(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any]:
     f = _ui.filters_of(store)
+    by = _ui.choice(by, _BY_OPTIONS, "cluster")
     df = _ui.query(q.activity_over_time, f, by)
     title = f"Weekly active participants and minutes by {by}"
     if not len(df):
@@ -74,7 +74,7 @@ def weekly(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any]:
     top = set(sizes.index[:8])
     hidden = len(sizes) - len(top)
     shown = shown[shown.grp.isin(top)]
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
+    fig = _ui.grid(2, 1, vertical_spacing=0.08, shared_x=True)
     for i, (grp, d) in enumerate(shown.groupby("grp", sort=True)):
         color = _ui.OKABE_ITO[i % len(_ui.OKABE_ITO)]
         dash_style = ["solid", "dash", "dot", "dashdot"][(i // len(_ui.OKABE_ITO)) % 4]
@@ -83,14 +83,14 @@ def weekly(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any]:
                   "customdata": d[["n"]]}
         fig.add_trace(_ui.trace("scatter", y=d.active, **common, hovertemplate=(
             "%{fullData.name}<br>week of %{x|%Y-%m-%d}<br>active: %{y:,} people"
-            "<br>group size n = %{customdata[0]:,}<extra></extra>")), row=1, col=1)
+            "<br>group size n = %{customdata[0]:,}<extra></extra>"), **_ui.cell_axes(0)))
         fig.add_trace(_ui.trace("scatter", y=d.minutes, **common, showlegend=False, hovertemplate=(
             "%{fullData.name}<br>week of %{x|%Y-%m-%d}<br>%{y:,.0f} minutes"
-            "<br>group size n = %{customdata[0]:,}<extra></extra>")), row=2, col=1)
+            "<br>group size n = %{customdata[0]:,}<extra></extra>"), **_ui.cell_axes(1)))
     _ui.base_layout(fig, title, height=520)
-    fig.update_yaxes(title_text="active participants (people)", row=1, col=1)
-    fig.update_yaxes(title_text="minutes of activity", row=2, col=1)
-    fig.update_xaxes(title_text="week (Monday, UTC)", row=2, col=1)
+    fig.update_layout(yaxis={"title": {"text": "active participants (people)"}},
+                      yaxis2={"title": {"text": "minutes of activity"}},
+                      xaxis2={"title": {"text": "week (Monday, UTC)"}})
     _ui.legend_below(fig, len(top), per_row=4)
     notes = [_ui.suppressed_note(sorted(small.grp.astype(str).unique()), f"{by} groups")]
     if hidden:

@@ -107,11 +107,15 @@ def network(store: dict[str, Any] | None) -> go.Figure:
         hovertemplate="%{text}<br>country: %{customdata[0]}<br>partnerships (n): "
                       "%{customdata[1]}<extra></extra>",
     ))
+    # One label per country at its arc's middle; plain dicts (add_annotation validates each).
+    centre = nodes.groupby("country")[["x", "y"]].mean()
+    labels = []
     for c in countries:
-        d = nodes[nodes.country == c]
-        ang = math.atan2(d.y.mean(), d.x.mean())
-        fig.add_annotation(x=1.18 * math.cos(ang), y=1.18 * math.sin(ang), text=_ui.ptext(c),
-                           showarrow=False, font={"size": 11, "color": "#222"})
+        ang = math.atan2(centre.at[c, "y"], centre.at[c, "x"])
+        labels.append({"x": 1.18 * math.cos(ang), "y": 1.18 * math.sin(ang),
+                       "text": _ui.ptext(c), "showarrow": False,
+                       "font": {"size": 11, "color": "#222"}})
+    fig.update_layout(annotations=labels)
     _ui.base_layout(fig, title, height=560)
     _ui.legend_below(fig, 5, per_row=3)
     fig.update_xaxes(visible=False, range=[-1.35, 1.35])
