@@ -27,12 +27,18 @@ def _outputs(spec: str) -> list[dict] | dict:
     return {"id": ident, "property": prop}
 
 
+def dependencies(base: str) -> list[dict]:
+    """The app's callback graph, as the renderer fetches it once per page load."""
+    return _get(base + "/_dash-dependencies")
+
+
 def callback_bodies(base: str, filters: dict | None = None,
-                    values: dict[str, Any] | None = None) -> list[dict]:
+                    values: dict[str, Any] | None = None, deps: list[dict] | None = None
+                    ) -> list[dict]:
     """One request body per callback that reads the filter store (the pages' data callbacks)."""
     values = values or {}
     bodies = []
-    for dep in _get(base + "/_dash-dependencies"):
+    for dep in deps if deps is not None else dependencies(base):
         ids = [i["id"] for i in dep["inputs"]]
         if FILTER_STORE not in ids or any(i.startswith("{") for i in ids) or dep["state"]:
             continue
@@ -50,7 +56,7 @@ def callback_bodies(base: str, filters: dict | None = None,
     return bodies
 
 
-def post(base: str, body: dict, timeout: float = 30) -> tuple[int, bytes]:
+def post(base: str, body: dict, timeout: float = 60) -> tuple[int, bytes]:
     req = urllib.request.Request(
         base + "/_dash-update-component", data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"}, method="POST")

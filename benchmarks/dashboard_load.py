@@ -1,16 +1,25 @@
 """Dashboard under load: gunicorn with sync workers, concurrent simulated users, real callbacks.
 
-    python -m benchmarks.dashboard_load                       # the 10,000-participant demo
-    python -m benchmarks.dashboard_load --participants 1000000 --duration 60
+    python benchmarks/dashboard_load.py                                # the 10,000 demo
+    python benchmarks/dashboard_load.py --reuse /tmp/w10k              # build once, then reuse
+    python benchmarks/dashboard_load.py --participants 1000000 --reuse /tmp/w1m
+    python benchmarks/dashboard_load.py --reuse /tmp/w10k --baseline-src /tmp/head
 
-Builds (or reuses, with --warehouse) a demo warehouse with `python -m etl demo`, starts
-`gunicorn -w 3 app:server` on it, and lets 16 simulated users each loop: pick a page, post every
-callback that page runs for a filter change (the bodies the Dash renderer would post, built from
-/_dash-dependencies by `benchmarks.dash_driver`), with filters drawn from a pool of realistic
-selections (none, one country, one cluster, one modality, a pair of them). Prints the latency
-percentiles, the request rate and the error count; the page's target is p95 < 300 ms and
-p99 < 500 ms with no errors. A first pass over every (page, filter) pair is reported separately
-as the cold figure (the per-process cache is empty then), for the first --cold selections.
+Builds a demo warehouse with `python -m etl demo --participants N` (into --reuse DIR, or reuses
+DIR/warehouse.duckdb when it is there; --warehouse FILE takes a warehouse as it is), starts
+`gunicorn -w 3 app:server` on it, and lets 16 simulated users each loop: visit a page with a
+filter selection and the page's own controls (group-by, effect size) drawn at random, posting
+every data callback the page runs (the bodies the Dash renderer would post, built from
+/_dash-dependencies by `benchmarks.dash_driver`). Filter selections are drawn from the data:
+nothing, or one or two values of country, cluster, modality, setting, cohort, role, program or
+exchange. A first pass over every callback of the first --cold selections, one request at a
+time, is reported as the cold figure (the per-process caches are empty then).
+
+Prints p50/p95/p99 latency, the request rate and the error count (overall and per page) as JSON;
+the issue's target is p95 < 300 ms and p99 < 500 ms with no errors. With --baseline-src (another
+checkout of the app, e.g. `git worktree add /tmp/head HEAD~3`) the same load runs first against
+that code on the same warehouse, and the ratio baseline/candidate is printed: both are measured
+in one run, on the same machine state.
 """
 
 from __future__ import annotations
@@ -27,17 +36,26 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
 
-from benchmarks.dash_driver import callback_bodies, post
-
 ROOT = Path(__file__).resolve().parent.parent
-VALUES = {"equity-by": "gender", "participation-by": "cluster", "outcomes-forest-by": "modality",
-          "outcomes-effect": "hedges_g", "equity-scale": "all"}
-PAGE_OF_PREFIX = {"overview": "/", "participation": "/participation", "outcomes": "/outcomes",
-                  "partnerships": "/partnerships", "equity": "/equity", "data": "/data"}
+sys.path.insert(0, str(ROOT))  # `python benchmarks/dashboard_load.py` as the README runs it
+
+from benchmarks.dash_driver import callback_bodies, dependencies, post  # noqa: E402
+
+# Each page's own controls and the values a user can pick (the layouts' options).
+CONTROLS: dict[str, list[Any]] = {
+    "equity-by": ["gender", "age_band", "connectivity", "income_group"],
+    "participation-by": ["cluster", "country"],
+    "outcomes-forest-by": ["cluster", "country", "modality", "setting"],
+    "outcomes-effect": ["hedges_g", "diff"],
+    "equity-scale": ["all"],
+}
+FILTER_FIELDS = (("country", 0.35), ("cluster", 0.25), ("modality", 0.2), ("setting", 0.1),
+                 ("term", 0.1), ("role", 0.1), ("program", 0.05), ("exchange", 0.05))
 
 
 def _free_port() -> int:
@@ -47,6 +65,7 @@ def _free_port() -> int:
 
 
 def build_demo(participants: int, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     wh = folder / "warehouse.duckdb"
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "etl", "demo", "--quiet", "--participants",
@@ -54,12 +73,14 @@ def build_demo(participants: int, folder: Path) -> Path:
                    cwd=ROOT, check=False)
     if not wh.exists():
         raise SystemExit("the demo warehouse was not built")
-    print(f"built the demo ({participants:,} participants) in {time.perf_counter() - t0:.0f} s")
+    print(f"built the demo ({participants:,} participants) in {time.perf_counter() - t0:.0f} s",
+          flush=True)
     return wh
 
 
 def filter_pool(wh: Path, size: int, seed: int) -> list[dict]:
-    """Realistic filter selections: nothing, one or two values of the common filters."""
+    """Realistic filter selections drawn from the warehouse's values: nothing, or one or two
+    values of a few filters (the common ones more often)."""
     from analytics.queries import Filters, filter_options
 
     con = duckdb.connect(str(wh), read_only=True)
@@ -67,17 +88,15 @@ def filter_pool(wh: Path, size: int, seed: int) -> list[dict]:
         opts = filter_options(con.cursor())
     finally:
         con.close()
-    countries = sorted(opts.values("country"))
-    clusters = sorted(opts.values("cluster"))
-    modalities = sorted(opts.values("modality"))
+    values = {name: sorted(opts.values(name)) for name, _ in FILTER_FIELDS}
     rng = random.Random(seed)
-    pool = [{}]
+    pool: list[dict] = [{}]
     while len(pool) < size:
         f: dict[str, list[str]] = {}
-        for name, values in (("country", countries), ("cluster", clusters),
-                             ("modality", modalities)):
-            if rng.random() < 0.4:
-                f[name] = [rng.choice(values)]
+        for name, p in FILTER_FIELDS:
+            if values[name] and rng.random() < p:
+                k = 2 if rng.random() < 0.2 and len(values[name]) > 1 else 1
+                f[name] = rng.sample(values[name], k)
         pool.append(f)
     return [{"filters": Filters.from_dict(f).to_dict(), "query": Filters.from_dict(f).to_query()}
             for f in pool]
@@ -88,70 +107,66 @@ def page_of(body: dict) -> str:
     return first.split("-")[0]
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--participants", type=int, default=10_000)
-    ap.add_argument("--warehouse", type=Path, help="reuse this warehouse instead of building")
-    ap.add_argument("--workers", type=int, default=3)
-    ap.add_argument("--users", type=int, default=16)
-    ap.add_argument("--duration", type=float, default=30.0, help="seconds of load")
-    ap.add_argument("--filters", type=int, default=40, help="distinct filter selections")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--cold", type=int, default=8,
-                    help="filter selections measured cold, one request at a time")
-    args = ap.parse_args(argv)
+def _pct(xs: list[float]) -> dict[str, float]:
+    if not xs:
+        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
+    a = np.array(xs) * 1000
+    return {f"p{p}": round(float(np.percentile(a, p)), 1) for p in (50, 95, 99)}
 
-    tmp = Path(tempfile.mkdtemp(prefix="dash-load-"))
-    wh = args.warehouse or build_demo(args.participants, tmp)
+
+def run_load(src: Path, wh: Path, pool: list[dict], args: argparse.Namespace) -> dict[str, Any]:
+    """Start gunicorn on the app in `src`, run the cold pass and the timed load, stop it."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "EXCHANGE_IMPACT_WAREHOUSE": str(wh)}
+    env = {**os.environ, "EXCHANGE_IMPACT_WAREHOUSE": str(wh),
+           "EXCHANGE_IMPACT_READER_THREADS": str(args.threads), "PYTHONPATH": str(src)}
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", str(args.workers), "-b", f"127.0.0.1:{port}",
          "--timeout", "120", "--log-level", "warning", "app:server"],
-        cwd=ROOT, env=env)
+        cwd=src, env=env)
     try:
-        for _ in range(300):
+        for _ in range(600):
             try:
                 urllib.request.urlopen(base + "/", timeout=2).read()
                 break
             except OSError:
                 time.sleep(0.2)
-        pool = filter_pool(wh, args.filters, args.seed)
-        bodies_by_filter = [callback_bodies(base, f, VALUES) for f in pool]
-        pages = sorted({page_of(b) for b in bodies_by_filter[0]})
-        print(f"{len(bodies_by_filter[0])} data callbacks on {len(pages)} pages "
-              f"({', '.join(pages)}); {len(pool)} filter selections; {args.workers} workers, "
-              f"{args.users} users")
+        deps = dependencies(base)
+        rng0 = random.Random(args.seed)
+        pick = lambda rng: {k: rng.choice(v) for k, v in CONTROLS.items()}  # noqa: E731
+        first = callback_bodies(base, pool[0], pick(rng0), deps)
+        pages = sorted({page_of(b) for b in first})
+        print(f"{src}: {len(first)} data callbacks on {len(pages)} pages ({', '.join(pages)}); "
+              f"{len(pool)} filter selections; {args.workers} workers, {args.users} users, "
+              f"DuckDB threads per worker: {args.threads or 'default'}", flush=True)
 
-        # Cold pass: every filter selection once, on whichever worker answers.
         cold: list[float] = []
         errors = 0
-        for bodies in bodies_by_filter[: args.cold]:
-            for b in bodies:
+        for f in pool[: args.cold]:
+            for b in callback_bodies(base, f, pick(rng0), deps):
                 t = time.perf_counter()
-                status, _ = post(base, b)
+                status, _ = post(base, b, timeout=args.timeout)
                 cold.append(time.perf_counter() - t)
                 errors += status not in (200, 204)
 
-        latencies: list[float] = []
+        latencies: list[tuple[str, float]] = []
         lock = threading.Lock()
         stop = time.monotonic() + args.duration
 
         def user(i: int) -> None:
             nonlocal errors
             rng = random.Random(args.seed * 1000 + i)
-            mine: list[float] = []
+            mine: list[tuple[str, float]] = []
             bad = 0
             while time.monotonic() < stop:
-                bodies = rng.choice(bodies_by_filter)
                 page = rng.choice(pages)
+                bodies = callback_bodies(base, rng.choice(pool), pick(rng), deps)
                 for b in bodies:
                     if page_of(b) != page:
                         continue
                     t = time.perf_counter()
-                    status, _ = post(base, b)
-                    mine.append(time.perf_counter() - t)
+                    status, _ = post(base, b, timeout=args.timeout)
+                    mine.append((page, time.perf_counter() - t))
                     bad += status not in (200, 204)
             with lock:
                 latencies.extend(mine)
@@ -168,25 +183,70 @@ def main(argv: list[str] | None = None) -> int:
         server.terminate()
         server.wait(timeout=30)
 
-    def pct(xs: list[float]) -> dict[str, float]:
-        a = np.array(xs) * 1000
-        return {f"p{p}": round(float(np.percentile(a, p)), 1) for p in (50, 95, 99)}
-
+    load = [x for _, x in latencies]
     result = {
-        "participants": args.participants if not args.warehouse else None,
-        "warehouse": str(wh),
-        "workers": args.workers,
-        "users": args.users,
-        "cold_ms": pct(cold),
-        "load_ms": pct(latencies),
-        "requests": len(latencies),
-        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "app": str(src),
+        "cold_ms": _pct(cold),
+        "load_ms": _pct(load),
+        "per_page_ms": {p: _pct([x for q, x in latencies if q == p]) for p in pages},
+        "requests": len(load),
+        "requests_per_s": round(len(load) / elapsed, 1),
         "errors": errors,
-        "targets_met": bool(pct(latencies)["p95"] < 300 and pct(latencies)["p99"] < 500
-                            and errors == 0),
     }
-    print(json.dumps(result, indent=2))
-    return 0 if result["targets_met"] else 1
+    result["targets_met"] = bool(result["load_ms"]["p95"] < 300 and result["load_ms"]["p99"] < 500
+                                 and errors == 0)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--participants", type=int, default=10_000)
+    ap.add_argument("--reuse", type=Path, metavar="DIR",
+                    help="build the demo into DIR once; later runs reuse DIR/warehouse.duckdb")
+    ap.add_argument("--warehouse", type=Path, help="use this warehouse file as it is")
+    ap.add_argument("--baseline-src", type=Path, metavar="DIR",
+                    help="also load-test the app in DIR (another checkout) first, same warehouse")
+    ap.add_argument("--workers", type=int, default=3)
+    ap.add_argument("--users", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="DuckDB threads per worker (0 = DuckDB's default, one per core)")
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds of load")
+    ap.add_argument("--filters", type=int, default=40, help="distinct filter selections")
+    ap.add_argument("--timeout", type=float, default=60.0, help="seconds before a request fails")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--cold", type=int, default=8,
+                    help="filter selections measured cold, one request at a time")
+    args = ap.parse_args(argv)
+
+    if args.warehouse:
+        wh = args.warehouse
+    else:
+        folder = args.reuse or Path(tempfile.mkdtemp(prefix="dash-load-"))
+        wh = folder / "warehouse.duckdb"
+        if wh.exists():
+            print(f"reusing {wh}", flush=True)
+        else:
+            wh = build_demo(args.participants, folder)
+    pool = filter_pool(wh, args.filters, args.seed)
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        participants, events = con.execute(
+            "SELECT (SELECT count(*) FROM participants), (SELECT count(*) FROM events)").fetchone()
+    finally:
+        con.close()
+
+    runs = []
+    if args.baseline_src:
+        runs.append(("baseline", run_load(args.baseline_src.resolve(), wh, pool, args)))
+    runs.append(("candidate", run_load(ROOT, wh, pool, args)))
+    out: dict[str, Any] = {"warehouse": str(wh), "participants": participants, "events": events,
+                           "workers": args.workers, "users": args.users,
+                           "duration_s": args.duration, **dict(runs)}
+    if args.baseline_src:
+        b, c = out["baseline"]["load_ms"], out["candidate"]["load_ms"]
+        out["baseline_over_candidate"] = {k: round(b[k] / c[k], 1) if c[k] else None for k in b}
+    print(json.dumps(out, indent=2))
+    return 0 if out["candidate"]["targets_met"] else 1
 
 
 if __name__ == "__main__":
