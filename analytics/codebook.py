@@ -28,14 +28,7 @@ __all__ = [
 ]
 
 # Export name (the CLI's TABLE) -> warehouse result table.
-EXPORT_TABLES: dict[str, schema.Table] = {
-    "scale_scores": schema.RES_SCALE_SCORES,
-    "reliability": schema.RES_RELIABILITY,
-    "prepost": schema.RES_PREPOST,
-    "longitudinal": schema.RES_LONGITUDINAL,
-    "attrition": schema.RES_ATTRITION,
-    "attrition_baseline": schema.RES_ATTRITION_BASELINE,
-}
+EXPORT_TABLES: dict[str, schema.Table] = schema.RESULT_EXPORTS
 
 # Every exported row carries these two columns (CSV has no other place for them; XLSX and
 # Parquet repeat them in an "about" sheet and in the file's key-value metadata).

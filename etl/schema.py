@@ -36,6 +36,7 @@ __all__ = [
     "RES_SCORE_CUBE",
     "RES_GAIN_CUBE",
     "ROLLUP_TABLES",
+    "RESULT_EXPORTS",
 ]
 
 
@@ -334,6 +335,14 @@ RES_ATTRITION_BASELINE = Table(
 RESULT_TABLES: dict[str, Table] = {
     t.name: t for t in (RES_SCALE_SCORES, RES_RELIABILITY, RES_PREPOST, RES_LONGITUDINAL, RES_ATTRITION,
                         RES_ATTRITION_BASELINE)
+}
+
+# The researcher-facing name of each result table (`python -m analytics export TABLE`), in the
+# order the tables are computed and exported.
+RESULT_EXPORTS: dict[str, Table] = {
+    t.name.removeprefix("res_"): t
+    for t in (RES_SCALE_SCORES, RES_RELIABILITY, RES_PREPOST, RES_LONGITUDINAL, RES_ATTRITION,
+              RES_ATTRITION_BASELINE)
 }
 
 # ---------------------------------------------------------------------------------------------
