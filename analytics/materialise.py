@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from analytics.rollups import build as build_rollups
@@ -265,17 +266,23 @@ def _blank_small(df: pd.DataFrame, n_col: str, k: int, cols: Sequence[str]) -> p
     return out
 
 
-def _longitudinal(scored: pd.DataFrame, k: int) -> tuple[pd.DataFrame, dict[str, str]]:
+def _longitudinal(scored: pd.DataFrame, k: int, *, has_comparison: bool | None = None
+                  ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Random-intercept model per scale with modality and, if present, the comparison arm.
 
     A scale whose full design has an empty cell is refitted with fewer terms, in this order:
     wave*modality*arm, wave*arm, wave*modality, wave. The formula used is returned per scale.
+    `has_comparison`: whether both arms have scores in the whole program (default: in
+    `scored`); given when `scored` holds one scale, so that each scale tries the designs it
+    would when all scales are fitted together.
     """
     from analytics.longitudinal import longitudinal_model
 
     data = scored[scored["score"].notna()].assign(
         unit=lambda d: d["participant"].astype("string") + "|" + d["exchange_id"].astype("string"))
-    has_comparison = bool(data["is_comparison"].any()) and bool((~data["is_comparison"]).any())
+    if has_comparison is None:
+        has_comparison = (bool(data["is_comparison"].any())
+                          and bool((~data["is_comparison"]).any()))
     designs: list[tuple[str | None, str | None]] = (
         [("modality", "is_comparison"), (None, "is_comparison")] if has_comparison else [])
     designs += [("modality", None), (None, None)]
@@ -371,6 +378,159 @@ def compute_results(
     `data_version`: the version to stamp on the results (default: the connection's).
     `min_cell`: suppression threshold k; 0 gives unsuppressed output.
     Raises `ResultsError` when a pure function refuses the data (e.g. an answer out of range).
+    (Temporary tables ``_ei_*`` are created on `con`, which works read-only too.)
+    """
+    return _compute(con, min_cell=min_cell, tables=tables, data_version=data_version,
+                    instruments=instruments, progress=progress, scores_table=None)
+
+
+# Scale scores in SQL: exactly `analytics.scales.score_scales` (tests hold the two equal).
+# Reverse-coded items become min + max - x; the score is the mean of the answered items, NULL
+# with fewer than min_items answered; a scale has a row when one of its items appears for that
+# participant x exchange x wave (answered or not). Answers to unknown items are ignored.
+_ITEMS = "_ei_items"
+_ATTRS = "_ei_attrs"
+_SCORES_TMP = "_ei_scale_scores"
+_SCORES_SQL = f"""
+    SELECT r.participant_id AS participant, r.exchange_id, r.wave, i.instrument, i.scale,
+           CASE WHEN count(r.value) >= any_value(i.min_items)
+                THEN sum(CASE WHEN i.reverse THEN i.lo + i.hi - r.value ELSE r.value END)
+                     / nullif(count(r.value), 0) END AS score,
+           count(r.value)::INTEGER AS n_items_answered
+    FROM {schema.RESPONSES.name} r JOIN {_ITEMS} i ON i.item = r.item
+    GROUP BY r.participant_id, r.exchange_id, r.wave, i.instrument, i.scale
+"""
+
+
+def _load_items(con: duckdb.DuckDBPyConnection, instruments: dict) -> pd.DataFrame:
+    from analytics.scales import item_table
+
+    items = item_table(instruments)
+    df = pd.DataFrame({
+        "item": items["item"].astype(str).to_numpy(object),
+        "instrument": items["instrument"].astype(str).to_numpy(object),
+        "scale": items["scale"].astype(str).to_numpy(object),
+        "reverse": items["reverse"].to_numpy(bool),
+        "lo": items["min"].to_numpy(float), "hi": items["max"].to_numpy(float),
+        "min_items": items["min_items"].to_numpy("int64"),
+    })
+    con.register("_ei_items_df", df)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {_ITEMS} AS SELECT * FROM _ei_items_df")
+    finally:
+        con.unregister("_ei_items_df")
+    return items
+
+
+def _check_ranges(con: duckdb.DuckDBPyConnection) -> None:
+    """score_scales' refusal of answers outside their scale's range, in SQL."""
+    n, item, x, lo, hi = con.execute(f"""
+        SELECT count(*), first(r.item), first(r.value), first(i.lo), first(i.hi)
+        FROM {schema.RESPONSES.name} r JOIN {_ITEMS} i ON i.item = r.item
+        WHERE r.value IS NOT NULL AND (r.value < i.lo OR r.value > i.hi)
+    """).fetchone()
+    if n:
+        raise ValueError(f"{n} answer(s) lie outside their scale's range, e.g. item {item!r} = "
+                         f"{x:g} (range {lo:g}..{hi:g})")
+
+
+def _sql_scale_scores(con: duckdb.DuckDBPyConnection, target: str | None) -> str:
+    """Score every scale in SQL into `target` (a result table, created from the schema) or a
+    temporary table; returns the name of the table holding the scores."""
+    _check_ranges(con)
+    if target is None:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {_SCORES_TMP} AS {_SCORES_SQL}")
+        return _SCORES_TMP
+    table = schema.RES_SCALE_SCORES
+    con.execute(f'DROP TABLE IF EXISTS "{table.name}"')
+    con.execute(schema.ddl(table))
+    cols = ", ".join(f'"{c}"' for c in table.column_names)
+    con.execute(f'INSERT INTO "{table.name}" ({cols}) SELECT {cols} FROM ({_SCORES_SQL})')
+    return table.name
+
+
+def _scored_scale(con: duckdb.DuckDBPyConnection, scores: str, inst: str, sc: str
+                  ) -> pd.DataFrame:
+    """One scale's scores with the groupings of their participant x exchange (as
+    ``scores.merge(group_attributes, how='left')`` gives them)."""
+    return con.execute(f"""
+        SELECT s.participant, s.exchange_id, s.wave, s.instrument, s.scale, s.score,
+               s.n_items_answered, a.* EXCLUDE (participant, exchange_id, is_comparison),
+               coalesce(a.is_comparison, FALSE) AS is_comparison
+        FROM {scores} s LEFT JOIN {_ATTRS} a
+          ON a.participant = s.participant AND a.exchange_id = s.exchange_id
+        WHERE s.instrument = ? AND s.scale = ?
+    """, [inst, sc]).df()
+
+
+def _prepost_combine(parts: list[pd.DataFrame], k: int) -> pd.DataFrame:
+    """Per-scale `_prepost(…, k=0)` outputs -> the table `_prepost(all, k)` gives: BH across the
+    scales of each group_by x group, then suppression, in its row order."""
+    from analytics.prepost import OUTPUT_COLUMNS, bh_adjust
+    from analytics.suppression import suppress
+
+    if not parts:
+        return pd.DataFrame(columns=OUTPUT_COLUMNS)
+    labels = {lab: i for i, lab in enumerate(("overall", *GROUP_DIMENSIONS))}
+    out = pd.concat([p.assign(_scale_ix=i) for i, p in enumerate(parts)], ignore_index=True)
+    out["_label_ix"] = out["group_by"].astype(str).map(labels).fillna(len(labels))
+    out = out.sort_values(["_label_ix", "_scale_ix"], kind="stable").reset_index(drop=True)
+    out["p_fdr"] = np.nan
+    for _, ix in out.groupby(["group_by", "group"], sort=False).groups.items():
+        out.loc[ix, "p_fdr"] = bh_adjust(out.loc[ix, "p"].to_numpy(float))
+    out = suppress(out.drop(columns=["_scale_ix", "_label_ix"]), n="n", k=k)
+    return out[OUTPUT_COLUMNS].reset_index(drop=True)
+
+
+def _baseline_scale(scored: pd.DataFrame, completers: pd.Series, k: int) -> pd.DataFrame:
+    """`_attrition_baseline`'s row for one scale. Completion is answering the post survey (any
+    scale), so the program's completers come along as score-less post rows."""
+    from analytics.attrition import attrition_baseline
+
+    inst, sc = scored["instrument"].iloc[0], scored["scale"].iloc[0]
+    mine = scored.loc[~scored["is_comparison"] & (scored["wave"] == "pre"),
+                      ["participant", "wave", "score", "instrument", "scale"]]
+    done = pd.DataFrame({"participant": completers.to_numpy(), "wave": "post", "score": np.nan,
+                         "instrument": inst, "scale": sc})
+    return attrition_baseline(pd.concat([mine, done], ignore_index=True), k=k)
+
+
+def _baseline_engagement(con: duckdb.DuckDBPyConnection, scores: str, attrs: pd.DataFrame,
+                         completers: pd.Series, k: int) -> pd.DataFrame:
+    """`_attrition_baseline`'s engagement row: completers vs non-completers among those with a
+    pre score (any scale), on events logged."""
+    from analytics.attrition import attrition_baseline
+
+    base = con.execute(f"""
+        SELECT DISTINCT s.participant FROM {scores} s LEFT JOIN {_ATTRS} a
+          ON a.participant = s.participant AND a.exchange_id = s.exchange_id
+        WHERE s.wave = 'pre' AND s.score IS NOT NULL AND NOT coalesce(a.is_comparison, FALSE)
+    """).df()["participant"]
+    frame = pd.concat([
+        pd.DataFrame({"participant": base.to_numpy(), "wave": "pre", "score": 0.0}),
+        pd.DataFrame({"participant": completers.to_numpy(), "wave": "post", "score": np.nan}),
+    ], ignore_index=True).assign(instrument="_", scale="_")
+    eng = attrs.loc[~attrs["is_comparison"], ["participant", "n_events"]]
+    out = attrition_baseline(frame, engagement=eng, engagement_column="n_events", k=k)
+    return out[out["measure"] == "engagement"]
+
+
+def _compute(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    min_cell: int = DEFAULT_MIN_CELL,
+    tables: Sequence[str] | None = None,
+    data_version: int | None = None,
+    instruments: dict | None = None,
+    progress: Callable[[str], None] | None = None,
+    scores_table: str | None = None,
+) -> Results:
+    """`compute_results`, set-based and one scale at a time, so memory holds one scale's data.
+
+    Scale scores are computed in SQL (into `scores_table`, the result table, when given by
+    `refresh`; else into a temporary table read back for `Results`). Pre/post, longitudinal
+    models and attrition baselines read one scale's scores at a time (reliability one scale's
+    answers) and call the pure functions on it; BH across scales is applied afterwards.
     """
     import surveys
 
@@ -385,49 +545,117 @@ def compute_results(
     timings: dict[str, float] = {}
     version = _data_version(con) if data_version is None else int(data_version)
     instruments = instruments if instruments is not None else surveys.load_instruments()
+    k = min_cell
+
+    def step(name: str):
+        class _Step:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, et, e, tb):
+                timings[name] = timings.get(name, 0.0) + time.perf_counter() - self.t0
+                if et is not None and issubclass(et, ValueError):
+                    raise ResultsError(
+                        f"{RESULT_NAMES[name].name}: cannot be computed: {e}") from e
+        return _Step()
 
     t0 = time.perf_counter()
-    responses = _responses(con)
+    items = _load_items(con, instruments)
     attrs = group_attributes(con)
+    con.register("_ei_attrs_df", attrs)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {_ATTRS} AS SELECT * FROM _ei_attrs_df")
+    finally:
+        con.unregister("_ei_attrs_df")
     timings["read"] = time.perf_counter() - t0
 
     out: dict[str, pd.DataFrame] = {}
     models: dict[str, str] = {}
-    scored: pd.DataFrame | None = None
+    per_scale = {"prepost", "longitudinal", "attrition_baseline"} & set(wanted)
+    scores: str | None = None
+    if "scale_scores" in wanted or per_scale:
+        say("scale scores")
+        with step("scale_scores"):
+            scores = _sql_scale_scores(con, scores_table)
+            if "scale_scores" in wanted:
+                from analytics.scales import OUTPUT_COLUMNS as SCORE_COLUMNS
+                if scores_table is None:
+                    out["scale_scores"] = con.execute(
+                        f"SELECT * FROM {scores} ORDER BY participant, exchange_id, wave, "
+                        "instrument, scale").df()
+                else:  # stored by SQL; not read back
+                    out["scale_scores"] = pd.DataFrame(columns=SCORE_COLUMNS)
 
-    def scale_scores() -> pd.DataFrame:
-        nonlocal scored
-        scores = _scale_scores(responses, instruments)
-        scored = scores.merge(attrs, on=["participant", "exchange_id"], how="left",
-                              validate="many_to_one")
-        scored["is_comparison"] = scored["is_comparison"].fillna(False).astype(bool)
-        return scores
+    if "reliability" in wanted:
+        say("reliability")
+        with step("reliability"):
+            parts = []
+            for (inst, sc), its in items.groupby(["instrument", "scale"], sort=True):
+                resp = con.execute(f"""
+                    SELECT participant_id, exchange_id, wave, item, value
+                    FROM {schema.RESPONSES.name}
+                    WHERE item IN (SELECT unnest(?::VARCHAR[])) AND value IS NOT NULL
+                """, [list(its["item"].astype(str))]).df()
+                if len(resp):
+                    parts.append(_reliability(resp, instruments, 0))
+                del resp
+            from analytics.reliability import OUTPUT_COLUMNS as REL_COLUMNS
+            rel = (pd.concat(parts, ignore_index=True) if parts
+                   else pd.DataFrame(columns=REL_COLUMNS))
+            out["reliability"] = _blank_small(rel, "n", k, ["n", "alpha", "alpha_ci_low",
+                                                            "alpha_ci_high", "below_threshold"])
 
-    def longitudinal() -> pd.DataFrame:
-        df, m = _longitudinal(scored, min_cell)
-        models.update(m)
-        return df
+    if per_scale:
+        say("pre/post change, longitudinal models, attrition baselines (per scale)")
+        assert scores is not None
+        scales = sorted(con.execute(f"SELECT DISTINCT instrument, scale FROM {scores}").fetchall())
+        has_comparison = bool(con.execute(f"""
+            SELECT bool_or(c) AND bool_or(NOT c) FROM (
+                SELECT coalesce(a.is_comparison, FALSE) AS c FROM {scores} s LEFT JOIN {_ATTRS} a
+                  ON a.participant = s.participant AND a.exchange_id = s.exchange_id
+                WHERE s.score IS NOT NULL)
+        """).fetchone()[0])
+        completers = con.execute(f"""
+            SELECT DISTINCT s.participant FROM {scores} s LEFT JOIN {_ATTRS} a
+              ON a.participant = s.participant AND a.exchange_id = s.exchange_id
+            WHERE s.wave = 'post' AND NOT coalesce(a.is_comparison, FALSE)
+        """).df()["participant"]
+        pp_parts, lg_parts, bl_parts = [], [], []
+        for inst, sc in scales:
+            t0 = time.perf_counter()
+            scored = _scored_scale(con, scores, inst, sc)
+            timings["read"] += time.perf_counter() - t0
+            if "prepost" in per_scale:
+                with step("prepost"):
+                    pp_parts.append(_prepost(scored, 0))
+            if "longitudinal" in per_scale:
+                with step("longitudinal"):
+                    df, m = _longitudinal(scored, k, has_comparison=has_comparison)
+                    lg_parts.append(df)
+                    models.update(m)
+            if "attrition_baseline" in per_scale:
+                with step("attrition_baseline"):
+                    bl_parts.append(_baseline_scale(scored, completers, k))
+            del scored
+        if "prepost" in per_scale:
+            with step("prepost"):
+                out["prepost"] = _prepost_combine(pp_parts, k)
+        if "longitudinal" in per_scale:
+            from analytics.longitudinal import OUTPUT_COLUMNS as LONG_COLUMNS
+            out["longitudinal"] = (pd.concat(lg_parts, ignore_index=True) if lg_parts
+                                   else pd.DataFrame(columns=LONG_COLUMNS))
+        if "attrition_baseline" in per_scale:
+            with step("attrition_baseline"):
+                bl_parts.append(_baseline_engagement(con, scores, attrs, completers, k))
+                out["attrition_baseline"] = pd.concat(bl_parts, ignore_index=True)
 
-    steps: list[tuple[str, str, Callable[[], pd.DataFrame]]] = [
-        ("scale_scores", "scale scores", scale_scores),
-        ("reliability", "reliability", lambda: _reliability(responses, instruments, min_cell)),
-        ("prepost", "pre/post change", lambda: _prepost(scored, min_cell)),
-        ("longitudinal", "longitudinal models", longitudinal),
-        ("attrition", "attrition funnel", lambda: _attrition(attrs, responses, min_cell)),
-        ("attrition_baseline", "attrition: baseline differences",
-         lambda: _attrition_baseline(scored, attrs, min_cell)),
-    ]
-    needs_scores = {"scale_scores", "prepost", "longitudinal", "attrition_baseline"}
-    for name, label, fn in steps:
-        if name not in wanted and not (name == "scale_scores" and needs_scores & set(wanted)):
-            continue
-        say(label)
-        t0 = time.perf_counter()
-        try:
-            out[name] = fn()
-        except ValueError as e:
-            raise ResultsError(f"{RESULT_NAMES[name].name}: cannot be computed: {e}") from e
-        timings[name] = time.perf_counter() - t0
+    if "attrition" in wanted:
+        say("attrition funnel")
+        with step("attrition"):
+            seen = con.execute(f"SELECT DISTINCT participant_id, wave "
+                               f"FROM {schema.RESPONSES.name}").df()
+            out["attrition"] = _attrition(attrs, seen, k)
+
     tables_out = {name: _conform(out[name], RESULT_NAMES[name]) for name in wanted}
     return Results(tables_out, version, _now(), min_cell, time.perf_counter() - t_start,
                    timings, models)
@@ -461,10 +689,14 @@ def refresh(
     """
     k = DEFAULT_MIN_CELL if min_cell is None else int(min_cell)
     version = _data_version(con)
-    res = compute_results(con, min_cell=k, data_version=version, progress=progress)
+    # res_scale_scores is written by SQL while computing (no pandas round trip of its ~20
+    # rows per participant); res.tables["scale_scores"] is then an empty frame.
+    res = _compute(con, min_cell=k, data_version=version, progress=progress,
+                   scores_table=schema.RES_SCALE_SCORES.name)
     t0 = time.perf_counter()
     for name, table in RESULT_NAMES.items():
-        _write_table(con, table, res.tables[name])
+        if name != "scale_scores":
+            _write_table(con, table, res.tables[name])
     res.timings["write"] = time.perf_counter() - t0
     # The dashboard's rollups read res_scale_scores, so they follow the result tables.
     t0 = time.perf_counter()
