@@ -88,8 +88,9 @@ def weekly(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any]:
             "%{fullData.name}<br>week of %{x|%Y-%m-%d}<br>%{y:,.0f} minutes"
             "<br>group size n = %{customdata[0]:,}<extra></extra>"), **_ui.cell_axes(1)))
     _ui.base_layout(fig, title, height=520)
-    fig.update_layout(yaxis={"title": {"text": "active participants (people)"}},
-                      yaxis2={"title": {"text": "minutes of activity"}},
+    # Short titles: each sits beside its own half of the figure and long ones ran into each other.
+    fig.update_layout(yaxis={"title": {"text": "active (people)"}},
+                      yaxis2={"title": {"text": "minutes"}},
                       xaxis2={"title": {"text": "week (Monday, UTC)"}})
     _ui.legend_below(fig, len(top), per_row=4)
     notes = [_ui.suppressed_note(sorted(small.grp.astype(str).unique()), f"{by} groups")]
@@ -104,7 +105,8 @@ def weekly(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any]:
 def clusters(store: dict[str, Any] | None) -> go.Figure:
     f = _ui.filters_of(store)
     df = _ui.query(q.breakdown, f, "cluster")
-    title = "Participants per cluster (click a bar to filter)"
+    # The hint lives in the hover text: a longer title ran under the graph's toolbar.
+    title = "Participants per cluster"
     if not len(df):
         return _ui.empty_figure(title, "No participants match the current filters.")
     df = df.iloc[::-1]
@@ -113,7 +115,7 @@ def clusters(store: dict[str, Any] | None) -> go.Figure:
     fig = _ui.figure(_ui.trace("bar",
         x=df.participants.fillna(0), y=labels, orientation="h", customdata=df[["key"]],
         marker={"color": [_ui.SUPPRESSED_GREY if s else _ui.OKABE_ITO[0] for s in df.suppressed]},
-        hovertemplate="%{y}<br>participants (n): %{x:,}<extra></extra>",
+        hovertemplate="%{y}<br>participants (n): %{x:,}<br>click to filter<extra></extra>",
         name="participants",
     ))
     fig.update_yaxes(automargin=True)
