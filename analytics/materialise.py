@@ -391,6 +391,7 @@ def compute_results(
 _ITEMS = "_ei_items"
 _ATTRS = "_ei_attrs"
 _SCORES_TMP = "_ei_scale_scores"
+_NO_UNIT = 10**15  # respondents missing from group_attributes get a unit code above this
 _SCORES_SQL = f"""
     SELECT r.participant_id AS participant, r.exchange_id, r.wave, i.instrument, i.scale,
            CASE WHEN count(r.value) >= any_value(i.min_items)
@@ -455,7 +456,7 @@ def _scored_scale(con: duckdb.DuckDBPyConnection, scores: str, inst: str, sc: st
     ``scores.merge(group_attributes, how='left')`` gives them)."""
     return con.execute(f"""
         SELECT s.participant, s.exchange_id, s.wave, s.instrument, s.scale, s.score,
-               s.n_items_answered, a.* EXCLUDE (participant, exchange_id, is_comparison),
+               s.n_items_answered, a.* EXCLUDE (participant, exchange_id, is_comparison, _unit),
                coalesce(a.is_comparison, FALSE) AS is_comparison
         FROM {scores} s LEFT JOIN {_ATTRS} a
           ON a.participant = s.participant AND a.exchange_id = s.exchange_id
@@ -564,7 +565,8 @@ def _compute(
     attrs = group_attributes(con)
     con.register("_ei_attrs_df", attrs)
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {_ATTRS} AS SELECT * FROM _ei_attrs_df")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {_ATTRS} AS "
+                    "SELECT *, row_number() OVER () AS _unit FROM _ei_attrs_df")
     finally:
         con.unregister("_ei_attrs_df")
     timings["read"] = time.perf_counter() - t0
@@ -589,15 +591,22 @@ def _compute(
     if "reliability" in wanted:
         say("reliability")
         with step("reliability"):
+            from analytics.reliability import reliability
+
             parts = []
             for (inst, sc), its in items.groupby(["instrument", "scale"], sort=True):
+                # the respondent (participant x exchange) as one integer, joined in SQL:
+                # 8M pseudonyms per scale at 1M participants need not become Python strings
                 resp = con.execute(f"""
-                    SELECT participant_id, exchange_id, wave, item, value
-                    FROM {schema.RESPONSES.name}
-                    WHERE item IN (SELECT unnest(?::VARCHAR[])) AND value IS NOT NULL
+                    SELECT coalesce(a._unit, {_NO_UNIT} + hash(r.participant_id, r.exchange_id)
+                                    % {_NO_UNIT}) AS _unit, r.wave, r.item, r.value
+                    FROM {schema.RESPONSES.name} r LEFT JOIN {_ATTRS} a
+                      ON a.participant = r.participant_id AND a.exchange_id = r.exchange_id
+                    WHERE r.item IN (SELECT unnest(?::VARCHAR[])) AND r.value IS NOT NULL
                 """, [list(its["item"].astype(str))]).df()
                 if len(resp):
-                    parts.append(_reliability(resp, instruments, 0))
+                    parts.append(reliability(resp, instruments, participant="_unit",
+                                             exchange=None))
                 del resp
             from analytics.reliability import OUTPUT_COLUMNS as REL_COLUMNS
             rel = (pd.concat(parts, ignore_index=True) if parts
