@@ -63,15 +63,8 @@ __all__ = [
 DEFAULT_MIN_CELL = int(os.environ.get("EXCHANGE_IMPACT_MIN_CELL", "10"))
 GROUP_DIMENSIONS: tuple[str, ...] = ("cluster", "country", "exchange", "program", "modality",
                                      "setting", "role", "gender", "comparison")
-# Export name -> warehouse table, in computation order.
-RESULT_NAMES: dict[str, schema.Table] = {
-    "scale_scores": schema.RES_SCALE_SCORES,
-    "reliability": schema.RES_RELIABILITY,
-    "prepost": schema.RES_PREPOST,
-    "longitudinal": schema.RES_LONGITUDINAL,
-    "attrition": schema.RES_ATTRITION,
-    "attrition_baseline": schema.RES_ATTRITION_BASELINE,
-}
+# Export name -> warehouse table, in computation order (defined once, in the schema).
+RESULT_NAMES: dict[str, schema.Table] = schema.RESULT_EXPORTS
 _META_PREFIX = "results_"
 ARM_PARTICIPANT, ARM_COMPARISON = "participant", "comparison"
 
@@ -603,7 +596,7 @@ def _compute(
             from analytics.reliability import reliability
 
             parts = []
-            for (inst, sc), its in items.groupby(["instrument", "scale"], sort=True):
+            for _, its in items.groupby(["instrument", "scale"], sort=True):
                 # the respondent (participant x exchange) as one integer, joined in SQL:
                 # 8M pseudonyms per scale at 1M participants need not become Python strings
                 resp = con.execute(f"""

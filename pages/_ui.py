@@ -60,6 +60,23 @@ def fid(name: str) -> str:
 # ---- palette: Okabe & Ito (2008), distinguishable with the common colour-vision deficiencies --
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
              "#000000"]
+_SYMBOLS = ("circle", "square", "diamond", "triangle-up")
+_DASHES = ("solid", "dash", "dot", "dashdot")
+
+
+def series_marker(i: int, size: int = 9) -> dict[str, Any]:
+    """Marker of the i-th series: the eight Okabe–Ito colours, then the same with a new shape,
+    so a ninth series never looks like the first."""
+    return {"size": size, "color": OKABE_ITO[i % len(OKABE_ITO)],
+            "symbol": _SYMBOLS[i // len(OKABE_ITO) % len(_SYMBOLS)]}
+
+
+def series_line(i: int) -> dict[str, Any]:
+    """Line of the i-th series: the Okabe–Ito colours, then the same with a new dash pattern."""
+    return {"color": OKABE_ITO[i % len(OKABE_ITO)],
+            "dash": _DASHES[i // len(OKABE_ITO) % len(_DASHES)]}
+
+
 SEQUENTIAL = "Cividis"  # perceptually uniform and colour-blind safe
 SUPPRESSED_GREY = "#BBBBBB"
 
@@ -438,8 +455,10 @@ def base_layout(fig: Figure, title: str, *, x: str | None = None, y: str | None 
         paper_bgcolor="white",
         plot_bgcolor="white",
         hoverlabel={"bgcolor": "white", "font": {"color": "#222222"}},
-        title={"text": title, "x": 0.01, "xanchor": "left", "y": 0.98, "yanchor": "top",
-               "yref": "container", "font": {"size": 16}},
+        # The title starts below the graph's toolbar (about 30 px tall, top right), so a long
+        # title in a half-width figure never runs under it.
+        title={"text": title, "x": 0.01, "xanchor": "left", "y": 1, "yanchor": "top",
+               "yref": "container", "pad": {"t": 34}, "font": {"size": 16}},
         template=_TEMPLATE,
         colorway=OKABE_ITO,
         height=height,

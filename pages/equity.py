@@ -92,7 +92,7 @@ def gains(store: dict[str, Any] | None, by: str, scale: str | None) -> tuple[go.
         fig.add_trace(_ui.trace("scatter",
             x=d["mean"], y=[_ui.ptext(g) for g in d.group], mode="markers", name=name,
             orientation="h",
-            marker={"size": 9, "color": _ui.OKABE_ITO[i % len(_ui.OKABE_ITO)]},
+            marker=_ui.series_marker(i),
             error_x={"type": "data", "symmetric": False, "array": d.ci_high - d["mean"],
                      "arrayminus": d["mean"] - d.ci_low},
             customdata=d[["n", "ci_low", "ci_high"]],

@@ -76,10 +76,8 @@ def weekly(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any]:
     shown = shown[shown.grp.isin(top)]
     fig = _ui.grid(2, 1, vertical_spacing=0.08, shared_x=True)
     for i, (grp, d) in enumerate(shown.groupby("grp", sort=True)):
-        color = _ui.OKABE_ITO[i % len(_ui.OKABE_ITO)]
-        dash_style = ["solid", "dash", "dot", "dashdot"][(i // len(_ui.OKABE_ITO)) % 4]
         common = {"x": d.week, "name": _ui.ptext(grp), "legendgroup": _ui.ptext(grp),
-                  "line": {"color": color, "dash": dash_style}, "mode": "lines",
+                  "line": _ui.series_line(i), "mode": "lines",
                   "customdata": d[["n"]]}
         fig.add_trace(_ui.trace("scatter", y=d.active, **common, hovertemplate=(
             "%{fullData.name}<br>week of %{x|%Y-%m-%d}<br>active: %{y:,} people"
@@ -174,7 +172,7 @@ def retention(store: dict[str, Any] | None) -> tuple[go.Figure, Any]:
         fig.add_trace(_ui.trace("scatter",
             x=d.week, y=d.share, mode="lines+markers",
             name=f"{_ui.ptext(cohort)} (n = {d.n.iloc[0]:,})",
-            line={"color": _ui.OKABE_ITO[i % len(_ui.OKABE_ITO)]}, customdata=d[["active", "n"]],
+            line=_ui.series_line(i), customdata=d[["active", "n"]],
             hovertemplate="cohort %{fullData.name}<br>week %{x}: %{y:.0%} active"
                           "<br>%{customdata[0]:,} of n = %{customdata[1]:,}<extra></extra>",
         ))
