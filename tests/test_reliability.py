@@ -85,3 +85,42 @@ def test_alpha_equals_pingouin_with_missing_answers():
     wide = wide.mask(rng.random(wide.shape) < 0.1)
     assert cronbach_alpha(wide)[0] == pytest.approx(
         pg.cronbach_alpha(wide, nan_policy="pairwise")[0], abs=1e-12)
+
+
+@pytest.mark.parametrize("categorical", [False, True])
+def test_long_form_equals_pingouin_per_scale_and_wave_with_messy_rows(categorical):
+    """The long-form path (integer codes, one block per scale × wave) equals pingouin on a wide
+    table built independently: two scales with a reverse-keyed item, two waves, missing answers,
+    a repeated answer (the first one counts), rows without a participant, unknown items."""
+    rng = np.random.default_rng(3)
+    ins = {"x": Instrument("x", 1, "X", (Scale("a", "a", ("a1", "a2", "a3"), ("a3",), 1.0, 5.0, 1),
+                                         Scale("b", "b", ("b1", "b2"), (), 1.0, 7.0, 1)))}
+    rows = []
+    for p in range(120):
+        trait = rng.normal()
+        for wave in ("pre", "post"):
+            for it, top in (("a1", 5), ("a2", 5), ("a3", 5), ("b1", 7), ("b2", 7)):
+                if rng.random() < 0.12:
+                    continue
+                v = float(np.clip(np.round(3 + trait * (-1 if it == "a3" else 1)
+                                           + rng.normal(0, .8)), 1, top))
+                rows.append({"participant_id": f"p{p}", "exchange_id": "e", "wave": wave,
+                             "item": it, "value": v})
+    long = pd.DataFrame(rows)
+    repeat = long.iloc[[5]].assign(value=1.0 if long.value.iloc[5] != 1.0 else 2.0)
+    junk = pd.DataFrame([{"participant_id": None, "exchange_id": "e", "wave": "pre",
+                          "item": "a1", "value": 5.0},
+                         {"participant_id": "p1", "exchange_id": "e", "wave": "pre",
+                          "item": "zz_9", "value": 3.0}])
+    messy = pd.concat([long, repeat, junk], ignore_index=True)
+    if categorical:
+        messy["item"] = messy["item"].astype("category")
+    out = reliability(messy, ins).set_index(["scale", "wave"])
+    assert list(out.index) == [("a", "post"), ("a", "pre"), ("b", "post"), ("b", "pre")]
+    for (scale, wave), r in out.iterrows():
+        d = long[(long.wave == wave) & long["item"].str.startswith(scale)].copy()
+        d.loc[d["item"] == "a3", "value"] = 6 - d.loc[d["item"] == "a3", "value"]
+        wide = d.pivot(index="participant_id", columns="item", values="value")
+        alpha = pg.cronbach_alpha(wide, nan_policy="pairwise")[0]
+        assert r.alpha == pytest.approx(alpha, abs=1e-12), (scale, wave)
+        assert r.n == len(wide.dropna(how="all")) and r.n_items == wide.shape[1]
