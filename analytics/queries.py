@@ -732,46 +732,70 @@ def _with_t_ci(df: pd.DataFrame, mean: str = "mean", sd: str = "sd", n: str = "n
     return df
 
 
-def _gains(cur: duckdb.DuckDBPyConnection, f: Filters, extra: str = "") -> pd.DataFrame:
-    """Per participant, exchange and scale: post − pre score (paired; both waves present)."""
+def _gain_moments(cur: duckdb.DuckDBPyConnection, f: Filters, by: Sequence[str] = (),
+                  where: str = "") -> pd.DataFrame:
+    """Paired post − pre gains per participant, exchange and scale (both waves scored), reduced to
+    n, mean and sample SD per instrument × scale × `by` (columns of fp, e.g. comparison, gender).
+    One pass over the scores pivots the two waves; a self-join of the scores was 3× slower and
+    pulling every gain into pandas cost more than the query at a million participants."""
     scope, p = _scope(f, include_comparison=True)
+    keys = ", ".join(["g.instrument", "g.scale", *(f"fp.{c}" for c in by)])
     return _df(cur, f"""WITH {scope},
-        s AS (SELECT * FROM {T_SCORES} WHERE score IS NOT NULL)
-        SELECT a.instrument, a.scale, a.participant, b.score - a.score AS gain,
-               fp.comparison, fp.gender, fp.age_band, fp.connectivity, fp.income_group{extra}
-        FROM s a JOIN s b ON a.participant = b.participant AND a.exchange_id = b.exchange_id
-             AND a.instrument = b.instrument AND a.scale = b.scale
-             AND a.wave = 'pre' AND b.wave = 'post'
-        JOIN fp ON fp.participant_id = a.participant JOIN fx ON fx.exchange_id = a.exchange_id
+        g AS (SELECT participant, exchange_id, instrument, scale,
+                     max(score) FILTER (WHERE wave = 'post')
+                     - max(score) FILTER (WHERE wave = 'pre') AS gain
+              FROM {T_SCORES}
+              WHERE score IS NOT NULL AND wave IN ('pre', 'post')
+                AND participant IN (SELECT participant_id FROM fp)
+                AND exchange_id IN (SELECT exchange_id FROM fx)
+              GROUP BY ALL)
+        SELECT {keys}, count(*) AS n, avg(g.gain) AS mean, stddev_samp(g.gain) AS sd
+        FROM g JOIN fp ON fp.participant_id = g.participant
+        WHERE g.gain IS NOT NULL{where}
+        GROUP BY ALL ORDER BY ALL
     """, p)
+
+
+_COMPARISON_COLUMNS = ["instrument", "scale", "n_exchange", "n_comparison", "gain_exchange",
+                       "gain_comparison", "diff", "ci_low", "ci_high", "suppressed"]
+
+
+def _welch(na: int, ma: float, va: float, nb: int, mb: float, vb: float
+           ) -> tuple[float, float, float]:
+    """Difference of means with a Welch 95% CI (R's `t.test(var.equal = FALSE)`)."""
+    sa, sb = va / na, vb / nb
+    se = math.sqrt(sa + sb)
+    dof = (sa + sb) ** 2 / (sa**2 / (na - 1) + sb**2 / (nb - 1)) if se else 1.0
+    diff = ma - mb
+    tcrit = stats.t.ppf(0.975, dof)
+    return diff, diff - tcrit * se, diff + tcrit * se
+
+
+def _comparison_from_moments(g: pd.DataFrame) -> pd.DataFrame:
+    """Participants' minus comparison group's gain per scale from per-arm moments (instrument,
+    scale, comparison, n, mean, sd), Welch CI; either arm under MIN_CELL suppresses the row."""
+    rows = []
+    for (inst, scale), d in g.groupby(["instrument", "scale"], sort=True):
+        a, b = d[~d.comparison.astype(bool)], d[d.comparison.astype(bool)]
+        if not len(b):
+            continue
+        na, nb = (int(a.n.iloc[0]) if len(a) else 0), int(b.n.iloc[0])
+        sup = na < MIN_CELL or nb < MIN_CELL
+        diff = lo = hi = math.nan
+        if not sup and na > 1 and nb > 1:
+            diff, lo, hi = _welch(na, float(a["mean"].iloc[0]), float(a.sd.iloc[0]) ** 2,
+                                  nb, float(b["mean"].iloc[0]), float(b.sd.iloc[0]) ** 2)
+        rows.append([inst, scale, na, nb, float(a["mean"].iloc[0]) if not sup else math.nan,
+                     float(b["mean"].iloc[0]) if not sup else math.nan, diff, lo, hi, sup])
+    return pd.DataFrame(rows, columns=_COMPARISON_COLUMNS)
 
 
 def _comparison_difference_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     """Mean post−pre gain of participants minus that of the comparison group, per scale, with a
     Welch 95% CI (as R's `t.test(var.equal = FALSE)`). Empty when there is no comparison group."""
-    cols = ["instrument", "scale", "n_exchange", "n_comparison", "gain_exchange",
-            "gain_comparison", "diff", "ci_low", "ci_high", "suppressed"]
     if not _table_exists(cur, T_SCORES):
-        return pd.DataFrame(columns=cols)
-    g = _gains(cur, f)
-    rows = []
-    for (inst, scale), d in g.groupby(["instrument", "scale"], sort=True):
-        a = d.loc[~d.comparison, "gain"].to_numpy(float)
-        b = d.loc[d.comparison, "gain"].to_numpy(float)
-        if len(b) == 0:
-            continue
-        sup = len(a) < MIN_CELL or len(b) < MIN_CELL
-        diff = lo = hi = math.nan
-        if not sup and len(a) > 1 and len(b) > 1:
-            va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-            se = math.sqrt(va + vb)
-            dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se else 1.0
-            diff = a.mean() - b.mean()
-            tcrit = stats.t.ppf(0.975, dof)
-            lo, hi = diff - tcrit * se, diff + tcrit * se
-        rows.append([inst, scale, len(a), len(b), a.mean() if not sup else math.nan,
-                     b.mean() if not sup else math.nan, diff, lo, hi, sup])
-    return pd.DataFrame(rows, columns=cols)
+        return pd.DataFrame(columns=_COMPARISON_COLUMNS)
+    return _comparison_from_moments(_gain_moments(cur, f, ["comparison"]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -790,13 +814,10 @@ def _gains_by_group_base(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) ->
     cols = ["instrument", "scale", "group", "n", "mean", "sd", "ci_low", "ci_high", "suppressed"]
     if not _table_exists(cur, T_SCORES):
         return pd.DataFrame(columns=cols)
-    g = _gains(cur, f)
-    g = g[~g.comparison]
-    if not len(g):
+    df = _gain_moments(cur, f, [col], where=" AND NOT fp.comparison").rename(
+        columns={col: "group"})
+    if not len(df):
         return pd.DataFrame(columns=cols)
-    df = (g.groupby(["instrument", "scale", col], as_index=False)
-          .agg(n=("gain", "size"), mean=("gain", "mean"), sd=("gain", "std"))
-          .rename(columns={col: "group"}))
     df = _with_t_ci(df)
     return _suppress(df, "n", ["mean", "sd", "ci_low", "ci_high"])[cols]
 
@@ -1269,42 +1290,14 @@ def wave_means(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     return _wave_means_base(cur, f)
 
 
-def _welch(na: int, ma: float, va: float, nb: int, mb: float, vb: float
-           ) -> tuple[float, float, float]:
-    """Difference of means with a Welch 95% CI (R's `t.test(var.equal = FALSE)`)."""
-    sa, sb = va / na, vb / nb
-    se = math.sqrt(sa + sb)
-    dof = (sa + sb) ** 2 / (sa**2 / (na - 1) + sb**2 / (nb - 1)) if se else 1.0
-    diff = ma - mb
-    tcrit = stats.t.ppf(0.975, dof)
-    return diff, diff - tcrit * se, diff + tcrit * se
-
-
 def _comparison_difference_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
-    cols = ["instrument", "scale", "n_exchange", "n_comparison", "gain_exchange",
-            "gain_comparison", "diff", "ci_low", "ci_high", "suppressed"]
     dims, p = _dims(f)
     g = _rdf(cur, f"""WITH {dims}
         SELECT instrument, scale, comparison, {_moments_sql()}
         FROM ({_cells(_R_GAINS, f, p, comparison=True)}) GROUP BY ALL
         ORDER BY instrument, scale
     """, p)
-    rows = []
-    for (inst, scale), d in g.groupby(["instrument", "scale"], sort=True):
-        a, b = d[~d.comparison], d[d.comparison]
-        if not len(b):
-            continue
-        na = int(a.n.iloc[0]) if len(a) else 0
-        nb = int(b.n.iloc[0])
-        sup = na < MIN_CELL or nb < MIN_CELL
-        diff = lo = hi = math.nan
-        if not sup and na > 1 and nb > 1:
-            diff, lo, hi = _welch(na, float(a["mean"].iloc[0]), float(a.sd.iloc[0]) ** 2,
-                                  nb, float(b["mean"].iloc[0]), float(b.sd.iloc[0]) ** 2)
-        rows.append([inst, scale, na, nb,
-                     float(a["mean"].iloc[0]) if not sup else math.nan,
-                     float(b["mean"].iloc[0]) if not sup else math.nan, diff, lo, hi, sup])
-    return pd.DataFrame(rows, columns=cols)
+    return _comparison_from_moments(g)
 
 
 @_cached
