@@ -4,6 +4,7 @@
     python benchmarks/dashboard_load.py --reuse /tmp/w10k              # build once, then reuse
     python benchmarks/dashboard_load.py --participants 1000000 --reuse /tmp/w1m
     python benchmarks/dashboard_load.py --reuse /tmp/w10k --baseline-src /tmp/head
+    python benchmarks/dashboard_load.py --reuse /tmp/w1m --date-share 1   # every view dated
 
 Builds a demo warehouse with `python -m etl demo --participants N` (into --reuse DIR, or reuses
 DIR/warehouse.duckdb when it is there; --warehouse FILE takes a warehouse as it is), starts
@@ -35,6 +36,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +80,11 @@ def build_demo(participants: int, folder: Path) -> Path:
     return wh
 
 
-def filter_pool(wh: Path, size: int, seed: int) -> list[dict]:
+def filter_pool(wh: Path, size: int, seed: int, date_share: float = 0.0) -> list[dict]:
     """Realistic filter selections drawn from the warehouse's values: nothing, or one or two
-    values of a few filters (the common ones more often)."""
+    values of a few filters (the common ones more often); with `date_share`, that share of the
+    selections also sets a date range (a random quarter of the log), which the rollups cannot
+    answer: those views read the base tables."""
     from analytics.queries import Filters, filter_options
 
     con = duckdb.connect(str(wh), read_only=True)
@@ -97,6 +101,10 @@ def filter_pool(wh: Path, size: int, seed: int) -> list[dict]:
             if values[name] and rng.random() < p:
                 k = 2 if rng.random() < 0.2 and len(values[name]) > 1 else 1
                 f[name] = rng.sample(values[name], k)
+        if opts.first_date and opts.last_date and rng.random() < date_share:
+            span = max((opts.last_date - opts.first_date).days - 91, 1)
+            start = opts.first_date + timedelta(days=rng.randrange(span))
+            f["start"], f["end"] = start.isoformat(), (start + timedelta(days=91)).isoformat()
         pool.append(f)
     return [{"filters": Filters.from_dict(f).to_dict(), "query": Filters.from_dict(f).to_query()}
             for f in pool]
@@ -214,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--filters", type=int, default=40, help="distinct filter selections")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds before a request fails")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--date-share", type=float, default=0.0, metavar="P",
+                    help="share of filter selections that also set a date range (default 0)")
     ap.add_argument("--cold", type=int, default=8,
                     help="filter selections measured cold, one request at a time")
     args = ap.parse_args(argv)
@@ -227,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"reusing {wh}", flush=True)
         else:
             wh = build_demo(args.participants, folder)
-    pool = filter_pool(wh, args.filters, args.seed)
+    pool = filter_pool(wh, args.filters, args.seed, args.date_share)
     con = duckdb.connect(str(wh), read_only=True)
     try:
         participants, events = con.execute(
@@ -241,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     runs.append(("candidate", run_load(ROOT, wh, pool, args)))
     out: dict[str, Any] = {"warehouse": str(wh), "participants": participants, "events": events,
                            "workers": args.workers, "users": args.users,
-                           "duration_s": args.duration, **dict(runs)}
+                           "duration_s": args.duration, "date_share": args.date_share,
+                           **dict(runs)}
     if args.baseline_src:
         b, c = out["baseline"]["load_ms"], out["candidate"]["load_ms"]
         out["baseline_over_candidate"] = {k: round(b[k] / c[k], 1) if c[k] else None for k in b}
