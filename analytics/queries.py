@@ -455,6 +455,19 @@ def filter_options(cur: duckdb.DuckDBPyConnection) -> FilterOptions:
 # Overview
 # ---------------------------------------------------------------------------------------------
 
+def _partnerships_active(cur: duckdb.DuckDBPyConnection, ctes: str, p: dict[str, Any]) -> int:
+    """Partnerships active today of an exchange in scope (CTE fx) with at least one side among
+    the institutions in scope (CTE fi)."""
+    part = _rdf(cur, f"""WITH {ctes}
+        SELECT count(*) AS n FROM {T_PARTNER} pt JOIN fx USING (exchange_id)
+        WHERE (pt.institution_a IN (SELECT institution_id FROM fi)
+               OR pt.institution_b IN (SELECT institution_id FROM fi))
+          AND pt.started_on <= current_date
+          AND (pt.ended_on IS NULL OR pt.ended_on >= current_date)
+    """, p)
+    return int(part.n.iloc[0])
+
+
 def _headline_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, Any]:
     """Headline counts for the filters. 'Active this month' is the calendar month of the latest
     event in scope (named in `active_month`), so an archive of a past program is not all zeros."""
@@ -473,14 +486,7 @@ def _headline_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, Any]
           (SELECT count(DISTINCT exchange_id) FROM fe) AS exchanges,
           (SELECT count(*) FROM fe) AS events
     """, p).iloc[0].to_dict()
-    part = _df(cur, f"""WITH {scope}
-        SELECT count(*) AS n FROM {T_PARTNER} pt JOIN fx USING (exchange_id)
-        WHERE (pt.institution_a IN (SELECT institution_id FROM fi)
-               OR pt.institution_b IN (SELECT institution_id FROM fi))
-          AND pt.started_on <= current_date
-          AND (pt.ended_on IS NULL OR pt.ended_on >= current_date)
-    """, p)
-    row["partnerships_active"] = int(part.n.iloc[0])
+    row["partnerships_active"] = _partnerships_active(cur, scope, p)
     return row
 
 
@@ -1069,14 +1075,7 @@ def _headline_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, An
           (SELECT count(DISTINCT exchange_id) FROM wk) AS exchanges,
           CAST(coalesce((SELECT sum(events) FROM wk), 0) AS BIGINT) AS events
     """, p).iloc[0].to_dict()
-    part = _rdf(cur, f"""WITH {dims}
-        SELECT count(*) AS n FROM {T_PARTNER} pt JOIN fx USING (exchange_id)
-        WHERE (pt.institution_a IN (SELECT institution_id FROM fi)
-               OR pt.institution_b IN (SELECT institution_id FROM fi))
-          AND pt.started_on <= current_date
-          AND (pt.ended_on IS NULL OR pt.ended_on >= current_date)
-    """, p)
-    row["partnerships_active"] = int(part.n.iloc[0])
+    row["partnerships_active"] = _partnerships_active(cur, dims, p)
     return row
 
 

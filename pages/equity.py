@@ -82,27 +82,9 @@ def gains(store: dict[str, Any] | None, by: str, scale: str | None) -> tuple[go.
         return _ui.empty_figure(title, "No pre/post scale scores in scope (or not computed "
                                        "yet: python -m analytics)."), None
     shown, small = df[~df.suppressed], df[df.suppressed]
-    fig = _ui.figure()
-    scales = list(shown[["instrument", "scale"]].drop_duplicates().itertuples(index=False))
-    # One grouping pass (a boolean filter per scale cost ~5 ms each).
-    per_scale = dict(tuple(shown.groupby(["instrument", "scale"], sort=False)))
-    for i, s in enumerate(scales):
-        d = per_scale[(s.instrument, s.scale)]
-        name = _ui.ptext(_ui.scale_label(s.instrument, s.scale))
-        fig.add_trace(_ui.trace("scatter",
-            x=d["mean"], y=[_ui.ptext(g) for g in d.group], mode="markers", name=name,
-            orientation="h",
-            marker=_ui.series_marker(i),
-            error_x={"type": "data", "symmetric": False, "array": d.ci_high - d["mean"],
-                     "arrayminus": d["mean"] - d.ci_low},
-            customdata=d[["n", "ci_low", "ci_high"]],
-            hovertemplate="%{fullData.name}<br>%{y}: %{x:.2f} [%{customdata[1]:.2f}, "
-                          "%{customdata[2]:.2f}]<br>n = %{customdata[0]:,}<extra></extra>",
-        ))
-    fig.add_vline(x=0, line_dash="dot", line_color="#666")
+    fig, n_scales = _ui.forest_by_scale(shown, "mean", "ci_low", "ci_high")
     _ui.base_layout(fig, title, x="mean gain (scale points, post − pre)", y=label, height=420)
-    fig.update_layout(scattermode="group")
-    _ui.legend_below(fig, len(scales))
+    _ui.legend_below(fig, n_scales)
     note = _ui.suppressed_note(sorted(small.group.astype(str).unique()), f"{label.lower()} groups")
     return fig, note
 
@@ -144,7 +126,8 @@ def funnel(store: dict[str, Any] | None) -> go.Figure:
         return _ui.empty_figure(title, f"Stages {q.SUPPRESSED_LABEL}: "
                                        + ", ".join(df[df.suppressed].stage.astype(str)))
     fig = _ui.figure(_ui.trace("funnel",
-        y=[_ui.ptext(s) for s in df.stage], x=df.n, textinfo="value+percent initial",
+        y=[_ui.ptext(s) for s in df.stage], x=df.n,
+        texttemplate="%{value:,}<br>%{percentInitial:.0%}",
         marker={"color": _ui.OKABE_ITO[0]},
         hovertemplate="%{y}<br>n = %{x:,}<br>%{percentInitial:.0%} of enrolled<extra></extra>",
     ))
