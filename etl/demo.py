@@ -1162,7 +1162,7 @@ def generate_demo(out: Path, *, participants: int = 10_000, seed: int = 7,
     params = _scale_params(seed, instruments)
     bad: list[dict] = []
     with _Progress(progress) as prog:
-        with prog.task("programme", 1) as tick:
+        with prog.task("program", 1) as tick:
             st, rows = _structure(out, seed, participants)
             tick()
         with prog.task("participants.csv", participants) as tick:
