@@ -347,10 +347,10 @@ def _icc_cluster(fit: RandomInterceptFit, pcodes: np.ndarray, ccodes: np.ndarray
     cnt = np.bincount(pcodes, minlength=G)
     keep = cnt > 0
     m = (np.bincount(pcodes, weights=fit.residual, minlength=G)[keep] / cnt[keep])
-    # a participant's cluster: the one of their first row (participants sit in one cluster)
-    first = np.full(G, -1)
-    first[pcodes[::-1]] = ccodes[::-1]
-    cl = first[keep]
+    # a participant's cluster: the one of their first row (participants sit in one cluster);
+    # np.unique's first indices, in the same ascending order as `keep`
+    _, first_row = np.unique(pcodes, return_index=True)
+    cl = ccodes[first_row]
     k_codes, cl = np.unique(cl, return_inverse=True)
     k = len(k_codes)
     M = len(m)
