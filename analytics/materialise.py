@@ -365,27 +365,6 @@ class ResultsError(Exception):
     """The result tables cannot be computed from this warehouse (the message says why)."""
 
 
-def compute_results(
-    con: duckdb.DuckDBPyConnection,
-    *,
-    min_cell: int = DEFAULT_MIN_CELL,
-    tables: Sequence[str] | None = None,
-    data_version: int | None = None,
-    instruments: dict | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> Results:
-    """Compute the result tables from the warehouse behind `con`, writing nothing.
-
-    `tables`: export names to compute (default all; what they depend on is computed too).
-    `data_version`: the version to stamp on the results (default: the connection's).
-    `min_cell`: suppression threshold k; 0 gives unsuppressed output.
-    Raises `ResultsError` when a pure function refuses the data (e.g. an answer out of range).
-    (Temporary tables ``_ei_*`` are created on `con`, which works read-only too.)
-    """
-    return _compute(con, min_cell=min_cell, tables=tables, data_version=data_version,
-                    instruments=instruments, progress=progress, scores_table=None)
-
-
 # Scale scores in SQL: exactly `analytics.scales.score_scales` (tests hold the two equal).
 # Reverse-coded items become min + max - x; the score is the mean of the answered items, NULL
 # with fewer than min_items answered; a scale has a row when one of its items appears for that
@@ -527,7 +506,7 @@ def _baseline_engagement(con: duckdb.DuckDBPyConnection, scores: str, attrs: pd.
     return out[out["measure"] == "engagement"]
 
 
-def _compute(
+def compute_results(
     con: duckdb.DuckDBPyConnection,
     *,
     min_cell: int = DEFAULT_MIN_CELL,
@@ -537,12 +516,22 @@ def _compute(
     progress: Callable[[str], None] | None = None,
     scores_table: str | None = None,
 ) -> Results:
-    """`compute_results`, set-based and one scale at a time, so memory holds one scale's data.
+    """Compute the result tables from the warehouse behind `con`, writing nothing but
+    `scores_table` when given.
 
-    Scale scores are computed in SQL (into `scores_table`, the result table, when given by
-    `refresh`; else into a temporary table read back for `Results`). Pre/post, longitudinal
-    models and attrition baselines read one scale's scores at a time (reliability one scale's
-    answers) and call the pure functions on it; BH across scales is applied afterwards.
+    `tables`: export names to compute (default all; what they depend on is computed too).
+    `data_version`: the version to stamp on the results (default: the connection's).
+    `min_cell`: suppression threshold k; 0 gives unsuppressed output.
+    `scores_table`: `refresh` passes the result table, and the scale scores are stored there by
+    SQL and not read back (`Results` then holds an empty scale_scores frame); by default they go
+    to a temporary table and are read back.
+    Raises `ResultsError` when a pure function refuses the data (e.g. an answer out of range).
+    (Temporary tables ``_ei_*`` are created on `con`, which works read-only too.)
+
+    Set-based and one scale at a time, so memory holds one scale's data: scale scores in SQL;
+    pre/post, longitudinal models and attrition baselines read one scale's scores at a time
+    (reliability one scale's answers) and call the pure functions on it; BH across scales is
+    applied afterwards.
     """
     import surveys
 
@@ -627,7 +616,8 @@ def _compute(
 
     if per_scale:
         say("pre/post change, longitudinal models, attrition baselines (per scale)")
-        assert scores is not None
+        if scores is None:  # the scale-score step above always runs when per_scale is set
+            raise RuntimeError("per-scale tables need the scale scores computed first")
         scales = sorted(con.execute(f"SELECT DISTINCT instrument, scale FROM {scores}").fetchall())
         has_comparison = bool(con.execute(f"""
             SELECT bool_or(c) AND bool_or(NOT c) FROM (
@@ -711,8 +701,8 @@ def refresh(
     version = _data_version(con)
     # res_scale_scores is written by SQL while computing (no pandas round trip of its ~20
     # rows per participant); res.tables["scale_scores"] is then an empty frame.
-    res = _compute(con, min_cell=k, data_version=version, progress=progress,
-                   scores_table=schema.RES_SCALE_SCORES.name)
+    res = compute_results(con, min_cell=k, data_version=version, progress=progress,
+                          scores_table=schema.RES_SCALE_SCORES.name)
     t0 = time.perf_counter()
     for name, table in RESULT_NAMES.items():
         if name != "scale_scores":

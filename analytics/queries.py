@@ -534,15 +534,7 @@ def _activity_over_time_base(cur: duckdb.DuckDBPyConnection, f: Filters, by: str
     """, p)
     sizes = _df(cur, f"""WITH {scope}
         SELECT {group} AS grp, count(DISTINCT participant_id) AS n FROM fe GROUP BY ALL""", p)
-    if len(df):
-        # Weeks without any event are real zeros: complete the grid so lines drop to 0 instead
-        # of bridging a gap between terms.
-        weeks = pd.date_range(df.week.min(), df.week.max(), freq="7D")
-        grid = pd.MultiIndex.from_product([weeks, sorted(df.grp.unique())], names=["week", "grp"])
-        df["week"] = pd.to_datetime(df.week)
-        df = (df.set_index(["week", "grp"]).reindex(grid, fill_value=0).reset_index())
-    df = df.merge(sizes, on="grp", how="left")
-    return _suppress(df, "n", ["active", "minutes", "events"])
+    return _complete_weeks(df, sizes)
 
 
 def _group_col(by: str | None) -> str:
