@@ -144,34 +144,9 @@ def group_attributes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """)
 
 
-def _responses(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    return _df(con, f"""
-        SELECT participant_id, exchange_id, wave, instrument, item, value
-        FROM {schema.RESPONSES.name}
-    """)
-
-
 # ---------------------------------------------------------------------------------------------
 # The tables
 # ---------------------------------------------------------------------------------------------
-
-def _scale_scores(responses: pd.DataFrame, instruments: dict) -> pd.DataFrame:
-    from analytics.scales import score_scales
-
-    return score_scales(responses, instruments)
-
-
-def _reliability(responses: pd.DataFrame, instruments: dict, k: int) -> pd.DataFrame:
-    """Alpha per instrument × scale × wave over every respondent; alphas resting on fewer than
-    k respondents are blanked (the table has no `suppressed` column)."""
-    from analytics.reliability import reliability
-
-    resp = responses.assign(_unit=_unit_codes(responses["participant_id"],
-                                              responses["exchange_id"]))
-    out = reliability(resp, instruments, participant="_unit", exchange=None)
-    return _blank_small(out, "n", k, ["n", "alpha", "alpha_ci_low", "alpha_ci_high",
-                                      "below_threshold"])
-
 
 _SEP = "\x1f"  # joins instrument and scale into one key (a control character no id contains)
 
@@ -237,16 +212,6 @@ def _attrition(attrs: pd.DataFrame, responses: pd.DataFrame, k: int) -> pd.DataF
         both = attrition_funnel(seen, roster=roster, by=["comparison"], waves=waves, k=k)
         parts.append(both[both["group_by"] == "comparison"])
     return pd.concat(parts, ignore_index=True)[FUNNEL_COLUMNS]
-
-
-def _attrition_baseline(scored: pd.DataFrame, attrs: pd.DataFrame, k: int) -> pd.DataFrame:
-    """Completers (answered post) vs non-completers on the pre score and on events logged;
-    exchange participants only (the comparison group logs no events)."""
-    from analytics.attrition import attrition_baseline
-
-    mine = scored[~scored["is_comparison"]]
-    eng = attrs.loc[~attrs["is_comparison"], ["participant", "n_events"]]
-    return attrition_baseline(mine, engagement=eng, engagement_column="n_events", k=k)
 
 
 def _waves(w: pd.Series) -> list[str]:

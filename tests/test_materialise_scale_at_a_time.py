@@ -16,6 +16,7 @@ import pytest
 
 import surveys
 from analytics import materialise as m
+from etl import schema
 from etl.warehouse import connect_read_only
 from tests.analytics_fixture import demo_warehouse
 
@@ -37,21 +38,33 @@ def new(con) -> m.Results:
 @pytest.fixture(scope="module")
 def reference(con) -> dict[str, pd.DataFrame]:
     """The whole-frame computation (what compute_results did before it went per scale)."""
+    from analytics.attrition import attrition_baseline
+    from analytics.reliability import reliability
+    from analytics.scales import score_scales
+
     inst = surveys.load_instruments()
-    responses = m._responses(con)
+    responses = con.execute("SELECT participant_id, exchange_id, wave, instrument, item, value "
+                            f"FROM {schema.RESPONSES.name}").df()
     attrs = m.group_attributes(con)
-    scores = m._scale_scores(responses, inst)
+    scores = score_scales(responses, inst)
     scored = scores.merge(attrs, on=["participant", "exchange_id"], how="left",
                           validate="many_to_one")
     scored["is_comparison"] = scored["is_comparison"].fillna(False).astype(bool)
     longitudinal, models = m._longitudinal(scored, K)
+    rel = reliability(responses.assign(_unit=m._unit_codes(responses["participant_id"],
+                                                            responses["exchange_id"])),
+                      inst, participant="_unit", exchange=None)
+    engagement = attrs.loc[~attrs["is_comparison"], ["participant", "n_events"]]
     out = {
         "scale_scores": scores,
-        "reliability": m._reliability(responses, inst, K),
+        "reliability": m._blank_small(rel, "n", K, ["n", "alpha", "alpha_ci_low",
+                                                    "alpha_ci_high", "below_threshold"]),
         "prepost": m._prepost(scored, K),
         "longitudinal": longitudinal,
         "attrition": m._attrition(attrs, responses, K),
-        "attrition_baseline": m._attrition_baseline(scored, attrs, K),
+        "attrition_baseline": attrition_baseline(scored[~scored["is_comparison"]],
+                                                 engagement=engagement,
+                                                 engagement_column="n_events", k=K),
     }
     out = {name: m._conform(df, m.RESULT_NAMES[name]) for name, df in out.items()}
     out["_models"] = models
