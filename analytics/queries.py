@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analytics.rollups import META_MULTI, META_VERSION, week_sql
 from analytics.suppression import DEFAULT_K
 from etl import schema
 
@@ -314,10 +315,7 @@ def _table_exists(cur: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(row and row[0])
 
 
-# Monday of the UTC week, by epoch arithmetic: DuckDB's date_trunc on TIMESTAMPTZ goes through
-# ICU time-zone rules per row and was 12× slower on the demo's events (1970-01-05 is a Monday).
-_WEEK_SQL = ("(DATE '1970-01-05' + 7 * CAST(floor((epoch(occurred_at) - 345600) / 604800) "
-             "AS INTEGER))")
+_WEEK_SQL = week_sql("occurred_at")
 
 
 def _term_sql(col: str) -> str:
@@ -976,13 +974,13 @@ def _rollup_state(cur: duckdb.DuckDBPyConnection) -> tuple[bool, bool]:
     state = _ROLLUP_STATE.get(key)
     if state is None:
         meta = dict(cur.execute(
-            f"SELECT key, value FROM {T_META} WHERE key IN "
-            "('data_version', 'rollups_data_version', 'rollups_multi_exchange')").fetchall())
+            f"SELECT key, value FROM {T_META} WHERE key IN ('data_version', ?, ?)",
+            [META_VERSION, META_MULTI]).fetchall())
         present = {r[0] for r in cur.execute(
             "SELECT table_name FROM information_schema.tables").fetchall()}
         ok = (all(t in present for t in schema.ROLLUP_TABLES)
-              and meta.get("rollups_data_version") == meta.get("data_version"))
-        state = (ok, ok and meta.get("rollups_multi_exchange") == "0")
+              and meta.get(META_VERSION) == meta.get("data_version"))
+        state = (ok, ok and meta.get(META_MULTI) == "0")
         with _CACHE_LOCK:
             _ROLLUP_STATE[key] = state
     return state
