@@ -10,7 +10,7 @@ import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import Input, Output, State, callback, dcc, html
 
-from analytics import export
+from analytics import codebook, export, materialise
 from analytics import queries as q
 from pages import _ui
 
@@ -28,15 +28,8 @@ DL_BUTTON = "data-download-button"
 DL_ALL = "data-download-all"
 DL_FILE = "data-download-file"
 DL_NOTE = "data-download-note"
+DL_STATUS = "data-download-status"
 
-TABLE_LABELS = {
-    "prepost": "prepost: pre/post change per scale and group",
-    "reliability": "reliability: Cronbach's α per scale and wave",
-    "longitudinal": "longitudinal: mixed-model estimates per scale",
-    "attrition": "attrition: response funnel per wave and group",
-    "attrition_baseline": "attrition_baseline: did drop-outs differ at baseline?",
-    "scale_scores": "scale_scores: one row per participant, wave and scale (pseudonymised)",
-}
 
 
 def download_form() -> html.Div:
@@ -48,7 +41,7 @@ def download_form() -> html.Div:
                     dbc.Col([
                         dbc.Label("Table", html_for=DL_TABLE),
                         dcc.Dropdown(id=DL_TABLE, value="prepost", clearable=False,
-                                     options=[{"label": TABLE_LABELS.get(t, t), "value": t}
+                                     options=[{"label": f"{t}: {codebook.EXPORT_TABLES[t].doc}", "value": t}
                                               for t in export.TABLES]),
                     ], md=6),
                     dbc.Col([
@@ -70,6 +63,7 @@ def download_form() -> html.Div:
                 "Same files as python -m analytics export: CSV is UTF-8 with BOM; every file "
                 "carries its data version and generation time; groups under the suppression "
                 "threshold are shown as suppressed with the reason.")),
+            html.Div(id=DL_STATUS, role="status", className="small"),
             dcc.Download(id=DL_FILE),
         ]
     )
@@ -161,13 +155,19 @@ def warnings_and_downloads(_store: dict[str, Any] | None) -> tuple[Any, Any]:
     return warn, downloads
 
 
-@callback(Output(DL_FILE, "data"), Input(DL_BUTTON, "n_clicks"), Input(DL_ALL, "n_clicks"),
+@callback(Output(DL_FILE, "data"), Output(DL_STATUS, "children"),
+          Input(DL_BUTTON, "n_clicks"), Input(DL_ALL, "n_clicks"),
           State(DL_TABLE, "value"), State(DL_FORMAT, "value"), prevent_initial_call=True)
-def download(_one: int | None, _all: int | None, table: str | None, fmt: str | None) -> Any:
+def download(_one: int | None, _all: int | None, table: str | None, fmt: str | None
+             ) -> tuple[Any, Any]:
     fmt = fmt if fmt in export.FORMATS else "csv"
-    if dash.ctx.triggered_id == DL_ALL:
-        name, data = _ui.query(export.export_bundle, fmt)
-    else:
-        name, data = _ui.query(export.export_table, table if table in export.TABLES else
-                               "prepost", fmt)
-    return dcc.send_bytes(data, name)
+    try:
+        if dash.ctx.triggered_id == DL_ALL:
+            name, data = _ui.query(export.export_bundle, fmt)
+        else:
+            name, data = _ui.query(export.export_table, table if table in export.TABLES else
+                                   "prepost", fmt)
+    except (export.ExportError, materialise.ResultsError) as e:
+        # e.g. a table too long for one XLSX sheet: say so where the button is, not a 500
+        return dash.no_update, dbc.Alert(f"No file: {e}", color="warning", className="mt-2")
+    return dcc.send_bytes(data, name), None

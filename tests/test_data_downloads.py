@@ -26,10 +26,12 @@ def demo_warehouse(tmp_path_factory) -> Path:
     return wh
 
 
-def click(client, button: str, table: str, fmt: str) -> dict:
+def respond(client, button: str, table: str, fmt: str) -> dict:
+    """The callback's whole response: the file (data-download-file) and the status line."""
     body = {
-        "output": "data-download-file.data",
-        "outputs": {"id": "data-download-file", "property": "data"},
+        "output": "..data-download-file.data...data-download-status.children..",
+        "outputs": [{"id": "data-download-file", "property": "data"},
+                    {"id": "data-download-status", "property": "children"}],
         "inputs": [{"id": "data-download-button", "property": "n_clicks",
                     "value": 1 if button == "data-download-button" else None},
                    {"id": "data-download-all", "property": "n_clicks",
@@ -41,7 +43,24 @@ def click(client, button: str, table: str, fmt: str) -> dict:
     r = client.post("/_dash-update-component", data=json.dumps(body),
                     content_type="application/json")
     assert r.status_code == 200, r.data[:500]
-    return json.loads(r.data)["response"]["data-download-file"]["data"]
+    return json.loads(r.data)["response"]
+
+
+def click(client, button: str, table: str, fmt: str) -> dict:
+    return respond(client, button, table, fmt)["data-download-file"]["data"]
+
+
+def test_a_file_that_cannot_be_made_says_why_beside_the_button(demo_warehouse: Path,
+                                                               monkeypatch):
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(demo_warehouse))
+    import app
+    from analytics import export
+
+    monkeypatch.setattr(export, "XLSX_MAX_ROWS", 100)  # the demo's scores are longer
+    got = respond(app.server.test_client(), "data-download-button", "scale_scores", "xlsx")
+    assert "data-download-file" not in got  # no file, and no server error
+    status = json.dumps(got["data-download-status"]["children"])
+    assert "No file" in status and "XLSX" in status
 
 
 @pytest.mark.parametrize("fmt", ["csv", "xlsx"])
