@@ -24,10 +24,15 @@ from etl.errors import EtlError
 __all__ = ["KEY_ENV", "key_file", "resolve_key", "pseudonym", "hmac_sql", "PSEUDONYM_LENGTH"]
 
 KEY_ENV = "EXCHANGE_IMPACT_KEY"
-# Truncated HMAC (RFC 2104 §5), base64url: 12 characters carry 72 bits, so ten million people
+# Truncated HMAC (RFC 2104 §5) in base64: 12 characters carry 72 bits, so ten million people
 # collide with odds of about 1e-8; and DuckDB stores strings of up to 12 bytes inline, which makes
 # joins and copies of a ten-million-row log several times cheaper than with 32 hex digits.
 PSEUDONYM_LENGTH = 12
+# Base64's '+' and '/' become '.' and '_' (not base64url's '-' and '_'): a pseudonym never starts
+# with a character a spreadsheet reads as a formula (= + - @), so CSV and XLSX exports, which
+# neutralise such cells, never have to alter one and the same participant reads the same in
+# every format.
+_ALPHABET = str.maketrans("+/", "._")
 
 
 def key_file(warehouse: Path) -> Path:
@@ -63,7 +68,7 @@ def resolve_key(warehouse: Path, *, create: bool = False) -> bytes:
 
 def pseudonym(source_id: str, key: bytes) -> str:
     digest = hmac.new(key, source_id.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).decode()[:PSEUDONYM_LENGTH]
+    return base64.b64encode(digest).decode().translate(_ALPHABET)[:PSEUDONYM_LENGTH]
 
 
 def hmac_sql(expr: str, key: bytes) -> str:
@@ -74,4 +79,4 @@ def hmac_sql(expr: str, key: bytes) -> str:
     opad = bytes(b ^ 0x5C for b in k).hex()
     inner = f"unhex(sha256(unhex('{ipad}') || encode({expr})))"
     outer = f"to_base64(unhex(sha256(unhex('{opad}') || {inner})))"
-    return f"translate(left({outer}, {PSEUDONYM_LENGTH}), '+/', '-_')"
+    return f"translate(left({outer}, {PSEUDONYM_LENGTH}), '+/', '._')"
