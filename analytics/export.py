@@ -23,7 +23,6 @@ formula and URL detection off.
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import json
 from collections.abc import Sequence
@@ -310,10 +309,6 @@ def _about(table: str, version: int, generated_at: str, exported_at: str, min_ce
     }
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _render(src: _Source, table: str, fmt: str, by: str | None, exported_at: str) -> Export:
     df, generated_at = src.frame(table, [table])
     cols = list(codebook.EXPORT_TABLES[table].columns)
@@ -345,7 +340,7 @@ def build_export(con: duckdb.DuckDBPyConnection, table: str, fmt: str = "csv", *
                  min_cell: int = materialise.DEFAULT_MIN_CELL) -> Export:
     """One table as a file's bytes, with its provenance (see the module docstring)."""
     _check_request(table, fmt, by, min_cell)
-    return _render(_Source(con, min_cell), table, fmt, by, _now())
+    return _render(_Source(con, min_cell), table, fmt, by, materialise.utc_now())
 
 
 def export_table(con: duckdb.DuckDBPyConnection, table: str, fmt: str = "csv",
@@ -388,7 +383,7 @@ def export_all(con: duckdb.DuckDBPyConnection, out_dir: Path | str, fmt: str = "
         raise ExportError(f"{out}: is a file; --all writes a folder (e.g. --out exports/)")
     out.mkdir(parents=True, exist_ok=True)
     src = _Source(con, min_cell)
-    exported_at = _now()
+    exported_at = materialise.utc_now()
     src.compute_all()
     written: list[Path] = []
     resources = []

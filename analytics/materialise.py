@@ -314,7 +314,8 @@ def _blank_small_terms(out: pd.DataFrame, d: pd.DataFrame, k: int) -> pd.DataFra
 # Orchestration
 # ---------------------------------------------------------------------------------------------
 
-def _now() -> str:
+def utc_now() -> str:
+    """The time stamp results and exports carry: ISO 8601 UTC to the second."""
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -632,7 +633,7 @@ def compute_results(
             out["attrition"] = _attrition(attrs, seen, k)
 
     tables_out = {name: _conform(out[name], RESULT_NAMES[name]) for name in wanted}
-    return Results(tables_out, version, _now(), min_cell, time.perf_counter() - t_start,
+    return Results(tables_out, version, utc_now(), min_cell, time.perf_counter() - t_start,
                    timings, models)
 
 
