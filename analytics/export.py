@@ -238,52 +238,68 @@ def _check_request(table: str, fmt: str, by: str | None, min_cell: int) -> None:
             raise ExportError(f"cannot group by {by!r}; choose one of {', '.join(allowed)}")
 
 
+# Row-level and never suppressed: a stored copy serves whatever k an export asks for.
+_K_FREE = frozenset({"scale_scores"})
+
+
 class _Source:
-    """The result tables of one export request: stored ones when current, else computed once."""
+    """The result tables of one export request: stored ones when current (and, for the
+    suppressed tables, stored at the k asked for), else computed once."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, min_cell: int):
         self.con = con
         self.min_cell = min_cell
         self.version = data_version(con)
         self.state = materialise.stored_state(con)
-        self.note: str | None = None
+        # why the stored tables do not serve: for every table (`_stale`) or for those that
+        # depend on k (`_other_k`)
+        self._stale: str | None = None
+        self._other_k: str | None = None
         self._computed: materialise.Results | None = None
         st = self.state
         if st is None:
-            self.note = (f"no stored result tables for data version {self.version}; computed "
-                         "for this export only (run 'python -m analytics refresh' to store them)")
+            self._stale = (f"no stored result tables for data version {self.version}; computed "
+                           "for this export only (run 'python -m analytics refresh' to store "
+                           "them)")
         elif st.data_version != self.version:
-            self.note = (f"the stored result tables are for data version {st.data_version}, the "
-                         f"warehouse is at {self.version}; computed for this export only (run "
-                         "'python -m analytics refresh' to store them)")
+            self._stale = (f"the stored result tables are for data version {st.data_version}, "
+                           f"the warehouse is at {self.version}; computed for this export only "
+                           "(run 'python -m analytics refresh' to store them)")
         elif st.min_cell != min_cell:
-            self.note = (f"stored results are suppressed at k = {st.min_cell}; computed with "
-                         f"k = {min_cell} for this export only")
+            self._other_k = (f"stored results are suppressed at k = {st.min_cell}; computed with "
+                             f"k = {min_cell} for this export only")
+
+    def note_for(self, table: str) -> str | None:
+        """Where `table`'s numbers come from when not from the stored tables (None: stored)."""
+        return self._stale or (None if table in _K_FREE else self._other_k)
 
     @property
-    def stored(self) -> bool:
-        return self.note is None
+    def note(self) -> str | None:
+        """The note for the request as a whole (any table computed rather than read)."""
+        return self._stale or self._other_k
 
     def compute_all(self) -> None:
-        """Compute every table at once (before rendering several), unless stored ones serve."""
-        if not self.stored and self._computed is None:
+        """Compute every table the stored ones do not serve at once (before rendering several)."""
+        missing = [t for t in TABLES if self.note_for(t) is not None]
+        if missing and self._computed is None:
             self._computed = materialise.compute_results(self.con, min_cell=self.min_cell,
+                                                         tables=missing,
                                                          data_version=self.version)
 
     @property
     def models(self) -> dict[str, str]:
         """Longitudinal model formula per instrument.scale, as fitted."""
-        if self._computed is not None:
+        if self._computed is not None and self._computed.models:
             return self._computed.models
         return self.state.models if self.state is not None else {}
 
     def frame(self, table: str, needed: Sequence[str]) -> tuple[pd.DataFrame, str]:
         """The table's rows and the time they were computed."""
-        if self.stored and self.state is not None:
+        if self.note_for(table) is None and self.state is not None:
             df = self.con.execute(
                 f'SELECT * FROM "{codebook.EXPORT_TABLES[table].name}"').df()
             return df, self.state.generated_at
-        if self._computed is None:
+        if self._computed is None or table not in self._computed.tables:
             self._computed = materialise.compute_results(
                 self.con, min_cell=self.min_cell, tables=list(needed),
                 data_version=self.version)
@@ -323,7 +339,8 @@ def _render(src: _Source, table: str, fmt: str, by: str | None, exported_at: str
     df = df.assign(data_version=src.version, generated_at=generated_at)
     cols += list(codebook.PROVENANCE_COLUMNS)
     out = _typed(df, cols)
-    about = _about(table, src.version, generated_at, exported_at, src.min_cell, src.note, by)
+    about = _about(table, src.version, generated_at, exported_at, src.min_cell,
+                   src.note_for(table), by)
     if fmt == "csv":
         data = to_csv_bytes(out)
     elif fmt == "xlsx":
@@ -332,7 +349,7 @@ def _render(src: _Source, table: str, fmt: str, by: str | None, exported_at: str
         data = to_parquet_bytes(out, cols, about)
     name = f"{table}{'_by_' + by if by else ''}_v{src.version}.{fmt}"
     return Export(name, data, table, fmt, len(out), src.version, generated_at, src.min_cell,
-                  src.note, extra)
+                  src.note_for(table), extra)
 
 
 def build_export(con: duckdb.DuckDBPyConnection, table: str, fmt: str = "csv", *,

@@ -345,3 +345,27 @@ def test_codebook_describes_every_result_column() -> None:
         for col in codebook.export_columns(table):
             assert col.doc, (table, col.name)
             codebook.frictionless_type(col.sql_type)
+
+
+def test_another_k_recomputes_the_suppressed_tables_only(demo: Path, monkeypatch) -> None:
+    """Scale scores are row-level and never suppressed: the stored copy serves any --min-cell;
+    a suppressed table asked at another k is computed for the export and says so."""
+    from analytics import materialise
+
+    calls: list[list[str] | None] = []
+    real = materialise.compute_results
+
+    def spy(con, **kw):
+        calls.append(kw.get("tables"))
+        return real(con, **kw)
+
+    monkeypatch.setattr(materialise, "compute_results", spy)
+    con = connect_read_only(demo)
+    try:
+        stored_at = materialise.stored_state(con).generated_at
+        scores = export.build_export(con, "scale_scores", "parquet", min_cell=0)
+        assert scores.note is None and scores.generated_at == stored_at and calls == []
+        pre = export.build_export(con, "prepost", "parquet", min_cell=0)
+        assert "k = 0" in (pre.note or "") and calls == [["prepost"]]
+    finally:
+        con.close()
