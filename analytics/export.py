@@ -7,8 +7,9 @@ byte-for-byte the same files.
 Where the numbers come from: the `res_*` tables stored in the warehouse by the load
 (`analytics.materialise.refresh`), when they belong to the warehouse's current data version and
 were suppressed with the threshold asked for. Otherwise — stored results missing or stale, or
-another `min_cell` (e.g. 0 for unsuppressed output) — they are computed for this export only,
-from the same warehouse version, without writing anything; `Export.note` says so.
+another `min_cell` (e.g. 0 for unsuppressed output) for a table that k changes (all but the
+row-level scale scores) — they are computed for this export only, from the same warehouse
+version, without writing anything; `Export.note` says so.
 
 Provenance: every exported row carries `data_version` and `generated_at` (UTC time the numbers
 were computed). XLSX files repeat them with the method and the suppression threshold in an
