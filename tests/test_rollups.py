@@ -119,3 +119,30 @@ def test_without_rollups_the_base_tables_answer(tmp_path) -> None:
     finally:
         c.close()
         reader.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_mistyped_year_costs_one_slot_not_millennia_of_them(tmp_path) -> None:
+    """The hourly rollup looks up UTC offsets per (zone, 15-minute slot) with events. Built over
+    every slot from the first to the last event, one event dated ~5025 meant ~105M slots per
+    zone (minutes and gigabytes); now it is one more slot, and the heatmap still equals the direct
+    query."""
+    path = build_fixture_warehouse(tmp_path / "w.duckdb")
+    con = duckdb.connect(str(path))
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"""INSERT INTO {schema.EVENTS.name} (participant_id, exchange_id, occurred_at,
+                    activity, minutes)
+                    SELECT participant_id, exchange_id, occurred_at + INTERVAL 3000 YEAR,
+                           activity, minutes
+                    FROM {schema.EVENTS.name} LIMIT 1""")
+    build(con)
+    con.close()
+    reader = Reader(path)
+    c = reader.cursor()
+    try:
+        f = q.Filters()
+        assert q._use_rollups(c, f)
+        _same(q.activity_heatmap(c, f), q._activity_heatmap_base(c, f))
+    finally:
+        c.close()
+        reader.close()
