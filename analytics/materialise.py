@@ -43,6 +43,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from analytics.rollups import GENDER_SQL
 from analytics.rollups import build as build_rollups
 from etl import schema
 from etl.warehouse import data_version as _data_version
@@ -129,7 +130,7 @@ def group_attributes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         SELECT pe.participant_id AS participant, pe.exchange_id,
                i.cluster_id AS cluster, i.country, pe.exchange_id AS exchange, x.program,
                x.modality, x.setting, p.role,
-               coalesce(nullif(trim(p.gender), ''), 'not reported') AS gender,
+               {GENDER_SQL} AS gender,
                CASE WHEN coalesce(p.comparison, FALSE) THEN '{ARM_COMPARISON}'
                     ELSE '{ARM_PARTICIPANT}' END AS comparison,
                coalesce(p.comparison, FALSE) AS is_comparison,

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analytics.rollups import META_MULTI, META_VERSION, week_sql
+from analytics.rollups import GENDER_SQL, META_MULTI, META_VERSION, week_sql
 from analytics.suppression import DEFAULT_K
 from etl import schema
 
@@ -332,17 +332,45 @@ _AGE_BAND_SQL = (
 )
 
 
+def _in(f: Filters, p: dict[str, Any], name: str, col: str) -> str:
+    """' AND list_contains($name, col)' when filter `name` has values (put into `p`), else ''."""
+    vals = getattr(f, name)
+    if not vals:
+        return ""
+    p[name] = list(vals)
+    return f" AND list_contains(${name}, {col})"
+
+
+def _dims(f: Filters) -> tuple[str, dict[str, Any]]:
+    """CTEs fi (institutions) and fx (exchanges) in scope: the base of `_scope` and of the
+    rollup queries. `p['_role']` is the role condition on a rollup cell `c` (not a parameter)."""
+    p: dict[str, Any] = {}
+    sql = f"""
+    fi AS (
+        SELECT i.institution_id, i.name AS institution_name, i.country, i.cluster_id,
+               i.timezone, coalesce(i.income_group, 'not reported') AS income_group,
+               coalesce(i.connectivity, 'not reported') AS connectivity,
+               c.name AS cluster_name
+        FROM {T_INST} i LEFT JOIN {T_CLUSTERS} c USING (cluster_id)
+        WHERE TRUE{_in(f, p, "cluster", "i.cluster_id")}{_in(f, p, "country", "i.country")}
+    ),
+    fx AS (
+        SELECT x.exchange_id, x.name AS exchange_name, x.program, x.modality, x.setting,
+               x.start_date, x.end_date, {_term_sql("x.start_date")} AS term
+        FROM {T_EXCH} x
+        WHERE TRUE{_in(f, p, "program", "x.program")}{_in(f, p, "exchange", "x.exchange_id")}
+              {_in(f, p, "modality", "x.modality")}{_in(f, p, "setting", "x.setting")}
+              {_in(f, p, "term", _term_sql("x.start_date"))}
+    )"""
+    role = _in(f, p, "role", "c.role")
+    return sql, p | {"_role": role}
+
+
 def _scope(f: Filters, *, include_comparison: bool = False) -> tuple[str, dict[str, Any]]:
     """CTEs that every query starts from: fi (institutions), fx (exchanges), fp (participants,
     with their institution's attributes), fe (events of fp in fx within the dates)."""
-    p: dict[str, Any] = {}
-
-    def cond(name: str, col: str) -> str:
-        vals = getattr(f, name)
-        if not vals:
-            return ""
-        p[name] = list(vals)
-        return f" AND list_contains(${name}, {col})"
+    dims, p = _dims(f)
+    del p["_role"]
 
     date_cond = ""
     resp_date_cond = ""
@@ -363,23 +391,7 @@ def _scope(f: Filters, *, include_comparison: bool = False) -> tuple[str, dict[s
             f" WHERE TRUE{resp_date_cond})"
         )
     comparison = "" if include_comparison else " AND NOT coalesce(p.comparison, FALSE)"
-    sql = f"""
-    fi AS (
-        SELECT i.institution_id, i.name AS institution_name, i.country, i.cluster_id,
-               i.timezone, coalesce(i.income_group, 'not reported') AS income_group,
-               coalesce(i.connectivity, 'not reported') AS connectivity,
-               c.name AS cluster_name
-        FROM {T_INST} i LEFT JOIN {T_CLUSTERS} c USING (cluster_id)
-        WHERE TRUE{cond("cluster", "i.cluster_id")}{cond("country", "i.country")}
-    ),
-    fx AS (
-        SELECT x.exchange_id, x.name AS exchange_name, x.program, x.modality, x.setting,
-               x.start_date, x.end_date, {_term_sql("x.start_date")} AS term
-        FROM {T_EXCH} x
-        WHERE TRUE{cond("program", "x.program")}{cond("exchange", "x.exchange_id")}
-              {cond("modality", "x.modality")}{cond("setting", "x.setting")}
-              {cond("term", _term_sql("x.start_date"))}
-    ),
+    sql = f"""{dims},
     fev AS (
         SELECT ev.participant_id, ev.exchange_id, ev.occurred_at, ev.minutes
         FROM {T_EVENTS} ev JOIN fx USING (exchange_id)
@@ -387,12 +399,12 @@ def _scope(f: Filters, *, include_comparison: bool = False) -> tuple[str, dict[s
     ),
     fp AS (
         SELECT p.participant_id, p.institution_id, p.role,
-               coalesce(nullif(trim(p.gender), ''), 'not reported') AS gender,
+               {GENDER_SQL} AS gender,
                {_AGE_BAND_SQL} AS age_band, coalesce(p.comparison, FALSE) AS comparison,
                fi.country, fi.cluster_id, fi.cluster_name, fi.timezone, fi.income_group,
                fi.connectivity, fi.institution_name
         FROM {T_PEOPLE} p JOIN fi USING (institution_id)
-        WHERE TRUE{cond("role", "p.role")}{comparison}{restrict_people}
+        WHERE TRUE{_in(f, p, "role", "p.role")}{comparison}{restrict_people}
     ),
     fe AS (
         SELECT ev.*, fp.country, fp.cluster_id, fp.cluster_name, fp.timezone, fp.institution_id,
@@ -994,38 +1006,6 @@ def _use_rollups(cur: duckdb.DuckDBPyConnection, f: Filters, *, distinct: bool =
         return False
     present, exact = _rollup_state(cur)
     return exact if distinct else present
-
-
-def _dims(f: Filters) -> tuple[str, dict[str, Any]]:
-    """CTEs fi (institutions) and fx (exchanges) in scope, as in `_scope`, for the rollups."""
-    p: dict[str, Any] = {}
-
-    def cond(name: str, col: str) -> str:
-        vals = getattr(f, name)
-        if not vals:
-            return ""
-        p[name] = list(vals)
-        return f" AND list_contains(${name}, {col})"
-
-    sql = f"""
-    fi AS (
-        SELECT i.institution_id, i.name AS institution_name, i.country, i.cluster_id,
-               coalesce(i.income_group, 'not reported') AS income_group,
-               coalesce(i.connectivity, 'not reported') AS connectivity,
-               c.name AS cluster_name
-        FROM {T_INST} i LEFT JOIN {T_CLUSTERS} c USING (cluster_id)
-        WHERE TRUE{cond("cluster", "i.cluster_id")}{cond("country", "i.country")}
-    ),
-    fx AS (
-        SELECT x.exchange_id, x.name AS exchange_name, x.program, x.modality, x.setting,
-               {_term_sql("x.start_date")} AS term
-        FROM {T_EXCH} x
-        WHERE TRUE{cond("program", "x.program")}{cond("exchange", "x.exchange_id")}
-              {cond("modality", "x.modality")}{cond("setting", "x.setting")}
-              {cond("term", _term_sql("x.start_date"))}
-    )"""
-    role = cond("role", "c.role")
-    return sql, p | {"_role": role}
 
 
 def _cells(table: str, f: Filters, p: dict[str, Any], *, comparison: bool = False,

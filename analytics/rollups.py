@@ -28,7 +28,7 @@ import duckdb
 
 from etl import schema
 
-__all__ = ["ROLLUP_TABLES", "build", "META_MULTI", "META_VERSION", "week_sql"]
+__all__ = ["ROLLUP_TABLES", "build", "META_MULTI", "META_VERSION", "week_sql", "GENDER_SQL"]
 
 META_MULTI = "rollups_multi_exchange"
 META_VERSION = "rollups_data_version"
@@ -52,7 +52,9 @@ def week_sql(ts: str) -> str:
 
 _WEEK = week_sql("e.occurred_at")
 _PEOPLE_DIMS = ("p.institution_id, p.role, coalesce(p.comparison, FALSE) AS comparison")
-_GENDER = "coalesce(nullif(trim(p.gender), ''), 'not reported')"
+# A participant's gender as every grouping shows it (participants aliased p): the rollups,
+# `analytics.queries` and `analytics.materialise` all use this one expression.
+GENDER_SQL = "coalesce(nullif(trim(p.gender), ''), 'not reported')"
 
 
 def _sql(t: schema.Table, select: str) -> list[str]:
@@ -157,7 +159,7 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
                             sum(coalesce(minutes, 0)) AS minutes FROM {EV} GROUP BY 1),
              w AS (SELECT participant_id, bool_or(wave = 'pre') AS pre,
                           bool_or(wave = 'post') AS post FROM {RESP} GROUP BY 1)
-        SELECT px.exchange_id, {_PEOPLE_DIMS}, {_GENDER} AS gender, p.birth_year,
+        SELECT px.exchange_id, {_PEOPLE_DIMS}, {GENDER_SQL} AS gender, p.birth_year,
                count(*), count(act.participant_id), coalesce(sum(act.events), 0),
                coalesce(sum(act.minutes), 0), count(*) FILTER (WHERE w.pre),
                count(*) FILTER (WHERE w.pre AND NOT w.post)
@@ -165,7 +167,7 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
              LEFT JOIN w USING (participant_id)
         GROUP BY ALL"""))
     run(schema.RES_RESPONSE_WAVES.name, _sql(schema.RES_RESPONSE_WAVES, f"""
-        SELECT r.exchange_id, {_PEOPLE_DIMS}, {_GENDER} AS gender, p.birth_year, r.wave,
+        SELECT r.exchange_id, {_PEOPLE_DIMS}, {GENDER_SQL} AS gender, p.birth_year, r.wave,
                count(DISTINCT r.participant_id)
         FROM {RESP} r JOIN {PEOPLE} p USING (participant_id) GROUP BY ALL"""))
     if have_scores:
@@ -181,7 +183,7 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
                        FROM s a JOIN s b ON a.participant = b.participant
                             AND a.exchange_id = b.exchange_id AND a.instrument = b.instrument
                             AND a.scale = b.scale AND a.wave = 'pre' AND b.wave = 'post')
-            SELECT g.exchange_id, {_PEOPLE_DIMS}, {_GENDER} AS gender, p.birth_year,
+            SELECT g.exchange_id, {_PEOPLE_DIMS}, {GENDER_SQL} AS gender, p.birth_year,
                    g.instrument, g.scale, count(*), sum(g.gain), sum(g.gain * g.gain)
             FROM g JOIN {PEOPLE} p ON p.participant_id = g.participant GROUP BY ALL"""))
     else:
