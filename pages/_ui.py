@@ -593,11 +593,20 @@ def scale_options() -> list[dict[str, str]]:
     """Dropdown options 'instrument/scale' for the scales with pre/post results."""
     try:
         df = query(q.prepost_results, "overall")
-    except Exception:  # no warehouse yet: the page still renders and says so below
+    except PreventUpdate:  # no warehouse yet: the page still renders and says so below
         return []
     pairs = sorted({(a, b) for a, b in zip(df.instrument, df.scale, strict=True)},
                    key=lambda p: scale_label(*p))
     return [{"label": scale_label(a, b), "value": f"{a}/{b}"} for a, b in pairs]
+
+
+def only_scale(df: pd.DataFrame, value: str | None) -> pd.DataFrame:
+    """The rows of the scale a `scale_options` value names ('instrument/scale'); every row for
+    an empty or 'all' value."""
+    if not value or "/" not in value or not len(df):
+        return df
+    inst, sc = value.split("/", 1)
+    return df[(df.instrument == inst) & (df.scale == sc)]
 
 
 def forest_by_scale(shown: pd.DataFrame, x: str, lo: str, hi: str) -> tuple[Figure, int]:

@@ -74,9 +74,7 @@ def gains(store: dict[str, Any] | None, by: str, scale: str | None) -> tuple[go.
     by = _ui.choice(by, q.EQUITY_GROUPINGS, "gender")
     label = q.EQUITY_GROUPINGS[by]
     df = _ui.query(q.gains_by_group, f, by)
-    if scale and scale != ALL_SCALES and "/" in scale:
-        inst, sc = scale.split("/", 1)
-        df = df[(df.instrument == inst) & (df.scale == sc)]
+    df = _ui.only_scale(df, scale)
     title = f"Mean gain post − pre by {label.lower()} (95% CI)"
     if not len(df):
         return _ui.empty_figure(title, "No pre/post scale scores in scope (or not computed "

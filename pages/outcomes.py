@@ -180,9 +180,7 @@ def forest(by: str, effect: str, scale: str | None) -> tuple[go.Figure, dict[str
     by = _ui.choice(by, q.GROUPINGS, "modality")
     effect = _ui.choice(effect, EFFECTS, "hedges_g")
     df = _ui.query(q.prepost_results, by)
-    if scale and "/" in scale and len(df):
-        inst, sc = scale.split("/", 1)
-        df = df[(df.instrument == inst) & (df.scale == sc)]
+    df = _ui.only_scale(df, scale)
     if not len(df):
         return _ui.figure(), {"display": "none"}, _ui.coming(
             f"Effects by {q.GROUPINGS.get(by, by).lower()}", _COMING)
@@ -252,9 +250,7 @@ def model(scale: str | None) -> Any:
     df = _ui.query(q.longitudinal)
     if not len(df):
         return _ui.coming("Mixed-model estimates", _COMING)
-    if scale and "/" in scale:
-        inst, sc = scale.split("/", 1)
-        df = df[(df.instrument == inst) & (df.scale == sc)]
+    df = _ui.only_scale(df, scale)
     df = df.assign(scale_label=[_ui.scale_label(a, b) for a, b in zip(df.instrument, df.scale,
                                                                       strict=True)])
     df["ci"] = [f"[{a:.2f}, {b:.2f}]" if pd.notna(a) else "—"
