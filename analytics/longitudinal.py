@@ -51,24 +51,24 @@ OUTPUT_COLUMNS = [
 _LOG_LAM_BOUNDS = (-25.0, 16.0)
 
 
+def wave_key(w: str) -> tuple[int, float, str]:
+    """Sort key of a wave label in time: pre, post, then follow-ups (followup, followup_3m, …),
+    then others. Follow-ups with a number sort by it (followup_6m before followup_12m); unknown
+    labels come last in alphabetical order. The one wave order of the app."""
+    s = str(w).lower()
+    if s in ("pre", "baseline"):
+        return (0, 0.0, s)
+    if s == "post":
+        return (1, 0.0, s)
+    if s.startswith("follow"):
+        digits = "".join(ch for ch in s if ch.isdigit())
+        return (2, float(digits) if digits else 0.0, s)
+    return (3, 0.0, s)
+
+
 def wave_order(waves: Sequence[str]) -> list[str]:
-    """Order wave labels in time: pre, post, then follow-ups (followup, followup_3m, …), others.
-
-    Follow-ups with a number sort by it (followup_6m before followup_12m); unknown labels come
-    last in alphabetical order.
-    """
-    def key(w: str) -> tuple[int, float, str]:
-        s = str(w).lower()
-        if s in ("pre", "baseline"):
-            return (0, 0.0, s)
-        if s == "post":
-            return (1, 0.0, s)
-        if s.startswith("follow"):
-            digits = "".join(ch for ch in s if ch.isdigit())
-            return (2, float(digits) if digits else 0.0, s)
-        return (3, 0.0, s)
-
-    return sorted(dict.fromkeys(str(w) for w in waves), key=key)
+    """Distinct wave labels in time order (see `wave_key`)."""
+    return sorted(dict.fromkeys(str(w) for w in waves), key=wave_key)
 
 
 @dataclass

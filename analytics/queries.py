@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analytics.longitudinal import wave_key
 from analytics.rollups import GENDER_SQL, META_MULTI, META_VERSION, week_sql
 from analytics.suppression import DEFAULT_K
 from etl import schema
@@ -125,7 +126,6 @@ EQUITY_GROUPINGS: dict[str, str] = {
     "connectivity": "Connectivity",
     "income_group": "Country income group",
 }
-WAVE_ORDER = ("pre", "post", "followup")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -501,8 +501,8 @@ def _headline_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, Any]
 
 
 def _wave_rank(wave: pd.Series) -> pd.Series:
-    order = {w: i for i, w in enumerate(WAVE_ORDER)}
-    return wave.map(lambda w: order.get(w, len(order) + (0 if str(w).startswith("followup") else 1)))
+    """Sort key per row in time order of the waves (`analytics.longitudinal.wave_key`)."""
+    return wave.map(wave_key)
 
 
 def _completion_by_wave_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
@@ -1342,8 +1342,8 @@ def _attrition_funnel_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.D
 
 
 def _funnel_finish(df: pd.DataFrame) -> pd.DataFrame:
-    order = {"enrolled": 0, "active in the log": 1}
-    rank = df.stage.map(lambda s: order.get(s, 2 + int(_wave_rank(pd.Series([s[9:]])).iloc[0])))
+    order = {"enrolled": (0,), "active in the log": (1,)}
+    rank = df.stage.map(lambda s: order.get(s, (2, *wave_key(s.removeprefix("answered ")))))
     df = df.assign(_o=rank).sort_values("_o").drop(columns="_o").reset_index(drop=True)
     first = df.n.iloc[0] if len(df) else 0
     df["share"] = df.n / first if first else np.nan

@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 from dash import Input, Output, callback, dcc, html
 
 from analytics import queries as q
+from analytics.longitudinal import wave_key, wave_order
 from pages import _ui
 
 dash.register_page(__name__, path="/outcomes", name="Outcomes", order=2,
@@ -108,7 +109,7 @@ def _alpha_texts(rel: pd.DataFrame) -> dict[tuple[str, str], str]:
     pass over the table instead of a filter per scale."""
     if not len(rel):
         return {}
-    rel = rel.assign(_o=rel.wave.map({"pre": 0, "post": 1}).fillna(2)).sort_values(
+    rel = rel.assign(_o=rel.wave.map(wave_key)).sort_values(
         ["instrument", "scale", "_o"], kind="stable").drop_duplicates(["instrument", "scale"])
     return {(r.instrument, r.scale): f"α ({r.wave}) = {r.alpha:.2f}"
             + (" ⚠" if bool(r.below_threshold) else "") for r in rel.itertuples(index=False)}
@@ -213,8 +214,7 @@ def reliability(_store: dict[str, Any] | None) -> Any:
               for a, low in zip(df.alpha, df.below_threshold.fillna(False), strict=True)],
     )
     wide = df.pivot_table(index="scale_label", columns="wave", values="cell", aggfunc="first")
-    waves = [w for w in ("pre", "post", "followup") if w in wide.columns]
-    waves += [w for w in wide.columns if w not in waves]
+    waves = wave_order(wide.columns)
     wide = wide[waves].reset_index()
     cols: dict[str, tuple[str, Any]] = {"scale_label": ("scale", _ui.text)}
     cols.update({w: (f"α {w}", _ui.text) for w in waves})

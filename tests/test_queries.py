@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import pandas as pd
 import pytest
 
 from analytics import queries as q
@@ -98,3 +99,14 @@ def test_local_hour_heatmap_uses_each_institutions_zone(cur) -> None:
     heat = q.activity_heatmap(cur, q.Filters())
     # The fixture logs events between 08:00 and 16:59 local time in every zone.
     assert heat.hour.min() >= 8 and heat.hour.max() <= 16
+
+
+def test_funnel_and_wave_tables_follow_the_one_wave_order() -> None:
+    """Numbered follow-ups sort by their number everywhere (the order of
+    analytics.longitudinal.wave_key), not alphabetically after the known waves."""
+    df = pd.DataFrame({"stage": ["answered followup_12m", "answered post", "enrolled",
+                                 "active in the log", "answered followup_6m", "answered pre"],
+                       "n": [20, 60, 100, 90, 40, 80]})
+    assert q._funnel_finish(df).stage.tolist() == [
+        "enrolled", "active in the log", "answered pre", "answered post",
+        "answered followup_6m", "answered followup_12m"]
