@@ -1,7 +1,8 @@
 """Drive a running Dash app's real callback endpoints, as a browser would.
 
-Reads `/_dash-dependencies` and builds, for every callback that the filter store drives, the
-JSON body the Dash renderer posts to `/_dash-update-component`. Used by the load benchmark and
+Reads `/_dash-dependencies` and builds, for every callback that the filter store drives (and
+every one that only page controls with a given value drive), the JSON body the Dash renderer
+posts to `/_dash-update-component`. Used by the load benchmark and
 by the test that the dashboard keeps answering during a load.
 """
 
@@ -35,12 +36,14 @@ def dependencies(base: str) -> list[dict]:
 def callback_bodies(base: str, filters: dict | None = None,
                     values: dict[str, Any] | None = None, deps: list[dict] | None = None
                     ) -> list[dict]:
-    """One request body per callback that reads the filter store (the pages' data callbacks)."""
+    """One request body per data callback: each that reads the filter store, and each whose
+    inputs are all page controls given in `values` (e.g. the Outcomes forest and model table)."""
     values = values or {}
     bodies = []
     for dep in deps if deps is not None else dependencies(base):
         ids = [i["id"] for i in dep["inputs"]]
-        if FILTER_STORE not in ids or any(i.startswith("{") for i in ids) or dep["state"]:
+        driven = FILTER_STORE in ids or all(i in values for i in ids)
+        if not driven or any(i.startswith("{") for i in ids) or dep["state"]:
             continue
         if dep["output"].startswith("..{") or "nav-link" in dep["output"] or "url-writer" in dep["output"]:
             continue
@@ -51,7 +54,8 @@ def callback_bodies(base: str, filters: dict | None = None,
         ]
         bodies.append({
             "output": dep["output"], "outputs": _outputs(dep["output"]), "inputs": inputs,
-            "changedPropIds": [f"{FILTER_STORE}.data"], "state": [],
+            "changedPropIds": [f"{FILTER_STORE}.data" if FILTER_STORE in ids
+                               else f"{ids[0]}.{dep['inputs'][0]['property']}"], "state": [],
         })
     return bodies
 

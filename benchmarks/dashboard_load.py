@@ -54,8 +54,21 @@ CONTROLS: dict[str, list[Any]] = {
     "participation-by": ["cluster", "country"],
     "outcomes-forest-by": ["cluster", "country", "modality", "setting"],
     "outcomes-effect": ["hedges_g", "diff"],
-    "equity-scale": ["all"],
+    "equity-scale": ["all"],  # and every scale of the warehouse (`page_controls`)
 }
+
+
+def page_controls(wh: Path) -> dict[str, list[Any]]:
+    """`CONTROLS` plus the scale dropdowns' values ('instrument/scale') of this warehouse."""
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        scales = [r[0] for r in con.execute(
+            "SELECT DISTINCT instrument || '/' || scale FROM res_prepost ORDER BY 1").fetchall()]
+    except duckdb.Error:  # no result tables: the dropdowns are empty too
+        scales = []
+    finally:
+        con.close()
+    return {**CONTROLS, "equity-scale": ["all", *scales], "outcomes-scale": scales or [""]}
 FILTER_FIELDS = (("country", 0.35), ("cluster", 0.25), ("modality", 0.2), ("setting", 0.1),
                  ("term", 0.1), ("role", 0.1), ("program", 0.05), ("exchange", 0.05))
 
@@ -141,7 +154,8 @@ def run_load(src: Path, wh: Path, pool: list[dict], args: argparse.Namespace) ->
                 time.sleep(0.2)
         deps = dependencies(base)
         rng0 = random.Random(args.seed)
-        pick = lambda rng: {k: rng.choice(v) for k, v in CONTROLS.items()}  # noqa: E731
+        controls = page_controls(wh)
+        pick = lambda rng: {k: rng.choice(v) for k, v in controls.items()}  # noqa: E731
         first = callback_bodies(base, pool[0], pick(rng0), deps)
         pages = sorted({page_of(b) for b in first})
         print(f"{src}: {len(first)} data callbacks on {len(pages)} pages ({', '.join(pages)}); "
