@@ -251,14 +251,17 @@ def model(scale: str | None) -> Any:
     if not len(df):
         return _ui.coming("Mixed-model estimates", _COMING)
     df = _ui.only_scale(df, scale)
-    df = df.assign(scale_label=[_ui.scale_label(a, b) for a, b in zip(df.instrument, df.scale,
-                                                                      strict=True)])
-    df["ci"] = [f"[{a:.2f}, {b:.2f}]" if pd.notna(a) else "—"
-                for a, b in zip(df.ci_low, df.ci_high, strict=True)]
+    df = df.assign(ci=[f"[{a:.2f}, {b:.2f}]" if pd.notna(a) else "—"
+                       for a, b in zip(df.ci_low, df.ci_high, strict=True)])
     title = "Fixed effects and contrasts (all participants; fitted per data version)"
+    cols: dict[str, tuple[str, Any]] = {}
     if len(df) and df[["instrument", "scale"]].drop_duplicates().shape[0] == 1:
         title = f"{_ui.scale_label(df.instrument.iloc[0], df.scale.iloc[0])}: {title}"
-    return _ui.table(df, {
+    else:  # several scales in one table: say which row is which
+        df = df.assign(scale_label=[_ui.scale_label(a, b)
+                                    for a, b in zip(df.instrument, df.scale, strict=True)])
+        cols["scale_label"] = ("scale", _ui.text)
+    return _ui.table(df, cols | {
         "term": ("term", _ui.text),
         "estimate": ("estimate", _ui.fmt_num), "se": ("SE", _ui.fmt_num),
         "ci": ("95% CI", _ui.text), "p": ("p", lambda v: _ui.fmt_num(v, 3)),
