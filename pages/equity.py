@@ -7,7 +7,6 @@ from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
-import plotly.graph_objects as go
 from dash import Input, Output, callback, dcc, html
 
 from analytics import queries as q
@@ -69,7 +68,7 @@ def layout(by: str = "gender", **_query: Any) -> html.Div:
 
 @callback(Output(GAINS, "figure"), Output(GAINS_NOTE, "children"),
           Input(_ui.FILTERS, "data"), Input(BY, "value"), Input(SCALE, "value"))
-def gains(store: dict[str, Any] | None, by: str, scale: str | None) -> tuple[go.Figure, Any]:
+def gains(store: dict[str, Any] | None, by: str, scale: str | None) -> tuple[_ui.Figure, Any]:
     f = _ui.filters_of(store)
     by = _ui.choice(by, q.EQUITY_GROUPINGS, "gender")
     label = q.EQUITY_GROUPINGS[by]
@@ -89,7 +88,7 @@ def gains(store: dict[str, Any] | None, by: str, scale: str | None) -> tuple[go.
 
 @callback(Output(PARTICIPATION, "figure"), Output(PARTICIPATION_NOTE, "children"),
           Input(_ui.FILTERS, "data"), Input(BY, "value"))
-def participation(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any]:
+def participation(store: dict[str, Any] | None, by: str) -> tuple[_ui.Figure, Any]:
     f = _ui.filters_of(store)
     by = _ui.choice(by, q.EQUITY_GROUPINGS, "gender")
     label = q.EQUITY_GROUPINGS[by]
@@ -114,7 +113,7 @@ def participation(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any
 
 
 @callback(Output(FUNNEL, "figure"), Input(_ui.FILTERS, "data"))
-def funnel(store: dict[str, Any] | None) -> go.Figure:
+def funnel(store: dict[str, Any] | None) -> _ui.Figure:
     f = _ui.filters_of(store)
     df = _ui.query(q.attrition_funnel, f)
     title = "Attrition funnel: participants reaching each stage"

@@ -13,7 +13,6 @@ from typing import Any
 import dash
 import dash_bootstrap_components as dbc
 import pandas as pd
-import plotly.graph_objects as go
 from dash import Input, Output, callback, dcc, html
 
 from analytics import queries as q
@@ -117,7 +116,7 @@ def _alpha_texts(rel: pd.DataFrame) -> dict[tuple[str, str], str]:
 
 @callback(Output(WAVES, "figure"), Output(WAVES, "style"), Output(WAVES_NOTE, "children"),
           Input(_ui.FILTERS, "data"))
-def waves(store: dict[str, Any] | None) -> tuple[go.Figure, dict[str, str], Any]:
+def waves(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str, str], Any]:
     f = _ui.filters_of(store)
     df = _ui.query(q.wave_means, f)
     if not len(df):
@@ -177,7 +176,7 @@ def waves(store: dict[str, Any] | None) -> tuple[go.Figure, dict[str, str], Any]
 
 @callback(Output(FOREST, "figure"), Output(FOREST, "style"), Output(FOREST_NOTE, "children"),
           Input(FOREST_BY, "value"), Input(EFFECT, "value"), Input(SCALE, "value"))
-def forest(by: str, effect: str, scale: str | None) -> tuple[go.Figure, dict[str, str], Any]:
+def forest(by: str, effect: str, scale: str | None) -> tuple[_ui.Figure, dict[str, str], Any]:
     by = _ui.choice(by, q.GROUPINGS, "modality")
     effect = _ui.choice(effect, EFFECTS, "hedges_g")
     df = _ui.query(q.prepost_results, by)

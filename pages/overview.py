@@ -8,7 +8,6 @@ from typing import Any
 import dash
 import dash_bootstrap_components as dbc
 import pandas as pd
-import plotly.graph_objects as go
 from dash import Input, Output, State, callback, html
 
 from analytics import queries as q
@@ -90,7 +89,7 @@ def cards(store: dict[str, Any] | None) -> dbc.Row:
 
 
 @callback(Output(MAP, "figure"), Output(MAP_NOTE, "children"), Input(_ui.FILTERS, "data"))
-def world_map(store: dict[str, Any] | None) -> tuple[go.Figure, Any]:
+def world_map(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
     f = _ui.filters_of(store)
     df = _ui.query(q.participants_by_country, f)
     title = "Participants by country (click a country to filter)"
@@ -142,7 +141,7 @@ def map_click(click: dict[str, Any] | None, current: list[str] | None) -> list[s
 
 
 @callback(Output(TIMELINE, "figure"), Input(_ui.FILTERS, "data"))
-def timeline(store: dict[str, Any] | None) -> go.Figure:
+def timeline(store: dict[str, Any] | None) -> _ui.Figure:
     f = _ui.filters_of(store)
     df = _ui.query(q.activity_over_time, f)
     title = "Weekly active participants"
@@ -162,7 +161,7 @@ def timeline(store: dict[str, Any] | None) -> go.Figure:
 
 @callback(Output(OUTCOMES, "figure"), Output(OUTCOMES, "style"), Output(OUTCOMES_NOTE, "children"),
           Input(_ui.FILTERS, "data"))
-def outcomes(store: dict[str, Any] | None) -> tuple[go.Figure, dict[str, str], Any]:
+def outcomes(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str, str], Any]:
     f = _ui.filters_of(store)
     df, scope = _ui.query(q.prepost_extremes, f)
     if not len(df):

@@ -7,7 +7,6 @@ from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
-import plotly.graph_objects as go
 from dash import Input, Output, State, callback, html
 
 from analytics import queries as q
@@ -61,7 +60,7 @@ def layout(by: str = "cluster", **_query: Any) -> html.Div:
 
 @callback(Output(WEEKLY, "figure"), Output(WEEKLY_NOTE, "children"),
           Input(_ui.FILTERS, "data"), Input(BY, "value"))
-def weekly(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any]:
+def weekly(store: dict[str, Any] | None, by: str) -> tuple[_ui.Figure, Any]:
     f = _ui.filters_of(store)
     by = _ui.choice(by, _BY_OPTIONS, "cluster")
     df = _ui.query(q.activity_over_time, f, by)
@@ -100,7 +99,7 @@ def weekly(store: dict[str, Any] | None, by: str) -> tuple[go.Figure, Any]:
 
 
 @callback(Output(CLUSTERS, "figure"), Input(_ui.FILTERS, "data"))
-def clusters(store: dict[str, Any] | None) -> go.Figure:
+def clusters(store: dict[str, Any] | None) -> _ui.Figure:
     f = _ui.filters_of(store)
     df = _ui.query(q.breakdown, f, "cluster")
     # The hint lives in the hover text: a longer title ran under the graph's toolbar.
@@ -137,7 +136,7 @@ def cluster_click(click: dict[str, Any] | None, current: list[str] | None) -> li
 
 
 @callback(Output(HEATMAP, "figure"), Input(_ui.FILTERS, "data"))
-def heatmap(store: dict[str, Any] | None) -> go.Figure:
+def heatmap(store: dict[str, Any] | None) -> _ui.Figure:
     f = _ui.filters_of(store)
     df = _ui.query(q.activity_heatmap, f)
     title = "Events by local hour and weekday (each institution's time zone)"
@@ -160,7 +159,7 @@ def heatmap(store: dict[str, Any] | None) -> go.Figure:
 
 @callback(Output(RETENTION, "figure"), Output(RETENTION_NOTE, "children"),
           Input(_ui.FILTERS, "data"))
-def retention(store: dict[str, Any] | None) -> tuple[go.Figure, Any]:
+def retention(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
     f = _ui.filters_of(store)
     df = _ui.query(q.retention_by_cohort, f)
     title = "Retention by cohort: share active k weeks after first activity"

@@ -9,7 +9,6 @@ from typing import Any
 import dash
 import dash_bootstrap_components as dbc
 import pandas as pd
-import plotly.graph_objects as go
 from dash import Input, Output, callback, html
 
 from analytics import queries as q
@@ -76,7 +75,7 @@ def _positions(net: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, tuple[float, 
 
 
 @callback(Output(NETWORK, "figure"), Input(_ui.FILTERS, "data"))
-def network(store: dict[str, Any] | None) -> go.Figure:
+def network(store: dict[str, Any] | None) -> _ui.Figure:
     f = _ui.filters_of(store)
     net = _ui.query(q.partnership_network, f)
     title = "Partnership network: institutions by country, domestic vs cross-border links"
@@ -107,7 +106,7 @@ def network(store: dict[str, Any] | None) -> go.Figure:
         hovertemplate="%{text}<br>country: %{customdata[0]}<br>partnerships (n): "
                       "%{customdata[1]}<extra></extra>",
     ))
-    # One label per country at its arc's middle; plain dicts (add_annotation validates each).
+    # One label per country at its arc's middle.
     centre = nodes.groupby("country")[["x", "y"]].mean()
     labels = []
     for c in countries:
@@ -125,7 +124,7 @@ def network(store: dict[str, Any] | None) -> go.Figure:
 
 @callback(Output(PERSISTENCE, "figure"), Output(PERSISTENCE_NOTE, "children"),
           Output(SUMMARY, "children"), Input(_ui.FILTERS, "data"))
-def persistence(store: dict[str, Any] | None) -> tuple[go.Figure, Any, Any]:
+def persistence(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any]:
     f = _ui.filters_of(store)
     km = _ui.query(q.partnership_persistence, f)
     net = _ui.query(q.partnership_network, f)
