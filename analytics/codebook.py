@@ -233,13 +233,11 @@ def export_columns(table: str) -> list[schema.Column]:
                                           DESCRIPTIONS[table][c.name]) for c in cols]
 
 
-def _field(table: str, col: schema.Column, extra: Sequence[str]) -> dict[str, Any]:
+def _field(col: schema.Column) -> dict[str, Any]:
     f: dict[str, Any] = {"name": col.name, "type": frictionless_type(col.sql_type),
                          "description": col.doc}
     if col.name == "generated_at":
         f["type"] = "datetime"
-    if col.name in extra:
-        f["description"] += " (added by --by)"
     return f
 
 
@@ -254,8 +252,8 @@ def datapackage(
 ) -> dict[str, Any]:
     """Frictionless Data Package descriptor for exported files.
 
-    `resources`: one mapping per file with keys table, path, format, rows and optionally
-    extra_columns (list of (name, sql_type, description) added by --by). Methods, the
+    `resources`: one mapping per file with keys table, path, format and rows (`--all` exports
+    have no `--by` columns). Methods, the
     suppression threshold, the data version and the generation time are stated at the top
     (`exchange_impact` property: custom properties are allowed by the spec) and per resource;
     `models` maps instrument.scale to the longitudinal model formula actually fitted.
@@ -269,12 +267,7 @@ def datapackage(
     for r in resources:
         table = r["table"]
         cols = export_columns(table)
-        extra = list(r.get("extra_columns", ()))
-        fields = [_field(table, c, []) for c in cols]
-        for name, sql_type, doc in extra:
-            fields.insert(len(fields) - len(PROVENANCE_COLUMNS),
-                          {"name": name, "type": frictionless_type(sql_type),
-                           "description": f"{doc} (added by --by)"})
+        fields = [_field(c) for c in cols]
         res: dict[str, Any] = {
             "name": table,
             "profile": "tabular-data-resource",

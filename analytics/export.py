@@ -27,7 +27,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -81,7 +81,6 @@ class Export:
     generated_at: str
     min_cell: int
     note: str | None = None  # set when the results were computed for this export only
-    extra_columns: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,12 +328,10 @@ def _about(table: str, version: int, generated_at: str, exported_at: str, min_ce
 def _render(src: _Source, table: str, fmt: str, by: str | None, exported_at: str) -> Export:
     df, generated_at = src.frame(table, [table])
     cols = list(codebook.EXPORT_TABLES[table].columns)
-    extra: list[tuple[str, str, str]] = []
     if by is not None and table == "scale_scores":
         attrs = materialise.group_attributes(src.con)[["participant", "exchange_id", by]]
         df = df.merge(attrs, on=["participant", "exchange_id"], how="left")
-        extra = [(by, "VARCHAR", f"the participant's {by}")]
-        cols.append(schema.Column(by, "VARCHAR"))
+        cols.append(schema.Column(by, "VARCHAR", doc=f"the participant's {by} (added by --by)"))
     elif by is not None:
         df = df[df["group_by"].astype("string") == by]
     df = df.assign(data_version=src.version, generated_at=generated_at)
@@ -350,7 +347,7 @@ def _render(src: _Source, table: str, fmt: str, by: str | None, exported_at: str
         data = to_parquet_bytes(out, cols, about)
     name = f"{table}{'_by_' + by if by else ''}_v{src.version}.{fmt}"
     return Export(name, data, table, fmt, len(out), src.version, generated_at, src.min_cell,
-                  src.note_for(table), extra)
+                  src.note_for(table))
 
 
 def build_export(con: duckdb.DuckDBPyConnection, table: str, fmt: str = "csv", *,
