@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from analytics.materialise import GROUP_DIMENSIONS
+from analytics.reliability import ALPHA_THRESHOLD
 from etl import schema
 
 __all__ = [
@@ -67,13 +69,14 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "alpha_ci_low": "lower bound of the 95% CI of alpha (Feldt, Woodruff & Salih 1987 "
                         "F-distribution interval, as pingouin, unrounded)",
         "alpha_ci_high": "upper bound of the 95% CI of alpha",
-        "below_threshold": "true when alpha < 0.70: interpret the scale's results with care",
+        "below_threshold": f"true when alpha < {ALPHA_THRESHOLD:.2f}: interpret the scale's "
+                           "results with care",
     },
     "prepost": {
         "instrument": "instrument id",
         "scale": "scale id",
-        "group_by": "grouping dimension: overall, cluster, country, exchange, program, "
-                    "modality, setting, role, gender or comparison",
+        "group_by": "grouping dimension: overall, " + ", ".join(GROUP_DIMENSIONS[:-1])
+                    + f" or {GROUP_DIMENSIONS[-1]}",
         "group": "the group within group_by (cluster id, ISO 3166-1 alpha-3 country, exchange "
                  "id, …; 'overall' for overall; 'participant' or 'comparison' for comparison)",
         "n": "complete pre/post pairs (participant × exchange with a score in both waves)",
@@ -168,7 +171,8 @@ METHODS: dict[str, str] = {
         "Cronbach's alpha per instrument × scale × wave over all respondents (comparison group "
         "included), reverse-coded items recoded first, pairwise-complete covariances "
         "(pingouin.cronbach_alpha(nan_policy='pairwise') = R psych::alpha raw_alpha), with "
-        "Feldt's 95% CI (F distribution). Scales with alpha < 0.70 are flagged; a wave with "
+        f"Feldt's 95% CI (F distribution). Scales with alpha < {ALPHA_THRESHOLD:.2f} are "
+        "flagged; a wave with "
         "fewer than k respondents has its numbers left empty."
     ),
     "prepost": (

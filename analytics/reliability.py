@@ -19,7 +19,11 @@ from scipy import stats
 
 from analytics.scales import item_table
 
-__all__ = ["OUTPUT_COLUMNS", "cronbach_alpha", "reliability"]
+__all__ = ["ALPHA_THRESHOLD", "OUTPUT_COLUMNS", "cronbach_alpha", "reliability"]
+
+# Below this alpha a scale is flagged: its results are to be read with care (the usual
+# convention, Nunnally 1978). Codebook and pages quote it from here.
+ALPHA_THRESHOLD = 0.70
 
 OUTPUT_COLUMNS = ["instrument", "scale", "wave", "n", "n_items", "alpha", "alpha_ci_low",
                   "alpha_ci_high", "below_threshold"]
@@ -82,7 +86,7 @@ def reliability(
     wave: str = "wave",
     item: str = "item",
     value: str = "value",
-    threshold: float = 0.7,
+    threshold: float = ALPHA_THRESHOLD,
     ci: float = 0.95,
 ) -> pd.DataFrame:
     """Cronbach's alpha with its CI per instrument x scale x wave from long survey answers.

@@ -12,6 +12,7 @@ from dash import Input, Output, State, callback, dcc, html
 
 from analytics import codebook, export, materialise
 from analytics import queries as q
+from analytics.reliability import ALPHA_THRESHOLD
 from pages import _ui
 
 dash.register_page(__name__, path="/data", name="Data", order=5, title="Exchange Impact — Data")
@@ -137,14 +138,15 @@ def warnings_and_downloads(_store: dict[str, Any] | None) -> tuple[Any, Any]:
     else:
         low = rel[rel.below_threshold.fillna(False).astype(bool)]
         if not len(low):
-            warn = html.P("Every scale reaches α ≥ 0.70 in every wave.")
+            warn = html.P(f"Every scale reaches α ≥ {ALPHA_THRESHOLD:.2f} in every wave.")
         else:
             low = low.assign(scale_label=[_ui.scale_label(a, b) for a, b in
                                           zip(low.instrument, low.scale, strict=True)])
             warn = _ui.table(low, {
                 "scale_label": ("scale", _ui.text), "wave": ("wave", _ui.text),
                 "alpha": ("α", _ui.fmt_num), "n": ("n", _ui.fmt_int),
-            }, "Scales below α = 0.70: interpret their results with care", suppressed_col=None)
+            }, f"Scales below α = {ALPHA_THRESHOLD:.2f}: interpret their results with care",
+                suppressed_col=None)
     status = _ui.query(q.result_table_status)
     status = status.assign(state=["computed" if n else "coming" for n in status.rows])
     downloads = _ui.table(pd.DataFrame(status), {

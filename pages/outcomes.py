@@ -17,6 +17,7 @@ from dash import Input, Output, callback, dcc, html
 
 from analytics import queries as q
 from analytics.longitudinal import wave_key, wave_order
+from analytics.reliability import ALPHA_THRESHOLD
 from pages import _ui
 
 dash.register_page(__name__, path="/outcomes", name="Outcomes", order=2,
@@ -218,7 +219,7 @@ def reliability(_store: dict[str, Any] | None) -> Any:
     cols: dict[str, tuple[str, Any]] = {"scale_label": ("scale", _ui.text)}
     cols.update({w: (f"α {w}", _ui.text) for w in waves})
     return _ui.table(wide, cols, "Cronbach's α per scale and wave (all participants; "
-                     "⚠ = below 0.70, interpret with care)", suppressed_col=None)
+                     f"⚠ = below {ALPHA_THRESHOLD:.2f}, interpret with care)", suppressed_col=None)
 
 
 @callback(Output(COMPARISON, "children"), Input(_ui.FILTERS, "data"))
