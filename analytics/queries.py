@@ -277,10 +277,11 @@ def clear_cache() -> None:
 
 
 def _version_key(cur: duckdb.DuckDBPyConnection) -> str:
-    """data_version plus build time: two warehouse files never share a key (tests swap files)."""
+    """data_version plus the build's random id: two warehouse files never share a key, even when
+    built in the same second with the same version (tests swap files; so can `--warehouse`)."""
     row = cur.execute(
         f"SELECT string_agg(value, '|' ORDER BY key) FROM {T_META} "
-        "WHERE key IN ('data_version', 'built_at')"
+        "WHERE key IN ('data_version', 'built_at', 'build_id')"
     ).fetchone()
     return row[0] if row and row[0] else "0"
 

@@ -20,6 +20,7 @@ import os
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,8 +133,11 @@ def build_next(
             except NoChange:
                 con.close()
                 return
-            con.execute("DELETE FROM meta WHERE key = 'built_at'")
-            con.execute("INSERT INTO meta VALUES ('built_at', strftime(now(), '%Y-%m-%dT%H:%M:%SZ'))")
+            # built_at is to the second, for people; build_id tells apart two files built in the
+            # same second with the same version (readers key their caches on it).
+            con.execute("DELETE FROM meta WHERE key IN ('built_at', 'build_id')")
+            con.execute("INSERT INTO meta VALUES ('built_at', strftime(now(), '%Y-%m-%dT%H:%M:%SZ')),"
+                        " ('build_id', ?)", [uuid.uuid4().hex])
             con.execute("CHECKPOINT")
         finally:
             con.close()

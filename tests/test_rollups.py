@@ -121,6 +121,30 @@ def test_without_rollups_the_base_tables_answer(tmp_path) -> None:
         reader.close()
 
 
+def test_two_files_built_in_the_same_second_do_not_share_cached_answers(tmp_path) -> None:
+    """The query caches are keyed on the warehouse build. Two files with the same data version
+    and the same built_at second (CI built them back to back) once shared a key, so the second
+    file was told it had rollups it did not have."""
+    with_rollups = build_fixture_warehouse(tmp_path / "a.duckdb")
+    without = build_fixture_warehouse(tmp_path / "b.duckdb", with_results=False)
+    con = duckdb.connect(str(with_rollups))
+    stamp = con.execute("SELECT value FROM meta WHERE key = 'built_at'").fetchone()[0]
+    con.close()
+    con = duckdb.connect(str(without))
+    con.execute("UPDATE meta SET value = ? WHERE key = 'built_at'", [stamp])
+    con.close()
+    answers = []
+    for path in (with_rollups, without):
+        reader = Reader(path)
+        c = reader.cursor()
+        try:
+            answers.append(q._use_rollups(c, q.Filters(), distinct=False))
+        finally:
+            c.close()
+            reader.close()
+    assert answers == [True, False]
+
+
 @pytest.mark.timeout(30)
 def test_a_mistyped_year_costs_one_slot_not_millennia_of_them(tmp_path) -> None:
     """The hourly rollup looks up UTC offsets per (zone, 15-minute slot) with events. Built over
