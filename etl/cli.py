@@ -240,8 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     except EtlError as e:
         err.print(f"error: {e}", highlight=False, markup=False)
         return EXIT_ERROR
-    except (KeyboardInterrupt, RuntimeError) as e:
-        if isinstance(e, RuntimeError) and not _stopping:
+    except (KeyboardInterrupt, Exception) as e:
+        # The signal surfaces as whatever was running: KeyboardInterrupt in Python, DuckDB's
+        # "Query interrupted" RuntimeError, or an ImportError when it lands in a module's import.
+        if not (isinstance(e, KeyboardInterrupt) or _stopping):
             raise
         err.print("interrupted: the warehouse was left as it was before this command")
         return 130

@@ -147,3 +147,25 @@ def test_an_interrupted_load_says_the_warehouse_is_unchanged(tmp_path: Path, sig
         assert proc.returncode != 0
         assert "left as it was" in err
     assert s["events"] in (3, 600_003)
+
+
+def test_a_signal_that_lands_in_an_import_still_says_the_warehouse_is_unchanged(
+        monkeypatch, capsys):
+    """CI once sent SIGTERM while `etl load` was importing its modules: Python reported the
+    KeyboardInterrupt as "ImportError: initialization failed" and the user got a traceback
+    instead of the line saying their warehouse is untouched."""
+    from etl import cli
+
+    def load_interrupted_in_an_import(args, console, err):
+        cli._stopping = True
+        raise ImportError("initialization failed")
+
+    monkeypatch.setattr(cli, "cmd_load", load_interrupted_in_an_import)
+    monkeypatch.setattr(cli, "_stopping", False)
+    monkeypatch.setattr(signal, "signal", lambda *a: None)  # leave pytest's handlers alone
+    assert cli.main(["load", "nothing.csv"]) == 130
+    assert "left as it was" in capsys.readouterr().err
+    monkeypatch.setattr(cli, "_stopping", False)
+    monkeypatch.setattr(cli, "cmd_load", lambda *a: (_ for _ in ()).throw(ImportError("real")))
+    with pytest.raises(ImportError):  # not stopping: a real import error is not hidden
+        cli.main(["load", "nothing.csv"])
