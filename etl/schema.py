@@ -402,8 +402,40 @@ RES_GAIN_CUBE = Table(
         "squares.",
 )
 
+RES_PERSON_KEYS = Table(
+    "res_person_keys",
+    _cols("pid:INTEGER, participant_id:VARCHAR, institution_id:VARCHAR, role:VARCHAR, "
+          "gender:VARCHAR, birth_year:INTEGER, comparison:BOOLEAN"),
+    doc="Every participant with an integer key for this data version (pid, not stable across "
+        "versions) and the attributes the filters and groupings read.",
+)
+RES_PERSON_DAYS = Table(
+    "res_person_days",
+    _cols("pid:INTEGER, exchange_id:VARCHAR, day:DATE, events:BIGINT, minutes:DOUBLE"),
+    doc="Events and minutes per participant (pid), exchange and UTC day: what a date range "
+        "reads instead of the event log.",
+)
+RES_ANSWER_DAYS = Table(
+    "res_answer_days",
+    _cols("pid:INTEGER, exchange_id:VARCHAR, wave:VARCHAR, day:DATE"),
+    doc="The UTC days on which a participant (pid) submitted answers for an exchange's wave.",
+)
+
+RES_PERSON_SCORES = Table(
+    "res_person_scores",
+    _cols("pid:INTEGER, exchange_id:VARCHAR, instrument:VARCHAR, scale:VARCHAR, wave:VARCHAR, "
+          "score:DOUBLE"),
+    doc="res_scale_scores' scored rows keyed by pid: what dated views and fallbacks read.",
+)
+RES_PERSON_GAINS = Table(
+    "res_person_gains",
+    _cols("pid:INTEGER, exchange_id:VARCHAR, instrument:VARCHAR, scale:VARCHAR, gain:DOUBLE"),
+    doc="Paired post − pre score gain per participant (pid), exchange and scale.",
+)
+
 ROLLUP_TABLES: dict[str, Table] = {
     t.name: t for t in (RES_ACTIVITY_WEEKLY, RES_ACTIVITY_MONTHLY, RES_ACTIVITY_HOURLY,
                         RES_RETENTION, RES_PEOPLE, RES_RESPONSE_WAVES, RES_SCORE_CUBE,
-                        RES_GAIN_CUBE)
+                        RES_GAIN_CUBE, RES_PERSON_KEYS, RES_PERSON_DAYS, RES_ANSWER_DAYS,
+                        RES_PERSON_SCORES, RES_PERSON_GAINS)
 }

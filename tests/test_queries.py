@@ -58,6 +58,28 @@ def test_headline_follows_the_filters(cur) -> None:
     assert 0 < virtual["participants"] < everyone["participants"]
 
 
+@pytest.mark.parametrize("day_facts", [True, False], ids=["day facts", "event log"])
+@pytest.mark.parametrize(("start", "end"), [(date(2025, 2, 1), date(2025, 2, 28)),
+                                            (date(2025, 3, 1), None), (None, date(2025, 4, 30)),
+                                            (date(2025, 5, 7), date(2025, 5, 7))])
+def test_a_date_range_keeps_the_events_of_its_utc_days(cur, monkeypatch, day_facts, start,
+                                                       end) -> None:
+    """from/to are whole UTC days, both included: counted here straight from the event log with
+    timestamp bounds, independently of how the queries read it."""
+    monkeypatch.setattr(q, "_day_facts", lambda c: day_facts)
+    lo = f"TIMESTAMPTZ '{start} 00:00:00+00'" if start else "'-infinity'::TIMESTAMPTZ"
+    hi = (f"TIMESTAMPTZ '{end} 00:00:00+00' + INTERVAL 1 DAY" if end
+          else "'infinity'::TIMESTAMPTZ")
+    events, exchanges = cur.execute(f"""
+        SELECT count(*), count(DISTINCT e.exchange_id)
+        FROM events e JOIN participants p USING (participant_id)
+        WHERE e.occurred_at >= {lo} AND e.occurred_at < {hi}
+          AND NOT coalesce(p.comparison, FALSE)""").fetchone()
+    got = q._headline_base(cur, q.Filters(start=start, end=end))
+    assert (got["events"], got["exchanges"]) == (events, exchanges)
+    assert got["events"] > 0
+
+
 def test_small_groups_are_suppressed_not_zero(cur) -> None:
     by_country = q.participants_by_country(cur, q.Filters()).set_index("country")
     assert bool(by_country.loc[SMALL_COUNTRY, "suppressed"])

@@ -71,6 +71,38 @@ def test_rollup_equals_the_direct_query(cur, name, args, f) -> None:
     _same(base, rolled)
 
 
+DATED = [
+    q.Filters(start=date(2025, 3, 1)),
+    q.Filters(end=date(2025, 6, 30)),
+    q.Filters(start=date(2025, 2, 1), end=date(2025, 2, 28)),  # an event at 23:00 on 31 January
+    q.Filters(start=date(2025, 3, 1), end=date(2025, 6, 30), country=("FRA", "KEN")),
+    q.Filters(start=date(2025, 4, 15), end=date(2025, 4, 15)),
+    q.Filters(start=date(2025, 9, 1), exchange=("X1", "X4"), role=("student",)),
+    q.Filters(start=date(2026, 3, 1)),  # answers but no events
+]
+
+
+@pytest.mark.parametrize("f", FILTERS + DATED, ids=lambda f: f.to_query() or "all")
+@pytest.mark.parametrize(("name", "args"), CALLS, ids=[f"{n}{a}" for n, a in CALLS])
+def test_day_facts_equal_the_event_log(cur, monkeypatch, name, args, f) -> None:
+    """A date range (and every fallback) reads res_person_days / res_answer_days instead of the
+    event log and the answers; each figure must be what the log gives."""
+    assert q._day_facts(cur)
+    by_days = getattr(q, f"_{name}_base")(cur, f, *args)
+    monkeypatch.setattr(q, "_day_facts", lambda cur: False)
+    _same(by_days, getattr(q, f"_{name}_base")(cur, f, *args))
+
+
+def test_a_dated_view_does_not_read_the_event_log(cur, monkeypatch) -> None:
+    f = q.Filters(start=date(2025, 3, 1), end=date(2025, 6, 30))
+    expected = q._headline_base(cur, f)
+    assert expected["events"] > 0
+    monkeypatch.setattr(q, "T_EVENTS", "no_such_table")
+    monkeypatch.setattr(q, "T_RESP", "no_such_table")
+    assert q._headline_base(cur, f) == expected
+    _same(q._completion_by_wave_base(cur, f), q.completion_by_wave(cur, f))
+
+
 def test_the_public_functions_read_the_rollups(cur) -> None:
     f = q.Filters(country=("KEN",))
     assert q._use_rollups(cur, f)
