@@ -98,6 +98,7 @@ T_PDAYS = schema.RES_PERSON_DAYS.name
 T_ADAYS = schema.RES_ANSWER_DAYS.name
 T_PSCORES = schema.RES_PERSON_SCORES.name
 T_PGAINS = schema.RES_PERSON_GAINS.name
+T_PHOURS = schema.RES_PERSON_HOURS.name
 
 _COLUMNS_USED: tuple[tuple[schema.Table, tuple[str, ...]], ...] = (
     (schema.CLUSTERS, ("cluster_id", "name")),
@@ -117,6 +118,9 @@ _COLUMNS_USED: tuple[tuple[schema.Table, tuple[str, ...]], ...] = (
                              "birth_year", "comparison")),
     (schema.RES_PERSON_DAYS, ("pid", "exchange_id", "day", "events", "minutes")),
     (schema.RES_ANSWER_DAYS, ("pid", "exchange_id", "wave", "day")),
+    (schema.RES_PERSON_HOURS, ("pid", "exchange_id", "day", "weekday", "hour", "events")),
+    (schema.RES_PERSON_SCORES, ("pid", "exchange_id", "instrument", "scale", "wave", "score")),
+    (schema.RES_PERSON_GAINS, ("pid", "exchange_id", "instrument", "scale", "gain")),
 )
 for _t, _cols in _COLUMNS_USED:
     for _c in _cols:
@@ -383,19 +387,20 @@ def _day_facts(cur: duckdb.DuckDBPyConnection) -> bool:
 
 
 def _scope(cur: duckdb.DuckDBPyConnection, f: Filters, *, include_comparison: bool = False,
-           event_times: bool = False, scores: bool = False) -> tuple[str, dict[str, Any]]:
+           scores: bool = False, hours: bool = False) -> tuple[str, dict[str, Any]]:
     """CTEs that every query starts from: fi (institutions), fx (exchanges), fp (participants,
     with their institution's attributes), fe (activity of fp in fx within the dates) and fr
     (answered waves of fx, undated). People are `pid` throughout; fp also has participant_id.
 
     fe has one row per participant, exchange and UTC day with `events` and `minutes` (summed),
     read from the day facts when this data version has them, else from the event log (one row
-    per event, `events` = 1). `event_times=True` asks for the log, with `occurred_at`: only the
-    local-hour heatmap and the retention curves need the time of each event.
+    per event, `events` = 1).
 
     `scores=True` adds fs (scored rows: pid, exchange_id, instrument, scale, wave, score) and fg
     (paired post − pre gains: pid, exchange_id, instrument, scale, gain) of the exchanges in
-    scope, for everyone; join them to fp to keep the people in scope."""
+    scope, for everyone; join them to fp to keep the people in scope. `hours=True` adds fh
+    (pid, local ISO weekday, local hour, events) of the activity in scope, in each institution's
+    time zone."""
     dims, p = _dims(f)
     del p["_role"]
     facts = _day_facts(cur)
@@ -422,10 +427,13 @@ def _scope(cur: duckdb.DuckDBPyConnection, f: Filters, *, include_comparison: bo
         people = f"(SELECT participant_id AS pid, * FROM {T_PEOPLE}) p"
         fr = f"""SELECT DISTINCT r.participant_id AS pid, r.exchange_id, r.wave
             FROM {T_RESP} r JOIN fx USING (exchange_id)"""
-    if facts and not event_times:
+    if facts:
         fev = f"""SELECT pid, exchange_id, day, events, minutes
             FROM {T_PDAYS} JOIN fx USING (exchange_id) WHERE TRUE{day_cond}"""
         fe_people = "ev.* FROM fev ev JOIN fp USING (pid)"
+        fh = f"""SELECT h.pid, h.weekday, h.hour, h.events
+            FROM {T_PHOURS} h JOIN fx USING (exchange_id) JOIN fp USING (pid)
+            WHERE TRUE{day_cond}"""
     else:
         fev = f"""SELECT ev.participant_id, ev.exchange_id, {_DAY_SQL} AS day, 1 AS events,
                    coalesce(ev.minutes, 0) AS minutes, ev.occurred_at
@@ -433,6 +441,8 @@ def _scope(cur: duckdb.DuckDBPyConnection, f: Filters, *, include_comparison: bo
             WHERE TRUE{ts_cond.format(ts='ev.occurred_at')}"""
         fe_people = ("fp.pid, ev.* EXCLUDE (participant_id) FROM fev ev "
                      "JOIN fp ON fp.participant_id = ev.participant_id")
+        fh = """SELECT pid, isodow(t) AS weekday, hour(t) AS hour, 1 AS events
+            FROM (SELECT pid, timezone(timezone, occurred_at) AS t FROM fe)"""
 
     restrict_people = ""
     if f.restricts_exchanges or f.restricts_dates:
@@ -455,6 +465,9 @@ def _scope(cur: duckdb.DuckDBPyConnection, f: Filters, *, include_comparison: bo
         JOIN fx USING (exchange_id)
     ),
     fr AS ({fr})"""
+    if hours:
+        sql += f""",
+    fh AS ({fh})"""
     if scores and facts:
         sql += f""",
     fs AS (SELECT * FROM {T_PSCORES} JOIN fx USING (exchange_id)),
@@ -594,14 +607,15 @@ def _activity_over_time_base(cur: duckdb.DuckDBPyConnection, f: Filters, by: str
     Groups with fewer than MIN_CELL participants over the period are suppressed whole."""
     scope, p = _scope(cur, f)
     group = _group_col(by)
-    df = _df(cur, f"""WITH {scope}
-        SELECT {_WEEK_SQL} AS week, {group} AS grp,
+    # One scan for the weekly series and each group's size (week NULL) over the period.
+    both = _df(cur, f"""WITH {scope}
+        SELECT {_WEEK_SQL} AS week, {group} AS grp, GROUPING({_WEEK_SQL}) = 1 AS total,
                count(DISTINCT pid) AS active, sum(minutes) AS minutes, sum(events) AS events
-        FROM fe GROUP BY ALL ORDER BY week
+        FROM fe GROUP BY GROUPING SETS (({_WEEK_SQL}, {group}), ({group})) ORDER BY week
     """, p)
-    sizes = _df(cur, f"""WITH {scope}
-        SELECT {group} AS grp, count(DISTINCT pid) AS n FROM fe GROUP BY ALL""", p)
-    return _complete_weeks(df, sizes)
+    sizes = both[both.total][["grp", "active"]].rename(columns={"active": "n"})
+    df = both[~both.total].drop(columns="total").reset_index(drop=True)
+    return _complete_weeks(df, sizes.reset_index(drop=True))
 
 
 def _group_col(by: str | None) -> str:
@@ -618,29 +632,27 @@ def _group_col(by: str | None) -> str:
 # ---------------------------------------------------------------------------------------------
 
 def _activity_heatmap_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
-    """Events by local weekday × hour, each event in its institution's IANA time zone
-    (DuckDB's `timezone(zone, timestamptz)`; ISO weekday 1 = Monday)."""
-    scope, p = _scope(cur, f, event_times=True)
-    return _df(cur, f"""WITH {scope},
-        loc AS (SELECT pid, timezone(timezone, occurred_at) AS t FROM fe)
-        SELECT isodow(t) AS weekday, hour(t) AS hour, count(*) AS events,
-               count(DISTINCT pid) AS n
-        FROM loc GROUP BY ALL ORDER BY weekday, hour
+    """Events by local weekday × hour, each event in its institution's IANA time zone (ISO
+    weekday 1 = Monday): from res_person_hours when the data version has the day facts, else
+    by DuckDB's `timezone(zone, timestamptz)` per event."""
+    scope, p = _scope(cur, f, hours=True)
+    return _df(cur, f"""WITH {scope}
+        SELECT weekday, hour, sum(events) AS events, count(DISTINCT pid) AS n
+        FROM fh GROUP BY ALL ORDER BY weekday, hour
     """, p)
 
 
 def _retention_by_cohort_base(cur: duckdb.DuckDBPyConnection, f: Filters, max_weeks: int = 16
                         ) -> pd.DataFrame:
     """Share of each cohort (term of the exchange) active in week k after their first activity in
-    that exchange. Cohorts under MIN_CELL participants are suppressed."""
-    scope, p = _scope(cur, f, event_times=True)
+    that exchange: k = whole days since the first active day (UTC) // 7, so week 0 is that day
+    and the six after it. Cohorts under MIN_CELL participants are suppressed."""
+    scope, p = _scope(cur, f)
     p["maxw"] = max_weeks
     df = _df(cur, f"""WITH {scope},
-        firsts AS (SELECT pid, exchange_id, term, min(occurred_at) AS t0
-                   FROM fe GROUP BY ALL),
+        firsts AS (SELECT pid, exchange_id, term, min(day) AS d0 FROM fe GROUP BY ALL),
         wk AS (SELECT DISTINCT fe.pid, fe.exchange_id, firsts.term,
-                      CAST(floor((epoch(fe.occurred_at) - epoch(firsts.t0)) / 604800)
-                           AS INTEGER) AS week
+                      CAST((fe.day - firsts.d0) // 7 AS INTEGER) AS week
                FROM fe JOIN firsts USING (pid, exchange_id)),
         sizes AS (SELECT term, count(*) AS n FROM firsts GROUP BY term)
         SELECT wk.term AS cohort, wk.week, count(*) AS active, sizes.n
@@ -1222,8 +1234,9 @@ def _retention_by_cohort_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, max_
 @_cached
 def retention_by_cohort(cur: duckdb.DuckDBPyConnection, f: Filters, max_weeks: int = 16
                         ) -> pd.DataFrame:
-    """Share of each cohort (term of the exchange) active in week k after their first activity in
-    that exchange (participant×exchange pairs). Cohorts under MIN_CELL are suppressed."""
+    """Share of each cohort (term of the exchange) active in week k after their first active day
+    in that exchange (participant×exchange pairs; k = days since // 7). Cohorts under MIN_CELL
+    are suppressed."""
     if _use_rollups(cur, f, distinct=False):
         return _retention_by_cohort_rollup(cur, f, max_weeks)
     return _retention_by_cohort_base(cur, f, max_weeks)

@@ -19,9 +19,10 @@ Retention is defined per participant×exchange pair, so its rollup is exact eith
 A date-range filter cannot be answered by per-cell sums. Queries with one (and the fallbacks
 above) read the day facts instead of the event log: `res_person_keys` gives every participant
 an integer key for this data version, `res_person_days` holds events and minutes per
-participant, exchange and UTC day, `res_answer_days` the days with answers per wave. A range of UTC days
-selects exactly the events the range's timestamps would. Only the local-hour heatmap and the
-retention curves, which need the time of each event, still read the event log when dated.
+participant, exchange and UTC day, `res_answer_days` the days with answers per wave, and
+`res_person_scores` / `res_person_gains` the scores and paired gains by that key. A range of
+UTC days selects exactly the events the range's timestamps would. Only the local-hour heatmap,
+which needs the time of each event, still reads the event log when dated.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ PEOPLE = schema.PARTICIPANTS.name
 INST = schema.INSTITUTIONS.name
 SCORES = schema.RES_SCALE_SCORES.name
 KEYS = schema.RES_PERSON_KEYS.name
+HOURS = schema.RES_PERSON_HOURS.name
 
 def week_sql(ts: str) -> str:
     """Monday of the UTC week of timestamp column `ts`, by epoch arithmetic (1970-01-05 is a
@@ -108,9 +110,50 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
         SELECT CAST(row_number() OVER (ORDER BY participant_id) AS INTEGER), participant_id,
                institution_id, role, gender, birth_year, comparison
         FROM {PEOPLE}"""))
+    # Local time of each event in its institution's zone. ICU's per-row conversion took 135 s
+    # at 47M events, so the UTC offset is looked up instead: once per (zone, 15-minute UTC slot
+    # that holds an event). Every offset and every DST switch in the tz database falls on a
+    # multiple of 15 minutes, so the offset is constant within a slot; local weekday and hour
+    # are then integer arithmetic on the event's epoch plus that offset. Only slots with events:
+    # every slot from the first to the last event made one mistyped year (2125) into hundreds
+    # of millions of rows.
+    # The lookup is keyed by one integer (zone number × 2³² + slot): joined on the (zone name,
+    # slot) pair it took 104 s at 47M events, on the integer 4 s.
+    run(schema.RES_PERSON_HOURS.name, [
+        "DROP TABLE IF EXISTS _rollup_zones",
+        f"""CREATE TEMP TABLE _rollup_zones AS
+            SELECT timezone, CAST(row_number() OVER (ORDER BY timezone) AS BIGINT) AS z
+            FROM (SELECT DISTINCT timezone FROM {INST} WHERE timezone IS NOT NULL)""",
+        "DROP TABLE IF EXISTS _rollup_offsets",
+        f"""CREATE TEMP TABLE _rollup_offsets AS
+            WITH s AS (SELECT DISTINCT CAST(floor(epoch(occurred_at) / 900) AS BIGINT) AS slot
+                       FROM {EV})
+            SELECT z.z * 4294967296 + s.slot AS k,
+                   CAST(epoch(timezone(z.timezone, to_timestamp(s.slot * 900))) AS BIGINT)
+                     - s.slot * 900 AS offset_s
+            FROM _rollup_zones z, s""",
+        "DROP TABLE IF EXISTS _rollup_pz",
+        f"""CREATE TEMP TABLE _rollup_pz AS
+            SELECT k.pid, k.participant_id, z.z
+            FROM {KEYS} k JOIN {INST} i USING (institution_id)
+            LEFT JOIN _rollup_zones z USING (timezone)""",
+        # 1970-01-01 was a Thursday: ISO weekday ((days + 3) mod 7) + 1.
+        *_sql(schema.RES_PERSON_HOURS, f"""
+            WITH loc AS (
+                SELECT pz.pid, e.exchange_id, {_DAY} AS day, e.minutes,
+                       CAST(floor(epoch(e.occurred_at)) AS BIGINT) + o.offset_s AS t
+                FROM {EV} e JOIN _rollup_pz pz USING (participant_id)
+                LEFT JOIN _rollup_offsets o
+                  ON o.k = pz.z * 4294967296 + CAST(floor(epoch(e.occurred_at) / 900) AS BIGINT))
+            SELECT pid, exchange_id, day, CAST(((t // 86400 + 3) % 7) + 1 AS TINYINT),
+                   CAST((t // 3600) % 24 AS TINYINT), count(*), sum(coalesce(minutes, 0))
+            FROM loc GROUP BY ALL ORDER BY day"""),
+        "DROP TABLE IF EXISTS _rollup_offsets",
+        "DROP TABLE IF EXISTS _rollup_pz",
+        "DROP TABLE IF EXISTS _rollup_zones",
+    ])
     run(schema.RES_PERSON_DAYS.name, _sql(schema.RES_PERSON_DAYS, f"""
-        SELECT k.pid, e.exchange_id, {_DAY} AS day, count(*), sum(coalesce(e.minutes, 0))
-        FROM {EV} e JOIN {KEYS} k USING (participant_id)
+        SELECT pid, exchange_id, day, sum(events), sum(minutes) FROM {HOURS}
         GROUP BY ALL ORDER BY day"""))
     run(schema.RES_ANSWER_DAYS.name, _sql(schema.RES_ANSWER_DAYS, f"""
         SELECT DISTINCT k.pid, r.exchange_id, r.wave, {day_sql("r.submitted_at")} AS day
@@ -128,58 +171,20 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
         SELECT CAST(date_trunc('month', d.day) AS DATE) AS month, d.exchange_id,
                {_PEOPLE_DIMS}, count(DISTINCT d.pid), sum(d.events), sum(d.minutes)
         FROM {days} GROUP BY ALL"""))
-    # Local time of each event in its institution's zone. ICU's per-row conversion took 135 s
-    # at 47M events, so the UTC offset is looked up instead: once per (zone, 15-minute UTC slot
-    # that holds an event). Every offset and every DST switch in the tz database falls on a
-    # multiple of 15 minutes, so the offset is constant within a slot; local weekday and hour
-    # are then integer arithmetic on the event's epoch plus that offset. Only slots with events:
-    # every slot from the first to the last event made one mistyped year (2125) into hundreds
-    # of millions of rows.
-    # The lookup is keyed by one integer (zone number × 2³² + slot): joined on the (zone name,
-    # slot) pair it took 104 s at 47M events, on the integer 4 s.
-    run(schema.RES_ACTIVITY_HOURLY.name, [
-        "DROP TABLE IF EXISTS _rollup_zones",
-        f"""CREATE TEMP TABLE _rollup_zones AS
-            SELECT timezone, CAST(row_number() OVER (ORDER BY timezone) AS BIGINT) AS z
-            FROM (SELECT DISTINCT timezone FROM {INST} WHERE timezone IS NOT NULL)""",
-        "DROP TABLE IF EXISTS _rollup_offsets",
-        f"""CREATE TEMP TABLE _rollup_offsets AS
-            WITH s AS (SELECT DISTINCT CAST(floor(epoch(occurred_at) / 900) AS BIGINT) AS slot
-                       FROM {EV})
-            SELECT z.z * 4294967296 + s.slot AS k,
-                   CAST(epoch(timezone(z.timezone, to_timestamp(s.slot * 900))) AS BIGINT)
-                     - s.slot * 900 AS offset_s
-            FROM _rollup_zones z, s""",
-        "DROP TABLE IF EXISTS _rollup_pz",
-        f"""CREATE TEMP TABLE _rollup_pz AS
-            SELECT {_PEOPLE_DIMS}, p.participant_id, z.z
-            FROM {PEOPLE} p JOIN {INST} i USING (institution_id) JOIN _rollup_zones z USING (timezone)""",
-        *_sql(schema.RES_ACTIVITY_HOURLY, f"""
-        WITH loc AS (
-            SELECT e.participant_id, e.exchange_id, pz.institution_id, pz.role, pz.comparison,
-                   CAST(floor(epoch(e.occurred_at)) AS BIGINT) + o.offset_s AS t
-            FROM {EV} e JOIN _rollup_pz pz USING (participant_id)
-            JOIN _rollup_offsets o
-              ON o.k = pz.z * 4294967296 + CAST(floor(epoch(e.occurred_at) / 900) AS BIGINT))
-        -- 1970-01-01 was a Thursday: ISO weekday ((days + 3) mod 7) + 1.
-        SELECT exchange_id, institution_id, role, comparison,
-               CAST(((t // 86400 + 3) % 7) + 1 AS INTEGER) AS weekday,
-               CAST((t // 3600) % 24 AS INTEGER) AS hour,
-               count(*), count(DISTINCT participant_id)
-        FROM loc GROUP BY ALL"""),
-        "DROP TABLE IF EXISTS _rollup_offsets",
-        "DROP TABLE IF EXISTS _rollup_pz",
-        "DROP TABLE IF EXISTS _rollup_zones",
-    ])
-    # Weeks since the pair's first event: the direct query's definition, per participant×exchange.
+    run(schema.RES_ACTIVITY_HOURLY.name, _sql(schema.RES_ACTIVITY_HOURLY, f"""
+        SELECT h.exchange_id, {_PEOPLE_DIMS}, h.weekday, h.hour, sum(h.events),
+               count(DISTINCT h.pid)
+        FROM {HOURS} h JOIN {KEYS} p USING (pid) GROUP BY ALL"""))
+    # Weeks since the pair's first active day (days since // 7): the direct query's definition,
+    # per participant×exchange.
     run(schema.RES_RETENTION.name, _sql(schema.RES_RETENTION, f"""
-        WITH firsts AS (SELECT participant_id, exchange_id, min(epoch(occurred_at)) AS t0
-                        FROM {EV} GROUP BY ALL),
-             wk AS (SELECT DISTINCT e.participant_id, e.exchange_id,
-                           CAST(floor((epoch(e.occurred_at) - f.t0) / 604800) AS INTEGER) AS week
-                    FROM {EV} e JOIN firsts f USING (participant_id, exchange_id))
+        WITH firsts AS (SELECT pid, exchange_id, min(day) AS d0 FROM {schema.RES_PERSON_DAYS.name}
+                        GROUP BY ALL),
+             wk AS (SELECT DISTINCT d.pid, d.exchange_id,
+                           CAST((d.day - f.d0) // 7 AS INTEGER) AS week
+                    FROM {schema.RES_PERSON_DAYS.name} d JOIN firsts f USING (pid, exchange_id))
         SELECT wk.exchange_id, {_PEOPLE_DIMS}, wk.week, count(*)
-        FROM wk JOIN {PEOPLE} p USING (participant_id) GROUP BY ALL"""))
+        FROM wk JOIN {KEYS} p USING (pid) GROUP BY ALL"""))
     # One row per (cell, gender, birth year): people, those active, their events and minutes, and
     # survey stages. exchange_id is the participant's one exchange (NULL: none yet); with
     # multi-exchange participants it is their first by id and meta says the cube is not exact.

@@ -373,8 +373,8 @@ RES_ACTIVITY_HOURLY = Table(
 RES_RETENTION = Table(
     "res_retention",
     _cols(_CELL + ", week:INTEGER, active:BIGINT"),
-    doc="Participant×exchange pairs active k weeks after the pair's first event, per cell "
-        "(week 0 counts every pair with events).",
+    doc="Participant×exchange pairs active in week k after the pair's first active UTC day "
+        "(k = days since // 7), per cell (week 0 counts every pair with events).",
 )
 RES_PEOPLE = Table(
     "res_people",
@@ -433,9 +433,17 @@ RES_PERSON_GAINS = Table(
     doc="Paired post − pre score gain per participant (pid), exchange and scale.",
 )
 
+RES_PERSON_HOURS = Table(
+    "res_person_hours",
+    _cols("pid:INTEGER, exchange_id:VARCHAR, day:DATE, weekday:TINYINT, hour:TINYINT, "
+          "events:BIGINT, minutes:DOUBLE"),
+    doc="Events and minutes per participant (pid), exchange, UTC day and local ISO weekday × "
+        "hour (in the institution's time zone): what a dated heatmap reads.",
+)
+
 ROLLUP_TABLES: dict[str, Table] = {
     t.name: t for t in (RES_ACTIVITY_WEEKLY, RES_ACTIVITY_MONTHLY, RES_ACTIVITY_HOURLY,
                         RES_RETENTION, RES_PEOPLE, RES_RESPONSE_WAVES, RES_SCORE_CUBE,
                         RES_GAIN_CUBE, RES_PERSON_KEYS, RES_PERSON_DAYS, RES_ANSWER_DAYS,
-                        RES_PERSON_SCORES, RES_PERSON_GAINS)
+                        RES_PERSON_SCORES, RES_PERSON_GAINS, RES_PERSON_HOURS)
 }

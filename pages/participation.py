@@ -175,7 +175,7 @@ def retention(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
             hovertemplate="cohort %{fullData.name}<br>week %{x}: %{y:.0%} active"
                           "<br>%{customdata[0]:,} of n = %{customdata[1]:,}<extra></extra>",
         ))
-    _ui.base_layout(fig, title, x="weeks since the participant's first activity",
+    _ui.base_layout(fig, title, x="weeks since the first active day (days since ÷ 7)",
                     y="share of cohort active (%)", height=360)
     fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
     return fig, _ui.suppressed_note(sorted(small.cohort.astype(str).unique()), "cohorts")
