@@ -415,22 +415,13 @@ def _scope(cur: duckdb.DuckDBPyConnection, f: Filters, *, include_comparison: bo
         day_cond += " AND day <= $end"
         ts_cond += " AND {ts} < timezone('UTC', ($end + INTERVAL 1 DAY)::TIMESTAMP)"
     if facts:
-        active = f"SELECT pid FROM {T_PDAYS} JOIN fx USING (exchange_id) WHERE TRUE{day_cond}"
-        answered = f"SELECT pid FROM {T_ADAYS} JOIN fx USING (exchange_id) WHERE TRUE{day_cond}"
-        people = f"{T_PKEYS} p"
-        fr = f"SELECT DISTINCT pid, exchange_id, wave FROM {T_ADAYS} JOIN fx USING (exchange_id)"
-    else:
-        active = (f"SELECT participant_id AS pid FROM {T_EVENTS} ev JOIN fx USING (exchange_id) "
-                  f"WHERE TRUE{ts_cond.format(ts='ev.occurred_at')}")
-        answered = (f"SELECT participant_id AS pid FROM {T_RESP} r JOIN fx USING (exchange_id) "
-                    f"WHERE TRUE{ts_cond.format(ts='r.submitted_at')}")
-        people = f"(SELECT participant_id AS pid, * FROM {T_PEOPLE}) p"
-        fr = f"""SELECT DISTINCT r.participant_id AS pid, r.exchange_id, r.wave
-            FROM {T_RESP} r JOIN fx USING (exchange_id)"""
-    if facts:
         fev = f"""SELECT pid, exchange_id, day, events, minutes
             FROM {T_PDAYS} JOIN fx USING (exchange_id) WHERE TRUE{day_cond}"""
+        active = "SELECT pid FROM fev"
+        answered = f"SELECT pid FROM {T_ADAYS} JOIN fx USING (exchange_id) WHERE TRUE{day_cond}"
+        people = f"{T_PKEYS} p"
         fe_people = "ev.* FROM fev ev JOIN fp USING (pid)"
+        fr = f"SELECT DISTINCT pid, exchange_id, wave FROM {T_ADAYS} JOIN fx USING (exchange_id)"
         fh = f"""SELECT h.pid, h.weekday, h.hour, h.events
             FROM {T_PHOURS} h JOIN fx USING (exchange_id) JOIN fp USING (pid)
             WHERE TRUE{day_cond}"""
@@ -439,8 +430,14 @@ def _scope(cur: duckdb.DuckDBPyConnection, f: Filters, *, include_comparison: bo
                    coalesce(ev.minutes, 0) AS minutes, ev.occurred_at
             FROM {T_EVENTS} ev JOIN fx USING (exchange_id)
             WHERE TRUE{ts_cond.format(ts='ev.occurred_at')}"""
+        active = "SELECT participant_id FROM fev"
+        answered = (f"SELECT participant_id FROM {T_RESP} r JOIN fx USING (exchange_id) "
+                    f"WHERE TRUE{ts_cond.format(ts='r.submitted_at')}")
+        people = f"(SELECT participant_id AS pid, * FROM {T_PEOPLE}) p"
         fe_people = ("fp.pid, ev.* EXCLUDE (participant_id) FROM fev ev "
                      "JOIN fp ON fp.participant_id = ev.participant_id")
+        fr = f"""SELECT DISTINCT r.participant_id AS pid, r.exchange_id, r.wave
+            FROM {T_RESP} r JOIN fx USING (exchange_id)"""
         fh = """SELECT pid, isodow(t) AS weekday, hour(t) AS hour, 1 AS events
             FROM (SELECT pid, timezone(timezone, occurred_at) AS t FROM fe)"""
 
