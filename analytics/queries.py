@@ -390,7 +390,7 @@ def _scope(cur: duckdb.DuckDBPyConnection, f: Filters, *, include_comparison: bo
            scores: bool = False, hours: bool = False) -> tuple[str, dict[str, Any]]:
     """CTEs that every query starts from: fi (institutions), fx (exchanges), fp (participants,
     with their institution's attributes), fe (activity of fp in fx within the dates) and fr
-    (answered waves of fx, undated). People are `pid` throughout; fp also has participant_id.
+    (answered waves of fx, undated; a pid and wave may repeat). People are `pid` throughout; fp also has participant_id.
 
     fe has one row per participant, exchange and UTC day with `events` and `minutes` (summed),
     read from the day facts when this data version has them, else from the event log (one row
@@ -421,7 +421,8 @@ def _scope(cur: duckdb.DuckDBPyConnection, f: Filters, *, include_comparison: bo
         answered = f"SELECT pid FROM {T_ADAYS} JOIN fx USING (exchange_id) WHERE TRUE{day_cond}"
         people = f"{T_PKEYS} p"
         fe_people = "ev.* FROM fev ev JOIN fp USING (pid)"
-        fr = f"SELECT DISTINCT pid, exchange_id, wave FROM {T_ADAYS} JOIN fx USING (exchange_id)"
+        # One row per answer day, not per wave: every reader of fr counts distinct people.
+        fr = f"SELECT pid, exchange_id, wave FROM {T_ADAYS} JOIN fx USING (exchange_id)"
         fh = f"""SELECT h.pid, h.weekday, h.hour, h.events
             FROM {T_PHOURS} h JOIN fx USING (exchange_id) JOIN fp USING (pid)
             WHERE TRUE{day_cond}"""
