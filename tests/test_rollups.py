@@ -112,7 +112,8 @@ def test_the_public_functions_read_the_rollups(cur) -> None:
         f"SELECT count(*) FROM {schema.EVENTS.name}").fetchone()[0]
 
 
-def test_participants_in_two_exchanges_make_distinct_counts_fall_back(tmp_path) -> None:
+def test_participants_in_two_exchanges_make_distinct_counts_fall_back(tmp_path, monkeypatch
+                                                                      ) -> None:
     path = build_fixture_warehouse(tmp_path / "w.duckdb")
     con = duckdb.connect(str(path))
     con.execute("SET TimeZone = 'UTC'")
@@ -136,6 +137,13 @@ def test_participants_in_two_exchanges_make_distinct_counts_fall_back(tmp_path) 
         _same(q.headline(c, f), q._headline_base(c, f))
         _same(q.retention_by_cohort(c, f), q._retention_by_cohort_base(c, f))
         _same(q.breakdown(c, f, "exchange"), q._breakdown_base(c, f, "exchange"))
+        # The fallback reads the per-person facts; they count the two-exchange participant once.
+        by_facts = [q._headline_base(c, f), q._breakdown_base(c, f, "cluster"),
+                    q._participation_by_group_base(c, f, "gender")]
+        monkeypatch.setattr(q, "_day_facts", lambda cur: False)
+        for a, b in zip(by_facts, [q._headline_base(c, f), q._breakdown_base(c, f, "cluster"),
+                                   q._participation_by_group_base(c, f, "gender")], strict=True):
+            _same(a, b)
     finally:
         c.close()
         reader.close()
