@@ -390,7 +390,8 @@ def _scope(cur: duckdb.DuckDBPyConnection, f: Filters, *, include_comparison: bo
            scores: bool = False, hours: bool = False) -> tuple[str, dict[str, Any]]:
     """CTEs that every query starts from: fi (institutions), fx (exchanges), fp (participants,
     with their institution's attributes), fe (activity of fp in fx within the dates) and fr
-    (answered waves of fx, undated; a pid and wave may repeat). People are `pid` throughout; fp also has participant_id.
+    (answered waves of fx, undated; a pid and wave may repeat). People are `pid` throughout;
+    fp also has participant_id.
 
     fe has one row per participant, exchange and UTC day with `events` and `minutes` (summed),
     read from the day facts when this data version has them, else from the event log (one row

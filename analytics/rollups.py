@@ -20,9 +20,10 @@ A date-range filter cannot be answered by per-cell sums. Queries with one (and t
 above) read the day facts instead of the event log: `res_person_keys` gives every participant
 an integer key for this data version, `res_person_days` holds events and minutes per
 participant, exchange and UTC day, `res_answer_days` the days with answers per wave, and
-`res_person_scores` / `res_person_gains` the scores and paired gains by that key. A range of
-UTC days selects exactly the events the range's timestamps would. Only the local-hour heatmap,
-which needs the time of each event, still reads the event log when dated.
+`res_person_scores` / `res_person_gains` the scores and paired gains by that key, and
+`res_person_hours` the events per local weekday and hour. A range of UTC days selects exactly
+the events the range's timestamps would. The event log and the answers are read once, into
+these facts; every rollup above is then built from them.
 """
 
 from __future__ import annotations
@@ -90,17 +91,6 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
             con.execute(s)
         timings[name] = round(time.perf_counter() - t0, 3)
 
-    # The exchange each participant took part in (events or answers): one row per pair.
-    run("participant_exchanges", [
-        "DROP TABLE IF EXISTS _rollup_px",
-        f"""CREATE TEMP TABLE _rollup_px AS
-            SELECT DISTINCT participant_id, exchange_id FROM {EV}
-            UNION SELECT DISTINCT participant_id, exchange_id FROM {RESP}""",
-    ])
-    multi = con.execute(
-        "SELECT count(*) FROM (SELECT participant_id FROM _rollup_px GROUP BY 1 "
-        "HAVING count(*) > 1)").fetchone()[0]
-
     # Day facts: what a date range reads. A dated view needs distinct participants over any span
     # of days, which no per-cell sum gives; these tables keep one row per participant, exchange
     # and UTC day (24M rows for the 1M demo's 47.5M events) keyed by a 4-byte integer instead
@@ -135,7 +125,7 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
         "DROP TABLE IF EXISTS _rollup_pz",
         f"""CREATE TEMP TABLE _rollup_pz AS
             SELECT k.pid, k.participant_id, z.z
-            FROM {KEYS} k JOIN {INST} i USING (institution_id)
+            FROM {KEYS} k LEFT JOIN {INST} i USING (institution_id)
             LEFT JOIN _rollup_zones z USING (timezone)""",
         # 1970-01-01 was a Thursday: ISO weekday ((days + 3) mod 7) + 1.
         *_sql(schema.RES_PERSON_HOURS, f"""
@@ -159,6 +149,17 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
         SELECT DISTINCT k.pid, r.exchange_id, r.wave, {day_sql("r.submitted_at")} AS day
         FROM {RESP} r JOIN {KEYS} k USING (participant_id)
         ORDER BY day"""))
+
+    # The exchange each participant took part in (events or answers): one row per pair.
+    run("participant_exchanges", [
+        "DROP TABLE IF EXISTS _rollup_px",
+        f"""CREATE TEMP TABLE _rollup_px AS
+            SELECT DISTINCT pid, exchange_id FROM {schema.RES_PERSON_DAYS.name}
+            UNION SELECT DISTINCT pid, exchange_id FROM {schema.RES_ANSWER_DAYS.name}""",
+    ])
+    multi = con.execute(
+        "SELECT count(*) FROM (SELECT pid FROM _rollup_px GROUP BY 1 "
+        "HAVING count(*) > 1)").fetchone()[0]
 
     # Weeks and months from the day facts (a UTC day lies in one UTC week and month): half the
     # rows of the event log, and the same sums and distinct counts.
@@ -189,23 +190,22 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
     # survey stages. exchange_id is the participant's one exchange (NULL: none yet); with
     # multi-exchange participants it is their first by id and meta says the cube is not exact.
     run(schema.RES_PEOPLE.name, _sql(schema.RES_PEOPLE, f"""
-        WITH px AS (SELECT participant_id, min(exchange_id) AS exchange_id FROM _rollup_px
-                    GROUP BY 1),
-             act AS (SELECT participant_id, count(*) AS events,
-                            sum(coalesce(minutes, 0)) AS minutes FROM {EV} GROUP BY 1),
-             w AS (SELECT participant_id, bool_or(wave = 'pre') AS pre,
-                          bool_or(wave = 'post') AS post FROM {RESP} GROUP BY 1)
+        WITH px AS (SELECT pid, min(exchange_id) AS exchange_id FROM _rollup_px GROUP BY 1),
+             act AS (SELECT pid, sum(events) AS events, sum(minutes) AS minutes
+                     FROM {schema.RES_PERSON_DAYS.name} GROUP BY 1),
+             w AS (SELECT pid, bool_or(wave = 'pre') AS pre, bool_or(wave = 'post') AS post
+                   FROM {schema.RES_ANSWER_DAYS.name} GROUP BY 1)
         SELECT px.exchange_id, {_PEOPLE_DIMS}, {GENDER_SQL} AS gender, p.birth_year,
-               count(*), count(act.participant_id), coalesce(sum(act.events), 0),
+               count(*), count(act.pid), coalesce(sum(act.events), 0),
                coalesce(sum(act.minutes), 0), count(*) FILTER (WHERE w.pre),
                count(*) FILTER (WHERE w.pre AND NOT w.post)
-        FROM {PEOPLE} p LEFT JOIN px USING (participant_id) LEFT JOIN act USING (participant_id)
-             LEFT JOIN w USING (participant_id)
+        FROM {KEYS} p LEFT JOIN px USING (pid) LEFT JOIN act USING (pid)
+             LEFT JOIN w USING (pid)
         GROUP BY ALL"""))
     run(schema.RES_RESPONSE_WAVES.name, _sql(schema.RES_RESPONSE_WAVES, f"""
-        SELECT r.exchange_id, {_PEOPLE_DIMS}, {GENDER_SQL} AS gender, p.birth_year, r.wave,
-               count(DISTINCT r.participant_id)
-        FROM {RESP} r JOIN {PEOPLE} p USING (participant_id) GROUP BY ALL"""))
+        SELECT a.exchange_id, {_PEOPLE_DIMS}, {GENDER_SQL} AS gender, p.birth_year, a.wave,
+               count(DISTINCT a.pid)
+        FROM {schema.RES_ANSWER_DAYS.name} a JOIN {KEYS} p USING (pid) GROUP BY ALL"""))
     if have_scores:
         # Scores and paired gains keyed by pid, then the cubes from them: a self-join of the
         # scores on the pseudonym took 4.8 s at 1M participants; the cubes' sums are the same.
