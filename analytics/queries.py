@@ -1004,8 +1004,9 @@ def partnership_persistence(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.Da
 
 @_cached
 def load_batches(cur: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    return _df(cur, f"""SELECT batch_id, source_name, kind, status, rows_in, rows_accepted,
-               rows_rejected, rows_replaced, finished_at, data_version, message
+    return _df(cur, f"""SELECT batch_id, source_name, source, kind, status, rows_in,
+               rows_accepted, rows_rejected, rows_added, rows_changed, rows_removed, finished_at,
+               data_version, message
         FROM {T_BATCHES} ORDER BY batch_id DESC""")
 
 

@@ -50,9 +50,15 @@ def _parser() -> argparse.ArgumentParser:
         "load", parents=[common], help="load CSV, XLSX or Parquet files or folders",
         description="Load contract files into the warehouse (see the README's input contract). "
                     "Bad rows go to the rejects table with the rule they broke; the good rows "
-                    "load. Loading the same file again changes nothing; a corrected version of "
-                    "a file (same name) replaces what the earlier one contributed.",
-        epilog="example: python -m etl load data/exports/ --warehouse data/warehouse.duckdb",
+                    "load. Loading the same file again changes nothing. A load only adds: a "
+                    "row with the natural key of an earlier one (same participant, same "
+                    "institution id, ...) replaces it, and nothing else is removed unless you ask "
+                    "with --replace.",
+        epilog="examples:\n"
+               "  python -m etl load data/exports/ --warehouse data/warehouse.duckdb\n"
+               "  python -m etl load exports/events.csv --replace --dry-run   see what a "
+               "corrected file would change\n"
+               "  python -m etl load exports/events.csv --replace             then do it",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ld.add_argument("paths", nargs="+", type=Path, metavar="PATH",
@@ -60,6 +66,19 @@ def _parser() -> argparse.ArgumentParser:
     ld.add_argument("--kind", choices=schema.LOAD_ORDER,
                     help="what the files hold (default: the first word of each file name, else "
                          "its columns), e.g. --kind events")
+    ld.add_argument("--replace", action="store_true",
+                    help="each file replaces what earlier loads of its source brought: rows it no "
+                         "longer holds are removed. Refused if the file is empty, entirely "
+                         "rejected, or would remove more than half of the source, unless --force")
+    ld.add_argument("--source", metavar="NAME",
+                    help="the source of a single file (default: its absolute path): name it to "
+                         "replace a source that was loaded from another path, e.g. --source "
+                         "/srv/exports/events.csv or --source partner-a-events")
+    ld.add_argument("--force", action="store_true",
+                    help="carry out a --replace that the safety checks refused")
+    ld.add_argument("--dry-run", action="store_true",
+                    help="validate and count what would be added, changed and removed per table, "
+                         "without changing the warehouse")
     ld.add_argument("--wait", type=float, default=600.0, metavar="SECONDS",
                     help="how long to wait for another load to finish (default 600), e.g. --wait 0")
     dm = sub.add_parser(
@@ -106,14 +125,38 @@ def cmd_load(args, console: Console, err: Console) -> int:
     from etl.load import load_paths
     from etl.progress import Steps
 
+    dry_run = getattr(args, "dry_run", False)
     with Steps(console, quiet=args.quiet) as steps:
         reports = load_paths(
-            args.paths, args.warehouse, kind=args.kind, progress=steps.say, lock_timeout=args.wait,
+            args.paths, args.warehouse, kind=args.kind, source=getattr(args, "source", None),
+            replace=getattr(args, "replace", False), force=getattr(args, "force", False),
+            dry_run=dry_run, progress=steps.say, lock_timeout=args.wait,
             on_wait=lambda: err.print(f"waiting for another load of {args.warehouse} to finish "
                                       f"(up to {args.wait:.0f} s)…", highlight=False),
-            after_load=_after_load(steps),
+            after_load=None if dry_run else _after_load(steps),
         )
-    return _print_reports(reports, console, args.quiet)
+    code = _print_reports(reports, console, args.quiet)
+    if dry_run:
+        _print_dry_run(reports, console)
+    return code
+
+
+def _print_dry_run(reports, console: Console) -> None:
+    """Per table, what the load would do; the warehouse was not touched."""
+    totals: dict[str, list[int]] = {}
+    for r in reports:
+        if r.status == "loaded":
+            t = totals.setdefault(r.kind, [0, 0, 0, 0])
+            for i, n in enumerate((r.rows_added, r.rows_changed, r.rows_removed,
+                                   r.rows_unchanged)):
+                t[i] += n
+    for kind in schema.LOAD_ORDER:
+        if kind in totals:
+            added, changed, removed, unchanged = totals[kind]
+            console.print(f"dry run: {kind}: {added:,} added, {changed:,} changed, {removed:,} "
+                          f"removed, {unchanged:,} unchanged (nothing was written)")
+    if not totals:
+        console.print("dry run: nothing would be loaded (nothing was written)")
 
 
 def _after_load(steps):
@@ -167,6 +210,7 @@ def cmd_status(args, console: Console, err: Console) -> int:
                 continue
             counts.add_row(name, f"{n:,}")
         console.print(counts)
+        console.print(_sources_table(con))
         loads = Table(title="last loads", title_justify="left")
         for c in ("batch", "file", "kind", "status", "in", "accepted", "rejected", "finished"):
             loads.add_column(c, justify="right" if c in ("in", "accepted", "rejected") else "left")
@@ -180,6 +224,26 @@ def cmd_status(args, console: Console, err: Console) -> int:
     finally:
         con.close()
     return EXIT_OK
+
+
+def _sources_table(con):
+    """Each source (what `--replace` and `--source` name) with the rows it holds now."""
+    from rich.table import Table
+
+    held = " UNION ALL ".join(
+        f"SELECT '{k}' AS kind, batch_id, count(*) AS n FROM \"{schema.TABLES[k].name}\" "
+        "GROUP BY batch_id" for k in schema.LOAD_ORDER)
+    table = Table(title="sources (name one with --source; replace it with --replace)",
+                  title_justify="left")
+    for c in ("source", "kind", "loads", "rows now", "last load"):
+        table.add_column(c, justify="right" if c in ("loads", "rows now") else "left")
+    for src, kind, loads, rows, last in con.execute(
+        "SELECT coalesce(b.source, b.source_name), b.kind, count(DISTINCT b.batch_id), "
+        f"coalesce(sum(h.n), 0), strftime(max(b.finished_at), '%Y-%m-%d %H:%M') FROM load_batches b "
+        f"LEFT JOIN ({held}) h ON h.batch_id = b.batch_id AND h.kind = b.kind "
+        "WHERE b.status = 'loaded' GROUP BY ALL ORDER BY 2, 1").fetchall():
+        table.add_row(src, kind, f"{loads:,}", f"{int(rows):,}", last or "")
+    return table
 
 
 _stopping = False

@@ -61,12 +61,23 @@ class FileReport:
     rows_in: int = 0
     rows_accepted: int = 0
     rows_rejected: int = 0
-    rows_replaced: int = 0
+    rows_replaced: int = 0  # rows of earlier loads this one took the place of (see `_settle`)
+    rows_added: int = 0
+    rows_changed: int = 0
+    rows_unchanged: int = 0
+    rows_removed: int = 0
+    source: str = ""
     batch_id: int | None = None
     notes: list[str] = field(default_factory=list)
     rejects_by_rule: Counter = field(default_factory=Counter)
     first_rejects: list[str] = field(default_factory=list)
     problem: str = ""
+
+    def refuse(self, problem: str) -> None:
+        """The file's transaction was rolled back: it brought nothing and changed nothing."""
+        self.status, self.problem, self.notes = "refused", problem, []
+        self.rows_in = self.rows_accepted = self.rows_rejected = self.rows_replaced = 0
+        self.rows_added = self.rows_changed = self.rows_removed = self.rows_unchanged = 0
 
     def summary(self) -> str:
         if self.status == "refused":
@@ -77,9 +88,13 @@ class FileReport:
         out = (f"{self.file}: {self.kind}: {self.rows_accepted:,} of {self.rows_in:,} rows loaded, "
                f"{self.rows_rejected:,} rows rejected"
                + (f"; rejects by rule: {rules_txt}" if rules_txt else ""))
-        if self.rows_replaced:
-            out += f", {self.rows_replaced:,} rows of earlier loads replaced"
-        return out + f" [batch {self.batch_id}]"
+        return out + f"; {self.changes()} [batch {self.batch_id}]"
+
+    def changes(self) -> str:
+        """What the file did to its table: "12 answers added, 1 changed, 0 removed, 40 unchanged"."""
+        unit = "answers" if self.kind == "responses" else "rows"
+        return (f"{unit} in {self.kind}: {self.rows_added:,} added, {self.rows_changed:,} changed, "
+                f"{self.rows_removed:,} removed, {self.rows_unchanged:,} unchanged")
 
 
 def sha256_file(path: Path) -> str:
@@ -147,11 +162,23 @@ def _kind_of(path: Path, kind: str | None, con: duckdb.DuckDBPyConnection) -> st
 class _FileLoader:
     """Loads one file into the open next-warehouse connection (inside a transaction)."""
 
-    def __init__(self, con, path: Path, kind: str, key: bytes, batch_id: int, sha: str):
+    def __init__(self, con, path: Path, kind: str, key: bytes, batch_id: int, sha: str,
+                 source: str, *, replace: bool = False, force: bool = False):
         self.con, self.path, self.kind, self.key = con, path, kind, key
-        self.batch_id, self.sha = batch_id, sha
+        self.batch_id, self.sha, self.source = batch_id, sha, source
+        self.replace, self.force = replace, force
         self.table = schema.TABLES[kind]
-        self.report = FileReport(str(path), kind, batch_id=batch_id)
+        self.report = FileReport(str(path), kind, batch_id=batch_id, source=source)
+        # What this source brought before: replaced only on request (`--replace`), else kept.
+        self.earlier_batches: list[int] = sorted(con.execute(
+            "SELECT list(batch_id) FROM load_batches WHERE source = ? AND kind = ? "
+            "AND status = 'loaded'", [source, kind]).fetchall()[0][0] or [])
+        if self.earlier_batches and not replace:
+            self.report.notes.append(
+                f"what earlier loads of this source brought (batch"
+                f"{'es' if len(self.earlier_batches) > 1 else ''} "
+                f"{', '.join(map(str, self.earlier_batches))}) stays; to replace it with this "
+                "file, load again with --replace (see it first with --dry-run)")
         self.fields = rules.fields_for(kind, dt.date.today().year)
         # A log is written straight from the staging query, never materialised: it has no
         # window over the file (identical lines are kept) and is by far the largest kind.
@@ -291,7 +318,7 @@ class _FileLoader:
         return f"SELECT {', '.join(sel)} FROM {source} s {joins}"
 
     def stage(self) -> None:
-        """Evaluate every field and check; reject the bad rows (events: see `_write_direct`)."""
+        """Evaluate every field and check; reject the bad rows (events: see `_insert_direct`)."""
         source = self._source_sql()
         sql = self._staging_sql(source)
         self.report.rows_in = self.con.execute("SELECT count(*) FROM src_raw").fetchall()[0][0]
@@ -313,70 +340,38 @@ class _FileLoader:
         )
 
     # -- writing -------------------------------------------------------------------------------
-    def _delete_earlier_versions(self) -> int:
-        """Remove what earlier versions of this file (same name and kind) contributed."""
-        earlier = self.con.execute(
-            "SELECT list(batch_id) FROM load_batches WHERE source_name = ? AND kind = ? "
-            "AND status = 'loaded'", [self.path.name, self.kind]).fetchall()[0][0] or []
-        if not earlier:
-            return 0
-        return self.con.execute(
-            f'DELETE FROM "{self.table.name}" WHERE batch_id IN ({", ".join(map(str, earlier))})'
-        ).fetchall()[0][0]
-
-    def _replace_earlier(self, good: str, key: tuple[str, ...]) -> int:
-        t = self.table.name
-        n = self._delete_earlier_versions()
-        match = " AND ".join(f'old."{k}" IS NOT DISTINCT FROM new."{k}"' for k in key)
-        n += self.con.execute(
-            f'DELETE FROM "{t}" old USING ({good}) new WHERE {match}').fetchall()[0][0]
-        return n
-
     def write(self) -> None:
-        t = self.table.name
-        names = [f.name for f in self.fields]
+        """Insert the good rows under this batch, then settle what they take the place of."""
         if self.kind == "responses":
-            self._write_responses()
-            return
-        if self.direct:
-            self._write_direct()
-            return
-        good = (f"SELECT {', '.join(f'{chr(34)}t_{n}{chr(34)} AS {chr(34)}{n}{chr(34)}' for n in names)} "
-                "FROM stage WHERE NOT _bad")
-        self.report.rows_replaced = self._replace_earlier(good, self.table.key)
-        cols = ", ".join(f'"{n}"' for n in names)
-        self.report.rows_accepted = self.con.execute(
-            f'INSERT INTO "{t}" ({cols}, batch_id) SELECT *, {self.batch_id} FROM ({good})'
-        ).fetchall()[0][0]
+            self._insert_responses()
+        elif self.direct:
+            self._insert_direct()
+        else:
+            names = [f.name for f in self.fields]
+            cols = ", ".join(f'"{n}"' for n in names)
+            self.report.rows_accepted = self.con.execute(
+                f'INSERT INTO "{self.table.name}" ({cols}, batch_id) SELECT '
+                + ", ".join(f'"t_{n}"' for n in names)
+                + f", {self.batch_id} FROM stage WHERE NOT _bad").fetchall()[0][0]
+        self._settle()
 
-    def _write_direct(self) -> None:
-        """Insert the good rows straight from the staging query, then replace and reject.
+    def _insert_direct(self) -> None:
+        """Insert the good rows straight from the staging query; reject only if some were left out.
 
-        The rows this batch replaces are found from the rows it inserted, and the rejects are
-        computed (a second pass over the file's rows) only if the insert left rows out; the
-        transaction around the file keeps it all-or-nothing.
+        The rejects are computed (a second pass over the file's rows) only when the insert left
+        rows out; the transaction around the file keeps it all-or-nothing.
         """
-        t, key, batch = self.table.name, self.table.key, self.batch_id
         names = [f.name for f in self.fields]
-        n = self._delete_earlier_versions()
-        others = self.con.execute(f'SELECT count(*) FROM "{t}"').fetchall()[0][0]
         cols = ", ".join(f'"{c}"' for c in names)
         self.report.rows_accepted = self.con.execute(
-            f'INSERT INTO "{t}" ({cols}, batch_id) SELECT '
+            f'INSERT INTO "{self.table.name}" ({cols}, batch_id) SELECT '
             + ", ".join(f'"t_{c}"' for c in names)
-            + f", {batch} FROM {self.staged} WHERE NOT _bad").fetchall()[0][0]
-        if others:
-            match = " AND ".join(f'old."{k}" IS NOT DISTINCT FROM new."{k}"' for k in key)
-            n += self.con.execute(
-                f'DELETE FROM "{t}" old USING (SELECT {", ".join(chr(34) + k + chr(34) for k in key)} '
-                f'FROM "{t}" WHERE batch_id = {batch}) new '
-                f"WHERE old.batch_id IS DISTINCT FROM {batch} AND {match}").fetchall()[0][0]
-        self.report.rows_replaced = n
+            + f", {self.batch_id} FROM {self.staged} WHERE NOT _bad").fetchall()[0][0]
         self.report.rows_rejected = self.report.rows_in - self.report.rows_accepted
         if self.report.rows_rejected:
             self._reject()
 
-    def _write_responses(self) -> None:
+    def _insert_responses(self) -> None:
         """Unpivot the good rows' item columns; check each answer against its item's range."""
         cols = ", ".join(f'"i_{c}" AS "{c}"' for c in self.item_cols)
         self.con.execute(
@@ -399,15 +394,11 @@ class _FileLoader:
                 f"INSERT INTO rejects SELECT ?, ?, _row, item, ?, raw, {msg} FROM cells WHERE {cond}",
                 [self.batch_id, str(self.path), rule],
             )
-        good = (
-            'SELECT "t_participant_id" AS participant_id, "t_exchange_id" AS exchange_id, '
-            '"t_wave" AS wave, instrument, item, value, "t_submitted_at" AS submitted_at '
-            "FROM cells WHERE value IS NOT NULL AND value BETWEEN lo AND hi"
-        )
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE good_cells AS {good}")
-        self.report.rows_replaced = self._replace_earlier("SELECT * FROM good_cells", self.table.key)
         self.con.execute(
-            f"INSERT INTO responses SELECT *, {self.batch_id} FROM good_cells")
+            f"INSERT INTO responses SELECT "
+            '"t_participant_id", "t_exchange_id", "t_wave", instrument, item, value, '
+            f'"t_submitted_at", {self.batch_id} '
+            "FROM cells WHERE value IS NOT NULL AND value BETWEEN lo AND hi")
         n_cells_bad, rows_ok = self.con.execute(
             "SELECT (SELECT count(*) FROM cells WHERE value IS NULL OR value NOT BETWEEN lo AND hi),"
             " (SELECT count(DISTINCT _row) FROM cells WHERE value BETWEEN lo AND hi)").fetchall()[0]
@@ -415,6 +406,85 @@ class _FileLoader:
         if n_cells_bad:
             self.report.notes.append(
                 f"{n_cells_bad:,} answers refused (number/range) in rows that otherwise loaded")
+
+    def _settle(self) -> None:
+        """Retire the rows the new ones take the place of, count the difference, guard a replace.
+
+        Two kinds of earlier rows go: those with the natural key of a new row, from any source
+        (a corrected row replaces the old one; nothing is lost, it is "changed" or "unchanged"),
+        and, only when the user asked for `--replace`, every row the same source's earlier
+        loads contributed (what the new version no longer holds is "removed"). A replace that
+        would empty the source, or remove more than half of its rows, is refused without
+        `--force`. Runs inside the file's transaction: a refusal rolls everything back.
+        """
+        t, batch, rep = self.table.name, self.batch_id, self.report
+        key = self.table.key
+        names = [c for c in self.table.column_names if c != "batch_id"]
+        match = " AND ".join(f'g."{k}" IS NOT DISTINCT FROM n."{k}"' for k in key)
+        same = " AND ".join(f'g."{c}" IS NOT DISTINCT FROM n."{c}"' for c in names)
+        new_rows = f'(SELECT * FROM "{t}" WHERE batch_id = {batch})'
+        earlier = self.earlier_batches if self.replace else []
+        source_rows = (self.con.execute(
+            f'SELECT count(*) FROM "{t}" WHERE batch_id IN ({", ".join(map(str, earlier))})'
+        ).fetchall()[0][0] if earlier else 0)
+        conds = []
+        if earlier:
+            conds.append(f'old.batch_id IN ({", ".join(map(str, earlier))})')
+        if self.con.execute(f'SELECT 1 FROM "{t}" WHERE batch_id IS DISTINCT FROM {batch} '
+                            "LIMIT 1").fetchall():
+            conds.append(f"EXISTS (SELECT 1 FROM {new_rows} n WHERE "
+                         + match.replace("g.", "old.") + ")")
+        rep.rows_added = rep.rows_accepted if t != "responses" else self._answers_in()
+        if conds:
+            self.con.execute(
+                "CREATE OR REPLACE TEMP TABLE _gone AS SELECT old.rowid AS _rid, "
+                + ", ".join(f'old."{c}"' for c in names) + f', old.batch_id FROM "{t}" old '
+                f"WHERE old.batch_id IS DISTINCT FROM {batch} AND ({' OR '.join(conds)})")
+            n_gone = self.con.execute("SELECT count(*) FROM _gone").fetchall()[0][0]
+            if n_gone:
+                self.con.execute(f'DELETE FROM "{t}" WHERE rowid IN (SELECT _rid FROM _gone)')
+                rep.rows_replaced = n_gone
+                rep.rows_unchanged, rep.rows_added, rep.rows_removed = self.con.execute(
+                    f"SELECT (SELECT count(*) FROM {new_rows} n WHERE EXISTS "
+                    f"(SELECT 1 FROM _gone g WHERE {same})), "
+                    f"(SELECT count(*) FROM {new_rows} n WHERE NOT EXISTS "
+                    f"(SELECT 1 FROM _gone g WHERE {match})), "
+                    f"(SELECT count(*) FROM _gone g WHERE NOT EXISTS "
+                    f"(SELECT 1 FROM {new_rows} n WHERE {match}))").fetchall()[0]
+                rep.rows_changed = (self._answers_in() if t == "responses" else rep.rows_accepted
+                                    ) - rep.rows_added - rep.rows_unchanged
+            self.con.execute("DROP TABLE _gone")
+        if self.replace:
+            self._guard_replace(source_rows)
+
+    def _answers_in(self) -> int:
+        return self.con.execute(
+            f"SELECT count(*) FROM responses WHERE batch_id = {self.batch_id}").fetchall()[0][0]
+
+    def _guard_replace(self, source_rows: int) -> None:
+        rep = self.report
+        if not self.earlier_batches:
+            rep.notes.append(f"--replace: no earlier load of source {self.source} to replace; "
+                             "loaded as a new source")
+            return
+        what = (f"replacing source {self.source} (batch{'es' if len(self.earlier_batches) > 1 else ''}"
+                f" {', '.join(map(str, self.earlier_batches))}, {source_rows:,} "
+                f"{'answers' if self.kind == 'responses' else 'rows'} now)")
+        problem = ""
+        if rep.rows_in == 0:
+            problem = f"the file has no data rows; {what} would remove all of them"
+        elif rep.rows_accepted == 0:
+            problem = f"every row of the file was rejected; {what} would remove all of them"
+        elif rep.rows_removed * 2 > source_rows:
+            problem = (f"{what} would remove {rep.rows_removed:,} of them, more than half")
+        if not problem:
+            return
+        if self.force:
+            rep.notes.append(f"--force: {problem}")
+            return
+        self.summarise_rejects()
+        raise RefusedFile(str(self.path), f"{problem}; nothing was changed. Check the file, look "
+                          "with --dry-run, and add --force if that is what you want")
 
     def summarise_rejects(self) -> None:
         for rule, n in self.con.execute(
@@ -429,19 +499,34 @@ class _FileLoader:
 
     def cleanup(self) -> None:
         readers.drop_source(self.con, "src")
-        for t in ("stage", "cells", "good_cells", "_ids", "_hours",
+        for t in ("stage", "cells", "_gone", "_ids", "_hours",
                   *(f"_tz_hours_{c}" for c in rules.LOCAL_TIME.values())):
             self.con.execute(f"DROP TABLE IF EXISTS {t}")
 
 
 def _record(con, rep: FileReport, sha: str | None, started: dt.datetime) -> None:
+    values = {
+        "batch_id": rep.batch_id, "file": rep.file, "source_name": Path(rep.file).name,
+        "source": rep.source or None, "sha256": sha, "kind": rep.kind, "rows_in": rep.rows_in,
+        "rows_accepted": rep.rows_accepted, "rows_rejected": rep.rows_rejected,
+        "rows_replaced": rep.rows_replaced, "rows_added": rep.rows_added,
+        "rows_changed": rep.rows_changed, "rows_removed": rep.rows_removed,
+        "rows_unchanged": rep.rows_unchanged, "started_at": started, "status": rep.status,
+        "message": "; ".join(([rep.problem] if rep.problem else []) + rep.notes),
+    }
     con.execute(
-        "INSERT INTO load_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, ?, "
-        "(SELECT value::INTEGER FROM meta WHERE key = 'data_version'))",
-        [rep.batch_id, rep.file, Path(rep.file).name, sha, rep.kind, rep.rows_in,
-         rep.rows_accepted, rep.rows_rejected, rep.rows_replaced, started, rep.status,
-         "; ".join(([rep.problem] if rep.problem else []) + rep.notes)],
-    )
+        f"INSERT INTO load_batches ({', '.join(values)}, finished_at, data_version) "
+        f"VALUES ({', '.join('?' * len(values))}, now(), "
+        "(SELECT value::INTEGER FROM meta WHERE key = 'data_version'))", list(values.values()))
+
+
+def source_of(path: Path, named: str | None = None) -> str:
+    """The source a file's rows belong to: the name the user gave, else its absolute path.
+
+    Two files with the same name from two folders are two sources; a file moved to another
+    folder is a new source unless the user names it (`--source`).
+    """
+    return named if named else str(Path(path).resolve())
 
 
 def load_paths(
@@ -449,6 +534,10 @@ def load_paths(
     warehouse: Path | str = DEFAULT_WAREHOUSE,
     *,
     kind: str | None = None,
+    source: str | None = None,
+    replace: bool = False,
+    force: bool = False,
+    dry_run: bool = False,
     progress: Callable[[str], None] | None = None,
     lock_timeout: float = 600.0,
     on_wait: Callable[[], None] | None = None,
@@ -458,12 +547,22 @@ def load_paths(
 
     Files of a folder load in dependency order (clusters → institutions → exchanges →
     partnerships → participants → events → responses). `progress(msg)` is called at each step.
+
+    A load adds; it never removes what an earlier load brought, except that a row with the
+    natural key of a new row is replaced by it. With `replace`, each file also takes the place
+    of what its source's earlier loads contributed (refused when that empties the source or
+    removes more than half of it, unless `force`). `source` names the source of a single file
+    (default: its absolute path). `dry_run` does everything but the swap: the reports say what
+    would be added, changed and removed, and the live warehouse is not touched.
     """
     warehouse = Path(warehouse)
     files = readers.expand_paths([Path(p) for p in paths])
     if not files:
         raise EtlError(f"nothing to load in {', '.join(map(str, paths))} (looked for "
                        f"{', '.join(sorted(readers.SUFFIXES))} files)")
+    if source and len(files) > 1:
+        raise EtlError(f"--source names the source of one file, but {len(files)} were given "
+                       f"({', '.join(f.name for f in files[:4])}{' …' if len(files) > 4 else ''})")
     key = resolve_key(warehouse)
     say = progress or (lambda _m: None)
     reports: list[FileReport] = []
@@ -476,16 +575,18 @@ def load_paths(
                 try:
                     kinds[f] = _kind_of(f, kind, con)
                 except RefusedFile as e:
-                    reports.append(FileReport(str(f), None, "refused", problem=e.problem))
+                    reports.append(FileReport(str(f), None, "refused", problem=e.problem,
+                                              source=source_of(f, source)))
             order = sorted(kinds, key=lambda f: (schema.LOAD_ORDER.index(kinds[f]), str(f)))
             changed = False
             for f in order:
                 started = dt.datetime.now(dt.UTC)
                 sha = hashes[f].result()
+                src = source_of(f, source)
                 prior = con.execute(
                     "SELECT batch_id, file FROM load_batches WHERE sha256 = ? AND kind = ? "
-                    "AND status = 'loaded' ORDER BY batch_id DESC LIMIT 1", [sha, kinds[f]]
-                ).fetchall()
+                    "AND source = ? AND status = 'loaded' ORDER BY batch_id DESC LIMIT 1",
+                    [sha, kinds[f], src]).fetchall()
                 if prior:
                     reports.append(FileReport(str(f), kinds[f], "unchanged",
                                               notes=[f"same content already loaded as batch {prior[0][0]}"]))
@@ -493,7 +594,8 @@ def load_paths(
                     continue
                 batch_id = con.execute(
                     "SELECT coalesce(max(batch_id), 0) + 1 FROM load_batches").fetchall()[0][0]
-                fl = _FileLoader(con, f, kinds[f], key, batch_id, sha)
+                fl = _FileLoader(con, f, kinds[f], key, batch_id, sha, src, replace=replace,
+                                 force=force)
                 try:
                     # Read before the transaction: rows a transaction adds get provisional rowids
                     # (from 2**55), and rowid is how a row's number in the file is known.
@@ -518,9 +620,7 @@ def load_paths(
                     con.execute("COMMIT")
                 except RefusedFile as e:
                     con.execute("ROLLBACK")
-                    fl.report.status, fl.report.problem = "refused", e.problem
-                    fl.report.rows_in = fl.report.rows_accepted = fl.report.rows_rejected = 0
-                    fl.report.notes = []
+                    fl.report.refuse(e.problem)
                     _record(con, fl.report, sha, started)
                 except BaseException:
                     con.execute("ROLLBACK")
@@ -535,7 +635,7 @@ def load_paths(
                         "SELECT coalesce(max(batch_id), 0) + 1 FROM load_batches").fetchall()[0][0]
                     _record(con, r, None, dt.datetime.now(dt.UTC))
                     changed = True
-            if not changed:
+            if not changed or dry_run:
                 raise NoChange
             if after_load is not None:
                 after_load(con, reports)

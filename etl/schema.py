@@ -210,18 +210,26 @@ LOAD_BATCHES = Table(
     (
         Column("batch_id", "INTEGER", doc="batch number"),
         Column("file", "VARCHAR", doc="path as given"),
-        Column("source_name", "VARCHAR", doc="file name; a new version of it replaces the old"),
+        Column("source_name", "VARCHAR", doc="file name, for display"),
         Column("sha256", "VARCHAR", doc="content hash; the same content is never loaded twice"),
         Column("kind", "VARCHAR", doc="contract table the file was loaded into"),
         Column("rows_in", "BIGINT", doc="data rows read"),
         Column("rows_accepted", "BIGINT", doc="rows loaded"),
         Column("rows_rejected", "BIGINT", doc="rows written to rejects"),
-        Column("rows_replaced", "BIGINT", doc="rows of earlier loads replaced by this one"),
+        Column("rows_replaced", "BIGINT", doc="rows of earlier loads this one took the place of"),
         Column("started_at", "TIMESTAMPTZ", doc="start"),
         Column("finished_at", "TIMESTAMPTZ", doc="end"),
         Column("status", "VARCHAR", doc="loaded | refused"),
         Column("message", "VARCHAR", doc="notes: ignored columns, dropped identifying columns"),
         Column("data_version", "INTEGER", doc="data version this batch produced"),
+        Column("source", "VARCHAR", doc="the source the rows belong to: the file's absolute path, "
+                                        "or the name given with --source"),
+        Column("rows_added", "BIGINT", doc="rows (answers for responses) with a new natural key"),
+        Column("rows_changed", "BIGINT", doc="rows that replaced one with the same key and "
+                                             "other values"),
+        Column("rows_removed", "BIGINT", doc="rows of the source's earlier loads that --replace "
+                                             "removed"),
+        Column("rows_unchanged", "BIGINT", doc="rows identical to one already there"),
     ),
     doc="One row per file loaded.",
 )

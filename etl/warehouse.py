@@ -55,8 +55,15 @@ def _next_path(warehouse: Path) -> Path:
 
 
 def create_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the contract and bookkeeping tables; add columns a newer release introduced."""
     for t in schema.TABLES.values():
         con.execute(schema.ddl(t))
+        have = {r[0] for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? "
+            "AND database_name = current_database()", [t.name]).fetchall()}
+        for c in t.columns:
+            if c.name not in have:  # a warehouse built before the column existed
+                con.execute(f'ALTER TABLE "{t.name}" ADD COLUMN "{c.name}" {c.sql_type}')
     con.execute(
         "INSERT INTO meta SELECT 'data_version', '0' "
         "WHERE NOT EXISTS (SELECT 1 FROM meta WHERE key = 'data_version')"

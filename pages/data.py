@@ -104,7 +104,9 @@ def loads(_store: dict[str, Any] | None) -> tuple[Any, Any, Any]:
         "batch_id": ("batch", _ui.fmt_int), "source_name": ("file", _ui.text),
         "kind": ("kind", _ui.text), "status": ("status", _ui.text),
         "rows_in": ("rows read", _ui.fmt_int), "rows_accepted": ("accepted", _ui.fmt_int),
-        "rows_rejected": ("rejected", _ui.fmt_int), "rows_replaced": ("replaced", _ui.fmt_int),
+        "rows_rejected": ("rejected", _ui.fmt_int), "rows_added": ("added", _ui.fmt_int),
+        "rows_changed": ("changed", _ui.fmt_int), "rows_removed": ("removed", _ui.fmt_int),
+        "source": ("source", _ui.text),
         "finished_at": ("finished (UTC)", lambda v: _ui.text(v)[:19]),
         "data_version": ("data version", _ui.fmt_int), "message": ("notes", _ui.text),
     }, "Files loaded, newest first", id_="data-loads-table", suppressed_col=None)

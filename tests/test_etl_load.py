@@ -108,19 +108,19 @@ def test_reloading_the_same_files_changes_nothing(loaded):
     assert count(wh, "events") == 3 and count(wh, "load_batches") == 6
 
 
-def test_a_corrected_file_replaces_its_earlier_version(loaded):
+def test_a_corrected_file_loaded_with_replace_replaces_its_earlier_version(loaded):
     src, wh, _ = loaded
     rows = [dict(r) for r in P.PARTICIPANTS[:3]]
     rows[0]["role"] = "teacher"  # corrected
     rows = rows[:2]  # STU-0003 withdrawn from this file
     P.write_csv(src / "participants.csv", rows)
-    res = P.run_etl("load", str(src / "participants.csv"), "--warehouse", str(wh))
+    res = P.run_etl("load", str(src / "participants.csv"), "--replace", "--warehouse", str(wh))
     assert res.returncode == 0, res.stdout + res.stderr
     assert count(wh, "participants") == 2
     key = P.TEST_KEY.encode()
     assert q(wh, "SELECT role FROM participants WHERE participant_id = ?",
              [pseudonym("STU-0001", key)]) == [("teacher",)]
-    assert "3 rows of earlier loads replaced" in res.stdout
+    assert "rows in participants: 0 added, 1 changed, 1 removed, 1 unchanged" in res.stdout
     assert q(wh, "SELECT value FROM meta WHERE key = 'data_version'") == [("2",)]
 
 
