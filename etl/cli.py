@@ -85,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
         "demo", parents=[common], help="generate the demo program and load it",
         description="Write a generated program in the contract's formats (with the true effects "
                     "it simulated in truth.json) and load it. A pseudonymisation key is created "
-                    "beside the warehouse if none is set.",
+                    "beside the warehouse if none is set. Run again into the same --out folder, "
+                    "it replaces the earlier demo's rows (as load --replace --force would).",
         epilog="example: python -m etl demo --participants 1000 --seed 3 --out /tmp/demo",
     )
     dm.add_argument("--participants", type=int, default=10_000, metavar="N",
@@ -180,9 +181,15 @@ def cmd_demo(args, console: Console, err: Console) -> int:
     t0 = time.perf_counter()
     if not args.quiet:
         console.print(f"generating a demo program of {args.participants:,} participants into {out}")
-    generate_demo(out, participants=args.participants, seed=args.seed, progress=not args.quiet)
+    try:
+        generate_demo(out, participants=args.participants, seed=args.seed,
+                      progress=not args.quiet)
+    except ValueError as e:  # an argument out of range: one line, not a traceback
+        raise EtlError(f"etl demo: {e}") from None
     resolve_key(args.warehouse, create=True)
-    args.paths, args.kind, args.wait = [out], None, 600.0
+    # A demo written again into the same folder is a new version of the same generated sources:
+    # it replaces the earlier demo's rows, as its user expects, and removes nothing else.
+    args.paths, args.kind, args.wait, args.replace, args.force = [out], None, 600.0, True, True
     code = cmd_load(args, console, err)
     if not args.quiet:
         console.print(f"demo ready in {time.perf_counter() - t0:.1f} s: {args.warehouse}")

@@ -198,3 +198,17 @@ def test_status_lists_each_source_with_the_rows_it_holds(small, tmp_path):
     held = {ln.split("│")[1].strip(): ln.split("│")[4].strip() for ln in lines
             if ln.split("│")[2].strip() == "events"}
     assert held == {str((src / "events.csv").resolve()): "3", str(other.resolve()): "1"}
+
+
+def test_a_demo_written_again_into_the_same_folder_replaces_the_earlier_demo(tmp_path):
+    out, wh = tmp_path / "d", tmp_path / "w.duckdb"
+    for n, seed in ((250, 1), (100, 2)):
+        res = P.run_etl("demo", "--participants", str(n), "--seed", str(seed), "--out", str(out),
+                        "--warehouse", str(wh), "--quiet", timeout=300)
+        assert res.returncode == 0, res.stdout + res.stderr
+    res = P.run_etl("demo", "--participants", "60", "--out", str(out), "--warehouse", str(wh))
+    assert res.returncode == 1 and "at least 100" in res.stderr and "Traceback" not in res.stderr
+    last = q(wh, "SELECT max(batch_id) FROM load_batches WHERE kind = 'events'")[0][0]
+    assert count(wh, "events") == q(wh, "SELECT rows_accepted FROM load_batches WHERE batch_id = ?",
+                                    [last])[0][0]
+    assert count(wh, "participants") == 100
