@@ -129,9 +129,12 @@ def funnel(store: dict[str, Any] | None) -> _ui.Figure:
     title = "Attrition funnel: participants reaching each stage"
     if not len(df) or (not df.suppressed.any() and df.n.iloc[0] == 0):
         return _ui.empty_figure(title, "No participants match the current filters.")
+    if df.suppressed.all():
+        return _ui.suppressed_figure(title, f"Every stage has fewer than {q.MIN_CELL} "
+                                            "participants")
     if df.suppressed.any():
-        return _ui.empty_figure(title, f"Stages {q.SUPPRESSED_LABEL}: "
-                                       + ", ".join(df[df.suppressed].stage.astype(str)))
+        return _ui.empty_figure(title, f"Stages {q.SUPPRESSED_LABEL}:<br>"
+                                       + ", ".join(_ui.ptext(s) for s in df[df.suppressed].stage))
     fig = _ui.figure(_ui.trace("funnel",
         y=[_ui.ptext(s) for s in df.stage], x=df.n,
         texttemplate="%{value:,}<br>%{percentInitial:.0%}",
