@@ -10,9 +10,12 @@ workers (each forks with an empty cache).
 Table names come from `etl.schema`. Column names are spelled in the SQL for readability; the
 `_COLUMNS_USED` check at import fails loudly if `etl.schema` renames one of them.
 
-Small groups: any group with fewer than `MIN_CELL` participants is flagged `suppressed` and its
-figures are blanked (NaN, never 0), so pages can show "suppressed (n < k)" instead of a number;
-k is `analytics.suppression.DEFAULT_K` unless EXCHANGE_IMPACT_MIN_CELL says otherwise.
+Small groups: every row a page shows (a group, a heatmap cell, a survey wave, the headline of
+the whole selection) about fewer than `MIN_CELL` participants goes through the project's one
+small-cell rule, `analytics.suppression.suppress`: it is flagged `suppressed` and every number in
+it, its count included, is blanked (NaN, never 0), so pages show "suppressed (n < k)" instead;
+k is `analytics.suppression.DEFAULT_K` unless EXCHANGE_IMPACT_MIN_CELL says otherwise. Pages
+never apply the rule themselves.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ __all__ = [
 
 # The project's small-cell threshold (analytics.suppression), overridable per deployment.
 MIN_CELL = int(os.environ.get("EXCHANGE_IMPACT_MIN_CELL", str(DEFAULT_K)))
-SUPPRESSED_LABEL = f"suppressed (n < {MIN_CELL})"
+SUPPRESSED_LABEL = f"suppressed ({suppression.reason(MIN_CELL)})"
 # What a view says instead of its figures when the whole selection is under k.
 SMALL_SELECTION = f"fewer than {MIN_CELL} participants in this selection"
 
