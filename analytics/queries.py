@@ -10,9 +10,12 @@ workers (each forks with an empty cache).
 Table names come from `etl.schema`. Column names are spelled in the SQL for readability; the
 `_COLUMNS_USED` check at import fails loudly if `etl.schema` renames one of them.
 
-Small groups: any group with fewer than `MIN_CELL` participants is flagged `suppressed` and its
-figures are blanked (NaN, never 0), so pages can show "suppressed (n < k)" instead of a number;
-k is `analytics.suppression.DEFAULT_K` unless EXCHANGE_IMPACT_MIN_CELL says otherwise.
+Small groups: every row a page shows (a group, a heatmap cell, a survey wave, the headline of
+the whole selection) about fewer than `MIN_CELL` participants goes through the project's one
+small-cell rule, `analytics.suppression.suppress`: it is flagged `suppressed` and every number in
+it, its count included, is blanked (NaN, never 0), so pages show "suppressed (n < k)" instead;
+k is `analytics.suppression.DEFAULT_K` unless EXCHANGE_IMPACT_MIN_CELL says otherwise. Pages
+never apply the rule themselves.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analytics import suppression
 from analytics.longitudinal import wave_key
 from analytics.rollups import GENDER_SQL, META_MULTI, META_VERSION, day_sql, week_sql
 from analytics.suppression import DEFAULT_K
@@ -42,6 +46,7 @@ from etl import schema
 __all__ = [
     "MIN_CELL",
     "SUPPRESSED_LABEL",
+    "SMALL_SELECTION",
     "Filters",
     "FilterOptions",
     "GROUPINGS",
@@ -68,6 +73,7 @@ __all__ = [
     "dropout_by_group",
     "partnership_network",
     "partnership_persistence",
+    "partnership_summary",
     "load_batches",
     "rejects",
     "result_table_status",
@@ -76,7 +82,9 @@ __all__ = [
 
 # The project's small-cell threshold (analytics.suppression), overridable per deployment.
 MIN_CELL = int(os.environ.get("EXCHANGE_IMPACT_MIN_CELL", str(DEFAULT_K)))
-SUPPRESSED_LABEL = f"suppressed (n < {MIN_CELL})"
+SUPPRESSED_LABEL = f"suppressed ({suppression.reason(MIN_CELL)})"
+# What a view says instead of its figures when the whole selection is under k.
+SMALL_SELECTION = f"fewer than {MIN_CELL} participants in this selection"
 
 T_CLUSTERS = schema.CLUSTERS.name
 T_INST = schema.INSTITUTIONS.name
@@ -485,15 +493,22 @@ def _scope(cur: duckdb.DuckDBPyConnection, f: Filters, *, include_comparison: bo
     return sql, p
 
 
-def _suppress(df: pd.DataFrame, n_col: str, blank: Sequence[str]) -> pd.DataFrame:
-    """Flag groups with fewer than MIN_CELL participants and blank their figures."""
-    df = df.copy()
-    small = df[n_col].fillna(0) < MIN_CELL
-    df["suppressed"] = small
-    for c in blank:
-        if c in df.columns:
-            df[c] = df[c].astype("float64").mask(small)
-    return df
+def _suppress(df: pd.DataFrame, n_col: str, keep: Sequence[str] = ()) -> pd.DataFrame:
+    """The project's one small-cell rule (`analytics.suppression.suppress`, k = MIN_CELL) on a
+    read-layer table: every number of a row whose participant count `n_col` is under k is
+    blanked, its own count included; `keep` names the numeric columns that only locate the row
+    (a weekday, a week number). The pages want a flag, so `suppressed` is a bool here, and
+    blanked columns are float64 with NaN (plotly and the tables read NaN as "no value")."""
+    out = suppression.suppress(df, n=n_col, k=MIN_CELL, keep=keep)
+    flagged = out["suppressed"] != ""
+    out["suppressed"] = flagged.to_numpy(bool)
+    if flagged.any():
+        for c in out.columns:
+            if c in keep or c == "suppressed":
+                continue
+            if isinstance(out[c].dtype, pd.Int64Dtype | pd.BooleanDtype | pd.Float64Dtype):
+                out[c] = out[c].astype("float64")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -567,7 +582,24 @@ def _headline_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, Any]
           (SELECT coalesce(sum(events), 0) FROM fe) AS events
     """, p).iloc[0].to_dict()
     row["partnerships_active"] = _partnerships_active(cur, scope, p)
-    return row
+    return _headline_finish(row)
+
+
+def _headline_finish(row: dict[str, Any]) -> dict[str, Any]:
+    """The small-cell rule on the headline: under MIN_CELL participants, no figure at all."""
+    out = _suppress(pd.DataFrame([row]), "participants").iloc[0].to_dict()
+    out["suppressed"] = bool(out["suppressed"])
+    if out["suppressed"]:
+        out["active_month_label"] = None  # when the last of them was active is theirs too
+    return out
+
+
+def _completion_finish(df: pd.DataFrame) -> pd.DataFrame:
+    """Rate, wave order, and the small-cell rule: responded <= invited, so a row is about its
+    `responded` people."""
+    df["rate"] = df.responded / df.invited.where(df.invited > 0)
+    df = df.assign(_o=_wave_rank(df.wave)).sort_values(["_o", "wave"]).drop(columns="_o")
+    return _suppress(df.reset_index(drop=True), "responded")
 
 
 def _wave_rank(wave: pd.Series) -> pd.Series:
@@ -585,8 +617,7 @@ def _completion_by_wave_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.D
         FROM fr JOIN fp USING (pid)
         GROUP BY fr.wave
     """, p)
-    df["rate"] = df.responded / df.invited.where(df.invited > 0)
-    return df.assign(_o=_wave_rank(df.wave)).sort_values(["_o", "wave"]).drop(columns="_o")
+    return _completion_finish(df)
 
 
 def _participants_by_country_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
@@ -597,7 +628,7 @@ def _participants_by_country_base(cur: duckdb.DuckDBPyConnection, f: Filters) ->
         FROM fp GROUP BY country ORDER BY participants DESC
     """, p)
     df["n"] = df.participants
-    return _suppress(df, "n", ["participants"])
+    return _suppress(df, "n")
 
 
 def _activity_over_time_base(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
@@ -635,10 +666,11 @@ def _activity_heatmap_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.Dat
     weekday 1 = Monday): from res_person_hours when the data version has the day facts, else
     by DuckDB's `timezone(zone, timestamptz)` per event."""
     scope, p = _scope(cur, f, hours=True)
-    return _df(cur, f"""WITH {scope}
+    df = _df(cur, f"""WITH {scope}
         SELECT weekday, hour, sum(events) AS events, count(DISTINCT pid) AS n
         FROM fh GROUP BY ALL ORDER BY weekday, hour
     """, p)
+    return _suppress(df, "n", keep=["weekday", "hour"])
 
 
 def _retention_by_cohort_base(cur: duckdb.DuckDBPyConnection, f: Filters, max_weeks: int = 16
@@ -659,7 +691,7 @@ def _retention_by_cohort_base(cur: duckdb.DuckDBPyConnection, f: Filters, max_we
         GROUP BY ALL ORDER BY cohort, week
     """, p)
     df["share"] = df.active / df.n
-    return _suppress(df, "n", ["share", "active"])
+    return _suppress(df, "n", keep=["week"])
 
 
 def _breakdown_base(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
@@ -691,8 +723,7 @@ def _breakdown_base(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.D
             FROM ppl LEFT JOIN act USING (key) ORDER BY participants DESC
         """, p)
     df["minutes_per_active"] = df.minutes / df.active.where(df.active > 0)
-    return _suppress(df, "participants",
-                     ["participants", "active", "events", "minutes", "minutes_per_active"])
+    return _suppress(df, "participants")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -723,9 +754,11 @@ def prepost_results(cur: duckdb.DuckDBPyConnection, group_by: str = "overall") -
     df = _result(cur, schema.RES_PREPOST, "WHERE group_by = $g ORDER BY instrument, scale, \"group\"",
                  {"g": group_by})
     if len(df):
-        sup = df.suppressed.notna() & (df.suppressed.astype("string") != "")
-        sup |= df.n.fillna(0) < MIN_CELL
-        df["suppressed"] = sup
+        # A row stored as suppressed (at the k of its computation) counts as n missing, so the
+        # small-cell rule blanks it whatever k is now.
+        stored = (df.suppressed.notna() & (df.suppressed.astype("string") != "")).to_numpy(bool)
+        df = _suppress(df.drop(columns="suppressed").assign(_n=df.n.mask(stored)), "_n")
+        df = df.drop(columns="_n")
     return df
 
 
@@ -792,7 +825,7 @@ def _wave_means_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame
     """, p)
     df = _with_t_ci(df)
     df = df.assign(_o=_wave_rank(df.wave)).sort_values(["instrument", "scale", "comparison", "_o"])
-    return _suppress(df.drop(columns="_o"), "n", ["mean", "sd", "ci_low", "ci_high"])
+    return _suppress(df.drop(columns="_o"), "n", keep=["comparison"])
 
 
 def _with_t_ci(df: pd.DataFrame, mean: str = "mean", sd: str = "sd", n: str = "n"
@@ -840,21 +873,23 @@ def _welch(na: int, ma: float, va: float, nb: int, mb: float, vb: float
 
 def _comparison_from_moments(g: pd.DataFrame) -> pd.DataFrame:
     """Participants' minus comparison group's gain per scale from per-arm moments (instrument,
-    scale, comparison, n, mean, sd), Welch CI; either arm under MIN_CELL suppresses the row."""
+    scale, comparison, n, mean, sd), Welch CI; either arm under MIN_CELL suppresses the row
+    (both counts included)."""
     rows = []
     for (inst, scale), d in g.groupby(["instrument", "scale"], sort=True):
         a, b = d[~d.comparison.astype(bool)], d[d.comparison.astype(bool)]
         if not len(b):
             continue
         na, nb = (int(a.n.iloc[0]) if len(a) else 0), int(b.n.iloc[0])
-        sup = na < MIN_CELL or nb < MIN_CELL
+        ma = float(a["mean"].iloc[0]) if len(a) else math.nan
         diff = lo = hi = math.nan
-        if not sup and na > 1 and nb > 1:
-            diff, lo, hi = _welch(na, float(a["mean"].iloc[0]), float(a.sd.iloc[0]) ** 2,
+        if na > 1 and nb > 1:
+            diff, lo, hi = _welch(na, ma, float(a.sd.iloc[0]) ** 2,
                                   nb, float(b["mean"].iloc[0]), float(b.sd.iloc[0]) ** 2)
-        rows.append([inst, scale, na, nb, float(a["mean"].iloc[0]) if not sup else math.nan,
-                     float(b["mean"].iloc[0]) if not sup else math.nan, diff, lo, hi, sup])
-    return pd.DataFrame(rows, columns=_COMPARISON_COLUMNS)
+        rows.append([inst, scale, na, nb, ma, float(b["mean"].iloc[0]), diff, lo, hi,
+                     min(na, nb)])
+    df = pd.DataFrame(rows, columns=[*_COMPARISON_COLUMNS[:-1], "_n"])
+    return _suppress(df, "_n")[_COMPARISON_COLUMNS]
 
 
 def _comparison_difference_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
@@ -886,7 +921,7 @@ def _gains_by_group_base(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) ->
     if not len(df):
         return pd.DataFrame(columns=cols)
     df = _with_t_ci(df)
-    return _suppress(df, "n", ["mean", "sd", "ci_low", "ci_high"])[cols]
+    return _suppress(df, "n")[cols]
 
 
 def _participation_by_group_base(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
@@ -900,7 +935,7 @@ def _participation_by_group_base(cur: duckdb.DuckDBPyConnection, f: Filters, by:
         FROM fp LEFT JOIN act USING (pid) GROUP BY ALL ORDER BY "group"
     """, p)
     df["active_share"] = df.active / df.n
-    return _suppress(df, "n", ["active", "minutes_per_participant", "active_share"])
+    return _suppress(df, "n")
 
 
 def _attrition_funnel_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
@@ -927,7 +962,7 @@ def _dropout_by_group_base(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) 
         FROM fp JOIN w USING (pid) WHERE w.pre GROUP BY ALL ORDER BY "group"
     """, p)
     df["dropout_rate"] = df.dropped / df.n
-    return _suppress(df, "n", ["dropped", "dropout_rate"])
+    return _suppress(df, "n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -995,7 +1030,33 @@ def partnership_persistence(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.Da
     if not out:
         return pd.DataFrame(columns=["days", "survival", "at_risk", "ended", "ci_low", "ci_high",
                                      "group", "n", "suppressed"])
-    return _suppress(pd.concat(out, ignore_index=True), "n", ["survival", "ci_low", "ci_high"])
+    return _suppress(pd.concat(out, ignore_index=True), "n", keep=["days"])
+
+
+def _km_median(km: pd.DataFrame) -> float:
+    """First time the Kaplan–Meier curve reaches 0.5 or below; NaN while it has not."""
+    below = km[km.survival <= 0.5]
+    return float(below.days.iloc[0]) if len(below) else math.nan
+
+
+@_cached
+def partnership_summary(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Per kind (domestic, cross-border): partnerships in scope, still active, median days so
+    far and the Kaplan–Meier median duration; kinds with fewer than MIN_CELL partnerships are
+    suppressed like any small group."""
+    cols = ["kind", "n", "active", "median_days", "median_km", "suppressed"]
+    net = partnership_network(cur, f)
+    if not len(net):
+        return pd.DataFrame(columns=cols)
+    km = partnership_persistence(cur, f)
+    summary = (
+        net.assign(kind=net.cross_border.map({True: "cross-border", False: "domestic"}))
+        .groupby("kind", as_index=False)
+        .agg(n=("partnership_id", "size"), active=("active", "sum"),
+             median_days=("days", "median"))
+    )
+    summary["median_km"] = [_km_median(km[km.group == k]) for k in summary.kind]
+    return _suppress(summary, "n")[cols]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1104,14 +1165,18 @@ def _headline_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, An
           CAST(coalesce((SELECT sum(events) FROM wk), 0) AS BIGINT) AS events
     """, p).iloc[0].to_dict()
     row["partnerships_active"] = _partnerships_active(cur, dims, p)
-    return row
+    return _headline_finish(row)
 
 
 @_cached
 def headline(cur: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, Any]:
     """Headline counts for the filters: participants, active this month (the calendar month of
     the latest event in scope, named in `active_month_label`), institutions, countries, clusters,
-    exchanges, events and active partnerships."""
+    exchanges, events and active partnerships.
+
+    A selection with fewer than MIN_CELL participants shows none of them: every figure is
+    blanked by the small-cell rule and `suppressed` is True (pages then say
+    `SMALL_SELECTION`)."""
     if _use_rollups(cur, f):
         return _headline_rollup(cur, f)
     return _headline_base(cur, f)
@@ -1126,14 +1191,14 @@ def _completion_by_wave_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd
                (SELECT n FROM invited) AS invited
         FROM ({_cells(_R_WAVES, f, p, comparison=True)}) GROUP BY wave
     """, p)
-    df["rate"] = df.responded / df.invited.where(df.invited > 0)
-    return df.assign(_o=_wave_rank(df.wave)).sort_values(["_o", "wave"]).drop(columns="_o")
+    return _completion_finish(df)
 
 
 @_cached
 def completion_by_wave(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     """Survey completion per wave: participants (incl. the comparison group, who take the surveys)
-    with any answer in the wave, over participants in scope."""
+    with any answer in the wave, over participants in scope. A wave answered by fewer than
+    MIN_CELL people (so also every wave of a selection under MIN_CELL) is suppressed."""
     if _use_rollups(cur, f):
         return _completion_by_wave_rollup(cur, f)
     return _completion_by_wave_base(cur, f)
@@ -1148,7 +1213,7 @@ def _participants_by_country_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) 
         ORDER BY participants DESC
     """, p)
     df["n"] = df.participants
-    return _suppress(df, "n", ["participants"])
+    return _suppress(df, "n")
 
 
 @_cached
@@ -1168,7 +1233,7 @@ def _complete_weeks(df: pd.DataFrame, sizes: pd.DataFrame) -> pd.DataFrame:
         df["week"] = pd.to_datetime(df.week)
         df = (df.set_index(["week", "grp"]).reindex(grid, fill_value=0).reset_index())
     df = df.merge(sizes, on="grp", how="left")
-    return _suppress(df, "n", ["active", "minutes", "events"])
+    return _suppress(df, "n")
 
 
 def _activity_over_time_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
@@ -1200,17 +1265,19 @@ def activity_over_time(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | Non
 
 def _activity_heatmap_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     dims, p = _dims(f)
-    return _rdf(cur, f"""WITH {dims}
+    df = _rdf(cur, f"""WITH {dims}
         SELECT CAST(weekday AS BIGINT) AS weekday, CAST(hour AS BIGINT) AS hour,
                CAST(sum(events) AS BIGINT) AS events, CAST(sum(n) AS BIGINT) AS n
         FROM ({_cells(_R_HOURLY, f, p)}) GROUP BY ALL ORDER BY weekday, hour
     """, p)
+    return _suppress(df, "n", keep=["weekday", "hour"])
 
 
 @_cached
 def activity_heatmap(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     """Events by local weekday × hour, each event in its institution's IANA time zone
-    (ISO weekday 1 = Monday), with distinct participants per cell."""
+    (ISO weekday 1 = Monday), with distinct participants per cell. A cell with fewer than
+    MIN_CELL participants is suppressed (its events and n blanked; weekday and hour stay)."""
     if _use_rollups(cur, f):
         return _activity_heatmap_rollup(cur, f)
     return _activity_heatmap_base(cur, f)
@@ -1228,7 +1295,7 @@ def _retention_by_cohort_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, max_
         FROM r JOIN sizes USING (term) WHERE r.week <= $maxw ORDER BY cohort, week
     """, p)
     df["share"] = df.active / df.n
-    return _suppress(df, "n", ["share", "active"])
+    return _suppress(df, "n", keep=["week"])
 
 
 @_cached
@@ -1276,8 +1343,7 @@ def _breakdown_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd
             FROM ppl LEFT JOIN act USING (key) ORDER BY participants DESC
         """, p)
     df["minutes_per_active"] = df.minutes / df.active.where(df.active > 0)
-    return _suppress(df, "participants",
-                     ["participants", "active", "events", "minutes", "minutes_per_active"])
+    return _suppress(df, "participants")
 
 
 @_cached
@@ -1306,7 +1372,7 @@ def _wave_means_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFra
     """, p)
     df = _with_t_ci(df)
     df = df.assign(_o=_wave_rank(df.wave)).sort_values(["instrument", "scale", "comparison", "_o"])
-    return _suppress(df.drop(columns="_o"), "n", ["mean", "sd", "ci_low", "ci_high"])
+    return _suppress(df.drop(columns="_o"), "n", keep=["comparison"])
 
 
 @_cached
@@ -1352,7 +1418,7 @@ def _gains_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) 
     if not len(df):
         return pd.DataFrame(columns=cols)
     df = _with_t_ci(df)
-    return _suppress(df, "n", ["mean", "sd", "ci_low", "ci_high"])[cols]
+    return _suppress(df, "n")[cols]
 
 
 @_cached
@@ -1375,7 +1441,7 @@ def _participation_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, b
         FROM ({_cells(_R_PEOPLE, f, p, people=True)}) GROUP BY ALL ORDER BY "group"
     """, p)
     df["active_share"] = df.active / df.n
-    return _suppress(df, "n", ["active", "minutes_per_participant", "active_share"])
+    return _suppress(df, "n")
 
 
 @_cached
@@ -1406,7 +1472,7 @@ def _funnel_finish(df: pd.DataFrame) -> pd.DataFrame:
     df = df.assign(_o=rank).sort_values("_o").drop(columns="_o").reset_index(drop=True)
     first = df.n.iloc[0] if len(df) else 0
     df["share"] = df.n / first if first else np.nan
-    return _suppress(df, "n", ["share"])
+    return _suppress(df, "n")
 
 
 @_cached
@@ -1429,7 +1495,7 @@ def _dropout_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str
         HAVING sum(answered_pre) > 0 ORDER BY "group"
     """, p)
     df["dropout_rate"] = df.dropped / df.n
-    return _suppress(df, "n", ["dropped", "dropout_rate"])
+    return _suppress(df, "n")
 
 
 @_cached

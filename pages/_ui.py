@@ -560,6 +560,20 @@ def coming(what: str, how: str) -> dbc.Alert:
     return dbc.Alert([html.Strong(f"{what}: coming. "), how], color="info", className="small")
 
 
+def suppressed_figure(title: str, subject: str) -> Figure:
+    """A figure whose every group is under k: it says so instead of drawing empty axes or zeros,
+    e.g. subject "Every cluster group has fewer than 10 participants"."""
+    return empty_figure(title, f"{subject}: {q.SUPPRESSED_LABEL}.")
+
+
+def small_selection_alert() -> dbc.Alert:
+    """What the headline says instead of its figures for a selection under k."""
+    return dbc.Alert([html.Strong(q.SMALL_SELECTION[0].upper() + q.SMALL_SELECTION[1:] + ": "),
+                      f"its figures are {q.SUPPRESSED_LABEL}. Widen the filters to see them."],
+                     color="secondary", className="small suppressed-note mb-2",
+                     id="small-selection-alert")
+
+
 def suppressed_note(groups: Iterable[str], what: str = "groups") -> html.P | None:
     groups = [str(g) for g in groups]
     if not groups:

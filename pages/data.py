@@ -127,7 +127,8 @@ def rates(store: dict[str, Any] | None) -> Any:
     return _ui.table(df, {
         "wave": ("wave", _ui.text), "responded": ("answered", _ui.fmt_int),
         "invited": ("participants in scope", _ui.fmt_int), "rate": ("response rate", _ui.fmt_pct),
-    }, "Participants (incl. comparison group) with any answer in each wave", suppressed_col=None)
+    }, "Participants (incl. comparison group) with any answer in each wave; a wave answered by "
+       f"fewer than {q.MIN_CELL} is {q.SUPPRESSED_LABEL}")
 
 
 @callback(Output(WARNINGS, "children"), Output(DOWNLOADS, "children"),

@@ -79,10 +79,13 @@ def gains(store: dict[str, Any] | None, by: str, scale: str | None) -> tuple[_ui
         return _ui.empty_figure(title, "No pre/post scale scores in scope (or not computed "
                                        "yet: python -m analytics)."), None
     shown, small = df[~df.suppressed], df[df.suppressed]
+    note = _ui.suppressed_note(sorted(small.group.astype(str).unique()), f"{label.lower()} groups")
+    if not len(shown):
+        return _ui.suppressed_figure(title, f"Every {label.lower()} group has fewer than "
+                                            f"{q.MIN_CELL} participants"), note
     fig, n_scales = _ui.forest_by_scale(shown, "mean", "ci_low", "ci_high")
     _ui.base_layout(fig, title, x="mean gain (scale points, post − pre)", y=label, height=420)
     _ui.legend_below(fig, n_scales)
-    note = _ui.suppressed_note(sorted(small.group.astype(str).unique()), f"{label.lower()} groups")
     return fig, note
 
 
@@ -96,19 +99,26 @@ def participation(store: dict[str, Any] | None, by: str) -> tuple[_ui.Figure, An
     title = f"Minutes of activity per participant by {label.lower()}"
     if not len(df):
         return _ui.empty_figure(title, "No participants match the current filters."), None
+    note = _ui.suppressed_note(sorted(df[df.suppressed].group.astype(str)),
+                               f"{label.lower()} groups")
+    if df.suppressed.all():
+        return _ui.suppressed_figure(title, f"Every {label.lower()} group has fewer than "
+                                            f"{q.MIN_CELL} participants"), note
     labels = [_ui.ptext(g) + (f" — {q.SUPPRESSED_LABEL}" if s else "")
               for g, s in zip(df.group, df.suppressed, strict=True)]
+    # A suppressed group keeps its label and gets no bar and no n (blank, never 0).
+    hover = [q.SUPPRESSED_LABEL if s else
+             f"{_ui.fmt_int(m)} minutes per participant<br>n = {_ui.fmt_int(n)}"
+             f"<br>ever active: {_ui.fmt_pct(a)}"
+             for m, n, a, s in zip(df.minutes_per_participant, df.n, df.active_share,
+                                   df.suppressed, strict=True)]
     fig = _ui.figure(_ui.trace("bar",
-        x=labels, y=df.minutes_per_participant.fillna(0),
+        x=labels, y=df.minutes_per_participant, hovertext=hover,
         marker={"color": [_ui.SUPPRESSED_GREY if s else _ui.OKABE_ITO[4] for s in df.suppressed]},
-        customdata=df[["n", "active_share"]],
-        hovertemplate="%{x}<br>%{y:,.0f} minutes per participant<br>n = %{customdata[0]:,}"
-                      "<br>ever active: %{customdata[1]:.0%}<extra></extra>",
+        hovertemplate="%{x}<br>%{hovertext}<extra></extra>",
         name="minutes per participant",
     ))
     _ui.base_layout(fig, title, x=label, y="minutes per participant", height=420)
-    note = _ui.suppressed_note(sorted(df[df.suppressed].group.astype(str)),
-                               f"{label.lower()} groups")
     return fig, note
 
 
@@ -117,11 +127,14 @@ def funnel(store: dict[str, Any] | None) -> _ui.Figure:
     f = _ui.filters_of(store)
     df = _ui.query(q.attrition_funnel, f)
     title = "Attrition funnel: participants reaching each stage"
-    if not len(df) or df.n.iloc[0] == 0:
+    if not len(df) or (not df.suppressed.any() and df.n.iloc[0] == 0):
         return _ui.empty_figure(title, "No participants match the current filters.")
+    if df.suppressed.all():
+        return _ui.suppressed_figure(title, f"Every stage has fewer than {q.MIN_CELL} "
+                                            "participants")
     if df.suppressed.any():
-        return _ui.empty_figure(title, f"Stages {q.SUPPRESSED_LABEL}: "
-                                       + ", ".join(df[df.suppressed].stage.astype(str)))
+        return _ui.empty_figure(title, f"Stages {q.SUPPRESSED_LABEL}:<br>"
+                                       + ", ".join(_ui.ptext(s) for s in df[df.suppressed].stage))
     fig = _ui.figure(_ui.trace("funnel",
         y=[_ui.ptext(s) for s in df.stage], x=df.n,
         texttemplate="%{value:,}<br>%{percentInitial:.0%}",

@@ -123,6 +123,15 @@ def waves(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str, str], Any
     if not len(df):
         return _ui.figure(), {"display": "none"}, _ui.coming(
             "Scale means per wave", "They need the scale scores (res_scale_scores). " + _COMING)
+    small = df[df.suppressed.to_numpy(bool)]
+    note = _ui.suppressed_note(
+        sorted({f"{_ui.scale_label(a, b)} ({w}{', comparison' if c else ''})"
+                for a, b, w, c in small[["instrument", "scale", "wave", "comparison"]]
+                .itertuples(index=False)}), "cells")
+    if len(small) == len(df):
+        return _ui.suppressed_figure(
+            "Mean scale score per wave (95% CI), filtered participants",
+            f"Every wave has fewer than {q.MIN_CELL} participants with a score"), {}, note
     rel = _ui.query(q.reliability)
     scales = df[["instrument", "scale"]].drop_duplicates().itertuples(index=False)
     scales = list(scales)
@@ -167,11 +176,6 @@ def waves(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str, str], Any
     fig.update_annotations(font_size=12)
     fig.update_layout(legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1,
                               "yanchor": "top"}, margin={"r": 190})
-    small = df[df.suppressed]
-    note = _ui.suppressed_note(
-        sorted({f"{_ui.scale_label(a, b)} ({w}{', comparison' if c else ''})"
-                for a, b, w, c in small[["instrument", "scale", "wave", "comparison"]]
-                .itertuples(index=False)}), "cells")
     return fig, {}, note
 
 

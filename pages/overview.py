@@ -68,6 +68,8 @@ def _card(label: str, value: str, sub: str | None = None) -> dbc.Col:
 def cards(store: dict[str, Any] | None) -> dbc.Row:
     f = _ui.filters_of(store)
     h = _ui.query(q.headline, f)
+    if h["suppressed"]:
+        return _ui.small_selection_alert()
     waves = _ui.query(q.completion_by_wave, f)
     items = [
         _card("participants", _ui.fmt_int(h["participants"]), "comparison group excluded"),
@@ -82,7 +84,8 @@ def cards(store: dict[str, Any] | None) -> dbc.Row:
     ]
     for w in waves.itertuples():
         items.append(_card(f"survey completion: {w.wave}", _ui.fmt_pct(w.rate),
-                           f"{w.responded:,} of {w.invited:,}"))
+                           q.SUPPRESSED_LABEL if w.suppressed
+                           else f"{_ui.fmt_int(w.responded)} of {_ui.fmt_int(w.invited)}"))
     if not len(waves):
         items.append(_card("survey completion", "—", "no survey answers in scope"))
     return dbc.Row(items, className="g-2")
@@ -147,6 +150,9 @@ def timeline(store: dict[str, Any] | None) -> _ui.Figure:
     title = "Weekly active participants"
     if not len(df):
         return _ui.empty_figure(title, "No participation events match the current filters.")
+    if df.suppressed.all():
+        return _ui.suppressed_figure(title, f"Fewer than {q.MIN_CELL} active participants in "
+                                            "this selection")
     fig = _ui.figure(_ui.trace("scatter",
         x=df.week, y=df.active, mode="lines+markers", line={"color": _ui.OKABE_ITO[0]},
         customdata=df[["minutes", "events"]],

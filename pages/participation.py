@@ -7,6 +7,7 @@ from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
+import pandas as pd
 from dash import Input, Output, State, callback, html
 
 from analytics import queries as q
@@ -20,6 +21,7 @@ WEEKLY = "participation-weekly"
 WEEKLY_NOTE = "participation-weekly-note"
 CLUSTERS = "participation-clusters"
 HEATMAP = "participation-heatmap"
+HEATMAP_NOTE = "participation-heatmap-note"
 RETENTION = "participation-retention"
 RETENTION_NOTE = "participation-retention-note"
 TABLES = "participation-tables"
@@ -48,7 +50,8 @@ def layout(by: str = "cluster", **_query: Any) -> html.Div:
                 [
                     dbc.Col(_ui.graph(CLUSTERS, "Participants per cluster; click a bar to filter"),
                             lg=5),
-                    dbc.Col(_ui.graph(HEATMAP, "Events by local weekday and hour"), lg=7),
+                    dbc.Col([_ui.graph(HEATMAP, "Events by local weekday and hour"),
+                             html.Div(id=HEATMAP_NOTE)], lg=7),
                 ]
             ),
             _ui.graph(RETENTION, "Share of each cohort active in each week after starting"),
@@ -68,6 +71,10 @@ def weekly(store: dict[str, Any] | None, by: str) -> tuple[_ui.Figure, Any]:
     if not len(df):
         return _ui.empty_figure(title, "No participation events match the current filters."), None
     shown, small = df[~df.suppressed], df[df.suppressed]
+    note = _ui.suppressed_note(sorted(small.grp.astype(str).unique()), f"{by} groups")
+    if not len(shown):
+        return _ui.suppressed_figure(title, f"Every {by} group has fewer than {q.MIN_CELL} "
+                                            "participants"), note
     # More than eight lines cannot be told apart: show the eight largest groups and say so.
     sizes = shown.groupby("grp")["n"].max().sort_values(ascending=False)
     top = set(sizes.index[:8])
@@ -90,7 +97,7 @@ def weekly(store: dict[str, Any] | None, by: str) -> tuple[_ui.Figure, Any]:
                       yaxis2={"title": {"text": "minutes"}},
                       xaxis2={"title": {"text": "week (Monday, UTC)"}})
     _ui.legend_below(fig, len(top), per_row=4)
-    notes = [_ui.suppressed_note(sorted(small.grp.astype(str).unique()), f"{by} groups")]
+    notes = [note]
     if hidden:
         notes.append(html.P(f"Showing the 8 largest of {len(sizes)} {by} groups; choose "
                             f"{by} values in the filter bar to compare others.",
@@ -109,10 +116,14 @@ def clusters(store: dict[str, Any] | None) -> _ui.Figure:
     df = df.iloc[::-1]
     labels = [_ui.ptext(g) + (f" — {q.SUPPRESSED_LABEL}" if s else "")
               for g, s in zip(df.group, df.suppressed, strict=True)]
+    # A suppressed cluster keeps its label and gets no bar (its count is blank, never 0).
+    hover = [q.SUPPRESSED_LABEL if s else f"participants (n): {_ui.fmt_int(v)}"
+             for v, s in zip(df.participants, df.suppressed, strict=True)]
     fig = _ui.figure(_ui.trace("bar",
-        x=df.participants.fillna(0), y=labels, orientation="h", customdata=df[["key"]],
+        x=df.participants, y=labels, orientation="h", customdata=df[["key"]],
+        hovertext=hover,
         marker={"color": [_ui.SUPPRESSED_GREY if s else _ui.OKABE_ITO[0] for s in df.suppressed]},
-        hovertemplate="%{y}<br>participants (n): %{x:,}<br>click to filter<extra></extra>",
+        hovertemplate="%{y}<br>%{hovertext}<br>click to filter<extra></extra>",
         name="participants",
     ))
     fig.update_yaxes(automargin=True)
@@ -135,26 +146,36 @@ def cluster_click(click: dict[str, Any] | None, current: list[str] | None) -> li
     return [] if current == [key] else [key]
 
 
-@callback(Output(HEATMAP, "figure"), Input(_ui.FILTERS, "data"))
-def heatmap(store: dict[str, Any] | None) -> _ui.Figure:
+@callback(Output(HEATMAP, "figure"), Output(HEATMAP_NOTE, "children"),
+          Input(_ui.FILTERS, "data"))
+def heatmap(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
     f = _ui.filters_of(store)
     df = _ui.query(q.activity_heatmap, f)
     title = "Events by local hour and weekday (each institution's time zone)"
     if not len(df):
-        return _ui.empty_figure(title, "No participation events match the current filters.")
-    grid = df.pivot_table(index="weekday", columns="hour", values="events", fill_value=0)
-    grid = grid.reindex(index=range(1, 8), columns=range(24), fill_value=0)
-    n = df.pivot_table(index="weekday", columns="hour", values="n", fill_value=0)
-    n = n.reindex(index=range(1, 8), columns=range(24), fill_value=0)
+        return _ui.empty_figure(title, "No participation events match the current filters."), None
+    small = int(df.suppressed.sum())
+    note = (html.P(f"{small} of {len(df)} weekday × hour cells with activity "
+                   f"{q.SUPPRESSED_LABEL} (left blank).",
+                   className="small text-body-secondary suppressed-note") if small else None)
+    if small == len(df):
+        return _ui.suppressed_figure(title, f"Every weekday × hour cell has fewer than "
+                                            f"{q.MIN_CELL} participants"), note
+    # Hours without events are real zeros; a suppressed cell stays blank (NaN), never 0.
+    cells = pd.MultiIndex.from_product([range(1, 8), range(24)], names=["weekday", "hour"])
+    by_cell = df.set_index(["weekday", "hour"]).reindex(cells)
+    quiet = by_cell.suppressed.isna()
+    grid = by_cell.events.mask(quiet, 0).unstack("hour")
+    n = by_cell.n.mask(quiet, 0).unstack("hour")
     fig = _ui.figure(_ui.trace("heatmap",
-        z=grid.to_numpy(), x=list(range(24)), y=_WEEKDAYS, colorscale=_ui.SEQUENTIAL,
-        customdata=n.to_numpy(), colorbar={"title": {"text": "events"}},
+        z=grid.to_numpy(float), x=list(range(24)), y=_WEEKDAYS, colorscale=_ui.SEQUENTIAL,
+        customdata=n.to_numpy(float), colorbar={"title": {"text": "events"}}, hoverongaps=False,
         hovertemplate="%{y} %{x}:00–%{x}:59 local<br>events: %{z:,}"
                       "<br>participants (n): %{customdata:,}<extra></extra>",
     ))
     fig.update_yaxes(autorange="reversed")
     return _ui.base_layout(fig, title, x="local hour of day (0–23)", y="local weekday",
-                           height=360)
+                           height=360), note
 
 
 @callback(Output(RETENTION, "figure"), Output(RETENTION_NOTE, "children"),
@@ -166,6 +187,10 @@ def retention(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
     if not len(df):
         return _ui.empty_figure(title, "No participation events match the current filters."), None
     shown, small = df[~df.suppressed], df[df.suppressed]
+    note = _ui.suppressed_note(sorted(small.cohort.astype(str).unique()), "cohorts")
+    if not len(shown):
+        return _ui.suppressed_figure(title, f"Every cohort has fewer than {q.MIN_CELL} "
+                                            "participants"), note
     fig = _ui.figure()
     for i, (cohort, d) in enumerate(shown.groupby("cohort", sort=True)):
         fig.add_trace(_ui.trace("scatter",
@@ -178,7 +203,7 @@ def retention(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
     _ui.base_layout(fig, title, x="weeks since the first active day (days since ÷ 7)",
                     y="share of cohort active (%)", height=360)
     fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
-    return fig, _ui.suppressed_note(sorted(small.cohort.astype(str).unique()), "cohorts")
+    return fig, note
 
 
 _TABLE_COLUMNS = {

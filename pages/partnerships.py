@@ -127,7 +127,6 @@ def network(store: dict[str, Any] | None) -> _ui.Figure:
 def persistence(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any]:
     f = _ui.filters_of(store)
     km = _ui.query(q.partnership_persistence, f)
-    net = _ui.query(q.partnership_network, f)
     title = "Partnership persistence (Kaplan–Meier, 95% CI)"
     if not len(km):
         return (_ui.empty_figure(title, "No partnerships match the current filters."), None,
@@ -155,16 +154,7 @@ def persistence(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any]:
                     y="share still active (%)", height=560)
     fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
     note = _ui.suppressed_note(sorted(small.group.astype(str).unique()), "groups")
-    summary = (
-        net.assign(kind=net.cross_border.map({True: "cross-border", False: "domestic"}))
-        .groupby("kind", as_index=False)
-        .agg(n=("partnership_id", "size"), active=("active", "sum"),
-             median_days=("days", "median"))
-    )
-    summary["median_km"] = [_km_median(km[km.group == k]) for k in summary.kind]
-    summary["suppressed"] = summary.n < q.MIN_CELL
-    for c in ("active", "median_days", "median_km"):
-        summary[c] = summary[c].astype("float64").mask(summary.suppressed)
+    summary = _ui.query(q.partnership_summary, f)
     table = _ui.table(summary, {
         "kind": ("partnerships", _ui.text), "n": ("n", _ui.fmt_int),
         "active": ("still active", _ui.fmt_int),
@@ -173,8 +163,3 @@ def persistence(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any]:
                       else _ui.fmt_int(v)),
     }, "Partnerships in scope; still-active ones are censored today")
     return fig, note, table
-
-
-def _km_median(d: pd.DataFrame) -> float:
-    below = d[d.survival <= 0.5]
-    return float(below.days.iloc[0]) if len(below) else math.nan

@@ -9,6 +9,8 @@ conftest.py), so the "nothing outside the origin" check cannot pass by luck.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -16,9 +18,10 @@ import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
+import duckdb
 import pytest
 
-from analytics.queries import SUPPRESSED_LABEL
+from analytics.queries import SMALL_SELECTION, SUPPRESSED_LABEL
 from tests.dashboard_fixture import SMALL_COUNTRY, build_fixture_warehouse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -242,3 +245,157 @@ def test_screenshots_of_every_page_on_the_demo(dash_duo, dash_app, demo_warehous
         _settle(dash_duo, ready)
         assert dash_duo.get_logs() == [], f"{name}: browser console errors on the demo"
         _screenshot(dash_duo, name)
+
+
+# A selection under k in the fixture: France in exchange X3 (8 participants, 1 comparison-group
+# member; `_small_selection_counts` counts them from the warehouse).
+SMALL_QUERY = "?country=FRA&exchange=X3"
+# Per page: the elements whose text is drawn from the selection, each of which must say that
+# it suppressed something, and the graphs drawn from it. The overview's outcome changes are
+# left out: they are precomputed for country = FRA as a whole and say so.
+SMALL_VIEWS: dict[str, tuple[list[str], list[str]]] = {
+    "overview": (["#overview-cards", "#overview-map-note"],
+                 ["overview-map", "overview-timeline"]),
+    "participation": (["#participation-weekly-note", "#participation-heatmap-note",
+                       "#participation-retention-note", "#participation-tables"],
+                      ["participation-weekly", "participation-clusters", "participation-heatmap",
+                       "participation-retention"]),
+    "outcomes": (["#outcomes-waves-note", "#outcomes-comparison"], ["outcomes-waves"]),
+    "partnerships": (["#partnerships-summary", "#partnerships-persistence-note"],
+                     ["partnerships-persistence"]),
+    "equity": (["#equity-gains-note", "#equity-participation-note", "#equity-dropout"],
+               ["equity-gains", "equity-participation", "equity-funnel"]),
+    "data": (["#data-rates"], []),
+}
+
+# The text of an element, one piece per text node (table cells would otherwise run together:
+# "9" "9" "100%" read "99100%"), without its tables' first column (group names such as
+# "Exchange 3"); hidden tabs included.
+_TEXT_JS = """
+const el = document.querySelector(arguments[0]);
+if (!el) return null;
+const out = [];
+const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+  if (!n.parentElement.closest('td:first-child')) out.push(n.textContent);
+}
+return out.join(' | ');
+"""
+# What a graph holds: whether it was drawn (has a title), every number its traces carry
+# (traces named as the suppression label are grey placeholders whose value is never shown),
+# and its strings (hover texts, annotations).
+_GRAPH_JS = """
+const g = document.getElementById(arguments[0]);
+const p = g && (g.classList.contains('js-plotly-plot') ? g : g.querySelector('.js-plotly-plot'));
+if (!p || !p.layout) return null;
+const numbers = [], strings = [];
+const walk = v => {
+  if (Array.isArray(v) || ArrayBuffer.isView(v)) { for (const x of v) walk(x); }
+  else if (typeof v === 'number' && Number.isFinite(v)) numbers.push(v);
+  else if (typeof v === 'string') strings.push(v);
+};
+for (const t of p.data || []) {
+  if (t.name === arguments[1]) continue;
+  for (const k of ['x', 'y', 'z', 'customdata', 'text', 'hovertext']) {
+    if (k === 'x' && t.type === 'bar' && t.orientation !== 'h') continue;  // category labels
+    if (k === 'y' && t.type === 'bar' && t.orientation === 'h') continue;
+    if (k === 'x' && t.type === 'scatter' && t.x && t.x.length && typeof t.x[0] === 'string')
+      continue;  // dates
+    walk(t[k]);
+  }
+  if (t.name) strings.push(t.name);
+}
+for (const a of p.layout.annotations || []) strings.push(a.text || '');
+const title = p.layout.title && (p.layout.title.text || p.layout.title);
+return {drawn: Boolean(title), numbers: numbers, strings: strings};
+"""
+
+
+def _small_selection_counts(warehouse: Path) -> set[int]:
+    """Every count of the small selection, from the base tables (a test oracle independent of
+    analytics.queries): participants, comparison group, everyone asked, events, minutes, the
+    answers per wave and the people per gender."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        people = """
+            WITH inx AS (SELECT participant_id FROM events WHERE exchange_id = 'X3'
+                         UNION SELECT participant_id FROM responses WHERE exchange_id = 'X3')
+            SELECT p.* FROM participants p JOIN institutions i USING (institution_id)
+            WHERE i.country = 'FRA' AND p.participant_id IN (SELECT * FROM inx)"""
+        counts = set()
+        counts.update(con.execute(f"""WITH ppl AS ({people})
+            SELECT count(*) FILTER (WHERE NOT comparison), count(*) FILTER (WHERE comparison),
+                   count(*) FROM ppl""").fetchone())
+        counts.update(con.execute(f"""WITH ppl AS ({people})
+            SELECT count(*), round(sum(minutes)) FROM events JOIN ppl USING (participant_id)
+            WHERE exchange_id = 'X3'""").fetchone())
+        counts.update(r[0] for r in con.execute(f"""WITH ppl AS ({people})
+            SELECT count(DISTINCT participant_id) FROM responses JOIN ppl USING (participant_id)
+            WHERE exchange_id = 'X3' GROUP BY wave""").fetchall())
+        counts.update(r[0] for r in con.execute(f"""WITH ppl AS ({people})
+            SELECT count(*) FROM ppl WHERE NOT comparison GROUP BY gender""").fetchall())
+    finally:
+        con.close()
+    return {int(c) for c in counts}
+
+
+def _shows(text: str, counts: set[int]) -> list[int]:
+    """The counts that appear in `text` as a number of their own (8, 138 or 1,380; not the 8
+    of 0.81 or of 2018)."""
+    return [c for c in sorted(counts) for form in {f"{c}", f"{c:,}"}
+            if re.search(rf"(?<![\w.,]){re.escape(form)}(?!\d|[.,]\d)", text)]
+
+
+def _small_view_problems(dash_duo, texts: list[str], graphs: list[str], counts: set[int]
+                         ) -> list[str]:
+    problems = []
+    for sel in texts:
+        text = dash_duo.driver.execute_script(_TEXT_JS, sel)
+        if text is None:
+            problems.append(f"{sel}: not on the page")
+            continue
+        if SUPPRESSED_LABEL not in text and SMALL_SELECTION not in text.lower():
+            problems.append(f"{sel}: no suppression message in {text[:200]!r}")
+        if shown := _shows(text, counts):
+            problems.append(f"{sel}: shows {shown} in {text[:300]!r}")
+    for gid in graphs:
+        g = dash_duo.driver.execute_script(_GRAPH_JS, gid, SUPPRESSED_LABEL)
+        if not g or not g["drawn"]:
+            problems.append(f"#{gid}: not drawn yet")
+            continue
+        if g["numbers"]:
+            problems.append(f"#{gid}: holds numbers {g['numbers'][:10]}")
+        if shown := _shows(" | ".join(g["strings"]), counts):
+            problems.append(f"#{gid}: shows {shown} in its texts")
+    return problems
+
+
+def test_a_selection_under_k_shows_no_count_of_it_on_any_page(dash_duo, dash_app,
+                                                             tmp_path) -> None:
+    """Every page, filtered to fewer than k people: no count or statistic of them in the text
+    or in a figure's data, and the suppression message where they would have been. Each view
+    is read until it is drawn from the filtered selection (the unfiltered first draw holds
+    numbers, so waiting for their absence cannot pass early); then it must hold none."""
+    copy = tmp_path / "oracle.duckdb"
+    shutil.copy(os.environ["EXCHANGE_IMPACT_WAREHOUSE"], copy)
+    counts = _small_selection_counts(copy)
+    assert 8 in counts and max(counts) >= 100  # 8 participants, their events
+    dash_duo.start_server(dash_app)
+    failures = {}
+    for name, path in PAGES.items():
+        dash_duo.driver.get(dash_duo.server_url + path + SMALL_QUERY)
+        _settle(dash_duo, READY[name])
+        texts, graphs = SMALL_VIEWS[name]
+        deadline = time.monotonic() + 30
+        while (problems := _small_view_problems(dash_duo, texts, graphs, counts)) \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not problems:  # and still so once nothing is in flight
+            _settle(dash_duo, READY[name])
+            problems = _small_view_problems(dash_duo, texts, graphs, counts)
+        if problems:
+            failures[name] = problems
+        if name in ("overview", "equity"):
+            _screenshot(dash_duo, f"{name}-under-k")
+    assert not failures, "\n".join(f"{name}: {p}" for name, ps in failures.items() for p in ps)
+    assert dash_duo.get_logs() == []

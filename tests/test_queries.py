@@ -67,6 +67,8 @@ def test_a_date_range_keeps_the_events_of_its_utc_days(cur, monkeypatch, day_fac
     """from/to are whole UTC days, both included: counted here straight from the event log with
     timestamp bounds, independently of how the queries read it."""
     monkeypatch.setattr(q, "_day_facts", lambda c: day_facts)
+    # The date rule is under test, not the small-cell rule: one day holds fewer than k people.
+    monkeypatch.setattr(q, "MIN_CELL", 0)
     lo = f"TIMESTAMPTZ '{start} 00:00:00+00'" if start else "'-infinity'::TIMESTAMPTZ"
     hi = (f"TIMESTAMPTZ '{end} 00:00:00+00' + INTERVAL 1 DAY" if end
           else "'infinity'::TIMESTAMPTZ")
@@ -132,3 +134,141 @@ def test_funnel_and_wave_tables_follow_the_one_wave_order() -> None:
     assert q._funnel_finish(df).stage.tolist() == [
         "enrolled", "active in the log", "answered pre", "answered post",
         "answered followup_6m", "answered followup_12m"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Small groups (issue 8, section 4): every number a page shows for fewer than k participants is
+# blanked by the one small-cell function, analytics.suppression.suppress.
+# ---------------------------------------------------------------------------------------------
+
+# France in exchange X3: 8 participants and 1 comparison-group member in the fixture (see
+# `small_selection_counts`), under the default k = 10.
+SMALL = q.Filters(country=("FRA",), exchange=("X3",))
+
+
+def small_selection_counts(cur) -> dict[str, int]:
+    """The small selection's counts straight from the base tables (a test oracle, not the read
+    layer): people of French institutions with an event or an answer in X3."""
+    row = cur.execute("""
+        WITH inx AS (SELECT participant_id FROM events WHERE exchange_id = 'X3'
+                     UNION SELECT participant_id FROM responses WHERE exchange_id = 'X3'),
+             ppl AS (SELECT p.* FROM participants p JOIN institutions i USING (institution_id)
+                     WHERE i.country = 'FRA' AND p.participant_id IN (SELECT * FROM inx))
+        SELECT count(*) FILTER (WHERE NOT comparison), count(*) FILTER (WHERE comparison),
+               (SELECT count(*) FROM events e JOIN ppl USING (participant_id)
+                WHERE e.exchange_id = 'X3')
+        FROM ppl""").fetchone()
+    return {"participants": row[0], "comparison": row[1], "events": row[2]}
+
+
+def _no_numbers(df: pd.DataFrame, keep: set[str] = frozenset()) -> list[str]:
+    """Columns of `df` that still hold a number (anything numeric not all missing)."""
+    return [c for c in df.columns
+            if c not in keep and c != "suppressed"
+            and (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]))
+            and df[c].notna().any()]
+
+
+@pytest.fixture
+def both_paths(request, monkeypatch):
+    """Run a test on the rollups and on the base tables (the two ways a query is answered)."""
+    if request.param == "base":
+        monkeypatch.setattr(q, "_use_rollups", lambda *a, **k: False)
+    q.clear_cache()
+    yield request.param
+    q.clear_cache()
+
+
+_PATHS = pytest.mark.parametrize("both_paths", ["rollups", "base"], indirect=True)
+
+
+def test_the_small_selection_is_under_k(cur) -> None:
+    counts = small_selection_counts(cur)
+    assert 0 < counts["participants"] < q.MIN_CELL and counts["comparison"] >= 1
+    assert q.headline(cur, q.Filters())["participants"] >= q.MIN_CELL
+
+
+@_PATHS
+def test_headline_cards_of_a_small_selection_are_suppressed(cur, both_paths) -> None:
+    h = q.headline(cur, SMALL)
+    assert h["suppressed"] is True
+    for key in ("participants", "active_month", "institutions", "countries", "clusters",
+                "exchanges", "events", "partnerships_active"):
+        assert pd.isna(h[key]), (key, h[key])
+    assert h["active_month_label"] is None
+    everyone = q.headline(cur, q.Filters())
+    assert everyone["suppressed"] is False and everyone["participants"] == 465
+
+
+@_PATHS
+def test_response_rates_of_a_small_selection_are_suppressed(cur, both_paths) -> None:
+    df = q.completion_by_wave(cur, SMALL)
+    assert len(df) and df.suppressed.all()
+    assert _no_numbers(df) == []
+    everyone = q.completion_by_wave(cur, q.Filters())
+    assert not everyone.suppressed.any() and everyone.responded.notna().all()
+
+
+@_PATHS
+def test_heatmap_cells_under_k_are_blanked(cur, both_paths) -> None:
+    df = q.activity_heatmap(cur, SMALL)
+    assert len(df) and df.suppressed.all()
+    assert _no_numbers(df, keep={"weekday", "hour"}) == []
+    everyone = q.activity_heatmap(cur, q.Filters())
+    shown = everyone[~everyone.suppressed]
+    assert len(shown) and (shown.n >= q.MIN_CELL).all()
+    small = everyone[everyone.suppressed]
+    assert small.events.isna().all() and small.n.isna().all()
+
+
+@_PATHS
+@pytest.mark.parametrize("by", sorted(q.EQUITY_GROUPINGS))
+def test_dropout_table_of_small_groups_shows_no_count(cur, both_paths, by) -> None:
+    df = q.dropout_by_group(cur, SMALL, by)
+    assert len(df) and df.suppressed.all()
+    assert _no_numbers(df) == []  # "female 4, male 3" was shown as n
+
+
+@_PATHS
+@pytest.mark.parametrize("by", sorted(q.EQUITY_GROUPINGS))
+def test_equity_points_and_hover_of_small_groups_have_no_n(cur, both_paths, by) -> None:
+    part = q.participation_by_group(cur, SMALL, by)
+    assert len(part) and part.suppressed.all()
+    assert _no_numbers(part) == []  # the hover read "n = 4"
+    gains = q.gains_by_group(cur, SMALL, by)
+    assert len(gains) and gains.suppressed.all()
+    assert _no_numbers(gains) == []
+
+
+@_PATHS
+def test_outcomes_comparison_table_of_a_small_selection_is_suppressed(cur, both_paths) -> None:
+    df = q.comparison_difference(cur, SMALL)
+    assert len(df) and df.suppressed.all()
+    assert _no_numbers(df) == []  # "n participants 6, n comparison 1" was shown
+
+
+@_PATHS
+def test_every_dashboard_view_of_a_small_selection_holds_no_number(cur, both_paths) -> None:
+    """The read-layer functions the pages draw from, for a selection under k: every row is
+    flagged and holds no count or statistic (only the coordinates that name the cell)."""
+    views = [
+        (q.completion_by_wave, (), set()),
+        (q.participants_by_country, (), set()),
+        (q.activity_over_time, (None,), set()),
+        (q.activity_over_time, ("cluster",), set()),
+        (q.activity_heatmap, (), {"weekday", "hour"}),
+        (q.retention_by_cohort, (), {"week"}),
+        (q.breakdown, ("cluster",), set()),
+        (q.breakdown, ("country",), set()),
+        (q.breakdown, ("exchange",), set()),
+        (q.wave_means, (), {"comparison"}),
+        (q.comparison_difference, (), set()),
+        (q.attrition_funnel, (), set()),
+        *[(fn, (by,), set()) for by in q.EQUITY_GROUPINGS
+          for fn in (q.gains_by_group, q.participation_by_group, q.dropout_by_group)],
+    ]
+    for fn, args, keep in views:
+        df = fn(cur, SMALL, *args)
+        assert len(df), (fn.__name__, args)
+        assert df.suppressed.astype(bool).all(), (fn.__name__, args)
+        assert _no_numbers(df, keep) == [], (fn.__name__, args)

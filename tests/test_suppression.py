@@ -44,3 +44,55 @@ def test_bad_arguments_raise():
         suppress(table(), n="nope")
     with pytest.raises(ValueError):
         suppress(table(), k=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The dashboard's read layer applies this rule, not a copy of it (issue 8, section 4).
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fixture_cursor(tmp_path_factory):
+    from etl.warehouse import Reader
+    from tests.dashboard_fixture import build_fixture_warehouse
+
+    reader = Reader(build_fixture_warehouse(tmp_path_factory.mktemp("s") / "w.duckdb"))
+    yield reader.cursor()
+    reader.close()
+
+
+def test_the_dashboard_read_layer_calls_this_function_with_its_k(fixture_cursor, monkeypatch):
+    from analytics import queries as q
+    from analytics import suppression
+
+    calls: list[dict] = []
+    real = suppression.suppress
+
+    def spy(t: pd.DataFrame, **kw) -> pd.DataFrame:
+        calls.append(kw)
+        return real(t, **kw)
+
+    monkeypatch.setattr(suppression, "suppress", spy)
+    q.clear_cache()
+    f = q.Filters(country=("FRA",))
+    views = [q.headline(fixture_cursor, f), q.completion_by_wave(fixture_cursor, f),
+             q.activity_heatmap(fixture_cursor, f), q.comparison_difference(fixture_cursor, f),
+             q.dropout_by_group(fixture_cursor, f, "gender"),
+             q.participation_by_group(fixture_cursor, f, "gender")]
+    q.clear_cache()
+    assert len(calls) >= len(views)
+    assert all(c["k"] == q.MIN_CELL for c in calls)
+
+
+def test_the_dashboard_threshold_is_the_setting(fixture_cursor, monkeypatch):
+    """k comes from EXCHANGE_IMPACT_MIN_CELL (read once as queries.MIN_CELL): at k = 500 the
+    whole fixture (465 participants) is one small selection."""
+    from analytics import queries as q
+
+    monkeypatch.setattr(q, "MIN_CELL", 500)
+    q.clear_cache()
+    try:
+        h = q.headline(fixture_cursor, q.Filters())
+        assert h["suppressed"] and pd.isna(h["participants"])
+        assert q.completion_by_wave(fixture_cursor, q.Filters()).responded.isna().all()
+    finally:
+        q.clear_cache()
