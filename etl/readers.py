@@ -108,7 +108,8 @@ def _first_undecodable(path: Path, codec: str) -> int | None:
     offset = 0
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
-            if not (codec == "utf-8" and chunk.isascii()):  # ASCII is valid everywhere: skip
+            # ASCII is valid UTF-8: skip it, unless a character is pending across the chunks.
+            if not (codec == "utf-8" and chunk.isascii() and not dec.getstate()[0]):
                 try:
                     dec.decode(chunk)
                 except UnicodeDecodeError as e:
