@@ -176,6 +176,14 @@ def _workbook(path: Path, sheets: dict[str, list[list[str]]]) -> Path:
     return path
 
 
+def test_duplicate_column_names_of_a_workbook_are_refused_too(tmp_path: Path):
+    """pandas renames the second `name` to `name.1`; the header row itself is checked."""
+    src = _workbook(tmp_path / "clusters.xlsx", {
+        "clusters": [["cluster_id", "name", "kind", "name"], ["C1", "A", "cluster", "B"]]})
+    with pytest.raises(RefusedFile, match=r"duplicate column name 'name' \(columns 2 and 4\)"):
+        readers.read_into(duckdb.connect(), src, kind="clusters")
+
+
 def test_a_workbook_of_several_sheets_none_named_after_the_kind_is_refused_naming_them(tmp_path):
     head = ["cluster_id", "name", "kind"]
     src = _workbook(tmp_path / "in" / "clusters.xlsx", {
