@@ -6,7 +6,7 @@ progress, prints one clear line per problem and sets the exit status:
   0  everything loaded cleanly (or nothing changed)
   1  a file was refused whole, or the load could not run (message says why)
   2  the command line was wrong
-  3  files loaded, but some rows were rejected (listed; see `python -m etl status`)
+  3  files loaded, but some rows or answers were rejected (listed; see `python -m etl status`)
 """
 
 from __future__ import annotations
@@ -117,7 +117,9 @@ def _print_reports(reports, console: Console, quiet: bool) -> int:
         if r.rows_rejected > len(r.first_rejects):
             console.print(f"  … {r.rows_rejected - len(r.first_rejects):,} more in the rejects "
                           "table ('python -m etl status', Data page)", highlight=False)
-        if r.rows_rejected and code == EXIT_OK:
+        # rejects_by_rule counts every reject of the file, answers refused one by one in rows
+        # that otherwise loaded included (rows_rejected counts whole rows only).
+        if (r.rows_rejected or r.rejects_by_rule) and code == EXIT_OK:
             code = EXIT_REJECTS
     return code
 
@@ -198,39 +200,53 @@ def cmd_demo(args, console: Console, err: Console) -> int:
 
 
 def cmd_status(args, console: Console, err: Console) -> int:
-    from rich.table import Table
+    import duckdb
 
-    from etl.warehouse import connect_read_only, data_version
+    from etl.warehouse import connect_read_only, damaged
 
     con = connect_read_only(args.warehouse)
     try:
-        built = con.execute("SELECT value FROM meta WHERE key = 'built_at'").fetchall()
-        console.print(f"warehouse {args.warehouse}: data version {data_version(con)}"
-                      f"{', built ' + built[0][0] if built else ''}", highlight=False)
-        counts = Table(title="rows per table", title_justify="left")
-        counts.add_column("table")
-        counts.add_column("rows", justify="right")
-        for name in (*schema.LOAD_ORDER, "rejects", *schema.RESULT_TABLES):
-            try:
-                n = con.execute(f'SELECT count(*) FROM "{name}"').fetchall()[0][0]
-            except Exception:  # a result table of an older file: not there yet
-                continue
-            counts.add_row(name, f"{n:,}")
-        console.print(counts)
-        console.print(_sources_table(con))
-        loads = Table(title="last loads", title_justify="left")
-        for c in ("batch", "file", "kind", "status", "in", "accepted", "rejected", "finished"):
-            loads.add_column(c, justify="right" if c in ("in", "accepted", "rejected") else "left")
-        for row in con.execute(
-            "SELECT batch_id, parse_filename(file), kind, status, rows_in, rows_accepted, rows_rejected, "
-            "strftime(finished_at, '%Y-%m-%d %H:%M:%S') FROM load_batches "
-            "ORDER BY batch_id DESC LIMIT 15").fetchall():
-            loads.add_row(*[f"{v:,}" if isinstance(v, int) and i > 3 else str(v or "")
-                            for i, v in enumerate(row)])
-        console.print(loads)
+        _status(con, args, console)
+    except duckdb.Error as e:  # a damaged file can open and fail on its first broken block
+        damage = damaged(args.warehouse, e)
+        if damage is None:
+            raise
+        raise damage from None
     finally:
         con.close()
     return EXIT_OK
+
+
+def _status(con, args, console: Console) -> None:
+    """Print the data version, the rows per table and the last loads."""
+    from rich.table import Table
+
+    from etl.warehouse import data_version
+
+    built = con.execute("SELECT value FROM meta WHERE key = 'built_at'").fetchall()
+    console.print(f"warehouse {args.warehouse}: data version {data_version(con)}"
+                  f"{', built ' + built[0][0] if built else ''}", highlight=False)
+    counts = Table(title="rows per table", title_justify="left")
+    counts.add_column("table")
+    counts.add_column("rows", justify="right")
+    for name in (*schema.LOAD_ORDER, "rejects", *schema.RESULT_TABLES):
+        try:
+            n = con.execute(f'SELECT count(*) FROM "{name}"').fetchall()[0][0]
+        except Exception:  # a result table of an older file: not there yet
+            continue
+        counts.add_row(name, f"{n:,}")
+    console.print(counts)
+    console.print(_sources_table(con))
+    loads = Table(title="last loads", title_justify="left")
+    for c in ("batch", "file", "kind", "status", "in", "accepted", "rejected", "finished"):
+        loads.add_column(c, justify="right" if c in ("in", "accepted", "rejected") else "left")
+    for row in con.execute(
+        "SELECT batch_id, parse_filename(file), kind, status, rows_in, rows_accepted, rows_rejected, "
+        "strftime(finished_at, '%Y-%m-%d %H:%M:%S') FROM load_batches "
+        "ORDER BY batch_id DESC LIMIT 15").fetchall():
+        loads.add_row(*[f"{v:,}" if isinstance(v, int) and i > 3 else str(v or "")
+                        for i, v in enumerate(row)])
+    console.print(loads)
 
 
 def _sources_table(con):

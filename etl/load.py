@@ -186,7 +186,8 @@ class _FileLoader:
 
     # -- reading -------------------------------------------------------------------------------
     def read(self) -> list[str]:
-        cols = readers.read_into(self.con, self.path, "src")
+        cols = readers.read_into(self.con, self.path, "src", kind=self.kind,
+                                 notes=self.report.notes)
         contract = set(self.table.column_names) - {"batch_id"}
         if self.kind in PARTICIPANT_KINDS:
             identifying = sorted(set(cols) & schema.IDENTIFYING_COLUMNS)

@@ -16,11 +16,13 @@ local hour of that column's naive time, `s."_local_<column>"` that time parsed (
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 from etl import schema
 
-__all__ = ["Check", "Field", "fields_for", "ENUMS", "WAVE_PATTERN"]
+__all__ = ["Check", "Field", "fields_for", "plausible_date", "ENUMS", "WAVE_PATTERN",
+           "EARLIEST_DATE"]
 
 ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
     ("clusters", "kind"): ("cluster", "network", "consortium"),
@@ -32,6 +34,8 @@ ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
     ("participants", "role"): ("student", "teacher"),
 }
 WAVE_PATTERN = r"^(pre|mid|post|follow_?up(_[a-z0-9]+)?)$"
+# No exchange, partnership, event or survey answer of the program predates this.
+EARLIEST_DATE = dt.date(1950, 1, 1)
 # An explicit offset or Z at the end of an ISO date-time; anything else is local (naive) time.
 _OFFSET = r"(Z|z|[+-]\d\d(:?\d\d)?)$"
 
@@ -90,12 +94,35 @@ def _enum(kind: str, col: str, required: bool) -> Field:
                  tuple(checks))
 
 
+def _latest_date(today: dt.date) -> dt.date:
+    """A year from `today` (29 February: 28 February of the next year)."""
+    try:
+        return today.replace(year=today.year + 1)
+    except ValueError:
+        return today.replace(year=today.year + 1, day=28)
+
+
+def plausible_date(col: str, value: str) -> Check:
+    """The bounds of every date and time of the contract: from 1950 to a year from today.
+
+    `value` is the column parsed (a SQL DATE or TIMESTAMP, NULL when it does not parse: parsing
+    has its own rule). 1850 and 2099 are typing slips or placeholders, not dates of a program;
+    a planned exchange may start within the year ahead.
+    """
+    lo, hi = EARLIEST_DATE.isoformat(), _latest_date(dt.date.today()).isoformat()
+    return Check(
+        "plausible_date", f"CAST({value} AS DATE) NOT BETWEEN DATE '{lo}' AND DATE '{hi}'",
+        f"{_quote_value(_raw(col))} || ' is not a plausible date (expected {lo} to {hi}, "
+        "a year from today)'",
+    )
+
+
 def _date(col: str, required: bool) -> Field:
     typed = f"TRY_CAST({_raw(col)} AS DATE)"
     checks = [Check(
         "date", f"{_raw(col)} IS NOT NULL AND {typed} IS NULL",
         f"{_quote_value(_raw(col))} || ' is not a date (expected ISO 8601, YYYY-MM-DD)'",
-    )]
+    ), plausible_date(col, typed)]
     if required:
         checks.insert(0, _required(col, "a date, YYYY-MM-DD"))
     return Field(col, typed, tuple(checks))
@@ -123,6 +150,7 @@ def _timestamp(col: str) -> Field:
         _required(col, "an ISO 8601 date-time"),
         Check("timestamp", parse_fails,
               f"{_quote_value(r)} || ' is not an ISO 8601 date-time (YYYY-MM-DD HH:MM[:SS][±HH:MM])'"),
+        plausible_date(col, local),  # the clock time as written: its date is the one meant
     ))
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "build_next",
     "connect_read_only",
     "create_schema",
+    "damaged",
     "data_version",
     "Reader",
     "lock_path",
@@ -44,6 +45,37 @@ DEFAULT_WAREHOUSE = Path(os.environ.get("EXCHANGE_IMPACT_WAREHOUSE", "data/wareh
 
 # A load's own DuckDB settings: bounded memory (spills to a private temp folder), all cores.
 LOAD_MEMORY_LIMIT = os.environ.get("EXCHANGE_IMPACT_LOAD_MEMORY", "1200MB")
+
+
+# What DuckDB says when a database file itself is damaged, whatever the query was.
+_DAMAGE = ("not a valid DuckDB database file", "Corrupt database file")
+
+
+def damaged(warehouse: Path, error: BaseException, *copies: Path) -> WarehouseError | None:
+    """A one-line `WarehouseError` if `error` (or an error it arose from) says the warehouse file
+    is damaged (truncated, overwritten, not a DuckDB file); None for any other error.
+
+    `copies` are files made from the warehouse (the next file): an error naming them is the
+    warehouse's too, and the message names the warehouse instead.
+    """
+    # DuckDB names files by absolute path: `build_next` gets relative ones from the command line.
+    names = [str(warehouse)] + [str(Path(p).absolute()) for p in (warehouse, *copies)] + [
+        str(p) for p in copies]
+    seen: BaseException | None = error
+    while seen is not None:
+        msg = str(seen)
+        if isinstance(seen, duckdb.Error) and (
+                any(m in msg for m in _DAMAGE)
+                or ("Could not read" in msg and any(f'"{n}"' in msg for n in names))):
+            first = msg.strip().splitlines()[0]
+            for n in names[1:]:
+                first = first.replace(n, names[0])
+            return WarehouseError(
+                f"{warehouse}: not a readable warehouse ({first}); it was left as it is: restore "
+                "it from a backup, or move it aside and load the files of the earlier loads "
+                "again to rebuild it")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def lock_path(warehouse: Path) -> Path:
@@ -92,6 +124,31 @@ def _remove_stale(warehouse: Path) -> None:
                 p.unlink()
 
 
+def _open_next(warehouse: Path, nxt: Path, tmp_dir: Path) -> duckdb.DuckDBPyConnection:
+    """Open the next file (a copy of the live one) for writing, one version ahead of it.
+
+    The next file carries its own version from the start, so whatever is written in it (load
+    batches, result tables) is stamped with the version readers will see; the live file keeps
+    the old one until the rename. A damaged live file fails here, on open or on its first read:
+    one line for the user, and the live file, only ever read, stays as it was.
+    """
+    con = None
+    try:
+        con = duckdb.connect(str(nxt))
+        _configure_writer(con, tmp_dir)
+        create_schema(con)
+        version = data_version(con) + 1
+        con.execute("UPDATE meta SET value = ? WHERE key = 'data_version'", [str(version)])
+        return con
+    except duckdb.Error as e:
+        if con is not None:
+            con.close()
+        damage = damaged(warehouse, e, nxt)
+        if damage is None:
+            raise
+        raise damage from None
+
+
 @contextlib.contextmanager
 def build_next(
     warehouse: Path | str = DEFAULT_WAREHOUSE,
@@ -126,20 +183,18 @@ def build_next(
         tmp_dir = nxt.with_name(nxt.name + ".tmp")
         if warehouse.exists():
             shutil.copyfile(warehouse, nxt)
-        con = duckdb.connect(str(nxt))
+        con = _open_next(warehouse, nxt, tmp_dir)
         try:
-            _configure_writer(con, tmp_dir)
-            create_schema(con)
-            # The next file carries its own version from the start, so whatever is written inside
-            # the block (load batches, result tables) is stamped with the version readers will
-            # see; the live file keeps the old one until the rename.
-            version = data_version(con) + 1
-            con.execute("UPDATE meta SET value = ? WHERE key = 'data_version'", [str(version)])
             try:
                 yield con
             except NoChange:
                 con.close()
                 return
+            except duckdb.Error as e:  # a broken block of the copied file, met while loading
+                damage = damaged(warehouse, e, nxt)
+                if damage is None:
+                    raise
+                raise damage from None
             # built_at is to the second, for people; build_id tells apart two files built in the
             # same second with the same version (readers key their caches on it).
             con.execute("DELETE FROM meta WHERE key IN ('built_at', 'build_id')")
@@ -179,7 +234,9 @@ def connect_read_only(warehouse: Path | str, *, threads: int | None = None
     try:
         con = duckdb.connect(str(warehouse), read_only=True)
     except duckdb.Error as e:
-        raise WarehouseError(f"{warehouse}: cannot be opened ({e})") from e
+        damage = damaged(warehouse, e)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise damage or WarehouseError(f"{warehouse}: cannot be opened ({first})") from None
     con.execute("SET TimeZone = 'UTC'")
     if threads:
         # Several server processes on few cores: one thread each avoids oversubscription when

@@ -86,14 +86,16 @@ def write_sleep_program(folder: Path) -> tuple[Path, Path]:
     write_csv(files / "exchanges.csv", [
         {"exchange_id": "E1", "name": "Hyoscyamine trial", "program": "Cushny-Peebles",
          "cluster_id": "C1", "modality": "physical", "setting": "curricular",
-         "purpose": "drug comparison", "language": "en", "start_date": "1904-01-01",
-         "end_date": "1904-12-31"}])
+         "purpose": "drug comparison", "language": "en", "start_date": "2004-01-01",
+         "end_date": "2004-12-31"}])
     write_csv(files / "participants.csv", [
         {"participant_id": f"patient-{i}", "institution_id": "I1", "role": "student",
          "gender": "", "birth_year": "", "comparison": "false"} for i in range(1, 11)])
     g1, g2 = sleep_data()
     rows = []
-    for wave, values, day in (("pre", g1, "1904-01-02"), ("post", g2, "1904-12-30")):
+    # The trial ran in 1904; its dates are moved a century on, into what the loader accepts
+    # (dates before 1950 are refused as implausible, rule plausible_date).
+    for wave, values, day in (("pre", g1, "2004-01-02"), ("post", g2, "2004-12-30")):
         for i, v in enumerate(values, start=1):
             rows.append({"participant_id": f"patient-{i}", "exchange_id": "E1", "wave": wave,
                          "submitted_at": f"{day}T09:00:00-05:00", "sleep_extra": repr(v)})
