@@ -28,7 +28,7 @@ import pycountry
 import surveys
 from etl import readers, rules, schema
 from etl.errors import EtlError, RefusedFile
-from etl.pseudonym import hmac_sql, resolve_key
+from etl.pseudonym import check_key, hmac_sql, resolve_key
 from etl.warehouse import DEFAULT_WAREHOUSE, NoChange, build_next
 
 __all__ = ["FileReport", "load_paths", "sha256_file", "COUNTRY_ALIASES"]
@@ -470,6 +470,7 @@ def load_paths(
     with ThreadPoolExecutor(max_workers=1) as pool:
         hashes = {f: pool.submit(sha256_file, f) for f in files}
         with build_next(warehouse, lock_timeout=lock_timeout, on_wait=on_wait) as con:
+            check_key(con, key, warehouse)
             _prepare_lookups(con)
             kinds: dict[Path, str] = {}
             for f in files:
