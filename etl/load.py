@@ -26,7 +26,7 @@ import pandas as pd
 import pycountry
 
 import surveys
-from etl import readers, rules, schema
+from etl import privacy, readers, rules, schema
 from etl.errors import EtlError, RefusedFile
 from etl.pseudonym import check_key, hmac_sql, resolve_key
 from etl.warehouse import DEFAULT_WAREHOUSE, NoChange, build_next
@@ -164,8 +164,8 @@ class _FileLoader:
         if self.kind in PARTICIPANT_KINDS:
             identifying = sorted(set(cols) & schema.IDENTIFYING_COLUMNS)
             if identifying:
-                self.report.notes.append(
-                    f"identifying columns not stored: {', '.join(identifying)}")
+                self.report.notes.append(privacy.mask(
+                    f"identifying columns not stored: {', '.join(identifying)}"))
         else:
             identifying = []
         if self.kind == "responses":
@@ -189,7 +189,9 @@ class _FileLoader:
                 f"for {self.kind} (found: {', '.join(cols[:12])})",
             )
         if unknown:
-            self.report.notes.append(f"columns ignored (not in the contract): {', '.join(unknown)}")
+            # A header row may be data (an e-mail as a column name): notes are masked too.
+            self.report.notes.append(
+                privacy.mask(f"columns ignored (not in the contract): {', '.join(unknown)}"))
         self.cols = cols
         return cols
 
@@ -279,9 +281,10 @@ class _FileLoader:
         ]
         if self.kind != "events":
             keytxt = ", ".join(key)
+            shown = next(f.shown for f in self.fields if f.name == key[0])
             fails.append(
                 f"CASE WHEN s._row <> _first THEN {{'col': '{key[0]}', 'rule': 'duplicate', "
-                f"'value': \"t_{key[0]}\", 'msg': 'same {keytxt} as row ' || _first || "
+                f"'value': {shown}, 'msg': 'same {keytxt} as row ' || _first || "
                 "'; the first row is kept'} END")
         sel.append(f"CASE WHEN _bad THEN list_filter([{', '.join(fails)}], lambda x: x IS NOT NULL) "
                    "END AS _fails")
@@ -390,13 +393,15 @@ class _FileLoader:
         )
         for rule, cond, msg in (
             ("number", "value IS NULL",
-             "'''' || raw || ''' is not a number (answer to ' || item || ')'"),
+             "'''' || shown || ''' is not a number (answer to ' || item || ')'"),
             ("range", "value < lo OR value > hi",
-             "'''' || raw || ''' is outside the range ' || lo::INTEGER || ' to ' || hi::INTEGER "
+             "'''' || shown || ''' is outside the range ' || lo::INTEGER || ' to ' || hi::INTEGER "
              "|| ' of ' || item || ' (instrument ' || instrument || ')'"),
         ):
             self.con.execute(
-                f"INSERT INTO rejects SELECT ?, ?, _row, item, ?, raw, {msg} FROM cells WHERE {cond}",
+                # An answer may be anything a person typed: stored and quoted masked.
+                f"INSERT INTO rejects SELECT ?, ?, _row, item, ?, shown, {msg} FROM (SELECT *, "
+                f"{privacy.mask_sql('raw')} AS shown FROM cells WHERE {cond})",
                 [self.batch_id, str(self.path), rule],
             )
         good = (

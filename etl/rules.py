@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from etl import schema
+from etl import privacy, schema
 
-__all__ = ["Check", "Field", "fields_for", "ENUMS", "WAVE_PATTERN"]
+__all__ = ["Check", "Field", "fields_for", "ENUMS", "SYNONYMS", "WAVE_PATTERN"]
 
 ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
     ("clusters", "kind"): ("cluster", "network", "consortium"),
@@ -30,6 +30,23 @@ ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
     ("exchanges", "modality"): ("virtual", "blended", "physical"),
     ("exchanges", "setting"): ("curricular", "extracurricular"),
     ("participants", "role"): ("student", "teacher"),
+    ("participants", "gender"): ("female", "male", "non-binary", "another", "not reported"),
+}
+# Other spellings of a vocabulary's values, compared after lower-casing, trimming and turning runs
+# of spaces, '_' and '-' into one space (so "Non-Binary", "non_binary" and "non binary" are one).
+# An empty cell stays empty (NULL); the dashboard counts it as "not reported".
+SYNONYMS: dict[tuple[str, str], dict[str, str]] = {
+    ("participants", "gender"): {
+        "f": "female", "woman": "female", "girl": "female",
+        "m": "male", "man": "male", "boy": "male",
+        "non binary": "non-binary", "nonbinary": "non-binary", "nb": "non-binary",
+        "enby": "non-binary", "genderqueer": "non-binary",
+        "other": "another", "another gender": "another", "self described": "another",
+        "diverse": "another",
+        "prefer not to say": "not reported", "prefer not to answer": "not reported",
+        "unknown": "not reported", "not stated": "not reported", "undisclosed": "not reported",
+        "declined": "not reported", "n/a": "not reported", "na": "not reported",
+    },
 }
 WAVE_PATTERN = r"^(pre|mid|post|follow_?up(_[a-z0-9]+)?)$"
 # An explicit offset or Z at the end of an ISO date-time; anything else is local (naive) time.
@@ -60,16 +77,22 @@ def _raw(col: str) -> str:
 
 
 def _quote_value(expr: str) -> str:
-    return f"'''' || coalesce({expr}, '') || ''''"
+    """A value quoted in a reject's message, masked as `etl.privacy` says (e-mails, phones, IPs)."""
+    return f"'''' || coalesce({privacy.mask_sql(expr)}, '') || ''''"
 
 
 def _required(col: str, what: str) -> Check:
     return Check("required", f"{_raw(col)} IS NULL", _lit(f"{col} is required ({what}) but empty"))
 
 
-def _text(col: str, required: bool, doc: str) -> Field:
+def _text(col: str, required: bool, doc: str, *, free: bool = False) -> Field:
+    """A text column; `free` text (names, notes) is stored with personal data masked."""
     checks = (_required(col, doc),) if required else ()
-    return Field(col, _raw(col), checks)
+    return Field(col, privacy.mask_sql(_raw(col)) if free else _raw(col), checks)
+
+
+def _synonym_key(expr: str) -> str:
+    return f"trim(regexp_replace(lower({expr}), '[\\s_-]+', ' ', 'g'))"
 
 
 def _enum(kind: str, col: str, required: bool) -> Field:
@@ -79,11 +102,21 @@ def _enum(kind: str, col: str, required: bool) -> Field:
         norm = (
             f"regexp_replace(regexp_replace(lower({_raw(col)}), '\\s*income$', ''), '[\\s_]+', '-', 'g')"
         )
+    if (kind, col) in SYNONYMS:
+        spelt = {a: a for a in allowed}
+        spelt.update(SYNONYMS[(kind, col)])
+        key = _synonym_key(_raw(col))
+        # Keys as the comparison sees them: the vocabulary's own "non-binary" is "non binary".
+        whens = " ".join(f"WHEN {_lit(' '.join(a.replace('-', ' ').split()))} THEN {_lit(v)}"
+                         for a, v in spelt.items())
+        norm = f"CASE {key} {whens} ELSE {key} END"
     cond = f"{_raw(col)} IS NOT NULL AND {norm} NOT IN ({', '.join(map(_lit, allowed))})"
-    checks = [Check(
-        "allowed_values", cond,
-        f"{_quote_value(_raw(col))} || ' is not one of: {', '.join(allowed)}'",
-    )]
+    if (kind, col) in privacy.WITHHELD_COLUMNS:  # free text about a person: never quoted
+        msg = _lit(f"{col} is not one of: {', '.join(allowed)} (the value is withheld: personal "
+                   "data; see the row in the file)")
+    else:
+        msg = f"{_quote_value(_raw(col))} || ' is not one of: {', '.join(allowed)}'"
+    checks = [Check("allowed_values", cond, msg)]
     if required:
         checks.insert(0, _required(col, " | ".join(allowed)))
     return Field(col, f"CASE WHEN {norm} IN ({', '.join(map(_lit, allowed))}) THEN {norm} END",
@@ -159,18 +192,28 @@ def _reference(col: str, table: str, key: str, joined: str, *, shown: str | None
 
 
 def fields_for(kind: str, current_year: int) -> list[Field]:
-    """The fields of one contract kind, in warehouse column order (without batch_id)."""
+    """The fields of one contract kind, in warehouse column order (without batch_id).
+
+    A field's `shown` (what its rejects show of the value) is the pseudonym for participant ids,
+    else what `etl.privacy.shown_sql` allows: masked, or withheld for a person's attributes.
+    """
+    return [f if f.shown else Field(f.name, f.typed, f.checks,
+                                    privacy.shown_sql(kind, f.name, _raw(f.name)))
+            for f in _fields(kind, current_year)]
+
+
+def _fields(kind: str, current_year: int) -> list[Field]:
     s = _raw
     if kind == "clusters":
         return [
             _text("cluster_id", True, "an identifier"),
-            _text("name", True, "a display name"),
+            _text("name", True, "a display name", free=True),
             _enum("clusters", "kind", True),
         ]
     if kind == "institutions":
         return [
             _text("institution_id", True, "an identifier"),
-            _text("name", True, "a display name"),
+            _text("name", True, "a display name", free=True),
             Field("country", "ctry.alpha3", (
                 _required("country", "ISO 3166-1 alpha-2, alpha-3 or English name"),
                 Check("country", f"{s('country')} IS NOT NULL AND ctry.alpha3 IS NULL",
@@ -185,7 +228,7 @@ def fields_for(kind: str, current_year: int) -> list[Field]:
                       "(e.g. Europe/Berlin, America/Lima)'"),
             )),
             _enum("institutions", "kind", True),
-            _text("city", False, ""),
+            _text("city", False, "", free=True),
             _enum("institutions", "income_group", False),
             _enum("institutions", "connectivity", False),
         ]
@@ -197,13 +240,13 @@ def fields_for(kind: str, current_year: int) -> list[Field]:
             f"{_quote_value(s('start_date'))}"),))
         return [
             _text("exchange_id", True, "an identifier"),
-            _text("name", True, "a display name"),
-            _text("program", True, "the program"),
+            _text("name", True, "a display name", free=True),
+            _text("program", True, "the program", free=True),
             _reference("cluster_id", "clusters", "cluster_id", "cl.cluster_id"),
             _enum("exchanges", "modality", True),
             _enum("exchanges", "setting", True),
-            _text("purpose", True, "the purpose"),
-            _text("language", True, "the working language"),
+            _text("purpose", True, "the purpose", free=True),
+            _text("language", True, "the working language", free=True),
             start,
             end,
             _number("budget", 0, None),
@@ -237,7 +280,7 @@ def fields_for(kind: str, current_year: int) -> list[Field]:
                   shown="p._pid"),
             _reference("institution_id", "institutions", "institution_id", "i.institution_id"),
             _enum("participants", "role", True),
-            _text("gender", False, ""),
+            _enum("participants", "gender", False),
             _number("birth_year", 1900, current_year, integer=True),
             Field("comparison", f"CASE WHEN {comparison} IN {truthy} THEN true "
                                 f"WHEN {comparison} IN {falsy} THEN false END",
@@ -250,7 +293,7 @@ def fields_for(kind: str, current_year: int) -> list[Field]:
                        shown="p._pid", typed="p._pid"),
             _reference("exchange_id", "exchanges", "exchange_id", "x.exchange_id"),
             _timestamp("occurred_at"),
-            _text("activity", True, "what was done"),
+            _text("activity", True, "what was done", free=True),
             _number("minutes", 0, 24 * 60),
         ]
     if kind == "responses":  # the row part; item columns are checked cell by cell
