@@ -421,7 +421,23 @@ class _FileLoader:
             self.report.notes.append(
                 f"{n_cells_bad:,} answers refused (number/range) in rows that otherwise loaded")
 
+    def _pseudonymise_known_ids(self) -> None:
+        """Show a rejected value that is a known participant's id as its pseudonym.
+
+        A file with swapped headers puts participant ids under another column (`exchange_id`),
+        where they are rejected as unknown; the mask cannot tell an id from other text, the
+        roster can. Only this batch's rejects are hashed, once per distinct value.
+        """
+        self.con.execute(
+            "UPDATE rejects SET value = k.pid, message = replace(message, "
+            "'''' || k.v || '''', 'a participant''s id (pseudonym ' || k.pid || ')') "
+            f"FROM (SELECT v, {hmac_sql('v', self.key)} AS pid FROM (SELECT DISTINCT value AS v "
+            "FROM rejects WHERE batch_id = $b AND value IS NOT NULL)) k "
+            "SEMI JOIN participants p ON p.participant_id = k.pid "
+            "WHERE rejects.batch_id = $b AND rejects.value = k.v", {"b": self.batch_id})
+
     def summarise_rejects(self) -> None:
+        self._pseudonymise_known_ids()
         for rule, n in self.con.execute(
             "SELECT rule, count(*) FROM rejects WHERE batch_id = ? GROUP BY rule ORDER BY 2 DESC",
             [self.batch_id]).fetchall():
@@ -476,6 +492,7 @@ def load_paths(
         hashes = {f: pool.submit(sha256_file, f) for f in files}
         with build_next(warehouse, lock_timeout=lock_timeout, on_wait=on_wait) as con:
             check_key(con, key, warehouse)
+            privacy.mask_stored_reports(con)
             _prepare_lookups(con)
             kinds: dict[Path, str] = {}
             for f in files:

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MASKS", "WITHHELD", "WITHHELD_COLUMNS", "mask", "mask_sql", "shown_sql"]
+__all__ = [
+    "MASKS", "WITHHELD", "WITHHELD_COLUMNS", "mask", "mask_sql", "shown_sql", "mask_stored_reports",
+]
 
 _H = "[0-9A-Fa-f]{1,4}"
 # (pattern, replacement), applied in this order: an e-mail's digits are not a phone number, and
@@ -77,3 +79,22 @@ def shown_sql(kind: str, column: str, expr: str) -> str:
     if (kind, column) in WITHHELD_COLUMNS:
         return _lit(WITHHELD)
     return mask_sql(expr)
+
+
+MASKED_FLAG = "masked_reports"  # meta row: the warehouse's reports have been through `mask`
+
+
+def mask_stored_reports(con) -> None:
+    """Mask the rejects and load notes an earlier version stored in clear; once per warehouse.
+
+    Runs inside a load, on the next warehouse, before the load's own files: from then on every
+    reject and note is written masked, and the meta flag skips this pass.
+    """
+    if con.execute("SELECT 1 FROM meta WHERE key = ?", [MASKED_FLAG]).fetchall():
+        return
+    value, message = mask_sql("value"), mask_sql("message")
+    con.execute(f"UPDATE rejects SET value = {value}, message = {message} "
+                f"WHERE value IS DISTINCT FROM {value} OR message IS DISTINCT FROM {message}")
+    con.execute(f"UPDATE load_batches SET message = {message} "
+                f"WHERE message IS DISTINCT FROM {message}")
+    con.execute("INSERT INTO meta VALUES (?, '1')", [MASKED_FLAG])
