@@ -64,9 +64,8 @@ def _owner_only(folder: Path) -> None:
 
 def _private_copy(src: Path, dst: Path) -> None:
     """Copy `src` to a new owner-only file `dst` (created 0600, whatever the umask)."""
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
-        shutil.copyfileobj(fin, fout, 1 << 20)
+    os.close(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    shutil.copyfile(src, dst)  # keeps dst's mode; copies in the kernel (sendfile) on Linux
 
 
 def create_schema(con: duckdb.DuckDBPyConnection) -> None:
