@@ -492,7 +492,7 @@ def load_paths(
         hashes = {f: pool.submit(sha256_file, f) for f in files}
         with build_next(warehouse, lock_timeout=lock_timeout, on_wait=on_wait) as con:
             check_key(con, key, warehouse)
-            privacy.mask_stored_reports(con)
+            privacy.mask_stored_personal_data(con)
             _prepare_lookups(con)
             kinds: dict[Path, str] = {}
             for f in files:

@@ -12,9 +12,12 @@ columns, `rejects.value` and `rejects.message`, the notes of `load_batches`, the
   (`(555) 123-4567`), or the North American 3-3-4 form (`555-123-4567`). Dates and times
   (`2026-03-04 10:00`) are none of these, so rejected dates still read as they were.
 
-The rest of the text is kept. A person's coded attributes (`WITHHELD`, e.g. `gender`) are not
-shown at all when they fail their vocabulary: a free-text gender is a description of someone.
-Participant ids are shown as their pseudonym (`etl.rules`, `Field.shown`), never masked here.
+The rest of the text is kept. The free-text columns (`FREE_TEXT`: activity, city, names…) are
+stored masked. A person's coded attributes (`WITHHELD_COLUMNS`: gender) are not shown at all when
+they fail their vocabulary: a free-text gender is a description of someone. Participant ids are
+shown as their pseudonym (`etl.rules`, `Field.shown`; `etl.load` for ids under another column),
+never masked here. `mask_stored_personal_data` applies all this once to a warehouse that an
+earlier version filled.
 
 The rule is written once, as a list of RE2-compatible patterns; `mask()` applies it in Python
 (notes, refused files' messages) and `mask_sql()` in DuckDB (set-based, for rejects and stored
@@ -26,7 +29,8 @@ from __future__ import annotations
 import re
 
 __all__ = [
-    "MASKS", "WITHHELD", "WITHHELD_COLUMNS", "mask", "mask_sql", "shown_sql", "mask_stored_reports",
+    "MASKS", "WITHHELD", "WITHHELD_COLUMNS", "FREE_TEXT", "mask", "mask_sql", "shown_sql",
+    "mask_stored_personal_data",
 ]
 
 _H = "[0-9A-Fa-f]{1,4}"
@@ -47,8 +51,14 @@ MASKS: tuple[tuple[str, str], ...] = (
 _MAY_MATCH = "[0-9@:]"
 
 WITHHELD = "[withheld]"
-# Columns describing a person whose rejected values are not shown (kind, column).
+# A person's coded attributes (kind, column): a value outside the vocabulary is not shown.
 WITHHELD_COLUMNS = frozenset({("participants", "gender")})
+# Free-text columns (kind = table, column): stored with the masks applied.
+FREE_TEXT = frozenset({
+    ("clusters", "name"), ("institutions", "name"), ("institutions", "city"),
+    ("exchanges", "name"), ("exchanges", "program"), ("exchanges", "purpose"),
+    ("exchanges", "language"), ("events", "activity"),
+})
 
 _COMPILED = [(re.compile(p, re.ASCII), r) for p, r in MASKS]
 
@@ -81,15 +91,20 @@ def shown_sql(kind: str, column: str, expr: str) -> str:
     return mask_sql(expr)
 
 
-MASKED_FLAG = "masked_reports"  # meta row: the warehouse's reports have been through `mask`
+MASKED_FLAG = "masked_personal_data"  # meta row: what earlier versions stored has been masked
 
 
-def mask_stored_reports(con) -> None:
-    """Mask the rejects and load notes an earlier version stored in clear; once per warehouse.
+def mask_stored_personal_data(con) -> None:
+    """Apply this module's rules to what an earlier version stored; once per warehouse.
 
-    Runs inside a load, on the next warehouse, before the load's own files: from then on every
-    reject and note is written masked, and the meta flag skips this pass.
+    Rejects (value, message) and load notes are masked, free-text columns too, and a person's
+    coded attributes are recoded to their vocabulary (a value outside it becomes NULL, which
+    reads as "not reported"). Runs inside a load, on the next warehouse, before the load's own
+    files; the meta flag skips it afterwards. The file's freed pages may keep the old bytes until
+    the warehouse is rebuilt from its sources.
     """
+    from etl.rules import vocabulary_sql  # rules builds on this module
+
     if con.execute("SELECT 1 FROM meta WHERE key = ?", [MASKED_FLAG]).fetchall():
         return
     value, message = mask_sql("value"), mask_sql("message")
@@ -97,4 +112,11 @@ def mask_stored_reports(con) -> None:
                 f"WHERE value IS DISTINCT FROM {value} OR message IS DISTINCT FROM {message}")
     con.execute(f"UPDATE load_batches SET message = {message} "
                 f"WHERE message IS DISTINCT FROM {message}")
+    for table, col in sorted(FREE_TEXT):
+        masked = mask_sql(f'"{col}"')
+        con.execute(f'UPDATE "{table}" SET "{col}" = {masked} '
+                    f'WHERE "{col}" IS DISTINCT FROM {masked}')
+    for table, col in sorted(WITHHELD_COLUMNS):
+        coded = vocabulary_sql(table, col, f'"{col}"')
+        con.execute(f'UPDATE "{table}" SET "{col}" = {coded} WHERE "{col}" IS DISTINCT FROM {coded}')
     con.execute("INSERT INTO meta VALUES (?, '1')", [MASKED_FLAG])

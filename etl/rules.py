@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from etl import privacy, schema
 
-__all__ = ["Check", "Field", "fields_for", "ENUMS", "SYNONYMS", "WAVE_PATTERN"]
+__all__ = ["Check", "Field", "fields_for", "vocabulary_sql", "ENUMS", "SYNONYMS", "WAVE_PATTERN"]
 
 ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
     ("clusters", "kind"): ("cluster", "network", "consortium"),
@@ -85,31 +85,43 @@ def _required(col: str, what: str) -> Check:
     return Check("required", f"{_raw(col)} IS NULL", _lit(f"{col} is required ({what}) but empty"))
 
 
-def _text(col: str, required: bool, doc: str, *, free: bool = False) -> Field:
-    """A text column; `free` text (names, notes) is stored with personal data masked."""
+def _text(col: str, required: bool, doc: str) -> Field:
     checks = (_required(col, doc),) if required else ()
-    return Field(col, privacy.mask_sql(_raw(col)) if free else _raw(col), checks)
+    return Field(col, _raw(col), checks)
 
 
 def _synonym_key(expr: str) -> str:
     return f"trim(regexp_replace(lower({expr}), '[\\s_-]+', ' ', 'g'))"
 
 
-def _enum(kind: str, col: str, required: bool) -> Field:
+def _normalised(kind: str, col: str, expr: str) -> str:
+    """`expr` as the vocabulary of (kind, col) compares it: lower case, spellings mapped."""
     allowed = ENUMS[(kind, col)]
-    norm = f"lower({_raw(col)})"
+    norm = f"lower({expr})"
     if col == "income_group":
         norm = (
-            f"regexp_replace(regexp_replace(lower({_raw(col)}), '\\s*income$', ''), '[\\s_]+', '-', 'g')"
+            f"regexp_replace(regexp_replace(lower({expr}), '\\s*income$', ''), '[\\s_]+', '-', 'g')"
         )
     if (kind, col) in SYNONYMS:
         spelt = {a: a for a in allowed}
         spelt.update(SYNONYMS[(kind, col)])
-        key = _synonym_key(_raw(col))
+        key = _synonym_key(expr)
         # Keys as the comparison sees them: the vocabulary's own "non-binary" is "non binary".
         whens = " ".join(f"WHEN {_lit(' '.join(a.replace('-', ' ').split()))} THEN {_lit(v)}"
                          for a, v in spelt.items())
         norm = f"CASE {key} {whens} ELSE {key} END"
+    return norm
+
+
+def vocabulary_sql(kind: str, col: str, expr: str) -> str:
+    """The vocabulary's value that `expr` spells (see `ENUMS`, `SYNONYMS`), NULL if none."""
+    norm = _normalised(kind, col, expr)
+    return f"CASE WHEN {norm} IN ({', '.join(map(_lit, ENUMS[(kind, col)]))}) THEN {norm} END"
+
+
+def _enum(kind: str, col: str, required: bool) -> Field:
+    allowed = ENUMS[(kind, col)]
+    norm = _normalised(kind, col, _raw(col))
     cond = f"{_raw(col)} IS NOT NULL AND {norm} NOT IN ({', '.join(map(_lit, allowed))})"
     if (kind, col) in privacy.WITHHELD_COLUMNS:  # free text about a person: never quoted
         msg = _lit(f"{col} is not one of: {', '.join(allowed)} (the value is withheld: personal "
@@ -119,8 +131,7 @@ def _enum(kind: str, col: str, required: bool) -> Field:
     checks = [Check("allowed_values", cond, msg)]
     if required:
         checks.insert(0, _required(col, " | ".join(allowed)))
-    return Field(col, f"CASE WHEN {norm} IN ({', '.join(map(_lit, allowed))}) THEN {norm} END",
-                 tuple(checks))
+    return Field(col, vocabulary_sql(kind, col, _raw(col)), tuple(checks))
 
 
 def _date(col: str, required: bool) -> Field:
@@ -196,9 +207,11 @@ def fields_for(kind: str, current_year: int) -> list[Field]:
 
     A field's `shown` (what its rejects show of the value) is the pseudonym for participant ids,
     else what `etl.privacy.shown_sql` allows: masked, or withheld for a person's attributes.
+    Free-text columns (`etl.privacy.FREE_TEXT`) are stored masked.
     """
-    return [f if f.shown else Field(f.name, f.typed, f.checks,
-                                    privacy.shown_sql(kind, f.name, _raw(f.name)))
+    return [Field(f.name,
+                  privacy.mask_sql(f.typed) if (kind, f.name) in privacy.FREE_TEXT else f.typed,
+                  f.checks, f.shown or privacy.shown_sql(kind, f.name, _raw(f.name)))
             for f in _fields(kind, current_year)]
 
 
@@ -207,13 +220,13 @@ def _fields(kind: str, current_year: int) -> list[Field]:
     if kind == "clusters":
         return [
             _text("cluster_id", True, "an identifier"),
-            _text("name", True, "a display name", free=True),
+            _text("name", True, "a display name"),
             _enum("clusters", "kind", True),
         ]
     if kind == "institutions":
         return [
             _text("institution_id", True, "an identifier"),
-            _text("name", True, "a display name", free=True),
+            _text("name", True, "a display name"),
             Field("country", "ctry.alpha3", (
                 _required("country", "ISO 3166-1 alpha-2, alpha-3 or English name"),
                 Check("country", f"{s('country')} IS NOT NULL AND ctry.alpha3 IS NULL",
@@ -228,7 +241,7 @@ def _fields(kind: str, current_year: int) -> list[Field]:
                       "(e.g. Europe/Berlin, America/Lima)'"),
             )),
             _enum("institutions", "kind", True),
-            _text("city", False, "", free=True),
+            _text("city", False, ""),
             _enum("institutions", "income_group", False),
             _enum("institutions", "connectivity", False),
         ]
@@ -240,13 +253,13 @@ def _fields(kind: str, current_year: int) -> list[Field]:
             f"{_quote_value(s('start_date'))}"),))
         return [
             _text("exchange_id", True, "an identifier"),
-            _text("name", True, "a display name", free=True),
-            _text("program", True, "the program", free=True),
+            _text("name", True, "a display name"),
+            _text("program", True, "the program"),
             _reference("cluster_id", "clusters", "cluster_id", "cl.cluster_id"),
             _enum("exchanges", "modality", True),
             _enum("exchanges", "setting", True),
-            _text("purpose", True, "the purpose", free=True),
-            _text("language", True, "the working language", free=True),
+            _text("purpose", True, "the purpose"),
+            _text("language", True, "the working language"),
             start,
             end,
             _number("budget", 0, None),
@@ -293,7 +306,7 @@ def _fields(kind: str, current_year: int) -> list[Field]:
                        shown="p._pid", typed="p._pid"),
             _reference("exchange_id", "exchanges", "exchange_id", "x.exchange_id"),
             _timestamp("occurred_at"),
-            _text("activity", True, "what was done", free=True),
+            _text("activity", True, "what was done"),
             _number("minutes", 0, 24 * 60),
         ]
     if kind == "responses":  # the row part; item columns are checked cell by cell

@@ -138,14 +138,23 @@ def test_a_participant_id_in_another_column_is_shown_as_its_pseudonym(loaded):
     assert_nowhere(wh, res.stdout + res.stderr, "STU-0002")
 
 
-def test_rejects_stored_in_clear_by_an_earlier_version_are_masked_at_the_next_load(loaded):
+def test_personal_data_stored_in_clear_by_an_earlier_version_is_masked_at_the_next_load(loaded):
     src, wh = loaded
+    key = P.TEST_KEY.encode()
     with build_next(wh) as con:  # as an earlier version wrote them
         con.execute("INSERT INTO rejects VALUES (99, 'old/events.csv', 2, 'exchange_id', "
                     "'reference', ?, ?)", [EMAIL, f"'{EMAIL}' is not a known exchange_id"])
         con.execute("UPDATE load_batches SET message = ? WHERE batch_id = 1",
                     [f"columns ignored (not in the contract): {EMAIL}"])
-        con.execute("DELETE FROM meta WHERE key = 'masked_reports'")
+        con.execute("UPDATE participants SET gender = ? WHERE participant_id = ?",
+                    [f"Zed Student {EMAIL}", pseudonym("STU-0002", key)])
+        con.execute("UPDATE participants SET gender = 'F' WHERE participant_id = ?",
+                    [pseudonym("STU-0001", key)])
+        con.execute("UPDATE events SET activity = ? WHERE activity = 'upload'",
+                    [f"upload from {IP}"])
+        con.execute("UPDATE institutions SET city = ? WHERE institution_id = 'I1'",
+                    [f"Bremen {PHONE}"])
+        con.execute("DELETE FROM meta WHERE key = 'masked_personal_data'")
     f = P.write_csv(src.parent / "next" / "clusters_more.csv",
                     [{"cluster_id": "C3", "name": "New", "kind": "cluster"}])
     res = P.run_etl("load", str(f), "--warehouse", str(wh))
@@ -154,6 +163,13 @@ def test_rejects_stored_in_clear_by_an_earlier_version_are_masked_at_the_next_lo
         ("[e-mail]", "'[e-mail]' is not a known exchange_id")]
     assert q(wh, "SELECT message FROM load_batches WHERE batch_id = 1") == [
         ("columns ignored (not in the contract): [e-mail]",)]
+    genders = dict(q(wh, "SELECT participant_id, gender FROM participants"))
+    assert genders[pseudonym("STU-0001", key)] == "female"
+    assert genders[pseudonym("STU-0002", key)] is None  # free text: now "not reported"
+    assert q(wh, "SELECT count(*) FROM events WHERE activity = 'upload from [IP address]'") == [
+        (1,)]
+    assert q(wh, "SELECT city FROM institutions WHERE institution_id = 'I1'") == [
+        ("Bremen [phone]",)]
     # (The file's freed pages may still hold the old bytes until it is rebuilt from its sources.)
 
 
