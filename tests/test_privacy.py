@@ -17,10 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from analytics import queries
 from etl import privacy
 from etl.errors import EtlError
 from etl.pseudonym import KEY_ENV, MIN_KEY_BYTES, key_fingerprint, pseudonym, resolve_key
-from etl.warehouse import build_next
+from etl.warehouse import build_next, connect_read_only
 from tests import program as P
 
 OTHER_KEY = "another-key-entirely-0123456789-abcdef"
@@ -101,7 +102,7 @@ def test_sql_and_python_masks_agree(parts: list[str]) -> None:
 def test_rejects_and_reports_mask_personal_values_in_any_column(loaded):
     src, wh = loaded
     # Swapped headers: the participant's e-mail sits under exchange_id.
-    bad = src.parent / "swapped" / "events.csv"
+    bad = src.parent / "swapped" / "events_swapped.csv"
     bad.parent.mkdir()
     bad.write_text(
         "exchange_id,participant_id,occurred_at,activity,minutes\n"
@@ -121,6 +122,12 @@ def test_rejects_and_reports_mask_personal_values_in_any_column(loaded):
     ]
     assert "column exchange_id: reference: '[e-mail]' is not a known exchange_id" in res.stdout
     assert_nowhere(wh, res.stdout + res.stderr, EMAIL, PHONE, IP)
+    con = connect_read_only(wh)  # what the Data page lists
+    try:
+        shown = queries.rejects(con.cursor()).to_csv()
+    finally:
+        con.close()
+    assert "[e-mail]" in shown and EMAIL not in shown
 
 
 def test_a_participant_id_in_another_column_is_shown_as_its_pseudonym(loaded):
