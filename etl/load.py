@@ -425,16 +425,18 @@ class _FileLoader:
         """Show a rejected value that is a known participant's id as its pseudonym.
 
         A file with swapped headers puts participant ids under another column (`exchange_id`),
-        where they are rejected as unknown; the mask cannot tell an id from other text, the
-        roster can. Only this batch's rejects are hashed, once per distinct value.
+        where they are rejected as unknown references; the mask cannot tell an id from other
+        text, the roster can. Only this batch's reference rejects are looked at (a number out of
+        range that happens to equal a numeric id is not one), once per distinct value.
         """
         self.con.execute(
             "UPDATE rejects SET value = k.pid, message = replace(message, "
             "'''' || k.v || '''', 'a participant''s id (pseudonym ' || k.pid || ')') "
             f"FROM (SELECT v, {hmac_sql('v', self.key)} AS pid FROM (SELECT DISTINCT value AS v "
-            "FROM rejects WHERE batch_id = $b AND value IS NOT NULL)) k "
+            "FROM rejects WHERE batch_id = $b AND rule = 'reference' AND value IS NOT NULL)) k "
             "SEMI JOIN participants p ON p.participant_id = k.pid "
-            "WHERE rejects.batch_id = $b AND rejects.value = k.v", {"b": self.batch_id})
+            "WHERE rejects.batch_id = $b AND rejects.rule = 'reference' AND rejects.value = k.v",
+            {"b": self.batch_id})
 
     def summarise_rejects(self) -> None:
         self._pseudonymise_known_ids()
