@@ -589,9 +589,9 @@ def _fit_one(d: pd.DataFrame, inst: object, sc: object, *, outcome: str, partici
         pcodes = pd.factorize(pcodes)[0]
     n_part = int(pcodes.max()) + 1 if len(pcodes) else 0  # factorize codes are dense
     base = {"instrument": inst, "scale": sc, "n_participants": n_part, "n_obs": int(len(y))}
-    X, names = _design(factors)
     nan = float("nan")
     try:
+        X, names = _design(factors)  # no rows left (every group missing): not estimable
         cells = np.ravel_multi_index([f.codes for f in factors],
                                      [len(f.levels) for f in factors])
         n_cells = int(np.prod([len(f.levels) for f in factors]))

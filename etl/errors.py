@@ -3,6 +3,8 @@ the CLI prints it as one line and exits non-zero."""
 
 from __future__ import annotations
 
+from etl.privacy import mask
+
 __all__ = ["EtlError", "RefusedFile", "WarehouseBusy", "WarehouseError"]
 
 
@@ -15,7 +17,7 @@ class RefusedFile(EtlError):
 
     def __init__(self, path: str, problem: str):
         self.path = path
-        self.problem = problem
+        self.problem = mask(problem)  # problems quote columns and lines of the file
         super().__init__(f"{path}: refused: {problem}")
 
 

@@ -26,9 +26,9 @@ import pandas as pd
 import pycountry
 
 import surveys
-from etl import readers, rules, schema
+from etl import privacy, readers, rules, schema
 from etl.errors import EtlError, RefusedFile
-from etl.pseudonym import hmac_sql, resolve_key
+from etl.pseudonym import check_key, hmac_sql, resolve_key
 from etl.warehouse import DEFAULT_WAREHOUSE, NoChange, build_next
 
 __all__ = ["FileReport", "load_paths", "sha256_file", "COUNTRY_ALIASES"]
@@ -192,8 +192,8 @@ class _FileLoader:
         if self.kind in PARTICIPANT_KINDS:
             identifying = sorted(set(cols) & schema.IDENTIFYING_COLUMNS)
             if identifying:
-                self.report.notes.append(
-                    f"identifying columns not stored: {', '.join(identifying)}")
+                self.report.notes.append(privacy.mask(
+                    f"identifying columns not stored: {', '.join(identifying)}"))
         else:
             identifying = []
         if self.kind == "responses":
@@ -217,7 +217,9 @@ class _FileLoader:
                 f"for {self.kind} (found: {', '.join(cols[:12])})",
             )
         if unknown:
-            self.report.notes.append(f"columns ignored (not in the contract): {', '.join(unknown)}")
+            # A header row may be data (an e-mail as a column name): notes are masked too.
+            self.report.notes.append(
+                privacy.mask(f"columns ignored (not in the contract): {', '.join(unknown)}"))
         self.cols = cols
         return cols
 
@@ -307,9 +309,10 @@ class _FileLoader:
         ]
         if self.kind != "events":
             keytxt = ", ".join(key)
+            shown = next(f.shown for f in self.fields if f.name == key[0])
             fails.append(
                 f"CASE WHEN s._row <> _first THEN {{'col': '{key[0]}', 'rule': 'duplicate', "
-                f"'value': \"t_{key[0]}\", 'msg': 'same {keytxt} as row ' || _first || "
+                f"'value': {shown}, 'msg': 'same {keytxt} as row ' || _first || "
                 "'; the first row is kept'} END")
         sel.append(f"CASE WHEN _bad THEN list_filter([{', '.join(fails)}], lambda x: x IS NOT NULL) "
                    "END AS _fails")
@@ -386,13 +389,15 @@ class _FileLoader:
         )
         for rule, cond, msg in (
             ("number", "value IS NULL",
-             "'''' || raw || ''' is not a number (answer to ' || item || ')'"),
+             "'''' || shown || ''' is not a number (answer to ' || item || ')'"),
             ("range", "value < lo OR value > hi",
-             "'''' || raw || ''' is outside the range ' || lo::INTEGER || ' to ' || hi::INTEGER "
+             "'''' || shown || ''' is outside the range ' || lo::INTEGER || ' to ' || hi::INTEGER "
              "|| ' of ' || item || ' (instrument ' || instrument || ')'"),
         ):
             self.con.execute(
-                f"INSERT INTO rejects SELECT ?, ?, _row, item, ?, raw, {msg} FROM cells WHERE {cond}",
+                # An answer may be anything a person typed: stored and quoted masked.
+                f"INSERT INTO rejects SELECT ?, ?, _row, item, ?, shown, {msg} FROM (SELECT *, "
+                f"{privacy.mask_sql('raw')} AS shown FROM cells WHERE {cond})",
                 [self.batch_id, str(self.path), rule],
             )
         self.con.execute(
@@ -487,7 +492,25 @@ class _FileLoader:
         raise RefusedFile(str(self.path), f"{problem}; nothing was changed. Check the file, look "
                           "with --dry-run, and add --force if that is what you want")
 
+    def _pseudonymise_known_ids(self) -> None:
+        """Show a rejected value that is a known participant's id as its pseudonym.
+
+        A file with swapped headers puts participant ids under another column (`exchange_id`),
+        where they are rejected as unknown references; the mask cannot tell an id from other
+        text, the roster can. Only this batch's reference rejects are looked at (a number out of
+        range that happens to equal a numeric id is not one), once per distinct value.
+        """
+        self.con.execute(
+            "UPDATE rejects SET value = k.pid, message = replace(message, "
+            "'''' || k.v || '''', 'a participant''s id (pseudonym ' || k.pid || ')') "
+            f"FROM (SELECT v, {hmac_sql('v', self.key)} AS pid FROM (SELECT DISTINCT value AS v "
+            "FROM rejects WHERE batch_id = $b AND rule = 'reference' AND value IS NOT NULL)) k "
+            "SEMI JOIN participants p ON p.participant_id = k.pid "
+            "WHERE rejects.batch_id = $b AND rejects.rule = 'reference' AND rejects.value = k.v",
+            {"b": self.batch_id})
+
     def summarise_rejects(self) -> None:
+        self._pseudonymise_known_ids()
         for rule, n in self.con.execute(
             "SELECT rule, count(*) FROM rejects WHERE batch_id = ? GROUP BY rule ORDER BY 2 DESC",
             [self.batch_id]).fetchall():
@@ -570,6 +593,8 @@ def load_paths(
     with ThreadPoolExecutor(max_workers=1) as pool:
         hashes = {f: pool.submit(sha256_file, f) for f in files}
         with build_next(warehouse, lock_timeout=lock_timeout, on_wait=on_wait) as con:
+            check_key(con, key, warehouse)
+            privacy.mask_stored_personal_data(con)
             _prepare_lookups(con)
             kinds: dict[Path, str] = {}
             for f in files:

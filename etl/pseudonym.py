@@ -3,7 +3,10 @@
 The key comes from the environment (`EXCHANGE_IMPACT_KEY`) or, failing that, from a key file
 beside the warehouse (`pseudonym.key`, owner-only permissions) that `etl demo` creates. The same
 key and source id always give the same pseudonym, so waves and later loads link up; without the
-key nobody can go back from a pseudonym to the id.
+key nobody can go back from a pseudonym to the id. Keys under 32 bytes are refused from either
+source. The warehouse keeps a fingerprint of its key (a truncated HMAC of a fixed message, never
+the key) in `meta`, and a load under another key is refused before it writes anything: its
+pseudonyms would not link to the earlier ones.
 
 HMAC is written out in SQL (RFC 2104: H((K^opad) || H((K^ipad) || m))) so that ten million rows
 are hashed by DuckDB's vectorised `sha256` on all cores instead of a Python loop.
@@ -21,9 +24,17 @@ from pathlib import Path
 
 from etl.errors import EtlError
 
-__all__ = ["KEY_ENV", "key_file", "resolve_key", "pseudonym", "hmac_sql", "PSEUDONYM_LENGTH"]
+__all__ = [
+    "KEY_ENV", "MIN_KEY_BYTES", "key_file", "resolve_key", "key_fingerprint", "check_key",
+    "pseudonym", "hmac_sql", "PSEUDONYM_LENGTH",
+]
 
 KEY_ENV = "EXCHANGE_IMPACT_KEY"
+# HMAC-SHA256's own block of entropy (RFC 2104 §3: keys shorter than the output weaken it); an
+# empty or short key makes every pseudonym computable by anyone who guesses it.
+MIN_KEY_BYTES = 32
+FINGERPRINT_KEY = "key_fingerprint"  # the meta row that holds it
+_FINGERPRINT_MESSAGE = b"exchange-impact key fingerprint"
 # Truncated HMAC (RFC 2104 §5) in base64: 12 characters carry 72 bits, so ten million people
 # collide with odds of about 1e-8; and DuckDB stores strings of up to 12 bytes inline, which makes
 # joins and copies of a ten-million-row log several times cheaper than with 32 hex digits.
@@ -43,9 +54,7 @@ def resolve_key(warehouse: Path, *, create: bool = False) -> bytes:
     """The pseudonymisation key: environment first, then the key file; `create` makes one."""
     env = os.environ.get(KEY_ENV)
     if env:
-        if len(env) < 16:
-            raise EtlError(f"{KEY_ENV} is shorter than 16 characters; use a long random secret")
-        return env.encode()
+        return _long_enough(env.encode(), KEY_ENV)
     path = key_file(warehouse)
     if path.exists():
         mode = path.stat().st_mode & 0o077
@@ -53,7 +62,7 @@ def resolve_key(warehouse: Path, *, create: bool = False) -> bytes:
             raise EtlError(
                 f"{path}: the pseudonymisation key is readable by others; run 'chmod 600 {path}'"
             )
-        return path.read_text().strip().encode()
+        return _long_enough(path.read_bytes().strip(), f"{path}: the pseudonymisation key")
     if not create:
         raise EtlError(
             f"no pseudonymisation key: set {KEY_ENV} to a long random secret (keep it; the same key "
@@ -64,6 +73,40 @@ def resolve_key(warehouse: Path, *, create: bool = False) -> bytes:
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_hex(32) + "\n")
     return path.read_text().strip().encode()
+
+
+def _long_enough(key: bytes, source: str) -> bytes:
+    """`key`, if it has at least `MIN_KEY_BYTES` bytes; else the EtlError that says so."""
+    if len(key) < MIN_KEY_BYTES:
+        raise EtlError(
+            f"{source} is {len(key)} bytes; at least {MIN_KEY_BYTES} are needed, or anyone can "
+            "compute the pseudonyms: use a long random secret (e.g. python -c \"import secrets; "
+            "print(secrets.token_hex(32))\"), the same one for every load of this warehouse")
+    return key
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A one-way, keyed digest that tells keys apart without revealing them (truncated HMAC)."""
+    return hmac.new(key, _FINGERPRINT_MESSAGE, hashlib.sha256).hexdigest()[:16]
+
+
+def check_key(con, key: bytes, warehouse: Path | str) -> None:
+    """Refuse a load into a warehouse built under another key; record the key's fingerprint.
+
+    Pseudonyms made under another key do not match the earlier ones: a survey wave would be
+    rejected row by row as "not in participants" and a corrected roster would add the same people
+    a second time. Called on the next warehouse before anything of the load is written; the first
+    load (or the first under a warehouse from before fingerprints) records the fingerprint.
+    """
+    mine = key_fingerprint(key)
+    rows = con.execute("SELECT value FROM meta WHERE key = ?", [FINGERPRINT_KEY]).fetchall()
+    if not rows:
+        con.execute("INSERT INTO meta VALUES (?, ?)", [FINGERPRINT_KEY, mine])
+    elif rows[0][0] != mine:
+        raise EtlError(
+            f"{warehouse}: the warehouse was built with another pseudonymisation key; loads under "
+            "this key would not link to earlier participants; use the original key or start a "
+            "new warehouse")
 
 
 def pseudonym(source_id: str, key: bytes) -> str:

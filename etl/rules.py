@@ -19,10 +19,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from etl import schema
+from etl import privacy, schema
 
-__all__ = ["Check", "Field", "fields_for", "plausible_date", "ENUMS", "WAVE_PATTERN",
-           "EARLIEST_DATE"]
+__all__ = ["Check", "Field", "fields_for", "plausible_date", "vocabulary_sql", "ENUMS",
+           "SYNONYMS", "WAVE_PATTERN", "EARLIEST_DATE"]
 
 ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
     ("clusters", "kind"): ("cluster", "network", "consortium"),
@@ -32,6 +32,23 @@ ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
     ("exchanges", "modality"): ("virtual", "blended", "physical"),
     ("exchanges", "setting"): ("curricular", "extracurricular"),
     ("participants", "role"): ("student", "teacher"),
+    ("participants", "gender"): ("female", "male", "non-binary", "another", "not reported"),
+}
+# Other spellings of a vocabulary's values, compared after lower-casing, trimming and turning runs
+# of spaces, '_' and '-' into one space (so "Non-Binary", "non_binary" and "non binary" are one).
+# An empty cell stays empty (NULL); the dashboard counts it as "not reported".
+SYNONYMS: dict[tuple[str, str], dict[str, str]] = {
+    ("participants", "gender"): {
+        "f": "female", "woman": "female", "girl": "female",
+        "m": "male", "man": "male", "boy": "male",
+        "non binary": "non-binary", "nonbinary": "non-binary", "nb": "non-binary",
+        "enby": "non-binary", "genderqueer": "non-binary",
+        "other": "another", "another gender": "another", "self described": "another",
+        "diverse": "another",
+        "prefer not to say": "not reported", "prefer not to answer": "not reported",
+        "unknown": "not reported", "not stated": "not reported", "undisclosed": "not reported",
+        "declined": "not reported", "n/a": "not reported", "na": "not reported",
+    },
 }
 WAVE_PATTERN = r"^(pre|mid|post|follow_?up(_[a-z0-9]+)?)$"
 # No exchange, partnership, event or survey answer of the program predates this.
@@ -64,7 +81,8 @@ def _raw(col: str) -> str:
 
 
 def _quote_value(expr: str) -> str:
-    return f"'''' || coalesce({expr}, '') || ''''"
+    """A value quoted in a reject's message, masked as `etl.privacy` says (e-mails, phones, IPs)."""
+    return f"'''' || coalesce({privacy.mask_sql(expr)}, '') || ''''"
 
 
 def _required(col: str, what: str) -> Check:
@@ -76,22 +94,48 @@ def _text(col: str, required: bool, doc: str) -> Field:
     return Field(col, _raw(col), checks)
 
 
-def _enum(kind: str, col: str, required: bool) -> Field:
+def _synonym_key(expr: str) -> str:
+    return f"trim(regexp_replace(lower({expr}), '[\\s_-]+', ' ', 'g'))"
+
+
+def _normalised(kind: str, col: str, expr: str) -> str:
+    """`expr` as the vocabulary of (kind, col) compares it: lower case, spellings mapped."""
     allowed = ENUMS[(kind, col)]
-    norm = f"lower({_raw(col)})"
+    norm = f"lower({expr})"
     if col == "income_group":
         norm = (
-            f"regexp_replace(regexp_replace(lower({_raw(col)}), '\\s*income$', ''), '[\\s_]+', '-', 'g')"
+            f"regexp_replace(regexp_replace(lower({expr}), '\\s*income$', ''), '[\\s_]+', '-', 'g')"
         )
+    if (kind, col) in SYNONYMS:
+        spelt = {a: a for a in allowed}
+        spelt.update(SYNONYMS[(kind, col)])
+        key = _synonym_key(expr)
+        # Keys as the comparison sees them: the vocabulary's own "non-binary" is "non binary".
+        whens = " ".join(f"WHEN {_lit(' '.join(a.replace('-', ' ').split()))} THEN {_lit(v)}"
+                         for a, v in spelt.items())
+        norm = f"CASE {key} {whens} ELSE {key} END"
+    return norm
+
+
+def vocabulary_sql(kind: str, col: str, expr: str) -> str:
+    """The vocabulary's value that `expr` spells (see `ENUMS`, `SYNONYMS`), NULL if none."""
+    norm = _normalised(kind, col, expr)
+    return f"CASE WHEN {norm} IN ({', '.join(map(_lit, ENUMS[(kind, col)]))}) THEN {norm} END"
+
+
+def _enum(kind: str, col: str, required: bool) -> Field:
+    allowed = ENUMS[(kind, col)]
+    norm = _normalised(kind, col, _raw(col))
     cond = f"{_raw(col)} IS NOT NULL AND {norm} NOT IN ({', '.join(map(_lit, allowed))})"
-    checks = [Check(
-        "allowed_values", cond,
-        f"{_quote_value(_raw(col))} || ' is not one of: {', '.join(allowed)}'",
-    )]
+    if (kind, col) in privacy.WITHHELD_COLUMNS:  # free text about a person: never quoted
+        msg = _lit(f"{col} is not one of: {', '.join(allowed)} (the value is withheld: personal "
+                   "data; see the row in the file)")
+    else:
+        msg = f"{_quote_value(_raw(col))} || ' is not one of: {', '.join(allowed)}'"
+    checks = [Check("allowed_values", cond, msg)]
     if required:
         checks.insert(0, _required(col, " | ".join(allowed)))
-    return Field(col, f"CASE WHEN {norm} IN ({', '.join(map(_lit, allowed))}) THEN {norm} END",
-                 tuple(checks))
+    return Field(col, vocabulary_sql(kind, col, _raw(col)), tuple(checks))
 
 
 def _latest_date(today: dt.date) -> dt.date:
@@ -187,7 +231,19 @@ def _reference(col: str, table: str, key: str, joined: str, *, shown: str | None
 
 
 def fields_for(kind: str, current_year: int) -> list[Field]:
-    """The fields of one contract kind, in warehouse column order (without batch_id)."""
+    """The fields of one contract kind, in warehouse column order (without batch_id).
+
+    A field's `shown` (what its rejects show of the value) is the pseudonym for participant ids,
+    else what `etl.privacy.shown_sql` allows: masked, or withheld for a person's attributes.
+    Free-text columns (`etl.privacy.FREE_TEXT`) are stored masked.
+    """
+    return [Field(f.name,
+                  privacy.mask_sql(f.typed) if (kind, f.name) in privacy.FREE_TEXT else f.typed,
+                  f.checks, f.shown or privacy.shown_sql(kind, f.name, _raw(f.name)))
+            for f in _fields(kind, current_year)]
+
+
+def _fields(kind: str, current_year: int) -> list[Field]:
     s = _raw
     if kind == "clusters":
         return [
@@ -265,7 +321,7 @@ def fields_for(kind: str, current_year: int) -> list[Field]:
                   shown="p._pid"),
             _reference("institution_id", "institutions", "institution_id", "i.institution_id"),
             _enum("participants", "role", True),
-            _text("gender", False, ""),
+            _enum("participants", "gender", False),
             _number("birth_year", 1900, current_year, integer=True),
             Field("comparison", f"CASE WHEN {comparison} IN {truthy} THEN true "
                                 f"WHEN {comparison} IN {falsy} THEN false END",

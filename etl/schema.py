@@ -99,7 +99,7 @@ INSTITUTIONS = Table(
         Column("cluster_id", "VARCHAR", True, "cluster the institution belongs to"),
         Column("timezone", "VARCHAR", True, "IANA time zone; naive times are read in it"),
         Column("kind", "VARCHAR", True, "school | university | other"),
-        Column("city", "VARCHAR", doc="city"),
+        Column("city", "VARCHAR", doc="city (e-mails, phones and IPs masked)"),
         Column("income_group", "VARCHAR", doc="World Bank income group: low | lower-middle | upper-middle | high"),
         Column("connectivity", "VARCHAR", doc="low | medium | high"),
         BATCH_ID,
@@ -157,7 +157,8 @@ PARTICIPANTS = Table(
         Column("participant_id", "VARCHAR", True, "keyed-hash pseudonym (HMAC-SHA256) of the source id"),
         Column("institution_id", "VARCHAR", True, "home institution"),
         Column("role", "VARCHAR", True, "student | teacher"),
-        Column("gender", "VARCHAR", doc="as reported; free text kept as given"),
+        Column("gender", "VARCHAR", doc="female | male | non-binary | another | not reported "
+                                        "(spellings mapped; empty = not reported)"),
         Column("birth_year", "INTEGER", doc="year of birth"),
         Column("comparison", "BOOLEAN", doc="true for a non-participating comparison group"),
         BATCH_ID,
@@ -173,7 +174,8 @@ EVENTS = Table(
         Column("participant_id", "VARCHAR", True, "pseudonym", UNCOMPRESSED),
         Column("exchange_id", "VARCHAR", True, "exchange"),
         Column("occurred_at", "TIMESTAMPTZ", True, "UTC instant; naive input read in the institution's zone"),
-        Column("activity", "VARCHAR", True, "what was done (message, video call, upload, ...)"),
+        Column("activity", "VARCHAR", True, "what was done (message, video call, upload, ...); "
+               "e-mails, phone numbers and IP addresses masked"),
         Column("minutes", "DOUBLE", doc="duration in minutes"),
         BATCH_ID,
     ),
@@ -242,8 +244,9 @@ REJECTS = Table(
         Column("row_number", "BIGINT", doc="row in the file, header = row 1 (line for CSV)"),
         Column("column_name", "VARCHAR", doc="offending column"),
         Column("rule", "VARCHAR", doc="rule broken, e.g. range, reference, date"),
-        Column("value", "VARCHAR", doc="offending value (pseudonymised where identifying)"),
-        Column("message", "VARCHAR", doc="readable explanation"),
+        Column("value", "VARCHAR", doc="offending value: pseudonym for participant ids, e-mails, "
+               "phones and IPs masked, a person's coded attributes [withheld]"),
+        Column("message", "VARCHAR", doc="readable explanation (quotes the value as masked)"),
     ),
     doc="Rows refused by validation, with the rule each broke.",
 )
@@ -254,7 +257,8 @@ META = Table(
         Column("key", "VARCHAR", doc="setting"),
         Column("value", "VARCHAR", doc="value"),
     ),
-    doc="data_version and other facts about the warehouse file.",
+    doc="data_version, built_at, build_id and key_fingerprint (a one-way digest of the "
+        "pseudonymisation key, never the key) of the warehouse file.",
 )
 
 TABLES: dict[str, Table] = {

@@ -1,11 +1,12 @@
 """The warehouse file's life cycle: one writer builds the next file and swaps it in; readers
 reopen when it changes.
 
-Writer (`build_next`): take the lock file, copy the live file to a private `.next` file in the
-same folder, let the caller change it, bump `data_version`, CHECKPOINT, close, fsync and
-`os.replace` it over the live path. A writer killed at any point leaves the live file as it was;
-the half-built `.next` file is removed by the next writer. A second writer waits for the lock (up
-to `lock_timeout` seconds) and then starts from the first one's result, so no load is lost.
+Writer (`build_next`): take the lock file, copy the live file into a private `.next` folder in
+the same folder (owner-only, 0700; the copy, its WAL and the final file are 0600), let the caller
+change it, bump `data_version`, CHECKPOINT, close, fsync and `os.replace` it over the live path.
+A writer killed at any point leaves the live file as it was; the half-built `.next` folder is
+removed by the next writer. A second writer waits for the lock (up to `lock_timeout` seconds) and
+then starts from the first one's result, so no load is lost.
 
 Readers (`Reader`): open `read_only=True` lazily, in the process that uses it (after a gunicorn
 fork), and reopen when the live path points at a new file (inode or size/mtime changed). Within
@@ -82,8 +83,21 @@ def lock_path(warehouse: Path) -> Path:
     return warehouse.with_name(warehouse.name + ".lock")
 
 
-def _next_path(warehouse: Path) -> Path:
+def _next_dir(warehouse: Path) -> Path:
     return warehouse.with_name(f".{warehouse.name}.next-{os.getpid()}")
+
+
+def _owner_only(folder: Path) -> None:
+    """Make what DuckDB created in `folder` (by the umask) owner-only: files 0600, folders 0700."""
+    for p in folder.rglob("*"):
+        with contextlib.suppress(FileNotFoundError):
+            p.chmod(0o700 if p.is_dir() else 0o600)
+
+
+def _private_copy(src: Path, dst: Path) -> None:
+    """Copy `src` to a new owner-only file `dst` (created 0600, whatever the umask)."""
+    os.close(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    shutil.copyfile(src, dst)  # keeps dst's mode; copies in the kernel (sendfile) on Linux
 
 
 def create_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -179,12 +193,19 @@ def build_next(
             ) from None
     try:
         _remove_stale(warehouse)
-        nxt = _next_path(warehouse)
-        tmp_dir = nxt.with_name(nxt.name + ".tmp")
+        # Everything a build writes (the copy, DuckDB's WAL and spill files) lives in a folder only
+        # the owner can enter: a writer killed mid-load leaves a full copy of the warehouse
+        # behind until the next load, and it must not be readable by other users meanwhile.
+        private = _next_dir(warehouse)
+        private.mkdir(mode=0o700)
+        private.chmod(0o700)  # mkdir's mode is filtered by the umask; this one is not
+        nxt = private / warehouse.name
+        tmp_dir = private / "tmp"
         if warehouse.exists():
-            shutil.copyfile(warehouse, nxt)
+            _private_copy(warehouse, nxt)
         con = _open_next(warehouse, nxt, tmp_dir)
         try:
+            _owner_only(private)  # the new file and its WAL, which DuckDB made by the umask
             try:
                 yield con
             except NoChange:
@@ -203,6 +224,7 @@ def build_next(
             con.execute("CHECKPOINT")
         finally:
             con.close()
+        _owner_only(private)  # the live warehouse is owner-only, whatever the umask
         fd = os.open(nxt, os.O_RDONLY)
         try:
             os.fsync(fd)

@@ -192,6 +192,14 @@ def test_not_estimable_is_reported_not_hidden_and_inputs_checked():
         fit_random_intercept(np.ones(3), np.ones((3, 1)), np.array([0.5, 1, 2]))
 
 
+def test_a_scale_whose_rows_all_lack_their_group_is_not_estimable_not_a_crash():
+    # Issue 8: answers whose participants were no longer in the roster (a roster reloaded under
+    # another key) had no group; the model crashed the load with "cannot reshape array of size 0".
+    d = generated(20, 3, modality=True).assign(modality=None)
+    out = longitudinal_model(d, group="modality")
+    assert out.term.tolist() == ["not_estimable"] and out.n_obs.tolist() == [0]
+
+
 def test_wave_order():
     assert wave_order(["followup_12m", "post", "followup_6m", "pre", "x"]) == [
         "pre", "post", "followup_6m", "followup_12m", "x"]

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from analytics.export import DANGEROUS_PREFIXES, neutralise
 from etl.pseudonym import PSEUDONYM_LENGTH, hmac_sql, pseudonym
 
-KEY = b"a-test-key-of-some-length"
+KEY = b"a-test-key-of-some-length-at-least-32-bytes"
 
 
 @settings(max_examples=300, deadline=None)
