@@ -351,13 +351,17 @@ class _FileLoader:
         elif self.direct:
             self._insert_direct()
         else:
-            names = [f.name for f in self.fields]
-            cols = ", ".join(f'"{n}"' for n in names)
-            self.report.rows_accepted = self.con.execute(
-                f'INSERT INTO "{self.table.name}" ({cols}, batch_id) SELECT '
-                + ", ".join(f'"t_{n}"' for n in names)
-                + f", {self.batch_id} FROM stage WHERE NOT _bad").fetchall()[0][0]
+            self.report.rows_accepted = self._insert_good("stage")
         self._settle()
+
+    def _insert_good(self, staged: str) -> int:
+        """Insert the typed values of the staged rows that broke no rule, under this batch."""
+        names = [f.name for f in self.fields]
+        cols = ", ".join(f'"{n}"' for n in names)
+        return self.con.execute(
+            f'INSERT INTO "{self.table.name}" ({cols}, batch_id) SELECT '
+            + ", ".join(f'"t_{n}"' for n in names)
+            + f", {self.batch_id} FROM {staged} WHERE NOT _bad").fetchall()[0][0]
 
     def _insert_direct(self) -> None:
         """Insert the good rows straight from the staging query; reject only if some were left out.
@@ -365,12 +369,7 @@ class _FileLoader:
         The rejects are computed (a second pass over the file's rows) only when the insert left
         rows out; the transaction around the file keeps it all-or-nothing.
         """
-        names = [f.name for f in self.fields]
-        cols = ", ".join(f'"{c}"' for c in names)
-        self.report.rows_accepted = self.con.execute(
-            f'INSERT INTO "{self.table.name}" ({cols}, batch_id) SELECT '
-            + ", ".join(f'"t_{c}"' for c in names)
-            + f", {self.batch_id} FROM {self.staged} WHERE NOT _bad").fetchall()[0][0]
+        self.report.rows_accepted = self._insert_good(self.staged)
         self.report.rows_rejected = self.report.rows_in - self.report.rows_accepted
         if self.report.rows_rejected:
             self._reject()

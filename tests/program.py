@@ -100,6 +100,18 @@ IDENTIFYING = [p[k] for p in PARTICIPANTS for k in ("participant_id", "name", "e
     "STU-9999"]
 
 
+def q(wh: Path, sql: str, params=None) -> list[tuple]:
+    """Rows of a query on a warehouse file, opened read-only as a reader would."""
+    import duckdb
+
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
 def write_csv(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:

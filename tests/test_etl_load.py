@@ -4,21 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pytest
 
 from etl.pseudonym import pseudonym
 from tests import program as P
 
-
-def q(wh: Path, sql: str, params=None):
-    con = duckdb.connect(str(wh), read_only=True)
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
+q = P.q
 
 
 def count(wh: Path, table: str) -> int:

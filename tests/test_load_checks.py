@@ -11,13 +11,7 @@ import pytest
 
 from tests import program as P
 
-
-def q(wh: Path, sql: str, params=None):
-    con = duckdb.connect(str(wh), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
+q = P.q
 
 
 def _load(*args: str):

@@ -30,12 +30,7 @@ PHONE = "+33 6 12 34 56 78"
 IP = "192.168.10.23"
 
 
-def q(wh: Path, sql: str, params=None):
-    con = duckdb.connect(str(wh), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
+q = P.q
 
 
 @pytest.fixture

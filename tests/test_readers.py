@@ -22,15 +22,11 @@ from etl.errors import RefusedFile
 from etl.load import load_paths
 from tests import program as P
 
-SAMPLES = Path("/work/shared/samples")
+# shared/ lies beside the checkout, here and on CI.
+SAMPLES = P.ROOT.parent / "shared" / "samples"
 
 
-def q(wh: Path, sql: str, params=None):
-    con = duckdb.connect(str(wh), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
+q = P.q
 
 
 def _warehouse(folder: Path) -> Path:
