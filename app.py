@@ -66,6 +66,8 @@ app.layout = html.Div(
 )
 
 server = app.server
+# A forged or broken callback request is a 400 before Dash's dispatcher can make it a 500.
+server.before_request(_ui.refuse_malformed_callbacks)
 
 
 if __name__ == "__main__":
