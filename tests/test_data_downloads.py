@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -26,41 +27,66 @@ def demo_warehouse(tmp_path_factory) -> Path:
     return wh
 
 
-def respond(client, button: str, table: str, fmt: str) -> dict:
-    """The callback's whole response: the file (data-download-file) and the status line."""
-    body = {
-        "output": "..data-download-file.data...data-download-status.children..",
+def _body(button: str, table: object, fmt: object, pending: object = None) -> dict:
+    """The download callback's request, as the page posts it for a click or a poll."""
+    return {
+        "output": "..data-download-file.data...data-download-status.children..."
+                  "data-download-pending.data...data-download-poll.disabled..",
         "outputs": [{"id": "data-download-file", "property": "data"},
-                    {"id": "data-download-status", "property": "children"}],
+                    {"id": "data-download-status", "property": "children"},
+                    {"id": "data-download-pending", "property": "data"},
+                    {"id": "data-download-poll", "property": "disabled"}],
         "inputs": [{"id": "data-download-button", "property": "n_clicks",
                     "value": 1 if button == "data-download-button" else None},
                    {"id": "data-download-all", "property": "n_clicks",
-                    "value": 1 if button == "data-download-all" else None}],
+                    "value": 1 if button == "data-download-all" else None},
+                   {"id": "data-download-poll", "property": "n_intervals",
+                    "value": 1 if button == "data-download-poll" else None}],
         "state": [{"id": "data-download-table", "property": "value", "value": table},
-                  {"id": "data-download-format", "property": "value", "value": fmt}],
-        "changedPropIds": [f"{button}.n_clicks"],
+                  {"id": "data-download-format", "property": "value", "value": fmt},
+                  {"id": "data-download-pending", "property": "data", "value": pending}],
+        "changedPropIds": [f"{button}.{'n_intervals' if button.endswith('poll') else 'n_clicks'}"],
     }
-    r = client.post("/_dash-update-component", data=json.dumps(body),
+
+
+def respond(client, button: str, table: object, fmt: object, pending: object = None) -> dict:
+    """The callback's whole response: the file (data-download-file), the status line, the
+    pending request and whether the page keeps polling."""
+    r = client.post("/_dash-update-component", data=json.dumps(_body(button, table, fmt, pending)),
                     content_type="application/json")
     assert r.status_code == 200, r.data[:500]
     return json.loads(r.data)["response"]
 
 
 def click(client, button: str, table: str, fmt: str) -> dict:
-    return respond(client, button, table, fmt)["data-download-file"]["data"]
+    """Click, then poll as the page does until the file comes (waits on the builder's state,
+    bounded by the test timeout)."""
+    got = respond(client, button, table, fmt)
+    while "data-download-file" not in got:
+        pending = got["data-download-pending"]["data"]
+        assert pending, json.dumps(got)[:500]  # neither a file nor still building: a failure
+        assert got["data-download-poll"]["disabled"] is False
+        time.sleep(0.2)
+        got = respond(client, "data-download-poll", None, None, pending)
+    return got["data-download-file"]["data"]
 
 
 def test_a_file_that_cannot_be_made_says_why_beside_the_button(demo_warehouse: Path,
                                                                monkeypatch):
     monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(demo_warehouse))
     import app
-    from analytics import export
+    from analytics import downloads, export
 
     monkeypatch.setattr(export, "XLSX_MAX_ROWS", 100)  # the demo's scores are longer
-    got = respond(app.server.test_client(), "data-download-button", "scale_scores", "xlsx")
+    artefact = downloads.Artefact("scale_scores", "xlsx")
+    with pytest.raises(export.ExportError):  # the builder, run here so that the patch applies
+        downloads.build(demo_warehouse, artefact)
+    pending = {"table": "scale_scores", "fmt": "xlsx", "polls": 1}
+    got = respond(app.server.test_client(), "data-download-poll", None, None, pending)
     assert "data-download-file" not in got  # no file, and no server error
     status = json.dumps(got["data-download-status"]["children"])
     assert "No file" in status and "XLSX" in status
+    assert got["data-download-poll"]["disabled"] is True
 
 
 @pytest.mark.parametrize("fmt", ["csv", "xlsx"])
@@ -102,3 +128,53 @@ def test_all_tables_download_is_a_zip_with_the_codebook(demo_warehouse: Path, mo
     assert any(n.startswith("prepost") and n.endswith(".parquet") for n in names)
     package = json.loads(z.read("datapackage.json"))
     assert len(package["resources"]) >= 5
+
+
+def test_requests_for_one_file_start_one_build_and_the_file_is_private(demo_warehouse: Path,
+                                                                       monkeypatch):
+    """Four requests at once (as from several workers) start one builder; the file appears
+    whole (temp name + rename), owner-only, in the build's folder beside the warehouse."""
+    import threading
+
+    from analytics import downloads
+    from etl.warehouse import connect_read_only
+
+    spawned = []
+    real_spawn = downloads._spawn
+    monkeypatch.setattr(downloads, "_spawn",
+                        lambda *a: (spawned.append(a[1]), real_spawn(*a))[1])
+    artefact = downloads.Artefact("reliability", "parquet")
+    con = connect_read_only(demo_warehouse)
+    build_id, version = downloads.build_key(con)
+    start = threading.Barrier(4)
+    answers: list[downloads.Status] = []
+
+    def ask() -> None:
+        cur = con.cursor()
+        start.wait()
+        answers.append(downloads.request(cur, demo_warehouse, artefact, retry=True))
+        cur.close()
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(answers) == 4 and spawned == [artefact]
+    status = answers[0]
+    while status.path is None:  # wait for the builder (state, not time)
+        assert status.error is None, status.error
+        time.sleep(0.2)
+        status = downloads.request(con, demo_warehouse, artefact)
+    con.close()
+    assert spawned == [artefact]
+    where = downloads.folder(demo_warehouse, build_id, downloads.materialise.DEFAULT_MIN_CELL)
+    assert status.path == where / f"reliability_v{version}.parquet"
+    assert where.parent == demo_warehouse.with_name(demo_warehouse.name + ".downloads")
+    assert oct(where.stat().st_mode & 0o777) == "0o700"
+    assert oct(where.parent.stat().st_mode & 0o777) == "0o700"
+    assert oct(status.path.stat().st_mode & 0o777) == "0o600"
+    assert not list(where.glob("*.tmp"))
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(status.path).num_rows > 0
