@@ -178,3 +178,28 @@ def test_requests_for_one_file_start_one_build_and_the_file_is_private(demo_ware
     import pyarrow.parquet as pq
 
     assert pq.read_table(status.path).num_rows > 0
+
+
+@pytest.mark.browser
+def test_in_the_browser_a_click_says_preparing_and_the_file_then_downloads(
+        dash_duo, demo_warehouse: Path, monkeypatch):
+    """The real page in headless Chromium: the zip of every table as XLSX (not built yet) is
+    announced as being prepared, and arrives by itself in the download folder."""
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(demo_warehouse))
+    import app
+
+    dash_duo.start_server(app.app)
+    dash_duo.wait_for_page(dash_duo.server_url + "/data")
+    dash_duo.wait_for_element("#data-download-all")
+    js_click = "arguments[0].click()"  # below the fold: no scrolling needed
+    dash_duo.driver.execute_script(
+        js_click, dash_duo.find_element("#data-download-format input[value='xlsx']"))
+    dash_duo.driver.execute_script(js_click, dash_duo.find_element("#data-download-all"))
+    dash_duo.wait_for_contains_text("#data-download-status", "Preparing", timeout=30)
+    dash_duo.wait_for_no_elements("#data-download-preparing", timeout=240)
+    got = Path(dash_duo.download_path) / "exchange_impact_v1_xlsx.zip"
+    while not got.exists():  # Chromium renames its .crdownload file when complete
+        time.sleep(0.2)
+    names = set(zipfile.ZipFile(got).namelist())
+    assert {"datapackage.json", "CODEBOOK.md", "scale_scores_v1.xlsx"} <= names
+    assert dash_duo.get_logs() == []
