@@ -8,7 +8,7 @@ warehouse build and suppression threshold:
     data/warehouse.duckdb.downloads/<build_id>-k<min_cell>/scale_scores_v7.xlsx
 
 The build id (meta table) changes with every file the loader swaps in, so a cached file is never
-stale; folders of earlier builds are removed once they have been idle for `KEEP_OLD_SECONDS`.
+stale; a later build removes earlier builds' folders unchanged for `KEEP_OLD_SECONDS`.
 Folders are owner-only (0700), files too (0600): they hold the same numbers as the warehouse.
 
 Why not in the request: an XLSX of the row-level scores of 10,000 people takes 15-30 s to write
@@ -57,7 +57,7 @@ __all__ = [
     "build",
 ]
 
-KEEP_OLD_SECONDS = 3600.0  # an earlier build's folder is removed after an hour without use
+KEEP_OLD_SECONDS = 3600.0  # an earlier build's folder goes once unchanged for an hour
 _ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -272,8 +272,8 @@ def _write_atomic(target: Path, data: bytes) -> None:
 
 
 def _remove_old(warehouse: Path, keep: Path) -> None:
-    """Remove other builds' folders that nobody has used for `KEEP_OLD_SECONDS` (a worker may
-    still read the previous build for a moment after a load)."""
+    """Remove other builds' folders unchanged for `KEEP_OLD_SECONDS` (not at once: a worker
+    may still read the previous build for a moment after a load, and serve its files)."""
     now = time.time()
     for p in cache_root(warehouse).iterdir():
         if p == keep or not p.is_dir():

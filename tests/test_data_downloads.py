@@ -203,3 +203,34 @@ def test_in_the_browser_a_click_says_preparing_and_the_file_then_downloads(
     names = set(zipfile.ZipFile(got).namelist())
     assert {"datapackage.json", "CODEBOOK.md", "scale_scores_v1.xlsx"} <= names
     assert dash_duo.get_logs() == []
+
+
+def test_a_failed_write_leaves_no_file_and_old_builds_are_removed(demo_warehouse: Path):
+    """The file is the whole file or none (a write that fails leaves neither it nor its temp
+    file); a build removes earlier builds' folders unchanged for an hour, and keeps newer
+    ones (a worker may still be reading them)."""
+    import os
+
+    from analytics import downloads
+    from etl.warehouse import connect_read_only
+
+    root = downloads.cache_root(demo_warehouse)
+    downloads._private_dir(root / "scratch")
+    target = root / "scratch" / "x.csv"
+    with pytest.raises(TypeError):
+        downloads._write_atomic(target, "not bytes")  # type: ignore[arg-type]
+    assert list((root / "scratch").iterdir()) == []
+    old, recent = root / "0ld-k10", root / "recent-k10"
+    for p in (old, recent):
+        downloads._private_dir(p)
+        (p / "prepost_v0.csv").write_bytes(b"x")
+    st = old.stat()
+    os.utime(old, (st.st_atime - 2 * downloads.KEEP_OLD_SECONDS,
+                   st.st_mtime - 2 * downloads.KEEP_OLD_SECONDS))
+    status = downloads.build(demo_warehouse, downloads.Artefact("attrition", "csv"))
+    assert status.path is not None and status.path.exists()
+    assert not old.exists() and recent.exists()
+    con = connect_read_only(demo_warehouse)
+    k = downloads.materialise.DEFAULT_MIN_CELL
+    assert status.path.parent.name == f"{downloads.build_key(con)[0]}-k{k}"
+    con.close()
