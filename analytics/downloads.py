@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,7 @@ __all__ = [
     "folder",
     "request",
     "build",
+    "cached_file",
 ]
 
 KEEP_OLD_SECONDS = 3600.0  # an earlier build's folder goes once unchanged for an hour
@@ -82,6 +84,22 @@ class Artefact:
         if self.table is None:
             return f"exchange_impact_v{version}_{self.fmt}.zip"
         return f"{self.table}_v{version}.{self.fmt}"
+
+
+_FORMATS = "|".join(export.FORMATS)
+_NAME = re.compile(rf"(?:(?:{'|'.join(export.TABLES)})_v\d+\.(?:{_FORMATS})"
+                   rf"|exchange_impact_v\d+_(?:{_FORMATS})\.zip)")
+_KEY = re.compile(r"[A-Za-z0-9_-]{1,100}-k\d{1,4}")
+
+
+def cached_file(warehouse: Path, key: str, name: str) -> Path | None:
+    """The built file `name` in the cache folder `key` (as in `folder`), or None: the names are
+    checked against what this module writes (so a URL can name nothing else, no lock file, no
+    path outside the cache) before the file system is asked."""
+    if not _KEY.fullmatch(key) or not _NAME.fullmatch(name):
+        return None
+    path = cache_root(warehouse) / key / name
+    return path if path.is_file() else None
 
 
 @dataclass(frozen=True)

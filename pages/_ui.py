@@ -171,6 +171,29 @@ def refuse_malformed_callbacks() -> None:
                 raise bad_input(f"{item['id']}.pathname must start with '/'")
 
 
+DOWNLOAD_ROUTE = "/_downloads/<key>/<name>"
+
+
+def download_url(path: Path) -> str:
+    """The URL `send_download` answers for a file built by `analytics.downloads`."""
+    return f"/_downloads/{path.parent.name}/{path.name}"
+
+
+def send_download(key: str, name: str) -> Any:
+    """Flask view (app.py) for the Data page's download files: streamed from the cache beside
+    the warehouse (gunicorn hands the file to sendfile), so even a large file costs a worker
+    no memory and no encoding, unlike a base64 copy inside a callback's JSON answer."""
+    from flask import abort, send_file
+
+    from analytics import downloads
+
+    path = downloads.cached_file(reader().warehouse, key, name)
+    if path is None:
+        abort(404, description="No such download (a newer data version may have replaced it); "
+                               "ask for it again on the Data page.")
+    return send_file(path, as_attachment=True, download_name=name, max_age=0)
+
+
 def _flat(items: list[Any]) -> Iterable[Any]:
     """Items of an inputs/state list; pattern-matching (ALL) inputs come as nested lists."""
     for item in items:

@@ -8,7 +8,7 @@ from typing import Any
 import dash
 import dash_bootstrap_components as dbc
 import pandas as pd
-from dash import Input, Output, State, callback, dcc, html
+from dash import Input, Output, State, callback, clientside_callback, dcc, html
 
 from analytics import codebook, downloads, export, materialise
 from analytics import queries as q
@@ -27,7 +27,8 @@ DL_TABLE = "data-download-table"
 DL_FORMAT = "data-download-format"
 DL_BUTTON = "data-download-button"
 DL_ALL = "data-download-all"
-DL_FILE = "data-download-file"
+DL_FILE = "data-download-file"  # {"url": …, "filename": …} of the file to download now
+DL_FIRED = "data-download-fired"
 DL_NOTE = "data-download-note"
 DL_STATUS = "data-download-status"
 DL_PENDING = "data-download-pending"  # {"table": str | None, "fmt": str} while a file is built
@@ -70,7 +71,8 @@ def download_form() -> html.Div:
                 "threshold are shown as suppressed with the reason. Each file is built once "
                 "per data version: the first download of a large table takes a moment.")),
             html.Div(id=DL_STATUS, role="status", className="small"),
-            dcc.Download(id=DL_FILE),
+            dcc.Store(id=DL_FILE),
+            dcc.Store(id=DL_FIRED),
             dcc.Store(id=DL_PENDING),
             dcc.Interval(id=DL_POLL, interval=POLL_MS, disabled=True),
         ]
@@ -172,8 +174,9 @@ def warnings_and_downloads(_store: dict[str, Any] | None) -> tuple[Any, Any]:
 def download(_one: int | None, _all: int | None, _tick: int | None, table: Any, fmt: Any,
              pending: Any) -> tuple[Any, Any, Any, bool]:
     """A click asks for the file; while it is being built (`analytics.downloads`, in its own
-    process) the page asks again every second and the file is sent when it is there. No
-    request builds anything, so none holds a server worker for more than a moment."""
+    process) the page asks again every second. When it is there the browser fetches it from
+    its own URL (`_ui.send_download`, streamed). No request builds anything, so none holds a
+    server worker for more than a moment."""
     trigger = dash.ctx.triggered_id
     polls = 0
     if trigger == DL_POLL:
@@ -197,7 +200,8 @@ def download(_one: int | None, _all: int | None, _tick: int | None, table: Any, 
     except (export.ExportError, materialise.ResultsError, OSError) as e:
         return dash.no_update, _no_file(str(e)), None, True
     if status.path is not None:
-        return dcc.send_file(str(status.path), filename=status.filename), None, None, True
+        ready = {"url": _ui.download_url(status.path), "filename": status.filename}
+        return ready, None, None, True
     if status.error is not None:
         # e.g. a table too long for one XLSX sheet: say so where the button is, not a 500
         return dash.no_update, _no_file(status.error), None, True
@@ -209,3 +213,24 @@ def download(_one: int | None, _all: int | None, _tick: int | None, table: Any, 
 
 def _no_file(reason: str) -> dbc.Alert:
     return dbc.Alert(f"No file: {reason}", color="warning", className="mt-2")
+
+
+# The browser downloads the file from its URL (an <a download> click): the server streams it
+# and the browser's download manager shows the progress; nothing passes through Dash's JSON.
+clientside_callback(
+    """
+    function(file) {
+        if (!file || !file.url) { return window.dash_clientside.no_update; }
+        const a = document.createElement("a");
+        a.href = file.url;
+        a.download = file.filename || "";
+        document.body.appendChild(a);
+        a.click();
+        a.remove();
+        return file.url;
+    }
+    """,
+    Output(DL_FIRED, "data"),
+    Input(DL_FILE, "data"),
+    prevent_initial_call=True,
+)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import subprocess
@@ -58,9 +57,10 @@ def respond(client, button: str, table: object, fmt: object, pending: object = N
     return json.loads(r.data)["response"]
 
 
-def click(client, button: str, table: str, fmt: str) -> dict:
-    """Click, then poll as the page does until the file comes (waits on the builder's state,
-    bounded by the test timeout)."""
+def click(client, button: str, table: str, fmt: str) -> tuple[str, bytes]:
+    """Click, poll as the page does until the file is ready (waits on the builder's state,
+    bounded by the test timeout), then fetch it from its URL as the browser does: the file's
+    name and bytes."""
     got = respond(client, button, table, fmt)
     while "data-download-file" not in got:
         pending = got["data-download-pending"]["data"]
@@ -68,7 +68,12 @@ def click(client, button: str, table: str, fmt: str) -> dict:
         assert got["data-download-poll"]["disabled"] is False
         time.sleep(0.2)
         got = respond(client, "data-download-poll", None, None, pending)
-    return got["data-download-file"]["data"]
+    ready = got["data-download-file"]["data"]
+    r = client.get(ready["url"])
+    assert r.status_code == 200, r.data[:300]
+    assert r.headers["Content-Disposition"].startswith("attachment")
+    assert ready["filename"] in r.headers["Content-Disposition"]
+    return ready["filename"], r.data
 
 
 def test_a_file_that_cannot_be_made_says_why_beside_the_button(demo_warehouse: Path,
@@ -95,8 +100,7 @@ def test_a_table_download_equals_the_cli_export(demo_warehouse: Path, tmp_path: 
     monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(demo_warehouse))
     import app
 
-    got = click(app.server.test_client(), "data-download-button", "prepost", fmt)
-    data = base64.b64decode(got["content"])
+    filename, data = click(app.server.test_client(), "data-download-button", "prepost", fmt)
     out = tmp_path / f"prepost.{fmt}"
     res = subprocess.run([sys.executable, "-m", "analytics", "export", "prepost", "--format", fmt,
                           "--out", str(out), "--warehouse", str(demo_warehouse)],
@@ -107,7 +111,7 @@ def test_a_table_download_equals_the_cli_export(demo_warehouse: Path, tmp_path: 
         strip = lambda b: [ln.rsplit(b",", 1)[0] for ln in b.splitlines()]  # noqa: E731
         assert data.startswith(b"\xef\xbb\xbf")
         assert strip(data) == strip(out.read_bytes())
-        assert got["filename"] == out.name or got["filename"].startswith("prepost")
+        assert filename.startswith("prepost_v") and filename.endswith(".csv")
     else:
         import pandas as pd
 
@@ -121,8 +125,9 @@ def test_all_tables_download_is_a_zip_with_the_codebook(demo_warehouse: Path, mo
     monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(demo_warehouse))
     import app
 
-    got = click(app.server.test_client(), "data-download-all", "prepost", "parquet")
-    z = zipfile.ZipFile(io.BytesIO(base64.b64decode(got["content"])))
+    filename, data = click(app.server.test_client(), "data-download-all", "prepost", "parquet")
+    assert filename.endswith("_parquet.zip")
+    z = zipfile.ZipFile(io.BytesIO(data))
     names = set(z.namelist())
     assert {"datapackage.json", "CODEBOOK.md"} <= names
     assert any(n.startswith("prepost") and n.endswith(".parquet") for n in names)
@@ -234,3 +239,25 @@ def test_a_failed_write_leaves_no_file_and_old_builds_are_removed(demo_warehouse
     k = downloads.materialise.DEFAULT_MIN_CELL
     assert status.path.parent.name == f"{downloads.build_key(con)[0]}-k{k}"
     con.close()
+
+
+def test_the_file_route_serves_only_built_download_files(demo_warehouse: Path, monkeypatch):
+    """/_downloads/<key>/<name> names a built file or answers 404: no lock or error file, no
+    path outside the cache, no file of a build that is not there."""
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(demo_warehouse))
+    import app
+    from analytics import downloads
+
+    client = app.server.test_client()
+    status = downloads.build(demo_warehouse, downloads.Artefact("prepost", "csv"))
+    key = status.path.parent.name
+    assert client.get(f"/_downloads/{key}/{status.path.name}").status_code == 200
+    for url in (f"/_downloads/{key}/.{status.path.name}.lock",
+                f"/_downloads/{key}/prepost_v999.csv",
+                f"/_downloads/{key}/..%2F..%2Fwarehouse.duckdb",
+                f"/_downloads/..%2F{key}/{status.path.name}",
+                f"/_downloads/nokey-k10/{status.path.name}"):
+        r = client.get(url)
+        # 404 from the route, or (a path it does not match) the app's own page: never a file
+        assert r.status_code == 404 or r.mimetype == "text/html", (url, r.status_code)
+        assert "Content-Disposition" not in r.headers, url

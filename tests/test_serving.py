@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -132,8 +131,9 @@ def _download_body(button: str, pending: dict | None = None) -> dict:
     return _body(button, "scale_scores", "xlsx", pending)
 
 
-def _fetch(base: str, button: str) -> tuple[dict, list[int]]:
-    """Click, then poll as the page does until the file comes; the file and every status."""
+def _fetch(base: str, button: str) -> tuple[tuple[str, bytes], list[int]]:
+    """Click, poll as the page does until the file is ready, then GET it from its URL: the
+    file's name and bytes, and every status code on the way."""
     codes = []
     code, data = post(base, _download_body(button))
     codes.append(code)
@@ -141,12 +141,17 @@ def _fetch(base: str, button: str) -> tuple[dict, list[int]]:
     while code == 200 and "data-download-file" not in got:
         pending = got["data-download-pending"]["data"]
         if not pending:  # neither a file nor still building
-            break
+            return ("", b""), codes
         time.sleep(0.2)
         code, data = post(base, _download_body("data-download-poll", pending))
         codes.append(code)
         got = json.loads(data)["response"] if code == 200 else {}
-    return got.get("data-download-file", {}).get("data", {}), codes
+    if code != 200:
+        return ("", b""), codes
+    ready = got["data-download-file"]["data"]
+    with urllib.request.urlopen(base + ready["url"], timeout=60) as r:
+        codes.append(r.status)
+        return (ready["filename"], r.read()), codes
 
 
 def _pages(base: str, bodies: list[dict], stop: threading.Event, codes: list) -> None:
@@ -211,12 +216,12 @@ def test_downloads_are_built_off_the_request_and_pages_answer_meanwhile(tmp_path
     finally:
         proc.terminate()
         log = proc.communicate(timeout=60)[0]
-    assert table["filename"] == f"scale_scores_v{version}.xlsx"
-    book = openpyxl.load_workbook(io.BytesIO(base64.b64decode(table["content"])),
-                                  read_only=True)
+    assert table[0] == f"scale_scores_v{version}.xlsx"
+    book = openpyxl.load_workbook(io.BytesIO(table[1]), read_only=True)
     assert book.sheetnames == ["scale_scores", "about"]
     assert book["scale_scores"].max_row > 1000
-    z = zipfile.ZipFile(io.BytesIO(base64.b64decode(bundle["content"])))
+    assert bundle[0] == f"exchange_impact_v{version}_xlsx.zip"
+    z = zipfile.ZipFile(io.BytesIO(bundle[1]))
     names = set(z.namelist())
     assert {"datapackage.json", "CODEBOOK.md"} <= names
     assert {f"{t}_v{version}.xlsx" for t in downloads.export.TABLES} <= names
