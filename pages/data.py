@@ -3,6 +3,7 @@ each broke, survey response rates, reliability warnings, and the researcher down
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import dash
@@ -27,11 +28,11 @@ DL_TABLE = "data-download-table"
 DL_FORMAT = "data-download-format"
 DL_BUTTON = "data-download-button"
 DL_ALL = "data-download-all"
-DL_FILE = "data-download-file"  # {"url": …, "filename": …} of the file to download now
+DL_FILE = "data-download-file"  # {"url", "filename", "token"} of the file to download now
 DL_FIRED = "data-download-fired"
 DL_NOTE = "data-download-note"
 DL_STATUS = "data-download-status"
-DL_PENDING = "data-download-pending"  # {"table": str | None, "fmt": str} while a file is built
+DL_PENDING = "data-download-pending"  # {"table", "fmt", "polls"} while a file is being built
 DL_POLL = "data-download-poll"
 POLL_MS = 1000
 POLL_MAX = 900  # stop asking after 900 polls (15 minutes); a click asks again
@@ -200,7 +201,9 @@ def download(_one: int | None, _all: int | None, _tick: int | None, table: Any, 
     except (export.ExportError, materialise.ResultsError, OSError) as e:
         return dash.no_update, _no_file(str(e)), None, True
     if status.path is not None:
-        ready = {"url": _ui.download_url(status.path), "filename": status.filename}
+        # a new token each time: the same file asked for twice is downloaded twice
+        ready = {"url": _ui.download_url(status.path), "filename": status.filename,
+                 "token": uuid.uuid4().hex}
         return ready, None, None, True
     if status.error is not None:
         # e.g. a table too long for one XLSX sheet: say so where the button is, not a 500
