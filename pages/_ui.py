@@ -1,5 +1,11 @@
 """What every page shares: the warehouse reader, component ids of the app shell, the filter bar and
-its URL sync, the palette and small figure/table helpers.
+its URL sync, the palette and small figure/table helpers, and the two server hooks app.py
+installs (`refuse_malformed_callbacks`, `send_download`).
+
+Callback input: what a page did not send is refused or dropped here, in one place. A malformed
+request or a value of the wrong type is a 400 (`bad_input`), never a 500; filter values the data
+does not have are dropped by `filters_of` (through `analytics.queries.known_filters`) before they
+reach a query or its cache.
 
 The file starts with `_` so that Dash Pages does not register it as a page; `app.py` imports it,
 which registers its callbacks.

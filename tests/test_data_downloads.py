@@ -261,3 +261,24 @@ def test_the_file_route_serves_only_built_download_files(demo_warehouse: Path, m
         # 404 from the route, or (a path it does not match) the app's own page: never a file
         assert r.status_code == 404 or r.mimetype == "text/html", (url, r.status_code)
         assert "Content-Disposition" not in r.headers, url
+
+
+def test_the_downloads_command_readies_a_file_once(demo_warehouse: Path):
+    """`python -m analytics downloads` (what the page starts; also run by hand after a load)
+    builds the file into the cache, leaves it as it is when asked again, and refuses a
+    command line that names no file with one line and exit 1."""
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "analytics", "downloads", *args,
+                               "--warehouse", str(demo_warehouse)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    first = run("longitudinal", "--format", "csv")
+    assert first.returncode == 0, first.stderr
+    path = Path(first.stdout.strip().removeprefix("ready: "))
+    assert path.is_file() and path.name.startswith("longitudinal_v")
+    stamp = path.stat().st_mtime_ns
+    again = run("longitudinal", "--format", "csv")
+    assert again.returncode == 0 and again.stdout == first.stdout
+    assert path.stat().st_mtime_ns == stamp  # not rebuilt
+    bad = run("--format", "csv")
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
