@@ -33,6 +33,8 @@ EPILOG = """examples:
   python -m analytics export prepost --min-cell 0             unsuppressed (row-level access)
   python -m analytics export --all --out exports/             every table + datapackage.json
   python -m analytics refresh                                 recompute the stored tables
+  python -m analytics downloads scale_scores --format xlsx    ready the Data page's file
+  python -m analytics downloads --all --format csv            ready its zip of every table
 """
 
 
@@ -94,6 +96,28 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--min-cell", type=int, default=materialise.DEFAULT_MIN_CELL, metavar="K",
                    help="suppression threshold to store (default "
                         f"{materialise.DEFAULT_MIN_CELL}), e.g. --min-cell 20")
+    d = sub.add_parser(
+        "downloads", help="build a Data page download into the cache beside the warehouse",
+        description="Build one of the Data page's download files for the warehouse's current "
+                    "data version into WAREHOUSE.downloads/ (owner-only), where the page serves "
+                    "it from. The page starts this itself on a first click; run it after a load "
+                    "to have the files ready. A file already built is left as it is.",
+        epilog="example: python -m analytics downloads scale_scores --format xlsx",
+    )
+    d.add_argument("table", nargs="?", choices=ex.TABLES, metavar="TABLE",
+                   help=f"one of {', '.join(ex.TABLES)}, e.g. 'prepost'")
+    d.add_argument("--all", action="store_true",
+                   help="the zip of every table with datapackage.json and CODEBOOK.md")
+    d.add_argument("--format", choices=ex.FORMATS, default="csv", metavar="FORMAT",
+                   help="csv, xlsx or parquet (default csv), e.g. --format xlsx")
+    d.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE, metavar="PATH",
+                   help="warehouse file, e.g. --warehouse /srv/ei/warehouse.duckdb")
+    d.add_argument("--min-cell", type=int, default=materialise.DEFAULT_MIN_CELL, metavar="K",
+                   help=f"suppression threshold (default {materialise.DEFAULT_MIN_CELL}, the "
+                        "dashboard's)")
+    # Set by the dashboard when it starts a build (analytics.downloads.request).
+    d.add_argument("--build-id", help=argparse.SUPPRESS)
+    d.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)
     return p
 
 
@@ -169,10 +193,29 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_downloads(args: argparse.Namespace) -> int:
+    from analytics import downloads
+
+    if args.all == bool(args.table):
+        raise ex.ExportError("name one TABLE or use --all (e.g. 'downloads prepost' or "
+                             "'downloads --all --format xlsx')")
+    if args.min_cell < 0:
+        raise ex.ExportError(f"--min-cell must be 0 or more, got {args.min_cell}")
+    status = downloads.build(args.warehouse, downloads.Artefact(args.table, args.format),
+                             min_cell=args.min_cell, build_id=args.build_id,
+                             lock_fd=args.lock_fd)
+    if status.path is None:
+        _say(f"note: {status.error}")
+        return EXIT_OK
+    print(f"ready: {status.path}")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"export": cmd_export, "refresh": cmd_refresh}[args.command](args)
+        return {"export": cmd_export, "refresh": cmd_refresh,
+                "downloads": cmd_downloads}[args.command](args)
     except (ex.ExportError, materialise.ResultsError, EtlError) as e:
         _say(f"error: {e}")
         return EXIT_ERROR

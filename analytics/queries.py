@@ -3,9 +3,10 @@
 Every query takes a DuckDB cursor (one per request, from `etl.warehouse.Reader`) and a `Filters`
 value parsed from the URL's query string, and returns a DataFrame with one row per estimate or
 group. Nothing here opens a connection or knows about Dash. Results are cached per process in a
-small dict keyed by (warehouse data version, query, filters): the warehouse only changes through
-a new data version, so a cached answer is never stale, and nothing is shared across gunicorn
-workers (each forks with an empty cache).
+`QueryCache` bounded by bytes and keyed by (warehouse data version, query, filters): the
+warehouse only changes through a new data version, so a cached answer is never stale, and
+nothing is shared across gunicorn workers (each forks with an empty cache). Filters reach a
+query only through `known_filters` (values the data has), so a forged request cannot grow it.
 
 Table names come from `etl.schema`. Column names are spelled in the SQL for readability; the
 `_COLUMNS_USED` check at import fails loudly if `etl.schema` renames one of them.
@@ -20,9 +21,11 @@ never apply the rule themselves.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -54,6 +57,7 @@ __all__ = [
     "data_info",
     "filter_options",
     "parse_filters",
+    "known_filters",
     "headline",
     "completion_by_wave",
     "participants_by_country",
@@ -78,6 +82,9 @@ __all__ = [
     "rejects",
     "result_table_status",
     "clear_cache",
+    "cache_keys",
+    "CACHE",
+    "QueryCache",
 ]
 
 # The project's small-cell threshold (analytics.suppression), overridable per deployment.
@@ -195,15 +202,29 @@ class Filters:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Filters:
-        """Inverse of `to_dict`; tolerant of missing keys (an empty store means no filter)."""
-        if not data:
+        """Inverse of `to_dict`; tolerant of missing keys (an empty store means no filter).
+
+        Raises ValueError, naming the field, for a shape no filter bar sends (a list or number
+        instead of the dict, a list of numbers instead of texts): a forged request, refused
+        rather than guessed at. Values are not checked against the data here; see
+        `known_filters`."""
+        if data is None:
             return cls()
+        if not isinstance(data, Mapping):
+            raise ValueError(f"filters must be an object of field: [values], not "
+                             f"{type(data).__name__}")
         kw: dict[str, Any] = {}
         for n in _LIST_FIELDS:
             v = data.get(n) or ()
-            kw[n] = tuple(sorted({str(x) for x in ([v] if isinstance(v, str) else v)}))
+            items = [v] if isinstance(v, str) else v
+            if not isinstance(items, list | tuple) or not all(isinstance(x, str) for x in items):
+                raise ValueError(f"filter {n!r} must be a list of texts")
+            kw[n] = tuple(sorted(set(items)))
         for n in _DATE_FIELDS:
-            kw[n] = _parse_date(data.get(n))
+            v = data.get(n)
+            if v is not None and not isinstance(v, str | date):
+                raise ValueError(f"filter {n!r} must be a date YYYY-MM-DD or empty")
+            kw[n] = _parse_date(v)
         return cls(**kw)
 
     @property
@@ -242,12 +263,46 @@ def _parse_date(v: Any) -> date | None:
         return None
 
 
+# A forged link or request may name thousands of unknown values: the note names a few and
+# counts the rest, so it stays a line on the page.
+_NOTE_EXAMPLES = 3
+
+
+def _unknown_note(name: str, bad: Sequence[str]) -> str:
+    if len(bad) == 1:
+        return f"{name}={bad[0]} is not in the data (ignored)"
+    shown = ", ".join(bad[:_NOTE_EXAMPLES]) + (", …" if len(bad) > _NOTE_EXAMPLES else "")
+    return f"{name}: {len(bad):,} values are not in the data (ignored: {shown})"
+
+
+def known_filters(f: Filters, options: FilterOptions) -> tuple[Filters, list[str]]:
+    """`f` with only the values the data has (`options`), and one note per filter that lost
+    any ("country: 3 values are not in the data (ignored: …)").
+
+    The one place callback and link input is checked against the data: an unknown value
+    selects nothing anyway, and keeping it would make every forged request a new, ever larger
+    query-cache key."""
+    notes: list[str] = []
+    kw: dict[str, Any] = {}
+    for name in _LIST_FIELDS:
+        vals = getattr(f, name)
+        if not vals:
+            continue
+        allowed = options.values(name)
+        bad = [v for v in vals if v not in allowed]
+        if bad:
+            notes.append(_unknown_note(name, bad))
+            kw[name] = tuple(v for v in vals if v in allowed)
+    return (replace(f, **kw) if kw else f), notes
+
+
 def parse_filters(search: str | Mapping[str, Any] | None,
                   options: FilterOptions | None = None) -> tuple[Filters, list[str]]:
     """Parse a URL query string (or a dict of it) into `Filters`, dropping what is invalid.
 
-    Returns the filters and one note per ignored value ("country=XYZ is not in the data"), so the
-    page can say what it ignored instead of failing. Lists are comma-separated or repeated keys.
+    Returns the filters and the notes on what was ignored ("country=XYZ is not in the data"),
+    so the page can say what it ignored instead of failing. Lists are comma-separated or
+    repeated keys. With `options`, values are checked against the data (`known_filters`).
     """
     if search is None:
         raw: dict[str, list[str]] = {}
@@ -262,14 +317,8 @@ def parse_filters(search: str | Mapping[str, Any] | None,
         if key not in known:
             notes.append(f"'{key}' is not a filter (ignored)")
     for name in _LIST_FIELDS:
-        vals = sorted({p.strip() for v in raw.get(name, []) for p in str(v).split(",") if p.strip()})
-        if options is not None and vals:
-            allowed = options.values(name)
-            bad = [v for v in vals if v not in allowed]
-            for v in bad:
-                notes.append(f"{name}={v} is not in the data (ignored)")
-            vals = [v for v in vals if v in allowed]
-        kw[name] = tuple(vals)
+        kw[name] = tuple(sorted({p.strip() for v in raw.get(name, [])
+                                 for p in str(v).split(",") if p.strip()}))
     for name, key in _DATE_FIELDS.items():
         v = raw.get(key, [None])[-1]
         d = _parse_date(v)
@@ -277,6 +326,9 @@ def parse_filters(search: str | Mapping[str, Any] | None,
             notes.append(f"{key}={v} is not a date YYYY-MM-DD (ignored)")
         kw[name] = d
     f = Filters(**kw)
+    if options is not None:
+        f, dropped = known_filters(f, options)
+        notes += dropped
     if f.start and f.end and f.start > f.end:
         notes.append(f"from={f.start} is after to={f.end}; date range ignored")
         f = replace(f, start=None, end=None)
@@ -287,14 +339,98 @@ def parse_filters(search: str | Mapping[str, Any] | None,
 # Cache and helpers
 # ---------------------------------------------------------------------------------------------
 
-_CACHE: OrderedDict[tuple, Any] = OrderedDict()
-_CACHE_MAX = 512
-_CACHE_LOCK = threading.Lock()
+def _sizeof(obj: Any) -> int:
+    """Approximate bytes held by a cache key or value: DataFrames by pandas' deep memory
+    usage, containers by their items, anything else by sys.getsizeof."""
+    if isinstance(obj, pd.DataFrame | pd.Series):
+        return int(obj.memory_usage(index=True, deep=True).sum()
+                   if isinstance(obj, pd.DataFrame) else obj.memory_usage(index=True, deep=True))
+    if isinstance(obj, Mapping):
+        return sys.getsizeof(obj) + sum(_sizeof(k) + _sizeof(v) for k, v in obj.items())
+    if isinstance(obj, list | tuple | set | frozenset):
+        return sys.getsizeof(obj) + sum(_sizeof(x) for x in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return sys.getsizeof(obj) + sum(_sizeof(getattr(obj, f.name))
+                                        for f in dataclasses.fields(obj))
+    return sys.getsizeof(obj)
+
+
+class QueryCache:
+    """Least-recently-used answers of the read queries, bounded by their size in bytes.
+
+    Keys and values are both counted (`_sizeof`): an entry above `max_entry_bytes` is not kept
+    at all, and the oldest entries go once the total passes `max_bytes`. A count bound would
+    not do: a key is as large as the filter lists a request sends, and a value as large as the
+    rows it returns. Thread-safe (threaded servers share it); one per process."""
+
+    def __init__(self, max_bytes: int, max_entry_bytes: int) -> None:
+        if max_bytes < 0 or max_entry_bytes < 0:
+            raise ValueError("cache bounds must be 0 or more bytes")
+        self.max_bytes = max_bytes
+        self.max_entry_bytes = min(max_entry_bytes, max_bytes)
+        self._items: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def bytes(self) -> int:
+        """Bytes the cached keys and values hold, as counted on insertion."""
+        return self._bytes
+
+    def keys(self) -> list[tuple]:
+        with self._lock:
+            return list(self._items)
+
+    def get(self, key: tuple) -> tuple[bool, Any]:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None:
+                return False, None
+            self._items.move_to_end(key)
+            return True, hit[0]
+
+    def put(self, key: tuple, value: Any) -> bool:
+        """Keep `value` under `key` unless it is too large; True when kept."""
+        size = _sizeof(key) + _sizeof(value)
+        if size > self.max_entry_bytes:
+            return False
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1]
+            self._items[key] = (value, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, (_, freed) = self._items.popitem(last=False)
+                self._bytes -= freed
+        return True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+def _mb_env(name: str, default: float) -> int:
+    try:
+        return int(float(os.environ.get(name, default)) * 2**20)
+    except ValueError:
+        return int(default * 2**20)
+
+
+# Per process: 64 MB of answers by default (the dashboard's figures read rollups of a few
+# thousand rows; a page's answers are a few hundred kB), one entry at most 8 MB.
+CACHE = QueryCache(_mb_env("EXCHANGE_IMPACT_QUERY_CACHE_MB", 64),
+                   _mb_env("EXCHANGE_IMPACT_QUERY_CACHE_ENTRY_MB", 8))
 
 
 def clear_cache() -> None:
-    with _CACHE_LOCK:
-        _CACHE.clear()
+    CACHE.clear()
+
+
+def cache_keys() -> list[tuple]:
+    """The keys the query cache holds now, oldest first (for tests and diagnostics)."""
+    return CACHE.keys()
 
 
 def _version_key(cur: duckdb.DuckDBPyConnection) -> str:
@@ -311,15 +447,11 @@ def _cached(fn: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(fn)
     def wrapper(cur: duckdb.DuckDBPyConnection, *args: Any, **kwargs: Any) -> Any:
         key = (fn.__name__, _version_key(cur), args, tuple(sorted(kwargs.items())))
-        with _CACHE_LOCK:
-            if key in _CACHE:
-                _CACHE.move_to_end(key)
-                return _CACHE[key]
+        hit, value = CACHE.get(key)
+        if hit:
+            return value
         value = fn(cur, *args, **kwargs)
-        with _CACHE_LOCK:
-            _CACHE[key] = value
-            while len(_CACHE) > _CACHE_MAX:
-                _CACHE.popitem(last=False)
+        CACHE.put(key, value)
         return value
 
     return wrapper
@@ -1096,7 +1228,8 @@ _R_WAVES = schema.RES_RESPONSE_WAVES.name
 _R_SCORES = schema.RES_SCORE_CUBE.name
 _R_GAINS = schema.RES_GAIN_CUBE.name
 
-_ROLLUP_STATE: dict[str, tuple[bool, bool]] = {}
+_ROLLUP_STATE: dict[str, tuple[bool, bool]] = {}  # one small entry per data version
+_ROLLUP_LOCK = threading.Lock()
 
 
 def _rollup_state(cur: duckdb.DuckDBPyConnection) -> tuple[bool, bool]:
@@ -1112,7 +1245,7 @@ def _rollup_state(cur: duckdb.DuckDBPyConnection) -> tuple[bool, bool]:
         ok = (all(t in present for t in schema.ROLLUP_TABLES)
               and meta.get(META_VERSION) == meta.get("data_version"))
         state = (ok, ok and meta.get(META_MULTI) == "0")
-        with _CACHE_LOCK:
+        with _ROLLUP_LOCK:
             _ROLLUP_STATE[key] = state
     return state
 

@@ -1,5 +1,11 @@
 """What every page shares: the warehouse reader, component ids of the app shell, the filter bar and
-its URL sync, the palette and small figure/table helpers.
+its URL sync, the palette and small figure/table helpers, and the two server hooks app.py
+installs (`refuse_malformed_callbacks`, `send_download`).
+
+Callback input: what a page did not send is refused or dropped here, in one place. A malformed
+request or a value of the wrong type is a 400 (`bad_input`), never a 500; filter values the data
+does not have are dropped by `filters_of` (through `analytics.queries.known_filters`) before they
+reach a query or its cache.
 
 The file starts with `_` so that Dash Pages does not register it as a page; `app.py` imports it,
 which registers its callbacks.
@@ -24,6 +30,7 @@ import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
+from werkzeug.exceptions import BadRequest
 
 from analytics import queries as q
 from etl.errors import WarehouseError
@@ -128,8 +135,107 @@ def choice(value: Any, allowed: Any, default: str) -> str:
     return value if isinstance(value, str) and value in allowed else default
 
 
-def filters_of(store: dict[str, Any] | None) -> q.Filters:
-    return q.Filters.from_dict((store or {}).get("filters"))
+def bad_input(message: str) -> BadRequest:
+    """The error for a callback input no page sends (a forged or broken request): raised from a
+    callback, Flask answers 400 with the message, never a 500 with a traceback."""
+    return BadRequest(f"malformed callback input: {message}")
+
+
+# Properties that hold a URL or a part of it: a browser always sends them as text.
+_URL_PROPS = frozenset({"pathname", "search", "hash", "href"})
+
+
+def refuse_malformed_callbacks() -> None:
+    """Flask `before_request` hook (app.py): a POST to Dash's callback endpoint that no page
+    could send — not a JSON object, an output no server callback has, inputs that are not
+    {id, property, value} items, a URL part that is not a text — is answered 400 here, before
+    Dash's dispatcher turns it into a KeyError or TypeError and a 500. The values themselves
+    are checked by the callbacks (`filters_of`, `choice`, `clicked`)."""
+    import dash
+    from flask import request
+
+    if request.method != "POST" or not request.path.endswith("/_dash-update-component"):
+        return
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("output"), str):
+        raise bad_input("the body must be a JSON object with an 'output'")
+    known = dash.get_app().callback_map.get(body["output"])
+    if not isinstance(known, dict) or "callback" not in known:
+        raise bad_input(f"no callback has the output {body['output'][:200]!r}")
+    for slot in ("inputs", "state", "outputs"):
+        items = body.get(slot, [])
+        items = [items] if isinstance(items, dict) else items
+        if not isinstance(items, list):
+            raise bad_input(f"'{slot}' must be a list")
+        for item in _flat(items):
+            if not isinstance(item, dict) or "id" not in item or "property" not in item:
+                raise bad_input(f"every item of '{slot}' must be an object with id and property")
+            value = item.get("value")
+            if item["property"] in _URL_PROPS and not isinstance(value, str | None):
+                raise bad_input(f"{item['id']}.{item['property']} must be a text")
+            if item["property"] == "pathname" and value is not None and value[:1] != "/":
+                raise bad_input(f"{item['id']}.pathname must start with '/'")
+
+
+DOWNLOAD_ROUTE = "/_downloads/<key>/<name>"
+
+
+def download_url(path: Path) -> str:
+    """The URL `send_download` answers for a file built by `analytics.downloads`."""
+    return f"/_downloads/{path.parent.name}/{path.name}"
+
+
+def send_download(key: str, name: str) -> Any:
+    """Flask view (app.py) for the Data page's download files: streamed from the cache beside
+    the warehouse (gunicorn hands the file to sendfile), so even a large file costs a worker
+    no memory and no encoding, unlike a base64 copy inside a callback's JSON answer."""
+    from flask import abort, send_file
+
+    from analytics import downloads
+
+    path = downloads.cached_file(reader().warehouse, key, name)
+    if path is None:
+        abort(404, description="No such download (a newer data version may have replaced it); "
+                               "ask for it again on the Data page.")
+    return send_file(path, as_attachment=True, download_name=name, max_age=0)
+
+
+def _flat(items: list[Any]) -> Iterable[Any]:
+    """Items of an inputs/state list; pattern-matching (ALL) inputs come as nested lists."""
+    for item in items:
+        if isinstance(item, list):
+            yield from _flat(item)
+        else:
+            yield item
+
+
+def clicked(click: Any, field: str) -> str:
+    """The text `field` of the first point of a graph's clickData (`customdata` may be a list:
+    its first item), for a drill-down. No usable point (a cleared click, or a forged one of
+    another shape) updates nothing (PreventUpdate)."""
+    points = click.get("points") if isinstance(click, dict) else None
+    point = points[0] if isinstance(points, list) and points else None
+    value = point.get(field) if isinstance(point, dict) else None
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if not isinstance(value, str) or not value:
+        raise PreventUpdate
+    return value
+
+
+def filters_of(store: Any) -> q.Filters:
+    """The filters of the shared store, checked: a store of the wrong shape is a 400
+    (`bad_input`), and values the data does not have are dropped (`q.known_filters`; the filter
+    bar has already said which when they came from a link or a control)."""
+    if store is not None and not isinstance(store, dict):
+        raise bad_input(f"{FILTERS} must be an object, not {type(store).__name__}")
+    try:
+        f = q.Filters.from_dict((store or {}).get("filters"))
+    except ValueError as e:
+        raise bad_input(f"{FILTERS}: {e}") from None
+    if f.is_empty:
+        return f
+    return q.known_filters(f, query(q.filter_options))[0]
 
 
 # ---- the filter bar ---------------------------------------------------------------------------
@@ -203,6 +309,8 @@ _VALUE_INPUTS = [Input(fid(n), "value") for n, _ in FILTER_FIELDS]
 )
 def sync_filters(search: str | None, _clear: int | None, *values: Any) -> tuple:
     """URL → controls on load/back/forward; controls → store on every change."""
+    if search is not None and not isinstance(search, str):
+        raise bad_input(f"{URL}.search must be a text")
     try:
         cur = reader().cursor()
     except WarehouseError as e:
@@ -226,7 +334,11 @@ def sync_filters(search: str | None, _clear: int | None, *values: Any) -> tuple:
         *lists, start, end = values
         data = {n: v for (n, _), v in zip(FILTER_FIELDS, lists, strict=True)}
         data.update(start=start, end=end)
-        f, notes = q.parse_filters(q.Filters.from_dict(data).to_query(), opts)
+        try:
+            chosen = q.Filters.from_dict(data)
+        except ValueError as e:
+            raise bad_input(str(e)) from None
+        f, notes = q.parse_filters(chosen.to_query(), opts)
     options = [
         [{"label": lbl, "value": v} for v, lbl in opts.options.get(n, ())]
         for n, _ in FILTER_FIELDS
@@ -617,7 +729,7 @@ def scale_options() -> list[dict[str, str]]:
 def only_scale(df: pd.DataFrame, value: str | None) -> pd.DataFrame:
     """The rows of the scale a `scale_options` value names ('instrument/scale'); every row for
     an empty or 'all' value."""
-    if not value or "/" not in value or not len(df):
+    if not isinstance(value, str) or "/" not in value or not len(df):
         return df
     inst, sc = value.split("/", 1)
     return df[(df.instrument == inst) & (df.scale == sc)]

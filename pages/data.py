@@ -3,14 +3,15 @@ each broke, survey response rates, reliability warnings, and the researcher down
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
 import pandas as pd
-from dash import Input, Output, State, callback, dcc, html
+from dash import Input, Output, State, callback, clientside_callback, dcc, html
 
-from analytics import codebook, export, materialise
+from analytics import codebook, downloads, export, materialise
 from analytics import queries as q
 from analytics.reliability import ALPHA_THRESHOLD
 from pages import _ui
@@ -27,9 +28,14 @@ DL_TABLE = "data-download-table"
 DL_FORMAT = "data-download-format"
 DL_BUTTON = "data-download-button"
 DL_ALL = "data-download-all"
-DL_FILE = "data-download-file"
+DL_FILE = "data-download-file"  # {"url", "filename", "token"} of the file to download now
+DL_FIRED = "data-download-fired"
 DL_NOTE = "data-download-note"
 DL_STATUS = "data-download-status"
+DL_PENDING = "data-download-pending"  # {"table", "fmt", "polls"} while a file is being built
+DL_POLL = "data-download-poll"
+POLL_MS = 1000
+POLL_MAX = 900  # stop asking after 900 polls (15 minutes); a click asks again
 
 
 
@@ -63,9 +69,13 @@ def download_form() -> html.Div:
             html.P(id=DL_NOTE, className="small text-muted mt-2", children=(
                 "Same files as python -m analytics export: CSV is UTF-8 with BOM; every file "
                 "carries its data version and generation time; groups under the suppression "
-                "threshold are shown as suppressed with the reason.")),
+                "threshold are shown as suppressed with the reason. Each file is built once "
+                "per data version: the first download of a large table takes a moment.")),
             html.Div(id=DL_STATUS, role="status", className="small"),
-            dcc.Download(id=DL_FILE),
+            dcc.Store(id=DL_FILE),
+            dcc.Store(id=DL_FIRED),
+            dcc.Store(id=DL_PENDING),
+            dcc.Interval(id=DL_POLL, interval=POLL_MS, disabled=True),
         ]
     )
 
@@ -160,19 +170,73 @@ def warnings_and_downloads(_store: dict[str, Any] | None) -> tuple[Any, Any]:
     return warn, downloads
 
 
-@callback(Output(DL_FILE, "data"), Output(DL_STATUS, "children"),
-          Input(DL_BUTTON, "n_clicks"), Input(DL_ALL, "n_clicks"),
-          State(DL_TABLE, "value"), State(DL_FORMAT, "value"), prevent_initial_call=True)
-def download(_one: int | None, _all: int | None, table: str | None, fmt: str | None
-             ) -> tuple[Any, Any]:
-    fmt = fmt if fmt in export.FORMATS else "csv"
+@callback(Output(DL_FILE, "data"), Output(DL_STATUS, "children"), Output(DL_PENDING, "data"),
+          Output(DL_POLL, "disabled"),
+          Input(DL_BUTTON, "n_clicks"), Input(DL_ALL, "n_clicks"), Input(DL_POLL, "n_intervals"),
+          State(DL_TABLE, "value"), State(DL_FORMAT, "value"), State(DL_PENDING, "data"),
+          prevent_initial_call=True)
+def download(_one: int | None, _all: int | None, _tick: int | None, table: Any, fmt: Any,
+             pending: Any) -> tuple[Any, Any, Any, bool]:
+    """A click asks for the file; while it is being built (`analytics.downloads`, in its own
+    process) the page asks again every second. When it is there the browser fetches it from
+    its own URL (`_ui.send_download`, streamed). No request builds anything, so none holds a
+    server worker for more than a moment."""
+    trigger = dash.ctx.triggered_id
+    polls = 0
+    if trigger == DL_POLL:
+        if not isinstance(pending, dict):
+            return dash.no_update, dash.no_update, None, True
+        table, fmt, polls = pending.get("table"), pending.get("fmt"), pending.get("polls")
+        if table is not None and table not in export.TABLES or not isinstance(polls, int):
+            raise _ui.bad_input(f"{DL_PENDING} is not what this page stores")
+        if polls >= POLL_MAX:
+            return dash.no_update, _no_file("still being built after 15 minutes; the server "
+                                            "log may say why. Click again to ask anew."), None, True
+    elif trigger == DL_ALL:
+        table = None
+    else:
+        table = _ui.choice(table, export.TABLES, "prepost")
+    fmt = _ui.choice(fmt, export.FORMATS, "csv")
+    artefact = downloads.Artefact(table, fmt)
     try:
-        if dash.ctx.triggered_id == DL_ALL:
-            name, data = _ui.query(export.export_bundle, fmt)
-        else:
-            name, data = _ui.query(export.export_table, table if table in export.TABLES else
-                                   "prepost", fmt)
-    except (export.ExportError, materialise.ResultsError) as e:
+        status = _ui.query(downloads.request, _ui.reader().warehouse, artefact,
+                           retry=trigger != DL_POLL)
+    except (export.ExportError, materialise.ResultsError, OSError) as e:
+        return dash.no_update, _no_file(str(e)), None, True
+    if status.path is not None:
+        # a new token each time: the same file asked for twice is downloaded twice
+        ready = {"url": _ui.download_url(status.path), "filename": status.filename,
+                 "token": uuid.uuid4().hex}
+        return ready, None, None, True
+    if status.error is not None:
         # e.g. a table too long for one XLSX sheet: say so where the button is, not a 500
-        return dash.no_update, dbc.Alert(f"No file: {e}", color="warning", className="mt-2")
-    return dcc.send_bytes(data, name), None
+        return dash.no_update, _no_file(status.error), None, True
+    note = dbc.Alert(f"Preparing {status.filename}: built once per data version, it downloads "
+                     "by itself when ready.", color="info", className="mt-2 py-1 px-2",
+                     id="data-download-preparing")
+    return dash.no_update, note, {"table": table, "fmt": fmt, "polls": polls + 1}, False
+
+
+def _no_file(reason: str) -> dbc.Alert:
+    return dbc.Alert(f"No file: {reason}", color="warning", className="mt-2")
+
+
+# The browser downloads the file from its URL (an <a download> click): the server streams it
+# and the browser's download manager shows the progress; nothing passes through Dash's JSON.
+clientside_callback(
+    """
+    function(file) {
+        if (!file || !file.url) { return window.dash_clientside.no_update; }
+        const a = document.createElement("a");
+        a.href = file.url;
+        a.download = file.filename || "";
+        document.body.appendChild(a);
+        a.click();
+        a.remove();
+        return file.url;
+    }
+    """,
+    Output(DL_FIRED, "data"),
+    Input(DL_FILE, "data"),
+    prevent_initial_call=True,
+)

@@ -135,11 +135,7 @@ def world_map(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
 )
 def map_click(click: dict[str, Any] | None, current: list[str] | None) -> list[str]:
     """Drill down: a click on a country makes it the country filter (a second click clears)."""
-    if not click or not click.get("points"):
-        raise dash.exceptions.PreventUpdate
-    iso = click["points"][0].get("location")
-    if not iso:
-        raise dash.exceptions.PreventUpdate
+    iso = _ui.clicked(click, "location")
     return [] if current == [iso] else [iso]
 
 

@@ -138,11 +138,7 @@ def clusters(store: dict[str, Any] | None) -> _ui.Figure:
 )
 def cluster_click(click: dict[str, Any] | None, current: list[str] | None) -> list[str]:
     """Drill down: a click on a cluster's bar makes it the cluster filter (again: clears)."""
-    if not click or not click.get("points"):
-        raise dash.exceptions.PreventUpdate
-    key = (click["points"][0].get("customdata") or [None])[0]
-    if not key:
-        raise dash.exceptions.PreventUpdate
+    key = _ui.clicked(click, "customdata")
     return [] if current == [key] else [key]
 
 

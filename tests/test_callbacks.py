@@ -51,3 +51,122 @@ def test_callbacks_answer_for_cleared_or_unknown_controls(client, value) -> None
 def test_callbacks_answer_for_filters_that_select_nothing(client) -> None:
     status = _post_all(client, Filters(country=("XXX",)), {"equity-by": "gender"})
     assert all(s in (200, 204) for s in status.values()), status
+
+
+# ---- forged payloads (issue 8, §5): malformed input is a 4xx, unknown values are dropped ----
+
+FORGED = ([1, 2, 3], 5, {"filters": [1]}, {"filters": {"country": 5}},
+          {"filters": {"country": [{"a": 1}]}}, "x", {"filters": {"start": [1]}})
+
+
+def _every_body(deps: list[dict]) -> list[dict]:
+    """One request body per callback of the app (plain ids), every input and state None."""
+    from benchmarks.dash_driver import _outputs
+
+    bodies = []
+    for dep in deps:
+        ids = [i["id"] for i in dep["inputs"] + dep["state"]]
+        if (dep["output"].startswith("..{") or any(i.startswith("{") for i in ids)
+                or dep.get("clientside_function")):
+            continue
+        bodies.append({
+            "output": dep["output"], "outputs": _outputs(dep["output"]),
+            "inputs": [{"id": i["id"], "property": i["property"], "value": None}
+                       for i in dep["inputs"]],
+            "state": [{"id": s["id"], "property": s["property"], "value": None}
+                      for s in dep["state"]],
+            "changedPropIds": [f"{dep['inputs'][0]['id']}.{dep['inputs'][0]['property']}"],
+        })
+    return bodies
+
+
+def test_forged_values_in_any_callback_input_get_a_4xx_never_a_500(client) -> None:
+    deps = client.get("/_dash-dependencies").get_json()
+    bodies = _every_body(deps)
+    assert len(bodies) >= 20
+    failures = []
+    for body in bodies:
+        for slot in ("inputs", "state"):
+            for k in range(len(body[slot])):
+                for forged in FORGED:
+                    b = json.loads(json.dumps(body))
+                    b[slot][k]["value"] = forged
+                    b["changedPropIds"] = [f"{b[slot][k]['id']}.{b[slot][k]['property']}"]
+                    r = client.post("/_dash-update-component", data=json.dumps(b),
+                                    content_type="application/json")
+                    if r.status_code >= 500:
+                        failures.append((body["output"], b[slot][k]["id"], forged,
+                                         r.status_code))
+    assert failures == [], failures[:20]
+
+
+def test_a_forged_filter_store_is_refused_with_400(client) -> None:
+    deps = client.get("/_dash-dependencies").get_json()
+    body = [b for b in callback_bodies("", {}, {}, deps) if "overview-timeline" in b["output"]
+            or "timeline" in b["output"]][0]
+    for forged in ([1, 2, 3], 5, {"filters": [1]}, {"filters": {"country": 5}}):
+        body["inputs"][0]["value"] = forged
+        r = client.post("/_dash-update-component", data=json.dumps(body),
+                        content_type="application/json")
+        assert r.status_code == 400, (forged, r.status_code, r.data[:300])
+        assert b"filter" in r.data.lower()
+
+
+def test_unknown_filter_values_in_a_forged_store_are_dropped_not_cached(client) -> None:
+    """100,000 values no option has: answered, and the query cache keeps nothing of them."""
+    from analytics import queries as q
+
+    q.clear_cache()
+    deps = client.get("/_dash-dependencies").get_json()
+    junk = [f"ZZ{i:06d}" for i in range(100_000)]
+    store = {"filters": {"country": junk}, "query": ""}
+    for body in callback_bodies("", store, {}, deps):
+        r = client.post("/_dash-update-component", data=json.dumps(body),
+                        content_type="application/json")
+        assert r.status_code in (200, 204), (body["output"], r.status_code)
+    assert not any("ZZ000001" in repr(key) for key in q.cache_keys())
+
+
+def test_unknown_control_values_are_dropped_with_a_short_note(client) -> None:
+    """The filter bar's dropdowns, forged with 100,000 unknown values: the store keeps only
+    known ones and the note says what was dropped, in a few lines (not one per value)."""
+    deps = client.get("/_dash-dependencies").get_json()
+    dep = [d for d in deps if "filters-store.data" in d["output"]][0]
+    from benchmarks.dash_driver import _outputs
+
+    junk = [f"ZZ{i:06d}" for i in range(100_000)]
+    inputs = [{"id": i["id"], "property": i["property"],
+               "value": junk + ["FRA"] if i["id"] == "filter-country" else None}
+              for i in dep["inputs"]]
+    body = {"output": dep["output"], "outputs": _outputs(dep["output"]), "inputs": inputs,
+            "state": [], "changedPropIds": ["filter-country.value"]}
+    r = client.post("/_dash-update-component", data=json.dumps(body),
+                    content_type="application/json")
+    assert r.status_code == 200, r.data[:300]
+    resp = json.loads(r.data)["response"]
+    kept = resp["filters-store"]["data"]["filters"]["country"]
+    assert not any(v.startswith("ZZ") for v in kept)
+    note = json.dumps(resp["filter-notes"]["children"])
+    assert "100,000" in note and "country" in note
+    assert len(note) < 2_000
+
+
+def test_the_query_cache_stays_under_its_byte_bound(client, monkeypatch) -> None:
+    """Many distinct, large keys (what forged filter lists made before they were checked):
+    the cache's own accounting stays under its bound and an oversized entry is not kept."""
+    from analytics import queries as q
+    from pages import _ui
+
+    cache = q.QueryCache(max_bytes=2 * 2**20, max_entry_bytes=2**20)
+    monkeypatch.setattr(q, "CACHE", cache)
+    for i in range(60):  # ~60 × 150 kB of keys alone
+        f = Filters(country=tuple(f"Z{i:03d}-{j:05d}" for j in range(2_000)))
+        _ui.query(q.completion_by_wave, f)
+        assert cache.bytes <= cache.max_bytes
+    assert 0 < len(cache.keys()) < 60
+    assert cache.bytes == sum(q._sizeof(k) + q._sizeof(v[0]) for k, v in cache._items.items())
+    huge = Filters(country=tuple(f"H{j:06d}" for j in range(20_000)))  # > 1 MB of key
+    _ui.query(q.completion_by_wave, huge)
+    assert not any(k[2] == (huge,) for k in cache.keys())
+    small = _ui.query(q.completion_by_wave, Filters())
+    assert _ui.query(q.completion_by_wave, Filters()) is small  # still a cache

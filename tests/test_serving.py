@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -28,18 +33,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def served(tmp_path: Path):
-    wh = tmp_path / "data" / "warehouse.duckdb"
-    res = P.run_etl("demo", "--participants", "1000", "--warehouse", str(wh), "--quiet",
-                    timeout=300)
-    assert res.returncode == 0, res.stdout + res.stderr
+def start_gunicorn(wh: Path, *args: str) -> tuple[str, subprocess.Popen]:
+    """`gunicorn app:server` with 2 workers on a free local port, serving `wh`; returns the base
+    URL once it answers, and the process (its output is gunicorn's log)."""
     port = free_port()
     env = {**os.environ, "EXCHANGE_IMPACT_WAREHOUSE": str(wh), "EXCHANGE_IMPACT_KEY": "",
            "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "app:server", "--workers", "2", "--bind",
-         f"127.0.0.1:{port}", "--timeout", "60"],
+         f"127.0.0.1:{port}", *args],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     for _ in range(100):
@@ -51,6 +53,21 @@ def served(tmp_path: Path):
     else:
         proc.kill()
         pytest.fail("gunicorn did not start:\n" + proc.communicate()[0])
+    return base, proc
+
+
+def demo(tmp_path: Path, participants: int = 1000) -> Path:
+    wh = tmp_path / "data" / "warehouse.duckdb"
+    res = P.run_etl("demo", "--participants", str(participants), "--warehouse", str(wh),
+                    "--quiet", timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return wh
+
+
+@pytest.fixture
+def served(tmp_path: Path):
+    wh = demo(tmp_path)
+    base, proc = start_gunicorn(wh, "--timeout", "60")
     yield base, wh
     proc.terminate()
     out = proc.communicate(timeout=30)[0]
@@ -104,3 +121,110 @@ def test_gunicorn_answers_every_request_during_a_load_and_then_shows_the_new_ver
     assert failures == [], failures
     time.sleep(1.0)  # readers look for a new file at most every half second
     assert version_shown(base) == "2"
+
+
+# ---- downloads under gunicorn (issue 8, §5) -----------------------------------------------------
+
+def _download_body(button: str, pending: dict | None = None) -> dict:
+    from tests.test_data_downloads import _body
+
+    return _body(button, "scale_scores", "xlsx", pending)
+
+
+def _fetch(base: str, button: str) -> tuple[tuple[str, bytes], list[int]]:
+    """Click, poll as the page does until the file is ready, then GET it from its URL: the
+    file's name and bytes, and every status code on the way."""
+    codes = []
+    code, data = post(base, _download_body(button))
+    codes.append(code)
+    got = json.loads(data)["response"] if code == 200 else {}
+    while code == 200 and "data-download-file" not in got:
+        pending = got["data-download-pending"]["data"]
+        if not pending:  # neither a file nor still building
+            return ("", b""), codes
+        time.sleep(0.2)
+        code, data = post(base, _download_body("data-download-poll", pending))
+        codes.append(code)
+        got = json.loads(data)["response"] if code == 200 else {}
+    if code != 200:
+        return ("", b""), codes
+    ready = got["data-download-file"]["data"]
+    with urllib.request.urlopen(base + ready["url"], timeout=60) as r:
+        codes.append(r.status)
+        return (ready["filename"], r.read()), codes
+
+
+def _pages(base: str, bodies: list[dict], stop: threading.Event, codes: list) -> None:
+    while True:  # at least one round, then until told
+        for body in bodies:
+            codes.append((body["output"], post(base, body)[0]))
+        if stop.is_set():
+            return
+
+
+def test_downloads_are_built_off_the_request_and_pages_answer_meanwhile(tmp_path):
+    """The README's `gunicorn app:server` (2 workers, default 30 s timeout): the XLSX of the
+    row-level scores and the zip of every table asked for at once, with page requests alongside.
+    While the test holds the XLSX's build lock (a build that cannot finish), the click is
+    answered without the file and every page request is answered: no request waits for a build.
+    Then both files arrive whole, and no worker timed out."""
+    import openpyxl
+
+    from analytics import downloads
+    from etl.warehouse import connect_read_only
+
+    wh = demo(tmp_path)
+    con = connect_read_only(wh)
+    build_id, version = downloads.build_key(con)
+    con.close()
+    base, proc = start_gunicorn(wh)  # gunicorn's defaults: 30 s timeout
+    try:
+        bodies = callback_bodies(base, FILTERS, VALUES)
+        where = downloads.folder(wh, build_id, downloads.materialise.DEFAULT_MIN_CELL)
+        downloads._private_dir(where)
+        xlsx = where / f"scale_scores_v{version}.xlsx"
+        held = downloads._try_lock(xlsx)  # the test is "the builder" for now
+        assert held is not None
+        # 1. Both downloads and the pages at once, while the XLSX cannot be built.
+        page_codes: list = []
+        stop = threading.Event()
+        pages = threading.Thread(target=_pages, args=(base, bodies, stop, page_codes))
+        pages.start()
+        with ThreadPoolExecutor(2) as pool:
+            first_click = pool.submit(post, base, _download_body("data-download-button"))
+            zipped = pool.submit(_fetch, base, "data-download-all")
+            code, data = first_click.result()
+            assert code == 200, data[:300]
+            got = json.loads(data)["response"]
+            assert "data-download-file" not in got  # answered, and not by building it
+            assert "Preparing" in json.dumps(got["data-download-status"])
+            bundle, zip_codes = zipped.result()
+        stop.set()
+        pages.join()
+        assert page_codes and all(c == 200 for _, c in page_codes), page_codes[:5]
+        assert set(zip_codes) == {200}
+        # 2. The build may run now; pages keep answering while it does.
+        os.close(held)
+        page_codes.clear()
+        stop.clear()
+        pages = threading.Thread(target=_pages, args=(base, bodies, stop, page_codes))
+        pages.start()
+        table, codes = _fetch(base, "data-download-button")
+        stop.set()
+        pages.join()
+        assert set(codes) == {200} and all(c == 200 for _, c in page_codes)
+    finally:
+        proc.terminate()
+        log = proc.communicate(timeout=60)[0]
+    assert table[0] == f"scale_scores_v{version}.xlsx"
+    book = openpyxl.load_workbook(io.BytesIO(table[1]), read_only=True)
+    assert book.sheetnames == ["scale_scores", "about"]
+    assert book["scale_scores"].max_row > 1000
+    assert bundle[0] == f"exchange_impact_v{version}_xlsx.zip"
+    z = zipfile.ZipFile(io.BytesIO(bundle[1]))
+    names = set(z.namelist())
+    assert {"datapackage.json", "CODEBOOK.md"} <= names
+    assert {f"{t}_v{version}.xlsx" for t in downloads.export.TABLES} <= names
+    assert z.testzip() is None
+    assert "WORKER TIMEOUT" not in log, log
+    assert "Traceback" not in log, log
