@@ -36,7 +36,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,6 +202,9 @@ def request(con: duckdb.DuckDBPyConnection, warehouse: Path, artefact: Artefact,
     return status
 
 
+_BUILDERS: list[subprocess.Popen] = []  # builders this process started, until reaped
+
+
 def _spawn(warehouse: Path, artefact: Artefact, build_id: str, min_cell: int, fd: int) -> None:
     cmd = [sys.executable, "-m", "analytics", "downloads",
            *(["--all"] if artefact.table is None else [artefact.table]),
@@ -215,8 +217,11 @@ def _spawn(warehouse: Path, artefact: Artefact, build_id: str, min_cell: int, fd
     # message, or a crash's traceback) goes to the server's log.
     proc = subprocess.Popen(cmd, cwd=_ROOT, env=env, pass_fds=(fd,),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    # Reap it when it ends, so a long-lived worker collects no zombies.
-    threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
+    # Reap the builders that have ended, so a long-lived worker collects no zombies. Polled here
+    # rather than waited on in a thread: nothing of ours runs in the background of a worker (and
+    # dash.testing stops a test server by raising SystemExit in every thread it did not start).
+    _BUILDERS[:] = [p for p in _BUILDERS if p.poll() is None]
+    _BUILDERS.append(proc)
 
 
 def build(warehouse: Path, artefact: Artefact, *,
