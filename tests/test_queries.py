@@ -385,3 +385,19 @@ def test_a_subset_count_of_zero_stays_zero() -> None:
     assert out.active[2] == 12
     assert out.subset_suppressed.tolist() == [False, True, False, False]
     assert out.suppressed.tolist() == [False, False, False, True]
+
+
+@_PATHS
+def test_a_table_shows_the_label_where_a_subset_under_k_was_blanked(quiet_cur, both_paths) -> None:
+    """The drop-out table as the Equity page draws it: the quiet group's row shows its n and
+    "suppressed (n < k)" for its 3 drop-outs and their rate, not "3" and "25%"."""
+    from pages import _ui
+
+    df = q.dropout_by_group(quiet_cur, q.Filters(), "connectivity")
+    div = _ui.table(df, {"group": ("group", _ui.text), "n": ("answered pre (n)", _ui.fmt_int),
+                         "dropped": ("no post answer", _ui.fmt_int),
+                         "dropout_rate": ("drop-out rate", _ui.fmt_pct)}, "Drop-out")
+    rows = div.children[0].children[2].children
+    cells = {r.children[0].children: [c.children for c in r.children[1:]] for r in rows}
+    assert cells["none"] == ["12", q.SUPPRESSED_LABEL, q.SUPPRESSED_LABEL]
+    assert q.SUPPRESSED_LABEL not in cells["high"]
