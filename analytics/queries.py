@@ -16,7 +16,11 @@ the whole selection) about fewer than `MIN_CELL` participants goes through the p
 small-cell rule, `analytics.suppression.suppress`: it is flagged `suppressed` and every number in
 it, its count included, is blanked (NaN, never 0), so pages show "suppressed (n < k)" instead;
 k is `analytics.suppression.DEFAULT_K` unless EXCHANGE_IMPACT_MIN_CELL says otherwise. Pages
-never apply the rule themselves.
+never apply the rule themselves. A count of a subset of a shown row's people (a week's active
+participants, a group's drop-outs or active participants, "active this month") goes through the
+same rule (`_suppress_subset`): under k (and above 0) it is blanked with the numbers computed
+from those people and flagged in its own column (`week_suppressed`, `subset_suppressed`,
+`active_month_suppressed`), so `suppressed` keeps meaning "the group is under k".
 """
 
 from __future__ import annotations
@@ -1449,7 +1453,9 @@ def _activity_over_time_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: s
 def activity_over_time(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
                        ) -> pd.DataFrame:
     """Weekly active participants and minutes, overall or per cluster/country/modality/setting.
-    Groups with fewer than MIN_CELL participants over the period are suppressed whole."""
+    Groups with fewer than MIN_CELL participants over the period are suppressed whole; in a
+    shown group, a week with fewer than MIN_CELL active has no active, minutes or events (NaN)
+    and `week_suppressed` True."""
     _group_col(by)
     if _use_rollups(cur, f):
         return _activity_over_time_rollup(cur, f, by)
@@ -1496,7 +1502,8 @@ def retention_by_cohort(cur: duckdb.DuckDBPyConnection, f: Filters, max_weeks: i
                         ) -> pd.DataFrame:
     """Share of each cohort (term of the exchange) active in week k after their first active day
     in that exchange (participant×exchange pairs; k = days since // 7). Cohorts under MIN_CELL
-    are suppressed."""
+    are suppressed; a week with fewer than MIN_CELL active pairs has no active and no share
+    (`week_suppressed`)."""
     if _use_rollups(cur, f, distinct=False):
         return _retention_by_cohort_rollup(cur, f, max_weeks)
     return _retention_by_cohort_base(cur, f, max_weeks)
