@@ -16,7 +16,11 @@ the whole selection) about fewer than `MIN_CELL` participants goes through the p
 small-cell rule, `analytics.suppression.suppress`: it is flagged `suppressed` and every number in
 it, its count included, is blanked (NaN, never 0), so pages show "suppressed (n < k)" instead;
 k is `analytics.suppression.DEFAULT_K` unless EXCHANGE_IMPACT_MIN_CELL says otherwise. Pages
-never apply the rule themselves.
+never apply the rule themselves. A count of a subset of a shown row's people (a week's active
+participants, a group's drop-outs or active participants, "active this month") goes through the
+same rule (`_suppress_subset`): under k (and above 0) it is blanked with the numbers computed
+from those people and flagged in its own column (`week_suppressed`, `subset_suppressed`,
+`active_month_suppressed`), so `suppressed` keeps meaning "the group is under k".
 """
 
 from __future__ import annotations
@@ -643,6 +647,31 @@ def _suppress(df: pd.DataFrame, n_col: str, keep: Sequence[str] = ()) -> pd.Data
     return out
 
 
+def _suppress_subset(df: pd.DataFrame, count: str, derived: Sequence[str] = (),
+                     flag: str = "subset_suppressed") -> pd.DataFrame:
+    """The same small-cell rule on a count of a SUBSET of a shown row's people (a week's active
+    participants, a group's drop-outs or active participants): where `count` is under MIN_CELL
+    (decided by `_suppress`, the one rule), `count` and the `derived` numbers computed from
+    those people (their share, minutes, events) are blanked (NaN) and `flag` is True. The row's
+    own `suppressed` flag and its group count stay, so a group is never shown as suppressed
+    because one of its subsets was. A count of 0 stays 0: no person is in it, so it identifies
+    no one (and a week without activity is a real zero, not a gap). Rows already suppressed
+    whole are left as they are (flag False)."""
+    out = df.copy()
+    cols = [count, *derived]
+    counts = pd.to_numeric(out[count], errors="coerce")
+    rows = (~out["suppressed"].to_numpy(bool)) & (counts.fillna(0) != 0).to_numpy(bool)
+    part = _suppress(out.loc[rows, cols], count)
+    hit = pd.Series(False, index=out.index)
+    hit.loc[part.index] = part["suppressed"].to_numpy(bool)
+    if hit.any():
+        for c in cols:
+            out[c] = out[c].astype("float64")
+            out.loc[part.index, c] = part[c].astype("float64")
+    out[flag] = hit.to_numpy(bool)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Facts about the warehouse and the filter choices
 # ---------------------------------------------------------------------------------------------
@@ -717,10 +746,22 @@ def _headline_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, Any]
     return _headline_finish(row)
 
 
+def _breakdown_finish(df: pd.DataFrame) -> pd.DataFrame:
+    """Groups under MIN_CELL participants suppressed whole; fewer than MIN_CELL active in a shown
+    group blanks the active count and everything summed over those people (events, minutes,
+    exchanges with activity, minutes per active participant)."""
+    return _suppress_subset(_suppress(df, "participants"), "active",
+                            ["events", "minutes", "exchanges", "minutes_per_active"])
+
+
 def _headline_finish(row: dict[str, Any]) -> dict[str, Any]:
     """The small-cell rule on the headline: under MIN_CELL participants, no figure at all."""
-    out = _suppress(pd.DataFrame([row]), "participants").iloc[0].to_dict()
+    one = _suppress(pd.DataFrame([row]), "participants")
+    # "Active this month" counts a subset of the selection: fewer than MIN_CELL is blanked too.
+    one = _suppress_subset(one, "active_month", flag="active_month_suppressed")
+    out = one.iloc[0].to_dict()
     out["suppressed"] = bool(out["suppressed"])
+    out["active_month_suppressed"] = bool(out["active_month_suppressed"])
     if out["suppressed"]:
         out["active_month_label"] = None  # when the last of them was active is theirs too
     return out
@@ -823,7 +864,14 @@ def _retention_by_cohort_base(cur: duckdb.DuckDBPyConnection, f: Filters, max_we
         GROUP BY ALL ORDER BY cohort, week
     """, p)
     df["share"] = df.active / df.n
-    return _suppress(df, "n", keep=["week"])
+    return _retention_finish(df)
+
+
+def _retention_finish(df: pd.DataFrame) -> pd.DataFrame:
+    """Cohorts under MIN_CELL suppressed whole; in a shown cohort, a week with fewer than
+    MIN_CELL active pairs shows no count and no share (flag `week_suppressed`)."""
+    return _suppress_subset(_suppress(df, "n", keep=["week"]), "active", ["share"],
+                            flag="week_suppressed")
 
 
 def _breakdown_base(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
@@ -855,7 +903,7 @@ def _breakdown_base(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.D
             FROM ppl LEFT JOIN act USING (key) ORDER BY participants DESC
         """, p)
     df["minutes_per_active"] = df.minutes / df.active.where(df.active > 0)
-    return _suppress(df, "participants")
+    return _breakdown_finish(df)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1067,7 +1115,20 @@ def _participation_by_group_base(cur: duckdb.DuckDBPyConnection, f: Filters, by:
         FROM fp LEFT JOIN act USING (pid) GROUP BY ALL ORDER BY "group"
     """, p)
     df["active_share"] = df.active / df.n
-    return _suppress(df, "n")
+    return _participation_finish(df)
+
+
+def _participation_finish(df: pd.DataFrame) -> pd.DataFrame:
+    """Groups under MIN_CELL suppressed whole; fewer than MIN_CELL active people in a shown group
+    blanks their count, their share and the minutes per participant (all minutes are theirs)."""
+    return _suppress_subset(_suppress(df, "n"), "active",
+                            ["active_share", "minutes_per_participant"])
+
+
+def _dropout_finish(df: pd.DataFrame) -> pd.DataFrame:
+    """Groups under MIN_CELL suppressed whole; fewer than MIN_CELL drop-outs in a shown group
+    blanks their count and the drop-out rate."""
+    return _suppress_subset(_suppress(df, "n"), "dropped", ["dropout_rate"])
 
 
 def _attrition_funnel_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
@@ -1094,7 +1155,7 @@ def _dropout_by_group_base(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) 
         FROM fp JOIN w USING (pid) WHERE w.pre GROUP BY ALL ORDER BY "group"
     """, p)
     df["dropout_rate"] = df.dropped / df.n
-    return _suppress(df, "n")
+    return _dropout_finish(df)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1366,7 +1427,10 @@ def _complete_weeks(df: pd.DataFrame, sizes: pd.DataFrame) -> pd.DataFrame:
         df["week"] = pd.to_datetime(df.week)
         df = (df.set_index(["week", "grp"]).reindex(grid, fill_value=0).reset_index())
     df = df.merge(sizes, on="grp", how="left")
-    return _suppress(df, "n")
+    # A group under MIN_CELL is suppressed whole; in a shown group, a week with fewer than
+    # MIN_CELL active people shows none of their numbers (a gap in the line, flag `week_suppressed`).
+    return _suppress_subset(_suppress(df, "n"), "active", ["minutes", "events"],
+                            flag="week_suppressed")
 
 
 def _activity_over_time_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
@@ -1389,7 +1453,9 @@ def _activity_over_time_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: s
 def activity_over_time(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
                        ) -> pd.DataFrame:
     """Weekly active participants and minutes, overall or per cluster/country/modality/setting.
-    Groups with fewer than MIN_CELL participants over the period are suppressed whole."""
+    Groups with fewer than MIN_CELL participants over the period are suppressed whole; in a
+    shown group, a week with fewer than MIN_CELL active has no active, minutes or events (NaN)
+    and `week_suppressed` True."""
     _group_col(by)
     if _use_rollups(cur, f):
         return _activity_over_time_rollup(cur, f, by)
@@ -1428,7 +1494,7 @@ def _retention_by_cohort_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, max_
         FROM r JOIN sizes USING (term) WHERE r.week <= $maxw ORDER BY cohort, week
     """, p)
     df["share"] = df.active / df.n
-    return _suppress(df, "n", keep=["week"])
+    return _retention_finish(df)
 
 
 @_cached
@@ -1436,7 +1502,8 @@ def retention_by_cohort(cur: duckdb.DuckDBPyConnection, f: Filters, max_weeks: i
                         ) -> pd.DataFrame:
     """Share of each cohort (term of the exchange) active in week k after their first active day
     in that exchange (participant×exchange pairs; k = days since // 7). Cohorts under MIN_CELL
-    are suppressed."""
+    are suppressed; a week with fewer than MIN_CELL active pairs has no active and no share
+    (`week_suppressed`)."""
     if _use_rollups(cur, f, distinct=False):
         return _retention_by_cohort_rollup(cur, f, max_weeks)
     return _retention_by_cohort_base(cur, f, max_weeks)
@@ -1476,7 +1543,7 @@ def _breakdown_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd
             FROM ppl LEFT JOIN act USING (key) ORDER BY participants DESC
         """, p)
     df["minutes_per_active"] = df.minutes / df.active.where(df.active > 0)
-    return _suppress(df, "participants")
+    return _breakdown_finish(df)
 
 
 @_cached
@@ -1574,7 +1641,7 @@ def _participation_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, b
         FROM ({_cells(_R_PEOPLE, f, p, people=True)}) GROUP BY ALL ORDER BY "group"
     """, p)
     df["active_share"] = df.active / df.n
-    return _suppress(df, "n")
+    return _participation_finish(df)
 
 
 @_cached
@@ -1628,7 +1695,7 @@ def _dropout_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str
         HAVING sum(answered_pre) > 0 ORDER BY "group"
     """, p)
     df["dropout_rate"] = df.dropped / df.n
-    return _suppress(df, "n")
+    return _dropout_finish(df)
 
 
 @_cached

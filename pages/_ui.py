@@ -636,13 +636,15 @@ def table(df: pd.DataFrame, columns: dict[str, tuple[str, Callable[[Any], str]]]
           caption: str, *, id_: str | None = None, max_rows: int = 200,
           suppressed_col: str | None = "suppressed") -> html.Div:
     """A plain, sortable-by-reading table. Every cell is text (user names are never HTML);
-    suppressed rows show the suppression label in their figure columns."""
+    suppressed rows show the suppression label in their figure columns, and so do the cells a
+    row blanked for a subset under k (its `subset_suppressed` flag, e.g. 3 drop-outs)."""
     if df is None or not len(df):
         return html.P(f"{caption}: nothing for the current filters.", className="text-body-secondary")
     header = html.Thead(html.Tr([html.Th(lbl, scope="col") for lbl, _ in columns.values()]))
     body = []
     for _, row in df.head(max_rows).iterrows():
-        sup = bool(suppressed_col and suppressed_col in row and row[suppressed_col])
+        sup = bool(suppressed_col and suppressed_col in row and row[suppressed_col]) or bool(
+            suppressed_col and "subset_suppressed" in row and row["subset_suppressed"])
         cells = []
         for i, (col, (_, fmt)) in enumerate(columns.items()):
             val = row[col] if col in row else None
@@ -692,6 +694,27 @@ def suppressed_note(groups: Iterable[str], what: str = "groups") -> html.P | Non
         return None
     return html.P(f"{what.capitalize()} {q.SUPPRESSED_LABEL}: {', '.join(groups)}.",
                   className="small text-body-secondary suppressed-note")
+
+
+def suppressed_weeks_note(df: pd.DataFrame, what: str = "active participants"
+                          ) -> html.P | None:
+    """The note under a weekly line when some weeks of shown groups (flag `week_suppressed`)
+    had fewer than k active people: those weeks are gaps in the lines, never zeros."""
+    if "week_suppressed" not in df or not df.week_suppressed.astype(bool).any():
+        return None
+    return html.P(f"Weeks with fewer than {q.MIN_CELL} {what} are not shown (gaps in the "
+                  f"lines): {q.SUPPRESSED_LABEL}.",
+                  className="small text-body-secondary suppressed-note subset-note")
+
+
+def suppressed_subset_note(groups: Iterable[str], what: str) -> html.P | None:
+    """The note under a figure or table whose shown groups had a subset under k blanked, e.g.
+    what = "fewer than 10 active participants; their minutes and share active are"."""
+    groups = [str(g) for g in groups]
+    if not groups:
+        return None
+    return html.P(f"{', '.join(groups)}: {what} {q.SUPPRESSED_LABEL}.",
+                  className="small text-body-secondary suppressed-note subset-note")
 
 
 def section(title: str, *children: Any, id_: str | None = None) -> html.Section:

@@ -99,8 +99,12 @@ def participation(store: dict[str, Any] | None, by: str) -> tuple[_ui.Figure, An
     title = f"Minutes of activity per participant by {label.lower()}"
     if not len(df):
         return _ui.empty_figure(title, "No participants match the current filters."), None
-    note = _ui.suppressed_note(sorted(df[df.suppressed].group.astype(str)),
-                               f"{label.lower()} groups")
+    note = [_ui.suppressed_note(sorted(df[df.suppressed].group.astype(str)),
+                                f"{label.lower()} groups"),
+            _ui.suppressed_subset_note(
+                sorted(df[df.subset_suppressed].group.astype(str)),
+                f"fewer than {q.MIN_CELL} active participants; their minutes and share active "
+                "are")]
     if df.suppressed.all():
         return _ui.suppressed_figure(title, f"Every {label.lower()} group has fewer than "
                                             f"{q.MIN_CELL} participants"), note
@@ -108,10 +112,12 @@ def participation(store: dict[str, Any] | None, by: str) -> tuple[_ui.Figure, An
               for g, s in zip(df.group, df.suppressed, strict=True)]
     # A suppressed group keeps its label and gets no bar and no n (blank, never 0).
     hover = [q.SUPPRESSED_LABEL if s else
+             f"n = {_ui.fmt_int(n)}<br>fewer than {q.MIN_CELL} active: minutes and share "
+             f"active {q.SUPPRESSED_LABEL}" if sub else
              f"{_ui.fmt_int(m)} minutes per participant<br>n = {_ui.fmt_int(n)}"
              f"<br>ever active: {_ui.fmt_pct(a)}"
-             for m, n, a, s in zip(df.minutes_per_participant, df.n, df.active_share,
-                                   df.suppressed, strict=True)]
+             for m, n, a, s, sub in zip(df.minutes_per_participant, df.n, df.active_share,
+                                        df.suppressed, df.subset_suppressed, strict=True)]
     fig = _ui.figure(_ui.trace("bar",
         x=labels, y=df.minutes_per_participant, hovertext=hover,
         marker={"color": [_ui.SUPPRESSED_GREY if s else _ui.OKABE_ITO[4] for s in df.suppressed]},

@@ -21,6 +21,7 @@ CARDS = "overview-cards"
 MAP = "overview-map"
 MAP_NOTE = "overview-map-note"
 TIMELINE = "overview-timeline"
+TIMELINE_NOTE = "overview-timeline-note"
 OUTCOMES = "overview-outcomes"
 OUTCOMES_NOTE = "overview-outcomes-note"
 STAT = "overview-stat"  # id prefix of each headline figure, e.g. overview-stat-participants
@@ -42,7 +43,8 @@ def layout(**_query: Any) -> html.Div:
                         ],
                         lg=7,
                     ),
-                    dbc.Col(_ui.graph(TIMELINE, "Weekly active participants over time"), lg=5),
+                    dbc.Col([_ui.graph(TIMELINE, "Weekly active participants over time"),
+                             html.Div(id=TIMELINE_NOTE)], lg=5),
                 ]
             ),
             _ui.section(
@@ -74,7 +76,9 @@ def cards(store: dict[str, Any] | None) -> dbc.Row:
     items = [
         _card("participants", _ui.fmt_int(h["participants"]), "comparison group excluded"),
         _card("active this month", _ui.fmt_int(h["active_month"]),
-              _ui.text(h["active_month_label"]) or "no activity in scope"),
+              (f"{_ui.text(h['active_month_label'])}: fewer than {q.MIN_CELL}, "
+               f"{q.SUPPRESSED_LABEL}") if h["active_month_suppressed"]
+              else _ui.text(h["active_month_label"]) or "no activity in scope"),
         _card("institutions", _ui.fmt_int(h["institutions"])),
         _card("countries", _ui.fmt_int(h["countries"])),
         _card("clusters", _ui.fmt_int(h["clusters"])),
@@ -139,16 +143,17 @@ def map_click(click: dict[str, Any] | None, current: list[str] | None) -> list[s
     return [] if current == [iso] else [iso]
 
 
-@callback(Output(TIMELINE, "figure"), Input(_ui.FILTERS, "data"))
-def timeline(store: dict[str, Any] | None) -> _ui.Figure:
+@callback(Output(TIMELINE, "figure"), Output(TIMELINE_NOTE, "children"),
+          Input(_ui.FILTERS, "data"))
+def timeline(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
     f = _ui.filters_of(store)
     df = _ui.query(q.activity_over_time, f)
     title = "Weekly active participants"
     if not len(df):
-        return _ui.empty_figure(title, "No participation events match the current filters.")
+        return _ui.empty_figure(title, "No participation events match the current filters."), None
     if df.suppressed.all():
         return _ui.suppressed_figure(title, f"Fewer than {q.MIN_CELL} active participants in "
-                                            "this selection")
+                                            "this selection"), None
     fig = _ui.figure(_ui.trace("scatter",
         x=df.week, y=df.active, mode="lines+markers", line={"color": _ui.OKABE_ITO[0]},
         customdata=df[["minutes", "events"]],
@@ -157,8 +162,9 @@ def timeline(store: dict[str, Any] | None) -> _ui.Figure:
                       "<extra></extra>",
         name="active participants",
     ))
-    return _ui.base_layout(fig, title, x="week (Monday, UTC)", y="active participants (people)",
-                           height=420)
+    return (_ui.base_layout(fig, title, x="week (Monday, UTC)",
+                            y="active participants (people)", height=420),
+            _ui.suppressed_weeks_note(df))
 
 
 @callback(Output(OUTCOMES, "figure"), Output(OUTCOMES, "style"), Output(OUTCOMES_NOTE, "children"),

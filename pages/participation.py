@@ -97,7 +97,7 @@ def weekly(store: dict[str, Any] | None, by: str) -> tuple[_ui.Figure, Any]:
                       yaxis2={"title": {"text": "minutes"}},
                       xaxis2={"title": {"text": "week (Monday, UTC)"}})
     _ui.legend_below(fig, len(top), per_row=4)
-    notes = [note]
+    notes = [note, _ui.suppressed_weeks_note(shown)]
     if hidden:
         notes.append(html.P(f"Showing the 8 largest of {len(sizes)} {by} groups; choose "
                             f"{by} values in the filter bar to compare others.",
@@ -199,7 +199,7 @@ def retention(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
     _ui.base_layout(fig, title, x="weeks since the first active day (days since ÷ 7)",
                     y="share of cohort active (%)", height=360)
     fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
-    return fig, note
+    return fig, [note, _ui.suppressed_weeks_note(shown)]
 
 
 _TABLE_COLUMNS = {

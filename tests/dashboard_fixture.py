@@ -22,9 +22,10 @@ from analytics.rollups import build as build_rollups
 from etl import schema
 from etl.warehouse import build_next
 
-__all__ = ["build_fixture_warehouse", "SMALL_COUNTRY"]
+__all__ = ["build_fixture_warehouse", "SMALL_COUNTRY", "QUIET_COUNTRY"]
 
 SMALL_COUNTRY = "ISL"  # three participants: below the suppression threshold
+QUIET_COUNTRY = "NOR"  # with quiet_country=True: 12 participants, 3 active, 3 drop-outs
 
 _COUNTRIES = [  # alpha-3, IANA zone, income group, connectivity
     ("FRA", "Europe/Paris", "high", "high"),
@@ -44,8 +45,15 @@ def _insert(con, table: schema.Table, df: pd.DataFrame) -> None:
     con.unregister("_df")
 
 
-def build_fixture_warehouse(path: Path | str, *, with_results: bool = True, seed: int = 7) -> Path:
-    """Write the fixture warehouse at `path` (replacing it) and return the path."""
+def build_fixture_warehouse(path: Path | str, *, with_results: bool = True, seed: int = 7,
+                            quiet_country: bool = False) -> Path:
+    """Write the fixture warehouse at `path` (replacing it) and return the path.
+
+    `quiet_country` adds `QUIET_COUNTRY`: one institution (connectivity "none", income "low")
+    with 12 students of exchange X1 who all answered the pre survey, of whom only 3 were ever
+    active and 3 did not answer the post survey, so that its groups (the country, the
+    connectivity and income groups) are of k or more people while their active and drop-out
+    counts are under k."""
     rng = np.random.default_rng(seed)
     path = Path(path)
 
@@ -142,6 +150,19 @@ def build_fixture_warehouse(path: Path | str, *, with_results: bool = True, seed
             for it in items:
                 v = float(np.clip(round(3 + rng.normal(0.3 * w * (not comp), 0.8)), 1, 5))
                 resp.append((pid, x.exchange_id, wave, "icc", it, v, at))
+    if quiet_country:
+        institutions.loc[len(institutions)] = ["I98", "Quiet College", QUIET_COUNTRY, "C1",
+                                               "Europe/Oslo", "school", "Oslo", "low", "none"]
+        start = datetime(2025, 2, 3, 9, tzinfo=UTC)
+        for k in range(12):
+            pid = f"p_I98_{k}"
+            participants.loc[len(participants)] = [pid, "I98", "student", "female", 2007, False]
+            for d in range(5 if k < 3 else 0):
+                ev.append((pid, "X1", start + timedelta(days=7 * d + k), "message", 20.0))
+            for wave, shift in [("pre", 0), ("post", 120)][: 1 if k >= 9 else 2]:
+                for it in items:
+                    resp.append((pid, "X1", wave, "icc", it, 3.0,
+                                 start + timedelta(days=shift)))
     events = pd.DataFrame(
         ev, columns=["participant_id", "exchange_id", "occurred_at", "activity", "minutes"])
     responses = pd.DataFrame(

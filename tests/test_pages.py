@@ -219,6 +219,31 @@ def test_small_group_is_shown_as_suppressed(dash_duo, dash_app) -> None:
     assert dash_duo.get_logs() == []
 
 
+def _has_gap(dash_duo, graph_id: str) -> bool:
+    """Whether a trace of the figure, as drawn in the browser, has a missing y (a gap)."""
+    return dash_duo.driver.execute_script(
+        f"const g = document.getElementById('{graph_id}');"
+        "const p = g.classList.contains('js-plotly-plot') ? g : g.querySelector('.js-plotly-plot');"
+        "return p._fullData.some(t => Array.from(t.y || []).some(v => v === null"
+        " || v === undefined || Number.isNaN(v)));")
+
+
+def test_weeks_with_fewer_than_k_active_are_gaps_with_a_note(dash_duo, dash_app) -> None:
+    """The fixture has weeks with fewer than k active people in groups of k or more: the lines
+    have a gap there (no count, no minutes) and the note under the figure says why."""
+    dash_duo.start_server(dash_app)
+    _settle(dash_duo, READY["overview"])
+    dash_duo.wait_for_contains_text("#overview-timeline-note", "Weeks with fewer than")
+    assert _has_gap(dash_duo, "overview-timeline")
+    dash_duo.driver.get(dash_duo.server_url + "/participation")
+    _settle(dash_duo, READY["participation"])
+    for graph in ("participation-weekly", "participation-retention"):
+        dash_duo.wait_for_contains_text(f"#{graph}-note", f"{SUPPRESSED_LABEL}")
+        assert "Weeks with fewer than" in dash_duo.find_element(f"#{graph}-note").text
+        assert _has_gap(dash_duo, graph), graph
+    assert dash_duo.get_logs() == []
+
+
 def test_empty_statistics_say_coming(dash_duo, dash_app, tmp_path, monkeypatch) -> None:
     """Before the statistics engineer's tables exist, outcome views say so; they draw nothing."""
     empty = build_fixture_warehouse(tmp_path / "empty.duckdb", with_results=False)

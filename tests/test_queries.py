@@ -10,12 +10,22 @@ import pytest
 
 from analytics import queries as q
 from etl.warehouse import Reader
-from tests.dashboard_fixture import SMALL_COUNTRY, build_fixture_warehouse
+from tests.dashboard_fixture import QUIET_COUNTRY, SMALL_COUNTRY, build_fixture_warehouse
 
 
 @pytest.fixture(scope="module")
 def cur(tmp_path_factory):
     path = build_fixture_warehouse(tmp_path_factory.mktemp("q") / "w.duckdb")
+    reader = Reader(path)
+    yield reader.cursor()
+    reader.close()
+
+
+@pytest.fixture(scope="module")
+def quiet_cur(tmp_path_factory):
+    """The fixture plus QUIET_COUNTRY: 12 participants, 3 of them active, 3 drop-outs."""
+    path = build_fixture_warehouse(tmp_path_factory.mktemp("qq") / "w.duckdb",
+                                   quiet_country=True)
     reader = Reader(path)
     yield reader.cursor()
     reader.close()
@@ -162,9 +172,10 @@ def small_selection_counts(cur) -> dict[str, int]:
 
 
 def _no_numbers(df: pd.DataFrame, keep: set[str] = frozenset()) -> list[str]:
-    """Columns of `df` that still hold a number (anything numeric not all missing)."""
+    """Columns of `df` that still hold a number (anything numeric not all missing); the flags
+    (`suppressed`, `week_suppressed`, `subset_suppressed`) say what was blanked, not a number."""
     return [c for c in df.columns
-            if c not in keep and c != "suppressed"
+            if c not in keep and c != "suppressed" and not c.endswith("_suppressed")
             and (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]))
             and df[c].notna().any()]
 
@@ -272,3 +283,121 @@ def test_every_dashboard_view_of_a_small_selection_holds_no_number(cur, both_pat
         assert len(df), (fn.__name__, args)
         assert df.suppressed.astype(bool).all(), (fn.__name__, args)
         assert _no_numbers(df, keep) == [], (fn.__name__, args)
+
+
+# ---------------------------------------------------------------------------------------------
+# Subsets under k inside a shown group: a week's active people, a retention week, the drop-outs,
+# the active participants of a group. Same rule (analytics.suppression.suppress); 0 stays 0.
+# ---------------------------------------------------------------------------------------------
+
+def _unsuppressed(monkeypatch, fn, cur, *args) -> pd.DataFrame:
+    """`fn` with k = 1 (nothing suppressed): the test's oracle of the raw counts."""
+    with monkeypatch.context() as m:
+        m.setattr(q, "MIN_CELL", 1)
+        q.clear_cache()
+        raw = fn(cur, *args)
+    q.clear_cache()
+    return raw
+
+
+@_PATHS
+@pytest.mark.parametrize("by", [None, "cluster"])
+def test_weeks_with_fewer_than_k_active_show_no_numbers(cur, both_paths, monkeypatch, by) -> None:
+    raw = _unsuppressed(monkeypatch, q.activity_over_time, cur, q.Filters(), by)
+    df = q.activity_over_time(cur, q.Filters(), by)
+    key = ["week", "grp"]
+    both = df.merge(raw[[*key, "active"]].rename(columns={"active": "raw"}), on=key)
+    assert len(both) == len(df)
+    shown = both[~both.suppressed]
+    few = shown[(shown.raw > 0) & (shown.raw < q.MIN_CELL)]
+    assert len(few), "the fixture has weeks with fewer than k active people"
+    # No number of those few people: not their count, their minutes or their events.
+    assert few[["active", "minutes", "events"]].isna().all().all()
+    assert few.week_suppressed.all()
+    # The group is not suppressed because of one week: its other weeks keep their numbers.
+    for grp, d in shown.groupby("grp"):
+        rest = d[~d.week_suppressed]
+        assert len(rest) and rest.active.notna().all(), grp
+        assert ((rest.active == 0) | (rest.active >= q.MIN_CELL)).all(), grp
+    assert not shown.week_suppressed.equals(shown.suppressed)
+
+
+@_PATHS
+def test_retention_weeks_with_fewer_than_k_active_show_no_numbers(cur, both_paths,
+                                                                  monkeypatch) -> None:
+    raw = _unsuppressed(monkeypatch, q.retention_by_cohort, cur, q.Filters())
+    df = q.retention_by_cohort(cur, q.Filters())
+    key = ["cohort", "week"]
+    both = df.merge(raw[[*key, "active"]].rename(columns={"active": "raw"}), on=key)
+    shown = both[~both.suppressed]
+    few = shown[(shown.raw > 0) & (shown.raw < q.MIN_CELL)]
+    assert len(few), "the fixture has retention weeks with fewer than k active pairs"
+    assert few[["active", "share"]].isna().all().all() and few.week_suppressed.all()
+    assert few.n.notna().all() and few.week.notna().all()  # the cohort and week stay
+    rest = shown[~shown.week_suppressed]
+    assert len(rest) and (rest.active >= q.MIN_CELL).all() and rest.share.notna().all()
+
+
+@_PATHS
+@pytest.mark.parametrize(("by", "group"), [("connectivity", "none"), ("income_group", "low")])
+def test_dropouts_fewer_than_k_in_a_shown_group_are_blank(quiet_cur, both_paths, by,
+                                                          group) -> None:
+    df = q.dropout_by_group(quiet_cur, q.Filters(), by).set_index("group")
+    row = df.loc[group]
+    assert not row.suppressed and row.n == 12  # the group itself is shown
+    assert pd.isna(row.dropped) and pd.isna(row.dropout_rate)  # 3 drop-outs: not shown
+    assert row.subset_suppressed
+    others = df.drop(index=group)
+    assert others.dropped.notna().all() and not others.subset_suppressed.any()
+
+
+@_PATHS
+@pytest.mark.parametrize(("by", "group"), [("connectivity", "none"), ("income_group", "low")])
+def test_active_fewer_than_k_in_a_shown_group_are_blank(quiet_cur, both_paths, by,
+                                                        group) -> None:
+    df = q.participation_by_group(quiet_cur, q.Filters(), by).set_index("group")
+    row = df.loc[group]
+    assert not row.suppressed and row.n == 12
+    # 3 of 12 active: their count, share and minutes (12 × minutes per participant) are theirs.
+    assert pd.isna(row.active) and pd.isna(row.active_share)
+    assert pd.isna(row.minutes_per_participant) and row.subset_suppressed
+    table = q.breakdown(quiet_cur, q.Filters(), "country").set_index("key")
+    quiet = table.loc[QUIET_COUNTRY]
+    assert not quiet.suppressed and quiet.participants == 12 and quiet.subset_suppressed
+    assert quiet[["active", "events", "minutes", "minutes_per_active"]].isna().all()
+    shown = table[~table.suppressed].drop(index=QUIET_COUNTRY)
+    assert shown.active.notna().all() and not shown.subset_suppressed.any()
+
+
+@_PATHS
+def test_active_this_month_under_k_is_blank_on_the_headline(quiet_cur, both_paths) -> None:
+    h = q.headline(quiet_cur, q.Filters(country=(QUIET_COUNTRY,)))
+    assert h["suppressed"] is False and h["participants"] == 12
+    assert pd.isna(h["active_month"])  # the 3 active in March 2025
+
+
+def test_a_subset_count_of_zero_stays_zero() -> None:
+    t = pd.DataFrame({"n": [40, 40, 40, 4], "active": [0, 3, 12, 2],
+                      "share": [0.0, 3 / 40, 12 / 40, 0.5]})
+    out = q._suppress_subset(q._suppress(t, "n"), "active", ["share"])
+    assert out.active.tolist()[0] == 0 and out.share.tolist()[0] == 0  # 0 people: no one
+    assert pd.isna(out.active[1]) and pd.isna(out.share[1])
+    assert out.active[2] == 12
+    assert out.subset_suppressed.tolist() == [False, True, False, False]
+    assert out.suppressed.tolist() == [False, False, False, True]
+
+
+@_PATHS
+def test_a_table_shows_the_label_where_a_subset_under_k_was_blanked(quiet_cur, both_paths) -> None:
+    """The drop-out table as the Equity page draws it: the quiet group's row shows its n and
+    "suppressed (n < k)" for its 3 drop-outs and their rate, not "3" and "25%"."""
+    from pages import _ui
+
+    df = q.dropout_by_group(quiet_cur, q.Filters(), "connectivity")
+    div = _ui.table(df, {"group": ("group", _ui.text), "n": ("answered pre (n)", _ui.fmt_int),
+                         "dropped": ("no post answer", _ui.fmt_int),
+                         "dropout_rate": ("drop-out rate", _ui.fmt_pct)}, "Drop-out")
+    rows = div.children[0].children[2].children
+    cells = {r.children[0].children: [c.children for c in r.children[1:]] for r in rows}
+    assert cells["none"] == ["12", q.SUPPRESSED_LABEL, q.SUPPRESSED_LABEL]
+    assert q.SUPPRESSED_LABEL not in cells["high"]
