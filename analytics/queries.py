@@ -1258,7 +1258,7 @@ def partnership_summary(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFr
 
 @_cached
 def load_batches(cur: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    return _df(cur, f"""SELECT batch_id, source_name, source, kind, status, rows_in,
+    return _df(cur, f"""SELECT batch_id, coalesce(source, source_name) AS source, kind, status, rows_in,
                rows_accepted, rows_rejected, rows_added, rows_changed, rows_removed, finished_at,
                data_version, message
         FROM {T_BATCHES} ORDER BY batch_id DESC""")

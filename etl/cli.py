@@ -191,7 +191,8 @@ def cmd_demo(args, console: Console, err: Console) -> int:
     resolve_key(args.warehouse, create=True)
     # A demo written again into the same folder is a new version of the same generated sources:
     # it replaces the earlier demo's rows, as its user expects, and removes nothing else.
-    args.paths, args.kind, args.wait, args.replace, args.force = [out], None, 600.0, True, True
+    replace = args.warehouse.exists()  # a first demo has nothing to replace
+    args.paths, args.kind, args.wait, args.replace, args.force = [out], None, 600.0, replace, replace
     code = cmd_load(args, console, err)
     if not args.quiet:
         console.print(f"demo ready in {time.perf_counter() - t0:.1f} s: {args.warehouse}")

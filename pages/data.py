@@ -111,12 +111,11 @@ def loads(_store: dict[str, Any] | None) -> tuple[Any, Any, Any]:
     )
     batches = _ui.query(q.load_batches)
     loads_table = _ui.table(batches, {
-        "batch_id": ("batch", _ui.fmt_int), "source_name": ("file", _ui.text),
+        "batch_id": ("batch", _ui.fmt_int), "source": ("file (its source)", _ui.text),
         "kind": ("kind", _ui.text), "status": ("status", _ui.text),
         "rows_in": ("rows read", _ui.fmt_int), "rows_accepted": ("accepted", _ui.fmt_int),
         "rows_rejected": ("rejected", _ui.fmt_int), "rows_added": ("added", _ui.fmt_int),
         "rows_changed": ("changed", _ui.fmt_int), "rows_removed": ("removed", _ui.fmt_int),
-        "source": ("source", _ui.text),
         "finished_at": ("finished (UTC)", lambda v: _ui.text(v)[:19]),
         "data_version": ("data version", _ui.fmt_int), "message": ("notes", _ui.text),
     }, "Files loaded, newest first", id_="data-loads-table", suppressed_col=None)
