@@ -1,13 +1,13 @@
-"""Pure statistics for Exchange Impact: DataFrames in, tidy DataFrames out.
+"""Exchange Impact's analysis side, split by role (each sub-package says what it holds):
 
-Modules (import the one you need; nothing heavy is imported here):
+- `analytics.stats`       pure statistics: DataFrames/arrays in, tidy DataFrames out; imports no
+                          DuckDB, no Dash and no files (tests/test_layout.py enforces it)
+- `analytics.derive`      the derive step: what a load computes from the base tables for each
+                          data version (result tables, day facts, rollups)
+- `analytics.read`        the dashboard's read layer: the filter model and one query per figure,
+                          over the derived tables of the data version a request sees
+- `analytics.outputs`     what leaves the warehouse: exports, codebook, download files, the CLI
+- `analytics.suppression` the one small-cell rule and the one setting of k
 
-- `analytics.scales`       scale scores per participant x exchange x wave (reverse coding,
-                            minimum-items rule)
-- `analytics.reliability`  Cronbach's alpha with Feldt CI per instrument x scale x wave
-- `analytics.prepost`      paired pre/post change, tests, d_z / d_av / Hedges g_av, BH
-- `analytics.longitudinal` random-intercept LMM by closed-form profiled REML (MixedLM route for
-                            other models): marginal means, contrasts, DiD, ICCs
-- `analytics.attrition`    response funnel and completers-vs-dropouts baseline comparison
-- `analytics.suppression`  small-cell protection (n < k blanked, reason given)
+`python -m analytics …` is `analytics.outputs.cli`.
 """

@@ -1,5 +1,5 @@
-"""`python -m analytics …`: see `analytics.cli`."""
+"""`python -m analytics …`: see `analytics.outputs.cli`."""
 
-from analytics.cli import main
+from analytics.outputs.cli import main
 
 raise SystemExit(main())

@@ -98,7 +98,7 @@ def filter_pool(wh: Path, size: int, seed: int, date_share: float = 0.0) -> list
     values of a few filters (the common ones more often); with `date_share`, that share of the
     selections also sets a date range (a random quarter of the log), which the rollups cannot
     answer: those views read the base tables."""
-    from analytics.queries import Filters, filter_options
+    from analytics.read.queries import Filters, filter_options
 
     con = duckdb.connect(str(wh), read_only=True)
     try:

@@ -5,7 +5,7 @@ answers missing, as attrition leaves them) with a known gain, and fits
 
     score ~ C(wave) + (1 | participant)      REML
 
-with `analytics.longitudinal.longitudinal_model` (the public DataFrame path, marginal means and
+with `analytics.stats.longitudinal.longitudinal_model` (the public DataFrame path, marginal means and
 contrasts included) for 100,000 and 1,000,000 participants, and, in the same run, both
 estimators on 16,000 participants. Prints the times, the speed ratio at 16,000 and the largest
 absolute differences in fixed effects, standard errors and variance components.
@@ -33,7 +33,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analytics.longitudinal import longitudinal_model  # noqa: E402
+from analytics.stats.longitudinal import longitudinal_model  # noqa: E402
 
 WAVES = np.array(["pre", "post", "followup"])
 TRUE_GAIN = {"post": 0.40, "followup": 0.25}

@@ -2,7 +2,7 @@
 
 Builds the demo warehouse with `python -m etl demo` (which stores the results at the end of the
 load) unless --warehouse names an existing one, then recomputes every table in this process with
-`analytics.materialise.compute_results` (read-only, nothing written) and prints the time per
+`analytics.derive.materialise.compute_results` (read-only, nothing written) and prints the time per
 table, the total, and the time the load itself recorded in meta. The machine's load average is
 printed too: on a shared machine wall-clock times grow with it.
 
@@ -34,7 +34,7 @@ def main() -> int:
 
     import duckdb
 
-    from analytics import materialise
+    from analytics.derive import materialise
 
     wh = args.warehouse
     if wh is None:

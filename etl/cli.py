@@ -165,7 +165,7 @@ def _print_dry_run(reports, console: Console) -> None:
 def _after_load(steps):
     """Recompute the result tables in the new file before it goes live (one per data version)."""
     try:
-        from analytics.materialise import refresh
+        from analytics.derive.materialise import refresh
     except ImportError:  # the statistics layer is optional for a bare load
         return None
 

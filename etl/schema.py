@@ -358,10 +358,10 @@ RESULT_EXPORTS: dict[str, Table] = {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Dashboard rollups: written by `analytics.rollups.build` in every load (from
-# `analytics.materialise.refresh`), read by `analytics.queries`. Keyed by the dimensions the
+# Dashboard rollups: written by `analytics.derive.rollups.build` in every load (from
+# `analytics.derive.materialise.refresh`), read by `analytics.read.queries`. Keyed by the dimensions the
 # filter bar restricts (exchange → program/term/modality/setting; institution → cluster/country;
-# role; comparison group); see analytics/rollups.py for when their distinct counts are exact.
+# role; comparison group); see analytics/derive/rollups.py for when their distinct counts are exact.
 # ---------------------------------------------------------------------------------------------
 
 _CELL = "exchange_id:VARCHAR, institution_id:VARCHAR, role:VARCHAR, comparison:BOOLEAN"

@@ -4,7 +4,7 @@ installs (`refuse_malformed_callbacks`, `send_download`).
 
 Callback input: what a page did not send is refused or dropped here, in one place. A malformed
 request or a value of the wrong type is a 400 (`bad_input`), never a 500; filter values the data
-does not have are dropped by `filters_of` (through `analytics.queries.known_filters`) before they
+does not have are dropped by `filters_of` (through `analytics.read.queries.known_filters`) before they
 reach a query or its cache.
 
 The file starts with `_` so that Dash Pages does not register it as a page; `app.py` imports it,
@@ -32,7 +32,7 @@ from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, 
 from dash.exceptions import PreventUpdate
 from werkzeug.exceptions import BadRequest
 
-from analytics import queries as q
+from analytics.read import queries as q
 from etl.errors import WarehouseError
 from etl.warehouse import DEFAULT_WAREHOUSE, Reader
 
@@ -115,7 +115,7 @@ def reader_threads() -> int | None:
 
 
 def query(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run one `analytics.queries` function on a fresh cursor (one per request).
+    """Run one `analytics.read.queries` function on a fresh cursor (one per request).
 
     Without a warehouse there is nothing to draw: figures keep their placeholder (PreventUpdate)
     and the filter bar says what to do (see `sync_filters`)."""
@@ -181,7 +181,7 @@ DOWNLOAD_ROUTE = "/_downloads/<key>/<name>"
 
 
 def download_url(path: Path) -> str:
-    """The URL `send_download` answers for a file built by `analytics.downloads`."""
+    """The URL `send_download` answers for a file built by `analytics.outputs.downloads`."""
     return f"/_downloads/{path.parent.name}/{path.name}"
 
 
@@ -191,7 +191,7 @@ def send_download(key: str, name: str) -> Any:
     no memory and no encoding, unlike a base64 copy inside a callback's JSON answer."""
     from flask import abort, send_file
 
-    from analytics import downloads
+    from analytics.outputs import downloads
 
     path = downloads.cached_file(reader().warehouse, key, name)
     if path is None:

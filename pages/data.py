@@ -11,9 +11,10 @@ import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import Input, Output, State, callback, clientside_callback, dcc, html
 
-from analytics import codebook, downloads, export, materialise
-from analytics import queries as q
-from analytics.reliability import ALPHA_THRESHOLD
+from analytics.outputs import codebook, downloads, export
+from analytics.read import queries as q
+from analytics.stats.reliability import ALPHA_THRESHOLD
+from etl.errors import EtlError
 from pages import _ui
 
 dash.register_page(__name__, path="/data", name="Data", order=5, title="Exchange Impact — Data")
@@ -176,7 +177,7 @@ def warnings_and_downloads(_store: dict[str, Any] | None) -> tuple[Any, Any]:
           prevent_initial_call=True)
 def download(_one: int | None, _all: int | None, _tick: int | None, table: Any, fmt: Any,
              pending: Any) -> tuple[Any, Any, Any, bool]:
-    """A click asks for the file; while it is being built (`analytics.downloads`, in its own
+    """A click asks for the file; while it is being built (`analytics.outputs.downloads`, in its own
     process) the page asks again every second. When it is there the browser fetches it from
     its own URL (`_ui.send_download`, streamed). No request builds anything, so none holds a
     server worker for more than a moment."""
@@ -200,7 +201,7 @@ def download(_one: int | None, _all: int | None, _tick: int | None, table: Any, 
     try:
         status = _ui.query(downloads.request, _ui.reader().warehouse, artefact,
                            retry=trigger != DL_POLL)
-    except (export.ExportError, materialise.ResultsError, OSError) as e:
+    except (export.ExportError, EtlError, OSError) as e:  # EtlError: results missing
         return dash.no_update, _no_file(str(e)), None, True
     if status.path is not None:
         # a new token each time: the same file asked for twice is downloaded twice

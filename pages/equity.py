@@ -9,7 +9,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
 
-from analytics import queries as q
+from analytics.read import queries as q
 from pages import _ui
 
 dash.register_page(__name__, path="/equity", name="Equity & access", order=4,

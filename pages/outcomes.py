@@ -2,7 +2,7 @@
 effects by group, the mixed-model table and the comparison-group difference.
 
 The models are fitted once per data version by `python -m analytics` (res_* tables); this page
-only reads them, plus cheap filtered means and a Welch interval through `analytics.queries`.
+only reads them, plus cheap filtered means and a Welch interval through `analytics.read.queries`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import Input, Output, callback, dcc, html
 
-from analytics import queries as q
-from analytics.longitudinal import wave_key, wave_order
-from analytics.reliability import ALPHA_THRESHOLD
+from analytics.read import queries as q
+from analytics.stats.longitudinal import wave_key, wave_order
+from analytics.stats.reliability import ALPHA_THRESHOLD
 from pages import _ui
 
 dash.register_page(__name__, path="/outcomes", name="Outcomes", order=2,

@@ -10,7 +10,7 @@ import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import Input, Output, State, callback, html
 
-from analytics import queries as q
+from analytics.read import queries as q
 from pages import _ui
 
 dash.register_page(__name__, path="/participation", name="Participation", order=1,

@@ -11,7 +11,7 @@ import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import Input, Output, callback, html
 
-from analytics import queries as q
+from analytics.read import queries as q
 from pages import _ui
 
 dash.register_page(__name__, path="/partnerships", name="Partnerships", order=3,

@@ -2,7 +2,7 @@
 
 `load_instruments()` reads and validates every `*.yaml` here (or in a folder you name) and
 returns `Instrument` objects; a malformed file raises `InstrumentError` naming the file and the
-field. Adding an instrument is adding a file: the loader, the scoring in `analytics.scales` and
+field. Adding an instrument is adding a file: the loader, the scoring in `analytics.stats.scales` and
 the dashboard all work from these objects.
 """
 

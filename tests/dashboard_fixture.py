@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analytics.rollups import build as build_rollups
+from analytics.derive.rollups import build as build_rollups
 from etl import schema
 from etl.warehouse import build_next
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analytics.scales import item_table, score_scales
+from analytics.stats.scales import item_table, score_scales
 from surveys import load_instruments
 
 N_PARTICIPANTS = 3000

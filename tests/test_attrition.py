@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analytics.attrition import (
+from analytics.stats.attrition import (
     BASELINE_COLUMNS,
     FUNNEL_COLUMNS,
     attrition_baseline,

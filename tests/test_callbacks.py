@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from analytics.queries import Filters
+from analytics.read.queries import Filters
 from benchmarks.dash_driver import callback_bodies
 from tests.dashboard_fixture import build_fixture_warehouse
 
@@ -114,7 +114,7 @@ def test_a_forged_filter_store_is_refused_with_400(client) -> None:
 
 def test_unknown_filter_values_in_a_forged_store_are_dropped_not_cached(client) -> None:
     """100,000 values no option has: answered, and the query cache keeps nothing of them."""
-    from analytics import queries as q
+    from analytics.read import queries as q
 
     q.clear_cache()
     deps = client.get("/_dash-dependencies").get_json()
@@ -154,7 +154,7 @@ def test_unknown_control_values_are_dropped_with_a_short_note(client) -> None:
 def test_the_query_cache_stays_under_its_byte_bound(client, monkeypatch) -> None:
     """Many distinct, large keys (what forged filter lists made before they were checked):
     the cache's own accounting stays under its bound and an oversized entry is not kept."""
-    from analytics import queries as q
+    from analytics.read import queries as q
     from pages import _ui
 
     cache = q.QueryCache(max_bytes=2 * 2**20, max_entry_bytes=2**20)

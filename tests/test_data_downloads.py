@@ -80,7 +80,7 @@ def test_a_file_that_cannot_be_made_says_why_beside_the_button(demo_warehouse: P
                                                                monkeypatch):
     monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(demo_warehouse))
     import app
-    from analytics import downloads, export
+    from analytics.outputs import downloads, export
 
     monkeypatch.setattr(export, "XLSX_MAX_ROWS", 100)  # the demo's scores are longer
     artefact = downloads.Artefact("scale_scores", "xlsx")
@@ -141,7 +141,7 @@ def test_requests_for_one_file_start_one_build_and_the_file_is_private(demo_ware
     whole (temp name + rename), owner-only, in the build's folder beside the warehouse."""
     import threading
 
-    from analytics import downloads
+    from analytics.outputs import downloads
     from etl.warehouse import connect_read_only
 
     spawned = []
@@ -216,7 +216,7 @@ def test_a_failed_write_leaves_no_file_and_old_builds_are_removed(demo_warehouse
     ones (a worker may still be reading them)."""
     import os
 
-    from analytics import downloads
+    from analytics.outputs import downloads
     from etl.warehouse import connect_read_only
 
     root = downloads.cache_root(demo_warehouse)
@@ -246,7 +246,7 @@ def test_the_file_route_serves_only_built_download_files(demo_warehouse: Path, m
     path outside the cache, no file of a build that is not there."""
     monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(demo_warehouse))
     import app
-    from analytics import downloads
+    from analytics.outputs import downloads
 
     client = app.server.test_client()
     status = downloads.build(demo_warehouse, downloads.Artefact("prepost", "csv"))

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics import cli, codebook, export
+from analytics.outputs import cli, codebook, export
 from etl.warehouse import build_next, connect_read_only
 from tests.analytics_fixture import demo_warehouse, run
 
@@ -350,7 +350,7 @@ def test_codebook_describes_every_result_column() -> None:
 def test_another_k_recomputes_the_suppressed_tables_only(demo: Path, monkeypatch) -> None:
     """Scale scores are row-level and never suppressed: the stored copy serves any --min-cell;
     a suppressed table asked at another k is computed for the export and says so."""
-    from analytics import materialise
+    from analytics.derive import materialise
 
     calls: list[list[str] | None] = []
     real = materialise.compute_results

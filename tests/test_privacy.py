@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytics import queries
+from analytics.read import queries
 from etl import privacy
 from etl.errors import EtlError
 from etl.pseudonym import KEY_ENV, MIN_KEY_BYTES, key_fingerprint, pseudonym, resolve_key

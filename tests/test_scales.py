@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytics.scales import OUTPUT_COLUMNS, score_scales
+from analytics.stats.scales import OUTPUT_COLUMNS, score_scales
 from surveys import Instrument, Scale, load_instruments
 
 INST = {"t": Instrument("t", 1, "test", (
@@ -120,14 +120,14 @@ def test_scores_stay_in_range_and_follow_the_min_items_rule(answers):
 def test_docstring_examples_of_the_analytics_modules_run():
     import doctest
 
-    import analytics.attrition
-    import analytics.longitudinal
-    import analytics.prepost
-    import analytics.reliability
-    import analytics.scales
+    import analytics.stats.attrition
+    import analytics.stats.longitudinal
+    import analytics.stats.prepost
+    import analytics.stats.reliability
+    import analytics.stats.scales
     import analytics.suppression
 
-    for mod in (analytics.scales, analytics.reliability, analytics.prepost,
-                analytics.longitudinal, analytics.attrition, analytics.suppression):
+    for mod in (analytics.stats.scales, analytics.stats.reliability, analytics.stats.prepost,
+                analytics.stats.longitudinal, analytics.stats.attrition, analytics.suppression):
         res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert res.failed == 0, mod.__name__

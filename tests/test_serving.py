@@ -170,7 +170,7 @@ def test_downloads_are_built_off_the_request_and_pages_answer_meanwhile(tmp_path
     Then both files arrive whole, and no worker timed out."""
     import openpyxl
 
-    from analytics import downloads
+    from analytics.outputs import downloads
     from etl.warehouse import connect_read_only
 
     wh = demo(tmp_path)

@@ -61,8 +61,8 @@ def fixture_cursor(tmp_path_factory):
 
 
 def test_the_dashboard_read_layer_calls_this_function_with_its_k(fixture_cursor, monkeypatch):
-    from analytics import queries as q
     from analytics import suppression
+    from analytics.read import queries as q
 
     calls: list[dict] = []
     real = suppression.suppress
@@ -80,15 +80,16 @@ def test_the_dashboard_read_layer_calls_this_function_with_its_k(fixture_cursor,
              q.participation_by_group(fixture_cursor, f, "gender")]
     q.clear_cache()
     assert len(calls) >= len(views)
-    assert all(c["k"] == q.MIN_CELL for c in calls)
+    assert all(c.get("k") is None for c in calls)  # None: the one setting, suppression.MIN_CELL
 
 
 def test_the_dashboard_threshold_is_the_setting(fixture_cursor, monkeypatch):
-    """k comes from EXCHANGE_IMPACT_MIN_CELL (read once as queries.MIN_CELL): at k = 500 the
-    whole fixture (465 participants) is one small selection."""
-    from analytics import queries as q
+    """k comes from EXCHANGE_IMPACT_MIN_CELL (read once as suppression.MIN_CELL): at k = 500
+    the whole fixture (465 participants) is one small selection."""
+    from analytics import suppression
+    from analytics.read import queries as q
 
-    monkeypatch.setattr(q, "MIN_CELL", 500)
+    monkeypatch.setattr(suppression, "MIN_CELL", 500)
     q.clear_cache()
     try:
         h = q.headline(fixture_cursor, q.Filters())
@@ -96,3 +97,30 @@ def test_the_dashboard_threshold_is_the_setting(fixture_cursor, monkeypatch):
         assert q.completion_by_wave(fixture_cursor, q.Filters()).responded.isna().all()
     finally:
         q.clear_cache()
+
+
+@pytest.mark.parametrize("raw, k", [("", 10), ("  ", 10), ("0", 0), ("25", 25), (" 7 ", 7)])
+def test_the_setting_of_k_is_read_from_one_variable(raw: str, k: int) -> None:
+    from analytics.suppression import ENV_K, configured_k
+
+    assert configured_k({ENV_K: raw}) == k
+    assert configured_k({}) == 10
+
+
+@pytest.mark.parametrize("raw", ["-1", "ten", "2.5", "1e3"])
+def test_a_malformed_k_is_refused_with_the_variable_named(raw: str) -> None:
+    from analytics.suppression import ENV_K, configured_k
+
+    with pytest.raises(ValueError, match=ENV_K):
+        configured_k({ENV_K: raw})
+
+
+def test_every_module_takes_k_from_the_one_setting() -> None:
+    """No module but `analytics.suppression` reads the variable (two places did before)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readers = [p.relative_to(root).as_posix() for d in ("analytics", "pages", "etl", "reports")
+               for p in sorted((root / d).rglob("*.py"))
+               if "EXCHANGE_IMPACT_MIN_CELL" in p.read_text(encoding="utf-8")]
+    assert readers == ["analytics/suppression.py"]

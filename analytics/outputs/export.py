@@ -5,7 +5,7 @@ that the CLI (`python -m analytics export`) and the dashboard's Data page (`expo
 byte-for-byte the same files.
 
 Where the numbers come from: the `res_*` tables stored in the warehouse by the load
-(`analytics.materialise.refresh`), when they belong to the warehouse's current data version and
+(`analytics.derive.materialise.refresh`), when they belong to the warehouse's current data version and
 were suppressed with the threshold asked for. Otherwise — stored results missing or stale, or
 another `min_cell` (e.g. 0 for unsuppressed output) for a table that k changes (all but the
 row-level scale scores) — they are computed for this export only, from the same warehouse
@@ -34,7 +34,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from analytics import codebook, materialise
+from analytics import suppression
+from analytics.derive import materialise
+from analytics.outputs import codebook
 from etl import schema
 from etl.warehouse import data_version
 
@@ -170,7 +172,7 @@ def to_xlsx_bytes(df: pd.DataFrame, *, sheet: str = "data",
     # A NULL is a blank cell. Nearly all the time is xlsxwriter's own per-cell work (~7 µs a
     # cell: 12 s for the 1.7 M cells of the 10,000-person demo's scale scores; its
     # constant_memory mode is no faster and drops shared strings), which is why the Data page
-    # builds each file once per data version, off the request (analytics.downloads).
+    # builds each file once per data version, off the request (analytics.outputs.downloads).
     for i in range(len(safe)):
         row = i + 1
         for write, j, vals in writers:
@@ -365,7 +367,7 @@ def _render(src: _Source, table: str, fmt: str, by: str | None, exported_at: str
 
 def build_export(con: duckdb.DuckDBPyConnection, table: str, fmt: str = "csv", *,
                  by: str | None = None,
-                 min_cell: int = materialise.DEFAULT_MIN_CELL) -> Export:
+                 min_cell: int = suppression.MIN_CELL) -> Export:
     """One table as a file's bytes, with its provenance (see the module docstring)."""
     _check_request(table, fmt, by, min_cell)
     return _render(_Source(con, min_cell), table, fmt, by, materialise.utc_now())
@@ -373,7 +375,7 @@ def build_export(con: duckdb.DuckDBPyConnection, table: str, fmt: str = "csv", *
 
 def export_table(con: duckdb.DuckDBPyConnection, table: str, fmt: str = "csv",
                  by: str | None = None,
-                 min_cell: int = materialise.DEFAULT_MIN_CELL) -> tuple[str, bytes]:
+                 min_cell: int = suppression.MIN_CELL) -> tuple[str, bytes]:
     """(file name, bytes) of one table: what the Data page offers for download (e.g. with
     ``dcc.send_bytes``), identical to ``python -m analytics export``'s file."""
     e = build_export(con, table, fmt, by=by, min_cell=min_cell)
@@ -381,7 +383,7 @@ def export_table(con: duckdb.DuckDBPyConnection, table: str, fmt: str = "csv",
 
 
 def export_bundle(con: duckdb.DuckDBPyConnection, fmt: str = "csv", *,
-                  min_cell: int = materialise.DEFAULT_MIN_CELL) -> tuple[str, bytes]:
+                  min_cell: int = suppression.MIN_CELL) -> tuple[str, bytes]:
     """(file name, bytes) of a zip holding every table, `datapackage.json` and `CODEBOOK.md`:
     what ``python -m analytics export --all`` writes, as one download for the Data page."""
     import io
@@ -398,7 +400,7 @@ def export_bundle(con: duckdb.DuckDBPyConnection, fmt: str = "csv", *,
 
 
 def export_all(con: duckdb.DuckDBPyConnection, out_dir: Path | str, fmt: str = "csv", *,
-               min_cell: int = materialise.DEFAULT_MIN_CELL) -> tuple[list[Path], str | None]:
+               min_cell: int = suppression.MIN_CELL) -> tuple[list[Path], str | None]:
     """Write every table, `datapackage.json` and `CODEBOOK.md` into `out_dir`.
 
     Returns the files written and the note on where the numbers came from (None when the stored

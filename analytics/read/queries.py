@@ -15,7 +15,7 @@ Small groups: every row a page shows (a group, a heatmap cell, a survey wave, th
 the whole selection) about fewer than `MIN_CELL` participants goes through the project's one
 small-cell rule, `analytics.suppression.suppress`: it is flagged `suppressed` and every number in
 it, its count included, is blanked (NaN, never 0), so pages show "suppressed (n < k)" instead;
-k is `analytics.suppression.DEFAULT_K` unless EXCHANGE_IMPACT_MIN_CELL says otherwise. Pages
+k is `analytics.suppression.MIN_CELL`, the deployment's one setting. Pages
 never apply the rule themselves. A count of a subset of a shown row's people (a week's active
 participants, a group's drop-outs or active participants, "active this month") goes through the
 same rule (`_suppress_subset`): under k (and above 0) it is blanked with the numbers computed
@@ -42,12 +42,13 @@ from urllib.parse import parse_qs, urlencode
 import duckdb
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from analytics import suppression
-from analytics.longitudinal import wave_key
-from analytics.rollups import GENDER_SQL, META_MULTI, META_VERSION, day_sql, week_sql
-from analytics.suppression import DEFAULT_K
+from analytics.derive.rollups import GENDER_SQL, META_MULTI, META_VERSION, day_sql, week_sql
+from analytics.stats.longitudinal import wave_key
+from analytics.stats.means import t_interval, welch_difference
+from analytics.stats.survival import kaplan_meier, km_median
+from analytics.suppression import MIN_CELL, SMALL_SELECTION, SUPPRESSED_LABEL
 from etl import schema
 
 __all__ = [
@@ -91,11 +92,6 @@ __all__ = [
     "QueryCache",
 ]
 
-# The project's small-cell threshold (analytics.suppression), overridable per deployment.
-MIN_CELL = int(os.environ.get("EXCHANGE_IMPACT_MIN_CELL", str(DEFAULT_K)))
-SUPPRESSED_LABEL = f"suppressed ({suppression.reason(MIN_CELL)})"
-# What a view says instead of its figures when the whole selection is under k.
-SMALL_SELECTION = f"fewer than {MIN_CELL} participants in this selection"
 
 T_CLUSTERS = schema.CLUSTERS.name
 T_INST = schema.INSTITUTIONS.name
@@ -635,7 +631,7 @@ def _suppress(df: pd.DataFrame, n_col: str, keep: Sequence[str] = ()) -> pd.Data
     blanked, its own count included; `keep` names the numeric columns that only locate the row
     (a weekday, a week number). The pages want a flag, so `suppressed` is a bool here, and
     blanked columns are float64 with NaN (plotly and the tables read NaN as "no value")."""
-    out = suppression.suppress(df, n=n_col, k=MIN_CELL, keep=keep)
+    out = suppression.suppress(df, n=n_col, keep=keep)
     flagged = out["suppressed"] != ""
     out["suppressed"] = flagged.to_numpy(bool)
     if flagged.any():
@@ -776,7 +772,7 @@ def _completion_finish(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _wave_rank(wave: pd.Series) -> pd.Series:
-    """Sort key per row in time order of the waves (`analytics.longitudinal.wave_key`)."""
+    """Sort key per row in time order of the waves (`analytics.stats.longitudinal.wave_key`)."""
     return wave.map(wave_key)
 
 
@@ -1003,20 +999,9 @@ def _wave_means_base(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame
                avg(fs.score) AS mean, stddev_samp(fs.score) AS sd
         FROM fs JOIN fp USING (pid) GROUP BY ALL
     """, p)
-    df = _with_t_ci(df)
+    df = t_interval(df)
     df = df.assign(_o=_wave_rank(df.wave)).sort_values(["instrument", "scale", "comparison", "_o"])
     return _suppress(df.drop(columns="_o"), "n", keep=["comparison"])
-
-
-def _with_t_ci(df: pd.DataFrame, mean: str = "mean", sd: str = "sd", n: str = "n"
-               ) -> pd.DataFrame:
-    df = df.copy()
-    nn = df[n].astype("float64")
-    se = df[sd].astype("float64") / np.sqrt(nn)
-    tcrit = stats.t.ppf(0.975, (nn - 1).clip(lower=1))
-    df["ci_low"] = df[mean] - tcrit * se
-    df["ci_high"] = df[mean] + tcrit * se
-    return df
 
 
 def _gain_moments(cur: duckdb.DuckDBPyConnection, f: Filters, by: Sequence[str] = (),
@@ -1040,17 +1025,6 @@ _COMPARISON_COLUMNS = ["instrument", "scale", "n_exchange", "n_comparison", "gai
                        "gain_comparison", "diff", "ci_low", "ci_high", "suppressed"]
 
 
-def _welch(na: int, ma: float, va: float, nb: int, mb: float, vb: float
-           ) -> tuple[float, float, float]:
-    """Difference of means with a Welch 95% CI (R's `t.test(var.equal = FALSE)`)."""
-    sa, sb = va / na, vb / nb
-    se = math.sqrt(sa + sb)
-    dof = (sa + sb) ** 2 / (sa**2 / (na - 1) + sb**2 / (nb - 1)) if se else 1.0
-    diff = ma - mb
-    tcrit = stats.t.ppf(0.975, dof)
-    return diff, diff - tcrit * se, diff + tcrit * se
-
-
 def _comparison_from_moments(g: pd.DataFrame) -> pd.DataFrame:
     """Participants' minus comparison group's gain per scale from per-arm moments (instrument,
     scale, comparison, n, mean, sd), Welch CI; either arm under MIN_CELL suppresses the row
@@ -1064,7 +1038,7 @@ def _comparison_from_moments(g: pd.DataFrame) -> pd.DataFrame:
         ma = float(a["mean"].iloc[0]) if len(a) else math.nan
         diff = lo = hi = math.nan
         if na > 1 and nb > 1:
-            diff, lo, hi = _welch(na, ma, float(a.sd.iloc[0]) ** 2,
+            diff, lo, hi = welch_difference(na, ma, float(a.sd.iloc[0]) ** 2,
                                   nb, float(b["mean"].iloc[0]), float(b.sd.iloc[0]) ** 2)
         rows.append([inst, scale, na, nb, ma, float(b["mean"].iloc[0]), diff, lo, hi,
                      min(na, nb)])
@@ -1100,7 +1074,7 @@ def _gains_by_group_base(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) ->
         columns={col: "group"})
     if not len(df):
         return pd.DataFrame(columns=cols)
-    df = _with_t_ci(df)
+    df = t_interval(df)
     return _suppress(df, "n")[cols]
 
 
@@ -1185,29 +1159,6 @@ def partnership_network(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFr
     """, p)
 
 
-def _kaplan_meier(durations: np.ndarray, ended: np.ndarray) -> pd.DataFrame:
-    """Product-limit estimate S(t) = Π (1 − dᵢ/nᵢ) with Greenwood's variance and a log(−log)
-    95% CI (R's `survival::survfit(conf.type = "log-log")`)."""
-    order = np.argsort(durations, kind="stable")
-    t_all, e_all = durations[order], ended[order]
-    times = np.unique(t_all[e_all])
-    rows = [(0.0, 1.0, len(t_all), 0, 1.0, 1.0)]
-    s, gw = 1.0, 0.0
-    for t in times:
-        n_risk = int((t_all >= t).sum())
-        d = int(((t_all == t) & e_all).sum())
-        s *= 1 - d / n_risk
-        if n_risk > d:
-            gw += d / (n_risk * (n_risk - d))
-        if 0 < s < 1:
-            se = math.sqrt(gw) / abs(math.log(s))
-            lo, hi = s ** math.exp(1.96 * se), s ** math.exp(-1.96 * se)
-        else:
-            lo = hi = s
-        rows.append((float(t), s, n_risk, d, lo, hi))
-    return pd.DataFrame(rows, columns=["days", "survival", "at_risk", "ended", "ci_low", "ci_high"])
-
-
 @_cached
 def partnership_persistence(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     """Kaplan–Meier persistence of partnerships, domestic vs cross-border; still-active ones are
@@ -1216,7 +1167,7 @@ def partnership_persistence(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.Da
     out = []
     for cross, d in net.groupby("cross_border"):
         label = "cross-border" if cross else "domestic"
-        km = _kaplan_meier(d.days.to_numpy(float), (~d.active).to_numpy(bool))
+        km = kaplan_meier(d.days.to_numpy(float), (~d.active).to_numpy(bool))
         km["group"] = label
         km["n"] = len(d)
         out.append(km)
@@ -1224,12 +1175,6 @@ def partnership_persistence(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.Da
         return pd.DataFrame(columns=["days", "survival", "at_risk", "ended", "ci_low", "ci_high",
                                      "group", "n", "suppressed"])
     return _suppress(pd.concat(out, ignore_index=True), "n", keep=["days"])
-
-
-def _km_median(km: pd.DataFrame) -> float:
-    """First time the Kaplan–Meier curve reaches 0.5 or below; NaN while it has not."""
-    below = km[km.survival <= 0.5]
-    return float(below.days.iloc[0]) if len(below) else math.nan
 
 
 @_cached
@@ -1248,7 +1193,7 @@ def partnership_summary(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFr
         .agg(n=("partnership_id", "size"), active=("active", "sum"),
              median_days=("days", "median"))
     )
-    summary["median_km"] = [_km_median(km[km.group == k]) for k in summary.kind]
+    summary["median_km"] = [km_median(km[km.group == k]) for k in summary.kind]
     return _suppress(summary, "n")[cols]
 
 
@@ -1275,7 +1220,7 @@ def rejects(cur: duckdb.DuckDBPyConnection, limit: int = 500) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------
-# The same figures from the per-data-version rollups (analytics.rollups). The public functions
+# The same figures from the per-data-version rollups (analytics.derive.rollups). The public functions
 # read the rollups when they answer the filters exactly and the base tables otherwise; the
 # `_…_base` functions above stay the definition that tests compare the rollups against.
 # ---------------------------------------------------------------------------------------------
@@ -1570,7 +1515,7 @@ def _wave_means_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFra
         SELECT instrument, scale, wave, comparison, {_moments_sql()}
         FROM ({_cells(_R_SCORES, f, p, comparison=True)}) GROUP BY ALL
     """, p)
-    df = _with_t_ci(df)
+    df = t_interval(df)
     df = df.assign(_o=_wave_rank(df.wave)).sort_values(["instrument", "scale", "comparison", "_o"])
     return _suppress(df.drop(columns="_o"), "n", keep=["comparison"])
 
@@ -1617,7 +1562,7 @@ def _gains_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) 
     """, p)
     if not len(df):
         return pd.DataFrame(columns=cols)
-    df = _with_t_ci(df)
+    df = t_interval(df)
     return _suppress(df, "n")[cols]
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analytics.scales import item_table
+from analytics.stats.scales import item_table
 
 __all__ = ["ALPHA_THRESHOLD", "OUTPUT_COLUMNS", "cronbach_alpha", "reliability"]
 

@@ -42,7 +42,9 @@ from pathlib import Path
 
 import duckdb
 
-from analytics import export, materialise
+from analytics import suppression
+from analytics.derive import materialise
+from analytics.outputs import export
 from etl import schema
 from etl.warehouse import connect_read_only, data_version
 
@@ -59,7 +61,7 @@ __all__ = [
 ]
 
 KEEP_OLD_SECONDS = 3600.0  # an earlier build's folder goes once unchanged for an hour
-_ROOT = Path(__file__).resolve().parent.parent
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,7 @@ def _status(target: Path) -> Status:
 
 
 def request(con: duckdb.DuckDBPyConnection, warehouse: Path, artefact: Artefact, *,
-            min_cell: int = materialise.DEFAULT_MIN_CELL, retry: bool = False) -> Status:
+            min_cell: int = suppression.MIN_CELL, retry: bool = False) -> Status:
     """The artefact of the data version `con` reads: ready, failed, or now being built.
 
     Never builds in the calling process and never waits for a build: it returns in
@@ -225,7 +227,7 @@ def _spawn(warehouse: Path, artefact: Artefact, build_id: str, min_cell: int, fd
 
 
 def build(warehouse: Path, artefact: Artefact, *,
-          min_cell: int = materialise.DEFAULT_MIN_CELL, build_id: str | None = None,
+          min_cell: int = suppression.MIN_CELL, build_id: str | None = None,
           lock_fd: int | None = None) -> Status:
     """Build the artefact of the warehouse's current version into the cache (what the builder
     process runs; also `python -m analytics downloads` to have files ready after a load).

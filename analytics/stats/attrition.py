@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analytics.longitudinal import wave_order
+from analytics.stats.longitudinal import wave_order
 from analytics.suppression import DEFAULT_K, suppress
 
 __all__ = ["FUNNEL_COLUMNS", "BASELINE_COLUMNS", "attrition_funnel", "attrition_baseline",

@@ -1,6 +1,6 @@
 """`python -m analytics`: export the result tables for researchers, or recompute them.
 
-A thin layer over `analytics.export` and `analytics.materialise`: it parses arguments, prints one
+A thin layer over `analytics.outputs.export` and `analytics.derive.materialise`: it parses arguments, prints one
 clear line per problem and sets the exit status:
 
   0  done
@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from analytics import export as ex
-from analytics import materialise
+from analytics import suppression
+from analytics.derive import materialise
+from analytics.outputs import export as ex
 from etl.errors import EtlError
 from etl.warehouse import DEFAULT_WAREHOUSE
 
@@ -79,9 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE, metavar="PATH",
                    help=f"warehouse file (default: {DEFAULT_WAREHOUSE}; env "
                         "EXCHANGE_IMPACT_WAREHOUSE), e.g. --warehouse /srv/ei/warehouse.duckdb")
-    e.add_argument("--min-cell", type=int, default=materialise.DEFAULT_MIN_CELL, metavar="K",
+    e.add_argument("--min-cell", type=int, default=suppression.MIN_CELL, metavar="K",
                    help=f"suppress groups with fewer than K participants (default "
-                        f"{materialise.DEFAULT_MIN_CELL}); 0 = unsuppressed, for people with "
+                        f"{suppression.MIN_CELL}); 0 = unsuppressed, for people with "
                         "row-level access only, e.g. --min-cell 0")
     r = sub.add_parser(
         "refresh", help="recompute the stored result tables (a new data version)",
@@ -93,9 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE, metavar="PATH",
                    help="warehouse file, e.g. --warehouse /srv/ei/warehouse.duckdb")
-    r.add_argument("--min-cell", type=int, default=materialise.DEFAULT_MIN_CELL, metavar="K",
+    r.add_argument("--min-cell", type=int, default=suppression.MIN_CELL, metavar="K",
                    help="suppression threshold to store (default "
-                        f"{materialise.DEFAULT_MIN_CELL}), e.g. --min-cell 20")
+                        f"{suppression.MIN_CELL}), e.g. --min-cell 20")
     d = sub.add_parser(
         "downloads", help="build a Data page download into the cache beside the warehouse",
         description="Build one of the Data page's download files for the warehouse's current "
@@ -112,10 +113,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="csv, xlsx or parquet (default csv), e.g. --format xlsx")
     d.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE, metavar="PATH",
                    help="warehouse file, e.g. --warehouse /srv/ei/warehouse.duckdb")
-    d.add_argument("--min-cell", type=int, default=materialise.DEFAULT_MIN_CELL, metavar="K",
-                   help=f"suppression threshold (default {materialise.DEFAULT_MIN_CELL}, the "
+    d.add_argument("--min-cell", type=int, default=suppression.MIN_CELL, metavar="K",
+                   help=f"suppression threshold (default {suppression.MIN_CELL}, the "
                         "dashboard's)")
-    # Set by the dashboard when it starts a build (analytics.downloads.request).
+    # Set by the dashboard when it starts a build (analytics.outputs.downloads.request).
     d.add_argument("--build-id", help=argparse.SUPPRESS)
     d.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)
     return p
@@ -152,9 +153,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.min_cell < 0:
         raise ex.ExportError(f"--min-cell must be 0 or more, got {args.min_cell}")
     fmt = _resolve_format(args)
-    if args.min_cell < materialise.DEFAULT_MIN_CELL:
+    if args.min_cell < suppression.MIN_CELL:
         _say(f"warning: --min-cell {args.min_cell} writes groups smaller than "
-             f"{materialise.DEFAULT_MIN_CELL} {'unsuppressed' if args.min_cell == 0 else ''}"
+             f"{suppression.MIN_CELL} {'unsuppressed' if args.min_cell == 0 else ''}"
              .rstrip() + "; share the file only with people who have row-level access")
     con = connect_read_only(args.warehouse)
     try:
@@ -194,7 +195,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
 
 def cmd_downloads(args: argparse.Namespace) -> int:
-    from analytics import downloads
+    from analytics.outputs import downloads
 
     if args.all == bool(args.table):
         raise ex.ExportError("name one TABLE or use --all (e.g. 'downloads prepost' or "

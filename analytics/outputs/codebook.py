@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from analytics.materialise import GROUP_DIMENSIONS
-from analytics.reliability import ALPHA_THRESHOLD
+from analytics.derive.materialise import GROUP_DIMENSIONS
+from analytics.stats.reliability import ALPHA_THRESHOLD
 from etl import schema
 
 __all__ = [
@@ -195,13 +195,13 @@ METHODS: dict[str, str] = {
         "minus the comparison group's) with 95% Wald CIs. Variance components and ICCs: "
         "between participants (s2_u / (s2_u + s2_e)) and between clusters (one-way ANOVA "
         "moment estimator on participants' mean residuals). Fitted by the closed-form profiled "
-        "REML of analytics.longitudinal.fit_random_intercept, equal to lme4::lmer and "
+        "REML of analytics.stats.longitudinal.fit_random_intercept, equal to lme4::lmer and "
         "statsmodels MixedLM."
     ),
     "attrition": (
         "Survey response funnel per wave (pre → post → follow-up), overall and by group: every "
         "enrolled participant of the group is invited to every wave; n_responded counts those "
-        "with at least one answer in the wave (analytics.attrition.attrition_funnel)."
+        "with at least one answer in the wave (analytics.stats.attrition.attrition_funnel)."
     ),
     "attrition_baseline": (
         "Did those who dropped out differ at baseline? Among exchange participants with a pre "

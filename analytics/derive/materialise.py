@@ -6,7 +6,7 @@ per data version and the dashboard only reads them. `compute_results(con)` does 
 without writing (a read-only connection is enough); the export uses it when the stored tables
 are stale or another suppression threshold is asked for.
 
-What is computed (the pure functions live in `analytics.scales`, `.reliability`, `.prepost`,
+What is computed (the pure functions live in `analytics.stats.scales`, `.reliability`, `.prepost`,
 `.longitudinal`, `.attrition`, `.suppression`):
 
 - res_scale_scores: scale score per participant × exchange × wave × scale.
@@ -22,8 +22,8 @@ What is computed (the pure functions live in `analytics.scales`, `.reliability`,
 - res_attrition_baseline: completers vs non-completers of the post survey, on their pre score
   per scale and on engagement (events logged), Welch t.
 
-Aggregates are stored suppressed: a group with fewer than k participants (default 10, env
-EXCHANGE_IMPACT_MIN_CELL) has ``suppressed = 'n < k'`` and NULL numbers. Bookkeeping goes into
+Aggregates are stored suppressed: a group with fewer than k participants
+(`analytics.suppression.MIN_CELL`, the one setting) has ``suppressed = 'n < k'`` and NULL numbers. Bookkeeping goes into
 the `meta` table under ``results_*`` keys: the data version the results belong to, when they
 were generated, how long they took in all and per table, k, and the longitudinal model fitted
 per scale. Tables without a `suppressed` column (reliability, longitudinal) get NULL numbers
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,13 +42,14 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from analytics.rollups import GENDER_SQL
-from analytics.rollups import build as build_rollups
+from analytics.derive.rollups import GENDER_SQL
+from analytics.derive.rollups import build as build_rollups
+from analytics.suppression import MIN_CELL
 from etl import schema
+from etl.errors import EtlError
 from etl.warehouse import data_version as _data_version
 
 __all__ = [
-    "DEFAULT_MIN_CELL",
     "GROUP_DIMENSIONS",
     "RESULT_NAMES",
     "Results",
@@ -61,7 +61,6 @@ __all__ = [
     "group_attributes",
 ]
 
-DEFAULT_MIN_CELL = int(os.environ.get("EXCHANGE_IMPACT_MIN_CELL", "10"))
 GROUP_DIMENSIONS: tuple[str, ...] = ("cluster", "country", "exchange", "program", "modality",
                                      "setting", "role", "gender", "comparison")
 # Export name -> warehouse table, in computation order (defined once, in the schema).
@@ -171,7 +170,7 @@ def _prepost(scored: pd.DataFrame, k: int) -> pd.DataFrame:
     empty rows for scales of another instrument). BH stays across the scales of each
     group_by × group, as `prepost` computes it.
     """
-    from analytics.prepost import OUTPUT_COLUMNS, prepost
+    from analytics.stats.prepost import OUTPUT_COLUMNS, prepost
 
     exchange_dims = [d for d in GROUP_DIMENSIONS if d != "comparison"]
     d = scored[scored["wave"].isin(["pre", "post"])]
@@ -200,7 +199,7 @@ def _attrition(attrs: pd.DataFrame, responses: pd.DataFrame, k: int) -> pd.DataF
     """Funnel per wave; the roster is every enrolled participant (one row each, with their
     groupings), the invited of a group are its roster members. Exchange participants only,
     except the 'comparison' grouping."""
-    from analytics.attrition import FUNNEL_COLUMNS, attrition_funnel
+    from analytics.stats.attrition import FUNNEL_COLUMNS, attrition_funnel
 
     roster = attrs.drop_duplicates("participant")
     seen = responses[["participant_id", "wave"]].drop_duplicates().rename(
@@ -216,7 +215,7 @@ def _attrition(attrs: pd.DataFrame, responses: pd.DataFrame, k: int) -> pd.DataF
 
 
 def _waves(w: pd.Series) -> list[str]:
-    from analytics.longitudinal import wave_order
+    from analytics.stats.longitudinal import wave_order
 
     return wave_order(w.dropna().astype(str).unique())
 
@@ -244,7 +243,7 @@ def _longitudinal(scored: pd.DataFrame, k: int, *, has_comparison: bool | None =
     `scored`); given when `scored` holds one scale, so that each scale tries the designs it
     would when all scales are fitted together.
     """
-    from analytics.longitudinal import longitudinal_model
+    from analytics.stats.longitudinal import longitudinal_model
 
     data = scored[scored["score"].notna()]
     data = data.assign(unit=_unit_codes(data["participant"], data["exchange_id"]))
@@ -271,7 +270,7 @@ def _longitudinal(scored: pd.DataFrame, k: int, *, has_comparison: bool | None =
         if out is not None:
             parts.append(_blank_small_terms(out, d, k))
     if not parts:
-        from analytics.longitudinal import OUTPUT_COLUMNS
+        from analytics.stats.longitudinal import OUTPUT_COLUMNS
         return pd.DataFrame(columns=OUTPUT_COLUMNS), models
     return pd.concat(parts, ignore_index=True), models
 
@@ -328,11 +327,11 @@ def _conform(df: pd.DataFrame, table: schema.Table) -> pd.DataFrame:
     return df[table.column_names].reset_index(drop=True)
 
 
-class ResultsError(Exception):
+class ResultsError(EtlError):
     """The result tables cannot be computed from this warehouse (the message says why)."""
 
 
-# Scale scores in SQL: exactly `analytics.scales.score_scales` (tests hold the two equal).
+# Scale scores in SQL: exactly `analytics.stats.scales.score_scales` (tests hold the two equal).
 # Reverse-coded items become min + max - x; the score is the mean of the answered items, NULL
 # with fewer than min_items answered; a scale has a row when one of its items appears for that
 # participant x exchange x wave (answered or not). Answers to unknown items are ignored.
@@ -352,7 +351,7 @@ _SCORES_SQL = f"""
 
 
 def _load_items(con: duckdb.DuckDBPyConnection, instruments: dict) -> pd.DataFrame:
-    from analytics.scales import item_table
+    from analytics.stats.scales import item_table
 
     items = item_table(instruments)
     df = pd.DataFrame({
@@ -424,7 +423,7 @@ def _scored_scale(con: duckdb.DuckDBPyConnection, scores: str, inst: str, sc: st
 def _prepost_combine(parts: list[pd.DataFrame], k: int) -> pd.DataFrame:
     """Per-scale `_prepost(…, k=0)` outputs -> the table `_prepost(all, k)` gives: BH across the
     scales of each group_by x group, then suppression, in its row order."""
-    from analytics.prepost import OUTPUT_COLUMNS, bh_adjust
+    from analytics.stats.prepost import OUTPUT_COLUMNS, bh_adjust
     from analytics.suppression import suppress
 
     if not parts:
@@ -443,7 +442,7 @@ def _prepost_combine(parts: list[pd.DataFrame], k: int) -> pd.DataFrame:
 def _baseline_scale(scored: pd.DataFrame, completers: pd.Series, k: int) -> pd.DataFrame:
     """`_attrition_baseline`'s row for one scale. Completion is answering the post survey (any
     scale), so the program's completers come along as score-less post rows."""
-    from analytics.attrition import attrition_baseline
+    from analytics.stats.attrition import attrition_baseline
 
     inst, sc = scored["instrument"].iloc[0], scored["scale"].iloc[0]
     mine = scored.loc[~scored["is_comparison"] & (scored["wave"] == "pre"),
@@ -457,7 +456,7 @@ def _baseline_engagement(con: duckdb.DuckDBPyConnection, scores: str, attrs: pd.
                          completers: pd.Series, k: int) -> pd.DataFrame:
     """`_attrition_baseline`'s engagement row: completers vs non-completers among those with a
     pre score (any scale), on events logged."""
-    from analytics.attrition import attrition_baseline
+    from analytics.stats.attrition import attrition_baseline
 
     base = con.execute(f"""
         SELECT DISTINCT s.participant FROM {scores} s LEFT JOIN {_ATTRS} a
@@ -476,7 +475,7 @@ def _baseline_engagement(con: duckdb.DuckDBPyConnection, scores: str, attrs: pd.
 def compute_results(
     con: duckdb.DuckDBPyConnection,
     *,
-    min_cell: int = DEFAULT_MIN_CELL,
+    min_cell: int = MIN_CELL,
     tables: Sequence[str] | None = None,
     data_version: int | None = None,
     instruments: dict | None = None,
@@ -547,7 +546,7 @@ def compute_results(
         with step("scale_scores"):
             scores = _sql_scale_scores(con, scores_table)
             if "scale_scores" in wanted:
-                from analytics.scales import OUTPUT_COLUMNS as SCORE_COLUMNS
+                from analytics.stats.scales import OUTPUT_COLUMNS as SCORE_COLUMNS
                 if scores_table is None:
                     out["scale_scores"] = con.execute(
                         f"SELECT * FROM {scores} ORDER BY participant, exchange_id, wave, "
@@ -558,7 +557,7 @@ def compute_results(
     if "reliability" in wanted:
         say("reliability")
         with step("reliability"):
-            from analytics.reliability import reliability
+            from analytics.stats.reliability import reliability
 
             parts = []
             for _, its in items.groupby(["instrument", "scale"], sort=True):
@@ -575,7 +574,7 @@ def compute_results(
                     parts.append(reliability(resp, instruments, participant="_unit",
                                              exchange=None))
                 del resp
-            from analytics.reliability import OUTPUT_COLUMNS as REL_COLUMNS
+            from analytics.stats.reliability import OUTPUT_COLUMNS as REL_COLUMNS
             rel = (pd.concat(parts, ignore_index=True) if parts
                    else pd.DataFrame(columns=REL_COLUMNS))
             out["reliability"] = _blank_small(rel, "n", k, ["n", "alpha", "alpha_ci_low",
@@ -618,7 +617,7 @@ def compute_results(
             with step("prepost"):
                 out["prepost"] = _prepost_combine(pp_parts, k)
         if "longitudinal" in per_scale:
-            from analytics.longitudinal import OUTPUT_COLUMNS as LONG_COLUMNS
+            from analytics.stats.longitudinal import OUTPUT_COLUMNS as LONG_COLUMNS
             out["longitudinal"] = (pd.concat(lg_parts, ignore_index=True) if lg_parts
                                    else pd.DataFrame(columns=LONG_COLUMNS))
         if "attrition_baseline" in per_scale:
@@ -664,7 +663,7 @@ def refresh(
     `data_version(con)` is already the version readers will see once the file is swapped in, and
     the results are stamped with it.
     """
-    k = DEFAULT_MIN_CELL if min_cell is None else int(min_cell)
+    k = MIN_CELL if min_cell is None else int(min_cell)
     version = _data_version(con)
     # res_scale_scores is written by SQL while computing (no pandas round trip of its ~20
     # rows per participant); res.tables["scale_scores"] is then an empty frame.
@@ -714,7 +713,7 @@ def stored_state(con: duckdb.DuckDBPyConnection) -> StoredState | None:
     return StoredState(
         data_version=int(rows[_META_PREFIX + "data_version"]),
         generated_at=rows.get(_META_PREFIX + "generated_at", ""),
-        min_cell=int(rows.get(_META_PREFIX + "min_cell", DEFAULT_MIN_CELL)),
+        min_cell=int(rows.get(_META_PREFIX + "min_cell", MIN_CELL)),
         seconds=float(rows.get(_META_PREFIX + "seconds", "nan")),
         timings=_json("timings"),
         models=_json("models"),

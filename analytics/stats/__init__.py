@@ -1,0 +1,12 @@
+"""Pure statistics: a long-format DataFrame (or arrays) and keyword column names in, a tidy
+DataFrame out, one row per estimate. Nothing here imports DuckDB, Dash or the warehouse; the
+derive step and the read layer call these functions on data they have read.
+
+- `scales`       scale scores per participant × exchange × wave (the oracle of the derive step's SQL)
+- `reliability`  Cronbach's α with Feldt CI per instrument × scale × wave
+- `prepost`      paired pre/post change, tests, d_z / d_av / Hedges g_av, BH
+- `longitudinal` random-intercept LMM by closed-form profiled REML: means, contrasts, DiD, ICCs
+- `attrition`    response funnel and completers-vs-dropouts baseline comparison
+- `means`        the t-interval of a mean and Welch's difference of two means
+- `survival`     Kaplan–Meier estimate and median
+"""

@@ -1,0 +1,46 @@
+"""The package layout is the architecture: these tests fail when a module crosses its role."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _imports(path: Path) -> set[str]:
+    """Top-level names of every module `path` imports, at any depth of the file."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+STATS = sorted((ROOT / "analytics" / "stats").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", STATS, ids=lambda p: p.name)
+def test_the_statistics_import_no_database_no_dash_and_no_other_layer(path: Path) -> None:
+    bad = {m for m in _imports(path)
+           if m.split(".")[0] in {"duckdb", "dash", "dash_bootstrap_components", "plotly", "etl",
+                                  "pages", "flask"}
+           or m.startswith(("analytics.derive", "analytics.read", "analytics.outputs"))}
+    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_the_statistics_package_is_not_empty() -> None:
+    assert {p.stem for p in STATS} >= {"scales", "reliability", "prepost", "longitudinal",
+                                       "attrition", "means", "survival"}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "pages").glob("*.py")), ids=lambda p: p.name)
+def test_pages_reach_the_warehouse_only_through_the_read_layer(path: Path) -> None:
+    """Pages import no DuckDB and no derive step: a figure's numbers come from `analytics.read`."""
+    bad = {m for m in _imports(path)
+           if m.split(".")[0] == "duckdb" or m.startswith("analytics.derive")}
+    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
