@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from analytics.read.queries import Filters
+from analytics.read.filters import Filters
 from benchmarks.dash_driver import callback_bodies
 from tests.dashboard_fixture import build_fixture_warehouse
 
@@ -114,9 +114,9 @@ def test_a_forged_filter_store_is_refused_with_400(client) -> None:
 
 def test_unknown_filter_values_in_a_forged_store_are_dropped_not_cached(client) -> None:
     """100,000 values no option has: answered, and the query cache keeps nothing of them."""
-    from analytics.read import queries as q
+    from analytics.read.cache import cache_keys, clear_cache
 
-    q.clear_cache()
+    clear_cache()
     deps = client.get("/_dash-dependencies").get_json()
     junk = [f"ZZ{i:06d}" for i in range(100_000)]
     store = {"filters": {"country": junk}, "query": ""}
@@ -124,7 +124,7 @@ def test_unknown_filter_values_in_a_forged_store_are_dropped_not_cached(client) 
         r = client.post("/_dash-update-component", data=json.dumps(body),
                         content_type="application/json")
         assert r.status_code in (200, 204), (body["output"], r.status_code)
-    assert not any("ZZ000001" in repr(key) for key in q.cache_keys())
+    assert not any("ZZ000001" in repr(key) for key in cache_keys())
 
 
 def test_unknown_control_values_are_dropped_with_a_short_note(client) -> None:
@@ -154,19 +154,20 @@ def test_unknown_control_values_are_dropped_with_a_short_note(client) -> None:
 def test_the_query_cache_stays_under_its_byte_bound(client, monkeypatch) -> None:
     """Many distinct, large keys (what forged filter lists made before they were checked):
     the cache's own accounting stays under its bound and an oversized entry is not kept."""
-    from analytics.read import queries as q
+    from analytics.read import cache as query_cache
+    from analytics.read.overview import completion_by_wave
     from pages import _ui
 
-    cache = q.QueryCache(max_bytes=2 * 2**20, max_entry_bytes=2**20)
-    monkeypatch.setattr(q, "CACHE", cache)
+    cache = query_cache.QueryCache(max_bytes=2 * 2**20, max_entry_bytes=2**20)
+    monkeypatch.setattr(query_cache, "CACHE", cache)
     for i in range(60):  # ~60 × 150 kB of keys alone
         f = Filters(country=tuple(f"Z{i:03d}-{j:05d}" for j in range(2_000)))
-        _ui.query(q.completion_by_wave, f)
+        _ui.query(completion_by_wave, f)
         assert cache.bytes <= cache.max_bytes
     assert 0 < len(cache.keys()) < 60
-    assert cache.bytes == sum(q._sizeof(k) + q._sizeof(v[0]) for k, v in cache._items.items())
+    assert cache.bytes == sum(query_cache.sizeof(k) + query_cache.sizeof(v[0]) for k, v in cache._items.items())
     huge = Filters(country=tuple(f"H{j:06d}" for j in range(20_000)))  # > 1 MB of key
-    _ui.query(q.completion_by_wave, huge)
+    _ui.query(completion_by_wave, huge)
     assert not any(k[2] == (huge,) for k in cache.keys())
-    small = _ui.query(q.completion_by_wave, Filters())
-    assert _ui.query(q.completion_by_wave, Filters()) is small  # still a cache
+    small = _ui.query(completion_by_wave, Filters())
+    assert _ui.query(completion_by_wave, Filters()) is small  # still a cache

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import duckdb
 import pytest
 
-from analytics.read.queries import SMALL_SELECTION, SUPPRESSED_LABEL
+from analytics.suppression import SMALL_SELECTION, SUPPRESSED_LABEL
 from tests.dashboard_fixture import SMALL_COUNTRY, build_fixture_warehouse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -338,7 +338,7 @@ return {drawn: Boolean(title), numbers: numbers, strings: strings};
 
 def _small_selection_counts(warehouse: Path) -> set[int]:
     """Every count of the small selection, from the base tables (a test oracle independent of
-    analytics.read.queries): participants, comparison group, everyone asked, events, minutes, the
+    analytics.read): participants, comparison group, everyone asked, events, minutes, the
     answers per wave and the people per gender."""
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
