@@ -46,6 +46,7 @@ NOTES = "filter-notes"
 DATA_STATUS = "data-status"
 CLEAR = "filter-clear"
 URL_WRITER = "url-writer"
+VIEW = "view-store"  # {"path": page path, "query": "by=country"}: the page's own view keys
 NAV = "nav-link"  # {"type": NAV, "index": page path}
 FILTER_FIELDS: tuple[tuple[str, str], ...] = (
     ("program", "Program"),
@@ -284,6 +285,8 @@ def filter_bar() -> html.Div:
                 className="d-flex align-items-center",
             ),
             html.Div(id=NOTES, role="status", **{"aria-live": "polite"}),
+            # The shown page's view keys (`view_store`), written into the URL beside the filters.
+            dcc.Store(id=VIEW),
         ],
         className="filter-bar border-bottom bg-body-tertiary px-3 pt-2 pb-2",
         role="search",
@@ -311,11 +314,16 @@ _VALUE_INPUTS = [Input(fid(n), "value") for n, _ in FILTER_FIELDS]
     *_VALUE_INPUTS,
     Input(DATES, "start_date"),
     Input(DATES, "end_date"),
+    State(URL, "pathname"),
 )
-def sync_filters(search: str | None, _clear: int | None, *values: Any) -> tuple:
-    """URL → controls on load/back/forward; controls → store on every change."""
+def sync_filters(search: str | None, _clear: int | None, *controls: Any) -> tuple:
+    """URL → controls on load/back/forward; controls → store on every change. The page's own
+    view keys in the URL (`filters.PAGE_VIEWS`, e.g. /participation?by=country) are no filter:
+    the page's layout reads them, and only a value the page does not offer gets a note."""
+    *values, pathname = controls
     if search is not None and not isinstance(search, str):
         raise bad_input(f"{URL}.search must be a text")
+    page = pathname if isinstance(pathname, str) else None
     try:
         cur = reader().cursor()
         try:
@@ -336,7 +344,8 @@ def sync_filters(search: str | None, _clear: int | None, *values: Any) -> tuple:
     if trigger == CLEAR:
         f = filters.Filters()
     elif trigger is None or trigger == URL:
-        f, notes = filters.parse_filters(search or "", opts)
+        f, notes = filters.parse_filters(search or "", opts, page=page or "/")
+        notes += filters.parse_view(search or "", page or "/")[1]
     else:
         *lists, start, end = values
         data = {n: v for (n, _), v in zip(FILTER_FIELDS, lists, strict=True)}
@@ -373,21 +382,33 @@ def sync_filters(search: str | None, _clear: int | None, *values: Any) -> tuple:
     )
 
 
+def view_store(page: str, view: dict[str, Any], defaults: dict[str, str] | None = None
+               ) -> dict[str, str]:
+    """The `VIEW` store of `page` showing `view` (its view keys' current values): a page's
+    control callback returns it, so the address bar keeps them (`filters.view_query`; values
+    equal to the default are left out of the link)."""
+    return {"path": page, "query": filters.view_query(page, view, defaults)}
+
+
 # Write the canonical query string into the address bar without a navigation (no Location
-# listens to replaceState, so the page is not rebuilt) and keep it on the navbar links.
+# listens to replaceState, so the page is not rebuilt): the filters (on every page, and kept on
+# the navbar links), then the shown page's own view keys, joined as `filters.page_query` does.
 clientside_callback(
     """
-    function(store) {
-        const query = (store && store.query) || "";
+    function(store, view) {
+        const path = window.location.pathname;
+        const shared = (store && store.query) || "";
+        const own = (view && view.path === path && view.query) || "";
+        const query = shared && own ? shared + "&" + own : (shared || (own ? "?" + own : ""));
         if (window.location.search !== query) {
-            window.history.replaceState(window.history.state, "",
-                                        window.location.pathname + query);
+            window.history.replaceState(window.history.state, "", path + query);
         }
         return query;
     }
     """,
     Output(URL_WRITER, "data"),
     Input(FILTERS, "data"),
+    Input(VIEW, "data"),
 )
 
 

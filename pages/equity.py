@@ -13,7 +13,8 @@ from analytics import suppression
 from analytics.read import equity, filters
 from pages import _ui
 
-dash.register_page(__name__, path="/equity", name="Equity & access", order=4,
+PATH = "/equity"
+dash.register_page(__name__, path=PATH, name="Equity & access", order=4,
                    title="Exchange Impact — Equity & access")
 
 BY = "equity-by"
@@ -31,8 +32,10 @@ def _scale_options() -> list[dict[str, str]]:
     return [{"label": "all scales", "value": ALL_SCALES}, *_ui.scale_options()]
 
 
-def layout(by: str = "gender", **_query: Any) -> html.Div:
+def layout(by: str = "gender", scale: str = ALL_SCALES, **_query: Any) -> html.Div:
     by = by if by in filters.EQUITY_GROUPINGS else "gender"
+    options = _scale_options()
+    scale = scale if scale in [o["value"] for o in options] else ALL_SCALES
     return html.Div(
         [
             html.H1("Equity & access", className="h3"),
@@ -42,7 +45,7 @@ def layout(by: str = "gender", **_query: Any) -> html.Div:
                     dbc.RadioItems(id=BY, value=by, inline=True, options=[
                         {"label": v, "value": k} for k, v in filters.EQUITY_GROUPINGS.items()]),
                     html.Label("Scale (gains)", htmlFor=SCALE, className="ms-4 me-2 fw-semibold"),
-                    dcc.Dropdown(id=SCALE, options=_scale_options(), value=ALL_SCALES,
+                    dcc.Dropdown(id=SCALE, options=options, value=scale,
                                  clearable=False, style={"minWidth": "26rem"}),
                 ],
                 className="d-flex align-items-center flex-wrap mb-2",
@@ -65,6 +68,14 @@ def layout(by: str = "gender", **_query: Any) -> html.Div:
             ),
         ]
     )
+
+
+@callback(Output(_ui.VIEW, "data", allow_duplicate=True), Input(BY, "value"),
+          Input(SCALE, "value"), prevent_initial_call="initial_duplicate")
+def view_url(by: Any, scale: Any) -> dict[str, str]:
+    """The grouping and the scale belong in the shareable link (/equity?by=age_band)."""
+    return _ui.view_store(PATH, {"by": _ui.choice(by, filters.EQUITY_GROUPINGS, "gender"),
+                                 "scale": scale if isinstance(scale, str) else ALL_SCALES})
 
 
 @callback(Output(GAINS, "figure"), Output(GAINS_NOTE, "children"),

@@ -13,7 +13,7 @@ from typing import Any
 import dash
 import dash_bootstrap_components as dbc
 import pandas as pd
-from dash import Input, Output, callback, dcc, html
+from dash import Input, Output, State, callback, dcc, html
 
 from analytics import suppression
 from analytics.read import filters, outcomes
@@ -21,7 +21,8 @@ from analytics.stats.longitudinal import wave_key, wave_order
 from analytics.stats.reliability import ALPHA_THRESHOLD
 from pages import _ui
 
-dash.register_page(__name__, path="/outcomes", name="Outcomes", order=2,
+PATH = "/outcomes"
+dash.register_page(__name__, path=PATH, name="Outcomes", order=2,
                    title="Exchange Impact — Outcomes")
 
 WAVES = "outcomes-waves"
@@ -114,6 +115,20 @@ def _alpha_texts(rel: pd.DataFrame) -> dict[tuple[str, str], str]:
         ["instrument", "scale", "_o"], kind="stable").drop_duplicates(["instrument", "scale"])
     return {(r.instrument, r.scale): f"α ({r.wave}) = {r.alpha:.2f}"
             + (" ⚠" if bool(r.below_threshold) else "") for r in rel.itertuples(index=False)}
+
+
+@callback(Output(_ui.VIEW, "data", allow_duplicate=True), Input(FOREST_BY, "value"),
+          Input(EFFECT, "value"), Input(SCALE, "value"), State(SCALE, "options"),
+          prevent_initial_call="initial_duplicate")
+def view_url(by: Any, effect: Any, scale: Any, options: Any) -> dict[str, str]:
+    """The grouping, effect size and scale belong in the shareable link
+    (/outcomes?by=country&effect=diff); the first scale is the default, left out."""
+    first = (options[0].get("value") if isinstance(options, list) and options
+             and isinstance(options[0], dict) else None)
+    view = {"by": _ui.choice(by, filters.GROUPINGS, "modality"),
+            "effect": _ui.choice(effect, EFFECTS, "hedges_g"),
+            "scale": scale if isinstance(scale, str) else None}
+    return _ui.view_store(PATH, view, {"scale": first} if isinstance(first, str) else None)
 
 
 @callback(Output(WAVES, "figure"), Output(WAVES, "style"), Output(WAVES_NOTE, "children"),

@@ -12,9 +12,11 @@ from dash import Input, Output, State, callback, html
 
 from analytics import suppression
 from analytics.read import overview, participation
+from analytics.read.filters import ACTIVITY_GROUPINGS
 from pages import _ui
 
-dash.register_page(__name__, path="/participation", name="Participation", order=1,
+PATH = "/participation"
+dash.register_page(__name__, path=PATH, name="Participation", order=1,
                    title="Exchange Impact — Participation")
 
 BY = "participation-by"
@@ -27,7 +29,7 @@ RETENTION = "participation-retention"
 RETENTION_NOTE = "participation-retention-note"
 TABLES = "participation-tables"
 
-_BY_OPTIONS = {"cluster": "Cluster", "country": "Country"}
+_BY_OPTIONS = ACTIVITY_GROUPINGS
 _WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
 
@@ -60,6 +62,13 @@ def layout(by: str = "cluster", **_query: Any) -> html.Div:
             _ui.section("Breakdown", html.Div(id=TABLES)),
         ]
     )
+
+
+@callback(Output(_ui.VIEW, "data", allow_duplicate=True), Input(BY, "value"),
+          prevent_initial_call="initial_duplicate")
+def view_url(by: Any) -> dict[str, str]:
+    """The grouping belongs in the shareable link (/participation?by=country)."""
+    return _ui.view_store(PATH, {"by": _ui.choice(by, _BY_OPTIONS, "cluster")})
 
 
 @callback(Output(WEEKLY, "figure"), Output(WEEKLY_NOTE, "children"),

@@ -26,6 +26,7 @@ __all__ = [
     "EFFECTS",
     "FILTER_KEYS",
     "PAGE_VIEWS",
+    "ViewKey",
     "view_keys",
     "parse_filters",
     "parse_view",
@@ -57,12 +58,24 @@ _DATE_FIELDS = {"start": "from", "end": "to"}  # field -> query-string key
 # Every query-string key of a filter, in the order the canonical query string writes them.
 FILTER_KEYS: tuple[str, ...] = (*_LIST_FIELDS, *_DATE_FIELDS.values())
 
-# Per page path: its view keys, each with the values the page offers, or None when the values
-# come from the data (a scale's name; the page checks it against its options).
-PAGE_VIEWS: dict[str, dict[str, tuple[str, ...] | None]] = {
-    "/participation": {"by": tuple(ACTIVITY_GROUPINGS)},
-    "/outcomes": {"by": tuple(GROUPINGS), "effect": EFFECTS, "scale": None},
-    "/equity": {"by": tuple(EQUITY_GROUPINGS), "scale": None},
+
+
+@dataclass(frozen=True)
+class ViewKey:
+    """One view key of a page: the values the page offers (None: the data decides, e.g. a
+    scale's name, and the page checks it against its options) and the value it shows when the
+    link has none (None: the page's first option); a default is left out of the link."""
+
+    allowed: tuple[str, ...] | None
+    default: str | None = None
+
+
+# Per page path: its view keys.
+PAGE_VIEWS: dict[str, dict[str, ViewKey]] = {
+    "/participation": {"by": ViewKey(tuple(ACTIVITY_GROUPINGS), "cluster")},
+    "/outcomes": {"by": ViewKey(tuple(GROUPINGS), "modality"),
+                  "effect": ViewKey(EFFECTS, "hedges_g"), "scale": ViewKey(None)},
+    "/equity": {"by": ViewKey(tuple(EQUITY_GROUPINGS), "gender"), "scale": ViewKey(None, "all")},
 }
 
 
@@ -267,32 +280,40 @@ def parse_view(search: str | Mapping[str, Any] | None, page: str
     raw = _raw(search)
     view: dict[str, str] = {}
     notes: list[str] = []
-    for key, allowed in PAGE_VIEWS.get(page, {}).items():
-        vals = [str(v) for v in raw.get(key, []) if str(v).strip()]
+    for key, spec in PAGE_VIEWS.get(page, {}).items():
+        vals = [str(v).strip() for v in raw.get(key, []) if str(v).strip()]
         if not vals:
             continue
-        value = vals[-1].strip()
-        if allowed is None or value in allowed:
-            view[key] = value
+        if spec.allowed is None or vals[-1] in spec.allowed:
+            view[key] = vals[-1]
         else:
-            notes.append(f"{key}={value} is not a view of this page (ignored; one of "
-                         f"{', '.join(allowed)})")
+            notes.append(f"{key}={vals[-1]} is not a view of this page (ignored; one of "
+                         f"{', '.join(spec.allowed)})")
     return view, notes
 
 
-def view_query(page: str, view: Mapping[str, Any] | None) -> list[tuple[str, str]]:
-    """(key, value) of `page`'s view keys set in `view`, in `PAGE_VIEWS` order; keys of other
-    pages and values the page does not offer are left out."""
-    out: list[tuple[str, str]] = []
-    for key, allowed in PAGE_VIEWS.get(page, {}).items():
+def view_query(page: str, view: Mapping[str, Any] | None,
+               defaults: Mapping[str, str] | None = None) -> str:
+    """The view part of `page`'s query string ('by=country&effect=diff', '' for none): each of
+    its view keys set in `view` to a value the page offers and not its default (`PAGE_VIEWS`,
+    or `defaults` where the data decides), in `PAGE_VIEWS` order."""
+    pairs: list[tuple[str, str]] = []
+    for key, spec in PAGE_VIEWS.get(page, {}).items():
         value = (view or {}).get(key)
-        if isinstance(value, str) and value and (allowed is None or value in allowed):
-            out.append((key, value))
-    return out
+        default = (defaults or {}).get(key, spec.default)
+        if (isinstance(value, str) and value and value != default
+                and (spec.allowed is None or value in spec.allowed)):
+            pairs.append((key, value))
+    return urlencode(pairs, safe=",")
 
 
-def page_query(f: Filters, page: str | None = None, view: Mapping[str, Any] | None = None
-               ) -> str:
+def page_query(f: Filters, page: str | None = None, view: Mapping[str, Any] | None = None,
+               defaults: Mapping[str, str] | None = None) -> str:
     """The canonical query string of a page's shareable URL: the filters, then the page's view
-    keys ('?country=FRA&by=country'); '' when neither is set."""
-    return _encode([*f.pairs(), *(view_query(page, view) if page else [])])
+    keys ('?country=FRA&by=country'); '' when neither is set. The address bar's writer
+    (pages/_ui.py) joins `Filters.to_query()` and `view_query` the same way."""
+    own = view_query(page, view, defaults) if page else ""
+    filters = f.to_query()
+    if filters and own:
+        return f"{filters}&{own}"
+    return filters or (f"?{own}" if own else "")
