@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analytics.stats.scales import item_table, score_scales
+from analytics.stats.scales import item_table
 from surveys import load_instruments
+from tests.scoring_oracle import score_scales
 
 N_PARTICIPANTS = 3000
 

@@ -3,7 +3,7 @@
 `analytics.derive.materialise` scores scales in SQL and computes pre/post, longitudinal models,
 reliability and attrition one scale at a time (so that 1M participants fit in memory). The
 reference here is the whole-frame path it replaced: every answer read into pandas, the pure
-functions called once on everything (`analytics.stats.scales.score_scales` etc.). Both run on the
+functions called once on everything (the scoring oracle `tests/scoring_oracle.py` etc.). Both run on the
 shared demo warehouse and must agree (numbers to 1e-9: the order of rows in a float sum may
 differ).
 """
@@ -40,7 +40,7 @@ def reference(con) -> dict[str, pd.DataFrame]:
     """The whole-frame computation (what compute_results did before it went per scale)."""
     from analytics.stats.attrition import attrition_baseline
     from analytics.stats.reliability import reliability
-    from analytics.stats.scales import score_scales
+    from tests.scoring_oracle import score_scales
 
     inst = surveys.load_instruments()
     responses = con.execute("SELECT participant_id, exchange_id, wave, instrument, item, value "

@@ -1,20 +1,45 @@
-"""Scale scoring: reverse coding, missing items, the minimum-items rule, unknown items."""
+"""Scale scoring: reverse coding, missing items, the minimum-items rule, unknown items.
+
+Every rule runs on the production path (SQL in the derive step, over a `responses` table made
+from the warehouse schema) and on its oracle (`tests/scoring_oracle.py`).
+"""
 
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytics.stats.scales import OUTPUT_COLUMNS, score_scales
+from analytics.derive import materialise
+from analytics.stats.scales import OUTPUT_COLUMNS
+from etl import schema
 from surveys import Instrument, Scale, load_instruments
+from tests.scoring_oracle import score_scales as oracle_scores
 
 INST = {"t": Instrument("t", 1, "test", (
     Scale("a", "A", ("a1", "a2", "a3", "a4"), ("a3",), 1.0, 5.0, 3),
     Scale("b", "B", ("b1", "b2"), (), 0.0, 10.0, 1),
 ))}
+
+
+def sql_scores(responses: pd.DataFrame, instruments: dict) -> pd.DataFrame:
+    """The derive step's scoring, on `responses` put in a warehouse-shaped table."""
+    with duckdb.connect() as con:
+        con.execute(schema.ddl(schema.RESPONSES))
+        con.register("answers", responses)
+        con.execute(f"INSERT INTO {schema.RESPONSES.name} (participant_id, exchange_id, wave, item, "
+                    "value) SELECT participant_id, exchange_id, wave, item, value FROM answers")
+        materialise._load_items(con, instruments)
+        table = materialise._sql_scale_scores(con, None)
+        return con.execute(f"SELECT * FROM {table}").df()
+
+
+@pytest.fixture(params=[sql_scores, oracle_scores], ids=["sql", "oracle"])
+def score_scales(request):
+    return request.param
 
 
 def long(rows: list[tuple[str, str, str, float | None]], exchange: str = "e1") -> pd.DataFrame:
@@ -28,7 +53,7 @@ def one(out: pd.DataFrame, participant: str, wave: str, scale: str) -> pd.Series
     return r.iloc[0]
 
 
-def test_reverse_coding_is_min_plus_max_minus_x():
+def test_reverse_coding_is_min_plus_max_minus_x(score_scales):
     out = score_scales(long([("p", "pre", "a1", 5), ("p", "pre", "a2", 5), ("p", "pre", "a3", 1),
                              ("p", "pre", "a4", 5)]), INST)
     assert list(out.columns) == OUTPUT_COLUMNS
@@ -37,7 +62,7 @@ def test_reverse_coding_is_min_plus_max_minus_x():
     assert r.n_items_answered == 4
 
 
-def test_score_is_mean_of_answered_items():
+def test_score_is_mean_of_answered_items(score_scales):
     out = score_scales(long([("p", "pre", "a1", 4), ("p", "pre", "a2", 2), ("p", "pre", "a3", 5),
                              ("p", "pre", "a4", None)]), INST)
     r = one(out, "p", "pre", "a")
@@ -45,7 +70,7 @@ def test_score_is_mean_of_answered_items():
     assert r.score == pytest.approx((4 + 2 + 1) / 3)
 
 
-def test_min_items_rule_keeps_row_with_nan_score():
+def test_min_items_rule_keeps_row_with_nan_score(score_scales):
     out = score_scales(long([("p", "pre", "a1", 4), ("p", "pre", "a2", 2),
                              ("q", "pre", "b1", 7)]), INST)
     r = one(out, "p", "pre", "a")
@@ -53,7 +78,7 @@ def test_min_items_rule_keeps_row_with_nan_score():
     assert one(out, "q", "pre", "b").score == 7.0  # min_items 1 on a 0..10 scale
 
 
-def test_unknown_items_ignored_and_waves_exchanges_kept_apart():
+def test_unknown_items_ignored_and_waves_exchanges_kept_apart(score_scales):
     d = pd.concat([
         long([("p", "pre", "b1", 2), ("p", "pre", "zz_9", 99), ("p", "post", "b1", 6)]),
         long([("p", "pre", "b1", 10)], exchange="e2"),
@@ -65,14 +90,17 @@ def test_unknown_items_ignored_and_waves_exchanges_kept_apart():
     assert by[("e1", "pre")] == 2 and by[("e1", "post")] == 6 and by[("e2", "pre")] == 10
 
 
-def test_out_of_range_value_and_missing_column_raise():
-    with pytest.raises(ValueError, match="outside"):
-        score_scales(long([("p", "pre", "a1", 6)]), INST)
+def test_an_answer_out_of_its_scale_range_is_refused_with_the_item(score_scales):
+    with pytest.raises(ValueError, match=r"1 answer\(s\) .* item 'a1' = 6 \(range 1..5\)"):
+        score_scales(long([("p", "pre", "a1", 6), ("p", "pre", "a2", 3)]), INST)
+
+
+def test_the_oracle_names_a_missing_column():
     with pytest.raises(ValueError, match="no column"):
-        score_scales(long([("p", "pre", "a1", 3)]).drop(columns="wave"), INST)
+        oracle_scores(long([("p", "pre", "a1", 3)]).drop(columns="wave"), INST)
 
 
-def test_shipped_instruments_and_vectorised_path_agree_with_a_plain_loop():
+def test_shipped_instruments_and_vectorised_path_agree_with_a_plain_loop(score_scales):
     inst = load_instruments()
     rng = np.random.default_rng(3)
     items = [(i.id, s, it) for i in inst.values() for s in i.scales for it in s.items]
@@ -106,7 +134,12 @@ def test_scores_stay_in_range_and_follow_the_min_items_rule(answers):
     rows = [("p", "pre", it, None if v is None else (min(max(v, 1), 5) if it[0] == "a" else v))
             for it, v in answers]
     d = long(rows).drop_duplicates(["participant_id", "wave", "item"])
-    out = score_scales(d, INST)
+    out = sql_scores(d, INST)
+    key = ["participant", "exchange_id", "wave", "instrument", "scale"]
+    pd.testing.assert_frame_equal(
+        out.sort_values(key).reset_index(drop=True),
+        oracle_scores(d, INST).sort_values(key).reset_index(drop=True),
+        check_dtype=False)
     for r in out.itertuples():
         sc = INST["t"].scale(r.scale)
         answered = d[d["item"].isin(sc.items) & d["value"].notna()]
@@ -124,10 +157,9 @@ def test_docstring_examples_of_the_analytics_modules_run():
     import analytics.stats.longitudinal
     import analytics.stats.prepost
     import analytics.stats.reliability
-    import analytics.stats.scales
     import analytics.suppression
 
-    for mod in (analytics.stats.scales, analytics.stats.reliability, analytics.stats.prepost,
+    for mod in (analytics.stats.reliability, analytics.stats.prepost,
                 analytics.stats.longitudinal, analytics.stats.attrition, analytics.suppression):
         res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert res.failed == 0, mod.__name__

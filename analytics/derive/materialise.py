@@ -6,10 +6,11 @@ per data version and the dashboard only reads them. `compute_results(con)` does 
 without writing (a read-only connection is enough); the export uses it when the stored tables
 are stale or another suppression threshold is asked for.
 
-What is computed (the pure functions live in `analytics.stats.scales`, `.reliability`, `.prepost`,
-`.longitudinal`, `.attrition`, `.suppression`):
+What is computed (the pure functions live in `analytics.stats.reliability`, `.prepost`,
+`.longitudinal`, `.attrition` and `analytics.suppression`):
 
-- res_scale_scores: scale score per participant × exchange × wave × scale.
+- res_scale_scores: scale score per participant × exchange × wave × scale, in SQL here (the one
+  scoring in production; `tests/scoring_oracle.py` re-states it for the tests).
 - res_reliability: Cronbach's alpha per instrument × scale × wave (all respondents).
 - res_prepost: paired pre/post change per scale, ``group_by = 'overall'`` and one grouping per
   dimension of `GROUP_DIMENSIONS`; BH-adjusted across the scales of each group. Every grouping
@@ -331,7 +332,7 @@ class ResultsError(EtlError):
     """The result tables cannot be computed from this warehouse (the message says why)."""
 
 
-# Scale scores in SQL: exactly `analytics.stats.scales.score_scales` (tests hold the two equal).
+# Scale scores in SQL, the one scoring in production; its oracle is tests/scoring_oracle.py.
 # Reverse-coded items become min + max - x; the score is the mean of the answered items, NULL
 # with fewer than min_items answered; a scale has a row when one of its items appears for that
 # participant x exchange x wave (answered or not). Answers to unknown items are ignored.
@@ -371,7 +372,7 @@ def _load_items(con: duckdb.DuckDBPyConnection, instruments: dict) -> pd.DataFra
 
 
 def _check_ranges(con: duckdb.DuckDBPyConnection) -> None:
-    """score_scales' refusal of answers outside their scale's range, in SQL."""
+    """Refuse answers outside their scale's range (before any score is written)."""
     n, item, x, lo, hi = con.execute(f"""
         SELECT count(*), first(r.item), first(r.value), first(i.lo), first(i.hi)
         FROM {schema.RESPONSES.name} r JOIN {_ITEMS} i ON i.item = r.item
