@@ -100,7 +100,8 @@ INSTITUTIONS = Table(
         Column("timezone", "VARCHAR", True, "IANA time zone; naive times are read in it"),
         Column("kind", "VARCHAR", True, "school | university | other"),
         Column("city", "VARCHAR", doc="city (e-mails, phones and IPs masked)"),
-        Column("income_group", "VARCHAR", doc="World Bank income group: low | lower-middle | upper-middle | high"),
+        Column("income_group", "VARCHAR",
+               doc="World Bank income group: low | lower-middle | upper-middle | high"),
         Column("connectivity", "VARCHAR", doc="low | medium | high"),
         BATCH_ID,
     ),
@@ -154,7 +155,8 @@ PARTNERSHIPS = Table(
 PARTICIPANTS = Table(
     "participants",
     (
-        Column("participant_id", "VARCHAR", True, "keyed-hash pseudonym (HMAC-SHA256) of the source id"),
+        Column("participant_id", "VARCHAR", True,
+               "keyed-hash pseudonym (HMAC-SHA256) of the source id"),
         Column("institution_id", "VARCHAR", True, "home institution"),
         Column("role", "VARCHAR", True, "student | teacher"),
         Column("gender", "VARCHAR", doc="female | male | non-binary | another | not reported "
@@ -173,7 +175,8 @@ EVENTS = Table(
     (
         Column("participant_id", "VARCHAR", True, "pseudonym", UNCOMPRESSED),
         Column("exchange_id", "VARCHAR", True, "exchange"),
-        Column("occurred_at", "TIMESTAMPTZ", True, "UTC instant; naive input read in the institution's zone"),
+        Column("occurred_at", "TIMESTAMPTZ", True,
+               "UTC instant; naive input read in the institution's zone"),
         Column("activity", "VARCHAR", True, "what was done (message, video call, upload, ...); "
                "e-mails, phone numbers and IP addresses masked"),
         Column("minutes", "DOUBLE", doc="duration in minutes"),
@@ -195,7 +198,8 @@ RESPONSES = Table(
         Column("wave", "VARCHAR", True, "pre | post | followup | followup_6m ..."),
         Column("instrument", "VARCHAR", doc="instrument id from surveys/ (derived from the item)"),
         Column("item", "VARCHAR", True, "item id"),
-        Column("value", "DOUBLE", doc="answer on the instrument's scale, as given (not reverse-coded)"),
+        Column("value", "DOUBLE",
+               doc="answer on the instrument's scale, as given (not reverse-coded)"),
         Column("submitted_at", "TIMESTAMPTZ", True, "UTC instant"),
         BATCH_ID,
     ),
@@ -304,7 +308,8 @@ RES_SCALE_SCORES = Table(
     "res_scale_scores",
     _cols("participant:VARCHAR, exchange_id:VARCHAR, wave:VARCHAR, instrument:VARCHAR, "
           "scale:VARCHAR, score:DOUBLE, n_items_answered:INTEGER"),
-    doc="Scale score per participant, exchange, wave and scale (mean of answered items after reverse coding).",
+    doc="Scale score per participant, exchange, wave and scale "
+        "(mean of answered items after reverse coding).",
 )
 RES_RELIABILITY = Table(
     "res_reliability",
@@ -315,8 +320,10 @@ RES_RELIABILITY = Table(
 RES_PREPOST = Table(
     "res_prepost",
     _cols("instrument:VARCHAR, scale:VARCHAR, group_by:VARCHAR, group:VARCHAR, n:INTEGER, "
-          "mean_pre:DOUBLE, mean_post:DOUBLE, diff:DOUBLE, diff_ci_low:DOUBLE, diff_ci_high:DOUBLE, "
-          "t:DOUBLE, dof:DOUBLE, p:DOUBLE, p_fdr:DOUBLE, wilcoxon_p:DOUBLE, d_z:DOUBLE, d_av:DOUBLE, "
+          "mean_pre:DOUBLE, mean_post:DOUBLE, diff:DOUBLE, diff_ci_low:DOUBLE, "
+          "diff_ci_high:DOUBLE, "
+          "t:DOUBLE, dof:DOUBLE, p:DOUBLE, p_fdr:DOUBLE, wilcoxon_p:DOUBLE, d_z:DOUBLE, "
+          "d_av:DOUBLE, "
           "hedges_g:DOUBLE, hedges_g_ci_low:DOUBLE, hedges_g_ci_high:DOUBLE, suppressed:VARCHAR"),
     doc="Paired pre/post change per scale, overall and by group.",
 )
@@ -325,7 +332,8 @@ RES_LONGITUDINAL = Table(
     _cols("instrument:VARCHAR, scale:VARCHAR, term:VARCHAR, estimate:DOUBLE, se:DOUBLE, "
           "ci_low:DOUBLE, ci_high:DOUBLE, p:DOUBLE, n_participants:INTEGER, n_obs:INTEGER, "
           "converged:BOOLEAN"),
-    doc="Random-intercept mixed model per scale: fixed effects, marginal means, contrasts, variance shares.",
+    doc="Random-intercept mixed model per scale: fixed effects, marginal means, contrasts, "
+        "variance shares.",
 )
 RES_ATTRITION = Table(
     "res_attrition",
@@ -345,8 +353,8 @@ RES_ATTRITION_BASELINE = Table(
 )
 
 RESULT_TABLES: dict[str, Table] = {
-    t.name: t for t in (RES_SCALE_SCORES, RES_RELIABILITY, RES_PREPOST, RES_LONGITUDINAL, RES_ATTRITION,
-                        RES_ATTRITION_BASELINE)
+    t.name: t for t in (RES_SCALE_SCORES, RES_RELIABILITY, RES_PREPOST, RES_LONGITUDINAL,
+                        RES_ATTRITION, RES_ATTRITION_BASELINE)
 }
 
 # The researcher-facing name of each result table (`python -m analytics export TABLE`), in the

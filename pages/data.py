@@ -50,7 +50,8 @@ def download_form() -> html.Div:
                     dbc.Col([
                         dbc.Label("Table", html_for=DL_TABLE),
                         dcc.Dropdown(id=DL_TABLE, value="prepost", clearable=False,
-                                     options=[{"label": f"{t}: {codebook.EXPORT_TABLES[t].doc}", "value": t}
+                                     options=[{"label": f"{t}: {codebook.EXPORT_TABLES[t].doc}",
+                                               "value": t}
                                               for t in export.TABLES]),
                     ], md=6),
                     dbc.Col([
@@ -96,7 +97,8 @@ def layout(**_query: Any) -> html.Div:
                     dbc.Col(_ui.section("Reliability warnings", html.Div(id=WARNINGS)), lg=6),
                 ]
             ),
-            _ui.section("Researcher downloads", html.Div([download_form(), html.Div(id=DOWNLOADS)])),
+            _ui.section("Researcher downloads",
+                        html.Div([download_form(), html.Div(id=DOWNLOADS)])),
         ]
     )
 

@@ -115,8 +115,8 @@ def participation(store: dict[str, Any] | None, by: str) -> tuple[_ui.Figure, An
                                 f"{label.lower()} groups"),
             _ui.suppressed_subset_note(
                 sorted(df[df.subset_suppressed].group.astype(str)),
-                f"fewer than {suppression.MIN_CELL} active participants; their minutes and share active "
-                "are")]
+                f"fewer than {suppression.MIN_CELL} active participants; "
+                "their minutes and share active are")]
     if df.suppressed.all():
         return _ui.suppressed_figure(title, f"Every {label.lower()} group has fewer than "
                                             f"{suppression.MIN_CELL} participants"), note

@@ -153,8 +153,8 @@ def timeline(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
     if not len(df):
         return _ui.empty_figure(title, "No participation events match the current filters."), None
     if df.suppressed.all():
-        return _ui.suppressed_figure(title, f"Fewer than {suppression.MIN_CELL} active participants in "
-                                            "this selection"), None
+        return _ui.suppressed_figure(
+            title, f"Fewer than {suppression.MIN_CELL} active participants in this selection"), None
     fig = _ui.figure(_ui.trace("scatter",
         x=df.week, y=df.active, mode="lines+markers", line={"color": _ui.OKABE_ITO[0]},
         customdata=df[["minutes", "events"]],

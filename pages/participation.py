@@ -83,8 +83,8 @@ def weekly(store: dict[str, Any] | None, by: str) -> tuple[_ui.Figure, Any]:
     shown, small = df[~df.suppressed], df[df.suppressed]
     note = _ui.suppressed_note(sorted(small.grp.astype(str).unique()), f"{by} groups")
     if not len(shown):
-        return _ui.suppressed_figure(title, f"Every {by} group has fewer than {suppression.MIN_CELL} "
-                                            "participants"), note
+        return _ui.suppressed_figure(
+            title, f"Every {by} group has fewer than {suppression.MIN_CELL} participants"), note
     # More than eight lines cannot be told apart: show the eight largest groups and say so.
     sizes = shown.groupby("grp")["n"].max().sort_values(ascending=False)
     top = set(sizes.index[:8])

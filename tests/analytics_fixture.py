@@ -79,7 +79,8 @@ def write_sleep_program(folder: Path) -> tuple[Path, Path]:
     surveys.mkdir(parents=True)
     (surveys / "sleep.yaml").write_text(SLEEP_INSTRUMENT, encoding="utf-8")
     files = folder / "files"
-    write_csv(files / "clusters.csv", [{"cluster_id": "C1", "name": "Sleep lab", "kind": "cluster"}])
+    write_csv(files / "clusters.csv",
+              [{"cluster_id": "C1", "name": "Sleep lab", "kind": "cluster"}])
     write_csv(files / "institutions.csv", [
         {"institution_id": "I1", "name": "Kalamazoo Asylum", "country": "US", "cluster_id": "C1",
          "timezone": "America/Detroit", "kind": "other"}])

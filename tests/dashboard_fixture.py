@@ -128,10 +128,10 @@ def build_fixture_warehouse(path: Path | str, *, with_results: bool = True, seed
     ev = []
     resp = []
     items = ["icc_1", "icc_2", "icc_3", "icc_4"]
-    for pid, inst, comp in participants[["participant_id", "institution_id", "comparison"]].itertuples(
-        index=False
-    ):
-        x = exchanges.iloc[int(rng.integers(0, len(exchanges)))] if inst != "I99" else exchanges.iloc[7]
+    cols = ["participant_id", "institution_id", "comparison"]
+    for pid, inst, comp in participants[cols].itertuples(index=False):
+        x = (exchanges.iloc[int(rng.integers(0, len(exchanges)))] if inst != "I99"
+             else exchanges.iloc[7])
         start = pd.Timestamp(x.start_date)
         if not comp:
             weeks = int(rng.integers(2, 17))

@@ -51,9 +51,11 @@ PARTICIPANTS = [
      "birth_year": "2009", "comparison": "false", "name": "Anna Schmidt",
      "email": "anna.schmidt@example.org"},
     {"participant_id": "STU-0002", "institution_id": "I2", "role": "student", "gender": "m",
-     "birth_year": "2008", "comparison": "", "name": "José Pérez", "email": "jose.perez@example.org"},
+     "birth_year": "2008", "comparison": "", "name": "José Pérez",
+     "email": "jose.perez@example.org"},
     {"participant_id": "STU-0003", "institution_id": "I3", "role": "teacher", "gender": "",
-     "birth_year": "1979", "comparison": "yes", "name": "佐藤 花子", "email": "sato.hanako@example.jp"},
+     "birth_year": "1979", "comparison": "yes", "name": "佐藤 花子",
+     "email": "sato.hanako@example.jp"},
     {"participant_id": "STU-0004", "institution_id": "I9", "role": "student", "gender": "",
      "birth_year": "2010", "comparison": "", "name": "Nobody Known",
      "email": "nobody@example.org"},  # row 5: reference
@@ -75,9 +77,11 @@ EVENTS = [
 ITEMS = ["icc_1", "icc_2", "icc_3", "icc_4"]
 RESPONSES = [
     {"participant_id": "STU-0001", "exchange_id": "E1", "wave": "pre",
-     "submitted_at": "2026-01-12T09:00:00+01:00", "icc_1": "4", "icc_2": "5", "icc_3": "2", "icc_4": "4"},
+     "submitted_at": "2026-01-12T09:00:00+01:00",
+     "icc_1": "4", "icc_2": "5", "icc_3": "2", "icc_4": "4"},
     {"participant_id": "STU-0001", "exchange_id": "E1", "wave": "post",
-     "submitted_at": "2026-06-20T09:00:00+01:00", "icc_1": "5", "icc_2": "5", "icc_3": "1", "icc_4": "9"},
+     "submitted_at": "2026-06-20T09:00:00+01:00",
+     "icc_1": "5", "icc_2": "5", "icc_3": "1", "icc_4": "9"},
     # row 3, icc_4: range
     {"participant_id": "STU-0002", "exchange_id": "E1", "wave": "pre",
      "submitted_at": "2026-01-12 09:00", "icc_1": "3", "icc_2": "", "icc_3": "3", "icc_4": "3"},
@@ -129,7 +133,9 @@ def write_program(folder: Path) -> Path:
     return folder
 
 
-def run_etl(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_etl(
+    *args: str, env: dict | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """Run the real command line, as a user would."""
     e = {**os.environ, "EXCHANGE_IMPACT_KEY": TEST_KEY, "PYTHONPATH": str(ROOT)}
     e.update(env or {})

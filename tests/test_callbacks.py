@@ -166,7 +166,8 @@ def test_the_query_cache_stays_under_its_byte_bound(client, monkeypatch) -> None
         _ui.query(completion_by_wave, f)
         assert cache.bytes <= cache.max_bytes
     assert 0 < len(cache.keys()) < 60
-    assert cache.bytes == sum(query_cache.sizeof(k) + query_cache.sizeof(v[0]) for k, v in cache._items.items())
+    assert cache.bytes == sum(query_cache.sizeof(k) + query_cache.sizeof(v[0])
+                              for k, v in cache._items.items())
     huge = Filters(country=tuple(f"H{j:06d}" for j in range(20_000)))  # > 1 MB of key
     _ui.query(completion_by_wave, huge)
     assert not any(k[2] == (huge,) for k in cache.keys())

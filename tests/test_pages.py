@@ -301,7 +301,8 @@ def test_screenshots_of_every_page_on_the_demo(dash_duo, dash_app, demo_warehous
     dash_duo.start_server(dash_app)
     for name, page in PAGES.items():
         dash_duo.driver.get(dash_duo.server_url + page)
-        ready = "#outcomes-model table, #outcomes-model .alert" if name == "outcomes" else READY[name]
+        ready = ("#outcomes-model table, #outcomes-model .alert" if name == "outcomes"
+                 else READY[name])
         _settle(dash_duo, ready)
         assert dash_duo.get_logs() == [], f"{name}: browser console errors on the demo"
         _screenshot(dash_duo, name)

@@ -53,7 +53,8 @@ def test_filters_round_trip_through_the_query_string() -> None:
 
 def test_invalid_query_values_are_dropped_with_a_note(cur) -> None:
     opts = loads.filter_options(cur)
-    f, notes = filters.parse_filters("?country=FRA,XXX&to=2025-13-01&from=2025-02-01&colour=red", opts)
+    f, notes = filters.parse_filters(
+        "?country=FRA,XXX&to=2025-13-01&from=2025-02-01&colour=red", opts)
     assert f.country == ("FRA",) and f.start == date(2025, 2, 1) and f.end is None
     assert any("country=XXX" in n for n in notes)
     assert any("to=2025-13-01" in n for n in notes)
@@ -279,7 +280,8 @@ def test_every_dashboard_view_of_a_small_selection_holds_no_number(cur, both_pat
         (outcomes.comparison_difference, (), set()),
         (equity.attrition_funnel, (), set()),
         *[(fn, (by,), set()) for by in filters.EQUITY_GROUPINGS
-          for fn in (equity.gains_by_group, equity.participation_by_group, equity.dropout_by_group)],
+          for fn in (equity.gains_by_group, equity.participation_by_group,
+                     equity.dropout_by_group)],
     ]
     for fn, args, keep in views:
         df = fn(cur, SMALL, *args)

@@ -75,8 +75,8 @@ def test_two_partners_halves_of_one_log_both_load(demo_copy, tmp_path):
     (tmp_path / "pa" / "events.csv").write_text("".join(lines[:half]), encoding="utf-8")
     (tmp_path / "pb" / "events.csv").write_text(lines[0] + "".join(lines[half:]),
                                                 encoding="utf-8")
-    res = P.run_etl("load", str(tmp_path / "pa" / "events.csv"), str(tmp_path / "pb" / "events.csv"),
-                    "--warehouse", str(wh))
+    res = P.run_etl("load", str(tmp_path / "pa" / "events.csv"),
+                    str(tmp_path / "pb" / "events.csv"), "--warehouse", str(wh))
     assert res.returncode in (0, 3), res.stdout + res.stderr
     assert count(wh, "events") == 14_168
     assert q(wh, "SELECT count(DISTINCT source) FROM load_batches WHERE kind = 'events'") == [(2,)]
