@@ -205,13 +205,21 @@ def test_the_sheet_named_after_the_kind_loads_and_the_others_are_named(tmp_path:
     assert "sheet 'Clusters' read; other sheets not read: README" in res.stdout
 
 
-@pytest.mark.timeout(20)
+class _Untouchable:
+    """A connection that fails any use: a refusal that reaches DuckDB shows up as this error."""
+
+    def __getattr__(self, name: str):
+        raise AssertionError(f"the reader used DuckDB ({name}) before refusing the file")
+
+
 def test_a_file_far_wider_than_any_contract_is_refused_at_once_naming_count_and_limit(tmp_path):
     """20,000 columns: refused from the header line, before DuckDB sniffs the width."""
     n = 20_000
     src = tmp_path / "in" / "events.csv"
     src.parent.mkdir()
     src.write_text(",".join(f"c{i}" for i in range(n)) + "\n" + ",".join("1" * n) + "\n")
+    with pytest.raises(RefusedFile, match="has 20,000 columns"):
+        readers.read_into(_Untouchable(), src)
     wh = tmp_path / "wh" / "warehouse.duckdb"
     res = P.run_etl("load", str(src), "--warehouse", str(wh))
     assert res.returncode == 1, res.stdout + res.stderr
