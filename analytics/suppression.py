@@ -70,8 +70,8 @@ def suppress(
     ----------
     table : aggregate table, one row per group (and estimate)
     n : column with the number of participants behind the row
-    k : threshold, `MIN_CELL` when None; rows with ``n < k`` are suppressed (k = 0 or 1 suppresses nothing but empty
-        groups are still marked when n is missing)
+    k : threshold, `MIN_CELL` when None; rows with ``n < k`` are suppressed (k = 0 or 1
+        suppresses nothing but empty groups are still marked when n is missing)
     keep : numeric columns that identify the row rather than describe the group (e.g. a year)
         and are kept
     column : name of the reason column (added or overwritten); empty string where not suppressed

@@ -45,7 +45,8 @@ def callback_bodies(base: str, filters: dict | None = None,
         driven = FILTER_STORE in ids or all(i in values for i in ids)
         if not driven or any(i.startswith("{") for i in ids) or dep["state"]:
             continue
-        if dep["output"].startswith("..{") or "nav-link" in dep["output"] or "url-writer" in dep["output"]:
+        out = dep["output"]
+        if out.startswith("..{") or "nav-link" in out or "url-writer" in out:
             continue
         inputs = [
             {"id": i["id"], "property": i["property"],

@@ -97,8 +97,9 @@ def filter_pool(wh: Path, size: int, seed: int, date_share: float = 0.0) -> list
     """Realistic filter selections drawn from the warehouse's values: nothing, or one or two
     values of a few filters (the common ones more often); with `date_share`, that share of the
     selections also sets a date range (a random quarter of the log), which the rollups cannot
-    answer: those views read the base tables."""
-    from analytics.read.queries import Filters, filter_options
+    answer: those views read the day facts."""
+    from analytics.read.filters import Filters
+    from analytics.read.loads import filter_options
 
     con = duckdb.connect(str(wh), read_only=True)
     try:

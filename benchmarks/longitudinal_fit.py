@@ -5,8 +5,8 @@ answers missing, as attrition leaves them) with a known gain, and fits
 
     score ~ C(wave) + (1 | participant)      REML
 
-with `analytics.stats.longitudinal.longitudinal_model` (the public DataFrame path, marginal means and
-contrasts included) for 100,000 and 1,000,000 participants, and, in the same run, both
+with `analytics.stats.longitudinal.longitudinal_model` (the public DataFrame path, marginal means
+and contrasts included) for 100,000 and 1,000,000 participants, and, in the same run, both
 estimators on 16,000 participants. Prints the times, the speed ratio at 16,000 and the largest
 absolute differences in fixed effects, standard errors and variance components.
 

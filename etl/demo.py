@@ -380,7 +380,7 @@ class _CsvOut:
     It counts data rows so that a planted line's row number (header = row 1) is known.
     """
 
-    def __init__(self, path: Path, columns: list[str]):
+    def __init__(self, path: Path, columns: list[str]) -> None:
         self.f = open(path, "wb")  # noqa: SIM115 -- closed by __exit__; written in many pieces
         self.f.write((",".join(columns) + "\n").encode())
         self.rows = 0
@@ -448,7 +448,7 @@ def _write_xlsx(path: Path, header: list[str], rows: list[list[object]]) -> None
 class _Progress:
     """A rich progress bar per file, or nothing when progress is off."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self._p = None
 
@@ -984,7 +984,7 @@ def _expected_score(theta: np.ndarray, sp: _ScaleParams) -> np.ndarray:
 class _Acc:
     """Sums by scale and group, accumulated over chunks, for truth.json."""
 
-    def __init__(self, n_scales: int):
+    def __init__(self, n_scales: int) -> None:
         shape = (n_scales, len(GROUPS))
         self.z = {k: np.zeros(shape) for k in (
             "gain", "n", "gain_pp", "d_pp", "n_pp", "d_pf", "n_pf",

@@ -15,7 +15,7 @@ class EtlError(Exception):
 class RefusedFile(EtlError):
     """A file that cannot be read at all (format, missing required column, no known item)."""
 
-    def __init__(self, path: str, problem: str):
+    def __init__(self, path: str, problem: str) -> None:
         self.path = path
         self.problem = mask(problem)  # problems quote columns and lines of the file
         super().__init__(f"{path}: refused: {problem}")

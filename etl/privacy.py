@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import re
 
+import duckdb
+
 __all__ = [
     "MASKS", "WITHHELD", "WITHHELD_COLUMNS", "FREE_TEXT", "mask", "mask_sql", "shown_sql",
     "mask_stored_personal_data",
@@ -94,7 +96,7 @@ def shown_sql(kind: str, column: str, expr: str) -> str:
 MASKED_FLAG = "masked_personal_data"  # meta row: what earlier versions stored has been masked
 
 
-def mask_stored_personal_data(con) -> None:
+def mask_stored_personal_data(con: duckdb.DuckDBPyConnection) -> None:
     """Apply this module's rules to what an earlier version stored; once per warehouse.
 
     Rejects (value, message) and load notes are masked, free-text columns too, and a person's
@@ -118,5 +120,6 @@ def mask_stored_personal_data(con) -> None:
                     f'WHERE "{col}" IS DISTINCT FROM {masked}')
     for table, col in sorted(WITHHELD_COLUMNS):
         coded = vocabulary_sql(table, col, f'"{col}"')
-        con.execute(f'UPDATE "{table}" SET "{col}" = {coded} WHERE "{col}" IS DISTINCT FROM {coded}')
+        con.execute(f'UPDATE "{table}" SET "{col}" = {coded} '
+                    f'WHERE "{col}" IS DISTINCT FROM {coded}')
     con.execute("INSERT INTO meta VALUES (?, '1')", [MASKED_FLAG])

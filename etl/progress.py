@@ -8,7 +8,7 @@ from rich.console import Console
 
 
 class Steps:
-    def __init__(self, console: Console, quiet: bool = False):
+    def __init__(self, console: Console, quiet: bool = False) -> None:
         self.console, self.quiet = console, quiet
         self._status = None
         self._t0 = time.perf_counter()
@@ -26,6 +26,6 @@ class Steps:
         if self._status is not None:
             self._status.update(f"[{elapsed:5.1f} s] {msg}")
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._status is not None:
             self._status.__exit__(*exc)

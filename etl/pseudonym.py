@@ -21,8 +21,12 @@ import hmac
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from etl.errors import EtlError
+
+if TYPE_CHECKING:
+    import duckdb
 
 __all__ = [
     "KEY_ENV", "MIN_KEY_BYTES", "key_file", "resolve_key", "key_fingerprint", "check_key",
@@ -65,8 +69,8 @@ def resolve_key(warehouse: Path, *, create: bool = False) -> bytes:
         return _long_enough(path.read_bytes().strip(), f"{path}: the pseudonymisation key")
     if not create:
         raise EtlError(
-            f"no pseudonymisation key: set {KEY_ENV} to a long random secret (keep it; the same key "
-            f"links later loads), or put one in {path} with owner-only permissions"
+            f"no pseudonymisation key: set {KEY_ENV} to a long random secret (keep it; the same "
+            f"key links later loads), or put one in {path} with owner-only permissions"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -90,7 +94,7 @@ def key_fingerprint(key: bytes) -> str:
     return hmac.new(key, _FINGERPRINT_MESSAGE, hashlib.sha256).hexdigest()[:16]
 
 
-def check_key(con, key: bytes, warehouse: Path | str) -> None:
+def check_key(con: duckdb.DuckDBPyConnection, key: bytes, warehouse: Path | str) -> None:
     """Refuse a load into a warehouse built under another key; record the key's fingerprint.
 
     Pseudonyms made under another key do not match the earlier ones: a survey wave would be

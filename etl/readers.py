@@ -251,7 +251,8 @@ def read_into(con: duckdb.DuckDBPyConnection, path: Path, table: str = "src", *,
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise RefusedFile(
-            str(path), f"unknown format '{path.suffix}'; expected one of {', '.join(sorted(SUFFIXES))}"
+            str(path),
+            f"unknown format '{path.suffix}'; expected one of {', '.join(sorted(SUFFIXES))}",
         )
     notes = notes if notes is not None else []
     if fmt == "csv":
@@ -296,7 +297,8 @@ def _first_line(e: BaseException) -> str:
 
 def _stage(con: duckdb.DuckDBPyConnection, path: Path, rel_sql: str, offset: int, fmt: str,
            table: str) -> list[str]:
-    """Store `rel_sql` as the trimmed text table `<table>_raw` and the view `<table>` with `_row`."""
+    """Store `rel_sql` as the trimmed text table `<table>_raw`, and the view `<table>` with `_row`
+    added."""
     try:
         cols = [d[0] for d in con.execute(f"DESCRIBE {rel_sql}").fetchall()]
     except (duckdb.Error, ValueError, OSError, KeyError) as e:
@@ -309,7 +311,8 @@ def _stage(con: duckdb.DuckDBPyConnection, path: Path, rel_sql: str, offset: int
     if dup:
         raise RefusedFile(str(path), f"has duplicate columns {dup}")
     select = ", ".join(
-        f'NULLIF(trim(CAST("{c}" AS VARCHAR)), \'\') AS "{n}"' for c, n in zip(cols, names, strict=False)
+        f'NULLIF(trim(CAST("{c}" AS VARCHAR)), \'\') AS "{n}"'
+        for c, n in zip(cols, names, strict=False)
     )
     try:
         # One pass reads, trims and stores; preserve_insertion_order (DuckDB's default) keeps

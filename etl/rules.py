@@ -193,7 +193,8 @@ def _timestamp(col: str) -> Field:
     return Field(col, typed, (
         _required(col, "an ISO 8601 date-time"),
         Check("timestamp", parse_fails,
-              f"{_quote_value(r)} || ' is not an ISO 8601 date-time (YYYY-MM-DD HH:MM[:SS][±HH:MM])'"),
+              f"{_quote_value(r)} || ' is not an ISO 8601 date-time "
+              "(YYYY-MM-DD HH:MM[:SS][±HH:MM])'"),
         plausible_date(col, local),  # the clock time as written: its date is the one meant
     ))
 
@@ -212,7 +213,8 @@ def _number(col: str, lo: float | None, hi: float | None, integer: bool = False)
         conds.append(f"{typed} > {hi}")
     if conds:
         rng = f"from {lo if lo is not None else '-∞'} to {hi if hi is not None else '∞'}"
-        checks.append(Check("range", " OR ".join(conds), f"{_quote_value(_raw(col))} || ' is outside the range {rng}'"))
+        checks.append(Check("range", " OR ".join(conds),
+                            f"{_quote_value(_raw(col))} || ' is outside the range {rng}'"))
     return Field(col, typed, tuple(checks))
 
 
@@ -292,8 +294,11 @@ def _fields(kind: str, current_year: int) -> list[Field]:
             end,
             _number("budget", 0, None),
             Field("currency", f"upper({s('currency')})", (Check(
-                "currency", f"{s('currency')} IS NOT NULL AND NOT regexp_matches({s('currency')}, '^[A-Za-z]{{3}}$')",
-                f"{_quote_value(s('currency'))} || ' is not an ISO 4217 currency code such as EUR'"),)),
+                "currency",
+                f"{s('currency')} IS NOT NULL "
+                f"AND NOT regexp_matches({s('currency')}, '^[A-Za-z]{{3}}$')",
+                f"{_quote_value(s('currency'))} || ' is not an ISO 4217 currency code "
+                "such as EUR'"),)),
         ]
     if kind == "partnerships":
         started, ended = _date("started_on", True), _date("ended_on", False)

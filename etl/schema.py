@@ -359,7 +359,7 @@ RESULT_EXPORTS: dict[str, Table] = {
 
 # ---------------------------------------------------------------------------------------------
 # Dashboard rollups: written by `analytics.derive.rollups.build` in every load (from
-# `analytics.derive.materialise.refresh`), read by `analytics.read.queries`. Keyed by the dimensions the
+# `analytics.derive.materialise.refresh`), read by `analytics.read`. Keyed by the dimensions the
 # filter bar restricts (exchange → program/term/modality/setting; institution → cluster/country;
 # role; comparison group); see analytics/derive/rollups.py for when their distinct counts are exact.
 # ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ installs (`refuse_malformed_callbacks`, `send_download`).
 
 Callback input: what a page did not send is refused or dropped here, in one place. A malformed
 request or a value of the wrong type is a 400 (`bad_input`), never a 500; filter values the data
-does not have are dropped by `filters_of` (through `analytics.read.queries.known_filters`) before they
+does not have are dropped by `filters_of` (through `analytics.read.filters.known_filters`) before they
 reach a query or its cache.
 
 The file starts with `_` so that Dash Pages does not register it as a page; `app.py` imports it,
@@ -32,7 +32,8 @@ from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, 
 from dash.exceptions import PreventUpdate
 from werkzeug.exceptions import BadRequest
 
-from analytics.read import queries as q
+from analytics import suppression
+from analytics.read import filters, loads, outcomes, sql
 from etl.errors import WarehouseError
 from etl.warehouse import DEFAULT_WAREHOUSE, Reader
 
@@ -45,6 +46,7 @@ NOTES = "filter-notes"
 DATA_STATUS = "data-status"
 CLEAR = "filter-clear"
 URL_WRITER = "url-writer"
+VIEW = "view-store"  # {"path": page path, "query": "by=country"}: the page's own view keys
 NAV = "nav-link"  # {"type": NAV, "index": page path}
 FILTER_FIELDS: tuple[tuple[str, str], ...] = (
     ("program", "Program"),
@@ -115,16 +117,20 @@ def reader_threads() -> int | None:
 
 
 def query(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run one `analytics.read.queries` function on a fresh cursor (one per request).
+    """Run one `analytics.read` query function on a fresh cursor (one per request).
 
-    Without a warehouse there is nothing to draw: figures keep their placeholder (PreventUpdate)
-    and the filter bar says what to do (see `sync_filters`)."""
+    Without a warehouse, or with one whose data version lacks its derived tables
+    (`analytics.read.sql.DerivedTablesMissing`, a WarehouseError), there is nothing to draw:
+    figures keep their placeholder (PreventUpdate) and the filter bar says what to do (see
+    `sync_filters`)."""
     try:
         cur = reader().cursor()
     except WarehouseError:
         raise PreventUpdate from None
     try:
         return fn(cur, *args, **kwargs)
+    except WarehouseError:
+        raise PreventUpdate from None
     finally:
         cur.close()
 
@@ -223,19 +229,19 @@ def clicked(click: Any, field: str) -> str:
     return value
 
 
-def filters_of(store: Any) -> q.Filters:
+def filters_of(store: Any) -> filters.Filters:
     """The filters of the shared store, checked: a store of the wrong shape is a 400
-    (`bad_input`), and values the data does not have are dropped (`q.known_filters`; the filter
+    (`bad_input`), and values the data does not have are dropped (`filters.known_filters`; the filter
     bar has already said which when they came from a link or a control)."""
     if store is not None and not isinstance(store, dict):
         raise bad_input(f"{FILTERS} must be an object, not {type(store).__name__}")
     try:
-        f = q.Filters.from_dict((store or {}).get("filters"))
+        f = filters.Filters.from_dict((store or {}).get("filters"))
     except ValueError as e:
         raise bad_input(f"{FILTERS}: {e}") from None
     if f.is_empty:
         return f
-    return q.known_filters(f, query(q.filter_options))[0]
+    return filters.known_filters(f, query(loads.filter_options))[0]
 
 
 # ---- the filter bar ---------------------------------------------------------------------------
@@ -279,6 +285,8 @@ def filter_bar() -> html.Div:
                 className="d-flex align-items-center",
             ),
             html.Div(id=NOTES, role="status", **{"aria-live": "polite"}),
+            # The shown page's view keys (`view_store`), written into the URL beside the filters.
+            dcc.Store(id=VIEW),
         ],
         className="filter-bar border-bottom bg-body-tertiary px-3 pt-2 pb-2",
         role="search",
@@ -306,39 +314,47 @@ _VALUE_INPUTS = [Input(fid(n), "value") for n, _ in FILTER_FIELDS]
     *_VALUE_INPUTS,
     Input(DATES, "start_date"),
     Input(DATES, "end_date"),
+    State(URL, "pathname"),
 )
-def sync_filters(search: str | None, _clear: int | None, *values: Any) -> tuple:
-    """URL → controls on load/back/forward; controls → store on every change."""
+def sync_filters(search: str | None, _clear: int | None, *controls: Any) -> tuple:
+    """URL → controls on load/back/forward; controls → store on every change. The page's own
+    view keys in the URL (`filters.PAGE_VIEWS`, e.g. /participation?by=country) are no filter:
+    the page's layout reads them, and only a value the page does not offer gets a note."""
+    *values, pathname = controls
     if search is not None and not isinstance(search, str):
         raise bad_input(f"{URL}.search must be a text")
+    page = pathname if isinstance(pathname, str) else None
     try:
         cur = reader().cursor()
-    except WarehouseError as e:
+        try:
+            opts = loads.filter_options(cur)
+            info = loads.data_info(cur)
+        finally:
+            cur.close()
+    except WarehouseError as e:  # no warehouse, or one without its derived tables
         alert = dbc.Alert(f"No data to show: {e}", color="danger", className="py-1 px-2 mt-2 small")
-        return (no_update,) * (1 + 2 * len(FILTER_FIELDS) + 4) + (alert, "No warehouse.")
-    try:
-        opts = q.filter_options(cur)
-        info = q.data_info(cur)
-    finally:
-        cur.close()
+        status = ("No dashboard tables." if isinstance(e, sql.DerivedTablesMissing)
+                  else "No warehouse.")
+        return (no_update,) * (1 + 2 * len(FILTER_FIELDS) + 4) + (alert, status)
     status = (f"Data version {info.get('data_version', '?')}, built "
               f"{info.get('built_at', 'unknown')}. Small groups are shown as "
-              f"“{q.SUPPRESSED_LABEL}”.")
+              f"“{suppression.SUPPRESSED_LABEL}”.")
     trigger = ctx.triggered_id
     notes: list[str] = []
     if trigger == CLEAR:
-        f = q.Filters()
+        f = filters.Filters()
     elif trigger is None or trigger == URL:
-        f, notes = q.parse_filters(search or "", opts)
+        f, notes = filters.parse_filters(search or "", opts, page=page or "/")
+        notes += filters.parse_view(search or "", page or "/")[1]
     else:
         *lists, start, end = values
         data = {n: v for (n, _), v in zip(FILTER_FIELDS, lists, strict=True)}
         data.update(start=start, end=end)
         try:
-            chosen = q.Filters.from_dict(data)
+            chosen = filters.Filters.from_dict(data)
         except ValueError as e:
             raise bad_input(str(e)) from None
-        f, notes = q.parse_filters(chosen.to_query(), opts)
+        f, notes = filters.parse_filters(chosen.to_query(), opts)
     options = [
         [{"label": lbl, "value": v} for v, lbl in opts.options.get(n, ())]
         for n, _ in FILTER_FIELDS
@@ -366,21 +382,33 @@ def sync_filters(search: str | None, _clear: int | None, *values: Any) -> tuple:
     )
 
 
+def view_store(page: str, view: dict[str, Any], defaults: dict[str, str] | None = None
+               ) -> dict[str, str]:
+    """The `VIEW` store of `page` showing `view` (its view keys' current values): a page's
+    control callback returns it, so the address bar keeps them (`filters.view_query`; values
+    equal to the default are left out of the link)."""
+    return {"path": page, "query": filters.view_query(page, view, defaults)}
+
+
 # Write the canonical query string into the address bar without a navigation (no Location
-# listens to replaceState, so the page is not rebuilt) and keep it on the navbar links.
+# listens to replaceState, so the page is not rebuilt): the filters (on every page, and kept on
+# the navbar links), then the shown page's own view keys, joined as `filters.page_query` does.
 clientside_callback(
     """
-    function(store) {
-        const query = (store && store.query) || "";
+    function(store, view) {
+        const path = window.location.pathname;
+        const shared = (store && store.query) || "";
+        const own = (view && view.path === path && view.query) || "";
+        const query = shared && own ? shared + "&" + own : (shared || (own ? "?" + own : ""));
         if (window.location.search !== query) {
-            window.history.replaceState(window.history.state, "",
-                                        window.location.pathname + query);
+            window.history.replaceState(window.history.state, "", path + query);
         }
         return query;
     }
     """,
     Output(URL_WRITER, "data"),
     Input(FILTERS, "data"),
+    Input(VIEW, "data"),
 )
 
 
@@ -649,7 +677,7 @@ def table(df: pd.DataFrame, columns: dict[str, tuple[str, Callable[[Any], str]]]
         for i, (col, (_, fmt)) in enumerate(columns.items()):
             val = row[col] if col in row else None
             if sup and i > 0 and (val is None or pd.isna(val)):
-                cells.append(html.Td(q.SUPPRESSED_LABEL, className="text-body-secondary fst-italic"))
+                cells.append(html.Td(suppression.SUPPRESSED_LABEL, className="text-body-secondary fst-italic"))
             else:
                 cells.append(html.Td(fmt(val)))
         body.append(html.Tr(cells))
@@ -677,13 +705,13 @@ def coming(what: str, how: str) -> dbc.Alert:
 def suppressed_figure(title: str, subject: str) -> Figure:
     """A figure whose every group is under k: it says so instead of drawing empty axes or zeros,
     e.g. subject "Every cluster group has fewer than 10 participants"."""
-    return empty_figure(title, f"{subject}: {q.SUPPRESSED_LABEL}.")
+    return empty_figure(title, f"{subject}: {suppression.SUPPRESSED_LABEL}.")
 
 
 def small_selection_alert() -> dbc.Alert:
     """What the headline says instead of its figures for a selection under k."""
-    return dbc.Alert([html.Strong(q.SMALL_SELECTION[0].upper() + q.SMALL_SELECTION[1:] + ": "),
-                      f"its figures are {q.SUPPRESSED_LABEL}. Widen the filters to see them."],
+    return dbc.Alert([html.Strong(suppression.SMALL_SELECTION[0].upper() + suppression.SMALL_SELECTION[1:] + ": "),
+                      f"its figures are {suppression.SUPPRESSED_LABEL}. Widen the filters to see them."],
                      color="secondary", className="small suppressed-note mb-2",
                      id="small-selection-alert")
 
@@ -692,7 +720,7 @@ def suppressed_note(groups: Iterable[str], what: str = "groups") -> html.P | Non
     groups = [str(g) for g in groups]
     if not groups:
         return None
-    return html.P(f"{what.capitalize()} {q.SUPPRESSED_LABEL}: {', '.join(groups)}.",
+    return html.P(f"{what.capitalize()} {suppression.SUPPRESSED_LABEL}: {', '.join(groups)}.",
                   className="small text-body-secondary suppressed-note")
 
 
@@ -702,8 +730,8 @@ def suppressed_weeks_note(df: pd.DataFrame, what: str = "active participants"
     had fewer than k active people: those weeks are gaps in the lines, never zeros."""
     if "week_suppressed" not in df or not df.week_suppressed.astype(bool).any():
         return None
-    return html.P(f"Weeks with fewer than {q.MIN_CELL} {what} are not shown (gaps in the "
-                  f"lines): {q.SUPPRESSED_LABEL}.",
+    return html.P(f"Weeks with fewer than {suppression.MIN_CELL} {what} are not shown (gaps in the "
+                  f"lines): {suppression.SUPPRESSED_LABEL}.",
                   className="small text-body-secondary suppressed-note subset-note")
 
 
@@ -713,7 +741,7 @@ def suppressed_subset_note(groups: Iterable[str], what: str) -> html.P | None:
     groups = [str(g) for g in groups]
     if not groups:
         return None
-    return html.P(f"{', '.join(groups)}: {what} {q.SUPPRESSED_LABEL}.",
+    return html.P(f"{', '.join(groups)}: {what} {suppression.SUPPRESSED_LABEL}.",
                   className="small text-body-secondary suppressed-note subset-note")
 
 
@@ -741,7 +769,7 @@ def scale_label(instrument: Any, scale: Any) -> str:
 def scale_options() -> list[dict[str, str]]:
     """Dropdown options 'instrument/scale' for the scales with pre/post results."""
     try:
-        df = query(q.prepost_results, "overall")
+        df = query(outcomes.prepost_results, "overall")
     except PreventUpdate:  # no warehouse yet: the page still renders and says so below
         return []
     pairs = sorted({(a, b) for a, b in zip(df.instrument, df.scale, strict=True)},

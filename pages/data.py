@@ -11,8 +11,9 @@ import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import Input, Output, State, callback, clientside_callback, dcc, html
 
+from analytics import suppression
 from analytics.outputs import codebook, downloads, export
-from analytics.read import queries as q
+from analytics.read import loads, outcomes, overview
 from analytics.stats.reliability import ALPHA_THRESHOLD
 from etl.errors import EtlError
 from pages import _ui
@@ -102,15 +103,15 @@ def layout(**_query: Any) -> html.Div:
 
 @callback(Output(VERSION, "children"), Output(LOADS, "children"), Output(REJECTS, "children"),
           Input(_ui.FILTERS, "data"))
-def loads(_store: dict[str, Any] | None) -> tuple[Any, Any, Any]:
-    info = _ui.query(q.data_info)
+def load_log(_store: dict[str, Any] | None) -> tuple[Any, Any, Any]:
+    info = _ui.query(loads.data_info)
     version = dbc.Alert(
         [html.Strong(f"Data version {info.get('data_version', '?')}"),
          f", built {info.get('built_at', 'unknown')}. Every figure on every page comes from this "
          "version; a new load becomes visible as a new version."],
         color="light", className="border small",
     )
-    batches = _ui.query(q.load_batches)
+    batches = _ui.query(loads.load_batches)
     loads_table = _ui.table(batches, {
         "batch_id": ("batch", _ui.fmt_int), "source": ("file (its source)", _ui.text),
         "kind": ("kind", _ui.text), "status": ("status", _ui.text),
@@ -120,7 +121,7 @@ def loads(_store: dict[str, Any] | None) -> tuple[Any, Any, Any]:
         "finished_at": ("finished (UTC)", lambda v: _ui.text(v)[:19]),
         "data_version": ("data version", _ui.fmt_int), "message": ("notes", _ui.text),
     }, "Files loaded, newest first", id_="data-loads-table", suppressed_col=None)
-    rej = _ui.query(q.rejects)
+    rej = _ui.query(loads.rejects)
     rej_table = _ui.table(rej, {
         "batch_id": ("batch", _ui.fmt_int), "file": ("file", _ui.text),
         "row_number": ("row", _ui.fmt_int), "column_name": ("column", _ui.text),
@@ -133,18 +134,18 @@ def loads(_store: dict[str, Any] | None) -> tuple[Any, Any, Any]:
 
 @callback(Output(RATES, "children"), Input(_ui.FILTERS, "data"))
 def rates(store: dict[str, Any] | None) -> Any:
-    df = _ui.query(q.completion_by_wave, _ui.filters_of(store))
+    df = _ui.query(overview.completion_by_wave, _ui.filters_of(store))
     return _ui.table(df, {
         "wave": ("wave", _ui.text), "responded": ("answered", _ui.fmt_int),
         "invited": ("participants in scope", _ui.fmt_int), "rate": ("response rate", _ui.fmt_pct),
     }, "Participants (incl. comparison group) with any answer in each wave; a wave answered by "
-       f"fewer than {q.MIN_CELL} is {q.SUPPRESSED_LABEL}")
+       f"fewer than {suppression.MIN_CELL} is {suppression.SUPPRESSED_LABEL}")
 
 
 @callback(Output(WARNINGS, "children"), Output(DOWNLOADS, "children"),
           Input(_ui.FILTERS, "data"))
 def warnings_and_downloads(_store: dict[str, Any] | None) -> tuple[Any, Any]:
-    rel = _ui.query(q.reliability)
+    rel = _ui.query(outcomes.reliability)
     if not len(rel):
         warn: Any = _ui.coming("Reliability", "Cronbach's α per scale and wave appears when "
                                               "python -m analytics has run on this version.")
@@ -160,7 +161,7 @@ def warnings_and_downloads(_store: dict[str, Any] | None) -> tuple[Any, Any]:
                 "alpha": ("α", _ui.fmt_num), "n": ("n", _ui.fmt_int),
             }, f"Scales below α = {ALPHA_THRESHOLD:.2f}: interpret their results with care",
                 suppressed_col=None)
-    status = _ui.query(q.result_table_status)
+    status = _ui.query(loads.result_table_status)
     status = status.assign(state=["computed" if n else "coming" for n in status.rows])
     downloads = _ui.table(pd.DataFrame(status), {
         "table": ("table", _ui.text), "state": ("state", _ui.text),

@@ -9,10 +9,12 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
 
-from analytics.read import queries as q
+from analytics import suppression
+from analytics.read import equity, filters
 from pages import _ui
 
-dash.register_page(__name__, path="/equity", name="Equity & access", order=4,
+PATH = "/equity"
+dash.register_page(__name__, path=PATH, name="Equity & access", order=4,
                    title="Exchange Impact — Equity & access")
 
 BY = "equity-by"
@@ -30,8 +32,10 @@ def _scale_options() -> list[dict[str, str]]:
     return [{"label": "all scales", "value": ALL_SCALES}, *_ui.scale_options()]
 
 
-def layout(by: str = "gender", **_query: Any) -> html.Div:
-    by = by if by in q.EQUITY_GROUPINGS else "gender"
+def layout(by: str = "gender", scale: str = ALL_SCALES, **_query: Any) -> html.Div:
+    by = by if by in filters.EQUITY_GROUPINGS else "gender"
+    options = _scale_options()
+    scale = scale if scale in [o["value"] for o in options] else ALL_SCALES
     return html.Div(
         [
             html.H1("Equity & access", className="h3"),
@@ -39,9 +43,9 @@ def layout(by: str = "gender", **_query: Any) -> html.Div:
                 [
                     html.Label("Compare by", htmlFor=BY, className="me-2 fw-semibold"),
                     dbc.RadioItems(id=BY, value=by, inline=True, options=[
-                        {"label": v, "value": k} for k, v in q.EQUITY_GROUPINGS.items()]),
+                        {"label": v, "value": k} for k, v in filters.EQUITY_GROUPINGS.items()]),
                     html.Label("Scale (gains)", htmlFor=SCALE, className="ms-4 me-2 fw-semibold"),
-                    dcc.Dropdown(id=SCALE, options=_scale_options(), value=ALL_SCALES,
+                    dcc.Dropdown(id=SCALE, options=options, value=scale,
                                  clearable=False, style={"minWidth": "26rem"}),
                 ],
                 className="d-flex align-items-center flex-wrap mb-2",
@@ -66,13 +70,21 @@ def layout(by: str = "gender", **_query: Any) -> html.Div:
     )
 
 
+@callback(Output(_ui.VIEW, "data", allow_duplicate=True), Input(BY, "value"),
+          Input(SCALE, "value"), prevent_initial_call="initial_duplicate")
+def view_url(by: Any, scale: Any) -> dict[str, str]:
+    """The grouping and the scale belong in the shareable link (/equity?by=age_band)."""
+    return _ui.view_store(PATH, {"by": _ui.choice(by, filters.EQUITY_GROUPINGS, "gender"),
+                                 "scale": scale if isinstance(scale, str) else ALL_SCALES})
+
+
 @callback(Output(GAINS, "figure"), Output(GAINS_NOTE, "children"),
           Input(_ui.FILTERS, "data"), Input(BY, "value"), Input(SCALE, "value"))
 def gains(store: dict[str, Any] | None, by: str, scale: str | None) -> tuple[_ui.Figure, Any]:
     f = _ui.filters_of(store)
-    by = _ui.choice(by, q.EQUITY_GROUPINGS, "gender")
-    label = q.EQUITY_GROUPINGS[by]
-    df = _ui.query(q.gains_by_group, f, by)
+    by = _ui.choice(by, filters.EQUITY_GROUPINGS, "gender")
+    label = filters.EQUITY_GROUPINGS[by]
+    df = _ui.query(equity.gains_by_group, f, by)
     df = _ui.only_scale(df, scale)
     title = f"Mean gain post − pre by {label.lower()} (95% CI)"
     if not len(df):
@@ -82,7 +94,7 @@ def gains(store: dict[str, Any] | None, by: str, scale: str | None) -> tuple[_ui
     note = _ui.suppressed_note(sorted(small.group.astype(str).unique()), f"{label.lower()} groups")
     if not len(shown):
         return _ui.suppressed_figure(title, f"Every {label.lower()} group has fewer than "
-                                            f"{q.MIN_CELL} participants"), note
+                                            f"{suppression.MIN_CELL} participants"), note
     fig, n_scales = _ui.forest_by_scale(shown, "mean", "ci_low", "ci_high")
     _ui.base_layout(fig, title, x="mean gain (scale points, post − pre)", y=label, height=420)
     _ui.legend_below(fig, n_scales)
@@ -93,9 +105,9 @@ def gains(store: dict[str, Any] | None, by: str, scale: str | None) -> tuple[_ui
           Input(_ui.FILTERS, "data"), Input(BY, "value"))
 def participation(store: dict[str, Any] | None, by: str) -> tuple[_ui.Figure, Any]:
     f = _ui.filters_of(store)
-    by = _ui.choice(by, q.EQUITY_GROUPINGS, "gender")
-    label = q.EQUITY_GROUPINGS[by]
-    df = _ui.query(q.participation_by_group, f, by)
+    by = _ui.choice(by, filters.EQUITY_GROUPINGS, "gender")
+    label = filters.EQUITY_GROUPINGS[by]
+    df = _ui.query(equity.participation_by_group, f, by)
     title = f"Minutes of activity per participant by {label.lower()}"
     if not len(df):
         return _ui.empty_figure(title, "No participants match the current filters."), None
@@ -103,17 +115,17 @@ def participation(store: dict[str, Any] | None, by: str) -> tuple[_ui.Figure, An
                                 f"{label.lower()} groups"),
             _ui.suppressed_subset_note(
                 sorted(df[df.subset_suppressed].group.astype(str)),
-                f"fewer than {q.MIN_CELL} active participants; their minutes and share active "
+                f"fewer than {suppression.MIN_CELL} active participants; their minutes and share active "
                 "are")]
     if df.suppressed.all():
         return _ui.suppressed_figure(title, f"Every {label.lower()} group has fewer than "
-                                            f"{q.MIN_CELL} participants"), note
-    labels = [_ui.ptext(g) + (f" — {q.SUPPRESSED_LABEL}" if s else "")
+                                            f"{suppression.MIN_CELL} participants"), note
+    labels = [_ui.ptext(g) + (f" — {suppression.SUPPRESSED_LABEL}" if s else "")
               for g, s in zip(df.group, df.suppressed, strict=True)]
     # A suppressed group keeps its label and gets no bar and no n (blank, never 0).
-    hover = [q.SUPPRESSED_LABEL if s else
-             f"n = {_ui.fmt_int(n)}<br>fewer than {q.MIN_CELL} active: minutes and share "
-             f"active {q.SUPPRESSED_LABEL}" if sub else
+    hover = [suppression.SUPPRESSED_LABEL if s else
+             f"n = {_ui.fmt_int(n)}<br>fewer than {suppression.MIN_CELL} active: minutes and share "
+             f"active {suppression.SUPPRESSED_LABEL}" if sub else
              f"{_ui.fmt_int(m)} minutes per participant<br>n = {_ui.fmt_int(n)}"
              f"<br>ever active: {_ui.fmt_pct(a)}"
              for m, n, a, s, sub in zip(df.minutes_per_participant, df.n, df.active_share,
@@ -131,15 +143,15 @@ def participation(store: dict[str, Any] | None, by: str) -> tuple[_ui.Figure, An
 @callback(Output(FUNNEL, "figure"), Input(_ui.FILTERS, "data"))
 def funnel(store: dict[str, Any] | None) -> _ui.Figure:
     f = _ui.filters_of(store)
-    df = _ui.query(q.attrition_funnel, f)
+    df = _ui.query(equity.attrition_funnel, f)
     title = "Attrition funnel: participants reaching each stage"
     if not len(df) or (not df.suppressed.any() and df.n.iloc[0] == 0):
         return _ui.empty_figure(title, "No participants match the current filters.")
     if df.suppressed.all():
-        return _ui.suppressed_figure(title, f"Every stage has fewer than {q.MIN_CELL} "
+        return _ui.suppressed_figure(title, f"Every stage has fewer than {suppression.MIN_CELL} "
                                             "participants")
     if df.suppressed.any():
-        return _ui.empty_figure(title, f"Stages {q.SUPPRESSED_LABEL}:<br>"
+        return _ui.empty_figure(title, f"Stages {suppression.SUPPRESSED_LABEL}:<br>"
                                        + ", ".join(_ui.ptext(s) for s in df[df.suppressed].stage))
     fig = _ui.figure(_ui.trace("funnel",
         y=[_ui.ptext(s) for s in df.stage], x=df.n,
@@ -153,9 +165,9 @@ def funnel(store: dict[str, Any] | None) -> _ui.Figure:
 @callback(Output(DROPOUT, "children"), Input(_ui.FILTERS, "data"), Input(BY, "value"))
 def dropout(store: dict[str, Any] | None, by: str) -> Any:
     f = _ui.filters_of(store)
-    by = _ui.choice(by, q.EQUITY_GROUPINGS, "gender")
-    label = q.EQUITY_GROUPINGS[by]
-    df = _ui.query(q.dropout_by_group, f, by)
+    by = _ui.choice(by, filters.EQUITY_GROUPINGS, "gender")
+    label = filters.EQUITY_GROUPINGS[by]
+    df = _ui.query(equity.dropout_by_group, f, by)
     return _ui.table(df, {
         "group": (label, _ui.text), "n": ("answered pre (n)", _ui.fmt_int),
         "dropped": ("no post answer", _ui.fmt_int),

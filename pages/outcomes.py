@@ -2,7 +2,7 @@
 effects by group, the mixed-model table and the comparison-group difference.
 
 The models are fitted once per data version by `python -m analytics` (res_* tables); this page
-only reads them, plus cheap filtered means and a Welch interval through `analytics.read.queries`.
+only reads them, plus cheap filtered means and a Welch interval through `analytics.read.outcomes`.
 """
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ from typing import Any
 import dash
 import dash_bootstrap_components as dbc
 import pandas as pd
-from dash import Input, Output, callback, dcc, html
+from dash import Input, Output, State, callback, dcc, html
 
-from analytics.read import queries as q
+from analytics import suppression
+from analytics.read import filters, outcomes
 from analytics.stats.longitudinal import wave_key, wave_order
 from analytics.stats.reliability import ALPHA_THRESHOLD
 from pages import _ui
 
-dash.register_page(__name__, path="/outcomes", name="Outcomes", order=2,
+PATH = "/outcomes"
+dash.register_page(__name__, path=PATH, name="Outcomes", order=2,
                    title="Exchange Impact — Outcomes")
 
 WAVES = "outcomes-waves"
@@ -45,7 +47,7 @@ _COMING = ("They appear when the statistics engineer's tables are computed for t
 
 def layout(by: str = "modality", effect: str = "hedges_g", scale: str = "",
            **_query: Any) -> html.Div:
-    by = by if by in q.GROUPINGS else "modality"
+    by = by if by in filters.GROUPINGS else "modality"
     effect = effect if effect in EFFECTS else "hedges_g"
     options = _ui.scale_options()
     values = [o["value"] for o in options]
@@ -65,7 +67,7 @@ def layout(by: str = "modality", effect: str = "hedges_g", scale: str = "",
                         dbc.Col([
                             html.Label("Group by", htmlFor=FOREST_BY, className="fw-semibold me-2"),
                             dbc.RadioItems(id=FOREST_BY, value=by, inline=True, options=[
-                                {"label": v, "value": k} for k, v in q.GROUPINGS.items()]),
+                                {"label": v, "value": k} for k, v in filters.GROUPINGS.items()]),
                         ], md="auto", className="d-flex align-items-center flex-wrap"),
                         dbc.Col([
                             html.Label("Effect size", htmlFor=EFFECT, className="fw-semibold me-2"),
@@ -115,11 +117,25 @@ def _alpha_texts(rel: pd.DataFrame) -> dict[tuple[str, str], str]:
             + (" ⚠" if bool(r.below_threshold) else "") for r in rel.itertuples(index=False)}
 
 
+@callback(Output(_ui.VIEW, "data", allow_duplicate=True), Input(FOREST_BY, "value"),
+          Input(EFFECT, "value"), Input(SCALE, "value"), State(SCALE, "options"),
+          prevent_initial_call="initial_duplicate")
+def view_url(by: Any, effect: Any, scale: Any, options: Any) -> dict[str, str]:
+    """The grouping, effect size and scale belong in the shareable link
+    (/outcomes?by=country&effect=diff); the first scale is the default, left out."""
+    first = (options[0].get("value") if isinstance(options, list) and options
+             and isinstance(options[0], dict) else None)
+    view = {"by": _ui.choice(by, filters.GROUPINGS, "modality"),
+            "effect": _ui.choice(effect, EFFECTS, "hedges_g"),
+            "scale": scale if isinstance(scale, str) else None}
+    return _ui.view_store(PATH, view, {"scale": first} if isinstance(first, str) else None)
+
+
 @callback(Output(WAVES, "figure"), Output(WAVES, "style"), Output(WAVES_NOTE, "children"),
           Input(_ui.FILTERS, "data"))
 def waves(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str, str], Any]:
     f = _ui.filters_of(store)
-    df = _ui.query(q.wave_means, f)
+    df = _ui.query(outcomes.wave_means, f)
     if not len(df):
         return _ui.figure(), {"display": "none"}, _ui.coming(
             "Scale means per wave", "They need the scale scores (res_scale_scores). " + _COMING)
@@ -131,8 +147,8 @@ def waves(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str, str], Any
     if len(small) == len(df):
         return _ui.suppressed_figure(
             "Mean scale score per wave (95% CI), filtered participants",
-            f"Every wave has fewer than {q.MIN_CELL} participants with a score"), {}, note
-    rel = _ui.query(q.reliability)
+            f"Every wave has fewer than {suppression.MIN_CELL} participants with a score"), {}, note
+    rel = _ui.query(outcomes.reliability)
     scales = df[["instrument", "scale"]].drop_duplicates().itertuples(index=False)
     scales = list(scales)
     cols = min(3, len(scales))
@@ -182,34 +198,34 @@ def waves(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str, str], Any
 @callback(Output(FOREST, "figure"), Output(FOREST, "style"), Output(FOREST_NOTE, "children"),
           Input(FOREST_BY, "value"), Input(EFFECT, "value"), Input(SCALE, "value"))
 def forest(by: str, effect: str, scale: str | None) -> tuple[_ui.Figure, dict[str, str], Any]:
-    by = _ui.choice(by, q.GROUPINGS, "modality")
+    by = _ui.choice(by, filters.GROUPINGS, "modality")
     effect = _ui.choice(effect, EFFECTS, "hedges_g")
-    df = _ui.query(q.prepost_results, by)
+    df = _ui.query(outcomes.prepost_results, by)
     df = _ui.only_scale(df, scale)
     if not len(df):
         return _ui.figure(), {"display": "none"}, _ui.coming(
-            f"Effects by {q.GROUPINGS.get(by, by).lower()}", _COMING)
+            f"Effects by {filters.GROUPINGS.get(by, by).lower()}", _COMING)
     axis, lo, hi = EFFECTS.get(effect, EFFECTS["hedges_g"])
     shown, small = df[~df.suppressed], df[df.suppressed]
     shown = shown.dropna(subset=[effect])
     fig, n_scales = _ui.forest_by_scale(shown, effect, lo, hi)
     n_groups = shown["group"].nunique()
-    title = f"Pre → post effect by {q.GROUPINGS.get(by, by).lower()}"
+    title = f"Pre → post effect by {filters.GROUPINGS.get(by, by).lower()}"
     if n_scales == 1:
         first = shown.iloc[0]
         title += f": {_ui.ptext(_ui.scale_label(first.instrument, first.scale))}"
-    _ui.base_layout(fig, title, x=axis, y=q.GROUPINGS.get(by, by),
+    _ui.base_layout(fig, title, x=axis, y=filters.GROUPINGS.get(by, by),
                     height=180 + 22 * n_groups * max(1, n_scales))
     fig.update_layout(showlegend=n_scales > 1)
     fig.update_yaxes(autorange="reversed")
     note = _ui.suppressed_note(sorted(small["group"].astype(str).unique()),
-                               f"{q.GROUPINGS.get(by, by).lower()} groups")
+                               f"{filters.GROUPINGS.get(by, by).lower()} groups")
     return fig, {}, note
 
 
 @callback(Output(RELIABILITY, "children"), Input(_ui.FILTERS, "data"))
 def reliability(_store: dict[str, Any] | None) -> Any:
-    df = _ui.query(q.reliability)
+    df = _ui.query(outcomes.reliability)
     if not len(df):
         return _ui.coming("Reliability", _COMING)
     df = df.assign(
@@ -229,7 +245,7 @@ def reliability(_store: dict[str, Any] | None) -> Any:
 @callback(Output(COMPARISON, "children"), Input(_ui.FILTERS, "data"))
 def comparison(store: dict[str, Any] | None) -> Any:
     f = _ui.filters_of(store)
-    df = _ui.query(q.comparison_difference, f)
+    df = _ui.query(outcomes.comparison_difference, f)
     if not len(df):
         return html.P("No comparison group answered both pre and post surveys in the current "
                       "selection (or the scale scores are not computed yet).",
@@ -251,7 +267,7 @@ def comparison(store: dict[str, Any] | None) -> Any:
 
 @callback(Output(MODEL, "children"), Input(SCALE, "value"))
 def model(scale: str | None) -> Any:
-    df = _ui.query(q.longitudinal)
+    df = _ui.query(outcomes.longitudinal)
     if not len(df):
         return _ui.coming("Mixed-model estimates", _COMING)
     df = _ui.only_scale(df, scale)

@@ -10,7 +10,8 @@ import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import Input, Output, State, callback, html
 
-from analytics.read import queries as q
+from analytics import suppression
+from analytics.read import outcomes, overview
 from pages import _ui
 
 dash.register_page(__name__, path="/", name="Overview", order=0,
@@ -69,15 +70,15 @@ def _card(label: str, value: str, sub: str | None = None) -> dbc.Col:
 @callback(Output(CARDS, "children"), Input(_ui.FILTERS, "data"))
 def cards(store: dict[str, Any] | None) -> dbc.Row:
     f = _ui.filters_of(store)
-    h = _ui.query(q.headline, f)
+    h = _ui.query(overview.headline, f)
     if h["suppressed"]:
         return _ui.small_selection_alert()
-    waves = _ui.query(q.completion_by_wave, f)
+    waves = _ui.query(overview.completion_by_wave, f)
     items = [
         _card("participants", _ui.fmt_int(h["participants"]), "comparison group excluded"),
         _card("active this month", _ui.fmt_int(h["active_month"]),
-              (f"{_ui.text(h['active_month_label'])}: fewer than {q.MIN_CELL}, "
-               f"{q.SUPPRESSED_LABEL}") if h["active_month_suppressed"]
+              (f"{_ui.text(h['active_month_label'])}: fewer than {suppression.MIN_CELL}, "
+               f"{suppression.SUPPRESSED_LABEL}") if h["active_month_suppressed"]
               else _ui.text(h["active_month_label"]) or "no activity in scope"),
         _card("institutions", _ui.fmt_int(h["institutions"])),
         _card("countries", _ui.fmt_int(h["countries"])),
@@ -88,7 +89,7 @@ def cards(store: dict[str, Any] | None) -> dbc.Row:
     ]
     for w in waves.itertuples():
         items.append(_card(f"survey completion: {w.wave}", _ui.fmt_pct(w.rate),
-                           q.SUPPRESSED_LABEL if w.suppressed
+                           suppression.SUPPRESSED_LABEL if w.suppressed
                            else f"{_ui.fmt_int(w.responded)} of {_ui.fmt_int(w.invited)}"))
     if not len(waves):
         items.append(_card("survey completion", "—", "no survey answers in scope"))
@@ -98,7 +99,7 @@ def cards(store: dict[str, Any] | None) -> dbc.Row:
 @callback(Output(MAP, "figure"), Output(MAP_NOTE, "children"), Input(_ui.FILTERS, "data"))
 def world_map(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
     f = _ui.filters_of(store)
-    df = _ui.query(q.participants_by_country, f)
+    df = _ui.query(overview.participants_by_country, f)
     title = "Participants by country (click a country to filter)"
     if not len(df):
         return _ui.empty_figure(title, "No participants match the current filters."), None
@@ -118,8 +119,8 @@ def world_map(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
         fig.add_trace(_ui.trace("choropleth",
             locations=small.country, z=[0] * len(small), locationmode="ISO-3",
             colorscale=[[0, _ui.SUPPRESSED_GREY], [1, _ui.SUPPRESSED_GREY]], showscale=False,
-            hovertemplate=f"%{{location}}<br>{q.SUPPRESSED_LABEL}<extra></extra>",
-            name=q.SUPPRESSED_LABEL,
+            hovertemplate=f"%{{location}}<br>{suppression.SUPPRESSED_LABEL}<extra></extra>",
+            name=suppression.SUPPRESSED_LABEL,
         ))
     _ui.base_layout(fig, title, height=420)
     fig.update_geos(projection_type="natural earth", projection_rotation_lon=0,
@@ -147,12 +148,12 @@ def map_click(click: dict[str, Any] | None, current: list[str] | None) -> list[s
           Input(_ui.FILTERS, "data"))
 def timeline(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
     f = _ui.filters_of(store)
-    df = _ui.query(q.activity_over_time, f)
+    df = _ui.query(overview.activity_over_time, f)
     title = "Weekly active participants"
     if not len(df):
         return _ui.empty_figure(title, "No participation events match the current filters."), None
     if df.suppressed.all():
-        return _ui.suppressed_figure(title, f"Fewer than {q.MIN_CELL} active participants in "
+        return _ui.suppressed_figure(title, f"Fewer than {suppression.MIN_CELL} active participants in "
                                             "this selection"), None
     fig = _ui.figure(_ui.trace("scatter",
         x=df.week, y=df.active, mode="lines+markers", line={"color": _ui.OKABE_ITO[0]},
@@ -169,9 +170,9 @@ def timeline(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
 
 @callback(Output(OUTCOMES, "figure"), Output(OUTCOMES, "style"), Output(OUTCOMES_NOTE, "children"),
           Input(_ui.FILTERS, "data"))
-def outcomes(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str, str], Any]:
+def outcome_changes(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str, str], Any]:
     f = _ui.filters_of(store)
-    df, scope = _ui.query(q.prepost_extremes, f)
+    df, scope = _ui.query(outcomes.prepost_extremes, f)
     if not len(df):
         return (_ui.figure(), {"display": "none"},
                 _ui.coming("Outcome changes",

@@ -10,10 +10,13 @@ import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import Input, Output, State, callback, html
 
-from analytics.read import queries as q
+from analytics import suppression
+from analytics.read import overview, participation
+from analytics.read.filters import ACTIVITY_GROUPINGS
 from pages import _ui
 
-dash.register_page(__name__, path="/participation", name="Participation", order=1,
+PATH = "/participation"
+dash.register_page(__name__, path=PATH, name="Participation", order=1,
                    title="Exchange Impact — Participation")
 
 BY = "participation-by"
@@ -26,7 +29,7 @@ RETENTION = "participation-retention"
 RETENTION_NOTE = "participation-retention-note"
 TABLES = "participation-tables"
 
-_BY_OPTIONS = {"cluster": "Cluster", "country": "Country"}
+_BY_OPTIONS = ACTIVITY_GROUPINGS
 _WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
 
@@ -61,19 +64,26 @@ def layout(by: str = "cluster", **_query: Any) -> html.Div:
     )
 
 
+@callback(Output(_ui.VIEW, "data", allow_duplicate=True), Input(BY, "value"),
+          prevent_initial_call="initial_duplicate")
+def view_url(by: Any) -> dict[str, str]:
+    """The grouping belongs in the shareable link (/participation?by=country)."""
+    return _ui.view_store(PATH, {"by": _ui.choice(by, _BY_OPTIONS, "cluster")})
+
+
 @callback(Output(WEEKLY, "figure"), Output(WEEKLY_NOTE, "children"),
           Input(_ui.FILTERS, "data"), Input(BY, "value"))
 def weekly(store: dict[str, Any] | None, by: str) -> tuple[_ui.Figure, Any]:
     f = _ui.filters_of(store)
     by = _ui.choice(by, _BY_OPTIONS, "cluster")
-    df = _ui.query(q.activity_over_time, f, by)
+    df = _ui.query(overview.activity_over_time, f, by)
     title = f"Weekly active participants and minutes by {by}"
     if not len(df):
         return _ui.empty_figure(title, "No participation events match the current filters."), None
     shown, small = df[~df.suppressed], df[df.suppressed]
     note = _ui.suppressed_note(sorted(small.grp.astype(str).unique()), f"{by} groups")
     if not len(shown):
-        return _ui.suppressed_figure(title, f"Every {by} group has fewer than {q.MIN_CELL} "
+        return _ui.suppressed_figure(title, f"Every {by} group has fewer than {suppression.MIN_CELL} "
                                             "participants"), note
     # More than eight lines cannot be told apart: show the eight largest groups and say so.
     sizes = shown.groupby("grp")["n"].max().sort_values(ascending=False)
@@ -108,16 +118,16 @@ def weekly(store: dict[str, Any] | None, by: str) -> tuple[_ui.Figure, Any]:
 @callback(Output(CLUSTERS, "figure"), Input(_ui.FILTERS, "data"))
 def clusters(store: dict[str, Any] | None) -> _ui.Figure:
     f = _ui.filters_of(store)
-    df = _ui.query(q.breakdown, f, "cluster")
+    df = _ui.query(participation.breakdown, f, "cluster")
     # The hint lives in the hover text: a longer title ran under the graph's toolbar.
     title = "Participants per cluster"
     if not len(df):
         return _ui.empty_figure(title, "No participants match the current filters.")
     df = df.iloc[::-1]
-    labels = [_ui.ptext(g) + (f" — {q.SUPPRESSED_LABEL}" if s else "")
+    labels = [_ui.ptext(g) + (f" — {suppression.SUPPRESSED_LABEL}" if s else "")
               for g, s in zip(df.group, df.suppressed, strict=True)]
     # A suppressed cluster keeps its label and gets no bar (its count is blank, never 0).
-    hover = [q.SUPPRESSED_LABEL if s else f"participants (n): {_ui.fmt_int(v)}"
+    hover = [suppression.SUPPRESSED_LABEL if s else f"participants (n): {_ui.fmt_int(v)}"
              for v, s in zip(df.participants, df.suppressed, strict=True)]
     fig = _ui.figure(_ui.trace("bar",
         x=df.participants, y=labels, orientation="h", customdata=df[["key"]],
@@ -146,17 +156,17 @@ def cluster_click(click: dict[str, Any] | None, current: list[str] | None) -> li
           Input(_ui.FILTERS, "data"))
 def heatmap(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
     f = _ui.filters_of(store)
-    df = _ui.query(q.activity_heatmap, f)
+    df = _ui.query(participation.activity_heatmap, f)
     title = "Events by local hour and weekday (each institution's time zone)"
     if not len(df):
         return _ui.empty_figure(title, "No participation events match the current filters."), None
     small = int(df.suppressed.sum())
     note = (html.P(f"{small} of {len(df)} weekday × hour cells with activity "
-                   f"{q.SUPPRESSED_LABEL} (left blank).",
+                   f"{suppression.SUPPRESSED_LABEL} (left blank).",
                    className="small text-body-secondary suppressed-note") if small else None)
     if small == len(df):
         return _ui.suppressed_figure(title, f"Every weekday × hour cell has fewer than "
-                                            f"{q.MIN_CELL} participants"), note
+                                            f"{suppression.MIN_CELL} participants"), note
     # Hours without events are real zeros; a suppressed cell stays blank (NaN), never 0.
     cells = pd.MultiIndex.from_product([range(1, 8), range(24)], names=["weekday", "hour"])
     by_cell = df.set_index(["weekday", "hour"]).reindex(cells)
@@ -178,14 +188,14 @@ def heatmap(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
           Input(_ui.FILTERS, "data"))
 def retention(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
     f = _ui.filters_of(store)
-    df = _ui.query(q.retention_by_cohort, f)
+    df = _ui.query(participation.retention_by_cohort, f)
     title = "Retention by cohort: share active k weeks after first activity"
     if not len(df):
         return _ui.empty_figure(title, "No participation events match the current filters."), None
     shown, small = df[~df.suppressed], df[df.suppressed]
     note = _ui.suppressed_note(sorted(small.cohort.astype(str).unique()), "cohorts")
     if not len(shown):
-        return _ui.suppressed_figure(title, f"Every cohort has fewer than {q.MIN_CELL} "
+        return _ui.suppressed_figure(title, f"Every cohort has fewer than {suppression.MIN_CELL} "
                                             "participants"), note
     fig = _ui.figure()
     for i, (cohort, d) in enumerate(shown.groupby("cohort", sort=True)):
@@ -218,7 +228,7 @@ def tables(store: dict[str, Any] | None) -> dbc.Tabs:
     tabs = []
     for by, label in [("cluster", "By cluster"), ("country", "By country"),
                       ("exchange", "By exchange")]:
-        df = _ui.query(q.breakdown, f, by)
+        df = _ui.query(participation.breakdown, f, by)
         cols = dict(_TABLE_COLUMNS)
         cols["group"] = (by, _ui.text)
         if by == "exchange":

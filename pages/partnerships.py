@@ -11,7 +11,7 @@ import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import Input, Output, callback, html
 
-from analytics.read import queries as q
+from analytics.read import partnerships
 from pages import _ui
 
 dash.register_page(__name__, path="/partnerships", name="Partnerships", order=3,
@@ -77,7 +77,7 @@ def _positions(net: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, tuple[float, 
 @callback(Output(NETWORK, "figure"), Input(_ui.FILTERS, "data"))
 def network(store: dict[str, Any] | None) -> _ui.Figure:
     f = _ui.filters_of(store)
-    net = _ui.query(q.partnership_network, f)
+    net = _ui.query(partnerships.partnership_network, f)
     title = "Partnership network: institutions by country, domestic vs cross-border links"
     if not len(net):
         return _ui.empty_figure(title, "No partnerships touch the institutions in the filters.")
@@ -126,7 +126,7 @@ def network(store: dict[str, Any] | None) -> _ui.Figure:
           Output(SUMMARY, "children"), Input(_ui.FILTERS, "data"))
 def persistence(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any]:
     f = _ui.filters_of(store)
-    km = _ui.query(q.partnership_persistence, f)
+    km = _ui.query(partnerships.partnership_persistence, f)
     title = "Partnership persistence (Kaplan–Meier, 95% CI)"
     if not len(km):
         return (_ui.empty_figure(title, "No partnerships match the current filters."), None,
@@ -154,7 +154,7 @@ def persistence(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any]:
                     y="share still active (%)", height=560)
     fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
     note = _ui.suppressed_note(sorted(small.group.astype(str).unique()), "groups")
-    summary = _ui.query(q.partnership_summary, f)
+    summary = _ui.query(partnerships.partnership_summary, f)
     table = _ui.table(summary, {
         "kind": ("partnerships", _ui.text), "n": ("n", _ui.fmt_int),
         "active": ("still active", _ui.fmt_int),

@@ -2,8 +2,8 @@
 
 `load_instruments()` reads and validates every `*.yaml` here (or in a folder you name) and
 returns `Instrument` objects; a malformed file raises `InstrumentError` naming the file and the
-field. Adding an instrument is adding a file: the loader, the scoring in `analytics.stats.scales` and
-the dashboard all work from these objects.
+field. Adding an instrument is adding a file: the loader, the scoring in
+`analytics.stats.scales` and the dashboard all work from these objects.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ import os
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-__all__ = ["Instrument", "Scale", "InstrumentError", "load_instruments", "item_index", "SURVEYS_DIR"]
+__all__ = ["Instrument", "Scale", "InstrumentError", "load_instruments", "item_index",
+           "SURVEYS_DIR"]
 
 # The shipped instruments live beside this file; EXCHANGE_IMPACT_SURVEYS names another folder
 # (a deployment's own instruments, or a test's).
@@ -60,7 +62,7 @@ class Instrument:
         raise KeyError(f"instrument {self.id!r} has no scale {scale_id!r}")
 
 
-def _need(d: dict, key: str, where: str, kind: type | tuple[type, ...]):
+def _need(d: dict, key: str, where: str, kind: type | tuple[type, ...]) -> Any:
     if key not in d:
         raise InstrumentError(f"{where}: missing field '{key}'")
     v = d[key]
@@ -93,12 +95,15 @@ def _parse_scale(d: dict, where: str) -> Scale:
         mi = math.ceil(mi * len(items) - 1e-9)
     if not isinstance(mi, int) or isinstance(mi, bool) or not 1 <= mi <= len(items):
         raise InstrumentError(
-            f"{where}: 'min_items' must be a count from 1 to {len(items)} or a share in (0, 1], got {mi!r}"
+            f"{where}: 'min_items' must be a count from 1 to {len(items)} or a share in (0, 1], "
+            f"got {mi!r}"
         )
     wording = d.get("wording") or {}
     if not isinstance(wording, dict) or any(k not in items for k in wording):
-        raise InstrumentError(f"{where}: 'wording' must map item ids of this scale to texts by language")
-    return Scale(sid, str(d.get("label", sid)), tuple(items), tuple(reverse), float(lo), float(hi), mi, wording)
+        raise InstrumentError(
+            f"{where}: 'wording' must map item ids of this scale to texts by language")
+    return Scale(sid, str(d.get("label", sid)), tuple(items), tuple(reverse), float(lo), float(hi),
+                 mi, wording)
 
 
 def parse_instrument(doc: object, path: str = "<memory>") -> Instrument:
@@ -148,11 +153,13 @@ def _load(folder: str) -> tuple[Instrument, ...]:
 
 
 def load_instruments(folder: str | Path | None = None) -> dict[str, Instrument]:
-    """All instruments in `folder` (default: $EXCHANGE_IMPACT_SURVEYS, else this package's folder)."""
+    """All instruments in `folder` (default: $EXCHANGE_IMPACT_SURVEYS, else this package's
+    folder)."""
     folder = folder or os.environ.get(SURVEYS_ENV) or SURVEYS_DIR
     return {i.id: i for i in _load(str(Path(folder).resolve()))}
 
 
 def item_index(instruments: dict[str, Instrument]) -> dict[str, tuple[Instrument, Scale]]:
     """Map every item id to its instrument and scale."""
-    return {item: (inst, s) for inst in instruments.values() for s in inst.scales for item in s.items}
+    return {item: (inst, s)
+            for inst in instruments.values() for s in inst.scales for item in s.items}

@@ -193,8 +193,8 @@ def build_fixture_warehouse(path: Path | str, *, with_results: bool = True, seed
         )
         if with_results:
             _results(con)
-            # The load builds the dashboard's rollups after the result tables (materialise).
-            build_rollups(con)
+        # Every load builds the dashboard's derived tables, after the result tables if any.
+        build_rollups(con)
     return path
 
 

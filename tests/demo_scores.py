@@ -42,7 +42,8 @@ def demo_scores(participants: int = N_PARTICIPANTS, seed: int = 3) -> tuple[pd.D
     people = pd.read_csv(out / "participants.csv", dtype=str)
     exchanges = pd.read_csv(out / "exchanges.csv", dtype=str)
     scores = scores.merge(exchanges[["exchange_id", "modality"]], on="exchange_id", how="left")
-    comp = people[["participant_id", "comparison"]].rename(columns={"participant_id": "participant"})
+    comp = people[["participant_id", "comparison"]].rename(
+        columns={"participant_id": "participant"})
     scores = scores.merge(comp, on="participant", how="left")
     scores["comparison"] = scores["comparison"].astype(str).str.lower().eq("true")
     scores["group"] = np.where(scores["comparison"], "comparison", scores["modality"])

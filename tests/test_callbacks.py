@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from analytics.read.queries import Filters
+from analytics.read.filters import Filters
 from benchmarks.dash_driver import callback_bodies
 from tests.dashboard_fixture import build_fixture_warehouse
 
@@ -114,9 +114,9 @@ def test_a_forged_filter_store_is_refused_with_400(client) -> None:
 
 def test_unknown_filter_values_in_a_forged_store_are_dropped_not_cached(client) -> None:
     """100,000 values no option has: answered, and the query cache keeps nothing of them."""
-    from analytics.read import queries as q
+    from analytics.read.cache import cache_keys, clear_cache
 
-    q.clear_cache()
+    clear_cache()
     deps = client.get("/_dash-dependencies").get_json()
     junk = [f"ZZ{i:06d}" for i in range(100_000)]
     store = {"filters": {"country": junk}, "query": ""}
@@ -124,7 +124,7 @@ def test_unknown_filter_values_in_a_forged_store_are_dropped_not_cached(client) 
         r = client.post("/_dash-update-component", data=json.dumps(body),
                         content_type="application/json")
         assert r.status_code in (200, 204), (body["output"], r.status_code)
-    assert not any("ZZ000001" in repr(key) for key in q.cache_keys())
+    assert not any("ZZ000001" in repr(key) for key in cache_keys())
 
 
 def test_unknown_control_values_are_dropped_with_a_short_note(client) -> None:
@@ -138,8 +138,9 @@ def test_unknown_control_values_are_dropped_with_a_short_note(client) -> None:
     inputs = [{"id": i["id"], "property": i["property"],
                "value": junk + ["FRA"] if i["id"] == "filter-country" else None}
               for i in dep["inputs"]]
+    state = [{"id": s["id"], "property": s["property"], "value": "/"} for s in dep["state"]]
     body = {"output": dep["output"], "outputs": _outputs(dep["output"]), "inputs": inputs,
-            "state": [], "changedPropIds": ["filter-country.value"]}
+            "state": state, "changedPropIds": ["filter-country.value"]}
     r = client.post("/_dash-update-component", data=json.dumps(body),
                     content_type="application/json")
     assert r.status_code == 200, r.data[:300]
@@ -154,19 +155,109 @@ def test_unknown_control_values_are_dropped_with_a_short_note(client) -> None:
 def test_the_query_cache_stays_under_its_byte_bound(client, monkeypatch) -> None:
     """Many distinct, large keys (what forged filter lists made before they were checked):
     the cache's own accounting stays under its bound and an oversized entry is not kept."""
-    from analytics.read import queries as q
+    from analytics.read import cache as query_cache
+    from analytics.read.overview import completion_by_wave
     from pages import _ui
 
-    cache = q.QueryCache(max_bytes=2 * 2**20, max_entry_bytes=2**20)
-    monkeypatch.setattr(q, "CACHE", cache)
+    cache = query_cache.QueryCache(max_bytes=2 * 2**20, max_entry_bytes=2**20)
+    monkeypatch.setattr(query_cache, "CACHE", cache)
     for i in range(60):  # ~60 × 150 kB of keys alone
         f = Filters(country=tuple(f"Z{i:03d}-{j:05d}" for j in range(2_000)))
-        _ui.query(q.completion_by_wave, f)
+        _ui.query(completion_by_wave, f)
         assert cache.bytes <= cache.max_bytes
     assert 0 < len(cache.keys()) < 60
-    assert cache.bytes == sum(q._sizeof(k) + q._sizeof(v[0]) for k, v in cache._items.items())
+    assert cache.bytes == sum(query_cache.sizeof(k) + query_cache.sizeof(v[0]) for k, v in cache._items.items())
     huge = Filters(country=tuple(f"H{j:06d}" for j in range(20_000)))  # > 1 MB of key
-    _ui.query(q.completion_by_wave, huge)
+    _ui.query(completion_by_wave, huge)
     assert not any(k[2] == (huge,) for k in cache.keys())
-    small = _ui.query(q.completion_by_wave, Filters())
-    assert _ui.query(q.completion_by_wave, Filters()) is small  # still a cache
+    small = _ui.query(completion_by_wave, Filters())
+    assert _ui.query(completion_by_wave, Filters()) is small  # still a cache
+
+
+# ---- a page's own view keys in the URL (issue 9) ----------------------------------------------
+
+def _sync_filters(client, search: str, pathname: str) -> dict:
+    """The filter bar's callback as the page load sends it (URL → controls)."""
+    from benchmarks.dash_driver import _outputs
+
+    deps = client.get("/_dash-dependencies").get_json()
+    dep = [d for d in deps if "filters-store.data" in d["output"]][0]
+    inputs = [{"id": i["id"], "property": i["property"],
+               "value": search if (i["id"], i["property"]) == ("url", "search") else None}
+              for i in dep["inputs"]]
+    state = [{"id": s["id"], "property": s["property"], "value": pathname} for s in dep["state"]]
+    body = {"output": dep["output"], "outputs": _outputs(dep["output"]), "inputs": inputs,
+            "state": state, "changedPropIds": ["url.search"]}
+    r = client.post("/_dash-update-component", data=json.dumps(body),
+                    content_type="application/json")
+    assert r.status_code == 200, r.data[:300]
+    return json.loads(r.data)["response"]
+
+
+def test_a_link_with_a_page_view_key_opens_that_view_without_a_note(client) -> None:
+    resp = _sync_filters(client, "?by=country&country=FRA", "/participation")
+    assert resp["filter-notes"]["children"] is None  # no "'by' is not a filter"
+    assert resp["filters-store"]["data"]["filters"]["country"] == ["FRA"]
+    # The page's layout, as Dash Pages calls it with the link's query, selects that view.
+    from pages import participation
+
+    radio = _find(participation.layout(by="country"), participation.BY)
+    assert radio.value == "country"
+    # On another page the key is not a view: said so.
+    resp = _sync_filters(client, "?by=country", "/")
+    assert "'by' is not a filter" in json.dumps(resp["filter-notes"]["children"])
+
+
+@pytest.mark.parametrize(("control", "value", "query"), [
+    ("participation-by", "country", "by=country"), ("participation-by", "cluster", ""),
+    ("equity-by", "age_band", "by=age_band")])
+def test_changing_a_view_control_writes_it_into_the_url(client, control, value, query) -> None:
+    deps = client.get("/_dash-dependencies").get_json()
+    dep = [d for d in deps if d["output"].startswith("view-store.data")
+           and d["inputs"][0]["id"] == control][0]
+    from benchmarks.dash_driver import _outputs
+
+    body = {"output": dep["output"], "outputs": _outputs(dep["output"]),
+            "inputs": [{"id": i["id"], "property": i["property"],
+                        "value": value if i["id"] == control else None} for i in dep["inputs"]],
+            "state": [], "changedPropIds": [f"{control}.value"]}
+    r = client.post("/_dash-update-component", data=json.dumps(body),
+                    content_type="application/json")
+    assert r.status_code == 200, r.data[:300]
+    data = json.loads(r.data)["response"]["view-store"]["data"]
+    assert data["query"] == query and data["path"].startswith("/")
+
+
+def _find(component, id_: str):
+    if getattr(component, "id", None) == id_:
+        return component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, list | tuple) else [children]:
+        if child is not None and not isinstance(child, str | int | float):
+            hit = _find(child, id_)
+            if hit is not None:
+                return hit
+    return None
+
+
+# ---- a warehouse without its derived tables (issue 9) -----------------------------------------
+
+def test_a_warehouse_without_derived_tables_says_to_refresh_on_the_page(client, tmp_path,
+                                                                        monkeypatch) -> None:
+    """Written by an older version: the filter bar says to run `python -m analytics refresh`,
+    and the figures keep their placeholder (204), never a 500."""
+    import duckdb
+
+    from analytics.derive.rollups import META_VERSION
+
+    stale = build_fixture_warehouse(tmp_path / "stale.duckdb")
+    con = duckdb.connect(str(stale))
+    con.execute("UPDATE meta SET value = 'older' WHERE key = ?", [META_VERSION])
+    con.close()
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(stale))
+    resp = _sync_filters(client, "", "/")
+    assert "python -m analytics refresh" in json.dumps(resp["filter-notes"]["children"])
+    assert resp["data-status"]["children"] == "No dashboard tables."
+    status = _post_all(client, Filters(), {"participation-by": "cluster"})
+    assert status and all(s in (200, 204) for s in status.values()), status
+    assert status[[o for o in status if o.startswith("overview-cards")][0]] == 204

@@ -173,7 +173,7 @@ def test_requests_for_one_file_start_one_build_and_the_file_is_private(demo_ware
         status = downloads.request(con, demo_warehouse, artefact)
     con.close()
     assert spawned == [artefact]
-    where = downloads.folder(demo_warehouse, build_id, downloads.materialise.DEFAULT_MIN_CELL)
+    where = downloads.folder(demo_warehouse, build_id, downloads.suppression.MIN_CELL)
     assert status.path == where / f"reliability_v{version}.parquet"
     assert where.parent == demo_warehouse.with_name(demo_warehouse.name + ".downloads")
     assert oct(where.stat().st_mode & 0o777) == "0o700"
@@ -236,7 +236,7 @@ def test_a_failed_write_leaves_no_file_and_old_builds_are_removed(demo_warehouse
     assert status.path is not None and status.path.exists()
     assert not old.exists() and recent.exists()
     con = connect_read_only(demo_warehouse)
-    k = downloads.materialise.DEFAULT_MIN_CELL
+    k = downloads.suppression.MIN_CELL
     assert status.path.parent.name == f"{downloads.build_key(con)[0]}-k{k}"
     con.close()
 

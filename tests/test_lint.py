@@ -1,4 +1,5 @@
-"""The house style is checked, not hoped for: ruff (settings in pyproject.toml) passes on the tree."""
+"""The house style is checked, not hoped for: ruff (settings in pyproject.toml) passes on the
+tree."""
 import subprocess
 import sys
 from pathlib import Path

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import duckdb
 import pytest
 
-from analytics.read.queries import SMALL_SELECTION, SUPPRESSED_LABEL
+from analytics.suppression import SMALL_SELECTION, SUPPRESSED_LABEL
 from tests.dashboard_fixture import SMALL_COUNTRY, build_fixture_warehouse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,6 +183,41 @@ def test_url_with_filters_restores_the_view(dash_duo, dash_app) -> None:
     assert dash_duo.get_logs() == []
 
 
+def _wait_for_url(dash_duo, test, timeout: float = 10) -> str:
+    """The address bar once `test(url)` holds (the writer runs after the callbacks answer)."""
+    deadline = time.monotonic() + timeout
+    url = dash_duo.driver.current_url
+    while not test(url) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        url = dash_duo.driver.current_url
+    return url
+
+
+def test_a_link_with_a_page_view_key_opens_that_view(dash_duo, dash_app) -> None:
+    """/participation?by=country opens the country view, says nothing about 'by', keeps it in
+    the URL, and a change of the control is written back (issue 9)."""
+    dash_duo.start_server(dash_app)
+    dash_duo.driver.get(dash_duo.server_url + "/participation?by=country&country=FRA,KEN")
+    _settle(dash_duo, READY["participation"])
+    dash_duo.wait_for_contains_text("#participation-weekly .gtitle", "by country")
+    checked = dash_duo.driver.execute_script(
+        "return document.querySelector('#participation-by input:checked').value")
+    assert checked == "country"
+    assert "not a filter" not in dash_duo.find_element("#filter-notes").text
+    url = _wait_for_url(dash_duo, lambda u: "by=country" in u and "country=FRA" in u)
+    assert "by=country" in url and "country=FRA" in url
+    # Back to the default grouping: the link drops the key; the country again: it returns.
+    labels = {lb.text: lb for lb in dash_duo.find_elements("#participation-by label")}
+    labels["Cluster"].click()
+    dash_duo.wait_for_contains_text("#participation-weekly .gtitle", "by cluster")
+    url = _wait_for_url(dash_duo, lambda u: "by=" not in u)
+    assert "by=" not in url and "country=FRA" in url
+    labels["Country"].click()
+    url = _wait_for_url(dash_duo, lambda u: "by=country" in u)
+    assert "by=country" in url
+    assert dash_duo.get_logs() == []
+
+
 def test_clicking_a_country_on_the_map_filters(dash_duo, dash_app) -> None:
     dash_duo.start_server(dash_app)
     _settle(dash_duo, READY["overview"])
@@ -338,7 +373,7 @@ return {drawn: Boolean(title), numbers: numbers, strings: strings};
 
 def _small_selection_counts(warehouse: Path) -> set[int]:
     """Every count of the small selection, from the base tables (a test oracle independent of
-    analytics.read.queries): participants, comparison group, everyone asked, events, minutes, the
+    analytics.read): participants, comparison group, everyone asked, events, minutes, the
     answers per wave and the people per gender."""
     con = duckdb.connect(str(warehouse), read_only=True)
     try:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytics.read import queries
+from analytics.read import loads
 from etl import privacy
 from etl.errors import EtlError
 from etl.pseudonym import KEY_ENV, MIN_KEY_BYTES, key_fingerprint, pseudonym, resolve_key
@@ -119,7 +119,7 @@ def test_rejects_and_reports_mask_personal_values_in_any_column(loaded):
     assert_nowhere(wh, res.stdout + res.stderr, EMAIL, PHONE, IP)
     con = connect_read_only(wh)  # what the Data page lists
     try:
-        shown = queries.rejects(con.cursor()).to_csv()
+        shown = loads.rejects(con.cursor()).to_csv()
     finally:
         con.close()
     assert "[e-mail]" in shown and EMAIL not in shown

@@ -1,4 +1,4 @@
-"""analytics.read.queries on the fixture warehouse: filters from the URL, suppression, the cache, and
+"""analytics.read on the fixture warehouse: filters from the URL, suppression, the cache, and
 empty result tables (pages then say what is coming instead of drawing zeros)."""
 
 from __future__ import annotations
@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 from analytics import suppression
-from analytics.read import queries as q
+from analytics.read import cache, equity, filters, loads, outcomes, overview, participation, sql
+from analytics.stats.survival import kaplan_meier
 from etl.warehouse import Reader
+from tests import read_oracle as oracle
 from tests.dashboard_fixture import QUIET_COUNTRY, SMALL_COUNTRY, build_fixture_warehouse
 
 
@@ -42,30 +44,30 @@ def empty_results_cur(tmp_path_factory):
 
 
 def test_filters_round_trip_through_the_query_string() -> None:
-    f = q.Filters(country=("FRA", "KEN"), modality=("virtual",), start=date(2025, 1, 1))
-    back, notes = q.parse_filters(f.to_query())
+    f = filters.Filters(country=("FRA", "KEN"), modality=("virtual",), start=date(2025, 1, 1))
+    back, notes = filters.parse_filters(f.to_query())
     assert back == f and notes == []
-    assert q.Filters.from_dict(f.to_dict()) == f
-    assert q.Filters().to_query() == ""
+    assert filters.Filters.from_dict(f.to_dict()) == f
+    assert filters.Filters().to_query() == ""
 
 
 def test_invalid_query_values_are_dropped_with_a_note(cur) -> None:
-    opts = q.filter_options(cur)
-    f, notes = q.parse_filters("?country=FRA,XXX&to=2025-13-01&from=2025-02-01&colour=red", opts)
+    opts = loads.filter_options(cur)
+    f, notes = filters.parse_filters("?country=FRA,XXX&to=2025-13-01&from=2025-02-01&colour=red", opts)
     assert f.country == ("FRA",) and f.start == date(2025, 2, 1) and f.end is None
     assert any("country=XXX" in n for n in notes)
     assert any("to=2025-13-01" in n for n in notes)
     assert any("'colour' is not a filter" in n for n in notes)
-    f, notes = q.parse_filters("?from=2025-06-01&to=2025-01-01", opts)
+    f, notes = filters.parse_filters("?from=2025-06-01&to=2025-01-01", opts)
     assert f.start is None and f.end is None and notes
 
 
 def test_headline_follows_the_filters(cur) -> None:
-    everyone = q.headline(cur, q.Filters())
-    france = q.headline(cur, q.Filters(country=("FRA",)))
+    everyone = overview.headline(cur, filters.Filters())
+    france = overview.headline(cur, filters.Filters(country=("FRA",)))
     assert everyone["participants"] == 465  # 7 countries × 3 × 22 non-comparison + 3 in ISL
     assert france["participants"] == 66 and france["countries"] == 1
-    virtual = q.headline(cur, q.Filters(modality=("virtual",)))
+    virtual = overview.headline(cur, filters.Filters(modality=("virtual",)))
     assert 0 < virtual["participants"] < everyone["participants"]
 
 
@@ -77,7 +79,6 @@ def test_a_date_range_keeps_the_events_of_its_utc_days(cur, monkeypatch, day_fac
                                                        end) -> None:
     """from/to are whole UTC days, both included: counted here straight from the event log with
     timestamp bounds, independently of how the queries read it."""
-    monkeypatch.setattr(q, "_day_facts", lambda c: day_facts)
     # The date rule is under test, not the small-cell rule: one day holds fewer than k people.
     monkeypatch.setattr(suppression, "MIN_CELL", 0)
     lo = f"TIMESTAMPTZ '{start} 00:00:00+00'" if start else "'-infinity'::TIMESTAMPTZ"
@@ -88,35 +89,36 @@ def test_a_date_range_keeps_the_events_of_its_utc_days(cur, monkeypatch, day_fac
         FROM events e JOIN participants p USING (participant_id)
         WHERE e.occurred_at >= {lo} AND e.occurred_at < {hi}
           AND NOT coalesce(p.comparison, FALSE)""").fetchone()
-    got = q._headline_base(cur, q.Filters(start=start, end=end))
+    f = filters.Filters(start=start, end=end)
+    got = overview._headline_days(cur, f) if day_facts else oracle.figure("headline", cur, f)
     assert (got["events"], got["exchanges"]) == (events, exchanges)
     assert got["events"] > 0
 
 
 def test_small_groups_are_suppressed_not_zero(cur) -> None:
-    by_country = q.participants_by_country(cur, q.Filters()).set_index("country")
+    by_country = overview.participants_by_country(cur, filters.Filters()).set_index("country")
     assert bool(by_country.loc[SMALL_COUNTRY, "suppressed"])
     assert by_country.loc[SMALL_COUNTRY, "participants"] != 0  # blank (NaN), never 0
     assert by_country.participants.isna().sum() == 1
-    table = q.breakdown(cur, q.Filters(), "country").set_index("key")
+    table = participation.breakdown(cur, filters.Filters(), "country").set_index("key")
     assert bool(table.loc[SMALL_COUNTRY, "suppressed"])
 
 
 def test_results_are_cached_per_data_version(cur) -> None:
-    q.clear_cache()
-    first = q.breakdown(cur, q.Filters(), "cluster")
-    assert q.breakdown(cur, q.Filters(), "cluster") is first
-    assert q.breakdown(cur, q.Filters(country=("FRA",)), "cluster") is not first
+    cache.clear_cache()
+    first = participation.breakdown(cur, filters.Filters(), "cluster")
+    assert participation.breakdown(cur, filters.Filters(), "cluster") is first
+    assert participation.breakdown(cur, filters.Filters(country=("FRA",)), "cluster") is not first
 
 
 def test_empty_result_tables_mean_coming_not_zero(empty_results_cur) -> None:
     cur = empty_results_cur
-    assert len(q.prepost_results(cur, "overall")) == 0
-    df, _ = q.prepost_extremes(cur, q.Filters())
+    assert len(outcomes.prepost_results(cur, "overall")) == 0
+    df, _ = outcomes.prepost_extremes(cur, filters.Filters())
     assert len(df) == 0
-    assert len(q.reliability(cur)) == 0 and len(q.longitudinal(cur)) == 0
-    assert len(q.wave_means(cur, q.Filters())) == 0
-    status = q.result_table_status(cur)
+    assert len(outcomes.reliability(cur)) == 0 and len(outcomes.longitudinal(cur)) == 0
+    assert len(outcomes.wave_means(cur, filters.Filters())) == 0
+    status = loads.result_table_status(cur)
     assert (status.rows == 0).all()
 
 
@@ -124,14 +126,14 @@ def test_kaplan_meier_matches_a_hand_computed_example() -> None:
     # Durations 1, 2+, 3, 3, 4+ (+ = censored): S(1) = 4/5, S(3) = 4/5 × 1/3.
     import numpy as np
 
-    km = q.kaplan_meier(np.array([1, 2, 3, 3, 4.0]), np.array([1, 0, 1, 1, 0], bool))
+    km = kaplan_meier(np.array([1, 2, 3, 3, 4.0]), np.array([1, 0, 1, 1, 0], bool))
     s = dict(zip(km.days, km.survival, strict=True))
     assert s[1.0] == pytest.approx(0.8)
     assert s[3.0] == pytest.approx(0.8 / 3)
 
 
 def test_local_hour_heatmap_uses_each_institutions_zone(cur) -> None:
-    heat = q.activity_heatmap(cur, q.Filters())
+    heat = participation.activity_heatmap(cur, filters.Filters())
     # The fixture logs events between 08:00 and 16:59 local time in every zone.
     assert heat.hour.min() >= 8 and heat.hour.max() <= 16
 
@@ -142,7 +144,7 @@ def test_funnel_and_wave_tables_follow_the_one_wave_order() -> None:
     df = pd.DataFrame({"stage": ["answered followup_12m", "answered post", "enrolled",
                                  "active in the log", "answered followup_6m", "answered pre"],
                        "n": [20, 60, 100, 90, 40, 80]})
-    assert q._funnel_finish(df).stage.tolist() == [
+    assert equity._funnel_finish(df).stage.tolist() == [
         "enrolled", "active in the log", "answered pre", "answered post",
         "answered followup_6m", "answered followup_12m"]
 
@@ -154,7 +156,7 @@ def test_funnel_and_wave_tables_follow_the_one_wave_order() -> None:
 
 # France in exchange X3: 8 participants and 1 comparison-group member in the fixture (see
 # `small_selection_counts`), under the default k = 10.
-SMALL = q.Filters(country=("FRA",), exchange=("X3",))
+SMALL = filters.Filters(country=("FRA",), exchange=("X3",))
 
 
 def small_selection_counts(cur) -> dict[str, int]:
@@ -183,78 +185,78 @@ def _no_numbers(df: pd.DataFrame, keep: set[str] = frozenset()) -> list[str]:
 
 @pytest.fixture
 def both_paths(request, monkeypatch):
-    """Run a test on the rollups and on the base tables (the two ways a query is answered)."""
-    if request.param == "base":
-        monkeypatch.setattr(q, "_use_rollups", lambda *a, **k: False)
-    q.clear_cache()
+    """Run a test on the rollups and on the day facts (the two ways a query is answered)."""
+    if request.param == "day facts":
+        monkeypatch.setattr(sql, "use_rollups", lambda *a, **k: False)
+    cache.clear_cache()
     yield request.param
-    q.clear_cache()
+    cache.clear_cache()
 
 
-_PATHS = pytest.mark.parametrize("both_paths", ["rollups", "base"], indirect=True)
+_PATHS = pytest.mark.parametrize("both_paths", ["rollups", "day facts"], indirect=True)
 
 
 def test_the_small_selection_is_under_k(cur) -> None:
     counts = small_selection_counts(cur)
-    assert 0 < counts["participants"] < q.MIN_CELL and counts["comparison"] >= 1
-    assert q.headline(cur, q.Filters())["participants"] >= q.MIN_CELL
+    assert 0 < counts["participants"] < suppression.MIN_CELL and counts["comparison"] >= 1
+    assert overview.headline(cur, filters.Filters())["participants"] >= suppression.MIN_CELL
 
 
 @_PATHS
 def test_headline_cards_of_a_small_selection_are_suppressed(cur, both_paths) -> None:
-    h = q.headline(cur, SMALL)
+    h = overview.headline(cur, SMALL)
     assert h["suppressed"] is True
     for key in ("participants", "active_month", "institutions", "countries", "clusters",
                 "exchanges", "events", "partnerships_active"):
         assert pd.isna(h[key]), (key, h[key])
     assert h["active_month_label"] is None
-    everyone = q.headline(cur, q.Filters())
+    everyone = overview.headline(cur, filters.Filters())
     assert everyone["suppressed"] is False and everyone["participants"] == 465
 
 
 @_PATHS
 def test_response_rates_of_a_small_selection_are_suppressed(cur, both_paths) -> None:
-    df = q.completion_by_wave(cur, SMALL)
+    df = overview.completion_by_wave(cur, SMALL)
     assert len(df) and df.suppressed.all()
     assert _no_numbers(df) == []
-    everyone = q.completion_by_wave(cur, q.Filters())
+    everyone = overview.completion_by_wave(cur, filters.Filters())
     assert not everyone.suppressed.any() and everyone.responded.notna().all()
 
 
 @_PATHS
 def test_heatmap_cells_under_k_are_blanked(cur, both_paths) -> None:
-    df = q.activity_heatmap(cur, SMALL)
+    df = participation.activity_heatmap(cur, SMALL)
     assert len(df) and df.suppressed.all()
     assert _no_numbers(df, keep={"weekday", "hour"}) == []
-    everyone = q.activity_heatmap(cur, q.Filters())
+    everyone = participation.activity_heatmap(cur, filters.Filters())
     shown = everyone[~everyone.suppressed]
-    assert len(shown) and (shown.n >= q.MIN_CELL).all()
+    assert len(shown) and (shown.n >= suppression.MIN_CELL).all()
     small = everyone[everyone.suppressed]
     assert small.events.isna().all() and small.n.isna().all()
 
 
 @_PATHS
-@pytest.mark.parametrize("by", sorted(q.EQUITY_GROUPINGS))
+@pytest.mark.parametrize("by", sorted(filters.EQUITY_GROUPINGS))
 def test_dropout_table_of_small_groups_shows_no_count(cur, both_paths, by) -> None:
-    df = q.dropout_by_group(cur, SMALL, by)
+    df = equity.dropout_by_group(cur, SMALL, by)
     assert len(df) and df.suppressed.all()
     assert _no_numbers(df) == []  # "female 4, male 3" was shown as n
 
 
 @_PATHS
-@pytest.mark.parametrize("by", sorted(q.EQUITY_GROUPINGS))
+@pytest.mark.parametrize("by", sorted(filters.EQUITY_GROUPINGS))
 def test_equity_points_and_hover_of_small_groups_have_no_n(cur, both_paths, by) -> None:
-    part = q.participation_by_group(cur, SMALL, by)
+    part = equity.participation_by_group(cur, SMALL, by)
     assert len(part) and part.suppressed.all()
     assert _no_numbers(part) == []  # the hover read "n = 4"
-    gains = q.gains_by_group(cur, SMALL, by)
+    gains = equity.gains_by_group(cur, SMALL, by)
     assert len(gains) and gains.suppressed.all()
     assert _no_numbers(gains) == []
 
 
 @_PATHS
 def test_outcomes_comparison_table_of_a_small_selection_is_suppressed(cur, both_paths) -> None:
-    df = q.comparison_difference(cur, SMALL)
+    df = outcomes.comparison_difference(cur, SMALL)
     assert len(df) and df.suppressed.all()
     assert _no_numbers(df) == []  # "n participants 6, n comparison 1" was shown
 
@@ -264,20 +266,20 @@ def test_every_dashboard_view_of_a_small_selection_holds_no_number(cur, both_pat
     """The read-layer functions the pages draw from, for a selection under k: every row is
     flagged and holds no count or statistic (only the coordinates that name the cell)."""
     views = [
-        (q.completion_by_wave, (), set()),
-        (q.participants_by_country, (), set()),
-        (q.activity_over_time, (None,), set()),
-        (q.activity_over_time, ("cluster",), set()),
-        (q.activity_heatmap, (), {"weekday", "hour"}),
-        (q.retention_by_cohort, (), {"week"}),
-        (q.breakdown, ("cluster",), set()),
-        (q.breakdown, ("country",), set()),
-        (q.breakdown, ("exchange",), set()),
-        (q.wave_means, (), {"comparison"}),
-        (q.comparison_difference, (), set()),
-        (q.attrition_funnel, (), set()),
-        *[(fn, (by,), set()) for by in q.EQUITY_GROUPINGS
-          for fn in (q.gains_by_group, q.participation_by_group, q.dropout_by_group)],
+        (overview.completion_by_wave, (), set()),
+        (overview.participants_by_country, (), set()),
+        (overview.activity_over_time, (None,), set()),
+        (overview.activity_over_time, ("cluster",), set()),
+        (participation.activity_heatmap, (), {"weekday", "hour"}),
+        (participation.retention_by_cohort, (), {"week"}),
+        (participation.breakdown, ("cluster",), set()),
+        (participation.breakdown, ("country",), set()),
+        (participation.breakdown, ("exchange",), set()),
+        (outcomes.wave_means, (), {"comparison"}),
+        (outcomes.comparison_difference, (), set()),
+        (equity.attrition_funnel, (), set()),
+        *[(fn, (by,), set()) for by in filters.EQUITY_GROUPINGS
+          for fn in (equity.gains_by_group, equity.participation_by_group, equity.dropout_by_group)],
     ]
     for fn, args, keep in views:
         df = fn(cur, SMALL, *args)
@@ -295,22 +297,22 @@ def _unsuppressed(monkeypatch, fn, cur, *args) -> pd.DataFrame:
     """`fn` with k = 1 (nothing suppressed): the test's oracle of the raw counts."""
     with monkeypatch.context() as m:
         m.setattr(suppression, "MIN_CELL", 1)
-        q.clear_cache()
+        cache.clear_cache()
         raw = fn(cur, *args)
-    q.clear_cache()
+    cache.clear_cache()
     return raw
 
 
 @_PATHS
 @pytest.mark.parametrize("by", [None, "cluster"])
 def test_weeks_with_fewer_than_k_active_show_no_numbers(cur, both_paths, monkeypatch, by) -> None:
-    raw = _unsuppressed(monkeypatch, q.activity_over_time, cur, q.Filters(), by)
-    df = q.activity_over_time(cur, q.Filters(), by)
+    raw = _unsuppressed(monkeypatch, overview.activity_over_time, cur, filters.Filters(), by)
+    df = overview.activity_over_time(cur, filters.Filters(), by)
     key = ["week", "grp"]
     both = df.merge(raw[[*key, "active"]].rename(columns={"active": "raw"}), on=key)
     assert len(both) == len(df)
     shown = both[~both.suppressed]
-    few = shown[(shown.raw > 0) & (shown.raw < q.MIN_CELL)]
+    few = shown[(shown.raw > 0) & (shown.raw < suppression.MIN_CELL)]
     assert len(few), "the fixture has weeks with fewer than k active people"
     # No number of those few people: not their count, their minutes or their events.
     assert few[["active", "minutes", "events"]].isna().all().all()
@@ -319,31 +321,31 @@ def test_weeks_with_fewer_than_k_active_show_no_numbers(cur, both_paths, monkeyp
     for grp, d in shown.groupby("grp"):
         rest = d[~d.week_suppressed]
         assert len(rest) and rest.active.notna().all(), grp
-        assert ((rest.active == 0) | (rest.active >= q.MIN_CELL)).all(), grp
+        assert ((rest.active == 0) | (rest.active >= suppression.MIN_CELL)).all(), grp
     assert not shown.week_suppressed.equals(shown.suppressed)
 
 
 @_PATHS
 def test_retention_weeks_with_fewer_than_k_active_show_no_numbers(cur, both_paths,
                                                                   monkeypatch) -> None:
-    raw = _unsuppressed(monkeypatch, q.retention_by_cohort, cur, q.Filters())
-    df = q.retention_by_cohort(cur, q.Filters())
+    raw = _unsuppressed(monkeypatch, participation.retention_by_cohort, cur, filters.Filters())
+    df = participation.retention_by_cohort(cur, filters.Filters())
     key = ["cohort", "week"]
     both = df.merge(raw[[*key, "active"]].rename(columns={"active": "raw"}), on=key)
     shown = both[~both.suppressed]
-    few = shown[(shown.raw > 0) & (shown.raw < q.MIN_CELL)]
+    few = shown[(shown.raw > 0) & (shown.raw < suppression.MIN_CELL)]
     assert len(few), "the fixture has retention weeks with fewer than k active pairs"
     assert few[["active", "share"]].isna().all().all() and few.week_suppressed.all()
     assert few.n.notna().all() and few.week.notna().all()  # the cohort and week stay
     rest = shown[~shown.week_suppressed]
-    assert len(rest) and (rest.active >= q.MIN_CELL).all() and rest.share.notna().all()
+    assert len(rest) and (rest.active >= suppression.MIN_CELL).all() and rest.share.notna().all()
 
 
 @_PATHS
 @pytest.mark.parametrize(("by", "group"), [("connectivity", "none"), ("income_group", "low")])
 def test_dropouts_fewer_than_k_in_a_shown_group_are_blank(quiet_cur, both_paths, by,
                                                           group) -> None:
-    df = q.dropout_by_group(quiet_cur, q.Filters(), by).set_index("group")
+    df = equity.dropout_by_group(quiet_cur, filters.Filters(), by).set_index("group")
     row = df.loc[group]
     assert not row.suppressed and row.n == 12  # the group itself is shown
     assert pd.isna(row.dropped) and pd.isna(row.dropout_rate)  # 3 drop-outs: not shown
@@ -356,13 +358,13 @@ def test_dropouts_fewer_than_k_in_a_shown_group_are_blank(quiet_cur, both_paths,
 @pytest.mark.parametrize(("by", "group"), [("connectivity", "none"), ("income_group", "low")])
 def test_active_fewer_than_k_in_a_shown_group_are_blank(quiet_cur, both_paths, by,
                                                         group) -> None:
-    df = q.participation_by_group(quiet_cur, q.Filters(), by).set_index("group")
+    df = equity.participation_by_group(quiet_cur, filters.Filters(), by).set_index("group")
     row = df.loc[group]
     assert not row.suppressed and row.n == 12
     # 3 of 12 active: their count, share and minutes (12 × minutes per participant) are theirs.
     assert pd.isna(row.active) and pd.isna(row.active_share)
     assert pd.isna(row.minutes_per_participant) and row.subset_suppressed
-    table = q.breakdown(quiet_cur, q.Filters(), "country").set_index("key")
+    table = participation.breakdown(quiet_cur, filters.Filters(), "country").set_index("key")
     quiet = table.loc[QUIET_COUNTRY]
     assert not quiet.suppressed and quiet.participants == 12 and quiet.subset_suppressed
     assert quiet[["active", "events", "minutes", "minutes_per_active"]].isna().all()
@@ -372,7 +374,7 @@ def test_active_fewer_than_k_in_a_shown_group_are_blank(quiet_cur, both_paths, b
 
 @_PATHS
 def test_active_this_month_under_k_is_blank_on_the_headline(quiet_cur, both_paths) -> None:
-    h = q.headline(quiet_cur, q.Filters(country=(QUIET_COUNTRY,)))
+    h = overview.headline(quiet_cur, filters.Filters(country=(QUIET_COUNTRY,)))
     assert h["suppressed"] is False and h["participants"] == 12
     assert pd.isna(h["active_month"])  # the 3 active in March 2025
 
@@ -380,7 +382,7 @@ def test_active_this_month_under_k_is_blank_on_the_headline(quiet_cur, both_path
 def test_a_subset_count_of_zero_stays_zero() -> None:
     t = pd.DataFrame({"n": [40, 40, 40, 4], "active": [0, 3, 12, 2],
                       "share": [0.0, 3 / 40, 12 / 40, 0.5]})
-    out = q._suppress_subset(q._suppress(t, "n"), "active", ["share"])
+    out = sql.suppress_subset(sql.suppress(t, "n"), "active", ["share"])
     assert out.active.tolist()[0] == 0 and out.share.tolist()[0] == 0  # 0 people: no one
     assert pd.isna(out.active[1]) and pd.isna(out.share[1])
     assert out.active[2] == 12
@@ -394,11 +396,11 @@ def test_a_table_shows_the_label_where_a_subset_under_k_was_blanked(quiet_cur, b
     "suppressed (n < k)" for its 3 drop-outs and their rate, not "3" and "25%"."""
     from pages import _ui
 
-    df = q.dropout_by_group(quiet_cur, q.Filters(), "connectivity")
+    df = equity.dropout_by_group(quiet_cur, filters.Filters(), "connectivity")
     div = _ui.table(df, {"group": ("group", _ui.text), "n": ("answered pre (n)", _ui.fmt_int),
                          "dropped": ("no post answer", _ui.fmt_int),
                          "dropout_rate": ("drop-out rate", _ui.fmt_pct)}, "Drop-out")
     rows = div.children[0].children[2].children
     cells = {r.children[0].children: [c.children for c in r.children[1:]] for r in rows}
-    assert cells["none"] == ["12", q.SUPPRESSED_LABEL, q.SUPPRESSED_LABEL]
-    assert q.SUPPRESSED_LABEL not in cells["high"]
+    assert cells["none"] == ["12", suppression.SUPPRESSED_LABEL, suppression.SUPPRESSED_LABEL]
+    assert suppression.SUPPRESSED_LABEL not in cells["high"]

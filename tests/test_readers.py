@@ -87,7 +87,8 @@ def test_doubled_quotes_and_a_quoted_newline_load_and_rows_count_records(tmp_pat
     assert res.returncode == 3, res.stdout + res.stderr
     assert dict(q(wh, "SELECT cluster_id, name FROM clusters")) == {
         "C1": 'Colégio "Nova Esperança", Unidade 2', "C2": "Red Andina\nsede Lima"}
-    assert q(wh, "SELECT row_number, column_name, rule FROM rejects") == [(4, "kind", "allowed_values")]
+    assert q(wh, "SELECT row_number, column_name, rule FROM rejects") == [
+        (4, "kind", "allowed_values")]
 
 
 @pytest.mark.parametrize("delimiter", [";", "\t"])

@@ -1,6 +1,7 @@
-"""analytics.derive.rollups: every dashboard figure read from the rollups equals the direct query on the
-base tables (events, responses, res_scale_scores), for several filter combinations; and the
-queries fall back to the base tables where the rollups cannot be exact."""
+"""analytics.derive.rollups: every dashboard figure read from the rollups, and from the day facts,
+equals the test oracle's figure from the base tables (events, responses, res_scale_scores;
+tests/read_oracle.py), for several filter combinations; the queries read the day facts where
+the rollups cannot be exact; and a warehouse without its derived tables gets one clear error."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import duckdb
 import pandas as pd
 import pytest
 
-from analytics.derive.rollups import META_MULTI, build
-from analytics.read import queries as q
+from analytics.derive.rollups import META_MULTI, META_VERSION, build
+from analytics.read import overview, participation, sql
+from analytics.read.filters import Filters
 from etl import schema
 from etl.warehouse import Reader
+from tests import read_oracle as oracle
 from tests.dashboard_fixture import build_fixture_warehouse
 
 CALLS = [
@@ -30,14 +33,14 @@ CALLS = [
 ]
 
 FILTERS = [
-    q.Filters(),
-    q.Filters(country=("FRA",)),
-    q.Filters(country=("FRA", "KEN"), role=("student",)),
-    q.Filters(cluster=("C2",), modality=("virtual",)),
-    q.Filters(exchange=("X1", "X4")),
-    q.Filters(program=("Horizons",), setting=("curricular",)),
-    q.Filters(term=("2025-H2",), role=("teacher",)),
-    q.Filters(country=("XXX",)),  # nothing in scope
+    Filters(),
+    Filters(country=("FRA",)),
+    Filters(country=("FRA", "KEN"), role=("student",)),
+    Filters(cluster=("C2",), modality=("virtual",)),
+    Filters(exchange=("X1", "X4")),
+    Filters(program=("Horizons",), setting=("curricular",)),
+    Filters(term=("2025-H2",), role=("teacher",)),
+    Filters(country=("XXX",)),  # nothing in scope
 ]
 
 
@@ -65,60 +68,57 @@ def _same(a, b) -> None:
 
 @pytest.mark.parametrize("f", FILTERS, ids=lambda f: f.to_query() or "all")
 @pytest.mark.parametrize(("name", "args"), CALLS, ids=[f"{n}{a}" for n, a in CALLS])
-def test_rollup_equals_the_direct_query(cur, name, args, f) -> None:
-    base = getattr(q, f"_{name}_base")(cur, f, *args)
-    rolled = getattr(q, f"_{name}_rollup")(cur, f, *args)
-    _same(base, rolled)
+def test_rollup_equals_the_event_log(cur, name, args, f) -> None:
+    _same(oracle.figure(name, cur, f, *args), oracle.rollup(name, cur, f, *args))
 
 
 DATED = [
-    q.Filters(start=date(2025, 3, 1)),
-    q.Filters(end=date(2025, 6, 30)),
-    q.Filters(start=date(2025, 2, 1), end=date(2025, 2, 28)),  # an event at 23:00 on 31 January
-    q.Filters(start=date(2025, 3, 1), end=date(2025, 6, 30), country=("FRA", "KEN")),
-    q.Filters(start=date(2025, 4, 15), end=date(2025, 4, 15)),
-    q.Filters(start=date(2025, 9, 1), exchange=("X1", "X4"), role=("student",)),
-    q.Filters(start=date(2026, 3, 1)),  # answers but no events
+    Filters(start=date(2025, 3, 1)),
+    Filters(end=date(2025, 6, 30)),
+    Filters(start=date(2025, 2, 1), end=date(2025, 2, 28)),  # an event at 23:00 on 31 January
+    Filters(start=date(2025, 3, 1), end=date(2025, 6, 30), country=("FRA", "KEN")),
+    Filters(start=date(2025, 4, 15), end=date(2025, 4, 15)),
+    Filters(start=date(2025, 9, 1), exchange=("X1", "X4"), role=("student",)),
+    Filters(start=date(2026, 3, 1)),  # answers but no events
 ]
 
 
 @pytest.mark.parametrize("f", FILTERS + DATED, ids=lambda f: f.to_query() or "all")
 @pytest.mark.parametrize(("name", "args"), CALLS, ids=[f"{n}{a}" for n, a in CALLS])
-def test_day_facts_equal_the_event_log(cur, monkeypatch, name, args, f) -> None:
-    """A date range (and every fallback) reads res_person_days / res_answer_days instead of the
-    event log and the answers; each figure must be what the log gives."""
-    assert q._day_facts(cur)
-    by_days = getattr(q, f"_{name}_base")(cur, f, *args)
-    monkeypatch.setattr(q, "_day_facts", lambda cur: False)
-    _same(by_days, getattr(q, f"_{name}_base")(cur, f, *args))
+def test_day_facts_equal_the_event_log(cur, name, args, f) -> None:
+    """A date range (and a distinct count the rollups cannot give) reads res_person_days /
+    res_answer_days; each figure must be what the log gives."""
+    _same(oracle.days(name, cur, f, *args), oracle.figure(name, cur, f, *args))
 
 
 def test_a_dated_view_does_not_read_the_event_log(cur, monkeypatch) -> None:
-    f = q.Filters(start=date(2025, 3, 1), end=date(2025, 6, 30))
-    expected = q._headline_base(cur, f)
+    f = Filters(start=date(2025, 3, 1), end=date(2025, 6, 30))
+    expected = oracle.figure("headline", cur, f)
     assert expected["events"] > 0
-    monkeypatch.setattr(q, "T_EVENTS", "no_such_table")
-    monkeypatch.setattr(q, "T_RESP", "no_such_table")
-    assert q._headline_base(cur, f) == expected
-    _same(q._completion_by_wave_base(cur, f), q.completion_by_wave(cur, f))
+    assert not sql.use_rollups(cur, f)
+    for name in (schema.EVENTS.name, schema.RESPONSES.name, schema.RES_SCALE_SCORES.name,
+                 schema.PARTICIPANTS.name):
+        assert name not in vars(sql).values()  # the read layer does not name the base tables
+    _same(overview.headline(cur, f), expected)
+    _same(overview.completion_by_wave(cur, f), oracle.figure("completion_by_wave", cur, f))
 
 
 def test_the_public_functions_read_the_rollups(cur) -> None:
-    f = q.Filters(country=("KEN",))
-    assert q._use_rollups(cur, f)
-    assert not q._use_rollups(cur, q.Filters(start=date(2025, 3, 1)))
-    _same(q.headline(cur, f), q._headline_base(cur, f))
-    assert q.headline(cur, q.Filters())["events"] == cur.execute(
+    f = Filters(country=("KEN",))
+    assert sql.use_rollups(cur, f)
+    assert not sql.use_rollups(cur, Filters(start=date(2025, 3, 1)))
+    _same(overview.headline(cur, f), oracle.figure("headline", cur, f))
+    assert overview.headline(cur, Filters())["events"] == cur.execute(
         f"SELECT count(*) FROM {schema.EVENTS.name}").fetchone()[0]
 
 
-def test_participants_in_two_exchanges_make_distinct_counts_fall_back(tmp_path, monkeypatch
-                                                                      ) -> None:
+def test_participants_in_two_exchanges_make_distinct_counts_read_the_day_facts(tmp_path
+                                                                               ) -> None:
     path = build_fixture_warehouse(tmp_path / "w.duckdb")
     con = duckdb.connect(str(path))
     con.execute("SET TimeZone = 'UTC'")
     # One participant also active in a second exchange: per-cell distinct counts would now count
-    # them twice, so the queries must say the rollups are not exact and read the base tables.
+    # them twice, so the queries must say the rollups are not exact and read the day facts.
     con.execute(f"""INSERT INTO {schema.EVENTS.name} (participant_id, exchange_id, occurred_at,
                     activity, minutes)
                     SELECT participant_id, CASE WHEN exchange_id = 'X1' THEN 'X2' ELSE 'X1' END,
@@ -131,31 +131,52 @@ def test_participants_in_two_exchanges_make_distinct_counts_fall_back(tmp_path, 
     reader = Reader(path)
     c = reader.cursor()
     try:
-        f = q.Filters()
-        assert not q._use_rollups(c, f)
-        assert q._use_rollups(c, f, distinct=False)  # retention is per participant×exchange
-        _same(q.headline(c, f), q._headline_base(c, f))
-        _same(q.retention_by_cohort(c, f), q._retention_by_cohort_base(c, f))
-        _same(q.breakdown(c, f, "exchange"), q._breakdown_base(c, f, "exchange"))
-        # The fallback reads the per-person facts; they count the two-exchange participant once.
-        by_facts = [q._headline_base(c, f), q._breakdown_base(c, f, "cluster"),
-                    q._participation_by_group_base(c, f, "gender")]
-        monkeypatch.setattr(q, "_day_facts", lambda cur: False)
-        for a, b in zip(by_facts, [q._headline_base(c, f), q._breakdown_base(c, f, "cluster"),
-                                   q._participation_by_group_base(c, f, "gender")], strict=True):
-            _same(a, b)
+        f = Filters()
+        assert not sql.use_rollups(c, f)
+        assert sql.use_rollups(c, f, distinct=False)  # retention is per participant×exchange
+        _same(overview.headline(c, f), oracle.figure("headline", c, f))
+        _same(participation.retention_by_cohort(c, f),
+              oracle.figure("retention_by_cohort", c, f))
+        _same(participation.breakdown(c, f, "exchange"), oracle.figure("breakdown", c, f,
+                                                                       "exchange"))
+        # The day facts count the two-exchange participant once, as the log does.
+        for name, args in [("headline", ()), ("breakdown", ("cluster",)),
+                           ("participation_by_group", ("gender",))]:
+            _same(oracle.days(name, c, f, *args), oracle.figure(name, c, f, *args))
     finally:
         c.close()
         reader.close()
 
 
-def test_without_rollups_the_base_tables_answer(tmp_path) -> None:
-    path = build_fixture_warehouse(tmp_path / "w.duckdb", with_results=False)
+def _stale(path, how: str) -> None:
+    con = duckdb.connect(str(path))
+    if how == "table":
+        con.execute(f"DROP TABLE {schema.RES_PERSON_DAYS.name}")
+    else:
+        con.execute(f"UPDATE {schema.META.name} SET value = 'older' WHERE key = ?",
+                    [META_VERSION])
+    con.close()
+
+
+@pytest.mark.parametrize("how", ["table", "version"])
+def test_a_warehouse_without_its_derived_tables_says_to_refresh(tmp_path, how) -> None:
+    """Written by an older version (no derived tables for its data version): every read says to
+    run `python -m analytics refresh`, as a WarehouseError the pages turn into a message."""
+    from analytics.read import loads
+    from etl.errors import WarehouseError
+
+    path = build_fixture_warehouse(tmp_path / "w.duckdb")
+    _stale(path, how)
     reader = Reader(path)
     c = reader.cursor()
     try:
-        assert not q._use_rollups(c, q.Filters(), distinct=False)
-        assert q.headline(c, q.Filters())["participants"] == 465
+        for call in (lambda: overview.headline(c, Filters()),
+                     lambda: overview.headline(c, Filters(start=date(2025, 3, 1))),
+                     lambda: participation.breakdown(c, Filters(), "cluster"),
+                     lambda: loads.filter_options(c)):
+            with pytest.raises(sql.DerivedTablesMissing, match="python -m analytics refresh"):
+                call()
+        assert issubclass(sql.DerivedTablesMissing, WarehouseError)
     finally:
         c.close()
         reader.close()
@@ -166,7 +187,8 @@ def test_two_files_built_in_the_same_second_do_not_share_cached_answers(tmp_path
     and the same built_at second (CI built them back to back) once shared a key, so the second
     file was told it had rollups it did not have."""
     with_rollups = build_fixture_warehouse(tmp_path / "a.duckdb")
-    without = build_fixture_warehouse(tmp_path / "b.duckdb", with_results=False)
+    without = build_fixture_warehouse(tmp_path / "b.duckdb")
+    _stale(without, "table")
     con = duckdb.connect(str(with_rollups))
     stamp = con.execute("SELECT value FROM meta WHERE key = 'built_at'").fetchone()[0]
     con.close()
@@ -178,11 +200,13 @@ def test_two_files_built_in_the_same_second_do_not_share_cached_answers(tmp_path
         reader = Reader(path)
         c = reader.cursor()
         try:
-            answers.append(q._use_rollups(c, q.Filters(), distinct=False))
+            answers.append(sql.use_rollups(c, Filters(), distinct=False))
+        except sql.DerivedTablesMissing:
+            answers.append("missing")
         finally:
             c.close()
             reader.close()
-    assert answers == [True, False]
+    assert answers == [True, "missing"]
 
 
 @pytest.mark.timeout(30)
@@ -204,9 +228,9 @@ def test_a_mistyped_year_costs_one_slot_not_millennia_of_them(tmp_path) -> None:
     reader = Reader(path)
     c = reader.cursor()
     try:
-        f = q.Filters()
-        assert q._use_rollups(c, f)
-        _same(q.activity_heatmap(c, f), q._activity_heatmap_base(c, f))
+        f = Filters()
+        assert sql.use_rollups(c, f)
+        _same(participation.activity_heatmap(c, f), oracle.figure("activity_heatmap", c, f))
     finally:
         c.close()
         reader.close()

@@ -180,7 +180,7 @@ def test_downloads_are_built_off_the_request_and_pages_answer_meanwhile(tmp_path
     base, proc = start_gunicorn(wh)  # gunicorn's defaults: 30 s timeout
     try:
         bodies = callback_bodies(base, FILTERS, VALUES)
-        where = downloads.folder(wh, build_id, downloads.materialise.DEFAULT_MIN_CELL)
+        where = downloads.folder(wh, build_id, downloads.suppression.MIN_CELL)
         downloads._private_dir(where)
         xlsx = where / f"scale_scores_v{version}.xlsx"
         held = downloads._try_lock(xlsx)  # the test is "the builder" for now

@@ -62,7 +62,9 @@ def fixture_cursor(tmp_path_factory):
 
 def test_the_dashboard_read_layer_calls_this_function_with_its_k(fixture_cursor, monkeypatch):
     from analytics import suppression
-    from analytics.read import queries as q
+    from analytics.read import equity, outcomes, overview, participation
+    from analytics.read.cache import clear_cache
+    from analytics.read.filters import Filters
 
     calls: list[dict] = []
     real = suppression.suppress
@@ -72,13 +74,14 @@ def test_the_dashboard_read_layer_calls_this_function_with_its_k(fixture_cursor,
         return real(t, **kw)
 
     monkeypatch.setattr(suppression, "suppress", spy)
-    q.clear_cache()
-    f = q.Filters(country=("FRA",))
-    views = [q.headline(fixture_cursor, f), q.completion_by_wave(fixture_cursor, f),
-             q.activity_heatmap(fixture_cursor, f), q.comparison_difference(fixture_cursor, f),
-             q.dropout_by_group(fixture_cursor, f, "gender"),
-             q.participation_by_group(fixture_cursor, f, "gender")]
-    q.clear_cache()
+    clear_cache()
+    f = Filters(country=("FRA",))
+    views = [overview.headline(fixture_cursor, f), overview.completion_by_wave(fixture_cursor, f),
+             participation.activity_heatmap(fixture_cursor, f),
+             outcomes.comparison_difference(fixture_cursor, f),
+             equity.dropout_by_group(fixture_cursor, f, "gender"),
+             equity.participation_by_group(fixture_cursor, f, "gender")]
+    clear_cache()
     assert len(calls) >= len(views)
     assert all(c.get("k") is None for c in calls)  # None: the one setting, suppression.MIN_CELL
 
@@ -87,16 +90,18 @@ def test_the_dashboard_threshold_is_the_setting(fixture_cursor, monkeypatch):
     """k comes from EXCHANGE_IMPACT_MIN_CELL (read once as suppression.MIN_CELL): at k = 500
     the whole fixture (465 participants) is one small selection."""
     from analytics import suppression
-    from analytics.read import queries as q
+    from analytics.read import overview
+    from analytics.read.cache import clear_cache
+    from analytics.read.filters import Filters
 
     monkeypatch.setattr(suppression, "MIN_CELL", 500)
-    q.clear_cache()
+    clear_cache()
     try:
-        h = q.headline(fixture_cursor, q.Filters())
+        h = overview.headline(fixture_cursor, Filters())
         assert h["suppressed"] and pd.isna(h["participants"])
-        assert q.completion_by_wave(fixture_cursor, q.Filters()).responded.isna().all()
+        assert overview.completion_by_wave(fixture_cursor, Filters()).responded.isna().all()
     finally:
-        q.clear_cache()
+        clear_cache()
 
 
 @pytest.mark.parametrize("raw, k", [("", 10), ("  ", 10), ("0", 0), ("25", 25), (" 7 ", 7)])

@@ -13,7 +13,8 @@ on today's date). Events, minutes, score sums and participant×exchange counts a
 over any union of cells. Distinct-participant counts add up exactly only if each participant sits
 in one cell, i.e. has events or answers in at most one exchange (their institution and role are
 fixed): `build` records the number of participants who do not in meta `rollups_multi_exchange`,
-and `analytics.read.queries` falls back to the base tables for distinct counts when it is not 0.
+and the read layer (`analytics.read.sql.use_rollups`) answers distinct counts from the day facts
+when it is not 0.
 Retention is defined per participant×exchange pair, so its rollup is exact either way.
 
 A date-range filter cannot be answered by per-cell sums. Queries with one (and the fallbacks
@@ -53,7 +54,7 @@ HOURS = schema.RES_PERSON_HOURS.name
 def week_sql(ts: str) -> str:
     """Monday of the UTC week of timestamp column `ts`, by epoch arithmetic (1970-01-05 is a
     Monday): DuckDB's date_trunc on TIMESTAMPTZ goes through ICU time-zone rules per row and
-    was 12× slower on the demo's events. The rollups and `analytics.read.queries` both use it, so
+    was 12× slower on the demo's events. The rollups and the read layer both use it, so
     weekly cells line up with the direct query's weeks."""
     return (f"(DATE '1970-01-05' + 7 * CAST(floor((epoch({ts}) - 345600) / 604800) "
             "AS INTEGER))")
@@ -68,7 +69,7 @@ def day_sql(ts: str) -> str:
 _DAY = day_sql("e.occurred_at")
 _PEOPLE_DIMS = ("p.institution_id, p.role, coalesce(p.comparison, FALSE) AS comparison")
 # A participant's gender as every grouping shows it (participants aliased p): the rollups,
-# `analytics.read.queries` and `analytics.derive.materialise` all use this one expression.
+# the read layer and `analytics.derive.materialise` all use this one expression.
 GENDER_SQL = "coalesce(nullif(trim(p.gender), ''), 'not reported')"
 
 

@@ -1,7 +1,7 @@
 """`python -m analytics`: export the result tables for researchers, or recompute them.
 
-A thin layer over `analytics.outputs.export` and `analytics.derive.materialise`: it parses arguments, prints one
-clear line per problem and sets the exit status:
+A thin layer over `analytics.outputs.export` and `analytics.derive.materialise`: it parses
+arguments, prints one clear line per problem and sets the exit status:
 
   0  done
   1  the export or refresh could not run (the message says why)

@@ -345,9 +345,9 @@ def markdown(package: Mapping[str, Any]) -> str:
         "",
     ]
     for r in package["resources"]:
-        lines += [f"## {r['name']} — `{r['path']}`", "", r["title"], "", f"Method: {r['description']}",
-                  "", f"{r['rows']:,} rows.", "", "| column | type | description |",
-                  "| --- | --- | --- |"]
+        lines += [f"## {r['name']} — `{r['path']}`", "", r["title"], "",
+                  f"Method: {r['description']}", "", f"{r['rows']:,} rows.", "",
+                  "| column | type | description |", "| --- | --- | --- |"]
         for f in r["schema"]["fields"]:
             desc = f["description"].replace("|", "\\|")
             lines.append(f"| `{f['name']}` | {f['type']} | {desc} |")

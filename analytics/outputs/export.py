@@ -5,8 +5,8 @@ that the CLI (`python -m analytics export`) and the dashboard's Data page (`expo
 byte-for-byte the same files.
 
 Where the numbers come from: the `res_*` tables stored in the warehouse by the load
-(`analytics.derive.materialise.refresh`), when they belong to the warehouse's current data version and
-were suppressed with the threshold asked for. Otherwise — stored results missing or stale, or
+(`analytics.derive.materialise.refresh`), when they belong to the warehouse's current data version
+and were suppressed with the threshold asked for. Otherwise — stored results missing or stale, or
 another `min_cell` (e.g. 0 for unsuppressed output) for a table that k changes (all but the
 row-level scale scores) — they are computed for this export only, from the same warehouse
 version, without writing anything; `Export.note` says so.
@@ -99,7 +99,7 @@ def _is_text(s: pd.Series) -> bool:
 
 
 def neutralise_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy with every text column's cells neutralised; numeric and boolean columns as they are."""
+    """A copy with every text column's cells neutralised; numeric and boolean columns as is."""
     out = df.copy()
     for c in out.columns:
         if _is_text(out[c]):
@@ -261,7 +261,7 @@ class _Source:
     """The result tables of one export request: stored ones when current (and, for the
     suppressed tables, stored at the k asked for), else computed once."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, min_cell: int):
+    def __init__(self, con: duckdb.DuckDBPyConnection, min_cell: int) -> None:
         self.con = con
         self.min_cell = min_cell
         self.version = data_version(con)

@@ -1,0 +1,180 @@
+"""The Equity & access page's queries: gains, participation and drop-out per equity group
+(gender, age band, connectivity, income group) and the attrition funnel.
+
+Each public query reads the rollups when `sql.use_rollups` says they answer the filters exactly,
+else the day facts (`_…_days`)."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from analytics.read import sql
+from analytics.read.cache import cached
+from analytics.read.filters import Filters
+from analytics.read.outcomes import gain_moments
+from analytics.read.sql import Scope
+from analytics.stats.longitudinal import wave_key
+from analytics.stats.means import t_interval
+
+__all__ = ["gains_by_group", "participation_by_group", "attrition_funnel", "dropout_by_group"]
+
+_GAINS_COLUMNS = ["instrument", "scale", "group", "n", "mean", "sd", "ci_low", "ci_high",
+                  "suppressed"]
+
+
+def _gains_finish(df: pd.DataFrame) -> pd.DataFrame:
+    if not len(df):
+        return pd.DataFrame(columns=_GAINS_COLUMNS)
+    return sql.suppress(t_interval(df), "n")[_GAINS_COLUMNS]
+
+
+def _gains_by_group_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
+                         scope: Scope = sql.scope) -> pd.DataFrame:
+    col = sql.equity_col(by)
+    df = gain_moments(cur, f, [col], where=" AND NOT fp.comparison", scope=scope)
+    return _gains_finish(df.rename(columns={col: "group"}))
+
+
+def _gains_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+    col = sql.equity_col(by)
+    dims, p = sql.dims(f)
+    return _gains_finish(sql.rdf(cur, f"""WITH {dims}
+        SELECT instrument, scale, {sql.equity_sql(col)} AS "group", {sql.moments_sql()}
+        FROM ({sql.cells(sql.R_GAINS, f, p)}) GROUP BY ALL ORDER BY instrument, scale, "group"
+    """, p))
+
+
+@cached
+def gains_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+    """Mean post−pre gain per scale and group (exchange participants only), t 95% CI."""
+    sql.equity_col(by)
+    if sql.use_rollups(cur, f):
+        return _gains_by_group_rollup(cur, f, by)
+    return _gains_by_group_days(cur, f, by)
+
+
+def _participation_finish(df: pd.DataFrame) -> pd.DataFrame:
+    """Share active; groups under MIN_CELL suppressed whole; fewer than MIN_CELL active people
+    in a shown group blanks their count, their share and the minutes per participant (all
+    minutes are theirs)."""
+    df["active_share"] = df.active / df.n
+    return sql.suppress_subset(sql.suppress(df, "n"), "active",
+                               ["active_share", "minutes_per_participant"])
+
+
+def _participation_by_group_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
+                                 scope: Scope = sql.scope) -> pd.DataFrame:
+    col = sql.equity_col(by)
+    ctes, p = scope(f)
+    return _participation_finish(sql.df(cur, f"""WITH {ctes},
+        act AS (SELECT pid, sum(minutes) AS minutes FROM fe GROUP BY ALL)
+        SELECT fp.{col} AS "group", count(*) AS n, count(act.pid) AS active,
+               coalesce(sum(act.minutes), 0) / count(*) AS minutes_per_participant
+        FROM fp LEFT JOIN act USING (pid) GROUP BY ALL ORDER BY "group"
+    """, p))
+
+
+def _participation_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str
+                                   ) -> pd.DataFrame:
+    col = sql.equity_col(by)
+    dims, p = sql.dims(f)
+    return _participation_finish(sql.rdf(cur, f"""WITH {dims}
+        SELECT {sql.equity_sql(col)} AS "group", CAST(sum(n) AS BIGINT) AS n,
+               CAST(sum(active) AS BIGINT) AS active,
+               coalesce(sum(minutes), 0) / sum(n) AS minutes_per_participant
+        FROM ({sql.cells(sql.R_PEOPLE, f, p, people=True)}) GROUP BY ALL ORDER BY "group"
+    """, p))
+
+
+@cached
+def participation_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+    """Participants, share ever active and mean minutes per participant, per group."""
+    sql.equity_col(by)
+    if sql.use_rollups(cur, f):
+        return _participation_by_group_rollup(cur, f, by)
+    return _participation_by_group_days(cur, f, by)
+
+
+def _funnel_finish(df: pd.DataFrame) -> pd.DataFrame:
+    """Stages in order (enrolled, active, then the waves in `wave_key` order), each stage's share
+    of the enrolled, and the small-cell rule per stage."""
+    order = {"enrolled": (0,), "active in the log": (1,)}
+    rank = df.stage.map(lambda s: order.get(s, (2, *wave_key(s.removeprefix("answered ")))))
+    df = df.assign(_o=rank).sort_values("_o").drop(columns="_o").reset_index(drop=True)
+    first = df.n.iloc[0] if len(df) else 0
+    df["share"] = df.n / first if first else np.nan
+    return sql.suppress(df, "n")
+
+
+def _attrition_funnel_days(cur: duckdb.DuckDBPyConnection, f: Filters,
+                           scope: Scope = sql.scope) -> pd.DataFrame:
+    ctes, p = scope(f)
+    return _funnel_finish(sql.df(cur, f"""WITH {ctes},
+        resp AS (SELECT DISTINCT fr.pid, fr.wave FROM fr JOIN fp USING (pid))
+        SELECT 'enrolled' AS stage, count(*) AS n FROM fp
+        UNION ALL SELECT 'active in the log', count(DISTINCT pid) FROM fe
+        UNION ALL SELECT 'answered ' || wave, count(*) FROM resp GROUP BY wave
+    """, p))
+
+
+def _attrition_funnel_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    dims, p = sql.dims(f)
+    return _funnel_finish(sql.rdf(cur, f"""WITH {dims}
+        SELECT 'enrolled' AS stage, CAST(coalesce(sum(n), 0) AS BIGINT) AS n
+        FROM ({sql.cells(sql.R_PEOPLE, f, p, people=True)})
+        UNION ALL SELECT 'active in the log', CAST(coalesce(sum(active), 0) AS BIGINT)
+        FROM ({sql.cells(sql.R_PEOPLE, f, p, people=True)})
+        UNION ALL SELECT 'answered ' || wave, CAST(sum(responded) AS BIGINT)
+        FROM ({sql.cells(sql.R_WAVES, f, p)}) GROUP BY wave
+    """, p))
+
+
+@cached
+def attrition_funnel(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Exchange participants in scope → active → answered pre → post → follow-up (each stage
+    counts participants who reached it; later waves need not include earlier ones)."""
+    if sql.use_rollups(cur, f):
+        return _attrition_funnel_rollup(cur, f)
+    return _attrition_funnel_days(cur, f)
+
+
+def _dropout_finish(df: pd.DataFrame) -> pd.DataFrame:
+    """Drop-out rate; groups under MIN_CELL suppressed whole; fewer than MIN_CELL drop-outs in a
+    shown group blanks their count and the drop-out rate."""
+    df["dropout_rate"] = df.dropped / df.n
+    return sql.suppress_subset(sql.suppress(df, "n"), "dropped", ["dropout_rate"])
+
+
+def _dropout_by_group_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
+                           scope: Scope = sql.scope) -> pd.DataFrame:
+    col = sql.equity_col(by)
+    ctes, p = scope(f)
+    return _dropout_finish(sql.df(cur, f"""WITH {ctes},
+        w AS (SELECT pid, bool_or(wave = 'pre') AS pre, bool_or(wave = 'post') AS post
+              FROM fr GROUP BY ALL)
+        SELECT fp.{col} AS "group", count(*) AS n, count(*) FILTER (WHERE NOT w.post) AS dropped
+        FROM fp JOIN w USING (pid) WHERE w.pre GROUP BY ALL ORDER BY "group"
+    """, p))
+
+
+def _dropout_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str
+                             ) -> pd.DataFrame:
+    col = sql.equity_col(by)
+    dims, p = sql.dims(f)
+    return _dropout_finish(sql.rdf(cur, f"""WITH {dims}
+        SELECT {sql.equity_sql(col)} AS "group", CAST(sum(answered_pre) AS BIGINT) AS n,
+               CAST(sum(pre_not_post) AS BIGINT) AS dropped
+        FROM ({sql.cells(sql.R_PEOPLE, f, p, people=True)}) GROUP BY ALL
+        HAVING sum(answered_pre) > 0 ORDER BY "group"
+    """, p))
+
+
+@cached
+def dropout_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+    """Of those who answered the pre survey, the share who did not answer the post survey."""
+    sql.equity_col(by)
+    if sql.use_rollups(cur, f):
+        return _dropout_by_group_rollup(cur, f, by)
+    return _dropout_by_group_days(cur, f, by)

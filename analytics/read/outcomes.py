@@ -1,0 +1,201 @@
+"""The Outcomes page's queries: the researcher result tables of this data version (pre/post
+effects, reliability, the mixed model), and the filtered wave means and participant-vs-
+comparison difference, read from the score and gain rollups or the day facts (`sql.use_rollups`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from analytics.read import sql
+from analytics.read.cache import cached
+from analytics.read.filters import Filters
+from analytics.read.sql import Scope
+from analytics.stats.means import t_interval, welch_difference
+from etl import schema
+
+__all__ = ["prepost_results", "prepost_extremes", "reliability", "longitudinal", "wave_means",
+           "comparison_difference", "gain_moments", "COMPARISON_COLUMNS"]
+
+
+def _result(cur: duckdb.DuckDBPyConnection, table: schema.Table, where: str = "",
+            params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """A researcher result table; empty (with its columns) when not computed yet."""
+    if not sql.table_exists(cur, table.name):
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in table.column_names})
+    return sql.df(cur, f"SELECT * FROM {table.name} {where}", params)
+
+
+@cached
+def prepost_results(cur: duckdb.DuckDBPyConnection, group_by: str = "overall") -> pd.DataFrame:
+    """res_prepost rows for one grouping (overall, cluster, country, modality, setting …)."""
+    df = _result(cur, schema.RES_PREPOST,
+                 "WHERE group_by = $g ORDER BY instrument, scale, \"group\"", {"g": group_by})
+    if len(df):
+        # A row stored as suppressed (at the k of its computation) counts as n missing, so the
+        # small-cell rule blanks it whatever k is now.
+        stored = (df.suppressed.notna() & (df.suppressed.astype("string") != "")).to_numpy(bool)
+        df = sql.suppress(df.drop(columns="suppressed").assign(_n=df.n.mask(stored)), "_n")
+        df = df.drop(columns="_n")
+    return df
+
+
+def _single_group(f: Filters) -> tuple[str, str] | None:
+    """If the filters pick exactly one cluster/country/modality/setting, the precomputed group
+    that matches them."""
+    picks = [(g, getattr(f, g)) for g in ("cluster", "country", "modality", "setting")]
+    chosen = [(g, v[0]) for g, v in picks if len(v) == 1]
+    others = [g for g, v in picks if len(v) > 1]
+    if len(chosen) == 1 and not others:
+        return chosen[0]
+    return None
+
+
+@cached
+def prepost_extremes(cur: duckdb.DuckDBPyConnection, f: Filters, k: int = 3
+                     ) -> tuple[pd.DataFrame, str]:
+    """The k strongest and k weakest pre→post changes (Hedges' g) and what they are computed on.
+
+    Results are precomputed per data version for fixed groupings, so the filters are honoured only
+    when they select one precomputed group; otherwise the overall results are shown and the
+    returned scope says so.
+    """
+    single = _single_group(f)
+    scope = "all participants (the statistics are precomputed; other filters do not apply)"
+    df = pd.DataFrame()
+    if single is not None:
+        df = prepost_results(cur, single[0])
+        df = df[df["group"].astype("string") == single[1]]
+        scope = f"{single[0]} = {single[1]}"
+    if not len(df):
+        df = prepost_results(cur, "overall")
+        if single is not None and len(df):
+            scope = f"all participants (no precomputed results for {single[0]} = {single[1]})"
+    if not len(df):
+        return df, scope
+    df = df[~df.suppressed].dropna(subset=["hedges_g"]).sort_values("hedges_g", ascending=False)
+    if len(df) > 2 * k:
+        df = pd.concat([df.head(k), df.tail(k)])
+    return df, scope
+
+
+@cached
+def reliability(cur: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return _result(cur, schema.RES_RELIABILITY, "ORDER BY instrument, scale, wave")
+
+
+@cached
+def longitudinal(cur: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return _result(cur, schema.RES_LONGITUDINAL, "ORDER BY instrument, scale")
+
+
+_WAVE_MEANS_COLUMNS = ["instrument", "scale", "wave", "comparison", "n", "mean", "sd",
+                       "ci_low", "ci_high", "suppressed"]
+
+
+def _wave_means_finish(df: pd.DataFrame) -> pd.DataFrame:
+    """t interval, wave order, and the small-cell rule (the comparison flag locates the row)."""
+    if not len(df):
+        return pd.DataFrame(columns=_WAVE_MEANS_COLUMNS)
+    df = t_interval(df)
+    df = df.assign(_o=sql.wave_rank(df.wave)).sort_values(["instrument", "scale", "comparison",
+                                                           "_o"])
+    return sql.suppress(df.drop(columns="_o"), "n", keep=["comparison"])
+
+
+def _wave_means_days(cur: duckdb.DuckDBPyConnection, f: Filters, scope: Scope = sql.scope
+                     ) -> pd.DataFrame:
+    ctes, p = scope(f, include_comparison=True, scores=True)
+    return _wave_means_finish(sql.df(cur, f"""WITH {ctes}
+        SELECT fs.instrument, fs.scale, fs.wave, fp.comparison, count(*) AS n,
+               avg(fs.score) AS mean, stddev_samp(fs.score) AS sd
+        FROM fs JOIN fp USING (pid) GROUP BY ALL
+    """, p))
+
+
+def _wave_means_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    dims, p = sql.dims(f)
+    return _wave_means_finish(sql.rdf(cur, f"""WITH {dims}
+        SELECT instrument, scale, wave, comparison, {sql.moments_sql()}
+        FROM ({sql.cells(sql.R_SCORES, f, p, comparison=True)}) GROUP BY ALL
+    """, p))
+
+
+@cached
+def wave_means(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Mean scale score per wave for the filtered participants, with a t-based 95% CI
+    (mean ± t₀.₉₇₅,ₙ₋₁ · sd/√n, as R's `t.test`); comparison group apart. Empty before the
+    scores are computed."""
+    if sql.use_rollups(cur, f):
+        return _wave_means_rollup(cur, f)
+    return _wave_means_days(cur, f)
+
+
+def gain_moments(cur: duckdb.DuckDBPyConnection, f: Filters, by: Sequence[str] = (),
+                 where: str = "", scope: Scope = sql.scope) -> pd.DataFrame:
+    """Paired post − pre gains per participant, exchange and scale (both waves scored, from
+    `res_person_gains`), reduced to n, mean and sample SD per instrument × scale × `by`
+    (columns of fp, e.g. comparison, gender). At 1M participants with a date range: 1.7 s
+    from the scores, 0.1 s from the gains."""
+    ctes, p = scope(f, include_comparison=True, scores=True)
+    keys = ", ".join(["fg.instrument", "fg.scale", *(f"fp.{c}" for c in by)])
+    return sql.df(cur, f"""WITH {ctes}
+        SELECT {keys}, count(*) AS n, avg(fg.gain) AS mean, stddev_samp(fg.gain) AS sd
+        FROM fg JOIN fp USING (pid)
+        WHERE TRUE{where}
+        GROUP BY ALL ORDER BY ALL
+    """, p)
+
+
+COMPARISON_COLUMNS = ["instrument", "scale", "n_exchange", "n_comparison", "gain_exchange",
+                      "gain_comparison", "diff", "ci_low", "ci_high", "suppressed"]
+
+
+def _comparison_from_moments(g: pd.DataFrame) -> pd.DataFrame:
+    """Participants' minus comparison group's gain per scale from per-arm moments (instrument,
+    scale, comparison, n, mean, sd), Welch CI; either arm under MIN_CELL suppresses the row
+    (both counts included)."""
+    rows = []
+    for (inst, scale), d in g.groupby(["instrument", "scale"], sort=True):
+        a, b = d[~d.comparison.astype(bool)], d[d.comparison.astype(bool)]
+        if not len(b):
+            continue
+        na, nb = (int(a.n.iloc[0]) if len(a) else 0), int(b.n.iloc[0])
+        ma = float(a["mean"].iloc[0]) if len(a) else math.nan
+        diff = lo = hi = math.nan
+        if na > 1 and nb > 1:
+            diff, lo, hi = welch_difference(na, ma, float(a.sd.iloc[0]) ** 2,
+                                            nb, float(b["mean"].iloc[0]), float(b.sd.iloc[0]) ** 2)
+        rows.append([inst, scale, na, nb, ma, float(b["mean"].iloc[0]), diff, lo, hi,
+                     min(na, nb)])
+    df = pd.DataFrame(rows, columns=[*COMPARISON_COLUMNS[:-1], "_n"])
+    return sql.suppress(df, "_n")[COMPARISON_COLUMNS]
+
+
+def _comparison_difference_days(cur: duckdb.DuckDBPyConnection, f: Filters,
+                                scope: Scope = sql.scope) -> pd.DataFrame:
+    return _comparison_from_moments(gain_moments(cur, f, ["comparison"], scope=scope))
+
+
+def _comparison_difference_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    dims, p = sql.dims(f)
+    g = sql.rdf(cur, f"""WITH {dims}
+        SELECT instrument, scale, comparison, {sql.moments_sql()}
+        FROM ({sql.cells(sql.R_GAINS, f, p, comparison=True)}) GROUP BY ALL
+        ORDER BY instrument, scale
+    """, p)
+    return _comparison_from_moments(g)
+
+
+@cached
+def comparison_difference(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Mean post−pre gain of participants minus that of the comparison group, per scale, with a
+    Welch 95% CI (as R's `t.test(var.equal = FALSE)`). Empty when there is no comparison group."""
+    if sql.use_rollups(cur, f):
+        return _comparison_difference_rollup(cur, f)
+    return _comparison_difference_days(cur, f)

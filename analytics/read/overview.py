@@ -1,0 +1,236 @@
+"""The Overview page's queries: headline counts, survey completion per wave, participants per
+country and weekly activity.
+
+Each public query reads the rollups when `sql.use_rollups` says they answer the filters exactly,
+else the day facts (`_…_days`, over the CTEs of `scope`, which the test oracle replaces with the
+event log's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from analytics.read import sql
+from analytics.read.cache import cached
+from analytics.read.filters import Filters
+from analytics.read.sql import Scope
+
+__all__ = ["headline", "completion_by_wave", "participants_by_country", "activity_over_time"]
+
+
+def _partnerships_active(cur: duckdb.DuckDBPyConnection, ctes: str, p: dict[str, Any]) -> int:
+    """Partnerships active today of an exchange in scope (CTE fx) with at least one side among
+    the institutions in scope (CTE fi)."""
+    part = sql.rdf(cur, f"""WITH {ctes}
+        SELECT count(*) AS n FROM {sql.T_PARTNER} pt JOIN fx USING (exchange_id)
+        WHERE (pt.institution_a IN (SELECT institution_id FROM fi)
+               OR pt.institution_b IN (SELECT institution_id FROM fi))
+          AND pt.started_on <= current_date
+          AND (pt.ended_on IS NULL OR pt.ended_on >= current_date)
+    """, p)
+    return int(part.n.iloc[0])
+
+
+def _headline_finish(row: dict[str, Any]) -> dict[str, Any]:
+    """The small-cell rule on the headline: under MIN_CELL participants, no figure at all."""
+    one = sql.suppress(pd.DataFrame([row]), "participants")
+    # "Active this month" counts a subset of the selection: fewer than MIN_CELL is blanked too.
+    one = sql.suppress_subset(one, "active_month", flag="active_month_suppressed")
+    out = one.iloc[0].to_dict()
+    out["suppressed"] = bool(out["suppressed"])
+    out["active_month_suppressed"] = bool(out["active_month_suppressed"])
+    if out["suppressed"]:
+        out["active_month_label"] = None  # when the last of them was active is theirs too
+    return out
+
+
+def _headline_days(cur: duckdb.DuckDBPyConnection, f: Filters, scope: Scope = sql.scope
+                   ) -> dict[str, Any]:
+    ctes, p = scope(f)
+    row = sql.df(cur, f"""WITH {ctes},
+        lastmonth AS (SELECT CAST(date_trunc('month', max(day)) AS DATE) AS m FROM fe)
+        SELECT
+          (SELECT count(*) FROM fp) AS participants,
+          (SELECT count(DISTINCT pid) FROM fe, lastmonth
+             WHERE day >= lastmonth.m AND day < lastmonth.m + INTERVAL 1 MONTH) AS active_month,
+          (SELECT strftime(m, '%B %Y') FROM lastmonth) AS active_month_label,
+          (SELECT count(DISTINCT institution_id) FROM fp) AS institutions,
+          (SELECT count(DISTINCT country) FROM fp) AS countries,
+          (SELECT count(DISTINCT cluster_id) FROM fp) AS clusters,
+          (SELECT count(DISTINCT exchange_id) FROM fe) AS exchanges,
+          (SELECT coalesce(sum(events), 0) FROM fe) AS events
+    """, p).iloc[0].to_dict()
+    row["partnerships_active"] = _partnerships_active(cur, ctes, p)
+    return _headline_finish(row)
+
+
+def _headline_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, Any]:
+    dims, p = sql.dims(f)
+    row = sql.rdf(cur, f"""WITH {dims},
+        ppl AS ({sql.cells(sql.R_PEOPLE, f, p, people=True)}),
+        wk AS ({sql.cells(sql.R_WEEKLY, f, p)}),
+        mo AS ({sql.cells(sql.R_MONTHLY, f, p)}),
+        lastmonth AS (SELECT max(month) AS m FROM mo)
+        SELECT
+          CAST(coalesce((SELECT sum(n) FROM ppl), 0) AS BIGINT) AS participants,
+          CAST(coalesce((SELECT sum(active) FROM mo, lastmonth WHERE mo.month = lastmonth.m), 0)
+               AS BIGINT) AS active_month,
+          (SELECT strftime(m, '%B %Y') FROM lastmonth) AS active_month_label,
+          (SELECT count(DISTINCT institution_id) FROM ppl) AS institutions,
+          (SELECT count(DISTINCT country) FROM ppl) AS countries,
+          (SELECT count(DISTINCT cluster_id) FROM ppl) AS clusters,
+          (SELECT count(DISTINCT exchange_id) FROM wk) AS exchanges,
+          CAST(coalesce((SELECT sum(events) FROM wk), 0) AS BIGINT) AS events
+    """, p).iloc[0].to_dict()
+    row["partnerships_active"] = _partnerships_active(cur, dims, p)
+    return _headline_finish(row)
+
+
+@cached
+def headline(cur: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, Any]:
+    """Headline counts for the filters: participants, active this month (the calendar month of
+    the latest event in scope, named in `active_month_label`, so an archive of a past program
+    is not all zeros), institutions, countries, clusters, exchanges, events and active
+    partnerships.
+
+    A selection with fewer than MIN_CELL participants shows none of them: every figure is
+    blanked by the small-cell rule and `suppressed` is True (pages then say
+    `SMALL_SELECTION`)."""
+    if sql.use_rollups(cur, f):
+        return _headline_rollup(cur, f)
+    return _headline_days(cur, f)
+
+
+def _completion_finish(df: pd.DataFrame) -> pd.DataFrame:
+    """Rate, wave order, and the small-cell rule: responded <= invited, so a row is about its
+    `responded` people."""
+    df["rate"] = df.responded / df.invited.where(df.invited > 0)
+    df = df.assign(_o=sql.wave_rank(df.wave)).sort_values(["_o", "wave"]).drop(columns="_o")
+    return sql.suppress(df.reset_index(drop=True), "responded")
+
+
+def _completion_by_wave_days(cur: duckdb.DuckDBPyConnection, f: Filters,
+                             scope: Scope = sql.scope) -> pd.DataFrame:
+    ctes, p = scope(f, include_comparison=True)
+    df = sql.df(cur, f"""WITH {ctes}
+        SELECT fr.wave, count(DISTINCT fr.pid) AS responded,
+               (SELECT count(*) FROM fp) AS invited
+        FROM fr JOIN fp USING (pid)
+        GROUP BY fr.wave
+    """, p)
+    return _completion_finish(df)
+
+
+def _completion_by_wave_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    dims, p = sql.dims(f)
+    df = sql.rdf(cur, f"""WITH {dims},
+        invited AS (SELECT CAST(coalesce(sum(n), 0) AS BIGINT) AS n
+                    FROM ({sql.cells(sql.R_PEOPLE, f, p, comparison=True, people=True)}))
+        SELECT wave, CAST(sum(responded) AS BIGINT) AS responded,
+               (SELECT n FROM invited) AS invited
+        FROM ({sql.cells(sql.R_WAVES, f, p, comparison=True)}) GROUP BY wave
+    """, p)
+    return _completion_finish(df)
+
+
+@cached
+def completion_by_wave(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Survey completion per wave: participants (incl. the comparison group, who take the surveys)
+    with any answer in the wave, over participants in scope. A wave answered by fewer than
+    MIN_CELL people (so also every wave of a selection under MIN_CELL) is suppressed."""
+    if sql.use_rollups(cur, f):
+        return _completion_by_wave_rollup(cur, f)
+    return _completion_by_wave_days(cur, f)
+
+
+def _participants_by_country_days(cur: duckdb.DuckDBPyConnection, f: Filters,
+                                  scope: Scope = sql.scope) -> pd.DataFrame:
+    ctes, p = scope(f)
+    df = sql.df(cur, f"""WITH {ctes}
+        SELECT country, count(*) AS participants, count(DISTINCT institution_id) AS institutions
+        FROM fp GROUP BY country ORDER BY participants DESC
+    """, p)
+    df["n"] = df.participants
+    return sql.suppress(df, "n")
+
+
+def _participants_by_country_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    dims, p = sql.dims(f)
+    df = sql.rdf(cur, f"""WITH {dims}
+        SELECT country, CAST(sum(n) AS BIGINT) AS participants,
+               count(DISTINCT institution_id) AS institutions
+        FROM ({sql.cells(sql.R_PEOPLE, f, p, people=True)}) GROUP BY country
+        ORDER BY participants DESC
+    """, p)
+    df["n"] = df.participants
+    return sql.suppress(df, "n")
+
+
+@cached
+def participants_by_country(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Participants (excl. comparison group) per country (alpha-3); small countries suppressed."""
+    if sql.use_rollups(cur, f):
+        return _participants_by_country_rollup(cur, f)
+    return _participants_by_country_days(cur, f)
+
+
+def _complete_weeks(df: pd.DataFrame, sizes: pd.DataFrame) -> pd.DataFrame:
+    if len(df):
+        # Weeks without any event are real zeros: complete the grid so lines drop to 0 instead
+        # of bridging a gap between terms.
+        weeks = pd.date_range(df.week.min(), df.week.max(), freq="7D")
+        grid = pd.MultiIndex.from_product([weeks, sorted(df.grp.unique())], names=["week", "grp"])
+        df["week"] = pd.to_datetime(df.week)
+        df = (df.set_index(["week", "grp"]).reindex(grid, fill_value=0).reset_index())
+    df = df.merge(sizes, on="grp", how="left")
+    # A group under MIN_CELL is suppressed whole; in a shown group, a week with fewer than
+    # MIN_CELL active people shows none of their numbers (a gap in the line, flag
+    # `week_suppressed`).
+    return sql.suppress_subset(sql.suppress(df, "n"), "active", ["minutes", "events"],
+                               flag="week_suppressed")
+
+
+def _activity_over_time_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None,
+                             scope: Scope = sql.scope) -> pd.DataFrame:
+    ctes, p = scope(f)
+    group, week = sql.group_col(by), sql.WEEK_SQL
+    # One scan for the weekly series and each group's size (week NULL) over the period.
+    both = sql.df(cur, f"""WITH {ctes}
+        SELECT {week} AS week, {group} AS grp, GROUPING({week}) = 1 AS total,
+               count(DISTINCT pid) AS active, sum(minutes) AS minutes, sum(events) AS events
+        FROM fe GROUP BY GROUPING SETS (({week}, {group}), ({group})) ORDER BY week
+    """, p)
+    sizes = both[both.total][["grp", "active"]].rename(columns={"active": "n"})
+    df = both[~both.total].drop(columns="total").reset_index(drop=True)
+    return _complete_weeks(df, sizes.reset_index(drop=True))
+
+
+def _activity_over_time_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
+                               ) -> pd.DataFrame:
+    dims, p = sql.dims(f)
+    group = sql.group_col(by)
+    df = sql.rdf(cur, f"""WITH {dims}
+        SELECT week, {group} AS grp, CAST(sum(active) AS BIGINT) AS active,
+               sum(minutes) AS minutes, CAST(sum(events) AS BIGINT) AS events
+        FROM ({sql.cells(sql.R_WEEKLY, f, p)}) GROUP BY ALL ORDER BY week
+    """, p)
+    sizes = sql.rdf(cur, f"""WITH {dims}
+        SELECT {group} AS grp, CAST(sum(active) AS BIGINT) AS n
+        FROM ({sql.cells(sql.R_PEOPLE, f, p, people=True)}) WHERE active > 0 GROUP BY ALL
+    """, p)
+    return _complete_weeks(df, sizes)
+
+
+@cached
+def activity_over_time(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
+                       ) -> pd.DataFrame:
+    """Weekly active participants and minutes, overall or per cluster/country/modality/setting/
+    exchange/term. Groups with fewer than MIN_CELL participants over the period are suppressed
+    whole; in a shown group, a week with fewer than MIN_CELL active has no active, minutes or
+    events (NaN) and `week_suppressed` True."""
+    sql.group_col(by)
+    if sql.use_rollups(cur, f):
+        return _activity_over_time_rollup(cur, f, by)
+    return _activity_over_time_days(cur, f, by)

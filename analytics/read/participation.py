@@ -1,0 +1,180 @@
+"""The Participation page's queries: the local-time heatmap, retention by cohort and the
+breakdown tables (its weekly series is `overview.activity_over_time`).
+
+Each public query reads the rollups when `sql.use_rollups` says they answer the filters exactly,
+else the day facts (`_…_days`)."""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+from analytics.read import sql
+from analytics.read.cache import cached
+from analytics.read.filters import Filters
+from analytics.read.sql import Scope
+
+__all__ = ["activity_heatmap", "retention_by_cohort", "breakdown", "BREAKDOWN_KEYS"]
+
+
+def _activity_heatmap_days(cur: duckdb.DuckDBPyConnection, f: Filters,
+                           scope: Scope = sql.scope) -> pd.DataFrame:
+    ctes, p = scope(f, hours=True)
+    df = sql.df(cur, f"""WITH {ctes}
+        SELECT weekday, hour, sum(events) AS events, count(DISTINCT pid) AS n
+        FROM fh GROUP BY ALL ORDER BY weekday, hour
+    """, p)
+    return sql.suppress(df, "n", keep=["weekday", "hour"])
+
+
+def _activity_heatmap_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    dims, p = sql.dims(f)
+    df = sql.rdf(cur, f"""WITH {dims}
+        SELECT CAST(weekday AS BIGINT) AS weekday, CAST(hour AS BIGINT) AS hour,
+               CAST(sum(events) AS BIGINT) AS events, CAST(sum(n) AS BIGINT) AS n
+        FROM ({sql.cells(sql.R_HOURLY, f, p)}) GROUP BY ALL ORDER BY weekday, hour
+    """, p)
+    return sql.suppress(df, "n", keep=["weekday", "hour"])
+
+
+@cached
+def activity_heatmap(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Events by local weekday × hour, each event in its institution's IANA time zone
+    (ISO weekday 1 = Monday), with distinct participants per cell. A cell with fewer than
+    MIN_CELL participants is suppressed (its events and n blanked; weekday and hour stay)."""
+    if sql.use_rollups(cur, f):
+        return _activity_heatmap_rollup(cur, f)
+    return _activity_heatmap_days(cur, f)
+
+
+def _retention_finish(df: pd.DataFrame) -> pd.DataFrame:
+    """Cohorts under MIN_CELL suppressed whole; in a shown cohort, a week with fewer than
+    MIN_CELL active pairs shows no count and no share (flag `week_suppressed`)."""
+    return sql.suppress_subset(sql.suppress(df, "n", keep=["week"]), "active", ["share"],
+                               flag="week_suppressed")
+
+
+def _retention_by_cohort_days(cur: duckdb.DuckDBPyConnection, f: Filters, max_weeks: int = 16,
+                              scope: Scope = sql.scope) -> pd.DataFrame:
+    ctes, p = scope(f)
+    p["maxw"] = max_weeks
+    df = sql.df(cur, f"""WITH {ctes},
+        firsts AS (SELECT pid, exchange_id, term, min(day) AS d0 FROM fe GROUP BY ALL),
+        wk AS (SELECT DISTINCT fe.pid, fe.exchange_id, firsts.term,
+                      CAST((fe.day - firsts.d0) // 7 AS INTEGER) AS week
+               FROM fe JOIN firsts USING (pid, exchange_id)),
+        sizes AS (SELECT term, count(*) AS n FROM firsts GROUP BY term)
+        SELECT wk.term AS cohort, wk.week, count(*) AS active, sizes.n
+        FROM wk JOIN sizes USING (term) WHERE wk.week <= $maxw
+        GROUP BY ALL ORDER BY cohort, week
+    """, p)
+    df["share"] = df.active / df.n
+    return _retention_finish(df)
+
+
+def _retention_by_cohort_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, max_weeks: int = 16
+                                ) -> pd.DataFrame:
+    dims, p = sql.dims(f)
+    p["maxw"] = max_weeks
+    df = sql.rdf(cur, f"""WITH {dims},
+        r AS (SELECT term, week, CAST(sum(active) AS BIGINT) AS active
+              FROM ({sql.cells(sql.R_RETENTION, f, p)}) GROUP BY ALL),
+        sizes AS (SELECT term, active AS n FROM r WHERE week = 0)
+        SELECT r.term AS cohort, r.week, r.active, sizes.n
+        FROM r JOIN sizes USING (term) WHERE r.week <= $maxw ORDER BY cohort, week
+    """, p)
+    df["share"] = df.active / df.n
+    return _retention_finish(df)
+
+
+@cached
+def retention_by_cohort(cur: duckdb.DuckDBPyConnection, f: Filters, max_weeks: int = 16
+                        ) -> pd.DataFrame:
+    """Share of each cohort (term of the exchange) active in week k after their first active day
+    in that exchange (participant×exchange pairs; k = whole days since that day // 7, so week 0
+    is that day and the six after it). Cohorts under MIN_CELL are suppressed; a week with fewer
+    than MIN_CELL active pairs has no active and no share (`week_suppressed`). Per pair, so the
+    rollup is exact even with participants in two exchanges (`distinct=False`)."""
+    if sql.use_rollups(cur, f, distinct=False):
+        return _retention_by_cohort_rollup(cur, f, max_weeks)
+    return _retention_by_cohort_days(cur, f, max_weeks)
+
+
+BREAKDOWN_KEYS = {"cluster": ("cluster_id", "coalesce(cluster_name, cluster_id)"),
+                  "country": ("country", "country"), "exchange": ("exchange_id", "exchange_name")}
+
+
+def _breakdown_finish(df: pd.DataFrame) -> pd.DataFrame:
+    """Minutes per active participant; groups under MIN_CELL participants suppressed whole;
+    fewer than MIN_CELL active in a shown group blanks the active count and everything summed
+    over those people (events, minutes, exchanges with activity, minutes per active)."""
+    df["minutes_per_active"] = df.minutes / df.active.where(df.active > 0)
+    return sql.suppress_subset(sql.suppress(df, "participants"), "active",
+                               ["events", "minutes", "exchanges", "minutes_per_active"])
+
+
+def _breakdown_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
+                    scope: Scope = sql.scope) -> pd.DataFrame:
+    ctes, p = scope(f)
+    key, label = BREAKDOWN_KEYS[by]
+    if by == "exchange":
+        return _breakdown_finish(sql.df(cur, f"""WITH {ctes}
+            SELECT {key} AS key, {label} AS "group", count(DISTINCT pid) AS participants,
+                   count(DISTINCT pid) AS active, sum(events) AS events,
+                   sum(minutes) AS minutes, 1 AS exchanges
+            FROM fe GROUP BY ALL ORDER BY participants DESC
+        """, p))
+    return _breakdown_finish(sql.df(cur, f"""WITH {ctes},
+        ppl AS (SELECT {key} AS key, {label} AS grp, count(*) AS participants
+                FROM fp GROUP BY ALL),
+        act AS (SELECT {key} AS key, count(DISTINCT pid) AS active,
+                       sum(events) AS events, sum(minutes) AS minutes,
+                       count(DISTINCT exchange_id) AS exchanges FROM fe GROUP BY ALL)
+        SELECT key, grp AS "group", participants, coalesce(active, 0) AS active,
+               coalesce(events, 0) AS events, coalesce(minutes, 0) AS minutes,
+               coalesce(exchanges, 0) AS exchanges
+        FROM ppl LEFT JOIN act USING (key) ORDER BY participants DESC
+    """, p))
+
+
+def _breakdown_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+    dims, p = sql.dims(f)
+    key, label = BREAKDOWN_KEYS[by]
+    if by == "exchange":
+        # Week 0 of the retention rollup holds every participant×exchange pair with events:
+        # the distinct participants of each exchange.
+        return _breakdown_finish(sql.rdf(cur, f"""WITH {dims},
+            ppl AS (SELECT {key} AS key, {label} AS grp, CAST(sum(active) AS BIGINT) AS n
+                    FROM ({sql.cells(sql.R_RETENTION, f, p)}) WHERE week = 0 GROUP BY ALL),
+            act AS (SELECT {key} AS key, CAST(sum(events) AS BIGINT) AS events,
+                           sum(minutes) AS minutes
+                    FROM ({sql.cells(sql.R_WEEKLY, f, p)}) GROUP BY ALL)
+            SELECT key, grp AS "group", n AS participants, n AS active, events, minutes,
+                   1 AS exchanges
+            FROM ppl JOIN act USING (key) ORDER BY participants DESC
+        """, p))
+    return _breakdown_finish(sql.rdf(cur, f"""WITH {dims},
+        ppl AS (SELECT {key} AS key, {label} AS grp, CAST(sum(n) AS BIGINT) AS participants,
+                       CAST(sum(active) AS BIGINT) AS active
+                FROM ({sql.cells(sql.R_PEOPLE, f, p, people=True)}) GROUP BY ALL),
+        act AS (SELECT {key} AS key, CAST(sum(events) AS BIGINT) AS events,
+                       sum(minutes) AS minutes,
+                       count(DISTINCT exchange_id) AS exchanges
+                FROM ({sql.cells(sql.R_WEEKLY, f, p)}) GROUP BY ALL)
+        SELECT key, grp AS "group", participants, coalesce(active, 0) AS active,
+               coalesce(events, 0) AS events, coalesce(minutes, 0) AS minutes,
+               coalesce(exchanges, 0) AS exchanges
+        FROM ppl LEFT JOIN act USING (key) ORDER BY participants DESC
+    """, p))
+
+
+@cached
+def breakdown(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+    """Per cluster/country/exchange: participants, active participants, events, minutes.
+    `key` is the filter value of the group (cluster_id, country, exchange_id). Per exchange,
+    the counts are per participant×exchange pair, exact in the rollups either way."""
+    if by not in BREAKDOWN_KEYS:
+        raise ValueError(f"cannot break down by {by!r}; choose one of {sorted(BREAKDOWN_KEYS)}")
+    if sql.use_rollups(cur, f, distinct=by != "exchange"):
+        return _breakdown_rollup(cur, f, by)
+    return _breakdown_days(cur, f, by)

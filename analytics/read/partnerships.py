@@ -1,0 +1,76 @@
+"""The Partnerships page's queries: the network of partnerships touching the institutions in
+scope, their Kaplan–Meier persistence and a summary per kind (domestic, cross-border). They
+read the partnerships and institutions (small dimension tables), not the activity."""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+from analytics.read import sql
+from analytics.read.cache import cached
+from analytics.read.filters import Filters
+from analytics.stats.survival import kaplan_meier, km_median
+
+__all__ = ["partnership_network", "partnership_persistence", "partnership_summary"]
+
+
+@cached
+def partnership_network(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """One row per partnership touching an institution in scope: both ends with names and
+    countries, cross-border flag, active flag, duration so far in days."""
+    dims, p = sql.dims(f)
+    return sql.rdf(cur, f"""WITH {dims}
+        SELECT pt.partnership_id, pt.exchange_id, fx.exchange_name,
+               pt.institution_a, ia.name AS name_a, ia.country AS country_a,
+               pt.institution_b, ib.name AS name_b, ib.country AS country_b,
+               ia.country <> ib.country AS cross_border,
+               pt.started_on, pt.ended_on,
+               pt.ended_on IS NULL OR pt.ended_on >= current_date AS active,
+               date_diff('day', pt.started_on, coalesce(least(pt.ended_on, current_date),
+                                                        current_date)) AS days
+        FROM {sql.T_PARTNER} pt JOIN fx USING (exchange_id)
+        JOIN {sql.T_INST} ia ON ia.institution_id = pt.institution_a
+        JOIN {sql.T_INST} ib ON ib.institution_id = pt.institution_b
+        WHERE pt.institution_a IN (SELECT institution_id FROM fi)
+           OR pt.institution_b IN (SELECT institution_id FROM fi)
+        ORDER BY pt.partnership_id
+    """, p)
+
+
+@cached
+def partnership_persistence(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Kaplan–Meier persistence of partnerships, domestic vs cross-border; still-active ones are
+    censored today."""
+    net = partnership_network(cur, f)
+    out = []
+    for cross, d in net.groupby("cross_border"):
+        label = "cross-border" if cross else "domestic"
+        km = kaplan_meier(d.days.to_numpy(float), (~d.active).to_numpy(bool))
+        km["group"] = label
+        km["n"] = len(d)
+        out.append(km)
+    if not out:
+        return pd.DataFrame(columns=["days", "survival", "at_risk", "ended", "ci_low", "ci_high",
+                                     "group", "n", "suppressed"])
+    return sql.suppress(pd.concat(out, ignore_index=True), "n", keep=["days"])
+
+
+@cached
+def partnership_summary(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Per kind (domestic, cross-border): partnerships in scope, still active, median days so
+    far and the Kaplan–Meier median duration; kinds with fewer than MIN_CELL partnerships are
+    suppressed like any small group."""
+    cols = ["kind", "n", "active", "median_days", "median_km", "suppressed"]
+    net = partnership_network(cur, f)
+    if not len(net):
+        return pd.DataFrame(columns=cols)
+    km = partnership_persistence(cur, f)
+    summary = (
+        net.assign(kind=net.cross_border.map({True: "cross-border", False: "domestic"}))
+        .groupby("kind", as_index=False)
+        .agg(n=("partnership_id", "size"), active=("active", "sum"),
+             median_days=("days", "median"))
+    )
+    summary["median_km"] = [km_median(km[km.group == k]) for k in summary.kind]
+    return sql.suppress(summary, "n")[cols]
