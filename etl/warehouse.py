@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -69,9 +70,12 @@ def damaged(warehouse: Path, error: BaseException, *copies: Path) -> WarehouseEr
     # DuckDB names files by absolute path: `build_next` gets relative ones from the command line.
     names = [str(warehouse)] + [str(Path(p).absolute()) for p in (warehouse, *copies)] + [
         str(p) for p in copies]
+    # A reader opens the file through a private link (`_open_link`): its name is the file's too.
+    links = re.compile(re.escape(str(Path(warehouse).absolute().with_name(
+        f".{Path(warehouse).name}.open-"))) + r"[0-9]+-[0-9a-f]+")
     seen: BaseException | None = error
     while seen is not None:
-        msg = str(seen)
+        msg = links.sub(str(Path(warehouse).absolute()), str(seen))
         if isinstance(seen, duckdb.Error) and (
                 any(m in msg for m in _DAMAGE)
                 or ("Could not read" in msg and any(f'"{n}"' in msg for n in names))):
