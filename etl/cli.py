@@ -136,7 +136,6 @@ def cmd_load(args, console: Console, err: Console) -> int:
             dry_run=dry_run, progress=steps.say, lock_timeout=args.wait,
             on_wait=lambda: err.print(f"waiting for another load of {args.warehouse} to finish "
                                       f"(up to {args.wait:.0f} s)…", highlight=False),
-            after_load=None if dry_run else _after_load(steps),
         )
     code = _print_reports(reports, console, args.quiet)
     if dry_run:
@@ -160,19 +159,6 @@ def _print_dry_run(reports, console: Console) -> None:
                           f"removed, {unchanged:,} unchanged (nothing was written)")
     if not totals:
         console.print("dry run: nothing would be loaded (nothing was written)")
-
-
-def _after_load(steps):
-    """Recompute the result tables in the new file before it goes live (one per data version)."""
-    try:
-        from analytics.derive.materialise import refresh
-    except ImportError:  # the statistics layer is optional for a bare load
-        return None
-
-    def run(con, reports):
-        steps.say("computing result tables")
-        refresh(con)
-    return run
 
 
 def cmd_demo(args, console: Console, err: Console) -> int:
@@ -303,7 +289,7 @@ def ensure_demo_warehouse(warehouse: Path = DEFAULT_WAREHOUSE) -> None:
     generate_demo(out, participants=10_000, seed=7, progress=True)
     resolve_key(warehouse, create=True)
     with Steps(console) as steps:
-        reports = load_paths([out], warehouse, progress=steps.say, after_load=_after_load(steps))
+        reports = load_paths([out], warehouse, progress=steps.say)
     refused = [r for r in reports if r.status == "refused"]
     if refused:
         raise EtlError(f"{warehouse}: the demo could not be loaded: {refused[0].summary()}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from etl.privacy import mask
 
-__all__ = ["EtlError", "RefusedFile", "WarehouseBusy", "WarehouseError"]
+__all__ = ["DeriveFailed", "EtlError", "RefusedFile", "WarehouseBusy", "WarehouseError"]
 
 
 class EtlError(Exception):
@@ -27,3 +27,7 @@ class WarehouseBusy(EtlError):
 
 class WarehouseError(EtlError):
     """The warehouse file is missing, unreadable or of another schema."""
+
+
+class DeriveFailed(EtlError):
+    """A load's derive step (result tables, rollups) failed: the load was not swapped in."""

@@ -26,10 +26,10 @@ import pandas as pd
 import pycountry
 
 import surveys
-from etl import privacy, readers, rules, schema
-from etl.errors import EtlError, RefusedFile
+from etl import phases, privacy, readers, rules, schema
+from etl.errors import DeriveFailed, EtlError, RefusedFile
 from etl.pseudonym import check_key, hmac_sql, resolve_key
-from etl.warehouse import DEFAULT_WAREHOUSE, NoChange, build_next
+from etl.warehouse import DEFAULT_WAREHOUSE, NoChange, build_next, damaged, data_version
 
 __all__ = ["FileReport", "load_paths", "sha256_file", "COUNTRY_ALIASES"]
 
@@ -564,7 +564,6 @@ def load_paths(
     progress: Callable[[str], None] | None = None,
     lock_timeout: float = 600.0,
     on_wait: Callable[[], None] | None = None,
-    after_load: Callable[[duckdb.DuckDBPyConnection, list[FileReport]], None] | None = None,
 ) -> list[FileReport]:
     """Load files and folders; return one report per file. Raises `EtlError` for what stops all.
 
@@ -577,6 +576,11 @@ def load_paths(
     removes more than half of it, unless `force`). `source` names the source of a single file
     (default: its absolute path). `dry_run` does everything but the swap: the reports say what
     would be added, changed and removed, and the live warehouse is not touched.
+
+    A load finishes its own work: before the swap it runs the derive step
+    (`analytics.derive.materialise.refresh`: result tables, day facts, rollups) on the next file,
+    so the new data version goes live with its derived tables. If that step fails, whatever the
+    reason, the load raises `DeriveFailed` and the live warehouse stays as it was.
     """
     warehouse = Path(warehouse)
     files = readers.expand_paths([Path(p) for p in paths])
@@ -626,6 +630,7 @@ def load_paths(
                     # (from 2**55), and rowid is how a row's number in the file is known.
                     say(f"{f.name}: reading")
                     fl.read()
+                    phases.reached("read")
                 except RefusedFile as e:
                     fl.cleanup()
                     fl.report.status, fl.report.problem = "refused", e.problem
@@ -643,6 +648,7 @@ def load_paths(
                     fl.report.status = "loaded"
                     _record(con, fl.report, sha, started)
                     con.execute("COMMIT")
+                    phases.reached("insert")
                 except RefusedFile as e:
                     con.execute("ROLLBACK")
                     fl.report.refuse(e.problem)
@@ -662,6 +668,29 @@ def load_paths(
                     changed = True
             if not changed or dry_run:
                 raise NoChange
-            if after_load is not None:
-                after_load(con, reports)
+            _derive(con, warehouse, say)
+            phases.reached("derive")
     return reports
+
+
+def _derive(con: duckdb.DuckDBPyConnection, warehouse: Path, say: Callable[[str], None]) -> None:
+    """Run the derive step on the next file: the result and dashboard tables of its version.
+
+    Any failure (an import, a computation, a write) stops the load before the swap: a data
+    version never goes live without its derived tables. Interrupts pass through as they are.
+    """
+    live = data_version(con) - 1  # the next file is one version ahead of the live one
+    say("computing result tables")
+    try:
+        from analytics.derive.materialise import refresh
+
+        refresh(con)
+    except Exception as e:
+        if damaged(warehouse, e) is not None:
+            raise  # a damaged copy of the warehouse: `build_next` says so in one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise DeriveFailed(
+            f"{warehouse}: the load was not applied: computing the result and dashboard tables "
+            f"failed ({type(e).__name__}{': ' + first if first else ''}); the warehouse was left "
+            f"as it was (data version {live}). Fix the cause and load again; "
+            "'python -m analytics refresh' rebuilds the tables of the live version") from e

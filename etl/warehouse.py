@@ -9,18 +9,25 @@ removed by the next writer. A second writer waits for the lock (up to `lock_time
 then starts from the first one's result, so no load is lost.
 
 Readers (`Reader`): open `read_only=True` lazily, in the process that uses it (after a gunicorn
-fork), and reopen when the live path points at a new file (inode or size/mtime changed). Within
-one process DuckDB hands back an already-open database for the same path until every connection
-to it is closed, so the reader closes its connection before it reopens.
+fork), and reopen when the live path points at a new file (inode, size or mtime changed; checked
+on every `cursor()`, a `stat` call). Within one process DuckDB hands back the already-open
+database for a path (symlinks and /proc/self/fd resolved) until every connection to it is
+closed, and a request thread may still hold a cursor on it; so each open goes through a path of
+its own: a hard link to the live file, made beside it and removed once DuckDB holds the file
+open. The old connection is not closed under a request in flight: it goes when its last cursor
+does. Each reading process spills into its own temporary folder (`reader_temp_root`), so server
+workers never overwrite each other's spill files.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import re
 import shutil
+import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +35,7 @@ from pathlib import Path
 import duckdb
 from filelock import FileLock, Timeout
 
-from etl import schema
+from etl import phases, schema
 from etl.errors import WarehouseBusy, WarehouseError
 
 __all__ = [
@@ -40,6 +47,7 @@ __all__ = [
     "data_version",
     "Reader",
     "lock_path",
+    "reader_temp_root",
 ]
 
 DEFAULT_WAREHOUSE = Path(os.environ.get("EXCHANGE_IMPACT_WAREHOUSE", "data/warehouse.duckdb"))
@@ -62,9 +70,12 @@ def damaged(warehouse: Path, error: BaseException, *copies: Path) -> WarehouseEr
     # DuckDB names files by absolute path: `build_next` gets relative ones from the command line.
     names = [str(warehouse)] + [str(Path(p).absolute()) for p in (warehouse, *copies)] + [
         str(p) for p in copies]
+    # A reader opens the file through a private link (`_open_link`): its name is the file's too.
+    links = re.compile(re.escape(str(Path(warehouse).absolute().with_name(
+        f".{Path(warehouse).name}.open-"))) + r"[0-9]+-[0-9a-f]+")
     seen: BaseException | None = error
     while seen is not None:
-        msg = str(seen)
+        msg = links.sub(str(Path(warehouse).absolute()), str(seen))
         if isinstance(seen, duckdb.Error) and (
                 any(m in msg for m in _DAMAGE)
                 or ("Could not read" in msg and any(f'"{n}"' in msg for n in names))):
@@ -129,13 +140,29 @@ def _configure_writer(con: duckdb.DuckDBPyConnection, tmp_dir: Path) -> None:
 
 
 def _remove_stale(warehouse: Path) -> None:
-    """Delete half-built files that a killed writer left (we hold the lock, so none is live)."""
+    """Delete half-built files that a killed writer left (we hold the lock, so none is live), and
+    the open-links of readers killed while opening (each would pin an old file's disk space)."""
     for p in warehouse.parent.glob(f".{warehouse.name}.next-*"):
         with contextlib.suppress(FileNotFoundError):
             if p.is_dir():
                 shutil.rmtree(p)
             else:
                 p.unlink()
+    for p in warehouse.parent.glob(f".{warehouse.name}.open-*"):
+        pid = p.name.rsplit(".open-", 1)[1].split("-", 1)[0]
+        if not (pid.isdigit() and _alive(int(pid))):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _open_next(warehouse: Path, nxt: Path, tmp_dir: Path) -> duckdb.DuckDBPyConnection:
@@ -211,7 +238,7 @@ def build_next(
             except NoChange:
                 con.close()
                 return
-            except duckdb.Error as e:  # a broken block of the copied file, met while loading
+            except Exception as e:  # a broken block of the copied file, met while loading
                 damage = damaged(warehouse, e, nxt)
                 if damage is None:
                     raise
@@ -230,12 +257,14 @@ def build_next(
             os.fsync(fd)
         finally:
             os.close(fd)
+        phases.reached("before_swap")
         os.replace(nxt, warehouse)
         dfd = os.open(warehouse.parent, os.O_RDONLY)
         try:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+        phases.reached("after_swap")
     finally:
         _remove_stale(warehouse)
         lock.release()
@@ -245,20 +274,70 @@ class NoChange(Exception):
     """Raised inside `build_next` to keep the live warehouse as it is."""
 
 
+_TEMP_ROOT: tuple[int, Path] | None = None
+_TEMP_LOCK = threading.Lock()
+
+
+def reader_temp_root() -> Path:
+    """This process's private folder for reading (created on first use, removed at exit).
+
+    Named with the pid under the system temp folder, owner-only; a forked child (a gunicorn
+    worker) gets its own. Each read-only connection spills into a subfolder of its own.
+    """
+    global _TEMP_ROOT
+    with _TEMP_LOCK:
+        if _TEMP_ROOT is None or _TEMP_ROOT[0] != os.getpid():
+            pid = os.getpid()
+            root = Path(tempfile.mkdtemp(prefix=f"exchange-impact-reader-{pid}-"))
+            atexit.register(_remove_temp_root, root, pid)
+            _TEMP_ROOT = (pid, root)
+        return _TEMP_ROOT[1]
+
+
+def _remove_temp_root(root: Path, pid: int) -> None:
+    if os.getpid() == pid:  # a forked child inherits the handler, not the folder
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _open_link(warehouse: Path) -> Path | None:
+    """A new hard link to the live file, beside it: a path DuckDB has never seen in this process.
+
+    None where the folder takes no links (read-only, or a file system without them): then the
+    live path is opened, and a replaced file is seen once no connection to the old one is left.
+    """
+    link = warehouse.with_name(f".{warehouse.name}.open-{os.getpid()}-{uuid.uuid4().hex}")
+    try:
+        os.link(warehouse, link)
+    except OSError:
+        return None
+    return link
+
+
 def connect_read_only(warehouse: Path | str, *, threads: int | None = None
                       ) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the file now at `warehouse`, opened through a path of its own
+    (`_open_link`) and spilling into a folder of its own under `reader_temp_root()`."""
     warehouse = Path(warehouse)
     if not warehouse.exists():
         raise WarehouseError(
             f"{warehouse}: no warehouse here; load data with 'python -m etl load PATH' "
             "or build the demo with 'python -m etl demo'"
         )
+    link = _open_link(warehouse)
     try:
-        con = duckdb.connect(str(warehouse), read_only=True)
+        con = duckdb.connect(str(link or warehouse), read_only=True)
     except duckdb.Error as e:
-        damage = damaged(warehouse, e)
+        damage = damaged(warehouse, e, *([link] if link else []))
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if link:
+            first = first.replace(str(link), str(warehouse))
         raise damage or WarehouseError(f"{warehouse}: cannot be opened ({first})") from None
+    finally:
+        if link:  # DuckDB holds the file open: the name is no longer needed
+            with contextlib.suppress(FileNotFoundError):
+                link.unlink()
+    spill = reader_temp_root() / uuid.uuid4().hex
+    con.execute(f"SET temp_directory = '{spill}'")
     con.execute("SET TimeZone = 'UTC'")
     if threads:
         # Several server processes on few cores: one thread each avoids oversubscription when
@@ -270,37 +349,39 @@ def connect_read_only(warehouse: Path | str, *, threads: int | None = None
 class Reader:
     """One read-only connection per process, reopened when the live file is replaced.
 
-    `cursor()` is cheap; call it once per request. Thread-safe: threaded servers (Flask's dev
-    server, dash_duo) share the reader.
+    `cursor()` is cheap (a `stat` of the live path); call it once per request. Thread-safe:
+    threaded servers (Flask's dev server, dash_duo) share the reader. A cursor handed out before
+    a swap keeps reading the file it started on until it is closed; every cursor handed out
+    after the swap reads the new file.
     """
 
-    def __init__(self, warehouse: Path | str = DEFAULT_WAREHOUSE, check_every: float = 0.5,
-                 *, threads: int | None = None):
+    def __init__(self, warehouse: Path | str = DEFAULT_WAREHOUSE, *, threads: int | None = None):
         self.warehouse = Path(warehouse)
         self._threads = threads
         self._con: duckdb.DuckDBPyConnection | None = None
         self._stamp: tuple | None = None
         self._pid: int | None = None
-        self._checked = 0.0
-        self._check_every = check_every
         self._lock = threading.Lock()
 
-    def _file_stamp(self) -> tuple:
-        st = os.stat(self.warehouse)
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
+    def _file_stamp(self) -> tuple | None:
+        try:
+            st = os.stat(self.warehouse)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
-            now = time.monotonic()
-            if self._con is None or self._pid != os.getpid() or now - self._checked > self._check_every:
-                self._checked = now
-                stamp = self._file_stamp() if self.warehouse.exists() else None
-                if self._con is None or self._pid != os.getpid() or stamp != self._stamp:
-                    if self._con is not None and self._pid == os.getpid():
-                        self._con.close()
-                    self._con = connect_read_only(self.warehouse, threads=self._threads)
-                    self._stamp = stamp
-                    self._pid = os.getpid()
+            stamp = self._file_stamp()
+            if self._con is None or self._pid != os.getpid() or stamp != self._stamp:
+                # Not closed: requests in flight hold cursors on it (closing a connection closes
+                # its cursors). It goes when the last of them does; new ones read the new file.
+                self._con = None
+                self._con = connect_read_only(self.warehouse, threads=self._threads)
+                # The stamp was taken before the open: a file swapped in between is newer than
+                # the stamp says, and the next call opens it once more; never the other way.
+                self._stamp = stamp
+                self._pid = os.getpid()
             return self._con.cursor()
 
     def data_version(self) -> int:

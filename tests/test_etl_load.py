@@ -233,3 +233,92 @@ def test_a_zone_duckdb_cannot_convert_with_is_rejected_not_a_crash(tmp_path: Pat
     res = P.run_etl("load", str(src), "--warehouse", str(tmp_path / "w.duckdb"))
     assert res.returncode == 3, res.stdout + res.stderr
     assert "row 2, column timezone: timezone: 'localtime' is not an IANA time zone" in res.stdout
+
+
+# ---- the library call finishes its own work (issue 9, item 2) -----------------------------------
+
+def _meta(wh: Path) -> dict[str, str]:
+    return dict(q(wh, "SELECT key, value FROM meta"))
+
+
+def _tables(wh: Path) -> set[str]:
+    return {r[0] for r in q(wh, "SELECT table_name FROM information_schema.tables")}
+
+
+def _derived_of_version(wh: Path, version: int) -> None:
+    """Every result and dashboard table is there, stamped with the warehouse's data version."""
+    from etl import schema
+
+    meta = _meta(wh)
+    assert meta["data_version"] == str(version)
+    assert meta["results_data_version"] == str(version)
+    assert meta["rollups_data_version"] == str(version)
+    missing = (set(schema.RESULT_TABLES) | set(schema.ROLLUP_TABLES)) - _tables(wh)
+    assert not missing, missing
+    assert count(wh, "res_scale_scores") > 0 and count(wh, "res_activity_weekly") > 0
+
+
+@pytest.fixture
+def key_env(monkeypatch):
+    monkeypatch.setenv("EXCHANGE_IMPACT_KEY", P.TEST_KEY)
+
+
+def test_the_library_load_leaves_result_and_dashboard_tables_of_its_version(tmp_path, key_env):
+    from etl.load import load_paths
+
+    src = P.write_program(tmp_path / "in")
+    wh = tmp_path / "wh" / "warehouse.duckdb"
+    steps: list[str] = []
+    load_paths([src], wh, progress=steps.append)  # the library, not the command line
+    _derived_of_version(wh, 1)
+    assert "computing result tables" in steps
+    P.write_csv(tmp_path / "more" / "events.csv", [dict(P.EVENTS[0], minutes="50")])
+    load_paths([tmp_path / "more" / "events.csv"], wh)
+    _derived_of_version(wh, 2)
+    # --replace and --dry-run through the library: a replace derives too, a dry run writes nothing
+    load_paths([tmp_path / "more" / "events.csv"], wh, source="more", replace=True)
+    _derived_of_version(wh, 3)
+    before = wh.read_bytes()
+    P.write_csv(tmp_path / "more" / "events.csv", [dict(P.EVENTS[0], minutes="55")])
+    reports = load_paths([tmp_path / "more" / "events.csv"], wh, source="more", replace=True,
+                         dry_run=True)
+    assert reports[0].rows_changed == 1
+    assert wh.read_bytes() == before
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("the model did not converge"),
+                                     ImportError("No module named 'statsmodels'")])
+def test_a_failing_derive_step_fails_the_load_and_leaves_the_warehouse_alone(
+        tmp_path, key_env, monkeypatch, capsys, failure):
+    from analytics.derive import materialise
+    from etl.errors import DeriveFailed
+    from etl.load import load_paths
+
+    src = P.write_program(tmp_path / "in")
+    wh = tmp_path / "wh" / "warehouse.duckdb"
+    load_paths([src], wh)
+    before = wh.read_bytes()
+
+    def broken(con, **kw):
+        raise failure
+
+    monkeypatch.setattr(materialise, "refresh", broken)
+    P.write_csv(tmp_path / "more" / "events.csv", [dict(P.EVENTS[0], minutes="50")])
+    with pytest.raises(DeriveFailed) as e:
+        load_paths([tmp_path / "more" / "events.csv"], wh)
+    msg = str(e.value)
+    assert type(failure).__name__ in msg and str(failure) in msg
+    assert "left as it was (data version 1)" in msg
+    assert wh.read_bytes() == before  # not swapped: byte for byte the old file
+    assert not [p for p in wh.parent.iterdir() if ".next-" in p.name]
+    # The command line says it in one line, exit status 1, no traceback.
+    import signal
+
+    from etl import cli
+
+    monkeypatch.setattr(signal, "signal", lambda *a: None)  # leave pytest's handlers alone
+    assert cli.main(["load", str(tmp_path / "more" / "events.csv"), "--warehouse", str(wh),
+                     "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "error:" in err and "the load was not applied" in err and "Traceback" not in err
+    assert wh.read_bytes() == before

@@ -1,6 +1,6 @@
 """Result tables per data version: read the warehouse, call the pure functions, store `res_*`.
 
-`refresh(con)` runs at the end of every load (`etl.cli._after_load`), on the read-write
+`refresh(con)` runs at the end of every load (`etl.load.load_paths`), on the read-write
 connection to the *next* warehouse file before it is swapped in, so the results are computed once
 per data version and the dashboard only reads them. `compute_results(con)` does the same work
 without writing (a read-only connection is enough); the export uses it when the stored tables
