@@ -82,16 +82,20 @@ def dash_app(tmp_path_factory: pytest.TempPathFactory):
 
 def _settle(dash_duo, selector: str, timeout: float = 20) -> None:
     dash_duo.wait_for_element(selector, timeout=timeout)
-    # Wait until Dash has no callback in flight (the renderer marks the document while busy).
+    # Wait on Dash's own state, not on time: no callback requested or in flight in the renderer's
+    # store, and no component marked as loading.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         busy = dash_duo.driver.execute_script(
-            "return document.querySelectorAll('[data-dash-is-loading=\"true\"]').length"
+            "const cbs = Object.assign({}, window.store.getState().callbacks);"
+            "delete cbs.stored; delete cbs.completed;"
+            "return [].concat(...Object.values(cbs)).length"
+            " + document.querySelectorAll('[data-dash-is-loading=\"true\"]').length"
         )
         if not busy:
-            break
+            return
         time.sleep(0.1)
-    time.sleep(0.3)
+    raise AssertionError(f"Dash was still busy {timeout:g} s after {selector} appeared")
 
 
 def _foreign_requests(dash_duo) -> list[str]:
