@@ -15,12 +15,20 @@ import argparse
 import signal
 import time
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, NoReturn
 
 from rich.console import Console
 
 from etl import schema
 from etl.errors import EtlError
 from etl.warehouse import DEFAULT_WAREHOUSE
+
+if TYPE_CHECKING:
+    import duckdb
+    from rich.table import Table
+
+    from etl.load import FileReport
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_REJECTS = 0, 1, 2, 3
 
@@ -102,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _print_reports(reports, console: Console, quiet: bool) -> int:
+def _print_reports(reports: list[FileReport], console: Console, quiet: bool) -> int:
     code = EXIT_OK
     for r in reports:
         if r.status == "refused":
@@ -124,7 +132,7 @@ def _print_reports(reports, console: Console, quiet: bool) -> int:
     return code
 
 
-def cmd_load(args, console: Console, err: Console) -> int:
+def cmd_load(args: argparse.Namespace, console: Console, err: Console) -> int:
     from etl.load import load_paths
     from etl.progress import Steps
 
@@ -143,7 +151,7 @@ def cmd_load(args, console: Console, err: Console) -> int:
     return code
 
 
-def _print_dry_run(reports, console: Console) -> None:
+def _print_dry_run(reports: list[FileReport], console: Console) -> None:
     """Per table, what the load would do; the warehouse was not touched."""
     totals: dict[str, list[int]] = {}
     for r in reports:
@@ -161,7 +169,7 @@ def _print_dry_run(reports, console: Console) -> None:
         console.print("dry run: nothing would be loaded (nothing was written)")
 
 
-def cmd_demo(args, console: Console, err: Console) -> int:
+def cmd_demo(args: argparse.Namespace, console: Console, err: Console) -> int:
     from etl.demo import generate_demo
     from etl.pseudonym import resolve_key
 
@@ -178,7 +186,8 @@ def cmd_demo(args, console: Console, err: Console) -> int:
     # A demo written again into the same folder is a new version of the same generated sources:
     # it replaces the earlier demo's rows, as its user expects, and removes nothing else.
     replace = args.warehouse.exists()  # a first demo has nothing to replace
-    args.paths, args.kind, args.wait, args.replace, args.force = [out], None, 600.0, replace, replace
+    args.paths, args.kind, args.wait = [out], None, 600.0
+    args.replace = args.force = replace
     code = cmd_load(args, console, err)
     if not args.quiet:
         console.print(f"demo ready in {time.perf_counter() - t0:.1f} s: {args.warehouse}")
@@ -186,7 +195,7 @@ def cmd_demo(args, console: Console, err: Console) -> int:
     return EXIT_OK if code == EXIT_REJECTS else code
 
 
-def cmd_status(args, console: Console, err: Console) -> int:
+def cmd_status(args: argparse.Namespace, console: Console, err: Console) -> int:
     import duckdb
 
     from etl.warehouse import connect_read_only, damaged
@@ -204,7 +213,8 @@ def cmd_status(args, console: Console, err: Console) -> int:
     return EXIT_OK
 
 
-def _status(con, args, console: Console) -> None:
+def _status(con: duckdb.DuckDBPyConnection, args: argparse.Namespace, console: Console
+            ) -> None:
     """Print the data version, the rows per table and the last loads."""
     from rich.table import Table
 
@@ -228,7 +238,8 @@ def _status(con, args, console: Console) -> None:
     for c in ("batch", "file", "kind", "status", "in", "accepted", "rejected", "finished"):
         loads.add_column(c, justify="right" if c in ("in", "accepted", "rejected") else "left")
     for row in con.execute(
-        "SELECT batch_id, parse_filename(file), kind, status, rows_in, rows_accepted, rows_rejected, "
+        "SELECT batch_id, parse_filename(file), kind, status, rows_in, rows_accepted, "
+        "rows_rejected, "
         "strftime(finished_at, '%Y-%m-%d %H:%M:%S') FROM load_batches "
         "ORDER BY batch_id DESC LIMIT 15").fetchall():
         loads.add_row(*[f"{v:,}" if isinstance(v, int) and i > 3 else str(v or "")
@@ -236,7 +247,7 @@ def _status(con, args, console: Console) -> None:
     console.print(loads)
 
 
-def _sources_table(con):
+def _sources_table(con: duckdb.DuckDBPyConnection) -> Table:
     """Each source (what `--replace` and `--source` name) with the rows it holds now."""
     from rich.table import Table
 
@@ -249,7 +260,8 @@ def _sources_table(con):
         table.add_column(c, justify="right" if c in ("loads", "rows now") else "left")
     for src, kind, loads, rows, last in con.execute(
         "SELECT coalesce(b.source, b.source_name), b.kind, count(DISTINCT b.batch_id), "
-        f"coalesce(sum(h.n), 0), strftime(max(b.finished_at), '%Y-%m-%d %H:%M') FROM load_batches b "
+        "coalesce(sum(h.n), 0), strftime(max(b.finished_at), '%Y-%m-%d %H:%M') "
+        "FROM load_batches b "
         f"LEFT JOIN ({held}) h ON h.batch_id = b.batch_id AND h.kind = b.kind "
         "WHERE b.status = 'loaded' GROUP BY ALL ORDER BY 2, 1").fetchall():
         table.add_row(src, kind, f"{loads:,}", f"{int(rows):,}", last or "")
@@ -259,7 +271,7 @@ def _sources_table(con):
 _stopping = False
 
 
-def _interrupt(signum, frame):
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
     # Ctrl-C, or a service manager's SIGTERM: unwind so the half-built file goes. DuckDB turns the
     # interrupt into "RuntimeError: Query interrupted" when it lands inside a query.
     global _stopping

@@ -91,7 +91,8 @@ class FileReport:
         return out + f"; {self.changes()} [batch {self.batch_id}]"
 
     def changes(self) -> str:
-        """What the file did to its table: "12 answers added, 1 changed, 0 removed, 40 unchanged"."""
+        """What the file did to its table, e.g. "12 answers added, 1 changed, 0 removed,
+        40 unchanged"."""
         unit = "answers" if self.kind == "responses" else "rows"
         return (f"{unit} in {self.kind}: {self.rows_added:,} added, {self.rows_changed:,} changed, "
                 f"{self.rows_removed:,} removed, {self.rows_unchanged:,} unchanged")
@@ -133,7 +134,8 @@ def _prepare_lookups(con: duckdb.DuckDBPyConnection) -> None:
         (item, inst.id, s.id, s.min, s.max)
         for item, (inst, s) in surveys.item_index(surveys.load_instruments()).items()
     ]
-    con.register("_items_df", pd.DataFrame(items, columns=["item", "instrument", "scale", "lo", "hi"]))
+    con.register("_items_df",
+                 pd.DataFrame(items, columns=["item", "instrument", "scale", "lo", "hi"]))
     con.execute("CREATE OR REPLACE TEMP TABLE _items AS SELECT * FROM _items_df")
     con.unregister("_items_df")
 
@@ -141,7 +143,8 @@ def _prepare_lookups(con: duckdb.DuckDBPyConnection) -> None:
 def _kind_of(path: Path, kind: str | None, con: duckdb.DuckDBPyConnection) -> str:
     if kind:
         if kind not in schema.CONTRACT_KINDS:
-            raise RefusedFile(str(path), f"--kind {kind} is not one of {', '.join(schema.LOAD_ORDER)}")
+            raise RefusedFile(
+                str(path), f"--kind {kind} is not one of {', '.join(schema.LOAD_ORDER)}")
         return kind
     named = readers.detect_kind(path, [], set())
     if named:
@@ -162,8 +165,9 @@ def _kind_of(path: Path, kind: str | None, con: duckdb.DuckDBPyConnection) -> st
 class _FileLoader:
     """Loads one file into the open next-warehouse connection (inside a transaction)."""
 
-    def __init__(self, con, path: Path, kind: str, key: bytes, batch_id: int, sha: str,
-                 source: str, *, replace: bool = False, force: bool = False):
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, kind: str, key: bytes,
+                 batch_id: int, sha: str, source: str, *, replace: bool = False,
+                 force: bool = False) -> None:
         self.con, self.path, self.kind, self.key = con, path, kind, key
         self.batch_id, self.sha, self.source = batch_id, sha, source
         self.replace, self.force = replace, force
@@ -206,10 +210,12 @@ class _FileLoader:
                     "no column is an item of a known instrument (surveys/*.yaml); "
                     f"columns are: {', '.join(cols[:12])}{' …' if len(cols) > 12 else ''}",
                 )
-            unknown = [c for c in cols if c not in contract and c not in items and c not in identifying]
+            unknown = [c for c in cols
+                       if c not in contract and c not in items and c not in identifying]
         else:
             unknown = [c for c in cols if c not in contract and c not in identifying]
-        missing = [c for c in self.table.required if c not in cols and c not in ("instrument", "item", "value")]
+        missing = [c for c in self.table.required
+                   if c not in cols and c not in ("instrument", "item", "value")]
         if missing:
             raise RefusedFile(
                 str(self.path),
@@ -240,7 +246,8 @@ class _FileLoader:
                           "NULL::INTEGER AS tz_id")
             self.con.execute(
                 f"CREATE OR REPLACE TEMP TABLE _ids AS SELECT ids._src_id, ids._pid, {known} FROM "
-                f"(SELECT participant_id AS _src_id, {hmac_sql('participant_id', self.key)} AS _pid "
+                "(SELECT participant_id AS _src_id, "
+                f"{hmac_sql('participant_id', self.key)} AS _pid "
                 "FROM (SELECT DISTINCT participant_id FROM src WHERE participant_id IS NOT NULL)) "
                 f"ids {roster}"
             )
@@ -248,7 +255,8 @@ class _FileLoader:
             col = rules.LOCAL_TIME[self.kind]
             self._tz_hours(col)
             # Parsed once here: the typed value, its check and the offset join all need it.
-            parsed = f'TRY_CAST(src."{col}" AS TIMESTAMP)' if col in self.cols else "NULL::TIMESTAMP"
+            parsed = (f'TRY_CAST(src."{col}" AS TIMESTAMP)' if col in self.cols
+                      else "NULL::TIMESTAMP")
             extra.append(f'{parsed} AS "_local_{col}"')
         return f"(SELECT src.*{''.join(', ' + e for e in extra)} FROM src)"
 
@@ -292,7 +300,8 @@ class _FileLoader:
         `_fails`, the list of rules they broke. Without `typed` (the reject pass of events) it
         also leaves out the per-hour offset join, which only typed values use."""
         checks = [(f, c) for f in self.fields for c in f.checks]
-        key = self.table.key if self.kind != "responses" else ("participant_id", "exchange_id", "wave")
+        key = (self.table.key if self.kind != "responses"
+               else ("participant_id", "exchange_id", "wave"))
         sel = ["s._row"] + [f'{f.typed} AS "t_{f.name}"' for f in self.fields if typed]
         broken = [f"coalesce({c.broken}, false)" for _, c in checks]
         if self.kind != "events":  # a log may hold identical lines; keys replace across files
@@ -314,8 +323,8 @@ class _FileLoader:
                 f"CASE WHEN s._row <> _first THEN {{'col': '{key[0]}', 'rule': 'duplicate', "
                 f"'value': {shown}, 'msg': 'same {keytxt} as row ' || _first || "
                 "'; the first row is kept'} END")
-        sel.append(f"CASE WHEN _bad THEN list_filter([{', '.join(fails)}], lambda x: x IS NOT NULL) "
-                   "END AS _fails")
+        sel.append(f"CASE WHEN _bad THEN list_filter([{', '.join(fails)}], "
+                   "lambda x: x IS NOT NULL) END AS _fails")
         if self.kind == "responses":
             sel += [f's."{c}" AS "i_{c}"' for c in self.item_cols]
         joins = rules.JOINS[self.kind] + (rules.LOCAL_JOINS.get(self.kind, "") if typed else "")
@@ -405,7 +414,8 @@ class _FileLoader:
             f'"t_submitted_at", {self.batch_id} '
             "FROM cells WHERE value IS NOT NULL AND value BETWEEN lo AND hi")
         n_cells_bad, rows_ok = self.con.execute(
-            "SELECT (SELECT count(*) FROM cells WHERE value IS NULL OR value NOT BETWEEN lo AND hi),"
+            "SELECT (SELECT count(*) FROM cells "
+            "WHERE value IS NULL OR value NOT BETWEEN lo AND hi),"
             " (SELECT count(DISTINCT _row) FROM cells WHERE value BETWEEN lo AND hi)").fetchall()[0]
         self.report.rows_accepted = rows_ok
         if n_cells_bad:
@@ -472,7 +482,8 @@ class _FileLoader:
             rep.notes.append(f"--replace: no earlier load of source {self.source} to replace; "
                              "loaded as a new source")
             return
-        what = (f"replacing source {self.source} (batch{'es' if len(self.earlier_batches) > 1 else ''}"
+        plural = "es" if len(self.earlier_batches) > 1 else ""
+        what = (f"replacing source {self.source} (batch{plural}"
                 f" {', '.join(map(str, self.earlier_batches))}, {source_rows:,} "
                 f"{'answers' if self.kind == 'responses' else 'rows'} now)")
         problem = ""
@@ -527,7 +538,8 @@ class _FileLoader:
             self.con.execute(f"DROP TABLE IF EXISTS {t}")
 
 
-def _record(con, rep: FileReport, sha: str | None, started: dt.datetime) -> None:
+def _record(con: duckdb.DuckDBPyConnection, rep: FileReport, sha: str | None,
+            started: dt.datetime) -> None:
     values = {
         "batch_id": rep.batch_id, "file": rep.file, "source_name": Path(rep.file).name,
         "source": rep.source or None, "sha256": sha, "kind": rep.kind, "rows_in": rep.rows_in,
@@ -617,8 +629,8 @@ def load_paths(
                     "AND source = ? AND status = 'loaded' ORDER BY batch_id DESC LIMIT 1",
                     [sha, kinds[f], src]).fetchall()
                 if prior:
-                    reports.append(FileReport(str(f), kinds[f], "unchanged",
-                                              notes=[f"same content already loaded as batch {prior[0][0]}"]))
+                    same = f"same content already loaded as batch {prior[0][0]}"
+                    reports.append(FileReport(str(f), kinds[f], "unchanged", notes=[same]))
                     say(f"{f.name}: unchanged")
                     continue
                 batch_id = con.execute(

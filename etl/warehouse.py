@@ -29,7 +29,7 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -195,7 +195,7 @@ def build_next(
     warehouse: Path | str = DEFAULT_WAREHOUSE,
     *,
     lock_timeout: float = 600.0,
-    on_wait=None,
+    on_wait: Callable[[], None] | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """Yield a read-write connection to the next warehouse; swap it in if the block succeeds.
 
@@ -246,8 +246,9 @@ def build_next(
             # built_at is to the second, for people; build_id tells apart two files built in the
             # same second with the same version (readers key their caches on it).
             con.execute("DELETE FROM meta WHERE key IN ('built_at', 'build_id')")
-            con.execute("INSERT INTO meta VALUES ('built_at', strftime(now(), '%Y-%m-%dT%H:%M:%SZ')),"
-                        " ('build_id', ?)", [uuid.uuid4().hex])
+            con.execute("INSERT INTO meta VALUES "
+                        "('built_at', strftime(now(), '%Y-%m-%dT%H:%M:%SZ')), ('build_id', ?)",
+                        [uuid.uuid4().hex])
             con.execute("CHECKPOINT")
         finally:
             con.close()

@@ -4,8 +4,8 @@ installs (`refuse_malformed_callbacks`, `send_download`).
 
 Callback input: what a page did not send is refused or dropped here, in one place. A malformed
 request or a value of the wrong type is a 400 (`bad_input`), never a 500; filter values the data
-does not have are dropped by `filters_of` (through `analytics.read.filters.known_filters`) before they
-reach a query or its cache.
+does not have are dropped by `filters_of` (through `analytics.read.filters.known_filters`) before
+they reach a query or its cache.
 
 The file starts with `_` so that Dash Pages does not register it as a page; `app.py` imports it,
 which registers its callbacks.
@@ -231,8 +231,8 @@ def clicked(click: Any, field: str) -> str:
 
 def filters_of(store: Any) -> filters.Filters:
     """The filters of the shared store, checked: a store of the wrong shape is a 400
-    (`bad_input`), and values the data does not have are dropped (`filters.known_filters`; the filter
-    bar has already said which when they came from a link or a control)."""
+    (`bad_input`), and values the data does not have are dropped (`filters.known_filters`; the
+    filter bar has already said which when they came from a link or a control)."""
     if store is not None and not isinstance(store, dict):
         raise bad_input(f"{FILTERS} must be an object, not {type(store).__name__}")
     try:
@@ -667,7 +667,8 @@ def table(df: pd.DataFrame, columns: dict[str, tuple[str, Callable[[Any], str]]]
     suppressed rows show the suppression label in their figure columns, and so do the cells a
     row blanked for a subset under k (its `subset_suppressed` flag, e.g. 3 drop-outs)."""
     if df is None or not len(df):
-        return html.P(f"{caption}: nothing for the current filters.", className="text-body-secondary")
+        return html.P(f"{caption}: nothing for the current filters.",
+                      className="text-body-secondary")
     header = html.Thead(html.Tr([html.Th(lbl, scope="col") for lbl, _ in columns.values()]))
     body = []
     for _, row in df.head(max_rows).iterrows():
@@ -677,7 +678,8 @@ def table(df: pd.DataFrame, columns: dict[str, tuple[str, Callable[[Any], str]]]
         for i, (col, (_, fmt)) in enumerate(columns.items()):
             val = row[col] if col in row else None
             if sup and i > 0 and (val is None or pd.isna(val)):
-                cells.append(html.Td(suppression.SUPPRESSED_LABEL, className="text-body-secondary fst-italic"))
+                cells.append(html.Td(suppression.SUPPRESSED_LABEL,
+                                     className="text-body-secondary fst-italic"))
             else:
                 cells.append(html.Td(fmt(val)))
         body.append(html.Tr(cells))
@@ -710,8 +712,10 @@ def suppressed_figure(title: str, subject: str) -> Figure:
 
 def small_selection_alert() -> dbc.Alert:
     """What the headline says instead of its figures for a selection under k."""
-    return dbc.Alert([html.Strong(suppression.SMALL_SELECTION[0].upper() + suppression.SMALL_SELECTION[1:] + ": "),
-                      f"its figures are {suppression.SUPPRESSED_LABEL}. Widen the filters to see them."],
+    what = suppression.SMALL_SELECTION
+    return dbc.Alert([html.Strong(what[0].upper() + what[1:] + ": "),
+                      f"its figures are {suppression.SUPPRESSED_LABEL}. "
+                      "Widen the filters to see them."],
                      color="secondary", className="small suppressed-note mb-2",
                      id="small-selection-alert")
 

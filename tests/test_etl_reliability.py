@@ -27,7 +27,8 @@ def big_events(path: Path, n: int, minutes: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
     con.execute(
-        f"COPY (SELECT (['STU-0001', 'STU-0002', 'STU-0003'])[(i % 3 + 1)::BIGINT] AS participant_id, "
+        "COPY (SELECT (['STU-0001', 'STU-0002', 'STU-0003'])[(i % 3 + 1)::BIGINT] "
+        "AS participant_id, "
         "'E1' AS exchange_id, strftime(TIMESTAMP '2026-02-01 08:00' + to_seconds(i::BIGINT), "
         f"'%Y-%m-%d %H:%M:%S') AS occurred_at, 'message' AS activity, {minutes} AS minutes "
         f"FROM range({n}) t(i)) TO '{path}'"
@@ -40,13 +41,15 @@ def snapshot(wh: Path) -> dict:
     """Open the warehouse as a reader would and check that no batch is half there."""
     con = duckdb.connect(str(wh), read_only=True)
     try:
-        version = int(con.execute("SELECT value FROM meta WHERE key='data_version'").fetchall()[0][0])
+        version = int(con.execute(
+            "SELECT value FROM meta WHERE key='data_version'").fetchall()[0][0])
         events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
         batches = dict(con.execute(
             "SELECT batch_id, rows_accepted FROM load_batches WHERE kind = 'events'").fetchall())
         per_batch = dict(con.execute(
             "SELECT batch_id, count(*) FROM events GROUP BY batch_id").fetchall())
-        versions = {r[0] for r in con.execute("SELECT DISTINCT data_version FROM load_batches").fetchall()}
+        versions = {r[0] for r in con.execute(
+            "SELECT DISTINCT data_version FROM load_batches").fetchall()}
     finally:
         con.close()
     for b, n in per_batch.items():

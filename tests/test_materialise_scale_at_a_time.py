@@ -3,9 +3,9 @@
 `analytics.derive.materialise` scores scales in SQL and computes pre/post, longitudinal models,
 reliability and attrition one scale at a time (so that 1M participants fit in memory). The
 reference here is the whole-frame path it replaced: every answer read into pandas, the pure
-functions called once on everything (the scoring oracle `tests/scoring_oracle.py` etc.). Both run on the
-shared demo warehouse and must agree (numbers to 1e-9: the order of rows in a float sum may
-differ).
+functions called once on everything (the scoring oracle `tests/scoring_oracle.py` etc.). Both
+run on the shared demo warehouse and must agree (numbers to 1e-9: the order of rows in a float
+sum may differ).
 """
 
 from __future__ import annotations

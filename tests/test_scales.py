@@ -30,8 +30,9 @@ def sql_scores(responses: pd.DataFrame, instruments: dict) -> pd.DataFrame:
     with duckdb.connect() as con:
         con.execute(schema.ddl(schema.RESPONSES))
         con.register("answers", responses)
-        con.execute(f"INSERT INTO {schema.RESPONSES.name} (participant_id, exchange_id, wave, item, "
-                    "value) SELECT participant_id, exchange_id, wave, item, value FROM answers")
+        con.execute(f"INSERT INTO {schema.RESPONSES.name} "
+                    "(participant_id, exchange_id, wave, item, value) "
+                    "SELECT participant_id, exchange_id, wave, item, value FROM answers")
         materialise._load_items(con, instruments)
         table = materialise._sql_scale_scores(con, None)
         return con.execute(f"SELECT * FROM {table}").df()
@@ -155,11 +156,14 @@ def test_docstring_examples_of_the_analytics_modules_run():
 
     import analytics.stats.attrition
     import analytics.stats.longitudinal
+    import analytics.stats.means
     import analytics.stats.prepost
     import analytics.stats.reliability
+    import analytics.stats.survival
     import analytics.suppression
 
     for mod in (analytics.stats.reliability, analytics.stats.prepost,
-                analytics.stats.longitudinal, analytics.stats.attrition, analytics.suppression):
+                analytics.stats.longitudinal, analytics.stats.attrition, analytics.suppression,
+                analytics.stats.means, analytics.stats.survival):
         res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert res.failed == 0, mod.__name__

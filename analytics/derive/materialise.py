@@ -24,19 +24,20 @@ What is computed (the pure functions live in `analytics.stats.reliability`, `.pr
   per scale and on engagement (events logged), Welch t.
 
 Aggregates are stored suppressed: a group with fewer than k participants
-(`analytics.suppression.MIN_CELL`, the one setting) has ``suppressed = 'n < k'`` and NULL numbers. Bookkeeping goes into
-the `meta` table under ``results_*`` keys: the data version the results belong to, when they
-were generated, how long they took in all and per table, k, and the longitudinal model fitted
-per scale. Tables without a `suppressed` column (reliability, longitudinal) get NULL numbers
-where they rest on fewer than k participants.
+(`analytics.suppression.MIN_CELL`, the one setting) has ``suppressed = 'n < k'`` and NULL
+numbers. Bookkeeping goes into the `meta` table under ``results_*`` keys: the data version the
+results belong to, when they were generated, how long they took in all and per table, k, and the
+longitudinal model fitted per scale. Tables without a `suppressed` column (reliability,
+longitudinal) get NULL numbers where they rest on fewer than k participants.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
@@ -515,17 +516,15 @@ def compute_results(
     instruments = instruments if instruments is not None else surveys.load_instruments()
     k = min_cell
 
-    def step(name: str):
-        class _Step:
-            def __enter__(self):
-                self.t0 = time.perf_counter()
-
-            def __exit__(self, et, e, tb):
-                timings[name] = timings.get(name, 0.0) + time.perf_counter() - self.t0
-                if et is not None and issubclass(et, ValueError):
-                    raise ResultsError(
-                        f"{RESULT_NAMES[name].name}: cannot be computed: {e}") from e
-        return _Step()
+    @contextlib.contextmanager
+    def step(name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        except ValueError as e:
+            raise ResultsError(f"{RESULT_NAMES[name].name}: cannot be computed: {e}") from e
+        finally:
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
 
     t0 = time.perf_counter()
     items = _load_items(con, instruments)

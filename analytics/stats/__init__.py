@@ -2,7 +2,7 @@
 DataFrame out, one row per estimate. Nothing here imports DuckDB, Dash or the warehouse; the
 derive step and the read layer call these functions on data they have read.
 
-- `scales`       scale scores per participant × exchange × wave (the oracle of the derive step's SQL)
+- `scales`       the instruments as one table of items (scoring itself is SQL in the derive step)
 - `reliability`  Cronbach's α with Feldt CI per instrument × scale × wave
 - `prepost`      paired pre/post change, tests, d_z / d_av / Hedges g_av, BH
 - `longitudinal` random-intercept LMM by closed-form profiled REML: means, contrasts, DiD, ICCs
