@@ -262,3 +262,25 @@ def test_a_warehouse_without_derived_tables_says_to_refresh_on_the_page(client, 
     status = _post_all(client, Filters(), {"participation-by": "cluster"})
     assert status and all(s in (200, 204) for s in status.values()), status
     assert status[[o for o in status if o.startswith("overview-cards")][0]] == 204
+
+
+def test_every_figure_a_page_sends_is_one_plotly_accepts(client) -> None:
+    """The pages build figures as plain dicts (`pages._ui.Figure`, for speed); plotly.py's own
+    Figure validates every property name and value of each one they send."""
+    import plotly.graph_objects as go
+
+    deps = client.get("/_dash-dependencies").get_json()
+    f = Filters()
+    store = {"filters": f.to_dict(), "query": f.to_query()}
+    seen = 0
+    for body in callback_bodies("", store, {}, deps):
+        r = client.post("/_dash-update-component", data=json.dumps(body),
+                        content_type="application/json")
+        if r.status_code != 200:
+            continue
+        for props in r.get_json()["response"].values():
+            fig = props.get("figure")
+            if isinstance(fig, dict) and "data" in fig:
+                go.Figure(fig)  # raises ValueError naming a bad property
+                seen += 1
+    assert seen >= 10, seen

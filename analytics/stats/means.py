@@ -26,10 +26,17 @@ def t_interval(df: pd.DataFrame, mean: str = "mean", sd: str = "sd", n: str = "n
 
 def welch_difference(na: int, ma: float, va: float, nb: int, mb: float, vb: float
                      ) -> tuple[float, float, float]:
-    """Difference of means with a Welch 95% CI (R's `t.test(var.equal = FALSE)`)."""
+    """Difference of means with a Welch 95% CI (R's `t.test(var.equal = FALSE)`) from each
+    group's n, mean and variance: the read layer has only these summaries, and scipy's
+    `ttest_ind_from_stats` gives t and p but neither the interval nor the degrees of freedom
+    (tests hold this equal to `scipy.stats.ttest_ind(...).confidence_interval()` on raw data).
+
+    >>> [round(v, 4) for v in welch_difference(4, 2.5, 5 / 3, 5, 6.0, 10.0)]
+    [-3.5, -7.3854, 0.3854]
+    """
     sa, sb = va / na, vb / nb
     se = math.sqrt(sa + sb)
     dof = (sa + sb) ** 2 / (sa**2 / (na - 1) + sb**2 / (nb - 1)) if se else 1.0
     diff = ma - mb
-    tcrit = stats.t.ppf(0.975, dof)
+    tcrit = float(stats.t.ppf(0.975, dof))
     return diff, diff - tcrit * se, diff + tcrit * se

@@ -2,8 +2,9 @@
 
 Items are reverse-coded as for scoring (min + max - x) and laid out one row per respondent
 (participant x exchange) and one column per item; alpha is pingouin's ``cronbach_alpha`` with
-pairwise-complete covariances (its formula, computed here without importing pingouin), which is
-R's ``psych::alpha(x, keys = reversed)`` raw_alpha with its default ``use = "pairwise"``. The 95 % CI is Feldt's (Feldt, Woodruff & Salih 1987), the
+pairwise-complete covariances (its formula, computed here without importing pingouin: see
+`benchmarks/stand_ins.py`), which is R's ``psych::alpha(x, keys = reversed)`` raw_alpha with its
+default ``use = "pairwise"``. The 95 % CI is Feldt's (Feldt, Woodruff & Salih 1987), the
 formula pingouin uses, recomputed here unrounded (pingouin rounds it to 3 decimals):
 1 - (1 - alpha) * F(1 - a/2 ; n-1, (n-1)(k-1)) .. 1 - (1 - alpha) * F(a/2 ; …), with n the
 respondents and k the items.
@@ -57,9 +58,9 @@ def cronbach_alpha(wide: pd.DataFrame, *, ci: float = 0.95) -> tuple[float, floa
     nan = float("nan")
     if k < 2 or n < 2:
         return nan, nan, nan, int(n)
-    # pingouin.cronbach_alpha's formula, written out: importing pingouin costs ~3 s (it loads
-    # matplotlib and seaborn), more than every alpha of a program together. Tests hold the two
-    # equal to 1e-12.
+    # pingouin.cronbach_alpha's formula, written out: importing pingouin costs ~2.4 s (it loads
+    # matplotlib and seaborn), ~1,400x one alpha of 10,000 x 8 (benchmarks/stand_ins.py).
+    # Tests hold the two equal to 1e-12.
     C = w.cov()
     a = float((k / (k - 1)) * (1 - np.trace(C.to_numpy()) / C.to_numpy().sum()))
     df1, df2 = n - 1, (n - 1) * (k - 1)
