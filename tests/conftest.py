@@ -41,6 +41,13 @@ def browser_missing_reason() -> str | None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "browser: needs headless Chromium and chromedriver")
+    # Under pytest-xdist each worker serves its dash_duo apps from ports of its own (dash's
+    # runner counts up from 8050 in every process, so two workers would collide).
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw"):
+        from dash.testing.application_runners import BaseDashRunner
+
+        BaseDashRunner._next_port = 8050 + 200 * (int(worker[2:]) + 1)
     # Headless always: there is no display on CI or on the dev machine.
     if hasattr(config.option, "headless"):
         config.option.headless = True
