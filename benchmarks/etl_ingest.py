@@ -65,7 +65,9 @@ def generate(folder: Path, events: int, participants: int, bad_every: int = 0) -
     con.execute(
         f"COPY (SELECT CASE WHEN {bad} AND (i // {bad_every}) % 2 = 0 THEN 'P99999999' ELSE "
         "'P' || lpad((hash(i) % {p})::VARCHAR, 8, '0') END AS participant_id, "
-        "'E' || (hash(i * 7) % 50) AS exchange_id, "
+        # Each participant takes part in one exchange, as in a real program (an exchange drawn
+        # per event made ~40 exchanges per person and a derive step far from any real one).
+        "'E' || ((hash(i) % {p}) % 50) AS exchange_id, "
         "strftime(TIMESTAMP '2026-01-05 08:00:00' + to_seconds((hash(i * 3) % 25000000)::BIGINT), "
         "'%Y-%m-%d %H:%M:%S') AS occurred_at, "
         "(['message', 'video call', 'upload', 'comment', 'quiz'])"
@@ -82,12 +84,19 @@ def _peak_mb() -> float:
 def run_loader(folder: Path, warehouse: Path) -> dict:
     from etl.load import load_paths
 
+    derive_from = []
+
+    def said(msg: str) -> None:  # the load says when it starts its derive step
+        if msg == "computing result tables":
+            derive_from.append(time.perf_counter())
+
     t0 = time.perf_counter()
-    reports = load_paths([folder / "events.csv"], warehouse)
-    secs = time.perf_counter() - t0
+    reports = load_paths([folder / "events.csv"], warehouse, progress=said)
+    end = time.perf_counter()
     r = reports[0]
-    return {"seconds": secs, "rows": r.rows_accepted, "rejected": r.rows_rejected,
-            "status": r.status, "peak_mb": _peak_mb()}
+    derive = end - derive_from[0] if derive_from else 0.0
+    return {"seconds": end - t0, "derive_s": derive, "rows": r.rows_accepted,
+            "rejected": r.rows_rejected, "status": r.status, "peak_mb": _peak_mb()}
 
 
 def run_pandas(folder: Path, out: Path) -> dict:
@@ -167,7 +176,12 @@ def main() -> None:
             print(f"{k:<8} {r['seconds']:8.2f} {rate:12,.0f} {r['peak_mb']:8.0f}")
         lo = res["loader"]
         print()
-        print(f"loader: {lo['rows']:,} rows loaded, {lo['rejected']:,} rejected")
+        print(f"loader: {lo['rows']:,} rows loaded, {lo['rejected']:,} rejected; of its "
+              f"{lo['seconds']:.1f} s, {lo['derive_s']:.1f} s are the derive step (result and "
+              "dashboard tables, part of every load since issue 9)")
+        ingest = lo["seconds"] - lo["derive_s"]
+        print(f"ingest alone (the load up to its derive step): {lo['rows'] / ingest:,.0f} rows/s, "
+              f"{ingest / res['floor']['seconds']:.2f}x the floor")
         rate = lo["rows"] / lo["seconds"]
         print(f"loader rows/s: {rate:,.0f} (target >= 1,000,000)")
         if "pandas" in res:
