@@ -170,7 +170,11 @@ def cr2_mean(d: np.ndarray, cluster: np.ndarray, *, ci: float = 0.95) -> dict[st
     """
     nan = float("nan")
     d = np.asarray(d, dtype=float)
-    codes, _ = pd.factorize(pd.Series(cluster), use_na_sentinel=True)
+    cluster = np.asarray(cluster)
+    if np.issubdtype(cluster.dtype, np.integer):  # codes already (prepost passes them); < 0 = NA
+        codes = cluster.astype(np.int64)
+    else:
+        codes, _ = pd.factorize(pd.Series(cluster, dtype=object), use_na_sentinel=True)
     if (codes < 0).any():
         miss = codes < 0
         codes = codes.copy()
@@ -243,7 +247,7 @@ def paired_change(pre: np.ndarray, post: np.ndarray, *, ci: float = 0.95,
     out = dict.fromkeys(_STATS, nan)
     out["n"] = n
     if cluster is not None:
-        cl = np.asarray(cluster, dtype=object)
+        cl = np.asarray(cluster)
         if cl.shape != pre.shape:
             raise ValueError("cluster must have one label per pair")
         out.update(cr2_mean(y - x, cl[ok], ci=ci))
@@ -346,8 +350,11 @@ def prepost(
         wide = wide.join(attrs)
     wide = wide.reset_index()
 
+    if cluster:  # integer codes once (-1 = missing), not labels hashed again per cell
+        wide["_cluster_code"] = pd.factorize(wide[cluster], use_na_sentinel=True)[0]
+
     def change(g: pd.DataFrame) -> dict[str, float]:
-        cl = g[cluster].to_numpy(object) if cluster else None
+        cl = g["_cluster_code"].to_numpy() if cluster else None
         return paired_change(g[pre].to_numpy(float), g[post].to_numpy(float), ci=ci, cluster=cl)
 
     rows: list[dict] = []
