@@ -324,7 +324,9 @@ RES_PREPOST = Table(
           "diff_ci_high:DOUBLE, "
           "t:DOUBLE, dof:DOUBLE, p:DOUBLE, p_fdr:DOUBLE, wilcoxon_p:DOUBLE, d_z:DOUBLE, "
           "d_av:DOUBLE, "
-          "hedges_g:DOUBLE, hedges_g_ci_low:DOUBLE, hedges_g_ci_high:DOUBLE, suppressed:VARCHAR"),
+          "hedges_g:DOUBLE, hedges_g_ci_low:DOUBLE, hedges_g_ci_high:DOUBLE, suppressed:VARCHAR, "
+          "p_fdr_table:DOUBLE, n_clusters:INTEGER, diff_se_cr2:DOUBLE, diff_df_cr2:DOUBLE, "
+          "diff_ci_low_cr2:DOUBLE, diff_ci_high_cr2:DOUBLE, p_cr2:DOUBLE, few_clusters:BOOLEAN"),
     doc="Paired pre/post change per scale, overall and by group.",
 )
 RES_LONGITUDINAL = Table(

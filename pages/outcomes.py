@@ -37,9 +37,12 @@ COMPARISON = "outcomes-comparison"
 RELIABILITY = "outcomes-reliability"
 
 EFFECTS = {
-    "hedges_g": ("Hedges' g, pre → post (standardised, 95% CI)", "hedges_g_ci_low",
+    "hedges_g": ("Hedges' g, pre → post (standardised; 95% noncentral-t CI)", "hedges_g_ci_low",
                  "hedges_g_ci_high"),
-    "diff": ("mean change, post − pre (scale points, 95% CI)", "diff_ci_low", "diff_ci_high"),
+    # the design-aware interval: cluster-robust by exchange (CR2, Satterthwaite df), not the
+    # paired t that treats participants as independent (that one stays in the export)
+    "diff": ("mean change, post − pre (scale points; 95% CI clustered by exchange, CR2)",
+             "diff_ci_low_cr2", "diff_ci_high_cr2"),
 }
 _COMING = ("They appear when the statistics engineer's tables are computed for this data "
            "version (python -m analytics).")
@@ -220,7 +223,28 @@ def forest(by: str, effect: str, scale: str | None) -> tuple[_ui.Figure, dict[st
     fig.update_yaxes(autorange="reversed")
     note = _ui.suppressed_note(sorted(small["group"].astype(str).unique()),
                                f"{filters.GROUPINGS.get(by, by).lower()} groups")
-    return fig, {}, note
+    return fig, {}, html.Div([_cluster_note(shown, effect), note])
+
+
+def _cluster_note(shown: pd.DataFrame, effect: str) -> html.P:
+    """What the whiskers are, the number of exchanges behind each group and which groups rest
+    on fewer than 10 exchanges (`few_clusters`)."""
+    if effect == "diff":
+        what = ("Whiskers: 95% CI of the mean change, cluster-robust by exchange (CR2 with "
+                "Satterthwaite degrees of freedom): participants of one exchange are not "
+                "independent.")
+    else:
+        what = ("Whiskers: 95% noncentral-t CI of Hedges' g, which treats participants as "
+                "independent; choose 'mean change' for the interval clustered by exchange.")
+    if not len(shown) or "n_clusters" not in shown:
+        return html.P(what, className="small text-body-secondary cluster-note")
+    per_group = shown.groupby(shown["group"].astype(str), sort=False)["n_clusters"].max()
+    few = [f"{g} ({int(n)})" for g, n in per_group.items() if pd.notna(n) and n < 10]
+    counts = ", ".join(f"{g}: {int(n)}" for g, n in per_group.items() if pd.notna(n))
+    text = f"{what} Exchanges per group: {counts}."
+    if few:
+        text += (" ⚠ Fewer than 10 exchanges, read with care: " + ", ".join(few) + ".")
+    return html.P(text, className="small text-body-secondary cluster-note")
 
 
 @callback(Output(RELIABILITY, "children"), Input(_ui.FILTERS, "data"))

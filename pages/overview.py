@@ -187,15 +187,33 @@ def outcome_changes(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str,
                  "array": df.hedges_g_ci_high - df.hedges_g,
                  "arrayminus": df.hedges_g - df.hedges_g_ci_low},
         customdata=pd.concat([df.n, df.mean_pre, df.mean_post, df.hedges_g_ci_low,
-                              df.hedges_g_ci_high], axis=1),
+                              df.hedges_g_ci_high, df["diff"], df.diff_ci_low_cr2,
+                              df.diff_ci_high_cr2, df.n_clusters,
+                              df.few_clusters.map({True: " ⚠ fewer than 10 exchanges"})
+                              .fillna("")], axis=1),
         hovertemplate="%{y}<br>Hedges' g %{x:.2f} [%{customdata[3]:.2f}, %{customdata[4]:.2f}]"
+                      "<br>mean change %{customdata[5]:.2f} [%{customdata[6]:.2f}, "
+                      "%{customdata[7]:.2f}] (95% CI clustered by exchange, CR2)"
                       "<br>mean pre %{customdata[1]:.2f} → post %{customdata[2]:.2f}"
-                      "<br>n = %{customdata[0]}<extra></extra>",
+                      "<br>n = %{customdata[0]} in %{customdata[8]} exchanges%{customdata[9]}"
+                      "<extra></extra>",
         name="Hedges' g",
     ))
     fig.add_vline(x=0, line_dash="dot", line_color="#666")
-    _ui.base_layout(fig, "Pre → post change per scale (Hedges' g, 95% CI)",
+    _ui.base_layout(fig, "Pre → post change per scale (Hedges' g, 95% noncentral-t CI)",
                     x="Hedges' g (standardised mean change, pre → post)", y=None,
                     height=200 + 45 * len(df))
-    note = html.P(f"Computed on: {scope}.", className="small text-body-secondary")
+    few = df[df.few_clusters.fillna(False).astype(bool)]
+    clusters = ""
+    if df.n_clusters.notna().any():
+        lo, hi = int(df.n_clusters.min()), int(df.n_clusters.max())
+        clusters = (" The mean changes' design-aware 95% CIs (clustered by exchange, CR2 with "
+                    f"Satterthwaite df) rest on {lo if lo == hi else f'{lo}–{hi}'} exchanges "
+                    "(in the hover)")
+    if len(few):
+        clusters += "; ⚠ fewer than 10 exchanges behind " + ", ".join(
+            _ui.scale_label(a, b) for a, b in zip(few.instrument, few.scale, strict=True))
+    note = html.P(f"Computed on: {scope}. Whiskers: Hedges' g, participants treated as "
+                  f"independent.{clusters}{'.' if clusters else ''}",
+                  className="small text-body-secondary")
     return fig, {}, note

@@ -54,8 +54,16 @@ def test_effect_sizes_are_what_their_labels_say():
     assert r["d_av"] == pytest.approx(pg.compute_effsize(post, pre, paired=True), rel=1e-12)
     assert r["d_av"] == pytest.approx(
         d.mean() / np.sqrt((pre.var(ddof=1) + post.var(ddof=1)) / 2), rel=1e-12)
-    assert r["hedges_g"] == pytest.approx(
-        pg.compute_effsize(post, pre, paired=True, eftype="hedges"), rel=1e-12)
+    # g_av = J(nu) d_av, J exact (Hedges 1981), nu = 2(n - 1) / (1 + r^2): not pingouin's
+    # two-independent-samples correction 1 - 3 / (4 * 2n - 9)
+    from scipy.special import gamma
+
+    rr = np.corrcoef(pre, post)[0, 1]
+    nu = 2 * 9 / (1 + rr**2)
+    j = gamma(nu / 2) / (np.sqrt(nu / 2) * gamma((nu - 1) / 2))
+    assert r["hedges_g"] == pytest.approx(j * r["d_av"], rel=1e-12)
+    assert r["hedges_g"] != pytest.approx(
+        pg.compute_effsize(post, pre, paired=True, eftype="hedges"), rel=1e-3)
     assert r["hedges_g_ci_low"] < r["hedges_g"] < r["hedges_g_ci_high"]
 
 

@@ -170,14 +170,16 @@ def _prepost(scored: pd.DataFrame, k: int) -> pd.DataFrame:
     (participant × exchange) and one instrument-and-scale key: with separate participant,
     exchange, instrument and scale levels the product holds pairs that do not exist (and
     empty rows for scales of another instrument). BH stays across the scales of each
-    group_by × group, as `prepost` computes it.
+    group_by × group, as `prepost` computes it. The exchange is the cluster of the CR2
+    (design-aware) columns.
     """
     from analytics.stats.prepost import OUTPUT_COLUMNS, prepost
 
     exchange_dims = [d for d in GROUP_DIMENSIONS if d != "comparison"]
     d = scored[scored["wave"].isin(["pre", "post"])]
     d = d.assign(_unit=_unit_codes(d["participant"], d["exchange_id"]), _inst="",
-                 _scale=d["instrument"].astype("string") + _SEP + d["scale"].astype("string"))
+                 _scale=d["instrument"].astype("string") + _SEP + d["scale"].astype("string"),
+                 _cluster=d["exchange_id"].astype("category"))
     # Text columns as categories: filtering and grouping 2M rows then moves integer codes, not
     # Arrow strings (a third of the time at a million participants). Categories sort as text,
     # so groups come out in the same order.
@@ -186,7 +188,7 @@ def _prepost(scored: pd.DataFrame, k: int) -> pd.DataFrame:
     d = d.drop(columns=["participant", "exchange_id", "instrument", "scale"], errors="ignore")
     d = d.assign(**{c: d[c].astype("category") for c in text})
     kw = {"participant": "_unit", "exchange": None, "instrument": "_inst", "scale": "_scale",
-          "k": k}
+          "k": k, "cluster": "_cluster"}
     parts = [prepost(d[~d["is_comparison"]], by=exchange_dims, **kw)]
     if "comparison" in GROUP_DIMENSIONS:
         both = prepost(d, by=["comparison"], **kw)
@@ -424,8 +426,9 @@ def _scored_scale(con: duckdb.DuckDBPyConnection, scores: str, inst: str, sc: st
 
 def _prepost_combine(parts: list[pd.DataFrame], k: int) -> pd.DataFrame:
     """Per-scale `_prepost(…, k=0)` outputs -> the table `_prepost(all, k)` gives: BH across the
-    scales of each group_by x group, then suppression, in its row order."""
-    from analytics.stats.prepost import OUTPUT_COLUMNS, bh_adjust
+    scales of each group_by x group and across each group_by's shown rows (p_fdr_table), then
+    suppression, in its row order."""
+    from analytics.stats.prepost import OUTPUT_COLUMNS, bh_adjust, table_fdr
     from analytics.suppression import suppress
 
     if not parts:
@@ -437,6 +440,7 @@ def _prepost_combine(parts: list[pd.DataFrame], k: int) -> pd.DataFrame:
     out["p_fdr"] = np.nan
     for _, ix in out.groupby(["group_by", "group"], sort=False).groups.items():
         out.loc[ix, "p_fdr"] = bh_adjust(out.loc[ix, "p"].to_numpy(float))
+    out["p_fdr_table"] = table_fdr(out, k)
     out = suppress(out.drop(columns=["_scale_ix", "_label_ix"]), n="n", k=k)
     return out[OUTPUT_COLUMNS].reset_index(drop=True)
 

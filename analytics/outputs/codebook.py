@@ -90,17 +90,41 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "p": "two-sided p value of the paired t test",
         "p_fdr": "Benjamini–Hochberg adjusted p across the scales of one group "
                  "(group_by × group), as R p.adjust(p, 'BH')",
-        "wilcoxon_p": "two-sided p of the Wilcoxon signed-rank test (scipy.stats.wilcoxon)",
+        "wilcoxon_p": "two-sided p of the Wilcoxon signed-rank test on post − pre rounded to 10 "
+                      "decimals, zeros dropped: exact below 50 differences without ties or "
+                      "zeros, else normal approximation with tie and continuity corrections "
+                      "(= R wilcox.test(round(post - pre, 10)))",
         "d_z": "Cohen's d_z: mean difference / SD of the differences",
         "d_av": "Cohen's d_av: mean difference / sqrt((sd_pre² + sd_post²) / 2) (Cumming "
                 "2012; = pingouin.compute_effsize(post, pre, paired=True), uncorrected)",
-        "hedges_g": "Hedges' g_av: d_av × (1 − 3 / (4 · 2n − 9)) (pingouin's correction for "
-                    "two samples of n)",
-        "hedges_g_ci_low": "lower bound of the 95% CI of hedges_g: g ± t(0.975, n − 1) · SE, "
-                           "SE = sqrt((1/n + g²/(2n)) · (2 − 2r)), r = correlation of pre and "
-                           "post (R effsize::cohen.d, paired)",
-        "hedges_g_ci_high": "upper bound of the 95% CI of hedges_g",
+        "hedges_g": "Hedges' g_av for paired data: J(ν) · d_av, J(ν) = Γ(ν/2) / (√(ν/2) · "
+                    "Γ((ν − 1)/2)) (Hedges 1981), ν = 2(n − 1) / (1 + r²), r = correlation of "
+                    "pre and post (Fitts 2020; Cousineau & Goulet-Pelletier 2020); empty below "
+                    "3 pairs",
+        "hedges_g_ci_low": "lower bound of the 95% CI of the population δ_av: noncentral-t "
+                           "interval of the paired t's noncentrality (df n − 1; Steiger & "
+                           "Fouladi 1997, as MBESS conf.limits.nct) times SD(post − pre) / "
+                           "(√n · s_av) (cf. Algina, Keselman & Penfield 2005); not R "
+                           "effsize::cohen.d",
+        "hedges_g_ci_high": "upper bound of the 95% CI of the population δ_av (as "
+                            "hedges_g_ci_low)",
         "suppressed": _SUPPRESSED,
+        "p_fdr_table": "Benjamini–Hochberg adjusted p across every shown row of one group_by "
+                       "table (all its groups × instruments × scales; rows under k left out), "
+                       "as R p.adjust(p, 'BH'): use this when reading a whole table at once",
+        "n_clusters": "exchanges the complete pairs of the row come from (the clusters of the "
+                      "_cr2 columns)",
+        "diff_se_cr2": "cluster-robust standard error of diff, clusters = exchange, CR2 "
+                       "(Bell & McCaffrey 2002; Pustejovsky & Tipton 2018), as R clubSandwich "
+                       "vcovCR(lm(change ~ 1), cluster = exchange, type = 'CR2')",
+        "diff_df_cr2": "Satterthwaite degrees of freedom of diff_se_cr2 (clubSandwich "
+                       "coef_test(..., test = 'Satterthwaite')); J − 1 for J equal exchanges",
+        "diff_ci_low_cr2": "lower bound of the design-aware 95% CI of diff: diff ± "
+                           "t(0.975, diff_df_cr2) · diff_se_cr2",
+        "diff_ci_high_cr2": "upper bound of the design-aware 95% CI of diff",
+        "p_cr2": "two-sided p of diff / diff_se_cr2 against t(diff_df_cr2)",
+        "few_clusters": "true when n_clusters < 10: the design-aware interval rests on few "
+                        "exchanges and is rough; read it with care",
     },
     "longitudinal": {
         "instrument": "instrument id",
@@ -178,11 +202,20 @@ METHODS: dict[str, str] = {
     "prepost": (
         "Paired comparison of post and pre scale scores per scale, overall and by group: mean "
         "difference post − pre with the 95% t interval and paired t test (R: t.test(post, pre, "
-        "paired = TRUE)); Wilcoxon signed-rank p (scipy.stats.wilcoxon); effect sizes "
-        "labelled by kind: d_z = mean difference / SD of the differences, d_av = mean "
-        "difference / sqrt((sd_pre² + sd_post²) / 2), Hedges' g_av = d_av × (1 − 3 / (8n − 9)) "
-        "with the paired 95% CI of R effsize::cohen.d. p_fdr: Benjamini–Hochberg across the "
-        "scales of each group_by × group (R p.adjust(p, 'BH')). Pairs are participant × "
+        "paired = TRUE)), which treats participants as independent; beside it the "
+        "design-aware columns (_cr2): the same mean change with a cluster-robust standard "
+        "error by exchange, CR2 small-sample correction and Satterthwaite degrees of freedom "
+        "(Bell & McCaffrey 2002; Pustejovsky & Tipton 2018; R clubSandwich), the number of "
+        "exchanges (n_clusters) and a flag below 10 exchanges (few_clusters). Wilcoxon "
+        "signed-rank p on post − pre rounded to 10 decimals with R wilcox.test's rule (exact "
+        "below 50 non-zero differences without ties or zeros, else normal approximation with "
+        "tie and continuity corrections). Effect sizes labelled by kind: d_z = mean difference "
+        "/ SD of the differences, d_av = mean difference / sqrt((sd_pre² + sd_post²) / 2), "
+        "Hedges' g_av = J(ν) · d_av with ν = 2(n − 1) / (1 + r²) (the paired-samples "
+        "correction of Fitts 2020 and Cousineau & Goulet-Pelletier 2020) and a noncentral-t "
+        "95% CI of δ_av (Steiger & Fouladi 1997; Algina, Keselman & Penfield 2005). p_fdr: "
+        "Benjamini–Hochberg across the scales of each group_by × group; p_fdr_table: across "
+        "all shown rows of one group_by (R p.adjust(p, 'BH')). Pairs are participant × "
         "exchange with both a pre and a post score."
     ),
     "longitudinal": (

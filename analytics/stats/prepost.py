@@ -2,20 +2,48 @@
 
 Each row is one instrument x scale x group: the participants with both a pre and a post score
 (complete pairs), their mean change post - pre (positive = gain; negative changes and nulls are
-shown as they are), the paired t test and its CI (R's ``t.test(post, pre, paired = TRUE)``),
-Benjamini-Hochberg adjusted p values across the scales of one grouping (``p.adjust(p, "BH")``
-within each group_by x group), the Wilcoxon signed-rank p (as R's ``wilcox.test(paired = TRUE)``:
-exact without ties or zeros below n = 50, else normal approximation with continuity correction),
-and three effect sizes, each with its exact definition:
+shown as they are), and, with the method named next to each column:
 
-- ``d_z``  = mean(diff) / sd(diff)                         (Lakens 2013, eq. 6; = t / sqrt(n))
-- ``d_av`` = (mean_post - mean_pre) / sqrt((sd_pre^2 + sd_post^2) / 2)   (Cumming 2012), which
-  is what ``pingouin.compute_effsize(post, pre, paired=True)`` returns in pingouin 0.7 — no
-  small-sample correction despite the "unbiased" wording in its docstring
-- ``hedges_g`` = g_av = d_av * (1 - 3 / (4 * (2n) - 9)), pingouin's Hedges correction for two
-  samples of n (``eftype="hedges"``); CI g +/- t(0.975, n-1) * SE with
-  SE = sqrt((1/n + g^2 / (2n)) * (2 - 2r)), r = Pearson correlation of pre and post — the
-  paired-samples formula of R's ``effsize::cohen.d``.
+- the paired t test and its CI, as R's ``t.test(post, pre, paired = TRUE)`` (participants
+  treated as independent: ``diff_ci_low``, ``diff_ci_high``, ``t``, ``dof``, ``p``);
+- the design-aware version of the same mean change (``*_cr2`` columns): the mean change is the
+  intercept of an OLS regression of the change on 1, its standard error is cluster-robust by
+  exchange with the CR2 bias-reduced linearisation (Bell & McCaffrey 2002; Pustejovsky & Tipton
+  2018, JBES 36(4)), working model the identity, and its t reference has Satterthwaite degrees
+  of freedom — what R's ``clubSandwich::coef_test(lm(change ~ 1), vcov = "CR2", cluster =
+  exchange, test = "Satterthwaite")`` reports. ``n_clusters`` counts the exchanges behind the
+  row; ``few_clusters`` is true below `FEW_CLUSTERS` (10), where even CR2 intervals are rough;
+- Benjamini-Hochberg adjusted p values (R ``p.adjust(p, "BH")``) over two families:
+  ``p_fdr`` across the scales of one group_by x group, and ``p_fdr_table`` across every row the
+  user sees at once in one group_by table (all its groups x instruments x scales; rows
+  suppressed for n < k are not shown and are left out of the family);
+- the Wilcoxon signed-rank p with one stated rule: the differences post - pre are rounded to
+  10 decimals (scores are means of a few integer answers; rounding removes float noise so equal
+  changes tie), zeros are dropped, and then R's ``wilcox.test`` rule is applied: exact null
+  distribution when fewer than 50 differences remain and there are no ties and no zeros, else
+  the normal approximation with tie-corrected variance and continuity correction. This equals R
+  ``wilcox.test(round(post - pre, 10))``; it can differ from ``wilcox.test(post, pre, paired =
+  TRUE)`` on unrounded doubles when changes that are equal in exact arithmetic differ in the
+  last bits (R then sees no tie and may use the exact test);
+- three effect sizes, each with its exact definition:
+
+  - ``d_z``  = mean(diff) / sd(diff)                      (Lakens 2013, eq. 6; = t / sqrt(n))
+  - ``d_av`` = (mean_post - mean_pre) / s_av, s_av = sqrt((sd_pre^2 + sd_post^2) / 2)
+    (Cumming 2012; Lakens 2013, eq. 10) = ``pingouin.compute_effsize(post, pre, paired=True)``
+    in pingouin 0.7 (no small-sample correction despite its docstring)
+  - ``hedges_g`` = g_av = J(nu) * d_av, the small-sample bias correction for correlated
+    samples: J(nu) = Gamma(nu/2) / (sqrt(nu/2) Gamma((nu-1)/2)) (Hedges 1981, exact form) with
+    nu = 2(n - 1) / (1 + r^2), r = Pearson correlation of pre and post — the Satterthwaite
+    degrees of freedom of s_av^2 for paired samples (Fitts 2020, TQMP 16(4); Cousineau &
+    Goulet-Pelletier 2020, TQMP 16(4)). It lies between n - 1 (r = +-1) and 2(n - 1) (r = 0);
+    pingouin's 1 - 3 / (4 * 2n - 9) treats pre and post as independent samples of n.
+    ``hedges_g_ci_low``/``_high``: 95% CI of the population delta_av by the noncentral t: the
+    noncentrality of the paired t (df = n - 1) is bounded by inverting the noncentral t cdf
+    (Steiger & Fouladi 1997; ``scipy.special.nctdtrinc``, the computation of MBESS
+    ``conf.limits.nct``) and the bounds are rescaled by sd(diff) / (sqrt(n) s_av), the exact
+    factor between t and d_av, taken as fixed (the noncentral-t interval Algina, Keselman &
+    Penfield 2005 studied for two repeated measures). Coverage 0.95-0.97 at n = 10 for r in
+    [0, 0.95], delta_av in [0, 2] (tests/test_prepost.py simulates it).
 
 Groups with fewer than k complete pairs (default 10) are suppressed (see `suppression`).
 """
@@ -28,18 +56,28 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 from analytics.suppression import DEFAULT_K, suppress
 
-__all__ = ["OUTPUT_COLUMNS", "paired_change", "prepost", "bh_adjust"]
+__all__ = ["OUTPUT_COLUMNS", "FEW_CLUSTERS", "paired_change", "prepost", "bh_adjust",
+           "cr2_mean", "hedges_j", "table_fdr"]
 
+# The first 21 columns are the plain (participants-independent) table and keep their names and
+# values; the design-aware and table-wide columns are appended after "suppressed".
+DESIGN_COLUMNS = [
+    "p_fdr_table", "n_clusters", "diff_se_cr2", "diff_df_cr2", "diff_ci_low_cr2",
+    "diff_ci_high_cr2", "p_cr2", "few_clusters",
+]
 OUTPUT_COLUMNS = [
     "instrument", "scale", "group_by", "group", "n", "mean_pre", "mean_post", "diff",
     "diff_ci_low", "diff_ci_high", "t", "dof", "p", "p_fdr", "wilcoxon_p", "d_z", "d_av",
-    "hedges_g", "hedges_g_ci_low", "hedges_g_ci_high", "suppressed",
+    "hedges_g", "hedges_g_ci_low", "hedges_g_ci_high", "suppressed", *DESIGN_COLUMNS,
 ]
 _STATS = OUTPUT_COLUMNS[4:20]
+_CR2_STATS = ["n_clusters", "diff_se_cr2", "diff_df_cr2", "diff_ci_low_cr2", "diff_ci_high_cr2",
+              "p_cr2", "few_clusters"]
+FEW_CLUSTERS = 10  # fewer exchanges than this: the cluster-robust interval is flagged
 OVERALL = "overall"
 
 
@@ -94,19 +132,96 @@ def _wilcoxon_p(d: np.ndarray) -> float:
     return float(2 * stats.norm.sf(abs(z)))
 
 
-def paired_change(pre: np.ndarray, post: np.ndarray, *, ci: float = 0.95) -> dict[str, float]:
+def hedges_j(nu: float) -> float:
+    """Hedges' (1981) exact small-sample correction J(nu) = Gamma(nu/2) / (sqrt(nu/2) *
+    Gamma((nu - 1)/2)); NaN for nu <= 1.
+
+    >>> round(hedges_j(9.0), 4), round(1 - 3 / (4 * 9 - 1), 4)  # exact J(9) vs. 1 - 3/(4nu - 1)
+    (0.9139, 0.9143)
+    """
+    if not nu > 1:
+        return float("nan")
+    return float(math.exp(special.gammaln(nu / 2) - special.gammaln((nu - 1) / 2))
+                 / math.sqrt(nu / 2))
+
+
+def cr2_mean(d: np.ndarray, cluster: np.ndarray, *, ci: float = 0.95) -> dict[str, float]:
+    """Mean of `d` with a CR2 cluster-robust SE and Satterthwaite df (clubSandwich's
+    ``coef_test(lm(d ~ 1), vcov = "CR2", cluster = cluster, test = "Satterthwaite")``).
+
+    For the intercept-only OLS fit (X = 1, N rows, clusters j of n_j rows, f_j = n_j / N,
+    residual sums S_j) the CR2 adjustment A_j = (I - H_jj)^(-1/2) has the closed form
+    1' A_j = 1' / sqrt(1 - f_j), so (Bell & McCaffrey 2002; Pustejovsky & Tipton 2018, eq. 5)
+
+        V_CR2 = sum_j S_j^2 / (1 - f_j) / N^2,
+
+    and the Satterthwaite df under the working model sigma^2 I (Pustejovsky & Tipton 2018,
+    sec. 3.1), with b_j = n_j / sqrt(1 - f_j):
+
+        df = N^2 / (sum_j n_j^2 + ((sum_j b_j^2)^2 - sum_j b_j^4) / N^2),
+
+    which is J - 1 for J equal clusters (then V_CR2 also equals statsmodels' CR1 cluster
+    variance, G/(G - 1) * sum S_j^2 / N^2). NaN when fewer than 2 clusters. A missing cluster
+    label makes the row a cluster of its own.
+
+    >>> r = cr2_mean(np.array([1.0, 2.0, 3.0, 4.0]), np.array(["a", "a", "b", "b"]))
+    >>> r["n_clusters"], round(r["diff_se_cr2"], 6), r["diff_df_cr2"]
+    (2, 1.0, 1.0)
+    """
+    nan = float("nan")
+    d = np.asarray(d, dtype=float)
+    cluster = np.asarray(cluster)
+    if np.issubdtype(cluster.dtype, np.integer):  # codes already (prepost passes them); < 0 = NA
+        codes = cluster.astype(np.int64)
+    else:
+        codes, _ = pd.factorize(pd.Series(cluster, dtype=object), use_na_sentinel=True)
+    if (codes < 0).any():
+        miss = codes < 0
+        codes = codes.copy()
+        codes[miss] = codes.max() + 1 + np.arange(int(miss.sum()))
+    n_tot = len(d)
+    nj = np.bincount(codes).astype(float) if n_tot else np.zeros(0)
+    nj = nj[nj > 0]
+    n_cl = int(len(nj))
+    out = {"n_clusters": n_cl, "diff_se_cr2": nan, "diff_df_cr2": nan,
+           "diff_ci_low_cr2": nan, "diff_ci_high_cr2": nan, "p_cr2": nan,
+           "few_clusters": n_cl < FEW_CLUSTERS}
+    if n_cl < 2:
+        return out
+    codes = pd.factorize(codes)[0]
+    nj = np.bincount(codes).astype(float)
+    mean = float(d.mean())
+    sj = np.bincount(codes, weights=d - mean)
+    fj = nj / n_tot
+    var = float((sj * sj / (1 - fj)).sum()) / (n_tot * n_tot)
+    b2 = nj * nj / (1 - fj)
+    dof = n_tot * n_tot / (float((nj * nj).sum())
+                           + (float(b2.sum()) ** 2 - float((b2 * b2).sum())) / (n_tot * n_tot))
+    se = math.sqrt(var)
+    out.update(diff_se_cr2=se, diff_df_cr2=dof)
+    if se > 0:
+        tcrit = float(stats.t.ppf(0.5 + ci / 2, dof))
+        out.update(diff_ci_low_cr2=mean - tcrit * se, diff_ci_high_cr2=mean + tcrit * se,
+                   p_cr2=float(2 * stats.t.sf(abs(mean / se), dof)))
+    return out
+
+
+def paired_change(pre: np.ndarray, post: np.ndarray, *, ci: float = 0.95,
+                  cluster: np.ndarray | None = None) -> dict[str, float]:
     """Paired statistics of post - pre for complete pairs (NaN pairs are dropped).
 
     Method: paired t test as R's ``t.test(post, pre, paired = TRUE)``; Wilcoxon signed-rank
-    p as R's ``wilcox.test(post, pre, paired = TRUE)`` (exact for n < 50 without ties or zeros,
-    else normal approximation with continuity correction); effect sizes as in the module
-    docstring.
+    p as R's ``wilcox.test(round(post - pre, 10))`` (exact for fewer than 50 non-zero
+    differences without ties or zeros, else normal approximation with tie and continuity
+    corrections); effect sizes and their CIs as in the module docstring. With `cluster` (one
+    label per pair, e.g. the exchange), also the CR2 cluster-robust columns of `cr2_mean`.
 
     Returns
     -------
     dict with n, mean_pre, mean_post, diff, diff_ci_low, diff_ci_high, t, dof, p, wilcoxon_p,
     d_z, d_av, hedges_g, hedges_g_ci_low, hedges_g_ci_high (NaN where undefined, e.g. n < 2
-    or no variation).
+    or no variation; hedges_g needs n >= 3), and with `cluster` n_clusters, diff_se_cr2,
+    diff_df_cr2, diff_ci_low_cr2, diff_ci_high_cr2, p_cr2, few_clusters.
 
     Examples
     --------
@@ -131,6 +246,11 @@ def paired_change(pre: np.ndarray, post: np.ndarray, *, ci: float = 0.95) -> dic
     nan = float("nan")
     out = dict.fromkeys(_STATS, nan)
     out["n"] = n
+    if cluster is not None:
+        cl = np.asarray(cluster)
+        if cl.shape != pre.shape:
+            raise ValueError("cluster must have one label per pair")
+        out.update(cr2_mean(y - x, cl[ok], ci=ci))
     if n == 0:
         return out
     d = y - x
@@ -153,11 +273,17 @@ def paired_change(pre: np.ndarray, post: np.ndarray, *, ci: float = 0.95) -> dic
     s_av = math.sqrt((sx * sx + sy * sy) / 2)
     if s_av > 0:
         d_av = (out["mean_post"] - out["mean_pre"]) / s_av
-        g = d_av * (1 - 3 / (4 * (2 * n) - 9))
-        out["d_av"], out["hedges_g"] = d_av, g
+        out["d_av"] = d_av
         r = float(np.corrcoef(x, y)[0, 1]) if sx > 0 and sy > 0 else 0.0
-        se_g = math.sqrt(max((1 / n + g * g / (2 * n)) * (2 - 2 * r), 0.0))
-        out["hedges_g_ci_low"], out["hedges_g_ci_high"] = g - tcrit * se_g, g + tcrit * se_g
+        if n >= 3:
+            out["hedges_g"] = hedges_j(2 * (n - 1) / (1 + r * r)) * d_av
+        if sd > 0:
+            # noncentral-t interval for the paired t's noncentrality, rescaled to delta_av
+            scale = sd / (math.sqrt(n) * s_av)
+            alpha = 1 - ci
+            lam_lo = float(special.nctdtrinc(dof, 1 - alpha / 2, out["t"]))
+            lam_hi = float(special.nctdtrinc(dof, alpha / 2, out["t"]))
+            out["hedges_g_ci_low"], out["hedges_g_ci_high"] = lam_lo * scale, lam_hi * scale
     return out
 
 
@@ -176,6 +302,7 @@ def prepost(
     ci: float = 0.95,
     k: int = DEFAULT_K,
     unsuppressed: bool = False,
+    cluster: str | None = None,
 ) -> pd.DataFrame:
     """Pre/post change per instrument x scale, overall and by each grouping column in `by`.
 
@@ -183,16 +310,20 @@ def prepost(
     two exchanges is two pairs); a pair is complete when both scores are present. Grouping
     columns (cluster, country, modality, role, gender, comparison …) must be in `scores`,
     constant within a pair; a pair with a missing group value is left out of that grouping
-    only. ``p_fdr`` adjusts p across the scales of each group_by x group (R ``p.adjust``
-    "BH"). See `paired_change` and the module docstring for each column's definition.
+    only. ``p_fdr`` adjusts p across the scales of each group_by x group, ``p_fdr_table``
+    across all rows of one group_by with n >= k (R ``p.adjust`` "BH"). `cluster` names the
+    column whose labels are the clusters of the CR2 columns (e.g. "exchange_id"; constant within
+    a pair); without it those columns are empty. See `paired_change` and the module docstring
+    for each column's definition.
 
     Returns
     -------
-    DataFrame with columns instrument, scale, group_by, group, n, mean_pre, mean_post, diff,
-    diff_ci_low, diff_ci_high, t, dof, p, p_fdr, wilcoxon_p, d_z, d_av, hedges_g,
-    hedges_g_ci_low, hedges_g_ci_high, suppressed. Overall rows have group_by = group =
-    "overall". Rows with n < k have every number blanked and ``suppressed = "n < k"`` unless
-    `unsuppressed`.
+    DataFrame with `OUTPUT_COLUMNS`: instrument, scale, group_by, group, n, mean_pre,
+    mean_post, diff, diff_ci_low, diff_ci_high, t, dof, p, p_fdr, wilcoxon_p, d_z, d_av,
+    hedges_g, hedges_g_ci_low, hedges_g_ci_high, suppressed, then p_fdr_table, n_clusters,
+    diff_se_cr2, diff_df_cr2, diff_ci_low_cr2, diff_ci_high_cr2, p_cr2, few_clusters.
+    Overall rows have group_by = group = "overall". Rows with n < k have every number blanked
+    and ``suppressed = "n < k"`` unless `unsuppressed`.
 
     Examples
     --------
@@ -204,7 +335,8 @@ def prepost(
     """
     by_cols = [by] if isinstance(by, str) else list(by or [])
     keys = [participant] + ([exchange] if exchange else [])
-    need = list(dict.fromkeys(keys + [wave, score, instrument, scale] + by_cols))
+    cl_cols = [cluster] if cluster else []
+    need = list(dict.fromkeys(keys + [wave, score, instrument, scale] + by_cols + cl_cols))
     missing = [c for c in need if c not in scores.columns]
     if missing:
         raise ValueError(f"scores has no column(s) {missing}")
@@ -212,11 +344,18 @@ def prepost(
     idx = keys + [instrument, scale]
     wide = (d.groupby([*idx, wave], sort=False, observed=True, dropna=False)[score].first()
             .unstack(wave).reindex(columns=[pre, post]))
-    extra = [c for c in by_cols if c not in idx]
+    extra = list(dict.fromkeys(c for c in by_cols + cl_cols if c not in idx))
     if extra:
         attrs = d.drop_duplicates(idx).set_index(idx)[extra]
         wide = wide.join(attrs)
     wide = wide.reset_index()
+
+    if cluster:  # integer codes once (-1 = missing), not labels hashed again per cell
+        wide["_cluster_code"] = pd.factorize(wide[cluster], use_na_sentinel=True)[0]
+
+    def change(g: pd.DataFrame) -> dict[str, float]:
+        cl = g["_cluster_code"].to_numpy() if cluster else None
+        return paired_change(g[pre].to_numpy(float), g[post].to_numpy(float), ci=ci, cluster=cl)
 
     rows: list[dict] = []
     groupings: list[tuple[str, str | None]] = [(OVERALL, None)] + [(c, c) for c in by_cols]
@@ -225,20 +364,32 @@ def prepost(
             parts = wide.groupby([instrument, scale], sort=True, observed=True)
             for (inst, sc), g in parts:
                 rows.append({"instrument": inst, "scale": sc, "group_by": label, "group": OVERALL,
-                             **paired_change(g[pre].to_numpy(float), g[post].to_numpy(float),
-                                             ci=ci)})
+                             **change(g)})
         else:
             sub = wide[wide[col].notna()]
             parts = sub.groupby([instrument, scale, col], sort=True, observed=True)
             for (inst, sc, gv), g in parts:
                 rows.append({"instrument": inst, "scale": sc, "group_by": label,
-                             "group": str(gv),
-                             **paired_change(g[pre].to_numpy(float), g[post].to_numpy(float),
-                                             ci=ci)})
+                             "group": str(gv), **change(g)})
     out = pd.DataFrame(rows, columns=[c for c in OUTPUT_COLUMNS if c != "suppressed"])
     out["n"] = out["n"].astype("int64")
+    out["n_clusters"] = pd.array(out["n_clusters"], dtype="Int64")
+    out["few_clusters"] = pd.array(out["few_clusters"], dtype="boolean")
     out["p_fdr"] = np.nan
     for _, ix in out.groupby(["group_by", "group"], sort=False).groups.items():
         out.loc[ix, "p_fdr"] = bh_adjust(out.loc[ix, "p"].to_numpy(float))
+    out["p_fdr_table"] = table_fdr(out, 0 if unsuppressed else k)
     out = suppress(out, n="n", k=k, unsuppressed=unsuppressed)
     return out[OUTPUT_COLUMNS]
+
+
+def table_fdr(out: pd.DataFrame, k: int) -> np.ndarray:
+    """BH q-values across each group_by's rows with n >= k (the family one table shows: all
+    its groups x instruments x scales); NaN for the rows below k, which are not shown."""
+    q = np.full(len(out), np.nan)
+    n = out["n"].to_numpy(float)
+    p = out["p"].to_numpy(float)
+    for _, ix in out.groupby("group_by", sort=False).indices.items():
+        ix = ix[n[ix] >= k]
+        q[ix] = bh_adjust(p[ix])
+    return q

@@ -1,0 +1,66 @@
+"""The pages show the design-aware (CR2, clustered by exchange) interval of the pre/post mean
+change, the number of exchanges and the few-clusters flag, with labels that say which CI
+(issue 10 §1). Callbacks are called directly on the demo warehouse (no browser)."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from analytics.read.filters import Filters
+from tests.analytics_fixture import demo_warehouse
+
+
+@pytest.fixture(scope="module")
+def pages():
+    import os
+
+    path = demo_warehouse()
+    old = os.environ.get("EXCHANGE_IMPACT_WAREHOUSE")
+    os.environ["EXCHANGE_IMPACT_WAREHOUSE"] = str(path)
+    import app  # noqa: F401  (registers the pages)
+    from pages import outcomes, overview
+
+    yield path, outcomes, overview
+    if old is None:
+        os.environ.pop("EXCHANGE_IMPACT_WAREHOUSE", None)
+    else:
+        os.environ["EXCHANGE_IMPACT_WAREHOUSE"] = old
+
+
+def _call(fn, *args):
+    return getattr(fn, "__wrapped__", fn)(*args)
+
+
+def test_outcomes_mean_change_whiskers_are_the_cr2_interval(pages) -> None:
+    path, outcomes, _ = pages
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        pp = con.execute("SELECT * FROM res_prepost WHERE group_by = 'modality' "
+                         "AND suppressed = ''").df()
+    finally:
+        con.close()
+    row = pp.iloc[0]
+    fig, _, note = _call(outcomes.forest, "modality", "diff", f"{row.instrument}/{row.scale}")
+    assert "clustered by exchange, CR2" in fig["layout"]["xaxis"]["title"]["text"]
+    tr = next(t for t in fig["data"] if str(row.group) in [str(y) for y in t["y"]])
+    i = [str(y) for y in tr["y"]].index(str(row.group))
+    assert tr["x"][i] == pytest.approx(row["diff"])
+    assert tr["error_x"]["array"][i] == pytest.approx(row.diff_ci_high_cr2 - row["diff"])
+    assert tr["error_x"]["arrayminus"][i] == pytest.approx(row["diff"] - row.diff_ci_low_cr2)
+    text = str(note)
+    assert "CR2" in text and "Exchanges per group" in text
+    few = pp[pp.few_clusters.astype(bool)]
+    if len(few):  # the demo's 7 physical exchanges
+        assert "Fewer than 10 exchanges" in text and str(few.group.iloc[0]) in text
+
+
+def test_overview_hover_and_note_give_the_clustered_ci_and_exchange_count(pages) -> None:
+    _, _, overview = pages
+    store = {"filters": Filters().to_dict(), "query": Filters().to_query()}
+    fig, _, note = _call(overview.outcome_changes, store)
+    tr = fig["data"][0]
+    assert "clustered by exchange, CR2" in tr["hovertemplate"]
+    assert "exchanges" in tr["hovertemplate"]
+    assert "noncentral-t" in fig["layout"]["title"]["text"]
+    assert "clustered by exchange, CR2" in str(note) and "exchanges" in str(note)
