@@ -284,3 +284,39 @@ def test_every_figure_a_page_sends_is_one_plotly_accepts(client) -> None:
                 go.Figure(fig)  # raises ValueError naming a bad property
                 seen += 1
     assert seen >= 10, seen
+
+
+def test_plain_dict_figures_are_the_figures_plotly_py_builds(client, monkeypatch) -> None:
+    """`pages._ui.Figure` stands in for plotly.py's Figure (for speed, see
+    benchmarks/stand_ins.py): every callback that runs on both sends the same figure either way
+    (numbers, layout and template, read back through plotly.py)."""
+    from benchmarks.stand_ins import canonical_figure, plotly_figure_class
+    from pages import _ui
+
+    deps = client.get("/_dash-dependencies").get_json()
+    f = Filters()
+    store = {"filters": f.to_dict(), "query": f.to_query()}
+    bodies = list(callback_bodies("", store, {}, deps))
+
+    def figures() -> dict[str, dict]:
+        out = {}
+        for body in bodies:
+            r = client.post("/_dash-update-component", data=json.dumps(body),
+                            content_type="application/json")
+            if r.status_code != 200:
+                continue
+            for key, props in r.get_json()["response"].items():
+                fig = props.get("figure")
+                if isinstance(fig, dict) and "data" in fig:
+                    out[f"{body['output']}/{key}"] = fig
+        return out
+
+    plain = figures()
+    monkeypatch.setattr(_ui, "Figure", plotly_figure_class())
+    # A callback that reads the layout as a dict (`fig.layout.get`) fails under plotly.py: 500.
+    monkeypatch.setattr(client.application.logger, "disabled", True)
+    library = figures()
+    both = plain.keys() & library.keys()
+    assert len(both) >= 8, sorted(both)
+    for key in sorted(both):
+        assert canonical_figure(plain[key]) == canonical_figure(library[key]), key
