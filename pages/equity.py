@@ -86,7 +86,8 @@ def gains(store: dict[str, Any] | None, by: str, scale: str | None) -> tuple[_ui
     label = filters.EQUITY_GROUPINGS[by]
     df = _ui.query(equity.gains_by_group, f, by)
     df = _ui.only_scale(df, scale)
-    title = f"Mean gain post − pre by {label.lower()} (95% CI)"
+    # Completers (both pre and post answered): not the all-participants model gain.
+    title = f"Completers' mean gain post − pre by {label.lower()} (95% CI)"
     if not len(df):
         return _ui.empty_figure(title, "No pre/post scale scores in scope (or not computed "
                                        "yet: python -m analytics)."), None

@@ -15,7 +15,7 @@ import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import Input, Output, State, callback, dcc, html
 
-from analytics import suppression
+from analytics import estimands, suppression
 from analytics.read import filters, outcomes
 from analytics.stats.longitudinal import wave_key, wave_order
 from analytics.stats.reliability import ALPHA_THRESHOLD
@@ -278,7 +278,7 @@ def comparison(store: dict[str, Any] | None) -> Any:
                                                                       strict=True)])
     df["ci"] = [f"[{a:.2f}, {b:.2f}]" if pd.notna(a) else "—"
                 for a, b in zip(df.ci_low, df.ci_high, strict=True)]
-    return _ui.table(df, {
+    return html.Div([_ui.table(df, {
         "scale_label": ("scale", _ui.text),
         "n_exchange": ("n participants", _ui.fmt_int),
         "n_comparison": ("n comparison", _ui.fmt_int),
@@ -286,7 +286,15 @@ def comparison(store: dict[str, Any] | None) -> Any:
         "gain_comparison": ("gain, comparison", _ui.fmt_num),
         "diff": ("difference (points)", _ui.fmt_num),
         "ci": ("95% CI (Welch)", _ui.text),
-    }, "Mean post − pre gain: participants minus comparison group (filtered)")
+    }, "Completers' mean gain post − pre: participants minus comparison group "
+       "(difference-in-differences; filtered)"),
+        _assumptions(estimands.COMPLETERS, estimands.DID_ASSUMPTION, id_="comparison-assumptions"),
+    ])
+
+
+def _assumptions(*sentences: str, id_: str) -> html.P:
+    """What the estimates beside it answer and assume, in plain words."""
+    return html.P(" ".join(sentences), id=id_, className="small text-body-secondary mt-1")
 
 
 @callback(Output(MODEL, "children"), Input(SCALE, "value"))
@@ -297,7 +305,8 @@ def model(scale: str | None) -> Any:
     df = _ui.only_scale(df, scale)
     df = df.assign(ci=[f"[{a:.2f}, {b:.2f}]" if pd.notna(a) else "—"
                        for a, b in zip(df.ci_low, df.ci_high, strict=True)])
-    title = "Fixed effects and contrasts (all participants; fitted per data version)"
+    title = ("All-participants mixed model: fixed effects and contrasts (every available wave; "
+             "fitted per data version)")
     cols: dict[str, tuple[str, Any]] = {}
     if len(df) and df[["instrument", "scale"]].drop_duplicates().shape[0] == 1:
         title = f"{_ui.scale_label(df.instrument.iloc[0], df.scale.iloc[0])}: {title}"
@@ -305,10 +314,13 @@ def model(scale: str | None) -> Any:
         df = df.assign(scale_label=[_ui.scale_label(a, b)
                                     for a, b in zip(df.instrument, df.scale, strict=True)])
         cols["scale_label"] = ("scale", _ui.text)
-    return _ui.table(df, cols | {
+    return html.Div([_ui.table(df, cols | {
         "term": ("term", _ui.text),
         "estimate": ("estimate", _ui.fmt_num), "se": ("SE", _ui.fmt_num),
         "ci": ("95% CI", _ui.text), "p": ("p", lambda v: _ui.fmt_num(v, 3)),
         "n_participants": ("participants", _ui.fmt_int), "n_obs": ("observations", _ui.fmt_int),
         "converged": ("converged", lambda v: "yes" if v else "no"),
-    }, title, id_="outcomes-model-table", suppressed_col=None)
+    }, title, id_="outcomes-model-table", suppressed_col=None),
+        _assumptions(estimands.MODEL, estimands.MODEL_MISSING,
+                     "did[…] rows: " + estimands.DID_ASSUMPTION, id_="model-assumptions"),
+    ])

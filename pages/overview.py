@@ -10,7 +10,7 @@ import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import Input, Output, State, callback, html
 
-from analytics import suppression
+from analytics import estimands, suppression
 from analytics.read import outcomes, overview
 from pages import _ui
 
@@ -213,7 +213,7 @@ def outcome_changes(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str,
     if len(few):
         clusters += "; ⚠ fewer than 10 exchanges behind " + ", ".join(
             _ui.scale_label(a, b) for a, b in zip(few.instrument, few.scale, strict=True))
-    note = html.P(f"Computed on: {scope}. Whiskers: Hedges' g, participants treated as "
-                  f"independent.{clusters}{'.' if clusters else ''}",
+    note = html.P(f"Computed on: {scope}. {estimands.COMPLETERS} Whiskers: Hedges' g, "
+                  f"participants treated as independent.{clusters}{'.' if clusters else ''}",
                   className="small text-body-secondary")
     return fig, {}, note

@@ -320,3 +320,27 @@ def test_plain_dict_figures_are_the_figures_plotly_py_builds(client, monkeypatch
     assert len(both) >= 8, sorted(both)
     for key in sorted(both):
         assert canonical_figure(plain[key]) == canonical_figure(library[key]), key
+
+
+def test_the_outcome_tables_say_which_estimand_and_what_they_assume(client) -> None:
+    """The completers' paired gain and the all-participants model gain are labelled apart, and
+    every difference-in-differences says the comparison group was not randomised (issue 10)."""
+    from analytics import estimands
+
+    deps = client.get("/_dash-dependencies").get_json()
+    f = Filters()
+    store = {"filters": f.to_dict(), "query": f.to_query()}
+    said: dict[str, str] = {}
+    for body in callback_bodies("", store, {"outcomes-scale": None}, deps):
+        r = client.post("/_dash-update-component", data=json.dumps(body),
+                        content_type="application/json")
+        if r.status_code == 200:
+            said[body["output"]] = json.dumps(r.get_json()["response"], ensure_ascii=False)
+    comparison = next(v for k, v in said.items() if "outcomes-comparison" in k)
+    model = next(v for k, v in said.items() if "outcomes-model" in k)
+    assert "Completers' mean gain" in comparison and "difference-in-differences" in comparison
+    assert estimands.DID_ASSUMPTION in comparison and estimands.COMPLETERS in comparison
+    assert "All-participants mixed model" in model
+    assert estimands.MODEL_MISSING in model and estimands.DID_ASSUMPTION in model
+    overview = next(v for k, v in said.items() if "overview-outcomes" in k)
+    assert estimands.COMPLETERS in overview

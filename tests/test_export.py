@@ -184,6 +184,9 @@ def test_export_all_writes_every_table_and_a_complete_codebook(demo: Path,
     for phrase in ("d_z", "d_av", "Hedges", "t.test", "REML", "(1 | participant)", "Feldt",
                    "Benjamini"):
         assert phrase in methods, phrase
+    # What each estimate answers and assumes travels with the tables (issue 10, §2-3).
+    for phrase in ("Completers' gain", "missing at random", "not randomised", "parallel trends"):
+        assert phrase in methods and phrase in md, phrase
     models = package["exchange_impact"]["longitudinal_models"]
     assert models and all("(1 | participant)" in f for f in models.values())
     assert "score ~ wave * modality * arm + (1 | participant)" in md  # the demo has comparisons

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from analytics import estimands
 from analytics.derive.materialise import GROUP_DIMENSIONS
 from analytics.stats.reliability import ALPHA_THRESHOLD
 from etl import schema
@@ -132,7 +133,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "term": "model term: a fixed effect (Intercept, wave[T.post], "
                 "wave[T.post]:modality[T.virtual], …), emm[wave=W] (estimated marginal mean), "
                 "contrast[W-pre] (change from pre), did[W-pre] (participants' change minus the "
-                "comparison group's), var_participant, var_residual, icc_participant, "
+                "comparison group's; not randomised: assumes parallel trends), var_participant, "
+                "var_residual, icc_participant, "
                 "icc_cluster; '|modality=M' or '|arm=comparison' restricts a row to a group",
         "estimate": "estimate of the term",
         "se": "standard error (conditional on the variance components, as lme4's vcov); empty "
@@ -200,6 +202,7 @@ METHODS: dict[str, str] = {
         "fewer than k respondents has its numbers left empty."
     ),
     "prepost": (
+        estimands.COMPLETERS + " "
         "Paired comparison of post and pre scale scores per scale, overall and by group: mean "
         "difference post − pre with the 95% t interval and paired t test (R: t.test(post, pre, "
         "paired = TRUE)), which treats participants as independent; beside it the "
@@ -229,7 +232,8 @@ METHODS: dict[str, str] = {
         "between participants (s2_u / (s2_u + s2_e)) and between clusters (one-way ANOVA "
         "moment estimator on participants' mean residuals). Fitted by the closed-form profiled "
         "REML of analytics.stats.longitudinal.fit_random_intercept, equal to lme4::lmer and "
-        "statsmodels MixedLM."
+        "statsmodels MixedLM. " + estimands.MODEL + " " + estimands.MODEL_MISSING + " "
+        + estimands.DID_ASSUMPTION
     ),
     "attrition": (
         "Survey response funnel per wave (pre → post → follow-up), overall and by group: every "

@@ -1,0 +1,28 @@
+"""What each estimate answers and what it assumes, in the words shown next to it.
+
+One place for the sentences that pages, the codebook and the exports put beside the numbers, so
+that no view shows a completers' gain and a model gain as two "overall gains", and every
+difference-in-differences says that the comparison group was not randomised.
+"""
+
+from __future__ import annotations
+
+__all__ = ["COMPLETERS", "DID_ASSUMPTION", "MODEL", "MODEL_MISSING"]
+
+# Paired pre/post tables (res_prepost, the comparison table, Overview, Equity): completers only.
+COMPLETERS = ("Completers' gain: participants who answered both the pre and the post survey "
+              "(paired). It answers how much those who stayed changed; it is not the "
+              "all-participants model gain and is not comparable with it.")
+
+# The mixed model (res_longitudinal): every available wave of every participant.
+MODEL = ("All-participants model gain: the mixed model uses every available wave of every "
+         "participant, including those who missed a survey.")
+MODEL_MISSING = ("It assumes that missing surveys are missing at random given the model's terms "
+                 "(wave, modality, arm): if those who dropped out would have changed "
+                 "differently, it is biased.")
+
+# Every difference-in-differences (the comparison table, did[…] rows, the codebook, reports).
+DID_ASSUMPTION = ("The comparison group was not randomised: the difference between participants' "
+                  "and the comparison group's change (difference-in-differences) is an estimate "
+                  "of the exchange's effect only if both groups would have changed alike without "
+                  "the exchange (parallel trends).")
