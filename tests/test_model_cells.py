@@ -186,3 +186,26 @@ def test_the_cells_of_a_simpler_design() -> None:
         ("post", "comparison"), ("post", "participant"), ("pre", "comparison")}
     assert m._term_cells("did[post-pre]", levels) == set(itertools.product(
         ["post", "pre"], ["comparison", "participant"]))
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_published_rows_do_not_move_with_the_small_cell(name: str) -> None:
+    """Shifting every score of the small cell by a constant changes its mean and nothing else
+    of the data that a row on other cells can see (in these programs the REML fit of the other
+    cells and the variance components stay the same), so every published row must stay put:
+    they carry no information about the small cell, in any combination."""
+    scored = _program(SCENARIOS[name])
+    cells = _cell_means(scored)
+    small = cells.index[cells["n"] < K]
+    key = pd.MultiIndex.from_frame(scored[["wave", "modality", "is_comparison"]])
+    shifted = scored.assign(score=scored["score"] + np.where(key.isin(small), 1.0, 0.0))
+    before, _ = m._longitudinal(scored, K)
+    after, _ = m._longitudinal(shifted, K)
+    pub = before["estimate"].notna().to_numpy()
+    assert (after["estimate"].notna().to_numpy() == pub).all()
+    for c in STATS:
+        np.testing.assert_allclose(after.loc[pub, c], before.loc[pub, c], rtol=0, atol=1e-7,
+                                   err_msg=c)
+    open_before, _ = m._longitudinal(scored, 0)
+    open_after, _ = m._longitudinal(shifted, 0)
+    assert not np.allclose(open_before["estimate"], open_after["estimate"], rtol=0, atol=1e-7)

@@ -28,7 +28,8 @@ Aggregates are stored suppressed: a group with fewer than k participants
 numbers. Bookkeeping goes into the `meta` table under ``results_*`` keys: the data version the
 results belong to, when they were generated, how long they took in all and per table, k, and the
 longitudinal model fitted per scale. Tables without a `suppressed` column (reliability,
-longitudinal) get NULL numbers where they rest on fewer than k participants.
+longitudinal) get NULL numbers where they rest on fewer than k participants; in the longitudinal
+table per estimate, on the arm x wave x modality cells each row rests on (`_blank_small_cells`).
 """
 
 from __future__ import annotations
