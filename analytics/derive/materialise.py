@@ -28,14 +28,17 @@ Aggregates are stored suppressed: a group with fewer than k participants
 numbers. Bookkeeping goes into the `meta` table under ``results_*`` keys: the data version the
 results belong to, when they were generated, how long they took in all and per table, k, and the
 longitudinal model fitted per scale. Tables without a `suppressed` column (reliability,
-longitudinal) get NULL numbers where they rest on fewer than k participants.
+longitudinal) get NULL numbers where they rest on fewer than k participants; in the longitudinal
+table per estimate, on the arm x wave x modality cells each row rests on (`_blank_small_cells`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import json
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -272,7 +275,7 @@ def _longitudinal(scored: pd.DataFrame, k: int, *, has_comparison: bool | None =
         else:
             models[f"{inst}.{sc}"] = "not estimable"
         if out is not None:
-            parts.append(_blank_small_terms(out, d, k))
+            parts.append(_blank_small_cells(_blank_small_terms(out, d, k), d, k))
     if not parts:
         from analytics.stats.longitudinal import OUTPUT_COLUMNS
         return pd.DataFrame(columns=OUTPUT_COLUMNS), models
@@ -312,6 +315,107 @@ def _blank_small_terms(out: pd.DataFrame, d: pd.DataFrame, k: int) -> pd.DataFra
     for c in ("estimate", "se", "ci_low", "ci_high", "p"):
         out[c] = out[c].mask(small)
     return out
+
+
+_WHOLE_MODEL_TERMS = frozenset({"var_participant", "var_residual", "icc_participant",
+                                 "icc_cluster", "not_estimable"})
+_MODEL_STATS = ("estimate", "se", "ci_low", "ci_high", "p")
+
+
+def _term_cells(term: str, levels: dict[str, list[str]]) -> set[tuple[str, ...]] | None:
+    """The cells (one level per factor of `levels`, in its order) that the row `term` of the
+    longitudinal table rests on; None for the rows that rest on the whole model. See
+    `_blank_small_cells` for the rule."""
+    names = list(levels)
+    ref = {f: lv[0] for f, lv in levels.items()}
+
+    def cells(spec: dict[str, list[str]]) -> set[tuple[str, ...]]:
+        return set(itertools.product(*(spec.get(f, levels[f]) for f in names)))
+
+    if term in _WHOLE_MODEL_TERMS:
+        return None
+    if term == "Intercept":
+        return {tuple(ref[f] for f in names)}
+    m = re.fullmatch(r"(emm|contrast|did)\[(.*)\]", term)
+    if m:
+        kind, inner = m.groups()
+        head, _, cond = inner.partition("|")
+        spec: dict[str, list[str]] = {}
+        if kind == "emm":
+            spec["wave"] = [head.removeprefix("wave=")]
+        else:
+            first = levels["wave"][0]
+            spec["wave"] = [head.removesuffix(f"-{first}"), first]
+        if "arm" in levels and kind != "did":
+            spec["arm"] = ["participant"]  # emm and contrast: exchange participants by default
+        if cond:
+            f, _, lv = cond.partition("=")
+            spec[f] = [lv]
+        return cells(spec)
+    pieces = [re.fullmatch(r"(\w+)\[T\.(.*)\]", p) for p in term.split(":")]
+    if all(pieces) and all(p.group(1) in levels for p in pieces if p):
+        at = {p.group(1): p.group(2) for p in pieces if p}
+        enters = cells({f: [lv] for f, lv in at.items()})
+        defined_by = cells({f: ([ref[f], at[f]] if f in at else [ref[f]]) for f in names})
+        return enters | defined_by
+    return cells({})  # a row this rule does not know: it rests on every cell
+
+
+def _blank_small_cells(out: pd.DataFrame, d: pd.DataFrame, k: int) -> pd.DataFrame:
+    """NULL (estimate, se, ci_low, ci_high, p) of every row of one fitted longitudinal model
+    that rests on a cell with fewer than k participants, with `analytics.suppression.suppress`.
+
+    A cell is one level of each factor in the fitted model (wave x modality x arm, or the
+    factors of the simpler design used); its count is the number of participants (units) with
+    a score in it, from the scored rows `d` the model was fitted on. A row rests on:
+
+    - ``emm[wave=W]``: the cells of wave W it averages: every modality level, the exchange
+      participants (arm = participant) when the model has an arm; ``|modality=M`` keeps M
+      only, ``|arm=comparison`` takes the comparison arm instead;
+    - ``contrast[W-pre…]``: the cells of both waves (W and pre), otherwise as its emm;
+    - ``did[W-pre…]``: both waves x both arms (x every modality level, or M for
+      ``|modality=M``): its four cells per level;
+    - a fixed-effect coefficient (treatment coding): every cell whose mean it enters (its
+      factors at the term's levels, the other factors at any level) and every cell that
+      defines it (in the saturated model a coefficient is the inclusion-exclusion contrast of
+      the cells with its factors at their reference or the term's level and the other
+      factors at their reference level); ``Intercept`` rests on the reference cell (pre,
+      first modality, comparison arm);
+    - variance components and ICCs: the whole model (its ``n_participants``, blanked by
+      `_blank_small_terms`); a term this rule does not know: every cell.
+
+    So a published row is a function of cells with at least k participants only, and no
+    published number, nor any linear combination of them, gives a small cell's mean (the
+    fitted cell means of the saturated model are linearly independent).
+    """
+    if k <= 0 or not len(out) or out["estimate"].notna().sum() == 0:
+        return out
+    from analytics.stats.longitudinal import wave_order
+    from analytics.suppression import suppress
+
+    terms = out["term"].astype(str)
+    levels: dict[str, list[str]] = {"wave": wave_order(d["wave"].dropna().astype(str).unique())}
+    keys = {"wave": d["wave"].astype(str)}
+    if terms.str.contains("modality", regex=False).any():
+        levels["modality"] = sorted(d["modality"].dropna().astype(str).unique())
+        keys["modality"] = d["modality"].astype(str).where(d["modality"].notna())
+    if terms.str.contains("arm", regex=False).any():
+        levels["arm"] = ["comparison", "participant"]
+        keys["arm"] = pd.Series(np.where(d["is_comparison"].astype(bool), "comparison",
+                                         "participant"), index=d.index)
+    cells = pd.DataFrame({**keys, "unit": d["unit"]}).dropna()
+    n_cell = cells.groupby(list(levels), sort=False)["unit"].nunique()
+    count = {(c if isinstance(c, tuple) else (c,)): int(n) for c, n in n_cell.items()}
+    n_min = []
+    for term, n_model in zip(terms, out["n_participants"], strict=True):
+        rests_on = _term_cells(term, levels)
+        n_min.append(n_model if rests_on is None
+                     else min(count.get(c, 0) for c in rests_on))
+    blanked = suppress(out[list(_MODEL_STATS)].assign(n_cell=n_min), n="n_cell", k=k)
+    res = out.copy()
+    for c in _MODEL_STATS:
+        res[c] = blanked[c].astype(out[c].dtype)
+    return res
 
 
 # ---------------------------------------------------------------------------------------------

@@ -232,8 +232,11 @@ METHODS: dict[str, str] = {
         "between participants (s2_u / (s2_u + s2_e)) and between clusters (one-way ANOVA "
         "moment estimator on participants' mean residuals). Fitted by the closed-form profiled "
         "REML of analytics.stats.longitudinal.fit_random_intercept, equal to lme4::lmer and "
-        "statsmodels MixedLM. " + estimands.MODEL + " " + estimands.MODEL_MISSING + " "
-        + estimands.DID_ASSUMPTION
+        "statsmodels MixedLM. Small cells are counted per estimate: a row is empty when any "
+        "arm × wave × modality cell it rests on (an emm its own cells, a contrast both waves', "
+        "a difference in differences its four, a coefficient every cell it enters or is "
+        "defined by, Intercept the reference cell) has fewer than k participants with a score. "
+        + estimands.MODEL + " " + estimands.MODEL_MISSING + " " + estimands.DID_ASSUMPTION
     ),
     "attrition": (
         "Survey response funnel per wave (pre → post → follow-up), overall and by group: every "
