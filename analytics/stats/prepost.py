@@ -206,6 +206,9 @@ def cr2_mean(d: np.ndarray, cluster: np.ndarray, *, ci: float = 0.95) -> dict[st
     return out
 
 
+_MAX_T_FOR_NCT = 1000.0  # nctdtrinc takes 10 ms at |t| = 1000 and hangs at 1e7
+
+
 def paired_change(pre: np.ndarray, post: np.ndarray, *, ci: float = 0.95,
                   cluster: np.ndarray | None = None) -> dict[str, float]:
     """Paired statistics of post - pre for complete pairs (NaN pairs are dropped).
@@ -277,7 +280,9 @@ def paired_change(pre: np.ndarray, post: np.ndarray, *, ci: float = 0.95,
         r = float(np.corrcoef(x, y)[0, 1]) if sx > 0 and sy > 0 else 0.0
         if n >= 3:
             out["hedges_g"] = hedges_j(2 * (n - 1) / (1 + r * r)) * d_av
-        if sd > 0:
+        # scipy's nctdtrinc does not return for |t| far beyond any real data (e.g. 1e8 from
+        # two pairs with near-equal changes): such an interval is left undefined (NaN).
+        if sd > 0 and abs(out["t"]) <= _MAX_T_FOR_NCT:
             # noncentral-t interval for the paired t's noncentrality, rescaled to delta_av
             scale = sd / (math.sqrt(n) * s_av)
             alpha = 1 - ci
