@@ -135,11 +135,14 @@ def test_each_row_is_counted_on_its_own_cells() -> None:
             "emm[wave=pre|arm=comparison]", "did[post-pre|modality=physical]",
             "var_participant", "var_residual", "icc_participant", "icc_cluster"]
     assert t.loc[blanked, STATS].isna().all().all()
+    assert (t.loc[blanked, "suppressed"] == f"n < {K}").all()  # the reason is stated
     assert t.loc[kept, "estimate"].notna().all()
+    assert (t.loc[kept, "suppressed"] == "").all()
     assert t.loc[[x for x in kept if not x.startswith(("var_", "icc_"))], STATS].notna().all().all()
     # k = 0 blanks nothing; n_participants, n_obs and converged are never blanked
     open_table, _ = m._longitudinal(_program(SCENARIOS["post comparison"]), 0)
     assert open_table.drop(columns=["se", "ci_low", "ci_high", "p"]).notna().all().all()
+    assert (open_table["suppressed"] == "").all()
     assert table[["n_participants", "n_obs", "converged"]].notna().all().all()
 
 
