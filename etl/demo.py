@@ -20,6 +20,9 @@ The model, per instrument scale (all on the instrument's raw scale, e.g. 1..5):
                    each plus N(0, occasion_sd)
 - item answer      clip(round(latent + item_offset_j + N(0, item_noise_sd)), min, max), written as
                    min + max - answer for reverse-coded items; ~3 % of answers left empty.
+- small cells      one exchange keeps 7 participants and only 6 comparison people of physical
+                   exchanges answer the follow-up, so that the small-cell rule (k = 10) shows
+                   (`_plant_small_cells`, truth.json "small_cells").
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import unicodedata
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Self
@@ -690,6 +693,7 @@ class _People:
     responded: np.ndarray  # (n, 3) bool, by wave
     group: np.ndarray  # index into GROUPS
     rows_written: int = 0
+    small_cells: dict = field(default_factory=dict)  # see _plant_small_cells
 
 
 def _name_pools() -> dict[str, list]:
@@ -750,6 +754,7 @@ def _participants(out: Path, seed: int, n: int, st: _Structure, bad: list[dict],
     p[:, 2] = np.where(comparison, ATTRITION["comparison_followup"],
                        _sigmoid(ATTRITION["followup_intercept"] + ATTRITION["slope"] * z))
     responded = rng.random((n, 3)) < p
+    small_cells = _plant_small_cells(seed, inst, exch, comparison, responded, st)
     group = np.where(comparison, 3, st.ex_modality[exch]).astype(np.int8)
 
     # Person attributes.
@@ -774,7 +779,8 @@ def _participants(out: Path, seed: int, n: int, st: _Structure, bad: list[dict],
     fam = np.array([c.family_first for c in COUNTRIES])[country]
     email_style = rng.random(n)
     email_num = rng.integers(1, 100, n)
-    people = _People(ids, inst, exch, comparison, teacher, n_events, responded, group)
+    people = _People(ids, inst, exch, comparison, teacher, n_events, responded, group,
+                     small_cells=small_cells)
 
     cols = ["participant_id", "institution_id", "role", "gender", "birth_year", "comparison",
             "name", "email"]
@@ -826,6 +832,53 @@ def _participants(out: Path, seed: int, n: int, st: _Structure, bad: list[dict],
             tick(b - a)
         people.rows_written = csv.rows
     return people
+
+
+SMALL_CELL_K = 10  # the small-cell threshold the planted cells are below (analytics MIN_CELL)
+SMALL_EXCHANGE_N = 7  # participants of the demo's one small exchange
+SMALL_COMPARISON_N = 6  # comparison people of physical exchanges who answer the follow-up
+SMALL_COMPARISON_MODALITY = 2  # index into MODALITIES: physical
+
+
+def _plant_small_cells(seed: int, inst: np.ndarray, exch: np.ndarray, comparison: np.ndarray,
+                       responded: np.ndarray, st: _Structure) -> dict:
+    """Make two groups smaller than the small-cell threshold (k = 10), so that the demo shows
+    suppression; changes `inst`, `exch` and `responded` in place and returns truth's
+    "small_cells".
+
+    - A small exchange: the exchange with the fewest exchange participants among those with at
+      least SMALL_EXCHANGE_N keeps its first SMALL_EXCHANGE_N (by id), who answer pre and post;
+      everyone else of it (comparison people too) takes the institution and exchange of another
+      participant drawn at random (own stream, so nothing else changes).
+    - A small comparison cell: of the comparison people carrying a physical exchange, only the
+      first SMALL_COMPARISON_N (by id) answer the follow-up (the model's cell followup x
+      physical x comparison arm).
+
+    Deterministic by seed; a program too small to hold a cell records None for it.
+    """
+    out: dict = {"k": SMALL_CELL_K, "exchange": None, "comparison_followup": None}
+    per_ex = np.bincount(exch[~comparison], minlength=len(st.ex_ids))
+    cand = np.flatnonzero(per_ex >= SMALL_EXCHANGE_N)
+    if len(cand):
+        e = int(cand[np.argmin(per_ex[cand])])
+        members = np.flatnonzero(exch == e)
+        keep = members[~comparison[members]][:SMALL_EXCHANGE_N]
+        move = np.setdiff1d(members, keep)
+        others = np.flatnonzero(exch != e)
+        donor = others[_rng(seed, 2, 1).integers(len(others), size=len(move))]
+        inst[move], exch[move] = inst[donor], exch[donor]
+        responded[keep, 0] = responded[keep, 1] = True
+        out["exchange"] = {"exchange_id": st.ex_ids[e], "participants": len(keep),
+                           "pre_post": len(keep), "moved_out": len(move)}
+    cell = np.flatnonzero(comparison & (st.ex_modality[exch] == SMALL_COMPARISON_MODALITY))
+    if len(cell):
+        responded[cell[:SMALL_COMPARISON_N], 2] = True
+        responded[cell[SMALL_COMPARISON_N:], 2] = False
+        out["comparison_followup"] = {
+            "arm": "comparison", "modality": MODALITIES[SMALL_COMPARISON_MODALITY],
+            "wave": "followup", "participants": int(min(len(cell), SMALL_COMPARISON_N)),
+            "with_pre_and_followup": int(responded[cell[:SMALL_COMPARISON_N], 0].sum())}
+    return out
 
 
 ATTRITION = {"pre": 0.92, "post_intercept": 0.9, "followup_intercept": 0.1, "slope": 1.0,
@@ -1211,6 +1264,10 @@ DEFINITIONS = {
     "attrition": "P(answer pre) = pre; P(answer post) = sigmoid(post_intercept + slope * z), "
                  "P(answer followup) = sigmoid(followup_intercept + slope * z), z = log1p(n_events)"
                  " standardised over non-comparison participants; comparison group: fixed rates",
+    "small_cells": "groups planted below the small-cell threshold k so that suppression shows: "
+                   "one exchange with fewer than k participants (all answering pre and post) "
+                   "and fewer than k comparison people of physical exchanges answering the "
+                   "follow-up",
     "bad_rows": "rows planted to be rejected: file, row (header = row 1), column, rule as named "
                 "by etl.rules / the loader (reference, timestamp, range)",
 }
@@ -1280,4 +1337,5 @@ def _truth(seed: int, n: int, st: _Structure, people: _People, params: list[_Sca
         "effects": effects,
         "bad_rows": bad,
         "eur_rates": EUR_RATES,
+        "small_cells": people.small_cells,
     }

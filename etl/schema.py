@@ -333,7 +333,7 @@ RES_LONGITUDINAL = Table(
     "res_longitudinal",
     _cols("instrument:VARCHAR, scale:VARCHAR, term:VARCHAR, estimate:DOUBLE, se:DOUBLE, "
           "ci_low:DOUBLE, ci_high:DOUBLE, p:DOUBLE, n_participants:INTEGER, n_obs:INTEGER, "
-          "converged:BOOLEAN"),
+          "converged:BOOLEAN, suppressed:VARCHAR"),
     doc="Random-intercept mixed model per scale: fixed effects, marginal means, contrasts, "
         "variance shares.",
 )

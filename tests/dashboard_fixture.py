@@ -229,9 +229,11 @@ def _results(con) -> None:
         for term, est in [("mean[pre]", 3.1), ("mean[post]", 3.35), ("mean[followup]", 3.3),
                           ("post - pre", 0.25), ("followup - pre", 0.2),
                           ("comparison: post - pre", 0.03)]:
-            lon.append(("icc", s, term, est, 0.05, est - 0.1, est + 0.1, 0.01, 450, 1100, True))
+            lon.append(("icc", s, term, est, 0.05, est - 0.1, est + 0.1, 0.01, 450, 1100, True,
+                        ""))  # suppressed: shown
     con.executemany(
-        f"INSERT INTO {schema.RES_LONGITUDINAL.name} VALUES (?,?,?,?,?,?,?,?,?,?,?)", lon)
+        f"INSERT INTO {schema.RES_LONGITUDINAL.name} VALUES "
+        f"({', '.join(['?'] * len(schema.RES_LONGITUDINAL.columns))})", lon)
     con.execute(
         f"INSERT INTO {schema.RES_SCALE_SCORES.name} SELECT participant_id, exchange_id, wave, "
         "instrument, CASE WHEN item IN ('icc_1', 'icc_2') THEN 'openness' ELSE 'adaptability' END,"

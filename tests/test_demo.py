@@ -292,3 +292,32 @@ def test_scores_recover_the_simulated_effects(demo: tuple[Path, dict],
                 se = d.std() / np.sqrt(len(d))
                 assert abs(d.mean() - expected["post_minus_pre"][g]) < 4 * se + 0.01, (
                     inst.id, scale.id, g)
+
+
+def test_demo_plants_cells_under_the_small_cell_threshold(
+        demo: tuple[Path, dict], tables: dict[str, pd.DataFrame]) -> None:
+    """One exchange with fewer than k = 10 participants (all answering pre and post) and fewer
+    than k comparison people of physical exchanges answering the follow-up, re-counted from the
+    written files; truth.json names them, and the rest of the program stays large."""
+    from analytics.suppression import DEFAULT_K
+
+    _, truth = demo
+    small = truth["small_cells"]
+    assert small["k"] == DEFAULT_K
+    r = tables["responses"]
+    comp = r["participant_id"].map(tables["participants"].set_index("participant_id")["comparison"])
+    modality = r["exchange_id"].map(tables["exchanges"].set_index("exchange_id")["modality"])
+    ex = small["exchange"]
+    people = r.loc[r["exchange_id"] == ex["exchange_id"], ["participant_id", "wave"]]
+    assert people["participant_id"].nunique() == ex["participants"] == 7
+    waves = people.groupby("participant_id")["wave"].agg(set)
+    assert waves.map(lambda w: {"pre", "post"} <= w).sum() == ex["pre_post"] == 7
+    per_exchange = r.groupby("exchange_id")["participant_id"].nunique()
+    assert (per_exchange >= DEFAULT_K).sum() >= 0.8 * len(per_exchange)
+    cell = small["comparison_followup"]
+    assert (cell["arm"], cell["modality"], cell["wave"]) == ("comparison", "physical", "followup")
+    at = r[(comp == "true") & (modality == "physical")].groupby("wave")["participant_id"].nunique()
+    assert at["followup"] == cell["participants"] == 6
+    assert at["pre"] >= DEFAULT_K and at["post"] >= DEFAULT_K  # only the follow-up cell is small
+    other = r[(comp == "true") & (modality != "physical") & (r["wave"] == "followup")]
+    assert other.groupby(modality)["participant_id"].nunique().min() >= DEFAULT_K

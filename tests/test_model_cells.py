@@ -17,7 +17,10 @@ suppressed) the leak is there, so that the test cannot pass by building harmless
 from __future__ import annotations
 
 import itertools
+import json
+from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -135,11 +138,14 @@ def test_each_row_is_counted_on_its_own_cells() -> None:
             "emm[wave=pre|arm=comparison]", "did[post-pre|modality=physical]",
             "var_participant", "var_residual", "icc_participant", "icc_cluster"]
     assert t.loc[blanked, STATS].isna().all().all()
+    assert (t.loc[blanked, "suppressed"] == f"n < {K}").all()  # the reason is stated
     assert t.loc[kept, "estimate"].notna().all()
+    assert (t.loc[kept, "suppressed"] == "").all()
     assert t.loc[[x for x in kept if not x.startswith(("var_", "icc_"))], STATS].notna().all().all()
     # k = 0 blanks nothing; n_participants, n_obs and converged are never blanked
     open_table, _ = m._longitudinal(_program(SCENARIOS["post comparison"]), 0)
     assert open_table.drop(columns=["se", "ci_low", "ci_high", "p"]).notna().all().all()
+    assert (open_table["suppressed"] == "").all()
     assert table[["n_participants", "n_obs", "converged"]].notna().all().all()
 
 
@@ -209,3 +215,182 @@ def test_published_rows_do_not_move_with_the_small_cell(name: str) -> None:
     open_before, _ = m._longitudinal(scored, 0)
     open_after, _ = m._longitudinal(shifted, 0)
     assert not np.allclose(open_before["estimate"], open_after["estimate"], rtol=0, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------
+# The demo's planted small cells (truth.json "small_cells"), everywhere a user could read them:
+# the stored model and pre/post tables after `python -m etl demo`, `python -m analytics
+# export`, and the read-layer functions the pages call. Hidden means missing, never zero.
+# ---------------------------------------------------------------------------------------------
+
+# Rows of every scale's model that rest on the follow-up x physical x comparison cell (the rule
+# of `_blank_small_cells`), and rows that rest only on large cells and stay shown.
+ON_SMALL_CELL = ["emm[wave=followup|arm=comparison]", "contrast[followup-pre|arm=comparison]",
+                 "did[followup-pre]", "did[followup-pre|modality=physical]", "wave[T.followup]",
+                 "wave[T.followup]:modality[T.physical]",
+                 "wave[T.followup]:modality[T.physical]:arm[T.participant]"]
+OFF_SMALL_CELL = ["emm[wave=post|arm=comparison]", "contrast[post-pre|arm=comparison]",
+                  "did[post-pre]", "did[post-pre|modality=physical]",
+                  "contrast[followup-pre|modality=physical]", "emm[wave=followup]",
+                  "did[followup-pre|modality=virtual]"]
+
+
+@pytest.fixture(scope="module")
+def demo_wh() -> tuple[Path, dict]:
+    from tests.analytics_fixture import demo_warehouse
+
+    wh = demo_warehouse()
+    truth = json.loads((wh.parent / "demo" / "truth.json").read_text(encoding="utf-8"))
+    return wh, truth["small_cells"]
+
+
+def _stored(wh: Path, sql: str, params: list | None = None) -> pd.DataFrame:
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        return con.execute(sql, params or []).df()
+    finally:
+        con.close()
+
+
+def _scored_cells(wh: Path) -> pd.DataFrame:
+    """Participants with a score and their mean per scale x wave x modality x arm, from the
+    stored scale scores (not from the model code)."""
+    return _stored(wh, """
+        SELECT s.instrument, s.scale, s.wave, x.modality, p.comparison,
+               count(DISTINCT (s.participant, s.exchange_id)) AS n, avg(s.score) AS mean
+        FROM res_scale_scores s JOIN participants p ON p.participant_id = s.participant
+        JOIN exchanges x USING (exchange_id)
+        WHERE s.score IS NOT NULL GROUP BY ALL""")
+
+
+def test_demo_model_table_hides_the_small_comparison_cell(demo_wh: tuple[Path, dict]) -> None:
+    wh, small = demo_wh
+    cell = small["comparison_followup"]
+    cells = _scored_cells(wh)
+    is_small = ((cells.wave == cell["wave"]) & (cells.modality == cell["modality"])
+                & cells.comparison)
+    # answered the follow-up: 6; scored (enough items answered) in each scale: up to 6
+    assert cell["participants"] < K
+    assert cells.loc[is_small, "n"].between(1, cell["participants"]).all()
+    assert (cells.loc[~is_small, "n"] >= K).all()  # the only small cell of the model
+    lon = _stored(wh, "SELECT * FROM res_longitudinal")
+    assert len(lon)
+    for (inst, sc), t in lon.groupby(["instrument", "scale"]):
+        t = t.set_index("term")
+        assert t.loc[ON_SMALL_CELL, STATS].isna().all().all(), (inst, sc)
+        assert (t.loc[ON_SMALL_CELL, "suppressed"] == f"n < {K}").all()
+        assert t.loc[OFF_SMALL_CELL, STATS].notna().all().all(), (inst, sc)
+        assert (t.loc[OFF_SMALL_CELL, "suppressed"] == "").all()
+        means = cells.loc[is_small & (cells.instrument == inst) & (cells.scale == sc), "mean"]
+        assert _leaks(t.reset_index(), means.to_numpy(float)) == [], (inst, sc)
+
+
+def test_demo_prepost_and_attrition_tables_hide_the_small_exchange(
+        demo_wh: tuple[Path, dict]) -> None:
+    wh, small = demo_wh
+    ex = small["exchange"]["exchange_id"]
+    pp = _stored(wh, "SELECT * FROM res_prepost WHERE group_by = 'exchange' AND \"group\" = ?",
+                 [ex])
+    assert len(pp) and (pp["suppressed"] == f"n < {K}").all()
+    numbers = pp.drop(columns=["instrument", "scale", "group_by", "group", "suppressed"])
+    assert numbers.isna().all().all()
+    at = _stored(wh, "SELECT * FROM res_attrition WHERE group_by = 'exchange' AND \"group\" = ?",
+                 [ex])
+    assert len(at) and (at["suppressed"] == f"n < {K}").all()
+    assert at[["n_invited", "n_responded", "rate"]].isna().all().all()
+
+
+def test_demo_exports_hide_both_small_cells(demo_wh: tuple[Path, dict], tmp_path: Path) -> None:
+    from tests.analytics_fixture import run
+
+    wh, small = demo_wh
+    ex = small["exchange"]["exchange_id"]
+    got = {}
+    for table, extra in (("longitudinal", []), ("prepost", ["--by", "exchange"]),
+                         ("attrition", ["--by", "exchange"])):
+        out = tmp_path / f"{table}.csv"
+        r = run("analytics", "export", table, *extra, "--warehouse", str(wh), "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        got[table] = pd.read_csv(out, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    lon = got["longitudinal"]
+    hidden = lon[lon["term"].isin(ON_SMALL_CELL)]
+    n_scales = lon[["instrument", "scale"]].drop_duplicates().shape[0]
+    assert len(hidden) == len(ON_SMALL_CELL) * n_scales
+    assert (hidden[STATS] == "").all().all() and (hidden["suppressed"] == f"n < {K}").all()
+    shown = lon[lon["term"].isin(OFF_SMALL_CELL)]
+    assert (shown[STATS] != "").all().all()
+    for table in ("prepost", "attrition"):
+        rows = got[table][got[table]["group"] == ex]
+        assert len(rows) and (rows["suppressed"] == f"n < {K}").all()
+        numbers = rows.drop(columns=["instrument", "scale", "group_by", "group", "wave",
+                                     "suppressed", "data_version", "generated_at"],
+                            errors="ignore")
+        assert (numbers == "").all().all(), table  # empty, never "0"
+
+
+def _all_hidden(df: pd.DataFrame, numbers: list[str]) -> bool:
+    return bool(len(df)) and bool(df["suppressed"].astype(bool).all()) and bool(
+        df[numbers].isna().all().all())
+
+
+def test_demo_read_layer_hides_both_small_cells(demo_wh: tuple[Path, dict]) -> None:
+    """The functions the pages call, for a selection of the small exchange (filter bar) and in
+    the tables that list exchanges or the physical comparison group's follow-up."""
+    from analytics.read import cache, equity, outcomes, overview, participation
+    from analytics.read.filters import Filters
+    from etl.warehouse import Reader
+
+    wh, small = demo_wh
+    ex = small["exchange"]["exchange_id"]
+    cache.clear_cache()
+    reader = Reader(wh)
+    try:
+        cur = reader.cursor()
+        f = Filters(exchange=(ex,))
+        head = overview.headline(cur, f)
+        assert head["suppressed"]
+        assert all(v is None or (isinstance(v, float) and np.isnan(v)) for k, v in head.items()
+                   if k in ("participants", "institutions", "countries", "exchanges", "events"))
+        checks = {
+            "completion_by_wave": (overview.completion_by_wave(cur, f),
+                                   ["responded", "invited", "rate"]),
+            "participants_by_country": (overview.participants_by_country(cur, f),
+                                        ["participants", "institutions", "n"]),
+            "activity_over_time": (overview.activity_over_time(cur, f),
+                                   ["active", "minutes", "events", "n"]),
+            "wave_means": (outcomes.wave_means(cur, f), ["n", "mean", "sd", "ci_low", "ci_high"]),
+            "gains_by_group": (equity.gains_by_group(cur, f, "gender"), ["n", "mean", "ci_low"]),
+            "participation_by_group": (equity.participation_by_group(cur, f, "gender"),
+                                       ["n", "active", "active_share"]),
+            "attrition_funnel": (equity.attrition_funnel(cur, f), ["n", "share"]),
+            "dropout_by_group": (equity.dropout_by_group(cur, f, "gender"),
+                                 ["n", "dropped", "dropout_rate"]),
+            "activity_heatmap": (participation.activity_heatmap(cur, f), ["events", "n"]),
+            "retention_by_cohort": (participation.retention_by_cohort(cur, f),
+                                    ["active", "n", "share"]),
+        }
+        for name, (df, numbers) in checks.items():
+            assert _all_hidden(df, numbers), name
+        cmp = outcomes.comparison_difference(cur, f)  # no comparison people in the exchange
+        assert not len(cmp) or _all_hidden(cmp, ["diff", "ci_low", "ci_high"])
+        # lists of exchanges: the small one is there, without numbers
+        b = participation.breakdown(cur, Filters(), "exchange")
+        assert _all_hidden(b[b["key"] == ex], ["participants", "active", "events", "minutes"])
+        assert b.loc[b["key"] != ex, "participants"].notna().any()
+        name = cur.execute("SELECT name FROM exchanges WHERE exchange_id = ?", [ex]).fetchone()[0]
+        a = overview.activity_over_time(cur, Filters(), "exchange")
+        assert _all_hidden(a[a["grp"] == name], ["active", "minutes", "events", "n"])
+        pp = outcomes.prepost_results(cur, "exchange")
+        assert _all_hidden(pp[pp["group"] == ex], ["n", "mean_pre", "mean_post", "diff"])
+        # the physical comparison group's follow-up (Outcomes page, filtered to physical)
+        wm = outcomes.wave_means(cur, Filters(modality=("physical",)))
+        comp = wm[wm["comparison"].astype(bool)]
+        assert _all_hidden(comp[comp["wave"] == "followup"], ["n", "mean", "sd", "ci_low"])
+        assert comp.loc[comp["wave"] != "followup", "mean"].notna().all()
+        # the model table as the Outcomes page reads it
+        lon = outcomes.longitudinal(cur)
+        assert lon.loc[lon["term"].isin(ON_SMALL_CELL), STATS].isna().all().all()
+        assert lon.loc[lon["term"].isin(OFF_SMALL_CELL), STATS].notna().all().all()
+    finally:
+        reader.close()
+        cache.clear_cache()

@@ -275,11 +275,29 @@ def _longitudinal(scored: pd.DataFrame, k: int, *, has_comparison: bool | None =
         else:
             models[f"{inst}.{sc}"] = "not estimable"
         if out is not None:
-            parts.append(_blank_small_cells(_blank_small_terms(out, d, k), d, k))
+            parts.append(_suppress_model_rows(out, d, k))
     if not parts:
         from analytics.stats.longitudinal import OUTPUT_COLUMNS
-        return pd.DataFrame(columns=OUTPUT_COLUMNS), models
+        return pd.DataFrame(columns=[*OUTPUT_COLUMNS, "suppressed"]), models
     return pd.concat(parts, ignore_index=True), models
+
+
+def _suppress_model_rows(out: pd.DataFrame, d: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The small-cell rule on one fitted longitudinal model (`out`, fitted on the scored rows
+    `d`): `_blank_small_terms` (the whole model, a modality level, the comparison arm) then
+    `_blank_small_cells` (per estimate, on the cells each row rests on). Adds the reason column
+    ``suppressed`` (``"n < k"`` on every row these blanked, else empty), as
+    `analytics.suppression.suppress` writes it; numbers the fit itself leaves empty (the se of
+    a variance component) are not suppression and carry no reason."""
+    from analytics.suppression import reason
+
+    terms = _blank_small_terms(out, d, k)
+    res = _blank_small_cells(terms, d, k)
+    by_terms = (out["estimate"].notna() & terms["estimate"].isna()).to_numpy(bool)
+    why = np.where(by_terms, reason(int(k)), "")
+    if "suppressed" in res.columns:
+        why = np.where(res["suppressed"].astype(str) != "", res["suppressed"].astype(str), why)
+    return res.assign(suppressed=pd.Series(why, index=res.index, dtype="str"))
 
 
 def _blank_small_terms(out: pd.DataFrame, d: pd.DataFrame, k: int) -> pd.DataFrame:
@@ -415,6 +433,9 @@ def _blank_small_cells(out: pd.DataFrame, d: pd.DataFrame, k: int) -> pd.DataFra
     res = out.copy()
     for c in _MODEL_STATS:
         res[c] = blanked[c].astype(out[c].dtype)
+    # the reason where a number was shown before (a row the fit left empty is not suppression)
+    shown = out["estimate"].notna().to_numpy(bool)
+    res["suppressed"] = np.where(shown, blanked["suppressed"].astype(str), "")
     return res
 
 

@@ -146,6 +146,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "n_obs": "scores (participant × wave) in the model",
         "converged": "whether the REML optimiser converged; shown, never hidden. A scale whose "
                      "model cannot be estimated has one row term = not_estimable",
+        "suppressed": "why estimate, se, ci_low, ci_high and p are empty ('n < k'): a cell "
+                      "(arm × wave × modality) the row rests on has fewer than k participants "
+                      "with a score, or the model has; empty where the row is shown",
     },
     "attrition": {
         "group_by": "grouping dimension (overall, cluster, country, …, comparison)",
