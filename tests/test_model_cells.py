@@ -177,7 +177,7 @@ W, MOD, ARM = LEVELS["wave"], LEVELS["modality"], LEVELS["arm"]
     ("did[followup-pre]", _cells((["followup", "pre"], MOD, ARM))),
     ("did[post-pre|modality=physical]", _cells((["post", "pre"], ["physical"], ARM))),
     ("var_participant", None), ("var_residual", None), ("icc_participant", None),
-    ("icc_cluster", None),
+    ("icc_cluster", None), ("var_exchange", None), ("icc_exchange", None),
     ("some_new_row", _cells((W, MOD, ARM))),
 ])
 def test_the_cells_each_kind_of_row_rests_on(term: str, cells: set | None) -> None:

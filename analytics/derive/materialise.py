@@ -350,8 +350,8 @@ def _term_cells(term: str, levels: dict[str, list[str]]) -> set[tuple[str, ...]]
     def cells(spec: dict[str, list[str]]) -> set[tuple[str, ...]]:
         return set(itertools.product(*(spec.get(f, levels[f]) for f in names)))
 
-    if term in _WHOLE_MODEL_TERMS:
-        return None
+    if term in _WHOLE_MODEL_TERMS or term.startswith(("var_", "icc_")):
+        return None  # variance components and ICCs of any level (exchange, cluster, …)
     if term == "Intercept":
         return {tuple(ref[f] for f in names)}
     m = re.fullmatch(r"(emm|contrast|did)\[(.*)\]", term)
@@ -399,8 +399,9 @@ def _blank_small_cells(out: pd.DataFrame, d: pd.DataFrame, k: int) -> pd.DataFra
       the cells with its factors at their reference or the term's level and the other
       factors at their reference level); ``Intercept`` rests on the reference cell (pre,
       first modality, comparison arm);
-    - variance components and ICCs: the whole model (its ``n_participants``, blanked by
-      `_blank_small_terms`); a term this rule does not know: every cell.
+    - variance components and ICCs (``var_*``, ``icc_*``, of any level): the whole model (its
+      ``n_participants``, blanked by `_blank_small_terms`); a term this rule does not know:
+      every cell.
 
     So a published row is a function of cells with at least k participants only, and no
     published number, nor any linear combination of them, gives a small cell's mean (the

@@ -238,8 +238,10 @@ METHODS: dict[str, str] = {
         "statsmodels MixedLM. Small cells are counted per estimate: a row is empty when any "
         "arm × wave × modality cell it rests on (an emm its own cells, a contrast both waves', "
         "a difference in differences its four, a coefficient every cell it enters or is "
-        "defined by, Intercept the reference cell) has fewer than k participants with a score. "
-        + estimands.MODEL + " " + estimands.MODEL_MISSING + " " + estimands.DID_ASSUMPTION
+        "defined by, Intercept the reference cell, a variance component or ICC the whole "
+        "model) has fewer than k participants with a score; its suppressed column then says "
+        "'n < k'. " + estimands.MODEL + " " + estimands.MODEL_MISSING + " "
+        + estimands.DID_ASSUMPTION
     ),
     "attrition": (
         "Survey response funnel per wave (pre → post → follow-up), overall and by group: every "
