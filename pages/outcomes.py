@@ -320,7 +320,7 @@ def model(scale: str | None) -> Any:
         "ci": ("95% CI", _ui.text), "p": ("p", lambda v: _ui.fmt_num(v, 3)),
         "n_participants": ("participants", _ui.fmt_int), "n_obs": ("observations", _ui.fmt_int),
         "converged": ("converged", lambda v: "yes" if v else "no"),
-    }, title, id_="outcomes-model-table", suppressed_col=None),
+    }, title, id_="outcomes-model-table", suppressed_col="suppressed"),
         _assumptions(estimands.MODEL, estimands.MODEL_MISSING,
                      "did[…] rows: " + estimands.DID_ASSUMPTION, id_="model-assumptions"),
     ])
