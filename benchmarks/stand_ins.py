@@ -51,6 +51,13 @@ def _import_time(module: str) -> float:
     return min(run(f"import {module}") for _ in range(3)) - base
 
 
+def _agree(what: str, worst: float) -> None:
+    """Stop with a clear line when a stand-in and its library disagree (an assert would vanish
+    under python -O)."""
+    if not worst < 1e-10:
+        raise SystemExit(f"{what}: largest difference {worst:.1e} exceeds 1e-10")
+
+
 def _best(fn, repeat: int = 5) -> float:  # noqa: ANN001 - any callable
     times = []
     for _ in range(repeat):
@@ -92,7 +99,7 @@ def means() -> None:
         t = diff / math.sqrt(m[2] / m[0] + m[5] / m[3])
         worst = max(worst, abs(lo - ci.low), abs(hi - ci.high),
                     abs(t - float(from_stats(m).statistic)))
-    assert worst < 1e-10, worst
+    _agree("Welch difference vs scipy", worst)
     print(f"Welch difference, 50 groups: from summaries {ours * 1e3:.2f} ms, scipy ttest_ind on "
           f"the raw scores {raw * 1e3:.2f} ms = {raw / ours:.1f}x (ttest_ind_from_stats, t and p "
           f"only: {t_only * 1e3:.2f} ms); largest difference {worst:.1e}")
@@ -110,7 +117,7 @@ def means() -> None:
     lib = _best(interval, repeat=20)
     out, (lo, hi) = t_interval(df), interval()
     worst = float(max(np.abs(out.ci_low - lo).max(), np.abs(out.ci_high - hi).max()))
-    assert worst < 1e-10, worst
+    _agree("t-interval vs scipy", worst)
     print(f"t-interval, 50 groups: t_interval {ours * 1e3:.2f} ms, scipy.stats.t.interval "
           f"{lib * 1e3:.2f} ms = {lib / ours:.1f}x; largest difference {worst:.1e}")
     print("  -> library already: t_interval is mean ± scipy's t quantile (stats.t.ppf) · sd/√n; "
@@ -158,9 +165,10 @@ def survival() -> None:
         lib = _best(lambda d=days, e=ended: kaplan_meier(d, e))
         old = _best(lambda d=days, e=ended: _km_written_out(d, e))
         a, b = kaplan_meier(days, ended), _km_written_out(days, ended)
-        assert a.shape == b.shape, (a.shape, b.shape)
+        if a.shape != b.shape:
+            raise SystemExit(f"Kaplan-Meier: statsmodels {a.shape} vs the loop {b.shape} rows")
         worst = float(np.nanmax(np.abs(a.to_numpy(float) - b.to_numpy(float))))
-        assert worst < 1e-10, worst
+        _agree("Kaplan-Meier vs the loop", worst)
         print(f"Kaplan–Meier, {n:,} durations: statsmodels SurvfuncRight {lib * 1e3:.1f} ms, the "
               f"written-out loop it replaced {old * 1e3:.1f} ms = {lib / old:.2f}x; largest "
               f"difference {worst:.1e}")
@@ -233,7 +241,7 @@ def alpha() -> None:
     ours = _best(lambda: cronbach_alpha(wide))
     lib = _best(lambda: pg.cronbach_alpha(wide, nan_policy="pairwise"))
     diff = abs(cronbach_alpha(wide)[0] - pg.cronbach_alpha(wide, nan_policy="pairwise")[0])
-    assert diff < 1e-10, diff
+    _agree("alpha vs pingouin", diff)
     print(f"alpha, 10,000 x 8 items: written out {ours * 1e3:.1f} ms, pingouin {lib * 1e3:.1f} ms"
           f" + import {imp:.2f} s in a fresh process; largest difference {diff:.1e}")
     print(f"  -> stays: pingouin's import is {imp / max(ours, 1e-9):,.0f}x one alpha; "
@@ -294,7 +302,8 @@ def figures() -> None:
     accept = _best(lambda: [go.Figure(fig) for fig in figs])
     same = len(lib_figs) == len(figs) and all(
         canonical_figure(a) == canonical_figure(b) for a, b in zip(lib_figs, figs, strict=True))
-    assert same, "plotly.py and the plain dicts sent different figures"
+    if not same:
+        raise SystemExit("plotly.py and the plain dicts sent different figures")
     go_import = _import_time("plotly.graph_objects")
     by_dash = subprocess.run(
         [sys.executable, "-c", "import sys, dash; print('plotly.graph_objects' in sys.modules)"],
