@@ -749,7 +749,7 @@ def compute_results(
         if "longitudinal" in per_scale:
             from analytics.stats.longitudinal import OUTPUT_COLUMNS as LONG_COLUMNS
             out["longitudinal"] = (pd.concat(lg_parts, ignore_index=True) if lg_parts
-                                   else pd.DataFrame(columns=LONG_COLUMNS))
+                                   else pd.DataFrame(columns=[*LONG_COLUMNS, "suppressed"]))
         if "attrition_baseline" in per_scale:
             with step("attrition_baseline"):
                 bl_parts.append(_baseline_engagement(con, scores, attrs, completers, k))
