@@ -525,6 +525,7 @@ def fit_nested_intercepts(
         differences): the likelihood is flat at its maximum, so its gradient locates the
         maximum far better than function values do."""
         hh = 1e-5
+        prev = math.inf
         for _ in range(30):
             if not free:
                 break
@@ -546,8 +547,10 @@ def fit_nested_intercepts(
             if np.max(np.abs(step)) > 1e-3 and negll(new) > negll(theta):
                 break
             theta = new
-            if np.max(np.abs(step)) < 1e-13:
+            size = float(np.max(np.abs(step)))
+            if size < 1e-11 or size > 0.5 * prev < 1e-6:  # converged, or at rounding's floor
                 break
+            prev = size
         return theta
 
     one = fit_random_intercept(y, X, uc, names=names)
@@ -555,8 +558,11 @@ def fit_nested_intercepts(
     bounds = [(lo + 1e-3, hi), (lo + 1e-3, hi)]
     best = None
     for s0 in (np.array([tp, tp - 2.0]), np.array([tp, -3.0])):
+        # loose: the Newton polish below finishes the job; fatol relative to |negll| (which
+        # grows with N, and rounding with it)
+        fatol = 1e-10 * max(1.0, abs(negll(s0)))
         r = optimize.minimize(negll, s0, method="Nelder-Mead", bounds=bounds,
-                              options={"xatol": 1e-6, "fatol": 1e-10, "maxiter": 2000})
+                              options={"xatol": 1e-5, "fatol": fatol, "maxiter": 1000})
         if best is None or r.fun < best.fun:
             best = r
     theta = np.asarray(best.x, dtype=float)
