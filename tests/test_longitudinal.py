@@ -124,8 +124,7 @@ def test_equals_mixedlm_on_generated_data_with_missing_waves():
 
 def test_contrasts_and_did_equal_mixedlm_linear_combinations_and_cover_the_truth():
     d = generated(800, 12, comparison=True)
-    out = longitudinal_model(d, comparison="comparison", cluster="cluster",
-                             se_method="observed")
+    out = longitudinal_model(d, comparison="comparison", se_method="observed")
     assert list(out.columns) == OUTPUT_COLUMNS
     out = out.set_index("term")
     dd = d.assign(wave=pd.Categorical(d.wave, ["pre", "post", "followup"]),
@@ -147,9 +146,9 @@ def test_contrasts_and_did_equal_mixedlm_linear_combinations_and_cover_the_truth
         r = out.loc[term]
         assert r.ci_low <= truth <= r.ci_high, term
     assert out.loc["emm[wave=pre]", "estimate"] == pytest.approx(3.0, abs=0.1)
-    # ICC between clusters: true share 0.09 / (0.09 + 0.36 + 0.25) = 0.129, moment estimator
-    assert 0.04 < out.loc["icc_cluster", "estimate"] < 0.25
+    # one-level model: the cluster variance 0.09 is absorbed into the participant's
     assert out.loc["icc_participant", "estimate"] == pytest.approx(0.45 / 0.70, abs=0.08)
+    assert "icc_cluster" not in out.index  # the ANOVA-on-residuals number is gone (issue 10)
 
 
 def test_modality_difference_recovered_in_sign_and_size():

@@ -136,7 +136,7 @@ def test_each_row_is_counted_on_its_own_cells() -> None:
     kept = ["Intercept", "arm[T.participant]", "modality[T.physical]", "emm[wave=pre]",
             "emm[wave=post]", "contrast[post-pre]", "emm[wave=post|modality=online]",
             "emm[wave=pre|arm=comparison]", "did[post-pre|modality=physical]",
-            "var_participant", "var_residual", "icc_participant", "icc_cluster"]
+            "var_participant", "var_residual", "icc_participant", "icc_exchange"]
     assert t.loc[blanked, STATS].isna().all().all()
     assert (t.loc[blanked, "suppressed"] == f"n < {K}").all()  # the reason is stated
     assert t.loc[kept, "estimate"].notna().all()

@@ -58,7 +58,7 @@ def test_a_one_row_responses_file_elsewhere_keeps_every_answer(demo_copy, tmp_pa
     one = _head(src / "responses.csv", tmp_path / "o" / "responses.csv", 2)
     res = P.run_etl("load", str(one), "--warehouse", str(wh))
     assert res.returncode in (0, 3), res.stdout + res.stderr
-    assert count(wh, "responses") == before == 21_747  # the demo at n=300 (with its planted small cells)
+    assert count(wh, "responses") == before == 21_747  # demo n=300, small cells
     assert "0 removed" in res.stdout
 
 

@@ -242,7 +242,9 @@ def _blank_small(df: pd.DataFrame, n_col: str, k: int, cols: Sequence[str]) -> p
 
 def _longitudinal(scored: pd.DataFrame, k: int, *, has_comparison: bool | None = None
                   ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Random-intercept model per scale with modality and, if present, the comparison arm.
+    """Random-intercept model per scale with modality and, if present, the comparison arm;
+    participants (units: participant x exchange) nested in exchanges, each with a random
+    intercept (`longitudinal_model` with ``exchange``; Wald t CIs with between-within df).
 
     A scale whose full design has an empty cell is refitted with fewer terms, in this order:
     wave*modality*arm, wave*arm, wave*modality, wave. The formula used is returned per scale.
@@ -266,11 +268,12 @@ def _longitudinal(scored: pd.DataFrame, k: int, *, has_comparison: bool | None =
         out = None
         for grp, comp in designs:
             out = longitudinal_model(d, outcome="score", participant="unit", wave="wave",
-                                     group=grp, comparison=comp, cluster="cluster",
+                                     group=grp, comparison=comp, exchange="exchange_id",
                                      instrument="instrument", scale="scale")
             if not (len(out) == 1 and out["term"].iloc[0] == "not_estimable"):
                 models[f"{inst}.{sc}"] = ("score ~ wave" + (" * modality" if grp else "")
-                                          + (" * arm" if comp else "") + " + (1 | participant)")
+                                          + (" * arm" if comp else "")
+                                          + " + (1 | participant) + (1 | exchange)")
                 break
         else:
             models[f"{inst}.{sc}"] = "not estimable"
@@ -336,7 +339,8 @@ def _blank_small_terms(out: pd.DataFrame, d: pd.DataFrame, k: int) -> pd.DataFra
 
 
 _WHOLE_MODEL_TERMS = frozenset({"var_participant", "var_residual", "icc_participant",
-                                 "icc_cluster", "not_estimable"})
+                                 "icc_cluster", "n_exchanges", "df_between_exchanges",
+                                 "not_estimable"})
 _MODEL_STATS = ("estimate", "se", "ci_low", "ci_high", "p")
 
 

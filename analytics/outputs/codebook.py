@@ -133,16 +133,18 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "term": "model term: a fixed effect (Intercept, wave[T.post], "
                 "wave[T.post]:modality[T.virtual], …), emm[wave=W] (estimated marginal mean), "
                 "contrast[W-pre] (change from pre), did[W-pre] (participants' change minus the "
-                "comparison group's; not randomised: assumes parallel trends), var_participant, "
-                "var_residual, icc_participant, "
-                "icc_cluster; '|modality=M' or '|arm=comparison' restricts a row to a group",
+                "comparison group's; not randomised: assumes parallel trends), var_exchange, "
+                "var_participant, var_residual, icc_exchange, icc_participant, n_exchanges, "
+                "df_between_exchanges; '|modality=M' or '|arm=comparison' restricts a row to a "
+                "group",
         "estimate": "estimate of the term",
         "se": "standard error (conditional on the variance components, as lme4's vcov); empty "
               "for variance components and ICCs",
-        "ci_low": "lower bound of the 95% Wald CI (estimate − 1.96 se)",
-        "ci_high": "upper bound of the 95% Wald CI",
-        "p": "two-sided Wald p value (normal reference, as statsmodels MixedLM)",
-        "n_participants": "participants in the model",
+        "ci_low": "lower bound of the 95% Wald t CI (estimate − t(0.975, df) se, df between-"
+                  "within: see the model note; df near exchanges for means)",
+        "ci_high": "upper bound of the 95% Wald t CI",
+        "p": "two-sided Wald p value (t reference with the same df)",
+        "n_participants": "participants in the model (participant × exchange units)",
         "n_obs": "scores (participant × wave) in the model",
         "converged": "whether the REML optimiser converged; shown, never hidden. A scale whose "
                      "model cannot be estimated has one row term = not_estimable",
@@ -232,10 +234,18 @@ METHODS: dict[str, str] = {
         "levels weighted equally, as emmeans), contrasts against pre (post − pre: the gain; "
         "followup − pre: does it persist), difference in differences (participants' change "
         "minus the comparison group's) with 95% Wald CIs. Variance components and ICCs: "
-        "between participants (s2_u / (s2_u + s2_e)) and between clusters (one-way ANOVA "
-        "moment estimator on participants' mean residuals). Fitted by the closed-form profiled "
-        "REML of analytics.stats.longitudinal.fit_random_intercept, equal to lme4::lmer and "
-        "statsmodels MixedLM. Small cells are counted per estimate: a row is empty when any "
+        "from the model with participants (participant x exchange) nested in exchanges, "
+        "score ~ ... + (1 | participant) + (1 | exchange): icc_exchange = s2_x / (s2_x + s2_p + "
+        "s2_e), the share between exchanges; icc_participant = (s2_x + s2_p) / (s2_x + s2_p + "
+        "s2_e), the correlation of two scores of one participant (Snijders & Bosker 2012, "
+        "ch. 4). No ICC for networks: too few networks to identify that level. CIs are Wald t "
+        "with between-within df: exchanges minus exchange-level columns "
+        "(df_between_exchanges) for rows resting on an exchange-level column (means, modality "
+        "differences at one wave), the large within df otherwise (changes, DiD). The exchange "
+        "intercept does not model exchanges that differ in their gain. Fitted by the "
+        "closed-form profiled REML of analytics.stats.longitudinal.fit_nested_intercepts, "
+        "equal to statsmodels MixedLM with groups = exchange and a participant variance "
+        "component. Small cells are counted per estimate: a row is empty when any "
         "arm × wave × modality cell it rests on (an emm its own cells, a contrast both waves', "
         "a difference in differences its four, a coefficient every cell it enters or is "
         "defined by, Intercept the reference cell, a variance component or ICC the whole "

@@ -16,9 +16,11 @@ random slopes).
 Public functions
 ----------------
 fit_random_intercept   arrays in (y, X, groups), a `RandomInterceptFit` out
+fit_nested_intercepts  arrays in (y, X, units, exchanges): participants nested in exchanges,
+                       closed form per exchange (Sherman-Morrison), a `NestedInterceptFit` out
 longitudinal_model     tidy table per instrument x scale: fixed effects, marginal means per wave,
                        contrasts against the first wave, difference-in-differences, variance
-                       components, ICCs
+                       components, ICCs (with `exchange`: the two-level model)
 fit_mixedlm            the same tidy rows from statsmodels MixedLM (any formula, random slopes)
 """
 
@@ -34,7 +36,9 @@ from scipy import optimize, stats
 
 __all__ = [
     "OUTPUT_COLUMNS",
+    "NestedInterceptFit",
     "RandomInterceptFit",
+    "fit_nested_intercepts",
     "fit_random_intercept",
     "longitudinal_model",
     "fit_mixedlm",
@@ -277,6 +281,374 @@ def fit_random_intercept(
     )
 
 
+@dataclass
+class NestedInterceptFit:
+    """Result of `fit_nested_intercepts` (REML): exchange and participant-within-exchange
+    random intercepts."""
+
+    names: list[str]
+    beta: np.ndarray
+    cov_beta: np.ndarray
+    var_exchange: float  # s2_x
+    var_participant: float  # s2_p (participant x exchange unit within exchange)
+    var_residual: float  # s2_e
+    converged: bool
+    n_exchanges: int
+    n_units: int
+    n_obs: int
+    reml_loglik: float
+    stratum: np.ndarray = field(repr=False)  # per column of X: 0 exchange, 1 unit, 2 within
+    df_strata: tuple[float, float, float] = (math.inf, math.inf, math.inf)
+
+    @property
+    def se(self) -> np.ndarray:
+        return np.sqrt(np.diag(self.cov_beta))
+
+    @property
+    def icc_exchange(self) -> float:
+        """Share of the variance between exchanges: s2_x / (s2_x + s2_p + s2_e)."""
+        total = self.var_exchange + self.var_participant + self.var_residual
+        return self.var_exchange / total if total > 0 else float("nan")
+
+    @property
+    def icc(self) -> float:
+        """Correlation of two scores of one participant: (s2_x + s2_p) / (s2_x + s2_p + s2_e)
+        (Snijders & Bosker's intra-participant correlation in a three-level model)."""
+        total = self.var_exchange + self.var_participant + self.var_residual
+        return (self.var_exchange + self.var_participant) / total if total > 0 else float("nan")
+
+    def df(self, L: np.ndarray) -> float:
+        """Between-within degrees of freedom of the contrast L'beta: the smallest df of the
+        strata its nonzero coefficients load on (see `fit_nested_intercepts`)."""
+        used = np.abs(L) > 1e-12
+        if not used.any():
+            return math.inf
+        return float(min(self.df_strata[int(s)] for s in np.unique(self.stratum[used])))
+
+
+def fit_nested_intercepts(
+    y: np.ndarray,
+    X: np.ndarray,
+    units: np.ndarray,
+    exchanges: np.ndarray,
+    *,
+    names: Sequence[str] | None = None,
+    se_method: str = "conditional",
+) -> NestedInterceptFit:
+    """Fit ``y ~ X + (1 | exchange) + (1 | exchange:unit)`` by REML, closed form per exchange.
+
+    Model: y = X beta + u_x + u_p(x) + e with u_x ~ N(0, s2_x) per exchange, u_p ~ N(0, s2_p)
+    per participant within exchange, e ~ N(0, s2_e). A unit is a participant x exchange pair:
+    a participant who appears in two exchanges is two units (one in each exchange), the pairing
+    unit the derive step already uses, so the participant level is nested in the exchange.
+
+    Method: with lam_p = s2_p / s2_e and lam_x = s2_x / s2_e, one exchange's block is
+    s2_e H with H = I + lam_p Z_p Z_p' + lam_x J. The participant part inverts in closed form
+    (I - c_i J_i, c_i = lam_p / (1 + n_i lam_p)); the exchange level is a rank-one
+    Sherman-Morrison update: with a_i = 1 / (1 + n_i lam_p), m_x = sum_i n_i a_i,
+    R_x = sum_i a_i S_i and r_x = sum_i a_i t_i (S_i, t_i the unit's sums of X and y),
+    d_x = lam_x / (1 + lam_x m_x):
+    X'H^-1X = X'X - sum_i c_i S_i S_i' - sum_x d_x R_x R_x' (likewise X'H^-1y, y'H^-1y) and
+    log|H| = sum_i log(1 + n_i lam_p) + sum_x log(1 + lam_x m_x). a_i and c_i depend on n_i
+    only, so the sums collapse once into blocks per unit size and per exchange x unit size;
+    s2_e and beta profile out and the REML likelihood is maximised over (log lam_p, log lam_x)
+    by bounded Nelder-Mead from two starts (the one-level fit's lam_p with a small lam_x), then
+    polished by Newton steps on the analytic gradient. A variance at its lower bound is set to 0
+    when that does not lower the likelihood. Equals statsmodels ``MixedLM(groups=exchange,
+    re_formula="1", vc_formula={"participant": "0 + C(participant)"})`` fitted by REML (tests:
+    1e-4).
+
+    Standard errors: ``"conditional"`` sqrt(diag(s2_e (X'H^-1X)^-1)) as lme4's ``vcov()``;
+    ``"observed"`` inverts the observed Hessian of the profiled (s2_e) REML likelihood in beta
+    and the two variance ratios jointly, as statsmodels MixedLM does.
+
+    Degrees of freedom (for t intervals of contrasts; between-within rule, as SAS's
+    DDFM=BETWITHIN extended to three strata): each column of X is classified as constant
+    within exchange (stratum 0: df = exchanges - such columns), constant within unit but not
+    exchange (stratum 1: df = units - exchanges - such columns), or varying within unit
+    (stratum 2: df = N - units - such columns). A contrast takes the smallest df among the
+    strata of its nonzero coefficients; with few exchanges this is what keeps an interval for a
+    between-exchange quantity (a marginal mean, a modality difference at one wave) honest.
+
+    Parameters
+    ----------
+    y : (N,) float array, no missing values
+    X : (N, p) float array of full column rank
+    units : (N,) non-negative integer participant codes
+    exchanges : (N,) non-negative integer exchange codes; (exchange, unit) pairs define units
+    names : column names of X
+    se_method : "conditional" (lme4) or "observed" (statsmodels MixedLM)
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> ex = np.repeat(np.arange(30), 40)             # 30 exchanges x 20 participants x 2 waves
+    >>> un = np.repeat(np.arange(600), 2)
+    >>> y = (rng.normal(0, 0.5, 30)[ex] + rng.normal(0, 1, 600)[un] + rng.normal(0, 0.7, 1200)
+    ...      + np.tile([0.0, 0.4], 600))
+    >>> X = np.column_stack([np.ones(1200), np.tile([0.0, 1.0], 600)])
+    >>> f = fit_nested_intercepts(y, X, un, ex)
+    >>> f.n_exchanges, f.n_units, bool(0.1 < f.var_exchange < 0.6)
+    (30, 600, True)
+    """
+    y = np.asarray(y, dtype=float)
+    X = np.asarray(X, dtype=float)
+    u_in = np.asarray(units)
+    x_in = np.asarray(exchanges)
+    if X.ndim != 2 or y.ndim != 1 or not (len(y) == len(X) == len(u_in) == len(x_in)):
+        raise ValueError("y (N,), X (N, p), units (N,) and exchanges (N,) must match")
+    for arr, nm in ((u_in, "units"), (x_in, "exchanges")):
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer) or (
+                len(arr) and arr.min() < 0):
+            raise ValueError(f"{nm} must be non-negative integer codes (use pd.factorize)")
+    if not (np.isfinite(y).all() and np.isfinite(X).all()):
+        raise ValueError("y and X must be finite; drop missing values first")
+    N, p = X.shape
+    if N <= p:
+        raise ValueError(f"need more observations ({N}) than fixed effects ({p})")
+    names = list(names) if names is not None else [f"x{k}" for k in range(p)]
+    if len(names) != p:
+        raise ValueError("names must have one entry per column of X")
+    if se_method not in ("conditional", "observed"):
+        raise ValueError("se_method must be 'conditional' or 'observed'")
+
+    xc, _ = pd.factorize(x_in)
+    G = int(xc.max()) + 1
+    key = xc.astype(np.int64) * (int(u_in.max()) + 1) + u_in.astype(np.int64)
+    uc, _ = pd.factorize(key)  # unit = participant x exchange
+    U = int(uc.max()) + 1
+    ni = np.bincount(uc, minlength=U)
+    first = np.zeros(U, dtype=np.int64)
+    first[uc[::-1]] = np.arange(N - 1, -1, -1)
+    x_of_unit = xc[first]
+    S = np.column_stack([np.bincount(uc, weights=X[:, k], minlength=U) for k in range(p)])
+    t = np.bincount(uc, weights=y, minlength=U)
+    XtX = X.T @ X
+    Xty = X.T @ y
+    yty = float(y @ y)
+    if np.linalg.matrix_rank(XtX) < p:
+        raise ValueError("the fixed-effects design is rank deficient (an empty cell or a "
+                         "constant column)")
+    dof = N - p
+
+    sizes, kidx = np.unique(ni, return_inverse=True)
+    K = len(sizes)
+    m = sizes.astype(float)
+    cnt = np.bincount(kidx, minlength=K).astype(float)
+    order = np.argsort(kidx, kind="stable")
+    bnd = np.concatenate([[0], np.cumsum(cnt).astype(np.int64)])
+    Ms = np.empty((K, p, p))
+    vs = np.empty((K, p))
+    ws = np.empty(K)
+    for k in range(K):
+        idx = order[bnd[k]:bnd[k + 1]]
+        Sk, tk = S[idx], t[idx]
+        Ms[k], vs[k], ws[k] = Sk.T @ Sk, Sk.T @ tk, float(tk @ tk)
+    xk = x_of_unit.astype(np.int64) * K + kidx  # exchange x unit-size cell
+    T = np.column_stack([np.bincount(xk, weights=S[:, j], minlength=G * K)
+                         for j in range(p)]).reshape(G, K, p)
+    tt = np.bincount(xk, weights=t, minlength=G * K).reshape(G, K)
+    nn = np.bincount(xk, weights=ni.astype(float), minlength=G * K).reshape(G, K)
+
+    def pieces(lp: float, lx: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+        a = 1.0 / (1.0 + m * lp)
+        c = lp * a
+        R = np.einsum("xkj,k->xj", T, a)
+        r = tt @ a
+        mx = nn @ a
+        d = lx / (1.0 + lx * mx)
+        A = XtX - np.einsum("k,kij->ij", c, Ms) - (R * d[:, None]).T @ R
+        b = Xty - c @ vs - R.T @ (d * r)
+        yHy = yty - float(c @ ws) - float(d @ (r * r))
+        logdetH = float(cnt @ np.log1p(m * lp)) + float(np.log1p(lx * mx).sum())
+        return A, b, yHy, logdetH
+
+    lo, hi = _LOG_LAM_BOUNDS
+
+    def lam(theta: np.ndarray) -> tuple[float, float]:
+        return (0.0 if theta[0] <= lo else math.exp(theta[0]),
+                0.0 if theta[1] <= lo else math.exp(theta[1]))
+
+    def negll(theta: np.ndarray) -> float:
+        A, b, yHy, logdetH = pieces(*lam(theta))
+        sign, logdetA = np.linalg.slogdet(A)
+        if sign <= 0:
+            return 1e300
+        rss = yHy - float(b @ np.linalg.solve(A, b))
+        if rss <= 0:
+            return 1e300
+        return 0.5 * (dof * math.log(rss / dof) + logdetH + logdetA)
+
+    def grad(theta: np.ndarray) -> np.ndarray:
+        """Analytic gradient of `negll` in (log lam_p, log lam_x): d rss = d(y'H^-1y)
+        - 2 beta' d b + beta' dA beta (envelope), d log|A| = tr(A^-1 dA)."""
+        lp, lx = lam(theta)
+        a = 1.0 / (1.0 + m * lp)
+        c = lp * a
+        R = np.einsum("xkj,k->xj", T, a)
+        r = tt @ a
+        mx = nn @ a
+        d = lx / (1.0 + lx * mx)
+        A = XtX - np.einsum("k,kij->ij", c, Ms) - (R * d[:, None]).T @ R
+        b = Xty - c @ vs - R.T @ (d * r)
+        yHy = yty - float(c @ ws) - float(d @ (r * r))
+        beta_ = np.linalg.solve(A, b)
+        rss = yHy - float(beta_ @ b)
+        Ainv_ = np.linalg.inv(A)
+        # lam_p: c' = a^2, a' = -m a^2, and d moves with m_x
+        da = -m * a * a
+        dc = a * a
+        dR = np.einsum("xkj,k->xj", T, da)
+        dr = tt @ da
+        dmx = nn @ da
+        dd = -d * d * dmx
+        dA_p = (-np.einsum("k,kij->ij", dc, Ms) - (R * dd[:, None]).T @ R
+                - (dR * d[:, None]).T @ R - (R * d[:, None]).T @ dR)
+        db_p = -dc @ vs - dR.T @ (d * r) - R.T @ (dd * r) - R.T @ (d * dr)
+        dy_p = -float(dc @ ws) - float(dd @ (r * r)) - 2.0 * float(d @ (r * dr))
+        dH_p = float(cnt @ (m * a)) + float((lx * dmx / (1.0 + lx * mx)).sum())
+        # lam_x: d' = 1 / (1 + lam_x m_x)^2
+        ddx = 1.0 / (1.0 + lx * mx) ** 2
+        dA_x = -(R * ddx[:, None]).T @ R
+        db_x = -R.T @ (ddx * r)
+        dy_x = -float(ddx @ (r * r))
+        dH_x = float((mx / (1.0 + lx * mx)).sum())
+        g = np.empty(2)
+        for j, (dA, db, dy, dH, lv) in enumerate(((dA_p, db_p, dy_p, dH_p, lp),
+                                                  (dA_x, db_x, dy_x, dH_x, lx))):
+            drss = dy - 2.0 * float(beta_ @ db) + float(beta_ @ dA @ beta_)
+            g[j] = 0.5 * lv * (dof * drss / rss + dH + float(np.sum(Ainv_ * dA.T)))
+        return g
+
+    def newton(theta: np.ndarray, free: list[int]) -> np.ndarray:
+        """Polish by Newton steps on the analytic gradient (Hessian by its central
+        differences): the likelihood is flat at its maximum, so its gradient locates the
+        maximum far better than function values do."""
+        hh = 1e-5
+        prev = math.inf
+        for _ in range(30):
+            if not free:
+                break
+            g = grad(theta)
+            Hs = np.zeros((2, 2))
+            for j in free:
+                e = np.zeros(2)
+                e[j] = hh
+                Hs[:, j] = (grad(theta + e) - grad(theta - e)) / (2 * hh)
+            Hs = 0.5 * (Hs + Hs.T)
+            sub = np.ix_(free, free)
+            if not np.all(np.linalg.eigvalsh(Hs[sub]) > 0):
+                break
+            step = np.zeros(2)
+            step[free] = -np.linalg.solve(Hs[sub], g[free])
+            new = np.clip(theta + step, lo + 1e-3, hi)
+            # a small step is taken even when rounding hides its gain (the function is flat
+            # to ~1e-13 there); a large one only when it improves the fit
+            if np.max(np.abs(step)) > 1e-3 and negll(new) > negll(theta):
+                break
+            theta = new
+            size = float(np.max(np.abs(step)))
+            if size < 1e-11 or size > 0.5 * prev < 1e-6:  # converged, or at rounding's floor
+                break
+            prev = size
+        return theta
+
+    one = fit_random_intercept(y, X, uc, names=names)
+    tp = math.log(one.lam) if one.lam > 0 else 0.0
+    bounds = [(lo + 1e-3, hi), (lo + 1e-3, hi)]
+    best = None
+    for s0 in (np.array([tp, tp - 2.0]), np.array([tp, -3.0])):
+        # loose: the Newton polish below finishes the job; fatol relative to |negll| (which
+        # grows with N, and rounding with it)
+        fatol = 1e-10 * max(1.0, abs(negll(s0)))
+        r = optimize.minimize(negll, s0, method="Nelder-Mead", bounds=bounds,
+                              options={"xatol": 1e-5, "fatol": fatol, "maxiter": 1000})
+        if best is None or r.fun < best.fun:
+            best = r
+    theta = np.asarray(best.x, dtype=float)
+    converged = bool(best.success)  # Nelder-Mead's own stopping rule met, or after the
+    # Newton polish the gradient is zero to the precision of its central differences
+
+    def to_boundary(theta: np.ndarray) -> np.ndarray:
+        # a variance ratio whose removal costs < 1e-9 in log-likelihood is exactly zero (the
+        # REML maximum on the boundary; the likelihood is flat in log lam there, so no search
+        # would settle on one value)
+        for j in range(2):
+            alt = theta.copy()
+            alt[j] = lo
+            if theta[j] > lo and negll(alt) <= negll(theta) + 1e-9:
+                theta = alt
+        return theta
+
+    theta = to_boundary(theta)
+    theta = newton(theta, [j for j in range(2) if theta[j] > lo])
+    theta = to_boundary(theta)
+    gtheta = grad(theta)[[j for j in range(2) if theta[j] > lo]]
+    converged = converged or bool(np.all(np.abs(gtheta) < 1e-6))
+    if theta[0] >= hi - 1e-3 or theta[1] >= hi - 1e-3:
+        converged = False  # residual variance numerically zero: degenerate
+    lp, lx = lam(theta)
+    A, b, yHy, logdetH = pieces(lp, lx)
+    beta = np.linalg.solve(A, b)
+    rss = yHy - float(beta @ b)
+    s2e = rss / dof
+    Ainv = np.linalg.inv(A)
+    cov = s2e * Ainv
+    if se_method == "observed":
+        free = [j for j in range(2) if theta[j] > lo]
+
+        def f_beta(th: np.ndarray) -> float:  # REML log-lik at fixed beta, s2_e profiled
+            A_, b_, yHy_, ldH = pieces(*lam(th))
+            rss_ = yHy_ - 2.0 * float(beta @ b_) + float(beta @ A_ @ beta)
+            return -0.5 * (dof * math.log(rss_) + ldH + np.linalg.slogdet(A_)[1])
+
+        q = len(free)
+        Hm = np.zeros((p + q, p + q))
+        Hm[:p, :p] = -A / s2e
+        hh = 1e-4
+        for a_, j in enumerate(free):
+            e = np.zeros(2)
+            e[j] = hh
+            Ap, bp, _, _ = pieces(*lam(theta + e))
+            Am, bm, _, _ = pieces(*lam(theta - e))
+            dgb = ((bp - Ap @ beta) - (bm - Am @ beta)) / (2 * hh)
+            Hm[:p, p + a_] = Hm[p + a_, :p] = dof * dgb / rss
+            for c_, k in enumerate(free):
+                if c_ < a_:
+                    continue
+                ek = np.zeros(2)
+                ek[k] = hh
+                v = (f_beta(theta + e + ek) - f_beta(theta + e - ek) - f_beta(theta - e + ek)
+                     + f_beta(theta - e - ek)) / (4 * hh * hh)
+                Hm[p + a_, p + c_] = Hm[p + c_, p + a_] = v
+        cov = np.linalg.inv(-Hm)[:p, :p]
+    ll = -0.5 * (dof * math.log(s2e) + logdetH + float(np.linalg.slogdet(A)[1])
+                 + dof * (1.0 + math.log(2 * math.pi)))
+
+    # between-within strata of the columns of X
+    def constant_within(codes: np.ndarray, n_groups: int, col: np.ndarray) -> bool:
+        s1 = np.bincount(codes, weights=col, minlength=n_groups)
+        s2 = np.bincount(codes, weights=col * col, minlength=n_groups)
+        n = np.bincount(codes, minlength=n_groups)
+        ok = n > 0
+        return bool(np.all(s2[ok] - s1[ok] ** 2 / n[ok] <= 1e-9 * (1.0 + s2[ok])))
+
+    stratum = np.full(p, 2, dtype=np.int64)
+    for j in range(p):
+        if constant_within(xc, G, X[:, j]):
+            stratum[j] = 0
+        elif constant_within(uc, U, X[:, j]):
+            stratum[j] = 1
+    p0, p1, p2 = (int((stratum == s).sum()) for s in range(3))
+    df_strata = (float(max(G - p0, 1)), float(max(U - G - p1, 1)), float(max(N - U - p2, 1)))
+    return NestedInterceptFit(
+        names=names, beta=beta, cov_beta=cov, var_exchange=float(lx * s2e),
+        var_participant=float(lp * s2e), var_residual=float(s2e),
+        converged=converged and bool(np.isfinite(ll)), n_exchanges=G, n_units=U, n_obs=N,
+        reml_loglik=float(ll), stratum=stratum, df_strata=df_strata,
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # The tidy model per instrument x scale
 # ---------------------------------------------------------------------------------------------
@@ -340,48 +712,23 @@ def _cell_vec(factors: list[_Factor], levels: Sequence[int | None]) -> np.ndarra
     return v
 
 
-def _icc_cluster(fit: RandomInterceptFit, pcodes: np.ndarray, ccodes: np.ndarray) -> float:
-    """Share of variance between clusters: one-way ANOVA (moment) estimator on participants'
-    mean marginal residuals, over the total s2_u + s2_e of the random-intercept fit."""
-    G = int(pcodes.max()) + 1
-    cnt = np.bincount(pcodes, minlength=G)
-    keep = cnt > 0
-    m = (np.bincount(pcodes, weights=fit.residual, minlength=G)[keep] / cnt[keep])
-    # a participant's cluster: the one of their first row (participants sit in one cluster);
-    # np.unique's first indices, in the same ascending order as `keep`
-    _, first_row = np.unique(pcodes, return_index=True)
-    cl = ccodes[first_row]
-    k_codes, cl = np.unique(cl, return_inverse=True)
-    k = len(k_codes)
-    M = len(m)
-    if k < 2 or M - k < 1:
-        return float("nan")
-    Mc = np.bincount(cl, minlength=k).astype(float)
-    mc = np.bincount(cl, weights=m, minlength=k) / Mc
-    ssb = float((Mc * (mc - m.mean()) ** 2).sum())
-    ssw = float(((m - mc[cl]) ** 2).sum())
-    msb, msw = ssb / (k - 1), ssw / (M - k)
-    n0 = (M - float((Mc ** 2).sum()) / M) / (k - 1)
-    s2c = max(0.0, (msb - msw) / n0)
-    total = fit.var_participant + fit.var_residual
-    return s2c / total if total > 0 else float("nan")
-
-
 def _rows_for_fit(
-    fit: RandomInterceptFit,
+    fit: RandomInterceptFit | NestedInterceptFit,
     factors: list[_Factor],
     *,
-    icc_cluster: float | None,
     ci: float,
 ) -> list[tuple[str, float, float, float, float, float]]:
-    z = stats.norm.ppf(0.5 + ci / 2)
+    nested = isinstance(fit, NestedInterceptFit)
     out: list[tuple[str, float, float, float, float, float]] = []
 
     def add(term: str, L: np.ndarray) -> None:
         est = float(L @ fit.beta)
         se = float(math.sqrt(max(L @ fit.cov_beta @ L, 0.0)))
-        p = float(2 * stats.norm.sf(abs(est / se))) if se > 0 else float("nan")
-        out.append((term, est, se, est - z * se, est + z * se, p))
+        # one-level model: Wald z; exchange level: t with between-within df (NestedInterceptFit.df)
+        ref = stats.t(fit.df(L)) if nested else stats.norm
+        q = float(ref.ppf(0.5 + ci / 2))
+        p = float(2 * ref.sf(abs(est / se))) if se > 0 else float("nan")
+        out.append((term, est, se, est - q * se, est + q * se, p))
 
     eye = np.eye(len(fit.beta))
     for k, nm in enumerate(fit.names):
@@ -429,11 +776,16 @@ def _rows_for_fit(
                              - (cell(w, gl, 0) - cell(0, gl, 0)))
                     add(f"did[{wave_f.levels[w]}-{ref}|{grp.name}={gname}]", did_g)
     nan = float("nan")
+    if nested:
+        out.append(("var_exchange", fit.var_exchange, nan, nan, nan, nan))
     out.append(("var_participant", fit.var_participant, nan, nan, nan, nan))
     out.append(("var_residual", fit.var_residual, nan, nan, nan, nan))
+    if nested:
+        out.append(("icc_exchange", fit.icc_exchange, nan, nan, nan, nan))
     out.append(("icc_participant", fit.icc, nan, nan, nan, nan))
-    if icc_cluster is not None:
-        out.append(("icc_cluster", icc_cluster, nan, nan, nan, nan))
+    if nested:
+        out.append(("n_exchanges", float(fit.n_exchanges), nan, nan, nan, nan))
+        out.append(("df_between_exchanges", fit.df_strata[0], nan, nan, nan, nan))
     return out
 
 
@@ -446,7 +798,7 @@ def longitudinal_model(
     waves: Sequence[str] | None = None,
     group: str | None = None,
     comparison: str | None = None,
-    cluster: str | None = None,
+    exchange: str | None = None,
     instrument: str | None = "instrument",
     scale: str | None = "scale",
     ci: float = 0.95,
@@ -456,12 +808,24 @@ def longitudinal_model(
 
     Model (one per instrument x scale), in R's notation::
 
-        score ~ wave [* group] [* arm] + (1 | participant)       REML
+        score ~ wave [* group] [* arm] + (1 | participant)                     REML
+        score ~ wave [* group] [* arm] + (1 | exchange) + (1 | exchange:participant)
+                                                                  REML, with `exchange`
 
     with treatment coding, the first wave (``pre``) as reference, and ``arm`` = exchange
-    participant vs comparison (reference: comparison) when `comparison` is given. Fitted by
-    `fit_random_intercept` (closed-form profiled REML; equals ``lme4::lmer`` and statsmodels
-    MixedLM). Wald (normal) CIs and p values, as MixedLM reports them.
+    participant vs comparison (reference: comparison) when `comparison` is given. Without
+    `exchange`: fitted by `fit_random_intercept` (closed-form profiled REML; equals
+    ``lme4::lmer`` and statsmodels MixedLM), Wald (normal) CIs and p values, as MixedLM reports
+    them. With `exchange` (two or more exchanges): participants nested in exchanges, fitted by
+    `fit_nested_intercepts` (equals statsmodels MixedLM with groups=exchange and a participant
+    variance component); a participant seen in two exchanges counts as one unit per exchange
+    (n_participants counts these units); CIs and p values are Wald t with between-within
+    degrees of freedom: a contrast that loads on an exchange-level column (the intercept, a
+    modality main effect: marginal means and modality differences at one wave) gets
+    exchanges − exchange-level columns df (the ``df_between_exchanges`` row); within-participant
+    contrasts (post − pre, DiD) get the large within df, i.e. practically z. An exchange random
+    intercept cancels from within-participant contrasts: it does not model exchanges that
+    differ in their gain (that would be a random wave effect per exchange).
 
     Rows (column ``term``):
 
@@ -475,10 +839,13 @@ def longitudinal_model(
     - ``did[W-pre]``: difference in differences, participants' change minus the comparison
       group's change (and per group level);
     - ``var_participant``, ``var_residual`` (REML variance components), ``icc_participant``
-      (s2_u / (s2_u + s2_e)), and with `cluster` ``icc_cluster``: the share of the total variance
-      between clusters, by the one-way ANOVA moment estimator (Searle's n0 for unequal sizes) on
-      participants' mean residuals from the fixed effects, divided by s2_u + s2_e. These rows
-      have no SE/CI.
+      (s2_u / (s2_u + s2_e)); with `exchange` also ``var_exchange``, ``icc_exchange``
+      (s2_x / (s2_x + s2_p + s2_e), the share between exchanges), ``icc_participant`` then is
+      (s2_x + s2_p) / (s2_x + s2_p + s2_e), the correlation of two scores of one participant,
+      ``n_exchanges`` and ``df_between_exchanges``. These rows have no SE/CI. (The former
+      ``icc_cluster``, a one-way ANOVA on residuals over networks, is gone: it did not come from
+      a model with that level. A network level above the exchange is not fitted: with a
+      handful of networks its variance is not identified apart from the exchange level.)
 
     A scale whose design cannot be estimated (an empty wave x group cell, too few rows) gives a
     single row ``not_estimable`` with ``converged`` False rather than stopping the table.
@@ -491,11 +858,11 @@ def longitudinal_model(
         reference
     group : optional column crossed with wave (e.g. modality)
     comparison : optional boolean column, True for the non-participating comparison group
-    cluster : optional column for ``icc_cluster`` (constant within participant)
+    exchange : optional column of the exchange a row belongs to: adds the exchange level
     instrument, scale : columns to fit separately by (None: one model for all rows)
     ci : confidence level
     se_method : "conditional" (lme4's, default) or "observed" (statsmodels MixedLM's); see
-        `fit_random_intercept`
+        `fit_random_intercept` and `fit_nested_intercepts`
 
     Returns
     -------
@@ -512,7 +879,7 @@ def longitudinal_model(
     >>> round(float(out.set_index("term").loc["contrast[post-pre]", "estimate"]), 1)
     0.5
     """
-    need = [outcome, participant, wave] + [c for c in (group, comparison, cluster, instrument,
+    need = [outcome, participant, wave] + [c for c in (group, comparison, exchange, instrument,
                                                       scale) if c is not None]
     missing = [c for c in need if c not in scores.columns]
     if missing:
@@ -531,7 +898,7 @@ def longitudinal_model(
         inst = kv.get(instrument) if instrument is not None else None
         sc = kv.get(scale) if scale is not None else None
         rows.extend(_fit_one(d, inst, sc, outcome=outcome, participant=participant, wave=wave,
-                             waves=waves, group=group, comparison=comparison, cluster=cluster,
+                             waves=waves, group=group, comparison=comparison, exchange=exchange,
                              ci=ci, se_method=se_method))
     out = pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
     return out.astype({"n_participants": "int64", "n_obs": "int64", "converged": "bool"})
@@ -568,9 +935,10 @@ def _codes(values: pd.Series, levels: list[str] | None,
 
 def _fit_one(d: pd.DataFrame, inst: object, sc: object, *, outcome: str, participant: str,
              wave: str, waves: Sequence[str] | None, group: str | None, comparison: str | None,
-             cluster: str | None, ci: float, se_method: str) -> list[dict]:
+             exchange: str | None, ci: float, se_method: str) -> list[dict]:
     y = d[outcome].to_numpy(dtype=float)
     pcodes, _ = pd.factorize(d[participant], sort=False)
+    xcodes = pd.factorize(d[exchange], sort=False)[0] if exchange is not None else None
     wcodes, levels = _codes(d[wave], list(waves) if waves is not None else None, wave_order)
     keep = wcodes >= 0  # rows of waves not listed in `waves` are left out
     factors = [_Factor("wave", wcodes, levels)]
@@ -581,9 +949,13 @@ def _fit_one(d: pd.DataFrame, inst: object, sc: object, *, outcome: str, partici
     if comparison is not None:
         arm = 1 - _as_bool(d[comparison], comparison)  # 1 = exchange participant
         factors.append(_Factor("arm", arm, ["comparison", "participant"]))
+    if xcodes is not None:
+        keep &= xcodes >= 0  # rows without an exchange are left out of the exchange model
     if not keep.all():
         y = y[keep]
         pcodes = pcodes[keep]
+        if xcodes is not None:
+            xcodes = pd.factorize(xcodes[keep])[0]
         for f in factors:
             f.codes = f.codes[keep]
         pcodes = pd.factorize(pcodes)[0]
@@ -597,20 +969,19 @@ def _fit_one(d: pd.DataFrame, inst: object, sc: object, *, outcome: str, partici
         n_cells = int(np.prod([len(f.levels) for f in factors]))
         if np.count_nonzero(np.bincount(cells, minlength=n_cells)) < n_cells:
             raise ValueError("a wave x group cell has no observations")
-        fit = fit_random_intercept(y, X, pcodes, names=names, se_method=se_method)
+        fit: RandomInterceptFit | NestedInterceptFit
+        if xcodes is not None and xcodes.max() >= 1:
+            fit = fit_nested_intercepts(y, X, pcodes, xcodes, names=names, se_method=se_method)
+            base["n_participants"] = fit.n_units
+        else:
+            fit = fit_random_intercept(y, X, pcodes, names=names, se_method=se_method)
     except (ValueError, np.linalg.LinAlgError):
         return [{**base, "term": "not_estimable", "estimate": nan, "se": nan, "ci_low": nan,
                  "ci_high": nan, "p": nan, "converged": False}]
-    icc_c = None
-    if cluster is not None:
-        ccodes = pd.factorize(d[cluster])[0]
-        if not keep.all():
-            ccodes = ccodes[keep]
-        icc_c = _icc_cluster(fit, pcodes, ccodes)
     return [
         {**base, "term": term, "estimate": est, "se": se, "ci_low": lo, "ci_high": hi, "p": p,
          "converged": fit.converged}
-        for term, est, se, lo, hi, p in _rows_for_fit(fit, factors, icc_cluster=icc_c, ci=ci)
+        for term, est, se, lo, hi, p in _rows_for_fit(fit, factors, ci=ci)
     ]
 
 
