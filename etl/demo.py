@@ -323,6 +323,13 @@ LATENT_SD = 0.6
 GAIN_SD = 0.25
 OCCASION_SD = 0.15
 GENERAL_FACTOR_SHARE = 0.3  # share of baseline variance common to all scales of a person
+# Clustered outcomes, as real programs have them (issue 10): a random intercept per exchange
+# (everyone attached to it, comparison classes too) and per institution on the latent level, and
+# a random slope per exchange on the exchange participants' gain. On a 1..5 scale the level
+# effects give ICCs of about 0.06 (exchange) and 0.02 (institution) of a pre score's variance.
+EXCHANGE_SD = 0.17
+INSTITUTION_SD = 0.10
+EXCHANGE_GAIN_SD = 0.06
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1055,6 +1062,21 @@ class _Acc:
         return {g: int(self.z[n][s, j]) for j, g in enumerate(GROUPS)}
 
 
+def _cluster_effects(seed: int, params: list[_ScaleParams], n_exchanges: int,
+                     n_institutions: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per scale: the exchange level, institution level and exchange gain effects (normal, sd
+    `EXCHANGE_SD`, `INSTITUTION_SD`, `EXCHANGE_GAIN_SD` on a 1..5 scale), from a stream of their
+    own so that chunking and the other draws do not change them."""
+    rng = _rng(seed, 9)
+    out = []
+    for sp in params:
+        f = (sp.hi - sp.lo) / 4
+        out.append((rng.normal(0, EXCHANGE_SD * f, n_exchanges),
+                    rng.normal(0, INSTITUTION_SD * f, n_institutions),
+                    rng.normal(0, EXCHANGE_GAIN_SD * f, n_exchanges)))
+    return out
+
+
 def _offset_strings(local: np.ndarray, tz_ix: np.ndarray, zones: list[str]) -> np.ndarray:
     """'+HH:MM' UTC offsets of naive local times (seconds) in their zones, DST-aware."""
     off = np.zeros(len(local), dtype=np.int64)
@@ -1082,6 +1104,7 @@ def _responses(out: Path, seed: int, people: _People, st: _Structure, params: li
         acc = _Acc(len(params))
         n = len(people.inst)
         rho = GENERAL_FACTOR_SHARE
+        fx = _cluster_effects(seed, params, len(st.ex_ids), len(st.inst_ids))
         for ci, a in enumerate(range(0, n, CHUNK)):
             b = min(n, a + CHUNK)
             nn = b - a
@@ -1104,9 +1127,11 @@ def _responses(out: Path, seed: int, people: _People, st: _Structure, params: li
             pp, pf = resp[:, 0] & resp[:, 1], resp[:, 0] & resp[:, 2]
             for s, sp in enumerate(params):
                 z, u = rng.normal(size=nn), rng.normal(size=nn)
-                theta0 = sp.mu + sp.latent_sd * (math.sqrt(rho) * g + math.sqrt(1 - rho) * z)
-                delta = np.where(treated, sp.intercept[mod] + sp.dose_slope * dose + sp.gain_sd * u,
-                                 sp.comparison_gain + sp.gain_sd / 2 * u)
+                ex_lvl, inst_lvl, ex_gain = fx[s]
+                theta0 = (sp.mu + sp.latent_sd * (math.sqrt(rho) * g + math.sqrt(1 - rho) * z)
+                          + ex_lvl[ex] + inst_lvl[people.inst[a:b]])
+                delta = np.where(treated, sp.intercept[mod] + sp.dose_slope * dose + sp.gain_sd * u
+                                 + ex_gain[ex], sp.comparison_gain + sp.gain_sd / 2 * u)
                 theta = (np.stack([theta0, theta0 + delta, theta0 + sp.retention * delta], axis=1)
                          + rng.normal(0, sp.occasion_sd, (nn, 3)))
                 e = _expected_score(theta, sp)
@@ -1244,11 +1269,15 @@ DEFINITIONS = {
     "n_events": "number of valid rows of the participant in events.csv (planted bad rows excluded)",
     "dose": f"min(n_events, {DOSE_CAP}) / 10",
     "latent_gain": "delta_i = gain_intercept[modality] + dose_slope_per_10_events * dose_i "
-                   "+ N(0, gain_sd); comparison group: comparison_gain + N(0, gain_sd / 2)",
+                   "+ N(0, gain_sd) + b_exchange; comparison group: comparison_gain + "
+                   "N(0, gain_sd / 2); b_exchange ~ N(0, exchange_gain_sd), one per exchange",
     "latent_by_wave": "pre = theta0_i, post = theta0_i + delta_i, followup = theta0_i + "
                       "retention * delta_i, each plus N(0, occasion_sd); theta0_i = "
                       "latent_pre_mean + latent_sd * (sqrt(general_factor_share) * g_i + "
-                      "sqrt(1 - general_factor_share) * z_i,scale)",
+                      "sqrt(1 - general_factor_share) * z_i,scale) + u_exchange + "
+                      "u_institution; u_exchange ~ N(0, exchange_sd) per exchange (its "
+                      "comparison class too), u_institution ~ N(0, institution_sd) per "
+                      "institution",
     "answer": "clip(round(latent_wave + item_offset + N(0, item_noise_sd)), min, max); "
               "reverse-coded items are written as min + max - answer; "
               f"{MISSING_ITEM_SHARE:.0%} of answers empty at random",
@@ -1291,6 +1320,9 @@ def _truth(seed: int, n: int, st: _Structure, people: _People, params: list[_Sca
             "gain_intercept": {m: r3(v) for m, v in zip(MODALITIES, sp.intercept, strict=False)},
             "dose_slope_per_10_events": r3(sp.dose_slope),
             "comparison_gain": r3(sp.comparison_gain), "gain_sd": r3(sp.gain_sd),
+            "exchange_sd": r3(EXCHANGE_SD * (sp.hi - sp.lo) / 4),
+            "institution_sd": r3(INSTITUTION_SD * (sp.hi - sp.lo) / 4),
+            "exchange_gain_sd": r3(EXCHANGE_GAIN_SD * (sp.hi - sp.lo) / 4),
             "comparison_gain_sd": r3(sp.gain_sd / 2), "retention": r3(sp.retention),
             "true_mean_gain": acc.mean("gain", "n", s),
             "true_mean_gain_completers": acc.mean("gain_pp", "n_pp", s),

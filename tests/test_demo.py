@@ -321,3 +321,42 @@ def test_demo_plants_cells_under_the_small_cell_threshold(
     assert at["pre"] >= DEFAULT_K and at["post"] >= DEFAULT_K  # only the follow-up cell is small
     other = r[(comp == "true") & (modality != "physical") & (r["wave"] == "followup")]
     assert other.groupby(modality)["participant_id"].nunique().min() >= DEFAULT_K
+
+
+def _exchange_icc(out: Path) -> float:
+    """ICC(1) of the pre scale scores by exchange (one-way ANOVA estimator, Shrout & Fleiss
+    1979), averaged over the scales: an estimator of its own, not the generator's bookkeeping."""
+    r = _csv(out, "responses.csv")
+    pre = r[r["wave"] == "pre"]
+    iccs = []
+    for inst in surveys.load_instruments().values():
+        for scale in inst.scales:
+            x = pre[list(scale.items)].apply(pd.to_numeric)
+            x = x.where((x >= scale.min) & (x <= scale.max))
+            for item in scale.reverse:
+                x[item] = scale.min + scale.max - x[item]
+            d = pd.DataFrame({"g": pre["exchange_id"], "s": x.mean(axis=1)}).dropna()
+            g = d.groupby("g")["s"]
+            n_i, k, n = g.size(), g.ngroups, len(d)
+            msb = (n_i * (g.mean() - d["s"].mean()) ** 2).sum() / (k - 1)
+            msw = ((d["s"] - g.transform("mean")) ** 2).sum() / (n - k)
+            n0 = (n - (n_i ** 2).sum() / n) / (k - 1)
+            iccs.append((msb - msw) / (msb + (n0 - 1) * msw))
+    return float(np.mean(iccs))
+
+
+def test_scores_cluster_by_exchange_as_real_programs_do(
+        demo: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The generator gives exchanges and institutions random effects (issue 10), so design-aware
+    errors matter on the demo as on real data; with those effects off the ICC is near zero."""
+    out, truth = demo
+    eff = truth["effects"]["icc"]["openness"]
+    assert eff["exchange_sd"] > 0 and eff["institution_sd"] > 0 and eff["exchange_gain_sd"] > 0
+    clustered = _exchange_icc(out)
+    assert 0.03 < clustered < 0.2, clustered
+    monkeypatch.setattr("etl.demo.EXCHANGE_SD", 0.0)
+    monkeypatch.setattr("etl.demo.INSTITUTION_SD", 0.0)
+    monkeypatch.setattr("etl.demo.EXCHANGE_GAIN_SD", 0.0)
+    generate_demo(tmp_path, participants=N, seed=11, progress=False)
+    flat = _exchange_icc(tmp_path)
+    assert flat < 0.02 and clustered > flat + 0.03, (clustered, flat)
