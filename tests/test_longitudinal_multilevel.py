@@ -184,3 +184,69 @@ def test_derive_step_stores_the_two_level_model():
     assert {"var_exchange", "icc_exchange", "n_exchanges"} <= set(out.term)
     assert models["sim.s"].endswith("+ (1 | participant) + (1 | exchange)")
     assert out.set_index("term").loc["n_exchanges", "estimate"] == 20
+
+
+def _networked(n_networks: int, seed: int, s2n: float) -> pd.DataFrame:
+    """Networks > exchanges (6 each) > participants, pre and post scores; network variance
+    s2n, exchange 0.08, participant 0.5, residual 0.4."""
+    rng = np.random.default_rng(seed)
+    n_ex = 6 * n_networks
+    net = np.repeat(np.arange(n_networks), 6)
+    sizes = rng.integers(15, 40, n_ex)
+    ex = np.repeat(np.arange(n_ex), sizes)
+    n = len(ex)
+    level = (rng.normal(0, math.sqrt(s2n), n_networks)[net][ex]
+             + rng.normal(0, math.sqrt(0.08), n_ex)[ex] + rng.normal(0, math.sqrt(0.5), n))
+    y = np.repeat(3.0 + level, 2) + np.tile([0.0, 0.3], n) + rng.normal(0, math.sqrt(0.4), 2 * n)
+    return pd.DataFrame({"participant": np.repeat(np.arange(n), 2),
+                         "exchange": np.repeat(ex, 2).astype(str),
+                         "network": np.repeat(net[ex], 2).astype(str),
+                         "wave": np.tile(["pre", "post"], n), "score": y})
+
+
+def test_network_level_equals_mixedlm_with_network_groups_and_exchange_component():
+    """The network ICC comes from a model that has the level (issue 10 §1): the baseline
+    three-level fit equals statsmodels MixedLM(groups=network, vc exchange) by REML."""
+    from analytics.stats.longitudinal import network_levels
+
+    d = _networked(12, 3, 0.06)
+    out = network_levels(d, exchange="exchange", network="network").set_index("term")
+    pre = d[d.wave == "pre"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = smf.mixedlm("score ~ 1", pre, groups="network", re_formula="1",
+                        vc_formula={"exchange": "0 + C(exchange)"}).fit(reml=True)
+    s2n, s2x, s2e = float(m.cov_re.iloc[0, 0]), float(m.vcomp[0]), float(m.scale)
+    assert out.loc["var_network", "estimate"] == pytest.approx(s2n, abs=1e-4)
+    assert out.loc["icc_network", "estimate"] == pytest.approx(s2n / (s2n + s2x + s2e), abs=1e-4)
+    assert out.loc["icc_exchange_pre", "estimate"] == pytest.approx(s2x / (s2n + s2x + s2e),
+                                                                    abs=1e-4)
+    assert out.loc["n_networks", "estimate"] == 12
+
+
+def test_network_icc_recovers_a_planted_network_effect_and_reads_near_zero_without():
+    from analytics.stats.longitudinal import network_levels
+
+    truth = 0.10 / (0.10 + 0.08 + 0.5 + 0.4)
+    with_effect = [network_levels(_networked(40, s, 0.10), exchange="exchange",
+                                  network="network").set_index("term").loc["icc_network",
+                                                                           "estimate"]
+                   for s in range(5)]
+    without = [network_levels(_networked(40, s, 0.0), exchange="exchange",
+                              network="network").set_index("term").loc["icc_network",
+                                                                       "estimate"]
+               for s in range(5)]
+    assert abs(np.mean(with_effect) - truth) < 0.03, (with_effect, truth)
+    assert np.mean(without) < 0.02, without
+
+
+def test_the_derive_step_stores_network_rows_beside_the_exchange_level(tmp_path):
+    from analytics.derive import materialise
+
+    d = _networked(8, 5, 0.05).rename(columns={"exchange": "exchange_id"})
+    d = d.assign(unit=d["participant"], instrument="i", scale="s", is_comparison=False,
+                 modality="virtual")
+    out, _ = materialise._longitudinal(d, 0)
+    t = out.set_index("term")
+    assert {"var_network", "icc_network", "icc_exchange_pre", "n_networks"} <= set(t.index)
+    assert t.loc["n_networks", "estimate"] == 8

@@ -114,7 +114,8 @@ def group_attributes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     Columns: participant, exchange_id, then `GROUP_DIMENSIONS` (cluster and country are the home
     institution's; exchange, program, modality, setting the exchange's; gender 'not reported'
     when empty; comparison 'participant' | 'comparison'), plus is_comparison (bool), n_events and
-    minutes (engagement from the participation log).
+    minutes (engagement from the participation log) and network (the exchange's cluster, the
+    level exchanges nest in; `cluster` is the home institution's).
     """
     return _df(con, f"""
         WITH seen AS (
@@ -139,7 +140,8 @@ def group_attributes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                     ELSE '{ARM_PARTICIPANT}' END AS comparison,
                coalesce(p.comparison, FALSE) AS is_comparison,
                coalesce(eng.n_events, 0)::BIGINT AS n_events,
-               coalesce(eng.minutes, 0)::DOUBLE AS minutes
+               coalesce(eng.minutes, 0)::DOUBLE AS minutes,
+               x.cluster_id AS network
         FROM pe JOIN {schema.PARTICIPANTS.name} p USING (participant_id)
         LEFT JOIN {schema.INSTITUTIONS.name} i USING (institution_id)
         LEFT JOIN {schema.EXCHANGES.name} x ON x.exchange_id = pe.exchange_id
@@ -278,11 +280,30 @@ def _longitudinal(scored: pd.DataFrame, k: int, *, has_comparison: bool | None =
         else:
             models[f"{inst}.{sc}"] = "not estimable"
         if out is not None:
-            parts.append(_suppress_model_rows(out, d, k))
+            parts.append(_suppress_model_rows(_with_network_levels(out, d), d, k))
     if not parts:
         from analytics.stats.longitudinal import OUTPUT_COLUMNS
         return pd.DataFrame(columns=[*OUTPUT_COLUMNS, "suppressed"]), models
     return pd.concat(parts, ignore_index=True), models
+
+
+def _with_network_levels(out: pd.DataFrame, d: pd.DataFrame) -> pd.DataFrame:
+    """`out` (one scale's model rows) plus the network rows of
+    `analytics.stats.longitudinal.network_levels` (baseline model with networks > exchanges >
+    participants), their other columns as the model's variance rows have them."""
+    from analytics.stats.longitudinal import network_levels
+
+    if not len(out) or out["term"].iloc[0] == "not_estimable" or "network" not in d:
+        return out
+    design = [c for c in ("modality", "is_comparison") if c in d and d[c].nunique() > 1]
+    net = network_levels(d, participant="unit", exchange="exchange_id", network="network",
+                         design=design)
+    if not len(net):
+        return out
+    first = out.iloc[0]
+    extra = net.assign(**{c: first[c] for c in ("instrument", "scale", "n_participants",
+                                                 "n_obs", "converged") if c in out})
+    return pd.concat([out, extra.reindex(columns=out.columns)], ignore_index=True)
 
 
 def _suppress_model_rows(out: pd.DataFrame, d: pd.DataFrame, k: int) -> pd.DataFrame:
@@ -340,7 +361,7 @@ def _blank_small_terms(out: pd.DataFrame, d: pd.DataFrame, k: int) -> pd.DataFra
 
 _WHOLE_MODEL_TERMS = frozenset({"var_participant", "var_residual", "icc_participant",
                                  "icc_cluster", "n_exchanges", "df_between_exchanges",
-                                 "not_estimable"})
+                                 "n_networks", "not_estimable"})
 _MODEL_STATS = ("estimate", "se", "ci_low", "ci_high", "p")
 
 

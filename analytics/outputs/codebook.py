@@ -135,8 +135,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
                 "contrast[W-pre] (change from pre), did[W-pre] (participants' change minus the "
                 "comparison group's; not randomised: assumes parallel trends), var_exchange, "
                 "var_participant, var_residual, icc_exchange, icc_participant, n_exchanges, "
-                "df_between_exchanges; '|modality=M' or '|arm=comparison' restricts a row to a "
-                "group",
+                "df_between_exchanges, var_network, icc_network, icc_exchange_pre, n_networks; "
+                "'|modality=M' or '|arm=comparison' restricts a row to a group",
         "estimate": "estimate of the term",
         "se": "standard error (conditional on the variance components, as lme4's vcov); empty "
               "for variance components and ICCs",
@@ -238,7 +238,12 @@ METHODS: dict[str, str] = {
         "score ~ ... + (1 | participant) + (1 | exchange): icc_exchange = s2_x / (s2_x + s2_p + "
         "s2_e), the share between exchanges; icc_participant = (s2_x + s2_p) / (s2_x + s2_p + "
         "s2_e), the correlation of two scores of one participant (Snijders & Bosker 2012, "
-        "ch. 4). No ICC for networks: too few networks to identify that level. CIs are Wald t "
+        "ch. 4). Networks: icc_network = s2_n / (s2_n + s2_x + s2_e) and icc_exchange_pre from "
+        "a three-level random-intercept model of the pre score, score_pre ~ modality [+ arm] "
+        "+ (1 | network) + (1 | network:exchange), REML (fit_nested_intercepts one level up; "
+        "equals statsmodels MixedLM with groups = network and an exchange variance "
+        "component); network = the exchange's cluster; with under ~10 networks (n_networks) "
+        "its variance is poorly determined and often 0. CIs are Wald t "
         "with between-within df: exchanges minus exchange-level columns "
         "(df_between_exchanges) for rows resting on an exchange-level column (means, modality "
         "differences at one wave), the large within df otherwise (changes, DiD). The exchange "

@@ -41,6 +41,7 @@ __all__ = [
     "fit_nested_intercepts",
     "fit_random_intercept",
     "longitudinal_model",
+    "network_levels",
     "fit_mixedlm",
     "wave_order",
 ]
@@ -789,6 +790,62 @@ def _rows_for_fit(
     return out
 
 
+def network_levels(
+    scores: pd.DataFrame,
+    *,
+    outcome: str = "score",
+    participant: str = "participant",
+    wave: str = "wave",
+    exchange: str = "exchange",
+    network: str = "network",
+    design: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Variance between networks (clusters, consortia) of the baseline score, from a model with
+    that level: ``score_pre ~ design + (1 | network) + (1 | network:exchange)``, REML.
+
+    One row per participant (unit) at the first wave (``pre``), participants nested in
+    exchanges nested in networks, the design columns (exchange-level factors such as modality
+    and arm; categorical) as fixed effects. Fitted by `fit_nested_intercepts` one level up:
+    exchanges as its units and networks as its upper level, so it equals statsmodels
+    ``MixedLM(groups=network, re_formula="1", vc_formula={"exchange": "0 + C(exchange)"})``
+    by REML. At one wave a participant's own variance and the occasion's are one residual.
+    An exchange with no network is a network of its own. Only the first wave is used: later
+    waves add change, which the model of `longitudinal_model` describes; the level's share of
+    the starting point is what tells whether networks recruit different people.
+
+    Returns rows (term, estimate): ``var_network``, ``icc_network`` = s2_n / (s2_n + s2_x +
+    s2_e), ``icc_exchange_pre`` = s2_x / (…), ``n_networks``. With fewer than two networks, or
+    an exchange level that cannot be fitted, an empty frame. With a handful of networks the
+    variance is poorly determined (REML often puts it at 0): read it with ``n_networks``.
+    """
+    rows: list[tuple[str, float]] = []
+    if not len(scores):
+        return pd.DataFrame(rows, columns=["term", "estimate"])
+    first = wave_order(scores[wave].dropna().astype(str).unique())[0]
+    d = scores[(scores[wave].astype(str) == first) & scores[outcome].notna()]
+    d = d.drop_duplicates(participant)
+    net = d[network].astype("string").fillna("exchange:" + d[exchange].astype("string"))
+    n_codes, _ = pd.factorize(net)
+    x_codes, _ = pd.factorize(d[exchange])
+    if len(np.unique(n_codes)) < 2 or len(np.unique(x_codes)) < 3:
+        return pd.DataFrame(rows, columns=["term", "estimate"])
+    cols = [np.ones(len(d))]
+    for f in design:
+        dummies = pd.get_dummies(d[f].astype("string"), drop_first=True, dtype=float)
+        cols.extend(dummies[c].to_numpy() for c in dummies.columns)
+    X = np.column_stack(cols)
+    keep = np.linalg.matrix_rank(X) == X.shape[1]
+    if not keep:
+        X = X[:, :1]
+    fit = fit_nested_intercepts(d[outcome].to_numpy(float), X, x_codes, n_codes)
+    s2n, s2x, s2e = fit.var_exchange, fit.var_participant, fit.var_residual
+    total = s2n + s2x + s2e
+    rows += [("var_network", s2n), ("icc_network", s2n / total if total > 0 else float("nan")),
+             ("icc_exchange_pre", s2x / total if total > 0 else float("nan")),
+             ("n_networks", float(fit.n_exchanges))]
+    return pd.DataFrame(rows, columns=["term", "estimate"])
+
+
 def longitudinal_model(
     scores: pd.DataFrame,
     *,
@@ -844,8 +901,8 @@ def longitudinal_model(
       (s2_x + s2_p) / (s2_x + s2_p + s2_e), the correlation of two scores of one participant,
       ``n_exchanges`` and ``df_between_exchanges``. These rows have no SE/CI. (The former
       ``icc_cluster``, a one-way ANOVA on residuals over networks, is gone: it did not come from
-      a model with that level. A network level above the exchange is not fitted: with a
-      handful of networks its variance is not identified apart from the exchange level.)
+      a model with that level. The network level is fitted on the baseline scores by
+      `network_levels`, which the derive step appends as ``var_network``, ``icc_network``.)
 
     A scale whose design cannot be estimated (an empty wave x group cell, too few rows) gives a
     single row ``not_estimable`` with ``converged`` False rather than stopping the table.
