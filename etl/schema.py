@@ -326,7 +326,8 @@ RES_PREPOST = Table(
           "d_av:DOUBLE, "
           "hedges_g:DOUBLE, hedges_g_ci_low:DOUBLE, hedges_g_ci_high:DOUBLE, suppressed:VARCHAR, "
           "p_fdr_table:DOUBLE, n_clusters:INTEGER, diff_se_cr2:DOUBLE, diff_df_cr2:DOUBLE, "
-          "diff_ci_low_cr2:DOUBLE, diff_ci_high_cr2:DOUBLE, p_cr2:DOUBLE, few_clusters:BOOLEAN"),
+          "diff_ci_low_cr2:DOUBLE, diff_ci_high_cr2:DOUBLE, p_cr2:DOUBLE, few_clusters:BOOLEAN, "
+          "hedges_g_ci_low_cr2:DOUBLE, hedges_g_ci_high_cr2:DOUBLE"),
     doc="Paired pre/post change per scale, overall and by group.",
 )
 RES_LONGITUDINAL = Table(

@@ -37,10 +37,10 @@ COMPARISON = "outcomes-comparison"
 RELIABILITY = "outcomes-reliability"
 
 EFFECTS = {
-    "hedges_g": ("Hedges' g, pre → post (standardised; 95% noncentral-t CI)", "hedges_g_ci_low",
-                 "hedges_g_ci_high"),
-    # the design-aware interval: cluster-robust by exchange (CR2, Satterthwaite df), not the
-    # paired t that treats participants as independent (that one stays in the export)
+    # the design-aware intervals: cluster-robust by exchange (CR2, Satterthwaite df), not the
+    # paired t / noncentral t that treat participants as independent (those stay in the export)
+    "hedges_g": ("Hedges' g, pre → post (standardised; 95% CI clustered by exchange, CR2)",
+                 "hedges_g_ci_low_cr2", "hedges_g_ci_high_cr2"),
     "diff": ("mean change, post − pre (scale points; 95% CI clustered by exchange, CR2)",
              "diff_ci_low_cr2", "diff_ci_high_cr2"),
 }
@@ -234,8 +234,9 @@ def _cluster_note(shown: pd.DataFrame, effect: str) -> html.P:
                 "Satterthwaite degrees of freedom): participants of one exchange are not "
                 "independent.")
     else:
-        what = ("Whiskers: 95% noncentral-t CI of Hedges' g, which treats participants as "
-                "independent; choose 'mean change' for the interval clustered by exchange.")
+        what = ("Whiskers: 95% CI of Hedges' g clustered by exchange: the CR2 interval of the "
+                "mean change (Satterthwaite degrees of freedom) divided by the SD that "
+                "standardises g; participants of one exchange are not independent.")
     if not len(shown) or "n_clusters" not in shown:
         return html.P(what, className="small text-body-secondary cluster-note")
     per_group = shown.groupby(shown["group"].astype(str), sort=False)["n_clusters"].max()

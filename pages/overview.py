@@ -184,10 +184,10 @@ def outcome_changes(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str,
         x=df.hedges_g, y=label, mode="markers",
         marker={"size": 10, "color": _ui.OKABE_ITO[0]},
         error_x={"type": "data", "symmetric": False,
-                 "array": df.hedges_g_ci_high - df.hedges_g,
-                 "arrayminus": df.hedges_g - df.hedges_g_ci_low},
-        customdata=pd.concat([df.n, df.mean_pre, df.mean_post, df.hedges_g_ci_low,
-                              df.hedges_g_ci_high, df["diff"], df.diff_ci_low_cr2,
+                 "array": df.hedges_g_ci_high_cr2 - df.hedges_g,
+                 "arrayminus": df.hedges_g - df.hedges_g_ci_low_cr2},
+        customdata=pd.concat([df.n, df.mean_pre, df.mean_post, df.hedges_g_ci_low_cr2,
+                              df.hedges_g_ci_high_cr2, df["diff"], df.diff_ci_low_cr2,
                               df.diff_ci_high_cr2, df.n_clusters,
                               df.few_clusters.map({True: " ⚠ fewer than 10 exchanges"})
                               .fillna("")], axis=1),
@@ -200,20 +200,21 @@ def outcome_changes(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str,
         name="Hedges' g",
     ))
     fig.add_vline(x=0, line_dash="dot", line_color="#666")
-    _ui.base_layout(fig, "Pre → post change per scale (Hedges' g, 95% noncentral-t CI)",
+    _ui.base_layout(fig, "Pre → post change per scale (Hedges' g, 95% CI clustered by exchange)",
                     x="Hedges' g (standardised mean change, pre → post)", y=None,
                     height=200 + 45 * len(df))
     few = df[df.few_clusters.fillna(False).astype(bool)]
     clusters = ""
     if df.n_clusters.notna().any():
         lo, hi = int(df.n_clusters.min()), int(df.n_clusters.max())
-        clusters = (" The mean changes' design-aware 95% CIs (clustered by exchange, CR2 with "
-                    f"Satterthwaite df) rest on {lo if lo == hi else f'{lo}–{hi}'} exchanges "
+        clusters = (f" They rest on {lo if lo == hi else f'{lo}–{hi}'} exchanges "
                     "(in the hover)")
     if len(few):
         clusters += "; ⚠ fewer than 10 exchanges behind " + ", ".join(
             _ui.scale_label(a, b) for a, b in zip(few.instrument, few.scale, strict=True))
-    note = html.P(f"Computed on: {scope}. {estimands.COMPLETERS} Whiskers: Hedges' g, "
-                  f"participants treated as independent.{clusters}{'.' if clusters else ''}",
+    note = html.P(f"Computed on: {scope}. {estimands.COMPLETERS} Whiskers: 95% CI of "
+                  "Hedges' g clustered by exchange (the CR2 interval of the mean change, "
+                  "Satterthwaite df, divided by the SD that standardises g): participants of "
+                  f"one exchange are not independent.{clusters}{'.' if clusters else ''}",
                   className="small text-body-secondary")
     return fig, {}, note

@@ -215,9 +215,10 @@ def _results(con) -> None:
                              e / 2 + 0.1, 4.0, n - 1, 0.001, 0.002, 0.001, e, e, e * 0.98,
                              e - 0.2, e + 0.2, sup,
                              # design-aware columns (issue 10): q over the table, exchanges,
-                             # CR2 SE, Satterthwaite df, its CI and p, few-exchanges flag
+                             # CR2 SE, Satterthwaite df, its CI and p, few-exchanges flag,
+                             # the design-aware CI of g
                              0.003, 4 + gi, 0.06, 3.0 + gi, e / 2 - 0.19, e / 2 + 0.19, 0.01,
-                             4 + gi < 10))
+                             4 + gi < 10, e - 0.38, e + 0.38))
     con.executemany(
         f"INSERT INTO {schema.RES_PREPOST.name} VALUES "
         f"({', '.join(['?'] * len(schema.RES_PREPOST.columns))})", rows)

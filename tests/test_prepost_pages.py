@@ -5,6 +5,7 @@ change, the number of exchanges and the few-clusters flag, with labels that say 
 from __future__ import annotations
 
 import duckdb
+import numpy as np
 import pytest
 
 from analytics.read.filters import Filters
@@ -62,5 +63,26 @@ def test_overview_hover_and_note_give_the_clustered_ci_and_exchange_count(pages)
     tr = fig["data"][0]
     assert "clustered by exchange, CR2" in tr["hovertemplate"]
     assert "exchanges" in tr["hovertemplate"]
-    assert "noncentral-t" in fig["layout"]["title"]["text"]
-    assert "clustered by exchange, CR2" in str(note) and "exchanges" in str(note)
+    assert "clustered by exchange" in fig["layout"]["title"]["text"]
+    assert "noncentral" not in fig["layout"]["title"]["text"]
+    assert "clustered by exchange" in str(note) and "CR2" in str(note)
+    # the whiskers are the design-aware interval of g, not the one that treats people as
+    # independent (issue 10: pages show the design-aware columns)
+    path, _, _ = pages
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        pp = con.execute("SELECT * FROM res_prepost WHERE group_by = 'overall' "
+                         "AND suppressed = ''").df()
+    finally:
+        con.close()
+    g = np.asarray(tr["x"], dtype=float)
+    hi = g + np.asarray(tr["error_x"]["array"], dtype=float)
+    lo = g - np.asarray(tr["error_x"]["arrayminus"], dtype=float)
+    for x, a, b in zip(g, lo, hi, strict=True):
+        row = pp.iloc[int(np.argmin(np.abs(pp["hedges_g"].to_numpy() - x)))]
+        s_av = row["diff"] / row["d_av"]
+        assert a == pytest.approx(row.hedges_g_ci_low_cr2) and b == pytest.approx(
+            row.hedges_g_ci_high_cr2)
+        assert a == pytest.approx(row.diff_ci_low_cr2 / s_av)
+        assert b == pytest.approx(row.diff_ci_high_cr2 / s_av)
+        assert b - a > row.hedges_g_ci_high - row.hedges_g_ci_low  # wider: the design counts

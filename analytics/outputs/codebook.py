@@ -126,6 +126,12 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "p_cr2": "two-sided p of diff / diff_se_cr2 against t(diff_df_cr2)",
         "few_clusters": "true when n_clusters < 10: the design-aware interval rests on few "
                         "exchanges and is rough; read it with care",
+        "hedges_g_ci_low_cr2": "lower bound of the design-aware 95% CI of the population "
+                               "delta_av (what hedges_g estimates): diff_ci_low_cr2 / s_av, "
+                               "s_av = sqrt((sd_pre² + sd_post²) / 2) taken as known; the "
+                               "interval the dashboard shows",
+        "hedges_g_ci_high_cr2": "upper bound of the design-aware 95% CI of delta_av: "
+                                "diff_ci_high_cr2 / s_av",
     },
     "longitudinal": {
         "instrument": "instrument id",
