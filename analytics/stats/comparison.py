@@ -441,10 +441,10 @@ def ancova(
                     c = np.zeros(len(names))
                     c[names.index("_participant")] = 1.0
                     row.update(fit.test(c, ci=ci))
-                if label is None:
-                    shown = [nm for nm in names if nm not in ("Intercept", "_participant")]
-                    row["adjusted_for"] = ("pre score" + "".join(
-                        f", {nm}" for nm in shown if nm != pre)) if shown else ""
+                if label is None:  # the covariates that kept at least one column
+                    kept = [c for c in cats if any(nm.startswith(f"{c}[T.") for nm in names)]
+                    row["adjusted_for"] = ", ".join(
+                        (["pre score"] if pre in names else []) + kept)
             rows.append(row)
     out = pd.DataFrame(rows, columns=[c for c in COMPARISON_COLUMNS if c != "suppressed"]
                        + ["_n"])
