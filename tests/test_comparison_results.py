@@ -173,3 +173,33 @@ def test_comparison_modality_is_the_matched_exchanges_and_the_docs_say_so(demo: 
     assert estimands.COMPARISON_MODALITY in codebook.DESCRIPTIONS["longitudinal"]["term"]
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
     assert "the modality of the exchange its class was matched to (a matching stratum)" in readme
+
+
+def test_the_pages_filtered_comparison_is_cr2_from_the_rollups_and_the_day_facts(demo: Path
+                                                                                ) -> None:
+    """The Outcomes table's CR2 interval, computed from per exchange x arm sums (rollups, or
+    the day facts under a date filter), equals `cr2_ols` on the participants' own gains."""
+    from analytics.read import outcomes
+    from analytics.read.filters import Filters
+    from analytics.stats.comparison import cr2_ols
+
+    ch = _changes(demo).dropna(subset=["pre", "post"])
+    con = duckdb.connect(str(demo), read_only=True)
+    try:
+        cur = con.cursor()
+        via_rollup = outcomes._comparison_difference_rollup(cur, Filters())
+        via_days = outcomes._comparison_difference_days(cur, Filters())
+    finally:
+        con.close()
+    assert len(via_rollup) == 9
+    for df in (via_rollup, via_days):
+        for r in df.itertuples(index=False):
+            g = ch[(ch.instrument == r.instrument) & (ch.scale == r.scale)]
+            X = np.column_stack([np.ones(len(g)), ~g.comparison.to_numpy(bool)]).astype(float)
+            ref = cr2_ols(X, (g.post - g.pre).to_numpy(float), g.exchange_id.to_numpy()).iloc[1]
+            assert r.diff == pytest.approx(ref["estimate"], rel=1e-9)
+            for c in ("se_cr2", "df_cr2", "ci_low_cr2", "ci_high_cr2", "p_cr2"):
+                assert getattr(r, c) == pytest.approx(ref[c], rel=1e-8), c
+            assert r.n_clusters == ref["n_clusters"]
+            # the Welch interval (participants independent) is another interval
+            assert r.ci_low != pytest.approx(r.ci_low_cr2, rel=1e-3)
