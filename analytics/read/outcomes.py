@@ -1,6 +1,9 @@
 """The Outcomes page's queries: the researcher result tables of this data version (pre/post
 effects, reliability, the mixed model), and the filtered wave means and participant-vs-
 comparison difference, read from the score and gain rollups or the day facts (`sql.use_rollups`).
+The comparison difference carries CR2 intervals clustered by exchange, exact from per exchange x
+arm sums; the stored baseline balance and raw/adjusted comparison (res_balance, res_comparison)
+are read as computed per data version.
 """
 
 from __future__ import annotations
