@@ -7,7 +7,8 @@ difference-in-differences says that the comparison group was not randomised.
 
 from __future__ import annotations
 
-__all__ = ["COMPLETERS", "DID_ASSUMPTION", "MODEL", "MODEL_MISSING"]
+__all__ = ["ANCOVA_ASSUMPTION", "COMPARISON_MODALITY", "COMPLETERS", "DID_ASSUMPTION", "MODEL",
+           "MODEL_MISSING"]
 
 # Paired pre/post tables (res_prepost, the comparison table, Overview, Equity): completers only.
 COMPLETERS = ("Completers' gain: participants who answered both the pre and the post survey "
@@ -26,3 +27,18 @@ DID_ASSUMPTION = ("The comparison group was not randomised: the difference betwe
                   "and the comparison group's change (difference-in-differences) is an estimate "
                   "of the exchange's effect only if both groups would have changed alike without "
                   "the exchange (parallel trends).")
+
+# The adjusted comparison (res_comparison method = ancova, the Outcomes page, the codebook).
+ANCOVA_ASSUMPTION = ("The adjusted difference (ANCOVA: post score on pre score, arm and gender, "
+                     "role, age band, income group, connectivity and institution kind) removes "
+                     "baseline differences in those only: it is the exchange's effect if no "
+                     "unmeasured difference between the groups affects the post score "
+                     "(no unmeasured confounding given the covariates).")
+
+# What the model's modality terms mean for the comparison arm (issue 10 §2, decided here): a
+# comparison person carries the exchange their class was matched to, so "modality" is that
+# exchange's modality, a matching stratum, not an exchange the person took.
+COMPARISON_MODALITY = ("For the comparison group, modality is the modality of the exchange its "
+                       "class was matched to (a matching stratum): did[…|modality=M] compares "
+                       "participants of M exchanges with the comparison classes matched to M "
+                       "exchanges; the comparison group took no exchange.")

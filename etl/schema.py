@@ -470,3 +470,26 @@ ROLLUP_TABLES: dict[str, Table] = {
                         RES_GAIN_CUBE, RES_PERSON_KEYS, RES_PERSON_DAYS, RES_ANSWER_DAYS,
                         RES_PERSON_SCORES, RES_PERSON_GAINS, RES_PERSON_HOURS)
 }
+
+# Issue 10 §2: participants vs the comparison group (analytics.stats.comparison), computed per
+# load after the tables above; appended so that their order and the exports' order stay.
+RES_BALANCE = Table(
+    "res_balance",
+    _cols("covariate:VARCHAR, instrument:VARCHAR, scale:VARCHAR, level:VARCHAR, "
+          "statistic:VARCHAR, n_participant:INTEGER, n_comparison:INTEGER, "
+          "value_participant:DOUBLE, value_comparison:DOUBLE, sd_participant:DOUBLE, "
+          "sd_comparison:DOUBLE, smd:DOUBLE, imbalanced:BOOLEAN, suppressed:VARCHAR"),
+    doc="Baseline balance: standardised mean differences, participants vs comparison group, "
+        "for each pre score and each level of the contract's covariates (|SMD| > 0.1 flagged).",
+)
+RES_COMPARISON = Table(
+    "res_comparison",
+    _cols("instrument:VARCHAR, scale:VARCHAR, method:VARCHAR, n_participant:INTEGER, "
+          "n_comparison:INTEGER, estimate:DOUBLE, se_cr2:DOUBLE, df_cr2:DOUBLE, "
+          "ci_low_cr2:DOUBLE, ci_high_cr2:DOUBLE, p_cr2:DOUBLE, n_clusters:INTEGER, "
+          "few_clusters:BOOLEAN, adjusted_for:VARCHAR, suppressed:VARCHAR"),
+    doc="Participants minus comparison group per scale: the raw difference in mean change and "
+        "the ANCOVA-adjusted difference, CR2 errors clustered by exchange.",
+)
+RESULT_TABLES.update({t.name: t for t in (RES_BALANCE, RES_COMPARISON)})
+RESULT_EXPORTS.update({t.name.removeprefix("res_"): t for t in (RES_BALANCE, RES_COMPARISON)})

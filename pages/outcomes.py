@@ -17,7 +17,9 @@ from dash import Input, Output, State, callback, dcc, html
 
 from analytics import estimands, suppression
 from analytics.read import filters, outcomes
+from analytics.stats.comparison import METHOD_ANCOVA, METHOD_RAW, SMD_THRESHOLD
 from analytics.stats.longitudinal import wave_key, wave_order
+from analytics.stats.prepost import FEW_CLUSTERS
 from analytics.stats.reliability import ALPHA_THRESHOLD
 from pages import _ui
 
@@ -34,6 +36,8 @@ FOREST_NOTE = "outcomes-forest-note"
 MODEL = "outcomes-model"
 SCALE = "outcomes-scale"
 COMPARISON = "outcomes-comparison"
+ADJUSTED = "outcomes-adjusted"
+BALANCE = "outcomes-balance"
 RELIABILITY = "outcomes-reliability"
 
 EFFECTS = {
@@ -98,6 +102,8 @@ def layout(by: str = "modality", effect: str = "hedges_g", scale: str = "",
                                         html.Div(id=COMPARISON)), xl=7),
                 ]
             ),
+            _ui.section("Comparison group: raw and adjusted difference, baseline balance",
+                        html.Div(id=ADJUSTED), html.Div(id=BALANCE)),
             _ui.section("Mixed model (random intercept per participant)", html.Div(id=MODEL)),
         ]
     )
@@ -277,8 +283,7 @@ def comparison(store: dict[str, Any] | None) -> Any:
                       className="text-body-secondary")
     df = df.assign(scale_label=[_ui.scale_label(a, b) for a, b in zip(df.instrument, df.scale,
                                                                       strict=True)])
-    df["ci"] = [f"[{a:.2f}, {b:.2f}]" if pd.notna(a) else "—"
-                for a, b in zip(df.ci_low, df.ci_high, strict=True)]
+    df["ci"] = _ci_texts(df.ci_low_cr2, df.ci_high_cr2)
     return html.Div([_ui.table(df, {
         "scale_label": ("scale", _ui.text),
         "n_exchange": ("n participants", _ui.fmt_int),
@@ -286,10 +291,117 @@ def comparison(store: dict[str, Any] | None) -> Any:
         "gain_exchange": ("gain, participants", _ui.fmt_num),
         "gain_comparison": ("gain, comparison", _ui.fmt_num),
         "diff": ("difference (points)", _ui.fmt_num),
-        "ci": ("95% CI (Welch)", _ui.text),
+        "ci": ("95% CI, clustered by exchange (CR2)", _ui.text),
+        "n_clusters": ("exchanges", _clusters_text),
     }, "Completers' mean gain post − pre: participants minus comparison group "
-       "(difference-in-differences; filtered)"),
+       "(difference-in-differences; filtered)", id_="outcomes-comparison-table"),
+        _cr2_note(df),
         _assumptions(estimands.COMPLETERS, estimands.DID_ASSUMPTION, id_="comparison-assumptions"),
+    ])
+
+
+def _ci_texts(lo: pd.Series, hi: pd.Series) -> list[str]:
+    return [f"[{a:.2f}, {b:.2f}]" if pd.notna(a) and pd.notna(b) else "—"
+            for a, b in zip(lo, hi, strict=True)]
+
+
+def _clusters_text(v: Any) -> str:
+    """The number of exchanges behind an estimate, flagged below 10 (few clusters)."""
+    if v is None or pd.isna(v):
+        return ""
+    return f"{int(v)} ⚠ few" if int(v) < FEW_CLUSTERS else f"{int(v)}"
+
+
+def _cr2_note(df: pd.DataFrame) -> html.P:
+    few = int((df["n_clusters"].astype("Float64") < FEW_CLUSTERS).fillna(False).sum()) \
+        if "n_clusters" in df else 0
+    text = ("95% CIs are cluster-robust by exchange (CR2 with Satterthwaite degrees of freedom, "
+            "as R clubSandwich): people of one exchange are not independent. A comparison "
+            "person's exchange is the one their class was matched to.")
+    if few:
+        text += (f" ⚠ {few} row(s) rest on fewer than {FEW_CLUSTERS} exchanges: their "
+                 "intervals are rough, read them with care.")
+    return html.P(text, className="small text-body-secondary cr2-note")
+
+
+_METHOD_LABELS = {
+    METHOD_RAW: "raw: difference in mean change",
+    METHOD_ANCOVA: "adjusted: ANCOVA",
+}
+
+
+@callback(Output(ADJUSTED, "children"), Input(_ui.FILTERS, "data"))
+def adjusted(_store: dict[str, Any] | None) -> Any:
+    """Raw vs ANCOVA-adjusted participants − comparison per scale (res_comparison), CR2 CIs."""
+    df = _ui.query(outcomes.comparison_results)
+    if not len(df):
+        return _ui.coming("Raw and adjusted comparison", "They need a comparison group with "
+                          "pre and post scores. " + _COMING)
+    df = df.assign(
+        scale_label=[_ui.scale_label(a, b) for a, b in zip(df.instrument, df.scale, strict=True)],
+        method_label=[_METHOD_LABELS.get(m, m) for m in df.method],
+        ci=_ci_texts(df.ci_low_cr2, df.ci_high_cr2))
+    return html.Div([_ui.table(df, {
+        "scale_label": ("scale", _ui.text),
+        "method_label": ("estimate", _ui.text),
+        "n_participant": ("n participants", _ui.fmt_int),
+        "n_comparison": ("n comparison", _ui.fmt_int),
+        "estimate": ("participants − comparison (points)", _ui.fmt_num),
+        "ci": ("95% CI, clustered by exchange (CR2)", _ui.text),
+        "df_cr2": ("df (Satterthwaite)", lambda v: _ui.fmt_num(v, 1)),
+        "p_cr2": ("p", lambda v: _ui.fmt_num(v, 3)),
+        "n_clusters": ("exchanges", _clusters_text),
+        "adjusted_for": ("adjusted for", _ui.text),
+    }, "Participants minus comparison group per scale, raw and adjusted (completers; all "
+       "participants, precomputed per data version: the filters do not apply)",
+        id_="outcomes-adjusted-table"),
+        _cr2_note(df),
+        _assumptions("Raw: " + estimands.DID_ASSUMPTION, "Adjusted: "
+                     + estimands.ANCOVA_ASSUMPTION, id_="adjusted-assumptions"),
+    ])
+
+
+@callback(Output(BALANCE, "children"), Input(_ui.FILTERS, "data"))
+def balance(_store: dict[str, Any] | None) -> Any:
+    """Baseline balance (res_balance): SMD participants − comparison, |SMD| > 0.1 flagged."""
+    df = _ui.query(outcomes.balance)
+    if not len(df):
+        return _ui.coming("Baseline balance", "It needs a comparison group with pre scores. "
+                          + _COMING)
+    what = [_ui.scale_label(i, s) + " (pre score)" if c == "pre_score"
+            else c.replace("_", " ") for c, i, s in zip(df.covariate, df.instrument, df.scale,
+                                                       strict=True)]
+    # the flag as stored, blank (NaN) on suppressed rows
+    imbalanced = (pd.to_numeric(df.imbalanced, errors="coerce").astype(float) == 1).to_numpy()
+    df = df.assign(what=what, smd_text=[
+        "" if pd.isna(v) else f"{v:.2f} ⚠ imbalanced" if flag else f"{v:.2f}"
+        for v, flag in zip(df.smd, imbalanced, strict=True)])
+    df["smd_text"] = df["smd_text"].mask(df.smd.isna())
+    value = lambda v: _ui.fmt_num(v, 2)  # noqa: E731
+    flagged = df[imbalanced]
+    note = (f"⚠ {len(flagged)} of {int(df.smd.notna().sum())} baseline differences exceed "
+            f"|SMD| = {SMD_THRESHOLD}: " + ", ".join(
+                f"{w}{'' if not lv else ' = ' + str(lv)}" for w, lv in
+                zip(flagged.what, flagged.level, strict=True)) + "."
+            if len(flagged) else f"No baseline difference exceeds |SMD| = {SMD_THRESHOLD}.")
+    return html.Div([
+        html.P(note, id="balance-flags", className="small fw-semibold"
+               + (" text-warning-emphasis" if len(flagged) else "")),
+        _ui.table(df, {
+            "what": ("covariate", _ui.text),
+            "level": ("level", _ui.text),
+            "n_participant": ("n participants", _ui.fmt_int),
+            "n_comparison": ("n comparison", _ui.fmt_int),
+            "value_participant": ("participants (mean or share)", value),
+            "value_comparison": ("comparison (mean or share)", value),
+            "smd_text": ("SMD", _ui.text),
+        }, "Baseline balance: standardised mean differences, participants − comparison "
+           "(Austin 2009; pooled SD; shares for categories; all participants with a pre score)",
+            id_="outcomes-balance-table", max_rows=400),
+        html.P("The comparison group was not randomised: it can differ from the participants "
+               "before the exchange. |SMD| > 0.1 marks a difference worth adjusting for; the "
+               "adjusted estimate above removes differences in these covariates only.",
+               className="small text-body-secondary", id="balance-note"),
     ])
 
 
@@ -323,5 +435,6 @@ def model(scale: str | None) -> Any:
         "converged": ("converged", lambda v: "yes" if v else "no"),
     }, title, id_="outcomes-model-table", suppressed_col="suppressed"),
         _assumptions(estimands.MODEL, estimands.MODEL_MISSING,
-                     "did[…] rows: " + estimands.DID_ASSUMPTION, id_="model-assumptions"),
+                     "did[…] rows: " + estimands.DID_ASSUMPTION,
+                     estimands.COMPARISON_MODALITY, id_="model-assumptions"),
     ])

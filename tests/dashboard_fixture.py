@@ -245,6 +245,25 @@ def _results(con) -> None:
         for w, r in [("pre", 0.95), ("post", 0.74), ("followup", 0.5)]:
             att.append((gb, g, w, 400, int(400 * r), r, None))
     con.executemany(f"INSERT INTO {schema.RES_ATTRITION.name} VALUES (?,?,?,?,?,?,?)", att)
+    # issue 10 §2: raw and ANCOVA-adjusted comparison (one scale on few exchanges) and balance
+    cmp_ = [("icc", s, m, 180, 40, e, 0.05, df, e - 0.11, e + 0.11, 0.001, ncl, ncl < 10, adj,
+             "")
+            for s, ncl in [("openness", 12), ("adaptability", 6)]
+            for m, e, df, adj in [("raw_change_difference", 0.22, 10.5,
+                                   "none (post − pre on arm)"),
+                                  ("ancova", 0.19, 10.9, "pre score, gender, role")]]
+    con.executemany(f"INSERT INTO {schema.RES_COMPARISON.name} VALUES "
+                    f"({', '.join(['?'] * len(schema.RES_COMPARISON.columns))})", cmp_)
+    bal = [("pre_score", "icc", "openness", "", "mean", 190, 45, 3.2, 3.1, 0.66, 0.68, 0.15,
+            True, ""),
+           ("pre_score", "icc", "adaptability", "", "mean", 190, 45, 3.0, 2.99, 0.7, 0.7, 0.014,
+            False, ""),
+           ("gender", "", "", "female", "proportion", 200, 48, 0.52, 0.5, 0.4996, 0.5, 0.04,
+            False, ""),
+           ("gender", "", "", "non-binary", "proportion", None, None, None, None, None, None,
+            None, None, "n < 10")]
+    con.executemany(f"INSERT INTO {schema.RES_BALANCE.name} VALUES "
+                    f"({', '.join(['?'] * len(schema.RES_BALANCE.columns))})", bal)
 
 
 if __name__ == "__main__":

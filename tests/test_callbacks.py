@@ -344,3 +344,37 @@ def test_the_outcome_tables_say_which_estimand_and_what_they_assume(client) -> N
     assert estimands.MODEL_MISSING in model and estimands.DID_ASSUMPTION in model
     overview = next(v for k, v in said.items() if "overview-outcomes" in k)
     assert estimands.COMPLETERS in overview
+
+
+def test_outcomes_comparison_tables_show_cr2_balance_and_their_assumptions(client) -> None:
+    """Issue 10 §2 on the page: the filtered comparison shows the CR2 interval clustered by
+    exchange (not Welch's), the raw and ANCOVA-adjusted differences say what each assumes, the
+    balance table flags |SMD| > 0.1, and the model note says what the comparison arm's
+    modality means."""
+    from analytics import estimands
+
+    deps = client.get("/_dash-dependencies").get_json()
+    f = Filters()
+    store = {"filters": f.to_dict(), "query": f.to_query()}
+    said: dict[str, str] = {}
+    for body in callback_bodies("", store, {"outcomes-scale": None}, deps):
+        r = client.post("/_dash-update-component", data=json.dumps(body),
+                        content_type="application/json")
+        if r.status_code == 200:
+            said[body["output"]] = json.dumps(r.get_json()["response"], ensure_ascii=False)
+
+    def out(name: str) -> str:
+        return next(v for k, v in said.items() if k.startswith(name + "."))
+
+    comparison = out("outcomes-comparison")
+    assert "95% CI, clustered by exchange (CR2)" in comparison and "Welch" not in comparison
+    assert "exchanges" in comparison
+    adjusted = out("outcomes-adjusted")
+    assert "adjusted: ANCOVA" in adjusted and "raw: difference in mean change" in adjusted
+    assert estimands.DID_ASSUMPTION in adjusted and estimands.ANCOVA_ASSUMPTION in adjusted
+    balance = out("outcomes-balance")
+    assert "Baseline balance" in balance and "SMD" in balance
+    assert ("⚠ imbalanced" in balance) == ("baseline differences exceed" in balance)
+    assert "was not randomised" in balance
+    model = out("outcomes-model")
+    assert estimands.COMPARISON_MODALITY in model

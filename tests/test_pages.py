@@ -464,3 +464,29 @@ def test_a_selection_under_k_shows_no_count_of_it_on_any_page(dash_duo, dash_app
             _screenshot(dash_duo, f"{name}-under-k")
     assert not failures, "\n".join(f"{name}: {p}" for name, ps in failures.items() for p in ps)
     assert dash_duo.get_logs() == []
+
+
+def test_outcomes_comparison_balance_and_assumptions_are_shown(dash_duo, dash_app) -> None:
+    """Issue 10 §2 where the user reads it: the raw and adjusted comparison with CR2 intervals
+    and their assumptions, the balance table with |SMD| > 0.1 flagged, and the model note on
+    the comparison arm's modality (screenshot outcomes-assumptions.png)."""
+    from analytics import estimands
+
+    dash_duo.start_server(dash_app)
+    dash_duo.driver.get(dash_duo.server_url + PAGES["outcomes"])
+    _settle(dash_duo, "#outcomes-balance-table")
+    dash_duo.wait_for_element("#outcomes-adjusted-table")
+    assert dash_duo.get_logs() == []
+    balance = dash_duo.find_element("#outcomes-balance-table").text
+    assert "⚠ imbalanced" in balance and SUPPRESSED_LABEL in balance
+    assert "baseline differences exceed" in dash_duo.find_element("#balance-flags").text
+    adjusted = dash_duo.find_element("#outcomes-adjusted-table").text
+    assert "adjusted: ANCOVA" in adjusted and "6 ⚠ few" in adjusted
+    said = dash_duo.find_element("#adjusted-assumptions").text
+    assert "parallel trends" in said and "no unmeasured confounding" in said
+    assert "95% CI, clustered by exchange (CR2)" in dash_duo.find_element(
+        "#outcomes-comparison-table").text
+    assert "matching stratum" in dash_duo.find_element("#model-assumptions").text
+    assert estimands.COMPARISON_MODALITY.split(":")[0] in dash_duo.find_element(
+        "#model-assumptions").text
+    _screenshot(dash_duo, "outcomes-assumptions")

@@ -629,6 +629,75 @@ def _baseline_engagement(con: duckdb.DuckDBPyConnection, scores: str, attrs: pd.
     return out[out["measure"] == "engagement"]
 
 
+# The covariates of the balance table and the ANCOVA (issue 10 §2): what the contract has about
+# a person at baseline. Age is counted at the start of the unit's exchange (the comparison
+# person's: the exchange their class was matched to), in the filter bar's age bands.
+COMPARISON_COVARIATES: tuple[str, ...] = ("gender", "role", "age_band", "income_group",
+                                          "connectivity", "institution_kind")
+_NOT_REPORTED = "not reported"
+_AGE_AT_START_SQL = (
+    "CASE WHEN p.birth_year IS NULL OR x.start_date IS NULL THEN 'not reported' "
+    "WHEN year(x.start_date) - p.birth_year <= 12 THEN '12 or under' "
+    "WHEN year(x.start_date) - p.birth_year <= 15 THEN '13–15' "
+    "WHEN year(x.start_date) - p.birth_year <= 18 THEN '16–18' "
+    "WHEN year(x.start_date) - p.birth_year <= 24 THEN '19–24' ELSE '25 or over' END"
+)
+
+
+def _with_covariates(con: duckdb.DuckDBPyConnection, attrs: pd.DataFrame) -> pd.DataFrame:
+    """`attrs` (the frame behind `_ATTRS`, row i = unit i + 1) with the covariates of
+    `COMPARISON_COVARIATES` that `group_attributes` lacks: age band at the exchange's start,
+    the home institution's income group, connectivity and kind ('not reported' when empty)."""
+    cov = con.execute(f"""
+        SELECT a._unit, {_AGE_AT_START_SQL} AS age_band,
+               coalesce(nullif(trim(i.income_group), ''), '{_NOT_REPORTED}') AS income_group,
+               coalesce(nullif(trim(i.connectivity), ''), '{_NOT_REPORTED}') AS connectivity,
+               coalesce(nullif(trim(i.kind), ''), '{_NOT_REPORTED}') AS institution_kind
+        FROM {_ATTRS} a
+        LEFT JOIN {schema.PARTICIPANTS.name} p ON p.participant_id = a.participant
+        LEFT JOIN {schema.INSTITUTIONS.name} i ON i.institution_id = p.institution_id
+        LEFT JOIN {schema.EXCHANGES.name} x ON x.exchange_id = a.exchange_id
+        ORDER BY a._unit
+    """).df()
+    return attrs.assign(**{c: pd.Categorical(cov[c].to_numpy(object))
+                           for c in ("age_band", "income_group", "connectivity",
+                                     "institution_kind")})
+
+
+def _compare_scale(scored: pd.DataFrame, k: int
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """One scale's balance row (its pre score), its raw and ANCOVA comparison rows, and the
+    units with a pre score (for the covariate rows of the balance table).
+
+    Units are participant x exchange; the cluster of the CR2 errors is the exchange (a
+    comparison person's: the one their class was matched to)."""
+    from analytics.stats.comparison import ancova, balance_table
+
+    d = scored[scored["wave"].isin(["pre", "post"]) & scored["score"].notna()]
+    d = d.assign(_u=_unit_codes(d["participant"], d["exchange_id"]).to_numpy())
+    pre = d[d["wave"] == "pre"].drop_duplicates("_u")
+    bal = balance_table(pre.iloc[:0], pre_scores=pre, k=k)
+    post = d[d["wave"] == "post"].drop_duplicates("_u").set_index("_u")["score"]
+    pairs = pre.assign(pre=pre["score"].to_numpy(float),
+                       post=post.reindex(pre["_u"]).to_numpy(float))
+    cmp_ = ancova(pairs, covariates=list(COMPARISON_COVARIATES), k=k)
+    return bal, cmp_, pre[["participant", "exchange_id"]]
+
+
+def _balance_combine(parts: list[pd.DataFrame], units: list[pd.DataFrame],
+                     attrs: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The pre-score rows of every scale, then one row per level of each covariate over the
+    baseline sample: the units (participant x exchange) with a pre score on any scale."""
+    from analytics.stats.comparison import BALANCE_COLUMNS, balance_table
+
+    if not parts:
+        return pd.DataFrame(columns=BALANCE_COLUMNS)
+    base = pd.concat(units, ignore_index=True).drop_duplicates(["participant", "exchange_id"])
+    sample = attrs.merge(base[["participant", "exchange_id"]], on=["participant", "exchange_id"])
+    cov = balance_table(sample, categorical=list(COMPARISON_COVARIATES), k=k)
+    return pd.concat([*parts, cov], ignore_index=True)[BALANCE_COLUMNS]
+
+
 def compute_results(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -694,7 +763,10 @@ def compute_results(
 
     out: dict[str, pd.DataFrame] = {}
     models: dict[str, str] = {}
-    per_scale = {"prepost", "longitudinal", "attrition_baseline"} & set(wanted)
+    per_scale = {"prepost", "longitudinal", "attrition_baseline", "balance",
+                 "comparison"} & set(wanted)
+    if {"balance", "comparison"} & per_scale:
+        attrs = _with_covariates(con, attrs)
     scores: str | None = None
     if "scale_scores" in wanted or per_scale:
         say("scale scores")
@@ -752,6 +824,9 @@ def compute_results(
             WHERE s.wave = 'post' AND NOT coalesce(a.is_comparison, FALSE)
         """).df()["participant"]
         pp_parts, lg_parts, bl_parts = [], [], []
+        bal_parts: list[pd.DataFrame] = []
+        cmp_parts: list[pd.DataFrame] = []
+        baseline_units: list[pd.DataFrame] = []
         for inst, sc in scales:
             t0 = time.perf_counter()
             scored = _scored_scale(con, scores, inst, sc, attrs)
@@ -767,6 +842,12 @@ def compute_results(
             if "attrition_baseline" in per_scale:
                 with step("attrition_baseline"):
                     bl_parts.append(_baseline_scale(scored, completers, k))
+            if has_comparison and {"balance", "comparison"} & per_scale:
+                with step("comparison" if "comparison" in per_scale else "balance"):
+                    bal, cmp_, units = _compare_scale(scored, k)
+                    bal_parts.append(bal)
+                    cmp_parts.append(cmp_)
+                    baseline_units.append(units)
             del scored
         if "prepost" in per_scale:
             with step("prepost"):
@@ -775,6 +856,14 @@ def compute_results(
             from analytics.stats.longitudinal import OUTPUT_COLUMNS as LONG_COLUMNS
             out["longitudinal"] = (pd.concat(lg_parts, ignore_index=True) if lg_parts
                                    else pd.DataFrame(columns=[*LONG_COLUMNS, "suppressed"]))
+        if "balance" in per_scale:
+            with step("balance"):
+                out["balance"] = _balance_combine(bal_parts, baseline_units, attrs, k)
+        if "comparison" in per_scale:
+            with step("comparison"):
+                from analytics.stats.comparison import COMPARISON_COLUMNS
+                out["comparison"] = (pd.concat(cmp_parts, ignore_index=True) if cmp_parts
+                                     else pd.DataFrame(columns=COMPARISON_COLUMNS))
         if "attrition_baseline" in per_scale:
             with step("attrition_baseline"):
                 bl_parts.append(_baseline_engagement(con, scores, attrs, completers, k))

@@ -188,6 +188,61 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
     },
 }
 
+_COMPARISON_SUPPRESSED = ("'n < k' when either arm (or, for a covariate level, the count "
+                          "in or outside the level in either arm) has fewer than k units: "
+                          "the row's numbers are then empty, never zero; empty when shown")
+DESCRIPTIONS.update({
+    "balance": {
+        "covariate": "what is compared at baseline: pre_score (one row per scale) or a "
+                     "covariate of the contract: gender, role, age_band (age at the start of "
+                     "the unit's exchange), income_group, connectivity, institution_kind "
+                     "(of the home institution)",
+        "instrument": "instrument id (pre_score rows; empty otherwise)",
+        "scale": "scale id (pre_score rows; empty otherwise)",
+        "level": "the covariate's level (one row per level; 'not reported' when empty); "
+                 "empty for pre_score rows",
+        "statistic": "mean (pre_score) or proportion (a covariate level)",
+        "n_participant": "exchange participants (participant × exchange units) in the row: "
+                         "with a pre score on the scale (pre_score) or on any scale",
+        "n_comparison": "comparison-group units in the row, as n_participant",
+        "value_participant": "participants' mean pre score, or their share in the level",
+        "value_comparison": "comparison group's mean pre score, or its share in the level",
+        "sd_participant": "participants' sample SD (mean rows) or sqrt(p(1 − p)) (proportions)",
+        "sd_comparison": "comparison group's SD, as sd_participant",
+        "smd": "standardised mean difference, participants − comparison: (mean_T − mean_C) / "
+               "sqrt((sd_T² + sd_C²) / 2) for means, (p_T − p_C) / sqrt((p_T(1 − p_T) + "
+               "p_C(1 − p_C)) / 2) for proportions (Austin 2009, Stat Med 28:3083)",
+        "imbalanced": "true when |smd| > 0.1 (Austin 2009): the arms differ at baseline on it",
+        "suppressed": _COMPARISON_SUPPRESSED,
+    },
+    "comparison": {
+        "instrument": "instrument id",
+        "scale": "scale id",
+        "method": "raw_change_difference: OLS of post − pre on arm (participants' mean change "
+                  "minus the comparison group's: completers' difference in differences); "
+                  "ancova: the arm coefficient of OLS post ~ pre + arm + covariates",
+        "n_participant": "exchange participants with both a pre and a post score",
+        "n_comparison": "comparison-group units with both a pre and a post score",
+        "estimate": "participants minus comparison group, scale points (positive = "
+                    "participants gained more)",
+        "se_cr2": "cluster-robust standard error, clusters = exchange (a comparison person's: "
+                  "the exchange their class was matched to), CR2 (Bell & McCaffrey 2002; "
+                  "Pustejovsky & Tipton 2018), as R clubSandwich vcovCR(type = 'CR2')",
+        "df_cr2": "Satterthwaite degrees of freedom of the estimate (clubSandwich coef_test(..., "
+                  "test = 'Satterthwaite'), working model σ²I)",
+        "ci_low_cr2": "lower bound of the 95% CI: estimate − t(0.975, df_cr2) · se_cr2",
+        "ci_high_cr2": "upper bound of the 95% CI",
+        "p_cr2": "two-sided p of estimate / se_cr2 against t(df_cr2)",
+        "n_clusters": "exchanges the row's units come from",
+        "few_clusters": "true when n_clusters < 10: the interval rests on few exchanges and "
+                        "is rough; read it with care",
+        "adjusted_for": "what the model adjusts for besides the arm: pre score and the "
+                        "covariates that kept at least one treatment-coded column (constant "
+                        "or aliased columns are dropped, as R lm does)",
+        "suppressed": _COMPARISON_SUPPRESSED,
+    },
+})
+
 GENERAL_METHODS = (
     "Small-cell protection: a group with fewer than k participants (the threshold is stated as "
     "min_cell) is shown with suppressed = 'n < k' and empty counts and statistics, never as "
@@ -276,6 +331,40 @@ METHODS: dict[str, str] = {
         "var.equal = FALSE)."
     ),
 }
+
+# The comparison arm's modality (issue 10 §2): said wherever did[…|modality=M] is described.
+DESCRIPTIONS["longitudinal"]["term"] += ". " + estimands.COMPARISON_MODALITY
+METHODS["longitudinal"] += " " + estimands.COMPARISON_MODALITY
+
+METHODS.update({
+    "balance": (
+        "Baseline balance of the comparison group, which was not randomised: standardised mean "
+        "differences (SMD) between exchange participants and the comparison group (Austin "
+        "2009, Stat Med 28:3083-3107): for each scale's pre score, (mean_T − mean_C) / "
+        "sqrt((sd_T² + sd_C²) / 2) over the units with that pre score; for each level of "
+        "gender, role, age band (age at the start of the unit's exchange), the home "
+        "institution's income group, connectivity and kind, (p_T − p_C) / sqrt((p_T(1 − p_T) "
+        "+ p_C(1 − p_C)) / 2) over the units with a pre score on any scale. |SMD| > 0.1 is "
+        "flagged (imbalanced). Units are participant × exchange, as in every table "
+        "(analytics.stats.comparison.balance_table)."
+    ),
+    "comparison": (
+        estimands.COMPLETERS + " Participants minus the comparison group per scale, two "
+        "estimators side by side: raw_change_difference, the difference in mean change post − "
+        "pre (OLS of the change on arm), and ancova, the arm coefficient of OLS post ~ pre + "
+        "arm + gender + role + age band + income group + connectivity + institution kind "
+        "(treatment coding, aliased columns dropped). Both with cluster-robust standard errors "
+        "by exchange, CR2 (Bell & McCaffrey 2002; Pustejovsky & Tipton 2018, JBES 36(4)) and "
+        "Satterthwaite degrees of freedom, as R clubSandwich::coef_test(vcov = 'CR2', test = "
+        "'Satterthwaite'); checked against the definition written out, statsmodels' HC2 for "
+        "singleton clusters, clubSandwich's documented equivalence with Welch's t for a "
+        "two-period difference in differences (tests/testthat/test_lm.R) and the "
+        "Bell–McCaffrey df of a two-group difference in Imbens & Kolesár (2016, REStat 98(4)). "
+        "A comparison person's exchange is the one their class was matched to: the cluster, "
+        "and the matching stratum of the model's modality terms. "
+        + estimands.DID_ASSUMPTION + " " + estimands.ANCOVA_ASSUMPTION
+    ),
+})
 
 _FRICTIONLESS_TYPES = {
     "VARCHAR": "string",

@@ -1,6 +1,9 @@
 """The Outcomes page's queries: the researcher result tables of this data version (pre/post
 effects, reliability, the mixed model), and the filtered wave means and participant-vs-
 comparison difference, read from the score and gain rollups or the day facts (`sql.use_rollups`).
+The comparison difference carries CR2 intervals clustered by exchange, exact from per exchange x
+arm sums; the stored baseline balance and raw/adjusted comparison (res_balance, res_comparison)
+are read as computed per data version.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from analytics.read import sql
@@ -20,7 +24,8 @@ from analytics.stats.means import t_interval, welch_difference
 from etl import schema
 
 __all__ = ["prepost_results", "prepost_extremes", "reliability", "longitudinal", "wave_means",
-           "comparison_difference", "gain_moments", "COMPARISON_COLUMNS"]
+           "comparison_difference", "gain_moments", "COMPARISON_COLUMNS", "balance",
+           "comparison_results"]
 
 
 def _result(cur: duckdb.DuckDBPyConnection, table: schema.Table, where: str = "",
@@ -153,49 +158,116 @@ def gain_moments(cur: duckdb.DuckDBPyConnection, f: Filters, by: Sequence[str] =
 
 
 COMPARISON_COLUMNS = ["instrument", "scale", "n_exchange", "n_comparison", "gain_exchange",
-                      "gain_comparison", "diff", "ci_low", "ci_high", "suppressed"]
+                      "gain_comparison", "diff", "ci_low", "ci_high", "se_cr2", "df_cr2",
+                      "ci_low_cr2", "ci_high_cr2", "p_cr2", "n_clusters", "few_clusters",
+                      "suppressed"]
 
 
-def _comparison_from_moments(g: pd.DataFrame) -> pd.DataFrame:
-    """Participants' minus comparison group's gain per scale from per-arm moments (instrument,
-    scale, comparison, n, mean, sd), Welch CI; either arm under MIN_CELL suppresses the row
-    (both counts included)."""
+def _comparison_from_cells(g: pd.DataFrame) -> pd.DataFrame:
+    """Participants' minus comparison group's gain per scale from per exchange x arm sums
+    (instrument, scale, comparison, exchange_id, n, sum, sumsq).
+
+    ``diff`` with the Welch 95% CI (``ci_low``, ``ci_high``: participants treated as
+    independent, R ``t.test(var.equal = FALSE)``) and, beside it, the design-aware columns:
+    CR2 cluster-robust SE by exchange with Satterthwaite df (``*_cr2``, R clubSandwich), exact
+    from these sums (`analytics.stats.comparison.cr2_from_cells`), the number of exchanges and
+    ``few_clusters`` below 10. Either arm under MIN_CELL suppresses the row."""
+    from analytics.stats.comparison import cr2_from_cells
+
     rows = []
+    cr2_nan = dict.fromkeys(COMPARISON_COLUMNS[9:16], math.nan)
     for (inst, scale), d in g.groupby(["instrument", "scale"], sort=True):
-        a, b = d[~d.comparison.astype(bool)], d[d.comparison.astype(bool)]
-        if not len(b):
+        comp = d.comparison.astype(bool).to_numpy()
+        if not comp.any():
             continue
-        na, nb = (int(a.n.iloc[0]) if len(a) else 0), int(b.n.iloc[0])
-        ma = float(a["mean"].iloc[0]) if len(a) else math.nan
+        n, s1, s2 = (d[c].to_numpy(float) for c in ("n", "sum", "sumsq"))
+        arms = []
+        for mine in (~comp, comp):
+            na = float(n[mine].sum())
+            mean = float(s1[mine].sum()) / na if na else math.nan
+            var = ((float(s2[mine].sum()) - na * mean * mean) / (na - 1) if na > 1
+                   else math.nan)
+            arms.append((int(na), mean, max(var, 0.0) if var == var else var))
+        (na, ma, va), (nb, mb, vb) = arms
         diff = lo = hi = math.nan
         if na > 1 and nb > 1:
-            diff, lo, hi = welch_difference(na, ma, float(a.sd.iloc[0]) ** 2,
-                                            nb, float(b["mean"].iloc[0]), float(b.sd.iloc[0]) ** 2)
-        rows.append([inst, scale, na, nb, ma, float(b["mean"].iloc[0]), diff, lo, hi,
-                     min(na, nb)])
+            diff, lo, hi = welch_difference(na, ma, va, nb, mb, vb)
+        cr2 = dict(cr2_nan)
+        if na > 1 and nb > 1:
+            ex = pd.factorize(d["exchange_id"].astype("object").to_numpy(),
+                              use_na_sentinel=False)[0]
+            x = np.column_stack([np.ones(len(d)), (~comp).astype(float)])
+            gram = np.zeros((ex.max() + 1, 2, 2))
+            np.add.at(gram, ex, n[:, None, None] * x[:, :, None] * x[:, None, :])
+            xy = np.zeros((ex.max() + 1, 2))
+            np.add.at(xy, ex, s1[:, None] * x)
+            fit = cr2_from_cells(gram, xy)
+            t = fit.test(np.array([0.0, 1.0]))
+            cr2 = {k: t[k] for k in cr2_nan}
+        rows.append([inst, scale, na, nb, ma, mb, diff, lo, hi, *cr2.values(), min(na, nb)])
     df = pd.DataFrame(rows, columns=[*COMPARISON_COLUMNS[:-1], "_n"])
+    df["n_clusters"] = pd.array(df["n_clusters"], dtype="Int64")
+    df["few_clusters"] = pd.array(df["few_clusters"], dtype="boolean")
     return sql.suppress(df, "_n")[COMPARISON_COLUMNS]
 
 
 def _comparison_difference_days(cur: duckdb.DuckDBPyConnection, f: Filters,
                                 scope: Scope = sql.scope) -> pd.DataFrame:
-    return _comparison_from_moments(gain_moments(cur, f, ["comparison"], scope=scope))
+    ctes, p = scope(f, include_comparison=True, scores=True)
+    return _comparison_from_cells(sql.df(cur, f"""WITH {ctes}
+        SELECT fg.instrument, fg.scale, fp.comparison, fg.exchange_id, count(*) AS n,
+               sum(fg.gain) AS sum, sum(fg.gain * fg.gain) AS sumsq
+        FROM fg JOIN fp USING (pid)
+        GROUP BY ALL ORDER BY ALL
+    """, p))
 
 
 def _comparison_difference_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     dims, p = sql.dims(f)
     g = sql.rdf(cur, f"""WITH {dims}
-        SELECT instrument, scale, comparison, {sql.moments_sql()}
+        SELECT instrument, scale, comparison, exchange_id, sum(n) AS n, sum(sum) AS sum,
+               sum(sumsq) AS sumsq
         FROM ({sql.cells(sql.R_GAINS, f, p, comparison=True)}) GROUP BY ALL
-        ORDER BY instrument, scale
+        ORDER BY ALL
     """, p)
-    return _comparison_from_moments(g)
+    return _comparison_from_cells(g)
 
 
 @cached
 def comparison_difference(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
-    """Mean post−pre gain of participants minus that of the comparison group, per scale, with a
-    Welch 95% CI (as R's `t.test(var.equal = FALSE)`). Empty when there is no comparison group."""
+    """Mean post−pre gain of participants minus that of the comparison group, per scale, for
+    the filtered people: the CR2 columns (clustered by exchange, Satterthwaite df) are the
+    design-aware interval the page shows; the Welch 95% CI (as R's `t.test(var.equal =
+    FALSE)`, participants independent) stays beside it, labelled. Empty when there is no
+    comparison group."""
     if sql.use_rollups(cur, f):
         return _comparison_difference_rollup(cur, f)
     return _comparison_difference_days(cur, f)
+
+
+def _stored(cur: duckdb.DuckDBPyConnection, table: schema.Table, order: str,
+            n_cols: Sequence[str]) -> pd.DataFrame:
+    """A stored res_* table with a `suppressed` column, the small-cell rule applied again at
+    today's k: a row stored as suppressed counts as n missing."""
+    df = _result(cur, table, f"ORDER BY {order}")
+    if not len(df):
+        return df
+    stored = (df.suppressed.notna() & (df.suppressed.astype("string") != "")).to_numpy(bool)
+    n = df[list(n_cols)].min(axis=1).mask(stored)
+    return sql.suppress(df.drop(columns="suppressed").assign(_n=n), "_n").drop(columns="_n")
+
+
+@cached
+def balance(cur: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """res_balance (baseline SMDs participants vs comparison, all participants; precomputed
+    per data version, so the filters do not apply)."""
+    return _stored(cur, schema.RES_BALANCE, "covariate <> 'pre_score', covariate, instrument, "
+                   "scale, level", ["n_participant", "n_comparison"])
+
+
+@cached
+def comparison_results(cur: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """res_comparison: raw and ANCOVA-adjusted differences with CR2 errors per scale (all
+    participants; precomputed per data version)."""
+    return _stored(cur, schema.RES_COMPARISON, "instrument, scale, method DESC",
+                   ["n_participant", "n_comparison"])

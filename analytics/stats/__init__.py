@@ -9,4 +9,5 @@ derive step and the read layer call these functions on data they have read.
 - `attrition`    response funnel and completers-vs-dropouts baseline comparison
 - `means`        the t-interval of a mean and Welch's difference of two means
 - `survival`     Kaplan–Meier estimate and median
+- `comparison`   participants vs comparison group: CR2 OLS (Satterthwaite df), balance SMDs, ANCOVA
 """

@@ -1,0 +1,456 @@
+"""Participants vs the comparison group: cluster-robust OLS, baseline balance, raw and adjusted
+differences. The comparison group is observational (not randomised), so every estimate here
+comes with the check and the assumption a reviewer asks for.
+
+- `cr2_ols` / `cr2_fit`: OLS coefficients with the CR2 cluster-robust covariance (the
+  bias-reduced linearisation of Bell & McCaffrey 2002, developed by Pustejovsky & Tipton 2018,
+  JBES 36(4)) and a Satterthwaite t reference per coefficient or contrast, working model
+  sigma^2 I: what R's ``clubSandwich::coef_test(lm(...), vcov = "CR2", cluster = ...,
+  test = "Satterthwaite")`` reports. `cr2_from_cells` does the same from per-cluster sums
+  (X_j'X_j, X_j'y_j), so aggregated data (e.g. per exchange x arm moments) give the exact
+  same numbers. `analytics.stats.prepost.cr2_mean` is this estimator's closed form for X = 1,
+  kept there because it is vectorised over thousands of table cells; tests hold the two equal.
+- `balance_table`: baseline standardised mean differences, participants minus comparison,
+  pooled SD sqrt((s_T^2 + s_C^2) / 2) for means and sqrt((p_T(1 - p_T) + p_C(1 - p_C)) / 2)
+  for each level of a categorical covariate (Austin 2009, Stat Med 28: 3083-3107);
+  |SMD| > 0.1 is flagged ``imbalanced``.
+- `ancova`: per scale, the raw difference in mean change (participants - comparison; the
+  difference-in-differences of completers, change ~ arm) and the adjusted arm effect of
+  post ~ pre + arm + covariates (ANCOVA), both with CR2 errors clustered by exchange and
+  Satterthwaite df, the number of clusters and a flag below `FEW_CLUSTERS`.
+
+Algebra of CR2 (one cluster j with rows X_j, residuals e_j; M = (X'X)^-1; H_jj = X_j M X_j'):
+A_j = (I - H_jj)^(-1/2) (symmetric; directions with eigenvalue 0 get 0, as clubSandwich's
+pseudo-inverse square root), V = M (sum_j X_j' A_j e_j e_j' A_j X_j) M. With G_j = X_j'X_j =
+V_j S_j^2 V_j' (rank r) and F^(q) = (I - S_j V_j' M V_j S_j)^q, every term depends on the data
+only through G_j and X_j'e_j: X_j' A_j e_j = V_j S_j F^(-1/2) S_j^-1 V_j' X_j'e_j and
+X_j' A_j^q X_j = V_j S_j F^(q) S_j V_j'. The Satterthwaite df of c'beta is
+(sum_j p_j'p_j)^2 / sum_ij (p_i'p_j)^2 with p_j = (I - H)_j' A_j X_j M c (Pustejovsky &
+Tipton 2018, eq. 11 with Phi = I); p_i'p_j = [i = j] w_j'w_j - u_i' M u_j with
+w_j'w_j = c'M X_j'A_j^2 X_j M c and u_j = X_j' A_j X_j M c.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analytics.stats.prepost import FEW_CLUSTERS
+from analytics.suppression import DEFAULT_K, suppress
+
+__all__ = [
+    "BALANCE_COLUMNS",
+    "COMPARISON_COLUMNS",
+    "CR2_COLUMNS",
+    "Cr2Fit",
+    "METHOD_ANCOVA",
+    "METHOD_RAW",
+    "SMD_THRESHOLD",
+    "ancova",
+    "balance_table",
+    "cr2_fit",
+    "cr2_from_cells",
+    "cr2_ols",
+    "smd_mean",
+    "smd_proportion",
+]
+
+SMD_THRESHOLD = 0.1  # Austin 2009: |SMD| above 0.1 is a meaningful imbalance
+_EIG_TOL = 1e-12  # clubSandwich's Sym_power: eigenvalues below 1e-12 count as zero
+
+CR2_COLUMNS = ["estimate", "se_cr2", "df_cr2", "ci_low_cr2", "ci_high_cr2", "p_cr2",
+               "n_clusters", "few_clusters"]
+
+
+@dataclass(frozen=True)
+class Cr2Fit:
+    """An OLS fit with what CR2 tests need: coefficients, the CR2 covariance and, per cluster,
+    X_j'A_j X_j and X_j'A_j^2 X_j (for the Satterthwaite df of any contrast)."""
+
+    names: list[str]
+    beta: np.ndarray
+    vcov: np.ndarray
+    bread: np.ndarray  # M = (X'X)^-1
+    k_half: np.ndarray  # (J, p, p): X_j' A_j X_j
+    k_one: np.ndarray  # (J, p, p): X_j' A_j^2 X_j
+    n_obs: int
+    n_clusters: int
+
+    def test(self, c: np.ndarray | Sequence[float], *, ci: float = 0.95) -> dict[str, float]:
+        """c'beta with its CR2 SE, Satterthwaite df, t CI and two-sided p (NaN below 2
+        clusters or when the SE is 0)."""
+        c = np.asarray(c, dtype=float)
+        est = float(c @ self.beta)
+        nan = float("nan")
+        out = {"estimate": est, "se_cr2": nan, "df_cr2": nan, "ci_low_cr2": nan,
+               "ci_high_cr2": nan, "p_cr2": nan, "n_clusters": self.n_clusters,
+               "few_clusters": self.n_clusters < FEW_CLUSTERS}
+        if self.n_clusters < 2:
+            return out
+        var = float(c @ self.vcov @ c)
+        se = math.sqrt(max(var, 0.0))
+        mc = self.bread @ c
+        ww = np.einsum("i,jik,k->j", mc, self.k_one, mc)  # w_j'w_j
+        u = self.k_half @ mc  # (J, p): u_j
+        umu = np.einsum("ji,ik,jk->j", u, self.bread, u)  # u_j' M u_j
+        cross = u @ self.bread @ u.T  # u_i' M u_j
+        num = float((ww - umu).sum())
+        den = float((ww * ww).sum() - 2 * (ww * umu).sum() + (cross * cross).sum())
+        dof = num * num / den if den > 0 else nan
+        out.update(se_cr2=se, df_cr2=dof)
+        if se > 0 and dof > 0:
+            q = float(stats.t.ppf(0.5 + ci / 2, dof))
+            out.update(ci_low_cr2=est - q * se, ci_high_cr2=est + q * se,
+                       p_cr2=float(2 * stats.t.sf(abs(est / se), dof)))
+        return out
+
+
+def _sym_power(a: np.ndarray, q: float) -> np.ndarray:
+    """a^q for stacked symmetric matrices; eigenvalues below `_EIG_TOL` give 0 (pseudo)."""
+    val, vec = np.linalg.eigh(a)
+    keep = val > _EIG_TOL
+    powered = np.where(keep, np.where(keep, val, 1.0) ** q, 0.0)
+    return (vec * powered[..., None, :]) @ np.swapaxes(vec, -1, -2)
+
+
+def cr2_from_cells(gram: np.ndarray, xy: np.ndarray, *, names: Sequence[str] | None = None,
+                   n_obs: int | None = None) -> Cr2Fit:
+    """OLS with CR2 from per-cluster sums: `gram` (J, p, p) = X_j'X_j, `xy` (J, p) = X_j'y_j.
+
+    Exact, not an approximation: OLS, the CR2 meat and the Satterthwaite df depend on the data
+    only through these sums (module docstring), so per exchange x arm counts and sums of a
+    two-group comparison give what `cr2_ols` gives on the rows. Raises ValueError when X'X is
+    singular (drop aliased columns first)."""
+    gram = np.asarray(gram, dtype=float)
+    xy = np.asarray(xy, dtype=float)
+    if gram.ndim != 3 or gram.shape[1] != gram.shape[2] or xy.shape != gram.shape[:2]:
+        raise ValueError("gram must be (J, p, p) and xy (J, p)")
+    n_cl, p = xy.shape
+    xtx = gram.sum(axis=0)
+    if np.linalg.matrix_rank(xtx) < p:
+        raise ValueError("the design matrix is rank deficient: drop aliased columns")
+    bread = np.linalg.inv(xtx)
+    bread = (bread + bread.T) / 2
+    beta = bread @ xy.sum(axis=0)
+    xe = xy - gram @ beta  # X_j'e_j
+    # G_j = V S^2 V' (rank r_j <= p); directions with S = 0 carry nothing
+    lam, vec = np.linalg.eigh(gram)
+    scale = np.maximum(lam.max(axis=1, keepdims=True), 1.0)
+    live = lam > 1e-10 * scale
+    s = np.sqrt(np.where(live, lam, 0.0))
+    s_inv = np.where(live, 1.0 / np.where(live, s, 1.0), 0.0)
+    vs = vec * s[:, None, :]  # V S
+    inner = np.eye(p) - np.swapaxes(vs, 1, 2) @ bread @ vs  # I - S V' M V S
+    # dead directions (S = 0) are not in the cluster's column space: leave them at 0
+    inner = np.where(live[:, :, None] & live[:, None, :], inner, 0.0)
+    f_half = _sym_power(inner, -0.5)
+    f_one = _sym_power(inner, -1.0)
+    k_half = vs @ f_half @ np.swapaxes(vs, 1, 2)
+    k_one = vs @ f_one @ np.swapaxes(vs, 1, 2)
+    vsi = vec * s_inv[:, None, :]  # V S^-1
+    a = np.einsum("jik,jk->ji", vs @ f_half @ np.swapaxes(vsi, 1, 2), xe)  # X_j' A_j e_j
+    meat = a.T @ a
+    vcov = bread @ meat @ bread
+    nm = list(names) if names is not None else [f"x{i}" for i in range(p)]
+    return Cr2Fit(nm, beta, (vcov + vcov.T) / 2, bread, k_half, k_one,
+                  int(n_obs) if n_obs is not None else -1, int(n_cl))
+
+
+def _codes(cluster: np.ndarray | pd.Series) -> np.ndarray:
+    """Integer cluster codes; a missing label makes the row a cluster of its own."""
+    codes, _ = pd.factorize(pd.Series(np.asarray(cluster), dtype=object), use_na_sentinel=True)
+    codes = codes.astype(np.int64)
+    miss = codes < 0
+    if miss.any():
+        codes[miss] = codes.max(initial=-1) + 1 + np.arange(int(miss.sum()))
+    return codes
+
+
+def cr2_fit(X: np.ndarray, y: np.ndarray, cluster: np.ndarray | pd.Series,
+            names: Sequence[str] | None = None) -> Cr2Fit:
+    """`Cr2Fit` of OLS y ~ X with clusters `cluster` (one label per row)."""
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if X.ndim != 2 or y.shape != (len(X),):
+        raise ValueError("X must be (n, p) and y (n,)")
+    codes = _codes(cluster)
+    if codes.shape != y.shape:
+        raise ValueError("cluster must have one label per row")
+    n_cl = int(codes.max()) + 1 if len(codes) else 0
+    p = X.shape[1]
+    gram = np.zeros((n_cl, p, p))
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(n_cl + 1))
+    xs = X[order]
+    for j in range(n_cl):
+        xj = xs[bounds[j]:bounds[j + 1]]
+        gram[j] = xj.T @ xj
+    xy = np.zeros((n_cl, p))
+    for i in range(p):
+        xy[:, i] = np.bincount(codes, weights=X[:, i] * y, minlength=n_cl)
+    return cr2_from_cells(gram, xy, names=names, n_obs=len(y))
+
+
+def cr2_ols(X: np.ndarray, y: np.ndarray, cluster: np.ndarray | pd.Series,
+            names: Sequence[str] | None = None, *, ci: float = 0.95) -> pd.DataFrame:
+    """OLS coefficients with CR2 cluster-robust SEs and Satterthwaite df, one row per term:
+    term, estimate, se_cr2, df_cr2, ci_low_cr2, ci_high_cr2, p_cr2, n_clusters, few_clusters
+    (R: ``clubSandwich::coef_test(lm(y ~ X - 1), vcov = "CR2", cluster = cluster,
+    test = "Satterthwaite")`` and ``conf_int(...)``).
+
+    >>> X = np.column_stack([np.ones(6), [0, 1, 0, 1, 0, 1]])
+    >>> r = cr2_ols(X, np.array([1.0, 2, 2, 4, 3, 3]), list("aabbcc"), ["Intercept", "arm"])
+    >>> r.loc[1, "term"], round(float(r.loc[1, "estimate"]), 6), int(r.loc[1, "n_clusters"])
+    ('arm', 1.0, 3)
+    """
+    fit = cr2_fit(X, y, cluster, names)
+    eye = np.eye(len(fit.beta))
+    rows = [{"term": nm, **fit.test(eye[i], ci=ci)} for i, nm in enumerate(fit.names)]
+    return pd.DataFrame(rows, columns=["term", *CR2_COLUMNS])
+
+
+# ---------------------------------------------------------------------------------------------
+# Baseline balance
+# ---------------------------------------------------------------------------------------------
+
+BALANCE_COLUMNS = [
+    "covariate", "instrument", "scale", "level", "statistic", "n_participant", "n_comparison",
+    "value_participant", "value_comparison", "sd_participant", "sd_comparison", "smd",
+    "imbalanced", "suppressed",
+]
+
+
+def smd_mean(x_t: np.ndarray, x_c: np.ndarray) -> float:
+    """(mean_T - mean_C) / sqrt((s_T^2 + s_C^2) / 2), sample SDs (Austin 2009, eq. 1).
+
+    >>> round(smd_mean(np.array([2.0, 4.0]), np.array([1.0, 3.0])), 4)
+    0.7071
+    """
+    x_t, x_c = np.asarray(x_t, float), np.asarray(x_c, float)
+    if len(x_t) < 2 or len(x_c) < 2:
+        return float("nan")
+    pooled = math.sqrt((x_t.var(ddof=1) + x_c.var(ddof=1)) / 2)
+    return float((x_t.mean() - x_c.mean()) / pooled) if pooled > 0 else float("nan")
+
+
+def smd_proportion(p_t: float, p_c: float) -> float:
+    """(p_T - p_C) / sqrt((p_T(1 - p_T) + p_C(1 - p_C)) / 2) (Austin 2009, eq. 2).
+
+    >>> round(smd_proportion(0.5, 0.3), 4)
+    0.417
+    """
+    pooled = math.sqrt((p_t * (1 - p_t) + p_c * (1 - p_c)) / 2)
+    return float((p_t - p_c) / pooled) if pooled > 0 else float("nan")
+
+
+def balance_table(
+    units: pd.DataFrame,
+    *,
+    arm: str = "is_comparison",
+    categorical: Sequence[str] = (),
+    pre_scores: pd.DataFrame | None = None,
+    instrument: str = "instrument",
+    scale: str = "scale",
+    score: str = "score",
+    k: int = DEFAULT_K,
+    unsuppressed: bool = False,
+) -> pd.DataFrame:
+    """Baseline standardised mean differences, participants minus comparison group.
+
+    `units`: one row per unit (participant x exchange) of the baseline sample, with the
+    boolean `arm` (True = comparison group) and the `categorical` covariates (a missing value
+    is its own level "not reported"). `pre_scores`: long pre-wave scores (the `arm` column,
+    `instrument`, `scale`, `score`), one SMD of means per scale over those with a score.
+
+    Rows: pre scores (covariate "pre_score", statistic "mean", value = mean, sd = sample SD)
+    then each level of each categorical covariate (statistic "proportion", value = share of
+    the arm in that level, sd = sqrt(p(1 - p))). ``imbalanced``: |smd| > `SMD_THRESHOLD`.
+    Small cells (`analytics.suppression.suppress`, threshold k): a row is blanked when either
+    arm has fewer than k units, or when the level's count, or the count outside the level, in
+    either arm is between 1 and k - 1 (its proportion would reveal those few people).
+
+    >>> u = pd.DataFrame({"is_comparison": [False] * 12 + [True] * 12,
+    ...                   "role": ["student"] * 6 + ["teacher"] * 6 + ["student"] * 12})
+    >>> b = balance_table(u, categorical=["role"], k=0)
+    >>> b[["level", "value_participant", "value_comparison", "smd"]].round(4).values.tolist()
+    [['student', 0.5, 1.0, -1.4142], ['teacher', 0.5, 0.0, 1.4142]]
+    """
+    if arm not in units.columns:
+        raise ValueError(f"units has no column {arm!r}")
+    rows: list[dict] = []
+    if pre_scores is not None and len(pre_scores):
+        ps = pre_scores[pre_scores[score].notna()]
+        for (inst, sc), g in ps.groupby([instrument, scale], sort=True, observed=True):
+            comp = g[arm].astype(bool).to_numpy()
+            x = g[score].to_numpy(float)
+            xt, xc = x[~comp], x[comp]
+            nt, nc = len(xt), len(xc)
+            rows.append({
+                "covariate": "pre_score", "instrument": str(inst), "scale": str(sc),
+                "level": "", "statistic": "mean", "n_participant": nt, "n_comparison": nc,
+                "value_participant": float(xt.mean()) if nt else math.nan,
+                "value_comparison": float(xc.mean()) if nc else math.nan,
+                "sd_participant": float(xt.std(ddof=1)) if nt > 1 else math.nan,
+                "sd_comparison": float(xc.std(ddof=1)) if nc > 1 else math.nan,
+                "smd": smd_mean(xt, xc), "_n": min(nt, nc)})
+    comp = units[arm].astype(bool).to_numpy()
+    nt, nc = int((~comp).sum()), int(comp.sum())
+    for cov in categorical:
+        if cov not in units.columns:
+            raise ValueError(f"units has no column {cov!r}")
+        v = units[cov].astype("object").where(units[cov].notna(), "not reported").astype(str)
+        v = v.to_numpy()
+        for level in sorted(set(v)):
+            at, ac = int((v[~comp] == level).sum()), int((v[comp] == level).sum())
+            pt = at / nt if nt else math.nan
+            pc = ac / nc if nc else math.nan
+            counts = [nt, nc] + [m for m in (at, ac, nt - at, nc - ac) if m > 0]
+            rows.append({
+                "covariate": cov, "instrument": "", "scale": "", "level": level,
+                "statistic": "proportion", "n_participant": nt, "n_comparison": nc,
+                "value_participant": pt, "value_comparison": pc,
+                "sd_participant": math.sqrt(pt * (1 - pt)) if nt else math.nan,
+                "sd_comparison": math.sqrt(pc * (1 - pc)) if nc else math.nan,
+                "smd": smd_proportion(pt, pc) if nt and nc else math.nan,
+                "_n": min(counts)})
+    out = pd.DataFrame(rows, columns=[*BALANCE_COLUMNS[:-2], "_n"])
+    out["n_participant"] = out["n_participant"].astype("int64")
+    out["n_comparison"] = out["n_comparison"].astype("int64")
+    out["imbalanced"] = pd.array(np.where(out["smd"].isna(), None,
+                                          out["smd"].abs() > SMD_THRESHOLD), dtype="boolean")
+    out = suppress(out, n="_n", k=k, unsuppressed=unsuppressed)
+    return out[BALANCE_COLUMNS].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw and adjusted comparison
+# ---------------------------------------------------------------------------------------------
+
+METHOD_RAW = "raw_change_difference"
+METHOD_ANCOVA = "ancova"
+COMPARISON_COLUMNS = [
+    "instrument", "scale", "method", "n_participant", "n_comparison", *CR2_COLUMNS,
+    "adjusted_for", "suppressed",
+]
+
+
+def _design(d: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
+            ) -> tuple[np.ndarray, list[str]]:
+    """Intercept, numeric columns, then treatment-coded dummies (reference: the first level in
+    sorted order, as R's factor); columns that are constant or aliased with earlier ones are
+    dropped, as R's lm does (in column order)."""
+    cols = [np.ones(len(d))]
+    names = ["Intercept"]
+    for c in numeric:
+        cols.append(d[c].to_numpy(float))
+        names.append(c)
+    for c in categorical:
+        v = d[c].astype("object").where(d[c].notna(), "not reported").astype(str)
+        for level in sorted(v.unique())[1:]:
+            cols.append((v == level).to_numpy(float))
+            names.append(f"{c}[T.{level}]")
+    X = np.column_stack(cols)
+    keep: list[int] = []
+    q = np.zeros((len(X), 0))
+    for i in range(X.shape[1]):
+        x = X[:, i]
+        r = x - q @ (q.T @ x)
+        norm = float(np.linalg.norm(r))
+        if norm > 1e-9 * max(float(np.linalg.norm(x)), 1.0):
+            keep.append(i)
+            q = np.column_stack([q, r / norm])
+    return X[:, keep], [names[i] for i in keep]
+
+
+def ancova(
+    pairs: pd.DataFrame,
+    *,
+    pre: str = "pre",
+    post: str = "post",
+    arm: str = "is_comparison",
+    cluster: str = "exchange_id",
+    covariates: Sequence[str] = (),
+    instrument: str = "instrument",
+    scale: str = "scale",
+    ci: float = 0.95,
+    k: int = DEFAULT_K,
+    unsuppressed: bool = False,
+) -> pd.DataFrame:
+    """Participants minus comparison group per scale, raw and adjusted, CR2 by `cluster`.
+
+    `pairs`: one row per unit with both a `pre` and a `post` score (rows missing either are
+    dropped), the boolean `arm` (True = comparison group), the `cluster` label (the exchange:
+    a comparison person's is the exchange their class was matched to) and the categorical
+    `covariates`. Two rows per instrument x scale:
+
+    - ``raw_change_difference``: OLS of post - pre on 1 + participant, i.e. the mean change of
+      participants minus that of the comparison group (the completers' difference in
+      differences), CR2 SE by cluster, Satterthwaite df;
+    - ``ancova``: OLS of post on 1 + pre + participant + covariates (treatment-coded, aliased
+      columns dropped), the coefficient of participant with CR2 / Satterthwaite. It assumes no
+      unmeasured confounding given pre and the covariates (and a common pre slope).
+
+    ``adjusted_for`` names the terms of the model. Suppression (`analytics.suppression`): a row
+    with fewer than k units in either arm is blanked and says why.
+
+    >>> rng = np.random.default_rng(1)
+    >>> n = 400
+    >>> d = pd.DataFrame({"instrument": "i", "scale": "s", "exchange_id": rng.integers(0, 20, n),
+    ...                   "is_comparison": rng.random(n) < 0.5, "pre": rng.normal(3, 1, n)})
+    >>> d["post"] = d["pre"] + 0.5 * ~d["is_comparison"] + rng.normal(0, 0.3, n)
+    >>> r = ancova(d)
+    >>> r["method"].tolist(), bool((r["ci_low_cr2"] < 0.5).all() and (r["ci_high_cr2"] > 0.5).all())
+    (['raw_change_difference', 'ancova'], True)
+    """
+    need = [pre, post, arm, cluster, instrument, scale, *covariates]
+    missing = [c for c in need if c not in pairs.columns]
+    if missing:
+        raise ValueError(f"pairs has no column(s) {missing}")
+    if not 0 < ci < 1:
+        raise ValueError("ci must be in (0, 1)")
+    d = pairs[pairs[pre].notna() & pairs[post].notna()]
+    rows: list[dict] = []
+    for (inst, sc), g in d.groupby([instrument, scale], sort=True, observed=True):
+        comp = g[arm].astype(bool).to_numpy()
+        nt, nc = int((~comp).sum()), int(comp.sum())
+        base = {"instrument": str(inst), "scale": str(sc), "n_participant": nt,
+                "n_comparison": nc, "_n": min(nt, nc)}
+        cl = g[cluster].to_numpy()
+        participant = (~comp).astype(float)
+        change = g[post].to_numpy(float) - g[pre].to_numpy(float)
+        specs = [
+            (METHOD_RAW, change, g.assign(_participant=participant), ["_participant"], [],
+             "none (post − pre on arm)"),
+            (METHOD_ANCOVA, g[post].to_numpy(float), g.assign(_participant=participant),
+             [pre, "_participant"], list(covariates), None),
+        ]
+        for method, y, frame, numeric, cats, label in specs:
+            row = {**base, "method": method, **dict.fromkeys(CR2_COLUMNS, math.nan),
+                   "n_clusters": len(pd.unique(cl)), "few_clusters": True,
+                   "adjusted_for": label or ""}
+            row["few_clusters"] = row["n_clusters"] < FEW_CLUSTERS
+            if nt >= 2 and nc >= 2:
+                X, names = _design(frame, numeric, cats)
+                if "_participant" in names:
+                    fit = cr2_fit(X, y, cl, names)
+                    c = np.zeros(len(names))
+                    c[names.index("_participant")] = 1.0
+                    row.update(fit.test(c, ci=ci))
+                if label is None:  # the covariates that kept at least one column
+                    kept = [c for c in cats if any(nm.startswith(f"{c}[T.") for nm in names)]
+                    row["adjusted_for"] = ", ".join(
+                        (["pre score"] if pre in names else []) + kept)
+            rows.append(row)
+    out = pd.DataFrame(rows, columns=[c for c in COMPARISON_COLUMNS if c != "suppressed"]
+                       + ["_n"])
+    out["n_participant"] = out["n_participant"].astype("int64")
+    out["n_comparison"] = out["n_comparison"].astype("int64")
+    out["n_clusters"] = pd.array(out["n_clusters"], dtype="Int64")
+    out["few_clusters"] = pd.array(out["few_clusters"], dtype="boolean")
+    out = suppress(out, n="_n", k=k, unsuppressed=unsuppressed, keep=())
+    return out[COMPARISON_COLUMNS].reset_index(drop=True)

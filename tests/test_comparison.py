@@ -1,0 +1,297 @@
+"""Issue 10 §2: participants vs the comparison group (analytics.stats.comparison).
+
+CR2 with Satterthwaite df is checked against: a brute-force matrix route (Bell & McCaffrey's
+definition written out, N x N), statsmodels' HC2 for singleton clusters, the closed-form
+`cr2_mean` of the pre/post table for X = 1, clubSandwich's documented equivalence of CR2 with
+Welch's t for a two-period difference-in-differences (clubSandwich tests/testthat/test_lm.R,
+"CR2 is equivalent to Welch t-test for DiD design"), and Imbens & Kolesár's (2016, REStat 98(4),
+sec. 3) closed form of the Bell-McCaffrey df of a two-group difference: the Welch-Satterthwaite
+df with equal variances. The balance table and ANCOVA are checked on hand-computable data and
+on generated data with a known truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from scipy import stats
+
+from analytics.stats.comparison import (
+    BALANCE_COLUMNS,
+    COMPARISON_COLUMNS,
+    METHOD_ANCOVA,
+    METHOD_RAW,
+    ancova,
+    balance_table,
+    cr2_fit,
+    cr2_from_cells,
+    cr2_ols,
+    smd_mean,
+    smd_proportion,
+)
+from analytics.stats.prepost import cr2_mean
+
+
+def _brute_force(X: np.ndarray, y: np.ndarray, cl: np.ndarray, c: np.ndarray
+                 ) -> tuple[np.ndarray, float]:
+    """CR2 covariance and Satterthwaite df by the definitions, with N x N matrices."""
+    n = len(y)
+    M = np.linalg.inv(X.T @ X)
+    e = y - X @ (M @ X.T @ y)
+    H = X @ M @ X.T
+    meat = np.zeros((X.shape[1], X.shape[1]))
+    ps = []
+    for j in np.unique(cl):
+        ix = cl == j
+        w, v = np.linalg.eigh(np.eye(int(ix.sum())) - H[np.ix_(ix, ix)])
+        A = (v * np.where(w > 1e-12, np.abs(w) ** -0.5, 0.0)) @ v.T
+        a = X[ix].T @ A @ e[ix]
+        meat += np.outer(a, a)
+        ps.append((np.eye(n) - H)[ix, :].T @ A @ X[ix] @ M @ c)
+    P = np.array(ps)
+    G = P @ P.T
+    return M @ meat @ M, float(np.trace(G) ** 2 / (G * G).sum())
+
+
+def _data(seed: int, n: int = 80, J: int = 7) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    cl = rng.integers(0, J, n)
+    X = np.column_stack([np.ones(n), rng.normal(size=n), rng.random(n) < 0.4])
+    y = X @ [1.0, 0.5, 0.3] + rng.normal(size=n) + rng.normal(size=J)[cl]
+    return X, y, cl
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cr2_equals_the_definition_written_out(seed: int) -> None:
+    X, y, cl = _data(seed)
+    fit = cr2_fit(X, y, cl)
+    for c in (np.array([0, 0, 1.0]), np.array([0, 1.0, 0]), np.array([1.0, 0, 1])):
+        V, df = _brute_force(X, y, cl, c)
+        assert np.abs(fit.vcov - V).max() < 1e-12
+        assert fit.test(c)["df_cr2"] == pytest.approx(df, rel=1e-10)
+
+
+def test_singleton_clusters_give_statsmodels_hc2_exactly() -> None:
+    X, y, _ = _data(4)
+    fit = cr2_fit(X, y, np.arange(len(y)))
+    hc2 = sm.OLS(y, X).fit(cov_type="HC2")
+    assert np.abs(fit.vcov - hc2.cov_params()).max() < 1e-14
+    assert fit.beta == pytest.approx(hc2.params, rel=1e-12)
+
+
+def test_intercept_only_equals_cr2_mean_of_the_prepost_table() -> None:
+    rng = np.random.default_rng(5)
+    cl = np.repeat(np.arange(9), rng.integers(2, 40, 9))
+    y = rng.normal(size=len(cl)) + rng.normal(size=9)[cl]
+    ref = cr2_mean(y, cl)
+    row = cr2_ols(np.ones((len(y), 1)), y, cl, ["Intercept"]).iloc[0]
+    for ours, theirs in [("se_cr2", "diff_se_cr2"), ("df_cr2", "diff_df_cr2"),
+                         ("ci_low_cr2", "diff_ci_low_cr2"), ("ci_high_cr2", "diff_ci_high_cr2"),
+                         ("p_cr2", "p_cr2")]:
+        assert row[ours] == pytest.approx(ref[theirs], rel=1e-10), ours
+    assert row["n_clusters"] == ref["n_clusters"] == 9 and row["few_clusters"]
+
+
+def test_did_with_cluster_fixed_effects_equals_welch_t_as_clubsandwich_documents() -> None:
+    # clubSandwich tests/testthat/test_lm.R: lm(y ~ cluster + factor(time) + trt), coef_test
+    # (CR2, Satterthwaite) gives beta and t of Welch's t.test on the per-cluster changes; the df
+    # differ (Welch estimates the variances, CR2's Satterthwaite assumes equal ones)
+    rng = np.random.default_rng(11)
+    m0, m1 = 4, 9
+    m = m0 + m1
+    cluster = np.repeat(np.arange(m), 2)
+    time = np.tile([1, 2], m)
+    treated = np.r_[np.zeros(m0), np.ones(m1)]
+    trt = (time - 1) * treated[cluster]
+    y = 0.4 * trt + rng.normal(size=m)[cluster] + rng.normal(size=2 * m)
+    X = np.column_stack([np.eye(m)[cluster], (time == 2).astype(float), trt])
+    c = np.zeros(X.shape[1])
+    c[-1] = 1.0
+    r = cr2_fit(X, y, cluster).test(c)
+    change = y[1::2] - y[0::2]
+    welch = stats.ttest_ind(change[treated == 1], change[treated == 0], equal_var=False)
+    assert r["estimate"] == pytest.approx(change[treated == 1].mean()
+                                          - change[treated == 0].mean(), rel=1e-12)
+    assert r["estimate"] / r["se_cr2"] == pytest.approx(welch.statistic, rel=1e-10)
+    assert r["df_cr2"] != pytest.approx(welch.df, rel=1e-3)
+    # Imbens & Kolesar (2016): the Bell-McCaffrey df of a two-group difference is the
+    # Welch-Satterthwaite df with equal variances: (1/m1 + 1/m0)^2 /
+    # (1/(m1^2 (m1 - 1)) + 1/(m0^2 (m0 - 1))) = 5.8276 for 9 and 4 clusters
+    ws = (1 / m1 + 1 / m0) ** 2 / (1 / (m1 ** 2 * (m1 - 1)) + 1 / (m0 ** 2 * (m0 - 1)))
+    assert ws == pytest.approx(5.827586, abs=1e-6)
+    assert r["df_cr2"] == pytest.approx(ws, rel=1e-10)
+
+
+def test_two_groups_of_singletons_give_welchs_variance_imbens_kolesar() -> None:
+    # HC2 of a difference in means is s1^2/n1 + s0^2/n0 (Imbens & Kolesar 2016, eq. 3.3)
+    rng = np.random.default_rng(2)
+    g = np.r_[np.zeros(7), np.ones(15)]
+    y = rng.normal(size=22) * np.where(g == 1, 2.0, 0.5) + g
+    fit = cr2_fit(np.column_stack([np.ones(22), g]), y, np.arange(22))
+    welch_var = y[g == 1].var(ddof=1) / 15 + y[g == 0].var(ddof=1) / 7
+    assert fit.vcov[1, 1] == pytest.approx(welch_var, rel=1e-12)
+    ws = (1 / 15 + 1 / 7) ** 2 / (1 / (15 ** 2 * 14) + 1 / (7 ** 2 * 6))
+    assert fit.test([0, 1])["df_cr2"] == pytest.approx(ws, rel=1e-10)
+
+
+def test_cells_give_the_same_numbers_as_rows() -> None:
+    # a two-arm comparison from per cluster x arm counts and sums only
+    rng = np.random.default_rng(8)
+    cl = rng.integers(0, 12, 300)
+    arm = (rng.random(300) < 0.3).astype(float)
+    y = 0.2 * arm + rng.normal(size=300) + rng.normal(size=12)[cl]
+    X = np.column_stack([np.ones(300), arm])
+    rows = cr2_fit(X, y, cl)
+    gram = np.zeros((12, 2, 2))
+    xy = np.zeros((12, 2))
+    for j in range(12):
+        for a in (0.0, 1.0):
+            ix = (cl == j) & (arm == a)
+            x = np.array([1.0, a])
+            gram[j] += ix.sum() * np.outer(x, x)
+            xy[j] += y[ix].sum() * x
+    cells = cr2_from_cells(gram, xy)
+    assert np.abs(cells.vcov - rows.vcov).max() < 1e-14
+    assert cells.test([0, 1])["df_cr2"] == pytest.approx(rows.test([0, 1])["df_cr2"], rel=1e-10)
+
+
+def test_cr2_needs_two_clusters_and_a_full_rank_design() -> None:
+    r = cr2_ols(np.ones((4, 1)), np.array([1.0, 2, 3, 5]), ["a"] * 4)
+    assert r["n_clusters"].iloc[0] == 1 and np.isnan(r["se_cr2"].iloc[0])
+    with pytest.raises(ValueError, match="rank deficient"):
+        cr2_ols(np.ones((4, 2)), np.array([1.0, 2, 3, 5]), list("aabb"))
+
+
+# --- balance ----------------------------------------------------------------------------------
+
+def test_smd_by_hand() -> None:
+    # means 3 and 2, variances 2 and 2 -> 1 / sqrt(2)
+    assert smd_mean(np.array([2.0, 4.0]), np.array([1.0, 3.0])) == pytest.approx(2 ** -0.5)
+    # 0.5 vs 0.3: 0.2 / sqrt((0.25 + 0.21) / 2)
+    assert smd_proportion(0.5, 0.3) == pytest.approx(0.2 / np.sqrt(0.23))
+
+
+def test_balance_table_by_hand_and_flagged() -> None:
+    units = pd.DataFrame({"is_comparison": [False] * 20 + [True] * 20,
+                          "gender": ["female"] * 10 + ["male"] * 10
+                          + ["female"] * 14 + [None] * 6})
+    pre = pd.DataFrame({"is_comparison": [False] * 12 + [True] * 12, "instrument": "icc",
+                        "scale": "openness",
+                        "score": [3.0, 4.0] * 6 + [3.0, 3.5] * 6})
+    b = balance_table(units, categorical=["gender"], pre_scores=pre, k=0)
+    assert list(b.columns) == BALANCE_COLUMNS
+    ps = b[b.covariate == "pre_score"].iloc[0]
+    sd_t, sd_c = np.std([3.0, 4.0] * 6, ddof=1), np.std([3.0, 3.5] * 6, ddof=1)
+    assert ps["smd"] == pytest.approx((3.5 - 3.25) / np.sqrt((sd_t ** 2 + sd_c ** 2) / 2))
+    assert ps["n_participant"] == 12 and ps["imbalanced"]
+    g = b[b.covariate == "gender"].set_index("level")
+    assert list(g.index) == ["female", "male", "not reported"]  # missing is its own level
+    assert g.loc["female", "value_participant"] == 0.5
+    assert g.loc["female", "value_comparison"] == pytest.approx(0.7)
+    assert g.loc["female", "smd"] == pytest.approx(smd_proportion(0.5, 0.7))
+    assert g.loc["male", "smd"] == pytest.approx(smd_proportion(0.5, 0.0))
+    assert bool(g["imbalanced"].all())
+
+
+def test_balance_recovers_the_true_smd_of_generated_data() -> None:
+    rng = np.random.default_rng(21)
+    n = 40_000
+    comp = rng.random(n) < 0.3
+    # pre score: means 3.2 vs 3.0, SD 0.5 in both arms -> true SMD 0.4
+    score = rng.normal(np.where(comp, 3.0, 3.2), 0.5)
+    # income group: P(high) 0.6 in participants, 0.4 in comparison -> SMD 0.2 / sqrt(0.24)
+    high = rng.random(n) < np.where(comp, 0.4, 0.6)
+    units = pd.DataFrame({"is_comparison": comp,
+                          "income_group": np.where(high, "high", "low")})
+    pre = pd.DataFrame({"is_comparison": comp, "instrument": "i", "scale": "s",
+                        "score": score})
+    b = balance_table(units, categorical=["income_group"], pre_scores=pre)
+    assert b.loc[b.covariate == "pre_score", "smd"].iloc[0] == pytest.approx(0.4, abs=0.03)
+    hi = b[(b.covariate == "income_group") & (b.level == "high")].iloc[0]
+    assert hi["smd"] == pytest.approx(0.2 / np.sqrt(0.24), abs=0.03)
+
+
+def test_balance_suppresses_small_arms_and_small_levels() -> None:
+    units = pd.DataFrame({"is_comparison": [False] * 30 + [True] * 30,
+                          "role": ["student"] * 27 + ["teacher"] * 3 + ["student"] * 30,
+                          "gender": ["female"] * 15 + ["male"] * 15
+                          + ["female"] * 15 + ["male"] * 15})
+    b = balance_table(units, categorical=["role", "gender"], k=10)
+    role = b[b.covariate == "role"]
+    # 3 teachers among the participants: both role rows would reveal them
+    assert (role["suppressed"] == "n < 10").all() and role["smd"].isna().all()
+    assert role["value_participant"].isna().all()
+    gender = b[b.covariate == "gender"]
+    assert (gender["suppressed"] == "").all() and gender["smd"].notna().all()
+    small = balance_table(units.iloc[:36], categorical=["gender"], k=10)  # 6 comparison people
+    assert (small["suppressed"] == "n < 10").all() and small["n_comparison"].isna().all()
+
+
+# --- raw and adjusted difference ----------------------------------------------------------------
+
+TRUE_EFFECT = 0.3
+
+
+def _program(seed: int, J: int = 16) -> pd.DataFrame:
+    """Exchanges with both arms; comparison people come more often from low-connectivity
+    institutions, where people gain less: the raw difference in change is biased upwards by
+    0.4 * (P(high | participant) - P(high | comparison)) = 0.4 * (2/3 - 1/4) = 0.167."""
+    rng = np.random.default_rng(seed)
+    n = 50 * J
+    ex = rng.integers(0, J, n)
+    high = rng.random(n) < 0.5
+    comp = rng.random(n) < np.where(high, 0.2, 0.6)
+    u_pre, u_gain = rng.normal(0, 0.3, J), rng.normal(0, 0.15, J)  # exchange effects
+    pre = 3.0 + u_pre[ex] + rng.normal(0, 0.6, n)
+    post = (1.2 + 0.6 * pre + TRUE_EFFECT * ~comp + 0.4 * high + u_gain[ex]
+            + rng.normal(0, 0.4, n))
+    return pd.DataFrame({"instrument": "icc", "scale": "openness", "exchange_id": ex,
+                         "is_comparison": comp,
+                         "connectivity": np.where(high, "high", "low"),
+                         "pre": pre, "post": post})
+
+
+def test_ancova_recovers_the_truth_where_the_raw_difference_is_biased() -> None:
+    reps = 200
+    est = {METHOD_RAW: [], METHOD_ANCOVA: []}
+    cover = {METHOD_RAW: 0, METHOD_ANCOVA: 0}
+    for seed in range(reps):
+        r = ancova(_program(seed), covariates=["connectivity"]).set_index("method")
+        for m in est:
+            est[m].append(r.loc[m, "estimate"])
+            cover[m] += r.loc[m, "ci_low_cr2"] <= TRUE_EFFECT <= r.loc[m, "ci_high_cr2"]
+    bias_raw = np.mean(est[METHOD_RAW]) - TRUE_EFFECT
+    assert bias_raw > 0.1  # selection on connectivity: the raw difference is biased
+    assert abs(np.mean(est[METHOD_ANCOVA]) - TRUE_EFFECT) < 0.02
+    assert 0.90 <= cover[METHOD_ANCOVA] / reps <= 0.99, cover
+    assert cover[METHOD_RAW] / reps < 0.7, cover
+
+
+def test_ancova_rows_columns_and_what_they_adjust_for() -> None:
+    d = _program(3)
+    r = ancova(d, covariates=["connectivity"])
+    assert list(r.columns) == COMPARISON_COLUMNS
+    assert r["method"].tolist() == [METHOD_RAW, METHOD_ANCOVA]
+    raw, adj = r.iloc[0], r.iloc[1]
+    ch = d["post"] - d["pre"]
+    assert raw["estimate"] == pytest.approx(ch[~d.is_comparison].mean()
+                                            - ch[d.is_comparison].mean(), rel=1e-10)
+    assert raw["n_clusters"] == 16 and not raw["few_clusters"]
+    assert adj["adjusted_for"] == "pre score, connectivity"
+    assert raw["adjusted_for"].startswith("none")
+    # the adjusted coefficient is the one OLS gives (statsmodels), CR2 only changes its SE
+    X = np.column_stack([np.ones(len(d)), d["pre"], ~d["is_comparison"],
+                         d["connectivity"] == "low"]).astype(float)
+    ols = sm.OLS(d["post"].to_numpy(float), X).fit()
+    assert adj["estimate"] == pytest.approx(ols.params[2], rel=1e-10)
+
+
+def test_ancova_suppresses_a_small_arm_and_flags_few_clusters() -> None:
+    d = _program(4, J=6)
+    few = ancova(d, covariates=["connectivity"])
+    assert few["few_clusters"].all() and (few["n_clusters"] == 6).all()
+    comp = d[d.is_comparison].index[:5]
+    small = ancova(pd.concat([d[~d.is_comparison], d.loc[comp]]), k=10)
+    assert (small["suppressed"] == "n < 10").all()
+    assert small["estimate"].isna().all() and small["n_comparison"].isna().all()
