@@ -87,7 +87,8 @@ def gains(store: dict[str, Any] | None, by: str, scale: str | None) -> tuple[_ui
     df = _ui.query(equity.gains_by_group, f, by)
     df = _ui.only_scale(df, scale)
     # Completers (both pre and post answered): not the all-participants model gain.
-    title = f"Completers' mean gain post − pre by {label.lower()} (95% CI)"
+    title = (f"Completers' mean gain post − pre by {label.lower()} (95% CI clustered by "
+             "exchange)")
     if not len(df):
         return _ui.empty_figure(title, "No pre/post scale scores in scope (or not computed "
                                        "yet: python -m analytics)."), None
@@ -96,10 +97,21 @@ def gains(store: dict[str, Any] | None, by: str, scale: str | None) -> tuple[_ui
     if not len(shown):
         return _ui.suppressed_figure(title, f"Every {label.lower()} group has fewer than "
                                             f"{suppression.MIN_CELL} participants"), note
-    fig, n_scales = _ui.forest_by_scale(shown, "mean", "ci_low", "ci_high")
+    fig, n_scales = _ui.forest_by_scale(shown, "mean", "ci_low_cr2", "ci_high_cr2")
     _ui.base_layout(fig, title, x="mean gain (scale points, post − pre)", y=label, height=420)
     _ui.legend_below(fig, n_scales)
-    return fig, note
+    return fig, html.Div([_clusters_note(shown), note])
+
+
+def _clusters_note(shown: Any) -> html.P:
+    """What the whiskers are and which groups rest on fewer than 10 exchanges."""
+    per_group = shown.groupby(shown["group"].astype(str), sort=False)["n_clusters"].max()
+    few = [f"{g} ({int(n)})" for g, n in per_group.items() if n == n and n < 10]
+    text = ("Whiskers: 95% CI clustered by exchange (CR2 with Satterthwaite degrees of "
+            "freedom): participants of one exchange are not independent.")
+    if few:
+        text += " ⚠ Fewer than 10 exchanges, read with care: " + ", ".join(few) + "."
+    return html.P(text, className="small text-body-secondary cluster-note")
 
 
 @callback(Output(PARTICIPATION, "figure"), Output(PARTICIPATION_NOTE, "children"),

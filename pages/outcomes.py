@@ -179,16 +179,18 @@ def waves(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str, str], Any
             d = cells.get((s.instrument, s.scale, comp))
             if d is None or not len(d):
                 continue
-            mean, lo, hi = (d[c_].to_numpy(float) for c_ in ("mean", "ci_low", "ci_high"))
+            mean, lo, hi = (d[c_].to_numpy(float)
+                            for c_ in ("mean", "ci_low_cr2", "ci_high_cr2"))
             fig.add_trace(_ui.trace("scatter",
                 x=d.wave, y=mean, mode="lines+markers", name=name, legendgroup=name,
                 showlegend=k == 0, line={"color": color, "dash": "dash" if comp else "solid"},
                 error_y={"type": "data", "symmetric": False, "array": hi - mean,
                          "arrayminus": mean - lo},
-                customdata=d[["n", "ci_low", "ci_high"]],
+                customdata=d[["n", "ci_low_cr2", "ci_high_cr2", "n_clusters"]],
                 hovertemplate="%{fullData.name}<br>%{x}: mean %{y:.2f} "
-                              "[%{customdata[1]:.2f}, %{customdata[2]:.2f}]"
-                              "<br>n = %{customdata[0]:,}<extra></extra>",
+                              "[%{customdata[1]:.2f}, %{customdata[2]:.2f}] (95% CI clustered "
+                              "by exchange, CR2)<br>n = %{customdata[0]:,} in "
+                              "%{customdata[3]} exchanges<extra></extra>",
                 **_ui.cell_axes(k),
             ))
         sx = "" if k == 0 else str(k + 1)
@@ -196,7 +198,8 @@ def waves(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str, str], Any
         if c == 1:
             axes[f"yaxis{sx}"] = {"title": {"text": "mean score (scale points)"}}
     fig.update_layout(axes)
-    _ui.base_layout(fig, "Mean scale score per wave (95% CI), filtered participants",
+    _ui.base_layout(fig, "Mean scale score per wave (95% CI clustered by exchange), "
+                         "filtered participants",
                     height=150 + 300 * rows)
     fig.update_annotations(font_size=12)
     fig.update_layout(legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1,

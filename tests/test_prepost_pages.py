@@ -86,3 +86,48 @@ def test_overview_hover_and_note_give_the_clustered_ci_and_exchange_count(pages)
         assert a == pytest.approx(row.diff_ci_low_cr2 / s_av)
         assert b == pytest.approx(row.diff_ci_high_cr2 / s_av)
         assert b - a > row.hedges_g_ci_high - row.hedges_g_ci_low  # wider: the design counts
+
+
+def test_filtered_wave_means_and_group_gains_carry_the_cr2_interval_of_the_raw_rows(pages):
+    """The filtered pages' means (Outcomes wave means, Equity gains by group) are computed from
+    per-exchange cells; their CR2 interval equals `cr2_mean` on the participants' own rows."""
+    from analytics.read import cache, equity, outcomes
+    from analytics.stats.prepost import cr2_mean
+    from etl.warehouse import Reader
+
+    path, _, _ = pages
+    cache.clear_cache()
+    reader = Reader(path)
+    try:
+        cur = reader.cursor()
+        raw = cur.execute("""
+            SELECT s.participant, s.instrument, s.scale, s.wave, s.exchange_id, s.score,
+                   p.gender, p.comparison, x.modality
+            FROM res_scale_scores s JOIN participants p ON p.participant_id = s.participant
+            JOIN exchanges x USING (exchange_id) WHERE s.score IS NOT NULL""").df()
+        raw = raw[~raw.comparison.astype(bool)]
+        for f in (Filters(), Filters(modality=("virtual", "blended"))):
+            mine = raw[raw.modality.isin(f.modality)] if f.modality else raw
+            wm = outcomes.wave_means(cur, f)
+            row = wm[~wm.suppressed & ~wm.comparison.astype(bool)].iloc[0]
+            r = mine[(mine.instrument == row.instrument) & (mine.scale == row.scale)
+                     & (mine.wave == row.wave)]
+            want = cr2_mean(r.score.to_numpy(float), r.exchange_id.to_numpy(object))
+            assert row.n == len(r) and row.n_clusters == want["n_clusters"]
+            assert row.ci_low_cr2 == pytest.approx(want["diff_ci_low_cr2"], rel=1e-9)
+            assert row.ci_high_cr2 == pytest.approx(want["diff_ci_high_cr2"], rel=1e-9)
+            assert row.ci_high_cr2 - row.ci_low_cr2 > row.ci_high - row.ci_low
+
+            gg = equity.gains_by_group(cur, f, "gender")
+            g = gg[~gg.suppressed].iloc[0]
+            w = mine[(mine.instrument == g.instrument) & (mine.scale == g.scale)]
+            wide = w.pivot_table(index=["participant", "exchange_id", "gender"],
+                                 columns="wave", values="score").reset_index()
+            wide = wide[(wide.gender == g.group)].dropna(subset=["pre", "post"])
+            want = cr2_mean((wide.post - wide.pre).to_numpy(float),
+                            wide.exchange_id.to_numpy(object))
+            assert g.n == len(wide) and g.n_clusters == want["n_clusters"]
+            assert g.ci_low_cr2 == pytest.approx(want["diff_ci_low_cr2"], rel=1e-9)
+            assert g.ci_high_cr2 == pytest.approx(want["diff_ci_high_cr2"], rel=1e-9)
+    finally:
+        reader.close()

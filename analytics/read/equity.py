@@ -13,42 +13,52 @@ import pandas as pd
 from analytics.read import sql
 from analytics.read.cache import cached
 from analytics.read.filters import Filters
-from analytics.read.outcomes import gain_moments
 from analytics.read.sql import Scope
 from analytics.stats.longitudinal import wave_key
-from analytics.stats.means import t_interval
+from analytics.stats.means import cr2_means
 
 __all__ = ["gains_by_group", "participation_by_group", "attrition_funnel", "dropout_by_group"]
 
 _GAINS_COLUMNS = ["instrument", "scale", "group", "n", "mean", "sd", "ci_low", "ci_high",
+                  "ci_low_cr2", "ci_high_cr2", "df_cr2", "n_clusters", "few_clusters",
                   "suppressed"]
 
 
-def _gains_finish(df: pd.DataFrame) -> pd.DataFrame:
-    if not len(df):
+def _gains_finish(cells: pd.DataFrame) -> pd.DataFrame:
+    if not len(cells):
         return pd.DataFrame(columns=_GAINS_COLUMNS)
-    return sql.suppress(t_interval(df), "n")[_GAINS_COLUMNS]
+    return sql.suppress(cr2_means(cells, ["instrument", "scale", "group"]), "n")[_GAINS_COLUMNS]
 
 
 def _gains_by_group_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
                          scope: Scope = sql.scope) -> pd.DataFrame:
     col = sql.equity_col(by)
-    df = gain_moments(cur, f, [col], where=" AND NOT fp.comparison", scope=scope)
-    return _gains_finish(df.rename(columns={col: "group"}))
+    ctes, p = scope(f, include_comparison=True, scores=True)
+    return _gains_finish(sql.df(cur, f"""WITH {ctes}
+        SELECT fg.instrument, fg.scale, fp.{col} AS "group", fg.exchange_id, count(*) AS n,
+               sum(fg.gain) AS sum, sum(fg.gain * fg.gain) AS sumsq
+        FROM fg JOIN fp USING (pid)
+        WHERE NOT fp.comparison
+        GROUP BY ALL ORDER BY ALL
+    """, p))
 
 
 def _gains_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
     col = sql.equity_col(by)
     dims, p = sql.dims(f)
     return _gains_finish(sql.rdf(cur, f"""WITH {dims}
-        SELECT instrument, scale, {sql.equity_sql(col)} AS "group", {sql.moments_sql()}
+        SELECT instrument, scale, {sql.equity_sql(col)} AS "group", exchange_id,
+               sum(n) AS n, sum(sum) AS sum, sum(sumsq) AS sumsq
         FROM ({sql.cells(sql.R_GAINS, f, p)}) GROUP BY ALL ORDER BY instrument, scale, "group"
     """, p))
 
 
 @cached
 def gains_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
-    """Mean post−pre gain per scale and group (exchange participants only), t 95% CI."""
+    """Mean post−pre gain per scale and group (exchange participants only) with the t 95% CI
+    (``ci_low``/``ci_high``, participants as independent) and the design-aware one the page
+    shows (``ci_low_cr2``/``ci_high_cr2``: cluster-robust by exchange, CR2 with Satterthwaite
+    df; ``n_clusters``, ``few_clusters``)."""
     sql.equity_col(by)
     if sql.use_rollups(cur, f):
         return _gains_by_group_rollup(cur, f, by)

@@ -20,7 +20,7 @@ from analytics.read import sql
 from analytics.read.cache import cached
 from analytics.read.filters import Filters
 from analytics.read.sql import Scope
-from analytics.stats.means import t_interval, welch_difference
+from analytics.stats.means import cr2_means, welch_difference
 from etl import schema
 
 __all__ = ["prepost_results", "prepost_extremes", "reliability", "longitudinal", "wave_means",
@@ -100,25 +100,27 @@ def longitudinal(cur: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 _WAVE_MEANS_COLUMNS = ["instrument", "scale", "wave", "comparison", "n", "mean", "sd",
-                       "ci_low", "ci_high", "suppressed"]
+                       "ci_low", "ci_high", "ci_low_cr2", "ci_high_cr2", "df_cr2",
+                       "n_clusters", "few_clusters", "suppressed"]
 
 
-def _wave_means_finish(df: pd.DataFrame) -> pd.DataFrame:
-    """t interval, wave order, and the small-cell rule (the comparison flag locates the row)."""
-    if not len(df):
+def _wave_means_finish(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per-exchange cells -> means with the t and the CR2 (by exchange) interval, wave order,
+    and the small-cell rule (the comparison flag locates the row)."""
+    if not len(cells):
         return pd.DataFrame(columns=_WAVE_MEANS_COLUMNS)
-    df = t_interval(df)
+    df = cr2_means(cells, ["instrument", "scale", "wave", "comparison"])
     df = df.assign(_o=sql.wave_rank(df.wave)).sort_values(["instrument", "scale", "comparison",
                                                            "_o"])
-    return sql.suppress(df.drop(columns="_o"), "n", keep=["comparison"])
+    return sql.suppress(df.drop(columns="_o"), "n", keep=["comparison"])[_WAVE_MEANS_COLUMNS]
 
 
 def _wave_means_days(cur: duckdb.DuckDBPyConnection, f: Filters, scope: Scope = sql.scope
                      ) -> pd.DataFrame:
     ctes, p = scope(f, include_comparison=True, scores=True)
     return _wave_means_finish(sql.df(cur, f"""WITH {ctes}
-        SELECT fs.instrument, fs.scale, fs.wave, fp.comparison, count(*) AS n,
-               avg(fs.score) AS mean, stddev_samp(fs.score) AS sd
+        SELECT fs.instrument, fs.scale, fs.wave, fp.comparison, fs.exchange_id, count(*) AS n,
+               sum(fs.score) AS sum, sum(fs.score * fs.score) AS sumsq
         FROM fs JOIN fp USING (pid) GROUP BY ALL
     """, p))
 
@@ -126,16 +128,19 @@ def _wave_means_days(cur: duckdb.DuckDBPyConnection, f: Filters, scope: Scope = 
 def _wave_means_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     dims, p = sql.dims(f)
     return _wave_means_finish(sql.rdf(cur, f"""WITH {dims}
-        SELECT instrument, scale, wave, comparison, {sql.moments_sql()}
+        SELECT instrument, scale, wave, comparison, exchange_id, sum(n) AS n, sum(sum) AS sum,
+               sum(sumsq) AS sumsq
         FROM ({sql.cells(sql.R_SCORES, f, p, comparison=True)}) GROUP BY ALL
     """, p))
 
 
 @cached
 def wave_means(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
-    """Mean scale score per wave for the filtered participants, with a t-based 95% CI
-    (mean ± t₀.₉₇₅,ₙ₋₁ · sd/√n, as R's `t.test`); comparison group apart. Empty before the
-    scores are computed."""
+    """Mean scale score per wave for the filtered participants, with the t-based 95% CI
+    (``ci_low``/``ci_high``: mean ± t₀.₉₇₅,ₙ₋₁ · sd/√n, as R's `t.test`, participants as
+    independent) and the design-aware one the page shows (``ci_low_cr2``/``ci_high_cr2``:
+    cluster-robust by exchange, CR2 with Satterthwaite df, `analytics.stats.means.cr2_means`);
+    comparison group apart. Empty before the scores are computed."""
     if sql.use_rollups(cur, f):
         return _wave_means_rollup(cur, f)
     return _wave_means_days(cur, f)

@@ -1,4 +1,5 @@
-"""Means with their intervals: the t-interval of a mean and Welch's difference of two means."""
+"""Means with their intervals: the t-interval of a mean, its cluster-robust (CR2) version from
+per-cluster sums, and Welch's difference of two means."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["t_interval", "welch_difference"]
+__all__ = ["t_interval", "cr2_means", "welch_difference"]
 
 
 def t_interval(df: pd.DataFrame, mean: str = "mean", sd: str = "sd", n: str = "n"
@@ -40,3 +41,53 @@ def welch_difference(na: int, ma: float, va: float, nb: int, mb: float, vb: floa
     diff = ma - mb
     tcrit = float(stats.t.ppf(0.975, dof))
     return diff, diff - tcrit * se, diff + tcrit * se
+
+
+CR2_MEAN_COLUMNS = ["n", "mean", "sd", "ci_low", "ci_high", "ci_low_cr2", "ci_high_cr2",
+                    "df_cr2", "n_clusters", "few_clusters"]
+
+
+def cr2_means(cells: pd.DataFrame, keys: list[str], *, cluster: str = "exchange_id",
+              n: str = "n", s: str = "sum", ss: str = "sumsq", ci: float = 0.95
+              ) -> pd.DataFrame:
+    """Mean per `keys` group from per-cluster cells (one row per group x cluster with count
+    `n`, sum `s` and sum of squares `ss`), with two 95% intervals:
+
+    - ``ci_low``/``ci_high``: the t interval (`t_interval`), participants as independent;
+    - ``ci_low_cr2``/``ci_high_cr2``: cluster-robust by `cluster` (the exchange): the intercept
+      of ``lm(y ~ 1)`` with the CR2 covariance and Satterthwaite df (``df_cr2``), R
+      ``clubSandwich::coef_test(vcov = "CR2", test = "Satterthwaite")``; exact from the cells
+      (`analytics.stats.comparison.cr2_from_cells`), so filtered pages get it from rollups.
+      ``n_clusters`` counts the clusters behind the mean and ``few_clusters`` flags fewer than
+      10 (NaN interval below 2 clusters).
+
+    A row with a missing cluster label is a cluster of its own (as `cr2_mean`)."""
+    from analytics.stats.comparison import cr2_from_cells
+    from analytics.stats.prepost import FEW_CLUSTERS
+
+    rows = []
+    for key, d in cells.groupby(keys, sort=True, dropna=False, observed=True):
+        nn, s1, s2 = (d[c].to_numpy(float) for c in (n, s, ss))
+        tot = float(nn.sum())
+        mean = float(s1.sum()) / tot if tot else math.nan
+        var = (float(s2.sum()) - tot * mean * mean) / (tot - 1) if tot > 1 else math.nan
+        labels = d[cluster].astype("object").to_numpy()
+        codes = pd.factorize(labels, use_na_sentinel=True)[0]
+        if (codes < 0).any():  # unlabelled cells: each its own cluster
+            codes[codes < 0] = codes.max(initial=-1) + 1 + np.arange(int((codes < 0).sum()))
+        n_cl = int(codes.max(initial=-1)) + 1
+        gram = np.bincount(codes, weights=nn, minlength=n_cl)[:, None, None]
+        xy = np.bincount(codes, weights=s1, minlength=n_cl)[:, None]
+        lo = hi = dof = math.nan
+        if n_cl >= 2 and tot > 1:
+            t = cr2_from_cells(gram, xy).test(np.array([1.0]), ci=ci)
+            lo, hi, dof = t["ci_low_cr2"], t["ci_high_cr2"], t["df_cr2"]
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append([*key, int(tot), mean, math.sqrt(max(var, 0.0)) if var == var else var,
+                     lo, hi, dof, n_cl, n_cl < FEW_CLUSTERS])
+    out = pd.DataFrame(rows, columns=[*keys, "n", "mean", "sd", "ci_low_cr2", "ci_high_cr2",
+                                      "df_cr2", "n_clusters", "few_clusters"])
+    out = t_interval(out) if len(out) else out.assign(ci_low=[], ci_high=[])
+    out["n_clusters"] = pd.array(out["n_clusters"], dtype="Int64")
+    out["few_clusters"] = pd.array(out["few_clusters"], dtype="boolean")
+    return out[[*keys, *CR2_MEAN_COLUMNS]]
