@@ -22,6 +22,9 @@ What is computed (the pure functions live in `analytics.stats.reliability`, `.pr
 - res_attrition: the response funnel per wave, overall and by each dimension.
 - res_attrition_baseline: completers vs non-completers of the post survey, on their pre score
   per scale and on engagement (events logged), Welch t.
+- res_sensitivity: how far dropout moves the gain per scale and later wave (exchange
+  participants with a pre score): completers, IPW on engagement and pre score, delta-adjusted
+  and tipping point (`analytics.stats.sensitivity`).
 
 Aggregates are stored suppressed: a group with fewer than k participants
 (`analytics.suppression.MIN_CELL`, the one setting) has ``suppressed = 'n < k'`` and NULL
@@ -588,6 +591,21 @@ def _baseline_scale(scored: pd.DataFrame, completers: pd.Series, k: int) -> pd.D
     return attrition_baseline(pd.concat([mine, done], ignore_index=True), k=k)
 
 
+def _sensitivity(scored: pd.DataFrame, k: int) -> pd.DataFrame:
+    """`analytics.stats.sensitivity` on one scale: exchange participants (units: participant x
+    exchange) with a pre score, clustered by exchange, engagement = events logged."""
+    from analytics.stats.sensitivity import OUTPUT_COLUMNS, sensitivity
+
+    d = scored[~scored["is_comparison"].astype(bool)]
+    if not len(d):
+        return pd.DataFrame(columns=OUTPUT_COLUMNS)
+    d = d.assign(unit=_unit_codes(d["participant"], d["exchange_id"]),
+                 modality=d["modality"].astype(object),
+                 instrument=d["instrument"].astype(str), scale=d["scale"].astype(str))
+    return sensitivity(d, participant="unit", cluster="exchange_id", engagement="n_events",
+                       modality="modality", k=k)
+
+
 def _baseline_engagement(con: duckdb.DuckDBPyConnection, scores: str, attrs: pd.DataFrame,
                          completers: pd.Series, k: int) -> pd.DataFrame:
     """`_attrition_baseline`'s engagement row: completers vs non-completers among those with a
@@ -673,7 +691,7 @@ def compute_results(
 
     out: dict[str, pd.DataFrame] = {}
     models: dict[str, str] = {}
-    per_scale = {"prepost", "longitudinal", "attrition_baseline"} & set(wanted)
+    per_scale = {"prepost", "longitudinal", "attrition_baseline", "sensitivity"} & set(wanted)
     scores: str | None = None
     if "scale_scores" in wanted or per_scale:
         say("scale scores")
@@ -730,7 +748,7 @@ def compute_results(
               ON a.participant = s.participant AND a.exchange_id = s.exchange_id
             WHERE s.wave = 'post' AND NOT coalesce(a.is_comparison, FALSE)
         """).df()["participant"]
-        pp_parts, lg_parts, bl_parts = [], [], []
+        pp_parts, lg_parts, bl_parts, se_parts = [], [], [], []
         for inst, sc in scales:
             t0 = time.perf_counter()
             scored = _scored_scale(con, scores, inst, sc, attrs)
@@ -746,6 +764,9 @@ def compute_results(
             if "attrition_baseline" in per_scale:
                 with step("attrition_baseline"):
                     bl_parts.append(_baseline_scale(scored, completers, k))
+            if "sensitivity" in per_scale:
+                with step("sensitivity"):
+                    se_parts.append(_sensitivity(scored, k))
             del scored
         if "prepost" in per_scale:
             with step("prepost"):
@@ -758,6 +779,10 @@ def compute_results(
             with step("attrition_baseline"):
                 bl_parts.append(_baseline_engagement(con, scores, attrs, completers, k))
                 out["attrition_baseline"] = pd.concat(bl_parts, ignore_index=True)
+        if "sensitivity" in per_scale:
+            from analytics.stats.sensitivity import OUTPUT_COLUMNS as SENS_COLUMNS
+            out["sensitivity"] = (pd.concat(se_parts, ignore_index=True) if se_parts
+                                  else pd.DataFrame(columns=SENS_COLUMNS))
 
     if "attrition" in wanted:
         say("attrition funnel")

@@ -157,10 +157,15 @@ class _DeltaFit:
         h = np.linalg.lstsq(xr.T @ xr / n, x[~r].sum(axis=0) / n, rcond=None)[0]
         resid = np.zeros(n)
         resid[r] = dr - xr @ beta
-        self.psi0 = y - self.mu0 + (x @ h) * resid
+        psi0 = y - self.mu0 + (x @ h) * resid
         self.pi_nr = float((~r).mean())
         self.s = float(dr.std(ddof=1))
-        self.slope = self.s * ((~r).astype(float) - self.pi_nr)
+        slope = self.s * ((~r).astype(float) - self.pi_nr)
+        # the influence is linear in delta, so its cluster totals are too: keep them, and any
+        # delta costs O(clusters) (the tipping point's search evaluates many)
+        self.n = n
+        self.s0 = np.bincount(self.codes, weights=psi0, minlength=self.g)
+        self.s1 = np.bincount(self.codes, weights=slope, minlength=self.g)
 
     def at(self, delta: float) -> dict[str, float]:
         nan = float("nan")
@@ -168,11 +173,9 @@ class _DeltaFit:
             return {"delta": float(delta), "estimate": nan, "se": nan, "dof": nan,
                     "ci_low": nan, "ci_high": nan}
         est = self.mu0 + delta * self.s * self.pi_nr
-        sums = np.bincount(self.codes, weights=self.psi0 + delta * self.slope,
-                           minlength=self.g)
-        n = len(self.psi0)
+        sums = self.s0 + delta * self.s1
         # CR1: G / (G - 1) times the sum of squared cluster totals of the influence, over n^2
-        se = math.sqrt(self.g / (self.g - 1) * float((sums * sums).sum())) / n
+        se = math.sqrt(self.g / (self.g - 1) * float((sums * sums).sum())) / self.n
         return {"delta": float(delta), "estimate": est, "se": se, "dof": self.dof,
                 "ci_low": est - self.tcrit * se, "ci_high": est + self.tcrit * se}
 
@@ -269,8 +272,8 @@ def sensitivity(
         waves = [w for w in wave_order(s[wave].dropna().astype(str).unique()) if w != pre]
     rows: list[dict] = []
     for (inst, sc), g in s.groupby([instrument, scale], sort=True, observed=True):
-        wide = g.pivot_table(index=participant, columns=wave, values=score, aggfunc="first",
-                             observed=True)
+        wide = (g.groupby([participant, wave], sort=False, observed=True)[score].first()
+                .unstack(wave))
         attrs = g.drop_duplicates(participant).set_index(participant)
         if pre not in wide.columns:
             continue
