@@ -96,6 +96,29 @@ def test_regression_imputation_recovers_the_mean_under_mar() -> None:
     assert abs(row["estimate"] - p["d_all"].mean()) < 2 * row["se"]
 
 
+def test_intervals_cover_the_truth_in_repeated_programs() -> None:
+    """200 simulated programs (2,000 units in 40 exchanges, MAR given engagement, true mean
+    change 0.20): the untruncated IPW and the delta = 0 (regression imputation) 95% intervals
+    cover 0.20 in 90-98 % of them (measured: 0.94 and 0.95 at 300). Truncating the weights at
+    the 1st/99th percentile, the default, buys a smaller SD with some bias toward the engaged
+    (about 0.6 SE with this strong a selection); that bias stays under a quarter of the
+    completers'."""
+    reps = 200
+    cover = np.zeros(2)
+    bias = np.zeros(3)
+    for rep in range(reps):
+        p = _program(1000 + rep, n=2000, clusters=40)
+        raw = ipw_mean(p["d"], p["resp"], p["x"], p["cl"], truncate=(0.0, 1.0))
+        cut = ipw_mean(p["d"], p["resp"], p["x"], p["cl"])
+        mar = delta_adjusted(p["d"], p["resp"], p["x"], p["cl"], [0.0]).iloc[0]
+        cover += [raw["ci_low"] < 0.2 < raw["ci_high"], mar["ci_low"] < 0.2 < mar["ci_high"]]
+        bias += [cut["estimate"] - 0.2, np.nanmean(p["d"]) - 0.2, raw["estimate"] - 0.2]
+    cover /= reps
+    bias /= reps
+    assert ((cover >= 0.90) & (cover <= 0.98)).all(), cover
+    assert abs(bias[2]) < 0.005 and 0 < bias[0] < bias[1] / 4, bias
+
+
 def test_tipping_delta_on_a_hand_checkable_case() -> None:
     """Intercept only, 4 exchanges of 5, one non-responder each: the prediction is the
     responders' mean m, the all-units mean at delta is m + delta * s * 1/5, and because every

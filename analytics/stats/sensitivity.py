@@ -19,7 +19,10 @@ method:
   factor), t reference with G − 1 df (G = exchanges). The weights are treated as known, which
   ignores the propensity model's estimation (usually conservative for the mean; Lunceford &
   Davidian 2004). It targets all participants' mean change if responding is missing at random
-  given engagement, pre score and modality (MAR).
+  given engagement, pre score and modality (MAR). Truncation trades bias for variance: in
+  tests/test_sensitivity.py's simulation with strong selection (200 programs) it leaves a bias
+  of 0.010 (0.7 SE; completers 0.072) and 91 % coverage, where untruncated weights give no bias
+  and 94 %; pass ``truncate=(0, 1)`` for untruncated weights.
 - ``delta``: a delta-adjusted pattern-mixture analysis (Carpenter & Kenward 2013, ch. 10;
   Ratitch, O'Kelly & Tosiello 2013, Pharm Stat 12(6)). An OLS regression of the responders'
   change on the pre score, log1p(events) and modality predicts each non-responder's change;
