@@ -214,5 +214,23 @@ def test_sensitivity_is_stored_per_scale_and_wave_and_matches_the_pre_post_table
     fu = se[se.wave == "followup"].pivot_table(index=["instrument", "scale"], columns="method",
                                                values="estimate")
     assert (fu["ipw"] < fu["completers"]).mean() >= 0.7
+    # each stored estimate against the truth it targets (exchange participants: the modality
+    # groups' truths weighted by their counts)
+    truth = _truth(demo)["effects"]
+    groups = ("virtual", "blended", "physical")
+
+    def overall(eff: dict, key: str, n_key: str) -> float:
+        return (sum(eff[key]["followup_minus_pre"][g] * eff["n"][n_key][g] for g in groups)
+                / sum(eff["n"][n_key][g] for g in groups))
+
+    hits = {"completers": 0, "ipw": 0}
+    for (inst, sc), g in se[se.wave == "followup"].groupby(["instrument", "scale"]):
+        eff = truth[inst][sc]
+        targets = {"completers": overall(eff, "expected_observed_diff", "pre_followup"),
+                   "ipw": overall(eff, "expected_observed_diff_all", "all")}
+        for method, target in targets.items():
+            row = g[g.method == method].iloc[0]
+            hits[method] += row.ci_low <= target <= row.ci_high
+    assert min(hits.values()) >= SCALES_MIN_SHARE * len(scales), hits
     hidden = strict.tables["sensitivity"]
     assert (hidden["suppressed"] == "n < 10000").all() and hidden["estimate"].isna().all()
