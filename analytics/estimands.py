@@ -8,7 +8,7 @@ difference-in-differences says that the comparison group was not randomised.
 from __future__ import annotations
 
 __all__ = ["ANCOVA_ASSUMPTION", "COMPARISON_MODALITY", "COMPLETERS", "DID_ASSUMPTION", "MODEL",
-           "MODEL_MISSING"]
+           "MODEL_MISSING", "SENSITIVITY", "SENSITIVITY_MAR", "SENSITIVITY_MNAR"]
 
 # Paired pre/post tables (res_prepost, the comparison table, Overview, Equity): completers only.
 COMPLETERS = ("Completers' gain: participants who answered both the pre and the post survey "
@@ -42,3 +42,19 @@ COMPARISON_MODALITY = ("For the comparison group, modality is the modality of th
                        "class was matched to (a matching stratum): did[…|modality=M] compares "
                        "participants of M exchanges with the comparison classes matched to M "
                        "exchanges; the comparison group took no exchange.")
+
+# The missing-data sensitivity analysis (res_sensitivity, the Outcomes page, the codebook).
+SENSITIVITY = ("How much does dropout change the gain? Three answers side by side for exchange "
+               "participants with a pre survey: the completers' gain (those who answered the "
+               "later survey), and two estimates of every participant's gain, including those "
+               "who did not answer.")
+SENSITIVITY_MAR = ("The weighted estimate (inverse-probability weighting) counts each respondent "
+                   "for the similar people who did not answer, judged by engagement (events "
+                   "logged), pre score and modality; it is right if, among people alike in "
+                   "those, whether someone answered does not depend on how much they changed "
+                   "(missing at random).")
+SENSITIVITY_MNAR = ("If those who did not answer changed less than comparable respondents "
+                    "(missing not at random), both are too high: the tipping point says how "
+                    "much less, in standard deviations of the change, they would have to have "
+                    "changed for the gain's 95% interval to reach zero. A tipping point far "
+                    "below zero means the conclusion survives plausible dropout.")

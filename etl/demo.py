@@ -1047,7 +1047,7 @@ class _Acc:
     def __init__(self, n_scales: int) -> None:
         shape = (n_scales, len(GROUPS))
         self.z = {k: np.zeros(shape) for k in (
-            "gain", "n", "gain_pp", "d_pp", "n_pp", "d_pf", "n_pf",
+            "gain", "n", "gain_pp", "d_pp", "n_pp", "d_pf", "n_pf", "d_ap", "d_af",
             "m_pre", "n_pre", "m_post", "n_post", "m_fu", "n_fu")}
 
     def add(self, key: str, s: int, group: np.ndarray, values: np.ndarray | None = None) -> None:
@@ -1142,6 +1142,9 @@ def _responses(out: Path, seed: int, people: _People, st: _Structure, params: li
                 acc.add("n_pp", s, grp[pp])
                 acc.add("d_pf", s, grp[pf], e[pf, 2] - e[pf, 0])
                 acc.add("n_pf", s, grp[pf])
+                # every participant of the group, responding or not (the MAR/MNAR target)
+                acc.add("d_ap", s, grp, e[:, 1] - e[:, 0])
+                acc.add("d_af", s, grp, e[:, 2] - e[:, 0])
                 for w, key in enumerate(("pre", "post", "fu")):
                     r = resp[:, w]
                     acc.add(f"m_{key}", s, grp[r], e[r, w])
@@ -1288,6 +1291,22 @@ DEFINITIONS = {
                               "E[score(wave) - score(pre)], integrating item noise, rounding and "
                               "clipping given the realised latents (what a paired pre/post "
                               "comparison of scale scores should estimate)",
+    "expected_observed_diff_all": "mean over EVERY participant of the group, responding or not, "
+                                  "of E[score(wave) - score(pre)] (as expected_observed_diff, "
+                                  "same integration): the all-participants estimand on the "
+                                  "score scale, which completers-only estimates miss when "
+                                  "dropout depends on engagement",
+    "estimates_and_targets": "res_prepost diff (completers' paired mean change, group_by "
+                             "overall/modality) targets expected_observed_diff.post_minus_pre; "
+                             "res_sensitivity method 'completers' targets expected_observed_diff"
+                             " of its wave; res_sensitivity 'ipw' (inverse-probability weights "
+                             "on engagement and pre score, valid under MAR given them) and "
+                             "'delta' at delta = 0 target expected_observed_diff_all; the mixed "
+                             "model's contrast[W-pre] (res_longitudinal, every wave, MAR given "
+                             "wave x modality x arm) is on the score scale too and targets "
+                             "expected_observed_diff_all only as far as its terms explain "
+                             "dropout; true_mean_gain and true_mean_gain_completers are latent "
+                             "(before rounding and clipping to the answer range)",
     "expected_observed_mean": "mean over the group's respondents of the wave of E[score]",
     "retention": "true share of the latent gain still present at follow-up",
     "attrition": "P(answer pre) = pre; P(answer post) = sigmoid(post_intercept + slope * z), "
@@ -1328,6 +1347,8 @@ def _truth(seed: int, n: int, st: _Structure, people: _People, params: list[_Sca
             "true_mean_gain_completers": acc.mean("gain_pp", "n_pp", s),
             "expected_observed_diff": {"post_minus_pre": acc.mean("d_pp", "n_pp", s),
                                        "followup_minus_pre": acc.mean("d_pf", "n_pf", s)},
+            "expected_observed_diff_all": {"post_minus_pre": acc.mean("d_ap", "n", s),
+                                           "followup_minus_pre": acc.mean("d_af", "n", s)},
             "expected_observed_mean": {"pre": acc.mean("m_pre", "n_pre", s),
                                        "post": acc.mean("m_post", "n_post", s),
                                        "followup": acc.mean("m_fu", "n_fu", s)},

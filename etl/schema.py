@@ -355,10 +355,21 @@ RES_ATTRITION_BASELINE = Table(
         "non-completers on the pre score per scale and on engagement (Welch t).",
 )
 
+RES_SENSITIVITY = Table(
+    "res_sensitivity",
+    _cols("instrument:VARCHAR, scale:VARCHAR, wave:VARCHAR, method:VARCHAR, delta:DOUBLE, "
+          "estimate:DOUBLE, se:DOUBLE, dof:DOUBLE, ci_low:DOUBLE, ci_high:DOUBLE, n:INTEGER, "
+          "n_responded:INTEGER, n_clusters:INTEGER, few_clusters:BOOLEAN, suppressed:VARCHAR"),
+    doc="How far does dropout move the gain? Mean change from pre per scale and later wave for "
+        "exchange participants with a pre score: completers only, inverse-probability weighted "
+        "(MAR given engagement and pre score), delta-adjusted (MNAR) and the tipping point.",
+)
+
 RESULT_TABLES: dict[str, Table] = {
     t.name: t for t in (RES_SCALE_SCORES, RES_RELIABILITY, RES_PREPOST, RES_LONGITUDINAL,
                         RES_ATTRITION, RES_ATTRITION_BASELINE)
 }
+RESULT_TABLES[RES_SENSITIVITY.name] = RES_SENSITIVITY
 
 # The researcher-facing name of each result table (`python -m analytics export TABLE`), in the
 # order the tables are computed and exported.
@@ -367,6 +378,7 @@ RESULT_EXPORTS: dict[str, Table] = {
     for t in (RES_SCALE_SCORES, RES_RELIABILITY, RES_PREPOST, RES_LONGITUDINAL, RES_ATTRITION,
               RES_ATTRITION_BASELINE)
 }
+RESULT_EXPORTS[RES_SENSITIVITY.name.removeprefix("res_")] = RES_SENSITIVITY
 
 # ---------------------------------------------------------------------------------------------
 # Dashboard rollups: written by `analytics.derive.rollups.build` in every load (from

@@ -39,6 +39,7 @@ COMPARISON = "outcomes-comparison"
 ADJUSTED = "outcomes-adjusted"
 BALANCE = "outcomes-balance"
 RELIABILITY = "outcomes-reliability"
+SENSITIVITY = "outcomes-sensitivity"
 
 EFFECTS = {
     # the design-aware intervals: cluster-robust by exchange (CR2, Satterthwaite df), not the
@@ -104,7 +105,9 @@ def layout(by: str = "modality", effect: str = "hedges_g", scale: str = "",
             ),
             _ui.section("Comparison group: raw and adjusted difference, baseline balance",
                         html.Div(id=ADJUSTED), html.Div(id=BALANCE)),
-            _ui.section("Mixed model (random intercept per participant)", html.Div(id=MODEL)),
+            _ui.section("Mixed model (random intercepts for exchange and participant)",
+                        html.Div(id=MODEL)),
+            _sensitivity_section(),
         ]
     )
 
@@ -440,4 +443,78 @@ def model(scale: str | None) -> Any:
         _assumptions(estimands.MODEL, estimands.MODEL_MISSING,
                      "did[…] rows: " + estimands.DID_ASSUMPTION,
                      estimands.COMPARISON_MODALITY, id_="model-assumptions"),
+    ])
+
+
+# ---- How much does dropout change the follow-up gain? (issue 10, section 3) ----
+
+def _sensitivity_section() -> html.Section:
+    return _ui.section("How much does dropout change the follow-up gain?",
+                       html.Div(id=SENSITIVITY), id_="outcomes-sensitivity-section")
+
+
+def _gain_cell(row: pd.Series | None) -> str:
+    """'0.21 [0.17, 0.25]', the suppression label, or a dash."""
+    if row is None:
+        return "—"
+    if bool(row["suppressed"]):
+        return suppression.SUPPRESSED_LABEL
+    if pd.isna(row["estimate"]):
+        return "—"
+    return (f"{row['estimate']:.2f} [{_ui.fmt_num(row['ci_low'])}, "
+            f"{_ui.fmt_num(row['ci_high'])}]")
+
+
+def _tipping_cell(row: pd.Series | None) -> str:
+    if row is None:
+        return "—"
+    if bool(row["suppressed"]):
+        return suppression.SUPPRESSED_LABEL
+    if pd.isna(row["delta"]):
+        return "not within ±10 SD"
+    return f"{row['delta']:+.2f} SD"
+
+
+def sensitivity_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per scale: the completers', IPW and MAR (delta = 0) follow-up gains with their
+    95% CIs, and the tipping point, as display text."""
+    rows = []
+    for (inst, sc), g in df.groupby(["instrument", "scale"], sort=True):
+        by = {r["method"]: r for _, r in g[g["method"] != "delta"].iterrows()}
+        delta0 = g[(g["method"] == "delta") & (g["delta"] == 0)]
+        ipw = by.get("ipw")
+        shown = ipw is not None and not bool(ipw["suppressed"]) and pd.notna(ipw["n"])
+        rows.append({
+            "scale_label": _ui.scale_label(inst, sc),
+            "answered": (f"{int(ipw['n_responded']):,} of {int(ipw['n']):,}" if shown
+                         else suppression.SUPPRESSED_LABEL),
+            "completers": _gain_cell(by.get("completers")),
+            "ipw": _gain_cell(by.get("ipw")),
+            "mar": _gain_cell(delta0.iloc[0] if len(delta0) else None),
+            "tipping": _tipping_cell(by.get("tipping_point")),
+        })
+    return pd.DataFrame(rows, columns=["scale_label", "answered", "completers", "ipw", "mar",
+                                       "tipping"])
+
+
+@callback(Output(SENSITIVITY, "children"), Input(_ui.FILTERS, "data"))
+def sensitivity(_store: dict[str, Any] | None) -> Any:
+    """Completers vs weighted vs MAR-imputed follow-up gain and the tipping point, per scale
+    (all exchange participants; precomputed, not filtered)."""
+    df = _ui.query(outcomes.sensitivity, "followup")
+    if not len(df):
+        return _ui.coming("Missing-data sensitivity", _COMING)
+    wide = sensitivity_table(df)
+    return html.Div([_ui.table(wide, {
+        "scale_label": ("scale", _ui.text),
+        "answered": ("answered follow-up, of those with a pre score", _ui.text),
+        "completers": ("completers' gain [95% CI]", _ui.text),
+        "ipw": ("all participants, weighted (IPW) [95% CI]", _ui.text),
+        "mar": ("all participants, imputed (MAR, δ = 0) [95% CI]", _ui.text),
+        "tipping": ("tipping point δ", _ui.text),
+    }, "Mean change pre → follow-up, exchange participants with a pre score (all programs; "
+       "not filtered). CIs cluster-robust by exchange: CR2 for completers, CR1 with "
+       "exchanges − 1 df for the others.", id_="outcomes-sensitivity-table", suppressed_col=None),
+        _assumptions(estimands.SENSITIVITY, estimands.SENSITIVITY_MAR, estimands.SENSITIVITY_MNAR,
+                     id_="sensitivity-assumptions"),
     ])

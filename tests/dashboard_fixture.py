@@ -264,6 +264,26 @@ def _results(con) -> None:
             None, None, "n < 10")]
     con.executemany(f"INSERT INTO {schema.RES_BALANCE.name} VALUES "
                     f"({', '.join(['?'] * len(schema.RES_BALANCE.columns))})", bal)
+    # Missing-data sensitivity (issue 10, section 3): openness in full; adaptability's
+    # follow-up has 6 non-responders, so its all-participant rows are stored suppressed.
+    sens = []
+    for s, wave, n, n_r in [("openness", "post", 400, 300), ("openness", "followup", 400, 210),
+                            ("adaptability", "followup", 400, 394)]:
+        small = n - n_r < 10
+        sens.append(("icc", s, wave, "completers", None, 0.30, 0.02, 11.0, 0.26, 0.34, n_r, n_r,
+                     12, False, ""))
+        for method, delta, est in [("ipw", None, 0.26), ("delta", -1.0, 0.21),
+                                   ("delta", 0.0, 0.25), ("tipping_point", -2.4, 0.11)]:
+            if small:
+                sens.append(("icc", s, wave, method, None if method != "delta" else delta,
+                             None, None, None, None, None, None, None, None, None, "n < 10"))
+            else:
+                sens.append(("icc", s, wave, method, delta, est, 0.03, 11.0,
+                             0.0 if method == "tipping_point" else est - 0.06, est + 0.06, n,
+                             n_r, 12, False, ""))
+    con.executemany(
+        f"INSERT INTO {schema.RES_SENSITIVITY.name} VALUES "
+        f"({', '.join(['?'] * len(schema.RES_SENSITIVITY.columns))})", sens)
 
 
 if __name__ == "__main__":

@@ -378,3 +378,31 @@ def test_outcomes_comparison_tables_show_cr2_balance_and_their_assumptions(clien
     assert "was not randomised" in balance
     model = out("outcomes-model")
     assert estimands.COMPARISON_MODALITY in model
+
+
+def test_the_outcomes_dropout_sensitivity_table_sets_the_estimands_side_by_side(client) -> None:
+    """The Outcomes page's "How much does dropout change the follow-up gain?" table: per scale
+    the completers', the weighted (IPW) and the MAR-imputed gain with their CIs and the
+    tipping point, the MAR / MNAR sentences beneath, and a scale whose non-responders are
+    fewer than k shows the suppression label, not numbers."""
+    from analytics import estimands, suppression
+
+    deps = client.get("/_dash-dependencies").get_json()
+    f = Filters()
+    store = {"filters": f.to_dict(), "query": f.to_query()}
+    said = ""
+    for body in callback_bodies("", store, {"outcomes-scale": None}, deps):
+        if "outcomes-sensitivity" not in body["output"]:
+            continue
+        r = client.post("/_dash-update-component", data=json.dumps(body),
+                        content_type="application/json")
+        assert r.status_code == 200
+        said = json.dumps(r.get_json()["response"], ensure_ascii=False)
+    assert "outcomes-sensitivity-table" in said
+    for text in ("completers' gain", "weighted (IPW)", "MAR, δ = 0", "tipping point δ",
+                 "0.30 [0.26, 0.34]", "0.26 [0.20, 0.32]", "0.25 [0.19, 0.31]", "-2.40 SD",
+                 "210 of 400", estimands.SENSITIVITY, estimands.SENSITIVITY_MAR,
+                 estimands.SENSITIVITY_MNAR):
+        assert text in said, text
+    assert said.count(suppression.SUPPRESSED_LABEL) == 4  # adaptability: answered, 3 columns
+    assert "0.11" not in said  # the tipping point's estimate is not what the table shows

@@ -372,3 +372,24 @@ def test_another_k_recomputes_the_suppressed_tables_only(demo: Path, monkeypatch
         assert "k = 0" in (pre.note or "") and calls == [["prepost"]]
     finally:
         con.close()
+
+
+def test_export_carries_the_missing_data_sensitivity_with_its_methods(demo: Path,
+                                                                      tmp_path: Path) -> None:
+    """The sensitivity table exports with a codebook that names each method, its reference
+    and the MAR / MNAR assumptions in the words the Outcomes page uses."""
+    from analytics import estimands
+
+    out = tmp_path / "sens.csv"
+    r = run("analytics", "export", "sensitivity", "--out", str(out), "--warehouse", str(demo))
+    assert r.returncode == 0, r.stderr
+    header, rows = _read_csv(out)
+    assert header[:15] == ["instrument", "scale", "wave", "method", "delta", "estimate", "se",
+                           "dof", "ci_low", "ci_high", "n", "n_responded", "n_clusters",
+                           "few_clusters", "suppressed"]
+    assert {x["method"] for x in rows} == {"completers", "ipw", "delta", "tipping_point"}
+    method = codebook.METHODS["sensitivity"]
+    for phrase in ("inverse-probability", "Seaman & White 2013", "Carpenter & Kenward 2013",
+                   "1st and 99th percentiles", "G − 1", estimands.SENSITIVITY_MAR,
+                   estimands.SENSITIVITY_MNAR):
+        assert phrase in method, phrase

@@ -180,3 +180,57 @@ def test_refresh_replaces_the_tables_under_a_new_version(tmp_path: Path) -> None
     assert state is not None and (state.data_version, state.min_cell) == (2, 11)
     # the 10 sleep patients are now a small group: reason shown, numbers gone
     assert (pp["suppressed"] == "n < 11").all() and pp[["n", "t", "diff"]].isna().all().all()
+
+
+def test_sensitivity_is_stored_per_scale_and_wave_and_matches_the_pre_post_table(
+        demo: Path) -> None:
+    """res_sensitivity: for every scale, post and follow-up, the completers, IPW, delta grid
+    and tipping-point rows; its completers' post row is res_prepost's overall row (the same
+    pairs, the same CR2 interval); at a k above every cell everything is suppressed."""
+    from analytics.stats.sensitivity import DELTAS, METHODS
+
+    con = duckdb.connect(str(demo), read_only=True)
+    try:
+        se = con.execute("SELECT * FROM res_sensitivity").df()
+        pp = con.execute("SELECT * FROM res_prepost WHERE group_by = 'overall'").df()
+        strict = materialise.compute_results(con, min_cell=10_000, tables=["sensitivity"])
+    finally:
+        con.close()
+    assert list(se.columns) == schema.RES_SENSITIVITY.column_names
+    scales = pp[["instrument", "scale"]].drop_duplicates()
+    assert len(se) == len(scales) * 2 * (3 + len(DELTAS))
+    assert set(se["method"]) == set(METHODS) and set(se["wave"]) == {"post", "followup"}
+    assert (se["suppressed"] == "").all() and se["estimate"].notna().all()
+    for r in pp.itertuples(index=False):
+        c = se[(se.instrument == r.instrument) & (se.scale == r.scale) & (se.wave == "post")
+               & (se.method == "completers")].iloc[0]
+        assert c["n"] == r.n and c["n_clusters"] == r.n_clusters
+        assert c["estimate"] == pytest.approx(r.diff, abs=1e-12)
+        assert c["ci_low"] == pytest.approx(r.diff_ci_low_cr2, abs=1e-12)
+    tip = se[se.method == "tipping_point"]
+    assert (tip["ci_low"] == 0).all() and (tip["delta"] < 0).all()
+    # the demo's dropout follows engagement, and engagement raises the gain: weighting the
+    # responders toward the less engaged lowers the follow-up gain on most scales
+    fu = se[se.wave == "followup"].pivot_table(index=["instrument", "scale"], columns="method",
+                                               values="estimate")
+    assert (fu["ipw"] < fu["completers"]).mean() >= 0.7
+    # each stored estimate against the truth it targets (exchange participants: the modality
+    # groups' truths weighted by their counts)
+    truth = _truth(demo)["effects"]
+    groups = ("virtual", "blended", "physical")
+
+    def overall(eff: dict, key: str, n_key: str) -> float:
+        return (sum(eff[key]["followup_minus_pre"][g] * eff["n"][n_key][g] for g in groups)
+                / sum(eff["n"][n_key][g] for g in groups))
+
+    hits = {"completers": 0, "ipw": 0}
+    for (inst, sc), g in se[se.wave == "followup"].groupby(["instrument", "scale"]):
+        eff = truth[inst][sc]
+        targets = {"completers": overall(eff, "expected_observed_diff", "pre_followup"),
+                   "ipw": overall(eff, "expected_observed_diff_all", "all")}
+        for method, target in targets.items():
+            row = g[g.method == method].iloc[0]
+            hits[method] += row.ci_low <= target <= row.ci_high
+    assert min(hits.values()) >= SCALES_MIN_SHARE * len(scales), hits
+    hidden = strict.tables["sensitivity"]
+    assert (hidden["suppressed"] == "n < 10000").all() and hidden["estimate"].isna().all()

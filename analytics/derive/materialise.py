@@ -22,6 +22,9 @@ What is computed (the pure functions live in `analytics.stats.reliability`, `.pr
 - res_attrition: the response funnel per wave, overall and by each dimension.
 - res_attrition_baseline: completers vs non-completers of the post survey, on their pre score
   per scale and on engagement (events logged), Welch t.
+- res_sensitivity: how far dropout moves the gain per scale and later wave (exchange
+  participants with a pre score): completers, IPW on engagement and pre score, delta-adjusted
+  and tipping point (`analytics.stats.sensitivity`).
 
 Aggregates are stored suppressed: a group with fewer than k participants
 (`analytics.suppression.MIN_CELL`, the one setting) has ``suppressed = 'n < k'`` and NULL
@@ -609,6 +612,21 @@ def _baseline_scale(scored: pd.DataFrame, completers: pd.Series, k: int) -> pd.D
     return attrition_baseline(pd.concat([mine, done], ignore_index=True), k=k)
 
 
+def _sensitivity(scored: pd.DataFrame, k: int) -> pd.DataFrame:
+    """`analytics.stats.sensitivity` on one scale: exchange participants (units: participant x
+    exchange) with a pre score, clustered by exchange, engagement = events logged."""
+    from analytics.stats.sensitivity import OUTPUT_COLUMNS, sensitivity
+
+    d = scored[~scored["is_comparison"].astype(bool)]
+    if not len(d):
+        return pd.DataFrame(columns=OUTPUT_COLUMNS)
+    d = d.assign(unit=_unit_codes(d["participant"], d["exchange_id"]),
+                 modality=d["modality"].astype(object),
+                 instrument=d["instrument"].astype(str), scale=d["scale"].astype(str))
+    return sensitivity(d, participant="unit", cluster="exchange_id", engagement="n_events",
+                       modality="modality", k=k)
+
+
 def _baseline_engagement(con: duckdb.DuckDBPyConnection, scores: str, attrs: pd.DataFrame,
                          completers: pd.Series, k: int) -> pd.DataFrame:
     """`_attrition_baseline`'s engagement row: completers vs non-completers among those with a
@@ -764,7 +782,7 @@ def compute_results(
     out: dict[str, pd.DataFrame] = {}
     models: dict[str, str] = {}
     per_scale = {"prepost", "longitudinal", "attrition_baseline", "balance",
-                 "comparison"} & set(wanted)
+                 "comparison", "sensitivity"} & set(wanted)
     if {"balance", "comparison"} & per_scale:
         attrs = _with_covariates(con, attrs)
     scores: str | None = None
@@ -823,7 +841,7 @@ def compute_results(
               ON a.participant = s.participant AND a.exchange_id = s.exchange_id
             WHERE s.wave = 'post' AND NOT coalesce(a.is_comparison, FALSE)
         """).df()["participant"]
-        pp_parts, lg_parts, bl_parts = [], [], []
+        pp_parts, lg_parts, bl_parts, se_parts = [], [], [], []
         bal_parts: list[pd.DataFrame] = []
         cmp_parts: list[pd.DataFrame] = []
         baseline_units: list[pd.DataFrame] = []
@@ -848,6 +866,9 @@ def compute_results(
                     bal_parts.append(bal)
                     cmp_parts.append(cmp_)
                     baseline_units.append(units)
+            if "sensitivity" in per_scale:
+                with step("sensitivity"):
+                    se_parts.append(_sensitivity(scored, k))
             del scored
         if "prepost" in per_scale:
             with step("prepost"):
@@ -868,6 +889,10 @@ def compute_results(
             with step("attrition_baseline"):
                 bl_parts.append(_baseline_engagement(con, scores, attrs, completers, k))
                 out["attrition_baseline"] = pd.concat(bl_parts, ignore_index=True)
+        if "sensitivity" in per_scale:
+            from analytics.stats.sensitivity import OUTPUT_COLUMNS as SENS_COLUMNS
+            out["sensitivity"] = (pd.concat(se_parts, ignore_index=True) if se_parts
+                                  else pd.DataFrame(columns=SENS_COLUMNS))
 
     if "attrition" in wanted:
         say("attrition funnel")

@@ -186,7 +186,37 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "suppressed": "'n < k' when completers or non-completers number fewer than k: the "
                       "row's numbers are then empty; empty when shown",
     },
-}
+    "sensitivity": {
+        "instrument": "instrument id",
+        "scale": "scale id",
+        "wave": "the later wave whose change from pre is estimated (post, followup, …)",
+        "method": "completers (responders only, as the pre/post table) | ipw (inverse-"
+                  "probability weighted: all participants if missing at random given "
+                  "engagement, pre score and modality) | delta (non-responders' change = "
+                  "prediction from responders + delta SDs: missing not at random for delta ≠ 0) "
+                  "| tipping_point (the delta at which the 95% CI's lower bound reaches 0)",
+        "delta": "delta rows: the shift of the non-responders' change in SDs of the "
+                 "responders' change (0 = regression imputation under MAR, < 0 = they changed "
+                 "less); tipping_point row: the tipping delta (empty when no delta in ±10 SD "
+                 "reaches 0); empty for completers and ipw",
+        "estimate": "mean change from pre to the wave (scale points): completers' mean, the "
+                    "IPW weighted mean, or the all-participants mean at delta",
+        "se": "standard error: completers CR2 cluster-robust by exchange; ipw and delta CR1 "
+              "cluster-robust by exchange (G/(G − 1) factor)",
+        "dof": "degrees of freedom of the t reference: completers Satterthwaite (CR2); ipw and "
+               "delta G − 1, G = exchanges",
+        "ci_low": "lower bound of the 95% t interval (0 on the tipping_point row, by "
+                  "definition)",
+        "ci_high": "upper bound of the 95% t interval",
+        "n": "participants the estimate is about: responders (completers) or every exchange "
+             "participant with a pre score (ipw, delta, tipping_point)",
+        "n_responded": "of those with a pre score, how many have a score at the wave",
+        "n_clusters": "exchanges behind the row",
+        "few_clusters": "true when n_clusters < 10: the cluster-robust interval is rough",
+        "suppressed": "'n < k' when the responders, or (all-participant rows) the "
+                      "non-responders, number fewer than k: the row's numbers are then empty; "
+                      "empty when shown",
+    },}
 
 _COMPARISON_SUPPRESSED = ("'n < k' when either arm (or, for a covariate level, the count "
                           "in or outside the level in either arm) has fewer than k units: "
@@ -329,6 +359,28 @@ METHODS: dict[str, str] = {
         "score, completers (answered the post survey) vs non-completers: the pre score per "
         "scale and the number of events logged, compared with Welch's t test (R t.test, "
         "var.equal = FALSE)."
+    ),
+    "sensitivity": (
+        estimands.SENSITIVITY + " "
+        "Units: exchange participants (participant × exchange) with a pre score; for each later "
+        "wave a unit responded when it has a score there, its change is score(wave) − "
+        "score(pre). completers: the responders' mean change, CR2 cluster-robust by exchange "
+        "with Satterthwaite df (Pustejovsky & Tipton 2018). ipw: inverse-probability weighting "
+        "(Robins, Rotnitzky & Zhao 1995; Seaman & White 2013): a logistic regression "
+        "(statsmodels GLM, binomial, logit) of responding on log1p(events logged), the pre "
+        "score and modality; stabilised weights P(respond) / p̂, truncated at the 1st and 99th "
+        "percentiles of the responders' weights (Cole & Hernán 2008); the weighted mean change "
+        "is the intercept of statsmodels WLS with cov_type = 'cluster' by exchange (CR1), t "
+        "with G − 1 df, weights treated as known. delta: delta-adjusted pattern-mixture "
+        "analysis (Carpenter & Kenward 2013, ch. 10; Ratitch, O'Kelly & Tosiello 2013): OLS "
+        "of the responders' change on the pre score, log1p(events) and modality predicts each "
+        "non-responder's change, plus delta × SD(responders' change); the mean over every "
+        "unit, with the cluster-robust (CR1) SE of its influence function (the regression's "
+        "estimation included) and t with G − 1 df; delta = 0 is regression imputation under "
+        "MAR. tipping_point: the delta at which the 95% CI's lower bound of the delta "
+        "estimate is 0 (Brent's method). " + estimands.SENSITIVITY_MAR + " "
+        + estimands.SENSITIVITY_MNAR + " Rows with fewer than k responders or (all-participant "
+        "rows) fewer than k non-responders are suppressed."
     ),
 }
 

@@ -25,7 +25,7 @@ from etl import schema
 
 __all__ = ["prepost_results", "prepost_extremes", "reliability", "longitudinal", "wave_means",
            "comparison_difference", "gain_moments", "COMPARISON_COLUMNS", "balance",
-           "comparison_results"]
+           "comparison_results", "sensitivity"]
 
 
 def _result(cur: duckdb.DuckDBPyConnection, table: schema.Table, where: str = "",
@@ -276,3 +276,27 @@ def comparison_results(cur: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     participants; precomputed per data version)."""
     return _stored(cur, schema.RES_COMPARISON, "instrument, scale, method DESC",
                    ["n_participant", "n_comparison"])
+
+
+@cached
+def sensitivity(cur: duckdb.DuckDBPyConnection, wave: str = "followup") -> pd.DataFrame:
+    """res_sensitivity rows of one wave (completers, ipw, delta grid, tipping_point per scale).
+
+    The small-cell rule is applied again at today's k, on the cells each row rests on: the
+    responders (completers' rows) or the smaller of responders and non-responders (the
+    all-participant rows); a row stored as suppressed stays suppressed. The grid's delta
+    locates its row and is kept; a suppressed tipping point's delta is a result and is blanked.
+    """
+    df = _result(cur, schema.RES_SENSITIVITY, "WHERE wave = $w ORDER BY instrument, scale",
+                 {"w": wave})
+    if not len(df):
+        return df.assign(suppressed=pd.Series(dtype=bool))
+    stored = (df.suppressed.notna() & (df.suppressed.astype("string") != "")).to_numpy(bool)
+    n = pd.to_numeric(df["n"], errors="coerce").to_numpy(float)
+    resp = pd.to_numeric(df["n_responded"], errors="coerce").to_numpy(float)
+    cell = np.where(df["method"].astype(str) == "completers", resp, np.minimum(resp, n - resp))
+    cell = np.where(stored, np.nan, cell)
+    out = sql.suppress(df.drop(columns="suppressed").assign(_n=cell), "_n", keep=["delta"])
+    hide = out["suppressed"].to_numpy(bool) & (out["method"].astype(str) == "tipping_point")
+    out["delta"] = out["delta"].astype("float64").mask(hide)
+    return out.drop(columns="_n")
