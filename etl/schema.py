@@ -202,6 +202,12 @@ RESPONSES = Table(
                doc="answer on the instrument's scale, as given (not reverse-coded)"),
         Column("submitted_at", "TIMESTAMPTZ", True, "UTC instant"),
         BATCH_ID,
+        # After batch_id: a warehouse built before it gets the column appended (ALTER TABLE),
+        # so new and upgraded files have the same column order.
+        Column("language", "VARCHAR",
+               doc="ISO 639-1 code of the language the survey was taken in (optional in the "
+                   "contract: code, ISO 639-2 code or name such as Spanish or español; empty = "
+                   "the exchange's language; see etl/languages.py)"),
     ),
     key=("participant_id", "exchange_id", "wave", "item"),
     doc="Survey answers in long form: one row per participant, exchange, wave and item.",
