@@ -360,10 +360,39 @@ RES_ATTRITION_BASELINE = Table(
         "non-completers on the pre score per scale and on engagement (Welch t).",
 )
 
+RES_RELIABILITY_GROUPS = Table(
+    "res_reliability_groups",
+    _cols("instrument:VARCHAR, scale:VARCHAR, wave:VARCHAR, group_by:VARCHAR, group:VARCHAR, "
+          "n:INTEGER, n_items:INTEGER, alpha:DOUBLE, alpha_ci_low:DOUBLE, alpha_ci_high:DOUBLE, "
+          "omega:DOUBLE, below_threshold:BOOLEAN, small_n:BOOLEAN, suppressed:VARCHAR"),
+    doc="Cronbach's alpha (Feldt CI) and McDonald's omega (one-factor ML model) per scale and "
+        "wave, overall and per language the survey was taken in and per country.",
+)
+RES_FLOOR_CEILING = Table(
+    "res_floor_ceiling",
+    _cols("instrument:VARCHAR, scale:VARCHAR, wave:VARCHAR, n:INTEGER, scale_min:DOUBLE, "
+          "scale_max:DOUBLE, n_floor:INTEGER, n_ceiling:INTEGER, floor_share:DOUBLE, "
+          "ceiling_share:DOUBLE, floor_effect:BOOLEAN, ceiling_effect:BOOLEAN, "
+          "suppressed:VARCHAR"),
+    doc="Share of scored respondents at the scale's minimum and maximum per scale and wave, "
+        "flagged above 15% (Terwee et al. 2007).",
+)
+RES_INVARIANCE = Table(
+    "res_invariance",
+    _cols("instrument:VARCHAR, scale:VARCHAR, wave:VARCHAR, item:VARCHAR, language:VARCHAR, "
+          "reference:VARCHAR, n_language:INTEGER, n_reference:INTEGER, shift:DOUBLE, "
+          "delta_r2:DOUBLE, f:DOUBLE, p:DOUBLE, p_holm:DOUBLE, differs:BOOLEAN, verdict:VARCHAR"),
+    doc="Measurement invariance across languages per scale: regression DIF screen of each item "
+        "against the reference language at the pre wave, with a plain verdict per scale.",
+)
+
 RESULT_TABLES: dict[str, Table] = {
     t.name: t for t in (RES_SCALE_SCORES, RES_RELIABILITY, RES_PREPOST, RES_LONGITUDINAL,
                         RES_ATTRITION, RES_ATTRITION_BASELINE)
 }
+# Measurement checks (issue 10 §4), appended so the tables above keep their order.
+RESULT_TABLES.update({t.name: t for t in (RES_RELIABILITY_GROUPS, RES_FLOOR_CEILING,
+                                          RES_INVARIANCE)})
 
 # The researcher-facing name of each result table (`python -m analytics export TABLE`), in the
 # order the tables are computed and exported.
@@ -372,6 +401,8 @@ RESULT_EXPORTS: dict[str, Table] = {
     for t in (RES_SCALE_SCORES, RES_RELIABILITY, RES_PREPOST, RES_LONGITUDINAL, RES_ATTRITION,
               RES_ATTRITION_BASELINE)
 }
+RESULT_EXPORTS.update({t.name.removeprefix("res_"): t for t in (
+    RES_RELIABILITY_GROUPS, RES_FLOOR_CEILING, RES_INVARIANCE)})
 
 # ---------------------------------------------------------------------------------------------
 # Dashboard rollups: written by `analytics.derive.rollups.build` in every load (from
