@@ -301,3 +301,44 @@ def test_codebook_describes_every_column_of_the_new_tables() -> None:
         cols = codebook.export_columns(table)
         assert all(c.doc for c in cols), table
         assert codebook.METHODS[table]
+
+
+def test_the_outcomes_page_shows_verdicts_reliability_by_language_and_floor_ceiling(
+        demo: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json, app, plotly; from pages import outcomes; "
+        "print(json.dumps(outcomes.measurement(None), ensure_ascii=False, "
+        "cls=plotly.utils.PlotlyJSONEncoder))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[1], timeout=300,
+                       env={**os.environ, "EXCHANGE_IMPACT_WAREHOUSE": str(demo)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    page = r.stdout
+    assert "item gcit_3 differs in es" in page
+    assert "outcomes-reliability-languages" in page and "α 0." in page and "ω 0." in page
+    assert "outcomes-floor-ceiling" in page and "pre: floor · ceiling" in page
+    assert "not a validated instrument" in page  # the assumptions, where the numbers are
+
+
+def test_the_data_page_warns_of_languages_and_countries_below_the_threshold(demo: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, app, plotly; from pages import data; "
+            "print(json.dumps(data._group_warnings(), ensure_ascii=False, "
+            "cls=plotly.utils.PlotlyJSONEncoder))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[1], timeout=300,
+                       env={**os.environ, "EXCHANGE_IMPACT_WAREHOUSE": str(demo)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    rel = _q(demo, "SELECT * FROM res_reliability_groups WHERE group_by <> 'all' "
+                   "AND below_threshold AND NOT small_n")
+    assert len(rel)  # the 2,000-person demo has some (e.g. a language of 70 at alpha 0.67)
+    assert "data-group-reliability" in r.stdout
+    for g in set(rel["group"]):
+        assert f'"{g}"' in r.stdout
