@@ -22,6 +22,11 @@ What is computed (the pure functions live in `analytics.stats.reliability`, `.pr
 - res_attrition: the response funnel per wave, overall and by each dimension.
 - res_attrition_baseline: completers vs non-completers of the post survey, on their pre score
   per scale and on engagement (events logged), Welch t.
+- res_reliability_groups: α (Feldt CI) and McDonald's ω per scale × wave, overall, per language
+  the survey was taken in and per country (`analytics.stats.reliability.reliability_groups`).
+- res_floor_ceiling: share of scored respondents at the scale's minimum and maximum per wave.
+- res_invariance: differential item functioning screen across languages at the pre wave, with
+  a verdict per scale (`analytics.stats.measurement.dif_screen`).
 
 Aggregates are stored suppressed: a group with fewer than k participants
 (`analytics.suppression.MIN_CELL`, the one setting) has ``suppressed = 'n < k'`` and NULL
