@@ -100,8 +100,10 @@ def layout(by: str = "modality", effect: str = "hedges_g", scale: str = "",
                                         html.Div(id=COMPARISON)), xl=7),
                 ]
             ),
+            # next to reliability: floor/ceiling and invariance qualify the same scales
+            _ui.section("Measurement across languages: reliability, floor and ceiling, "
+                        "invariance", html.Div(id=MEASUREMENT)),
             _ui.section("Mixed model (random intercept per participant)", html.Div(id=MODEL)),
-            _ui.section("Measurement across languages", html.Div(id=MEASUREMENT)),
         ]
     )
 

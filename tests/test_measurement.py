@@ -245,17 +245,36 @@ def _demo_pre_wide(out: Path) -> pd.DataFrame:
     return pre
 
 
-def test_a_demo_without_the_planted_item_shows_no_difference(tmp_path: Path, monkeypatch) -> None:
+# seeds whose 2,000-person demo has 100+ Spanish respondents with every item answered (at
+# other seeds Spanish is "not checked", and a test of it would be empty)
+@pytest.mark.parametrize("seed", [3, 7, 8])
+def test_a_demo_without_the_planted_item_shows_no_difference(tmp_path: Path, monkeypatch,
+                                                             seed: int) -> None:
     from etl import demo as demo_mod
 
     monkeypatch.setattr(demo_mod, "DIF_PLANT", None)
-    truth = demo_mod.generate_demo(tmp_path, participants=2000, seed=7, progress=False)
+    truth = demo_mod.generate_demo(tmp_path, participants=2000, seed=seed, progress=False)
     assert truth["measurement_invariance"]["planted"] is None
     pre = _demo_pre_wide(tmp_path)
     items = item_table(surveys.load_instruments())
     for (inst, sc), its in items.groupby(["instrument", "scale"]):
         out = dif_screen(pre, items=list(its["item"]), instrument=inst, scale=sc)
+        assert (out["language"] == "es").any()  # Spanish was compared with English
         assert not out["differs"].any(), out[out["differs"]]
+
+
+def test_the_planted_item_is_found_in_the_demo_files_too(tmp_path: Path) -> None:
+    from etl.demo import generate_demo
+
+    truth = generate_demo(tmp_path, participants=2000, seed=8, progress=False)
+    planted = truth["measurement_invariance"]["planted"]
+    pre = _demo_pre_wide(tmp_path)
+    found = []
+    for (inst, sc), its in item_table(surveys.load_instruments()).groupby(["instrument",
+                                                                           "scale"]):
+        out = dif_screen(pre, items=list(its["item"]), instrument=inst, scale=sc)
+        found += out.loc[out["differs"].astype(bool), ["item", "language"]].values.tolist()
+    assert found == [[planted["item"], planted["language"]]]
 
 
 def test_demo_reliability_by_language_and_floor_ceiling_are_stored(demo: Path) -> None:
