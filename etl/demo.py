@@ -35,7 +35,7 @@ import unicodedata
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Self
@@ -48,6 +48,7 @@ import pyarrow.csv as pacsv
 from scipy.special import ndtr
 
 import surveys
+from etl.languages import language_code
 
 __all__ = ["AS_OF", "CHUNK", "DOSE_CAP", "MODALITIES", "WAVES", "generate_demo"]
 
@@ -331,6 +332,12 @@ EXCHANGE_SD = 0.17
 INSTITUTION_SD = 0.10
 EXCHANGE_GAIN_SD = 0.06
 
+# One item that is not invariant across languages: answered in Spanish (the exchange's working
+# language), its answers sit `shift` points higher at the same latent level (an intercept
+# shift, e.g. a translation that reads stronger), which the invariance check must find.
+# An integer shift keeps the truth's expected scores exact (round(a) + 1 = round(a + 1)).
+DIF_PLANT: dict | None = {"item": "gcit_3", "language": "es", "shift": 1.0}
+
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
@@ -509,6 +516,7 @@ class _Structure:
     ex_start: np.ndarray  # days since 1970, a Monday
     ex_weeks: np.ndarray
     partnerships: list[dict]
+    ex_language: list[str] = field(default_factory=list)  # ISO 639-1 code ("" if none)
 
 
 def _structure(out: Path, seed: int, n_participants: int) -> tuple[
@@ -676,6 +684,7 @@ def _structure(out: Path, seed: int, n_participants: int) -> tuple[
     st = _Structure(inst_ids, inst_country, inst_tz, inst_kind_a, np.array(inst_conn),
                     inst_domain, inst_exchanges, ex_ids, ex_modality, ex_setting, ex_start,
                     ex_weeks, plist)
+    st.ex_language = [language_code(r[7]) or "" for r in ex_rows]
     counts = {"clusters.xlsx": len(CLUSTERS), "institutions.csv": n_inst,
               "exchanges.csv": n_ex, "partnerships.csv": len(p_rows)}
     return st, counts
@@ -1117,6 +1126,7 @@ def _responses(out: Path, seed: int, people: _People, st: _Structure, params: li
             pi, wi = np.nonzero(resp)  # participant-major, waves in order
             n_rows = len(pi)
             ex = people.exch[a:b]
+            dif_person = _dif_people(st, ex)  # answers in the planted item's language
             start = st.ex_start[ex]
             end = start + 7 * st.ex_weeks[ex] - 1
             day = np.stack([start - rng.integers(0, 14, nn), end + rng.integers(1, 22, nn),
@@ -1135,6 +1145,10 @@ def _responses(out: Path, seed: int, people: _People, st: _Structure, params: li
                 theta = (np.stack([theta0, theta0 + delta, theta0 + sp.retention * delta], axis=1)
                          + rng.normal(0, sp.occasion_sd, (nn, 3)))
                 e = _expected_score(theta, sp)
+                dif = _dif_shift(sp)
+                if dif is not None and dif_person.any():
+                    e[dif_person] = _expected_score(theta[dif_person], replace(
+                        sp, item_offsets=sp.item_offsets + dif))
                 acc.add("gain", s, grp, delta)
                 acc.add("n", s, grp)
                 acc.add("gain_pp", s, grp[pp], delta[pp])
@@ -1152,6 +1166,8 @@ def _responses(out: Path, seed: int, people: _People, st: _Structure, params: li
                 k = len(sp.items)
                 x = np.rint(theta[pi, wi][:, None] + sp.item_offsets
                             + rng.normal(0, sp.item_noise_sd, (n_rows, k)))
+                if dif is not None:
+                    x[dif_person[pi]] += dif
                 x = np.clip(x, sp.lo, sp.hi)
                 rev = np.array([i in sp.reverse for i in sp.items])
                 x[:, rev] = sp.lo + sp.hi - x[:, rev]
@@ -1179,6 +1195,21 @@ def _responses(out: Path, seed: int, people: _People, st: _Structure, params: li
             tick(nn)
         rows = csv.rows
     return rows, acc
+
+
+def _dif_people(st: _Structure, ex: np.ndarray) -> np.ndarray:
+    """Whose answers carry the planted non-invariant item (`DIF_PLANT`): those of exchanges in
+    its language (the survey's language defaults to the exchange's)."""
+    if not DIF_PLANT or not st.ex_language:
+        return np.zeros(len(ex), dtype=bool)
+    return np.array(st.ex_language, dtype=object)[ex] == DIF_PLANT["language"]
+
+
+def _dif_shift(sp: _ScaleParams) -> np.ndarray | None:
+    """Per-item shift of the planted non-invariant item for this scale, None if not its scale."""
+    if not DIF_PLANT or DIF_PLANT["item"] not in sp.items:
+        return None
+    return np.array([DIF_PLANT["shift"] if i == DIF_PLANT["item"] else 0.0 for i in sp.items])
 
 
 def _response_plants(vals: np.ndarray, missing: np.ndarray, stamp: np.ndarray,
@@ -1316,6 +1347,10 @@ DEFINITIONS = {
                    "one exchange with fewer than k participants (all answering pre and post) "
                    "and fewer than k comparison people of physical exchanges answering the "
                    "follow-up",
+    "non_invariant_item": "measurement_invariance.planted: answers to this item by participants "
+                          "of exchanges in this language (ISO 639-1) are written shift points "
+                          "higher before clipping (an intercept shift: differential item "
+                          "functioning); every other item is invariant across languages",
     "bad_rows": "rows planted to be rejected: file, row (header = row 1), column, rule as named "
                 "by etl.rules / the loader (reference, timestamp, range)",
 }
@@ -1391,4 +1426,5 @@ def _truth(seed: int, n: int, st: _Structure, people: _People, params: list[_Sca
         "bad_rows": bad,
         "eur_rates": EUR_RATES,
         "small_cells": people.small_cells,
+        "measurement_invariance": {"planted": dict(DIF_PLANT) if DIF_PLANT else None},
     }

@@ -26,7 +26,7 @@ import pandas as pd
 import pycountry
 
 import surveys
-from etl import phases, privacy, readers, rules, schema
+from etl import languages, phases, privacy, readers, rules, schema
 from etl.errors import DeriveFailed, EtlError, RefusedFile
 from etl.pseudonym import check_key, hmac_sql, resolve_key
 from etl.warehouse import DEFAULT_WAREHOUSE, NoChange, build_next, damaged, data_version
@@ -121,6 +121,9 @@ def _prepare_lookups(con: duckdb.DuckDBPyConnection) -> None:
     con.register("_country_df", _country_table())
     con.execute("CREATE OR REPLACE TEMP TABLE _country AS SELECT * FROM _country_df")
     con.unregister("_country_df")
+    con.register("_language_df", languages.language_table())
+    con.execute("CREATE OR REPLACE TEMP TABLE _language AS SELECT * FROM _language_df")
+    con.unregister("_language_df")
     # IANA zones (tzdata) that DuckDB's ICU also knows: `localtime` is a tzdata alias of the
     # machine's own zone, not a place, and DuckDB cannot convert with it.
     icu = {r[0] for r in con.execute("SELECT name FROM pg_timezone_names()").fetchall()}
@@ -390,7 +393,7 @@ class _FileLoader:
             "CREATE OR REPLACE TEMP TABLE cells AS "
             "SELECT u.*, it.instrument, it.lo, it.hi, TRY_CAST(u.raw AS DOUBLE) AS value "
             f'FROM (UNPIVOT (SELECT _row, "t_participant_id", "t_exchange_id", "t_wave", '
-            f'"t_submitted_at", {cols} FROM stage WHERE NOT _bad) '
+            f'"t_submitted_at", "t_language", {cols} FROM stage WHERE NOT _bad) '
             f'ON {", ".join(chr(34) + c + chr(34) for c in self.item_cols)} '
             "INTO NAME item VALUE raw) u JOIN _items it USING (item) "
             "WHERE u.raw IS NOT NULL AND upper(u.raw) NOT IN ('NA', 'N/A', '-', '.')"
@@ -409,9 +412,10 @@ class _FileLoader:
                 [self.batch_id, str(self.path), rule],
             )
         self.con.execute(
-            f"INSERT INTO responses SELECT "
+            "INSERT INTO responses (participant_id, exchange_id, wave, instrument, item, value, "
+            "submitted_at, batch_id, language) SELECT "
             '"t_participant_id", "t_exchange_id", "t_wave", instrument, item, value, '
-            f'"t_submitted_at", {self.batch_id} '
+            f'"t_submitted_at", {self.batch_id}, "t_language" '
             "FROM cells WHERE value IS NOT NULL AND value BETWEEN lo AND hi")
         n_cells_bad, rows_ok = self.con.execute(
             "SELECT (SELECT count(*) FROM cells "

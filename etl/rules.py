@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from etl import privacy, schema
+from etl import languages, privacy, schema
 
 __all__ = ["Check", "Field", "fields_for", "plausible_date", "vocabulary_sql", "ENUMS",
            "SYNONYMS", "WAVE_PATTERN", "EARLIEST_DATE"]
@@ -355,6 +355,12 @@ def _fields(kind: str, current_year: int) -> list[Field]:
                       "followup_6m ...)'"),
             )),
             _timestamp("submitted_at"),
+            # The language the survey was taken in; empty: the exchange's working language
+            # (its name or code mapped the same way; none when that names no language).
+            Field("language", "coalesce(lng.code, xlng.code)", (Check(
+                "language", f"{s('language')} IS NOT NULL AND lng.code IS NULL",
+                f"{_quote_value(s('language'))} || ' is not a language (ISO 639-1 code such "
+                "as en, es, fr; an ISO 639-2 code; or a name such as Spanish or español)'"),)),
         ]
     raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(schema.LOAD_ORDER)}")
 
@@ -382,7 +388,10 @@ JOINS: dict[str, str] = {
         'LEFT JOIN exchanges x ON x.exchange_id = s."exchange_id"'
     ),
 }
-JOINS["responses"] = JOINS["events"]
+JOINS["responses"] = JOINS["events"] + (
+    f' LEFT JOIN _language lng ON lng.key = {languages.key_sql(_raw("language"))}'
+    f" LEFT JOIN _language xlng ON xlng.key = {languages.key_sql('x.language')}"
+)
 
 # The naive local time of each kind: the staging source gives it parsed once as
 # `s."_local_<column>"` (TRY_CAST AS TIMESTAMP), and `etl.load` tabulates `_tz_hours_<column>`

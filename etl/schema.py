@@ -202,6 +202,12 @@ RESPONSES = Table(
                doc="answer on the instrument's scale, as given (not reverse-coded)"),
         Column("submitted_at", "TIMESTAMPTZ", True, "UTC instant"),
         BATCH_ID,
+        # After batch_id: a warehouse built before it gets the column appended (ALTER TABLE),
+        # so new and upgraded files have the same column order.
+        Column("language", "VARCHAR",
+               doc="ISO 639-1 code of the language the survey was taken in (optional in the "
+                   "contract: code, ISO 639-2 code or name such as Spanish or español; empty = "
+                   "the exchange's language; see etl/languages.py)"),
     ),
     key=("participant_id", "exchange_id", "wave", "item"),
     doc="Survey answers in long form: one row per participant, exchange, wave and item.",
@@ -364,12 +370,40 @@ RES_SENSITIVITY = Table(
         "exchange participants with a pre score: completers only, inverse-probability weighted "
         "(MAR given engagement and pre score), delta-adjusted (MNAR) and the tipping point.",
 )
+RES_RELIABILITY_GROUPS = Table(
+    "res_reliability_groups",
+    _cols("instrument:VARCHAR, scale:VARCHAR, wave:VARCHAR, group_by:VARCHAR, group:VARCHAR, "
+          "n:INTEGER, n_items:INTEGER, alpha:DOUBLE, alpha_ci_low:DOUBLE, alpha_ci_high:DOUBLE, "
+          "omega:DOUBLE, below_threshold:BOOLEAN, small_n:BOOLEAN, suppressed:VARCHAR"),
+    doc="Cronbach's alpha (Feldt CI) and McDonald's omega (one-factor ML model) per scale and "
+        "wave, overall and per language the survey was taken in and per country.",
+)
+RES_FLOOR_CEILING = Table(
+    "res_floor_ceiling",
+    _cols("instrument:VARCHAR, scale:VARCHAR, wave:VARCHAR, n:INTEGER, scale_min:DOUBLE, "
+          "scale_max:DOUBLE, n_floor:INTEGER, n_ceiling:INTEGER, floor_share:DOUBLE, "
+          "ceiling_share:DOUBLE, floor_effect:BOOLEAN, ceiling_effect:BOOLEAN, "
+          "suppressed:VARCHAR"),
+    doc="Share of scored respondents at the scale's minimum and maximum per scale and wave, "
+        "flagged above 15% (Terwee et al. 2007).",
+)
+RES_INVARIANCE = Table(
+    "res_invariance",
+    _cols("instrument:VARCHAR, scale:VARCHAR, wave:VARCHAR, item:VARCHAR, language:VARCHAR, "
+          "reference:VARCHAR, n_language:INTEGER, n_reference:INTEGER, shift:DOUBLE, "
+          "delta_r2:DOUBLE, f:DOUBLE, p:DOUBLE, p_holm:DOUBLE, differs:BOOLEAN, verdict:VARCHAR"),
+    doc="Measurement invariance across languages per scale: regression DIF screen of each item "
+        "against the reference language at the pre wave, with a plain verdict per scale.",
+)
 
 RESULT_TABLES: dict[str, Table] = {
     t.name: t for t in (RES_SCALE_SCORES, RES_RELIABILITY, RES_PREPOST, RES_LONGITUDINAL,
                         RES_ATTRITION, RES_ATTRITION_BASELINE)
 }
 RESULT_TABLES[RES_SENSITIVITY.name] = RES_SENSITIVITY
+# Measurement checks (issue 10 §4), appended so the tables above keep their order.
+RESULT_TABLES.update({t.name: t for t in (RES_RELIABILITY_GROUPS, RES_FLOOR_CEILING,
+                                          RES_INVARIANCE)})
 
 # The researcher-facing name of each result table (`python -m analytics export TABLE`), in the
 # order the tables are computed and exported.
@@ -379,6 +413,8 @@ RESULT_EXPORTS: dict[str, Table] = {
               RES_ATTRITION_BASELINE)
 }
 RESULT_EXPORTS[RES_SENSITIVITY.name.removeprefix("res_")] = RES_SENSITIVITY
+RESULT_EXPORTS.update({t.name.removeprefix("res_"): t for t in (
+    RES_RELIABILITY_GROUPS, RES_FLOOR_CEILING, RES_INVARIANCE)})
 
 # ---------------------------------------------------------------------------------------------
 # Dashboard rollups: written by `analytics.derive.rollups.build` in every load (from

@@ -163,6 +163,7 @@ def warnings_and_downloads(_store: dict[str, Any] | None) -> tuple[Any, Any]:
                 "alpha": ("α", _ui.fmt_num), "n": ("n", _ui.fmt_int),
             }, f"Scales below α = {ALPHA_THRESHOLD:.2f}: interpret their results with care",
                 suppressed_col=None)
+    warn = html.Div([warn, _group_warnings()])
     status = _ui.query(loads.result_table_status)
     status = status.assign(state=["computed" if n else "coming" for n in status.rows])
     downloads = _ui.table(pd.DataFrame(status), {
@@ -171,6 +172,30 @@ def warnings_and_downloads(_store: dict[str, Any] | None) -> tuple[Any, Any]:
     }, "Researcher tables for this data version", id_="data-downloads-table",
         suppressed_col=None)
     return warn, downloads
+
+
+def _group_warnings() -> Any:
+    """Languages and countries whose α or ω is below the threshold in some wave, where they
+    have enough respondents to say so (not small_n, not suppressed)."""
+    parts = [_ui.query(outcomes.reliability_groups, by, None) for by in ("language", "country")]
+    rel = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(
+        len(p) for p in parts) else pd.DataFrame()
+    if not len(rel):
+        return None
+    low = rel[rel.below_threshold.fillna(False).astype(bool) & ~rel.small_n.fillna(True)
+              .astype(bool) & ~rel.suppressed.astype(bool)]
+    if not len(low):
+        return html.P(f"Every language and country with enough respondents reaches α and ω ≥ "
+                      f"{ALPHA_THRESHOLD:.2f} in every wave.", id="data-group-reliability")
+    low = low.assign(scale_label=[_ui.scale_label(a, b) for a, b in
+                                  zip(low.instrument, low.scale, strict=True)])
+    return _ui.table(low, {
+        "scale_label": ("scale", _ui.text), "group_by": ("by", _ui.text),
+        "group": ("language / country", _ui.text), "wave": ("wave", _ui.text),
+        "alpha": ("α", _ui.fmt_num), "omega": ("ω", _ui.fmt_num), "n": ("n", _ui.fmt_int),
+    }, f"Languages and countries where α or McDonald's ω is below {ALPHA_THRESHOLD:.2f} (with "
+       "enough respondents): that group's results on the scale are less reliable",
+        id_="data-group-reliability", suppressed_col=None)
 
 
 @callback(Output(DL_FILE, "data"), Output(DL_STATUS, "children"), Output(DL_PENDING, "data"),

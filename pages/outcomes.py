@@ -19,8 +19,9 @@ from analytics import estimands, suppression
 from analytics.read import filters, outcomes
 from analytics.stats.comparison import METHOD_ANCOVA, METHOD_RAW, SMD_THRESHOLD
 from analytics.stats.longitudinal import wave_key, wave_order
+from analytics.stats.measurement import DIF_MIN_N, FLOOR_CEILING_SHARE
 from analytics.stats.prepost import FEW_CLUSTERS
-from analytics.stats.reliability import ALPHA_THRESHOLD
+from analytics.stats.reliability import ALPHA_THRESHOLD, SMALL_N_MIN, SMALL_N_PER_ITEM
 from pages import _ui
 
 PATH = "/outcomes"
@@ -40,6 +41,7 @@ ADJUSTED = "outcomes-adjusted"
 BALANCE = "outcomes-balance"
 RELIABILITY = "outcomes-reliability"
 SENSITIVITY = "outcomes-sensitivity"
+MEASUREMENT = "outcomes-measurement"
 
 EFFECTS = {
     # the design-aware intervals: cluster-robust by exchange (CR2, Satterthwaite df), not the
@@ -103,6 +105,9 @@ def layout(by: str = "modality", effect: str = "hedges_g", scale: str = "",
                                         html.Div(id=COMPARISON)), xl=7),
                 ]
             ),
+            # next to reliability: floor/ceiling and invariance qualify the same scales
+            _ui.section("Measurement across languages: reliability, floor and ceiling, "
+                        "invariance", html.Div(id=MEASUREMENT)),
             _ui.section("Comparison group: raw and adjusted difference, baseline balance",
                         html.Div(id=ADJUSTED), html.Div(id=BALANCE)),
             _ui.section("Mixed model (random intercepts for exchange and participant)",
@@ -277,6 +282,88 @@ def reliability(_store: dict[str, Any] | None) -> Any:
     cols.update({w: (f"α {w}", _ui.text) for w in waves})
     return _ui.table(wide, cols, "Cronbach's α per scale and wave (all participants; "
                      f"⚠ = below {ALPHA_THRESHOLD:.2f}, interpret with care)", suppressed_col=None)
+
+
+def _rel_cell(alpha: Any, omega: Any, low: Any, small: Any, suppressed: Any) -> str:
+    if bool(suppressed):
+        return suppression.SUPPRESSED_LABEL
+    if alpha is None or pd.isna(alpha):
+        return "—"
+    text = f"α {alpha:.2f}" + (f" · ω {omega:.2f}" if pd.notna(omega) else "")
+    if bool(small) if pd.notna(small) else False:
+        text += " (few)"
+    return text + (" ⚠" if (bool(low) if pd.notna(low) else False) else "")
+
+
+@callback(Output(MEASUREMENT, "children"), Input(_ui.FILTERS, "data"))
+def measurement(_store: dict[str, Any] | None) -> Any:
+    """Whether each scale measures the same way in every language (the invariance screen's
+    verdict), its α and ω per language at the pre wave, and its floor and ceiling shares: all
+    program-wide (unfiltered), computed once per data version."""
+    inv = _ui.query(outcomes.invariance)
+    rel = _ui.query(outcomes.reliability_groups, "language", "pre")
+    fc = _ui.query(outcomes.floor_ceiling)
+    if not len(inv) and not len(rel) and not len(fc):
+        return _ui.coming("Measurement across languages", _COMING)
+    parts: list[Any] = []
+    if len(inv):
+        v = inv.drop_duplicates(["instrument", "scale"])
+        v = v.assign(scale_label=[_ui.scale_label(a, b) for a, b in zip(v.instrument, v.scale,
+                                                                        strict=True)])
+        parts.append(_ui.table(v, {"scale_label": ("scale", _ui.text),
+                                   "verdict": ("same meaning in every language?", _ui.text)},
+                               "Measurement invariance across the languages the surveys were "
+                               "taken in (pre wave; differential item functioning screen)",
+                               id_="outcomes-invariance-table", suppressed_col=None))
+    if len(rel):
+        rel = rel.assign(
+            scale_label=[_ui.scale_label(a, b) for a, b in zip(rel.instrument, rel.scale,
+                                                               strict=True)],
+            cell=[_rel_cell(*t) for t in zip(rel.alpha, rel.omega, rel.below_threshold,
+                                             rel.small_n, rel.suppressed, strict=True)])
+        order = rel.groupby("group")["n"].max().sort_values(ascending=False).index
+        wide = rel.pivot_table(index="scale_label", columns="group", values="cell",
+                               aggfunc="first").reindex(columns=order).reset_index()
+        cols: dict[str, tuple[str, Any]] = {"scale_label": ("scale", _ui.text)}
+        cols.update({g: (str(g), _ui.text) for g in order})
+        parts.append(_ui.table(
+            wide, cols, "Reliability per language at the pre wave: Cronbach's α and McDonald's "
+            f"ω (one-factor model); ⚠ = α or ω below {ALPHA_THRESHOLD:.2f}; (few) = fewer than "
+            f"max({SMALL_N_MIN}, {SMALL_N_PER_ITEM} × items) respondents, ω not estimated",
+            id_="outcomes-reliability-languages", suppressed_col=None))
+    if len(fc):
+        fc = fc.assign(
+            scale_label=[_ui.scale_label(a, b) for a, b in zip(fc.instrument, fc.scale,
+                                                               strict=True)],
+            cell=[suppression.SUPPRESSED_LABEL if bool(sup) else
+                  f"{_ui.fmt_pct(lo)} · {_ui.fmt_pct(hi)}"
+                  + (" ⚠" if (bool(fe) if pd.notna(fe) else False)
+                     or (bool(ce) if pd.notna(ce) else False) else "")
+                  for lo, hi, fe, ce, sup in zip(fc.floor_share, fc.ceiling_share,
+                                                 fc.floor_effect, fc.ceiling_effect,
+                                                 fc.suppressed, strict=True)])
+        wide = fc.pivot_table(index="scale_label", columns="wave", values="cell",
+                              aggfunc="first")
+        waves = wave_order(wide.columns)
+        wide = wide[waves].reset_index()
+        cols = {"scale_label": ("scale", _ui.text)}
+        cols.update({w: (f"{w}: floor · ceiling", _ui.text) for w in waves})
+        parts.append(_ui.table(
+            wide, cols, "Share of respondents at the lowest · highest possible score per wave; "
+            f"⚠ = above {FLOOR_CEILING_SHARE:.0%} (Terwee et al. 2007): change cannot be seen "
+            "there; — = a count under k, not shown", id_="outcomes-floor-ceiling",
+            suppressed_col=None))
+    parts.append(html.P(
+        "How to read this: the item wording in Spanish and French is the project's own "
+        "translation, not a validated instrument. Each item is checked at the pre wave against "
+        "the language with most respondents (regression on the rest of the scale, Zumbo 1999; "
+        "an item differs when the difference is significant after Holm's correction and at "
+        f"least moderate, ΔR² ≥ 0.035); languages with fewer than {DIF_MIN_N} complete "
+        "respondents are not checked. Where an item differs, do not compare that scale's means "
+        "or gains across languages without it. Per-country reliability is in the researcher "
+        "table reliability_groups (Data page).",
+        id="measurement-assumptions", className="small text-body-secondary mt-1"))
+    return html.Div(parts)
 
 
 @callback(Output(COMPARISON, "children"), Input(_ui.FILTERS, "data"))

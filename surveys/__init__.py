@@ -18,7 +18,12 @@ from typing import Any
 import yaml
 
 __all__ = ["Instrument", "Scale", "InstrumentError", "load_instruments", "item_index",
-           "SURVEYS_DIR"]
+           "SURVEYS_DIR", "WORDING_LANGUAGES"]
+
+# Every item of an instrument that gives wording has it in each of these languages (ISO 639-1),
+# unless the instrument names its own list (`languages: [en, pt]`). The shipped wordings are the
+# project's own translations, not validated adaptations of published instruments.
+WORDING_LANGUAGES: tuple[str, ...] = ("en", "es", "fr")
 
 # The shipped instruments live beside this file; EXCHANGE_IMPACT_SURVEYS names another folder
 # (a deployment's own instruments, or a test's).
@@ -50,6 +55,7 @@ class Instrument:
     scales: tuple[Scale, ...]
     path: str = ""
     description: str = ""
+    languages: tuple[str, ...] = ()  # ISO 639-1 codes every item has wording in
 
     @property
     def items(self) -> list[str]:
@@ -125,7 +131,43 @@ def parse_instrument(doc: object, path: str = "<memory>") -> Instrument:
         seen.update(s.items)
     if len({s.id for s in scales}) != len(scales):
         raise InstrumentError(f"{path}: two scales share an id")
-    return Instrument(iid, version, title, scales, path, str(doc.get("description", "")))
+    languages = _check_wording(doc, scales, path)
+    return Instrument(iid, version, title, scales, path, str(doc.get("description", "")),
+                      languages)
+
+
+def _check_wording(doc: dict, scales: tuple[Scale, ...], path: str) -> tuple[str, ...]:
+    """The languages every item is worded in; refuse an item that lacks one of them.
+
+    An instrument that gives no wording at all (a data-only instrument, e.g. for a re-analysis)
+    has none. Otherwise each item needs a non-empty text in each language of `languages`
+    (default `WORDING_LANGUAGES`: en, es, fr), and every language key is an ISO 639-1 code.
+    """
+    import pycountry
+
+    if not any(s.wording for s in scales) and "languages" not in doc:
+        return ()
+    langs = doc.get("languages", list(WORDING_LANGUAGES))
+    if (not isinstance(langs, list) or not langs
+            or not all(isinstance(x, str) and x for x in langs)):
+        raise InstrumentError(f"{path}: 'languages' must be a non-empty list of ISO 639-1 codes")
+    for s in scales:
+        for item in s.items:
+            texts = s.wording.get(item) or {}
+            if not isinstance(texts, dict):
+                raise InstrumentError(f"{path} scale '{s.id}': wording of '{item}' must map "
+                                      "language codes to texts")
+            for code in texts:
+                if not isinstance(code, str) or pycountry.languages.get(alpha_2=code) is None:
+                    raise InstrumentError(f"{path} scale '{s.id}': wording of '{item}' has "
+                                          f"language {code!r}, not an ISO 639-1 code")
+            lacking = [c for c in langs
+                       if not isinstance(texts.get(c), str) or not texts[c].strip()]
+            if lacking:
+                raise InstrumentError(
+                    f"{path} scale '{s.id}': item '{item}' has no wording in "
+                    f"{', '.join(lacking)} (every item is worded in {', '.join(langs)})")
+    return tuple(langs)
 
 
 @cache

@@ -86,3 +86,41 @@ def test_adding_a_yaml_file_adds_an_instrument_to_the_loader(tmp_path: Path):
     con.close()
     assert rows == [("wellbeing", "wb_1", 7.0), ("wellbeing", "wb_3", 0.0)]
     assert rejects == [("wb_2", "range")]  # 11 on a 0–10 item
+
+
+def test_every_shipped_item_is_worded_in_english_spanish_and_french():
+    inst = load_instruments(surveys.SURVEYS_DIR)
+    for i in inst.values():
+        assert set(surveys.WORDING_LANGUAGES) <= set(i.languages), i.id
+        for s in i.scales:
+            for item in s.items:
+                texts = {c: s.wording[item][c].strip() for c in ("en", "es", "fr")}
+                assert all(texts.values()), item
+                # three texts, not one copied: a translation differs from the English
+                assert len(set(texts.values())) == 3, item
+
+
+def _worded(**texts: str) -> dict:
+    doc = yaml.safe_load(yaml.safe_dump(GOOD))
+    doc["scales"][0]["wording"] = {i: dict(texts) for i in ("wb_1", "wb_2", "wb_3")}
+    return doc
+
+
+def test_an_item_without_one_of_the_three_languages_is_refused_naming_file_and_item(
+        tmp_path: Path):
+    doc = _worded(en="I feel fine.", es="Me siento bien.", fr="Je me sens bien.")
+    del doc["scales"][0]["wording"]["wb_2"]["fr"]
+    f = tmp_path / "wellbeing.yaml"
+    f.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(InstrumentError) as e:
+        load_instruments(tmp_path)
+    assert str(f) in str(e.value) and "item 'wb_2' has no wording in fr" in str(e.value)
+
+
+def test_wording_languages_are_iso_639_1_and_an_instrument_may_name_its_own():
+    with pytest.raises(InstrumentError, match="language 'spanish', not an ISO 639-1 code"):
+        parse_instrument(_worded(en="a", es="b", fr="c", spanish="d"))
+    own = _worded(en="I feel fine.", pt="Sinto-me bem.")
+    own["languages"] = ["en", "pt"]
+    assert parse_instrument(own).languages == ("en", "pt")
+    assert parse_instrument(GOOD).languages == ()  # no wording at all: a data-only instrument

@@ -25,6 +25,11 @@ What is computed (the pure functions live in `analytics.stats.reliability`, `.pr
 - res_sensitivity: how far dropout moves the gain per scale and later wave (exchange
   participants with a pre score): completers, IPW on engagement and pre score, delta-adjusted
   and tipping point (`analytics.stats.sensitivity`).
+- res_reliability_groups: α (Feldt CI) and McDonald's ω per scale × wave, overall, per language
+  the survey was taken in and per country (`analytics.stats.reliability.reliability_groups`).
+- res_floor_ceiling: share of scored respondents at the scale's minimum and maximum per wave.
+- res_invariance: differential item functioning screen across languages at the pre wave, with
+  a verdict per scale (`analytics.stats.measurement.dif_screen`).
 
 Aggregates are stored suppressed: a group with fewer than k participants
 (`analytics.suppression.MIN_CELL`, the one setting) has ``suppressed = 'n < k'`` and NULL
@@ -786,7 +791,7 @@ def compute_results(
     if {"balance", "comparison"} & per_scale:
         attrs = _with_covariates(con, attrs)
     scores: str | None = None
-    if "scale_scores" in wanted or per_scale:
+    if "scale_scores" in wanted or per_scale or "floor_ceiling" in wanted:
         say("scale scores")
         with step("scale_scores"):
             scores = _sql_scale_scores(con, scores_table)
@@ -824,6 +829,20 @@ def compute_results(
                    else pd.DataFrame(columns=REL_COLUMNS))
             out["reliability"] = _blank_small(rel, "n", k, ["n", "alpha", "alpha_ci_low",
                                                             "alpha_ci_high", "below_threshold"])
+
+    if {"reliability_groups", "invariance"} & set(wanted):
+        say("reliability by language and country, invariance across languages")
+        with step("reliability_groups"):
+            out["reliability_groups"], out["invariance"], dif_s = _measurement(con, items, k)
+        # one pass over the answers feeds both tables; the screen's own time is its timing
+        timings["reliability_groups"] -= dif_s
+        timings["invariance"] = dif_s
+    if "floor_ceiling" in wanted:
+        say("floor and ceiling shares")
+        with step("floor_ceiling"):
+            if scores is None:
+                raise RuntimeError("floor and ceiling shares need the scale scores first")
+            out["floor_ceiling"] = _floor_ceiling(con, scores, items, k)
 
     if per_scale:
         say("pre/post change, longitudinal models, attrition baselines (per scale)")
@@ -904,6 +923,89 @@ def compute_results(
     tables_out = {name: _conform(out[name], RESULT_NAMES[name]) for name in wanted}
     return Results(tables_out, version, utc_now(), min_cell, time.perf_counter() - t_start,
                    timings, models)
+
+
+def _scale_answers(con: duckdb.DuckDBPyConnection, its: pd.DataFrame) -> pd.DataFrame:
+    """One scale's answers, one row per respondent (participant x exchange) and wave, items as
+    columns after reverse coding (min + max − answer), with the language the survey was taken
+    in and the participant's country (ISO 3166-1 alpha-3)."""
+    resp = con.execute(f"""
+        SELECT coalesce(a._unit, {_NO_UNIT} + hash(r.participant_id, r.exchange_id)
+                        % {_NO_UNIT}) AS _unit, r.wave, r.item, r.value, r.language, a.country
+        FROM {schema.RESPONSES.name} r LEFT JOIN {_ATTRS} a
+          ON a.participant = r.participant_id AND a.exchange_id = r.exchange_id
+        WHERE r.item IN (SELECT unnest(?::VARCHAR[])) AND r.value IS NOT NULL
+    """, [list(its["item"].astype(str))]).df()
+    if not len(resp):
+        return pd.DataFrame(columns=["_unit", "wave", "language", "country",
+                                     *its["item"].astype(str)])
+    meta = its.set_index(its["item"].astype(str))
+    lo = resp["item"].map(meta["min"]).astype(float)
+    hi = resp["item"].map(meta["max"]).astype(float)
+    rev = resp["item"].map(meta["reverse"]).astype(bool)
+    resp["value"] = np.where(rev, lo + hi - resp["value"], resp["value"])
+    keys = ["_unit", "wave"]
+    wide = resp.pivot_table(index=keys, columns="item", values="value", aggfunc="first")
+    groups = resp.groupby(keys)[["language", "country"]].first()
+    return wide.join(groups).reset_index()
+
+
+def _measurement(con: duckdb.DuckDBPyConnection, items: pd.DataFrame, k: int
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+    """res_reliability_groups (α and ω per wave, overall, per language and per country; rows
+    under k respondents suppressed) and res_invariance (DIF screen across languages at the pre
+    wave), one scale's answers at a time; and the seconds the DIF screen took."""
+    from analytics.stats.measurement import DIF_COLUMNS, dif_screen
+    from analytics.stats.reliability import GROUP_OUTPUT_COLUMNS, reliability_groups
+    from analytics.suppression import suppress
+
+    rel_parts, dif_parts = [], []
+    dif_s = 0.0
+    for (inst, sc), its in items.groupby(["instrument", "scale"], sort=True):
+        wide = _scale_answers(con, its)
+        if not len(wide):
+            continue
+        cols = [c for c in its["item"].astype(str) if c in wide.columns]
+        rel_parts.append(reliability_groups(wide, items=cols, instrument=str(inst),
+                                            scale=str(sc), min_n=k))
+        pre = wide[wide["wave"] == "pre"]
+        if len(pre):
+            t0 = time.perf_counter()
+            dif_parts.append(dif_screen(pre, items=cols, instrument=str(inst), scale=str(sc)))
+            dif_s += time.perf_counter() - t0
+        del wide
+    rel = (pd.concat(rel_parts, ignore_index=True) if rel_parts
+           else pd.DataFrame(columns=GROUP_OUTPUT_COLUMNS))
+    rel = suppress(rel, n="n", k=k, keep=["n_items"])
+    dif = (pd.concat(dif_parts, ignore_index=True) if dif_parts
+           else pd.DataFrame(columns=DIF_COLUMNS))
+    return rel, dif, dif_s
+
+
+def _floor_ceiling(con: duckdb.DuckDBPyConnection, scores: str, items: pd.DataFrame,
+                   k: int) -> pd.DataFrame:
+    """res_floor_ceiling per scale and wave from the stored scale scores. A wave under k scored
+    respondents is suppressed; a floor or ceiling count from 1 to k − 1 is blanked with its
+    share (a subset under k, as the dashboard's rule says); 0 stays 0."""
+    from analytics.stats.measurement import FLOOR_CEILING_COLUMNS, floor_ceiling
+    from analytics.suppression import suppress
+
+    parts = []
+    for (inst, sc), its in items.groupby(["instrument", "scale"], sort=True):
+        d = con.execute(f"SELECT wave, score FROM {scores} WHERE instrument = ? AND scale = ? "
+                        "AND score IS NOT NULL", [str(inst), str(sc)]).df()
+        if len(d):
+            parts.append(floor_ceiling(d, instrument=str(inst), scale=str(sc),
+                                       scale_min=float(its["min"].iloc[0]),
+                                       scale_max=float(its["max"].iloc[0])))
+    out = (pd.concat(parts, ignore_index=True) if parts
+           else pd.DataFrame(columns=FLOOR_CEILING_COLUMNS))
+    out = suppress(out, n="n", k=k, keep=["scale_min", "scale_max"])
+    for end in ("floor", "ceiling"):
+        few = pd.to_numeric(out[f"n_{end}"], errors="coerce").between(1, k - 1)
+        for c in (f"n_{end}", f"{end}_share"):
+            out[c] = out[c].astype("object" if out[c].dtype == bool else out[c].dtype).mask(few)
+    return out
 
 
 def _write_table(con: duckdb.DuckDBPyConnection, table: schema.Table, df: pd.DataFrame) -> None:

@@ -15,7 +15,13 @@ from typing import Any
 
 from analytics import estimands
 from analytics.derive.materialise import GROUP_DIMENSIONS
-from analytics.stats.reliability import ALPHA_THRESHOLD
+from analytics.stats.measurement import (
+    DIF_ALPHA,
+    DIF_DELTA_R2,
+    DIF_MIN_N,
+    FLOOR_CEILING_SHARE,
+)
+from analytics.stats.reliability import ALPHA_THRESHOLD, SMALL_N_MIN, SMALL_N_PER_ITEM
 from etl import schema
 
 __all__ = [
@@ -415,6 +421,123 @@ METHODS.update({
         "A comparison person's exchange is the one their class was matched to: the cluster, "
         "and the matching stratum of the model's modality terms. "
         + estimands.DID_ASSUMPTION + " " + estimands.ANCOVA_ASSUMPTION
+    ),
+})
+
+# Measurement checks (issue 10 §4): reliability by language and country, floor and ceiling,
+# invariance across languages. Appended, so the entries above keep their order.
+DESCRIPTIONS.update({
+    "reliability_groups": {
+        "instrument": "instrument id",
+        "scale": "scale id",
+        "wave": "survey wave",
+        "group_by": "all (every respondent of the wave), language (the language the survey "
+                    "was taken in: responses.language, ISO 639-1) or country (the "
+                    "participant's institution's country, ISO 3166-1 alpha-3)",
+        "group": "the language code or country code; 'all' for group_by = all",
+        "n": "respondents (participant × exchange) of the group with at least one answer to "
+             "the scale in the wave",
+        "n_items": "items of the scale answered in the group and wave",
+        "alpha": "Cronbach's alpha, pairwise-complete covariances, reverse-coded items recoded "
+                 "(as res_reliability)",
+        "alpha_ci_low": "lower bound of Feldt's 95% CI of alpha",
+        "alpha_ci_high": "upper bound of Feldt's 95% CI of alpha",
+        "omega": "McDonald's omega (total) = (Σλ)² / ((Σλ)² + Σψ) from a one-factor "
+                 "maximum-likelihood model of the pairwise-complete covariance matrix "
+                 "(model-implied variance of the sum in the denominator, as MBESS "
+                 "ci.reliability(type = 'omega') and semTools reliability()); empty with "
+                 "fewer than 3 items or when small_n (too few to fit a factor model)",
+        "below_threshold": f"true when alpha or omega < {ALPHA_THRESHOLD:.2f}",
+        "small_n": f"true when n < max({SMALL_N_MIN}, {SMALL_N_PER_ITEM} × n_items): too few "
+                   "respondents for a stable estimate (omega not estimated)",
+        "suppressed": _SUPPRESSED,
+    },
+    "floor_ceiling": {
+        "instrument": "instrument id",
+        "scale": "scale id",
+        "wave": "survey wave",
+        "n": "respondents (participant × exchange) with a valid scale score in the wave",
+        "scale_min": "lowest possible score (the items' minimum)",
+        "scale_max": "highest possible score (the items' maximum)",
+        "n_floor": "respondents scoring exactly scale_min (every answered item at its lowest "
+                   "after reverse coding); empty when from 1 to k − 1 (a subset under k), "
+                   "0 stays 0",
+        "n_ceiling": "respondents scoring exactly scale_max; empty when from 1 to k − 1",
+        "floor_share": "n_floor / n; empty where n_floor is",
+        "ceiling_share": "n_ceiling / n; empty where n_ceiling is",
+        "floor_effect": f"true when floor_share > {FLOOR_CEILING_SHARE:.0%} (Terwee et al. "
+                        "2007): change at the bottom of the scale cannot be seen",
+        "ceiling_effect": f"true when ceiling_share > {FLOOR_CEILING_SHARE:.0%} (Terwee et al. "
+                          "2007): gains of those at the top cannot be seen",
+        "suppressed": _SUPPRESSED,
+    },
+    "invariance": {
+        "instrument": "instrument id",
+        "scale": "scale id",
+        "wave": "the wave the check uses: pre (before any exchange effect)",
+        "item": "item tested (reverse-coded items recoded); empty when the scale had fewer "
+                "than two languages to compare",
+        "language": "the language (ISO 639-1) compared with the reference",
+        "reference": "the reference language: the one with most respondents who answered "
+                     "every item of the scale",
+        "n_language": "respondents in the language who answered every item of the scale",
+        "n_reference": "respondents in the reference language who answered every item",
+        "shift": "uniform difference of the item in the language, in answer points, at the "
+                 "same rest score: coefficient of the language in OLS item ~ rest + language "
+                 "(rest = sum of the scale's other items)",
+        "delta_r2": "R² of item ~ rest + language + rest:language minus R² of item ~ rest "
+                    "(the DIF effect size, Zumbo 1999)",
+        "f": "F statistic of the two language terms (2 df; uniform and non-uniform DIF), "
+             "statsmodels compare_f_test",
+        "p": "p value of f",
+        "p_holm": "Holm-adjusted p over every item × language test of the scale (R "
+                  "p.adjust(p, 'holm'))",
+        "differs": f"true when p_holm < {DIF_ALPHA} and delta_r2 ≥ {DIF_DELTA_R2} (Jodoin & "
+                   "Gierl 2001's boundary of moderate DIF): the item does not measure the same "
+                   "way in this language",
+        "verdict": "the scale's plain verdict, on each of its rows: 'invariant across …', "
+                   "'item X differs in Y', or 'too few per language' (fewer than two "
+                   f"languages with {DIF_MIN_N} or more complete respondents); languages with "
+                   f"fewer than {DIF_MIN_N} are named as not checked",
+    },
+})
+METHODS.update({
+    "reliability_groups": (
+        "Internal consistency per instrument × scale × wave, for all respondents, per language "
+        "the survey was taken in and per country: Cronbach's alpha with Feldt's 95% CI (as "
+        "res_reliability) and McDonald's omega (total) from a one-factor maximum-likelihood "
+        "model (McDonald 1999), fitted by Fisher scoring on the pairwise-complete covariance "
+        "matrix (analytics.stats.reliability.one_factor_ml, held equal to semopy's one-factor "
+        "CFA and checked against the known omega of simulated congeneric data). Flagged when "
+        f"alpha or omega < {ALPHA_THRESHOLD:.2f}, and small_n when n < max({SMALL_N_MIN}, "
+        f"{SMALL_N_PER_ITEM} × items) (Feldt's interval and a factor model need more; omega is "
+        "then not estimated). A group with fewer than k respondents is suppressed. A low "
+        "value in one language or country, with enough respondents, says the scale holds "
+        "together less well there: read that group's results with care."
+    ),
+    "floor_ceiling": (
+        "Share of respondents with a valid scale score who score exactly the scale's minimum "
+        "(floor) or maximum (ceiling), per instrument × scale × wave, flagged above "
+        f"{FLOOR_CEILING_SHARE:.0%} (Terwee et al. 2007, J Clin Epidemiol 60:34-42). A scale "
+        "with a ceiling effect cannot show the gains of those at the top, so its mean change "
+        "understates the change. Counts from 1 to k − 1 are left empty with their share; a "
+        "wave with fewer than k scored respondents is suppressed."
+    ),
+    "invariance": (
+        "Does each scale measure the same way in every language it was answered in? A "
+        "differential item functioning (DIF) screen at the pre wave, per item and per language "
+        "against the reference language (most respondents), on respondents who answered every "
+        "item: OLS item ~ rest vs item ~ rest + language + rest:language (rest = sum of the "
+        "scale's other items; Zumbo 1999's regression framework with a linear model for the "
+        "Likert item), F test of the two language terms, Holm-adjusted over the scale's tests, "
+        f"effect size ΔR²; an item differs when p_holm < {DIF_ALPHA} and ΔR² ≥ {DIF_DELTA_R2} "
+        "(Jodoin & Gierl 2001). Languages with fewer than "
+        f"{DIF_MIN_N} complete respondents are not checked. Chosen instead of a multi-group "
+        "CFA (configural / metric / scalar, ΔCFI ≤ .01, Chen 2007) because semopy 2.3.11 "
+        "cannot hold parameters equal across groups (it fits each group separately); the "
+        "screen names the item and language that differ. A scale with an item that differs "
+        "should not be compared across languages (means, gains) without dropping or "
+        "re-examining that item; the translations are the project's own, not validated."
     ),
 })
 

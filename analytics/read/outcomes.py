@@ -25,7 +25,8 @@ from etl import schema
 
 __all__ = ["prepost_results", "prepost_extremes", "reliability", "longitudinal", "wave_means",
            "comparison_difference", "gain_moments", "COMPARISON_COLUMNS", "balance",
-           "comparison_results", "sensitivity"]
+           "comparison_results", "sensitivity", "reliability_groups",
+           "floor_ceiling", "invariance"]
 
 
 def _result(cur: duckdb.DuckDBPyConnection, table: schema.Table, where: str = "",
@@ -92,6 +93,43 @@ def prepost_extremes(cur: duckdb.DuckDBPyConnection, f: Filters, k: int = 3
 @cached
 def reliability(cur: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return _result(cur, schema.RES_RELIABILITY, "ORDER BY instrument, scale, wave")
+
+
+def _resuppressed(df: pd.DataFrame) -> pd.DataFrame:
+    """A stored table with `n` and `suppressed`, through the small-cell rule at today's k: a
+    row stored as suppressed (at the k of its computation) counts as n missing."""
+    if not len(df):
+        return df.assign(suppressed=pd.Series(dtype=bool))
+    stored = (df.suppressed.notna() & (df.suppressed.astype("string") != "")).to_numpy(bool)
+    keep = [c for c in ("n_items", "scale_min", "scale_max") if c in df.columns]
+    out = sql.suppress(df.drop(columns="suppressed").assign(_n=df.n.mask(stored)), "_n",
+                       keep=keep)
+    return out.drop(columns="_n")
+
+
+@cached
+def reliability_groups(cur: duckdb.DuckDBPyConnection, group_by: str = "language",
+                       wave: str | None = "pre") -> pd.DataFrame:
+    """α and ω of one grouping (all, language, country) at one wave, or every wave when `wave`
+    is None (res_reliability_groups), suppressed under k."""
+    df = _result(cur, schema.RES_RELIABILITY_GROUPS,
+                 "WHERE group_by = $g AND (wave = $w OR $w IS NULL) "
+                 "ORDER BY instrument, scale, wave, \"group\"", {"g": group_by, "w": wave})
+    return _resuppressed(df)
+
+
+@cached
+def floor_ceiling(cur: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Floor and ceiling shares per scale and wave (res_floor_ceiling), suppressed under k."""
+    df = _result(cur, schema.RES_FLOOR_CEILING, "ORDER BY instrument, scale, wave")
+    return _resuppressed(df)
+
+
+@cached
+def invariance(cur: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The invariance (DIF) screen across languages (res_invariance): one row per scale x item x
+    language tested, with the scale's verdict on each row."""
+    return _result(cur, schema.RES_INVARIANCE, "ORDER BY instrument, scale, item, language")
 
 
 @cached
