@@ -148,7 +148,7 @@ def test_nested_fit_checks_inputs():
     X = np.ones((4, 1))
     with pytest.raises(ValueError, match="integer codes"):
         fit_nested_intercepts(np.ones(4), X, np.array([0.5, 1, 2, 3]), np.zeros(4, int))
-    with pytest.raises(ValueError, match="must match"):
+    with pytest.raises(ValueError, match="matching lengths"):
         fit_nested_intercepts(np.ones(4), X, np.arange(3), np.zeros(4, int))
 
 
@@ -250,3 +250,30 @@ def test_the_derive_step_stores_network_rows_beside_the_exchange_level(tmp_path)
     t = out.set_index("term")
     assert {"var_network", "icc_network", "icc_exchange_pre", "n_networks"} <= set(t.index)
     assert t.loc["n_networks", "estimate"] == 8
+
+
+@pytest.mark.parametrize("exchange", [None, "exchange"])
+@pytest.mark.parametrize("design", [{}, {"group": "modality"},
+                                    {"group": "modality", "comparison": "comp"}])
+def test_scores_the_design_reproduces_exactly_are_not_estimable_not_a_crash(exchange, design):
+    """Every answer the same (a tiny or test program) left a zero residual sum of squares that
+    the REML gradient divided by, failing the whole load; now the scale is 'not_estimable'."""
+    n = 30
+    d = pd.DataFrame({"participant": np.repeat(np.arange(n), 3),
+                      "wave": np.tile(["pre", "post", "followup"], n), "score": 2.5,
+                      "exchange": np.repeat(np.arange(n) % 3, 3),
+                      "modality": np.repeat(np.where(np.arange(n) % 2, "virtual", "physical"), 3),
+                      "comp": np.repeat(np.arange(n) % 5 == 0, 3)})
+    out = longitudinal_model(d, instrument=None, scale=None, exchange=exchange, **design)
+    assert list(out["term"]) == ["not_estimable"] and not out["converged"].any()
+    # the same when the scores differ only by wave: the fixed effects reproduce them
+    d["score"] = d["wave"].map({"pre": 3.0, "post": 3.5, "followup": 3.25})
+    out = longitudinal_model(d, instrument=None, scale=None, exchange=exchange, **design)
+    assert list(out["term"]) == ["not_estimable"]
+
+
+def test_network_rows_are_left_out_when_every_baseline_score_is_the_same():
+    from analytics.stats.longitudinal import network_levels
+
+    d = _networked(6, 1, 0.05).assign(score=3.0)
+    assert network_levels(d, exchange="exchange", network="network").empty

@@ -103,6 +103,40 @@ class RandomInterceptFit:
         return self.var_participant / total if total > 0 else float("nan")
 
 
+def _checked_inputs(y: np.ndarray, X: np.ndarray, codes: dict[str, np.ndarray],
+                    names: Sequence[str] | None, se_method: str
+                    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The checks both REML fits make before fitting: shapes, integer level codes, finite
+    values, more rows than fixed effects, names, the SE method, and something left to model:
+    scores that the fixed effects reproduce exactly (e.g. every answer the same) have no
+    variance to split between levels, so they are refused here rather than dividing by a zero
+    residual sum of squares. Returns y and X as float arrays and the column names."""
+    y = np.asarray(y, dtype=float)
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or y.ndim != 1 or any(c.ndim != 1 or len(c) != len(y)
+                                         for c in codes.values()) or len(X) != len(y):
+        raise ValueError(f"y (N,), X (N, p) and {', '.join(codes)} (N,) must have matching "
+                         "lengths")
+    for nm, arr in codes.items():
+        if not np.issubdtype(arr.dtype, np.integer) or (len(arr) and arr.min() < 0):
+            raise ValueError(f"{nm} must be non-negative integer codes (use pd.factorize)")
+    if not (np.isfinite(y).all() and np.isfinite(X).all()):
+        raise ValueError("y and X must be finite; drop missing values first")
+    N, p = X.shape
+    if N <= p:
+        raise ValueError(f"need more observations ({N}) than fixed effects ({p})")
+    out_names = list(names) if names is not None else [f"x{k}" for k in range(p)]
+    if len(out_names) != p:
+        raise ValueError("names must have one entry per column of X")
+    if se_method not in ("conditional", "observed"):
+        raise ValueError("se_method must be 'conditional' or 'observed'")
+    resid = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
+    if float(resid @ resid) <= 1e-20 * max(float(y @ y), 1.0) * N:
+        raise ValueError("the scores are reproduced exactly by the fixed effects (e.g. every "
+                         "answer the same): no variance is left to estimate")
+    return y, X, out_names
+
+
 def fit_random_intercept(
     y: np.ndarray,
     X: np.ndarray,
@@ -148,23 +182,9 @@ def fit_random_intercept(
     >>> np.round(f.beta, 4).tolist(), round(math.sqrt(f.var_participant), 3)
     ([251.4051, 10.4673], 37.124)
     """
-    y = np.asarray(y, dtype=float)
-    X = np.asarray(X, dtype=float)
     g = np.asarray(groups)
-    if X.ndim != 2 or y.ndim != 1 or g.ndim != 1 or not (len(y) == len(X) == len(g)):
-        raise ValueError("y (N,), X (N, p) and groups (N,) must have matching lengths")
-    if not np.issubdtype(g.dtype, np.integer) or (len(g) and g.min() < 0):
-        raise ValueError("groups must be non-negative integer codes (use pd.factorize)")
-    if not (np.isfinite(y).all() and np.isfinite(X).all()):
-        raise ValueError("y and X must be finite; drop missing values first")
+    y, X, names = _checked_inputs(y, X, {"groups": g}, names, se_method)
     N, p = X.shape
-    if N <= p:
-        raise ValueError(f"need more observations ({N}) than fixed effects ({p})")
-    names = list(names) if names is not None else [f"x{k}" for k in range(p)]
-    if len(names) != p:
-        raise ValueError("names must have one entry per column of X")
-    if se_method not in ("conditional", "observed"):
-        raise ValueError("se_method must be 'conditional' or 'observed'")
 
     G = int(g.max()) + 1
     counts = np.bincount(g, minlength=G)
@@ -392,26 +412,10 @@ def fit_nested_intercepts(
     >>> f.n_exchanges, f.n_units, bool(0.1 < f.var_exchange < 0.6)
     (30, 600, True)
     """
-    y = np.asarray(y, dtype=float)
-    X = np.asarray(X, dtype=float)
     u_in = np.asarray(units)
     x_in = np.asarray(exchanges)
-    if X.ndim != 2 or y.ndim != 1 or not (len(y) == len(X) == len(u_in) == len(x_in)):
-        raise ValueError("y (N,), X (N, p), units (N,) and exchanges (N,) must match")
-    for arr, nm in ((u_in, "units"), (x_in, "exchanges")):
-        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer) or (
-                len(arr) and arr.min() < 0):
-            raise ValueError(f"{nm} must be non-negative integer codes (use pd.factorize)")
-    if not (np.isfinite(y).all() and np.isfinite(X).all()):
-        raise ValueError("y and X must be finite; drop missing values first")
+    y, X, names = _checked_inputs(y, X, {"units": u_in, "exchanges": x_in}, names, se_method)
     N, p = X.shape
-    if N <= p:
-        raise ValueError(f"need more observations ({N}) than fixed effects ({p})")
-    names = list(names) if names is not None else [f"x{k}" for k in range(p)]
-    if len(names) != p:
-        raise ValueError("names must have one entry per column of X")
-    if se_method not in ("conditional", "observed"):
-        raise ValueError("se_method must be 'conditional' or 'observed'")
 
     xc, _ = pd.factorize(x_in)
     G = int(xc.max()) + 1
@@ -837,7 +841,10 @@ def network_levels(
     keep = np.linalg.matrix_rank(X) == X.shape[1]
     if not keep:
         X = X[:, :1]
-    fit = fit_nested_intercepts(d[outcome].to_numpy(float), X, x_codes, n_codes)
+    try:
+        fit = fit_nested_intercepts(d[outcome].to_numpy(float), X, x_codes, n_codes)
+    except (ValueError, np.linalg.LinAlgError):  # e.g. every baseline score the same
+        return pd.DataFrame(rows, columns=["term", "estimate"])
     s2n, s2x, s2e = fit.var_exchange, fit.var_participant, fit.var_residual
     total = s2n + s2x + s2e
     rows += [("var_network", s2n), ("icc_network", s2n / total if total > 0 else float("nan")),
