@@ -182,8 +182,9 @@ def _group_warnings() -> Any:
         len(p) for p in parts) else pd.DataFrame()
     if not len(rel):
         return None
-    low = rel[rel.below_threshold.fillna(False).astype(bool) & ~rel.small_n.fillna(True)
-              .astype(bool) & ~rel.suppressed.astype(bool)]
+    below = rel.below_threshold.astype("boolean").fillna(False).to_numpy(bool)
+    small = rel.small_n.astype("boolean").fillna(True).to_numpy(bool)
+    low = rel[below & ~small & ~rel.suppressed.astype(bool).to_numpy(bool)]
     if not len(low):
         return html.P(f"Every language and country with enough respondents reaches α and ω ≥ "
                       f"{ALPHA_THRESHOLD:.2f} in every wave.", id="data-group-reliability")

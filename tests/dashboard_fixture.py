@@ -284,6 +284,32 @@ def _results(con) -> None:
     con.executemany(
         f"INSERT INTO {schema.RES_SENSITIVITY.name} VALUES "
         f"({', '.join(['?'] * len(schema.RES_SENSITIVITY.columns))})", sens)
+    # Measurement across languages (issue 10 §4): alpha/omega per language, one scale whose
+    # item differs in Spanish, floor/ceiling with a ceiling effect.
+    rg = []
+    for s_, (a, o) in [("openness", (0.81, 0.82)), ("adaptability", (0.64, 0.66))]:
+        rg.append(("icc", s_, "pre", "all", "all", 600, 4, a, a - 0.03, a + 0.03, o, a < 0.7,
+                   False, ""))
+        for lang, n in [("en", 350), ("es", 180), ("fr", 62), ("pt", 8)]:
+            small = n < 10
+            rg.append(("icc", s_, "pre", "language", lang, None if small else n, 4,
+                       None if small else a - 0.01, None if small else a - 0.06,
+                       None if small else a + 0.04, None if small or n < 40 else o,
+                       None if small else a < 0.7, None if small else n < 40,
+                       "n < 10" if small else ""))
+    con.executemany(f"INSERT INTO {schema.RES_RELIABILITY_GROUPS.name} VALUES "
+                    f"({', '.join(['?'] * len(schema.RES_RELIABILITY_GROUPS.columns))})", rg)
+    # 6 at the floor: a count from 1 to k − 1, stored blank with its share
+    fc = [("icc", s_, w, 600, 1.0, 5.0, None, nc, None, nc / 600, False, nc / 600 > 0.15, "")
+          for s_, nc in [("openness", 40), ("adaptability", 110)] for w in ("pre", "post")]
+    con.executemany(f"INSERT INTO {schema.RES_FLOOR_CEILING.name} VALUES "
+                    f"({', '.join(['?'] * len(schema.RES_FLOOR_CEILING.columns))})", fc)
+    inv = [("icc", "openness", "pre", "icc_1", "es", "en", 180, 350, 0.02, 0.001, 1.1, 0.33,
+            1.0, False, "invariant across en, es (not checked, fewer than 100: fr, pt)"),
+           ("icc", "adaptability", "pre", "icc_6", "es", "en", 180, 350, 0.9, 0.09, 60.2, 1e-9,
+            1e-8, True, "item icc_6 differs in es (not checked, fewer than 100: fr, pt)")]
+    con.executemany(f"INSERT INTO {schema.RES_INVARIANCE.name} VALUES "
+                    f"({', '.join(['?'] * len(schema.RES_INVARIANCE.columns))})", inv)
 
 
 if __name__ == "__main__":

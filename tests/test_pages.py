@@ -126,7 +126,7 @@ def _screenshot(dash_duo, name: str) -> None:
             break
         height = new
         time.sleep(0.5)
-    driver.set_window_size(1400, min(max(height + 160, 900), 4500))
+    driver.set_window_size(1400, min(max(height + 160, 900), 6500))
     time.sleep(0.8)
     driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
     driver.set_window_size(1400, 1000)
