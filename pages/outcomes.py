@@ -97,14 +97,10 @@ def layout(by: str = "modality", effect: str = "hedges_g", scale: str = "",
                 html.Div(id=FOREST_NOTE),
                 _ui.graph(FOREST, "Forest plot of pre-to-post effects by group"),
             ),
-            dbc.Row(
-                [
-                    dbc.Col(_ui.section("Reliability (Cronbach's α)", html.Div(id=RELIABILITY)),
-                            xl=5),
-                    dbc.Col(_ui.section("Participants vs comparison group",
-                                        html.Div(id=COMPARISON)), xl=7),
-                ]
-            ),
+            # full width each: the comparison table has nine columns and wrapped into a
+            # scrolling box beside reliability
+            _ui.section("Reliability (Cronbach's α)", html.Div(id=RELIABILITY)),
+            _ui.section("Participants vs comparison group", html.Div(id=COMPARISON)),
             # next to reliability: floor/ceiling and invariance qualify the same scales
             _ui.section("Measurement across languages: reliability, floor and ceiling, "
                         "invariance", html.Div(id=MEASUREMENT)),
