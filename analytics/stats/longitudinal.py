@@ -455,7 +455,9 @@ def fit_nested_intercepts(
     tt = np.bincount(xk, weights=t, minlength=G * K).reshape(G, K)
     nn = np.bincount(xk, weights=ni.astype(float), minlength=G * K).reshape(G, K)
 
-    def pieces(lp: float, lx: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+    def blocks(lp: float, lx: float) -> tuple[np.ndarray, ...]:
+        """a_i, c_i (per unit size), R_x, r_x, m_x, d_x (per exchange), then X'H^-1X,
+        X'H^-1y and y'H^-1y: the quantities of the method above at (lam_p, lam_x)."""
         a = 1.0 / (1.0 + m * lp)
         c = lp * a
         R = np.einsum("xkj,k->xj", T, a)
@@ -465,6 +467,10 @@ def fit_nested_intercepts(
         A = XtX - np.einsum("k,kij->ij", c, Ms) - (R * d[:, None]).T @ R
         b = Xty - c @ vs - R.T @ (d * r)
         yHy = yty - float(c @ ws) - float(d @ (r * r))
+        return a, c, R, r, mx, d, A, b, yHy
+
+    def pieces(lp: float, lx: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+        *_, mx, _d, A, b, yHy = blocks(lp, lx)
         logdetH = float(cnt @ np.log1p(m * lp)) + float(np.log1p(lx * mx).sum())
         return A, b, yHy, logdetH
 
@@ -488,15 +494,7 @@ def fit_nested_intercepts(
         """Analytic gradient of `negll` in (log lam_p, log lam_x): d rss = d(y'H^-1y)
         - 2 beta' d b + beta' dA beta (envelope), d log|A| = tr(A^-1 dA)."""
         lp, lx = lam(theta)
-        a = 1.0 / (1.0 + m * lp)
-        c = lp * a
-        R = np.einsum("xkj,k->xj", T, a)
-        r = tt @ a
-        mx = nn @ a
-        d = lx / (1.0 + lx * mx)
-        A = XtX - np.einsum("k,kij->ij", c, Ms) - (R * d[:, None]).T @ R
-        b = Xty - c @ vs - R.T @ (d * r)
-        yHy = yty - float(c @ ws) - float(d @ (r * r))
+        a, c, R, r, mx, d, A, b, yHy = blocks(lp, lx)
         beta_ = np.linalg.solve(A, b)
         rss = yHy - float(beta_ @ b)
         Ainv_ = np.linalg.inv(A)
