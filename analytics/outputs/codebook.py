@@ -134,7 +134,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
                         "exchanges and is rough; read it with care",
         "hedges_g_ci_low_cr2": "lower bound of the design-aware 95% CI of the population "
                                "delta_av (what hedges_g estimates): diff_ci_low_cr2 / s_av, "
-                               "s_av = sqrt((sd_pre² + sd_post²) / 2) taken as known; the "
+                               "s_av = sqrt((sd_pre² + sd_post²) / 2) taken as known (s_av "
+                               "is the total SD, between and within exchanges: Hedges 2007's "
+                               "delta_T for clustered designs, J Educ Behav Stat 32(4)); the "
                                "interval the dashboard shows",
         "hedges_g_ci_high_cr2": "upper bound of the design-aware 95% CI of delta_av: "
                                 "diff_ci_high_cr2 / s_av",
