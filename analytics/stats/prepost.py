@@ -44,14 +44,14 @@ shown as they are), and, with the method named next to each column:
     factor between t and d_av, taken as fixed (the noncentral-t interval Algina, Keselman &
     Penfield 2005 studied for two repeated measures). Coverage 0.95-0.97 at n = 10 for r in
     [0, 0.95], delta_av in [0, 2] (tests/test_prepost.py simulates it).
-    ``hedges_g_ci_low_cr2``/``_high_cr2``: the design-aware interval of delta_av the pages
-    show: the CR2 interval of the mean change divided by s_av, s_av taken as known (its
-    sampling error is small next to the between-exchange one; s_av is the total SD, so g
-    stays Hedges 2007's delta_T for clustered designs, J Educ Behav Stat 32(4)). Coverage
-    0.94-0.97 with an exchange ICC of 0.05-0.10 and 8-30 exchanges of equal or unequal size, where the plain
-    interval covers 0.6-0.84 (tests/test_prepost_design.py). Inverting the noncentral t at the
-    CR2 t and its Satterthwaite df instead over-covers (0.97-0.985 at 30 exchanges): that df
-    measures the SE's uncertainty, not an SD's.
+    ``hedges_g_ci_low_cr2``/``_high_cr2``: the design-aware interval of delta_av the pages show:
+    the CR2 interval of the mean change divided by s_av, s_av taken as known (its sampling error
+    is small next to the between-exchange one; s_av is the total SD, so g stays Hedges 2007's
+    delta_T for clustered designs, J Educ Behav Stat 32(4)). Coverage 0.94-0.97 with an exchange
+    ICC of 0.05-0.10 and 8-30 exchanges of equal or unequal size, where the plain interval
+    covers 0.6-0.84 (tests/test_prepost_design.py). Inverting the noncentral t at the CR2 t and
+    its Satterthwaite df instead over-covers (0.97-0.985 at 30 exchanges): that df measures the
+    SE's uncertainty, not an SD's.
 
 Groups with fewer than k complete pairs (default 10) are suppressed (see `suppression`).
 """
