@@ -99,8 +99,11 @@ def _layout(path: Path, text_path: Path) -> dict[str, Any]:
     tags = [t.strip().lstrip("\ufeff") for t in recs[0]]
     while tags and not tags[-1]:  # the legacy export's trailing comma
         tags.pop()
-    if len(recs) < 2:
-        raise RefusedFile(str(path), "ends inside its header rows (a truncated export?)")
+    if len(recs) < 2 or len(recs[1]) < len(tags) or (
+            len(recs) > 2 and recs[2] and recs[2][0].lstrip().startswith("{")
+            and len(recs[2]) < len(tags)):
+        raise RefusedFile(str(path), "ends inside its header rows: a truncated or damaged "
+                                     "export? Export it again")
     texts = recs[1]
     import_ids: list[str] = [""] * len(tags)
     zones: dict[str, str] = {}
@@ -118,15 +121,18 @@ def _layout(path: Path, text_path: Path) -> dict[str, Any]:
                 import_ids[i] = str(meta.get("ImportId", ""))
                 if meta.get("timeZone"):
                     zones[tags[i].lower()] = str(meta["timeZone"])
-    # The lines the header records span (a question text may hold a line break).
-    _, lines, _ = _records(head, n_header)
+    # DuckDB's `skip` counts records, so a question text with a line break needs no care.
     low = [t.lower() for t in tags]
     dup = sorted({t for t in low if t and low.count(t) > 1})
     if dup:
         raise RefusedFile(str(path), f"has duplicate export tags {', '.join(dup)}: give the "
                                      "questions unique export tags in Qualtrics and export again")
-    return {"tags": tags, "texts": [(texts[i] if i < len(texts) else "") for i in range(len(tags))],
-            "import_ids": import_ids, "zones": zones, "header_rows": n_header, "lines": lines,
+    more, _, _ = _records(head, n_header + 1)
+    return {"empty": len(more) == n_header and len(head) < (4 << 20), "tags": tags,
+            # Data rows may carry one more (empty) value than the header (a trailing comma).
+            "width": max(len(recs[0]), len(more[n_header]) if len(more) > n_header else 0),
+            "texts": [(texts[i] if i < len(texts) else "") for i in range(len(tags))],
+            "import_ids": import_ids, "zones": zones, "header_rows": n_header,
             "separator": delim, "version": "three header rows (ImportId JSON)" if n_header == 3
             else "legacy two header rows"}
 
@@ -193,25 +199,33 @@ def _read(path: Path, text: Path, lay: dict[str, Any], mapping: dict, notes: lis
           ) -> pa.Table:
     tags: list[str] = lay["tags"]
     low = [t.lower() for t in tags]
+    if lay["empty"]:
+        notes.append("the export has no responses")
+        return _empty(lay, mapping)
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
         try:
             con.execute(
                 f"CREATE TABLE raw AS SELECT * FROM read_csv({_sql(str(text))}, header = false, "
-                f"skip = {lay['lines']}, all_varchar = true, delim = {_sql(lay['separator'])}, "
-                "quote = '\"', escape = '\"', strict_mode = false, null_padding = true, "
-                "auto_detect = true, sample_size = -1)")
+                f"skip = {lay['header_rows']}, all_varchar = true, "
+                f"delim = {_sql(lay['separator'])}, quote = '\"', escape = '\"', "
+                "strict_mode = true, null_padding = false, auto_detect = false, columns = {"
+                + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(lay["width"])) + "})")
             width = len(con.execute("DESCRIBE raw").fetchall())
         except duckdb.Error as e:
-            msg = str(e).strip().splitlines()
-            if "No data" in str(e) or "empty" in str(e).lower():
-                return _empty(lay, mapping)
-            raise RefusedFile(str(path), f"cannot be read as a Qualtrics CSV "
-                                         f"({msg[0] if msg else type(e).__name__})") from None
-        names = [f"column{i}" for i in range(width)]
-        actual = [r[0] for r in con.execute("DESCRIBE raw").fetchall()]
-        names = actual
+            # Qualtrics writes every value of every row: a short or long row is damage
+            # (a truncated download, an edit in a text editor), refused rather than padded.
+            line = re.search(r"CSV Error on Line: (\d+)", str(e))
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise RefusedFile(str(path), (
+                f"line {line.group(1)} has another number of values than the header "
+                f"({len(tags)} columns)" if line else f"cannot be read as a Qualtrics CSV "
+                f"({first})") + ": a truncated or damaged export? Export it again") from None
+        if not con.execute("SELECT count(*) FROM raw").fetchall()[0][0]:
+            notes.append("the export has no responses")
+            return _empty(lay, mapping)
+        names = [r[0] for r in con.execute("DESCRIBE raw").fetchall()]
         if width < len(tags):
             # null_padding gives short rows NULLs; a file narrower than its header is broken.
             raise RefusedFile(str(path), f"its data rows have {width} columns but the header "
