@@ -4,6 +4,7 @@ responses counted, identifiers never stored in clear, the legacy layout, refusal
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import shutil
@@ -253,3 +254,48 @@ def test_a_damaged_mapping_is_one_line(wh: Path, tmp_path: Path):
     assert res.returncode == 1
     assert res.stderr.strip().startswith(f"error: {m}: refused: mapping is not valid YAML")
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+# -- the registry and a round trip ------------------------------------------------------------
+
+def test_registry_tolerates_a_missing_reader_and_leaves_contract_files_alone(tmp_path: Path,
+                                                                              monkeypatch):
+    from etl import sources
+
+    monkeypatch.setattr(sources, "MODULES", ("qualtrics", "no_such_reader"))
+    assert list(sources.available()) == ["qualtrics"]
+    assert detect(write_qualtrics(tmp_path / "x.csv")) is qualtrics
+    assert detect(P.write_csv(tmp_path / "responses.csv", P.RESPONSES)) is None
+    with pytest.raises(Exception, match="--format no_such_reader: no reader"):
+        sources.by_name("no_such_reader", tmp_path / "x.csv")
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=12)
+_row = st.tuples(
+    st.from_regex(r"[A-Za-z0-9_.@-]{1,12}", fullmatch=True),  # ExternalReference
+    st.lists(st.sampled_from(["1", "2", "3", "4", "5", ""]), min_size=4, max_size=4),
+    _text,  # free text, may hold commas, quotes and line breaks
+    st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2099, 12, 31)),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(_row, min_size=1, max_size=8), legacy=st.booleans())
+def test_random_rows_written_as_an_export_read_back_the_same(tmp_path: Path, rows, legacy):
+    f = tmp_path / f"r{len(rows)}{legacy}.csv"
+    full = [(ext, "", ("", ""), "", "1", "100", "0", when.strftime("%Y-%m-%d %H:%M:00"),
+             ans, txt) for ext, ans, txt, when in rows]
+    write_qualtrics(f, full, legacy=legacy, zone=None)
+    items = {f"Q1_{i}": f"icc_{i}" for i in range(1, 5)}
+    t = qualtrics.read(f, {"items": items}, [])
+    first = 3 if legacy else 4
+    assert t.column("_row").to_pylist() == list(range(first, first + len(rows)))
+    assert t.column("participant_id").to_pylist() == [r[0] for r in rows]
+    for i in range(1, 5):
+        assert t.column(f"icc_{i}").to_pylist() == [r[1][i - 1] or None for r in rows]
+    assert t.column("submitted_at").to_pylist() == [
+        r[3].strftime("%Y-%m-%dT%H:%M:00") for r in rows]
