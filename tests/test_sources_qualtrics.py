@@ -299,3 +299,18 @@ def test_random_rows_written_as_an_export_read_back_the_same(tmp_path: Path, row
         assert t.column(f"icc_{i}").to_pylist() == [r[1][i - 1] or None for r in rows]
     assert t.column("submitted_at").to_pylist() == [
         r[3].strftime("%Y-%m-%dT%H:%M:00") for r in rows]
+
+
+def test_utf16_tab_separated_export_reads_as_the_csv_does(tmp_path: Path):
+    """Qualtrics' "TSV" download is UTF-16 LE with a byte order mark and tabs."""
+    f = write_qualtrics(tmp_path / "export.csv")
+    rows = list(csv.reader(io.StringIO(f.read_text(encoding="utf-8"))))
+    buf = io.StringIO()
+    csv.writer(buf, delimiter="\t", lineterminator="\r\n").writerows(rows)
+    tsv = tmp_path / "export.tsv"
+    tsv.write_bytes(b"\xff\xfe" + buf.getvalue().encode("utf-16-le"))
+    assert detect(tsv) is qualtrics
+    notes: list[str] = []
+    assert qualtrics.read(tsv, MAPPING, notes) == qualtrics.read(f, MAPPING, [])
+    assert "read as UTF-16 (byte order mark)" in notes
+    assert qualtrics.describe(tsv)["separator"] == "\t"
