@@ -314,3 +314,29 @@ def test_utf16_tab_separated_export_reads_as_the_csv_does(tmp_path: Path):
     assert qualtrics.read(tsv, MAPPING, notes) == qualtrics.read(f, MAPPING, [])
     assert "read as UTF-16 (byte order mark)" in notes
     assert qualtrics.describe(tsv)["separator"] == "\t"
+
+
+def test_a_mapping_naming_an_unknown_item_is_refused_before_anything_loads(wh: Path,
+                                                                           tmp_path: Path):
+    f = write_qualtrics(tmp_path / "export.csv")
+    m = write_mapping(tmp_path / "m.yaml", {"items": {"QID7_1": "icc_1", "QID7_2": "icc_99"},
+                                            "wave": "followup", "exchange": "E1"})
+    res = P.run_etl("load", str(f), "--mapping", str(m), "--warehouse", str(wh))
+    assert res.returncode == 1
+    assert f"{f}: refused: the mapping names item icc_99, in no instrument" in res.stdout
+    assert q(wh, "SELECT count(*) FROM responses WHERE wave = 'followup'") == [(0,)]
+
+
+def test_what_a_reader_trips_over_is_one_refusal_not_a_traceback(tmp_path: Path, monkeypatch):
+    import duckdb
+
+    from etl import sources
+
+    def broken(path, mapping, notes):
+        raise duckdb.ConversionException("Conversion Error: could not convert\nmore detail")
+
+    monkeypatch.setattr(qualtrics, "read", broken)
+    with duckdb.connect() as con, pytest.raises(sources.RefusedFile) as e:
+        sources.stage(con, qualtrics, tmp_path / "x.csv", {}, {}, [])
+    assert e.value.problem == ("cannot be read as a qualtrics export (Conversion Error: could "
+                               "not convert)")

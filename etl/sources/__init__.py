@@ -17,6 +17,7 @@ table `src_raw` of trimmed text columns and the view `src` with `_row`.
 from __future__ import annotations
 
 import codecs
+import csv
 import importlib
 import re
 from pathlib import Path
@@ -140,7 +141,14 @@ def stage(con: duckdb.DuckDBPyConnection, mod: ModuleType, path: Path, mapping: 
     The reader's columns become trimmed text (empty = NULL); `fill` adds the contract columns
     the file does not carry (wave, exchange_id from --wave/--exchange or the mapping).
     """
-    data = mod.read(path, mapping, notes)
+    try:
+        data = mod.read(path, mapping, notes)
+    except (duckdb.Error, pa.ArrowException, OSError, ValueError, csv.Error) as e:
+        # A reader refuses what it knows is wrong; anything its parsers trip over in a damaged
+        # file is still one line naming the file, never a traceback.
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RefusedFile(str(path), f"cannot be read as a {mod.FORMAT} export ({first})"
+                          ) from None
     if not isinstance(data, pa.Table) or "_row" not in data.column_names:
         raise RefusedFile(str(path), f"the {mod.FORMAT} reader gave no `_row` column "
                                      "(a bug in the reader)")

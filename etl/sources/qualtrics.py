@@ -147,7 +147,8 @@ def describe(path: Path) -> dict[str, Any]:
     return lay
 
 
-def _item_of(tags: list[str], import_ids: list[str], mapping: dict) -> dict[int, str]:
+def _item_of(path: Path, tags: list[str], import_ids: list[str], mapping: dict
+             ) -> dict[int, str]:
     """Column position -> instrument item id, from the mapping or a tag that is an item id."""
     items = set(surveys.item_index(surveys.load_instruments()))
     given = {str(k).strip().lower(): str(v).strip() for k, v in (mapping.get("items") or {}).items()
@@ -161,6 +162,12 @@ def _item_of(tags: list[str], import_ids: list[str], mapping: dict) -> dict[int,
             target = readers.normalise_name(tag)
         if target is not None:
             out[i] = target
+    unknown = sorted({t for t in given.values() if t not in items})
+    if unknown:
+        raise RefusedFile(
+            str(path), f"the mapping names item{'s' if len(unknown) > 1 else ''} "
+                       f"{', '.join(unknown)}, in no instrument (surveys/*.yaml); "
+                       f"known items look like {', '.join(sorted(items)[:4])} …")
     return out
 
 
@@ -201,7 +208,7 @@ def _read(path: Path, text: Path, lay: dict[str, Any], mapping: dict, notes: lis
     low = [t.lower() for t in tags]
     if lay["empty"]:
         notes.append("the export has no responses")
-        return _empty(lay, mapping)
+        return _empty(path, lay, mapping)
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -224,7 +231,7 @@ def _read(path: Path, text: Path, lay: dict[str, Any], mapping: dict, notes: lis
                 f"({first})") + ": a truncated or damaged export? Export it again") from None
         if not con.execute("SELECT count(*) FROM raw").fetchall()[0][0]:
             notes.append("the export has no responses")
-            return _empty(lay, mapping)
+            return _empty(path, lay, mapping)
         names = [r[0] for r in con.execute("DESCRIBE raw").fetchall()]
         if width < len(tags):
             # null_padding gives short rows NULLs; a file narrower than its header is broken.
@@ -263,7 +270,7 @@ def _read(path: Path, text: Path, lay: dict[str, Any], mapping: dict, notes: lis
                 notes.append(f"{not_real:,} preview, test or spam response"
                              f"{'s' if not_real > 1 else ''} (Status) not loaded")
         pid = _participant_col(path, tags, low, col, con, mapping)
-        items = _item_of(tags, lay["import_ids"], mapping)
+        items = _item_of(path, tags, lay["import_ids"], mapping)
         if not items:
             raise RefusedFile(
                 str(path), "no question is mapped to an instrument item: list them under "
@@ -329,8 +336,8 @@ def _participant_col(path: Path, tags: list[str], low: list[str], col: dict[str,
                                  "mapping, e.g. 'participant: Q5' (an embedded data field)")
 
 
-def _empty(lay: dict[str, Any], mapping: dict) -> pa.Table:
-    items = _item_of(lay["tags"], lay["import_ids"], mapping)
+def _empty(path: Path, lay: dict[str, Any], mapping: dict) -> pa.Table:
+    items = _item_of(path, lay["tags"], lay["import_ids"], mapping)
     cols = {"_row": pa.array([], pa.int64()), "participant_id": pa.array([], pa.string()),
             "submitted_at": pa.array([], pa.string())}
     cols.update({item: pa.array([], pa.string()) for item in items.values()})
@@ -340,7 +347,7 @@ def _empty(lay: dict[str, Any], mapping: dict) -> pa.Table:
 def mapping_template(path: Path) -> str:
     """A starting mapping YAML: every question with its text, matched items filled in."""
     lay = describe(path)
-    items = _item_of(lay["tags"], lay["import_ids"], {})
+    items = _item_of(path, lay["tags"], lay["import_ids"], {})
     low = [t.lower() for t in lay["tags"]]
     pid = next((lay["tags"][low.index(c)] for c in PARTICIPANT_DEFAULTS if c in low), "")
     zone = next(iter(lay["zones"].values()), "")
