@@ -340,3 +340,21 @@ def test_what_a_reader_trips_over_is_one_refusal_not_a_traceback(tmp_path: Path,
         sources.stage(con, qualtrics, tmp_path / "x.csv", {}, {}, [])
     assert e.value.problem == ("cannot be read as a qualtrics export (Conversion Error: could "
                                "not convert)")
+
+
+@pytest.mark.parametrize(("recorded", "mapping", "zone", "expected"), [
+    ("2026-06-20T08:00:00Z", {}, "America/Denver", "2026-06-20T08:00:00Z"),  # offset kept
+    ("2026-06-20 08:00:00", {"timezone": "Asia/Tokyo"}, None, "2026-06-19T23:00:00+00:00"),
+    ("2026-06-20 08:00:00", {}, None, "2026-06-20T08:00:00"),  # naive: the institution's zone
+    ("06/20/2026 08:00", {"timezone": "UTC"}, None, "2026-06-20T08:00:00+00:00"),
+    ("20/06/2026 08:00", {"timezone": "UTC", "dayfirst": True}, None,
+     "2026-06-20T08:00:00+00:00"),
+    ("not a date", {}, None, "not a date"),  # passed on: the loader rejects it with its row
+])
+def test_recorded_dates_with_offsets_zones_and_day_first(tmp_path: Path, recorded, mapping,
+                                                         zone, expected):
+    row = list(RESPONSES[0])
+    row[7] = recorded
+    f = write_qualtrics(tmp_path / "export.csv", [tuple(row)], zone=zone)
+    t = qualtrics.read(f, {**MAPPING, **mapping}, [])
+    assert t.column("submitted_at").to_pylist() == [expected]
