@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from rich.console import Console
 
-from etl import schema
+from etl import schema, sources
 from etl.errors import EtlError
 from etl.warehouse import DEFAULT_WAREHOUSE
 
@@ -37,6 +37,9 @@ EPILOG = """examples:
   python -m etl load exports/                         load a folder, in dependency order
   python -m etl load events_march.csv --kind events   load one file, kind given
   python -m etl status --warehouse /srv/ei/warehouse.duckdb
+  python -m etl mapping new qualtrics_pre.csv         start a mapping for an export
+  python -m etl inspect qualtrics_pre.csv --mapping qualtrics_pre.mapping.yaml
+  python -m etl load qualtrics_pre.csv --mapping qualtrics_pre.mapping.yaml --wave pre
 """
 
 
@@ -89,6 +92,29 @@ def _parser() -> argparse.ArgumentParser:
                          "without changing the warehouse")
     ld.add_argument("--wait", type=float, default=600.0, metavar="SECONDS",
                     help="how long to wait for another load to finish (default 600), e.g. --wait 0")
+    _source_args(ld)
+    ins = sub.add_parser(
+        "inspect", parents=[common], help="say what files are and what loading them would do",
+        description="Per file: detected format, encoding, separator, header rows, row count, "
+                    "date range, how its columns map onto the contract, and what a load would "
+                    "reject and why. The warehouse is not changed (a private copy is used).",
+        epilog="example: python -m etl inspect exports/qualtrics_pre.csv --mapping program.yaml",
+    )
+    ins.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders")
+    ins.add_argument("--kind", choices=schema.LOAD_ORDER, help="what contract files hold")
+    _source_args(ins)
+    mp = sub.add_parser("mapping", help="write a starting mapping for an export",
+                        description="Mappings say what an export cannot: which question is "
+                                    "which item, who the participant is, wave and exchange.")
+    msub = mp.add_subparsers(dest="mapping_command", required=True, metavar="ACTION")
+    mn = msub.add_parser("new", help="write a starting mapping YAML from a file's headers",
+                         epilog="example: python -m etl mapping new exports/qualtrics_pre.csv")
+    mn.add_argument("file", type=Path, metavar="FILE", help="the export")
+    mn.add_argument("--out", type=Path, metavar="PATH",
+                    help="where to write it (default: FILE's name + .mapping.yaml beside it)")
+    mn.add_argument("--format", choices=[f for f in sources.FORMATS if f not in ("auto", "csv")],
+                    help="the export's format, when it is not recognised")
+    mn.add_argument("--force", action="store_true", help="write over an existing mapping")
     dm = sub.add_parser(
         "demo", parents=[common], help="generate the demo program and load it",
         description="Write a generated program in the contract's formats (with the true effects "
@@ -108,6 +134,20 @@ def _parser() -> argparse.ArgumentParser:
         epilog="example: python -m etl status --warehouse data/warehouse.duckdb",
     )
     return p
+
+
+def _source_args(p: argparse.ArgumentParser) -> None:
+    """The options of exports (Qualtrics, Zoom, ...): format, mapping, wave and exchange."""
+    p.add_argument("--format", choices=sources.FORMATS, default="auto",
+                   help="the files' format (default auto: an export a reader recognises, else a "
+                        "contract file; csv: the contract only), e.g. --format qualtrics")
+    p.add_argument("--mapping", type=Path, metavar="FILE.yaml",
+                   help="the program's mapping (python -m etl mapping new FILE writes one), "
+                        "e.g. --mapping exports/program.yaml")
+    p.add_argument("--wave", metavar="W",
+                   help="the wave of survey exports that do not say, e.g. --wave pre")
+    p.add_argument("--exchange", metavar="ID",
+                   help="the exchange of exports that do not say, e.g. --exchange E1")
 
 
 def _print_reports(reports: list[FileReport], console: Console, quiet: bool) -> int:
@@ -142,6 +182,9 @@ def cmd_load(args: argparse.Namespace, console: Console, err: Console) -> int:
             args.paths, args.warehouse, kind=args.kind, source=getattr(args, "source", None),
             replace=getattr(args, "replace", False), force=getattr(args, "force", False),
             dry_run=dry_run, progress=steps.say, lock_timeout=args.wait,
+            fmt=getattr(args, "format", None),
+            mapping=sources.load_mapping(getattr(args, "mapping", None)),
+            wave=getattr(args, "wave", None), exchange=getattr(args, "exchange", None),
             on_wait=lambda: err.print(f"waiting for another load of {args.warehouse} to finish "
                                       f"(up to {args.wait:.0f} s)…", highlight=False),
         )
@@ -167,6 +210,31 @@ def _print_dry_run(reports: list[FileReport], console: Console) -> None:
                           f"removed, {unchanged:,} unchanged (nothing was written)")
     if not totals:
         console.print("dry run: nothing would be loaded (nothing was written)")
+
+
+def cmd_inspect(args: argparse.Namespace, console: Console, err: Console) -> int:
+    """Print what each file is and what a load would do; exit 1 if one cannot be read."""
+    from etl.inspect import inspect_paths
+
+    found = inspect_paths(args.paths, args.warehouse, fmt=args.format, kind=args.kind,
+                          mapping=sources.load_mapping(args.mapping), wave=args.wave,
+                          exchange=args.exchange)
+    for ins in found:
+        if ins.refused:
+            err.print(f"error: {ins.text()}", highlight=False, markup=False)
+        else:
+            console.print(ins.text(), highlight=False, markup=False)
+    return EXIT_ERROR if any(i.refused for i in found) else EXIT_OK
+
+
+def cmd_mapping(args: argparse.Namespace, console: Console, err: Console) -> int:
+    from etl.inspect import mapping_new
+
+    out = mapping_new(args.file, args.out, fmt=args.format, force=args.force)
+    console.print(f"wrote {out}: fill in the items, wave and exchange, then "
+                  f"'python -m etl inspect {args.file} --mapping {out}'", highlight=False,
+                  markup=False)
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace, console: Console, err: Console) -> int:
@@ -321,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         console = Console(highlight=False, soft_wrap=True, width=160)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
-        return {"load": cmd_load, "demo": cmd_demo, "status": cmd_status}[args.command](
+        return {"load": cmd_load, "demo": cmd_demo, "status": cmd_status, "inspect": cmd_inspect,
+                "mapping": cmd_mapping}[args.command](
             args, console, err)
     except EtlError as e:
         err.print(f"error: {e}", highlight=False, markup=False)

@@ -20,13 +20,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import duckdb
 import pandas as pd
 import pycountry
 
 import surveys
-from etl import languages, phases, privacy, readers, rules, schema
+from etl import languages, phases, privacy, readers, rules, schema, sources
 from etl.errors import DeriveFailed, EtlError, RefusedFile
 from etl.pseudonym import check_key, hmac_sql, resolve_key
 from etl.warehouse import DEFAULT_WAREHOUSE, NoChange, build_next, damaged, data_version
@@ -143,6 +144,20 @@ def _prepare_lookups(con: duckdb.DuckDBPyConnection) -> None:
     con.unregister("_items_df")
 
 
+def _reader_of(path: Path, fmt: str | None, kind: str | None) -> ModuleType | None:
+    """The source reader of a file that is not in the contract's shape (None: a contract file)."""
+    if fmt in (None, "auto"):
+        mod = sources.detect(path)
+    elif fmt == "csv":
+        return None
+    else:
+        mod = sources.by_name(fmt, path)
+    if mod is not None and kind and kind != mod.KIND:
+        raise RefusedFile(str(path), f"is a {mod.FORMAT} export, which holds {mod.KIND}, not "
+                                     f"--kind {kind}")
+    return mod
+
+
 def _kind_of(path: Path, kind: str | None, con: duckdb.DuckDBPyConnection) -> str:
     if kind:
         if kind not in schema.CONTRACT_KINDS:
@@ -170,8 +185,10 @@ class _FileLoader:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, kind: str, key: bytes,
                  batch_id: int, sha: str, source: str, *, replace: bool = False,
-                 force: bool = False) -> None:
+                 force: bool = False, reader: ModuleType | None = None,
+                 mapping: dict | None = None, fill: dict[str, str] | None = None) -> None:
         self.con, self.path, self.kind, self.key = con, path, kind, key
+        self.reader, self.mapping, self.fill = reader, mapping or {}, fill or {}
         self.batch_id, self.sha, self.source = batch_id, sha, source
         self.replace, self.force = replace, force
         self.table = schema.TABLES[kind]
@@ -193,8 +210,13 @@ class _FileLoader:
 
     # -- reading -------------------------------------------------------------------------------
     def read(self) -> list[str]:
-        cols = readers.read_into(self.con, self.path, "src", kind=self.kind,
-                                 notes=self.report.notes)
+        if self.reader is not None:  # an export (Qualtrics, Zoom, ...) reshaped by its reader
+            self.report.notes.append(f"read as a {self.reader.FORMAT} export")
+            cols = sources.stage(self.con, self.reader, self.path, self.mapping, self.fill,
+                                 self.report.notes)
+        else:
+            cols = readers.read_into(self.con, self.path, "src", kind=self.kind,
+                                     notes=self.report.notes)
         contract = set(self.table.column_names) - {"batch_id"}
         if self.kind in PARTICIPANT_KINDS:
             identifying = sorted(set(cols) & schema.IDENTIFYING_COLUMNS)
@@ -220,10 +242,13 @@ class _FileLoader:
         missing = [c for c in self.table.required
                    if c not in cols and c not in ("instrument", "item", "value")]
         if missing:
+            fillable = [f"--{c.split('_')[0]}" for c in missing if c in ("wave", "exchange_id")]
             raise RefusedFile(
                 str(self.path),
                 f"missing required column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-                f"for {self.kind} (found: {', '.join(cols[:12])})",
+                f"for {self.kind} (found: {', '.join(cols[:12])})"
+                + (f": give {' and '.join(fillable)} or put them in the mapping"
+                   if fillable and self.reader is not None else ""),
             )
         if unknown:
             # A header row may be data (an e-mail as a column name): notes are masked too.
@@ -580,6 +605,10 @@ def load_paths(
     progress: Callable[[str], None] | None = None,
     lock_timeout: float = 600.0,
     on_wait: Callable[[], None] | None = None,
+    fmt: str | None = None,
+    mapping: dict | None = None,
+    wave: str | None = None,
+    exchange: str | None = None,
 ) -> list[FileReport]:
     """Load files and folders; return one report per file. Raises `EtlError` for what stops all.
 
@@ -592,6 +621,11 @@ def load_paths(
     removes more than half of it, unless `force`). `source` names the source of a single file
     (default: its absolute path). `dry_run` does everything but the swap: the reports say what
     would be added, changed and removed, and the live warehouse is not touched.
+
+    A file that is not in the contract's shape is read by the source reader that recognises it
+    (`etl.sources`), or the one `fmt` names (`csv`: the contract reader only), with `mapping`
+    (a program's mapping YAML as a dict); `wave` and `exchange` fill those columns where the
+    file has none. Everything after reading is the same for every format.
 
     A load finishes its own work: before the swap it runs the derive step
     (`analytics.derive.materialise.refresh`: result tables, day facts, rollups) on the next file,
@@ -616,9 +650,14 @@ def load_paths(
             privacy.mask_stored_personal_data(con)
             _prepare_lookups(con)
             kinds: dict[Path, str] = {}
+            reader_of: dict[Path, ModuleType | None] = {}
+            fill = sources.fill_values(mapping or {}, wave, exchange)
+            if fmt in (None, "auto") and (mapping or {}).get("format"):
+                fmt = str((mapping or {})["format"])  # the mapping names its export's format
             for f in files:
                 try:
-                    kinds[f] = _kind_of(f, kind, con)
+                    mod = reader_of[f] = _reader_of(f, fmt, kind)
+                    kinds[f] = mod.KIND if mod is not None else _kind_of(f, kind, con)
                 except RefusedFile as e:
                     reports.append(FileReport(str(f), None, "refused", problem=e.problem,
                                               source=source_of(f, source)))
@@ -627,6 +666,13 @@ def load_paths(
             for f in order:
                 started = dt.datetime.now(dt.UTC)
                 sha = hashes[f].result()
+                mod = reader_of[f]
+                if mod is not None:
+                    # What an export loads depends on its mapping too: the same file read with
+                    # another mapping or --wave is another content.
+                    sha = hashlib.sha256(repr((sha, mod.FORMAT, sorted(
+                        (mapping or {}).items(), key=str), sorted(fill.items()))).encode()
+                    ).hexdigest()
                 src = source_of(f, source)
                 prior = con.execute(
                     "SELECT batch_id, file FROM load_batches WHERE sha256 = ? AND kind = ? "
@@ -640,7 +686,7 @@ def load_paths(
                 batch_id = con.execute(
                     "SELECT coalesce(max(batch_id), 0) + 1 FROM load_batches").fetchall()[0][0]
                 fl = _FileLoader(con, f, kinds[f], key, batch_id, sha, src, replace=replace,
-                                 force=force)
+                                 force=force, reader=reader_of[f], mapping=mapping, fill=fill)
                 try:
                     # Read before the transaction: rows a transaction adds get provisional rowids
                     # (from 2**55), and rowid is how a row's number in the file is known.

@@ -1,0 +1,188 @@
+"""Readers of what programs actually export (survey tools, LMS logs, video platforms).
+
+Each format is one module `etl/sources/<name>.py` with
+    FORMAT: str   the name `--format` uses ("qualtrics", "zoom", "moodle", ...)
+    KIND: str     the contract kind it yields ("responses" or "events")
+    sniff(path, head) -> bool                   head: the file's first ~64 KB as text
+    read(path, mapping, notes) -> pyarrow.Table the contract columns of KIND as strings plus
+                                                `_row` (int64, the record's number in the file)
+and optionally `describe(path) -> dict` (what `python -m etl inspect` and `mapping new` show:
+header rows, separator, questions). A reader only reshapes: validation, pseudonymisation and
+writing stay in `etl.load`, so every format gets the contract loader's guarantees.
+
+`stage()` puts a reader's table where `etl.readers.read_into` puts a contract file: the TEMP
+table `src_raw` of trimmed text columns and the view `src` with `_row`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import importlib
+import re
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import yaml
+
+from etl.errors import RefusedFile
+
+__all__ = ["MODULES", "FORMATS", "available", "detect", "by_name", "load_mapping", "stage",
+           "head_text", "fill_values", "describe"]
+
+# Tried in this order by `detect`; the first whose sniff says yes reads the file.
+MODULES = ("qualtrics", "zoom", "moodle")
+FORMATS = ("auto", "csv", *MODULES)
+HEAD_BYTES = 64 << 10
+# Keys a mapping may give for every format; each reader documents its own (items, participant...).
+FILL_KEYS = {"wave": "wave", "exchange": "exchange_id"}
+
+
+def available() -> dict[str, ModuleType]:
+    """The reader modules that import; one missing (not written yet) is tolerated."""
+    out: dict[str, ModuleType] = {}
+    for name in MODULES:
+        try:
+            out[name] = importlib.import_module(f"etl.sources.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"etl.sources.{name}":
+                raise  # a module that exists but imports something missing is a real error
+    return out
+
+
+def head_text(path: Path) -> str:
+    """The first ~64 KB as text: by byte order mark, else UTF-8, else Windows-1252."""
+    with open(path, "rb") as f:
+        raw = f.read(HEAD_BYTES)
+    for bom, codec in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+                       (codecs.BOM_UTF16_BE, "utf-16")):
+        if raw.startswith(bom):
+            return raw.decode(codec, errors="ignore")
+    if b"\0" in raw[:4096]:
+        le = raw[1::2].count(0) > raw[0::2].count(0)
+        return raw.decode("utf-16-le" if le else "utf-16-be", errors="ignore")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start > len(raw) - 4:  # a character cut by the 64 KB boundary
+            return raw[:e.start].decode("utf-8")
+        return raw.decode("cp1252", errors="replace")
+
+
+def detect(path: Path) -> ModuleType | None:
+    """The reader whose sniff recognises the file, or None (a contract file, or unknown)."""
+    try:
+        head = head_text(path)
+    except OSError:
+        return None
+    for mod in available().values():
+        try:
+            if mod.sniff(path, head):
+                return mod
+        except Exception:  # a sniffer must never stop detection of the other formats
+            continue
+    return None
+
+
+def by_name(fmt: str, path: Path) -> ModuleType:
+    mods = available()
+    if fmt not in mods:
+        raise RefusedFile(str(path), f"--format {fmt}: no reader for it in this version (readers: "
+                               f"{', '.join(sorted(mods)) or 'none'}, or csv for the contract)")
+    return mods[fmt]
+
+
+def load_mapping(path: Path | None) -> dict:
+    """A program's mapping YAML as a dict ({} without one); one clear line when it is broken."""
+    if path is None:
+        return {}
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except OSError as e:
+        raise RefusedFile(str(path), f"mapping cannot be read ({e.strerror or e})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RefusedFile(str(path), f"mapping is not valid YAML ({first})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RefusedFile(str(path), "mapping must be a YAML mapping (key: value lines), e.g. "
+                                     "'wave: pre' and 'items: {QID1: icc_1}'")
+    items = data.get("items")
+    if items is not None and not isinstance(items, dict):
+        raise RefusedFile(str(path), "mapping's 'items' must map question ids to item ids, e.g. "
+                                     "'items: {QID1: icc_1, Q2_1: icc_2}'")
+    return data
+
+
+def fill_values(mapping: dict, wave: str | None, exchange: str | None) -> dict[str, str]:
+    """Contract columns to fill where a file has none: the command line over the mapping."""
+    out = {col: str(mapping[key]) for key, col in FILL_KEYS.items()
+           if mapping.get(key) not in (None, "")}
+    if wave:
+        out["wave"] = wave
+    if exchange:
+        out["exchange_id"] = exchange
+    return out
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s\-]+", "_", str(name).strip().lower().lstrip("\ufeff"))
+
+
+def stage(con: duckdb.DuckDBPyConnection, mod: ModuleType, path: Path, mapping: dict,
+          fill: dict[str, str], notes: list[str], table: str = "src") -> list[str]:
+    """Read the file with `mod` into TEMP table `<table>_raw` and view `<table>`; return columns.
+
+    The reader's columns become trimmed text (empty = NULL); `fill` adds the contract columns
+    the file does not carry (wave, exchange_id from --wave/--exchange or the mapping).
+    """
+    try:
+        data = mod.read(path, mapping, notes)
+    except (duckdb.Error, pa.ArrowException, OSError, ValueError, csv.Error) as e:
+        # A reader refuses what it knows is wrong; anything its parsers trip over in a damaged
+        # file is still one line naming the file, never a traceback.
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RefusedFile(str(path), f"cannot be read as a {mod.FORMAT} export ({first})"
+                          ) from None
+    if not isinstance(data, pa.Table) or "_row" not in data.column_names:
+        raise RefusedFile(str(path), f"the {mod.FORMAT} reader gave no `_row` column "
+                                     "(a bug in the reader)")
+    cols = [c for c in data.column_names if c != "_row"]
+    names = [_norm(c) for c in cols]
+    select = [f'NULLIF(trim(CAST("{c}" AS VARCHAR)), \'\') AS "{n}"' for c, n in zip(
+        cols, names, strict=True)]
+    for col, value in fill.items():
+        if col in names:
+            notes.append(f"{col} taken from the file; '{value}' (--{col.split('_')[0]} or "
+                         "the mapping) only fills rows where it is empty")
+            i = names.index(col)
+            select[i] = (f'coalesce(NULLIF(trim(CAST("{cols[i]}" AS VARCHAR)), \'\'), '
+                         f"{_sql_str(value)}) AS \"{col}\"")
+        else:
+            select.append(f'{_sql_str(value)} AS "{col}"')
+            names.append(col)
+    con.execute(f'DROP VIEW IF EXISTS "{table}"')
+    con.execute(f'DROP TABLE IF EXISTS "{table}_raw"')
+    con.register("_source_arrow", data)
+    try:
+        con.execute(f'CREATE TEMP TABLE "{table}_raw" AS SELECT {", ".join(select)}, '
+                    '_row::BIGINT AS _row FROM _source_arrow')
+    finally:
+        con.unregister("_source_arrow")
+    con.execute(f'CREATE TEMP VIEW "{table}" AS SELECT * FROM "{table}_raw"')
+    return names
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def describe(mod: ModuleType, path: Path) -> dict[str, Any]:
+    """What the reader can say about the file's layout (empty when it has no `describe`)."""
+    fn = getattr(mod, "describe", None)
+    return fn(path) if fn else {}
