@@ -30,15 +30,18 @@ from etl import readers
 from etl.errors import RefusedFile
 
 __all__ = [
-    "EVENT_COLUMNS", "HEAD_CHARS", "connect", "decoded", "head_records", "stage_rows",
-    "clock_parts_sql", "day_first", "zone", "instant_sql", "refused", "column_for", "events_table",
-    "sql_str", "text_sql",
+    "EVENT_COLUMNS", "EMPTY_DUMP", "EMPTY_REPORT", "HEAD_CHARS", "HEAD_RECORDS", "connect",
+    "decoded", "head_records", "delimiter_of", "header_line", "stage_rows", "column_for",
+    "clock_parts_sql", "day_first", "zone", "has_naive_sql", "local_sql", "instant_sql",
+    "iso_sql", "ambiguous_note", "refused", "events_table", "sql_str", "text_sql",
 ]
 
 EVENT_COLUMNS = ("participant_id", "exchange_id", "occurred_at", "activity", "minutes")
 HEAD_CHARS = 1 << 16
 HEAD_RECORDS = 40  # a preamble is a few lines; the header record is looked for this far
-EMPTY = ("", "-", "NULL", "\\N")  # cells that mean "nothing" in these exports and dumps
+# Cells that mean "nothing": Moodle's log report writes `-`, database dumps NULL or \N.
+EMPTY_REPORT = ("", "-")
+EMPTY_DUMP = ("", "NULL", "\\N")
 
 # day/month/year then the clock: `11/19/2021 9:54:15 AM`, `23/01/23, 12:09`, `1.2.2023 13:05`.
 _CLOCK = (r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2}),?\s+(\d{1,2}):(\d{2})(?::(\d{2}))?"
@@ -109,13 +112,14 @@ def header_line(text: Path, line_no: int) -> str:
 
 
 def stage_rows(con: duckdb.DuckDBPyConnection, path: Path, text: Path, header_ends: int,
-               width: int, delimiter: str) -> None:
+               width: int, delimiter: str, empty: tuple[str, ...] = ("",)) -> None:
     """TEMP TABLE `rows`: columns c1..c<width> (trimmed text, the exports' empty markers as NULL)
     and `_row`, the line of the file each record starts on (the header record ends on line
-    `header_ends`). Fully empty records (Zoom's separator row) are left out."""
+    `header_ends`), with `empty` values as NULL. Fully empty records (Zoom's separator row) are
+    left out."""
     cols = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(1, width + 1))
-    empty = ", ".join(sql_str(e) for e in EMPTY)
-    sel = ", ".join(f"CASE WHEN trim(c{i}) IN ({empty}) THEN NULL ELSE trim(c{i}) END AS c{i}"
+    nothing = ", ".join(sql_str(e) for e in empty)
+    sel = ", ".join(f"CASE WHEN trim(c{i}) IN ({nothing}) THEN NULL ELSE trim(c{i}) END AS c{i}"
                     for i in range(1, width + 1))
 
     def scan(parallel: bool) -> None:

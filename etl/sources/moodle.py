@@ -86,7 +86,8 @@ def _read(path: Path, text: Path, mapping: dict, notes: list[str]) -> pa.Table:
     readers._check_columns(path, header)
     delimiter = _logs.delimiter_of(_logs.header_line(text, header_ends))
     con = _logs.connect()
-    _logs.stage_rows(con, path, text, header_ends, len(header), delimiter)
+    _logs.stage_rows(con, path, text, header_ends, len(header), delimiter,
+                     _logs.EMPTY_REPORT if layout == "export" else _logs.EMPTY_DUMP)
     if con.execute("SELECT count(*) FROM rows").fetchall()[0][0] == 0:
         raise _logs.refused(path, "the log has no rows")
 
@@ -101,8 +102,8 @@ def _read(path: Path, text: Path, mapping: dict, notes: list[str]) -> pa.Table:
         event = col("eventname")
         secs = f"TRY_CAST({col('timecreated')} AS BIGINT)"
         # An unreadable Unix time is passed on as written: the loader rejects its row.
-        when = (f"CASE WHEN {secs} IS NULL THEN {col('timecreated')} ELSE "
-                f"{_logs.iso_sql(f'try(to_timestamp({secs}))')} END")
+        iso = _logs.iso_sql(f"try(to_timestamp({secs}))")
+        when = f"coalesce({iso}, {col('timecreated')})"
         keep, minutes_note = "true", None
         pid, keep_user = _table_participant(path, mapping, header)
         anon = col("anonymous")
