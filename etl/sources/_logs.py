@@ -32,8 +32,8 @@ from etl.errors import RefusedFile
 __all__ = [
     "EVENT_COLUMNS", "EMPTY_DUMP", "EMPTY_REPORT", "HEAD_CHARS", "HEAD_RECORDS", "connect",
     "decoded", "head_records", "delimiter_of", "header_line", "stage_rows", "column_for",
-    "clock_parts_sql", "day_first", "zone", "has_naive_sql", "local_sql", "instant_sql",
-    "iso_sql", "ambiguous_note", "refused", "events_table", "sql_str", "text_sql",
+    "clock_parts_sql", "parse_times", "day_first", "zone", "local_times", "instants", "iso_sql",
+    "refused", "events_table", "sql_str", "text_sql",
 ]
 
 EVENT_COLUMNS = ("participant_id", "exchange_id", "occurred_at", "activity", "minutes")
@@ -163,21 +163,31 @@ def clock_parts_sql(expr: str) -> str:
     return f"regexp_extract({expr}, {sql_str(_CLOCK)}, ['a', 'b', 'y', 'h', 'mi', 's', 'ap'])"
 
 
-def day_first(con: duckdb.DuckDBPyConnection, path: Path, exprs: list[str], source: str,
+# Times are parsed in passes over a staging table, each adding columns, so that every regular
+# expression and zone lookup runs once per row (or once per distinct hour): `parse_times` takes
+# the text apart, `day_first` decides the order of day and month, `local_times` makes the naive
+# and the offset-bearing readings, `instants` reads the naive ones in the zone.
+
+def parse_times(con: duckdb.DuckDBPyConnection, table: str, times: dict[str, str]) -> None:
+    """Add `_p_<name>`, the parts of each time `times` names (name -> text expression), and
+    `_t_<name>`, its text."""
+    cols = ", ".join(f"{raw} AS _t_{n}, {clock_parts_sql(raw)} AS _p_{n}"
+                     for n, raw in times.items())
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *, {cols} FROM {table}")
+
+
+def day_first(con: duckdb.DuckDBPyConnection, path: Path, table: str, names: list[str],
               mapping: dict, notes: list[str]) -> bool:
-    """Whether `d/d/y` dates in `exprs` over `source` are day-first: the mapping's `dayfirst`, else
-    told by a first number above 12 (day-first) or a second one (month-first)."""
+    """Whether `d/d/y` dates of the parsed times `names` are day-first: the mapping's `dayfirst`,
+    else told by a first number above 12 (day-first) or a second one (month-first)."""
     given = mapping.get("dayfirst")
     if given is not None:
         return bool(given)
-    firsts, seconds = [], []
-    for e in exprs:
-        p = clock_parts_sql(e)
-        firsts.append(f"max(TRY_CAST(nullif({p}.a, '') AS INTEGER))")
-        seconds.append(f"max(TRY_CAST(nullif({p}.b, '') AS INTEGER))")
-    row = con.execute(f"SELECT greatest({', '.join(firsts)}), greatest({', '.join(seconds)}) "
-                      f"FROM {source}").fetchall()[0]
-    a, b = (row or (None, None))
+    firsts = ", ".join(f"max(TRY_CAST(nullif(_p_{n}.a, '') AS INTEGER))" for n in names)
+    seconds = ", ".join(f"max(TRY_CAST(nullif(_p_{n}.b, '') AS INTEGER))" for n in names)
+    row = con.execute(f"SELECT greatest({firsts}), greatest({seconds}) FROM {table}"
+                      ).fetchall()[0]
+    a, b = row
     if a is None:  # no date of that shape: ISO 8601 or Unix times only
         return False
     if a > 12 and b is not None and b > 12:
@@ -210,16 +220,9 @@ def zone(path: Path, mapping: dict, needed: bool) -> str | None:
     return str(tz)
 
 
-def has_naive_sql(expr: str) -> str:
-    """Whether a text time is a clock time without a UTC offset (and is a time at all)."""
-    return (f"({expr} IS NOT NULL AND NOT (regexp_matches({expr}, {sql_str(_OFFSET)}) AND "
-            f"length({expr}) > 10) AND ({clock_parts_sql(expr)}.h <> '' OR TRY_CAST({expr} AS "
-            "TIMESTAMP) IS NOT NULL))")
-
-
-def local_sql(expr: str, dayfirst: bool) -> str:
+def _local_sql(n: str, dayfirst: bool) -> str:
     """The naive TIMESTAMP a `d/d/y h:m[:s] [AM|PM]` or ISO 8601 text writes (NULL if neither)."""
-    p = clock_parts_sql(expr)
+    p = f"_p_{n}"
     day, month = (f"{p}.a", f"{p}.b") if dayfirst else (f"{p}.b", f"{p}.a")
     hour = f"TRY_CAST({p}.h AS INTEGER)"
     ap = f"lower(left({p}.ap, 1))"
@@ -230,38 +233,75 @@ def local_sql(expr: str, dayfirst: bool) -> str:
     made = (f"try(make_timestamp({year4}, TRY_CAST({month} AS INTEGER), TRY_CAST({day} AS "
             f"INTEGER), {hour24}, TRY_CAST({p}.mi AS INTEGER), "
             f"coalesce(TRY_CAST(nullif({p}.s, '') AS DOUBLE), 0)))")
-    return f"CASE WHEN {p}.h <> '' THEN {made} ELSE TRY_CAST({expr} AS TIMESTAMP) END"
+    aware = f"regexp_matches(_t_{n}, {sql_str(_OFFSET)}) AND length(_t_{n}) > 10"
+    return (f"CASE WHEN {p}.h <> '' THEN {made} WHEN {aware} THEN NULL "
+            f"ELSE TRY_CAST(_t_{n} AS TIMESTAMP) END")
 
 
-def instant_sql(expr: str, dayfirst: bool, tz: str | None) -> str:
-    """The TIMESTAMPTZ of a text time: its own offset when it has one, else read in `tz`."""
-    aware = f"regexp_matches({expr}, {sql_str(_OFFSET)}) AND length({expr}) > 10"
-    local = local_sql(expr, dayfirst)
-    in_zone = f"timezone({sql_str(tz)}, {local})" if tz else "NULL::TIMESTAMPTZ"
-    return f"CASE WHEN {aware} THEN TRY_CAST({expr} AS TIMESTAMPTZ) ELSE {in_zone} END"
+def local_times(con: duckdb.DuckDBPyConnection, table: str, names: list[str],
+                dayfirst: bool) -> bool:
+    """Add `_l_<name>` (a naive clock time) and `_a_<name>` (a time with its own offset) for
+    each parsed time; say whether any time is a naive one (which needs a zone)."""
+    cols = []
+    for n in names:
+        aware = (f"CASE WHEN regexp_matches(_t_{n}, {sql_str(_OFFSET)}) AND length(_t_{n}) > 10 "
+                 f"THEN TRY_CAST(_t_{n} AS TIMESTAMPTZ) END")
+        cols.append(f"{_local_sql(n, dayfirst)} AS _l_{n}, {aware} AS _a_{n}")
+    parts = ", ".join(f"_p_{n}" for n in names)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * EXCLUDE ({parts}), "
+                f"{', '.join(cols)} FROM {table}")
+    naive = " OR ".join(f"_l_{n} IS NOT NULL" for n in names)
+    return bool(con.execute(f"SELECT bool_or({naive}) FROM {table}").fetchall()[0][0])
+
+
+def instants(con: duckdb.DuckDBPyConnection, table: str, names: list[str], tz: str | None,
+             notes: list[str]) -> None:
+    """Add `<name>`, the TIMESTAMPTZ of each time: its own offset, else its clock time read in
+    `tz` (NULL when it is not a time; its text stays in `_t_<name>`)."""
+    if tz is None:
+        cols = ", ".join(f"_a_{n} AS {n}" for n in names)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *, {cols} FROM {table}")
+        return
+    z = sql_str(tz)
+    # The zone's offset per distinct local hour (at its start and end, and two hours around it):
+    # ICU's timezone() per row would cost more than all the rest of the reading.
+    hours = " UNION ".join(f"SELECT DISTINCT date_trunc('hour', _l_{n}) AS h FROM {table} "
+                           f"WHERE _l_{n} IS NOT NULL" for n in names)
+
+    def delta(at: str) -> str:
+        return f"epoch_us(timezone({z}, {at})) - epoch_us({at})"
+
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _hours AS SELECT h, {delta('h')} AS d0, "
+        f"{delta('(h + INTERVAL 3599 SECOND)')} AS d1, "
+        f"{delta('(h - INTERVAL 2 HOUR)')} <> {delta('(h + INTERVAL 3 HOUR)')} AS near "
+        f"FROM ({hours})")
+    cols, joins = [], []
+    for n in names:
+        joins.append(f"LEFT JOIN _hours h_{n} ON h_{n}.h = date_trunc('hour', t._l_{n})")
+        cols.append(f"coalesce(_a_{n}, CASE WHEN h_{n}.d0 = h_{n}.d1 THEN "
+                    f"make_timestamptz(epoch_us(_l_{n}) + h_{n}.d0) "
+                    f"ELSE timezone({z}, _l_{n}) END) AS {n}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT t.*, {', '.join(cols)} "
+                f"FROM {table} t {' '.join(joins)}")
+    # Skipped: the instant read back is another clock time. Repeated: the instant an hour before
+    # or after reads back as the same clock time (changes of an hour). Only near a change.
+    n0 = names[0]
+    count = con.execute(
+        f"SELECT count(*) FROM (SELECT _l_{n0} AS t, {n0} AS u FROM {table} WHERE date_trunc("
+        f"'hour', _l_{n0}) IN (SELECT h FROM _hours WHERE near)) WHERE timezone({z}, u) <> t OR "
+        f"timezone({z}, u - INTERVAL 1 HOUR) = t OR timezone({z}, u + INTERVAL 1 HOUR) = t"
+    ).fetchall()[0][0]
+    if count:
+        notes.append(f"{count:,} local time(s) fall in the hour {tz} repeats or skips when "
+                     "summer time starts or ends: read with the offset after the change "
+                     "(repeated hour) or before it (skipped hour), as the contract's loader "
+                     "reads local times")
 
 
 def iso_sql(instant: str) -> str:
-    """ISO 8601 text of a TIMESTAMPTZ in UTC (the connection's zone), e.g. 2021-11-19T14:54:15Z
-    written with an explicit +00:00."""
+    """ISO 8601 text of a TIMESTAMPTZ in UTC (the connection's zone), with an explicit +00:00."""
     return f"strftime({instant}, '%Y-%m-%dT%H:%M:%S+00:00')"
-
-
-def ambiguous_note(con: duckdb.DuckDBPyConnection, locals_sql: str, source: str, tz: str,
-                   notes: list[str]) -> None:
-    """Say how many local times fall in an hour that is repeated or skipped in `tz`."""
-    # Skipped: the instant read back is another clock time. Repeated: the instant an hour
-    # before or after reads back as the same clock time (transitions of an hour).
-    z = sql_str(tz)
-    n = con.execute(
-        f"SELECT count(*) FROM (SELECT t, timezone({z}, t) AS u FROM (SELECT {locals_sql} AS t "
-        f"FROM {source})) WHERE t IS NOT NULL AND (timezone({z}, u) <> t OR "
-        f"timezone({z}, u - INTERVAL 1 HOUR) = t OR timezone({z}, u + INTERVAL 1 HOUR) = t)"
-    ).fetchall()[0]
-    if n and n[0]:
-        notes.append(f"{n[0]:,} local time(s) fall in the hour {tz} repeats or skips when summer "
-                     "time starts or ends: read with the offset after the change (repeated hour) "
-                     "or before it (skipped hour), as the contract's loader reads local times")
 
 
 def text_sql(expr: str) -> str:

@@ -153,14 +153,12 @@ def _export_times(con: duckdb.DuckDBPyConnection, path: Path, mapping: dict, not
     """The report's local times as UTC text (unreadable ones as written)."""
     if time is None:
         raise _logs.refused(path, "has no Time column")
-    dayfirst = _logs.day_first(con, path, [time], "rows", mapping, notes)
-    naive = con.execute(f"SELECT bool_or({_logs.has_naive_sql(time)}) FROM rows"
-                        ).fetchall()[0][0]
-    tz = _logs.zone(path, mapping, bool(naive))
-    if tz:
-        _logs.ambiguous_note(con, _logs.local_sql(time, dayfirst), "rows", tz, notes)
-    instant = _logs.instant_sql(time, dayfirst, tz)
-    when = f"CASE WHEN {instant} IS NULL THEN {time} ELSE {_logs.iso_sql(instant)} END"
+    _logs.parse_times(con, "rows", {"ts": time})
+    dayfirst = _logs.day_first(con, path, "rows", ["ts"], mapping, notes)
+    naive = _logs.local_times(con, "rows", ["ts"], dayfirst)
+    tz = _logs.zone(path, mapping, naive)
+    _logs.instants(con, "rows", ["ts"], tz, notes)
+    when = f"CASE WHEN ts IS NULL THEN {time} ELSE {_logs.iso_sql('ts')} END"
     return when, "true", ("times are to the minute (the log report's format): events of one "
                           "minute share their time")
 

@@ -108,20 +108,18 @@ def _read(path: Path, text: Path, mapping: dict, notes: list[str]) -> pa.Table:
         raise _logs.refused(path, "has neither a 'Join Time' column nor a meeting start time")
 
     # Dates tell day-first from month-first over every time in the file, preamble included.
-    times = [join_sql] + ([leave] if leave else [])
-    cols = ", ".join(f"{t} AS t{i}" for i, t in enumerate(times))
-    con.execute(f"CREATE TEMP TABLE _times AS SELECT {cols} FROM rows"
-                + (f" UNION ALL SELECT {start_sql}{', NULL' if leave else ''}" if start else ""))
-    dayfirst = _logs.day_first(con, path, [f"t{i}" for i in range(len(times))], "_times",
+    times = {"j": join_sql, **({"l": leave} if leave else {})}
+    _logs.parse_times(con, "rows", {**times, **({"s": start_sql} if start else {})})
+    dayfirst = _logs.day_first(con, path, "rows", list(times) + (["s"] if start else []),
                                mapping, notes)
-    naive = con.execute(f"SELECT bool_or({_logs.has_naive_sql(join_sql)}) FROM rows"
-                        ).fetchall()[0][0]
-    tz = _logs.zone(path, mapping, bool(naive))
+    naive = _logs.local_times(con, "rows", list(times), dayfirst)
+    tz = _logs.zone(path, mapping, naive)
+    _logs.instants(con, "rows", list(times), tz, notes)
 
     pid, how = _participant(path, mapping, header, name, email)
     notes.extend(how)
-    join_ts = _logs.instant_sql(join_sql, dayfirst, tz)
-    leave_ts = _logs.instant_sql(leave, dayfirst, tz) if leave else "NULL::TIMESTAMPTZ"
+    join_ts = "j"
+    leave_ts = "l" if leave else "NULL::TIMESTAMPTZ"
     dur_num = f"TRY_CAST({duration} AS DOUBLE)" if duration else "NULL::DOUBLE"
     dur_raw = duration or "NULL::VARCHAR"
     # Zoom rounds each row's duration up to the minute; so does the fallback from join to leave.
@@ -129,7 +127,7 @@ def _read(path: Path, text: Path, mapping: dict, notes: list[str]) -> pa.Table:
     meeting_key = meeting_col or _logs.sql_str(meeting.get("id") or "")
     con.execute(
         f"CREATE TEMP TABLE _parts AS SELECT _row, {pid} AS pid, {meeting_key} AS meeting, "
-        f"{join_sql} AS join_raw, {join_ts} AS join_ts, {leave_ts} AS leave_ts, "
+        f"_t_j AS join_raw, {join_ts} AS join_ts, {leave_ts} AS leave_ts, "
         f"{dur_raw} AS dur_raw, coalesce({dur_num}, {computed}) AS minutes, "
         # a row the loader must see as written: a time that is not one, minutes not a number
         f"({join_ts} IS NULL OR ({dur_raw} IS NOT NULL AND {dur_num} IS NULL)) AS odd FROM rows")
@@ -155,8 +153,6 @@ def _read(path: Path, text: Path, mapping: dict, notes: list[str]) -> pa.Table:
     if overlaps:
         notes.append(f"{overlaps:,} participant(s) were in a meeting on two rows at once (two "
                      "devices, or a rejoin before Zoom saw them leave): that time counted once")
-    if tz:
-        _logs.ambiguous_note(con, _logs.local_sql(join_sql, dayfirst), "rows", tz, notes)
 
     exchange = _logs.sql_str(str(mapping["exchange_id"])) if mapping.get("exchange_id") \
         else "NULL"
