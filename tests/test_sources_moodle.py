@@ -289,3 +289,11 @@ def test_binary_and_empty_files_refused(tmp_path):
         f.write_bytes(data)
         with pytest.raises(RefusedFile):
             moodle.read(f, MAP, [])
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="the shared sample exports are not here")
+def test_other_formats_are_not_moodle():
+    for name in ("zoom_participants_heroes_full.csv", "qualtrics_sample.csv",
+                 "xapi_moodle_assignment_submitted.json"):
+        f = SAMPLES / name
+        assert not moodle.sniff(f, f.read_text(encoding="utf-8-sig")[:65536]), name

@@ -323,3 +323,37 @@ def test_binary_and_empty_files_refused(tmp_path):
         f.write_bytes(data)
         with pytest.raises(RefusedFile):
             zoom.read(f, MAP, [])
+
+
+def test_unique_users_report_counts_from_the_meeting_start(tmp_path):
+    """Zoom's "show unique users" export has no join times: the meeting's start is used."""
+    header = ["Name (Original Name)", "User Email", "Total Duration (Minutes)", "Guest"]
+    f = write_report(tmp_path / "z.csv", [["Ana", "ana@example.org", "95", "No"]], header=header,
+                     start="11/19/2021 10:00:00 AM")
+    assert rows_of(zoom.read(f, {"timezone": "UTC"}, [])) == [
+        {"participant_id": "ana@example.org", "exchange_id": None,
+         "occurred_at": "2021-11-19T10:00:00+00:00", "activity": "live_session", "minutes": "95",
+         "_row": 5}]
+
+
+def test_meeting_id_column_keeps_meetings_apart(tmp_path):
+    header = ["Meeting ID", "Name (Original Name)", "User Email", "Join Time", "Leave Time",
+              "Duration (Minutes)"]
+    rows = [["111", "Ana", "ana@example.org", "11/19/2021 10:00:00 AM", "11/19/2021 10:30:00 AM",
+             "30"],
+            ["222", "Ana", "ana@example.org", "11/20/2021 10:00:00 AM", "11/20/2021 10:10:00 AM",
+             "10"],
+            ["111", "Ana", "ana@example.org", "11/19/2021 10:40:00 AM", "11/19/2021 10:50:00 AM",
+             "10"]]
+    f = write_report(tmp_path / "z.csv", rows, preamble=False, header=header)
+    assert [(r["occurred_at"], r["minutes"]) for r in rows_of(zoom.read(f, {"timezone": "UTC"},
+                                                                         []))] == [
+        ("2021-11-19T10:00:00+00:00", "40"), ("2021-11-20T10:00:00+00:00", "10")]
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="the shared sample exports are not here")
+def test_other_formats_are_not_zoom():
+    for name in ("moodle_example_platform_logs.csv", "qualtrics_sample.csv",
+                 "xapi_moodle_assignment_submitted.json"):
+        f = SAMPLES / name
+        assert not zoom.sniff(f, f.read_text(encoding="utf-8-sig")[:65536]), name
