@@ -297,3 +297,16 @@ def test_other_formats_are_not_moodle():
                  "xapi_moodle_assignment_submitted.json"):
         f = SAMPLES / name
         assert not moodle.sniff(f, f.read_text(encoding="utf-8-sig")[:65536]), name
+
+
+def test_semicolon_separated_export(tmp_path):
+    """A log report re-saved by a European Excel: `;` between fields, a BOM."""
+    f = tmp_path / "logs.csv"
+    with open(f, "w", newline="", encoding="utf-8-sig") as out:
+        w = csv.writer(out, delimiter=";", lineterminator="\r\n")
+        w.writerow(EXPORT)
+        w.writerow(export_row("15/03/24, 09:05", "Ana Lima", 58, "Course viewed"))
+    assert rows_of(moodle.read(f, MAP, [])) == [
+        {"participant_id": "Ana Lima", "exchange_id": "E1",
+         "occurred_at": "2024-03-15T08:05:00+00:00", "activity": "moodle:Course viewed",
+         "minutes": None, "_row": 2}]

@@ -357,3 +357,15 @@ def test_other_formats_are_not_zoom():
                  "xapi_moodle_assignment_submitted.json"):
         f = SAMPLES / name
         assert not zoom.sniff(f, f.read_text(encoding="utf-8-sig")[:65536]), name
+
+
+def test_trailing_commas_and_a_topic_full_of_semicolons(tmp_path):
+    """Excel's re-save adds a trailing empty cell to every line; a topic may hold separators."""
+    f = tmp_path / "z.csv"
+    f.write_text(
+        "Meeting ID,Topic,Start Time,End Time,User Email,Duration (Minutes),Participants,\n"
+        f'1,"a;b;c;d;e;f;g;h;i;j",11/19/2021 10:00:00 AM,11/19/2021 11:00:00 AM,{HOST},60,1,\n'
+        ",,,,,,,\n" + ",".join(HEADER) + ",\n"
+        "Ana,ana@example.org,11/19/2021 10:00:00 AM,11/19/2021 10:20:00 AM,20,No,Y,\n")
+    assert [(r["participant_id"], r["minutes"], r["_row"])
+            for r in rows_of(zoom.read(f, MAP, []))] == [("ana@example.org", "20", 5)]

@@ -20,7 +20,7 @@ import contextlib
 import csv
 import io
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -31,7 +31,7 @@ from etl.errors import RefusedFile
 
 __all__ = [
     "EVENT_COLUMNS", "EMPTY_DUMP", "EMPTY_REPORT", "HEAD_CHARS", "HEAD_RECORDS", "connect",
-    "decoded", "head_records", "delimiter_of", "header_line", "stage_rows", "column_for",
+    "decoded", "find_header", "stage_rows", "column_for",
     "clock_parts_sql", "parse_times", "day_first", "zone", "local_times", "instants", "iso_sql",
     "refused", "events_table", "sql_str", "text_sql",
 ]
@@ -74,41 +74,28 @@ def decoded(path: Path, notes: list[str]) -> Iterator[Path]:
         yield text
 
 
-def head_records(text: Path) -> list[tuple[int, list[str]]]:
-    """The first records of a UTF-8 CSV, each with the line it ends on, split on the separator
-    that gives the widest record among them (`,` `;` tab `|`)."""
+def find_header(text: Path, is_header: Callable[[list[str]], bool], within: int = HEAD_RECORDS
+                ) -> tuple[int, list[str], list[list[str]], str] | None:
+    """The header record among the first `within` records of a UTF-8 CSV: the line it ends on,
+    its cells, the records before it (a preamble) and the separator (`,` `;` tab `|`, the
+    first with which a record passes `is_header`); None when there is none."""
     with open(text, encoding="utf-8-sig", newline="") as f:
         head = f.read(HEAD_CHARS)
-    lines = head.splitlines(keepends=True)
-    if len(head) == HEAD_CHARS and len(lines) > 1:
-        head = "".join(lines[:-1])  # not a record cut in the middle
-    best: list[tuple[int, list[str]]] = []
+    if len(head) == HEAD_CHARS and "\n" in head:
+        head = head[: head.rfind("\n") + 1]  # not a record cut in the middle
     for d in readers.DELIMITERS:
         reader = csv.reader(io.StringIO(head), delimiter=d, quotechar='"')
-        recs: list[tuple[int, list[str]]] = []
+        before: list[list[str]] = []
         try:
             for rec in reader:
-                recs.append((reader.line_num, rec))
-                if len(recs) >= HEAD_RECORDS:
+                if is_header(rec):
+                    return reader.line_num, rec, before, d
+                before.append(rec)
+                if len(before) >= within:
                     break
         except csv.Error:
             continue
-        if max((len(r) for _, r in recs), default=0) > max((len(r) for _, r in best), default=0):
-            best = recs
-    return best
-
-
-def delimiter_of(record_line: str) -> str:
-    """The separator that splits a header line into the most fields."""
-    counts = {d: len(next(csv.reader([record_line], delimiter=d), [])) for d in readers.DELIMITERS}
-    return max(readers.DELIMITERS, key=lambda d: counts[d])
-
-
-def header_line(text: Path, line_no: int) -> str:
-    with open(text, encoding="utf-8-sig", newline="") as f:
-        head = f.read(HEAD_CHARS)
-    lines = head.splitlines()
-    return lines[line_no - 1] if 0 < line_no <= len(lines) else ""
+    return None
 
 
 def stage_rows(con: duckdb.DuckDBPyConnection, path: Path, text: Path, header_ends: int,

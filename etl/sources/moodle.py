@@ -72,21 +72,20 @@ def read(path: Path, mapping: dict, notes: list[str]) -> pa.Table:
 
 
 def _read(path: Path, text: Path, mapping: dict, notes: list[str]) -> pa.Table:
-    recs = _logs.head_records(text)
-    at = next((i for i, (_, rec) in enumerate(recs[:3]) if _layout(rec)), None)
-    if at is None:
+    found = _logs.find_header(text, lambda rec: _layout(rec) is not None, within=3)
+    if found is None:
         raise _logs.refused(path, "no Moodle log header: expected the log report's columns "
                                   "(Time, User full name, ..., Event name, ...) or the log "
                                   "table's (eventname, userid, timecreated, ...)")
-    header_ends, header = recs[at]
+    header_ends, header, _, delimiter = found
     layout = _layout(header)
+    width = len(header)  # a trailing empty header cell still has its field on every line
     header = header[:]
     while header and not header[-1].strip():
         header.pop()
     readers._check_columns(path, header)
-    delimiter = _logs.delimiter_of(_logs.header_line(text, header_ends))
     con = _logs.connect()
-    _logs.stage_rows(con, path, text, header_ends, len(header), delimiter,
+    _logs.stage_rows(con, path, text, header_ends, width, delimiter,
                      _logs.EMPTY_REPORT if layout == "export" else _logs.EMPTY_DUMP)
     if con.execute("SELECT count(*) FROM rows").fetchall()[0][0] == 0:
         raise _logs.refused(path, "the log has no rows")

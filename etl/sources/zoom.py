@@ -77,20 +77,19 @@ def read(path: Path, mapping: dict, notes: list[str]) -> pa.Table:
 
 
 def _read(path: Path, text: Path, mapping: dict, notes: list[str]) -> pa.Table:
-    recs = _logs.head_records(text)
-    at = next((i for i, (_, rec) in enumerate(recs) if _is_table_header(rec)), None)
-    if at is None:
+    found = _logs.find_header(text, _is_table_header)
+    if found is None:
         raise _logs.refused(path, "no Zoom participants' table: no header with 'Name (Original "
                                   "Name)' and 'Join Time' in its first lines")
-    header_ends, header = recs[at]
-    meeting = _preamble(recs[:at])
+    header_ends, header, before, delimiter = found
+    meeting = _preamble(before)
+    width = len(header)  # a trailing empty header cell still has its field on every line
     header = header[:]
     while header and not header[-1].strip():
         header.pop()
     readers._check_columns(path, header)
-    delimiter = _logs.delimiter_of(_logs.header_line(text, header_ends))
     con = _logs.connect()
-    _logs.stage_rows(con, path, text, header_ends, len(header), delimiter)
+    _logs.stage_rows(con, path, text, header_ends, width, delimiter)
     if con.execute("SELECT count(*) FROM rows").fetchall()[0][0] == 0:
         raise _logs.refused(path, "the participants' table has no rows")
 
@@ -182,12 +181,12 @@ def _read(path: Path, text: Path, mapping: dict, notes: list[str]) -> pa.Table:
     return table
 
 
-def _preamble(recs: list[tuple[int, list[str]]]) -> dict[str, str]:
+def _preamble(recs: list[list[str]]) -> dict[str, str]:
     """The meeting's id and start time from the preamble's header and row, if there is one."""
-    for i, (_, rec) in enumerate(recs[:-1]):
+    for i, rec in enumerate(recs[:-1]):
         norm = [readers.normalise_name(c) for c in rec]
         if "topic" in norm and ("meeting_id" in norm or "id" in norm):
-            row = recs[i + 1][1]
+            row = recs[i + 1]
             got = dict(zip(norm, (v.strip() for v in row), strict=False))
             return {"id": got.get("meeting_id") or got.get("id") or "",
                     "start": got.get("start_time") or ""}
