@@ -155,7 +155,8 @@ def test_database_table(tmp_path):
             table_row(102, "\\mod_forum\\event\\post_created", 8, 1710493560),
             table_row(103, "\\core\\event\\user_loggedin", 0, 1710493600),
             table_row(104, "\\mod_feedback\\event\\response_submitted", 9, 1710493700, 1),
-            table_row(105, "\\core\\event\\course_viewed", 7, -99999999999999999)]
+            table_row(105, "\\core\\event\\course_viewed", 7, -99999999999999999),
+            table_row(106, "\\core\\event\\course_viewed", 7, 1710493800)[:-1] + ["2"]]
     notes: list[str] = []
     t = moodle.read(write_table(tmp_path / "mdl.csv", rows),
                     {"activity": {"\\core\\event\\course_viewed": "course_view"}}, notes)
@@ -168,6 +169,7 @@ def test_database_table(tmp_path):
          "activity": "course_view", "minutes": None, "_row": 6},
     ]
     assert "1 row(s) Moodle marks anonymous dropped" in notes
+    assert "1 row(s) an administrator did logged in as the user dropped" in notes
     assert "participants by the Moodle user id" in notes
     with pytest.raises(RefusedFile, match="only user ids"):
         moodle.read(write_table(tmp_path / "mdl.csv", rows), {"participant": "name"}, [])

@@ -13,7 +13,8 @@
   `timecreated` is Unix time, so no zone is needed; the participant is the Moodle user id.
 
 Rows of no logged-in user (`-`, user id 0 or below) are dropped, and in the table so are rows
-Moodle marks `anonymous` (an anonymous feedback must stay anonymous). The activity is the
+Moodle marks `anonymous` (an anonymous feedback must stay anonymous) and rows an administrator
+did "logged in as" the user (`realuserid`). The activity is the
 mapping's name for the event (`activity: {"Course viewed": "course_view", ...}`; a null
 drops that event), else `moodle:<event name>`. IP addresses, descriptions, affected users and
 contexts are not read.
@@ -112,6 +113,15 @@ def _read(path: Path, text: Path, mapping: dict, notes: list[str]) -> pa.Table:
             keep = f"coalesce({anon} NOT IN ('1', 'true'), true)"
             if n:
                 notes.append(f"{n:,} row(s) Moodle marks anonymous dropped")
+        real = col("realuserid")
+        if real:
+            # An administrator "logged in as" the user: not the participant's own activity.
+            n = con.execute(f"SELECT count(*) FROM rows WHERE {real} IS NOT NULL AND {real} <> "
+                            f"coalesce({col('userid') or 'NULL'}, '')").fetchall()[0][0]
+            keep = (f"({keep}) AND ({real} IS NULL OR {real} = "
+                    f"coalesce({col('userid') or 'NULL'}, ''))")
+            if n:
+                notes.append(f"{n:,} row(s) an administrator did logged in as the user dropped")
     if minutes_note:
         notes.append(minutes_note)
     default = "name" if layout == "export" else "userid"
