@@ -312,3 +312,31 @@ def test_semicolon_separated_export(tmp_path):
         {"participant_id": "Ana Lima", "exchange_id": "E1",
          "occurred_at": "2024-03-15T08:05:00+00:00", "activity": "moodle:Course viewed",
          "minutes": None, "_row": 2}]
+
+
+def test_output_loads_through_the_contract_loader(tmp_path):
+    """What the reader gives, written as the contract's events file, loads with no reject:
+    the log's identical lines both kept, times as UTC instants, no name or IP in the warehouse."""
+    from tests import program as P
+
+    src = tmp_path / "in"
+    for name, rows in (("clusters", P.CLUSTERS), ("institutions", P.INSTITUTIONS[:3]),
+                       ("exchanges", P.EXCHANGES[:1])):
+        P.write_csv(src / f"{name}.csv", rows)
+    P.write_csv(src / "participants.csv", [
+        {"participant_id": pid, "institution_id": "I1", "role": "student"}
+        for pid in ("Ana Lima", "Bo Chen")])
+    t = moodle.read(write_export(tmp_path / "logs.csv", ROWS, index=True), MAP, [])
+    P.write_csv(src / "events.csv", [{k: v for k, v in r.items() if k != "_row"}
+                                     for r in rows_of(t)])
+    wh = tmp_path / "wh" / "warehouse.duckdb"
+    res = P.run_etl("load", str(src), "--warehouse", str(wh))
+    assert res.returncode == 0, res.stderr
+    assert P.q(wh, "SELECT count(*) FROM rejects")[0][0] == 0
+    assert sorted(P.q(wh, "SELECT CAST(occurred_at AS VARCHAR), activity FROM events")) == [
+        ("2024-03-01 07:00:00+00", "moodle:User has logged in"),
+        ("2024-03-14 17:30:00+00", "moodle:Discussion created"),
+        ("2024-03-14 17:30:00+00", "moodle:Discussion created"),
+        ("2024-03-15 08:05:00+00", "moodle:Course viewed")]
+    data = wh.read_bytes()
+    assert b"Ana Lima" not in data and b"Bo Chen" not in data and IP.encode() not in data

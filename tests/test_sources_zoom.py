@@ -369,3 +369,29 @@ def test_trailing_commas_and_a_topic_full_of_semicolons(tmp_path):
         "Ana,ana@example.org,11/19/2021 10:00:00 AM,11/19/2021 10:20:00 AM,20,No,Y,\n")
     assert [(r["participant_id"], r["minutes"], r["_row"])
             for r in rows_of(zoom.read(f, MAP, []))] == [("ana@example.org", "20", 5)]
+
+
+def test_output_loads_through_the_contract_loader(tmp_path):
+    """What the reader gives, written as the contract's events file, loads with no reject:
+    times as UTC instants, minutes added up, and no e-mail left in clear in the warehouse."""
+    from tests import program as P
+
+    src = tmp_path / "in"
+    for name, rows in (("clusters", P.CLUSTERS), ("institutions", P.INSTITUTIONS[:3]),
+                       ("exchanges", P.EXCHANGES[:1])):
+        P.write_csv(src / f"{name}.csv", rows)
+    P.write_csv(src / "participants.csv", [
+        {"participant_id": pid, "institution_id": "I1", "role": "student"}
+        for pid in ("ana.lima@example.org", "Bo Original", "cy@example.org")])
+    t = zoom.read(write_report(tmp_path / "z.csv", ROWS), MAP, [])
+    P.write_csv(src / "events.csv", [{k: v for k, v in r.items() if k != "_row"}
+                                     for r in rows_of(t)])
+    wh = tmp_path / "wh" / "warehouse.duckdb"
+    res = P.run_etl("load", str(src), "--warehouse", str(wh))
+    assert res.returncode == 0, res.stderr
+    assert P.q(wh, "SELECT count(*) FROM rejects")[0][0] == 0
+    assert sorted(P.q(wh, "SELECT CAST(occurred_at AS VARCHAR), minutes FROM events")) == [
+        ("2021-11-19 08:58:00+00", 53.0), ("2021-11-19 09:02:00+00", 58.0),
+        ("2021-11-19 12:05:00+00", 1.0)]
+    data = wh.read_bytes()
+    assert b"example.org" not in data and b"Bo Original" not in data
