@@ -395,3 +395,41 @@ def test_output_loads_through_the_contract_loader(tmp_path):
         ("2021-11-19 12:05:00+00", 1.0)]
     data = wh.read_bytes()
     assert b"example.org" not in data and b"Bo Original" not in data
+
+
+ZONES = ["America/New_York", "Europe/Madrid", "Australia/Lord_Howe", "Asia/Kathmandu",
+         "America/Santiago", "Pacific/Apia", "UTC"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(zone=st.sampled_from(ZONES),
+       seconds=st.lists(st.integers(0, 40 * 365 * 86400), min_size=1, max_size=30),
+       near=st.lists(st.integers(0, 8 * 3600), max_size=20))
+def test_local_times_match_timezone_per_row(zone, seconds, near):
+    """The per-hour offset table gives what DuckDB's timezone() gives row by row (the contract
+    loader's reading), also in the hours around the zone's changes of offset."""
+    from zoneinfo import ZoneInfo
+
+    from etl.sources import _logs
+
+    base = dt.datetime(1995, 1, 1)
+    times = [base + dt.timedelta(seconds=s) for s in seconds]
+    # Clock times from 22:00 to 06:00 around each change of offset in the first time's year.
+    tzinfo = ZoneInfo(zone)
+    noon = dt.datetime(times[0].year, 1, 1, 12)
+    for d in range(366):
+        day = noon + dt.timedelta(days=d)
+        if day.replace(tzinfo=tzinfo).utcoffset() != \
+                (day - dt.timedelta(days=1)).replace(tzinfo=tzinfo).utcoffset():
+            grid = list(range(0, 8 * 3600 + 1, 900)) + near  # every quarter hour, and random
+            times += [day - dt.timedelta(hours=14) + dt.timedelta(seconds=s) for s in grid]
+    con = _logs.connect()
+    con.execute("CREATE TEMP TABLE r (raw VARCHAR)")
+    con.executemany("INSERT INTO r VALUES (?)", [[f"{t:%Y-%m-%d %H:%M:%S}"] for t in times])
+    _logs.parse_times(con, "r", {"x": "raw"})
+    _logs.local_times(con, "r", ["x"], False)
+    _logs.instants(con, "r", ["x"], zone, [])
+    diff = con.execute(f"SELECT raw, x, timezone('{zone}', CAST(raw AS TIMESTAMP)) FROM r "
+                       f"WHERE x IS DISTINCT FROM timezone('{zone}', CAST(raw AS TIMESTAMP))"
+                       ).fetchall()
+    assert diff == []
