@@ -308,6 +308,7 @@ def test_semicolon_separated_export(tmp_path):
         w = csv.writer(out, delimiter=";", lineterminator="\r\n")
         w.writerow(EXPORT)
         w.writerow(export_row("15/03/24, 09:05", "Ana Lima", 58, "Course viewed"))
+    assert moodle.sniff(f, f.read_text(encoding="utf-8-sig"))
     assert rows_of(moodle.read(f, MAP, [])) == [
         {"participant_id": "Ana Lima", "exchange_id": "E1",
          "occurred_at": "2024-03-15T08:05:00+00:00", "activity": "moodle:Course viewed",

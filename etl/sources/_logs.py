@@ -7,11 +7,12 @@ with Python's csv module; the rows themselves only ever by DuckDB.
 
 Local times (`11/19/2021 9:54:15 AM`, `23/01/23, 12:09`) are taken apart in SQL: day-first or
 month-first is told from the values where one of the first two numbers is above 12, else the
-mapping must say; the clock time is read in the mapping's IANA zone by DuckDB's `timezone()`,
-the function the contract's loader uses, so a time in the hour repeated when summer time ends is
-read the same way (the second, standard-time, reading) and a time in the skipped hour is read
-with the offset before the change. A value that is not a time is passed on as written, so the
-loader rejects its row naming the value.
+mapping must say; the clock time is read in the mapping's IANA zone exactly as DuckDB's
+`timezone()` reads it (the contract's loader's reading; through a table of offsets per distinct
+local hour, with `timezone()` per row only in hours where the offset changes): a time in the
+hour repeated when summer time ends gets the second, standard-time, reading, and a time in the
+skipped hour the offset before the change. A value that is not a time is passed on as written,
+so the loader rejects its row naming the value.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from etl.errors import RefusedFile
 
 __all__ = [
     "EVENT_COLUMNS", "EMPTY_DUMP", "EMPTY_REPORT", "HEAD_CHARS", "HEAD_RECORDS", "connect",
-    "decoded", "find_header", "stage_rows", "column_for",
+    "decoded", "find_header", "head_has", "stage_rows", "column_for",
     "clock_parts_sql", "parse_times", "day_first", "zone", "local_times", "instants", "iso_sql",
     "refused", "events_table", "sql_str", "text_sql",
 ]
@@ -96,6 +97,19 @@ def find_header(text: Path, is_header: Callable[[list[str]], bool], within: int 
         except csv.Error:
             continue
     return None
+
+
+def head_has(head: str, test: Callable[[list[str]], bool], within: int = HEAD_RECORDS) -> bool:
+    """Whether one of the first `within` records of `head` (split on any of the separators)
+    passes `test`: for `sniff`, which sees only the decoded head of a file."""
+    text = "\n".join(head.lstrip("\ufeff").splitlines()[:within])
+    for d in readers.DELIMITERS:
+        try:
+            if any(test(rec) for rec in csv.reader(io.StringIO(text), delimiter=d)):
+                return True
+        except csv.Error:
+            continue
+    return False
 
 
 def stage_rows(con: duckdb.DuckDBPyConnection, path: Path, text: Path, header_ends: int,

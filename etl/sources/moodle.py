@@ -23,7 +23,6 @@ contexts are not read.
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 
 import duckdb
@@ -54,11 +53,7 @@ def _layout(rec: list[str]) -> str | None:
 
 def sniff(path: Path, head: str) -> bool:
     """The log report's or the log table's header among the first records."""
-    try:
-        recs = list(csv.reader(io.StringIO("\n".join(head.splitlines()[:_logs.HEAD_RECORDS]))))
-    except csv.Error:
-        return False
-    return any(_layout(rec) for rec in recs[:3])
+    return _logs.head_has(head, lambda rec: _layout(rec) is not None, within=3)
 
 
 def read(path: Path, mapping: dict, notes: list[str]) -> pa.Table:

@@ -19,7 +19,6 @@ columns are not read.
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 
 import duckdb
@@ -52,17 +51,12 @@ def _is_table_header(rec: list[str]) -> bool:
 
 def sniff(path: Path, head: str) -> bool:
     """A participants' table header among the first records, or Zoom's meeting preamble."""
-    try:
-        recs = list(csv.reader(io.StringIO("\n".join(head.splitlines()[:_logs.HEAD_RECORDS]))))
-    except csv.Error:
-        return False
-    for rec in recs:
-        norm = {readers.normalise_name(c) for c in rec}
-        if _is_table_header(rec):
-            return True
-        if {"meeting_id", "topic", "start_time"} <= norm or {"topic", "id", "host"} <= norm:
-            return True
-    return False
+    return _logs.head_has(head, lambda rec: _is_table_header(rec) or _is_preamble(rec))
+
+
+def _is_preamble(rec: list[str]) -> bool:
+    norm = {readers.normalise_name(c) for c in rec}
+    return {"meeting_id", "topic", "start_time"} <= norm or {"topic", "id", "host"} <= norm
 
 
 def read(path: Path, mapping: dict, notes: list[str]) -> pa.Table:
