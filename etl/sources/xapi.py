@@ -45,7 +45,7 @@ from etl.errors import RefusedFile
 
 __all__ = [
     "FORMAT", "KIND", "sniff", "read", "DURATION_RE", "duration_sql", "minutes_sql",
-    "duration_minutes", "utc_sql", "open_json", "case_map", "lit", "q", "one",
+    "duration_minutes", "utc_sql", "open_json", "case_map", "lit", "q", "one", "one_line",
     "listed",
 ]
 
@@ -144,7 +144,7 @@ def sniff(path: Path, head: str) -> bool:
             and re.search(r'"actor"\s*:', text) is not None)
 
 
-def _one_line(message: str, path: Path) -> str:
+def one_line(message: str, path: Path) -> str:
     first = " ".join(message.split())
     first = re.sub(r"^[A-Za-z ]+Error: ", "", first)
     return first.replace(f'in file "{path}", ', "").replace(str(path), "the file")
@@ -205,9 +205,9 @@ def open_json(con: duckdb.DuckDBPyConnection, path: Path, unwrap: str,
             if "UTF-8" in str(e):
                 raise RefusedFile(str(path), "is not UTF-8 (JSON's encoding), perhaps "
                                   "Windows-1252: convert it, e.g. 'iconv -f WINDOWS-1252 -t "
-                                  f"UTF-8 in.json > out.json' ({_one_line(str(e), path)})") \
+                                  f"UTF-8 in.json > out.json' ({one_line(str(e), path)})") \
                     from None
-            raise RefusedFile(str(path), f"is not valid JSON: {_one_line(str(e), path)}") \
+            raise RefusedFile(str(path), f"is not valid JSON: {one_line(str(e), path)}") \
                 from None
     n, odd, pages = one(con, "SELECT count(*), min(rowid + 1) FILTER (WHERE odd), "
                              "count(_unwrap) FROM _records")
@@ -284,7 +284,7 @@ def read(path: Path, mapping: dict, notes: list[str]) -> pa.Table:
         q(con, "SET TimeZone = 'UTC'")
         return _read(con, path, actor, exchange_id, verbs, source, exchange_table, notes)
     except duckdb.Error as e:
-        raise RefusedFile(str(path), f"cannot be read as xAPI: {_one_line(str(e), path)}") \
+        raise RefusedFile(str(path), f"cannot be read as xAPI: {one_line(str(e), path)}") \
             from None
     finally:
         con.close()
