@@ -74,8 +74,8 @@ def duration_sql(expr: str) -> tuple[str, str]:
     row, not once per use.
     """
     parts = f"regexp_extract({expr}, {lit(DURATION_RE)}, {list(_PARTS)!r})"
-    ok = (f"(regexp_full_match({expr}, {lit(DURATION_RE)}) AND {expr} NOT IN ('P', 'PT') "
-          f"AND NOT ends_with({expr}, 'T'))")
+    # As lenient as isodate: `PT` (zero) and `P1DT` pass; a bare `P` and negatives do not.
+    ok = f"(regexp_full_match({expr}, {lit(DURATION_RE)}) AND {expr} <> 'P')"
     return parts, ok
 
 
