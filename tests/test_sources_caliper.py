@@ -90,7 +90,7 @@ def test_envelopes_events_entities_and_shapes(tmp_path: Path) -> None:
         ("https://example.edu/users/9", "NavigatedTo", "2018-11-15T17:00:00+00:00", None, 3),
         ("https://example.edu/users/9", "LoggedOut", "2018-11-15T13:00:00+00:00", "65.0", 4)]
     assert got[1]["exchange_id"] == "https://example.edu/sections/2"
-    assert any("2 envelope(s)" in n for n in notes)
+    assert any("from envelopes" in n for n in notes)
     assert any("1 record(s) without an action" in n for n in notes)
     single = rows(write(tmp_path, "one_env.json", envelope([assessment(1), assessment(2)])))
     assert [r["_row"] for r in single] == [1, 2]

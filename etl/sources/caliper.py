@@ -2,7 +2,7 @@
 
 What a Caliper sensor sends or an event store exports: one event, a JSON array of events, JSON
 lines, or envelopes (`{"sensor", "sendTime", "dataVersion", "data": [...]}`; one, an array or
-one per line). Parsed by DuckDB like xAPI (`etl.sources.xapi.open_json`), every field in SQL.
+one per line). Parsed by DuckDB like xAPI (`etl.sources.xapi.read_records`), every field in SQL.
 
 - participant_id: the actor's `id` (an IRI such as `https://example.edu/users/554433`; an actor
   given as a bare IRI string is its own id). The actor's name and other fields are not read.
@@ -26,18 +26,19 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from etl.errors import RefusedFile
 from etl.sources.xapi import (
+    OUTPUT,
     case_map,
     duration_sql,
     listed,
     lit,
     minutes_sql,
-    one,
     one_line,
-    open_json,
     q,
+    read_records,
     utc_sql,
 )
 
@@ -99,17 +100,6 @@ def read(path: Path, mapping: dict, notes: list[str]) -> pa.Table:
 
 def _read(con: duckdb.DuckDBPyConnection, path: Path, exchange_id: str | None,
           verbs: dict[str, str], exchange_table: dict[str, str], notes: list[str]) -> pa.Table:
-    envelopes = open_json(con, path, "data", _FIELDS, "_events")
-    events, entities = one(con, "SELECT count(*) FILTER (WHERE action IS NOT NULL), "
-                                "count(*) FILTER (WHERE action IS NULL) FROM _events")
-    if not events:
-        raise RefusedFile(str(path), "holds no Caliper events (objects with an action)")
-    if envelopes:
-        notes.append(f"Caliper: {envelopes} envelope(s) read; sensor and sendTime are not kept")
-    if entities:
-        notes.append(f"Caliper: {entities} record(s) without an action (entity descriptions) "
-                     "are not events and were dropped")
-
     actor = "coalesce(actor_id, CASE WHEN NOT starts_with(ltrim(actor), '{') THEN actor END)"
     group = ('coalesce(group_id, CASE WHEN NOT starts_with(ltrim("group"), \'{\') '
              'THEN "group" END)')
@@ -123,37 +113,50 @@ def _read(con: duckdb.DuckDBPyConnection, path: Path, exchange_id: str | None,
     mapped = case_map("action", verbs)
     parts, ok = duration_sql("duration")
     minutes, calendar = minutes_sql("d", "d_ok")
-    mins = (f"CASE WHEN duration IS NOT NULL AND NOT d_ok THEN duration "
-            f"ELSE CAST(round({minutes}, 6) AS VARCHAR) END")
-    q(con, f"CREATE OR REPLACE TEMP TABLE _out AS SELECT "
-           f"CAST(nullif({actor}, '') AS VARCHAR) AS participant_id, "
-           f"CAST({exchange} AS VARCHAR) AS exchange_id, "
-           f"CAST({utc_sql('eventTime')} AS VARCHAR) AS occurred_at, "
-           f"CAST(nullif(coalesce({mapped}, {term}), '') AS VARCHAR) AS activity, "
-           f"CAST({mins} AS VARCHAR) AS minutes, CAST(_row AS BIGINT) AS _row, "
-           f"{calendar} AS _calendar, duration IS NOT NULL AND NOT d_ok AS _malformed, "
-           f"action AS _action, {mapped} IS NOT NULL AS _mapped FROM ("
-           f"SELECT *, {parts} AS d, {ok} AS d_ok FROM ("
-           f"SELECT *, coalesce(generated_duration, object_duration) AS duration FROM _events "
-           f"WHERE action IS NOT NULL))")
-    n_cal, n_bad, no_group = one(con,
-        "SELECT count(*) FILTER (WHERE _calendar), count(*) FILTER (WHERE _malformed), "
-        "count(*) FILTER (WHERE exchange_id IS NULL) FROM _out")
+    cast, text = utc_sql("eventTime", "instant")
+
+    def select(src: str) -> str:
+        return (
+            f"SELECT _odd, _page, CAST(nullif({actor}, '') AS VARCHAR) AS participant_id, "
+            f"CAST({exchange} AS VARCHAR) AS exchange_id, "
+            f"CAST({text} AS VARCHAR) AS occurred_at, "
+            f"CAST(nullif(coalesce({mapped}, {term}), '') AS VARCHAR) AS activity, "
+            f"CAST(CASE WHEN duration IS NOT NULL AND NOT d_ok THEN duration "
+            f"ELSE CAST(round({minutes}, 6) AS VARCHAR) END AS VARCHAR) AS minutes, "
+            f"action IS NOT NULL AS _event, {calendar} AS _calendar, "
+            f"duration IS NOT NULL AND NOT d_ok AS _malformed, "
+            f"CASE WHEN {mapped} IS NULL THEN action END AS _unmapped, sensor AS _sensor "
+            f"FROM (SELECT *, {ok} AS d_ok FROM (SELECT *, {parts} AS d, {cast} AS instant "
+            f"FROM (SELECT *, coalesce(generated_duration, object_duration) AS duration "
+            f"FROM {src})))")
+
+    t = read_records(con, path, "data", _FIELDS, select)
+    events = t["_event"]
+    n = pc.sum(events).as_py() or 0
+    if not n:
+        raise RefusedFile(str(path), "holds no Caliper events (objects with an action)")
+    if pc.count(t["_sensor"]).as_py():
+        notes.append("Caliper: events read from envelopes; sensor and sendTime are not kept")
+    if t.num_rows > n:
+        notes.append(f"Caliper: {t.num_rows - n} record(s) without an action (entity "
+                     "descriptions) are not events and were dropped")
+    t = t.filter(events)
     if verbs:
-        unmapped = [r[0] for r in q(con, "SELECT DISTINCT _action FROM _out WHERE NOT _mapped "
-                                         "ORDER BY 1")]
+        unmapped = sorted(v for v in pc.unique(t["_unmapped"]).to_pylist() if v)
         if unmapped:
             notes.append(f"Caliper: actions not in the mapping, named as written: "
                          f"{listed(unmapped)}")
+    no_group = pc.sum(pc.is_null(t["exchange_id"])).as_py() or 0
     if no_group and exchange_id is None:
         notes.append(f"Caliper: {no_group} event(s) name no group (course section) and the "
                      "mapping no exchange_id: their rows have no exchange and are rejected")
+    n_cal = pc.sum(t["_calendar"]).as_py() or 0
     if n_cal:
         notes.append(f"Caliper: {n_cal} duration(s) in years or months have no length in "
                      "minutes: left empty")
+    n_bad = pc.sum(t["_malformed"]).as_py() or 0
     if n_bad:
         notes.append(f"Caliper: {n_bad} duration value(s) are not ISO 8601 durations "
                      "(PT1H2M3S): those rows are rejected")
     notes.append("Caliper: actor names, edApp, membership and session details are not read")
-    return con.sql("SELECT participant_id, exchange_id, occurred_at, activity, minutes, _row "
-                   "FROM _out ORDER BY _row").to_arrow_table()
+    return t.select(OUTPUT)

@@ -35,17 +35,19 @@ statements never pass through a Python loop.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from etl.errors import RefusedFile
 
 __all__ = [
     "FORMAT", "KIND", "sniff", "read", "DURATION_RE", "duration_sql", "minutes_sql",
-    "duration_minutes", "utc_sql", "open_json", "case_map", "lit", "q", "one", "one_line",
+    "duration_minutes", "utc_sql", "read_records", "case_map", "lit", "q", "one", "one_line",
     "listed",
 ]
 
@@ -55,6 +57,7 @@ VOIDED = "http://adlnet.gov/expapi/verbs/voided"
 ACTORS = ("mbox", "mbox_sha1sum", "account", "openid")
 CONTEXT_KEYS = ("grouping", "parent", "category", "other")
 SHOWN = 5  # how many distinct values a note lists
+OUTPUT = ["participant_id", "exchange_id", "occurred_at", "activity", "minutes", "_row"]
 
 # ISO 8601 duration: P[nY][nM][nW][nD][T[nH][nM][nS]], a decimal point or comma in any number.
 _N = r"(\d+(?:[.,]\d+)?)"
@@ -70,12 +73,13 @@ def lit(s: str) -> str:
 def duration_sql(expr: str) -> tuple[str, str]:
     """SQL for an ISO 8601 duration `expr` (VARCHAR): (its parts, whether it is well formed).
 
-    Select both as columns (`AS d`, `AS d_ok`) and give them to `minutes_sql`: computed once per
-    row, not once per use.
+    One regular expression per value: a value that does not match gives all parts empty, and
+    only `P` and `PT` match with all parts empty. As lenient as isodate: `PT` (zero) and `P1DT`
+    pass; a bare `P` and negative durations do not. Select the parts as a column (`AS d`) and
+    give it to `minutes_sql` with the flag computed from it (`ok` refers to `d`).
     """
     parts = f"regexp_extract({expr}, {lit(DURATION_RE)}, {list(_PARTS)!r})"
-    # As lenient as isodate: `PT` (zero) and `P1DT` pass; a bare `P` and negatives do not.
-    ok = f"(regexp_full_match({expr}, {lit(DURATION_RE)}) AND {expr} <> 'P')"
+    ok = f"({expr} = 'PT' OR " + " OR ".join(f"d.{p} <> ''" for p in _PARTS) + ")"
     return parts, ok
 
 
@@ -101,24 +105,25 @@ def duration_minutes(values: list[str | None]) -> list[float | None]:
     minutes, _ = minutes_sql("d", "d_ok")
     with duckdb.connect() as con:
         rows = con.execute(
-            f"SELECT {minutes} FROM (SELECT i, {parts} AS d, {ok} AS d_ok FROM "
-            f"(SELECT unnest(range(len($vals))) AS i, unnest($vals) AS v)) ORDER BY i",
+            f"SELECT {minutes} FROM (SELECT i, d, {ok} AS d_ok FROM (SELECT i, v, {parts} AS d "
+            f"FROM (SELECT unnest(range(len($vals))) AS i, unnest($vals) AS v))) ORDER BY i",
             {"vals": values}).fetchall()
     return [r[0] for r in rows]
 
 
-def utc_sql(ts: str) -> str:
-    """SQL: an ISO 8601 time `ts` with an offset, written at UTC (`…+00:00`); else `ts` as is.
+def utc_sql(ts: str, instant: str) -> tuple[str, str]:
+    """SQL: (the instant, the ISO 8601 time at UTC) of a time `ts` (VARCHAR).
 
-    The connection's TimeZone must be UTC. Times without an offset go on unchanged for the
-    loader to read in the institution's zone; ones that do not parse for validation to reject.
+    Select the first as a column named `instant`, then the second over it: the cast is done
+    once. A time with an offset is written at UTC (`2024-03-30T23:30:00.5+00:00`); one without
+    goes on unchanged for the loader to read in the institution's zone, and one that does not
+    parse goes on for validation to reject. The connection's TimeZone must be UTC.
     """
-    instant = f"TRY_CAST({ts} AS TIMESTAMPTZ)"
     has_offset = f"(regexp_matches({ts}, '(Z|z|[+-]\\d\\d(:?\\d\\d)?)$') AND length({ts}) > 10)"
-    return (f"CASE WHEN {has_offset} AND {instant} IS NOT NULL THEN "
-            f"strftime({instant}, CASE WHEN microsecond({instant}) % 1000000 = 0 "
-            f"THEN '%Y-%m-%dT%H:%M:%S+00:00' ELSE '%Y-%m-%dT%H:%M:%S.%f+00:00' END) "
-            f"ELSE {ts} END")
+    cast = f"CASE WHEN {has_offset} THEN TRY_CAST({ts} AS TIMESTAMPTZ) END"
+    text = (f"CASE WHEN {instant} IS NOT NULL THEN replace(CAST(CAST({instant} AS TIMESTAMP) "
+            f"AS VARCHAR), ' ', 'T') || '+00:00' ELSE {ts} END")
+    return cast, text
 
 
 def q(con: duckdb.DuckDBPyConnection, sql: str, params: object = None) -> list[tuple]:
@@ -158,16 +163,7 @@ def _name(field: str) -> str:
     return re.sub(r"\W+", "_", field).strip("_")
 
 
-def open_json(con: duckdb.DuckDBPyConnection, path: Path, unwrap: str,
-              fields: tuple[str, ...], table: str) -> int:
-    """Parse `path` into TEMP table `table`: `_row` (records numbered from 1 in file order) and
-    one VARCHAR column per field (a JSON path below `$`, as text; `a.b[0].c` -> `a_b_0_c`).
-
-    A top-level object with an array under `unwrap` (a StatementResult page, a Caliper
-    envelope) stands for that array's elements. Each record is parsed once, by one
-    `json_extract_string` of all fields. Refuses a file that is not JSON in UTF-8, is empty, or
-    holds records that are not objects. Returns how many top-level values held such an array.
-    """
+def _formats(path: Path) -> list[str]:
     try:
         with open(path, "rb") as f:
             head = f.read(1 << 16)
@@ -181,60 +177,97 @@ def open_json(con: duckdb.DuckDBPyConnection, path: Path, unwrap: str,
     # Told, not detected: DuckDB's detection misses an array behind a byte order mark. JSON
     # lines parse in parallel; objects spread over lines (pretty-printed) need "unstructured".
     first = body.split(b"\n", 1)[0].strip()
-    formats = (["array"] if body[:1] == b"[" else
-               ["newline_delimited", "unstructured"] if first.endswith(b"}") else
-               ["unstructured"])
+    return (["array"] if body[:1] == b"[" else
+            ["newline_delimited", "unstructured"] if first.endswith(b"}") else ["unstructured"])
+
+
+def _refuse(path: Path, e: duckdb.Error) -> RefusedFile:
+    if "UTF-16" in str(e):
+        return RefusedFile(str(path), _UTF16)
+    if "UTF-8" in str(e):
+        return RefusedFile(str(path), "is not UTF-8 (JSON's encoding), perhaps Windows-1252: "
+                           "convert it, e.g. 'iconv -f WINDOWS-1252 -t UTF-8 in.json > out.json'"
+                           f" ({one_line(str(e), path)})")
+    return RefusedFile(str(path), f"is not valid JSON: {one_line(str(e), path)}")
+
+
+def read_records(con: duckdb.DuckDBPyConnection, path: Path, unwrap: str,
+                 fields: tuple[str, ...], select: Callable[[str], str]) -> pa.Table:
+    """Run `select(source)` over the records of a JSON file; return its rows with `_row`.
+
+    `select` makes a query that keeps every row and its order (no WHERE, no join) and passes
+    on the columns `_odd` and `_page`. `source` is a relation with one VARCHAR column per
+    field (a JSON path below `$`, as text; `a.b[0].c` is column `a_b_0_c`), one row per record
+    in file order. A top-level object with
+    an array under `unwrap` (a StatementResult page, a Caliper envelope) stands for that
+    array's elements. Each record is parsed once, by one `json_extract_string` of all fields,
+    in one pass from file to Arrow: no table in between, and `_row` (records numbered from 1)
+    is the row's position, since DuckDB keeps the file's order. Refuses a file that is not JSON
+    in UTF-8, is empty, or holds records that are not objects.
+    """
     paths = [f"$.{p}" for p in fields] + [f"$.{unwrap}"]
     cols = ", ".join(f'x[{i + 1}] AS "{_name(p)}"' for i, p in enumerate(fields))
-    u = f"x[{len(paths)}]"  # the array to unwrap, when there is one
-    for fmt in formats:
+    u = f"x[{len(paths)}]"
+    table = None
+    for fmt in (formats := _formats(path)):
+        source = (f"(SELECT {cols}, NOT starts_with(json, '{{') AS _odd, "
+                  f"coalesce(starts_with(ltrim({u}), '['), false) AS _page FROM ("
+                  f"SELECT json, json_extract_string(json, {paths!r}) AS x "
+                  f"FROM read_json_objects({lit(str(path))}, format={lit(fmt)})))")
         try:
-            # A table keeps the file's order (insertion order), so rowid numbers the records
-            # without a window over the whole file.
-            q(con, f"CREATE OR REPLACE TEMP TABLE _records AS SELECT odd, {cols}, "
-                   f"CASE WHEN starts_with(ltrim({u}), '[') THEN {u} END AS _unwrap FROM ("
-                   f"SELECT NOT starts_with(ltrim(json), '{{') AS odd, "
-                   f"json_extract_string(json, {paths!r}) AS x "
-                   f"FROM read_json_objects({lit(str(path))}, format={lit(fmt)}))")
+            table = con.sql(select(source)).to_arrow_table()
             break
         except duckdb.Error as e:
-            if fmt != formats[-1]:
-                continue
-            if "UTF-16" in str(e):
-                raise RefusedFile(str(path), _UTF16) from None
-            if "UTF-8" in str(e):
-                raise RefusedFile(str(path), "is not UTF-8 (JSON's encoding), perhaps "
-                                  "Windows-1252: convert it, e.g. 'iconv -f WINDOWS-1252 -t "
-                                  f"UTF-8 in.json > out.json' ({one_line(str(e), path)})") \
-                    from None
-            raise RefusedFile(str(path), f"is not valid JSON: {one_line(str(e), path)}") \
-                from None
-    n, odd, pages = one(con, "SELECT count(*), min(rowid + 1) FILTER (WHERE odd), "
-                             "count(_unwrap) FROM _records")
-    if not n:
+            if fmt == formats[-1]:
+                raise _refuse(path, e) from None
+    if table is None:  # unreachable: the last format's error was raised
+        raise RefusedFile(str(path), "cannot be read")
+    if not table.num_rows:
         raise RefusedFile(str(path), "holds no records")
-    if odd is not None:
-        raise RefusedFile(str(path), f"record {odd} is not a JSON object")
+    odd = pc.index(table["_odd"], True).as_py()
+    if odd >= 0:
+        raise RefusedFile(str(path), f"record {odd + 1} is not a JSON object")
+    if pc.any(table["_page"]).as_py():
+        table = _unwrapped(con, path, unwrap, fields, select, cols, paths, formats)
+    table = table.drop_columns(["_odd", "_page"])
+    return table.append_column("_row", pa.array(np.arange(1, table.num_rows + 1)))
+
+
+def _unwrapped(con: duckdb.DuckDBPyConnection, path: Path, unwrap: str,
+               fields: tuple[str, ...], select: Callable[[str], str], cols: str,
+               paths: list[str], formats: list[str]) -> pa.Table:
+    """`read_records` for files of pages or envelopes: their elements in order, numbered."""
+    u = f"x[{len(paths)}]"
     names = ", ".join(f'"{_name(p)}"' for p in fields)
-    if not pages:
-        q(con, f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT rowid + 1 AS _row, {names}, "
-               f"false AS _odd FROM _records")
-        return 0
-    # Pages are few: their elements are extracted again, then all records renumbered.
-    q(con, f"CREATE OR REPLACE TEMP TABLE {table} AS "
+    # An element's field, else its page's (the page's `more` link, the envelope's sensor).
+    inherit = ", ".join(f'coalesce(x[{i + 1}], "{_name(p)}") AS "{_name(p)}"'
+                        for i, p in enumerate(fields))
+    for fmt in formats:
+        try:
+            q(con, f"CREATE OR REPLACE TEMP TABLE _records AS SELECT {cols}, "
+                   f"CASE WHEN starts_with(ltrim({u}), '[') THEN {u} END AS _unwrap FROM ("
+                   f"SELECT json_extract_string(json, {paths!r}) AS x "
+                   f"FROM read_json_objects({lit(str(path))}, format={lit(fmt)}))")
+            break
+        except duckdb.Error:
+            if fmt == formats[-1]:
+                raise
+    q(con, f"CREATE OR REPLACE TEMP TABLE _flat AS "
            f"WITH numbered AS (SELECT rowid + 1 AS rec, * FROM _records), flat AS ("
            f" SELECT rec, 0 AS i, {names}, false AS _odd FROM numbered WHERE _unwrap IS NULL"
            f" UNION ALL"
-           f" SELECT rec, i, {cols}, NOT starts_with(ltrim(e), '{{') FROM ("
-           f"  SELECT rec, i, e, json_extract_string(e, {paths[:-1]!r}) AS x FROM ("
-           f"   SELECT rec, unnest(range(1, CAST(json_array_length(_unwrap) AS BIGINT) + 1)) AS i,"
+           f" SELECT rec, i, {inherit}, NOT starts_with(ltrim(e), '{{') FROM ("
+           f"  SELECT *, json_extract_string(e, {paths[:-1]!r}) AS x FROM ("
+           f"   SELECT *, unnest(range(1, CAST(json_array_length(_unwrap) AS BIGINT) + 1)) AS i,"
            f"   unnest(json_extract(_unwrap, '$[*]')) AS e FROM numbered"
            f"   WHERE _unwrap IS NOT NULL))) "
            f"SELECT row_number() OVER (ORDER BY rec, i) AS _row, * EXCLUDE (rec, i) FROM flat")
-    odd = one(con, f"SELECT min(_row) FROM {table} WHERE _odd")[0]
+    odd = one(con, "SELECT min(_row) FROM _flat WHERE _odd")[0]
     if odd is not None:
         raise RefusedFile(str(path), f"element {odd} of its '{unwrap}' is not a JSON object")
-    return int(pages)
+    # _flat was written in _row order, and a scan keeps it.
+    return con.sql(select("(SELECT * EXCLUDE (_row), false AS _page FROM _flat)")) \
+        .to_arrow_table()
 
 
 def case_map(expr: str, table: dict[str, str]) -> str:
@@ -293,55 +326,19 @@ def read(path: Path, mapping: dict, notes: list[str]) -> pa.Table:
 def _read(con: duckdb.DuckDBPyConnection, path: Path, actor: str | None,
           exchange_id: str | None, verbs: dict[str, str], source: str,
           exchange_table: dict[str, str], notes: list[str]) -> pa.Table:
-    open_json(con, path, "statements", _FIELDS, "_stmts")
-    more = [m for m in one(con, "SELECT list(DISTINCT more) FROM _records")[0] or [] if m]
-    if more:
-        notes.append(f"xAPI: the StatementResult 'more' link ({listed(sorted(more))}) names "
-                     "further statements that are not in this file: fetch them from the LRS "
-                     "and load them too")
-    voider = f"coalesce(lower(verb_id) = {lit(VOIDED)}, false)"
-    statements, homepages, n_voiders = one(con,
-        "SELECT count(*) FILTER (WHERE verb_id IS NOT NULL OR actor_mbox IS NOT NULL "
-        "OR actor_account_name IS NOT NULL OR actor_mbox_sha1sum IS NOT NULL "
-        "OR actor_openid IS NOT NULL), count(DISTINCT actor_account_homePage), "
-        f"count(*) FILTER (WHERE {voider}) FROM _stmts")
-    if not statements:
-        raise RefusedFile(str(path), "holds no xAPI statements (objects with an actor and a verb)")
-
-    # Voiding: voiders name their targets; neither is an event.
-    q(con, "CREATE OR REPLACE TEMP TABLE _void AS SELECT DISTINCT lower(object_id) AS target "
-           f"FROM _stmts WHERE {voider} AND object_objectType = 'StatementRef' "
-           "AND object_id IS NOT NULL")
-    if n_voiders:
-        n_voided, absent, n_bad_voiders = one(con,
-            f"SELECT (SELECT count(*) FROM _stmts WHERE NOT {voider} AND lower(id) IN "
-            "(SELECT target FROM _void)), (SELECT count(*) FROM _void WHERE target NOT IN "
-            f"(SELECT lower(id) FROM _stmts WHERE id IS NOT NULL AND NOT {voider})), "
-            f"(SELECT count(*) FROM _stmts WHERE {voider} AND object_objectType IS DISTINCT "
-            "FROM 'StatementRef')")
-        notes.append(f"xAPI: {n_voiders} voiding statement(s) removed {n_voided} voided "
-                     f"statement(s); neither counts as an event"
-                     + (f"; {absent} voided id(s) are not in this file (an earlier load may "
-                        "hold them: reload that file without them)" if absent else "")
-                     + (f"; {n_bad_voiders} 'voided' statement(s) without a StatementRef "
-                        "object were dropped" if n_bad_voiders else ""))
-
-    # Actor: accounts of several systems are told apart by their homePage.
-    account = ("actor_account_homePage || '|' || actor_account_name" if homepages > 1
-               else "actor_account_name")
-    if homepages > 1:
-        notes.append(f"xAPI: accounts of {homepages} systems (homePage): participant ids are "
-                     "homePage|name, so the same name on two systems is two people")
     ids = {
-        "mbox": "nullif(lower(trim(regexp_replace(actor_mbox, '^mailto:', '', 'i'))), '')",
+        "mbox": "nullif(lower(trim(CASE WHEN lower(left(actor_mbox, 7)) = 'mailto:' "
+                "THEN substr(actor_mbox, 8) ELSE actor_mbox END)), '')",
         "mbox_sha1sum": "nullif(lower(trim(actor_mbox_sha1sum)), '')",
-        "account": f"CASE WHEN actor_account_name <> '' THEN {account} END",
+        "account": "nullif(actor_account_name, '')",
         "openid": "nullif(actor_openid, '')",
     }
     participant = ids[actor] if actor else f"coalesce({', '.join(ids[a] for a in ACTORS)})"
+    by_account = (f"{ids['account']} IS NOT NULL" if actor in (None, "account") else "false")
+    if actor is None:
+        by_account += " AND " + " AND ".join(f"{ids[a]} IS NULL" for a in ACTORS[:2])
 
-    # Exchange: a constant, or an activity id of the context (an array of activities, or one).
-    def first_id(key: str) -> str:
+    def first_id(key: str) -> str:  # an array of activities, or one
         base = f"context_contextActivities_{key}"
         return f"coalesce({base}_0_id, {base}_id)"
 
@@ -352,65 +349,104 @@ def _read(con: duckdb.DuckDBPyConnection, path: Path, actor: str | None,
                                             for k in CONTEXT_KEYS) + ")")
     else:
         exchange = first_id(source)
-
-    # Every output column and every flag a note counts, computed once per statement.
     parts, ok = duration_sql("result_duration")
     minutes, calendar = minutes_sql("d", "d_ok")
+    cast, text = utc_sql("coalesce(timestamp, stored)", "instant")
     mapped = case_map("verb_id", {k.lower(): v for k, v in verbs.items()})
     activity = f"coalesce({mapped}, lower(regexp_extract(verb_id, '([^/#]+)[/#]*$', 1)))"
-    mins = (f"CASE WHEN result_duration IS NOT NULL AND NOT d_ok THEN result_duration "
-            f"ELSE CAST(round({minutes}, 6) AS VARCHAR) END")
-    void = (" OR (id IS NOT NULL AND lower(id) IN (SELECT target FROM _void))"
-            if n_voiders else "")
-    q(con, f"CREATE OR REPLACE TEMP TABLE _out AS SELECT "
-           f"CAST({participant} AS VARCHAR) AS participant_id, "
-           f"CAST({exchange} AS VARCHAR) AS exchange_id, "
-           f"CAST({utc_sql('coalesce(timestamp, stored)')} AS VARCHAR) AS occurred_at, "
-           f"CAST(nullif({activity}, '') AS VARCHAR) AS activity, "
-           f"CAST({mins} AS VARCHAR) AS minutes, CAST(_row AS BIGINT) AS _row, "
-           f"{voider}{void} AS _dropped, coalesce(actor_objectType = 'Group', false) AS _grp, "
-           f"{calendar} AS _calendar, result_duration IS NOT NULL AND NOT d_ok AS _malformed, "
-           f"timestamp IS NULL AND stored IS NOT NULL AS _stored, "
-           f"(NOT starts_with(ltrim(verb_display), '{{') OR "
-           f"NOT starts_with(ltrim(object_definition_name), '{{')) AS _plain, "
-           f"verb_id AS _verb, {mapped} IS NOT NULL AS _mapped "
-           f"FROM (SELECT *, {parts} AS d, {ok} AS d_ok FROM _stmts)")
-    groups, plain, n_cal, n_bad, no_ts, missing = one(con,
-        "SELECT count(*) FILTER (WHERE _grp), count(*) FILTER (WHERE _plain), "
-        "count(*) FILTER (WHERE _calendar), count(*) FILTER (WHERE _malformed), "
-        "count(*) FILTER (WHERE _stored), count(*) FILTER (WHERE participant_id IS NULL "
-        "AND NOT _grp AND NOT _dropped) FROM _out")
+    voider = f"coalesce(lower(verb_id) = {lit(VOIDED)}, false)"
+    odd_verb = "verb_id <> lower(verb_id)" + (f" OR {mapped} IS NULL" if verbs else "")
+
+    def select(src: str) -> str:
+        # Every output column and every flag a note counts, computed once per record.
+        return (
+            f"SELECT _odd, _page, CAST({participant} AS VARCHAR) AS participant_id, "
+            f"CAST({exchange} AS VARCHAR) AS exchange_id, CAST({text} AS VARCHAR) AS occurred_at,"
+            f" CAST(nullif({activity}, '') AS VARCHAR) AS activity, "
+            f"CAST(CASE WHEN result_duration IS NOT NULL AND NOT d_ok THEN result_duration "
+            f"ELSE CAST(round({minutes}, 6) AS VARCHAR) END AS VARCHAR) AS minutes, "
+            f"{voider} AS _voider, CASE WHEN {voider} AND object_objectType = 'StatementRef' "
+            f"THEN lower(object_id) END AS _target, lower(id) AS _id, "
+            f"coalesce(actor_objectType = 'Group', false) AS _grp, "
+            f"coalesce({by_account}, false) AS _by_account, actor_account_homePage AS _home, "
+            f"(verb_id IS NOT NULL OR actor_mbox IS NOT NULL OR actor_account_name IS NOT NULL "
+            f"OR actor_mbox_sha1sum IS NOT NULL OR actor_openid IS NOT NULL) AS _statement, "
+            f"{voider} AND object_objectType IS DISTINCT FROM 'StatementRef' AS _bad_voider, "
+            f"{calendar} AS _calendar, result_duration IS NOT NULL AND NOT d_ok AS _malformed, "
+            f"timestamp IS NULL AND stored IS NOT NULL AS _stored, "
+            f"(NOT starts_with(ltrim(verb_display), '{{') OR "
+            f"NOT starts_with(ltrim(object_definition_name), '{{')) AS _plain, "
+            f"CASE WHEN {odd_verb} THEN verb_id END AS _verb, more AS _more "
+            f"FROM (SELECT *, {ok} AS d_ok FROM (SELECT *, {parts} AS d, {cast} AS instant "
+            f"FROM {src}))")
+
+    t = read_records(con, path, "statements", _FIELDS, select)
+    if not pc.any(t["_statement"]).as_py():
+        raise RefusedFile(str(path), "holds no xAPI statements (objects with an actor and a verb)")
+    more = sorted(m for m in pc.unique(t["_more"]).to_pylist() if m)
+    if more:
+        notes.append(f"xAPI: the StatementResult 'more' link ({listed(more)}) names "
+                     "further statements that are not in this file: fetch them from the LRS "
+                     "and load them too")
+
+    # Voiding: voiders name their targets; neither is an event.
+    targets = pc.unique(pc.drop_null(t["_target"]))
+    voided = pc.and_(pc.is_in(t["_id"], value_set=targets), pc.invert(t["_voider"]))
+    voided = pc.fill_null(voided, False)
+    n_voiders = pc.sum(t["_voider"]).as_py() or 0
+    if n_voiders:
+        ids_here = pc.unique(pc.drop_null(pc.filter(t["_id"], pc.invert(t["_voider"]))))
+        absent = len(targets) - pc.sum(pc.is_in(targets, value_set=ids_here)).as_py()
+        n_bad = pc.sum(t["_bad_voider"]).as_py() or 0
+        notes.append(f"xAPI: {n_voiders} voiding statement(s) removed "
+                     f"{pc.sum(voided).as_py() or 0} voided statement(s); neither counts as an "
+                     "event"
+                     + (f"; {absent} voided id(s) are not in this file (an earlier load may "
+                        "hold them: reload that file without them)" if absent else "")
+                     + (f"; {n_bad} 'voided' statement(s) without a StatementRef object were "
+                        "dropped" if n_bad else ""))
+
+    # Accounts of several systems are told apart by their homePage.
+    homes = pc.count_distinct(pc.filter(t["_home"], t["_by_account"])).as_py()
+    if homes > 1:
+        qualified = pc.binary_join_element_wise(t["_home"], t["participant_id"], "|")
+        t = t.set_column(t.schema.get_field_index("participant_id"), "participant_id",
+                         pc.if_else(t["_by_account"], qualified, t["participant_id"]))
+        notes.append(f"xAPI: accounts of {homes} systems (homePage): participant ids are "
+                     "homePage|name, so the same name on two systems is two people")
+
+    keep = pc.invert(pc.or_(pc.or_(t["_voider"], voided), t["_grp"]))
+    count = {c: pc.sum(pc.and_(t[c], keep)).as_py() or 0
+             for c in ("_grp", "_plain", "_calendar", "_malformed", "_stored")}
+    count["_grp"] = pc.sum(t["_grp"]).as_py() or 0
+    missing = pc.sum(pc.and_(pc.is_null(t["participant_id"]), keep)).as_py() or 0
     if actor and missing:
         notes.append(f"xAPI: {missing} statement(s) have no actor {actor} (the mapping's "
                      "actor): their rows have no participant id and are rejected")
-    if groups:
-        notes.append(f"xAPI: {groups} statement(s) by a Group actor were dropped: events are "
-                     "a participant's")
-    odd = [r[0] for r in q(con, "SELECT DISTINCT _verb FROM _out WHERE _verb <> lower(_verb) "
-                                "ORDER BY 1")]
-    if odd:
+    if count["_grp"]:
+        notes.append(f"xAPI: {count['_grp']} statement(s) by a Group actor were dropped: events "
+                     "are a participant's")
+    odd = sorted({v for v in pc.unique(t["_verb"]).to_pylist() if v})
+    upper = [v for v in odd if v != v.lower()]
+    if upper:
         notes.append(f"xAPI: verb IRIs not in the standard lower case, compared "
-                     f"case-insensitively: {listed(odd)}")
-    if verbs:
-        unmapped = [r[0] for r in q(con,
-            "SELECT DISTINCT lower(_verb) FROM _out WHERE _verb IS NOT NULL AND NOT _mapped "
-            f"AND lower(_verb) <> {lit(VOIDED)} ORDER BY 1")]
-        if unmapped:
-            notes.append(f"xAPI: verbs not in the mapping, named by their last segment: "
-                         f"{listed(unmapped)}")
-    if plain:
-        notes.append(f"xAPI: {plain} statement(s) give a display or name as a plain string, "
-                     "not a language map (invalid xAPI, accepted)")
-    if n_cal:
-        notes.append(f"xAPI: {n_cal} duration(s) in years or months have no length in minutes: "
-                     "left empty")
-    if n_bad:
-        notes.append(f"xAPI: {n_bad} result.duration value(s) are not ISO 8601 durations "
-                     "(PT1H2M3S): those rows are rejected")
-    if no_ts:
-        notes.append(f"xAPI: {no_ts} statement(s) without a timestamp are dated by 'stored' "
-                     "(when the LRS received them)")
+                     f"case-insensitively: {listed(upper)}")
+    unmapped = sorted({v.lower() for v in odd} - {k.lower() for k in verbs} - {VOIDED})
+    if verbs and unmapped:
+        notes.append(f"xAPI: verbs not in the mapping, named by their last segment: "
+                     f"{listed(unmapped)}")
+    if count["_plain"]:
+        notes.append(f"xAPI: {count['_plain']} statement(s) give a display or name as a plain "
+                     "string, not a language map (invalid xAPI, accepted)")
+    if count["_calendar"]:
+        notes.append(f"xAPI: {count['_calendar']} duration(s) in years or months have no length "
+                     "in minutes: left empty")
+    if count["_malformed"]:
+        notes.append(f"xAPI: {count['_malformed']} result.duration value(s) are not ISO 8601 "
+                     "durations (PT1H2M3S): those rows are rejected")
+    if count["_stored"]:
+        notes.append(f"xAPI: {count['_stored']} statement(s) without a timestamp are dated by "
+                     "'stored' (when the LRS received them)")
     notes.append("xAPI: actor names, context extensions (IP addresses, sessions) and results "
                  "other than the duration are not read")
-    return con.sql("SELECT participant_id, exchange_id, occurred_at, activity, minutes, _row "
-                   "FROM _out WHERE NOT _dropped AND NOT _grp ORDER BY _row").to_arrow_table()
+    return t.filter(keep).select(OUTPUT)
