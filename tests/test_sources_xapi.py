@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from etl.errors import RefusedFile
-from etl.sources import xapi
+from etl.sources import caliper, xapi
 from tests import program as P
 
 SAMPLES = P.ROOT.parent / "shared" / "samples"
@@ -401,7 +401,10 @@ def test_sniff() -> None:
 
 @pytest.mark.skipif(not SAMPLES.is_dir(), reason="the shared sample exports are not here")
 def test_shared_sample_statement() -> None:
-    got = rows(SAMPLES / "xapi_moodle_assignment_submitted.json")
+    path = SAMPLES / "xapi_moodle_assignment_submitted.json"
+    head = path.read_text(encoding="utf-8")[:65536]
+    assert xapi.sniff(path, head) and not caliper.sniff(path, head)
+    got = rows(path)
     assert got == [{"participant_id": "stutest",
                     "exchange_id": "http://localhost:8080/moodle/moodle/course/view.php?id=2",
                     "occurred_at": "2016-04-07T16:03:40+00:00", "activity": "completed",

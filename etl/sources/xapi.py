@@ -5,7 +5,8 @@ lines (one statement per line, or pretty-printed objects one after another), or 
 `StatementResult` pages (`{"statements": [...], "more": "/xAPI/statements?..."}`; the `more`
 link is noted, it cannot be followed offline). DuckDB parses the file (`read_json_objects`) and
 every field is taken in SQL with one `json_extract_string` per statement, so a million
-statements never pass through a Python loop.
+statements never pass through a Python loop. Times are written at UTC as DuckDB prints them
+(`2024-03-30T23:30:00.5+00:00`).
 
 - participant_id: the actor's identifier named by the mapping's `actor` (`mbox`,
   `mbox_sha1sum`, `account`, `openid`), else the first present in that order. An mbox loses its
@@ -22,9 +23,12 @@ statements never pass through a Python loop.
 - activity: the mapping's `verbs` (IRI -> activity), else the verb IRI's last path segment in
   lower case (`.../verbs/completed` -> `completed`). IRIs are compared case-insensitively; a
   verb IRI not in lower case (the form of the ADL and registry vocabularies) is noted.
-- minutes: `result.duration` (ISO 8601, `PT1H2M3.5S`), by `DURATION_MINUTES_SQL`, held equal
-  to the maintained parser isodate in tests. Durations in years or months have no length in
+- minutes: `result.duration` (ISO 8601, `PT1H2M3.5S`), by `duration_sql` (one regular
+  expression in bulk; isodate, the maintained parser, is its oracle in the tests: calling it
+  per statement would be a Python loop). Durations in years or months have no length in
   minutes and are left empty (noted); malformed ones are passed on for validation to reject.
+- Every statement's columns come out of one SQL pass from the file to Arrow (`read_records`);
+  what needs the whole file (voiding, accounts of several systems) is done on the Arrow table.
 - voiding: a statement with verb `.../voided` and a `StatementRef` object removes the statement
   it names and is no event itself; voided ids absent from the file are noted (an earlier load
   may hold them).
