@@ -283,12 +283,16 @@ def case_map(expr: str, table: dict[str, str]) -> str:
     return f"CASE lower({expr}) {whens} END"
 
 
-_CTX = tuple(f"context.contextActivities.{k}{i}.id" for k in CONTEXT_KEYS for i in ("[0]", ""))
+def _ctx(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The paths of the first activity id under each contextActivities key (array or one)."""
+    return tuple(f"context.contextActivities.{k}{i}.id" for k in keys for i in ("[0]", ""))
+
+
 _FIELDS = (
     "id", "actor.objectType", "actor.mbox", "actor.mbox_sha1sum", "actor.account.homePage",
     "actor.account.name", "actor.openid", "verb.id", "verb.display", "object.objectType",
     "object.id", "object.definition.name", "timestamp", "stored", "result.duration", "more",
-) + _CTX
+)
 
 
 def _mapping_checks(path: Path, mapping: Mapping[str, object]) -> tuple[
@@ -384,7 +388,9 @@ def _read(con: duckdb.DuckDBPyConnection, path: Path, actor: str | None,
             f"FROM (SELECT *, {ok} AS d_ok FROM (SELECT *, {parts} AS d, {cast} AS instant "
             f"FROM {src}))")
 
-    t = read_records(con, path, "statements", _FIELDS, select)
+    # Only the context keys used are extracted: each path costs time on a million statements.
+    keys = (() if exchange_id is not None else CONTEXT_KEYS if exchange_table else (source,))
+    t = read_records(con, path, "statements", _FIELDS + _ctx(keys), select)
     if not pc.any(t["_statement"]).as_py():
         raise RefusedFile(str(path), "holds no xAPI statements (objects with an actor and a verb)")
     more = sorted(m for m in pc.unique(t["_more"]).to_pylist() if m)
