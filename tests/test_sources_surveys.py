@@ -1,0 +1,479 @@
+"""Survey tools' exports read as the contract's wide responses: LimeSurvey, Google Forms and
+KoboToolbox.
+
+Each fixture is written here in the tool's real shape (separator, quoting, byte order mark,
+header spelling, metadata columns); `read()` is called directly and the rows and values of the
+table it returns are checked, with the notes it leaves for the report. Property tests write
+random answers in each format and read back the same rows; fuzzing checks that a truncated,
+mangled or wrongly encoded file is refused in one line, never with another exception.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import random
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from openpyxl import Workbook
+
+from etl.errors import RefusedFile
+from etl.sources import gforms, kobo, limesurvey
+
+CODES = {f"A{i}": i for i in range(1, 6)}
+LS_META = ["id", "submitdate", "lastpage", "startlanguage", "seed", "token", "startdate",
+           "datestamp", "ipaddr", "refurl"]
+
+
+def _csv(path: Path, rows: list[list[str]], *, delimiter: str = ",",
+         quoting: int = csv.QUOTE_MINIMAL, encoding: str = "utf-8",
+         lineterminator: str = "\r\n") -> Path:
+    with open(path, "w", newline="", encoding=encoding) as f:
+        csv.writer(f, delimiter=delimiter, quoting=quoting,
+                   lineterminator=lineterminator).writerows(rows)
+    return path
+
+
+def _limesurvey(path: Path, rows: list[list[str]]) -> Path:
+    """As LimeSurvey writes it: `;`, every field quoted, UTF-8 with a byte order mark."""
+    return _csv(path, rows, delimiter=";", quoting=csv.QUOTE_ALL, encoding="utf-8-sig",
+                lineterminator="\n")
+
+
+def _read(mod, path: Path, mapping: dict) -> tuple[list[dict], list[str]]:
+    notes: list[str] = []
+    table = mod.read(path, mapping, notes)
+    assert table.column_names[:4] == ["participant_id", "exchange_id", "wave", "submitted_at"]
+    assert table.schema.field("_row").type == "int64"
+    return table.to_pylist(), notes
+
+
+def _note(notes: list[str], words: str) -> str:
+    hits = [n for n in notes if words in n]
+    assert hits, f"no note with {words!r} in {notes}"
+    return hits[0]
+
+
+# -- LimeSurvey ----------------------------------------------------------------------------------
+
+def _ls_row(id_, submit, token, lang, answers):
+    return [id_, submit, "3", lang, "42", token, "2024-03-05 09:00:00", submit or "2024-03-05",
+            "10.1.2.3", "https://example.org/"] + answers
+
+
+def test_limesurvey_code_headers_sub_questions_and_answer_codes(tmp_path):
+    """`Q[SQ001]` sub-question columns become items, A1..A5 become 1..5, the token the
+    participant (e-mails lower-cased), startlanguage the language; metadata and timings are
+    dropped with a note."""
+    header = LS_META + ["ICC[SQ001]", "ICC[SQ002]", "ICC[SQ003]", "Other", "interviewtime"]
+    f = _limesurvey(tmp_path / "results-survey123.csv", [
+        header,
+        _ls_row("1", "2024-03-05 10:11:12", "tokA", "en", ["A1", "A5", "", "free text", "61"]),
+        _ls_row("2", "2024-03-06 08:00:00", "Ana@Example.ORG", "es", ["A4", "A2", "A3", "", ""]),
+    ])
+    head = f.read_text(encoding="utf-8")
+    assert limesurvey.sniff(f, head) and not gforms.sniff(f, head) and not kobo.sniff(f, head)
+    rows, notes = _read(limesurvey, f, {
+        "items": {"ICC[SQ001]": "icc_1", "ICC[SQ002]": "icc_2", "ICC_SQ003": "icc_3"},
+        "answers": CODES, "wave": "pre", "exchange_id": "EX1"})
+    assert rows == [
+        {"participant_id": "tokA", "exchange_id": "EX1", "wave": "pre",
+         "submitted_at": "2024-03-05T10:11:12", "language": "en", "icc_1": "1", "icc_2": "5",
+         "icc_3": None, "_row": 2},
+        {"participant_id": "ana@example.org", "exchange_id": "EX1", "wave": "pre",
+         "submitted_at": "2024-03-06T08:00:00", "language": "es", "icc_1": "4", "icc_2": "2",
+         "icc_3": "3", "_row": 3},
+    ]
+    assert "'ipaddr'" in _note(notes, "metadata columns dropped")
+    assert "'Other'" in _note(notes, "not mapped to an item")
+    assert "'interviewtime'" in _note(notes, "metadata columns dropped")
+
+
+def test_limesurvey_sgqa_headers_and_full_metadata_labels(tmp_path):
+    """Older exports name questions by SGQA (`12345X6X78SQ001`) and metadata by label."""
+    header = ["Response ID", "Date submitted", "Last page", "Start language", "Access code",
+              "12345X6X78SQ001", "12345X6X78SQ002", "12345X6X78time"]
+    f = _limesurvey(tmp_path / "export.csv", [
+        header, ["7", "2024-05-01 12:00:00", "2", "fr", "T7", "A2", "A3", "12.5"]])
+    assert limesurvey.sniff(f, f.read_text(encoding="utf-8"))
+    rows, notes = _read(limesurvey, f, {
+        "items": {"12345X6X78SQ001": "icc_1", "12345x6x78sq002": "icc_2"}, "answers": CODES,
+        "wave": "post", "exchange_id": "EX1", "timezone": "Europe/Paris"})
+    assert rows == [{"participant_id": "T7", "exchange_id": "EX1", "wave": "post",
+                     "submitted_at": "2024-05-01T10:00:00+00:00", "language": "fr",
+                     "icc_1": "2", "icc_2": "3", "_row": 2}]
+    assert "timing" in " ".join(notes)
+
+
+def test_limesurvey_question_code_and_text_headers(tmp_path):
+    """"Question code & question text" headers: the code before `. ` is what the mapping names."""
+    header = ["id", "submitdate", "lastpage", "startlanguage", "token",
+              "ICC[SQ001]. How much do you agree? [I enjoy learning]"]
+    f = _limesurvey(tmp_path / "export.csv", [header, ["1", "2024-01-02 03:04:05", "1", "en", "T",
+                                                       "A3"]])
+    rows, _ = _read(limesurvey, f, {"items": {"ICC[SQ001]": "icc_1"}, "answers": CODES,
+                                    "wave": "pre", "exchange_id": "E"})
+    assert [r["icc_1"] for r in rows] == ["3"]
+
+
+def test_limesurvey_incomplete_responses_are_reported_not_loaded(tmp_path):
+    header = LS_META + ["ICC[SQ001]"]
+    f = _limesurvey(tmp_path / "r.csv", [
+        header,
+        _ls_row("1", "2024-03-05 10:11:12", "a", "en", ["A1"]),
+        _ls_row("2", "", "b", "en", ["A2"]),
+        _ls_row("3", "", "c", "en", [""]),
+        _ls_row("4", "2024-03-05 11:00:00", "d", "en", ["A4"]),
+    ])
+    rows, notes = _read(limesurvey, f, {"items": {"ICC[SQ001]": "icc_1"}, "answers": CODES,
+                                        "wave": "pre", "exchange_id": "E"})
+    assert [(r["participant_id"], r["_row"]) for r in rows] == [("a", 2), ("d", 5)]
+    assert _note(notes, "incomplete") == (
+        "2 incomplete response(s) (no submitdate) not loaded: row(s) 3, 4")
+
+
+def test_limesurvey_without_date_stamping_has_no_submission_time(tmp_path):
+    """`1980-01-01 00:00:00` is no date: left empty with a note, or the mapping's date."""
+    header = LS_META + ["ICC[SQ001]"]
+    f = _limesurvey(tmp_path / "r.csv", [
+        header, _ls_row("1", "1980-01-01 00:00:00", "a", "en", ["A1"])])
+    mapping = {"items": {"ICC[SQ001]": "icc_1"}, "answers": CODES, "wave": "pre",
+               "exchange_id": "E"}
+    rows, notes = _read(limesurvey, f, mapping)
+    assert rows[0]["submitted_at"] is None
+    assert "no submission time" in _note(notes, "1980-01-01")
+    rows, notes = _read(limesurvey, f, {**mapping, "submitted_at": "2024-06-30"})
+    assert rows[0]["submitted_at"] == "2024-06-30"
+
+
+def test_limesurvey_refuses_unknown_items_and_a_file_without_participants(tmp_path):
+    f = _limesurvey(tmp_path / "r.csv", [["id", "submitdate", "lastpage", "startlanguage",
+                                          "ICC[SQ001]"], ["1", "2024-01-01 00:00:00", "1", "en",
+                                                          "A1"]])
+    with pytest.raises(RefusedFile, match="no participant column"):
+        limesurvey.read(f, {"items": {"ICC[SQ001]": "icc_1"}}, [])
+    rows, _ = _read(limesurvey, f, {"items": {"ICC[SQ001]": "icc_1"}, "participant": "id"})
+    assert rows[0]["participant_id"] == "1"
+    with pytest.raises(RefusedFile, match="'nope_9' that no instrument"):
+        limesurvey.read(f, {"items": {"ICC[SQ001]": "nope_9"}, "participant": "id"}, [])
+    with pytest.raises(RefusedFile, match="no column maps to an instrument item"):
+        limesurvey.read(f, {"participant": "id"}, [])
+
+
+# -- Google Forms --------------------------------------------------------------------------------
+
+GF_HEADER = ["Timestamp", "Email Address",
+             "How much do you agree? [I enjoy learning how others see things]",
+             "How much do you agree? [I am curious about customs]",
+             "Which activities did you join?", "Score"]
+
+
+def test_gforms_download_with_gmt_offsets_grid_rows_and_checkboxes(tmp_path):
+    """The form's own download: `2024/03/05 10:11:12 AM GMT+1`; grid rows map by their full
+    header; answer labels map to values; a checkbox cell is mapped part by part."""
+    f = _csv(tmp_path / "Form (Responses).csv", [
+        GF_HEADER,
+        ["2024/03/05 10:11:12 AM GMT+1", "Ann@X.org", "Strongly agree", "Agree",
+         "Chat, Video call", "3 / 5"],
+        ["2024/03/05 1:02:03 PM GMT-5:30", "bob@x.org", "Disagree", "", "Chat", ""],
+        ["2024/12/31 12:00:00 AM GMT", "cy@x.org", "4", "Neutral", "Something, else", ""],
+    ])
+    head = f.read_text(encoding="utf-8")
+    assert gforms.sniff(f, head) and not limesurvey.sniff(f, head) and not kobo.sniff(f, head)
+    rows, notes = _read(gforms, f, {
+        "items": {"how much do you agree?   [I enjoy learning how others see things]": "icc_1",
+                  "How much do you agree? [I am curious about customs]": "icc_2",
+                  "Which activities did you join?": "icc_3"},
+        "answers": {"Strongly disagree": 1, "Disagree": 2, "Neutral": 3, "Agree": 4,
+                    "Strongly agree": 5, "Chat": 1, "Video call": 2},
+        "wave": "post", "exchange_id": "EX1"})
+    assert [(r["participant_id"], r["submitted_at"], r["icc_1"], r["icc_2"], r["icc_3"], r["_row"])
+            for r in rows] == [
+        ("ann@x.org", "2024-03-05T10:11:12+01:00", "5", "4", "1, 2", 2),
+        ("bob@x.org", "2024-03-05T13:02:03-05:30", "2", None, "1", 3),
+        ("cy@x.org", "2024-12-31T00:00:00+00:00", "4", "3", "Something, else", 4),
+    ]
+    assert "'Score'" in _note(notes, "quiz columns dropped")
+
+
+@pytest.mark.parametrize("stamps, dayfirst, expected", [
+    (["05/03/2024 10:11:12", "25/03/2024 08:00:00"], None, ["2024-03-05", "2024-03-25"]),
+    (["3/5/2024 10:11:12", "3/25/2024 8:00:00"], None, ["2024-03-05", "2024-03-25"]),
+    (["05/03/2024 10:11:12", "04/03/2024 08:00:00"], True, ["2024-03-05", "2024-03-04"]),
+    (["05/03/2024 10:11:12", "04/03/2024 08:00:00"], False, ["2024-05-03", "2024-04-03"]),
+    (["05.03.2024 10:11:12", "25.03.2024 08:00:00"], None, ["2024-03-05", "2024-03-25"]),
+])
+def test_gforms_sheet_dates_day_or_month_first(tmp_path, stamps, dayfirst, expected):
+    f = _csv(tmp_path / "sheet.csv", [["Timestamp", "Email Address", "icc_1"]]
+             + [[s, f"p{i}@x.org", "3"] for i, s in enumerate(stamps)])
+    mapping = {"wave": "pre", "exchange_id": "E"}
+    if dayfirst is not None:
+        mapping["dayfirst"] = dayfirst
+    rows, notes = _read(gforms, f, mapping)
+    assert [r["submitted_at"][:10] for r in rows] == expected
+    assert rows[0]["submitted_at"][10:] in ("T10:11:12",)
+    if dayfirst is None:
+        assert _note(notes, "dates read")
+
+
+def test_gforms_ambiguous_dates_are_refused_naming_the_flags(tmp_path):
+    f = _csv(tmp_path / "sheet.csv", [["Timestamp", "Email Address", "icc_1"],
+                                      ["05/03/2024 10:11:12", "a@x.org", "3"],
+                                      ["04/03/2024 10:11:12", "b@x.org", "3"]])
+    with pytest.raises(RefusedFile) as e:
+        gforms.read(f, {}, [])
+    assert "--dayfirst" in str(e.value) and "--monthfirst" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_gforms_local_times_in_the_mapping_zone_and_localised_timestamp(tmp_path):
+    f = _csv(tmp_path / "s.csv", [["Marca temporal", "Correo", "icc_1"],
+                                  ["2024/07/01 10:00:00", "A@x.org", "2"]])
+    assert gforms.sniff(f, f.read_text(encoding="utf-8"))
+    rows, _ = _read(gforms, f, {"participant": "correo", "timezone": "Europe/Madrid",
+                                "wave": "pre", "exchange_id": "E"})
+    assert rows[0]["submitted_at"] == "2024-07-01T08:00:00+00:00"
+    assert rows[0]["participant_id"] == "a@x.org"
+    with pytest.raises(RefusedFile, match="not an IANA time zone"):
+        gforms.read(f, {"participant": "correo", "timezone": "Mars/Base"}, [])
+
+
+# -- KoboToolbox ---------------------------------------------------------------------------------
+
+KOBO_HEADER = ["start", "end", "today", "deviceid", "participant_id", "group_a/q1",
+               "group_a/likes", "group_a/likes/red", "group_a/likes/blue", "group_b/q3",
+               "group_b/multi/x", "group_b/multi/y", "meta/instanceID", "_id", "_uuid",
+               "_submission_time", "_validation_status", "_notes", "_status", "_submitted_by",
+               "__version__", "_tags", "_index"]
+
+
+def _kobo_row(pid, end, sub, q1, likes, q3, multi, i):
+    red, blue = ("1" if "red" in likes.split() else "0"), ("1" if "blue" in likes.split() else "0")
+    return ["2024-03-05T10:00:00.000+01:00", end, "2024-03-05", "ee:1", pid, q1, likes, red, blue,
+            q3, multi[0], multi[1], f"uuid:{i}", str(100 + i), f"u-{i}", sub, "", "",
+            "submitted_via_web", "enum1", "vXyZ", "", str(i)]
+
+
+def test_kobo_csv_with_groups_select_multiple_and_metadata(tmp_path):
+    """`;`-separated; group paths map by path or last part; `end` (device time with offset) is
+    the submission time, else `_submission_time` (UTC); a select-multiple with only 0/1 columns is
+    rebuilt as space-joined options; Kobo's metadata is dropped."""
+    f = _csv(tmp_path / "kobo.csv", [
+        KOBO_HEADER,
+        _kobo_row("P1", "2024-03-05T10:11:12.000+01:00", "2024-03-05T09:20:00", "4", "red blue",
+                  "3", ("1", "0"), 1),
+        _kobo_row("P2", "", "2024-03-06T09:20:00.123", "2", "", "5", ("1", "1"), 2),
+    ], delimiter=";")
+    head = f.read_text(encoding="utf-8")
+    assert kobo.sniff(f, head) and not limesurvey.sniff(f, head) and not gforms.sniff(f, head)
+    rows, notes = _read(kobo, f, {
+        "items": {"q1": "icc_1", "group_b/q3": "icc_2", "multi": "icc_3",
+                  "group_a/likes": "icc_4"}, "wave": "pre", "exchange_id": "EX1"})
+    assert [(r["participant_id"], r["submitted_at"], r["icc_1"], r["icc_2"], r["icc_3"],
+             r["icc_4"], r["_row"]) for r in rows] == [
+        ("P1", "2024-03-05T10:11:12+01:00", "4", "3", "x", "red blue", 2),
+        ("P2", "2024-03-06T09:20:00+00:00", "2", "5", "x y", None, 3),
+    ]
+    meta = _note(notes, "metadata columns dropped")
+    assert "'_uuid'" in meta and "'meta/instanceID'" in meta and "'deviceid'" in meta
+    assert "'group_a/likes'" in _note(notes, "select-multiple 0/1 columns dropped")
+
+
+def test_kobo_xlsx_reads_the_main_sheet_and_notes_repeat_groups(tmp_path):
+    wb = Workbook()
+    main = wb.active
+    main.title = "Exchange survey"
+    main.append(["end", "participant", "grp/icc_1", "_id", "_uuid", "_submission_time",
+                 "_index"])
+    main.append(["2024-03-05T10:11:12+02:00", "P1", "5", "1", "u1", "2024-03-05T08:20:00", "1"])
+    main.append([None, "P2", "3", "2", "u2", "2024-03-06T08:20:00", "2"])
+    rep = wb.create_sheet("visits")
+    rep.append(["place", "_index", "_parent_index", "_parent_table_name"])
+    rep.append(["Lyon", "1", "1", "Exchange survey"])
+    f = tmp_path / "kobo.xlsx"
+    wb.save(f)
+    rows, notes = _read(kobo, f, {"participant": "participant", "wave": "post",
+                                  "exchange_id": "E"})
+    assert [(r["participant_id"], r["submitted_at"], r["icc_1"], r["_row"]) for r in rows] == [
+        ("P1", "2024-03-05T10:11:12+02:00", "5", 2),
+        ("P2", "2024-03-06T08:20:00+00:00", "3", 3),
+    ]
+    assert "'visits'" in _note(notes, "repeat groups not read")
+
+
+def test_kobo_mapping_wave_and_exchange_columns(tmp_path):
+    """A mapping's wave or exchange_id that names a column reads it; else it is the value."""
+    f = _csv(tmp_path / "k.csv", [["participant_id", "round", "icc_1", "_uuid",
+                                   "_submission_time"],
+                                  ["P1", "pre", "1", "u", "2024-01-01T00:00:00"],
+                                  ["P2", "post", "2", "v", "2024-02-01T00:00:00"]])
+    rows, _ = _read(kobo, f, {"wave": "round", "exchange_id": "x"})
+    assert [(r["wave"], r["exchange_id"]) for r in rows] == [("pre", "x"), ("post", "x")]
+
+
+# -- property tests ------------------------------------------------------------------------------
+
+ANSWER = st.one_of(st.none(), st.integers(1, 5))
+IDS = st.text(st.sampled_from(list("abcXYZ019_-.éñ")), min_size=1, max_size=12).filter(
+    lambda s: s.strip() == s and s not in ("N/A", "NA", "-", "NULL"))
+INSTANTS = st.datetimes(min_value=dt.datetime(2001, 1, 1),
+                        max_value=dt.datetime(2049, 12, 31)).map(
+    lambda d: d.replace(microsecond=0))
+ROWS = st.lists(st.tuples(IDS, INSTANTS, st.lists(ANSWER, min_size=3, max_size=3)),
+                min_size=1, max_size=12, unique_by=lambda r: r[0])
+PROP = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+ITEMS = ["icc_1", "icc_2", "icc_3"]
+
+
+def _expected(rows, fmt_time):
+    return [(pid, fmt_time(t), *[None if a is None else str(a) for a in ans])
+            for pid, t, ans in rows]
+
+
+def _got(table_rows):
+    return [(r["participant_id"], r["submitted_at"], *[r[i] for i in ITEMS]) for r in table_rows]
+
+
+@PROP
+@given(rows=ROWS)
+def test_limesurvey_random_answers_read_back(rows):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = [LS_META + ["ICC[SQ001]", "ICC[SQ002]", "ICC[SQ003]"]]
+        for n, (pid, t, ans) in enumerate(rows, start=1):
+            out.append(_ls_row(str(n), t.strftime("%Y-%m-%d %H:%M:%S"), pid, "en",
+                               ["" if a is None else f"A{a}" for a in ans]))
+        f = _limesurvey(Path(tmp) / "r.csv", out)
+        got, _ = _read(limesurvey, f, {"items": {f"ICC[SQ00{i}]": f"icc_{i}" for i in (1, 2, 3)},
+                                       "answers": CODES, "wave": "pre", "exchange_id": "E"})
+    assert _got(got) == _expected(rows, lambda t: t.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+@PROP
+@given(rows=ROWS, style=st.sampled_from(["download", "dayfirst", "monthfirst"]),
+       offset=st.integers(-12, 14))
+def test_gforms_random_answers_read_back(rows, style, offset):
+    labels = {1: "Strongly disagree", 2: "Disagree", 3: "Neutral", 4: "Agree", 5: "Strongly agree"}
+
+    def written(t):
+        if style == "download":
+            return (t.strftime("%Y/%m/%d ") + t.strftime("%I:%M:%S %p").lstrip("0")
+                    + (f" GMT{offset:+d}" if offset else " GMT"))
+        return t.strftime("%d/%m/%Y %H:%M:%S" if style == "dayfirst" else "%m/%d/%Y %H:%M:%S")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = [["Timestamp", "Email Address"] + [f"Rate [Row {i}]" for i in (1, 2, 3)]]
+        out += [[written(t), pid] + ["" if a is None else labels[a] for a in ans]
+                for pid, t, ans in rows]
+        f = _csv(Path(tmp) / "g.csv", out)
+        mapping = {"items": {f"Rate [Row {i}]": f"icc_{i}" for i in (1, 2, 3)},
+                   "answers": {v: k for k, v in labels.items()}, "wave": "pre",
+                   "exchange_id": "E"}
+        if style != "download":
+            mapping["dayfirst"] = style == "dayfirst"
+        got, _ = _read(gforms, f, mapping)
+    suffix = "" if style != "download" else (
+        f"{'+' if offset >= 0 else '-'}{abs(offset):02d}:00")
+    assert _got(got) == _expected(rows, lambda t: t.strftime("%Y-%m-%dT%H:%M:%S") + suffix)
+
+
+@PROP
+@given(rows=ROWS, delimiter=st.sampled_from([";", ","]))
+def test_kobo_random_answers_read_back(rows, delimiter):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = [["start", "end", "participant_id", "grp/icc_1", "grp/icc_2", "grp/sub/icc_3",
+                "_id", "_uuid", "_submission_time", "_index"]]
+        out += [["", "", pid] + ["" if a is None else str(a) for a in ans]
+                + [str(n), f"u{n}", t.strftime("%Y-%m-%dT%H:%M:%S"), str(n)]
+                for n, (pid, t, ans) in enumerate(rows, start=1)]
+        f = _csv(Path(tmp) / "k.csv", out, delimiter=delimiter)
+        got, _ = _read(kobo, f, {"wave": "pre", "exchange_id": "E"})
+    assert _got(got) == _expected(rows, lambda t: t.strftime("%Y-%m-%dT%H:%M:%S+00:00"))
+
+
+# -- fuzzing -------------------------------------------------------------------------------------
+
+def _good_files(folder: Path) -> dict:
+    ls = _limesurvey(folder / "ls.csv", [LS_META + ["ICC[SQ001]", "ICC[SQ002]"]] + [
+        _ls_row(str(i), f"2024-03-0{i} 10:11:12", f"t{i}", "en", [f"A{i}", "A2"])
+        for i in range(1, 6)])
+    gf = _csv(folder / "gf.csv", [["Timestamp", "Email Address", "icc_1", "icc_2"]] + [
+        [f"2024/03/0{i} 10:11:12 AM GMT+1", f"p{i}@x.org", str(i), "Chat, Video"]
+        for i in range(1, 6)])
+    kb = _csv(folder / "kb.csv", [["end", "participant_id", "g/icc_1", "g/icc_2", "_uuid",
+                                   "_submission_time"]] + [
+        ["", f"P{i}", str(i), "2", f"u{i}", f"2024-03-0{i}T10:11:12"] for i in range(1, 6)],
+        delimiter=";")
+    return {
+        limesurvey: (ls, {"items": {"ICC[SQ001]": "icc_1", "ICC[SQ002]": "icc_2"},
+                          "answers": CODES, "wave": "pre", "exchange_id": "E"}),
+        gforms: (gf, {"wave": "pre", "exchange_id": "E"}),
+        kobo: (kb, {"wave": "pre", "exchange_id": "E"}),
+    }
+
+
+def _read_or_refuse(mod, path: Path, mapping: dict) -> None:
+    """A file is read into a table or refused in one line; any other exception fails."""
+    try:
+        mod.read(path, mapping, [])
+    except RefusedFile as e:
+        assert "\n" not in str(e), str(e)
+        assert str(e).startswith(str(path))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(which=st.sampled_from([0, 1, 2]), how=st.sampled_from(["truncate", "mangle", "insert"]),
+       seed=st.integers(0, 2**32 - 1))
+def test_fuzzed_exports_are_read_or_refused_in_one_line(which, how, seed):
+    rnd = random.Random(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        mod, (path, mapping) = list(_good_files(Path(tmp)).items())[which]
+        data = bytearray(path.read_bytes())
+        if how == "truncate":
+            data = data[: rnd.randrange(0, len(data))]
+        elif how == "mangle":
+            for _ in range(rnd.randint(1, 20)):
+                data[rnd.randrange(len(data))] = rnd.randrange(256)
+        else:
+            at = rnd.randrange(len(data))
+            data[at:at] = bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 40)))
+        path.write_bytes(bytes(data))
+        _read_or_refuse(mod, path, mapping)
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+@pytest.mark.parametrize("damage", ["empty", "binary", "utf16-no-header", "gzip", "shift-jis",
+                                    "xlsx-garbage"])
+def test_wrong_encodings_and_files_are_refused_in_one_line(tmp_path, which, damage):
+    mod, (path, mapping) = list(_good_files(tmp_path).items())[which]
+    text = path.read_text(encoding="utf-8-sig")
+    if damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "binary":
+        path.write_bytes(bytes(range(256)) * 4)
+    elif damage == "utf16-no-header":
+        path.write_bytes("\n".join(text.splitlines()[1:]).encode("utf-16-le"))
+    elif damage == "gzip":
+        import gzip
+        path.write_bytes(gzip.compress(text.encode()))
+    elif damage == "shift-jis":
+        path.write_bytes(text.replace("en", "日本語").encode("shift_jis") + b"\x81\xff")
+    else:
+        path = path.with_suffix(".xlsx")
+        path.write_bytes(b"PK\x03\x04" + bytes(100))
+    with pytest.raises(RefusedFile) as e:
+        mod.read(path, mapping, [])
+    assert "\n" not in str(e.value)
+
+
+def test_windows_1252_is_read_with_a_note(tmp_path):
+    f = tmp_path / "g.csv"
+    f.write_bytes("Timestamp,Email Address,icc_1,Comentario\r\n"
+                  "2024/03/05 10:11:12 AM GMT+1,josé@x.org,3,café\r\n".encode("cp1252"))
+    rows, notes = _read(gforms, f, {"wave": "pre", "exchange_id": "E"})
+    assert rows[0]["participant_id"] == "josé@x.org"
+    assert _note(notes, "Windows-1252")
+
