@@ -477,3 +477,74 @@ def test_windows_1252_is_read_with_a_note(tmp_path):
     assert rows[0]["participant_id"] == "josé@x.org"
     assert _note(notes, "Windows-1252")
 
+
+
+# -- the contract's loader takes what the readers give -------------------------------------------
+
+def _contract_csv(table, path: Path) -> Path:
+    """A reader's table written as the contract's responses.csv (without `_row`)."""
+    rows = table.drop_columns(["_row"]).to_pylist()
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=[c for c in table.column_names if c != "_row"])
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def _exports(folder: Path) -> dict:
+    """One export per tool of the program's participants STU-0001 (Berlin) and STU-0002 (Lima)
+    in exchange E1, naive times written in each participant's own zone or with an offset."""
+    ls = _limesurvey(folder / "ls.csv", [
+        LS_META + ["ICC[SQ001]", "ICC[SQ002]"],
+        _ls_row("1", "2026-01-12 09:00:00", "STU-0001", "de", ["A4", "A5"]),
+        _ls_row("2", "2026-01-12 09:00:00", "STU-0002", "es", ["A3", ""]),
+        _ls_row("3", "", "STU-0003", "en", ["A1", ""]),  # incomplete
+    ])
+    gf = _csv(folder / "gf.csv", [
+        ["Timestamp", "Student ID", "Rate [a]", "Rate [b]"],
+        ["2026/01/12 9:00:00 AM GMT+1", "STU-0001", "Agree", "Strongly agree"],
+        ["2026/01/12 9:00:00 AM GMT-5", "STU-0002", "Neutral", ""]])
+    kb = _csv(folder / "kb.csv", [
+        ["end", "participant_id", "g/icc_1", "g/icc_2", "_uuid", "_submission_time"],
+        ["2026-01-12T09:00:00.000+01:00", "STU-0001", "4", "5", "u1", "2026-01-13T00:00:00"],
+        ["", "STU-0002", "3", "", "u2", "2026-01-12T14:00:00"]], delimiter=";")
+    base = {"wave": "pre", "exchange_id": "E1"}
+    return {
+        "limesurvey": (limesurvey, ls, {**base, "items": {"ICC[SQ001]": "icc_1",
+                                                          "ICC[SQ002]": "icc_2"},
+                                        "answers": CODES}),
+        "gforms": (gforms, gf, {**base, "participant": "Student ID",
+                                "items": {"Rate [a]": "icc_1", "Rate [b]": "icc_2"},
+                                "answers": {"Neutral": 3, "Agree": 4, "Strongly agree": 5}}),
+        "kobo": (kobo, kb, base),
+    }
+
+
+@pytest.mark.parametrize("fmt", ["limesurvey", "gforms", "kobo"])
+def test_readers_tables_load_through_the_contract_loader(tmp_path, fmt):
+    """Written as the contract's responses, a reader's table loads with no reject: answers on
+    the scale, times as UTC instants (naive ones in the participant's zone), ids pseudonymised."""
+    from etl.load import load_paths
+    from tests import program as P
+
+    wh = tmp_path / "wh" / "warehouse.duckdb"
+    wh.parent.mkdir()
+    key = wh.parent / "pseudonym.key"
+    key.write_text(P.TEST_KEY)
+    key.chmod(0o600)
+    prog = P.write_program(tmp_path / "program")
+    (prog / "responses.csv").unlink()
+    mod, path, mapping = _exports(tmp_path)[fmt]
+    notes: list[str] = []
+    src = _contract_csv(mod.read(path, mapping, notes), tmp_path / "responses.csv")
+    reports = load_paths([prog, src], wh)
+    rep = next(r for r in reports if Path(r.file).name == "responses.csv")
+    assert rep.status == "loaded" and rep.rows_rejected == 0, rep.summary()
+    got = P.q(wh, "SELECT p.institution_id, r.item, r.value, strftime(r.submitted_at, "
+                  "'%Y-%m-%d %H:%M') FROM responses r JOIN participants p USING (participant_id) "
+                  "ORDER BY 1, 2")
+    assert got == [("I1", "icc_1", 4.0, "2026-01-12 08:00"),
+                   ("I1", "icc_2", 5.0, "2026-01-12 08:00"),
+                   ("I2", "icc_1", 3.0, "2026-01-12 14:00")]
+    stored = P.q(wh, "SELECT DISTINCT participant_id FROM responses")
+    assert all(not pid.startswith("STU-") for (pid,) in stored)
