@@ -291,6 +291,7 @@ def test_kobo_xlsx_reads_the_main_sheet_and_notes_repeat_groups(tmp_path):
                  "_index"])
     main.append(["2024-03-05T10:11:12+02:00", "P1", "5", "1", "u1", "2024-03-05T08:20:00", "1"])
     main.append([None, "P2", "3", "2", "u2", "2024-03-06T08:20:00", "2"])
+    main.append([None, "P3", "4", "3", "u3", 45356.5, "3"])  # an Excel date serial
     rep = wb.create_sheet("visits")
     rep.append(["place", "_index", "_parent_index", "_parent_table_name"])
     rep.append(["Lyon", "1", "1", "Exchange survey"])
@@ -301,6 +302,7 @@ def test_kobo_xlsx_reads_the_main_sheet_and_notes_repeat_groups(tmp_path):
     assert [(r["participant_id"], r["submitted_at"], r["icc_1"], r["_row"]) for r in rows] == [
         ("P1", "2024-03-05T10:11:12+02:00", "5", 2),
         ("P2", "2024-03-06T08:20:00+00:00", "3", 3),
+        ("P3", "2024-03-05T12:00:00+00:00", "4", 4),
     ]
     assert "'visits'" in _note(notes, "repeat groups not read")
 
@@ -467,6 +469,15 @@ def test_wrong_encodings_and_files_are_refused_in_one_line(tmp_path, which, dama
     with pytest.raises(RefusedFile) as e:
         mod.read(path, mapping, [])
     assert "\n" not in str(e.value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(head=st.lists(st.sampled_from(list("ab_;,\t\n\r\"' []/") + [
+    "Timestamp", "_uuid", "_submission_time", "submitdate", "lastpage", "\ufeff", "\0"]),
+    max_size=40).map("".join))
+def test_sniffing_any_text_says_yes_or_no(head):
+    for mod in (limesurvey, gforms, kobo):
+        assert mod.sniff(Path("x.csv"), head) in (True, False)
 
 
 def test_windows_1252_is_read_with_a_note(tmp_path):

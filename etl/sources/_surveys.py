@@ -323,7 +323,8 @@ def zone(path: Path, mapping: dict) -> str | None:
 
 
 def clock_sql(expr: str, dayfirst: bool, tz: str | None) -> str:
-    """ISO 8601 text of a date and clock time as the exports write it: with its own offset when it
+    """ISO 8601 text of a date and clock time as the exports write it (or an Excel serial):
+    with its own offset when it
     has one (`GMT+1`, `+01:00`, `Z`), else read in `tz` and written in UTC, else naive (the
     loader reads it in the institution's zone). A value that is no date is passed on as written,
     so the loader rejects its row naming it."""
@@ -338,9 +339,15 @@ def clock_sql(expr: str, dayfirst: bool, tz: str | None) -> str:
     ap = f"lower(left({p}.ap, 1))"
     h24 = (f"CASE WHEN {ap} = '' THEN {hour} WHEN {hour} NOT BETWEEN 1 AND 12 THEN NULL "
            f"WHEN {ap} = 'p' THEN {hour} % 12 + 12 ELSE {hour} % 12 END")
-    local = (f"try(make_timestamp({y4}, TRY_CAST({month} AS INTEGER), TRY_CAST({day} AS INTEGER), "
-             f"{h24}, TRY_CAST({p}.mi AS INTEGER), coalesce(TRY_CAST(nullif({p}.s, '') AS "
-             "INTEGER), 0)))")
+    made = (f"try(make_timestamp({y4}, TRY_CAST({month} AS INTEGER), TRY_CAST({day} AS INTEGER), "
+            f"{h24}, TRY_CAST({p}.mi AS INTEGER), coalesce(TRY_CAST(nullif({p}.s, '') AS "
+            "INTEGER), 0)))")
+    # Excel's date serial (days since 1899-12-30, the fraction the time of day), as a workbook
+    # saved from a spreadsheet holds it: 45356.5 is 2024-03-05 12:00.
+    serial = (f"CASE WHEN regexp_full_match({expr}, '\\d{{5}}(\\.\\d+)?') THEN "
+              f"TIMESTAMP '1899-12-30' + to_seconds(CAST(round(CAST({expr} AS DOUBLE) * 86400) "
+              "AS BIGINT)) END")
+    local = f"coalesce({made}, {serial})"
     naive = f"strftime({local}, '%Y-%m-%dT%H:%M:%S')"
     offset = (f"{p}.sign || lpad({p}.oh, 2, '0') || ':' || "
               f"CASE WHEN {p}.om = '' THEN '00' ELSE {p}.om END")
