@@ -71,6 +71,7 @@ class Staged:
     con: duckdb.DuckDBPyConnection
     header: list[str]
     notes: list[str] = field(default_factory=list)
+    clocks: int = 0  # time columns parsed so far (`_p<n>`, `_t<n>` in `rows`)
 
     def col(self, i: int) -> str:
         return f"c{i + 1}"
@@ -322,13 +323,18 @@ def zone(path: Path, mapping: dict) -> str | None:
     return str(tz)
 
 
-def clock_sql(expr: str, dayfirst: bool, tz: str | None) -> str:
+def clock_sql(st: Staged, expr: str, dayfirst: bool, tz: str | None) -> str:
     """ISO 8601 text of a date and clock time as the exports write it (or an Excel serial):
-    with its own offset when it
-    has one (`GMT+1`, `+01:00`, `Z`), else read in `tz` and written in UTC, else naive (the
-    loader reads it in the institution's zone). A value that is no date is passed on as written,
-    so the loader rejects its row naming it."""
-    p = _parts(expr)
+    with its own offset when it has one (`GMT+1`, `+01:00`, `Z`), else read in `tz` and written
+    in UTC, else naive (the loader reads it in the institution's zone). A value that is no date
+    is passed on as written, so the loader rejects its row naming it.
+
+    The value's parts and its clock time are stored as columns of `rows` first: written as one
+    expression, DuckDB would match the pattern once per use (thirty times slower)."""
+    st.clocks += 1
+    p, t = f"_p{st.clocks}", f"_t{st.clocks}"
+    st.con.execute(f"CREATE OR REPLACE TEMP TABLE rows AS SELECT *, {_parts(expr)} AS {p} "
+                   "FROM rows")
     ymd = f"length({p}.a) = 4"
     year = f"CASE WHEN {ymd} THEN {p}.a ELSE {p}.c END"
     month = f"CASE WHEN {ymd} THEN {p}.b ELSE {p}.{'b' if dayfirst else 'a'} END"
@@ -347,7 +353,9 @@ def clock_sql(expr: str, dayfirst: bool, tz: str | None) -> str:
     serial = (f"CASE WHEN regexp_full_match({expr}, '\\d{{5}}(\\.\\d+)?') THEN "
               f"TIMESTAMP '1899-12-30' + to_seconds(CAST(round(CAST({expr} AS DOUBLE) * 86400) "
               "AS BIGINT)) END")
-    local = f"coalesce({made}, {serial})"
+    st.con.execute(f"CREATE OR REPLACE TEMP TABLE rows AS SELECT *, coalesce({made}, {serial}) "
+                   f"AS {t} FROM rows")
+    local = t
     naive = f"strftime({local}, '%Y-%m-%dT%H:%M:%S')"
     offset = (f"{p}.sign || lpad({p}.oh, 2, '0') || ':' || "
               f"CASE WHEN {p}.om = '' THEN '00' ELSE {p}.om END")

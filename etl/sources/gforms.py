@@ -87,5 +87,5 @@ def _read(path: Path, st: S.Staged, mapping: dict) -> pa.Table:
     tz = S.zone(path, mapping)
     return S.responses_table(
         st, participant=S.participant_sql(st.col(part)), exchange=exchange, wave=wave,
-        submitted=S.clock_sql(col, dayfirst, tz),
+        submitted=S.clock_sql(st, col, dayfirst, tz),
         items={k: S.answer_sql(st.col(i), mapping, split=", ") for k, i in items.items()})

@@ -121,12 +121,12 @@ def _read(path: Path, st: S.Staged, mapping: dict) -> pa.Table:
     tz = S.zone(path, mapping)
     times = []
     if end is not None:
-        times.append(S.clock_sql(st.col(end), False, tz))
+        times.append(S.clock_sql(st, st.col(end), False, tz))
     if sub is not None:
         c = st.col(sub)
         # The server's receipt time is UTC written without an offset.
         times.append(f"CASE WHEN regexp_matches({c}, '(Z|[+-]\\d\\d:?\\d\\d)$') THEN {c} "
-                     f"ELSE {S.clock_sql(c, False, 'UTC')} END")
+                     f"ELSE {S.clock_sql(st, c, False, 'UTC')} END")
     return S.responses_table(
         st, participant=S.participant_sql(st.col(part)), exchange=exchange, wave=wave,
         submitted=f"coalesce({', '.join(times)})", items=items)

@@ -128,7 +128,7 @@ def _read(path: Path, st: S.Staged, mapping: dict) -> pa.Table:
                "set submitted_at in the mapping (a date for the whole file), or these rows are "
                "rejected as missing submitted_at"))
     tz = S.zone(path, mapping)
-    when = S.clock_sql(sub, False, tz)
+    when = S.clock_sql(st, sub, False, tz)
     submitted = (f"CASE WHEN {sub} = {S.sql_str(NO_STAMP)} THEN "
                  f"{S.sql_str(str(fallback)) if fallback else 'NULL'} ELSE {when} END")
     extra = {}
