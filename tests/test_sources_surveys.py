@@ -220,6 +220,28 @@ def test_gforms_sheet_dates_day_or_month_first(tmp_path, stamps, dayfirst, expec
         assert _note(notes, "dates read")
 
 
+def test_gforms_spanish_download_and_repeated_submissions(tmp_path):
+    """`a. m.`/`p. m.` of a Spanish-language download; a participant who sent the form twice in
+    one wave is noted (the loader keeps the first)."""
+    f = _csv(tmp_path / "s.csv", [["Marca temporal", "Dirección de correo electrónico", "icc_1"],
+                                  ["2024/03/05 1:02:03 p. m. GMT+1", "a@x.org", "2"],
+                                  ["2024/03/05 11:00:00 a. m. GMT+1", "b@x.org", "3"],
+                                  ["2024/03/06 9:00:00 a. m. GMT+1", "A@x.org", "4"]])
+    rows, notes = _read(gforms, f, {"wave": "pre", "exchange_id": "E"})
+    assert [r["submitted_at"] for r in rows] == [
+        "2024-03-05T13:02:03+01:00", "2024-03-05T11:00:00+01:00", "2024-03-06T09:00:00+01:00"]
+    assert _note(notes, "more than once").startswith("1 participant(s)")
+
+
+def test_mapping_of_the_wrong_shape_is_refused(tmp_path):
+    f = _csv(tmp_path / "s.csv", [["Timestamp", "Email Address", "icc_1"],
+                                  ["2024/03/05 10:11:12 AM GMT+1", "a@x.org", "2"]])
+    with pytest.raises(RefusedFile, match="answers must be a table"):
+        gforms.read(f, {"answers": ["A1", "A2"]}, [])
+    with pytest.raises(RefusedFile, match="items must be a table"):
+        gforms.read(f, {"items": "icc_1"}, [])
+
+
 def test_gforms_ambiguous_dates_are_refused_naming_the_flags(tmp_path):
     f = _csv(tmp_path / "sheet.csv", [["Timestamp", "Email Address", "icc_1"],
                                       ["05/03/2024 10:11:12", "a@x.org", "3"],
@@ -315,6 +337,18 @@ def test_kobo_mapping_wave_and_exchange_columns(tmp_path):
                                   ["P2", "post", "2", "v", "2024-02-01T00:00:00"]])
     rows, _ = _read(kobo, f, {"wave": "round", "exchange_id": "x"})
     assert [(r["wave"], r["exchange_id"]) for r in rows] == [("pre", "x"), ("post", "x")]
+
+
+def test_kobo_submissions_not_approved_are_noted(tmp_path):
+    f = _csv(tmp_path / "k.csv", [["participant_id", "icc_1", "_uuid", "_submission_time",
+                                   "_validation_status"],
+                                  ["P1", "1", "u", "2024-01-01T00:00:00",
+                                   "validation_status_not_approved"],
+                                  ["P2", "2", "v", "2024-02-01T00:00:00",
+                                   "validation_status_approved"]], delimiter=";")
+    rows, notes = _read(kobo, f, {"wave": "pre", "exchange_id": "x"})
+    assert len(rows) == 2
+    assert _note(notes, "not approved").startswith("1 submission(s)")
 
 
 # -- property tests ------------------------------------------------------------------------------

@@ -211,6 +211,9 @@ def items_for(path: Path, st: Staged, mapping: dict, keys_of: Callable[[str], li
     given = mapping.get("items") or {}
     if not isinstance(given, dict):
         raise RefusedFile(str(path), "the mapping's items must be a table of question -> item id")
+    if not isinstance(mapping.get("answers") or {}, dict):
+        raise RefusedFile(str(path), "the mapping's answers must be a table of answer code or "
+                                     "label -> value")
     wanted = {key(k): str(v) for k, v in given.items()}
     unknown = sorted({v for v in wanted.values() if v not in index})
     if unknown:
@@ -378,8 +381,21 @@ def responses_table(st: Staged, *, participant: str, exchange: str, wave: str, s
             f"CAST({submitted} AS VARCHAR) AS submitted_at"]
     cols += [f'CAST({e} AS VARCHAR) AS "{n}"' for n, e in (extra or {}).items()]
     cols += [f'CAST({e} AS VARCHAR) AS "{item}"' for item, e in items.items()]
-    return st.con.sql(f"SELECT {', '.join(cols)}, CAST(_row AS BIGINT) AS _row FROM rows "
-                      f"WHERE {where} ORDER BY _row").to_arrow_table()
+    table = st.con.sql(f"SELECT {', '.join(cols)}, CAST(_row AS BIGINT) AS _row FROM rows "
+                       f"WHERE {where} ORDER BY _row").to_arrow_table()
+    st.con.register("_out", table)
+    try:
+        people, answers = st.con.execute(
+            "SELECT count(*), sum(n) FROM (SELECT count(*) AS n FROM _out WHERE participant_id "
+            "IS NOT NULL GROUP BY participant_id, exchange_id, wave HAVING count(*) > 1)"
+        ).fetchall()[0]
+    finally:
+        st.con.unregister("_out")
+    if people:
+        st.notes.append(f"{people:,} participant(s) answered more than once in the same wave "
+                        f"({answers:,} responses): the loader keeps the first of each and rejects "
+                        "the others as duplicates")
+    return table
 
 
 def constant_or_column(st: Staged, value: object, keys_of: Callable[[str], list[str]],

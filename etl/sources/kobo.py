@@ -116,6 +116,13 @@ def _read(path: Path, st: S.Staged, mapping: dict) -> pa.Table:
     if wave == "NULL":
         st.notes.append("no wave: give --wave or wave in the mapping")
 
+    status = singles.get("_validation_status")
+    if status is not None:
+        n = st.con.execute(f"SELECT count(*) FROM rows WHERE {st.col(status)} ILIKE "
+                           "'%not_approved%'").fetchall()[0][0]
+        if n:
+            st.notes.append(f"{n:,} submission(s) marked 'not approved' in KoboToolbox are "
+                            "loaded: remove them from the export to leave them out")
     end = singles.get("end")
     sub = singles.get("_submission_time")
     tz = S.zone(path, mapping)
