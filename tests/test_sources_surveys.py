@@ -47,7 +47,10 @@ def _limesurvey(path: Path, rows: list[list[str]]) -> Path:
 def _read(mod, path: Path, mapping: dict) -> tuple[list[dict], list[str]]:
     notes: list[str] = []
     table = mod.read(path, mapping, notes)
-    assert table.column_names[:4] == ["participant_id", "exchange_id", "wave", "submitted_at"]
+    assert table.column_names[0] == "participant_id" and "submitted_at" in table.column_names
+    # The wave and exchange of a whole file are the registry's to fill (--wave, --exchange or
+    # the mapping); a reader writes them only from a column of the file.
+    assert "wave" not in table.column_names or mapping.get("wave") not in ("pre", "post")
     assert table.schema.field("_row").type == "int64"
     return table.to_pylist(), notes
 
@@ -81,12 +84,10 @@ def test_limesurvey_code_headers_sub_questions_and_answer_codes(tmp_path):
         "items": {"ICC[SQ001]": "icc_1", "ICC[SQ002]": "icc_2", "ICC_SQ003": "icc_3"},
         "answers": CODES, "wave": "pre", "exchange_id": "EX1"})
     assert rows == [
-        {"participant_id": "tokA", "exchange_id": "EX1", "wave": "pre",
-         "submitted_at": "2024-03-05T10:11:12", "language": "en", "icc_1": "1", "icc_2": "5",
-         "icc_3": None, "_row": 2},
-        {"participant_id": "ana@example.org", "exchange_id": "EX1", "wave": "pre",
-         "submitted_at": "2024-03-06T08:00:00", "language": "es", "icc_1": "4", "icc_2": "2",
-         "icc_3": "3", "_row": 3},
+        {"participant_id": "tokA", "submitted_at": "2024-03-05T10:11:12", "language": "en",
+         "icc_1": "1", "icc_2": "5", "icc_3": None, "_row": 2},
+        {"participant_id": "ana@example.org", "submitted_at": "2024-03-06T08:00:00",
+         "language": "es", "icc_1": "4", "icc_2": "2", "icc_3": "3", "_row": 3},
     ]
     assert "'ipaddr'" in _note(notes, "metadata columns dropped")
     assert "'Other'" in _note(notes, "not mapped to an item")
@@ -103,8 +104,8 @@ def test_limesurvey_sgqa_headers_and_full_metadata_labels(tmp_path):
     rows, notes = _read(limesurvey, f, {
         "items": {"12345X6X78SQ001": "icc_1", "12345x6x78sq002": "icc_2"}, "answers": CODES,
         "wave": "post", "exchange_id": "EX1", "timezone": "Europe/Paris"})
-    assert rows == [{"participant_id": "T7", "exchange_id": "EX1", "wave": "post",
-                     "submitted_at": "2024-05-01T10:00:00+00:00", "language": "fr",
+    assert rows == [{"participant_id": "T7", "submitted_at": "2024-05-01T10:00:00+00:00",
+                     "language": "fr",
                      "icc_1": "2", "icc_2": "3", "_row": 2}]
     assert "timing" in " ".join(notes)
 
@@ -330,13 +331,18 @@ def test_kobo_xlsx_reads_the_main_sheet_and_notes_repeat_groups(tmp_path):
 
 
 def test_kobo_mapping_wave_and_exchange_columns(tmp_path):
-    """A mapping's wave or exchange_id that names a column reads it; else it is the value."""
+    """A mapping's wave or exchange that names a column reads it (a column called wave or
+    exchange_id is read anyway); a value for the whole file is left to the registry."""
     f = _csv(tmp_path / "k.csv", [["participant_id", "round", "icc_1", "_uuid",
-                                   "_submission_time"],
-                                  ["P1", "pre", "1", "u", "2024-01-01T00:00:00"],
-                                  ["P2", "post", "2", "v", "2024-02-01T00:00:00"]])
-    rows, _ = _read(kobo, f, {"wave": "round", "exchange_id": "x"})
-    assert [(r["wave"], r["exchange_id"]) for r in rows] == [("pre", "x"), ("post", "x")]
+                                   "_submission_time", "exchange_id"],
+                                  ["P1", "pre", "1", "u", "2024-01-01T00:00:00", "E1"],
+                                  ["P2", "post", "2", "v", "2024-02-01T00:00:00", "E2"]])
+    rows, notes = _read(kobo, f, {"wave": "round", "exchange": "x"})
+    assert [(r["wave"], r["exchange_id"], r["icc_1"]) for r in rows] == [
+        ("pre", "E1", "1"), ("post", "E2", "2")]
+    assert not [n for n in notes if "not mapped" in n]  # round and exchange_id are not questions
+    rows, _ = _read(kobo, f, {"wave": "pre"})
+    assert "wave" not in rows[0] and rows[0]["exchange_id"] == "E1"
 
 
 def test_kobo_submissions_not_approved_are_noted(tmp_path):
@@ -528,9 +534,11 @@ def test_windows_1252_is_read_with_a_note(tmp_path):
 
 def _contract_csv(table, path: Path) -> Path:
     """A reader's table written as the contract's responses.csv (without `_row`)."""
-    rows = table.drop_columns(["_row"]).to_pylist()
+    # As the registry (etl.sources.stage) fills them from --wave/--exchange or the mapping.
+    rows = [{**r, "wave": "pre", "exchange_id": "E1"}
+            for r in table.drop_columns(["_row"]).to_pylist()]
     with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=[c for c in table.column_names if c != "_row"])
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
     return path

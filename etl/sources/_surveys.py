@@ -371,14 +371,15 @@ def clock_sql(st: Staged, expr: str, dayfirst: bool, tz: str | None) -> str:
 
 # -- output --------------------------------------------------------------------------------------
 
-def responses_table(st: Staged, *, participant: str, exchange: str, wave: str, submitted: str,
-                    items: dict[str, str], where: str = "true",
+def responses_table(st: Staged, *, participant: str, submitted: str, items: dict[str, str],
+                    fill: dict[str, str], where: str = "true",
                     extra: dict[str, str] | None = None) -> pa.Table:
-    """The contract's wide responses (text) and `_row` (int64) from SQL over `rows`."""
-    cols = [f"CAST({participant} AS VARCHAR) AS participant_id",
-            f"CAST({exchange} AS VARCHAR) AS exchange_id",
-            f"CAST({wave} AS VARCHAR) AS wave",
-            f"CAST({submitted} AS VARCHAR) AS submitted_at"]
+    """The contract's wide responses (text) and `_row` (int64) from SQL over `rows`: the
+    participant, the exchange and wave where the file holds them (`fill`, see `file_columns`),
+    the submission time, `extra` columns (language) and the items."""
+    cols = [f"CAST({participant} AS VARCHAR) AS participant_id"]
+    cols += [f"CAST({fill[c]} AS VARCHAR) AS {c}" for c in ("exchange_id", "wave") if c in fill]
+    cols.append(f"CAST({submitted} AS VARCHAR) AS submitted_at")
     cols += [f'CAST({e} AS VARCHAR) AS "{n}"' for n, e in (extra or {}).items()]
     cols += [f'CAST({e} AS VARCHAR) AS "{item}"' for item, e in items.items()]
     table = st.con.sql(f"SELECT {', '.join(cols)}, CAST(_row AS BIGINT) AS _row FROM rows "
@@ -387,7 +388,8 @@ def responses_table(st: Staged, *, participant: str, exchange: str, wave: str, s
     try:
         people, answers = st.con.execute(
             "SELECT count(*), sum(n) FROM (SELECT count(*) AS n FROM _out WHERE participant_id "
-            "IS NOT NULL GROUP BY participant_id, exchange_id, wave HAVING count(*) > 1)"
+            f"IS NOT NULL GROUP BY participant_id{''.join(', ' + c for c in fill)} "
+            "HAVING count(*) > 1)"
         ).fetchall()[0]
     finally:
         st.con.unregister("_out")
@@ -398,20 +400,23 @@ def responses_table(st: Staged, *, participant: str, exchange: str, wave: str, s
     return table
 
 
-def constant_or_column(st: Staged, value: object, keys_of: Callable[[str], list[str]],
-                       default_names: tuple[str, ...]) -> tuple[str, int | None]:
-    """SQL for the mapping's wave or exchange: a column when it names one, else the value itself;
-    without a value, a column of one of `default_names`, else NULL. Only a whole header names a
-    column here (a Kobo group path's last part could be any short word)."""
-    keys_of = _whole
-    if value is not None and str(value).strip():
-        i = column_named(st, str(value), keys_of)
-        return (st.col(i), i) if i is not None else (sql_str(str(value).strip()), None)
-    for n in default_names:
-        i = column_named(st, n, keys_of)
-        if i is not None:
-            return st.col(i), i
-    return "NULL", None
+def file_columns(st: Staged, mapping: dict) -> tuple[dict[str, str], set[int]]:
+    """The exchange and wave columns the file itself holds: the column the mapping's `wave` or
+    `exchange_id` (`exchange`) names, else one called `wave` or `exchange_id`; {column: SQL} and
+    their indexes. A mapping value that names no column is a value for the whole file, which the
+    registry fills in (with --wave/--exchange over the mapping), so it is not written here.
+    Only a whole header names a column (a Kobo group path's last part could be any short
+    word)."""
+    out: dict[str, str] = {}
+    used: set[int] = set()
+    for col, keys in (("exchange_id", ("exchange_id", "exchange")), ("wave", ("wave",))):
+        named = [str(mapping[k]) for k in keys if mapping.get(k) not in (None, "")]
+        for n in named + [col]:
+            i = column_named(st, n, _whole)
+            if i is not None:
+                out[col], _ = st.col(i), used.add(i)
+                break
+    return out, used
 
 
 def _whole(header: str) -> list[str]:
@@ -423,4 +428,4 @@ def participant_sql(col: str) -> str:
     return f"CASE WHEN {col} LIKE '%@%' THEN lower({col}) ELSE {col} END"
 
 
-__all__ += ["constant_or_column", "participant_sql"]
+__all__ += ["file_columns", "participant_sql"]

@@ -70,22 +70,17 @@ def _read(path: Path, st: S.Staged, mapping: dict) -> pa.Table:
         raise RefusedFile(str(path), "no participant column: the form does not collect e-mail "
                                      "addresses; name the question holding the participant's id "
                                      "or e-mail as participant in the mapping")
-    exchange, ex_i = S.constant_or_column(st, mapping.get("exchange_id"), _keys, ("exchange_id",))
-    wave, wave_i = S.constant_or_column(st, mapping.get("wave"), _keys, ("wave",))
+    fill, fill_cols = S.file_columns(st, mapping)
     meta = {i for i, h in enumerate(st.header) if S.key(h) in META}
-    skip = {ts, part} | meta | {i for i in (ex_i, wave_i) if i is not None}
+    skip = {ts, part} | meta | fill_cols
     items = S.items_for(path, st, mapping, _keys, skip)
     if meta:
         st.notes.append(f"quiz columns dropped: {S.listed([st.header[i] for i in sorted(meta)])}")
-    if exchange == "NULL":
-        st.notes.append("no exchange: give --exchange or exchange_id in the mapping")
-    if wave == "NULL":
-        st.notes.append("no wave: give --wave or wave in the mapping")
 
     col = st.col(ts)
     dayfirst = S.day_first(st, path, col, mapping)
     tz = S.zone(path, mapping)
     return S.responses_table(
-        st, participant=S.participant_sql(st.col(part)), exchange=exchange, wave=wave,
+        st, participant=S.participant_sql(st.col(part)), fill=fill,
         submitted=S.clock_sql(st, col, dayfirst, tz),
         items={k: S.answer_sql(st.col(i), mapping, split=", ") for k, i in items.items()})

@@ -76,8 +76,7 @@ def _read(path: Path, st: S.Staged, mapping: dict) -> pa.Table:
     if part is None:
         raise RefusedFile(str(path), "no participant column: name the question holding the "
                                      "participant's id or e-mail as participant in the mapping")
-    exchange, ex_i = S.constant_or_column(st, mapping.get("exchange_id"), _keys, ("exchange_id",))
-    wave, wave_i = S.constant_or_column(st, mapping.get("wave"), _keys, ("wave",))
+    fill, fill_cols = S.file_columns(st, mapping)
     meta = {i for i, h in enumerate(st.header) if _is_meta(h) and i != part}
 
     # Select-multiple as 0/1 columns: `q/option` whose `q` is a column too (the single column is
@@ -96,7 +95,7 @@ def _read(path: Path, st: S.Staged, mapping: dict) -> pa.Table:
     option_cols = {i for opts in options.values() for _, i in opts}
     rebuilt = {q: opts for q, opts in options.items() if S.key(q) not in singles}
 
-    skip = meta | option_cols | {part} | {i for i in (ex_i, wave_i) if i is not None}
+    skip = meta | option_cols | {part} | fill_cols
     found = S.items_for(path, st, mapping, _keys, skip,
                          frozenset(k for q in rebuilt for k in _keys(q)))
     items = {k: S.answer_sql(st.col(i), mapping) for k, i in found.items()}
@@ -111,10 +110,6 @@ def _read(path: Path, st: S.Staged, mapping: dict) -> pa.Table:
     if kept:
         st.notes.append(f"select-multiple 0/1 columns dropped (their single column is read): "
                         f"{S.listed(kept)}")
-    if exchange == "NULL":
-        st.notes.append("no exchange: give --exchange or exchange_id in the mapping")
-    if wave == "NULL":
-        st.notes.append("no wave: give --wave or wave in the mapping")
 
     status = singles.get("_validation_status")
     if status is not None:
@@ -135,7 +130,7 @@ def _read(path: Path, st: S.Staged, mapping: dict) -> pa.Table:
         times.append(f"CASE WHEN regexp_matches({c}, '(Z|[+-]\\d\\d:?\\d\\d)$') THEN {c} "
                      f"ELSE {S.clock_sql(st, c, False, 'UTC')} END")
     return S.responses_table(
-        st, participant=S.participant_sql(st.col(part)), exchange=exchange, wave=wave,
+        st, participant=S.participant_sql(st.col(part)), fill=fill,
         submitted=f"coalesce({', '.join(times)})", items=items)
 
 

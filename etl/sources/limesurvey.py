@@ -93,10 +93,9 @@ def _read(path: Path, st: S.Staged, mapping: dict) -> pa.Table:
         raise RefusedFile(str(path), "no participant column: the export has no 'token' (survey "
                                      "without participants): name the column holding the "
                                      "participant's id or e-mail as participant in the mapping")
-    exchange, ex_i = S.constant_or_column(st, mapping.get("exchange_id"), _keys, ("exchange_id",))
-    wave, wave_i = S.constant_or_column(st, mapping.get("wave"), _keys, ("wave",))
+    fill, fill_cols = S.file_columns(st, mapping)
     timings = {i for i, h in enumerate(st.header) if i not in meta.values() and _TIMING.match(h)}
-    skip = set(meta.values()) | timings | {part} | {i for i in (ex_i, wave_i) if i is not None}
+    skip = set(meta.values()) | timings | {part} | fill_cols
     items = S.items_for(path, st, mapping, _keys, skip)
 
     dropped = sorted({st.header[i] for m, i in meta.items()
@@ -105,10 +104,6 @@ def _read(path: Path, st: S.Staged, mapping: dict) -> pa.Table:
         st.notes.append(f"metadata columns dropped: {S.listed(dropped)}")
     if timings:
         st.notes.append(f"{len(timings):,} timing column(s) dropped")
-    if exchange == "NULL":
-        st.notes.append("no exchange: give --exchange or exchange_id in the mapping")
-    if wave == "NULL":
-        st.notes.append("no wave: give --wave or wave in the mapping")
 
     sub = st.col(meta["submitdate"])
     incomplete = st.con.execute(f"SELECT count(*), list(_row ORDER BY _row)[1:{S.LISTED}] FROM "
@@ -135,7 +130,7 @@ def _read(path: Path, st: S.Staged, mapping: dict) -> pa.Table:
     if "startlanguage" in meta:
         extra["language"] = st.col(meta["startlanguage"])
     return S.responses_table(
-        st, participant=S.participant_sql(st.col(part)), exchange=exchange, wave=wave,
+        st, participant=S.participant_sql(st.col(part)), fill=fill,
         submitted=submitted, items={k: S.answer_sql(st.col(i), mapping) for k, i in items.items()},
         where=f"{sub} IS NOT NULL", extra=extra)
 
