@@ -601,3 +601,16 @@ def test_readers_tables_load_through_the_contract_loader(tmp_path, fmt):
                    ("I2", "icc_1", 3.0, "2026-01-12 14:00")]
     stored = P.q(wh, "SELECT DISTINCT participant_id FROM responses")
     assert all(not pid.startswith("STU-") for (pid,) in stored)
+
+
+_ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = next((p for p in (_ROOT.parent / "shared" / "samples",
+                            _ROOT.parent.parent / "shared" / "samples") if p.is_dir()), None)
+
+
+@pytest.mark.skipif(SAMPLES is None, reason="../shared/samples is not beside the checkout")
+def test_no_survey_reader_claims_the_other_tools_samples():
+    """Qualtrics, Moodle, xAPI and Zoom samples are not taken for LimeSurvey, Forms or Kobo."""
+    for f in sorted(SAMPLES.iterdir()):
+        head = f.read_bytes()[: 64 << 10].decode("utf-8", errors="replace")
+        assert [m.FORMAT for m in (limesurvey, gforms, kobo) if m.sniff(f, head)] == [], f.name
