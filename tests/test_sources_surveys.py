@@ -614,3 +614,28 @@ def test_no_survey_reader_claims_the_other_tools_samples():
     for f in sorted(SAMPLES.iterdir()):
         head = f.read_bytes()[: 64 << 10].decode("utf-8", errors="replace")
         assert [m.FORMAT for m in (limesurvey, gforms, kobo) if m.sniff(f, head)] == [], f.name
+
+
+# -- inspect and mapping new (the registry's optional describe / mapping_template) ---------------
+
+def test_starting_mappings_list_the_questions_and_read_once_filled_in(tmp_path):
+    """`mapping new` writes each reader's template: the participant column found, every question
+    (no metadata) with '' to skip or the item its header names; filled in, it reads the file and
+    a question left '' is skipped without a note."""
+    import yaml
+
+    ex = _exports(tmp_path)
+    ls = yaml.safe_load(limesurvey.mapping_template(ex["limesurvey"][1]))
+    assert ls["participant"] == "token" and ls["answers"] == CODES
+    assert ls["items"] == {"ICC[SQ001]": "", "ICC[SQ002]": ""}
+    gf = yaml.safe_load(gforms.mapping_template(ex["gforms"][1]))
+    assert gf["participant"] == "" and list(gf["items"]) == ["Student ID", "Rate [a]", "Rate [b]"]
+    kb = yaml.safe_load(kobo.mapping_template(ex["kobo"][1]))
+    assert kb["participant"] == "participant_id"
+    assert kb["items"] == {"g/icc_1": "icc_1", "g/icc_2": "icc_2"}
+    ls["items"]["ICC[SQ001]"] = "icc_1"
+    rows, notes = _read(limesurvey, ex["limesurvey"][1], ls)
+    assert [r["icc_1"] for r in rows] == ["4", "3"] and "icc_2" not in rows[0]
+    assert not [n for n in notes if "not mapped" in n or "not in the file" in n], notes
+    assert kobo.describe(ex["kobo"][1])["separator"] == ";"
+    assert limesurvey.describe(ex["limesurvey"][1])["bom"] is True

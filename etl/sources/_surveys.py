@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import re
 import zipfile
 import zoneinfo
@@ -214,7 +215,9 @@ def items_for(path: Path, st: Staged, mapping: dict, keys_of: Callable[[str], li
     if not isinstance(mapping.get("answers") or {}, dict):
         raise RefusedFile(str(path), "the mapping's answers must be a table of answer code or "
                                      "label -> value")
-    wanted = {key(k): str(v) for k, v in given.items()}
+    # An empty target skips the question (a starting mapping lists every question with '').
+    skipped = {key(k) for k, v in given.items() if v in (None, "")}
+    wanted = {key(k): str(v).strip() for k, v in given.items() if v not in (None, "")}
     unknown = sorted({v for v in wanted.values() if v not in index})
     if unknown:
         raise RefusedFile(str(path), f"the mapping names item{'s' if len(unknown) > 1 else ''} "
@@ -234,14 +237,15 @@ def items_for(path: Path, st: Staged, mapping: dict, keys_of: Callable[[str], li
         if item is None:
             item = next((by_id[key(c)] for c in keys_of(h) if key(c) in by_id), None)
         if item is None:
-            dropped.append(h)
+            if not {key(c) for c in keys_of(h)} & skipped:
+                dropped.append(h)
             continue
         if item in out:
             raise RefusedFile(str(path), f"columns '{st.header[out[item]]}' and '{h}' both map "
                                          f"to item '{item}': map one of them only")
         out[item] = i
     used |= {key(b) for b in built}
-    unmatched = [k for k, v in given.items() if key(k) not in used]
+    unmatched = [k for k, v in given.items() if key(k) not in used | skipped]
     if unmatched:
         st.notes.append(f"mapping's items not in the file: {listed([str(u) for u in unmatched])}")
     if dropped:
@@ -429,3 +433,58 @@ def participant_sql(col: str) -> str:
 
 
 __all__ += ["file_columns", "participant_sql"]
+
+
+# -- inspect and mapping new ---------------------------------------------------------------------
+
+def describe_file(path: Path) -> dict:
+    """What `python -m etl inspect` shows of the layout: encoding, separator, header, sheets."""
+    with guarded(path, "an export"):
+        if path.suffix.lower() in (".xlsx", ".xlsm"):
+            from openpyxl import load_workbook
+
+            wb = load_workbook(path, read_only=True, data_only=True)
+            try:
+                names = list(wb.sheetnames)
+                first = next(wb[names[0]].iter_rows(max_row=1, values_only=True), ())
+            finally:
+                wb.close()
+            return {"encoding": "XLSX", "header_rows": 1, "sheets": names,
+                    "header": ["" if v is None else str(v) for v in first]}
+        codec, note = readers._encoding(path)
+        with readers._as_utf8(path, codec) as text:
+            with open(text, encoding="utf-8-sig", newline="") as f:
+                header, sep = split_header(f.read(readers.HEADER_CHARS))
+        return {"encoding": "UTF-8" if codec in ("utf-8", "utf-8-sig") else codec.upper(),
+                "bom": codec == "utf-8-sig", "encoding_note": note, "separator": sep,
+                "header_rows": 1, "header": header}
+
+
+def template(path: Path, fmt: str, label: str, is_meta: Callable[[str], bool],
+             participants: tuple[str, ...], extra: list[str]) -> str:
+    """A starting mapping YAML: the participant column (the first of `participants` the file
+    has), every question column with its item filled in where the header is an item id, ''
+    (skipped) elsewhere."""
+    header = describe_file(path)["header"]
+    ids = {key(i): i for i in surveys.item_index(surveys.load_instruments())}
+    wanted = [key(p) for p in participants]
+    pid = next((h for w in wanted for h in header if key(h) == w), "")
+    lines = [f"# Mapping for {path.name} ({label}); edit, then",
+             f"#   python -m etl load {path.name} --mapping THIS_FILE",
+             f"format: {fmt}",
+             f"participant: {json.dumps(pid.strip(), ensure_ascii=False)}   # the column that "
+             "identifies a person (id or e-mail)" + ("" if pid else ": REQUIRED, none found"),
+             "wave: pre          # pre | post | followup ...; or --wave",
+             "exchange: ''       # the exchange's id; or --exchange",
+             "# timezone: Europe/Berlin   # the zone of times written without an offset",
+             *extra,
+             "items:             # question: instrument item id (surveys/*.yaml); '' = skip"]
+    for h in header:
+        if not h.strip() or is_meta(h) or h == pid:
+            continue
+        guess = ids.get(key(h.rsplit("/", 1)[-1]), "")
+        lines.append(f"  {json.dumps(h.strip(), ensure_ascii=False)}: '{guess}'")
+    return "\n".join(lines) + "\n"
+
+
+__all__ += ["describe_file", "template"]

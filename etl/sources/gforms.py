@@ -26,7 +26,7 @@ import pyarrow as pa
 from etl.errors import RefusedFile
 from etl.sources import _surveys as S
 
-__all__ = ["FORMAT", "KIND", "sniff", "read"]
+__all__ = ["FORMAT", "KIND", "sniff", "read", "describe", "mapping_template"]
 
 FORMAT = "gforms"
 KIND = "responses"
@@ -84,3 +84,19 @@ def _read(path: Path, st: S.Staged, mapping: dict) -> pa.Table:
         st, participant=S.participant_sql(st.col(part)), fill=fill,
         submitted=S.clock_sql(st, col, dayfirst, tz),
         items={k: S.answer_sql(st.col(i), mapping, split=", ") for k, i in items.items()})
+
+
+def describe(path: Path) -> dict:
+    return S.describe_file(path)
+
+
+def mapping_template(path: Path) -> str:
+    """A starting mapping: question texts (grid rows as `Question [Row]`) to items."""
+    return S.template(
+        path, FORMAT, "Google Forms",
+        lambda h: S.key(h) in TIMESTAMP or S.key(h) in META or S.key(h) in {
+            S.key(e) for e in EMAIL}, ("participant_id", *EMAIL),
+        ["# dayfirst: true   # dates such as 05/03/2024 are day-first (false: month-first)",
+         "answers:          # answer label: value on the instrument's scale",
+         "  Strongly disagree: 1", "  Disagree: 2", "  Neutral: 3", "  Agree: 4",
+         "  Strongly agree: 5"])

@@ -26,7 +26,7 @@ import pyarrow as pa
 from etl.errors import RefusedFile
 from etl.sources import _surveys as S
 
-__all__ = ["FORMAT", "KIND", "sniff", "read"]
+__all__ = ["FORMAT", "KIND", "sniff", "read", "describe", "mapping_template"]
 
 FORMAT = "kobo"
 KIND = "responses"
@@ -139,3 +139,13 @@ def _rebuilt_items(path: Path, mapping: dict, rebuilt: dict) -> dict[str, str]:
     given = mapping.get("items") or {}
     by_key = {S.key(k): q for q in rebuilt for k in _keys(q)}
     return {str(v): by_key[S.key(k)] for k, v in given.items() if S.key(k) in by_key}
+
+
+def describe(path: Path) -> dict:
+    return S.describe_file(path)
+
+
+def mapping_template(path: Path) -> str:
+    """A starting mapping: group paths to items (Kobo's own columns left out)."""
+    return S.template(path, FORMAT, "KoboToolbox", _is_meta, ("participant_id",),
+                      ["# answers: {agree: 4}   # choice name: value, when choices are words"])

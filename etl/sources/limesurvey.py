@@ -27,7 +27,7 @@ import pyarrow as pa
 from etl.errors import RefusedFile
 from etl.sources import _surveys as S
 
-__all__ = ["FORMAT", "KIND", "sniff", "read"]
+__all__ = ["FORMAT", "KIND", "sniff", "read", "describe", "mapping_template"]
 
 FORMAT = "limesurvey"
 KIND = "responses"
@@ -134,3 +134,16 @@ def _read(path: Path, st: S.Staged, mapping: dict) -> pa.Table:
         submitted=submitted, items={k: S.answer_sql(st.col(i), mapping) for k, i in items.items()},
         where=f"{sub} IS NOT NULL", extra=extra)
 
+
+def describe(path: Path) -> dict:
+    return S.describe_file(path)
+
+
+def mapping_template(path: Path) -> str:
+    """A starting mapping: question codes (or SGQA) to items, the A1..A5 codes to values."""
+    return S.template(
+        path, FORMAT, "LimeSurvey", lambda h: bool(_meta(h) or _TIMING.match(h)),
+        ("token", "email"),
+        ["answers:          # answer code or label: value on the instrument's scale",
+         *(f"  A{i}: {i}" for i in range(1, 6)),
+         "# submitted_at: 2024-06-30   # only when the survey does not record dates (1980-01-01)"])
