@@ -320,6 +320,7 @@ def test_kobo_xlsx_reads_the_main_sheet_and_notes_repeat_groups(tmp_path):
     rep.append(["Lyon", "1", "1", "Exchange survey"])
     f = tmp_path / "kobo.xlsx"
     wb.save(f)
+    assert kobo.sniff(f, f.read_bytes()[:4096].decode("latin-1"))
     rows, notes = _read(kobo, f, {"participant": "participant", "wave": "post",
                                   "exchange_id": "E"})
     assert [(r["participant_id"], r["submitted_at"], r["icc_1"], r["_row"]) for r in rows] == [
@@ -518,6 +519,7 @@ def test_wrong_encodings_and_files_are_refused_in_one_line(tmp_path, which, dama
 def test_sniffing_any_text_says_yes_or_no(head):
     for mod in (limesurvey, gforms, kobo):
         assert mod.sniff(Path("x.csv"), head) in (True, False)
+        assert mod.sniff(Path("/nonexistent/x.xlsx"), head) in (True, False)
 
 
 def test_windows_1252_is_read_with_a_note(tmp_path):

@@ -48,8 +48,14 @@ def _is_meta(header: str) -> bool:
 
 
 def sniff(path: Path, head: str) -> bool:
-    """A header with Kobo's `_uuid` and `_submission_time`."""
-    header, _ = S.split_header(head)
+    """A header with Kobo's `_uuid` and `_submission_time` (of a workbook: its first sheet's)."""
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        try:
+            header = S.describe_file(path)["header"]
+        except RefusedFile:
+            return False
+    else:
+        header, _ = S.split_header(head)
     names = {S.key(h) for h in header}
     return {"_uuid", "_submission_time"} <= names
 
