@@ -303,6 +303,7 @@ def test_kobo_csv_with_groups_select_multiple_and_metadata(tmp_path):
     ]
     meta = _note(notes, "metadata columns dropped")
     assert "'_uuid'" in meta and "'meta/instanceID'" in meta and "'deviceid'" in meta
+    assert "'end'" not in meta and "from end (the device's clock" in _note(notes, "submitted_at")
     assert "'group_a/likes'" in _note(notes, "select-multiple 0/1 columns dropped")
 
 

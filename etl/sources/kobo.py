@@ -109,9 +109,15 @@ def _read(path: Path, st: S.Staged, mapping: dict) -> pa.Table:
         parts = ", ".join(f"CASE WHEN {st.col(i)} IN ({', '.join(map(S.sql_str, TRUE))}) "
                           f"THEN {S.sql_str(opt)} END" for opt, i in rebuilt[q])
         items[item] = f"nullif(concat_ws(' ', {parts}), '')"
-    if meta:
-        st.notes.append(f"Kobo's metadata columns dropped: "
-                        f"{S.listed([st.header[i] for i in sorted(meta)])}")
+    timed = {S.key(st.header[i]) for i in meta} & {"end", "_submission_time"}
+    dropped = [st.header[i] for i in sorted(meta) if S.key(st.header[i]) not in timed]
+    if dropped:
+        st.notes.append(f"Kobo's metadata columns dropped: {S.listed(dropped)}")
+    if timed:
+        st.notes.append("submitted_at from " + " else ".join(
+            d for k, d in (("end", "end (the device's clock when the form was finished)"),
+                           ("_submission_time", "_submission_time (the server's receipt, UTC)"))
+            if k in timed))
     kept = [q for q in options if q not in rebuilt]
     if kept:
         st.notes.append(f"select-multiple 0/1 columns dropped (their single column is read): "
