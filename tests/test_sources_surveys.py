@@ -642,3 +642,19 @@ def test_starting_mappings_list_the_questions_and_read_once_filled_in(tmp_path):
     assert not [n for n in notes if "not mapped" in n or "not in the file" in n], notes
     assert kobo.describe(ex["kobo"][1])["separator"] == ";"
     assert limesurvey.describe(ex["limesurvey"][1])["bom"] is True
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+@pytest.mark.parametrize("encoding, delimiter", [("utf-16", "\t"), ("utf-8", "\t"),
+                                                 ("cp1252", ";"), ("utf-8-sig", "|")])
+def test_every_encoding_and_separator_reads_the_same_rows(tmp_path, which, encoding, delimiter):
+    """Excel's "Unicode text" (UTF-16, tabs), Windows-1252 and other separators: same rows."""
+    mod, (path, mapping) = list(_good_files(tmp_path).items())[which]
+    want = mod.read(path, mapping, []).to_pylist()
+    rows = list(csv.reader(open(path, encoding="utf-8-sig", newline=""),
+                           delimiter=";" if mod is not gforms else ","))
+    other = _csv(tmp_path / "other.csv", rows, delimiter=delimiter, encoding=encoding)
+    notes: list[str] = []
+    assert mod.read(other, mapping, notes).to_pylist() == want
+    if encoding == "utf-16":  # the fixtures are ASCII, so Windows-1252 is UTF-8 here
+        assert any("UTF-16" in n for n in notes), notes
