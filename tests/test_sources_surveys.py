@@ -640,6 +640,9 @@ def test_starting_mappings_list_the_questions_and_read_once_filled_in(tmp_path):
     rows, notes = _read(limesurvey, ex["limesurvey"][1], ls)
     assert [r["icc_1"] for r in rows] == ["4", "3"] and "icc_2" not in rows[0]
     assert not [n for n in notes if "not mapped" in n or "not in the file" in n], notes
+    kb["items"]["g/icc_2"] = ""  # its header names an item, but the mapping skips it
+    rows, _ = _read(kobo, ex["kobo"][1], kb)
+    assert "icc_2" not in rows[0] and rows[0]["icc_1"] == "4"
     assert kobo.describe(ex["kobo"][1])["separator"] == ";"
     assert limesurvey.describe(ex["limesurvey"][1])["bom"] is True
 

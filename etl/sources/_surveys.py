@@ -35,9 +35,8 @@ from etl.errors import RefusedFile
 
 __all__ = ["Staged", "stage_csv", "stage_xlsx", "split_header", "items_for", "column_named",
            "clock_sql", "day_first", "zone", "answer_sql", "responses_table", "guarded",
-           "sql_str", "key", "listed", "EMPTY", "CONTRACT"]
+           "sql_str", "key", "listed", "EMPTY"]
 
-CONTRACT = ("participant_id", "exchange_id", "wave", "submitted_at")
 EMPTY = ("", "N/A", "NA", "-", "NULL", "\\N")  # cells that mean "no answer" in these exports
 LISTED = 8  # names a note lists before saying "and N more"
 
@@ -229,16 +228,17 @@ def items_for(path: Path, st: Staged, mapping: dict, keys_of: Callable[[str], li
     for i, h in enumerate(st.header):
         if i in skip or not h.strip():
             continue
-        item = None
-        for c in keys_of(h):
-            if key(c) in wanted:
-                item, _ = wanted[key(c)], used.add(key(c))
-                break
+        keys = [key(c) for c in keys_of(h)]
+        named = next((k for k in keys if k in wanted), None)
+        if named is not None:
+            used.add(named)
+            item = wanted[named]
+        elif set(keys) & skipped:
+            continue
+        else:
+            item = next((by_id[k] for k in keys if k in by_id), None)
         if item is None:
-            item = next((by_id[key(c)] for c in keys_of(h) if key(c) in by_id), None)
-        if item is None:
-            if not {key(c) for c in keys_of(h)} & skipped:
-                dropped.append(h)
+            dropped.append(h)
             continue
         if item in out:
             raise RefusedFile(str(path), f"columns '{st.header[out[item]]}' and '{h}' both map "
@@ -418,7 +418,8 @@ def file_columns(st: Staged, mapping: dict) -> tuple[dict[str, str], set[int]]:
         for n in named + [col]:
             i = column_named(st, n, _whole)
             if i is not None:
-                out[col], _ = st.col(i), used.add(i)
+                out[col] = st.col(i)
+                used.add(i)
                 break
     return out, used
 
