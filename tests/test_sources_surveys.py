@@ -661,3 +661,44 @@ def test_every_encoding_and_separator_reads_the_same_rows(tmp_path, which, encod
     assert mod.read(other, mapping, notes).to_pylist() == want
     if encoding == "utf-16":  # the fixtures are ASCII, so Windows-1252 is UTF-8 here
         assert any("UTF-16" in n for n in notes), notes
+
+
+# -- through the command line, once the registry (i11-core) is merged -----------------------------
+
+def _registry():
+    import etl.sources as registry
+
+    return registry if hasattr(registry, "stage") else None
+
+
+@pytest.mark.skipif(_registry() is None, reason="the reader registry (etl.sources.stage) is "
+                                                "not on this branch yet")
+@pytest.mark.parametrize("fmt", ["limesurvey", "gforms", "kobo"])
+def test_python_m_etl_load_takes_each_export_as_it_comes(tmp_path, fmt):
+    """`python -m etl load EXPORT --mapping M --wave pre --exchange E1` after the roster: the
+    format is detected, the answers land in the warehouse, the ids only as pseudonyms."""
+    import yaml
+
+    from tests import program as P
+
+    assert fmt in _registry().MODULES, f"etl.sources.MODULES does not list {fmt}"
+    wh = tmp_path / "wh" / "warehouse.duckdb"
+    prog = P.write_program(tmp_path / "program")
+    (prog / "responses.csv").unlink()
+    P.run_etl("load", "--quiet", "--warehouse", str(wh), str(prog))  # its bad rows: non-zero
+    _, path, mapping = _exports(tmp_path)[fmt]
+    m = tmp_path / f"{fmt}.yaml"
+    m.write_text(yaml.safe_dump({k: v for k, v in mapping.items()
+                                 if k not in ("wave", "exchange_id")}, allow_unicode=True))
+    run = P.run_etl("load", "--warehouse", str(wh), str(path), "--mapping", str(m),
+                    "--wave", "pre", "--exchange", "E1")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"read as a {fmt} export" in run.stdout
+    got = P.q(wh, "SELECT p.institution_id, r.wave, r.exchange_id, r.item, r.value, "
+                  "strftime(r.submitted_at, '%Y-%m-%d %H:%M') FROM responses r "
+                  "JOIN participants p USING (participant_id) ORDER BY 1, 4")
+    assert got == [("I1", "pre", "E1", "icc_1", 4.0, "2026-01-12 08:00"),
+                   ("I1", "pre", "E1", "icc_2", 5.0, "2026-01-12 08:00"),
+                   ("I2", "pre", "E1", "icc_1", 3.0, "2026-01-12 14:00")]
+    text = " ".join(str(v) for row in P.q(wh, "SELECT * FROM responses") for v in row)
+    assert "STU-0001" not in text and "STU-0002" not in text
