@@ -148,6 +148,19 @@ def _source_args(p: argparse.ArgumentParser) -> None:
                    help="the wave of survey exports that do not say, e.g. --wave pre")
     p.add_argument("--exchange", metavar="ID",
                    help="the exchange of exports that do not say, e.g. --exchange E1")
+    order = p.add_mutually_exclusive_group()
+    order.add_argument("--dayfirst", dest="dayfirst", action="store_const", const=True,
+                       help="dates like 04/03/2026 are 4 March (when the file cannot tell)")
+    order.add_argument("--monthfirst", dest="dayfirst", action="store_const", const=False,
+                       help="dates like 04/03/2026 are 3 April (when the file cannot tell)")
+
+
+def _mapping_of(args: argparse.Namespace) -> dict:
+    """The mapping YAML, with --dayfirst/--monthfirst over its `dayfirst`."""
+    mapping = sources.load_mapping(getattr(args, "mapping", None))
+    if getattr(args, "dayfirst", None) is not None:
+        mapping = {**mapping, "dayfirst": args.dayfirst}
+    return mapping
 
 
 def _print_reports(reports: list[FileReport], console: Console, quiet: bool) -> int:
@@ -183,7 +196,7 @@ def cmd_load(args: argparse.Namespace, console: Console, err: Console) -> int:
             replace=getattr(args, "replace", False), force=getattr(args, "force", False),
             dry_run=dry_run, progress=steps.say, lock_timeout=args.wait,
             fmt=getattr(args, "format", None),
-            mapping=sources.load_mapping(getattr(args, "mapping", None)),
+            mapping=_mapping_of(args),
             wave=getattr(args, "wave", None), exchange=getattr(args, "exchange", None),
             on_wait=lambda: err.print(f"waiting for another load of {args.warehouse} to finish "
                                       f"(up to {args.wait:.0f} s)…", highlight=False),
@@ -217,7 +230,7 @@ def cmd_inspect(args: argparse.Namespace, console: Console, err: Console) -> int
     from etl.inspect import inspect_paths
 
     found = inspect_paths(args.paths, args.warehouse, fmt=args.format, kind=args.kind,
-                          mapping=sources.load_mapping(args.mapping), wave=args.wave,
+                          mapping=_mapping_of(args), wave=args.wave,
                           exchange=args.exchange)
     for ins in found:
         if ins.refused:

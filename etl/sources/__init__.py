@@ -34,7 +34,7 @@ __all__ = ["MODULES", "FORMATS", "available", "detect", "by_name", "load_mapping
            "head_text", "fill_values", "describe"]
 
 # Tried in this order by `detect`; the first whose sniff says yes reads the file.
-MODULES = ("qualtrics", "zoom", "moodle")
+MODULES = ("qualtrics", "limesurvey", "gforms", "kobo", "zoom", "moodle", "xapi", "caliper")
 FORMATS = ("auto", "csv", *MODULES)
 HEAD_BYTES = 64 << 10
 # Keys a mapping may give for every format; each reader documents its own (items, participant...).
