@@ -141,3 +141,22 @@ def run_etl(
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "etl", *args], capture_output=True, text=True,
                           cwd=ROOT, env=e, timeout=timeout)
+
+
+def loaded_program(folder: Path) -> Path:
+    """The hand-written program loaded into a warehouse under `folder` (participants STU-0001..3
+    and exchange E1 exist; the program's planted bad rows make the load exit 3)."""
+    wh = folder / "wh" / "warehouse.duckdb"
+    res = run_etl("load", str(write_program(folder / "in")), "--warehouse", str(wh), "--quiet")
+    assert res.returncode == 3, res.stdout + res.stderr
+    return wh
+
+
+def warehouse_copy(base: Path, folder: Path) -> Path:
+    """A copy of the warehouse `base` for one test to load into."""
+    import shutil
+
+    out = folder / "wh" / "warehouse.duckdb"
+    out.parent.mkdir(parents=True)
+    shutil.copyfile(base, out)
+    return out

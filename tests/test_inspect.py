@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import shutil
 from pathlib import Path
 
 import pytest
@@ -32,19 +31,12 @@ def digest(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("base")
-    wh = d / "wh" / "warehouse.duckdb"
-    res = P.run_etl("load", str(P.write_program(d / "in")), "--warehouse", str(wh), "--quiet")
-    assert res.returncode == 3, res.stdout + res.stderr
-    return wh
+    return P.loaded_program(tmp_path_factory.mktemp("base"))
 
 
 @pytest.fixture
 def wh(base: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "wh" / "warehouse.duckdb"
-    out.parent.mkdir()
-    shutil.copyfile(base, out)
-    return out
+    return P.warehouse_copy(base, tmp_path)
 
 
 def test_inspect_says_what_the_file_is_and_what_a_load_would_reject(wh: Path, tmp_path: Path):

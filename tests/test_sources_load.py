@@ -5,7 +5,6 @@ with IP addresses and e-mails nowhere in the warehouse file (issue 11)."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -21,9 +20,7 @@ PEOPLE = ["ana.lima@school.example", "ben.okafor@school.example"]
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("base")
-    wh = d / "wh" / "warehouse.duckdb"
-    res = P.run_etl("load", str(P.write_program(d / "in")), "--warehouse", str(wh), "--quiet")
-    assert res.returncode == 3, res.stdout + res.stderr
+    wh = P.loaded_program(d)
     roster = P.write_csv(d / "participants_roster.csv", [
         {"participant_id": p, "institution_id": "I1", "role": "student"} for p in PEOPLE])
     res = P.run_etl("load", str(roster), "--warehouse", str(wh))
@@ -33,10 +30,7 @@ def base(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def wh(base: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "wh" / "warehouse.duckdb"
-    out.parent.mkdir()
-    shutil.copyfile(base, out)
-    return out
+    return P.warehouse_copy(base, tmp_path)
 
 
 def _mapping(path: Path, m: dict) -> Path:

@@ -7,7 +7,6 @@ import csv
 import datetime as dt
 import io
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -102,19 +101,12 @@ def write_mapping(path: Path, mapping: dict) -> Path:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
     """The hand-written program loaded once: participants STU-0001..3 and exchange E1 exist."""
-    d = tmp_path_factory.mktemp("base")
-    wh = d / "wh" / "warehouse.duckdb"
-    res = P.run_etl("load", str(P.write_program(d / "in")), "--warehouse", str(wh), "--quiet")
-    assert res.returncode == 3, res.stdout + res.stderr
-    return wh
+    return P.loaded_program(tmp_path_factory.mktemp("base"))
 
 
 @pytest.fixture
 def wh(base: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "wh" / "warehouse.duckdb"
-    out.parent.mkdir()
-    shutil.copyfile(base, out)
-    return out
+    return P.warehouse_copy(base, tmp_path)
 
 
 def answers(wh: Path, wave: str) -> dict[tuple[str, str], float]:
