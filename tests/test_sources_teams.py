@@ -136,13 +136,36 @@ def test_utf8_export_reads_too(tmp_path):
     assert t.num_rows == 3
 
 
-def test_older_single_table_refused_with_a_message(tmp_path):
-    f = tmp_path / "old.csv"
-    f.write_bytes(b"\xff\xfe" + "Full Name\tUser Action\tTimestamp\r\nAna\tJoined\t3/4/2026, "
-                  "10:01:00 AM\r\n".encode("utf-16-le"))
-    assert teams.sniff(f, sources.head_text(f))
-    with pytest.raises(RefusedFile, match="older Teams attendance list"):
-        teams.read(f, MAP, [])
+def write_old(path: Path, rows: list[list[str]]) -> Path:
+    """The older single-table download: UTF-16 LE, tabs, `Full Name, User Action, Timestamp`."""
+    lines = [["Full Name", "User Action", "Timestamp"], *rows]
+    path.write_bytes(b"\xff\xfe" + "".join("\t".join(r) + "\r\n" for r in lines
+                                          ).encode("utf-16-le"))
+    return path
+
+
+def test_older_single_table_pairs_joins_and_leaves(tmp_path):
+    f = write_old(tmp_path / "old.csv", [
+        ["Ana Lima", "Joined", "3/4/2026, 10:01:00 AM"],
+        ["Ben Okafor", "Joined before", "3/4/2026, 10:00:00 AM"],
+        ["Ana Lima", "Left", "3/4/2026, 10:31:00 AM"],
+        ["Ana Lima", "Joined", "3/4/2026, 10:40:00 AM"],
+        ["Ana Lima", "Left", "3/4/2026, 10:55:30 AM"],
+        ["Ben Okafor", "Left", "3/4/2026, 10:18:00 AM"],
+        ["Cy", "Joined", "3/4/2026, 1:05:00 PM"],
+        ["Dee", "Waved", "3/4/2026, 1:05:00 PM"],
+    ])
+    assert teams.sniff(f, sources.head_text(f)) and sources.detect(f) is teams
+    notes: list[str] = []
+    t = teams.read(f, MAP, notes).to_pylist()
+    assert [(r["participant_id"], r["occurred_at"], r["minutes"], r["_row"]) for r in t] == [
+        ("Ana Lima", "2026-03-04T09:01:00+00:00", "45.5", 2),
+        ("Ben Okafor", "2026-03-04T09:00:00+00:00", "18", 3),
+        ("Cy", "2026-03-04T12:05:00+00:00", "0", 8),
+        ("Dee", "3/4/2026, 1:05:00 PM", None, 9),  # an action it does not know: its own row
+    ]
+    assert any("without a leave" in n for n in notes)
+    assert any("full name only" in n for n in notes)
 
 
 def test_not_teams(tmp_path):
@@ -208,3 +231,24 @@ def test_truncated_reports_read_or_refused(tmp_path, cut):
     f = tmp_path / "cut.csv"
     f.write_bytes(data[:cut])
     check_read_or_refused(lambda: teams.read(f, MAP, []))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURE)
+@given(seed=st.integers(0, 2**32))
+def test_mangled_older_lists_read_or_refused(tmp_path, seed):
+    data = write_old(tmp_path / "ok.csv", [["Ana", "Joined", "3/4/2026, 10:01:00 AM"],
+                                           ["Ana", "Left", "3/4/2026, 10:31:00 AM"]]).read_bytes()
+    f = tmp_path / "bad.csv"
+    f.write_bytes(mangle(data, seed))
+    check_read_or_refused(lambda: teams.read(f, MAP, []))
+
+
+def test_a_zoom_report_is_still_zoom(tmp_path):
+    """Teams is tried before Zoom by `detect`; its sniff must not take Zoom's reports."""
+    from etl.sources import zoom
+    f = tmp_path / "z.csv"
+    f.write_text("Meeting ID,Topic,Start Time\n1,T,11/19/2021 10:00:00 AM\n,,\n"
+                 "Name (Original Name),User Email,Join Time,Leave Time,Duration (Minutes)\n"
+                 "Ana,a@x.org,11/19/2021 10:00:00 AM,11/19/2021 10:30:00 AM,30\n")
+    assert not teams.sniff(f, sources.head_text(f))
+    assert sources.detect(f) is zoom

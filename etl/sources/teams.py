@@ -13,7 +13,9 @@ local clock times (`3/4/26, 10:01:00 AM`), read in the mapping's `timezone`; day
 month-first as the mapping says (`dayfirst`, --dayfirst/--monthfirst) or as the dates tell. The
 participant is the e-mail (lower case), else the Participant ID (UPN, lower case), else the
 name. Role and the other sections are not read. The older single-table download (`Full Name,
-User Action, Timestamp`) is not read yet: it is refused with a message saying so.
+User Action, Timestamp`, one line per join or leave, names only) is read too: one event per
+name at the first join, with the minutes from each `Joined` to the `Left` after it (a join
+without a leave counts nothing, and is noted).
 """
 
 from __future__ import annotations
@@ -77,10 +79,9 @@ def read(path: Path, mapping: dict, notes: list[str]) -> pa.Table:
 def _read(path: Path, text: Path, mapping: dict, notes: list[str]) -> pa.Table:
     found = _logs.find_header(text, _is_table_header, within=400)
     if found is None:
-        if _logs.find_header(text, _is_old_header) is not None:
-            raise _logs.refused(path, "is an older Teams attendance list (Full Name, User "
-                                      "Action, Timestamp): not read in this version; download "
-                                      "the attendance report with its '2. Participants' section")
+        old = _logs.find_header(text, _is_old_header)
+        if old is not None:
+            return _read_old(path, text, old, mapping, notes)
         raise _logs.refused(path, "no Teams participants' section: no header with 'Name', "
                                   "'First Join' and 'In-Meeting Duration' in its first lines")
     header_ends, header, before, delimiter = found
@@ -157,6 +158,57 @@ def _read(path: Path, text: Path, mapping: dict, notes: list[str]) -> pa.Table:
     dropped = [h for h in header if _logs.column_for([h], *known) is None]
     if dropped:
         notes.append(f"not read: {', '.join(dropped)}")
+    table = _logs.events_table(con, sql)
+    con.close()
+    return table
+
+
+def _read_old(path: Path, text: Path, found: tuple[int, list[str], list[list[str]], str],
+              mapping: dict, notes: list[str]) -> pa.Table:
+    header_ends, header, _before, delimiter = found
+    width = len(header)
+    con = _logs.connect()
+    _logs.stage_rows(con, path, text, header_ends, width, delimiter)
+    if con.execute("SELECT count(*) FROM rows").fetchall()[0][0] == 0:
+        raise _logs.refused(path, "the attendance list has no rows")
+    name = _logs.column_for(header, "full_name")
+    action = _logs.column_for(header, "user_action")
+    stamp = _logs.column_for(header, "timestamp")
+    assert name and action and stamp  # the header test asks for all three
+    _logs.parse_times(con, "rows", {"t": stamp})
+    dayfirst = _logs.day_first(con, path, "rows", ["t"], mapping, notes)
+    naive = _logs.local_times(con, "rows", ["t"], dayfirst)
+    tz = _logs.zone(path, mapping, naive)
+    _logs.instants(con, "rows", ["t"], tz, notes)
+    notes.append("an older Teams attendance list: participants by full name only (names must "
+                 "be participant ids in the roster)")
+    act = f"lower(trim({action}))"
+    odd = f"(t IS NULL OR {act} NOT IN ('joined', 'left', 'joined before'))"
+    person = "PARTITION BY pid, alone ORDER BY t, _row"
+    con.execute(
+        f"CREATE TEMP TABLE _ev AS SELECT *, lead(act) OVER ({person}) AS next_act, "
+        f"lead(t) OVER ({person}) AS next_t FROM (SELECT _row, {name} AS pid, {act} AS act, "
+        f"_t_t AS raw, t, {odd} AS odd, CASE WHEN {odd} OR {name} IS NULL THEN _row END "
+        "AS alone FROM rows)")
+    open_joins = con.execute("SELECT count(*) FROM _ev WHERE NOT odd AND act LIKE 'joined%' "
+                             "AND coalesce(next_act, '') <> 'left'").fetchall()[0][0]
+    if open_joins:
+        notes.append(f"{open_joins:,} join(s) without a leave after them: they count no minutes")
+    exchange = _logs.sql_str(str(mapping["exchange_id"])) if mapping.get("exchange_id") \
+        else "NULL"
+    activity = mapping.get("activity") or ACTIVITY
+    if not isinstance(activity, str):
+        raise _logs.refused(path, "the mapping's activity for a Teams report is one name "
+                                  f"(default '{ACTIVITY}')")
+    stretch = ("CASE WHEN act LIKE 'joined%' AND next_act = 'left' THEN "
+               "date_diff('second', t, next_t) ELSE 0 END")
+    first_join = _logs.iso_sql("min(t) FILTER (WHERE act LIKE 'joined%')")
+    sql = (
+        f"SELECT pid AS participant_id, {exchange} AS exchange_id, "
+        f"CASE WHEN bool_or(odd) THEN first(raw) ELSE {first_join} END AS occurred_at, "
+        f"{_logs.sql_str(activity)} AS activity, CASE WHEN bool_or(odd) THEN NULL ELSE "
+        f"{_logs.text_sql(f'round(sum({stretch}) / 60.0, 2)')} END AS minutes, "
+        "min(_row) AS _row FROM _ev GROUP BY pid, alone")
     table = _logs.events_table(con, sql)
     con.close()
     return table
