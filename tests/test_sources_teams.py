@@ -252,3 +252,27 @@ def test_a_zoom_report_is_still_zoom(tmp_path):
                  "Ana,a@x.org,11/19/2021 10:00:00 AM,11/19/2021 10:30:00 AM,30\n")
     assert not teams.sniff(f, sources.head_text(f))
     assert sources.detect(f) is zoom
+
+
+def test_a_bad_duration_is_rejected_on_its_own_row(base, tmp_path):
+    wh = P.warehouse_copy(base, tmp_path)
+    rows = [ROWS[0], ["Ben Okafor", "3/4/26, 10:02:30 AM", "3/4/26, 10:47:33 AM", "ninety",
+                      "ben.okafor@school.example", "", "Attendee"]]
+    f = write_report(tmp_path / "attendance.csv", rows)
+    res = P.run_etl(
+        "load", str(f), "--format", "teams", "--exchange", "E1", "--monthfirst",
+        "--mapping", str(_utc_mapping(tmp_path)), "--warehouse", str(wh))
+    out = res.stdout + res.stderr
+    assert "attendance.csv: row 12, column minutes: number: 'ninety' is not a number" in out
+    assert "column occurred_at" not in out  # its First Join was read: only the minutes are bad
+    got = P.q(wh, "SELECT file, row_number, column_name FROM rejects WHERE file LIKE ?",
+              ["%attendance.csv"])
+    assert [(Path(r[0]).name, r[1], r[2]) for r in got] == [("attendance.csv", 12, "minutes")], got
+    assert P.q(wh, "SELECT count(*) FROM events WHERE participant_id = ?",
+               [pseudonym(PEOPLE[0], P.TEST_KEY.encode())]) == [(1,)]
+
+
+def _utc_mapping(tmp_path: Path) -> Path:
+    m = tmp_path / "utc.yaml"
+    m.write_text("timezone: UTC\n", encoding="utf-8")
+    return m

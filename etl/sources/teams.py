@@ -146,10 +146,12 @@ def _read(path: Path, text: Path, mapping: dict, notes: list[str]) -> pa.Table:
                                   f"(default '{ACTIVITY}')")
     sql = (
         f"SELECT pid AS participant_id, {exchange} AS exchange_id, "
-        f"CASE WHEN bool_or(odd) THEN first(join_raw) ELSE {_logs.iso_sql('min(join_ts)')} END "
-        f"AS occurred_at, {_logs.sql_str(activity)} AS activity, "
-        f"CASE WHEN bool_or(odd) THEN first(dur_raw) ELSE {_logs.text_sql('sum(minutes)')} END "
-        "AS minutes, min(_row) AS _row, count(*) AS n FROM _ev GROUP BY pid, meeting, alone")
+        # an odd row is alone: its bad value as written, the other one read (one reject each)
+        "CASE WHEN bool_or(join_ts IS NULL) THEN first(join_raw) ELSE "
+        f"{_logs.iso_sql('min(join_ts)')} END AS occurred_at, "
+        f"{_logs.sql_str(activity)} AS activity, CASE WHEN bool_or(minutes IS NULL) THEN "
+        f"first(dur_raw) ELSE {_logs.text_sql('sum(minutes)')} END AS minutes, "
+        "min(_row) AS _row, count(*) AS n FROM _ev GROUP BY pid, meeting, alone")
     rows, events = con.execute(f"SELECT sum(n), count(*) FROM ({sql})").fetchall()[0]
     if rows > events:
         notes.append(f"{rows:,} rows are {events:,} events: a person on several rows of the "
