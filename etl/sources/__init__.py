@@ -33,8 +33,10 @@ from etl.errors import RefusedFile
 __all__ = ["MODULES", "FORMATS", "available", "detect", "by_name", "load_mapping", "stage",
            "head_text", "fill_values", "describe"]
 
-# Tried in this order by `detect`; the first whose sniff says yes reads the file.
-MODULES = ("qualtrics", "limesurvey", "gforms", "kobo", "zoom", "moodle", "xapi", "caliper")
+# Tried in this order by `detect`; the first whose sniff says yes reads the file. Teams before
+# Zoom: a Teams report's `3. In-Meeting Activities` header (Name, Join Time) passes Zoom's sniff.
+MODULES = ("qualtrics", "limesurvey", "gforms", "kobo", "teams", "zoom", "moodle", "xapi",
+           "caliper")
 FORMATS = ("auto", "csv", *MODULES)
 HEAD_BYTES = 64 << 10
 # Keys a mapping may give for every format; each reader documents its own (items, participant...).
