@@ -108,7 +108,8 @@ def main() -> None:
             t0 = time.perf_counter()
             (rep,) = load_paths([path], wh, **kw)
             secs = time.perf_counter() - t0
-            assert rep.status == "loaded", rep.summary()
+            if rep.status != "loaded":
+                raise SystemExit(f"{name}: the load did not go through: {rep.summary()}")
             out[name] = {"seconds": round(secs, 2), "rows": rep.rows_in,
                          "rows_per_s": round(args.responses / secs)}
         out["ratio_qualtrics_to_csv"] = round(

@@ -75,6 +75,20 @@ def decoded(path: Path, notes: list[str]) -> Iterator[Path]:
         yield text
 
 
+def read_decoded(path: Path, mapping: dict, notes: list[str], what: str,
+                 read: Callable[[Path, Path, dict, list[str]], pa.Table]) -> pa.Table:
+    """`read(path, text, mapping, notes)` on the file decoded to UTF-8 (`decoded`): what a
+    log reader's `read` does. A `RefusedFile` passes; anything the parsers trip over in a
+    damaged file becomes one line, "cannot be read as <what> (...)", never a traceback."""
+    try:
+        with decoded(path, notes) as text:
+            return read(path, text, mapping, notes)
+    except RefusedFile:
+        raise
+    except (duckdb.Error, csv.Error, UnicodeError, ValueError, OSError, OverflowError) as e:
+        raise refused(path, f"cannot be read as {what} ({readers._first_line(e)})") from None
+
+
 def find_header(text: Path, is_header: Callable[[list[str]], bool], within: int = HEAD_RECORDS
                 ) -> tuple[int, list[str], list[list[str]], str] | None:
     """The header record among the first `within` records of a UTF-8 CSV: the line it ends on,

@@ -22,14 +22,12 @@ contexts are not read.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from etl import readers
-from etl.errors import RefusedFile
 from etl.sources import _logs
 
 __all__ = ["FORMAT", "KIND", "sniff", "read"]
@@ -57,14 +55,7 @@ def sniff(path: Path, head: str) -> bool:
 
 
 def read(path: Path, mapping: dict, notes: list[str]) -> pa.Table:
-    try:
-        with _logs.decoded(path, notes) as text:
-            return _read(path, text, mapping, notes)
-    except RefusedFile:
-        raise
-    except (duckdb.Error, csv.Error, UnicodeError, ValueError, OSError, OverflowError) as e:
-        raise _logs.refused(path, f"cannot be read as a Moodle log "
-                                  f"({readers._first_line(e)})") from None
+    return _logs.read_decoded(path, mapping, notes, "a Moodle log", _read)
 
 
 def _read(path: Path, text: Path, mapping: dict, notes: list[str]) -> pa.Table:

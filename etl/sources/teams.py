@@ -20,14 +20,11 @@ without a leave counts nothing, and is noted).
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 
 from etl import readers
-from etl.errors import RefusedFile
 from etl.sources import _logs
 
 __all__ = ["FORMAT", "KIND", "sniff", "read"]
@@ -66,14 +63,7 @@ def sniff(path: Path, head: str) -> bool:
 
 
 def read(path: Path, mapping: dict, notes: list[str]) -> pa.Table:
-    try:
-        with _logs.decoded(path, notes) as text:
-            return _read(path, text, mapping, notes)
-    except RefusedFile:
-        raise
-    except (duckdb.Error, csv.Error, UnicodeError, ValueError, OSError, OverflowError) as e:
-        raise _logs.refused(path, f"cannot be read as a Teams attendance report "
-                                  f"({readers._first_line(e)})") from None
+    return _logs.read_decoded(path, mapping, notes, "a Teams attendance report", _read)
 
 
 def _read(path: Path, text: Path, mapping: dict, notes: list[str]) -> pa.Table:
@@ -109,7 +99,9 @@ def _read(path: Path, text: Path, mapping: dict, notes: list[str]) -> pa.Table:
     duration = _logs.column_for(header, *DURATION)
     email = _logs.column_for(header, *EMAIL)
     upn = _logs.column_for(header, *UPN)
-    assert join is not None and duration is not None  # the header test asks for both
+    if join is None or duration is None:  # the header test asks for both
+        raise _logs.refused(path, "the participants table has no First Join or In-Meeting "
+                                  "Duration column")
     start = summary.get("start_time")
     times = {"j": join, **({"l": leave} if leave else {})}
     start_sql = _logs.sql_str(start) if start else None
@@ -176,7 +168,9 @@ def _read_old(path: Path, text: Path, found: tuple[int, list[str], list[list[str
     name = _logs.column_for(header, "full_name")
     action = _logs.column_for(header, "user_action")
     stamp = _logs.column_for(header, "timestamp")
-    assert name and action and stamp  # the header test asks for all three
+    if not (name and action and stamp):  # the header test asks for all three
+        raise _logs.refused(path, "the attendance list needs Full Name, User Action and "
+                                  "Timestamp columns")
     _logs.parse_times(con, "rows", {"t": stamp})
     dayfirst = _logs.day_first(con, path, "rows", ["t"], mapping, notes)
     naive = _logs.local_times(con, "rows", ["t"], dayfirst)
