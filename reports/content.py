@@ -30,6 +30,8 @@ EFFECT_KIND = ("Hedges' g (average-SD standardiser: the mean change over the mea
                "and post SDs, small-sample corrected), 95% CI clustered by exchange (CR2)")
 # Figure width in CSS px: the A4 text block (210 mm − 2 × 16 mm margins) at 96 px per inch.
 FIG_WIDTH = 670
+# The tallest figure that fits one page's text block (297 mm − 34 mm margins, less a caption).
+MAX_HEIGHT = 900
 
 Cell = tuple[str, bool]  # (text, is a suppression mark)
 
@@ -232,6 +234,30 @@ def _store(f: Filters) -> dict[str, Any]:
     return {"filters": f.to_dict(), "query": f.to_query()}
 
 
+def _wide_gains(g: pd.DataFrame, glabel: str, scale_label: Callable[[Any, Any], str],
+                id_: str) -> Table:
+    """Gains by an equity grouping as one row per scale and one column per group, each cell
+    "mean [95% CI] n"; a suppressed group's cell is the suppression label."""
+    groups = sorted(g["group"].astype(str).unique())
+    rows: list[list[Cell]] = []
+    for (a, b), d in g.groupby(["instrument", "scale"], sort=True):
+        cells: list[Cell] = [(scale_label(a, b), False)]
+        by_group = {str(r.group): r for r in d.itertuples(index=False)}
+        for grp in groups:
+            r = by_group.get(grp)
+            if r is None:
+                cells.append(("", False))
+            elif bool(r.suppressed):
+                cells.append((suppression.SUPPRESSED_LABEL, True))
+            else:
+                cells.append((f"{fnum(r.mean)} {fci(r.ci_low_cr2, r.ci_high_cr2)} "
+                              f"n = {fint(r.n)}", False))
+        rows.append(cells)
+    return Table(f"Mean gain post − pre by {glabel.lower()} with the 95% CI clustered by "
+                 "exchange (CR2) and n (completers, exchange participants)",
+                 ["scale", *groups], rows, id_)
+
+
 # ---- gather -------------------------------------------------------------------------------------
 
 class _Suppressed:
@@ -401,17 +427,23 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
         res = outcomes.prepost_results(cur, by)
         if not len(res):
             continue
-        fig, _, _ = outcomes_page.forest(by, "hedges_g", None)
-        if not _has_data(fig):
-            continue
-        shown_r = res[~res.suppressed.astype(bool)]
-        out.add(Sub(f"Effects by {name}", f"forest-{by}"))
-        out.add(Fig(f"fig-forest-{by}", _print_figure(fig),
-                    f"Forest plot: Hedges' g from pre to post with 95% CIs for each {name} "
-                    f"({shown_r['group'].nunique()} shown), one colour per scale; a dotted "
-                    "line marks no change.",
-                    f"Pre → post effect by {name} (all participants, precomputed per data "
-                    "version: the filters do not apply)"))
+        figs = []
+        for inst, d in res.groupby("instrument", sort=True):
+            fig, shown_r, _ = outcomes_page.forest_figure(d, by, "hedges_g")
+            if not _has_data(fig):
+                continue
+            what = scale_label(inst, d.scale.iloc[0]).split(": ", 1)[0]
+            fig = _print_figure(fig, f"{what}: pre → post effect by {name}")
+            # One page at most: a taller figure would be cut between pages.
+            fig["layout"]["height"] = min(int(fig["layout"].get("height") or 400), MAX_HEIGHT)
+            figs.append(Fig(f"fig-forest-{by}-{len(figs)}", fig,
+                            f"Forest plot for {what}: Hedges' g from pre to post with 95% CIs "
+                            f"for each {name} ({shown_r['group'].nunique()} shown), one colour "
+                            "per scale; a dotted line marks no change.",
+                            f"{what}: pre → post effect by {name} (all participants, "
+                            "precomputed per data version: the filters do not apply)"))
+        if figs:
+            out.add(Sub(f"Effects by {name}", f"forest-{by}"), *figs)
         sup.add(f"Effects by {name}", res[res.suppressed.astype(bool)]["group"])
     comp = outcomes.comparison_difference(cur, f)
     if len(comp):
@@ -468,13 +500,7 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
         g = equity.gains_by_group(cur, f, by)
         if not len(g):
             continue
-        eq.add(table(g.assign(
-            scale_label=[scale_label(a, b) for a, b in zip(g.instrument, g.scale, strict=True)],
-            ci=[fci(lo, hi) for lo, hi in zip(g.ci_low_cr2, g.ci_high_cr2, strict=True)]),
-            {"scale_label": ("scale", ftext), "group": (glabel.lower(), ftext),
-             "n": ("n", fint), "mean": ("mean gain", fnum), "ci": ("95% CI (CR2)", ftext)},
-            f"Mean gain post − pre by {glabel.lower()} (completers, exchange participants)",
-            id_=f"equity-{by}-table"))
+        eq.add(_wide_gains(g, glabel, scale_label, f"equity-{by}-table"))
         sup.add(f"Gains by {glabel.lower()}", [
             f"{scale_label(a, b)}: {grp}" for a, b, grp in
             g[g.suppressed.astype(bool)][["instrument", "scale", "group"]]
