@@ -31,7 +31,7 @@ EFFECT_KIND = ("Hedges' g (average-SD standardiser: the mean change over the mea
 # Figure width in CSS px: the A4 text block (210 mm − 2 × 16 mm margins) at 96 px per inch.
 FIG_WIDTH = 670
 # The tallest figure that fits one page's text block (297 mm − 34 mm margins, less a caption).
-MAX_HEIGHT = 900
+MAX_HEIGHT = 850
 
 Cell = tuple[str, bool]  # (text, is a suppression mark)
 
@@ -218,6 +218,8 @@ def _print_figure(fig: dict[str, Any], title: str | None = None) -> dict[str, An
     fig = dict(fig)
     layout = dict(fig.get("layout") or {})
     layout["width"] = FIG_WIDTH
+    # One page at most: a taller figure would be cut between pages.
+    layout["height"] = min(int(layout.get("height") or 450), MAX_HEIGHT)
     layout["font"] = {**(layout.get("font") or {}), "family": "DejaVu Sans, sans-serif",
                       "size": 11}
     if title is not None:
@@ -396,8 +398,15 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
         shown_m = means[~means.suppressed.astype(bool)]
         scales = shown_m[["instrument", "scale"]].drop_duplicates()
         if _has_data(fig):
-            out.add(Fig("fig-waves", _print_figure(fig, "Mean scale score per wave (95% CI "
-                                                        "clustered by exchange)"),
+            fig = _print_figure(fig, "Mean scale score per wave (95% CI clustered by exchange)")
+            # On paper the page's side legend takes a third of the width: legend below, and
+            # the subplot titles small enough not to run into each other.
+            fig["layout"].update(legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 0,
+                                         "yanchor": "bottom", "yref": "container"},
+                                 margin={**fig["layout"].get("margin", {}), "r": 20, "b": 100})
+            for a in fig["layout"].get("annotations", []):
+                a["font"] = {**a.get("font", {}), "size": 9}
+            out.add(Fig("fig-waves", fig,
                         f"Small multiples, one per scale ({len(scales)}): mean score per survey "
                         "wave with 95% confidence intervals, exchange participants as a solid "
                         "line and the comparison group dashed.",
@@ -428,14 +437,15 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
         if not len(res):
             continue
         figs = []
+        if by == "cluster":  # names, not ids, as on the cover
+            names = dict(options.options.get("cluster", ()))
+            res = res.assign(group=[names.get(str(g), str(g)) for g in res["group"]])
         for inst, d in res.groupby("instrument", sort=True):
             fig, shown_r, _ = outcomes_page.forest_figure(d, by, "hedges_g")
             if not _has_data(fig):
                 continue
             what = scale_label(inst, d.scale.iloc[0]).split(": ", 1)[0]
             fig = _print_figure(fig, f"{what}: pre → post effect by {name}")
-            # One page at most: a taller figure would be cut between pages.
-            fig["layout"]["height"] = min(int(fig["layout"].get("height") or 400), MAX_HEIGHT)
             figs.append(Fig(f"fig-forest-{by}-{len(figs)}", fig,
                             f"Forest plot for {what}: Hedges' g from pre to post with 95% CIs "
                             f"for each {name} ({shown_r['group'].nunique()} shown), one colour "
