@@ -346,6 +346,16 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
                    "with any answer in the wave, over participants in scope",
                    id_="completion-table")
     head.add(wave_t)
+    cost = overview.cost_per_participant(cur, f)
+    head.add(table(cost, {"currency": ("currency", ftext), "exchanges": ("exchanges", fint),
+                          "budget": ("total budget", fint),
+                          "participants": ("participants", fint),
+                          "per_participant": ("budget per participant",
+                                              lambda v: fint(v if _missing(v) else round(v)))},
+                   "Cost per participant where budgets exist, per currency (no exchange rates "
+                   "assumed): the budgets of the exchanges in scope over all their "
+                   "participants", id_="cost-table"))
+    sup.add("Cost per participant", cost[cost.suppressed.astype(bool)].currency)
     sup.add("Survey completion", waves[waves.suppressed.astype(bool)].wave)
     sections.append(head)
 

@@ -66,7 +66,20 @@ def picks(cur) -> dict[str, Filters]:
         "country": Filters(country=(str(sizes.country.iloc[0]),)),
         "teachers": Filters(role=("teacher",)),
         "dates": Filters(start=RANGE[0], end=RANGE[1]),
+        "tiny": _tiny(cur),
     }
+
+
+def _tiny(cur) -> Filters:
+    """The teachers of the smallest exchange: a whole selection under k."""
+    from analytics.read import participation
+
+    sizes = participation.breakdown(cur, Filters(), "exchange").sort_values("participants")
+    for x in sizes.key:
+        f = Filters(exchange=(str(x),), role=("teacher",))
+        if overview.headline(cur, f)["suppressed"]:
+            return f
+    raise AssertionError("the demo has no exchange with fewer than k teachers")
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +149,28 @@ def test_headline_numbers_equal_the_analytics_tables(pdfs, picks, cur, name) -> 
         assert f"{100 * w.rate:.0f}%" in line and f"{int(w.responded):,} of" in line
 
 
+def test_cost_per_participant_equals_the_budgets_over_the_event_log(pdfs, warehouse) -> None:
+    """Oracle: budgets per currency over the distinct participants of each exchange in the raw
+    event log (exchanges of k or more people), computed here in SQL."""
+    import duckdb
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        truth = con.execute("""SELECT x.currency, count(*), sum(x.budget), sum(e.n)
+            FROM exchanges x JOIN (SELECT exchange_id, count(DISTINCT participant_id) AS n
+                                   FROM events GROUP BY 1) e USING (exchange_id)
+            WHERE x.budget IS NOT NULL AND x.currency IS NOT NULL AND e.n >= $k
+            GROUP BY 1 ORDER BY 1""", {"k": suppression.MIN_CELL}).fetchall()
+    finally:
+        con.close()
+    assert len(truth) >= 2
+    text = section_text(pdfs["all"], "Headline figures")
+    for currency, n_x, budget, n in truth:
+        line = row(text, currency)
+        assert line.split() == [currency, f"{n_x:,}", f"{int(budget):,}", f"{n:,}",
+                                f"{round(budget / n):,}"], line
+
+
 def test_the_filters_are_on_the_cover_in_words(pdfs, picks, cur) -> None:
     opts = dict(loads.filter_options(cur).options["cluster"])
     cover = pages_text(pdfs["cluster"])[0]
@@ -170,6 +205,22 @@ def test_suppressed_groups_are_marked_and_carry_no_number(pdfs, picks, cur) -> N
             assert not re.search(r"\d", ln.replace(LABEL, "").replace(code, "")), ln
     methods = " ".join(section_text(pdfs["teachers"], "Methods and data").split())
     assert "What was suppressed and why" in methods
+
+
+def test_a_selection_under_k_shows_no_number(pdfs, picks, cur) -> None:
+    assert overview.headline(cur, picks["tiny"])["suppressed"]
+    pages = pages_text(pdfs["tiny"])
+    assert suppression.SMALL_SELECTION in " ".join(pages[1].split())
+    # The headline and Where pages are about the selection's people (the precomputed effects
+    # after them are all participants', as on the Overview page, and say so).
+    end = next(i for i, p in enumerate(pages) if p.lstrip().startswith("Outcomes"))
+    body = [ln for p in pages[1:end] for ln in p.splitlines()
+            if ln.strip() and "data version" not in ln]  # the footer's version and page
+    assert "Participants (comparison group excluded)" not in " ".join(pages[1].split())
+    assert any(LABEL in ln for ln in body)
+    for ln in body:
+        rest = ln.replace(LABEL, "").replace(suppression.SMALL_SELECTION, "")
+        assert not re.search(r"\d", rest), ln
 
 
 def test_every_page_has_text_and_ink(pdfs) -> None:
