@@ -124,6 +124,25 @@ def outline_titles(items: list) -> set[str]:
     return out
 
 
+def figure_alts(reader) -> list[str]:
+    """The /Alt texts of the /Figure elements of a tagged PDF's structure tree."""
+    alts: list[str] = []
+
+    def walk(node) -> None:
+        node = node.get_object()
+        if isinstance(node, list):
+            for c in node:
+                walk(c)
+        elif isinstance(node, dict):
+            if node.get("/S") == "/Figure" and "/Alt" in node:
+                alts.append(str(node["/Alt"]))
+            if "/K" in node:
+                walk(node["/K"])
+
+    walk(reader.trailer["/Root"]["/StructTreeRoot"])
+    return alts
+
+
 def pdfinfo(pdf: Path) -> dict[str, str]:
     out = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True,
                          check=True).stdout
@@ -257,6 +276,11 @@ def test_outline_tags_metadata(pdfs, cur) -> None:
     whole = PdfReader(pdfs["all"])
     titles = outline_titles(whole.outline)
     assert {"Where", "Outcomes", "Persistence of partnerships", "Attrition"} <= titles
+    # Every figure is a tagged /Figure whose alternative text says what it shows.
+    alts = figure_alts(whole)
+    assert any(a.startswith("World map shading") for a in alts), alts
+    assert sum(a.startswith("Forest plot for") for a in alts) >= 2
+    assert whole.trailer["/Root"].get("/Lang") == "en"
     # The table of contents links to the sections.
     links = [a for a in whole.pages[0].get("/Annots", []) if a.get_object().get("/Subtype")
              == "/Link"]
