@@ -221,6 +221,17 @@ def forest(by: str, effect: str, scale: str | None) -> tuple[_ui.Figure, dict[st
     if not len(df):
         return _ui.figure(), {"display": "none"}, _ui.coming(
             f"Effects by {filters.GROUPINGS.get(by, by).lower()}", _COMING)
+    fig, shown, small = forest_figure(df, by, effect)
+    note = _ui.suppressed_note(sorted(small["group"].astype(str).unique()),
+                               f"{filters.GROUPINGS.get(by, by).lower()} groups")
+    return fig, {}, html.Div([_cluster_note(shown, effect), note])
+
+
+def forest_figure(df: pd.DataFrame, by: str, effect: str
+                  ) -> tuple[_ui.Figure, pd.DataFrame, pd.DataFrame]:
+    """The forest plot of res_prepost rows `df` (one grouping `by`, any scales) for `effect`,
+    and the rows it shows and the suppressed ones; shared by the page and the PDF snapshot
+    (reports/), which draws one per instrument."""
     axis, lo, hi = EFFECTS.get(effect, EFFECTS["hedges_g"])
     shown, small = df[~df.suppressed], df[df.suppressed]
     shown = shown.dropna(subset=[effect])
@@ -234,9 +245,7 @@ def forest(by: str, effect: str, scale: str | None) -> tuple[_ui.Figure, dict[st
                     height=180 + 22 * n_groups * max(1, n_scales))
     fig.update_layout(showlegend=n_scales > 1)
     fig.update_yaxes(autorange="reversed")
-    note = _ui.suppressed_note(sorted(small["group"].astype(str).unique()),
-                               f"{filters.GROUPINGS.get(by, by).lower()} groups")
-    return fig, {}, html.Div([_cluster_note(shown, effect), note])
+    return fig, shown, small
 
 
 def _cluster_note(shown: pd.DataFrame, effect: str) -> html.P:

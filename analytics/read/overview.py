@@ -17,7 +17,8 @@ from analytics.read.cache import cached
 from analytics.read.filters import Filters
 from analytics.read.sql import Scope
 
-__all__ = ["headline", "completion_by_wave", "participants_by_country", "activity_over_time"]
+__all__ = ["headline", "completion_by_wave", "participants_by_country", "activity_over_time",
+           "cost_per_participant"]
 
 
 def _partnerships_active(cur: duckdb.DuckDBPyConnection, ctes: str, p: dict[str, Any]) -> int:
@@ -234,3 +235,32 @@ def activity_over_time(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | Non
     if sql.use_rollups(cur, f):
         return _activity_over_time_rollup(cur, f, by)
     return _activity_over_time_days(cur, f, by)
+
+
+@cached
+def cost_per_participant(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Budget per participant of the exchanges in scope that have a budget, per currency (no
+    exchange rates are assumed): exchanges, their total budget, their participants and the
+    quotient. A budget pays for a whole exchange, so its participants are all who took part in
+    it (with events in the log), not only those the filters select; an exchange whose own
+    count is under MIN_CELL is left out (its size is not shown anywhere), and a currency
+    whose participants are under MIN_CELL is suppressed."""
+    from analytics.read.participation import breakdown
+
+    cols = ["currency", "exchanges", "budget", "participants", "per_participant", "suppressed"]
+    in_scope = breakdown(cur, f, "exchange")
+    if not len(in_scope):
+        return pd.DataFrame(columns=cols)
+    sizes = breakdown(cur, Filters(), "exchange")
+    sizes = sizes[~sizes.suppressed.astype(bool)][["key", "participants"]]
+    budgets = sql.df(cur, f"""SELECT exchange_id AS key, budget, currency FROM {sql.T_EXCH}
+        WHERE budget IS NOT NULL AND currency IS NOT NULL""")
+    df = (budgets[budgets.key.isin(set(in_scope.key))].merge(sizes, on="key", how="inner"))
+    if not len(df):
+        return pd.DataFrame(columns=cols)
+    out = (df.groupby("currency", as_index=False, sort=True)
+           .agg(exchanges=("key", "size"), budget=("budget", "sum"),
+                participants=("participants", "sum")))
+    out["participants"] = out.participants.astype("int64")
+    out["per_participant"] = out.budget / out.participants
+    return sql.suppress(out, "participants")[cols]

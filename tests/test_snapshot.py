@@ -1,0 +1,344 @@
+"""The funder PDF snapshot (issue 12), checked from the outside with poppler and pypdf.
+
+Five snapshots of the demo warehouse (the whole program, one cluster, one country, teachers
+only — a selection that leaves many countries under k — and a date range) are written once for
+the module with one browser, then read back: the headline numbers equal the analytics read
+functions' answers, the filters are on the cover in words, suppressed groups are marked and
+carry no number, every page has text and is not blank when rendered, the outline and the tags
+exist and the metadata names the data version. The CLI is run as a user runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from analytics import suppression
+from analytics.read import loads, overview
+from analytics.read.filters import Filters
+from etl.warehouse import Reader
+from tests.analytics_fixture import demo_warehouse, run
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+
+if shutil.which("pdftotext") is None:  # pragma: no cover - poppler-utils is in the image
+    pytest.skip("poppler-utils (pdftotext) is not installed", allow_module_level=True)
+
+LABEL = suppression.SUPPRESSED_LABEL
+RANGE = (date(2024, 9, 1), date(2025, 6, 30))
+
+
+@pytest.fixture(scope="module")
+def warehouse() -> Path:
+    wh = demo_warehouse()
+    old = os.environ.get("EXCHANGE_IMPACT_WAREHOUSE")
+    os.environ["EXCHANGE_IMPACT_WAREHOUSE"] = str(wh)
+    yield wh
+    if old is None:
+        os.environ.pop("EXCHANGE_IMPACT_WAREHOUSE", None)
+    else:
+        os.environ["EXCHANGE_IMPACT_WAREHOUSE"] = old
+
+
+@pytest.fixture(scope="module")
+def cur(warehouse):
+    r = Reader(warehouse)
+    c = r.cursor()
+    yield c
+    c.close()
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def picks(cur) -> dict[str, Filters]:
+    opts = loads.filter_options(cur)
+    sizes = overview.participants_by_country(cur, Filters())
+    return {
+        "all": Filters(),
+        "cluster": Filters(cluster=(opts.options["cluster"][0][0],)),
+        "country": Filters(country=(str(sizes.country.iloc[0]),)),
+        "teachers": Filters(role=("teacher",)),
+        "dates": Filters(start=RANGE[0], end=RANGE[1]),
+        "tiny": _tiny(cur),
+    }
+
+
+def _tiny(cur) -> Filters:
+    """The teachers of the smallest exchange: a whole selection under k."""
+    from analytics.read import participation
+
+    sizes = participation.breakdown(cur, Filters(), "exchange").sort_values("participants")
+    for x in sizes.key:
+        f = Filters(exchange=(str(x),), role=("teacher",))
+        if overview.headline(cur, f)["suppressed"]:
+            return f
+    raise AssertionError("the demo has no exchange with fewer than k teachers")
+
+
+@pytest.fixture(scope="module")
+def pdfs(warehouse, picks, tmp_path_factory) -> dict[str, Path]:
+    from reports import engine
+    from reports.snapshot import write_snapshot
+
+    folder = tmp_path_factory.mktemp("snapshots")
+    steps: list[float] = []
+    out = {name: write_snapshot(f, folder / f"{name}.pdf",
+                                progress=lambda x, _w: steps.append(x))
+           for name, f in picks.items()}
+    engine.shutdown()
+    assert steps.count(0.0) == steps.count(1.0) == len(picks)
+    return out
+
+
+def pages_text(pdf: Path) -> list[str]:
+    txt = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                         text=True, check=True).stdout
+    return txt.split("\f")[:-1] if txt.endswith("\f") else txt.split("\f")
+
+
+def section_text(pdf: Path, heading: str) -> str:
+    """The text of the pages from the one starting with `heading` to the next section."""
+    pages = pages_text(pdf)
+    start = next(i for i, p in enumerate(pages) if p.lstrip().startswith(heading))
+    return pages[start]
+
+
+def row(text: str, label: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip().startswith(label)]
+    assert lines, f"no line starting with {label!r}"
+    return lines[0]
+
+
+def outline_titles(items: list) -> set[str]:
+    """Every title of a pypdf outline (nested lists are the children of the item before)."""
+    out: set[str] = set()
+    for o in items:
+        out |= outline_titles(o) if isinstance(o, list) else {o["/Title"]}
+    return out
+
+
+def figure_alts(reader) -> list[str]:
+    """The /Alt texts of the /Figure elements of a tagged PDF's structure tree."""
+    alts: list[str] = []
+
+    def walk(node) -> None:
+        node = node.get_object()
+        if isinstance(node, list):
+            for c in node:
+                walk(c)
+        elif isinstance(node, dict):
+            if node.get("/S") == "/Figure" and "/Alt" in node:
+                alts.append(str(node["/Alt"]))
+            if "/K" in node:
+                walk(node["/K"])
+
+    walk(reader.trailer["/Root"]["/StructTreeRoot"])
+    return alts
+
+
+def pdfinfo(pdf: Path) -> dict[str, str]:
+    out = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True,
+                         check=True).stdout
+    return {k.strip(): v.strip() for k, v in (ln.split(":", 1) for ln in out.splitlines()
+                                              if ":" in ln)}
+
+
+@pytest.mark.parametrize("name", ["all", "cluster", "country", "dates"])
+def test_headline_numbers_equal_the_analytics_tables(pdfs, picks, cur, name) -> None:
+    h = overview.headline(cur, picks[name])
+    assert not h["suppressed"]
+    text = section_text(pdfs[name], "Headline figures")
+    for label, key in (("Participants (comparison group excluded)", "participants"),
+                       ("Institutions", "institutions"), ("Countries", "countries"),
+                       ("Clusters", "clusters"),
+                       ("Exchanges with activity in scope", "exchanges"),
+                       ("Events in the activity log", "events")):
+        assert row(text, label).endswith(f"{int(h[key]):,}"), (label, h[key])
+    waves = overview.completion_by_wave(cur, picks[name])
+    assert len(waves)
+    for w in waves.itertuples():
+        line = row(text, str(w.wave))
+        assert f"{100 * w.rate:.0f}%" in line and f"{int(w.responded):,} of" in line
+
+
+def test_cost_per_participant_equals_the_budgets_over_the_event_log(pdfs, warehouse) -> None:
+    """Oracle: budgets per currency over the distinct participants of each exchange in the raw
+    event log (exchanges of k or more people), computed here in SQL."""
+    import duckdb
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        truth = con.execute("""SELECT x.currency, count(*), sum(x.budget), sum(e.n)
+            FROM exchanges x JOIN (SELECT exchange_id, count(DISTINCT participant_id) AS n
+                                   FROM events GROUP BY 1) e USING (exchange_id)
+            WHERE x.budget IS NOT NULL AND x.currency IS NOT NULL AND e.n >= $k
+            GROUP BY 1 ORDER BY 1""", {"k": suppression.MIN_CELL}).fetchall()
+    finally:
+        con.close()
+    assert len(truth) >= 2
+    text = section_text(pdfs["all"], "Headline figures")
+    for currency, n_x, budget, n in truth:
+        line = row(text, currency)
+        assert line.split() == [currency, f"{n_x:,}", f"{int(budget):,}", f"{n:,}",
+                                f"{round(budget / n):,}"], line
+
+
+def test_the_filters_are_on_the_cover_in_words(pdfs, picks, cur) -> None:
+    opts = dict(loads.filter_options(cur).options["cluster"])
+    cover = pages_text(pdfs["cluster"])[0]
+    cluster_id = picks["cluster"].cluster[0]
+    assert f"Cluster: {opts[cluster_id]}" in " ".join(cover.split())
+    country = picks["country"].country[0]
+    cover = " ".join(pages_text(pdfs["country"])[0].split())
+    assert re.search(rf"Country: [A-Z][^()]+ \({country}\)", cover), cover[:600]
+    cover = " ".join(pages_text(pdfs["dates"])[0].split())
+    assert f"Event dates: {RANGE[0]} to {RANGE[1]}" in cover
+    assert f"{RANGE[0]} to {RANGE[1]} (event dates, UTC)" in cover
+    cover = " ".join(pages_text(pdfs["all"])[0].split())
+    assert "No filter" in cover
+    version = loads.data_info(cur)["data_version"]
+    assert f"Data version {version}" in cover and "Generated" in cover
+
+
+def test_suppressed_groups_are_marked_and_carry_no_number(pdfs, picks, cur) -> None:
+    import pycountry
+
+    by_country = overview.participants_by_country(cur, picks["teachers"])
+    small = by_country[by_country.suppressed.astype(bool)]
+    assert len(small) >= 2, "the teachers-only selection should leave small countries"
+    assert len(small) < len(by_country), "and some shown ones"
+    text = "\n".join(pages_text(pdfs["teachers"]))
+    for code in small.country:
+        name = f"{pycountry.countries.get(alpha_3=code).name} ({code})"
+        lines = [ln for ln in text.splitlines() if ln.strip().startswith(name)
+                 and LABEL in ln]
+        assert lines, f"{name} is not marked {LABEL}"
+        for ln in lines:
+            assert not re.search(r"\d", ln.replace(LABEL, "").replace(code, "")), ln
+    methods = " ".join(section_text(pdfs["teachers"], "Methods and data").split())
+    assert "What was suppressed and why" in methods
+
+
+def test_a_selection_under_k_shows_no_number(pdfs, picks, cur) -> None:
+    assert overview.headline(cur, picks["tiny"])["suppressed"]
+    pages = pages_text(pdfs["tiny"])
+    assert suppression.SMALL_SELECTION in " ".join(pages[1].split())
+    # The headline and Where pages are about the selection's people (the precomputed effects
+    # after them are all participants', as on the Overview page, and say so).
+    end = next(i for i, p in enumerate(pages) if p.lstrip().startswith("Outcomes"))
+    body = [ln for p in pages[1:end] for ln in p.splitlines()
+            if ln.strip() and "data version" not in ln]  # the footer's version and page
+    assert "Participants (comparison group excluded)" not in " ".join(pages[1].split())
+    assert any(LABEL in ln for ln in body)
+    for ln in body:
+        rest = ln.replace(LABEL, "").replace(suppression.SMALL_SELECTION, "")
+        assert not re.search(r"\d", rest), ln
+
+
+def test_every_page_has_text_and_ink(pdfs) -> None:
+    from PIL import Image
+
+    for name, pdf in pdfs.items():
+        pages = pages_text(pdf)
+        assert len(pages) == int(pdfinfo(pdf)["Pages"]) >= 5, name
+        assert all(p.strip() for p in pages), f"{name}: a page without text"
+        out = pdf.parent / f"{name}-png"
+        out.mkdir(exist_ok=True)
+        subprocess.run(["pdftoppm", "-r", "30", "-png", str(pdf), str(out / "p")], check=True)
+        pngs = sorted(out.glob("p-*.png"))
+        assert len(pngs) == len(pages)
+        for png in pngs:
+            grey = Image.open(png).convert("L")
+            dark = sum(grey.histogram()[:200])
+            assert dark > 200, f"{name}: {png.name} is blank"
+
+
+def test_outline_tags_metadata(pdfs, cur) -> None:
+    from pypdf import PdfReader
+
+    version = loads.data_info(cur)["data_version"]
+    for name, pdf in pdfs.items():
+        info = pdfinfo(pdf)
+        assert info["Tagged"] == "yes", name
+        assert info["Title"] == "Exchange Impact: funder snapshot"
+        assert f"Data version {version}" in info["Subject"]
+        assert f"data version {version}" in info["Keywords"]
+        assert info["Page size"].endswith("(A4)")
+        titles = outline_titles(PdfReader(pdf).outline)
+        assert {"Headline figures", "Methods and data"} <= titles, (name, titles)
+    whole = PdfReader(pdfs["all"])
+    titles = outline_titles(whole.outline)
+    assert {"Where", "Outcomes", "Persistence of partnerships", "Attrition"} <= titles
+    # Every figure is a tagged /Figure whose alternative text says what it shows.
+    alts = figure_alts(whole)
+    assert any(a.startswith("World map shading") for a in alts), alts
+    assert sum(a.startswith("Forest plot for") for a in alts) >= 2
+    assert whole.trailer["/Root"].get("/Lang") == "en"
+    # The table of contents links to the sections.
+    links = [a for a in whole.pages[0].get("/Annots", []) if a.get_object().get("/Subtype")
+             == "/Link"]
+    assert len(links) >= 6
+
+
+def test_effect_sentences_follow_the_numbers(pdfs, cur) -> None:
+    from analytics.read import outcomes
+
+    df, _ = outcomes.prepost_extremes(cur, Filters(), 1000)
+    text = " ".join("\n".join(pages_text(pdfs["all"])).split())
+    assert "Hedges' g (average-SD standardiser" in text
+    for r in df.itertuples():
+        g = f"Hedges' g = {r.hedges_g:.2f} (95% CI {r.hedges_g_ci_low_cr2:.2f} to " \
+            f"{r.hedges_g_ci_high_cr2:.2f}"
+        assert g in text
+        zero = r.hedges_g_ci_low_cr2 <= 0 <= r.hedges_g_ci_high_cr2
+        verdict = "showed no detectable change" if zero else ("rose" if r.hedges_g > 0
+                                                               else "fell")
+        i = text.index(g)
+        assert verdict in text[max(0, i - 400):i], (r.scale, verdict)
+
+
+# ---- the command line -------------------------------------------------------------------------
+
+def test_cli_writes_the_snapshot_of_a_dashboard_link(warehouse, cur, tmp_path) -> None:
+    opts = dict(loads.filter_options(cur).options["cluster"])
+    cl = next(iter(opts))
+    out = tmp_path / "link.pdf"
+    r = run("reports", "snapshot", "--out", str(out), "--quiet", "--url",
+            f"http://127.0.0.1:8050/outcomes?cluster={cl}&by=country&nonsense=1",
+            env={"EXCHANGE_IMPACT_WAREHOUSE": str(warehouse)})
+    assert r.returncode == 0, r.stderr
+    assert "'nonsense' is not a filter" in r.stderr
+    cover = " ".join(pages_text(out)[0].split())
+    assert f"Cluster: {opts[cl]}" in cover and "'nonsense' is not a filter" in cover
+
+
+def test_cli_errors_are_one_line(warehouse, tmp_path) -> None:
+    r = run("reports", "snapshot", "--out", str(tmp_path / "x.pdf"),
+            env={"EXCHANGE_IMPACT_WAREHOUSE": str(tmp_path / "none.duckdb")})
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: no data to report")
+    r = run("reports", "snapshot", "--out", str(tmp_path / "no-dir" / "x.pdf"),
+            env={"EXCHANGE_IMPACT_WAREHOUSE": str(warehouse)})
+    assert r.returncode == 1 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.pdf").exists()
+
+
+def test_without_chromium_one_message_says_how_to_install_it(warehouse, tmp_path) -> None:
+    r = run("reports", "snapshot", "--out", str(tmp_path / "x.pdf"), "--quiet",
+            env={"EXCHANGE_IMPACT_WAREHOUSE": str(warehouse),
+                 "EXCHANGE_IMPACT_CHROMIUM": str(tmp_path / "no-chromium")})
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "apt-get install chromium" in r.stderr
+    assert not (tmp_path / "x.pdf").exists()
+    # The package itself imports without a browser (the dashboard may import it).
+    r = subprocess.run([sys.executable, "-c", "import reports, reports.snapshot, reports.cli"],
+                       env={**os.environ, "PATH": "/nonexistent"}, capture_output=True,
+                       text=True, cwd=Path(__file__).resolve().parent.parent)
+    assert r.returncode == 0, r.stderr
