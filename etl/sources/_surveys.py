@@ -204,10 +204,13 @@ def items_for(path: Path, st: Staged, mapping: dict, keys_of: Callable[[str], li
 
 def answer_sql(expr: str, mapping: dict, split: str | None = None) -> str:
     """The answer's value: the mapping's `answers` (code or label -> value, compared without
-    case) where it names the answer, else the answer as written. With `split` (Google Forms'
-    checkbox answers joined with ", "), an answer that is not a code itself is mapped part by
-    part when every part is one."""
-    answers = mapping.get("answers") or {}
+    case) where it names the answer, else the answer as written (a label with an empty value
+    included). With `split` (Google Forms' checkbox answers joined with ", "), an answer that is
+    not a code itself is mapped part by part when every part is one."""
+    # A label left '' (as a starting mapping writes it) names no value: the answer passes as
+    # written and the loader rejects it, where a value '' would drop it unseen.
+    answers = {k: v for k, v in (mapping.get("answers") or {}).items()
+               if v is not None and str(v).strip() != ""}
     if not answers:
         return expr
     pairs = ", ".join(f"{sql_str(key(k))}: {sql_str(_value_text(v))}" for k, v in answers.items())
