@@ -45,7 +45,7 @@ from etl.errors import RefusedFile
 
 __all__ = [
     "SUFFIXES", "read_into", "drop_source", "detect_kind", "normalise_name", "expand_paths",
-    "max_columns",
+    "max_columns", "split_header",
 ]
 
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".parquet": "parquet"}
@@ -166,19 +166,25 @@ def _as_utf8(path: Path, codec: str) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def _header(path: Path) -> tuple[list[str], str]:
-    """The header record of a UTF-8 CSV and its separator: the one giving the most columns."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        text = f.read(HEADER_CHARS)
+def split_header(text: str) -> tuple[list[str], str]:
+    """The first record of `text` and its separator: the one of `,` `;` tab `|` giving the most
+    fields (the first of equal splits)."""
     best: tuple[list[str], str] = ([], ",")
     for d in DELIMITERS:
         try:
-            rec = next(csv.reader(io.StringIO(text), delimiter=d, quotechar='"'), [])
+            rec = next(csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=d,
+                                  quotechar='"'), [])
         except csv.Error:  # e.g. a record longer than the csv module's field limit
             continue
         if len(rec) > len(best[0]):
             best = (rec, d)
     return best
+
+
+def _header(path: Path) -> tuple[list[str], str]:
+    """The header record of a UTF-8 CSV and its separator: the one giving the most columns."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        return split_header(f.read(HEADER_CHARS))
 
 
 def _check_columns(path: Path, header: list[str]) -> None:

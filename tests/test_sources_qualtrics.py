@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from etl.errors import RefusedFile
 from etl.pseudonym import pseudonym
 from etl.sources import detect, qualtrics
 from tests import program as P
@@ -350,3 +351,97 @@ def test_recorded_dates_with_offsets_zones_and_day_first(tmp_path: Path, recorde
     f = write_qualtrics(tmp_path / "export.csv", [tuple(row)], zone=zone)
     t = qualtrics.read(f, {**MAPPING, **mapping}, [])
     assert t.column("submitted_at").to_pylist() == [expected]
+
+
+# -- choice text ("Export choice text" instead of numeric values) ---------------------------------
+
+# Qualtrics' own labels for a five-point agreement scale, as the export writes them.
+SCALE = {"Strongly disagree": 1, "Disagree": 2, "Neither agree nor disagree": 3, "Agree": 4,
+         "Strongly agree": 5}
+# Row 4 (STU-0001) writes one label in another case with a trailing space; row 5 (STU-0002)
+# holds "Somewhat agree", a label the mapping's table does not name; row 6 is unfinished.
+CHOICE_TEXT = [
+    (*RESPONSES[0][:8], ["Strongly agree", "Agree", "Disagree", "strongly AGREE "], "sehr gut"),
+    (*RESPONSES[1][:8], ["Neither agree nor disagree", "Somewhat agree", "Agree",
+                         "Strongly disagree"], "nada"),
+    (*RESPONSES[2][:8], ["Agree", "", "", ""], ""),
+]
+
+
+def test_choice_text_without_an_answers_table_is_rejected_and_the_note_says_what_to_do(
+        tmp_path: Path):
+    f = write_qualtrics(tmp_path / "choice.csv", CHOICE_TEXT)
+    notes: list[str] = []
+    t = qualtrics.read(f, MAPPING, notes)
+    # Passed on as written: the loader rejects each one as not a number, naming it.
+    assert t.column("icc_1").to_pylist() == ["Strongly agree", "Neither agree nor disagree"]
+    note = next(n for n in notes if "are text" in n)
+    assert note.startswith("8 answer(s) are text not numbers (rejected): 'Strongly agree' "
+                           "(icc_1, icc_4: 2, first in row 4)")
+    assert "'Somewhat agree' (icc_2: 1, first in row 5)" in note and "answers:" in note
+
+
+def test_the_answers_table_gives_choice_text_its_values_and_names_a_label_it_lacks(
+        wh: Path, tmp_path: Path):
+    f = write_qualtrics(tmp_path / "qualtrics_choice.csv", CHOICE_TEXT)
+    m = write_mapping(tmp_path / "m.yaml", {**MAPPING, "exchange": "E1", "answers": SCALE})
+    notes: list[str] = []
+    t = qualtrics.read(f, {**MAPPING, "answers": SCALE}, notes)
+    assert [t.column(f"icc_{i}").to_pylist() for i in range(1, 5)] == [
+        ["5", "3"], ["4", "Somewhat agree"], ["2", "4"], ["5", "1"]]
+    assert any(n.startswith("1 answer(s) are text that the mapping's answers do not name "
+                            "(rejected): 'Somewhat agree' (icc_2: 1, first in row 5)")
+               for n in notes)
+    res = P.run_etl("load", str(f), "--mapping", str(m), "--wave", "followup",
+                    "--warehouse", str(wh))
+    assert res.returncode == 3, res.stdout + res.stderr  # the one unnamed label is rejected
+    s1, s2 = (pseudonym(p, P.TEST_KEY.encode()) for p in ("STU-0001", "STU-0002"))
+    assert answers(wh, "followup") == {
+        (s1, "icc_1"): 5.0, (s1, "icc_2"): 4.0, (s1, "icc_3"): 2.0, (s1, "icc_4"): 5.0,
+        (s2, "icc_1"): 3.0, (s2, "icc_3"): 4.0, (s2, "icc_4"): 1.0}
+    # Rejected where it stands: the file, the row as a spreadsheet counts it, the item, the label.
+    assert q(wh, "SELECT row_number, column_name, rule, value FROM rejects WHERE file = ?",
+             [str(f)]) == [(5, "icc_2", "number", "Somewhat agree")]
+    assert f"{f}: row 5, column icc_2: number" in res.stdout
+    assert "'Somewhat agree'" in res.stdout
+
+
+def test_mapping_new_lists_the_choice_labels_and_loads_once_they_are_filled(
+        wh: Path, tmp_path: Path):
+    import yaml
+
+    f = write_qualtrics(tmp_path / "qualtrics_choice.csv", CHOICE_TEXT)
+    res = P.run_etl("mapping", "new", str(f))
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = tmp_path / "qualtrics_choice.mapping.yaml"
+    text = out.read_text(encoding="utf-8")
+    m = yaml.safe_load(text)
+    # Every label once (case aside), in order of first use; never the free text of Q2.
+    assert list(m["answers"]) == ["Strongly agree", "Agree", "Disagree",
+                                  "Neither agree nor disagree", "Somewhat agree",
+                                  "Strongly disagree"]
+    assert set(m["answers"].values()) == {""}
+    assert "sehr gut" not in text and "nada" not in text
+    # Left as written, an empty value names no label: those answers are rejected, not lost.
+    m["items"] = MAPPING["items"]
+    m["exchange"] = "E1"
+    m["answers"] = {**{k: SCALE.get(k, "") for k in m["answers"]}, "Somewhat agree": 4}
+    write_mapping(out, m)
+    res = P.run_etl("load", str(f), "--mapping", str(out), "--wave", "followup",
+                    "--warehouse", str(wh))
+    assert res.returncode == 0, res.stdout + res.stderr
+    s2 = pseudonym("STU-0002", P.TEST_KEY.encode())
+    assert answers(wh, "followup")[(s2, "icc_2")] == 4.0
+    assert len(answers(wh, "followup")) == 8
+
+
+def test_a_label_left_empty_in_the_answers_table_is_rejected_not_dropped(tmp_path: Path):
+    f = write_qualtrics(tmp_path / "choice.csv", CHOICE_TEXT)
+    t = qualtrics.read(f, {**MAPPING, "answers": {**SCALE, "Agree": ""}}, [])
+    assert t.column("icc_2").to_pylist() == ["Agree", "Somewhat agree"]
+
+
+def test_an_answers_entry_that_is_no_table_is_refused_in_one_line(tmp_path: Path):
+    f = write_qualtrics(tmp_path / "choice.csv", CHOICE_TEXT)
+    with pytest.raises(RefusedFile, match="answers must be a table"):
+        qualtrics.read(f, {**MAPPING, "answers": ["Agree"]}, [])

@@ -16,7 +16,6 @@ table `src_raw` of trimmed text columns and the view `src` with `_row`.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import importlib
 import re
@@ -28,6 +27,7 @@ import duckdb
 import pyarrow as pa
 import yaml
 
+from etl import readers
 from etl.errors import RefusedFile
 
 __all__ = ["MODULES", "FORMATS", "available", "detect", "by_name", "load_mapping", "stage",
@@ -59,8 +59,7 @@ def head_text(path: Path) -> str:
     """The first ~64 KB as text: by byte order mark, else UTF-8, else Windows-1252."""
     with open(path, "rb") as f:
         raw = f.read(HEAD_BYTES)
-    for bom, codec in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
-                       (codecs.BOM_UTF16_BE, "utf-16")):
+    for bom, codec, _ in readers.BOMS:  # the byte order marks the loader reads
         if raw.startswith(bom):
             return raw.decode(codec, errors="ignore")
     if b"\0" in raw[:4096]:

@@ -17,11 +17,9 @@ so the loader rejects its row naming the value.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
-import zoneinfo
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -29,6 +27,8 @@ import pyarrow as pa
 
 from etl import readers
 from etl.errors import RefusedFile
+from etl.sources import _dates, _text
+from etl.sources._text import connect, decoded, sql_str
 
 __all__ = [
     "EVENT_COLUMNS", "EMPTY_DUMP", "EMPTY_REPORT", "HEAD_CHARS", "HEAD_RECORDS", "connect",
@@ -50,29 +50,8 @@ _CLOCK = (r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2}),?\s+(\d{1,2}):(\d{2}
 _OFFSET = r"(Z|z|[+-]\d\d(:?\d\d)?)$"
 
 
-def sql_str(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
 def refused(path: Path, problem: str) -> RefusedFile:
     return RefusedFile(str(path), problem)
-
-
-def connect() -> duckdb.DuckDBPyConnection:
-    """A private in-memory connection whose TIMESTAMPTZ text is UTC."""
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    return con
-
-
-@contextlib.contextmanager
-def decoded(path: Path, notes: list[str]) -> Iterator[Path]:
-    """The file as UTF-8 (itself, or a private copy), noting an encoding that was assumed."""
-    codec, note = readers._encoding(path)
-    if note:
-        notes.append(note)
-    with readers._as_utf8(path, codec) as text:
-        yield text
 
 
 def read_decoded(path: Path, mapping: dict, notes: list[str], what: str,
@@ -80,13 +59,8 @@ def read_decoded(path: Path, mapping: dict, notes: list[str], what: str,
     """`read(path, text, mapping, notes)` on the file decoded to UTF-8 (`decoded`): what a
     log reader's `read` does. A `RefusedFile` passes; anything the parsers trip over in a
     damaged file becomes one line, "cannot be read as <what> (...)", never a traceback."""
-    try:
-        with decoded(path, notes) as text:
-            return read(path, text, mapping, notes)
-    except RefusedFile:
-        raise
-    except (duckdb.Error, csv.Error, UnicodeError, ValueError, OSError, OverflowError) as e:
-        raise refused(path, f"cannot be read as {what} ({readers._first_line(e)})") from None
+    with _text.guarded(path, what), decoded(path, notes) as text:
+        return read(path, text, mapping, notes)
 
 
 def find_header(text: Path, is_header: Callable[[list[str]], bool], within: int = HEAD_RECORDS
@@ -132,31 +106,9 @@ def stage_rows(con: duckdb.DuckDBPyConnection, path: Path, text: Path, header_en
     and `_row`, the line of the file each record starts on (the header record ends on line
     `header_ends`), with `empty` values as NULL. Fully empty records (Zoom's separator row) are
     left out."""
-    cols = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(1, width + 1))
-    nothing = ", ".join(sql_str(e) for e in empty)
-    sel = ", ".join(f"CASE WHEN trim(c{i}) IN ({nothing}) THEN NULL ELSE trim(c{i}) END AS c{i}"
-                    for i in range(1, width + 1))
-
-    def scan(parallel: bool) -> None:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _raw AS SELECT * FROM read_csv({sql_str(str(text))}, "
-            f"header = false, skip = {header_ends}, columns = {{{cols}}}, auto_detect = false, "
-            f"delim = {sql_str(delimiter)}, quote = '\"', escape = '\"', strict_mode = false, "
-            f"null_padding = true{'' if parallel else ', parallel = false'})")
-
     try:
-        try:
-            scan(True)
-        except duckdb.Error as e:
-            if "parallel" not in str(e):
-                raise
-            scan(False)
-        # rowid is the record's position in the file (insertion order is kept).
-        con.execute(f"CREATE OR REPLACE TEMP TABLE rows AS SELECT rowid + {header_ends + 1} AS "
-                    f"_row, {sel} FROM _raw")
-        nonempty = " OR ".join(f"c{i} IS NOT NULL" for i in range(1, width + 1))
-        con.execute(f"DELETE FROM rows WHERE NOT ({nonempty})")
-        con.execute("DROP TABLE _raw")
+        _text.scan_csv(con, text, width=width, delimiter=delimiter, skip=header_ends)
+        _text.finish_rows(con, width, header_ends + 1, empty)
     except duckdb.Error as e:
         raise refused(path, f"cannot be read as CSV ({_first_line(e)})") from None
 
@@ -195,59 +147,25 @@ def day_first(con: duckdb.DuckDBPyConnection, path: Path, table: str, names: lis
               mapping: dict, notes: list[str]) -> bool:
     """Whether `d/d/y` dates of the parsed times `names` are day-first: the mapping's `dayfirst`,
     else told by a first number above 12 (day-first) or a second one (month-first)."""
-    given = mapping.get("dayfirst")
+    given = _dates.dayfirst_given(mapping)
     if given is not None:
-        return bool(given)
+        return given
     firsts = ", ".join(f"max(TRY_CAST(nullif(_p_{n}.a, '') AS INTEGER))" for n in names)
     seconds = ", ".join(f"max(TRY_CAST(nullif(_p_{n}.b, '') AS INTEGER))" for n in names)
-    row = con.execute(f"SELECT greatest({firsts}), greatest({seconds}) FROM {table}"
-                      ).fetchall()[0]
-    a, b = row
-    if a is None:  # no date of that shape: ISO 8601 or Unix times only
-        return False
-    if a > 12 and b is not None and b > 12:
-        raise refused(path, "dates are neither all day-first nor all month-first (a first and a "
-                            "second number above 12): fix the file or set dayfirst in the mapping")
-    if a > 12:
-        notes.append("dates read day-first (DD/MM/YYYY): a first number is above 12")
-        return True
-    if b is not None and b > 12:
-        notes.append("dates read month-first (MM/DD/YYYY): a second number is above 12")
-        return False
-    raise refused(path, "dates such as 01/02 could be day-first or month-first and no date in "
-                        "the file tells: set dayfirst: true or false in the mapping "
-                        "(--dayfirst / --monthfirst)")
+    # No date of that shape (ISO 8601 or Unix times only) gives None: the order does not matter.
+    a, b = con.execute(f"SELECT greatest({firsts}), greatest({seconds}) FROM {table}"
+                       ).fetchall()[0]
+    return _dates.dayfirst_from(path, a, b, notes)
 
 
-def zone(path: Path, mapping: dict, needed: bool) -> str | None:
-    """The mapping's IANA time zone, checked; refused when local times need one and none given."""
-    tz = mapping.get("timezone")
-    if not tz:
-        if needed:
-            raise refused(path, "its times are local clock times without a UTC offset: set "
-                                "timezone in the mapping (an IANA name such as Europe/Madrid)")
-        return None
-    try:
-        zoneinfo.ZoneInfo(str(tz))
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise refused(path, f"the mapping's timezone '{tz}' is not an IANA time zone name "
-                            "(such as Europe/Madrid or America/New_York)") from None
-    return str(tz)
+zone = _dates.zone
 
 
 def _local_sql(n: str, dayfirst: bool) -> str:
     """The naive TIMESTAMP a `d/d/y h:m[:s] [AM|PM]` or ISO 8601 text writes (NULL if neither)."""
     p = f"_p_{n}"
     day, month = (f"{p}.a", f"{p}.b") if dayfirst else (f"{p}.b", f"{p}.a")
-    hour = f"TRY_CAST({p}.h AS INTEGER)"
-    ap = f"lower(left({p}.ap, 1))"
-    hour24 = (f"CASE WHEN {ap} = '' THEN {hour} WHEN {hour} NOT BETWEEN 1 AND 12 THEN NULL "
-              f"WHEN {ap} = 'p' THEN {hour} % 12 + 12 ELSE {hour} % 12 END")
-    year = f"TRY_CAST({p}.y AS INTEGER)"
-    year4 = f"CASE WHEN length({p}.y) = 2 THEN 2000 + {year} ELSE {year} END"
-    made = (f"try(make_timestamp({year4}, TRY_CAST({month} AS INTEGER), TRY_CAST({day} AS "
-            f"INTEGER), {hour24}, TRY_CAST({p}.mi AS INTEGER), "
-            f"coalesce(TRY_CAST(nullif({p}.s, '') AS DOUBLE), 0)))")
+    made = _dates.timestamp_sql(f"{p}.y", month, day, f"{p}.h", f"{p}.mi", f"{p}.s", f"{p}.ap")
     aware = f"regexp_matches(_t_{n}, {sql_str(_OFFSET)}) AND length(_t_{n}) > 10"
     return (f"CASE WHEN {p}.h <> '' THEN {made} WHEN {aware} THEN NULL "
             f"ELSE TRY_CAST(_t_{n} AS TIMESTAMP) END")

@@ -13,14 +13,11 @@ writes there: brackets, full question text, line breaks, the same words twice.
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
 import json
 import re
 import zipfile
-import zoneinfo
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +29,9 @@ from openpyxl.utils.exceptions import InvalidFileException
 import surveys
 from etl import readers
 from etl.errors import RefusedFile
+from etl.sources import _dates, _text
+from etl.sources._dates import zone
+from etl.sources._text import sql_str
 
 __all__ = ["Staged", "stage_csv", "stage_xlsx", "split_header", "items_for", "column_named",
            "clock_sql", "day_first", "zone", "answer_sql", "responses_table", "guarded",
@@ -47,10 +47,6 @@ _CLOCK = (r"^\s*(\d{1,4})[/.\-](\d{1,2})[/.\-](\d{1,4})(?:,?\s+|T)(\d{1,2}):(\d{
           r"(?::(\d{2})(?:[.,]\d+)?)?\s*([AaPp]\.?\s?[Mm]\.?)?\s*"
           r"(?:(?:GMT|UTC)?\s*([+-])(\d{1,2})(?::?(\d{2}))?|(GMT|UTC|Z))?\s*$")
 _PARTS = "['a', 'b', 'c', 'h', 'mi', 's', 'ap', 'sign', 'oh', 'om', 'utc']"
-
-
-def sql_str(s: str) -> str:
-    return "'" + str(s).replace("'", "''") + "'"
 
 
 def key(s: str) -> str:
@@ -77,25 +73,9 @@ class Staged:
         return f"c{i + 1}"
 
 
-def _connect() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")  # TIMESTAMPTZ text and strftime in UTC
-    return con
-
-
-def split_header(head: str) -> tuple[list[str], str]:
-    """The first record of `head` and its separator: the one of `,` `;` tab `|` giving the most
-    fields (the first of equal splits)."""
-    best: tuple[list[str], str] = ([], ",")
-    for d in readers.DELIMITERS:
-        try:
-            rec = next(csv.reader(io.StringIO(head.lstrip("\ufeff")), delimiter=d,
-                                  quotechar='"'), [])
-        except csv.Error:
-            continue
-        if len(rec) > len(best[0]):
-            best = (rec, d)
-    return best
+# The first record of a text and its separator (the one of `,` `;` tab `|` giving the most
+# fields), as for the contract's CSVs.
+split_header = readers.split_header
 
 
 def _check_width(path: Path, header: list[str]) -> list[str]:
@@ -109,46 +89,17 @@ def _check_width(path: Path, header: list[str]) -> list[str]:
     return header
 
 
-def _finish(con: duckdb.DuckDBPyConnection, width: int, offset: int) -> None:
-    empty = ", ".join(sql_str(e) for e in EMPTY)
-    sel = ", ".join(f"CASE WHEN trim(c{i}) IN ({empty}) THEN NULL ELSE trim(c{i}) END AS c{i}"
-                    for i in range(1, width + 1))
-    # rowid is the record's position in the file: insertion order is kept.
-    con.execute(f"CREATE OR REPLACE TEMP TABLE rows AS SELECT rowid + {offset} AS _row, {sel} "
-                "FROM _raw")
-    nonempty = " OR ".join(f"c{i} IS NOT NULL" for i in range(1, width + 1))
-    con.execute(f"DELETE FROM rows WHERE NOT ({nonempty})")
-    con.execute("DROP TABLE _raw")
-
-
 def stage_csv(path: Path, notes: list[str]) -> Staged:
     """The records of a CSV export (any of the readers' encodings and separators)."""
-    codec, note = readers._encoding(path)
-    if note:
-        notes.append(note)
-    with readers._as_utf8(path, codec) as text:
+    with _text.decoded(path, notes) as text:
         with open(text, encoding="utf-8-sig", newline="") as f:
             head = f.read(readers.HEADER_CHARS)
         header, delimiter = split_header(head)
         full = len(header)
         header = _check_width(path, header)
-        con = _connect()
-        cols = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(1, full + 1))
-
-        def scan(parallel: bool) -> None:
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE _raw AS SELECT * FROM read_csv("
-                f"{sql_str(str(text))}, header = true, columns = {{{cols}}}, auto_detect = false, "
-                f"delim = {sql_str(delimiter)}, quote = '\"', escape = '\"', strict_mode = false, "
-                f"null_padding = true{'' if parallel else ', parallel = false'})")
-
-        try:
-            scan(True)
-        except duckdb.Error as e:
-            if "parallel" not in str(e):
-                raise
-            scan(False)
-        _finish(con, len(header), 2)
+        con = _text.connect()
+        _text.scan_csv(con, text, width=full, delimiter=delimiter, header=True)
+        _text.finish_rows(con, len(header), 2, EMPTY)
     return Staged(con, header, notes)
 
 
@@ -166,25 +117,19 @@ def stage_xlsx(path: Path, notes: list[str], what: str) -> Staged:
     body = df.iloc[1:, : len(header)].copy()
     body.columns = [f"c{i}" for i in range(1, len(header) + 1)]
     body = body.astype("object").where(body.notna(), None)
-    con = _connect()
+    con = _text.connect()
     con.register("_xlsx", body)
     con.execute("CREATE TEMP TABLE _raw AS SELECT * FROM _xlsx")
     con.unregister("_xlsx")
-    _finish(con, len(header), 2)
+    _text.finish_rows(con, len(header), 2, EMPTY)
     return Staged(con, header, notes)
 
 
-@contextlib.contextmanager
-def guarded(path: Path, what: str) -> Iterator[None]:
-    """Any failure to parse the file becomes one RefusedFile line naming the format."""
-    try:
-        yield
-    except RefusedFile:
-        raise
-    except (duckdb.Error, csv.Error, UnicodeError, ValueError, OSError, OverflowError, KeyError,
-            IndexError, zipfile.BadZipFile, InvalidFileException) as e:
-        raise RefusedFile(str(path), f"cannot be read as {what} ({readers._first_line(e)})"
-                          ) from None
+def guarded(path: Path, what: str) -> AbstractContextManager[None]:
+    """Any failure to parse the file (a workbook's too) becomes one RefusedFile line naming the
+    format."""
+    return _text.guarded(path, what, (KeyError, IndexError, zipfile.BadZipFile,
+                                      InvalidFileException))
 
 
 # -- mapping -------------------------------------------------------------------------------------
@@ -259,10 +204,13 @@ def items_for(path: Path, st: Staged, mapping: dict, keys_of: Callable[[str], li
 
 def answer_sql(expr: str, mapping: dict, split: str | None = None) -> str:
     """The answer's value: the mapping's `answers` (code or label -> value, compared without
-    case) where it names the answer, else the answer as written. With `split` (Google Forms'
-    checkbox answers joined with ", "), an answer that is not a code itself is mapped part by
-    part when every part is one."""
-    answers = mapping.get("answers") or {}
+    case) where it names the answer, else the answer as written (a label with an empty value
+    included). With `split` (Google Forms' checkbox answers joined with ", "), an answer that is
+    not a code itself is mapped part by part when every part is one."""
+    # A label left '' (as a starting mapping writes it) names no value: the answer passes as
+    # written and the loader rejects it, where a value '' would drop it unseen.
+    answers = {k: v for k, v in (mapping.get("answers") or {}).items()
+               if v is not None and str(v).strip() != ""}
     if not answers:
         return expr
     pairs = ", ".join(f"{sql_str(key(k))}: {sql_str(_value_text(v))}" for k, v in answers.items())
@@ -292,42 +240,15 @@ def day_first(st: Staged, path: Path, expr: str, mapping: dict) -> bool:
     """Whether `d/d/y` dates in `expr` are day-first: the mapping's `dayfirst`, else told by a
     first number above 12 (day-first) or a second one (month-first); year-first dates say
     nothing. Refused when no date tells."""
-    given = mapping.get("dayfirst")
+    given = _dates.dayfirst_given(mapping)
     if given is not None:
-        return bool(given)
+        return given
     p = _parts(expr)
     dmy = f"({p}.a <> '' AND length({p}.a) <= 2)"
-    a, b, n = st.con.execute(
+    a, b = st.con.execute(
         f"SELECT max(TRY_CAST({p}.a AS INTEGER)) FILTER (WHERE {dmy}), "
-        f"max(TRY_CAST({p}.b AS INTEGER)) FILTER (WHERE {dmy}), count(*) FILTER (WHERE {dmy}) "
-        "FROM rows").fetchall()[0]
-    if not n:
-        return False
-    if a > 12 and b > 12:
-        raise RefusedFile(str(path), "dates are neither all day-first nor all month-first (a "
-                                     "first and a second number above 12): fix the file")
-    if a > 12:
-        st.notes.append("dates read day-first (DD/MM/YYYY): a first number is above 12")
-        return True
-    if b > 12:
-        st.notes.append("dates read month-first (MM/DD/YYYY): a second number is above 12")
-        return False
-    raise RefusedFile(str(path), "dates such as 01/02/2024 could be day-first or month-first "
-                                 "and no date in the file tells: load it with --dayfirst or "
-                                 "--monthfirst (dayfirst: true or false in the mapping)")
-
-
-def zone(path: Path, mapping: dict) -> str | None:
-    """The mapping's IANA time zone, checked."""
-    tz = mapping.get("timezone")
-    if not tz:
-        return None
-    try:
-        zoneinfo.ZoneInfo(str(tz))
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise RefusedFile(str(path), f"the mapping's timezone '{tz}' is not an IANA time zone "
-                                     "name (such as Europe/Madrid or America/New_York)") from None
-    return str(tz)
+        f"max(TRY_CAST({p}.b AS INTEGER)) FILTER (WHERE {dmy}) FROM rows").fetchall()[0]
+    return _dates.dayfirst_from(path, a, b, st.notes)
 
 
 def clock_sql(st: Staged, expr: str, dayfirst: bool, tz: str | None) -> str:
@@ -346,20 +267,8 @@ def clock_sql(st: Staged, expr: str, dayfirst: bool, tz: str | None) -> str:
     year = f"CASE WHEN {ymd} THEN {p}.a ELSE {p}.c END"
     month = f"CASE WHEN {ymd} THEN {p}.b ELSE {p}.{'b' if dayfirst else 'a'} END"
     day = f"CASE WHEN {ymd} THEN {p}.c ELSE {p}.{'a' if dayfirst else 'b'} END"
-    y = f"TRY_CAST({year} AS INTEGER)"
-    y4 = f"CASE WHEN length({year}) = 2 THEN 2000 + {y} ELSE {y} END"
-    hour = f"TRY_CAST({p}.h AS INTEGER)"
-    ap = f"lower(left({p}.ap, 1))"
-    h24 = (f"CASE WHEN {ap} = '' THEN {hour} WHEN {hour} NOT BETWEEN 1 AND 12 THEN NULL "
-           f"WHEN {ap} = 'p' THEN {hour} % 12 + 12 ELSE {hour} % 12 END")
-    made = (f"try(make_timestamp({y4}, TRY_CAST({month} AS INTEGER), TRY_CAST({day} AS INTEGER), "
-            f"{h24}, TRY_CAST({p}.mi AS INTEGER), coalesce(TRY_CAST(nullif({p}.s, '') AS "
-            "INTEGER), 0)))")
-    # Excel's date serial (days since 1899-12-30, the fraction the time of day), as a workbook
-    # saved from a spreadsheet holds it: 45356.5 is 2024-03-05 12:00.
-    serial = (f"CASE WHEN regexp_full_match({expr}, '\\d{{5}}(\\.\\d+)?') THEN "
-              f"TIMESTAMP '1899-12-30' + to_seconds(CAST(round(CAST({expr} AS DOUBLE) * 86400) "
-              "AS BIGINT)) END")
+    made = _dates.timestamp_sql(year, month, day, f"{p}.h", f"{p}.mi", f"{p}.s", f"{p}.ap")
+    serial = _dates.excel_serial_sql(expr)
     st.con.execute(f"CREATE OR REPLACE TEMP TABLE rows AS SELECT *, coalesce({made}, {serial}) "
                    f"AS {t} FROM rows")
     local = t

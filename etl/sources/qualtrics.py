@@ -19,6 +19,12 @@ ImportId (QID) is which instrument item (a tag that already is an item id needs 
 e-mail is lower-cased so that waves link). Everything else (IP address, location, names,
 e-mails, other metadata) is dropped here, so it never reaches the warehouse; the participant
 id is pseudonymised by the loader.
+
+Answers: an export made with "Export values" holds the numeric codes, one with "Export choice
+text" the labels ("Strongly agree"). The mapping's `answers` (label or code -> value, compared
+without case, as for LimeSurvey) turns labels into values; a label it does not name is passed on
+as written, so the loader rejects that answer naming the file, row, item and label, and the notes
+list such labels. `mapping new` writes the labels it finds into `answers:` for the user to fill.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ import pyarrow as pa
 import surveys
 from etl import readers
 from etl.errors import RefusedFile
+from etl.sources import _dates, _text
+from etl.sources import _surveys as S
 
 __all__ = ["FORMAT", "KIND", "sniff", "read", "describe", "mapping_template"]
 
@@ -171,10 +179,6 @@ def _item_of(path: Path, tags: list[str], import_ids: list[str], mapping: dict
     return out
 
 
-def _sql(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
 def _instant_sql(col: str, zone: str | None, dayfirst: bool) -> str:
     """An export's date text as ISO 8601: with its offset when it has one or a zone is known."""
     naive = (f"coalesce(TRY_CAST({col} AS TIMESTAMP), "
@@ -185,7 +189,8 @@ def _instant_sql(col: str, zone: str | None, dayfirst: bool) -> str:
     iso = "strftime({t}, '%Y-%m-%dT%H:%M:%S')"
     offset = f"regexp_matches({col}, '(Z|[+-]\\d\\d:?\\d\\d)$')"
     if zone:
-        zoned = iso.format(t=f"timezone('UTC', timezone({_sql(zone)}, {naive}))") + " || '+00:00'"
+        zoned = (iso.format(t=f"timezone('UTC', timezone({_text.sql_str(zone)}, {naive}))")
+                 + " || '+00:00'")
     else:
         zoned = iso.format(t=naive)
     # Text that parses neither way is passed on as it is: the loader rejects it with its row.
@@ -194,12 +199,30 @@ def _instant_sql(col: str, zone: str | None, dayfirst: bool) -> str:
 
 
 def read(path: Path, mapping: dict, notes: list[str]) -> pa.Table:
-    codec, note = readers._encoding(path)
-    if note:
-        notes.append(note)
-    with readers._as_utf8(path, codec) as text:
+    with _text.decoded(path, notes) as text:
         lay = _layout(path, text)
         return _read(path, text, lay, mapping, notes)
+
+
+def _scan(con: duckdb.DuckDBPyConnection, path: Path, text: Path, lay: dict[str, Any]) -> int:
+    """TEMP TABLE `raw` of the export's data rows (columns c0.., text); return its width."""
+    try:
+        con.execute(
+            f"CREATE TABLE raw AS SELECT * FROM read_csv({_text.sql_str(str(text))}, "
+            f"header = false, skip = {lay['header_rows']}, all_varchar = true, "
+            f"delim = {_text.sql_str(lay['separator'])}, quote = '\"', escape = '\"', "
+            "strict_mode = true, null_padding = false, auto_detect = false, columns = {"
+            + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(lay["width"])) + "})")
+        return len(con.execute("DESCRIBE raw").fetchall())
+    except duckdb.Error as e:
+        # Qualtrics writes every value of every row: a short or long row is damage
+        # (a truncated download, an edit in a text editor), refused rather than padded.
+        line = re.search(r"CSV Error on Line: (\d+)", str(e))
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RefusedFile(str(path), (
+            f"line {line.group(1)} has another number of values than the header "
+            f"({len(lay['tags'])} columns)" if line else f"cannot be read as a Qualtrics CSV "
+            f"({first})") + ": a truncated or damaged export? Export it again") from None
 
 
 def _read(path: Path, text: Path, lay: dict[str, Any], mapping: dict, notes: list[str]
@@ -209,26 +232,13 @@ def _read(path: Path, text: Path, lay: dict[str, Any], mapping: dict, notes: lis
     if lay["empty"]:
         notes.append("the export has no responses")
         return _empty(path, lay, mapping)
-    con = duckdb.connect()
+    answers = mapping.get("answers") or {}
+    if not isinstance(answers, dict):
+        raise RefusedFile(str(path), "the mapping's answers must be a table of choice text or "
+                                     "code -> value, e.g. 'answers: {Strongly agree: 5}'")
+    con = _text.connect()
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        try:
-            con.execute(
-                f"CREATE TABLE raw AS SELECT * FROM read_csv({_sql(str(text))}, header = false, "
-                f"skip = {lay['header_rows']}, all_varchar = true, "
-                f"delim = {_sql(lay['separator'])}, quote = '\"', escape = '\"', "
-                "strict_mode = true, null_padding = false, auto_detect = false, columns = {"
-                + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(lay["width"])) + "})")
-            width = len(con.execute("DESCRIBE raw").fetchall())
-        except duckdb.Error as e:
-            # Qualtrics writes every value of every row: a short or long row is damage
-            # (a truncated download, an edit in a text editor), refused rather than padded.
-            line = re.search(r"CSV Error on Line: (\d+)", str(e))
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise RefusedFile(str(path), (
-                f"line {line.group(1)} has another number of values than the header "
-                f"({len(tags)} columns)" if line else f"cannot be read as a Qualtrics CSV "
-                f"({first})") + ": a truncated or damaged export? Export it again") from None
+        width = _scan(con, path, text, lay)
         if not con.execute("SELECT count(*) FROM raw").fetchall()[0][0]:
             notes.append("the export has no responses")
             return _empty(path, lay, mapping)
@@ -282,7 +292,7 @@ def _read(path: Path, text: Path, lay: dict[str, Any], mapping: dict, notes: lis
             raise RefusedFile(str(path), f"the mapping sends two questions to item "
                                          f"{', '.join(dup)}")
         dated = next((d for d in DATE_COLUMNS if d in col), None)
-        zone = lay["zones"].get(dated or "") or mapping.get("timezone")
+        zone = lay["zones"].get(dated or "") or _dates.zone(path, mapping)
         dayfirst = bool(mapping.get("dayfirst"))
         sel = [f"(rowid + {first_row})::BIGINT AS _row"]
         pid_sql = f"NULLIF(trim({col[pid]}), '')"
@@ -294,10 +304,11 @@ def _read(path: Path, text: Path, lay: dict[str, Any], mapping: dict, notes: lis
         if "userlanguage" in col:
             sel.append(f"NULLIF(lower(split_part(trim({col['userlanguage']}), '-', 1)), '') "
                        "AS language")
-        sel += [f'{col[low[i]]} AS "{item}"' for i, item in items.items()]
+        sel += [f'{S.answer_sql(col[low[i]], mapping)} AS "{item}"' for i, item in items.items()]
         out = con.sql(
             f"SELECT {', '.join(sel)} FROM raw WHERE {' AND '.join(keep)} ORDER BY rowid"
         ).to_arrow_table()
+        _note_unmapped_labels(con, out, list(items.values()), bool(answers), notes)
     finally:
         con.close()
     questions = [t for i, t in enumerate(tags)
@@ -315,6 +326,85 @@ def _read(path: Path, text: Path, lay: dict[str, Any], mapping: dict, notes: lis
     if not n_rows:
         notes.append("the export has no responses")
     return out
+
+
+# What the loader reads as no answer (besides empty), and how many labels a note names.
+NO_ANSWER = ("NA", "N/A", "-", ".")
+LABELS_SHOWN = 8
+
+
+def _note_unmapped_labels(con: duckdb.DuckDBPyConnection, out: pa.Table, items: list[str],
+                          has_answers: bool, notes: list[str]) -> None:
+    """Note the answers that are text, not numbers, after the mapping's `answers`: choice text
+    (the export's "choice text" option) the mapping does not name. The loader rejects each such
+    answer on its row; the note says what to add to the mapping."""
+    if not items or not out.num_rows:
+        return
+    con.register("_answers", out)
+    try:
+        cols = ", ".join(f'"{i}"' for i in items)
+        no_answer = ", ".join(_text.sql_str(v) for v in NO_ANSWER)
+        found = con.execute(
+            # Labels are compared without case, as the answers table compares them.
+            "SELECT min_by(label, _row), list(DISTINCT item ORDER BY item), count(*), min(_row) "
+            "FROM ("
+            f"SELECT _row, item, trim(v) AS label FROM (UNPIVOT (SELECT _row, {cols} FROM "
+            f"_answers) ON {cols} INTO NAME item VALUE v)) WHERE label <> '' AND upper(label) "
+            f"NOT IN ({no_answer}) AND TRY_CAST(label AS DOUBLE) IS NULL "
+            "GROUP BY lower(label) ORDER BY min(_row), min(item)").fetchall()
+    finally:
+        con.unregister("_answers")
+    if not found:
+        return
+    total = sum(n for _, _, n, _ in found)
+    shown = "; ".join(f"'{label[:60]}' ({', '.join(its)}: {n:,}, first in row {row})"
+                      for label, its, n, row in found[:LABELS_SHOWN])
+    more = f"; and {len(found) - LABELS_SHOWN:,} more" if len(found) > LABELS_SHOWN else ""
+    what = "that the mapping's answers do not name" if has_answers else "not numbers"
+    notes.append(
+        f"{total:,} answer(s) are text {what} (rejected): {shown}{more}; if they are "
+        "Qualtrics choice text, give each label its "
+        "value under 'answers:' in the mapping (e.g. Strongly agree: 5), which "
+        "'python -m etl mapping new' starts for you")
+
+
+def _choice_labels(path: Path, lay: dict[str, Any]) -> list[str]:
+    """The distinct choice texts in the export's question columns, in order of first use: what
+    an export made with "Export choice text" holds instead of numbers. Text-entry columns
+    (ImportId `..._TEXT`) and columns of many distinct texts (free text) are left out: a
+    mapping file is no place for what people wrote."""
+    questions = [i for i, t in enumerate(lay["tags"]) if t and t.lower() not in METADATA
+                 and not lay["import_ids"][i].upper().endswith("_TEXT")
+                 and not t.upper().endswith("_TEXT")]
+    if not questions or lay["empty"]:
+        return []
+    no_answer = ", ".join(_text.sql_str(v) for v in NO_ANSWER)
+    with _text.decoded(path, []) as text:
+        con = _text.connect()
+        try:
+            _scan(con, path, text, lay)
+            parts = " UNION ALL ".join(
+                f"SELECT {i} AS col, rowid AS r, trim(c{i}) AS label FROM raw" for i in questions)
+            found = con.execute(
+                f"SELECT col, label, min(r) AS first FROM ({parts}) WHERE label <> '' AND "
+                f"upper(label) NOT IN ({no_answer}) AND TRY_CAST(label AS DOUBLE) IS NULL "
+                "AND length(label) <= 60 GROUP BY col, label").fetchall()
+        finally:
+            con.close()
+    per_col: dict[int, int] = {}
+    for c, _, _ in found:
+        per_col[c] = per_col.get(c, 0) + 1
+    out: list[str] = []
+    seen: set[str] = set()
+    for _, _, label in sorted((first, c, label) for c, label, first in found
+                              if per_col[c] <= CHOICES_AT_MOST):
+        if S.key(label) not in seen:  # labels are compared without case, as answers are
+            seen.add(S.key(label))
+            out.append(label)
+    return out
+
+
+CHOICES_AT_MOST = 12  # a column of more distinct texts is free text, not a choice question
 
 
 def _participant_col(path: Path, tags: list[str], low: list[str], col: dict[str, str],
@@ -370,4 +460,10 @@ def mapping_template(path: Path) -> str:
         key = json.dumps(tag, ensure_ascii=False)
         qid = lay["import_ids"][i]
         lines.append(f"  {key}: '{items.get(i, '')}'   # {qid + ': ' if qid else ''}{text}")
+    labels = _choice_labels(path, lay)
+    if labels:
+        lines += ["# The export holds choice text: give each label its value on the instrument's",
+                  "# scale (e.g. Strongly agree: 5); an answer whose label is left '' is rejected.",
+                  "answers:"]
+        lines += [f"  {json.dumps(label, ensure_ascii=False)}: ''" for label in labels]
     return "\n".join(lines) + "\n"
