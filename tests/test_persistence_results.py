@@ -120,3 +120,29 @@ def test_empty_warehouse_tables_give_empty_results(tmp_path) -> None:
     assert out["partnership_links"].empty
     assert out["persistence"].empty and out["persistence_curves"].empty
     assert out["persistence_cox"].empty
+
+
+def test_partnerships_page_draws_the_chosen_grouping(warehouse, monkeypatch) -> None:
+    import dash
+
+    from analytics.read import filters
+
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(demo_warehouse()))
+    if not dash.page_registry:
+        dash.Dash(__name__, use_pages=True, pages_folder="")
+    import pages.partnerships as page
+
+    fig, groups = page.persistence_by_group("partnership:kind", None)
+    names = [t["name"] for t in fig.data if t.get("name")]
+    assert any(n.startswith("cross-border") for n in names)
+    assert any(n.startswith("domestic") for n in names)
+    assert "Log-rank test: χ²" in str(groups)
+    fig2, _ = page.persistence_by_group("participant:setting", None)
+    assert {n.split(" (")[0] for n in (t.get("name") for t in fig2.data) if n} == {
+        "curricular", "extracurricular"}
+    cox, links = page.persistence_models(None)
+    assert "cross-border" in str(cox) and "hazard ratio" in str(cox)
+    assert "teacher" in str(links)
+    assert "partnership:link" in filters.PERSISTENCE_GROUPINGS
+    assert filters.view_query("/partnerships", {"persist": "participant:setting"}) == (
+        "persist=participant%3Asetting")
