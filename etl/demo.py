@@ -659,16 +659,18 @@ def _structure(out: Path, seed: int, n_participants: int) -> tuple[
     pacsv.write_csv(pa.table({**data, "budget": pa.array(data["budget"], pa.int64())}),
                     out / "exchanges.csv")
 
-    # Partnerships: links that may predate the exchange and outlive it; cross-border links fade
-    # sooner (Weibull tails with a shorter scale), and links still alive at AS_OF are censored.
+    # Partnerships: links that may predate the exchange; cross-border links fade sooner, and
+    # links still alive at AS_OF are censored. The duration from started_on is Weibull with one
+    # shape and a shorter scale across borders, so the hazards are proportional with the known
+    # ratio PARTNERSHIP_HAZARD_RATIO (truth.json "partnerships.hazard_ratio_cross_border"); the
+    # draws are the same as before this was planted, only the end is counted from the start.
     as_of = _days(AS_OF)
     p_rows, plist = [], []
     for n, (e, a, b) in enumerate(edges):
         domestic = bool(inst_country[a] == inst_country[b])
         start = int(ex_start[e]) - (0 if rng.random() < 0.5 else int(rng.integers(30, 700)))
-        end_ex = int(ex_start[e]) + 7 * int(ex_weeks[e]) - 1
         scale = PARTNERSHIP_SCALE_DAYS["domestic" if domestic else "cross_border"]
-        end = end_ex + int(scale * rng.weibull(PARTNERSHIP_SHAPE))
+        end = start + int(scale * rng.weibull(PARTNERSHIP_SHAPE))
         ended = end if end <= as_of else None
         p_rows.append([f"PS{n + 1:04d}", ex_ids[e], inst_ids[a], inst_ids[b], _iso(start),
                        None if ended is None else _iso(ended)])
@@ -690,8 +692,12 @@ def _structure(out: Path, seed: int, n_participants: int) -> tuple[
     return st, counts
 
 
-PARTNERSHIP_SCALE_DAYS = {"domestic": 1100.0, "cross_border": 380.0}
+# Weibull(shape k, scale λ) durations: hazard (k/λ)(t/λ)^(k−1), so two scales with one shape
+# give hazards in the constant ratio (λ_domestic / λ_cross)^k = PARTNERSHIP_HAZARD_RATIO.
 PARTNERSHIP_SHAPE = 1.4
+PARTNERSHIP_HAZARD_RATIO = 2.0
+PARTNERSHIP_SCALE_DAYS = {"domestic": 1500.0,
+                          "cross_border": 1500.0 / PARTNERSHIP_HAZARD_RATIO ** (1 / 1.4)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1351,6 +1357,13 @@ DEFINITIONS = {
                           "of exchanges in this language (ISO 639-1) are written shift points "
                           "higher before clipping (an intercept shift: differential item "
                           "functioning); every other item is invariant across languages",
+    "partnership_duration": "days from started_on to ended_on ~ Weibull(shape, scale) with the "
+                            "scale of its kind (domestic: both institutions in one country); "
+                            "ended_on empty when the end falls after as_of (censored). Hazards "
+                            "are proportional: cross-border / domestic = "
+                            "hazard_ratio_cross_border = (scale_domestic / scale_cross)^shape, "
+                            "with no modality or cluster effect, so the ratio adjusted for them "
+                            "is the same",
     "bad_rows": "rows planted to be rejected: file, row (header = row 1), column, rule as named "
                 "by etl.rules / the loader (reference, timestamp, range)",
 }
@@ -1398,8 +1411,8 @@ def _truth(seed: int, n: int, st: _Structure, people: _People, params: list[_Sca
     def _dur(ps: list[dict]) -> dict:
         return {"n": len(ps), "censored": sum(p["censored"] for p in ps),
                 "mean_observed_days": r3(np.mean([p["days"] for p in ps])) if ps else None,
-                "weibull_scale_days_after_exchange_end": PARTNERSHIP_SCALE_DAYS[
-                    "domestic" if ps is dom else "cross_border"],
+                "weibull_scale_days": r3(PARTNERSHIP_SCALE_DAYS[
+                    "domestic" if ps is dom else "cross_border"]),
                 "weibull_shape": PARTNERSHIP_SHAPE}
 
     return {
@@ -1421,7 +1434,9 @@ def _truth(seed: int, n: int, st: _Structure, people: _People, params: list[_Sca
         },
         "dose": {"cap": DOSE_CAP, "per_events": 10, "definition": DEFINITIONS["dose"]},
         "attrition": ATTRITION,
-        "partnerships": {"domestic": _dur(dom), "cross_border": _dur(cross)},
+        "partnerships": {"domestic": _dur(dom), "cross_border": _dur(cross),
+                         "hazard_ratio_cross_border": PARTNERSHIP_HAZARD_RATIO,
+                         "definition": DEFINITIONS["partnership_duration"]},
         "effects": effects,
         "bad_rows": bad,
         "eur_rates": EUR_RATES,

@@ -541,3 +541,52 @@ RES_COMPARISON = Table(
 )
 RESULT_TABLES.update({t.name: t for t in (RES_BALANCE, RES_COMPARISON)})
 RESULT_EXPORTS.update({t.name.removeprefix("res_"): t for t in (RES_BALANCE, RES_COMPARISON)})
+
+# Issue 13, persistence (analytics.derive.persistence): partnerships and participants as
+# durations with censoring, and classroom-to-classroom vs single-class links.
+RES_PERSISTENCE_CURVES = Table(
+    "res_persistence_curves",
+    _cols("subject:VARCHAR, group_by:VARCHAR, group:VARCHAR, unit:VARCHAR, n:INTEGER, "
+          "time:DOUBLE, survival:DOUBLE, ci_low:DOUBLE, ci_high:DOUBLE, at_risk:INTEGER, "
+          "ended:INTEGER, suppressed:VARCHAR"),
+    doc="Kaplan-Meier curves (95% log(-log) pointwise band) of partnerships (days from "
+        "started_on) and participants (weeks from first to last activity in an exchange), "
+        "overall and per grouping; still-active ones censored at the data's end date.",
+)
+RES_PERSISTENCE = Table(
+    "res_persistence",
+    _cols("subject:VARCHAR, group_by:VARCHAR, group:VARCHAR, unit:VARCHAR, n:INTEGER, "
+          "ended:INTEGER, censored:INTEGER, median:DOUBLE, median_ci_low:DOUBLE, "
+          "median_ci_high:DOUBLE, at_time:DOUBLE, survival_at:DOUBLE, "
+          "survival_at_ci_low:DOUBLE, survival_at_ci_high:DOUBLE, logrank_chi2:DOUBLE, "
+          "logrank_df:DOUBLE, logrank_p:DOUBLE, data_end:DATE, suppressed:VARCHAR"),
+    doc="Persistence per group: n, ended, censored, Kaplan-Meier median duration (95% CI), "
+        "survival at one time point, and the log-rank test of the grouping.",
+)
+RES_PERSISTENCE_COX = Table(
+    "res_persistence_cox",
+    _cols("subject:VARCHAR, model:VARCHAR, term:VARCHAR, level:VARCHAR, reference:VARCHAR, "
+          "n:INTEGER, ended:INTEGER, n_level:INTEGER, n_reference:INTEGER, log_hr:DOUBLE, "
+          "se:DOUBLE, hr:DOUBLE, ci_low:DOUBLE, ci_high:DOUBLE, p:DOUBLE, se_kind:VARCHAR, "
+          "converged:BOOLEAN, suppressed:VARCHAR"),
+    doc="Cox models of persistence (Efron ties, baseline hazard per cluster, sandwich errors "
+        "by exchange): hazard ratio with 95% CI per level against its reference.",
+)
+RES_PARTNERSHIP_LINKS = Table(
+    "res_partnership_links",
+    _cols("link:VARCHAR, definition:VARCHAR, n:INTEGER, n_participants:INTEGER, "
+          "teachers_median:DOUBLE, active_per_partnership:DOUBLE, "
+          "active_per_partnership_ci_low:DOUBLE, active_per_partnership_ci_high:DOUBLE, "
+          "events_per_active:DOUBLE, events_per_active_ci_low:DOUBLE, "
+          "events_per_active_ci_high:DOUBLE, minutes_per_active:DOUBLE, "
+          "minutes_per_active_ci_low:DOUBLE, minutes_per_active_ci_high:DOUBLE, ended:INTEGER, "
+          "median_days:DOUBLE, median_days_ci_low:DOUBLE, median_days_ci_high:DOUBLE, "
+          "suppressed:VARCHAR"),
+    doc="Classroom-to-classroom vs single-class links (teachers per side as the proxy for "
+        "classes): activity per partnership and per active participant (95% t-intervals over "
+        "partnerships) beside the Kaplan-Meier median duration.",
+)
+PERSISTENCE_TABLES = (RES_PERSISTENCE_CURVES, RES_PERSISTENCE, RES_PERSISTENCE_COX,
+                      RES_PARTNERSHIP_LINKS)
+RESULT_TABLES.update({t.name: t for t in PERSISTENCE_TABLES})
+RESULT_EXPORTS.update({t.name.removeprefix("res_"): t for t in PERSISTENCE_TABLES})

@@ -11,7 +11,7 @@ import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import Input, Output, callback, html
 
-from analytics.read import partnerships
+from analytics.read import filters, partnerships
 from pages import _ui
 
 dash.register_page(__name__, path="/partnerships", name="Partnerships", order=3,
@@ -21,6 +21,13 @@ NETWORK = "partnerships-network"
 PERSISTENCE = "partnerships-persistence"
 PERSISTENCE_NOTE = "partnerships-persistence-note"
 SUMMARY = "partnerships-summary"
+PATH = "/partnerships"
+PERSIST_BY = "partnerships-persist-by"
+PERSIST_CURVES = "partnerships-persist-curves"
+PERSIST_GROUPS = "partnerships-persist-groups"
+PERSIST_COX = "partnerships-persist-cox"
+LINKS = "partnerships-links"
+_PERSIST_DEFAULT = "partnership:kind"
 
 _KIND_STYLE = {  # (cross_border, active) -> (name, colour, dash, opacity)
     (False, True): ("domestic, active", _ui.OKABE_ITO[2], "solid", 0.9),
@@ -30,7 +37,8 @@ _KIND_STYLE = {  # (cross_border, active) -> (name, colour, dash, opacity)
 }
 
 
-def layout(**_query: Any) -> html.Div:
+def layout(persist: str = _PERSIST_DEFAULT, **_query: Any) -> html.Div:
+    persist = _ui.choice(persist, filters.PERSISTENCE_GROUPINGS, _PERSIST_DEFAULT)
     return html.Div(
         [
             html.H1("Partnerships", className="h3"),
@@ -49,6 +57,7 @@ def layout(**_query: Any) -> html.Div:
                 ]
             ),
             _ui.section("Summary", html.Div(id=SUMMARY)),
+            _persistence_section(persist),
             _ui.section(
                 "Reciprocity",
                 _ui.coming("Reciprocity (do both sides gain?)",
@@ -163,3 +172,135 @@ def persistence(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any]:
                       else _ui.fmt_int(v)),
     }, "Partnerships in scope; still-active ones are censored today")
     return fig, note, table
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 13: persistence of partnerships and participants, classroom-to-classroom links
+# ---------------------------------------------------------------------------------------------
+
+_METHOD = ("Kaplan–Meier estimate with a 95% pointwise band (Greenwood, log(−log) scale); "
+           "medians with Brookmeyer–Crowley 95% CIs; log-rank test across the groups; Cox "
+           "proportional-hazards model (Efron ties, a baseline hazard per cluster, sandwich "
+           "errors clustered by exchange). Whole program at this data version: the filter bar "
+           "does not narrow this section. Partnerships still active are censored at the data's "
+           "end date; a participant's duration runs from their first to their last active day "
+           "in an exchange, censored when they were active in its final week.")
+
+
+def _persistence_section(persist: str) -> html.Section:
+    return _ui.section(
+        "Persistence",
+        html.Div(
+            [
+                html.Label("Curves by", htmlFor=PERSIST_BY, className="me-2 fw-semibold"),
+                dbc.RadioItems(id=PERSIST_BY, value=persist, inline=True, options=[
+                    {"label": v, "value": k}
+                    for k, v in filters.PERSISTENCE_GROUPINGS.items()]),
+            ],
+            className="d-flex align-items-center flex-wrap mb-2",
+        ),
+        dbc.Row(
+            [
+                dbc.Col(_ui.graph(PERSIST_CURVES, "Kaplan–Meier persistence by the chosen "
+                                  "grouping, whole program"), lg=7),
+                dbc.Col(html.Div(id=PERSIST_GROUPS), lg=5),
+            ]
+        ),
+        html.Div(id=PERSIST_COX),
+        html.Div(id=LINKS),
+        html.P(_METHOD, className="small text-body-secondary"),
+    )
+
+
+@callback(Output(_ui.VIEW, "data", allow_duplicate=True), Input(PERSIST_BY, "value"),
+          prevent_initial_call="initial_duplicate")
+def persist_url(persist: Any) -> dict[str, str]:
+    """The persistence grouping belongs in the shareable link (/partnerships?persist=…)."""
+    return _ui.view_store(PATH, {"persist": _ui.choice(persist, filters.PERSISTENCE_GROUPINGS,
+                                                       _PERSIST_DEFAULT)})
+
+
+def _median(v: Any) -> str:
+    return "not reached" if pd.isna(v) else _ui.fmt_num(v, 0)
+
+
+@callback(Output(PERSIST_CURVES, "figure"), Output(PERSIST_GROUPS, "children"),
+          Input(PERSIST_BY, "value"), Input(_ui.FILTERS, "data"))
+def persistence_by_group(persist: Any, _store: Any) -> tuple[_ui.Figure, Any]:
+    grouping = _ui.choice(persist, filters.PERSISTENCE_GROUPINGS, _PERSIST_DEFAULT)
+    label = filters.PERSISTENCE_GROUPINGS[grouping]
+    curves = _ui.query(partnerships.persistence_curves, grouping)
+    groups = _ui.query(partnerships.persistence_groups, grouping)
+    title = f"{label} (Kaplan–Meier, 95% CI)"
+    if not len(curves):
+        return (_ui.empty_figure(title, "No persistence results for this data version yet "
+                                        "(python -m analytics, or load data)."), None)
+    unit = str(groups.unit.dropna().iloc[0]) if groups.unit.notna().any() else "days"
+    fig = _ui.figure()
+    shown = curves[~curves.suppressed]
+    for i, (grp, d) in enumerate(shown.groupby("group", sort=True)):
+        color = _ui.OKABE_ITO[i % len(_ui.OKABE_ITO)]
+        fig.add_trace(_ui.trace("scatter", x=list(d.time) + list(d.time[::-1]),
+                                 y=list(d.ci_high) + list(d.ci_low[::-1]), fill="toself",
+                                 line={"width": 0, "shape": "hv"}, fillcolor=color,
+                                 opacity=0.12, hoverinfo="skip", showlegend=False,
+                                 legendgroup=str(grp)))
+        fig.add_trace(_ui.trace("scatter", x=d.time, y=d.survival, mode="lines",
+                                 line={"shape": "hv", "color": color, **_ui.series_line(i)},
+                                 name=f"{_ui.ptext(grp)} (n = {int(d.n.iloc[0])})",
+                                 legendgroup=str(grp), customdata=d[["at_risk", "ended"]],
+                                 hovertemplate="%{fullData.name}<br>%{x:.1f} " + unit
+                                 + ": %{y:.0%} still going<br>at risk: %{customdata[0]}, "
+                                 "ended here: %{customdata[1]}<extra></extra>"))
+    _ui.base_layout(fig, title, x=f"{unit} since the start", y="share still going (%)",
+                    height=480)
+    fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
+    _ui.legend_below(fig, shown.group.nunique())
+    small = sorted(curves[curves.suppressed].group.astype(str).unique())
+    lr = groups.dropna(subset=["logrank_p"])
+    test = (html.P(f"Log-rank test: χ² = {lr.logrank_chi2.iloc[0]:.2f} on "
+                   f"{int(lr.logrank_df.iloc[0])} df, p = {lr.logrank_p.iloc[0]:.3g}"
+                   + (" (the two known link kinds)" if grouping.endswith(":link") else ""),
+                   id=PERSIST_GROUPS + "-logrank")
+            if len(lr) else html.P("Log-rank test: not available (fewer than two groups "
+                                   "shown or no ends observed).", id=PERSIST_GROUPS + "-logrank"))
+    at_times = groups["at_time"].dropna()
+    at = float(at_times.iloc[0]) if len(at_times) else None
+    table = _ui.table(groups, {
+        "group": ("group", _ui.text), "n": ("n", _ui.fmt_int), "ended": ("ended", _ui.fmt_int),
+        "median": (f"median ({unit})", _median),
+        "median_ci_low": ("95% CI low", _median), "median_ci_high": ("95% CI high", _median),
+        "survival_at": ("S(at time)", _ui.fmt_pct),
+    }, f"Kaplan–Meier median duration per group; S at {at:g} {unit}" if at is not None
+        else "Kaplan–Meier median per group")
+    return fig, html.Div([table, test, _ui.suppressed_note(small, "groups")])
+
+
+@callback(Output(PERSIST_COX, "children"), Output(LINKS, "children"),
+          Input(_ui.FILTERS, "data"))
+def persistence_models(_store: Any) -> tuple[Any, Any]:
+    cox = pd.concat([_ui.query(partnerships.persistence_cox, "partnership"),
+                     _ui.query(partnerships.persistence_cox, "participant")],
+                    ignore_index=True)
+    cox_table = _ui.table(cox, {
+        "model": ("model", _ui.text), "term": ("term", _ui.text),
+        "level": ("level", _ui.text), "reference": ("vs", _ui.text),
+        "n_level": ("n (level)", _ui.fmt_int), "hr": ("hazard ratio", _ui.fmt_num),
+        "ci_low": ("95% CI low", _ui.fmt_num), "ci_high": ("95% CI high", _ui.fmt_num),
+        "p": ("p", lambda v: "" if pd.isna(v) else f"{v:.3g}"),
+    }, "Cox proportional-hazards models: hazard ratio > 1 ends sooner than the reference "
+       "(Efron ties, baseline hazard per cluster, sandwich errors clustered by exchange)",
+        id_=PERSIST_COX + "-table")
+    links = _ui.query(partnerships.partnership_links)
+    definition = (str(links.definition.dropna().iloc[0])
+                  if len(links) and links.definition.notna().any() else "")
+    links_table = _ui.table(links, {
+        "link": ("link", _ui.text), "n": ("partnerships", _ui.fmt_int),
+        "active_per_partnership": ("active people / partnership", _ui.fmt_num),
+        "events_per_active": ("events / active person", _ui.fmt_num),
+        "events_per_active_ci_low": ("95% CI low", _ui.fmt_num),
+        "events_per_active_ci_high": ("95% CI high", _ui.fmt_num),
+        "median_days": ("median days", _median),
+    }, "Classroom-to-classroom vs single-class links: activity (means over partnerships, 95% "
+       "t intervals) and Kaplan–Meier median duration", id_=LINKS + "-table")
+    return cox_table, html.Div([links_table, html.P(definition, className="small")])

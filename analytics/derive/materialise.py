@@ -30,6 +30,9 @@ What is computed (the pure functions live in `analytics.stats.reliability`, `.pr
 - res_floor_ceiling: share of scored respondents at the scale's minimum and maximum per wave.
 - res_invariance: differential item functioning screen across languages at the pre wave, with
   a verdict per scale (`analytics.stats.measurement.dif_screen`).
+- res_persistence_curves, res_persistence, res_persistence_cox, res_partnership_links:
+  partnerships and participants as durations with censoring (Kaplan–Meier, log-rank, Cox) and
+  classroom-to-classroom vs single-class links (`analytics.derive.persistence`).
 
 Aggregates are stored suppressed: a group with fewer than k participants
 (`analytics.suppression.MIN_CELL`, the one setting) has ``suppressed = 'n < k'`` and NULL
@@ -919,6 +922,16 @@ def compute_results(
             seen = con.execute(f"SELECT DISTINCT participant_id, wave "
                                f"FROM {schema.RESPONSES.name}").df()
             out["attrition"] = _attrition(attrs, seen, k)
+
+    # Issue 13: persistence of partnerships and participants (analytics.derive.persistence).
+    persistence_names = [t.name.removeprefix("res_") for t in schema.PERSISTENCE_TABLES]
+    if set(persistence_names) & set(wanted):
+        say("persistence of partnerships and participants")
+        with step("persistence"):
+            from analytics.derive.persistence import compute as compute_persistence
+            out.update(compute_persistence(con, k))
+        # one pass computes the four tables; its time is under "persistence", theirs is 0
+        timings.update({n: 0.0 for n in persistence_names if n not in timings})
 
     tables_out = {name: _conform(out[name], RESULT_NAMES[name]) for name in wanted}
     return Results(tables_out, version, utc_now(), min_cell, time.perf_counter() - t_start,

@@ -543,6 +543,145 @@ METHODS.update({
     ),
 })
 
+# Issue 13, persistence (analytics.derive.persistence, analytics.stats.persistence).
+_PERSIST_SUPPRESSED = ("'n < k' when the group has fewer than k units (partnerships, or "
+                       "participant × exchange units): its numbers are then empty, never zero; "
+                       "empty when shown")
+_PERSIST_KEYS = {
+    "subject": "partnership (durations in days from started_on to ended_on) | participant "
+               "(weeks from first to last UTC day with an event in an exchange; comparison "
+               "participants excluded)",
+    "group_by": "overall | kind (domestic: both institutions in one country; cross-border) | "
+                "modality | cluster (the exchange's) | link (classroom-to-classroom vs "
+                "single-class, see res_partnership_links.definition) for partnerships; "
+                "overall | modality | setting for participants",
+    "group": "the group's level ('all' for overall)",
+    "unit": "unit of time and median columns: days | weeks",
+    "n": "units in the group (partnerships, or participant × exchange units)",
+}
+DESCRIPTIONS.update({
+    "persistence_curves": {
+        **_PERSIST_KEYS,
+        "time": "time of the step (0 on the first row of each curve)",
+        "survival": "Kaplan–Meier estimate S(time): share still going (statsmodels "
+                    "SurvfuncRight; R survfit)",
+        "ci_low": "lower bound of the pointwise 95% interval, Greenwood variance on the "
+                  "log(−log) scale (R survfit(conf.type = 'log-log'))",
+        "ci_high": "upper bound of that interval",
+        "at_risk": "units still at risk just before time",
+        "ended": "units that ended (partnership ended, participant stopped) at time",
+        "suppressed": _PERSIST_SUPPRESSED,
+    },
+    "persistence": {
+        **_PERSIST_KEYS,
+        "ended": "units whose end was observed (the survival 'events')",
+        "censored": "units still going at the data's end date (or, participants, active in "
+                    "their exchange's final week or the exchange still running)",
+        "median": "Kaplan–Meier median duration (empty: not reached, as R prints NA)",
+        "median_ci_low": "lower bound of its 95% CI (Brookmeyer–Crowley, log transform: R "
+                         "print(survfit) default)",
+        "median_ci_high": "upper bound (empty when the band never reaches 0.5)",
+        "at_time": "the time point of survival_at (365 days; 4 weeks)",
+        "survival_at": "Kaplan–Meier S(at_time) (R summary(fit, times = at_time))",
+        "survival_at_ci_low": "lower bound of its 95% log(−log) interval",
+        "survival_at_ci_high": "upper bound of that interval",
+        "logrank_chi2": "log-rank χ² of the grouping (statsmodels survdiff; R survdiff), the "
+                        "same on every row of the grouping; empty for overall; link: the two "
+                        "known kinds only",
+        "logrank_df": "its degrees of freedom (groups − 1)",
+        "logrank_p": "its p value",
+        "data_end": "the data's end date: the latest event, answer, or partnership start/end "
+                    "in the warehouse; still-active partnerships are censored there",
+        "suppressed": _PERSIST_SUPPRESSED,
+    },
+    "persistence_cox": {
+        "subject": _PERSIST_KEYS["subject"],
+        "model": "partnership_cross_border | partnership_link | participant (see the methods)",
+        "term": "the model term: kind, modality, link, setting",
+        "level": "the level compared with the reference",
+        "reference": "the term's reference level (hr = 1)",
+        "n": "units in the model",
+        "ended": "ends observed in the model",
+        "n_level": "units at level",
+        "n_reference": "units at the reference level",
+        "log_hr": "Cox coefficient: log hazard ratio, level vs reference",
+        "se": "its standard error (se_kind)",
+        "hr": "hazard ratio exp(log_hr): > 1 ends sooner than the reference",
+        "ci_low": "lower bound of the 95% Wald interval exp(log_hr − 1.96·se)",
+        "ci_high": "upper bound exp(log_hr + 1.96·se)",
+        "p": "two-sided Wald p",
+        "se_kind": "robust (sandwich) clustered by exchange (R coxph(..., cluster = "
+                   "exchange_id)) or model-based",
+        "converged": "false when the model could not be fitted (then the numbers are empty)",
+        "suppressed": "'n < k' when the level or its reference has fewer than k units: the "
+                      "row's numbers are then empty; empty when shown",
+    },
+    "partnership_links": {
+        "link": "several classes each side | one class on a side | no teacher recorded on a "
+                "side (see definition)",
+        "definition": "how the link kind is told from the data (classes are not in the input "
+                      "contract: teachers stand for classes)",
+        "n": "partnerships of this kind",
+        "n_participants": "participants active (any event) in these partnerships' exchanges "
+                          "at either partner institution, summed over partnerships",
+        "teachers_median": "median over partnerships of the smaller side's teachers",
+        "active_per_partnership": "mean active participants per partnership (both sides)",
+        "active_per_partnership_ci_low": "lower bound of its 95% t interval over partnerships",
+        "active_per_partnership_ci_high": "upper bound",
+        "events_per_active": "mean over partnerships of events per active participant",
+        "events_per_active_ci_low": "lower bound of its 95% t interval",
+        "events_per_active_ci_high": "upper bound",
+        "minutes_per_active": "mean over partnerships of logged minutes per active participant",
+        "minutes_per_active_ci_low": "lower bound of its 95% t interval",
+        "minutes_per_active_ci_high": "upper bound",
+        "ended": "partnerships of this kind that ended by the data's end date",
+        "median_days": "Kaplan–Meier median duration in days (empty: not reached)",
+        "median_days_ci_low": "lower bound of its 95% CI (Brookmeyer–Crowley, log)",
+        "median_days_ci_high": "upper bound",
+        "suppressed": "'n < k' when the partnerships or their active participants number fewer "
+                      "than k: the row's numbers are then empty; empty when shown",
+    },
+})
+_PERSIST_METHOD = (
+    "Durations with censoring. Partnerships: days from started_on to ended_on; one with no "
+    "ended_on, or an ended_on after the data's end date (the latest event, answer or "
+    "partnership date in the warehouse), is censored at that date. Participants (per "
+    "exchange, comparison participants excluded): weeks from the first to the last UTC day "
+    "with an event; the participant stopped when that day falls before the exchange's final "
+    "week and the exchange ended by the data's end date, else censored. Kaplan–Meier "
+    "estimates (statsmodels SurvfuncRight = R survfit) with Greenwood variance; log-rank "
+    "tests (statsmodels survdiff = R survdiff); Cox models (statsmodels PHReg, Efron ties = R "
+    "coxph default). Checked against R survival on the NCCTG lung data to 3 decimals "
+    "(tests/test_persistence.py). Groups with fewer than k units are suppressed."
+)
+METHODS.update({
+    "persistence_curves": _PERSIST_METHOD + " One row per step of each curve, with a pointwise "
+                          "95% interval on the log(−log) scale.",
+    "persistence": _PERSIST_METHOD + " Median with the Brookmeyer–Crowley 95% CI (log "
+                   "transform, R's print(survfit) default); S at a fixed time with its log(−log) "
+                   "interval; the log-rank test across the grouping's groups.",
+    "persistence_cox": _PERSIST_METHOD + " Models: partnership_cross_border = Surv(days, ended) "
+                       "~ kind + modality + strata(cluster), cluster = exchange_id; "
+                       "partnership_link = ~ link + kind + modality + strata(cluster) on "
+                       "partnerships with a teacher recorded on both sides; participant = "
+                       "Surv(weeks, stopped) ~ modality + setting + strata(cluster). Strata: a "
+                       "baseline hazard per cluster (the exchange's), so cluster is adjusted "
+                       "for without assuming its hazards proportional. Errors: Huber–White "
+                       "sandwich clustered by exchange, 95% Wald intervals for the hazard ratio.",
+    "partnership_links": (
+        "Classroom-to-classroom vs single-class links. Classes are not in the input contract, "
+        "so a class is proxied by a teacher: a side's teachers are the partner institution's "
+        "teachers who took part (events or answers) in the partnership's exchange; a teacher "
+        "of an institution with several partnerships in one exchange counts for each of them "
+        "(the data does not say which partnership a person was in). Activity: per partnership "
+        "the participants of both sides active in the exchange and their events and minutes; "
+        "means over partnerships with 95% t intervals (R t.test). Persistence: the Kaplan–Meier "
+        "median (res_persistence group_by = link has the curves' summary and the log-rank "
+        "test; res_persistence_cox model partnership_link the adjusted hazard ratio). "
+        "Suppressed when the partnerships or their active participants number fewer than k."
+    ),
+})
+
 _FRICTIONLESS_TYPES = {
     "VARCHAR": "string",
     "DOUBLE": "number",

@@ -77,6 +77,17 @@ PAGE_VIEWS: dict[str, dict[str, ViewKey]] = {
                   "effect": ViewKey(EFFECTS, "hedges_g"), "scale": ViewKey(None)},
     "/equity": {"by": ViewKey(tuple(EQUITY_GROUPINGS), "gender"), "scale": ViewKey(None, "all")},
 }
+# Issue 13: the Partnerships page's persistence view (subject:grouping of res_persistence).
+PERSISTENCE_GROUPINGS: dict[str, str] = {
+    "partnership:kind": "Partnerships: domestic vs cross-border",
+    "partnership:modality": "Partnerships: modality",
+    "partnership:cluster": "Partnerships: cluster",
+    "partnership:link": "Partnerships: classroom-to-classroom vs single-class",
+    "participant:modality": "Participants: modality",
+    "participant:setting": "Participants: setting",
+}
+PAGE_VIEWS["/partnerships"] = {"persist": ViewKey(tuple(PERSISTENCE_GROUPINGS),
+                                                  "partnership:kind")}
 
 
 def view_keys(page: str | None = None) -> frozenset[str]:

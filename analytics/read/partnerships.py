@@ -11,8 +11,10 @@ from analytics.read import sql
 from analytics.read.cache import cached
 from analytics.read.filters import Filters
 from analytics.stats.survival import kaplan_meier, km_median
+from etl import schema
 
-__all__ = ["partnership_network", "partnership_persistence", "partnership_summary"]
+__all__ = ["partnership_network", "partnership_persistence", "partnership_summary",
+           "persistence_curves", "persistence_groups", "persistence_cox", "partnership_links"]
 
 
 @cached
@@ -74,3 +76,73 @@ def partnership_summary(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFr
     )
     summary["median_km"] = [km_median(km[km.group == k]) for k in summary.kind]
     return sql.suppress(summary, "n")[cols]
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 13: persistence results of the data version (res_persistence*, res_partnership_links),
+# computed once per load for the whole program; the filter bar does not narrow them.
+# ---------------------------------------------------------------------------------------------
+
+def _stored(cur: duckdb.DuckDBPyConnection, table: schema.Table, where: str,
+            params: dict[str, str], n_col: str = "n", keep: tuple[str, ...] = ()
+            ) -> pd.DataFrame:
+    """Rows of a stored result table with the small-cell rule applied again at today's k; a
+    row stored as suppressed (at the k of its computation) stays suppressed."""
+    if not sql.table_exists(cur, table.name):
+        return pd.DataFrame(columns=[*table.column_names])
+    df = sql.df(cur, f"SELECT * FROM {table.name} {where}", params)
+    if not len(df):
+        return df.assign(suppressed=pd.Series(dtype=bool))
+    stored = (df.suppressed.notna() & (df.suppressed.astype("string") != "")).to_numpy(bool)
+    cell = pd.to_numeric(df[n_col], errors="coerce").mask(stored)
+    out = sql.suppress(df.drop(columns="suppressed").assign(_cell=cell), "_cell", keep=keep)
+    return out.drop(columns="_cell")
+
+
+def _split(grouping: str) -> dict[str, str]:
+    subject, _, group_by = grouping.partition(":")
+    return {"s": subject, "g": group_by}
+
+
+@cached
+def persistence_curves(cur: duckdb.DuckDBPyConnection, grouping: str) -> pd.DataFrame:
+    """Kaplan–Meier curves of one `subject:group_by` (e.g. 'partnership:kind')."""
+    return _stored(cur, schema.RES_PERSISTENCE_CURVES,
+                   'WHERE subject = $s AND group_by = $g ORDER BY "group", time',
+                   _split(grouping), keep=("time",))
+
+
+@cached
+def persistence_groups(cur: duckdb.DuckDBPyConnection, grouping: str) -> pd.DataFrame:
+    """Medians (95% CI), S(t) and the grouping's log-rank test per group."""
+    return _stored(cur, schema.RES_PERSISTENCE,
+                   'WHERE subject = $s AND group_by = $g ORDER BY "group"', _split(grouping),
+                   keep=("at_time",))
+
+
+@cached
+def persistence_cox(cur: duckdb.DuckDBPyConnection, subject: str) -> pd.DataFrame:
+    """Cox hazard ratios (95% CI) of the subject's models; a row rests on the smaller of its
+    level's and its reference's units."""
+    if not sql.table_exists(cur, schema.RES_PERSISTENCE_COX.name):
+        return pd.DataFrame(columns=schema.RES_PERSISTENCE_COX.column_names)
+    df = sql.df(cur, f"SELECT * FROM {schema.RES_PERSISTENCE_COX.name} WHERE subject = $s "
+                     "ORDER BY model, term, level", {"s": subject})
+    df["_n"] = pd.concat([pd.to_numeric(df.n_level, errors="coerce"),
+                          pd.to_numeric(df.n_reference, errors="coerce")], axis=1).min(axis=1)
+    stored = (df.suppressed.notna() & (df.suppressed.astype("string") != "")).to_numpy(bool)
+    df["_n"] = df["_n"].mask(stored)
+    return sql.suppress(df.drop(columns="suppressed"), "_n").drop(columns="_n")
+
+
+@cached
+def partnership_links(cur: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Classroom-to-classroom vs single-class links: activity and median duration per kind."""
+    if not sql.table_exists(cur, schema.RES_PARTNERSHIP_LINKS.name):
+        return pd.DataFrame(columns=schema.RES_PARTNERSHIP_LINKS.column_names)
+    df = sql.df(cur, f"SELECT * FROM {schema.RES_PARTNERSHIP_LINKS.name} ORDER BY link", {})
+    df["_n"] = pd.concat([pd.to_numeric(df.n, errors="coerce"),
+                          pd.to_numeric(df.n_participants, errors="coerce")], axis=1).min(axis=1)
+    stored = (df.suppressed.notna() & (df.suppressed.astype("string") != "")).to_numpy(bool)
+    df["_n"] = df["_n"].mask(stored)
+    return sql.suppress(df.drop(columns="suppressed"), "_n").drop(columns="_n")
