@@ -241,7 +241,8 @@ def forest_figure(df: pd.DataFrame, by: str, effect: str
     if n_scales == 1:
         first = shown.iloc[0]
         title += f": {_ui.ptext(_ui.scale_label(first.instrument, first.scale))}"
-    _ui.base_layout(fig, title, x=axis, y=filters.GROUPINGS.get(by, by),
+    # The method in brackets on a line of its own: on paper the one line ran past the plot.
+    _ui.base_layout(fig, title, x=axis.replace(" (", "<br>(", 1), y=filters.GROUPINGS.get(by, by),
                     height=180 + 22 * n_groups * max(1, n_scales))
     fig.update_layout(showlegend=n_scales > 1)
     fig.update_yaxes(autorange="reversed")
