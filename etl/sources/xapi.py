@@ -364,6 +364,38 @@ def _read_typed(con: duckdb.DuckDBPyConnection, path: Path, keys: tuple[str, ...
     return table.append_column("_row", pa.array(np.arange(1, table.num_rows + 1)))
 
 
+def _with_minutes(con: duckdb.DuckDBPyConnection, t: pa.Table) -> pa.Table:
+    """`t` with its `minutes` (the durations as read) as minutes, and the columns `_calendar`
+    and `_malformed` saying which durations have none.
+
+    A file holds few distinct durations for its many statements (seconds of a session repeat),
+    so each distinct value is parsed once, by `duration_sql` over a dictionary of them, and the
+    results are taken back by index: parsing each of a million strings cost more than all the
+    other columns together. A malformed duration is passed on as written, for validation to
+    reject with its row.
+    """
+    coded = pc.dictionary_encode(t["minutes"].combine_chunks())
+    parts, ok = duration_sql("v")
+    minutes, calendar = minutes_sql("d", "d_ok")
+    values = pa.table({"i": pa.array(np.arange(len(coded.dictionary))), "v": coded.dictionary})
+    con.register("_durations", values)
+    try:
+        parsed = con.sql(
+            f"SELECT CAST(CASE WHEN NOT d_ok THEN v ELSE CAST(round({minutes}, 6) AS VARCHAR) "
+            f"END AS VARCHAR) AS minutes, coalesce({calendar}, false) AS _calendar, "
+            f"NOT d_ok AS _malformed FROM (SELECT i, v, d, {ok} AS d_ok FROM (SELECT i, v, "
+            f"{parts} AS d FROM _durations)) ORDER BY i").to_arrow_table()
+    finally:
+        con.unregister("_durations")
+    for name in ("minutes", "_calendar", "_malformed"):
+        column = pc.take(parsed[name], coded.indices)
+        if name == "minutes":
+            t = t.set_column(t.schema.get_field_index(name), name, column)
+        else:
+            t = t.append_column(name, pc.fill_null(column, False))
+    return t
+
+
 def _mapping_checks(path: Path, mapping: Mapping[str, object]) -> tuple[
         str | None, str | None, dict[str, str], str, dict[str, str]]:
     actor = mapping.get("actor")
@@ -426,8 +458,6 @@ def _read(con: duckdb.DuckDBPyConnection, path: Path, actor: str | None,
                                             for k in CONTEXT_KEYS) + ")")
     else:
         exchange = first_id(source)
-    parts, ok = duration_sql("result_duration")
-    minutes, calendar = minutes_sql("d", "d_ok")
     cast, text = utc_sql("coalesce(timestamp, stored)", "instant")
     mapped = case_map("verb_id", {k.lower(): v for k, v in verbs.items()})
     activity = f"coalesce({mapped}, lower(regexp_extract(verb_id, '([^/#]+)[/#]*$', 1)))"
@@ -440,8 +470,7 @@ def _read(con: duckdb.DuckDBPyConnection, path: Path, actor: str | None,
             f"SELECT _odd, _page, CAST({participant} AS VARCHAR) AS participant_id, "
             f"CAST({exchange} AS VARCHAR) AS exchange_id, CAST({text} AS VARCHAR) AS occurred_at,"
             f" CAST(nullif({activity}, '') AS VARCHAR) AS activity, "
-            f"CAST(CASE WHEN result_duration IS NOT NULL AND NOT d_ok THEN result_duration "
-            f"ELSE CAST(round({minutes}, 6) AS VARCHAR) END AS VARCHAR) AS minutes, "
+            f"CAST(result_duration AS VARCHAR) AS minutes, "
             f"{voider} AS _voider, CASE WHEN {voider} AND object_objectType = 'StatementRef' "
             f"THEN lower(object_id) END AS _target, lower(id) AS _id, "
             f"coalesce(actor_objectType = 'Group', false) AS _grp, "
@@ -449,13 +478,11 @@ def _read(con: duckdb.DuckDBPyConnection, path: Path, actor: str | None,
             f"(verb_id IS NOT NULL OR actor_mbox IS NOT NULL OR actor_account_name IS NOT NULL "
             f"OR actor_mbox_sha1sum IS NOT NULL OR actor_openid IS NOT NULL) AS _statement, "
             f"{voider} AND object_objectType IS DISTINCT FROM 'StatementRef' AS _bad_voider, "
-            f"{calendar} AS _calendar, result_duration IS NOT NULL AND NOT d_ok AS _malformed, "
             f"timestamp IS NULL AND stored IS NOT NULL AS _stored, "
             f"(NOT starts_with(ltrim(verb_display), '{{') OR "
             f"NOT starts_with(ltrim(object_definition_name), '{{')) AS _plain, "
             f"CASE WHEN {odd_verb} THEN verb_id END AS _verb, more AS _more "
-            f"FROM (SELECT *, {ok} AS d_ok FROM (SELECT *, {parts} AS d, {cast} AS instant "
-            f"FROM {src}))")
+            f"FROM (SELECT *, {cast} AS instant FROM {src})")
 
     # Only the context keys used are extracted: each path costs time on a million statements.
     keys = (() if exchange_id is not None else CONTEXT_KEYS if exchange_table else (source,))
@@ -469,6 +496,8 @@ def _read(con: duckdb.DuckDBPyConnection, path: Path, actor: str | None,
         notes.append(f"xAPI: the StatementResult 'more' link ({listed(more)}) names "
                      "further statements that are not in this file: fetch them from the LRS "
                      "and load them too")
+
+    t = _with_minutes(con, t)
 
     # Voiding: voiders name their targets; neither is an event.
     targets = pc.unique(pc.drop_null(t["_target"]))
