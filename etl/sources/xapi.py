@@ -3,10 +3,13 @@
 What an LRS or an LMS plugin exports: one statement object, a JSON array of statements, JSON
 lines (one statement per line, or pretty-printed objects one after another), or LRS
 `StatementResult` pages (`{"statements": [...], "more": "/xAPI/statements?..."}`; the `more`
-link is noted, it cannot be followed offline). DuckDB parses the file (`read_json_objects`) and
-every field is taken in SQL with one `json_extract_string` per statement, so a million
-statements never pass through a Python loop. Times are written at UTC as DuckDB prints them
-(`2024-03-30T23:30:00.5+00:00`).
+link is noted, it cannot be followed offline). DuckDB parses the file and every field is taken
+in SQL, so a million statements never pass through a Python loop: the usual file (a JSON array
+or JSON lines of statements) by `read_json` with a typed schema of only the fields read, which
+parses each statement once straight into columns; any other shape, or a statement that does
+not fit the schema (a plain-string language map, one context activity not in an array), by
+`read_records` (`read_json_objects` and one `json_extract_string` per statement).
+Times are written at UTC as DuckDB prints them (`2024-03-30T23:30:00.5+00:00`).
 
 - participant_id: the actor's identifier named by the mapping's `actor` (`mbox`,
   `mbox_sha1sum`, `account`, `openid`), else the first present in that order. An mbox loses its
@@ -27,8 +30,12 @@ statements never pass through a Python loop. Times are written at UTC as DuckDB 
   expression in bulk; isodate, the maintained parser, is its oracle in the tests: calling it
   per statement would be a Python loop). Durations in years or months have no length in
   minutes and are left empty (noted); malformed ones are passed on for validation to reject.
-- Every statement's columns come out of one SQL pass from the file to Arrow (`read_records`);
-  what needs the whole file (voiding, accounts of several systems) is done on the Arrow table.
+- Every statement's columns come out of one SQL pass from the file to Arrow; what needs the
+  whole file (repeated ids, voiding, accounts of several systems) is done on the Arrow table,
+  and durations are parsed once per distinct value.
+- repeated ids: an export joined from two overlapping pulls holds some statements twice; the
+  first statement of each id (compared case-insensitively) is kept and the others dropped,
+  noted, with how many ids had copies that differ (an LRS keeps the one it stored first).
 - voiding: a statement with verb `.../voided` and a `StatementRef` object removes the statement
   it names and is no event itself; voided ids absent from the file are noted (an earlier load
   may hold them).
@@ -396,6 +403,42 @@ def _with_minutes(con: duckdb.DuckDBPyConnection, t: pa.Table) -> pa.Table:
     return t
 
 
+def _drop_repeated_ids(t: pa.Table, notes: list[str]) -> pa.Table:
+    """`t` without the statements whose id (compared case-insensitively) came earlier in it.
+
+    An LRS stores an id once, but an export joined from two overlapping pulls holds some
+    statements twice. The first in the file is kept: an LRS keeps the statement it stored first
+    and refuses a later one with the same id and other content (xAPI 1.0.3, 409 Conflict), and
+    pulls are joined in the order they were made. Copies that differ in what an event is read
+    from (actor, exchange, time, verb, duration, voiding) are counted in the note. Statements
+    without an id are all kept.
+    """
+    ids = t["_id"]
+    if pc.count_distinct(ids).as_py() == len(ids) - ids.null_count:
+        return t
+    order = pa.array(np.arange(t.num_rows))
+    content = ["participant_id", "exchange_id", "occurred_at", "activity", "minutes",
+               "_home", "_voider", "_target"]
+    every = pc.CountOptions(mode="all")
+    groups = pa.table({"_id": ids, "i": order, **{c: t[c] for c in content}}) \
+        .filter(pc.is_valid(ids)).group_by("_id", use_threads=False).aggregate(
+            [("i", "min"), ("i", "count")] + [(c, "count_distinct", every) for c in content])
+    groups = groups.filter(pc.greater(groups["i_count"], 1))
+    widest = pc.max_element_wise(*(groups[f"{c}_count_distinct"] for c in content))
+    n_differ = pc.sum(pc.greater(widest, 1)).as_py() or 0
+    dropped = (pc.sum(groups["i_count"]).as_py() or 0) - groups.num_rows
+    repeated = pc.is_in(ids, value_set=groups["_id"])
+    first = pc.is_in(order, value_set=groups["i_min"])
+    t = t.filter(pc.or_kleene(pc.invert(pc.fill_null(repeated, False)), first))
+    notes.append(
+        f"xAPI: {dropped} statement(s) repeat the id of an earlier one in the file (exports of "
+        f"overlapping pulls joined together): dropped, the first of each id kept"
+        + (f"; {n_differ} of the {groups.num_rows} repeated id(s) have copies that differ "
+           "(actor, exchange, time, verb, duration or voiding): the first in the file was "
+           "kept, as an LRS keeps the statement it stored first" if n_differ else ""))
+    return t
+
+
 def _mapping_checks(path: Path, mapping: Mapping[str, object]) -> tuple[
         str | None, str | None, dict[str, str], str, dict[str, str]]:
     actor = mapping.get("actor")
@@ -498,6 +541,7 @@ def _read(con: duckdb.DuckDBPyConnection, path: Path, actor: str | None,
                      "and load them too")
 
     t = _with_minutes(con, t)
+    t = _drop_repeated_ids(t, notes)
 
     # Voiding: voiders name their targets; neither is an event.
     targets = pc.unique(pc.drop_null(t["_target"]))
