@@ -424,3 +424,75 @@ def test_large_file_keeps_order(tmp_path: Path) -> None:
     got = xapi.read(path, {}, []).to_pydict()
     assert got["_row"] == list(range(1, n + 1))
     assert got["participant_id"] == [f"o{i}" for i in range(1, n + 1)]
+
+
+def test_repeated_statement_ids_keep_the_first_and_say_so(tmp_path: Path) -> None:
+    """Two overlapping LRS pulls joined: each id once, the first copy in the file kept."""
+    first_pull = [statement(1), statement(2), statement(3)]
+    changed = statement(1, verb=ATTEMPTED)  # same id, other content
+    changed["id"] = changed["id"].upper()  # ids are compared case-insensitively
+    second_pull = [statement(2), statement(3), changed, statement(4)]
+    notes: list[str] = []
+    got = rows(write(tmp_path, "joined.json", first_pull + second_pull, lines=True),
+               notes=notes)
+    assert [(r["participant_id"], r["activity"], r["_row"]) for r in got] == [
+        ("student1@example.org", "completed", 1), ("student2@example.org", "completed", 2),
+        ("student3@example.org", "completed", 3), ("student4@example.org", "completed", 7)]
+    (note,) = [n for n in notes if "repeat the id" in n]
+    assert note.startswith("xAPI: 3 statement(s) repeat the id of an earlier one")
+    assert "1 of the 3 repeated id(s) have copies that differ" in note
+
+
+def test_identical_repeats_are_noted_without_a_difference(tmp_path: Path) -> None:
+    ss = [statement(1), statement(2)]
+    no_id = statement(3)
+    del no_id["id"]
+    notes: list[str] = []
+    got = rows(write(tmp_path, "twice.json", ss + ss + [no_id, no_id]), notes=notes)
+    assert [r["_row"] for r in got] == [1, 2, 5, 6]  # statements without an id are all kept
+    (note,) = [n for n in notes if "repeat the id" in n]
+    assert note.startswith("xAPI: 2 statement(s) repeat") and "differ" not in note
+    notes = []
+    rows(write(tmp_path, "once.json", ss), notes=notes)
+    assert not [n for n in notes if "repeat the id" in n]
+
+
+def test_a_repeated_voided_statement_is_voided_once(tmp_path: Path) -> None:
+    ss = [statement(1), statement(2)]
+    voider = statement(9, verb=VOIDED, object={"objectType": "StatementRef", "id": ss[1]["id"]})
+    notes: list[str] = []
+    got = rows(write(tmp_path, "v.json", ss + [ss[1], voider, voider], lines=True), notes=notes)
+    assert [r["_row"] for r in got] == [1]
+    assert any("1 voiding statement(s) removed 1 voided" in n for n in notes)
+    assert any(n.startswith("xAPI: 2 statement(s) repeat") for n in notes)
+
+
+@pytest.mark.parametrize("shape", ["lines", "array"])
+def test_the_typed_read_is_taken_and_agrees_with_the_generic_one(
+        tmp_path: Path, shape: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The usual file goes through read_json with a schema; its rows and notes are those of
+    the generic path (read_json_objects + json_extract_string), its oracle here."""
+    ss = [statement(i, result={"duration": f"PT{i}M{i}.5S"}) for i in range(1, 6)]
+    ss[1]["actor"] = {"account": {"homePage": "https://a.example", "name": "7"}}
+    ss[2]["actor"] = {"account": {"homePage": "https://b.example", "name": "7"}}
+    ss[3]["verb"]["id"] = "http://ADLnet.gov/expapi/verbs/Attempted"
+    ss[4]["result"] = {"duration": "P1M"}
+    ss.append(statement(6, actor={"objectType": "Group", "mbox": "mailto:g@example.org"}))
+    ss.append(dict(statement(2), timestamp="2016-04-07T09:03:40"))
+    path = write(tmp_path, "s.json", ss, lines=shape == "lines")
+    taken: list[bool] = []
+    typed = xapi._read_typed
+
+    def spy(*args: object) -> object:
+        out = typed(*args)  # type: ignore[arg-type]
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(xapi, "_read_typed", spy)
+    fast_notes: list[str] = []
+    fast = rows(path, notes=fast_notes)
+    assert taken == [True]
+    monkeypatch.setattr(xapi, "_read_typed", lambda *args: None)
+    slow_notes: list[str] = []
+    assert fast == rows(path, notes=slow_notes) and fast_notes == slow_notes
+    assert len(fast) == 5 and any("repeat the id" in n for n in fast_notes)

@@ -3,10 +3,13 @@
 What an LRS or an LMS plugin exports: one statement object, a JSON array of statements, JSON
 lines (one statement per line, or pretty-printed objects one after another), or LRS
 `StatementResult` pages (`{"statements": [...], "more": "/xAPI/statements?..."}`; the `more`
-link is noted, it cannot be followed offline). DuckDB parses the file (`read_json_objects`) and
-every field is taken in SQL with one `json_extract_string` per statement, so a million
-statements never pass through a Python loop. Times are written at UTC as DuckDB prints them
-(`2024-03-30T23:30:00.5+00:00`).
+link is noted, it cannot be followed offline). DuckDB parses the file and every field is taken
+in SQL, so a million statements never pass through a Python loop: the usual file (a JSON array
+or JSON lines of statements) by `read_json` with a typed schema of only the fields read, which
+parses each statement once straight into columns; any other shape, or a statement that does
+not fit the schema (a plain-string language map, one context activity not in an array), by
+`read_records` (`read_json_objects` and one `json_extract_string` per statement).
+Times are written at UTC as DuckDB prints them (`2024-03-30T23:30:00.5+00:00`).
 
 - participant_id: the actor's identifier named by the mapping's `actor` (`mbox`,
   `mbox_sha1sum`, `account`, `openid`), else the first present in that order. An mbox loses its
@@ -27,8 +30,12 @@ statements never pass through a Python loop. Times are written at UTC as DuckDB 
   expression in bulk; isodate, the maintained parser, is its oracle in the tests: calling it
   per statement would be a Python loop). Durations in years or months have no length in
   minutes and are left empty (noted); malformed ones are passed on for validation to reject.
-- Every statement's columns come out of one SQL pass from the file to Arrow (`read_records`);
-  what needs the whole file (voiding, accounts of several systems) is done on the Arrow table.
+- Every statement's columns come out of one SQL pass from the file to Arrow; what needs the
+  whole file (repeated ids, voiding, accounts of several systems) is done on the Arrow table,
+  and durations are parsed once per distinct value.
+- repeated ids: an export joined from two overlapping pulls holds some statements twice; the
+  first statement of each id (compared case-insensitively) is kept and the others dropped,
+  noted, with how many ids had copies that differ (an LRS keeps the one it stored first).
 - voiding: a statement with verb `.../voided` and a `StatementRef` object removes the statement
   it names and is no event itself; voided ids absent from the file are noted (an earlier load
   may hold them).
@@ -295,6 +302,161 @@ _FIELDS = (
 )
 
 
+def _typed_columns(keys: tuple[str, ...]) -> dict[str, str]:
+    """The `read_json` schema of the fields a statement is read for, and nothing else.
+
+    A language map is typed as an object (`STRUCT(en VARCHAR)`, the value unused): a plain
+    string there fails the typed read, which sends the file to `read_records`, where it is
+    accepted and noted. Context activities are typed as arrays; a single object fails alike.
+    """
+    lang = "STRUCT(en VARCHAR)"
+    ctx = ", ".join(f"{k} STRUCT(id VARCHAR)[]" for k in keys)
+    cols = {
+        "id": "VARCHAR",
+        "actor": "STRUCT(objectType VARCHAR, mbox VARCHAR, mbox_sha1sum VARCHAR, "
+                 "account STRUCT(homePage VARCHAR, name VARCHAR), openid VARCHAR)",
+        "verb": f"STRUCT(id VARCHAR, display {lang})",
+        "object": f"STRUCT(objectType VARCHAR, id VARCHAR, definition STRUCT(name {lang}))",
+        "timestamp": "VARCHAR", "stored": "VARCHAR", "result": "STRUCT(duration VARCHAR)",
+        "more": "VARCHAR", "statements": "JSON",
+    }
+    if keys:
+        cols["context"] = f"STRUCT(contextActivities STRUCT({ctx}))"
+    return cols
+
+
+def _read_typed(con: duckdb.DuckDBPyConnection, path: Path, keys: tuple[str, ...],
+                select: Callable[[str], str]) -> pa.Table | None:
+    """`read_records` for the usual file, a JSON array or JSON lines of statements; else None.
+
+    DuckDB's `read_json` with a typed schema of only the fields read parses each statement
+    once, straight into columns, several times faster than `read_json_objects` and a
+    `json_extract_string` of each path. Anything it does not expect (a plain-string language
+    map, one context activity not in an array, a StatementResult page, a record that is not
+    an object, pretty-printed objects, a byte order mark before JSON lines) gives None, and
+    the file is read by `read_records`, which reads and notes all of those. Columns are named
+    as `read_records` names them, so `select` is the same query over either.
+    """
+    fmt = _formats(path)[0]
+    if fmt not in ("array", "newline_delimited"):
+        return None
+    cols = _typed_columns(keys)
+    ctx = []
+    for k in keys:
+        base = f"context_contextActivities_{k}"
+        ctx += [f'context.contextActivities.{k}[1].id AS "{base}_0_id"',
+                f'CAST(NULL AS VARCHAR) AS "{base}_id"']
+    # A record whose every field is empty may be `null` rather than `{}`: read_records tells.
+    empty = " AND ".join(f'"{c}" IS NULL' for c in cols)
+    source = (
+        "(SELECT id, actor.objectType AS actor_objectType, actor.mbox AS actor_mbox, "
+        "actor.mbox_sha1sum AS actor_mbox_sha1sum, "
+        "actor.account.homePage AS actor_account_homePage, "
+        "actor.account.name AS actor_account_name, actor.openid AS actor_openid, "
+        "verb.id AS verb_id, CASE WHEN verb.display IS NOT NULL THEN '{}' END AS verb_display, "
+        "object.objectType AS object_objectType, object.id AS object_id, "
+        "CASE WHEN object.definition.name IS NOT NULL THEN '{}' END "
+        "AS object_definition_name, timestamp, stored, result.duration AS result_duration, more, "
+        + "".join(c + ", " for c in ctx)
+        + f"{empty} AS _odd, statements IS NOT NULL AS _page "
+        f"FROM read_json({lit(str(path))}, format={lit(fmt)}, records='true', "
+        f"columns={cols!r}))")
+    try:
+        table = con.sql(select(source)).to_arrow_table()
+    except duckdb.Error:
+        return None
+    if not table.num_rows or pc.any(table["_odd"]).as_py() or pc.any(table["_page"]).as_py():
+        return None
+    table = table.drop_columns(["_odd", "_page"])
+    return table.append_column("_row", pa.array(np.arange(1, table.num_rows + 1)))
+
+
+def _with_minutes(con: duckdb.DuckDBPyConnection, t: pa.Table) -> pa.Table:
+    """`t` with its `minutes` (the durations as read) as minutes, and the columns `_calendar`
+    and `_malformed` saying which durations have none.
+
+    A file holds few distinct durations for its many statements (seconds of a session repeat),
+    so each distinct value is parsed once, by `duration_sql` over a dictionary of them, and the
+    results are taken back by index: parsing each of a million strings cost more than all the
+    other columns together. A malformed duration is passed on as written, for validation to
+    reject with its row.
+    """
+    coded = pc.dictionary_encode(t["minutes"].combine_chunks())
+    parts, ok = duration_sql("v")
+    minutes, calendar = minutes_sql("d", "d_ok")
+    values = pa.table({"i": pa.array(np.arange(len(coded.dictionary))), "v": coded.dictionary})
+    con.register("_durations", values)
+    try:
+        parsed = con.sql(
+            f"SELECT CAST(CASE WHEN NOT d_ok THEN v ELSE CAST(round({minutes}, 6) AS VARCHAR) "
+            f"END AS VARCHAR) AS minutes, coalesce({calendar}, false) AS _calendar, "
+            f"NOT d_ok AS _malformed FROM (SELECT i, v, d, {ok} AS d_ok FROM (SELECT i, v, "
+            f"{parts} AS d FROM _durations)) ORDER BY i").to_arrow_table()
+    finally:
+        con.unregister("_durations")
+    for name in ("minutes", "_calendar", "_malformed"):
+        column = pc.take(parsed[name], coded.indices)
+        if name == "minutes":
+            t = t.set_column(t.schema.get_field_index(name), name, column)
+        else:
+            t = t.append_column(name, pc.fill_null(column, False))
+    return t
+
+
+def _exchanges(t: pa.Table, table: dict[str, str]) -> pa.Table:
+    """`t` with the exchange of its first context activity (`_in_grouping`, then `_in_parent`,
+    ...) that `table` (lower-case activity id -> exchange) names, and without those columns.
+
+    Looked up per distinct activity id (a file names few courses), by Arrow: a CASE of every
+    mapped id over every statement and context key cost a third of the whole read.
+    """
+    keys, values = pa.array(list(table), pa.string()), pa.array(list(table.values()), pa.string())
+    found = None
+    for k in CONTEXT_KEYS:
+        coded = pc.dictionary_encode(t[f"_in_{k}"].combine_chunks())
+        index = pc.index_in(pc.utf8_lower(coded.dictionary), value_set=keys)
+        mapped = pc.take(pc.take(values, index), coded.indices)
+        found = mapped if found is None else pc.coalesce(found, mapped)
+    t = t.drop_columns([f"_in_{k}" for k in CONTEXT_KEYS])
+    return t.set_column(t.schema.get_field_index("exchange_id"), "exchange_id", found)
+
+
+def _drop_repeated_ids(t: pa.Table, notes: list[str]) -> pa.Table:
+    """`t` without the statements whose id (compared case-insensitively) came earlier in it.
+
+    An LRS stores an id once, but an export joined from two overlapping pulls holds some
+    statements twice. The first in the file is kept: an LRS keeps the statement it stored first
+    and refuses a later one with the same id and other content (xAPI 1.0.3, 409 Conflict), and
+    pulls are joined in the order they were made. Copies that differ in what an event is read
+    from (actor, exchange, time, verb, duration, voiding) are counted in the note. Statements
+    without an id are all kept.
+    """
+    ids = t["_id"]
+    if pc.count_distinct(ids).as_py() == len(ids) - ids.null_count:
+        return t
+    order = pa.array(np.arange(t.num_rows))
+    content = ["participant_id", "exchange_id", "occurred_at", "activity", "minutes",
+               "_home", "_voider", "_target"]
+    every = pc.CountOptions(mode="all")
+    groups = pa.table({"_id": ids, "i": order, **{c: t[c] for c in content}}) \
+        .filter(pc.is_valid(ids)).group_by("_id", use_threads=False).aggregate(
+            [("i", "min"), ("i", "count")] + [(c, "count_distinct", every) for c in content])
+    groups = groups.filter(pc.greater(groups["i_count"], 1))
+    widest = pc.max_element_wise(*(groups[f"{c}_count_distinct"] for c in content))
+    n_differ = pc.sum(pc.greater(widest, 1)).as_py() or 0
+    dropped = (pc.sum(groups["i_count"]).as_py() or 0) - groups.num_rows
+    repeated = pc.is_in(ids, value_set=groups["_id"])
+    first = pc.is_in(order, value_set=groups["i_min"])
+    t = t.filter(pc.or_kleene(pc.invert(pc.fill_null(repeated, False)), first))
+    notes.append(
+        f"xAPI: {dropped} statement(s) repeat the id of an earlier one in the file (exports of "
+        f"overlapping pulls joined together): dropped, the first of each id kept"
+        + (f"; {n_differ} of the {groups.num_rows} repeated id(s) have copies that differ "
+           "(actor, exchange, time, verb, duration or voiding): the first in the file was "
+           "kept, as an LRS keeps the statement it stored first" if n_differ else ""))
+    return t
+
+
 def _mapping_checks(path: Path, mapping: Mapping[str, object]) -> tuple[
         str | None, str | None, dict[str, str], str, dict[str, str]]:
     actor = mapping.get("actor")
@@ -352,13 +514,10 @@ def _read(con: duckdb.DuckDBPyConnection, path: Path, actor: str | None,
 
     if exchange_id is not None:
         exchange = lit(exchange_id)
-    elif exchange_table:
-        exchange = ("coalesce(" + ", ".join(case_map(first_id(k), exchange_table)
-                                            for k in CONTEXT_KEYS) + ")")
+    elif exchange_table:  # looked up after the query, in `_exchanges`
+        exchange = "NULL"
     else:
         exchange = first_id(source)
-    parts, ok = duration_sql("result_duration")
-    minutes, calendar = minutes_sql("d", "d_ok")
     cast, text = utc_sql("coalesce(timestamp, stored)", "instant")
     mapped = case_map("verb_id", {k.lower(): v for k, v in verbs.items()})
     activity = f"coalesce({mapped}, lower(regexp_extract(verb_id, '([^/#]+)[/#]*$', 1)))"
@@ -370,9 +529,9 @@ def _read(con: duckdb.DuckDBPyConnection, path: Path, actor: str | None,
         return (
             f"SELECT _odd, _page, CAST({participant} AS VARCHAR) AS participant_id, "
             f"CAST({exchange} AS VARCHAR) AS exchange_id, CAST({text} AS VARCHAR) AS occurred_at,"
-            f" CAST(nullif({activity}, '') AS VARCHAR) AS activity, "
-            f"CAST(CASE WHEN result_duration IS NOT NULL AND NOT d_ok THEN result_duration "
-            f"ELSE CAST(round({minutes}, 6) AS VARCHAR) END AS VARCHAR) AS minutes, "
+            + "".join(f" {first_id(k)} AS _in_{k}," for k in CONTEXT_KEYS if exchange_table)
+            + f" CAST(nullif({activity}, '') AS VARCHAR) AS activity, "
+            f"CAST(result_duration AS VARCHAR) AS minutes, "
             f"{voider} AS _voider, CASE WHEN {voider} AND object_objectType = 'StatementRef' "
             f"THEN lower(object_id) END AS _target, lower(id) AS _id, "
             f"coalesce(actor_objectType = 'Group', false) AS _grp, "
@@ -380,17 +539,17 @@ def _read(con: duckdb.DuckDBPyConnection, path: Path, actor: str | None,
             f"(verb_id IS NOT NULL OR actor_mbox IS NOT NULL OR actor_account_name IS NOT NULL "
             f"OR actor_mbox_sha1sum IS NOT NULL OR actor_openid IS NOT NULL) AS _statement, "
             f"{voider} AND object_objectType IS DISTINCT FROM 'StatementRef' AS _bad_voider, "
-            f"{calendar} AS _calendar, result_duration IS NOT NULL AND NOT d_ok AS _malformed, "
             f"timestamp IS NULL AND stored IS NOT NULL AS _stored, "
             f"(NOT starts_with(ltrim(verb_display), '{{') OR "
             f"NOT starts_with(ltrim(object_definition_name), '{{')) AS _plain, "
             f"CASE WHEN {odd_verb} THEN verb_id END AS _verb, more AS _more "
-            f"FROM (SELECT *, {ok} AS d_ok FROM (SELECT *, {parts} AS d, {cast} AS instant "
-            f"FROM {src}))")
+            f"FROM (SELECT *, {cast} AS instant FROM {src})")
 
     # Only the context keys used are extracted: each path costs time on a million statements.
     keys = (() if exchange_id is not None else CONTEXT_KEYS if exchange_table else (source,))
-    t = read_records(con, path, "statements", _FIELDS + _ctx(keys), select)
+    t = _read_typed(con, path, keys, select)
+    if t is None:
+        t = read_records(con, path, "statements", _FIELDS + _ctx(keys), select)
     if not pc.any(t["_statement"]).as_py():
         raise RefusedFile(str(path), "holds no xAPI statements (objects with an actor and a verb)")
     more = sorted(m for m in pc.unique(t["_more"]).to_pylist() if m)
@@ -398,6 +557,11 @@ def _read(con: duckdb.DuckDBPyConnection, path: Path, actor: str | None,
         notes.append(f"xAPI: the StatementResult 'more' link ({listed(more)}) names "
                      "further statements that are not in this file: fetch them from the LRS "
                      "and load them too")
+
+    t = _with_minutes(con, t)
+    if exchange_table:
+        t = _exchanges(t, exchange_table)
+    t = _drop_repeated_ids(t, notes)
 
     # Voiding: voiders name their targets; neither is an event.
     targets = pc.unique(pc.drop_null(t["_target"]))
