@@ -145,9 +145,12 @@ def _source_args(p: argparse.ArgumentParser) -> None:
                    help="the program's mapping (python -m etl mapping new FILE writes one), "
                         "e.g. --mapping exports/program.yaml")
     p.add_argument("--wave", metavar="W",
-                   help="the wave of survey exports that do not say, e.g. --wave pre")
+                   help="the wave of survey exports that do not say, e.g. --wave pre (not "
+                        "with contract files, whose rows carry their own: such a file is refused)")
     p.add_argument("--exchange", metavar="ID",
-                   help="the exchange of exports that do not say, e.g. --exchange E1")
+                   help="the exchange of exports that do not say (Zoom, Teams and Moodle "
+                        "reports never do), e.g. --exchange E1 (not with contract files, whose "
+                        "rows carry their own: such a file is refused)")
     order = p.add_mutually_exclusive_group()
     order.add_argument("--dayfirst", dest="dayfirst", action="store_const", const=True,
                        help="dates like 04/03/2026 are 4 March (when the file cannot tell)")

@@ -103,11 +103,7 @@ def _content_lines(path: Path, mod: ModuleType | None, kind: str | None, mapping
                        if "participant_id" in cols else "participant id: none found")
         for col in ("wave", "exchange_id"):
             if kind in ("responses", "events") and (col != "wave" or kind == "responses"):
-                given = fill.get(col)
-                out.append(f"{col}: " + ("from the file" if col in cols and not given
-                                         else f"'{given}' (--{col.split('_')[0]} or mapping)"
-                                         if given else "MISSING: give --"
-                                         f"{col.split('_')[0]} or put it in the mapping"))
+                out.append(f"{col}: {_where(con, mod, col, cols, fill)}")
         if kind == "responses":
             import surveys
 
@@ -117,6 +113,30 @@ def _content_lines(path: Path, mod: ModuleType | None, kind: str | None, mapping
         return out
     finally:
         con.close()
+
+
+def _where(con: duckdb.DuckDBPyConnection, mod: ModuleType | None, col: str, cols: list[str],
+           fill: dict[str, str]) -> str:
+    """Where a load takes the file's wave or exchange from, as the loader does."""
+    flag = f"--{col.split('_')[0]}"
+    if mod is None:  # a contract file: its own column, and the flags are refused with it
+        return "from the file" if col in cols else f"MISSING: the column {col}"
+    given = fill.get(col)
+    n, have = (con.execute(f'SELECT count(*), count(*) FILTER ("{col}" IS NOT NULL AND '
+                           f'"{col}" IS DISTINCT FROM {_lit(given)}) FROM src').fetchall()[0]
+               if col in cols else (0, 0))
+    if given:
+        return (f"'{given}' ({flag} or mapping)" if not have else
+                f"from the file, '{given}' ({flag} or mapping) where a row has none")
+    if have == 0:
+        return f"MISSING: {sources.missing(mod, col)} (without it a load refuses the file)"
+    src = sources.where_from(mod, col)
+    return (f"from the file ({src})" + (f"; {n - have:,} row(s) without one would be rejected"
+                                       if have < n else ""))
+
+
+def _lit(v: str | None) -> str:
+    return "NULL" if v is None else "'" + v.replace("'", "''") + "'"
 
 
 def _ts(v: object) -> str:

@@ -158,6 +158,16 @@ def _reader_of(path: Path, fmt: str | None, kind: str | None) -> ModuleType | No
     return mod
 
 
+# --wave/--exchange fill the columns an export lacks. A file in the contract's shape carries its
+# own wave and exchange_id on every row (or is a kind that has none), so a flag given with it
+# could only override what the file says or be ignored; both would load something other than
+# what the user believes. Refusing it says so instead.
+_NOT_FOR_CONTRACT_FILES = (
+    "{flags}: these fill in what an export (Qualtrics, Zoom, ...) leaves out, but this file is "
+    "in the input contract's own shape, whose rows carry their own exchange_id (and wave): load "
+    "it without {flags}, in a command of its own")
+
+
 def _kind_of(path: Path, kind: str | None, con: duckdb.DuckDBPyConnection) -> str:
     if kind:
         if kind not in schema.CONTRACT_KINDS:
@@ -214,6 +224,7 @@ class _FileLoader:
             self.report.notes.append(f"read as a {self.reader.FORMAT} export")
             cols = sources.stage(self.con, self.reader, self.path, self.mapping, self.fill,
                                  self.report.notes)
+            self._refuse_unfilled(cols)
         else:
             cols = readers.read_into(self.con, self.path, "src", kind=self.kind,
                                      notes=self.report.notes)
@@ -256,6 +267,24 @@ class _FileLoader:
                 privacy.mask(f"columns ignored (not in the contract): {', '.join(unknown)}"))
         self.cols = cols
         return cols
+
+    def _refuse_unfilled(self, cols: list[str]) -> None:
+        """Refuse an export whose reader found no exchange (or wave) on any row, none given.
+
+        A Zoom, Teams or Moodle report says nothing of the exchange it belongs to, and an xAPI
+        or Caliper file may name no course: without --exchange or the mapping's `exchange`
+        every row would be rejected for the same reason, so the file is refused whole with
+        the remedy instead.
+        """
+        for col in ("exchange_id", "wave"):
+            if col not in cols or col in self.fill:
+                continue
+            n, given = self.con.execute(
+                f'SELECT count(*), count("{col}") FROM src').fetchall()[0]
+            if n and not given:
+                why = sources.missing(self.reader, col)
+                raise RefusedFile(str(self.path),
+                                  f"says nothing of the {col.split('_')[0]} of its rows ({why})")
 
     # -- validating ----------------------------------------------------------------------------
     def _source_sql(self) -> str:
@@ -657,6 +686,10 @@ def load_paths(
             for f in files:
                 try:
                     mod = reader_of[f] = _reader_of(f, fmt, kind)
+                    if mod is None and (wave or exchange):
+                        raise RefusedFile(str(f), _NOT_FOR_CONTRACT_FILES.format(
+                            flags=" and ".join(x for x, v in (("--wave", wave),
+                                                               ("--exchange", exchange)) if v)))
                     kinds[f] = mod.KIND if mod is not None else _kind_of(f, kind, con)
                 except RefusedFile as e:
                     reports.append(FileReport(str(f), None, "refused", problem=e.problem,

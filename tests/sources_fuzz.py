@@ -13,8 +13,11 @@ import pyarrow as pa
 from etl.errors import RefusedFile
 from tests import program as P
 
-# shared/ lies beside the checkout (here and on CI); SHARED_SAMPLES points elsewhere (worktrees).
-SAMPLES = Path(os.environ.get("SHARED_SAMPLES") or P.ROOT.parent / "shared" / "samples")
+# shared/ lies beside the checkout (here and on CI), or beside the checkout of which this is a
+# git worktree (two levels up); SHARED_SAMPLES points elsewhere.
+SAMPLES = Path(os.environ.get("SHARED_SAMPLES") or next(
+    (d for d in (P.ROOT.parent / "shared" / "samples", P.ROOT.parent.parent / "shared" / "samples")
+     if d.is_dir()), P.ROOT.parent / "shared" / "samples"))
 
 
 def mangle(data: bytes, seed: int) -> bytes:

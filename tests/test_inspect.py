@@ -148,9 +148,111 @@ def test_the_shared_qualtrics_sample_through_inspect_and_load(wh: Path, tmp_path
     assert q(wh, "SELECT item, value, strftime(submitted_at, '%Y-%m-%d %H:%M:%S'), language "
                  "FROM responses WHERE participant_id = ?", [pid]) == [
         ("icc_1", 2.0, "2017-07-18 06:28:48", "de")]  # Zurich, CEST = UTC+2
+    nowhere_in_the_warehouse(wh, ["130.92.34.66", "47.115097045898", rid])
+
+
+def nowhere_in_the_warehouse(wh: Path, values: list[str]) -> None:
+    """No value is in any cell of any table (as text, any case), nor in the file's bytes.
+
+    DuckDB compresses strings on disk, so the bytes alone prove little: every table is read
+    back and each of its cells searched too.
+    """
+    import duckdb
+
     blob = wh.read_bytes()
-    for v in ("130.92.34.66", "47.115097045898", rid):
-        assert v.encode() not in blob, v
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        tables = con.execute("SELECT table_schema, table_name FROM information_schema.tables "
+                             "WHERE table_type = 'BASE TABLE'").fetchall()
+        assert len(tables) > 5, tables
+        cells = ["\x1f".join(map(str, row)).lower()
+                 for schema, table in tables
+                 for row in con.execute(f'SELECT * FROM "{schema}"."{table}"').fetchall()]
+    finally:
+        con.close()
+    text = "\x1e".join(cells)
+    for v in values:
+        assert v.lower() not in text, v
+        assert v.encode() not in blob and v.encode("utf-16-le") not in blob, v
+
+
+def _zoom_sample(tmp_path: Path) -> tuple[list[dict], dict, list[str]]:
+    """The Zoom sample's people (by e-mail, lower case, as the reader links them) in the
+    roster; the exchange from --exchange (the report has none)."""
+    import csv
+
+    with open(SHARED / "samples" / "zoom_participants_heroes_full.csv", encoding="utf-8") as f:
+        recs = list(csv.reader(f))[4:]  # after the preamble, separator and header
+    people = sorted({r[1].lower() for r in recs})
+    names = [r[0] for r in recs]
+    return ([{"participant_id": p, "institution_id": "I1", "role": "student"} for p in people],
+            {"timezone": "America/Chicago"}, people + names + ["Loki Laufeyson"])
+
+
+@pytest.mark.skipif(SHARED is None, reason="the shared samples (../shared) are not here")
+@pytest.mark.parametrize("sample,roster,mapping,args,events,secrets", [
+    # 31 rows, 27 people: rejoins add up (Loki: one row, 9:54:15 AM Chicago = 15:54:15 UTC)
+    ("zoom_participants_heroes_full.csv", None, None, ("--exchange", "E1"),
+     {"loki_asgardian@marvel.com": [("2021-11-19 15:54:15", "live_session", 128.0)],
+      "thunderbird-ii_unknown@marvel.com": [("2021-11-19 16:11:03", "live_session", 3.0)]},
+     None),
+    # 20 log lines, 13 of no logged-in user; `dd/mm/yy, HH:MM` in Madrid (CET = UTC+1)
+    ("moodle_example_platform_logs.csv", ["User 58", "User 287"],
+     {"timezone": "Europe/Madrid", "exchange": "E1"}, (),
+     {"User 58": [("2023-01-23 11:09:00", "moodle:Dashboard viewed", None),
+                  ("2023-01-23 11:09:00", "moodle:Log report viewed", None),
+                  ("2023-01-23 11:09:00", "moodle:User has logged in", None)],
+      "User 287": [("2023-01-23 10:56:00", "moodle:Course module viewed", None),
+                   ("2023-01-23 10:56:00", "moodle:Course module viewed", None),
+                   ("2023-01-23 10:56:00", "moodle:Course viewed", None),
+                   ("2023-01-23 10:56:00", "moodle:The status of the submission has been "
+                                           "viewed.", None)]},
+     ["000.00.00.000"]),
+    # one statement; the actor is an LMS account; the course (grouping) mapped to E1
+    ("xapi_moodle_assignment_submitted.json", ["stutest"],
+     {"exchange_from": {"http://localhost:8080/moodle/moodle/course/view.php?id=2": "E1"}}, (),
+     {"stutest": [("2016-04-07 16:03:40", "completed", None)]},
+     ["0:0:0:0:0:0:0:1", "FYcVzA4iDF"]),
+])
+def test_the_shared_log_samples_through_inspect_and_load(wh: Path, tmp_path: Path, sample,
+                                                         roster, mapping, args, events,
+                                                         secrets):
+    """The real Zoom, Moodle and xAPI samples: inspect says what a load would do, the load
+    brings every event of the roster's people, pseudonymised, and no identifier, name or IP
+    address of the file is in any table of the warehouse."""
+    f = SHARED / "samples" / sample
+    if roster is None:
+        people, mapping, secrets = _zoom_sample(tmp_path)
+    else:
+        people = [{"participant_id": p, "institution_id": "I1", "role": "student"}
+                  for p in roster]
+        secrets = [*roster, *secrets]
+    r = P.write_csv(tmp_path / "participants_sample.csv", people)
+    assert P.run_etl("load", str(r), "--warehouse", str(wh)).returncode == 0
+    m = write_mapping(tmp_path / "m.yaml", mapping)
+    n = sum(len(v) for v in events.values()) if roster else 27
+    before = digest(wh.parent)
+    ins = P.run_etl("inspect", str(f), "--mapping", str(m), *args, "--warehouse", str(wh))
+    assert ins.returncode == 0, ins.stdout + ins.stderr
+    assert digest(wh.parent) == before
+    fmt = sample.split("_")[0]
+    assert f"format: {fmt}" in ins.stdout and "exchange_id: MISSING" not in ins.stdout
+    assert f"a load would bring {n} of {n} rows, reject 0" in ins.stdout, ins.stdout
+    res = P.run_etl("load", str(f), "--mapping", str(m), *args, "--warehouse", str(wh))
+    assert res.returncode == 0, res.stdout + res.stderr
+    batch = q(wh, "SELECT max(batch_id) FROM load_batches WHERE status = 'loaded'")[0][0]
+    assert q(wh, "SELECT count(*), count(DISTINCT participant_id), min(exchange_id), "
+                 "max(exchange_id) FROM events WHERE batch_id = ?", [batch]) == [
+        (n, len(people), "E1", "E1")]
+    key = P.TEST_KEY.encode()
+    for who, want in events.items():
+        assert q(wh, "SELECT strftime(occurred_at, '%Y-%m-%d %H:%M:%S'), activity, minutes "
+                     "FROM events WHERE participant_id = ? AND batch_id = ? ORDER BY ALL",
+                 [pseudonym(who, key), batch]) == want, who
+    # every participant id of the batch is a pseudonym of someone on the roster
+    pids = {p for (p,) in q(wh, "SELECT participant_id FROM events WHERE batch_id = ?", [batch])}
+    assert pids == {pseudonym(p["participant_id"], key) for p in people}
+    nowhere_in_the_warehouse(wh, secrets)
 
 
 # -- damaged exports ---------------------------------------------------------------------------

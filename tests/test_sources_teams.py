@@ -7,7 +7,9 @@ sections `1. Summary`, `2. Participants`, `3. In-Meeting Activities`.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -276,3 +278,120 @@ def _utc_mapping(tmp_path: Path) -> Path:
     m = tmp_path / "utc.yaml"
     m.write_text("timezone: UTC\n", encoding="utf-8")
     return m
+
+
+# -- the mapping's participant, describe(), and a round trip of random reports -------------------
+
+@pytest.mark.parametrize("choice,ids", [
+    ("upn", ["ana.lima@school.example", "ben.okafor@school.example", None]),
+    ("email", ["ana.lima@school.example", None, None]),
+    ("name", ["Ana Lima", "Ben Okafor", "Guest Cy"]),
+    # any column of the section, by its header; one person per value (two attendees: one)
+    ("Role", ["Organizer", "Attendee"]),
+])
+def test_the_mapping_chooses_the_participant(tmp_path, choice, ids):
+    notes: list[str] = []
+    t = teams.read(write_report(tmp_path / "a.csv", ROWS), {**MAP, "participant": choice}, notes)
+    assert t.column("participant_id").to_pylist() == ids
+    # rows without one stay, each on its own, for the loader to reject
+    assert t.column("_row").to_pylist() == [11, 12, 13][:len(ids)]
+
+
+def test_a_participant_the_report_lacks_is_refused(tmp_path):
+    f = write_report(tmp_path / "a.csv", ROWS)
+    with pytest.raises(RefusedFile, match="participant column 'Student number' is not in"):
+        teams.read(f, {**MAP, "participant": "Student number"}, [])
+    no_upn = tmp_path / "b.csv"
+    no_upn.write_bytes(f.read_bytes().decode("utf-16").replace("\tParticipant ID (UPN)", "\tX")
+                       .encode("utf-16"))
+    with pytest.raises(RefusedFile, match=r"by upn but .* no 'Participant ID \(UPN\)' column"):
+        teams.read(no_upn, {**MAP, "participant": "upn"}, [])
+
+
+def test_describe_says_which_download_and_where_its_table_is(tmp_path):
+    d = teams.describe(write_report(tmp_path / "a.csv", ROWS))
+    assert d == {"encoding": "UTF-16 LE", "bom": True, "encoding_note": None,
+                 "version": "attendance report, '2. Participants' section read",
+                 "header_rows": 10, "separator": "\t"}
+    old = teams.describe(write_old(tmp_path / "o.csv", [["Ana", "Joined", "3/4/2026, 10:01 AM"]]))
+    assert old["version"].startswith("older attendance list") and old["header_rows"] == 1
+    assert teams.describe(write_report(tmp_path / "u.csv", ROWS, encoding="utf-8"))[
+        "encoding"] == "UTF-8"
+
+
+def test_inspect_shows_the_layout_and_where_the_exchange_comes_from(base, tmp_path):
+    wh = P.warehouse_copy(base, tmp_path)
+    f = write_report(tmp_path / "attendance.csv", ROWS[:2])
+    m = _utc_mapping(tmp_path)
+    res = P.run_etl("inspect", str(f), "--mapping", str(m), "--monthfirst", "--warehouse",
+                    str(wh))
+    assert res.returncode == 0, res.stdout + res.stderr
+    for line in ("format: teams (attendance report, '2. Participants' section read), holds "
+                 "events", "encoding: UTF-16 LE with byte order mark",
+                 "separator: tab; header rows: 10", "rows: 2",
+                 "exchange_id: MISSING: a teams export carries no exchange: give --exchange ID "
+                 "or put 'exchange: ID' in the mapping (without it a load refuses the file)",
+                 "a load would refuse it: says nothing of the exchange of its rows"):
+        assert line in res.stdout, (line, res.stdout)
+    res = P.run_etl("inspect", str(f), "--mapping", str(m), "--monthfirst", "--exchange", "E1",
+                    "--warehouse", str(wh))
+    assert "exchange_id: 'E1' (--exchange or mapping)" in res.stdout, res.stdout
+    assert "a load would bring 2 of 2 rows, reject 0" in res.stdout, res.stdout
+    # and the load itself refuses the report without an exchange, leaving events as they were
+    before = P.q(wh, "SELECT count(*) FROM events")
+    res = P.run_etl("load", str(f), "--mapping", str(m), "--monthfirst", "--warehouse", str(wh))
+    assert res.returncode == 1 and (res.stdout + res.stderr).strip() == (
+        f"error: {f}: refused: says nothing of the exchange of its rows (a teams export carries "
+        "no exchange: give --exchange ID or put 'exchange: ID' in the mapping)"), res
+    assert P.q(wh, "SELECT count(*) FROM events") == before
+
+
+def _clock(t) -> str:
+    """Teams' local clock time: `3/4/26, 1:05:00 PM` (month-first, two-digit year)."""
+    half = "AM" if t.hour < 12 else "PM"
+    return f"{t.month}/{t.day}/{t:%y}, {t.hour % 12 or 12}:{t:%M:%S} {half}"
+
+
+def _duration(seconds: int) -> str:
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    parts = [f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (s, "s")) if v]
+    return " ".join(parts) or "0s"
+
+
+_names = st.from_regex(r"[A-Z][a-z]{1,7} [A-Z][a-z]{1,7}", fullmatch=True)
+_people = st.lists(
+    st.tuples(_names, st.sampled_from(["email", "upn", "both", "name"]),
+              st.datetimes(min_value=dt.datetime(2020, 1, 1),
+                           max_value=dt.datetime(2035, 12, 31)),
+              st.integers(0, 5 * 3600)),
+    min_size=1, max_size=10, unique_by=lambda p: p[0])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=FIXTURE)
+@given(people=_people, zone=st.sampled_from(["UTC", "Europe/Madrid", "America/New_York",
+                                             "Asia/Kolkata"]))
+def test_random_reports_read_back(tmp_path, people, zone):
+    """Random participants written as a Teams report read back to the same people, first
+    joins (local clock times in the mapping's zone, to UTC) and minutes."""
+    # Whole seconds, and away from daylight-saving changes (a folded clock hour is ambiguous).
+    people = [(n, how, t.replace(month=t.month if t.month in (1, 2, 6, 7, 8) else 7,
+                                 day=min(t.day, 28), microsecond=0), s)
+              for n, how, t, s in people]
+    rows, want = [], []
+    for i, (name, how, t, secs) in enumerate(people):
+        user = name.lower().replace(" ", ".")
+        email = f"{user.title()}@School.example" if how in ("email", "both") else ""
+        upn = f"{user.upper()}@school.example" if how in ("upn", "both") else ""
+        leave = t + dt.timedelta(seconds=secs)
+        rows.append([name, _clock(t), _clock(leave), _duration(secs), email, upn, "Attendee"])
+        pid = (email or upn).lower() or name
+        utc = t.replace(tzinfo=ZoneInfo(zone)).astimezone(dt.UTC)
+        want.append((pid, utc.strftime("%Y-%m-%dT%H:%M:%S+00:00"), secs, 11 + i))
+    f = write_report(tmp_path / "random.csv", rows)
+    got = teams.read(f, {"timezone": zone, "exchange_id": "E9", "dayfirst": False}, []).to_pylist()
+    assert [(r["participant_id"], r["occurred_at"], r["_row"]) for r in got] == [
+        (p, at, row) for p, at, _, row in want]
+    for r, (_, _, secs, _) in zip(got, want, strict=True):
+        assert abs(float(r["minutes"]) * 60 - secs) <= 0.3 + 1e-6, (r["minutes"], secs)
+        assert r["exchange_id"] == "E9" and r["activity"] == "live_session"

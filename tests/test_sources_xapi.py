@@ -20,9 +20,8 @@ from hypothesis import strategies as st
 
 from etl.errors import RefusedFile
 from etl.sources import caliper, xapi
-from tests import program as P
+from tests.sources_fuzz import SAMPLES  # beside the checkout, or beside its worktree's
 
-SAMPLES = P.ROOT.parent / "shared" / "samples"
 COMPLETED = "http://adlnet.gov/expapi/verbs/completed"
 ATTEMPTED = "http://adlnet.gov/expapi/verbs/attempted"
 VOIDED = "http://adlnet.gov/expapi/verbs/voided"

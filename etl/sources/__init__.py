@@ -25,13 +25,15 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from etl import readers
 from etl.errors import RefusedFile
 
 __all__ = ["MODULES", "FORMATS", "available", "detect", "by_name", "load_mapping", "stage",
-           "head_text", "fill_values", "describe"]
+           "head_text", "fill_values", "describe", "where_from",
+           "missing",            "EXCHANGE_IN_FILE"]
 
 # Tried in this order by `detect`; the first whose sniff says yes reads the file. Teams before
 # Zoom: a Teams report's `3. In-Meeting Activities` header (Name, Join Time) passes Zoom's sniff.
@@ -41,6 +43,19 @@ FORMATS = ("auto", "csv", *MODULES)
 HEAD_BYTES = 64 << 10
 # Keys a mapping may give for every format; each reader documents its own (items, participant...).
 FILL_KEYS = {"wave": "wave", "exchange": "exchange_id"}
+# Where a format's files say which exchange a row belongs to, if they can (inspect shows it, a
+# load refusing a file without any names it). Zoom, Teams and Moodle reports carry no exchange:
+# it comes from --exchange or the mapping's `exchange`, else the file is refused.
+_SURVEY_COLUMN = "a column named exchange_id, or the column the mapping's 'exchange' names"
+EXCHANGE_IN_FILE = {
+    "qualtrics": _SURVEY_COLUMN, "limesurvey": _SURVEY_COLUMN, "gforms": _SURVEY_COLUMN,
+    "kobo": _SURVEY_COLUMN,
+    "xapi": "each statement's course (context.contextActivities.grouping, or the key and the "
+            "map the mapping's 'exchange_from' gives)",
+    "caliper": "each event's group (the course section; mapped by the mapping's "
+               "'exchange_from')",
+}
+WAVE_IN_FILE = "a column named wave, or the column the mapping's 'wave' names"
 
 
 def available() -> dict[str, ModuleType]:
@@ -131,6 +146,23 @@ def fill_values(mapping: dict, wave: str | None, exchange: str | None) -> dict[s
     return out
 
 
+def where_from(mod: ModuleType, col: str) -> str | None:
+    """Where the files of `mod`'s format carry `col` (exchange_id or wave), in words; None when
+    they never do (Zoom, Teams and Moodle reports name no exchange; logs have no wave)."""
+    if col == "wave":
+        return WAVE_IN_FILE if mod.KIND == "responses" else None
+    return EXCHANGE_IN_FILE.get(mod.FORMAT)
+
+
+def missing(mod: ModuleType, col: str) -> str:
+    """Why a file of `mod`'s format has no `col` on any row, and the remedy."""
+    what = col.split("_")[0]
+    src = where_from(mod, col)
+    why = (f"a {mod.FORMAT} export carries no {what}" if src is None
+           else f"no row has one in {src}")
+    return f"{why}: give --{what} ID or put '{what}: ID' in the mapping"
+
+
 def _norm(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", str(name).strip().lower().lstrip("\ufeff"))
 
@@ -159,9 +191,12 @@ def stage(con: duckdb.DuckDBPyConnection, mod: ModuleType, path: Path, mapping: 
         cols, names, strict=True)]
     for col, value in fill.items():
         if col in names:
+            i = names.index(col)
+            if _all_empty(data.column(cols[i])):  # Zoom's, Teams' exchange: the reader has none
+                select[i] = f'{_sql_str(value)} AS "{col}"'
+                continue
             notes.append(f"{col} taken from the file; '{value}' (--{col.split('_')[0]} or "
                          "the mapping) only fills rows where it is empty")
-            i = names.index(col)
             select[i] = (f'coalesce(NULLIF(trim(CAST("{cols[i]}" AS VARCHAR)), \'\'), '
                          f"{_sql_str(value)}) AS \"{col}\"")
         else:
@@ -177,6 +212,13 @@ def stage(con: duckdb.DuckDBPyConnection, mod: ModuleType, path: Path, mapping: 
         con.unregister("_source_arrow")
     con.execute(f'CREATE TEMP VIEW "{table}" AS SELECT * FROM "{table}_raw"')
     return names
+
+
+def _all_empty(column: pa.ChunkedArray) -> bool:
+    if column.null_count == len(column):
+        return True
+    text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+    return not pc.any(pc.greater(pc.utf8_length(text), 0)).as_py()
 
 
 def _sql_str(s: str) -> str:

@@ -12,7 +12,9 @@ One event per participant and meeting, at their first join, with the minutes of
 local clock times (`3/4/26, 10:01:00 AM`), read in the mapping's `timezone`; day-first or
 month-first as the mapping says (`dayfirst`, --dayfirst/--monthfirst) or as the dates tell. The
 participant is the e-mail (lower case), else the Participant ID (UPN, lower case), else the
-name. Role and the other sections are not read. The older single-table download (`Full Name,
+name, unless the mapping's `participant` says `email`, `upn`, `name` or a column of the
+section. Role and the other sections are not read. The report names no exchange: it comes from
+--exchange or the mapping's `exchange`. The older single-table download (`Full Name,
 User Action, Timestamp`, one line per join or leave, names only) is read too: one event per
 name at the first join, with the minutes from each `Joined` to the `Left` after it (a join
 without a leave counts nothing, and is noted).
@@ -21,13 +23,14 @@ without a leave counts nothing, and is noted).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 from etl import readers
 from etl.sources import _logs
 
-__all__ = ["FORMAT", "KIND", "sniff", "read"]
+__all__ = ["FORMAT", "KIND", "sniff", "read", "describe"]
 
 FORMAT = "teams"
 KIND = "events"
@@ -112,7 +115,7 @@ def _read(path: Path, text: Path, mapping: dict, notes: list[str]) -> pa.Table:
     tz = _logs.zone(path, mapping, naive)
     _logs.instants(con, "rows", list(times), tz, notes)
 
-    pid, how = _participant(name, email, upn)
+    pid, how = _participant(path, mapping, header, name, email, upn)
     notes.append(how)
     d = _logs.sql_str(_DURATION)
     parts = f"regexp_extract({duration}, {d}, ['h', 'm', 's'])"
@@ -219,8 +222,32 @@ def _summary(recs: list[list[str]]) -> dict[str, str]:
     return out
 
 
-def _participant(name: str | None, email: str | None, upn: str | None) -> tuple[str, str]:
-    """SQL of the participant's id per row, and the note saying how it was chosen."""
+def _participant(path: Path, mapping: dict, header: list[str], name: str | None,
+                 email: str | None, upn: str | None) -> tuple[str, str]:
+    """SQL of the participant's id per row, and the note saying how it was chosen: the mapping's
+    `participant` (`email`, `upn`, `name` or a column's header), else the first of e-mail, UPN
+    and name that the row has."""
+    choice = mapping.get("participant")
+    if choice not in (None, ""):
+        chosen = {"email": (f"lower({email})" if email else None, "Email",
+                            "participants by e-mail (lower case); rows without one are rejected"),
+                  "upn": (f"lower({upn})" if upn else None, "Participant ID (UPN)",
+                          "participants by Participant ID (UPN, lower case); rows without one "
+                          "are rejected"),
+                  "name": (name, "Name", "participants by name (names must be participant ids "
+                                         "in the roster)")}
+        key = str(choice).strip().lower()
+        if key in chosen:
+            sql, column, how = chosen[key]
+            if sql is None:
+                raise _logs.refused(path, f"the mapping says participants by {key} but the "
+                                          f"participants' section has no '{column}' column")
+            return sql, how
+        col = _logs.column_for(header, readers.normalise_name(str(choice)))
+        if col is None:
+            raise _logs.refused(path, f"the mapping's participant column '{choice}' is not in "
+                                      "the participants' section (or say email, upn or name)")
+        return col, f"participants by the column '{choice}'"
     parts = [f"lower({c})" for c in (email, upn) if c] + ([name] if name else [])
     if not parts:
         return "NULL", "no Email, Participant ID (UPN) or Name column: every row is rejected"
@@ -228,3 +255,29 @@ def _participant(name: str | None, email: str | None, upn: str | None) -> tuple[
     if name:
         how += " (rows known by name only must have names that are participant ids in the roster)"
     return f"coalesce({', '.join(parts)})", how
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """The report's layout for `python -m etl inspect`: which download (the sectioned report
+    or the older single list), its encoding and separator, and the line its table's header
+    ends on. A file that cannot be read says so in `read`; here it is described as far as
+    it goes."""
+    codec, note = readers._encoding(path)
+    bom = codec in ("utf-8-sig", "utf-16", "utf-32")
+    label = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8"}.get(codec, codec.upper())
+    if codec == "utf-16":  # Teams writes UTF-16 LE; say which the mark says
+        with open(path, "rb") as f:
+            label = "UTF-16 LE" if f.read(2) == b"\xff\xfe" else "UTF-16 BE"
+    out: dict[str, Any] = {"encoding": label, "bom": bom, "encoding_note": None if bom else note}
+    with readers._as_utf8(path, codec) as text:
+        found = _logs.find_header(text, _is_table_header, within=400)
+        if found is not None:
+            out["version"] = "attendance report, '2. Participants' section read"
+        else:
+            found = _logs.find_header(text, _is_old_header)
+            if found is not None:
+                out["version"] = "older attendance list (Full Name, User Action, Timestamp)"
+    if found is not None:
+        out["header_rows"] = found[0]
+        out["separator"] = found[3]
+    return out
