@@ -159,13 +159,18 @@ def _reader_of(path: Path, fmt: str | None, kind: str | None) -> ModuleType | No
 
 
 # --wave/--exchange fill the columns an export lacks. A file in the contract's shape carries its
-# own wave and exchange_id on every row (or is a kind that has none), so a flag given with it
-# could only override what the file says or be ignored; both would load something other than
-# what the user believes. Refusing it says so instead.
+# own wave and exchange_id on every row (or is a kind that has none), so a flag cannot apply to
+# it. Given with exports too (`load roster/ zoom.csv --exchange E1`), the flag fills the exports
+# and each contract file says, in its notes, that the flag was not applied to it. Given with
+# contract files alone, the flag applies to nothing: the user believes something the load would
+# not do, so those files are refused, saying so.
 _NOT_FOR_CONTRACT_FILES = (
     "{flags}: these fill in what an export (Qualtrics, Zoom, ...) leaves out, but this file is "
     "in the input contract's own shape, whose rows carry their own exchange_id (and wave): load "
-    "it without {flags}, in a command of its own")
+    "it without {flags}")
+_NOT_APPLIED = ("{flags} not applied to this file: it is in the input contract's own shape, "
+                "whose rows carry their own exchange_id (and wave); {flags} filled the exports "
+                "of this command only")
 
 
 def _kind_of(path: Path, kind: str | None, con: duckdb.DuckDBPyConnection) -> str:
@@ -685,11 +690,16 @@ def load_paths(
                 fmt = str((mapping or {})["format"])  # the mapping names its export's format
             for f in files:
                 try:
-                    mod = reader_of[f] = _reader_of(f, fmt, kind)
-                    if mod is None and (wave or exchange):
-                        raise RefusedFile(str(f), _NOT_FOR_CONTRACT_FILES.format(
-                            flags=" and ".join(x for x, v in (("--wave", wave),
-                                                               ("--exchange", exchange)) if v)))
+                    reader_of[f] = _reader_of(f, fmt, kind)
+                except RefusedFile as e:
+                    reports.append(FileReport(str(f), None, "refused", problem=e.problem,
+                                              source=source_of(f, source)))
+            flags = " and ".join(x for x, v in (("--wave", wave), ("--exchange", exchange)) if v)
+            exports = any(m is not None for m in reader_of.values())
+            for f, mod in reader_of.items():
+                try:
+                    if mod is None and flags and not exports:
+                        raise RefusedFile(str(f), _NOT_FOR_CONTRACT_FILES.format(flags=flags))
                     kinds[f] = mod.KIND if mod is not None else _kind_of(f, kind, con)
                 except RefusedFile as e:
                     reports.append(FileReport(str(f), None, "refused", problem=e.problem,
@@ -720,6 +730,8 @@ def load_paths(
                     "SELECT coalesce(max(batch_id), 0) + 1 FROM load_batches").fetchall()[0][0]
                 fl = _FileLoader(con, f, kinds[f], key, batch_id, sha, src, replace=replace,
                                  force=force, reader=reader_of[f], mapping=mapping, fill=fill)
+                if mod is None and flags:
+                    fl.report.notes.append(_NOT_APPLIED.format(flags=flags))
                 try:
                     # Read before the transaction: rows a transaction adds get provisional rowids
                     # (from 2**55), and rowid is how a row's number in the file is known.

@@ -132,10 +132,11 @@ def test_xapi_statements_load_with_voided_ones_removed(wh, tmp_path):
     _nothing_in_clear(wh, *PEOPLE)
 
 
-def test_wave_or_exchange_with_a_contract_file_is_refused_not_ignored(wh, tmp_path):
-    """A contract file's rows carry their own exchange_id and wave: --exchange/--wave given with
-    it could only be ignored or override the file, so the file is refused, naming the flags;
-    an export in the same command still loads with them."""
+def test_wave_or_exchange_with_contract_files_only_is_refused_not_ignored(wh, tmp_path):
+    """A contract file's rows carry their own exchange_id and wave, so --exchange/--wave cannot
+    apply to it: given with contract files alone, the flag applies to nothing and the files are
+    refused, naming the flag; given with an export too, the export is filled and the contract
+    file loads as it is, its report saying the flag was not applied to it."""
     ev = P.write_csv(tmp_path / "events_extra.csv", [
         {"participant_id": PEOPLE[0], "exchange_id": "E1", "occurred_at": "2026-03-06 10:00",
          "activity": "message", "minutes": "3"}])
@@ -146,18 +147,23 @@ def test_wave_or_exchange_with_a_contract_file_is_refused_not_ignored(wh, tmp_pa
     x = tmp_path / "statements.json"
     x.write_text(json.dumps(stmt), encoding="utf-8")
     before = q(wh, "SELECT count(*) FROM events")
-    res = P.run_etl("load", str(ev), str(x), "--exchange", "E1", "--warehouse", str(wh))
+    res = P.run_etl("load", str(ev), "--exchange", "E1", "--wave", "pre", "--warehouse", str(wh))
     out = res.stdout + res.stderr
     assert res.returncode == 1, out
-    assert (f"error: {ev}: refused: --exchange: these fill in what an export (Qualtrics, Zoom, "
-            "...) leaves out, but this file is in the input contract's own shape, whose rows "
-            "carry their own exchange_id (and wave): load it without --exchange, in a command "
-            "of its own") in out, out
+    assert (f"error: {ev}: refused: --wave and --exchange: these fill in what an export "
+            "(Qualtrics, Zoom, ...) leaves out, but this file is in the input contract's own "
+            "shape, whose rows carry their own exchange_id (and wave): load it without --wave "
+            "and --exchange") in out, out
     assert _events(wh, PEOPLE[0]) == []  # nothing of the contract file
-    assert _events(wh, PEOPLE[1]) == [("2026-03-06 11:00", "completed", None)]
-    assert q(wh, "SELECT count(*) FROM events") == [(before[0][0] + 1,)]
-    # without the flag, the same contract file loads
-    res = P.run_etl("load", str(ev), "--warehouse", str(wh))
-    assert res.returncode == 0, res.stdout + res.stderr
+    assert q(wh, "SELECT count(*) FROM events") == before
+
+    res = P.run_etl("load", str(ev), str(x), "--exchange", "E1", "--warehouse", str(wh))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert ("--exchange not applied to this file: it is in the input contract's own shape, "
+            "whose rows carry their own exchange_id (and wave); --exchange filled the exports "
+            "of this command only") in out, out
     # (a naive time, read in I1's zone: UTC+1 in March)
     assert _events(wh, PEOPLE[0]) == [("2026-03-06 09:00", "message", 3.0)]
+    assert _events(wh, PEOPLE[1]) == [("2026-03-06 11:00", "completed", None)]
+    assert q(wh, "SELECT count(*) FROM events") == [(before[0][0] + 2,)]
