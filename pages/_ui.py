@@ -468,7 +468,7 @@ def nav_links(store: dict[str, Any] | None, pathname: str | None,
     State(SNAP_JOB, "data"),
     prevent_initial_call=True,
 )
-def snapshot(_click: int | None, _tick: int | None, store: Any, job: Any) -> tuple:
+def snapshot(click: Any, _tick: int | None, store: Any, job: Any) -> tuple:
     """A click starts the report of the filters on screen (the `FILTERS` store, i.e. the URL's
     filters) as a job in its own process (`reports.jobs.start`) and returns at once; the tab
     then polls the job's state file every half second, showing its stage, until the browser
@@ -498,6 +498,12 @@ def snapshot(_click: int | None, _tick: int | None, store: Any, job: Any) -> tup
         # a new token each time: the same report asked for twice is downloaded twice
         return (None, True, done,
                 {"url": url, "filename": st.path.name, "token": uuid.uuid4().hex}, False)
+    if ctx.triggered_id != SNAP_BUTTON:
+        raise PreventUpdate
+    if click is None:
+        raise PreventUpdate
+    if not isinstance(click, int) or isinstance(click, bool):
+        raise bad_input(f"{SNAP_BUTTON}.n_clicks must be a number")
     try:
         f = filters_of(store)
     except PreventUpdate:  # no warehouse: the filter bar already says so
