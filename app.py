@@ -68,7 +68,8 @@ app.layout = html.Div(
 server = app.server
 # A forged or broken callback request is a 400 before Dash's dispatcher can make it a 500.
 server.before_request(_ui.refuse_malformed_callbacks)
-# The Data page's download files, streamed from the cache beside the warehouse.
+# The Data page's download files and the PDF snapshots, streamed from their folders beside the
+# warehouse.
 server.add_url_rule(_ui.DOWNLOAD_ROUTE, view_func=_ui.send_download)
 
 

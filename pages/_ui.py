@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import html as html_text
 import os
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,6 +60,15 @@ FILTER_FIELDS: tuple[tuple[str, str], ...] = (
     ("setting", "Setting"),
 )
 DATES = "filter-dates"
+# The "PDF snapshot" button (reports.jobs): the job of this browser tab, polled while it runs.
+SNAP_BUTTON = "snapshot-button"
+SNAP_JOB = "snapshot-job"  # {"job": id, "polls": n} while a job runs, else None
+SNAP_POLL = "snapshot-poll"
+SNAP_STATUS = "snapshot-status"
+SNAP_FILE = "snapshot-file"  # {"url", "filename", "token"} of the report to download now
+SNAP_FIRED = "snapshot-fired"
+SNAP_POLL_MS = 500
+SNAP_POLL_MAX = 1200  # ten minutes of polls; a report takes seconds
 
 
 def fid(name: str) -> str:
@@ -96,12 +106,17 @@ _reader: Reader | None = None
 def reader() -> Reader:
     """The per-process reader; created on first use (after a gunicorn fork), never at import."""
     global _reader
-    path = Path(os.environ.get("EXCHANGE_IMPACT_WAREHOUSE", str(DEFAULT_WAREHOUSE)))
+    path = warehouse_path()
     if _reader is None or _reader.warehouse != path:
         if _reader is not None:
             _reader.close()
         _reader = Reader(path, threads=reader_threads())
     return _reader
+
+
+def warehouse_path() -> Path:
+    """The warehouse the dashboard reads: EXCHANGE_IMPACT_WAREHOUSE, else data/warehouse.duckdb."""
+    return Path(os.environ.get("EXCHANGE_IMPACT_WAREHOUSE", str(DEFAULT_WAREHOUSE)))
 
 
 def reader_threads() -> int | None:
@@ -187,22 +202,26 @@ DOWNLOAD_ROUTE = "/_downloads/<key>/<name>"
 
 
 def download_url(path: Path) -> str:
-    """The URL `send_download` answers for a file built by `analytics.outputs.downloads`."""
+    """The URL `send_download` answers for a file built by `analytics.outputs.downloads` or a
+    PDF snapshot of `reports.jobs` (its folder is the job's id)."""
     return f"/_downloads/{path.parent.name}/{path.name}"
 
 
 def send_download(key: str, name: str) -> Any:
-    """Flask view (app.py) for the Data page's download files: streamed from the cache beside
-    the warehouse (gunicorn hands the file to sendfile), so even a large file costs a worker
-    no memory and no encoding, unlike a base64 copy inside a callback's JSON answer."""
+    """Flask view (app.py) for the Data page's download files and the PDF snapshots: streamed
+    from their folder beside the warehouse (gunicorn hands the file to sendfile), so even a
+    large file costs a worker no memory and no encoding, unlike a base64 copy inside a
+    callback's JSON answer."""
     from flask import abort, send_file
 
     from analytics.outputs import downloads
+    from reports import jobs
 
-    path = downloads.cached_file(reader().warehouse, key, name)
+    warehouse = warehouse_path()
+    path = downloads.cached_file(warehouse, key, name) or jobs.result_file(warehouse, key, name)
     if path is None:
-        abort(404, description="No such download (a newer data version may have replaced it); "
-                               "ask for it again on the Data page.")
+        abort(404, description="No such download (a newer data version may have replaced it, "
+                               "or a snapshot older than a day was removed); ask for it again.")
     return send_file(path, as_attachment=True, download_name=name, max_age=0)
 
 
@@ -280,10 +299,19 @@ def filter_bar() -> html.Div:
                 [
                     dbc.Button("Clear filters", id=CLEAR, color="secondary", outline=True,
                                size="sm", className="me-3"),
-                    html.Span(id=DATA_STATUS, className="small text-body-secondary"),
+                    html.Span(id=DATA_STATUS, className="small text-body-secondary me-3"),
+                    dbc.Button("PDF snapshot", id=SNAP_BUTTON, color="primary", outline=True,
+                               size="sm", className="ms-auto text-nowrap",
+                               title="The funder report (PDF) of the filters shown"),
                 ],
-                className="d-flex align-items-center",
+                className="d-flex align-items-center flex-wrap gap-1",
             ),
+            html.Div(id=SNAP_STATUS, role="status", className="small",
+                     **{"aria-live": "polite"}),
+            dcc.Store(id=SNAP_JOB),
+            dcc.Store(id=SNAP_FILE),
+            dcc.Store(id=SNAP_FIRED),
+            dcc.Interval(id=SNAP_POLL, interval=SNAP_POLL_MS, disabled=True),
             html.Div(id=NOTES, role="status", **{"aria-live": "polite"}),
             # The shown page's view keys (`view_store`), written into the URL beside the filters.
             dcc.Store(id=VIEW),
@@ -424,6 +452,102 @@ def nav_links(store: dict[str, Any] | None, pathname: str | None,
     qs = (store or {}).get("query", "")
     paths = [i["index"] for i in ids]
     return [p + qs for p in paths], [p == (pathname or "/") for p in paths]
+
+
+# ---- the "PDF snapshot" button ------------------------------------------------------------------
+
+@callback(
+    Output(SNAP_JOB, "data"),
+    Output(SNAP_POLL, "disabled"),
+    Output(SNAP_STATUS, "children"),
+    Output(SNAP_FILE, "data"),
+    Output(SNAP_BUTTON, "disabled"),
+    Input(SNAP_BUTTON, "n_clicks"),
+    Input(SNAP_POLL, "n_intervals"),
+    State(FILTERS, "data"),
+    State(SNAP_JOB, "data"),
+    prevent_initial_call=True,
+)
+def snapshot(click: Any, _tick: int | None, store: Any, job: Any) -> tuple:
+    """A click starts the report of the filters on screen (the `FILTERS` store, i.e. the URL's
+    filters) as a job in its own process (`reports.jobs.start`) and returns at once; the tab
+    then polls the job's state file every half second, showing its stage, until the browser
+    fetches the PDF from the download route (`send_download`) or the job's one-line error is
+    shown. No request waits for a report, so no worker is held."""
+    from reports import jobs
+
+    if ctx.triggered_id == SNAP_POLL:
+        if job is None:  # a tick already in flight when the job ended
+            return None, True, no_update, no_update, False
+        if (not isinstance(job, dict) or not isinstance(job.get("job"), str)
+                or not isinstance(job.get("polls"), int)):
+            raise bad_input(f"{SNAP_JOB} is not what the filter bar stores")
+        st = jobs.status(warehouse_path(), job["job"])
+        if st.running:
+            if job["polls"] >= SNAP_POLL_MAX:
+                return None, True, _snapshot_failed("still running after ten minutes; the "
+                                                    "server log may say why"), no_update, False
+            return ({"job": job["job"], "polls": job["polls"] + 1}, False,
+                    _snapshot_progress(st.fraction, st.stage), no_update, True)
+        if st.path is None:
+            return None, True, _snapshot_failed(st.error or "unknown error"), no_update, False
+        url = download_url(st.path)
+        done = html.Span(["PDF snapshot ready: ",
+                          html.A(st.path.name, href=url, download=st.path.name,
+                                 id="snapshot-link")], id="snapshot-done")
+        # a new token each time: the same report asked for twice is downloaded twice
+        return (None, True, done,
+                {"url": url, "filename": st.path.name, "token": uuid.uuid4().hex}, False)
+    if ctx.triggered_id != SNAP_BUTTON:
+        raise PreventUpdate
+    if click is None:
+        raise PreventUpdate
+    if not isinstance(click, int) or isinstance(click, bool):
+        raise bad_input(f"{SNAP_BUTTON}.n_clicks must be a number")
+    try:
+        f = filters_of(store)
+    except PreventUpdate:  # no warehouse: the filter bar already says so
+        return None, True, _snapshot_failed("there is no data to report"), no_update, False
+    try:
+        job_id = jobs.start(warehouse_path(), f)
+    except OSError as e:
+        return None, True, _snapshot_failed(f"{e.filename or 'the jobs folder'}: "
+                                            f"{e.strerror or e}"), no_update, False
+    return {"job": job_id, "polls": 0}, False, _snapshot_progress(0.0, "starting"), None, True
+
+
+def _snapshot_progress(fraction: float, stage: str) -> html.Div:
+    pct = max(0, min(100, round(100 * fraction)))
+    return html.Div(
+        [dbc.Progress(value=pct, label=f"{pct}%", striped=True, animated=True,
+                      style={"width": "12rem", "height": "1rem"}, className="me-2",
+                      id="snapshot-progress"),
+         html.Span(f"PDF snapshot: {stage}…", id="snapshot-stage")],
+        className="d-flex align-items-center mt-1", id="snapshot-running")
+
+
+def _snapshot_failed(reason: str) -> dbc.Alert:
+    return dbc.Alert(f"No PDF snapshot: {reason}", color="warning",
+                     className="py-1 px-2 mt-2 mb-0 small", id="snapshot-error")
+
+
+# The browser fetches a ready file from its URL with an <a download> click: the server streams
+# it (send_download) and nothing passes through Dash's JSON. Shared by the Data page.
+CLICK_DOWNLOAD_JS = """
+    function(file) {
+        if (!file || !file.url) { return window.dash_clientside.no_update; }
+        const a = document.createElement("a");
+        a.href = file.url;
+        a.download = file.filename || "";
+        document.body.appendChild(a);
+        a.click();
+        a.remove();
+        return file.url;
+    }
+    """
+
+clientside_callback(CLICK_DOWNLOAD_JS, Output(SNAP_FIRED, "data"), Input(SNAP_FILE, "data"),
+                    prevent_initial_call=True)
 
 
 # ---- figure and table helpers -----------------------------------------------------------------

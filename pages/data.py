@@ -253,18 +253,7 @@ def _no_file(reason: str) -> dbc.Alert:
 # The browser downloads the file from its URL (an <a download> click): the server streams it
 # and the browser's download manager shows the progress; nothing passes through Dash's JSON.
 clientside_callback(
-    """
-    function(file) {
-        if (!file || !file.url) { return window.dash_clientside.no_update; }
-        const a = document.createElement("a");
-        a.href = file.url;
-        a.download = file.filename || "";
-        document.body.appendChild(a);
-        a.click();
-        a.remove();
-        return file.url;
-    }
-    """,
+    _ui.CLICK_DOWNLOAD_JS,
     Output(DL_FIRED, "data"),
     Input(DL_FILE, "data"),
     prevent_initial_call=True,

@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--warehouse", type=Path, help="the warehouse file (default: the "
                                                   "dashboard's)")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
+    s.add_argument("--progress-file", type=Path, metavar="FILE",
+                   help="keep FILE (JSON: state, fraction, stage, error) up to date as the report "
+                        "advances; what the dashboard's button polls (reports.jobs)")
     return p
 
 
@@ -86,9 +89,11 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     from reports import engine
     from reports.snapshot import ReportError, write_snapshot
 
+    state = _StateFile(args.progress_file, args.out.name)
     if args.warehouse is not None:
         if not args.warehouse.exists():
             _say(f"error: {args.warehouse}: no such warehouse file")
+            state.failed(f"{args.warehouse}: no such warehouse file")
             return EXIT_ERROR
         os.environ["EXCHANGE_IMPACT_WAREHOUSE"] = str(args.warehouse)
     f, notes, _ = snapshot_filters(args)
@@ -99,19 +104,59 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     def progress(x: float, what: str) -> None:
         if not args.quiet:
             _say(f"[{100 * x:3.0f}%] {what}")
+        state.progress(x, what)
 
     try:
         out = write_snapshot(f, args.out, title=args.title, lang=args.lang,
                              progress=progress, notes=notes)
     except (ReportError, engine.ChromiumMissing, engine.ReportRenderError) as e:
         _say(f"error: {e}")
+        state.failed(str(e))
         return EXIT_ERROR
     except OSError as e:
-        _say(f"error: {e.filename or args.out}: {e.strerror or e}")
+        msg = f"{e.filename or args.out}: {e.strerror or e}"
+        _say(f"error: {msg}")
+        state.failed(msg)
         return EXIT_ERROR
+    except BaseException as e:
+        # Unexpected (a bug): the button shows a short reason, the traceback goes to stderr
+        # (the server's log when the dashboard started the job).
+        state.failed("interrupted: no report was written" if isinstance(e, KeyboardInterrupt)
+                     else f"the report could not be made ({type(e).__name__}); see the "
+                          "server log")
+        raise
+    state.done()
     if not args.quiet:
         _say(f"wrote {out} in {time.perf_counter() - t0:.1f} s")
     return EXIT_OK
+
+
+class _StateFile:
+    """The `--progress-file` of a job (`reports.jobs`): running with its fraction and stage,
+    then done or failed with the one-line reason. Without the option, nothing is written."""
+
+    def __init__(self, path: Path | None, out: str) -> None:
+        self.path, self.out, self.started = path, out, False
+
+    def _write(self, **state: object) -> None:
+        if self.path is not None:
+            from reports.jobs import write_state
+
+            write_state(self.path, out=self.out, **state)
+
+    def progress(self, fraction: float, stage: str) -> None:
+        self._write(state="running", fraction=fraction, stage=stage)
+        if self.path is not None and not self.started:
+            from reports.jobs import wait_gate
+
+            self.started = True
+            wait_gate()
+
+    def done(self) -> None:
+        self._write(state="done", fraction=1.0, stage="done")
+
+    def failed(self, message: str) -> None:
+        self._write(state="failed", error=message)
 
 
 def main(argv: list[str] | None = None) -> int:
