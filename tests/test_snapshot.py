@@ -342,3 +342,21 @@ def test_without_chromium_one_message_says_how_to_install_it(warehouse, tmp_path
                        env={**os.environ, "PATH": "/nonexistent"}, capture_output=True,
                        text=True, cwd=Path(__file__).resolve().parent.parent)
     assert r.returncode == 0, r.stderr
+
+
+def test_the_report_asks_for_nothing_outside_the_machine(cur, pdfs) -> None:
+    """The report's page names only inline (data:) or local resources, never http(s) or a
+    protocol-relative address, and the kept browser has no route out (its proxy is the closed
+    discard port), so neither the page nor Chromium's own background requests leave."""
+    from reports import content, engine, render
+
+    page = render.to_html(content.gather(cur, Filters(), title=None, lang="en", notes=(),
+                                         progress=None))
+    refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)["']|url\(\s*["']?([^"')]*)""", page)
+    addresses = [a or b for a, b in refs]
+    assert addresses, "no src/href at all: the pattern is wrong"
+    outside = [a for a in addresses if re.match(r"(?i)\s*(https?:)?//", a)]
+    assert outside == []
+    assert not re.search(r"""(?i)(fetch|XMLHttpRequest|import)\s*\(\s*["']https?:""", page)
+    args = engine.engine()._browser.subprocess.args  # the running browser's command line
+    assert f"--proxy-server={engine.NO_ROUTE_PROXY}" in args
