@@ -121,3 +121,69 @@ def test_wilson_matches_statsmodels_and_handles_zero() -> None:
     for x, n, a, b in zip([0, 7, 20], [10, 10, 20], lo, hi, strict=True):
         assert (a, b) == pytest.approx(proportion_confint(x, n, method="wilson"))
     assert np.isnan(wilson_interval(np.array([0]), np.array([0]))[0]).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# The demo's planted one-sided partnerships (truth.json "reciprocity")
+# ---------------------------------------------------------------------------------------------
+
+def _demo():
+    import json
+
+    from tests.analytics_fixture import demo_warehouse
+
+    wh = demo_warehouse()
+    return wh, json.loads((wh.parent / "demo" / "truth.json").read_text(encoding="utf-8"))
+
+
+def test_demo_one_sided_partnerships_are_recovered() -> None:
+    """The list of one-sided partnerships (composite gain) holds every planted one, as
+    'a_only' (side b gains nothing by the plant). The 2,000-participant demo's sides are
+    small, so k = 5 here; the stored table (k = 10) is checked below."""
+    import duckdb
+
+    from analytics.derive import materialise
+
+    wh, truth = _demo()
+    planted = {p["partnership_id"] for p in truth["reciprocity"]["one_sided"]}
+    assert len(planted) == 3
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        res = materialise.compute_results(con, min_cell=5, tables=["reciprocity",
+                                                                   "reciprocity_shares"])
+    finally:
+        con.close()
+    rec = res.tables["reciprocity"]
+    comp = rec[rec.scale == "composite"]
+    one_sided = set(comp.loc[comp.reciprocity.isin(["a_only", "b_only"]), "partnership_id"])
+    assert planted <= one_sided
+    mine = comp[comp.partnership_id.isin(planted)]
+    assert (mine.reciprocity == "a_only").all() and (mine.reciprocity_index == 0).all()
+    # the flat side's interval covers its true gain of 0; the gaining side's lies above 0
+    assert ((mine.ci_low_b < 0) & (mine.ci_high_b > 0)).all() and (mine.ci_low_a > 0).all()
+    # most unplanted assessable partnerships are reciprocal (the demo's gains are real)
+    other = comp[~comp.partnership_id.isin(planted) & comp.reciprocity.notna()]
+    assert (other.reciprocity == "both").mean() > 0.6
+    sh = res.tables["reciprocity_shares"]
+    overall = sh[(sh.scale == "composite") & (sh.group_by == "overall")].iloc[0]
+    assert overall.n_partnerships == truth["counts"]["partnerships"]
+    assert overall.n_a_only + overall.n_b_only == len(one_sided)
+
+
+def test_demo_stored_reciprocity_keeps_every_partnership_and_suppresses_small_sides() -> None:
+    import duckdb
+
+    wh, truth = _demo()
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        rec = con.execute("SELECT * FROM res_reciprocity WHERE scale = 'composite'").df()
+        sh = con.execute("SELECT * FROM res_reciprocity_shares").df()
+    finally:
+        con.close()
+    assert rec.partnership_id.nunique() == len(rec) == truth["counts"]["partnerships"]
+    small = rec[rec.suppressed == "n < 10"]
+    assert len(small) and small[["n_a", "n_b", "mean_a", "mean_b", "gap"]].isna().all().all()
+    assert small.reciprocity.isna().all()
+    shown = rec[rec.suppressed == ""]
+    assert (shown[["n_a", "n_b"]].min(axis=1) >= 10).all()
+    assert set(sh.group_by) == {"overall", "cluster", "modality"}
