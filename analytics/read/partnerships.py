@@ -11,8 +11,10 @@ from analytics.read import sql
 from analytics.read.cache import cached
 from analytics.read.filters import Filters
 from analytics.stats.survival import kaplan_meier, km_median
+from etl import schema
 
-__all__ = ["partnership_network", "partnership_persistence", "partnership_summary"]
+__all__ = ["partnership_network", "partnership_persistence", "partnership_summary",
+           "reciprocity", "reciprocity_shares"]
 
 
 @cached
@@ -74,3 +76,32 @@ def partnership_summary(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFr
     )
     summary["median_km"] = [km_median(km[km.group == k]) for k in summary.kind]
     return sql.suppress(summary, "n")[cols]
+
+
+# Issue 13: reciprocity, precomputed per data version (res_reciprocity, res_reciprocity_shares)
+# for every partnership of the program: the filters do not apply.
+
+@cached
+def reciprocity(cur: duckdb.DuckDBPyConnection, instrument: str = "all",
+                scale: str = "composite") -> pd.DataFrame:
+    """res_reciprocity rows of one scale (default the composite), one per partnership: each
+    side's mean gain with its t interval, the gap with Welch's interval, the category and the
+    index; a partnership with a side under today's k is suppressed (category blanked too)."""
+    out = sql.stored_result(cur, schema.RES_RECIPROCITY, ["n_a", "n_b"],
+                            "WHERE instrument = $i AND scale = $s ORDER BY partnership_id",
+                            {"i": instrument, "s": scale})
+    if "reciprocity" in out.columns and len(out):
+        out["reciprocity"] = out["reciprocity"].astype("object").mask(
+            out["suppressed"].to_numpy(bool))
+    return out
+
+
+@cached
+def reciprocity_shares(cur: duckdb.DuckDBPyConnection, instrument: str = "all",
+                       scale: str = "composite") -> pd.DataFrame:
+    """res_reciprocity_shares of one scale: share of reciprocal partnerships overall, by
+    cluster and by modality, with the Wilson interval."""
+    return sql.stored_result(cur, schema.RES_RECIPROCITY_SHARES, ["n_participants"],
+                             "WHERE instrument = $i AND scale = $s "
+                             "ORDER BY group_by <> 'overall', group_by, \"group\"",
+                             {"i": instrument, "s": scale}, keep=["n_partnerships"])
