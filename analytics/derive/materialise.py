@@ -1081,6 +1081,7 @@ def _reciprocity_and_equity(con: duckdb.DuckDBPyConnection, scores: str, attrs: 
             """).df()
             rec = reciprocity(both, parts, k=k)
             out["reciprocity"] = rec
+        with step("reciprocity_shares"):
             out["reciprocity_shares"] = reciprocity_shares(rec, k=k)
     if "equity_gaps" in wanted:
         with step("equity_gaps"):

@@ -44,20 +44,28 @@ GAP_COLUMNS = ["grouping", "measure", "instrument", "scale", "best_group", "wors
 def _one(cells: pd.DataFrame, *, group: str, cluster: str, n: str, s: str,
          subsets: Sequence[str], lower_is_better: bool, k: int, not_groups: Sequence[str]
          ) -> dict:
-    per = cells.groupby(group, sort=True, observed=True).agg(
-        n=(n, "sum"), s=(s, "sum"),
-        **{f"_sub{i}": (c, lambda x: x.sum(min_count=1)) for i, c in enumerate(subsets)})
-    per["mean"] = per["s"] / per["n"].where(per["n"] > 0)
+    # numpy throughout: this runs once per grouping x measure x scale
+    codes, labels = pd.factorize(cells[group].to_numpy(object), sort=True)
+    n_g = len(labels)
+    nn, ss = cells[n].to_numpy(float), cells[s].to_numpy(float)
+    n_tot = np.bincount(codes, weights=nn, minlength=n_g)
+    s_tot = np.bincount(codes, weights=ss, minlength=n_g)
+    sub_tot = []
+    for c in subsets:  # NaN (not applicable) stays NaN, not 0
+        v = cells[c].to_numpy(float)
+        tot = np.bincount(codes, weights=np.nan_to_num(v), minlength=n_g)
+        seen = np.bincount(codes, weights=~np.isnan(v), minlength=n_g) > 0
+        sub_tot.append(np.where(seen, tot, np.nan))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n_tot > 0, s_tot / n_tot, np.nan)
     left, eligible = [], []
-    for g, r in per.iterrows():
+    for i, g in enumerate(labels):
         if str(g) in not_groups:
             left.append(f"{g} (not a group)")
-            continue
-        subs = [r[f"_sub{i}"] for i in range(len(subsets))]
-        if r["n"] < k or any(v == v and v < k for v in subs):
+        elif n_tot[i] < k or any(t[i] == t[i] and t[i] < k for t in sub_tot):
             left.append(f"{g} ({reason(k)})")
-            continue
-        eligible.append(g)
+        else:
+            eligible.append(i)
     row: dict = {c: np.nan for c in GAP_COLUMNS}
     row.update(n_groups_compared=len(eligible), groups_left_out="; ".join(left),
                best_group=None, worst_group=None, n_clusters=pd.NA, few_clusters=pd.NA,
@@ -65,26 +73,24 @@ def _one(cells: pd.DataFrame, *, group: str, cluster: str, n: str, s: str,
     if not eligible:
         row["suppressed"] = reason(k)  # no group to show: nothing behind the row
         return row
-    m = per.loc[eligible, "mean"].sort_values(ascending=lower_is_better, kind="stable")
-    best, worst = m.index[0], m.index[-1]
-    row.update(best_group=str(best), worst_group=str(worst),
-               n_best=int(per.at[best, "n"]), value_best=float(m.iloc[0]))
+    order = sorted(eligible, key=lambda i: (mean[i] if lower_is_better else -mean[i], i))
+    best, worst = order[0], order[-1]
+    row.update(best_group=str(labels[best]), worst_group=str(labels[worst]),
+               n_best=int(n_tot[best]), value_best=float(mean[best]))
     if len(eligible) < 2:
         return row
-    row.update(n_worst=int(per.at[worst, "n"]), value_worst=float(m.iloc[-1]))
+    row.update(n_worst=int(n_tot[worst]), value_worst=float(mean[worst]))
     sign = -1.0 if lower_is_better else 1.0
-    row["gap"] = sign * (float(m.iloc[0]) - float(m.iloc[-1]))
-    two = cells[cells[group].isin([best, worst])]
-    labels = two[cluster].astype("object").fillna("(none)")
-    codes, _ = pd.factorize(labels)
-    j = int(codes.max()) + 1
-    is_best = (two[group] == best).to_numpy()
-    nn, ss = two[n].to_numpy(float), two[s].to_numpy(float)
+    row["gap"] = sign * (float(mean[best]) - float(mean[worst]))
+    two = (codes == best) | (codes == worst)
+    cl, _ = pd.factorize(pd.Series(cells[cluster].to_numpy(object)[two]).fillna("(none)"))
+    j = int(cl.max()) + 1
+    is_best = codes[two] == best
     gram = np.zeros((j, 2, 2))
     xy = np.zeros((j, 2))
     for col, mask in ((0, is_best), (1, ~is_best)):
-        gram[:, col, col] = np.bincount(codes[mask], weights=nn[mask], minlength=j)
-        xy[:, col] = np.bincount(codes[mask], weights=ss[mask], minlength=j)
+        gram[:, col, col] = np.bincount(cl[mask], weights=nn[two][mask], minlength=j)
+        xy[:, col] = np.bincount(cl[mask], weights=ss[two][mask], minlength=j)
     pairs = len(eligible) * (len(eligible) - 1) // 2
     level = 1 - 0.05 / pairs
     t = cr2_from_cells(gram, xy).test(np.array([sign, -sign]), ci=level)
@@ -130,6 +136,8 @@ def equity_gaps(
     missing = [c for c in (*keys, group, cluster, n, s, *subsets) if c not in cells.columns]
     if missing:
         raise ValueError(f"cells lack column(s) {missing}")
+    # Labels as plain objects: Arrow-backed strings cost a conversion on every filter below.
+    cells = cells.astype({c: object for c in (*keys, group, cluster)})
     rows = []
     for key, d in cells.groupby(keys, sort=True, dropna=False, observed=True):
         key = key if isinstance(key, tuple) else (key,)

@@ -192,11 +192,13 @@ def reciprocity_shares(rec: pd.DataFrame, *, by: Sequence[str] = ("cluster", "mo
     rule applies to it (a row resting on no assessable partnership is suppressed)."""
     rows = []
     d = rec.assign(_overall="all")
+    # plain objects: Arrow-backed strings cost a conversion in every group below
+    d = d.astype({c: object for c in ("instrument", "scale", "reciprocity", *by)})
     for dim in ("overall", *by):
         col = "_overall" if dim == "overall" else dim
         for (inst, sc, grp), g in d.groupby(["instrument", "scale", col], sort=True,
                                               dropna=False, observed=True):
-            cat = g["reciprocity"].astype("string")
+            cat = g["reciprocity"]
             shown = cat.notna()
             counts = {c: int((cat == c).sum()) for c in CATEGORIES}
             n_ok = int(shown.sum())
