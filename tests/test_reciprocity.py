@@ -71,6 +71,17 @@ def test_small_or_missing_side_is_suppressed_not_dropped() -> None:
     assert out.reciprocity.isna().all()
 
 
+def test_no_gains_at_all_keeps_every_partnership_suppressed() -> None:
+    g = _gains([], []).assign(instrument=pd.Series(dtype="str"), scale=pd.Series(dtype="str"))
+    out = reciprocity(g, P1, k=10)
+    assert len(out) == 1
+    r = out.iloc[0]
+    assert (r.partnership_id, r.instrument, r.scale, r.suppressed) == (
+        "P1", "all", "composite", "n < 10")
+    assert pd.isna(r.n_a) and pd.isna(r.n_b) and pd.isna(r.reciprocity)
+    assert reciprocity_shares(out, k=10).suppressed.tolist() == ["n < 10"] * 3
+
+
 def test_keys_give_a_row_per_scale_and_partnership() -> None:
     g = pd.concat([_gains([1.0, 1.2, 0.9], [0.0, 0.1, -0.1]).assign(instrument="i", scale=s)
                    for s in ("s1", "s2")], ignore_index=True)

@@ -129,6 +129,10 @@ def reciprocity(
     p = p.rename(columns={"exchange_id": exchange}) if exchange != "exchange_id" else p
     sides = _sides(gains, keys, exchange, institution, gain)
     combos = (sides[keys].drop_duplicates() if keys else pd.DataFrame(index=[0]))
+    if keys and not len(combos) and len(keys) <= len(COMPOSITE):
+        # no gains at all: every partnership still gets its (suppressed) composite row
+        combos = pd.DataFrame([list(COMPOSITE[:len(keys)])], columns=keys).astype(
+            sides[keys].dtypes.to_dict())
     grid = p.merge(combos, how="cross") if keys else p
     out = grid
     for s in ("a", "b"):
