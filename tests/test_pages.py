@@ -495,10 +495,14 @@ def test_outcomes_comparison_balance_and_assumptions_are_shown(dash_duo, dash_ap
 def _view_shot(dash_duo, selector: str, name: str) -> None:
     """docs/screenshots/<name>.png of one view (an element), not the whole page."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    driver = dash_duo.driver
     el = dash_duo.find_element(selector)
-    dash_duo.driver.execute_script("arguments[0].scrollIntoView(true);", el)
-    time.sleep(0.5)
+    height = driver.execute_script("return arguments[0].getBoundingClientRect().height", el)
+    driver.set_window_size(1400, min(int(height) + 400, 6500))  # the whole view in sight
+    driver.execute_script("arguments[0].scrollIntoView(true);", el)
+    time.sleep(0.8)
     el.screenshot(str(SCREENSHOTS / f"{name}.png"))
+    driver.set_window_size(1400, 1000)
 
 
 def test_reciprocity_and_equity_gap_views_on_the_demo(dash_duo, dash_app, demo_warehouse,
