@@ -30,6 +30,11 @@ What is computed (the pure functions live in `analytics.stats.reliability`, `.pr
 - res_floor_ceiling: share of scored respondents at the scale's minimum and maximum per wave.
 - res_invariance: differential item functioning screen across languages at the pre wave, with
   a verdict per scale (`analytics.stats.measurement.dif_screen`).
+- res_reciprocity, res_reciprocity_shares: per partnership and scale (and a composite), both
+  sides' mean gains, the gap, the category and index; the share reciprocal by cluster and
+  modality (`analytics.stats.reciprocity`).
+- res_equity_gaps: best- vs worst-served group per grouping and measure, CR2 by exchange at a
+  Bonferroni level (`analytics.stats.equity`).
 
 Aggregates are stored suppressed: a group with fewer than k participants
 (`analytics.suppression.MIN_CELL`, the one setting) has ``suppressed = 'n < k'`` and NULL
