@@ -675,7 +675,8 @@ def _structure(out: Path, seed: int, n_participants: int) -> tuple[
         p_rows.append([f"PS{n + 1:04d}", ex_ids[e], inst_ids[a], inst_ids[b], _iso(start),
                        None if ended is None else _iso(ended)])
         plist.append({"domestic": domestic, "days": (ended if ended is not None else as_of)
-                      - start, "censored": ended is None})
+                      - start, "censored": ended is None, "id": p_rows[-1][0],
+                      "exchange": e, "a": a, "b": b})
     cols = ["partnership_id", "exchange_id", "institution_a", "institution_b", "started_on",
             "ended_on"]
     pacsv.write_csv(pa.table({k: pa.array([r[j] for r in p_rows], pa.string())
@@ -716,6 +717,12 @@ class _People:
     group: np.ndarray  # index into GROUPS
     rows_written: int = 0
     small_cells: dict = field(default_factory=dict)  # see _plant_small_cells
+    # issue 13: equity groups and the one-sided partnerships (see _plant_one_sided)
+    gender: np.ndarray | None = None  # 0 female, 1 male, 2 non-binary, 3 not reported
+    birth_year: np.ndarray | None = None
+    p_post: np.ndarray | None = None  # P(answer post) as drawn (1 where a plant forces it)
+    flat_gain: np.ndarray | None = None  # True: no latent gain (the one-sided plant)
+    one_sided: list = field(default_factory=list)
 
 
 def _name_pools() -> dict[str, list]:
@@ -759,7 +766,7 @@ def _participants(out: Path, seed: int, n: int, st: _Structure, bad: list[dict],
     setting = st.ex_setting[exch]
     conn = st.inst_conn[inst]
     lam = (np.exp(rng.normal(0, 0.9, n)) * np.where(teacher, 1.4, 1.0)
-           * np.where(setting == 1, 0.8, 1.0) * np.array([0.7, 0.9, 1.0])[conn])
+           * np.where(setting == 1, 0.8, 1.0) * np.array(CONNECTIVITY_EVENT_RATE)[conn])
     active = ~comparison & (rng.random(n) >= 0.04)
     lam *= MEAN_EVENTS / lam[active].mean() if active.any() else 1.0
     n_events = np.where(active, rng.poisson(lam), 0).astype(np.int64)
@@ -803,6 +810,11 @@ def _participants(out: Path, seed: int, n: int, st: _Structure, bad: list[dict],
     email_num = rng.integers(1, 100, n)
     people = _People(ids, inst, exch, comparison, teacher, n_events, responded, group,
                      small_cells=small_cells)
+    people.gender, people.birth_year = gender.astype(np.int8), birth_year
+    people.p_post = p[:, 1].copy()
+    if small_cells.get("exchange"):  # its participants answer pre and post by the plant
+        people.p_post[exch == st.ex_ids.index(small_cells["exchange"]["exchange_id"])] = 1.0
+    _plant_one_sided(people, st)
 
     cols = ["participant_id", "institution_id", "role", "gender", "birth_year", "comparison",
             "name", "email"]
@@ -1076,6 +1088,108 @@ class _Acc:
     def count(self, n: str, s: int) -> dict[str, int]:
         return {g: int(self.z[n][s, j]) for j, g in enumerate(GROUPS)}
 
+    equity: _EquityAcc | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 13: the one-sided partnerships and the equity groups' truth
+# ---------------------------------------------------------------------------------------------
+
+ONE_SIDED_N = 3  # partnerships planted one-sided: side b's participants gain nothing
+EQUITY_LEVELS = {
+    "gender": ("female", "male", "non-binary", "not reported"),
+    "age_band": ("12 or under", "13–15", "16–18", "19–24", "25 or over"),
+    "connectivity": CONNECTIVITY,
+    "income_group": ("low", "lower-middle", "upper-middle", "high"),
+}
+CONNECTIVITY_EVENT_RATE = (0.7, 0.9, 1.0)  # the event-rate factor by connectivity (low..high)
+
+
+def _plant_one_sided(people: _People, st: _Structure) -> None:
+    """Make `ONE_SIDED_N` partnerships one-sided: side b's exchange participants (institution b
+    in the partnership's exchange) get no latent gain on any scale, side a keeps its own.
+
+    Chosen so that the plant touches no other partnership and both sides are large: side b's
+    institution and exchange are in no other partnership, and among such partnerships the ones
+    with the most exchange participants on their smaller side (ties by id). Sets
+    `people.flat_gain` and `people.one_sided` (truth's "reciprocity"); no random draws."""
+    treated = ~people.comparison
+    size = {}
+    for i, e in zip(people.inst[treated], people.exch[treated], strict=True):
+        size[(int(i), int(e))] = size.get((int(i), int(e)), 0) + 1
+    seen: dict[tuple[int, int], int] = {}
+    for p in st.partnerships:
+        for side in ("a", "b"):
+            key = (p[side], p["exchange"])
+            seen[key] = seen.get(key, 0) + 1
+    cand = [p for p in st.partnerships if seen[(p["b"], p["exchange"])] == 1]
+    cand.sort(key=lambda p: (-min(size.get((p["a"], p["exchange"]), 0),
+                                  size.get((p["b"], p["exchange"]), 0)), p["id"]))
+    people.flat_gain = np.zeros(len(people.inst), dtype=bool)
+    for p in cand[:ONE_SIDED_N]:
+        flat = treated & (people.inst == p["b"]) & (people.exch == p["exchange"])
+        people.flat_gain |= flat
+        people.one_sided.append({
+            "partnership_id": p["id"], "exchange_id": st.ex_ids[p["exchange"]],
+            "institution_a": st.inst_ids[p["a"]], "institution_b": st.inst_ids[p["b"]],
+            "gaining_side": "a", "flat_side": "b",
+            "participants_a": size.get((p["a"], p["exchange"]), 0),
+            "participants_b": int(flat.sum())})
+
+
+def _equity_codes(people: _People, st: _Structure, s: slice) -> dict[str, np.ndarray]:
+    """Each person's level (index into `EQUITY_LEVELS`) per equity grouping, as the warehouse
+    derives it: the home institution's connectivity and income group, gender, and the age band
+    at the start of the exchange (year of its start date − birth year)."""
+    inst, ex = people.inst[s], people.exch[s]
+    income = np.array([EQUITY_LEVELS["income_group"].index(c.income) for c in COUNTRIES])
+    start_year = np.array([int(_iso(int(d))[:4]) for d in st.ex_start])[ex]
+    age = start_year - people.birth_year[s]
+    band = np.searchsorted(np.array([12, 15, 18, 24]), age, side="left")
+    return {"gender": people.gender[s].astype(np.int64), "age_band": band,
+            "connectivity": st.inst_conn[inst].astype(np.int64),
+            "income_group": income[st.inst_country[inst]]}
+
+
+class _EquityAcc:
+    """Sums of the expected observed gain post − pre of exchange participants who answered
+    both, by scale and equity group, accumulated over chunks."""
+
+    def __init__(self, n_scales: int) -> None:
+        self.sum = {g: np.zeros((n_scales, len(lv))) for g, lv in EQUITY_LEVELS.items()}
+        self.n = {g: np.zeros((n_scales, len(lv))) for g, lv in EQUITY_LEVELS.items()}
+
+    def add(self, s: int, codes: dict[str, np.ndarray], mask: np.ndarray, d: np.ndarray) -> None:
+        for g, lv in EQUITY_LEVELS.items():
+            self.sum[g][s] += np.bincount(codes[g][mask], weights=d[mask], minlength=len(lv))
+            self.n[g][s] += np.bincount(codes[g][mask], minlength=len(lv))
+
+
+def _equity_truth(people: _People, st: _Structure, params: list[_ScaleParams],
+                  acc: _Acc) -> dict:
+    """truth.json "equity": per grouping and level, the expected observed gain per scale of
+    the exchange participants who answered pre and post, and the expected drop-out (mean of
+    1 − P(answer post)) of those who answered pre."""
+    codes = _equity_codes(people, st, slice(None))
+    pre = ~people.comparison & people.responded[:, 0]
+    out: dict = {}
+    eq = acc.equity
+    for g, lv in EQUITY_LEVELS.items():
+        n_pre = np.bincount(codes[g][pre], minlength=len(lv))
+        drop = np.bincount(codes[g][pre], weights=1 - people.p_post[pre], minlength=len(lv))
+        out[g] = {}
+        for j, level in enumerate(lv):
+            gains = {}
+            for s, sp in enumerate(params):
+                n = eq.n[g][s, j] if eq is not None else 0
+                gains[f"{sp.instrument}.{sp.scale}"] = (
+                    round(float(eq.sum[g][s, j] / n), 6) if n else None)
+            out[g][level] = {
+                "n_pre": int(n_pre[j]),
+                "expected_dropout": round(float(drop[j] / n_pre[j]), 6) if n_pre[j] else None,
+                "expected_observed_gain": gains}
+    return out
+
 
 def _cluster_effects(seed: int, params: list[_ScaleParams], n_exchanges: int,
                      n_institutions: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -1120,6 +1234,8 @@ def _responses(out: Path, seed: int, people: _People, st: _Structure, params: li
         n = len(people.inst)
         rho = GENERAL_FACTOR_SHARE
         fx = _cluster_effects(seed, params, len(st.ex_ids), len(st.inst_ids))
+        eq = _EquityAcc(len(params))
+        acc.equity = eq
         for ci, a in enumerate(range(0, n, CHUNK)):
             b = min(n, a + CHUNK)
             nn = b - a
@@ -1141,6 +1257,7 @@ def _responses(out: Path, seed: int, people: _People, st: _Structure, params: li
             g = rng.normal(size=nn)
             vals = np.zeros((n_rows, len(items)), dtype=np.int16)
             pp, pf = resp[:, 0] & resp[:, 1], resp[:, 0] & resp[:, 2]
+            eq_codes = _equity_codes(people, st, slice(a, b))
             for s, sp in enumerate(params):
                 z, u = rng.normal(size=nn), rng.normal(size=nn)
                 ex_lvl, inst_lvl, ex_gain = fx[s]
@@ -1148,6 +1265,8 @@ def _responses(out: Path, seed: int, people: _People, st: _Structure, params: li
                           + ex_lvl[ex] + inst_lvl[people.inst[a:b]])
                 delta = np.where(treated, sp.intercept[mod] + sp.dose_slope * dose + sp.gain_sd * u
                                  + ex_gain[ex], sp.comparison_gain + sp.gain_sd / 2 * u)
+                if people.flat_gain is not None:  # the one-sided plant: this side gains nothing
+                    delta = np.where(people.flat_gain[a:b], 0.0, delta)
                 theta = (np.stack([theta0, theta0 + delta, theta0 + sp.retention * delta], axis=1)
                          + rng.normal(0, sp.occasion_sd, (nn, 3)))
                 e = _expected_score(theta, sp)
@@ -1161,6 +1280,7 @@ def _responses(out: Path, seed: int, people: _People, st: _Structure, params: li
                 acc.add("d_pp", s, grp[pp], e[pp, 1] - e[pp, 0])
                 acc.add("n_pp", s, grp[pp])
                 acc.add("d_pf", s, grp[pf], e[pf, 2] - e[pf, 0])
+                eq.add(s, eq_codes, pp & treated, e[:, 1] - e[:, 0])
                 acc.add("n_pf", s, grp[pf])
                 # every participant of the group, responding or not (the MAR/MNAR target)
                 acc.add("d_ap", s, grp, e[:, 1] - e[:, 0])
@@ -1366,6 +1486,21 @@ DEFINITIONS = {
                             "is the same",
     "bad_rows": "rows planted to be rejected: file, row (header = row 1), column, rule as named "
                 "by etl.rules / the loader (reference, timestamp, range)",
+    "reciprocity": f"reciprocity.one_sided: {ONE_SIDED_N} partnerships whose side b (exchange "
+                   "participants of institution_b in the partnership's exchange) has no "
+                   "latent gain on any scale (delta_i = 0) while side a keeps its own; side "
+                   "b's institution and exchange are in no other partnership. Unplanted "
+                   "partnerships may still look one-sided by chance",
+    "equity": "equity.<grouping>.<level>: expected_observed_gain per instrument.scale = mean "
+              "over the level's exchange participants who answered pre and post of "
+              "E[score(post) - score(pre)] (as expected_observed_diff); expected_dropout = "
+              "mean over those who answered pre of 1 - P(answer post). Groupings as the "
+              "warehouse derives them: gender, age band at the exchange's start (year of its "
+              "start date - birth year), the home institution's connectivity and income group. "
+              "Gaps are not planted directly: connectivity scales the event rate (low 0.7, "
+              "medium 0.9, high 1.0), and events raise the gain (dose) and the chance to answer "
+              "post; income group shifts the connectivity mix; gender and age have no effect "
+              "of their own. Minutes per participant have no closed-form truth here",
 }
 
 
@@ -1442,4 +1577,6 @@ def _truth(seed: int, n: int, st: _Structure, people: _People, params: list[_Sca
         "eur_rates": EUR_RATES,
         "small_cells": people.small_cells,
         "measurement_invariance": {"planted": dict(DIF_PLANT) if DIF_PLANT else None},
+        "reciprocity": {"one_sided": people.one_sided},
+        "equity": _equity_truth(people, st, params, acc),
     }

@@ -590,3 +590,44 @@ PERSISTENCE_TABLES = (RES_PERSISTENCE_CURVES, RES_PERSISTENCE, RES_PERSISTENCE_C
                       RES_PARTNERSHIP_LINKS)
 RESULT_TABLES.update({t.name: t for t in PERSISTENCE_TABLES})
 RESULT_EXPORTS.update({t.name.removeprefix("res_"): t for t in PERSISTENCE_TABLES})
+# Issue 13 (program analytics): reciprocity of partnerships and equity gaps
+# (analytics.stats.reciprocity, analytics.stats.equity), computed per load after the tables
+# above; appended so that their order and the exports' order stay.
+RES_RECIPROCITY = Table(
+    "res_reciprocity",
+    _cols("partnership_id:VARCHAR, exchange_id:VARCHAR, cluster:VARCHAR, modality:VARCHAR, "
+          "institution_a:VARCHAR, institution_b:VARCHAR, instrument:VARCHAR, scale:VARCHAR, "
+          "n_a:INTEGER, mean_a:DOUBLE, ci_low_a:DOUBLE, ci_high_a:DOUBLE, n_b:INTEGER, "
+          "mean_b:DOUBLE, ci_low_b:DOUBLE, ci_high_b:DOUBLE, gap:DOUBLE, gap_ci_low:DOUBLE, "
+          "gap_ci_high:DOUBLE, gap_dof:DOUBLE, reciprocity:VARCHAR, reciprocity_index:DOUBLE, "
+          "suppressed:VARCHAR"),
+    doc="Do both sides of a partnership gain? Per partnership and scale (and a composite of "
+        "all scales): each side's mean paired gain with its t interval, the gap with Welch's "
+        "interval, a category (both, a_only, b_only, neither) and a reciprocity index.",
+)
+RES_RECIPROCITY_SHARES = Table(
+    "res_reciprocity_shares",
+    _cols("instrument:VARCHAR, scale:VARCHAR, group_by:VARCHAR, group:VARCHAR, "
+          "n_partnerships:INTEGER, n_assessable:INTEGER, n_both:INTEGER, n_a_only:INTEGER, "
+          "n_b_only:INTEGER, n_neither:INTEGER, share_reciprocal:DOUBLE, share_ci_low:DOUBLE, "
+          "share_ci_high:DOUBLE, n_participants:INTEGER, suppressed:VARCHAR"),
+    doc="Share of reciprocal partnerships (both sides gain) per scale, overall, by cluster and "
+        "by modality, with Wilson intervals.",
+)
+RES_EQUITY_GAPS = Table(
+    "res_equity_gaps",
+    _cols("grouping:VARCHAR, measure:VARCHAR, instrument:VARCHAR, scale:VARCHAR, "
+          "best_group:VARCHAR, worst_group:VARCHAR, n_best:INTEGER, n_worst:INTEGER, "
+          "value_best:DOUBLE, value_worst:DOUBLE, gap:DOUBLE, se_cr2:DOUBLE, df_cr2:DOUBLE, "
+          "ci_low:DOUBLE, ci_high:DOUBLE, ci_level:DOUBLE, n_groups_compared:INTEGER, "
+          "groups_left_out:VARCHAR, n_clusters:INTEGER, few_clusters:BOOLEAN, "
+          "suppressed:VARCHAR"),
+    doc="Who is left behind? Per grouping (gender, age band, connectivity, income group) and "
+        "measure (gain per scale and composite, minutes per participant, drop-out before the "
+        "post survey): the gap between the best- and worst-served groups, CR2 interval by "
+        "exchange, Bonferroni-adjusted for the choice of the pair.",
+)
+RESULT_TABLES.update({t.name: t for t in (RES_RECIPROCITY, RES_RECIPROCITY_SHARES,
+                                          RES_EQUITY_GAPS)})
+RESULT_EXPORTS.update({t.name.removeprefix("res_"): t for t in (
+    RES_RECIPROCITY, RES_RECIPROCITY_SHARES, RES_EQUITY_GAPS)})

@@ -7,6 +7,7 @@ from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
+import pandas as pd
 from dash import Input, Output, callback, dcc, html
 
 from analytics import suppression
@@ -26,6 +27,7 @@ PARTICIPATION = "equity-participation"
 PARTICIPATION_NOTE = "equity-participation-note"
 FUNNEL = "equity-funnel"
 DROPOUT = "equity-dropout"
+GAPS = "equity-gaps-table-div"
 
 
 def _scale_options() -> list[dict[str, str]]:
@@ -66,6 +68,8 @@ def layout(by: str = "gender", scale: str = ALL_SCALES, **_query: Any) -> html.D
                                         html.Div(id=DROPOUT)), lg=6),
                 ]
             ),
+            _ui.section("Gap between the best- and worst-served groups", html.Div(id=GAPS),
+                        id_="equity-gaps-section"),
         ]
     )
 
@@ -186,3 +190,57 @@ def dropout(store: dict[str, Any] | None, by: str) -> Any:
         "dropped": ("no post answer", _ui.fmt_int),
         "dropout_rate": ("drop-out rate", _ui.fmt_pct),
     }, f"Drop-out between pre and post survey by {label.lower()}", id_="equity-dropout-table")
+
+
+# Issue 13: res_equity_gaps (whole program, precomputed per data version).
+_MEASURES = {"gain": "gain post − pre (completers)", "minutes": "minutes per participant",
+             "dropout": "drop-out before the post survey"}
+GAPS_METHOD = (
+    "Best- and worst-served: the compared groups with the highest and lowest mean (lowest and "
+    "highest drop-out); gap = best − worst, never negative. Interval: CR2 cluster-robust by "
+    "exchange with Satterthwaite df, Bonferroni-adjusted over all pairs of the compared groups "
+    "(level shown) because the pair is picked from the data. Groups with fewer than "
+    f"{suppression.MIN_CELL} participants (or active participants, drop-outs, completers) "
+    "and 'not reported' are not compared and are listed. Gain of the chosen scale (composite "
+    "for all scales: mean gain in pre-score SDs); age band at the start of the exchange. All "
+    "participants of the program: the filters do not apply."
+)
+
+
+def _fmt_gap(measure: str, v: Any) -> str:
+    if measure == "dropout":
+        return _ui.fmt_pct(v)
+    return _ui.fmt_int(v) if measure == "minutes" else _ui.fmt_num(v)
+
+
+@callback(Output(GAPS, "children"), Input(_ui.FILTERS, "data"), Input(BY, "value"),
+          Input(SCALE, "value"))
+def gaps(_store: dict[str, Any] | None, by: str, scale: str | None) -> Any:
+    by = _ui.choice(by, filters.EQUITY_GROUPINGS, "gender")
+    label = filters.EQUITY_GROUPINGS[by]
+    inst, sc = (scale.split("/", 1) if isinstance(scale, str) and "/" in scale
+                else ("all", "composite"))
+    df = _ui.query(equity.equity_gap_table, by, inst, sc)
+    if not len(df):
+        return html.P("No equity gaps yet (python -m analytics).",
+                      className="text-body-secondary")
+    rows = df.assign(
+        what=[_MEASURES.get(str(m), str(m)) for m in df.measure],
+        best=[f"{_ui.text(g)}: {_fmt_gap(m, v)}" if isinstance(g, str) else ""
+              for g, m, v in zip(df.best_group, df.measure, df.value_best, strict=True)],
+        worst=[f"{_ui.text(g)}: {_fmt_gap(m, v)}" if isinstance(g, str) else ""
+               for g, m, v in zip(df.worst_group, df.measure, df.value_worst, strict=True)],
+        gap_ci=[("" if pd.isna(g) else f"{_fmt_gap(m, g)} [{_fmt_gap(m, lo)}, "
+                 f"{_fmt_gap(m, hi)}] at {lv:.1%}")
+                for m, g, lo, hi, lv in zip(df.measure, df.gap, df.ci_low, df.ci_high,
+                                            df.ci_level, strict=True)])
+    return html.Div([
+        _ui.table(rows, {
+            "what": ("measure", _ui.text), "best": ("best-served", _ui.text),
+            "worst": ("worst-served", _ui.text), "gap_ci": ("gap [CR2 CI, level]", _ui.text),
+            "n_groups_compared": ("groups compared", _ui.fmt_int),
+            "groups_left_out": ("groups left out", _ui.text),
+        }, f"Gap between the best- and worst-served {label.lower()} groups",
+            id_="equity-gaps-table"),
+        html.P(GAPS_METHOD, className="small text-body-secondary", id="equity-gaps-method"),
+    ])

@@ -1,5 +1,6 @@
 """Partnerships: the network of institutions (countries as colours, domestic vs cross-border
-links), Kaplan–Meier persistence curves, and reciprocity (coming with program analytics)."""
+links), Kaplan–Meier persistence curves, and reciprocity (do both sides of a partnership
+gain?)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import Input, Output, callback, html
 
+from analytics import suppression
 from analytics.read import filters, partnerships
 from pages import _ui
 
@@ -28,6 +30,10 @@ PERSIST_GROUPS = "partnerships-persist-groups"
 PERSIST_COX = "partnerships-persist-cox"
 LINKS = "partnerships-links"
 _PERSIST_DEFAULT = "partnership:kind"
+RECIPROCITY = "partnerships-reciprocity"
+RECIPROCITY_NOTE = "partnerships-reciprocity-note"
+ONE_SIDED = "partnerships-one-sided"
+RECIPROCITY_SHARES = "partnerships-reciprocity-shares"
 
 _KIND_STYLE = {  # (cross_border, active) -> (name, colour, dash, opacity)
     (False, True): ("domestic, active", _ui.OKABE_ITO[2], "solid", 0.9),
@@ -58,12 +64,7 @@ def layout(persist: str = _PERSIST_DEFAULT, **_query: Any) -> html.Div:
             ),
             _ui.section("Summary", html.Div(id=SUMMARY)),
             _persistence_section(persist),
-            _ui.section(
-                "Reciprocity",
-                _ui.coming("Reciprocity (do both sides gain?)",
-                           "Per-partnership gains on both sides come with the program-analytics "
-                           "issue; they need scale scores linked to each partner institution."),
-            ),
+            _reciprocity_section(),
         ]
     )
 
@@ -304,3 +305,120 @@ def persistence_models(_store: Any) -> tuple[Any, Any]:
     }, "Classroom-to-classroom vs single-class links: activity (means over partnerships, 95% "
        "t intervals) and Kaplan–Meier median duration", id_=LINKS + "-table")
     return cox_table, html.Div([links_table, html.P(definition, className="small")])
+# Reciprocity (issue 13): res_reciprocity and res_reciprocity_shares, composite gain
+# ---------------------------------------------------------------------------------------------
+
+_CATEGORY_STYLE = {  # category -> (legend name, colour, marker)
+    "both": ("both sides gain (reciprocal)", _ui.OKABE_ITO[2], "circle"),
+    "a_only": ("only side a gains", _ui.OKABE_ITO[5], "triangle-up"),
+    "b_only": ("only side b gains", _ui.OKABE_ITO[1], "triangle-down"),
+    "neither": ("neither side's gain is clear", _ui.OKABE_ITO[0], "square"),
+}
+RECIPROCITY_METHOD = (
+    "Side = the exchange participants of one institution in the partnership's exchange who "
+    "answered pre and post (completers). Gain: each participant's composite, the mean over "
+    "scales of post − pre in SDs of the scale's pre score. Whiskers: 95% t interval of the "
+    "side's mean paired change (R t.test, paired). A side gains when its interval lies above "
+    "0; gap a − b with Welch's 95% interval. Reciprocity index = smaller / larger of the two "
+    "positive mean gains (1 = equal), 0 when either side's mean gain is ≤ 0. All partnerships "
+    "of the program: the filters do not apply."
+)
+
+
+def _reciprocity_section() -> html.Section:
+    return _ui.section(
+        "Reciprocity: do both sides gain?",
+        _ui.graph(RECIPROCITY, "Mean composite gain of side a against side b per partnership, "
+                  "coloured by whether both, one or neither side gains"),
+        html.Div(id=RECIPROCITY_NOTE),
+        dbc.Row([dbc.Col(html.Div(id=ONE_SIDED), lg=7),
+                 dbc.Col(html.Div(id=RECIPROCITY_SHARES), lg=5)]),
+        id_="partnerships-reciprocity-section",
+    )
+
+
+def _ci(v: Any, lo: Any, hi: Any) -> str:
+    if pd.isna(v):
+        return ""
+    return f"{_ui.fmt_num(v)} [{_ui.fmt_num(lo)}, {_ui.fmt_num(hi)}]"
+
+
+@callback(Output(RECIPROCITY, "figure"), Output(RECIPROCITY_NOTE, "children"),
+          Output(ONE_SIDED, "children"), Output(RECIPROCITY_SHARES, "children"),
+          Input(_ui.FILTERS, "data"))
+def reciprocity(_store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any, Any]:
+    df = _ui.query(partnerships.reciprocity)
+    title = "Reciprocity: mean composite gain of each side (95% t intervals)"
+    if not len(df):
+        return (_ui.empty_figure(title, "No reciprocity results yet (python -m analytics)."),
+                None, None, None)
+    shown, small = df[~df.suppressed], df[df.suppressed]
+    note = html.Div([
+        html.P(RECIPROCITY_METHOD, className="small text-body-secondary", id="reciprocity-method"),
+        _ui.suppressed_note(sorted(small.partnership_id.astype(str)),
+                            "partnerships with a side of fewer participants")])
+    if not len(shown):
+        return (_ui.suppressed_figure(title, "Every partnership has a side with fewer than "
+                                             f"{suppression.MIN_CELL} participants"), note,
+                None, None)
+    fig = _ui.figure()
+    for cat, (name, color, symbol) in _CATEGORY_STYLE.items():
+        d = shown[shown.reciprocity == cat]
+        if not len(d):
+            continue
+        fig.add_trace(_ui.trace("scatter",
+            x=d.mean_a, y=d.mean_b, mode="markers", name=f"{name} (n = {len(d)})",
+            marker={"color": color, "symbol": symbol, "size": 9,
+                    "line": {"color": "white", "width": 1}},
+            error_x={"type": "data", "symmetric": False, "array": d.ci_high_a - d.mean_a,
+                     "arrayminus": d.mean_a - d.ci_low_a, "thickness": 1, "color": color},
+            error_y={"type": "data", "symmetric": False, "array": d.ci_high_b - d.mean_b,
+                     "arrayminus": d.mean_b - d.ci_low_b, "thickness": 1, "color": color},
+            text=[_ui.ptext(t) for t in d.partnership_id],
+            customdata=d[["institution_a", "institution_b", "n_a", "n_b",
+                          "reciprocity_index"]],
+            hovertemplate="%{text}<br>side a %{customdata[0]}: %{x:.2f} (n = %{customdata[2]})"
+                          "<br>side b %{customdata[1]}: %{y:.2f} (n = %{customdata[3]})"
+                          "<br>reciprocity index %{customdata[4]:.2f}<extra></extra>",
+        ))
+    lim = [min(0.0, float(shown[["ci_low_a", "ci_low_b"]].min().min())) - 0.05,
+           float(shown[["ci_high_a", "ci_high_b"]].max().max()) + 0.05]
+    fig.add_trace(_ui.trace("scatter", x=lim, y=lim, mode="lines", name="equal gains",
+                             line={"color": "#888", "dash": "dot", "width": 1},
+                             hoverinfo="skip"))
+    _ui.base_layout(fig, title, x="side a: mean gain (pre-score SDs)",
+                    y="side b: mean gain (pre-score SDs)", height=520)
+    fig.update_layout(shapes=[  # zero lines: a side left of / below them did not gain
+        {"type": "line", "xref": "x", "yref": "paper", "x0": 0, "x1": 0, "y0": 0, "y1": 1,
+         "line": {"color": "#444", "width": 1}},
+        {"type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": 0, "y1": 0,
+         "line": {"color": "#444", "width": 1}}])
+    _ui.legend_below(fig, 5, per_row=3)
+    one = shown[shown.reciprocity.isin(["a_only", "b_only"])].assign(
+        gaining=lambda d: d.institution_a.where(d.reciprocity == "a_only", d.institution_b),
+        side_a=lambda d: [_ci(*v) for v in zip(d.mean_a, d.ci_low_a, d.ci_high_a, strict=True)],
+        side_b=lambda d: [_ci(*v) for v in zip(d.mean_b, d.ci_low_b, d.ci_high_b, strict=True)],
+        gap_ci=lambda d: [_ci(*v) for v in zip(d.gap, d.gap_ci_low, d.gap_ci_high,
+                                               strict=True)])
+    one_table = _ui.table(one, {
+        "partnership_id": ("partnership", _ui.text), "exchange_id": ("exchange", _ui.text),
+        "cluster": ("cluster", _ui.text), "modality": ("modality", _ui.text),
+        "gaining": ("the side that gains", _ui.text),
+        "side_a": ("side a gain [95% CI]", _ui.text), "side_b": ("side b gain [95% CI]", _ui.text),
+        "gap_ci": ("gap a − b [Welch 95% CI]", _ui.text),
+        "reciprocity_index": ("index", _ui.fmt_num),
+    }, f"One-sided partnerships: only one side's 95% interval lies above 0 ({len(one)})",
+        id_="partnerships-one-sided-table")
+    shares = _ui.query(partnerships.reciprocity_shares).assign(
+        share_ci=lambda d: [_ci(*v) if not pd.isna(v[0]) else ""
+                            for v in zip(d.share_reciprocal, d.share_ci_low, d.share_ci_high,
+                                         strict=True)],
+        one_sided=lambda d: d.n_a_only + d.n_b_only)
+    shares_table = _ui.table(shares, {
+        "group_by": ("by", _ui.text), "group": ("group", _ui.text),
+        "n_assessable": ("assessable", _ui.fmt_int), "n_both": ("reciprocal", _ui.fmt_int),
+        "one_sided": ("one-sided", _ui.fmt_int), "n_neither": ("neither", _ui.fmt_int),
+        "share_ci": ("share reciprocal [Wilson 95% CI]", _ui.text),
+    }, "Share of reciprocal partnerships by cluster and modality",
+        id_="partnerships-reciprocity-shares-table")
+    return fig, note, one_table, shares_table

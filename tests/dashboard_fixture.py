@@ -310,6 +310,44 @@ def _results(con) -> None:
             1e-8, True, "item icc_6 differs in es (not checked, fewer than 100: fr, pt)")]
     con.executemany(f"INSERT INTO {schema.RES_INVARIANCE.name} VALUES "
                     f"({', '.join(['?'] * len(schema.RES_INVARIANCE.columns))})", inv)
+    _results_reciprocity_equity(con)
+
+
+def _results_reciprocity_equity(con) -> None:
+    """Issue 13: invented res_reciprocity (composite: two reciprocal, one one-sided, one with a
+    small side stored suppressed), its shares, and res_equity_gaps (per grouping: composite
+    gain, minutes, drop-out; one grouping with a group left out)."""
+    def ins(t: schema.Table, rows: list[tuple]) -> None:
+        con.executemany(f"INSERT INTO {t.name} VALUES ({', '.join(['?'] * len(t.columns))})",
+                        rows)
+
+    rec = []
+    for pid, a, b, cat in [("PS1", 0.40, 0.35, "both"), ("PS2", 0.30, 0.25, "both"),
+                           ("PS3", 0.45, 0.02, "a_only")]:
+        rec.append((pid, "X1", "C1", "virtual", "I01", "I02", "all", "composite", 40, a,
+                    a - 0.1, a + 0.1, 30, b, b - 0.12, b + 0.12, a - b, a - b - 0.15,
+                    a - b + 0.15, 60.0, cat, min(a, b) / max(a, b), ""))
+    rec.append(("PS4", "X2", "C2", "blended", "I03", "I04", "all", "composite", *[None] * 12,
+                None, None, "n < 10"))
+    ins(schema.RES_RECIPROCITY, rec)
+    ins(schema.RES_RECIPROCITY_SHARES, [
+        ("all", "composite", "overall", "all", 4, 3, 2, 1, 0, 0, 2 / 3, 0.21, 0.94, 210, ""),
+        ("all", "composite", "modality", "virtual", 3, 3, 2, 1, 0, 0, 2 / 3, 0.21, 0.94, 210,
+         ""),
+        ("all", "composite", "modality", "blended", 1, 0, 0, 0, 0, 0, None, None, None, None,
+         "n < 10")])
+    gaps = []
+    for g, best, worst, left in [("gender", "female", "male", "not reported (not a group)"),
+                                 ("age_band", "13–15", "16–18", ""),
+                                 ("connectivity", "high", "low", "none (n < 10)"),
+                                 ("income_group", "high", "low", "")]:
+        for m, inst, sc, vb, vw in [("gain", "all", "composite", 0.4, 0.3),
+                                    ("minutes", None, None, 900.0, 600.0),
+                                    ("dropout", None, None, 0.2, 0.3)]:
+            gap = abs(vb - vw)
+            gaps.append((g, m, inst, sc, best, worst, 200, 120, vb, vw, gap, gap / 4, 11.0,
+                         gap / 3, gap * 1.7, 1 - 0.05 / 3, 3, left, 12, False, ""))
+    ins(schema.RES_EQUITY_GAPS, gaps)
 
 
 if __name__ == "__main__":

@@ -406,3 +406,45 @@ def test_the_outcomes_dropout_sensitivity_table_sets_the_estimands_side_by_side(
         assert text in said, text
     assert said.count(suppression.SUPPRESSED_LABEL) == 4  # adaptability: answered, 3 columns
     assert "0.11" not in said  # the tipping point's estimate is not what the table shows
+
+
+def _said(client, output: str, values: dict) -> str:
+    deps = client.get("/_dash-dependencies").get_json()
+    f = Filters()
+    store = {"filters": f.to_dict(), "query": f.to_query()}
+    said = ""
+    for body in callback_bodies("", store, values, deps):
+        if output not in body["output"]:
+            continue
+        r = client.post("/_dash-update-component", data=json.dumps(body),
+                        content_type="application/json")
+        assert r.status_code == 200, body["output"]
+        said += json.dumps(r.get_json()["response"], ensure_ascii=False)
+    return said
+
+
+def test_partnerships_reciprocity_names_its_method_and_lists_small_partnerships(client) -> None:
+    """Issue 13: the Partnerships page's reciprocity view replaces "coming": the scatter, the
+    method sentence (t interval, Welch gap, index), and partnerships with a small side listed
+    as suppressed, never dropped."""
+    from analytics import suppression
+    from pages.partnerships import RECIPROCITY_METHOD
+
+    said = _said(client, "partnerships-reciprocity", {})
+    assert "Reciprocity: mean composite gain of each side (95% t intervals)" in said
+    assert RECIPROCITY_METHOD in said
+    assert "Reciprocity (do both sides gain?)" not in said
+    assert suppression.SUPPRESSED_LABEL in said  # the fixture's small sides
+
+
+@pytest.mark.parametrize("by", ["gender", "age_band", "connectivity", "income_group"])
+def test_equity_gap_table_names_the_ci_and_lists_left_out_groups(client, by) -> None:
+    """Issue 13: the Equity page's gap table for each grouping: three measures, the CR2 interval
+    with its Bonferroni level, and the method sentence."""
+    from pages.equity import GAPS_METHOD
+
+    said = _said(client, "equity-gaps-table-div", {"equity-by": by, "equity-scale": "all"})
+    assert "equity-gaps-table" in said and GAPS_METHOD in said
+    for m in ("gain post − pre (completers)", "minutes per participant",
+              "drop-out before the post survey"):
+        assert m in said

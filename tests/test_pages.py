@@ -490,3 +490,52 @@ def test_outcomes_comparison_balance_and_assumptions_are_shown(dash_duo, dash_ap
     assert estimands.COMPARISON_MODALITY.split(":")[0] in dash_duo.find_element(
         "#model-assumptions").text
     _screenshot(dash_duo, "outcomes-assumptions")
+
+
+def _view_shot(dash_duo, selector: str, name: str) -> None:
+    """docs/screenshots/<name>.png of one view (an element), not the whole page."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    driver = dash_duo.driver
+    el = dash_duo.find_element(selector)
+    height = driver.execute_script("return arguments[0].getBoundingClientRect().height", el)
+    driver.set_window_size(1400, min(int(height) + 400, 6500))  # the whole view in sight
+    driver.execute_script("arguments[0].scrollIntoView(true);", el)
+    time.sleep(0.8)
+    el.screenshot(str(SCREENSHOTS / f"{name}.png"))
+    driver.set_window_size(1400, 1000)
+
+
+def test_reciprocity_and_equity_gap_views_on_the_demo(dash_duo, dash_app, demo_warehouse,
+                                                      monkeypatch) -> None:
+    """Issue 13 in the browser, on the demo program: the Partnerships page's reciprocity view
+    (scatter of both sides' gains, the one-sided list holding the planted partnerships, the
+    shares, the method) and the Equity page's gap table per grouping with its CR2 interval
+    (screenshots partnerships-reciprocity.png, equity-gaps.png)."""
+    import json
+
+    path, source = demo_warehouse
+    if not source.startswith("demo"):
+        pytest.skip(f"the demo could not be built here ({source})")
+    truth = json.loads((path.parent / "files" / "truth.json").read_text(encoding="utf-8"))
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(path))
+    dash_duo.start_server(dash_app)
+    dash_duo.driver.get(dash_duo.server_url + "/partnerships")
+    _settle(dash_duo, "#partnerships-one-sided-table")
+    assert dash_duo.get_logs() == []
+    listed = dash_duo.find_element("#partnerships-one-sided-table").text
+    for p in truth["reciprocity"]["one_sided"]:
+        assert p["partnership_id"] in listed
+    assert "Wilson 95% CI" in dash_duo.find_element(
+        "#partnerships-reciprocity-shares-table").text
+    assert "Welch" in dash_duo.find_element("#reciprocity-method").text
+    assert dash_duo.driver.execute_script(
+        "return document.querySelector('#partnerships-reciprocity .js-plotly-plot')"
+        "._fullData.length") >= 2
+    _view_shot(dash_duo, "#partnerships-reciprocity-section", "partnerships-reciprocity")
+    dash_duo.driver.get(dash_duo.server_url + "/equity?by=connectivity")
+    _settle(dash_duo, "#equity-gaps-table")
+    assert dash_duo.get_logs() == []
+    table = dash_duo.find_element("#equity-gaps-table").text
+    assert "minutes per participant" in table and "high:" in table and "low:" in table
+    assert "Bonferroni" in dash_duo.find_element("#equity-gaps-method").text
+    _view_shot(dash_duo, "#equity-gaps-section", "equity-gaps")

@@ -33,6 +33,11 @@ What is computed (the pure functions live in `analytics.stats.reliability`, `.pr
 - res_persistence_curves, res_persistence, res_persistence_cox, res_partnership_links:
   partnerships and participants as durations with censoring (Kaplan–Meier, log-rank, Cox) and
   classroom-to-classroom vs single-class links (`analytics.derive.persistence`).
+- res_reciprocity, res_reciprocity_shares: per partnership and scale (and a composite), both
+  sides' mean gains, the gap, the category and index; the share reciprocal by cluster and
+  modality (`analytics.stats.reciprocity`).
+- res_equity_gaps: best- vs worst-served group per grouping and measure, CR2 by exchange at a
+  Bonferroni level (`analytics.stats.equity`).
 
 Aggregates are stored suppressed: a group with fewer than k participants
 (`analytics.suppression.MIN_CELL`, the one setting) has ``suppressed = 'n < k'`` and NULL
@@ -932,6 +937,13 @@ def compute_results(
             out.update(compute_persistence(con, k))
         # one pass computes the four tables; its time is under "persistence", theirs is 0
         timings.update({n: 0.0 for n in persistence_names if n not in timings})
+    if set(_ISSUE13_G) & set(wanted):
+        say("reciprocity of partnerships, equity gaps")
+        if scores is None:
+            scores = _sql_scale_scores(con, None)
+        if "age_band" not in attrs.columns:
+            attrs = _with_covariates(con, attrs)
+        out.update(_reciprocity_and_equity(con, scores, attrs, k, wanted, step))
 
     tables_out = {name: _conform(out[name], RESULT_NAMES[name]) for name in wanted}
     return Results(tables_out, version, utc_now(), min_cell, time.perf_counter() - t_start,
@@ -1019,6 +1031,129 @@ def _floor_ceiling(con: duckdb.DuckDBPyConnection, scores: str, items: pd.DataFr
         for c in (f"n_{end}", f"{end}_share"):
             out[c] = out[c].astype("object" if out[c].dtype == bool else out[c].dtype).mask(few)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 13: reciprocity of partnerships and equity gaps (analytics.stats.reciprocity, .equity)
+# ---------------------------------------------------------------------------------------------
+
+_ISSUE13_G = ("reciprocity", "reciprocity_shares", "equity_gaps")
+EQUITY_GAP_GROUPINGS: tuple[str, ...] = ("gender", "age_band", "connectivity", "income_group")
+
+
+def _unit_gains(con: duckdb.DuckDBPyConnection, scores: str) -> pd.DataFrame:
+    """Paired post − pre gain per exchange participant's unit (participant x exchange, `_unit`
+    of `_ATTRS`) and scale, with the unit's exchange and home institution; comparison people
+    left out."""
+    return con.execute(f"""
+        SELECT a._unit AS unit, s.exchange_id, p.institution_id, s.instrument, s.scale,
+               max(s.score) FILTER (WHERE s.wave = 'post')
+               - max(s.score) FILTER (WHERE s.wave = 'pre') AS gain
+        FROM {scores} s
+        JOIN {_ATTRS} a ON a.participant = s.participant AND a.exchange_id = s.exchange_id
+        JOIN {schema.PARTICIPANTS.name} p ON p.participant_id = s.participant
+        WHERE NOT a.is_comparison AND s.score IS NOT NULL AND s.wave IN ('pre', 'post')
+        GROUP BY ALL
+        HAVING count(*) FILTER (WHERE s.wave = 'post') > 0
+           AND count(*) FILTER (WHERE s.wave = 'pre') > 0
+        ORDER BY unit, s.instrument, s.scale
+    """).df()
+
+
+def _pre_sd(con: duckdb.DuckDBPyConnection, scores: str) -> pd.Series:
+    """SD of the pre score per scale over exchange participants: the composite's unit."""
+    sd = con.execute(f"""
+        SELECT s.instrument, s.scale, stddev_samp(s.score) AS sd
+        FROM {scores} s
+        JOIN {_ATTRS} a ON a.participant = s.participant AND a.exchange_id = s.exchange_id
+        WHERE s.wave = 'pre' AND NOT a.is_comparison AND s.score IS NOT NULL GROUP BY ALL
+    """).df()
+    return sd.set_index(["instrument", "scale"])["sd"]
+
+
+def _reciprocity_and_equity(con: duckdb.DuckDBPyConnection, scores: str, attrs: pd.DataFrame,
+                            k: int, wanted: Sequence[str], step: Callable
+                            ) -> dict[str, pd.DataFrame]:
+    """res_reciprocity, res_reciprocity_shares and res_equity_gaps from the units' gains per
+    scale in the scale-score table `scores` (plus their composite,
+    `analytics.stats.reciprocity.composite_gains`) and `attrs` (the frame behind `_ATTRS`,
+    with the covariates of `_with_covariates`)."""
+    from analytics.stats.equity import equity_gaps
+    from analytics.stats.reciprocity import composite_gains, reciprocity, reciprocity_shares
+
+    out: dict[str, pd.DataFrame] = {}
+    with step("reciprocity"):
+        gains = _unit_gains(con, scores)
+        comp = (composite_gains(gains, _pre_sd(con, scores)) if len(gains)
+                else gains.iloc[:0])
+        both = pd.concat([gains, comp[gains.columns]], ignore_index=True)
+    if {"reciprocity", "reciprocity_shares"} & set(wanted):
+        with step("reciprocity"):
+            parts = con.execute(f"""
+                SELECT pt.partnership_id, pt.exchange_id, x.cluster_id AS cluster, x.modality,
+                       pt.institution_a, pt.institution_b
+                FROM {schema.PARTNERSHIPS.name} pt
+                LEFT JOIN {schema.EXCHANGES.name} x USING (exchange_id)
+                ORDER BY pt.partnership_id
+            """).df()
+            rec = reciprocity(both, parts, k=k)
+            out["reciprocity"] = rec
+        with step("reciprocity_shares"):
+            out["reciprocity_shares"] = reciprocity_shares(rec, k=k)
+    if "equity_gaps" in wanted:
+        with step("equity_gaps"):
+            out["equity_gaps"] = equity_gaps(_equity_cells(con, both, attrs), subsets=(
+                "active", "dropped", "stayed"), lower_is_better={"dropout": True}, k=k)
+    return out
+
+
+def _equity_cells(con: duckdb.DuckDBPyConnection, gains: pd.DataFrame, attrs: pd.DataFrame
+                  ) -> pd.DataFrame:
+    """Per grouping x group x exchange x measure: units and the measure's sum, for
+    `analytics.stats.equity.equity_gaps`. Units are exchange participants (participant x
+    exchange; an enrolled participant with neither answers nor events is one unit with no
+    exchange). Measures: gain (per scale and composite; units with a pre and a post score),
+    minutes (minutes logged per unit, every unit; ``active`` counts units with events), dropout
+    (units that answered the pre survey; 1 when they did not answer the post survey)."""
+    units = attrs.assign(unit=np.arange(1, len(attrs) + 1))
+    units = units[~units["is_comparison"].astype(bool)]
+    keep = ["unit", "exchange_id", *EQUITY_GAP_GROUPINGS]
+    units = units[keep + ["minutes", "n_events"]]
+    waves = con.execute(f"""
+        SELECT a._unit AS unit, bool_or(r.wave = 'pre') AS pre, bool_or(r.wave = 'post') AS post
+        FROM (SELECT DISTINCT participant_id, exchange_id, wave FROM {schema.RESPONSES.name}) r
+        JOIN {_ATTRS} a ON a.participant = r.participant_id AND a.exchange_id = r.exchange_id
+        GROUP BY ALL
+    """).df()
+    u = units.merge(waves, on="unit", how="left")
+    frames = [
+        u.assign(measure="minutes", instrument=None, scale=None,
+                 value=u["minutes"].astype(float), active=(u["n_events"] > 0).astype(float)),
+    ]
+    pre = u[u["pre"].fillna(False).astype(bool)]
+    dropped = (~pre["post"].fillna(False).astype(bool)).astype(float)
+    frames.append(pre.assign(measure="dropout", instrument=None, scale=None, value=dropped,
+                             dropped=dropped, stayed=1.0 - dropped))
+    g = gains[["unit", "instrument", "scale", "gain"]].merge(units[keep], on="unit", how="inner")
+    frames.append(g.assign(measure="gain", value=g["gain"].astype(float)))
+    cols = ["measure", "instrument", "scale", "exchange_id", "value", "active", "dropped",
+            "stayed"]
+    parts = []
+    for grouping in EQUITY_GAP_GROUPINGS:
+        for f in frames:
+            d = f.reindex(columns=[*cols, grouping]).rename(columns={grouping: "group"})
+            d["group"] = d["group"].astype("object").fillna("not reported").astype(str)
+            d["exchange_id"] = d["exchange_id"].astype("object").fillna("(none)")
+            d[["instrument", "scale"]] = d[["instrument", "scale"]].astype("object").fillna("")
+            by = d.groupby(["measure", "instrument", "scale", "group", "exchange_id"],
+                           sort=True, observed=True)
+            c = by["value"].agg(n="size", sum="sum").join(
+                by[["active", "dropped", "stayed"]].sum(min_count=1)).reset_index()
+            parts.append(c.assign(grouping=grouping))
+    cells = pd.concat(parts, ignore_index=True)
+    # measures without a scale carry NULL instrument and scale in the table
+    cells[["instrument", "scale"]] = cells[["instrument", "scale"]].replace("", None)
+    return cells
 
 
 def _write_table(con: duckdb.DuckDBPyConnection, table: schema.Table, df: pd.DataFrame) -> None:

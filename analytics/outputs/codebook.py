@@ -681,6 +681,139 @@ METHODS.update({
         "Suppressed when the partnerships or their active participants number fewer than k."
     ),
 })
+# Issue 13: reciprocity of partnerships and equity gaps.
+_SIDE = ("exchange participants of institution_{s} in the partnership's exchange with a pre "
+         "and a post score (units: participant × exchange)")
+DESCRIPTIONS.update({
+    "reciprocity": {
+        "partnership_id": "partnership",
+        "exchange_id": "the partnership's exchange",
+        "cluster": "the exchange's cluster",
+        "modality": "the exchange's modality",
+        "institution_a": "side a's institution",
+        "institution_b": "side b's institution",
+        "instrument": "instrument id; 'all' for the composite",
+        "scale": "scale id; 'composite' = mean over the unit's scales of gain / SD of the "
+                 "scale's pre score (exchange participants), i.e. gain in pre-score SDs",
+        "n_a": "side a: " + _SIDE.format(s="a"),
+        "mean_a": "side a's mean gain, post − pre (scale points; pre-score SDs for the "
+                  "composite)",
+        "ci_low_a": "lower bound of side a's 95% t interval of the mean paired change "
+                    "(R t.test(post, pre, paired = TRUE))",
+        "ci_high_a": "upper bound of side a's 95% t interval",
+        "n_b": "side b: " + _SIDE.format(s="b"),
+        "mean_b": "side b's mean gain",
+        "ci_low_b": "lower bound of side b's 95% t interval",
+        "ci_high_b": "upper bound of side b's 95% t interval",
+        "gap": "mean_a − mean_b",
+        "gap_ci_low": "lower bound of the gap's 95% Welch interval (R t.test(gain_a, gain_b, "
+                      "var.equal = FALSE)): the sides are different people",
+        "gap_ci_high": "upper bound of the gap's 95% Welch interval",
+        "gap_dof": "Welch–Satterthwaite degrees of freedom of the gap",
+        "reciprocity": "both (reciprocal: both sides' 95% intervals lie above 0) | a_only | "
+                       "b_only (one-sided: only that side's interval lies above 0) | neither; "
+                       "empty when suppressed",
+        "reciprocity_index": "min(g_a⁺, g_b⁺) / max(g_a⁺, g_b⁺) with g⁺ = max(mean gain, 0): "
+                             "1 = equal gains, towards 0 = one side gains much more; 0 by "
+                             "definition when either side's mean gain is ≤ 0",
+        "suppressed": "'n < k' when either side has fewer than k units (or none): the row's "
+                      "numbers and category are then empty; empty when shown",
+    },
+    "reciprocity_shares": {
+        "instrument": "instrument id; 'all' for the composite",
+        "scale": "scale id; 'composite' for the composite gain",
+        "group_by": "overall | cluster | modality (the partnership's exchange's)",
+        "group": "the cluster or modality; 'all' for overall",
+        "n_partnerships": "partnerships in the group (assessable or not)",
+        "n_assessable": "partnerships not suppressed (both sides with at least k units)",
+        "n_both": "reciprocal partnerships (both sides gain)",
+        "n_a_only": "one-sided partnerships where only side a gains",
+        "n_b_only": "one-sided partnerships where only side b gains",
+        "n_neither": "partnerships where no side's interval lies above 0",
+        "share_reciprocal": "n_both / n_assessable",
+        "share_ci_low": "lower bound of the Wilson 95% interval of the share (R prop.test(x, "
+                        "n, correct = FALSE))",
+        "share_ci_high": "upper bound of the Wilson 95% interval",
+        "n_participants": "units on the assessable partnerships' sides (a unit on two "
+                          "partnerships counts twice)",
+        "suppressed": "'n < k' when no partnership of the group is assessable; empty when "
+                      "shown",
+    },
+    "equity_gaps": {
+        "grouping": "gender | age_band (age at the start of the unit's exchange) | "
+                    "connectivity | income_group (of the home institution)",
+        "measure": "gain (paired post − pre score, units with both) | minutes (minutes "
+                   "logged per unit, every exchange participant) | dropout (1 when a unit "
+                   "that answered the pre survey did not answer the post survey)",
+        "instrument": "instrument id for gain ('all' for the composite); empty otherwise",
+        "scale": "scale id for gain ('composite': gain in pre-score SDs averaged over "
+                 "scales); empty otherwise",
+        "best_group": "the compared group with the highest mean (lowest for dropout)",
+        "worst_group": "the compared group with the lowest mean (highest for dropout)",
+        "n_best": "units in the best-served group",
+        "n_worst": "units in the worst-served group",
+        "value_best": "the best-served group's mean (gain in scale points, minutes, or "
+                      "drop-out share)",
+        "value_worst": "the worst-served group's mean",
+        "gap": "value_best − value_worst (value_worst − value_best for dropout): ≥ 0",
+        "se_cr2": "CR2 cluster-robust standard error of the gap, clustered by exchange",
+        "df_cr2": "Satterthwaite degrees of freedom of the gap's CR2 t test",
+        "ci_low": "lower bound of the gap's CR2 t interval at ci_level",
+        "ci_high": "upper bound of the gap's CR2 t interval at ci_level",
+        "ci_level": "1 − 0.05 / m, m = G(G − 1)/2 pairs of the G compared groups "
+                    "(Bonferroni): the pair is chosen from the data",
+        "n_groups_compared": "groups with at least k units (and k active units for minutes, "
+                             "k drop-outs and k completers for dropout)",
+        "groups_left_out": "groups not compared, each with its reason: '(n < k)' small "
+                           "group or subset, '(not a group)' for not reported",
+        "n_clusters": "exchanges behind the two compared groups",
+        "few_clusters": "true when n_clusters < 10: the cluster-robust interval is rough",
+        "suppressed": "'n < k' when no group has k units: nothing is compared; empty "
+                      "otherwise (small groups are listed in groups_left_out)",
+    },
+})
+METHODS.update({
+    "reciprocity": (
+        estimands.COMPLETERS + " Do both sides of a partnership gain? Side a of a partnership "
+        "is the exchange participants of institution_a in the partnership's exchange with a "
+        "paired gain (units participant × exchange; comparison people left out), side b "
+        "likewise; an institution with several partnerships in one exchange brings the same "
+        "people to each. Per partnership and scale, and for the composite (each unit's mean "
+        "over its scales of gain / SD of the scale's pre score): each side's mean gain with "
+        "the 95% t interval of the mean paired change (R t.test(post, pre, paired = TRUE)), "
+        "the gap a − b with Welch's 95% interval (R t.test(var.equal = FALSE)). A side gains "
+        "when its interval's lower bound is above 0; reciprocity is both, a_only, b_only or "
+        "neither; reciprocity_index = min(g_a⁺, g_b⁺) / max(g_a⁺, g_b⁺), g⁺ = max(g, 0), 0 "
+        "when either mean is ≤ 0 (analytics.stats.reciprocity). Participants within a side "
+        "are treated as independent (one institution in one exchange). Partnerships with "
+        "fewer than k units on a side are kept and suppressed."
+    ),
+    "reciprocity_shares": (
+        "The categories of res_reciprocity counted per scale, overall, by cluster and by "
+        "modality of the partnership's exchange; share_reciprocal = reciprocal among the "
+        "assessable (unsuppressed) partnerships, Wilson score 95% interval without continuity "
+        "correction (R prop.test(x, n, correct = FALSE)); partnerships treated as "
+        "independent."
+    ),
+    "equity_gaps": (
+        "Who is left behind? For each grouping (gender; age band at the start of the unit's "
+        "exchange; the home institution's connectivity and World Bank income group — all four "
+        "are in the warehouse) and measure (gain per scale and composite, "
+        + estimands.COMPLETERS.split(":")[0].lower() + "; minutes per participant; drop-out "
+        "before the post survey), the groups' means from per group × exchange cells; the "
+        "best-served group has the highest mean (lowest drop-out), the worst the lowest; gap "
+        "= best − worst in the good direction. Its interval: OLS of the measure on the two "
+        "groups' indicators over their units, CR2 cluster-robust by exchange with "
+        "Satterthwaite df (R clubSandwich::coef_test(vcov = 'CR2', test = 'Satterthwaite'); "
+        "exact from the cells, analytics.stats.comparison.cr2_from_cells), at level 1 − 0.05 "
+        "/ m with m = G(G − 1)/2 (Bonferroni over all pairs of the G compared groups), "
+        "because the pair is chosen after seeing the data. Groups with fewer than k units, "
+        "or fewer than k active units (minutes), drop-outs or completers (dropout), are not "
+        "compared and are listed in groups_left_out, as is 'not reported'. Units: exchange "
+        "participants (participant × exchange), comparison people left out "
+        "(analytics.stats.equity.equity_gaps)."
+    ),
+})
 
 _FRICTIONLESS_TYPES = {
     "VARCHAR": "string",

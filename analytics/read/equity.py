@@ -16,8 +16,10 @@ from analytics.read.filters import Filters
 from analytics.read.sql import Scope
 from analytics.stats.longitudinal import wave_key
 from analytics.stats.means import cr2_means
+from etl import schema
 
-__all__ = ["gains_by_group", "participation_by_group", "attrition_funnel", "dropout_by_group"]
+__all__ = ["gains_by_group", "participation_by_group", "attrition_funnel", "dropout_by_group",
+           "equity_gap_table"]
 
 _GAINS_COLUMNS = ["instrument", "scale", "group", "n", "mean", "sd", "ci_low", "ci_high",
                   "ci_low_cr2", "ci_high_cr2", "df_cr2", "n_clusters", "few_clusters",
@@ -188,3 +190,19 @@ def dropout_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.
     if sql.use_rollups(cur, f):
         return _dropout_by_group_rollup(cur, f, by)
     return _dropout_by_group_days(cur, f, by)
+
+
+@cached
+def equity_gap_table(cur: duckdb.DuckDBPyConnection, by: str, instrument: str = "all",
+                     scale: str = "composite") -> pd.DataFrame:
+    """res_equity_gaps for one grouping: the gap between the best- and worst-served groups in
+    the gain of one scale (default the composite), minutes per participant and drop-out, with
+    the Bonferroni-level CR2 interval by exchange (precomputed per data version for the whole
+    program: the filters do not apply). A row whose best or worst group is under today's k is
+    suppressed."""
+    sql.equity_col(by)
+    return sql.stored_result(
+        cur, schema.RES_EQUITY_GAPS, ["n_best", "n_worst"],
+        "WHERE grouping = $g AND (measure <> 'gain' OR (instrument = $i AND scale = $s)) "
+        "ORDER BY CASE measure WHEN 'gain' THEN 0 WHEN 'minutes' THEN 1 ELSE 2 END",
+        {"g": by, "i": instrument, "s": scale}, keep=["ci_level", "n_groups_compared"])

@@ -14,7 +14,8 @@ from analytics.stats.survival import kaplan_meier, km_median
 from etl import schema
 
 __all__ = ["partnership_network", "partnership_persistence", "partnership_summary",
-           "persistence_curves", "persistence_groups", "persistence_cox", "partnership_links"]
+           "persistence_curves", "persistence_groups", "persistence_cox", "partnership_links",
+           "reciprocity", "reciprocity_shares"]
 
 
 @cached
@@ -146,3 +147,30 @@ def partnership_links(cur: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     stored = (df.suppressed.notna() & (df.suppressed.astype("string") != "")).to_numpy(bool)
     df["_n"] = df["_n"].mask(stored)
     return sql.suppress(df.drop(columns="suppressed"), "_n").drop(columns="_n")
+# Issue 13: reciprocity, precomputed per data version (res_reciprocity, res_reciprocity_shares)
+# for every partnership of the program: the filters do not apply.
+
+@cached
+def reciprocity(cur: duckdb.DuckDBPyConnection, instrument: str = "all",
+                scale: str = "composite") -> pd.DataFrame:
+    """res_reciprocity rows of one scale (default the composite), one per partnership: each
+    side's mean gain with its t interval, the gap with Welch's interval, the category and the
+    index; a partnership with a side under today's k is suppressed (category blanked too)."""
+    out = sql.stored_result(cur, schema.RES_RECIPROCITY, ["n_a", "n_b"],
+                            "WHERE instrument = $i AND scale = $s ORDER BY partnership_id",
+                            {"i": instrument, "s": scale})
+    if "reciprocity" in out.columns and len(out):
+        out["reciprocity"] = out["reciprocity"].astype("object").mask(
+            out["suppressed"].to_numpy(bool))
+    return out
+
+
+@cached
+def reciprocity_shares(cur: duckdb.DuckDBPyConnection, instrument: str = "all",
+                       scale: str = "composite") -> pd.DataFrame:
+    """res_reciprocity_shares of one scale: share of reciprocal partnerships overall, by
+    cluster and by modality, with the Wilson interval."""
+    return sql.stored_result(cur, schema.RES_RECIPROCITY_SHARES, ["n_participants"],
+                             "WHERE instrument = $i AND scale = $s "
+                             "ORDER BY group_by <> 'overall', group_by, \"group\"",
+                             {"i": instrument, "s": scale}, keep=["n_partnerships"])

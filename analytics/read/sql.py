@@ -405,3 +405,20 @@ def suppress_subset(df: pd.DataFrame, count: str, derived: Sequence[str] = (),
             out.loc[part.index, c] = part[c].astype("float64")
     out[flag] = hit.to_numpy(bool)
     return out
+
+
+def stored_result(cur: duckdb.DuckDBPyConnection, table: schema.Table, n_cols: Sequence[str],
+                  where: str = "", params: dict[str, Any] | None = None,
+                  keep: Sequence[str] = ()) -> pd.DataFrame:
+    """A stored res_* table (with a `suppressed` column) with the small-cell rule applied again
+    at today's k: a row's count is the smallest of `n_cols`, and a row stored as suppressed (at
+    the k of its computation) counts as missing, so it stays blanked whatever k is now. Empty
+    with the table's columns when the results are not computed yet."""
+    if not table_exists(cur, table.name):
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in table.column_names}).assign(
+            suppressed=pd.Series(dtype=bool))
+    df = rdf(cur, f"SELECT * FROM {table.name} {where}", params or {})
+    stored = (df.suppressed.notna() & (df.suppressed.astype("string") != "")).to_numpy(bool)
+    n = df[list(n_cols)].apply(pd.to_numeric, errors="coerce").min(axis=1).mask(stored)
+    return suppress(df.drop(columns="suppressed").assign(_n=n), "_n", keep=keep).drop(
+        columns="_n")

@@ -12,4 +12,6 @@ derive step and the read layer call these functions on data they have read.
 - `survival`     Kaplan–Meier estimate and median
 - `comparison`   participants vs comparison group: CR2 OLS (Satterthwaite df), balance SMDs, ANCOVA
 - `measurement`  floor and ceiling shares; invariance across languages (regression DIF screen)
+- `reciprocity`  do both sides of a partnership gain: per-side t intervals, Welch gap, category
+- `equity`       gap between best- and worst-served groups, CR2 by exchange, Bonferroni level
 """
