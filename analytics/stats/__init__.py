@@ -12,4 +12,6 @@ derive step and the read layer call these functions on data they have read.
 - `survival`     Kaplan–Meier estimate and median
 - `comparison`   participants vs comparison group: CR2 OLS (Satterthwaite df), balance SMDs, ANCOVA
 - `measurement`  floor and ceiling shares; invariance across languages (regression DIF screen)
+- `dose`         dose–response: change on log1p(events/minutes), CR2 by exchange; binned curve
+- `moderation`   gains by setting, modality and purpose; wave x attribute interaction test
 """

@@ -1,0 +1,305 @@
+"""Setting, modality and purpose: does the gain differ between kinds of exchange?
+
+For an exchange attribute (curricular vs extra-curricular setting; virtual, blended or physical
+modality; the exchange's purpose) the longitudinal model of `analytics.stats.longitudinal` is
+fitted with the attribute crossed with wave, and three kinds of row are read off it per later
+wave W (post, follow-ups):
+
+- ``gain``: each level's change from the first wave, contrast[W - pre | level];
+- ``difference``: each level's gain minus the reference level's (the largest level), with its
+  CI: the wave x attribute interaction contrast;
+- ``interaction``: the joint Wald test that the gain is the same at every level (all
+  wave[T.W]:attribute[T.level] coefficients zero), F = b'L'(L V L')^-1 L b / q on q and the
+  model's denominator df.
+
+Model, in R's notation, REML::
+
+    score ~ wave * attribute + (1 | exchange) + (1 | exchange:participant)
+
+fitted by `fit_nested_intercepts` (one exchange only: ``+ (1 | participant)`` by
+`fit_random_intercept`). CIs and p values are Wald t with the model's between-within df
+(`NestedInterceptFit.df`; the one-level model: z, and the F test's denominator df is
+infinite, i.e. chi2 / q). The exchange random intercept does not let exchanges differ in their
+gain, so with few exchanges per level the intervals of a difference are narrower than a
+design-based (cluster-robust) interval would be; read them with the number of exchanges.
+
+Each ``difference`` row also carries a design-based check (``*_cr2`` columns): over the units
+with a score at both waves, OLS of their change on the attribute, CR2 errors clustered by
+exchange with Satterthwaite df (`analytics.stats.comparison.cr2_fit`). It lets exchanges differ
+in their gain; when its interval is much wider than the model's, trust it more.
+
+Exchange participants only (the comparison group took no exchange). A level with fewer than k
+units (participant x exchange) with a score at any wave of the model is not fitted and its rows
+are suppressed, shown with the reason, never dropped; a missing attribute value is the level
+"not reported".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+# The design and cell-vector helpers of the longitudinal model are reused, not re-stated, so
+# that this table and res_longitudinal fit the same model.
+from analytics.stats.longitudinal import (
+    NestedInterceptFit,
+    _cell_vec,
+    _codes,
+    _design,
+    _Factor,
+    fit_nested_intercepts,
+    fit_random_intercept,
+    wave_order,
+)
+from analytics.suppression import DEFAULT_K, reason
+
+__all__ = ["MODERATION_COLUMNS", "MODERATORS", "model_formula", "moderation"]
+
+MODERATORS: tuple[str, ...] = ("setting", "modality", "purpose")
+MODERATION_COLUMNS = [
+    "instrument", "scale", "moderator", "wave", "row", "level", "reference", "n",
+    "n_exchanges", "estimate", "se", "df", "ci_low", "ci_high", "statistic", "df_num", "p",
+    "estimate_cr2", "ci_low_cr2", "ci_high_cr2", "df_cr2", "p_cr2", "model", "suppressed",
+]
+_CR2_KEYS = ("estimate_cr2", "ci_low_cr2", "ci_high_cr2", "df_cr2", "p_cr2")
+NOT_REPORTED = "not reported"
+
+
+def model_formula(moderator: str, nested: bool = True) -> str:
+    """The model of the rows for `moderator`, as the table's ``model`` column names it."""
+    re_ = "(1 | exchange) + (1 | exchange:participant)" if nested else "(1 | participant)"
+    return f"score ~ wave * {moderator} + {re_}, REML; Wald t/F, between-within df"
+
+
+def moderation(
+    scores: pd.DataFrame,
+    *,
+    moderators: Sequence[str] = MODERATORS,
+    outcome: str = "score",
+    participant: str = "participant",
+    wave: str = "wave",
+    exchange: str = "exchange_id",
+    instrument: str = "instrument",
+    scale: str = "scale",
+    waves: Sequence[str] | None = None,
+    ci: float = 0.95,
+    k: int = DEFAULT_K,
+    se_method: str = "conditional",
+) -> pd.DataFrame:
+    """Gains by level of each moderator, their differences and the interaction test.
+
+    `scores`: long scale scores, one row per unit x wave (x instrument x scale), of exchange
+    participants, with the moderator columns (exchange attributes). One model per instrument x
+    scale x moderator (module docstring). Reference level: the level with the most units (ties:
+    alphabetical). Columns: instrument, scale, moderator, wave (the later wave W), row (gain |
+    difference | interaction), level, reference, n (units of the level with a score at both
+    the first wave and W; the interaction row: all fitted units), n_exchanges, estimate, se,
+    df, ci_low, ci_high, statistic (F, interaction rows), df_num (its q), p, estimate_cr2,
+    ci_low_cr2, ci_high_cr2, df_cr2, p_cr2 (difference rows: the design-based check), model,
+    suppressed.
+
+    With fewer than two levels of k units or more there is nothing to contrast: the kept level's
+    gain comes from ``score ~ wave`` and the interaction row has no test (model says why).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(2)
+    >>> n = 400
+    >>> ex = rng.integers(0, 40, n)
+    >>> lvl = np.where(ex % 2 == 0, "curricular", "extracurricular")
+    >>> gain = np.where(lvl == "curricular", 0.3, 0.1)
+    >>> pre = rng.normal(3, 0.5, n)
+    >>> d = pd.DataFrame({"participant": np.tile(np.arange(n), 2), "exchange_id": np.tile(ex, 2),
+    ...                   "wave": ["pre"] * n + ["post"] * n, "setting": np.tile(lvl, 2),
+    ...                   "score": np.concatenate([pre, pre + gain + rng.normal(0, .2, n)])})
+    >>> r = moderation(d, moderators=["setting"], instrument=None, scale=None)
+    >>> diff = r[r["row"] == "difference"].iloc[0]
+    >>> diff["level"], diff["reference"], bool(diff["ci_low"] < -0.2 < diff["ci_high"])
+    ('extracurricular', 'curricular', True)
+    """
+    need = [outcome, participant, wave, exchange, *moderators]
+    need += [c for c in (instrument, scale) if c is not None]
+    missing = [c for c in need if c not in scores.columns]
+    if missing:
+        raise ValueError(f"scores has no column(s) {missing}")
+    if not 0 < ci < 1:
+        raise ValueError("ci must be in (0, 1)")
+    data = scores[scores[outcome].notna()]
+    keys = [c for c in (instrument, scale) if c is not None]
+    parts = [((), data)] if not keys else data.groupby(keys, sort=True, observed=True)
+    rows: list[dict] = []
+    for key, d in parts:
+        key = key if isinstance(key, tuple) else (key,)
+        kv = dict(zip(keys, key, strict=True))
+        base = {"instrument": kv.get(instrument), "scale": kv.get(scale)}
+        for mod in moderators:
+            rows.extend({**base, **r} for r in _one(
+                d, mod, outcome=outcome, participant=participant, wave=wave,
+                exchange=exchange, waves=waves, ci=ci, k=k, se_method=se_method))
+    out = pd.DataFrame(rows, columns=MODERATION_COLUMNS)
+    for c in ("n", "n_exchanges", "df_num"):
+        out[c] = pd.array(out[c], dtype="Int64")
+    return out
+
+
+def _one(d: pd.DataFrame, mod: str, *, outcome: str, participant: str, wave: str,
+         exchange: str, waves: Sequence[str] | None, ci: float, k: int,
+         se_method: str) -> list[dict]:
+    """Rows of one scale x moderator."""
+    nan = math.nan
+    level = d[mod].astype("object").where(d[mod].notna(), NOT_REPORTED).astype(str)
+    unit = pd.factorize(pd.MultiIndex.from_arrays([d[participant], d[exchange]]))[0]
+    w_levels = list(waves) if waves is not None else wave_order(d[wave].astype(str).unique())
+    w_text = d[wave].astype(str)
+    if len(w_levels) < 2:
+        return []
+    first = w_levels[0]
+    units_at = {w: {lv: set(unit[(w_text == w).to_numpy() & (level == lv).to_numpy()])
+                    for lv in level.unique()} for w in w_levels}
+    sizes = level.groupby(level).size()
+    n_units = pd.Series({lv: len(set(unit[(level == lv).to_numpy()])) for lv in sizes.index})
+    min_at_wave = pd.Series({lv: min(len(units_at[w][lv]) for w in w_levels)
+                             for lv in sizes.index})
+    kept = sorted(lv for lv in sizes.index if min_at_wave[lv] >= max(k, 1))
+    small = sorted(set(sizes.index) - set(kept))
+    ref = (max(kept, key=lambda lv: (n_units[lv], [-ord(ch) for ch in lv])) if kept else "")
+    others = [lv for lv in kept if lv != ref]
+    glevels = [ref, *others] if kept else []
+
+    def n_pair(lv: str, w: str) -> int:
+        return len(units_at[w][lv] & units_at[first][lv])
+
+    later = w_levels[1:]
+    out: list[dict] = []
+    for lv in small:  # shown, numbers blank
+        for w in later:
+            out.append({"moderator": mod, "wave": w, "row": "gain", "level": lv,
+                        "reference": ref, "n": None, "n_exchanges": None, "estimate": nan,
+                        "se": nan, "df": nan, "ci_low": nan, "ci_high": nan, "statistic": nan,
+                        "df_num": None, "p": nan, "model": model_formula(mod),
+                        "suppressed": reason(int(k))})
+            if ref:
+                out.append({**out[-1], "row": "difference"})
+    if not kept:
+        return out
+
+    keep = level.isin(kept).to_numpy() & w_text.isin(w_levels).to_numpy()
+    dk = d[keep]
+    y = dk[outcome].to_numpy(float)
+    pcodes = pd.factorize(unit[keep])[0]
+    xcodes = pd.factorize(dk[exchange])[0]
+    wcodes, _ = _codes(dk[wave].astype(str), w_levels, wave_order)
+    factors = [_Factor("wave", wcodes, w_levels)]
+    if len(glevels) >= 2:
+        gcodes, _ = _codes(level[keep], glevels, lambda x: x)
+        factors.append(_Factor(mod, gcodes, glevels))
+    nested = int(xcodes.max()) >= 1
+    n_ex_of = {lv: int(dk.loc[(level[keep] == lv).to_numpy(), exchange].nunique())
+               for lv in kept}
+    formula = (model_formula(mod, nested) if len(glevels) >= 2
+               else model_formula(mod, nested).replace(f" * {mod}", ""))
+    try:
+        X, names = _design(factors)
+        if nested:
+            fit = fit_nested_intercepts(y, X, pcodes, xcodes, names=names, se_method=se_method)
+        else:
+            fit = fit_random_intercept(y, X, pcodes, names=names, se_method=se_method)
+    except (ValueError, np.linalg.LinAlgError) as e:
+        for lv in kept:
+            for w in later:
+                out.append({"moderator": mod, "wave": w, "row": "gain", "level": lv,
+                            "reference": ref, "n": n_pair(lv, w), "n_exchanges": n_ex_of[lv],
+                            "estimate": nan, "se": nan, "df": nan, "ci_low": nan,
+                            "ci_high": nan, "statistic": nan, "df_num": None, "p": nan,
+                            "model": f"{formula} — not estimable: {e}", "suppressed": ""})
+        return out
+
+    def df_of(L: np.ndarray) -> float:
+        return fit.df(L) if isinstance(fit, NestedInterceptFit) else math.inf
+
+    def est_row(L: np.ndarray) -> dict:
+        e = float(L @ fit.beta)
+        se = math.sqrt(max(float(L @ fit.cov_beta @ L), 0.0))
+        dof = df_of(L)
+        ref_dist = stats.t(dof) if math.isfinite(dof) else stats.norm
+        q = float(ref_dist.ppf(0.5 + ci / 2))
+        p = float(2 * ref_dist.sf(abs(e / se))) if se > 0 else nan
+        return {"estimate": e, "se": se, "df": dof, "ci_low": e - q * se, "ci_high": e + q * se,
+                "statistic": nan, "df_num": None, "p": p}
+
+    def cell(wi: int, gi: int | None) -> np.ndarray:
+        return _cell_vec(factors, [wi] if len(factors) == 1 else [wi, gi])
+
+    n_fit = len(np.unique(pcodes))
+    for wi, w in enumerate(w_levels[1:], start=1):
+        gains = {}
+        for gi, lv in enumerate(glevels):
+            L = cell(wi, gi) - cell(0, gi)
+            gains[lv] = L
+            out.append({"moderator": mod, "wave": w, "row": "gain", "level": lv,
+                        "reference": ref, "n": n_pair(lv, w), "n_exchanges": n_ex_of[lv],
+                        **est_row(L), "model": formula, "suppressed": ""})
+        cr2 = _cr2_differences(dk, level[keep], w_text[keep], first, w, ref, others,
+                               pcodes, outcome, exchange, ci)
+        for lv in others:
+            out.append({"moderator": mod, "wave": w, "row": "difference", "level": lv,
+                        "reference": ref, "n": n_pair(lv, w), "n_exchanges": n_ex_of[lv],
+                        **est_row(gains[lv] - gains[ref]), **cr2.get(lv, {}),
+                        "model": formula, "suppressed": ""})
+        test = {"statistic": nan, "df_num": None, "p": nan, "estimate": nan, "se": nan,
+                "df": nan, "ci_low": nan, "ci_high": nan}
+        model_txt = formula
+        if others:
+            Lm = np.vstack([gains[lv] - gains[ref] for lv in others])
+            b = Lm @ fit.beta
+            V = Lm @ fit.cov_beta @ Lm.T
+            qn = len(others)
+            try:
+                f_stat = float(b @ np.linalg.solve(V, b)) / qn
+            except np.linalg.LinAlgError:
+                f_stat = nan
+            df2 = min(df_of(row) for row in Lm)
+            p = (float(stats.f.sf(f_stat, qn, df2)) if math.isfinite(df2)
+                 else float(stats.chi2.sf(f_stat * qn, qn))) if f_stat == f_stat else nan
+            test.update(statistic=f_stat, df_num=qn, df=df2, p=p)
+        else:
+            model_txt = f"{formula} — no test: fewer than two levels of at least {k} units"
+        out.append({"moderator": mod, "wave": w, "row": "interaction", "level": "",
+                    "reference": ref, "n": n_fit, "n_exchanges": int(xcodes.max()) + 1,
+                    **test, "model": model_txt, "suppressed": ""})
+    return out
+
+
+def _cr2_differences(dk: pd.DataFrame, level: pd.Series, w_text: pd.Series, first: str, w: str,
+                     ref: str, others: list[str], pcodes: np.ndarray, outcome: str,
+                     exchange: str, ci: float) -> dict[str, dict]:
+    """Design-based check of each difference: units with a score at both `first` and `w`,
+    OLS of their change on the level (reference `ref`), CR2 errors clustered by exchange with
+    Satterthwaite df (`analytics.stats.comparison.cr2_fit`). Unlike the model it lets exchanges
+    differ in their gain, and it uses completers only."""
+    from analytics.stats.comparison import cr2_fit
+
+    frame = pd.DataFrame({"u": pcodes, "w": w_text.to_numpy(), "y": dk[outcome].to_numpy(float),
+                          "lv": level.to_numpy(), "x": dk[exchange].to_numpy()})
+    a = frame[frame["w"] == first].drop_duplicates("u").set_index("u")
+    b = frame[frame["w"] == w].drop_duplicates("u").set_index("u")
+    both = a.join(b[["y"]].rename(columns={"y": "y_w"}), how="inner")
+    if len(both) < 3 or not others:
+        return {}
+    X = np.column_stack([np.ones(len(both))]
+                        + [(both["lv"] == lv).to_numpy(float) for lv in others])
+    if np.linalg.matrix_rank(X) < X.shape[1]:
+        return {}
+    fit = cr2_fit(X, (both["y_w"] - both["y"]).to_numpy(float), both["x"].to_numpy())
+    out = {}
+    for j, lv in enumerate(others, start=1):
+        c = np.zeros(X.shape[1])
+        c[j] = 1.0
+        t = fit.test(c, ci=ci)
+        out[lv] = {"estimate_cr2": t["estimate"], "ci_low_cr2": t["ci_low_cr2"],
+                   "ci_high_cr2": t["ci_high_cr2"], "df_cr2": t["df_cr2"], "p_cr2": t["p_cr2"]}
+    return out
