@@ -100,6 +100,18 @@ def test_nested_three_level_test_matches_statsmodels_wald():
         # the design-based check estimates the same difference from completers' change
         assert diffs.loc[level, "estimate_cr2"] == pytest.approx(md.params[t], abs=1e-8)
         assert diffs.loc[level, "df_cr2"] < 30  # Satterthwaite df on 24 exchanges
+    # ... and its CR2 interval is clubSandwich's on the rows (cr2_ols, itself checked against R)
+    from analytics.stats.comparison import cr2_ols
+
+    w = d.pivot_table(index=["participant", "exchange_id", "modality"], columns="wave",
+                      values="score").reset_index()
+    others = [lv for lv in sorted(w["modality"].unique()) if lv != ref]
+    X = np.column_stack([np.ones(len(w))] + [(w["modality"] == lv).to_numpy(float)
+                                            for lv in others])
+    rows = cr2_ols(X, (w["post"] - w["pre"]).to_numpy(), w["exchange_id"].to_numpy())
+    for j, lv in enumerate(others, start=1):
+        for col in ("ci_low_cr2", "ci_high_cr2", "df_cr2", "p_cr2"):
+            assert diffs.loc[lv, col] == pytest.approx(rows.loc[j, col], rel=1e-9), col
 
 
 def test_single_difference_f_is_t_squared_and_rows_are_complete():

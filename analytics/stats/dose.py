@@ -185,9 +185,9 @@ def dose_bins(
             codes = np.asarray(codes, dtype=np.int64)
             y = g[change].to_numpy(float)
             cells = pd.DataFrame({"bin": codes + 1, "_cl": g[cluster].astype("object").to_numpy(),
-                                  "y": y}).groupby(["bin", "_cl"], dropna=False, sort=True).agg(
-                n=("y", "size"), sum=("y", "sum"),
-                sumsq=("y", lambda v: float(np.square(v).sum()))).reset_index()
+                                  "y": y, "y2": y * y}).groupby(
+                ["bin", "_cl"], dropna=False, sort=True).agg(
+                n=("y", "size"), sum=("y", "sum"), sumsq=("y2", "sum")).reset_index()
             means = cr2_means(cells, ["bin"], cluster="_cl", ci=ci)
             ranges = pd.DataFrame({"bin": codes + 1, "x": x}).groupby("bin")["x"].agg(
                 dose_low="min", dose_high="max", dose_median="median").reset_index()

@@ -16,11 +16,15 @@ Model, in R's notation, REML::
 
     score ~ wave * attribute + (1 | exchange) + (1 | exchange:participant)
 
-fitted by `fit_nested_intercepts` (one exchange only: ``+ (1 | participant)`` by
-`fit_random_intercept`). CIs and p values are Wald t with the model's between-within df
+fitted by `fit_nested_intercepts` (one exchange only, or ``exchange_level=False``:
+``score ~ wave * attribute + (1 | participant)`` by `fit_random_intercept`). Every row is a
+within-participant contrast (a change from pre, or a difference of changes), from which an
+exchange random intercept cancels; the one-level model gives nearly the same rows at a
+fraction of the cost, and the derive step uses it (the CR2 check below carries the exchange
+clustering). CIs and p values are Wald t with the model's between-within df
 (`NestedInterceptFit.df`; the one-level model: z, and the F test's denominator df is
-infinite, i.e. chi2 / q). The exchange random intercept does not let exchanges differ in their
-gain, so with few exchanges per level the intervals of a difference are narrower than a
+infinite, i.e. chi2 / q). Neither model lets exchanges differ in their gain, so with few
+exchanges per level the intervals of a difference are narrower than a
 design-based (cluster-robust) interval would be; read them with the number of exchanges.
 
 Each ``difference`` row also carries a design-based check (``*_cr2`` columns): over the units
@@ -71,8 +75,10 @@ NOT_REPORTED = "not reported"
 
 def model_formula(moderator: str, nested: bool = True) -> str:
     """The model of the rows for `moderator`, as the table's ``model`` column names it."""
-    re_ = "(1 | exchange) + (1 | exchange:participant)" if nested else "(1 | participant)"
-    return f"score ~ wave * {moderator} + {re_}, REML; Wald t/F, between-within df"
+    if nested:
+        return (f"score ~ wave * {moderator} + (1 | exchange) + (1 | exchange:participant), "
+                "REML; Wald t and F, between-within df")
+    return f"score ~ wave * {moderator} + (1 | participant), REML; Wald z and F = chi2 / q"
 
 
 def moderation(
@@ -89,6 +95,7 @@ def moderation(
     ci: float = 0.95,
     k: int = DEFAULT_K,
     se_method: str = "conditional",
+    exchange_level: bool = True,
 ) -> pd.DataFrame:
     """Gains by level of each moderator, their differences and the interaction test.
 
@@ -139,7 +146,8 @@ def moderation(
         for mod in moderators:
             rows.extend({**base, **r} for r in _one(
                 d, mod, outcome=outcome, participant=participant, wave=wave,
-                exchange=exchange, waves=waves, ci=ci, k=k, se_method=se_method))
+                exchange=exchange, waves=waves, ci=ci, k=k, se_method=se_method,
+                exchange_level=exchange_level))
     out = pd.DataFrame(rows, columns=MODERATION_COLUMNS)
     for c in ("n", "n_exchanges", "df_num"):
         out[c] = pd.array(out[c], dtype="Int64")
@@ -148,30 +156,43 @@ def moderation(
 
 def _one(d: pd.DataFrame, mod: str, *, outcome: str, participant: str, wave: str,
          exchange: str, waves: Sequence[str] | None, ci: float, k: int,
-         se_method: str) -> list[dict]:
+         se_method: str, exchange_level: bool) -> list[dict]:
     """Rows of one scale x moderator."""
     nan = math.nan
     level = d[mod].astype("object").where(d[mod].notna(), NOT_REPORTED).astype(str)
-    unit = pd.factorize(pd.MultiIndex.from_arrays([d[participant], d[exchange]]))[0]
+    pc_ = pd.factorize(d[participant])[0].astype(np.int64)
+    xc_ = pd.factorize(d[exchange])[0].astype(np.int64)
+    unit = pd.factorize(pc_ * (int(xc_.max(initial=0)) + 2) + xc_ + 1)[0]
     w_levels = list(waves) if waves is not None else wave_order(d[wave].astype(str).unique())
     w_text = d[wave].astype(str)
     if len(w_levels) < 2:
         return []
     first = w_levels[0]
-    units_at = {w: {lv: set(unit[(w_text == w).to_numpy() & (level == lv).to_numpy()])
-                    for lv in level.unique()} for w in w_levels}
-    sizes = level.groupby(level).size()
-    n_units = pd.Series({lv: len(set(unit[(level == lv).to_numpy()])) for lv in sizes.index})
-    min_at_wave = pd.Series({lv: min(len(units_at[w][lv]) for w in w_levels)
-                             for lv in sizes.index})
-    kept = sorted(lv for lv in sizes.index if min_at_wave[lv] >= max(k, 1))
-    small = sorted(set(sizes.index) - set(kept))
+    # per unit: a bit per wave with a score, and its level (an exchange attribute: one per unit)
+    wc, _ = _codes(w_text, w_levels, wave_order)
+    lc, lv_names = pd.factorize(level)
+    n_u = int(unit.max(initial=-1)) + 1
+    bits = np.zeros(n_u, dtype=np.int64)
+    ok = wc >= 0
+    np.bitwise_or.at(bits, unit[ok], np.left_shift(1, wc[ok]))
+    unit_level = np.zeros(n_u, dtype=np.int64)
+    unit_level[unit] = lc
+    lv_list = [str(x) for x in lv_names]
+
+    def count(lv: str, need: int) -> int:
+        """Units of level `lv` with a score at every wave whose bit is set in `need`."""
+        return int(np.count_nonzero((unit_level == lv_list.index(lv)) & (bits & need == need)))
+
+    n_units = {lv: count(lv, 0) for lv in lv_list}
+    min_at_wave = {lv: min(count(lv, 1 << i) for i in range(len(w_levels))) for lv in lv_list}
+    kept = sorted(lv for lv in lv_list if min_at_wave[lv] >= max(k, 1))
+    small = sorted(set(lv_list) - set(kept))
     ref = (max(kept, key=lambda lv: (n_units[lv], [-ord(ch) for ch in lv])) if kept else "")
     others = [lv for lv in kept if lv != ref]
     glevels = [ref, *others] if kept else []
 
     def n_pair(lv: str, w: str) -> int:
-        return len(units_at[w][lv] & units_at[first][lv])
+        return count(lv, 1 | (1 << w_levels.index(w)))
 
     later = w_levels[1:]
     out: list[dict] = []
@@ -197,14 +218,13 @@ def _one(d: pd.DataFrame, mod: str, *, outcome: str, participant: str, wave: str
     if len(glevels) >= 2:
         gcodes, _ = _codes(level[keep], glevels, lambda x: x)
         factors.append(_Factor(mod, gcodes, glevels))
-    nested = int(xcodes.max()) >= 1
-    n_ex_of = {lv: int(dk.loc[(level[keep] == lv).to_numpy(), exchange].nunique())
-               for lv in kept}
+    nested = exchange_level and int(xcodes.max()) >= 1
+    n_ex_of = {lv: len(np.unique(xc_[keep][lc[keep] == lv_list.index(lv)])) for lv in kept}
     formula = (model_formula(mod, nested) if len(glevels) >= 2
                else model_formula(mod, nested).replace(f" * {mod}", ""))
     try:
         X, names = _design(factors)
-        if nested:
+        if nested:  # the `exchange_level` model
             fit = fit_nested_intercepts(y, X, pcodes, xcodes, names=names, se_method=se_method)
         else:
             fit = fit_random_intercept(y, X, pcodes, names=names, se_method=se_method)
@@ -279,27 +299,50 @@ def _cr2_differences(dk: pd.DataFrame, level: pd.Series, w_text: pd.Series, firs
                      exchange: str, ci: float) -> dict[str, dict]:
     """Design-based check of each difference: units with a score at both `first` and `w`,
     OLS of their change on the level (reference `ref`), CR2 errors clustered by exchange with
-    Satterthwaite df (`analytics.stats.comparison.cr2_fit`). Unlike the model it lets exchanges
-    differ in their gain, and it uses completers only."""
-    from analytics.stats.comparison import cr2_fit
+    Satterthwaite df. Unlike the model it lets exchanges differ in their gain, and it uses
+    completers only. The design is one row per level, so OLS, CR2 and the df follow exactly
+    from per exchange x level counts and sums (`analytics.stats.comparison.cr2_from_cells`)."""
+    from analytics.stats.comparison import cr2_from_cells
 
-    frame = pd.DataFrame({"u": pcodes, "w": w_text.to_numpy(), "y": dk[outcome].to_numpy(float),
-                          "lv": level.to_numpy(), "x": dk[exchange].to_numpy()})
-    a = frame[frame["w"] == first].drop_duplicates("u").set_index("u")
-    b = frame[frame["w"] == w].drop_duplicates("u").set_index("u")
-    both = a.join(b[["y"]].rename(columns={"y": "y_w"}), how="inner")
-    if len(both) < 3 or not others:
+    y = dk[outcome].to_numpy(float)
+    wt = w_text.to_numpy()
+    n_u = int(pcodes.max(initial=-1)) + 1
+    at_first = np.full(n_u, np.nan)
+    at_w = np.full(n_u, np.nan)
+    m0, m1 = wt == first, wt == w
+    at_first[pcodes[m0]] = y[m0]
+    at_w[pcodes[m1]] = y[m1]
+    both = ~np.isnan(at_first) & ~np.isnan(at_w)
+    if int(both.sum()) < 3 or not others:
         return {}
-    X = np.column_stack([np.ones(len(both))]
-                        + [(both["lv"] == lv).to_numpy(float) for lv in others])
-    if np.linalg.matrix_rank(X) < X.shape[1]:
+    levels = [ref, *others]
+    unit_lv = np.full(n_u, -1, dtype=np.int64)
+    unit_lv[pcodes] = pd.Index(levels).get_indexer(level.to_numpy())
+    unit_x = np.zeros(n_u, dtype=np.int64)
+    unit_x[pcodes] = pd.factorize(dk[exchange])[0]
+    change = (at_w - at_first)[both]
+    lv, xc = unit_lv[both], unit_x[both]
+    p = len(levels)
+    xc = pd.factorize(xc)[0]
+    n_cl = int(xc.max()) + 1
+    cell = xc * p + lv
+    cnt = np.bincount(cell, minlength=n_cl * p).reshape(n_cl, p)
+    tot = np.bincount(cell, weights=change, minlength=n_cl * p).reshape(n_cl, p)
+    # row of X for level l: [1, e_l (l > 0)]
+    basis = np.zeros((p, p))
+    basis[:, 0] = 1.0
+    basis[np.arange(1, p), np.arange(1, p)] = 1.0
+    gram = np.einsum("jl,la,lb->jab", cnt, basis, basis)
+    xy = tot @ basis
+    if np.linalg.matrix_rank(gram.sum(axis=0)) < p:
         return {}
-    fit = cr2_fit(X, (both["y_w"] - both["y"]).to_numpy(float), both["x"].to_numpy())
+    fit = cr2_from_cells(gram, xy, n_obs=int(both.sum()))
     out = {}
-    for j, lv in enumerate(others, start=1):
-        c = np.zeros(X.shape[1])
+    for j, name in enumerate(others, start=1):
+        c = np.zeros(p)
         c[j] = 1.0
         t = fit.test(c, ci=ci)
-        out[lv] = {"estimate_cr2": t["estimate"], "ci_low_cr2": t["ci_low_cr2"],
-                   "ci_high_cr2": t["ci_high_cr2"], "df_cr2": t["df_cr2"], "p_cr2": t["p_cr2"]}
+        out[name] = {"estimate_cr2": t["estimate"], "ci_low_cr2": t["ci_low_cr2"],
+                     "ci_high_cr2": t["ci_high_cr2"], "df_cr2": t["df_cr2"],
+                     "p_cr2": t["p_cr2"]}
     return out
