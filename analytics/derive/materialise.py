@@ -751,19 +751,29 @@ def _with_purpose(con: duckdb.DuckDBPyConnection, attrs: pd.DataFrame) -> pd.Dat
 def _dose_units(scored: pd.DataFrame) -> pd.DataFrame:
     """One scale's exchange participants (units) with a pre and a post score: their change and
     dose (events and minutes logged in that exchange) and the adjustment columns."""
-    d = scored[~scored["is_comparison"].astype(bool) & scored["score"].notna()
-               & scored["wave"].isin(["pre", "post"])]
-    d = d.assign(_u=_unit_codes(d["participant"], d["exchange_id"]).to_numpy())
-    pre = d[d["wave"] == "pre"].drop_duplicates("_u").set_index("_u")
-    post = d[d["wave"] == "post"].drop_duplicates("_u").set_index("_u")["score"]
-    pre = pre[pre.index.isin(post.index)]
+    cols = ["participant", "exchange_id", "wave", "score", "instrument", "scale",
+            *DOSE_MEASURES.values(), *DOSE_ADJUST]
+    mine = (~scored["is_comparison"].astype(bool) & scored["score"].notna()).to_numpy()
+    d = scored.loc[mine, cols]
+    unit = _unit_codes(d["participant"], d["exchange_id"]).to_numpy()
+    wave = d["wave"].astype(str).to_numpy()
+    n_u = int(unit.max(initial=-1)) + 1
+    pre_row = np.full(n_u, -1, dtype=np.int64)
+    post = np.full(n_u, np.nan)
+    rows = np.arange(len(d))
+    is_pre, is_post = wave == "pre", wave == "post"
+    pre_row[unit[is_pre]] = rows[is_pre]
+    post[unit[is_post]] = d["score"].to_numpy(float)[is_post]
+    both = (pre_row >= 0) & ~np.isnan(post)
+    take = pre_row[both]
+    base = d.iloc[take]
     return pd.DataFrame({
-        "instrument": pre["instrument"].astype(str).to_numpy(),
-        "scale": pre["scale"].astype(str).to_numpy(),
-        "exchange_id": pre["exchange_id"].astype(str).to_numpy(),
-        "change": post.reindex(pre.index).to_numpy(float) - pre["score"].to_numpy(float),
-        **{m: pre[c].to_numpy(float) for m, c in DOSE_MEASURES.items()},
-        **{a: pre[a].astype(object).to_numpy() for a in DOSE_ADJUST},
+        "instrument": base["instrument"].astype(str).to_numpy(),
+        "scale": base["scale"].astype(str).to_numpy(),
+        "exchange_id": pd.factorize(base["exchange_id"])[0],
+        "change": post[both] - base["score"].to_numpy(float),
+        **{m: base[c].to_numpy(float) for m, c in DOSE_MEASURES.items()},
+        **{a: base[a].astype(object).to_numpy() for a in DOSE_ADJUST},
     })
 
 

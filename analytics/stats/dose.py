@@ -184,10 +184,17 @@ def dose_bins(
                 codes = np.zeros(n, dtype=np.int64)
             codes = np.asarray(codes, dtype=np.int64)
             y = g[change].to_numpy(float)
-            cells = pd.DataFrame({"bin": codes + 1, "_cl": g[cluster].astype("object").to_numpy(),
-                                  "y": y, "y2": y * y}).groupby(
-                ["bin", "_cl"], dropna=False, sort=True).agg(
-                n=("y", "size"), sum=("y", "sum"), sumsq=("y2", "sum")).reset_index()
+            # per bin x cluster count, sum and sum of squares (a missing cluster label is a
+            # cluster of its own, as in cr2_means)
+            cl = pd.factorize(g[cluster], use_na_sentinel=True)[0].astype(np.int64)
+            if (cl < 0).any():
+                cl[cl < 0] = cl.max(initial=-1) + 1 + np.arange(int((cl < 0).sum()))
+            n_cl = int(cl.max(initial=-1)) + 1
+            key = codes * n_cl + cl
+            uk, inv = np.unique(key, return_inverse=True)
+            cells = pd.DataFrame({"bin": uk // n_cl + 1, "_cl": uk % n_cl,
+                                  "n": np.bincount(inv), "sum": np.bincount(inv, weights=y),
+                                  "sumsq": np.bincount(inv, weights=y * y)})
             means = cr2_means(cells, ["bin"], cluster="_cl", ci=ci)
             ranges = pd.DataFrame({"bin": codes + 1, "x": x}).groupby("bin")["x"].agg(
                 dose_low="min", dose_high="max", dose_median="median").reset_index()

@@ -143,10 +143,13 @@ def moderation(
         key = key if isinstance(key, tuple) else (key,)
         kv = dict(zip(keys, key, strict=True))
         base = {"instrument": kv.get(instrument), "scale": kv.get(scale)}
+        prep = _prepare(d, outcome=outcome, participant=participant, wave=wave,
+                        exchange=exchange, waves=waves)
+        if prep is None:
+            continue
         for mod in moderators:
             rows.extend({**base, **r} for r in _one(
-                d, mod, outcome=outcome, participant=participant, wave=wave,
-                exchange=exchange, waves=waves, ci=ci, k=k, se_method=se_method,
+                d[mod], mod, prep, ci=ci, k=k, se_method=se_method,
                 exchange_level=exchange_level))
     out = pd.DataFrame(rows, columns=MODERATION_COLUMNS)
     for c in ("n", "n_exchanges", "df_num"):
@@ -154,30 +157,45 @@ def moderation(
     return out
 
 
-def _one(d: pd.DataFrame, mod: str, *, outcome: str, participant: str, wave: str,
-         exchange: str, waves: Sequence[str] | None, ci: float, k: int,
-         se_method: str, exchange_level: bool) -> list[dict]:
-    """Rows of one scale x moderator."""
-    nan = math.nan
-    level = d[mod].astype("object").where(d[mod].notna(), NOT_REPORTED).astype(str)
+def _prepare(d: pd.DataFrame, *, outcome: str, participant: str, wave: str, exchange: str,
+             waves: Sequence[str] | None) -> dict | None:
+    """What every moderator of one scale shares, as integer codes: unit (participant x
+    exchange), wave (-1 outside `waves`), exchange, the score, and per unit a bit per wave
+    with a score. None with fewer than two waves."""
+    w_levels = list(waves) if waves is not None else wave_order(d[wave].astype(str).unique())
+    if len(w_levels) < 2:
+        return None
     pc_ = pd.factorize(d[participant])[0].astype(np.int64)
     xc_ = pd.factorize(d[exchange])[0].astype(np.int64)
     unit = pd.factorize(pc_ * (int(xc_.max(initial=0)) + 2) + xc_ + 1)[0]
-    w_levels = list(waves) if waves is not None else wave_order(d[wave].astype(str).unique())
-    w_text = d[wave].astype(str)
-    if len(w_levels) < 2:
-        return []
-    first = w_levels[0]
-    # per unit: a bit per wave with a score, and its level (an exchange attribute: one per unit)
-    wc, _ = _codes(w_text, w_levels, wave_order)
-    lc, lv_names = pd.factorize(level)
+    wc, _ = _codes(d[wave], w_levels, wave_order)
     n_u = int(unit.max(initial=-1)) + 1
     bits = np.zeros(n_u, dtype=np.int64)
     ok = wc >= 0
     np.bitwise_or.at(bits, unit[ok], np.left_shift(1, wc[ok]))
+    return {"w_levels": w_levels, "unit": unit, "wc": wc, "xc": xc_, "bits": bits,
+            "y": d[outcome].to_numpy(float)}
+
+
+def _one(values: pd.Series, mod: str, prep: dict, *, ci: float, k: int, se_method: str,
+         exchange_level: bool) -> list[dict]:
+    """Rows of one scale x moderator (`values`: the moderator's column)."""
+    nan = math.nan
+    w_levels, unit, wc, xc_, bits = (prep[key] for key in ("w_levels", "unit", "wc", "xc",
+                                                           "bits"))
+    lc, uniq = pd.factorize(values, use_na_sentinel=True)
+    lv_list = [str(x) for x in uniq]
+    if (lc < 0).any():  # a missing attribute is a level of its own
+        if NOT_REPORTED not in lv_list:
+            lv_list.append(NOT_REPORTED)
+        lc = np.where(lc < 0, lv_list.index(NOT_REPORTED), lc)
+    if len(set(lv_list)) < len(lv_list):  # two values with the same text: merge them
+        names_ = pd.Index(lv_list)
+        lc = pd.factorize(names_[lc])[0]
+        lv_list = list(dict.fromkeys(lv_list))
+    n_u = len(bits)
     unit_level = np.zeros(n_u, dtype=np.int64)
-    unit_level[unit] = lc
-    lv_list = [str(x) for x in lv_names]
+    unit_level[unit] = lc  # an exchange attribute: one level per unit
 
     def count(lv: str, need: int) -> int:
         """Units of level `lv` with a score at every wave whose bit is set in `need`."""
@@ -201,25 +219,28 @@ def _one(d: pd.DataFrame, mod: str, *, outcome: str, participant: str, wave: str
             out.append({"moderator": mod, "wave": w, "row": "gain", "level": lv,
                         "reference": ref, "n": None, "n_exchanges": None, "estimate": nan,
                         "se": nan, "df": nan, "ci_low": nan, "ci_high": nan, "statistic": nan,
-                        "df_num": None, "p": nan, "model": model_formula(mod),
+                        "df_num": None, "p": nan,
+                        "model": model_formula(mod, exchange_level),
                         "suppressed": reason(int(k))})
             if ref:
                 out.append({**out[-1], "row": "difference"})
     if not kept:
         return out
 
-    keep = level.isin(kept).to_numpy() & w_text.isin(w_levels).to_numpy()
-    dk = d[keep]
-    y = dk[outcome].to_numpy(float)
+    to_g = np.full(len(lv_list), -1, dtype=np.int64)
+    for gi, lv in enumerate(glevels):
+        to_g[lv_list.index(lv)] = gi
+    gall = to_g[lc]
+    keep = (gall >= 0) & (wc >= 0)
+    y = prep["y"][keep]
     pcodes = pd.factorize(unit[keep])[0]
-    xcodes = pd.factorize(dk[exchange])[0]
-    wcodes, _ = _codes(dk[wave].astype(str), w_levels, wave_order)
-    factors = [_Factor("wave", wcodes, w_levels)]
+    xcodes = pd.factorize(xc_[keep])[0]
+    gk = gall[keep]
+    factors = [_Factor("wave", wc[keep], w_levels)]
     if len(glevels) >= 2:
-        gcodes, _ = _codes(level[keep], glevels, lambda x: x)
-        factors.append(_Factor(mod, gcodes, glevels))
+        factors.append(_Factor(mod, gk, glevels))
     nested = exchange_level and int(xcodes.max()) >= 1
-    n_ex_of = {lv: len(np.unique(xc_[keep][lc[keep] == lv_list.index(lv)])) for lv in kept}
+    n_ex_of = {lv: len(np.unique(xcodes[gk == gi])) for gi, lv in enumerate(glevels)}
     formula = (model_formula(mod, nested) if len(glevels) >= 2
                else model_formula(mod, nested).replace(f" * {mod}", ""))
     try:
@@ -263,8 +284,7 @@ def _one(d: pd.DataFrame, mod: str, *, outcome: str, participant: str, wave: str
             out.append({"moderator": mod, "wave": w, "row": "gain", "level": lv,
                         "reference": ref, "n": n_pair(lv, w), "n_exchanges": n_ex_of[lv],
                         **est_row(L), "model": formula, "suppressed": ""})
-        cr2 = _cr2_differences(dk, level[keep], w_text[keep], first, w, ref, others,
-                               pcodes, outcome, exchange, ci)
+        cr2 = _cr2_differences(y, gk, wc[keep], wi, len(glevels), others, pcodes, xcodes, ci)
         for lv in others:
             out.append({"moderator": mod, "wave": w, "row": "difference", "level": lv,
                         "reference": ref, "n": n_pair(lv, w), "n_exchanges": n_ex_of[lv],
@@ -294,44 +314,40 @@ def _one(d: pd.DataFrame, mod: str, *, outcome: str, participant: str, wave: str
     return out
 
 
-def _cr2_differences(dk: pd.DataFrame, level: pd.Series, w_text: pd.Series, first: str, w: str,
-                     ref: str, others: list[str], pcodes: np.ndarray, outcome: str,
-                     exchange: str, ci: float) -> dict[str, dict]:
-    """Design-based check of each difference: units with a score at both `first` and `w`,
-    OLS of their change on the level (reference `ref`), CR2 errors clustered by exchange with
-    Satterthwaite df. Unlike the model it lets exchanges differ in their gain, and it uses
-    completers only. The design is one row per level, so OLS, CR2 and the df follow exactly
-    from per exchange x level counts and sums (`analytics.stats.comparison.cr2_from_cells`)."""
+def _cr2_differences(y: np.ndarray, gk: np.ndarray, wk: np.ndarray, wi: int, p: int,
+                     others: list[str], pcodes: np.ndarray, xcodes: np.ndarray, ci: float
+                     ) -> dict[str, dict]:
+    """Design-based check of each difference: units with a score at both the first wave and
+    wave `wi`, OLS of their change on the level (codes `gk`, 0 = the reference), CR2 errors
+    clustered by exchange with Satterthwaite df. Unlike the model it lets exchanges differ in
+    their gain, and it uses completers only. The design is one row per level, so OLS, CR2 and
+    the df follow exactly from per exchange x level counts and sums
+    (`analytics.stats.comparison.cr2_from_cells`)."""
     from analytics.stats.comparison import cr2_from_cells
 
-    y = dk[outcome].to_numpy(float)
-    wt = w_text.to_numpy()
     n_u = int(pcodes.max(initial=-1)) + 1
     at_first = np.full(n_u, np.nan)
     at_w = np.full(n_u, np.nan)
-    m0, m1 = wt == first, wt == w
+    m0, m1 = wk == 0, wk == wi
     at_first[pcodes[m0]] = y[m0]
     at_w[pcodes[m1]] = y[m1]
     both = ~np.isnan(at_first) & ~np.isnan(at_w)
     if int(both.sum()) < 3 or not others:
         return {}
-    levels = [ref, *others]
-    unit_lv = np.full(n_u, -1, dtype=np.int64)
-    unit_lv[pcodes] = pd.Index(levels).get_indexer(level.to_numpy())
+    unit_lv = np.zeros(n_u, dtype=np.int64)
+    unit_lv[pcodes] = gk
     unit_x = np.zeros(n_u, dtype=np.int64)
-    unit_x[pcodes] = pd.factorize(dk[exchange])[0]
+    unit_x[pcodes] = xcodes
     change = (at_w - at_first)[both]
-    lv, xc = unit_lv[both], unit_x[both]
-    p = len(levels)
-    xc = pd.factorize(xc)[0]
+    lv = unit_lv[both]
+    xc = pd.factorize(unit_x[both])[0]
     n_cl = int(xc.max()) + 1
     cell = xc * p + lv
     cnt = np.bincount(cell, minlength=n_cl * p).reshape(n_cl, p)
     tot = np.bincount(cell, weights=change, minlength=n_cl * p).reshape(n_cl, p)
     # row of X for level l: [1, e_l (l > 0)]
-    basis = np.zeros((p, p))
+    basis = np.eye(p)
     basis[:, 0] = 1.0
-    basis[np.arange(1, p), np.arange(1, p)] = 1.0
     gram = np.einsum("jl,la,lb->jab", cnt, basis, basis)
     xy = tot @ basis
     if np.linalg.matrix_rank(gram.sum(axis=0)) < p:
