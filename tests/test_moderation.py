@@ -178,3 +178,16 @@ def test_demo_modality_difference_recovered_and_setting_shows_no_planted_effect(
         exp = truth["effects"][x.instrument][x.scale]["expected_observed_diff_by_setting"]
         t = exp["post_minus_pre"][x.level] - exp["post_minus_pre"][x.reference]
         assert abs(x.estimate - t) < 0.08
+
+
+def test_the_rows_are_the_same_at_every_k():
+    """A stricter k blanks rows but never removes or adds one (so no row's presence tells
+    anything, and a refresh at another k replaces the table row for row)."""
+    d = _nested()
+    keys = ["wave", "row", "level", "reference"]
+    tables = [moderation(d, moderators=["modality"], instrument=None, scale=None, k=k)[keys]
+              for k in (0, 10, 60, 10**6)]
+    for t in tables[1:]:
+        assert t.equals(tables[0])
+    strict = moderation(d, moderators=["modality"], instrument=None, scale=None, k=10**6)
+    assert (strict["suppressed"] != "").all() and strict["estimate"].isna().all()

@@ -147,10 +147,14 @@ def moderation(
                         exchange=exchange, waves=waves)
         if prep is None:
             continue
+        kinds = {"gain": 0, "difference": 1, "interaction": 2}
         for mod in moderators:
-            rows.extend({**base, **r} for r in _one(
-                d[mod], mod, prep, ci=ci, k=k, se_method=se_method,
-                exchange_level=exchange_level))
+            one = _one(d[mod], mod, prep, ci=ci, k=k, se_method=se_method,
+                       exchange_level=exchange_level)
+            # the same order at every k: wave, gains, differences, the test; levels by name
+            one.sort(key=lambda r: (prep["w_levels"].index(r["wave"]), kinds[r["row"]],
+                                    r["level"]))
+            rows.extend({**base, **r} for r in one)
     out = pd.DataFrame(rows, columns=MODERATION_COLUMNS)
     for c in ("n", "n_exchanges", "df_num"):
         out[c] = pd.array(out[c], dtype="Int64")
@@ -203,9 +207,14 @@ def _one(values: pd.Series, mod: str, prep: dict, *, ci: float, k: int, se_metho
 
     n_units = {lv: count(lv, 0) for lv in lv_list}
     min_at_wave = {lv: min(count(lv, 1 << i) for i in range(len(w_levels))) for lv in lv_list}
+    # The reference is the largest level whatever k is, so that the table has the same rows
+    # at every k (gain per level, difference per other level, one test per wave); if it is
+    # itself under k, every level is suppressed.
+    ref = max(lv_list, key=lambda lv: (n_units[lv], [-ord(ch) for ch in lv]))
     kept = sorted(lv for lv in lv_list if min_at_wave[lv] >= max(k, 1))
+    if ref not in kept:
+        kept = []
     small = sorted(set(lv_list) - set(kept))
-    ref = (max(kept, key=lambda lv: (n_units[lv], [-ord(ch) for ch in lv])) if kept else "")
     others = [lv for lv in kept if lv != ref]
     glevels = [ref, *others] if kept else []
 
@@ -222,9 +231,17 @@ def _one(values: pd.Series, mod: str, prep: dict, *, ci: float, k: int, se_metho
                         "df_num": None, "p": nan,
                         "model": model_formula(mod, exchange_level),
                         "suppressed": reason(int(k))})
-            if ref:
+            if lv != ref:
                 out.append({**out[-1], "row": "difference"})
     if not kept:
+        for w in later:
+            out.append({"moderator": mod, "wave": w, "row": "interaction", "level": "",
+                        "reference": ref, "n": None, "n_exchanges": None, "estimate": nan,
+                        "se": nan, "df": nan, "ci_low": nan, "ci_high": nan, "statistic": nan,
+                        "df_num": None, "p": nan,
+                        "model": f"{model_formula(mod, exchange_level)} — no test: fewer than "
+                                 f"two levels of at least {k} units",
+                        "suppressed": reason(int(k))})
         return out
 
     to_g = np.full(len(lv_list), -1, dtype=np.int64)
