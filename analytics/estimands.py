@@ -58,3 +58,15 @@ SENSITIVITY_MNAR = ("If those who did not answer changed less than comparable re
                     "much less, in standard deviations of the change, they would have to have "
                     "changed for the gain's 95% interval to reach zero. A tipping point far "
                     "below zero means the conclusion survives plausible dropout.")
+
+# Dose–response (issue 13: res_dose_response, res_dose_bins, the Outcomes page, the codebook).
+__all__ += ["DOSE_SELF_SELECTED", "MODERATION"]
+DOSE_SELF_SELECTED = ("Dose is self-selected: participants choose how much they take part, and "
+                      "those who take part more may differ in ways that also change their gain "
+                      "(motivation, time, a teacher who pushes). The slope describes how gain "
+                      "goes with participation; it is not the effect of adding a session.")
+
+# Setting, modality and purpose (res_moderation, the Outcomes page, the codebook).
+MODERATION = ("Exchanges were not assigned a setting, modality or purpose at random: a "
+              "difference between them may come from who takes part in each, not from the "
+              "format itself.")

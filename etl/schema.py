@@ -631,3 +631,40 @@ RESULT_TABLES.update({t.name: t for t in (RES_RECIPROCITY, RES_RECIPROCITY_SHARE
                                           RES_EQUITY_GAPS)})
 RESULT_EXPORTS.update({t.name.removeprefix("res_"): t for t in (
     RES_RECIPROCITY, RES_RECIPROCITY_SHARES, RES_EQUITY_GAPS)})
+# Issue 13: dose–response and setting/modality/purpose (analytics.stats.dose, .moderation),
+# computed per scale after the tables above; appended so that their order and the exports'
+# order stay.
+RES_DOSE_RESPONSE = Table(
+    "res_dose_response",
+    _cols("instrument:VARCHAR, scale:VARCHAR, measure:VARCHAR, method:VARCHAR, n:INTEGER, "
+          "estimate:DOUBLE, se_cr2:DOUBLE, df_cr2:DOUBLE, ci_low_cr2:DOUBLE, ci_high_cr2:DOUBLE, "
+          "p_cr2:DOUBLE, n_clusters:INTEGER, few_clusters:BOOLEAN, adjusted_for:VARCHAR, "
+          "suppressed:VARCHAR"),
+    doc="Does more participation go with more gain? Slope of the pre→post change on "
+        "log1p(events or minutes logged), adjusted for modality and setting, CR2 errors by "
+        "exchange. Dose is self-selected: an association, not a causal effect.",
+)
+RES_DOSE_BINS = Table(
+    "res_dose_bins",
+    _cols("instrument:VARCHAR, scale:VARCHAR, measure:VARCHAR, bin:INTEGER, n_bins:INTEGER, "
+          "dose_low:DOUBLE, dose_high:DOUBLE, dose_median:DOUBLE, n:INTEGER, "
+          "mean_change:DOUBLE, ci_low:DOUBLE, ci_high:DOUBLE, ci_low_cr2:DOUBLE, "
+          "ci_high_cr2:DOUBLE, df_cr2:DOUBLE, n_clusters:INTEGER, few_clusters:BOOLEAN, "
+          "suppressed:VARCHAR"),
+    doc="Mean pre→post change per quantile bin of participation (events, minutes), with t "
+        "and CR2-by-exchange intervals: the dose–response curve without a model.",
+)
+RES_MODERATION = Table(
+    "res_moderation",
+    _cols("instrument:VARCHAR, scale:VARCHAR, moderator:VARCHAR, wave:VARCHAR, row:VARCHAR, "
+          "level:VARCHAR, reference:VARCHAR, n:INTEGER, n_exchanges:INTEGER, estimate:DOUBLE, "
+          "se:DOUBLE, df:DOUBLE, ci_low:DOUBLE, ci_high:DOUBLE, statistic:DOUBLE, "
+          "df_num:INTEGER, p:DOUBLE, estimate_cr2:DOUBLE, ci_low_cr2:DOUBLE, "
+          "ci_high_cr2:DOUBLE, df_cr2:DOUBLE, p_cr2:DOUBLE, model:VARCHAR, suppressed:VARCHAR"),
+    doc="Setting, modality and purpose: the gain per level from the longitudinal model "
+        "(wave × attribute), each level's difference from the largest level and the "
+        "interaction test.",
+)
+RESULT_TABLES.update({t.name: t for t in (RES_DOSE_RESPONSE, RES_DOSE_BINS, RES_MODERATION)})
+RESULT_EXPORTS.update({t.name.removeprefix("res_"): t
+                       for t in (RES_DOSE_RESPONSE, RES_DOSE_BINS, RES_MODERATION)})

@@ -109,6 +109,8 @@ def layout(by: str = "modality", effect: str = "hedges_g", scale: str = "",
             _ui.section("Mixed model (random intercepts for exchange and participant)",
                         html.Div(id=MODEL)),
             _sensitivity_section(),
+            _dose_section(),
+            _moderation_section(),
         ]
     )
 
@@ -610,4 +612,203 @@ def sensitivity(_store: dict[str, Any] | None) -> Any:
        "exchanges − 1 df for the others.", id_="outcomes-sensitivity-table", suppressed_col=None),
         _assumptions(estimands.SENSITIVITY, estimands.SENSITIVITY_MAR, estimands.SENSITIVITY_MNAR,
                      id_="sensitivity-assumptions"),
+    ])
+
+
+# ---- Dose–response; setting, modality and purpose (issue 13) ----
+
+DOSE_MEASURE = "outcomes-dose-measure"
+DOSE = "outcomes-dose"
+DOSE_TABLE = "outcomes-dose-table"
+MODERATOR = "outcomes-moderator"
+MOD_WAVE = "outcomes-moderator-wave"
+MOD_FIG = "outcomes-moderation"
+MOD_TABLE = "outcomes-moderation-table"
+_DOSE_LABELS = {"events": "events logged", "minutes": "minutes logged"}
+_MODERATOR_LABELS = {"setting": "setting", "modality": "modality", "purpose": "purpose"}
+
+
+def _dose_section() -> html.Section:
+    return _ui.section(
+        "Does more participation go with more gain?",
+        html.Div([
+            html.Label("Participation measured as", htmlFor=DOSE_MEASURE,
+                       className="fw-semibold me-2"),
+            dbc.RadioItems(id=DOSE_MEASURE, value="events", inline=True, options=[
+                {"label": v, "value": k} for k, v in _DOSE_LABELS.items()]),
+        ], className="d-flex align-items-center flex-wrap mb-2"),
+        _ui.graph(DOSE, "Mean pre-to-post change per fifth of participation, with 95% "
+                        "confidence intervals, for the scale chosen above"),
+        html.Div(id=DOSE_TABLE),
+        id_="outcomes-dose-section")
+
+
+def _moderation_section() -> html.Section:
+    return _ui.section(
+        "Setting, modality and purpose",
+        dbc.Row([
+            dbc.Col([
+                html.Label("Compare by", htmlFor=MODERATOR, className="fw-semibold me-2"),
+                dbc.RadioItems(id=MODERATOR, value="modality", inline=True, options=[
+                    {"label": v, "value": k} for k, v in _MODERATOR_LABELS.items()]),
+            ], md="auto", className="d-flex align-items-center flex-wrap"),
+            dbc.Col([
+                html.Label("Change from pre to", htmlFor=MOD_WAVE, className="fw-semibold me-2"),
+                dbc.RadioItems(id=MOD_WAVE, value="post", inline=True, options=[
+                    {"label": "post", "value": "post"},
+                    {"label": "follow-up", "value": "followup"}]),
+            ], md="auto", className="d-flex align-items-center flex-wrap"),
+        ], className="mb-2 g-3"),
+        _ui.graph(MOD_FIG, "Gain from pre per level of the exchange attribute, with 95% "
+                           "confidence intervals, for the scale chosen above"),
+        html.Div(id=MOD_TABLE),
+        id_="outcomes-moderation-section")
+
+
+def _interval(est: Any, lo: Any, hi: Any) -> str:
+    if est is None or pd.isna(est):
+        return "—"
+    return f"{est:.2f} [{_ui.fmt_num(lo)}, {_ui.fmt_num(hi)}]"
+
+
+def _p_text(p: Any) -> str:
+    if p is None or pd.isna(p):
+        return "—"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+@callback(Output(DOSE, "figure"), Output(DOSE, "style"), Output(DOSE_TABLE, "children"),
+          Input(DOSE_MEASURE, "value"), Input(SCALE, "value"))
+def dose(measure: Any, scale: str | None) -> tuple[_ui.Figure, dict[str, str], Any]:
+    """The binned curve of the chosen scale and the slope of every scale (res_dose_bins,
+    res_dose_response; all exchange participants, precomputed: the filters do not apply)."""
+    measure = _ui.choice(measure, _DOSE_LABELS, "events")
+    slopes = _ui.query(outcomes.dose_response, measure)
+    bins = _ui.only_scale(_ui.query(outcomes.dose_bins, measure), scale)
+    if not len(slopes):
+        return _ui.figure(), {"display": "none"}, _ui.coming("Dose–response", _COMING)
+    label = _DOSE_LABELS[measure]
+    fig_title = f"Mean change pre → post by fifth of {label}"
+    if len(bins):
+        first = bins.iloc[0]
+        fig_title += f": {_ui.ptext(_ui.scale_label(first.instrument, first.scale))}"
+    shown = bins[~bins["suppressed"].to_numpy(bool)] if len(bins) else bins
+    if not len(shown):
+        fig = _ui.suppressed_figure(fig_title, "This scale's curve has a group under "
+                                    f"{suppression.MIN_CELL} participants")
+    else:
+        xs = [f"{_ui.fmt_int(a)}–{_ui.fmt_int(b)}"
+              for a, b in zip(shown.dose_low, shown.dose_high, strict=True)]
+        mean, lo, hi = (shown[c].to_numpy(float)
+                        for c in ("mean_change", "ci_low_cr2", "ci_high_cr2"))
+        fig = _ui.figure(_ui.trace(
+            "scatter", x=xs, y=mean, mode="lines+markers", name="mean change",
+            line={"color": _ui.OKABE_ITO[0]},
+            error_y={"type": "data", "symmetric": False, "array": hi - mean,
+                     "arrayminus": mean - lo},
+            customdata=shown[["n", "ci_low_cr2", "ci_high_cr2", "n_clusters", "dose_median"]],
+            hovertemplate=f"{label} %{{x}} (median %{{customdata[4]:,.0f}})<br>mean change "
+                          "%{y:.2f} [%{customdata[1]:.2f}, %{customdata[2]:.2f}] (95% CI "
+                          "clustered by exchange, CR2)<br>n = %{customdata[0]:,} in "
+                          "%{customdata[3]} exchanges<extra></extra>"))
+        _ui.base_layout(fig, fig_title, x=f"{label} (range of the fifth)",
+                        y="mean change post − pre (points)", height=360)
+    slopes = slopes.assign(
+        scale_label=[_ui.scale_label(a, b) for a, b in zip(slopes.instrument, slopes.scale,
+                                                           strict=True)],
+        slope=[_interval(e, a, b) for e, a, b in zip(slopes.estimate, slopes.ci_low_cr2,
+                                                     slopes.ci_high_cr2, strict=True)])
+    table = _ui.table(slopes, {
+        "scale_label": ("scale", _ui.text),
+        "n": ("participants", _ui.fmt_int),
+        "slope": ("change per log1p unit [95% CI]", _ui.text),
+        "p_cr2": ("p", _p_text),
+        "n_clusters": ("exchanges", _clusters_text),
+    }, f"Slope of the pre → post change on log1p({label}), adjusted for modality and setting "
+       "(OLS; 95% CI clustered by exchange, CR2 with Satterthwaite df; completers of all "
+       "programs, precomputed: the filters do not apply)", id_="outcomes-dose-slopes")
+    return fig, {}, html.Div([
+        table,
+        _assumptions(estimands.DOSE_SELF_SELECTED, "A slope of 0.10 means: a participant with "
+                     "e ≈ 2.7 times the participation (plus one) of another, in the same "
+                     "modality and setting, changed 0.10 points more on average.",
+                     id_="dose-assumptions"),
+    ])
+
+
+@callback(Output(MOD_FIG, "figure"), Output(MOD_FIG, "style"), Output(MOD_TABLE, "children"),
+          Input(MODERATOR, "value"), Input(MOD_WAVE, "value"), Input(SCALE, "value"))
+def moderation_view(moderator: Any, wave: Any, scale: str | None
+                    ) -> tuple[_ui.Figure, dict[str, str], Any]:
+    """Gains per setting/modality/purpose level of the chosen scale, and per scale the largest
+    difference from the reference level and the interaction test (res_moderation)."""
+    moderator = _ui.choice(moderator, _MODERATOR_LABELS, "modality")
+    wave = _ui.choice(wave, {"post": 1, "followup": 1}, "post")
+    df = _ui.query(outcomes.moderation, moderator, wave)
+    if not len(df):
+        return _ui.figure(), {"display": "none"}, _ui.coming(
+            "Setting, modality and purpose", _COMING)
+    one = _ui.only_scale(df, scale)
+    g = one[one["row"] == "gain"]
+    shown = g[~g["suppressed"].to_numpy(bool)]
+    what = _MODERATOR_LABELS[moderator]
+    title = f"Gain pre → {wave} by {what}"
+    if len(one):
+        title += f": {_ui.ptext(_ui.scale_label(one.iloc[0].instrument, one.iloc[0].scale))}"
+    if not len(shown):
+        fig = _ui.suppressed_figure(title, f"Every {what} has fewer than "
+                                    f"{suppression.MIN_CELL} participants")
+    else:
+        est, lo, hi = (shown[c].to_numpy(float) for c in ("estimate", "ci_low", "ci_high"))
+        fig = _ui.figure(_ui.trace(
+            "scatter", x=est, y=shown["level"].astype(str), mode="markers",
+            marker={"color": _ui.OKABE_ITO[0], "size": 10}, name="gain",
+            error_x={"type": "data", "symmetric": False, "array": hi - est,
+                     "arrayminus": est - lo},
+            customdata=shown[["n", "ci_low", "ci_high", "n_exchanges"]],
+            hovertemplate="%{y}: gain %{x:.2f} [%{customdata[1]:.2f}, %{customdata[2]:.2f}] "
+                          "(95% Wald CI, mixed model)<br>n = %{customdata[0]:,} in "
+                          "%{customdata[3]} exchanges<extra></extra>"))
+        _ui.base_layout(fig, title, x="model gain from pre (scale points)", y=what,
+                        height=160 + 34 * len(shown))
+        fig.update_yaxes(autorange="reversed")
+    small = sorted(g.loc[g["suppressed"].to_numpy(bool), "level"].astype(str).unique())
+    rows = []
+    for (inst, sc), d in df.groupby(["instrument", "scale"], sort=True):
+        test = d[d["row"] == "interaction"]
+        diffs = d[(d["row"] == "difference") & ~d["suppressed"].to_numpy(bool)]
+        big = (diffs.loc[diffs["estimate"].abs().idxmax()] if len(diffs)
+               and diffs["estimate"].notna().any() else None)
+        t = test.iloc[0] if len(test) else None
+        rows.append({
+            "scale_label": _ui.scale_label(inst, sc),
+            "reference": str(d["reference"].iloc[0]),
+            "largest": "—" if big is None else
+            f"{big.level}: {_interval(big.estimate, big.ci_low, big.ci_high)}",
+            "check": "—" if big is None else _interval(big.estimate_cr2, big.ci_low_cr2,
+                                                        big.ci_high_cr2),
+            "test": "—" if t is None or pd.isna(t.statistic) else
+            f"F({int(t.df_num)}, {'∞' if not math.isfinite(t.df) else f'{t.df:.0f}'}) = "
+            f"{t.statistic:.2f}",
+            "p": None if t is None else t.p,
+        })
+    wide = pd.DataFrame(rows)
+    model_name = str(df["model"].iloc[0]).split(";")[0]
+    table = _ui.table(wide, {
+        "scale_label": ("scale", _ui.text),
+        "reference": ("reference", _ui.text),
+        "largest": ("largest difference from it [95% CI]", _ui.text),
+        "check": ("same, CR2 by exchange [95% CI]", _ui.text),
+        "test": (f"wave × {what} test", _ui.text),
+        "p": ("p", _p_text),
+    }, f"Does the gain pre → {wave} differ by {what}? Model {model_name}; Wald tests "
+       "(all programs, precomputed: the filters do not apply)", id_="outcomes-moderation-tests",
+        suppressed_col=None)
+    return fig, {}, html.Div([
+        table,
+        _ui.suppressed_note(small, f"{what} levels"),
+        _assumptions(estimands.MODEL, estimands.MODERATION, "The check column re-estimates the "
+                     "difference from completers' change with errors clustered by exchange: the "
+                     "model does not let exchanges differ in their gain, so where the check's "
+                     "interval is much wider, trust it more.", id_="moderation-assumptions"),
     ])

@@ -15,6 +15,8 @@ from tests.dashboard_fixture import build_fixture_warehouse
 
 CONTROLS = ("equity-by", "equity-scale", "participation-by", "outcomes-forest-by",
             "outcomes-effect", "outcomes-scale")
+# issue 13's controls on the Outcomes page (dose measure; attribute and wave of the gains)
+CONTROLS += ("outcomes-dose-measure", "outcomes-moderator", "outcomes-moderator-wave")
 
 
 @pytest.fixture(scope="module")

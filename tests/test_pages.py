@@ -539,3 +539,72 @@ def test_reciprocity_and_equity_gap_views_on_the_demo(dash_duo, dash_app, demo_w
     assert "minutes per participant" in table and "high:" in table and "low:" in table
     assert "Bonferroni" in dash_duo.find_element("#equity-gaps-method").text
     _view_shot(dash_duo, "#equity-gaps-section", "equity-gaps")
+
+
+def test_outcomes_dose_response_and_moderation_views_on_the_demo(dash_duo, dash_app,
+                                                                 demo_warehouse,
+                                                                 monkeypatch) -> None:
+    """Issue 13 on the Outcomes page, drawn from the demo (whose gains rise with events and
+    differ by modality): the binned dose curve and the slopes with the self-selection caveat;
+    the gains by setting/modality/purpose with the interaction test; switching the attribute
+    redraws them (screenshots outcomes-dose.png, outcomes-moderation.png)."""
+    from analytics import estimands
+
+    path, source = demo_warehouse
+    if not source.startswith("demo"):
+        pytest.skip(f"needs the demo's result tables ({source})")
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(path))
+    dash_duo.start_server(dash_app)
+    dash_duo.driver.get(dash_duo.server_url + PAGES["outcomes"])
+    _settle(dash_duo, "#outcomes-dose-slopes")
+    dash_duo.wait_for_element("#outcomes-moderation-tests")
+    assert dash_duo.get_logs() == []
+    slopes = dash_duo.find_element("#outcomes-dose-slopes").text
+    assert "change per log1p unit [95% CI]" in slopes and "modality and setting" in slopes
+    assert estimands.DOSE_SELF_SELECTED.split(":")[0] in dash_duo.find_element(
+        "#dose-assumptions").text
+    points = dash_duo.driver.execute_script(
+        "return document.querySelector('#outcomes-dose .js-plotly-plot')._fullData[0].y.length")
+    assert points == 5
+    tests = dash_duo.find_element("#outcomes-moderation-tests").text
+    assert "wave × modality test" in tests and "F(2, ∞)" in tests and "virtual" in tests
+    assert "(1 | participant)" in tests
+    levels = dash_duo.driver.execute_script(
+        "return Array.from(document.querySelector('#outcomes-moderation .js-plotly-plot')"
+        "._fullData[0].y)")
+    assert sorted(levels) == ["blended", "physical", "virtual"]
+    _section_screenshot(dash_duo, "outcomes-dose-section", "outcomes-dose")
+    dash_duo.driver.execute_script(
+        "Array.from(document.querySelectorAll('#outcomes-moderator input'))"
+        ".find(i => i.value === 'setting').click()")
+    dash_duo.wait_for_contains_text("#outcomes-moderation-tests", "wave × setting test",
+                                    timeout=20)
+    _settle(dash_duo, "#outcomes-moderation-tests")
+    assert "F(1, ∞)" in dash_duo.find_element("#outcomes-moderation-tests").text
+    levels = dash_duo.driver.execute_script(
+        "return Array.from(document.querySelector('#outcomes-moderation .js-plotly-plot')"
+        "._fullData[0].y)")
+    assert sorted(levels) == ["curricular", "extracurricular"]
+    assert dash_duo.get_logs() == []
+    _section_screenshot(dash_duo, "outcomes-moderation-section", "outcomes-moderation")
+
+
+def _section_screenshot(dash_duo, element_id: str, name: str) -> None:
+    """docs/screenshots/<name>.png: the window scrolled to one section (an element screenshot
+    of a section far down a long page times out in a busy renderer)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    driver = dash_duo.driver
+    driver.set_window_size(1400, 1300)
+    height = -1
+    for _ in range(20):  # late figures above grow the page: wait until its height is stable
+        new = driver.execute_script("return document.documentElement.scrollHeight")
+        if new == height:
+            break
+        height = new
+        time.sleep(0.5)  # the picture only: no assertion waits on it
+    # instant: Bootstrap's smooth scrolling would still be on its way when the picture is taken
+    driver.execute_script(f"document.getElementById('{element_id}')"
+                          ".scrollIntoView({behavior: 'instant', block: 'start'})")
+    time.sleep(0.5)
+    driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+    driver.set_window_size(1400, 1000)

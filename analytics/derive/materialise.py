@@ -38,6 +38,12 @@ What is computed (the pure functions live in `analytics.stats.reliability`, `.pr
   modality (`analytics.stats.reciprocity`).
 - res_equity_gaps: best- vs worst-served group per grouping and measure, CR2 by exchange at a
   Bonferroni level (`analytics.stats.equity`).
+- res_dose_response, res_dose_bins: the pre→post change of exchange participants against
+  their events and minutes logged in the exchange: the slope on log1p(dose) adjusted for
+  modality and setting, CR2 by exchange, and the quantile-bin curve (`analytics.stats.dose`).
+- res_moderation: gains by setting, modality and purpose from the longitudinal model with the
+  attribute crossed with wave, differences and the interaction test
+  (`analytics.stats.moderation`).
 
 Aggregates are stored suppressed: a group with fewer than k participants
 (`analytics.suppression.MIN_CELL`, the one setting) has ``suppressed = 'n < k'`` and NULL
@@ -729,6 +735,97 @@ def _balance_combine(parts: list[pd.DataFrame], units: list[pd.DataFrame],
     return pd.concat([*parts, cov], ignore_index=True)[BALANCE_COLUMNS]
 
 
+# ---------------------------------------------------------------------------------------------
+# Issue 13: dose–response and setting/modality/purpose, one scale at a time
+# ---------------------------------------------------------------------------------------------
+
+ISSUE13_TABLES: tuple[str, ...] = ("dose_response", "dose_bins", "moderation")
+DOSE_MEASURES: dict[str, str] = {"events": "n_events", "minutes": "minutes"}
+DOSE_ADJUST: tuple[str, ...] = ("modality", "setting")
+DOSE_BINS = 5
+
+
+def _with_purpose(con: duckdb.DuckDBPyConnection, attrs: pd.DataFrame) -> pd.DataFrame:
+    """`attrs` (row i = unit i + 1) with the exchange's purpose, which `group_attributes` does
+    not carry (text as given, trimmed; NULL when the unit has no exchange)."""
+    pur = con.execute(f"""
+        SELECT a._unit, nullif(trim(x.purpose), '') AS purpose
+        FROM {_ATTRS} a LEFT JOIN {schema.EXCHANGES.name} x ON x.exchange_id = a.exchange_id
+        ORDER BY a._unit
+    """).df()
+    return attrs.assign(purpose=pd.Categorical(pur["purpose"].to_numpy(object)))
+
+
+def _dose_units(scored: pd.DataFrame) -> pd.DataFrame:
+    """One scale's exchange participants (units) with a pre and a post score: their change and
+    dose (events and minutes logged in that exchange) and the adjustment columns."""
+    cols = ["participant", "exchange_id", "wave", "score", "instrument", "scale",
+            *DOSE_MEASURES.values(), *DOSE_ADJUST]
+    mine = (~scored["is_comparison"].astype(bool) & scored["score"].notna()).to_numpy()
+    d = scored.loc[mine, cols]
+    unit = _unit_codes(d["participant"], d["exchange_id"]).to_numpy()
+    wave = d["wave"].astype(str).to_numpy()
+    n_u = int(unit.max(initial=-1)) + 1
+    pre_row = np.full(n_u, -1, dtype=np.int64)
+    post = np.full(n_u, np.nan)
+    rows = np.arange(len(d))
+    is_pre, is_post = wave == "pre", wave == "post"
+    pre_row[unit[is_pre]] = rows[is_pre]
+    post[unit[is_post]] = d["score"].to_numpy(float)[is_post]
+    both = (pre_row >= 0) & ~np.isnan(post)
+    take = pre_row[both]
+    base = d.iloc[take]
+    return pd.DataFrame({
+        "instrument": base["instrument"].astype(str).to_numpy(),
+        "scale": base["scale"].astype(str).to_numpy(),
+        "exchange_id": pd.factorize(base["exchange_id"])[0],
+        "change": post[both] - base["score"].to_numpy(float),
+        **{m: base[c].to_numpy(float) for m, c in DOSE_MEASURES.items()},
+        **{a: base[a].astype(object).to_numpy() for a in DOSE_ADJUST},
+    })
+
+
+def _issue13_scale(scored: pd.DataFrame, k: int, per_scale: set[str],
+                   parts: dict[str, list[pd.DataFrame]],
+                   step: Callable[[str], contextlib.AbstractContextManager]) -> None:
+    """res_dose_response, res_dose_bins and res_moderation rows of one scale into `parts`."""
+    from analytics.stats.dose import dose_bins, dose_slopes
+    from analytics.stats.moderation import moderation
+
+    if {"dose_response", "dose_bins"} & per_scale:
+        with step("dose_response"):
+            units = _dose_units(scored)
+            if "dose_response" in per_scale:
+                parts["dose_response"].append(dose_slopes(
+                    units, doses=list(DOSE_MEASURES), adjust=list(DOSE_ADJUST), k=k))
+        if "dose_bins" in per_scale:
+            with step("dose_bins"):
+                parts["dose_bins"].append(dose_bins(units, doses=list(DOSE_MEASURES),
+                                                    bins=DOSE_BINS, k=k))
+    if "moderation" in per_scale:
+        with step("moderation"):
+            d = scored[~scored["is_comparison"].astype(bool) & scored["score"].notna()]
+            if len(d):
+                d = d.assign(unit=_unit_codes(d["participant"], d["exchange_id"]),
+                             instrument=d["instrument"].astype(str),
+                             scale=d["scale"].astype(str))
+                parts["moderation"].append(moderation(d, participant="unit", k=k,
+                                                      exchange_level=False))
+
+
+def _issue13_combine(parts: dict[str, list[pd.DataFrame]], per_scale: set[str]
+                     ) -> dict[str, pd.DataFrame]:
+    """The per-scale rows of `_issue13_scale` as whole tables (empty with their columns)."""
+    from analytics.stats.dose import BIN_COLUMNS, SLOPE_COLUMNS
+    from analytics.stats.moderation import MODERATION_COLUMNS
+
+    columns = {"dose_response": SLOPE_COLUMNS, "dose_bins": BIN_COLUMNS,
+               "moderation": MODERATION_COLUMNS}
+    return {name: (pd.concat(parts[name], ignore_index=True) if parts[name]
+                   else pd.DataFrame(columns=columns[name]))
+            for name in ISSUE13_TABLES if name in per_scale}
+
+
 def compute_results(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -796,8 +893,11 @@ def compute_results(
     models: dict[str, str] = {}
     per_scale = {"prepost", "longitudinal", "attrition_baseline", "balance",
                  "comparison", "sensitivity"} & set(wanted)
+    per_scale |= set(ISSUE13_TABLES) & set(wanted)
     if {"balance", "comparison"} & per_scale:
         attrs = _with_covariates(con, attrs)
+    if "moderation" in per_scale:
+        attrs = _with_purpose(con, attrs)
     scores: str | None = None
     if "scale_scores" in wanted or per_scale or "floor_ceiling" in wanted:
         say("scale scores")
@@ -869,6 +969,7 @@ def compute_results(
             WHERE s.wave = 'post' AND NOT coalesce(a.is_comparison, FALSE)
         """).df()["participant"]
         pp_parts, lg_parts, bl_parts, se_parts = [], [], [], []
+        i13_parts: dict[str, list[pd.DataFrame]] = {name: [] for name in ISSUE13_TABLES}
         bal_parts: list[pd.DataFrame] = []
         cmp_parts: list[pd.DataFrame] = []
         baseline_units: list[pd.DataFrame] = []
@@ -896,6 +997,7 @@ def compute_results(
             if "sensitivity" in per_scale:
                 with step("sensitivity"):
                     se_parts.append(_sensitivity(scored, k))
+            _issue13_scale(scored, k, per_scale, i13_parts, step)
             del scored
         if "prepost" in per_scale:
             with step("prepost"):
@@ -916,6 +1018,7 @@ def compute_results(
             with step("attrition_baseline"):
                 bl_parts.append(_baseline_engagement(con, scores, attrs, completers, k))
                 out["attrition_baseline"] = pd.concat(bl_parts, ignore_index=True)
+        out.update(_issue13_combine(i13_parts, per_scale))
         if "sensitivity" in per_scale:
             from analytics.stats.sensitivity import OUTPUT_COLUMNS as SENS_COLUMNS
             out["sensitivity"] = (pd.concat(se_parts, ignore_index=True) if se_parts

@@ -957,3 +957,145 @@ def markdown(package: Mapping[str, Any]) -> str:
             lines.append(f"| `{f['name']}` | {f['type']} | {desc} |")
         lines.append("")
     return "\n".join(lines)
+
+# Issue 13: dose–response and setting/modality/purpose. Appended, so the entries above keep
+# their order.
+_DOSE_MEASURE = ("dose measure: events (activities the participant logged in the exchange: "
+                 "messages, calls, uploads, sessions …) or minutes (their logged minutes; an "
+                 "event without minutes adds 0)")
+DESCRIPTIONS.update({
+    "dose_response": {
+        "instrument": "instrument id",
+        "scale": "scale id",
+        "measure": _DOSE_MEASURE,
+        "method": "ols_log1p_cr2: OLS of change (post − pre score) on log1p(dose) + modality + "
+                  "setting, CR2 cluster-robust errors by exchange",
+        "n": "exchange participants (participant × exchange units) with a pre and a post score "
+             "on the scale",
+        "estimate": "slope: change in scale points per unit of log1p(dose), i.e. the "
+                    "difference in change between two participants whose dose + 1 differs by "
+                    "a factor e ≈ 2.7, same modality and setting. An association: dose is "
+                    "self-selected",
+        "se_cr2": "cluster-robust standard error, clusters = exchange, CR2 (Bell & McCaffrey "
+                  "2002; Pustejovsky & Tipton 2018), as R clubSandwich vcovCR(type = 'CR2')",
+        "df_cr2": "Satterthwaite degrees of freedom of the slope (clubSandwich coef_test(..., "
+                  "test = 'Satterthwaite'))",
+        "ci_low_cr2": "lower bound of the 95% CI: estimate − t(0.975, df_cr2) · se_cr2",
+        "ci_high_cr2": "upper bound of the 95% CI",
+        "p_cr2": "two-sided p of estimate / se_cr2 against t(df_cr2)",
+        "n_clusters": "exchanges the units come from",
+        "few_clusters": "true when n_clusters < 10: the interval is rough",
+        "adjusted_for": "the exchange attributes the model adjusts for that kept a term "
+                        "(modality, setting; a constant one is dropped, as R lm does)",
+        "suppressed": _SUPPRESSED,
+    },
+    "dose_bins": {
+        "instrument": "instrument id",
+        "scale": "scale id",
+        "measure": _DOSE_MEASURE,
+        "bin": "quantile bin of the dose, 1 = lowest",
+        "n_bins": "bins of the curve: 5 quantile bins, fewer when doses tie (ties stay in one "
+                  "bin) and never more than n // k",
+        "dose_low": "smallest dose in the bin",
+        "dose_high": "largest dose in the bin",
+        "dose_median": "median dose in the bin",
+        "n": "units (participant × exchange) in the bin, with a pre and a post score",
+        "mean_change": "mean change post − pre (scale points) in the bin",
+        "ci_low": "lower bound of the 95% t interval (units as independent; R t.test)",
+        "ci_high": "upper bound of the 95% t interval",
+        "ci_low_cr2": "lower bound of the 95% CR2 interval clustered by exchange, Satterthwaite "
+                      "df (the intercept of lm(change ~ 1) in the bin, clubSandwich)",
+        "ci_high_cr2": "upper bound of the 95% CR2 interval",
+        "df_cr2": "Satterthwaite degrees of freedom of the CR2 interval",
+        "n_clusters": "exchanges in the bin",
+        "few_clusters": "true when n_clusters < 10",
+        "suppressed": "'n < k' on every bin of the curve when any of its bins has fewer than k "
+                      "units (one blank bin would be recoverable from the others and the "
+                      "slope's n): the numbers are then empty; empty when shown",
+    },
+    "moderation": {
+        "instrument": "instrument id",
+        "scale": "scale id",
+        "moderator": "the exchange attribute compared: setting (curricular | extracurricular), "
+                     "modality (virtual | blended | physical) or purpose (as the exchanges "
+                     "file gives it); a missing value is the level 'not reported'",
+        "wave": "the later wave whose change from pre is compared (post, followup, …)",
+        "row": "gain: the level's change from pre; difference: the level's gain minus the "
+               "reference level's (the wave × attribute interaction); interaction: the joint "
+               "Wald test that every level gains the same",
+        "level": "the attribute's level (empty on interaction rows)",
+        "reference": "the reference level: the one with the most units",
+        "n": "gain and difference rows: units of the level with a score at both pre and the "
+             "wave; interaction rows: every unit in the model",
+        "n_exchanges": "exchanges of the level (interaction rows: in the model)",
+        "estimate": "gain or difference in scale points, from the model's fixed effects "
+                    "(marginal means per wave, contrast against pre)",
+        "se": "model-based standard error (REML, lme4's vcov)",
+        "df": "degrees of freedom of the t reference (between-within rule); on interaction "
+              "rows the F test's denominator df; infinite (z, chi-square / q) for a one-level "
+              "model",
+        "ci_low": "lower bound of the 95% Wald t interval",
+        "ci_high": "upper bound of the 95% Wald t interval",
+        "statistic": "interaction rows: Wald F = b'L'(L V L')⁻¹ L b / q",
+        "df_num": "interaction rows: q, the number of levels compared with the reference",
+        "p": "two-sided p of the estimate (t), or of F on (df_num, df) on interaction rows",
+        "estimate_cr2": "difference rows: the same difference from completers' change (OLS of "
+                        "change on the level), a design-based check",
+        "ci_low_cr2": "difference rows: lower bound of its 95% CR2 interval clustered by "
+                      "exchange, Satterthwaite df; it lets exchanges differ in their gain, "
+                      "which the model does not",
+        "ci_high_cr2": "difference rows: upper bound of the CR2 interval",
+        "df_cr2": "difference rows: Satterthwaite df of the CR2 interval",
+        "p_cr2": "difference rows: two-sided p of the CR2 check",
+        "model": "the model the row comes from (R notation) and the test; says why when no "
+                 "test could be made",
+        "suppressed": "'n < k' when the level has fewer than k units with a score at some wave "
+                      "of the model: the level is left out of the model and its rows are "
+                      "shown with empty numbers; empty when shown",
+    },
+})
+METHODS.update({
+    "dose_response": (
+        "Does more participation go with more gain? " + estimands.COMPLETERS + " For each "
+        "exchange participant (participant × exchange) with a pre and a post score, the change "
+        "post − pre is regressed by OLS on log1p(dose) — dose = events logged in the exchange, "
+        "or their minutes — adjusted for the exchange's modality and setting (treatment "
+        "coding), with CR2 cluster-robust standard errors by exchange and Satterthwaite "
+        "degrees of freedom (Bell & McCaffrey 2002; Pustejovsky & Tipton 2018), as R "
+        "clubSandwich::coef_test(lm(change ~ log1p(dose) + modality + setting), vcov = 'CR2', "
+        "cluster = exchange, test = 'Satterthwaite') (analytics.stats.dose.dose_slopes; "
+        "checked against Petersen's published clustered standard error). log1p: the first "
+        "sessions are expected to matter more than the hundredth, and participation is "
+        "heavy-tailed. " + estimands.DOSE_SELF_SELECTED + " A scale with fewer than k units "
+        "is suppressed."
+    ),
+    "dose_bins": (
+        "The dose–response curve without a model: the same units as dose_response, cut into 5 "
+        "quantile bins of the dose (pandas qcut; tied doses stay in one bin; never more than "
+        "n // k bins), with the mean change per bin, its t interval and its CR2 interval by "
+        "exchange (Satterthwaite df) (analytics.stats.dose.dose_bins). If any bin of a curve "
+        "has fewer than k units, every bin of that curve is suppressed. "
+        + estimands.DOSE_SELF_SELECTED
+    ),
+    "moderation": (
+        "Setting, modality and purpose: does the gain differ between kinds of exchange? "
+        + estimands.MODEL + " For each scale and attribute, the longitudinal model with the "
+        "attribute crossed with wave, score ~ wave * attribute + (1 | participant), REML, "
+        "exchange participants only (analytics.stats.longitudinal.fit_random_intercept, equal "
+        "to lme4::lmer). Every row is a within-participant contrast, from which the exchange "
+        "random intercept of res_longitudinal's model cancels, so it is left out here (it "
+        "would triple the time for nearly the same rows; analytics.stats.moderation fits it "
+        "with exchange_level = True). "
+        "gain rows: each level's marginal change from pre; difference rows: a level's gain "
+        "minus the reference level's (the level with most units), Wald z (as statsmodels "
+        "MixedLM); interaction rows: the joint Wald test of all wave × attribute terms of that "
+        "wave, reported as F = chi-square / q on (q, ∞) df (q = levels − 1), checked against "
+        "statsmodels MixedLM's wald_test. The model has no "
+        "random gain per exchange, so its intervals for a difference can be too narrow when "
+        "exchanges differ in how much they move people; every difference also carries a "
+        "design-based check: OLS of completers' change on the level with CR2 errors by "
+        "exchange (…_cr2 columns). Levels with fewer than k units at some wave are left out "
+        "of the model and shown suppressed. " + estimands.MODERATION + " The model assumes "
+        "that missing surveys are missing at random given wave and the attribute."
+    ),
+})

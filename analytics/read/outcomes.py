@@ -338,3 +338,72 @@ def sensitivity(cur: duckdb.DuckDBPyConnection, wave: str = "followup") -> pd.Da
     hide = out["suppressed"].to_numpy(bool) & (out["method"].astype(str) == "tipping_point")
     out["delta"] = out["delta"].astype("float64").mask(hide)
     return out.drop(columns="_n")
+
+
+# ---- What goes with larger gains (issue 13): dose–response; setting, modality and purpose ----
+# res_dose_response, res_dose_bins, res_moderation are computed once per data version over all
+# exchange participants (the page's filters do not apply, as for the mixed model). The
+# small-cell rule is applied again here at today's k: a row stored as suppressed stays
+# suppressed, and a dose curve with one bin under k is blanked whole (its bins' counts add up to
+# the slope's n, so one blank bin among shown ones would be recoverable by subtraction).
+
+__all__ += ["dose_bins", "dose_response", "moderation", "moderators"]
+
+
+def _gains_resuppress(df: pd.DataFrame, n: pd.Series, keep: tuple[str, ...] = ()
+                      ) -> pd.DataFrame:
+    if not len(df):
+        return df.assign(suppressed=pd.Series(dtype=bool))
+    stored = (df.suppressed.notna() & (df.suppressed.astype("string") != "")).to_numpy(bool)
+    out = sql.suppress(df.drop(columns="suppressed").assign(_n=n.mask(stored)), "_n", keep=keep)
+    return out.drop(columns="_n")
+
+
+@cached
+def dose_response(cur: duckdb.DuckDBPyConnection, measure: str = "events") -> pd.DataFrame:
+    """res_dose_response rows of one dose measure (events | minutes), one per scale."""
+    df = _result(cur, schema.RES_DOSE_RESPONSE,
+                 "WHERE measure = $m ORDER BY instrument, scale", {"m": measure})
+    return _gains_resuppress(df, pd.to_numeric(df["n"], errors="coerce"))
+
+
+@cached
+def dose_bins(cur: duckdb.DuckDBPyConnection, measure: str = "events") -> pd.DataFrame:
+    """res_dose_bins rows of one dose measure: the binned curve per scale."""
+    df = _result(cur, schema.RES_DOSE_BINS,
+               "WHERE measure = $m ORDER BY instrument, scale, bin", {"m": measure})
+    if not len(df):
+        return _gains_resuppress(df, df.get("n", pd.Series(dtype=float)))
+    n = pd.to_numeric(df["n"], errors="coerce")
+    # the smallest bin decides for the whole curve (a stored blank bin counts as missing)
+    stored = (df.suppressed.notna() & (df.suppressed.astype("string") != ""))
+    n = n.mask(stored)
+    curve = n.groupby([df["instrument"], df["scale"]]).transform(
+        lambda s: s.min() if s.notna().all() else float("nan"))
+    return _gains_resuppress(df, curve, keep=("bin", "n_bins"))
+
+
+@cached
+def moderators(cur: duckdb.DuckDBPyConnection) -> tuple[list[str], list[str]]:
+    """(moderators, later waves) present in res_moderation, in the table's order."""
+    df = _result(cur, schema.RES_MODERATION, "")
+    if not len(df):
+        return [], []
+    from analytics.stats.longitudinal import wave_order
+    from analytics.stats.moderation import MODERATORS
+
+    present = set(df["moderator"].astype(str))
+    mods = [m for m in MODERATORS if m in present] + sorted(present - set(MODERATORS))
+    return mods, wave_order(df["wave"].astype(str).unique())
+
+
+@cached
+def moderation(cur: duckdb.DuckDBPyConnection, moderator: str = "modality",
+               wave: str = "post") -> pd.DataFrame:
+    """res_moderation rows of one moderator and later wave: each level's gain, its difference
+    from the reference level and the interaction test, per scale."""
+    df = _result(cur, schema.RES_MODERATION,
+               "WHERE moderator = $m AND wave = $w ORDER BY instrument, scale, "
+               "CASE row WHEN 'gain' THEN 0 WHEN 'difference' THEN 1 ELSE 2 END, level",
+               {"m": moderator, "w": wave})
+    return _gains_resuppress(df, pd.to_numeric(df["n"], errors="coerce"), keep=("df_num",))

@@ -14,4 +14,6 @@ derive step and the read layer call these functions on data they have read.
 - `measurement`  floor and ceiling shares; invariance across languages (regression DIF screen)
 - `reciprocity`  do both sides of a partnership gain: per-side t intervals, Welch gap, category
 - `equity`       gap between best- and worst-served groups, CR2 by exchange, Bonferroni level
+- `dose`         dose–response: change on log1p(events/minutes), CR2 by exchange; binned curve
+- `moderation`   gains by setting, modality and purpose; wave x attribute interaction test
 """

@@ -130,7 +130,9 @@ def _checked_inputs(y: np.ndarray, X: np.ndarray, codes: dict[str, np.ndarray],
         raise ValueError("names must have one entry per column of X")
     if se_method not in ("conditional", "observed"):
         raise ValueError("se_method must be 'conditional' or 'observed'")
-    resid = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
+    # OLS through the p x p normal equations: an SVD of the N x p design cost a third of a
+    # second per fit at 10,000 participants, and an exact fit still leaves rss ~ 1e-24 y'y
+    resid = y - X @ np.linalg.lstsq(X.T @ X, X.T @ y, rcond=None)[0]
     if float(resid @ resid) <= 1e-20 * max(float(y @ y), 1.0) * N:
         raise ValueError("the scores are reproduced exactly by the fixed effects (e.g. every "
                          "answer the same): no variance is left to estimate")
