@@ -115,9 +115,12 @@ def fci(lo: Any, hi: Any) -> str:
 
 
 def table(df: pd.DataFrame, columns: dict[str, tuple[str, Callable[[Any], str]]], caption: str,
-          *, id_: str = "", suppressed_col: str | None = "suppressed") -> Table | None:
+          *, id_: str = "", suppressed_col: str | None = "suppressed", labels: int = 1,
+          whole_row: bool = False) -> Table | None:
     """The report's form of `pages._ui.table`: every row (no "first 200"), and a suppressed row
-    shows `SUPPRESSED_LABEL` in each figure cell the small-cell rule blanked, never a number."""
+    shows `SUPPRESSED_LABEL` in each figure cell the small-cell rule blanked, never a number.
+    The first `labels` columns name the row; with `whole_row` every other cell of a suppressed
+    row is the label, also the counts a stored table keeps (partnerships, the CI level)."""
     if df is None or not len(df):
         return None
     rows: list[list[Cell]] = []
@@ -127,12 +130,12 @@ def table(df: pd.DataFrame, columns: dict[str, tuple[str, Callable[[Any], str]]]
         cells: list[Cell] = []
         for i, (col, (_, fmt)) in enumerate(columns.items()):
             val = row[col] if col in row else None
-            if sup and i > 0 and _missing(val):
+            if sup and i >= labels and (whole_row or _missing(val)):
                 cells.append((suppression.SUPPRESSED_LABEL, True))
             else:
                 cells.append((fmt(val), False))
         rows.append(cells)
-    return Table(caption, [lbl for lbl, _ in columns.values()], rows, id_)
+    return Table(caption, [lbl for lbl, _ in columns.values()], rows, id_, numeric_from=labels)
 
 
 # ---- filters in words -------------------------------------------------------------------------
@@ -274,6 +277,251 @@ class _Suppressed:
             shown = ", ".join(groups[:12]) + (f" and {len(groups) - 12} more"
                                               if len(groups) > 12 else "")
             self.lines.append(f"{where}: {shown}")
+
+
+# ---- issue 13's tables: precomputed per data version for the whole program --------------------
+
+PRECOMPUTED = ("Computed once per data version for every participant and partnership of the "
+               "program: the filters of this report do not apply.")
+
+
+def _days(v: Any) -> str:
+    return "not reached" if _missing(v) else fint(v)
+
+
+def _range(lo: Any, hi: Any, fmt: Callable[[Any], str]) -> str:
+    return f"{fmt(lo)}–{fmt(hi)}"
+
+
+def hazard_sentence(r: Any, adjusted_for: Iterable[str] = ()) -> str:
+    """One plain sentence for a res_persistence_cox row (a level against its reference): how
+    much faster or slower the level's partnerships end, with the 95% CI, and the model named.
+    "No detectable difference" when the interval includes 1."""
+    level, ref = ftext(r.level), ftext(r.reference)
+    if _missing(r.hr):
+        return f"{level.capitalize()} vs {ref} partnerships: no hazard ratio could be estimated."
+    ci = ("no CI" if _missing(r.ci_low) or _missing(r.ci_high)
+          else f"95% CI {_range(r.ci_low, r.ci_high, fnum)}")
+    if not (_missing(r.ci_low) or _missing(r.ci_high)) and r.ci_low <= 1 <= r.ci_high:
+        verdict = (f"end at a rate not detectably different from {ref} ones (hazard ratio "
+                   f"{r.hr:.2f}, {ci}; the interval includes 1)")
+    elif r.hr >= 1:
+        verdict = f"end {r.hr:.2f}× as fast as {ref} ones ({ci})"
+    else:
+        verdict = f"end more slowly than {ref} ones, at {r.hr:.2f}× their rate ({ci})"
+    adj = sorted(set(adjusted_for))
+    model = ("Cox proportional-hazards model (Efron ties)"
+             + (f" adjusted for {', '.join(adj)}" if adj else "")
+             + ", baseline hazard per cluster, errors clustered by exchange (sandwich)")
+    p = "" if _missing(r.p) else f", p = {r.p:.3g}"
+    return (f"{level.capitalize()} partnerships {verdict}: {model}; {fint(r.n_level)} {level} "
+            f"and {fint(r.n_reference)} {ref} partnerships, {fint(r.ended)} of {fint(r.n)} "
+            f"ended{p}.")
+
+
+def median_sentence(groups: pd.DataFrame) -> str:
+    """The Kaplan–Meier median duration per group of res_persistence, with its 95% CI."""
+    unit = ftext(groups.unit.dropna().iloc[0]) if groups.unit.notna().any() else "days"
+    parts = []
+    for g in groups.itertuples(index=False):
+        if bool(g.suppressed):
+            parts.append(f"{ftext(g.group)} {suppression.SUPPRESSED_LABEL}")
+        else:
+            parts.append(f"{ftext(g.group)} {_days(g.median)} {unit} (95% CI "
+                         f"{_range(g.median_ci_low, g.median_ci_high, _days)})")
+    end = groups.data_end.dropna()
+    censored = (f"; partnerships still active on {pd.Timestamp(end.iloc[0]):%Y-%m-%d} are "
+                "censored there"
+                if len(end) else "")
+    return f"Kaplan–Meier median duration: {'; '.join(parts)}{censored}."
+
+
+def _persistence_blocks(cur: duckdb.DuckDBPyConnection, sup: _Suppressed) -> list[Any]:
+    """Cross-border vs domestic from res_persistence_cox and res_persistence (issue 13)."""
+    cox = partnerships.persistence_cox(cur, "partnership")
+    groups = partnerships.persistence_groups(cur, "partnership:kind")
+    if not len(cox) and not len(groups):
+        return []
+    blocks: list[Any] = [Sub("Cross-border vs domestic (whole program)", "persistence-cox"),
+                         PRECOMPUTED]
+    kind = cox[(cox.term.astype(str) == "kind") & (cox.level.astype(str) == "cross-border")]
+    for r in kind.itertuples(index=False):
+        if bool(r.suppressed):
+            blocks.append(f"Cross-border vs domestic partnerships ({ftext(r.model)}): "
+                          f"{suppression.SUPPRESSED_LABEL}.")
+        else:
+            terms = cox[(cox.model == r.model) & (cox.term.astype(str) != "kind")].term
+            blocks.append(hazard_sentence(r, terms.astype(str)))
+        break  # the first model is the one the page leads with (partnership_cross_border)
+    if len(groups):
+        blocks.append(median_sentence(groups))
+        at = groups["at_time"].dropna()
+        at_text = f"share still active at {fint(at.iloc[0])} days" if len(at) else "S(t)"
+        blocks.append(table(groups, {
+            "group": ("partnerships", ftext), "n": ("n", fint), "ended": ("ended", fint),
+            "median": ("KM median (days)", _days),
+            "median_ci_low": ("95% CI low", _days), "median_ci_high": ("95% CI high", _days),
+            "survival_at": (at_text, fpct)},
+            "Kaplan–Meier median duration of partnerships by kind (whole program)",
+            id_="persistence-kind-table", whole_row=True))
+        sup.add("Persistence by kind", groups[groups.suppressed.astype(bool)].group)
+    if len(cox):
+        blocks.append(table(cox, {
+            "model": ("model", ftext), "term": ("term", ftext), "level": ("level", ftext),
+            "reference": ("vs", ftext), "n_level": ("n (level)", fint),
+            "hr": ("hazard ratio", fnum), "ci_low": ("95% CI low", fnum),
+            "ci_high": ("95% CI high", fnum),
+            "p": ("p", lambda v: "—" if _missing(v) else f"{v:.3g}")},
+            "Cox proportional-hazards models of partnership persistence: a hazard ratio above 1 "
+            "ends sooner than the reference (Efron ties, baseline hazard per cluster, sandwich "
+            "errors clustered by exchange; whole program)", id_="persistence-cox-table",
+            labels=4, whole_row=True))
+        sup.add("Cox models of persistence", [
+            f"{m}: {t} {lv}" for m, t, lv in
+            cox[cox.suppressed.astype(bool)][["model", "term", "level"]].itertuples(index=False)])
+    return blocks
+
+
+def _reciprocity_section(cur: duckdb.DuckDBPyConnection, sup: _Suppressed,
+                         cluster_names: dict[str, str], store: dict[str, Any]
+                         ) -> Section | None:
+    """Share of reciprocal partnerships (Wilson CI) overall and by cluster, the one-sided ones
+    by id (res_reciprocity_shares, res_reciprocity; composite gain; issue 13)."""
+    from pages import partnerships as partnerships_page
+
+    shares = partnerships.reciprocity_shares(cur)
+    if not len(shares):
+        return None
+    label = suppression.SUPPRESSED_LABEL
+    sec = Section("reciprocity", "Reciprocity of partnerships")
+    overall = shares[shares.group_by.astype(str) == "overall"]
+    per_p = partnerships.reciprocity(cur)
+    shown_p = per_p[~per_p.suppressed.astype(bool)] if len(per_p) else per_p
+    one = (shown_p[shown_p.reciprocity.isin(["a_only", "b_only"])] if len(shown_p)
+           else shown_p)
+    for o in overall.itertuples(index=False):
+        if bool(o.suppressed):
+            sec.add(f"Share of reciprocal partnerships in the whole program: {label}.")
+            continue
+        sec.add(f"Do both sides gain? {fint(o.n_assessable)} of the "
+                f"{fint(o.n_partnerships)} partnerships of the program had enough completers "
+                f"on both sides to be assessed. Reciprocal (both sides gain): {fint(o.n_both)}, "
+                f"a share of {fpct(o.share_reciprocal)} (Wilson 95% CI "
+                f"{fpct(o.share_ci_low)} to {fpct(o.share_ci_high)}); one-sided (only one side "
+                f"gains): {fint(o.n_a_only + o.n_b_only)}; no clear gain on either side: "
+                f"{fint(o.n_neither)}.")
+    if len(shown_p):
+        fig = partnerships_page.reciprocity(store)[0]
+        if _has_data(fig):
+            sec.add(Fig("fig-reciprocity", _print_figure(fig),
+                        f"Scatter plot of {len(shown_p)} partnerships: mean composite gain of "
+                        "side a against side b with 95% intervals, coloured by whether both, "
+                        "one or neither side gains; a dotted line marks equal gains.",
+                        "Reciprocity: mean composite gain of each side per partnership "
+                        "(whole program)"))
+    if len(one):
+        sec.add("One-sided partnerships (partnership ids): "
+                + ", ".join(sorted(one.partnership_id.astype(str))) + ".")
+    by = shares[shares.group_by.astype(str) == "cluster"]
+    by = by.assign(
+        name=[cluster_names.get(str(g), str(g)) for g in by["group"]],
+        one_sided=by.n_a_only + by.n_b_only,
+        share_ci=[None if _missing(v) else f"{fpct(v)} [{fpct(lo)}, {fpct(hi)}]"
+                  for v, lo, hi in zip(by.share_reciprocal, by.share_ci_low, by.share_ci_high,
+                                       strict=True)])
+    sec.add(table(pd.concat([overall.assign(
+        name="whole program", one_sided=overall.n_a_only + overall.n_b_only,
+        share_ci=[None if _missing(v) else f"{fpct(v)} [{fpct(lo)}, {fpct(hi)}]"
+                  for v, lo, hi in zip(overall.share_reciprocal, overall.share_ci_low,
+                                       overall.share_ci_high, strict=True)]), by],
+        ignore_index=True), {
+        "name": ("cluster", ftext), "n_assessable": ("assessable", fint),
+        "n_both": ("reciprocal", fint), "one_sided": ("one-sided", fint),
+        "n_neither": ("neither", fint), "share_ci": ("share reciprocal [Wilson 95% CI]", ftext)},
+        "Share of reciprocal partnerships (composite gain), whole program and by cluster",
+        id_="reciprocity-table", whole_row=True))
+    sec.add(partnerships_page.RECIPROCITY_METHOD)
+    sup.add("Reciprocity by cluster", by[by.suppressed.astype(bool)]["name"])
+    if len(per_p):
+        sup.add("Reciprocity (partnerships with a side under k)",
+                per_p[per_p.suppressed.astype(bool)].partnership_id)
+    return sec
+
+
+def _equity_gap_blocks(cur: duckdb.DuckDBPyConnection, sup: _Suppressed) -> list[Any]:
+    """Best- vs worst-served group per grouping for the composite gain and drop-out, with the
+    CR2 Bonferroni interval and the groups left out (res_equity_gaps; issue 13)."""
+    from pages import equity as equity_page
+
+    parts = []
+    for by, glabel in filters.EQUITY_GROUPINGS.items():
+        g = equity.equity_gap_table(cur, by)
+        if len(g):
+            parts.append(g[g.measure.astype(str).isin(["gain", "dropout"])].assign(
+                grouping_label=glabel))
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if not len(df):
+        return []
+    fmt = equity_page._fmt_gap
+    sup_rows = df.suppressed.astype(bool).to_numpy()
+    df = df.assign(
+        what=[equity_page._MEASURES.get(str(m), str(m)) for m in df.measure],
+        best=[None if s or _missing(g) else f"{g}: {fmt(m, v)}" for s, g, m, v in
+              zip(sup_rows, df.best_group, df.measure, df.value_best, strict=True)],
+        worst=[None if s or _missing(g) else f"{g}: {fmt(m, v)}" for s, g, m, v in
+               zip(sup_rows, df.worst_group, df.measure, df.value_worst, strict=True)],
+        gap_ci=[None if s or _missing(g) else
+                f"{fmt(m, g)} [{fmt(m, lo)}, {fmt(m, hi)}] at {lv:.1%}"
+                for s, m, g, lo, hi, lv in zip(sup_rows, df.measure, df.gap, df.ci_low,
+                                               df.ci_high, df.ci_level, strict=True)],
+        left_out=[ftext(v) or "none" for v in df.groups_left_out])
+    sup.add("Equity gaps", [f"{a}: {b}" for a, b in
+                            df[sup_rows][["grouping_label", "what"]].itertuples(index=False)])
+    return [Sub("Gaps between the best- and worst-served groups", "equity-gaps"),
+            table(df, {"grouping_label": ("grouping", ftext), "what": ("measure", ftext),
+                       "best": ("best-served", ftext), "worst": ("worst-served", ftext),
+                       "gap_ci": ("gap [CR2 CI, Bonferroni level]", ftext),
+                       "n_groups_compared": ("groups compared", fint),
+                       "left_out": ("groups left out", ftext)},
+                  "Gap between the best- and worst-served groups in the composite gain "
+                  "(pre-score SDs) and in drop-out before the post survey (whole program)",
+                  id_="equity-gaps-table", labels=2, whole_row=True),
+            equity_page.GAPS_METHOD]
+
+
+DOSE_MEASURES = {"events": "events logged", "minutes": "minutes logged"}
+
+
+def _dose_blocks(cur: duckdb.DuckDBPyConnection, sup: _Suppressed,
+                 scale_label: Callable[[Any, Any], str]) -> list[Any]:
+    """The dose–response slope per scale and dose measure with its CR2 CI (res_dose_response;
+    issue 13), and the sentence that dose is self-selected."""
+    parts = [outcomes.dose_response(cur, m).assign(measure_label=lbl)
+             for m, lbl in DOSE_MEASURES.items()]
+    df = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(
+        len(p) for p in parts) else pd.DataFrame()
+    if not len(df):
+        return []
+    sup_rows = df.suppressed.astype(bool).to_numpy()
+    df = df.assign(
+        scale_label=[scale_label(a, b) for a, b in zip(df.instrument, df.scale, strict=True)],
+        slope=[None if s or _missing(e) else f"{e:.2f} {fci(lo, hi)}" for s, e, lo, hi in
+               zip(sup_rows, df.estimate, df.ci_low_cr2, df.ci_high_cr2, strict=True)])
+    sup.add("Dose–response", [f"{a} ({b})" for a, b in
+                              df[sup_rows][["scale_label", "measure_label"]]
+                              .itertuples(index=False)])
+    return [Sub("Does more participation go with more gain?", "dose-response"),
+            table(df, {"scale_label": ("scale", ftext), "measure_label": ("dose", ftext),
+                       "n": ("participants", fint),
+                       "slope": ("change per log1p unit [95% CI, CR2]", ftext),
+                       "p_cr2": ("p", lambda v: "—" if _missing(v) else
+                                 ("< 0.001" if v < 0.001 else f"{v:.3f}")),
+                       "n_clusters": ("exchanges", fint)},
+                  "Slope of the pre → post change on log1p(dose), adjusted for modality and "
+                  "setting (OLS; 95% CI clustered by exchange, CR2 with Satterthwaite df; "
+                  "completers of the whole program)", id_="dose-table", labels=2,
+                  whole_row=True),
+            estimands.DOSE_SELF_SELECTED + " " + PRECOMPUTED]
 
 
 def _scale_labels() -> dict[tuple[str, str], str]:
@@ -482,6 +730,7 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
         sup.add("Participants vs comparison", [
             scale_label(a, b) for a, b in comp[comp.suppressed.astype(bool)][
                 ["instrument", "scale"]].itertuples(index=False)])
+    out.add(*_dose_blocks(cur, sup, scale_label))
     if out.blocks:
         out.add(Sub("What these estimates assume", "assumptions"))
         out.add(estimands.COMPLETERS, estimands.DID_ASSUMPTION,
@@ -495,8 +744,8 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
     # -- partnerships ----------------------------------------------------------------------
     step(0.55, "partnerships")
     summary = partnerships.partnership_summary(cur, f)
+    part = Section("partnerships", "Persistence of partnerships")
     if len(summary):
-        part = Section("partnerships", "Persistence of partnerships")
         fig, _, _ = partnerships_page.persistence(store)
         if _has_data(fig):
             part.add(Fig("fig-persistence", _print_figure(fig),
@@ -511,7 +760,12 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
             "Partnerships in scope; still-active ones are censored today",
             id_="partnership-table"))
         sup.add("Partnerships", summary[summary.suppressed.astype(bool)].kind)
+    part.add(*_persistence_blocks(cur, sup))
+    if part.blocks:
         sections.append(part)
+    recip = _reciprocity_section(cur, sup, dict(options.options.get("cluster", ())), store)
+    if recip is not None:
+        sections.append(recip)
 
     # -- equity ----------------------------------------------------------------------------
     step(0.65, "equity")
@@ -525,6 +779,7 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
             f"{scale_label(a, b)}: {grp}" for a, b, grp in
             g[g.suppressed.astype(bool)][["instrument", "scale", "group"]]
             .itertuples(index=False)])
+    eq.add(*_equity_gap_blocks(cur, sup))
     if eq.blocks:
         eq.blocks.insert(0, estimands.COMPLETERS)
         sections.append(eq)

@@ -360,3 +360,149 @@ def test_the_report_asks_for_nothing_outside_the_machine(cur, pdfs) -> None:
     assert not re.search(r"""(?i)(fetch|XMLHttpRequest|import)\s*\(\s*["']https?:""", page)
     args = engine.engine()._browser.subprocess.args  # the running browser's command line
     assert f"--proxy-server={engine.NO_ROUTE_PROXY}" in args
+
+
+# ---- issue 13's tables (whole program, precomputed per data version) ----------------------------
+
+ISSUE13_HEADINGS = {"Cross-border vs domestic (whole program)", "Reciprocity of partnerships",
+                    "Gaps between the best- and worst-served groups",
+                    "Does more participation go with more gain?"}
+
+
+def row_blocks(text: str) -> list[str]:
+    """pdftotext -layout's table rows: runs of non-blank lines (a wrapped cell's second line
+    stays with its row; rows are separated by a blank line)."""
+    return [b for b in re.split(r"\n\s*\n", text) if b.strip()]
+
+
+def no_number_but_the_label(block: str, name: str) -> None:
+    """A suppressed row: marked, and once the name and the label's pieces (it may wrap as
+    'suppressed (n' / '< 10)') are removed, not one digit is left."""
+    assert "suppressed" in block, block
+    rest = " ".join(block.split())
+    for piece in (LABEL, "suppressed (n", f"< {suppression.MIN_CELL})", *name.split()):
+        rest = rest.replace(piece, " ")
+    assert not re.search(r"\d", rest), block
+
+
+def test_issue13_sections_are_in_the_outline_and_say_the_filters_do_not_apply(pdfs) -> None:
+    from pypdf import PdfReader
+
+    for name in ("all", "cluster"):
+        titles = outline_titles(PdfReader(pdfs[name]).outline)
+        assert ISSUE13_HEADINGS <= titles, (name, ISSUE13_HEADINGS - titles)
+        text = " ".join("\n".join(pages_text(pdfs[name])).split())
+        assert text.count("the filters of this report do not apply") >= 2
+        assert "Dose is self-selected" in text
+
+
+def test_the_cox_hazard_ratio_and_medians_equal_the_read_functions(pdfs, cur) -> None:
+    from analytics.read import partnerships
+
+    cox = partnerships.persistence_cox(cur, "partnership")
+    r = cox[(cox.term == "kind") & (cox.level == "cross-border") & ~cox.suppressed].iloc[0]
+    text = " ".join("\n".join(pages_text(pdfs["all"])).split())
+    assert r.hr > 1 and not r.ci_low <= 1 <= r.ci_high, "the demo's truth: cross-border ends sooner"
+    sentence = (f"Cross-border partnerships end {r.hr:.2f}× as fast as domestic ones (95% CI "
+                f"{r.ci_low:.2f}–{r.ci_high:.2f}): Cox proportional")
+    assert sentence in text
+    assert "baseline hazard per cluster, errors clustered by exchange" in text
+    groups = partnerships.persistence_groups(cur, "partnership:kind").set_index("group")
+    for kind in ("cross-border", "domestic"):
+        assert f"{kind} {int(groups.loc[kind, 'median']):,} days (95% CI " \
+               f"{int(groups.loc[kind, 'median_ci_low']):,}–" in text, kind
+
+
+def test_reciprocity_equity_gaps_and_dose_equal_the_read_functions(pdfs, cur) -> None:
+    from analytics.read import equity, outcomes, partnerships
+
+    pages = pages_text(pdfs["all"])
+    text = " ".join("\n".join(pages).split())
+    shares = partnerships.reciprocity_shares(cur)
+    o = shares[shares.group_by == "overall"].iloc[0]
+    assert not o.suppressed
+    assert (f"Reciprocal (both sides gain): {int(o.n_both)}, a share of "
+            f"{100 * o.share_reciprocal:.0f}% (Wilson 95% CI {100 * o.share_ci_low:.0f}% to "
+            f"{100 * o.share_ci_high:.0f}%)") in text
+    per_p = partnerships.reciprocity(cur)
+    one = per_p[per_p.reciprocity.isin(["a_only", "b_only"])]
+    assert f"one-sided (only one side gains): {len(one)};" in text
+    for pid in one.partnership_id:
+        assert pid in text.split("One-sided partnerships (partnership ids):", 1)[1][:400]
+    lines = "\n".join(pages).splitlines()
+    for by in ("gender", "connectivity"):
+        g = equity.equity_gap_table(cur, by)
+        for r in g[g.measure.isin(["gain", "dropout"]) & ~g.suppressed].itertuples():
+            want = (f"{r.gap:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]" if r.measure == "gain"
+                    else f"{100 * r.gap:.0f}% [{100 * r.ci_low:.0f}%, {100 * r.ci_high:.0f}%]")
+            assert any(want in ln for ln in lines), (by, r.measure, want)
+            for left in str(r.groups_left_out or "").split("; "):
+                assert left.split(" (")[0] in text
+    slopes = outcomes.dose_response(cur, "events")
+    assert len(slopes) and not slopes.suppressed.any()
+    for r in slopes.itertuples():
+        want = f"{r.estimate:.2f} [{r.ci_low_cr2:.2f}, {r.ci_high_cr2:.2f}]"
+        assert any(want in ln for ln in lines), (r.scale, want)
+
+
+def test_suppressed_issue13_rows_are_marked_without_numbers(pdfs, cur) -> None:
+    from analytics.read import partnerships
+
+    opts = dict(loads.filter_options(cur).options["cluster"])
+    pages = pages_text(pdfs["all"])
+    start = next(i for i, p in enumerate(pages) if p.lstrip().startswith("Reciprocity of"))
+    blocks = row_blocks("\n".join(pages[start:start + 3]))
+    shares = partnerships.reciprocity_shares(cur)
+    small = shares[(shares.group_by == "cluster") & shares.suppressed]
+    assert len(small) >= 2 and (~shares.suppressed).sum() >= 2, "the demo has both kinds"
+    for cl in small["group"]:
+        name = opts[str(cl)]
+        assert not re.search(r"\d", name)
+        first = " ".join(name.split()[:2])
+        mine = [b for b in blocks if b.strip().startswith(first)]
+        assert mine, name
+        no_number_but_the_label(mine[0], name)
+    cox = partnerships.persistence_cox(cur, "partnership")
+    small = cox[cox.suppressed]
+    assert len(small), "the demo's link model leaves a level under k"
+    text = "\n".join(pages)
+    blocks = row_blocks(text[text.index("Cox proportional-hazards models of partnership"):])
+    for r in small.itertuples():
+        mine = [b for b in blocks if b.split()[:2] == [r.model, r.term]]
+        assert mine, (r.model, r.term)
+        no_number_but_the_label(mine[0], f"{r.model} {r.term} {r.level} {r.reference}")
+
+
+def test_issue13_sections_appear_only_when_their_tables_have_rows(warehouse, tmp_path) -> None:
+    """The same warehouse without issue 13's result tables: none of the new headings, and the
+    rest of the report is still there."""
+    import duckdb
+
+    from analytics.read.cache import clear_cache
+    from etl import schema
+    from reports import content
+
+    copy = tmp_path / "no-issue13.duckdb"
+    shutil.copy(warehouse, copy)
+    con = duckdb.connect(str(copy))
+    try:
+        for t in (schema.RES_PERSISTENCE, schema.RES_PERSISTENCE_COX,
+                  schema.RES_RECIPROCITY, schema.RES_RECIPROCITY_SHARES,
+                  schema.RES_EQUITY_GAPS, schema.RES_DOSE_RESPONSE):
+            con.execute(f"DROP TABLE IF EXISTS {t.name}").fetchall()
+    finally:
+        con.close()
+    clear_cache()  # the copy shares the original's build id, so its cache key
+    r = Reader(copy)
+    c = r.cursor()
+    try:
+        rep = content.gather(c, Filters())
+    finally:
+        c.close()
+        r.close()
+        clear_cache()
+    titles = {s.title for s in rep.sections} | {
+        b.title for s in rep.sections for b in s.blocks if isinstance(b, content.Sub)}
+    assert not ISSUE13_HEADINGS & titles, ISSUE13_HEADINGS & titles
+    assert {"Headline figures", "Outcomes", "Persistence of partnerships",
+            "Equity: gains by group", "Methods and data"} <= titles
