@@ -146,3 +146,25 @@ def test_partnerships_page_draws_the_chosen_grouping(warehouse, monkeypatch) -> 
     assert "partnership:link" in filters.PERSISTENCE_GROUPINGS
     assert filters.view_query("/partnerships", {"persist": "participant:setting"}) == (
         "persist=participant%3Asetting")
+
+
+def test_the_dashboard_curve_and_the_stored_results_censor_on_the_same_day(warehouse) -> None:
+    """The Partnerships page's filtered curve (read layer) and res_persistence censor still-
+    active partnerships at the same data end date, so on the whole program their Kaplan–Meier
+    medians by kind agree (they differed when the page censored 'today')."""
+    from analytics.read import partnerships
+    from analytics.read.filters import Filters
+
+    con, _, _ = warehouse
+    cur = con.cursor()
+    summary = partnerships.partnership_summary(cur, Filters())
+    stored = con.execute("SELECT \"group\", median, n FROM res_persistence WHERE subject = "
+                         "'partnership' AND group_by = 'kind'").fetchall()
+    assert {g for g, _, _ in stored} == set(summary.kind) == {"domestic", "cross-border"}
+    for kind, median, n in stored:
+        row = summary[summary.kind == kind].iloc[0]
+        assert row.n == n
+        if median is None or pd.isna(median):
+            assert pd.isna(row.median_km)
+        else:
+            assert row.median_km == pytest.approx(median)

@@ -23,15 +23,21 @@ def partnership_network(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFr
     """One row per partnership touching an institution in scope: both ends with names and
     countries, cross-border flag, active flag, duration so far in days."""
     dims, p = sql.dims(f)
+    # Still-active partnerships are censored at the data's end date stored with the data
+    # version's persistence results (analytics.derive.persistence.DATA_END_SQL), so this curve
+    # and res_persistence agree and neither moves with the day the dashboard is opened; a
+    # warehouse without those results falls back to today.
+    end = (f"coalesce((SELECT max(data_end) FROM {schema.RES_PERSISTENCE.name}), current_date)"
+           if sql.table_exists(cur, schema.RES_PERSISTENCE.name) else "current_date")
     return sql.rdf(cur, f"""WITH {dims}
         SELECT pt.partnership_id, pt.exchange_id, fx.exchange_name,
                pt.institution_a, ia.name AS name_a, ia.country AS country_a,
                pt.institution_b, ib.name AS name_b, ib.country AS country_b,
                ia.country <> ib.country AS cross_border,
                pt.started_on, pt.ended_on,
-               pt.ended_on IS NULL OR pt.ended_on >= current_date AS active,
-               date_diff('day', pt.started_on, coalesce(least(pt.ended_on, current_date),
-                                                        current_date)) AS days
+               pt.ended_on IS NULL OR pt.ended_on > {end} AS active,
+               date_diff('day', pt.started_on, coalesce(least(pt.ended_on, {end}),
+                                                        {end})) AS days
         FROM {sql.T_PARTNER} pt JOIN fx USING (exchange_id)
         JOIN {sql.T_INST} ia ON ia.institution_id = pt.institution_a
         JOIN {sql.T_INST} ib ON ib.institution_id = pt.institution_b
@@ -44,7 +50,7 @@ def partnership_network(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFr
 @cached
 def partnership_persistence(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     """Kaplan–Meier persistence of partnerships, domestic vs cross-border; still-active ones are
-    censored today."""
+    censored at the data's end date (see `partnership_network`)."""
     net = partnership_network(cur, f)
     out = []
     for cross, d in net.groupby("cross_border"):
