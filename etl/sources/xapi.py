@@ -32,7 +32,8 @@ Times are written at UTC as DuckDB prints them (`2024-03-30T23:30:00.5+00:00`).
   minutes and are left empty (noted); malformed ones are passed on for validation to reject.
 - Every statement's columns come out of one SQL pass from the file to Arrow; what needs the
   whole file (repeated ids, voiding, accounts of several systems) is done on the Arrow table,
-  and durations are parsed once per distinct value.
+  and durations, verbs and mapped courses are worked out once per distinct value (those
+  columns are marked CLEAN, so the loader does not trim them again).
 - repeated ids: an export joined from two overlapping pulls holds some statements twice; the
   first statement of each id (compared case-insensitively) is kept and the others dropped,
   noted, with how many ids had copies that differ (an LRS keeps the one it stored first).
