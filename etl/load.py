@@ -199,12 +199,12 @@ class _FileLoader:
     """Loads one file into the open next-warehouse connection (inside a transaction)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, kind: str, key: bytes,
-                 batch_id: int, sha: str, source: str, *, replace: bool = False,
+                 batch_id: int, source: str, *, replace: bool = False,
                  force: bool = False, reader: ModuleType | None = None,
                  mapping: dict | None = None, fill: dict[str, str] | None = None) -> None:
         self.con, self.path, self.kind, self.key = con, path, kind, key
         self.reader, self.mapping, self.fill = reader, mapping or {}, fill or {}
-        self.batch_id, self.sha, self.source = batch_id, sha, source
+        self.batch_id, self.source = batch_id, source
         self.replace, self.force = replace, force
         self.table = schema.TABLES[kind]
         self.report = FileReport(str(path), kind, batch_id=batch_id, source=source)
@@ -708,16 +708,29 @@ def load_paths(
             changed = False
             for f in order:
                 started = dt.datetime.now(dt.UTC)
-                sha = hashes[f].result()
                 mod = reader_of[f]
-                if mod is not None:
+
+                def content(f: Path = f, mod: ModuleType | None = mod) -> str:
+                    sha = hashes[f].result()
+                    if mod is None:
+                        return sha
                     # What an export loads depends on its mapping too: the same file read with
                     # another mapping or --wave is another content.
-                    sha = hashlib.sha256(repr((sha, mod.FORMAT, sorted(
+                    return hashlib.sha256(repr((sha, mod.FORMAT, sorted(
                         (mapping or {}).items(), key=str), sorted(fill.items()))).encode()
                     ).hexdigest()
+
                 src = source_of(f, source)
-                prior = con.execute(
+                # Content already loaded is skipped, but only a source that loaded this kind
+                # before can hold it: a first load reads at once while the hash goes on beside
+                # it (a large file's hash took as long as the loader's setup and more), and
+                # waits for it only to record the batch.
+                sha = None
+                if con.execute(
+                        "SELECT count(*) FROM load_batches WHERE kind = ? AND source = ? "
+                        "AND status = 'loaded'", [kinds[f], src]).fetchall()[0][0]:
+                    sha = content()
+                prior = [] if sha is None else con.execute(
                     "SELECT batch_id, file FROM load_batches WHERE sha256 = ? AND kind = ? "
                     "AND source = ? AND status = 'loaded' ORDER BY batch_id DESC LIMIT 1",
                     [sha, kinds[f], src]).fetchall()
@@ -728,7 +741,7 @@ def load_paths(
                     continue
                 batch_id = con.execute(
                     "SELECT coalesce(max(batch_id), 0) + 1 FROM load_batches").fetchall()[0][0]
-                fl = _FileLoader(con, f, kinds[f], key, batch_id, sha, src, replace=replace,
+                fl = _FileLoader(con, f, kinds[f], key, batch_id, src, replace=replace,
                                  force=force, reader=reader_of[f], mapping=mapping, fill=fill)
                 if mod is None and flags:
                     fl.report.notes.append(_NOT_APPLIED.format(flags=flags))
@@ -741,7 +754,7 @@ def load_paths(
                 except RefusedFile as e:
                     fl.cleanup()
                     fl.report.status, fl.report.problem = "refused", e.problem
-                    _record(con, fl.report, sha, started)
+                    _record(con, fl.report, sha or content(), started)
                     reports.append(fl.report)
                     changed = True
                     continue
@@ -753,13 +766,14 @@ def load_paths(
                     fl.write()
                     fl.summarise_rejects()
                     fl.report.status = "loaded"
+                    sha = sha or content()
                     _record(con, fl.report, sha, started)
                     con.execute("COMMIT")
                     phases.reached("insert")
                 except RefusedFile as e:
                     con.execute("ROLLBACK")
                     fl.report.refuse(e.problem)
-                    _record(con, fl.report, sha, started)
+                    _record(con, fl.report, sha or content(), started)
                 except BaseException:
                     con.execute("ROLLBACK")
                     raise

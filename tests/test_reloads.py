@@ -7,6 +7,7 @@ before the fix: the counts in the warehouse are what they check.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -172,6 +173,20 @@ def test_the_same_content_from_one_source_is_unchanged_and_from_another_loads(sm
     shutil.copyfile(src / "events.csv", copy)
     (rep,) = load_paths([copy], wh)
     assert rep.status == "loaded" and rep.rows_unchanged == 3 and rep.rows_added == 0
+    assert count(wh, "events") == 3
+
+
+def test_a_first_load_records_the_files_sha256_and_a_second_is_unchanged(small):
+    """A source's first load reads while the hash is computed beside it (nothing of that
+    source can match yet); the batch still records the file's SHA-256, which is what makes
+    the next load of the same content from the same source `unchanged`."""
+    src, wh = small
+    events = src / "events.csv"
+    recorded = q(wh, "SELECT sha256 FROM load_batches WHERE source = ? AND status = 'loaded'",
+                 [str(events.resolve())])
+    assert recorded == [(hashlib.sha256(events.read_bytes()).hexdigest(),)]
+    (rep,) = load_paths([events], wh)
+    assert rep.status == "unchanged" and "same content already loaded" in rep.notes[0]
     assert count(wh, "events") == 3
 
 

@@ -187,8 +187,11 @@ def stage(con: duckdb.DuckDBPyConnection, mod: ModuleType, path: Path, mapping: 
                                      "(a bug in the reader)")
     cols = [c for c in data.column_names if c != "_row"]
     names = [_norm(c) for c in cols]
-    select = [f'NULLIF(trim(CAST("{c}" AS VARCHAR)), \'\') AS "{n}"' for c, n in zip(
-        cols, names, strict=True)]
+    # A reader may mark a column it already gave as CLEAN (trimmed text, no empty strings):
+    # it made each value once per distinct value, and trimming a million rows again is waste.
+    select = [f'CAST("{c}" AS VARCHAR) AS "{n}"' if is_clean(data.schema.field(c)) else
+              f'NULLIF(trim(CAST("{c}" AS VARCHAR)), \'\') AS "{n}"' for c, n in zip(
+                  cols, names, strict=True)]
     for col, value in fill.items():
         if col in names:
             i = names.index(col)
@@ -212,6 +215,25 @@ def stage(con: duckdb.DuckDBPyConnection, mod: ModuleType, path: Path, mapping: 
         con.unregister("_source_arrow")
     con.execute(f'CREATE TEMP VIEW "{table}" AS SELECT * FROM "{table}_raw"')
     return names
+
+
+CLEAN = {b"clean": b"trimmed, no empty strings"}
+"""Field metadata of a reader's column whose text `stage` need not trim: see `clean`."""
+
+CLEAN_SQL = "NULLIF(trim(CAST({} AS VARCHAR)), '')"
+"""What `stage` does to each value of a column not marked CLEAN (DuckDB SQL)."""
+
+
+def clean(table: pa.Table, name: str, column: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """`table` with `column` (text that went through `CLEAN_SQL`) set as `name`, marked CLEAN."""
+    field = pa.field(name, column.type, metadata=CLEAN)
+    if name in table.column_names:
+        return table.set_column(table.schema.get_field_index(name), field, column)
+    return table.append_column(field, column)
+
+
+def is_clean(field: pa.Field) -> bool:
+    return bool(field.metadata) and b"clean" in field.metadata
 
 
 def _all_empty(column: pa.ChunkedArray) -> bool:

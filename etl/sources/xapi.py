@@ -32,7 +32,8 @@ Times are written at UTC as DuckDB prints them (`2024-03-30T23:30:00.5+00:00`).
   minutes and are left empty (noted); malformed ones are passed on for validation to reject.
 - Every statement's columns come out of one SQL pass from the file to Arrow; what needs the
   whole file (repeated ids, voiding, accounts of several systems) is done on the Arrow table,
-  and durations are parsed once per distinct value.
+  and durations, verbs and mapped courses are worked out once per distinct value (those
+  columns are marked CLEAN, so the loader does not trim them again).
 - repeated ids: an export joined from two overlapping pulls holds some statements twice; the
   first statement of each id (compared case-insensitively) is kept and the others dropped,
   noted, with how many ids had copies that differ (an LRS keeps the one it stored first).
@@ -55,6 +56,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.errors import RefusedFile
+from etl.sources import CLEAN_SQL, clean
 
 __all__ = [
     "FORMAT", "KIND", "sniff", "read", "DURATION_RE", "duration_sql", "minutes_sql",
@@ -385,11 +387,12 @@ def _with_minutes(con: duckdb.DuckDBPyConnection, t: pa.Table) -> pa.Table:
     parts, ok = duration_sql("v")
     minutes, calendar = minutes_sql("d", "d_ok")
     values = pa.table({"i": pa.array(np.arange(len(coded.dictionary))), "v": coded.dictionary})
+    text = f"CASE WHEN NOT d_ok THEN v ELSE CAST(round({minutes}, 6) AS VARCHAR) END"
     con.register("_durations", values)
     try:
         parsed = con.sql(
-            f"SELECT CAST(CASE WHEN NOT d_ok THEN v ELSE CAST(round({minutes}, 6) AS VARCHAR) "
-            f"END AS VARCHAR) AS minutes, coalesce({calendar}, false) AS _calendar, "
+            f"SELECT {CLEAN_SQL.format(text)} AS minutes, "
+            f"coalesce({calendar}, false) AS _calendar, "
             f"NOT d_ok AS _malformed FROM (SELECT i, v, d, {ok} AS d_ok FROM (SELECT i, v, "
             f"{parts} AS d FROM _durations)) ORDER BY i").to_arrow_table()
     finally:
@@ -397,20 +400,55 @@ def _with_minutes(con: duckdb.DuckDBPyConnection, t: pa.Table) -> pa.Table:
     for name in ("minutes", "_calendar", "_malformed"):
         column = pc.take(parsed[name], coded.indices)
         if name == "minutes":
-            t = t.set_column(t.schema.get_field_index(name), name, column)
+            t = clean(t, name, column)
         else:
             t = t.append_column(name, pc.fill_null(column, False))
     return t
 
 
-def _exchanges(t: pa.Table, table: dict[str, str]) -> pa.Table:
+def _with_verbs(con: duckdb.DuckDBPyConnection, t: pa.Table, verbs: dict[str, str]) -> pa.Table:
+    """`t` with what its verbs say, computed once per distinct verb IRI (a file uses a handful):
+    `activity`; `_voider`, the verb is `voided`; `_verb`, the IRI when it is worth a note (not
+    in lower case, or not in the mapping's `verbs`); and, from the statement's object,
+    `_target` (the id a voider voids) and `_bad_voider` (a voider whose object is no
+    StatementRef). A regular expression and three `lower` per statement cost a tenth of the
+    read; per distinct IRI they cost nothing.
+    """
+    coded = pc.dictionary_encode(t["_verb_iri"].combine_chunks())
+    mapped = case_map("v", {k.lower(): v for k, v in verbs.items()})
+    activity = f"coalesce({mapped}, lower(regexp_extract(v, '([^/#]+)[/#]*$', 1)))"
+    odd = "v <> lower(v)" + (f" OR {mapped} IS NULL" if verbs else "")
+    con.register("_verbs", pa.table({"i": pa.array(np.arange(len(coded.dictionary))),
+                                     "v": coded.dictionary}))
+    try:
+        per = con.sql(
+            f"SELECT {CLEAN_SQL.format(activity)} AS activity, "
+            f"coalesce(lower(v) = {lit(VOIDED)}, false) AS _voider, "
+            f"CAST(CASE WHEN {odd} THEN v END AS VARCHAR) AS _verb FROM _verbs ORDER BY i"
+        ).to_arrow_table()
+    finally:
+        con.unregister("_verbs")
+    voider = pc.fill_null(pc.take(per["_voider"], coded.indices), False)
+    t = t.drop_columns(["_verb_iri"])
+    t = clean(t, "activity", pc.take(per["activity"], coded.indices))
+    t = t.append_column("_voider", voider)
+    t = t.append_column("_verb", pc.take(per["_verb"], coded.indices))
+    t = t.append_column("_target", pc.if_else(voider, t["_ref"], pa.scalar(None, pa.string())))
+    t = t.append_column("_bad_voider", pc.and_(voider, pc.invert(t["_is_ref"])))
+    return t.drop_columns(["_ref", "_is_ref"])
+
+
+def _exchanges(con: duckdb.DuckDBPyConnection, t: pa.Table, table: dict[str, str]) -> pa.Table:
     """`t` with the exchange of its first context activity (`_in_grouping`, then `_in_parent`,
     ...) that `table` (lower-case activity id -> exchange) names, and without those columns.
 
     Looked up per distinct activity id (a file names few courses), by Arrow: a CASE of every
     mapped id over every statement and context key cost a third of the whole read.
     """
-    keys, values = pa.array(list(table), pa.string()), pa.array(list(table.values()), pa.string())
+    keys = pa.array(list(table), pa.string())
+    # The exchanges as `stage` would make them (trimmed, none empty), once each: CLEAN.
+    values = pa.array(one(con, f"SELECT list_transform($v, lambda x: {CLEAN_SQL.format('x')})",
+                          {"v": list(table.values())})[0], pa.string())
     found = None
     for k in CONTEXT_KEYS:
         coded = pc.dictionary_encode(t[f"_in_{k}"].combine_chunks())
@@ -418,10 +456,11 @@ def _exchanges(t: pa.Table, table: dict[str, str]) -> pa.Table:
         mapped = pc.take(pc.take(values, index), coded.indices)
         found = mapped if found is None else pc.coalesce(found, mapped)
     t = t.drop_columns([f"_in_{k}" for k in CONTEXT_KEYS])
-    return t.set_column(t.schema.get_field_index("exchange_id"), "exchange_id", found)
+    return clean(t, "exchange_id", found)
 
 
-def _drop_repeated_ids(t: pa.Table, notes: list[str]) -> pa.Table:
+def _drop_repeated_ids(con: duckdb.DuckDBPyConnection, t: pa.Table,
+                       notes: list[str]) -> pa.Table:
     """`t` without the statements whose id (compared case-insensitively) came earlier in it.
 
     An LRS stores an id once, but an export joined from two overlapping pulls holds some
@@ -432,7 +471,13 @@ def _drop_repeated_ids(t: pa.Table, notes: list[str]) -> pa.Table:
     without an id are all kept.
     """
     ids = t["_id"]
-    if pc.count_distinct(ids).as_py() == len(ids) - ids.null_count:
+    # Counted by DuckDB on all cores: Arrow's count_distinct of a million ids takes longer.
+    con.register("_ids", pa.table({"_id": ids}))
+    try:
+        distinct = one(con, "SELECT count(DISTINCT _id) FROM _ids")[0]
+    finally:
+        con.unregister("_ids")
+    if distinct == len(ids) - ids.null_count:
         return t
     order = pa.array(np.arange(t.num_rows))
     content = ["participant_id", "exchange_id", "occurred_at", "activity", "minutes",
@@ -519,10 +564,6 @@ def _read(con: duckdb.DuckDBPyConnection, path: Path, actor: str | None,
     else:
         exchange = first_id(source)
     cast, text = utc_sql("coalesce(timestamp, stored)", "instant")
-    mapped = case_map("verb_id", {k.lower(): v for k, v in verbs.items()})
-    activity = f"coalesce({mapped}, lower(regexp_extract(verb_id, '([^/#]+)[/#]*$', 1)))"
-    voider = f"coalesce(lower(verb_id) = {lit(VOIDED)}, false)"
-    odd_verb = "verb_id <> lower(verb_id)" + (f" OR {mapped} IS NULL" if verbs else "")
 
     def select(src: str) -> str:
         # Every output column and every flag a note counts, computed once per record.
@@ -530,19 +571,19 @@ def _read(con: duckdb.DuckDBPyConnection, path: Path, actor: str | None,
             f"SELECT _odd, _page, CAST({participant} AS VARCHAR) AS participant_id, "
             f"CAST({exchange} AS VARCHAR) AS exchange_id, CAST({text} AS VARCHAR) AS occurred_at,"
             + "".join(f" {first_id(k)} AS _in_{k}," for k in CONTEXT_KEYS if exchange_table)
-            + f" CAST(nullif({activity}, '') AS VARCHAR) AS activity, "
+            + " CAST(verb_id AS VARCHAR) AS _verb_iri, "
             f"CAST(result_duration AS VARCHAR) AS minutes, "
-            f"{voider} AS _voider, CASE WHEN {voider} AND object_objectType = 'StatementRef' "
-            f"THEN lower(object_id) END AS _target, lower(id) AS _id, "
+            f"coalesce(object_objectType = 'StatementRef', false) AS _is_ref, "
+            f"CASE WHEN object_objectType = 'StatementRef' THEN lower(object_id) END AS _ref, "
+            f"lower(id) AS _id, "
             f"coalesce(actor_objectType = 'Group', false) AS _grp, "
             f"coalesce({by_account}, false) AS _by_account, actor_account_homePage AS _home, "
             f"(verb_id IS NOT NULL OR actor_mbox IS NOT NULL OR actor_account_name IS NOT NULL "
             f"OR actor_mbox_sha1sum IS NOT NULL OR actor_openid IS NOT NULL) AS _statement, "
-            f"{voider} AND object_objectType IS DISTINCT FROM 'StatementRef' AS _bad_voider, "
             f"timestamp IS NULL AND stored IS NOT NULL AS _stored, "
             f"(NOT starts_with(ltrim(verb_display), '{{') OR "
             f"NOT starts_with(ltrim(object_definition_name), '{{')) AS _plain, "
-            f"CASE WHEN {odd_verb} THEN verb_id END AS _verb, more AS _more "
+            f"more AS _more "
             f"FROM (SELECT *, {cast} AS instant FROM {src})")
 
     # Only the context keys used are extracted: each path costs time on a million statements.
@@ -559,9 +600,10 @@ def _read(con: duckdb.DuckDBPyConnection, path: Path, actor: str | None,
                      "and load them too")
 
     t = _with_minutes(con, t)
+    t = _with_verbs(con, t, verbs)
     if exchange_table:
-        t = _exchanges(t, exchange_table)
-    t = _drop_repeated_ids(t, notes)
+        t = _exchanges(con, t, exchange_table)
+    t = _drop_repeated_ids(con, t, notes)
 
     # Voiding: voiders name their targets; neither is an event.
     targets = pc.unique(pc.drop_null(t["_target"]))
