@@ -109,7 +109,8 @@ def timed(fn: Callable[[], object], repeat: int = 1) -> tuple[float, float, obje
         run = (time.perf_counter() - t, cpu() - c, out)
         if best is None or run[0] < best[0]:
             best = run
-    assert best is not None
+    if best is None:
+        raise SystemExit(f"--repeat must be at least 1 (got {repeat})")
     return best
 
 
