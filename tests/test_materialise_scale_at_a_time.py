@@ -84,8 +84,11 @@ def _same(a: pd.DataFrame, b: pd.DataFrame, keys: list[str] | None = None) -> No
             yv = pd.to_numeric(y).to_numpy(float, na_value=np.nan)
             # Same estimator, same data; only the order of floating-point sums may differ (DuckDB
             # threads), which moves an iterative fit by ~1e-12. 1e-9 is far inside the 1e-6 bar.
-            np.testing.assert_allclose(xv, yv, rtol=1e-9, atol=1e-9, equal_nan=True,
-                                       err_msg=c)
+            # g's noncentral-t bounds are a root search (scipy nctdtrinc, CDFLIB) that stops at
+            # ~1e-8: an input 1e-15 apart lands up to 5e-9 apart there (seen in CI), so those
+            # two columns are held to 1e-7, still far inside the bar.
+            tol = 1e-7 if c in ("hedges_g_ci_low", "hedges_g_ci_high") else 1e-9
+            np.testing.assert_allclose(xv, yv, rtol=tol, atol=tol, equal_nan=True, err_msg=c)
         else:
             xs = x.astype(object).where(x.notna(), None).tolist()
             ys = y.astype(object).where(y.notna(), None).tolist()
