@@ -90,22 +90,6 @@ def partnership_summary(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFr
 # computed once per load for the whole program; the filter bar does not narrow them.
 # ---------------------------------------------------------------------------------------------
 
-def _stored(cur: duckdb.DuckDBPyConnection, table: schema.Table, where: str,
-            params: dict[str, str], n_col: str = "n", keep: tuple[str, ...] = ()
-            ) -> pd.DataFrame:
-    """Rows of a stored result table with the small-cell rule applied again at today's k; a
-    row stored as suppressed (at the k of its computation) stays suppressed."""
-    if not sql.table_exists(cur, table.name):
-        return pd.DataFrame(columns=[*table.column_names])
-    df = sql.df(cur, f"SELECT * FROM {table.name} {where}", params)
-    if not len(df):
-        return df.assign(suppressed=pd.Series(dtype=bool))
-    stored = (df.suppressed.notna() & (df.suppressed.astype("string") != "")).to_numpy(bool)
-    cell = pd.to_numeric(df[n_col], errors="coerce").mask(stored)
-    out = sql.suppress(df.drop(columns="suppressed").assign(_cell=cell), "_cell", keep=keep)
-    return out.drop(columns="_cell")
-
-
 def _split(grouping: str) -> dict[str, str]:
     subject, _, group_by = grouping.partition(":")
     return {"s": subject, "g": group_by}
@@ -114,17 +98,17 @@ def _split(grouping: str) -> dict[str, str]:
 @cached
 def persistence_curves(cur: duckdb.DuckDBPyConnection, grouping: str) -> pd.DataFrame:
     """Kaplan–Meier curves of one `subject:group_by` (e.g. 'partnership:kind')."""
-    return _stored(cur, schema.RES_PERSISTENCE_CURVES,
-                   'WHERE subject = $s AND group_by = $g ORDER BY "group", time',
-                   _split(grouping), keep=("time",))
+    return sql.stored_result(cur, schema.RES_PERSISTENCE_CURVES, ("n",),
+                             'WHERE subject = $s AND group_by = $g ORDER BY "group", time',
+                             _split(grouping), keep=("time",))
 
 
 @cached
 def persistence_groups(cur: duckdb.DuckDBPyConnection, grouping: str) -> pd.DataFrame:
     """Medians (95% CI), S(t) and the grouping's log-rank test per group."""
-    return _stored(cur, schema.RES_PERSISTENCE,
-                   'WHERE subject = $s AND group_by = $g ORDER BY "group"', _split(grouping),
-                   keep=("at_time",))
+    return sql.stored_result(cur, schema.RES_PERSISTENCE, ("n",),
+                             'WHERE subject = $s AND group_by = $g ORDER BY "group"',
+                             _split(grouping), keep=("at_time",))
 
 
 @cached
