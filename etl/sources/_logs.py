@@ -113,6 +113,22 @@ def stage_rows(con: duckdb.DuckDBPyConnection, path: Path, text: Path, header_en
         raise refused(path, f"cannot be read as CSV ({_first_line(e)})") from None
 
 
+def stage_table(path: Path, text: Path, header_ends: int, header: list[str], delimiter: str,
+                empty: tuple[str, ...] = ("",)) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
+    """A new connection with the export's table staged (`stage_rows`) and the header as the
+    readers use it: trailing empty header cells dropped (a trailing empty cell still has its
+    field on every line, so the width counts it), the names checked (`readers._check_columns`:
+    a file with two columns of one name is refused, naming them)."""
+    width = len(header)
+    header = header[:]
+    while header and not header[-1].strip():
+        header.pop()
+    readers._check_columns(path, header)
+    con = connect()
+    stage_rows(con, path, text, header_ends, width, delimiter, empty)
+    return con, header
+
+
 def _first_line(e: BaseException) -> str:
     return readers._first_line(e)
 

@@ -66,14 +66,9 @@ def _read(path: Path, text: Path, mapping: dict, notes: list[str]) -> pa.Table:
                                   "table's (eventname, userid, timecreated, ...)")
     header_ends, header, _, delimiter = found
     layout = _layout(header)
-    width = len(header)  # a trailing empty header cell still has its field on every line
-    header = header[:]
-    while header and not header[-1].strip():
-        header.pop()
-    readers._check_columns(path, header)
-    con = _logs.connect()
-    _logs.stage_rows(con, path, text, header_ends, width, delimiter,
-                     _logs.EMPTY_REPORT if layout == "export" else _logs.EMPTY_DUMP)
+    con, header = _logs.stage_table(
+        path, text, header_ends, header, delimiter,
+        _logs.EMPTY_REPORT if layout == "export" else _logs.EMPTY_DUMP)
     if con.execute("SELECT count(*) FROM rows").fetchall()[0][0] == 0:
         raise _logs.refused(path, "the log has no rows")
 

@@ -80,12 +80,7 @@ def _read(path: Path, text: Path, mapping: dict, notes: list[str]) -> pa.Table:
     header_ends, header, before, delimiter = found
     summary = _summary(before)
     width = len(header)
-    header = header[:]
-    while header and not header[-1].strip():
-        header.pop()
-    readers._check_columns(path, header)
-    con = _logs.connect()
-    _logs.stage_rows(con, path, text, header_ends, width, delimiter)
+    con, header = _logs.stage_table(path, text, header_ends, header, delimiter)
     # The section ends at the next section's title (`3. In-Meeting Activities`) or header.
     others = " AND ".join(f"c{i} IS NULL" for i in range(2, width + 1)) or "TRUE"
     end = con.execute(
@@ -163,9 +158,7 @@ def _read(path: Path, text: Path, mapping: dict, notes: list[str]) -> pa.Table:
 def _read_old(path: Path, text: Path, found: tuple[int, list[str], list[list[str]], str],
               mapping: dict, notes: list[str]) -> pa.Table:
     header_ends, header, _before, delimiter = found
-    width = len(header)
-    con = _logs.connect()
-    _logs.stage_rows(con, path, text, header_ends, width, delimiter)
+    con, header = _logs.stage_table(path, text, header_ends, header, delimiter)
     if con.execute("SELECT count(*) FROM rows").fetchall()[0][0] == 0:
         raise _logs.refused(path, "the attendance list has no rows")
     name = _logs.column_for(header, "full_name")

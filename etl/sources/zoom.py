@@ -67,13 +67,7 @@ def _read(path: Path, text: Path, mapping: dict, notes: list[str]) -> pa.Table:
                                   "Name)' and 'Join Time' in its first lines")
     header_ends, header, before, delimiter = found
     meeting = _preamble(before)
-    width = len(header)  # a trailing empty header cell still has its field on every line
-    header = header[:]
-    while header and not header[-1].strip():
-        header.pop()
-    readers._check_columns(path, header)
-    con = _logs.connect()
-    _logs.stage_rows(con, path, text, header_ends, width, delimiter)
+    con, header = _logs.stage_table(path, text, header_ends, header, delimiter)
     if con.execute("SELECT count(*) FROM rows").fetchall()[0][0] == 0:
         raise _logs.refused(path, "the participants' table has no rows")
 
