@@ -39,7 +39,7 @@ def _warehouse(args: argparse.Namespace) -> Path:
     if not wh.exists():
         folder.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "EXCHANGE_IMPACT_KEY": os.environ.get(
-            "EXCHANGE_IMPACT_KEY", "benchmark-key-0123456789abcdef")}
+            "EXCHANGE_IMPACT_KEY", "benchmark-key-not-secret-0123456789")}
         subprocess.run([sys.executable, "-m", "etl", "demo", "--participants",
                         str(args.participants), "--warehouse", str(wh), "--quiet"],
                        cwd=ROOT, env=env, check=True, capture_output=True)
