@@ -40,9 +40,11 @@ def _warehouse(args: argparse.Namespace) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "EXCHANGE_IMPACT_KEY": os.environ.get(
             "EXCHANGE_IMPACT_KEY", "benchmark-key-not-secret-0123456789")}
-        subprocess.run([sys.executable, "-m", "etl", "demo", "--participants",
-                        str(args.participants), "--warehouse", str(wh), "--quiet"],
-                       cwd=ROOT, env=env, check=True, capture_output=True)
+        r = subprocess.run([sys.executable, "-m", "etl", "demo", "--participants",
+                            str(args.participants), "--warehouse", str(wh), "--quiet"],
+                           cwd=ROOT, env=env, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SystemExit(f"building the demo failed: {r.stderr.strip()}")
     return wh
 
 
