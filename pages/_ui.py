@@ -308,7 +308,8 @@ def filter_bar() -> html.Div:
             ),
             html.Div(id=SNAP_STATUS, role="status", className="small",
                      **{"aria-live": "polite"}),
-            dcc.Store(id=SNAP_JOB),
+            # Kept for the tab's session: a reload while a report runs goes on polling it.
+            dcc.Store(id=SNAP_JOB, storage_type="session"),
             dcc.Store(id=SNAP_FILE),
             dcc.Store(id=SNAP_FIRED),
             dcc.Interval(id=SNAP_POLL, interval=SNAP_POLL_MS, disabled=True),
@@ -548,6 +549,20 @@ CLICK_DOWNLOAD_JS = """
 
 clientside_callback(CLICK_DOWNLOAD_JS, Output(SNAP_FIRED, "data"), Input(SNAP_FILE, "data"),
                     prevent_initial_call=True)
+
+# After a reload the interval starts disabled while the tab's session still holds a running job:
+# poll it again (in the browser: no request per tick besides the poll itself).
+clientside_callback(
+    """
+    function(job) {
+        const running = !!(job && typeof job.job === "string");
+        return running ? false : window.dash_clientside.no_update;
+    }
+    """,
+    Output(SNAP_POLL, "disabled", allow_duplicate=True),
+    Input(SNAP_JOB, "data"),
+    prevent_initial_call="initial_duplicate",
+)
 
 
 # ---- figure and table helpers -----------------------------------------------------------------

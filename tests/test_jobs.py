@@ -292,6 +292,9 @@ def test_in_the_browser_the_button_shows_progress_the_app_answers_and_the_pdf_ar
     dash_duo.select_dcc_dropdown("#filter-role", value="teacher")
     dash_duo.wait_for_text_to_equal(stat, f"{teachers['participants']:,}", timeout=PAGE_S)
     assert dash_duo.find_elements("#snapshot-running"), "the progress went away"
+    # A reload while the job runs: the tab's session remembers the job and polls it again.
+    dash_duo.driver.refresh()
+    dash_duo.wait_for_contains_text("#snapshot-stage", "reading the warehouse", timeout=PAGE_S)
     assert not list(Path(dash_duo.download_path).glob("*.pdf"))
     gate.touch()
     dash_duo.wait_for_element("#snapshot-done", timeout=DEADLINE_S)
