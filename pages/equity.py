@@ -193,8 +193,8 @@ def dropout(store: dict[str, Any] | None, by: str) -> Any:
 
 
 # Issue 13: res_equity_gaps (whole program, precomputed per data version).
-_MEASURES = {"gain": "gain post − pre (completers)", "minutes": "minutes per participant",
-             "dropout": "drop-out before the post survey"}
+GAP_MEASURES = {"gain": "gain post − pre (completers)", "minutes": "minutes per participant",
+                "dropout": "drop-out before the post survey"}
 GAPS_METHOD = (
     "Best- and worst-served: the compared groups with the highest and lowest mean (lowest and "
     "highest drop-out); gap = best − worst, never negative. Interval: CR2 cluster-robust by "
@@ -207,7 +207,9 @@ GAPS_METHOD = (
 )
 
 
-def _fmt_gap(measure: str, v: Any) -> str:
+def fmt_gap(measure: str, v: Any) -> str:
+    """A gap or a group's value in its measure's unit (drop-out as a percentage); shared with the
+    funder report."""
     if measure == "dropout":
         return _ui.fmt_pct(v)
     return _ui.fmt_int(v) if measure == "minutes" else _ui.fmt_num(v)
@@ -225,13 +227,13 @@ def gaps(_store: dict[str, Any] | None, by: str, scale: str | None) -> Any:
         return html.P("No equity gaps yet (python -m analytics).",
                       className="text-body-secondary")
     rows = df.assign(
-        what=[_MEASURES.get(str(m), str(m)) for m in df.measure],
-        best=[f"{_ui.text(g)}: {_fmt_gap(m, v)}" if isinstance(g, str) else ""
+        what=[GAP_MEASURES.get(str(m), str(m)) for m in df.measure],
+        best=[f"{_ui.text(g)}: {fmt_gap(m, v)}" if isinstance(g, str) else ""
               for g, m, v in zip(df.best_group, df.measure, df.value_best, strict=True)],
-        worst=[f"{_ui.text(g)}: {_fmt_gap(m, v)}" if isinstance(g, str) else ""
+        worst=[f"{_ui.text(g)}: {fmt_gap(m, v)}" if isinstance(g, str) else ""
                for g, m, v in zip(df.worst_group, df.measure, df.value_worst, strict=True)],
-        gap_ci=[("" if pd.isna(g) else f"{_fmt_gap(m, g)} [{_fmt_gap(m, lo)}, "
-                 f"{_fmt_gap(m, hi)}] at {lv:.1%}")
+        gap_ci=[("" if pd.isna(g) else f"{fmt_gap(m, g)} [{fmt_gap(m, lo)}, "
+                 f"{fmt_gap(m, hi)}] at {lv:.1%}")
                 for m, g, lo, hi, lv in zip(df.measure, df.gap, df.ci_low, df.ci_high,
                                             df.ci_level, strict=True)])
     return html.Div([

@@ -462,10 +462,10 @@ def _equity_gap_blocks(cur: duckdb.DuckDBPyConnection, sup: _Suppressed) -> list
     df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if not len(df):
         return []
-    fmt = equity_page._fmt_gap
+    fmt = equity_page.fmt_gap
     sup_rows = df.suppressed.astype(bool).to_numpy()
     df = df.assign(
-        what=[equity_page._MEASURES.get(str(m), str(m)) for m in df.measure],
+        what=[equity_page.GAP_MEASURES.get(str(m), str(m)) for m in df.measure],
         best=[None if s or _missing(g) else f"{g}: {fmt(m, v)}" for s, g, m, v in
               zip(sup_rows, df.best_group, df.measure, df.value_best, strict=True)],
         worst=[None if s or _missing(g) else f"{g}: {fmt(m, v)}" for s, g, m, v in
