@@ -191,6 +191,14 @@ def test_sniff(tmp_path):
     assert not moodle.sniff(f, "participant_id,exchange_id,occurred_at,activity\n")
 
 
+def test_describe_says_which_layout(tmp_path):
+    d = moodle.describe(write_export(tmp_path / "e.csv", ROWS, index=True))
+    assert d == {"encoding": "UTF-8", "bom": False, "encoding_note": None,
+                 "version": "log report download", "header_rows": 1, "separator": ","}
+    t = moodle.describe(write_table(tmp_path / "t.csv", [table_row(1, "x", 58, 1710489600)]))
+    assert t["version"] == "mdl_logstore_standard_log table"
+
+
 def test_windows_1252_read_with_a_note(tmp_path):
     notes: list[str] = []
     f = write_export(tmp_path / "logs.csv", [export_row("15/03/24, 09:05", "José Pérez", 5,

@@ -229,6 +229,20 @@ def test_sniff(tmp_path):
     assert not zoom.sniff(f, "participant_id,exchange_id,occurred_at,activity\nP1,E1,x,y\n")
 
 
+def test_describe_says_which_report_and_where_its_table_is(tmp_path):
+    d = zoom.describe(write_report(tmp_path / "z.csv", ROWS))
+    assert d == {"encoding": "UTF-8", "bom": False, "encoding_note": None,
+                 "version": "participant report with the meeting's details", "header_rows": 4,
+                 "separator": ","}
+    bare = zoom.describe(write_report(tmp_path / "b.csv", ROWS, preamble=False,
+                                      encoding="utf-16"))
+    assert (bare["version"], bare["header_rows"], bare["encoding"]) == (
+        "participant list", 1, "UTF-16 LE")
+    garbage = tmp_path / "g.csv"
+    garbage.write_text("Meeting ID,Topic\n1,no participants' table here\n")
+    assert "version" not in zoom.describe(garbage)
+
+
 def test_no_participants_table_refused(tmp_path):
     f = tmp_path / "z.csv"
     f.write_text("participant_id,exchange_id\nP1,E1\n")

@@ -21,6 +21,7 @@ import csv
 import io
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -127,6 +128,29 @@ def stage_table(path: Path, text: Path, header_ends: int, header: list[str], del
     con = connect()
     stage_rows(con, path, text, header_ends, width, delimiter, empty)
     return con, header
+
+
+def describe_export(path: Path, layouts: list[tuple[Callable[[list[str]], bool], int,
+                                                   Callable[[list[list[str]]], str]]]
+                    ) -> dict[str, Any]:
+    """A log export's layout for `python -m etl inspect`: its encoding (the BOM's byte order
+    named), and for the first of `layouts` (is_header, within, version) whose header is found,
+    `version(the records before the header)`, the line the header ends on and the separator. A
+    file that cannot be read says so in `read`; here it is described as far as it goes."""
+    codec, note = readers._encoding(path)
+    bom = codec in ("utf-8-sig", "utf-16", "utf-32")
+    label = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8"}.get(codec, codec.upper())
+    if codec == "utf-16":
+        with open(path, "rb") as f:
+            label = "UTF-16 LE" if f.read(2) == b"\xff\xfe" else "UTF-16 BE"
+    out: dict[str, Any] = {"encoding": label, "bom": bom, "encoding_note": None if bom else note}
+    with readers._as_utf8(path, codec) as text:
+        for is_header, within, version in layouts:
+            found = find_header(text, is_header, within=within)
+            if found is not None:
+                out.update(version=version(found[2]), header_rows=found[0], separator=found[3])
+                break
+    return out
 
 
 def _first_line(e: BaseException) -> str:

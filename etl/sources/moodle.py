@@ -23,6 +23,7 @@ contexts are not read.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -30,7 +31,7 @@ import pyarrow as pa
 from etl import readers
 from etl.sources import _logs
 
-__all__ = ["FORMAT", "KIND", "sniff", "read"]
+__all__ = ["FORMAT", "KIND", "sniff", "read", "describe"]
 
 FORMAT = "moodle"
 KIND = "events"
@@ -52,6 +53,14 @@ def _layout(rec: list[str]) -> str | None:
 def sniff(path: Path, head: str) -> bool:
     """The log report's or the log table's header among the first records."""
     return _logs.head_has(head, lambda rec: _layout(rec) is not None, within=3)
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """The log's layout for `python -m etl inspect`: the log report's download or the log
+    table's dump, its encoding and separator, and the line its header ends on."""
+    return _logs.describe_export(path, [
+        (lambda rec: _layout(rec) == "export", 3, lambda _: "log report download"),
+        (lambda rec: _layout(rec) == "table", 3, lambda _: "mdl_logstore_standard_log table")])
 
 
 def read(path: Path, mapping: dict, notes: list[str]) -> pa.Table:

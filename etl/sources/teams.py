@@ -253,24 +253,8 @@ def _participant(path: Path, mapping: dict, header: list[str], name: str | None,
 def describe(path: Path) -> dict[str, Any]:
     """The report's layout for `python -m etl inspect`: which download (the sectioned report
     or the older single list), its encoding and separator, and the line its table's header
-    ends on. A file that cannot be read says so in `read`; here it is described as far as
-    it goes."""
-    codec, note = readers._encoding(path)
-    bom = codec in ("utf-8-sig", "utf-16", "utf-32")
-    label = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8"}.get(codec, codec.upper())
-    if codec == "utf-16":  # Teams writes UTF-16 LE; say which the mark says
-        with open(path, "rb") as f:
-            label = "UTF-16 LE" if f.read(2) == b"\xff\xfe" else "UTF-16 BE"
-    out: dict[str, Any] = {"encoding": label, "bom": bom, "encoding_note": None if bom else note}
-    with readers._as_utf8(path, codec) as text:
-        found = _logs.find_header(text, _is_table_header, within=400)
-        if found is not None:
-            out["version"] = "attendance report, '2. Participants' section read"
-        else:
-            found = _logs.find_header(text, _is_old_header)
-            if found is not None:
-                out["version"] = "older attendance list (Full Name, User Action, Timestamp)"
-    if found is not None:
-        out["header_rows"] = found[0]
-        out["separator"] = found[3]
-    return out
+    ends on."""
+    return _logs.describe_export(path, [
+        (_is_table_header, 400, lambda _: "attendance report, '2. Participants' section read"),
+        (_is_old_header, _logs.HEAD_RECORDS,
+         lambda _: "older attendance list (Full Name, User Action, Timestamp)")])

@@ -19,13 +19,14 @@ columns are not read.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 from etl import readers
 from etl.sources import _logs
 
-__all__ = ["FORMAT", "KIND", "sniff", "read"]
+__all__ = ["FORMAT", "KIND", "sniff", "read", "describe"]
 
 FORMAT = "zoom"
 KIND = "events"
@@ -54,6 +55,16 @@ def sniff(path: Path, head: str) -> bool:
 def _is_preamble(rec: list[str]) -> bool:
     norm = {readers.normalise_name(c) for c in rec}
     return {"meeting_id", "topic", "start_time"} <= norm or {"topic", "id", "host"} <= norm
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """The report's layout for `python -m etl inspect`: with or without the meeting's details
+    above the participants' table, its encoding and separator, and the line its header ends
+    on."""
+    return _logs.describe_export(path, [(
+        _is_table_header, _logs.HEAD_RECORDS,
+        lambda before: "participant report with the meeting's details" if any(
+            _is_preamble(r) for r in before) else "participant list")])
 
 
 def read(path: Path, mapping: dict, notes: list[str]) -> pa.Table:
