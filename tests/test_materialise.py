@@ -234,3 +234,25 @@ def test_sensitivity_is_stored_per_scale_and_wave_and_matches_the_pre_post_table
     assert min(hits.values()) >= SCALES_MIN_SHARE * len(scales), hits
     hidden = strict.tables["sensitivity"]
     assert (hidden["suppressed"] == "n < 10000").all() and hidden["estimate"].isna().all()
+
+
+def test_a_database_error_in_the_derive_step_names_its_table(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An out-of-memory (or any DuckDB) error says nothing of where it happened: the derive step
+    names the table it was computing, and keeps the error chained."""
+    def out_of_memory(*_a: object, **_k: object) -> None:
+        raise duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate 64.0 MiB")
+
+    monkeypatch.setattr(materialise, "_attrition", out_of_memory)
+    wh, env = sleep_warehouse()
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        with pytest.raises(materialise.ResultsError,
+                           match=r"^res_attrition: cannot be computed: OutOfMemoryException: "
+                                 r"Out of Memory Error: failed to allocate") as got:
+            materialise.compute_results(con, tables=["attrition"])
+        assert isinstance(got.value.__cause__, duckdb.OutOfMemoryException)
+    finally:
+        con.close()

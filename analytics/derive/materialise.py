@@ -875,6 +875,14 @@ def compute_results(
             yield
         except ValueError as e:
             raise ResultsError(f"{RESULT_NAMES[name].name}: cannot be computed: {e}") from e
+        except duckdb.Error as e:
+            if isinstance(e, duckdb.InterruptException):
+                raise
+            # Name the table (an out-of-memory or I/O error says nothing of where it happened);
+            # the cause stays chained, so a damaged file is still recognised as one.
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise ResultsError(f"{RESULT_NAMES[name].name}: cannot be computed: "
+                               f"{type(e).__name__}: {first}") from e
         finally:
             timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
 
