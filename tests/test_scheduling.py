@@ -106,7 +106,7 @@ def test_empty_and_single_partnership_model_is_blank_not_an_error() -> None:
     empty = sch.scheduling(part.iloc[:0], act, k=10)
     assert empty.empty
     m = sch.scheduling_model(empty, k=10)
-    assert len(m) == 1 and m["suppressed"].iloc[0] == "n < 10"
+    assert len(m) == 1 and m["suppressed"].iloc[0] == "n < 10" and m["n_partnerships"].iloc[0] == 0
     assert pd.isna(m["estimate"].iloc[0])
     one = sch.scheduling_model(sch.scheduling(part.iloc[:1], act, k=0), k=0)
     assert one["n_partnerships"].iloc[0] == 1 and pd.isna(one["estimate"].iloc[0])
@@ -128,3 +128,36 @@ def test_model_recovers_a_known_slope_with_cr2_by_exchange() -> None:
     assert m["n_partnerships"] == n and m["n_clusters"] == 60
     flat = sch.scheduling_model(d.assign(overlap_hours_per_day=3.0), k=10).iloc[0]
     assert pd.isna(flat["estimate"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The demo's planted effect (truth.json "scheduling"), from the stored tables
+# ---------------------------------------------------------------------------------------------
+
+def test_demo_model_ci_covers_the_planted_slope_and_every_partnership_is_kept() -> None:
+    import json
+
+    import duckdb
+
+    from tests.analytics_fixture import demo_warehouse
+
+    wh = demo_warehouse()
+    truth = json.loads((wh.parent / "demo" / "truth.json").read_text(encoding="utf-8"))
+    planted = truth["scheduling"]
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        rows = con.execute("SELECT * FROM res_scheduling").df()
+        m = con.execute("SELECT * FROM res_scheduling_model").df().iloc[0]
+    finally:
+        con.close()
+    assert len(rows) == rows.partnership_id.nunique() == truth["counts"]["partnerships"]
+    assert int(rows.zero_overlap.sum()) == planted["zero_overlap_partnerships"] > 0
+    assert rows.overlap_hours_per_day.notna().all() and rows.zero_overlap.notna().all()
+    small = rows[rows.suppressed == "n < 10"]
+    assert len(small) and small[["n_events", "joint_share"]].isna().all().all()
+    assert m["n_partnerships"] == planted["n_partnerships"] == (rows.suppressed == "").sum()
+    slope = planted["slope_joint_share_per_overlap_hour"]
+    assert slope > 0 and m["ci_low_cr2"] < slope < m["ci_high_cr2"]
+    assert m["ci_low_cr2"] > 0  # the plant is large enough to be seen
+    assert m["method"] == sch.METHOD and m["adjusted_for"] == "modality"
+    assert m["school_hours"] == "08:00-16:00"

@@ -295,7 +295,8 @@ def scheduling(partnerships: pd.DataFrame, activity: pd.DataFrame, *,
     p["school_days_setting"] = hours.days_label
     p["sync_activities"] = ",".join(sync)
     p = suppress(p, n="n_participants", k=k,
-                 keep=["school_days", "overlap_hours_per_day", "zero_overlap_days"])
+                 keep=["school_days", "overlap_hours_per_day", "zero_overlap_days",
+                       "zero_overlap"])
     return p[SCHEDULING_COLUMNS].sort_values("partnership_id", kind="stable").reset_index(
         drop=True)
 
@@ -337,5 +338,5 @@ def scheduling_model(sched: pd.DataFrame, *, adjust: Sequence[str] = ("modality"
             row["adjusted_for"] = ", ".join(
                 a for a in adjust if any(nm.startswith(f"{a}[T.") for nm in names))
     out = pd.DataFrame([row], columns=MODEL_COLUMNS[:-1])
-    out = suppress(out, n="n_partnerships", k=k, keep=["n_clusters"])
+    out = suppress(out, n="n_partnerships", k=k, keep=["n_partnerships", "n_clusters"])
     return out[MODEL_COLUMNS]
