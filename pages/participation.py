@@ -264,7 +264,8 @@ def scheduling_method(model: pd.Series | None) -> str:
         hours, days, sync = (_ui.text(model.get(c)) or "?" for c in (
             "school_hours", "school_days_setting", "sync_activities"))
     return (f"Overlap: hours per school day when both institutions are in school hours "
-            f"({hours} local, {days}), from each institution's IANA time zone over the "
+            f"({hours} local, {days.replace(',', ', ')}), from each institution's IANA time "
+            f"zone over the "
             f"exchange's dates, daylight-saving changes included. Joint share: synchronous "
             f"events ({sync.replace(',', ', ')}) / all events of both institutions' "
             f"participants in the exchange. Model: OLS of the joint share on overlap hours, "
@@ -340,5 +341,6 @@ def scheduling(_store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any]:
          "n_participants": ("active participants", _ui.fmt_int),
          "n_events": ("events", _ui.fmt_int),
          "joint_share": ("joint share", _ui.fmt_pct)},
-        "Partnerships by school-hours overlap, least first", id_=SCHEDULING_TABLE + "-rows")
+        "Partnerships by school-hours overlap, least first (every one in the export "
+        "res_scheduling)", id_=SCHEDULING_TABLE + "-rows", max_rows=25)
     return fig, note, table
