@@ -520,6 +520,8 @@ class _Structure:
     ex_weeks: np.ndarray
     partnerships: list[dict]
     ex_language: list[str] = field(default_factory=list)  # ISO 639-1 code ("" if none)
+    # issue 13 (scheduling): school-hours overlap per partnership, see _plant_scheduling
+    overlap: dict[str, float] = field(default_factory=dict)
 
 
 def _structure(out: Path, seed: int, n_participants: int) -> tuple[
@@ -967,6 +969,7 @@ def _events(out: Path, seed: int, people: _People, st: _Structure, bad: list[dic
             minutes = np.clip(np.rint(ACTIVITY_MEDIAN_MIN[act] * np.exp(rng.normal(0, 0.5, m))),
                               1, 600).astype(np.int16)
             no_minutes = rng.random(m) < 0.04
+            act = _thin_sync(act, who, people, st, _rng(seed, 13, ci))
             # A log is ordered by person and time; one int64 key sorts both at once.
             order = np.argsort(who * (1 << 32) + (local - _TS_BASE), kind="stable")
             who, ex, local, act = who[order], ex[order], local[order], act[order]
@@ -1011,6 +1014,110 @@ def _event_plants(t: pa.Table, people: _People, st: _Structure) -> list[tuple[in
                        {"file": "events.csv", "column": col, "rule": rule, "value": value,
                         "why": why}))
     return plants
+
+
+# Issue 13: scheduling friction. Partnerships with little school-hours overlap hold fewer
+# synchronous events: a synchronous event (SYNC_ACTIVITIES) of a participant is relabelled a
+# message with probability SCHED_THIN * (SCHED_HOURS - o) / SCHED_HOURS, o the mean overlap
+# (hours per school day, analytics.stats.scheduling at its defaults) of the partnerships of
+# the participant's institution in its exchange. Its own random stream; minutes stay as drawn.
+SYNC_ACTIVITIES = ("video_call", "live_session")
+SCHED_THIN = 0.6
+SCHED_HOURS = 8.0
+
+
+def _partnership_overlap(st: _Structure) -> None:
+    """`st.overlap`: overlap hours per school day of each partnership over its exchange's
+    dates (the two institutions' zones, default school hours)."""
+    from analytics.stats.scheduling import overlap_hours
+
+    if not st.partnerships:
+        return
+    pairs = pd.DataFrame({
+        "id": [p["id"] for p in st.partnerships],
+        "tz_a": [st.inst_tz[p["a"]] for p in st.partnerships],
+        "tz_b": [st.inst_tz[p["b"]] for p in st.partnerships],
+        "start_date": pd.to_datetime([_iso(int(st.ex_start[p["exchange"]]))
+                                      for p in st.partnerships]),
+        "end_date": pd.to_datetime([_iso(int(st.ex_start[p["exchange"]])
+                                         + 7 * int(st.ex_weeks[p["exchange"]]) - 1)
+                                    for p in st.partnerships])})
+    o = overlap_hours(pairs)
+    st.overlap = dict(zip(o["id"], o["overlap_hours_per_day"].astype(float), strict=True))
+
+
+def _side_thin(st: _Structure) -> dict[tuple[int, int], float]:
+    """(institution, exchange) -> P(a synchronous event is relabelled a message)."""
+    sums: dict[tuple[int, int], list[float]] = {}
+    for p in st.partnerships:
+        o = st.overlap.get(p["id"], math.nan)
+        if not math.isfinite(o):
+            continue
+        for side in ("a", "b"):
+            sums.setdefault((p[side], p["exchange"]), []).append(o)
+    return {k: SCHED_THIN * (SCHED_HOURS - min(float(np.mean(v)), SCHED_HOURS)) / SCHED_HOURS
+            for k, v in sums.items()}
+
+
+def _thin_sync(act: np.ndarray, who: np.ndarray, people: _People, st: _Structure,
+               rng: np.random.Generator) -> np.ndarray:
+    thin = _side_thin(st)
+    if not thin or not len(act):
+        return act
+    codes = people.inst.astype(np.int64) * (len(st.ex_ids) + 1) + people.exch
+    key = codes[who]
+    keys = np.array([i * (len(st.ex_ids) + 1) + e for i, e in thin], dtype=np.int64)
+    vals = np.array(list(thin.values()))
+    order = np.argsort(keys)
+    pos = np.clip(np.searchsorted(keys[order], key), 0, len(keys) - 1)
+    hit = keys[order][pos] == key
+    lam = np.where(hit, vals[order][pos], 0.0)
+    sync = np.isin(act, [ACTIVITIES.index(a) for a in SYNC_ACTIVITIES])
+    u = rng.random(len(act))
+    out = act.copy()
+    out[sync & (u < lam)] = ACTIVITIES.index("message")
+    return out
+
+
+def _scheduling_truth(st: _Structure, people: _People, k: int = 10) -> dict:
+    """The estimand of res_scheduling_model: the OLS slope of E[joint share] on overlap hours
+    (adjusted for modality) over partnerships with at least k active participants, E[share]
+    from the realised event counts and the planted probabilities."""
+    thin = _side_thin(st)
+    w = ACTIVITY_WEIGHTS[:, [ACTIVITIES.index(a) for a in SYNC_ACTIVITIES]].sum(axis=1)
+    n_ev: dict[tuple[int, int], float] = {}
+    n_sync: dict[tuple[int, int], float] = {}
+    n_act: dict[tuple[int, int], int] = {}
+    active = (~people.comparison) & (people.n_events > 0)
+    for i, e, n in zip(people.inst[active], people.exch[active], people.n_events[active],
+                       strict=True):
+        key = (int(i), int(e))
+        n_ev[key] = n_ev.get(key, 0.0) + float(n)
+        n_sync[key] = n_sync.get(key, 0.0) + float(n) * w[st.ex_modality[e]] * (
+            1 - thin.get(key, 0.0))
+        n_act[key] = n_act.get(key, 0) + 1
+    rows = []
+    for p in st.partnerships:
+        ka, kb = (p["a"], p["exchange"]), (p["b"], p["exchange"])
+        people_n = n_act.get(ka, 0) + n_act.get(kb, 0)
+        ev = n_ev.get(ka, 0.0) + n_ev.get(kb, 0.0)
+        o = st.overlap.get(p["id"], math.nan)
+        if people_n >= k and ev > 0 and math.isfinite(o):
+            rows.append((o, int(st.ex_modality[p["exchange"]]),
+                         (n_sync.get(ka, 0.0) + n_sync.get(kb, 0.0)) / ev))
+    slope = None
+    if len(rows) >= 3:
+        r = np.array(rows)
+        mods = sorted({int(m) for m in r[:, 1]})
+        X = np.column_stack([np.ones(len(r)), r[:, 0],
+                             *[(r[:, 1] == m).astype(float) for m in mods[1:]]])
+        slope = float(np.linalg.lstsq(X, r[:, 2], rcond=None)[0][1])
+    over = [v for v in st.overlap.values() if math.isfinite(v)]
+    return {"slope_joint_share_per_overlap_hour": None if slope is None else round(slope, 6),
+            "n_partnerships": len(rows), "k": k, "thin": SCHED_THIN, "hours": SCHED_HOURS,
+            "sync_activities": list(SYNC_ACTIVITIES),
+            "zero_overlap_partnerships": sum(v == 0 for v in over),
+            "definition": DEFINITIONS["scheduling"]}
 
 
 @dataclass
@@ -1432,6 +1539,7 @@ def generate_demo(out: Path, *, participants: int = 10_000, seed: int = 7,
     with _Progress(progress) as prog:
         with prog.task("program", 1) as tick:
             st, rows = _structure(out, seed, participants)
+            _partnership_overlap(st)
             tick()
         with prog.task("participants.csv", participants) as tick:
             people = _participants(out, seed, participants, st, bad, tick)
@@ -1534,6 +1642,15 @@ DEFINITIONS = {
                    "latent gain on any scale (delta_i = 0) while side a keeps its own; side "
                    "b's institution and exchange are in no other partnership. Unplanted "
                    "partnerships may still look one-sided by chance",
+    "scheduling": "scheduling.slope_joint_share_per_overlap_hour: a synchronous event "
+                  "(sync_activities) of a participant is relabelled a message with probability "
+                  "thin * (hours - o) / hours, o the mean school-hours overlap (hours per school "
+                  "day, 08:00-16:00 Mon-Fri, the exchange's dates, DST included) of the "
+                  "partnerships of the participant's institution in its exchange; the slope is "
+                  "the OLS slope of the expected joint share (synchronous / all events of both "
+                  "sides, from the realised event counts) on overlap, adjusted for modality, "
+                  "over partnerships with at least k active participants: what "
+                  "res_scheduling_model estimates. Minutes stay as drawn",
     "equity": "equity.<grouping>.<level>: expected_observed_gain per instrument.scale = mean "
               "over the level's exchange participants who answered pre and post of "
               "E[score(post) - score(pre)] (as expected_observed_diff); expected_dropout = "
@@ -1631,4 +1748,5 @@ def _truth(seed: int, n: int, st: _Structure, people: _People, params: list[_Sca
         "measurement_invariance": {"planted": dict(DIF_PLANT) if DIF_PLANT else None},
         "reciprocity": {"one_sided": people.one_sided},
         "equity": _equity_truth(people, st, params, acc),
+        "scheduling": _scheduling_truth(st, people),
     }

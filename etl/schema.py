@@ -668,3 +668,32 @@ RES_MODERATION = Table(
 RESULT_TABLES.update({t.name: t for t in (RES_DOSE_RESPONSE, RES_DOSE_BINS, RES_MODERATION)})
 RESULT_EXPORTS.update({t.name.removeprefix("res_"): t
                        for t in (RES_DOSE_RESPONSE, RES_DOSE_BINS, RES_MODERATION)})
+# Issue 13: scheduling friction (analytics.stats.scheduling, analytics.derive.scheduling),
+# computed per load after the tables above; appended so that their order and the exports'
+# order stay.
+RES_SCHEDULING = Table(
+    "res_scheduling",
+    _cols("partnership_id:VARCHAR, exchange_id:VARCHAR, modality:VARCHAR, "
+          "institution_a:VARCHAR, institution_b:VARCHAR, tz_a:VARCHAR, tz_b:VARCHAR, "
+          "start_date:DATE, end_date:DATE, school_days:INTEGER, overlap_hours_per_day:DOUBLE, "
+          "zero_overlap_days:INTEGER, zero_overlap:BOOLEAN, n_participants:INTEGER, "
+          "n_events:INTEGER, n_joint:INTEGER, joint_share:DOUBLE, joint_minutes_share:DOUBLE, "
+          "school_hours:VARCHAR, school_days_setting:VARCHAR, sync_activities:VARCHAR, "
+          "suppressed:VARCHAR"),
+    doc="Do time zones throttle joint work? Per partnership: hours per school day when both "
+        "institutions are in school hours (their IANA zones, the exchange's dates, DST "
+        "included), days with no overlap, and the share of synchronous events.",
+)
+RES_SCHEDULING_MODEL = Table(
+    "res_scheduling_model",
+    _cols("method:VARCHAR, term:VARCHAR, estimate:DOUBLE, se_cr2:DOUBLE, df_cr2:DOUBLE, "
+          "ci_low_cr2:DOUBLE, ci_high_cr2:DOUBLE, p_cr2:DOUBLE, n_partnerships:INTEGER, "
+          "n_clusters:INTEGER, few_clusters:BOOLEAN, adjusted_for:VARCHAR, share_of:VARCHAR, "
+          "school_hours:VARCHAR, school_days_setting:VARCHAR, sync_activities:VARCHAR, "
+          "suppressed:VARCHAR"),
+    doc="Does low overlap go with less joint activity? OLS slope of the joint share on "
+        "overlap hours per school day (adjusted for modality), CR2 errors by exchange.",
+)
+SCHEDULING_TABLES = (RES_SCHEDULING, RES_SCHEDULING_MODEL)
+RESULT_TABLES.update({t.name: t for t in SCHEDULING_TABLES})
+RESULT_EXPORTS.update({t.name.removeprefix("res_"): t for t in SCHEDULING_TABLES})

@@ -28,6 +28,9 @@ HEATMAP_NOTE = "participation-heatmap-note"
 RETENTION = "participation-retention"
 RETENTION_NOTE = "participation-retention-note"
 TABLES = "participation-tables"
+SCHEDULING = "participation-scheduling"
+SCHEDULING_NOTE = "participation-scheduling-note"
+SCHEDULING_TABLE = "participation-scheduling-table"
 
 _BY_OPTIONS = ACTIVITY_GROUPINGS
 _WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
@@ -60,6 +63,7 @@ def layout(by: str = "cluster", **_query: Any) -> html.Div:
             _ui.graph(RETENTION, "Share of each cohort active in each week after starting"),
             html.Div(id=RETENTION_NOTE),
             _ui.section("Breakdown", html.Div(id=TABLES)),
+            _scheduling_section(),
         ]
     )
 
@@ -237,3 +241,106 @@ def tables(store: dict[str, Any] | None) -> dbc.Tabs:
                                       id_=f"participation-table-{by}"),
                             label=label, tab_id=by))
     return dbc.Tabs(tabs, active_tab="cluster")
+
+
+# Scheduling friction (issue 13): res_scheduling and res_scheduling_model
+# ---------------------------------------------------------------------------------------------
+
+def _scheduling_section() -> html.Section:
+    return _ui.section(
+        "Scheduling friction: do time zones throttle joint work?",
+        _ui.graph(SCHEDULING, "Joint (synchronous) share of each partnership's events against "
+                  "the hours per school day both institutions are in school"),
+        html.Div(id=SCHEDULING_NOTE),
+        html.Div(id=SCHEDULING_TABLE),
+        id_="participation-scheduling-section",
+    )
+
+
+def scheduling_method(model: pd.Series | None) -> str:
+    """The method note beside the estimate: settings and model, spelled from the stored row."""
+    hours = days = sync = "?"
+    if model is not None:
+        hours, days, sync = (_ui.text(model.get(c)) or "?" for c in (
+            "school_hours", "school_days_setting", "sync_activities"))
+    return (f"Overlap: hours per school day when both institutions are in school hours "
+            f"({hours} local, {days.replace(',', ', ')}), from each institution's IANA time "
+            f"zone over the "
+            f"exchange's dates, daylight-saving changes included. Joint share: synchronous "
+            f"events ({sync.replace(',', ', ')}) / all events of both institutions' "
+            f"participants in the exchange. Model: OLS of the joint share on overlap hours, "
+            f"adjusted for modality, one point per partnership, CR2 cluster-robust 95% CI by "
+            f"exchange (Satterthwaite df). An association: programs choose partners and "
+            f"formats. All partnerships of the program: the filters do not apply.")
+
+
+def _model_text(m: pd.Series | None) -> str:
+    if m is None or pd.isna(m.get("estimate")):
+        return "Model: no estimate (too few partnerships shown, or overlap does not vary)."
+    pp = 100 * float(m["estimate"])
+    lo, hi = 100 * float(m["ci_low_cr2"]), 100 * float(m["ci_high_cr2"])
+    return (f"Each extra hour of overlap per school day goes with {pp:+.1f} percentage points "
+            f"of joint share (95% CI {lo:+.1f} to {hi:+.1f}; OLS, CR2 by exchange; "
+            f"{_ui.fmt_int(m['n_partnerships'])} partnerships in "
+            f"{_ui.fmt_int(m['n_clusters'])} exchanges).")
+
+
+@callback(Output(SCHEDULING, "figure"), Output(SCHEDULING_NOTE, "children"),
+          Output(SCHEDULING_TABLE, "children"), Input(_ui.FILTERS, "data"))
+def scheduling(_store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any]:
+    df = _ui.query(participation.scheduling)
+    models = _ui.query(participation.scheduling_model)
+    m = models.iloc[0] if len(models) else None
+    title = "Joint share of events against school-hours overlap per partnership"
+    if not len(df):
+        return (_ui.empty_figure(title, "No scheduling results yet (python -m analytics)."),
+                None, None)
+    zero = df.zero_overlap.fillna(False).astype(bool)
+    shown = df[~df.suppressed]
+    note = html.Div([
+        html.P(_model_text(m), className="fw-semibold", id="scheduling-estimate"),
+        html.P(scheduling_method(m), className="small text-body-secondary",
+               id="scheduling-method"),
+        html.P(f"{int(zero.sum())} of {len(df)} partnerships never share a school hour "
+               f"(zero overlap).", className="small", id="scheduling-zero"),
+        _ui.suppressed_note(sorted(df.loc[df.suppressed, "partnership_id"].astype(str)),
+                            "partnerships with fewer active participants")])
+    if not len(shown):
+        fig = _ui.suppressed_figure(title, "Every partnership has fewer than "
+                                           f"{suppression.MIN_CELL} active participants")
+    else:
+        fig = _ui.figure()
+        for flag, name in [(False, "some overlap"), (True, "zero overlap")]:
+            d = shown[shown.zero_overlap.fillna(False).astype(bool) == flag]
+            if not len(d):
+                continue
+            fig.add_trace(_ui.trace("scatter",
+                x=d.overlap_hours_per_day, y=d.joint_share, mode="markers",
+                name=f"{name} (n = {len(d)})",
+                marker={"color": _ui.OKABE_ITO[5 if flag else 0], "size": 8,
+                        "symbol": "x" if flag else "circle"},
+                text=[_ui.ptext(p) for p in d.partnership_id],
+                customdata=d[["tz_a", "tz_b", "n_events", "n_participants"]],
+                hovertemplate="%{text}<br>%{customdata[0]} – %{customdata[1]}"
+                              "<br>overlap %{x:.1f} h per school day<br>joint share %{y:.0%}"
+                              " of %{customdata[2]:,} events<br>active participants (n): "
+                              "%{customdata[3]:,}<extra></extra>",
+            ))
+        _ui.base_layout(fig, title, x="overlap: hours per school day both are in school",
+                        y="joint (synchronous) share of events", height=420)
+        fig.update_yaxes(tickformat=".0%")
+        _ui.legend_below(fig, 2, per_row=2)
+    table = _ui.table(df.assign(
+        pair=lambda d: [f"{a} – {b}" for a, b in zip(d.tz_a, d.tz_b, strict=True)],
+        zero_flag=lambda d: ["zero overlap" if z else "" for z in d.zero_overlap.fillna(False)]),
+        {"partnership_id": ("partnership", _ui.text), "exchange_id": ("exchange", _ui.text),
+         "pair": ("time zones", _ui.text),
+         "overlap_hours_per_day": ("overlap h / school day", lambda v: _ui.fmt_num(v, 1)),
+         "zero_overlap_days": ("days without overlap", _ui.fmt_int),
+         "zero_flag": ("flag", _ui.text),
+         "n_participants": ("active participants", _ui.fmt_int),
+         "n_events": ("events", _ui.fmt_int),
+         "joint_share": ("joint share", _ui.fmt_pct)},
+        "Partnerships by school-hours overlap, least first (every one in the export "
+        "res_scheduling)", id_=SCHEDULING_TABLE + "-rows", max_rows=25)
+    return fig, note, table

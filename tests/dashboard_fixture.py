@@ -311,6 +311,22 @@ def _results(con) -> None:
     con.executemany(f"INSERT INTO {schema.RES_INVARIANCE.name} VALUES "
                     f"({', '.join(['?'] * len(schema.RES_INVARIANCE.columns))})", inv)
     _results_reciprocity_equity(con)
+    _results_scheduling(con)
+
+
+def _results_scheduling(con) -> None:
+    """Issue 13: res_scheduling and res_scheduling_model computed from the fixture's own
+    partnerships and events (the real derive step, k = 10)."""
+    from analytics.derive.scheduling import compute
+
+    for name, df in compute(con, 10).items():
+        t = schema.RESULT_EXPORTS[name]
+        con.register("_sched_df", df)
+        try:
+            cols = ", ".join(f'"{c}"' for c in t.column_names)
+            con.execute(f'INSERT INTO {t.name} ({cols}) SELECT {cols} FROM _sched_df')
+        finally:
+            con.unregister("_sched_df")
 
 
 def _results_reciprocity_equity(con) -> None:

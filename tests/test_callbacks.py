@@ -450,3 +450,14 @@ def test_equity_gap_table_names_the_ci_and_lists_left_out_groups(client, by) -> 
     for m in ("gain post − pre (completers)", "minutes per participant",
               "drop-out before the post survey"):
         assert m in said
+
+
+def test_participation_scheduling_names_its_model_and_flags_zero_overlap(client) -> None:
+    """Issue 13: the Participation page's scheduling view: the scatter, the model's estimate
+    with its method (OLS, CR2 by exchange) and settings, the pair table, zero overlap counted."""
+    said = _said(client, "participation-scheduling", {})
+    assert "Joint share of events against school-hours overlap per partnership" in said
+    assert "CR2 cluster-robust 95% CI by exchange" in said and "08:00-16:00 local" in said
+    assert "video_call, live_session" in said
+    assert "partnerships never share a school hour (zero overlap)" in said
+    assert "participation-scheduling-table-rows" in said

@@ -608,3 +608,30 @@ def _section_screenshot(dash_duo, element_id: str, name: str) -> None:
     time.sleep(0.5)
     driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
     driver.set_window_size(1400, 1000)
+
+
+def test_scheduling_view_on_the_demo(dash_duo, dash_app, demo_warehouse, monkeypatch) -> None:
+    """Issue 13 in the browser, on the demo program: the Participation page's scheduling view
+    (scatter of joint share against overlap, the model's estimate with its method, the pair
+    table with zero-overlap pairs flagged; screenshot participation-scheduling.png)."""
+    import json
+
+    path, source = demo_warehouse
+    if not source.startswith("demo"):
+        pytest.skip(f"the demo could not be built here ({source})")
+    truth = json.loads((path.parent / "files" / "truth.json").read_text(encoding="utf-8"))
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(path))
+    dash_duo.start_server(dash_app)
+    dash_duo.driver.get(dash_duo.server_url + "/participation")
+    _settle(dash_duo, "#participation-scheduling-table-rows")
+    assert dash_duo.get_logs() == []
+    estimate = dash_duo.find_element("#scheduling-estimate").text
+    assert "percentage points" in estimate and "95% CI" in estimate
+    assert "CR2" in dash_duo.find_element("#scheduling-method").text
+    zero = truth["scheduling"]["zero_overlap_partnerships"]
+    assert dash_duo.find_element("#scheduling-zero").text.startswith(f"{zero} of ")
+    assert "zero overlap" in dash_duo.find_element("#participation-scheduling-table-rows").text
+    assert dash_duo.driver.execute_script(
+        "return document.querySelector('#participation-scheduling .js-plotly-plot')"
+        "._fullData.length") == 2
+    _view_shot(dash_duo, "#participation-scheduling-section", "participation-scheduling")

@@ -44,6 +44,9 @@ What is computed (the pure functions live in `analytics.stats.reliability`, `.pr
 - res_moderation: gains by setting, modality and purpose from the longitudinal model with the
   attribute crossed with wave, differences and the interaction test
   (`analytics.stats.moderation`).
+- res_scheduling, res_scheduling_model: per partnership, school-hours overlap across the two
+  time zones and the joint (synchronous) share of events; the slope of the share on overlap,
+  CR2 by exchange (`analytics.derive.scheduling`).
 
 Aggregates are stored suppressed: a group with fewer than k participants
 (`analytics.suppression.MIN_CELL`, the one setting) has ``suppressed = 'n < k'`` and NULL
@@ -1055,6 +1058,15 @@ def compute_results(
         if "age_band" not in attrs.columns:
             attrs = _with_covariates(con, attrs)
         out.update(_reciprocity_and_equity(con, scores, attrs, k, wanted, step))
+
+    # Issue 13: scheduling friction (analytics.derive.scheduling).
+    scheduling_names = [t.name.removeprefix("res_") for t in schema.SCHEDULING_TABLES]
+    if set(scheduling_names) & set(wanted):
+        say("scheduling friction of partnerships")
+        with step("scheduling"):
+            from analytics.derive.scheduling import compute as compute_scheduling
+            out.update(compute_scheduling(con, k))
+        timings.update({n: 0.0 for n in scheduling_names if n not in timings})
 
     tables_out = {name: _conform(out[name], RESULT_NAMES[name]) for name in wanted}
     return Results(tables_out, version, utc_now(), min_cell, time.perf_counter() - t_start,

@@ -1099,3 +1099,92 @@ METHODS.update({
         "that missing surveys are missing at random given wave and the attribute."
     ),
 })
+
+# Issue 13: scheduling friction. Appended, so the entries above keep their order.
+_SCHED_SETTINGS = {
+    "school_hours": "the local school hours used (setting EXCHANGE_IMPACT_SCHOOL_HOURS, "
+                    "default 08:00-16:00)",
+    "school_days_setting": "the school weekdays used (setting EXCHANGE_IMPACT_SCHOOL_DAYS, "
+                           "default Mon-Fri)",
+    "sync_activities": "the events.activity values counted as joint (synchronous) work "
+                       "(setting EXCHANGE_IMPACT_SYNC_ACTIVITIES, default video_call, "
+                       "live_session)",
+}
+DESCRIPTIONS.update({
+    "scheduling": {
+        "partnership_id": "partnership identifier",
+        "exchange_id": "the partnership's exchange",
+        "modality": "the exchange's modality",
+        "institution_a": "one partner",
+        "institution_b": "the other partner",
+        "tz_a": "institution_a's IANA time zone",
+        "tz_b": "institution_b's IANA time zone",
+        "start_date": "the exchange's first day (the overlap is counted from it)",
+        "end_date": "the exchange's last day",
+        "school_days": "school days in the exchange's dates (the denominator of the overlap)",
+        "overlap_hours_per_day": "hours per school day when both institutions are in school "
+                                 "hours: total overlap over the exchange's dates / school_days, "
+                                 "each side's hours turned into UTC for its own date (DST "
+                                 "changes on either side counted); shown even when suppressed",
+        "zero_overlap_days": "school days on which neither side's school hours meet any of "
+                             "the partner's",
+        "zero_overlap": "true when the pair never shares a school hour in the exchange",
+        "n_participants": "active participants (with at least one event in the exchange) of "
+                          "both institutions together",
+        "n_events": "events of those participants in the exchange",
+        "n_joint": "of which synchronous (sync_activities)",
+        "joint_share": "n_joint / n_events: the share of synchronous events",
+        "joint_minutes_share": "the same share counted in logged minutes (an event without "
+                               "minutes adds 0)",
+        **_SCHED_SETTINGS,
+        "suppressed": _SUPPRESSED + " Here: active participants of both sides; the overlap "
+                      "columns stay (they describe two time zones, not people).",
+    },
+    "scheduling_model": {
+        "method": "ols_cr2_exchange: OLS of joint_share on overlap_hours_per_day + modality, "
+                  "one row per shown partnership, CR2 cluster-robust errors by exchange",
+        "term": "the coefficient reported: overlap_hours_per_day",
+        "estimate": "change in the joint share per extra hour of overlap per school day "
+                    "(e.g. 0.01 = one percentage point); an association, not a causal effect",
+        "se_cr2": "cluster-robust standard error, clusters = exchange, CR2 (R clubSandwich "
+                  "vcovCR(type = 'CR2'))",
+        "df_cr2": "Satterthwaite degrees of freedom",
+        "ci_low_cr2": "lower bound of the 95% CI: estimate − t(0.975, df_cr2) · se_cr2",
+        "ci_high_cr2": "upper bound of the 95% CI",
+        "p_cr2": "two-sided p of estimate / se_cr2 against t(df_cr2)",
+        "n_partnerships": "partnerships in the model (not suppressed, with events)",
+        "n_clusters": "exchanges they belong to",
+        "few_clusters": "true when n_clusters < 10: the interval is rough",
+        "adjusted_for": "exchange attributes the model adjusts for that kept a term (modality)",
+        "share_of": "what the share counts: events",
+        **_SCHED_SETTINGS,
+        "suppressed": "'n < k' when fewer than k partnerships enter the model; empty when shown",
+    },
+})
+METHODS.update({
+    "scheduling": (
+        "Do time zones throttle joint work? For each partnership (an exchange and two "
+        "institutions), each institution's school hours (default 08:00-16:00 local, Monday to "
+        "Friday; settings EXCHANGE_IMPACT_SCHOOL_HOURS and EXCHANGE_IMPACT_SCHOOL_DAYS) on "
+        "every school day of the exchange's dates are turned into UTC with the IANA zone "
+        "database for that date (Python zoneinfo through pandas), so the weeks in which only "
+        "one side has changed to or from daylight-saving time count with their own overlap; "
+        "partner hours of neighbouring dates count too (across the date line). Overlap hours "
+        "per school day = total overlap / school days; a pair with none is flagged "
+        "zero_overlap. Joint share = synchronous events (activities listed in "
+        "sync_activities: live video calls and sessions by default, setting "
+        "EXCHANGE_IMPACT_SYNC_ACTIVITIES; in-person workshops and visits are left out because "
+        "time zones do not constrain them) / all events of both institutions' participants in "
+        "the exchange (analytics.stats.scheduling). A partnership with fewer than k active "
+        "participants is suppressed; its overlap stays."
+    ),
+    "scheduling_model": (
+        "Does low overlap go with less joint activity? OLS of the partnership's joint share "
+        "on its overlap hours per school day, adjusted for the exchange's modality (treatment "
+        "coding), one row per shown partnership (unweighted), with CR2 cluster-robust standard "
+        "errors by exchange and Satterthwaite degrees of freedom, as R clubSandwich::coef_test("
+        "lm(joint_share ~ overlap + modality), vcov = 'CR2', cluster = exchange, test = "
+        "'Satterthwaite') (analytics.stats.scheduling.scheduling_model). Programs choose "
+        "partners and formats, so the slope is an association, not a causal effect."
+    ),
+})

@@ -13,8 +13,10 @@ from analytics.read import sql
 from analytics.read.cache import cached
 from analytics.read.filters import Filters
 from analytics.read.sql import Scope
+from etl import schema
 
-__all__ = ["activity_heatmap", "retention_by_cohort", "breakdown", "BREAKDOWN_KEYS"]
+__all__ = ["activity_heatmap", "retention_by_cohort", "breakdown", "BREAKDOWN_KEYS",
+           "scheduling", "scheduling_model"]
 
 
 def _activity_heatmap_days(cur: duckdb.DuckDBPyConnection, f: Filters,
@@ -178,3 +180,24 @@ def breakdown(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFra
     if sql.use_rollups(cur, f, distinct=by != "exchange"):
         return _breakdown_rollup(cur, f, by)
     return _breakdown_days(cur, f, by)
+
+
+# Issue 13: scheduling friction, precomputed per data version (res_scheduling,
+# res_scheduling_model) for every partnership of the program: the filters do not apply.
+
+@cached
+def scheduling(cur: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """res_scheduling, one row per partnership, least overlap first: overlap hours per school
+    day, zero-overlap days, joint share; a partnership under today's k is suppressed (its
+    overlap stays: it describes two time zones, not people)."""
+    return sql.stored_result(cur, schema.RES_SCHEDULING, ["n_participants"],
+                             "ORDER BY overlap_hours_per_day NULLS LAST, partnership_id",
+                             keep=["school_days", "overlap_hours_per_day",
+                                   "zero_overlap_days", "zero_overlap"])
+
+
+@cached
+def scheduling_model(cur: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """res_scheduling_model: the slope of the joint share on overlap hours with its CR2 CI."""
+    return sql.stored_result(cur, schema.RES_SCHEDULING_MODEL, ["n_partnerships"],
+                             keep=["n_partnerships", "n_clusters"])
