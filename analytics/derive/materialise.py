@@ -44,6 +44,8 @@ What is computed (the pure functions live in `analytics.stats.reliability`, `.pr
 - res_moderation: gains by setting, modality and purpose from the longitudinal model with the
   attribute crossed with wave, differences and the interaction test
   (`analytics.stats.moderation`).
+- res_scale: breadth vs depth per cluster × term and the term-on-term quadrant
+  (`analytics.derive.scale`, `analytics.stats.scale`).
 
 Aggregates are stored suppressed: a group with fewer than k participants
 (`analytics.suppression.MIN_CELL`, the one setting) has ``suppressed = 'n < k'`` and NULL
@@ -1047,6 +1049,12 @@ def compute_results(
         if "age_band" not in attrs.columns:
             attrs = _with_covariates(con, attrs)
         out.update(_reciprocity_and_equity(con, scores, attrs, k, wanted, step))
+
+    if "scale" in wanted:  # issue 13: scale-up vs scale-in (analytics.derive.scale)
+        say("scale-up vs scale-in per cluster and term")
+        with step("scale"):
+            from analytics.derive.scale import compute as compute_scale
+            out.update(compute_scale(con, k))
 
     tables_out = {name: _conform(out[name], RESULT_NAMES[name]) for name in wanted}
     return Results(tables_out, version, utc_now(), min_cell, time.perf_counter() - t_start,
