@@ -33,7 +33,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from analytics.stats.reciprocity import wilson_interval
+from analytics.stats.reciprocity import wilson_interval as _wilson
 
 __all__ = ["ENV_DOSE", "DEFAULT_DOSE", "SUSTAINED_WEEKS", "QUADRANTS", "OUTPUT_COLUMNS",
            "configured_dose", "term_of", "next_term", "scale_terms"]
@@ -92,6 +92,16 @@ def _label(ix: np.ndarray) -> np.ndarray:
 def next_term(term: str) -> str:
     """The calendar half-year after `term`."""
     return str(_label(_term_index(pd.Series([term])) + 1)[0])
+
+
+def wilson_interval(x: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson 95% score interval (R ``prop.test(correct = FALSE)``), exact at 0 and 1 so that
+    rounding never puts a share of 0 or 1 outside its own interval."""
+    x, n = np.asarray(x, float), np.asarray(n, float)
+    lo, hi = _wilson(x, n)
+    # the bound is exactly 0 (1) when no (every) unit counts; floating point misses it by 1e-16
+    return np.where(x == 0, 0.0, np.clip(lo, 0.0, 1.0)), np.where(
+        (x == n) & (n > 0), 1.0, np.clip(hi, 0.0, 1.0))
 
 
 def _newcombe(x1: np.ndarray, n1: np.ndarray, x0: np.ndarray, n0: np.ndarray
