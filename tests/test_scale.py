@@ -72,7 +72,7 @@ def test_quadrants_and_a_gap_year_has_no_change() -> None:
 
 
 def test_newcombe_matches_published_example() -> None:
-    # Newcombe (1998) Table II, example (a): 56/70 vs 48/80 -> difference 0.2, method 10 CI 0.0524 to 0.3339
+    # Newcombe (1998) Table II, example (a): 56/70 vs 48/80, method 10: 0.0524 to 0.3339
     lo, hi = sc._newcombe(np.array([56.0]), np.array([70.0]), np.array([48.0]), np.array([80.0]))
     assert (round(float(lo[0]), 4), round(float(hi[0]), 4)) == (0.0524, 0.3339)
 
