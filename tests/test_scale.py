@@ -127,3 +127,22 @@ def test_demo_res_scale_recovers_the_truth() -> None:
         assert row.depth_change_ci_low <= p["depth_change"] <= row.depth_change_ci_high
     last = df.term.max()
     assert df.loc[df.term == last, "share_institutions_next"].isna().all()
+
+
+def test_small_cells_are_kept_blank_and_blank_the_next_change(monkeypatch) -> None:
+    """A cluster-term under k keeps its row with blank numbers; the term after it shows its own
+    figures but no change (it would reveal the small term's count)."""
+    from analytics.derive import scale as derive
+
+    rows = [("A", "2024-H1", f"a{i}", "i", "X", 9, 0, 1) for i in range(3)]
+    rows += [("A", "2024-H2", f"b{i}", "i", "X", 9, 0, 1) for i in range(12)]
+    rows += [("A", "2025-H1", f"c{i}", "i", "X", 9, 0, 1) for i in range(15)]
+    monkeypatch.setattr(derive, "units", lambda _con: (_units(rows), "2025-H1"))
+    out = derive.compute(None, 10, dose=(5, 300))["scale"].set_index("term")
+    assert out.loc["2024-H1", "suppressed"] == "n < 10"
+    assert pd.isna(out.loc["2024-H1", "participants"]) and pd.isna(out.loc["2024-H1", "dosed"])
+    assert out.loc["2024-H2", "participants"] == 12
+    assert pd.isna(out.loc["2024-H2", "breadth_change_pct"])
+    assert pd.isna(out.loc["2024-H2", "participants_previous"])
+    assert pd.isna(out.loc["2024-H2", "quadrant"])
+    assert out.loc["2025-H1", "quadrant"] == "scaling up only"   # 12 -> 15, depth 1 -> 1
