@@ -522,6 +522,7 @@ class _Structure:
     ex_language: list[str] = field(default_factory=list)  # ISO 639-1 code ("" if none)
     # issue 13 (scheduling): school-hours overlap per partnership, see _plant_scheduling
     overlap: dict[str, float] = field(default_factory=dict)
+    ex_cluster: np.ndarray | None = None  # index into CLUSTERS (issue 13, scale-up truth)
 
 
 def _structure(out: Path, seed: int, n_participants: int) -> tuple[
@@ -693,6 +694,7 @@ def _structure(out: Path, seed: int, n_participants: int) -> tuple[
                     inst_domain, inst_exchanges, ex_ids, ex_modality, ex_setting, ex_start,
                     ex_weeks, plist)
     st.ex_language = [language_code(r[7]) or "" for r in ex_rows]
+    st.ex_cluster = np.array(ex_cluster)
     counts = {"clusters.xlsx": len(CLUSTERS), "institutions.csv": n_inst,
               "exchanges.csv": n_ex, "partnerships.csv": len(p_rows)}
     return st, counts
@@ -728,6 +730,7 @@ class _People:
     p_post: np.ndarray | None = None  # P(answer post) as drawn (1 where a plant forces it)
     flat_gain: np.ndarray | None = None  # True: no latent gain (the one-sided plant)
     one_sided: list = field(default_factory=list)
+    minutes: np.ndarray | None = None  # minutes logged per participant (issue 13, scale truth)
 
 
 def _name_pools() -> dict[str, list]:
@@ -941,6 +944,7 @@ def _events(out: Path, seed: int, people: _People, st: _Structure, bad: list[dic
         ex_ids, acts = pa.array(st.ex_ids), pa.array(ACTIVITIES)
         n = len(people.inst)
         hour_p = [np.array(w, dtype=float) for w in HOUR_W]
+        people.minutes = np.zeros(n)
         for ci, a in enumerate(range(0, n, CHUNK)):
             b = min(n, a + CHUNK)
             rng = _rng(seed, 3, ci)
@@ -981,6 +985,9 @@ def _events(out: Path, seed: int, people: _People, st: _Structure, bad: list[dic
                 "activity": acts.take(act),
                 "minutes": pa.array(minutes, mask=no_minutes),
             })
+            # counted, not drawn: the scale-up truth needs each participant's minutes
+            people.minutes[a:b] = np.bincount(who - a, weights=np.where(
+                no_minutes, 0.0, minutes.astype(float)), minlength=b - a)
             plants = _event_plants(t, people, st) if ci == 0 else []
             _write_planted(csv, t, plants, bad)
             tick(b - a)
@@ -1749,4 +1756,49 @@ def _truth(seed: int, n: int, st: _Structure, people: _People, params: list[_Sca
         "reciprocity": {"one_sided": people.one_sided},
         "equity": _equity_truth(people, st, params, acc),
         "scheduling": _scheduling_truth(st, people),
+        "scale": _scale_truth(people, st),
     }
+
+
+def _scale_truth(people: _People, st: _Structure) -> dict:
+    """Issue 13, scale-up vs scale-in: per cluster and term (calendar half-year of the
+    exchange's start) the participants reached (non-comparison, at least one event), their
+    institutions and countries, and the share reaching the meaningful dose (5 events or 300
+    minutes), counted from the generator's own arrays. Nothing is drawn for it. The clusters
+    whose last term-on-term change grows in breadth without growing in depth are listed under
+    "scaling_up_only" (the planted case the dashboard's quadrant must recover)."""
+    reached = ~people.comparison & (people.n_events > 0)
+    ex = people.exch[reached]
+    start = (st.ex_start[ex].astype("datetime64[D]"))
+    year = start.astype("datetime64[Y]").astype(int) + 1970
+    month = start.astype("datetime64[M]").astype(int) % 12 + 1
+    term = np.array([f"{y}-H{1 if m <= 6 else 2}" for y, m in zip(year, month, strict=True)])
+    cl = np.array([CLUSTERS[c][0] for c in st.ex_cluster[ex]])
+    inst = people.inst[reached]
+    dosed = (people.n_events[reached] >= 5) | (people.minutes[reached] >= 300)
+    rows: dict[str, dict] = {}
+    for c, t in sorted(set(zip(cl, term, strict=True))):
+        m = (cl == c) & (term == t)
+        rows.setdefault(c, {})[t] = {
+            "participants": int(m.sum()), "institutions": len(set(inst[m].tolist())),
+            "countries": len({int(st.inst_country[i]) for i in inst[m]}),
+            "dosed": int(dosed[m].sum()), "share_dosed": round(float(dosed[m].mean()), 6)}
+    up_only = []
+    for c, terms in rows.items():
+        ts = sorted(terms)
+        if len(ts) < 2:
+            continue
+        a, b = terms[ts[-2]], terms[ts[-1]]
+        y0, h0 = int(ts[-2][:4]), int(ts[-2][-1])
+        if (int(ts[-1][:4]) * 2 + int(ts[-1][-1])) != y0 * 2 + h0 + 1:
+            continue
+        if b["participants"] > a["participants"] and b["share_dosed"] <= a["share_dosed"]:
+            up_only.append({"cluster": c, "previous_term": ts[-2], "term": ts[-1],
+                            "breadth_change_pct": round(100 * (b["participants"]
+                                                               - a["participants"])
+                                                        / a["participants"], 6),
+                            "depth_change": round(b["share_dosed"] - a["share_dosed"], 6)})
+    return {"dose": {"sessions": 5, "minutes": 300}, "by_cluster_term": rows,
+            "scaling_up_only": up_only,
+            "definition": "term = calendar half-year of the exchange's start_date; reached = "
+                          "non-comparison participant with at least one event"}

@@ -697,3 +697,29 @@ RES_SCHEDULING_MODEL = Table(
 SCHEDULING_TABLES = (RES_SCHEDULING, RES_SCHEDULING_MODEL)
 RESULT_TABLES.update({t.name: t for t in SCHEDULING_TABLES})
 RESULT_EXPORTS.update({t.name.removeprefix("res_"): t for t in SCHEDULING_TABLES})
+# Issue 13: scale-up vs scale-in per cluster and term (analytics.derive.scale,
+# analytics.stats.scale), computed after the tables above; appended so that their order and the
+# exports' order stay.
+RES_SCALE = Table(
+    "res_scale",
+    _cols("cluster:VARCHAR, term:VARCHAR, term_start:DATE, participants:INTEGER, "
+          "participants_new:INTEGER, participants_returning:INTEGER, institutions:INTEGER, "
+          "institutions_new:INTEGER, institutions_returning:INTEGER, countries:INTEGER, "
+          "dosed:INTEGER, share_dosed:DOUBLE, share_dosed_ci_low:DOUBLE, "
+          "share_dosed_ci_high:DOUBLE, weeks_median:DOUBLE, sustained:INTEGER, "
+          "share_sustained:DOUBLE, share_sustained_ci_low:DOUBLE, "
+          "share_sustained_ci_high:DOUBLE, institutions_next:INTEGER, "
+          "share_institutions_next:DOUBLE, share_institutions_next_ci_low:DOUBLE, "
+          "share_institutions_next_ci_high:DOUBLE, next_term_in_data:BOOLEAN, "
+          "previous_term:VARCHAR, participants_previous:INTEGER, breadth_change_pct:DOUBLE, "
+          "depth_change:DOUBLE, depth_change_ci_low:DOUBLE, depth_change_ci_high:DOUBLE, "
+          "quadrant:VARCHAR, dose_sessions:INTEGER, dose_minutes:DOUBLE, "
+          "sustained_weeks:INTEGER, suppressed:VARCHAR"),
+    doc="Scale-up vs scale-in per cluster and term (calendar half-year of the exchange's "
+        "start): breadth (participants, institutions, countries reached; new vs returning) "
+        "against depth (share reaching the meaningful dose, Wilson CI; median active weeks; "
+        "share active in 4+ weeks; institutions returning next term) and the term-on-term "
+        "quadrant (Newcombe CI for the change in the dosed share).",
+)
+RESULT_TABLES[RES_SCALE.name] = RES_SCALE
+RESULT_EXPORTS[RES_SCALE.name.removeprefix("res_")] = RES_SCALE

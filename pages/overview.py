@@ -26,6 +26,10 @@ TIMELINE_NOTE = "overview-timeline-note"
 OUTCOMES = "overview-outcomes"
 OUTCOMES_NOTE = "overview-outcomes-note"
 STAT = "overview-stat"  # id prefix of each headline figure, e.g. overview-stat-participants
+SCALE_QUADRANT = "overview-scale-quadrant"
+SCALE_TERMS = "overview-scale-terms"
+SCALE_NOTE = "overview-scale-note"
+SCALE_TABLE = "overview-scale-table"
 
 
 def layout(**_query: Any) -> html.Div:
@@ -53,6 +57,7 @@ def layout(**_query: Any) -> html.Div:
                 html.Div(id=OUTCOMES_NOTE),
                 _ui.graph(OUTCOMES, "Largest and smallest pre-to-post changes with 95% CIs"),
             ),
+            _scale_section(),
         ]
     )
 
@@ -218,3 +223,141 @@ def outcome_changes(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str,
                   f"one exchange are not independent.{clusters}{'.' if clusters else ''}",
                   className="small text-body-secondary")
     return fig, {}, note
+
+
+# Issue 13: scale-up vs scale-in (res_scale). The cluster and term filters of the filter bar
+# select what is shown; one cluster selected gives that cluster's view over its terms.
+def _scale_section() -> html.Section:
+    return _ui.section(
+        "Scale-up vs scale-in: reaching more, or deepening?",
+        html.Div(id=SCALE_NOTE),
+        dbc.Row([
+            dbc.Col(_ui.graph(SCALE_QUADRANT, "Quadrant: change in participants reached "
+                              "against change in the share reaching a meaningful dose, per "
+                              "cluster, latest term"), lg=6),
+            dbc.Col(_ui.graph(SCALE_TERMS, "Each cluster's terms: participants reached and "
+                              "share reaching a meaningful dose"), lg=6),
+        ]),
+        html.Div(id=SCALE_TABLE),
+        id_="overview-scale",
+    )
+
+
+_QUADRANT_CORNERS = (("scaling up and in", 0.98, 0.98, "right", "top"),
+                     ("scaling up only", 0.98, 0.02, "right", "bottom"),
+                     ("scaling in only", 0.02, 0.98, "left", "top"),
+                     ("neither", 0.02, 0.02, "left", "bottom"))
+
+
+def _quadrant_figure(df: pd.DataFrame) -> _ui.Figure:
+    title = "Scale-up vs scale-in, latest term on the one before"
+    q = df[df.quadrant.notna() & (df.quadrant.astype("string") != "")]
+    if not len(q):
+        return _ui.empty_figure(title, "No cluster has two consecutive terms to compare "
+                                       "(each with at least k participants).", height=420)
+    q = q.sort_values("term").groupby("cluster", as_index=False).tail(1)
+    name = q.cluster_name.fillna(q.cluster).astype(str)
+    fig = _ui.figure(_ui.trace("scatter",
+        x=q.breadth_change_pct, y=100 * q.depth_change, mode="markers+text",
+        text=q.cluster, textposition="top center",
+        marker={"size": 11, "color": _ui.OKABE_ITO[0]},
+        error_y={"type": "data", "symmetric": False,
+                 "array": 100 * (q.depth_change_ci_high - q.depth_change),
+                 "arrayminus": 100 * (q.depth_change - q.depth_change_ci_low)},
+        customdata=pd.concat([name, q.previous_term, q.term, q.participants_previous,
+                              q.participants, 100 * q.depth_change_ci_low,
+                              100 * q.depth_change_ci_high, q.quadrant], axis=1),
+        hovertemplate="%{customdata[0]}: %{customdata[1]} → %{customdata[2]}"
+                      "<br>participants reached %{customdata[3]:,} → %{customdata[4]:,} "
+                      "(%{x:+.0f}%)<br>share dosed %{y:+.1f} points [%{customdata[5]:.1f}, "
+                      "%{customdata[6]:.1f}] (95% Newcombe CI)<br>%{customdata[7]}"
+                      "<extra></extra>",
+        name="cluster",
+    ))
+    fig.add_vline(x=0, line_dash="dot", line_color="#666")
+    fig["layout"].setdefault("shapes", []).append(  # the horizontal axis of the quadrant
+        {"type": "line", "x0": 0, "x1": 1, "xref": "x domain", "y0": 0, "y1": 0, "yref": "y",
+         "line": {"dash": "dot", "color": "#666"}})
+    for label, x, y, xa, ya in _QUADRANT_CORNERS:
+        fig.add_annotation(text=label, x=x, y=y, xref="paper", yref="paper", xanchor=xa,
+                           yanchor=ya, showarrow=False, font={"color": "#555", "size": 12})
+    return _ui.base_layout(fig, title, x="breadth: change in participants reached (%)",
+                           y="depth: change in share dosed (points)", height=420)
+
+
+def _terms_figure(df: pd.DataFrame) -> _ui.Figure:
+    title = "Per cluster and term"
+    shown = df[~df.suppressed.astype(bool)]
+    if not len(shown):
+        return _ui.suppressed_figure(title, "Every cluster-term has fewer than "
+                                            f"{suppression.MIN_CELL} participants")
+    fig = _ui.grid(2, 1, ("participants reached", "share reaching a meaningful dose (95% "
+                          "Wilson CI)"), shared_x=True, vertical_spacing=0.12)
+    for i, (cluster, g) in enumerate(shown.groupby("cluster", sort=True)):
+        name = str(g.cluster_name.iloc[0]) if pd.notna(g.cluster_name.iloc[0]) else cluster
+        common = {"mode": "lines+markers", "legendgroup": cluster, "name": cluster,
+                  "marker": _ui.series_marker(i), "line": _ui.series_line(i)}
+        fig.add_trace(_ui.trace("scatter", x=g.term, y=g.participants, **common,
+                                hovertemplate=f"{name}<br>%{{x}}: %{{y:,}} participants "
+                                              "reached<extra></extra>", **_ui.cell_axes(0)))
+        fig.add_trace(_ui.trace("scatter", x=g.term, y=100 * g.share_dosed, **common,
+                                showlegend=False,
+                                error_y={"type": "data", "symmetric": False,
+                                         "array": 100 * (g.share_dosed_ci_high - g.share_dosed),
+                                         "arrayminus": 100 * (g.share_dosed
+                                                              - g.share_dosed_ci_low)},
+                                hovertemplate=f"{name}<br>%{{x}}: %{{y:.0f}}% dosed"
+                                              "<extra></extra>", **_ui.cell_axes(1)))
+    _ui.base_layout(fig, title, height=420)
+    fig.update_xaxes(type="category", categoryorder="category ascending")
+    return _ui.legend_below(fig, shown.cluster.nunique(), per_row=4)
+
+
+_SCALE_COLUMNS = {
+    "cluster": ("cluster", _ui.text),
+    "term": ("term", _ui.text),
+    "participants": ("participants reached", _ui.fmt_int),
+    "participants_returning": ("returning", _ui.fmt_int),
+    "institutions": ("institutions", _ui.fmt_int),
+    "institutions_new": ("new institutions", _ui.fmt_int),
+    "countries": ("countries", _ui.fmt_int),
+    "share_dosed": ("share dosed", _ui.fmt_pct),
+    "weeks_median": ("median active weeks", lambda v: _ui.fmt_num(v, 1)),
+    "share_sustained": ("active 4+ weeks", _ui.fmt_pct),
+    "share_institutions_next": ("institutions back next term", _ui.fmt_pct),
+    "quadrant": ("quadrant", _ui.text),
+}
+
+
+@callback(Output(SCALE_QUADRANT, "figure"), Output(SCALE_TERMS, "figure"),
+          Output(SCALE_NOTE, "children"), Output(SCALE_TABLE, "children"),
+          Input(_ui.FILTERS, "data"))
+def scale_views(store: dict[str, Any] | None) -> tuple[_ui.Figure, _ui.Figure, Any, Any]:
+    f = _ui.filters_of(store)
+    df = _ui.query(overview.scale_terms, f)
+    if not len(df):
+        empty = _ui.empty_figure("Scale-up vs scale-in", "Nothing for the current filters.")
+        return (empty, empty, _ui.coming("Scale-up vs scale-in", "It appears here when the "
+                                         "statistics are computed for this data version "
+                                         "(python -m analytics) and the selected clusters "
+                                         "and terms have activity."), None)
+    sessions = int(df.dose_sessions.dropna().iloc[0]) if df.dose_sessions.notna().any() else 5
+    minutes = float(df.dose_minutes.dropna().iloc[0]) if df.dose_minutes.notna().any() else 300
+    table = df.assign(cluster=df.cluster_name.fillna(df.cluster))
+    note = html.P(
+        "A term is the calendar half-year an exchange starts in (as in the term filter). "
+        "Breadth: participants reached (at least one event), their institutions and "
+        "countries; returning = seen in an earlier term of the cluster. Depth: the share "
+        f"reaching a meaningful dose ({sessions} sessions or {minutes:g} minutes in the term; "
+        "setting EXCHANGE_IMPACT_MEANINGFUL_DOSE) with its 95% Wilson interval, the median "
+        "number of active weeks, the share active in 4 or more weeks and the share of "
+        "institutions back the next term (blank for the data's last term: no next term yet). "
+        "The quadrant compares each cluster's latest term with the half-year before: % change "
+        "in participants reached against the change in the dosed share (95% Newcombe "
+        "interval). Only the cluster and term filters apply; pick one cluster to see its terms. "
+        f"Cluster-terms with fewer than {suppression.MIN_CELL} participants are "
+        f"{suppression.SUPPRESSED_LABEL}.",
+        className="small text-body-secondary")
+    return (_quadrant_figure(df), _terms_figure(df), note,
+            _ui.table(table, _SCALE_COLUMNS, "Scale-up vs scale-in per cluster and term",
+                      id_="overview-scale-rows"))

@@ -635,3 +635,41 @@ def test_scheduling_view_on_the_demo(dash_duo, dash_app, demo_warehouse, monkeyp
         "return document.querySelector('#participation-scheduling .js-plotly-plot')"
         "._fullData.length") == 2
     _view_shot(dash_duo, "#participation-scheduling-section", "participation-scheduling")
+
+
+def test_scale_up_vs_scale_in_views_on_the_demo(dash_duo, dash_app, demo_warehouse,
+                                                monkeypatch) -> None:
+    """Issue 13 on the Overview page, drawn from the demo: the quadrant holds each cluster
+    whose latest term grew in breadth but not in depth (truth.json "scale") as "scaling up
+    only"; the cluster filter narrows the per-term view to that cluster (screenshot
+    overview-scale.png)."""
+    import json
+
+    path, source = demo_warehouse
+    if not source.startswith("demo"):
+        pytest.skip(f"needs the demo's result tables ({source})")
+    truth = json.loads((path.parent / "files" / "truth.json").read_text(encoding="utf-8"))
+    planted = truth["scale"]["scaling_up_only"]
+    assert planted
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(path))
+    dash_duo.start_server(dash_app)
+    dash_duo.driver.get(dash_duo.server_url + "/")
+    _settle(dash_duo, "#overview-scale-rows")
+    assert dash_duo.get_logs() == []
+    assert "Newcombe" in dash_duo.find_element("#overview-scale-note").text
+    quad = dash_duo.driver.execute_script(
+        "const d = document.querySelector('#overview-scale-quadrant .js-plotly-plot')._fullData;"
+        "return [Array.from(d[0].text), Array.from(d[0].customdata.map(c => c[7]))]")
+    shown = dict(zip(*quad, strict=True))
+    for p in planted:
+        assert shown[p["cluster"]] == "scaling up only"
+    _section_screenshot(dash_duo, "overview-scale", "overview-scale")
+    one = planted[0]["cluster"]
+    dash_duo.driver.get(dash_duo.server_url + f"/?cluster={one}")
+    _settle(dash_duo, "#overview-scale-rows")
+    names = dash_duo.driver.execute_script(
+        "return Array.from(document.querySelector('#overview-scale-terms .js-plotly-plot')"
+        "._fullData.map(t => t.name))")
+    assert set(names) == {one}
+    rows = dash_duo.find_element("#overview-scale-rows").text
+    assert planted[0]["term"] in rows and "scaling up only" in rows

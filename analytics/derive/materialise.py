@@ -47,6 +47,8 @@ What is computed (the pure functions live in `analytics.stats.reliability`, `.pr
 - res_scheduling, res_scheduling_model: per partnership, school-hours overlap across the two
   time zones and the joint (synchronous) share of events; the slope of the share on overlap,
   CR2 by exchange (`analytics.derive.scheduling`).
+- res_scale: breadth vs depth per cluster × term and the term-on-term quadrant
+  (`analytics.derive.scale`, `analytics.stats.scale`).
 
 Aggregates are stored suppressed: a group with fewer than k participants
 (`analytics.suppression.MIN_CELL`, the one setting) has ``suppressed = 'n < k'`` and NULL
@@ -1067,6 +1069,11 @@ def compute_results(
             from analytics.derive.scheduling import compute as compute_scheduling
             out.update(compute_scheduling(con, k))
         timings.update({n: 0.0 for n in scheduling_names if n not in timings})
+    if "scale" in wanted:  # issue 13: scale-up vs scale-in (analytics.derive.scale)
+        say("scale-up vs scale-in per cluster and term")
+        with step("scale"):
+            from analytics.derive.scale import compute as compute_scale
+            out.update(compute_scale(con, k))
 
     tables_out = {name: _conform(out[name], RESULT_NAMES[name]) for name in wanted}
     return Results(tables_out, version, utc_now(), min_cell, time.perf_counter() - t_start,

@@ -1188,3 +1188,74 @@ METHODS.update({
         "partners and formats, so the slope is an association, not a causal effect."
     ),
 })
+
+# Issue 13: scale-up vs scale-in (analytics.derive.scale, analytics.stats.scale).
+DESCRIPTIONS.update({
+    "scale": {
+        "cluster": "the cluster that runs the exchanges (exchanges.cluster_id)",
+        "term": "calendar half-year of the exchanges' start_date: YYYY-H1 (January–June) or "
+                "YYYY-H2 (July–December)",
+        "term_start": "first day of the term",
+        "participants": "participants reached: exchange participants (comparison group left "
+                        "out) with at least one event in the cluster's exchanges of the term",
+        "participants_new": "reached participants not seen in an earlier term of the cluster",
+        "participants_returning": "reached participants seen in an earlier term of the cluster",
+        "institutions": "home institutions of the reached participants",
+        "institutions_new": "institutions not seen in an earlier term of the cluster",
+        "institutions_returning": "institutions seen in an earlier term of the cluster",
+        "countries": "countries of those institutions",
+        "dosed": "participants reaching the meaningful dose in the term (at least "
+                 "dose_sessions events or dose_minutes minutes)",
+        "share_dosed": "dosed / participants",
+        "share_dosed_ci_low": "lower bound of its Wilson 95% interval (R prop.test(correct = "
+                              "FALSE))",
+        "share_dosed_ci_high": "upper bound of its Wilson 95% interval",
+        "weeks_median": "median over participants of the distinct ISO weeks (UTC) with an event",
+        "sustained": "participants with events in at least sustained_weeks distinct weeks",
+        "share_sustained": "sustained / participants",
+        "share_sustained_ci_low": "lower bound of its Wilson 95% interval",
+        "share_sustained_ci_high": "upper bound of its Wilson 95% interval",
+        "institutions_next": "this term's institutions with a participant reached in the "
+                             "cluster in the next calendar half-year; empty when that term "
+                             "lies after the data's last term",
+        "share_institutions_next": "institutions_next / institutions (empty, not 0, for the "
+                                   "data's last term: there is no next term yet)",
+        "share_institutions_next_ci_low": "lower bound of its Wilson 95% interval",
+        "share_institutions_next_ci_high": "upper bound of its Wilson 95% interval",
+        "next_term_in_data": "true when the next term is within the data (the exchanges' "
+                             "latest start term)",
+        "previous_term": "the calendar half-year before, when the cluster reached anyone then",
+        "participants_previous": "participants reached in previous_term",
+        "breadth_change_pct": "% change in participants reached from previous_term",
+        "depth_change": "share_dosed minus previous_term's share_dosed (proportion)",
+        "depth_change_ci_low": "lower bound of Newcombe's hybrid score 95% interval of the "
+                               "difference (Newcombe 1998, method 10)",
+        "depth_change_ci_high": "upper bound of Newcombe's 95% interval",
+        "quadrant": "scaling up and in (breadth and depth grew) | scaling up only | scaling "
+                    "in only | neither; empty without a previous term or when either term "
+                    "is suppressed",
+        "dose_sessions": "events making a meaningful dose (EXCHANGE_IMPACT_MEANINGFUL_DOSE)",
+        "dose_minutes": "minutes making a meaningful dose (EXCHANGE_IMPACT_MEANINGFUL_DOSE)",
+        "sustained_weeks": "distinct active weeks counted as sustained activity",
+        "suppressed": "'n < k' when fewer than k participants were reached: the row stays with "
+                      "its numbers empty; empty when shown",
+    },
+})
+METHODS.update({
+    "scale": (
+        "Scale-up vs scale-in: is a cluster reaching more (breadth) or deepening (depth)? One "
+        "row per cluster × term (calendar half-year of the exchange's start_date, so an "
+        "exchange and each participant's dose stay in one term). Breadth: participants, "
+        "institutions and countries reached, new vs returning within the cluster. Depth: the "
+        "share reaching the meaningful dose (default 5 events or 300 minutes, setting "
+        "EXCHANGE_IMPACT_MEANINGFUL_DOSE='sessions,minutes') with a Wilson interval; the "
+        "median of distinct active weeks and the share active in 4 or more weeks; the share of "
+        "institutions back in the cluster the next term (empty for the data's last term). "
+        "Term on term against the previous calendar half-year: % change in participants "
+        "reached (breadth) and the change in the dosed share with Newcombe's hybrid score "
+        "interval (depth), and the quadrant they fall in (point estimates). Counts are not "
+        "sampled, so breadth has no interval; the shares' intervals treat the term's "
+        "participants as a sample of the cluster's potential participants "
+        "(analytics.stats.scale.scale_terms). A previous term under k blanks the change."
+    ),
+})

@@ -18,7 +18,7 @@ from analytics.read.filters import Filters
 from analytics.read.sql import Scope
 
 __all__ = ["headline", "completion_by_wave", "participants_by_country", "activity_over_time",
-           "cost_per_participant"]
+           "cost_per_participant", "scale_terms"]
 
 
 def _partnerships_active(cur: duckdb.DuckDBPyConnection, ctes: str, p: dict[str, Any]) -> int:
@@ -264,3 +264,28 @@ def cost_per_participant(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataF
     out["participants"] = out.participants.astype("int64")
     out["per_participant"] = out.budget / out.participants
     return sql.suppress(out, "participants")[cols]
+
+
+# Issue 13: scale-up vs scale-in, precomputed per data version (res_scale)
+@cached
+def scale_terms(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """res_scale rows (cluster × term) of the clusters and terms the filters select, with the
+    cluster's display name (`cluster_name`), suppressed again at today's k. Only the cluster and
+    term filters apply: the table is per cluster and term, not per participant."""
+    from etl import schema
+
+    where, params = [], {}
+    if f.cluster:
+        where.append("cluster IN (SELECT unnest($cluster::VARCHAR[]))")
+        params["cluster"] = list(f.cluster)
+    if f.term:
+        where.append("term IN (SELECT unnest($term::VARCHAR[]))")
+        params["term"] = list(f.term)
+    df = sql.stored_result(cur, schema.RES_SCALE, ["participants"],
+                           ("WHERE " + " AND ".join(where)) if where else "", params,
+                           keep=["dose_sessions", "dose_minutes", "sustained_weeks"])
+    if not len(df):
+        return df.assign(cluster_name=pd.Series(dtype="object"))
+    names = sql.df(cur, f"SELECT cluster_id AS cluster, name AS cluster_name FROM {sql.T_CLUSTERS}")
+    return (df.merge(names, on="cluster", how="left")
+            .sort_values(["cluster", "term"]).reset_index(drop=True))
