@@ -22,6 +22,7 @@ __all__ = [
     "PARTICIPANTS",
     "EVENTS",
     "RESPONSES",
+    "RATES",
     "LOAD_BATCHES",
     "REJECTS",
     "META",
@@ -217,6 +218,25 @@ RESPONSES = Table(
     },
 )
 
+# Issue 13 (cost per outcome): exchange rates, so budgets in several currencies can be added up.
+# One row per currency and year; `base` says what the rate is against (units of `currency` per
+# one `base`), so a table never converts silently into a currency nobody named.
+RATES = Table(
+    "rates",
+    (
+        Column("currency", "VARCHAR", True, "ISO 4217 code of the currency the rate is for"),
+        Column("year", "INTEGER", True, "calendar year the rate applies to; an exchange's budget "
+                                        "is converted at the rate of its start_date's year"),
+        Column("rate", "DOUBLE", True, "units of `currency` per one unit of `base` (> 0), "
+                                       "e.g. 1.08 for USD against EUR"),
+        Column("base", "VARCHAR", True, "ISO 4217 code of the reporting currency the rate is "
+                                        "against; a row of the base itself has rate 1"),
+        BATCH_ID,
+    ),
+    key=("currency", "year"),
+    doc="Exchange rates per currency and year against a stated base (reporting) currency.",
+)
+
 LOAD_BATCHES = Table(
     "load_batches",
     (
@@ -275,13 +295,14 @@ TABLES: dict[str, Table] = {
     t.name: t
     for t in (
         CLUSTERS, INSTITUTIONS, EXCHANGES, PARTNERSHIPS, PARTICIPANTS, EVENTS, RESPONSES,
-        LOAD_BATCHES, REJECTS, META,
+        LOAD_BATCHES, REJECTS, META, RATES,
     )
 }
 
 # The kinds a user can load, in dependency order (a folder loads in this order).
 LOAD_ORDER: tuple[str, ...] = (
     "clusters", "institutions", "exchanges", "partnerships", "participants", "events", "responses",
+    "rates",  # depends on nothing; last, so the kinds above keep their order
 )
 CONTRACT_KINDS = frozenset(LOAD_ORDER)
 
