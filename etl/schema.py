@@ -689,3 +689,21 @@ RES_MODERATION = Table(
 RESULT_TABLES.update({t.name: t for t in (RES_DOSE_RESPONSE, RES_DOSE_BINS, RES_MODERATION)})
 RESULT_EXPORTS.update({t.name.removeprefix("res_"): t
                        for t in (RES_DOSE_RESPONSE, RES_DOSE_BINS, RES_MODERATION)})
+# Issue 13: cost per outcome (analytics.stats.cost), from exchange budgets and the rates input
+# kind; appended so that the order of the tables above and of the exports stays.
+RES_COST = Table(
+    "res_cost",
+    _cols("group_by:VARCHAR, group:VARCHAR, currency:VARCHAR, converted:BOOLEAN, "
+          "converted_from:VARCHAR, n_exchanges_group:INTEGER, n_exchanges_no_budget:INTEGER, "
+          "n_exchanges:INTEGER, budget:DOUBLE, n_participants:INTEGER, n_active:INTEGER, "
+          "cost_per_participant:DOUBLE, cost_per_active:DOUBLE, n_gain:INTEGER, "
+          "mean_gain:DOUBLE, mean_gain_ci_low:DOUBLE, mean_gain_ci_high:DOUBLE, "
+          "n_clusters:INTEGER, few_clusters:BOOLEAN, cost_per_gain:DOUBLE, "
+          "cost_per_gain_ci_low:DOUBLE, cost_per_gain_ci_high:DOUBLE, unbounded:BOOLEAN, "
+          "note:VARCHAR, gain_measure:VARCHAR, ci_method:VARCHAR, suppressed:VARCHAR"),
+    doc="What does an outcome cost? Per program and cluster of the exchanges and per currency "
+        "(or converted into the rates' base): budget per participant, per active participant "
+        "and per unit of standardised gain with a 95% CI; exchanges without a budget counted.",
+)
+RESULT_TABLES[RES_COST.name] = RES_COST
+RESULT_EXPORTS[RES_COST.name.removeprefix("res_")] = RES_COST
