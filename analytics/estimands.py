@@ -70,3 +70,11 @@ DOSE_SELF_SELECTED = ("Dose is self-selected: participants choose how much they 
 MODERATION = ("Exchanges were not assigned a setting, modality or purpose at random: a "
               "difference between them may come from who takes part in each, not from the "
               "format itself.")
+
+# Cost per outcome (issue 13: res_cost, the Overview page, the funder report, the codebook).
+COST = ("Cost per unit of gain = budget / (participants × mean standardised gain): what one "
+        "participant's gain of one pre-score standard deviation cost, assuming those without a "
+        "post survey gained like those with one. Budgets are spent on the whole exchange; the "
+        "gain is not shown to be caused by it. Currencies are converted only with a loaded rate "
+        "table, never silently.")
+__all__ += ["COST"]

@@ -1,6 +1,7 @@
 """A generated demo program in the input contract's formats, deterministic by seed.
 
 `generate_demo(out)` writes clusters.xlsx, institutions.csv, exchanges.csv, partnerships.csv,
+rates.csv (issue 13: exchange rates against EUR),
 participants.csv, events.csv and responses.csv into `out`, plus truth.json: the effects the
 simulation built in, so that tests can check that the statistics recover them, and the bad
 rows it planted on purpose, so that tests can check that the loader rejects exactly those.
@@ -523,6 +524,7 @@ class _Structure:
     # issue 13 (scheduling): school-hours overlap per partnership, see _plant_scheduling
     overlap: dict[str, float] = field(default_factory=dict)
     ex_cluster: np.ndarray | None = None  # index into CLUSTERS (issue 13, scale-up truth)
+    cost: dict = field(default_factory=dict)  # issue 13: budgets' truth (see _write_rates)
 
 
 def _structure(out: Path, seed: int, n_participants: int) -> tuple[
@@ -697,7 +699,28 @@ def _structure(out: Path, seed: int, n_participants: int) -> tuple[
     st.ex_cluster = np.array(ex_cluster)
     counts = {"clusters.xlsx": len(CLUSTERS), "institutions.csv": n_inst,
               "exchanges.csv": n_ex, "partnerships.csv": len(p_rows)}
+    counts["rates.csv"], st.cost = _write_rates(out, ex_rows)
     return st, counts
+
+
+def _write_rates(out: Path, ex_rows: list[list]) -> tuple[int, dict]:
+    """rates.csv: every currency of EUR_RATES for every year an exchange can start in, against
+    EUR (no random draw). Returns its row count and the truth res_cost must recover: the
+    budgets converted back into EUR and the exchanges without a budget."""
+    years = range(_FIRST_MONDAY.year, AS_OF.year + 1)
+    rows = [[c, y, r, "EUR"] for c, r in sorted(EUR_RATES.items()) for y in years]
+    pacsv.write_csv(pa.table({"currency": [r[0] for r in rows], "year": [r[1] for r in rows],
+                              "rate": [float(r[2]) for r in rows], "base": [r[3] for r in rows]}),
+                    out / "rates.csv")
+    budgeted = [(r[10], r[11]) for r in ex_rows if r[10] is not None]
+    return len(rows), {
+        "base": "EUR", "exchanges": len(ex_rows),
+        "exchanges_without_budget": len(ex_rows) - len(budgeted),
+        "budget_eur_total": round(sum(b / EUR_RATES[c] for b, c in budgeted), 2),
+        "definition": "rates.csv holds EUR_RATES for every year 2023-2026 against EUR, so every "
+                      "budget converts: res_cost's overall row is in EUR with budget = "
+                      "budget_eur_total and n_exchanges_no_budget = exchanges_without_budget",
+    }
 
 
 # Weibull(shape k, scale λ) durations: hazard (k/λ)(t/λ)^(k−1), so two scales with one shape
@@ -1754,6 +1777,7 @@ def _truth(seed: int, n: int, st: _Structure, people: _People, params: list[_Sca
         "small_cells": people.small_cells,
         "measurement_invariance": {"planted": dict(DIF_PLANT) if DIF_PLANT else None},
         "reciprocity": {"one_sided": people.one_sided},
+        "cost": st.cost,
         "equity": _equity_truth(people, st, params, acc),
         "scheduling": _scheduling_truth(st, people),
         "scale": _scale_truth(people, st),

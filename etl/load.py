@@ -125,6 +125,10 @@ def _prepare_lookups(con: duckdb.DuckDBPyConnection) -> None:
     con.register("_language_df", languages.language_table())
     con.execute("CREATE OR REPLACE TEMP TABLE _language AS SELECT * FROM _language_df")
     con.unregister("_language_df")
+    con.register("_currency_df", pd.DataFrame(
+        {"code": sorted(c.alpha_3 for c in pycountry.currencies)}))
+    con.execute("CREATE OR REPLACE TEMP TABLE _currency AS SELECT * FROM _currency_df")
+    con.unregister("_currency_df")
     # IANA zones (tzdata) that DuckDB's ICU also knows: `localtime` is a tzdata alias of the
     # machine's own zone, not a place, and DuckDB cannot convert with it.
     icu = {r[0] for r in con.execute("SELECT name FROM pg_timezone_names()").fetchall()}
@@ -647,7 +651,8 @@ def load_paths(
     """Load files and folders; return one report per file. Raises `EtlError` for what stops all.
 
     Files of a folder load in dependency order (clusters → institutions → exchanges →
-    partnerships → participants → events → responses). `progress(msg)` is called at each step.
+    partnerships → participants → events → responses; rates, which need nothing, last).
+    `progress(msg)` is called at each step.
 
     A load adds; it never removes what an earlier load brought, except that a row with the
     natural key of a new row is replaced by it. With `replace`, each file also takes the place

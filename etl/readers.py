@@ -349,7 +349,10 @@ def drop_source(con: duckdb.DuckDBPyConnection, table: str = "src") -> None:
 
 def detect_kind(path: Path, columns: list[str], item_ids: set[str]) -> str | None:
     """The contract kind: the file name's first word, else the best match of required columns."""
-    first = re.split(r"[^a-z]+", path.stem.lower())[0] if path.stem else ""
+    words = re.split(r"[^a-z]+", path.stem.lower()) if path.stem else [""]
+    first = words[0]
+    if "rates" in words:  # "exchange_rates_2026.csv" holds rates, not exchanges
+        return "rates"
     if first in schema.CONTRACT_KINDS:
         return first
     if first.rstrip("s") + "s" in schema.CONTRACT_KINDS:  # "event.csv", "response_wave2.csv"

@@ -362,7 +362,45 @@ def _fields(kind: str, current_year: int) -> list[Field]:
                 f"{_quote_value(s('language'))} || ' is not a language (ISO 639-1 code such "
                 "as en, es, fr; an ISO 639-2 code; or a name such as Spanish or español)'"),)),
         ]
+    if kind == "rates":
+        return _rates_fields(current_year)
     raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(schema.LOAD_ORDER)}")
+
+
+def _currency_code(col: str, joined: str) -> Field:
+    """A required ISO 4217 code (any case), checked against pycountry's list (`_currency`)."""
+    return Field(col, f"upper({_raw(col)})", (
+        _required(col, "an ISO 4217 currency code such as EUR"),
+        Check("currency", f"{_raw(col)} IS NOT NULL AND {joined} IS NULL",
+              f"{_quote_value(_raw(col))} || ' is not an ISO 4217 currency code such as EUR, "
+              "USD, KES'"),
+    ))
+
+
+def _rates_fields(current_year: int) -> list[Field]:
+    """rates: currency, year, rate (> 0, units of currency per one base), base.
+
+    A duplicate currency-year within a file is the loader's `duplicate` rule (the table's key);
+    a later file's row for the same currency and year replaces the earlier one."""
+    year = _number("year", EARLIEST_DATE.year, current_year + 1, integer=True)
+    rate = _number("rate", None, None)
+    base = _currency_code("base", "bcur.code")
+    return [
+        _currency_code("currency", "cur.code"),
+        Field(year.name, year.typed, (_required("year", "a calendar year such as 2026"),)
+              + year.checks),
+        Field(rate.name, rate.typed, (_required("rate", "units of currency per one base"),)
+              + rate.checks + (
+            Check("positive", f"{rate.typed} <= 0",
+                  f"'rate ' || {_quote_value(_raw('rate'))} || ' is not positive: a rate is "
+                  "units of currency per one unit of base, above 0'"),
+            Check("base_rate", f"upper({_raw('currency')}) = upper({_raw('base')}) "
+                               f"AND {rate.typed} <> 1",
+                  f"'the base currency ' || upper({_raw('base')}) || ' against itself must "
+                  f"have rate 1, not ' || {_quote_value(_raw('rate'))}"),
+        )),
+        base,
+    ]
 
 
 # The joins each kind's fields refer to, given the staging alias `s`.
@@ -388,6 +426,10 @@ JOINS: dict[str, str] = {
         'LEFT JOIN exchanges x ON x.exchange_id = s."exchange_id"'
     ),
 }
+JOINS["rates"] = (
+    'LEFT JOIN _currency cur ON cur.code = upper(s."currency") '
+    'LEFT JOIN _currency bcur ON bcur.code = upper(s."base")'
+)
 JOINS["responses"] = JOINS["events"] + (
     f' LEFT JOIN _language lng ON lng.key = {languages.key_sql(_raw("language"))}'
     f" LEFT JOIN _language xlng ON xlng.key = {languages.key_sql('x.language')}"

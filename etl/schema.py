@@ -22,6 +22,7 @@ __all__ = [
     "PARTICIPANTS",
     "EVENTS",
     "RESPONSES",
+    "RATES",
     "LOAD_BATCHES",
     "REJECTS",
     "META",
@@ -217,6 +218,25 @@ RESPONSES = Table(
     },
 )
 
+# Issue 13 (cost per outcome): exchange rates, so budgets in several currencies can be added up.
+# One row per currency and year; `base` says what the rate is against (units of `currency` per
+# one `base`), so a table never converts silently into a currency nobody named.
+RATES = Table(
+    "rates",
+    (
+        Column("currency", "VARCHAR", True, "ISO 4217 code of the currency the rate is for"),
+        Column("year", "INTEGER", True, "calendar year the rate applies to; an exchange's budget "
+                                        "is converted at the rate of its start_date's year"),
+        Column("rate", "DOUBLE", True, "units of `currency` per one unit of `base` (> 0), "
+                                       "e.g. 1.08 for USD against EUR"),
+        Column("base", "VARCHAR", True, "ISO 4217 code of the reporting currency the rate is "
+                                        "against; a row of the base itself has rate 1"),
+        BATCH_ID,
+    ),
+    key=("currency", "year"),
+    doc="Exchange rates per currency and year against a stated base (reporting) currency.",
+)
+
 LOAD_BATCHES = Table(
     "load_batches",
     (
@@ -275,13 +295,14 @@ TABLES: dict[str, Table] = {
     t.name: t
     for t in (
         CLUSTERS, INSTITUTIONS, EXCHANGES, PARTNERSHIPS, PARTICIPANTS, EVENTS, RESPONSES,
-        LOAD_BATCHES, REJECTS, META,
+        LOAD_BATCHES, REJECTS, META, RATES,
     )
 }
 
 # The kinds a user can load, in dependency order (a folder loads in this order).
 LOAD_ORDER: tuple[str, ...] = (
     "clusters", "institutions", "exchanges", "partnerships", "participants", "events", "responses",
+    "rates",  # depends on nothing; last, so the kinds above keep their order
 )
 CONTRACT_KINDS = frozenset(LOAD_ORDER)
 
@@ -723,3 +744,21 @@ RES_SCALE = Table(
 )
 RESULT_TABLES[RES_SCALE.name] = RES_SCALE
 RESULT_EXPORTS[RES_SCALE.name.removeprefix("res_")] = RES_SCALE
+# Issue 13: cost per outcome (analytics.stats.cost), from exchange budgets and the rates input
+# kind; appended so that the order of the tables above and of the exports stays.
+RES_COST = Table(
+    "res_cost",
+    _cols("group_by:VARCHAR, group:VARCHAR, currency:VARCHAR, converted:BOOLEAN, "
+          "converted_from:VARCHAR, n_exchanges_group:INTEGER, n_exchanges_no_budget:INTEGER, "
+          "n_exchanges:INTEGER, budget:DOUBLE, n_participants:INTEGER, n_active:INTEGER, "
+          "cost_per_participant:DOUBLE, cost_per_active:DOUBLE, n_gain:INTEGER, "
+          "mean_gain:DOUBLE, mean_gain_ci_low:DOUBLE, mean_gain_ci_high:DOUBLE, "
+          "n_clusters:INTEGER, few_clusters:BOOLEAN, cost_per_gain:DOUBLE, "
+          "cost_per_gain_ci_low:DOUBLE, cost_per_gain_ci_high:DOUBLE, unbounded:BOOLEAN, "
+          "note:VARCHAR, gain_measure:VARCHAR, ci_method:VARCHAR, suppressed:VARCHAR"),
+    doc="What does an outcome cost? Per program and cluster of the exchanges and per currency "
+        "(or converted into the rates' base): budget per participant, per active participant "
+        "and per unit of standardised gain with a 95% CI; exchanges without a budget counted.",
+)
+RESULT_TABLES[RES_COST.name] = RES_COST
+RESULT_EXPORTS[RES_COST.name.removeprefix("res_")] = RES_COST

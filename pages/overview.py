@@ -11,7 +11,7 @@ import pandas as pd
 from dash import Input, Output, State, callback, html
 
 from analytics import estimands, suppression
-from analytics.read import outcomes, overview
+from analytics.read import filters, outcomes, overview
 from pages import _ui
 
 dash.register_page(__name__, path="/", name="Overview", order=0,
@@ -30,9 +30,15 @@ SCALE_QUADRANT = "overview-scale-quadrant"
 SCALE_TERMS = "overview-scale-terms"
 SCALE_NOTE = "overview-scale-note"
 SCALE_TABLE = "overview-scale-table"
+COST_BY = "overview-cost-by"
+COST_FIG = "overview-cost"
+COST_TABLE = "overview-cost-table"
+COST_NOTE = "overview-cost-note"
+_COST_DEFAULT = "program"
 
 
-def layout(**_query: Any) -> html.Div:
+def layout(cost: str = _COST_DEFAULT, **_query: Any) -> html.Div:
+    cost = _ui.choice(cost, filters.COST_GROUPINGS, _COST_DEFAULT)
     return html.Div(
         [
             html.H1("Overview", className="h3"),
@@ -58,6 +64,7 @@ def layout(**_query: Any) -> html.Div:
                 _ui.graph(OUTCOMES, "Largest and smallest pre-to-post changes with 95% CIs"),
             ),
             _scale_section(),
+            _cost_section(cost),
         ]
     )
 
@@ -361,3 +368,137 @@ def scale_views(store: dict[str, Any] | None) -> tuple[_ui.Figure, _ui.Figure, A
     return (_quadrant_figure(df), _terms_figure(df), note,
             _ui.table(table, _SCALE_COLUMNS, "Scale-up vs scale-in per cluster and term",
                       id_="overview-scale-rows"))
+
+
+# ---- What an outcome costs (issue 13: res_cost) -------------------------------------------
+
+_COST_METHOD = (
+    "Budgets as the exchanges file gives them (exchanges.budget, currency). Cost per "
+    "participant: budget / exchange participants (comparison group excluded); per active "
+    "participant: budget / those with an event logged; per unit of gain: budget / "
+    "(participants × mean standardised gain), the gain per scale in pre-score SDs averaged over "
+    "scales. Whiskers: 95% CI from the gain's interval clustered by exchange (budget and "
+    "participants taken as known); an arrow means the gain's interval reaches 0, so the cost "
+    "per unit of gain has no upper bound. Currencies are kept apart unless a rate table is "
+    "loaded (python -m etl load rates.csv); a budget without a rate for its currency and year "
+    "stays in its own currency. Whole program at this data version: the filter bar does not "
+    "narrow this section. " + estimands.COST)
+
+
+def _cost_section(by: str) -> html.Section:
+    return _ui.section(
+        "What an outcome costs",
+        html.Div(
+            [
+                html.Label("By", htmlFor=COST_BY, className="me-2 fw-semibold"),
+                dbc.RadioItems(id=COST_BY, value=by, inline=True, options=[
+                    {"label": v, "value": k} for k, v in filters.COST_GROUPINGS.items()]),
+            ],
+            className="d-flex align-items-center flex-wrap mb-2",
+        ),
+        html.Div(id=COST_NOTE),
+        _ui.graph(COST_FIG, "Cost per unit of standardised gain with 95% CIs, by program or "
+                  "cluster and currency"),
+        html.Div(id=COST_TABLE),
+        html.P(_COST_METHOD, className="small text-body-secondary"),
+        id_="overview-cost-section",
+    )
+
+
+@callback(Output(_ui.VIEW, "data", allow_duplicate=True), Input(COST_BY, "value"),
+          prevent_initial_call="initial_duplicate")
+def cost_url(by: Any) -> dict[str, str]:
+    """The cost grouping belongs in the shareable link (/?cost=cluster)."""
+    return _ui.view_store("/", {"cost": _ui.choice(by, filters.COST_GROUPINGS, _COST_DEFAULT)})
+
+
+def _money(v: Any) -> str:
+    return "—" if v is None or pd.isna(v) else f"{float(v):,.0f}"
+
+
+def _per_gain(cost: Any, lo: Any, hi: Any, unbounded: Any) -> str:
+    """'1,074 [1,013, 1,143]'; '∞' as the upper bound when the gain's CI reaches 0."""
+    if cost is None or pd.isna(cost):
+        return "—"
+    top = "∞" if (unbounded is not None and not pd.isna(unbounded) and bool(unbounded)) \
+        else _money(hi)
+    return f"{_money(cost)} [{_money(lo)}, {top}]"
+
+
+def _cost_label(group: Any, currency: Any) -> str:
+    return f"{_ui.text(group)} ({_ui.text(currency) or 'no budget'})"
+
+
+@callback(Output(COST_FIG, "figure"), Output(COST_FIG, "style"), Output(COST_TABLE, "children"),
+          Output(COST_NOTE, "children"), Input(COST_BY, "value"))
+def cost_view(by: Any) -> tuple[_ui.Figure, dict[str, str], Any, Any]:
+    by = _ui.choice(by, filters.COST_GROUPINGS, _COST_DEFAULT)
+    df = _ui.query(overview.cost_results, by)
+    if not len(df):
+        return (_ui.figure(), {"display": "none"}, None,
+                _ui.coming("Cost per outcome", "It appears here when the statistics are "
+                           "computed for this data version (python -m analytics)."))
+    shown = df[~df.suppressed & ~df.gain_suppressed & df.cost_per_gain.notna()].iloc[::-1]
+    label = [_cost_label(g, c) for g, c in zip(shown.group, shown.currency, strict=True)]
+    unb = shown.unbounded.fillna(False).astype(bool).to_numpy()
+    hi = shown.cost_per_gain_ci_high.where(~unb)
+    fig = _ui.figure(_ui.trace("scatter",
+        x=shown.cost_per_gain, y=label, mode="markers",
+        marker={"size": 10, "color": _ui.OKABE_ITO[0]},
+        error_x={"type": "data", "symmetric": False,
+                 "array": (hi - shown.cost_per_gain).fillna(0),
+                 "arrayminus": shown.cost_per_gain - shown.cost_per_gain_ci_low},
+        customdata=pd.concat([shown.currency, shown.cost_per_gain_ci_low,
+                              shown.cost_per_gain_ci_high, shown.mean_gain, shown.n_gain,
+                              shown.n_clusters], axis=1),
+        hovertemplate="%{y}<br>cost per unit of gain %{x:,.0f} %{customdata[0]} "
+                      "[%{customdata[1]:,.0f}, %{customdata[2]:,.0f}]<br>mean standardised "
+                      "gain %{customdata[3]:.2f} (n = %{customdata[4]} in %{customdata[5]} "
+                      "exchanges)<extra></extra>",
+        name="cost per unit of gain",
+    ))
+    if unb.any():
+        fig.add_trace(_ui.trace("scatter",
+            x=shown.cost_per_gain[unb] * 1.5, y=[lb for lb, u in zip(label, unb, strict=True)
+                                                 if u],
+            mode="markers+text", text=["→ unbounded"] * int(unb.sum()),
+            textposition="middle right", marker={"symbol": "triangle-right", "size": 10,
+                                                 "color": _ui.OKABE_ITO[5]},
+            hoverinfo="skip", name="upper bound: unbounded (gain CI reaches 0)"))
+    currencies = sorted({_ui.text(c) for c in shown.currency})
+    _ui.base_layout(fig, "Cost per unit of standardised gain (one participant, one pre-score "
+                    "SD; 95% CI)",
+                    x="cost per unit of gain" + (f" ({currencies[0]})" if len(currencies) == 1
+                                                 else " (each row in its own currency)"),
+                    y=None, height=200 + 40 * max(len(shown), 1))
+    style = {} if len(shown) else {"display": "none"}
+    tab = _ui.table(df.assign(
+        label=[_cost_label(g, c) for g, c in zip(df.group, df.currency, strict=True)],
+        no_budget=[f"{_ui.fmt_int(a)} of {_ui.fmt_int(b)}" for a, b in
+                   zip(df.n_exchanges_no_budget, df.n_exchanges_group, strict=True)],
+        per_gain=[_per_gain(c, lo, h, u) for c, lo, h, u in zip(
+            df.cost_per_gain, df.cost_per_gain_ci_low, df.cost_per_gain_ci_high, df.unbounded,
+            strict=True)]),
+        {"label": (f"{filters.COST_GROUPINGS[by]} (currency)", _ui.text),
+         "no_budget": ("exchanges without budget", _ui.text),
+         "budget": ("budget", _money),
+         "n_participants": ("participants", _ui.fmt_int),
+         "cost_per_participant": ("per participant", _money),
+         "cost_per_active": ("per active participant", _money),
+         "per_gain": ("per unit of gain [95% CI]", _ui.text),
+         "note": ("note", _ui.text)},
+        "Cost per participant, per active participant and per unit of standardised gain "
+        "(overall first)", id_="overview-cost-grid")
+    notes = []
+    small = df[df.suppressed]
+    if len(small):
+        notes.append(_ui.suppressed_note([_cost_label(g, c) for g, c in
+                                          zip(small.group, small.currency, strict=True)]))
+    gs = df[df.gain_suppressed]
+    if len(gs):
+        notes.append(html.P(", ".join(_cost_label(g, c) for g, c in
+                                      zip(gs.group, gs.currency, strict=True))
+                            + f": fewer than {suppression.MIN_CELL} participants with a gain, "
+                            "cost per unit of gain " + suppression.SUPPRESSED_LABEL + ".",
+                            className="small text-body-secondary"))
+    return fig, style, tab, html.Div([n for n in notes if n is not None]) or None

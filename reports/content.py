@@ -524,6 +524,33 @@ def _dose_blocks(cur: duckdb.DuckDBPyConnection, sup: _Suppressed,
             estimands.DOSE_SELF_SELECTED + " " + PRECOMPUTED]
 
 
+def _cost_blocks(cur: duckdb.DuckDBPyConnection, sup: _Suppressed) -> list[Any]:
+    """Cost per participant, per active participant and per unit of standardised gain per
+    program (res_cost; issue 13): the Overview page's table, in short."""
+    from pages.overview import _cost_label, _money, _per_gain
+
+    df = overview.cost_results(cur, "program")
+    if not len(df):
+        return []
+    df = df.assign(label=[_cost_label(g, c) for g, c in zip(df.group, df.currency, strict=True)],
+                   per_gain=[_per_gain(c, lo, h, u) for c, lo, h, u in zip(
+                       df.cost_per_gain, df.cost_per_gain_ci_low, df.cost_per_gain_ci_high,
+                       df.unbounded, strict=True)])
+    sup.add("Cost per outcome", df[df.suppressed].label)
+    sup.add("Cost per unit of gain", df[df.gain_suppressed].label)
+    return [table(df, {"label": ("program (currency)", ftext),
+                       "n_exchanges_no_budget": ("exchanges without budget", fint),
+                       "n_participants": ("participants", fint),
+                       "cost_per_participant": ("per participant", _money),
+                       "cost_per_active": ("per active participant", _money),
+                       "per_gain": ("per unit of gain [95% CI]", ftext)},
+                  "Budget per participant, per active participant and per unit of "
+                  "standardised gain (one participant, one pre-score SD); ∞: the gain's "
+                  "interval reaches 0, no upper bound (95% CI clustered by exchange)",
+                  id_="cost-outcome-table"),
+            estimands.COST + " " + PRECOMPUTED]
+
+
 def _scale_labels() -> dict[tuple[str, str], str]:
     from pages import _ui
 
@@ -740,6 +767,10 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
                 "freedom, as R clubSandwich); estimates resting on fewer than 10 exchanges "
                 "are flagged.")
         sections.append(out)
+    # Issue 13: cost per outcome, whole program (after the outcomes it divides by).
+    cost_blocks = _cost_blocks(cur, sup)
+    if cost_blocks:
+        sections.append(Section("cost", "What an outcome costs").add(*cost_blocks))
 
     # -- partnerships ----------------------------------------------------------------------
     step(0.55, "partnerships")

@@ -673,3 +673,37 @@ def test_scale_up_vs_scale_in_views_on_the_demo(dash_duo, dash_app, demo_warehou
     assert set(names) == {one}
     rows = dash_duo.find_element("#overview-scale-rows").text
     assert planted[0]["term"] in rows and "scaling up only" in rows
+
+
+def test_overview_cost_view_on_the_demo(dash_duo, dash_app, demo_warehouse, monkeypatch) -> None:
+    """Issue 13 on the Overview page, drawn from the demo (budgets in several currencies, a
+    rates.csv converting them into EUR): the cost table per cluster from the link, the
+    no-budget count, the interval per unit of gain; switching to programs redraws it
+    (screenshot overview-cost.png)."""
+    import json
+
+    path, source = demo_warehouse
+    if not source.startswith("demo"):
+        pytest.skip(f"needs the demo's result tables ({source})")
+    truth = json.loads((path.parent / "files" / "truth.json").read_text(encoding="utf-8"))
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(path))
+    dash_duo.start_server(dash_app)
+    dash_duo.driver.get(dash_duo.server_url + "/?cost=cluster")
+    _settle(dash_duo, "#overview-cost-grid")
+    assert dash_duo.get_logs() == []
+    grid = dash_duo.find_element("#overview-cost-grid").text
+    cost = truth["cost"]
+    assert "cluster (currency)" in grid and "overall (EUR)" in grid
+    assert (f"{cost['exchanges_without_budget']} of {cost['exchanges']} exchanges have no "
+            "budget") in grid
+    assert "per unit of gain [95% CI]" in grid
+    points = dash_duo.driver.execute_script(
+        "return document.querySelector('#overview-cost .js-plotly-plot')._fullData[0].y.length")
+    assert points >= 2
+    dash_duo.driver.execute_script(
+        "Array.from(document.querySelectorAll('#overview-cost-by input'))"
+        ".find(i => i.value === 'program').click()")
+    dash_duo.wait_for_contains_text("#overview-cost-grid", "program (currency)", timeout=20)
+    _settle(dash_duo, "#overview-cost-grid")
+    assert dash_duo.get_logs() == []
+    _section_screenshot(dash_duo, "overview-cost-section", "overview-cost")

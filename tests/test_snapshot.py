@@ -506,3 +506,25 @@ def test_issue13_sections_appear_only_when_their_tables_have_rows(warehouse, tmp
     assert not ISSUE13_HEADINGS & titles, ISSUE13_HEADINGS & titles
     assert {"Headline figures", "Outcomes", "Persistence of partnerships",
             "Equity: gains by group", "Methods and data"} <= titles
+
+
+def test_the_cost_section_equals_the_read_function(pdfs, cur) -> None:
+    """Issue 13: the funder report's cost per outcome (res_cost by program) in the outline, with
+    the overall row's cost per unit of gain and its interval as the Overview page shows them."""
+    from pypdf import PdfReader
+
+    from analytics.read import overview
+    from pages.overview import _per_gain
+
+    assert "What an outcome costs" in outline_titles(PdfReader(pdfs["all"]).outline)
+    df = overview.cost_results(cur, "program")
+    o = df[df.group_by == "overall"].iloc[0]
+    assert not o.suppressed and o.cost_per_gain > 0
+    text = "\n".join(pages_text(pdfs["all"]))
+    want = _per_gain(o.cost_per_gain, o.cost_per_gain_ci_low, o.cost_per_gain_ci_high,
+                     o.unbounded)
+    blocks = row_blocks(text[text.index("What an outcome costs"):])
+    mine = [b for b in blocks if b.strip().startswith("overall (EUR)")]
+    assert mine and want in " ".join(mine[0].split()), (want, mine[:1])
+    text = " ".join(text.split())
+    assert "never silently" in text

@@ -41,6 +41,9 @@ What is computed (the pure functions live in `analytics.stats.reliability`, `.pr
 - res_dose_response, res_dose_bins: the pre→post change of exchange participants against
   their events and minutes logged in the exchange: the slope on log1p(dose) adjusted for
   modality and setting, CR2 by exchange, and the quantile-bin curve (`analytics.stats.dose`).
+- res_cost: cost per participant, per active participant and per unit of standardised gain
+  by program and cluster of the exchanges, per currency or converted with the rates kind
+  (`analytics.stats.cost`).
 - res_moderation: gains by setting, modality and purpose from the longitudinal model with the
   attribute crossed with wave, differences and the interaction test
   (`analytics.stats.moderation`).
@@ -1074,6 +1077,12 @@ def compute_results(
         with step("scale"):
             from analytics.derive.scale import compute as compute_scale
             out.update(compute_scale(con, k))
+    if "cost" in wanted:
+        say("cost per outcome")
+        with step("cost"):
+            if scores is None:
+                scores = _sql_scale_scores(con, None)
+            out["cost"] = _cost(con, scores, attrs, k)
 
     tables_out = {name: _conform(out[name], RESULT_NAMES[name]) for name in wanted}
     return Results(tables_out, version, utc_now(), min_cell, time.perf_counter() - t_start,
@@ -1284,6 +1293,38 @@ def _equity_cells(con: duckdb.DuckDBPyConnection, gains: pd.DataFrame, attrs: pd
     # measures without a scale carry NULL instrument and scale in the table
     cells[["instrument", "scale"]] = cells[["instrument", "scale"]].replace("", None)
     return cells
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 13: cost per outcome (analytics.stats.cost) from exchange budgets and the rates kind
+# ---------------------------------------------------------------------------------------------
+
+def _cost(con: duckdb.DuckDBPyConnection, scores: str, attrs: pd.DataFrame, k: int
+          ) -> pd.DataFrame:
+    """res_cost: exchanges (budget, currency, start year, program, cluster of the exchange),
+    the exchange participants' units of `attrs` (active: an event logged; gain: the composite
+    standardised gain of `analytics.stats.reciprocity.composite_gains`) and the rates."""
+    from analytics.stats.cost import cost_per_outcome
+    from analytics.stats.reciprocity import composite_gains
+
+    exchanges = con.execute(f"""
+        SELECT exchange_id, program, cluster_id AS cluster, budget, currency,
+               year(start_date) AS year
+        FROM {schema.EXCHANGES.name} ORDER BY exchange_id
+    """).df()
+    has_rates = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? "
+        "AND database_name = current_database()", [schema.RATES.name]).fetchall()[0][0]
+    rates = (con.execute(f"SELECT currency, year, rate, base FROM {schema.RATES.name} "
+                         "ORDER BY currency, year").df() if has_rates else None)
+    own = attrs.assign(unit=np.arange(1, len(attrs) + 1, dtype=np.int64))
+    own = own[own["exchange_id"].notna() & ~own["is_comparison"].astype(bool)]
+    gains = _unit_gains(con, scores)
+    comp = (composite_gains(gains, _pre_sd(con, scores)) if len(gains)
+            else pd.DataFrame({"unit": pd.Series(dtype="int64"), "gain": pd.Series(dtype=float)}))
+    units = own[["unit", "exchange_id"]].assign(active=own["n_events"].to_numpy() > 0).merge(
+        comp[["unit", "gain"]], on="unit", how="left")
+    return cost_per_outcome(exchanges, units, rates, k=k)
 
 
 def _write_table(con: duckdb.DuckDBPyConnection, table: schema.Table, df: pd.DataFrame) -> None:

@@ -1259,3 +1259,75 @@ METHODS.update({
         "(analytics.stats.scale.scale_terms). A previous term under k blanks the change."
     ),
 })
+
+# Issue 13: cost per outcome. Appended, so the entries above keep their order.
+DESCRIPTIONS.update({
+    "cost": {
+        "group_by": "grouping of the exchanges: overall, program or cluster (the exchange's "
+                    "cluster: budgets belong to exchanges)",
+        "group": "the program or cluster id; 'overall' for overall",
+        "currency": "ISO 4217 currency of the row's budget and costs: the rates' base when the "
+                    "row's budgets were converted, else the budgets' own currency (one row per "
+                    "currency, never added up without a rate); empty when no exchange of the "
+                    "group has a budget",
+        "converted": "true when the row's budgets are in the rates' base (converted with the "
+                     "rates input kind, or already in the base)",
+        "converted_from": "the currencies whose budgets were converted into the row's currency",
+        "n_exchanges_group": "exchanges in the group, with or without a budget",
+        "n_exchanges_no_budget": "exchanges of the group without a budget or without a "
+                                 "currency: left out of every cost, never counted as 0",
+        "n_exchanges": "exchanges whose budget is in the row (its currency)",
+        "budget": "sum of those exchanges' budgets, in `currency`; a converted budget is "
+                  "budget / rate of (its currency, its start_date's year) against the base",
+        "n_participants": "exchange participants (participant × exchange, seen in the "
+                          "participation log or the surveys; comparison group excluded) of the "
+                          "row's exchanges",
+        "n_active": "of those, the ones with at least one logged event",
+        "cost_per_participant": "budget / n_participants",
+        "cost_per_active": "budget / n_active",
+        "n_gain": "participants of the row's exchanges with a pre and a post score (completers)",
+        "mean_gain": "mean standardised gain of the completers: per scale (post − pre) / SD of "
+                     "the pre score over all exchange participants, averaged over the scales "
+                     "the participant has (the composite of reciprocity and equity_gaps)",
+        "mean_gain_ci_low": "lower bound of the 95% CI of mean_gain, clustered by exchange "
+                            "(CR1, t with n_clusters − 1 df)",
+        "mean_gain_ci_high": "upper bound of the 95% CI of mean_gain",
+        "n_clusters": "exchanges the gains come from",
+        "few_clusters": "true when n_clusters < 10: the interval is rough",
+        "cost_per_gain": "budget / (n_participants × mean_gain): the cost of one pre-score SD "
+                         "of gain for one participant; empty when mean_gain ≤ 0",
+        "cost_per_gain_ci_low": "lower bound of its 95% CI: (budget / n_participants) / "
+                                "mean_gain_ci_high (budget and participants taken as known)",
+        "cost_per_gain_ci_high": "upper bound: (budget / n_participants) / mean_gain_ci_low; "
+                                 "empty when that bound is ≤ 0 (see unbounded)",
+        "unbounded": "true when the CI of mean_gain reaches 0: the data are compatible with no "
+                     "gain, so the cost per unit of gain has no upper bound",
+        "note": "what the row leaves out or cannot say, in words: exchanges without a budget, "
+                "currency-years without a rate (kept in their own currency), an unbounded or "
+                "undefined cost per unit of gain",
+        "gain_measure": "the gain the cost per unit is of (definition)",
+        "ci_method": "how the intervals were computed",
+        "suppressed": "'n < k' when the row has fewer than k participants (its numbers empty; "
+                      "the exchange counts stay); 'gain n < k' when fewer than k have a gain "
+                      "(the gain columns empty, the costs per head shown); empty when shown",
+    },
+})
+METHODS.update({
+    "cost": (
+        "What does an outcome cost? From the exchanges' budgets (exchanges.budget, "
+        "exchanges.currency) per group (overall, program, cluster of the exchange) and "
+        "currency: cost per participant, per active participant (an event logged) and per "
+        "unit of standardised gain (analytics.stats.cost.cost_per_outcome). Currencies are kept "
+        "apart, one row each, unless a rate table is loaded (`python -m etl load rates.csv`: "
+        "currency, year, rate = units of currency per one base, base); then budgets are "
+        "converted into the base of most rate rows at the rate of their start year, and a "
+        "budget whose currency-year has no rate stays in its own currency on its own row, "
+        "named in `note`. Exchanges without a budget are counted, not treated as 0. The mean "
+        "standardised gain's 95% CI is clustered by exchange (CR1 sandwich of an intercept-only "
+        "model, t with G − 1 df; = statsmodels OLS cov_type='cluster'); the cost per unit's "
+        "interval inverts it with budget and participants taken as known (Fieller's interval "
+        "with a fixed numerator); when the gain's interval reaches 0 the cost is unbounded "
+        "above and no upper bound is given. " + estimands.COST + " Rows with fewer than k "
+        "participants are suppressed; rows with fewer than k gains lose their gain figures."
+    ),
+})

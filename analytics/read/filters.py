@@ -88,6 +88,9 @@ PERSISTENCE_GROUPINGS: dict[str, str] = {
 }
 PAGE_VIEWS["/partnerships"] = {"persist": ViewKey(tuple(PERSISTENCE_GROUPINGS),
                                                   "partnership:kind")}
+# Issue 13: the Overview page's cost view (group_by of res_cost).
+COST_GROUPINGS: dict[str, str] = {"program": "program", "cluster": "cluster"}
+PAGE_VIEWS.setdefault("/", {})["cost"] = ViewKey(tuple(COST_GROUPINGS), "program")
 
 
 def view_keys(page: str | None = None) -> frozenset[str]:

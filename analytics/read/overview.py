@@ -12,13 +12,14 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from analytics import suppression
 from analytics.read import sql
 from analytics.read.cache import cached
 from analytics.read.filters import Filters
 from analytics.read.sql import Scope
 
 __all__ = ["headline", "completion_by_wave", "participants_by_country", "activity_over_time",
-           "cost_per_participant", "scale_terms"]
+           "cost_per_participant", "scale_terms", "cost_results"]
 
 
 def _partnerships_active(cur: duckdb.DuckDBPyConnection, ctes: str, p: dict[str, Any]) -> int:
@@ -289,3 +290,39 @@ def scale_terms(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     names = sql.df(cur, f"SELECT cluster_id AS cluster, name AS cluster_name FROM {sql.T_CLUSTERS}")
     return (df.merge(names, on="cluster", how="left")
             .sort_values(["cluster", "term"]).reset_index(drop=True))
+
+
+# ---- Cost per outcome (issue 13): res_cost, computed once per data version over every
+# exchange (a budget pays for a whole exchange, so the filter bar does not narrow it). The
+# small-cell rule is applied again at today's k: a row stored suppressed stays suppressed.
+
+_GAIN_COLS = ("n_gain", "mean_gain", "mean_gain_ci_low", "mean_gain_ci_high", "n_clusters",
+              "few_clusters", "cost_per_gain", "cost_per_gain_ci_low", "cost_per_gain_ci_high",
+              "unbounded")
+
+
+@cached
+def cost_results(cur: duckdb.DuckDBPyConnection, group_by: str = "program") -> pd.DataFrame:
+    """res_cost rows of the overall group and of `group_by` (program | cluster), overall first;
+    `suppressed` is a bool (participants under k), `gain_suppressed` too (gains under k)."""
+    from etl import schema
+
+    cols = schema.RES_COST.column_names
+    if not sql.table_exists(cur, schema.RES_COST.name):
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in cols}).assign(
+            gain_suppressed=pd.Series(dtype=bool))
+    df = sql.df(cur, f"""SELECT * FROM {schema.RES_COST.name}
+        WHERE group_by IN ('overall', $g)
+        ORDER BY group_by <> 'overall', "group", currency NULLS LAST""", {"g": group_by})
+    stored = df.suppressed.fillna("").astype(str)
+    n = pd.to_numeric(df.n_participants, errors="coerce").mask(stored.str.startswith("n <"))
+    keep = ("n_exchanges_group", "n_exchanges_no_budget", "n_exchanges")
+    out = sql.suppress(df.drop(columns="suppressed").assign(_n=n), "_n", keep=keep)
+    n_gain = pd.to_numeric(out.n_gain, errors="coerce")
+    small = ~out.suppressed & (stored.str.startswith("gain").to_numpy(bool)
+                               | ((n_gain > 0) & (n_gain < suppression.MIN_CELL)).to_numpy(bool))
+    for c in _GAIN_COLS:
+        out[c] = out[c].astype("float64" if c not in ("few_clusters", "unbounded")
+                                else "object").mask(small)
+    out["gain_suppressed"] = small.to_numpy(bool)
+    return out.drop(columns="_n")
