@@ -20,7 +20,7 @@ test hook: production never sets it, and an unset variable costs one dictionary 
 
 A second test hook, `EXCHANGE_IMPACT_TEST_SKIP_DERIVE=1` (`derive_skipped()`), makes a load skip
 the derive step's work (result tables, day facts, rollups; the `derive` phase is still reached):
-the new version goes live without derived tables, as if they had never been computed. Tests about
+the new version goes live with the derived tables of the one before, if any, left stale. Tests about
 reading and loading rows set it (`tests.program.NO_DERIVE`) so that each of their many small
 loads does not compute every statistical table of data it never looks at; a test that reads a
 derived table, or the derive step's failure handling, never sets it.
