@@ -17,6 +17,13 @@ names the phase, as a comma-separated list of ``phase=action``:
 
 e.g. ``EXCHANGE_IMPACT_TEST_PHASES="derive=kill"`` or ``"before_swap=hold:/tmp/x"``. It is a
 test hook: production never sets it, and an unset variable costs one dictionary lookup.
+
+A second test hook, `EXCHANGE_IMPACT_TEST_SKIP_DERIVE=1` (`derive_skipped()`), makes a load skip
+the derive step's work (result tables, day facts, rollups; the `derive` phase is still reached):
+the new version goes live with the derived tables of the one before, if any, left stale. Tests about
+reading and loading rows set it (`tests.program.NO_DERIVE`) so that each of their many small
+loads does not compute every statistical table of data it never looks at; a test that reads a
+derived table, or the derive step's failure handling, never sets it.
 """
 
 from __future__ import annotations
@@ -26,9 +33,10 @@ import signal
 import time
 from pathlib import Path
 
-__all__ = ["ENV", "PHASES", "reached"]
+__all__ = ["ENV", "PHASES", "SKIP_DERIVE_ENV", "derive_skipped", "reached"]
 
 ENV = "EXCHANGE_IMPACT_TEST_PHASES"
+SKIP_DERIVE_ENV = "EXCHANGE_IMPACT_TEST_SKIP_DERIVE"
 PHASES = ("read", "insert", "derive", "before_swap", "after_swap")
 
 
@@ -41,6 +49,11 @@ def _actions() -> dict[str, str]:
             raise ValueError(f"{ENV}: unknown phase {phase!r} (one of {', '.join(PHASES)})")
         out[phase] = action
     return out
+
+
+def derive_skipped() -> bool:
+    """True when the test hook asks loads to skip the derive step's work (see above)."""
+    return os.environ.get(SKIP_DERIVE_ENV) == "1"
 
 
 def reached(phase: str) -> None:

@@ -1,8 +1,9 @@
 """Shared set-up of the analytics tests: run the real commands, build a demo warehouse once.
 
 `demo_warehouse()` builds the generated demo program through `python -m etl demo` (which stores
-the result tables at the end of the load) once per test session and hands back its path, so
-test_materialise and test_export share the ~15 s it takes.
+the result tables at the end of the load) once per test run and hands back its path, so the
+modules that read it share the ~15 s it takes (`tests.shared_builds`: one build for all xdist
+workers, each worker reading its own copy).
 
 `write_sleep_program()` writes a tiny contract program whose one-item scale "sleep.extra" holds
 Student's sleep data (R `datasets::sleep`, Cushny & Peebles 1905 as analysed by Student 1908,
@@ -14,12 +15,14 @@ and group 2 their post wave, so the stored pre/post row must equal R's
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from tests.program import ROOT, TEST_KEY, write_csv
+from tests.shared_builds import built_once, worker_copy
 
 _DEMO: dict[int, Path] = {}
 _SLEEP: list[tuple[Path, dict[str, str]]] = []
@@ -38,14 +41,27 @@ def run(module: str, *args: str, env: dict[str, str] | None = None,
 def demo_warehouse(participants: int = DEMO_PARTICIPANTS) -> Path:
     """Path of a demo warehouse (with its truth.json in demo/ beside it), built once."""
     if participants not in _DEMO:
-        folder = Path(tempfile.mkdtemp(prefix=f"ei-demo-{participants}-"))
-        wh = folder / "warehouse.duckdb"
-        r = run("etl", "demo", "--participants", str(participants), "--warehouse", str(wh),
-                "--quiet")
+        _DEMO[participants] = worker_copy(_demo_build(participants)) / "warehouse.duckdb"
+    return _DEMO[participants]
+
+
+def _demo_build(participants: int) -> Path:
+    """The folder (warehouse.duckdb, demo/) of `python -m etl demo --participants N`, built
+    once per test run (`tests.shared_builds`); read it, or copy it, never change it."""
+    def build(folder: Path) -> None:
+        r = run("etl", "demo", "--participants", str(participants), "--warehouse",
+                str(folder / "warehouse.duckdb"), "--quiet")
         if r.returncode != 0:
             raise RuntimeError(f"demo build failed ({r.returncode}): {r.stderr[-2000:]}")
-        _DEMO[participants] = wh
-    return _DEMO[participants]
+
+    return built_once("demo", (participants,), build)
+
+
+def demo_copy(folder: Path, participants: int = DEMO_PARTICIPANTS) -> Path:
+    """A private copy, in `folder`, of the demo warehouse of `participants` (built once per run,
+    as by `demo_warehouse`) and of its demo/ files beside it, for a test that changes it."""
+    shutil.copytree(_demo_build(participants), folder, dirs_exist_ok=True)
+    return folder / "warehouse.duckdb"
 
 
 SLEEP_INSTRUMENT = """\

@@ -80,3 +80,14 @@ def _require_browser(request: pytest.FixtureRequest) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"CI=true and the browser tests cannot run: {reason}", pytrace=False)
     pytest.skip(f"browser test skipped: {reason}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_builds_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`tests.shared_builds` builds a demo warehouse once per run for all xdist workers: in the
+    run's base temporary directory, the parent of each worker's own (pytest's, so it is removed
+    with old runs)."""
+    from tests.shared_builds import set_shared_root
+
+    base = tmp_path_factory.getbasetemp()
+    set_shared_root(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)

@@ -143,11 +143,20 @@ def run_etl(
                           cwd=ROOT, env=e, timeout=timeout)
 
 
-def loaded_program(folder: Path) -> Path:
+# The environment of a load that skips the derive step (`etl.phases.derive_skipped`), for tests
+# of loading and reading rows: their loads need not compute every result table (≈ 1 s a load,
+# and the statistics libraries' import in a new process). Never for a test that reads a
+# derived table or checks the derive step.
+NO_DERIVE = {"EXCHANGE_IMPACT_TEST_SKIP_DERIVE": "1"}
+
+
+def loaded_program(folder: Path, *, derive: bool = True) -> Path:
     """The hand-written program loaded into a warehouse under `folder` (participants STU-0001..3
-    and exchange E1 exist; the program's planted bad rows make the load exit 3)."""
+    and exchange E1 exist; the program's planted bad rows make the load exit 3). With
+    `derive=False` the load skips the derive step (`NO_DERIVE`): no result or rollup tables."""
     wh = folder / "wh" / "warehouse.duckdb"
-    res = run_etl("load", str(write_program(folder / "in")), "--warehouse", str(wh), "--quiet")
+    res = run_etl("load", str(write_program(folder / "in")), "--warehouse", str(wh), "--quiet",
+                  env=None if derive else NO_DERIVE)
     assert res.returncode == 3, res.stdout + res.stderr
     return wh
 

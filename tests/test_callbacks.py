@@ -82,7 +82,30 @@ def _every_body(deps: list[dict]) -> list[dict]:
     return bodies
 
 
-def test_forged_values_in_any_callback_input_get_a_4xx_never_a_500(client) -> None:
+class _NoReportProcess:
+    """Stands in for the snapshot job's process (`reports.jobs.start` launches it): a forged
+    click that reaches a job start runs all of `start` but the PDF rendering, which test_jobs
+    runs for real and which would go on rendering in the background (≈ 10 s) for nothing this
+    test asserts."""
+
+    started: list[list[str]] = []
+
+    def __init__(self, cmd: list[str], **_kw) -> None:
+        self.started.append(cmd)
+        self.returncode = 0
+
+    def poll(self) -> int:
+        return 0
+
+
+def test_forged_values_in_any_callback_input_get_a_4xx_never_a_500(client, monkeypatch) -> None:
+    import subprocess
+    import types
+
+    from reports import jobs
+
+    monkeypatch.setattr(jobs, "subprocess", types.SimpleNamespace(
+        Popen=_NoReportProcess, DEVNULL=subprocess.DEVNULL))
     deps = client.get("/_dash-dependencies").get_json()
     bodies = _every_body(deps)
     assert len(bodies) >= 20

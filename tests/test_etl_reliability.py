@@ -61,12 +61,16 @@ def snapshot(wh: Path) -> dict:
     return {"version": version, "events": events}
 
 
-def _env() -> dict:
-    return {**os.environ, "EXCHANGE_IMPACT_KEY": P.TEST_KEY, "PYTHONPATH": str(ROOT)}
+def _env(derive: bool = True) -> dict:
+    """A load's environment; `derive=False` for the loads that only set the stage or clean up
+    after the one under test: they skip the derive step (`tests.program.NO_DERIVE`), which the
+    load under test always runs."""
+    return {**os.environ, "EXCHANGE_IMPACT_KEY": P.TEST_KEY, "PYTHONPATH": str(ROOT),
+            **({} if derive else P.NO_DERIVE)}
 
 
-def _load(f: Path, wh: Path, phases: str = "", **kw) -> subprocess.Popen:
-    env = {**_env(), **({PHASES_ENV: phases} if phases else {})}
+def _load(f: Path, wh: Path, phases: str = "", derive: bool = True, **kw) -> subprocess.Popen:
+    env = {**_env(derive), **({PHASES_ENV: phases} if phases else {})}
     return subprocess.Popen([sys.executable, "-m", "etl", "load", str(f), "--warehouse", str(wh),
                              "--quiet"], env=env, cwd=ROOT, **kw)
 
@@ -78,7 +82,7 @@ def test_a_load_killed_at_each_phase_leaves_the_previous_or_the_new_warehouse(tm
     is the old one, whole; after it the new one, whole; the next load clears what was left."""
     src = P.write_program(tmp_path / "in")
     wh = tmp_path / "wh" / "warehouse.duckdb"
-    assert P.run_etl("load", str(src), "--warehouse", str(wh)).returncode == 3
+    assert P.run_etl("load", str(src), "--warehouse", str(wh), env=P.NO_DERIVE).returncode == 3
     n = 20_000
     f = big_events(tmp_path / "ev" / "events_big.csv", n, minutes=1)
     before = snapshot(wh)
@@ -88,7 +92,7 @@ def test_a_load_killed_at_each_phase_leaves_the_previous_or_the_new_warehouse(tm
     swapped = phase == "after_swap"
     assert after["version"] == before["version"] + swapped
     assert after["events"] == (n + 3 if swapped else 3)
-    res = P.run_etl("load", str(f), "--warehouse", str(wh))
+    res = P.run_etl("load", str(f), "--warehouse", str(wh), env=P.NO_DERIVE)
     assert res.returncode == 0, res.stdout + res.stderr
     assert snapshot(wh)["events"] == n + 3  # replaced by natural key, never duplicated
     assert not [p for p in wh.parent.iterdir() if ".next-" in p.name or ".open-" in p.name]
@@ -100,14 +104,18 @@ def test_a_load_killed_at_seeded_random_points_never_leaves_half_a_batch(tmp_pat
     for both: the file opens, no batch is half there, no row is duplicated."""
     src = P.write_program(tmp_path / "in")
     wh = tmp_path / "wh" / "warehouse.duckdb"
-    assert P.run_etl("load", str(src), "--warehouse", str(wh)).returncode == 3
+    assert P.run_etl("load", str(src), "--warehouse", str(wh), env=P.NO_DERIVE).returncode == 3
     n = 150_000
     files = [big_events(tmp_path / f"ev{i}" / "events_big.csv", n, minutes=i % 60)
              for i in range(2)]
-    assert P.run_etl("load", str(files[0]), "--warehouse", str(wh)).returncode == 0
+    assert P.run_etl("load", str(files[0]), "--warehouse", str(wh),
+                     env=P.NO_DERIVE).returncode == 0
     state = snapshot(wh)
     rng = random.Random(20261123)
-    for i in range(8):
+    # One kill in each fifth of the 2 s after reading (stratified, not 8 uniform draws that
+    # could bunch up): the points still spread over the inserts, the derive step and the swap.
+    points = 5
+    for i in range(points):
         f = files[(i + 1) % 2]
         big_events(f, n, minutes=(i * 7 + 3) % 60)  # a batch already loaded would be a no-op
         hold = tmp_path / f"hold{i}"
@@ -116,14 +124,15 @@ def test_a_load_killed_at_seeded_random_points_never_leaves_half_a_batch(tmp_pat
                      stderr=subprocess.DEVNULL)
         _wait_for(hold / "read.reached", proc)  # the schedule counts from a known point
         (hold / "read.go").touch()
-        time.sleep(rng.uniform(0.0, 2.0))  # where the kill falls; no assertion depends on it
+        # where the kill falls; no assertion depends on it
+        time.sleep(rng.uniform(2.0 * i / points, 2.0 * (i + 1) / points))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         after = snapshot(wh)
         assert after["version"] in (state["version"], state["version"] + 1)
         assert after["events"] == n + 3
         state = after
-    res = P.run_etl("load", str(src), "--warehouse", str(wh))
+    res = P.run_etl("load", str(src), "--warehouse", str(wh), env=P.NO_DERIVE)
     assert res.returncode == 0, res.stdout + res.stderr
     assert not [p for p in wh.parent.iterdir() if ".next-" in p.name]
 
@@ -139,7 +148,7 @@ def _wait_for(flag: Path, proc: subprocess.Popen) -> None:
 def test_two_loads_started_at_once_both_land_one_after_the_other(tmp_path: Path):
     src = P.write_program(tmp_path / "in")
     wh = tmp_path / "wh" / "warehouse.duckdb"
-    assert P.run_etl("load", str(src), "--warehouse", str(wh)).returncode == 3
+    assert P.run_etl("load", str(src), "--warehouse", str(wh), env=P.NO_DERIVE).returncode == 3
     a = big_events(tmp_path / "a" / "events_a.csv", 100_000, 1)
     b = tmp_path / "b" / "events_b.csv"
     b.parent.mkdir()
@@ -151,11 +160,12 @@ def test_two_loads_started_at_once_both_land_one_after_the_other(tmp_path: Path)
     # then is A let go: the order is set by the test, not by which process the OS runs first.
     hold = tmp_path / "hold"
     hold.mkdir()
-    first = _load(a, wh, f"before_swap=hold:{hold}", stdout=subprocess.PIPE,
+    # (about the lock, not the derive step: neither load derives)
+    first = _load(a, wh, f"before_swap=hold:{hold}", derive=False, stdout=subprocess.PIPE,
                   stderr=subprocess.PIPE, text=True)
     _wait_for(hold / "before_swap.reached", first)
     second = subprocess.Popen([sys.executable, "-m", "etl", "load", str(b), "--warehouse",
-                               str(wh)], env=_env(), cwd=ROOT, stdout=subprocess.PIPE,
+                               str(wh)], env=_env(derive=False), cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     said = ""
     while "waiting for another load" not in said:
@@ -172,10 +182,11 @@ def test_two_loads_started_at_once_both_land_one_after_the_other(tmp_path: Path)
 def test_a_load_that_may_not_wait_refuses_with_a_clear_message(tmp_path: Path):
     src = P.write_program(tmp_path / "in")
     wh = tmp_path / "wh" / "warehouse.duckdb"
-    assert P.run_etl("load", str(src), "--warehouse", str(wh)).returncode == 3
+    assert P.run_etl("load", str(src), "--warehouse", str(wh), env=P.NO_DERIVE).returncode == 3
     before = wh.read_bytes()
     with FileLock(str(lock_path(wh))):
-        res = P.run_etl("load", str(src / "events.csv"), "--warehouse", str(wh), "--wait", "0")
+        res = P.run_etl("load", str(src / "events.csv"), "--warehouse", str(wh), "--wait", "0",
+                        env=P.NO_DERIVE)
     assert res.returncode == 1
     assert "another load has held the warehouse" in res.stderr
     assert wh.read_bytes() == before
@@ -188,7 +199,7 @@ def test_an_interrupted_load_says_the_warehouse_is_unchanged(tmp_path: Path, sig
     the warehouse was left as it was, and it was."""
     src = P.write_program(tmp_path / "in")
     wh = tmp_path / "wh" / "warehouse.duckdb"
-    assert P.run_etl("load", str(src), "--warehouse", str(wh)).returncode == 3
+    assert P.run_etl("load", str(src), "--warehouse", str(wh), env=P.NO_DERIVE).returncode == 3
     before = wh.read_bytes()
     f = big_events(tmp_path / "ev" / "events_big.csv", 20_000, 5)
     hold = tmp_path / "hold"

@@ -19,6 +19,16 @@ from tests import program as P
 from tests.test_etl_load import count, q
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _no_derive():
+    """This module's loads are about the rows read and loaded, never the derived tables: they
+    skip the derive step (`tests.program.NO_DERIVE`)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in P.NO_DERIVE.items():
+            mp.setenv(name, value)
+        yield
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The issue's reproduction: a 300-participant demo, loaded once for the module."""

@@ -20,6 +20,7 @@ import pytest
 
 from benchmarks.dash_driver import callback_bodies, post
 from tests import program as P
+from tests.analytics_fixture import demo_copy
 
 ROOT = Path(__file__).resolve().parent.parent
 FILTERS = {"filters": {}, "query": ""}
@@ -57,11 +58,8 @@ def start_gunicorn(wh: Path, *args: str) -> tuple[str, subprocess.Popen]:
 
 
 def demo(tmp_path: Path, participants: int = 1000) -> Path:
-    wh = tmp_path / "data" / "warehouse.duckdb"
-    res = P.run_etl("demo", "--participants", str(participants), "--warehouse", str(wh),
-                    "--quiet", timeout=300)
-    assert res.returncode == 0, res.stdout + res.stderr
-    return wh
+    """This test's own copy of `python -m etl demo --participants N` (built once per run)."""
+    return demo_copy(tmp_path / "data", participants)
 
 
 @pytest.fixture
