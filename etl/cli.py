@@ -22,7 +22,7 @@ from rich.console import Console
 
 from etl import schema, sources
 from etl.errors import EtlError
-from etl.warehouse import DEFAULT_WAREHOUSE
+from etl.warehouse import DEFAULT_WAREHOUSE, out_of_memory
 
 if TYPE_CHECKING:
     import duckdb
@@ -411,10 +411,22 @@ def main(argv: list[str] | None = None) -> int:
     except EtlError as e:
         err.print(f"error: {e}", highlight=False, markup=False)
         return EXIT_ERROR
-    except (KeyboardInterrupt, Exception) as e:
-        # The signal surfaces as whatever was running: KeyboardInterrupt in Python, DuckDB's
-        # "Query interrupted" RuntimeError, or an ImportError when it lands in a module's import.
-        if not (isinstance(e, KeyboardInterrupt) or _stopping):
-            raise
-        err.print("interrupted: the warehouse was left as it was before this command")
-        return 130
+    except Exception as e:
+        hint = out_of_memory(e)
+        if hint is None or _stopping:
+            return _interrupted_or_raise(e, err)
+        err.print(f"error: {args.warehouse}: {hint}; the warehouse was left as it was before "
+                  "this command", highlight=False, markup=False)
+        return EXIT_ERROR
+    except KeyboardInterrupt as e:
+        return _interrupted_or_raise(e, err)
+
+
+def _interrupted_or_raise(e: BaseException, err: Console) -> int:
+    """The signal surfaces as whatever was running: KeyboardInterrupt in Python, DuckDB's "Query
+    interrupted" RuntimeError, or an ImportError when it lands in a module's import. Anything
+    else is a bug, raised as it is."""
+    if not (isinstance(e, KeyboardInterrupt) or _stopping):
+        raise e
+    err.print("interrupted: the warehouse was left as it was before this command")
+    return 130

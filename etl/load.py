@@ -30,7 +30,14 @@ import surveys
 from etl import languages, phases, privacy, readers, rules, schema, sources
 from etl.errors import DeriveFailed, EtlError, RefusedFile
 from etl.pseudonym import check_key, hmac_sql, resolve_key
-from etl.warehouse import DEFAULT_WAREHOUSE, NoChange, build_next, damaged, data_version
+from etl.warehouse import (
+    DEFAULT_WAREHOUSE,
+    NoChange,
+    build_next,
+    damaged,
+    data_version,
+    out_of_memory,
+)
 
 __all__ = ["FileReport", "load_paths", "sha256_file", "COUNTRY_ALIASES"]
 
@@ -817,8 +824,9 @@ def _derive(con: duckdb.DuckDBPyConnection, warehouse: Path, say: Callable[[str]
         if damaged(warehouse, e) is not None:
             raise  # a damaged copy of the warehouse: `build_next` says so in one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        fix = out_of_memory(e) or "fix the cause and load again"
         raise DeriveFailed(
             f"{warehouse}: the load was not applied: computing the result and dashboard tables "
             f"failed ({type(e).__name__}{': ' + first if first else ''}); the warehouse was left "
-            f"as it was (data version {live}). Fix the cause and load again; "
+            f"as it was (data version {live}). To go on: {fix}; "
             "'python -m analytics refresh' rebuilds the tables of the live version") from e

@@ -47,6 +47,7 @@ __all__ = [
     "data_version",
     "Reader",
     "lock_path",
+    "out_of_memory",
     "reader_temp_root",
 ]
 
@@ -54,6 +55,19 @@ DEFAULT_WAREHOUSE = Path(os.environ.get("EXCHANGE_IMPACT_WAREHOUSE", "data/wareh
 
 # A load's own DuckDB settings: bounded memory (spills to a private temp folder), all cores.
 LOAD_MEMORY_LIMIT = os.environ.get("EXCHANGE_IMPACT_LOAD_MEMORY", "1200MB")
+
+
+def out_of_memory(error: BaseException) -> str | None:
+    """What to do when `error` (or an error it arose from) is DuckDB running out of the memory a
+    load may use; None for any other error."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, duckdb.OutOfMemoryException):
+            return (f"the load ran out of the memory it may use (EXCHANGE_IMPACT_LOAD_MEMORY="
+                    f"{LOAD_MEMORY_LIMIT}); set EXCHANGE_IMPACT_LOAD_MEMORY higher (e.g. 4GB) "
+                    "and load again")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 # What DuckDB says when a database file itself is damaged, whatever the query was.

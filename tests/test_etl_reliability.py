@@ -237,3 +237,38 @@ def test_a_signal_that_lands_in_an_import_still_says_the_warehouse_is_unchanged(
     monkeypatch.setattr(cli, "cmd_load", lambda *a: (_ for _ in ()).throw(ImportError("real")))
     with pytest.raises(ImportError):  # not stopping: a real import error is not hidden
         cli.main(["load", "nothing.csv"])
+
+
+def test_a_load_out_of_memory_says_which_setting_and_changes_nothing(tmp_path: Path):
+    """A load (here its derive step) that runs out of the memory it may use says so in one line
+    naming the setting, exits 1 and leaves the warehouse as it was."""
+    wh = P.loaded_program(tmp_path)
+    before = snapshot(wh)
+    ev = big_events(tmp_path / "big" / "events.csv", 20_000, 5)
+    res = P.run_etl("load", str(ev), "--warehouse", str(wh),
+                    env={"EXCHANGE_IMPACT_LOAD_MEMORY": "1MB"})
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+    assert "EXCHANGE_IMPACT_LOAD_MEMORY=1MB); set EXCHANGE_IMPACT_LOAD_MEMORY higher" in (
+        res.stderr), res.stderr
+    assert snapshot(wh) == before
+
+
+def test_out_of_memory_anywhere_in_a_load_is_a_message_not_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    """Out of memory while staging a file (before the derive step) reaches the command line as
+    one line naming the setting."""
+    from etl import cli, load
+
+    def staging_fails(*_a, **_k):
+        raise duckdb.OutOfMemoryException(
+            "Out of Memory Error: could not allocate block of size 256.0 KiB")
+
+    monkeypatch.setattr(load, "load_paths", staging_fails)
+    monkeypatch.setattr(cli.signal, "signal", lambda *_a: None)  # keep pytest's handlers
+    code = cli.main(["load", str(tmp_path / "events.csv"), "--warehouse",
+                     str(tmp_path / "w.duckdb"), "--quiet"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "the load ran out of the memory it may use (EXCHANGE_IMPACT_LOAD_MEMORY=" in err
+    assert "the warehouse was left as it was" in err
