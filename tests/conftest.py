@@ -68,6 +68,19 @@ def pytest_setup_options():  # dash.testing hook: options for the webdriver
     return options
 
 
+@pytest.fixture(scope="module")
+def no_derive():
+    """For a module whose loads are about the rows read and loaded, never the derived tables
+    (`pytestmark = pytest.mark.usefixtures("no_derive")`): its loads skip the derive step
+    (`tests.program.NO_DERIVE`, the test hook in `etl.phases`)."""
+    from tests import program
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in program.NO_DERIVE.items():
+            mp.setenv(name, value)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _require_browser(request: pytest.FixtureRequest) -> None:
     """Runs before `dash_duo` (autouse fixtures come first in their scope): skip, or on CI fail,

@@ -29,14 +29,8 @@ SAMPLES = P.ROOT.parent / "shared" / "samples"
 q = P.q
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _no_derive():
-    """This module's loads are about the rows read and loaded, never the derived tables: they
-    skip the derive step (`tests.program.NO_DERIVE`)."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in P.NO_DERIVE.items():
-            mp.setenv(name, value)
-        yield
+# Loads here are about the rows read and loaded, never the derived tables (conftest.py).
+pytestmark = pytest.mark.usefixtures("no_derive")
 
 
 def _warehouse(folder: Path) -> Path:

@@ -17,14 +17,8 @@ q = P.q
 PEOPLE = ["ana.lima@school.example", "ben.okafor@school.example"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _no_derive():
-    """This module's loads are about the rows read and loaded, never the derived tables: they
-    skip the derive step (`tests.program.NO_DERIVE`)."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in P.NO_DERIVE.items():
-            mp.setenv(name, value)
-        yield
+# Loads here are about the rows read and loaded, never the derived tables (conftest.py).
+pytestmark = pytest.mark.usefixtures("no_derive")
 
 
 @pytest.fixture(scope="module")

@@ -37,14 +37,8 @@ ROWS = [  # the participants' section starts on line 11
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _no_derive():
-    """This module's loads are about the rows read and loaded, never the derived tables: they
-    skip the derive step (`tests.program.NO_DERIVE`)."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in P.NO_DERIVE.items():
-            mp.setenv(name, value)
-        yield
+# Loads here are about the rows read and loaded, never the derived tables (conftest.py).
+pytestmark = pytest.mark.usefixtures("no_derive")
 
 
 def write_report(path: Path, rows: list[list[str]], start: str = "3/4/26, 10:00:12 AM",
