@@ -7,6 +7,11 @@ row itself stays, so a reader sees that the group exists and was suppressed. Cal
 row-level access may ask for ``unsuppressed=True`` explicitly; then only rows that are below the
 threshold are marked ``"not suppressed: n < 10"`` and keep their numbers.
 
+Beyond that primary rule, `protect` is the one disclosure-control function for a table shown
+with its totals (an "all" row, a headline count, shares summing to 100%): it applies `suppress`,
+then *secondary suppression* so that no suppressed count is recoverable by subtracting the shown
+cells from the totals, then, when asked, *rounding* of the counts to a base (funders).
+
 This module is the rule's one home: `suppress` decides, `MIN_CELL` is the deployment's k (the
 environment variable EXCHANGE_IMPACT_MIN_CELL, read once here, else `DEFAULT_K`), and the pages'
 wording of it (`SUPPRESSED_LABEL`, `SMALL_SELECTION`) is spelled from it. Pages (through the read
@@ -23,10 +28,15 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["DEFAULT_K", "ENV_K", "MIN_CELL", "SUPPRESSED_LABEL", "SMALL_SELECTION", "suppress",
-           "reason", "configured_k"]
+           "reason", "configured_k", "protect", "derivable", "round_counts", "DEFAULT_ROUND_TO",
+           "ENV_ROUND_TO", "ROUND_TO", "configured_round_to", "SECONDARY"]
 
 DEFAULT_K = 10
 ENV_K = "EXCHANGE_IMPACT_MIN_CELL"
+DEFAULT_ROUND_TO = 5
+ENV_ROUND_TO = "EXCHANGE_IMPACT_ROUND_TO"
+# The `suppressed` text of a cell blanked only so that another one cannot be recovered.
+SECONDARY = "complementary"
 
 
 def configured_k(environ: dict[str, str] | None = None) -> int:
@@ -45,12 +55,29 @@ def configured_k(environ: dict[str, str] | None = None) -> int:
     return k
 
 
+def configured_round_to(environ: dict[str, str] | None = None) -> int:
+    """The deployment's rounding base for funders' counts: `ENV_ROUND_TO` when set, else
+    `DEFAULT_ROUND_TO`; a value that is not a whole number 1 or more is refused by name."""
+    raw = (os.environ if environ is None else environ).get(ENV_ROUND_TO, "").strip()
+    if not raw:
+        return DEFAULT_ROUND_TO
+    try:
+        base = int(raw)
+    except ValueError:
+        base = 0
+    if base < 1:
+        raise ValueError(f"{ENV_ROUND_TO}={raw!r}: the rounding base must be a whole number 1 or "
+                         f"more (default {DEFAULT_ROUND_TO})")
+    return base
+
+
 def reason(k: int) -> str:
     """The text of the ``suppressed`` column for threshold `k`."""
     return f"n < {k}"
 
 
 MIN_CELL = configured_k()
+ROUND_TO = configured_round_to()
 SUPPRESSED_LABEL = f"suppressed ({reason(MIN_CELL)})"
 SMALL_SELECTION = f"fewer than {MIN_CELL} participants in this selection"
 
@@ -115,4 +142,157 @@ def suppress(
             elif pd.api.types.is_float_dtype(s.dtype):
                 out[c] = s.mask(small)
     out[column] = pd.Series(np.where(small, why, ""), index=out.index, dtype="str")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Secondary suppression and rounding: `protect`
+# ---------------------------------------------------------------------------------------------
+
+def _lines(table: pd.DataFrame, dims: Sequence[str]) -> list[np.ndarray]:
+    """The index positions of each *line* of the table: for each dimension d of `dims`, the
+    cells that share the values of the other dimensions (their sum along d is a shown total)."""
+    lines: list[np.ndarray] = []
+    pos = np.arange(len(table))
+    for d in dims:
+        others = [c for c in dims if c != d]
+        if not others:
+            lines.append(pos)
+            continue
+        keys = table[others].astype("string").fillna("\x00").agg("\x1f".join, axis=1)
+        for _, idx in pd.Series(pos, index=keys.to_numpy()).groupby(level=0, sort=False):
+            lines.append(idx.to_numpy())
+    return lines
+
+
+def derivable(counts: Sequence[float], hidden: Sequence[bool], lines: Sequence[Sequence[int]]
+              ) -> np.ndarray:
+    """Which hidden positive cells are fixed by the shown ones and the line totals.
+
+    Every line's total is taken as shown. A hidden cell i is recoverable exactly when the unit
+    vector e_i lies in the row space of the line-membership matrix restricted to the hidden
+    cells, i.e. when every vector of that matrix's null space is 0 at i. Hidden cells that are 0
+    are treated as known (an empty group identifies no one, and knowing it can only help an
+    attacker, so the check stays conservative). When every hidden cell is positive, a null-space
+    direction that moves cell i moves it both ways within the bounds x >= 0, so an undetermined
+    cell's feasible interval has positive width (>= 1 for counts of one or two dimensions, whose
+    matrices are totally unimodular)."""
+    c = np.asarray(counts, dtype=float)
+    h = np.asarray(hidden, dtype=bool) & (np.nan_to_num(c) > 0)
+    out = np.zeros(len(c), dtype=bool)
+    cols = np.flatnonzero(h)
+    if not len(cols) or not len(lines):
+        return out
+    a = np.zeros((len(lines), len(cols)))
+    where = {int(j): i for i, j in enumerate(cols)}
+    for r, line in enumerate(lines):
+        for j in line:
+            if int(j) in where:
+                a[r, where[int(j)]] = 1.0
+    # Null space by SVD (scipy.linalg.null_space does the same); tables are small.
+    _, sv, vt = np.linalg.svd(a, full_matrices=True)
+    rank = int((sv > 1e-9 * max(1.0, sv.max(initial=0.0))).sum())
+    null = vt[rank:].T
+    fixed = np.abs(null).max(axis=1, initial=0.0) < 1e-9 if null.size else np.ones(len(cols), bool)
+    out[cols[fixed]] = True
+    return out
+
+
+def round_counts(values: pd.Series, base: int) -> pd.Series:
+    """Counts rounded to the nearest multiple of `base`, halves up (12 -> 10, 13 -> 15 for base
+    5); missing stays missing. Each count is rounded on its own (not controlled rounding), so a
+    rounded table need not add up to its rounded total."""
+    if base < 1:
+        raise ValueError(f"the rounding base must be 1 or more, got {base!r}")
+    v = pd.to_numeric(values, errors="coerce").astype("float64")
+    return (np.floor(v / base + 0.5) * base).astype("Int64")
+
+
+def protect(
+    table: pd.DataFrame,
+    *,
+    n: str = "n",
+    k: int | None = None,
+    dims: Sequence[str] = (),
+    keep: Sequence[str] = (),
+    counts: Sequence[str] = (),
+    column: str = "suppressed",
+    unsuppressed: bool = False,
+    rounding: bool = False,
+    round_to: int | None = None,
+) -> pd.DataFrame:
+    """The one disclosure-control function: primary and secondary suppression, and rounding.
+
+    1. Primary: `suppress` (rows with ``n < k`` blanked, reason ``"n < k"``).
+    2. Secondary (complementary) suppression when the table is shown with its totals: `dims`
+       names the table's dimensions (one row per combination); the sum of `n` along each
+       dimension (each *line*: a row total, a column total, the "all" row or headline beside a
+       1-D table, the 100% of shares) is taken as shown. Until no suppressed positive cell is
+       recoverable from the shown cells and those totals (`derivable`), the smallest positive
+       shown cell of a line holding a recoverable cell is blanked too, reason ``SECONDARY``.
+       Blanked cells' other numbers (means, shares) go with them, so a mean cannot be recovered
+       through its sum either (the same linear system). If a line has no shown positive cell
+       left, its total itself gives the cell away: that total is under k whenever the cell is,
+       and the caller's primary rule on the total (the headline's, the "all" row's) hides it.
+       No `dims` (the default): the rows are taken as one line with a shown total.
+    3. Rounding (`rounding=True`, funders): `n` and the `counts` columns are rounded to
+       `round_to` (default `ROUND_TO`, env EXCHANGE_IMPACT_ROUND_TO) after suppression.
+
+    `unsuppressed=True` (callers entitled to row-level data; the role check is the caller's)
+    marks the small rows as `suppress` does and blanks nothing; rounding still applies when
+    asked. Rows are returned in their order, with the columns of `suppress`.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"country": ["FRA", "KEN", "PER"], "n": [40, 4, 25]})
+    >>> protect(t, dims=["country"])["suppressed"].tolist()
+    ['', 'n < 10', 'complementary']
+    >>> protect(t, dims=["country"], rounding=True, round_to=5)["n"].tolist()
+    [40, <NA>, <NA>]
+    """
+    if k is None:
+        k = MIN_CELL
+    for d in dims:
+        if d not in table.columns:
+            raise ValueError(f"table has no column {d!r} (a dimension of the table)")
+    out = suppress(table, n=n, k=k, keep=keep, column=column, unsuppressed=unsuppressed)
+    if not unsuppressed and len(out):
+        raw = pd.to_numeric(table[n], errors="coerce").to_numpy(float)
+        hidden = np.array(out[column] != "", dtype=bool)
+        lines = _lines(table, list(dims)) if dims else [np.arange(len(table))]
+        extra = np.zeros(len(table), dtype=bool)
+        while True:
+            fixed = derivable(raw, hidden, lines)
+            if not fixed.any():
+                break
+            added = False
+            for line in lines:
+                if not fixed[line].any():
+                    continue
+                cand = [int(j) for j in line if not hidden[j] and raw[j] > 0]
+                if cand:
+                    j = min(cand, key=lambda i: (raw[i], i))
+                    hidden[j] = extra[j] = True
+                    added = True
+                    break  # recompute: one complement often protects several lines
+            if not added:
+                break
+        if extra.any():
+            blank = pd.Series(extra, index=out.index)
+            for c in out.columns:
+                if c == column or c in keep:
+                    continue
+                s = out[c]
+                if pd.api.types.is_bool_dtype(s.dtype):
+                    out[c] = s.astype("boolean").mask(blank)
+                elif pd.api.types.is_integer_dtype(s.dtype):
+                    out[c] = s.astype("Int64").mask(blank)
+                elif pd.api.types.is_float_dtype(s.dtype):
+                    out[c] = s.mask(blank)
+            out[column] = out[column].mask(blank, SECONDARY)
+    if rounding:
+        base = ROUND_TO if round_to is None else round_to
+        for c in dict.fromkeys([n, *counts]):
+            if c in out.columns:
+                out[c] = round_counts(out[c], base)
     return out
