@@ -155,7 +155,9 @@ def _participants_by_country_days(cur: duckdb.DuckDBPyConnection, f: Filters,
         FROM fp GROUP BY country ORDER BY participants DESC
     """, p)
     df["n"] = df.participants
-    return sql.suppress(df, "n")
+    # Shown beside the headline's participant count: a lone small country would be the total
+    # minus the others, so a complementary country is blanked with it.
+    return sql.suppress(df, "n", dims=["country"])
 
 
 def _participants_by_country_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
@@ -167,12 +169,16 @@ def _participants_by_country_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) 
         ORDER BY participants DESC
     """, p)
     df["n"] = df.participants
-    return sql.suppress(df, "n")
+    # Shown beside the headline's participant count: a lone small country would be the total
+    # minus the others, so a complementary country is blanked with it.
+    return sql.suppress(df, "n", dims=["country"])
 
 
 @cached
 def participants_by_country(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
-    """Participants (excl. comparison group) per country (alpha-3); small countries suppressed."""
+    """Participants (excl. comparison group) per country (alpha-3); small countries suppressed,
+    and with them the next-smallest where one alone could be recovered from the headline total
+    (secondary suppression, `analytics.suppression.protect`)."""
     if sql.use_rollups(cur, f):
         return _participants_by_country_rollup(cur, f)
     return _participants_by_country_days(cur, f)

@@ -111,7 +111,9 @@ def _breakdown_finish(df: pd.DataFrame) -> pd.DataFrame:
     fewer than MIN_CELL active in a shown group blanks the active count and everything summed
     over those people (events, minutes, exchanges with activity, minutes per active)."""
     df["minutes_per_active"] = df.minutes / df.active.where(df.active > 0)
-    return sql.suppress_subset(sql.suppress(df, "participants"), "active",
+    # Per cluster and per country the groups add up to the headline's participants: secondary
+    # suppression keeps a lone small group from being that total minus the others.
+    return sql.suppress_subset(sql.suppress(df, "participants", dims=["key"]), "active",
                                ["events", "minutes", "exchanges", "minutes_per_active"])
 
 

@@ -364,13 +364,22 @@ def cells(table: str, f: Filters, p: dict[str, Any], *, comparison: bool = False
 # The small-cell rule on the read layer's tables
 # ---------------------------------------------------------------------------------------------
 
-def suppress(df: pd.DataFrame, n_col: str, keep: Sequence[str] = ()) -> pd.DataFrame:
+def suppress(df: pd.DataFrame, n_col: str, keep: Sequence[str] = (),
+             dims: Sequence[str] | None = None) -> pd.DataFrame:
     """The project's one small-cell rule (`analytics.suppression.suppress`, k = MIN_CELL) on a
     read-layer table: every number of a row whose participant count `n_col` is under k is
     blanked, its own count included; `keep` names the numeric columns that only locate the row
     (a weekday, a week number). The pages want a flag, so `suppressed` is a bool here, and
-    blanked columns are float64 with NaN (plotly and the tables read NaN as "no value")."""
-    out = suppression.suppress(df, n=n_col, keep=keep)
+    blanked columns are float64 with NaN (plotly and the tables read NaN as "no value").
+
+    `dims`: the table is shown beside its total (the headline's participants, an "all" row),
+    so `analytics.suppression.protect` also blanks complementary cells (secondary suppression)
+    until no suppressed count is recoverable by subtraction; `dims` are the table's group
+    columns (one row per combination)."""
+    if dims is None:
+        out = suppression.suppress(df, n=n_col, keep=keep)
+    else:
+        out = suppression.protect(df, n=n_col, keep=keep, dims=dims)
     flagged = out["suppressed"] != ""
     out["suppressed"] = flagged.to_numpy(bool)
     if flagged.any():
