@@ -29,7 +29,8 @@ import pandas as pd
 
 __all__ = ["DEFAULT_K", "ENV_K", "MIN_CELL", "SUPPRESSED_LABEL", "SMALL_SELECTION", "suppress",
            "reason", "configured_k", "protect", "derivable", "round_counts", "DEFAULT_ROUND_TO",
-           "ENV_ROUND_TO", "ROUND_TO", "configured_round_to", "SECONDARY"]
+           "ENV_ROUND_TO", "ROUND_TO", "configured_round_to", "SECONDARY", "DIFFERENCE",
+           "ISOLATING_SELECTION"]
 
 DEFAULT_K = 10
 ENV_K = "EXCHANGE_IMPACT_MIN_CELL"
@@ -80,6 +81,11 @@ MIN_CELL = configured_k()
 ROUND_TO = configured_round_to()
 SUPPRESSED_LABEL = f"suppressed ({reason(MIN_CELL)})"
 SMALL_SELECTION = f"fewer than {MIN_CELL} participants in this selection"
+# A selection (or cell) that one filter value would change by fewer than k participants: the
+# two views' difference would show that small group (`analytics.read.disclosure`).
+DIFFERENCE = f"difference < {MIN_CELL}"
+ISOLATING_SELECTION = (f"one filter value changes this selection by fewer than {MIN_CELL} "
+                       "participants")
 
 
 def suppress(
@@ -220,6 +226,7 @@ def protect(
     unsuppressed: bool = False,
     rounding: bool = False,
     round_to: int | None = None,
+    hide: Sequence[bool] | None = None,
 ) -> pd.DataFrame:
     """The one disclosure-control function: primary and secondary suppression, and rounding.
 
@@ -237,6 +244,10 @@ def protect(
        No `dims` (the default): the rows are taken as one line with a shown total.
     3. Rounding (`rounding=True`, funders): `n` and the `counts` columns are rounded to
        `round_to` (default `ROUND_TO`, env EXCHANGE_IMPACT_ROUND_TO) after suppression.
+
+    `hide` marks further rows to blank as primary cells whatever their n (reason
+    ``DIFFERENCE``: a neighbouring filter would show their difference; see
+    `analytics.read.disclosure`).
 
     `unsuppressed=True` (callers entitled to row-level data; the role check is the caller's)
     marks the small rows as `suppress` does and blanks nothing; rounding still applies when
@@ -256,6 +267,19 @@ def protect(
         if d not in table.columns:
             raise ValueError(f"table has no column {d!r} (a dimension of the table)")
     out = suppress(table, n=n, k=k, keep=keep, column=column, unsuppressed=unsuppressed)
+    if hide is not None and not unsuppressed:
+        mask = np.asarray(hide, dtype=bool) & (out[column] == "").to_numpy(bool)
+        if mask.any():
+            marked = suppress(table.assign(**{n: pd.Series(np.where(mask, np.nan, 1.0),
+                                                           index=table.index)}),
+                              n=n, k=1, keep=keep, column=column)
+            keep_cols = [c for c in out.columns if c != column]
+            m = pd.Series(mask, index=out.index)
+            for c in keep_cols:
+                if marked[c].dtype != out[c].dtype:
+                    out[c] = out[c].astype(marked[c].dtype)
+                out[c] = out[c].mask(m, marked[c])
+            out[column] = out[column].mask(m, DIFFERENCE)
     if not unsuppressed and len(out):
         raw = pd.to_numeric(table[n], errors="coerce").to_numpy(float)
         hidden = np.array(out[column] != "", dtype=bool)

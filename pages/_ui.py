@@ -260,7 +260,10 @@ def filters_of(store: Any) -> filters.Filters:
         raise bad_input(f"{FILTERS}: {e}") from None
     if f.is_empty:
         return f
-    return filters.known_filters(f, query(loads.filter_options))[0]
+    options = query(loads.filter_options)
+    # Issue 14: the canonical request (whole months, no all-values list), so that two
+    # requests a user can tell apart differ by at least one filter value (disclosure control).
+    return filters.canonical_filters(filters.known_filters(f, options)[0], options)
 
 
 # ---- the filter bar ---------------------------------------------------------------------------
@@ -849,9 +852,10 @@ def suppressed_figure(title: str, subject: str) -> Figure:
     return empty_figure(title, f"{subject}: {suppression.SUPPRESSED_LABEL}.")
 
 
-def small_selection_alert() -> dbc.Alert:
-    """What the headline says instead of its figures for a selection under k."""
-    what = suppression.SMALL_SELECTION
+def small_selection_alert(why: str | None = None) -> dbc.Alert:
+    """What the headline says instead of its figures for a selection under k, or (`why`, the
+    headline's `suppressed_why`) for one that a single filter value changes by fewer than k."""
+    what = why or suppression.SMALL_SELECTION
     return dbc.Alert([html.Strong(what[0].upper() + what[1:] + ": "),
                       f"its figures are {suppression.SUPPRESSED_LABEL}. "
                       "Widen the filters to see them."],

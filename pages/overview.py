@@ -84,7 +84,7 @@ def cards(store: dict[str, Any] | None) -> dbc.Row:
     f = _ui.filters_of(store)
     h = _ui.query(overview.headline, f)
     if h["suppressed"]:
-        return _ui.small_selection_alert()
+        return _ui.small_selection_alert(h.get("suppressed_why"))
     waves = _ui.query(overview.completion_by_wave, f)
     items = [
         _card("participants", _ui.fmt_int(h["participants"]), "comparison group excluded"),

@@ -593,8 +593,9 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
     waves = overview.completion_by_wave(cur, f)
     head = Section("headline", "Headline figures")
     if h["suppressed"]:
-        head.add(f"This selection has {suppression.SMALL_SELECTION}: its figures are {label}. "
-                 "Widen the filters to see them.")
+        why = h.get("suppressed_why") or suppression.SMALL_SELECTION
+        head.add(f"This selection: {why}. Its figures are {label}. "
+                 "Change the filters to see them.")
         sup.add("Headline figures (the whole selection)", ["every figure"])
     else:
         rows = [

@@ -31,6 +31,9 @@ __all__ = [
     "parse_filters",
     "parse_view",
     "known_filters",
+    "canonical_filters",
+    "month_start",
+    "month_end",
     "view_query",
     "page_query",
 ]
@@ -238,6 +241,40 @@ def known_filters(f: Filters, options: FilterOptions) -> tuple[Filters, list[str
             notes.append(_unknown_note(name, bad))
             kw[name] = tuple(v for v in vals if v in allowed)
     return (replace(f, **kw) if kw else f), notes
+
+
+def month_start(d: date) -> date:
+    return d.replace(day=1)
+
+
+def month_end(d: date) -> date:
+    nxt = date(d.year + d.month // 12, d.month % 12 + 1, 1)
+    return date.fromordinal(nxt.toordinal() - 1)
+
+
+def canonical_filters(f: Filters, options: FilterOptions) -> Filters:
+    """The one request `f` stands for, so that two requests that select the same people are
+    the same (disclosure control, `analytics.read.disclosure`): dates snap to whole months (the
+    start to the 1st, the end to the month's last day; a one-day difference is not a request),
+    a start in or before the data's first month and an end in or after its last month are no
+    date limit, and a list that names every value the data has is no filter on it."""
+    kw: dict[str, Any] = {}
+    for name in _LIST_FIELDS:
+        vals = getattr(f, name)
+        allowed = options.values(name)
+        if vals and allowed and allowed <= set(vals):
+            kw[name] = ()
+    start = month_start(f.start) if f.start else None
+    end = month_end(f.end) if f.end else None
+    if start and options.first_date and start <= month_start(options.first_date):
+        start = None
+    if end and options.last_date and end >= month_end(options.last_date):
+        end = None
+    if start != f.start:
+        kw["start"] = start
+    if end != f.end:
+        kw["end"] = end
+    return replace(f, **kw) if kw else f
 
 
 def _raw(search: str | Mapping[str, Any] | None) -> dict[str, list[str]]:

@@ -99,10 +99,26 @@ def headline(cur: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, Any]:
 
     A selection with fewer than MIN_CELL participants shows none of them: every figure is
     blanked by the small-cell rule and `suppressed` is True (pages then say
-    `SMALL_SELECTION`)."""
-    if sql.use_rollups(cur, f):
-        return _headline_rollup(cur, f)
-    return _headline_days(cur, f)
+    `SMALL_SELECTION`). So is a selection that one filter value would change by fewer than
+    MIN_CELL participants (`analytics.read.disclosure`; `suppressed_why` then says
+    `ISOLATING_SELECTION` and which values, never how many people)."""
+    from analytics.read import disclosure
+
+    out = _headline_rollup(cur, f) if sql.use_rollups(cur, f) else _headline_days(cur, f)
+    out["suppressed_why"] = suppression.SMALL_SELECTION if out["suppressed"] else ""
+    if not out["suppressed"]:
+        rows = disclosure.isolating(cur, f, None)
+        if len(rows):
+            # One filter value would show a small group by subtraction: nothing of the
+            # selection is shown, as for a selection under k, and the page says which values.
+            for key, value in out.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    out[key] = float("nan")
+            out["active_month_label"] = None
+            out["suppressed"] = True
+            out["suppressed_why"] = (f"{suppression.ISOLATING_SELECTION} "
+                                     f"({disclosure.describe(rows)})")
+    return out
 
 
 def _completion_finish(df: pd.DataFrame) -> pd.DataFrame:
@@ -147,6 +163,19 @@ def completion_by_wave(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFra
     return _completion_by_wave_days(cur, f)
 
 
+def _by_country_finish(cur: duckdb.DuckDBPyConnection, f: Filters, df: pd.DataFrame
+                       ) -> pd.DataFrame:
+    """The disclosure rules on the per-country table: a country that one filter value would
+    change by fewer than k participants is hidden (`disclosure.isolating`), and, as the table is
+    shown beside the headline's participant count, a lone hidden country would be that total
+    minus the others, so a complementary country is blanked with it (secondary suppression)."""
+    from analytics.read import disclosure
+
+    df["n"] = df.participants
+    hide = df.country.isin(disclosure.isolating_cells(cur, f, "country")).to_numpy(bool)
+    return sql.suppress(df, "n", dims=["country"], hide=hide)
+
+
 def _participants_by_country_days(cur: duckdb.DuckDBPyConnection, f: Filters,
                                   scope: Scope = sql.scope) -> pd.DataFrame:
     ctes, p = scope(f)
@@ -154,10 +183,7 @@ def _participants_by_country_days(cur: duckdb.DuckDBPyConnection, f: Filters,
         SELECT country, count(*) AS participants, count(DISTINCT institution_id) AS institutions
         FROM fp GROUP BY country ORDER BY participants DESC
     """, p)
-    df["n"] = df.participants
-    # Shown beside the headline's participant count: a lone small country would be the total
-    # minus the others, so a complementary country is blanked with it.
-    return sql.suppress(df, "n", dims=["country"])
+    return _by_country_finish(cur, f, df)
 
 
 def _participants_by_country_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
@@ -168,10 +194,7 @@ def _participants_by_country_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) 
         FROM ({sql.cells(sql.R_PEOPLE, f, p, people=True)}) GROUP BY country
         ORDER BY participants DESC
     """, p)
-    df["n"] = df.participants
-    # Shown beside the headline's participant count: a lone small country would be the total
-    # minus the others, so a complementary country is blanked with it.
-    return sql.suppress(df, "n", dims=["country"])
+    return _by_country_finish(cur, f, df)
 
 
 @cached

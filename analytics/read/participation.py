@@ -106,19 +106,21 @@ BREAKDOWN_KEYS = {"cluster": ("cluster_id", "coalesce(cluster_name, cluster_id)"
                   "country": ("country", "country"), "exchange": ("exchange_id", "exchange_name")}
 
 
-def _breakdown_finish(df: pd.DataFrame) -> pd.DataFrame:
+def _breakdown_finish(df: pd.DataFrame, hidden: set | frozenset = frozenset()) -> pd.DataFrame:
     """Minutes per active participant; groups under MIN_CELL participants suppressed whole;
     fewer than MIN_CELL active in a shown group blanks the active count and everything summed
     over those people (events, minutes, exchanges with activity, minutes per active)."""
     df["minutes_per_active"] = df.minutes / df.active.where(df.active > 0)
     # Per cluster and per country the groups add up to the headline's participants: secondary
     # suppression keeps a lone small group from being that total minus the others.
-    return sql.suppress_subset(sql.suppress(df, "participants", dims=["key"]), "active",
+    hide = df.key.isin(hidden).to_numpy(bool) if hidden else None
+    return sql.suppress_subset(sql.suppress(df, "participants", dims=["key"], hide=hide), "active",
                                ["events", "minutes", "exchanges", "minutes_per_active"])
 
 
 def _breakdown_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
-                    scope: Scope = sql.scope) -> pd.DataFrame:
+                    scope: Scope = sql.scope, hidden: set | frozenset = frozenset()
+                    ) -> pd.DataFrame:
     ctes, p = scope(f)
     key, label = BREAKDOWN_KEYS[by]
     if by == "exchange":
@@ -138,10 +140,11 @@ def _breakdown_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
                coalesce(events, 0) AS events, coalesce(minutes, 0) AS minutes,
                coalesce(exchanges, 0) AS exchanges
         FROM ppl LEFT JOIN act USING (key) ORDER BY participants DESC
-    """, p))
+    """, p), hidden)
 
 
-def _breakdown_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+def _breakdown_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
+                      hidden: set | frozenset = frozenset()) -> pd.DataFrame:
     dims, p = sql.dims(f)
     key, label = BREAKDOWN_KEYS[by]
     if by == "exchange":
@@ -169,7 +172,7 @@ def _breakdown_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd
                coalesce(events, 0) AS events, coalesce(minutes, 0) AS minutes,
                coalesce(exchanges, 0) AS exchanges
         FROM ppl LEFT JOIN act USING (key) ORDER BY participants DESC
-    """, p))
+    """, p), hidden)
 
 
 @cached
@@ -179,9 +182,14 @@ def breakdown(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFra
     the counts are per participant×exchange pair, exact in the rollups either way."""
     if by not in BREAKDOWN_KEYS:
         raise ValueError(f"cannot break down by {by!r}; choose one of {sorted(BREAKDOWN_KEYS)}")
+    # Countries and clusters that one filter value would change by fewer than k participants
+    # are hidden too (`disclosure.isolating`), with their complements.
+    from analytics.read import disclosure
+
+    hidden = disclosure.isolating_cells(cur, f, by) if by != "exchange" else set()
     if sql.use_rollups(cur, f, distinct=by != "exchange"):
-        return _breakdown_rollup(cur, f, by)
-    return _breakdown_days(cur, f, by)
+        return _breakdown_rollup(cur, f, by, hidden)
+    return _breakdown_days(cur, f, by, hidden=hidden)
 
 
 # Issue 13: scheduling friction, precomputed per data version (res_scheduling,

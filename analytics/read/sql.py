@@ -365,7 +365,8 @@ def cells(table: str, f: Filters, p: dict[str, Any], *, comparison: bool = False
 # ---------------------------------------------------------------------------------------------
 
 def suppress(df: pd.DataFrame, n_col: str, keep: Sequence[str] = (),
-             dims: Sequence[str] | None = None) -> pd.DataFrame:
+             dims: Sequence[str] | None = None, hide: Sequence[bool] | None = None
+             ) -> pd.DataFrame:
     """The project's one small-cell rule (`analytics.suppression.suppress`, k = MIN_CELL) on a
     read-layer table: every number of a row whose participant count `n_col` is under k is
     blanked, its own count included; `keep` names the numeric columns that only locate the row
@@ -375,11 +376,12 @@ def suppress(df: pd.DataFrame, n_col: str, keep: Sequence[str] = (),
     `dims`: the table is shown beside its total (the headline's participants, an "all" row),
     so `analytics.suppression.protect` also blanks complementary cells (secondary suppression)
     until no suppressed count is recoverable by subtraction; `dims` are the table's group
-    columns (one row per combination)."""
-    if dims is None:
+    columns (one row per combination). `hide`: rows that the differencing rule hides
+    (`analytics.read.disclosure`), blanked as primary cells before the secondary step."""
+    if dims is None and hide is None:
         out = suppression.suppress(df, n=n_col, keep=keep)
     else:
-        out = suppression.protect(df, n=n_col, keep=keep, dims=dims)
+        out = suppression.protect(df, n=n_col, keep=keep, dims=dims or (), hide=hide)
     flagged = out["suppressed"] != ""
     out["suppressed"] = flagged.to_numpy(bool)
     if flagged.any():

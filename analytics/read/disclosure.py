@@ -1,0 +1,220 @@
+"""Differencing across filters: which cells of a filtered view could be subtracted from a
+neighbouring view to reveal a group of fewer than k participants.
+
+Two requests that differ by one filter value (cluster in {A, B} vs {A}; every country vs every
+country but one; March–June vs April–June) give, by subtraction, the people that one value adds
+or removes. The rule, for a cell (the whole selection, or one country / cluster of a table) of
+the view of filters F:
+
+- for each filter dimension d restricted to a set S with two or more values, and each v in S,
+  the people of the cell that removing v would lose (those whose values of d within S are
+  exactly {v}) number 0 or at least k; and
+- when S lacks exactly one value w of the data (so adding w gives the unrestricted view), the
+  people of the cell that the unrestricted view adds (none of their values in S, including
+  people with no value of d at all, e.g. no exchange yet) number 0 or at least k;
+- dates are whole months (`filters.canonical_filters`), a range's months being the values of
+  one more dimension, removable or addable only at its two ends.
+
+An unrestricted dimension checks nothing itself: its neighbours are the restricted views above,
+which do. Every pair of requests that differ by one value has one of its two views checking
+exactly that pair's difference, so when both are shown the difference is 0 or at least k
+participants (a count), and a mean or sum that changes between them is over those people or
+over people who have v among several values, which the rule also bounds (`has` below).
+Cells that break the rule are suppressed like a small cell (pages say which filter isolates a
+small group, never how small). This module computes, for one view, one GROUP BY per dimension
+over the day facts (exact whatever the rollups hold).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from analytics import suppression
+from analytics.read import sql
+from analytics.read.cache import cached
+from analytics.read.filters import FilterOptions, Filters, canonical_filters, month_end
+
+__all__ = ["DIMENSIONS", "CELLS", "isolating", "isolating_cells", "describe"]
+
+# Filter dimensions: person-level (one value per participant, from fp) and exchange-level (the
+# values of the exchanges a participant has activity or answers in, from fx).
+_PERSON = {"cluster": "fp.cluster_id", "country": "fp.country", "role": "fp.role"}
+_EXCHANGE = {"program": "fx.program", "exchange": "fx.exchange_id", "term": "fx.term",
+             "modality": "fx.modality", "setting": "fx.setting"}
+DIMENSIONS: tuple[str, ...] = (*_PERSON, *_EXCHANGE, "month")
+# The cells a view can be split into: None = the whole selection.
+CELLS: dict[str | None, str] = {None: "'all'", "country": "fp.country",
+                                "cluster": "fp.cluster_id"}
+_COLUMNS = ["cell", "dimension", "value", "change", "n"]
+
+
+def _options(cur: duckdb.DuckDBPyConnection) -> FilterOptions:
+    from analytics.read import loads
+
+    return loads.filter_options(cur)
+
+
+def _cell(by: str | None) -> str:
+    if by not in CELLS:
+        raise ValueError(f"cannot check cells by {by!r}; choose one of "
+                         f"{sorted(c for c in CELLS if c)} or None")
+    return CELLS[by]
+
+
+def _answers(f: Filters) -> str:
+    cond = (" AND day >= $start" if f.start else "") + (" AND day <= $end" if f.end else "")
+    return f"SELECT pid, exchange_id, day FROM {sql.T_ADAYS} JOIN fx USING (exchange_id) " \
+           f"WHERE TRUE{cond}"
+
+
+def _person_dim(cur: duckdb.DuckDBPyConnection, f: Filters, d: str, cell: str,
+                options: FilterOptions) -> list[dict[str, Any]]:
+    sel = getattr(f, d)
+    if not sel:
+        return []
+    ctes, p = sql.scope(replace(f, **{d: ()}))
+    df = sql.rdf(cur, f"""WITH {ctes}
+        SELECT {cell} AS cell, CAST({_PERSON[d]} AS VARCHAR) AS value, count(*) AS n
+        FROM fp GROUP BY ALL""", p)
+    return _judge(df.assign(ns=df.value.isin(sel).astype(int)), d, sel, options)
+
+
+def _exchange_dim(cur: duckdb.DuckDBPyConnection, f: Filters, d: str, cell: str,
+                  options: FilterOptions) -> list[dict[str, Any]]:
+    sel = getattr(f, d)
+    if not sel:
+        return []
+    g = replace(f, **{d: ()})
+    ctes, p = sql.scope(g)
+    p["sel"] = list(sel)
+    df = sql.rdf(cur, f"""WITH {ctes},
+        px AS (SELECT pid, exchange_id FROM fev UNION SELECT pid, exchange_id FROM ({_answers(g)})),
+        pv AS (SELECT DISTINCT px.pid, CAST({_EXCHANGE[d]} AS VARCHAR) AS v
+               FROM px JOIN fx USING (exchange_id)),
+        ps AS (SELECT pid, count(DISTINCT v) FILTER (WHERE list_contains($sel, v)) AS ns,
+                      min(v) FILTER (WHERE list_contains($sel, v)) AS vs
+               FROM pv GROUP BY pid)
+        SELECT {cell} AS cell, ps.vs AS value, CAST(coalesce(ps.ns, 0) AS INTEGER) AS ns,
+               count(*) AS n
+        FROM fp LEFT JOIN ps USING (pid) WHERE coalesce(ps.ns, 0) <= 1 GROUP BY ALL""", p)
+    return _judge(df, d, sel, options)
+
+
+def _judge(df: pd.DataFrame, d: str, sel: tuple[str, ...], options: FilterOptions
+           ) -> list[dict[str, Any]]:
+    """Rows of `df` (cell, value, ns = the person's number of values in `sel`, n) that break
+    the rule for dimension `d` selected to `sel`."""
+    k = suppression.MIN_CELL
+    out: list[dict[str, Any]] = []
+    if len(sel) >= 2:
+        only = df[df.ns == 1].groupby(["cell", "value"], dropna=False).n.sum()
+        for (c, v), n in only.items():
+            if 0 < n < k:
+                out.append({"cell": c, "dimension": d, "value": v, "change": "remove", "n": n})
+    missing = sorted(options.values(d) - set(sel))
+    if len(missing) == 1:
+        gain = df[df.ns == 0].groupby("cell", dropna=False).n.sum()
+        for c, n in gain.items():
+            if 0 < n < k:
+                out.append({"cell": c, "dimension": d, "value": missing[0], "change": "add",
+                            "n": n})
+    return out
+
+
+def _month_dim(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str,
+               options: FilterOptions) -> list[dict[str, Any]]:
+    if f.start is None and f.end is None:
+        return []
+    g = replace(f, start=None, end=None)
+    ctes, p = sql.scope(g)
+    a = f.start or date(1, 1, 1)
+    b = f.end or date(9999, 12, 31)
+    p |= {"a": a, "b": b}
+    df = sql.rdf(cur, f"""WITH {ctes},
+        pm AS (SELECT DISTINCT pid, CAST(date_trunc('month', day) AS DATE) AS m
+               FROM (SELECT pid, day FROM fev UNION ALL SELECT pid, day FROM ({_answers(g)}))),
+        ps AS (SELECT pid, count(*) FILTER (WHERE m BETWEEN $a AND $b) AS ns,
+                      min(m) FILTER (WHERE m BETWEEN $a AND $b) AS vs,
+                      count(*) FILTER (WHERE m < $a) > 0 AS before,
+                      count(*) FILTER (WHERE m > $b) > 0 AS after
+               FROM pm GROUP BY pid)
+        SELECT {cell} AS cell, ps.vs AS value, CAST(coalesce(ps.ns, 0) AS INTEGER) AS ns,
+               coalesce(ps.before, FALSE) AS before, coalesce(ps.after, FALSE) AS after,
+               ps.pid IS NULL AS nothing, count(*) AS n
+        FROM fp LEFT JOIN ps USING (pid) WHERE coalesce(ps.ns, 0) <= 1 GROUP BY ALL""", p)
+    k = suppression.MIN_CELL
+    out: list[dict[str, Any]] = []
+    first, last = options.first_date, options.last_date
+    ends = [m for m in (f.start, f.end.replace(day=1) if f.end else None) if m is not None]
+    if f.start and f.end and f.start.replace(day=1) == f.end.replace(day=1):
+        ends = []  # one month: removing it leaves no range, not a neighbouring view
+    value = pd.to_datetime(df.value).dt.date
+    for m in ends:
+        only = df[(df.ns == 1) & (value == m)].groupby("cell", dropna=False).n.sum()
+        for c, n in only.items():
+            if 0 < n < k:
+                out.append({"cell": c, "dimension": "month", "value": m.strftime("%Y-%m"),
+                            "change": "remove", "n": n})
+    # Widening to the data's first (last) month is the request without a start (end): it adds
+    # the people with months only before (after) the range, and, when it leaves no date limit
+    # and no exchange filter, the people with no activity or answers at all.
+    widen = []
+    if f.start and first and _prev_month(f.start) <= first.replace(day=1):
+        widen.append(("before", f.end is None, _prev_month(f.start).strftime("%Y-%m")))
+    if f.end and last and _next_month(f.end) >= last.replace(day=1):
+        widen.append(("after", f.start is None, _next_month(f.end).strftime("%Y-%m")))
+    for side, open_range, label in widen:
+        rows = df[(df.ns == 0) & (df[side] | (df.nothing & open_range))]
+        for c, n in rows.groupby("cell", dropna=False).n.sum().items():
+            if 0 < n < k:
+                out.append({"cell": c, "dimension": "month", "value": label, "change": "add",
+                            "n": n})
+    return out
+
+
+def _prev_month(d: date) -> date:
+    return date.fromordinal(d.replace(day=1).toordinal() - 1).replace(day=1)
+
+
+def _next_month(d: date) -> date:
+    return date.fromordinal(month_end(d).toordinal() + 1)
+
+
+@cached
+def isolating(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
+              ) -> pd.DataFrame:
+    """The cells of the view of `f` (the whole selection when `by` is None, else each country
+    or cluster) that break the differencing rule (module docstring): one row per cell,
+    dimension and value whose one-value neighbour differs by 0 < n < k participants, with
+    `change` 'remove' or 'add'. `n` is for tests and the audit, never for display. Empty when
+    every cell may be shown. `f` is taken as its canonical request."""
+    cell = _cell(by)
+    options = _options(cur)
+    f = canonical_filters(f, options)
+    rows: list[dict[str, Any]] = []
+    for d in _PERSON:
+        rows += _person_dim(cur, f, d, cell, options)
+    for d in _EXCHANGE:
+        rows += _exchange_dim(cur, f, d, cell, options)
+    rows += _month_dim(cur, f, cell, options)
+    return pd.DataFrame(rows, columns=_COLUMNS)
+
+
+def isolating_cells(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> set[Any]:
+    """The cells (countries, cluster ids) of `by` that the differencing rule hides in view `f`."""
+    return set(isolating(cur, f, by).cell)
+
+
+def describe(rows: pd.DataFrame) -> str:
+    """The page's words for why a selection is hidden: which filter values isolate a small
+    group (never how small), e.g. "removing modality 'blended' or adding country 'KEN'"."""
+    parts = []
+    for r in rows.drop_duplicates(["dimension", "value", "change"]).itertuples():
+        verb = "removing" if r.change == "remove" else "adding"
+        parts.append(f"{verb} {r.dimension} {r.value!s}")
+    return " or ".join(parts[:4]) + (" or …" if len(parts) > 4 else "")

@@ -1,0 +1,226 @@
+"""Differencing across filters (issue 14): for the demo, every pair of views a user can request
+that differ by one filter value shows no count whose difference is a group of 1 to k − 1
+participants: the headline's participants and the per-country and per-cluster counts served by
+the read layer, compared cell by cell between the two views."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from analytics import suppression
+from analytics.read import cache, disclosure, filters, loads, overview, participation, sql
+from analytics.read.filters import FilterOptions, Filters, canonical_filters
+from etl.warehouse import Reader
+from tests.analytics_fixture import demo_warehouse
+from tests.dashboard_fixture import SMALL_COUNTRY, build_fixture_warehouse
+
+K = suppression.MIN_CELL
+LIST_DIMS = ("program", "cluster", "country", "exchange", "term", "role", "modality", "setting")
+
+
+@pytest.fixture(scope="module")
+def demo_cur():
+    reader = Reader(demo_warehouse())
+    yield reader.cursor()
+    reader.close()
+
+
+@pytest.fixture(scope="module")
+def fixture_cur(tmp_path_factory):
+    reader = Reader(build_fixture_warehouse(tmp_path_factory.mktemp("d") / "w.duckdb"))
+    yield reader.cursor()
+    reader.close()
+
+
+def _months(o: FilterOptions) -> list[date]:
+    out, m = [], o.first_date.replace(day=1)
+    while m <= o.last_date:
+        out.append(m)
+        m = date.fromordinal(filters.month_end(m).toordinal() + 1)
+    return out
+
+
+def neighbour_pairs(o: FilterOptions) -> list[tuple[Filters, Filters, str]]:
+    """Pairs of requests that differ by one filter value: per dimension, the unrestricted view,
+    each value alone, each value left out, and (up to 5 values) every subset, paired with each
+    one-value change that stays in the family; per date range, ranges that differ by one month
+    at either end. Requests are canonical (`canonical_filters`)."""
+    pairs: list[tuple[Filters, Filters, str]] = []
+    for d in LIST_DIMS:
+        vals = sorted(o.values(d))
+        if len(vals) <= 5:
+            family = [frozenset(c) for r in range(len(vals) + 1)
+                      for c in itertools.combinations(vals, r)]
+        else:
+            everything = frozenset(vals)
+            family = [frozenset(), everything, *(frozenset([v]) for v in vals),
+                      *(everything - {v} for v in vals)]
+            family += [frozenset(c) for c in itertools.combinations(vals[:4], 2)]
+        seen = set(family)
+        for s in family:
+            if not s:
+                continue  # no filter is every value: its neighbours are the all-but-one views
+            for v in vals:
+                if v in s or (s | {v}) not in seen:
+                    continue
+                a = canonical_filters(Filters(**{d: tuple(sorted(s))}), o)
+                b = canonical_filters(Filters(**{d: tuple(sorted(s | {v}))}), o)
+                if a != b:
+                    pairs.append((a, b, f"{d}: {sorted(s)} + {v}"))
+    months = _months(o)
+    ends = [None, *months[:3]], [None, *months[-3:]]
+    for start, end in itertools.product(*ends):
+        base = Filters(start=start, end=filters.month_end(end) if end else None)
+        for i, m in enumerate(months):
+            if start == m and i + 1 < len(months):
+                other = Filters(start=months[i + 1], end=base.end)
+                pairs.append((canonical_filters(base, o), canonical_filters(other, o),
+                              f"from {start} vs from {months[i + 1]}"))
+            if end == m and i > 0:
+                other = Filters(start=start, end=filters.month_end(months[i - 1]))
+                pairs.append((canonical_filters(base, o), canonical_filters(other, o),
+                              f"to {end} vs to {months[i - 1]}"))
+    return [(a, b, why) for a, b, why in pairs if a != b]
+
+
+def _served(cur, f: Filters) -> dict[str, pd.Series]:
+    """The participant counts a page shows for `f` (blank where suppressed), by cell."""
+    h = overview.headline(cur, f)
+    out = {"all": pd.Series({"all": h["participants"]}, dtype="float64")}
+    c = overview.participants_by_country(cur, f)
+    out["country"] = pd.Series(c.participants.to_numpy(float), index=c.country.to_numpy())
+    b = participation.breakdown(cur, f, "cluster")
+    out["cluster"] = pd.Series(b.participants.to_numpy(float), index=b.key.to_numpy())
+    return out
+
+
+_EXCHANGE_COL = {"program": "x.program", "exchange": "x.exchange_id", "modality": "x.modality",
+                 "setting": "x.setting", "term": sql.term_sql("x.start_date")}
+_PERSON_COL = {"cluster": "i.cluster_id", "country": "i.country", "role": "p.role"}
+
+
+def _people(cur) -> pd.DataFrame:
+    """The oracle's participants (comparison group excluded): pid, country, cluster."""
+    return sql.df(cur, f"""SELECT p.pid, i.country, i.cluster_id AS cluster
+        FROM {sql.T_PKEYS} p JOIN {sql.T_INST} i USING (institution_id)
+        WHERE NOT coalesce(p.comparison, FALSE)""")
+
+
+def _values(cur, d: str) -> pd.DataFrame:
+    """One GROUP BY per dimension: each participant's values of `d` (an exchange dimension: of
+    the exchanges they have activity or answers in; month: the months of those days)."""
+    if d in _PERSON_COL:
+        return sql.df(cur, f"""SELECT p.pid, CAST({_PERSON_COL[d]} AS VARCHAR) AS v
+            FROM {sql.T_PKEYS} p JOIN {sql.T_INST} i USING (institution_id) GROUP BY ALL""")
+    days = (f"SELECT pid, exchange_id, day FROM {sql.T_PDAYS} UNION ALL "
+            f"SELECT pid, exchange_id, day FROM {sql.T_ADAYS}")
+    col = ("CAST(date_trunc('month', day) AS DATE)" if d == "month"
+           else f"CAST({_EXCHANGE_COL[d]} AS VARCHAR)")
+    return sql.df(cur, f"""SELECT pid, {col} AS v FROM ({days}) JOIN {sql.T_EXCH} x
+        USING (exchange_id) GROUP BY ALL""")
+
+
+def _counts(people: pd.DataFrame, members: pd.Series | None) -> dict[str, pd.Series]:
+    """Per cell, the participants of the view whose members (pid index, bool) are given; None:
+    the unrestricted view (everyone)."""
+    inview = people if members is None else people[people.pid.map(members).fillna(False)
+                                                    .astype(bool)]
+    return {"all": pd.Series({"all": float(len(inview))}),
+            "country": inview.groupby("country").size().astype(float),
+            "cluster": inview.groupby("cluster").size().astype(float)}
+
+
+def test_no_pair_of_neighbouring_views_shows_a_small_difference(demo_cur) -> None:
+    """The oracle counts every view of `neighbour_pairs` from one query per dimension; where
+    two neighbours' counts of a cell differ by 1 to k − 1 participants, the read layer is asked
+    for both views and must hide that cell in at least one. Where it shows a count, the count is
+    the oracle's (so the oracle is the served truth, and the test cannot pass on a wrong one)."""
+    cache.clear_cache()
+    o = loads.filter_options(demo_cur)
+    pairs = neighbour_pairs(o)
+    assert len(pairs) > 100  # the family is not accidentally empty
+    people = _people(demo_cur)
+    values = {d: _values(demo_cur, d) for d in (*LIST_DIMS, "month")}
+
+    def members(f: Filters) -> pd.Series | None:
+        keep: pd.Series | None = None
+        for d in LIST_DIMS:
+            sel = getattr(f, d)
+            if sel:
+                v = values[d]
+                m = v.assign(hit=v.v.isin(sel)).groupby("pid").hit.any()
+                keep = m if keep is None else (keep & m.reindex(keep.index, fill_value=False))
+        if f.start or f.end:
+            v = values["month"]
+            months = pd.to_datetime(v.v).dt.date
+            hit = ((months >= (f.start or date.min)) & (months <= (f.end or date.max)))
+            m = v.assign(hit=hit).groupby("pid").hit.any()
+            keep = m if keep is None else (keep & m.reindex(keep.index, fill_value=False))
+        return keep
+
+    oracle: dict[Filters, dict[str, pd.Series]] = {}
+    risky: list[tuple[Filters, Filters, str, str, list]] = []
+    for a, b, why in pairs:
+        for f in (a, b):
+            if f not in oracle:
+                oracle[f] = _counts(people, members(f))
+        for table in ("all", "country", "cluster"):
+            x, y = oracle[a][table], oracle[b][table]
+            diff = x.sub(y, fill_value=0).abs()
+            small = [c for c, n in diff.items() if 0 < n < K]
+            if small:
+                risky.append((a, b, why, table, small))
+    assert risky, "the demo plants small groups: some neighbours must differ by fewer than k"
+    served: dict[Filters, dict[str, pd.Series]] = {}
+    shown_checked = 0
+    for a, b, why, table, cells in risky:
+        for f in (a, b):
+            if f not in served:
+                served[f] = _served(demo_cur, f)
+                for t, s in served[f].items():
+                    shown = s.dropna()
+                    truth = oracle[f][t].reindex(shown.index)
+                    assert (shown == truth).all(), (f, t, shown[shown != truth].to_dict())
+                    shown_checked += len(shown)
+        for c in cells:
+            x, y = served[a][table].get(c, 0.0), served[b][table].get(c, 0.0)
+            assert pd.isna(x) or pd.isna(y), (why, table, c, x, y)
+    assert shown_checked > 100
+
+
+def test_the_rule_names_the_value_and_hides_the_selection(fixture_cur) -> None:
+    o = loads.filter_options(fixture_cur)
+    others = tuple(sorted(o.values("country") - {SMALL_COUNTRY}))
+    # Every country but the small one: adding it back (the unrestricted view) adds < k people.
+    h = overview.headline(fixture_cur, Filters(country=others))
+    assert h["suppressed"] and pd.isna(h["participants"])
+    assert suppression.ISOLATING_SELECTION in h["suppressed_why"]
+    assert f"adding country {SMALL_COUNTRY}" in h["suppressed_why"]
+    assert str(int(disclosure.isolating(fixture_cur, Filters(country=others)).n.iloc[0])) \
+        not in h["suppressed_why"]
+    # The unrestricted view checks nothing itself and is shown.
+    assert not overview.headline(fixture_cur, Filters())["suppressed"]
+    assert overview.headline(fixture_cur, Filters(country=(SMALL_COUNTRY,)))[
+        "suppressed_why"] == suppression.SMALL_SELECTION
+
+
+def test_requests_are_canonical_whole_months_and_no_all_values_list() -> None:
+    o = FilterOptions({"country": (("A", "A"), ("B", "B"))}, date(2025, 1, 10),
+                      date(2025, 6, 3))
+    f = canonical_filters(Filters(country=("A", "B"), start=date(2025, 2, 14),
+                                  end=date(2025, 5, 2)), o)
+    assert f == Filters(start=date(2025, 2, 1), end=date(2025, 5, 31))
+    assert canonical_filters(Filters(start=date(2025, 1, 20), end=date(2025, 6, 1)), o) == \
+        Filters()
+    assert canonical_filters(Filters(country=("A",)), o) == Filters(country=("A",))
+
+
+def test_an_unknown_cell_grouping_is_refused(fixture_cur) -> None:
+    with pytest.raises(ValueError, match="cannot check cells"):
+        disclosure.isolating(fixture_cur, Filters(), "modality")
+
+
