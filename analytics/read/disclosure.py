@@ -19,10 +19,11 @@ An unrestricted dimension checks nothing itself: its neighbours are the restrict
 which do. Every pair of requests that differ by one value has one of its two views checking
 exactly that pair's difference, so when both are shown the difference is 0 or at least k
 participants (a count), and a mean or sum that changes between them is over those people or
-over people who have v among several values, which the rule also bounds (`has` below).
+over people who have v among several values: the rule bounds those too (for exchange
+dimensions and months, the people of the cell who have v at all number 0 or at least k).
 Cells that break the rule are suppressed like a small cell (pages say which filter isolates a
-small group, never how small). This module computes, for one view, one GROUP BY per dimension
-over the day facts (exact whatever the rollups hold).
+small group, never how small). This module computes, for one view, one or two GROUP BYs per
+dimension over the day facts (exact whatever the rollups hold).
 """
 
 from __future__ import annotations
@@ -102,27 +103,44 @@ def _exchange_dim(cur: duckdb.DuckDBPyConnection, f: Filters, d: str, cell: str,
         SELECT {cell} AS cell, ps.vs AS value, CAST(coalesce(ps.ns, 0) AS INTEGER) AS ns,
                count(*) AS n
         FROM fp LEFT JOIN ps USING (pid) WHERE coalesce(ps.ns, 0) <= 1 GROUP BY ALL""", p)
-    return _judge(df, d, sel, options)
+    # Who has each value at all (perhaps beside others): a sum or mean over their activity
+    # changes with it even when they stay in the view.
+    has = sql.rdf(cur, f"""WITH {ctes},
+        px AS (SELECT pid, exchange_id FROM fev UNION SELECT pid, exchange_id FROM ({_answers(g)})),
+        pv AS (SELECT DISTINCT px.pid, CAST({_EXCHANGE[d]} AS VARCHAR) AS v
+               FROM px JOIN fx USING (exchange_id))
+        SELECT {cell} AS cell, pv.v AS value, count(*) AS n
+        FROM fp JOIN pv USING (pid) GROUP BY ALL""", p)
+    return _judge(df, d, sel, options, has)
 
 
-def _judge(df: pd.DataFrame, d: str, sel: tuple[str, ...], options: FilterOptions
-           ) -> list[dict[str, Any]]:
+def _judge(df: pd.DataFrame, d: str, sel: tuple[str, ...], options: FilterOptions,
+           has: pd.DataFrame | None = None) -> list[dict[str, Any]]:
     """Rows of `df` (cell, value, ns = the person's number of values in `sel`, n) that break
-    the rule for dimension `d` selected to `sel`."""
+    the rule for dimension `d` selected to `sel`; `has` (cell, value, n: people with that value
+    among others) bounds the people whose sums change too (exchange dimensions)."""
     k = suppression.MIN_CELL
     out: list[dict[str, Any]] = []
+
+    def flag(c: Any, v: Any, change: str, n: int) -> None:
+        if 0 < n < k:
+            out.append({"cell": c, "dimension": d, "value": v, "change": change, "n": n})
+
     if len(sel) >= 2:
         only = df[df.ns == 1].groupby(["cell", "value"], dropna=False).n.sum()
         for (c, v), n in only.items():
-            if 0 < n < k:
-                out.append({"cell": c, "dimension": d, "value": v, "change": "remove", "n": n})
+            flag(c, v, "remove", n)
+        if has is not None:
+            for r in has[has.value.isin(sel)].itertuples():
+                flag(r.cell, r.value, "remove", r.n)
     missing = sorted(options.values(d) - set(sel))
     if len(missing) == 1:
         gain = df[df.ns == 0].groupby("cell", dropna=False).n.sum()
         for c, n in gain.items():
-            if 0 < n < k:
-                out.append({"cell": c, "dimension": d, "value": missing[0], "change": "add",
-                            "n": n})
+            flag(c, missing[0], "add", n)
+        if has is not None:
+            for r in has[has.value == missing[0]].itertuples():
+                flag(r.cell, r.value, "add", r.n)
     return out
 
 
@@ -147,6 +165,19 @@ def _month_dim(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str,
                coalesce(ps.before, FALSE) AS before, coalesce(ps.after, FALSE) AS after,
                ps.pid IS NULL AS nothing, count(*) AS n
         FROM fp LEFT JOIN ps USING (pid) WHERE coalesce(ps.ns, 0) <= 1 GROUP BY ALL""", p)
+    # Who has activity or answers in the end months, and before or after the range, beside
+    # other months: the view's sums change by their days even when they stay in it.
+    p["am"] = a.replace(day=1)
+    p["bm"] = b.replace(day=1)
+    has = sql.rdf(cur, f"""WITH {ctes},
+        pm AS (SELECT DISTINCT pid, CAST(date_trunc('month', day) AS DATE) AS m
+               FROM (SELECT pid, day FROM fev UNION ALL SELECT pid, day FROM ({_answers(g)})))
+        SELECT {cell} AS cell,
+               count(DISTINCT pid) FILTER (WHERE m = $am) AS first_month,
+               count(DISTINCT pid) FILTER (WHERE m = $bm) AS last_month,
+               count(DISTINCT pid) FILTER (WHERE m < $a) AS before,
+               count(DISTINCT pid) FILTER (WHERE m > $b) AS after
+        FROM fp JOIN pm USING (pid) GROUP BY ALL""", p).set_index("cell")
     k = suppression.MIN_CELL
     out: list[dict[str, Any]] = []
     first, last = options.first_date, options.last_date
@@ -156,10 +187,11 @@ def _month_dim(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str,
     value = pd.to_datetime(df.value).dt.date
     for m in ends:
         only = df[(df.ns == 1) & (value == m)].groupby("cell", dropna=False).n.sum()
-        for c, n in only.items():
+        col = "first_month" if f.start and m == f.start else "last_month"
+        for c, n in [*only.items(), *has[col].items()]:
             if 0 < n < k:
                 out.append({"cell": c, "dimension": "month", "value": m.strftime("%Y-%m"),
-                            "change": "remove", "n": n})
+                            "change": "remove", "n": int(n)})
     # Widening to the data's first (last) month is the request without a start (end): it adds
     # the people with months only before (after) the range, and, when it leaves no date limit
     # and no exchange filter, the people with no activity or answers at all.
@@ -170,7 +202,7 @@ def _month_dim(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str,
         widen.append(("after", f.start is None, _next_month(f.end).strftime("%Y-%m")))
     for side, open_range, label in widen:
         rows = df[(df.ns == 0) & (df[side] | (df.nothing & open_range))]
-        for c, n in rows.groupby("cell", dropna=False).n.sum().items():
+        for c, n in [*rows.groupby("cell", dropna=False).n.sum().items(), *has[side].items()]:
             if 0 < n < k:
                 out.append({"cell": c, "dimension": "month", "value": label, "change": "add",
                             "n": n})
