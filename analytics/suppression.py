@@ -284,6 +284,10 @@ def protect(
         raw = pd.to_numeric(table[n], errors="coerce").to_numpy(float)
         hidden = np.array(out[column] != "", dtype=bool)
         lines = _lines(table, list(dims)) if dims else [np.arange(len(table))]
+        # Ties go to the cell's label, not its row position, so that two tables of the same
+        # groups (the map and the table by country) blank the same complement.
+        label = (table[list(dims)].astype("string").fillna("").agg("\x1f".join, axis=1)
+                 .to_numpy(str) if dims else np.array([f"{i:09d}" for i in range(len(table))]))
         extra = np.zeros(len(table), dtype=bool)
         while True:
             fixed = derivable(raw, hidden, lines)
@@ -295,7 +299,7 @@ def protect(
                     continue
                 cand = [int(j) for j in line if not hidden[j] and raw[j] > 0]
                 if cand:
-                    j = min(cand, key=lambda i: (raw[i], i))
+                    j = min(cand, key=lambda i: (raw[i], label[i], i))
                     hidden[j] = extra[j] = True
                     added = True
                     break  # recompute: one complement often protects several lines

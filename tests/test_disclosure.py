@@ -156,3 +156,14 @@ def test_a_malformed_rounding_base_is_refused_with_the_variable_named(raw: str) 
 def test_an_unknown_dimension_is_refused() -> None:
     with pytest.raises(ValueError, match="dimension"):
         protect(pd.DataFrame({"n": [1]}), dims=["country"])
+
+
+def test_the_complement_does_not_depend_on_row_order() -> None:
+    """The map and the table by country list the same countries in different orders; they must
+    blank the same complement, or the two together give the small one away."""
+    t = pd.DataFrame({"country": ["USA", "KEN", "ISL", "BRA"], "n": [66, 66, 3, 66]})
+    one = protect(t, dims=["country"], k=K).set_index("country").suppressed
+    other = protect(t.iloc[::-1].reset_index(drop=True), dims=["country"], k=K
+                    ).set_index("country").suppressed
+    assert one.to_dict() == other.to_dict()
+    assert one["BRA"] == SECONDARY and one["ISL"] == f"n < {K}"
