@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from analytics import suppression
 from analytics.outputs import cli, codebook, export
 from etl.warehouse import build_next, connect_read_only
 from tests.analytics_fixture import demo_warehouse, run
@@ -366,9 +367,10 @@ def test_another_k_recomputes_the_suppressed_tables_only(demo: Path, monkeypatch
     con = connect_read_only(demo)
     try:
         stored_at = materialise.stored_state(con).generated_at
-        scores = export.build_export(con, "scale_scores", "parquet", min_cell=0)
+        scores = export.build_export(con, "scale_scores", "parquet", min_cell=0,
+                                     unsuppressed=True)
         assert scores.note is None and scores.generated_at == stored_at and calls == []
-        pre = export.build_export(con, "prepost", "parquet", min_cell=0)
+        pre = export.build_export(con, "prepost", "parquet", min_cell=0, unsuppressed=True)
         assert "k = 0" in (pre.note or "") and calls == [["prepost"]]
     finally:
         con.close()
@@ -393,3 +395,12 @@ def test_export_carries_the_missing_data_sensitivity_with_its_methods(demo: Path
                    "1st and 99th percentiles", "G − 1", estimands.SENSITIVITY_MAR,
                    estimands.SENSITIVITY_MNAR):
         assert phrase in method, phrase
+
+
+def test_less_suppression_than_k_must_be_asked_for_as_unsuppressed() -> None:
+    """Issue 14: min_cell below the deployment's k is row-level output; the library refuses it
+    unless the caller says so (the CLI's --min-cell does, after its warning; roles decide who
+    may run it)."""
+    for k in (0, suppression.MIN_CELL - 1):
+        with pytest.raises(export.ExportError, match="row-level access"):
+            export.build_export(None, "prepost", "csv", min_cell=k)  # type: ignore[arg-type]

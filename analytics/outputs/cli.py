@@ -157,16 +157,21 @@ def cmd_export(args: argparse.Namespace) -> int:
         _say(f"warning: --min-cell {args.min_cell} writes groups smaller than "
              f"{suppression.MIN_CELL} {'unsuppressed' if args.min_cell == 0 else ''}"
              .rstrip() + "; share the file only with people who have row-level access")
+    # The warning above is the command line's explicit request for unsuppressed output; which
+    # users may run it is issue 14's role check (accounts), not this module's.
+    unsuppressed = args.min_cell < suppression.MIN_CELL
     con = connect_read_only(args.warehouse)
     try:
         if args.all:
-            files, note = ex.export_all(con, args.out, fmt, min_cell=args.min_cell)
+            files, note = ex.export_all(con, args.out, fmt, min_cell=args.min_cell,
+                                        unsuppressed=unsuppressed)
             if note:
                 _say(f"note: {note}")
             print(f"wrote {len(files)} files to {args.out}: "
                   + ", ".join(f.name for f in files))
             return EXIT_OK
-        e = ex.build_export(con, args.table, fmt, by=args.by, min_cell=args.min_cell)
+        e = ex.build_export(con, args.table, fmt, by=args.by, min_cell=args.min_cell,
+                            unsuppressed=unsuppressed)
     finally:
         con.close()
     if e.note:

@@ -256,10 +256,13 @@ def build(warehouse: Path, artefact: Artefact, *,
                 return status
             try:
                 if artefact.table is None:
-                    _name, data = export.export_bundle(con, artefact.fmt, min_cell=min_cell)
+                    _name, data = export.export_bundle(
+                        con, artefact.fmt, min_cell=min_cell,
+                        unsuppressed=min_cell < suppression.MIN_CELL)
                 else:
                     data = export.build_export(con, artefact.table, artefact.fmt,
-                                               min_cell=min_cell).data
+                                               min_cell=min_cell,
+                                               unsuppressed=min_cell < suppression.MIN_CELL).data
             except (export.ExportError, materialise.ResultsError) as e:
                 _write_atomic(_error_path(target), str(e).encode("utf-8"))
                 raise

@@ -238,7 +238,15 @@ def to_parquet_bytes(df: pd.DataFrame, columns: Sequence[schema.Column],
 # Tables as exported
 # ---------------------------------------------------------------------------------------------
 
-def _check_request(table: str, fmt: str, by: str | None, min_cell: int) -> None:
+def _check_request(table: str, fmt: str, by: str | None, min_cell: int,
+                   unsuppressed: bool = False) -> None:
+    if min_cell < suppression.MIN_CELL and min_cell >= 0 and not unsuppressed:
+        # Issue 14: less suppression than the deployment's k is row-level access; the caller
+        # (the CLI, or a download for a role entitled to it) says so explicitly.
+        raise ExportError(f"min_cell {min_cell} is below this deployment's k "
+                          f"({suppression.MIN_CELL}): unsuppressed output is for people with "
+                          "row-level access only, and must be asked for as such "
+                          "(unsuppressed=True)")
     if table not in TABLES:
         raise ExportError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")
     if fmt not in FORMATS:
@@ -366,24 +374,28 @@ def _render(src: _Source, table: str, fmt: str, by: str | None, exported_at: str
 
 
 def build_export(con: duckdb.DuckDBPyConnection, table: str, fmt: str = "csv", *,
-                 by: str | None = None,
-                 min_cell: int = suppression.MIN_CELL) -> Export:
-    """One table as a file's bytes, with its provenance (see the module docstring)."""
-    _check_request(table, fmt, by, min_cell)
+                 by: str | None = None, min_cell: int = suppression.MIN_CELL,
+                 unsuppressed: bool = False) -> Export:
+    """One table as a file's bytes, with its provenance (see the module docstring). A
+    `min_cell` below the deployment's k needs `unsuppressed=True`: the caller's statement that
+    the reader has row-level access (the role check is the caller's)."""
+    _check_request(table, fmt, by, min_cell, unsuppressed)
     return _render(_Source(con, min_cell), table, fmt, by, materialise.utc_now())
 
 
 def export_table(con: duckdb.DuckDBPyConnection, table: str, fmt: str = "csv",
                  by: str | None = None,
-                 min_cell: int = suppression.MIN_CELL) -> tuple[str, bytes]:
+                 min_cell: int = suppression.MIN_CELL, unsuppressed: bool = False
+                 ) -> tuple[str, bytes]:
     """(file name, bytes) of one table: what the Data page offers for download (e.g. with
     ``dcc.send_bytes``), identical to ``python -m analytics export``'s file."""
-    e = build_export(con, table, fmt, by=by, min_cell=min_cell)
+    e = build_export(con, table, fmt, by=by, min_cell=min_cell, unsuppressed=unsuppressed)
     return e.filename, e.data
 
 
 def export_bundle(con: duckdb.DuckDBPyConnection, fmt: str = "csv", *,
-                  min_cell: int = suppression.MIN_CELL) -> tuple[str, bytes]:
+                  min_cell: int = suppression.MIN_CELL, unsuppressed: bool = False
+                  ) -> tuple[str, bytes]:
     """(file name, bytes) of a zip holding every table, `datapackage.json` and `CODEBOOK.md`:
     what ``python -m analytics export --all`` writes, as one download for the Data page."""
     import io
@@ -391,7 +403,7 @@ def export_bundle(con: duckdb.DuckDBPyConnection, fmt: str = "csv", *,
     import zipfile
 
     with tempfile.TemporaryDirectory(prefix="ei-export-") as tmp:
-        files, _note = export_all(con, tmp, fmt, min_cell=min_cell)
+        files, _note = export_all(con, tmp, fmt, min_cell=min_cell, unsuppressed=unsuppressed)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
             for f in sorted(Path(tmp).iterdir()):
@@ -400,14 +412,15 @@ def export_bundle(con: duckdb.DuckDBPyConnection, fmt: str = "csv", *,
 
 
 def export_all(con: duckdb.DuckDBPyConnection, out_dir: Path | str, fmt: str = "csv", *,
-               min_cell: int = suppression.MIN_CELL) -> tuple[list[Path], str | None]:
+               min_cell: int = suppression.MIN_CELL, unsuppressed: bool = False
+               ) -> tuple[list[Path], str | None]:
     """Write every table, `datapackage.json` and `CODEBOOK.md` into `out_dir`.
 
     Returns the files written and the note on where the numbers came from (None when the stored
     result tables were used).
     """
     for t in TABLES:
-        _check_request(t, fmt, None, min_cell)
+        _check_request(t, fmt, None, min_cell, unsuppressed)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out}: is a file; --all writes a folder (e.g. --out exports/)")
