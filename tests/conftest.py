@@ -104,3 +104,26 @@ def _shared_builds_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
 
     base = tmp_path_factory.getbasetemp()
     set_shared_root(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
+
+
+@pytest.fixture(scope="module")
+def dash_app():
+    """The real app on the fixture warehouse of the page tests (`tests/test_pages*.py`; the app
+    reads the path from the environment), built once per run (`tests.pages_browser`)."""
+    from tests.pages_browser import fixture_warehouse
+
+    path = fixture_warehouse()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(path))
+        import app as app_module
+
+        yield app_module.app
+
+
+@pytest.fixture(scope="module")
+def pages_demo() -> tuple:
+    """(warehouse, source) of the demo program for the page tests: the run's one demo build, or
+    the fixture warehouse if the demo cannot be built (`tests.pages_browser.pages_demo`)."""
+    from tests.pages_browser import pages_demo as demo
+
+    return demo()
