@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections import Counter
 
 import pytest
 
@@ -51,6 +52,34 @@ def pytest_configure(config: pytest.Config) -> None:
     # Headless always: there is no display on CI or on the dev machine.
     if hasattr(config.option, "headless"):
         config.option.headless = True
+
+
+# The longest units of work of a run (`--dist loadscope`: a module), longest first. xdist hands
+# units out in collection order (`--no-loadscope-reorder` in pyproject.toml), so the long browser
+# modules start at once on both workers and the many short modules fill in after them, and both
+# workers finish together instead of one running the browser modules alone at the end. Measured
+# with `--durations` (setup included, -n 0); a module not listed follows in xdist's own order
+# (most tests first).
+LONGEST_FIRST = (
+    "test_jobs.py",  # builds the shared 2,000-participant demo if no one has yet
+    "test_pages_partnerships_equity.py",  # builds the 10,000-participant demo
+    "test_data_downloads.py",  # builds its 800-participant demo
+    "test_pages.py",
+    "test_snapshot.py",
+    "test_callbacks.py",
+    "test_pages_overview.py",
+    "test_pages_outcomes.py",
+    "test_pages_participation.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order the modules as `LONGEST_FIRST`, then by number of tests (a stable sort: a module's
+    tests stay together and in their order, so its module fixtures are built once)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    tests = Counter(item.path for item in items)
+    items.sort(key=lambda item: (rank.get(item.path.name, len(rank)), -tests[item.path],
+                                 str(item.path)))
 
 
 def pytest_setup_options():  # dash.testing hook: options for the webdriver
@@ -104,3 +133,26 @@ def _shared_builds_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
 
     base = tmp_path_factory.getbasetemp()
     set_shared_root(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
+
+
+@pytest.fixture(scope="module")
+def dash_app():
+    """The real app on the fixture warehouse of the page tests (`tests/test_pages*.py`; the app
+    reads the path from the environment), built once per run (`tests.pages_browser`)."""
+    from tests.pages_browser import fixture_warehouse
+
+    path = fixture_warehouse()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(path))
+        import app as app_module
+
+        yield app_module.app
+
+
+@pytest.fixture(scope="module")
+def pages_demo() -> tuple:
+    """(warehouse, source) of the demo program for the page tests: the run's one demo build, or
+    the fixture warehouse if the demo cannot be built (`tests.pages_browser.pages_demo`)."""
+    from tests.pages_browser import pages_demo as demo
+
+    return demo()
