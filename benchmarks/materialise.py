@@ -36,11 +36,14 @@ def main() -> int:
     p.add_argument("--participants", type=int, default=10_000)
     p.add_argument("--warehouse", type=Path)
     p.add_argument("--repeat", type=int, default=2, help="timed recomputations (best is shown)")
+    p.add_argument("--memory-limit", help="DuckDB memory limit of the recomputation (default: "
+                   "the load's, EXCHANGE_IMPACT_LOAD_MEMORY or 1200MB)")
     args = p.parse_args()
 
     import duckdb
 
     from analytics.derive import materialise
+    from etl.warehouse import LOAD_MEMORY_LIMIT
 
     wh = args.warehouse
     if wh is None:
@@ -52,6 +55,12 @@ def main() -> int:
         print(f"demo of {args.participants:,} participants built and loaded in "
               f"{time.perf_counter() - t0:.1f} s")
     con = duckdb.connect(str(wh), read_only=True)
+    # the load's memory limit, spilling to a folder of our own (never next to the warehouse)
+    spill = tempfile.mkdtemp(prefix="ei-bench-spill-")
+    con.execute(f"SET memory_limit = '{args.memory_limit or LOAD_MEMORY_LIMIT}'")
+    con.execute(f"SET temp_directory = '{spill}'")
+    limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    print(f"DuckDB memory limit {limit} (the load's), spilling to {spill}")
     try:
         state = materialise.stored_state(con)
         if state is not None:
