@@ -814,11 +814,12 @@ def _issue13_scale(scored: pd.DataFrame, k: int, per_scale: set[str],
         with step("moderation"):
             d = scored[~scored["is_comparison"].astype(bool) & scored["score"].notna()]
             if len(d):
-                d = d.assign(unit=_unit_codes(d["participant"], d["exchange_id"]),
-                             instrument=d["instrument"].astype(str),
-                             scale=d["scale"].astype(str))
-                parts["moderation"].append(moderation(d, participant="unit", k=k,
-                                                      exchange_level=False))
+                # one scale: its name is put on the rows, not converted on every score
+                inst, sc = str(d["instrument"].iloc[0]), str(d["scale"].iloc[0])
+                d = d.assign(unit=_unit_codes(d["participant"], d["exchange_id"]))
+                parts["moderation"].append(moderation(
+                    d, participant="unit", instrument=None, scale=None, k=k,
+                    exchange_level=False).assign(instrument=inst, scale=sc))
 
 
 def _issue13_combine(parts: dict[str, list[pd.DataFrame]], per_scale: set[str]
