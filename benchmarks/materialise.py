@@ -60,7 +60,7 @@ def main() -> int:
     con.execute(f"SET memory_limit = '{args.memory_limit or LOAD_MEMORY_LIMIT}'")
     con.execute(f"SET temp_directory = '{spill}'")
     limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-    print(f"DuckDB memory limit {limit} (the load's), spilling to {spill}")
+    print(f"DuckDB memory limit {limit} (the load's), spilling to {spill}", flush=True)
     try:
         state = materialise.stored_state(con)
         if state is not None:
@@ -74,10 +74,16 @@ def main() -> int:
             load = files + state.seconds
             print(f"issue 13's tables: {new:.2f} s of a {load:.1f} s load (files {files:.1f} s "
                   f"+ derive {state.seconds:.1f} s): {100 * new / (load - new):.0f}% more than "
-                  "the load without them (target < 20%)")
+                  "the load without them (target < 20%)", flush=True)
         best = None
+        t_run = time.perf_counter()
+
+        def progress(step: str) -> None:  # long runs (1M) show where they are, timed
+            print(f"  {time.perf_counter() - t_run:7.1f} s  {step}", flush=True)
+
         for _ in range(args.repeat):
-            res = materialise.compute_results(con)
+            t_run = time.perf_counter()
+            res = materialise.compute_results(con, progress=progress)
             if best is None or res.seconds < best.seconds:
                 best = res
     finally:

@@ -149,7 +149,8 @@ def test_derive_composite_in_sql_equals_composite_gains() -> None:
     assert len(want) == len(sql) > 1000
     assert sql.unit.tolist() == want.unit.tolist()
     assert sql.institution_id.tolist() == want.institution_id.tolist()
-    np.testing.assert_allclose(sql.gain, want.gain, rtol=1e-12)
+    # sums in another order (DuckDB aggregates in parallel): equal up to rounding
+    np.testing.assert_allclose(sql.gain, want.gain, rtol=1e-10, atol=1e-12)
 
 
 def test_shares_count_categories_with_wilson_interval() -> None:
