@@ -132,19 +132,21 @@ def test_derive_composite_in_sql_equals_composite_gains() -> None:
     con = duckdb.connect(str(wh), read_only=True)
     try:
         materialise.compute_results(con, min_cell=0, tables=["reciprocity"])
-        gains = con.execute(f"SELECT * FROM {materialise._GAINS} ORDER BY unit, instrument, "
-                            "scale").df()
+        both = con.execute(f"SELECT * FROM {materialise._gains_and_composite_sql()} g "
+                           "ORDER BY unit, instrument, scale").df()
         sd = con.execute(f"""
             SELECT g.instrument, g.scale, stddev_samp(s.score) AS sd
-            FROM (SELECT DISTINCT instrument, scale FROM {materialise._GAINS}) g
+            FROM (SELECT DISTINCT instrument, scale FROM res_scale_scores) g
             JOIN res_scale_scores s USING (instrument, scale)
             JOIN {materialise._ATTRS} a ON a.participant = s.participant
                                        AND a.exchange_id = s.exchange_id
             WHERE s.wave = 'pre' AND NOT a.is_comparison AND s.score IS NOT NULL GROUP BY ALL
         """).df().set_index(["instrument", "scale"])["sd"]
-        sql = con.execute(f"SELECT * FROM {materialise._COMPOSITE} ORDER BY unit").df()
     finally:
         con.close()
+    gains = both[both.scale != "composite"].reset_index(drop=True)
+    sql = both[both.scale == "composite"].reset_index(drop=True)
+    assert gains.groupby(["unit", "scale"]).size().max() == 1  # one gain per unit and scale
     want = composite_gains(gains, sd)
     assert len(want) == len(sql) > 1000
     assert sql.unit.tolist() == want.unit.tolist()

@@ -904,7 +904,7 @@ def compute_results(
         con.execute(f"CREATE OR REPLACE TEMP TABLE {_ATTRS} AS SELECT * FROM _ei_attrs_df")
     finally:
         con.unregister("_ei_attrs_df")
-    for t in (_GAINS, _COMPOSITE):  # made from this derive's scores, never an earlier one's
+    for t in (_GAINS, _COMPOSITE, _HOME, _GAIN_SCALES):  # this derive's, never an earlier one's
         con.execute(f"DROP TABLE IF EXISTS {t}")
     timings["read"] = time.perf_counter() - t0
 
@@ -1184,57 +1184,75 @@ EQUITY_GAP_GROUPINGS: tuple[str, ...] = ("gender", "age_band", "connectivity", "
 
 
 _GAINS, _COMPOSITE = "_ei_gains", "_ei_composite"
+_HOME, _GAIN_SCALES = "_ei_gain_home", "_ei_gain_scales"
 
 
 def _gain_tables(con: duckdb.DuckDBPyConnection, scores: str) -> None:
     """Temporary tables of the exchange participants' paired gains, made once per derive and
     shared by res_reciprocity, res_equity_gaps and res_cost (comparison people left out):
 
-    - `_GAINS`: post − pre gain per unit (participant x exchange, `_unit` of `_ATTRS`) and
-      scale, with the unit's exchange and home institution;
+    - `_HOME`: per unit (participant x exchange, `_unit` of `_ATTRS`) its exchange and home
+      institution; `_GAIN_SCALES`: per scale a small code ``k`` and the SD of its pre score over
+      exchange participants (the composite's unit);
+    - `_GAINS`: post − pre gain per unit and scale code, one scale at a time;
     - `_COMPOSITE`: one composite gain per unit, the mean over the scales it has of
-      gain / SD(pre score of the scale over exchange participants), as
-      `analytics.stats.reciprocity.composite_gains` computes it (scales with SD 0 or none
-      left out).
+      gain / SD(pre score of the scale), as `analytics.stats.reciprocity.composite_gains`
+      computes it (scales with SD 0 or none left out).
 
-    They stay in the warehouse: at 1M participants the per unit x scale gains are ~8M rows,
-    which pandas need not hold (only per-partnership and per-group sums are fetched)."""
+    They stay in the warehouse, narrow (integers and the gain): at 1M participants the per
+    unit x scale gains are ~8M rows, which pandas need not hold and which, grouped by strings
+    all at once, did not fit in the load's 1,200 MB (only per-partnership and per-group sums
+    are fetched)."""
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {_GAINS} AS
-        SELECT a._unit AS unit, s.exchange_id, p.institution_id, s.instrument, s.scale,
-               max(s.score) FILTER (WHERE s.wave = 'post')
-               - max(s.score) FILTER (WHERE s.wave = 'pre') AS gain
-        FROM {scores} s
-        JOIN {_ATTRS} a ON a.participant = s.participant AND a.exchange_id = s.exchange_id
-        JOIN {schema.PARTICIPANTS.name} p ON p.participant_id = s.participant
-        WHERE NOT a.is_comparison AND s.score IS NOT NULL AND s.wave IN ('pre', 'post')
-        GROUP BY ALL
-        HAVING count(*) FILTER (WHERE s.wave = 'post') > 0
-           AND count(*) FILTER (WHERE s.wave = 'pre') > 0
+        CREATE OR REPLACE TEMP TABLE {_HOME} AS
+        SELECT a._unit AS unit, a.exchange_id, p.institution_id
+        FROM {_ATTRS} a JOIN {schema.PARTICIPANTS.name} p ON p.participant_id = a.participant
+        WHERE NOT a.is_comparison
     """)
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {_COMPOSITE} AS
-        WITH sd AS (
-            SELECT s.instrument, s.scale, stddev_samp(s.score) AS sd
+        CREATE OR REPLACE TEMP TABLE {_GAIN_SCALES} AS
+        SELECT (row_number() OVER (ORDER BY instrument, scale))::INTEGER AS k, *
+        FROM (SELECT s.instrument, s.scale, stddev_samp(s.score) AS sd
+              FROM {scores} s
+              JOIN {_ATTRS} a ON a.participant = s.participant AND a.exchange_id = s.exchange_id
+              WHERE s.wave = 'pre' AND NOT a.is_comparison AND s.score IS NOT NULL
+              GROUP BY ALL)
+    """)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_GAINS} (unit BIGINT, k INTEGER, gain DOUBLE)")
+    for k, inst, sc in con.execute(
+            f"SELECT k, instrument, scale FROM {_GAIN_SCALES} ORDER BY k").fetchall():
+        con.execute(f"""
+            INSERT INTO {_GAINS}
+            SELECT a._unit, {int(k)}, max(s.score) FILTER (WHERE s.wave = 'post')
+                                      - max(s.score) FILTER (WHERE s.wave = 'pre')
             FROM {scores} s
             JOIN {_ATTRS} a ON a.participant = s.participant AND a.exchange_id = s.exchange_id
-            WHERE s.wave = 'pre' AND NOT a.is_comparison AND s.score IS NOT NULL GROUP BY ALL)
-        SELECT g.unit, any_value(g.exchange_id) AS exchange_id,
-               any_value(g.institution_id) AS institution_id, avg(g.gain / sd.sd) AS gain
-        FROM {_GAINS} g JOIN sd USING (instrument, scale)
-        WHERE sd.sd > 0 AND isfinite(g.gain / sd.sd)
+            WHERE s.instrument = ? AND s.scale = ? AND NOT a.is_comparison
+              AND s.score IS NOT NULL AND s.wave IN ('pre', 'post')
+              AND a._unit IN (SELECT unit FROM {_HOME})
+            GROUP BY a._unit
+            HAVING count(*) FILTER (WHERE s.wave = 'post') > 0
+               AND count(*) FILTER (WHERE s.wave = 'pre') > 0
+        """, [inst, sc])
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {_COMPOSITE} AS
+        SELECT g.unit, avg(g.gain / c.sd) AS gain
+        FROM {_GAINS} g JOIN {_GAIN_SCALES} c USING (k)
+        WHERE c.sd > 0 AND isfinite(g.gain / c.sd)
         GROUP BY g.unit
     """)
 
 
 def _gains_and_composite_sql() -> str:
-    """`_GAINS` and `_COMPOSITE` as one relation (the composite as instrument 'all', scale
-    'composite', `analytics.stats.reciprocity.COMPOSITE`)."""
+    """`_GAINS` and `_COMPOSITE` as one relation of unit, exchange_id, institution_id,
+    instrument, scale, gain (the composite as instrument 'all', scale 'composite',
+    `analytics.stats.reciprocity.COMPOSITE`)."""
     from analytics.stats.reciprocity import COMPOSITE
 
-    return (f"(SELECT unit, exchange_id, institution_id, instrument, scale, gain FROM {_GAINS} "
-            f"UNION ALL SELECT unit, exchange_id, institution_id, '{COMPOSITE[0]}', "
-            f"'{COMPOSITE[1]}', gain FROM {_COMPOSITE})")
+    return (f"(SELECT g.unit, h.exchange_id, h.institution_id, c.instrument, c.scale, g.gain "
+            f"FROM {_GAINS} g JOIN {_HOME} h USING (unit) JOIN {_GAIN_SCALES} c USING (k) "
+            f"UNION ALL SELECT g.unit, h.exchange_id, h.institution_id, '{COMPOSITE[0]}', "
+            f"'{COMPOSITE[1]}', g.gain FROM {_COMPOSITE} g JOIN {_HOME} h USING (unit))")
 
 
 def _reciprocity_and_equity(con: duckdb.DuckDBPyConnection, scores: str, attrs: pd.DataFrame,
