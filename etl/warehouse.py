@@ -57,15 +57,16 @@ DEFAULT_WAREHOUSE = Path(os.environ.get("EXCHANGE_IMPACT_WAREHOUSE", "data/wareh
 LOAD_MEMORY_LIMIT = os.environ.get("EXCHANGE_IMPACT_LOAD_MEMORY", "1200MB")
 
 
-def out_of_memory(error: BaseException) -> str | None:
+def out_of_memory(error: BaseException, *, command: str = "load") -> str | None:
     """What to do when `error` (or an error it arose from) is DuckDB running out of the memory a
-    load may use; None for any other error."""
+    load (or `command`, e.g. "refresh": every writer of `build_next` has the load's limit) may
+    use; None for any other error."""
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, duckdb.OutOfMemoryException):
-            return (f"the load ran out of the memory it may use (EXCHANGE_IMPACT_LOAD_MEMORY="
+            return (f"the {command} ran out of the memory it may use (EXCHANGE_IMPACT_LOAD_MEMORY="
                     f"{LOAD_MEMORY_LIMIT}); set EXCHANGE_IMPACT_LOAD_MEMORY higher (e.g. 4GB) "
-                    "and load again")
+                    f"and {command} again")
         seen = seen.__cause__ or seen.__context__
     return None
 

@@ -254,6 +254,47 @@ def test_a_load_out_of_memory_says_which_setting_and_changes_nothing(tmp_path: P
     assert snapshot(wh) == before
 
 
+def test_a_refresh_out_of_memory_says_which_setting_and_changes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    """`analytics refresh` writes with the load's memory limit: running out of it, in a result
+    table (the derive step names the table and chains DuckDB's error:
+    tests/test_materialise.py) or outside one (writing, rollups), is one line naming the
+    setting, exit 1, and the warehouse as it was."""
+    from analytics.derive import materialise
+    from analytics.outputs import cli
+    from etl.warehouse import LOAD_MEMORY_LIMIT
+
+    wh = P.loaded_program(tmp_path, derive=False)  # refresh makes the results anyway
+    before = snapshot(wh)
+    oom = duckdb.OutOfMemoryException(
+        "Out of Memory Error: failed to allocate data of size 64.0 MiB")
+
+    def in_a_table(*_a, **_k):
+        raise materialise.ResultsError(
+            "res_reciprocity: cannot be computed: OutOfMemoryException: Out of Memory Error: "
+            "failed to allocate data of size 64.0 MiB") from oom
+
+    def outside(*_a, **_k):
+        raise oom
+
+    hint = (f"the refresh ran out of the memory it may use (EXCHANGE_IMPACT_LOAD_MEMORY="
+            f"{LOAD_MEMORY_LIMIT}); set EXCHANGE_IMPACT_LOAD_MEMORY higher (e.g. 4GB) and "
+            "refresh again; the warehouse was left as it was before this command")
+    for fails, starts in ((in_a_table, "error: res_reciprocity: cannot be computed: "
+                                       "OutOfMemoryException: Out of Memory Error"),
+                          (outside, f"error: {wh}: ")):
+        monkeypatch.setattr(materialise, "refresh", fails)
+        code = cli.main(["refresh", "--warehouse", str(wh)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 1
+        assert len(err) == 1 and err[0].startswith(starts) and err[0].endswith(hint), err
+        assert snapshot(wh) == before
+    # any other error is not dressed up as a memory problem
+    monkeypatch.setattr(materialise, "refresh", lambda *_a, **_k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["refresh", "--warehouse", str(wh)])
+
+
 def test_out_of_memory_anywhere_in_a_load_is_a_message_not_a_traceback(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
     """Out of memory while staging a file (before the derive step) reaches the command line as

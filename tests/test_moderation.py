@@ -191,3 +191,40 @@ def test_the_rows_are_the_same_at_every_k():
         assert t.equals(tables[0])
     strict = moderation(d, moderators=["modality"], instrument=None, scale=None, k=10**6)
     assert (strict["suppressed"] != "").all() and strict["estimate"].isna().all()
+
+
+@pytest.mark.parametrize("se_method", ["conditional", "observed"])
+def test_fit_from_cells_equals_the_dense_design(se_method):
+    """The derive step fits moderation from per-cell sums (`CellDesign`, no N x p matrix): the
+    same estimates, covariance, variances and residuals as the dense design, unbalanced
+    groups and an empty cell included; a bad cell index is refused."""
+    from analytics.stats.longitudinal import (
+        CellDesign,
+        _design_cells,
+        _Factor,
+        fit_random_intercept,
+    )
+
+    rng = np.random.default_rng(3)
+    n = 5000
+    w, lv, g = rng.integers(0, 3, n), rng.integers(0, 4, n), rng.integers(0, 1800, n)
+    lv[(lv == 3) & (w == 2)] = 2  # a wave x level cell with no row
+    y = rng.normal(size=n) + 0.3 * w + 0.1 * lv * w + rng.normal(size=1800)[g]
+    X, names = _design_cells([_Factor("wave", w, ["pre", "post", "fu"]),
+                              _Factor("m", lv, list("abcd"))])
+    assert isinstance(X, CellDesign) and X.dense().shape == (n, 12)
+    # an empty cell makes the full design rank deficient: drop its interaction column
+    keep = np.flatnonzero(np.abs(X.dense()).sum(axis=0) > 0)
+    X = CellDesign(X.cells[:, keep], X.index)
+    names = [names[i] for i in keep]
+    dense = fit_random_intercept(y, X.dense(), g, names=names, se_method=se_method)
+    cells = fit_random_intercept(y, X, g, names=names, se_method=se_method)
+    np.testing.assert_allclose(cells.beta, dense.beta, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(cells.cov_beta, dense.cov_beta, rtol=1e-10, atol=1e-14)
+    assert cells.lam == pytest.approx(dense.lam, rel=1e-10)
+    assert cells.var_residual == pytest.approx(dense.var_residual, rel=1e-10)
+    assert cells.reml_loglik == pytest.approx(dense.reml_loglik, rel=1e-12)
+    np.testing.assert_allclose(cells.residual, dense.residual, atol=1e-10)
+    assert (cells.n_groups, cells.n_obs) == (dense.n_groups, dense.n_obs)
+    with pytest.raises(ValueError, match="cell index points past"):
+        fit_random_intercept(y, CellDesign(X.cells, X.index + len(X.cells)), g)

@@ -12,6 +12,7 @@ from analytics.stats.reciprocity import (
     SHARE_COLUMNS,
     composite_gains,
     reciprocity,
+    reciprocity_from_sides,
     reciprocity_shares,
     wilson_interval,
 )
@@ -97,6 +98,61 @@ def test_composite_is_the_mean_standardised_gain() -> None:
     out = composite_gains(g, sd)
     assert out.gain.tolist() == pytest.approx([0.75, 1.0])
     assert set(out.scale) == {"composite"} and set(out.institution_id) == {"A"}
+
+
+def test_from_sides_equals_from_units() -> None:
+    """The derive step passes each side's n, mean and variance (summed in SQL), not its
+    units: the same rows follow, including a side of one unit (no variance) and none."""
+    rng = np.random.default_rng(5)
+    g = pd.DataFrame({"exchange_id": "X1", "institution_id": rng.choice(["A", "B", "C"], 60),
+                      "unit": range(60), "instrument": "i", "scale": rng.choice(["s1", "s2"], 60),
+                      "gain": rng.normal(0.3, 1.0, 60)})
+    g = pd.concat([g, pd.DataFrame({"exchange_id": ["X2"], "institution_id": ["A"],
+                                    "unit": [99], "instrument": ["i"], "scale": ["s1"],
+                                    "gain": [0.5]})], ignore_index=True)
+    parts = pd.DataFrame({"partnership_id": ["P1", "P2", "P3"], "exchange_id": ["X1", "X1", "X2"],
+                          "institution_a": ["A", "A", "A"], "institution_b": ["B", "C", "D"]})
+    sides = g.groupby(["exchange_id", "institution_id", "instrument", "scale"]).gain.agg(
+        n="count", mean="mean", v="var").reset_index()
+    for k in (0, 10):
+        pd.testing.assert_frame_equal(reciprocity_from_sides(sides, parts, k=k),
+                                      reciprocity(g, parts, k=k))
+    with pytest.raises(ValueError, match="sides lack column 'v'"):
+        reciprocity_from_sides(sides.drop(columns="v"), parts)
+
+
+def test_derive_composite_in_sql_equals_composite_gains() -> None:
+    """The derive step's composite gains (SQL, shared by reciprocity, equity gaps and cost)
+    are `composite_gains` of its per-scale gains on the demo."""
+    import duckdb
+
+    from analytics.derive import materialise
+
+    wh, _ = _demo()
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        materialise.compute_results(con, min_cell=0, tables=["reciprocity"])
+        both = con.execute(f"SELECT * FROM {materialise._gains_and_composite_sql()} g "
+                           "ORDER BY unit, instrument, scale").df()
+        sd = con.execute(f"""
+            SELECT g.instrument, g.scale, stddev_samp(s.score) AS sd
+            FROM (SELECT DISTINCT instrument, scale FROM res_scale_scores) g
+            JOIN res_scale_scores s USING (instrument, scale)
+            JOIN {materialise._ATTRS} a ON a.participant = s.participant
+                                       AND a.exchange_id = s.exchange_id
+            WHERE s.wave = 'pre' AND NOT a.is_comparison AND s.score IS NOT NULL GROUP BY ALL
+        """).df().set_index(["instrument", "scale"])["sd"]
+    finally:
+        con.close()
+    gains = both[both.scale != "composite"].reset_index(drop=True)
+    sql = both[both.scale == "composite"].reset_index(drop=True)
+    assert gains.groupby(["unit", "scale"]).size().max() == 1  # one gain per unit and scale
+    want = composite_gains(gains, sd)
+    assert len(want) == len(sql) > 1000
+    assert sql.unit.tolist() == want.unit.tolist()
+    assert sql.institution_id.tolist() == want.institution_id.tolist()
+    # sums in another order (DuckDB aggregates in parallel): equal up to rounding
+    np.testing.assert_allclose(sql.gain, want.gain, rtol=1e-10, atol=1e-12)
 
 
 def test_shares_count_categories_with_wilson_interval() -> None:

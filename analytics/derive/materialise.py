@@ -814,11 +814,12 @@ def _issue13_scale(scored: pd.DataFrame, k: int, per_scale: set[str],
         with step("moderation"):
             d = scored[~scored["is_comparison"].astype(bool) & scored["score"].notna()]
             if len(d):
-                d = d.assign(unit=_unit_codes(d["participant"], d["exchange_id"]),
-                             instrument=d["instrument"].astype(str),
-                             scale=d["scale"].astype(str))
-                parts["moderation"].append(moderation(d, participant="unit", k=k,
-                                                      exchange_level=False))
+                # one scale: its name is put on the rows, not converted on every score
+                inst, sc = str(d["instrument"].iloc[0]), str(d["scale"].iloc[0])
+                d = d.assign(unit=_unit_codes(d["participant"], d["exchange_id"]))
+                parts["moderation"].append(moderation(
+                    d, participant="unit", instrument=None, scale=None, k=k,
+                    exchange_level=False).assign(instrument=inst, scale=sc))
 
 
 def _issue13_combine(parts: dict[str, list[pd.DataFrame]], per_scale: set[str]
@@ -903,6 +904,8 @@ def compute_results(
         con.execute(f"CREATE OR REPLACE TEMP TABLE {_ATTRS} AS SELECT * FROM _ei_attrs_df")
     finally:
         con.unregister("_ei_attrs_df")
+    for t in (_GAINS, _COMPOSITE, _HOME, _GAIN_SCALES):  # this derive's, never an earlier one's
+        con.execute(f"DROP TABLE IF EXISTS {t}")
     timings["read"] = time.perf_counter() - t0
 
     out: dict[str, pd.DataFrame] = {}
@@ -1180,52 +1183,91 @@ _ISSUE13_G = ("reciprocity", "reciprocity_shares", "equity_gaps")
 EQUITY_GAP_GROUPINGS: tuple[str, ...] = ("gender", "age_band", "connectivity", "income_group")
 
 
-def _unit_gains(con: duckdb.DuckDBPyConnection, scores: str) -> pd.DataFrame:
-    """Paired post − pre gain per exchange participant's unit (participant x exchange, `_unit`
-    of `_ATTRS`) and scale, with the unit's exchange and home institution; comparison people
-    left out."""
-    return con.execute(f"""
-        SELECT a._unit AS unit, s.exchange_id, p.institution_id, s.instrument, s.scale,
-               max(s.score) FILTER (WHERE s.wave = 'post')
-               - max(s.score) FILTER (WHERE s.wave = 'pre') AS gain
-        FROM {scores} s
-        JOIN {_ATTRS} a ON a.participant = s.participant AND a.exchange_id = s.exchange_id
-        JOIN {schema.PARTICIPANTS.name} p ON p.participant_id = s.participant
-        WHERE NOT a.is_comparison AND s.score IS NOT NULL AND s.wave IN ('pre', 'post')
-        GROUP BY ALL
-        HAVING count(*) FILTER (WHERE s.wave = 'post') > 0
-           AND count(*) FILTER (WHERE s.wave = 'pre') > 0
-        ORDER BY unit, s.instrument, s.scale
-    """).df()
+_GAINS, _COMPOSITE = "_ei_gains", "_ei_composite"
+_HOME, _GAIN_SCALES = "_ei_gain_home", "_ei_gain_scales"
 
 
-def _pre_sd(con: duckdb.DuckDBPyConnection, scores: str) -> pd.Series:
-    """SD of the pre score per scale over exchange participants: the composite's unit."""
-    sd = con.execute(f"""
-        SELECT s.instrument, s.scale, stddev_samp(s.score) AS sd
-        FROM {scores} s
-        JOIN {_ATTRS} a ON a.participant = s.participant AND a.exchange_id = s.exchange_id
-        WHERE s.wave = 'pre' AND NOT a.is_comparison AND s.score IS NOT NULL GROUP BY ALL
-    """).df()
-    return sd.set_index(["instrument", "scale"])["sd"]
+def _gain_tables(con: duckdb.DuckDBPyConnection, scores: str) -> None:
+    """Temporary tables of the exchange participants' paired gains, made once per derive and
+    shared by res_reciprocity, res_equity_gaps and res_cost (comparison people left out):
+
+    - `_HOME`: per unit (participant x exchange, `_unit` of `_ATTRS`) its exchange and home
+      institution; `_GAIN_SCALES`: per scale a small code ``k`` and the SD of its pre score over
+      exchange participants (the composite's unit);
+    - `_GAINS`: post − pre gain per unit and scale code, one scale at a time;
+    - `_COMPOSITE`: one composite gain per unit, the mean over the scales it has of
+      gain / SD(pre score of the scale), as `analytics.stats.reciprocity.composite_gains`
+      computes it (scales with SD 0 or none left out).
+
+    They stay in the warehouse, narrow (integers and the gain): at 1M participants the per
+    unit x scale gains are ~8M rows, which pandas need not hold and which, grouped by strings
+    all at once, did not fit in the load's 1,200 MB (only per-partnership and per-group sums
+    are fetched)."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {_HOME} AS
+        SELECT a._unit AS unit, a.exchange_id, p.institution_id
+        FROM {_ATTRS} a JOIN {schema.PARTICIPANTS.name} p ON p.participant_id = a.participant
+        WHERE NOT a.is_comparison
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {_GAIN_SCALES} AS
+        SELECT (row_number() OVER (ORDER BY instrument, scale))::INTEGER AS k, *
+        FROM (SELECT s.instrument, s.scale, stddev_samp(s.score) AS sd
+              FROM {scores} s
+              JOIN {_ATTRS} a ON a.participant = s.participant AND a.exchange_id = s.exchange_id
+              WHERE s.wave = 'pre' AND NOT a.is_comparison AND s.score IS NOT NULL
+              GROUP BY ALL)
+    """)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_GAINS} (unit BIGINT, k INTEGER, gain DOUBLE)")
+    for k, inst, sc in con.execute(
+            f"SELECT k, instrument, scale FROM {_GAIN_SCALES} ORDER BY k").fetchall():
+        con.execute(f"""
+            INSERT INTO {_GAINS}
+            SELECT a._unit, {int(k)}, max(s.score) FILTER (WHERE s.wave = 'post')
+                                      - max(s.score) FILTER (WHERE s.wave = 'pre')
+            FROM {scores} s
+            JOIN {_ATTRS} a ON a.participant = s.participant AND a.exchange_id = s.exchange_id
+            WHERE s.instrument = ? AND s.scale = ? AND NOT a.is_comparison
+              AND s.score IS NOT NULL AND s.wave IN ('pre', 'post')
+              AND a._unit IN (SELECT unit FROM {_HOME})
+            GROUP BY a._unit
+            HAVING count(*) FILTER (WHERE s.wave = 'post') > 0
+               AND count(*) FILTER (WHERE s.wave = 'pre') > 0
+        """, [inst, sc])
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {_COMPOSITE} AS
+        SELECT g.unit, avg(g.gain / c.sd) AS gain
+        FROM {_GAINS} g JOIN {_GAIN_SCALES} c USING (k)
+        WHERE c.sd > 0 AND isfinite(g.gain / c.sd)
+        GROUP BY g.unit
+    """)
+
+
+def _gains_and_composite_sql() -> str:
+    """`_GAINS` and `_COMPOSITE` as one relation of unit, exchange_id, institution_id,
+    instrument, scale, gain (the composite as instrument 'all', scale 'composite',
+    `analytics.stats.reciprocity.COMPOSITE`)."""
+    from analytics.stats.reciprocity import COMPOSITE
+
+    return (f"(SELECT g.unit, h.exchange_id, h.institution_id, c.instrument, c.scale, g.gain "
+            f"FROM {_GAINS} g JOIN {_HOME} h USING (unit) JOIN {_GAIN_SCALES} c USING (k) "
+            f"UNION ALL SELECT g.unit, h.exchange_id, h.institution_id, '{COMPOSITE[0]}', "
+            f"'{COMPOSITE[1]}', g.gain FROM {_COMPOSITE} g JOIN {_HOME} h USING (unit))")
 
 
 def _reciprocity_and_equity(con: duckdb.DuckDBPyConnection, scores: str, attrs: pd.DataFrame,
                             k: int, wanted: Sequence[str], step: Callable
                             ) -> dict[str, pd.DataFrame]:
     """res_reciprocity, res_reciprocity_shares and res_equity_gaps from the units' gains per
-    scale in the scale-score table `scores` (plus their composite,
-    `analytics.stats.reciprocity.composite_gains`) and `attrs` (the frame behind `_ATTRS`,
-    with the covariates of `_with_covariates`)."""
+    scale and their composite (`_gain_tables`, made here unless already made) and `attrs` (the
+    frame behind `_ATTRS`, with the covariates of `_with_covariates`). Each side's n, mean and
+    variance and the equity cells' counts and sums are computed in SQL."""
     from analytics.stats.equity import equity_gaps
-    from analytics.stats.reciprocity import composite_gains, reciprocity, reciprocity_shares
+    from analytics.stats.reciprocity import reciprocity_from_sides, reciprocity_shares
 
     out: dict[str, pd.DataFrame] = {}
     with step("reciprocity"):
-        gains = _unit_gains(con, scores)
-        comp = (composite_gains(gains, _pre_sd(con, scores)) if len(gains)
-                else gains.iloc[:0])
-        both = pd.concat([gains, comp[gains.columns]], ignore_index=True)
+        _gain_tables(con, scores)
     if {"reciprocity", "reciprocity_shares"} & set(wanted):
         with step("reciprocity"):
             parts = con.execute(f"""
@@ -1235,64 +1277,79 @@ def _reciprocity_and_equity(con: duckdb.DuckDBPyConnection, scores: str, attrs: 
                 LEFT JOIN {schema.EXCHANGES.name} x USING (exchange_id)
                 ORDER BY pt.partnership_id
             """).df()
-            rec = reciprocity(both, parts, k=k)
+            sides = con.execute(f"""
+                SELECT exchange_id, institution_id, instrument, scale, count(*) AS n,
+                       avg(gain) AS mean, var_samp(gain) AS v
+                FROM {_gains_and_composite_sql()} g
+                GROUP BY ALL ORDER BY ALL
+            """).df()
+            rec = reciprocity_from_sides(sides, parts, k=k)
             out["reciprocity"] = rec
         with step("reciprocity_shares"):
             out["reciprocity_shares"] = reciprocity_shares(rec, k=k)
     if "equity_gaps" in wanted:
         with step("equity_gaps"):
-            out["equity_gaps"] = equity_gaps(_equity_cells(con, both, attrs), subsets=(
+            out["equity_gaps"] = equity_gaps(_equity_cells(con, attrs), subsets=(
                 "active", "dropped", "stayed"), lower_is_better={"dropout": True}, k=k)
     return out
 
 
-def _equity_cells(con: duckdb.DuckDBPyConnection, gains: pd.DataFrame, attrs: pd.DataFrame
-                  ) -> pd.DataFrame:
+def _equity_cells(con: duckdb.DuckDBPyConnection, attrs: pd.DataFrame) -> pd.DataFrame:
     """Per grouping x group x exchange x measure: units and the measure's sum, for
     `analytics.stats.equity.equity_gaps`. Units are exchange participants (participant x
     exchange; an enrolled participant with neither answers nor events is one unit with no
-    exchange). Measures: gain (per scale and composite; units with a pre and a post score),
-    minutes (minutes logged per unit, every unit; ``active`` counts units with events), dropout
-    (units that answered the pre survey; 1 when they did not answer the post survey)."""
-    units = attrs.assign(unit=np.arange(1, len(attrs) + 1))
+    exchange). Measures: gain (per scale and composite, `_gain_tables`; units with a pre and a
+    post score), minutes (minutes logged per unit, every unit; ``active`` counts units with
+    events), dropout (units that answered the pre survey; 1 when they did not answer the post
+    survey). Summed in SQL: only the cells reach pandas."""
+    units = attrs.assign(unit=np.arange(1, len(attrs) + 1, dtype=np.int64))
     units = units[~units["is_comparison"].astype(bool)]
-    keep = ["unit", "exchange_id", *EQUITY_GAP_GROUPINGS]
-    units = units[keep + ["minutes", "n_events"]]
-    waves = con.execute(f"""
-        SELECT a._unit AS unit, bool_or(r.wave = 'pre') AS pre, bool_or(r.wave = 'post') AS post
-        FROM (SELECT DISTINCT participant_id, exchange_id, wave FROM {schema.RESPONSES.name}) r
-        JOIN {_ATTRS} a ON a.participant = r.participant_id AND a.exchange_id = r.exchange_id
-        GROUP BY ALL
-    """).df()
-    u = units.merge(waves, on="unit", how="left")
-    frames = [
-        u.assign(measure="minutes", instrument=None, scale=None,
-                 value=u["minutes"].astype(float), active=(u["n_events"] > 0).astype(float)),
-    ]
-    pre = u[u["pre"].fillna(False).astype(bool)]
-    dropped = (~pre["post"].fillna(False).astype(bool)).astype(float)
-    frames.append(pre.assign(measure="dropout", instrument=None, scale=None, value=dropped,
-                             dropped=dropped, stayed=1.0 - dropped))
-    g = gains[["unit", "instrument", "scale", "gain"]].merge(units[keep], on="unit", how="inner")
-    frames.append(g.assign(measure="gain", value=g["gain"].astype(float)))
-    cols = ["measure", "instrument", "scale", "exchange_id", "value", "active", "dropped",
-            "stayed"]
-    parts = []
-    for grouping in EQUITY_GAP_GROUPINGS:
-        for f in frames:
-            d = f.reindex(columns=[*cols, grouping]).rename(columns={grouping: "group"})
-            d["group"] = d["group"].astype("object").fillna("not reported").astype(str)
-            d["exchange_id"] = d["exchange_id"].astype("object").fillna("(none)")
-            d[["instrument", "scale"]] = d[["instrument", "scale"]].astype("object").fillna("")
-            by = d.groupby(["measure", "instrument", "scale", "group", "exchange_id"],
-                           sort=True, observed=True)
-            c = by["value"].agg(n="size", sum="sum").join(
-                by[["active", "dropped", "stayed"]].sum(min_count=1)).reset_index()
-            parts.append(c.assign(grouping=grouping))
-    cells = pd.concat(parts, ignore_index=True)
-    # measures without a scale carry NULL instrument and scale in the table
-    cells[["instrument", "scale"]] = cells[["instrument", "scale"]].replace("", None)
-    return cells
+    units = pd.DataFrame({
+        "unit": units["unit"].to_numpy(),
+        "exchange_id": units["exchange_id"].astype("object").fillna("(none)").astype(str),
+        "minutes": units["minutes"].to_numpy(float),
+        "active": (units["n_events"].to_numpy() > 0).astype(float),
+        **{g: units[g].astype("object").fillna("not reported").astype(str)
+           for g in EQUITY_GAP_GROUPINGS},
+    })
+    view = "_ei_equity_units"
+    con.register(view, units)
+    try:
+        parts = []
+        for grouping in EQUITY_GAP_GROUPINGS:
+            cells = con.execute(f"""
+                WITH u AS (SELECT unit, exchange_id, "{grouping}" AS grp, minutes, active
+                           FROM {view}),
+                waves AS (
+                    SELECT a._unit AS unit, bool_or(r.wave = 'pre') AS pre,
+                           bool_or(r.wave = 'post') AS post
+                    FROM (SELECT DISTINCT participant_id, exchange_id, wave
+                          FROM {schema.RESPONSES.name}) r
+                    JOIN {_ATTRS} a ON a.participant = r.participant_id
+                                   AND a.exchange_id = r.exchange_id
+                    GROUP BY ALL),
+                pre AS (SELECT u.*, CASE WHEN coalesce(w.post, FALSE) THEN 0.0 ELSE 1.0 END
+                               AS dropped
+                        FROM u JOIN waves w USING (unit) WHERE w.pre)
+                SELECT 'minutes' AS measure, NULL::VARCHAR AS instrument,
+                       NULL::VARCHAR AS scale, grp AS "group", exchange_id, count(*) AS n,
+                       coalesce(sum(minutes), 0.0) AS sum, sum(active) AS active,
+                       NULL::DOUBLE AS dropped, NULL::DOUBLE AS stayed
+                FROM u GROUP BY ALL
+                UNION ALL
+                SELECT 'dropout', NULL, NULL, grp, exchange_id, count(*), sum(dropped), NULL,
+                       sum(dropped), sum(1.0 - dropped)
+                FROM pre GROUP BY ALL
+                UNION ALL
+                SELECT 'gain', g.instrument, g.scale, u.grp, u.exchange_id, count(*),
+                       coalesce(sum(g.gain), 0.0), NULL, NULL, NULL
+                FROM {_gains_and_composite_sql()} g JOIN u USING (unit) GROUP BY ALL
+                ORDER BY ALL
+            """).df()
+            parts.append(cells.assign(grouping=grouping))
+    finally:
+        con.unregister(view)
+    return pd.concat(parts, ignore_index=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1303,9 +1360,9 @@ def _cost(con: duckdb.DuckDBPyConnection, scores: str, attrs: pd.DataFrame, k: i
           ) -> pd.DataFrame:
     """res_cost: exchanges (budget, currency, start year, program, cluster of the exchange),
     the exchange participants' units of `attrs` (active: an event logged; gain: the composite
-    standardised gain of `analytics.stats.reciprocity.composite_gains`) and the rates."""
+    standardised gain of `_gain_tables`, as `analytics.stats.reciprocity.composite_gains`) and
+    the rates."""
     from analytics.stats.cost import cost_per_outcome
-    from analytics.stats.reciprocity import composite_gains
 
     exchanges = con.execute(f"""
         SELECT exchange_id, program, cluster_id AS cluster, budget, currency,
@@ -1319,9 +1376,10 @@ def _cost(con: duckdb.DuckDBPyConnection, scores: str, attrs: pd.DataFrame, k: i
                          "ORDER BY currency, year").df() if has_rates else None)
     own = attrs.assign(unit=np.arange(1, len(attrs) + 1, dtype=np.int64))
     own = own[own["exchange_id"].notna() & ~own["is_comparison"].astype(bool)]
-    gains = _unit_gains(con, scores)
-    comp = (composite_gains(gains, _pre_sd(con, scores)) if len(gains)
-            else pd.DataFrame({"unit": pd.Series(dtype="int64"), "gain": pd.Series(dtype=float)}))
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary "
+                       "AND table_name = ?", [_COMPOSITE]).fetchall()[0][0]:
+        _gain_tables(con, scores)  # not made by res_reciprocity in this derive
+    comp = con.execute(f"SELECT unit, gain FROM {_COMPOSITE} ORDER BY unit").df()
     units = own[["unit", "exchange_id"]].assign(active=own["n_events"].to_numpy() > 0).merge(
         comp[["unit", "gain"]], on="unit", how="left")
     return cost_per_outcome(exchanges, units, rates, k=k)

@@ -223,10 +223,24 @@ def main(argv: list[str] | None = None) -> int:
         return {"export": cmd_export, "refresh": cmd_refresh,
                 "downloads": cmd_downloads}[args.command](args)
     except (ex.ExportError, materialise.ResultsError, EtlError) as e:
-        _say(f"error: {e}")
+        from etl.warehouse import out_of_memory
+
+        hint = out_of_memory(e, command=args.command) if args.command == "refresh" else None
+        # refresh writes through build_next: on any error the live warehouse is untouched
+        _say(f"error: {e}" if hint is None else
+             f"error: {e}; {hint}; the warehouse was left as it was before this command")
         return EXIT_ERROR
     except OSError as e:
         _say(f"error: {e.filename or ''}: {e.strerror or e}".replace(": : ", ": "))
+        return EXIT_ERROR
+    except Exception as e:  # out of memory outside a result table (writing, rollups)
+        from etl.warehouse import out_of_memory
+
+        hint = out_of_memory(e, command=args.command) if args.command == "refresh" else None
+        if hint is None:
+            raise
+        _say(f"error: {args.warehouse}: {hint}; the warehouse was left as it was before this "
+             "command")
         return EXIT_ERROR
     except KeyboardInterrupt:
         _say("interrupted: nothing was written to the warehouse")

@@ -76,6 +76,19 @@ def wave_order(waves: Sequence[str]) -> list[str]:
     return sorted(dict.fromkeys(str(w) for w in waves), key=wave_key)
 
 
+@dataclass(frozen=True)
+class CellDesign:
+    """A design matrix whose rows take few distinct values (a factorial design of categorical
+    terms): row i of X is ``cells[index[i]]``. `fit_random_intercept` takes it in place of X
+    and works from per-cell counts and sums, never forming the N x p matrix."""
+
+    cells: np.ndarray  # (C, p)
+    index: np.ndarray  # (N,) integer codes 0..C-1
+
+    def dense(self) -> np.ndarray:
+        return self.cells[self.index]
+
+
 @dataclass
 class RandomInterceptFit:
     """Result of `fit_random_intercept` (REML)."""
@@ -139,6 +152,41 @@ def _checked_inputs(y: np.ndarray, X: np.ndarray, codes: dict[str, np.ndarray],
     return y, X, out_names
 
 
+def _checked_cells(y: np.ndarray, X: CellDesign, groups: np.ndarray,
+                   names: Sequence[str] | None, se_method: str
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """`_checked_inputs` for a `CellDesign`: the same checks, from the cells."""
+    y = np.asarray(y, dtype=float)
+    Xc = np.asarray(X.cells, dtype=float)
+    cell = np.asarray(X.index)
+    if Xc.ndim != 2 or y.ndim != 1 or groups.ndim != 1 or len(groups) != len(y) or (
+            cell.ndim != 1 or len(cell) != len(y)):
+        raise ValueError("y (N,), X (N, p) and groups (N,) must have matching lengths")
+    for nm, arr in (("groups", groups), ("the design's cell index", cell)):
+        if not np.issubdtype(arr.dtype, np.integer) or (len(arr) and arr.min() < 0):
+            raise ValueError(f"{nm} must be non-negative integer codes (use pd.factorize)")
+    if len(cell) and cell.max() >= len(Xc):
+        raise ValueError("the design's cell index points past its cells")
+    if not (np.isfinite(y).all() and np.isfinite(Xc).all()):
+        raise ValueError("y and X must be finite; drop missing values first")
+    N, p = len(y), Xc.shape[1]
+    if N <= p:
+        raise ValueError(f"need more observations ({N}) than fixed effects ({p})")
+    out_names = list(names) if names is not None else [f"x{k}" for k in range(p)]
+    if len(out_names) != p:
+        raise ValueError("names must have one entry per column of X")
+    if se_method not in ("conditional", "observed"):
+        raise ValueError("se_method must be 'conditional' or 'observed'")
+    n_c = np.bincount(cell, minlength=len(Xc))
+    XtX = Xc.T @ (n_c[:, None] * Xc)
+    Xty = Xc.T @ np.bincount(cell, weights=y, minlength=len(Xc))
+    resid = y - (Xc @ np.linalg.lstsq(XtX, Xty, rcond=None)[0])[cell]
+    if float(resid @ resid) <= 1e-20 * max(float(y @ y), 1.0) * N:
+        raise ValueError("the scores are reproduced exactly by the fixed effects (e.g. every "
+                         "answer the same): no variance is left to estimate")
+    return y, Xc, cell, out_names
+
+
 def fit_random_intercept(
     y: np.ndarray,
     X: np.ndarray,
@@ -166,7 +214,8 @@ def fit_random_intercept(
     Parameters
     ----------
     y : (N,) float array, no missing values
-    X : (N, p) float array of full column rank
+    X : (N, p) float array of full column rank, or a `CellDesign` (rows from a few cells:
+        the same fit from per-cell sums, without the N x p matrix)
     groups : (N,) integer codes 0..G-1 (e.g. from ``pd.factorize``); gaps are allowed
     names : column names of X
     se_method : "conditional" (lme4) or "observed" (statsmodels MixedLM)
@@ -185,17 +234,40 @@ def fit_random_intercept(
     ([251.4051, 10.4673], 37.124)
     """
     g = np.asarray(groups)
-    y, X, names = _checked_inputs(y, X, {"groups": g}, names, se_method)
-    N, p = X.shape
+    if isinstance(X, CellDesign):
+        # X = cells[index]: X'X, X'y and the per-participant sums S from per-cell counts and
+        # sums (the same numbers up to rounding, without the N x p matrix)
+        y, Xc, cell, names = _checked_cells(y, X, g, names, se_method)
+        N, p = len(y), Xc.shape[1]
+        n_c = Xc.shape[0]
+        G = int(g.max()) + 1
+        counts = np.bincount(g, minlength=G)
+        present = counts > 0
+        ni = counts[present]
+        per_cell = np.bincount(g.astype(np.int64) * n_c + cell, minlength=G * n_c)
+        S = (per_cell.reshape(G, n_c)[present] @ Xc).astype(float)
+        t = np.bincount(g, weights=y, minlength=G)[present]
+        XtX = Xc.T @ (np.bincount(cell, minlength=n_c)[:, None] * Xc)
+        Xty = Xc.T @ np.bincount(cell, weights=y, minlength=n_c)
 
-    G = int(g.max()) + 1
-    counts = np.bincount(g, minlength=G)
-    present = counts > 0
-    ni = counts[present]
-    S = np.column_stack([np.bincount(g, weights=X[:, k], minlength=G) for k in range(p)])[present]
-    t = np.bincount(g, weights=y, minlength=G)[present]
-    XtX = X.T @ X
-    Xty = X.T @ y
+        def fitted(b: np.ndarray) -> np.ndarray:
+            return (Xc @ b)[cell]
+    else:
+        y, X, names = _checked_inputs(y, X, {"groups": g}, names, se_method)
+        N, p = X.shape
+
+        G = int(g.max()) + 1
+        counts = np.bincount(g, minlength=G)
+        present = counts > 0
+        ni = counts[present]
+        S = np.column_stack([np.bincount(g, weights=X[:, k], minlength=G)
+                             for k in range(p)])[present]
+        t = np.bincount(g, weights=y, minlength=G)[present]
+        XtX = X.T @ X
+        Xty = X.T @ y
+
+        def fitted(b: np.ndarray) -> np.ndarray:
+            return X @ b
     yty = float(y @ y)
     if np.linalg.matrix_rank(XtX) < p:
         raise ValueError("the fixed-effects design is rank deficient (an empty cell or a "
@@ -300,7 +372,7 @@ def fit_random_intercept(
     return RandomInterceptFit(
         names=names, beta=beta, cov_beta=cov, var_participant=float(s2u),
         var_residual=float(s2e), lam=float(lam), converged=converged and np.isfinite(ll),
-        n_groups=int(present.sum()), n_obs=N, reml_loglik=float(ll), residual=y - X @ beta,
+        n_groups=int(present.sum()), n_obs=N, reml_loglik=float(ll), residual=y - fitted(beta),
     )
 
 
@@ -688,10 +760,20 @@ def _design(factors: list[_Factor]) -> tuple[np.ndarray, list[str]]:
 
     A row depends only on its cell (one level per factor), so the Kronecker product is taken
     over the few cells and each row picks its cell's: the same matrix, ~5× faster at 2M rows."""
+    X, names = _design_cells(factors)
+    return X.dense(), names
+
+
+def _design_cells(factors: list[_Factor]) -> tuple[CellDesign, list[str]]:
+    """`_design` as a `CellDesign` (the cells' rows and each row's cell)."""
     cell = np.zeros(len(factors[0].codes), dtype=np.int64)
     for f in factors:
         cell = cell * len(f.levels) + f.codes
-    used, inverse = np.unique(cell, return_inverse=True)
+    # the cells present, ascending (as np.unique), by counting: cell codes are small, and
+    # np.unique's sort of millions of rows cost more than the fit at 1M participants
+    seen = np.bincount(cell) > 0
+    used = np.flatnonzero(seen)
+    inverse = (np.cumsum(seen) - 1)[cell]
     X = np.ones((len(used), 1))
     names = [""]
     rest = used.copy()  # decode each cell's level of every factor
@@ -704,7 +786,7 @@ def _design(factors: list[_Factor]) -> tuple[np.ndarray, list[str]]:
         B = _Factor(f.name, lv, f.levels).block()
         X = (X[:, :, None] * B[:, None, :]).reshape(len(X), -1)
         names = [":".join(x for x in (a, b) if x) for a in names for b in f.term_names()]
-    return X[inverse], [nm or "Intercept" for nm in names]
+    return CellDesign(X, inverse), [nm or "Intercept" for nm in names]
 
 
 def _cell_vec(factors: list[_Factor], levels: Sequence[int | None]) -> np.ndarray:

@@ -45,7 +45,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 # The design and cell-vector helpers of the longitudinal model are reused, not re-stated, so
 # that this table and res_longitudinal fit the same model.
@@ -53,7 +53,7 @@ from analytics.stats.longitudinal import (
     NestedInterceptFit,
     _cell_vec,
     _codes,
-    _design,
+    _design_cells,
     _Factor,
     fit_nested_intercepts,
     fit_random_intercept,
@@ -250,21 +250,24 @@ def _one(values: pd.Series, mod: str, prep: dict, *, ci: float, k: int, se_metho
     gall = to_g[lc]
     keep = (gall >= 0) & (wc >= 0)
     y = prep["y"][keep]
-    pcodes = pd.factorize(unit[keep])[0]
-    xcodes = pd.factorize(xc_[keep])[0]
+    pcodes = _dense(unit[keep])
+    xcodes = _dense(xc_[keep])
+    n_x = int(xcodes.max()) + 1
     gk = gall[keep]
     factors = [_Factor("wave", wc[keep], w_levels)]
     if len(glevels) >= 2:
         factors.append(_Factor(mod, gk, glevels))
     nested = exchange_level and int(xcodes.max()) >= 1
-    n_ex_of = {lv: len(np.unique(xcodes[gk == gi])) for gi, lv in enumerate(glevels)}
+    n_ex_of = {lv: int(np.count_nonzero(np.bincount(xcodes[gk == gi], minlength=n_x)))
+               for gi, lv in enumerate(glevels)}
     formula = (model_formula(mod, nested) if len(glevels) >= 2
                else model_formula(mod, nested).replace(f" * {mod}", ""))
     try:
-        X, names = _design(factors)
+        X, names = _design_cells(factors)
         if nested:  # the `exchange_level` model
-            fit = fit_nested_intercepts(y, X, pcodes, xcodes, names=names, se_method=se_method)
-        else:
+            fit = fit_nested_intercepts(y, X.dense(), pcodes, xcodes, names=names,
+                                        se_method=se_method)
+        else:  # from per-cell sums: the design has one row per wave x level
             fit = fit_random_intercept(y, X, pcodes, names=names, se_method=se_method)
     except (ValueError, np.linalg.LinAlgError) as e:
         for lv in kept:
@@ -283,16 +286,21 @@ def _one(values: pd.Series, mod: str, prep: dict, *, ci: float, k: int, se_metho
         e = float(L @ fit.beta)
         se = math.sqrt(max(float(L @ fit.cov_beta @ L), 0.0))
         dof = df_of(L)
-        ref_dist = stats.t(dof) if math.isfinite(dof) else stats.norm
-        q = float(ref_dist.ppf(0.5 + ci / 2))
-        p = float(2 * ref_dist.sf(abs(e / se))) if se > 0 else nan
+        # scipy.stats.t(dof) / norm's ppf and sf, called directly: the frozen distributions
+        # cost more than the fit at hundreds of rows per derive
+        if math.isfinite(dof):
+            q = float(special.stdtrit(dof, 0.5 + ci / 2))
+            p = float(2 * special.stdtr(dof, -abs(e / se))) if se > 0 else nan
+        else:
+            q = float(special.ndtri(0.5 + ci / 2))
+            p = float(2 * special.ndtr(-abs(e / se))) if se > 0 else nan
         return {"estimate": e, "se": se, "df": dof, "ci_low": e - q * se, "ci_high": e + q * se,
                 "statistic": nan, "df_num": None, "p": p}
 
     def cell(wi: int, gi: int | None) -> np.ndarray:
         return _cell_vec(factors, [wi] if len(factors) == 1 else [wi, gi])
 
-    n_fit = len(np.unique(pcodes))
+    n_fit = int(pcodes.max()) + 1
     for wi, w in enumerate(w_levels[1:], start=1):
         gains = {}
         for gi, lv in enumerate(glevels):
@@ -331,6 +339,13 @@ def _one(values: pd.Series, mod: str, prep: dict, *, ci: float, k: int, se_metho
     return out
 
 
+def _dense(codes: np.ndarray) -> np.ndarray:
+    """Non-negative integer codes renumbered 0..K-1 in ascending order, by counting (a hash
+    factorisation of millions of rows cost seconds per fit at 1M participants)."""
+    seen = np.bincount(codes) > 0
+    return (np.cumsum(seen) - 1)[codes]
+
+
 def _cr2_differences(y: np.ndarray, gk: np.ndarray, wk: np.ndarray, wi: int, p: int,
                      others: list[str], pcodes: np.ndarray, xcodes: np.ndarray, ci: float
                      ) -> dict[str, dict]:
@@ -357,7 +372,7 @@ def _cr2_differences(y: np.ndarray, gk: np.ndarray, wk: np.ndarray, wi: int, p: 
     unit_x[pcodes] = xcodes
     change = (at_w - at_first)[both]
     lv = unit_lv[both]
-    xc = pd.factorize(unit_x[both])[0]
+    xc = _dense(unit_x[both])
     n_cl = int(xc.max()) + 1
     cell = xc * p + lv
     cnt = np.bincount(cell, minlength=n_cl * p).reshape(n_cl, p)

@@ -48,7 +48,8 @@ from scipy import stats
 from analytics.suppression import DEFAULT_K, suppress
 
 __all__ = ["RECIPROCITY_COLUMNS", "SHARE_COLUMNS", "CATEGORIES", "composite_gains",
-           "reciprocity", "reciprocity_shares", "wilson_interval", "COMPOSITE"]
+           "reciprocity", "reciprocity_from_sides", "reciprocity_shares", "wilson_interval",
+           "COMPOSITE"]
 
 CATEGORIES = ("both", "a_only", "b_only", "neither")
 COMPOSITE = ("all", "composite")  # (instrument, scale) of the composite rows
@@ -122,12 +123,37 @@ def reciprocity(
     for c in (exchange, institution, gain, *keys):
         if c not in gains.columns:
             raise ValueError(f"gains lack column {c!r}")
+    return reciprocity_from_sides(_sides(gains, keys, exchange, institution, gain), partnerships,
+                                  keys=keys, exchange=exchange, institution=institution, k=k)
+
+
+def reciprocity_from_sides(
+    sides: pd.DataFrame,
+    partnerships: pd.DataFrame,
+    *,
+    keys: Sequence[str] = ("instrument", "scale"),
+    exchange: str = "exchange_id",
+    institution: str = "institution_id",
+    k: int = DEFAULT_K,
+) -> pd.DataFrame:
+    """`reciprocity` from each side's summary instead of its units: `sides` has one row per
+    exchange x institution x `keys` with ``n`` (units with a gain), ``mean`` and ``v`` (the
+    sample variance of their gains, NaN when n < 2). Every number follows from these three, so
+    the result is the same as `reciprocity` on the units (up to rounding in the sums); the
+    derive step computes them in SQL so that the units' gains never leave the warehouse."""
+    keys = list(keys)
+    for c in ("partnership_id", "exchange_id", "institution_a", "institution_b"):
+        if c not in partnerships.columns:
+            raise ValueError(f"partnerships lack column {c!r}")
+    for c in (exchange, institution, "n", "mean", "v", *keys):
+        if c not in sides.columns:
+            raise ValueError(f"sides lack column {c!r}")
     p = partnerships.copy()
     for c in ("cluster", "modality"):
         if c not in p.columns:
             p[c] = pd.NA
     p = p.rename(columns={"exchange_id": exchange}) if exchange != "exchange_id" else p
-    sides = _sides(gains, keys, exchange, institution, gain)
+    sides = sides[[exchange, institution, *keys, "n", "mean", "v"]]
     combos = (sides[keys].drop_duplicates() if keys else pd.DataFrame(index=[0]))
     if keys and not len(combos) and len(keys) <= len(COMPOSITE):
         # no gains at all: every partnership still gets its (suppressed) composite row
