@@ -1894,9 +1894,10 @@ def _scale_truth(people: _People, st: _Structure) -> dict:
     """Issue 13, scale-up vs scale-in: per cluster and term (calendar half-year of the
     exchange's start) the participants reached (non-comparison, at least one event), their
     institutions and countries, and the share reaching the meaningful dose (5 events or 300
-    minutes), counted from the generator's own arrays. Nothing is drawn for it. The clusters
-    whose last term-on-term change grows in breadth without growing in depth are listed under
-    "scaling_up_only" (the planted case the dashboard's quadrant must recover)."""
+    minutes), counted from the generator's own arrays (light-touch participants counted with
+    the events they kept). The clusters whose last term-on-term change grows in breadth
+    without growing in depth are listed under "scaling_up_only"; "planted" holds SCALE_PLANT's
+    clusters (`_scale_planted`), the effect the dashboard's quadrant must recover."""
     reached = ~people.comparison & (people.n_events > 0)
     ex = people.exch[reached]
     start = (st.ex_start[ex].astype("datetime64[D]"))
@@ -1931,7 +1932,12 @@ def _scale_truth(people: _People, st: _Structure) -> dict:
     return {"dose": {"sessions": 5, "minutes": 300}, "by_cluster_term": rows,
             "scaling_up_only": up_only, "planted": _scale_planted(people, st, rows),
             "definition": "term = calendar half-year of the exchange's start_date; reached = "
-                          "non-comparison participant with at least one event"}
+                          "non-comparison participant with at least one event; light touch = "
+                          "an active participant who keeps only the first 1-"
+                          f"{LIGHT_TOUCH_MAX_EVENTS} of the events drawn for them (probability "
+                          f"{LIGHT_TOUCH_SHARE}, planted clusters' shares in planted."
+                          "light_touch_share); expected_share_dosed = mean over reached "
+                          "participants of p * dosed-if-light-touch + (1 - p) * dosed-if-not"}
 
 
 def _scale_planted(people: _People, st: _Structure, rows: dict) -> list[dict]:
