@@ -352,8 +352,10 @@ DIF_PLANT: dict | None = {"item": "gcit_3", "language": "es", "shift": 1.0}
 # clusters are planted over the data's last two terms (calendar half-years of the exchange's
 # start): "up" grows its participants (its exchange schedule holds at least SCALE_UP_RATIO as
 # many exchanges in the last term as in the one before, moved there if not) while more of its
-# newcomers are light touch, so depth falls; "in" keeps or loses participants while fewer are
-# light touch, so depth rises. Shares are (previous term, last term).
+# newcomers are light touch, so depth falls; "in" keeps or loses participants (no more
+# exchanges in the last term than before) while fewer are light touch, so depth rises. Shares
+# are (previous term, last term). Exchange counts do not fix participant counts: truth.json
+# "scale"."planted" states the quadrant the schedule gives and whether it is the planted one.
 LIGHT_TOUCH_SHARE = 0.25
 LIGHT_TOUCH_MAX_EVENTS = 4
 SCALE_PLANT = {"up": {"cluster": "CL03", "light_touch": (0.25, 0.55),
@@ -544,7 +546,7 @@ class _Structure:
     # issue 13 (scheduling): school-hours overlap per partnership, see _plant_scheduling
     overlap: dict[str, float] = field(default_factory=dict)
     ex_cluster: np.ndarray | None = None  # index into CLUSTERS (issue 13, scale-up truth)
-    scale_moved: list = field(default_factory=list)  # exchanges _plant_scale_up_schedule moved
+    scale_moved: dict = field(default_factory=dict)  # see _plant_scale_schedule
     cost: dict = field(default_factory=dict)  # issue 13: budgets' truth (see _write_rates)
 
 
@@ -653,7 +655,7 @@ def _structure(out: Path, seed: int, n_participants: int) -> tuple[
     ex_modality = rng.choice(3, n_ex, p=[0.5, 0.3, 0.2])
     ex_setting = (rng.random(n_ex) < 0.35).astype(np.int8)
     ex_start = _days(_FIRST_MONDAY) + 7 * rng.integers(0, _START_WEEKS, n_ex)
-    scale_moved = _plant_scale_up_schedule(ex_start, np.array(ex_cluster))
+    scale_moved = _plant_scale_schedule(ex_start, np.array(ex_cluster))
     lo_w, hi_w = np.array([6, 8, 3]), np.array([14, 20, 8])
     ex_weeks = rng.integers(lo_w[ex_modality], hi_w[ex_modality] + 1)
     eur = np.round(np.exp(rng.normal(0, 0.35, n_ex))
@@ -719,7 +721,7 @@ def _structure(out: Path, seed: int, n_participants: int) -> tuple[
                     ex_weeks, plist)
     st.ex_language = [language_code(r[7]) or "" for r in ex_rows]
     st.ex_cluster = np.array(ex_cluster)
-    st.scale_moved = [ex_ids[e] for e in scale_moved]
+    st.scale_moved = {k: [ex_ids[e] for e in v] for k, v in scale_moved.items()}
     counts = {"clusters.xlsx": len(CLUSTERS), "institutions.csv": n_inst,
               "exchanges.csv": n_ex, "partnerships.csv": len(p_rows)}
     counts["rates.csv"], st.cost = _write_rates(out, ex_rows)
@@ -739,30 +741,42 @@ def _term_monday(term_ix: int, week: int) -> int:
     return _days(first) + (7 - first.weekday()) % 7 + 7 * week
 
 
-def _plant_scale_up_schedule(ex_start: np.ndarray, ex_cluster: np.ndarray) -> list[int]:
-    """Make SCALE_PLANT["up"]'s cluster hold exchanges in the data's last two terms, at least
-    SCALE_UP_RATIO times as many in the last: while it does not, move its latest earlier
-    exchange into the term before the last (none there yet), else one of that term's into the
-    last, keeping its week within the term (at most the 20th, so the last start stays within
-    _START_WEEKS). Changes `ex_start` in place (no random draw); returns the moved exchanges
-    (none for the default seed, whose schedule already grows 2 -> 3)."""
-    k = [c[0] for c in CLUSTERS].index(SCALE_PLANT["up"]["cluster"])
+def _plant_scale_schedule(ex_start: np.ndarray, ex_cluster: np.ndarray) -> dict[str, list]:
+    """Give SCALE_PLANT's clusters the exchange schedule their plant needs over the data's last
+    two terms: "up" at least SCALE_UP_RATIO times as many exchanges in the last term as in the
+    one before, "in" at least one in each and no more in the last. While a cluster's schedule
+    does not, one exchange moves a term (from an earlier term into the one before the last,
+    from there into the last for "up", back from the last for "in"), keeping its week within
+    the term (at most the 20th, so no start lies after _START_WEEKS). Changes `ex_start` in
+    place, no random draw; returns the moved exchanges per plant (none for the default seed)."""
     last = int(_term_ix(np.array([_days(_FIRST_MONDAY) + 7 * (_START_WEEKS - 1)]))[0])
-    mine = np.flatnonzero(ex_cluster == k)
-    moved: list[int] = []
-    while len(mine) >= 3:
-        t = _term_ix(ex_start[mine])
-        prev, cur = mine[t == last - 1], mine[t == last]
-        if len(prev) and len(cur) >= SCALE_UP_RATIO * len(prev):
-            break
-        earlier = mine[t < last - 1]
-        if not len(prev) and not len(earlier):
-            break
-        e = int(earlier[np.argmax(ex_start[earlier])]) if not len(prev) else int(prev[-1])
-        to = last - 1 if not len(prev) else last
-        week = (int(ex_start[e]) - _term_monday(int(_term_ix(ex_start[e:e + 1])[0]), 0)) // 7
-        ex_start[e] = _term_monday(to, min(week, 20))
-        moved.append(e)
+    ids = [c[0] for c in CLUSTERS]
+    moved: dict[str, list] = {}
+    for kind, plant in SCALE_PLANT.items():
+        mine = np.flatnonzero(ex_cluster == ids.index(plant["cluster"]))
+        moved[kind] = []
+        for _ in range(len(mine) * 3):
+            t = _term_ix(ex_start[mine])
+            prev, cur, earlier = mine[t == last - 1], mine[t == last], mine[t < last - 1]
+            latest = int(earlier[np.argmax(ex_start[earlier])]) if len(earlier) else None
+            if kind == "up":
+                if len(prev) and len(cur) >= SCALE_UP_RATIO * len(prev):
+                    break
+                e, to = (int(prev[-1]), last) if len(prev) else (latest, last - 1)
+            else:
+                if len(prev) and 1 <= len(cur) <= len(prev):
+                    break
+                if not len(cur) and len(prev) >= 2:
+                    e, to = int(prev[-1]), last
+                elif len(cur) >= 2 and len(cur) > len(prev):
+                    e, to = int(cur[0]), last - 1
+                else:
+                    e, to = latest, last - 1
+            if e is None:
+                break
+            week = (int(ex_start[e]) - _term_monday(int(_term_ix(ex_start[e:e + 1])[0]), 0)) // 7
+            ex_start[e] = _term_monday(to, max(0, min(week, 20)))
+            moved[kind].append(e)
     return moved
 
 
@@ -1965,12 +1979,17 @@ def _scale_planted(people: _People, st: _Structure, rows: dict) -> list[dict]:
             continue
         a, b = got[labels[0]], got[labels[1]]
         e0, e1 = (float(expected[mine & (term == t)].mean()) for t in (last - 1, last))
+        breadth = b["participants"] - a["participants"]
+        # the quadrant the plant gives: the schedule's breadth (no draw) and the expected depth
+        quadrant = {(True, True): "scaling up and in", (True, False): "scaling up only",
+                    (False, True): "scaling in only"}.get((breadth > 0, e1 > e0), "neither")
         out.append({
             "kind": kind, "cluster": c, "name": CLUSTERS[ids.index(c)][1], "planted": True,
-            "previous_term": labels[0], "term": labels[1], "quadrant": plant["quadrant"],
+            "previous_term": labels[0], "term": labels[1], "quadrant": quadrant,
             "light_touch_share": {labels[0]: plant["light_touch"][0],
                                   labels[1]: plant["light_touch"][1]},
-            "exchanges_moved": list(st.scale_moved) if kind == "up" else [],
+            "exchanges_moved": st.scale_moved.get(kind, []), "as_planted": quadrant == plant[
+                "quadrant"],
             "participants": {labels[0]: a["participants"], labels[1]: b["participants"]},
             "breadth_change_pct": round(100 * (b["participants"] - a["participants"])
                                         / a["participants"], 6),

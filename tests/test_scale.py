@@ -137,7 +137,10 @@ def test_demo_planted_scale_up_and_scale_in_clusters_land_in_their_quadrants() -
     Depth varies: not ~100 % dosed everywhere."""
     df, truth = _demo()
     planted = {p["kind"]: p for p in truth["scale"]["planted"]}
-    assert set(planted) == {"up", "in"} and all(p["planted"] for p in planted.values())
+    assert set(planted) == {"up", "in"}
+    assert all(p["planted"] and p["as_planted"] for p in planted.values())
+    assert (planted["up"]["quadrant"], planted["in"]["quadrant"]) == (
+        "scaling up only", "scaling in only")
     stored = df.set_index(["cluster", "term"])
     for kind, p in planted.items():
         row = stored.loc[(p["cluster"], p["term"])]
