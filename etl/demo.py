@@ -24,6 +24,10 @@ The model, per instrument scale (all on the instrument's raw scale, e.g. 1..5):
 - small cells      one exchange keeps 7 participants and only 6 comparison people of physical
                    exchanges answer the follow-up, so that the small-cell rule (k = 10) shows
                    (`_plant_small_cells`, truth.json "small_cells").
+- light touch      a share of active participants (LIGHT_TOUCH_SHARE, by cluster and term for
+                   the scale plant) stop after their first 1..LIGHT_TOUCH_MAX_EVENTS events, so
+                   that depth (the share reaching a meaningful dose) varies; one cluster scales
+                   up without scaling in and one scales in (`SCALE_PLANT`, truth.json "scale").
 """
 
 from __future__ import annotations
@@ -342,6 +346,24 @@ EXCHANGE_GAIN_SD = 0.06
 # An integer shift keeps the truth's expected scores exact (round(a) + 1 = round(a + 1)).
 DIF_PLANT: dict | None = {"item": "gcit_3", "language": "es", "shift": 1.0}
 
+# Issue 13, scale-up vs scale-in. "Light touch": an active participant who stops after the first
+# 1..LIGHT_TOUCH_MAX_EVENTS of the events drawn for them (a uniform number, own stream), so that
+# the share reaching the meaningful dose (5 events or 300 minutes) is ~3/4, not ~100 %. Two
+# clusters are planted over the data's last two terms (calendar half-years of the exchange's
+# start): "up" grows its participants (its exchange schedule holds at least SCALE_UP_RATIO as
+# many exchanges in the last term as in the one before, moved there if not) while more of its
+# newcomers are light touch, so depth falls; "in" keeps or loses participants (no more
+# exchanges in the last term than before) while fewer are light touch, so depth rises. Shares
+# are (previous term, last term). Exchange counts do not fix participant counts: truth.json
+# "scale"."planted" states the quadrant the schedule gives and whether it is the planted one.
+LIGHT_TOUCH_SHARE = 0.25
+LIGHT_TOUCH_MAX_EVENTS = 4
+SCALE_PLANT = {"up": {"cluster": "CL03", "light_touch": (0.25, 0.55),
+                      "quadrant": "scaling up only"},
+               "in": {"cluster": "CL01", "light_touch": (0.45, 0.05),
+                      "quadrant": "scaling in only"}}
+SCALE_UP_RATIO = 1.5
+
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
@@ -524,6 +546,7 @@ class _Structure:
     # issue 13 (scheduling): school-hours overlap per partnership, see _plant_scheduling
     overlap: dict[str, float] = field(default_factory=dict)
     ex_cluster: np.ndarray | None = None  # index into CLUSTERS (issue 13, scale-up truth)
+    scale_moved: dict = field(default_factory=dict)  # see _plant_scale_schedule
     cost: dict = field(default_factory=dict)  # issue 13: budgets' truth (see _write_rates)
 
 
@@ -632,6 +655,7 @@ def _structure(out: Path, seed: int, n_participants: int) -> tuple[
     ex_modality = rng.choice(3, n_ex, p=[0.5, 0.3, 0.2])
     ex_setting = (rng.random(n_ex) < 0.35).astype(np.int8)
     ex_start = _days(_FIRST_MONDAY) + 7 * rng.integers(0, _START_WEEKS, n_ex)
+    scale_moved = _plant_scale_schedule(ex_start, np.array(ex_cluster))
     lo_w, hi_w = np.array([6, 8, 3]), np.array([14, 20, 8])
     ex_weeks = rng.integers(lo_w[ex_modality], hi_w[ex_modality] + 1)
     eur = np.round(np.exp(rng.normal(0, 0.35, n_ex))
@@ -697,10 +721,63 @@ def _structure(out: Path, seed: int, n_participants: int) -> tuple[
                     ex_weeks, plist)
     st.ex_language = [language_code(r[7]) or "" for r in ex_rows]
     st.ex_cluster = np.array(ex_cluster)
+    st.scale_moved = {k: [ex_ids[e] for e in v] for k, v in scale_moved.items()}
     counts = {"clusters.xlsx": len(CLUSTERS), "institutions.csv": n_inst,
               "exchanges.csv": n_ex, "partnerships.csv": len(p_rows)}
     counts["rates.csv"], st.cost = _write_rates(out, ex_rows)
     return st, counts
+
+
+def _term_ix(days: np.ndarray) -> np.ndarray:
+    """Calendar half-year of day numbers as year * 2 + (0 for H1, 1 for H2)."""
+    d = np.asarray(days).astype("datetime64[D]")
+    month = d.astype("datetime64[M]").astype(int) % 12
+    return (d.astype("datetime64[Y]").astype(int) + 1970) * 2 + (month >= 6)
+
+
+def _term_monday(term_ix: int, week: int) -> int:
+    """Day number of the `week`-th Monday (from 0) of a calendar half-year."""
+    first = date(term_ix // 2, 1 if term_ix % 2 == 0 else 7, 1)
+    return _days(first) + (7 - first.weekday()) % 7 + 7 * week
+
+
+def _plant_scale_schedule(ex_start: np.ndarray, ex_cluster: np.ndarray) -> dict[str, list]:
+    """Give SCALE_PLANT's clusters the exchange schedule their plant needs over the data's last
+    two terms: "up" at least SCALE_UP_RATIO times as many exchanges in the last term as in the
+    one before, "in" at least one in each and no more in the last. While a cluster's schedule
+    does not, one exchange moves a term (from an earlier term into the one before the last,
+    from there into the last for "up", back from the last for "in"), keeping its week within
+    the term (at most the 20th, so no start lies after _START_WEEKS). Changes `ex_start` in
+    place, no random draw; returns the moved exchanges per plant (none for the default seed)."""
+    last = int(_term_ix(np.array([_days(_FIRST_MONDAY) + 7 * (_START_WEEKS - 1)]))[0])
+    ids = [c[0] for c in CLUSTERS]
+    moved: dict[str, list] = {}
+    for kind, plant in SCALE_PLANT.items():
+        mine = np.flatnonzero(ex_cluster == ids.index(plant["cluster"]))
+        moved[kind] = []
+        for _ in range(len(mine) * 3):
+            t = _term_ix(ex_start[mine])
+            prev, cur, earlier = mine[t == last - 1], mine[t == last], mine[t < last - 1]
+            latest = int(earlier[np.argmax(ex_start[earlier])]) if len(earlier) else None
+            if kind == "up":
+                if len(prev) and len(cur) >= SCALE_UP_RATIO * len(prev):
+                    break
+                e, to = (int(prev[-1]), last) if len(prev) else (latest, last - 1)
+            else:
+                if len(prev) and 1 <= len(cur) <= len(prev):
+                    break
+                if not len(cur) and len(prev) >= 2:
+                    e, to = int(prev[-1]), last
+                elif len(cur) >= 2 and len(cur) > len(prev):
+                    e, to = int(cur[0]), last - 1
+                else:
+                    e, to = latest, last - 1
+            if e is None:
+                break
+            week = (int(ex_start[e]) - _term_monday(int(_term_ix(ex_start[e:e + 1])[0]), 0)) // 7
+            ex_start[e] = _term_monday(to, max(0, min(week, 20)))
+            moved[kind].append(e)
+    return moved
 
 
 def _write_rates(out: Path, ex_rows: list[list]) -> tuple[int, dict]:
@@ -754,6 +831,13 @@ class _People:
     flat_gain: np.ndarray | None = None  # True: no latent gain (the one-sided plant)
     one_sided: list = field(default_factory=list)
     minutes: np.ndarray | None = None  # minutes logged per participant (issue 13, scale truth)
+    # issue 13 (scale): events drawn before the light-touch cut (n_events keeps the first of
+    # them), the light-touch probability used, and minutes of the full and the cut log
+    n_drawn: np.ndarray | None = None
+    light_p: np.ndarray | None = None
+    minutes_full: np.ndarray | None = None
+    minutes_light: np.ndarray | None = None
+    light_cap: np.ndarray | None = None
 
 
 def _name_pools() -> dict[str, list]:
@@ -800,13 +884,16 @@ def _participants(out: Path, seed: int, n: int, st: _Structure, bad: list[dict],
            * np.where(setting == 1, 0.8, 1.0) * np.array(CONNECTIVITY_EVENT_RATE)[conn])
     active = ~comparison & (rng.random(n) >= 0.04)
     lam *= MEAN_EVENTS / lam[active].mean() if active.any() else 1.0
-    n_events = np.where(active, rng.poisson(lam), 0).astype(np.int64)
+    n_drawn = np.where(active, rng.poisson(lam), 0).astype(np.int64)
+    n_events, light_p, light_cap = _light_touch(seed, n_drawn, exch, st)
 
     # Attrition: everyone is invited to every wave; the less engaged skip post and follow-up.
-    z = np.log1p(n_events)
+    # Standardised as drawn, so a light-touch participant's lower engagement moves only their
+    # own chance of answering.
+    z = np.log1p(n_drawn)
     treated = ~comparison
     mu, sd = (z[treated].mean(), z[treated].std() or 1.0) if treated.any() else (0.0, 1.0)
-    z = (z - mu) / sd
+    z = (np.log1p(n_events) - mu) / sd
     p = np.empty((n, 3))
     p[:, 0] = 0.92
     p[:, 1] = np.where(comparison, ATTRITION["comparison_post"],
@@ -841,6 +928,7 @@ def _participants(out: Path, seed: int, n: int, st: _Structure, bad: list[dict],
     email_num = rng.integers(1, 100, n)
     people = _People(ids, inst, exch, comparison, teacher, n_events, responded, group,
                      small_cells=small_cells)
+    people.n_drawn, people.light_p, people.light_cap = n_drawn, light_p, light_cap
     people.gender, people.birth_year = gender.astype(np.int8), birth_year
     people.p_post = p[:, 1].copy()
     if small_cells.get("exchange"):  # its participants answer pre and post by the plant
@@ -897,6 +985,27 @@ def _participants(out: Path, seed: int, n: int, st: _Structure, bad: list[dict],
             tick(b - a)
         people.rows_written = csv.rows
     return people
+
+
+def _light_touch(seed: int, n_drawn: np.ndarray, exch: np.ndarray, st: _Structure
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Issue 13: the events each participant keeps (`n_events`), the light-touch probability
+    used and the number a light-touch participant keeps. With probability LIGHT_TOUCH_SHARE
+    (SCALE_PLANT's shares for its clusters in the data's last two terms) an active participant
+    keeps only the first 1..LIGHT_TOUCH_MAX_EVENTS (uniform) of the events drawn for them;
+    `_events` draws all of them (so every other row is as before) and writes the kept ones.
+    Own stream: no other draw changes."""
+    rng = _rng(seed, 14)
+    u, cap = rng.random(len(n_drawn)), rng.integers(1, LIGHT_TOUCH_MAX_EVENTS + 1, len(n_drawn))
+    term = _term_ix(st.ex_start[exch])
+    last = int(_term_ix(st.ex_start).max())
+    p = np.full(len(n_drawn), LIGHT_TOUCH_SHARE)
+    ids = [c[0] for c in CLUSTERS]
+    for plant in SCALE_PLANT.values():
+        mine = st.ex_cluster[exch] == ids.index(plant["cluster"])
+        for t, share in zip((last - 1, last), plant["light_touch"], strict=True):
+            p[mine & (term == t)] = share
+    return np.where(u < p, np.minimum(n_drawn, cap), n_drawn), p, cap
 
 
 SMALL_CELL_K = 10  # the small-cell threshold the planted cells are below (analytics MIN_CELL)
@@ -968,10 +1077,11 @@ def _events(out: Path, seed: int, people: _People, st: _Structure, bad: list[dic
         n = len(people.inst)
         hour_p = [np.array(w, dtype=float) for w in HOUR_W]
         people.minutes = np.zeros(n)
+        people.minutes_full, people.minutes_light = np.zeros(n), np.zeros(n)
         for ci, a in enumerate(range(0, n, CHUNK)):
             b = min(n, a + CHUNK)
             rng = _rng(seed, 3, ci)
-            who = np.repeat(np.arange(a, b, dtype=np.int64), people.n_events[a:b])
+            who = np.repeat(np.arange(a, b, dtype=np.int64), people.n_drawn[a:b])
             m = len(who)
             ex = people.exch[who]
             profile = np.where(st.ex_setting[ex] == 1, 2, st.inst_kind[people.inst[who]])
@@ -1001,6 +1111,16 @@ def _events(out: Path, seed: int, people: _People, st: _Structure, bad: list[dic
             order = np.argsort(who * (1 << 32) + (local - _TS_BASE), kind="stable")
             who, ex, local, act = who[order], ex[order], local[order], act[order]
             minutes, no_minutes = minutes[order], no_minutes[order]
+            # light touch: a participant's log keeps its first n_events rows (all drawn above)
+            rank = np.arange(len(who)) - np.searchsorted(who, who)
+            logged = np.where(no_minutes, 0.0, minutes.astype(float))
+            people.minutes_full[a:b] = np.bincount(who - a, weights=logged, minlength=b - a)
+            people.minutes_light[a:b] = np.bincount(
+                who - a, weights=np.where(rank < people.light_cap[who], logged, 0.0),
+                minlength=b - a)
+            keep = rank < people.n_events[who]
+            who, ex, local, act = who[keep], ex[keep], local[keep], act[keep]
+            minutes, no_minutes = minutes[keep], no_minutes[keep]
             t = pa.table({
                 "participant_id": people.ids.take(who),
                 "exchange_id": ex_ids.take(ex),
@@ -1788,9 +1908,10 @@ def _scale_truth(people: _People, st: _Structure) -> dict:
     """Issue 13, scale-up vs scale-in: per cluster and term (calendar half-year of the
     exchange's start) the participants reached (non-comparison, at least one event), their
     institutions and countries, and the share reaching the meaningful dose (5 events or 300
-    minutes), counted from the generator's own arrays. Nothing is drawn for it. The clusters
-    whose last term-on-term change grows in breadth without growing in depth are listed under
-    "scaling_up_only" (the planted case the dashboard's quadrant must recover)."""
+    minutes), counted from the generator's own arrays (light-touch participants counted with
+    the events they kept). The clusters whose last term-on-term change grows in breadth
+    without growing in depth are listed under "scaling_up_only"; "planted" holds SCALE_PLANT's
+    clusters (`_scale_planted`), the effect the dashboard's quadrant must recover."""
     reached = ~people.comparison & (people.n_events > 0)
     ex = people.exch[reached]
     start = (st.ex_start[ex].astype("datetime64[D]"))
@@ -1823,6 +1944,57 @@ def _scale_truth(people: _People, st: _Structure) -> dict:
                                                         / a["participants"], 6),
                             "depth_change": round(b["share_dosed"] - a["share_dosed"], 6)})
     return {"dose": {"sessions": 5, "minutes": 300}, "by_cluster_term": rows,
-            "scaling_up_only": up_only,
+            "scaling_up_only": up_only, "planted": _scale_planted(people, st, rows),
             "definition": "term = calendar half-year of the exchange's start_date; reached = "
-                          "non-comparison participant with at least one event"}
+                          "non-comparison participant with at least one event; light touch = "
+                          "an active participant who keeps only the first 1-"
+                          f"{LIGHT_TOUCH_MAX_EVENTS} of the events drawn for them (probability "
+                          f"{LIGHT_TOUCH_SHARE}, planted clusters' shares in planted."
+                          "light_touch_share); expected_share_dosed = mean over reached "
+                          "participants of p * dosed-if-light-touch + (1 - p) * dosed-if-not"}
+
+
+def _scale_planted(people: _People, st: _Structure, rows: dict) -> list[dict]:
+    """truth.json "scale"."planted": per SCALE_PLANT cluster, its change from the data's
+    previous to last term as realised (participants reached, dosed share: what res_scale must
+    show exactly) and the depth change expected by design: the mean over its reached
+    participants of p * dosed-if-light-touch + (1 - p) * dosed-if-not, p their light-touch
+    probability (the only draw the plant adds), whose Newcombe interval must cover it."""
+    reached = ~people.comparison & (people.n_events > 0)
+    term = _term_ix(st.ex_start[people.exch])
+    last = int(_term_ix(st.ex_start).max())
+    full = (people.n_drawn >= 5) | (people.minutes_full >= 300)
+    light = (np.minimum(people.n_drawn, people.light_cap) >= 5) | (people.minutes_light >= 300)
+    expected = people.light_p * light + (1 - people.light_p) * full
+    ids = [c[0] for c in CLUSTERS]
+    labels = [f"{t // 2}-H{t % 2 + 1}" for t in (last - 1, last)]
+    out = []
+    for kind, plant in SCALE_PLANT.items():
+        c = plant["cluster"]
+        mine = reached & (st.ex_cluster[people.exch] == ids.index(c))
+        got = rows.get(c, {})
+        if not all(t in got for t in labels):
+            out.append({"kind": kind, "cluster": c, "planted": False,
+                        "why": "the cluster has no participants in one of the terms"})
+            continue
+        a, b = got[labels[0]], got[labels[1]]
+        e0, e1 = (float(expected[mine & (term == t)].mean()) for t in (last - 1, last))
+        breadth = b["participants"] - a["participants"]
+        # the quadrant the plant gives: the schedule's breadth (no draw) and the expected depth
+        quadrant = {(True, True): "scaling up and in", (True, False): "scaling up only",
+                    (False, True): "scaling in only"}.get((breadth > 0, e1 > e0), "neither")
+        out.append({
+            "kind": kind, "cluster": c, "name": CLUSTERS[ids.index(c)][1], "planted": True,
+            "previous_term": labels[0], "term": labels[1], "quadrant": quadrant,
+            "light_touch_share": {labels[0]: plant["light_touch"][0],
+                                  labels[1]: plant["light_touch"][1]},
+            "exchanges_moved": st.scale_moved.get(kind, []), "as_planted": quadrant == plant[
+                "quadrant"],
+            "participants": {labels[0]: a["participants"], labels[1]: b["participants"]},
+            "breadth_change_pct": round(100 * (b["participants"] - a["participants"])
+                                        / a["participants"], 6),
+            "depth_change": round(b["share_dosed"] - a["share_dosed"], 6),
+            "expected_share_dosed": {labels[0]: round(e0, 6), labels[1]: round(e1, 6)},
+            "expected_depth_change": round(e1 - e0, 6)})
+    return out
+

@@ -129,6 +129,36 @@ def test_demo_res_scale_recovers_the_truth() -> None:
     assert df.loc[df.term == last, "share_institutions_next"].isna().all()
 
 
+def test_demo_planted_scale_up_and_scale_in_clusters_land_in_their_quadrants() -> None:
+    """truth.json "scale"."planted": the cluster planted to grow in participants while more of
+    them stay light touch lands in "scaling up only" (breadth +50 % or more), the one planted
+    to deepen without growing in "scaling in only"; res_scale shows the realised changes
+    exactly and the Newcombe interval of the depth change covers its expected (design) value.
+    Depth varies: not ~100 % dosed everywhere."""
+    df, truth = _demo()
+    planted = {p["kind"]: p for p in truth["scale"]["planted"]}
+    assert set(planted) == {"up", "in"}
+    assert all(p["planted"] and p["as_planted"] for p in planted.values())
+    assert (planted["up"]["quadrant"], planted["in"]["quadrant"]) == (
+        "scaling up only", "scaling in only")
+    stored = df.set_index(["cluster", "term"])
+    for kind, p in planted.items():
+        row = stored.loc[(p["cluster"], p["term"])]
+        assert row.previous_term == p["previous_term"]
+        assert row.quadrant == p["quadrant"]
+        assert row.breadth_change_pct == pytest.approx(p["breadth_change_pct"], abs=1e-4)
+        assert row.depth_change == pytest.approx(p["depth_change"], abs=1e-4)
+        assert row.depth_change_ci_low <= p["expected_depth_change"] <= row.depth_change_ci_high
+        if kind == "up":
+            assert p["breadth_change_pct"] >= 50 and p["expected_depth_change"] < -0.1
+            assert row.depth_change_ci_high < 0  # depth clearly falls
+        else:
+            assert p["breadth_change_pct"] <= 0 and p["expected_depth_change"] > 0.1
+            assert row.depth_change_ci_low > 0
+    shares = df.loc[df.participants.notna(), "share_dosed"].astype(float)
+    assert 0.6 < shares.median() < 0.9 and shares.min() < 0.5
+
+
 def test_small_cells_are_kept_blank_and_blank_the_next_change(monkeypatch) -> None:
     """A cluster-term under k keeps its row with blank numbers; the term after it shows its own
     figures but no change (it would reveal the small term's count)."""
