@@ -44,8 +44,8 @@ from etl import schema
 from etl.errors import RefusedFile
 
 __all__ = [
-    "SUFFIXES", "read_into", "drop_source", "detect_kind", "normalise_name", "expand_paths",
-    "max_columns", "split_header",
+    "SUFFIXES", "read_into", "drop_source", "arrow_name", "detect_kind", "normalise_name",
+    "expand_paths", "max_columns", "split_header",
 ]
 
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".parquet": "parquet"}
@@ -323,8 +323,7 @@ def _stage(con: duckdb.DuckDBPyConnection, path: Path, rel_sql: str, offset: int
     try:
         # One pass reads, trims and stores; preserve_insertion_order (DuckDB's default) keeps
         # file order, so the stored table's rowid is the row's position in the file.
-        con.execute(f'DROP VIEW IF EXISTS "{table}"')
-        con.execute(f'DROP TABLE IF EXISTS "{table}_raw"')
+        drop_source(con, table)
         con.execute(f'CREATE TEMP TABLE "{table}_raw" AS SELECT {select} FROM ({rel_sql})')
         con.execute(
             f'CREATE TEMP VIEW "{table}" AS SELECT rowid + {offset} AS _row, * FROM "{table}_raw"'
@@ -342,9 +341,19 @@ def _hint(e: BaseException) -> str:
     return ""
 
 
+def arrow_name(table: str) -> str:
+    """The name under which `etl.sources.stage` registers a reader's Arrow table."""
+    return f"{table}_arrow"
+
+
 def drop_source(con: duckdb.DuckDBPyConnection, table: str = "src") -> None:
+    """Drop `<table>` and `<table>_raw`, which is a TEMP table, or a view of a registered
+    Arrow table (`etl.sources.stage`), unregistered too."""
     con.execute(f'DROP VIEW IF EXISTS "{table}"')
-    con.execute(f'DROP TABLE IF EXISTS "{table}_raw"')
+    is_view = con.execute("SELECT count(*) FROM duckdb_views() WHERE temporary AND view_name = ?",
+                          [f"{table}_raw"]).fetchall()[0][0]
+    con.execute(f'DROP {"VIEW" if is_view else "TABLE"} IF EXISTS "{table}_raw"')
+    con.unregister(arrow_name(table))
 
 
 def detect_kind(path: Path, columns: list[str], item_ids: set[str]) -> str | None:

@@ -10,8 +10,9 @@ and optionally `describe(path) -> dict` (what `python -m etl inspect` and `mappi
 header rows, separator, questions). A reader only reshapes: validation, pseudonymisation and
 writing stay in `etl.load`, so every format gets the contract loader's guarantees.
 
-`stage()` puts a reader's table where `etl.readers.read_into` puts a contract file: the TEMP
-table `src_raw` of trimmed text columns and the view `src` with `_row`.
+`stage()` puts a reader's table where `etl.readers.read_into` puts a contract file: `src_raw`
+of trimmed text columns (a TEMP table, or a view of the reader's table when the reader trimmed
+every column itself) and the view `src` with `_row`.
 """
 
 from __future__ import annotations
@@ -205,14 +206,19 @@ def stage(con: duckdb.DuckDBPyConnection, mod: ModuleType, path: Path, mapping: 
         else:
             select.append(f'{_sql_str(value)} AS "{col}"')
             names.append(col)
-    con.execute(f'DROP VIEW IF EXISTS "{table}"')
-    con.execute(f'DROP TABLE IF EXISTS "{table}_raw"')
-    con.register("_source_arrow", data)
+    readers.drop_source(con, table)
+    arrow = readers.arrow_name(table)
+    con.register(arrow, data)
+    # A table whose every column is CLEAN (xAPI's) is read where it is, through a view: the
+    # loader scans it three or four times, each scan cheaper than copying a million rows into
+    # a TEMP table. Columns still to trim are trimmed once, into a TEMP table, as CSV's are.
+    view = all(is_clean(data.schema.field(c)) for c in cols)
     try:
-        con.execute(f'CREATE TEMP TABLE "{table}_raw" AS SELECT {", ".join(select)}, '
-                    '_row::BIGINT AS _row FROM _source_arrow')
+        con.execute(f'CREATE TEMP {"VIEW" if view else "TABLE"} "{table}_raw" AS SELECT '
+                    f'{", ".join(select)}, _row::BIGINT AS _row FROM "{arrow}"')
     finally:
-        con.unregister("_source_arrow")
+        if not view:
+            con.unregister(arrow)
     con.execute(f'CREATE TEMP VIEW "{table}" AS SELECT * FROM "{table}_raw"')
     return names
 
