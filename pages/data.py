@@ -182,8 +182,10 @@ def _group_warnings() -> Any:
         len(p) for p in parts) else pd.DataFrame()
     if not len(rel):
         return None
-    below = rel.below_threshold.astype("boolean").fillna(False).to_numpy(bool)
-    small = rel.small_n.astype("boolean").fillna(True).to_numpy(bool)
+    # A grouping with a suppressed row comes with its flags as float (NaN where blanked, the
+    # read layer's convention) and one without as bool: concatenated, they are objects.
+    below = rel.below_threshold.astype("float64").fillna(0).to_numpy(bool)
+    small = rel.small_n.astype("float64").fillna(1).to_numpy(bool)
     low = rel[below & ~small & ~rel.suppressed.astype(bool).to_numpy(bool)]
     if not len(low):
         return html.P(f"Every language and country with enough respondents reaches α and ω ≥ "
