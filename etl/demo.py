@@ -888,12 +888,13 @@ def _participants(out: Path, seed: int, n: int, st: _Structure, bad: list[dict],
     n_events, light_p, light_cap = _light_touch(seed, n_drawn, exch, st)
 
     # Attrition: everyone is invited to every wave; the less engaged skip post and follow-up.
-    # Standardised as drawn, so a light-touch participant's lower engagement moves only their
-    # own chance of answering.
+    # On the events as drawn, before the light-touch cut (issue 13's scale plant): who answers
+    # is left as it was, so the plant moves depth without thinning the outcome data the other
+    # planted effects (reciprocity, dose, equity) are recovered from.
     z = np.log1p(n_drawn)
     treated = ~comparison
     mu, sd = (z[treated].mean(), z[treated].std() or 1.0) if treated.any() else (0.0, 1.0)
-    z = (np.log1p(n_events) - mu) / sd
+    z = (z - mu) / sd
     p = np.empty((n, 3))
     p[:, 0] = 0.92
     p[:, 1] = np.where(comparison, ATTRITION["comparison_post"],

@@ -194,19 +194,25 @@ def test_wilson_matches_statsmodels_and_handles_zero() -> None:
 # The demo's planted one-sided partnerships (truth.json "reciprocity")
 # ---------------------------------------------------------------------------------------------
 
+# The 10,000-participant demo (built once per run, shared with the Partnerships browser test):
+# on the 2,000-participant one a planted partnership's gaining side has 7 respondents, and
+# whether its interval clears 0 is a coin toss of the demo's draws.
+RECIPROCITY_DEMO = 10_000
+
+
 def _demo():
     import json
 
     from tests.analytics_fixture import demo_warehouse
 
-    wh = demo_warehouse()
+    wh = demo_warehouse(RECIPROCITY_DEMO)
     return wh, json.loads((wh.parent / "demo" / "truth.json").read_text(encoding="utf-8"))
 
 
 def test_demo_one_sided_partnerships_are_recovered() -> None:
     """The list of one-sided partnerships (composite gain) holds every planted one, as
-    'a_only' (side b gains nothing by the plant). The 2,000-participant demo's sides are
-    small, so k = 5 here; the stored table (k = 10) is checked below."""
+    'a_only' (side b gains nothing by the plant), at k = 5 so that small sides are assessed
+    too; the stored table (k = 10) is checked below."""
     import duckdb
 
     from analytics.derive import materialise
@@ -225,7 +231,11 @@ def test_demo_one_sided_partnerships_are_recovered() -> None:
     one_sided = set(comp.loc[comp.reciprocity.isin(["a_only", "b_only"]), "partnership_id"])
     assert planted <= one_sided
     mine = comp[comp.partnership_id.isin(planted)]
-    assert (mine.reciprocity == "a_only").all() and (mine.reciprocity_index == 0).all()
+    assert (mine.reciprocity == "a_only").all()
+    # The flat side's point estimate is noise around 0, so the balance of the two is near 0
+    # (exactly 0 when that noise is negative), far below the reciprocal partnerships'.
+    both = comp[comp.reciprocity == "both"].reciprocity_index
+    assert (mine.reciprocity_index < 0.25).all() and both.median() > 0.5
     # the flat side's interval covers its true gain of 0; the gaining side's lies above 0
     assert ((mine.ci_low_b < 0) & (mine.ci_high_b > 0)).all() and (mine.ci_low_a > 0).all()
     # most unplanted assessable partnerships are reciprocal (the demo's gains are real)
