@@ -52,7 +52,7 @@ def _login(client, name: str, password: str = PW, csrf: bool = True):
 
 
 def _callbacks(app_) -> dict[str, dict]:
-    app_.server.test_client()  # noqa: B018
+    app_.server.test_client().get("/_dash-dependencies")  # Dash fills the map on a request
     return {k: v for k, v in app_.app.callback_map.items() if "callback" in v}
 
 
@@ -211,3 +211,37 @@ def test_no_accounts_serves_loopback_only(tmp_path, monkeypatch) -> None:
     assert proxied.status_code == 403
     assert app_module._access.start_refusal("0.0.0.0")
     assert app_module._access.start_refusal("127.0.0.1") is None
+
+
+EVIL = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+
+
+def test_html_in_names_is_text(tmp_path, monkeypatch) -> None:
+    """Names are user data: the filter bar gets them as plain strings (React renders a string as
+    text), and no page lets HTML through (`dangerously_allow_html`, Markdown from data)."""
+    from pathlib import Path
+
+    import duckdb
+
+    from etl import schema
+
+    wh = build_fixture_warehouse(tmp_path / "warehouse.duckdb")
+    con = duckdb.connect(str(wh))
+    con.execute(f'UPDATE "{schema.EXCHANGES.name}" SET name = ?', [EVIL])
+    con.execute(f'UPDATE "{schema.CLUSTERS.name}" SET name = ?', [EVIL])
+    con.close()
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(wh))
+    import app as app_module
+
+    c = app_module.server.test_client()
+    cbs = _callbacks(app_module)
+    out = next(o for o, e in cbs.items()
+               if _access._callback_name(e["callback"]) == "pages._ui.sync_filters")
+    r = _post(c, _body(out, cbs[out]))
+    assert r.status_code == 200
+    resp = r.get_json()["response"]
+    labels = [o["label"] for o in resp["filter-exchange"]["options"]]
+    assert labels and all(lbl == EVIL for lbl in labels)  # a string, not a component
+    pages = Path(__file__).resolve().parents[1] / "pages"
+    for page in pages.glob("*.py"):
+        assert "dangerously_allow_html" not in page.read_text(), page
