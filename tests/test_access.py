@@ -245,3 +245,15 @@ def test_html_in_names_is_text(tmp_path, monkeypatch) -> None:
     pages = Path(__file__).resolve().parents[1] / "pages"
     for page in pages.glob("*.py"):
         assert "dangerously_allow_html" not in page.read_text(), page
+
+
+def test_filter_options_limited_to_the_scope(app_) -> None:
+    c = app_.server.test_client()
+    assert _login(c, "lead3").status_code == 302
+    cbs = _callbacks(app_)
+    out = next(o for o, e in cbs.items()
+               if _access._callback_name(e["callback"]) == "pages._ui.sync_filters")
+    r = _post(c, _body(out, cbs[out]))
+    assert r.status_code == 200
+    programs = [o["value"] for o in r.get_json()["response"]["filter-program"]["options"]]
+    assert programs == ["Bridges"]
