@@ -257,3 +257,12 @@ def test_filter_options_limited_to_the_scope(app_) -> None:
     assert r.status_code == 200
     programs = [o["value"] for o in r.get_json()["response"]["filter-program"]["options"]]
     assert programs == ["Bridges"]
+
+
+def test_trusted_header_only_when_configured(app_, monkeypatch) -> None:
+    c = app_.server.test_client()
+    hdr = {"X-Remote-User": "admin1"}
+    assert c.get("/_dash-layout", headers=hdr).status_code == 401  # not configured: ignored
+    monkeypatch.setenv(_access.TRUSTED_HEADER_ENV, "X-Remote-User")
+    assert c.get("/_dash-layout", headers=hdr).status_code == 200
+    assert c.get("/_dash-layout", headers={"X-Remote-User": "nobody"}).status_code == 401
