@@ -16,7 +16,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Dash, dcc, html
 
-from pages import _ui
+from pages import _access, _ui
 
 app = Dash(
     __name__,
@@ -59,6 +59,7 @@ app.layout = html.Div(
         dcc.Store(id=_ui.FILTERS),
         dcc.Store(id=_ui.URL_WRITER),
         html.A("Skip to content", href="#main", className="visually-hidden-focusable"),
+        _access.auth_bar_component(),
         navbar(),
         _ui.filter_bar(),
         html.Main(dbc.Container(dash.page_container, fluid=True, className="py-3"), id="main"),
@@ -66,6 +67,8 @@ app.layout = html.Div(
 )
 
 server = app.server
+# Issue 14: login, roles and program scope, security headers (before anything else answers).
+_access.init_app(server)
 # A forged or broken callback request is a 400 before Dash's dispatcher can make it a 500.
 server.before_request(_ui.refuse_malformed_callbacks)
 # The Data page's download files and the PDF snapshots, streamed from their folders beside the
@@ -73,11 +76,29 @@ server.before_request(_ui.refuse_malformed_callbacks)
 server.add_url_rule(_ui.DOWNLOAD_ROUTE, view_func=_ui.send_download)
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    """`python app.py [--host H] [--port P]`: serve on 127.0.0.1 unless told otherwise; on any
+    other address only once accounts exist (`python -m etl users add`)."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python app.py", description="Serve the dashboard.")
+    p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"),
+                   help="address to listen on (default 127.0.0.1, env HOST)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8050")))
+    args = p.parse_args(argv)
+    refusal = _access.start_refusal(args.host)
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 1
     # First start: build the demo warehouse when none exists (owned by `etl`; not at import, so
     # gunicorn and the tests never build data).
     from etl import ensure_warehouse
 
     ensure_warehouse()
-    app.run(host="127.0.0.1", port=int(os.environ.get("PORT", "8050")),
-            debug=os.environ.get("DASH_DEBUG", "") == "1")
+    app.run(host=args.host, port=args.port, debug=os.environ.get("DASH_DEBUG", "") == "1")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

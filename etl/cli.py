@@ -128,12 +128,82 @@ def _parser() -> argparse.ArgumentParser:
     dm.add_argument("--seed", type=int, default=7, metavar="S", help="random seed (default 7)")
     dm.add_argument("--out", type=Path, metavar="DIR",
                     help="folder for the generated files (default: demo/ beside the warehouse)")
+    _users_parser(sub, common)
     sub.add_parser(
         "status", parents=[common], help="data version, rows per table, last loads",
         description="Print the data version, the row counts per table and the last loads.",
         epilog="example: python -m etl status --warehouse data/warehouse.duckdb",
     )
     return p
+
+
+def _users_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """`users add|remove|list|reset|audit`: accounts beside the warehouse (`etl.accounts`)."""
+    from etl.accounts import MIN_PASSWORD, ROLES
+
+    us = sub.add_parser(
+        "users", help="manage dashboard accounts, roles and scopes; read the audit log",
+        description="Accounts live in accounts.sqlite beside the warehouse. Once one exists, "
+                    "every page, callback and download of the dashboard needs a login.",
+        epilog="examples:\n"
+               "  printf '%s' \"$PW\" | python -m etl users add ana --role lead --program P1 "
+               "--password-stdin\n"
+               "  python -m etl users list\n  python -m etl users audit --limit 20",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    usub = us.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    add = usub.add_parser("add", parents=[common], help="create an account")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--cluster", action="append", default=[], metavar="ID",
+                     help="limit the account to this cluster (repeat for more)")
+    add.add_argument("--program", action="append", default=[], metavar="ID",
+                     help="limit the account to this program (repeat for more)")
+    add.add_argument("--password-stdin", action="store_true", required=True,
+                     help=f"read the password (at least {MIN_PASSWORD} characters) from "
+                          "standard input; there is no default password")
+    rm = usub.add_parser("remove", parents=[common], help="delete an account")
+    rm.add_argument("name", metavar="NAME")
+    usub.add_parser("list", parents=[common], help="accounts, roles and scopes (no hashes)")
+    rs = usub.add_parser("reset", parents=[common], help="set a new password")
+    rs.add_argument("name", metavar="NAME")
+    rs.add_argument("--password-stdin", action="store_true", required=True,
+                    help="read the new password from standard input")
+    au = usub.add_parser("audit", parents=[common], help="who exported or downloaded what")
+    au.add_argument("--limit", type=int, default=100, metavar="N")
+
+
+def cmd_users(args: argparse.Namespace, console: Console, err: Console) -> int:
+    import sys
+
+    from etl import accounts
+
+    wh, action = args.warehouse, args.users_command
+    if action == "add":
+        a = accounts.add_user(wh, args.name, args.role, sys.stdin.read(),
+                              clusters=args.cluster, programs=args.program)
+        scope = ", ".join([*(f"cluster {c}" for c in a.clusters),
+                           *(f"program {p}" for p in a.programs)]) or "all programs"
+        console.print(f"added {a.name} ({a.role}; {scope}) to {accounts.accounts_file(wh)}",
+                      markup=False)
+    elif action == "remove":
+        accounts.remove_user(wh, args.name)
+        console.print(f"removed {args.name}", markup=False)
+    elif action == "reset":
+        accounts.reset_password(wh, args.name, sys.stdin.read())
+        console.print(f"new password set for {args.name}", markup=False)
+    elif action == "list":
+        users = accounts.list_users(wh)
+        if not users:
+            console.print(f"no accounts in {accounts.accounts_file(wh)}: the dashboard runs "
+                          "without login, on 127.0.0.1 only", markup=False)
+        for a in users:
+            console.print(f"{a.name}\t{a.role}\tclusters={','.join(a.clusters) or '*'}\t"
+                          f"programs={','.join(a.programs) or '*'}\tcreated {a.created_at}",
+                          markup=False)
+    else:
+        for row in accounts.audit_rows(wh, args.limit):
+            console.print("\t".join("" if v is None else str(v) for v in row), markup=False)
+    return EXIT_OK
 
 
 def _source_args(p: argparse.ArgumentParser) -> None:
@@ -406,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         return {"load": cmd_load, "demo": cmd_demo, "status": cmd_status, "inspect": cmd_inspect,
-                "mapping": cmd_mapping}[args.command](
+                "mapping": cmd_mapping, "users": cmd_users}[args.command](
             args, console, err)
     except EtlError as e:
         err.print(f"error: {e}", highlight=False, markup=False)

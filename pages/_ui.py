@@ -222,6 +222,9 @@ def send_download(key: str, name: str) -> Any:
     if path is None:
         abort(404, description="No such download (a newer data version may have replaced it, "
                                "or a snapshot older than a day was removed); ask for it again.")
+    from pages._access import audit
+
+    audit("download", f"{key}/{name}", data_version=key)
     return send_file(path, as_attachment=True, download_name=name, max_age=0)
 
 
@@ -254,19 +257,29 @@ def filters_of(store: Any) -> filters.Filters:
     filter bar has already said which when they came from a link or a control)."""
     if store is not None and not isinstance(store, dict):
         raise bad_input(f"{FILTERS} must be an object, not {type(store).__name__}")
+    from pages._access import scope_filters
+
     try:
         f = filters.Filters.from_dict((store or {}).get("filters"))
     except ValueError as e:
         raise bad_input(f"{FILTERS}: {e}") from None
-    if f.is_empty:
-        return f
-    options = query(loads.filter_options)
-    # Issue 14: the canonical request (whole months, no all-values list), so that two
-    # requests a user can tell apart differ by at least one filter value (disclosure control).
-    return filters.canonical_filters(filters.known_filters(f, options)[0], options)
+    if not f.is_empty:
+        options = query(loads.filter_options)
+        # Issue 14: the canonical request (whole months, no all-values list), so that two
+        # requests a user can tell apart differ by at least one filter value (disclosure
+        # control).
+        f = filters.canonical_filters(filters.known_filters(f, options)[0], options)
+    # Issue 14: an account limited to some programs/clusters sees those only, whatever it sent.
+    return scope_filters(f)
 
 
 # ---- the filter bar ---------------------------------------------------------------------------
+
+def _access_scope_options(opts: filters.FilterOptions) -> filters.FilterOptions:
+    from pages._access import scope_options
+
+    return scope_options(opts)
+
 
 def filter_bar() -> html.Div:
     controls: list[Any] = []
@@ -359,7 +372,8 @@ def sync_filters(search: str | None, _clear: int | None, *controls: Any) -> tupl
     try:
         cur = reader().cursor()
         try:
-            opts = loads.filter_options(cur)
+            # Issue 14: only the programs/clusters of the account's scope are offered.
+            opts = _access_scope_options(loads.filter_options(cur))
             info = loads.data_info(cur)
         finally:
             cur.close()
@@ -512,8 +526,11 @@ def snapshot(click: Any, _tick: int | None, store: Any, job: Any) -> tuple:
         f = filters_of(store)
     except PreventUpdate:  # no warehouse: the filter bar already says so
         return None, True, _snapshot_failed("there is no data to report"), no_update, False
+    from pages._access import audit
+
     try:
         job_id = jobs.start(warehouse_path(), f)
+        audit("snapshot", f"job {job_id}", f)
     except OSError as e:
         return None, True, _snapshot_failed(f"{e.filename or 'the jobs folder'}: "
                                             f"{e.strerror or e}"), no_update, False

@@ -16,7 +16,7 @@ from analytics.outputs import codebook, downloads, export
 from analytics.read import loads, outcomes, overview
 from analytics.stats.reliability import ALPHA_THRESHOLD
 from etl.errors import EtlError
-from pages import _ui
+from pages import _access, _ui
 
 dash.register_page(__name__, path="/data", name="Data", order=5, title="Exchange Impact — Data")
 
@@ -228,6 +228,9 @@ def download(_one: int | None, _all: int | None, _tick: int | None, table: Any, 
     else:
         table = _ui.choice(table, export.TABLES, "prepost")
     fmt = _ui.choice(fmt, export.FORMATS, "csv")
+    if (table is None or table in _access.ROW_LEVEL_TABLES) and not _access.can("rowlevel"):
+        return dash.no_update, _no_file("row-level tables (and the zip, which holds them) are "
+                                        "for researchers and admins"), None, True
     artefact = downloads.Artefact(table, fmt)
     try:
         status = _ui.query(downloads.request, _ui.reader().warehouse, artefact,

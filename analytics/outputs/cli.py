@@ -169,6 +169,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 _say(f"note: {note}")
             print(f"wrote {len(files)} files to {args.out}: "
                   + ", ".join(f.name for f in files))
+            _audit(args, "all tables", None)
             return EXIT_OK
         e = ex.build_export(con, args.table, fmt, by=args.by, min_cell=args.min_cell,
                             unsuppressed=unsuppressed)
@@ -183,7 +184,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     out.write_bytes(e.data)
     print(f"wrote {out}: {e.table}, {e.rows:,} rows, data version {e.data_version}, "
           f"generated {e.generated_at}, min cell {e.min_cell}")
+    _audit(args, f"{e.table} -> {out}", e.data_version)
     return EXIT_OK
+
+
+def _audit(args: argparse.Namespace, target: str, data_version: object) -> None:
+    """Issue 14: the audit log beside the warehouse records who ran the export (the OS user:
+    the CLI has no login), with its options."""
+    import getpass
+
+    from etl import accounts
+
+    accounts.record(args.warehouse, f"os:{getpass.getuser()}", "cli-export", target,
+                    {"by": getattr(args, "by", None), "min_cell": args.min_cell},
+                    None if data_version is None else str(data_version))
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:

@@ -1,0 +1,268 @@
+"""Login, roles, program scope and hardening of the dashboard (issue 14), through the app's real
+endpoints (Flask test client): every callback refuses an unauthenticated caller, a funder gets
+no downloads, a forged payload for another program is refused, login needs its CSRF token and is
+rate limited, download names cannot leave their folder, every answer has security headers."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+
+import pytest
+
+from etl import accounts
+from pages import _access
+from tests.dashboard_fixture import build_fixture_warehouse
+
+PW = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory):
+    wh = build_fixture_warehouse(tmp_path_factory.mktemp("access") / "warehouse.duckdb")
+    accounts.add_user(wh, "admin1", "admin", PW)
+    accounts.add_user(wh, "funder1", "funder", PW)
+    for name in ("lead1", "lead2", "lead3"):
+        accounts.add_user(wh, name, "lead", PW, programs=["Bridges"])
+    return wh
+
+
+@pytest.fixture
+def app_(warehouse, monkeypatch):
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(warehouse))
+    import app as app_module
+
+    app_module.server.config["TESTING"] = False  # keep CSRF on
+    return app_module
+
+
+@pytest.fixture
+def client(app_):
+    return app_.server.test_client()
+
+
+def _login(client, name: str, password: str = PW, csrf: bool = True):
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)
+    data = {"name": name, "password": password}
+    if csrf:
+        data["csrf_token"] = token.group(1)
+    return client.post("/login", data=data)
+
+
+def _callbacks(app_) -> dict[str, dict]:
+    app_.server.test_client().get("/_dash-dependencies")  # Dash fills the map on a request
+    return {k: v for k, v in app_.app.callback_map.items() if "callback" in v}
+
+
+def _body(output: str, entry: dict, store: dict | None = None) -> dict:
+    def items(specs):
+        return [{"id": s["id"], "property": s["property"],
+                 "value": store if s["id"] == "filters-store" else None}
+                for s in specs if not s["id"].startswith("{")]
+    def spec(o: str) -> dict:
+        cid, prop = o.rsplit("@", 1)[0].rsplit(".", 1)
+        return {"id": cid, "property": prop}
+    outs = ([spec(o) for o in output.strip(".").split("...")] if output.startswith("..")
+            else spec(output))
+    return {"output": output, "outputs": outs, "inputs": items(entry["inputs"]),
+            "state": items(entry.get("state", [])), "changedPropIds": []}
+
+
+def _post(client, body):
+    return client.post("/_dash-update-component", data=json.dumps(body),
+                       content_type="application/json")
+
+
+def test_every_callback_is_classified(app_) -> None:
+    """A new callback must say whether it reads the filters (and so the scope) or not."""
+    app_.server.test_client().get("/_dash-dependencies")
+    for entry in app_.app.callback_map.values():
+        if "callback" not in entry:
+            continue  # clientside
+        name = _access._callback_name(entry["callback"])
+        fn = inspect.unwrap(entry["callback"])
+        reads = "filters_of" in inspect.getsource(fn)
+        assert reads or name in _access.WHOLE_PROGRAM or name in _access.UI_ONLY, name
+
+
+def test_every_route_refuses_an_unauthenticated_caller(app_, client) -> None:
+    client.get("/login")
+    deps = client.get("/_dash-dependencies")
+    assert deps.status_code == 401
+    assert client.get("/_dash-layout").status_code == 401
+    page = client.get("/outcomes?program=Bridges")
+    assert page.status_code == 302 and page.headers["Location"].startswith("/login?next=")
+    for output, entry in _callbacks(app_).items():
+        r = _post(client, _body(output, entry))
+        assert r.status_code == 401, (output, r.status_code)
+    assert client.get("/_downloads/abc-k10/prepost_v1.csv").status_code == 401
+    assert client.get("/assets/app.css").status_code == 200  # no data: public
+
+
+def test_role_restricted_callbacks_refuse_a_funder(app_, client) -> None:
+    assert _login(client, "funder1").status_code == 302
+    cbs = _callbacks(app_)
+    restricted = [o for o, e in cbs.items()
+                  if _access.CALLBACK_RULES.get(_access._callback_name(e["callback"]))
+                  and not accounts.can("funder", _access.CALLBACK_RULES[
+                      _access._callback_name(e["callback"])])]
+    assert restricted  # the Data page's download
+    for output in restricted:
+        assert _post(client, _body(output, cbs[output])).status_code == 403
+    for name in ("prepost_v1.csv", "scale_scores_v1.csv"):
+        assert client.get(f"/_downloads/abc-k10/{name}").status_code == 403
+    assert _access.rounding_required.__doc__  # the hook helper S uses
+
+
+def test_logged_in_page_and_logout(client) -> None:
+    assert _login(client, "admin1").status_code == 302
+    r = client.get("/")
+    assert r.status_code == 200
+    for h in ("X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy",
+              "Content-Security-Policy"):
+        assert h in r.headers, h
+    assert "unsafe-inline" not in r.headers["Content-Security-Policy"].split("script-src")[1] \
+        .split(";")[0]
+    assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+    assert client.get("/_dash-layout").status_code == 200
+    client.get("/logout")
+    assert client.get("/_dash-layout").status_code == 401
+
+
+def test_session_cookie_flags(client) -> None:
+    r = _login(client, "admin1")
+    cookie = r.headers.get("Set-Cookie", "")
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Secure" not in cookie  # plain http here; https (or EXCHANGE_IMPACT_SECURE_COOKIES=1)
+
+
+def test_wrong_password_and_missing_csrf_refused(client) -> None:
+    r = _login(client, "admin1", "not the password")
+    assert r.status_code == 401 and "Wrong account name or password" in r.get_data(as_text=True)
+    r = _login(client, "admin1", csrf=False)
+    assert r.status_code == 400 and client.get("/_dash-layout").status_code == 401
+
+
+def test_login_is_rate_limited(client) -> None:
+    codes = [_login(client, "lead1", f"guess {i}").status_code for i in range(7)]
+    assert codes[:5] == [401] * 5 and codes[5:] == [429, 429]
+    assert _login(client, "lead1").status_code == 429  # even the right password, for now
+
+
+def test_forged_payload_for_another_program_is_refused(app_) -> None:
+    from analytics.read.filters import Filters
+
+    c = app_.server.test_client()
+    assert _login(c, "lead2").status_code == 302  # a lead of Bridges only
+    cbs = _callbacks(app_)
+    out = next(o for o, e in cbs.items()
+               if _access._callback_name(e["callback"]) == "pages.overview.cards")
+    other = Filters(program=("Horizons",))
+    r = _post(c, _body(out, cbs[out], {"filters": other.to_dict(), "query": other.to_query()}))
+    assert r.status_code == 403 and b"outside your account" in r.data
+    mine = Filters(program=("Bridges",))
+    r = _post(c, _body(out, cbs[out], {"filters": mine.to_dict(), "query": mine.to_query()}))
+    assert r.status_code == 200
+    # no choice at all: the lead's own scope, never the whole program
+    from flask_login import login_user
+
+    with app_.server.test_request_context():
+        login_user(_access._User(accounts.get_user(_access._warehouse(), "lead2")))
+        assert _access.scope_filters(Filters()).program == ("Bridges",)
+
+
+def test_scoped_user_gets_a_note_for_whole_program_statistics(app_, client) -> None:
+    cbs = _callbacks(app_)
+    out = next(o for o, e in cbs.items()
+               if _access._callback_name(e["callback"]) == "pages.outcomes.balance")
+    body = _body(out, cbs[out])
+    body["outputs"] = {"id": "outcomes-balance", "property": "children"}
+    c = app_.server.test_client()
+    assert _login(c, "lead3").status_code == 302
+    r = _post(c, body)
+    assert r.status_code == 200 and "issue 17" in r.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", ["/_downloads/..%2F..%2Fetc/passwd",
+                                  "/_downloads/abc-k10/..%2Fpseudonym.key",
+                                  "/_downloads/..%2Faccounts.sqlite/x.pdf",
+                                  "/_downloads/abc-k10/%2Fetc%2Fpasswd"])
+def test_download_names_cannot_escape_their_folder(client, path) -> None:
+    assert _login(client, "admin1").status_code == 302
+    r = client.get(path)
+    # refused, or not the download route at all (Dash's page shell): never a file
+    assert r.status_code in (400, 403, 404) or b"_dash-config" in r.data, r.status_code
+    assert "attachment" not in r.headers.get("Content-Disposition", "")
+    assert b"root:" not in r.data and b"argon2" not in r.data
+
+
+def test_no_accounts_serves_loopback_only(tmp_path, monkeypatch) -> None:
+    wh = build_fixture_warehouse(tmp_path / "warehouse.duckdb")
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(wh))
+    import app as app_module
+
+    c = app_module.server.test_client()
+    assert c.get("/").status_code == 200
+    remote = c.get("/", environ_base={"REMOTE_ADDR": "10.1.2.3"})
+    assert remote.status_code == 403 and b"No accounts" in remote.data
+    proxied = c.get("/", headers={"X-Forwarded-For": "10.1.2.3"})
+    assert proxied.status_code == 403
+    assert app_module._access.start_refusal("0.0.0.0")
+    assert app_module._access.start_refusal("127.0.0.1") is None
+
+
+EVIL = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+
+
+def test_html_in_names_is_text(tmp_path, monkeypatch) -> None:
+    """Names are user data: the filter bar gets them as plain strings (React renders a string as
+    text), and no page lets HTML through (`dangerously_allow_html`, Markdown from data)."""
+    from pathlib import Path
+
+    import duckdb
+
+    from etl import schema
+
+    wh = build_fixture_warehouse(tmp_path / "warehouse.duckdb")
+    con = duckdb.connect(str(wh))
+    con.execute(f'UPDATE "{schema.EXCHANGES.name}" SET name = ?', [EVIL])
+    con.execute(f'UPDATE "{schema.CLUSTERS.name}" SET name = ?', [EVIL])
+    con.close()
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(wh))
+    import app as app_module
+
+    c = app_module.server.test_client()
+    cbs = _callbacks(app_module)
+    out = next(o for o, e in cbs.items()
+               if _access._callback_name(e["callback"]) == "pages._ui.sync_filters")
+    r = _post(c, _body(out, cbs[out]))
+    assert r.status_code == 200
+    resp = r.get_json()["response"]
+    labels = [o["label"] for o in resp["filter-exchange"]["options"]]
+    assert labels and all(lbl == EVIL for lbl in labels)  # a string, not a component
+    pages = Path(__file__).resolve().parents[1] / "pages"
+    for page in pages.glob("*.py"):
+        assert "dangerously_allow_html" not in page.read_text(), page
+
+
+def test_filter_options_limited_to_the_scope(app_) -> None:
+    c = app_.server.test_client()
+    assert _login(c, "lead3").status_code == 302
+    cbs = _callbacks(app_)
+    out = next(o for o, e in cbs.items()
+               if _access._callback_name(e["callback"]) == "pages._ui.sync_filters")
+    r = _post(c, _body(out, cbs[out]))
+    assert r.status_code == 200
+    programs = [o["value"] for o in r.get_json()["response"]["filter-program"]["options"]]
+    assert programs == ["Bridges"]
+
+
+def test_trusted_header_only_when_configured(app_, monkeypatch) -> None:
+    c = app_.server.test_client()
+    hdr = {"X-Remote-User": "admin1"}
+    assert c.get("/_dash-layout", headers=hdr).status_code == 401  # not configured: ignored
+    monkeypatch.setenv(_access.TRUSTED_HEADER_ENV, "X-Remote-User")
+    assert c.get("/_dash-layout", headers=hdr).status_code == 200
+    assert c.get("/_dash-layout", headers={"X-Remote-User": "nobody"}).status_code == 401
