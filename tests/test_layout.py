@@ -67,7 +67,8 @@ def test_the_read_layer_has_no_catch_all_module() -> None:
     """The page and topic modules, the filter model, the cache and the shared SQL; no facade
     that re-exports everything (queries.py was 1,650 lines)."""
     assert {p.stem for p in READ} == {"__init__", "filters", "cache", "sql", "loads", "overview",
-                                      "participation", "outcomes", "equity", "partnerships"}
+                                      "participation", "outcomes", "equity", "partnerships",
+                                      "disclosure"}
 
 
 @pytest.mark.parametrize("path", READ, ids=lambda p: p.name)

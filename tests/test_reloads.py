@@ -52,7 +52,7 @@ def test_a_header_only_file_of_the_same_name_elsewhere_removes_nothing(demo_copy
     empty = _head(src / "events.csv", tmp_path / "o" / "events.csv", 1)
     res = P.run_etl("load", str(empty), "--warehouse", str(wh))
     assert res.returncode == 0, res.stdout + res.stderr
-    assert count(wh, "events") == before == 14_168
+    assert count(wh, "events") == before > 0
     assert "0 removed" in res.stdout and "replaced" not in res.stdout
 
 
@@ -68,6 +68,7 @@ def test_a_one_row_responses_file_elsewhere_keeps_every_answer(demo_copy, tmp_pa
 
 def test_two_partners_halves_of_one_log_both_load(demo_copy, tmp_path):
     src, wh = demo_copy
+    everything = count(wh, "events")  # what the demo's whole log loaded as
     con = duckdb.connect(str(wh))
     con.execute("DELETE FROM events")  # start from no events: the halves must add up to all
     con.execute("DELETE FROM load_batches WHERE kind = 'events'")
@@ -82,7 +83,7 @@ def test_two_partners_halves_of_one_log_both_load(demo_copy, tmp_path):
     res = P.run_etl("load", str(tmp_path / "pa" / "events.csv"),
                     str(tmp_path / "pb" / "events.csv"), "--warehouse", str(wh))
     assert res.returncode in (0, 3), res.stdout + res.stderr
-    assert count(wh, "events") == 14_168
+    assert count(wh, "events") == everything > 0
     assert q(wh, "SELECT count(DISTINCT source) FROM load_batches WHERE kind = 'events'") == [(2,)]
 
 

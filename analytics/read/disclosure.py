@@ -144,10 +144,11 @@ def _judge(df: pd.DataFrame, d: str, sel: tuple[str, ...], options: FilterOption
     return out
 
 
-def _month_dim(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str,
-               options: FilterOptions) -> list[dict[str, Any]]:
-    if f.start is None and f.end is None:
-        return []
+def _month_counts(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """For `_month_dim`: per cell, the people by how many of the range's months they have
+    (0 or 1, with the first such month, and whether they have months before or after it), and
+    the people with activity or answers in the range's end months and before or after it."""
     g = replace(f, start=None, end=None)
     ctes, p = sql.scope(g)
     a = f.start or date(1, 1, 1)
@@ -178,6 +179,14 @@ def _month_dim(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str,
                count(DISTINCT pid) FILTER (WHERE m < $a) AS before,
                count(DISTINCT pid) FILTER (WHERE m > $b) AS after
         FROM fp JOIN pm USING (pid) GROUP BY ALL""", p).set_index("cell")
+    return df, has
+
+
+def _month_dim(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str,
+               options: FilterOptions) -> list[dict[str, Any]]:
+    if f.start is None and f.end is None:
+        return []
+    df, has = _month_counts(cur, f, cell)
     k = suppression.MIN_CELL
     out: list[dict[str, Any]] = []
     first, last = options.first_date, options.last_date
