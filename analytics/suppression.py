@@ -88,6 +88,21 @@ ISOLATING_SELECTION = (f"one filter value changes this selection by fewer than {
                        "participants")
 
 
+def _blank(out: pd.DataFrame, rows: pd.Series, skip: set[str]) -> None:
+    """Blank, in place, every number of `rows` (a bool Series on `out`'s index) outside `skip`:
+    bool, integer and float columns become nullable and missing there, never 0."""
+    for c in out.columns:
+        if c in skip:
+            continue
+        s = out[c]
+        if pd.api.types.is_bool_dtype(s.dtype):
+            out[c] = s.astype("boolean").mask(rows)
+        elif pd.api.types.is_integer_dtype(s.dtype):
+            out[c] = s.astype("Int64").mask(rows)
+        elif pd.api.types.is_float_dtype(s.dtype):
+            out[c] = s.mask(rows)
+
+
 def suppress(
     table: pd.DataFrame,
     *,
@@ -137,16 +152,7 @@ def suppress(
                                 dtype="str")
         return out
     if small.any():
-        for c in out.columns:
-            if c == column or c in keep:
-                continue
-            s = out[c]
-            if pd.api.types.is_bool_dtype(s.dtype):
-                out[c] = s.astype("boolean").mask(small)
-            elif pd.api.types.is_integer_dtype(s.dtype):
-                out[c] = s.astype("Int64").mask(small)
-            elif pd.api.types.is_float_dtype(s.dtype):
-                out[c] = s.mask(small)
+        _blank(out, small, skip={column, *keep})
     out[column] = pd.Series(np.where(small, why, ""), index=out.index, dtype="str")
     return out
 
@@ -307,16 +313,7 @@ def protect(
                 break
         if extra.any():
             blank = pd.Series(extra, index=out.index)
-            for c in out.columns:
-                if c == column or c in keep:
-                    continue
-                s = out[c]
-                if pd.api.types.is_bool_dtype(s.dtype):
-                    out[c] = s.astype("boolean").mask(blank)
-                elif pd.api.types.is_integer_dtype(s.dtype):
-                    out[c] = s.astype("Int64").mask(blank)
-                elif pd.api.types.is_float_dtype(s.dtype):
-                    out[c] = s.mask(blank)
+            _blank(out, blank, skip={column, *keep})
             out[column] = out[column].mask(blank, SECONDARY)
     if rounding:
         base = ROUND_TO if round_to is None else round_to
