@@ -34,6 +34,8 @@ from flask_login import LoginManager, UserMixin, current_user, login_user, logou
 from markupsafe import escape
 from werkzeug.exceptions import Forbidden
 
+from analytics import suppression
+from analytics.read import rounding
 from etl import accounts
 from pages import _ui
 
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "init_app", "current_account", "current_user_role", "rounding_required", "can",
     "scope_filters", "scope_options", "audit", "WHOLE_PROGRAM", "UI_ONLY", "CALLBACK_RULES",
-    "AUTH_BAR", "TRUSTED_HEADER_ENV", "SECURE_COOKIE_ENV",
+    "AUTH_BAR", "TRUSTED_HEADER_ENV", "SECURE_COOKIE_ENV", "SCOPE_NOTE",
 ]
 
 AUTH_BAR = "auth-bar"
@@ -128,7 +130,8 @@ def can(capability: str) -> bool:
 
 
 def rounding_required() -> bool:
-    """Whether counts shown to this caller must be rounded (funders; helper S's rounding)."""
+    """Whether counts shown to this caller must be rounded (funders): `guard` then sets
+    `analytics.read.rounding.ROUND_TO` for the request, and a PDF job gets `--round-to`."""
     return accounts.can(current_user_role(), "rounded")
 
 
@@ -233,7 +236,9 @@ def _deny(status: int, message: str) -> Response:
 
 
 def guard() -> Response | None:
-    """Flask `before_request`: the start rule, login, capability and scope checks."""
+    """Flask `before_request`: the start rule, login, capability and scope checks, and the
+    caller's rounding of counts (funders; `analytics.read.rounding`)."""
+    rounding.ROUND_TO.set(None)  # a worker thread serves many callers: nothing carries over
     path = request.path
     if path.startswith(_PUBLIC_PREFIXES):
         return None
@@ -252,11 +257,17 @@ def guard() -> Response | None:
         return redirect(f"{_LOGIN}?next={_safe_next(request.full_path)}")
     if not accounts.can(acct.role, "dashboard"):
         return _deny(403, f"The role {acct.role} has no access to the dashboard.")
+    if accounts.can(acct.role, "rounded"):
+        rounding.ROUND_TO.set(suppression.ROUND_TO)
     if request.method == "POST" and path.endswith("/_dash-update-component"):
         return _check_callback(acct)
     if path.startswith("/_downloads/"):
         return _check_download(acct)
     return None
+
+
+def _end_rounding(_exc: BaseException | None = None) -> None:
+    rounding.ROUND_TO.set(None)
 
 
 def _check_callback(acct: accounts.Account) -> Response | None:
@@ -273,8 +284,9 @@ def _check_callback(acct: accounts.Account) -> Response | None:
     return None
 
 
-_SCOPE_NOTE = ("Hidden for your account: these statistics are precomputed over all programs; "
-               "per-program versions come with issue 17.")
+SCOPE_NOTE = ("Hidden for your account: these statistics are precomputed over all programs; "
+              "per-program versions come with issue 17.")
+_SCOPE_NOTE = SCOPE_NOTE  # the pages' note; the PDF snapshot gives the same (reports.content)
 
 
 def _whole_program_note(body: dict) -> Response:
@@ -487,6 +499,7 @@ def init_app(server: Flask) -> None:
             server.config["REMEMBER_COOKIE_SECURE"] = request.is_secure
 
     server.before_request(guard)
+    server.teardown_request(_end_rounding)
     view = limiter.limit(LOGIN_LIMIT, key_func=_limit_key, methods=["POST"],
                          # only failed attempts count: a user who logs in often is no attack
                          deduct_when=lambda r: r.status_code != 302)(login)

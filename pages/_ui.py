@@ -526,10 +526,15 @@ def snapshot(click: Any, _tick: int | None, store: Any, job: Any) -> tuple:
         f = filters_of(store)
     except PreventUpdate:  # no warehouse: the filter bar already says so
         return None, True, _snapshot_failed("there is no data to report"), no_update, False
-    from pages._access import audit
+    from analytics import suppression
+    from pages._access import audit, current_account, rounding_required
 
+    acct = current_account()
     try:
-        job_id = jobs.start(warehouse_path(), f)
+        # The job process has no Flask request: what the account may see goes with it.
+        job_id = jobs.start(warehouse_path(), f,
+                            whole_program=not (acct is not None and acct.scoped),
+                            round_to=suppression.ROUND_TO if rounding_required() else None)
         audit("snapshot", f"job {job_id}", f)
     except OSError as e:
         return None, True, _snapshot_failed(f"{e.filename or 'the jobs folder'}: "

@@ -54,10 +54,25 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--warehouse", type=Path, help="the warehouse file (default: the "
                                                   "dashboard's)")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
+    s.add_argument("--scoped", action="store_true",
+                   help="for an account limited to some programs: leave out the statistics "
+                        "precomputed over all programs, with the dashboard's note")
+    s.add_argument("--round-to", type=_base, metavar="N",
+                   help="round every count to a multiple of N (funders; issue 14)")
     s.add_argument("--progress-file", type=Path, metavar="FILE",
                    help="keep FILE (JSON: state, fraction, stage, error) up to date as the report "
                         "advances; what the dashboard's button polls (reports.jobs)")
     return p
+
+
+def _base(raw: str) -> int:
+    try:
+        base = int(raw)
+    except ValueError:
+        base = 0
+    if base < 1:
+        raise argparse.ArgumentTypeError(f"{raw!r}: a whole number 1 or more")
+    return base
 
 
 def _say(msg: str) -> None:
@@ -108,7 +123,8 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
     try:
         out = write_snapshot(f, args.out, title=args.title, lang=args.lang,
-                             progress=progress, notes=notes)
+                             progress=progress, notes=notes,
+                             whole_program=not args.scoped, round_to=args.round_to)
     except (ReportError, engine.ChromiumMissing, engine.ReportRenderError) as e:
         _say(f"error: {e}")
         state.failed(str(e))

@@ -559,15 +559,22 @@ def _scale_labels() -> dict[tuple[str, str], str]:
 
 def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = None,
            lang: str = "en", notes: Iterable[str] = (),
-           progress: Callable[[float, str], None] | None = None) -> Report:
+           progress: Callable[[float, str], None] | None = None,
+           whole_program: bool = True) -> Report:
     """Everything the snapshot of filters `f` shows, read through cursor `cur` (of the reader
-    the pages use, `pages._ui.reader()`, so the page callbacks see the same warehouse)."""
+    the pages use, `pages._ui.reader()`, so the page callbacks see the same warehouse).
+
+    `whole_program=False` (an account scoped to some programs or clusters): the sections
+    precomputed over all programs (effects by cluster and country, dose, cost, persistence
+    models, reciprocity, equity gaps) are left out, each replaced by the note the dashboard's
+    pages give such an account (`pages._access.SCOPE_NOTE`)."""
     import app  # noqa: F401  (registers the pages, whose callbacks build the figures)
     from pages import equity as equity_page
     from pages import outcomes as outcomes_page
     from pages import overview as overview_page
     from pages import participation as participation_page
     from pages import partnerships as partnerships_page
+    from pages._access import SCOPE_NOTE
 
     def step(x: float, what: str) -> None:
         if progress is not None:
@@ -583,6 +590,15 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
 
     store = _store(f)
     sup = _Suppressed()
+
+    def whole(blocks: list[Any], title: str, id_: str) -> list[Any]:
+        """Blocks of statistics over all programs, or, for a scoped account, the note."""
+        if whole_program or not blocks:
+            return blocks
+        return [Sub(title, id_), SCOPE_NOTE]
+
+    # What a scoped account's left-out blocks would have listed as suppressed is not said.
+    sup_all = sup if whole_program else _Suppressed()
     sections: list[Section] = []
     k = suppression.MIN_CELL
     label = suppression.SUPPRESSED_LABEL
@@ -722,6 +738,9 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
         res = outcomes.prepost_results(cur, by)
         if not len(res):
             continue
+        if not whole_program:
+            out.add(*whole([True], f"Effects by {name}", f"forest-{by}"))
+            continue
         figs = []
         if by == "cluster":  # names, not ids, as on the cover
             names = dict(options.options.get("cluster", ()))
@@ -758,7 +777,8 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
         sup.add("Participants vs comparison", [
             scale_label(a, b) for a, b in comp[comp.suppressed.astype(bool)][
                 ["instrument", "scale"]].itertuples(index=False)])
-    out.add(*_dose_blocks(cur, sup, scale_label))
+    out.add(*whole(_dose_blocks(cur, sup_all, scale_label),
+                   "Does more participation go with more gain?", "dose-response"))
     if out.blocks:
         out.add(Sub("What these estimates assume", "assumptions"))
         out.add(estimands.COMPLETERS, estimands.DID_ASSUMPTION,
@@ -769,7 +789,7 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
                 "are flagged.")
         sections.append(out)
     # Issue 13: cost per outcome, whole program (after the outcomes it divides by).
-    cost_blocks = _cost_blocks(cur, sup)
+    cost_blocks = whole(_cost_blocks(cur, sup_all), "Cost per outcome", "cost-outcome")
     if cost_blocks:
         sections.append(Section("cost", "What an outcome costs").add(*cost_blocks))
 
@@ -792,12 +812,14 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
             "Partnerships in scope; still-active ones are censored today",
             id_="partnership-table"))
         sup.add("Partnerships", summary[summary.suppressed.astype(bool)].kind)
-    part.add(*_persistence_blocks(cur, sup))
+    part.add(*whole(_persistence_blocks(cur, sup_all),
+                    "Cross-border vs domestic (whole program)", "persistence-cox"))
     if part.blocks:
         sections.append(part)
-    recip = _reciprocity_section(cur, sup, dict(options.options.get("cluster", ())), store)
+    recip = _reciprocity_section(cur, sup_all, dict(options.options.get("cluster", ())), store)
     if recip is not None:
-        sections.append(recip)
+        sections.append(recip if whole_program else Section(recip.id, recip.title).add(
+            SCOPE_NOTE))
 
     # -- equity ----------------------------------------------------------------------------
     step(0.65, "equity")
@@ -811,7 +833,8 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
             f"{scale_label(a, b)}: {grp}" for a, b, grp in
             g[g.suppressed.astype(bool)][["instrument", "scale", "group"]]
             .itertuples(index=False)])
-    eq.add(*_equity_gap_blocks(cur, sup))
+    eq.add(*whole(_equity_gap_blocks(cur, sup_all),
+                  "Gaps between the best- and worst-served groups", "equity-gaps"))
     if eq.blocks:
         eq.blocks.insert(0, estimands.COMPLETERS)
         sections.append(eq)

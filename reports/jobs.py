@@ -128,11 +128,16 @@ def wait_gate() -> None:
         time.sleep(0.05)
 
 
-def start(warehouse: Path, filters: Filters, *, title: str | None = None) -> str:
+def start(warehouse: Path, filters: Filters, *, title: str | None = None,
+          whole_program: bool = True, round_to: int | None = None) -> str:
     """Start the snapshot of `filters` in its own process and return the job's id at once.
 
-    The job writes `<name>.pdf` into its folder and its progress into `state.json`; read both
-    with `status`. Removes job folders older than `KEEP_SECONDS` first."""
+    What the caller's account may see is passed explicitly (the job has no Flask request):
+    `whole_program=False` for an account scoped to some programs/clusters leaves out the
+    statistics precomputed over all programs, with the pages' note; `round_to` rounds the
+    counts to that base (funders). The job writes `<name>.pdf` into its folder and its progress
+    into `state.json`; read both with `status`. Removes job folders older than `KEEP_SECONDS`
+    first."""
     warehouse = Path(warehouse)
     root = jobs_root(warehouse)
     _private_dir(root)
@@ -148,7 +153,9 @@ def start(warehouse: Path, filters: Filters, *, title: str | None = None) -> str
         cmd = [sys.executable, "-m", "reports", "snapshot", "--quiet", "--out", str(out),
                "--warehouse", str(warehouse), "--progress-file", str(where / STATE),
                *(f"--{key}={value}" for key, value in filters.pairs()),
-               *([f"--title={title}"] if title else [])]
+               *([f"--title={title}"] if title else []),
+               *([] if whole_program else ["--scoped"]),
+               *([f"--round-to={int(round_to)}"] if round_to is not None else [])]
         env = {**os.environ,
                "PYTHONPATH": os.pathsep.join(p for p in (str(_ROOT), os.environ.get("PYTHONPATH"))
                                              if p)}

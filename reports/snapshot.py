@@ -30,13 +30,18 @@ class ReportError(ValueError):
 
 def write_snapshot(filters: Filters, out: Path, *, title: str | None = None, lang: str = "en",
                    progress: Callable[[float, str], None] | None = None,
-                   notes: Iterable[str] = ()) -> Path:
+                   notes: Iterable[str] = (), whole_program: bool = True,
+                   round_to: int | None = None) -> Path:
     """Write the PDF snapshot of `filters` to `out` and return its path.
 
     `progress(fraction, what)` is called as the report advances (0 … 1). `notes` are lines the
-    caller wants on the cover (e.g. what the CLI ignored in a link). Raises ReportError for a
+    caller wants on the cover (e.g. what the CLI ignored in a link). `whole_program=False`
+    (an account scoped to some programs) leaves out the statistics precomputed over all
+    programs, with the dashboard's note; `round_to` rounds every count to that base (funders,
+    `analytics.read.rounding`). Raises ReportError for a
     missing warehouse or language, `reports.engine.ChromiumMissing` without a browser, and
     `reports.engine.ReportRenderError` when the page fails to draw."""
+    from analytics.read import rounding
     from etl.errors import WarehouseError
     from pages import _ui
     from reports import content, engine, render
@@ -57,8 +62,9 @@ def write_snapshot(filters: Filters, out: Path, *, title: str | None = None, lan
     except WarehouseError as e:
         raise ReportError(f"no data to report: {e}") from None
     try:
-        report = content.gather(cur, filters, title=title, lang=lang, notes=notes,
-                                progress=progress)
+        with rounding.rounded(round_to):
+            report = content.gather(cur, filters, title=title, lang=lang, notes=notes,
+                                    progress=progress, whole_program=whole_program)
     except WarehouseError as e:
         raise ReportError(f"no data to report: {e}") from None
     finally:

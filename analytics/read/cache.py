@@ -4,6 +4,9 @@ Results are cached per process in a `QueryCache` bounded by bytes and keyed by (
 build, query, arguments): the warehouse only changes through a new data version, so a cached
 answer is never stale, and nothing is shared across gunicorn workers (each forks with an empty
 cache). `@cached` wraps a query function whose first argument is the request's cursor.
+
+Answers leave the cache through `analytics.read.rounding.apply`: the cached value is exact, and
+a funder's call gets its counts rounded (issue 14; the key is the query, not the role).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from analytics.read import rounding
 from etl import schema
 
 __all__ = ["QueryCache", "CACHE", "cached", "clear_cache", "cache_keys", "version_key",
@@ -132,15 +136,17 @@ def version_key(cur: duckdb.DuckDBPyConnection) -> str:
 
 def cached(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Cache `fn(cur, *args, **kwargs)` in `CACHE` under (its name, the warehouse build,
-    its arguments); the module's current `CACHE` is looked up per call (tests swap it)."""
+    its arguments); the module's current `CACHE` is looked up per call (tests swap it). The
+    answer is exact in the cache and rounded for the caller on the way out (`rounding`); the
+    computation itself runs exact, so read functions that call each other cache exact numbers."""
     @wraps(fn)
     def wrapper(cur: duckdb.DuckDBPyConnection, *args: Any, **kwargs: Any) -> Any:
         key = (fn.__name__, version_key(cur), args, tuple(sorted(kwargs.items())))
         hit, value = CACHE.get(key)
-        if hit:
-            return value
-        value = fn(cur, *args, **kwargs)
-        CACHE.put(key, value)
-        return value
+        if not hit:
+            with rounding.rounded(None):
+                value = fn(cur, *args, **kwargs)
+            CACHE.put(key, value)
+        return rounding.apply(value)
 
     return wrapper
