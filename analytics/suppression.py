@@ -30,7 +30,7 @@ import pandas as pd
 __all__ = ["DEFAULT_K", "ENV_K", "MIN_CELL", "SUPPRESSED_LABEL", "SMALL_SELECTION", "suppress",
            "reason", "configured_k", "protect", "derivable", "round_counts", "DEFAULT_ROUND_TO",
            "ENV_ROUND_TO", "ROUND_TO", "configured_round_to", "SECONDARY", "DIFFERENCE",
-           "ISOLATING_SELECTION"]
+           "ISOLATING_SELECTION", "protect_blanked"]
 
 DEFAULT_K = 10
 ENV_K = "EXCHANGE_IMPACT_MIN_CELL"
@@ -320,4 +320,68 @@ def protect(
         for c in dict.fromkeys([n, *counts]):
             if c in out.columns:
                 out[c] = round_counts(out[c], base)
+    return out
+
+
+def protect_blanked(
+    table: pd.DataFrame,
+    *,
+    n: str = "n",
+    k: int | None = None,
+    lines: Sequence[str] = (),
+    column: str = "suppressed",
+) -> pd.DataFrame:
+    """`protect`'s secondary suppression for a table whose small cells are already blanked (a
+    stored result table, a read-layer answer): the counts it hid are gone, but `protect` needs
+    only to know that they are positive and hidden, so each is taken as an unknown positive
+    count. The rows sharing the values of `lines` form one line whose total is shown (the
+    "overall" row of a result table, the stage count of a funnel); `lines=()`: all rows are one
+    line. In a line with a hidden row, the complement `protect` picks is blanked in the columns
+    that the primary rule blanked in that line's hidden rows, and its `column` says so: the
+    text `SECONDARY`, or True where `column` is a bool flag (the read layer's).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"g": ["a", "b", "c"], "n": [40.0, None, 25.0],
+    ...                   "suppressed": ["", "n < 10", ""]})
+    >>> protect_blanked(t)["suppressed"].tolist()
+    ['', 'n < 10', 'complementary']
+    """
+    if k is None:
+        k = MIN_CELL
+    if n not in table.columns or column not in table.columns:
+        raise ValueError(f"table needs the columns {n!r} and {column!r}")
+    out = table.copy()
+    flag = out[column]
+    is_bool = pd.api.types.is_bool_dtype(flag.dtype)
+    why = flag.astype("string").fillna("")
+    # "not suppressed: n < k" marks a small row shown to a caller with row-level access
+    hidden = (flag.fillna(False).astype(bool) if is_bool
+              else (why != "") & ~why.str.startswith("not suppressed"))
+    if k <= 1 or not hidden.any() or not len(out):
+        return out
+    groups = (out.groupby(list(lines), dropna=False, sort=False).groups if lines
+              else {None: out.index})
+    for idx in groups.values():
+        h = hidden.loc[idx]
+        if not h.any() or h.all():
+            continue
+        part = out.loc[idx]
+        # 1 < k: protect's primary rule hides the row again, and 1 > 0 makes it a cell that
+        # the line's total could give away.
+        counts = pd.to_numeric(part[n], errors="coerce").astype("float64").mask(h, 1.0)
+        marked = protect(part.assign(**{n: counts}), n=n, k=k)[column] == SECONDARY
+        new = marked[marked].index
+        if not len(new):
+            continue
+        blanked = [c for c in part.columns if c != column and c not in lines
+                   and part.loc[h[h].index, c].isna().all()
+                   and pd.api.types.is_numeric_dtype(part[c].dtype)]
+        for c in blanked:
+            if pd.api.types.is_bool_dtype(out[c].dtype):
+                out[c] = out[c].astype("boolean")
+            elif pd.api.types.is_integer_dtype(out[c].dtype):
+                out[c] = out[c].astype("Int64")
+            out.loc[new, c] = pd.NA if not pd.api.types.is_float_dtype(out[c].dtype) else np.nan
+        out.loc[new, column] = True if is_bool else SECONDARY
     return out

@@ -114,6 +114,24 @@ def fci(lo: Any, hi: Any) -> str:
     return "—" if _missing(lo) or _missing(hi) else f"[{float(lo):.2f}, {float(hi):.2f}]"
 
 
+# Rows blanked by secondary suppression (`beside_total`) carry this column, and say so.
+COMPLEMENT = "_complementary"
+COMPLEMENT_LABEL = f"suppressed ({suppression.SECONDARY})"
+COMPLEMENT_WHY = ("complementary, hidden too so that a suppressed group cannot be recovered "
+                  "as the total shown minus the other groups")
+
+
+def beside_total(df: pd.DataFrame, n: str, lines: Iterable[str] = ()) -> pd.DataFrame:
+    """`df` (a read-layer answer, small cells already blanked) shown beside its total: secondary
+    suppression by the one rule (`suppression.protect_blanked`); the rows it adds are marked in
+    `COMPLEMENT` for `table` and the methods section."""
+    if not len(df):
+        return df.assign(**{COMPLEMENT: pd.Series(dtype=bool)})
+    before = df.suppressed.astype(bool).to_numpy()
+    out = suppression.protect_blanked(df, n=n, lines=list(lines))
+    return out.assign(**{COMPLEMENT: out.suppressed.astype(bool).to_numpy() & ~before})
+
+
 def table(df: pd.DataFrame, columns: dict[str, tuple[str, Callable[[Any], str]]], caption: str,
           *, id_: str = "", suppressed_col: str | None = "suppressed", labels: int = 1,
           whole_row: bool = False) -> Table | None:
@@ -128,10 +146,12 @@ def table(df: pd.DataFrame, columns: dict[str, tuple[str, Callable[[Any], str]]]
         sup = bool(suppressed_col and suppressed_col in row and row[suppressed_col]) or bool(
             suppressed_col and "subset_suppressed" in row and row["subset_suppressed"] is True)
         cells: list[Cell] = []
+        mark = (COMPLEMENT_LABEL if COMPLEMENT in row and row[COMPLEMENT] is True
+                else suppression.SUPPRESSED_LABEL)
         for i, (col, (_, fmt)) in enumerate(columns.items()):
             val = row[col] if col in row else None
             if sup and i >= labels and (whole_row or _missing(val)):
-                cells.append((suppression.SUPPRESSED_LABEL, True))
+                cells.append((mark, True))
             else:
                 cells.append((fmt(val), False))
         rows.append(cells)
@@ -279,6 +299,16 @@ class _Suppressed:
             self.lines.append(f"{where}: {shown}")
 
 
+def _add_suppressed(sup: _Suppressed, where: str, df: pd.DataFrame, label: str) -> None:
+    """`df`'s suppressed rows for the methods section: the small ones, then the complementary
+    ones (`beside_total`) under their own line that says why."""
+    extra = (df[COMPLEMENT].astype(bool) if COMPLEMENT in df.columns
+             else pd.Series(False, index=df.index))
+    small = df.suppressed.astype(bool) & ~extra
+    sup.add(where, df[small][label])
+    sup.add(f"{where} ({COMPLEMENT_WHY})", df[extra][label])
+
+
 # ---- issue 13's tables: precomputed per data version for the whole program --------------------
 
 PRECOMPUTED = ("Computed once per data version for every participant and partnership of the "
@@ -423,6 +453,8 @@ def _reciprocity_section(cur: duckdb.DuckDBPyConnection, sup: _Suppressed,
         sec.add("One-sided partnerships (partnership ids): "
                 + ", ".join(sorted(one.partnership_id.astype(str))) + ".")
     by = shares[shares.group_by.astype(str) == "cluster"]
+    if len(overall) and not overall.suppressed.astype(bool).any():
+        by = beside_total(by, "n_participants", ["instrument", "scale"])  # the whole program's
     by = by.assign(
         name=[cluster_names.get(str(g), str(g)) for g in by["group"]],
         one_sided=by.n_a_only + by.n_b_only,
@@ -441,7 +473,7 @@ def _reciprocity_section(cur: duckdb.DuckDBPyConnection, sup: _Suppressed,
         "Share of reciprocal partnerships (composite gain), whole program and by cluster",
         id_="reciprocity-table", whole_row=True))
     sec.add(partnerships_page.RECIPROCITY_METHOD)
-    sup.add("Reciprocity by cluster", by[by.suppressed.astype(bool)]["name"])
+    _add_suppressed(sup, "Reciprocity by cluster", by, "name")
     if len(per_p):
         sup.add("Reciprocity (partnerships with a side under k)",
                 per_p[per_p.suppressed.astype(bool)].partnership_id)
@@ -856,12 +888,15 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
                       "Participants reaching each stage", id_="funnel-table"))
         sup.add("Attrition stages", funnel[funnel.suppressed.astype(bool)].stage)
         d = equity.dropout_by_group(cur, f, "gender")
+        if len(d):
+            # The genders add up to the funnel's first stage, shown above: a total.
+            d = beside_total(d, "n")
         att.add(table(d, {"group": ("gender", ftext), "n": ("answered pre (n)", fint),
                           "dropped": ("no post answer", fint),
                           "dropout_rate": ("drop-out rate", fpct)},
                       "Drop-out between pre and post survey by gender", id_="dropout-table"))
         if len(d):
-            sup.add("Drop-out by gender", d[d.suppressed.astype(bool)]["group"])
+            _add_suppressed(sup, "Drop-out by gender", d, "group")
         sections.append(att)
 
     # -- methods ---------------------------------------------------------------------------
@@ -886,8 +921,9 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
              "into the warehouse; this report holds aggregates only.")
     if sup.lines:
         meth.add(Sub("What was suppressed and why", "suppressed"))
-        meth.add(f"Each of these had fewer than {k} participants behind its numbers, so they "
-                 "are not shown:")
+        meth.add(f"Each of these had fewer than {k} participants behind its numbers, or, where "
+                 f"marked {suppression.SECONDARY}, was hidden too so that one that had cannot "
+                 "be recovered from a total shown; none of them is shown:")
         meth.add(Table("Suppressed groups", ["where", "groups"],
                        [[(a, False), (b, False)] for a, b in
                         (line.split(": ", 1) for line in sup.lines)], "suppressed-table"))

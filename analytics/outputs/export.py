@@ -66,6 +66,56 @@ DANGEROUS_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 XLSX_MAX_ROWS = 1_048_575  # Excel's sheet limit, less the header row
 
 
+# Tables that hold, per grouping, one row per group beside the "overall" row (their total):
+# the count the small-cell rule reads and the columns that pick one set of groups with its
+# total. `suppression.protect_blanked` blanks a complement so that no suppressed group is the
+# total minus the groups shown.
+TOTALLED: dict[str, tuple[str, tuple[str, ...]]] = {
+    "prepost": ("n", ("instrument", "scale")),
+    "attrition": ("n_invited", ("wave",)),
+    "reliability_groups": ("n", ("instrument", "scale", "wave")),
+    "persistence": ("n", ("subject", "unit")),
+    "reciprocity_shares": ("n_participants", ("instrument", "scale")),
+    "cost": ("n_participants", ("currency",)),
+}
+
+
+def protect_totals(df: pd.DataFrame, table: str, k: int) -> pd.DataFrame:
+    """Secondary suppression of a result table beside its "overall" rows (`TOTALLED`): in each
+    grouping whose total is shown, a group with a suppressed neighbour and no other hidden one
+    is blanked too ('complementary'). Other tables, and k of 0 or 1, are returned as they are."""
+    spec = TOTALLED.get(table)
+    if spec is None or k <= 1 or not len(df) or "group_by" not in df.columns:
+        return df
+    n, keys = spec
+    keys = tuple(c for c in keys if c in df.columns)
+    why = df["suppressed"].astype("string").fillna("")
+    flag = (why != "") & ~why.str.startswith("not suppressed")  # a researcher's marks only
+    by = df["group_by"].astype("string")
+    key = df[list(keys)].astype("string").fillna("\x00").agg("\x1f".join, axis=1) if keys \
+        else pd.Series("", index=df.index)
+    shown_totals = set(key[(by == "overall") & ~flag])
+    rows = (by != "overall") & key.isin(shown_totals)
+    if not (rows & flag).any():
+        return df
+    part = suppression.protect_blanked(df[rows], n=n, k=k, lines=[*keys, "group_by"])
+    new = part.index[(part["suppressed"].astype("string") == suppression.SECONDARY)
+                     .fillna(False).to_numpy(bool)]
+    out = df.copy()
+    for c in out.columns:
+        gone = part.loc[new, c].isna() & out.loc[new, c].notna()
+        if c == "suppressed" or not gone.any():
+            continue
+        if pd.api.types.is_bool_dtype(out[c].dtype):
+            out[c] = out[c].astype("boolean")
+        elif pd.api.types.is_integer_dtype(out[c].dtype):
+            out[c] = out[c].astype("Int64")
+        out.loc[gone[gone].index, c] = (np.nan if pd.api.types.is_float_dtype(out[c].dtype)
+                                        else pd.NA)
+    out.loc[new, "suppressed"] = suppression.SECONDARY
+    return out
+
+
 class ExportError(Exception):
     """A request the export cannot honour; the message says what to do instead."""
 
@@ -339,7 +389,10 @@ def _about(table: str, version: int, generated_at: str, exported_at: str, min_ce
         "exported_at": exported_at,
         "min_cell": min_cell,
         "suppression": (f"groups with fewer than {min_cell} participants suppressed ('n < "
-                        f"{min_cell}', numbers empty)" if min_cell > 0
+                        f"{min_cell}', numbers empty); beside a shown total (the 'overall' "
+                        "row) another group is blanked too ('complementary') where the "
+                        "suppressed one would be the total minus the groups shown"
+                        if min_cell > 0
                         else "none: unsuppressed output for people with row-level access"),
         "by": by or "",
         "method": codebook.METHODS[table],
@@ -357,6 +410,7 @@ def _render(src: _Source, table: str, fmt: str, by: str | None, exported_at: str
         cols.append(schema.Column(by, "VARCHAR", doc=f"the participant's {by} (added by --by)"))
     elif by is not None:
         df = df[df["group_by"].astype("string") == by]
+    df = protect_totals(df, table, src.min_cell)
     df = df.assign(data_version=src.version, generated_at=generated_at)
     cols += list(codebook.PROVENANCE_COLUMNS)
     out = _typed(df, cols)
