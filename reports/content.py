@@ -3,7 +3,9 @@ from the same read functions and page figure builders the dashboard uses.
 
 `gather(cur, f)` returns a `Report` (plain data, rendered by `reports.render`). Numbers come
 from `analytics.read.*`, whose answers already went through the one small-cell rule
-(`analytics.suppression.suppress`); figures are the page callbacks' own Figure dicts (same
+(`analytics.suppression.suppress`; a funder's counts rounded on the way out,
+`analytics.read.rounding`), and a table shown beside its total also gets secondary suppression
+(`beside_total`); figures are the page callbacks' own Figure dicts (same
 builders, same colours), called with the filter store a page would get. A section is added
 only when its data exist: no empty placeholder ever reaches the PDF.
 """
@@ -19,7 +21,16 @@ import duckdb
 import pandas as pd
 
 from analytics import estimands, suppression
-from analytics.read import equity, filters, loads, outcomes, overview, participation, partnerships
+from analytics.read import (
+    equity,
+    filters,
+    loads,
+    outcomes,
+    overview,
+    participation,
+    partnerships,
+    rounding,
+)
 from analytics.read.filters import FilterOptions, Filters
 
 __all__ = ["Table", "Fig", "Section", "Report", "gather", "filters_in_words", "effect_sentence",
@@ -114,6 +125,9 @@ def fci(lo: Any, hi: Any) -> str:
     return "—" if _missing(lo) or _missing(hi) else f"[{float(lo):.2f}, {float(hi):.2f}]"
 
 
+ROUNDED_NOTE = ("Rounded counts: every count of people, partnerships and events in this report "
+                "is rounded to the nearest multiple of {base}; means, shares and effect sizes "
+                "are computed from the exact data.")
 # Rows blanked by secondary suppression (`beside_total`) carry this column, and say so.
 COMPLEMENT = "_complementary"
 COMPLEMENT_LABEL = f"suppressed ({suppression.SECONDARY})"
@@ -622,6 +636,7 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
 
     store = _store(f)
     sup = _Suppressed()
+    base = rounding.ROUND_TO.get()  # the caller's rounding of counts (funders), if any
 
     def whole(blocks: list[Any], title: str, id_: str) -> list[Any]:
         """Blocks of statistics over all programs, or, for a scoped account, the note."""
@@ -912,6 +927,8 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
     meth.add(f"Small cells. Any group with fewer than {k} participants is shown as “{label}”: "
              "its numbers are left out of every table and figure (the same rule as the "
              "dashboard's, analytics/suppression.py).")
+    if base is not None:
+        meth.add(ROUNDED_NOTE.format(base=base))
     if len(waves):
         meth.add("Response rates. " + "; ".join(
             f"{w}: {label if s else fpct(r)}" for w, r, s in
@@ -939,7 +956,7 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
         title=title or "Exchange Impact: funder snapshot",
         lang=lang,
         filters_text=words,
-        notes=[*notes, *dropped],
+        notes=[*notes, *dropped, *([ROUNDED_NOTE.format(base=base)] if base else [])],
         period=_period(f, options),
         data_version=version,
         built_at=str(info.get("built_at", "unknown")),

@@ -279,6 +279,33 @@ def test_export_and_download_blank_a_second_group_beside_the_total(warehouse) ->
     assert suppression.SECONDARY.encode() not in free.data
 
 
+@pytest.mark.parametrize(("name", "whole", "base"), [("funder2", False, BASE),
+                                                     ("funder1", True, BASE),
+                                                     ("admin1", True, None)])
+def test_the_snapshot_button_passes_the_accounts_limits_to_the_job(app_, monkeypatch, name,
+                                                                   whole, base) -> None:
+    """The job process has no Flask request: scope and rounding go with it explicitly."""
+    from pages import _ui
+    from reports import jobs
+
+    seen: list[tuple[Filters, dict]] = []
+    monkeypatch.setattr(jobs, "start", lambda wh, f, **kw: seen.append((f, kw)) or "0" * 32)
+    cbs = _callbacks(app_)
+    out = next(o for o, e in cbs.items()
+               if _access._callback_name(e["callback"]) == "pages._ui.snapshot")
+    body = _body(out, cbs[out], {"filters": Filters().to_dict(), "query": ""})
+    for item in body["inputs"]:
+        if item["id"] == _ui.SNAP_BUTTON:
+            item["value"] = 1
+    body["changedPropIds"] = [f"{_ui.SNAP_BUTTON}.n_clicks"]
+    c = app_.server.test_client()
+    assert _login(c, name).status_code == 302
+    assert _post(c, body).status_code == 200
+    (f, kw), = seen
+    assert kw == {"whole_program": whole, "round_to": base}
+    assert f.program == (("Bridges",) if name == "funder2" else ())
+
+
 # ---- the PDF snapshot job -------------------------------------------------------------------
 
 def _pdf_text(pdf: Path) -> str:
@@ -339,6 +366,7 @@ def test_a_scoped_funders_pdf_has_its_headline_rounded_and_the_note(pdfs, wareho
     assert shown == int(suppression.round_counts(pd.Series([h["participants"]]), BASE)[0])
     assert _access.SCOPE_NOTE in text
     assert RECIPROCITY_CAPTION not in text
+    assert f"rounded to the nearest multiple of {BASE}" in text
     # The cluster table's participants, active participants and events (each row: those and
     # the exchanges, a count of the program's structure, not rounded) are multiples of the base.
     nums = _cluster_table_counts(text)
@@ -358,6 +386,7 @@ def test_an_admins_pdf_keeps_the_whole_program_and_blanks_a_complement(pdfs) -> 
     text = pdfs["admin"]
     assert _access.SCOPE_NOTE not in text
     assert RECIPROCITY_CAPTION in text
+    assert "Rounded counts" not in text
     # C4 (5) is under k beside the whole program's total: C3 (45) goes with it, marked.
     assert f"suppressed ({suppression.SECONDARY})" in text
     assert "Reciprocity by cluster (complementary, hidden too so that" in text
