@@ -22,6 +22,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analytics import suppression
 from analytics.outputs import downloads, export
@@ -392,3 +394,19 @@ def test_an_admins_pdf_keeps_the_whole_program_and_blanks_a_complement(pdfs) -> 
     assert "Reciprocity by cluster (complementary, hidden too so that" in text
     nums = _cluster_table_counts(text)
     assert nums and not all(v % BASE == 0 for v in nums), nums  # exact for an admin
+
+
+# ---- protect_blanked is protect, on a table whose small cells are already gone ----------------
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 60), min_size=1, max_size=8))
+def test_protect_blanked_blanks_what_protect_blanks(counts) -> None:
+    """The export and the PDF see tables after the primary rule: what they blank beside a
+    total equals what `protect` blanks with the exact counts in hand (the oracle)."""
+    t = pd.DataFrame({"group": [f"g{i}" for i in range(len(counts))], "n": counts,
+                      "mean": [0.5 * c for c in counts]})
+    want = suppression.protect(t, dims=["group"])
+    got = suppression.protect_blanked(suppression.suppress(t))
+    assert got["suppressed"].tolist() == want["suppressed"].tolist()
+    assert got["n"].isna().tolist() == want["n"].isna().tolist()
+    assert got["mean"].isna().tolist() == want["mean"].isna().tolist()
