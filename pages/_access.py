@@ -34,6 +34,7 @@ from flask_login import LoginManager, UserMixin, current_user, login_user, logou
 from markupsafe import escape
 from werkzeug.exceptions import Forbidden
 
+from analytics.outputs import export
 from etl import accounts
 from pages import _ui
 
@@ -81,7 +82,7 @@ CALLBACK_RULES: dict[str, str] = {
 }
 # Download files holding one row per participant (pseudonymised): need "rowlevel". Every
 # all-tables zip holds them too.
-ROW_LEVEL_TABLES: tuple[str, ...] = ("scale_scores",)
+ROW_LEVEL_TABLES: tuple[str, ...] = export.ROW_LEVEL_TABLES
 ROW_LEVEL_PREFIXES = (*(f"{t}_" for t in ROW_LEVEL_TABLES), "exchange_impact_")
 
 _PUBLIC_PREFIXES = ("/assets/", "/_dash-component-suites/", "/_favicon.ico")
@@ -96,7 +97,9 @@ class _User(UserMixin):
         self.account = account
 
     def get_id(self) -> str:
-        return self.account.name
+        # name|generation: the user loader refuses a session whose account's password was reset
+        # (or that was removed) since it was made.
+        return f"{self.account.name}|{self.account.session}"
 
 
 def _warehouse() -> Any:
@@ -461,9 +464,15 @@ def init_app(server: Flask) -> None:
     manager.session_protection = "strong"
 
     @manager.user_loader
-    def _load(name: str) -> _User | None:
-        acct = accounts.get_user(_warehouse(), name)  # removed accounts lose their sessions
-        return _User(acct) if acct else None
+    def _load(user_id: str) -> _User | None:
+        import hmac
+
+        name, _, generation = user_id.rpartition("|")
+        acct = accounts.get_user(_warehouse(), name) if name else None
+        # removed accounts, and sessions made before a password reset, are logged out
+        if acct is None or not hmac.compare_digest(acct.session, generation):
+            return None
+        return _User(acct)
 
     @manager.request_loader
     def _from_header(req: Any) -> _User | None:
