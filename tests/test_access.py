@@ -266,3 +266,27 @@ def test_trusted_header_only_when_configured(app_, monkeypatch) -> None:
     monkeypatch.setenv(_access.TRUSTED_HEADER_ENV, "X-Remote-User")
     assert c.get("/_dash-layout", headers=hdr).status_code == 200
     assert c.get("/_dash-layout", headers={"X-Remote-User": "nobody"}).status_code == 401
+
+
+def test_password_reset_and_removal_end_existing_sessions(app_, warehouse) -> None:
+    """A session cookie carries the account's session generation: `users reset` or `remove`
+    logs out every browser that logged in before it, at its next request."""
+    accounts.add_user(warehouse, "temp1", "lead", PW)
+    accounts.add_user(warehouse, "temp2", "lead", PW)
+    try:
+        a, b = app_.server.test_client(), app_.server.test_client()
+        assert _login(a, "temp1").status_code == 302 and _login(b, "temp2").status_code == 302
+        assert a.get("/_dash-layout").status_code == 200
+        assert b.get("/_dash-layout").status_code == 200
+        accounts.reset_password(warehouse, "temp1", "another good password")
+        assert a.get("/_dash-layout").status_code == 401  # the old session ended
+        assert b.get("/_dash-layout").status_code == 200  # others keep theirs
+        assert _login(a, "temp1", "another good password").status_code == 302
+        assert a.get("/_dash-layout").status_code == 200  # a new login works
+        accounts.remove_user(warehouse, "temp2")
+        accounts.add_user(warehouse, "temp2", "admin", PW)  # same name, same password, new
+        assert b.get("/_dash-layout").status_code == 401
+    finally:
+        for name in ("temp1", "temp2"):
+            if accounts.get_user(warehouse, name):
+                accounts.remove_user(warehouse, name)
