@@ -160,14 +160,22 @@ def scope_filters(f: Filters) -> Filters:
     return replace(f, **kw)
 
 
-def scope_options(options: Any) -> Any:
-    """The filter bar's options (`FilterOptions`) limited to the caller's programs/clusters."""
+def scope_options(options: Any, cur: Any = None) -> Any:
+    """The filter bar's options (`FilterOptions`) limited to the caller's programs/clusters and,
+    given a cursor, to the clusters, exchanges and countries those reach
+    (`analytics.read.loads.scope_values`): a program lead never reads another program's names."""
     acct = current_account()
     if acct is None or not acct.scoped:
         return options
     opts = dict(options.options)
     for field, allowed in (("program", acct.programs), ("cluster", acct.clusters)):
         if allowed:
+            opts[field] = tuple((v, lbl) for v, lbl in opts.get(field, ()) if v in allowed)
+    if cur is not None:
+        from analytics.read import loads
+
+        reach = loads.scope_values(cur, acct.programs, acct.clusters)
+        for field, allowed in reach.items():
             opts[field] = tuple((v, lbl) for v, lbl in opts.get(field, ()) if v in allowed)
     return replace(options, options=opts)
 

@@ -290,3 +290,69 @@ def test_password_reset_and_removal_end_existing_sessions(app_, warehouse) -> No
         for name in ("temp1", "temp2"):
             if accounts.get_user(warehouse, name):
                 accounts.remove_user(warehouse, name)
+
+
+def _warehouse_with_a_private_cluster(path):
+    """The fixture plus cluster C9 whose only exchange X9 is in Horizons, with an institution in
+    NOR that takes part in X9 alone (ISL's I99 already takes part in Horizons' X8 only)."""
+    import duckdb
+
+    from etl import schema
+
+    wh = build_fixture_warehouse(path)
+    con = duckdb.connect(str(wh))
+    con.execute(f"""INSERT INTO "{schema.CLUSTERS.name}" (cluster_id, name, kind)
+                    VALUES ('C9', 'Hidden Cluster', 'network')""")
+    con.execute(f"""INSERT INTO "{schema.INSTITUTIONS.name}"
+                    (institution_id, name, country, cluster_id, timezone, kind)
+                    VALUES ('I98', 'Oslo School', 'NOR', 'C9', 'Europe/Oslo', 'school')""")
+    con.execute(f"""INSERT INTO "{schema.EXCHANGES.name}" (exchange_id, name, program,
+                    cluster_id, modality, setting, purpose, language, start_date, end_date)
+                    SELECT 'X9', 'Secret Exchange', 'Horizons', 'C9', modality, setting,
+                           purpose, language, start_date, end_date
+                    FROM "{schema.EXCHANGES.name}" WHERE exchange_id = 'X6'""")
+    con.execute(f"""INSERT INTO "{schema.PARTNERSHIPS.name}" (partnership_id, exchange_id,
+                    institution_a, institution_b, started_on)
+                    SELECT 'P99', 'X9', 'I98', 'I11', started_on
+                    FROM "{schema.PARTNERSHIPS.name}" LIMIT 1""")
+    con.close()
+    accounts.add_user(wh, "bridges1", "lead", PW, programs=["Bridges"])
+    accounts.add_user(wh, "c9", "lead", PW, clusters=["C9"])
+    accounts.add_user(wh, "all1", "admin", PW)
+    return wh
+
+
+def _filter_bar(app_module, name: str) -> dict[str, list[str]]:
+    c = app_module.server.test_client()
+    assert _login(c, name).status_code == 302
+    cbs = _callbacks(app_module)
+    out = next(o for o, e in cbs.items()
+               if _access._callback_name(e["callback"]) == "pages._ui.sync_filters")
+    r = _post(c, _body(out, cbs[out]))
+    assert r.status_code == 200
+    resp = r.get_json()["response"]
+    return {f: [o["value"] for o in resp[f"filter-{f}"]["options"]]
+            for f in ("program", "cluster", "exchange", "country")}
+
+
+def test_scoped_filter_bar_names_only_the_scope(tmp_path, monkeypatch) -> None:
+    """Issue 14: a program lead's filter bar offers the clusters, exchanges and countries of
+    its programs only; other programs' names never reach its browser."""
+    wh = _warehouse_with_a_private_cluster(tmp_path / "warehouse.duckdb")
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(wh))
+    import app as app_module
+
+    everything = _filter_bar(app_module, "all1")
+    assert "C9" in everything["cluster"] and "X9" in everything["exchange"]
+    assert {"NOR", "ISL"} <= set(everything["country"])
+
+    bridges = _filter_bar(app_module, "bridges1")
+    assert bridges["program"] == ["Bridges"]
+    assert sorted(bridges["exchange"]) == ["X1", "X2", "X3", "X4", "X5"]
+    assert "C9" not in bridges["cluster"] and sorted(bridges["cluster"]) == ["C1", "C2", "C3",
+                                                                             "C4"]
+    assert "NOR" not in bridges["country"] and "ISL" not in bridges["country"]
+
+    c9 = _filter_bar(app_module, "c9")
+    assert c9 == {"program": ["Horizons"], "cluster": ["C9"], "exchange": ["X9"],
+                  "country": ["NOR"]}
