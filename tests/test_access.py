@@ -417,3 +417,33 @@ def _is_number(v: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_html_in_institution_names_is_escaped_in_figures(tmp_path, monkeypatch) -> None:
+    """Attack: markup in an institution's name. Plotly renders a subset of HTML (<a href>, <b>)
+    in hover text and labels; the partnership network's answer carries the name escaped."""
+    import html as html_lib
+
+    import duckdb
+
+    from etl import schema
+
+    evil = EVIL + '<a href="javascript:alert(3)">x</a>'
+    wh = build_fixture_warehouse(tmp_path / "warehouse.duckdb")
+    con = duckdb.connect(str(wh))
+    con.execute(f'UPDATE "{schema.INSTITUTIONS.name}" SET name = ?', [evil])
+    con.close()
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(wh))
+    import app as app_module
+
+    c = app_module.server.test_client()
+    cbs = _callbacks(app_module)
+    out = next(o for o, e in cbs.items()
+               if _access._callback_name(e["callback"]) == "pages.partnerships.network")
+    r = _post(c, _body(out, cbs[out], {"filters": {}, "query": ""}))
+    assert r.status_code == 200
+    raw = r.get_data(as_text=True)
+    assert "<script" not in raw and "<a href" not in raw and "<img" not in raw
+    fig = r.get_json()["response"]["partnerships-network"]["figure"]
+    texts = [t for tr in fig["data"] if tr.get("name") == "institutions" for t in tr["text"]]
+    assert texts and set(texts) == {html_lib.escape(evil, quote=False)}
