@@ -34,6 +34,7 @@ from flask_login import LoginManager, UserMixin, current_user, login_user, logou
 from markupsafe import escape
 from werkzeug.exceptions import Forbidden
 
+from analytics import suppression
 from analytics.outputs import export
 from etl import accounts
 from pages import _ui
@@ -322,6 +323,12 @@ def _check_download(acct: accounts.Account) -> Response | None:
         if acct.scoped:
             return _deny(403, _SCOPE_NOTE)
         need = "rowlevel" if name.startswith(ROW_LEVEL_PREFIXES) else "export"
+        # A folder built below the deployment's k (`downloads.folder`: ID-kK) holds unsuppressed
+        # tables: only roles with "unsuppressed" (the Data page offers them to no one else).
+        k = parts[2].rpartition("-k")[2] if len(parts) == 4 else ""
+        if not (k.isdigit() and int(k) >= suppression.MIN_CELL):
+            if not accounts.can(acct.role, "unsuppressed"):
+                return _deny(403, f"The role {acct.role} may not download unsuppressed tables.")
     if not accounts.can(acct.role, need):
         return _deny(403, f"The role {acct.role} may not download this ({need}).")
     return None

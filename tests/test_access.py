@@ -447,3 +447,105 @@ def test_html_in_institution_names_is_escaped_in_figures(tmp_path, monkeypatch) 
     fig = r.get_json()["response"]["partnerships-network"]["figure"]
     texts = [t for tr in fig["data"] if tr.get("name") == "institutions" for t in tr["text"]]
     assert texts and set(texts) == {html_lib.escape(evil, quote=False)}
+
+
+def _download_body(table: str, unsuppressed: object, pending: object = None) -> dict:
+    """The Data page's download request (a click on "Download table", or a poll)."""
+    poll = pending is not None
+    return {
+        "output": "..data-download-file.data...data-download-status.children..."
+                  "data-download-pending.data...data-download-poll.disabled..",
+        "outputs": [{"id": "data-download-file", "property": "data"},
+                    {"id": "data-download-status", "property": "children"},
+                    {"id": "data-download-pending", "property": "data"},
+                    {"id": "data-download-poll", "property": "disabled"}],
+        "inputs": [{"id": "data-download-button", "property": "n_clicks",
+                    "value": None if poll else 1},
+                   {"id": "data-download-all", "property": "n_clicks", "value": None},
+                   {"id": "data-download-poll", "property": "n_intervals",
+                    "value": 1 if poll else None}],
+        "state": [{"id": "data-download-table", "property": "value", "value": table},
+                  {"id": "data-download-format", "property": "value", "value": "csv"},
+                  {"id": "data-download-pending", "property": "data", "value": pending},
+                  {"id": "data-download-unsuppressed", "property": "value",
+                   "value": unsuppressed}],
+        "changedPropIds": ["data-download-poll.n_intervals" if poll
+                           else "data-download-button.n_clicks"],
+    }
+
+
+def _download(client, table: str, unsuppressed: object) -> tuple[dict, bytes | None]:
+    """Click, poll until the builder (its own process) is done, fetch the file: the last
+    answer and the file's bytes (None when the page said no)."""
+    import time
+
+    got = _post(client, _download_body(table, unsuppressed)).get_json()["response"]
+    while "data-download-file" not in got and (got.get("data-download-pending") or {}).get("data"):
+        time.sleep(0.2)  # waits on the build's state; the test's outcome does not depend on it
+        got = _post(client, _download_body(table, None, got["data-download-pending"]["data"])
+                    ).get_json()["response"]
+    if "data-download-file" not in got:
+        return got, None
+    r = client.get(got["data-download-file"]["data"]["url"])
+    assert r.status_code == 200, r.data[:300]
+    return got, r.data
+
+
+def _suppressed_rows(data: bytes) -> int:
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+    return sum(bool(r["suppressed"]) for r in rows)
+
+
+def test_researchers_download_unsuppressed_tables_others_never(app_, warehouse) -> None:
+    """Issue 14: a researcher (or admin) may ask the Data page for the unsuppressed variant;
+    a lead asking gets a refusal beside the button, and the unsuppressed file's URL answers
+    403 to leads and funders even when they know it."""
+    from flask_login import login_user
+
+    from pages import data
+
+    for name, role, progs in (("res1", "researcher", ()), ("resb", "researcher", ["Bridges"])):
+        if accounts.get_user(warehouse, name) is None:
+            accounts.add_user(warehouse, name, role, PW, programs=progs)
+    res = app_.server.test_client()
+    assert _login(res, "res1").status_code == 302
+    _got, k10 = _download(res, "prepost", [])
+    got, k0 = _download(res, "prepost", ["k0"])
+    url = got["data-download-file"]["data"]["url"]
+    assert "-k0/" in url and "-k10/" not in url
+    assert _suppressed_rows(k10) > 0 and _suppressed_rows(k0) == 0  # small groups included
+    assert any(r[1] == "res1" and r[2] == "download" and "-k0/" in r[3]
+               for r in accounts.audit_rows(warehouse, 20))
+
+    lead = app_.server.test_client()
+    assert _login(lead, "lead3").status_code == 302  # scoped (Bridges)
+    admin_lead = "lead_all"
+    if accounts.get_user(warehouse, admin_lead) is None:
+        accounts.add_user(warehouse, admin_lead, "lead", PW)
+    lead_all = app_.server.test_client()
+    assert _login(lead_all, admin_lead).status_code == 302
+    got, file_ = _download(lead_all, "prepost", ["k0"])
+    assert file_ is None and "unsuppressed tables are for researchers" in json.dumps(got)
+    _got, plain = _download(lead_all, "prepost", [])
+    assert plain is not None and _suppressed_rows(plain) > 0  # the suppressed one still comes
+    for c in (lead, lead_all):
+        assert c.get(url).status_code == 403
+    funder = app_.server.test_client()
+    assert _login(funder, "funder1").status_code == 302
+    assert funder.get(url).status_code == 403
+    scoped = app_.server.test_client()
+    assert _login(scoped, "resb").status_code == 302
+    assert scoped.get(url).status_code == 403  # files hold every program
+    assert res.get(url).status_code == 200
+
+    # the switch is offered to those who may use it only
+    for name, offered in (("res1", True), ("admin1", True), ("lead_all", False),
+                          ("resb", False), ("funder1", False)):
+        with app_.server.test_request_context():
+            login_user(_access._User(accounts.get_user(warehouse, name)))
+            assert data.may_unsuppress() is offered, name
+            row = data._unsuppressed_switch()
+            assert (row.style is None) is offered, name
