@@ -136,3 +136,25 @@ def test_downloads_below_k_from_the_command_line_are_gated(guarded: Path, monkey
                                str(guarded)])
     assert code == 1 and "needs an account" in capsys.readouterr().err
     assert _last(guarded)[2] == "cli-downloads-refused"
+
+
+def test_a_lower_k_in_the_environment_does_not_step_around_the_check(guarded: Path,
+                                                                     tmp_path: Path) -> None:
+    """EXCHANGE_IMPACT_MIN_CELL=0 for one command makes its default --min-cell 0: still below
+    the k the warehouse's results were stored at, so still an unsuppressed export."""
+    out = tmp_path / "pp.csv"
+    r = run("analytics", "export", "prepost", "--warehouse", str(guarded), "--out", str(out),
+            env={"EXCHANGE_IMPACT_MIN_CELL": "0"})
+    assert r.returncode == 1 and not out.exists(), r.stderr
+    assert "unsuppressed output needs an account" in r.stderr
+    assert cli.deployment_k(guarded) == 10
+
+
+def test_refresh_below_k_is_checked_too(guarded: Path, monkeypatch, capsys) -> None:
+    """Stored results below k would be what every role's pages read."""
+    code = _main(monkeypatch, ["refresh", "--min-cell", "0", "--warehouse", str(guarded),
+                               "--user", "lead_nobody", "--password-stdin"], PW)
+    assert code == 1 and "wrong account name or password" in capsys.readouterr().err
+    assert _last(guarded)[2] == "cli-refresh-refused"
+    code = _main(monkeypatch, ["refresh", "--min-cell", "0", "--warehouse", str(guarded)])
+    assert code == 1 and "needs an account" in capsys.readouterr().err

@@ -101,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--min-cell", type=int, default=suppression.MIN_CELL, metavar="K",
                    help="suppression threshold to store (default "
                         f"{suppression.MIN_CELL}), e.g. --min-cell 20")
+    _account_args(r)
     d = sub.add_parser(
         "downloads", help="build a Data page download into the cache beside the warehouse",
         description="Build one of the Data page's download files for the warehouse's current "
@@ -212,11 +213,29 @@ class AccessError(ex.ExportError):
     """The caller may not run this export (the message says which account or role would)."""
 
 
+def deployment_k(warehouse: Path) -> int:
+    """The k below which output counts as unsuppressed: the larger of this process's k
+    (`EXCHANGE_IMPACT_MIN_CELL`) and the k the warehouse's stored results were suppressed at
+    (else the default), so that setting the environment variable to 0 for one command does not
+    step around the role check."""
+    from etl.warehouse import connect_read_only
+
+    stored = None
+    if Path(warehouse).exists():
+        con = connect_read_only(warehouse)
+        try:
+            state = materialise.stored_state(con)
+            stored = state.min_cell if state is not None else None
+        finally:
+            con.close()
+    return max(suppression.MIN_CELL, suppression.DEFAULT_K if stored is None else stored)
+
+
 def _needs(args: argparse.Namespace) -> list[str]:
     """The capabilities (etl.accounts.CAPABILITIES) this request needs beyond an aggregate
     export at the deployment's k."""
     need = []
-    if args.min_cell < suppression.MIN_CELL:
+    if args.min_cell < deployment_k(args.warehouse):
         need.append("unsuppressed")
     if getattr(args, "all", False) or getattr(args, "table", None) in ex.ROW_LEVEL_TABLES:
         need.append("rowlevel")
@@ -297,10 +316,14 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     if not args.warehouse.exists():
         raise ex.ExportError(f"{args.warehouse}: no warehouse here; load data first with "
                              "'python -m etl load PATH'")
+    # Stored results below the deployment's k would be served to every role: the same check.
+    args.caller, lower_k = authorise(args, "cli-refresh"), bool(_needs(args))
     with build_next(args.warehouse) as con:
         res = materialise.refresh(con, min_cell=args.min_cell, progress=lambda m: _say(f"  {m}"))
     print(f"stored the result tables for data version {res.data_version} in "
           f"{res.seconds:.1f} s (min cell {res.min_cell})")
+    if lower_k:  # a refresh at the deployment's k is a load's routine: not logged
+        _audit(args, "stored result tables", res.data_version, "cli-refresh")
     return EXIT_OK
 
 
