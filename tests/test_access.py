@@ -529,6 +529,12 @@ def test_researchers_download_unsuppressed_tables_others_never(app_, warehouse) 
     assert _login(lead_all, admin_lead).status_code == 302
     got, file_ = _download(lead_all, "prepost", ["k0"])
     assert file_ is None and "unsuppressed tables are for researchers" in json.dumps(got)
+    forged = {"table": "prepost", "fmt": "csv", "polls": 1, "k": 0}  # a poll made up
+    got = _post(lead_all, _download_body("prepost", None, forged)).get_json()["response"]
+    assert "data-download-file" not in got and "unsuppressed tables are for" in json.dumps(got)
+    for bad in ({**forged, "k": "0"}, {**forged, "k": True}, {**forged, "k": 3}):
+        assert _post(lead_all, _download_body("prepost", None, bad)).status_code == 400
+    assert _post(lead_all, _download_body("prepost", ["k0", "x"])).status_code == 400
     _got, plain = _download(lead_all, "prepost", [])
     assert plain is not None and _suppressed_rows(plain) > 0  # the suppressed one still comes
     for c in (lead, lead_all):
