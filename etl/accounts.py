@@ -169,8 +169,14 @@ def _known_ids(warehouse: Path) -> dict[str, set[str]] | None:
 
 
 def _check_scope(warehouse: Path, clusters: Iterable[str], programs: Iterable[str]) -> None:
+    clusters, programs = tuple(clusters), tuple(programs)
     known = _known_ids(warehouse)
     if known is None:
+        if clusters or programs:
+            # An id that no warehouse has checked may be a typo that a later load never fills.
+            raise AccountError(f"{warehouse}: no warehouse to check --program/--cluster "
+                               "against; load data first ('python -m etl load PATH'), or add "
+                               "the account without a scope")
         return
     for kind, ids in (("cluster", clusters), ("program", programs)):
         bad = sorted(set(ids) - known[kind])

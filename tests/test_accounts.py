@@ -35,8 +35,8 @@ def small_warehouse(tmp_path) -> Path:
     return wh
 
 
-def test_cli_add_list_reset_remove(tmp_path) -> None:
-    wh = tmp_path / "warehouse.duckdb"
+def test_cli_add_list_reset_remove(small_warehouse) -> None:
+    wh = small_warehouse
     r = _users(wh, "add", "ana", "--role", "lead", "--program", "P1", "--password-stdin",
                stdin="correct horse\n")
     assert r.returncode == 0, r.stderr
@@ -170,3 +170,11 @@ def test_session_generation_changes_on_reset_and_re_add(tmp_path) -> None:
     accounts.remove_user(wh, "ana")
     assert accounts.add_user(wh, "ana", "admin", "correct horse").session not in (first, second)
     assert "argon2" not in second and "correct" not in second
+
+
+def test_a_scope_needs_a_warehouse_to_check_it_against(tmp_path) -> None:
+    r = _users(tmp_path / "w.duckdb", "add", "ana", "--role", "lead", "--program", "P1",
+               "--password-stdin", stdin="correct horse")
+    assert r.returncode == 1 and "no warehouse to check --program/--cluster" in r.stderr
+    assert not accounts.has_accounts(tmp_path / "w.duckdb")
+    assert accounts.add_user(tmp_path / "w.duckdb", "ana", "admin", "correct horse").name == "ana"
