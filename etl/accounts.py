@@ -15,13 +15,15 @@ The audit log (`audit` table) is append-only: triggers refuse UPDATE and DELETE.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,7 +36,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ROLES", "CAPABILITIES", "MIN_PASSWORD", "Account", "AccountError", "accounts_file",
     "has_accounts", "add_user", "remove_user", "reset_password", "list_users", "get_user",
-    "verify", "can", "record", "audit_rows", "secret_key", "SECRET_ENV", "secret_file",
+    "verify", "can", "record", "session_generation", "audit_rows", "secret_key", "SECRET_ENV",
+    "secret_file",
 ]
 
 # Role -> what it may do. The one table of capabilities: pages, callbacks, downloads and the
@@ -71,6 +74,10 @@ class Account:
     clusters: tuple[str, ...] = ()
     programs: tuple[str, ...] = ()
     created_at: str = ""
+    # Changes whenever the password hash does (`users reset`; a removed and re-added account
+    # gets a new salt): the dashboard's session cookie carries it, so that a reset or removal
+    # ends the sessions made before it (pages/_access.py's user loader compares the two).
+    session: str = field(default="", repr=False, compare=False)
 
     @property
     def scoped(self) -> bool:
@@ -162,8 +169,14 @@ def _known_ids(warehouse: Path) -> dict[str, set[str]] | None:
 
 
 def _check_scope(warehouse: Path, clusters: Iterable[str], programs: Iterable[str]) -> None:
+    clusters, programs = tuple(clusters), tuple(programs)
     known = _known_ids(warehouse)
     if known is None:
+        if clusters or programs:
+            # An id that no warehouse has checked may be a typo that a later load never fills.
+            raise AccountError(f"{warehouse}: no warehouse to check --program/--cluster "
+                               "against; load data first ('python -m etl load PATH'), or add "
+                               "the account without a scope")
         return
     for kind, ids in (("cluster", clusters), ("program", programs)):
         bad = sorted(set(ids) - known[kind])
@@ -172,9 +185,15 @@ def _check_scope(warehouse: Path, clusters: Iterable[str], programs: Iterable[st
                                f"warehouse (known: {', '.join(sorted(known[kind])[:20])})")
 
 
+# Account names reach the audit log, the user bar and log lines: letters, digits and . _ - @
+# only (an e-mail address fits), so that no name carries markup, quotes or control characters.
+_NAME = re.compile(r"[A-Za-z0-9._@-]{1,100}")
+
+
 def _check_name(name: str) -> str:
-    if not name or not name.strip() or len(name) > 100 or any(c.isspace() for c in name):
-        raise AccountError(f"account name {name[:100]!r}: give 1–100 characters, no spaces")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise AccountError(f"account name {str(name)[:100]!r}: use 1–100 letters, digits or "
+                           ". _ - @ (e.g. ana.silva or ana@example.org)")
     return name
 
 
@@ -188,13 +207,15 @@ def add_user(warehouse: Path | str, name: str, role: str, password: str, *,
     password = _check_password(password)
     clusters, programs = tuple(dict.fromkeys(clusters)), tuple(dict.fromkeys(programs))
     _check_scope(Path(warehouse), clusters, programs)
+    pw_hash = _hasher().hash(password)
     acct = Account(name, role, clusters, programs,
-                   datetime.now(UTC).isoformat(timespec="seconds"))
+                   datetime.now(UTC).isoformat(timespec="seconds"),
+                   session=session_generation(pw_hash))
     with _db(warehouse) as con:
         try:
             con.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?, ?)",
                         (name, role, json.dumps(clusters), json.dumps(programs),
-                         _hasher().hash(password), acct.created_at))
+                         pw_hash, acct.created_at))
         except sqlite3.IntegrityError:
             raise AccountError(f"account {name!r} exists; use 'users reset {name}' for a new "
                                "password, or 'users remove' first") from None
@@ -216,9 +237,19 @@ def reset_password(warehouse: Path | str, name: str, password: str) -> None:
             raise AccountError(f"no account {name!r}")
 
 
+def session_generation(password_hash: str) -> str:
+    """A short fingerprint of the password hash (which holds a random salt): it reveals nothing
+    of the password, and changes on every reset and on remove + add of the same name."""
+    return hashlib.sha256(b"exchange-impact session\0" + password_hash.encode()).hexdigest()[:32]
+
+
+_COLUMNS = "name, role, clusters, programs, created_at, hash"
+
+
 def _account(row: tuple) -> Account:
-    name, role, clusters, programs, created = row
-    return Account(name, role, tuple(json.loads(clusters)), tuple(json.loads(programs)), created)
+    name, role, clusters, programs, created, pw_hash = row
+    return Account(name, role, tuple(json.loads(clusters)), tuple(json.loads(programs)), created,
+                   session=session_generation(pw_hash))
 
 
 def list_users(warehouse: Path | str) -> list[Account]:
@@ -226,15 +257,14 @@ def list_users(warehouse: Path | str) -> list[Account]:
         return []
     with _db(warehouse) as con:
         return [_account(r) for r in con.execute(
-            "SELECT name, role, clusters, programs, created_at FROM users ORDER BY name")]
+            f"SELECT {_COLUMNS} FROM users ORDER BY name")]
 
 
 def get_user(warehouse: Path | str, name: str) -> Account | None:
     if not accounts_file(warehouse).exists():
         return None
     with _db(warehouse) as con:
-        row = con.execute("SELECT name, role, clusters, programs, created_at FROM users "
-                          "WHERE name = ?", (name,)).fetchone()
+        row = con.execute(f"SELECT {_COLUMNS} FROM users WHERE name = ?", (name,)).fetchone()
     return _account(row) if row else None
 
 
@@ -251,8 +281,8 @@ def verify(warehouse: Path | str, name: str, password: str) -> Account | None:
     row = None
     if accounts_file(warehouse).exists():
         with _db(warehouse) as con:
-            row = con.execute("SELECT name, role, clusters, programs, created_at, hash "
-                              "FROM users WHERE name = ?", (name,)).fetchone()
+            row = con.execute(f"SELECT {_COLUMNS} FROM users WHERE name = ?",
+                              (name,)).fetchone()
     ph = _hasher()
     if row is None:
         _DUMMY_HASH = _DUMMY_HASH or ph.hash(secrets.token_hex(16))
@@ -265,7 +295,7 @@ def verify(warehouse: Path | str, name: str, password: str) -> Account | None:
         ph.verify(row[5], password)
     except (VerifyMismatchError, VerificationError):
         return None
-    return _account(row[:5])
+    return _account(row)
 
 
 # ---- the audit log ----------------------------------------------------------------------------

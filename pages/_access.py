@@ -35,6 +35,7 @@ from markupsafe import escape
 from werkzeug.exceptions import Forbidden
 
 from analytics import suppression
+from analytics.outputs import export
 from analytics.read import rounding
 from etl import accounts
 from pages import _ui
@@ -83,7 +84,7 @@ CALLBACK_RULES: dict[str, str] = {
 }
 # Download files holding one row per participant (pseudonymised): need "rowlevel". Every
 # all-tables zip holds them too.
-ROW_LEVEL_TABLES: tuple[str, ...] = ("scale_scores",)
+ROW_LEVEL_TABLES: tuple[str, ...] = export.ROW_LEVEL_TABLES
 ROW_LEVEL_PREFIXES = (*(f"{t}_" for t in ROW_LEVEL_TABLES), "exchange_impact_")
 
 _PUBLIC_PREFIXES = ("/assets/", "/_dash-component-suites/", "/_favicon.ico")
@@ -98,7 +99,9 @@ class _User(UserMixin):
         self.account = account
 
     def get_id(self) -> str:
-        return self.account.name
+        # name|generation: the user loader refuses a session whose account's password was reset
+        # (or that was removed) since it was made.
+        return f"{self.account.name}|{self.account.session}"
 
 
 def _warehouse() -> Any:
@@ -160,14 +163,22 @@ def scope_filters(f: Filters) -> Filters:
     return replace(f, **kw)
 
 
-def scope_options(options: Any) -> Any:
-    """The filter bar's options (`FilterOptions`) limited to the caller's programs/clusters."""
+def scope_options(options: Any, cur: Any = None) -> Any:
+    """The filter bar's options (`FilterOptions`) limited to the caller's programs/clusters and,
+    given a cursor, to the clusters, exchanges and countries those reach
+    (`analytics.read.loads.scope_values`): a program lead never reads another program's names."""
     acct = current_account()
     if acct is None or not acct.scoped:
         return options
     opts = dict(options.options)
     for field, allowed in (("program", acct.programs), ("cluster", acct.clusters)):
         if allowed:
+            opts[field] = tuple((v, lbl) for v, lbl in opts.get(field, ()) if v in allowed)
+    if cur is not None:
+        from analytics.read import loads
+
+        reach = loads.scope_values(cur, acct.programs, acct.clusters)
+        for field, allowed in reach.items():
             opts[field] = tuple((v, lbl) for v, lbl in opts.get(field, ()) if v in allowed)
     return replace(options, options=opts)
 
@@ -323,6 +334,12 @@ def _check_download(acct: accounts.Account) -> Response | None:
         if acct.scoped:
             return _deny(403, _SCOPE_NOTE)
         need = "rowlevel" if name.startswith(ROW_LEVEL_PREFIXES) else "export"
+        # A folder built below the deployment's k (`downloads.folder`: ID-kK) holds unsuppressed
+        # tables: only roles with "unsuppressed" (the Data page offers them to no one else).
+        k = parts[2].rpartition("-k")[2] if len(parts) == 4 else ""
+        if not (k.isdigit() and int(k) >= suppression.MIN_CELL):
+            if not accounts.can(acct.role, "unsuppressed"):
+                return _deny(403, f"The role {acct.role} may not download unsuppressed tables.")
     if not accounts.can(acct.role, need):
         return _deny(403, f"The role {acct.role} may not download this ({need}).")
     return None
@@ -473,9 +490,15 @@ def init_app(server: Flask) -> None:
     manager.session_protection = "strong"
 
     @manager.user_loader
-    def _load(name: str) -> _User | None:
-        acct = accounts.get_user(_warehouse(), name)  # removed accounts lose their sessions
-        return _User(acct) if acct else None
+    def _load(user_id: str) -> _User | None:
+        import hmac
+
+        name, _, generation = user_id.rpartition("|")
+        acct = accounts.get_user(_warehouse(), name) if name else None
+        # removed accounts, and sessions made before a password reset, are logged out
+        if acct is None or not hmac.compare_digest(acct.session, generation):
+            return None
+        return _User(acct)
 
     @manager.request_loader
     def _from_header(req: Any) -> _User | None:

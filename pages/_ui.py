@@ -275,10 +275,10 @@ def filters_of(store: Any) -> filters.Filters:
 
 # ---- the filter bar ---------------------------------------------------------------------------
 
-def _access_scope_options(opts: filters.FilterOptions) -> filters.FilterOptions:
+def _access_scope_options(opts: filters.FilterOptions, cur: Any = None) -> filters.FilterOptions:
     from pages._access import scope_options
 
-    return scope_options(opts)
+    return scope_options(opts, cur)
 
 
 def filter_bar() -> html.Div:
@@ -373,7 +373,7 @@ def sync_filters(search: str | None, _clear: int | None, *controls: Any) -> tupl
         cur = reader().cursor()
         try:
             # Issue 14: only the programs/clusters of the account's scope are offered.
-            opts = _access_scope_options(loads.filter_options(cur))
+            opts = _access_scope_options(loads.filter_options(cur), cur)
             info = loads.data_info(cur)
         finally:
             cur.close()

@@ -34,8 +34,9 @@ DL_FILE = "data-download-file"  # {"url", "filename", "token"} of the file to do
 DL_FIRED = "data-download-fired"
 DL_NOTE = "data-download-note"
 DL_STATUS = "data-download-status"
-DL_PENDING = "data-download-pending"  # {"table", "fmt", "polls"} while a file is being built
+DL_PENDING = "data-download-pending"  # {"table", "fmt", "polls", "k"} while a file is built
 DL_POLL = "data-download-poll"
+DL_UNSUPPRESSED = "data-download-unsuppressed"  # ["k0"]: without small-cell suppression
 POLL_MS = 1000
 POLL_MAX = 900  # stop asking after 900 polls (15 minutes); a click asks again
 
@@ -69,6 +70,7 @@ def download_form() -> html.Div:
                 ],
                 className="g-2 align-items-end",
             ),
+            _unsuppressed_switch(),
             html.P(id=DL_NOTE, className="small text-muted mt-2", children=(
                 "Same files as python -m analytics export: CSV is UTF-8 with BOM; every file "
                 "carries its data version and generation time; groups under the suppression "
@@ -81,6 +83,28 @@ def download_form() -> html.Div:
             dcc.Interval(id=DL_POLL, interval=POLL_MS, disabled=True),
         ]
     )
+
+
+def may_unsuppress() -> bool:
+    """Issue 14: unsuppressed tables for the roles with "unsuppressed" (researchers, admins) whose
+    scope is every program (the files hold all programs), or the localhost demo without
+    accounts; never for leads or funders."""
+    try:
+        acct = _access.current_account()
+        return _access.can("unsuppressed") and not (acct is not None and acct.scoped)
+    except RuntimeError:  # no request (the app's validation layout): offer nothing
+        return False
+
+
+def _unsuppressed_switch() -> html.Div:
+    """Shown only to those who may use it; the download callback checks again."""
+    allowed = may_unsuppress()
+    return html.Div(
+        dbc.Checklist(id=DL_UNSUPPRESSED, value=[], switch=True, className="small mt-2",
+                      options=[{"label": f"Unsuppressed: groups under {suppression.MIN_CELL} "
+                                         "included (your role's row-level access; the "
+                                         "download is logged)", "value": "k0"}]),
+        style=None if allowed else {"display": "none"}, id=f"{DL_UNSUPPRESSED}-row")
 
 
 def layout(**_query: Any) -> html.Div:
@@ -205,9 +229,9 @@ def _group_warnings() -> Any:
           Output(DL_POLL, "disabled"),
           Input(DL_BUTTON, "n_clicks"), Input(DL_ALL, "n_clicks"), Input(DL_POLL, "n_intervals"),
           State(DL_TABLE, "value"), State(DL_FORMAT, "value"), State(DL_PENDING, "data"),
-          prevent_initial_call=True)
+          State(DL_UNSUPPRESSED, "value"), prevent_initial_call=True)
 def download(_one: int | None, _all: int | None, _tick: int | None, table: Any, fmt: Any,
-             pending: Any) -> tuple[Any, Any, Any, bool]:
+             pending: Any, unsuppressed: Any = None) -> tuple[Any, Any, Any, bool]:
     """A click asks for the file; while it is being built (`analytics.outputs.downloads`, in its own
     process) the page asks again every second. When it is there the browser fetches it from
     its own URL (`_ui.send_download`, streamed). No request builds anything, so none holds a
@@ -218,7 +242,9 @@ def download(_one: int | None, _all: int | None, _tick: int | None, table: Any, 
         if not isinstance(pending, dict):
             return dash.no_update, dash.no_update, None, True
         table, fmt, polls = pending.get("table"), pending.get("fmt"), pending.get("polls")
-        if table is not None and table not in export.TABLES or not isinstance(polls, int):
+        k = pending.get("k", suppression.MIN_CELL)
+        if (table is not None and table not in export.TABLES or not isinstance(polls, int)
+                or k not in (0, suppression.MIN_CELL) or isinstance(k, bool)):
             raise _ui.bad_input(f"{DL_PENDING} is not what this page stores")
         if polls >= POLL_MAX:
             return dash.no_update, _no_file("still being built after 15 minutes; the server "
@@ -227,13 +253,20 @@ def download(_one: int | None, _all: int | None, _tick: int | None, table: Any, 
         table = None
     else:
         table = _ui.choice(table, export.TABLES, "prepost")
+    if trigger != DL_POLL:
+        if unsuppressed not in (None, [], ["k0"]):
+            raise _ui.bad_input(f"{DL_UNSUPPRESSED} is not what this page sends")
+        k = 0 if unsuppressed == ["k0"] else suppression.MIN_CELL
+    if k == 0 and not may_unsuppress():
+        return dash.no_update, _no_file("unsuppressed tables are for researchers and admins "
+                                        "whose account covers every program"), None, True
     fmt = _ui.choice(fmt, export.FORMATS, "csv")
     if (table is None or table in _access.ROW_LEVEL_TABLES) and not _access.can("rowlevel"):
         return dash.no_update, _no_file("row-level tables (and the zip, which holds them) are "
                                         "for researchers and admins"), None, True
     artefact = downloads.Artefact(table, fmt)
     try:
-        status = _ui.query(downloads.request, _ui.reader().warehouse, artefact,
+        status = _ui.query(downloads.request, _ui.reader().warehouse, artefact, min_cell=k,
                            retry=trigger != DL_POLL)
     except (export.ExportError, EtlError, OSError) as e:  # EtlError: results missing
         return dash.no_update, _no_file(str(e)), None, True
@@ -248,7 +281,7 @@ def download(_one: int | None, _all: int | None, _tick: int | None, table: Any, 
     note = dbc.Alert(f"Preparing {status.filename}: built once per data version, it downloads "
                      "by itself when ready.", color="info", className="mt-2 py-1 px-2",
                      id="data-download-preparing")
-    return dash.no_update, note, {"table": table, "fmt": fmt, "polls": polls + 1}, False
+    return dash.no_update, note, {"table": table, "fmt": fmt, "polls": polls + 1, "k": k}, False
 
 
 def _no_file(reason: str) -> dbc.Alert:

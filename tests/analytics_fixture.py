@@ -30,12 +30,12 @@ DEMO_PARTICIPANTS = 2000
 
 
 def run(module: str, *args: str, env: dict[str, str] | None = None,
-        timeout: float = 300) -> subprocess.CompletedProcess:
+        timeout: float = 300, stdin: str | None = None) -> subprocess.CompletedProcess:
     """Run `python -m <module> args…` as a user would (key in the environment, repo on the path)."""
     e = {**os.environ, "EXCHANGE_IMPACT_KEY": TEST_KEY, "PYTHONPATH": str(ROOT)}
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                          cwd=ROOT, env=e, timeout=timeout)
+                          cwd=ROOT, env=e, timeout=timeout, input=stdin)
 
 
 def demo_warehouse(participants: int = DEMO_PARTICIPANTS) -> Path:

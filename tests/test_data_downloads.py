@@ -43,7 +43,8 @@ def _body(button: str, table: object, fmt: object, pending: object = None) -> di
                     "value": 1 if button == "data-download-poll" else None}],
         "state": [{"id": "data-download-table", "property": "value", "value": table},
                   {"id": "data-download-format", "property": "value", "value": fmt},
-                  {"id": "data-download-pending", "property": "data", "value": pending}],
+                  {"id": "data-download-pending", "property": "data", "value": pending},
+                  {"id": "data-download-unsuppressed", "property": "value", "value": []}],
         "changedPropIds": [f"{button}.{'n_intervals' if button.endswith('poll') else 'n_clicks'}"],
     }
 

@@ -11,6 +11,7 @@ arguments, prints one clear line per problem and sets the exit status:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -32,6 +33,8 @@ EPILOG = """examples:
   python -m analytics export attrition --warehouse /srv/ei/warehouse.duckdb
   python -m analytics export prepost --min-cell 5             suppress groups under 5
   python -m analytics export prepost --min-cell 0             unsuppressed (row-level access)
+  printf '%s' "$PW" | python -m analytics export prepost --min-cell 0 --user ana --password-stdin
+                                                              the same where accounts exist
   python -m analytics export --all --out exports/             every table + datapackage.json
   python -m analytics refresh                                 recompute the stored tables
   python -m analytics downloads scale_scores --format xlsx    ready the Data page's file
@@ -84,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"suppress groups with fewer than K participants (default "
                         f"{suppression.MIN_CELL}); 0 = unsuppressed, for people with "
                         "row-level access only, e.g. --min-cell 0")
+    _account_args(e)
     r = sub.add_parser(
         "refresh", help="recompute the stored result tables (a new data version)",
         description="Recompute every result table and store it, through the same atomic "
@@ -97,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--min-cell", type=int, default=suppression.MIN_CELL, metavar="K",
                    help="suppression threshold to store (default "
                         f"{suppression.MIN_CELL}), e.g. --min-cell 20")
+    _account_args(r)
     d = sub.add_parser(
         "downloads", help="build a Data page download into the cache beside the warehouse",
         description="Build one of the Data page's download files for the warehouse's current "
@@ -116,10 +121,22 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--min-cell", type=int, default=suppression.MIN_CELL, metavar="K",
                    help=f"suppression threshold (default {suppression.MIN_CELL}, the "
                         "dashboard's)")
+    _account_args(d)
     # Set by the dashboard when it starts a build (analytics.outputs.downloads.request).
     d.add_argument("--build-id", help=argparse.SUPPRESS)
     d.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)
     return p
+
+
+def _account_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--user", metavar="NAME",
+                   help="the account running this (env EXCHANGE_IMPACT_USER); needed where "
+                        "accounts exist for --min-cell below k and row-level tables "
+                        "(scale_scores, --all), e.g. --user ana")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read --user's password from standard input (else env "
+                        "EXCHANGE_IMPACT_PASSWORD), e.g. printf '%%s' \"$PW\" | … "
+                        "--password-stdin")
 
 
 def _say(msg: str) -> None:
@@ -152,13 +169,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ex.ExportError("--by applies to one table, not to --all")
     if args.min_cell < 0:
         raise ex.ExportError(f"--min-cell must be 0 or more, got {args.min_cell}")
-    fmt = _resolve_format(args)
+    fmt = args.format = _resolve_format(args)
+    args.caller = authorise(args, "cli-export")
     if args.min_cell < suppression.MIN_CELL:
         _say(f"warning: --min-cell {args.min_cell} writes groups smaller than "
              f"{suppression.MIN_CELL} {'unsuppressed' if args.min_cell == 0 else ''}"
              .rstrip() + "; share the file only with people who have row-level access")
-    # The warning above is the command line's explicit request for unsuppressed output; which
-    # users may run it is issue 14's role check (accounts), not this module's.
+    # The warning above is the command line's explicit request for unsuppressed output;
+    # `authorise` has checked that the caller's role may make it.
     unsuppressed = args.min_cell < suppression.MIN_CELL
     con = connect_read_only(args.warehouse)
     try:
@@ -188,15 +206,107 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _audit(args: argparse.Namespace, target: str, data_version: object) -> None:
-    """Issue 14: the audit log beside the warehouse records who ran the export (the OS user:
-    the CLI has no login), with its options."""
+USER_ENV, PASSWORD_ENV = "EXCHANGE_IMPACT_USER", "EXCHANGE_IMPACT_PASSWORD"
+
+
+class AccessError(ex.ExportError):
+    """The caller may not run this export (the message says which account or role would)."""
+
+
+def deployment_k(warehouse: Path) -> int:
+    """The k below which output counts as unsuppressed: the larger of this process's k
+    (`EXCHANGE_IMPACT_MIN_CELL`) and the k the warehouse's stored results were suppressed at
+    (else the default), so that setting the environment variable to 0 for one command does not
+    step around the role check."""
+    from etl.warehouse import connect_read_only
+
+    stored = None
+    if Path(warehouse).exists():
+        con = connect_read_only(warehouse)
+        try:
+            state = materialise.stored_state(con)
+            stored = state.min_cell if state is not None else None
+        finally:
+            con.close()
+    return max(suppression.MIN_CELL, suppression.DEFAULT_K if stored is None else stored)
+
+
+def _needs(args: argparse.Namespace) -> list[str]:
+    """The capabilities (etl.accounts.CAPABILITIES) this request needs beyond an aggregate
+    export at the deployment's k."""
+    need = []
+    if args.min_cell < deployment_k(args.warehouse):
+        need.append("unsuppressed")
+    if getattr(args, "all", False) or getattr(args, "table", None) in ex.ROW_LEVEL_TABLES:
+        need.append("rowlevel")
+    return need
+
+
+def authorise(args: argparse.Namespace, action: str) -> str:
+    """Who runs this export, as the audit log names them, after the role check of issue 14.
+
+    No accounts beside the warehouse (a single-user machine): anyone who can read the warehouse
+    may, as before; the log says "(no accounts) <os user>". Accounts exist: a request for
+    unsuppressed (--min-cell below k) or row-level output needs an account (--user NAME and
+    its password on stdin, or env EXCHANGE_IMPACT_USER/EXCHANGE_IMPACT_PASSWORD) whose role has
+    those capabilities and whose scope is all programs (the files hold every program); others
+    are refused, and the refusal is logged. An aggregate export at k stays open to the OS user.
+    """
     import getpass
 
     from etl import accounts
 
-    accounts.record(args.warehouse, f"os:{getpass.getuser()}", "cli-export", target,
-                    {"by": getattr(args, "by", None), "min_cell": args.min_cell},
+    wh, os_user = args.warehouse, getpass.getuser()
+    if not accounts.has_accounts(wh):
+        return f"(no accounts) {os_user}"
+    need = _needs(args)
+    name = args.user or os.environ.get(USER_ENV)
+    if not name:
+        if not need:
+            return f"os:{os_user}"
+        _refuse(args, action, f"os:{os_user}", f"{' and '.join(need)} output needs an account "
+                f"here (accounts exist in {accounts.accounts_file(wh)}): give --user NAME "
+                "--password-stdin of an admin or researcher")
+    password = sys.stdin.read() if args.password_stdin else os.environ.get(PASSWORD_ENV, "")
+    acct = accounts.verify(wh, name, password.rstrip("\r\n")) if password else None
+    if acct is None:
+        _refuse(args, action, f"os:{os_user} as {name[:100]}", f"wrong account name or password "
+                f"for --user {name[:100]} (give the password on stdin with --password-stdin)")
+    missing = [c for c in need if not accounts.can(acct.role, c)]
+    if missing:
+        _refuse(args, action, acct.name, f"the role {acct.role} of {acct.name} may not export "
+                f"{' or '.join(missing)} tables (admins and researchers may)")
+    if need and acct.scoped:
+        _refuse(args, action, acct.name, f"{acct.name} is limited to "
+                f"{', '.join([*acct.programs, *acct.clusters])}, and the export holds every "
+                "program; ask an admin for the file")
+    return acct.name
+
+
+def _refuse(args: argparse.Namespace, action: str, who: str, why: str) -> NoReturn:
+    from etl import accounts
+
+    accounts.record(args.warehouse, who, f"{action}-refused", _target(args), _options(args),
+                    None)
+    raise AccessError(why)
+
+
+def _target(args: argparse.Namespace) -> str:
+    return "all tables" if getattr(args, "all", False) else str(getattr(args, "table", None))
+
+
+def _options(args: argparse.Namespace) -> dict[str, object]:
+    return {"by": getattr(args, "by", None), "min_cell": args.min_cell,
+            "format": getattr(args, "format", None)}
+
+
+def _audit(args: argparse.Namespace, target: str, data_version: object,
+           action: str = "cli-export") -> None:
+    """Issue 14: the audit log beside the warehouse records who ran the export (the account,
+    or the OS user where no account was needed), what, with which options, of which version."""
+    from etl import accounts
+
+    accounts.record(args.warehouse, args.caller, action, target, _options(args),
                     None if data_version is None else str(data_version))
 
 
@@ -206,10 +316,14 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     if not args.warehouse.exists():
         raise ex.ExportError(f"{args.warehouse}: no warehouse here; load data first with "
                              "'python -m etl load PATH'")
+    # Stored results below the deployment's k would be served to every role: the same check.
+    args.caller, lower_k = authorise(args, "cli-refresh"), bool(_needs(args))
     with build_next(args.warehouse) as con:
         res = materialise.refresh(con, min_cell=args.min_cell, progress=lambda m: _say(f"  {m}"))
     print(f"stored the result tables for data version {res.data_version} in "
           f"{res.seconds:.1f} s (min cell {res.min_cell})")
+    if lower_k:  # a refresh at the deployment's k is a load's routine: not logged
+        _audit(args, "stored result tables", res.data_version, "cli-refresh")
     return EXIT_OK
 
 
@@ -221,6 +335,10 @@ def cmd_downloads(args: argparse.Namespace) -> int:
                              "'downloads --all --format xlsx')")
     if args.min_cell < 0:
         raise ex.ExportError(f"--min-cell must be 0 or more, got {args.min_cell}")
+    if args.build_id is None:
+        # The dashboard's own builds (--build-id) were asked for by a logged-in account whose
+        # role the page checked; the cache they fill is served only to roles that may read it.
+        args.caller = authorise(args, "cli-downloads")
     status = downloads.build(args.warehouse, downloads.Artefact(args.table, args.format),
                              min_cell=args.min_cell, build_id=args.build_id,
                              lock_fd=args.lock_fd)
@@ -228,6 +346,8 @@ def cmd_downloads(args: argparse.Namespace) -> int:
         _say(f"note: {status.error}")
         return EXIT_OK
     print(f"ready: {status.path}")
+    if args.build_id is None:
+        _audit(args, f"{_target(args)} -> {status.path}", None, "cli-downloads")
     return EXIT_OK
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "FORMATS",
     "TABLES",
     "BY_TABLES",
+    "ROW_LEVEL_TABLES",
     "DANGEROUS_PREFIXES",
     "ExportError",
     "Export",
@@ -62,6 +63,9 @@ TABLES: tuple[str, ...] = tuple(codebook.EXPORT_TABLES)
 # Tables --by applies to: the grouped aggregates (rows of one grouping) and the row-level scores
 # (the group's column is added to every row).
 BY_TABLES = ("prepost", "attrition", "scale_scores")
+# Tables with one row per participant (pseudonymised): the "rowlevel" capability of issue 14's
+# roles (the Data page and the CLI ask for it; every all-tables bundle holds them too).
+ROW_LEVEL_TABLES: tuple[str, ...] = ("scale_scores",)
 DANGEROUS_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 XLSX_MAX_ROWS = 1_048_575  # Excel's sheet limit, less the header row
 

@@ -12,7 +12,8 @@ from analytics.read.cache import cached
 from analytics.read.filters import FilterOptions
 from etl import schema
 
-__all__ = ["data_info", "filter_options", "load_batches", "rejects", "result_table_status"]
+__all__ = ["data_info", "filter_options", "scope_values", "load_batches", "rejects",
+           "result_table_status"]
 
 
 @cached
@@ -47,6 +48,47 @@ def filter_options(cur: duckdb.DuckDBPyConnection) -> FilterOptions:
     opts["setting"] = pairs(f"SELECT DISTINCT setting, setting FROM {sql.T_EXCH} ORDER BY 1")
     first, last = cur.execute(f"SELECT min(day), max(day) FROM {sql.T_PDAYS}").fetchone()
     return FilterOptions(opts, first, last)
+
+
+@cached
+def scope_values(cur: duckdb.DuckDBPyConnection, programs: tuple[str, ...],
+                 clusters: tuple[str, ...]) -> dict[str, frozenset[str]]:
+    """The programs, clusters, exchanges and countries an account limited to `programs` and/or
+    `clusters` (issue 14; empty = no limit) can reach: what its filter bar may name.
+
+    As the filters read them (`sql.dims`): a program limits exchanges, a cluster limits the
+    participants' institutions. An institution takes part in an exchange through a partnership
+    or through a participant with activity in it; an exchange's own cluster (the one running
+    it) belongs to its program's clusters. Example: a lead of Bridges sees Bridges' exchanges,
+    the clusters running them or sending participants to them, and those institutions'
+    countries; never a cluster, exchange or country only another program has."""
+    exchanges = cur.execute(
+        f"SELECT exchange_id, program, cluster_id FROM {sql.T_EXCH}").fetchall()
+    institutions = {i: (country, cluster) for i, country, cluster in cur.execute(
+        f"SELECT institution_id, country, cluster_id FROM {sql.T_INST}").fetchall()}
+    links = cur.execute(f"""
+        SELECT exchange_id, institution_a FROM {sql.T_PARTNER}
+        UNION SELECT exchange_id, institution_b FROM {sql.T_PARTNER}
+        UNION SELECT DISTINCT d.exchange_id, k.institution_id
+              FROM {sql.T_PDAYS} d JOIN {sql.T_PKEYS} k USING (pid)""").fetchall()
+    in_c = (lambda c: c in clusters) if clusters else (lambda c: True)
+    # exchange -> the institutions of the scope's clusters taking part in it
+    taking_part: dict[str, set[str]] = {}
+    for x, i in links:
+        if i in institutions and in_c(institutions[i][1]):
+            taking_part.setdefault(x, set()).add(i)
+    kept = [(x, p, c) for x, p, c in exchanges
+            if (not programs or p in programs) and (not clusters or c in clusters
+                                                    or x in taking_part)]
+    inst = ({i for x, _p, _c in kept for i in taking_part.get(x, ())} if programs
+            else {i for i, (_co, c) in institutions.items() if in_c(c)})
+    reach_clusters = {institutions[i][1] for i in inst} | {c for _x, _p, c in kept}
+    return {
+        "program": frozenset(p for _x, p, _c in kept),
+        "exchange": frozenset(x for x, _p, _c in kept),
+        "cluster": frozenset(c for c in reach_clusters if in_c(c)),
+        "country": frozenset(institutions[i][0] for i in inst),
+    }
 
 
 @cached
