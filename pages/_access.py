@@ -243,7 +243,7 @@ def guard() -> Response | None:
                               "this computer: create one with 'python -m etl users add NAME "
                               "--role admin --password-stdin'.")
         return None
-    if path in (_LOGIN, _LOGOUT) or path.startswith(_LOGIN + "/"):  # + single sign-on
+    if path in (_LOGIN, _LOGOUT, *_sso.PATHS):
         return None
     acct = current_account()
     if acct is None:

@@ -33,7 +33,7 @@ from markupsafe import escape
 from etl import accounts
 from etl.errors import EtlError
 
-__all__ = ["init_app", "configured", "password_login", "login_button", "ISSUER_ENV"]
+__all__ = ["init_app", "PATHS", "configured", "password_login", "login_button", "ISSUER_ENV"]
 
 ISSUER_ENV = "EXCHANGE_IMPACT_OIDC_ISSUER"
 CLIENT_ID_ENV = "EXCHANGE_IMPACT_OIDC_CLIENT_ID"
@@ -45,6 +45,7 @@ REDIRECT_ENV = "EXCHANGE_IMPACT_OIDC_REDIRECT_URI"
 PASSWORD_LOGIN_ENV = "EXCHANGE_IMPACT_PASSWORD_LOGIN"
 
 _START, _CALLBACK = "/login/sso", "/login/sso/callback"
+PATHS = (_START, _CALLBACK)  # public, like /login (pages/_access.guard)
 _NEXT = "_sso_next"
 _clients: dict[tuple[str, ...], Any] = {}
 

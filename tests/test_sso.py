@@ -163,6 +163,19 @@ def test_code_flow_logs_in_the_mapped_account(app_) -> None:
     assert _data_callback(app_, c).status_code == 401
 
 
+@pytest.mark.parametrize("hostile", ["//evil.example/x", "https://evil.example/",
+                                     "%5C%5Cevil.example"])
+def test_next_cannot_leave_the_dashboard(app_, hostile) -> None:
+    c = app_.server.test_client()
+    r = c.get(_to_provider(c, hostile))
+    assert r.status_code == 302 and r.headers["Location"] == "/"
+
+
+def test_other_login_paths_stay_guarded(app_) -> None:
+    r = app_.server.test_client().get("/login/elsewhere")
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login?next=")
+
+
 def _post_auth_bar(app_, client) -> dict:
     body = {"output": "auth-bar.children", "outputs": {"id": "auth-bar", "property": "children"},
             "inputs": [{"id": "url", "property": "pathname", "value": "/"}],
