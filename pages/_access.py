@@ -38,7 +38,7 @@ from analytics import suppression
 from analytics.outputs import export
 from analytics.read import rounding
 from etl import accounts
-from pages import _ui
+from pages import _sso, _ui
 
 if TYPE_CHECKING:
     from analytics.read.filters import Filters
@@ -259,7 +259,7 @@ def guard() -> Response | None:
                               "this computer: create one with 'python -m etl users add NAME "
                               "--role admin --password-stdin'.")
         return None
-    if path in (_LOGIN, _LOGOUT):
+    if path in (_LOGIN, _LOGOUT, *_sso.PATHS):
         return None
     acct = current_account()
     if acct is None:
@@ -392,8 +392,8 @@ _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Log in · Exchange Impact</title>
 <link rel="stylesheet" href="/assets/vendor/bootstrap.min.css"></head>
 <body class="bg-body-tertiary"><main class="container py-5" style="max-width: 26rem">
-<h1 class="h4 mb-3">Exchange Impact: log in</h1>{error}
-<form method="post" action="/login?next={next}" id="login-form">{csrf}
+<h1 class="h4 mb-3">Exchange Impact: log in</h1>{error}{sso}
+<form{hidden} method="post" action="/login?next={next}" id="login-form">{csrf}
 <div class="mb-2"><label class="form-label" for="name">Account</label>
 <input class="form-control" id="name" name="name" autocomplete="username" required
  value="{name}"></div>
@@ -419,8 +419,10 @@ def _login_form() -> Any:
 def _login_page(form: Any, error: str = "", status: int = 200) -> Response:
     err = f'<div class="alert alert-danger py-2" id="login-error" role="alert">{escape(error)}' \
           "</div>" if error else ""
+    next_ = _safe_next(request.args.get("next"))
     html_ = _PAGE.format(error=err, csrf=form.csrf_token(), name=escape(form.name.data or ""),
-                         next=escape(_safe_next(request.args.get("next"))))
+                         next=escape(next_), sso=_sso.login_button(next_),
+                         hidden="" if _sso.password_login() else " hidden")
     return Response(html_, status=status, mimetype="text/html")
 
 
@@ -429,6 +431,9 @@ def login() -> Response:
         return redirect("/")
     form = _login_form()
     if request.method == "POST":
+        if not _sso.password_login():
+            return _login_page(form, "Password login is turned off; sign in with your "
+                                     "institution.", 403)
         if not form.validate_on_submit():
             if "csrf_token" in form.errors:
                 return _login_page(form, "The form expired or did not come from this page; "
@@ -529,6 +534,7 @@ def init_app(server: Flask) -> None:
     server.add_url_rule(_LOGIN, "login", view, methods=["GET", "POST"])
     server.add_url_rule(_LOGOUT, "logout", logout, methods=["GET", "POST"])
     server.after_request(headers)
+    _sso.init_app(server)
 
     @server.errorhandler(429)
     def _too_many(e: Any) -> Response:
