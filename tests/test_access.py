@@ -23,7 +23,7 @@ def warehouse(tmp_path_factory):
     wh = build_fixture_warehouse(tmp_path_factory.mktemp("access") / "warehouse.duckdb")
     accounts.add_user(wh, "admin1", "admin", PW)
     accounts.add_user(wh, "funder1", "funder", PW)
-    for name in ("lead1", "lead2", "lead3"):
+    for name in ("lead1", "lead2", "lead3", "brute1"):
         accounts.add_user(wh, name, "lead", PW, programs=["Bridges"])
     return wh
 
@@ -146,9 +146,11 @@ def test_wrong_password_and_missing_csrf_refused(client) -> None:
 
 
 def test_login_is_rate_limited(client) -> None:
-    codes = [_login(client, "lead1", f"guess {i}").status_code for i in range(7)]
+    # brute1 is this test's own account: the limiter's memory lives as long as the app module,
+    # so locking out a name other tests log in with would fail them for a minute.
+    codes = [_login(client, "brute1", f"guess {i}").status_code for i in range(7)]
     assert codes[:5] == [401] * 5 and codes[5:] == [429, 429]
-    assert _login(client, "lead1").status_code == 429  # even the right password, for now
+    assert _login(client, "brute1").status_code == 429  # even the right password, for now
 
 
 def test_forged_payload_for_another_program_is_refused(app_) -> None:
