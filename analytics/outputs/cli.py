@@ -215,7 +215,7 @@ class AccessError(ex.ExportError):
 
 def deployment_k(warehouse: Path) -> int:
     """The k below which output counts as unsuppressed: the larger of this process's k
-    (`EXCHANGE_IMPACT_MIN_CELL`) and the k the warehouse's stored results were suppressed at
+    (`suppression.MIN_CELL`) and the k the warehouse's stored results were suppressed at
     (else the default), so that setting the environment variable to 0 for one command does not
     step around the role check."""
     from etl.warehouse import connect_read_only
