@@ -92,6 +92,14 @@ def test_random_combinations_equal_prepost_on_the_raw_rows(cur):
         want = prepost(mine, participant="participant", exchange="exchange_id",
                        cluster="exchange_id", k=MIN_CELL)
         _same(got, want.assign(suppressed=want.suppressed != ""))
+        by = str(rng.choice(["cluster", "country", "modality", "setting"]))
+        got = outcomes.prepost_slice(cur, f, by)
+        want = prepost(mine, participant="participant", exchange="exchange_id",
+                       cluster="exchange_id", by=by, k=MIN_CELL)
+        want = want[want.group_by == by]
+        for g, w in want.groupby("group"):
+            _same(got[got.group == g], w.assign(suppressed=w.suppressed != ""))
+        assert set(got.group) == set(want.group)
         checked += 1
     assert checked >= 3
 

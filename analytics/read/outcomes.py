@@ -74,38 +74,47 @@ def _is_precomputed(f: Filters) -> tuple[str, str | None] | None:
     return _single_group(f)
 
 
+_SLICE_BY = {"cluster": "fp.cluster_id", "country": "fp.country", "modality": "fx.modality",
+             "setting": "fx.setting"}
+
+
 @cached
-def prepost_slice(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
-    """The pre/post table (overall rows: one per instrument x scale) of exactly the filtered
-    participants, with `analytics.stats.prepost.prepost` (the function the derive step uses)
+def prepost_slice(cur: duckdb.DuckDBPyConnection, f: Filters, by: str = "overall"
+                  ) -> pd.DataFrame:
+    """The pre/post table of exactly the filtered participants: its overall rows (one per
+    instrument x scale), or with `by` (cluster, country, modality, setting) that grouping's
+    rows, computed with `analytics.stats.prepost.prepost` (the function the derive step uses)
     on the per-person scale scores (res_person_scores) in scope: pairs per participant x
     exchange, CR2 intervals clustered by exchange, the small-cell rule at the project's k.
-    The stored table answers when the filters are exactly one of its groups (issue 17)."""
-
+    The stored res_prepost answers when the filters are exactly one of its groups (issue 17)."""
+    if by != "overall" and by not in _SLICE_BY:
+        raise ValueError(f"unknown grouping {by!r}; one of overall, {', '.join(_SLICE_BY)}")
     stored = _is_precomputed(f)
-    if stored is not None:
-        df = prepost_results(cur, stored[0])
+    if stored is not None and (by == "overall" or stored[0] == "overall"):
+        df = prepost_results(cur, by if stored[0] == "overall" else stored[0])
         if stored[1] is not None:
             df = df[df["group"].astype("string") == stored[1]]
-        if len(df):
+        if len(df) or stored[0] == "overall":
             return df.reset_index(drop=True)
-        if stored[0] == "overall":
-            return df
-    return _prepost_computed(cur, f)
+    return _prepost_computed(cur, f, by)
 
 
-def _prepost_computed(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+def _prepost_computed(cur: duckdb.DuckDBPyConnection, f: Filters, by: str = "overall"
+                      ) -> pd.DataFrame:
     """`prepost_slice` computed from the per-person scores, never from the stored table."""
     from analytics.stats.prepost import prepost
 
     base, p = sql.scope(f, scores=True)
+    col = f", {_SLICE_BY[by]} AS {by}" if by != "overall" else ""
     rows = sql.df(cur, f"""WITH {base}
-        SELECT fs.pid, fs.exchange_id, fs.instrument, fs.scale, fs.wave, fs.score
-        FROM fs JOIN fp USING (pid) WHERE fs.wave IN ('pre', 'post')""", p)
+        SELECT fs.pid, fs.exchange_id, fs.instrument, fs.scale, fs.wave, fs.score{col}
+        FROM fs JOIN fp USING (pid) JOIN fx USING (exchange_id)
+        WHERE fs.wave IN ('pre', 'post')""", p)
     if not len(rows):
         return prepost_results(cur, "overall").iloc[0:0]
     out = prepost(rows, participant="pid", exchange="exchange_id", cluster="exchange_id",
-                  k=suppression.MIN_CELL)
+                  by=[by] if by != "overall" else None, k=suppression.MIN_CELL)
+    out = out[out["group_by"] == by]
     flagged = (out["suppressed"].astype("string") != "").to_numpy(bool)
     out = sql.suppress(out.drop(columns="suppressed").assign(_n=out["n"].mask(flagged)), "_n")
     return out.drop(columns="_n").reset_index(drop=True)
