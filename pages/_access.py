@@ -60,7 +60,7 @@ LOGIN_LIMIT = os.environ.get("EXCHANGE_IMPACT_LOGIN_LIMIT", "5/minute")
 # is in this set, in UI_ONLY, or reads the filters through `_ui.filters_of`.
 WHOLE_PROGRAM: frozenset[str] = frozenset({
     "pages.equity.gaps",
-    "pages.outcomes.forest", "pages.outcomes.reliability", "pages.outcomes.measurement",
+    "pages.outcomes.reliability", "pages.outcomes.measurement",
     "pages.outcomes.adjusted", "pages.outcomes.balance", "pages.outcomes.model",
     "pages.outcomes.sensitivity", "pages.outcomes.dose", "pages.outcomes.moderation_view",
     "pages.overview.cost_view",

@@ -214,11 +214,13 @@ def waves(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str, str], Any
 
 
 @callback(Output(FOREST, "figure"), Output(FOREST, "style"), Output(FOREST_NOTE, "children"),
-          Input(FOREST_BY, "value"), Input(EFFECT, "value"), Input(SCALE, "value"))
-def forest(by: str, effect: str, scale: str | None) -> tuple[_ui.Figure, dict[str, str], Any]:
+          Input(FOREST_BY, "value"), Input(EFFECT, "value"), Input(SCALE, "value"),
+          Input(_ui.FILTERS, "data"))
+def forest(by: str, effect: str, scale: str | None, store: dict[str, Any] | None = None
+           ) -> tuple[_ui.Figure, dict[str, str], Any]:
     by = _ui.choice(by, filters.GROUPINGS, "modality")
     effect = _ui.choice(effect, EFFECTS, "hedges_g")
-    df = _ui.query(outcomes.prepost_results, by)
+    df = _ui.query(outcomes.prepost_slice, _ui.filters_of(store), by)
     df = _ui.only_scale(df, scale)
     if not len(df):
         return _ui.figure(), {"display": "none"}, _ui.coming(

@@ -16,6 +16,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from analytics import suppression
 from analytics.read import sql
 from analytics.read.cache import cached
 from analytics.read.filters import Filters
@@ -23,7 +24,8 @@ from analytics.read.sql import Scope
 from analytics.stats.means import cr2_means, welch_difference
 from etl import schema
 
-__all__ = ["prepost_results", "prepost_extremes", "reliability", "longitudinal", "wave_means",
+__all__ = ["prepost_results", "prepost_slice", "prepost_extremes", "reliability",
+           "longitudinal", "wave_means",
            "comparison_difference", "gain_moments", "COMPARISON_COLUMNS", "balance",
            "comparison_results", "sensitivity", "reliability_groups",
            "floor_ceiling", "invariance"]
@@ -62,29 +64,73 @@ def _single_group(f: Filters) -> tuple[str, str] | None:
     return None
 
 
+def _is_precomputed(f: Filters) -> tuple[str, str | None] | None:
+    """(group_by, group) of the stored res_prepost rows that are exactly the filtered people:
+    no filter at all -> overall; one value of one stored grouping and nothing else -> it."""
+    if f.start is not None or f.end is not None or f.program or f.exchange or f.term or f.role:
+        return None
+    if not any(getattr(f, g) for g in ("cluster", "country", "modality", "setting")):
+        return ("overall", None)
+    return _single_group(f)
+
+
+_SLICE_BY = {"cluster": "fp.cluster_id", "country": "fp.country", "modality": "fx.modality",
+             "setting": "fx.setting"}
+
+
+@cached
+def prepost_slice(cur: duckdb.DuckDBPyConnection, f: Filters, by: str = "overall"
+                  ) -> pd.DataFrame:
+    """The pre/post table of exactly the filtered participants: its overall rows (one per
+    instrument x scale), or with `by` (cluster, country, modality, setting) that grouping's
+    rows, computed with `analytics.stats.prepost.prepost` (the function the derive step uses)
+    on the per-person scale scores (res_person_scores) in scope: pairs per participant x
+    exchange, CR2 intervals clustered by exchange, the small-cell rule at the project's k.
+    The stored res_prepost answers when the filters are exactly one of its groups (issue 17)."""
+    if by != "overall" and by not in _SLICE_BY:
+        raise ValueError(f"unknown grouping {by!r}; one of overall, {', '.join(_SLICE_BY)}")
+    stored = _is_precomputed(f)
+    if stored is not None and (by == "overall" or stored[0] == "overall"):
+        df = prepost_results(cur, by if stored[0] == "overall" else stored[0])
+        if stored[1] is not None:
+            df = df[df["group"].astype("string") == stored[1]]
+        if len(df) or stored[0] == "overall":
+            return df.reset_index(drop=True)
+    return _prepost_computed(cur, f, by)
+
+
+def _prepost_computed(cur: duckdb.DuckDBPyConnection, f: Filters, by: str = "overall"
+                      ) -> pd.DataFrame:
+    """`prepost_slice` computed from the per-person scores, never from the stored table."""
+    from analytics.stats.prepost import prepost
+
+    base, p = sql.scope(f, scores=True)
+    col = f", {_SLICE_BY[by]} AS {by}" if by != "overall" else ""
+    rows = sql.df(cur, f"""WITH {base}
+        SELECT fs.pid, fs.exchange_id, fs.instrument, fs.scale, fs.wave, fs.score{col}
+        FROM fs JOIN fp USING (pid) JOIN fx USING (exchange_id)
+        WHERE fs.wave IN ('pre', 'post')""", p)
+    if not len(rows):
+        return prepost_results(cur, "overall").iloc[0:0]
+    out = prepost(rows, participant="pid", exchange="exchange_id", cluster="exchange_id",
+                  by=[by] if by != "overall" else None, k=suppression.MIN_CELL)
+    out = out[out["group_by"] == by]
+    flagged = (out["suppressed"].astype("string") != "").to_numpy(bool)
+    out = sql.suppress(out.drop(columns="suppressed").assign(_n=out["n"].mask(flagged)), "_n")
+    return out.drop(columns="_n").reset_index(drop=True)
+
+
 @cached
 def prepost_extremes(cur: duckdb.DuckDBPyConnection, f: Filters, k: int = 3
                      ) -> tuple[pd.DataFrame, str]:
-    """The k strongest and k weakest pre→post changes (Hedges' g) and what they are computed on.
-
-    Results are precomputed per data version for fixed groupings, so the filters are honoured only
-    when they select one precomputed group; otherwise the overall results are shown and the
-    returned scope says so.
-    """
-    single = _single_group(f)
-    scope = "all participants (the statistics are precomputed; other filters do not apply)"
-    df = pd.DataFrame()
-    if single is not None:
-        df = prepost_results(cur, single[0])
-        df = df[df["group"].astype("string") == single[1]]
-        scope = f"{single[0]} = {single[1]}"
-    if not len(df):
-        df = prepost_results(cur, "overall")
-        if single is not None and len(df):
-            scope = f"all participants (no precomputed results for {single[0]} = {single[1]})"
+    """The k strongest and k weakest pre→post changes (Hedges' g) of the filtered participants
+    (`prepost_slice`) and what they are computed on."""
+    df = prepost_slice(cur, f)
+    scope = "the filtered participants"
     if not len(df):
         return df, scope
-    df = df[~df.suppressed].dropna(subset=["hedges_g"]).sort_values("hedges_g", ascending=False)
+    df = df[~df.suppressed.astype(bool)].dropna(subset=["hedges_g"]).sort_values(
+        "hedges_g", ascending=False)
     if len(df) > 2 * k:
         df = pd.concat([df.head(k), df.tail(k)])
     return df, scope
