@@ -611,8 +611,8 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
     the pages use, `pages._ui.reader()`, so the page callbacks see the same warehouse).
 
     `whole_program=False` (an account scoped to some programs or clusters): the sections
-    precomputed over all programs (effects by cluster and country, dose, cost, persistence
-    models, reciprocity, equity gaps) are left out, each replaced by the note the dashboard's
+    precomputed over all programs (dose, cost, persistence models, reciprocity, equity gaps)
+    are left out, each replaced by the note the dashboard's
     pages give such an account (`pages._access.SCOPE_NOTE`)."""
     import app  # noqa: F401  (registers the pages, whose callbacks build the figures)
     from pages import equity as equity_page
@@ -782,11 +782,10 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
         for r in effects.sort_values(["instrument", "scale"]).itertuples(index=False):
             out.add(effect_sentence(scale_label(r.instrument, r.scale), r))
     for by, name in (("cluster", "cluster"), ("country", "country")):
-        res = outcomes.prepost_results(cur, by)
+        # The report's filters (a scoped account's are already its programs) apply: the
+        # stored table answers the unfiltered report, any other is computed (issue 17).
+        res = outcomes.prepost_slice(cur, f, by)
         if not len(res):
-            continue
-        if not whole_program:
-            out.add(*whole([True], f"Effects by {name}", f"forest-{by}"))
             continue
         figs = []
         if by == "cluster":  # names, not ids, as on the cover
@@ -802,8 +801,8 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
                             f"Forest plot for {what}: Hedges' g from pre to post with 95% CIs "
                             f"for each {name} ({shown_r['group'].nunique()} shown), one colour "
                             "per scale; a dotted line marks no change.",
-                            f"{what}: pre → post effect by {name} (all participants, "
-                            "precomputed per data version: the filters do not apply)"))
+                            f"{what}: pre → post effect by {name} (the report's "
+                            "participants)"))
         if figs:
             out.add(Sub(f"Effects by {name}", f"forest-{by}"), *figs)
         sup.add(f"Effects by {name}", res[res.suppressed.astype(bool)]["group"])

@@ -308,6 +308,25 @@ def test_effect_sentences_follow_the_numbers(pdfs, cur) -> None:
         assert verdict in text[max(0, i - 400):i], (r.scale, verdict)
 
 
+def test_a_filtered_reports_effects_are_its_participants(pdfs, picks, cur) -> None:
+    """Issue 17: the teachers' report (role is no stored grouping) shows the pre/post effects
+    computed for its teachers, in words and by cluster, not the whole program's."""
+    from analytics.read import outcomes
+
+    f = picks["teachers"]
+    mine, scope = outcomes.prepost_extremes(cur, f, 1000)
+    whole, _ = outcomes.prepost_extremes(cur, Filters(), 1000)
+    assert "other filters do not apply" not in scope
+    text = " ".join("\n".join(pages_text(pdfs["teachers"])).split())
+    assert len(mine) and not mine.hedges_g.round(2).equals(whole.hedges_g.round(2))
+    for r in mine.itertuples():
+        assert f"Hedges' g = {r.hedges_g:.2f} (95% CI {r.hedges_g_ci_low_cr2:.2f} to " \
+               f"{r.hedges_g_ci_high_cr2:.2f}" in text
+    by_cluster = outcomes.prepost_slice(cur, f, "cluster")
+    assert len(by_cluster) and "pre → post effect by cluster (the report's participants)" in text
+    assert "effect by cluster (all participants" not in text
+
+
 # ---- the command line -------------------------------------------------------------------------
 
 def test_cli_writes_the_snapshot_of_a_dashboard_link(warehouse, cur, tmp_path) -> None:
