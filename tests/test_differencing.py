@@ -224,3 +224,32 @@ def test_an_unknown_cell_grouping_is_refused(fixture_cur) -> None:
         disclosure.isolating(fixture_cur, Filters(), "modality")
 
 
+
+
+def test_no_pair_of_neighbouring_views_shows_means_over_a_small_difference(demo_cur) -> None:
+    """Means too (issue 14: "no suppressed count or mean can be derived from their
+    difference"): where two neighbouring views both show a wave's mean score of a scale, their
+    respondents differ by 0 or at least k, so n_b·m_b − n_a·m_a is a sum over k or more people,
+    never one person's score."""
+    from analytics.read import outcomes
+
+    cache.clear_cache()
+    o = loads.filter_options(demo_cur)
+    served: dict[Filters, pd.DataFrame] = {}
+
+    def means(f: Filters) -> pd.DataFrame:
+        if f not in served:
+            m = outcomes.wave_means(demo_cur, f)
+            m = m[~m.comparison.astype(bool) & m["mean"].notna()]
+            served[f] = m.set_index(["instrument", "scale", "wave"])["n"].astype(float)
+        return served[f]
+
+    leaks, compared = [], 0
+    for a, b, why in neighbour_pairs(o):
+        x, y = means(a), means(b)
+        both = x.index.intersection(y.index)
+        compared += len(both)
+        d = (x[both] - y[both]).abs()
+        leaks += [(why, key, int(n)) for key, n in d.items() if 0 < n < K]
+    assert compared > 1000
+    assert not leaks, leaks[:10]
