@@ -1,7 +1,8 @@
 """Differencing across filters (issue 14): for the demo, every pair of views a user can request
 that differ by one filter value shows no count whose difference is a group of 1 to k − 1
 participants: the headline's participants and the per-country and per-cluster counts served by
-the read layer, compared cell by cell between the two views."""
+the read layer, compared cell by cell between the two views; and no wave mean of a scale shown
+by both views rests on 1 to k − 1 different respondents."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ dimension over the day facts (exact whatever the rollups hold).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -40,7 +40,8 @@ from analytics.read import sql
 from analytics.read.cache import cached
 from analytics.read.filters import FilterOptions, Filters, canonical_filters, month_end
 
-__all__ = ["DIMENSIONS", "CELLS", "isolating", "isolating_cells", "describe"]
+__all__ = ["DIMENSIONS", "CELLS", "isolating", "isolating_cells", "isolating_scores",
+           "describe"]
 
 # Filter dimensions: person-level (one value per participant, from fp) and exchange-level (the
 # values of the exchanges a participant has activity or answers in, from fx).
@@ -52,6 +53,26 @@ DIMENSIONS: tuple[str, ...] = (*_PERSON, *_EXCHANGE, "month")
 CELLS: dict[str | None, str] = {None: "'all'", "country": "fp.country",
                                 "cluster": "fp.cluster_id"}
 _COLUMNS = ["cell", "dimension", "value", "change", "n"]
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """What a cell counts: its rows (FROM clause over the scope's CTEs), each row's identity
+    for distinct counts, and the scope's options those rows need."""
+    rows: str
+    key: str
+    scope: dict[str, bool]
+
+
+# Counts of people (the headline, countries, clusters).
+PEOPLE = _Unit("fp", "pid", {})
+# Means of scale scores (wave means): the cell is a scale's wave (comparison group apart) and
+# its rows are the scored rows, one per respondent and exchange, as `n` counts them. Two views
+# that differ by 1..k-1 such rows would give a small group's sum of scores by subtraction.
+SCORES = _Unit("fs JOIN fp USING (pid)", "(pid, fs.exchange_id)",
+               {"scores": True, "include_comparison": True})
+SCORE_CELL = ("fs.instrument || '|' || fs.scale || '|' || fs.wave || '|' || "
+              "CAST(fp.comparison AS VARCHAR)")
 
 
 def _options(cur: duckdb.DuckDBPyConnection) -> FilterOptions:
@@ -74,14 +95,15 @@ def _answers(f: Filters) -> str:
 
 
 def _person_dim(cur: duckdb.DuckDBPyConnection, f: Filters, d: str, cell: str,
-                options: FilterOptions) -> list[dict[str, Any]]:
+                options: FilterOptions, unit: _Unit | None = None) -> list[dict[str, Any]]:
     sel = getattr(f, d)
     if not sel:
         return []
-    ctes, p = sql.scope(replace(f, **{d: ()}))
+    unit = unit or PEOPLE
+    ctes, p = sql.scope(replace(f, **{d: ()}), **unit.scope)
     df = sql.rdf(cur, f"""WITH {ctes}
         SELECT {cell} AS cell, CAST({_PERSON[d]} AS VARCHAR) AS value, count(*) AS n
-        FROM fp GROUP BY ALL""", p)
+        FROM {unit.rows} GROUP BY ALL""", p)
     return _judge(df.assign(ns=df.value.isin(sel).astype(int)), d, sel, options)
 
 
@@ -144,13 +166,13 @@ def _judge(df: pd.DataFrame, d: str, sel: tuple[str, ...], options: FilterOption
     return out
 
 
-def _month_counts(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str
+def _month_counts(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str, unit: _Unit
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For `_month_dim`: per cell, the people by how many of the range's months they have
     (0 or 1, with the first such month, and whether they have months before or after it), and
     the people with activity or answers in the range's end months and before or after it."""
     g = replace(f, start=None, end=None)
-    ctes, p = sql.scope(g)
+    ctes, p = sql.scope(g, **unit.scope)
     a = f.start or date(1, 1, 1)
     b = f.end or date(9999, 12, 31)
     p |= {"a": a, "b": b}
@@ -165,7 +187,8 @@ def _month_counts(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str
         SELECT {cell} AS cell, ps.vs AS value, CAST(coalesce(ps.ns, 0) AS INTEGER) AS ns,
                coalesce(ps.before, FALSE) AS before, coalesce(ps.after, FALSE) AS after,
                ps.pid IS NULL AS nothing, count(*) AS n
-        FROM fp LEFT JOIN ps USING (pid) WHERE coalesce(ps.ns, 0) <= 1 GROUP BY ALL""", p)
+        FROM {unit.rows} LEFT JOIN ps USING (pid) WHERE coalesce(ps.ns, 0) <= 1 GROUP BY ALL""",
+                 p)
     # Who has activity or answers in the end months, and before or after the range, beside
     # other months: the view's sums change by their days even when they stay in it.
     p["am"] = a.replace(day=1)
@@ -174,19 +197,19 @@ def _month_counts(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str
         pm AS (SELECT DISTINCT pid, CAST(date_trunc('month', day) AS DATE) AS m
                FROM (SELECT pid, day FROM fev UNION ALL SELECT pid, day FROM ({_answers(g)})))
         SELECT {cell} AS cell,
-               count(DISTINCT pid) FILTER (WHERE m = $am) AS first_month,
-               count(DISTINCT pid) FILTER (WHERE m = $bm) AS last_month,
-               count(DISTINCT pid) FILTER (WHERE m < $a) AS before,
-               count(DISTINCT pid) FILTER (WHERE m > $b) AS after
-        FROM fp JOIN pm USING (pid) GROUP BY ALL""", p).set_index("cell")
+               count(DISTINCT {unit.key}) FILTER (WHERE m = $am) AS first_month,
+               count(DISTINCT {unit.key}) FILTER (WHERE m = $bm) AS last_month,
+               count(DISTINCT {unit.key}) FILTER (WHERE m < $a) AS before,
+               count(DISTINCT {unit.key}) FILTER (WHERE m > $b) AS after
+        FROM {unit.rows} JOIN pm USING (pid) GROUP BY ALL""", p).set_index("cell")
     return df, has
 
 
 def _month_dim(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str,
-               options: FilterOptions) -> list[dict[str, Any]]:
+               options: FilterOptions, unit: _Unit | None = None) -> list[dict[str, Any]]:
     if f.start is None and f.end is None:
         return []
-    df, has = _month_counts(cur, f, cell)
+    df, has = _month_counts(cur, f, cell, unit or PEOPLE)
     k = suppression.MIN_CELL
     out: list[dict[str, Any]] = []
     first, last = options.first_date, options.last_date
@@ -244,6 +267,44 @@ def isolating(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
         rows += _exchange_dim(cur, f, d, cell, options)
     rows += _month_dim(cur, f, cell, options)
     return pd.DataFrame(rows, columns=_COLUMNS)
+
+
+def _score_exchange_dim(cur: duckdb.DuckDBPyConnection, f: Filters, d: str,
+                       options: FilterOptions) -> list[dict[str, Any]]:
+    """An exchange dimension for scored rows: each row has one exchange, hence one value, so
+    removing v loses exactly the rows of v's exchanges, and the unrestricted view adds the
+    rows of the one missing value."""
+    sel = getattr(f, d)
+    if not sel:
+        return []
+    ctes, p = sql.scope(replace(f, **{d: ()}), **SCORES.scope)
+    p["sel"] = list(sel)
+    df = sql.rdf(cur, f"""WITH {ctes}
+        SELECT {SCORE_CELL} AS cell, CAST({_EXCHANGE[d]} AS VARCHAR) AS value,
+               CAST(list_contains($sel, CAST({_EXCHANGE[d]} AS VARCHAR)) AS INTEGER) AS ns,
+               count(*) AS n
+        FROM fs JOIN fp USING (pid) JOIN fx USING (exchange_id) GROUP BY ALL""", p)
+    return _judge(df, d, sel, options)
+
+
+@cached
+def isolating_scores(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """`isolating` for means of scale scores: the cells (instrument, scale, wave, comparison)
+    of the view of `f` whose scored rows a one-value neighbour changes by 0 < n < k, so that
+    the difference of the two views' sums would be a small group's. Same rule, same columns;
+    `cell` is a tuple (instrument, scale, wave, comparison)."""
+    options = _options(cur)
+    f = canonical_filters(f, options)
+    rows: list[dict[str, Any]] = []
+    for d in _PERSON:
+        rows += _person_dim(cur, f, d, SCORE_CELL, options, SCORES)
+    for d in _EXCHANGE:
+        rows += _score_exchange_dim(cur, f, d, options)
+    rows += _month_dim(cur, f, SCORE_CELL, options, SCORES)
+    out = pd.DataFrame(rows, columns=_COLUMNS)
+    parts = out.cell.astype("string").str.split("|", n=3)
+    out["cell"] = [(a, b, c, d == "true") for a, b, c, d in parts] if len(out) else out.cell
+    return out
 
 
 def isolating_cells(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> set[Any]:

@@ -188,34 +188,39 @@ _WAVE_MEANS_COLUMNS = ["instrument", "scale", "wave", "comparison", "n", "mean",
                        "n_clusters", "few_clusters", "suppressed"]
 
 
-def _wave_means_finish(cells: pd.DataFrame) -> pd.DataFrame:
+def _wave_means_finish(cells: pd.DataFrame, hidden: set[Any] = frozenset()) -> pd.DataFrame:
     """Per-exchange cells -> means with the t and the CR2 (by exchange) interval, wave order,
-    and the small-cell rule (the comparison flag locates the row)."""
+    and the small-cell rule (the comparison flag locates the row); `hidden` rows (instrument,
+    scale, wave, comparison) are the differencing rule's (`disclosure.isolating_scores`)."""
     if not len(cells):
         return pd.DataFrame(columns=_WAVE_MEANS_COLUMNS)
     df = cr2_means(cells, ["instrument", "scale", "wave", "comparison"])
     df = df.assign(_o=sql.wave_rank(df.wave)).sort_values(["instrument", "scale", "comparison",
                                                            "_o"])
-    return sql.suppress(df.drop(columns="_o"), "n", keep=["comparison"])[_WAVE_MEANS_COLUMNS]
+    hide = [(str(a), str(b), str(c), bool(d)) in hidden for a, b, c, d in
+            df[["instrument", "scale", "wave", "comparison"]].itertuples(index=False)]
+    return sql.suppress(df.drop(columns="_o"), "n", keep=["comparison"],
+                        hide=hide if any(hide) else None)[_WAVE_MEANS_COLUMNS]
 
 
-def _wave_means_days(cur: duckdb.DuckDBPyConnection, f: Filters, scope: Scope = sql.scope
-                     ) -> pd.DataFrame:
+def _wave_means_days(cur: duckdb.DuckDBPyConnection, f: Filters, scope: Scope = sql.scope,
+                     hidden: set[Any] = frozenset()) -> pd.DataFrame:
     ctes, p = scope(f, include_comparison=True, scores=True)
     return _wave_means_finish(sql.df(cur, f"""WITH {ctes}
         SELECT fs.instrument, fs.scale, fs.wave, fp.comparison, fs.exchange_id, count(*) AS n,
                sum(fs.score) AS sum, sum(fs.score * fs.score) AS sumsq
         FROM fs JOIN fp USING (pid) GROUP BY ALL
-    """, p))
+    """, p), hidden)
 
 
-def _wave_means_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+def _wave_means_rollup(cur: duckdb.DuckDBPyConnection, f: Filters,
+                       hidden: set[Any] = frozenset()) -> pd.DataFrame:
     dims, p = sql.dims(f)
     return _wave_means_finish(sql.rdf(cur, f"""WITH {dims}
         SELECT instrument, scale, wave, comparison, exchange_id, sum(n) AS n, sum(sum) AS sum,
                sum(sumsq) AS sumsq
         FROM ({sql.cells(sql.R_SCORES, f, p, comparison=True)}) GROUP BY ALL
-    """, p))
+    """, p), hidden)
 
 
 @cached
@@ -224,10 +229,15 @@ def wave_means(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     (``ci_low``/``ci_high``: mean ± t₀.₉₇₅,ₙ₋₁ · sd/√n, as R's `t.test`, participants as
     independent) and the design-aware one the page shows (``ci_low_cr2``/``ci_high_cr2``:
     cluster-robust by exchange, CR2 with Satterthwaite df, `analytics.stats.means.cr2_means`);
-    comparison group apart. Empty before the scores are computed."""
+    comparison group apart. Empty before the scores are computed. A wave whose respondents
+    one filter value would change by fewer than k is hidden (`disclosure.isolating_scores`):
+    two such views' means would give that small group's sum of scores."""
+    from analytics.read import disclosure
+
+    hidden = set(disclosure.isolating_scores(cur, f).cell)
     if sql.use_rollups(cur, f):
-        return _wave_means_rollup(cur, f)
-    return _wave_means_days(cur, f)
+        return _wave_means_rollup(cur, f, hidden)
+    return _wave_means_days(cur, f, hidden=hidden)
 
 
 def gain_moments(cur: duckdb.DuckDBPyConnection, f: Filters, by: Sequence[str] = (),
