@@ -97,6 +97,7 @@ class Report:
     suppressed: list[str]
     headline: dict[str, Any]
     keywords: list[str]
+    round_to: int | None = None  # funders: counts rounded to this base (said on the cover)
 
 
 # ---- formatting -------------------------------------------------------------------------------
@@ -955,7 +956,8 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
         title=title or "Exchange Impact: funder snapshot",
         lang=lang,
         filters_text=words,
-        notes=[*notes, *dropped, *([ROUNDED_NOTE.format(base=base)] if base else [])],
+        notes=[*notes, *dropped],
+        round_to=base or None,
         period=_period(f, options),
         data_version=version,
         built_at=str(info.get("built_at", "unknown")),

@@ -369,6 +369,9 @@ def test_a_scoped_funders_pdf_has_its_headline_rounded_and_the_note(pdfs, wareho
     assert _access.SCOPE_NOTE in text
     assert RECIPROCITY_CAPTION not in text
     assert f"rounded to the nearest multiple of {BASE}" in text
+    # On the cover as a fact of the report, not under "Ignored in the request".
+    assert "Ignored in the request" not in text
+    assert "Counts Every count of people" in " ".join(text.split())
     # The cluster table's participants, active participants and events (each row: those and
     # the exchanges, a count of the program's structure, not rounded) are multiples of the base.
     nums = _cluster_table_counts(text)
