@@ -112,14 +112,15 @@ def _db(warehouse: Path | str, *, create: bool = True) -> Iterator[sqlite3.Conne
     path = accounts_file(warehouse)
     if not create and not path.exists():
         raise FileNotFoundError(path)
-    new = not path.exists()
-    if new:
+    if create:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Owner-only: it holds password hashes and the audit log.
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     # busy timeout: another worker or the CLI may be writing the audit log at the same moment.
     with closing(sqlite3.connect(path, timeout=10)) as con:
-        if new:
+        if create:
+            # Every time, not only when this process made the file: another worker may have
+            # created it a moment ago and not yet its tables (IF NOT EXISTS: idempotent).
             con.executescript(_SCHEMA)
         with con:
             yield con
@@ -130,6 +131,11 @@ def has_accounts(warehouse: Path | str) -> bool:
     if not accounts_file(warehouse).exists():
         return False
     with _db(warehouse, create=False) as con:
+        # A file without its tables is one another process is creating (its first audit
+        # line): no account yet, rather than "no such table" and a 500 for this request.
+        if not con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                           "AND name = 'users'").fetchone()[0]:
+            return False
         return con.execute("SELECT count(*) FROM users").fetchone()[0] > 0
 
 

@@ -178,3 +178,17 @@ def test_a_scope_needs_a_warehouse_to_check_it_against(tmp_path) -> None:
     assert r.returncode == 1 and "no warehouse to check --program/--cluster" in r.stderr
     assert not accounts.has_accounts(tmp_path / "w.duckdb")
     assert accounts.add_user(tmp_path / "w.duckdb", "ana", "admin", "correct horse").name == "ana"
+
+
+def test_a_file_another_worker_is_still_creating_reads_as_no_accounts(tmp_path) -> None:
+    """The first audit line creates accounts.sqlite; another gunicorn worker may open it
+    between the file's creation and its tables' (test_serving saw a 500 from that). Such a
+    file is "no accounts", and the next write completes its tables."""
+    wh = tmp_path / "warehouse.duckdb"
+    path = accounts.accounts_file(wh)
+    path.touch(mode=0o600)  # what the other worker has made so far
+    assert not accounts.has_accounts(wh)
+    accounts.record(wh, "(no login) 127.0.0.1", "download", "x.csv", None, "1")
+    assert not accounts.has_accounts(wh)
+    rows = accounts.audit_rows(wh)
+    assert len(rows) == 1 and "download" in rows[0]
