@@ -61,7 +61,6 @@ LOGIN_LIMIT = os.environ.get("EXCHANGE_IMPACT_LOGIN_LIMIT", "5/minute")
 WHOLE_PROGRAM: frozenset[str] = frozenset({
     "pages.equity.gaps",
     "pages.outcomes.reliability", "pages.outcomes.measurement",
-    "pages.outcomes.adjusted", "pages.outcomes.balance", "pages.outcomes.model",
     "pages.outcomes.sensitivity", "pages.outcomes.dose", "pages.outcomes.moderation_view",
     "pages.overview.cost_view",
     "pages.participation.scheduling",

@@ -1,8 +1,11 @@
 """Outcomes: means per wave with CIs and reliability beside each scale, a forest plot of pre→post
 effects by group, the mixed-model table and the comparison-group difference.
 
-The models are fitted once per data version by `python -m analytics` (res_* tables); this page
-only reads them, plus cheap filtered means and a Welch interval through `analytics.read.outcomes`.
+The models are fitted once per data version by `python -m analytics` (res_* tables) for the
+whole program; the mixed model, the raw/adjusted comparison and the baseline balance of any other
+filter selection are computed on request by the same functions (`analytics.read.slices`, issue
+17); means, effects and the comparison difference follow the filters through
+`analytics.read.outcomes`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import pandas as pd
 from dash import Input, Output, State, callback, dcc, html
 
 from analytics import estimands, suppression
-from analytics.read import filters, outcomes
+from analytics.read import filters, outcomes, slices
 from analytics.stats.comparison import METHOD_ANCOVA, METHOD_RAW, SMD_THRESHOLD
 from analytics.stats.longitudinal import wave_key, wave_order
 from analytics.stats.measurement import DIF_MIN_N, FLOOR_CEILING_SHARE
@@ -434,9 +437,14 @@ _METHOD_LABELS = {
 
 
 @callback(Output(ADJUSTED, "children"), Input(_ui.FILTERS, "data"))
-def adjusted(_store: dict[str, Any] | None) -> Any:
-    """Raw vs ANCOVA-adjusted participants − comparison per scale (res_comparison), CR2 CIs."""
-    df = _ui.query(outcomes.comparison_results)
+def adjusted(store: dict[str, Any] | None) -> Any:
+    """Raw vs ANCOVA-adjusted participants − comparison per scale of the filtered people
+    (res_comparison's rows, `slices.comparison_slice`), CR2 CIs."""
+    f = _ui.filters_of(store)
+    df = _ui.query(slices.comparison_slice, f)
+    if not len(df) and not f.is_empty:
+        return html.P("No comparison group with pre and post scores in the current selection.",
+                      className="text-body-secondary")
     if not len(df):
         return _ui.coming("Raw and adjusted comparison", "They need a comparison group with "
                           "pre and post scores. " + _COMING)
@@ -455,8 +463,8 @@ def adjusted(_store: dict[str, Any] | None) -> Any:
         "p_cr2": ("p", lambda v: _ui.fmt_num(v, 3)),
         "n_clusters": ("exchanges", _clusters_text),
         "adjusted_for": ("adjusted for", _ui.text),
-    }, "Participants minus comparison group per scale, raw and adjusted (completers; all "
-       "participants, precomputed per data version: the filters do not apply)",
+    }, "Participants minus comparison group per scale, raw and adjusted (completers; "
+       f"{slices.slice_scope(f)})",
         id_="outcomes-adjusted-table"),
         _cr2_note(df),
         _assumptions("Raw: " + estimands.DID_ASSUMPTION, "Adjusted: "
@@ -465,9 +473,14 @@ def adjusted(_store: dict[str, Any] | None) -> Any:
 
 
 @callback(Output(BALANCE, "children"), Input(_ui.FILTERS, "data"))
-def balance(_store: dict[str, Any] | None) -> Any:
-    """Baseline balance (res_balance): SMD participants − comparison, |SMD| > 0.1 flagged."""
-    df = _ui.query(outcomes.balance)
+def balance(store: dict[str, Any] | None) -> Any:
+    """Baseline balance of the filtered people (res_balance's rows, `slices.balance_slice`):
+    SMD participants − comparison, |SMD| > 0.1 flagged."""
+    f = _ui.filters_of(store)
+    df = _ui.query(slices.balance_slice, f)
+    if not len(df) and not f.is_empty:
+        return html.P("No comparison group with pre scores in the current selection.",
+                      className="text-body-secondary")
     if not len(df):
         return _ui.coming("Baseline balance", "It needs a comparison group with pre scores. "
                           + _COMING)
@@ -499,7 +512,8 @@ def balance(_store: dict[str, Any] | None) -> Any:
             "value_comparison": ("comparison (mean or share)", value),
             "smd_text": ("SMD", _ui.text),
         }, "Baseline balance: standardised mean differences, participants − comparison "
-           "(Austin 2009; pooled SD; shares for categories; all participants with a pre score)",
+           f"(Austin 2009; pooled SD; shares for categories; {slices.slice_scope(f)}, "
+           "those with a pre score)",
             id_="outcomes-balance-table", max_rows=400),
         html.P("The comparison group was not randomised: it can differ from the participants "
                "before the exchange. |SMD| > 0.1 marks a difference worth adjusting for; the "
@@ -513,16 +527,25 @@ def _assumptions(*sentences: str, id_: str) -> html.P:
     return html.P(" ".join(sentences), id=id_, className="small text-body-secondary mt-1")
 
 
-@callback(Output(MODEL, "children"), Input(SCALE, "value"))
-def model(scale: str | None) -> Any:
-    df = _ui.query(outcomes.longitudinal)
+@callback(Output(MODEL, "children"), Input(SCALE, "value"), Input(_ui.FILTERS, "data"))
+def model(scale: str | None, store: dict[str, Any] | None = None) -> Any:
+    """The mixed model of the filtered people (`slices.longitudinal_slice`: stored for the
+    unfiltered view, fitted on request for any other), the chosen scale's rows."""
+    f = _ui.filters_of(store)
+    one = scale if isinstance(scale, str) and "/" in scale else None
+    df = _ui.query(slices.longitudinal_slice, f, one)
+    if not len(df) and not f.is_empty:
+        return html.P("No scored participants of this scale in the current selection.",
+                      className="text-body-secondary")
     if not len(df):
         return _ui.coming("Mixed-model estimates", _COMING)
     df = _ui.only_scale(df, scale)
     df = df.assign(ci=[f"[{a:.2f}, {b:.2f}]" if pd.notna(a) else "—"
                        for a, b in zip(df.ci_low, df.ci_high, strict=True)])
     title = ("All-participants mixed model: fixed effects and contrasts (every available wave; "
-             "fitted per data version)")
+             "fitted per data version)" if f.is_empty else
+             "Filtered participants' mixed model: fixed effects and contrasts (every available "
+             "wave; the filtered participants and comparison group, fitted on request)")
     cols: dict[str, tuple[str, Any]] = {}
     if len(df) and df[["instrument", "scale"]].drop_duplicates().shape[0] == 1:
         title = f"{_ui.scale_label(df.instrument.iloc[0], df.scale.iloc[0])}: {title}"

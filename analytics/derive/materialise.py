@@ -688,16 +688,20 @@ _AGE_AT_START_SQL = (
     "WHEN year(x.start_date) - p.birth_year <= 24 THEN '19–24' ELSE '25 or over' END"
 )
 
+# The covariates `group_attributes` lacks, over participants p, institutions i and exchanges x:
+# the one spelling, which the read layer's on-request comparison (analytics.read.slices) uses too.
+COVARIATE_SQL = f"""{_AGE_AT_START_SQL} AS age_band,
+               coalesce(nullif(trim(i.income_group), ''), '{_NOT_REPORTED}') AS income_group,
+               coalesce(nullif(trim(i.connectivity), ''), '{_NOT_REPORTED}') AS connectivity,
+               coalesce(nullif(trim(i.kind), ''), '{_NOT_REPORTED}') AS institution_kind"""
+
 
 def _with_covariates(con: duckdb.DuckDBPyConnection, attrs: pd.DataFrame) -> pd.DataFrame:
     """`attrs` (the frame behind `_ATTRS`, row i = unit i + 1) with the covariates of
     `COMPARISON_COVARIATES` that `group_attributes` lacks: age band at the exchange's start,
     the home institution's income group, connectivity and kind ('not reported' when empty)."""
     cov = con.execute(f"""
-        SELECT a._unit, {_AGE_AT_START_SQL} AS age_band,
-               coalesce(nullif(trim(i.income_group), ''), '{_NOT_REPORTED}') AS income_group,
-               coalesce(nullif(trim(i.connectivity), ''), '{_NOT_REPORTED}') AS connectivity,
-               coalesce(nullif(trim(i.kind), ''), '{_NOT_REPORTED}') AS institution_kind
+        SELECT a._unit, {COVARIATE_SQL}
         FROM {_ATTRS} a
         LEFT JOIN {schema.PARTICIPANTS.name} p ON p.participant_id = a.participant
         LEFT JOIN {schema.INSTITUTIONS.name} i ON i.institution_id = p.institution_id

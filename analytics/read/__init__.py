@@ -10,6 +10,7 @@ in, reading the derived tables (rollups, day facts) of the data version the requ
     overview       headline, completion per wave, participants per country, weekly activity
     participation  local-time heatmap, retention by cohort, breakdown tables
     outcomes       result tables, wave means, participants vs comparison group
+    slices         the mixed model, raw/adjusted comparison, baseline balance of any filters
     equity         gains, participation and drop-out per group, the attrition funnel
     partnerships   network, persistence, summary
     disclosure     the differencing rule between neighbouring filter requests (issue 14)

@@ -1,0 +1,181 @@
+"""Issue 17: the longitudinal mixed model, the raw vs ANCOVA-adjusted comparison and the baseline
+balance of exactly the filtered participants (any filter combination, date range included),
+computed on request from the per-person facts (res_person_scores, res_person_keys).
+
+The statistics are the derive step's own functions (`analytics.derive.materialise`:
+`_longitudinal`, `_compare_scale`, `_balance_combine`, which call `analytics.stats`), at the
+project's k, on the scored rows of the people in scope (`sql.scope` with the comparison group),
+shaped as the derive step shapes them: so a slice's table is what `python -m analytics` would
+store if the program held only those people. The stored tables (res_longitudinal,
+res_comparison, res_balance) answer the unfiltered view they were computed for.
+
+Scope: the filtered participants and comparison people (by home institution, role, the
+exchange they took part in or were matched to; with a date range, those with activity or
+answers in it), every scored wave of theirs in the exchanges in scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+import pandas as pd
+
+from analytics import suppression
+from analytics.read import outcomes, sql
+from analytics.read.cache import cached
+from analytics.read.filters import Filters
+from etl import schema
+
+__all__ = ["longitudinal_slice", "comparison_slice", "balance_slice", "scored_rows",
+           "slice_scope"]
+
+_COVARIATES = ("age_band", "income_group", "connectivity", "institution_kind")
+
+
+def slice_scope(f: Filters) -> str:
+    """Who a slice's statistics are computed on, in words for a caption."""
+    return ("all participants and the comparison group" if f.is_empty
+            else "the filtered participants and comparison group")
+
+
+def scored_rows(cur: duckdb.DuckDBPyConnection, f: Filters, scale: str | None = None
+                ) -> pd.DataFrame:
+    """Scored rows of the people in scope (participants and comparison group), shaped as the
+    derive step's per-scale frame (`materialise._scored_scale` with the covariates): participant
+    (pseudonym), exchange_id, wave, instrument, scale, score, modality, network (the exchange's
+    cluster), is_comparison, role, gender and the baseline covariates. `scale`
+    ('instrument/scale') keeps one scale."""
+    from analytics.derive.materialise import COVARIATE_SQL
+
+    ctes, p = sql.scope(f, include_comparison=True, scores=True)
+    where = ""
+    if scale:
+        inst, _, sc = scale.partition("/")
+        p = p | {"_inst": inst, "_sc": sc}
+        where = "WHERE fs.instrument = $_inst AND fs.scale = $_sc"
+    df = sql.df(cur, f"""WITH {ctes}
+        SELECT fp.participant_id AS participant, fs.exchange_id, fs.wave, fs.instrument,
+               fs.scale, fs.score, x.modality, x.cluster_id AS network,
+               fp.comparison AS is_comparison, fp.role, fp.gender, {COVARIATE_SQL}
+        FROM fs JOIN fp USING (pid)
+        JOIN {schema.RES_PERSON_KEYS.name} p USING (pid)
+        JOIN {schema.EXCHANGES.name} x ON x.exchange_id = fs.exchange_id
+        LEFT JOIN {schema.INSTITUTIONS.name} i ON i.institution_id = fp.institution_id
+        {where}
+        ORDER BY fs.instrument, fs.scale, participant, fs.exchange_id, fs.wave""", p)
+    df["is_comparison"] = df["is_comparison"].fillna(False).astype(bool)
+    # as `materialise._with_covariates` hands them to the statistics
+    return df.assign(**{c: pd.Categorical(df[c].to_numpy(object)) for c in _COVARIATES})
+
+
+def _has_comparison(cur: duckdb.DuckDBPyConnection, f: Filters) -> bool:
+    """Whether both arms have a score in scope, on any scale (as the derive step decides it over
+    the whole program, so one scale tries the designs it would with all scales fitted)."""
+    ctes, p = sql.scope(f, include_comparison=True, scores=True)
+    row = sql.df(cur, f"""WITH {ctes}
+        SELECT coalesce(bool_or(fp.comparison) AND bool_or(NOT fp.comparison), FALSE) AS both
+        FROM fs JOIN fp USING (pid)""", p)
+    return bool(row["both"].iloc[0]) if len(row) else False
+
+
+def _per_scale(d: pd.DataFrame) -> list[pd.DataFrame]:
+    return [g for _, g in d.groupby(["instrument", "scale"], sort=True, observed=True)]
+
+
+def _reread(df: pd.DataFrame, table: schema.Table, n_cols: Sequence[str]) -> pd.DataFrame:
+    """A computed res_comparison / res_balance frame as the read layer hands out the stored one
+    (`outcomes.comparison_results`, `outcomes.balance`): the table's columns, the small-cell
+    rule again through `sql.suppress` (a row the statistics suppressed counts as n missing),
+    `suppressed` a bool."""
+    df = df.reindex(columns=table.column_names).reset_index(drop=True)
+    if not len(df):
+        return df.assign(suppressed=pd.Series(dtype=bool))
+    stored = (df.suppressed.notna() & (df.suppressed.astype("string") != "")).to_numpy(bool)
+    n = df[list(n_cols)].apply(pd.to_numeric, errors="coerce").min(axis=1).mask(stored)
+    return sql.suppress(df.drop(columns="suppressed").assign(_n=n), "_n").drop(columns="_n")
+
+
+@cached
+def longitudinal_slice(cur: duckdb.DuckDBPyConnection, f: Filters, scale: str | None = None
+                       ) -> pd.DataFrame:
+    """The mixed model's fixed effects, contrasts and variance components (res_longitudinal's
+    rows) of exactly the filtered people, per scale, or of one scale ('instrument/scale'):
+    `materialise._longitudinal` (participants nested in exchanges, the design simplified
+    where a cell is empty, the small-cell rule per estimate) on their scored rows. The stored
+    table answers the unfiltered view."""
+    if f.is_empty:
+        df = outcomes.longitudinal(cur)
+        if scale and len(df):
+            inst, _, sc = scale.partition("/")
+            df = df[(df.instrument == inst) & (df.scale == sc)].reset_index(drop=True)
+        return df
+    return _longitudinal_computed(cur, f, scale)
+
+
+def _longitudinal_computed(cur: duckdb.DuckDBPyConnection, f: Filters,
+                           scale: str | None = None) -> pd.DataFrame:
+    from analytics.derive.materialise import _longitudinal
+
+    cols = schema.RES_LONGITUDINAL.column_names
+    d = scored_rows(cur, f, scale)
+    if not len(d):
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
+    both = _has_comparison(cur, f)
+    parts = [_longitudinal(g, suppression.MIN_CELL, has_comparison=both)[0]
+             for g in _per_scale(d)]
+    return pd.concat(parts, ignore_index=True).reindex(columns=cols)
+
+
+def _compare(cur: duckdb.DuckDBPyConnection, f: Filters) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(res_comparison, res_balance) of the people in scope, as the derive step computes them:
+    `_compare_scale` per scale, `_balance_combine` over the baseline units; empty without both
+    arms."""
+    from analytics.derive.materialise import _balance_combine, _compare_scale
+    from analytics.stats.comparison import BALANCE_COLUMNS, COMPARISON_COLUMNS
+
+    empty = (pd.DataFrame(columns=COMPARISON_COLUMNS), pd.DataFrame(columns=BALANCE_COLUMNS))
+    d = scored_rows(cur, f)
+    if not len(d) or not _has_comparison(cur, f):
+        return empty
+    k = suppression.MIN_CELL
+    bal, cmp_, units = [], [], []
+    for g in _per_scale(d):
+        b, c, u = _compare_scale(g, k)
+        bal.append(b)
+        cmp_.append(c)
+        units.append(u)
+    attrs = d.drop_duplicates(["participant", "exchange_id"]).drop(
+        columns=["wave", "instrument", "scale", "score"]).reset_index(drop=True)
+    return pd.concat(cmp_, ignore_index=True), _balance_combine(bal, units, attrs, k)
+
+
+@cached
+def _compare_cached(cur: duckdb.DuckDBPyConnection, f: Filters
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return _compare(cur, f)
+
+
+@cached
+def comparison_slice(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Raw and ANCOVA-adjusted participants − comparison per scale (res_comparison's rows, CR2 by
+    exchange) of exactly the filtered people; the stored table answers the unfiltered view."""
+    if f.is_empty:
+        return outcomes.comparison_results(cur)
+    return _reread(_compare_cached(cur, f)[0], schema.RES_COMPARISON,
+                   ["n_participant", "n_comparison"])
+
+
+@cached
+def balance_slice(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Baseline balance (res_balance's rows: SMD of the pre scores and of each covariate level)
+    of exactly the filtered people; the stored table answers the unfiltered view."""
+    if f.is_empty:
+        return outcomes.balance(cur)
+    df = _reread(_compare_cached(cur, f)[1], schema.RES_BALANCE,
+                 ["n_participant", "n_comparison"])
+    if not len(df):
+        return df
+    order = df.assign(_pre=(df.covariate.astype(str) != "pre_score"))
+    return order.sort_values(["_pre", "covariate", "instrument", "scale", "level"],
+                             kind="stable").drop(columns="_pre").reset_index(drop=True)
