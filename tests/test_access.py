@@ -178,13 +178,32 @@ def test_forged_payload_for_another_program_is_refused(app_) -> None:
 def test_scoped_user_gets_a_note_for_whole_program_statistics(app_, client) -> None:
     cbs = _callbacks(app_)
     out = next(o for o, e in cbs.items()
-               if _access._callback_name(e["callback"]) == "pages.outcomes.balance")
+               if _access._callback_name(e["callback"]) == "pages.outcomes.sensitivity")
     body = _body(out, cbs[out])
-    body["outputs"] = {"id": "outcomes-balance", "property": "children"}
+    body["outputs"] = {"id": "outcomes-sensitivity", "property": "children"}
     c = app_.server.test_client()
     assert _login(c, "lead3").status_code == 302
     r = _post(c, body)
     assert r.status_code == 200 and "issue 17" in r.get_data(as_text=True)
+
+
+def test_scoped_user_gets_the_model_comparison_and_balance_of_their_programs(app_) -> None:
+    """Issue 17: these are computed for any filters now, so a scoped lead gets them for their
+    own programs (fitted on request), not the whole-program note."""
+    cbs = _callbacks(app_)
+    c = app_.server.test_client()
+    assert _login(c, "lead3").status_code == 302
+    said = {}
+    for name in ("model", "adjusted", "balance"):
+        assert f"pages.outcomes.{name}" not in _access.WHOLE_PROGRAM
+        out = next(o for o, e in cbs.items()
+                   if _access._callback_name(e["callback"]) == f"pages.outcomes.{name}")
+        body = _body(out, cbs[out])
+        body["outputs"] = {"id": f"outcomes-{name}", "property": "children"}
+        r = _post(c, body)
+        said[name] = r.get_data(as_text=True)
+        assert r.status_code == 200 and _access.SCOPE_NOTE not in said[name], name
+    assert "Filtered participants' mixed model" in said["model"]
 
 
 @pytest.mark.parametrize("path", ["/_downloads/..%2F..%2Fetc/passwd",
