@@ -16,7 +16,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Dash, dcc, html
 
-from pages import _access, _ui
+from pages import _access, _timing, _ui
 
 app = Dash(
     __name__,
@@ -67,6 +67,8 @@ app.layout = html.Div(
 )
 
 server = app.server
+# Server CPU time per answer, only when the load benchmark asks (EXCHANGE_IMPACT_CPU_HEADER=1).
+_timing.init_app(server)
 # Issue 14: login, roles and program scope, security headers (before anything else answers).
 _access.init_app(server)
 # A forged or broken callback request is a 400 before Dash's dispatcher can make it a 500.

@@ -5,6 +5,7 @@
     python benchmarks/dashboard_load.py --participants 1000000 --reuse /tmp/w1m
     python benchmarks/dashboard_load.py --reuse /tmp/w10k --baseline-src /tmp/head
     python benchmarks/dashboard_load.py --reuse /tmp/w1m --date-share 1   # every view dated
+    python benchmarks/dashboard_load.py --reuse /tmp/w10k --combo-share 0.25  # issue 17
 
 Builds a demo warehouse with `python -m etl demo --participants N` (into --reuse DIR, or reuses
 DIR/warehouse.duckdb when it is there; --warehouse FILE takes a warehouse as it is), starts
@@ -15,6 +16,16 @@ every data callback the page runs (the bodies the Dash renderer would post, buil
 nothing, or one or two values of country, cluster, modality, setting, cohort, role, program or
 exchange. A first pass over every callback of the first --cold selections, one request at a
 time, is reported as the cold figure (the per-process caches are empty then).
+
+With --combo-share P, that share of page visits uses a filter combination instead (two to four
+filters at once, a third of them with a date range: `combo_pool`), which no stored result table
+answers: the Outcomes page's model, comparison and balance are then computed on request (issue
+17); their latencies are also reported apart ("combo_ms" / "plain_ms").
+
+The server adds its CPU time to every answer (`pages._timing`, switched on here by
+EXCHANGE_IMPACT_CPU_HEADER=1): "cpu_ms_per_callback" is p50/p95 of the worker process's CPU
+milliseconds per callback under load (all its threads, DuckDB's included), beside the wall-clock
+latency, which also holds the time a request waits for a worker or a core.
 
 Prints p50/p95/p99 latency, the request rate and the error count (overall and per page) as JSON;
 the issue's target is p95 < 300 ms and p99 < 500 ms with no errors. With --baseline-src (another
@@ -124,6 +135,56 @@ def filter_pool(wh: Path, size: int, seed: int, date_share: float = 0.0) -> list
             for f in pool]
 
 
+def combo_pool(wh: Path, size: int, seed: int) -> list[dict]:
+    """Filter combinations no stored table answers: two to four of program, cluster, country,
+    modality, setting, cohort and role, one or two values each, a third of them also with a date
+    range (a random quarter of the log, as `filter_pool`'s)."""
+    from analytics.read.filters import Filters
+    from analytics.read.loads import filter_options
+
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        opts = filter_options(con.cursor())
+    finally:
+        con.close()
+    names = ["program", "cluster", "country", "modality", "setting", "term", "role"]
+    values = {name: sorted(opts.values(name)) for name in names}
+    names = [n for n in names if values[n]]
+    rng = random.Random(seed + 17)
+    pool: list[dict] = []
+    while len(pool) < size:
+        f: dict[str, Any] = {}
+        for name in rng.sample(names, min(len(names), rng.randint(2, 4))):
+            f[name] = rng.sample(values[name], min(len(values[name]), rng.randint(1, 2)))
+        if opts.first_date and opts.last_date and rng.random() < 1 / 3:
+            span = max((opts.last_date - opts.first_date).days - 91, 1)
+            start = opts.first_date + timedelta(days=rng.randrange(span))
+            f["start"], f["end"] = start.isoformat(), (start + timedelta(days=91)).isoformat()
+        pool.append(f)
+    return [{"filters": Filters.from_dict(f).to_dict(), "query": Filters.from_dict(f).to_query(),
+             "combo": True} for f in pool]
+
+
+def post_cpu(base: str, body: dict, timeout: float = 60) -> tuple[int, float | None]:
+    """`dash_driver.post`, returning the status and the server's CPU milliseconds (the
+    `pages._timing` header; None when absent)."""
+    from pages._timing import CPU_HEADER
+
+    req = urllib.request.Request(
+        base + "/_dash-update-component", data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            r.read()
+            cpu = r.headers.get(CPU_HEADER)
+            return r.status, float(cpu) if cpu else None
+    except urllib.error.HTTPError as e:
+        e.read()
+        return e.code, None
+    except OSError:
+        return 599, None
+
+
 def page_of(body: dict) -> str:
     first = body["output"].strip(".").split(".")[0]
     return first.split("-")[0]
@@ -136,11 +197,13 @@ def _pct(xs: list[float]) -> dict[str, float]:
     return {f"p{p}": round(float(np.percentile(a, p)), 1) for p in (50, 95, 99)}
 
 
-def run_load(src: Path, wh: Path, pool: list[dict], args: argparse.Namespace) -> dict[str, Any]:
-    """Start gunicorn on the app in `src`, run the cold pass and the timed load, stop it."""
+def run_load(src: Path, wh: Path, pool: list[dict], args: argparse.Namespace,
+             combos: list[dict] | None = None) -> dict[str, Any]:
+    """Start gunicorn on the app in `src`, run the cold pass and the timed load, stop it. With
+    `combos`, a page visit uses one of them with probability `args.combo_share`."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "EXCHANGE_IMPACT_WAREHOUSE": str(wh),
+    env = {**os.environ, "EXCHANGE_IMPACT_WAREHOUSE": str(wh), "EXCHANGE_IMPACT_CPU_HEADER": "1",
            "EXCHANGE_IMPACT_READER_THREADS": str(args.threads), "PYTHONPATH": str(src)}
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", str(args.workers), "-b", f"127.0.0.1:{port}",
@@ -173,6 +236,8 @@ def run_load(src: Path, wh: Path, pool: list[dict], args: argparse.Namespace) ->
                 errors += status not in (200, 204)
 
         latencies: list[tuple[str, float]] = []
+        kinds: list[bool] = []  # per request: a filter combination (True) or not
+        cpu: list[tuple[bool, float]] = []
         lock = threading.Lock()
         stop = time.monotonic() + args.duration
 
@@ -180,19 +245,29 @@ def run_load(src: Path, wh: Path, pool: list[dict], args: argparse.Namespace) ->
             nonlocal errors
             rng = random.Random(args.seed * 1000 + i)
             mine: list[tuple[str, float]] = []
+            my_kinds: list[bool] = []
+            my_cpu: list[tuple[bool, float]] = []
             bad = 0
             while time.monotonic() < stop:
                 page = rng.choice(pages)
-                bodies = callback_bodies(base, rng.choice(pool), pick(rng), deps)
+                combo = bool(combos) and rng.random() < args.combo_share
+                chosen = rng.choice(combos) if combo else rng.choice(pool)
+                store = {k: v for k, v in chosen.items() if k != "combo"}
+                bodies = callback_bodies(base, store, pick(rng), deps)
                 for b in bodies:
                     if page_of(b) != page:
                         continue
                     t = time.perf_counter()
-                    status, _ = post(base, b, timeout=args.timeout)
+                    status, ms = post_cpu(base, b, timeout=args.timeout)
                     mine.append((page, time.perf_counter() - t))
+                    my_kinds.append(combo)
+                    if ms is not None:
+                        my_cpu.append((combo, ms))
                     bad += status not in (200, 204)
             with lock:
                 latencies.extend(mine)
+                kinds.extend(my_kinds)
+                cpu.extend(my_cpu)
                 errors += bad
 
         threads = [threading.Thread(target=user, args=(i,)) for i in range(args.users)]
@@ -212,10 +287,17 @@ def run_load(src: Path, wh: Path, pool: list[dict], args: argparse.Namespace) ->
         "cold_ms": _pct(cold),
         "load_ms": _pct(load),
         "per_page_ms": {p: _pct([x for q, x in latencies if q == p]) for p in pages},
+        "cpu_ms_per_callback": _pct([ms / 1000 for _, ms in cpu]),
         "requests": len(load),
         "requests_per_s": round(len(load) / elapsed, 1),
         "errors": errors,
     }
+    if combos:
+        result["combo_ms"] = _pct([x for x, c in zip(load, kinds, strict=True) if c])
+        result["plain_ms"] = _pct([x for x, c in zip(load, kinds, strict=True) if not c])
+        result["combo_requests"] = int(sum(kinds))
+        result["cpu_ms_per_callback_combo"] = _pct([ms / 1000 for c, ms in cpu if c])
+        result["cpu_ms_per_callback_plain"] = _pct([ms / 1000 for c, ms in cpu if not c])
     result["targets_met"] = bool(result["load_ms"]["p95"] < 300 and result["load_ms"]["p99"] < 500
                                  and errors == 0)
     return result
@@ -239,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--date-share", type=float, default=0.0, metavar="P",
                     help="share of filter selections that also set a date range (default 0)")
+    ap.add_argument("--combo-share", type=float, default=0.0, metavar="P",
+                    help="share of page visits with a filter combination (issue 17; default 0)")
     ap.add_argument("--cold", type=int, default=8,
                     help="filter selections measured cold, one request at a time")
     args = ap.parse_args(argv)
@@ -253,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             wh = build_demo(args.participants, folder)
     pool = filter_pool(wh, args.filters, args.seed, args.date_share)
+    combos = combo_pool(wh, args.filters, args.seed) if args.combo_share > 0 else None
     con = duckdb.connect(str(wh), read_only=True)
     try:
         participants, events = con.execute(
@@ -262,11 +347,12 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = []
     if args.baseline_src:
-        runs.append(("baseline", run_load(args.baseline_src.resolve(), wh, pool, args)))
-    runs.append(("candidate", run_load(ROOT, wh, pool, args)))
+        runs.append(("baseline", run_load(args.baseline_src.resolve(), wh, pool, args, combos)))
+    runs.append(("candidate", run_load(ROOT, wh, pool, args, combos)))
     out: dict[str, Any] = {"warehouse": str(wh), "participants": participants, "events": events,
                            "workers": args.workers, "users": args.users,
                            "duration_s": args.duration, "date_share": args.date_share,
+                           "combo_share": args.combo_share,
                            **dict(runs)}
     if args.baseline_src:
         b, c = out["baseline"]["load_ms"], out["candidate"]["load_ms"]
