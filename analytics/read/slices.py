@@ -39,21 +39,23 @@ def slice_scope(f: Filters) -> str:
             else "the filtered participants and comparison group")
 
 
-def scored_rows(cur: duckdb.DuckDBPyConnection, f: Filters, scale: str | None = None
-                ) -> pd.DataFrame:
+def scored_rows(cur: duckdb.DuckDBPyConnection, f: Filters, scale: str | None = None,
+                prepost: bool = False) -> pd.DataFrame:
     """Scored rows of the people in scope (participants and comparison group), shaped as the
     derive step's per-scale frame (`materialise._scored_scale` with the covariates): participant
     (pseudonym), exchange_id, wave, instrument, scale, score, modality, network (the exchange's
     cluster), is_comparison, role, gender and the baseline covariates. `scale`
-    ('instrument/scale') keeps one scale."""
+    ('instrument/scale') keeps one scale; `prepost` the pre and post waves only."""
     from analytics.derive.materialise import COVARIATE_SQL
 
     ctes, p = sql.scope(f, include_comparison=True, scores=True)
-    where = ""
+    where = "WHERE TRUE"
     if scale:
         inst, _, sc = scale.partition("/")
         p = p | {"_inst": inst, "_sc": sc}
-        where = "WHERE fs.instrument = $_inst AND fs.scale = $_sc"
+        where += " AND fs.instrument = $_inst AND fs.scale = $_sc"
+    if prepost:
+        where += " AND fs.wave IN ('pre', 'post')"
     df = sql.df(cur, f"""WITH {ctes}
         SELECT fp.participant_id AS participant, fs.exchange_id, fs.wave, fs.instrument,
                fs.scale, fs.score, x.modality, x.cluster_id AS network,
@@ -135,7 +137,7 @@ def _compare(cur: duckdb.DuckDBPyConnection, f: Filters) -> tuple[pd.DataFrame, 
     from analytics.stats.comparison import BALANCE_COLUMNS, COMPARISON_COLUMNS
 
     empty = (pd.DataFrame(columns=COMPARISON_COLUMNS), pd.DataFrame(columns=BALANCE_COLUMNS))
-    d = scored_rows(cur, f)
+    d = scored_rows(cur, f, prepost=True)  # `_compare_scale` reads these waves only
     if not len(d) or not _has_comparison(cur, f):
         return empty
     k = suppression.MIN_CELL
