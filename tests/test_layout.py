@@ -69,7 +69,7 @@ def test_the_read_layer_has_no_catch_all_module() -> None:
     (queries.py was 1,650 lines)."""
     assert {p.stem for p in READ} == {"__init__", "filters", "cache", "rounding", "sql", "loads",
                                       "overview", "participation", "outcomes", "equity",
-                                      "partnerships", "disclosure"}
+                                      "partnerships", "disclosure", "slices"}
 
 
 @pytest.mark.parametrize("path", READ, ids=lambda p: p.name)
