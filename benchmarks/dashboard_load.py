@@ -238,6 +238,7 @@ def run_load(src: Path, wh: Path, pool: list[dict], args: argparse.Namespace,
         latencies: list[tuple[str, float]] = []
         kinds: list[bool] = []  # per request: a filter combination (True) or not
         cpu: list[tuple[bool, float]] = []
+        cpu_pages: list[tuple[str, float]] = []
         lock = threading.Lock()
         stop = time.monotonic() + args.duration
 
@@ -247,6 +248,7 @@ def run_load(src: Path, wh: Path, pool: list[dict], args: argparse.Namespace,
             mine: list[tuple[str, float]] = []
             my_kinds: list[bool] = []
             my_cpu: list[tuple[bool, float]] = []
+            my_cpu_pages: list[tuple[str, float]] = []
             bad = 0
             while time.monotonic() < stop:
                 page = rng.choice(pages)
@@ -263,11 +265,13 @@ def run_load(src: Path, wh: Path, pool: list[dict], args: argparse.Namespace,
                     my_kinds.append(combo)
                     if ms is not None:
                         my_cpu.append((combo, ms))
+                        my_cpu_pages.append((page, ms))
                     bad += status not in (200, 204)
             with lock:
                 latencies.extend(mine)
                 kinds.extend(my_kinds)
                 cpu.extend(my_cpu)
+                cpu_pages.extend(my_cpu_pages)
                 errors += bad
 
         threads = [threading.Thread(target=user, args=(i,)) for i in range(args.users)]
@@ -288,6 +292,7 @@ def run_load(src: Path, wh: Path, pool: list[dict], args: argparse.Namespace,
         "load_ms": _pct(load),
         "per_page_ms": {p: _pct([x for q, x in latencies if q == p]) for p in pages},
         "cpu_ms_per_callback": _pct([ms / 1000 for _, ms in cpu]),
+        "cpu_ms_per_page": {p: _pct([ms / 1000 for q, ms in cpu_pages if q == p]) for p in pages},
         "requests": len(load),
         "requests_per_s": round(len(load) / elapsed, 1),
         "errors": errors,
