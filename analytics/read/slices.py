@@ -40,12 +40,13 @@ def slice_scope(f: Filters) -> str:
 
 
 def scored_rows(cur: duckdb.DuckDBPyConnection, f: Filters, scale: str | None = None,
-                prepost: bool = False) -> pd.DataFrame:
+                prepost: bool = False, covariates: bool = True) -> pd.DataFrame:
     """Scored rows of the people in scope (participants and comparison group), shaped as the
     derive step's per-scale frame (`materialise._scored_scale` with the covariates): participant
     (pseudonym), exchange_id, wave, instrument, scale, score, modality, network (the exchange's
     cluster), is_comparison, role, gender and the baseline covariates. `scale`
-    ('instrument/scale') keeps one scale; `prepost` the pre and post waves only."""
+    ('instrument/scale') keeps one scale; `prepost` the pre and post waves only;
+    `covariates=False` leaves out the baseline covariates (the model does not use them)."""
     from analytics.derive.materialise import COVARIATE_SQL
 
     ctes, p = sql.scope(f, include_comparison=True, scores=True)
@@ -56,17 +57,22 @@ def scored_rows(cur: duckdb.DuckDBPyConnection, f: Filters, scale: str | None = 
         where += " AND fs.instrument = $_inst AND fs.scale = $_sc"
     if prepost:
         where += " AND fs.wave IN ('pre', 'post')"
+    cov = f", fp.role, fp.gender, {COVARIATE_SQL}" if covariates else ""
+    joins = (f"""JOIN {schema.RES_PERSON_KEYS.name} p USING (pid)
+        LEFT JOIN {schema.INSTITUTIONS.name} i ON i.institution_id = fp.institution_id"""
+             if covariates else "")
     df = sql.df(cur, f"""WITH {ctes}
         SELECT fp.participant_id AS participant, fs.exchange_id, fs.wave, fs.instrument,
                fs.scale, fs.score, x.modality, x.cluster_id AS network,
-               fp.comparison AS is_comparison, fp.role, fp.gender, {COVARIATE_SQL}
+               fp.comparison AS is_comparison{cov}
         FROM fs JOIN fp USING (pid)
-        JOIN {schema.RES_PERSON_KEYS.name} p USING (pid)
         JOIN {schema.EXCHANGES.name} x ON x.exchange_id = fs.exchange_id
-        LEFT JOIN {schema.INSTITUTIONS.name} i ON i.institution_id = fp.institution_id
+        {joins}
         {where}
         ORDER BY fs.instrument, fs.scale, participant, fs.exchange_id, fs.wave""", p)
     df["is_comparison"] = df["is_comparison"].fillna(False).astype(bool)
+    if not covariates:
+        return df
     # as `materialise._with_covariates` hands them to the statistics
     return df.assign(**{c: pd.Categorical(df[c].to_numpy(object)) for c in _COVARIATES})
 
@@ -120,7 +126,7 @@ def _longitudinal_computed(cur: duckdb.DuckDBPyConnection, f: Filters,
     from analytics.derive.materialise import _longitudinal
 
     cols = schema.RES_LONGITUDINAL.column_names
-    d = scored_rows(cur, f, scale)
+    d = scored_rows(cur, f, scale, covariates=False)
     if not len(d):
         return pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
     both = _has_comparison(cur, f)
