@@ -713,23 +713,33 @@ def _with_covariates(con: duckdb.DuckDBPyConnection, attrs: pd.DataFrame) -> pd.
                                      "institution_kind")})
 
 
-def _compare_scale(scored: pd.DataFrame, k: int
-                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _compare_scale(scored: pd.DataFrame, k: int, *, balance: bool = True,
+                   comparison: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """One scale's balance row (its pre score), its raw and ANCOVA comparison rows, and the
     units with a pre score (for the covariate rows of the balance table).
 
     Units are participant x exchange; the cluster of the CR2 errors is the exchange (a
-    comparison person's: the one their class was matched to)."""
-    from analytics.stats.comparison import ancova, balance_table
+    comparison person's: the one their class was matched to). `balance=False` or
+    `comparison=False` leaves that frame empty (the read layer's on-request tables,
+    `analytics.read.slices`, compute one per request)."""
+    from analytics.stats.comparison import (
+        BALANCE_COLUMNS,
+        COMPARISON_COLUMNS,
+        ancova,
+        balance_table,
+    )
 
     d = scored[scored["wave"].isin(["pre", "post"]) & scored["score"].notna()]
     d = d.assign(_u=_unit_codes(d["participant"], d["exchange_id"]).to_numpy())
     pre = d[d["wave"] == "pre"].drop_duplicates("_u")
-    bal = balance_table(pre.iloc[:0], pre_scores=pre, k=k)
-    post = d[d["wave"] == "post"].drop_duplicates("_u").set_index("_u")["score"]
-    pairs = pre.assign(pre=pre["score"].to_numpy(float),
-                       post=post.reindex(pre["_u"]).to_numpy(float))
-    cmp_ = ancova(pairs, covariates=list(COMPARISON_COVARIATES), k=k)
+    bal = (balance_table(pre.iloc[:0], pre_scores=pre, k=k) if balance
+           else pd.DataFrame(columns=BALANCE_COLUMNS))
+    cmp_ = pd.DataFrame(columns=COMPARISON_COLUMNS)
+    if comparison:
+        post = d[d["wave"] == "post"].drop_duplicates("_u").set_index("_u")["score"]
+        pairs = pre.assign(pre=pre["score"].to_numpy(float),
+                           post=post.reindex(pre["_u"]).to_numpy(float))
+        cmp_ = ancova(pairs, covariates=list(COMPARISON_COVARIATES), k=k)
     return bal, cmp_, pre[["participant", "exchange_id"]]
 
 

@@ -135,10 +135,11 @@ def _longitudinal_computed(cur: duckdb.DuckDBPyConnection, f: Filters,
     return pd.concat(parts, ignore_index=True).reindex(columns=cols)
 
 
-def _compare(cur: duckdb.DuckDBPyConnection, f: Filters) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _compare(cur: duckdb.DuckDBPyConnection, f: Filters, balance: bool = True,
+             comparison: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(res_comparison, res_balance) of the people in scope, as the derive step computes them:
     `_compare_scale` per scale, `_balance_combine` over the baseline units; empty without both
-    arms."""
+    arms. `balance` / `comparison` False: that table is left empty (not computed)."""
     from analytics.derive.materialise import _balance_combine, _compare_scale
     from analytics.stats.comparison import BALANCE_COLUMNS, COMPARISON_COLUMNS
 
@@ -149,19 +150,15 @@ def _compare(cur: duckdb.DuckDBPyConnection, f: Filters) -> tuple[pd.DataFrame, 
     k = suppression.MIN_CELL
     bal, cmp_, units = [], [], []
     for g in _per_scale(d):
-        b, c, u = _compare_scale(g, k)
+        b, c, u = _compare_scale(g, k, balance=balance, comparison=comparison)
         bal.append(b)
         cmp_.append(c)
         units.append(u)
+    if not balance:
+        return pd.concat(cmp_, ignore_index=True), empty[1]
     attrs = d.drop_duplicates(["participant", "exchange_id"]).drop(
         columns=["wave", "instrument", "scale", "score"]).reset_index(drop=True)
     return pd.concat(cmp_, ignore_index=True), _balance_combine(bal, units, attrs, k)
-
-
-@cached
-def _compare_cached(cur: duckdb.DuckDBPyConnection, f: Filters
-                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return _compare(cur, f)
 
 
 @cached
@@ -170,7 +167,8 @@ def comparison_slice(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame
     exchange) of exactly the filtered people; the stored table answers the unfiltered view."""
     if f.is_empty:
         return outcomes.comparison_results(cur)
-    return _reread(_compare_cached(cur, f)[0], schema.RES_COMPARISON,
+    # each table alone: the page's two callbacks often run in two worker processes
+    return _reread(_compare(cur, f, balance=False)[0], schema.RES_COMPARISON,
                    ["n_participant", "n_comparison"])
 
 
@@ -180,7 +178,7 @@ def balance_slice(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     of exactly the filtered people; the stored table answers the unfiltered view."""
     if f.is_empty:
         return outcomes.balance(cur)
-    df = _reread(_compare_cached(cur, f)[1], schema.RES_BALANCE,
+    df = _reread(_compare(cur, f, comparison=False)[1], schema.RES_BALANCE,
                  ["n_participant", "n_comparison"])
     if not len(df):
         return df
