@@ -43,7 +43,8 @@ __all__ = [
 # Role -> what it may do. The one table of capabilities: pages, callbacks, downloads and the
 # CLI ask `can(role, capability)`, never the role's name.
 #   dashboard      the pages and their figures (within the account's scope)
-#   export         the Data page's aggregate tables and `analytics export` (suppressed)
+#   export         the Data page's aggregate tables and `analytics export` (suppressed; a
+#                  scoped account's computed from its programs, a funder's rounded)
 #   snapshot       PDF snapshots of the filters shown
 #   rowlevel       row-level pseudonymised downloads
 #   unsuppressed   tables without small-cell suppression (min-cell 0)
@@ -54,7 +55,7 @@ CAPABILITIES: dict[str, frozenset[str]] = {
                         "manage_users"}),
     "lead": frozenset({"dashboard", "export", "snapshot"}),
     "researcher": frozenset({"dashboard", "export", "snapshot", "rowlevel", "unsuppressed"}),
-    "funder": frozenset({"dashboard", "snapshot", "rounded"}),
+    "funder": frozenset({"dashboard", "export", "snapshot", "rounded"}),
 }
 ROLES: tuple[str, ...] = tuple(CAPABILITIES)
 # NIST SP 800-63B §5.1.1.2: at least 8 characters for a memorised secret chosen by the user.

@@ -84,7 +84,8 @@ def test_every_callback_is_classified(app_) -> None:
         name = _access._callback_name(entry["callback"])
         fn = inspect.unwrap(entry["callback"])
         reads = "filters_of" in inspect.getsource(fn)
-        assert reads or name in _access.WHOLE_PROGRAM or name in _access.UI_ONLY, name
+        assert (reads or name in _access.WHOLE_PROGRAM or name in _access.UI_ONLY
+                or name in _access.SCOPE_AWARE), name
 
 
 def test_every_route_refuses_an_unauthenticated_caller(app_, client) -> None:
@@ -101,18 +102,26 @@ def test_every_route_refuses_an_unauthenticated_caller(app_, client) -> None:
     assert client.get("/assets/app.css").status_code == 200  # no data: public
 
 
-def test_role_restricted_callbacks_refuse_a_funder(app_, client) -> None:
+def test_role_restricted_callbacks_refuse_a_funder(app_, client, monkeypatch) -> None:
     assert _login(client, "funder1").status_code == 302
-    cbs = _callbacks(app_)
-    restricted = [o for o, e in cbs.items()
-                  if _access.CALLBACK_RULES.get(_access._callback_name(e["callback"]))
-                  and not accounts.can("funder", _access.CALLBACK_RULES[
-                      _access._callback_name(e["callback"])])]
-    assert restricted  # the Data page's download
-    for output in restricted:
-        assert _post(client, _body(output, cbs[output])).status_code == 403
-    for name in ("prepost_v1.csv", "scale_scores_v1.csv"):
-        assert client.get(f"/_downloads/abc-k10/{name}").status_code == 403
+    # Funders may download aggregates (rounded, tests/test_scoped_downloads.py): a role without
+    # the capability a callback needs is refused on the server.
+    caps = {**accounts.CAPABILITIES,
+            "funder": accounts.CAPABILITIES["funder"] - {"export", "snapshot"}}
+    with monkeypatch.context() as m:
+        m.setattr(accounts, "CAPABILITIES", caps)
+        cbs = _callbacks(app_)
+        restricted = [o for o, e in cbs.items()
+                      if _access.CALLBACK_RULES.get(_access._callback_name(e["callback"]))
+                      and not accounts.can("funder", _access.CALLBACK_RULES[
+                          _access._callback_name(e["callback"])])]
+        assert restricted  # the Data page's download, the PDF snapshot
+        for output in restricted:
+            assert _post(client, _body(output, cbs[output])).status_code == 403
+    # unrounded files, and row-level ones even rounded, are never a funder's
+    for path in ("abc-k10/prepost_v1.csv", "abc-k10/scale_scores_v1.csv",
+                 "abc-r5-k10/scale_scores_v1.csv"):
+        assert client.get(f"/_downloads/{path}").status_code == 403, path
     assert _access.rounding_required.__doc__  # the hook helper S uses
 
 
@@ -546,12 +555,12 @@ def test_researchers_download_unsuppressed_tables_others_never(app_, warehouse) 
     assert funder.get(url).status_code == 403
     scoped = app_.server.test_client()
     assert _login(scoped, "resb").status_code == 302
-    assert scoped.get(url).status_code == 403  # files hold every program
+    assert scoped.get(url).status_code == 403  # that file holds every program
     assert res.get(url).status_code == 200
 
     # the switch is offered to those who may use it only
     for name, offered in (("res1", True), ("admin1", True), ("lead_all", False),
-                          ("resb", False), ("funder1", False)):
+                          ("resb", True), ("funder1", False)):
         with app_.server.test_request_context():
             login_user(_access._User(accounts.get_user(warehouse, name)))
             assert data.may_unsuppress() is offered, name

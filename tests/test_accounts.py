@@ -102,7 +102,7 @@ def test_unknown_cluster_or_program_named(small_warehouse) -> None:
 
 def test_capabilities_table() -> None:
     assert accounts.can("admin", "rowlevel") and accounts.can("researcher", "unsuppressed")
-    assert not accounts.can("funder", "rowlevel") and not accounts.can("funder", "export")
+    assert not accounts.can("funder", "rowlevel") and accounts.can("funder", "export")
     assert accounts.can("funder", "rounded") and accounts.can("funder", "snapshot")
     assert not accounts.can("lead", "rowlevel") and accounts.can("lead", "export")
     assert not accounts.can(None, "dashboard") and not accounts.can("nobody", "dashboard")

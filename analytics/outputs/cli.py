@@ -121,6 +121,14 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--min-cell", type=int, default=suppression.MIN_CELL, metavar="K",
                    help=f"suppression threshold (default {suppression.MIN_CELL}, the "
                         "dashboard's)")
+    d.add_argument("--program", action="append", default=[], metavar="ID",
+                   help="only this program's exchanges (repeat for several): the file of an "
+                        "account limited to it, e.g. --program=Bridges")
+    d.add_argument("--cluster", action="append", default=[], metavar="ID",
+                   help="only the participants of this cluster's institutions (repeat for "
+                        "several), e.g. --cluster=C1")
+    d.add_argument("--round-to", type=int, metavar="N",
+                   help="round counts to a multiple of N (a funder's file), e.g. --round-to 5")
     _account_args(d)
     # Set by the dashboard when it starts a build (analytics.outputs.downloads.request).
     d.add_argument("--build-id", help=argparse.SUPPRESS)
@@ -339,9 +347,12 @@ def cmd_downloads(args: argparse.Namespace) -> int:
         # The dashboard's own builds (--build-id) were asked for by a logged-in account whose
         # role the page checked; the cache they fill is served only to roles that may read it.
         args.caller = authorise(args, "cli-downloads")
+    if args.round_to is not None and args.round_to < 1:
+        raise ex.ExportError(f"--round-to must be 1 or more, got {args.round_to}")
+    scope = ex.Scope(tuple(args.program), tuple(args.cluster))
     status = downloads.build(args.warehouse, downloads.Artefact(args.table, args.format),
                              min_cell=args.min_cell, build_id=args.build_id,
-                             lock_fd=args.lock_fd)
+                             lock_fd=args.lock_fd, scope=scope, round_to=args.round_to)
     if status.path is None:
         _say(f"note: {status.error}")
         return EXIT_OK
