@@ -466,9 +466,19 @@ def login() -> Response:
         acct = accounts.verify(_warehouse(), form.name.data, form.password.data)
         if acct is None:
             return _login_page(form, "Wrong account name or password.", 401)
-        login_user(_User(acct))
+        start_session(_User(acct))
         return redirect(_safe_next(request.args.get("next")))
     return _login_page(form)
+
+
+def start_session(user: _User) -> None:
+    """Log `user` in on a new session: whatever the session held before login (a value an
+    attacker planted in the browser, the form's CSRF token) is dropped first, so no cookie
+    from before the login carries over into the logged-in session (session fixation)."""
+    from flask import session
+
+    session.clear()
+    login_user(user)
 
 
 def logout() -> Response:

@@ -140,6 +140,30 @@ def test_logged_in_page_and_logout(client) -> None:
     assert client.get("/_dash-layout").status_code == 401
 
 
+def _session_cookie(client) -> str | None:
+    cookie = client.get_cookie("session")
+    return cookie.value if cookie is not None else None
+
+
+def test_login_starts_a_new_session(app_, client) -> None:
+    """Session fixation: nothing of the session from before the login carries over (a value
+    planted in it is gone), the cookie changes, and the old cookie does not authenticate."""
+    client.get("/login")
+    with client.session_transaction() as s:
+        s["planted"] = "by someone else"
+    before = _session_cookie(client)
+    assert before
+    assert _login(client, "admin1").status_code == 302
+    after = _session_cookie(client)
+    assert after and after != before
+    with client.session_transaction() as s:
+        assert "planted" not in s and s.get("_user_id", "").startswith("admin1|")
+    assert client.get("/_dash-layout").status_code == 200
+    old = app_.server.test_client()
+    old.set_cookie("session", before)
+    assert old.get("/_dash-layout").status_code == 401
+
+
 def test_session_cookie_flags(client) -> None:
     r = _login(client, "admin1")
     cookie = r.headers.get("Set-Cookie", "")

@@ -163,6 +163,24 @@ def test_code_flow_logs_in_the_mapped_account(app_) -> None:
     assert _data_callback(app_, c).status_code == 401
 
 
+def test_sso_login_starts_a_new_session(app_) -> None:
+    """Session fixation: a value planted in the session before the sign-in is gone after it,
+    and the cookie from before does not authenticate."""
+    c = app_.server.test_client()
+    back = _to_provider(c)
+    with c.session_transaction() as s:
+        s["planted"] = "by someone else"
+    before = c.get_cookie("session").value
+    assert c.get(back).status_code == 302
+    assert c.get_cookie("session").value != before
+    with c.session_transaction() as s:
+        assert "planted" not in s and s.get("_user_id", "").startswith("sso1|")
+    old = app_.server.test_client()
+    old.set_cookie("session", before)
+    assert _data_callback(app_, old).status_code == 401
+    assert _data_callback(app_, c).status_code == 200
+
+
 @pytest.mark.parametrize("hostile", ["//evil.example/x", "https://evil.example/",
                                      "%5C%5Cevil.example"])
 def test_next_cannot_leave_the_dashboard(app_, hostile) -> None:
