@@ -413,3 +413,39 @@ def test_protect_blanked_blanks_what_protect_blanks(counts) -> None:
     assert got["suppressed"].tolist() == want["suppressed"].tolist()
     assert got["n"].isna().tolist() == want["n"].isna().tolist()
     assert got["mean"].isna().tolist() == want["mean"].isna().tolist()
+
+
+# ---- counts a page computes itself ----------------------------------------------------------
+
+_PAGE_COUNTS = {  # callback -> how its own counts (len of a read answer) read in the answer
+    "pages.partnerships.network": r"\(n = ([\d,]+)\)",
+    "pages.partnerships.reciprocity": r"\(n = ([\d,]+)\)|above 0 \(([\d,]+)\)",
+    "pages.participation.scheduling": r"\(n = ([\d,]+)\)|([\d,]+) of ([\d,]+) partnerships",
+}
+
+
+def _page_counts(app_, client) -> list[int]:
+    found: list[int] = []
+    for name, pattern in _PAGE_COUNTS.items():
+        raw = json.dumps(_answer(app_, client, name), ensure_ascii=False)
+        got = [int(g.replace(",", "")) for m in re.finditer(pattern, raw) for g in m.groups()
+               if g]
+        assert got, name  # the fixture gives every one of them something to count
+        found += got
+    return found
+
+
+def test_counts_a_page_formats_itself_are_rounded_for_funders(app_) -> None:
+    """The legends' n of the network, reciprocity and scheduling figures, the one-sided
+    partnerships' count and the zero-overlap sentence are counted by the page (len of a read
+    answer), outside the read cache's rounding: they go through the same rounding."""
+    funder = app_.server.test_client()
+    assert _login(funder, "funder1").status_code == 302
+    rounded_counts = _page_counts(app_, funder)
+    assert all(v % BASE == 0 for v in rounded_counts), rounded_counts
+    admin = app_.server.test_client()
+    assert _login(admin, "admin1").status_code == 302
+    exact = _page_counts(app_, admin)
+    assert not all(v % BASE == 0 for v in exact), exact
+    assert rounding.count(12, 5) == 10 and rounding.count(13, 5) == 15
+    assert rounding.count(7) == 7  # no caller's base: as it is
