@@ -14,10 +14,10 @@ import pytest
 
 from analytics.outputs import cli
 from etl import accounts
+from tests import access_helpers as ah
+from tests.access_helpers import PW
 from tests.analytics_fixture import run
 from tests.dashboard_fixture import build_fixture_warehouse
-
-PW = "correct horse battery"
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +28,10 @@ def bare(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory) -> Path:
-    wh = build_fixture_warehouse(tmp_path_factory.mktemp("guarded") / "warehouse.duckdb")
-    accounts.add_user(wh, "admin1", "admin", PW)
-    accounts.add_user(wh, "res1", "researcher", PW)
-    accounts.add_user(wh, "res_bridges", "researcher", PW, programs=["Bridges"])
-    accounts.add_user(wh, "lead1", "lead", PW)
-    accounts.add_user(wh, "funder1", "funder", PW)
-    return wh
+    return ah.with_accounts(tmp_path_factory.mktemp("guarded") / "warehouse.duckdb", {
+        "admin1": ("admin", {}), "res1": ("researcher", {}),
+        "res_bridges": ("researcher", {"programs": ["Bridges"]}), "lead1": ("lead", {}),
+        "funder1": ("funder", {})})
 
 
 def _main(monkeypatch, argv: list[str], password: str | None = None) -> int:
@@ -123,8 +120,8 @@ def test_aggregates_at_k_stay_open_and_env_credentials_work(guarded: Path, tmp_p
     assert _main(monkeypatch, ["export", "prepost", "--warehouse", str(guarded),
                                "--out", str(out)]) == 0
     assert _last(guarded)[1] == f"os:{getpass.getuser()}"
-    monkeypatch.setenv(cli.USER_ENV, "res1")
-    monkeypatch.setenv(cli.PASSWORD_ENV, PW)
+    monkeypatch.setenv(accounts.USER_ENV, "res1")
+    monkeypatch.setenv(accounts.PASSWORD_ENV, PW)
     assert _main(monkeypatch, ["export", "prepost", "--min-cell", "0", "--warehouse",
                                str(guarded), "--out", str(out)]) == 0
     assert _last(guarded)[1:3] == ("res1", "cli-export")

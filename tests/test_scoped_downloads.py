@@ -17,34 +17,25 @@ import pytest
 
 from analytics import suppression
 from etl import accounts
-from tests.dashboard_fixture import build_fixture_warehouse
-from tests.test_access import PW, _download, _login
+from tests import access_helpers as ah
+
+USERS = {"admin1": ("admin", {}), "lead_c1": ("lead", {"clusters": ["C1"]}),
+         "lead_c2": ("lead", {"clusters": ["C2"]}),
+         "res_bridges": ("researcher", {"programs": ["Bridges"]}),
+         "funder_b": ("funder", {"programs": ["Bridges"]})}
 
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory):
-    wh = build_fixture_warehouse(tmp_path_factory.mktemp("scoped") / "warehouse.duckdb")
-    accounts.add_user(wh, "admin1", "admin", PW)
-    accounts.add_user(wh, "lead_c1", "lead", PW, clusters=["C1"])
-    accounts.add_user(wh, "lead_c2", "lead", PW, clusters=["C2"])
-    accounts.add_user(wh, "res_bridges", "researcher", PW, programs=["Bridges"])
-    accounts.add_user(wh, "funder_b", "funder", PW, programs=["Bridges"])
-    return wh
+    return ah.with_accounts(tmp_path_factory.mktemp("scoped") / "warehouse.duckdb", USERS)
 
 
 @pytest.fixture
 def app_(warehouse, monkeypatch):
-    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(warehouse))
-    import app as app_module
-
-    app_module.server.config["TESTING"] = False
-    return app_module
+    return ah.dashboard(monkeypatch, warehouse)
 
 
-def _client(app_, name: str):
-    c = app_.server.test_client()
-    assert _login(c, name).status_code == 302
-    return c
+_client = ah.logged_in
 
 
 def _rows(data: bytes) -> list[dict[str, str]]:
@@ -52,7 +43,7 @@ def _rows(data: bytes) -> list[dict[str, str]]:
 
 
 def _fetch(client, table: str) -> tuple[str, list[dict[str, str]]]:
-    got, data = _download(client, table, [])
+    got, data, _ = ah.download(client, table)
     assert data is not None, json.dumps(got)[:500]
     return got["data-download-file"]["data"]["url"], _rows(data)
 
@@ -98,7 +89,7 @@ def test_a_funders_counts_are_multiples_of_the_rounding_base(app_) -> None:
     assert counts and all(n % base == 0 for n in counts)
     _url, exact = _fetch(_client(app_, "admin1"), "attrition")
     assert any(int(float(r["n_responded"])) % base for r in exact if r["n_responded"])
-    got, data = _download(funder, "scale_scores", [])  # row-level: never for funders
+    got, data, _ = ah.download(funder, "scale_scores")  # row-level: never for funders
     assert data is None and "row-level tables" in json.dumps(got)
 
 

@@ -24,8 +24,8 @@ from werkzeug.serving import make_server
 from etl import accounts
 from etl.errors import EtlError
 from pages import _sso
+from tests import access_helpers as ah
 from tests.dashboard_fixture import build_fixture_warehouse
-from tests.test_access import _body, _callbacks, _post
 
 CLIENT_ID, CLIENT_SECRET = "exchange-impact", "s3cret-of-the-client"
 
@@ -138,11 +138,11 @@ def _to_provider(client, next_: str = "/outcomes") -> str:
 
 
 def _data_callback(app_, client):
-    cbs = _callbacks(app_)
+    cbs = ah.callbacks(app_)
     out = next(o for o, e in cbs.items()
                if e["callback"].__module__ == "pages.overview" and "filters-store" in
                {i["id"] for i in e["inputs"]})
-    return _post(client, _body(out, cbs[out]))
+    return ah.post(client, ah.body(out, cbs[out]))
 
 
 def test_login_page_offers_the_institution(app_) -> None:
@@ -198,7 +198,7 @@ def _post_auth_bar(app_, client) -> dict:
     body = {"output": "auth-bar.children", "outputs": {"id": "auth-bar", "property": "children"},
             "inputs": [{"id": "url", "property": "pathname", "value": "/"}],
             "changedPropIds": []}
-    r = _post(client, body)
+    r = ah.post(client, body)
     assert r.status_code == 200
     return r.get_json()
 

@@ -11,7 +11,6 @@ arguments, prints one clear line per problem and sets the exit status:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -214,9 +213,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-USER_ENV, PASSWORD_ENV = "EXCHANGE_IMPACT_USER", "EXCHANGE_IMPACT_PASSWORD"
-
-
 class AccessError(ex.ExportError):
     """The caller may not run this export (the message says which account or role would)."""
 
@@ -268,15 +264,14 @@ def authorise(args: argparse.Namespace, action: str) -> str:
     if not accounts.has_accounts(wh):
         return f"(no accounts) {os_user}"
     need = _needs(args)
-    name = args.user or os.environ.get(USER_ENV)
+    name, password = accounts.command_credentials(args.user, args.password_stdin)
     if not name:
         if not need:
             return f"os:{os_user}"
         _refuse(args, action, f"os:{os_user}", f"{' and '.join(need)} output needs an account "
                 f"here (accounts exist in {accounts.accounts_file(wh)}): give --user NAME "
                 "--password-stdin of an admin or researcher")
-    password = sys.stdin.read() if args.password_stdin else os.environ.get(PASSWORD_ENV, "")
-    acct = accounts.verify(wh, name, password.rstrip("\r\n")) if password else None
+    acct = accounts.verify(wh, name, password) if password else None
     if acct is None:
         _refuse(args, action, f"os:{os_user} as {name[:100]}", f"wrong account name or password "
                 f"for --user {name[:100]} (give the password on stdin with --password-stdin)")
