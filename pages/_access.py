@@ -194,11 +194,7 @@ def download_audience(acct: accounts.Account | None = None
     """Whom the caller's Data page files are for: the account's scope (None: every program) and
     the rounding base of its counts (funders; None: exact). The files are built per audience
     (`analytics.outputs.downloads.audience_tag`); the guard serves each only to its audience."""
-    acct = current_account() if acct is None else acct
-    if acct is None:
-        return None, None
-    scope = export.Scope(acct.programs, acct.clusters) if acct.scoped else None
-    return scope, (suppression.ROUND_TO if accounts.can(acct.role, "rounded") else None)
+    return export.audience(current_account() if acct is None else acct)
 
 
 # ---- audit ------------------------------------------------------------------------------------

@@ -82,7 +82,6 @@ def test_a_researcher_with_password_on_stdin_may(guarded: Path, tmp_path: Path) 
 @pytest.mark.parametrize(("user", "password", "message"), [
     ("lead1", PW, "the role lead of lead1 may not export unsuppressed"),
     ("funder1", PW, "the role funder of funder1 may not"),
-    ("res_bridges", PW, "res_bridges is limited to Bridges"),
     ("res1", "not the password", "wrong account name or password"),
     ("nobody", PW, "wrong account name or password"),
 ])
@@ -155,3 +154,50 @@ def test_refresh_below_k_is_checked_too(guarded: Path, monkeypatch, capsys) -> N
     assert _last(guarded)[2] == "cli-refresh-refused"
     code = _main(monkeypatch, ["refresh", "--min-cell", "0", "--warehouse", str(guarded)])
     assert code == 1 and "needs an account" in capsys.readouterr().err
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+
+
+def test_a_scoped_account_exports_its_scope_and_a_funder_rounded(guarded: Path, tmp_path: Path,
+                                                                 monkeypatch, capsys) -> None:
+    """As the Data page: a researcher limited to Bridges gets Bridges' participants (row-level,
+    unsuppressed: its role may), a funder its counts rounded; both in the audit log."""
+    import duckdb
+
+    from analytics import suppression
+
+    out = tmp_path / "scores.csv"
+    assert _main(monkeypatch, ["export", "scale_scores", "--min-cell", "0", "--warehouse",
+                               str(guarded), "--out", str(out), "--user", "res_bridges",
+                               "--password-stdin"], PW) == 0
+    assert "limited to programs Bridges" in capsys.readouterr().err
+    con = duckdb.connect(str(guarded), read_only=True)
+    try:
+        bridges = {r[0] for r in con.execute(
+            "SELECT exchange_id FROM exchanges WHERE program = 'Bridges'").fetchall()}
+        everyone = {r[0] for r in con.execute(
+            "SELECT exchange_id FROM res_scale_scores").fetchall()}
+    finally:
+        con.close()
+    got = {r["exchange_id"] for r in _csv(out)}
+    assert got and got <= bridges and not everyone <= bridges
+    _at, who, action, _target, filters, _v = _last(guarded)
+    assert (who, action) == ("res_bridges", "cli-export")
+    assert json.loads(filters)["scope"] == "programs Bridges"
+
+    out = tmp_path / "attrition.csv"
+    assert _main(monkeypatch, ["export", "attrition", "--warehouse", str(guarded), "--out",
+                               str(out), "--user", "funder1", "--password-stdin"], PW) == 0
+    counts = [int(float(r[c])) for r in _csv(out) for c in ("n_invited", "n_responded")
+              if r[c]]
+    assert counts and all(n % suppression.ROUND_TO == 0 for n in counts)
+    assert json.loads(_last(guarded)[4])["round_to"] == suppression.ROUND_TO
+    plain = tmp_path / "attrition_exact.csv"
+    assert _main(monkeypatch, ["export", "attrition", "--warehouse", str(guarded), "--out",
+                               str(plain)]) == 0
+    assert any(int(float(r["n_responded"])) % suppression.ROUND_TO
+               for r in _csv(plain) if r["n_responded"])

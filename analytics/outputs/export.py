@@ -58,6 +58,7 @@ __all__ = [
     "Export",
     "Scope",
     "scoped",
+    "audience",
     "neutralise",
     "neutralise_frame",
     "to_csv_bytes",
@@ -180,6 +181,21 @@ class Scope:
         parts = [f"{label} {', '.join(vals)}" for label, vals in
                  (("programs", self.programs), ("clusters", self.clusters)) if vals]
         return "; ".join(parts) or "every program"
+
+
+def audience(account: object | None) -> tuple[Scope | None, int | None]:
+    """Whom an export is for, from the account asking (`etl.accounts.Account`, or None: no
+    account): its scope (None: every program) and the rounding base of its counts (a role with
+    the "rounded" capability, funders; None: exact). The Data page's downloads and
+    `python -m analytics export --user NAME` both ask this."""
+    if account is None:
+        return None, None
+    from etl import accounts
+
+    programs, clusters = getattr(account, "programs", ()), getattr(account, "clusters", ())
+    scope = Scope(tuple(programs), tuple(clusters)) if programs or clusters else None
+    rounded = accounts.can(getattr(account, "role", None), "rounded")
+    return scope, (suppression.ROUND_TO if rounded else None)
 
 
 # The raw tables a computation reads, shadowed in `scoped` (rates, the load log and the stored
