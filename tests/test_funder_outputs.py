@@ -446,3 +446,18 @@ def test_counts_a_page_formats_itself_are_rounded_for_funders(app_) -> None:
     assert not all(v % BASE == 0 for v in exact), exact
     assert rounding.count(12, 5) == 10 and rounding.count(13, 5) == 15
     assert rounding.count(7) == 7  # no caller's base: as it is
+
+
+def test_every_count_of_people_in_the_scale_table_is_rounded() -> None:
+    """res_scale's counts of people (exported for funders and drawn on the Overview) are
+    rounded with its participants: exact parts of a rounded total give the total away."""
+    from etl import schema
+
+    people = [c.name for c in schema.RES_SCALE.columns
+              if c.name.startswith("participants") or c.name in ("dosed", "sustained")]
+    assert len(people) == 6 and all(rounding.is_count(c) for c in people), people
+    df = pd.DataFrame({"participants": [23], "participants_new": [11],
+                       "participants_returning": [12], "institutions": [7]})
+    out = rounding.apply(df, BASE).iloc[0]
+    assert out.participants_new % BASE == 0 and out.participants_returning % BASE == 0
+    assert out.institutions == 7  # the program's structure, no one's personal data

@@ -43,6 +43,9 @@ ROUND_TO: ContextVar[int | None] = ContextVar("exchange_impact_round_to", defaul
 COUNTS = frozenset({
     "participants", "active", "active_month", "events", "invited", "responded", "dropped",
     "ended", "censored", "at_risk", "partnerships_active",
+    # scale-up vs scale-in (res_scale): people new, returning, in the previous term, dosed or
+    # sustained; left exact, participants = new + returning gave the rounded total away
+    "participants_new", "participants_returning", "participants_previous", "dosed", "sustained",
 })
 STRUCTURE = frozenset({
     "countries", "clusters", "institutions", "exchanges", "n_items", "n_groups_compared",
