@@ -108,3 +108,27 @@ def test_another_scope_cannot_fetch_a_file_by_name(app_) -> None:
     for url in (url_all, url_c1):  # unrounded files
         assert funder.get(url).status_code == 403
     assert lead_c1.get(url_c1).status_code == 200
+
+
+def test_a_build_keeps_its_other_audiences_folders(warehouse) -> None:
+    """Building a file removes earlier builds' folders unchanged for an hour, never the
+    folders of the same build for other scopes or thresholds (they would be rebuilt)."""
+    import os
+
+    from analytics.outputs import downloads, export
+    from etl.warehouse import connect_read_only
+
+    con = connect_read_only(warehouse)
+    try:
+        build_id, _version = downloads.build_key(con)
+    finally:
+        con.close()
+    other = downloads.folder(warehouse, build_id, 10, export.Scope(clusters=("C3",)), 5)
+    earlier = downloads.cache_root(warehouse) / "earlier-build-k10"
+    for p in (other, earlier):
+        downloads._private_dir(p)
+        old = p.stat().st_mtime - 2 * downloads.KEEP_OLD_SECONDS
+        os.utime(p, (old, old))
+    status = downloads.build(warehouse, downloads.Artefact("reliability", "csv"))
+    assert status.path is not None
+    assert other.is_dir() and not earlier.exists()

@@ -303,7 +303,7 @@ def build(warehouse: Path, artefact: Artefact, *,
             os.close(lock_fd)
     finally:
         con.close()
-    _remove_old(warehouse, keep=where)
+    _remove_old(warehouse, key)
     return Status(target.name, path=target)
 
 
@@ -323,12 +323,13 @@ def _write_atomic(target: Path, data: bytes) -> None:
         raise
 
 
-def _remove_old(warehouse: Path, keep: Path) -> None:
+def _remove_old(warehouse: Path, build_id: str) -> None:
     """Remove other builds' folders unchanged for `KEEP_OLD_SECONDS` (not at once: a worker
-    may still read the previous build for a moment after a load, and serve its files)."""
+    may still read the previous build for a moment after a load, and serve its files). The
+    folders of this build (its other thresholds and audiences) stay, however old."""
     now = time.time()
     for p in cache_root(warehouse).iterdir():
-        if p == keep or not p.is_dir():
+        if p.name.startswith(f"{build_id}-") or not p.is_dir():
             continue
         with contextlib.suppress(OSError):
             if now - p.stat().st_mtime > KEEP_OLD_SECONDS:
