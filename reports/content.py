@@ -459,7 +459,8 @@ def _reciprocity_section(cur: duckdb.DuckDBPyConnection, sup: _Suppressed,
         fig = partnerships_page.reciprocity(store)[0]
         if _has_data(fig):
             sec.add(Fig("fig-reciprocity", _print_figure(fig),
-                        f"Scatter plot of {len(shown_p)} partnerships: mean composite gain of "
+                        f"Scatter plot of {fint(rounding.count(len(shown_p)))} partnerships: "
+                        "mean composite gain of "
                         "side a against side b with 95% intervals, coloured by whether both, "
                         "one or neither side gains; a dotted line marks equal gains.",
                         "Reciprocity: mean composite gain of each side per partnership "
