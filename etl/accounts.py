@@ -37,13 +37,14 @@ __all__ = [
     "ROLES", "CAPABILITIES", "MIN_PASSWORD", "Account", "AccountError", "accounts_file",
     "has_accounts", "add_user", "remove_user", "reset_password", "list_users", "get_user",
     "verify", "can", "record", "session_generation", "audit_rows", "secret_key", "SECRET_ENV",
-    "secret_file",
+    "secret_file", "USER_ENV", "PASSWORD_ENV", "read_password", "command_credentials",
 ]
 
 # Role -> what it may do. The one table of capabilities: pages, callbacks, downloads and the
 # CLI ask `can(role, capability)`, never the role's name.
 #   dashboard      the pages and their figures (within the account's scope)
-#   export         the Data page's aggregate tables and `analytics export` (suppressed)
+#   export         the Data page's aggregate tables and `analytics export` (suppressed; a
+#                  scoped account's computed from its programs, a funder's rounded)
 #   snapshot       PDF snapshots of the filters shown
 #   rowlevel       row-level pseudonymised downloads
 #   unsuppressed   tables without small-cell suppression (min-cell 0)
@@ -54,7 +55,7 @@ CAPABILITIES: dict[str, frozenset[str]] = {
                         "manage_users"}),
     "lead": frozenset({"dashboard", "export", "snapshot"}),
     "researcher": frozenset({"dashboard", "export", "snapshot", "rowlevel", "unsuppressed"}),
-    "funder": frozenset({"dashboard", "snapshot", "rounded"}),
+    "funder": frozenset({"dashboard", "export", "snapshot", "rounded"}),
 }
 ROLES: tuple[str, ...] = tuple(CAPABILITIES)
 # NIST SP 800-63B §5.1.1.2: at least 8 characters for a memorised secret chosen by the user.
@@ -143,6 +144,29 @@ def _hasher() -> PasswordHasher:
     from argon2 import PasswordHasher
 
     return PasswordHasher()
+
+
+# A command run by a script names its account and password in the environment (or the password
+# on standard input): `python -m analytics export --user NAME --password-stdin`.
+USER_ENV, PASSWORD_ENV = "EXCHANGE_IMPACT_USER", "EXCHANGE_IMPACT_PASSWORD"
+
+
+def read_password(from_stdin: bool, *, env: bool = False) -> str:
+    """The password a command was given: all of standard input with `--password-stdin` (its
+    trailing newline dropped: `echo` adds one), else, when `env`, the environment variable
+    EXCHANGE_IMPACT_PASSWORD; '' when there is none. The one reader of every command's
+    `--password-stdin` (`python -m etl users add|reset`, `python -m analytics …`)."""
+    import sys
+
+    if from_stdin:
+        return sys.stdin.read().rstrip("\r\n")
+    return os.environ.get(PASSWORD_ENV, "") if env else ""
+
+
+def command_credentials(user: str | None, password_stdin: bool) -> tuple[str | None, str]:
+    """(account name, password) of a command: `--user` else EXCHANGE_IMPACT_USER, and the
+    password as `read_password` finds it (standard input, else EXCHANGE_IMPACT_PASSWORD)."""
+    return user or os.environ.get(USER_ENV) or None, read_password(password_stdin, env=True)
 
 
 def _check_password(password: str) -> str:

@@ -173,13 +173,11 @@ def _users_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPars
 
 
 def cmd_users(args: argparse.Namespace, console: Console, err: Console) -> int:
-    import sys
-
     from etl import accounts
 
     wh, action = args.warehouse, args.users_command
     if action == "add":
-        a = accounts.add_user(wh, args.name, args.role, sys.stdin.read(),
+        a = accounts.add_user(wh, args.name, args.role, accounts.read_password(True),
                               clusters=args.cluster, programs=args.program)
         scope = ", ".join([*(f"cluster {c}" for c in a.clusters),
                            *(f"program {p}" for p in a.programs)]) or "all programs"
@@ -189,7 +187,7 @@ def cmd_users(args: argparse.Namespace, console: Console, err: Console) -> int:
         accounts.remove_user(wh, args.name)
         console.print(f"removed {args.name}", markup=False)
     elif action == "reset":
-        accounts.reset_password(wh, args.name, sys.stdin.read())
+        accounts.reset_password(wh, args.name, accounts.read_password(True))
         console.print(f"new password set for {args.name}", markup=False)
     elif action == "list":
         users = accounts.list_users(wh)

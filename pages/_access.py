@@ -45,7 +45,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "init_app", "current_account", "current_user_role", "rounding_required", "can",
-    "scope_filters", "scope_options", "audit", "WHOLE_PROGRAM", "UI_ONLY", "CALLBACK_RULES",
+    "scope_filters", "scope_options", "download_audience", "audit", "WHOLE_PROGRAM",
+    "SCOPE_AWARE", "UI_ONLY", "CALLBACK_RULES",
     "AUTH_BAR", "TRUSTED_HEADER_ENV", "SECURE_COOKIE_ENV", "SCOPE_NOTE",
 ]
 
@@ -66,7 +67,12 @@ WHOLE_PROGRAM: frozenset[str] = frozenset({
     "pages.participation.scheduling",
     "pages.partnerships.persistence_by_group", "pages.partnerships.persistence_models",
     "pages.partnerships.reciprocity",
-    "pages.data.load_log", "pages.data.warnings_and_downloads", "pages.data.download",
+    "pages.data.load_log",
+})
+# Callbacks that read the account's scope themselves (`download_audience`): the Data page's
+# downloads are built per scope (and rounded for funders), its table list says so.
+SCOPE_AWARE: frozenset[str] = frozenset({
+    "pages.data.warnings_and_downloads", "pages.data.download",
 })
 # Callbacks that move no data of their own: URL sync, navigation, clicks copied into filters.
 UI_ONLY: frozenset[str] = frozenset({
@@ -180,6 +186,14 @@ def scope_options(options: Any, cur: Any = None) -> Any:
         for field, allowed in reach.items():
             opts[field] = tuple((v, lbl) for v, lbl in opts.get(field, ()) if v in allowed)
     return replace(options, options=opts)
+
+
+def download_audience(acct: accounts.Account | None = None
+                      ) -> tuple[export.Scope | None, int | None]:
+    """Whom the caller's Data page files are for: the account's scope (None: every program) and
+    the rounding base of its counts (funders; None: exact). The files are built per audience
+    (`analytics.outputs.downloads.audience_tag`); the guard serves each only to its audience."""
+    return export.audience(current_account() if acct is None else acct)
 
 
 # ---- audit ------------------------------------------------------------------------------------
@@ -329,9 +343,15 @@ def _check_download(acct: accounts.Account) -> Response | None:
     if name.endswith(".pdf"):
         need = "snapshot"
     else:
-        # The Data page's files hold all programs (issue 17 brings them per program).
-        if acct.scoped:
-            return _deny(403, _SCOPE_NOTE)
+        # A scoped account's (and a funder's) files are built into their own folder, whose name
+        # ends with its audience tag: another account's folder, or every program's, is refused.
+        from analytics.outputs import downloads
+
+        tag = downloads.audience_tag(*download_audience(acct))
+        stem = parts[2].rpartition("-k")[0] if len(parts) == 4 else ""
+        if tag and not stem.endswith(tag):
+            return _deny(403, "This file was built for another account's programs or role; ask "
+                              "the Data page for yours.")
         need = "rowlevel" if name.startswith(ROW_LEVEL_PREFIXES) else "export"
         # A folder built below the deployment's k (`downloads.folder`: ID-kK) holds unsuppressed
         # tables: only roles with "unsuppressed" (the Data page offers them to no one else).
@@ -441,9 +461,19 @@ def login() -> Response:
         acct = accounts.verify(_warehouse(), form.name.data, form.password.data)
         if acct is None:
             return _login_page(form, "Wrong account name or password.", 401)
-        login_user(_User(acct))
+        start_session(_User(acct))
         return redirect(_safe_next(request.args.get("next")))
     return _login_page(form)
+
+
+def start_session(user: _User) -> None:
+    """Log `user` in on a new session: whatever the session held before login (a value an
+    attacker planted in the browser, the form's CSRF token) is dropped first, so no cookie
+    from before the login carries over into the logged-in session (session fixation)."""
+    from flask import session
+
+    session.clear()
+    login_user(user)
 
 
 def logout() -> Response:

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, current_app, redirect, request, session, url_for
-from flask_login import login_user
 from markupsafe import escape
 
 from etl import accounts
@@ -152,7 +151,7 @@ def callback() -> Response:
     from authlib.common.errors import AuthlibBaseError
     from joserfc.errors import JoseError
 
-    from pages._access import _safe_next, _User
+    from pages._access import _safe_next, _User, start_session
 
     if not configured():
         return Response("Single sign-on is not configured.", status=404, mimetype="text/plain")
@@ -182,8 +181,9 @@ def callback() -> Response:
         return _refuse(403, f"The identity provider knows you as {shown}, but this dashboard "
                             "has no account of that name. Ask its administrator to create one "
                             "('python -m etl users add').", shown, f"no account for {claim}")
-    login_user(_User(acct))
-    return redirect(_safe_next(session.pop(_NEXT, None)))
+    next_ = session.pop(_NEXT, None)
+    start_session(_User(acct))  # a new session, nothing from before the login
+    return redirect(_safe_next(next_))
 
 
 def init_app(server: Flask) -> None:

@@ -816,6 +816,15 @@ def fmt_int(v: Any) -> str:
     return "—" if v is None or pd.isna(v) else f"{int(v):,}"
 
 
+def fmt_count(v: Any) -> str:
+    """A count of people, partnerships or events that a page computes itself (`len(d)` of a
+    read answer), rounded for funders as the read layer's counts are
+    (`analytics.read.rounding.count`): counts a page formats never bypass the rounding."""
+    from analytics.read import rounding
+
+    return fmt_int(rounding.count(v))
+
+
 def fmt_num(v: Any, digits: int = 2) -> str:
     return "—" if v is None or pd.isna(v) else f"{float(v):,.{digits}f}"
 

@@ -86,12 +86,11 @@ def download_form() -> html.Div:
 
 
 def may_unsuppress() -> bool:
-    """Issue 14: unsuppressed tables for the roles with "unsuppressed" (researchers, admins) whose
-    scope is every program (the files hold all programs), or the localhost demo without
-    accounts; never for leads or funders."""
+    """Issue 14: unsuppressed tables for the roles with "unsuppressed" (researchers, admins; a
+    scoped one's files hold its programs only), or the localhost demo without accounts; never
+    for leads or funders."""
     try:
-        acct = _access.current_account()
-        return _access.can("unsuppressed") and not (acct is not None and acct.scoped)
+        return _access.can("unsuppressed")
     except RuntimeError:  # no request (the app's validation layout): offer nothing
         return False
 
@@ -171,6 +170,9 @@ def rates(store: dict[str, Any] | None) -> Any:
 @callback(Output(WARNINGS, "children"), Output(DOWNLOADS, "children"),
           Input(_ui.FILTERS, "data"))
 def warnings_and_downloads(_store: dict[str, Any] | None) -> tuple[Any, Any]:
+    scope, _round_to = _access.download_audience()
+    if scope is not None:
+        return _scoped_warnings_and_downloads(scope)
     rel = _ui.query(outcomes.reliability)
     if not len(rel):
         warn: Any = _ui.coming("Reliability", "Cronbach's α per scale and wave appears when "
@@ -196,6 +198,19 @@ def warnings_and_downloads(_store: dict[str, Any] | None) -> tuple[Any, Any]:
     }, "Researcher tables for this data version", id_="data-downloads-table",
         suppressed_col=None)
     return warn, downloads
+
+
+def _scoped_warnings_and_downloads(scope: export.Scope) -> tuple[Any, Any]:
+    """A scoped account: the reliability warnings are of every program (the scope note); its
+    downloads are computed from its programs when asked for, so no row counts are known yet."""
+    warn = html.P(_access.SCOPE_NOTE, className="text-body-secondary scope-note")
+    status = _ui.query(loads.result_table_status)
+    tables = _ui.table(pd.DataFrame(status), {
+        "table": ("table", _ui.text), "description": ("what it holds", _ui.text),
+    }, f"Tables for {scope.describe()}: each is computed from these participants only when "
+       "you first download it (this takes a moment), then kept for this data version",
+        id_="data-downloads-table", suppressed_col=None)
+    return warn, tables
 
 
 def _group_warnings() -> Any:
@@ -258,16 +273,18 @@ def download(_one: int | None, _all: int | None, _tick: int | None, table: Any, 
             raise _ui.bad_input(f"{DL_UNSUPPRESSED} is not what this page sends")
         k = 0 if unsuppressed == ["k0"] else suppression.MIN_CELL
     if k == 0 and not may_unsuppress():
-        return dash.no_update, _no_file("unsuppressed tables are for researchers and admins "
-                                        "whose account covers every program"), None, True
+        return dash.no_update, _no_file("unsuppressed tables are for researchers and "
+                                        "admins"), None, True
     fmt = _ui.choice(fmt, export.FORMATS, "csv")
     if (table is None or table in _access.ROW_LEVEL_TABLES) and not _access.can("rowlevel"):
         return dash.no_update, _no_file("row-level tables (and the zip, which holds them) are "
                                         "for researchers and admins"), None, True
     artefact = downloads.Artefact(table, fmt)
+    # the caller's programs only, and a funder's counts rounded: a file (and folder) of its own
+    scope, round_to = _access.download_audience()
     try:
         status = _ui.query(downloads.request, _ui.reader().warehouse, artefact, min_cell=k,
-                           retry=trigger != DL_POLL)
+                           retry=trigger != DL_POLL, scope=scope, round_to=round_to)
     except (export.ExportError, EtlError, OSError) as e:  # EtlError: results missing
         return dash.no_update, _no_file(str(e)), None, True
     if status.path is not None:

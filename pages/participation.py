@@ -301,7 +301,8 @@ def scheduling(_store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any]:
         html.P(_model_text(m), className="fw-semibold", id="scheduling-estimate"),
         html.P(scheduling_method(m), className="small text-body-secondary",
                id="scheduling-method"),
-        html.P(f"{int(zero.sum())} of {len(df)} partnerships never share a school hour "
+        html.P(f"{_ui.fmt_count(int(zero.sum()))} of {_ui.fmt_count(len(df))} partnerships "
+               "never share a school hour "
                f"(zero overlap).", className="small", id="scheduling-zero"),
         _ui.suppressed_note(sorted(df.loc[df.suppressed, "partnership_id"].astype(str)),
                             "partnerships with fewer active participants")])
@@ -316,7 +317,7 @@ def scheduling(_store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any]:
                 continue
             fig.add_trace(_ui.trace("scatter",
                 x=d.overlap_hours_per_day, y=d.joint_share, mode="markers",
-                name=f"{name} (n = {len(d)})",
+                name=f"{name} (n = {_ui.fmt_count(len(d))})",
                 marker={"color": _ui.OKABE_ITO[5 if flag else 0], "size": 8,
                         "symbol": "x" if flag else "circle"},
                 text=[_ui.ptext(p) for p in d.partnership_id],

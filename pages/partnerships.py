@@ -102,7 +102,8 @@ def network(store: dict[str, Any] | None) -> _ui.Figure:
         for a, b in zip(d.institution_a, d.institution_b, strict=True):
             xs += [pos[a][0], pos[b][0], None]
             ys += [pos[a][1], pos[b][1], None]
-        fig.add_trace(_ui.trace("scatter", x=xs, y=ys, mode="lines", name=f"{name} (n = {len(d)})",
+        fig.add_trace(_ui.trace("scatter", x=xs, y=ys, mode="lines",
+                                 name=f"{name} (n = {_ui.fmt_count(len(d))})",
                                  line={"color": color, "dash": dash_, "width": 1.5},
                                  opacity=opacity, hoverinfo="skip"))
     countries = sorted(nodes.country.unique())
@@ -367,7 +368,8 @@ def reciprocity(_store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any, An
         if not len(d):
             continue
         fig.add_trace(_ui.trace("scatter",
-            x=d.mean_a, y=d.mean_b, mode="markers", name=f"{name} (n = {len(d)})",
+            x=d.mean_a, y=d.mean_b, mode="markers",
+            name=f"{name} (n = {_ui.fmt_count(len(d))})",
             marker={"color": color, "symbol": symbol, "size": 9,
                     "line": {"color": "white", "width": 1}},
             error_x={"type": "data", "symmetric": False, "array": d.ci_high_a - d.mean_a,
@@ -407,7 +409,8 @@ def reciprocity(_store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any, An
         "side_a": ("side a gain [95% CI]", _ui.text), "side_b": ("side b gain [95% CI]", _ui.text),
         "gap_ci": ("gap a − b [Welch 95% CI]", _ui.text),
         "reciprocity_index": ("index", _ui.fmt_num),
-    }, f"One-sided partnerships: only one side's 95% interval lies above 0 ({len(one)})",
+    }, "One-sided partnerships: only one side's 95% interval lies above 0 "
+       f"({_ui.fmt_count(len(one))})",
         id_="partnerships-one-sided-table")
     shares = _ui.query(partnerships.reciprocity_shares).assign(
         share_ci=lambda d: [_ci(*v) if not pd.isna(v[0]) else ""

@@ -459,7 +459,8 @@ def _reciprocity_section(cur: duckdb.DuckDBPyConnection, sup: _Suppressed,
         fig = partnerships_page.reciprocity(store)[0]
         if _has_data(fig):
             sec.add(Fig("fig-reciprocity", _print_figure(fig),
-                        f"Scatter plot of {len(shown_p)} partnerships: mean composite gain of "
+                        f"Scatter plot of {fint(rounding.count(len(shown_p)))} partnerships: "
+                        "mean composite gain of "
                         "side a against side b with 95% intervals, coloured by whether both, "
                         "one or neither side gains; a dotted line marks equal gains.",
                         "Reciprocity: mean composite gain of each side per partnership "
@@ -598,6 +599,16 @@ def _cost_blocks(cur: duckdb.DuckDBPyConnection, sup: _Suppressed) -> list[Any]:
             estimands.COST + " " + PRECOMPUTED]
 
 
+HIDDEN = "hidden for your account"
+
+
+def hidden_title(title: str) -> str:
+    """The heading of a part a scoped PDF replaces with the scope note, in the contents and the
+    body alike: what it would have shown, and that it is hidden (no "(whole program)": nothing
+    of the whole program is shown)."""
+    return f"{title.replace(' (whole program)', '')} ({HIDDEN})"
+
+
 def _scale_labels() -> dict[tuple[str, str], str]:
     from pages import _ui
 
@@ -640,10 +651,11 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
     base = rounding.ROUND_TO.get()  # the caller's rounding of counts (funders), if any
 
     def whole(blocks: list[Any], title: str, id_: str) -> list[Any]:
-        """Blocks of statistics over all programs, or, for a scoped account, the note."""
+        """Blocks of statistics over all programs, or, for a scoped account, the note under a
+        heading that says so (the contents list the same heading)."""
         if whole_program or not blocks:
             return blocks
-        return [Sub(title, id_), SCOPE_NOTE]
+        return [Sub(hidden_title(title), id_), SCOPE_NOTE]
 
     # What a scoped account's left-out blocks would have listed as suppressed is not said.
     sup_all = sup if whole_program else _Suppressed()
@@ -838,7 +850,9 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
     # Issue 13: cost per outcome, whole program (after the outcomes it divides by).
     cost_blocks = whole(_cost_blocks(cur, sup_all), "Cost per outcome", "cost-outcome")
     if cost_blocks:
-        sections.append(Section("cost", "What an outcome costs").add(*cost_blocks))
+        cost_title = "What an outcome costs"
+        sections.append(Section("cost", cost_title if whole_program else hidden_title(cost_title))
+                        .add(*cost_blocks))
 
     # -- partnerships ----------------------------------------------------------------------
     step(0.55, "partnerships")
@@ -865,8 +879,8 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
         sections.append(part)
     recip = _reciprocity_section(cur, sup_all, dict(options.options.get("cluster", ())), store)
     if recip is not None:
-        sections.append(recip if whole_program else Section(recip.id, recip.title).add(
-            SCOPE_NOTE))
+        sections.append(recip if whole_program else Section(
+            recip.id, hidden_title(recip.title)).add(SCOPE_NOTE))
 
     # -- equity ----------------------------------------------------------------------------
     step(0.65, "equity")

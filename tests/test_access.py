@@ -1,78 +1,40 @@
 """Login, roles, program scope and hardening of the dashboard (issue 14), through the app's real
 endpoints (Flask test client): every callback refuses an unauthenticated caller, a funder gets
-no downloads, a forged payload for another program is refused, login needs its CSRF token and is
-rate limited, download names cannot leave their folder, every answer has security headers."""
+no row-level or unrounded downloads, a forged payload for another program is refused, login
+needs its CSRF token and is rate limited, download names cannot leave their folder, every
+answer has security headers."""
 
 from __future__ import annotations
 
 import inspect
 import json
-import re
 
 import pytest
 
 from etl import accounts
 from pages import _access
+from tests import access_helpers as ah
+from tests.access_helpers import PW
 from tests.dashboard_fixture import build_fixture_warehouse
 
-PW = "correct horse battery"
+USERS = {"admin1": ("admin", {}), "funder1": ("funder", {}),
+         **{name: ("lead", {"programs": ["Bridges"]})
+            for name in ("lead1", "lead2", "lead3", "brute1")}}
 
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory):
-    wh = build_fixture_warehouse(tmp_path_factory.mktemp("access") / "warehouse.duckdb")
-    accounts.add_user(wh, "admin1", "admin", PW)
-    accounts.add_user(wh, "funder1", "funder", PW)
-    for name in ("lead1", "lead2", "lead3", "brute1"):
-        accounts.add_user(wh, name, "lead", PW, programs=["Bridges"])
-    return wh
+    return ah.with_accounts(tmp_path_factory.mktemp("access") / "warehouse.duckdb", USERS)
 
 
 @pytest.fixture
 def app_(warehouse, monkeypatch):
-    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(warehouse))
-    import app as app_module
-
-    app_module.server.config["TESTING"] = False  # keep CSRF on
-    return app_module
+    return ah.dashboard(monkeypatch, warehouse)
 
 
 @pytest.fixture
 def client(app_):
     return app_.server.test_client()
-
-
-def _login(client, name: str, password: str = PW, csrf: bool = True):
-    page = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)
-    data = {"name": name, "password": password}
-    if csrf:
-        data["csrf_token"] = token.group(1)
-    return client.post("/login", data=data)
-
-
-def _callbacks(app_) -> dict[str, dict]:
-    app_.server.test_client().get("/_dash-dependencies")  # Dash fills the map on a request
-    return {k: v for k, v in app_.app.callback_map.items() if "callback" in v}
-
-
-def _body(output: str, entry: dict, store: dict | None = None) -> dict:
-    def items(specs):
-        return [{"id": s["id"], "property": s["property"],
-                 "value": store if s["id"] == "filters-store" else None}
-                for s in specs if not s["id"].startswith("{")]
-    def spec(o: str) -> dict:
-        cid, prop = o.rsplit("@", 1)[0].rsplit(".", 1)
-        return {"id": cid, "property": prop}
-    outs = ([spec(o) for o in output.strip(".").split("...")] if output.startswith("..")
-            else spec(output))
-    return {"output": output, "outputs": outs, "inputs": items(entry["inputs"]),
-            "state": items(entry.get("state", [])), "changedPropIds": []}
-
-
-def _post(client, body):
-    return client.post("/_dash-update-component", data=json.dumps(body),
-                       content_type="application/json")
 
 
 def test_every_callback_is_classified(app_) -> None:
@@ -84,7 +46,8 @@ def test_every_callback_is_classified(app_) -> None:
         name = _access._callback_name(entry["callback"])
         fn = inspect.unwrap(entry["callback"])
         reads = "filters_of" in inspect.getsource(fn)
-        assert reads or name in _access.WHOLE_PROGRAM or name in _access.UI_ONLY, name
+        assert (reads or name in _access.WHOLE_PROGRAM or name in _access.UI_ONLY
+                or name in _access.SCOPE_AWARE), name
 
 
 def test_every_route_refuses_an_unauthenticated_caller(app_, client) -> None:
@@ -94,30 +57,38 @@ def test_every_route_refuses_an_unauthenticated_caller(app_, client) -> None:
     assert client.get("/_dash-layout").status_code == 401
     page = client.get("/outcomes?program=Bridges")
     assert page.status_code == 302 and page.headers["Location"].startswith("/login?next=")
-    for output, entry in _callbacks(app_).items():
-        r = _post(client, _body(output, entry))
+    for output, entry in ah.callbacks(app_).items():
+        r = ah.post(client, ah.body(output, entry))
         assert r.status_code == 401, (output, r.status_code)
     assert client.get("/_downloads/abc-k10/prepost_v1.csv").status_code == 401
     assert client.get("/assets/app.css").status_code == 200  # no data: public
 
 
-def test_role_restricted_callbacks_refuse_a_funder(app_, client) -> None:
-    assert _login(client, "funder1").status_code == 302
-    cbs = _callbacks(app_)
-    restricted = [o for o, e in cbs.items()
-                  if _access.CALLBACK_RULES.get(_access._callback_name(e["callback"]))
-                  and not accounts.can("funder", _access.CALLBACK_RULES[
-                      _access._callback_name(e["callback"])])]
-    assert restricted  # the Data page's download
-    for output in restricted:
-        assert _post(client, _body(output, cbs[output])).status_code == 403
-    for name in ("prepost_v1.csv", "scale_scores_v1.csv"):
-        assert client.get(f"/_downloads/abc-k10/{name}").status_code == 403
+def test_role_restricted_callbacks_refuse_a_funder(app_, client, monkeypatch) -> None:
+    assert ah.login(client, "funder1").status_code == 302
+    # Funders may download aggregates (rounded, tests/test_scoped_downloads.py): a role without
+    # the capability a callback needs is refused on the server.
+    caps = {**accounts.CAPABILITIES,
+            "funder": accounts.CAPABILITIES["funder"] - {"export", "snapshot"}}
+    with monkeypatch.context() as m:
+        m.setattr(accounts, "CAPABILITIES", caps)
+        cbs = ah.callbacks(app_)
+        restricted = [o for o, e in cbs.items()
+                      if _access.CALLBACK_RULES.get(_access._callback_name(e["callback"]))
+                      and not accounts.can("funder", _access.CALLBACK_RULES[
+                          _access._callback_name(e["callback"])])]
+        assert restricted  # the Data page's download, the PDF snapshot
+        for output in restricted:
+            assert ah.post(client, ah.body(output, cbs[output])).status_code == 403
+    # unrounded files, and row-level ones even rounded, are never a funder's
+    for path in ("abc-k10/prepost_v1.csv", "abc-k10/scale_scores_v1.csv",
+                 "abc-r5-k10/scale_scores_v1.csv"):
+        assert client.get(f"/_downloads/{path}").status_code == 403, path
     assert _access.rounding_required.__doc__  # the hook helper S uses
 
 
 def test_logged_in_page_and_logout(client) -> None:
-    assert _login(client, "admin1").status_code == 302
+    assert ah.login(client, "admin1").status_code == 302
     r = client.get("/")
     assert r.status_code == 200
     for h in ("X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy",
@@ -131,41 +102,65 @@ def test_logged_in_page_and_logout(client) -> None:
     assert client.get("/_dash-layout").status_code == 401
 
 
+def _session_cookie(client) -> str | None:
+    cookie = client.get_cookie("session")
+    return cookie.value if cookie is not None else None
+
+
+def test_login_starts_a_new_session(app_, client) -> None:
+    """Session fixation: nothing of the session from before the login carries over (a value
+    planted in it is gone), the cookie changes, and the old cookie does not authenticate."""
+    client.get("/login")
+    with client.session_transaction() as s:
+        s["planted"] = "by someone else"
+    before = _session_cookie(client)
+    assert before
+    assert ah.login(client, "admin1").status_code == 302
+    after = _session_cookie(client)
+    assert after and after != before
+    with client.session_transaction() as s:
+        assert "planted" not in s and s.get("_user_id", "").startswith("admin1|")
+    assert client.get("/_dash-layout").status_code == 200
+    old = app_.server.test_client()
+    old.set_cookie("session", before)
+    assert old.get("/_dash-layout").status_code == 401
+
+
 def test_session_cookie_flags(client) -> None:
-    r = _login(client, "admin1")
+    r = ah.login(client, "admin1")
     cookie = r.headers.get("Set-Cookie", "")
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert "Secure" not in cookie  # plain http here; https (or EXCHANGE_IMPACT_SECURE_COOKIES=1)
 
 
 def test_wrong_password_and_missing_csrf_refused(client) -> None:
-    r = _login(client, "admin1", "not the password")
+    r = ah.login(client, "admin1", "not the password")
     assert r.status_code == 401 and "Wrong account name or password" in r.get_data(as_text=True)
-    r = _login(client, "admin1", csrf=False)
+    r = ah.login(client, "admin1", csrf=False)
     assert r.status_code == 400 and client.get("/_dash-layout").status_code == 401
 
 
 def test_login_is_rate_limited(client) -> None:
     # brute1 is this test's own account: the limiter's memory lives as long as the app module,
     # so locking out a name other tests log in with would fail them for a minute.
-    codes = [_login(client, "brute1", f"guess {i}").status_code for i in range(7)]
+    codes = [ah.login(client, "brute1", f"guess {i}").status_code for i in range(7)]
     assert codes[:5] == [401] * 5 and codes[5:] == [429, 429]
-    assert _login(client, "brute1").status_code == 429  # even the right password, for now
+    assert ah.login(client, "brute1").status_code == 429  # even the right password, for now
 
 
 def test_forged_payload_for_another_program_is_refused(app_) -> None:
     from analytics.read.filters import Filters
 
     c = app_.server.test_client()
-    assert _login(c, "lead2").status_code == 302  # a lead of Bridges only
-    cbs = _callbacks(app_)
+    assert ah.login(c, "lead2").status_code == 302  # a lead of Bridges only
+    cbs = ah.callbacks(app_)
     out = next(o for o, e in cbs.items()
                if _access._callback_name(e["callback"]) == "pages.overview.cards")
     other = Filters(program=("Horizons",))
-    r = _post(c, _body(out, cbs[out], {"filters": other.to_dict(), "query": other.to_query()}))
+    r = ah.post(c, ah.body(out, cbs[out], {"filters": other.to_dict(), "query": other.to_query()}))
     assert r.status_code == 403 and b"outside your account" in r.data
     mine = Filters(program=("Bridges",))
-    r = _post(c, _body(out, cbs[out], {"filters": mine.to_dict(), "query": mine.to_query()}))
+    r = ah.post(c, ah.body(out, cbs[out], {"filters": mine.to_dict(), "query": mine.to_query()}))
     assert r.status_code == 200
     # no choice at all: the lead's own scope, never the whole program
     from flask_login import login_user
@@ -176,31 +171,31 @@ def test_forged_payload_for_another_program_is_refused(app_) -> None:
 
 
 def test_scoped_user_gets_a_note_for_whole_program_statistics(app_, client) -> None:
-    cbs = _callbacks(app_)
+    cbs = ah.callbacks(app_)
     out = next(o for o, e in cbs.items()
                if _access._callback_name(e["callback"]) == "pages.outcomes.sensitivity")
-    body = _body(out, cbs[out])
+    body = ah.body(out, cbs[out])
     body["outputs"] = {"id": "outcomes-sensitivity", "property": "children"}
     c = app_.server.test_client()
-    assert _login(c, "lead3").status_code == 302
-    r = _post(c, body)
+    assert ah.login(c, "lead3").status_code == 302
+    r = ah.post(c, body)
     assert r.status_code == 200 and "issue 17" in r.get_data(as_text=True)
 
 
 def test_scoped_user_gets_the_model_comparison_and_balance_of_their_programs(app_) -> None:
     """Issue 17: these are computed for any filters now, so a scoped lead gets them for their
     own programs (fitted on request), not the whole-program note."""
-    cbs = _callbacks(app_)
+    cbs = ah.callbacks(app_)
     c = app_.server.test_client()
-    assert _login(c, "lead3").status_code == 302
+    assert ah.login(c, "lead3").status_code == 302
     said = {}
     for name in ("model", "adjusted", "balance"):
         assert f"pages.outcomes.{name}" not in _access.WHOLE_PROGRAM
         out = next(o for o, e in cbs.items()
                    if _access._callback_name(e["callback"]) == f"pages.outcomes.{name}")
-        body = _body(out, cbs[out])
+        body = ah.body(out, cbs[out])
         body["outputs"] = {"id": f"outcomes-{name}", "property": "children"}
-        r = _post(c, body)
+        r = ah.post(c, body)
         said[name] = r.get_data(as_text=True)
         assert r.status_code == 200 and _access.SCOPE_NOTE not in said[name], name
     assert "Filtered participants' mixed model" in said["model"]
@@ -211,7 +206,7 @@ def test_scoped_user_gets_the_model_comparison_and_balance_of_their_programs(app
                                   "/_downloads/..%2Faccounts.sqlite/x.pdf",
                                   "/_downloads/abc-k10/%2Fetc%2Fpasswd"])
 def test_download_names_cannot_escape_their_folder(client, path) -> None:
-    assert _login(client, "admin1").status_code == 302
+    assert ah.login(client, "admin1").status_code == 302
     r = client.get(path)
     # refused, or not the download route at all (Dash's page shell): never a file
     assert r.status_code in (400, 403, 404) or b"_dash-config" in r.data, r.status_code
@@ -221,8 +216,7 @@ def test_download_names_cannot_escape_their_folder(client, path) -> None:
 
 def test_no_accounts_serves_loopback_only(tmp_path, monkeypatch) -> None:
     wh = build_fixture_warehouse(tmp_path / "warehouse.duckdb")
-    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(wh))
-    import app as app_module
+    app_module = ah.dashboard(monkeypatch, wh)
 
     c = app_module.server.test_client()
     assert c.get("/").status_code == 200
@@ -251,14 +245,13 @@ def test_html_in_names_is_text(tmp_path, monkeypatch) -> None:
     con.execute(f'UPDATE "{schema.EXCHANGES.name}" SET name = ?', [EVIL])
     con.execute(f'UPDATE "{schema.CLUSTERS.name}" SET name = ?', [EVIL])
     con.close()
-    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(wh))
-    import app as app_module
+    app_module = ah.dashboard(monkeypatch, wh)
 
     c = app_module.server.test_client()
-    cbs = _callbacks(app_module)
+    cbs = ah.callbacks(app_module)
     out = next(o for o, e in cbs.items()
                if _access._callback_name(e["callback"]) == "pages._ui.sync_filters")
-    r = _post(c, _body(out, cbs[out]))
+    r = ah.post(c, ah.body(out, cbs[out]))
     assert r.status_code == 200
     resp = r.get_json()["response"]
     labels = [o["label"] for o in resp["filter-exchange"]["options"]]
@@ -270,11 +263,11 @@ def test_html_in_names_is_text(tmp_path, monkeypatch) -> None:
 
 def test_filter_options_limited_to_the_scope(app_) -> None:
     c = app_.server.test_client()
-    assert _login(c, "lead3").status_code == 302
-    cbs = _callbacks(app_)
+    assert ah.login(c, "lead3").status_code == 302
+    cbs = ah.callbacks(app_)
     out = next(o for o, e in cbs.items()
                if _access._callback_name(e["callback"]) == "pages._ui.sync_filters")
-    r = _post(c, _body(out, cbs[out]))
+    r = ah.post(c, ah.body(out, cbs[out]))
     assert r.status_code == 200
     programs = [o["value"] for o in r.get_json()["response"]["filter-program"]["options"]]
     assert programs == ["Bridges"]
@@ -296,13 +289,13 @@ def test_password_reset_and_removal_end_existing_sessions(app_, warehouse) -> No
     accounts.add_user(warehouse, "temp2", "lead", PW)
     try:
         a, b = app_.server.test_client(), app_.server.test_client()
-        assert _login(a, "temp1").status_code == 302 and _login(b, "temp2").status_code == 302
+        assert ah.login(a, "temp1").status_code == 302 and ah.login(b, "temp2").status_code == 302
         assert a.get("/_dash-layout").status_code == 200
         assert b.get("/_dash-layout").status_code == 200
         accounts.reset_password(warehouse, "temp1", "another good password")
         assert a.get("/_dash-layout").status_code == 401  # the old session ended
         assert b.get("/_dash-layout").status_code == 200  # others keep theirs
-        assert _login(a, "temp1", "another good password").status_code == 302
+        assert ah.login(a, "temp1", "another good password").status_code == 302
         assert a.get("/_dash-layout").status_code == 200  # a new login works
         accounts.remove_user(warehouse, "temp2")
         accounts.add_user(warehouse, "temp2", "admin", PW)  # same name, same password, new
@@ -345,11 +338,11 @@ def _warehouse_with_a_private_cluster(path):
 
 def _filter_bar(app_module, name: str) -> dict[str, list[str]]:
     c = app_module.server.test_client()
-    assert _login(c, name).status_code == 302
-    cbs = _callbacks(app_module)
+    assert ah.login(c, name).status_code == 302
+    cbs = ah.callbacks(app_module)
     out = next(o for o, e in cbs.items()
                if _access._callback_name(e["callback"]) == "pages._ui.sync_filters")
-    r = _post(c, _body(out, cbs[out]))
+    r = ah.post(c, ah.body(out, cbs[out]))
     assert r.status_code == 200
     resp = r.get_json()["response"]
     return {f: [o["value"] for o in resp[f"filter-{f}"]["options"]]
@@ -360,8 +353,7 @@ def test_scoped_filter_bar_names_only_the_scope(tmp_path, monkeypatch) -> None:
     """Issue 14: a program lead's filter bar offers the clusters, exchanges and countries of
     its programs only; other programs' names never reach its browser."""
     wh = _warehouse_with_a_private_cluster(tmp_path / "warehouse.duckdb")
-    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(wh))
-    import app as app_module
+    app_module = ah.dashboard(monkeypatch, wh)
 
     everything = _filter_bar(app_module, "all1")
     assert "C9" in everything["cluster"] and "X9" in everything["exchange"]
@@ -454,14 +446,13 @@ def test_html_in_institution_names_is_escaped_in_figures(tmp_path, monkeypatch) 
     con = duckdb.connect(str(wh))
     con.execute(f'UPDATE "{schema.INSTITUTIONS.name}" SET name = ?', [evil])
     con.close()
-    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(wh))
-    import app as app_module
+    app_module = ah.dashboard(monkeypatch, wh)
 
     c = app_module.server.test_client()
-    cbs = _callbacks(app_module)
+    cbs = ah.callbacks(app_module)
     out = next(o for o, e in cbs.items()
                if _access._callback_name(e["callback"]) == "pages.partnerships.network")
-    r = _post(c, _body(out, cbs[out], {"filters": {}, "query": ""}))
+    r = ah.post(c, ah.body(out, cbs[out], {"filters": {}, "query": ""}))
     assert r.status_code == 200
     raw = r.get_data(as_text=True)
     assert "<script" not in raw and "<a href" not in raw and "<img" not in raw
@@ -470,46 +461,8 @@ def test_html_in_institution_names_is_escaped_in_figures(tmp_path, monkeypatch) 
     assert texts and set(texts) == {html_lib.escape(evil, quote=False)}
 
 
-def _download_body(table: str, unsuppressed: object, pending: object = None) -> dict:
-    """The Data page's download request (a click on "Download table", or a poll)."""
-    poll = pending is not None
-    return {
-        "output": "..data-download-file.data...data-download-status.children..."
-                  "data-download-pending.data...data-download-poll.disabled..",
-        "outputs": [{"id": "data-download-file", "property": "data"},
-                    {"id": "data-download-status", "property": "children"},
-                    {"id": "data-download-pending", "property": "data"},
-                    {"id": "data-download-poll", "property": "disabled"}],
-        "inputs": [{"id": "data-download-button", "property": "n_clicks",
-                    "value": None if poll else 1},
-                   {"id": "data-download-all", "property": "n_clicks", "value": None},
-                   {"id": "data-download-poll", "property": "n_intervals",
-                    "value": 1 if poll else None}],
-        "state": [{"id": "data-download-table", "property": "value", "value": table},
-                  {"id": "data-download-format", "property": "value", "value": "csv"},
-                  {"id": "data-download-pending", "property": "data", "value": pending},
-                  {"id": "data-download-unsuppressed", "property": "value",
-                   "value": unsuppressed}],
-        "changedPropIds": ["data-download-poll.n_intervals" if poll
-                           else "data-download-button.n_clicks"],
-    }
-
-
-def _download(client, table: str, unsuppressed: object) -> tuple[dict, bytes | None]:
-    """Click, poll until the builder (its own process) is done, fetch the file: the last
-    answer and the file's bytes (None when the page said no)."""
-    import time
-
-    got = _post(client, _download_body(table, unsuppressed)).get_json()["response"]
-    while "data-download-file" not in got and (got.get("data-download-pending") or {}).get("data"):
-        time.sleep(0.2)  # waits on the build's state; the test's outcome does not depend on it
-        got = _post(client, _download_body(table, None, got["data-download-pending"]["data"])
-                    ).get_json()["response"]
-    if "data-download-file" not in got:
-        return got, None
-    r = client.get(got["data-download-file"]["data"]["url"])
-    assert r.status_code == 200, r.data[:300]
-    return got, r.data
+def _poll(pending: object) -> dict:
+    return ah.download_body("data-download-poll", None, None, pending, None)
 
 
 def _suppressed_rows(data: bytes) -> int:
@@ -532,9 +485,9 @@ def test_researchers_download_unsuppressed_tables_others_never(app_, warehouse) 
         if accounts.get_user(warehouse, name) is None:
             accounts.add_user(warehouse, name, role, PW, programs=progs)
     res = app_.server.test_client()
-    assert _login(res, "res1").status_code == 302
-    _got, k10 = _download(res, "prepost", [])
-    got, k0 = _download(res, "prepost", ["k0"])
+    assert ah.login(res, "res1").status_code == 302
+    _got, k10, _ = ah.download(res, "prepost", unsuppressed=[])
+    got, k0, _ = ah.download(res, "prepost", unsuppressed=["k0"])
     url = got["data-download-file"]["data"]["url"]
     assert "-k0/" in url and "-k10/" not in url
     assert _suppressed_rows(k10) > 0 and _suppressed_rows(k0) == 0  # small groups included
@@ -542,35 +495,36 @@ def test_researchers_download_unsuppressed_tables_others_never(app_, warehouse) 
                for r in accounts.audit_rows(warehouse, 20))
 
     lead = app_.server.test_client()
-    assert _login(lead, "lead3").status_code == 302  # scoped (Bridges)
+    assert ah.login(lead, "lead3").status_code == 302  # scoped (Bridges)
     admin_lead = "lead_all"
     if accounts.get_user(warehouse, admin_lead) is None:
         accounts.add_user(warehouse, admin_lead, "lead", PW)
     lead_all = app_.server.test_client()
-    assert _login(lead_all, admin_lead).status_code == 302
-    got, file_ = _download(lead_all, "prepost", ["k0"])
+    assert ah.login(lead_all, admin_lead).status_code == 302
+    got, file_, _ = ah.download(lead_all, "prepost", unsuppressed=["k0"])
     assert file_ is None and "unsuppressed tables are for researchers" in json.dumps(got)
     forged = {"table": "prepost", "fmt": "csv", "polls": 1, "k": 0}  # a poll made up
-    got = _post(lead_all, _download_body("prepost", None, forged)).get_json()["response"]
+    got = ah.post(lead_all, _poll(forged)).get_json()["response"]
     assert "data-download-file" not in got and "unsuppressed tables are for" in json.dumps(got)
     for bad in ({**forged, "k": "0"}, {**forged, "k": True}, {**forged, "k": 3}):
-        assert _post(lead_all, _download_body("prepost", None, bad)).status_code == 400
-    assert _post(lead_all, _download_body("prepost", ["k0", "x"])).status_code == 400
-    _got, plain = _download(lead_all, "prepost", [])
+        assert ah.post(lead_all, _poll(bad)).status_code == 400
+    assert ah.post(lead_all, ah.download_body("data-download-button", "prepost",
+                                                  unsuppressed=["k0", "x"])).status_code == 400
+    _got, plain, _ = ah.download(lead_all, "prepost", unsuppressed=[])
     assert plain is not None and _suppressed_rows(plain) > 0  # the suppressed one still comes
     for c in (lead, lead_all):
         assert c.get(url).status_code == 403
     funder = app_.server.test_client()
-    assert _login(funder, "funder1").status_code == 302
+    assert ah.login(funder, "funder1").status_code == 302
     assert funder.get(url).status_code == 403
     scoped = app_.server.test_client()
-    assert _login(scoped, "resb").status_code == 302
-    assert scoped.get(url).status_code == 403  # files hold every program
+    assert ah.login(scoped, "resb").status_code == 302
+    assert scoped.get(url).status_code == 403  # that file holds every program
     assert res.get(url).status_code == 200
 
     # the switch is offered to those who may use it only
     for name, offered in (("res1", True), ("admin1", True), ("lead_all", False),
-                          ("resb", False), ("funder1", False)):
+                          ("resb", True), ("funder1", False)):
         with app_.server.test_request_context():
             login_user(_access._User(accounts.get_user(warehouse, name)))
             assert data.may_unsuppress() is offered, name

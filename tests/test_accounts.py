@@ -102,7 +102,7 @@ def test_unknown_cluster_or_program_named(small_warehouse) -> None:
 
 def test_capabilities_table() -> None:
     assert accounts.can("admin", "rowlevel") and accounts.can("researcher", "unsuppressed")
-    assert not accounts.can("funder", "rowlevel") and not accounts.can("funder", "export")
+    assert not accounts.can("funder", "rowlevel") and accounts.can("funder", "export")
     assert accounts.can("funder", "rounded") and accounts.can("funder", "snapshot")
     assert not accounts.can("lead", "rowlevel") and accounts.can("lead", "export")
     assert not accounts.can(None, "dashboard") and not accounts.can("nobody", "dashboard")
@@ -192,3 +192,21 @@ def test_a_file_another_worker_is_still_creating_reads_as_no_accounts(tmp_path) 
     assert not accounts.has_accounts(wh)
     rows = accounts.audit_rows(wh)
     assert len(rows) == 1 and "download" in rows[0]
+
+
+def test_commands_read_credentials_one_way(monkeypatch) -> None:
+    """`--password-stdin` (all of standard input, its newline dropped) or, for the export
+    commands, EXCHANGE_IMPACT_USER / EXCHANGE_IMPACT_PASSWORD: one reader for every command."""
+    import io
+
+    monkeypatch.delenv(accounts.USER_ENV, raising=False)
+    monkeypatch.delenv(accounts.PASSWORD_ENV, raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO("pass word 1\n"))
+    assert accounts.read_password(True) == "pass word 1"
+    assert accounts.command_credentials(None, False) == (None, "")
+    monkeypatch.setenv(accounts.USER_ENV, "ana")
+    monkeypatch.setenv(accounts.PASSWORD_ENV, "from env")
+    assert accounts.command_credentials(None, False) == ("ana", "from env")
+    assert accounts.read_password(False) == ""  # `users add` never reads the environment
+    monkeypatch.setattr("sys.stdin", io.StringIO("from stdin\r\n"))
+    assert accounts.command_credentials("bea", True) == ("bea", "from stdin")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import access_helpers as ah
 from tests import program as P
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,55 +27,23 @@ def demo_warehouse(tmp_path_factory) -> Path:
     return wh
 
 
-def _body(button: str, table: object, fmt: object, pending: object = None) -> dict:
-    """The download callback's request, as the page posts it for a click or a poll."""
-    return {
-        "output": "..data-download-file.data...data-download-status.children..."
-                  "data-download-pending.data...data-download-poll.disabled..",
-        "outputs": [{"id": "data-download-file", "property": "data"},
-                    {"id": "data-download-status", "property": "children"},
-                    {"id": "data-download-pending", "property": "data"},
-                    {"id": "data-download-poll", "property": "disabled"}],
-        "inputs": [{"id": "data-download-button", "property": "n_clicks",
-                    "value": 1 if button == "data-download-button" else None},
-                   {"id": "data-download-all", "property": "n_clicks",
-                    "value": 1 if button == "data-download-all" else None},
-                   {"id": "data-download-poll", "property": "n_intervals",
-                    "value": 1 if button == "data-download-poll" else None}],
-        "state": [{"id": "data-download-table", "property": "value", "value": table},
-                  {"id": "data-download-format", "property": "value", "value": fmt},
-                  {"id": "data-download-pending", "property": "data", "value": pending},
-                  {"id": "data-download-unsuppressed", "property": "value", "value": []}],
-        "changedPropIds": [f"{button}.{'n_intervals' if button.endswith('poll') else 'n_clicks'}"],
-    }
-
-
 def respond(client, button: str, table: object, fmt: object, pending: object = None) -> dict:
     """The callback's whole response: the file (data-download-file), the status line, the
     pending request and whether the page keeps polling."""
-    r = client.post("/_dash-update-component", data=json.dumps(_body(button, table, fmt, pending)),
-                    content_type="application/json")
+    r = ah.post(client, ah.download_body(button, table, fmt, pending))
     assert r.status_code == 200, r.data[:500]
     return json.loads(r.data)["response"]
 
 
 def click(client, button: str, table: str, fmt: str) -> tuple[str, bytes]:
-    """Click, poll as the page does until the file is ready (waits on the builder's state,
-    bounded by the test timeout), then fetch it from its URL as the browser does: the file's
-    name and bytes."""
-    got = respond(client, button, table, fmt)
-    while "data-download-file" not in got:
-        pending = got["data-download-pending"]["data"]
-        assert pending, json.dumps(got)[:500]  # neither a file nor still building: a failure
-        assert got["data-download-poll"]["disabled"] is False
-        time.sleep(0.2)
-        got = respond(client, "data-download-poll", None, None, pending)
+    """Click, poll until the file is ready, fetch it from its URL as the browser does
+    (`access_helpers.download`): the file's name and bytes, served as an attachment."""
+    got, data, r = ah.download(client, table, fmt, button=button)
+    assert data is not None, json.dumps(got)[:500]  # neither a file nor still building
     ready = got["data-download-file"]["data"]
-    r = client.get(ready["url"])
-    assert r.status_code == 200, r.data[:300]
     assert r.headers["Content-Disposition"].startswith("attachment")
     assert ready["filename"] in r.headers["Content-Disposition"]
-    return ready["filename"], r.data
+    return ready["filename"], data
 
 
 def test_a_file_that_cannot_be_made_says_why_beside_the_button(demo_warehouse: Path,

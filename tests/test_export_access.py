@@ -14,10 +14,10 @@ import pytest
 
 from analytics.outputs import cli
 from etl import accounts
+from tests import access_helpers as ah
+from tests.access_helpers import PW
 from tests.analytics_fixture import run
 from tests.dashboard_fixture import build_fixture_warehouse
-
-PW = "correct horse battery"
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +28,10 @@ def bare(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory) -> Path:
-    wh = build_fixture_warehouse(tmp_path_factory.mktemp("guarded") / "warehouse.duckdb")
-    accounts.add_user(wh, "admin1", "admin", PW)
-    accounts.add_user(wh, "res1", "researcher", PW)
-    accounts.add_user(wh, "res_bridges", "researcher", PW, programs=["Bridges"])
-    accounts.add_user(wh, "lead1", "lead", PW)
-    accounts.add_user(wh, "funder1", "funder", PW)
-    return wh
+    return ah.with_accounts(tmp_path_factory.mktemp("guarded") / "warehouse.duckdb", {
+        "admin1": ("admin", {}), "res1": ("researcher", {}),
+        "res_bridges": ("researcher", {"programs": ["Bridges"]}), "lead1": ("lead", {}),
+        "funder1": ("funder", {})})
 
 
 def _main(monkeypatch, argv: list[str], password: str | None = None) -> int:
@@ -85,7 +82,6 @@ def test_a_researcher_with_password_on_stdin_may(guarded: Path, tmp_path: Path) 
 @pytest.mark.parametrize(("user", "password", "message"), [
     ("lead1", PW, "the role lead of lead1 may not export unsuppressed"),
     ("funder1", PW, "the role funder of funder1 may not"),
-    ("res_bridges", PW, "res_bridges is limited to Bridges"),
     ("res1", "not the password", "wrong account name or password"),
     ("nobody", PW, "wrong account name or password"),
 ])
@@ -123,8 +119,8 @@ def test_aggregates_at_k_stay_open_and_env_credentials_work(guarded: Path, tmp_p
     assert _main(monkeypatch, ["export", "prepost", "--warehouse", str(guarded),
                                "--out", str(out)]) == 0
     assert _last(guarded)[1] == f"os:{getpass.getuser()}"
-    monkeypatch.setenv(cli.USER_ENV, "res1")
-    monkeypatch.setenv(cli.PASSWORD_ENV, PW)
+    monkeypatch.setenv(accounts.USER_ENV, "res1")
+    monkeypatch.setenv(accounts.PASSWORD_ENV, PW)
     assert _main(monkeypatch, ["export", "prepost", "--min-cell", "0", "--warehouse",
                                str(guarded), "--out", str(out)]) == 0
     assert _last(guarded)[1:3] == ("res1", "cli-export")
@@ -158,3 +154,50 @@ def test_refresh_below_k_is_checked_too(guarded: Path, monkeypatch, capsys) -> N
     assert _last(guarded)[2] == "cli-refresh-refused"
     code = _main(monkeypatch, ["refresh", "--min-cell", "0", "--warehouse", str(guarded)])
     assert code == 1 and "needs an account" in capsys.readouterr().err
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+
+
+def test_a_scoped_account_exports_its_scope_and_a_funder_rounded(guarded: Path, tmp_path: Path,
+                                                                 monkeypatch, capsys) -> None:
+    """As the Data page: a researcher limited to Bridges gets Bridges' participants (row-level,
+    unsuppressed: its role may), a funder its counts rounded; both in the audit log."""
+    import duckdb
+
+    from analytics import suppression
+
+    out = tmp_path / "scores.csv"
+    assert _main(monkeypatch, ["export", "scale_scores", "--min-cell", "0", "--warehouse",
+                               str(guarded), "--out", str(out), "--user", "res_bridges",
+                               "--password-stdin"], PW) == 0
+    assert "limited to programs Bridges" in capsys.readouterr().err
+    con = duckdb.connect(str(guarded), read_only=True)
+    try:
+        bridges = {r[0] for r in con.execute(
+            "SELECT exchange_id FROM exchanges WHERE program = 'Bridges'").fetchall()}
+        everyone = {r[0] for r in con.execute(
+            "SELECT exchange_id FROM res_scale_scores").fetchall()}
+    finally:
+        con.close()
+    got = {r["exchange_id"] for r in _csv(out)}
+    assert got and got <= bridges and not everyone <= bridges
+    _at, who, action, _target, filters, _v = _last(guarded)
+    assert (who, action) == ("res_bridges", "cli-export")
+    assert json.loads(filters)["scope"] == "programs Bridges"
+
+    out = tmp_path / "attrition.csv"
+    assert _main(monkeypatch, ["export", "attrition", "--warehouse", str(guarded), "--out",
+                               str(out), "--user", "funder1", "--password-stdin"], PW) == 0
+    counts = [int(float(r[c])) for r in _csv(out) for c in ("n_invited", "n_responded")
+              if r[c]]
+    assert counts and all(n % suppression.ROUND_TO == 0 for n in counts)
+    assert json.loads(_last(guarded)[4])["round_to"] == suppression.ROUND_TO
+    plain = tmp_path / "attrition_exact.csv"
+    assert _main(monkeypatch, ["export", "attrition", "--warehouse", str(guarded), "--out",
+                               str(plain)]) == 0
+    assert any(int(float(r["n_responded"])) % suppression.ROUND_TO
+               for r in _csv(plain) if r["n_responded"])

@@ -32,8 +32,9 @@ from analytics.read.filters import Filters
 from etl import accounts
 from etl.warehouse import Reader, connect_read_only
 from pages import _access
+from tests import access_helpers as ah
+from tests.access_helpers import PW
 from tests.dashboard_fixture import build_fixture_warehouse
-from tests.test_access import PW, _body, _callbacks, _login, _post
 
 BASE = suppression.ROUND_TO
 K = suppression.MIN_CELL
@@ -98,11 +99,7 @@ def warehouse(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def app_(warehouse, monkeypatch):
-    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(warehouse))
-    import app as app_module
-
-    app_module.server.config["TESTING"] = False
-    return app_module
+    return ah.dashboard(monkeypatch, warehouse)
 
 
 # ---- rounding in the callbacks --------------------------------------------------------------
@@ -175,10 +172,10 @@ def _table_counts(tree, columns: set[str]) -> list[int]:
 
 
 def _answer(app_, client, name: str) -> dict:
-    cbs = _callbacks(app_)
+    cbs = ah.callbacks(app_)
     out = next(o for o, e in cbs.items() if _access._callback_name(e["callback"]) == name)
     f = Filters()
-    r = _post(client, _body(out, cbs[out], {"filters": f.to_dict(), "query": f.to_query()}))
+    r = ah.post(client, ah.body(out, cbs[out], {"filters": f.to_dict(), "query": f.to_query()}))
     assert r.status_code == 200, (name, r.status_code)
     return json.loads(r.get_data(as_text=True))["response"]
 
@@ -217,12 +214,12 @@ def _counts(app_, client) -> list[int]:
 
 def test_a_funder_sees_counts_rounded_and_an_admin_exact(app_, warehouse) -> None:
     funder = app_.server.test_client()
-    assert _login(funder, "funder1").status_code == 302
+    assert ah.login(funder, "funder1").status_code == 302
     rounded_counts = _counts(app_, funder)
     assert all(v % BASE == 0 for v in rounded_counts), rounded_counts
     # The same thread then serves an admin: the cache holds exact answers, the role decides.
     admin = app_.server.test_client()
-    assert _login(admin, "admin1").status_code == 302
+    assert ah.login(admin, "admin1").status_code == 302
     exact = _counts(app_, admin)
     assert not all(v % BASE == 0 for v in exact), exact
     r = Reader(warehouse)
@@ -292,17 +289,17 @@ def test_the_snapshot_button_passes_the_accounts_limits_to_the_job(app_, monkeyp
 
     seen: list[tuple[Filters, dict]] = []
     monkeypatch.setattr(jobs, "start", lambda wh, f, **kw: seen.append((f, kw)) or "0" * 32)
-    cbs = _callbacks(app_)
+    cbs = ah.callbacks(app_)
     out = next(o for o, e in cbs.items()
                if _access._callback_name(e["callback"]) == "pages._ui.snapshot")
-    body = _body(out, cbs[out], {"filters": Filters().to_dict(), "query": ""})
+    body = ah.body(out, cbs[out], {"filters": Filters().to_dict(), "query": ""})
     for item in body["inputs"]:
         if item["id"] == _ui.SNAP_BUTTON:
             item["value"] = 1
     body["changedPropIds"] = [f"{_ui.SNAP_BUTTON}.n_clicks"]
     c = app_.server.test_client()
-    assert _login(c, name).status_code == 302
-    assert _post(c, body).status_code == 200
+    assert ah.login(c, name).status_code == 302
+    assert ah.post(c, body).status_code == 200
     (f, kw), = seen
     assert kw == {"whole_program": whole, "round_to": base}
     assert f.program == (("Bridges",) if name == "funder2" else ())
@@ -413,3 +410,54 @@ def test_protect_blanked_blanks_what_protect_blanks(counts) -> None:
     assert got["suppressed"].tolist() == want["suppressed"].tolist()
     assert got["n"].isna().tolist() == want["n"].isna().tolist()
     assert got["mean"].isna().tolist() == want["mean"].isna().tolist()
+
+
+# ---- counts a page computes itself ----------------------------------------------------------
+
+_PAGE_COUNTS = {  # callback -> how its own counts (len of a read answer) read in the answer
+    "pages.partnerships.network": r"\(n = ([\d,]+)\)",
+    "pages.partnerships.reciprocity": r"\(n = ([\d,]+)\)|above 0 \(([\d,]+)\)",
+    "pages.participation.scheduling": r"\(n = ([\d,]+)\)|([\d,]+) of ([\d,]+) partnerships",
+}
+
+
+def _page_counts(app_, client) -> list[int]:
+    found: list[int] = []
+    for name, pattern in _PAGE_COUNTS.items():
+        raw = json.dumps(_answer(app_, client, name), ensure_ascii=False)
+        got = [int(g.replace(",", "")) for m in re.finditer(pattern, raw) for g in m.groups()
+               if g]
+        assert got, name  # the fixture gives every one of them something to count
+        found += got
+    return found
+
+
+def test_counts_a_page_formats_itself_are_rounded_for_funders(app_) -> None:
+    """The legends' n of the network, reciprocity and scheduling figures, the one-sided
+    partnerships' count and the zero-overlap sentence are counted by the page (len of a read
+    answer), outside the read cache's rounding: they go through the same rounding."""
+    funder = app_.server.test_client()
+    assert ah.login(funder, "funder1").status_code == 302
+    rounded_counts = _page_counts(app_, funder)
+    assert all(v % BASE == 0 for v in rounded_counts), rounded_counts
+    admin = app_.server.test_client()
+    assert ah.login(admin, "admin1").status_code == 302
+    exact = _page_counts(app_, admin)
+    assert not all(v % BASE == 0 for v in exact), exact
+    assert rounding.count(12, 5) == 10 and rounding.count(13, 5) == 15
+    assert rounding.count(7) == 7  # no caller's base: as it is
+
+
+def test_every_count_of_people_in_the_scale_table_is_rounded() -> None:
+    """res_scale's counts of people (exported for funders and drawn on the Overview) are
+    rounded with its participants: exact parts of a rounded total give the total away."""
+    from etl import schema
+
+    people = [c.name for c in schema.RES_SCALE.columns
+              if c.name.startswith("participants") or c.name in ("dosed", "sustained")]
+    assert len(people) == 6 and all(rounding.is_count(c) for c in people), people
+    df = pd.DataFrame({"participants": [23], "participants_new": [11],
+                       "participants_returning": [12], "institutions": [7]})
+    out = rounding.apply(df, BASE).iloc[0]
+    assert out.participants_new % BASE == 0 and out.participants_returning % BASE == 0
+    assert out.institutions == 7  # the program's structure, no one's personal data

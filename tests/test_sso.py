@@ -24,8 +24,8 @@ from werkzeug.serving import make_server
 from etl import accounts
 from etl.errors import EtlError
 from pages import _sso
+from tests import access_helpers as ah
 from tests.dashboard_fixture import build_fixture_warehouse
-from tests.test_access import _body, _callbacks, _post
 
 CLIENT_ID, CLIENT_SECRET = "exchange-impact", "s3cret-of-the-client"
 
@@ -138,11 +138,11 @@ def _to_provider(client, next_: str = "/outcomes") -> str:
 
 
 def _data_callback(app_, client):
-    cbs = _callbacks(app_)
+    cbs = ah.callbacks(app_)
     out = next(o for o, e in cbs.items()
                if e["callback"].__module__ == "pages.overview" and "filters-store" in
                {i["id"] for i in e["inputs"]})
-    return _post(client, _body(out, cbs[out]))
+    return ah.post(client, ah.body(out, cbs[out]))
 
 
 def test_login_page_offers_the_institution(app_) -> None:
@@ -163,6 +163,24 @@ def test_code_flow_logs_in_the_mapped_account(app_) -> None:
     assert _data_callback(app_, c).status_code == 401
 
 
+def test_sso_login_starts_a_new_session(app_) -> None:
+    """Session fixation: a value planted in the session before the sign-in is gone after it,
+    and the cookie from before does not authenticate."""
+    c = app_.server.test_client()
+    back = _to_provider(c)
+    with c.session_transaction() as s:
+        s["planted"] = "by someone else"
+    before = c.get_cookie("session").value
+    assert c.get(back).status_code == 302
+    assert c.get_cookie("session").value != before
+    with c.session_transaction() as s:
+        assert "planted" not in s and s.get("_user_id", "").startswith("sso1|")
+    old = app_.server.test_client()
+    old.set_cookie("session", before)
+    assert _data_callback(app_, old).status_code == 401
+    assert _data_callback(app_, c).status_code == 200
+
+
 @pytest.mark.parametrize("hostile", ["//evil.example/x", "https://evil.example/",
                                      "%5C%5Cevil.example"])
 def test_next_cannot_leave_the_dashboard(app_, hostile) -> None:
@@ -180,7 +198,7 @@ def _post_auth_bar(app_, client) -> dict:
     body = {"output": "auth-bar.children", "outputs": {"id": "auth-bar", "property": "children"},
             "inputs": [{"id": "url", "property": "pathname", "value": "/"}],
             "changedPropIds": []}
-    r = _post(client, body)
+    r = ah.post(client, body)
     assert r.status_code == 200
     return r.get_json()
 

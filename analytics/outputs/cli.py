@@ -11,7 +11,6 @@ arguments, prints one clear line per problem and sets the exit status:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -121,6 +120,14 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--min-cell", type=int, default=suppression.MIN_CELL, metavar="K",
                    help=f"suppression threshold (default {suppression.MIN_CELL}, the "
                         "dashboard's)")
+    d.add_argument("--program", action="append", default=[], metavar="ID",
+                   help="only this program's exchanges (repeat for several): the file of an "
+                        "account limited to it, e.g. --program=Bridges")
+    d.add_argument("--cluster", action="append", default=[], metavar="ID",
+                   help="only the participants of this cluster's institutions (repeat for "
+                        "several), e.g. --cluster=C1")
+    d.add_argument("--round-to", type=int, metavar="N",
+                   help="round counts to a multiple of N (a funder's file), e.g. --round-to 5")
     _account_args(d)
     # Set by the dashboard when it starts a build (analytics.outputs.downloads.request).
     d.add_argument("--build-id", help=argparse.SUPPRESS)
@@ -132,7 +139,8 @@ def _account_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--user", metavar="NAME",
                    help="the account running this (env EXCHANGE_IMPACT_USER); needed where "
                         "accounts exist for --min-cell below k and row-level tables "
-                        "(scale_scores, --all), e.g. --user ana")
+                        "(scale_scores, --all); an account limited to programs or clusters "
+                        "exports those only, a funder's counts are rounded, e.g. --user ana")
     p.add_argument("--password-stdin", action="store_true",
                    help="read --user's password from standard input (else env "
                         "EXCHANGE_IMPACT_PASSWORD), e.g. printf '%%s' \"$PW\" | … "
@@ -170,7 +178,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.min_cell < 0:
         raise ex.ExportError(f"--min-cell must be 0 or more, got {args.min_cell}")
     fmt = args.format = _resolve_format(args)
-    args.caller = authorise(args, "cli-export")
+    args.caller = authorise(args, "cli-export", scoped=True)
+    # --user limited to programs: the tables of its scope; a funder: counts rounded
+    scope, round_to = ex.audience(args.account)
+    args.scope, args.round_to = scope, round_to
+    if scope is not None:
+        _say(f"note: {args.caller} is limited to {scope.describe()}: the tables are computed "
+             "from those participants only")
     if args.min_cell < suppression.MIN_CELL:
         _say(f"warning: --min-cell {args.min_cell} writes groups smaller than "
              f"{suppression.MIN_CELL} {'unsuppressed' if args.min_cell == 0 else ''}"
@@ -182,7 +196,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         if args.all:
             files, note = ex.export_all(con, args.out, fmt, min_cell=args.min_cell,
-                                        unsuppressed=unsuppressed)
+                                        unsuppressed=unsuppressed, scope=scope,
+                                        round_to=round_to)
             if note:
                 _say(f"note: {note}")
             print(f"wrote {len(files)} files to {args.out}: "
@@ -190,7 +205,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             _audit(args, "all tables", None)
             return EXIT_OK
         e = ex.build_export(con, args.table, fmt, by=args.by, min_cell=args.min_cell,
-                            unsuppressed=unsuppressed)
+                            unsuppressed=unsuppressed, scope=scope, round_to=round_to)
     finally:
         con.close()
     if e.note:
@@ -204,9 +219,6 @@ def cmd_export(args: argparse.Namespace) -> int:
           f"generated {e.generated_at}, min cell {e.min_cell}")
     _audit(args, f"{e.table} -> {out}", e.data_version)
     return EXIT_OK
-
-
-USER_ENV, PASSWORD_ENV = "EXCHANGE_IMPACT_USER", "EXCHANGE_IMPACT_PASSWORD"
 
 
 class AccessError(ex.ExportError):
@@ -242,33 +254,35 @@ def _needs(args: argparse.Namespace) -> list[str]:
     return need
 
 
-def authorise(args: argparse.Namespace, action: str) -> str:
-    """Who runs this export, as the audit log names them, after the role check of issue 14.
+def authorise(args: argparse.Namespace, action: str, *, scoped: bool = False) -> str:
+    """Who runs this export, as the audit log names them, after the role check of issue 14;
+    the account (or None) is left in `args.account`.
 
     No accounts beside the warehouse (a single-user machine): anyone who can read the warehouse
     may, as before; the log says "(no accounts) <os user>". Accounts exist: a request for
     unsuppressed (--min-cell below k) or row-level output needs an account (--user NAME and
     its password on stdin, or env EXCHANGE_IMPACT_USER/EXCHANGE_IMPACT_PASSWORD) whose role has
-    those capabilities and whose scope is all programs (the files hold every program); others
-    are refused, and the refusal is logged. An aggregate export at k stays open to the OS user.
+    those capabilities, and whose scope is all programs unless the command computes the
+    account's scope (`scoped`: export); others are refused, and the refusal is logged. An
+    aggregate export at k stays open to the OS user.
     """
     import getpass
 
     from etl import accounts
 
+    args.account = None
     wh, os_user = args.warehouse, getpass.getuser()
     if not accounts.has_accounts(wh):
         return f"(no accounts) {os_user}"
     need = _needs(args)
-    name = args.user or os.environ.get(USER_ENV)
+    name, password = accounts.command_credentials(args.user, args.password_stdin)
     if not name:
         if not need:
             return f"os:{os_user}"
         _refuse(args, action, f"os:{os_user}", f"{' and '.join(need)} output needs an account "
                 f"here (accounts exist in {accounts.accounts_file(wh)}): give --user NAME "
                 "--password-stdin of an admin or researcher")
-    password = sys.stdin.read() if args.password_stdin else os.environ.get(PASSWORD_ENV, "")
-    acct = accounts.verify(wh, name, password.rstrip("\r\n")) if password else None
+    acct = accounts.verify(wh, name, password) if password else None
     if acct is None:
         _refuse(args, action, f"os:{os_user} as {name[:100]}", f"wrong account name or password "
                 f"for --user {name[:100]} (give the password on stdin with --password-stdin)")
@@ -276,10 +290,11 @@ def authorise(args: argparse.Namespace, action: str) -> str:
     if missing:
         _refuse(args, action, acct.name, f"the role {acct.role} of {acct.name} may not export "
                 f"{' or '.join(missing)} tables (admins and researchers may)")
-    if need and acct.scoped:
+    if need and acct.scoped and not scoped:
         _refuse(args, action, acct.name, f"{acct.name} is limited to "
                 f"{', '.join([*acct.programs, *acct.clusters])}, and the export holds every "
                 "program; ask an admin for the file")
+    args.account = acct
     return acct.name
 
 
@@ -296,8 +311,11 @@ def _target(args: argparse.Namespace) -> str:
 
 
 def _options(args: argparse.Namespace) -> dict[str, object]:
+    scope, round_to = getattr(args, "scope", None), getattr(args, "round_to", None)
     return {"by": getattr(args, "by", None), "min_cell": args.min_cell,
-            "format": getattr(args, "format", None)}
+            "format": getattr(args, "format", None),
+            **({"scope": scope.describe()} if scope is not None else {}),
+            **({"round_to": round_to} if round_to else {})}
 
 
 def _audit(args: argparse.Namespace, target: str, data_version: object,
@@ -339,9 +357,12 @@ def cmd_downloads(args: argparse.Namespace) -> int:
         # The dashboard's own builds (--build-id) were asked for by a logged-in account whose
         # role the page checked; the cache they fill is served only to roles that may read it.
         args.caller = authorise(args, "cli-downloads")
+    if args.round_to is not None and args.round_to < 1:
+        raise ex.ExportError(f"--round-to must be 1 or more, got {args.round_to}")
+    scope = ex.Scope(tuple(args.program), tuple(args.cluster))
     status = downloads.build(args.warehouse, downloads.Artefact(args.table, args.format),
                              min_cell=args.min_cell, build_id=args.build_id,
-                             lock_fd=args.lock_fd)
+                             lock_fd=args.lock_fd, scope=scope, round_to=args.round_to)
     if status.path is None:
         _say(f"note: {status.error}")
         return EXIT_OK

@@ -7,6 +7,11 @@ warehouse build and suppression threshold:
 
     data/warehouse.duckdb.downloads/<build_id>-k<min_cell>/scale_scores_v7.xlsx
 
+An account limited to some programs or clusters, and a funder (counts rounded), get their own
+folder, `<build_id>-<scope key>-r<base>-k<min_cell>` (`audience_tag`): the same export code run
+on the scope's participants only (`export.scoped`), rounded for funders. The dashboard's guard
+serves a folder only to the accounts whose tag it ends with (`pages._access`).
+
 The build id (meta table) changes with every file the loader swaps in, so a cached file is never
 stale; a later build removes earlier builds' folders unchanged for `KEEP_OLD_SECONDS`.
 Folders are owner-only (0700), files too (0600): they hold the same numbers as the warehouse.
@@ -54,6 +59,7 @@ __all__ = [
     "KEEP_OLD_SECONDS",
     "cache_root",
     "build_key",
+    "audience_tag",
     "folder",
     "request",
     "build",
@@ -133,8 +139,16 @@ def build_key(con: duckdb.DuckDBPyConnection) -> tuple[str, int]:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in key), version
 
 
-def folder(warehouse: Path, build_id: str, min_cell: int) -> Path:
-    return cache_root(warehouse) / f"{build_id}-k{int(min_cell)}"
+def audience_tag(scope: export.Scope | None = None, round_to: int | None = None) -> str:
+    """What a cache folder's name says of whom its files are for, before `-k<min_cell>`: '' for
+    every program unrounded, else `-<scope key>` and/or `-r<base>`."""
+    tag = f"-{scope.key()}" if scope is not None and not scope.whole else ""
+    return tag + (f"-r{int(round_to)}" if round_to else "")
+
+
+def folder(warehouse: Path, build_id: str, min_cell: int, scope: export.Scope | None = None,
+           round_to: int | None = None) -> Path:
+    return cache_root(warehouse) / f"{build_id}{audience_tag(scope, round_to)}-k{int(min_cell)}"
 
 
 def _private_dir(path: Path) -> None:
@@ -175,15 +189,17 @@ def _status(target: Path) -> Status:
 
 
 def request(con: duckdb.DuckDBPyConnection, warehouse: Path, artefact: Artefact, *,
-            min_cell: int = suppression.MIN_CELL, retry: bool = False) -> Status:
+            min_cell: int = suppression.MIN_CELL, retry: bool = False,
+            scope: export.Scope | None = None, round_to: int | None = None) -> Status:
     """The artefact of the data version `con` reads: ready, failed, or now being built.
 
     Never builds in the calling process and never waits for a build: it returns in
     milliseconds. `retry=True` (a new click) forgets an earlier failure and tries again.
+    `scope`, `round_to`: the file of those programs/clusters, counts rounded (as `build`).
     """
     artefact.check()
     build_id, version = build_key(con)
-    where = folder(warehouse, build_id, min_cell)
+    where = folder(warehouse, build_id, min_cell, scope, round_to)
     _private_dir(where)
     target = where / artefact.filename(version)
     if retry:
@@ -198,7 +214,7 @@ def request(con: duckdb.DuckDBPyConnection, warehouse: Path, artefact: Artefact,
     try:
         status = _status(target)  # finished between the first look and the lock
         if status.building:
-            _spawn(warehouse, artefact, build_id, min_cell, fd)
+            _spawn(warehouse, artefact, build_id, min_cell, fd, scope, round_to)
     finally:
         os.close(fd)  # the builder keeps its inherited copy, and with it the lock
     return status
@@ -207,11 +223,18 @@ def request(con: duckdb.DuckDBPyConnection, warehouse: Path, artefact: Artefact,
 _BUILDERS: list[subprocess.Popen] = []  # builders this process started, until reaped
 
 
-def _spawn(warehouse: Path, artefact: Artefact, build_id: str, min_cell: int, fd: int) -> None:
+def _spawn(warehouse: Path, artefact: Artefact, build_id: str, min_cell: int, fd: int,
+           scope: export.Scope | None = None, round_to: int | None = None) -> None:
     cmd = [sys.executable, "-m", "analytics", "downloads",
            *(["--all"] if artefact.table is None else [artefact.table]),
            "--format", artefact.fmt, "--warehouse", str(warehouse),
            "--min-cell", str(min_cell), "--build-id", build_id, "--lock-fd", str(fd)]
+    if scope is not None:
+        # --program=ID: an id that starts with '-' stays a value
+        cmd += [*(f"--program={p}" for p in scope.programs),
+                *(f"--cluster={c}" for c in scope.clusters)]
+    if round_to:
+        cmd.append(f"--round-to={int(round_to)}")
     env = {**os.environ,
            "PYTHONPATH": os.pathsep.join(p for p in (str(_ROOT), os.environ.get("PYTHONPATH"))
                                          if p)}
@@ -228,14 +251,17 @@ def _spawn(warehouse: Path, artefact: Artefact, build_id: str, min_cell: int, fd
 
 def build(warehouse: Path, artefact: Artefact, *,
           min_cell: int = suppression.MIN_CELL, build_id: str | None = None,
-          lock_fd: int | None = None) -> Status:
+          lock_fd: int | None = None, scope: export.Scope | None = None,
+          round_to: int | None = None) -> Status:
     """Build the artefact of the warehouse's current version into the cache (what the builder
     process runs; also `python -m analytics downloads` to have files ready after a load).
 
     `build_id`: the build the request was for; when the warehouse has moved on, nothing is
     built (the page's next poll asks for the new version). `lock_fd`: the artefact's lock,
     already held and inherited from `request`; without it the lock is taken here, waiting for
-    another builder of the same file, which then usually has built it.
+    another builder of the same file, which then usually has built it. `scope`: computed from
+    those programs and clusters only; `round_to`: counts rounded to that base (funders); each
+    combination has its own folder (`audience_tag`).
     """
     artefact.check()
     con = connect_read_only(warehouse)
@@ -244,7 +270,7 @@ def build(warehouse: Path, artefact: Artefact, *,
         if build_id is not None and key != build_id:
             return Status(artefact.filename(version),
                           error=f"the warehouse moved on to data version {version}; ask again")
-        where = folder(warehouse, key, min_cell)
+        where = folder(warehouse, key, min_cell, scope, round_to)
         _private_dir(where)
         target = where / artefact.filename(version)
         if lock_fd is None:
@@ -255,14 +281,12 @@ def build(warehouse: Path, artefact: Artefact, *,
             if status.path is not None:
                 return status
             try:
+                how = {"min_cell": min_cell, "unsuppressed": min_cell < suppression.MIN_CELL,
+                       "scope": scope, "round_to": round_to}
                 if artefact.table is None:
-                    _name, data = export.export_bundle(
-                        con, artefact.fmt, min_cell=min_cell,
-                        unsuppressed=min_cell < suppression.MIN_CELL)
+                    _name, data = export.export_bundle(con, artefact.fmt, **how)
                 else:
-                    data = export.build_export(con, artefact.table, artefact.fmt,
-                                               min_cell=min_cell,
-                                               unsuppressed=min_cell < suppression.MIN_CELL).data
+                    data = export.build_export(con, artefact.table, artefact.fmt, **how).data
             except (export.ExportError, materialise.ResultsError) as e:
                 _write_atomic(_error_path(target), str(e).encode("utf-8"))
                 raise
@@ -279,7 +303,7 @@ def build(warehouse: Path, artefact: Artefact, *,
             os.close(lock_fd)
     finally:
         con.close()
-    _remove_old(warehouse, keep=where)
+    _remove_old(warehouse, key)
     return Status(target.name, path=target)
 
 
@@ -299,12 +323,13 @@ def _write_atomic(target: Path, data: bytes) -> None:
         raise
 
 
-def _remove_old(warehouse: Path, keep: Path) -> None:
+def _remove_old(warehouse: Path, build_id: str) -> None:
     """Remove other builds' folders unchanged for `KEEP_OLD_SECONDS` (not at once: a worker
-    may still read the previous build for a moment after a load, and serve its files)."""
+    may still read the previous build for a moment after a load, and serve its files). The
+    folders of this build (its other thresholds and audiences) stay, however old."""
     now = time.time()
     for p in cache_root(warehouse).iterdir():
-        if p == keep or not p.is_dir():
+        if p.name.startswith(f"{build_id}-") or not p.is_dir():
             continue
         with contextlib.suppress(OSError):
             if now - p.stat().st_mtime > KEEP_OLD_SECONDS:

@@ -11,6 +11,12 @@ another `min_cell` (e.g. 0 for unsuppressed output) for a table that k changes (
 row-level scale scores) — they are computed for this export only, from the same warehouse
 version, without writing anything; `Export.note` says so.
 
+Scope (issue 14): an account limited to some programs or clusters gets the same tables computed
+from its scope's participants and exchanges only (`Scope`, `scoped`: the raw tables are shadowed
+by temporary copies restricted to the scope on the export's connection, so the one computation,
+`analytics.derive.materialise.compute_results`, runs unchanged); a funder's counts are rounded
+(`round_to`, by `analytics.read.rounding.apply`, the pages' rule).
+
 Provenance: every exported row carries `data_version` and `generated_at` (UTC time the numbers
 were computed). XLSX files repeat them with the method and the suppression threshold in an
 "about" sheet; Parquet files in the schema's key-value metadata (keys `exchange_impact.*`).
@@ -24,9 +30,11 @@ formula and URL detection off.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +56,9 @@ __all__ = [
     "DANGEROUS_PREFIXES",
     "ExportError",
     "Export",
+    "Scope",
+    "scoped",
+    "audience",
     "neutralise",
     "neutralise_frame",
     "to_csv_bytes",
@@ -137,6 +148,122 @@ class Export:
     generated_at: str
     min_cell: int
     note: str | None = None  # set when the results were computed for this export only
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The programs and clusters an account is limited to (`etl.accounts.Account`); both limits
+    apply together, as in the dashboard's filters (`pages._access.scope_filters`): the
+    participants of the clusters' institutions, in the programs' exchanges."""
+
+    programs: tuple[str, ...] = ()
+    clusters: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("programs", "clusters"):
+            vals = getattr(self, name)
+            if isinstance(vals, str) or not all(isinstance(v, str) and v for v in vals):
+                raise ExportError(f"a scope's {name} are a list of ids, got {vals!r}")
+            object.__setattr__(self, name, tuple(sorted(set(vals))))
+
+    @property
+    def whole(self) -> bool:
+        """No limit: every program."""
+        return not self.programs and not self.clusters
+
+    def key(self) -> str:
+        """A short name for the scope, safe in a folder name: 's' and 16 hex digits of a hash of
+        its ids (the ids themselves may be any text)."""
+        text = json.dumps([self.programs, self.clusters], ensure_ascii=False)
+        return "s" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+    def describe(self) -> str:
+        parts = [f"{label} {', '.join(vals)}" for label, vals in
+                 (("programs", self.programs), ("clusters", self.clusters)) if vals]
+        return "; ".join(parts) or "every program"
+
+
+def audience(account: object | None) -> tuple[Scope | None, int | None]:
+    """Whom an export is for, from the account asking (`etl.accounts.Account`, or None: no
+    account): its scope (None: every program) and the rounding base of its counts (a role with
+    the "rounded" capability, funders; None: exact). The Data page's downloads and
+    `python -m analytics export --user NAME` both ask this."""
+    if account is None:
+        return None, None
+    from etl import accounts
+
+    programs, clusters = getattr(account, "programs", ()), getattr(account, "clusters", ())
+    scope = Scope(tuple(programs), tuple(clusters)) if programs or clusters else None
+    rounded = accounts.can(getattr(account, "role", None), "rounded")
+    return scope, (suppression.ROUND_TO if rounded else None)
+
+
+# The raw tables a computation reads, shadowed in `scoped` (rates, the load log and the stored
+# results are not: the rates are no one's data, and the stored results are never read for a
+# scope).
+_SHADOWED = (schema.EXCHANGES, schema.PARTICIPANTS, schema.EVENTS, schema.RESPONSES,
+             schema.PARTNERSHIPS, schema.INSTITUTIONS, schema.CLUSTERS)
+
+
+@contextlib.contextmanager
+def scoped(con: duckdb.DuckDBPyConnection, scope: Scope | None
+           ) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Within the block, `con` reads the raw tables of `scope` only: temporary tables of the
+    same names (temporary tables come first in DuckDB's search path, and belong to this
+    connection alone) hold the scope's exchanges (their program), participants (their home
+    institution's cluster; with programs, those active or answering in the programs'
+    exchanges), their events and answers in those exchanges, the partnerships of those
+    exchanges (with clusters: those with a side in them), and the institutions and clusters
+    these name. A whole scope (or None) changes nothing. Works on a read-only connection."""
+    if scope is None or scope.whole:
+        yield con
+        return
+    db = con.execute("SELECT current_database()").fetchall()[0][0]
+    src = {t.name: f'"{db.replace(chr(34), chr(34) * 2)}".main."{t.name}"' for t in _SHADOWED}
+    tmp = {t.name: f'temp.main."{t.name}"' for t in _SHADOWED}
+    x, p, e, r, pt, i, c = (schema.EXCHANGES.name, schema.PARTICIPANTS.name, schema.EVENTS.name,
+                            schema.RESPONSES.name, schema.PARTNERSHIPS.name,
+                            schema.INSTITUTIONS.name, schema.CLUSTERS.name)
+    params = {"programs": list(scope.programs), "clusters": list(scope.clusters)}
+    in_programs = "list_contains($programs, x.program)" if scope.programs else "TRUE"
+    in_clusters = "list_contains($clusters, i.cluster_id)" if scope.clusters else "TRUE"
+    seen = (f"SELECT participant_id, exchange_id FROM {src[e]} UNION "
+            f"SELECT participant_id, exchange_id FROM {src[r]}")
+    home = f"SELECT institution_id FROM {src[i]} i WHERE {in_clusters}"
+    active = (f"AND p.participant_id IN (SELECT participant_id FROM ({seen}) "
+              f"WHERE exchange_id IN (SELECT exchange_id FROM _ei_scope_x))"
+              if scope.programs else "")
+    steps = [
+        ("_ei_scope_x", f"SELECT * FROM {src[x]} x WHERE {in_programs}"),
+        (p, f"SELECT p.* FROM {src[p]} p WHERE p.institution_id IN ({home}) {active}"),
+        (e, f"SELECT * FROM {src[e]} WHERE participant_id IN (SELECT participant_id FROM {tmp[p]})"
+            " AND exchange_id IN (SELECT exchange_id FROM _ei_scope_x)"),
+        (r, f"SELECT * FROM {src[r]} WHERE participant_id IN (SELECT participant_id FROM {tmp[p]})"
+            " AND exchange_id IN (SELECT exchange_id FROM _ei_scope_x)"),
+        # with clusters, the exchanges their participants took part in (or that the clusters run)
+        (x, "SELECT x.* FROM _ei_scope_x x WHERE "
+            + ("list_contains($clusters, x.cluster_id) OR x.exchange_id IN ("
+               f"SELECT exchange_id FROM {tmp[e]} UNION SELECT exchange_id FROM {tmp[r]})"
+               if scope.clusters else "TRUE")),
+        (pt, f"SELECT * FROM {src[pt]} WHERE exchange_id IN (SELECT exchange_id FROM {tmp[x]})"
+             + (f" AND (institution_a IN ({home}) OR institution_b IN ({home}))"
+                if scope.clusters else "")),
+        (i, f"SELECT * FROM {src[i]} WHERE institution_id IN ("
+            f"SELECT institution_id FROM {tmp[p]} UNION SELECT institution_a FROM {tmp[pt]} "
+            f"UNION SELECT institution_b FROM {tmp[pt]})"),
+        (c, f"SELECT * FROM {src[c]} WHERE cluster_id IN (SELECT cluster_id FROM {tmp[i]} "
+            f"UNION SELECT cluster_id FROM {tmp[x]})"),
+    ]
+    made: list[str] = []
+    try:
+        for name, sql in steps:
+            used = {k: v for k, v in params.items() if f"${k}" in sql}
+            con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" AS {sql}', used)
+            made.append(name)
+        yield con
+    finally:
+        for name in reversed(made):
+            con.execute(f'DROP TABLE IF EXISTS temp.main."{name}"')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,9 +450,11 @@ class _Source:
     """The result tables of one export request: stored ones when current (and, for the
     suppressed tables, stored at the k asked for), else computed once."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, min_cell: int) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, min_cell: int,
+                 scope: Scope | None = None, round_to: int | None = None) -> None:
         self.con = con
         self.min_cell = min_cell
+        self.round_to = round_to
         self.version = data_version(con)
         self.state = materialise.stored_state(con)
         # why the stored tables do not serve: for every table (`_stale`) or for those that
@@ -334,7 +463,12 @@ class _Source:
         self._other_k: str | None = None
         self._computed: materialise.Results | None = None
         st = self.state
-        if st is None:
+        if scope is not None and not scope.whole:
+            # `con` reads the scope's raw tables (`scoped`); the stored tables hold every program
+            self.state = None
+            self._stale = (f"computed for this export from {scope.describe()} only (the stored "
+                           "result tables cover every program)")
+        elif st is None:
             self._stale = (f"no stored result tables for data version {self.version}; computed "
                            "for this export only (run 'python -m analytics refresh' to store "
                            "them)")
@@ -384,8 +518,10 @@ class _Source:
 
 
 def _about(table: str, version: int, generated_at: str, exported_at: str, min_cell: int,
-           note: str | None, by: str | None) -> dict[str, object]:
-    return {
+           note: str | None, by: str | None, round_to: int | None = None) -> dict[str, object]:
+    rounded = ({"rounding": f"counts of people and events rounded to a multiple of {round_to}"}
+               if round_to else {})
+    return rounded | {
         "table": table,
         "title": codebook.EXPORT_TABLES[table].doc,
         "data_version": version,
@@ -415,11 +551,16 @@ def _render(src: _Source, table: str, fmt: str, by: str | None, exported_at: str
     elif by is not None:
         df = df[df["group_by"].astype("string") == by]
     df = protect_totals(df, table, src.min_cell)
+    if src.round_to:
+        # funders: the counts rounded as on the pages (suppressed ones stay empty)
+        from analytics.read import rounding
+
+        df = rounding.apply(df, src.round_to)
     df = df.assign(data_version=src.version, generated_at=generated_at)
     cols += list(codebook.PROVENANCE_COLUMNS)
     out = _typed(df, cols)
     about = _about(table, src.version, generated_at, exported_at, src.min_cell,
-                   src.note_for(table), by)
+                   src.note_for(table), by, src.round_to)
     if fmt == "csv":
         data = to_csv_bytes(out)
     elif fmt == "xlsx":
@@ -433,12 +574,23 @@ def _render(src: _Source, table: str, fmt: str, by: str | None, exported_at: str
 
 def build_export(con: duckdb.DuckDBPyConnection, table: str, fmt: str = "csv", *,
                  by: str | None = None, min_cell: int = suppression.MIN_CELL,
-                 unsuppressed: bool = False) -> Export:
+                 unsuppressed: bool = False, scope: Scope | None = None,
+                 round_to: int | None = None) -> Export:
     """One table as a file's bytes, with its provenance (see the module docstring). A
     `min_cell` below the deployment's k needs `unsuppressed=True`: the caller's statement that
-    the reader has row-level access (the role check is the caller's)."""
+    the reader has row-level access (the role check is the caller's). `scope`: computed from
+    those programs and clusters only; `round_to`: counts rounded to that base (funders)."""
     _check_request(table, fmt, by, min_cell, unsuppressed)
-    return _render(_Source(con, min_cell), table, fmt, by, materialise.utc_now())
+    _check_rounding(round_to)
+    with scoped(con, scope):
+        return _render(_Source(con, min_cell, scope, round_to), table, fmt, by,
+                       materialise.utc_now())
+
+
+def _check_rounding(round_to: int | None) -> None:
+    if round_to is not None and (isinstance(round_to, bool) or not isinstance(round_to, int)
+                                 or round_to < 1):
+        raise ExportError(f"the rounding base must be a whole number 1 or more, got {round_to!r}")
 
 
 def export_table(con: duckdb.DuckDBPyConnection, table: str, fmt: str = "csv",
@@ -452,7 +604,8 @@ def export_table(con: duckdb.DuckDBPyConnection, table: str, fmt: str = "csv",
 
 
 def export_bundle(con: duckdb.DuckDBPyConnection, fmt: str = "csv", *,
-                  min_cell: int = suppression.MIN_CELL, unsuppressed: bool = False
+                  min_cell: int = suppression.MIN_CELL, unsuppressed: bool = False,
+                  scope: Scope | None = None, round_to: int | None = None
                   ) -> tuple[str, bytes]:
     """(file name, bytes) of a zip holding every table, `datapackage.json` and `CODEBOOK.md`:
     what ``python -m analytics export --all`` writes, as one download for the Data page."""
@@ -461,7 +614,8 @@ def export_bundle(con: duckdb.DuckDBPyConnection, fmt: str = "csv", *,
     import zipfile
 
     with tempfile.TemporaryDirectory(prefix="ei-export-") as tmp:
-        files, _note = export_all(con, tmp, fmt, min_cell=min_cell, unsuppressed=unsuppressed)
+        files, _note = export_all(con, tmp, fmt, min_cell=min_cell, unsuppressed=unsuppressed,
+                                  scope=scope, round_to=round_to)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
             for f in sorted(Path(tmp).iterdir()):
@@ -470,20 +624,28 @@ def export_bundle(con: duckdb.DuckDBPyConnection, fmt: str = "csv", *,
 
 
 def export_all(con: duckdb.DuckDBPyConnection, out_dir: Path | str, fmt: str = "csv", *,
-               min_cell: int = suppression.MIN_CELL, unsuppressed: bool = False
+               min_cell: int = suppression.MIN_CELL, unsuppressed: bool = False,
+               scope: Scope | None = None, round_to: int | None = None
                ) -> tuple[list[Path], str | None]:
-    """Write every table, `datapackage.json` and `CODEBOOK.md` into `out_dir`.
+    """Write every table, `datapackage.json` and `CODEBOOK.md` into `out_dir` (`scope` and
+    `round_to` as in `build_export`).
 
     Returns the files written and the note on where the numbers came from (None when the stored
     result tables were used).
     """
     for t in TABLES:
         _check_request(t, fmt, None, min_cell, unsuppressed)
+    _check_rounding(round_to)
+    with scoped(con, scope):
+        return _write_all(out_dir, fmt, _Source(con, min_cell, scope, round_to))
+
+
+def _write_all(out_dir: Path | str, fmt: str, src: _Source) -> tuple[list[Path], str | None]:
+    min_cell = src.min_cell
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out}: is a file; --all writes a folder (e.g. --out exports/)")
     out.mkdir(parents=True, exist_ok=True)
-    src = _Source(con, min_cell)
     exported_at = materialise.utc_now()
     src.compute_all()
     written: list[Path] = []

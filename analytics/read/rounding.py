@@ -35,7 +35,7 @@ import pandas as pd
 
 from analytics import suppression
 
-__all__ = ["ROUND_TO", "COUNTS", "STRUCTURE", "rounded", "apply", "is_count"]
+__all__ = ["ROUND_TO", "COUNTS", "STRUCTURE", "rounded", "apply", "is_count", "count"]
 
 ROUND_TO: ContextVar[int | None] = ContextVar("exchange_impact_round_to", default=None)
 
@@ -43,6 +43,9 @@ ROUND_TO: ContextVar[int | None] = ContextVar("exchange_impact_round_to", defaul
 COUNTS = frozenset({
     "participants", "active", "active_month", "events", "invited", "responded", "dropped",
     "ended", "censored", "at_risk", "partnerships_active",
+    # scale-up vs scale-in (res_scale): people new, returning, in the previous term, dosed or
+    # sustained; left exact, participants = new + returning gave the rounded total away
+    "participants_new", "participants_returning", "participants_previous", "dosed", "sustained",
 })
 STRUCTURE = frozenset({
     "countries", "clusters", "institutions", "exchanges", "n_items", "n_groups_compared",
@@ -103,3 +106,11 @@ def apply(value: Any, base: int | None = None) -> Any:
     if isinstance(value, tuple) and not hasattr(value, "_fields"):
         return tuple(apply(v, base) for v in value)
     return value
+
+
+def count(value: Any, base: int | None = None) -> Any:
+    """One count of people, partnerships or events that a page computes itself from a read
+    answer (the rows of a category, `len(d)`), rounded like the read layer's counts: to `base`,
+    by default the caller's `ROUND_TO` (None: as it is)."""
+    base = ROUND_TO.get() if base is None else base
+    return value if base is None else _value(value, base)
