@@ -119,58 +119,35 @@ def _texts(node, out: list[str]) -> None:
             _texts(v, out)
 
 
+def _nodes(node, kind: str):
+    """The components of type `kind` in a Dash answer, outermost first, not inside each other."""
+    if isinstance(node, dict):
+        if node.get("type") == kind:
+            yield node
+            return
+        for v in node.values():
+            yield from _nodes(v, kind)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _nodes(v, kind)
+
+
+def _text(node) -> str:
+    t: list[str] = []
+    _texts(node.get("props", {}), t)
+    return "".join(t)
+
+
 def _table_counts(tree, columns: set[str]) -> list[int]:
     """The numbers in the `columns` of every html table in a Dash answer."""
     found: list[int] = []
-
-    def walk(node) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "Table":
-                heads: list[str] = []
-                rows: list[list[str]] = []
-
-                def cells(n, kind: str, acc: list) -> None:
-                    if isinstance(n, dict):
-                        if n.get("type") == kind:
-                            t: list[str] = []
-                            _texts(n.get("props", {}), t)
-                            acc.append("".join(t))
-                            return
-                        for v in n.values():
-                            cells(v, kind, acc)
-                    elif isinstance(n, list):
-                        for v in n:
-                            cells(v, kind, acc)
-
-                cells(node, "Th", heads)
-
-                def trs(n) -> None:
-                    if isinstance(n, dict):
-                        if n.get("type") == "Tr":
-                            r: list[str] = []
-                            cells(n, "Td", r)
-                            if r:
-                                rows.append(r)
-                            return
-                        for v in n.values():
-                            trs(v)
-                    elif isinstance(n, list):
-                        for v in n:
-                            trs(v)
-
-                trs(node)
-                for r in rows:
-                    for h, v in zip(heads, r, strict=False):
-                        if h in columns and re.fullmatch(r"[\d,]+", v):
-                            found.append(int(v.replace(",", "")))
-                return
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(tree)
+    for table in _nodes(tree, "Table"):
+        heads = [_text(th) for th in _nodes(table, "Th")]
+        for tr in _nodes(table, "Tr"):
+            row = [_text(td) for td in _nodes(tr, "Td")]
+            for h, v in zip(heads, row, strict=False):
+                if h in columns and re.fullmatch(r"[\d,]+", v):
+                    found.append(int(v.replace(",", "")))
     return found
 
 
