@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -119,10 +120,11 @@ def _texts(node, out: list[str]) -> None:
             _texts(v, out)
 
 
-def _nodes(node, kind: str):
-    """The components of type `kind` in a Dash answer, outermost first, not inside each other."""
+def _nodes(node, kind: str | Callable[[dict], bool]):
+    """The components of type `kind` (or that `kind` accepts) in a Dash answer, outermost
+    first, not inside each other."""
     if isinstance(node, dict):
-        if node.get("type") == kind:
+        if node.get("type") == kind if isinstance(kind, str) else kind(node):
             yield node
             return
         for v in node.values():
@@ -165,21 +167,9 @@ def _counts(app_, client) -> list[int]:
     active-this-month, the cluster bars and their hover texts, the participation tables."""
     vals: list[int] = []
     cards = _answer(app_, client, "pages.overview.cards")
-    texts: list[str] = []
-
-    def stats(node) -> None:
-        if isinstance(node, dict):
-            props = node.get("props", {})
-            if str(props.get("id", "")).startswith(("overview-stat-participants",
-                                                    "overview-stat-active")):
-                texts.append(str(props.get("children")))
-            for v in node.values():
-                stats(v)
-        elif isinstance(node, list):
-            for v in node:
-                stats(v)
-
-    stats(cards)
+    texts = [str(n["props"].get("children")) for n in _nodes(cards, lambda n: str(
+        n.get("props", {}).get("id", "")).startswith(("overview-stat-participants",
+                                                      "overview-stat-active")))]
     assert len(texts) == 2, texts
     vals += [int(t.replace(",", "")) for t in texts]
     fig = _answer(app_, client, "pages.participation.clusters")["participation-clusters"]["figure"]
