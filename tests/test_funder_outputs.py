@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -116,58 +117,36 @@ def _texts(node, out: list[str]) -> None:
             _texts(v, out)
 
 
+def _nodes(node, kind: str | Callable[[dict], bool]):
+    """The components of type `kind` (or that `kind` accepts) in a Dash answer, outermost
+    first, not inside each other."""
+    if isinstance(node, dict):
+        if node.get("type") == kind if isinstance(kind, str) else kind(node):
+            yield node
+            return
+        for v in node.values():
+            yield from _nodes(v, kind)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _nodes(v, kind)
+
+
+def _text(node) -> str:
+    t: list[str] = []
+    _texts(node.get("props", {}), t)
+    return "".join(t)
+
+
 def _table_counts(tree, columns: set[str]) -> list[int]:
     """The numbers in the `columns` of every html table in a Dash answer."""
     found: list[int] = []
-
-    def walk(node) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "Table":
-                heads: list[str] = []
-                rows: list[list[str]] = []
-
-                def cells(n, kind: str, acc: list) -> None:
-                    if isinstance(n, dict):
-                        if n.get("type") == kind:
-                            t: list[str] = []
-                            _texts(n.get("props", {}), t)
-                            acc.append("".join(t))
-                            return
-                        for v in n.values():
-                            cells(v, kind, acc)
-                    elif isinstance(n, list):
-                        for v in n:
-                            cells(v, kind, acc)
-
-                cells(node, "Th", heads)
-
-                def trs(n) -> None:
-                    if isinstance(n, dict):
-                        if n.get("type") == "Tr":
-                            r: list[str] = []
-                            cells(n, "Td", r)
-                            if r:
-                                rows.append(r)
-                            return
-                        for v in n.values():
-                            trs(v)
-                    elif isinstance(n, list):
-                        for v in n:
-                            trs(v)
-
-                trs(node)
-                for r in rows:
-                    for h, v in zip(heads, r, strict=False):
-                        if h in columns and re.fullmatch(r"[\d,]+", v):
-                            found.append(int(v.replace(",", "")))
-                return
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(tree)
+    for table in _nodes(tree, "Table"):
+        heads = [_text(th) for th in _nodes(table, "Th")]
+        for tr in _nodes(table, "Tr"):
+            row = [_text(td) for td in _nodes(tr, "Td")]
+            for h, v in zip(heads, row, strict=False):
+                if h in columns and re.fullmatch(r"[\d,]+", v):
+                    found.append(int(v.replace(",", "")))
     return found
 
 
@@ -185,21 +164,9 @@ def _counts(app_, client) -> list[int]:
     active-this-month, the cluster bars and their hover texts, the participation tables."""
     vals: list[int] = []
     cards = _answer(app_, client, "pages.overview.cards")
-    texts: list[str] = []
-
-    def stats(node) -> None:
-        if isinstance(node, dict):
-            props = node.get("props", {})
-            if str(props.get("id", "")).startswith(("overview-stat-participants",
-                                                    "overview-stat-active")):
-                texts.append(str(props.get("children")))
-            for v in node.values():
-                stats(v)
-        elif isinstance(node, list):
-            for v in node:
-                stats(v)
-
-    stats(cards)
+    texts = [str(n["props"].get("children")) for n in _nodes(cards, lambda n: str(
+        n.get("props", {}).get("id", "")).startswith(("overview-stat-participants",
+                                                      "overview-stat-active")))]
     assert len(texts) == 2, texts
     vals += [int(t.replace(",", "")) for t in texts]
     fig = _answer(app_, client, "pages.participation.clusters")["participation-clusters"]["figure"]

@@ -101,20 +101,41 @@ def prepost_slice(cur: duckdb.DuckDBPyConnection, f: Filters, by: str = "overall
 
 def _prepost_computed(cur: duckdb.DuckDBPyConnection, f: Filters, by: str = "overall"
                       ) -> pd.DataFrame:
-    """`prepost_slice` computed from the per-person scores, never from the stored table."""
-    from analytics.stats.prepost import prepost
+    """`prepost_slice` computed from the per-person scores, never from the stored table: DuckDB
+    forms the pairs and reduces them to per-exchange moments and the counts of rounded changes,
+    and `analytics.stats.prepost.prepost_from_moments` (what `prepost` itself reduces to) makes
+    the table from those sums, so no pair leaves the database."""
+    from analytics.stats.prepost import prepost_from_moments
 
     base, p = sql.scope(f, scores=True)
-    col = f", {_SLICE_BY[by]} AS {by}" if by != "overall" else ""
-    rows = sql.df(cur, f"""WITH {base}
-        SELECT fs.pid, fs.exchange_id, fs.instrument, fs.scale, fs.wave, fs.score{col}
-        FROM fs JOIN fp USING (pid) JOIN fx USING (exchange_id)
-        WHERE fs.wave IN ('pre', 'post')""", p)
-    if not len(rows):
+    grp = f"CAST({_SLICE_BY[by]} AS VARCHAR)" if by != "overall" else "'overall'"
+    pairs = f"""{base},
+        pairs AS (
+            SELECT fs.exchange_id, fs.instrument, fs.scale, {grp} AS "group",
+                   max(fs.score) FILTER (WHERE fs.wave = 'pre') AS x,
+                   max(fs.score) FILTER (WHERE fs.wave = 'post') AS y
+            FROM fs JOIN fp USING (pid) JOIN fx USING (exchange_id)
+            WHERE fs.wave IN ('pre', 'post'){f" AND {_SLICE_BY[by]} IS NOT NULL"
+                                             if by != "overall" else ""}
+            GROUP BY fs.pid, fs.exchange_id, fs.instrument, fs.scale, "group"),
+        ok AS (SELECT *, y - x AS d FROM pairs WHERE x IS NOT NULL AND y IS NOT NULL)"""
+    cells = sql.df(cur, f"""WITH {pairs}
+        SELECT instrument, scale, "group", exchange_id, count(*) AS n, avg(x) AS mean_pre,
+               avg(y) AS mean_post, avg(d) AS mean_diff, var_pop(x) * count(*) AS m2_pre,
+               var_pop(y) * count(*) AS m2_post, var_pop(d) * count(*) AS m2_diff,
+               covar_pop(x, y) * count(*) AS c_prepost
+        FROM ok GROUP BY ALL
+        UNION ALL  -- a group whose pairs are all incomplete still has its row (n = 0)
+        SELECT instrument, scale, "group", NULL, 0, NULL, NULL, NULL, 0, 0, 0, 0
+        FROM pairs GROUP BY ALL HAVING count(x) FILTER (WHERE y IS NOT NULL) = 0
+        ORDER BY instrument, scale, "group", exchange_id""", p)
+    if not len(cells):
         return prepost_results(cur, "overall").iloc[0:0]
-    out = prepost(rows, participant="pid", exchange="exchange_id", cluster="exchange_id",
-                  by=[by] if by != "overall" else None, k=suppression.MIN_CELL)
-    out = out[out["group_by"] == by]
+    hist = sql.df(cur, f"""WITH {pairs}
+        SELECT instrument, scale, "group", round_even(d, 10) AS diff, count(*) AS count
+        FROM ok GROUP BY ALL""", p)
+    out = prepost_from_moments(cells.assign(group_by=by), hist.assign(group_by=by),
+                               k=suppression.MIN_CELL)
     flagged = (out["suppressed"].astype("string") != "").to_numpy(bool)
     out = sql.suppress(out.drop(columns="suppressed").assign(_n=out["n"].mask(flagged)), "_n")
     return out.drop(columns="_n").reset_index(drop=True)

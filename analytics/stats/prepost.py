@@ -68,8 +68,9 @@ from scipy import special, stats
 
 from analytics.suppression import DEFAULT_K, suppress
 
-__all__ = ["OUTPUT_COLUMNS", "FEW_CLUSTERS", "paired_change", "prepost", "bh_adjust",
-           "cr2_mean", "hedges_j", "table_fdr"]
+__all__ = ["OUTPUT_COLUMNS", "FEW_CLUSTERS", "MOMENTS", "paired_change", "prepost",
+           "prepost_from_moments", "change_from_moments", "pair_moments", "bh_adjust",
+           "cr2_mean", "cr2_mean_cells", "wilcoxon_from_counts", "hedges_j", "table_fdr"]
 
 # The first 21 columns are the plain (participants-independent) table and keep their names and
 # values; the design-aware and table-wide columns are appended after "suppressed".
@@ -116,26 +117,41 @@ def _wilcoxon_p(d: np.ndarray) -> float:
     non-zero differences without ties or zeros, else the normal approximation with continuity
     correction; zero differences dropped."""
     # scores are means of a few integer answers; round away float noise so equal changes tie
-    d = np.round(d, 10)
-    nz = d[d != 0]
-    if len(nz) == 0:
+    values, counts = np.unique(np.round(np.asarray(d, dtype=float), 10), return_counts=True)
+    return wilcoxon_from_counts(values, counts)
+
+
+def wilcoxon_from_counts(values: np.ndarray, counts: np.ndarray) -> float:
+    """`_wilcoxon_p` from the distinct rounded differences (``round(post - pre, 10)``, as
+    numpy's or DuckDB's ``round_even``) and how many pairs have each: the signed ranks of tied
+    values are their average ranks, so the counts hold all the test needs. This is how a
+    table computed in SQL (`prepost_from_moments`) gets the same p without the pairs."""
+    values = np.asarray(values, dtype=float)
+    counts = np.asarray(counts, dtype=np.int64)
+    keep = (counts > 0) & (values != 0)
+    zeros = int(counts[(values == 0)].sum())
+    v, c = values[keep], counts[keep]
+    n = int(c.sum())
+    if n == 0:
         return float("nan")
-    ties = len(np.unique(np.abs(nz))) < len(nz)
-    exact = len(nz) < 50 and not ties and len(nz) == len(d)
-    if exact:
+    mags, inverse = np.unique(np.abs(v), return_inverse=True)
+    per_mag = np.bincount(inverse, weights=c).astype(np.int64)
+    ties = bool((per_mag > 1).any())
+    if n < 50 and not ties and zeros == 0:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # scipy's small-sample notes; the p is still right
-            return float(stats.wilcoxon(nz, method="exact").pvalue)
+            return float(stats.wilcoxon(np.repeat(v, c), method="exact").pvalue)
     # Normal approximation with tie and continuity corrections, R's formula, written out
     # because scipy's wrapper costs milliseconds per call and a table has thousands of cells.
-    n = len(nz)
-    r = stats.rankdata(np.abs(nz))
-    v = float(r[nz > 0].sum())
-    _, t = np.unique(r, return_counts=True)
+    # The average rank of the t values tied at one magnitude is the ranks before them + (t+1)/2.
+    rank = np.cumsum(per_mag) - per_mag + (per_mag + 1) / 2
+    pos = np.bincount(inverse, weights=np.where(v > 0, c, 0)).astype(float)
+    w = float((pos * rank).sum())
+    t = per_mag.astype(float)
     var = n * (n + 1) * (2 * n + 1) / 24 - float((t**3 - t).sum()) / 48
     if var <= 0:
         return float("nan")
-    z = v - n * (n + 1) / 4
+    z = w - n * (n + 1) / 4
     z = (z - 0.5 * np.sign(z)) / math.sqrt(var)
     return float(2 * stats.norm.sf(abs(z)))
 
@@ -176,9 +192,16 @@ def cr2_mean(d: np.ndarray, cluster: np.ndarray, *, ci: float = 0.95) -> dict[st
     >>> r["n_clusters"], round(r["diff_se_cr2"], 6), r["diff_df_cr2"]
     (2, 1.0, 1.0)
     """
-    nan = float("nan")
     d = np.asarray(d, dtype=float)
-    cluster = np.asarray(cluster)
+    codes = _codes(np.asarray(cluster))
+    nj = np.bincount(codes).astype(float) if len(d) else np.zeros(0)
+    sums = np.bincount(codes, weights=d) if len(d) else np.zeros(0)
+    return cr2_mean_cells(nj, sums, ci=ci)
+
+
+def _codes(cluster: np.ndarray) -> np.ndarray:
+    """Integer cluster codes from labels (or codes already, < 0 = NA); a missing label is a
+    cluster of its own."""
     if np.issubdtype(cluster.dtype, np.integer):  # codes already (prepost passes them); < 0 = NA
         codes = cluster.astype(np.int64)
     else:
@@ -187,19 +210,26 @@ def cr2_mean(d: np.ndarray, cluster: np.ndarray, *, ci: float = 0.95) -> dict[st
         miss = codes < 0
         codes = codes.copy()
         codes[miss] = codes.max() + 1 + np.arange(int(miss.sum()))
-    n_tot = len(d)
-    nj = np.bincount(codes).astype(float) if n_tot else np.zeros(0)
-    nj = nj[nj > 0]
+    return codes
+
+
+def cr2_mean_cells(nj: np.ndarray, sums: np.ndarray, *, ci: float = 0.95) -> dict[str, float]:
+    """`cr2_mean` from each cluster's number of rows and sum of `d`: the intercept-only fit's
+    CR2 variance and Satterthwaite df need nothing else (clusters with no rows are skipped)."""
+    nan = float("nan")
+    nj = np.asarray(nj, dtype=float)
+    sums = np.asarray(sums, dtype=float)
+    keep = nj > 0
+    nj, sums = nj[keep], sums[keep]
     n_cl = int(len(nj))
     out = {"n_clusters": n_cl, "diff_se_cr2": nan, "diff_df_cr2": nan,
            "diff_ci_low_cr2": nan, "diff_ci_high_cr2": nan, "p_cr2": nan,
            "few_clusters": n_cl < FEW_CLUSTERS}
     if n_cl < 2:
         return out
-    codes = pd.factorize(codes)[0]
-    nj = np.bincount(codes).astype(float)
-    mean = float(d.mean())
-    sj = np.bincount(codes, weights=d - mean)
+    n_tot = float(nj.sum())
+    mean = float(sums.sum()) / n_tot
+    sj = sums - nj * mean
     fj = nj / n_tot
     var = float((sj * sj / (1 - fj)).sum()) / (n_tot * n_tot)
     b2 = nj * nj / (1 - fj)
@@ -253,24 +283,62 @@ def paired_change(pre: np.ndarray, post: np.ndarray, *, ci: float = 0.95,
         raise ValueError("pre and post must be 1-D arrays of the same length")
     ok = ~(np.isnan(pre) | np.isnan(post))
     x, y = pre[ok], post[ok]
-    n = int(len(x))
-    nan = float("nan")
-    out = dict.fromkeys(_STATS, nan)
-    out["n"] = n
     if cluster is not None:
         cl = np.asarray(cluster)
         if cl.shape != pre.shape:
             raise ValueError("cluster must have one label per pair")
-        out.update(cr2_mean(y - x, cl[ok], ci=ci))
+        codes = _codes(cl[ok])
+    else:
+        codes = np.zeros(len(x), dtype=np.int64)
+    values, counts = np.unique(np.round(y - x, 10), return_counts=True)
+    return change_from_moments(pair_moments(x, y, codes), values, counts, ci=ci,
+                               clustered=cluster is not None)
+
+
+MOMENTS = ["n", "mean_pre", "mean_post", "mean_diff", "m2_pre", "m2_post", "m2_diff",
+           "c_prepost"]
+
+
+def pair_moments(x: np.ndarray, y: np.ndarray, codes: np.ndarray) -> dict[str, np.ndarray]:
+    """The moments of complete pairs (pre `x`, post `y`) per cluster code: `MOMENTS`, i.e. n,
+    the means of pre, post and post − pre, their sums of squared deviations from the cluster's
+    mean (m2_*) and the sum of co-deviations of pre and post (two passes, as numpy's var)."""
+    return pair_moments_masked(x, y, np.ones(len(x), bool), codes,
+                               max(int(codes.max(initial=-1)) + 1, 1))
+
+
+def change_from_moments(cells: dict[str, np.ndarray] | pd.DataFrame, values: np.ndarray,
+                        counts: np.ndarray, *, ci: float = 0.95, clustered: bool = True
+                        ) -> dict[str, float]:
+    """`paired_change` of one group from its per-cluster pair moments (`MOMENTS`, one entry
+    per cluster; see `pair_moments`) and its rounded differences' counts (see
+    `wilcoxon_from_counts`): every column of the table needs only these, so a table can be
+    computed from sums taken in SQL. Clusters are merged with Chan, Golub & LeVeque's update
+    (the pooled m2 = the clusters' m2 + their n × squared distance to the pooled mean)."""
+    if not 0 < ci < 1:
+        raise ValueError("ci must be in (0, 1)")
+    nj = np.asarray(cells["n"], dtype=float)
+    live = nj > 0
+    nj = nj[live]
+    col = {k: np.asarray(cells[k], dtype=float)[live] for k in MOMENTS[1:]}
+    n = int(nj.sum())
+    nan = float("nan")
+    out = dict.fromkeys(_STATS, nan)
+    out["n"] = n
+    if clustered:
+        out.update(cr2_mean_cells(nj, nj * col["mean_diff"], ci=ci))
     if n == 0:
         return out
-    d = y - x
-    out["mean_pre"], out["mean_post"], out["diff"] = float(x.mean()), float(y.mean()), \
-        float(d.mean())
+    mean = {k: float((nj * col[f"mean_{k}"]).sum()) / n for k in ("pre", "post", "diff")}
+    out["mean_pre"], out["mean_post"], out["diff"] = mean["pre"], mean["post"], mean["diff"]
     if n < 2:
         return out
+    dist = {k: col[f"mean_{k}"] - mean[k] for k in ("pre", "post", "diff")}
+    m2 = {k: float(col[f"m2_{k}"].sum() + (nj * dist[k] ** 2).sum())
+          for k in ("pre", "post", "diff")}
+    cxy = float(col["c_prepost"].sum() + (nj * dist["pre"] * dist["post"]).sum())
     dof = n - 1
-    sd = float(d.std(ddof=1))
+    sd = math.sqrt(max(m2["diff"], 0.0) / dof)
     out["dof"] = float(dof)
     tcrit = float(stats.t.ppf(0.5 + ci / 2, dof))
     if sd > 0:
@@ -279,13 +347,14 @@ def paired_change(pre: np.ndarray, post: np.ndarray, *, ci: float = 0.95,
         out.update(t=tval, p=float(2 * stats.t.sf(abs(tval), dof)),
                    diff_ci_low=out["diff"] - tcrit * se, diff_ci_high=out["diff"] + tcrit * se,
                    d_z=out["diff"] / sd)
-    out["wilcoxon_p"] = _wilcoxon_p(d)
-    sx, sy = float(x.std(ddof=1)), float(y.std(ddof=1))
+    out["wilcoxon_p"] = wilcoxon_from_counts(values, counts)
+    sx, sy = math.sqrt(max(m2["pre"], 0.0) / dof), math.sqrt(max(m2["post"], 0.0) / dof)
     s_av = math.sqrt((sx * sx + sy * sy) / 2)
     if s_av > 0:
         d_av = (out["mean_post"] - out["mean_pre"]) / s_av
         out["d_av"] = d_av
-        r = float(np.corrcoef(x, y)[0, 1]) if sx > 0 and sy > 0 else 0.0
+        r = (min(1.0, max(-1.0, cxy / math.sqrt(m2["pre"] * m2["post"])))
+             if sx > 0 and sy > 0 else 0.0)
         if n >= 3:
             out["hedges_g"] = hedges_j(2 * (n - 1) / (1 + r * r)) * d_av
         # scipy's nctdtrinc does not return for |t| far beyond any real data (e.g. 1e8 from
@@ -364,37 +433,110 @@ def prepost(
     missing = [c for c in need if c not in scores.columns]
     if missing:
         raise ValueError(f"scores has no column(s) {missing}")
-    d = scores.loc[scores[wave].isin([pre, post]), need]
+    d = scores.loc[scores[wave].isin([pre, post]), need].reset_index(drop=True)
     idx = keys + [instrument, scale]
-    wide = (d.groupby([*idx, wave], sort=False, observed=True, dropna=False)[score].first()
-            .unstack(wave).reindex(columns=[pre, post]))
     extra = list(dict.fromkeys(c for c in by_cols + cl_cols if c not in idx))
-    if extra:
-        attrs = d.drop_duplicates(idx).set_index(idx)[extra]
-        wide = wide.join(attrs)
-    wide = wide.reset_index()
+    # One row per pair (participant x exchange x instrument x scale, attributes from its first
+    # row) with its first non-missing pre and post score: integer group ids and one-key
+    # groupbys (a MultiIndex unstack and join took 8 s of 20 at 150,000 participants).
+    gid = d.groupby(idx, sort=False, observed=True, dropna=False).ngroup().to_numpy()
+    wide = d.loc[pd.Series(gid).drop_duplicates().index, idx + extra].reset_index(drop=True)
+    sc = d[score].to_numpy(float)
+    for name in (pre, post):
+        m = (d[wave] == name).to_numpy(bool) & ~np.isnan(sc)
+        vals = np.full(len(wide), np.nan)
+        first = pd.Series(sc[m]).groupby(gid[m], sort=False).first()
+        vals[first.index.to_numpy()] = first.to_numpy()
+        wide[name] = vals
 
-    if cluster:  # integer codes once (-1 = missing), not labels hashed again per cell
-        wide["_cluster_code"] = pd.factorize(wide[cluster], use_na_sentinel=True)[0]
-
-    def change(g: pd.DataFrame) -> dict[str, float]:
-        cl = g["_cluster_code"].to_numpy() if cluster else None
-        return paired_change(g[pre].to_numpy(float), g[post].to_numpy(float), ci=ci, cluster=cl)
-
-    rows: list[dict] = []
+    ok = (wide[pre].notna() & wide[post].notna()).to_numpy()
+    x = wide[pre].to_numpy(float)
+    y = wide[post].to_numpy(float)
+    codes = (_codes(pd.factorize(wide[cluster], use_na_sentinel=True)[0]) if cluster
+             else np.zeros(len(wide), dtype=np.int64))
+    cells, hists = [], []
     groupings: list[tuple[str, str | None]] = [(OVERALL, None)] + [(c, c) for c in by_cols]
     for label, col in groupings:
-        if col is None:
-            parts = wide.groupby([instrument, scale], sort=True, observed=True)
-            for (inst, sc), g in parts:
-                rows.append({"instrument": inst, "scale": sc, "group_by": label, "group": OVERALL,
-                             **change(g)})
-        else:
-            sub = wide[wide[col].notna()]
-            parts = sub.groupby([instrument, scale, col], sort=True, observed=True)
-            for (inst, sc, gv), g in parts:
-                rows.append({"instrument": inst, "scale": sc, "group_by": label,
-                             "group": str(gv), **change(g)})
+        keep = np.ones(len(wide), bool) if col is None else wide[col].notna().to_numpy()
+        base = pd.DataFrame({"instrument": wide[instrument].to_numpy()[keep],
+                             "scale": wide[scale].to_numpy()[keep],
+                             "group": (wide[col].to_numpy()[keep] if col is not None
+                                       else np.full(int(keep.sum()), OVERALL, dtype=object))})
+        c, h = _moments_frame(base, x[keep], y[keep], ok[keep], codes[keep])
+        cells.append(c.assign(group_by=label, group=c["group"].astype(str)))
+        hists.append(h.assign(group_by=label, group=h["group"].astype(str)))
+    return prepost_from_moments(pd.concat(cells, ignore_index=True),
+                                pd.concat(hists, ignore_index=True), ci=ci, k=k,
+                                unsuppressed=unsuppressed, clustered=bool(cluster))
+
+
+_KEYS = ["instrument", "scale", "group"]
+
+
+def _moments_frame(base: pd.DataFrame, x: np.ndarray, y: np.ndarray, ok: np.ndarray,
+                   codes: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per instrument x scale x group x cluster code of `base`'s rows: `MOMENTS` of the
+    complete pairs (`ok`); and per instrument x scale x group the counts of round(post − pre,
+    10). A group whose pairs are all incomplete keeps a cell with n = 0 (its row says n = 0)."""
+    gid = base.groupby(_KEYS, sort=True, observed=True, dropna=False).ngroup().to_numpy()
+    first = pd.Series(np.arange(len(base))).groupby(gid, sort=True).first().to_numpy()
+    groups = base.iloc[first].reset_index(drop=True) if len(base) else base.iloc[0:0]
+    # one code per group x cluster, in group then cluster order (bincount does the sums)
+    cell_ids, cell = np.unique(gid.astype(np.int64) * (int(codes.max(initial=0)) + 1) + codes,
+                               return_inverse=True)
+    cell_group = cell_ids // (int(codes.max(initial=0)) + 1)
+    xo, yo = np.where(ok, x, 0.0), np.where(ok, y, 0.0)
+    m = pair_moments_masked(xo, yo, ok, cell, len(cell_ids))
+    cells = groups.iloc[np.searchsorted(np.unique(gid), cell_group)].reset_index(drop=True)
+    cells = cells.assign(**m)
+    d = np.round(yo[ok] - xo[ok], 10)
+    vals, vcode = np.unique(d, return_inverse=True)
+    pair, counts = np.unique(gid[ok].astype(np.int64) * max(len(vals), 1) + vcode,
+                             return_counts=True)
+    hist = groups.iloc[np.searchsorted(np.unique(gid), pair // max(len(vals), 1))]
+    hist = hist.reset_index(drop=True).assign(diff=vals[pair % max(len(vals), 1)]
+                                              if len(vals) else np.zeros(0), count=counts)
+    return cells, hist
+
+
+def pair_moments_masked(x: np.ndarray, y: np.ndarray, ok: np.ndarray, cell: np.ndarray,
+                        n_cells: int) -> dict[str, np.ndarray]:
+    """`pair_moments` of the rows with `ok` per `cell` code (0 … n_cells − 1); a cell with no
+    complete pair has n = 0 and NaN means."""
+    w = ok.astype(float)
+    n = np.bincount(cell, weights=w, minlength=n_cells)
+    out: dict[str, np.ndarray] = {"n": n}
+    dev = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for name, v in (("pre", x), ("post", y), ("diff", y - x)):
+            mean = np.bincount(cell, weights=v * w, minlength=n_cells) / n
+            out[f"mean_{name}"] = mean
+            dev[name] = np.where(ok, v - mean[cell], 0.0)
+            out[f"m2_{name}"] = np.bincount(cell, weights=dev[name] ** 2, minlength=n_cells)
+    out["c_prepost"] = np.bincount(cell, weights=dev["pre"] * dev["post"], minlength=n_cells)
+    return out
+
+
+def prepost_from_moments(cells: pd.DataFrame, hist: pd.DataFrame, *, ci: float = 0.95,
+                         k: int = DEFAULT_K, unsuppressed: bool = False,
+                         clustered: bool = True) -> pd.DataFrame:
+    """The `prepost` table from sums: `cells` has one row per instrument x scale x group_by x
+    group x cluster (exchange) with `MOMENTS` of its complete pairs, `hist` per instrument x
+    scale x group_by x group the `count` of pairs with each `diff` = round(post − pre, 10).
+    Rows come in the order of the cells' first appearance. `prepost` reduces its rows to these
+    in pandas; the read layer takes the same sums in SQL (`analytics.read.outcomes`), so a
+    filtered table costs one aggregation instead of a pivot of every score."""
+    keys = ["group_by", "instrument", "scale", "group"]
+    hist_at = hist.groupby(keys, sort=False, observed=True).indices if len(hist) else {}
+    hv = hist["diff"].to_numpy(float) if len(hist) else np.zeros(0)
+    hc = hist["count"].to_numpy(np.int64) if len(hist) else np.zeros(0, np.int64)
+    empty = np.zeros(0, dtype=np.int64)
+    rows: list[dict] = []
+    for key, ix in cells.groupby(keys, sort=False, observed=True).indices.items():
+        at = hist_at.get(key, empty)
+        c = {m: cells[m].to_numpy(float)[ix] for m in MOMENTS}
+        rows.append({"instrument": key[1], "scale": key[2], "group_by": key[0], "group": key[3],
+                     **change_from_moments(c, hv[at], hc[at], ci=ci, clustered=clustered)})
     out = pd.DataFrame(rows, columns=[c for c in OUTPUT_COLUMNS if c != "suppressed"])
     out["n"] = out["n"].astype("int64")
     out["n_clusters"] = pd.array(out["n_clusters"], dtype="Int64")
