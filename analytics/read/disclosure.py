@@ -40,8 +40,8 @@ from analytics.read import sql
 from analytics.read.cache import cached
 from analytics.read.filters import FilterOptions, Filters, canonical_filters, month_end
 
-__all__ = ["DIMENSIONS", "CELLS", "isolating", "isolating_cells", "isolating_scores",
-           "describe"]
+__all__ = ["DIMENSIONS", "CELLS", "GAIN_GROUPS", "isolating", "isolating_cells",
+           "isolating_scores", "isolating_gains", "hidden_rows", "describe"]
 
 # Filter dimensions: person-level (one value per participant, from fp) and exchange-level (the
 # values of the exchanges a participant has activity or answers in, from fx).
@@ -51,7 +51,9 @@ _EXCHANGE = {"program": "fx.program", "exchange": "fx.exchange_id", "term": "fx.
 DIMENSIONS: tuple[str, ...] = (*_PERSON, *_EXCHANGE, "month")
 # The cells a view can be split into: None = the whole selection.
 CELLS: dict[str | None, str] = {None: "'all'", "country": "fp.country",
-                                "cluster": "fp.cluster_id"}
+                                "cluster": "fp.cluster_id", "gender": "fp.gender",
+                                "age_band": "fp.age_band", "connectivity": "fp.connectivity",
+                                "income_group": "fp.income_group"}
 _COLUMNS = ["cell", "dimension", "value", "change", "n"]
 
 
@@ -73,6 +75,27 @@ SCORES = _Unit("fs JOIN fp USING (pid)", "(pid, fs.exchange_id)",
                {"scores": True, "include_comparison": True})
 SCORE_CELL = ("fs.instrument || '|' || fs.scale || '|' || fs.wave || '|' || "
               "CAST(fp.comparison AS VARCHAR)")
+# Means of paired gains (pre/post tables, the comparison difference, gains per equity group):
+# the cell is a scale's pairs (both waves scored, res_person_gains: one row per participant
+# and exchange) in one group of a grouping, comparison group apart; its rows are the pairs, as
+# the tables' `n` counts them.
+GAINS = _Unit("fg JOIN fp USING (pid)", "(pid, fg.exchange_id)",
+              {"scores": True, "include_comparison": True})
+# The groupings a table of gains is split by (person attributes from fp; an exchange's
+# modality or setting from the gain row's own exchange).
+GAIN_GROUPS: dict[str | None, str] = {
+    None: "'all'", "cluster": "fp.cluster_id", "country": "fp.country",
+    "gender": "fp.gender", "age_band": "fp.age_band", "connectivity": "fp.connectivity",
+    "income_group": "fp.income_group", "modality": "fg.modality", "setting": "fg.setting"}
+
+
+def _gain_cell(by: str | None) -> str:
+    if by not in GAIN_GROUPS:
+        raise ValueError(f"cannot check gains by {by!r}; choose one of "
+                         f"{sorted(g for g in GAIN_GROUPS if g)} or None")
+    return (f"fg.instrument || '|' || fg.scale || '|' || "
+            f"coalesce(CAST({GAIN_GROUPS[by]} AS VARCHAR), '') || '|' || "
+            "CAST(fp.comparison AS VARCHAR)")
 
 
 def _options(cur: duckdb.DuckDBPyConnection) -> FilterOptions:
@@ -269,22 +292,40 @@ def isolating(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
     return pd.DataFrame(rows, columns=_COLUMNS)
 
 
-def _score_exchange_dim(cur: duckdb.DuckDBPyConnection, f: Filters, d: str,
-                       options: FilterOptions) -> list[dict[str, Any]]:
-    """An exchange dimension for scored rows: each row has one exchange, hence one value, so
-    removing v loses exactly the rows of v's exchanges, and the unrestricted view adds the
-    rows of the one missing value."""
+def _row_exchange_dim(cur: duckdb.DuckDBPyConnection, f: Filters, d: str,
+                      options: FilterOptions, unit: _Unit, cell: str) -> list[dict[str, Any]]:
+    """An exchange dimension for rows of one exchange each (scored rows, pairs): each row has
+    one value, so removing v loses exactly the rows of v's exchanges, and the unrestricted view
+    adds the rows of the one missing value."""
     sel = getattr(f, d)
     if not sel:
         return []
-    ctes, p = sql.scope(replace(f, **{d: ()}), **SCORES.scope)
+    ctes, p = sql.scope(replace(f, **{d: ()}), **unit.scope)
     p["sel"] = list(sel)
     df = sql.rdf(cur, f"""WITH {ctes}
-        SELECT {SCORE_CELL} AS cell, CAST({_EXCHANGE[d]} AS VARCHAR) AS value,
+        SELECT {cell} AS cell, CAST({_EXCHANGE[d]} AS VARCHAR) AS value,
                CAST(list_contains($sel, CAST({_EXCHANGE[d]} AS VARCHAR)) AS INTEGER) AS ns,
                count(*) AS n
-        FROM fs JOIN fp USING (pid) JOIN fx USING (exchange_id) GROUP BY ALL""", p)
+        FROM {unit.rows} JOIN fx USING (exchange_id) GROUP BY ALL""", p)
     return _judge(df, d, sel, options)
+
+
+def _isolating_rows(cur: duckdb.DuckDBPyConnection, f: Filters, unit: _Unit, cell: str
+                    ) -> pd.DataFrame:
+    """The rule for a unit of rows of one exchange each, its cells named by the SQL `cell`
+    ('|'-joined); `cell` of the answer is the list of those parts (strings)."""
+    options = _options(cur)
+    f = canonical_filters(f, options)
+    rows: list[dict[str, Any]] = []
+    for d in _PERSON:
+        rows += _person_dim(cur, f, d, cell, options, unit)
+    for d in _EXCHANGE:
+        rows += _row_exchange_dim(cur, f, d, options, unit, cell)
+    rows += _month_dim(cur, f, cell, options, unit)
+    out = pd.DataFrame(rows, columns=_COLUMNS)
+    out["cell"] = (list(out.cell.astype("string").str.split("|", n=3)) if len(out)
+                   else out.cell)
+    return out
 
 
 @cached
@@ -293,18 +334,33 @@ def isolating_scores(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame
     of the view of `f` whose scored rows a one-value neighbour changes by 0 < n < k, so that
     the difference of the two views' sums would be a small group's. Same rule, same columns;
     `cell` is a tuple (instrument, scale, wave, comparison)."""
-    options = _options(cur)
-    f = canonical_filters(f, options)
-    rows: list[dict[str, Any]] = []
-    for d in _PERSON:
-        rows += _person_dim(cur, f, d, SCORE_CELL, options, SCORES)
-    for d in _EXCHANGE:
-        rows += _score_exchange_dim(cur, f, d, options)
-    rows += _month_dim(cur, f, SCORE_CELL, options, SCORES)
-    out = pd.DataFrame(rows, columns=_COLUMNS)
-    parts = out.cell.astype("string").str.split("|", n=3)
-    out["cell"] = [(a, b, c, d == "true") for a, b, c, d in parts] if len(out) else out.cell
+    out = _isolating_rows(cur, f, SCORES, SCORE_CELL)
+    out["cell"] = [(a, b, c, d == "true") for a, b, c, d in out.cell] if len(out) else out.cell
     return out
+
+
+@cached
+def isolating_gains(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
+                    ) -> pd.DataFrame:
+    """`isolating` for means of paired post − pre gains (and the pre and post means of the same
+    pairs): the cells (instrument, scale, group, comparison) of the view of `f`, split by
+    `by` (a key of `GAIN_GROUPS`; None: group 'all'), whose pairs a one-value neighbour changes
+    by 0 < n < k. Same rule, same columns; `cell` is a tuple (instrument, scale, group,
+    comparison), the group as a string ('' for pairs without a value of `by`)."""
+    out = _isolating_rows(cur, f, GAINS, _gain_cell(by))
+    out["cell"] = [(a, b, c, d == "true") for a, b, c, d in out.cell] if len(out) else out.cell
+    return out
+
+
+def hidden_rows(df: pd.DataFrame, cells: set[Any], keys: list[str],
+                comparison: bool | None = False) -> list[bool] | None:
+    """Per row of `df`, whether its cell (the values of `keys` as strings, then `comparison`
+    when not None) is in `cells` (an `isolating_*` answer's); None when none is, as
+    `sql.suppress(hide=…)` takes it."""
+    tail = () if comparison is None else (comparison,)
+    hide = [(*("" if pd.isna(v) else str(v) for v in row), *tail) in cells
+            for row in df[keys].itertuples(index=False)]
+    return hide if any(hide) else None
 
 
 def isolating_cells(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> set[Any]:

@@ -6,6 +6,8 @@ else the day facts (`_…_days`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import duckdb
 import numpy as np
 import pandas as pd
@@ -26,14 +28,21 @@ _GAINS_COLUMNS = ["instrument", "scale", "group", "n", "mean", "sd", "ci_low", "
                   "suppressed"]
 
 
-def _gains_finish(cells: pd.DataFrame) -> pd.DataFrame:
+def _gains_finish(cells: pd.DataFrame, hidden: set[Any] = frozenset()) -> pd.DataFrame:
+    """Per-exchange cells -> means with the t and CR2 intervals, the small-cell rule, and the
+    differencing rule's `hidden` cells (`disclosure.isolating_gains`) blanked."""
+    from analytics.read import disclosure
+
     if not len(cells):
         return pd.DataFrame(columns=_GAINS_COLUMNS)
-    return sql.suppress(cr2_means(cells, ["instrument", "scale", "group"]), "n")[_GAINS_COLUMNS]
+    df = cr2_means(cells, ["instrument", "scale", "group"])
+    hide = disclosure.hidden_rows(df, hidden, ["instrument", "scale", "group"])
+    return sql.suppress(df, "n", hide=hide)[_GAINS_COLUMNS]
 
 
 def _gains_by_group_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
-                         scope: Scope = sql.scope) -> pd.DataFrame:
+                         scope: Scope = sql.scope, hidden: set[Any] = frozenset()
+                         ) -> pd.DataFrame:
     col = sql.equity_col(by)
     ctes, p = scope(f, include_comparison=True, scores=True)
     return _gains_finish(sql.df(cur, f"""WITH {ctes}
@@ -42,17 +51,18 @@ def _gains_by_group_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
         FROM fg JOIN fp USING (pid)
         WHERE NOT fp.comparison
         GROUP BY ALL ORDER BY ALL
-    """, p))
+    """, p), hidden)
 
 
-def _gains_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+def _gains_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
+                           hidden: set[Any] = frozenset()) -> pd.DataFrame:
     col = sql.equity_col(by)
     dims, p = sql.dims(f)
     return _gains_finish(sql.rdf(cur, f"""WITH {dims}
         SELECT instrument, scale, {sql.equity_sql(col)} AS "group", exchange_id,
                sum(n) AS n, sum(sum) AS sum, sum(sumsq) AS sumsq
         FROM ({sql.cells(sql.R_GAINS, f, p)}) GROUP BY ALL ORDER BY instrument, scale, "group"
-    """, p))
+    """, p), hidden)
 
 
 @cached
@@ -60,11 +70,15 @@ def gains_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.Da
     """Mean post−pre gain per scale and group (exchange participants only) with the t 95% CI
     (``ci_low``/``ci_high``, participants as independent) and the design-aware one the page
     shows (``ci_low_cr2``/``ci_high_cr2``: cluster-robust by exchange, CR2 with Satterthwaite
-    df; ``n_clusters``, ``few_clusters``)."""
+    df; ``n_clusters``, ``few_clusters``). A group whose pairs one filter value would change
+    by fewer than k is hidden (`disclosure.isolating_gains`)."""
+    from analytics.read import disclosure
+
     sql.equity_col(by)
+    hidden = set(disclosure.isolating_gains(cur, f, by).cell)
     if sql.use_rollups(cur, f):
-        return _gains_by_group_rollup(cur, f, by)
-    return _gains_by_group_days(cur, f, by)
+        return _gains_by_group_rollup(cur, f, by, hidden)
+    return _gains_by_group_days(cur, f, by, hidden=hidden)
 
 
 def _participation_finish(df: pd.DataFrame) -> pd.DataFrame:
