@@ -342,3 +342,19 @@ def test_no_pair_of_neighbouring_views_shows_group_gains_over_a_small_difference
     leaks, compared = _mean_leaks(demo_cur, served)
     assert compared > 1000
     assert not leaks, leaks[:10]
+
+
+def test_no_pair_of_neighbouring_views_shows_group_participation_over_a_small_difference(
+        demo_cur) -> None:
+    """Participants and minutes per participant per gender (Equity page): no group shown by
+    two neighbouring views differs by 1 to k − 1 participants (n × minutes per participant
+    would be their minutes)."""
+    from analytics.read import equity
+
+    def served(f: Filters) -> pd.DataFrame:
+        return _shown_cells(equity.participation_by_group(demo_cur, f, "gender"), ["group"],
+                            {"minutes": ("n", "minutes_per_participant")})
+
+    leaks, compared = _mean_leaks(demo_cur, served)
+    assert compared > 300
+    assert not leaks, leaks[:10]

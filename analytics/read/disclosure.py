@@ -275,11 +275,12 @@ def _next_month(d: date) -> date:
 @cached
 def isolating(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
               ) -> pd.DataFrame:
-    """The cells of the view of `f` (the whole selection when `by` is None, else each country
-    or cluster) that break the differencing rule (module docstring): one row per cell,
-    dimension and value whose one-value neighbour differs by 0 < n < k participants, with
-    `change` 'remove' or 'add'. `n` is for tests and the audit, never for display. Empty when
-    every cell may be shown. `f` is taken as its canonical request."""
+    """The cells of the view of `f` (the whole selection when `by` is None, else each country,
+    cluster or equity group: gender, age band, connectivity, income group) that break the
+    differencing rule (module docstring): one row per cell, dimension and value whose
+    one-value neighbour differs by 0 < n < k participants, with `change` 'remove' or 'add'.
+    `n` is for tests and the audit, never for display. Empty when every cell may be shown.
+    `f` is taken as its canonical request."""
     cell = _cell(by)
     options = _options(cur)
     f = canonical_filters(f, options)

@@ -81,17 +81,20 @@ def gains_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.Da
     return _gains_by_group_days(cur, f, by, hidden=hidden)
 
 
-def _participation_finish(df: pd.DataFrame) -> pd.DataFrame:
-    """Share active; groups under MIN_CELL suppressed whole; fewer than MIN_CELL active people
-    in a shown group blanks their count, their share and the minutes per participant (all
-    minutes are theirs)."""
+def _participation_finish(df: pd.DataFrame, hidden: set[Any] = frozenset()) -> pd.DataFrame:
+    """Share active; groups under MIN_CELL suppressed whole, and so are the differencing
+    rule's `hidden` groups (`disclosure.isolating` by the grouping); fewer than MIN_CELL
+    active people in a shown group blanks their count, their share and the minutes per
+    participant (all minutes are theirs)."""
     df["active_share"] = df.active / df.n
-    return sql.suppress_subset(sql.suppress(df, "n"), "active",
-                               ["active_share", "minutes_per_participant"])
+    hide = [str(g) in hidden for g in df["group"]]
+    return sql.suppress_subset(sql.suppress(df, "n", hide=hide if any(hide) else None),
+                               "active", ["active_share", "minutes_per_participant"])
 
 
 def _participation_by_group_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
-                                 scope: Scope = sql.scope) -> pd.DataFrame:
+                                 scope: Scope = sql.scope, hidden: set[Any] = frozenset()
+                                 ) -> pd.DataFrame:
     col = sql.equity_col(by)
     ctes, p = scope(f)
     return _participation_finish(sql.df(cur, f"""WITH {ctes},
@@ -99,11 +102,11 @@ def _participation_by_group_days(cur: duckdb.DuckDBPyConnection, f: Filters, by:
         SELECT fp.{col} AS "group", count(*) AS n, count(act.pid) AS active,
                coalesce(sum(act.minutes), 0) / count(*) AS minutes_per_participant
         FROM fp LEFT JOIN act USING (pid) GROUP BY ALL ORDER BY "group"
-    """, p))
+    """, p), hidden)
 
 
-def _participation_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str
-                                   ) -> pd.DataFrame:
+def _participation_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
+                                   hidden: set[Any] = frozenset()) -> pd.DataFrame:
     col = sql.equity_col(by)
     dims, p = sql.dims(f)
     return _participation_finish(sql.rdf(cur, f"""WITH {dims}
@@ -111,16 +114,22 @@ def _participation_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, b
                CAST(sum(active) AS BIGINT) AS active,
                coalesce(sum(minutes), 0) / sum(n) AS minutes_per_participant
         FROM ({sql.cells(sql.R_PEOPLE, f, p, people=True)}) GROUP BY ALL ORDER BY "group"
-    """, p))
+    """, p), hidden)
 
 
 @cached
 def participation_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
-    """Participants, share ever active and mean minutes per participant, per group."""
+    """Participants, share ever active and mean minutes per participant, per group. A group
+    whose people (or whose people's activity, for exchange and month filters) one filter value
+    would change by fewer than k is hidden (`disclosure.isolating` by the grouping): two views'
+    counts, shares or minutes × n would give that small group's."""
+    from analytics.read import disclosure
+
     sql.equity_col(by)
+    hidden = {str(c) for c in disclosure.isolating_cells(cur, f, by)}
     if sql.use_rollups(cur, f):
-        return _participation_by_group_rollup(cur, f, by)
-    return _participation_by_group_days(cur, f, by)
+        return _participation_by_group_rollup(cur, f, by, hidden)
+    return _participation_by_group_days(cur, f, by, hidden=hidden)
 
 
 def _funnel_finish(df: pd.DataFrame) -> pd.DataFrame:
