@@ -193,39 +193,37 @@ def _month_counts(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str, unit: _
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For `_month_dim`: per cell, the people by how many of the range's months they have
     (0 or 1, with the first such month, and whether they have months before or after it), and
-    the people with activity or answers in the range's end months and before or after it."""
+    the people (rows of `unit`) with activity or answers in the range's end months and before
+    or after it: the view's sums change by their days even when they stay in it.
+
+    One query: each person's months are reduced once to counts and flags, and each unit row
+    takes its person's. A unit's rows are unique within a cell (a person; a person's scored row
+    or pair of one exchange, instrument, scale (and wave)), so counting rows counts `unit.key`s.
+    """
     g = replace(f, start=None, end=None)
     ctes, p = sql.scope(g, **unit.scope)
     a = f.start or date(1, 1, 1)
     b = f.end or date(9999, 12, 31)
-    p |= {"a": a, "b": b}
-    df = sql.rdf(cur, f"""WITH {ctes},
+    p |= {"a": a, "b": b, "am": a.replace(day=1), "bm": b.replace(day=1)}
+    rows = sql.rdf(cur, f"""WITH {ctes},
         pm AS (SELECT DISTINCT pid, CAST(date_trunc('month', day) AS DATE) AS m
                FROM (SELECT pid, day FROM fev UNION ALL SELECT pid, day FROM ({_answers(g)}))),
         ps AS (SELECT pid, count(*) FILTER (WHERE m BETWEEN $a AND $b) AS ns,
                       min(m) FILTER (WHERE m BETWEEN $a AND $b) AS vs,
-                      count(*) FILTER (WHERE m < $a) > 0 AS before,
-                      count(*) FILTER (WHERE m > $b) > 0 AS after
+                      bool_or(m < $a) AS before, bool_or(m > $b) AS after,
+                      bool_or(m = $am) AS first_month, bool_or(m = $bm) AS last_month
                FROM pm GROUP BY pid)
         SELECT {cell} AS cell, ps.vs AS value, CAST(coalesce(ps.ns, 0) AS INTEGER) AS ns,
                coalesce(ps.before, FALSE) AS before, coalesce(ps.after, FALSE) AS after,
-               ps.pid IS NULL AS nothing, count(*) AS n
-        FROM {unit.rows} LEFT JOIN ps USING (pid) WHERE coalesce(ps.ns, 0) <= 1 GROUP BY ALL""",
-                 p)
-    # Who has activity or answers in the end months, and before or after the range, beside
-    # other months: the view's sums change by their days even when they stay in it.
-    p["am"] = a.replace(day=1)
-    p["bm"] = b.replace(day=1)
-    has = sql.rdf(cur, f"""WITH {ctes},
-        pm AS (SELECT DISTINCT pid, CAST(date_trunc('month', day) AS DATE) AS m
-               FROM (SELECT pid, day FROM fev UNION ALL SELECT pid, day FROM ({_answers(g)})))
-        SELECT {cell} AS cell,
-               count(DISTINCT {unit.key}) FILTER (WHERE m = $am) AS first_month,
-               count(DISTINCT {unit.key}) FILTER (WHERE m = $bm) AS last_month,
-               count(DISTINCT {unit.key}) FILTER (WHERE m < $a) AS before,
-               count(DISTINCT {unit.key}) FILTER (WHERE m > $b) AS after
-        FROM {unit.rows} JOIN pm USING (pid) GROUP BY ALL""", p).set_index("cell")
-    return df, has
+               ps.pid IS NULL AS nothing, coalesce(ps.first_month, FALSE) AS first_month,
+               coalesce(ps.last_month, FALSE) AS last_month, count(*) AS n
+        FROM {unit.rows} LEFT JOIN ps USING (pid) GROUP BY ALL""", p)
+    df = rows[rows.ns <= 1].groupby(["cell", "value", "ns", "before", "after", "nothing"],
+                                    dropna=False, as_index=False).n.sum()
+    has = pd.DataFrame({c: rows.n.where(rows[c].astype(bool), 0).groupby(rows.cell).sum()
+                        for c in ("first_month", "last_month", "before", "after")},
+                       columns=["first_month", "last_month", "before", "after"])
+    return df, has.rename_axis("cell")
 
 
 def _month_dim(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str,
