@@ -358,3 +358,36 @@ def test_no_pair_of_neighbouring_views_shows_group_participation_over_a_small_di
     leaks, compared = _mean_leaks(demo_cur, served)
     assert compared > 300
     assert not leaks, leaks[:10]
+
+
+def test_pages_say_which_filter_value_hides_a_mean(demo_cur, monkeypatch) -> None:
+    """Where the rule hides a mean, the read answer carries `disclosure.describe`'s words for
+    the cells it hid (which filter values, never how many) and the page's note shows them:
+    every country but the last (the unrestricted view adds it back) hides the comparison
+    difference of the demo's small comparison arms."""
+    from analytics.read import outcomes
+
+    cache.clear_cache()
+    o = loads.filter_options(demo_cur)
+    f = canonical_filters(Filters(country=tuple(sorted(o.values("country")))[:-1]), o)
+    df = outcomes.comparison_difference(demo_cur, f)
+    rows = disclosure.isolating_gains(demo_cur, f)
+    shown = {(str(a), str(b), "all", c) for a, b in zip(df.instrument, df.scale, strict=True)
+             for c in (False, True)}
+    mine = rows[[c in shown for c in rows.cell]]
+    assert len(mine) and df.suppressed.all()
+    words = df.attrs["isolating"]
+    assert words == disclosure.describe(mine)
+    assert words.startswith(("removing country ", "adding country "))
+    # A read answer without hidden rows says nothing.
+    assert "isolating" not in outcomes.comparison_difference(demo_cur, Filters()).attrs
+
+    from tests.analytics_fixture import demo_warehouse
+
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(demo_warehouse()))
+    import app  # noqa: F401  (registers the pages)
+    from pages import outcomes as page
+
+    note = str(page.comparison({"filters": f.to_dict()}))
+    assert f"({words})" in note and "one filter value changes them" in note
+    assert "one filter value" not in str(page.comparison({"filters": Filters().to_dict()}))

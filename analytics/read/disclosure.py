@@ -41,7 +41,7 @@ from analytics.read.cache import cached
 from analytics.read.filters import FilterOptions, Filters, canonical_filters, month_end
 
 __all__ = ["DIMENSIONS", "CELLS", "GAIN_GROUPS", "isolating", "isolating_cells",
-           "isolating_scores", "isolating_gains", "hidden_rows", "describe"]
+           "isolating_scores", "isolating_gains", "hidden_rows", "describe", "explain"]
 
 # Filter dimensions: person-level (one value per participant, from fp) and exchange-level (the
 # values of the exchanges a participant has activity or answers in, from fx).
@@ -375,3 +375,14 @@ def describe(rows: pd.DataFrame) -> str:
         verb = "removing" if r.change == "remove" else "adding"
         parts.append(f"{verb} {r.dimension} {r.value!s}")
     return " or ".join(parts[:4]) + (" or …" if len(parts) > 4 else "")
+
+
+def explain(df: pd.DataFrame, rows: pd.DataFrame, cells: list[Any]) -> pd.DataFrame:
+    """`df` (a read-layer table whose row i is cell `cells[i]`) with `df.attrs['isolating']`
+    set to `describe` of the rule's `rows` (an `isolating*` answer) on those cells, when any:
+    the page's words for why some of its rows are hidden beside the small-cell ones."""
+    mine = set(cells)
+    hit = rows[[c in mine for c in rows.cell]] if len(rows) else rows
+    if len(hit):
+        df.attrs["isolating"] = describe(hit)
+    return df

@@ -75,10 +75,14 @@ def gains_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.Da
     from analytics.read import disclosure
 
     sql.equity_col(by)
-    hidden = set(disclosure.isolating_gains(cur, f, by).cell)
+    rows = disclosure.isolating_gains(cur, f, by)
+    hidden = set(rows.cell)
     if sql.use_rollups(cur, f):
-        return _gains_by_group_rollup(cur, f, by, hidden)
-    return _gains_by_group_days(cur, f, by, hidden=hidden)
+        out = _gains_by_group_rollup(cur, f, by, hidden)
+    else:
+        out = _gains_by_group_days(cur, f, by, hidden=hidden)
+    return disclosure.explain(out, rows, [(str(a), str(b), str(g), False) for a, b, g in
+                                          zip(out.instrument, out.scale, out.group, strict=True)])
 
 
 def _participation_finish(df: pd.DataFrame, hidden: set[Any] = frozenset()) -> pd.DataFrame:
@@ -126,10 +130,13 @@ def participation_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) 
     from analytics.read import disclosure
 
     sql.equity_col(by)
-    hidden = {str(c) for c in disclosure.isolating_cells(cur, f, by)}
+    rows = disclosure.isolating(cur, f, by).assign(cell=lambda d: d.cell.astype(str))
+    hidden = set(rows.cell)
     if sql.use_rollups(cur, f):
-        return _participation_by_group_rollup(cur, f, by, hidden)
-    return _participation_by_group_days(cur, f, by, hidden=hidden)
+        out = _participation_by_group_rollup(cur, f, by, hidden)
+    else:
+        out = _participation_by_group_days(cur, f, by, hidden=hidden)
+    return disclosure.explain(out, rows, [str(g) for g in out["group"]])
 
 
 def _funnel_finish(df: pd.DataFrame) -> pd.DataFrame:

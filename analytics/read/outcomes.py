@@ -101,16 +101,25 @@ def prepost_slice(cur: duckdb.DuckDBPyConnection, f: Filters, by: str = "overall
         raise ValueError(f"unknown grouping {by!r}; one of overall, {', '.join(_SLICE_BY)}")
     from analytics.read import disclosure
 
-    hidden = set(disclosure.isolating_gains(cur, f, None if by == "overall" else by).cell)
+    rows = disclosure.isolating_gains(cur, f, None if by == "overall" else by)
+    hidden = set(rows.cell)
+    out = None
     stored = _is_precomputed(f)
     if stored is not None and (by == "overall" or stored[0] == "overall"):
         df = _prepost_stored(cur, by if stored[0] == "overall" else stored[0])
         if stored[1] is not None:
             df = df[df["group"].astype("string") == stored[1]]
         if len(df) or stored[0] == "overall":
-            return _prepost_suppress(df.reset_index(drop=True),
-                                     _prepost_hide(df, by, hidden)).reset_index(drop=True)
-    return _prepost_computed(cur, f, by, hidden)
+            out = _prepost_suppress(df.reset_index(drop=True),
+                                    _prepost_hide(df, by, hidden)).reset_index(drop=True)
+    if out is None:
+        out = _prepost_computed(cur, f, by, hidden)
+    if not len(out):
+        return out
+    groups = ["all"] * len(out) if by == "overall" else [
+        "" if pd.isna(g) else str(g) for g in out["group"]]
+    return disclosure.explain(out, rows, [(str(a), str(b), g, False) for a, b, g in
+                                          zip(out.instrument, out.scale, groups, strict=True)])
 
 
 def _prepost_hide(df: pd.DataFrame, by: str, hidden: set[Any]) -> list[bool] | None:
@@ -259,10 +268,15 @@ def wave_means(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     two such views' means would give that small group's sum of scores."""
     from analytics.read import disclosure
 
-    hidden = set(disclosure.isolating_scores(cur, f).cell)
+    rows = disclosure.isolating_scores(cur, f)
+    hidden = set(rows.cell)
     if sql.use_rollups(cur, f):
-        return _wave_means_rollup(cur, f, hidden)
-    return _wave_means_days(cur, f, hidden=hidden)
+        out = _wave_means_rollup(cur, f, hidden)
+    else:
+        out = _wave_means_days(cur, f, hidden=hidden)
+    return disclosure.explain(out, rows, [
+        (str(a), str(b), str(c), bool(d)) for a, b, c, d in
+        out[["instrument", "scale", "wave", "comparison"]].itertuples(index=False)])
 
 
 def gain_moments(cur: duckdb.DuckDBPyConnection, f: Filters, by: Sequence[str] = (),
@@ -379,10 +393,15 @@ def comparison_difference(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.Data
     fewer than k is hidden (`disclosure.isolating_gains`)."""
     from analytics.read import disclosure
 
-    hidden = set(disclosure.isolating_gains(cur, f).cell)
+    rows = disclosure.isolating_gains(cur, f)
+    hidden = set(rows.cell)
     if sql.use_rollups(cur, f):
-        return _comparison_difference_rollup(cur, f, hidden)
-    return _comparison_difference_days(cur, f, hidden=hidden)
+        out = _comparison_difference_rollup(cur, f, hidden)
+    else:
+        out = _comparison_difference_days(cur, f, hidden=hidden)
+    return disclosure.explain(out, rows, [(str(a), str(b), "all", c) for a, b in
+                                          zip(out.instrument, out.scale, strict=True)
+                                          for c in (False, True)])
 
 
 def _stored(cur: duckdb.DuckDBPyConnection, table: schema.Table, order: str,
