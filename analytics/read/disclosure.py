@@ -24,6 +24,12 @@ dimensions and months, the people of the cell who have v at all number 0 or at l
 Cells that break the rule are suppressed like a small cell (pages say which filter isolates a
 small group, never how small). This module computes, for one view, one or two GROUP BYs per
 dimension over the day facts (exact whatever the rollups hold).
+
+Means are sums over rows divided by their number, so the same rule runs over the rows a mean
+counts (a `_Unit`): participants (`isolating`: counts, shares and minutes per country, cluster
+or equity group), scored rows (`isolating_scores`: wave means) and pairs with both pre and post
+scored (`isolating_gains`: pre/post tables, the comparison difference, gains per group). Each
+is `@cached` per data version and request; `explain` gives a read answer the page's words.
 """
 
 from __future__ import annotations
