@@ -902,6 +902,25 @@ def suppressed_note(groups: Iterable[str], what: str = "groups") -> html.P | Non
                   className="small text-body-secondary suppressed-note")
 
 
+def isolating_note(df: pd.DataFrame, what: str = "Some") -> html.P | None:
+    """Why rows are hidden beside the small ones: one filter value changes them by fewer than k
+    (`analytics.read.disclosure`; a read answer's `attrs['isolating']`, `describe`'s words:
+    which filter values, never how many people)."""
+    why = df.attrs.get("isolating") if isinstance(df, pd.DataFrame) else None
+    if not why:
+        return None
+    return html.P(f"{what} are hidden because one filter value changes them by fewer than "
+                  f"{suppression.MIN_CELL} participants ({why}): two such views would show that "
+                  "small group by subtraction.",
+                  className="small text-body-secondary suppressed-note isolating-note")
+
+
+def with_isolating_note(note: Any, df: pd.DataFrame, what: str = "Some") -> Any:
+    """`note` followed by `isolating_note(df)` when there is one; `note` as it is otherwise."""
+    extra = isolating_note(df, what)
+    return note if extra is None else html.Div([note, extra])
+
+
 def suppressed_weeks_note(df: pd.DataFrame, what: str = "active participants"
                           ) -> html.P | None:
     """The note under a weekly line when some weeks of shown groups (flag `week_suppressed`)

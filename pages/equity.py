@@ -98,6 +98,7 @@ def gains(store: dict[str, Any] | None, by: str, scale: str | None) -> tuple[_ui
                                        "yet: python -m analytics)."), None
     shown, small = df[~df.suppressed], df[df.suppressed]
     note = _ui.suppressed_note(sorted(small.group.astype(str).unique()), f"{label.lower()} groups")
+    note = _ui.with_isolating_note(note, df, "Some groups")
     if not len(shown):
         return _ui.suppressed_figure(title, f"Every {label.lower()} group has fewer than "
                                             f"{suppression.MIN_CELL} participants"), note
@@ -133,7 +134,8 @@ def participation(store: dict[str, Any] | None, by: str) -> tuple[_ui.Figure, An
             _ui.suppressed_subset_note(
                 sorted(df[df.subset_suppressed].group.astype(str)),
                 f"fewer than {suppression.MIN_CELL} active participants; "
-                "their minutes and share active are")]
+                "their minutes and share active are"),
+            _ui.isolating_note(df, "Some groups")]
     if df.suppressed.all():
         return _ui.suppressed_figure(title, f"Every {label.lower()} group has fewer than "
                                             f"{suppression.MIN_CELL} participants"), note

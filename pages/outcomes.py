@@ -162,6 +162,7 @@ def waves(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str, str], Any
         sorted({f"{_ui.scale_label(a, b)} ({w}{', comparison' if c else ''})"
                 for a, b, w, c in small[["instrument", "scale", "wave", "comparison"]]
                 .itertuples(index=False)}), "cells")
+    note = _ui.with_isolating_note(note, df, "Some cells")
     if len(small) == len(df):
         return _ui.suppressed_figure(
             "Mean scale score per wave (95% CI), filtered participants",
@@ -231,7 +232,8 @@ def forest(by: str, effect: str, scale: str | None, store: dict[str, Any] | None
     fig, shown, small = forest_figure(df, by, effect)
     note = _ui.suppressed_note(sorted(small["group"].astype(str).unique()),
                                f"{filters.GROUPINGS.get(by, by).lower()} groups")
-    return fig, {}, html.Div([_cluster_note(shown, effect), note])
+    return fig, {}, html.Div([_cluster_note(shown, effect), note,
+                              _ui.isolating_note(df, "Some groups")])
 
 
 def forest_figure(df: pd.DataFrame, by: str, effect: str
@@ -402,6 +404,7 @@ def comparison(store: dict[str, Any] | None) -> Any:
     }, "Completers' mean gain post − pre: participants minus comparison group "
        "(difference-in-differences; filtered)", id_="outcomes-comparison-table"),
         _cr2_note(df),
+        _ui.isolating_note(df, "Some scales"),
         _assumptions(estimands.COMPLETERS, estimands.DID_ASSUMPTION, id_="comparison-assumptions"),
     ])
 

@@ -24,6 +24,12 @@ dimensions and months, the people of the cell who have v at all number 0 or at l
 Cells that break the rule are suppressed like a small cell (pages say which filter isolates a
 small group, never how small). This module computes, for one view, one or two GROUP BYs per
 dimension over the day facts (exact whatever the rollups hold).
+
+Means are sums over rows divided by their number, so the same rule runs over the rows a mean
+counts (a `_Unit`): participants (`isolating`: counts, shares and minutes per country, cluster
+or equity group), scored rows (`isolating_scores`: wave means) and pairs with both pre and post
+scored (`isolating_gains`: pre/post tables, the comparison difference, gains per group). Each
+is `@cached` per data version and request; `explain` gives a read answer the page's words.
 """
 
 from __future__ import annotations
@@ -40,8 +46,8 @@ from analytics.read import sql
 from analytics.read.cache import cached
 from analytics.read.filters import FilterOptions, Filters, canonical_filters, month_end
 
-__all__ = ["DIMENSIONS", "CELLS", "isolating", "isolating_cells", "isolating_scores",
-           "describe"]
+__all__ = ["DIMENSIONS", "CELLS", "GAIN_GROUPS", "isolating", "isolating_cells",
+           "isolating_scores", "isolating_gains", "hidden_rows", "describe", "explain"]
 
 # Filter dimensions: person-level (one value per participant, from fp) and exchange-level (the
 # values of the exchanges a participant has activity or answers in, from fx).
@@ -51,7 +57,9 @@ _EXCHANGE = {"program": "fx.program", "exchange": "fx.exchange_id", "term": "fx.
 DIMENSIONS: tuple[str, ...] = (*_PERSON, *_EXCHANGE, "month")
 # The cells a view can be split into: None = the whole selection.
 CELLS: dict[str | None, str] = {None: "'all'", "country": "fp.country",
-                                "cluster": "fp.cluster_id"}
+                                "cluster": "fp.cluster_id", "gender": "fp.gender",
+                                "age_band": "fp.age_band", "connectivity": "fp.connectivity",
+                                "income_group": "fp.income_group"}
 _COLUMNS = ["cell", "dimension", "value", "change", "n"]
 
 
@@ -73,6 +81,27 @@ SCORES = _Unit("fs JOIN fp USING (pid)", "(pid, fs.exchange_id)",
                {"scores": True, "include_comparison": True})
 SCORE_CELL = ("fs.instrument || '|' || fs.scale || '|' || fs.wave || '|' || "
               "CAST(fp.comparison AS VARCHAR)")
+# Means of paired gains (pre/post tables, the comparison difference, gains per equity group):
+# the cell is a scale's pairs (both waves scored, res_person_gains: one row per participant
+# and exchange) in one group of a grouping, comparison group apart; its rows are the pairs, as
+# the tables' `n` counts them.
+GAINS = _Unit("fg JOIN fp USING (pid)", "(pid, fg.exchange_id)",
+              {"scores": True, "include_comparison": True})
+# The groupings a table of gains is split by (person attributes from fp; an exchange's
+# modality or setting from the gain row's own exchange).
+GAIN_GROUPS: dict[str | None, str] = {
+    None: "'all'", "cluster": "fp.cluster_id", "country": "fp.country",
+    "gender": "fp.gender", "age_band": "fp.age_band", "connectivity": "fp.connectivity",
+    "income_group": "fp.income_group", "modality": "fg.modality", "setting": "fg.setting"}
+
+
+def _gain_cell(by: str | None) -> str:
+    if by not in GAIN_GROUPS:
+        raise ValueError(f"cannot check gains by {by!r}; choose one of "
+                         f"{sorted(g for g in GAIN_GROUPS if g)} or None")
+    return (f"fg.instrument || '|' || fg.scale || '|' || "
+            f"coalesce(CAST({GAIN_GROUPS[by]} AS VARCHAR), '') || '|' || "
+            "CAST(fp.comparison AS VARCHAR)")
 
 
 def _options(cur: duckdb.DuckDBPyConnection) -> FilterOptions:
@@ -170,39 +199,37 @@ def _month_counts(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str, unit: _
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For `_month_dim`: per cell, the people by how many of the range's months they have
     (0 or 1, with the first such month, and whether they have months before or after it), and
-    the people with activity or answers in the range's end months and before or after it."""
+    the people (rows of `unit`) with activity or answers in the range's end months and before
+    or after it: the view's sums change by their days even when they stay in it.
+
+    One query: each person's months are reduced once to counts and flags, and each unit row
+    takes its person's. A unit's rows are unique within a cell (a person; a person's scored row
+    or pair of one exchange, instrument, scale (and wave)), so counting rows counts `unit.key`s.
+    """
     g = replace(f, start=None, end=None)
     ctes, p = sql.scope(g, **unit.scope)
     a = f.start or date(1, 1, 1)
     b = f.end or date(9999, 12, 31)
-    p |= {"a": a, "b": b}
-    df = sql.rdf(cur, f"""WITH {ctes},
+    p |= {"a": a, "b": b, "am": a.replace(day=1), "bm": b.replace(day=1)}
+    rows = sql.rdf(cur, f"""WITH {ctes},
         pm AS (SELECT DISTINCT pid, CAST(date_trunc('month', day) AS DATE) AS m
                FROM (SELECT pid, day FROM fev UNION ALL SELECT pid, day FROM ({_answers(g)}))),
         ps AS (SELECT pid, count(*) FILTER (WHERE m BETWEEN $a AND $b) AS ns,
                       min(m) FILTER (WHERE m BETWEEN $a AND $b) AS vs,
-                      count(*) FILTER (WHERE m < $a) > 0 AS before,
-                      count(*) FILTER (WHERE m > $b) > 0 AS after
+                      bool_or(m < $a) AS before, bool_or(m > $b) AS after,
+                      bool_or(m = $am) AS first_month, bool_or(m = $bm) AS last_month
                FROM pm GROUP BY pid)
         SELECT {cell} AS cell, ps.vs AS value, CAST(coalesce(ps.ns, 0) AS INTEGER) AS ns,
                coalesce(ps.before, FALSE) AS before, coalesce(ps.after, FALSE) AS after,
-               ps.pid IS NULL AS nothing, count(*) AS n
-        FROM {unit.rows} LEFT JOIN ps USING (pid) WHERE coalesce(ps.ns, 0) <= 1 GROUP BY ALL""",
-                 p)
-    # Who has activity or answers in the end months, and before or after the range, beside
-    # other months: the view's sums change by their days even when they stay in it.
-    p["am"] = a.replace(day=1)
-    p["bm"] = b.replace(day=1)
-    has = sql.rdf(cur, f"""WITH {ctes},
-        pm AS (SELECT DISTINCT pid, CAST(date_trunc('month', day) AS DATE) AS m
-               FROM (SELECT pid, day FROM fev UNION ALL SELECT pid, day FROM ({_answers(g)})))
-        SELECT {cell} AS cell,
-               count(DISTINCT {unit.key}) FILTER (WHERE m = $am) AS first_month,
-               count(DISTINCT {unit.key}) FILTER (WHERE m = $bm) AS last_month,
-               count(DISTINCT {unit.key}) FILTER (WHERE m < $a) AS before,
-               count(DISTINCT {unit.key}) FILTER (WHERE m > $b) AS after
-        FROM {unit.rows} JOIN pm USING (pid) GROUP BY ALL""", p).set_index("cell")
-    return df, has
+               ps.pid IS NULL AS nothing, coalesce(ps.first_month, FALSE) AS first_month,
+               coalesce(ps.last_month, FALSE) AS last_month, count(*) AS n
+        FROM {unit.rows} LEFT JOIN ps USING (pid) GROUP BY ALL""", p)
+    df = rows[rows.ns <= 1].groupby(["cell", "value", "ns", "before", "after", "nothing"],
+                                    dropna=False, as_index=False).n.sum()
+    has = pd.DataFrame({c: rows.n.where(rows[c].astype(bool), 0).groupby(rows.cell).sum()
+                        for c in ("first_month", "last_month", "before", "after")},
+                       columns=["first_month", "last_month", "before", "after"])
+    return df, has.rename_axis("cell")
 
 
 def _month_dim(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str,
@@ -252,11 +279,12 @@ def _next_month(d: date) -> date:
 @cached
 def isolating(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
               ) -> pd.DataFrame:
-    """The cells of the view of `f` (the whole selection when `by` is None, else each country
-    or cluster) that break the differencing rule (module docstring): one row per cell,
-    dimension and value whose one-value neighbour differs by 0 < n < k participants, with
-    `change` 'remove' or 'add'. `n` is for tests and the audit, never for display. Empty when
-    every cell may be shown. `f` is taken as its canonical request."""
+    """The cells of the view of `f` (the whole selection when `by` is None, else each country,
+    cluster or equity group: gender, age band, connectivity, income group) that break the
+    differencing rule (module docstring): one row per cell, dimension and value whose
+    one-value neighbour differs by 0 < n < k participants, with `change` 'remove' or 'add'.
+    `n` is for tests and the audit, never for display. Empty when every cell may be shown.
+    `f` is taken as its canonical request."""
     cell = _cell(by)
     options = _options(cur)
     f = canonical_filters(f, options)
@@ -269,22 +297,40 @@ def isolating(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
     return pd.DataFrame(rows, columns=_COLUMNS)
 
 
-def _score_exchange_dim(cur: duckdb.DuckDBPyConnection, f: Filters, d: str,
-                       options: FilterOptions) -> list[dict[str, Any]]:
-    """An exchange dimension for scored rows: each row has one exchange, hence one value, so
-    removing v loses exactly the rows of v's exchanges, and the unrestricted view adds the
-    rows of the one missing value."""
+def _row_exchange_dim(cur: duckdb.DuckDBPyConnection, f: Filters, d: str,
+                      options: FilterOptions, unit: _Unit, cell: str) -> list[dict[str, Any]]:
+    """An exchange dimension for rows of one exchange each (scored rows, pairs): each row has
+    one value, so removing v loses exactly the rows of v's exchanges, and the unrestricted view
+    adds the rows of the one missing value."""
     sel = getattr(f, d)
     if not sel:
         return []
-    ctes, p = sql.scope(replace(f, **{d: ()}), **SCORES.scope)
+    ctes, p = sql.scope(replace(f, **{d: ()}), **unit.scope)
     p["sel"] = list(sel)
     df = sql.rdf(cur, f"""WITH {ctes}
-        SELECT {SCORE_CELL} AS cell, CAST({_EXCHANGE[d]} AS VARCHAR) AS value,
+        SELECT {cell} AS cell, CAST({_EXCHANGE[d]} AS VARCHAR) AS value,
                CAST(list_contains($sel, CAST({_EXCHANGE[d]} AS VARCHAR)) AS INTEGER) AS ns,
                count(*) AS n
-        FROM fs JOIN fp USING (pid) JOIN fx USING (exchange_id) GROUP BY ALL""", p)
+        FROM {unit.rows} JOIN fx USING (exchange_id) GROUP BY ALL""", p)
     return _judge(df, d, sel, options)
+
+
+def _isolating_rows(cur: duckdb.DuckDBPyConnection, f: Filters, unit: _Unit, cell: str
+                    ) -> pd.DataFrame:
+    """The rule for a unit of rows of one exchange each, its cells named by the SQL `cell`
+    ('|'-joined); `cell` of the answer is the list of those parts (strings)."""
+    options = _options(cur)
+    f = canonical_filters(f, options)
+    rows: list[dict[str, Any]] = []
+    for d in _PERSON:
+        rows += _person_dim(cur, f, d, cell, options, unit)
+    for d in _EXCHANGE:
+        rows += _row_exchange_dim(cur, f, d, options, unit, cell)
+    rows += _month_dim(cur, f, cell, options, unit)
+    out = pd.DataFrame(rows, columns=_COLUMNS)
+    out["cell"] = (list(out.cell.astype("string").str.split("|", n=3)) if len(out)
+                   else out.cell)
+    return out
 
 
 @cached
@@ -293,18 +339,33 @@ def isolating_scores(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame
     of the view of `f` whose scored rows a one-value neighbour changes by 0 < n < k, so that
     the difference of the two views' sums would be a small group's. Same rule, same columns;
     `cell` is a tuple (instrument, scale, wave, comparison)."""
-    options = _options(cur)
-    f = canonical_filters(f, options)
-    rows: list[dict[str, Any]] = []
-    for d in _PERSON:
-        rows += _person_dim(cur, f, d, SCORE_CELL, options, SCORES)
-    for d in _EXCHANGE:
-        rows += _score_exchange_dim(cur, f, d, options)
-    rows += _month_dim(cur, f, SCORE_CELL, options, SCORES)
-    out = pd.DataFrame(rows, columns=_COLUMNS)
-    parts = out.cell.astype("string").str.split("|", n=3)
-    out["cell"] = [(a, b, c, d == "true") for a, b, c, d in parts] if len(out) else out.cell
+    out = _isolating_rows(cur, f, SCORES, SCORE_CELL)
+    out["cell"] = [(a, b, c, d == "true") for a, b, c, d in out.cell] if len(out) else out.cell
     return out
+
+
+@cached
+def isolating_gains(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
+                    ) -> pd.DataFrame:
+    """`isolating` for means of paired post − pre gains (and the pre and post means of the same
+    pairs): the cells (instrument, scale, group, comparison) of the view of `f`, split by
+    `by` (a key of `GAIN_GROUPS`; None: group 'all'), whose pairs a one-value neighbour changes
+    by 0 < n < k. Same rule, same columns; `cell` is a tuple (instrument, scale, group,
+    comparison), the group as a string ('' for pairs without a value of `by`)."""
+    out = _isolating_rows(cur, f, GAINS, _gain_cell(by))
+    out["cell"] = [(a, b, c, d == "true") for a, b, c, d in out.cell] if len(out) else out.cell
+    return out
+
+
+def hidden_rows(df: pd.DataFrame, cells: set[Any], keys: list[str],
+                comparison: bool | None = False) -> list[bool] | None:
+    """Per row of `df`, whether its cell (the values of `keys` as strings, then `comparison`
+    when not None) is in `cells` (an `isolating_*` answer's); None when none is, as
+    `sql.suppress(hide=…)` takes it."""
+    tail = () if comparison is None else (comparison,)
+    hide = [(*("" if pd.isna(v) else str(v) for v in row), *tail) in cells
+            for row in df[keys].itertuples(index=False)]
+    return hide if any(hide) else None
 
 
 def isolating_cells(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> set[Any]:
@@ -320,3 +381,14 @@ def describe(rows: pd.DataFrame) -> str:
         verb = "removing" if r.change == "remove" else "adding"
         parts.append(f"{verb} {r.dimension} {r.value!s}")
     return " or ".join(parts[:4]) + (" or …" if len(parts) > 4 else "")
+
+
+def explain(df: pd.DataFrame, rows: pd.DataFrame, cells: list[Any]) -> pd.DataFrame:
+    """`df` (a read-layer table whose row i is cell `cells[i]`) with `df.attrs['isolating']`
+    set to `describe` of the rule's `rows` (an `isolating*` answer) on those cells, when any:
+    the page's words for why some of its rows are hidden beside the small-cell ones."""
+    mine = set(cells)
+    hit = rows[[c in mine for c in rows.cell]] if len(rows) else rows
+    if len(hit):
+        df.attrs["isolating"] = describe(hit)
+    return df

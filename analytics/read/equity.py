@@ -6,6 +6,8 @@ else the day facts (`_…_days`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import duckdb
 import numpy as np
 import pandas as pd
@@ -26,14 +28,21 @@ _GAINS_COLUMNS = ["instrument", "scale", "group", "n", "mean", "sd", "ci_low", "
                   "suppressed"]
 
 
-def _gains_finish(cells: pd.DataFrame) -> pd.DataFrame:
+def _gains_finish(cells: pd.DataFrame, hidden: set[Any] = frozenset()) -> pd.DataFrame:
+    """Per-exchange cells -> means with the t and CR2 intervals, the small-cell rule, and the
+    differencing rule's `hidden` cells (`disclosure.isolating_gains`) blanked."""
+    from analytics.read import disclosure
+
     if not len(cells):
         return pd.DataFrame(columns=_GAINS_COLUMNS)
-    return sql.suppress(cr2_means(cells, ["instrument", "scale", "group"]), "n")[_GAINS_COLUMNS]
+    df = cr2_means(cells, ["instrument", "scale", "group"])
+    hide = disclosure.hidden_rows(df, hidden, ["instrument", "scale", "group"])
+    return sql.suppress(df, "n", hide=hide)[_GAINS_COLUMNS]
 
 
 def _gains_by_group_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
-                         scope: Scope = sql.scope) -> pd.DataFrame:
+                         scope: Scope = sql.scope, hidden: set[Any] = frozenset()
+                         ) -> pd.DataFrame:
     col = sql.equity_col(by)
     ctes, p = scope(f, include_comparison=True, scores=True)
     return _gains_finish(sql.df(cur, f"""WITH {ctes}
@@ -42,17 +51,18 @@ def _gains_by_group_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
         FROM fg JOIN fp USING (pid)
         WHERE NOT fp.comparison
         GROUP BY ALL ORDER BY ALL
-    """, p))
+    """, p), hidden)
 
 
-def _gains_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+def _gains_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
+                           hidden: set[Any] = frozenset()) -> pd.DataFrame:
     col = sql.equity_col(by)
     dims, p = sql.dims(f)
     return _gains_finish(sql.rdf(cur, f"""WITH {dims}
         SELECT instrument, scale, {sql.equity_sql(col)} AS "group", exchange_id,
                sum(n) AS n, sum(sum) AS sum, sum(sumsq) AS sumsq
         FROM ({sql.cells(sql.R_GAINS, f, p)}) GROUP BY ALL ORDER BY instrument, scale, "group"
-    """, p))
+    """, p), hidden)
 
 
 @cached
@@ -60,24 +70,35 @@ def gains_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.Da
     """Mean post−pre gain per scale and group (exchange participants only) with the t 95% CI
     (``ci_low``/``ci_high``, participants as independent) and the design-aware one the page
     shows (``ci_low_cr2``/``ci_high_cr2``: cluster-robust by exchange, CR2 with Satterthwaite
-    df; ``n_clusters``, ``few_clusters``)."""
+    df; ``n_clusters``, ``few_clusters``). A group whose pairs one filter value would change
+    by fewer than k is hidden (`disclosure.isolating_gains`)."""
+    from analytics.read import disclosure
+
     sql.equity_col(by)
+    rows = disclosure.isolating_gains(cur, f, by)
+    hidden = set(rows.cell)
     if sql.use_rollups(cur, f):
-        return _gains_by_group_rollup(cur, f, by)
-    return _gains_by_group_days(cur, f, by)
+        out = _gains_by_group_rollup(cur, f, by, hidden)
+    else:
+        out = _gains_by_group_days(cur, f, by, hidden=hidden)
+    return disclosure.explain(out, rows, [(str(a), str(b), str(g), False) for a, b, g in
+                                          zip(out.instrument, out.scale, out.group, strict=True)])
 
 
-def _participation_finish(df: pd.DataFrame) -> pd.DataFrame:
-    """Share active; groups under MIN_CELL suppressed whole; fewer than MIN_CELL active people
-    in a shown group blanks their count, their share and the minutes per participant (all
-    minutes are theirs)."""
+def _participation_finish(df: pd.DataFrame, hidden: set[Any] = frozenset()) -> pd.DataFrame:
+    """Share active; groups under MIN_CELL suppressed whole, and so are the differencing
+    rule's `hidden` groups (`disclosure.isolating` by the grouping); fewer than MIN_CELL
+    active people in a shown group blanks their count, their share and the minutes per
+    participant (all minutes are theirs)."""
     df["active_share"] = df.active / df.n
-    return sql.suppress_subset(sql.suppress(df, "n"), "active",
-                               ["active_share", "minutes_per_participant"])
+    hide = [str(g) in hidden for g in df["group"]]
+    return sql.suppress_subset(sql.suppress(df, "n", hide=hide if any(hide) else None),
+                               "active", ["active_share", "minutes_per_participant"])
 
 
 def _participation_by_group_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
-                                 scope: Scope = sql.scope) -> pd.DataFrame:
+                                 scope: Scope = sql.scope, hidden: set[Any] = frozenset()
+                                 ) -> pd.DataFrame:
     col = sql.equity_col(by)
     ctes, p = scope(f)
     return _participation_finish(sql.df(cur, f"""WITH {ctes},
@@ -85,11 +106,11 @@ def _participation_by_group_days(cur: duckdb.DuckDBPyConnection, f: Filters, by:
         SELECT fp.{col} AS "group", count(*) AS n, count(act.pid) AS active,
                coalesce(sum(act.minutes), 0) / count(*) AS minutes_per_participant
         FROM fp LEFT JOIN act USING (pid) GROUP BY ALL ORDER BY "group"
-    """, p))
+    """, p), hidden)
 
 
-def _participation_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str
-                                   ) -> pd.DataFrame:
+def _participation_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
+                                   hidden: set[Any] = frozenset()) -> pd.DataFrame:
     col = sql.equity_col(by)
     dims, p = sql.dims(f)
     return _participation_finish(sql.rdf(cur, f"""WITH {dims}
@@ -97,16 +118,25 @@ def _participation_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, b
                CAST(sum(active) AS BIGINT) AS active,
                coalesce(sum(minutes), 0) / sum(n) AS minutes_per_participant
         FROM ({sql.cells(sql.R_PEOPLE, f, p, people=True)}) GROUP BY ALL ORDER BY "group"
-    """, p))
+    """, p), hidden)
 
 
 @cached
 def participation_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
-    """Participants, share ever active and mean minutes per participant, per group."""
+    """Participants, share ever active and mean minutes per participant, per group. A group
+    whose people (or whose people's activity, for exchange and month filters) one filter value
+    would change by fewer than k is hidden (`disclosure.isolating` by the grouping): two views'
+    counts, shares or minutes × n would give that small group's."""
+    from analytics.read import disclosure
+
     sql.equity_col(by)
+    rows = disclosure.isolating(cur, f, by).assign(cell=lambda d: d.cell.astype(str))
+    hidden = set(rows.cell)
     if sql.use_rollups(cur, f):
-        return _participation_by_group_rollup(cur, f, by)
-    return _participation_by_group_days(cur, f, by)
+        out = _participation_by_group_rollup(cur, f, by, hidden)
+    else:
+        out = _participation_by_group_days(cur, f, by, hidden=hidden)
+    return disclosure.explain(out, rows, [str(g) for g in out["group"]])
 
 
 def _funnel_finish(df: pd.DataFrame) -> pd.DataFrame:

@@ -39,18 +39,28 @@ def _result(cur: duckdb.DuckDBPyConnection, table: schema.Table, where: str = ""
     return sql.df(cur, f"SELECT * FROM {table.name} {where}", params)
 
 
+def _prepost_suppress(df: pd.DataFrame, hide: Sequence[bool] | None = None) -> pd.DataFrame:
+    """Pre/post rows (stored or computed, `suppressed` a string) through the small-cell rule at
+    today's k: a row flagged suppressed (at the k of its computation) counts as n missing, so
+    it stays blanked whatever k is now; `hide`: the differencing rule's rows
+    (`disclosure.isolating_gains`)."""
+    if not len(df):
+        return df
+    stored = (df.suppressed.notna() & (df.suppressed.astype("string") != "")).to_numpy(bool)
+    out = sql.suppress(df.drop(columns="suppressed").assign(_n=df.n.mask(stored)), "_n",
+                       hide=hide)
+    return out.drop(columns="_n")
+
+
+def _prepost_stored(cur: duckdb.DuckDBPyConnection, group_by: str) -> pd.DataFrame:
+    return _result(cur, schema.RES_PREPOST,
+                   "WHERE group_by = $g ORDER BY instrument, scale, \"group\"", {"g": group_by})
+
+
 @cached
 def prepost_results(cur: duckdb.DuckDBPyConnection, group_by: str = "overall") -> pd.DataFrame:
     """res_prepost rows for one grouping (overall, cluster, country, modality, setting …)."""
-    df = _result(cur, schema.RES_PREPOST,
-                 "WHERE group_by = $g ORDER BY instrument, scale, \"group\"", {"g": group_by})
-    if len(df):
-        # A row stored as suppressed (at the k of its computation) counts as n missing, so the
-        # small-cell rule blanks it whatever k is now.
-        stored = (df.suppressed.notna() & (df.suppressed.astype("string") != "")).to_numpy(bool)
-        df = sql.suppress(df.drop(columns="suppressed").assign(_n=df.n.mask(stored)), "_n")
-        df = df.drop(columns="_n")
-    return df
+    return _prepost_suppress(_prepost_stored(cur, group_by))
 
 
 def _single_group(f: Filters) -> tuple[str, str] | None:
@@ -89,18 +99,44 @@ def prepost_slice(cur: duckdb.DuckDBPyConnection, f: Filters, by: str = "overall
     The stored res_prepost answers when the filters are exactly one of its groups (issue 17)."""
     if by != "overall" and by not in _SLICE_BY:
         raise ValueError(f"unknown grouping {by!r}; one of overall, {', '.join(_SLICE_BY)}")
+    from analytics.read import disclosure
+
+    rows = disclosure.isolating_gains(cur, f, None if by == "overall" else by)
+    hidden = set(rows.cell)
+    out = None
     stored = _is_precomputed(f)
     if stored is not None and (by == "overall" or stored[0] == "overall"):
-        df = prepost_results(cur, by if stored[0] == "overall" else stored[0])
+        df = _prepost_stored(cur, by if stored[0] == "overall" else stored[0])
         if stored[1] is not None:
             df = df[df["group"].astype("string") == stored[1]]
         if len(df) or stored[0] == "overall":
-            return df.reset_index(drop=True)
-    return _prepost_computed(cur, f, by)
+            out = _prepost_suppress(df.reset_index(drop=True),
+                                    _prepost_hide(df, by, hidden)).reset_index(drop=True)
+    if out is None:
+        out = _prepost_computed(cur, f, by, hidden)
+    if not len(out):
+        return out
+    groups = ["all"] * len(out) if by == "overall" else [
+        "" if pd.isna(g) else str(g) for g in out["group"]]
+    return disclosure.explain(out, rows, [(str(a), str(b), g, False) for a, b, g in
+                                          zip(out.instrument, out.scale, groups, strict=True)])
 
 
-def _prepost_computed(cur: duckdb.DuckDBPyConnection, f: Filters, by: str = "overall"
-                      ) -> pd.DataFrame:
+def _prepost_hide(df: pd.DataFrame, by: str, hidden: set[Any]) -> list[bool] | None:
+    """The pre/post rows whose pairs one filter value changes by fewer than k (their cells in
+    `hidden`, `disclosure.isolating_gains` of the view by `by`): the difference of the two
+    views' mean × n would be a small group's sum of pre scores, post scores or gains."""
+    from analytics.read import disclosure
+
+    if not len(df):
+        return None
+    if by == "overall":
+        return disclosure.hidden_rows(df.assign(_g="all"), hidden, ["instrument", "scale", "_g"])
+    return disclosure.hidden_rows(df, hidden, ["instrument", "scale", "group"])
+
+
+def _prepost_computed(cur: duckdb.DuckDBPyConnection, f: Filters, by: str = "overall",
+                      hidden: set[Any] = frozenset()) -> pd.DataFrame:
     """`prepost_slice` computed from the per-person scores, never from the stored table: DuckDB
     forms the pairs and reduces them to per-exchange moments and the counts of rounded changes,
     and `analytics.stats.prepost.prepost_from_moments` (what `prepost` itself reduces to) makes
@@ -136,9 +172,7 @@ def _prepost_computed(cur: duckdb.DuckDBPyConnection, f: Filters, by: str = "ove
         FROM ok GROUP BY ALL""", p)
     out = prepost_from_moments(cells.assign(group_by=by), hist.assign(group_by=by),
                                k=suppression.MIN_CELL)
-    flagged = (out["suppressed"].astype("string") != "").to_numpy(bool)
-    out = sql.suppress(out.drop(columns="suppressed").assign(_n=out["n"].mask(flagged)), "_n")
-    return out.drop(columns="_n").reset_index(drop=True)
+    return _prepost_suppress(out, _prepost_hide(out, by, hidden)).reset_index(drop=True)
 
 
 @cached
@@ -255,10 +289,15 @@ def wave_means(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     two such views' means would give that small group's sum of scores."""
     from analytics.read import disclosure
 
-    hidden = set(disclosure.isolating_scores(cur, f).cell)
+    rows = disclosure.isolating_scores(cur, f)
+    hidden = set(rows.cell)
     if sql.use_rollups(cur, f):
-        return _wave_means_rollup(cur, f, hidden)
-    return _wave_means_days(cur, f, hidden=hidden)
+        out = _wave_means_rollup(cur, f, hidden)
+    else:
+        out = _wave_means_days(cur, f, hidden=hidden)
+    return disclosure.explain(out, rows, [
+        (str(a), str(b), str(c), bool(d)) for a, b, c, d in
+        out[["instrument", "scale", "wave", "comparison"]].itertuples(index=False)])
 
 
 def gain_moments(cur: duckdb.DuckDBPyConnection, f: Filters, by: Sequence[str] = (),
@@ -283,7 +322,7 @@ COMPARISON_COLUMNS = ["instrument", "scale", "n_exchange", "n_comparison", "gain
                       "suppressed"]
 
 
-def _comparison_from_cells(g: pd.DataFrame) -> pd.DataFrame:
+def _comparison_from_cells(g: pd.DataFrame, hidden: set[Any] = frozenset()) -> pd.DataFrame:
     """Participants' minus comparison group's gain per scale from per exchange x arm sums
     (instrument, scale, comparison, exchange_id, n, sum, sumsq).
 
@@ -291,7 +330,10 @@ def _comparison_from_cells(g: pd.DataFrame) -> pd.DataFrame:
     independent, R ``t.test(var.equal = FALSE)``) and, beside it, the design-aware columns:
     CR2 cluster-robust SE by exchange with Satterthwaite df (``*_cr2``, R clubSandwich), exact
     from these sums (`analytics.stats.comparison.cr2_from_cells`), the number of exchanges and
-    ``few_clusters`` below 10. Either arm under MIN_CELL suppresses the row."""
+    ``few_clusters`` below 10. Either arm under MIN_CELL suppresses the row, and so does either
+    arm's cell in `hidden` (`disclosure.isolating_gains`: one filter value changes its pairs
+    by fewer than k, so two views' gain × n would give a small group's sum of gains)."""
+    from analytics.read import disclosure
     from analytics.stats.comparison import cr2_from_cells
 
     rows = []
@@ -328,21 +370,30 @@ def _comparison_from_cells(g: pd.DataFrame) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=[*COMPARISON_COLUMNS[:-1], "_n"])
     df["n_clusters"] = pd.array(df["n_clusters"], dtype="Int64")
     df["few_clusters"] = pd.array(df["few_clusters"], dtype="boolean")
-    return sql.suppress(df, "_n")[COMPARISON_COLUMNS]
+    hide = None
+    if len(df) and hidden:
+        cell = df[["instrument", "scale"]].assign(_g="all")
+        arms = [disclosure.hidden_rows(cell, hidden, ["instrument", "scale", "_g"], c) or
+                [False] * len(df) for c in (False, True)]
+        hide = [a or b for a, b in zip(*arms, strict=True)]
+        hide = hide if any(hide) else None
+    return sql.suppress(df, "_n", hide=hide)[COMPARISON_COLUMNS]
 
 
 def _comparison_difference_days(cur: duckdb.DuckDBPyConnection, f: Filters,
-                                scope: Scope = sql.scope) -> pd.DataFrame:
+                                scope: Scope = sql.scope, hidden: set[Any] = frozenset()
+                                ) -> pd.DataFrame:
     ctes, p = scope(f, include_comparison=True, scores=True)
     return _comparison_from_cells(sql.df(cur, f"""WITH {ctes}
         SELECT fg.instrument, fg.scale, fp.comparison, fg.exchange_id, count(*) AS n,
                sum(fg.gain) AS sum, sum(fg.gain * fg.gain) AS sumsq
         FROM fg JOIN fp USING (pid)
         GROUP BY ALL ORDER BY ALL
-    """, p))
+    """, p), hidden)
 
 
-def _comparison_difference_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+def _comparison_difference_rollup(cur: duckdb.DuckDBPyConnection, f: Filters,
+                                  hidden: set[Any] = frozenset()) -> pd.DataFrame:
     dims, p = sql.dims(f)
     g = sql.rdf(cur, f"""WITH {dims}
         SELECT instrument, scale, comparison, exchange_id, sum(n) AS n, sum(sum) AS sum,
@@ -350,7 +401,7 @@ def _comparison_difference_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) ->
         FROM ({sql.cells(sql.R_GAINS, f, p, comparison=True)}) GROUP BY ALL
         ORDER BY ALL
     """, p)
-    return _comparison_from_cells(g)
+    return _comparison_from_cells(g, hidden)
 
 
 @cached
@@ -359,10 +410,19 @@ def comparison_difference(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.Data
     the filtered people: the CR2 columns (clustered by exchange, Satterthwaite df) are the
     design-aware interval the page shows; the Welch 95% CI (as R's `t.test(var.equal =
     FALSE)`, participants independent) stays beside it, labelled. Empty when there is no
-    comparison group."""
+    comparison group. A scale whose pairs in either arm one filter value would change by
+    fewer than k is hidden (`disclosure.isolating_gains`)."""
+    from analytics.read import disclosure
+
+    rows = disclosure.isolating_gains(cur, f)
+    hidden = set(rows.cell)
     if sql.use_rollups(cur, f):
-        return _comparison_difference_rollup(cur, f)
-    return _comparison_difference_days(cur, f)
+        out = _comparison_difference_rollup(cur, f, hidden)
+    else:
+        out = _comparison_difference_days(cur, f, hidden=hidden)
+    return disclosure.explain(out, rows, [(str(a), str(b), "all", c) for a, b in
+                                          zip(out.instrument, out.scale, strict=True)
+                                          for c in (False, True)])
 
 
 def _stored(cur: duckdb.DuckDBPyConnection, table: schema.Table, order: str,
