@@ -49,6 +49,13 @@ def _grid(rows: int, cols: int, values: list[int]) -> pd.DataFrame:
                          "n": values[: rows * cols], "mean": np.linspace(1, 5, rows * cols)})
 
 
+def _without_empty_lines(t: pd.DataFrame, dims: list[str]) -> pd.DataFrame:
+    empty = np.zeros(len(t), bool)
+    for d in dims:
+        empty |= (t.groupby(d)["n"].transform("sum") == 0).to_numpy()
+    return t[~empty].reset_index(drop=True)
+
+
 def _oracle_lines(t: pd.DataFrame, dims: list[str]) -> list[np.ndarray]:
     pos = np.arange(len(t))
     out = []
@@ -99,7 +106,10 @@ def test_one_dimension_with_its_total_no_suppressed_count_is_derivable(values: l
                                                       max_size=25))
 def test_two_dimensions_with_row_and_column_totals_no_suppressed_count_is_derivable(
         rows: int, cols: int, values: list[int]) -> None:
-    t = _grid(rows, cols, values)
+    # A row or column whose total is 0 has no participants, so no table lists it (the read
+    # layer's groups come from the rows there are); shown, its 0 would pin its cells at 0 and
+    # make a complementary cell exact (hypothesis found 2x2 [0, 0, 1, 10]).
+    t = _without_empty_lines(_grid(rows, cols, values), ["a", "b"])
     out = protect(t, dims=["a", "b"], k=K)
     _check_nothing_derivable(t, out, ["a", "b"])
 
