@@ -416,3 +416,46 @@ def test_the_stored_prepost_rows_get_the_same_hiding(demo_cur, monkeypatch) -> N
     assert pd.isna(after["n"].iloc[0]) and pd.isna(after["diff"].iloc[0])
     assert after.attrs["isolating"] == "adding cluster CLX"
     cache.clear_cache()
+
+
+def test_the_model_comparison_and_balance_of_a_view_hide_the_scales_the_rule_names(
+        demo_cur) -> None:
+    """Issue 17's on-request model, comparison and balance rest on the same people as the means:
+    in a view where one filter value changes a scale's scored rows (pairs, pre scores) by 1 to
+    k − 1, that scale shows no estimate; a scale the rule leaves alone keeps its numbers."""
+    from analytics.read import slices
+
+    o = loads.filter_options(demo_cur)
+    views = []
+    for a, _b, _why in neighbour_pairs(o):
+        cache.clear_cache()
+        if len(disclosure.isolating_scores(demo_cur, a)) and not a.is_empty:
+            views.append(a)
+        if len(views) == 3:
+            break
+    assert views, "the demo has no view where the rule hides a scale's scores"
+    for f in views:
+        named = {(str(c[0]), str(c[1])) for c in disclosure.isolating_scores(demo_cur, f).cell}
+        model = slices.longitudinal_slice(demo_cur, f)
+        shown = model[model.estimate.notna()]
+        assert not {(str(i), str(s)) for i, s in zip(shown.instrument, shown.scale,
+                                                     strict=True)} & named, f
+        assert model.attrs.get("isolating"), f
+        gains = {(str(c[0]), str(c[1])) for c in disclosure.isolating_gains(demo_cur, f).cell}
+        comp = slices.comparison_slice(demo_cur, f)
+        if len(comp):
+            shown = comp[comp.estimate.notna()]
+            assert not {(str(i), str(s)) for i, s in zip(shown.instrument, shown.scale,
+                                                         strict=True)} & gains, f
+        bal = slices.balance_slice(demo_cur, f)
+        pre_named = {(str(c[0]), str(c[1])) for c in disclosure.isolating_scores(demo_cur, f).cell
+                     if c[2] == "pre"}
+        if len(bal):
+            pre = bal[(bal.covariate.astype(str) == "pre_score") & bal.smd.notna()]
+            assert not {(str(i), str(s)) for i, s in zip(pre.instrument, pre.scale,
+                                                         strict=True)} & pre_named, f
+    # a view the rule leaves alone keeps every estimate the model could make
+    cache.clear_cache()
+    whole = slices.longitudinal_slice(demo_cur, Filters())
+    if not len(disclosure.isolating_scores(demo_cur, Filters())):
+        assert whole.estimate.notna().any()

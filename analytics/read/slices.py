@@ -12,6 +12,11 @@ res_comparison, res_balance) answer the unfiltered view they were computed for.
 Scope: the filtered participants and comparison people (by home institution, role, the
 exchange they took part in or were matched to; with a date range, those with activity or
 answers in it), every scored wave of theirs in the exchanges in scope.
+
+Differencing (issue 14): a scale whose scored rows (the model), pairs (the comparison) or pre
+scores (balance) one filter value would change by 1 to k − 1 people (`disclosure`) has its
+estimates blanked, whatever path answered: two such views' estimates would rest on a small
+group's difference. Covariate balance rows go when the view's people do.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import duckdb
 import pandas as pd
 
 from analytics import suppression
-from analytics.read import outcomes, sql
+from analytics.read import disclosure, outcomes, sql
 from analytics.read.cache import cached
 from analytics.read.filters import Filters
 from etl import schema
@@ -91,6 +96,46 @@ def _per_scale(d: pd.DataFrame) -> list[pd.DataFrame]:
     return [g for _, g in d.groupby(["instrument", "scale"], sort=True, observed=True)]
 
 
+_LOCATORS = {"instrument", "scale", "term", "covariate", "level", "statistic", "method",
+             "adjusted_for", "suppressed", "converged", "few_clusters", "imbalanced"}
+
+
+def _difference_hidden(df: pd.DataFrame, scales: set[tuple[str, str]],
+                       rows: pd.DataFrame, everything: bool = False) -> pd.DataFrame:
+    """`df` with the rows of the scales (instrument, scale) in `scales` (or every row,
+    `everything`) blanked for the differencing rule: numbers NaN, `suppressed` set (True, or
+    the reason where it is text), and `attrs['isolating']` saying which filter values."""
+    if not len(df) or not (scales or everything):
+        return df
+    hide = (pd.Series(True, index=df.index) if everything else pd.Series(
+        [(str(i), str(c)) in scales for i, c in zip(df.instrument, df.scale, strict=True)],
+        index=df.index))
+    if not hide.any():
+        return df
+    out = df.copy()
+    for c in out.columns:
+        if c not in _LOCATORS and pd.api.types.is_numeric_dtype(out[c]) \
+                and not pd.api.types.is_bool_dtype(out[c]):
+            out[c] = out[c].astype("float64").mask(hide.to_numpy())
+    if pd.api.types.is_bool_dtype(out["suppressed"]):
+        out["suppressed"] = out["suppressed"] | hide
+    else:
+        out["suppressed"] = out["suppressed"].astype("object").mask(hide, suppression.DIFFERENCE)
+    if len(rows):
+        out.attrs["isolating"] = disclosure.describe(rows)
+    return out
+
+
+def _isolated_scales(rows: pd.DataFrame, waves: tuple[str, ...] | None = None
+                     ) -> tuple[set[tuple[str, str]], pd.DataFrame]:
+    """The scales (instrument, scale) of an `isolating_scores`/`isolating_gains` answer (only
+    its `waves`, when given) and the rows behind them."""
+    if not len(rows):
+        return set(), rows
+    keep = rows[[waves is None or c[2] in waves for c in rows.cell]]
+    return {(str(c[0]), str(c[1])) for c in keep.cell}, keep
+
+
 def _reread(df: pd.DataFrame, table: schema.Table, n_cols: Sequence[str]) -> pd.DataFrame:
     """A computed res_comparison / res_balance frame as the read layer hands out the stored one
     (`outcomes.comparison_results`, `outcomes.balance`): the table's columns, the small-cell
@@ -117,8 +162,9 @@ def longitudinal_slice(cur: duckdb.DuckDBPyConnection, f: Filters, scale: str | 
         if scale and len(df):
             inst, _, sc = scale.partition("/")
             df = df[(df.instrument == inst) & (df.scale == sc)].reset_index(drop=True)
-        return df
-    return _longitudinal_computed(cur, f, scale)
+    else:
+        df = _longitudinal_computed(cur, f, scale)
+    return _difference_hidden(df, *_isolated_scales(disclosure.isolating_scores(cur, f)))
 
 
 def _longitudinal_computed(cur: duckdb.DuckDBPyConnection, f: Filters,
@@ -166,10 +212,11 @@ def comparison_slice(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame
     """Raw and ANCOVA-adjusted participants − comparison per scale (res_comparison's rows, CR2 by
     exchange) of exactly the filtered people; the stored table answers the unfiltered view."""
     if f.is_empty:
-        return outcomes.comparison_results(cur)
-    # each table alone: the page's two callbacks often run in two worker processes
-    return _reread(_compare(cur, f, balance=False)[0], schema.RES_COMPARISON,
-                   ["n_participant", "n_comparison"])
+        df = outcomes.comparison_results(cur)
+    else:  # each table alone: the page's two callbacks often run in two worker processes
+        df = _reread(_compare(cur, f, balance=False)[0], schema.RES_COMPARISON,
+                     ["n_participant", "n_comparison"])
+    return _difference_hidden(df, *_isolated_scales(disclosure.isolating_gains(cur, f)))
 
 
 @cached
@@ -177,11 +224,23 @@ def balance_slice(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     """Baseline balance (res_balance's rows: SMD of the pre scores and of each covariate level)
     of exactly the filtered people; the stored table answers the unfiltered view."""
     if f.is_empty:
-        return outcomes.balance(cur)
-    df = _reread(_compare(cur, f, comparison=False)[1], schema.RES_BALANCE,
-                 ["n_participant", "n_comparison"])
+        df = outcomes.balance(cur)
+    else:
+        df = _reread(_compare(cur, f, comparison=False)[1], schema.RES_BALANCE,
+                     ["n_participant", "n_comparison"])
+        if not len(df):
+            return df
+        order = df.assign(_pre=(df.covariate.astype(str) != "pre_score"))
+        df = order.sort_values(["_pre", "covariate", "instrument", "scale", "level"],
+                               kind="stable").drop(columns="_pre").reset_index(drop=True)
     if not len(df):
         return df
-    order = df.assign(_pre=(df.covariate.astype(str) != "pre_score"))
-    return order.sort_values(["_pre", "covariate", "instrument", "scale", "level"],
-                             kind="stable").drop(columns="_pre").reset_index(drop=True)
+    pre = df.covariate.astype(str) == "pre_score"
+    people = disclosure.isolating(cur, f)
+    scales, rows = _isolated_scales(disclosure.isolating_scores(cur, f), ("pre",))
+    parts = [_difference_hidden(df[pre], scales, rows),
+             _difference_hidden(df[~pre], set(), people, everything=len(people) > 0)]
+    out = pd.concat(parts).sort_index()
+    why = [p.attrs["isolating"] for p in parts if "isolating" in p.attrs]
+    out.attrs = {"isolating": " or ".join(why)} if why else {}
+    return out
