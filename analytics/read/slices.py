@@ -120,7 +120,9 @@ def _difference_hidden(df: pd.DataFrame, scales: set[tuple[str, str]],
     if pd.api.types.is_bool_dtype(out["suppressed"]):
         out["suppressed"] = out["suppressed"] | hide
     else:
-        out["suppressed"] = out["suppressed"].astype("object").mask(hide, suppression.DIFFERENCE)
+        was = out["suppressed"].astype("string").fillna("") != ""
+        out["suppressed"] = out["suppressed"].astype("object").mask(hide & ~was,
+                                                                    suppression.DIFFERENCE)
     if len(rows):
         out.attrs["isolating"] = disclosure.describe(rows)
     return out
@@ -233,9 +235,17 @@ def balance_slice(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
         order = df.assign(_pre=(df.covariate.astype(str) != "pre_score"))
         df = order.sort_values(["_pre", "covariate", "instrument", "scale", "level"],
                                kind="stable").drop(columns="_pre").reset_index(drop=True)
+    return balance_hidden(cur, f, df)
+
+
+def balance_hidden(cur: duckdb.DuckDBPyConnection, f: Filters, df: pd.DataFrame
+                   ) -> pd.DataFrame:
+    """A balance table of view `f` under the differencing rule: the pre-score rows of the
+    scales whose pre scores one filter value changes by 1..k-1, and every covariate row when
+    the view's people change so."""
     if not len(df):
         return df
-    pre = df.covariate.astype(str) == "pre_score"
+    pre = (df.covariate.astype(str) == "pre_score").to_numpy()
     people = disclosure.isolating(cur, f)
     scales, rows = _isolated_scales(disclosure.isolating_scores(cur, f), ("pre",))
     parts = [_difference_hidden(df[pre], scales, rows),
