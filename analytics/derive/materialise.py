@@ -844,9 +844,14 @@ def compute_results(
     instruments: dict | None = None,
     progress: Callable[[str], None] | None = None,
     scores_table: str | None = None,
+    shed: Callable[[], None] | None = None,
 ) -> Results:
     """Compute the result tables from the warehouse behind `con`, writing nothing but
     `scores_table` when given.
+
+    `shed`, when given, is called before each step that holds large pandas frames (reliability,
+    each scale of the per-scale tables) to let DuckDB give back the memory it caches
+    (`refresh` passes `_shed_cache`); it changes no result.
 
     `tables`: export names to compute (default all; what they depend on is computed too).
     `data_version`: the version to stamp on the results (default: the connection's).
@@ -931,8 +936,10 @@ def compute_results(
                 else:  # stored by SQL; not read back
                     out["scale_scores"] = pd.DataFrame(columns=SCORE_COLUMNS)
 
+    shed = shed or (lambda: None)
     if "reliability" in wanted:
         say("reliability")
+        shed()
         with step("reliability"):
             from analytics.stats.reliability import reliability
 
@@ -1002,6 +1009,7 @@ def compute_results(
         cmp_parts: list[pd.DataFrame] = []
         baseline_units: list[pd.DataFrame] = []
         for inst, sc in scales:
+            shed()
             t0 = time.perf_counter()
             scored = _scored_scale(con, scores, inst, sc, attrs)
             timings["read"] += time.perf_counter() - t0
@@ -1424,6 +1432,24 @@ def _write_table(con: duckdb.DuckDBPyConnection, table: schema.Table, df: pd.Dat
         con.unregister(view)
 
 
+def _shed_cache(con: duckdb.DuckDBPyConnection) -> None:
+    """Make DuckDB give back the memory it holds between queries, then restore the writer's limit.
+
+    After the scale scores DuckDB kept ~700 MB at 200k participants (its limit, 1.2 GB, at 1M:
+    cached blocks of temporary tables and freed query memory), beside the per-scale pandas
+    frames; setting a small limit evicts them (RSS 902 → 273 MB at 200k) and the writer's limit
+    (`etl.warehouse.LOAD_MEMORY_LIMIT`, which `refresh`'s connection runs under) comes back at
+    once. Best effort: a limit DuckDB cannot shrink to is left as it was.
+    """
+    from etl.warehouse import LOAD_MEMORY_LIMIT
+
+    try:
+        con.execute("SET memory_limit = '64MB'")
+    except duckdb.Error:
+        return
+    con.execute(f"SET memory_limit = '{LOAD_MEMORY_LIMIT}'")
+
+
 def refresh(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -1441,7 +1467,8 @@ def refresh(
     # res_scale_scores is written by SQL while computing (no pandas round trip of its ~20
     # rows per participant); res.tables["scale_scores"] is then an empty frame.
     res = compute_results(con, min_cell=k, data_version=version, progress=progress,
-                          scores_table=schema.RES_SCALE_SCORES.name)
+                          scores_table=schema.RES_SCALE_SCORES.name,
+                          shed=lambda: _shed_cache(con))
     t0 = time.perf_counter()
     for name, table in RESULT_NAMES.items():
         if name != "scale_scores":
