@@ -858,9 +858,14 @@ def compute_results(
     instruments: dict | None = None,
     progress: Callable[[str], None] | None = None,
     scores_table: str | None = None,
+    shed: Callable[[], None] | None = None,
 ) -> Results:
     """Compute the result tables from the warehouse behind `con`, writing nothing but
     `scores_table` when given.
+
+    `shed`, when given, is called before each step that holds large pandas frames (reliability,
+    each scale of the per-scale tables) to let DuckDB give back the memory it caches
+    (`refresh` passes `_shed_cache`); it changes no result.
 
     `tables`: export names to compute (default all; what they depend on is computed too).
     `data_version`: the version to stamp on the results (default: the connection's).
@@ -945,26 +950,37 @@ def compute_results(
                 else:  # stored by SQL; not read back
                     out["scale_scores"] = pd.DataFrame(columns=SCORE_COLUMNS)
 
+    shed = shed or (lambda: None)
     if "reliability" in wanted:
         say("reliability")
+        shed()
         with step("reliability"):
             from analytics.stats.reliability import reliability
 
             parts = []
+            # One scale and wave at a time: α is computed per scale x wave, each from its own
+            # block of answers, so the rows are those of one call per scale; at 1M participants
+            # a whole scale's ~8M answers read at once took this step to 3.6 GB peak RSS.
+            waves = sorted(r[0] for r in con.execute(
+                f"SELECT DISTINCT wave FROM {schema.RESPONSES.name} WHERE wave IS NOT NULL"
+            ).fetchall())
             for _, its in items.groupby(["instrument", "scale"], sort=True):
-                # the respondent (participant x exchange) as one integer, joined in SQL:
-                # 8M pseudonyms per scale at 1M participants need not become Python strings
-                resp = con.execute(f"""
-                    SELECT coalesce(a._unit, {_NO_UNIT} + hash(r.participant_id, r.exchange_id)
-                                    % {_NO_UNIT}) AS _unit, r.wave, r.item, r.value
-                    FROM {schema.RESPONSES.name} r LEFT JOIN {_ATTRS} a
-                      ON a.participant = r.participant_id AND a.exchange_id = r.exchange_id
-                    WHERE r.item IN (SELECT unnest(?::VARCHAR[])) AND r.value IS NOT NULL
-                """, [list(its["item"].astype(str))]).df()
-                if len(resp):
-                    parts.append(reliability(resp, instruments, participant="_unit",
-                                             exchange=None))
-                del resp
+                for wave in waves:
+                    # the respondent (participant x exchange) as one integer, joined in SQL:
+                    # 8M pseudonyms per scale at 1M participants need not become Python strings
+                    resp = con.execute(f"""
+                        SELECT coalesce(a._unit, {_NO_UNIT} + hash(r.participant_id,
+                                        r.exchange_id) % {_NO_UNIT}) AS _unit, r.wave, r.item,
+                               r.value
+                        FROM {schema.RESPONSES.name} r LEFT JOIN {_ATTRS} a
+                          ON a.participant = r.participant_id AND a.exchange_id = r.exchange_id
+                        WHERE r.item IN (SELECT unnest(?::VARCHAR[])) AND r.value IS NOT NULL
+                          AND r.wave = ?
+                    """, [list(its["item"].astype(str)), wave]).df()
+                    if len(resp):
+                        parts.append(reliability(resp, instruments, participant="_unit",
+                                                 exchange=None))
+                    del resp
             from analytics.stats.reliability import OUTPUT_COLUMNS as REL_COLUMNS
             rel = (pd.concat(parts, ignore_index=True) if parts
                    else pd.DataFrame(columns=REL_COLUMNS))
@@ -1007,6 +1023,7 @@ def compute_results(
         cmp_parts: list[pd.DataFrame] = []
         baseline_units: list[pd.DataFrame] = []
         for inst, sc in scales:
+            shed()
             t0 = time.perf_counter()
             scored = _scored_scale(con, scores, inst, sc, attrs)
             timings["read"] += time.perf_counter() - t0
@@ -1109,26 +1126,42 @@ def compute_results(
 def _scale_answers(con: duckdb.DuckDBPyConnection, its: pd.DataFrame) -> pd.DataFrame:
     """One scale's answers, one row per respondent (participant x exchange) and wave, items as
     columns after reverse coding (min + max − answer), with the language the survey was taken
-    in and the participant's country (ISO 3166-1 alpha-3)."""
-    resp = con.execute(f"""
-        SELECT coalesce(a._unit, {_NO_UNIT} + hash(r.participant_id, r.exchange_id)
-                        % {_NO_UNIT}) AS _unit, r.wave, r.item, r.value, r.language, a.country
-        FROM {schema.RESPONSES.name} r LEFT JOIN {_ATTRS} a
-          ON a.participant = r.participant_id AND a.exchange_id = r.exchange_id
-        WHERE r.item IN (SELECT unnest(?::VARCHAR[])) AND r.value IS NOT NULL
-    """, [list(its["item"].astype(str))]).df()
-    if not len(resp):
-        return pd.DataFrame(columns=["_unit", "wave", "language", "country",
-                                     *its["item"].astype(str)])
+    in and the participant's country (ISO 3166-1 alpha-3).
+
+    Reverse coding and the pivot run in DuckDB: at 1M participants a scale has ~8M answers, and
+    reading them long into pandas to map, pivot and group them took ~40% of this step's time
+    and several times the memory of the wide result. Rows are ordered by unit and wave, items
+    in name order, as pandas' pivot_table gave them; an item nobody answered has no column.
+    """
+    names = sorted(its["item"].astype(str))
     meta = its.set_index(its["item"].astype(str))
-    lo = resp["item"].map(meta["min"]).astype(float)
-    hi = resp["item"].map(meta["max"]).astype(float)
-    rev = resp["item"].map(meta["reverse"]).astype(bool)
-    resp["value"] = np.where(rev, lo + hi - resp["value"], resp["value"])
-    keys = ["_unit", "wave"]
-    wide = resp.pivot_table(index=keys, columns="item", values="value", aggfunc="first")
-    groups = resp.groupby(keys)[["language", "country"]].first()
-    return wide.join(groups).reset_index()
+
+    def lit(x: str) -> str:
+        return "'" + x.replace("'", "''") + "'"
+
+    reverse = [n for n in names if bool(meta.loc[n, "reverse"])]
+    value = "r.value::DOUBLE"
+    if reverse:
+        flip = {n: float(meta.loc[n, "min"]) + float(meta.loc[n, "max"]) for n in reverse}
+        cases = " ".join(f"WHEN {lit(n)} THEN {flip[n]!r} - r.value::DOUBLE" for n in reverse)
+        value = f"CASE r.item {cases} ELSE r.value::DOUBLE END"
+    pivot = ", ".join(f"first(v) FILTER (WHERE item = {lit(n)}) AS " + '"' + n.replace('"', '""')
+                      + '"' for n in names)
+    wide = con.execute(f"""
+        SELECT _unit, wave, {pivot}, any_value(language) AS language,
+               any_value(country) AS country
+        FROM (SELECT coalesce(a._unit, {_NO_UNIT} + hash(r.participant_id, r.exchange_id)
+                              % {_NO_UNIT}) AS _unit, r.wave, r.item, {value} AS v,
+                     r.language, a.country
+              FROM {schema.RESPONSES.name} r LEFT JOIN {_ATTRS} a
+                ON a.participant = r.participant_id AND a.exchange_id = r.exchange_id
+              WHERE r.item IN (SELECT unnest(?::VARCHAR[])) AND r.value IS NOT NULL)
+        GROUP BY _unit, wave ORDER BY _unit, wave
+    """, [names]).df()
+    if not len(wide):
+        return pd.DataFrame(columns=["_unit", "wave", "language", "country", *names])
+    empty = [n for n in names if wide[n].isna().all()]
+    return wide.drop(columns=empty)
 
 
 def _measurement(con: duckdb.DuckDBPyConnection, items: pd.DataFrame, k: int
@@ -1413,6 +1446,25 @@ def _write_table(con: duckdb.DuckDBPyConnection, table: schema.Table, df: pd.Dat
         con.unregister(view)
 
 
+def _shed_cache(con: duckdb.DuckDBPyConnection) -> None:
+    """Make DuckDB give back the memory it holds between queries (best effort).
+
+    After the scale scores DuckDB kept ~600-700 MB at 200k participants (up to its limit, 1.2
+    GB, at 1M: cached blocks of temporary tables and freed query memory) beside the per-scale
+    pandas frames. Asking for a 1 MB limit makes it evict what it can (RSS 838 → 183 MB at
+    200k); DuckDB then refuses the limit as too small and keeps the one it had, untouched. Were
+    the limit accepted, the writer's (`etl.warehouse.LOAD_MEMORY_LIMIT`, which `refresh`'s
+    connection runs under) is set back at once.
+    """
+    from etl.warehouse import LOAD_MEMORY_LIMIT
+
+    try:
+        con.execute("SET memory_limit = '1MB'")
+    except duckdb.Error:
+        return  # the usual outcome: evicted, limit unchanged
+    con.execute(f"SET memory_limit = '{LOAD_MEMORY_LIMIT}'")
+
+
 def refresh(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -1430,7 +1482,8 @@ def refresh(
     # res_scale_scores is written by SQL while computing (no pandas round trip of its ~20
     # rows per participant); res.tables["scale_scores"] is then an empty frame.
     res = compute_results(con, min_cell=k, data_version=version, progress=progress,
-                          scores_table=schema.RES_SCALE_SCORES.name)
+                          scores_table=schema.RES_SCALE_SCORES.name,
+                          shed=lambda: _shed_cache(con))
     t0 = time.perf_counter()
     for name, table in RESULT_NAMES.items():
         if name != "scale_scores":
