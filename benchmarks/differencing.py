@@ -22,35 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def combos(cur: object, n: int) -> list:
-    """`n` seeded filter combinations of 1–3 dimensions, two values each, 30% with dates."""
-    import numpy as np
-
-    from analytics.read.filters import Filters
-
-    vals = {
-        "program": "SELECT DISTINCT program FROM exchanges",
-        "cluster": "SELECT DISTINCT cluster_id FROM institutions",
-        "country": "SELECT DISTINCT country FROM institutions",
-        "modality": "SELECT DISTINCT modality FROM exchanges",
-        "setting": "SELECT DISTINCT setting FROM exchanges",
-        "role": "SELECT DISTINCT role FROM participants",
-    }
-    opts = {k: sorted(str(r[0]) for r in cur.execute(q).fetchall() if r[0] is not None)
-            for k, q in vals.items()}
-    lo, hi = cur.execute("SELECT min(start_date), max(end_date) FROM exchanges").fetchall()[0]
-    rng = np.random.default_rng(17)
-    out = []
-    for _ in range(n):
-        kw: dict = {}
-        for d in rng.choice(list(opts), size=rng.integers(1, 4), replace=False):
-            kw[d] = tuple(sorted(rng.choice(opts[d], size=min(len(opts[d]), 2), replace=False)))
-        if rng.random() < 0.3:
-            kw["start"] = lo + (hi - lo) * float(rng.uniform(0, 0.5))
-            kw["end"] = lo + (hi - lo) * float(rng.uniform(0.5, 1))
-        out.append(Filters(**kw))
-    return out
+from benchmarks.slice import make_combos as combos  # noqa: E402  (the same seeded combinations)
 
 
 def main() -> int:

@@ -22,19 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--warehouse", type=Path, required=True)
-    p.add_argument("--n", type=int, default=50)
-    args = p.parse_args()
-
+def make_combos(cur: object, n: int) -> list:
+    """`n` seeded filter combinations of 1–3 dimensions, two values each, 30% with dates."""
     import numpy as np
 
-    from analytics.read import outcomes
     from analytics.read.filters import Filters
-    from etl.warehouse import Reader
 
-    cur = Reader(args.warehouse).cursor()
     vals = {
         "program": "SELECT DISTINCT program FROM exchanges",
         "cluster": "SELECT DISTINCT cluster_id FROM institutions",
@@ -47,15 +40,31 @@ def main() -> int:
             for k, q in vals.items()}
     lo, hi = cur.execute("SELECT min(start_date), max(end_date) FROM exchanges").fetchall()[0]
     rng = np.random.default_rng(17)
-    combos = []
-    for _ in range(args.n):
+    out = []
+    for _ in range(n):
         kw: dict = {}
         for d in rng.choice(list(opts), size=rng.integers(1, 4), replace=False):
             kw[d] = tuple(sorted(rng.choice(opts[d], size=min(len(opts[d]), 2), replace=False)))
         if rng.random() < 0.3:
             kw["start"] = lo + (hi - lo) * float(rng.uniform(0, 0.5))
             kw["end"] = lo + (hi - lo) * float(rng.uniform(0.5, 1))
-        combos.append(Filters(**kw))
+        out.append(Filters(**kw))
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--warehouse", type=Path, required=True)
+    p.add_argument("--n", type=int, default=50)
+    args = p.parse_args()
+
+    import numpy as np
+
+    from analytics.read import outcomes
+    from etl.warehouse import Reader
+
+    cur = Reader(args.warehouse).cursor()
+    combos = make_combos(cur, args.n)
 
     cpu: dict[str, list[float]] = {}
 
@@ -83,6 +92,7 @@ def main() -> int:
 
     scales = [f"{a}/{c}" for a, c in cur.execute(
         "SELECT DISTINCT instrument, scale FROM res_person_scores ORDER BY ALL").fetchall()]
+    rng = np.random.default_rng(18)
     picked = [str(rng.choice(scales)) for _ in combos]
     model = slices.longitudinal_slice.__wrapped__
     compare = slices._compare
