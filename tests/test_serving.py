@@ -123,9 +123,9 @@ def test_gunicorn_answers_every_request_during_a_load_and_then_shows_the_new_ver
 # ---- downloads under gunicorn (issue 8, §5) -----------------------------------------------------
 
 def _download_body(button: str, pending: dict | None = None) -> dict:
-    from tests.test_data_downloads import _body
+    from tests.access_helpers import download_body
 
-    return _body(button, "scale_scores", "xlsx", pending)
+    return download_body(button, "scale_scores", "xlsx", pending)
 
 
 def _fetch(base: str, button: str) -> tuple[tuple[str, bytes], list[int]]:
