@@ -179,16 +179,23 @@ def _counts(app_, client) -> list[int]:
     return vals
 
 
-def test_a_funder_sees_counts_rounded_and_an_admin_exact(app_, warehouse) -> None:
+def _rounded_for_a_funder_exact_for_an_admin(app_, counts) -> list[int]:
+    """`counts(app_, client)` as a funder sees them (all multiples of BASE) and then, from the
+    same thread, as an admin (not all multiples): the cache holds exact answers, the role
+    decides. Returns the admin's."""
     funder = app_.server.test_client()
     assert ah.login(funder, "funder1").status_code == 302
-    rounded_counts = _counts(app_, funder)
-    assert all(v % BASE == 0 for v in rounded_counts), rounded_counts
-    # The same thread then serves an admin: the cache holds exact answers, the role decides.
+    rounded = counts(app_, funder)
+    assert all(v % BASE == 0 for v in rounded), rounded
     admin = app_.server.test_client()
     assert ah.login(admin, "admin1").status_code == 302
-    exact = _counts(app_, admin)
+    exact = counts(app_, admin)
     assert not all(v % BASE == 0 for v in exact), exact
+    return exact
+
+
+def test_a_funder_sees_counts_rounded_and_an_admin_exact(app_, warehouse) -> None:
+    exact = _rounded_for_a_funder_exact_for_an_admin(app_, _counts)
     r = Reader(warehouse)
     cur = r.cursor()
     try:
@@ -403,14 +410,7 @@ def test_counts_a_page_formats_itself_are_rounded_for_funders(app_) -> None:
     """The legends' n of the network, reciprocity and scheduling figures, the one-sided
     partnerships' count and the zero-overlap sentence are counted by the page (len of a read
     answer), outside the read cache's rounding: they go through the same rounding."""
-    funder = app_.server.test_client()
-    assert ah.login(funder, "funder1").status_code == 302
-    rounded_counts = _page_counts(app_, funder)
-    assert all(v % BASE == 0 for v in rounded_counts), rounded_counts
-    admin = app_.server.test_client()
-    assert ah.login(admin, "admin1").status_code == 302
-    exact = _page_counts(app_, admin)
-    assert not all(v % BASE == 0 for v in exact), exact
+    _rounded_for_a_funder_exact_for_an_admin(app_, _page_counts)
     assert rounding.count(12, 5) == 10 and rounding.count(13, 5) == 15
     assert rounding.count(7) == 7  # no caller's base: as it is
 
