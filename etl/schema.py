@@ -521,8 +521,11 @@ RES_PERSON_SCORES = Table(
 )
 RES_PERSON_GAINS = Table(
     "res_person_gains",
-    _cols("pid:INTEGER, exchange_id:VARCHAR, instrument:VARCHAR, scale:VARCHAR, gain:DOUBLE"),
-    doc="Paired post − pre score gain per participant (pid), exchange and scale.",
+    _cols("pid:INTEGER, exchange_id:VARCHAR, instrument:VARCHAR, scale:VARCHAR, gain:DOUBLE, "
+          "pre:DOUBLE, post:DOUBLE"),
+    doc="The complete pre/post pairs: pre and post score and their gain (post − pre) per "
+        "participant (pid), exchange and scale; the on-request pre/post table reads them "
+        "instead of pivoting res_person_scores (issue 17).",
 )
 
 RES_PERSON_HOURS = Table(

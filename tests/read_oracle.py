@@ -62,13 +62,14 @@ def event_scope(f: Filters, *, include_comparison: bool = False, scores: bool = 
         "fs": f"""SELECT s.participant AS pid, s.exchange_id, s.instrument, s.scale, s.wave,
                   s.score
            FROM {SCORES} s JOIN fx USING (exchange_id) WHERE s.score IS NOT NULL""",
-        "fg": """SELECT * FROM (
+        "fg": """SELECT pid, exchange_id, instrument, scale, post - pre AS gain, pre, post
+           FROM (
                SELECT pid, exchange_id, instrument, scale,
-                      max(score) FILTER (WHERE wave = 'post')
-                      - max(score) FILTER (WHERE wave = 'pre') AS gain
+                      max(score) FILTER (WHERE wave = 'pre') AS pre,
+                      max(score) FILTER (WHERE wave = 'post') AS post
                FROM fs WHERE wave IN ('pre', 'post') AND pid IN (SELECT pid FROM fp)
                GROUP BY ALL)
-           WHERE gain IS NOT NULL""",
+           WHERE pre IS NOT NULL AND post IS NOT NULL""",
     }
     return sql.assemble_scope(f, parts, include_comparison=include_comparison, scores=scores,
                               hours=hours)

@@ -215,12 +215,12 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
             FROM {SCORES} s JOIN {KEYS} k ON k.participant_id = s.participant
             WHERE s.score IS NOT NULL"""))
         run(schema.RES_PERSON_GAINS.name, _sql(schema.RES_PERSON_GAINS, f"""
-            SELECT * FROM (
+            SELECT pid, exchange_id, instrument, scale, post - pre, pre, post FROM (
                 SELECT pid, exchange_id, instrument, scale,
-                       max(score) FILTER (WHERE wave = 'post')
-                       - max(score) FILTER (WHERE wave = 'pre') AS gain
+                       max(score) FILTER (WHERE wave = 'pre') AS pre,
+                       max(score) FILTER (WHERE wave = 'post') AS post
                 FROM {schema.RES_PERSON_SCORES.name} WHERE wave IN ('pre', 'post') GROUP BY ALL)
-            WHERE gain IS NOT NULL"""))
+            WHERE pre IS NOT NULL AND post IS NOT NULL"""))
         run(schema.RES_SCORE_CUBE.name, _sql(schema.RES_SCORE_CUBE, f"""
             SELECT s.exchange_id, {_PEOPLE_DIMS}, s.instrument, s.scale, s.wave,
                    count(*), sum(s.score), sum(s.score * s.score)

@@ -137,33 +137,30 @@ def _prepost_hide(df: pd.DataFrame, by: str, hidden: set[Any]) -> list[bool] | N
 
 def _prepost_computed(cur: duckdb.DuckDBPyConnection, f: Filters, by: str = "overall",
                       hidden: set[Any] = frozenset()) -> pd.DataFrame:
-    """`prepost_slice` computed from the per-person scores, never from the stored table: DuckDB
-    forms the pairs and reduces them to per-exchange moments and the counts of rounded changes,
-    and `analytics.stats.prepost.prepost_from_moments` (what `prepost` itself reduces to) makes
-    the table from those sums, so no pair leaves the database."""
+    """`prepost_slice` computed from the per-person pairs, never from the stored table: DuckDB
+    reduces the complete pairs in scope (res_person_gains' pre and post, formed once at load)
+    to per-exchange moments and the counts of rounded changes, and
+    `analytics.stats.prepost.prepost_from_moments` (what `prepost` itself reduces to) makes
+    the table from those sums, so no pair leaves the database. A group none of whose pairs is
+    complete has no row here (the pairs table holds complete pairs only); `prepost` gives it a
+    suppressed n = 0 row, which says nothing a reader could use (issue 17: pivoting every score
+    to find those groups cost 6 s of a 1M-participant request)."""
     from analytics.stats.prepost import prepost_from_moments
 
     base, p = sql.scope(f, scores=True)
     grp = f"CAST({_SLICE_BY[by]} AS VARCHAR)" if by != "overall" else "'overall'"
     pairs = f"""{base},
-        pairs AS (
-            SELECT fs.exchange_id, fs.instrument, fs.scale, {grp} AS "group",
-                   max(fs.score) FILTER (WHERE fs.wave = 'pre') AS x,
-                   max(fs.score) FILTER (WHERE fs.wave = 'post') AS y
-            FROM fs JOIN fp USING (pid) JOIN fx USING (exchange_id)
-            WHERE fs.wave IN ('pre', 'post'){f" AND {_SLICE_BY[by]} IS NOT NULL"
-                                             if by != "overall" else ""}
-            GROUP BY fs.pid, fs.exchange_id, fs.instrument, fs.scale, "group"),
-        ok AS (SELECT *, y - x AS d FROM pairs WHERE x IS NOT NULL AND y IS NOT NULL)"""
+        ok AS (
+            SELECT fg.exchange_id, fg.instrument, fg.scale, {grp} AS "group", fg.pre AS x,
+                   fg.post AS y, fg.post - fg.pre AS d
+            FROM fg JOIN fp USING (pid) JOIN fx USING (exchange_id){
+                f" WHERE {_SLICE_BY[by]} IS NOT NULL" if by != "overall" else ""})"""
     cells = sql.df(cur, f"""WITH {pairs}
         SELECT instrument, scale, "group", exchange_id, count(*) AS n, avg(x) AS mean_pre,
                avg(y) AS mean_post, avg(d) AS mean_diff, var_pop(x) * count(*) AS m2_pre,
                var_pop(y) * count(*) AS m2_post, var_pop(d) * count(*) AS m2_diff,
                covar_pop(x, y) * count(*) AS c_prepost
         FROM ok GROUP BY ALL
-        UNION ALL  -- a group whose pairs are all incomplete still has its row (n = 0)
-        SELECT instrument, scale, "group", NULL, 0, NULL, NULL, NULL, 0, 0, 0, 0
-        FROM pairs GROUP BY ALL HAVING count(x) FILTER (WHERE y IS NOT NULL) = 0
         ORDER BY instrument, scale, "group", exchange_id""", p)
     if not len(cells):
         return prepost_results(cur, "overall").iloc[0:0]

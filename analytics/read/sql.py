@@ -84,7 +84,8 @@ _COLUMNS_USED: tuple[tuple[schema.Table, tuple[str, ...]], ...] = (
     (schema.RES_ANSWER_DAYS, ("pid", "exchange_id", "wave", "day")),
     (schema.RES_PERSON_HOURS, ("pid", "exchange_id", "day", "weekday", "hour", "events")),
     (schema.RES_PERSON_SCORES, ("pid", "exchange_id", "instrument", "scale", "wave", "score")),
-    (schema.RES_PERSON_GAINS, ("pid", "exchange_id", "instrument", "scale", "gain")),
+    (schema.RES_PERSON_GAINS, ("pid", "exchange_id", "instrument", "scale", "gain", "pre",
+                              "post")),
 )
 for _t, _cols in _COLUMNS_USED:
     for _c in _cols:
@@ -277,9 +278,9 @@ def scope(f: Filters, *, include_comparison: bool = False, scores: bool = False,
     people). People are `pid` throughout; fp also has participant_id.
 
     `scores=True` adds fs (scored rows: pid, exchange_id, instrument, scale, wave, score) and fg
-    (paired post − pre gains: pid, exchange_id, instrument, scale, gain) of the exchanges in
-    scope, for everyone; join them to fp to keep the people in scope. `hours=True` adds fh
-    (pid, local ISO weekday, local hour, events) of the activity in scope."""
+    (complete pairs: pid, exchange_id, instrument, scale, gain = post − pre, pre, post) of the
+    exchanges in scope, for everyone; join them to fp to keep the people in scope. `hours=True`
+    adds fh (pid, local ISO weekday, local hour, events) of the activity in scope."""
     day_cond = ""
     if f.start is not None:
         day_cond += " AND day >= $start"
