@@ -156,13 +156,15 @@ def _stale(path, how: str) -> None:
     con = duckdb.connect(str(path))
     if how == "table":
         con.execute(f"DROP TABLE {schema.RES_PERSON_DAYS.name}")
+    elif how == "column":  # an older version's table without a column read now
+        con.execute(f"ALTER TABLE {schema.RES_PERSON_GAINS.name} DROP COLUMN post")
     else:
         con.execute(f"UPDATE {schema.META.name} SET value = 'older' WHERE key = ?",
                     [META_VERSION])
     con.close()
 
 
-@pytest.mark.parametrize("how", ["table", "version"])
+@pytest.mark.parametrize("how", ["table", "column", "version"])
 def test_a_warehouse_without_its_derived_tables_says_to_refresh(tmp_path, how) -> None:
     """Written by an older version (no derived tables for its data version): every read says to
     run `python -m analytics refresh`, as a WarehouseError the pages turn into a message."""

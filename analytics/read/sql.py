@@ -110,7 +110,7 @@ _DERIVED_LOCK = threading.Lock()
 
 def require_derived(cur: duckdb.DuckDBPyConnection) -> bool:
     """Check that this data version has every derived table (meta `rollups_data_version` equals
-    `data_version` and each table of `schema.ROLLUP_TABLES` exists), raising
+    `data_version` and each table of `schema.ROLLUP_TABLES` exists with its columns), raising
     `DerivedTablesMissing` otherwise; returns whether their distinct participant counts add up
     over cells (no participant in two exchanges). Checked once per warehouse build."""
     key = version_key(cur)
@@ -123,6 +123,11 @@ def require_derived(cur: duckdb.DuckDBPyConnection) -> bool:
     present = {r[0] for r in cur.execute(
         "SELECT table_name FROM information_schema.tables").fetchall()}
     missing = sorted(t for t in schema.ROLLUP_TABLES if t not in present)
+    if not missing:  # tables an older version built without a column read now (e.g. pre, post)
+        cols = set(cur.execute(
+            "SELECT table_name, column_name FROM information_schema.columns").fetchall())
+        missing = [f"{t}.{c}" for t, table in schema.ROLLUP_TABLES.items()
+                   for c in table.column_names if (t, c) not in cols]
     if missing or meta.get(META_VERSION) != meta.get("data_version"):
         what = (f"lacks {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}" if missing
                 else f"has them for data version {meta.get(META_VERSION)!r}, not "
