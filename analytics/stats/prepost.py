@@ -478,24 +478,20 @@ def _moments_frame(base: pd.DataFrame, x: np.ndarray, y: np.ndarray, ok: np.ndar
     """Per instrument x scale x group x cluster code of `base`'s rows: `MOMENTS` of the
     complete pairs (`ok`); and per instrument x scale x group the counts of round(post − pre,
     10). A group whose pairs are all incomplete keeps a cell with n = 0 (its row says n = 0)."""
+    # group ids 0 … G − 1 in key order; `groups` holds each group's keys (its first row)
     gid = base.groupby(_KEYS, sort=True, observed=True, dropna=False).ngroup().to_numpy()
-    first = pd.Series(np.arange(len(base))).groupby(gid, sort=True).first().to_numpy()
-    groups = base.iloc[first].reset_index(drop=True) if len(base) else base.iloc[0:0]
+    groups = base.iloc[np.unique(gid, return_index=True)[1]].reset_index(drop=True)
     # one code per group x cluster, in group then cluster order (bincount does the sums)
-    cell_ids, cell = np.unique(gid.astype(np.int64) * (int(codes.max(initial=0)) + 1) + codes,
-                               return_inverse=True)
-    cell_group = cell_ids // (int(codes.max(initial=0)) + 1)
+    per = int(codes.max(initial=0)) + 1
+    cell_ids, cell = np.unique(gid.astype(np.int64) * per + codes, return_inverse=True)
     xo, yo = np.where(ok, x, 0.0), np.where(ok, y, 0.0)
-    m = pair_moments_masked(xo, yo, ok, cell, len(cell_ids))
-    cells = groups.iloc[np.searchsorted(np.unique(gid), cell_group)].reset_index(drop=True)
-    cells = cells.assign(**m)
-    d = np.round(yo[ok] - xo[ok], 10)
-    vals, vcode = np.unique(d, return_inverse=True)
-    pair, counts = np.unique(gid[ok].astype(np.int64) * max(len(vals), 1) + vcode,
-                             return_counts=True)
-    hist = groups.iloc[np.searchsorted(np.unique(gid), pair // max(len(vals), 1))]
-    hist = hist.reset_index(drop=True).assign(diff=vals[pair % max(len(vals), 1)]
-                                              if len(vals) else np.zeros(0), count=counts)
+    cells = groups.iloc[cell_ids // per].reset_index(drop=True).assign(
+        **pair_moments_masked(xo, yo, ok, cell, len(cell_ids)))
+    vals, vcode = np.unique(np.round(yo[ok] - xo[ok], 10), return_inverse=True)
+    nv = max(len(vals), 1)
+    pair, counts = np.unique(gid[ok].astype(np.int64) * nv + vcode, return_counts=True)
+    hist = groups.iloc[pair // nv].reset_index(drop=True).assign(diff=vals[pair % nv],
+                                                                 count=counts)
     return cells, hist
 
 
