@@ -13,7 +13,6 @@ participation_by_group, wave_means); prints p50/p95 of each and the rule's share
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -22,22 +21,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.slice import make_combos as combos  # noqa: E402  (the same seeded combinations)
+from benchmarks.slice import open_with_combos  # noqa: E402  (the same seeded combinations)
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--warehouse", type=Path, required=True)
-    p.add_argument("--n", type=int, default=50)
-    args = p.parse_args()
-
     import numpy as np
 
     from analytics.read import cache, disclosure, equity, outcomes
-    from etl.warehouse import Reader
 
-    cur = Reader(args.warehouse).cursor()
-    fs = combos(cur, args.n)
+    cur, fs = open_with_combos(__doc__)
 
     def timed(fn: Callable[..., object], *a: object) -> float:
         t0 = time.perf_counter()

@@ -52,19 +52,26 @@ def make_combos(cur: object, n: int) -> list:
     return out
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def open_with_combos(doc: str) -> tuple[object, list]:
+    """The command line of the request benchmarks (`--warehouse`, `--n`; `doc` is the script's
+    docstring): a read cursor on the warehouse and `--n` seeded combinations (`make_combos`)."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--warehouse", type=Path, required=True)
     p.add_argument("--n", type=int, default=50)
     args = p.parse_args()
 
-    import numpy as np
-
-    from analytics.read import outcomes
     from etl.warehouse import Reader
 
     cur = Reader(args.warehouse).cursor()
-    combos = make_combos(cur, args.n)
+    return cur, make_combos(cur, args.n)
+
+
+def main() -> int:
+    import numpy as np
+
+    from analytics.read import outcomes
+
+    cur, combos = open_with_combos(__doc__)
 
     cpu: dict[str, list[float]] = {}
 
