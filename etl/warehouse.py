@@ -377,6 +377,7 @@ class Reader:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._stamp: tuple | None = None
         self._pid: int | None = None
+        self._facts: dict = {}
         self._lock = threading.Lock()
 
     def _file_stamp(self) -> tuple | None:
@@ -387,6 +388,14 @@ class Reader:
         return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
+        return self.cursor_and_facts()[0]
+
+    def cursor_and_facts(self) -> tuple[duckdb.DuckDBPyConnection, dict]:
+        """A cursor, and a dict that lives exactly as long as the connection it came from: a
+        place for callers to memoise facts of the open file (the read cache keeps its version
+        key there instead of asking the file on every cached call). The file behind one
+        connection never changes (a load swaps in a new file), so neither do those facts; a
+        reopen starts an empty dict."""
         with self._lock:
             stamp = self._file_stamp()
             if self._con is None or self._pid != os.getpid() or stamp != self._stamp:
@@ -398,7 +407,8 @@ class Reader:
                 # the stamp says, and the next call opens it once more; never the other way.
                 self._stamp = stamp
                 self._pid = os.getpid()
-            return self._con.cursor()
+                self._facts = {}
+            return self._con.cursor(), self._facts
 
     def data_version(self) -> int:
         cur = self.cursor()

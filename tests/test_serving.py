@@ -294,3 +294,47 @@ def test_each_reading_process_spills_into_a_private_folder(tmp_path, monkeypatch
     assert not str(spill_a).startswith(str(wh.parent))
     a.close()
     b.close()
+
+
+def test_a_cursor_bound_to_its_file_answers_the_cache_key_without_asking_and_a_swap_forgets_it(
+        tmp_path, monkeypatch):
+    """The read cache's key is read once per open file (`Reader.cursor_and_facts`,
+    `cache.bound_version`): the cached answer of the old file is never served after a swap,
+    and a cursor outside the block still asks its own file."""
+    from analytics.read import cache
+    from etl.load import load_paths
+    from etl.warehouse import Reader
+
+    monkeypatch.setenv("EXCHANGE_IMPACT_KEY", P.TEST_KEY)
+    wh = tmp_path / "wh" / "warehouse.duckdb"
+    load_paths([P.write_program(tmp_path / "in")], wh)
+    monkeypatch.setattr(cache, "CACHE", cache.QueryCache(2**20, 2**20))
+
+    @cache.cached
+    def version(cur):
+        return cur.execute("SELECT value FROM meta WHERE key = 'data_version'").fetchall()[0][0]
+
+    r = Reader(wh)
+    cur, facts = r.cursor_and_facts()
+    with cache.bound_version(cur, facts):
+        assert version(cur) == "1"
+        key = facts["version_key"]
+        assert cache.version_key(cur) == key
+    cur.close()
+    cur2, facts2 = r.cursor_and_facts()
+    assert facts2 is facts  # same file, same connection: the key is not read again
+    cur2.close()
+    load_paths([P.write_csv(tmp_path / "more" / "events.csv",
+                            [dict(P.EVENTS[0], minutes="50")])], wh)
+    cur3, facts3 = r.cursor_and_facts()
+    assert facts3 is not facts and facts3 == {}
+    with cache.bound_version(cur3, facts3):
+        assert version(cur3) == "2"
+        assert facts3["version_key"] != key
+    # A forged binding for another cursor is not used: that cursor asks its file.
+    other = r.cursor()
+    with cache.bound_version(cur3, {"version_key": "forged"}):
+        assert cache.version_key(other) == facts3["version_key"]
+    other.close()
+    cur3.close()
+    r.close()
