@@ -170,8 +170,12 @@ def funnel(store: dict[str, Any] | None) -> _ui.Figure:
         return _ui.suppressed_figure(title, f"Every stage has fewer than {suppression.MIN_CELL} "
                                             "participants")
     if df.suppressed.any():
+        why = df.attrs.get("isolating")
         return _ui.empty_figure(title, f"Stages {suppression.SUPPRESSED_LABEL}:<br>"
-                                       + ", ".join(_ui.ptext(s) for s in df[df.suppressed].stage))
+                                       + ", ".join(_ui.ptext(s) for s in df[df.suppressed].stage)
+                                       + ("<br>(one filter value changes them by fewer than "
+                                          f"{suppression.MIN_CELL}: {_ui.ptext(why)})"
+                                          if why else ""))
     fig = _ui.figure(_ui.trace("funnel",
         y=[_ui.ptext(s) for s in df.stage], x=df.n,
         texttemplate="%{value:,}<br>%{percentInitial:.0%}",
@@ -187,11 +191,12 @@ def dropout(store: dict[str, Any] | None, by: str) -> Any:
     by = _ui.choice(by, filters.EQUITY_GROUPINGS, "gender")
     label = filters.EQUITY_GROUPINGS[by]
     df = _ui.query(equity.dropout_by_group, f, by)
-    return _ui.table(df, {
+    return _ui.with_isolating_note(_ui.table(df, {
         "group": (label, _ui.text), "n": ("answered pre (n)", _ui.fmt_int),
         "dropped": ("no post answer", _ui.fmt_int),
         "dropout_rate": ("drop-out rate", _ui.fmt_pct),
-    }, f"Drop-out between pre and post survey by {label.lower()}", id_="equity-dropout-table")
+    }, f"Drop-out between pre and post survey by {label.lower()}", id_="equity-dropout-table"),
+        df, "Some groups")
 
 
 # Issue 13: res_equity_gaps (whole program, precomputed per data version).

@@ -177,7 +177,7 @@ def timeline(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
     ))
     return (_ui.base_layout(fig, title, x="week (Monday, UTC)",
                             y="active participants (people)", height=420),
-            _ui.suppressed_weeks_note(df))
+            _ui.with_isolating_note(_ui.suppressed_weeks_note(df), df, "Some weeks"))
 
 
 @callback(Output(OUTCOMES, "figure"), Output(OUTCOMES, "style"), Output(OUTCOMES_NOTE, "children"),

@@ -111,7 +111,7 @@ def weekly(store: dict[str, Any] | None, by: str) -> tuple[_ui.Figure, Any]:
                       yaxis2={"title": {"text": "minutes"}},
                       xaxis2={"title": {"text": "week (Monday, UTC)"}})
     _ui.legend_below(fig, len(top), per_row=4)
-    notes = [note, _ui.suppressed_weeks_note(shown)]
+    notes = [note, _ui.suppressed_weeks_note(shown), _ui.isolating_note(df, "Some weeks")]
     if hidden:
         notes.append(html.P(f"Showing the 8 largest of {len(sizes)} {by} groups; choose "
                             f"{by} values in the filter bar to compare others.",
@@ -213,7 +213,8 @@ def retention(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
     _ui.base_layout(fig, title, x="weeks since the first active day (days since ÷ 7)",
                     y="share of cohort active (%)", height=360)
     fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
-    return fig, [note, _ui.suppressed_weeks_note(shown)]
+    return fig, [note, _ui.suppressed_weeks_note(shown),
+                 _ui.isolating_note(df, "Some cohorts or weeks")]
 
 
 _TABLE_COLUMNS = {
@@ -237,9 +238,9 @@ def tables(store: dict[str, Any] | None) -> dbc.Tabs:
         cols["group"] = (by, _ui.text)
         if by == "exchange":
             cols.pop("active")
-        tabs.append(dbc.Tab(_ui.table(df, cols, f"Participation {label.lower()}",
-                                      id_=f"participation-table-{by}"),
-                            label=label, tab_id=by))
+        tabs.append(dbc.Tab(_ui.with_isolating_note(
+            _ui.table(df, cols, f"Participation {label.lower()}", id_=f"participation-table-{by}"),
+            df, "Some rows"), label=label, tab_id=by))
     return dbc.Tabs(tabs, active_tab="cluster")
 
 

@@ -57,6 +57,9 @@ def event_scope(f: Filters, *, include_comparison: bool = False, scores: bool = 
                       "JOIN fp ON fp.participant_id = ev.participant_id"),
         "fr": f"""SELECT DISTINCT r.participant_id AS pid, r.exchange_id, r.wave
             FROM {RESPONSES} r JOIN fx USING (exchange_id)""",
+        "ffirst": f"""SELECT ev.participant_id AS pid, ev.exchange_id,
+                   min({day_sql("ev.occurred_at")}) AS d0
+            FROM {EVENTS} ev JOIN fx USING (exchange_id) GROUP BY ALL""",
         "fh": """SELECT pid, isodow(t) AS weekday, hour(t) AS hour, 1 AS events
             FROM (SELECT pid, timezone(timezone, occurred_at) AS t FROM fe)""",
         "fs": f"""SELECT s.participant AS pid, s.exchange_id, s.instrument, s.scale, s.wave,

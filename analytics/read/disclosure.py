@@ -47,7 +47,9 @@ from analytics.read.cache import cached
 from analytics.read.filters import FilterOptions, Filters, canonical_filters, month_end
 
 __all__ = ["DIMENSIONS", "CELLS", "GAIN_GROUPS", "isolating", "isolating_cells",
-           "isolating_scores", "isolating_gains", "hidden_rows", "describe", "explain"]
+           "isolating_scores", "isolating_gains", "isolating_stages", "isolating_dropout",
+           "isolating_exchange_activity", "isolating_retention", "isolating_weekly",
+           "hidden_rows", "describe", "explain"]
 
 # Filter dimensions: person-level (one value per participant, from fp) and exchange-level (the
 # values of the exchanges a participant has activity or answers in, from fx).
@@ -65,20 +67,81 @@ _COLUMNS = ["cell", "dimension", "value", "change", "n"]
 
 @dataclass(frozen=True)
 class _Unit:
-    """What a cell counts: its rows (FROM clause over the scope's CTEs), each row's identity
-    for distinct counts, and the scope's options those rows need."""
+    """What a cell counts: its rows (FROM clause over the scope's CTEs, with fp joined), each
+    row's identity for distinct counts, the scope's options those rows need, and whether each
+    row belongs to one exchange (a scored row, a pair, a person's activity in one exchange:
+    then an exchange dimension moves the row whole) or to a person (whose exchanges may hold
+    several values of a dimension). A date range keeps a row when it has a day in the range:
+    `months` (SQL over the undated scope, columns `keys` and m) gives each row's months, by
+    default its person's months with activity or answers (as the scope keeps people)."""
     rows: str
     key: str
     scope: dict[str, bool]
+    one_exchange: bool = False
+    months: str | None = None
+    keys: str = "pid"
+
+
+def _months_of(days: str, keys: str) -> str:
+    """SQL of the distinct months (m) per row (`keys`) of `days` (columns `keys`, day)."""
+    return f"SELECT DISTINCT {keys}, CAST(date_trunc('month', day) AS DATE) AS m FROM ({days})"
 
 
 # Counts of people (the headline, countries, clusters).
 PEOPLE = _Unit("fp", "pid", {})
+# The attrition funnel's stages: each counts the people of the view who reached it (enrolled;
+# with events in the range; with answers in a wave, undated). Cell: the stage's name as the
+# funnel shows it. Being active is a row's own days (events only), the rest its person's.
+_ACTIVE = "'active in the log'"
+STAGES = _Unit(f"""(SELECT pid, 'enrolled' AS stage FROM fp
+                    UNION ALL SELECT DISTINCT pid, {_ACTIVE} FROM fe
+                    UNION ALL SELECT DISTINCT pid, 'answered ' || wave FROM fr) st
+                   JOIN fp USING (pid)""", "(pid, st.stage)", {},
+               months=f"""SELECT DISTINCT pid, st.stage, pm.m
+                   FROM (SELECT pid, 'enrolled' AS stage FROM fp
+                         UNION ALL SELECT DISTINCT pid, 'answered ' || wave FROM fr) st
+                   JOIN (SELECT DISTINCT pid, CAST(date_trunc('month', day) AS DATE) AS m
+                         FROM (SELECT pid, day FROM fev UNION ALL
+                               SELECT pid, day FROM {{answers}})) pm USING (pid)
+                   UNION ALL SELECT DISTINCT pid, {_ACTIVE},
+                                    CAST(date_trunc('month', day) AS DATE) FROM fev""",
+               keys="pid, stage")
+STAGE_CELL = "st.stage"
+# Drop-out per group: the people who answered pre (the base) and, among them, those who did not
+# answer post. Cell: group '|' part ('answered pre' or 'dropped').
+DROPOUT = _Unit("""(SELECT pid, 'answered pre' AS part FROM fr GROUP BY pid
+                    HAVING bool_or(wave = 'pre')
+                    UNION ALL SELECT pid, 'dropped' FROM fr GROUP BY pid
+                    HAVING bool_or(wave = 'pre') AND NOT bool_or(wave = 'post')) st
+                   JOIN fp USING (pid)""", "(pid, st.part)", {})
+# Activity per exchange (Participation by exchange: active people, minutes per active person):
+# one row per person and exchange with events in the range. Cell: the exchange.
+EXCHANGE_ACTIVITY = _Unit("(SELECT DISTINCT pid, exchange_id FROM fe) st JOIN fp USING (pid)",
+                          "(pid, st.exchange_id)", {}, one_exchange=True,
+                          months=_months_of("SELECT pid, exchange_id, day FROM fev",
+                                            "pid, exchange_id"),
+                          keys="pid, exchange_id")
+# Retention per cohort (`participation.retention_by_cohort`): one row per person × exchange ×
+# week since the pair's first active day in that exchange (over all its days, so a date range
+# selects weeks and never renumbers them) with events in the range, and one per pair for the
+# cohort's size (week 'n'). Cell: term '|' week.
+_WEEK_SINCE = "CAST(CAST((day - d0) // 7 AS INTEGER) AS VARCHAR)"
+RETENTION = _Unit(f"""(SELECT DISTINCT pid, exchange_id, term, {_WEEK_SINCE} AS week
+                       FROM fe JOIN ffirst USING (pid, exchange_id)
+                       UNION ALL SELECT DISTINCT pid, exchange_id, term, 'n' FROM fe) st
+                      JOIN fp USING (pid)""", "(pid, st.exchange_id, st.week)", {},
+                  one_exchange=True,
+                  months=_months_of(f"""SELECT pid, exchange_id, {_WEEK_SINCE} AS week, day
+                                        FROM fev JOIN ffirst USING (pid, exchange_id)
+                                        UNION ALL SELECT pid, exchange_id, 'n', day FROM fev""",
+                                    "pid, exchange_id, week"),
+                  keys="pid, exchange_id, week")
+RETENTION_CELL = "st.term || '|' || st.week"
 # Means of scale scores (wave means): the cell is a scale's wave (comparison group apart) and
 # its rows are the scored rows, one per respondent and exchange, as `n` counts them. Two views
 # that differ by 1..k-1 such rows would give a small group's sum of scores by subtraction.
 SCORES = _Unit("fs JOIN fp USING (pid)", "(pid, fs.exchange_id)",
-               {"scores": True, "include_comparison": True})
+               {"scores": True, "include_comparison": True}, one_exchange=True)
 SCORE_CELL = ("fs.instrument || '|' || fs.scale || '|' || fs.wave || '|' || "
               "CAST(fp.comparison AS VARCHAR)")
 # Means of paired gains (pre/post tables, the comparison difference, gains per equity group):
@@ -86,7 +149,7 @@ SCORE_CELL = ("fs.instrument || '|' || fs.scale || '|' || fs.wave || '|' || "
 # and exchange) in one group of a grouping, comparison group apart; its rows are the pairs, as
 # the tables' `n` counts them.
 GAINS = _Unit("fg JOIN fp USING (pid)", "(pid, fg.exchange_id)",
-              {"scores": True, "include_comparison": True})
+              {"scores": True, "include_comparison": True}, one_exchange=True)
 # The groupings a table of gains is split by (person attributes from fp; an exchange's
 # modality or setting from the gain row's own exchange).
 GAIN_GROUPS: dict[str | None, str] = {
@@ -123,10 +186,17 @@ def _answers(f: Filters) -> str:
            f"WHERE TRUE{cond}"
 
 
+def _checks(f: Filters, d: str, options: FilterOptions) -> bool:
+    """Whether dimension `d` of `f` has a neighbour the rule looks at (`_judge`): a value to
+    remove (two or more selected) or the one value left out. Otherwise no query is needed."""
+    sel = getattr(f, d)
+    return bool(sel) and (len(sel) >= 2 or len(options.values(d) - set(sel)) == 1)
+
+
 def _person_dim(cur: duckdb.DuckDBPyConnection, f: Filters, d: str, cell: str,
                 options: FilterOptions, unit: _Unit | None = None) -> list[dict[str, Any]]:
     sel = getattr(f, d)
-    if not sel:
+    if not _checks(f, d, options):
         return []
     unit = unit or PEOPLE
     ctes, p = sql.scope(replace(f, **{d: ()}), **unit.scope)
@@ -137,12 +207,15 @@ def _person_dim(cur: duckdb.DuckDBPyConnection, f: Filters, d: str, cell: str,
 
 
 def _exchange_dim(cur: duckdb.DuckDBPyConnection, f: Filters, d: str, cell: str,
-                  options: FilterOptions) -> list[dict[str, Any]]:
+                  options: FilterOptions, unit: _Unit = PEOPLE) -> list[dict[str, Any]]:
+    """An exchange dimension for rows of a person (`unit.one_exchange` False): a person's
+    exchanges may hold several values, so removing v loses the people whose values in the
+    selection are exactly {v}, and the sums over everyone who has v at all change too."""
     sel = getattr(f, d)
-    if not sel:
+    if not _checks(f, d, options):
         return []
     g = replace(f, **{d: ()})
-    ctes, p = sql.scope(g)
+    ctes, p = sql.scope(g, **unit.scope)
     p["sel"] = list(sel)
     df = sql.rdf(cur, f"""WITH {ctes},
         px AS (SELECT pid, exchange_id FROM fev UNION SELECT pid, exchange_id FROM ({_answers(g)})),
@@ -153,7 +226,8 @@ def _exchange_dim(cur: duckdb.DuckDBPyConnection, f: Filters, d: str, cell: str,
                FROM pv GROUP BY pid)
         SELECT {cell} AS cell, ps.vs AS value, CAST(coalesce(ps.ns, 0) AS INTEGER) AS ns,
                count(*) AS n
-        FROM fp LEFT JOIN ps USING (pid) WHERE coalesce(ps.ns, 0) <= 1 GROUP BY ALL""", p)
+        FROM {unit.rows} LEFT JOIN ps USING (pid) WHERE coalesce(ps.ns, 0) <= 1
+        GROUP BY ALL""", p)
     # Who has each value at all (perhaps beside others): a sum or mean over their activity
     # changes with it even when they stay in the view.
     has = sql.rdf(cur, f"""WITH {ctes},
@@ -161,7 +235,7 @@ def _exchange_dim(cur: duckdb.DuckDBPyConnection, f: Filters, d: str, cell: str,
         pv AS (SELECT DISTINCT px.pid, CAST({_EXCHANGE[d]} AS VARCHAR) AS v
                FROM px JOIN fx USING (exchange_id))
         SELECT {cell} AS cell, pv.v AS value, count(*) AS n
-        FROM fp JOIN pv USING (pid) GROUP BY ALL""", p)
+        FROM {unit.rows} JOIN pv USING (pid) GROUP BY ALL""", p)
     return _judge(df, d, sel, options, has)
 
 
@@ -202,28 +276,32 @@ def _month_counts(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str, unit: _
     the people (rows of `unit`) with activity or answers in the range's end months and before
     or after it: the view's sums change by their days even when they stay in it.
 
-    One query: each person's months are reduced once to counts and flags, and each unit row
-    takes its person's. A unit's rows are unique within a cell (a person; a person's scored row
-    or pair of one exchange, instrument, scale (and wave)), so counting rows counts `unit.key`s.
+    One query: each row's months (`unit.months`; by default its person's) are reduced once to
+    counts and flags. A unit's rows are unique within a cell (a person; a person's scored row
+    or pair of one exchange, instrument, scale (and wave); a pair's week), so counting rows
+    counts `unit.key`s.
     """
     g = replace(f, start=None, end=None)
     ctes, p = sql.scope(g, **unit.scope)
     a = f.start or date(1, 1, 1)
     b = f.end or date(9999, 12, 31)
     p |= {"a": a, "b": b, "am": a.replace(day=1), "bm": b.replace(day=1)}
+    answers = f"({_answers(g)})"
+    months = (unit.months.replace("{answers}", answers) if unit.months else
+              _months_of(f"SELECT pid, day FROM fev UNION ALL SELECT pid, day FROM {answers}",
+                         "pid"))
     rows = sql.rdf(cur, f"""WITH {ctes},
-        pm AS (SELECT DISTINCT pid, CAST(date_trunc('month', day) AS DATE) AS m
-               FROM (SELECT pid, day FROM fev UNION ALL SELECT pid, day FROM ({_answers(g)}))),
-        ps AS (SELECT pid, count(*) FILTER (WHERE m BETWEEN $a AND $b) AS ns,
+        pm AS ({months}),
+        ps AS (SELECT {unit.keys}, count(*) FILTER (WHERE m BETWEEN $a AND $b) AS ns,
                       min(m) FILTER (WHERE m BETWEEN $a AND $b) AS vs,
                       bool_or(m < $a) AS before, bool_or(m > $b) AS after,
                       bool_or(m = $am) AS first_month, bool_or(m = $bm) AS last_month
-               FROM pm GROUP BY pid)
+               FROM pm GROUP BY {unit.keys})
         SELECT {cell} AS cell, ps.vs AS value, CAST(coalesce(ps.ns, 0) AS INTEGER) AS ns,
                coalesce(ps.before, FALSE) AS before, coalesce(ps.after, FALSE) AS after,
                ps.pid IS NULL AS nothing, coalesce(ps.first_month, FALSE) AS first_month,
                coalesce(ps.last_month, FALSE) AS last_month, count(*) AS n
-        FROM {unit.rows} LEFT JOIN ps USING (pid) GROUP BY ALL""", p)
+        FROM {unit.rows} LEFT JOIN ps USING ({unit.keys}) GROUP BY ALL""", p)
     df = rows[rows.ns <= 1].groupby(["cell", "value", "ns", "before", "after", "nothing"],
                                     dropna=False, as_index=False).n.sum()
     has = pd.DataFrame({c: rows.n.where(rows[c].astype(bool), 0).groupby(rows.cell).sum()
@@ -285,15 +363,21 @@ def isolating(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
     one-value neighbour differs by 0 < n < k participants, with `change` 'remove' or 'add'.
     `n` is for tests and the audit, never for display. Empty when every cell may be shown.
     `f` is taken as its canonical request."""
-    cell = _cell(by)
+    return _rule(cur, f, PEOPLE, _cell(by))
+
+
+def _rule(cur: duckdb.DuckDBPyConnection, f: Filters, unit: _Unit, cell: str) -> pd.DataFrame:
+    """The rule (module docstring) for the rows of `unit`, its cells named by the SQL `cell`:
+    one row per cell, dimension and value that breaks it."""
     options = _options(cur)
     f = canonical_filters(f, options)
     rows: list[dict[str, Any]] = []
     for d in _PERSON:
-        rows += _person_dim(cur, f, d, cell, options)
+        rows += _person_dim(cur, f, d, cell, options, unit)
     for d in _EXCHANGE:
-        rows += _exchange_dim(cur, f, d, cell, options)
-    rows += _month_dim(cur, f, cell, options)
+        rows += (_row_exchange_dim(cur, f, d, options, unit, cell) if unit.one_exchange
+                 else _exchange_dim(cur, f, d, cell, options, unit))
+    rows += _month_dim(cur, f, cell, options, unit)
     return pd.DataFrame(rows, columns=_COLUMNS)
 
 
@@ -303,7 +387,7 @@ def _row_exchange_dim(cur: duckdb.DuckDBPyConnection, f: Filters, d: str,
     one value, so removing v loses exactly the rows of v's exchanges, and the unrestricted view
     adds the rows of the one missing value."""
     sel = getattr(f, d)
-    if not sel:
+    if not _checks(f, d, options):
         return []
     ctes, p = sql.scope(replace(f, **{d: ()}), **unit.scope)
     p["sel"] = list(sel)
@@ -317,17 +401,9 @@ def _row_exchange_dim(cur: duckdb.DuckDBPyConnection, f: Filters, d: str,
 
 def _isolating_rows(cur: duckdb.DuckDBPyConnection, f: Filters, unit: _Unit, cell: str
                     ) -> pd.DataFrame:
-    """The rule for a unit of rows of one exchange each, its cells named by the SQL `cell`
-    ('|'-joined); `cell` of the answer is the list of those parts (strings)."""
-    options = _options(cur)
-    f = canonical_filters(f, options)
-    rows: list[dict[str, Any]] = []
-    for d in _PERSON:
-        rows += _person_dim(cur, f, d, cell, options, unit)
-    for d in _EXCHANGE:
-        rows += _row_exchange_dim(cur, f, d, options, unit, cell)
-    rows += _month_dim(cur, f, cell, options, unit)
-    out = pd.DataFrame(rows, columns=_COLUMNS)
+    """The rule for `unit`, its cells named by the SQL `cell` ('|'-joined); `cell` of the
+    answer is the list of those parts (strings)."""
+    out = _rule(cur, f, unit, cell)
     out["cell"] = (list(out.cell.astype("string").str.split("|", n=3)) if len(out)
                    else out.cell)
     return out
@@ -354,6 +430,61 @@ def isolating_gains(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None =
     comparison), the group as a string ('' for pairs without a value of `by`)."""
     out = _isolating_rows(cur, f, GAINS, _gain_cell(by))
     out["cell"] = [(a, b, c, d == "true") for a, b, c, d in out.cell] if len(out) else out.cell
+    return out
+
+
+@cached
+def isolating_stages(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """`isolating` for the attrition funnel: the stages ('enrolled', 'active in the log',
+    'answered <wave>') whose people a one-value neighbour changes by 0 < n < k. `cell` is the
+    stage's name."""
+    return _rule(cur, f, STAGES, STAGE_CELL)
+
+
+@cached
+def isolating_dropout(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
+    """`isolating` for drop-out per group (`by`: gender, age band, connectivity, income group):
+    the cells (group, 'answered pre' | 'dropped') whose people a one-value neighbour changes
+    by 0 < n < k. `cell` is a tuple of strings, the group '' where it has no value."""
+    cell = f"coalesce(CAST({_cell(by)} AS VARCHAR), '') || '|' || st.part"
+    out = _isolating_rows(cur, f, DROPOUT, cell)
+    out["cell"] = [tuple(c) for c in out.cell] if len(out) else out.cell
+    return out
+
+
+@cached
+def isolating_exchange_activity(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """`isolating` for activity per exchange: the exchanges whose active people a one-value
+    neighbour changes by 0 < n < k. `cell` is the exchange id."""
+    return _rule(cur, f, EXCHANGE_ACTIVITY, "st.exchange_id")
+
+
+@cached
+def isolating_retention(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """`isolating` for retention per cohort: the cells (term, week as a string, or 'n' for the
+    cohort's size) whose person × exchange pairs a one-value neighbour changes by 0 < n < k."""
+    out = _isolating_rows(cur, f, RETENTION, RETENTION_CELL)
+    out["cell"] = [tuple(c) for c in out.cell] if len(out) else out.cell
+    return out
+
+
+@cached
+def isolating_weekly(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
+                     ) -> pd.DataFrame:
+    """`isolating` for the weekly series grouped `by` (`sql.group_col`): the cells (group,
+    week's Monday as YYYY-MM-DD, or 'n' for the group's people over the period) whose active
+    people a one-value neighbour changes by 0 < n < k."""
+    group = f"coalesce(CAST({sql.group_col(by)} AS VARCHAR), '')"
+    week = f"strftime({sql.WEEK_SQL}, '%Y-%m-%d')"
+    unit = _Unit(f"""(SELECT DISTINCT pid, {group} AS grp, {week} AS week FROM fe
+                      UNION ALL SELECT DISTINCT pid, {group}, 'n' FROM fe) st
+                     JOIN fp USING (pid)""", "(pid, st.grp, st.week)", {},
+                 months=_months_of(f"""SELECT pid, {group} AS grp, {week} AS week, day FROM fe
+                                       UNION ALL SELECT pid, {group}, 'n', day FROM fe""",
+                                   "pid, grp, week"),
+                 keys="pid, grp, week")
+    out = _isolating_rows(cur, f, unit, "st.grp || '|' || st.week")
+    out["cell"] = [tuple(c) for c in out.cell] if len(out) else out.cell
     return out
 
 

@@ -139,29 +139,33 @@ def participation_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) 
     return disclosure.explain(out, rows, [str(g) for g in out["group"]])
 
 
-def _funnel_finish(df: pd.DataFrame) -> pd.DataFrame:
+def _funnel_finish(df: pd.DataFrame, hidden: set[Any] = frozenset()) -> pd.DataFrame:
     """Stages in order (enrolled, active, then the waves in `wave_key` order), each stage's share
-    of the enrolled, and the small-cell rule per stage."""
+    of the enrolled, and the small-cell rule per stage; the differencing rule's `hidden` stages
+    (`disclosure.isolating_stages`) are blanked as small cells."""
     order = {"enrolled": (0,), "active in the log": (1,)}
     rank = df.stage.map(lambda s: order.get(s, (2, *wave_key(s.removeprefix("answered ")))))
     df = df.assign(_o=rank).sort_values("_o").drop(columns="_o").reset_index(drop=True)
     first = df.n.iloc[0] if len(df) else 0
     df["share"] = df.n / first if first else np.nan
-    return sql.suppress(df, "n")
+    hide = [str(st) in hidden for st in df.stage]
+    return sql.suppress(df, "n", hide=hide if any(hide) else None)
 
 
 def _attrition_funnel_days(cur: duckdb.DuckDBPyConnection, f: Filters,
-                           scope: Scope = sql.scope) -> pd.DataFrame:
+                           scope: Scope = sql.scope, hidden: set[Any] = frozenset()
+                           ) -> pd.DataFrame:
     ctes, p = scope(f)
     return _funnel_finish(sql.df(cur, f"""WITH {ctes},
         resp AS (SELECT DISTINCT fr.pid, fr.wave FROM fr JOIN fp USING (pid))
         SELECT 'enrolled' AS stage, count(*) AS n FROM fp
         UNION ALL SELECT 'active in the log', count(DISTINCT pid) FROM fe
         UNION ALL SELECT 'answered ' || wave, count(*) FROM resp GROUP BY wave
-    """, p))
+    """, p), hidden)
 
 
-def _attrition_funnel_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+def _attrition_funnel_rollup(cur: duckdb.DuckDBPyConnection, f: Filters,
+                             hidden: set[Any] = frozenset()) -> pd.DataFrame:
     dims, p = sql.dims(f)
     return _funnel_finish(sql.rdf(cur, f"""WITH {dims}
         SELECT 'enrolled' AS stage, CAST(coalesce(sum(n), 0) AS BIGINT) AS n
@@ -170,27 +174,40 @@ def _attrition_funnel_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.D
         FROM ({sql.cells(sql.R_PEOPLE, f, p, people=True)})
         UNION ALL SELECT 'answered ' || wave, CAST(sum(responded) AS BIGINT)
         FROM ({sql.cells(sql.R_WAVES, f, p)}) GROUP BY wave
-    """, p))
+    """, p), hidden)
 
 
 @cached
 def attrition_funnel(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     """Exchange participants in scope → active → answered pre → post → follow-up (each stage
-    counts participants who reached it; later waves need not include earlier ones)."""
+    counts participants who reached it; later waves need not include earlier ones). A stage
+    whose people one filter value would change by fewer than k is hidden
+    (`disclosure.isolating_stages`)."""
+    from analytics.read import disclosure
+
+    rows = disclosure.isolating_stages(cur, f)
+    hidden = set(rows.cell)
     if sql.use_rollups(cur, f):
-        return _attrition_funnel_rollup(cur, f)
-    return _attrition_funnel_days(cur, f)
+        out = _attrition_funnel_rollup(cur, f, hidden)
+    else:
+        out = _attrition_funnel_days(cur, f, hidden=hidden)
+    return disclosure.explain(out, rows, [str(st) for st in out.stage])
 
 
-def _dropout_finish(df: pd.DataFrame) -> pd.DataFrame:
-    """Drop-out rate; groups under MIN_CELL suppressed whole; fewer than MIN_CELL drop-outs in a
-    shown group blanks their count and the drop-out rate."""
+def _dropout_finish(df: pd.DataFrame, hidden: set[Any] = frozenset()) -> pd.DataFrame:
+    """Drop-out rate; groups under MIN_CELL suppressed whole, and so are the groups either of
+    whose counts the differencing rule hides (`hidden`: `disclosure.isolating_dropout` cells);
+    fewer than MIN_CELL drop-outs in a shown group blanks their count and the drop-out rate."""
     df["dropout_rate"] = df.dropped / df.n
-    return sql.suppress_subset(sql.suppress(df, "n"), "dropped", ["dropout_rate"])
+    groups = {g for g, _ in hidden}
+    hide = [("" if pd.isna(g) else str(g)) in groups for g in df["group"]]
+    return sql.suppress_subset(sql.suppress(df, "n", hide=hide if any(hide) else None),
+                               "dropped", ["dropout_rate"])
 
 
 def _dropout_by_group_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
-                           scope: Scope = sql.scope) -> pd.DataFrame:
+                           scope: Scope = sql.scope, hidden: set[Any] = frozenset()
+                           ) -> pd.DataFrame:
     col = sql.equity_col(by)
     ctes, p = scope(f)
     return _dropout_finish(sql.df(cur, f"""WITH {ctes},
@@ -198,11 +215,11 @@ def _dropout_by_group_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
               FROM fr GROUP BY ALL)
         SELECT fp.{col} AS "group", count(*) AS n, count(*) FILTER (WHERE NOT w.post) AS dropped
         FROM fp JOIN w USING (pid) WHERE w.pre GROUP BY ALL ORDER BY "group"
-    """, p))
+    """, p), hidden)
 
 
-def _dropout_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str
-                             ) -> pd.DataFrame:
+def _dropout_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
+                             hidden: set[Any] = frozenset()) -> pd.DataFrame:
     col = sql.equity_col(by)
     dims, p = sql.dims(f)
     return _dropout_finish(sql.rdf(cur, f"""WITH {dims}
@@ -210,16 +227,26 @@ def _dropout_by_group_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str
                CAST(sum(pre_not_post) AS BIGINT) AS dropped
         FROM ({sql.cells(sql.R_PEOPLE, f, p, people=True)}) GROUP BY ALL
         HAVING sum(answered_pre) > 0 ORDER BY "group"
-    """, p))
+    """, p), hidden)
 
 
 @cached
 def dropout_by_group(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFrame:
-    """Of those who answered the pre survey, the share who did not answer the post survey."""
+    """Of those who answered the pre survey, the share who did not answer the post survey. A
+    group whose base or drop-outs one filter value would change by fewer than k is hidden
+    (`disclosure.isolating_dropout`): two views' rates times their bases would give them."""
+    from analytics.read import disclosure
+
     sql.equity_col(by)
+    rows = disclosure.isolating_dropout(cur, f, by)
+    hidden = set(rows.cell)
     if sql.use_rollups(cur, f):
-        return _dropout_by_group_rollup(cur, f, by)
-    return _dropout_by_group_days(cur, f, by)
+        out = _dropout_by_group_rollup(cur, f, by, hidden)
+    else:
+        out = _dropout_by_group_days(cur, f, by, hidden=hidden)
+    return disclosure.explain(out, rows, [("" if pd.isna(g) else str(g), part)
+                                          for g in out["group"]
+                                          for part in ("answered pre", "dropped")])
 
 
 @cached

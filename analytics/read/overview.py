@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from analytics import suppression
@@ -207,7 +208,8 @@ def participants_by_country(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.Da
     return _participants_by_country_days(cur, f)
 
 
-def _complete_weeks(df: pd.DataFrame, sizes: pd.DataFrame) -> pd.DataFrame:
+def _complete_weeks(df: pd.DataFrame, sizes: pd.DataFrame, hidden: set[Any] = frozenset()
+                    ) -> pd.DataFrame:
     if len(df):
         # Weeks without any event are real zeros: complete the grid so lines drop to 0 instead
         # of bridging a gap between terms.
@@ -218,13 +220,27 @@ def _complete_weeks(df: pd.DataFrame, sizes: pd.DataFrame) -> pd.DataFrame:
     df = df.merge(sizes, on="grp", how="left")
     # A group under MIN_CELL is suppressed whole; in a shown group, a week with fewer than
     # MIN_CELL active people shows none of their numbers (a gap in the line, flag
-    # `week_suppressed`).
-    return sql.suppress_subset(sql.suppress(df, "n"), "active", ["minutes", "events"],
-                               flag="week_suppressed")
+    # `week_suppressed`). The differencing rule's `hidden` cells
+    # (`disclosure.isolating_weekly`: (group, week) or (group, 'n')) are blanked the same way.
+    grp = ["" if pd.isna(g) else str(g) for g in df.grp]
+    whole = [(g, "n") in hidden for g in grp]
+    out = sql.suppress_subset(sql.suppress(df, "n", hide=whole if any(whole) else None),
+                              "active", ["minutes", "events"], flag="week_suppressed")
+    week = np.array([(g, _iso_week(w)) in hidden for g, w in zip(grp, out.week, strict=True)],
+                    dtype=bool)
+    if week.any():
+        out.loc[week, ["active", "minutes", "events"]] = np.nan
+        out.loc[week, "week_suppressed"] = True
+    return out
+
+
+def _iso_week(w: Any) -> str:
+    return "" if w is None or pd.isna(w) else pd.Timestamp(w).strftime("%Y-%m-%d")
 
 
 def _activity_over_time_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None,
-                             scope: Scope = sql.scope) -> pd.DataFrame:
+                             scope: Scope = sql.scope, hidden: set[Any] = frozenset()
+                             ) -> pd.DataFrame:
     ctes, p = scope(f)
     group, week = sql.group_col(by), sql.WEEK_SQL
     # One scan for the weekly series and each group's size (week NULL) over the period.
@@ -235,11 +251,11 @@ def _activity_over_time_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str
     """, p)
     sizes = both[both.total][["grp", "active"]].rename(columns={"active": "n"})
     df = both[~both.total].drop(columns="total").reset_index(drop=True)
-    return _complete_weeks(df, sizes.reset_index(drop=True))
+    return _complete_weeks(df, sizes.reset_index(drop=True), hidden)
 
 
-def _activity_over_time_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None
-                               ) -> pd.DataFrame:
+def _activity_over_time_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None,
+                               hidden: set[Any] = frozenset()) -> pd.DataFrame:
     dims, p = sql.dims(f)
     group = sql.group_col(by)
     df = sql.rdf(cur, f"""WITH {dims}
@@ -251,7 +267,7 @@ def _activity_over_time_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: s
         SELECT {group} AS grp, CAST(sum(active) AS BIGINT) AS n
         FROM ({sql.cells(sql.R_PEOPLE, f, p, people=True)}) WHERE active > 0 GROUP BY ALL
     """, p)
-    return _complete_weeks(df, sizes)
+    return _complete_weeks(df, sizes, hidden)
 
 
 @cached
@@ -260,11 +276,20 @@ def activity_over_time(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | Non
     """Weekly active participants and minutes, overall or per cluster/country/modality/setting/
     exchange/term. Groups with fewer than MIN_CELL participants over the period are suppressed
     whole; in a shown group, a week with fewer than MIN_CELL active has no active, minutes or
-    events (NaN) and `week_suppressed` True."""
+    events (NaN) and `week_suppressed` True. A group or week whose active people one filter
+    value would change by fewer than k is hidden the same way (`disclosure.isolating_weekly`)."""
+    from analytics.read import disclosure
+
     sql.group_col(by)
+    rows = disclosure.isolating_weekly(cur, f, by)
+    hidden = set(rows.cell)
     if sql.use_rollups(cur, f):
-        return _activity_over_time_rollup(cur, f, by)
-    return _activity_over_time_days(cur, f, by)
+        out = _activity_over_time_rollup(cur, f, by, hidden)
+    else:
+        out = _activity_over_time_days(cur, f, by, hidden=hidden)
+    grp = ["" if pd.isna(g) else str(g) for g in out.grp]
+    return disclosure.explain(out, rows, [(g, _iso_week(w)) for g, w in zip(
+        grp, out.week, strict=True)] + [(g, "n") for g in grp])
 
 
 @cached

@@ -6,7 +6,10 @@ else the day facts (`_…_days`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import duckdb
+import numpy as np
 import pandas as pd
 
 from analytics.read import sql
@@ -49,33 +52,48 @@ def activity_heatmap(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame
     return _activity_heatmap_days(cur, f)
 
 
-def _retention_finish(df: pd.DataFrame) -> pd.DataFrame:
+def _retention_finish(df: pd.DataFrame, hidden: set[Any] = frozenset()) -> pd.DataFrame:
     """Cohorts under MIN_CELL suppressed whole; in a shown cohort, a week with fewer than
-    MIN_CELL active pairs shows no count and no share (flag `week_suppressed`)."""
-    return sql.suppress_subset(sql.suppress(df, "n", keep=["week"]), "active", ["share"],
-                               flag="week_suppressed")
+    MIN_CELL active pairs shows no count and no share (flag `week_suppressed`). The
+    differencing rule's `hidden` cells (`disclosure.isolating_retention`: (term, week) or
+    (term, 'n')) are blanked the same way: a cohort's size hides the cohort, a week the week."""
+    cohort = [(str(c), "n") in hidden for c in df.cohort]
+    out = sql.suppress_subset(sql.suppress(df, "n", keep=["week"],
+                                           hide=cohort if any(cohort) else None),
+                              "active", ["share"], flag="week_suppressed")
+    week = np.array([(str(c), str(w)) in hidden for c, w in zip(out.cohort, out.week,
+                                                                strict=True)], dtype=bool)
+    if week.any():
+        out.loc[week, ["active", "share"]] = np.nan
+        out.loc[week, "week_suppressed"] = True
+    return out
 
 
 def _retention_by_cohort_days(cur: duckdb.DuckDBPyConnection, f: Filters, max_weeks: int = 16,
-                              scope: Scope = sql.scope) -> pd.DataFrame:
+                              scope: Scope = sql.scope, hidden: set[Any] = frozenset()
+                              ) -> pd.DataFrame:
     ctes, p = scope(f)
     p["maxw"] = max_weeks
+    # Weeks count from the pair's first active day over all its days (CTE ffirst), so that a
+    # date range selects weeks and never renumbers them (without one, the pairs' first days in
+    # scope are those days: exchange and person filters keep or drop a pair whole). The cohort
+    # is the pairs with events in the range.
     df = sql.df(cur, f"""WITH {ctes},
-        firsts AS (SELECT pid, exchange_id, term, min(day) AS d0 FROM fe GROUP BY ALL),
-        wk AS (SELECT DISTINCT fe.pid, fe.exchange_id, firsts.term,
-                      CAST((fe.day - firsts.d0) // 7 AS INTEGER) AS week
-               FROM fe JOIN firsts USING (pid, exchange_id)),
-        sizes AS (SELECT term, count(*) AS n FROM firsts GROUP BY term)
+        pairs AS (SELECT DISTINCT pid, exchange_id, term FROM fe),
+        wk AS (SELECT DISTINCT fe.pid, fe.exchange_id, fe.term,
+                      CAST((fe.day - ffirst.d0) // 7 AS INTEGER) AS week
+               FROM fe JOIN ffirst USING (pid, exchange_id)),
+        sizes AS (SELECT term, count(*) AS n FROM pairs GROUP BY term)
         SELECT wk.term AS cohort, wk.week, count(*) AS active, sizes.n
         FROM wk JOIN sizes USING (term) WHERE wk.week <= $maxw
         GROUP BY ALL ORDER BY cohort, week
     """, p)
     df["share"] = df.active / df.n
-    return _retention_finish(df)
+    return _retention_finish(df, hidden)
 
 
-def _retention_by_cohort_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, max_weeks: int = 16
-                                ) -> pd.DataFrame:
+def _retention_by_cohort_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, max_weeks: int = 16,
+                                hidden: set[Any] = frozenset()) -> pd.DataFrame:
     dims, p = sql.dims(f)
     p["maxw"] = max_weeks
     df = sql.rdf(cur, f"""WITH {dims},
@@ -86,7 +104,7 @@ def _retention_by_cohort_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, max_
         FROM r JOIN sizes USING (term) WHERE r.week <= $maxw ORDER BY cohort, week
     """, p)
     df["share"] = df.active / df.n
-    return _retention_finish(df)
+    return _retention_finish(df, hidden)
 
 
 @cached
@@ -94,12 +112,22 @@ def retention_by_cohort(cur: duckdb.DuckDBPyConnection, f: Filters, max_weeks: i
                         ) -> pd.DataFrame:
     """Share of each cohort (term of the exchange) active in week k after their first active day
     in that exchange (participant×exchange pairs; k = whole days since that day // 7, so week 0
-    is that day and the six after it). Cohorts under MIN_CELL are suppressed; a week with fewer
-    than MIN_CELL active pairs has no active and no share (`week_suppressed`). Per pair, so the
-    rollup is exact even with participants in two exchanges (`distinct=False`)."""
+    is that day and the six after it). With a date range, the cohort is the pairs active in it
+    and their weeks still count from their first day ever (a range selects weeks). Cohorts
+    under MIN_CELL are suppressed; a week with fewer than MIN_CELL active pairs has no active
+    and no share (`week_suppressed`). Per pair, so the rollup is exact even with participants
+    in two exchanges (`distinct=False`). A cohort or week whose pairs one filter value would
+    change by fewer than k is hidden too (`disclosure.isolating_retention`)."""
+    from analytics.read import disclosure
+
+    rows = disclosure.isolating_retention(cur, f)
+    hidden = set(rows.cell)
     if sql.use_rollups(cur, f, distinct=False):
-        return _retention_by_cohort_rollup(cur, f, max_weeks)
-    return _retention_by_cohort_days(cur, f, max_weeks)
+        out = _retention_by_cohort_rollup(cur, f, max_weeks, hidden)
+    else:
+        out = _retention_by_cohort_days(cur, f, max_weeks, hidden=hidden)
+    return disclosure.explain(out, rows, [(str(c), str(w)) for c, w in zip(
+        out.cohort, out.week, strict=True)] + [(str(c), "n") for c in out.cohort])
 
 
 BREAKDOWN_KEYS = {"cluster": ("cluster_id", "coalesce(cluster_name, cluster_id)"),
@@ -129,7 +157,7 @@ def _breakdown_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
                    count(DISTINCT pid) AS active, sum(events) AS events,
                    sum(minutes) AS minutes, 1 AS exchanges
             FROM fe GROUP BY ALL ORDER BY participants DESC
-        """, p))
+        """, p), hidden)
     return _breakdown_finish(sql.df(cur, f"""WITH {ctes},
         ppl AS (SELECT {key} AS key, {label} AS grp, count(*) AS participants
                 FROM fp GROUP BY ALL),
@@ -159,7 +187,7 @@ def _breakdown_rollup(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
             SELECT key, grp AS "group", n AS participants, n AS active, events, minutes,
                    1 AS exchanges
             FROM ppl JOIN act USING (key) ORDER BY participants DESC
-        """, p))
+        """, p), hidden)
     return _breakdown_finish(sql.rdf(cur, f"""WITH {dims},
         ppl AS (SELECT {key} AS key, {label} AS grp, CAST(sum(n) AS BIGINT) AS participants,
                        CAST(sum(active) AS BIGINT) AS active
@@ -186,10 +214,16 @@ def breakdown(cur: duckdb.DuckDBPyConnection, f: Filters, by: str) -> pd.DataFra
     # are hidden too (`disclosure.isolating`), with their complements.
     from analytics.read import disclosure
 
-    hidden = disclosure.isolating_cells(cur, f, by) if by != "exchange" else set()
+    # Per exchange, the exchanges whose active people it would change so (their minutes per
+    # active person would give those people's minutes).
+    rows = (disclosure.isolating(cur, f, by) if by != "exchange"
+            else disclosure.isolating_exchange_activity(cur, f))
+    hidden = set(rows.cell)
     if sql.use_rollups(cur, f, distinct=by != "exchange"):
-        return _breakdown_rollup(cur, f, by, hidden)
-    return _breakdown_days(cur, f, by, hidden=hidden)
+        out = _breakdown_rollup(cur, f, by, hidden)
+    else:
+        out = _breakdown_days(cur, f, by, hidden=hidden)
+    return disclosure.explain(out, rows, [str(k) for k in out.key])
 
 
 # Issue 13: scheduling friction, precomputed per data version (res_scheduling,

@@ -280,7 +280,8 @@ def scope(f: Filters, *, include_comparison: bool = False, scores: bool = False,
     (participants, with their institution's attributes), fe (activity of fp in fx within the
     dates: one row per participant, exchange and UTC day with `events` and `minutes`) and fr
     (answered waves of fx, undated; one row per answer day: its readers count distinct
-    people). People are `pid` throughout; fp also has participant_id.
+    people), and ffirst (each participant × exchange of fx's first day with events, undated:
+    retention counts weeks from it). People are `pid` throughout; fp also has participant_id.
 
     `scores=True` adds fs (scored rows: pid, exchange_id, instrument, scale, wave, score) and fg
     (complete pairs: pid, exchange_id, instrument, scale, gain = post − pre, pre, post) of the
@@ -299,6 +300,8 @@ def scope(f: Filters, *, include_comparison: bool = False, scores: bool = False,
         "people": f"{T_PKEYS} p",
         "fe_people": "ev.* FROM fev ev JOIN fp USING (pid)",
         "fr": f"SELECT pid, exchange_id, wave FROM {T_ADAYS} JOIN fx USING (exchange_id)",
+        "ffirst": f"""SELECT pid, exchange_id, min(day) AS d0
+            FROM {T_PDAYS} JOIN fx USING (exchange_id) GROUP BY ALL""",
         "fh": f"""SELECT h.pid, h.weekday, h.hour, h.events
             FROM {T_PHOURS} h JOIN fx USING (exchange_id) JOIN fp USING (pid)
             WHERE TRUE{day_cond}""",
@@ -341,7 +344,8 @@ def assemble_scope(f: Filters, parts: Mapping[str, str], *, include_comparison: 
                fx.modality, fx.setting, fx.term, fx.exchange_name, {parts['fe_people']}
         JOIN fx USING (exchange_id)
     ),
-    fr AS ({parts['fr']})"""
+    fr AS ({parts['fr']}),
+    ffirst AS ({parts['ffirst']})"""
     if hours:
         sql += f""",
     fh AS ({parts['fh']})"""
