@@ -243,7 +243,9 @@ LOAD_BATCHES = Table(
         Column("batch_id", "INTEGER", doc="batch number"),
         Column("file", "VARCHAR", doc="path as given"),
         Column("source_name", "VARCHAR", doc="file name, for display"),
-        Column("sha256", "VARCHAR", doc="content hash; the same content is never loaded twice"),
+        Column("sha256", "VARCHAR",
+               doc="SHA-256 content hash of batches loaded before the blake3 column existed "
+                   "(kept so that their files are still recognised as already loaded)"),
         Column("kind", "VARCHAR", doc="contract table the file was loaded into"),
         Column("rows_in", "BIGINT", doc="data rows read"),
         Column("rows_accepted", "BIGINT", doc="rows loaded"),
@@ -262,6 +264,10 @@ LOAD_BATCHES = Table(
         Column("rows_removed", "BIGINT", doc="rows of the source's earlier loads that --replace "
                                              "removed"),
         Column("rows_unchanged", "BIGINT", doc="rows identical to one already there"),
+        # Appended: a warehouse built before it gets it by ALTER TABLE (create_schema).
+        Column("blake3", "VARCHAR",
+               doc="content hash (BLAKE3 of the file; for an export, of the file with its "
+                   "mapping and --wave/--exchange): the same content is never loaded twice"),
     ),
     doc="One row per file loaded.",
 )

@@ -11,6 +11,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
+import blake3
 import duckdb
 import pytest
 
@@ -180,18 +181,41 @@ def test_the_same_content_from_one_source_is_unchanged_and_from_another_loads(sm
     assert count(wh, "events") == 3
 
 
-def test_a_first_load_records_the_files_sha256_and_a_second_is_unchanged(small):
+def test_a_first_load_records_the_files_hash_and_a_second_is_unchanged(small):
     """A source's first load reads while the hash is computed beside it (nothing of that
-    source can match yet); the batch still records the file's SHA-256, which is what makes
+    source can match yet); the batch still records the file's BLAKE3, which is what makes
     the next load of the same content from the same source `unchanged`."""
     src, wh = small
     events = src / "events.csv"
-    recorded = q(wh, "SELECT sha256 FROM load_batches WHERE source = ? AND status = 'loaded'",
-                 [str(events.resolve())])
-    assert recorded == [(hashlib.sha256(events.read_bytes()).hexdigest(),)]
+    recorded = q(wh, "SELECT blake3, sha256 FROM load_batches WHERE source = ? "
+                 "AND status = 'loaded'", [str(events.resolve())])
+    assert recorded == [(blake3.blake3(events.read_bytes()).hexdigest(), None)]
     (rep,) = load_paths([events], wh)
     assert rep.status == "unchanged" and "same content already loaded" in rep.notes[0]
     assert count(wh, "events") == 3
+
+
+def test_files_loaded_by_a_version_that_stored_sha256_are_still_recognised(small):
+    """Warehouses written before the blake3 column hold SHA-256 only: loading the same file
+    again is still `unchanged` (its SHA-256 is computed for that comparison), a changed file
+    loads, and the new batch records BLAKE3."""
+    src, wh = small
+    events = src / "events.csv"
+    con = duckdb.connect(str(wh))
+    con.execute("UPDATE load_batches SET sha256 = ? WHERE source = ?",
+                [hashlib.sha256(events.read_bytes()).hexdigest(), str(events.resolve())])
+    con.execute("ALTER TABLE load_batches DROP COLUMN blake3")  # the older file's shape
+    con.close()
+    (rep,) = load_paths([events], wh)
+    assert rep.status == "unchanged" and "same content already loaded" in rep.notes[0]
+    assert count(wh, "events") == 3
+    P.write_csv(events, P.EVENTS + [{**P.EVENTS[0], "occurred_at": "2026-03-09 10:00:00"}])
+    (rep,) = load_paths([events], wh)
+    assert rep.status == "loaded" and rep.rows_added == 1 and count(wh, "events") == 4
+    assert q(wh, "SELECT blake3 FROM load_batches WHERE batch_id = ?", [rep.batch_id]) == [
+        (blake3.blake3(events.read_bytes()).hexdigest(),)]
+    (rep,) = load_paths([events], wh)
+    assert rep.status == "unchanged"
 
 
 def test_an_older_warehouse_gets_the_new_bookkeeping_columns(small):
