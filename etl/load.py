@@ -822,13 +822,17 @@ def load_paths(
                     changed = True
             if not changed or dry_run:
                 raise NoChange
-            _derive(con, warehouse, say)
+            # The canonical tables this load changed: the derive keeps what reads none of them.
+            touched = {r.kind for r in reports if r.status == "loaded" and r.kind}
+            _derive(con, warehouse, say, touched)
             phases.reached("derive")
     return reports
 
 
-def _derive(con: duckdb.DuckDBPyConnection, warehouse: Path, say: Callable[[str], None]) -> None:
-    """Run the derive step on the next file: the result and dashboard tables of its version.
+def _derive(con: duckdb.DuckDBPyConnection, warehouse: Path, say: Callable[[str], None],
+            changed: set[str] | None = None) -> None:
+    """Run the derive step on the next file: the result and dashboard tables of its version;
+    `changed` names the canonical tables the load changed (see `materialise.refresh`).
 
     Any failure (an import, a computation, a write) stops the load before the swap: a data
     version never goes live without its derived tables. Interrupts pass through as they are.
@@ -840,7 +844,7 @@ def _derive(con: duckdb.DuckDBPyConnection, warehouse: Path, say: Callable[[str]
     try:
         from analytics.derive.materialise import refresh
 
-        refresh(con)
+        refresh(con, changed=changed)
     except Exception as e:
         if damaged(warehouse, e) is not None:
             raise  # a damaged copy of the warehouse: `build_next` says so in one line

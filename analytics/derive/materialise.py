@@ -70,7 +70,7 @@ import itertools
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
@@ -90,7 +90,9 @@ __all__ = [
     "Results",
     "ResultsError",
     "StoredState",
+    "EVENTS_FREE",
     "compute_results",
+    "kept_on",
     "refresh",
     "stored_state",
     "group_attributes",
@@ -858,6 +860,7 @@ def compute_results(
     instruments: dict | None = None,
     progress: Callable[[str], None] | None = None,
     scores_table: str | None = None,
+    reuse_scores: bool = False,
     shed: Callable[[], None] | None = None,
 ) -> Results:
     """Compute the result tables from the warehouse behind `con`, writing nothing but
@@ -872,7 +875,8 @@ def compute_results(
     `min_cell`: suppression threshold k; 0 gives unsuppressed output.
     `scores_table`: `refresh` passes the result table, and the scale scores are stored there by
     SQL and not read back (`Results` then holds an empty scale_scores frame); by default they go
-    to a temporary table and are read back.
+    to a temporary table and are read back. `reuse_scores`: `scores_table` already holds this
+    data's scores (the answers did not change): read them, compute none.
     Raises `ResultsError` when a pure function refuses the data (e.g. an answer out of range).
     (Temporary tables ``_ei_*`` are created on `con`, which works read-only too.)
 
@@ -937,7 +941,9 @@ def compute_results(
     if "moderation" in per_scale:
         attrs = _with_purpose(con, attrs)
     scores: str | None = None
-    if "scale_scores" in wanted or per_scale or "floor_ceiling" in wanted:
+    if reuse_scores and scores_table is not None and "scale_scores" not in wanted:
+        scores = scores_table
+    elif "scale_scores" in wanted or per_scale or "floor_ceiling" in wanted:
         say("scale scores")
         with step("scale_scores"):
             scores = _sql_scale_scores(con, scores_table)
@@ -1465,28 +1471,57 @@ def _shed_cache(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"SET memory_limit = '{LOAD_MEMORY_LIMIT}'")
 
 
+# Result tables that read no event (participation log): scale scores and everything computed
+# from scores, answers and the roster alone. A load that changed only `events` keeps them as
+# they are in the copied file, whose inputs they were computed from are unchanged (issue 17
+# part 2; `tests/test_incremental.py` checks the kept tables equal a full refresh). The
+# others read engagement (n_events, minutes), activity or the event log itself.
+EVENTS_FREE: frozenset[str] = frozenset({
+    "scale_scores", "reliability", "prepost", "longitudinal", "reliability_groups",
+    "floor_ceiling", "invariance", "balance", "comparison", "moderation", "reciprocity",
+    "reciprocity_shares"})
+
+
+def kept_on(changed: Collection[str] | None, state: StoredState | None, version: int, k: int
+            ) -> frozenset[str]:
+    """The result tables a derive may keep as they are: those that read none of the `changed`
+    canonical tables (None: unknown, keep none), when the stored results are complete and of
+    the version just before `version`, at the same k."""
+    if (changed is None or not set(changed) <= {schema.EVENTS.name} or state is None
+            or state.data_version != version - 1 or state.min_cell != k):
+        return frozenset()
+    return EVENTS_FREE
+
+
 def refresh(
     con: duckdb.DuckDBPyConnection,
     *,
     min_cell: int | None = None,
     progress: Callable[[str], None] | None = None,
+    changed: Collection[str] | None = None,
 ) -> Results:
-    """Recompute every result table and store it in the warehouse behind `con`.
+    """Recompute the result tables and store them in the warehouse behind `con`.
 
     Call it on the writer's connection inside `etl.warehouse.build_next` (the load does): there
     `data_version(con)` is already the version readers will see once the file is swapped in, and
-    the results are stamped with it.
+    the results are stamped with it. `changed`: the canonical tables the load changed (None:
+    unknown, recompute everything, as `python -m analytics refresh` does); the tables that read
+    none of them are kept (`kept_on`) and named in meta ``results_kept``.
     """
     k = MIN_CELL if min_cell is None else int(min_cell)
     version = _data_version(con)
+    keep = kept_on(changed, stored_state(con), version, k)
+    wanted = [name for name in RESULT_NAMES if name not in keep]
     # res_scale_scores is written by SQL while computing (no pandas round trip of its ~20
-    # rows per participant); res.tables["scale_scores"] is then an empty frame.
+    # rows per participant); res.tables["scale_scores"] is then an empty frame. Kept, it is
+    # read as it is by the tables that need scores.
     res = compute_results(con, min_cell=k, data_version=version, progress=progress,
-                          scores_table=schema.RES_SCALE_SCORES.name,
+                          tables=wanted, scores_table=schema.RES_SCALE_SCORES.name,
+                          reuse_scores="scale_scores" in keep,
                           shed=lambda: _shed_cache(con))
     t0 = time.perf_counter()
     for name, table in RESULT_NAMES.items():
-        if name != "scale_scores":
+        if name != "scale_scores" and name in res.tables:
             _write_table(con, table, res.tables[name])
     res.timings["write"] = time.perf_counter() - t0
     # The dashboard's rollups read res_scale_scores, so they follow the result tables.
@@ -1501,7 +1536,12 @@ def refresh(
         "seconds": f"{res.seconds:.3f}",
         "timings": json.dumps({k_: round(v, 3) for k_, v in res.timings.items()}),
         "models": json.dumps(res.models, sort_keys=True),
+        "kept": json.dumps(sorted(keep)),
     }
+    if "longitudinal" in keep:  # the kept table's models, as recorded when it was computed
+        prev = con.execute(f"SELECT value FROM {schema.META.name} WHERE key = ?",
+                           [_META_PREFIX + "models"]).fetchall()
+        facts["models"] = prev[0][0] if prev else facts["models"]
     con.execute(f"DELETE FROM {schema.META.name} WHERE key LIKE '{_META_PREFIX}%'")
     con.executemany(f"INSERT INTO {schema.META.name} VALUES (?, ?)",
                     [[_META_PREFIX + key, v] for key, v in facts.items()])
