@@ -114,3 +114,5 @@ def test_any_other_change_recomputes_everything(changed) -> None:
     assert kept_on({"events"}, state, 6, 10) == frozenset()
     assert kept_on({"events"}, state, 5, 5) == frozenset()
     assert kept_on({"events"}, None, 5, 10) == frozenset()
+    # Nothing changed (every file refused): every result table is kept.
+    assert kept_on(set(), state, 5, 10) == frozenset(RESULT_NAMES)

@@ -108,7 +108,8 @@ def damaged(fmt: str, folder: Path) -> tuple[Path, dict, list[Path], list[Path]]
 
 # What every load rewrites, refused files or not: the data version and when it was built.
 BOOKKEEPING = ("data_version", "rollups_data_version", "results_data_version", "built_at",
-               "build_id", "results_generated_at", "results_seconds", "results_timings")
+               "build_id", "results_generated_at", "results_seconds", "results_timings",
+               "results_kept")
 
 
 def tables(wh: Path) -> dict[str, str]:

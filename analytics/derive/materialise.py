@@ -1485,12 +1485,12 @@ EVENTS_FREE: frozenset[str] = frozenset({
 def kept_on(changed: Collection[str] | None, state: StoredState | None, version: int, k: int
             ) -> frozenset[str]:
     """The result tables a derive may keep as they are: those that read none of the `changed`
-    canonical tables (None: unknown, keep none), when the stored results are complete and of
-    the version just before `version`, at the same k."""
+    canonical tables (None: unknown, keep none; empty, e.g. every file refused: keep all), when
+    the stored results are complete and of the version just before `version`, at the same k."""
     if (changed is None or not set(changed) <= {schema.EVENTS.name} or state is None
             or state.data_version != version - 1 or state.min_cell != k):
         return frozenset()
-    return EVENTS_FREE
+    return EVENTS_FREE if changed else frozenset(RESULT_NAMES)
 
 
 def refresh(
