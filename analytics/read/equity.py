@@ -92,7 +92,7 @@ def _participation_finish(df: pd.DataFrame, hidden: set[Any] = frozenset()) -> p
     participant (all minutes are theirs)."""
     df["active_share"] = df.active / df.n
     hide = [str(g) in hidden for g in df["group"]]
-    return sql.suppress_subset(sql.suppress(df, "n", hide=hide if any(hide) else None),
+    return sql.suppress_subset(sql.suppress(df, "n", hide=hide),
                                "active", ["active_share", "minutes_per_participant"])
 
 
@@ -149,7 +149,7 @@ def _funnel_finish(df: pd.DataFrame, hidden: set[Any] = frozenset()) -> pd.DataF
     first = df.n.iloc[0] if len(df) else 0
     df["share"] = df.n / first if first else np.nan
     hide = [str(st) in hidden for st in df.stage]
-    return sql.suppress(df, "n", hide=hide if any(hide) else None)
+    return sql.suppress(df, "n", hide=hide)
 
 
 def _attrition_funnel_days(cur: duckdb.DuckDBPyConnection, f: Filters,
@@ -201,7 +201,7 @@ def _dropout_finish(df: pd.DataFrame, hidden: set[Any] = frozenset()) -> pd.Data
     df["dropout_rate"] = df.dropped / df.n
     groups = {g for g, _ in hidden}
     hide = [("" if pd.isna(g) else str(g)) in groups for g in df["group"]]
-    return sql.suppress_subset(sql.suppress(df, "n", hide=hide if any(hide) else None),
+    return sql.suppress_subset(sql.suppress(df, "n", hide=hide),
                                "dropped", ["dropout_rate"])
 
 

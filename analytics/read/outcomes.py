@@ -252,7 +252,7 @@ def _wave_means_finish(cells: pd.DataFrame, hidden: set[Any] = frozenset()) -> p
     hide = [(str(a), str(b), str(c), bool(d)) in hidden for a, b, c, d in
             df[["instrument", "scale", "wave", "comparison"]].itertuples(index=False)]
     return sql.suppress(df.drop(columns="_o"), "n", keep=["comparison"],
-                        hide=hide if any(hide) else None)[_WAVE_MEANS_COLUMNS]
+                        hide=hide)[_WAVE_MEANS_COLUMNS]
 
 
 def _wave_means_days(cur: duckdb.DuckDBPyConnection, f: Filters, scope: Scope = sql.scope,
@@ -373,7 +373,6 @@ def _comparison_from_cells(g: pd.DataFrame, hidden: set[Any] = frozenset()) -> p
         arms = [disclosure.hidden_rows(cell, hidden, ["instrument", "scale", "_g"], c) or
                 [False] * len(df) for c in (False, True)]
         hide = [a or b for a, b in zip(*arms, strict=True)]
-        hide = hide if any(hide) else None
     return sql.suppress(df, "_n", hide=hide)[COMPARISON_COLUMNS]
 
 

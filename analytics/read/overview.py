@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from analytics import suppression
@@ -223,15 +222,10 @@ def _complete_weeks(df: pd.DataFrame, sizes: pd.DataFrame, hidden: set[Any] = fr
     # `week_suppressed`). The differencing rule's `hidden` cells
     # (`disclosure.isolating_weekly`: (group, week) or (group, 'n')) are blanked the same way.
     grp = ["" if pd.isna(g) else str(g) for g in df.grp]
-    whole = [(g, "n") in hidden for g in grp]
-    out = sql.suppress_subset(sql.suppress(df, "n", hide=whole if any(whole) else None),
-                              "active", ["minutes", "events"], flag="week_suppressed")
-    week = np.array([(g, _iso_week(w)) in hidden for g, w in zip(grp, out.week, strict=True)],
-                    dtype=bool)
-    if week.any():
-        out.loc[week, ["active", "minutes", "events"]] = np.nan
-        out.loc[week, "week_suppressed"] = True
-    return out
+    return sql.suppress_subset(
+        sql.suppress(df, "n", hide=[(g, "n") in hidden for g in grp]), "active",
+        ["minutes", "events"], flag="week_suppressed",
+        hide=[(g, _iso_week(w)) in hidden for g, w in zip(grp, df.week, strict=True)])
 
 
 def _iso_week(w: Any) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from analytics.read import sql
@@ -57,16 +56,10 @@ def _retention_finish(df: pd.DataFrame, hidden: set[Any] = frozenset()) -> pd.Da
     MIN_CELL active pairs shows no count and no share (flag `week_suppressed`). The
     differencing rule's `hidden` cells (`disclosure.isolating_retention`: (term, week) or
     (term, 'n')) are blanked the same way: a cohort's size hides the cohort, a week the week."""
-    cohort = [(str(c), "n") in hidden for c in df.cohort]
-    out = sql.suppress_subset(sql.suppress(df, "n", keep=["week"],
-                                           hide=cohort if any(cohort) else None),
-                              "active", ["share"], flag="week_suppressed")
-    week = np.array([(str(c), str(w)) in hidden for c, w in zip(out.cohort, out.week,
-                                                                strict=True)], dtype=bool)
-    if week.any():
-        out.loc[week, ["active", "share"]] = np.nan
-        out.loc[week, "week_suppressed"] = True
-    return out
+    return sql.suppress_subset(
+        sql.suppress(df, "n", keep=["week"], hide=[(str(c), "n") in hidden for c in df.cohort]),
+        "active", ["share"], flag="week_suppressed",
+        hide=[(str(c), str(w)) in hidden for c, w in zip(df.cohort, df.week, strict=True)])
 
 
 def _retention_by_cohort_days(cur: duckdb.DuckDBPyConnection, f: Filters, max_weeks: int = 16,

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from analytics import suppression
@@ -387,7 +388,10 @@ def suppress(df: pd.DataFrame, n_col: str, keep: Sequence[str] = (),
     so `analytics.suppression.protect` also blanks complementary cells (secondary suppression)
     until no suppressed count is recoverable by subtraction; `dims` are the table's group
     columns (one row per combination). `hide`: rows that the differencing rule hides
-    (`analytics.read.disclosure`), blanked as primary cells before the secondary step."""
+    (`analytics.read.disclosure`), blanked as primary cells before the secondary step; a
+    `hide` that hides no row is no `hide` (no secondary step without `dims`)."""
+    if hide is not None and not any(hide):
+        hide = None
     if dims is None and hide is None:
         out = suppression.suppress(df, n=n_col, keep=keep)
     else:
@@ -404,7 +408,8 @@ def suppress(df: pd.DataFrame, n_col: str, keep: Sequence[str] = (),
 
 
 def suppress_subset(df: pd.DataFrame, count: str, derived: Sequence[str] = (),
-                    flag: str = "subset_suppressed") -> pd.DataFrame:
+                    flag: str = "subset_suppressed", hide: Sequence[bool] | None = None
+                    ) -> pd.DataFrame:
     """The same small-cell rule on a count of a SUBSET of a shown row's people (a week's active
     participants, a group's drop-outs or active participants): where `count` is under MIN_CELL
     (decided by `suppress`, the one rule), `count` and the `derived` numbers computed from
@@ -412,18 +417,22 @@ def suppress_subset(df: pd.DataFrame, count: str, derived: Sequence[str] = (),
     own `suppressed` flag and its group count stay, so a group is never shown as suppressed
     because one of its subsets was. A count of 0 stays 0: no person is in it, so it identifies
     no one (and a week without activity is a real zero, not a gap). Rows already suppressed
-    whole are left as they are (flag False)."""
+    whole are left as they are (flag False). `hide`: subsets the differencing rule hides
+    (`analytics.read.disclosure`; a week of a shown group), blanked and flagged the same way."""
     out = df.copy()
     cols = [count, *derived]
     counts = pd.to_numeric(out[count], errors="coerce")
-    rows = (~out["suppressed"].to_numpy(bool)) & (counts.fillna(0) != 0).to_numpy(bool)
+    shown = ~out["suppressed"].to_numpy(bool)
+    rows = shown & (counts.fillna(0) != 0).to_numpy(bool)
     part = suppress(out.loc[rows, cols], count)
     hit = pd.Series(False, index=out.index)
     hit.loc[part.index] = part["suppressed"].to_numpy(bool)
+    if hide is not None:
+        hit |= np.asarray(hide, dtype=bool) & shown
     if hit.any():
         for c in cols:
             out[c] = out[c].astype("float64")
-            out.loc[part.index, c] = part[c].astype("float64")
+        out.loc[hit.to_numpy(bool), cols] = np.nan
     out[flag] = hit.to_numpy(bool)
     return out
 
