@@ -542,11 +542,42 @@ RES_PERSON_HOURS = Table(
         "hour (in the institution's time zone): what a dated heatmap reads.",
 )
 
+# The differencing rule's months (issue 14, fast at 1M: issue 17). A month set is a HUGEINT bit
+# mask: bit i is the i-th UTC calendar month from meta `rule_months_base` (the data's first
+# month); a program longer than 126 months gets empty tables and the rule reads the day facts.
+RES_PAIR_MONTHS = Table(
+    "res_pair_months",
+    _cols("pid:INTEGER, exchange_id:VARCHAR, active_months:HUGEINT, answer_months:HUGEINT"),
+    doc="Per participant (pid) and exchange with events or answers: the months with events and "
+        "the months with answers, as bit masks (meta rule_months_base is bit 0).",
+)
+RES_PAIR_MONTH_CUBE = Table(
+    "res_pair_month_cube",
+    _cols(_CELL + ", months:HUGEINT, pairs:BIGINT"),
+    doc="Participant×exchange pairs with events per cell and set of months with events (bit "
+        "mask, as res_pair_months): the differencing rule's count of a group's active people.",
+)
+RES_WEEK_MONTHS = Table(
+    "res_week_months",
+    _cols("week:DATE, " + _CELL + ", months:HUGEINT, pairs:BIGINT"),
+    doc="Participant×exchange pairs active per UTC week (Monday) and cell, by the months of "
+        "that week in which they had events (one or two bits): the differencing rule's count "
+        "of a weekly series' people under any month range.",
+)
+RES_RETENTION_MONTHS = Table(
+    "res_retention_months",
+    _cols(_CELL + ", week:INTEGER, months:HUGEINT, pairs:BIGINT"),
+    doc="res_retention by the months in which each pair had its events of week k (one or two "
+        "bits): the differencing rule's count of a cohort's week under any month range.",
+)
+
 ROLLUP_TABLES: dict[str, Table] = {
     t.name: t for t in (RES_ACTIVITY_WEEKLY, RES_ACTIVITY_MONTHLY, RES_ACTIVITY_HOURLY,
                         RES_RETENTION, RES_PEOPLE, RES_RESPONSE_WAVES, RES_SCORE_CUBE,
                         RES_GAIN_CUBE, RES_PERSON_KEYS, RES_PERSON_DAYS, RES_ANSWER_DAYS,
-                        RES_PERSON_SCORES, RES_PERSON_GAINS, RES_PERSON_HOURS)
+                        RES_PERSON_SCORES, RES_PERSON_GAINS, RES_PERSON_HOURS,
+                        RES_PAIR_MONTHS, RES_PAIR_MONTH_CUBE, RES_WEEK_MONTHS,
+                        RES_RETENTION_MONTHS)
 }
 
 # Issue 10 §2: participants vs the comparison group (analytics.stats.comparison), computed per

@@ -11,8 +11,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from analytics.derive.rollups import META_MULTI, META_VERSION, build
-from analytics.read import overview, participation, sql
+from analytics.derive.rollups import META_MONTHS_BASE, META_MULTI, META_VERSION, build
+from analytics.read import disclosure, overview, participation, sql
 from analytics.read.filters import Filters
 from etl import schema
 from etl.warehouse import Reader
@@ -239,6 +239,75 @@ def test_a_mistyped_year_costs_one_slot_not_millennia_of_them(tmp_path) -> None:
         f = Filters()
         assert sql.use_rollups(c, f)
         _same(participation.activity_heatmap(c, f), oracle.figure("activity_heatmap", c, f))
+    finally:
+        c.close()
+        reader.close()
+
+
+def _oracle_masks(con, table: str, base: date) -> dict[tuple[int, str], int]:
+    """Per pair, the bit mask of the UTC months of its days in `table`, bit 0 = `base`."""
+    days = con.execute(f"SELECT DISTINCT pid, exchange_id, day FROM {table}").fetchall()
+    out: dict[tuple[int, str], int] = {}
+    for pid, x, day in days:
+        bit = 1 << ((day.year - base.year) * 12 + day.month - base.month)
+        out[(pid, x)] = out.get((pid, x), 0) | bit
+    return out
+
+
+def test_the_month_masks_hold_each_pairs_months(cur) -> None:
+    """res_pair_months: bit i set exactly when the pair has events (answers) in the i-th month
+    from meta rule_months_base, the data's first month; the cubes count the same pairs as the
+    rollups they refine (every pair-week of res_week_months, every pair's retention week)."""
+    base = sql.months_base(cur)
+    first = cur.execute(f"""SELECT least((SELECT min(day) FROM {schema.RES_PERSON_DAYS.name}),
+                                         (SELECT min(day) FROM {schema.RES_ANSWER_DAYS.name}))
+                         """).fetchone()[0]
+    assert base == first.replace(day=1)
+    active = _oracle_masks(cur, schema.RES_PERSON_DAYS.name, base)
+    answers = _oracle_masks(cur, schema.RES_ANSWER_DAYS.name, base)
+    stored = {(pid, x): (int(a), int(r)) for pid, x, a, r in cur.execute(
+        f"SELECT * FROM {schema.RES_PAIR_MONTHS.name}").fetchall()}
+    assert stored == {k: (active.get(k, 0), answers.get(k, 0)) for k in {*active, *answers}}
+    assert any(bin(a).count("1") > 1 for a, _ in stored.values())  # several months: real bits
+
+    def total(sql_text: str) -> int:
+        return int(cur.execute(sql_text).fetchone()[0])
+
+    assert total(f"SELECT sum(pairs) FROM {schema.RES_WEEK_MONTHS.name}") == total(
+        f"SELECT count(*) FROM (SELECT DISTINCT pid, exchange_id, {sql.WEEK_SQL} "
+        f"FROM {schema.RES_PERSON_DAYS.name})")
+    assert total(f"SELECT sum(pairs) FROM {schema.RES_RETENTION_MONTHS.name}") == total(
+        f"SELECT sum(active) FROM {schema.RES_RETENTION.name}")
+    assert total(f"SELECT sum(pairs) FROM {schema.RES_PAIR_MONTH_CUBE.name}") == sum(
+        1 for a, _ in stored.values() if a)
+
+
+def test_a_program_longer_than_the_masks_reads_the_day_facts(tmp_path) -> None:
+    """A span of more months than a mask holds (here one event 11 years on) leaves the mask
+    tables empty and meta rule_months_base '', and the differencing rule reads the day facts."""
+    path = build_fixture_warehouse(tmp_path / "w.duckdb")
+    con = duckdb.connect(str(path))
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"""INSERT INTO {schema.EVENTS.name} (participant_id, exchange_id, occurred_at,
+                    activity, minutes)
+                    SELECT participant_id, exchange_id, occurred_at + INTERVAL 11 YEAR,
+                           activity, minutes
+                    FROM {schema.EVENTS.name} LIMIT 1""")
+    build(con)
+    assert con.execute(f"SELECT value FROM {schema.META.name} WHERE key = ?",
+                       [META_MONTHS_BASE]).fetchone()[0] == ""
+    for t in (schema.RES_PAIR_MONTHS, schema.RES_WEEK_MONTHS, schema.RES_RETENTION_MONTHS,
+              schema.RES_PAIR_MONTH_CUBE):
+        assert con.execute(f"SELECT count(*) FROM {t.name}").fetchone()[0] == 0
+    con.close()
+    reader = Reader(path)
+    c = reader.cursor()
+    try:
+        assert sql.months_base(c) is None
+        f = Filters(start=date(2025, 10, 1), end=date(2025, 10, 31), country=("FRA", "KEN"))
+        for rule in (disclosure.isolating_weekly, disclosure.isolating_retention,
+                     disclosure.isolating_stages):
+            assert list(rule(c, f).columns) == ["cell", "dimension", "value", "change", "n"]
     finally:
         c.close()
         reader.close()

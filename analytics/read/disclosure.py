@@ -42,6 +42,7 @@ import duckdb
 import pandas as pd
 
 from analytics import suppression
+from analytics.derive.rollups import MASK_MONTHS
 from analytics.read import sql
 from analytics.read.cache import cached
 from analytics.read.filters import FilterOptions, Filters, canonical_filters, month_end
@@ -73,19 +74,35 @@ class _Unit:
     then an exchange dimension moves the row whole) or to a person (whose exchanges may hold
     several values of a dimension). A date range keeps a row when it has a day in the range:
     `months` (SQL over the undated scope, columns `keys` and m) gives each row's months, by
-    default its person's months with activity or answers (as the scope keeps people)."""
+    default its person's months with activity or answers (as the scope keeps people).
+
+    With the stored month masks (`sql.months_base`), `masks` gives the same months as one bit
+    mask per row (columns `keys`, months; default: the person's, from res_pair_months), so no
+    query groups the day facts. A cube unit (`weight` set) counts the rows of a stored cube
+    (res_week_months, res_retention_months, res_pair_month_cube) instead of people: its `rows`
+    (aliased fp, with the cube's `months` and the columns its cells and the filter dimensions
+    read) keep a `{where}` for the scope's role, comparison and month range, and each row
+    counts `weight` pairs."""
     rows: str
     key: str
     scope: dict[str, bool]
     one_exchange: bool = False
     months: str | None = None
     keys: str = "pid"
+    masks: str | None = None
+    weight: str | None = None
 
 
 def _months_of(days: str, keys: str) -> str:
     """SQL of the distinct months (m) per row (`keys`) of `days` (columns `keys`, day)."""
     return f"SELECT DISTINCT {keys}, CAST(date_trunc('month', day) AS DATE) AS m FROM ({days})"
 
+
+_PAIRS = f"{sql.T_PMONTHS} JOIN fx USING (exchange_id)"
+# A person's months with events or answers in the exchanges in scope, as a mask per pair.
+_PERSON_MASKS = f"SELECT pid, active_months | answer_months AS months FROM {_PAIRS}"
+_ACTIVE_MASKS = f"SELECT pid, exchange_id, active_months AS months FROM {_PAIRS} " \
+                "WHERE active_months <> 0"
 
 # Counts of people (the headline, countries, clusters).
 PEOPLE = _Unit("fp", "pid", {})
@@ -94,7 +111,7 @@ PEOPLE = _Unit("fp", "pid", {})
 # funnel shows it. Being active is a row's own days (events only), the rest its person's.
 _ACTIVE = "'active in the log'"
 STAGES = _Unit(f"""(SELECT pid, 'enrolled' AS stage FROM fp
-                    UNION ALL SELECT DISTINCT pid, {_ACTIVE} FROM fe
+                    UNION ALL SELECT DISTINCT pid, {_ACTIVE} FROM ({{active}})
                     UNION ALL SELECT DISTINCT pid, 'answered ' || wave FROM fr) st
                    JOIN fp USING (pid)""", "(pid, st.stage)", {},
                months=f"""SELECT DISTINCT pid, st.stage, pm.m
@@ -105,7 +122,12 @@ STAGES = _Unit(f"""(SELECT pid, 'enrolled' AS stage FROM fp
                                SELECT pid, day FROM {{answers}})) pm USING (pid)
                    UNION ALL SELECT DISTINCT pid, {_ACTIVE},
                                     CAST(date_trunc('month', day) AS DATE) FROM fev""",
-               keys="pid, stage")
+               keys="pid, stage",
+               masks=f"""SELECT pid, st.stage, pm.months
+                   FROM (SELECT pid, 'enrolled' AS stage FROM fp
+                         UNION ALL SELECT DISTINCT pid, 'answered ' || wave FROM fr) st
+                   JOIN ({_PERSON_MASKS}) pm USING (pid)
+                   UNION ALL SELECT pid, {_ACTIVE}, months FROM ({_ACTIVE_MASKS})""")
 STAGE_CELL = "st.stage"
 # Drop-out per group: the people who answered pre (the base) and, among them, those who did not
 # answer post. Cell: group '|' part ('answered pre' or 'dropped').
@@ -116,11 +138,11 @@ DROPOUT = _Unit("""(SELECT pid, 'answered pre' AS part FROM fr GROUP BY pid
                    JOIN fp USING (pid)""", "(pid, st.part)", {})
 # Activity per exchange (Participation by exchange: active people, minutes per active person):
 # one row per person and exchange with events in the range. Cell: the exchange.
-EXCHANGE_ACTIVITY = _Unit("(SELECT DISTINCT pid, exchange_id FROM fe) st JOIN fp USING (pid)",
+EXCHANGE_ACTIVITY = _Unit("({active}) st JOIN fp USING (pid)",
                           "(pid, st.exchange_id)", {}, one_exchange=True,
                           months=_months_of("SELECT pid, exchange_id, day FROM fev",
                                             "pid, exchange_id"),
-                          keys="pid, exchange_id")
+                          keys="pid, exchange_id", masks=_ACTIVE_MASKS)
 # Retention per cohort (`participation.retention_by_cohort`): one row per person × exchange ×
 # week since the pair's first active day in that exchange (over all its days, so a date range
 # selects weeks and never renumbers them) with events in the range, and one per pair for the
@@ -137,6 +159,26 @@ RETENTION = _Unit(f"""(SELECT DISTINCT pid, exchange_id, term, {_WEEK_SINCE} AS 
                                     "pid, exchange_id, week"),
                   keys="pid, exchange_id, week")
 RETENTION_CELL = "st.term || '|' || st.week"
+
+
+def _cube_rows(table: str, label: str, extra: str = "") -> str:
+    """A cube unit's rows (`_Unit`): `table`'s rows (alias c: a cell, months, pairs) and the
+    pairs with events of res_pair_month_cube (the 'n' rows), labelled `label` and 'n' in
+    column wk, with each row's person and exchange attributes; `extra` adds columns."""
+    cols = (f"c.exchange_id, c.role, c.months, c.pairs AS w, fi.country, fi.cluster_id, "
+            f"fx.term{extra}")
+    return f"""(SELECT {cols}, {label} AS wk FROM {table} c JOIN fi USING (institution_id)
+                   JOIN fx USING (exchange_id) WHERE TRUE{{where}}
+                UNION ALL
+                SELECT {cols}, 'n' FROM {sql.T_PMCUBE} c JOIN fi USING (institution_id)
+                   JOIN fx USING (exchange_id) WHERE TRUE{{where}}) fp"""
+
+
+# RETENTION from res_retention_months: a pair's week is one row there, so it is exact with
+# participants in several exchanges too.
+RETENTION_CUBE = _Unit(_cube_rows(sql.T_RMONTHS, "CAST(c.week AS VARCHAR)"),
+                       "(pid, exchange_id, week)", {}, one_exchange=True, weight="fp.w")
+RETENTION_CUBE_CELL = "fp.term || '|' || fp.wk"
 # Means of scale scores (wave means): the cell is a scale's wave (comparison group apart) and
 # its rows are the scored rows, one per respondent and exchange, as `n` counts them. Two views
 # that differ by 1..k-1 such rows would give a small group's sum of scores by subtraction.
@@ -165,6 +207,82 @@ def _gain_cell(by: str | None) -> str:
     return (f"fg.instrument || '|' || fg.scale || '|' || "
             f"coalesce(CAST({GAIN_GROUPS[by]} AS VARCHAR), '') || '|' || "
             "CAST(fp.comparison AS VARCHAR)")
+
+
+def _count(unit: _Unit) -> str:
+    """The SQL of how many rows (pairs, for a cube unit) a group of `unit`'s rows holds."""
+    return "count(*)" if unit.weight is None else f"CAST(sum({unit.weight}) AS BIGINT)"
+
+
+def _scope_of(cur: duckdb.DuckDBPyConnection, unit: _Unit, g: Filters
+              ) -> tuple[str, dict[str, Any], str]:
+    """The CTEs, parameters and FROM clause of `unit`'s rows in the view of filters `g`: the
+    scope (`sql.scope`) for rows of people; for a cube unit, the institutions and exchanges in
+    scope and the cube's rows of the roles, comparison group and months in scope."""
+    if unit.weight is None:
+        ctes, p = sql.scope(g, **unit.scope)
+        return ctes, p, _person_rows(unit, g, sql.months_base(cur))
+    ctes, p = sql.dims(g)
+    where = p.pop("_role")
+    if not unit.scope.get("include_comparison"):
+        where += " AND NOT c.comparison"
+    if g.restricts_dates:
+        where += f" AND (c.months & {_mask_range(g, _base(cur))}) <> 0"
+    return ctes, p, unit.rows.replace("{where}", where)
+
+
+def _person_rows(unit: _Unit, g: Filters, base: date | None) -> str:
+    """The FROM clause of a unit of people's rows in the view of `g`: `{active}` (the pairs
+    with events in the exchanges and months in scope) from the stored month masks when there
+    are any (one row per pair), else from the day facts (one per pair and day)."""
+    if base is None:
+        active = "SELECT DISTINCT pid, exchange_id FROM fev"
+    else:
+        active = f"SELECT pid, exchange_id FROM {_PAIRS} WHERE active_months <> 0"
+        if g.restricts_dates:
+            active += f" AND (active_months & {_mask_range(g, base)}) <> 0"
+    return unit.rows.replace("{active}", active)
+
+
+def _base(cur: duckdb.DuckDBPyConnection) -> date:
+    base = sql.months_base(cur)
+    if base is None:
+        raise RuntimeError("this data version has no month masks; use the day-facts units")
+    return base
+
+
+def _month_index(d: date, base: date) -> int:
+    return (d.year - base.year) * 12 + d.month - base.month
+
+
+def _bits(lo: int, hi: int) -> str:
+    """A HUGEINT literal with bits lo..hi set (clamped to the masks' months; 0 when empty)."""
+    lo, hi = max(lo, 0), min(hi, MASK_MONTHS - 1)
+    return f"CAST({(1 << (hi + 1)) - (1 << lo) if lo <= hi else 0} AS HUGEINT)"
+
+
+def _mask_range(f: Filters, base: date) -> str:
+    """The mask of the months of `f`'s date range (whole months, `canonical_filters`)."""
+    lo = _month_index(f.start, base) if f.start else 0
+    hi = _month_index(f.end, base) if f.end else MASK_MONTHS - 1
+    return _bits(lo, hi)
+
+
+def _mask_flags(m: str, f: Filters, base: date) -> str:
+    """`_month_counts`' columns (value, ns, before, after, first_month, last_month) from the
+    month mask `m` of a row and the date range of `f`, as the day facts' months give them."""
+    lo = _month_index(f.start, base) if f.start else None
+    hi = _month_index(f.end, base) if f.end else None
+    inside = f"({m} & {_mask_range(f, base)})"
+    before = _bits(0, lo - 1) if lo is not None else _bits(1, 0)
+    after = _bits(hi + 1, MASK_MONTHS - 1) if hi is not None else _bits(1, 0)
+    first = _bits(lo, lo) if lo is not None else _bits(1, 0)
+    last = _bits(hi, hi) if hi is not None else _bits(1, 0)
+    return f"""CASE WHEN {inside} <> 0 THEN CAST(DATE '{base.isoformat()}'
+                    + to_months(bit_count(({inside} & -{inside}) - 1)) AS DATE) END AS value,
+               CAST(bit_count({inside}) AS INTEGER) AS ns,
+               ({m} & {before}) <> 0 AS before, ({m} & {after}) <> 0 AS after,
+               ({m} & {first}) <> 0 AS first_month, ({m} & {last}) <> 0 AS last_month"""
 
 
 def _options(cur: duckdb.DuckDBPyConnection) -> FilterOptions:
@@ -199,10 +317,10 @@ def _person_dim(cur: duckdb.DuckDBPyConnection, f: Filters, d: str, cell: str,
     if not _checks(f, d, options):
         return []
     unit = unit or PEOPLE
-    ctes, p = sql.scope(replace(f, **{d: ()}), **unit.scope)
+    ctes, p, rows = _scope_of(cur, unit, replace(f, **{d: ()}))
     df = sql.rdf(cur, f"""WITH {ctes}
-        SELECT {cell} AS cell, CAST({_PERSON[d]} AS VARCHAR) AS value, count(*) AS n
-        FROM {unit.rows} GROUP BY ALL""", p)
+        SELECT {cell} AS cell, CAST({_PERSON[d]} AS VARCHAR) AS value, {_count(unit)} AS n
+        FROM {rows} GROUP BY ALL""", p)
     return _judge(df.assign(ns=df.value.isin(sel).astype(int)), d, sel, options)
 
 
@@ -215,7 +333,7 @@ def _exchange_dim(cur: duckdb.DuckDBPyConnection, f: Filters, d: str, cell: str,
     if not _checks(f, d, options):
         return []
     g = replace(f, **{d: ()})
-    ctes, p = sql.scope(g, **unit.scope)
+    ctes, p, rows = _scope_of(cur, unit, g)
     p["sel"] = list(sel)
     df = sql.rdf(cur, f"""WITH {ctes},
         px AS (SELECT pid, exchange_id FROM fev UNION SELECT pid, exchange_id FROM ({_answers(g)})),
@@ -226,7 +344,7 @@ def _exchange_dim(cur: duckdb.DuckDBPyConnection, f: Filters, d: str, cell: str,
                FROM pv GROUP BY pid)
         SELECT {cell} AS cell, ps.vs AS value, CAST(coalesce(ps.ns, 0) AS INTEGER) AS ns,
                count(*) AS n
-        FROM {unit.rows} LEFT JOIN ps USING (pid) WHERE coalesce(ps.ns, 0) <= 1
+        FROM {rows} LEFT JOIN ps USING (pid) WHERE coalesce(ps.ns, 0) <= 1
         GROUP BY ALL""", p)
     # Who has each value at all (perhaps beside others): a sum or mean over their activity
     # changes with it even when they stay in the view.
@@ -235,7 +353,7 @@ def _exchange_dim(cur: duckdb.DuckDBPyConnection, f: Filters, d: str, cell: str,
         pv AS (SELECT DISTINCT px.pid, CAST({_EXCHANGE[d]} AS VARCHAR) AS v
                FROM px JOIN fx USING (exchange_id))
         SELECT {cell} AS cell, pv.v AS value, count(*) AS n
-        FROM {unit.rows} JOIN pv USING (pid) GROUP BY ALL""", p)
+        FROM {rows} JOIN pv USING (pid) GROUP BY ALL""", p)
     return _judge(df, d, sel, options, has)
 
 
@@ -282,6 +400,38 @@ def _month_counts(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str, unit: _
     counts `unit.key`s.
     """
     g = replace(f, start=None, end=None)
+    rows = (_month_rows_masked(cur, f, g, cell, unit) if sql.months_base(cur)
+            else _month_rows_days(cur, f, g, cell, unit))
+    df = rows[rows.ns <= 1].groupby(["cell", "value", "ns", "before", "after", "nothing"],
+                                    dropna=False, as_index=False).n.sum()
+    has = pd.DataFrame({c: rows.n.where(rows[c].astype(bool), 0).groupby(rows.cell).sum()
+                        for c in ("first_month", "last_month", "before", "after")},
+                       columns=["first_month", "last_month", "before", "after"])
+    return df, has.rename_axis("cell")
+
+
+def _month_rows_masked(cur: duckdb.DuckDBPyConnection, f: Filters, g: Filters, cell: str,
+                       unit: _Unit) -> pd.DataFrame:
+    """`_month_counts`' rows from the stored month masks: a cube unit's rows carry theirs; a
+    unit of people takes each row's from `unit.masks` (default: the person's)."""
+    base = _base(cur)
+    ctes, p, rows = _scope_of(cur, unit, g)
+    if unit.weight is not None:
+        return sql.rdf(cur, f"""WITH {ctes}
+            SELECT {cell} AS cell, {_mask_flags("fp.months", f, base)}, FALSE AS nothing,
+                   {_count(unit)} AS n
+            FROM {rows} GROUP BY ALL""", p)
+    masks = (unit.masks or _PERSON_MASKS).replace("{answers}", f"({_answers(g)})")
+    return sql.rdf(cur, f"""WITH {ctes},
+        ps AS (SELECT {unit.keys}, bit_or(months) AS m FROM ({masks}) GROUP BY ALL)
+        SELECT {cell} AS cell, {_mask_flags("coalesce(ps.m, 0)", f, base)},
+               coalesce(ps.m, 0) = 0 AS nothing, count(*) AS n
+        FROM {rows} LEFT JOIN ps USING ({unit.keys}) GROUP BY ALL""", p)
+
+
+def _month_rows_days(cur: duckdb.DuckDBPyConnection, f: Filters, g: Filters, cell: str,
+                     unit: _Unit) -> pd.DataFrame:
+    """`_month_counts`' rows from the day facts (a data version without month masks)."""
     ctes, p = sql.scope(g, **unit.scope)
     a = f.start or date(1, 1, 1)
     b = f.end or date(9999, 12, 31)
@@ -290,7 +440,7 @@ def _month_counts(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str, unit: _
     months = (unit.months.replace("{answers}", answers) if unit.months else
               _months_of(f"SELECT pid, day FROM fev UNION ALL SELECT pid, day FROM {answers}",
                          "pid"))
-    rows = sql.rdf(cur, f"""WITH {ctes},
+    return sql.rdf(cur, f"""WITH {ctes},
         pm AS ({months}),
         ps AS (SELECT {unit.keys}, count(*) FILTER (WHERE m BETWEEN $a AND $b) AS ns,
                       min(m) FILTER (WHERE m BETWEEN $a AND $b) AS vs,
@@ -301,13 +451,7 @@ def _month_counts(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str, unit: _
                coalesce(ps.before, FALSE) AS before, coalesce(ps.after, FALSE) AS after,
                ps.pid IS NULL AS nothing, coalesce(ps.first_month, FALSE) AS first_month,
                coalesce(ps.last_month, FALSE) AS last_month, count(*) AS n
-        FROM {unit.rows} LEFT JOIN ps USING ({unit.keys}) GROUP BY ALL""", p)
-    df = rows[rows.ns <= 1].groupby(["cell", "value", "ns", "before", "after", "nothing"],
-                                    dropna=False, as_index=False).n.sum()
-    has = pd.DataFrame({c: rows.n.where(rows[c].astype(bool), 0).groupby(rows.cell).sum()
-                        for c in ("first_month", "last_month", "before", "after")},
-                       columns=["first_month", "last_month", "before", "after"])
-    return df, has.rename_axis("cell")
+        FROM {_person_rows(unit, g, None)} LEFT JOIN ps USING ({unit.keys}) GROUP BY ALL""", p)
 
 
 def _month_dim(cur: duckdb.DuckDBPyConnection, f: Filters, cell: str,
@@ -389,13 +533,13 @@ def _row_exchange_dim(cur: duckdb.DuckDBPyConnection, f: Filters, d: str,
     sel = getattr(f, d)
     if not _checks(f, d, options):
         return []
-    ctes, p = sql.scope(replace(f, **{d: ()}), **unit.scope)
+    ctes, p, rows = _scope_of(cur, unit, replace(f, **{d: ()}))
     p["sel"] = list(sel)
     df = sql.rdf(cur, f"""WITH {ctes}
         SELECT {cell} AS cell, CAST({_EXCHANGE[d]} AS VARCHAR) AS value,
                CAST(list_contains($sel, CAST({_EXCHANGE[d]} AS VARCHAR)) AS INTEGER) AS ns,
-               count(*) AS n
-        FROM {unit.rows} JOIN fx USING (exchange_id) GROUP BY ALL""", p)
+               {_count(unit)} AS n
+        FROM {rows} JOIN fx USING (exchange_id) GROUP BY ALL""", p)
     return _judge(df, d, sel, options)
 
 
@@ -463,7 +607,8 @@ def isolating_exchange_activity(cur: duckdb.DuckDBPyConnection, f: Filters) -> p
 def isolating_retention(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     """`isolating` for retention per cohort: the cells (term, week as a string, or 'n' for the
     cohort's size) whose person × exchange pairs a one-value neighbour changes by 0 < n < k."""
-    out = _isolating_rows(cur, f, RETENTION, RETENTION_CELL)
+    out = (_isolating_rows(cur, f, RETENTION_CUBE, RETENTION_CUBE_CELL)
+           if sql.months_base(cur) else _isolating_rows(cur, f, RETENTION, RETENTION_CELL))
     out["cell"] = [tuple(c) for c in out.cell] if len(out) else out.cell
     return out
 
@@ -475,6 +620,14 @@ def isolating_weekly(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None 
     week's Monday as YYYY-MM-DD, or 'n' for the group's people over the period) whose active
     people a one-value neighbour changes by 0 < n < k."""
     group = f"coalesce(CAST({sql.group_col(by)} AS VARCHAR), '')"
+    if sql.months_base(cur) and sql.require_derived(cur):
+        # Each participant in one exchange: a person's week is one pair's week of the cube.
+        unit = _Unit(_cube_rows(sql.T_WMONTHS, "strftime(c.week, '%Y-%m-%d')",
+                                f", {group} AS grp"),
+                     "(pid, week)", {}, one_exchange=True, weight="fp.w")
+        out = _isolating_rows(cur, f, unit, "fp.grp || '|' || fp.wk")
+        out["cell"] = [tuple(c) for c in out.cell] if len(out) else out.cell
+        return out
     week = f"strftime({sql.WEEK_SQL}, '%Y-%m-%d')"
     unit = _Unit(f"""(SELECT DISTINCT pid, {group} AS grp, {week} AS week FROM fe
                       UNION ALL SELECT DISTINCT pid, {group}, 'n' FROM fe) st

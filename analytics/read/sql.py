@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from datetime import date
 from typing import Any
 
 import duckdb
@@ -32,7 +33,13 @@ import numpy as np
 import pandas as pd
 
 from analytics import suppression
-from analytics.derive.rollups import GENDER_SQL, META_MULTI, META_VERSION, week_sql
+from analytics.derive.rollups import (
+    GENDER_SQL,
+    META_MONTHS_BASE,
+    META_MULTI,
+    META_VERSION,
+    week_sql,
+)
 from analytics.read.cache import version_key
 from analytics.read.filters import EQUITY_GROUPINGS, Filters
 from analytics.stats.longitudinal import wave_key
@@ -55,6 +62,10 @@ T_META = schema.META.name
 # Day facts.
 T_PKEYS = schema.RES_PERSON_KEYS.name
 T_PDAYS = schema.RES_PERSON_DAYS.name
+T_PMONTHS = schema.RES_PAIR_MONTHS.name
+T_PMCUBE = schema.RES_PAIR_MONTH_CUBE.name
+T_WMONTHS = schema.RES_WEEK_MONTHS.name
+T_RMONTHS = schema.RES_RETENTION_MONTHS.name
 T_ADAYS = schema.RES_ANSWER_DAYS.name
 T_PSCORES = schema.RES_PERSON_SCORES.name
 T_PGAINS = schema.RES_PERSON_GAINS.name
@@ -140,6 +151,24 @@ def require_derived(cur: duckdb.DuckDBPyConnection) -> bool:
     with _DERIVED_LOCK:
         _DERIVED_STATE[key] = exact
     return exact
+
+
+_MONTHS_BASE: dict[str, date | None] = {}
+
+
+def months_base(cur: duckdb.DuckDBPyConnection) -> date | None:
+    """The month of bit 0 of the stored month masks (res_pair_months and the rule's cubes), or
+    None when this data version has none (a span over `rollups.MASK_MONTHS`): the
+    differencing rule then reads the day facts. Read once per warehouse build."""
+    key = version_key(cur)
+    if key not in _MONTHS_BASE:
+        require_derived(cur)
+        row = cur.execute(f"SELECT value FROM {T_META} WHERE key = ?",
+                          [META_MONTHS_BASE]).fetchone()
+        value = date.fromisoformat(row[0]) if row and row[0] else None
+        with _DERIVED_LOCK:
+            _MONTHS_BASE[key] = value
+    return _MONTHS_BASE[key]
 
 
 def use_rollups(cur: duckdb.DuckDBPyConnection, f: Filters, *, distinct: bool = True) -> bool:
