@@ -570,6 +570,14 @@ RES_RETENTION_MONTHS = Table(
     doc="res_retention by the months in which each pair had its events of week k (one or two "
         "bits): the differencing rule's count of a cohort's week under any month range.",
 )
+RES_SCORE_MONTHS = Table(
+    "res_score_months",
+    _cols(_CELL + ", instrument:VARCHAR, scale:VARCHAR, wave:VARCHAR, months:HUGEINT, "
+          "n:BIGINT"),
+    doc="Scored rows (res_person_scores) per cell, scale and wave, by the months their pair "
+        "has events or answers in (bit mask, as res_pair_months): the differencing rule's "
+        "count of a wave mean's rows under any month range.",
+)
 
 ROLLUP_TABLES: dict[str, Table] = {
     t.name: t for t in (RES_ACTIVITY_WEEKLY, RES_ACTIVITY_MONTHLY, RES_ACTIVITY_HOURLY,
@@ -577,7 +585,7 @@ ROLLUP_TABLES: dict[str, Table] = {
                         RES_GAIN_CUBE, RES_PERSON_KEYS, RES_PERSON_DAYS, RES_ANSWER_DAYS,
                         RES_PERSON_SCORES, RES_PERSON_GAINS, RES_PERSON_HOURS,
                         RES_PAIR_MONTHS, RES_PAIR_MONTH_CUBE, RES_WEEK_MONTHS,
-                        RES_RETENTION_MONTHS)
+                        RES_RETENTION_MONTHS, RES_SCORE_MONTHS)
 }
 
 # Issue 10 §2: participants vs the comparison group (analytics.stats.comparison), computed per

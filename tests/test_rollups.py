@@ -215,6 +215,15 @@ def test_two_files_built_in_the_same_second_do_not_share_cached_answers(tmp_path
     assert answers == [True, "missing"]
 
 
+def _one_event_later(con, years: int) -> None:
+    """Copy one event `years` years later (a mistyped year, or a program that long)."""
+    con.execute(f"""INSERT INTO {schema.EVENTS.name} (participant_id, exchange_id, occurred_at,
+                    activity, minutes)
+                    SELECT participant_id, exchange_id, occurred_at + INTERVAL {years} YEAR,
+                           activity, minutes
+                    FROM {schema.EVENTS.name} LIMIT 1""")
+
+
 def test_a_mistyped_year_costs_one_slot_not_millennia_of_them(tmp_path) -> None:
     """The hourly rollup looks up UTC offsets per (zone, 15-minute slot) with events. Built over
     every slot from the first to the last event, one event dated ~5025 meant ~105M slots per
@@ -226,11 +235,7 @@ def test_a_mistyped_year_costs_one_slot_not_millennia_of_them(tmp_path) -> None:
     # Millennia of slots need gigabytes; one more slot fits easily. A bound, not a clock.
     con.execute("SET memory_limit = '300MB'")
     con.execute("SET max_temp_directory_size = '0KB'")
-    con.execute(f"""INSERT INTO {schema.EVENTS.name} (participant_id, exchange_id, occurred_at,
-                    activity, minutes)
-                    SELECT participant_id, exchange_id, occurred_at + INTERVAL 3000 YEAR,
-                           activity, minutes
-                    FROM {schema.EVENTS.name} LIMIT 1""")
+    _one_event_later(con, 3000)
     build(con)
     con.close()
     reader = Reader(path)
@@ -288,11 +293,7 @@ def test_a_program_longer_than_the_masks_reads_the_day_facts(tmp_path) -> None:
     path = build_fixture_warehouse(tmp_path / "w.duckdb")
     con = duckdb.connect(str(path))
     con.execute("SET TimeZone = 'UTC'")
-    con.execute(f"""INSERT INTO {schema.EVENTS.name} (participant_id, exchange_id, occurred_at,
-                    activity, minutes)
-                    SELECT participant_id, exchange_id, occurred_at + INTERVAL 11 YEAR,
-                           activity, minutes
-                    FROM {schema.EVENTS.name} LIMIT 1""")
+    _one_event_later(con, 11)
     build(con)
     assert con.execute(f"SELECT value FROM {schema.META.name} WHERE key = ?",
                        [META_MONTHS_BASE]).fetchone()[0] == ""

@@ -104,7 +104,7 @@ def _rule_months(con: duckdb.DuckDBPyConnection) -> list[str]:
                                     SELECT min(day) FROM {adays} UNION ALL
                                     SELECT max(day) FROM {adays})""").fetchone()
     tables = (schema.RES_PAIR_MONTHS, schema.RES_PAIR_MONTH_CUBE, schema.RES_WEEK_MONTHS,
-              schema.RES_RETENTION_MONTHS)
+              schema.RES_RETENTION_MONTHS, schema.RES_SCORE_MONTHS)
     empty = [s for t in tables for s in (f'DROP TABLE IF EXISTS "{t.name}"', schema.ddl(t))]
     meta = f"DELETE FROM {schema.META.name} WHERE key = '{META_MONTHS_BASE}'"
     span = (last.year - first.year) * 12 + last.month - first.month + 1 if first else 0
@@ -134,6 +134,11 @@ def _rule_months(con: duckdb.DuckDBPyConnection) -> list[str]:
                         FROM {pdays} d JOIN firsts f USING (pid, exchange_id) GROUP BY ALL)
             SELECT wk.exchange_id, {cell}, wk.week, wk.m, count(*)
             FROM wk JOIN {KEYS} p USING (pid) GROUP BY ALL"""),
+        *_sql(schema.RES_SCORE_MONTHS, f"""
+            SELECT s.exchange_id, {cell}, s.instrument, s.scale, s.wave,
+                   m.active_months | m.answer_months, count(*)
+            FROM {schema.RES_PERSON_SCORES.name} s JOIN {KEYS} p USING (pid)
+            JOIN {schema.RES_PAIR_MONTHS.name} m USING (pid, exchange_id) GROUP BY ALL"""),
         meta,
         f"INSERT INTO {schema.META.name} VALUES ('{META_MONTHS_BASE}', '{first.replace(day=1)}')",
     ]
@@ -210,8 +215,6 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
         SELECT DISTINCT k.pid, r.exchange_id, r.wave, {day_sql("r.submitted_at")} AS day
         FROM {RESP} r JOIN {KEYS} k USING (participant_id)
         ORDER BY day"""))
-
-    run("rule_months", _rule_months(con))
 
     # The exchange each participant took part in (events or answers): one row per pair.
     run("participant_exchanges", [
@@ -296,6 +299,7 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
                   schema.RES_GAIN_CUBE):
             con.execute(f'DROP TABLE IF EXISTS "{t.name}"')
             con.execute(schema.ddl(t))
+    run("rule_months", _rule_months(con))
     con.execute("DROP TABLE IF EXISTS _rollup_px")
     version = con.execute(
         f"SELECT value FROM {schema.META.name} WHERE key = 'data_version'").fetchone()

@@ -161,17 +161,21 @@ RETENTION = _Unit(f"""(SELECT DISTINCT pid, exchange_id, term, {_WEEK_SINCE} AS 
 RETENTION_CELL = "st.term || '|' || st.week"
 
 
+def _cube(table: str, cols: str) -> str:
+    """Rows of the cube `table` (alias c: a cell, months and a count) in scope, with their
+    person's institution (fi) and exchange (fx) attributes: a cube unit's rows (`_Unit`)."""
+    return f"""SELECT c.exchange_id, c.role, c.comparison, c.months, fi.country, fi.cluster_id,
+                      fx.term, {cols}
+               FROM {table} c JOIN fi USING (institution_id) JOIN fx USING (exchange_id)
+               WHERE TRUE{{where}}"""
+
+
 def _cube_rows(table: str, label: str, extra: str = "") -> str:
-    """A cube unit's rows (`_Unit`): `table`'s rows (alias c: a cell, months, pairs) and the
-    pairs with events of res_pair_month_cube (the 'n' rows), labelled `label` and 'n' in
-    column wk, with each row's person and exchange attributes; `extra` adds columns."""
-    cols = (f"c.exchange_id, c.role, c.months, c.pairs AS w, fi.country, fi.cluster_id, "
-            f"fx.term{extra}")
-    return f"""(SELECT {cols}, {label} AS wk FROM {table} c JOIN fi USING (institution_id)
-                   JOIN fx USING (exchange_id) WHERE TRUE{{where}}
-                UNION ALL
-                SELECT {cols}, 'n' FROM {sql.T_PMCUBE} c JOIN fi USING (institution_id)
-                   JOIN fx USING (exchange_id) WHERE TRUE{{where}}) fp"""
+    """A cube unit's rows: `table`'s (pairs per cell and months) labelled `label` in column
+    wk, and the pairs with events of res_pair_month_cube (the 'n' rows) labelled 'n'; `extra`
+    adds columns."""
+    return f"""({_cube(table, f"c.pairs AS w{extra}, {label} AS wk")}
+                UNION ALL {_cube(sql.T_PMCUBE, f"c.pairs{extra}, 'n'")}) fp"""
 
 
 # RETENTION from res_retention_months: a pair's week is one row there, so it is exact with
@@ -186,6 +190,11 @@ SCORES = _Unit("fs JOIN fp USING (pid)", "(pid, fs.exchange_id)",
                {"scores": True, "include_comparison": True}, one_exchange=True)
 SCORE_CELL = ("fs.instrument || '|' || fs.scale || '|' || fs.wave || '|' || "
               "CAST(fp.comparison AS VARCHAR)")
+# SCORES from res_score_months (each participant in one exchange: a person's months are their
+# pair's).
+SCORES_CUBE = _Unit(f"({_cube(sql.T_SMONTHS, 'c.instrument, c.scale, c.wave, c.n AS w')}) fp",
+                    "(pid, exchange_id)", SCORES.scope, one_exchange=True, weight="fp.w")
+SCORES_CUBE_CELL = SCORE_CELL.replace("fs.", "fp.")
 # Means of paired gains (pre/post tables, the comparison difference, gains per equity group):
 # the cell is a scale's pairs (both waves scored, res_person_gains: one row per participant
 # and exchange) in one group of a grouping, comparison group apart; its rows are the pairs, as
@@ -559,7 +568,9 @@ def isolating_scores(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame
     of the view of `f` whose scored rows a one-value neighbour changes by 0 < n < k, so that
     the difference of the two views' sums would be a small group's. Same rule, same columns;
     `cell` is a tuple (instrument, scale, wave, comparison)."""
-    out = _isolating_rows(cur, f, SCORES, SCORE_CELL)
+    out = (_isolating_rows(cur, f, SCORES_CUBE, SCORES_CUBE_CELL)
+           if sql.months_base(cur) and sql.require_derived(cur)
+           else _isolating_rows(cur, f, SCORES, SCORE_CELL))
     out["cell"] = [(a, b, c, d == "true") for a, b, c, d in out.cell] if len(out) else out.cell
     return out
 
