@@ -295,3 +295,47 @@ def test_ancova_suppresses_a_small_arm_and_flags_few_clusters() -> None:
     small = ancova(pd.concat([d[~d.is_comparison], d.loc[comp]]), k=10)
     assert (small["suppressed"] == "n < 10").all()
     assert small["estimate"].isna().all() and small["n_comparison"].isna().all()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ancova_from_cell_sums_equals_the_row_design(seed: int) -> None:
+    """`ancova` runs on per-cell sums (`pair_cells` -> `ancova_cells`); the same model written
+    on the rows (`_design`'s QR column choice, `cr2_fit`) gives the same numbers: a covariate
+    level present in one arm only, a level aliased with another covariate, a constant
+    covariate and a missing level all decided alike."""
+    from analytics.stats.comparison import _design, ancova_cells, pair_cells
+
+    rng = np.random.default_rng(seed)
+    d = _program(seed, J=int(rng.integers(3, 12)))
+    n = len(d)
+    d["age_band"] = rng.choice(["13–15", "16–18", "19–24"], n)
+    d.loc[d.is_comparison & (d.age_band == "19–24"), "age_band"] = "16–18"  # one arm only
+    d["kind"] = np.where(d.connectivity == "high", "school", "university")  # aliased
+    d["income"] = "H"  # constant
+    d.loc[rng.random(n) < 0.1, "income"] = None  # "not reported"
+    d.loc[rng.random(n) < 0.05, "post"] = np.nan
+    covs = ["connectivity", "age_band", "kind", "income"]
+    got = ancova(d, covariates=covs).set_index("method")
+    both = d[d.post.notna()]
+    for method, y, numeric, cats in [
+            (METHOD_RAW, both.post - both.pre, ["_participant"], []),
+            (METHOD_ANCOVA, both.post, ["pre", "_participant"], covs)]:
+        X, names = _design(both.assign(_participant=(~both.is_comparison).astype(float)),
+                           numeric, cats)
+        want = cr2_ols(X, y.to_numpy(float), both.exchange_id.to_numpy(), names)
+        want = want.set_index("term").loc["_participant"]
+        for c in ["estimate", "se_cr2", "df_cr2", "ci_low_cr2", "ci_high_cr2", "p_cr2"]:
+            assert got.loc[method, c] == pytest.approx(want[c], rel=1e-9, abs=1e-12), (method, c)
+        assert got.loc[method, "n_clusters"] == want["n_clusters"]
+    assert got.loc[METHOD_ANCOVA, "adjusted_for"] == "pre score, connectivity, age_band, income"
+    # the cells are the units' sums: splitting a cell in two changes nothing
+    keys = ["instrument", "scale", "exchange_id", "is_comparison", *covs]
+    cells = pair_cells(d, keys=keys)
+    assert cells.n.sum() == len(both) and (cells.n > 1).any()
+    moments = ["s_pre", "s_post", "s_pre2", "s_prepost", "s_post2"]
+    share = (cells.n // 2) / cells.n
+    half = cells.assign(n=cells.n // 2, **{c: cells[c] * share for c in moments})
+    rest = cells.assign(n=cells.n - half.n, **{c: cells[c] - half[c] for c in moments})
+    split = ancova_cells(pd.concat([half[half.n > 0], rest]), covariates=covs).set_index("method")
+    np.testing.assert_allclose(split[["estimate", "se_cr2", "df_cr2"]].to_numpy(float),
+                               got[["estimate", "se_cr2", "df_cr2"]].to_numpy(float), rtol=1e-9)

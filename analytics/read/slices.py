@@ -183,30 +183,67 @@ def _longitudinal_computed(cur: duckdb.DuckDBPyConnection, f: Filters,
     return pd.concat(parts, ignore_index=True).reindex(columns=cols)
 
 
+def _units_sql(f: Filters, source: str, select: str, where: str = "") -> tuple[str, dict]:
+    """SELECT `select` over `source` (fs or fg) of the people in scope, with each unit's
+    participant (fp), person (p), exchange (x) and home institution (i) to hand for
+    `COVARIATE_SQL` (the covariates as the derive step spells them), GROUP BY ALL."""
+    ctes, p = sql.scope(f, include_comparison=True, scores=True)
+    return f"""WITH {ctes}
+        SELECT {select}
+        FROM {source} u JOIN fp USING (pid)
+        JOIN {schema.RES_PERSON_KEYS.name} p USING (pid)
+        JOIN {schema.EXCHANGES.name} x ON x.exchange_id = u.exchange_id
+        LEFT JOIN {schema.INSTITUTIONS.name} i ON i.institution_id = fp.institution_id
+        WHERE TRUE {where}
+        GROUP BY ALL""", p
+
+
 def _compare(cur: duckdb.DuckDBPyConnection, f: Filters, balance: bool = True,
              comparison: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(res_comparison, res_balance) of the people in scope, as the derive step computes them:
-    `_compare_scale` per scale, `_balance_combine` over the baseline units; empty without both
+    """(res_comparison, res_balance) of the people in scope, as the derive step computes them
+    (`_compare_scale` per scale, `_balance_combine`), from sums in SQL instead of their rows:
+    the ANCOVA from the complete pairs' moments per scale, exchange, arm and covariate levels
+    (`ancova_cells`, exact), the balance from the pre scores' moments per scale and arm and
+    the baseline units' counts per covariate level (`balance_from_sums`). Empty without both
     arms. `balance` / `comparison` False: that table is left empty (not computed)."""
-    from analytics.derive.materialise import _balance_combine, _compare_scale
-    from analytics.stats.comparison import BALANCE_COLUMNS, COMPARISON_COLUMNS
+    from analytics.derive.materialise import COMPARISON_COVARIATES, COVARIATE_SQL
+    from analytics.stats.comparison import (
+        BALANCE_COLUMNS,
+        COMPARISON_COLUMNS,
+        ancova_cells,
+        balance_from_sums,
+    )
 
-    empty = (pd.DataFrame(columns=COMPARISON_COLUMNS), pd.DataFrame(columns=BALANCE_COLUMNS))
-    d = scored_rows(cur, f, prepost=True)  # `_compare_scale` reads these waves only
-    if not len(d) or not _has_comparison(cur, f):
-        return empty
-    k = suppression.MIN_CELL
-    bal, cmp_, units = [], [], []
-    for g in _per_scale(d):
-        b, c, u = _compare_scale(g, k, balance=balance, comparison=comparison)
-        bal.append(b)
-        cmp_.append(c)
-        units.append(u)
-    if not balance:
-        return pd.concat(cmp_, ignore_index=True), empty[1]
-    attrs = d.drop_duplicates(["participant", "exchange_id"]).drop(
-        columns=["wave", "instrument", "scale", "score"]).reset_index(drop=True)
-    return pd.concat(cmp_, ignore_index=True), _balance_combine(bal, units, attrs, k)
+    cmp_, bal = pd.DataFrame(columns=COMPARISON_COLUMNS), pd.DataFrame(columns=BALANCE_COLUMNS)
+    if not _has_comparison(cur, f):
+        return cmp_, bal
+    k, covs = suppression.MIN_CELL, list(COMPARISON_COVARIATES)
+    unit = f"u.exchange_id, fp.comparison AS is_comparison, fp.role, fp.gender, {COVARIATE_SQL}"
+    if comparison:
+        cells = sql.rdf(cur, *_units_sql(f, "fg", f"""u.instrument, u.scale, {unit},
+            count(*) AS n, sum(u.pre) AS s_pre, sum(u.post) AS s_post,
+            sum(u.pre * u.pre) AS s_pre2, sum(u.pre * u.post) AS s_prepost,
+            sum(u.post * u.post) AS s_post2""", "AND u.pre IS NOT NULL AND u.post IS NOT NULL"))
+        cmp_ = ancova_cells(cells, covariates=covs, k=k)
+    if balance:
+        pre = "AND u.wave = 'pre' AND u.score IS NOT NULL"
+        moments = sql.rdf(cur, *_units_sql(f, "fs", """u.instrument, u.scale,
+            fp.comparison, count(*) AS n, avg(u.score) AS mean,
+            stddev_samp(u.score) AS sd""", pre))
+        baseline = f"""(SELECT DISTINCT pid, exchange_id FROM fs u JOIN fp USING (pid)
+                        WHERE TRUE {pre})"""
+        units = sql.rdf(cur, *_units_sql(f, baseline, f"{unit}, count(*) AS n"))
+        levels = pd.concat([units.groupby([c, "is_comparison"], dropna=False, observed=True)
+                            ["n"].sum().reset_index()
+                            .rename(columns={c: "level", "is_comparison": "comparison"})
+                            .assign(covariate=c) for c in covs])
+        levels["level"] = levels["level"].astype("object").where(levels["level"].notna(),
+                                                                 "not reported")
+        arms = units.groupby("is_comparison")["n"].sum()
+        bal = balance_from_sums(moments, levels, n_units=(int(arms.get(False, 0)),
+                                                          int(arms.get(True, 0))),
+                                categorical=covs, k=k)
+    return cmp_, bal
 
 
 @cached

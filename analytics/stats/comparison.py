@@ -51,11 +51,15 @@ __all__ = [
     "METHOD_ANCOVA",
     "METHOD_RAW",
     "SMD_THRESHOLD",
+    "PAIR_MOMENTS",
     "ancova",
+    "ancova_cells",
+    "balance_from_sums",
     "balance_table",
     "cr2_fit",
     "cr2_from_cells",
     "cr2_ols",
+    "pair_cells",
     "smd_mean",
     "smd_proportion",
 ]
@@ -282,31 +286,68 @@ def balance_table(
     """
     if arm not in units.columns:
         raise ValueError(f"units has no column {arm!r}")
-    rows: list[dict] = []
+    moments = None
     if pre_scores is not None and len(pre_scores):
         ps = pre_scores[pre_scores[score].notna()]
-        for (inst, sc), g in ps.groupby([instrument, scale], sort=True, observed=True):
-            comp = g[arm].astype(bool).to_numpy()
-            x = g[score].to_numpy(float)
-            xt, xc = x[~comp], x[comp]
-            nt, nc = len(xt), len(xc)
-            rows.append({
-                "covariate": "pre_score", "instrument": str(inst), "scale": str(sc),
-                "level": "", "statistic": "mean", "n_participant": nt, "n_comparison": nc,
-                "value_participant": float(xt.mean()) if nt else math.nan,
-                "value_comparison": float(xc.mean()) if nc else math.nan,
-                "sd_participant": float(xt.std(ddof=1)) if nt > 1 else math.nan,
-                "sd_comparison": float(xc.std(ddof=1)) if nc > 1 else math.nan,
-                "smd": smd_mean(xt, xc), "_n": min(nt, nc)})
-    comp = units[arm].astype(bool).to_numpy()
-    nt, nc = int((~comp).sum()), int(comp.sum())
+        g = ps.assign(_arm=ps[arm].astype(bool)).groupby(
+            [instrument, scale, "_arm"], sort=True, observed=True)[score]
+        moments = pd.concat({"n": g.size(), "mean": g.mean(), "sd": g.std(ddof=1)}, axis=1)
+        moments = moments.reset_index().rename(columns={instrument: "instrument",
+                                                        scale: "scale", "_arm": "comparison"})
+    comp = units[arm].astype(bool)
+    counts = []
     for cov in categorical:
         if cov not in units.columns:
             raise ValueError(f"units has no column {cov!r}")
         v = units[cov].astype("object").where(units[cov].notna(), "not reported").astype(str)
-        v = v.to_numpy()
-        for level in sorted(set(v)):
-            at, ac = int((v[~comp] == level).sum()), int((v[comp] == level).sum())
+        counts.append(pd.DataFrame({"covariate": cov, "level": v.to_numpy(),
+                                    "comparison": comp.to_numpy()}))
+    levels = (pd.concat(counts).value_counts().rename("n").reset_index() if counts else None)
+    return balance_from_sums(moments, levels, n_units=(int((~comp).sum()), int(comp.sum())),
+                             categorical=categorical, k=k, unsuppressed=unsuppressed)
+
+
+def balance_from_sums(
+    moments: pd.DataFrame | None,
+    levels: pd.DataFrame | None,
+    *,
+    n_units: tuple[int, int],
+    categorical: Sequence[str] = (),
+    k: int = DEFAULT_K,
+    unsuppressed: bool = False,
+) -> pd.DataFrame:
+    """`balance_table` from counts and moments (a GROUP BY in SQL, or pandas').
+
+    `moments`: per instrument, scale and arm (`comparison`, True = comparison group) of the
+    pre scores, `n`, `mean` and `sd` (sample SD). `levels`: per `covariate`, `level` and arm,
+    the number `n` of units in that level; `n_units` = (participants, comparison) units of the
+    baseline sample. Rows, columns and suppression are `balance_table`'s."""
+    rows: list[dict] = []
+    if moments is not None and len(moments):
+        for (inst, sc), g in moments.groupby(["instrument", "scale"], sort=True,
+                                             observed=True):
+            arms = g.set_index(g["comparison"].astype(bool))
+            n = {a: int(arms.loc[a, "n"]) if a in arms.index else 0 for a in (False, True)}
+            nt, nc = n[False], n[True]
+
+            st, sc_, mt, mc = (float(arms.loc[a, c]) if n[a] >= need else math.nan
+                               for a, c, need in ((False, "sd", 2), (True, "sd", 2),
+                                                  (False, "mean", 1), (True, "mean", 1)))
+            pooled = math.sqrt((st * st + sc_ * sc_) / 2)
+            rows.append({
+                "covariate": "pre_score", "instrument": str(inst), "scale": str(sc),
+                "level": "", "statistic": "mean", "n_participant": nt, "n_comparison": nc,
+                "value_participant": mt, "value_comparison": mc,
+                "sd_participant": st, "sd_comparison": sc_,
+                "smd": (mt - mc) / pooled if pooled > 0 else math.nan, "_n": min(nt, nc)})
+    nt, nc = n_units
+    by = ({} if levels is None or not len(levels) else
+          {(str(c), str(lv), bool(a)): int(n) for c, lv, a, n in zip(
+              levels["covariate"], levels["level"], levels["comparison"], levels["n"],
+              strict=True)})
+    for cov in categorical:
+        for level in sorted({lv for c, lv, _ in by if c == cov}):
+            at, ac = by.get((cov, level, False), 0), by.get((cov, level, True), 0)
             pt = at / nt if nt else math.nan
             pc = ac / nc if nc else math.nan
             counts = [nt, nc] + [m for m in (at, ac, nt - at, nc - ac) if m > 0]
@@ -367,6 +408,163 @@ def _design(d: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
     return X[:, keep], [names[i] for i in keep]
 
 
+PAIR_MOMENTS = ("n", "s_pre", "s_post", "s_pre2", "s_prepost", "s_post2")
+_ALIAS_TOL = 1e-9  # `_kept_columns`: share of a column's sum of squares left after the others
+
+
+def pair_cells(pairs: pd.DataFrame, *, pre: str = "pre", post: str = "post",
+               keys: Sequence[str] = ()) -> pd.DataFrame:
+    """The per-cell sums `ancova_cells` reads, from one row per unit: `keys` (the scale, the
+    cluster, the arm and the covariates) and `PAIR_MOMENTS` (n, Σpre, Σpost, Σpre², Σpre·post,
+    Σpost²) of the rows with both scores. A missing key is a level of its own."""
+    d = pairs[pairs[pre].notna() & pairs[post].notna()]
+    x, y = d[pre].to_numpy(float), d[post].to_numpy(float)
+    m = pd.DataFrame({"n": np.ones(len(d)), "s_pre": x, "s_post": y, "s_pre2": x * x,
+                      "s_prepost": x * y, "s_post2": y * y}, index=d.index)
+    cells = pd.concat([d[list(keys)], m], axis=1).groupby(
+        list(keys), sort=False, observed=True, dropna=False)[list(PAIR_MOMENTS)].sum()
+    return cells.reset_index().assign(n=lambda c: c["n"].astype("int64"))
+
+
+def _kept_columns(xtx: np.ndarray) -> list[int]:
+    """The columns of a design that `_design` keeps, decided on X'X alone: in column order, a
+    column stays when the part of it orthogonal to the columns kept before it has more than
+    `_ALIAS_TOL` of its sum of squares (a zero or aliased column goes, as R's lm drops it).
+    On sums, not rows: the tolerance is looser than `_design`'s QR (X'X squares the
+    condition), which only matters for a column within 1e-4 of aliased."""
+    keep: list[int] = []
+    for i in range(len(xtx)):
+        gii = float(xtx[i, i])
+        if gii <= 0:
+            continue
+        if keep:
+            g = xtx[keep, i]
+            gii_left = gii - float(g @ np.linalg.solve(xtx[np.ix_(keep, keep)], g))
+        else:
+            gii_left = gii
+        if gii_left > _ALIAS_TOL * gii:
+            keep.append(i)
+    return keep
+
+
+def _cell_design(g: pd.DataFrame, arm: str, covariates: Sequence[str]
+                 ) -> tuple[np.ndarray, list[str]]:
+    """Each cell's design row, pre score left out: intercept, participant (1 = not `arm`),
+    then treatment-coded dummies of the covariates (reference: the first level in sorted
+    order, as R's factor; a missing value is "not reported")."""
+    cols = [np.ones(len(g)), (~g[arm].astype(bool)).to_numpy(float)]
+    names = ["Intercept", "_participant"]
+    for c in covariates:
+        v = g[c].astype("object").where(g[c].notna(), "not reported").astype(str)
+        for level in sorted(v.unique())[1:]:
+            cols.append((v == level).to_numpy(float))
+            names.append(f"{c}[T.{level}]")
+    return np.column_stack(cols), names
+
+
+def _cluster_sums(codes: np.ndarray, n_cl: int, gram: np.ndarray, xy: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cell X'X (m, p, p) and X'y (m, p) summed into their clusters (`codes`)."""
+    p = xy.shape[1]
+    out_g = np.stack([np.bincount(codes, weights=gram[:, a, b], minlength=n_cl)
+                      for a in range(p) for b in range(p)], axis=1).reshape(n_cl, p, p)
+    out_y = np.stack([np.bincount(codes, weights=xy[:, a], minlength=n_cl)
+                      for a in range(p)], axis=1)
+    return out_g, out_y
+
+
+def _cell_fit(z: np.ndarray, names: list[str], m: dict[str, np.ndarray], codes: np.ndarray,
+              n_cl: int, *, with_pre: bool) -> Cr2Fit | None:
+    """The CR2 fit of one specification from the cells' sums: with `with_pre`, post on
+    [intercept, pre, the rest of z]; without, post − pre on z's first two columns. None when
+    the participant column is aliased (no contrast to test)."""
+    n = m["n"]
+    if with_pre:
+        zz = np.insert(z, 1, 0.0, axis=1)  # the pre column's slot
+        e = np.zeros(zz.shape[1])
+        e[1] = 1.0
+        gram = (n[:, None, None] * zz[:, :, None] * zz[:, None, :]
+                + m["s_pre"][:, None, None] * (e[None, :, None] * zz[:, None, :]
+                                               + zz[:, :, None] * e[None, None, :])
+                + m["s_pre2"][:, None, None] * np.outer(e, e)[None])
+        xy = zz * m["s_post"][:, None] + m["s_prepost"][:, None] * e[None, :]
+        names = [names[0], "pre", *names[1:]]
+    else:
+        zz = z[:, :2]
+        gram = n[:, None, None] * zz[:, :, None] * zz[:, None, :]
+        xy = zz * (m["s_post"] - m["s_pre"])[:, None]
+        names = names[:2]
+    gram_j, xy_j = _cluster_sums(codes, n_cl, gram, xy)
+    keep = _kept_columns(gram_j.sum(axis=0))
+    kept = [names[i] for i in keep]
+    if "_participant" not in kept:
+        return None
+    return cr2_from_cells(gram_j[:, keep][:, :, keep], xy_j[:, keep], names=kept,
+                          n_obs=int(n.sum()))
+
+
+def ancova_cells(
+    cells: pd.DataFrame,
+    *,
+    arm: str = "is_comparison",
+    cluster: str = "exchange_id",
+    covariates: Sequence[str] = (),
+    instrument: str = "instrument",
+    scale: str = "scale",
+    ci: float = 0.95,
+    k: int = DEFAULT_K,
+    unsuppressed: bool = False,
+) -> pd.DataFrame:
+    """`ancova` from per-cell sums: one row per instrument × scale × `cluster` × `arm` ×
+    covariate levels with `PAIR_MOMENTS` over its units with both scores (`pair_cells`, or a
+    GROUP BY in SQL). Exact, not an approximation: within a cell every design column but the
+    pre score is constant, so each cluster's X'X and X'y (all OLS, CR2 and its Satterthwaite
+    df depend on, `cr2_from_cells`) are sums of the cells' moments. The read layer computes a
+    filtered view's comparison this way without fetching its rows (issue 17)."""
+    need = [arm, cluster, instrument, scale, *covariates, *PAIR_MOMENTS]
+    missing = [c for c in need if c not in cells.columns]
+    if missing:
+        raise ValueError(f"cells has no column(s) {missing}")
+    if not 0 < ci < 1:
+        raise ValueError("ci must be in (0, 1)")
+    rows: list[dict] = []
+    live = cells[cells["n"] > 0]
+    for (inst, sc), g in live.groupby([instrument, scale], sort=True, observed=True):
+        comp = g[arm].astype(bool).to_numpy()
+        n = g["n"].to_numpy(float)
+        nt, nc = int(n[~comp].sum()), int(n[comp].sum())
+        base = {"instrument": str(inst), "scale": str(sc), "n_participant": nt,
+                "n_comparison": nc, "_n": min(nt, nc)}
+        codes = _codes(g[cluster])
+        n_cl = int(codes.max()) + 1
+        m = {c: g[c].to_numpy(float) for c in PAIR_MOMENTS}
+        z, names = _cell_design(g, arm, covariates)
+        for method, with_pre in ((METHOD_RAW, False), (METHOD_ANCOVA, True)):
+            row = {**base, "method": method, **dict.fromkeys(CR2_COLUMNS, math.nan),
+                   "n_clusters": n_cl, "few_clusters": n_cl < FEW_CLUSTERS,
+                   "adjusted_for": "none (post − pre on arm)" if not with_pre else ""}
+            if nt >= 2 and nc >= 2:
+                fit = _cell_fit(z, names, m, codes, n_cl, with_pre=with_pre)
+                if fit is not None:
+                    c = np.zeros(len(fit.names))
+                    c[fit.names.index("_participant")] = 1.0
+                    row.update(fit.test(c, ci=ci))
+                if with_pre:  # the covariates that kept at least one column
+                    kept = fit.names if fit is not None else []
+                    row["adjusted_for"] = ", ".join(
+                        (["pre score"] if "pre" in kept else [])
+                        + [c for c in covariates if any(nm.startswith(f"{c}[T.") for nm in kept)])
+            rows.append(row)
+    out = pd.DataFrame(rows, columns=[c for c in COMPARISON_COLUMNS if c != "suppressed"]
+                       + ["_n"])
+    out["n_participant"] = out["n_participant"].astype("int64")
+    out["n_comparison"] = out["n_comparison"].astype("int64")
+    out["n_clusters"] = pd.array(out["n_clusters"], dtype="Int64")
+    out["few_clusters"] = pd.array(out["few_clusters"], dtype="boolean")
+    out = suppress(out, n="_n", k=k, unsuppressed=unsuppressed, keep=())
+    return out[COMPARISON_COLUMNS].reset_index(drop=True)
+
+
 def ancova(
     pairs: pd.DataFrame,
     *,
@@ -396,7 +594,9 @@ def ancova(
       unmeasured confounding given pre and the covariates (and a common pre slope).
 
     ``adjusted_for`` names the terms of the model. Suppression (`analytics.suppression`): a row
-    with fewer than k units in either arm is blanked and says why.
+    with fewer than k units in either arm is blanked and says why. Computed as `ancova_cells`
+    on the units' sums per cluster, arm and covariate levels (`pair_cells`); a missing cluster
+    label makes the unit a cluster of its own.
 
     >>> rng = np.random.default_rng(1)
     >>> n = 400
@@ -411,46 +611,10 @@ def ancova(
     missing = [c for c in need if c not in pairs.columns]
     if missing:
         raise ValueError(f"pairs has no column(s) {missing}")
-    if not 0 < ci < 1:
-        raise ValueError("ci must be in (0, 1)")
     d = pairs[pairs[pre].notna() & pairs[post].notna()]
-    rows: list[dict] = []
-    for (inst, sc), g in d.groupby([instrument, scale], sort=True, observed=True):
-        comp = g[arm].astype(bool).to_numpy()
-        nt, nc = int((~comp).sum()), int(comp.sum())
-        base = {"instrument": str(inst), "scale": str(sc), "n_participant": nt,
-                "n_comparison": nc, "_n": min(nt, nc)}
-        cl = g[cluster].to_numpy()
-        participant = (~comp).astype(float)
-        change = g[post].to_numpy(float) - g[pre].to_numpy(float)
-        specs = [
-            (METHOD_RAW, change, g.assign(_participant=participant), ["_participant"], [],
-             "none (post − pre on arm)"),
-            (METHOD_ANCOVA, g[post].to_numpy(float), g.assign(_participant=participant),
-             [pre, "_participant"], list(covariates), None),
-        ]
-        for method, y, frame, numeric, cats, label in specs:
-            row = {**base, "method": method, **dict.fromkeys(CR2_COLUMNS, math.nan),
-                   "n_clusters": len(pd.unique(cl)), "few_clusters": True,
-                   "adjusted_for": label or ""}
-            row["few_clusters"] = row["n_clusters"] < FEW_CLUSTERS
-            if nt >= 2 and nc >= 2:
-                X, names = _design(frame, numeric, cats)
-                if "_participant" in names:
-                    fit = cr2_fit(X, y, cl, names)
-                    c = np.zeros(len(names))
-                    c[names.index("_participant")] = 1.0
-                    row.update(fit.test(c, ci=ci))
-                if label is None:  # the covariates that kept at least one column
-                    kept = [c for c in cats if any(nm.startswith(f"{c}[T.") for nm in names)]
-                    row["adjusted_for"] = ", ".join(
-                        (["pre score"] if pre in names else []) + kept)
-            rows.append(row)
-    out = pd.DataFrame(rows, columns=[c for c in COMPARISON_COLUMNS if c != "suppressed"]
-                       + ["_n"])
-    out["n_participant"] = out["n_participant"].astype("int64")
-    out["n_comparison"] = out["n_comparison"].astype("int64")
-    out["n_clusters"] = pd.array(out["n_clusters"], dtype="Int64")
-    out["few_clusters"] = pd.array(out["few_clusters"], dtype="boolean")
-    out = suppress(out, n="_n", k=k, unsuppressed=unsuppressed, keep=())
-    return out[COMPARISON_COLUMNS].reset_index(drop=True)
+    d = d.assign(**{cluster: _codes(d[cluster]), arm: d[arm].astype(bool)})
+    cells = pair_cells(d, pre=pre, post=post,
+                       keys=[instrument, scale, cluster, arm, *covariates])
+    return ancova_cells(cells, arm=arm, cluster=cluster, covariates=covariates,
+                        instrument=instrument, scale=scale, ci=ci, k=k,
+                        unsuppressed=unsuppressed)
