@@ -578,6 +578,13 @@ RES_SCORE_MONTHS = Table(
         "has events or answers in (bit mask, as res_pair_months): the differencing rule's "
         "count of a wave mean's rows under any month range.",
 )
+RES_GAIN_MONTHS = Table(
+    "res_gain_months",
+    _cols(_CELL + ", instrument:VARCHAR, scale:VARCHAR, months:HUGEINT, n:BIGINT"),
+    doc="Complete pre/post pairs (res_person_gains) per cell and scale, by the months their "
+        "pair has events or answers in (bit mask, as res_pair_months): the differencing "
+        "rule's count of a gain mean's pairs under any month range.",
+)
 
 ROLLUP_TABLES: dict[str, Table] = {
     t.name: t for t in (RES_ACTIVITY_WEEKLY, RES_ACTIVITY_MONTHLY, RES_ACTIVITY_HOURLY,
@@ -585,7 +592,8 @@ ROLLUP_TABLES: dict[str, Table] = {
                         RES_GAIN_CUBE, RES_PERSON_KEYS, RES_PERSON_DAYS, RES_ANSWER_DAYS,
                         RES_PERSON_SCORES, RES_PERSON_GAINS, RES_PERSON_HOURS,
                         RES_PAIR_MONTHS, RES_PAIR_MONTH_CUBE, RES_WEEK_MONTHS,
-                        RES_RETENTION_MONTHS, RES_SCORE_MONTHS)
+                        RES_RETENTION_MONTHS, RES_SCORE_MONTHS,
+                        RES_GAIN_MONTHS)
 }
 
 # Issue 10 §2: participants vs the comparison group (analytics.stats.comparison), computed per

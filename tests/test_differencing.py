@@ -576,6 +576,8 @@ _RULES = {
     "people by country": lambda cur, f: disclosure.isolating(cur, f, "country"),
     "people by gender": lambda cur, f: disclosure.isolating(cur, f, "gender"),
     "scores": disclosure.isolating_scores,
+    "gains": disclosure.isolating_gains,
+    "gains by country": lambda cur, f: disclosure.isolating_gains(cur, f, "country"),
     "gains by modality": lambda cur, f: disclosure.isolating_gains(cur, f, "modality"),
     "stages": disclosure.isolating_stages,
     "dropout by age band": lambda cur, f: disclosure.isolating_dropout(cur, f, "age_band"),
@@ -605,7 +607,8 @@ def _mask_views(o: FilterOptions) -> list[Filters]:
 
 def test_the_stored_month_masks_give_the_day_facts_answer(demo_cur, monkeypatch) -> None:
     """Issue 17: the rule judges months and weeks from stored month masks and cubes
-    (res_pair_months, res_week_months, res_retention_months) instead of grouping the day
+    (res_pair_months, res_week_months, res_retention_months, res_score_months,
+    res_gain_months) instead of grouping the day
     facts. Every rule, on views with month ranges and filters, names the same cells,
     dimensions, values and counts either way (the day facts are what a data version without
     masks reads)."""

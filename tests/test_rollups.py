@@ -285,6 +285,10 @@ def test_the_month_masks_hold_each_pairs_months(cur) -> None:
         f"SELECT sum(active) FROM {schema.RES_RETENTION.name}")
     assert total(f"SELECT sum(pairs) FROM {schema.RES_PAIR_MONTH_CUBE.name}") == sum(
         1 for a, _ in stored.values() if a)
+    for cube, rows in ((schema.RES_SCORE_MONTHS, schema.RES_PERSON_SCORES),
+                       (schema.RES_GAIN_MONTHS, schema.RES_PERSON_GAINS)):
+        assert total(f"SELECT sum(n) FROM {cube.name}") == total(
+            f"SELECT count(*) FROM {rows.name}") > 0, cube.name
 
 
 def test_a_program_longer_than_the_masks_reads_the_day_facts(tmp_path) -> None:
@@ -298,7 +302,7 @@ def test_a_program_longer_than_the_masks_reads_the_day_facts(tmp_path) -> None:
     assert con.execute(f"SELECT value FROM {schema.META.name} WHERE key = ?",
                        [META_MONTHS_BASE]).fetchone()[0] == ""
     for t in (schema.RES_PAIR_MONTHS, schema.RES_WEEK_MONTHS, schema.RES_RETENTION_MONTHS,
-              schema.RES_PAIR_MONTH_CUBE):
+              schema.RES_PAIR_MONTH_CUBE, schema.RES_SCORE_MONTHS, schema.RES_GAIN_MONTHS):
         assert con.execute(f"SELECT count(*) FROM {t.name}").fetchone()[0] == 0
     con.close()
     reader = Reader(path)

@@ -104,7 +104,8 @@ def _rule_months(con: duckdb.DuckDBPyConnection) -> list[str]:
                                     SELECT min(day) FROM {adays} UNION ALL
                                     SELECT max(day) FROM {adays})""").fetchone()
     tables = (schema.RES_PAIR_MONTHS, schema.RES_PAIR_MONTH_CUBE, schema.RES_WEEK_MONTHS,
-              schema.RES_RETENTION_MONTHS, schema.RES_SCORE_MONTHS)
+              schema.RES_RETENTION_MONTHS, schema.RES_SCORE_MONTHS,
+              schema.RES_GAIN_MONTHS)
     empty = [s for t in tables for s in (f'DROP TABLE IF EXISTS "{t.name}"', schema.ddl(t))]
     meta = f"DELETE FROM {schema.META.name} WHERE key = '{META_MONTHS_BASE}'"
     span = (last.year - first.year) * 12 + last.month - first.month + 1 if first else 0
@@ -138,6 +139,11 @@ def _rule_months(con: duckdb.DuckDBPyConnection) -> list[str]:
             SELECT s.exchange_id, {cell}, s.instrument, s.scale, s.wave,
                    m.active_months | m.answer_months, count(*)
             FROM {schema.RES_PERSON_SCORES.name} s JOIN {KEYS} p USING (pid)
+            JOIN {schema.RES_PAIR_MONTHS.name} m USING (pid, exchange_id) GROUP BY ALL"""),
+        *_sql(schema.RES_GAIN_MONTHS, f"""
+            SELECT g.exchange_id, {cell}, g.instrument, g.scale,
+                   m.active_months | m.answer_months, count(*)
+            FROM {schema.RES_PERSON_GAINS.name} g JOIN {KEYS} p USING (pid)
             JOIN {schema.RES_PAIR_MONTHS.name} m USING (pid, exchange_id) GROUP BY ALL"""),
         meta,
         f"INSERT INTO {schema.META.name} VALUES ('{META_MONTHS_BASE}', '{first.replace(day=1)}')",

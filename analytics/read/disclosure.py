@@ -23,7 +23,10 @@ over people who have v among several values: the rule bounds those too (for exch
 dimensions and months, the people of the cell who have v at all number 0 or at least k).
 Cells that break the rule are suppressed like a small cell (pages say which filter isolates a
 small group, never how small). This module computes, for one view, one or two GROUP BYs per
-dimension over the day facts (exact whatever the rollups hold).
+dimension, exact whatever the rollups hold: over each row's months as stored bit masks
+(res_pair_months) or over stored cubes of rows by cell and month set (res_week_months,
+res_retention_months, res_score_months, res_gain_months) when the data version has them, else
+over the day facts.
 
 Means are sums over rows divided by their number, so the same rule runs over the rows a mean
 counts (a `_Unit`): participants (`isolating`: counts, shares and minutes per country, cluster
@@ -201,6 +204,11 @@ SCORES_CUBE_CELL = SCORE_CELL.replace("fs.", "fp.")
 # the tables' `n` counts them.
 GAINS = _Unit("fg JOIN fp USING (pid)", "(pid, fg.exchange_id)",
               {"scores": True, "include_comparison": True}, one_exchange=True)
+# GAINS from res_gain_months, for the groupings the cube holds (each participant in one
+# exchange: a person's months are their pair's).
+GAINS_CUBE = _Unit(f"({_cube(sql.T_GMONTHS, 'c.instrument, c.scale, c.n AS w')}) fp",
+                   "(pid, exchange_id)", GAINS.scope, one_exchange=True, weight="fp.w")
+_GAINS_CUBE_GROUPS = (None, "cluster", "country")
 # The groupings a table of gains is split by (person attributes from fp; an exchange's
 # modality or setting from the gain row's own exchange).
 GAIN_GROUPS: dict[str | None, str] = {
@@ -216,6 +224,13 @@ def _gain_cell(by: str | None) -> str:
     return (f"fg.instrument || '|' || fg.scale || '|' || "
             f"coalesce(CAST({GAIN_GROUPS[by]} AS VARCHAR), '') || '|' || "
             "CAST(fp.comparison AS VARCHAR)")
+
+
+def _on_cubes(cur: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the rule may count rows on the stored cubes (res_week_months, res_score_months,
+    res_gain_months): the data version has month masks and each participant is in one
+    exchange, so a person's months and rows are their one pair's."""
+    return bool(sql.months_base(cur)) and sql.require_derived(cur)
 
 
 def _count(unit: _Unit) -> str:
@@ -568,8 +583,7 @@ def isolating_scores(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame
     of the view of `f` whose scored rows a one-value neighbour changes by 0 < n < k, so that
     the difference of the two views' sums would be a small group's. Same rule, same columns;
     `cell` is a tuple (instrument, scale, wave, comparison)."""
-    out = (_isolating_rows(cur, f, SCORES_CUBE, SCORES_CUBE_CELL)
-           if sql.months_base(cur) and sql.require_derived(cur)
+    out = (_isolating_rows(cur, f, SCORES_CUBE, SCORES_CUBE_CELL) if _on_cubes(cur)
            else _isolating_rows(cur, f, SCORES, SCORE_CELL))
     out["cell"] = [(a, b, c, d == "true") for a, b, c, d in out.cell] if len(out) else out.cell
     return out
@@ -583,7 +597,10 @@ def isolating_gains(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None =
     `by` (a key of `GAIN_GROUPS`; None: group 'all'), whose pairs a one-value neighbour changes
     by 0 < n < k. Same rule, same columns; `cell` is a tuple (instrument, scale, group,
     comparison), the group as a string ('' for pairs without a value of `by`)."""
-    out = _isolating_rows(cur, f, GAINS, _gain_cell(by))
+    cell = _gain_cell(by)
+    out = (_isolating_rows(cur, f, GAINS_CUBE, cell.replace("fg.", "fp."))
+           if by in _GAINS_CUBE_GROUPS and _on_cubes(cur)
+           else _isolating_rows(cur, f, GAINS, cell))
     out["cell"] = [(a, b, c, d == "true") for a, b, c, d in out.cell] if len(out) else out.cell
     return out
 
@@ -631,8 +648,7 @@ def isolating_weekly(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None 
     week's Monday as YYYY-MM-DD, or 'n' for the group's people over the period) whose active
     people a one-value neighbour changes by 0 < n < k."""
     group = f"coalesce(CAST({sql.group_col(by)} AS VARCHAR), '')"
-    if sql.months_base(cur) and sql.require_derived(cur):
-        # Each participant in one exchange: a person's week is one pair's week of the cube.
+    if _on_cubes(cur):  # a person's week is one pair's week of the cube
         unit = _Unit(_cube_rows(sql.T_WMONTHS, "strftime(c.week, '%Y-%m-%d')",
                                 f", {group} AS grp"),
                      "(pid, week)", {}, one_exchange=True, weight="fp.w")
