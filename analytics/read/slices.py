@@ -35,51 +35,33 @@ from etl import schema
 __all__ = ["longitudinal_slice", "comparison_slice", "balance_slice", "scored_rows",
            "slice_scope"]
 
-_COVARIATES = ("age_band", "income_group", "connectivity", "institution_kind")
-
-
 def slice_scope(f: Filters) -> str:
     """Who a slice's statistics are computed on, in words for a caption."""
     return ("all participants and the comparison group" if f.is_empty
             else "the filtered participants and comparison group")
 
 
-def scored_rows(cur: duckdb.DuckDBPyConnection, f: Filters, scale: str | None = None,
-                prepost: bool = False, covariates: bool = True) -> pd.DataFrame:
+def scored_rows(cur: duckdb.DuckDBPyConnection, f: Filters, scale: str | None = None
+                ) -> pd.DataFrame:
     """Scored rows of the people in scope (participants and comparison group), shaped as the
-    derive step's per-scale frame (`materialise._scored_scale` with the covariates): participant
-    (pseudonym), exchange_id, wave, instrument, scale, score, modality, network (the exchange's
-    cluster), is_comparison, role, gender and the baseline covariates. `scale`
-    ('instrument/scale') keeps one scale; `prepost` the pre and post waves only;
-    `covariates=False` leaves out the baseline covariates (the model does not use them)."""
-    from analytics.derive.materialise import COVARIATE_SQL
-
+    derive step's per-scale frame (`materialise._scored_scale`): participant (its integer key,
+    pid: the model only groups by it), exchange_id, wave, instrument, scale, score, modality,
+    network (the exchange's cluster), is_comparison. `scale` ('instrument/scale') keeps one
+    scale. Fetched as Arrow: at 1M participants a month's 1.3M rows took 1.4 s through
+    `.df()` and 0.65 s so. (As categoricals they cost more: the model casts them to str.)"""
     ctes, p = sql.scope(f, include_comparison=True, scores=True)
     where = "WHERE TRUE"
     if scale:
         inst, _, sc = scale.partition("/")
-        p = p | {"_inst": inst, "_sc": sc}
-        where += " AND fs.instrument = $_inst AND fs.scale = $_sc"
-    if prepost:
-        where += " AND fs.wave IN ('pre', 'post')"
-    cov = f", fp.role, fp.gender, {COVARIATE_SQL}" if covariates else ""
-    joins = (f"""JOIN {schema.RES_PERSON_KEYS.name} p USING (pid)
-        LEFT JOIN {schema.INSTITUTIONS.name} i ON i.institution_id = fp.institution_id"""
-             if covariates else "")
-    df = sql.df(cur, f"""WITH {ctes}
-        SELECT fp.participant_id AS participant, fs.exchange_id, fs.wave, fs.instrument,
-               fs.scale, fs.score, x.modality, x.cluster_id AS network,
-               fp.comparison AS is_comparison{cov}
+        p = p | {"one_instrument": inst, "one_scale": sc}
+        where += " AND fs.instrument = $one_instrument AND fs.scale = $one_scale"
+    return sql.arrow_df(cur, f"""WITH {ctes}
+        SELECT pid AS participant, fs.exchange_id, fs.wave, fs.instrument, fs.scale, fs.score,
+               x.modality, x.cluster_id AS network, fp.comparison AS is_comparison
         FROM fs JOIN fp USING (pid)
         JOIN {schema.EXCHANGES.name} x ON x.exchange_id = fs.exchange_id
-        {joins}
         {where}
         ORDER BY fs.instrument, fs.scale, participant, fs.exchange_id, fs.wave""", p)
-    df["is_comparison"] = df["is_comparison"].fillna(False).astype(bool)
-    if not covariates:
-        return df
-    # as `materialise._with_covariates` hands them to the statistics
-    return df.assign(**{c: pd.Categorical(df[c].to_numpy(object)) for c in _COVARIATES})
 
 
 def _has_comparison(cur: duckdb.DuckDBPyConnection, f: Filters) -> bool:
@@ -174,7 +156,7 @@ def _longitudinal_computed(cur: duckdb.DuckDBPyConnection, f: Filters,
     from analytics.derive.materialise import _longitudinal
 
     cols = schema.RES_LONGITUDINAL.column_names
-    d = scored_rows(cur, f, scale, covariates=False)
+    d = scored_rows(cur, f, scale)
     if not len(d):
         return pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
     both = _has_comparison(cur, f)
@@ -183,19 +165,42 @@ def _longitudinal_computed(cur: duckdb.DuckDBPyConnection, f: Filters,
     return pd.concat(parts, ignore_index=True).reindex(columns=cols)
 
 
-def _units_sql(f: Filters, source: str, select: str, where: str = "") -> tuple[str, dict]:
-    """SELECT `select` over `source` (fs or fg) of the people in scope, with each unit's
-    participant (fp), person (p), exchange (x) and home institution (i) to hand for
-    `COVARIATE_SQL` (the covariates as the derive step spells them), GROUP BY ALL."""
+def _unit_cells(f: Filters, source: str, keys: str, sums: dict[str, str], where: str = ""
+                ) -> tuple[str, dict]:
+    """Per-cell sums over the units of `source` (fs, fg or a subquery of theirs, aliased u) of
+    the people in scope: one row per `keys` (over u), exchange, arm (is_comparison), role,
+    gender and the covariates of `COVARIATE_SQL`, with `sums` (name -> SQL over u) added up.
+    Two steps: the units are summed per person attribute first (institution, birth year), and
+    only those few rows are joined to their exchange and institution for the covariates (at
+    1M participants that halves the query)."""
+    from analytics.derive.materialise import COVARIATE_SQL
+
     ctes, p = sql.scope(f, include_comparison=True, scores=True)
-    return f"""WITH {ctes}
-        SELECT {select}
-        FROM {source} u JOIN fp USING (pid)
-        JOIN {schema.RES_PERSON_KEYS.name} p USING (pid)
-        JOIN {schema.EXCHANGES.name} x ON x.exchange_id = u.exchange_id
-        LEFT JOIN {schema.INSTITUTIONS.name} i ON i.institution_id = fp.institution_id
-        WHERE TRUE {where}
+    inner = ", ".join(f"{expr} AS {name}" for name, expr in sums.items())
+    outer = ", ".join(f"sum(p.{name}) AS {name}" for name in sums)
+    return f"""WITH {ctes},
+        a AS (SELECT {keys}, u.exchange_id, fp.comparison AS is_comparison, fp.role,
+                     fp.gender, fp.institution_id, k.birth_year, {inner}
+              FROM {source} u JOIN fp USING (pid)
+              JOIN {schema.RES_PERSON_KEYS.name} k USING (pid)
+              WHERE TRUE {where} GROUP BY ALL)
+        SELECT p.* EXCLUDE (institution_id, birth_year, {", ".join(sums)}),
+               {COVARIATE_SQL}, {outer}
+        FROM a p JOIN {schema.EXCHANGES.name} x ON x.exchange_id = p.exchange_id
+        LEFT JOIN {schema.INSTITUTIONS.name} i ON i.institution_id = p.institution_id
         GROUP BY ALL""", p
+
+
+_PAIR_SUMS = {"n": "count(*)", "s_pre": "sum(u.pre)", "s_post": "sum(u.post)",
+              "s_pre2": "sum(u.pre * u.pre)", "s_prepost": "sum(u.pre * u.post)",
+              "s_post2": "sum(u.post * u.post)"}
+
+
+def _both_arms(arms: pd.Series, cur: duckdb.DuckDBPyConnection, f: Filters) -> bool:
+    """Whether the view has both arms (`_has_comparison`), asked only when the rows at hand
+    (`arms`: is_comparison of some of the view's scored units) do not already show both."""
+    seen = set(arms.astype(bool))
+    return seen == {False, True} or _has_comparison(cur, f)
 
 
 def _compare(cur: duckdb.DuckDBPyConnection, f: Filters, balance: bool = True,
@@ -206,7 +211,7 @@ def _compare(cur: duckdb.DuckDBPyConnection, f: Filters, balance: bool = True,
     (`ancova_cells`, exact), the balance from the pre scores' moments per scale and arm and
     the baseline units' counts per covariate level (`balance_from_sums`). Empty without both
     arms. `balance` / `comparison` False: that table is left empty (not computed)."""
-    from analytics.derive.materialise import COMPARISON_COVARIATES, COVARIATE_SQL
+    from analytics.derive.materialise import COMPARISON_COVARIATES
     from analytics.stats.comparison import (
         BALANCE_COLUMNS,
         COMPARISON_COLUMNS,
@@ -214,25 +219,27 @@ def _compare(cur: duckdb.DuckDBPyConnection, f: Filters, balance: bool = True,
         balance_from_sums,
     )
 
-    cmp_, bal = pd.DataFrame(columns=COMPARISON_COLUMNS), pd.DataFrame(columns=BALANCE_COLUMNS)
-    if not _has_comparison(cur, f):
-        return cmp_, bal
+    empty = pd.DataFrame(columns=COMPARISON_COLUMNS), pd.DataFrame(columns=BALANCE_COLUMNS)
+    cmp_, bal = empty
     k, covs = suppression.MIN_CELL, list(COMPARISON_COVARIATES)
-    unit = f"u.exchange_id, fp.comparison AS is_comparison, fp.role, fp.gender, {COVARIATE_SQL}"
     if comparison:
-        cells = sql.rdf(cur, *_units_sql(f, "fg", f"""u.instrument, u.scale, {unit},
-            count(*) AS n, sum(u.pre) AS s_pre, sum(u.post) AS s_post,
-            sum(u.pre * u.pre) AS s_pre2, sum(u.pre * u.post) AS s_prepost,
-            sum(u.post * u.post) AS s_post2""", "AND u.pre IS NOT NULL AND u.post IS NOT NULL"))
+        cells = sql.rdf(cur, *_unit_cells(f, "fg", "u.instrument, u.scale", _PAIR_SUMS,
+                                          "AND u.pre IS NOT NULL AND u.post IS NOT NULL"))
+        if not _both_arms(cells.is_comparison, cur, f):
+            return empty
         cmp_ = ancova_cells(cells, covariates=covs, k=k)
     if balance:
         pre = "AND u.wave = 'pre' AND u.score IS NOT NULL"
-        moments = sql.rdf(cur, *_units_sql(f, "fs", """u.instrument, u.scale,
-            fp.comparison, count(*) AS n, avg(u.score) AS mean,
-            stddev_samp(u.score) AS sd""", pre))
+        ctes, p = sql.scope(f, include_comparison=True, scores=True)
+        moments = sql.rdf(cur, f"""WITH {ctes}
+            SELECT u.instrument, u.scale, fp.comparison, count(*) AS n, avg(u.score) AS mean,
+                   stddev_samp(u.score) AS sd
+            FROM fs u JOIN fp USING (pid) WHERE TRUE {pre} GROUP BY ALL""", p)
+        if not _both_arms(moments.comparison, cur, f):
+            return empty
         baseline = f"""(SELECT DISTINCT pid, exchange_id FROM fs u JOIN fp USING (pid)
                         WHERE TRUE {pre})"""
-        units = sql.rdf(cur, *_units_sql(f, baseline, f"{unit}, count(*) AS n"))
+        units = sql.rdf(cur, *_unit_cells(f, baseline, "TRUE AS _all", {"n": "count(*)"}))
         levels = pd.concat([units.groupby([c, "is_comparison"], dropna=False, observed=True)
                             ["n"].sum().reset_index()
                             .rename(columns={c: "level", "is_comparison": "comparison"})

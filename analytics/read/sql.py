@@ -47,8 +47,8 @@ from etl import schema
 from etl.errors import WarehouseError
 
 __all__ = ["DerivedTablesMissing", "REFRESH_HINT", "require_derived", "use_rollups", "df", "rdf",
-           "table_exists", "dims", "Scope", "scope", "assemble_scope", "cells", "suppress",
-           "suppress_subset", "term_sql", "group_col", "equity_col", "equity_sql",
+           "arrow_df", "table_exists", "dims", "Scope", "scope", "assemble_scope", "cells",
+           "suppress", "suppress_subset", "term_sql", "group_col", "equity_col", "equity_sql",
            "moments_sql", "wave_rank", "AGE_BAND_SQL", "WEEK_SQL"]
 
 # Dimension tables (small; what the filters name) and the load log.
@@ -195,11 +195,23 @@ def df(cur: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, Any] | Non
     return cur.execute(sql, dict(params or {})).df()
 
 
+def _named(sql: str, p: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of `p` that `sql` names (DuckDB rejects unused ones; keys starting with
+    `_` are SQL fragments, not parameters)."""
+    return {k: v for k, v in p.items() if not k.startswith("_") and re.search(rf"\${k}\b", sql)}
+
+
 def rdf(cur: duckdb.DuckDBPyConnection, sql: str, p: Mapping[str, Any]) -> pd.DataFrame:
-    """`df` with only the parameters the statement names (DuckDB rejects unused ones; keys
-    starting with `_` are SQL fragments, not parameters)."""
-    return df(cur, sql, {k: v for k, v in p.items()
-                         if not k.startswith("_") and re.search(rf"\${k}\b", sql)})
+    """`df` with only the parameters the statement names."""
+    return df(cur, sql, _named(sql, p))
+
+
+def arrow_df(cur: duckdb.DuckDBPyConnection, sql: str, p: Mapping[str, Any]) -> pd.DataFrame:
+    """`rdf` through Arrow: for many rows of strings and numbers, half the time of `.df()`
+    (strings land in pandas' Arrow-backed str dtype without a per-value conversion). Dates
+    and wide integers come back as Arrow maps them, so `rdf` stays the default."""
+    cur.abort()  # a cursor's earlier read left unfinished (`fetchone`) would block `sql`
+    return cur.sql(sql, params=_named(sql, p)).to_arrow_table().to_pandas()
 
 
 def table_exists(cur: duckdb.DuckDBPyConnection, name: str) -> bool:

@@ -447,18 +447,30 @@ def _kept_columns(xtx: np.ndarray) -> list[int]:
     return keep
 
 
-def _cell_design(g: pd.DataFrame, arm: str, covariates: Sequence[str]
-                 ) -> tuple[np.ndarray, list[str]]:
-    """Each cell's design row, pre score left out: intercept, participant (1 = not `arm`),
-    then treatment-coded dummies of the covariates (reference: the first level in sorted
-    order, as R's factor; a missing value is "not reported")."""
-    cols = [np.ones(len(g)), (~g[arm].astype(bool)).to_numpy(float)]
-    names = ["Intercept", "_participant"]
+def _levels(cells: pd.DataFrame, covariates: Sequence[str]
+            ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per covariate, each cell's level code and the levels in sorted order (a missing value
+    is "not reported"): coded once for every scale's design."""
+    out = {}
     for c in covariates:
-        v = g[c].astype("object").where(g[c].notna(), "not reported").astype(str)
-        for level in sorted(v.unique())[1:]:
-            cols.append((v == level).to_numpy(float))
-            names.append(f"{c}[T.{level}]")
+        v = cells[c].astype("object").where(cells[c].notna(), "not reported").astype(str)
+        codes, uniq = pd.factorize(v.to_numpy(object), sort=True)
+        out[c] = (codes, np.asarray(uniq, dtype=object))
+    return out
+
+
+def _cell_design(comp: np.ndarray, levels: dict[str, tuple[np.ndarray, np.ndarray]],
+                 rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """The design row of each cell in `rows`, pre score left out: intercept, participant
+    (1 = not the comparison arm `comp`), then treatment-coded dummies of the covariates
+    (`_levels`; reference: the first level present, in sorted order, as R's factor)."""
+    cols = [np.ones(len(rows)), (~comp[rows]).astype(float)]
+    names = ["Intercept", "_participant"]
+    for c, (codes, uniq) in levels.items():
+        mine = codes[rows]
+        for code in np.unique(mine)[1:]:
+            cols.append((mine == code).astype(float))
+            names.append(f"{c}[T.{uniq[code]}]")
     return np.column_stack(cols), names
 
 
@@ -528,9 +540,13 @@ def ancova_cells(
     if not 0 < ci < 1:
         raise ValueError("ci must be in (0, 1)")
     rows: list[dict] = []
-    live = cells[cells["n"] > 0]
-    for (inst, sc), g in live.groupby([instrument, scale], sort=True, observed=True):
-        comp = g[arm].astype(bool).to_numpy()
+    live = cells[cells["n"] > 0].reset_index(drop=True)
+    levels = _levels(live, covariates)
+    arms = live[arm].astype(bool).to_numpy()
+    for (inst, sc), idx in sorted(live.groupby([instrument, scale], observed=True)
+                                  .indices.items()):
+        g = live.iloc[idx]
+        comp = arms[idx]
         n = g["n"].to_numpy(float)
         nt, nc = int(n[~comp].sum()), int(n[comp].sum())
         base = {"instrument": str(inst), "scale": str(sc), "n_participant": nt,
@@ -538,7 +554,7 @@ def ancova_cells(
         codes = _codes(g[cluster])
         n_cl = int(codes.max()) + 1
         m = {c: g[c].to_numpy(float) for c in PAIR_MOMENTS}
-        z, names = _cell_design(g, arm, covariates)
+        z, names = _cell_design(arms, levels, idx)
         for method, with_pre in ((METHOD_RAW, False), (METHOD_ANCOVA, True)):
             row = {**base, "method": method, **dict.fromkeys(CR2_COLUMNS, math.nan),
                    "n_clusters": n_cl, "few_clusters": n_cl < FEW_CLUSTERS,
