@@ -474,39 +474,44 @@ def _cell_design(comp: np.ndarray, levels: dict[str, tuple[np.ndarray, np.ndarra
     return np.column_stack(cols), names
 
 
-def _cluster_sums(codes: np.ndarray, n_cl: int, gram: np.ndarray, xy: np.ndarray
+def _cluster_sums(codes: np.ndarray, n_cl: int, rows: np.ndarray, xy: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-cell X'X (m, p, p) and X'y (m, p) summed into their clusters (`codes`)."""
-    p = xy.shape[1]
-    out_g = np.stack([np.bincount(codes, weights=gram[:, a, b], minlength=n_cl)
-                      for a in range(p) for b in range(p)], axis=1).reshape(n_cl, p, p)
-    out_y = np.stack([np.bincount(codes, weights=xy[:, a], minlength=n_cl)
-                      for a in range(p)], axis=1)
-    return out_g, out_y
+    """Per cluster (`codes` of each row), the sums of rows' outer products r r' (n_cl, p, p)
+    and of `xy` (n_cl, p): sparse one-hot products, no (rows, p, p) array."""
+    from scipy import sparse
+
+    onehot = sparse.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))),
+                               shape=(n_cl, len(codes)))
+    p = rows.shape[1]
+    gram = np.stack([onehot @ (rows * rows[:, [a]]) for a in range(p)], axis=1)
+    return gram.reshape(n_cl, p, p), onehot @ xy
 
 
 def _cell_fit(z: np.ndarray, names: list[str], m: dict[str, np.ndarray], codes: np.ndarray,
               n_cl: int, *, with_pre: bool) -> Cr2Fit | None:
     """The CR2 fit of one specification from the cells' sums: with `with_pre`, post on
     [intercept, pre, the rest of z]; without, post − pre on z's first two columns. None when
-    the participant column is aliased (no contrast to test)."""
+    the participant column is aliased (no contrast to test).
+
+    A cell's share of X'X is that of two rows: sqrt(n)·[z, mean pre] and [0, sqrt of the
+    pre scores' sum of squared deviations] (their outer products give n z z', z Σpre and
+    Σpre²)."""
     n = m["n"]
+    root = np.sqrt(n)
     if with_pre:
-        zz = np.insert(z, 1, 0.0, axis=1)  # the pre column's slot
-        e = np.zeros(zz.shape[1])
-        e[1] = 1.0
-        gram = (n[:, None, None] * zz[:, :, None] * zz[:, None, :]
-                + m["s_pre"][:, None, None] * (e[None, :, None] * zz[:, None, :]
-                                               + zz[:, :, None] * e[None, None, :])
-                + m["s_pre2"][:, None, None] * np.outer(e, e)[None])
-        xy = zz * m["s_post"][:, None] + m["s_prepost"][:, None] * e[None, :]
+        zz = np.insert(z, 1, m["s_pre"] / n, axis=1)
+        dev = np.zeros_like(zz)
+        dev[:, 1] = np.sqrt(np.maximum(m["s_pre2"] - m["s_pre"] ** 2 / n, 0.0))
+        rows = np.concatenate([zz * root[:, None], dev])
+        xy = np.insert(z * m["s_post"][:, None], 1, m["s_prepost"], axis=1)
+        xy = np.concatenate([xy, np.zeros_like(xy)])  # the deviation rows add nothing to X'y
         names = [names[0], "pre", *names[1:]]
+        codes = np.concatenate([codes, codes])
     else:
-        zz = z[:, :2]
-        gram = n[:, None, None] * zz[:, :, None] * zz[:, None, :]
-        xy = zz * (m["s_post"] - m["s_pre"])[:, None]
+        rows = z[:, :2] * root[:, None]
+        xy = z[:, :2] * (m["s_post"] - m["s_pre"])[:, None]
         names = names[:2]
-    gram_j, xy_j = _cluster_sums(codes, n_cl, gram, xy)
+    gram_j, xy_j = _cluster_sums(codes, n_cl, rows, xy)
     keep = _kept_columns(gram_j.sum(axis=0))
     kept = [names[i] for i in keep]
     if "_participant" not in kept:
