@@ -12,6 +12,7 @@ picks between (`analytics.read.sql.use_rollups`).
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import duckdb
@@ -36,9 +37,10 @@ _MODULES = {
 
 
 def event_scope(f: Filters, *, include_comparison: bool = False, scores: bool = False,
-                hours: bool = False) -> tuple[str, dict[str, Any]]:
+                hours: bool = False, months: date | None = None) -> tuple[str, dict[str, Any]]:
     """`analytics.read.sql.scope`'s CTEs from the event log, the answers and the scores: a date
-    range keeps the events whose timestamp lies in its UTC days."""
+    range keeps the events whose timestamp lies in its UTC days. `months` (the stored masks'
+    base) is not read: the oracle finds people on their events and answers."""
     ts_cond = ""
     if f.start is not None:
         ts_cond += " AND {ts} >= timezone('UTC', $start::TIMESTAMP)"

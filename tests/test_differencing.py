@@ -630,3 +630,27 @@ def test_the_stored_month_masks_give_the_day_facts_answer(demo_cur, monkeypatch)
 def rule_rows(df: pd.DataFrame) -> set[tuple[str, str, str, str, int]]:
     return {(str(c), d, str(v), ch, int(n)) for c, d, v, ch, n
             in df[["cell", "dimension", "value", "change", "n"]].itertuples(index=False)}
+
+
+def test_the_scope_finds_the_same_people_on_the_masks_as_on_their_days(demo_cur) -> None:
+    """Issue 17: a view that restricts exchanges or dates keeps the people with activity or
+    answers in it. With the stored masks (`sql.scope(months=...)`) they are found on
+    res_pair_months, one row per pair; without, on their days. Same people, and the same
+    served figures (`overview.headline`), on every view of `_mask_views`; a range that is not
+    whole months keeps the days."""
+    base = sql.months_base(demo_cur)
+    assert base is not None
+    views = _mask_views(loads.filter_options(demo_cur))
+    restricted = 0
+    for f in views:
+        people = {}
+        for months in (base, None):
+            ctes, p = sql.scope(f, include_comparison=True, months=months)
+            people[months] = set(sql.rdf(demo_cur, f"WITH {ctes} SELECT pid FROM fp", p).pid)
+            assert ("res_pair_months" in ctes) == (
+                months is not None and (f.restricts_exchanges or f.restricts_dates)), f
+        assert people[base] == people[None], f.to_query()
+        restricted += f.restricts_exchanges or f.restricts_dates
+    assert restricted >= 20
+    odd = Filters(start=date(base.year, base.month, 3))
+    assert "res_pair_months" not in sql.scope(odd, months=base)[0]

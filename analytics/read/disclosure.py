@@ -244,7 +244,7 @@ def _scope_of(cur: duckdb.DuckDBPyConnection, unit: _Unit, g: Filters
     scope (`sql.scope`) for rows of people; for a cube unit, the institutions and exchanges in
     scope and the cube's rows of the roles, comparison group and months in scope."""
     if unit.weight is None:
-        ctes, p = sql.scope(g, **unit.scope)
+        ctes, p = sql.scope(g, **unit.scope, months=sql.months_base(cur))
         return ctes, p, _person_rows(unit, g, sql.months_base(cur))
     ctes, p = sql.dims(g)
     where = p.pop("_role")
@@ -275,14 +275,7 @@ def _base(cur: duckdb.DuckDBPyConnection) -> date:
     return base
 
 
-def _month_index(d: date, base: date) -> int:
-    return (d.year - base.year) * 12 + d.month - base.month
-
-
-def _bits(lo: int, hi: int) -> str:
-    """A HUGEINT literal with bits lo..hi set (clamped to the masks' months; 0 when empty)."""
-    lo, hi = max(lo, 0), min(hi, MASK_MONTHS - 1)
-    return f"CAST({(1 << (hi + 1)) - (1 << lo) if lo <= hi else 0} AS HUGEINT)"
+_month_index, _bits = sql.month_index, sql.mask_bits
 
 
 def _mask_range(f: Filters, base: date) -> str:
@@ -456,7 +449,7 @@ def _month_rows_masked(cur: duckdb.DuckDBPyConnection, f: Filters, g: Filters, c
 def _month_rows_days(cur: duckdb.DuckDBPyConnection, f: Filters, g: Filters, cell: str,
                      unit: _Unit) -> pd.DataFrame:
     """`_month_counts`' rows from the day facts (a data version without month masks)."""
-    ctes, p = sql.scope(g, **unit.scope)
+    ctes, p = sql.scope(g, **unit.scope, months=sql.months_base(cur))
     a = f.start or date(1, 1, 1)
     b = f.end or date(9999, 12, 31)
     p |= {"a": a, "b": b, "am": a.replace(day=1), "bm": b.replace(day=1)}

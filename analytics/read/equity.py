@@ -44,7 +44,7 @@ def _gains_by_group_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
                          scope: Scope = sql.scope, hidden: set[Any] = frozenset()
                          ) -> pd.DataFrame:
     col = sql.equity_col(by)
-    ctes, p = scope(f, include_comparison=True, scores=True)
+    ctes, p = scope(f, include_comparison=True, scores=True, months=sql.months_base(cur))
     return _gains_finish(sql.df(cur, f"""WITH {ctes}
         SELECT fg.instrument, fg.scale, fp.{col} AS "group", fg.exchange_id, count(*) AS n,
                sum(fg.gain) AS sum, sum(fg.gain * fg.gain) AS sumsq
@@ -100,7 +100,7 @@ def _participation_by_group_days(cur: duckdb.DuckDBPyConnection, f: Filters, by:
                                  scope: Scope = sql.scope, hidden: set[Any] = frozenset()
                                  ) -> pd.DataFrame:
     col = sql.equity_col(by)
-    ctes, p = scope(f)
+    ctes, p = scope(f, months=sql.months_base(cur))
     return _participation_finish(sql.df(cur, f"""WITH {ctes},
         act AS (SELECT pid, sum(minutes) AS minutes FROM fe GROUP BY ALL)
         SELECT fp.{col} AS "group", count(*) AS n, count(act.pid) AS active,
@@ -155,7 +155,7 @@ def _funnel_finish(df: pd.DataFrame, hidden: set[Any] = frozenset()) -> pd.DataF
 def _attrition_funnel_days(cur: duckdb.DuckDBPyConnection, f: Filters,
                            scope: Scope = sql.scope, hidden: set[Any] = frozenset()
                            ) -> pd.DataFrame:
-    ctes, p = scope(f)
+    ctes, p = scope(f, months=sql.months_base(cur))
     return _funnel_finish(sql.df(cur, f"""WITH {ctes},
         resp AS (SELECT DISTINCT fr.pid, fr.wave FROM fr JOIN fp USING (pid))
         SELECT 'enrolled' AS stage, count(*) AS n FROM fp
@@ -209,7 +209,7 @@ def _dropout_by_group_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
                            scope: Scope = sql.scope, hidden: set[Any] = frozenset()
                            ) -> pd.DataFrame:
     col = sql.equity_col(by)
-    ctes, p = scope(f)
+    ctes, p = scope(f, months=sql.months_base(cur))
     return _dropout_finish(sql.df(cur, f"""WITH {ctes},
         w AS (SELECT pid, bool_or(wave = 'pre') AS pre, bool_or(wave = 'post') AS post
               FROM fr GROUP BY ALL)

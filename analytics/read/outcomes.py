@@ -147,7 +147,7 @@ def _prepost_computed(cur: duckdb.DuckDBPyConnection, f: Filters, by: str = "ove
     to find those groups cost 6 s of a 1M-participant request)."""
     from analytics.stats.prepost import prepost_from_moments
 
-    base, p = sql.scope(f, scores=True)
+    base, p = sql.scope(f, scores=True, months=sql.months_base(cur))
     grp = f"CAST({_SLICE_BY[by]} AS VARCHAR)" if by != "overall" else "'overall'"
     pairs = f"""{base},
         ok AS (
@@ -257,7 +257,7 @@ def _wave_means_finish(cells: pd.DataFrame, hidden: set[Any] = frozenset()) -> p
 
 def _wave_means_days(cur: duckdb.DuckDBPyConnection, f: Filters, scope: Scope = sql.scope,
                      hidden: set[Any] = frozenset()) -> pd.DataFrame:
-    ctes, p = scope(f, include_comparison=True, scores=True)
+    ctes, p = scope(f, include_comparison=True, scores=True, months=sql.months_base(cur))
     return _wave_means_finish(sql.df(cur, f"""WITH {ctes}
         SELECT fs.instrument, fs.scale, fs.wave, fp.comparison, fs.exchange_id, count(*) AS n,
                sum(fs.score) AS sum, sum(fs.score * fs.score) AS sumsq
@@ -303,7 +303,7 @@ def gain_moments(cur: duckdb.DuckDBPyConnection, f: Filters, by: Sequence[str] =
     `res_person_gains`), reduced to n, mean and sample SD per instrument × scale × `by`
     (columns of fp, e.g. comparison, gender). At 1M participants with a date range: 1.7 s
     from the scores, 0.1 s from the gains."""
-    ctes, p = scope(f, include_comparison=True, scores=True)
+    ctes, p = scope(f, include_comparison=True, scores=True, months=sql.months_base(cur))
     keys = ", ".join(["fg.instrument", "fg.scale", *(f"fp.{c}" for c in by)])
     return sql.df(cur, f"""WITH {ctes}
         SELECT {keys}, count(*) AS n, avg(fg.gain) AS mean, stddev_samp(fg.gain) AS sd
@@ -379,7 +379,7 @@ def _comparison_from_cells(g: pd.DataFrame, hidden: set[Any] = frozenset()) -> p
 def _comparison_difference_days(cur: duckdb.DuckDBPyConnection, f: Filters,
                                 scope: Scope = sql.scope, hidden: set[Any] = frozenset()
                                 ) -> pd.DataFrame:
-    ctes, p = scope(f, include_comparison=True, scores=True)
+    ctes, p = scope(f, include_comparison=True, scores=True, months=sql.months_base(cur))
     return _comparison_from_cells(sql.df(cur, f"""WITH {ctes}
         SELECT fg.instrument, fg.scale, fp.comparison, fg.exchange_id, count(*) AS n,
                sum(fg.gain) AS sum, sum(fg.gain * fg.gain) AS sumsq

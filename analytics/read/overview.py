@@ -50,7 +50,7 @@ def _headline_finish(row: dict[str, Any]) -> dict[str, Any]:
 
 def _headline_days(cur: duckdb.DuckDBPyConnection, f: Filters, scope: Scope = sql.scope
                    ) -> dict[str, Any]:
-    ctes, p = scope(f)
+    ctes, p = scope(f, months=sql.months_base(cur))
     row = sql.df(cur, f"""WITH {ctes},
         lastmonth AS (SELECT CAST(date_trunc('month', max(day)) AS DATE) AS m FROM fe)
         SELECT
@@ -131,7 +131,7 @@ def _completion_finish(df: pd.DataFrame) -> pd.DataFrame:
 
 def _completion_by_wave_days(cur: duckdb.DuckDBPyConnection, f: Filters,
                              scope: Scope = sql.scope) -> pd.DataFrame:
-    ctes, p = scope(f, include_comparison=True)
+    ctes, p = scope(f, include_comparison=True, months=sql.months_base(cur))
     df = sql.df(cur, f"""WITH {ctes}
         SELECT fr.wave, count(DISTINCT fr.pid) AS responded,
                (SELECT count(*) FROM fp) AS invited
@@ -178,7 +178,7 @@ def _by_country_finish(cur: duckdb.DuckDBPyConnection, f: Filters, df: pd.DataFr
 
 def _participants_by_country_days(cur: duckdb.DuckDBPyConnection, f: Filters,
                                   scope: Scope = sql.scope) -> pd.DataFrame:
-    ctes, p = scope(f)
+    ctes, p = scope(f, months=sql.months_base(cur))
     df = sql.df(cur, f"""WITH {ctes}
         SELECT country, count(*) AS participants, count(DISTINCT institution_id) AS institutions
         FROM fp GROUP BY country ORDER BY participants DESC
@@ -235,7 +235,7 @@ def _iso_week(w: Any) -> str:
 def _activity_over_time_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str | None = None,
                              scope: Scope = sql.scope, hidden: set[Any] = frozenset()
                              ) -> pd.DataFrame:
-    ctes, p = scope(f)
+    ctes, p = scope(f, months=sql.months_base(cur))
     group, week = sql.group_col(by), sql.WEEK_SQL
     # One scan for the weekly series and each group's size (week NULL) over the period.
     both = sql.df(cur, f"""WITH {ctes}

@@ -23,7 +23,7 @@ __all__ = ["activity_heatmap", "retention_by_cohort", "breakdown", "BREAKDOWN_KE
 
 def _activity_heatmap_days(cur: duckdb.DuckDBPyConnection, f: Filters,
                            scope: Scope = sql.scope) -> pd.DataFrame:
-    ctes, p = scope(f, hours=True)
+    ctes, p = scope(f, hours=True, months=sql.months_base(cur))
     df = sql.df(cur, f"""WITH {ctes}
         SELECT weekday, hour, sum(events) AS events, count(DISTINCT pid) AS n
         FROM fh GROUP BY ALL ORDER BY weekday, hour
@@ -65,7 +65,7 @@ def _retention_finish(df: pd.DataFrame, hidden: set[Any] = frozenset()) -> pd.Da
 def _retention_by_cohort_days(cur: duckdb.DuckDBPyConnection, f: Filters, max_weeks: int = 16,
                               scope: Scope = sql.scope, hidden: set[Any] = frozenset()
                               ) -> pd.DataFrame:
-    ctes, p = scope(f)
+    ctes, p = scope(f, months=sql.months_base(cur))
     p["maxw"] = max_weeks
     # Weeks count from the pair's first active day over all its days (CTE ffirst), so that a
     # date range selects weeks and never renumbers them (without one, the pairs' first days in
@@ -142,7 +142,7 @@ def _breakdown_finish(df: pd.DataFrame, hidden: set | frozenset = frozenset()) -
 def _breakdown_days(cur: duckdb.DuckDBPyConnection, f: Filters, by: str,
                     scope: Scope = sql.scope, hidden: set | frozenset = frozenset()
                     ) -> pd.DataFrame:
-    ctes, p = scope(f)
+    ctes, p = scope(f, months=sql.months_base(cur))
     key, label = BREAKDOWN_KEYS[by]
     if by == "exchange":
         return _breakdown_finish(sql.df(cur, f"""WITH {ctes}

@@ -49,7 +49,7 @@ def scored_rows(cur: duckdb.DuckDBPyConnection, f: Filters, scale: str | None = 
     network (the exchange's cluster), is_comparison. `scale` ('instrument/scale') keeps one
     scale. Fetched as Arrow: at 1M participants a month's 1.3M rows took 1.4 s through
     `.df()` and 0.65 s so. (As categoricals they cost more: the model casts them to str.)"""
-    ctes, p = sql.scope(f, include_comparison=True, scores=True)
+    ctes, p = sql.scope(f, include_comparison=True, scores=True, months=sql.months_base(cur))
     where = "WHERE TRUE"
     if scale:
         inst, _, sc = scale.partition("/")
@@ -67,7 +67,7 @@ def scored_rows(cur: duckdb.DuckDBPyConnection, f: Filters, scale: str | None = 
 def _has_comparison(cur: duckdb.DuckDBPyConnection, f: Filters) -> bool:
     """Whether both arms have a score in scope, on any scale (as the derive step decides it over
     the whole program, so one scale tries the designs it would with all scales fitted)."""
-    ctes, p = sql.scope(f, include_comparison=True, scores=True)
+    ctes, p = sql.scope(f, include_comparison=True, scores=True, months=sql.months_base(cur))
     row = sql.df(cur, f"""WITH {ctes}
         SELECT coalesce(bool_or(fp.comparison) AND bool_or(NOT fp.comparison), FALSE) AS both
         FROM fs JOIN fp USING (pid)""", p)
@@ -165,8 +165,8 @@ def _longitudinal_computed(cur: duckdb.DuckDBPyConnection, f: Filters,
     return pd.concat(parts, ignore_index=True).reindex(columns=cols)
 
 
-def _unit_cells(f: Filters, source: str, keys: str, sums: dict[str, str], where: str = ""
-                ) -> tuple[str, dict]:
+def _unit_cells(cur: duckdb.DuckDBPyConnection, f: Filters, source: str, keys: str,
+                sums: dict[str, str], where: str = "") -> tuple[str, dict]:
     """Per-cell sums over the units of `source` (fs, fg or a subquery of theirs, aliased u) of
     the people in scope: one row per `keys` (over u), exchange, arm (is_comparison), role,
     gender and the covariates of `COVARIATE_SQL`, with `sums` (name -> SQL over u) added up.
@@ -175,7 +175,7 @@ def _unit_cells(f: Filters, source: str, keys: str, sums: dict[str, str], where:
     1M participants that halves the query)."""
     from analytics.derive.materialise import COVARIATE_SQL
 
-    ctes, p = sql.scope(f, include_comparison=True, scores=True)
+    ctes, p = sql.scope(f, include_comparison=True, scores=True, months=sql.months_base(cur))
     inner = ", ".join(f"{expr} AS {name}" for name, expr in sums.items())
     outer = ", ".join(f"sum(p.{name}) AS {name}" for name in sums)
     return f"""WITH {ctes},
@@ -223,14 +223,14 @@ def _compare(cur: duckdb.DuckDBPyConnection, f: Filters, balance: bool = True,
     cmp_, bal = empty
     k, covs = suppression.MIN_CELL, list(COMPARISON_COVARIATES)
     if comparison:
-        cells = sql.rdf(cur, *_unit_cells(f, "fg", "u.instrument, u.scale", _PAIR_SUMS,
+        cells = sql.rdf(cur, *_unit_cells(cur, f, "fg", "u.instrument, u.scale", _PAIR_SUMS,
                                           "AND u.pre IS NOT NULL AND u.post IS NOT NULL"))
         if not _both_arms(cells.is_comparison, cur, f):
             return empty
         cmp_ = ancova_cells(cells, covariates=covs, k=k)
     if balance:
         pre = "AND u.wave = 'pre' AND u.score IS NOT NULL"
-        ctes, p = sql.scope(f, include_comparison=True, scores=True)
+        ctes, p = sql.scope(f, include_comparison=True, scores=True, months=sql.months_base(cur))
         moments = sql.rdf(cur, f"""WITH {ctes}
             SELECT u.instrument, u.scale, fp.comparison, count(*) AS n, avg(u.score) AS mean,
                    stddev_samp(u.score) AS sd
@@ -239,7 +239,7 @@ def _compare(cur: duckdb.DuckDBPyConnection, f: Filters, balance: bool = True,
             return empty
         baseline = f"""(SELECT DISTINCT pid, exchange_id FROM fs u JOIN fp USING (pid)
                         WHERE TRUE {pre})"""
-        units = sql.rdf(cur, *_unit_cells(f, baseline, "TRUE AS _all", {"n": "count(*)"}))
+        units = sql.rdf(cur, *_unit_cells(cur, f, baseline, "TRUE AS _all", {"n": "count(*)"}))
         levels = pd.concat([units.groupby([c, "is_comparison"], dropna=False, observed=True)
                             ["n"].sum().reset_index()
                             .rename(columns={c: "level", "is_comparison": "comparison"})

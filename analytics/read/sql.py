@@ -35,21 +35,22 @@ import pandas as pd
 from analytics import suppression
 from analytics.derive.rollups import (
     GENDER_SQL,
+    MASK_MONTHS,
     META_MONTHS_BASE,
     META_MULTI,
     META_VERSION,
     week_sql,
 )
 from analytics.read.cache import version_key
-from analytics.read.filters import EQUITY_GROUPINGS, Filters
+from analytics.read.filters import EQUITY_GROUPINGS, Filters, month_end
 from analytics.stats.longitudinal import wave_key
 from etl import schema
 from etl.errors import WarehouseError
 
 __all__ = ["DerivedTablesMissing", "REFRESH_HINT", "require_derived", "use_rollups", "df", "rdf",
-           "arrow_df", "table_exists", "dims", "Scope", "scope", "assemble_scope", "cells",
-           "suppress", "suppress_subset", "term_sql", "group_col", "equity_col", "equity_sql",
-           "moments_sql", "wave_rank", "AGE_BAND_SQL", "WEEK_SQL"]
+           "arrow_df", "table_exists", "dims", "Scope", "scope", "month_index", "mask_bits",
+           "assemble_scope", "cells", "suppress", "suppress_subset", "term_sql", "group_col",
+           "equity_col", "equity_sql", "moments_sql", "wave_rank", "AGE_BAND_SQL", "WEEK_SQL"]
 
 # Dimension tables (small; what the filters name) and the load log.
 T_CLUSTERS = schema.CLUSTERS.name
@@ -318,8 +319,36 @@ def dims(f: Filters) -> tuple[str, dict[str, Any]]:
 Scope = Callable[..., tuple[str, dict[str, Any]]]
 
 
+def month_index(d: date, base: date) -> int:
+    """The bit of `d`'s month in a month mask whose bit 0 is `base`'s month."""
+    return (d.year - base.year) * 12 + d.month - base.month
+
+
+def mask_bits(lo: int, hi: int) -> str:
+    """A HUGEINT literal with bits lo..hi set (clamped to the masks' months; 0 when empty)."""
+    lo, hi = max(lo, 0), min(hi, MASK_MONTHS - 1)
+    return f"CAST({(1 << (hi + 1)) - (1 << lo) if lo <= hi else 0} AS HUGEINT)"
+
+
+def _people_with_pairs(f: Filters, months: date | None) -> str | None:
+    """SQL of the people with events or answers in fx within `f`'s dates, from the stored
+    month masks (res_pair_months, bit 0 = `months`): one row per pair instead of their days.
+    None when the masks cannot say: none stored, or a date range that is not whole months
+    (the pages' ranges are, `filters.canonical_filters`)."""
+    if months is None:
+        return None
+    if (f.start and f.start.day != 1) or (f.end and f.end != month_end(f.end)):
+        return None
+    rows = f"SELECT pid FROM {T_PMONTHS} JOIN fx USING (exchange_id)"
+    if not f.restricts_dates:
+        return rows
+    mask = mask_bits(month_index(f.start, months) if f.start else 0,
+                     month_index(f.end, months) if f.end else MASK_MONTHS - 1)
+    return f"{rows} WHERE (active_months | answer_months) & {mask} <> 0"
+
+
 def scope(f: Filters, *, include_comparison: bool = False, scores: bool = False,
-          hours: bool = False) -> tuple[str, dict[str, Any]]:
+          hours: bool = False, months: date | None = None) -> tuple[str, dict[str, Any]]:
     """CTEs that every day-facts query starts from: fi (institutions), fx (exchanges), fp
     (participants, with their institution's attributes), fe (activity of fp in fx within the
     dates: one row per participant, exchange and UTC day with `events` and `minutes`) and fr
@@ -330,7 +359,11 @@ def scope(f: Filters, *, include_comparison: bool = False, scores: bool = False,
     `scores=True` adds fs (scored rows: pid, exchange_id, instrument, scale, wave, score) and fg
     (complete pairs: pid, exchange_id, instrument, scale, gain = post − pre, pre, post) of the
     exchanges in scope, for everyone; join them to fp to keep the people in scope. `hours=True`
-    adds fh (pid, local ISO weekday, local hour, events) of the activity in scope."""
+    adds fh (pid, local ISO weekday, local hour, events) of the activity in scope.
+
+    `months`: the stored month masks' first month (`months_base`); with it, the people of an
+    exchange-restricted or dated view are found on res_pair_months instead of their days (at
+    1M participants a scan of 24M person-days per query)."""
     day_cond = ""
     if f.start is not None:
         day_cond += " AND day >= $start"
@@ -352,6 +385,8 @@ def scope(f: Filters, *, include_comparison: bool = False, scores: bool = False,
         "fs": f"SELECT * FROM {T_PSCORES} JOIN fx USING (exchange_id)",
         "fg": f"SELECT * FROM {T_PGAINS} JOIN fx USING (exchange_id)",
     }
+    if (pairs := _people_with_pairs(f, months)) is not None:
+        parts["people_in"] = pairs
     return assemble_scope(f, parts, include_comparison=include_comparison, scores=scores,
                           hours=hours)
 
@@ -360,8 +395,9 @@ def assemble_scope(f: Filters, parts: Mapping[str, str], *, include_comparison: 
                    scores: bool = False, hours: bool = False) -> tuple[str, dict[str, Any]]:
     """The scope CTEs (see `scope`) from the SQL of their sources in `parts`: fev (activity in
     fx within the dates), active / answered (who has activity or answers in scope), people
-    (the participants, aliased p), fe_people (fev joined to fp), fr, fh, fs and fg. `scope`
-    gives the day facts; the test oracle gives the event log."""
+    (the participants, aliased p), fe_people (fev joined to fp), fr, fh, fs and fg, and
+    optionally people_in (who has activity or answers in scope, in one query). `scope` gives
+    the day facts; the test oracle gives the event log."""
     base, p = dims(f)
     del p["_role"]
     if f.start is not None:
@@ -370,7 +406,8 @@ def assemble_scope(f: Filters, parts: Mapping[str, str], *, include_comparison: 
         p["end"] = f.end
     restrict_people = ""
     if f.restricts_exchanges or f.restricts_dates:
-        restrict_people = f" AND p.pid IN ({parts['active']} UNION {parts['answered']})"
+        inside = parts.get("people_in") or f"{parts['active']} UNION {parts['answered']}"
+        restrict_people = f" AND p.pid IN ({inside})"
     comparison = "" if include_comparison else " AND NOT coalesce(p.comparison, FALSE)"
     sql = f"""{base},
     fev AS ({parts['fev']}),
