@@ -251,7 +251,7 @@ def _scope_of(cur: duckdb.DuckDBPyConnection, unit: _Unit, g: Filters
     if not unit.scope.get("include_comparison"):
         where += " AND NOT c.comparison"
     if g.restricts_dates:
-        where += f" AND (c.months & {_mask_range(g, _base(cur))}) <> 0"
+        where += f" AND (c.months & {sql.mask_range(g, _base(cur))}) <> 0"
     return ctes, p, unit.rows.replace("{where}", where)
 
 
@@ -264,7 +264,7 @@ def _person_rows(unit: _Unit, g: Filters, base: date | None) -> str:
     else:
         active = f"SELECT pid, exchange_id FROM {_PAIRS} WHERE active_months <> 0"
         if g.restricts_dates:
-            active += f" AND (active_months & {_mask_range(g, base)}) <> 0"
+            active += f" AND (active_months & {sql.mask_range(g, base)}) <> 0"
     return unit.rows.replace("{active}", active)
 
 
@@ -275,26 +275,17 @@ def _base(cur: duckdb.DuckDBPyConnection) -> date:
     return base
 
 
-_month_index, _bits = sql.month_index, sql.mask_bits
-
-
-def _mask_range(f: Filters, base: date) -> str:
-    """The mask of the months of `f`'s date range (whole months, `canonical_filters`)."""
-    lo = _month_index(f.start, base) if f.start else 0
-    hi = _month_index(f.end, base) if f.end else MASK_MONTHS - 1
-    return _bits(lo, hi)
-
-
 def _mask_flags(m: str, f: Filters, base: date) -> str:
     """`_month_counts`' columns (value, ns, before, after, first_month, last_month) from the
     month mask `m` of a row and the date range of `f`, as the day facts' months give them."""
-    lo = _month_index(f.start, base) if f.start else None
-    hi = _month_index(f.end, base) if f.end else None
-    inside = f"({m} & {_mask_range(f, base)})"
-    before = _bits(0, lo - 1) if lo is not None else _bits(1, 0)
-    after = _bits(hi + 1, MASK_MONTHS - 1) if hi is not None else _bits(1, 0)
-    first = _bits(lo, lo) if lo is not None else _bits(1, 0)
-    last = _bits(hi, hi) if hi is not None else _bits(1, 0)
+    lo = sql.month_index(f.start, base) if f.start else None
+    hi = sql.month_index(f.end, base) if f.end else None
+    inside = f"({m} & {sql.mask_range(f, base)})"
+    bits, none = sql.mask_bits, sql.mask_bits(1, 0)
+    before = bits(0, lo - 1) if lo is not None else none
+    after = bits(hi + 1, MASK_MONTHS - 1) if hi is not None else none
+    first = bits(lo, lo) if lo is not None else none
+    last = bits(hi, hi) if hi is not None else none
     return f"""CASE WHEN {inside} <> 0 THEN CAST(DATE '{base.isoformat()}'
                     + to_months(bit_count(({inside} & -{inside}) - 1)) AS DATE) END AS value,
                CAST(bit_count({inside}) AS INTEGER) AS ns,

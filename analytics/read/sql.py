@@ -49,8 +49,9 @@ from etl.errors import WarehouseError
 
 __all__ = ["DerivedTablesMissing", "REFRESH_HINT", "require_derived", "use_rollups", "df", "rdf",
            "arrow_df", "table_exists", "dims", "Scope", "scope", "month_index", "mask_bits",
-           "assemble_scope", "cells", "suppress", "suppress_subset", "term_sql", "group_col",
-           "equity_col", "equity_sql", "moments_sql", "wave_rank", "AGE_BAND_SQL", "WEEK_SQL"]
+           "mask_range", "assemble_scope", "cells", "suppress", "suppress_subset", "term_sql",
+           "group_col", "equity_col", "equity_sql", "moments_sql", "wave_rank", "AGE_BAND_SQL",
+           "WEEK_SQL"]
 
 # Dimension tables (small; what the filters name) and the load log.
 T_CLUSTERS = schema.CLUSTERS.name
@@ -330,6 +331,12 @@ def mask_bits(lo: int, hi: int) -> str:
     return f"CAST({(1 << (hi + 1)) - (1 << lo) if lo <= hi else 0} AS HUGEINT)"
 
 
+def mask_range(f: Filters, base: date) -> str:
+    """The mask of the months of `f`'s date range (whole months, `canonical_filters`)."""
+    return mask_bits(month_index(f.start, base) if f.start else 0,
+                     month_index(f.end, base) if f.end else MASK_MONTHS - 1)
+
+
 def _people_with_pairs(f: Filters, months: date | None) -> str | None:
     """SQL of the people with events or answers in fx within `f`'s dates, from the stored
     month masks (res_pair_months, bit 0 = `months`): one row per pair instead of their days.
@@ -342,9 +349,7 @@ def _people_with_pairs(f: Filters, months: date | None) -> str | None:
     rows = f"SELECT pid FROM {T_PMONTHS} JOIN fx USING (exchange_id)"
     if not f.restricts_dates:
         return rows
-    mask = mask_bits(month_index(f.start, months) if f.start else 0,
-                     month_index(f.end, months) if f.end else MASK_MONTHS - 1)
-    return f"{rows} WHERE (active_months | answer_months) & {mask} <> 0"
+    return f"{rows} WHERE (active_months | answer_months) & {mask_range(f, months)} <> 0"
 
 
 def scope(f: Filters, *, include_comparison: bool = False, scores: bool = False,
