@@ -498,11 +498,15 @@ def balance(store: dict[str, Any] | None) -> Any:
     df["smd_text"] = df["smd_text"].mask(df.smd.isna())
     value = lambda v: _ui.fmt_num(v, 2)  # noqa: E731
     flagged = df[imbalanced]
-    note = (f"⚠ {len(flagged)} of {int(df.smd.notna().sum())} baseline differences exceed "
+    shown = int(df.smd.notna().sum())
+    note = (f"⚠ {len(flagged)} of {shown} baseline differences exceed "
             f"|SMD| = {SMD_THRESHOLD}: " + ", ".join(
                 f"{w}{'' if not lv else ' = ' + str(lv)}" for w, lv in
                 zip(flagged.what, flagged.level, strict=True)) + "."
-            if len(flagged) else f"No baseline difference exceeds |SMD| = {SMD_THRESHOLD}.")
+            if len(flagged) else
+            f"None of the {shown} baseline differences shown exceeds |SMD| = {SMD_THRESHOLD}."
+            if shown else "No baseline difference can be shown: every row rests on a group "
+                          "too small to show, so balance cannot be judged for this selection.")
     return html.Div([
         html.P(note, id="balance-flags", className="small fw-semibold"
                + (" text-warning-emphasis" if len(flagged) else "")),

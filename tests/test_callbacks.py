@@ -484,3 +484,31 @@ def test_participation_scheduling_names_its_model_and_flags_zero_overlap(client)
     assert "video_call, live_session" in said
     assert "partnerships never share a school hour (zero overlap)" in said
     assert "participation-scheduling-table-rows" in said
+
+
+def test_the_balance_note_does_not_vouch_for_rows_it_cannot_show(client, monkeypatch) -> None:
+    """When every balance row is suppressed (a small selection), the note says balance cannot
+    be judged, not that no difference exceeds 0.1; when rows are shown, it counts them."""
+    import pandas as pd
+
+    from analytics.read import slices
+    from analytics.stats.comparison import balance_table
+    from pages import _ui
+    from pages import outcomes as page
+
+    units = pd.DataFrame({"is_comparison": [False] * 12 + [True] * 3,
+                          "gender": ["f", "m"] * 6 + ["f", "m", "f"]})
+    small = balance_table(units, categorical=["gender"], k=10)
+    assert small.smd.isna().all()
+    even = pd.DataFrame({"is_comparison": [False] * 10 + [True] * 10, "gender": ["f", "m"] * 10})
+    shown = balance_table(even, categorical=["gender"], k=0)
+    assert shown.smd.notna().sum() == 2
+    store = {"filters": Filters().to_dict(), "query": ""}
+    real = _ui.query
+    for df, want, not_want in ((small, "cannot be judged", "None of the"),
+                               (shown, "None of the 2 baseline differences shown", "cannot")):
+        monkeypatch.setattr(_ui, "query", lambda fn, *a, _df=df: (
+            _df if fn is slices.balance_slice else real(fn, *a)))
+        text = json.dumps(page.balance(store).to_plotly_json(), default=str,
+                          ensure_ascii=False)
+        assert want in text and not_want not in text, text[:300]
