@@ -21,6 +21,9 @@ from analytics.stats.longitudinal import (
     fit_nested_intercepts,
     fit_random_intercept,
     longitudinal_model,
+    longitudinal_model_types,
+    network_levels,
+    network_levels_types,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +56,60 @@ def program(n_exchanges: int, seed: int, *, s2x: float = 0.10, s2p: float = 0.50
                       "wave": np.array(["pre", "post", "followup"])[w], "score": y})
     drop = (w > 0) & (rng.random(3 * n) < np.where(w == 1, 0.2, 0.35))
     return d[~drop].reset_index(drop=True)
+
+
+def _types_of(d: pd.DataFrame) -> pd.DataFrame:
+    """The sums per unit type of `longitudinal_model_types`, built in pandas the plain way: a
+    type is the units (participant x exchange) of one exchange, modality, arm and set of waves."""
+    d = d.assign(t=d.groupby(["participant", "exchange"]).score.transform("sum"))
+    pattern = d.groupby(["participant", "exchange"]).wave.transform(
+        lambda w: ",".join(sorted(w)))
+    d = d.assign(pattern=pattern)
+    keys = ["exchange", "network", "modality", "comparison", "pattern"]
+    units = d.drop_duplicates(["participant", "exchange"])
+    per_type = units.groupby(keys).agg(units=("t", "size"), t_sum=("t", "sum"),
+                                       t_sq=("t", lambda t: float((t * t).sum())))
+    cells = d.groupby([*keys, "wave"]).agg(rows=("score", "size"), sum=("score", "sum"),
+                                           sum_sq=("score", lambda y: float((y * y).sum())))
+    out = cells.reset_index().merge(per_type.reset_index(), on=keys)
+    out["type"] = out.groupby(keys, sort=False).ngroup()
+    return out.astype({"units": float, "rows": float})
+
+
+def test_the_model_from_sums_per_unit_type_equals_the_model_on_the_rows():
+    """Issue 17: the on-request model is fitted from sums per unit type (SQL), not rows. The
+    two-level fit, its contrasts and df, and the network level are the same numbers either
+    way, on a design with both arms, three modality levels and missing waves."""
+    d = program(24, 5)
+    rng = np.random.default_rng(3)
+    d["comparison"] = (d.participant % 4 == 0)
+    d["modality"] = np.where(d.exchange.astype(int) % 3 == 0, "physical", d.modality)
+    d["network"] = "net" + (d.exchange.astype(int) % 5).astype(str)
+    d["score"] += np.where(d.comparison, -0.2, 0.0) + rng.normal(0, 0.01, len(d))
+    types = _types_of(d)
+    assert len(types) * 5 < len(d)  # the point: far fewer entries than rows
+    for se_method in ("conditional", "observed"):
+        kw = dict(group="modality", comparison="comparison", exchange="exchange",
+                  instrument=None, scale=None, se_method=se_method)
+        want = longitudinal_model(d, **kw)
+        got = longitudinal_model_types(types, **kw)
+        assert list(got.term) == list(want.term) and "did[post-pre]" in set(got.term)
+        assert got.converged.all()
+        for c in ("estimate", "se", "ci_low", "ci_high", "p", "n_participants", "n_obs"):
+            np.testing.assert_allclose(got[c].to_numpy(float), want[c].to_numpy(float),
+                                       rtol=1e-9, atol=1e-9, err_msg=f"{se_method} {c}")
+    design = ["modality", "comparison"]
+    want_net = network_levels(d, participant="participant", exchange="exchange",
+                              network="network", design=design)
+    got_net = network_levels_types(types, exchange="exchange", network="network",
+                                   design=design)
+    assert list(got_net.term) == list(want_net.term) == [
+        "var_network", "icc_network", "icc_exchange_pre", "n_networks"]
+    np.testing.assert_allclose(got_net.estimate, want_net.estimate, rtol=1e-9, atol=1e-12)
+    # a wrong sum is seen: t_sq off by one unit's worth changes the variance split
+    bad = types.assign(t_sq=types.t_sq * 1.01)
+    off = longitudinal_model_types(bad, **kw).set_index("term").estimate
+    assert abs(off["var_participant"] - want.set_index("term").estimate["var_participant"]) > 1e-3
 
 
 def test_equals_mixedlm_with_exchange_groups_and_participant_variance_component():

@@ -285,11 +285,34 @@ def _longitudinal(scored: pd.DataFrame, k: int, *, has_comparison: bool | None =
     `has_comparison`: whether both arms have scores in the whole program (default: in
     `scored`); given when `scored` holds one scale, so that each scale tries the designs it
     would when all scales are fitted together.
-    """
-    from analytics.stats.longitudinal import longitudinal_model
 
+    The scored rows go in as one unit type per unit (`longitudinal_types`), the form the
+    on-request model sums in DuckDB (`analytics.read.slices`): one computation for both.
+    """
     data = scored[scored["score"].notna()]
-    data = data.assign(unit=_unit_codes(data["participant"], data["exchange_id"]))
+    unit = _unit_codes(data["participant"], data["exchange_id"]).to_numpy()
+    y = data["score"].to_numpy(float)
+    # a unit's summed score per scale (the frame may hold several)
+    a, a_lv = pd.factorize(data["instrument"])
+    b, b_lv = pd.factorize(data["scale"])
+    per_scale = pd.factorize((a.astype(np.int64) * (len(b_lv) + 1) + b)
+                             * (int(unit.max(initial=0)) + 1) + unit)[0]
+    t = np.bincount(per_scale, weights=y)[per_scale] if len(unit) else y
+    keep = [c for c in ("instrument", "scale", "wave", "exchange_id", "network", "modality",
+                        "is_comparison") if c in data.columns]
+    types = data[keep].assign(type=unit, units=1.0, rows=1.0, sum=y, sum_sq=y * y, t_sum=t,
+                              t_sq=t * t)
+    return longitudinal_types(types, k, has_comparison=has_comparison)
+
+
+def longitudinal_types(types: pd.DataFrame, k: int, *, has_comparison: bool | None = None
+                       ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """`_longitudinal` from the scores' sums per unit type (`longitudinal_model_types`'s
+    `TYPE_COLUMNS` with instrument, scale, wave, exchange_id, network, modality and
+    is_comparison): the same designs, network rows and small-cell rule."""
+    from analytics.stats.longitudinal import longitudinal_model_types
+
+    data = types
     if has_comparison is None:
         has_comparison = (bool(data["is_comparison"].any())
                           and bool((~data["is_comparison"]).any()))
@@ -301,9 +324,9 @@ def _longitudinal(scored: pd.DataFrame, k: int, *, has_comparison: bool | None =
     for (inst, sc), d in data.groupby(["instrument", "scale"], sort=True, observed=True):
         out = None
         for grp, comp in designs:
-            out = longitudinal_model(d, outcome="score", participant="unit", wave="wave",
-                                     group=grp, comparison=comp, exchange="exchange_id",
-                                     instrument="instrument", scale="scale")
+            out = longitudinal_model_types(d, wave="wave", group=grp, comparison=comp,
+                                           exchange="exchange_id", instrument="instrument",
+                                           scale="scale")
             if not (len(out) == 1 and out["term"].iloc[0] == "not_estimable"):
                 models[f"{inst}.{sc}"] = ("score ~ wave" + (" * modality" if grp else "")
                                           + (" * arm" if comp else "")
@@ -322,14 +345,14 @@ def _longitudinal(scored: pd.DataFrame, k: int, *, has_comparison: bool | None =
 def _with_network_levels(out: pd.DataFrame, d: pd.DataFrame) -> pd.DataFrame:
     """`out` (one scale's model rows) plus the network rows of
     `analytics.stats.longitudinal.network_levels` (baseline model with networks > exchanges >
-    participants), their other columns as the model's variance rows have them."""
-    from analytics.stats.longitudinal import network_levels
+    participants) on the unit types `d`, their other columns as the model's variance rows
+    have them."""
+    from analytics.stats.longitudinal import network_levels_types
 
     if not len(out) or out["term"].iloc[0] == "not_estimable" or "network" not in d:
         return out
     design = [c for c in ("modality", "is_comparison") if c in d and d[c].nunique() > 1]
-    net = network_levels(d, participant="unit", exchange="exchange_id", network="network",
-                         design=design)
+    net = network_levels_types(d, exchange="exchange_id", network="network", design=design)
     if not len(net):
         return out
     first = out.iloc[0]
@@ -339,7 +362,7 @@ def _with_network_levels(out: pd.DataFrame, d: pd.DataFrame) -> pd.DataFrame:
 
 
 def _suppress_model_rows(out: pd.DataFrame, d: pd.DataFrame, k: int) -> pd.DataFrame:
-    """The small-cell rule on one fitted longitudinal model (`out`, fitted on the scored rows
+    """The small-cell rule on one fitted longitudinal model (`out`, fitted on the unit types
     `d`): `_blank_small_terms` (the whole model, a modality level, the comparison arm) then
     `_blank_small_cells` (per estimate, on the cells each row rests on). Adds the reason column
     ``suppressed`` (``"n < k"`` on every row these blanked, else empty), as
@@ -362,7 +385,7 @@ def _blank_small_terms(out: pd.DataFrame, d: pd.DataFrame, k: int) -> pd.DataFra
     with fewer than k participants (the table has no `suppressed` column)."""
     if k <= 0 or not len(out):
         return out
-    units = d.drop_duplicates("unit")
+    units = d.drop_duplicates("type")
     small = out["n_participants"] < k
     terms = out["term"].astype(str)
     about_arm = (terms.str.contains("arm[", regex=False) | terms.str.contains("arm=", regex=False)
@@ -372,15 +395,15 @@ def _blank_small_terms(out: pd.DataFrame, d: pd.DataFrame, k: int) -> pd.DataFra
         return (terms.str.contains(f"modality[T.{level}]", regex=False)
                 | terms.str.contains(f"modality={level}", regex=False))
 
-    per_mod = units.loc[~units["is_comparison"], "modality"].value_counts()
-    comp_mod = units.loc[units["is_comparison"], "modality"].value_counts()
+    per_mod = units[~units["is_comparison"]].groupby("modality")["units"].sum()
+    comp_mod = units[units["is_comparison"]].groupby("modality")["units"].sum()
     for level, n in per_mod.items():
         if n < k:
             small |= about(str(level))
     for level, n in comp_mod.items():
         if n < k:
             small |= about(str(level)) & about_arm
-    n_comp = int(units["is_comparison"].sum())
+    n_comp = int(round(units.loc[units["is_comparison"], "units"].sum()))
     if 0 < n_comp < k:
         small |= about_arm
     if not small.any():
@@ -442,7 +465,7 @@ def _blank_small_cells(out: pd.DataFrame, d: pd.DataFrame, k: int) -> pd.DataFra
 
     A cell is one level of each factor in the fitted model (wave x modality x arm, or the
     factors of the simpler design used); its count is the number of participants (units) with
-    a score in it, from the scored rows `d` the model was fitted on. A row rests on:
+    a score in it, from the unit types `d` the model was fitted on. A row rests on:
 
     - ``emm[wave=W]``: the cells of wave W it averages: every modality level, the exchange
       participants (arm = participant) when the model has an arm; ``|modality=M`` keeps M
@@ -479,9 +502,10 @@ def _blank_small_cells(out: pd.DataFrame, d: pd.DataFrame, k: int) -> pd.DataFra
         levels["arm"] = ["comparison", "participant"]
         keys["arm"] = pd.Series(np.where(d["is_comparison"].astype(bool), "comparison",
                                          "participant"), index=d.index)
-    cells = pd.DataFrame({**keys, "unit": d["unit"]}).dropna()
-    n_cell = cells.groupby(list(levels), sort=False)["unit"].nunique()
-    count = {(c if isinstance(c, tuple) else (c,)): int(n) for c, n in n_cell.items()}
+    cells = pd.DataFrame({**keys, "type": d["type"], "units": d["units"]}).dropna()
+    n_cell = (cells.drop_duplicates([*levels, "type"])
+              .groupby(list(levels), sort=False)["units"].sum())
+    count = {(c if isinstance(c, tuple) else (c,)): int(round(n)) for c, n in n_cell.items()}
     n_min = []
     for term, n_model in zip(terms, out["n_participants"], strict=True):
         rests_on = _term_cells(term, levels)

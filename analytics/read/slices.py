@@ -3,11 +3,14 @@ balance of exactly the filtered participants (any filter combination, date range
 computed on request from the per-person facts (res_person_scores, res_person_keys).
 
 The statistics are the derive step's own functions (`analytics.derive.materialise`:
-`_longitudinal`, `_compare_scale`, `_balance_combine`, which call `analytics.stats`), at the
-project's k, on the scored rows of the people in scope (`sql.scope` with the comparison group),
-shaped as the derive step shapes them: so a slice's table is what `python -m analytics` would
-store if the program held only those people. The stored tables (res_longitudinal,
-res_comparison, res_balance) answer the unfiltered view they were computed for.
+`longitudinal_types`; `analytics.stats.comparison`: `ancova_cells`, `balance_from_sums`), at
+the project's k, on sums over the people in scope (`sql.scope` with the comparison group) that
+DuckDB computes in one GROUP BY each: per unit type for the mixed model (`model_types`), per
+cell of exchange x arm x covariates for the comparison and balance (`_unit_cells`). Each
+estimator is exact on its sums, and the derive step fits the same sums (of one unit each), so
+a slice's table is what `python -m analytics` would store if the program held only those
+people. The stored tables (res_longitudinal, res_comparison, res_balance) answer the
+unfiltered view they were computed for.
 
 Scope: the filtered participants and comparison people (by home institution, role, the
 exchange they took part in or were matched to; with a date range, those with activity or
@@ -32,36 +35,14 @@ from analytics.read.cache import cached
 from analytics.read.filters import Filters
 from etl import schema
 
-__all__ = ["longitudinal_slice", "comparison_slice", "balance_slice", "scored_rows",
+__all__ = ["longitudinal_slice", "comparison_slice", "balance_slice", "model_types",
            "slice_scope"]
+
 
 def slice_scope(f: Filters) -> str:
     """Who a slice's statistics are computed on, in words for a caption."""
     return ("all participants and the comparison group" if f.is_empty
             else "the filtered participants and comparison group")
-
-
-def scored_rows(cur: duckdb.DuckDBPyConnection, f: Filters, scale: str | None = None
-                ) -> pd.DataFrame:
-    """Scored rows of the people in scope (participants and comparison group), shaped as the
-    derive step's per-scale frame (`materialise._scored_scale`): participant (its integer key,
-    pid: the model only groups by it), exchange_id, wave, instrument, scale, score, modality,
-    network (the exchange's cluster), is_comparison. `scale` ('instrument/scale') keeps one
-    scale. Fetched as Arrow: at 1M participants a month's 1.3M rows took 1.4 s through
-    `.df()` and 0.65 s so. (As categoricals they cost more: the model casts them to str.)"""
-    ctes, p = sql.scope(f, include_comparison=True, scores=True, months=sql.months_base(cur))
-    where = "WHERE TRUE"
-    if scale:
-        inst, _, sc = scale.partition("/")
-        p = p | {"one_instrument": inst, "one_scale": sc}
-        where += " AND fs.instrument = $one_instrument AND fs.scale = $one_scale"
-    return sql.arrow_df(cur, f"""WITH {ctes}
-        SELECT pid AS participant, fs.exchange_id, fs.wave, fs.instrument, fs.scale, fs.score,
-               x.modality, x.cluster_id AS network, fp.comparison AS is_comparison
-        FROM fs JOIN fp USING (pid)
-        JOIN {schema.EXCHANGES.name} x ON x.exchange_id = fs.exchange_id
-        {where}
-        ORDER BY fs.instrument, fs.scale, participant, fs.exchange_id, fs.wave""", p)
 
 
 def _has_comparison(cur: duckdb.DuckDBPyConnection, f: Filters) -> bool:
@@ -153,16 +134,85 @@ def longitudinal_slice(cur: duckdb.DuckDBPyConnection, f: Filters, scale: str | 
 
 def _longitudinal_computed(cur: duckdb.DuckDBPyConnection, f: Filters,
                            scale: str | None = None) -> pd.DataFrame:
-    from analytics.derive.materialise import _longitudinal
+    from analytics.derive.materialise import longitudinal_types
 
     cols = schema.RES_LONGITUDINAL.column_names
-    d = scored_rows(cur, f, scale)
+    d = model_types(cur, f, scale)
     if not len(d):
         return pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
     both = _has_comparison(cur, f)
-    parts = [_longitudinal(g, suppression.MIN_CELL, has_comparison=both)[0]
+    parts = [longitudinal_types(g, suppression.MIN_CELL, has_comparison=both)[0]
              for g in _per_scale(d)]
     return pd.concat(parts, ignore_index=True).reindex(columns=cols)
+
+
+@cached
+def _score_waves(cur: duckdb.DuckDBPyConnection) -> tuple[str, ...]:
+    """The waves of the scored rows (41 ms at 1M participants, once per data version)."""
+    rows = cur.execute(f"SELECT DISTINCT wave FROM {schema.RES_PERSON_SCORES.name} "
+                       "WHERE wave IS NOT NULL ORDER BY wave").fetchall()
+    return tuple(str(r[0]) for r in rows)
+
+
+def model_types(cur: duckdb.DuckDBPyConnection, f: Filters, scale: str | None = None
+                ) -> pd.DataFrame:
+    """The mixed model's data for the people in scope as sums per unit type
+    (`analytics.stats.longitudinal.longitudinal_model_types`), in one GROUP BY: a unit is a
+    participant x exchange x scale, a type the units of one exchange and arm that scored the
+    same number of times in each wave. Per type and wave its rows, their sum and sum of
+    squares; per type its units and the sum of t and t^2 over them (t a unit's summed score).
+    The model fitted on these sums is the model on the scored rows they stand for, and a view
+    of 19M scored rows (1M participants) is some 47,000 entries: fetching the rows took 18 s
+    and fitting them in pandas 78 s, the sums take 6.5 s and their fits 0.7 s (one scale, as
+    the Outcomes page asks: 1.3 s in all)."""
+    waves = _score_waves(cur)
+    ctes, p = sql.scope(f, include_comparison=True, scores=True, months=sql.months_base(cur))
+    where = ""
+    if scale:
+        inst, _, sc = scale.partition("/")
+        p = p | {"one_instrument": inst, "one_scale": sc}
+        where = " AND fs.instrument = $one_instrument AND fs.scale = $one_scale"
+    p = p | {f"w{i}": w for i, w in enumerate(waves)}
+    per_unit = ", ".join(
+        f"count(*) FILTER (fs.wave = $w{i}) AS n{i}, "
+        f"sum(fs.score) FILTER (fs.wave = $w{i}) AS s{i}, "
+        f"sum(fs.score * fs.score) FILTER (fs.wave = $w{i}) AS q{i}" for i in range(len(waves)))
+    per_type = ", ".join(f"n{i}, sum(s{i}) AS s{i}, sum(q{i}) AS q{i}"
+                         for i in range(len(waves)))
+    if not waves:
+        return pd.DataFrame()
+    d = sql.arrow_df(cur, f"""WITH {ctes},
+        u AS (SELECT fs.instrument, fs.scale, fs.exchange_id, pid, fp.comparison,
+                     sum(fs.score) AS t, {per_unit}
+              FROM fs JOIN fp USING (pid)
+              WHERE fs.score IS NOT NULL{where}
+              GROUP BY fs.instrument, fs.scale, fs.exchange_id, pid, fp.comparison)
+        SELECT u.instrument, u.scale, u.exchange_id, x.modality, x.cluster_id AS network,
+               u.comparison AS is_comparison, count(*) AS units, sum(t) AS t_sum,
+               sum(t * t) AS t_sq, {per_type}
+        FROM u JOIN {schema.EXCHANGES.name} x ON x.exchange_id = u.exchange_id
+        GROUP BY ALL""", p)
+    return _type_rows(d, waves)
+
+
+def _type_rows(d: pd.DataFrame, waves: Sequence[str]) -> pd.DataFrame:
+    """`model_types`' one row per type (n_i, s_i, q_i per wave i) as one row per type and wave
+    with a score (`TYPE_COLUMNS`)."""
+    keep = ["instrument", "scale", "exchange_id", "modality", "network", "is_comparison",
+            "units", "t_sum", "t_sq"]
+    parts = []
+    for i, w in enumerate(waves):
+        n = d[f"n{i}"].to_numpy(dtype=float)
+        has = n > 0
+        part = d.loc[has, keep].assign(type=d.index[has], wave=w,
+                                        rows=n[has] * d.loc[has, "units"].to_numpy(float),
+                                        sum=d.loc[has, f"s{i}"].to_numpy(float),
+                                        sum_sq=d.loc[has, f"q{i}"].to_numpy(float))
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=keep)
+    out["is_comparison"] = out["is_comparison"].astype(bool)
+    return out.sort_values(["instrument", "scale", "type", "wave"], kind="stable",
+                           ignore_index=True)
 
 
 def _unit_cells(cur: duckdb.DuckDBPyConnection, f: Filters, source: str, keys: str,

@@ -21,6 +21,10 @@ fit_nested_intercepts  arrays in (y, X, units, exchanges): participants nested i
 longitudinal_model     tidy table per instrument x scale: fixed effects, marginal means per wave,
                        contrasts against the first wave, difference-in-differences, variance
                        components, ICCs (with `exchange`: the two-level model)
+network_levels         the network level of the baseline scores (networks > exchanges)
+*_types                the same fits and tables from sums per unit type (`UnitTypes`,
+                       `TYPE_COLUMNS`): what the on-request model of any filtered view reads
+                       from one GROUP BY in DuckDB
 fit_mixedlm            the same tidy rows from statsmodels MixedLM (any formula, random slopes)
 """
 
@@ -38,13 +42,22 @@ __all__ = [
     "OUTPUT_COLUMNS",
     "NestedInterceptFit",
     "RandomInterceptFit",
+    "UnitTypes",
     "fit_nested_intercepts",
+    "fit_nested_intercepts_types",
     "fit_random_intercept",
+    "fit_random_intercept_types",
+    "TYPE_COLUMNS",
     "longitudinal_model",
+    "longitudinal_model_types",
     "network_levels",
+    "network_levels_types",
     "fit_mixedlm",
     "wave_order",
 ]
+
+# The sums per unit type that `longitudinal_model_types` and `network_levels_types` take.
+TYPE_COLUMNS = ["type", "units", "rows", "sum", "sum_sq", "t_sum", "t_sq"]
 
 OUTPUT_COLUMNS = [
     "instrument", "scale", "term", "estimate", "se", "ci_low", "ci_high", "p",
@@ -87,6 +100,95 @@ class CellDesign:
 
     def dense(self) -> np.ndarray:
         return self.cells[self.index]
+
+
+@dataclass
+class UnitTypes:
+    """A random-intercept model's data as sums over types of units (issue 17: the on-request
+    model from sums computed in SQL). A unit is one group of the participant level (a
+    participant, or a participant x exchange); the units of one type share their exchange and
+    the design cells of their rows, and the REML likelihoods of `fit_random_intercept` and
+    `fit_nested_intercepts` depend on the scores only through these sums. One type per unit is
+    the rows themselves (`from_rows`).
+
+    Entries are (type, cell) pairs: the rows of all the type's units in that cell and their
+    summed score. Per type: its exchange, its number of units, and over its units the sum of
+    t_i and of t_i^2, t_i a unit's summed score."""
+
+    cells: np.ndarray  # (C, p) design rows
+    pair_type: np.ndarray  # (E,) type code 0..T-1 of each entry
+    pair_cell: np.ndarray  # (E,) cell code 0..C-1
+    pair_rows: np.ndarray  # (E,) rows of the type's units in the cell
+    pair_sum: np.ndarray  # (E,) their summed score
+    yty: float  # sum of y^2 over every row
+    exchange: np.ndarray  # (T,) exchange code of each type
+    units: np.ndarray  # (T,) units of each type
+    t_sum: np.ndarray  # (T,) sum over its units of t_i
+    t_sq: np.ndarray  # (T,) sum over its units of t_i^2
+
+    @classmethod
+    def from_rows(cls, y: np.ndarray, X: np.ndarray, units: np.ndarray,
+                  exchanges: np.ndarray) -> UnitTypes:
+        """One type per unit: `units` dense codes 0..U-1 per row, `exchanges` per row."""
+        N = len(y)
+        U = int(units.max()) + 1 if N else 0
+        first = np.zeros(U, dtype=np.int64)
+        first[units[::-1]] = np.arange(N - 1, -1, -1)
+        t = np.bincount(units, weights=y, minlength=U)
+        return cls(cells=X, pair_type=units, pair_cell=np.arange(N), pair_rows=np.ones(N),
+                   pair_sum=y, yty=float(y @ y), exchange=np.asarray(exchanges)[first],
+                   units=np.ones(U), t_sum=t, t_sq=t * t)
+
+
+def _checked_types(ut: UnitTypes, names: Sequence[str] | None, se_method: str
+                   ) -> tuple[list[str], int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`_checked_inputs` for `UnitTypes`: consistent codes, finite sums, more rows than fixed
+    effects, whole units, something left to model. Returns the names, N, X'X, X'y, each type's
+    unit size and S (one unit's summed design rows, (T, p))."""
+    cells = np.asarray(ut.cells, dtype=float)
+    if cells.ndim != 2:
+        raise ValueError("the cells must be a (C, p) matrix")
+    T, p = len(ut.units), cells.shape[1]
+    E = len(ut.pair_type)
+    if any(len(a) != E for a in (ut.pair_cell, ut.pair_rows, ut.pair_sum)) or any(
+            len(a) != T for a in (ut.exchange, ut.t_sum, ut.t_sq)):
+        raise ValueError("the entries (type, cell, rows, sum) and the types (exchange, units, "
+                         "t_sum, t_sq) must have matching lengths")
+    for nm, arr, top in (("type", ut.pair_type, T), ("cell", ut.pair_cell, len(cells)),
+                         ("exchange", ut.exchange, None)):
+        if not np.issubdtype(np.asarray(arr).dtype, np.integer) or (
+                len(arr) and (arr.min() < 0 or (top is not None and arr.max() >= top))):
+            raise ValueError(f"{nm} codes must be integers in range (use pd.factorize)")
+    if not all(np.isfinite(a).all() for a in (cells, ut.pair_rows, ut.pair_sum, ut.t_sum,
+                                              ut.t_sq)) or not math.isfinite(ut.yty):
+        raise ValueError("y and X must be finite; drop missing values first")
+    rows = np.asarray(ut.pair_rows, dtype=float)
+    N = int(round(rows.sum()))
+    if N <= p:
+        raise ValueError(f"need more observations ({N}) than fixed effects ({p})")
+    out_names = list(names) if names is not None else [f"x{k}" for k in range(p)]
+    if len(out_names) != p:
+        raise ValueError("names must have one entry per column of X")
+    if se_method not in ("conditional", "observed"):
+        raise ValueError("se_method must be 'conditional' or 'observed'")
+    units = np.asarray(ut.units, dtype=float)
+    size = np.bincount(ut.pair_type, weights=rows, minlength=T) / units
+    if not (units > 0).all() or not np.allclose(size, np.round(size)) or (size < 1).any():
+        raise ValueError("every type needs units, each with the same whole number of rows")
+    size = np.round(size)
+    C = len(cells)
+    n_c = np.bincount(ut.pair_cell, weights=rows, minlength=C)
+    XtX = cells.T @ (n_c[:, None] * cells)
+    Xty = cells.T @ np.bincount(ut.pair_cell, weights=ut.pair_sum, minlength=C)
+    # one unit's summed design rows: the type's rows in each cell, shared by its units
+    w = rows / units[ut.pair_type]
+    S = np.column_stack([np.bincount(ut.pair_type, weights=w * cells[ut.pair_cell, j],
+                                     minlength=T) for j in range(p)]) if p else np.empty((T, 0))
+    rss = float(ut.yty) - float(Xty @ np.linalg.lstsq(XtX, Xty, rcond=None)[0])
+    if rss <= max(1e-20 * N, 1e-12) * max(float(ut.yty), 1.0):
+        raise ValueError("the scores are reproduced exactly by the fixed effects (e.g. every "
+                         "answer the same): no variance is left to estimate")
+    return out_names, N, XtX, Xty, size, S
 
 
 @dataclass
@@ -268,28 +370,57 @@ def fit_random_intercept(
 
         def fitted(b: np.ndarray) -> np.ndarray:
             return X @ b
-    yty = float(y @ y)
-    if np.linalg.matrix_rank(XtX) < p:
-        raise ValueError("the fixed-effects design is rank deficient (an empty cell or a "
-                         "constant column)")
-    dof = N - p
+    blocks = _size_blocks(ni.astype(float), np.ones(len(ni)), S, t, t * t)
+    fit = _ri_fit(N, XtX, Xty, float(y @ y), blocks[:5], names, se_method, n_groups=len(ni))
+    fit.residual = y - fitted(fit.beta)
+    return fit
 
-    # c_i depends on participant i only through n_i, so the per-participant sums collapse once
-    # into one p x p block per distinct group size; every likelihood evaluation then costs
-    # O(sizes x p^2), independent of the number of participants.
-    order = np.argsort(ni, kind="stable")
-    sizes, starts = np.unique(ni[order], return_index=True)
-    bounds = [*starts.tolist(), len(order)]
-    K = len(sizes)
+
+def fit_random_intercept_types(ut: UnitTypes, *, names: Sequence[str] | None = None,
+                               se_method: str = "conditional") -> RandomInterceptFit:
+    """`fit_random_intercept` with the units of `ut` as its groups (their exchanges ignored),
+    from the types' sums: the same fit as on the rows they summarise (`residual` is empty)."""
+    names, N, XtX, Xty, size, S = _checked_types(ut, names, se_method)
+    blocks = _size_blocks(size, ut.units, S, ut.t_sum, ut.t_sq)
+    return _ri_fit(N, XtX, Xty, float(ut.yty), blocks[:5], names, se_method,
+                   n_groups=int(ut.units.sum()))
+
+
+def _size_blocks(size: np.ndarray, count: np.ndarray, S: np.ndarray, t_sum: np.ndarray,
+                 t_sq: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The per-unit sums collapsed into one block per distinct unit size (c_i depends on a
+    unit only through its size n_i, so every likelihood evaluation then costs O(sizes x p^2),
+    independent of the number of units): sizes m, units per size cnt, Ms = sum S_i S_i',
+    vs = sum S_i t_i, ws = sum t_i^2, and each type's size index. Types of `count` units
+    sharing S (one unit's summed design rows), t_sum = their sum of t_i, t_sq of t_i^2."""
+    sizes, kidx = np.unique(size, return_inverse=True)
+    K, p = len(sizes), S.shape[1]
+    cnt = np.bincount(kidx, weights=count, minlength=K).astype(float)
+    order = np.argsort(kidx, kind="stable")
+    bnd = np.concatenate([[0], np.cumsum(np.bincount(kidx, minlength=K))]).astype(np.int64)
     Ms = np.empty((K, p, p))
     vs = np.empty((K, p))
     ws = np.empty(K)
     for k in range(K):
-        idx = order[bounds[k]:bounds[k + 1]]
-        Sk, tk = S[idx], t[idx]
-        Ms[k], vs[k], ws[k] = Sk.T @ Sk, Sk.T @ tk, float(tk @ tk)
-    m = sizes.astype(float)
-    cnt = np.diff(bounds).astype(float)
+        idx = order[bnd[k]:bnd[k + 1]]
+        Sk = S[idx]
+        Ms[k] = (Sk * count[idx, None]).T @ Sk
+        vs[k] = Sk.T @ t_sum[idx]
+        ws[k] = float(t_sq[idx].sum())
+    return sizes.astype(float), cnt, Ms, vs, ws, kidx
+
+
+def _ri_fit(N: int, XtX: np.ndarray, Xty: np.ndarray, yty: float,
+            blocks: tuple[np.ndarray, ...], names: list[str], se_method: str, *,
+            n_groups: int) -> RandomInterceptFit:
+    """The REML fit of `fit_random_intercept` from its sums (see there): X'X, X'y, y'y and
+    the per-size blocks of `_size_blocks`. `residual` is left empty."""
+    p = XtX.shape[0]
+    if np.linalg.matrix_rank(XtX) < p:
+        raise ValueError("the fixed-effects design is rank deficient (an empty cell or a "
+                         "constant column)")
+    dof = N - p
+    m, cnt, Ms, vs, ws = blocks
 
     def gls(lam: float) -> tuple[np.ndarray, np.ndarray, float]:
         c = lam / (1.0 + m * lam)
@@ -372,7 +503,7 @@ def fit_random_intercept(
     return RandomInterceptFit(
         names=names, beta=beta, cov_beta=cov, var_participant=float(s2u),
         var_residual=float(s2e), lam=float(lam), converged=converged and np.isfinite(ll),
-        n_groups=int(present.sum()), n_obs=N, reml_loglik=float(ll), residual=y - fitted(beta),
+        n_groups=n_groups, n_obs=N, reml_loglik=float(ll), residual=np.empty(0),
     )
 
 
@@ -489,45 +620,39 @@ def fit_nested_intercepts(
     u_in = np.asarray(units)
     x_in = np.asarray(exchanges)
     y, X, names = _checked_inputs(y, X, {"units": u_in, "exchanges": x_in}, names, se_method)
-    N, p = X.shape
-
     xc, _ = pd.factorize(x_in)
-    G = int(xc.max()) + 1
     key = xc.astype(np.int64) * (int(u_in.max()) + 1) + u_in.astype(np.int64)
     uc, _ = pd.factorize(key)  # unit = participant x exchange
-    U = int(uc.max()) + 1
-    ni = np.bincount(uc, minlength=U)
-    first = np.zeros(U, dtype=np.int64)
-    first[uc[::-1]] = np.arange(N - 1, -1, -1)
-    x_of_unit = xc[first]
-    S = np.column_stack([np.bincount(uc, weights=X[:, k], minlength=U) for k in range(p)])
-    t = np.bincount(uc, weights=y, minlength=U)
-    XtX = X.T @ X
-    Xty = X.T @ y
-    yty = float(y @ y)
+    return fit_nested_intercepts_types(UnitTypes.from_rows(y, X, uc, xc), names=names,
+                                       se_method=se_method)
+
+
+def fit_nested_intercepts_types(ut: UnitTypes, *, names: Sequence[str] | None = None,
+                                se_method: str = "conditional") -> NestedInterceptFit:
+    """`fit_nested_intercepts` from the sums of `UnitTypes` (units nested in the types'
+    exchanges): the same fit as on the rows they summarise, at a cost that depends on the
+    number of types, not of rows (issue 17: the on-request model of a view of millions of
+    scores from one GROUP BY in DuckDB)."""
+    names, N, XtX, Xty, ni, S = _checked_types(ut, names, se_method)
+    p = XtX.shape[0]
+    yty = float(ut.yty)
+    xc, _ = pd.factorize(ut.exchange)
+    G = int(xc.max()) + 1
+    count = np.asarray(ut.units, dtype=float)
+    U = int(round(count.sum()))
+    t = np.asarray(ut.t_sum, dtype=float)
     if np.linalg.matrix_rank(XtX) < p:
         raise ValueError("the fixed-effects design is rank deficient (an empty cell or a "
                          "constant column)")
     dof = N - p
 
-    sizes, kidx = np.unique(ni, return_inverse=True)
-    K = len(sizes)
-    m = sizes.astype(float)
-    cnt = np.bincount(kidx, minlength=K).astype(float)
-    order = np.argsort(kidx, kind="stable")
-    bnd = np.concatenate([[0], np.cumsum(cnt).astype(np.int64)])
-    Ms = np.empty((K, p, p))
-    vs = np.empty((K, p))
-    ws = np.empty(K)
-    for k in range(K):
-        idx = order[bnd[k]:bnd[k + 1]]
-        Sk, tk = S[idx], t[idx]
-        Ms[k], vs[k], ws[k] = Sk.T @ Sk, Sk.T @ tk, float(tk @ tk)
-    xk = x_of_unit.astype(np.int64) * K + kidx  # exchange x unit-size cell
-    T = np.column_stack([np.bincount(xk, weights=S[:, j], minlength=G * K)
+    m, cnt, Ms, vs, ws, kidx = _size_blocks(ni, count, S, t, np.asarray(ut.t_sq, dtype=float))
+    K = len(m)
+    xk = xc.astype(np.int64) * K + kidx  # exchange x unit-size cell
+    T = np.column_stack([np.bincount(xk, weights=count * S[:, j], minlength=G * K)
                          for j in range(p)]).reshape(G, K, p)
     tt = np.bincount(xk, weights=t, minlength=G * K).reshape(G, K)
-    nn = np.bincount(xk, weights=ni.astype(float), minlength=G * K).reshape(G, K)
+    nn = np.bincount(xk, weights=count * ni, minlength=G * K).reshape(G, K)
 
     def blocks(lp: float, lx: float) -> tuple[np.ndarray, ...]:
         """a_i, c_i (per unit size), R_x, r_x, m_x, d_x (per exchange), then X'H^-1X,
@@ -630,11 +755,12 @@ def fit_nested_intercepts(
             prev = size
         return theta
 
-    one = fit_random_intercept(y, X, uc, names=names)
+    one = _ri_fit(N, XtX, Xty, yty, (m, cnt, Ms, vs, ws), names, "conditional", n_groups=U)
     tp = math.log(one.lam) if one.lam > 0 else 0.0
     bounds = [(lo + 1e-3, hi), (lo + 1e-3, hi)]
     best = None
     for s0 in (np.array([tp, tp - 2.0]), np.array([tp, -3.0])):
+        s0 = np.clip(s0, lo + 1e-3, hi)  # a one-level lam near 0 starts at the bound
         # loose: the Newton polish below finishes the job; fatol relative to |negll| (which
         # grows with N, and rounding with it)
         fatol = 1e-10 * max(1.0, abs(negll(s0)))
@@ -703,18 +829,23 @@ def fit_nested_intercepts(
                  + dof * (1.0 + math.log(2 * math.pi)))
 
     # between-within strata of the columns of X
+    rows = np.asarray(ut.pair_rows, dtype=float)
+
     def constant_within(codes: np.ndarray, n_groups: int, col: np.ndarray) -> bool:
-        s1 = np.bincount(codes, weights=col, minlength=n_groups)
-        s2 = np.bincount(codes, weights=col * col, minlength=n_groups)
-        n = np.bincount(codes, minlength=n_groups)
+        s1 = np.bincount(codes, weights=rows * col, minlength=n_groups)
+        s2 = np.bincount(codes, weights=rows * col * col, minlength=n_groups)
+        n = np.bincount(codes, weights=rows, minlength=n_groups)
         ok = n > 0
         return bool(np.all(s2[ok] - s1[ok] ** 2 / n[ok] <= 1e-9 * (1.0 + s2[ok])))
 
+    T_ = len(count)
+    pair_x = xc[ut.pair_type]
     stratum = np.full(p, 2, dtype=np.int64)
     for j in range(p):
-        if constant_within(xc, G, X[:, j]):
+        col = np.asarray(ut.cells, dtype=float)[ut.pair_cell, j]
+        if constant_within(pair_x, G, col):
             stratum[j] = 0
-        elif constant_within(uc, U, X[:, j]):
+        elif constant_within(ut.pair_type, T_, col):
             stratum[j] = 1
     p0, p1, p2 = (int((stratum == s).sum()) for s in range(3))
     df_strata = (float(max(G - p0, 1)), float(max(U - G - p1, 1)), float(max(N - U - p2, 1)))
@@ -904,33 +1035,65 @@ def network_levels(
     an exchange level that cannot be fitted, an empty frame. With a handful of networks the
     variance is poorly determined (REML often puts it at 0): read it with ``n_networks``.
     """
-    rows: list[tuple[str, float]] = []
     if not len(scores):
-        return pd.DataFrame(rows, columns=["term", "estimate"])
+        return pd.DataFrame([], columns=["term", "estimate"])
     first = wave_order(scores[wave].dropna().astype(str).unique())[0]
     d = scores[(scores[wave].astype(str) == first) & scores[outcome].notna()]
     d = d.drop_duplicates(participant)
+    y = d[outcome].to_numpy(float)
+    types = d[[wave, exchange, network, *design]].assign(rows=1.0, sum=y, sum_sq=y * y)
+    return network_levels_types(types, wave=wave, exchange=exchange, network=network,
+                                design=design)
+
+
+def network_levels_types(
+    types: pd.DataFrame,
+    *,
+    wave: str = "wave",
+    exchange: str = "exchange",
+    network: str = "network",
+    design: Sequence[str] = (),
+) -> pd.DataFrame:
+    """`network_levels` from sums (see `longitudinal_model_types`): the rows of `types` at the
+    first wave, each with the exchange, network and design values of its units, their number of
+    baseline scores (``rows``) and the scores' ``sum`` and ``sum_sq``. The exchanges are the
+    fit's units, so these sums are all it needs."""
+    rows: list[tuple[str, float]] = []
+    if not len(types):
+        return pd.DataFrame(rows, columns=["term", "estimate"])
+    first = wave_order(types[wave].dropna().astype(str).unique())[0]
+    d = types[(types[wave].astype(str) == first) & (types["rows"] > 0)]
     net = d[network].astype("string").fillna("exchange:" + d[exchange].astype("string"))
     n_codes, _ = pd.factorize(net)
     x_codes, _ = pd.factorize(d[exchange])
     if len(np.unique(n_codes)) < 2 or len(np.unique(x_codes)) < 3:
         return pd.DataFrame(rows, columns=["term", "estimate"])
     cols = [np.ones(len(d))]
-    for f in design:
-        dummies = pd.get_dummies(d[f].astype("string"), drop_first=True, dtype=float)
-        cols.extend(dummies[c].to_numpy() for c in dummies.columns)
+    for f in design:  # treatment dummies, levels sorted as text (pd.get_dummies, drop_first)
+        values = d[f].astype("string")
+        levels = sorted(values.dropna().unique())
+        cols.extend((values == lv).fillna(False).to_numpy(float) for lv in levels[1:])
     X = np.column_stack(cols)
-    keep = np.linalg.matrix_rank(X) == X.shape[1]
-    if not keep:
+    if np.linalg.matrix_rank(X) != X.shape[1]:
         X = X[:, :1]
+    total = d["sum"].to_numpy(float)
+    G = int(x_codes.max()) + 1
+    first_row = np.zeros(G, dtype=np.int64)
+    first_row[x_codes[::-1]] = np.arange(len(d) - 1, -1, -1)
+    t = np.bincount(x_codes, weights=total, minlength=G)
+    ut = UnitTypes(cells=X, pair_type=x_codes, pair_cell=np.arange(len(d)),
+                   pair_rows=d["rows"].to_numpy(float), pair_sum=total,
+                   yty=float(d["sum_sq"].to_numpy(float).sum()), exchange=n_codes[first_row],
+                   units=np.ones(G), t_sum=t, t_sq=t * t)
     try:
-        fit = fit_nested_intercepts(d[outcome].to_numpy(float), X, x_codes, n_codes)
+        fit = fit_nested_intercepts_types(ut)
     except (ValueError, np.linalg.LinAlgError):  # e.g. every baseline score the same
         return pd.DataFrame(rows, columns=["term", "estimate"])
     s2n, s2x, s2e = fit.var_exchange, fit.var_participant, fit.var_residual
-    total = s2n + s2x + s2e
-    rows += [("var_network", s2n), ("icc_network", s2n / total if total > 0 else float("nan")),
-             ("icc_exchange_pre", s2x / total if total > 0 else float("nan")),
+    total_var = s2n + s2x + s2e
+    rows += [("var_network", s2n),
+             ("icc_network", s2n / total_var if total_var > 0 else float("nan")),
+             ("icc_exchange_pre", s2x / total_var if total_var > 0 else float("nan")),
              ("n_networks", float(fit.n_exchanges))]
     return pd.DataFrame(rows, columns=["term", "estimate"])
 
@@ -1025,27 +1188,66 @@ def longitudinal_model(
     >>> round(float(out.set_index("term").loc["contrast[post-pre]", "estimate"]), 1)
     0.5
     """
-    need = [outcome, participant, wave] + [c for c in (group, comparison, exchange, instrument,
-                                                      scale) if c is not None]
-    missing = [c for c in need if c not in scores.columns]
+    data = _model_columns(scores, [outcome, participant, wave], group, comparison, exchange,
+                          instrument, scale, ci)
+    data = data[data[outcome].notna()]
+    return _per_scale(data, instrument, scale, lambda d, inst, sc: _fit_one(
+        d, inst, sc, outcome=outcome, participant=participant, wave=wave, waves=waves,
+        group=group, comparison=comparison, exchange=exchange, ci=ci, se_method=se_method))
+
+
+def longitudinal_model_types(
+    types: pd.DataFrame,
+    *,
+    wave: str = "wave",
+    group: str | None = None,
+    comparison: str | None = None,
+    exchange: str | None = None,
+    instrument: str | None = "instrument",
+    scale: str | None = "scale",
+    ci: float = 0.95,
+    se_method: str = "conditional",
+) -> pd.DataFrame:
+    """`longitudinal_model` from the scores' sums per unit type instead of the scores: the same
+    rows as on the scores they summarise (to rounding), at a cost set by the number of types.
+
+    `types` has one row per type x cell (wave, and the group and comparison values): the
+    columns `TYPE_COLUMNS` (``type`` the type's key; per type, repeated on its rows:
+    ``units``, ``t_sum`` = the sum over its units of a unit's summed score, ``t_sq`` of its
+    square; per row: ``rows`` = scores of the type's units in the cell, ``sum`` and ``sum_sq``
+    of those scores) and the model's columns. A unit is a participant (with `exchange`: a
+    participant x exchange); the units of a type share their exchange and their cells, e.g.
+    one type per exchange x arm x the set of waves answered (`analytics.read.slices` sums
+    them so in DuckDB). The exchange, group and comparison values are the type's."""
+    data = _model_columns(types, [wave, *TYPE_COLUMNS], group, comparison, exchange,
+                          instrument, scale, ci)
+    return _per_scale(data, instrument, scale, lambda d, inst, sc: _fit_types(
+        d, inst, sc, wave=wave, waves=None, group=group, comparison=comparison,
+        exchange=exchange, ci=ci, se_method=se_method))
+
+
+def _model_columns(frame: pd.DataFrame, need: list[str], group: str | None,
+                   comparison: str | None, exchange: str | None, instrument: str | None,
+                   scale: str | None, ci: float) -> pd.DataFrame:
+    need = need + [c for c in (group, comparison, exchange, instrument, scale) if c is not None]
+    missing = [c for c in need if c not in frame.columns]
     if missing:
         raise ValueError(f"scores has no column(s) {missing}")
     if not 0 < ci < 1:
         raise ValueError("ci must be in (0, 1)")
-    cols = list(dict.fromkeys(need))
-    data = scores[cols]
-    data = data[data[outcome].notna()]
+    return frame[list(dict.fromkeys(need))]
+
+
+def _per_scale(data: pd.DataFrame, instrument: str | None, scale: str | None,
+               fit: Callable[[pd.DataFrame, object, object], list[dict]]) -> pd.DataFrame:
     keys = [c for c in (instrument, scale) if c is not None]
     parts = [((), data)] if not keys else data.groupby(keys, sort=True, observed=True)
     rows: list[dict] = []
     for key, d in parts:
         key = key if isinstance(key, tuple) else (key,)
         kv = dict(zip(keys, key, strict=True))
-        inst = kv.get(instrument) if instrument is not None else None
-        sc = kv.get(scale) if scale is not None else None
-        rows.extend(_fit_one(d, inst, sc, outcome=outcome, participant=participant, wave=wave,
-                             waves=waves, group=group, comparison=comparison, exchange=exchange,
-                             ci=ci, se_method=se_method))
+        rows.extend(fit(d, kv.get(instrument) if instrument is not None else None,
+                        kv.get(scale) if scale is not None else None))
     out = pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
     return out.astype({"n_participants": "int64", "n_obs": "int64", "converged": "bool"})
 
@@ -1082,45 +1284,86 @@ def _codes(values: pd.Series, levels: list[str] | None,
 def _fit_one(d: pd.DataFrame, inst: object, sc: object, *, outcome: str, participant: str,
              wave: str, waves: Sequence[str] | None, group: str | None, comparison: str | None,
              exchange: str | None, ci: float, se_method: str) -> list[dict]:
+    """One scale's rows as one type per unit (`TYPE_COLUMNS`), fitted by `_fit_types`: rows
+    of waves not in `waves`, without a group or without an exchange are left out first."""
+    keep = _codes(d[wave], list(waves) if waves is not None else None, wave_order)[0] >= 0
+    if group is not None:
+        keep &= d[group].notna().to_numpy()
+    if exchange is not None:
+        keep &= d[exchange].notna().to_numpy()  # rows without an exchange leave its model
+    d = d[keep]
     y = d[outcome].to_numpy(dtype=float)
-    pcodes, _ = pd.factorize(d[participant], sort=False)
-    xcodes = pd.factorize(d[exchange], sort=False)[0] if exchange is not None else None
+    unit, _ = pd.factorize(d[participant], sort=False)
+    if exchange is not None:  # unit = participant x exchange
+        xcodes = pd.factorize(d[exchange], sort=False)[0].astype(np.int64)
+        unit = pd.factorize(xcodes * (int(unit.max(initial=0)) + 1) + unit)[0]
+    t = np.bincount(unit, weights=y)[unit] if len(unit) else y
+    cols = {wave: d[wave].to_numpy()}
+    cols |= {c: d[c].to_numpy() for c in (group, comparison, exchange) if c is not None}
+    rows = pd.DataFrame(cols | {"type": unit, "units": 1.0, "rows": 1.0, "sum": y,
+                                "sum_sq": y * y, "t_sum": t, "t_sq": t * t})
+    return _fit_types(rows, inst, sc, wave=wave, waves=waves, group=group,
+                      comparison=comparison, exchange=exchange, ci=ci, se_method=se_method)
+
+
+def _fit_types(d: pd.DataFrame, inst: object, sc: object, *, wave: str,
+               waves: Sequence[str] | None, group: str | None, comparison: str | None,
+               exchange: str | None, ci: float, se_method: str) -> list[dict]:
+    """The tidy rows of one scale's model from its unit types (`TYPE_COLUMNS`, one entry per
+    type and wave x group x arm cell): the design as cells, then `fit_nested_intercepts_types`
+    (two or more exchanges) or `fit_random_intercept_types`. A type with an entry outside the
+    model (a wave not in `waves`, no group, no exchange) leaves it with all its units."""
     wcodes, levels = _codes(d[wave], list(waves) if waves is not None else None, wave_order)
-    keep = wcodes >= 0  # rows of waves not listed in `waves` are left out
     factors = [_Factor("wave", wcodes, levels)]
+    drop = wcodes < 0
     if group is not None:
         gcodes, glev = _codes(d[group], None, sorted)
-        keep &= gcodes >= 0
+        drop |= gcodes < 0
         factors.append(_Factor(group, gcodes, glev))
     if comparison is not None:
         arm = 1 - _as_bool(d[comparison], comparison)  # 1 = exchange participant
         factors.append(_Factor("arm", arm, ["comparison", "participant"]))
-    if xcodes is not None:
-        keep &= xcodes >= 0  # rows without an exchange are left out of the exchange model
-    if not keep.all():
-        y = y[keep]
-        pcodes = pcodes[keep]
-        if xcodes is not None:
-            xcodes = pd.factorize(xcodes[keep])[0]
+    xcodes = (pd.factorize(d[exchange], sort=False)[0] if exchange is not None
+              else np.zeros(len(d), dtype=np.int64))
+    drop |= xcodes < 0
+    tcodes = pd.factorize(d["type"], sort=False)[0]
+    if drop.any():
+        gone = np.zeros(int(tcodes.max()) + 1, dtype=bool)
+        gone[tcodes[drop]] = True
+        keep = ~gone[tcodes]
+        d, xcodes = d[keep], pd.factorize(xcodes[keep])[0]
+        tcodes = pd.factorize(tcodes[keep])[0]
         for f in factors:
             f.codes = f.codes[keep]
-        pcodes = pd.factorize(pcodes)[0]
-    n_part = int(pcodes.max()) + 1 if len(pcodes) else 0  # factorize codes are dense
-    base = {"instrument": inst, "scale": sc, "n_participants": n_part, "n_obs": int(len(y))}
+    rows = d["rows"].to_numpy(dtype=float)
+    T = int(tcodes.max()) + 1 if len(tcodes) else 0
+    first = np.zeros(T, dtype=np.int64)
+    first[tcodes[::-1]] = np.arange(len(tcodes) - 1, -1, -1)
+    units = d["units"].to_numpy(dtype=float)[first]
+    base = {"instrument": inst, "scale": sc, "n_participants": int(round(units.sum())),
+            "n_obs": int(round(rows.sum()))}
     nan = float("nan")
     try:
-        X, names = _design(factors)  # no rows left (every group missing): not estimable
+        if not T:
+            raise ValueError("no rows left (every group missing)")
+        X, names = _design_cells(factors)
         cells = np.ravel_multi_index([f.codes for f in factors],
                                      [len(f.levels) for f in factors])
         n_cells = int(np.prod([len(f.levels) for f in factors]))
-        if np.count_nonzero(np.bincount(cells, minlength=n_cells)) < n_cells:
+        if np.count_nonzero(np.bincount(cells, weights=rows, minlength=n_cells)) < n_cells:
             raise ValueError("a wave x group cell has no observations")
+        ut = UnitTypes(cells=X.cells, pair_type=tcodes, pair_cell=X.index, pair_rows=rows,
+                       pair_sum=d["sum"].to_numpy(dtype=float),
+                       yty=float(d["sum_sq"].to_numpy(dtype=float).sum()),
+                       exchange=xcodes[first], units=units,
+                       t_sum=d["t_sum"].to_numpy(dtype=float)[first],
+                       t_sq=d["t_sq"].to_numpy(dtype=float)[first])
         fit: RandomInterceptFit | NestedInterceptFit
-        if xcodes is not None and xcodes.max() >= 1:
-            fit = fit_nested_intercepts(y, X, pcodes, xcodes, names=names, se_method=se_method)
+        if exchange is not None and xcodes.max() >= 1:
+            fit = fit_nested_intercepts_types(ut, names=names, se_method=se_method)
             base["n_participants"] = fit.n_units
         else:
-            fit = fit_random_intercept(y, X, pcodes, names=names, se_method=se_method)
+            fit = fit_random_intercept_types(ut, names=names, se_method=se_method)
     except (ValueError, np.linalg.LinAlgError):
         return [{**base, "term": "not_estimable", "estimate": nan, "se": nan, "ci_low": nan,
                  "ci_high": nan, "p": nan, "converged": False}]
