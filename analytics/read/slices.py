@@ -166,6 +166,8 @@ def model_types(cur: duckdb.DuckDBPyConnection, f: Filters, scale: str | None = 
     and fitting them in pandas 78 s, the sums take 6.5 s and their fits 0.7 s (one scale, as
     the Outcomes page asks: 1.3 s in all)."""
     waves = _score_waves(cur)
+    if not waves:
+        return pd.DataFrame()
     ctes, p = sql.scope(f, include_comparison=True, scores=True, months=sql.months_base(cur))
     where = ""
     if scale:
@@ -179,8 +181,6 @@ def model_types(cur: duckdb.DuckDBPyConnection, f: Filters, scale: str | None = 
         f"sum(fs.score * fs.score) FILTER (fs.wave = $w{i}) AS q{i}" for i in range(len(waves)))
     per_type = ", ".join(f"n{i}, sum(s{i}) AS s{i}, sum(q{i}) AS q{i}"
                          for i in range(len(waves)))
-    if not waves:
-        return pd.DataFrame()
     d = sql.arrow_df(cur, f"""WITH {ctes},
         u AS (SELECT fs.instrument, fs.scale, fs.exchange_id, pid, fp.comparison,
                      sum(fs.score) AS t, {per_unit}
