@@ -824,15 +824,21 @@ def load_paths(
                 raise NoChange
             # The canonical tables this load changed: the derive keeps what reads none of them.
             touched = {r.kind for r in reports if r.status == "loaded" and r.kind}
-            _derive(con, warehouse, say, touched)
+            # Events only added (a row replaced had the new row's key: same person, same day):
+            # the dashboard tables follow from what those batches touch.
+            ev = [r for r in reports if r.status == "loaded" and r.kind == schema.EVENTS.name]
+            appended = ([r.batch_id for r in ev] if all(r.rows_removed == 0 for r in ev)
+                        else None)
+            _derive(con, warehouse, say, touched, appended)
             phases.reached("derive")
     return reports
 
 
 def _derive(con: duckdb.DuckDBPyConnection, warehouse: Path, say: Callable[[str], None],
-            changed: set[str] | None = None) -> None:
+            changed: set[str] | None = None, appended_events: list[int] | None = None) -> None:
     """Run the derive step on the next file: the result and dashboard tables of its version;
-    `changed` names the canonical tables the load changed (see `materialise.refresh`).
+    `changed` names the canonical tables the load changed, `appended_events` the batches of
+    events it only added (see `materialise.refresh`).
 
     Any failure (an import, a computation, a write) stops the load before the swap: a data
     version never goes live without its derived tables. Interrupts pass through as they are.
@@ -844,7 +850,7 @@ def _derive(con: duckdb.DuckDBPyConnection, warehouse: Path, say: Callable[[str]
     try:
         from analytics.derive.materialise import refresh
 
-        refresh(con, changed=changed)
+        refresh(con, changed=changed, appended_events=appended_events)
     except Exception as e:
         if damaged(warehouse, e) is not None:
             raise  # a damaged copy of the warehouse: `build_next` says so in one line

@@ -85,6 +85,9 @@ def test_an_events_append_keeps_what_reads_no_event_and_equals_a_full_refresh(
         (rep,) = load_paths([path], wh)
         assert rep.status == "loaded" and rep.rows_added == 400, rep.summary()
         assert json.loads(_meta(wh, "results_kept")) == sorted(EVENTS_FREE)
+        # the dashboard tables followed from the touched day and people, not from a rebuild
+        # (a local day of events spans two or three UTC days)
+        assert " day(s) of events, " in _meta(wh, "rollups_incremental"), i
     after = _tables(wh)
     # The kept tables are the very rows they were; the appended events moved the others.
     for name in (RESULT_NAMES[t].name for t in EVENTS_FREE):
@@ -101,6 +104,83 @@ def test_an_events_append_keeps_what_reads_no_event_and_equals_a_full_refresh(
     rebuilt = _tables(full)
     for name in DERIVED:
         _same(after[name], rebuilt[name], name)
+
+
+_NAIVE = "%Y-%m-%d %H:%M:%S"
+
+
+def _rebuilt_equals(wh, tmp_path) -> None:
+    """Every derived table of `wh` equals that of a full refresh of a copy of it."""
+    full = tmp_path / "full" / "warehouse.duckdb"
+    full.parent.mkdir()
+    shutil.copyfile(wh, full)
+    with build_next(full) as con:
+        refresh(con)
+    assert _meta(full, "rollups_incremental") == ""
+    got, rebuilt = _tables(wh), _tables(full)
+    for name in DERIVED:
+        _same(got[name], rebuilt[name], name)
+    for key in ("rollups_multi_exchange", "rule_months_base"):
+        assert _meta(wh, key) == _meta(full, key), key
+
+
+def test_appends_into_days_that_have_events_equal_a_rebuild(tmp_path, monkeypatch) -> None:
+    """The harder appends: events on days that already hold other events, a corrected event
+    (same key, other minutes), people taking part in a second exchange (the multi-exchange
+    count and the people cube's first exchange move), a day in a month of its own; then events
+    from before the data's first month, which the month masks cannot take: a full rebuild."""
+    monkeypatch.setenv("EXCHANGE_IMPACT_KEY", TEST_KEY)
+    wh = demo_copy(tmp_path / "d")
+    events = pd.read_csv(wh.parent / "demo" / "events.csv", dtype=str)
+    when = pd.to_datetime(events.occurred_at, format="ISO8601", errors="coerce")
+    known = pd.read_csv(wh.parent / "demo" / "exchanges.csv", dtype=str).exchange_id
+    # the demo's planted mistakes (a mistyped year, unknown exchanges) are not what this tests
+    events = events[(when.dt.year < 2100) & events.exchange_id.isin(known)].reset_index(drop=True)
+    when = pd.to_datetime(events.occurred_at, format="ISO8601")
+    rng = np.random.default_rng(3)
+    # 1. Busy days in the middle of the data: 300 new events on the days of existing ones, and
+    #    one existing event again with other minutes (times are the institution's local ones,
+    #    as the demo writes them).
+    mid = events.iloc[rng.choice(len(events), 300, replace=False)].copy()
+    mid["occurred_at"] = (when.iloc[mid.index] + pd.Timedelta(minutes=7)).dt.strftime(
+        _NAIVE)
+    fixed = events.iloc[[5]].copy()
+    fixed["minutes"] = "99"
+    # 2. People in a second exchange: their events moved to another exchange of the demo.
+    other = events.iloc[rng.choice(len(events), 40, replace=False)].copy()
+    exchanges = sorted(known)
+    other["exchange_id"] = [exchanges[(exchanges.index(x) + 1) % len(exchanges)]
+                            for x in other.exchange_id]
+    other["occurred_at"] = (when.iloc[other.index] + pd.Timedelta(hours=1)).dt.strftime(
+        _NAIVE)
+    # 3. A day two months after the last.
+    late = events.sample(50, random_state=4).assign(
+        occurred_at=(when.max().normalize() + pd.Timedelta(days=62, hours=10)).strftime(_NAIVE))
+    late["activity"] = [f"{a} {i}" for i, a in enumerate(late.activity)]
+    multi_before = int(_meta(wh, "rollups_multi_exchange"))
+    for i, part in enumerate([pd.concat([mid, fixed]), other, late]):
+        path = tmp_path / f"load{i}" / "events.csv"
+        path.parent.mkdir()
+        part.to_csv(path, index=False)
+        (rep,) = load_paths([path], wh)
+        assert rep.status == "loaded" and rep.rows_rejected == 0, rep.summary()
+        assert _meta(wh, "rollups_incremental"), (i, rep.summary())
+        if i == 0:
+            assert rep.rows_replaced >= 1, rep.summary()
+    assert int(_meta(wh, "rollups_multi_exchange")) > multi_before
+    _rebuilt_equals(wh, tmp_path)
+
+    early = events.sample(30, random_state=5).assign(
+        occurred_at=(when.min().normalize() - pd.Timedelta(days=40)).strftime(
+            "%Y-%m-%d 08:00:00"))
+    path = tmp_path / "early" / "events.csv"
+    path.parent.mkdir()
+    early.to_csv(path, index=False)
+    (rep,) = load_paths([path], wh)
+    assert rep.status == "loaded", rep.summary()
+    assert _meta(wh, "rollups_incremental") == ""  # rebuilt: the masks' first month moved
+    shutil.rmtree(tmp_path / "full")
+    _rebuilt_equals(wh, tmp_path)
 
 
 @pytest.mark.parametrize("changed", [{"responses"}, {"participants"}, {"events", "exchanges"},

@@ -1523,6 +1523,7 @@ def refresh(
     min_cell: int | None = None,
     progress: Callable[[str], None] | None = None,
     changed: Collection[str] | None = None,
+    appended_events: Collection[int] | None = None,
 ) -> Results:
     """Recompute the result tables and store them in the warehouse behind `con`.
 
@@ -1530,7 +1531,10 @@ def refresh(
     `data_version(con)` is already the version readers will see once the file is swapped in, and
     the results are stamped with it. `changed`: the canonical tables the load changed (None:
     unknown, recompute everything, as `python -m analytics refresh` does); the tables that read
-    none of them are kept (`kept_on`) and named in meta ``results_kept``.
+    none of them are kept (`kept_on`) and named in meta ``results_kept``. `appended_events`:
+    the batches whose events are all the load added (nothing removed); with `changed` just
+    the event log, the rollups are then brought up to date from what those events touch
+    (`analytics.derive.rollups.build`).
     """
     k = MIN_CELL if min_cell is None else int(min_cell)
     version = _data_version(con)
@@ -1550,7 +1554,8 @@ def refresh(
     res.timings["write"] = time.perf_counter() - t0
     # The dashboard's rollups read res_scale_scores, so they follow the result tables.
     t0 = time.perf_counter()
-    build_rollups(con)
+    only_events = changed is not None and set(changed) == {schema.EVENTS.name}
+    build_rollups(con, appended_events=appended_events if only_events else None)
     res.timings["rollups"] = time.perf_counter() - t0
     res.seconds += res.timings["write"] + res.timings["rollups"]
     facts = {

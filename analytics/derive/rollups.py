@@ -29,14 +29,18 @@ these facts; every rollup above is then built from them.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 
 import duckdb
 
 from etl import schema
 
 __all__ = ["ROLLUP_TABLES", "build", "META_MULTI", "META_MONTHS_BASE", "MASK_MONTHS",
-           "META_VERSION", "week_sql", "day_sql",
+           "META_VERSION", "META_INCREMENTAL", "META_TIMINGS", "week_sql", "day_sql",
            "GENDER_SQL"]
 
 META_MULTI = "rollups_multi_exchange"
@@ -44,6 +48,8 @@ META_MONTHS_BASE = "rule_months_base"
 # Months a HUGEINT mask holds (bit 127 is the sign; one spare).
 MASK_MONTHS = 126
 META_VERSION = "rollups_data_version"
+META_INCREMENTAL = "rollups_incremental"
+META_TIMINGS = "rollups_timings"
 
 ROLLUP_TABLES: dict[str, schema.Table] = schema.ROLLUP_TABLES  # named once, in the schema
 
@@ -90,98 +96,213 @@ def month_bit_sql(day: str, base: str) -> str:
             f"+ month({day}) - month({base}) AS INTEGER))")
 
 
+@dataclass(frozen=True)
+class _Facts:
+    """The per-person facts a cube is built from: the warehouse's own (`_ALL`), or one set of
+    people's rows of them, copied into temporary tables (`_append_events`).
+
+    Every cube built from these is a sum over people: each participant sits in one cell (their
+    institution, role and group are fixed), so a count of distinct participants within a cell is
+    a count of people, and events, minutes and pair counts add up. The cube over all people is
+    therefore the cube over the touched people plus the cube over the rest, and an append that
+    touches a few people changes a cube by their new contribution minus their old one."""
+    people: str = KEYS
+    days: str = schema.RES_PERSON_DAYS.name
+    hours: str = HOURS
+    answers: str = schema.RES_ANSWER_DAYS.name
+    pairs: str = "_rollup_px"
+    scores: str = schema.RES_PERSON_SCORES.name
+    gains: str = schema.RES_PERSON_GAINS.name
+    pair_months: str = schema.RES_PAIR_MONTHS.name
+
+
+_ALL = _Facts()
+_CELL_SQL = "p.institution_id, p.role, coalesce(p.comparison, FALSE)"
+
+
+def _pairs_sql(f: _Facts) -> str:
+    """The exchange each participant took part in (events or answers): one row per pair."""
+    return (f"SELECT DISTINCT pid, exchange_id FROM {f.days} "
+            f"UNION SELECT DISTINCT pid, exchange_id FROM {f.answers}")
+
+
+def _multi_sql(f: _Facts) -> str:
+    """Participants with events or answers in more than one exchange (a sum over people)."""
+    return f"SELECT count(*) FROM (SELECT pid FROM {f.pairs} GROUP BY 1 HAVING count(*) > 1)"
+
+
+# Weeks and months from the day facts (a UTC day lies in one UTC week and month): half the
+# rows of the event log, and the same sums and distinct counts.
+def _weekly(f: _Facts, _base: str) -> str:
+    return f"""
+        SELECT {week_sql("d.day")} AS week, d.exchange_id, {_PEOPLE_DIMS},
+               count(DISTINCT d.pid), sum(d.events), sum(d.minutes)
+        FROM {f.days} d JOIN {KEYS} p USING (pid) GROUP BY ALL"""
+
+
+def _monthly(f: _Facts, _base: str) -> str:
+    return f"""
+        SELECT CAST(date_trunc('month', d.day) AS DATE) AS month, d.exchange_id,
+               {_PEOPLE_DIMS}, count(DISTINCT d.pid), sum(d.events), sum(d.minutes)
+        FROM {f.days} d JOIN {KEYS} p USING (pid) GROUP BY ALL"""
+
+
+def _hourly(f: _Facts, _base: str) -> str:
+    return f"""
+        SELECT h.exchange_id, {_PEOPLE_DIMS}, h.weekday, h.hour, sum(h.events),
+               count(DISTINCT h.pid)
+        FROM {f.hours} h JOIN {KEYS} p USING (pid) GROUP BY ALL"""
+
+
+def _retention(f: _Facts, _base: str) -> str:
+    # Weeks since the pair's first active day (days since // 7): the direct query's definition,
+    # per participant×exchange.
+    return f"""
+        WITH firsts AS (SELECT pid, exchange_id, min(day) AS d0 FROM {f.days} GROUP BY ALL),
+             wk AS (SELECT DISTINCT d.pid, d.exchange_id,
+                           CAST((d.day - f.d0) // 7 AS INTEGER) AS week
+                    FROM {f.days} d JOIN firsts f USING (pid, exchange_id))
+        SELECT wk.exchange_id, {_PEOPLE_DIMS}, wk.week, count(*)
+        FROM wk JOIN {KEYS} p USING (pid) GROUP BY ALL"""
+
+
+def _people(f: _Facts, _base: str) -> str:
+    # One row per (cell, gender, birth year): people, those active, their events and minutes, and
+    # survey stages. exchange_id is the participant's one exchange (NULL: none yet); with
+    # multi-exchange participants it is their first by id and meta says the cube is not exact.
+    return f"""
+        WITH px AS (SELECT pid, min(exchange_id) AS exchange_id FROM {f.pairs} GROUP BY 1),
+             act AS (SELECT pid, sum(events) AS events, sum(minutes) AS minutes
+                     FROM {f.days} GROUP BY 1),
+             w AS (SELECT pid, bool_or(wave = 'pre') AS pre, bool_or(wave = 'post') AS post
+                   FROM {f.answers} GROUP BY 1)
+        SELECT px.exchange_id, {_PEOPLE_DIMS}, {GENDER_SQL} AS gender, p.birth_year,
+               count(*), count(act.pid), coalesce(sum(act.events), 0),
+               coalesce(sum(act.minutes), 0), count(*) FILTER (WHERE w.pre),
+               count(*) FILTER (WHERE w.pre AND NOT w.post)
+        FROM {f.people} p LEFT JOIN px USING (pid) LEFT JOIN act USING (pid)
+             LEFT JOIN w USING (pid)
+        GROUP BY ALL"""
+
+
+# The differencing rule's month sets (`analytics.read.disclosure`): per pair, per week and cell,
+# per retention week and cell, the months with events (and answers) as bit masks, so the rule
+# judges a month range on a few thousand cube rows instead of grouping the day facts (at 1M
+# participants the weekly rule took 6-14 s cold on 24M person-days). Bit 0 is `base`, the data's
+# first month, recorded in meta.
+def _pair_months(f: _Facts, base: str) -> str:
+    bit = month_bit_sql("day", base)
+    return f"""
+        SELECT pid, exchange_id, coalesce(a.m, 0) AS active_months,
+               coalesce(r.m, 0) AS answer_months
+        FROM (SELECT pid, exchange_id, bit_or({bit}) AS m FROM {f.days} GROUP BY ALL) a
+        FULL JOIN (SELECT pid, exchange_id, bit_or({bit}) AS m FROM {f.answers} GROUP BY ALL) r
+        USING (pid, exchange_id)"""
+
+
+def _pair_month_cube(f: _Facts, _base: str) -> str:
+    return f"""
+        SELECT m.exchange_id, {_CELL_SQL}, m.active_months, count(*)
+        FROM {f.pair_months} m JOIN {KEYS} p USING (pid)
+        WHERE m.active_months <> 0 GROUP BY ALL"""
+
+
+def _week_months(f: _Facts, base: str) -> str:
+    return f"""
+        SELECT w.week, w.exchange_id, {_CELL_SQL}, w.m, count(*)
+        FROM (SELECT pid, exchange_id, {week_sql("day")} AS week,
+                     bit_or({month_bit_sql("day", base)}) AS m
+              FROM {f.days} GROUP BY ALL) w JOIN {KEYS} p USING (pid) GROUP BY ALL"""
+
+
+def _retention_months(f: _Facts, base: str) -> str:
+    return f"""
+        WITH firsts AS (SELECT pid, exchange_id, min(day) AS d0 FROM {f.days} GROUP BY ALL),
+             wk AS (SELECT d.pid, d.exchange_id, CAST((d.day - f.d0) // 7 AS INTEGER) AS week,
+                           bit_or({month_bit_sql("d.day", base)}) AS m
+                    FROM {f.days} d JOIN firsts f USING (pid, exchange_id) GROUP BY ALL)
+        SELECT wk.exchange_id, {_CELL_SQL}, wk.week, wk.m, count(*)
+        FROM wk JOIN {KEYS} p USING (pid) GROUP BY ALL"""
+
+
+def _score_months(f: _Facts, _base: str) -> str:
+    return f"""
+        SELECT s.exchange_id, {_CELL_SQL}, s.instrument, s.scale, s.wave,
+               m.active_months | m.answer_months, count(*)
+        FROM {f.scores} s JOIN {KEYS} p USING (pid)
+        JOIN {f.pair_months} m USING (pid, exchange_id) GROUP BY ALL"""
+
+
+def _gain_months(f: _Facts, _base: str) -> str:
+    return f"""
+        SELECT g.exchange_id, {_CELL_SQL}, g.instrument, g.scale,
+               m.active_months | m.answer_months, count(*)
+        FROM {f.gains} g JOIN {KEYS} p USING (pid)
+        JOIN {f.pair_months} m USING (pid, exchange_id) GROUP BY ALL"""
+
+
+# The cubes that read the participation log (through the day facts), each with its additive
+# measures (the first of them is a count, 0 exactly when the row would not exist). An events
+# append updates these and only these (`_append_events`).
+_EVENT_CUBES: tuple[tuple[schema.Table, Callable[[_Facts, str], str], tuple[str, ...]], ...] = (
+    (schema.RES_ACTIVITY_WEEKLY, _weekly, ("active", "events", "minutes")),
+    (schema.RES_ACTIVITY_MONTHLY, _monthly, ("active", "events", "minutes")),
+    (schema.RES_ACTIVITY_HOURLY, _hourly, ("n", "events")),
+    (schema.RES_RETENTION, _retention, ("active",)),
+    (schema.RES_PEOPLE, _people, ("n", "active", "events", "minutes", "answered_pre",
+                                  "pre_not_post")),
+)
+_MONTH_CUBES: tuple[tuple[schema.Table, Callable[[_Facts, str], str], tuple[str, ...]], ...] = (
+    (schema.RES_PAIR_MONTH_CUBE, _pair_month_cube, ("pairs",)),
+    (schema.RES_WEEK_MONTHS, _week_months, ("pairs",)),
+    (schema.RES_RETENTION_MONTHS, _retention_months, ("pairs",)),
+    (schema.RES_SCORE_MONTHS, _score_months, ("n",)),
+    (schema.RES_GAIN_MONTHS, _gain_months, ("n",)),
+)
+_MONTH_TABLES = (schema.RES_PAIR_MONTHS, *(t for t, _, _ in _MONTH_CUBES))
+
+
+def _month_span(first: dt.date, last: dt.date) -> int:
+    return (last.year - first.year) * 12 + last.month - first.month + 1
+
+
 def _rule_months(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """The differencing rule's month sets (`analytics.read.disclosure`): per pair, per week and
-    cell, per retention week and cell, the months with events (and answers) as bit masks, so the
-    rule judges a month range on a few thousand cube rows instead of grouping the day facts
-    (at 1M participants the weekly rule took 6-14 s cold on 24M person-days). Bit 0 is the
-    data's first month, recorded in meta; a span over MASK_MONTHS leaves the tables empty and
-    the meta value '' (the rule then reads the day facts)."""
+    """The month-mask tables (see `_pair_months`), built from all the facts. A span over
+    MASK_MONTHS leaves the tables empty and the meta value '' (the rule then reads the day
+    facts)."""
     pdays, adays = schema.RES_PERSON_DAYS.name, schema.RES_ANSWER_DAYS.name
     first, last = con.execute(f"""
         SELECT min(d), max(d) FROM (SELECT min(day) AS d FROM {pdays} UNION ALL
                                     SELECT max(day) FROM {pdays} UNION ALL
                                     SELECT min(day) FROM {adays} UNION ALL
                                     SELECT max(day) FROM {adays})""").fetchone()
-    tables = (schema.RES_PAIR_MONTHS, schema.RES_PAIR_MONTH_CUBE, schema.RES_WEEK_MONTHS,
-              schema.RES_RETENTION_MONTHS, schema.RES_SCORE_MONTHS,
-              schema.RES_GAIN_MONTHS)
-    empty = [s for t in tables for s in (f'DROP TABLE IF EXISTS "{t.name}"', schema.ddl(t))]
+    empty = [s for t in _MONTH_TABLES for s in (f'DROP TABLE IF EXISTS "{t.name}"', schema.ddl(t))]
     meta = f"DELETE FROM {schema.META.name} WHERE key = '{META_MONTHS_BASE}'"
-    span = (last.year - first.year) * 12 + last.month - first.month + 1 if first else 0
-    if not first or span > MASK_MONTHS:
+    if not first or _month_span(first, last) > MASK_MONTHS:
         return [*empty, meta, f"INSERT INTO {schema.META.name} VALUES ('{META_MONTHS_BASE}', '')"]
     base = f"DATE '{first.replace(day=1).isoformat()}'"
-    bit = month_bit_sql("day", base)
-    cell = "p.institution_id, p.role, coalesce(p.comparison, FALSE)"
     return [
-        *_sql(schema.RES_PAIR_MONTHS, f"""
-            SELECT pid, exchange_id, coalesce(a.m, 0), coalesce(r.m, 0)
-            FROM (SELECT pid, exchange_id, bit_or({bit}) AS m FROM {pdays} GROUP BY ALL) a
-            FULL JOIN (SELECT pid, exchange_id, bit_or({bit}) AS m FROM {adays} GROUP BY ALL) r
-            USING (pid, exchange_id)"""),
-        *_sql(schema.RES_PAIR_MONTH_CUBE, f"""
-            SELECT m.exchange_id, {cell}, m.active_months, count(*)
-            FROM {schema.RES_PAIR_MONTHS.name} m JOIN {KEYS} p USING (pid)
-            WHERE m.active_months <> 0 GROUP BY ALL"""),
-        *_sql(schema.RES_WEEK_MONTHS, f"""
-            SELECT w.week, w.exchange_id, {cell}, w.m, count(*)
-            FROM (SELECT pid, exchange_id, {week_sql("day")} AS week, bit_or({bit}) AS m
-                  FROM {pdays} GROUP BY ALL) w JOIN {KEYS} p USING (pid) GROUP BY ALL"""),
-        *_sql(schema.RES_RETENTION_MONTHS, f"""
-            WITH firsts AS (SELECT pid, exchange_id, min(day) AS d0 FROM {pdays} GROUP BY ALL),
-                 wk AS (SELECT d.pid, d.exchange_id, CAST((d.day - f.d0) // 7 AS INTEGER) AS week,
-                               bit_or({month_bit_sql("d.day", base)}) AS m
-                        FROM {pdays} d JOIN firsts f USING (pid, exchange_id) GROUP BY ALL)
-            SELECT wk.exchange_id, {cell}, wk.week, wk.m, count(*)
-            FROM wk JOIN {KEYS} p USING (pid) GROUP BY ALL"""),
-        *_sql(schema.RES_SCORE_MONTHS, f"""
-            SELECT s.exchange_id, {cell}, s.instrument, s.scale, s.wave,
-                   m.active_months | m.answer_months, count(*)
-            FROM {schema.RES_PERSON_SCORES.name} s JOIN {KEYS} p USING (pid)
-            JOIN {schema.RES_PAIR_MONTHS.name} m USING (pid, exchange_id) GROUP BY ALL"""),
-        *_sql(schema.RES_GAIN_MONTHS, f"""
-            SELECT g.exchange_id, {cell}, g.instrument, g.scale,
-                   m.active_months | m.answer_months, count(*)
-            FROM {schema.RES_PERSON_GAINS.name} g JOIN {KEYS} p USING (pid)
-            JOIN {schema.RES_PAIR_MONTHS.name} m USING (pid, exchange_id) GROUP BY ALL"""),
+        *_sql(schema.RES_PAIR_MONTHS, _pair_months(_ALL, base)),
+        *(s for t, cube, _ in _MONTH_CUBES for s in _sql(t, cube(_ALL, base))),
         meta,
         f"INSERT INTO {schema.META.name} VALUES ('{META_MONTHS_BASE}', '{first.replace(day=1)}')",
     ]
 
 
-def build(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
-    """(Re)build every rollup table in the warehouse behind `con`; returns seconds per table."""
-    timings: dict[str, float] = {}
-    have_scores = bool(con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [SCORES]
-    ).fetchone()[0])
+def _hours_sql(events: str) -> list[str]:
+    """Statements that add to res_person_hours the rows of the events `events` selects (a table
+    or a subquery with the event log's columns; every event of a UTC day it holds must be in it).
 
-    def run(name: str, stmts: list[str]) -> None:
-        t0 = time.perf_counter()
-        for s in stmts:
-            con.execute(s)
-        timings[name] = round(time.perf_counter() - t0, 3)
-
-    # Day facts: what a date range reads. A dated view needs distinct participants over any span
-    # of days, which no per-cell sum gives; these tables keep one row per participant, exchange
-    # and UTC day (24M rows for the 1M demo's 47.5M events) keyed by a 4-byte integer instead
-    # of the 12-character pseudonym. On the 1M demo a dated headline count took 0.64 s on the
-    # events and answers and 0.09 s here.
-    run(schema.RES_PERSON_KEYS.name, _sql(schema.RES_PERSON_KEYS, f"""
-        SELECT CAST(row_number() OVER (ORDER BY participant_id) AS INTEGER), participant_id,
-               institution_id, role, gender, birth_year, comparison
-        FROM {PEOPLE}"""))
-    # Local time of each event in its institution's zone. ICU's per-row conversion took 135 s
-    # at 47M events, so the UTC offset is looked up instead: once per (zone, 15-minute UTC slot
-    # that holds an event). Every offset and every DST switch in the tz database falls on a
-    # multiple of 15 minutes, so the offset is constant within a slot; local weekday and hour
-    # are then integer arithmetic on the event's epoch plus that offset. Only slots with events:
-    # every slot from the first to the last event made one mistyped year (2125) into hundreds
-    # of millions of rows.
-    # The lookup is keyed by one integer (zone number × 2³² + slot): joined on the (zone name,
-    # slot) pair it took 104 s at 47M events, on the integer 4 s.
-    run(schema.RES_PERSON_HOURS.name, [
+    Local time of each event in its institution's zone. ICU's per-row conversion took 135 s at
+    47M events, so the UTC offset is looked up instead: once per (zone, 15-minute UTC slot that
+    holds an event). Every offset and every DST switch in the tz database falls on a multiple of
+    15 minutes, so the offset is constant within a slot; local weekday and hour are then integer
+    arithmetic on the event's epoch plus that offset. Only slots with events: every slot from
+    the first to the last event made one mistyped year (2125) into hundreds of millions of rows.
+    The lookup is keyed by one integer (zone number × 2³² + slot): joined on the (zone name,
+    slot) pair it took 104 s at 47M events, on the integer 4 s."""
+    cols = ", ".join(f'"{c}"' for c in schema.RES_PERSON_HOURS.column_names)
+    return [
         "DROP TABLE IF EXISTS _rollup_zones",
         f"""CREATE TEMP TABLE _rollup_zones AS
             SELECT timezone, CAST(row_number() OVER (ORDER BY timezone) AS BIGINT) AS z
@@ -189,7 +310,7 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
         "DROP TABLE IF EXISTS _rollup_offsets",
         f"""CREATE TEMP TABLE _rollup_offsets AS
             WITH s AS (SELECT DISTINCT CAST(floor(epoch(occurred_at) / 900) AS BIGINT) AS slot
-                       FROM {EV})
+                       FROM {events})
             SELECT z.z * 4294967296 + s.slot AS k,
                    CAST(epoch(timezone(z.timezone, to_timestamp(s.slot * 900))) AS BIGINT)
                      - s.slot * 900 AS offset_s
@@ -200,80 +321,89 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
             FROM {KEYS} k LEFT JOIN {INST} i USING (institution_id)
             LEFT JOIN _rollup_zones z USING (timezone)""",
         # 1970-01-01 was a Thursday: ISO weekday ((days + 3) mod 7) + 1.
-        *_sql(schema.RES_PERSON_HOURS, f"""
+        f"""INSERT INTO "{HOURS}" ({cols})
             WITH loc AS (
                 SELECT pz.pid, e.exchange_id, {_DAY} AS day, e.minutes,
                        CAST(floor(epoch(e.occurred_at)) AS BIGINT) + o.offset_s AS t
-                FROM {EV} e JOIN _rollup_pz pz USING (participant_id)
+                FROM {events} e JOIN _rollup_pz pz USING (participant_id)
                 LEFT JOIN _rollup_offsets o
                   ON o.k = pz.z * 4294967296 + CAST(floor(epoch(e.occurred_at) / 900) AS BIGINT))
             SELECT pid, exchange_id, day, CAST(((t // 86400 + 3) % 7) + 1 AS TINYINT),
                    CAST((t // 3600) % 24 AS TINYINT), count(*), sum(coalesce(minutes, 0))
-            FROM loc GROUP BY ALL ORDER BY day"""),
+            FROM loc GROUP BY ALL ORDER BY day""",
         "DROP TABLE IF EXISTS _rollup_offsets",
         "DROP TABLE IF EXISTS _rollup_pz",
         "DROP TABLE IF EXISTS _rollup_zones",
-    ])
-    run(schema.RES_PERSON_DAYS.name, _sql(schema.RES_PERSON_DAYS, f"""
-        SELECT pid, exchange_id, day, sum(events), sum(minutes) FROM {HOURS}
-        GROUP BY ALL ORDER BY day"""))
+    ]
+
+
+def _days_sql(where: str = "") -> str:
+    return f"""SELECT pid, exchange_id, day, sum(events), sum(minutes) FROM {HOURS} {where}
+               GROUP BY ALL ORDER BY day"""
+
+
+def _set_meta(con: duckdb.DuckDBPyConnection, facts: dict[str, str]) -> None:
+    con.execute(f"DELETE FROM {schema.META.name} WHERE key IN (SELECT unnest(?::VARCHAR[]))",
+                [list(facts)])
+    con.executemany(f"INSERT INTO {schema.META.name} VALUES (?, ?)", [[k, v] for k, v in
+                                                                      facts.items()])
+
+
+def _meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
+    rows = con.execute(f"SELECT value FROM {schema.META.name} WHERE key = ?", [key]).fetchall()
+    return rows[0][0] if rows else None
+
+
+def build(con: duckdb.DuckDBPyConnection, *, appended_events: Collection[int] | None = None
+          ) -> dict[str, float]:
+    """(Re)build every rollup table in the warehouse behind `con`; returns seconds per table.
+
+    `appended_events`: the load changed nothing but the event log, and only by adding the events
+    of these batches (a row it replaced had the new row's key, so the same person and day). Then,
+    when the stored rollups are of the version before this one, only what those events touch is
+    recomputed (`_append_events`), and meta `rollups_incremental` says how much; otherwise (and
+    always without `appended_events`) everything is rebuilt from the event log and answers.
+    """
+    timings: dict[str, float] = {}
+
+    def run(name: str, stmts: list[str]) -> None:
+        t0 = time.perf_counter()
+        for s in stmts:
+            con.execute(s)
+        timings[name] = round(time.perf_counter() - t0, 3)
+
+    version = _meta(con, "data_version") or "0"
+    if appended_events is not None:
+        done = _append_events(con, sorted(appended_events), run)
+        if done is not None:
+            _set_meta(con, {META_VERSION: version, META_INCREMENTAL: done,
+                            META_TIMINGS: json.dumps(timings)})
+            return timings
+    have_scores = bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [SCORES]
+    ).fetchone()[0])
+
+    # Day facts: what a date range reads. A dated view needs distinct participants over any span
+    # of days, which no per-cell sum gives; these tables keep one row per participant, exchange
+    # and UTC day (24M rows for the 1M demo's 47.5M events) keyed by a 4-byte integer instead
+    # of the 12-character pseudonym. On the 1M demo a dated headline count took 0.64 s on the
+    # events and answers and 0.09 s here.
+    run(schema.RES_PERSON_KEYS.name, _sql(schema.RES_PERSON_KEYS, f"""
+        SELECT CAST(row_number() OVER (ORDER BY participant_id) AS INTEGER), participant_id,
+               institution_id, role, gender, birth_year, comparison
+        FROM {PEOPLE}"""))
+    run(schema.RES_PERSON_HOURS.name, [f'DROP TABLE IF EXISTS "{HOURS}"',
+                                       schema.ddl(schema.RES_PERSON_HOURS), *_hours_sql(EV)])
+    run(schema.RES_PERSON_DAYS.name, _sql(schema.RES_PERSON_DAYS, _days_sql()))
     run(schema.RES_ANSWER_DAYS.name, _sql(schema.RES_ANSWER_DAYS, f"""
         SELECT DISTINCT k.pid, r.exchange_id, r.wave, {day_sql("r.submitted_at")} AS day
         FROM {RESP} r JOIN {KEYS} k USING (participant_id)
         ORDER BY day"""))
-
-    # The exchange each participant took part in (events or answers): one row per pair.
-    run("participant_exchanges", [
-        "DROP TABLE IF EXISTS _rollup_px",
-        f"""CREATE TEMP TABLE _rollup_px AS
-            SELECT DISTINCT pid, exchange_id FROM {schema.RES_PERSON_DAYS.name}
-            UNION SELECT DISTINCT pid, exchange_id FROM {schema.RES_ANSWER_DAYS.name}""",
-    ])
-    multi = con.execute(
-        "SELECT count(*) FROM (SELECT pid FROM _rollup_px GROUP BY 1 "
-        "HAVING count(*) > 1)").fetchone()[0]
-
-    # Weeks and months from the day facts (a UTC day lies in one UTC week and month): half the
-    # rows of the event log, and the same sums and distinct counts.
-    days = f"""{schema.RES_PERSON_DAYS.name} d JOIN {KEYS} p USING (pid)"""
-    run(schema.RES_ACTIVITY_WEEKLY.name, _sql(schema.RES_ACTIVITY_WEEKLY, f"""
-        SELECT {week_sql("d.day")} AS week, d.exchange_id, {_PEOPLE_DIMS},
-               count(DISTINCT d.pid), sum(d.events), sum(d.minutes)
-        FROM {days} GROUP BY ALL"""))
-    run(schema.RES_ACTIVITY_MONTHLY.name, _sql(schema.RES_ACTIVITY_MONTHLY, f"""
-        SELECT CAST(date_trunc('month', d.day) AS DATE) AS month, d.exchange_id,
-               {_PEOPLE_DIMS}, count(DISTINCT d.pid), sum(d.events), sum(d.minutes)
-        FROM {days} GROUP BY ALL"""))
-    run(schema.RES_ACTIVITY_HOURLY.name, _sql(schema.RES_ACTIVITY_HOURLY, f"""
-        SELECT h.exchange_id, {_PEOPLE_DIMS}, h.weekday, h.hour, sum(h.events),
-               count(DISTINCT h.pid)
-        FROM {HOURS} h JOIN {KEYS} p USING (pid) GROUP BY ALL"""))
-    # Weeks since the pair's first active day (days since // 7): the direct query's definition,
-    # per participant×exchange.
-    run(schema.RES_RETENTION.name, _sql(schema.RES_RETENTION, f"""
-        WITH firsts AS (SELECT pid, exchange_id, min(day) AS d0 FROM {schema.RES_PERSON_DAYS.name}
-                        GROUP BY ALL),
-             wk AS (SELECT DISTINCT d.pid, d.exchange_id,
-                           CAST((d.day - f.d0) // 7 AS INTEGER) AS week
-                    FROM {schema.RES_PERSON_DAYS.name} d JOIN firsts f USING (pid, exchange_id))
-        SELECT wk.exchange_id, {_PEOPLE_DIMS}, wk.week, count(*)
-        FROM wk JOIN {KEYS} p USING (pid) GROUP BY ALL"""))
-    # One row per (cell, gender, birth year): people, those active, their events and minutes, and
-    # survey stages. exchange_id is the participant's one exchange (NULL: none yet); with
-    # multi-exchange participants it is their first by id and meta says the cube is not exact.
-    run(schema.RES_PEOPLE.name, _sql(schema.RES_PEOPLE, f"""
-        WITH px AS (SELECT pid, min(exchange_id) AS exchange_id FROM _rollup_px GROUP BY 1),
-             act AS (SELECT pid, sum(events) AS events, sum(minutes) AS minutes
-                     FROM {schema.RES_PERSON_DAYS.name} GROUP BY 1),
-             w AS (SELECT pid, bool_or(wave = 'pre') AS pre, bool_or(wave = 'post') AS post
-                   FROM {schema.RES_ANSWER_DAYS.name} GROUP BY 1)
-        SELECT px.exchange_id, {_PEOPLE_DIMS}, {GENDER_SQL} AS gender, p.birth_year,
-               count(*), count(act.pid), coalesce(sum(act.events), 0),
-               coalesce(sum(act.minutes), 0), count(*) FILTER (WHERE w.pre),
-               count(*) FILTER (WHERE w.pre AND NOT w.post)
-        FROM {KEYS} p LEFT JOIN px USING (pid) LEFT JOIN act USING (pid)
-             LEFT JOIN w USING (pid)
-        GROUP BY ALL"""))
+    run("participant_exchanges", ["DROP TABLE IF EXISTS _rollup_px",
+                                  f"CREATE TEMP TABLE _rollup_px AS {_pairs_sql(_ALL)}"])
+    multi = con.execute(_multi_sql(_ALL)).fetchone()[0]
+    for t, cube, _ in _EVENT_CUBES:
+        run(t.name, _sql(t, cube(_ALL, "")))
     run(schema.RES_RESPONSE_WAVES.name, _sql(schema.RES_RESPONSE_WAVES, f"""
         SELECT a.exchange_id, {_PEOPLE_DIMS}, {GENDER_SQL} AS gender, p.birth_year, a.wave,
                count(DISTINCT a.pid)
@@ -307,10 +437,132 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
             con.execute(schema.ddl(t))
     run("rule_months", _rule_months(con))
     con.execute("DROP TABLE IF EXISTS _rollup_px")
-    version = con.execute(
-        f"SELECT value FROM {schema.META.name} WHERE key = 'data_version'").fetchone()
-    con.execute(f"DELETE FROM {schema.META.name} WHERE key IN (?, ?)", [META_MULTI, META_VERSION])
-    con.executemany(f"INSERT INTO {schema.META.name} VALUES (?, ?)",
-                    [[META_MULTI, str(int(multi))],
-                     [META_VERSION, version[0] if version else "0"]])
+    _set_meta(con, {META_MULTI: str(int(multi)), META_VERSION: version, META_INCREMENTAL: "",
+                    META_TIMINGS: json.dumps(timings)})
     return timings
+
+
+def _append_events(con: duckdb.DuckDBPyConnection, batches: list[int],
+                   run: Callable[[str, list[str]], None]) -> str | None:
+    """Bring the rollups of the version before up to date with the events of `batches`, the only
+    change since; None (nothing done) when that cannot be done exactly, e.g. the stored rollups
+    are of another version, or the new events lie before the month-mask base.
+
+    1. The touched days (UTC days of the new events) are deleted from the day facts
+       (res_person_hours, res_person_days) and recomputed from every event of those days.
+    2. The touched people (those with new events) are the only ones whose facts changed. Each
+       cube over people (`_Facts`) gets their new contribution minus their old one, both
+       computed on copies of their rows only; a cell whose count falls to 0 goes.
+    3. Their pair month masks are recomputed; participants in more than one exchange are
+       counted again the same way.
+    What reads no event (person keys, answer days, scores, gains and their cubes) stays.
+    Returns what was done, for meta `rollups_incremental`.
+    """
+    version = int(_meta(con, "data_version") or 0)
+    if _meta(con, META_VERSION) != str(version - 1) or _meta(con, META_MULTI) is None:
+        return None
+    base = _meta(con, META_MONTHS_BASE)
+    if base is None:
+        return None
+    ids = ", ".join(str(int(b)) for b in batches) or "NULL"
+    run("appended_events", [
+        "DROP TABLE IF EXISTS _rollup_days",
+        f"""CREATE TEMP TABLE _rollup_days AS SELECT DISTINCT {day_sql("occurred_at")} AS day
+            FROM {EV} WHERE batch_id IN ({ids})""",
+        "DROP TABLE IF EXISTS _rollup_who",
+        f"""CREATE TEMP TABLE _rollup_who AS SELECT DISTINCT k.pid
+            FROM {EV} e JOIN {KEYS} k USING (participant_id) WHERE e.batch_id IN ({ids})""",
+    ])
+    lo, hi, n_days = con.execute("SELECT min(day), max(day), count(*) FROM _rollup_days"
+                                 ).fetchone()
+    n_people = con.execute("SELECT count(*) FROM _rollup_who").fetchone()[0]
+    if n_days == 0:
+        return "no new events"
+    months = base != ""
+    if months:
+        first = dt.date.fromisoformat(base)
+        if lo < first or _month_span(first, hi) > MASK_MONTHS:
+            return None  # the mask's bit 0 would move, or the span outgrow it: rebuild
+        base_sql = f"DATE '{base}'"
+    cubes = [*_EVENT_CUBES, *(_MONTH_CUBES if months else ())]
+
+    def restricted(name: str, table: str) -> list[str]:
+        return [f"DROP TABLE IF EXISTS {name}", f"CREATE TEMP TABLE {name} AS SELECT * "
+                f"FROM {table} SEMI JOIN _rollup_who USING (pid)"]
+
+    def facts(tag: str) -> _Facts:
+        return _Facts(people="_rollup_t_people", days=f"_rollup_{tag}_days",
+                      hours=f"_rollup_{tag}_hours", answers="_rollup_t_answers",
+                      pairs=f"_rollup_{tag}_pairs", scores="_rollup_t_scores",
+                      gains="_rollup_t_gains", pair_months=f"_rollup_{tag}_pm")
+
+    def contributions(tag: str) -> int:
+        f = facts(tag)
+        stmts = [*restricted(f.days, schema.RES_PERSON_DAYS.name),
+                 *restricted(f.hours, HOURS),
+                 f"DROP TABLE IF EXISTS {f.pairs}",
+                 f"CREATE TEMP TABLE {f.pairs} AS {_pairs_sql(f)}"]
+        if months:
+            stmts += [f"DROP TABLE IF EXISTS {f.pair_months}",
+                      f"CREATE TEMP TABLE {f.pair_months} AS {_pair_months(f, base_sql)}"]
+        for t, cube, _ in cubes:
+            stmts += [f"DROP TABLE IF EXISTS _rollup_{tag}_{t.name}",
+                      f"CREATE TEMP TABLE _rollup_{tag}_{t.name} AS SELECT * FROM "
+                      f"({cube(f, base_sql if months else '')}) AS c("
+                      + ", ".join(f'"{c}"' for c in t.column_names) + ")"]
+        run(f"{tag}_contributions", stmts)
+        return con.execute(_multi_sql(f)).fetchone()[0]
+
+    run("touched_people", [
+        *restricted("_rollup_t_people", KEYS),
+        *restricted("_rollup_t_answers", schema.RES_ANSWER_DAYS.name),
+        *restricted("_rollup_t_scores", schema.RES_PERSON_SCORES.name),
+        *restricted("_rollup_t_gains", schema.RES_PERSON_GAINS.name),
+    ])
+    multi_old = contributions("old")
+    in_days = "WHERE day IN (SELECT day FROM _rollup_days)"
+    # Every event of a touched day, found by its time range first (a zone-map skip), then its day.
+    day_events = (f"(SELECT * FROM {EV} WHERE occurred_at >= TIMESTAMPTZ '{lo} 00:00:00+00' "
+                  f"AND occurred_at < TIMESTAMPTZ '{hi + dt.timedelta(days=1)} 00:00:00+00' "
+                  f"AND {day_sql('occurred_at')} IN (SELECT day FROM _rollup_days))")
+    days_cols = ", ".join(f'"{c}"' for c in schema.RES_PERSON_DAYS.column_names)
+    run(schema.RES_PERSON_HOURS.name, [f"DELETE FROM {HOURS} {in_days}", *_hours_sql(day_events)])
+    run(schema.RES_PERSON_DAYS.name, [
+        f"DELETE FROM {schema.RES_PERSON_DAYS.name} {in_days}",
+        f"INSERT INTO {schema.RES_PERSON_DAYS.name} ({days_cols}) {_days_sql(in_days)}"])
+    multi_new = contributions("new")
+    if months:
+        pm = schema.RES_PAIR_MONTHS.name
+        run(pm, [f"DELETE FROM {pm} WHERE pid IN (SELECT pid FROM _rollup_who)",
+                 f"INSERT INTO {pm} SELECT * FROM _rollup_new_pm"])
+    for t, _, measures in cubes:
+        run(t.name, _merge_sql(t, measures, f"_rollup_old_{t.name}", f"_rollup_new_{t.name}"))
+    multi = int(_meta(con, META_MULTI)) - multi_old + multi_new
+    _set_meta(con, {META_MULTI: str(multi)})
+    for name in [r[0] for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE temporary "
+            "AND table_name LIKE '\\_rollup\\_%' ESCAPE '\\'").fetchall()]:
+        con.execute(f'DROP TABLE IF EXISTS "{name}"')
+    return f"{n_days} day(s) of events, {n_people} participant(s)"
+
+
+def _merge_sql(t: schema.Table, measures: tuple[str, ...], old: str, new: str) -> list[str]:
+    """Statements that make cube `t` = `t` − `old` + `new` (contributions with `t`'s columns),
+    summing `measures` per value of the other columns and dropping the rows whose first
+    measure (a count) falls to 0."""
+    cols = [f'"{c}"' for c in t.column_names]
+    keys = [f'"{c}"' for c in t.column_names if c not in measures]
+    neg = ", ".join(f'-"{c}"' if c in measures else f'"{c}"' for c in t.column_names)
+    sums = ", ".join(f'sum("{m}") AS "{m}"' for m in measures)
+    every = ", ".join(cols)
+    return [
+        "DROP TABLE IF EXISTS _rollup_merged",
+        f"""CREATE TEMP TABLE _rollup_merged AS
+            SELECT {", ".join(keys)}, {sums} FROM (
+                SELECT {every} FROM "{t.name}" UNION ALL SELECT {neg} FROM {old}
+                UNION ALL SELECT {every} FROM {new})
+            GROUP BY ALL HAVING sum("{measures[0]}") <> 0""",
+        f'DELETE FROM "{t.name}"',
+        f'INSERT INTO "{t.name}" ({every}) SELECT {every} FROM _rollup_merged',
+        "DROP TABLE _rollup_merged",
+    ]
