@@ -14,7 +14,13 @@ import pandas as pd
 import pytest
 
 from analytics.derive import materialise
-from analytics.derive.materialise import EVENTS_FREE, RESULT_NAMES, kept_on, refresh
+from analytics.derive.materialise import (
+    EVENTS_FREE,
+    PAIRS_ONLY,
+    RESULT_NAMES,
+    kept_on,
+    refresh,
+)
 from etl import schema
 from etl.load import load_paths
 from etl.warehouse import build_next
@@ -84,13 +90,14 @@ def test_an_events_append_keeps_what_reads_no_event_and_equals_a_full_refresh(
         _day_of_events(events, last + pd.Timedelta(days=i), i).to_csv(path, index=False)
         (rep,) = load_paths([path], wh)
         assert rep.status == "loaded" and rep.rows_added == 400, rep.summary()
-        assert json.loads(_meta(wh, "results_kept")) == sorted(EVENTS_FREE)
+        # events of pairs that had events: the funnel's roster and the active units stand too
+        assert json.loads(_meta(wh, "results_kept")) == sorted(EVENTS_FREE | PAIRS_ONLY)
         # the dashboard tables followed from the touched day and people, not from a rebuild
         # (a local day of events spans two or three UTC days)
         assert " day(s) of events, " in _meta(wh, "rollups_incremental"), i
     after = _tables(wh)
     # The kept tables are the very rows they were; the appended events moved the others.
-    for name in (RESULT_NAMES[t].name for t in EVENTS_FREE):
+    for name in (RESULT_NAMES[t].name for t in EVENTS_FREE | PAIRS_ONLY):
         _same(before[name], after[name], name)
     moved = [n for n in DERIVED if not before[n].equals(after[n])]
     assert {"res_people", "res_person_days", "res_sensitivity", "res_dose_response"} <= set(moved)
@@ -153,6 +160,14 @@ def test_appends_into_days_that_have_events_equal_a_rebuild(tmp_path, monkeypatc
                             for x in other.exchange_id]
     other["occurred_at"] = (when.iloc[other.index] + pd.Timedelta(hours=1)).dt.strftime(
         _NAIVE)
+    #    And a first event for enrolled people with neither events nor answers: the funnel's
+    #    roster and cost's active units move, so neither may be kept.
+    people = pd.read_csv(wh.parent / "demo" / "participants.csv", dtype=str).participant_id
+    answered = pd.read_csv(wh.parent / "demo" / "responses.csv", dtype=str,
+                           usecols=["participant_id"]).participant_id
+    idle = sorted(set(people) - set(events.participant_id) - set(answered))[:3]
+    assert idle, "the demo has enrolled people without events or answers"
+    other = pd.concat([other, other.iloc[:len(idle)].assign(participant_id=idle)])
     # 3. A day two months after the last.
     late = events.sample(50, random_state=4).assign(
         occurred_at=(when.max().normalize() + pd.Timedelta(days=62, hours=10)).strftime(_NAIVE))
@@ -165,6 +180,8 @@ def test_appends_into_days_that_have_events_equal_a_rebuild(tmp_path, monkeypatc
         (rep,) = load_paths([path], wh)
         assert rep.status == "loaded" and rep.rows_rejected == 0, rep.summary()
         assert _meta(wh, "rollups_incremental"), (i, rep.summary())
+        kept = set(json.loads(_meta(wh, "results_kept")))
+        assert kept == (EVENTS_FREE if i == 1 else EVENTS_FREE | PAIRS_ONLY), i
         if i == 0:
             assert rep.rows_replaced >= 1, rep.summary()
     assert int(_meta(wh, "rollups_multi_exchange")) > multi_before
@@ -189,6 +206,8 @@ def test_any_other_change_recomputes_everything(changed) -> None:
     state = materialise.StoredState(data_version=4, generated_at="", min_cell=10, seconds=1.0,
                                     timings={}, models={})
     assert kept_on({"events"}, state, 5, 10) == EVENTS_FREE
+    assert kept_on({"events"}, state, 5, 10, same_pairs=True) == EVENTS_FREE | PAIRS_ONLY
+    assert kept_on({"events", "responses"}, state, 5, 10, same_pairs=True) == frozenset()
     assert kept_on(changed, state, 5, 10) == frozenset()
     # Stored results of an older version (a load without its derive) or another k: none kept.
     assert kept_on({"events"}, state, 6, 10) == frozenset()

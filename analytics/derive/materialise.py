@@ -91,6 +91,7 @@ __all__ = [
     "ResultsError",
     "StoredState",
     "EVENTS_FREE",
+    "PAIRS_ONLY",
     "compute_results",
     "kept_on",
     "refresh",
@@ -1504,17 +1505,38 @@ EVENTS_FREE: frozenset[str] = frozenset({
     "scale_scores", "reliability", "prepost", "longitudinal", "reliability_groups",
     "floor_ceiling", "invariance", "balance", "comparison", "moderation", "reciprocity",
     "reciprocity_shares"})
+# Result tables that read the participation log only through which participant × exchange pairs
+# have events: the attrition funnel (its roster is the pairs seen in answers or events, each
+# person grouped by their first) and cost per outcome (a unit is active when it has an event).
+# An events append whose every pair already had events keeps them too.
+PAIRS_ONLY: frozenset[str] = frozenset({"attrition", "cost"})
 
 
-def kept_on(changed: Collection[str] | None, state: StoredState | None, version: int, k: int
-            ) -> frozenset[str]:
+def kept_on(changed: Collection[str] | None, state: StoredState | None, version: int, k: int,
+            *, same_pairs: bool = False) -> frozenset[str]:
     """The result tables a derive may keep as they are: those that read none of the `changed`
     canonical tables (None: unknown, keep none; empty, e.g. every file refused: keep all), when
-    the stored results are complete and of the version just before `version`, at the same k."""
+    the stored results are complete and of the version just before `version`, at the same k;
+    `same_pairs`: the change to the event log gave no pair its first event (`PAIRS_ONLY`)."""
     if (changed is None or not set(changed) <= {schema.EVENTS.name} or state is None
             or state.data_version != version - 1 or state.min_cell != k):
         return frozenset()
-    return EVENTS_FREE if changed else frozenset(RESULT_NAMES)
+    if not changed:
+        return frozenset(RESULT_NAMES)
+    return EVENTS_FREE | (PAIRS_ONLY if same_pairs else frozenset())
+
+
+def _pairs_had_events(con: duckdb.DuckDBPyConnection, batches: Collection[int]) -> bool:
+    """Whether every participant × exchange pair with an event in `batches` has an event of an
+    earlier load too (a pair whose only earlier event the new one replaced counts as new)."""
+    ids = ", ".join(str(int(b)) for b in batches) or "NULL"
+    ev = schema.EVENTS.name
+    return not con.execute(f"""
+        SELECT 1 FROM (SELECT DISTINCT participant_id, exchange_id FROM {ev}
+                       WHERE batch_id IN ({ids})) n
+        ANTI JOIN (SELECT DISTINCT participant_id, exchange_id FROM {ev}
+                   WHERE batch_id NOT IN ({ids})) o USING (participant_id, exchange_id)
+        LIMIT 1""").fetchall()
 
 
 def refresh(
@@ -1531,14 +1553,18 @@ def refresh(
     `data_version(con)` is already the version readers will see once the file is swapped in, and
     the results are stamped with it. `changed`: the canonical tables the load changed (None:
     unknown, recompute everything, as `python -m analytics refresh` does); the tables that read
-    none of them are kept (`kept_on`) and named in meta ``results_kept``. `appended_events`:
+    none of them are kept (`kept_on`) and named in meta ``results_kept``; so are `PAIRS_ONLY`
+    when an events append gave no pair its first event. `appended_events`:
     the batches whose events are all the load added (nothing removed); with `changed` just
     the event log, the rollups are then brought up to date from what those events touch
     (`analytics.derive.rollups.build`).
     """
     k = MIN_CELL if min_cell is None else int(min_cell)
     version = _data_version(con)
-    keep = kept_on(changed, stored_state(con), version, k)
+    only_events = changed is not None and set(changed) == {schema.EVENTS.name}
+    same_pairs = (only_events and appended_events is not None
+                  and _pairs_had_events(con, appended_events))
+    keep = kept_on(changed, stored_state(con), version, k, same_pairs=same_pairs)
     wanted = [name for name in RESULT_NAMES if name not in keep]
     # res_scale_scores is written by SQL while computing (no pandas round trip of its ~20
     # rows per participant); res.tables["scale_scores"] is then an empty frame. Kept, it is
@@ -1554,7 +1580,6 @@ def refresh(
     res.timings["write"] = time.perf_counter() - t0
     # The dashboard's rollups read res_scale_scores, so they follow the result tables.
     t0 = time.perf_counter()
-    only_events = changed is not None and set(changed) == {schema.EVENTS.name}
     build_rollups(con, appended_events=appended_events if only_events else None)
     res.timings["rollups"] = time.perf_counter() - t0
     res.seconds += res.timings["write"] + res.timings["rollups"]
