@@ -65,16 +65,16 @@ def timed_load(src: Path, events: Path, folder: Path, keep: bool) -> dict:
     shutil.copyfile(src, wh)
     if key_file(src).exists():  # the demo's pseudonymisation key travels with its warehouse
         shutil.copy2(key_file(src), key_file(wh))
-    saved = materialise.EVENTS_FREE, materialise.build_rollups
+    saved = materialise.kept_on, materialise.build_rollups
     if not keep:  # as before issue 17: every result table recomputed, every rollup rebuilt
-        materialise.EVENTS_FREE = frozenset()
+        materialise.kept_on = lambda *_a, **_k: frozenset()
         materialise.build_rollups = lambda con, appended_events=None: saved[1](con)
     try:
         t0 = time.perf_counter()
         (rep,) = load_paths([events], wh)
         wall = time.perf_counter() - t0
     finally:
-        materialise.EVENTS_FREE, materialise.build_rollups = saved
+        materialise.kept_on, materialise.build_rollups = saved
     m = meta(wh)
     timings = json.loads(m.get("results_timings", "{}"))
     top = dict(sorted(timings.items(), key=lambda kv: -kv[1])[:10])

@@ -92,6 +92,8 @@ def test_an_events_append_keeps_what_reads_no_event_and_equals_a_full_refresh(
         assert rep.status == "loaded" and rep.rows_added == 400, rep.summary()
         # events of pairs that had events: the funnel's roster and the active units stand too
         assert json.loads(_meta(wh, "results_kept")) == sorted(EVENTS_FREE | PAIRS_ONLY)
+        # and the attrition baselines' per-scale rows (pre scores only) are read back
+        assert json.loads(_meta(wh, "results_kept_rows")) == ["attrition_baseline"]
         # the dashboard tables followed from the touched day and people, not from a rebuild
         # (a local day of events spans two or three UTC days)
         assert " day(s) of events, " in _meta(wh, "rollups_incremental"), i

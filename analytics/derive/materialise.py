@@ -91,6 +91,7 @@ __all__ = [
     "ResultsError",
     "StoredState",
     "EVENTS_FREE",
+    "EVENTS_FREE_ROWS",
     "PAIRS_ONLY",
     "compute_results",
     "kept_on",
@@ -887,6 +888,7 @@ def compute_results(
     scores_table: str | None = None,
     reuse_scores: bool = False,
     shed: Callable[[], None] | None = None,
+    stored_rows: Collection[str] = (),
 ) -> Results:
     """Compute the result tables from the warehouse behind `con`, writing nothing but
     `scores_table` when given.
@@ -901,7 +903,9 @@ def compute_results(
     `scores_table`: `refresh` passes the result table, and the scale scores are stored there by
     SQL and not read back (`Results` then holds an empty scale_scores frame); by default they go
     to a temporary table and are read back. `reuse_scores`: `scores_table` already holds this
-    data's scores (the answers did not change): read them, compute none.
+    data's scores (the answers did not change): read them, compute none. `stored_rows`: tables
+    of `EVENTS_FREE_ROWS` whose rows that read no event are read back from the warehouse as they
+    are (the answers and roster did not change), and only the others computed.
     Raises `ResultsError` when a pure function refuses the data (e.g. an answer out of range).
     (Temporary tables ``_ei_*`` are created on `con`, which works read-only too.)
 
@@ -966,7 +970,8 @@ def compute_results(
     if "moderation" in per_scale:
         attrs = _with_purpose(con, attrs)
     scores: str | None = None
-    if reuse_scores and scores_table is not None and "scale_scores" not in wanted:
+    reused = reuse_scores and scores_table is not None and "scale_scores" not in wanted
+    if reused:
         scores = scores_table
     elif "scale_scores" in wanted or per_scale or "floor_ceiling" in wanted:
         say("scale scores")
@@ -1066,7 +1071,7 @@ def compute_results(
                     df, m = _longitudinal(scored, k, has_comparison=has_comparison)
                     lg_parts.append(df)
                     models.update(m)
-            if "attrition_baseline" in per_scale:
+            if "attrition_baseline" in per_scale and "attrition_baseline" not in stored_rows:
                 with step("attrition_baseline"):
                     bl_parts.append(_baseline_scale(scored, completers, k))
             if has_comparison and {"balance", "comparison"} & per_scale:
@@ -1097,6 +1102,8 @@ def compute_results(
                                      else pd.DataFrame(columns=COMPARISON_COLUMNS))
         if "attrition_baseline" in per_scale:
             with step("attrition_baseline"):
+                if "attrition_baseline" in stored_rows:
+                    bl_parts = [_stored_rows(con, "attrition_baseline")]
                 bl_parts.append(_baseline_engagement(con, scores, attrs, completers, k))
                 out["attrition_baseline"] = pd.concat(bl_parts, ignore_index=True)
         out.update(_issue13_combine(i13_parts, per_scale))
@@ -1127,7 +1134,8 @@ def compute_results(
             scores = _sql_scale_scores(con, None)
         if "age_band" not in attrs.columns:
             attrs = _with_covariates(con, attrs)
-        out.update(_reciprocity_and_equity(con, scores, attrs, k, wanted, step))
+        out.update(_reciprocity_and_equity(con, scores, attrs, k, wanted, step,
+                                           reused and _gains_stored(con)))
 
     # Issue 13: scheduling friction (analytics.derive.scheduling).
     scheduling_names = [t.name.removeprefix("res_") for t in schema.SCHEDULING_TABLES]
@@ -1265,7 +1273,22 @@ _GAINS, _COMPOSITE = "_ei_gains", "_ei_composite"
 _HOME, _GAIN_SCALES = "_ei_gain_home", "_ei_gain_scales"
 
 
-def _gain_tables(con: duckdb.DuckDBPyConnection, scores: str) -> None:
+def _gains_stored(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether res_person_gains holds the pairs' gains of the stored scale scores: the rollups
+    and the result tables in the file are of the same data version. A derive that reuses those
+    scores (`compute_results(reuse_scores=True)`) may then read the gains instead of pairing
+    the scores again."""
+    meta = dict(con.execute(
+        f"SELECT key, value FROM {schema.META.name} WHERE key IN (?, ?)",
+        [_META_PREFIX + "data_version", "rollups_data_version"]).fetchall())
+    have = {r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+    ).fetchall()}
+    return (len(meta) == 2 and len(set(meta.values())) == 1
+            and {schema.RES_PERSON_GAINS.name, schema.RES_PERSON_KEYS.name} <= have)
+
+
+def _gain_tables(con: duckdb.DuckDBPyConnection, scores: str, stored: bool = False) -> None:
     """Temporary tables of the exchange participants' paired gains, made once per derive and
     shared by res_reciprocity, res_equity_gaps and res_cost (comparison people left out):
 
@@ -1280,7 +1303,11 @@ def _gain_tables(con: duckdb.DuckDBPyConnection, scores: str) -> None:
     They stay in the warehouse, narrow (integers and the gain): at 1M participants the per
     unit x scale gains are ~8M rows, which pandas need not hold and which, grouped by strings
     all at once, did not fit in the load's 1,200 MB (only per-partnership and per-group sums
-    are fetched)."""
+    are fetched).
+
+    `stored`: the scores are those res_person_gains was made from (`_gains_stored`); `_GAINS`
+    is then read from it (the same pairs, post − pre of the same scores) instead of pairing
+    ~19M scores per scale again (9.6 s of an events append at 1M)."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {_HOME} AS
         SELECT a._unit AS unit, a.exchange_id, p.institution_id
@@ -1297,7 +1324,18 @@ def _gain_tables(con: duckdb.DuckDBPyConnection, scores: str) -> None:
               GROUP BY ALL)
     """)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_GAINS} (unit BIGINT, k INTEGER, gain DOUBLE)")
-    for k, inst, sc in con.execute(
+    if stored:
+        con.execute(f"""
+            INSERT INTO {_GAINS}
+            SELECT a._unit, c.k, g.gain
+            FROM {schema.RES_PERSON_GAINS.name} g
+            JOIN {schema.RES_PERSON_KEYS.name} p USING (pid)
+            JOIN {_ATTRS} a ON a.participant = p.participant_id AND a.exchange_id = g.exchange_id
+            JOIN {_GAIN_SCALES} c USING (instrument, scale)
+            WHERE NOT a.is_comparison
+            ORDER BY c.k, a._unit
+        """)
+    for k, inst, sc in [] if stored else con.execute(
             f"SELECT k, instrument, scale FROM {_GAIN_SCALES} ORDER BY k").fetchall():
         con.execute(f"""
             INSERT INTO {_GAINS}
@@ -1334,8 +1372,8 @@ def _gains_and_composite_sql() -> str:
 
 
 def _reciprocity_and_equity(con: duckdb.DuckDBPyConnection, scores: str, attrs: pd.DataFrame,
-                            k: int, wanted: Sequence[str], step: Callable
-                            ) -> dict[str, pd.DataFrame]:
+                            k: int, wanted: Sequence[str], step: Callable,
+                            stored_gains: bool = False) -> dict[str, pd.DataFrame]:
     """res_reciprocity, res_reciprocity_shares and res_equity_gaps from the units' gains per
     scale and their composite (`_gain_tables`, made here unless already made) and `attrs` (the
     frame behind `_ATTRS`, with the covariates of `_with_covariates`). Each side's n, mean and
@@ -1345,7 +1383,7 @@ def _reciprocity_and_equity(con: duckdb.DuckDBPyConnection, scores: str, attrs: 
 
     out: dict[str, pd.DataFrame] = {}
     with step("reciprocity"):
-        _gain_tables(con, scores)
+        _gain_tables(con, scores, stored_gains)
     if {"reciprocity", "reciprocity_shares"} & set(wanted):
         with step("reciprocity"):
             parts = con.execute(f"""
@@ -1526,6 +1564,19 @@ def kept_on(changed: Collection[str] | None, state: StoredState | None, version:
     return EVENTS_FREE | (PAIRS_ONLY if same_pairs else frozenset())
 
 
+# Rows of a result table that read no event, by the SQL condition that selects them: the
+# attrition baselines' per-scale rows compare completers' and drop-outs' pre scores (only the
+# engagement row reads the log). An events-only load that keeps `EVENTS_FREE` reads these rows
+# back and computes the rest.
+EVENTS_FREE_ROWS: dict[str, str] = {"attrition_baseline": "measure = 'baseline_score'"}
+
+
+def _stored_rows(con: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
+    """The stored rows of result table `name` that `EVENTS_FREE_ROWS` names, in stored order."""
+    return con.execute(f'SELECT * FROM "{RESULT_NAMES[name].name}" '
+                       f"WHERE {EVENTS_FREE_ROWS[name]}").df()
+
+
 def _pairs_had_events(con: duckdb.DuckDBPyConnection, batches: Collection[int]) -> bool:
     """Whether every participant × exchange pair with an event in `batches` has an event of an
     earlier load too (a pair whose only earlier event the new one replaced counts as new)."""
@@ -1566,12 +1617,14 @@ def refresh(
                   and _pairs_had_events(con, appended_events))
     keep = kept_on(changed, stored_state(con), version, k, same_pairs=same_pairs)
     wanted = [name for name in RESULT_NAMES if name not in keep]
+    kept_rows = sorted(t for t in EVENTS_FREE_ROWS if EVENTS_FREE <= keep and t in wanted)
     # res_scale_scores is written by SQL while computing (no pandas round trip of its ~20
     # rows per participant); res.tables["scale_scores"] is then an empty frame. Kept, it is
     # read as it is by the tables that need scores.
     res = compute_results(con, min_cell=k, data_version=version, progress=progress,
                           tables=wanted, scores_table=schema.RES_SCALE_SCORES.name,
                           reuse_scores="scale_scores" in keep,
+                          stored_rows=kept_rows,
                           shed=lambda: _shed_cache(con))
     t0 = time.perf_counter()
     for name, table in RESULT_NAMES.items():
@@ -1591,6 +1644,7 @@ def refresh(
         "timings": json.dumps({k_: round(v, 3) for k_, v in res.timings.items()}),
         "models": json.dumps(res.models, sort_keys=True),
         "kept": json.dumps(sorted(keep)),
+        "kept_rows": json.dumps(kept_rows),
     }
     if "longitudinal" in keep:  # the kept table's models, as recorded when it was computed
         prev = con.execute(f"SELECT value FROM {schema.META.name} WHERE key = ?",
