@@ -611,11 +611,12 @@ def _sql_scale_scores(con: duckdb.DuckDBPyConnection, target: str | None) -> str
 
 
 def _scored_scale(con: duckdb.DuckDBPyConnection, scores: str, inst: str, sc: str,
-                  attrs: pd.DataFrame) -> pd.DataFrame:
+                  attrs: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """One scale's scores with the groupings of their participant x exchange (as
-    ``scores.merge(group_attributes, how='left')`` gives them). `attrs` is the frame behind
-    the `_ATTRS` table (its unit is the row number): DuckDB hands back only the unit and the
-    groupings are taken from `attrs`, twice as fast as reading their strings again."""
+    ``scores.merge(group_attributes, how='left')`` gives them; `columns`: only those of
+    `attrs`, default all). `attrs` is the frame behind the `_ATTRS` table (its unit is the row
+    number): DuckDB hands back only the unit and the groupings are taken from `attrs`, twice
+    as fast as reading their strings again."""
     d = con.execute(f"""
         SELECT s.participant, s.exchange_id, s.wave, s.instrument, s.scale, s.score,
                s.n_items_answered, a._unit
@@ -625,7 +626,8 @@ def _scored_scale(con: duckdb.DuckDBPyConnection, scores: str, inst: str, sc: st
     """, [inst, sc]).df()
     unit = d.pop("_unit").to_numpy(dtype=float, na_value=np.nan)
     found = ~np.isnan(unit)
-    extra = attrs.drop(columns=["participant", "exchange_id"]).take(
+    extra = (attrs.drop(columns=["participant", "exchange_id"]) if columns is None
+             else attrs[list(columns)]).take(
         np.where(found, unit - 1, 0).astype(np.int64)).reset_index(drop=True)
     if not found.all():
         extra = extra.where(pd.Series(found).to_numpy()[:, None] & np.ones(extra.shape, bool))
@@ -793,6 +795,24 @@ ISSUE13_TABLES: tuple[str, ...] = ("dose_response", "dose_bins", "moderation")
 DOSE_MEASURES: dict[str, str] = {"events": "n_events", "minutes": "minutes"}
 DOSE_ADJUST: tuple[str, ...] = ("modality", "setting")
 DOSE_BINS = 5
+
+# The columns of `group_attributes` each per-scale table reads from `_scored_scale` (beside the
+# scores' own); a table not named here reads them all. An events append recomputes only these
+# tables, and taking 2M rows of a score's ~20 text columns was a third of its reads at 1M.
+_SCALE_ATTRS: dict[str, frozenset[str]] = {
+    "sensitivity": frozenset({"is_comparison", "modality", "n_events"}),
+    "attrition_baseline": frozenset({"is_comparison"}),
+    "dose_response": frozenset({"is_comparison", *DOSE_MEASURES.values(), *DOSE_ADJUST}),
+    "dose_bins": frozenset({"is_comparison", *DOSE_MEASURES.values(), *DOSE_ADJUST}),
+}
+
+
+def _scale_attr_columns(per_scale: Collection[str], attrs: pd.DataFrame) -> list[str] | None:
+    """The columns of `attrs` the per-scale tables `per_scale` read; None: all of them."""
+    if not set(per_scale) <= set(_SCALE_ATTRS):
+        return None
+    need = set().union(*(_SCALE_ATTRS[t] for t in per_scale))
+    return [c for c in attrs.columns if c in need]
 
 
 def _with_purpose(con: duckdb.DuckDBPyConnection, attrs: pd.DataFrame) -> pd.DataFrame:
@@ -1053,6 +1073,7 @@ def compute_results(
               ON a.participant = s.participant AND a.exchange_id = s.exchange_id
             WHERE s.wave = 'post' AND NOT coalesce(a.is_comparison, FALSE)
         """).df()["participant"]
+        attr_columns = _scale_attr_columns(per_scale, attrs)
         pp_parts, lg_parts, bl_parts, se_parts = [], [], [], []
         i13_parts: dict[str, list[pd.DataFrame]] = {name: [] for name in ISSUE13_TABLES}
         bal_parts: list[pd.DataFrame] = []
@@ -1061,7 +1082,7 @@ def compute_results(
         for inst, sc in scales:
             shed()
             t0 = time.perf_counter()
-            scored = _scored_scale(con, scores, inst, sc, attrs)
+            scored = _scored_scale(con, scores, inst, sc, attrs, attr_columns)
             timings["read"] += time.perf_counter() - t0
             if "prepost" in per_scale:
                 with step("prepost"):
