@@ -46,6 +46,29 @@ def _program(seed: int, *, n: int = 6000, clusters: int = 60, mnar_shift: float 
             "d": np.where(resp, d, np.nan), "x": x}
 
 
+def test_ipw_on_tied_design_rows_equals_the_fit_on_every_unit() -> None:
+    """Scale scores and event counts repeat (a 5-item mean has 21 values): the propensity model
+    is fitted on counts per distinct design row, and must give the units' own fit (statsmodels
+    Logit on all 20,000 units) to 1e-9."""
+    rng = np.random.default_rng(11)
+    n = 20_000
+    pre = rng.integers(5, 26, n) / 5.0
+    events = rng.poisson(6, n)
+    modality = rng.integers(0, 3, n)
+    x = np.column_stack([np.ones(n), pre, np.log1p(events), modality == 1, modality == 2]
+                        ).astype(float)
+    r = rng.random(n) < 1 / (1 + np.exp(-(-0.5 + 0.3 * pre + 0.4 * np.log1p(events))))
+    d = np.where(r, 0.3 + 0.1 * pre + rng.normal(0, 0.5, n), np.nan)
+    cl = rng.integers(0, 40, n)
+    assert len(np.unique(x, axis=0)) < n / 10  # ties are the point
+    phat = sm.Logit(r.astype(float), x).fit(disp=0, tol=1e-12).predict(x)
+    w = r.mean() / phat[r]
+    w = np.clip(w, *np.quantile(w, [0.01, 0.99]))
+    out = ipw_mean(d, r, x, cl)
+    assert out["estimate"] == pytest.approx(float(np.sum(w * d[r]) / np.sum(w)), abs=1e-9)
+    assert out["weight_max"] == pytest.approx(w.max(), rel=1e-8)
+
+
 def test_ipw_recovers_the_all_units_mean_under_mar_and_completers_do_not() -> None:
     p = _program(1)
     truth = p["d_all"].mean()

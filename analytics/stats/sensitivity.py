@@ -10,8 +10,10 @@ method:
   shows), CR2 cluster-robust by exchange with Satterthwaite df (`prepost.cr2_mean`;
   Pustejovsky & Tipton 2018). It answers how much those who answered W changed.
 - ``ipw``: inverse-probability weighting (Robins, Rotnitzky & Zhao 1995; Seaman & White 2013,
-  SMMR 22(3)). A logistic regression (statsmodels ``GLM``, binomial, logit link) of responding
-  at W on log1p(events logged), the pre score and, when it varies, the modality gives p̂_i;
+  SMMR 22(3)). A logistic regression (statsmodels ``GLM``, binomial, logit link; fitted on the
+  responder and non-responder counts per distinct design row, the same likelihood) of
+  responding at W on log1p(events logged), the pre score and, when it varies, the modality
+  gives p̂_i;
   responders get the stabilised weight w_i = P̂(respond) / p̂_i, truncated at the 1st and 99th
   percentiles of the responders' weights (Cole & Hernán 2008, AJE 168(6)). The estimate is the
   weighted mean change, the intercept of statsmodels ``WLS(d ~ 1, weights=w)`` with
@@ -88,6 +90,19 @@ def _design(pre: np.ndarray, engagement: np.ndarray, modality: np.ndarray | None
     return np.column_stack(cols)
 
 
+def _distinct_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of `x` (no NaN) and each row's index among them, by hashing one column
+    at a time (`pandas.factorize`): `np.unique(axis=0)` sorts the rows as byte strings, 1.7 s
+    for 1M rows of 5 columns against 0.1 s."""
+    key = np.zeros(len(x), dtype=np.int64)
+    for j in range(x.shape[1]):
+        codes, levels = pd.factorize(x[:, j])
+        key = pd.factorize(key * len(levels) + codes)[0]
+    first = np.empty(int(key.max(initial=-1)) + 1, dtype=np.int64)
+    first[key] = np.arange(len(key))
+    return x[first], key
+
+
 def ipw_mean(d: np.ndarray, responded: np.ndarray, x: np.ndarray, cluster: np.ndarray, *,
              ci: float = 0.95, truncate: tuple[float, float] = TRUNCATE) -> dict[str, float]:
     """Weighted mean change of the responders with stabilised, truncated inverse-probability
@@ -112,10 +127,16 @@ def ipw_mean(d: np.ndarray, responded: np.ndarray, x: np.ndarray, cluster: np.nd
     r = np.asarray(responded, bool)
     if r.sum() < 2 or r.all() or not (~r).any():
         return out
+    # Units with the same design row share p̂: the binomial likelihood of the distinct rows'
+    # (responders, non-responders) counts is the units' likelihood, so the fit is the same MLE
+    # on far fewer rows (1M units of a scale have ~25,000 distinct rows: 1.3 s -> 0.05 s).
+    rows, inv = _distinct_rows(x)
+    yes = np.bincount(inv, weights=r.astype(float), minlength=len(rows))
+    no = np.bincount(inv, minlength=len(rows)) - yes
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # perfect-separation notes: the weights say it anyway
-        fit = sm.GLM(r.astype(float), x, family=sm.families.Binomial()).fit()
-    p = np.clip(fit.predict(x), 1e-6, 1.0)
+        fit = sm.GLM(np.column_stack([yes, no]), rows, family=sm.families.Binomial()).fit()
+    p = np.clip(fit.predict(rows)[inv], 1e-6, 1.0)
     w = r.mean() / p[r]
     lo, hi = np.quantile(w, truncate)
     w = np.clip(w, lo, hi)
@@ -209,7 +230,11 @@ def tipping_delta(d: np.ndarray, responded: np.ndarray, x: np.ndarray, cluster: 
     there is none or everyone responded. Negative: the gain stays above 0 unless the
     non-responders changed that much less than comparable responders."""
     r = np.asarray(responded, bool)
-    fit = _DeltaFit(d, r, x, cluster, ci)
+    return _tipping(_DeltaFit(d, r, x, cluster, ci), r, limit)
+
+
+def _tipping(fit: _DeltaFit, r: np.ndarray, limit: float) -> float:
+    """`tipping_delta` on a fitted `_DeltaFit` (`r`: who responded)."""
     if not fit.ok or r.all() or not np.isfinite(fit.tcrit):
         return float("nan")
 
@@ -314,7 +339,7 @@ def sensitivity(
             fit = _DeltaFit(d, resp, x, cl, ci)
             for dl in deltas:
                 rows.append({**head, "method": "delta", **fit.at(dl), **common})
-            tip = tipping_delta(d, resp, x, cl, ci=ci)
+            tip = _tipping(fit, resp, TIPPING_RANGE)  # the delta rows' fit
             if np.isfinite(tip):
                 at = fit.at(tip)
                 at["ci_low"] = 0.0  # by definition (root found to 1e-12)
