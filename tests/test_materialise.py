@@ -256,3 +256,28 @@ def test_a_database_error_in_the_derive_step_names_its_table(
         assert isinstance(got.value.__cause__, duckdb.OutOfMemoryException)
     finally:
         con.close()
+
+
+def test_the_arrow_fetch_gives_the_frame_duckdb_gives(demo: Path) -> None:
+    """`materialise._df` reads through Arrow for speed; the frame must be `.df()`'s: the
+    types the derive meets (text with NULLs, integers with and without NULLs, booleans,
+    doubles, a DECIMAL) and the demo's group attributes, value for value (sorted, as the
+    query's row order is not fixed)."""
+    import pandas as pd
+
+    con = duckdb.connect(str(demo), read_only=True)
+    try:
+        q = ("SELECT 1::BIGINT AS a, NULL::INTEGER AS b, 'x' AS c, TRUE AS d, 2.5 AS e, "
+             "0.5::DOUBLE AS f UNION ALL SELECT 2, 3, NULL, FALSE, NULL, NULL")
+        pd.testing.assert_frame_equal(materialise._df(con, q), con.execute(q).df())
+        q = ("SELECT * FROM res_scale_scores WHERE instrument = ? ORDER BY participant, "
+             "exchange_id, wave, scale")
+        inst = con.execute("SELECT min(instrument) FROM res_scale_scores").fetchone()[0]
+        got = materialise._df(con, q, [inst])
+        assert len(got) > 1000
+        pd.testing.assert_frame_equal(got, con.execute(q, [inst]).df())
+        attrs = materialise.group_attributes(con)  # through _df
+        assert attrs["participant"].is_monotonic_increasing and len(attrs) > 1000
+        assert attrs.dtypes["n_events"] == "int64" and attrs.dtypes["is_comparison"] == "bool"
+    finally:
+        con.close()
