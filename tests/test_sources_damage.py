@@ -109,7 +109,7 @@ def damaged(fmt: str, folder: Path) -> tuple[Path, dict, list[Path], list[Path]]
 # What every load rewrites, refused files or not: the data version and when it was built.
 BOOKKEEPING = ("data_version", "rollups_data_version", "results_data_version", "built_at",
                "build_id", "results_generated_at", "results_seconds", "results_timings",
-               "results_kept")
+               "results_kept", "results_kept_rows", "rollups_timings", "rollups_incremental")
 
 
 def tables(wh: Path) -> dict[str, str]:
