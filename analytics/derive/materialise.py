@@ -818,7 +818,7 @@ DOSE_BINS = 5
 
 # The columns of `group_attributes` each per-scale table reads from `_scored_scale` (beside the
 # scores' own); a table not named here reads them all. An events append recomputes only these
-# tables, and taking 2M rows of a score's ~20 text columns was a third of its reads at 1M.
+# tables; at 1M one scale's read went 2.28 -> 2.17 s warm, 14.1 -> 6.8 s cold.
 _SCALE_ATTRS: dict[str, frozenset[str]] = {
     "sensitivity": frozenset({"is_comparison", "modality", "n_events"}),
     "attrition_baseline": frozenset({"is_comparison"}),
