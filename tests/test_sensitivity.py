@@ -23,6 +23,7 @@ from analytics.stats.sensitivity import (
     delta_adjusted,
     ipw_mean,
     sensitivity,
+    sensitivity_units,
     tipping_delta,
 )
 
@@ -225,6 +226,37 @@ def test_sensitivity_table_has_every_method_and_states_its_counts() -> None:
     x = np.column_stack([np.ones(len(p["pre"])), p["pre"], np.log1p(p["events"]),
                          (p["cl"] % 2 == 0).astype(float)])
     assert tip["delta"] == pytest.approx(tipping_delta(p["d"], p["resp"], x, p["cl"]), abs=1e-9)
+
+
+def test_units_given_wide_give_the_long_table() -> None:
+    """`sensitivity_units` (the derive step's path: one row per unit, pivoted in DuckDB,
+    clusters as integer codes, modality as categories) gives `sensitivity`'s rows on the long
+    scores: units without a pre score left out, a missing modality and a wave nobody answered
+    included."""
+    p = _program(9, n=3000, clusters=40)
+    long = _long(p)
+    long = long[~((long["wave"] == "pre") & (long["participant"] % 17 == 0))]  # no pre score
+    long.loc[long["participant"] % 23 == 0, "modality"] = None
+    post = long[long["wave"] == "pre"].assign(wave="post", score=np.nan)  # nobody answered
+    long = pd.concat([long, post], ignore_index=True)
+    want = sensitivity(long, k=10, waves=["post", "followup"])
+    wide = long.pivot_table(index="participant", columns="wave", values="score",
+                            aggfunc="first", dropna=False)
+    attrs = long.drop_duplicates("participant").set_index("participant")
+    units = pd.DataFrame({
+        "pre": wide["pre"], "post": np.nan, "followup": wide["followup"],
+        "cluster": pd.factorize(attrs["exchange_id"].astype(str))[0][
+            attrs.index.get_indexer(wide.index)],
+        "n_events": attrs.loc[wide.index, "n_events"],
+        "modality": pd.Categorical(attrs.loc[wide.index, "modality"]),
+    }).sample(frac=1, random_state=1)  # row order is not the long table's
+    got = sensitivity_units(units, instrument="icc", scale="openness",
+                            waves=["post", "followup"], cluster="cluster", k=10)
+    assert got["method"].tolist() == want["method"].tolist()
+    assert got["wave"].tolist() == want["wave"].tolist()
+    pd.testing.assert_frame_equal(got, want, rtol=1e-9, atol=1e-12)
+    assert (got.loc[got["wave"] == "post", "n_responded"] == 0).all()
+    assert got.loc[got["wave"] == "followup", "estimate"].notna().all()
 
 
 def test_small_cells_are_suppressed() -> None:

@@ -689,19 +689,75 @@ def _baseline_scale(scored: pd.DataFrame, completers: pd.Series, k: int) -> pd.D
     return attrition_baseline(pd.concat([mine, done], ignore_index=True), k=k)
 
 
-def _sensitivity(scored: pd.DataFrame, k: int) -> pd.DataFrame:
-    """`analytics.stats.sensitivity` on one scale: exchange participants (units: participant x
-    exchange) with a pre score, clustered by exchange, engagement = events logged."""
-    from analytics.stats.sensitivity import OUTPUT_COLUMNS, sensitivity
+_UNITS = "_ei_scale_units"
 
-    d = scored[~scored["is_comparison"].astype(bool)]
-    if not len(d):
-        return pd.DataFrame(columns=OUTPUT_COLUMNS)
-    d = d.assign(unit=_unit_codes(d["participant"], d["exchange_id"]),
-                 modality=d["modality"].astype(object),
-                 instrument=d["instrument"].astype(str), scale=d["scale"].astype(str))
-    return sensitivity(d, participant="unit", cluster="exchange_id", engagement="n_events",
-                       modality="modality", k=k)
+
+def _pivot_units(con: duckdb.DuckDBPyConnection, scores: str
+                 ) -> tuple[list[str], dict[tuple[str, str], list[str]]]:
+    """Every scale's exchange participants (units: participant × exchange with a score row on
+    the scale), one row each, into the temporary table `_UNITS`: the score at every wave
+    (column w<i> for the i-th wave, NULL when not answered) and the rows at it (n<i>).
+    Pivoted in DuckDB, in one pass over the scores: at 1M participants a scale's 2.1M scores
+    took ~4 s to fetch and pivot in pandas, and the nine scales take ~8 s so. Returns the
+    waves (column order) and, per scale, the waves its exchange participants have rows for
+    (in `wave_order`)."""
+    from analytics.stats.longitudinal import wave_order
+
+    waves = [w for (w,) in con.execute(
+        f"SELECT DISTINCT wave FROM {scores} WHERE wave IS NOT NULL ORDER BY wave").fetchall()]
+    cols = "".join(f', max(s.score) FILTER (WHERE s.wave = ?) AS "w{i}", '
+                   f'count(*) FILTER (WHERE s.wave = ?) AS "n{i}"' for i in range(len(waves)))
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {_UNITS} AS
+        SELECT s.instrument, s.scale, a._unit{cols}
+        FROM {scores} s JOIN {_ATTRS} a
+          ON a.participant = s.participant AND a.exchange_id = s.exchange_id
+        WHERE NOT a.is_comparison
+        GROUP BY s.instrument, s.scale, a._unit
+    """, [w for w in waves for _ in (0, 1)])
+    sums = "".join(f', sum("n{i}")' for i in range(len(waves)))
+    present = {}
+    for inst, sc, *n in con.execute(
+            f"SELECT instrument, scale{sums} FROM {_UNITS} GROUP BY ALL").fetchall():
+        present[(inst, sc)] = wave_order([w for w, k in zip(waves, n, strict=True) if k])
+    return waves, present
+
+
+def _unit_attrs(attrs: pd.DataFrame) -> pd.DataFrame:
+    """The columns of `attrs` (row i = unit i + 1) that a scale's units carry, in a form cheap
+    to take 800,000 rows of nine times: the exchange as an integer code (the cluster: only which
+    units share one matters), engagement, and modality and setting as categories."""
+    return pd.DataFrame({
+        "exchange_id": pd.factorize(attrs["exchange_id"])[0],
+        **{c: attrs[c].to_numpy(float) for c in DOSE_MEASURES.values()},
+        **{c: pd.Categorical(attrs[c].to_numpy(object)) for c in DOSE_ADJUST},
+    })
+
+
+def _scale_units(con: duckdb.DuckDBPyConnection, inst: str, sc: str, waves: list[str],
+                 unit_attrs: pd.DataFrame) -> pd.DataFrame:
+    """One scale's units from `_UNITS` (`_pivot_units`): a column per wave (named by it, NaN
+    when not answered), then their exchange code, engagement, modality and setting
+    (`_unit_attrs`). What sensitivity and dose–response read: no frame of single scores
+    (`_scored_scale`)."""
+    d = _df(con, f"SELECT * EXCLUDE (instrument, scale) FROM {_UNITS} "
+                 "WHERE instrument = ? AND scale = ?", [inst, sc])
+    units = pd.DataFrame({w: d[f"w{i}"].to_numpy(dtype=float, na_value=np.nan)
+                          for i, w in enumerate(waves)})
+    extra = unit_attrs.take(d["_unit"].to_numpy(np.int64) - 1)
+    return pd.concat([units, extra.reset_index(drop=True)], axis=1)
+
+
+def _sensitivity(units: pd.DataFrame, waves: list[str], inst: str, sc: str,
+                 k: int) -> pd.DataFrame:
+    """`analytics.stats.sensitivity` on one scale's units (`_scale_units`) and the waves they
+    have rows for: exchange participants (participant x exchange) with a pre score, clustered
+    by exchange, engagement = events logged."""
+    from analytics.stats.sensitivity import sensitivity_units
+
+    return sensitivity_units(units, instrument=inst, scale=sc,
+                             waves=[w for w in waves if w != "pre"], cluster="exchange_id",
+                             engagement="n_events", modality="modality", k=k)
 
 
 def _baseline_engagement(con: duckdb.DuckDBPyConnection, scores: str, attrs: pd.DataFrame,
@@ -816,14 +872,15 @@ DOSE_MEASURES: dict[str, str] = {"events": "n_events", "minutes": "minutes"}
 DOSE_ADJUST: tuple[str, ...] = ("modality", "setting")
 DOSE_BINS = 5
 
+# The per-scale tables that read a scale's units, one row per participant x exchange pivoted in
+# DuckDB (`_scale_units`); the others read its single scores (`_scored_scale`).
+_UNIT_TABLES = frozenset({"sensitivity", "dose_response", "dose_bins"})
+
 # The columns of `group_attributes` each per-scale table reads from `_scored_scale` (beside the
-# scores' own); a table not named here reads them all. An events append recomputes only these
-# tables; at 1M one scale's read went 2.28 -> 2.17 s warm, 14.1 -> 6.8 s cold.
+# scores' own); a table not named here reads them all. At 1M one scale's read went 2.28 ->
+# 2.17 s warm, 14.1 -> 6.8 s cold.
 _SCALE_ATTRS: dict[str, frozenset[str]] = {
-    "sensitivity": frozenset({"is_comparison", "modality", "n_events"}),
     "attrition_baseline": frozenset({"is_comparison"}),
-    "dose_response": frozenset({"is_comparison", *DOSE_MEASURES.values(), *DOSE_ADJUST}),
-    "dose_bins": frozenset({"is_comparison", *DOSE_MEASURES.values(), *DOSE_ADJUST}),
 }
 
 
@@ -846,58 +903,47 @@ def _with_purpose(con: duckdb.DuckDBPyConnection, attrs: pd.DataFrame) -> pd.Dat
     return attrs.assign(purpose=pd.Categorical(pur["purpose"].to_numpy(object)))
 
 
-def _dose_units(scored: pd.DataFrame) -> pd.DataFrame:
-    """One scale's exchange participants (units) with a pre and a post score: their change and
-    dose (events and minutes logged in that exchange) and the adjustment columns."""
-    cols = ["participant", "exchange_id", "wave", "score", "instrument", "scale",
-            *DOSE_MEASURES.values(), *DOSE_ADJUST]
-    mine = (~scored["is_comparison"].astype(bool) & scored["score"].notna()).to_numpy()
-    d = scored.loc[mine, cols]
-    unit = _unit_codes(d["participant"], d["exchange_id"]).to_numpy()
-    wave = d["wave"].astype(str).to_numpy()
-    n_u = int(unit.max(initial=-1)) + 1
-    pre_row = np.full(n_u, -1, dtype=np.int64)
-    post = np.full(n_u, np.nan)
-    rows = np.arange(len(d))
-    is_pre, is_post = wave == "pre", wave == "post"
-    pre_row[unit[is_pre]] = rows[is_pre]
-    post[unit[is_post]] = d["score"].to_numpy(float)[is_post]
-    both = (pre_row >= 0) & ~np.isnan(post)
-    take = pre_row[both]
-    base = d.iloc[take]
+def _dose_units(units: pd.DataFrame, inst: str, sc: str) -> pd.DataFrame:
+    """One scale's exchange participants (units, from `_scale_units`) with a pre and a post
+    score: their change and dose (events and minutes logged in that exchange) and the
+    adjustment columns."""
+    if "pre" not in units.columns or "post" not in units.columns:
+        units = units.iloc[:0].assign(pre=np.nan, post=np.nan)
+    both = (units["pre"].notna() & units["post"].notna()).to_numpy()
+    base = units[both]
     return pd.DataFrame({
-        "instrument": base["instrument"].astype(str).to_numpy(),
-        "scale": base["scale"].astype(str).to_numpy(),
+        "instrument": inst,
+        "scale": sc,
         "exchange_id": pd.factorize(base["exchange_id"])[0],
-        "change": post[both] - base["score"].to_numpy(float),
+        "change": base["post"].to_numpy(float) - base["pre"].to_numpy(float),
         **{m: base[c].to_numpy(float) for m, c in DOSE_MEASURES.items()},
-        **{a: base[a].astype(object).to_numpy() for a in DOSE_ADJUST},
+        **{a: base[a].array for a in DOSE_ADJUST},  # categories, as `_unit_attrs` has them
     })
 
 
-def _issue13_scale(scored: pd.DataFrame, k: int, per_scale: set[str],
-                   parts: dict[str, list[pd.DataFrame]],
+def _issue13_scale(scored: pd.DataFrame | None, units: pd.DataFrame | None, inst: str, sc: str,
+                   k: int, per_scale: set[str], parts: dict[str, list[pd.DataFrame]],
                    step: Callable[[str], contextlib.AbstractContextManager]) -> None:
-    """res_dose_response, res_dose_bins and res_moderation rows of one scale into `parts`."""
+    """res_dose_response, res_dose_bins (from the scale's `units`) and res_moderation (from its
+    `scored` rows) of one scale into `parts`."""
     from analytics.stats.dose import dose_bins, dose_slopes
     from analytics.stats.moderation import moderation
 
     if {"dose_response", "dose_bins"} & per_scale:
         with step("dose_response"):
-            units = _dose_units(scored)
+            dose = _dose_units(units, inst, sc)
             if "dose_response" in per_scale:
                 parts["dose_response"].append(dose_slopes(
-                    units, doses=list(DOSE_MEASURES), adjust=list(DOSE_ADJUST), k=k))
+                    dose, doses=list(DOSE_MEASURES), adjust=list(DOSE_ADJUST), k=k))
         if "dose_bins" in per_scale:
             with step("dose_bins"):
-                parts["dose_bins"].append(dose_bins(units, doses=list(DOSE_MEASURES),
+                parts["dose_bins"].append(dose_bins(dose, doses=list(DOSE_MEASURES),
                                                     bins=DOSE_BINS, k=k))
     if "moderation" in per_scale:
         with step("moderation"):
             d = scored[~scored["is_comparison"].astype(bool) & scored["score"].notna()]
             if len(d):
                 # one scale: its name is put on the rows, not converted on every score
-                inst, sc = str(d["instrument"].iloc[0]), str(d["scale"].iloc[0])
                 d = d.assign(unit=_unit_codes(d["participant"], d["exchange_id"]))
                 parts["moderation"].append(moderation(
                     d, participant="unit", instrument=None, scale=None, k=k,
@@ -1093,7 +1139,15 @@ def compute_results(
               ON a.participant = s.participant AND a.exchange_id = s.exchange_id
             WHERE s.wave = 'post' AND NOT coalesce(a.is_comparison, FALSE)
         """).df()["participant"]
-        attr_columns = _scale_attr_columns(per_scale, attrs)
+        long_tables = set(per_scale) - _UNIT_TABLES
+        if "attrition_baseline" in stored_rows:  # its rows are read back, not recomputed
+            long_tables.discard("attrition_baseline")
+        attr_columns = _scale_attr_columns(long_tables, attrs)
+        if _UNIT_TABLES & per_scale:
+            t0 = time.perf_counter()
+            all_waves, unit_waves = _pivot_units(con, scores)
+            unit_attrs = _unit_attrs(attrs)
+            timings["read"] += time.perf_counter() - t0
         pp_parts, lg_parts, bl_parts, se_parts = [], [], [], []
         i13_parts: dict[str, list[pd.DataFrame]] = {name: [] for name in ISSUE13_TABLES}
         bal_parts: list[pd.DataFrame] = []
@@ -1102,7 +1156,11 @@ def compute_results(
         for inst, sc in scales:
             shed()
             t0 = time.perf_counter()
-            scored = _scored_scale(con, scores, inst, sc, attrs, attr_columns)
+            scored = (_scored_scale(con, scores, inst, sc, attrs, attr_columns) if long_tables
+                      else None)
+            unit_rows = (_scale_units(con, inst, sc, all_waves, unit_attrs)
+                         if _UNIT_TABLES & per_scale else None)
+            waves = unit_waves.get((inst, sc), []) if unit_rows is not None else []
             timings["read"] += time.perf_counter() - t0
             if "prepost" in per_scale:
                 with step("prepost"):
@@ -1123,9 +1181,10 @@ def compute_results(
                     baseline_units.append(units)
             if "sensitivity" in per_scale:
                 with step("sensitivity"):
-                    se_parts.append(_sensitivity(scored, k))
-            _issue13_scale(scored, k, per_scale, i13_parts, step)
-            del scored
+                    se_parts.append(_sensitivity(unit_rows, waves, inst, sc, k))
+            _issue13_scale(scored, unit_rows, inst, sc, k, per_scale, i13_parts, step)
+            del scored, unit_rows
+        con.execute(f"DROP TABLE IF EXISTS {_UNITS}")
         if "prepost" in per_scale:
             with step("prepost"):
                 out["prepost"] = _prepost_combine(pp_parts, k)

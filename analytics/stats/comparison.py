@@ -391,20 +391,30 @@ def _design(d: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
         cols.append(d[c].to_numpy(float))
         names.append(c)
     for c in categorical:
-        v = d[c].astype("object").where(d[c].notna(), "not reported").astype(str)
-        for level in sorted(v.unique())[1:]:
-            cols.append((v == level).to_numpy(float))
+        # levels as text, a missing value "not reported"; dummies from integer codes, not from
+        # comparing text row by row
+        codes, uniques = pd.factorize(d[c], use_na_sentinel=True)
+        labels = [str(u) for u in uniques] + ["not reported"]
+        levels = sorted(set(labels[:len(uniques)] + (["not reported"] if (codes < 0).any()
+                                                      else [])))
+        at = {lv: j for j, lv in enumerate(levels)}
+        level_of = np.array([at.get(lab, -1) for lab in labels], dtype=np.int64)
+        lc = level_of[codes]  # code -1 (missing) picks the last label, "not reported"
+        for j, level in enumerate(levels[1:], start=1):
+            cols.append((lc == j).astype(float))
             names.append(f"{c}[T.{level}]")
     X = np.column_stack(cols)
     keep: list[int] = []
-    q = np.zeros((len(X), 0))
-    for i in range(X.shape[1]):
-        x = X[:, i]
-        r = x - q @ (q.T @ x)
+    # the kept columns' orthonormal basis, filled in order (column-major: a slice of its first
+    # columns is one contiguous block)
+    q = np.empty((len(X), X.shape[1]), order="F")
+    for i, x in enumerate(cols):
+        basis = q[:, :len(keep)]
+        r = x - basis @ (basis.T @ x)
         norm = float(np.linalg.norm(r))
         if norm > 1e-9 * max(float(np.linalg.norm(x)), 1.0):
+            q[:, len(keep)] = r / norm
             keep.append(i)
-            q = np.column_stack([q, r / norm])
     return X[:, keep], [names[i] for i in keep]
 
 

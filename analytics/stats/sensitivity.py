@@ -56,11 +56,12 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from analytics.stats.prepost import FEW_CLUSTERS, cr2_mean
+from analytics.stats.prepost import FEW_CLUSTERS, _codes, cr2_mean
 from analytics.suppression import DEFAULT_K, suppress
 
 __all__ = ["DELTAS", "METHODS", "OUTPUT_COLUMNS", "TIPPING_RANGE", "TRUNCATE", "delta_adjusted",
-           "ipw_mean", "sensitivity", "tipping_delta"]
+           "ipw_mean", "sensitivity", "sensitivity_units",
+           "tipping_delta"]
 
 DELTAS: tuple[float, ...] = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5)  # SDs of the responders' change
 TIPPING_RANGE = 10.0
@@ -71,22 +72,15 @@ OUTPUT_COLUMNS = ["instrument", "scale", "wave", "method", "delta", "estimate", 
                   "suppressed"]
 
 
-def _codes(cluster: np.ndarray) -> np.ndarray:
-    """Integer cluster codes; a missing label is a cluster of its own."""
-    codes = pd.factorize(pd.Series(cluster, dtype=object), use_na_sentinel=True)[0]
-    miss = codes < 0
-    if miss.any():
-        codes = codes.copy()
-        codes[miss] = codes.max() + 1 + np.arange(int(miss.sum()))
-    return codes
-
-
-def _design(pre: np.ndarray, engagement: np.ndarray, modality: np.ndarray | None) -> np.ndarray:
-    """[1, pre, log1p(engagement), modality dummies (first level the reference)]."""
+def _design(pre: np.ndarray, engagement: np.ndarray,
+            modality: pd.Series | np.ndarray | None) -> np.ndarray:
+    """[1, pre, log1p(engagement), modality dummies (first level in sorted order the reference;
+    a missing modality is 0 in each)]."""
     cols = [np.ones(len(pre)), pre, np.log1p(engagement)]
     if modality is not None:
-        levels = sorted(pd.unique(pd.Series(modality, dtype=object).dropna()))
-        cols += [(modality == lv).astype(float) for lv in levels[1:]]
+        codes, uniques = pd.factorize(pd.Series(modality, copy=False))  # -1: missing
+        order = sorted(range(len(uniques)), key=lambda j: uniques[j])
+        cols += [(codes == j).astype(float) for j in order[1:]]
     return np.column_stack(cols)
 
 
@@ -104,13 +98,15 @@ def _distinct_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ipw_mean(d: np.ndarray, responded: np.ndarray, x: np.ndarray, cluster: np.ndarray, *,
-             ci: float = 0.95, truncate: tuple[float, float] = TRUNCATE) -> dict[str, float]:
+             ci: float = 0.95, truncate: tuple[float, float] = TRUNCATE,
+             distinct: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
     """Weighted mean change of the responders with stabilised, truncated inverse-probability
     weights (see the module docstring): statsmodels GLM logit for P(respond | x), WLS with a
     cluster-robust (CR1) SE and t(G − 1).
 
     `d`: change per unit (NaN for non-responders), `responded`: bool, `x`: design matrix with an
-    intercept column, `cluster`: one label per unit.
+    intercept column, `cluster`: one label per unit. `distinct`: `_distinct_rows(x)`, when the
+    caller has it (the later waves of a scale share one design).
 
     >>> rng = np.random.default_rng(1)
     >>> x = np.column_stack([np.ones(400), rng.normal(size=400)])
@@ -130,7 +126,7 @@ def ipw_mean(d: np.ndarray, responded: np.ndarray, x: np.ndarray, cluster: np.nd
     # Units with the same design row share p̂: the binomial likelihood of the distinct rows'
     # (responders, non-responders) counts is the units' likelihood, so the fit is the same MLE
     # on far fewer rows (1M units of a scale have ~25,000 distinct rows: 1.3 s -> 0.05 s).
-    rows, inv = _distinct_rows(x)
+    rows, inv = _distinct_rows(x) if distinct is None else distinct
     yes = np.bincount(inv, weights=r.astype(float), minlength=len(rows))
     no = np.bincount(inv, minlength=len(rows)) - yes
     with warnings.catch_warnings():
@@ -307,46 +303,94 @@ def sensitivity(
             continue
         base = wide[wide[pre].notna()]
         a = attrs.loc[base.index]
-        eng = pd.to_numeric(a[engagement], errors="coerce").fillna(0).to_numpy(float)
-        mod = a[modality].astype(object).to_numpy() if modality else None
-        if mod is not None and len(pd.unique(pd.Series(mod).dropna())) < 2:
-            mod = None
-        pre_v = base[pre].to_numpy(float)
-        x = _design(pre_v, eng, mod)
-        cl = a[cluster].to_numpy()
-        for w in waves:
-            y = base[w].to_numpy(float) if w in base.columns else np.full(len(base), np.nan)
-            resp = ~np.isnan(y)
-            d = y - pre_v
-            n, n_r = len(base), int(resp.sum())
-            head = {"instrument": inst, "scale": sc, "wave": w}
-            comp = cr2_mean(d[resp], cl[resp], ci=ci) if n_r else {"n_clusters": 0}
-            mean_r = float(np.mean(d[resp])) if n_r else float("nan")
-            n_cl = int(len(np.unique(_codes(cl))))
-            rows.append({**head, "method": "completers", "delta": np.nan, "estimate": mean_r,
-                         "se": comp.get("diff_se_cr2", np.nan),
-                         "dof": comp.get("diff_df_cr2", np.nan),
-                         "ci_low": comp.get("diff_ci_low_cr2", np.nan),
-                         "ci_high": comp.get("diff_ci_high_cr2", np.nan), "n": n_r,
-                         "n_responded": n_r, "n_clusters": int(comp["n_clusters"]),
-                         "_cell": n_r})
-            cell = min(n_r, n - n_r)
-            common = {"n": n, "n_responded": n_r, "n_clusters": n_cl, "_cell": cell}
-            ipw = ipw_mean(d, resp, x, cl, ci=ci)
-            rows.append({**head, "method": "ipw", "delta": np.nan,
-                         **{c: ipw[c] for c in ("estimate", "se", "dof", "ci_low", "ci_high")},
-                         **common})
-            fit = _DeltaFit(d, resp, x, cl, ci)
-            for dl in deltas:
-                rows.append({**head, "method": "delta", **fit.at(dl), **common})
-            tip = _tipping(fit, resp, TIPPING_RANGE)  # the delta rows' fit
-            if np.isfinite(tip):
-                at = fit.at(tip)
-                at["ci_low"] = 0.0  # by definition (root found to 1e-12)
-            else:
-                at = {"delta": np.nan, "estimate": np.nan, "se": np.nan, "dof": np.nan,
-                      "ci_low": np.nan, "ci_high": np.nan}
-            rows.append({**head, "method": "tipping_point", **at, **common})
+        later = {w: (base[w].to_numpy(float) if w in base.columns
+                     else np.full(len(base), np.nan)) for w in waves}
+        rows += _scale_rows(inst, sc, base[pre].to_numpy(float), later, a[engagement],
+                            a[modality] if modality else None, a[cluster].to_numpy(),
+                            deltas, ci)
+    return _table(rows, k, unsuppressed)
+
+
+def sensitivity_units(
+    units: pd.DataFrame,
+    *,
+    instrument: str,
+    scale: str,
+    waves: Sequence[str],
+    cluster: str = "exchange_id",
+    engagement: str = "n_events",
+    modality: str | None = "modality",
+    pre: str = "pre",
+    deltas: Sequence[float] = DELTAS,
+    ci: float = 0.95,
+    k: int = DEFAULT_K,
+    unsuppressed: bool = False,
+) -> pd.DataFrame:
+    """`sensitivity` on one scale given wide: one row per unit with its score at `pre` and at
+    each of `waves` (columns named by the wave, NaN = not answered), its cluster, engagement
+    and, optionally, modality. Units without a pre score are left out. The same rows as
+    `sensitivity` on the long scores, without the pivot (the derive step reads the units so,
+    pivoted in DuckDB)."""
+    if pre not in units.columns:
+        return _table([], k, unsuppressed)
+    has_pre = units[pre].notna().to_numpy()
+    u = units[has_pre] if not has_pre.all() else units
+    later = {w: (u[w].to_numpy(float) if w in u.columns else np.full(len(u), np.nan))
+             for w in waves}
+    rows = (_scale_rows(instrument, scale, u[pre].to_numpy(float), later, u[engagement],
+                        u[modality] if modality else None, u[cluster].to_numpy(), deltas, ci)
+            if len(u) else [])
+    return _table(rows, k, unsuppressed)
+
+
+def _scale_rows(inst: str, sc: str, pre_v: np.ndarray, later: dict[str, np.ndarray],
+                engagement: pd.Series, modality: pd.Series | None, cl: np.ndarray,
+                deltas: Sequence[float], ci: float) -> list[dict]:
+    """The unsuppressed rows of one scale: units with a pre score `pre_v`, their score at each
+    later wave (`later`), engagement, modality (None: not in the design) and cluster."""
+    eng = pd.to_numeric(engagement, errors="coerce").fillna(0).to_numpy(float)
+    mod = modality if modality is not None and modality.nunique() >= 2 else None
+    x = _design(pre_v, eng, mod)
+    distinct = _distinct_rows(x) if len(x) else None
+    cl = _codes(np.asarray(cl))
+    n_cl = int(len(np.unique(cl)))
+    rows: list[dict] = []
+    for w, y in later.items():
+        resp = ~np.isnan(y)
+        d = y - pre_v
+        n, n_r = len(pre_v), int(resp.sum())
+        head = {"instrument": inst, "scale": sc, "wave": w}
+        comp = cr2_mean(d[resp], cl[resp], ci=ci) if n_r else {"n_clusters": 0}
+        mean_r = float(np.mean(d[resp])) if n_r else float("nan")
+        rows.append({**head, "method": "completers", "delta": np.nan, "estimate": mean_r,
+                     "se": comp.get("diff_se_cr2", np.nan),
+                     "dof": comp.get("diff_df_cr2", np.nan),
+                     "ci_low": comp.get("diff_ci_low_cr2", np.nan),
+                     "ci_high": comp.get("diff_ci_high_cr2", np.nan), "n": n_r,
+                     "n_responded": n_r, "n_clusters": int(comp["n_clusters"]),
+                     "_cell": n_r})
+        cell = min(n_r, n - n_r)
+        common = {"n": n, "n_responded": n_r, "n_clusters": n_cl, "_cell": cell}
+        ipw = ipw_mean(d, resp, x, cl, ci=ci, distinct=distinct)
+        rows.append({**head, "method": "ipw", "delta": np.nan,
+                     **{c: ipw[c] for c in ("estimate", "se", "dof", "ci_low", "ci_high")},
+                     **common})
+        fit = _DeltaFit(d, resp, x, cl, ci)
+        for dl in deltas:
+            rows.append({**head, "method": "delta", **fit.at(dl), **common})
+        tip = _tipping(fit, resp, TIPPING_RANGE)  # the delta rows' fit
+        if np.isfinite(tip):
+            at = fit.at(tip)
+            at["ci_low"] = 0.0  # by definition (root found to 1e-12)
+        else:
+            at = {"delta": np.nan, "estimate": np.nan, "se": np.nan, "dof": np.nan,
+                  "ci_low": np.nan, "ci_high": np.nan}
+        rows.append({**head, "method": "tipping_point", **at, **common})
+    return rows
+
+
+def _table(rows: list[dict], k: int, unsuppressed: bool) -> pd.DataFrame:
+    """`OUTPUT_COLUMNS` from `_scale_rows`' rows, small cells suppressed."""
     out = pd.DataFrame(rows, columns=[c for c in OUTPUT_COLUMNS if c not in (
         "few_clusters", "suppressed")] + ["_cell"])
     out["n"] = out["n"].astype("int64")
