@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from analytics.derive import materialise
+from analytics.derive import fetch, materialise
 from etl import schema
 from tests.analytics_fixture import demo_warehouse, run, sleep_warehouse
 
@@ -259,7 +259,7 @@ def test_a_database_error_in_the_derive_step_names_its_table(
 
 
 def test_the_arrow_fetch_gives_the_frame_duckdb_gives(demo: Path) -> None:
-    """`materialise._df` reads through Arrow for speed; the frame must be `.df()`'s: the
+    """`fetch.frame` reads through Arrow for speed; the frame must be `.df()`'s: the
     types the derive meets (text with NULLs, integers with and without NULLs, booleans,
     doubles, a DECIMAL) and the demo's group attributes, value for value (sorted, as the
     query's row order is not fixed)."""
@@ -269,11 +269,11 @@ def test_the_arrow_fetch_gives_the_frame_duckdb_gives(demo: Path) -> None:
     try:
         q = ("SELECT 1::BIGINT AS a, NULL::INTEGER AS b, 'x' AS c, TRUE AS d, 2.5 AS e, "
              "0.5::DOUBLE AS f UNION ALL SELECT 2, 3, NULL, FALSE, NULL, NULL")
-        pd.testing.assert_frame_equal(materialise._df(con, q), con.execute(q).df())
+        pd.testing.assert_frame_equal(fetch.frame(con, q), con.execute(q).df())
         q = ("SELECT * FROM res_scale_scores WHERE instrument = ? ORDER BY participant, "
              "exchange_id, wave, scale")
         inst = con.execute("SELECT min(instrument) FROM res_scale_scores").fetchone()[0]
-        got = materialise._df(con, q, [inst])
+        got = fetch.frame(con, q, [inst])
         assert len(got) > 1000
         pd.testing.assert_frame_equal(got, con.execute(q, [inst]).df())
         attrs = materialise.group_attributes(con)  # through _df

@@ -70,7 +70,6 @@ import itertools
 import json
 import re
 import time
-import warnings
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -78,6 +77,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from analytics.derive.fetch import frame as _df
 from analytics.derive.rollups import GENDER_SQL
 from analytics.derive.rollups import build as build_rollups
 from analytics.suppression import MIN_CELL
@@ -137,29 +137,6 @@ class StoredState:
 # ---------------------------------------------------------------------------------------------
 # Reading the warehouse
 # ---------------------------------------------------------------------------------------------
-
-def _df(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pd.DataFrame:
-    """`con.execute(sql, params).df()`, through Arrow. DuckDB's pandas conversion makes a
-    Python string of every text value and pandas then builds its Arrow strings from them (4.9 s
-    for one scale's 2.1M scores at 1M participants); Arrow hands pandas the strings as they are
-    (0.6 s). The frame is the same (tests/test_materialise.py compares them): text as pandas'
-    str dtype, an integer column with NULLs as pandas' nullable integer (Arrow alone would give
-    floats), a DECIMAL as float64."""
-    import pyarrow as pa
-
-    with warnings.catch_warnings():
-        # "use con.sql(): one copy fewer"; but con.sql refuses to run while an earlier
-        # execute() result is unfinished, and the copy is a small part of the time
-        warnings.simplefilter("ignore", UserWarning)
-        tbl = con.execute(sql, params or []).to_arrow_table()
-    df = tbl.to_pandas()
-    for name, col in zip(tbl.column_names, tbl.columns, strict=True):
-        if pa.types.is_integer(col.type) and col.null_count:
-            df[name] = df[name].astype(f"Int{col.type.bit_width}")
-        elif pa.types.is_decimal(col.type):  # .df() gives a DECIMAL as float64
-            df[name] = df[name].astype("float64")
-    return df
-
 
 def group_attributes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """One row per participant × exchange seen in responses or events (and one with exchange
@@ -1215,8 +1192,8 @@ def compute_results(
     if "attrition" in wanted:
         say("attrition funnel")
         with step("attrition"):
-            seen = con.execute(f"SELECT DISTINCT participant_id, wave "
-                               f"FROM {schema.RESPONSES.name}").df()
+            seen = _df(con, f"SELECT DISTINCT participant_id, wave "
+                               f"FROM {schema.RESPONSES.name}")
             out["attrition"] = _attrition(attrs, seen, k)
 
     # Issue 13: persistence of partnerships and participants (analytics.derive.persistence).
@@ -1528,25 +1505,27 @@ def _equity_cells(con: duckdb.DuckDBPyConnection, attrs: pd.DataFrame) -> pd.Dat
         **{g: units[g].astype("object").fillna("not reported").astype(str)
            for g in EQUITY_GAP_GROUPINGS},
     })
-    view = "_ei_equity_units"
+    view, waves = "_ei_equity_units", "_ei_unit_waves"
     con.register(view, units)
     try:
+        # which surveys each unit answered: one pass over the answers for every grouping
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {waves} AS
+            SELECT a._unit AS unit, bool_or(r.wave = 'pre') AS pre,
+                   bool_or(r.wave = 'post') AS post
+            FROM (SELECT DISTINCT participant_id, exchange_id, wave
+                  FROM {schema.RESPONSES.name}) r
+            JOIN {_ATTRS} a ON a.participant = r.participant_id
+                           AND a.exchange_id = r.exchange_id
+            GROUP BY ALL""")
         parts = []
         for grouping in EQUITY_GAP_GROUPINGS:
             cells = con.execute(f"""
                 WITH u AS (SELECT unit, exchange_id, "{grouping}" AS grp, minutes, active
                            FROM {view}),
-                waves AS (
-                    SELECT a._unit AS unit, bool_or(r.wave = 'pre') AS pre,
-                           bool_or(r.wave = 'post') AS post
-                    FROM (SELECT DISTINCT participant_id, exchange_id, wave
-                          FROM {schema.RESPONSES.name}) r
-                    JOIN {_ATTRS} a ON a.participant = r.participant_id
-                                   AND a.exchange_id = r.exchange_id
-                    GROUP BY ALL),
                 pre AS (SELECT u.*, CASE WHEN coalesce(w.post, FALSE) THEN 0.0 ELSE 1.0 END
                                AS dropped
-                        FROM u JOIN waves w USING (unit) WHERE w.pre)
+                        FROM u JOIN {waves} w USING (unit) WHERE w.pre)
                 SELECT 'minutes' AS measure, NULL::VARCHAR AS instrument,
                        NULL::VARCHAR AS scale, grp AS "group", exchange_id, count(*) AS n,
                        coalesce(sum(minutes), 0.0) AS sum, sum(active) AS active,
@@ -1565,6 +1544,7 @@ def _equity_cells(con: duckdb.DuckDBPyConnection, attrs: pd.DataFrame) -> pd.Dat
             parts.append(cells.assign(grouping=grouping))
     finally:
         con.unregister(view)
+        con.execute(f"DROP TABLE IF EXISTS {waves}")
     return pd.concat(parts, ignore_index=True)
 
 

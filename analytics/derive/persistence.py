@@ -30,6 +30,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from analytics.derive.fetch import frame
 from analytics.stats import persistence as ps
 from analytics.suppression import suppress
 from etl import schema
@@ -123,7 +124,7 @@ def participant_units(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     weeks from first to last active UTC day, stopped (see the module), the exchange's modality,
     setting and cluster, and the exchange id (the cluster of the robust errors)."""
     t_part, t_ex = schema.PARTICIPANTS.name, schema.EXCHANGES.name
-    return con.execute(f"""
+    return frame(con, f"""
         WITH data_end AS (SELECT {DATA_END_SQL} AS d),
         span AS (
             SELECT participant_id, exchange_id,
@@ -137,7 +138,7 @@ def participant_units(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         JOIN {t_part} p USING (participant_id)
         JOIN {t_ex} x ON x.exchange_id = s.exchange_id
         WHERE NOT coalesce(p.comparison, FALSE)
-    """).df()
+    """)
 
 
 _CURVE_COLS = ["subject", "group_by", "group", "unit", "n", "time", "survival", "ci_low",

@@ -18,6 +18,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from analytics.derive.fetch import frame
 from analytics.stats import scale as sc
 from analytics.suppression import suppress
 from etl import schema
@@ -30,7 +31,7 @@ def units(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, str | None]:
     the data's last term."""
     term = ("(CAST(year(x.start_date) AS VARCHAR) || CASE WHEN month(x.start_date) <= 6 "
             "THEN '-H1' ELSE '-H2' END)")
-    df = con.execute(f"""
+    df = frame(con, f"""
         SELECT x.cluster_id AS cluster, {term} AS term, e.participant_id AS participant,
                any_value(p.institution_id) AS institution, any_value(i.country) AS country,
                count(*) AS events, coalesce(sum(e.minutes), 0)::DOUBLE AS minutes,
@@ -41,7 +42,7 @@ def units(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, str | None]:
         LEFT JOIN {schema.INSTITUTIONS.name} i ON i.institution_id = p.institution_id
         WHERE NOT coalesce(p.comparison, FALSE)
         GROUP BY 1, 2, 3
-    """).df()
+    """)
     last = con.execute(f"""
         SELECT max(CAST(year(start_date) AS VARCHAR) || CASE WHEN month(start_date) <= 6
                    THEN '-H1' ELSE '-H2' END) FROM {schema.EXCHANGES.name}
