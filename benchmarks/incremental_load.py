@@ -11,13 +11,16 @@ exchanges already there (after the last event), copies W twice and loads the fil
 copy with `etl.load.load_paths`: once as this revision does (result tables that read no event
 kept, `materialise.EVENTS_FREE`; rollups brought up to date, `rollups._append_events`), once
 with nothing kept and every rollup rebuilt. Prints wall seconds of each load, of
-its derive step (meta results_seconds) and the derive's slowest steps, and the ratio.
+its derive step (meta results_seconds) and the derive's slowest steps, the wall time of the
+load's phases (copy of the live file, the file, derive, checkpoint and sync, swap), and the
+ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -65,7 +68,9 @@ def timed_load(src: Path, events: Path, folder: Path, keep: bool) -> dict:
     shutil.copyfile(src, wh)
     if key_file(src).exists():  # the demo's pseudonymisation key travels with its warehouse
         shutil.copy2(key_file(src), key_file(wh))
+    os.sync()  # a live warehouse is at rest: the copy just made is not still being written back
     saved = materialise.kept_on, materialise.build_rollups
+    marks = _phase_clock()
     if not keep:  # as before issue 17: every result table recomputed, every rollup rebuilt
         materialise.kept_on = lambda *_a, **_k: frozenset()
         materialise.build_rollups = lambda con, appended_events=None: saved[1](con)
@@ -75,15 +80,56 @@ def timed_load(src: Path, events: Path, folder: Path, keep: bool) -> dict:
         wall = time.perf_counter() - t0
     finally:
         materialise.kept_on, materialise.build_rollups = saved
+        marks.close()
     m = meta(wh)
     timings = json.loads(m.get("results_timings", "{}"))
     top = dict(sorted(timings.items(), key=lambda kv: -kv[1])[:10])
     roll = json.loads(m.get("rollups_timings", "{}"))
     return {"status": rep.status, "rows_added": rep.rows_added, "load_s": round(wall, 2),
             "derive_s": float(m.get("results_seconds", "nan")),
+            "phases_s": marks.spans(t0),
             "kept": json.loads(m.get("results_kept", "[]")), "slowest_steps_s": top,
             "rollups": m.get("rollups_incremental") or "rebuilt",
             "slowest_rollup_steps_s": dict(sorted(roll.items(), key=lambda kv: -kv[1])[:6])}
+
+
+class _phase_clock:
+    """Wall time of a load's phases (`etl.phases`: the copy of the live file, reading and
+    inserting the file, the derive step, checkpoint + close + fsync, the swap), by wrapping
+    `etl.warehouse._private_copy` and `etl.phases.reached` while the load runs."""
+
+    def __init__(self) -> None:
+        from etl import phases, warehouse
+
+        self._saved = (phases.reached, warehouse._private_copy)
+        self.at: list[tuple[str, float]] = []
+        reached, copy = self._saved
+
+        def timed_copy(*a: object) -> None:
+            copy(*a)
+            self.at.append(("copy", time.perf_counter()))
+
+        def timed_reached(phase: str) -> None:
+            self.at.append((phase, time.perf_counter()))
+            reached(phase)
+
+        phases.reached, warehouse._private_copy = timed_reached, timed_copy
+
+    def close(self) -> None:
+        from etl import phases, warehouse
+
+        phases.reached, warehouse._private_copy = self._saved
+
+    def spans(self, t0: float) -> dict[str, float]:
+        """Seconds from the previous mark to each phase: copy (lock and copy of the live
+        file), read/insert (the file), derive, before_swap (checkpoint, close, fsync),
+        after_swap (the rename and the folder's fsync)."""
+        out: dict[str, float] = {}
+        last = t0
+        for name, t in self.at:
+            out[name] = round(out.get(name, 0.0) + t - last, 2)
+            last = t
+        return out
 
 
 def main(argv: list[str] | None = None) -> int:
