@@ -12,6 +12,7 @@ from analytics.stats.attrition import (
     FUNNEL_COLUMNS,
     attrition_baseline,
     attrition_funnel,
+    engagement_baseline,
     welch_t,
 )
 
@@ -80,6 +81,24 @@ def test_baseline_comparison_detects_engagement_driven_dropout():
     assert b["diff"] > 0 and b.p < 0.01
     assert b.diff_ci_low < b["diff"] < b.diff_ci_high
     assert b.n_completers + b.n_dropouts == (scores.wave == "pre").sum()
+
+
+def test_the_engagement_row_from_one_value_per_person_is_the_baselines_row():
+    """`engagement_baseline` (the derive step sums engagement per person in SQL) gives
+    `attrition_baseline`'s engagement row: engagement summed over a person's rows, only people
+    with a baseline score, completers those with a post score."""
+    scores, people, _ = program(n=600, seed=5)
+    people = pd.concat([people, people.sample(frac=0.3, random_state=1)])  # a second exchange
+    want = attrition_baseline(scores, engagement=people)
+    want = want[want.measure == "engagement"].reset_index(drop=True)
+    base = scores.loc[(scores.wave == "pre") & scores.score.notna(), "participant"].unique()
+    done = set(scores.loc[scores.wave == "post", "participant"])
+    per = people[people.participant.isin(base)].groupby("participant")["n_events"].sum()
+    got = engagement_baseline(per.to_numpy(float), per.index.isin(list(done)))
+    assert got[["instrument", "scale"]].isna().all().all()
+    pd.testing.assert_frame_equal(got.drop(columns=["instrument", "scale"]),
+                                  want.drop(columns=["instrument", "scale"]), rtol=1e-12)
+    assert got["n_completers"].iloc[0] + got["n_dropouts"].iloc[0] == len(base)
 
 
 def test_welch_matches_scipy_and_r_definition():

@@ -737,24 +737,29 @@ def _sensitivity(units: pd.DataFrame, waves: list[str], inst: str, sc: str,
                              engagement="n_events", modality="modality", k=k)
 
 
-def _baseline_engagement(con: duckdb.DuckDBPyConnection, scores: str, attrs: pd.DataFrame,
-                         completers: pd.Series, k: int) -> pd.DataFrame:
-    """`_attrition_baseline`'s engagement row: completers vs non-completers among those with a
-    pre score (any scale), on events logged."""
-    from analytics.stats.attrition import attrition_baseline
+def _baseline_engagement(con: duckdb.DuckDBPyConnection, scores: str, k: int) -> pd.DataFrame:
+    """`_attrition_baseline`'s engagement row: completers (any post score) vs non-completers
+    among the exchange participants with a pre score (any scale), on events logged in every
+    exchange; one value per participant, summed in SQL (no text reaches pandas)."""
+    from analytics.stats.attrition import engagement_baseline
 
-    base = con.execute(f"""
-        SELECT DISTINCT s.participant FROM {scores} s LEFT JOIN {_ATTRS} a
-          ON a.participant = s.participant AND a.exchange_id = s.exchange_id
-        WHERE s.wave = 'pre' AND s.score IS NOT NULL AND NOT coalesce(a.is_comparison, FALSE)
-    """).df()["participant"]
-    frame = pd.concat([
-        pd.DataFrame({"participant": base.to_numpy(), "wave": "pre", "score": 0.0}),
-        pd.DataFrame({"participant": completers.to_numpy(), "wave": "post", "score": np.nan}),
-    ], ignore_index=True).assign(instrument="_", scale="_")
-    eng = attrs.loc[~attrs["is_comparison"], ["participant", "n_events"]]
-    out = attrition_baseline(frame, engagement=eng, engagement_column="n_events", k=k)
-    return out[out["measure"] == "engagement"]
+    per = con.execute(f"""
+        WITH base AS (
+            SELECT DISTINCT s.participant FROM {scores} s LEFT JOIN {_ATTRS} a
+              ON a.participant = s.participant AND a.exchange_id = s.exchange_id
+            WHERE s.wave = 'pre' AND s.score IS NOT NULL
+              AND NOT coalesce(a.is_comparison, FALSE)),
+        done AS (
+            SELECT DISTINCT s.participant FROM {scores} s LEFT JOIN {_ATTRS} a
+              ON a.participant = s.participant AND a.exchange_id = s.exchange_id
+            WHERE s.wave = 'post' AND NOT coalesce(a.is_comparison, FALSE))
+        SELECT sum(a.n_events)::DOUBLE AS n_events, bool_or(d.participant IS NOT NULL) AS done
+        FROM {_ATTRS} a SEMI JOIN base b ON b.participant = a.participant
+        LEFT JOIN done d ON d.participant = a.participant
+        WHERE NOT a.is_comparison
+        GROUP BY a.participant
+    """).fetchnumpy()
+    return engagement_baseline(per["n_events"], per["done"], k=k)
 
 
 # The covariates of the balance table and the ANCOVA (issue 10 §2): what the contract has about
@@ -1105,21 +1110,22 @@ def compute_results(
         if scores is None:  # the scale-score step above always runs when per_scale is set
             raise RuntimeError("per-scale tables need the scale scores computed first")
         scales = sorted(con.execute(f"SELECT DISTINCT instrument, scale FROM {scores}").fetchall())
-        has_comparison = bool(con.execute(f"""
+        long_tables = set(per_scale) - _UNIT_TABLES
+        if "attrition_baseline" in stored_rows:  # its rows are read back, not recomputed
+            long_tables.discard("attrition_baseline")
+        has_comparison = bool(long_tables & {"longitudinal", "balance", "comparison"}
+                              and con.execute(f"""
             SELECT bool_or(c) AND bool_or(NOT c) FROM (
                 SELECT coalesce(a.is_comparison, FALSE) AS c FROM {scores} s LEFT JOIN {_ATTRS} a
                   ON a.participant = s.participant AND a.exchange_id = s.exchange_id
                 WHERE s.score IS NOT NULL)
         """).fetchone()[0])
-        completers = con.execute(f"""
+        attr_columns = _scale_attr_columns(long_tables, attrs)
+        completers = (_df(con, f"""
             SELECT DISTINCT s.participant FROM {scores} s LEFT JOIN {_ATTRS} a
               ON a.participant = s.participant AND a.exchange_id = s.exchange_id
             WHERE s.wave = 'post' AND NOT coalesce(a.is_comparison, FALSE)
-        """).df()["participant"]
-        long_tables = set(per_scale) - _UNIT_TABLES
-        if "attrition_baseline" in stored_rows:  # its rows are read back, not recomputed
-            long_tables.discard("attrition_baseline")
-        attr_columns = _scale_attr_columns(long_tables, attrs)
+        """)["participant"] if "attrition_baseline" in long_tables else None)
         if _UNIT_TABLES & per_scale:
             t0 = time.perf_counter()
             all_waves, unit_waves = _pivot_units(con, scores)
@@ -1181,7 +1187,7 @@ def compute_results(
             with step("attrition_baseline"):
                 if "attrition_baseline" in stored_rows:
                     bl_parts = [_stored_rows(con, "attrition_baseline")]
-                bl_parts.append(_baseline_engagement(con, scores, attrs, completers, k))
+                bl_parts.append(_baseline_engagement(con, scores, k))
                 out["attrition_baseline"] = pd.concat(bl_parts, ignore_index=True)
         out.update(_issue13_combine(i13_parts, per_scale))
         if "sensitivity" in per_scale:

@@ -18,7 +18,7 @@ from analytics.stats.longitudinal import wave_order
 from analytics.suppression import DEFAULT_K, suppress
 
 __all__ = ["FUNNEL_COLUMNS", "BASELINE_COLUMNS", "attrition_funnel", "attrition_baseline",
-           "welch_t"]
+           "engagement_baseline", "welch_t"]
 
 FUNNEL_COLUMNS = ["group_by", "group", "wave", "n_invited", "n_responded", "rate", "suppressed"]
 BASELINE_COLUMNS = ["instrument", "scale", "measure", "n_completers", "n_dropouts",
@@ -201,8 +201,25 @@ def attrition_baseline(
         e = engagement[_isin(engagement[participant], base_people)]
         e = e.groupby(participant, sort=False)[engagement_column].sum()
         done = _isin(e.index, completers)
-        r = welch_t(e[done].to_numpy(float), e[~done].to_numpy(float), ci=ci)
-        rows.append(_baseline_row(None, None, "engagement", r))
+        rows.append(_engagement_row(e.to_numpy(float), done, ci))
+    return _baseline_table(rows, k, unsuppressed)
+
+
+def engagement_baseline(engagement: np.ndarray, completed: np.ndarray, *, ci: float = 0.95,
+                        k: int = DEFAULT_K, unsuppressed: bool = False) -> pd.DataFrame:
+    """`attrition_baseline`'s engagement row alone, from one value per participant with a
+    baseline score (`engagement`, e.g. events logged in every exchange) and whether that
+    participant completed (`completed`): what the derive step computes in SQL."""
+    row = _engagement_row(np.asarray(engagement, float), np.asarray(completed, bool), ci)
+    return _baseline_table([row], k, unsuppressed)
+
+
+def _engagement_row(values: np.ndarray, done: np.ndarray, ci: float) -> dict:
+    r = welch_t(values[done], values[~done], ci=ci)
+    return _baseline_row(None, None, "engagement", r)
+
+
+def _baseline_table(rows: list[dict], k: int, unsuppressed: bool) -> pd.DataFrame:
     out = pd.DataFrame(rows, columns=BASELINE_COLUMNS[:-1])
     out = out.astype({"n_completers": "int64", "n_dropouts": "int64"})
     out["_n"] = out[["n_completers", "n_dropouts"]].min(axis=1)
