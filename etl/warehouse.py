@@ -35,7 +35,7 @@ from pathlib import Path
 import duckdb
 from filelock import FileLock, Timeout
 
-from etl import phases, schema
+from etl import phases, process, schema
 from etl.errors import WarehouseBusy, WarehouseError
 
 __all__ = [
@@ -218,6 +218,7 @@ def build_next(
     `data_version(con)` is already the version this build will have once it is swapped in (one
     more than the live file's).
     """
+    process.for_heavy_work()  # a writer's settings: no transparent huge pages, one BLAS thread
     warehouse = Path(warehouse)
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(lock_path(warehouse)))

@@ -81,7 +81,7 @@ from analytics.derive.fetch import frame as _df
 from analytics.derive.rollups import GENDER_SQL
 from analytics.derive.rollups import build as build_rollups
 from analytics.suppression import MIN_CELL
-from etl import schema
+from etl import process, schema
 from etl.errors import EtlError
 from etl.warehouse import data_version as _data_version
 
@@ -1696,6 +1696,7 @@ def refresh(
     the event log, the rollups are then brought up to date from what those events touch
     (`analytics.derive.rollups.build`).
     """
+    process.for_heavy_work()  # no transparent huge pages, one BLAS thread (etl.process)
     k = MIN_CELL if min_cell is None else int(min_cell)
     version = _data_version(con)
     only_events = changed is not None and set(changed) == {schema.EVENTS.name}
