@@ -16,6 +16,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Dash, dcc, html
 
+from etl import process
 from pages import _access, _timing, _ui
 
 app = Dash(
@@ -67,6 +68,10 @@ app.layout = html.Div(
 )
 
 server = app.server
+# The workers' statistics (on-request models and comparisons) without OpenBLAS threads spinning
+# between calls or 2 MB huge pages zeroed per large array (etl/process.py); gunicorn's forked
+# workers inherit both.
+process.for_heavy_work()
 # Server CPU time per answer, only when the load benchmark asks (EXCHANGE_IMPACT_CPU_HEADER=1).
 _timing.init_app(server)
 # Issue 14: login, roles and program scope, security headers (before anything else answers).
