@@ -294,21 +294,18 @@ def sensitivity(
         from analytics.stats.longitudinal import wave_order
 
         waves = [w for w in wave_order(s[wave].dropna().astype(str).unique()) if w != pre]
-    rows: list[dict] = []
+    parts = []
     for (inst, sc), g in s.groupby([instrument, scale], sort=True, observed=True):
         wide = (g.groupby([participant, wave], sort=False, observed=True)[score].first()
                 .unstack(wave))
         attrs = g.drop_duplicates(participant).set_index(participant)
-        if pre not in wide.columns:
-            continue
-        base = wide[wide[pre].notna()]
-        a = attrs.loc[base.index]
-        later = {w: (base[w].to_numpy(float) if w in base.columns
-                     else np.full(len(base), np.nan)) for w in waves}
-        rows += _scale_rows(inst, sc, base[pre].to_numpy(float), later, a[engagement],
-                            a[modality] if modality else None, a[cluster].to_numpy(),
-                            deltas, ci)
-    return _table(rows, k, unsuppressed)
+        units = wide.join(attrs[[cluster, engagement, *([modality] if modality else [])]])
+        parts.append(sensitivity_units(
+            units, instrument=inst, scale=sc, waves=waves, cluster=cluster,
+            engagement=engagement, modality=modality, pre=pre, deltas=deltas, ci=ci, k=k,
+            unsuppressed=unsuppressed))
+    return (pd.concat(parts, ignore_index=True) if parts
+            else _table([], k, unsuppressed))
 
 
 def sensitivity_units(
