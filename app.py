@@ -33,6 +33,9 @@ app = Dash(
     suppress_callback_exceptions=False,
 )
 
+# The document's language (WCAG 3.1.1; axe: html-has-lang).
+app.index_string = app.index_string.replace("<html>", '<html lang="en">', 1)
+
 
 def navbar() -> dbc.Navbar:
     links = [
@@ -60,8 +63,8 @@ app.layout = html.Div(
         dcc.Store(id=_ui.FILTERS),
         dcc.Store(id=_ui.URL_WRITER),
         html.A("Skip to content", href="#main", className="visually-hidden-focusable"),
-        _access.auth_bar_component(),
-        navbar(),
+        # The banner landmark: every piece of the page is in a landmark (axe: region).
+        html.Header([_access.auth_bar_component(), navbar()]),
         _ui.filter_bar(),
         html.Main(dbc.Container(dash.page_container, fluid=True, className="py-3"), id="main"),
     ]

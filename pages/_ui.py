@@ -815,6 +815,15 @@ def graph(id_: str | dict[str, Any], label: str, **kwargs: Any) -> html.Div:
                     className="mb-3", **{"aria-label": label})
 
 
+def country_name(iso3: str) -> str:
+    """A country's common name from its ISO 3166 alpha-3 code (pycountry); the code itself
+    when pycountry does not know it."""
+    import pycountry
+
+    c = pycountry.countries.get(alpha_3=str(iso3).upper())
+    return getattr(c, "common_name", None) or getattr(c, "name", None) or str(iso3)
+
+
 def fmt_int(v: Any) -> str:
     return "—" if v is None or pd.isna(v) else f"{int(v):,}"
 
@@ -867,12 +876,36 @@ def table(df: pd.DataFrame, columns: dict[str, tuple[str, Callable[[Any], str]]]
              if len(df) > max_rows else None)
     return html.Div(
         [
-            dbc.Table([html.Caption(caption, className="caption-top"), header, html.Tbody(body)],
-                      striped=True, hover=True, size="sm", responsive=True,
-                      **({"id": id_} if id_ else {})),
+            # A keyboard user must be able to scroll a wide table (axe: scrollable-region-
+            # focusable): the scrolling box is a named, focusable region.
+            html.Div(
+                dbc.Table([html.Caption(caption, className="caption-top"), header,
+                           html.Tbody(body)],
+                          striped=True, hover=True, size="sm", **({"id": id_} if id_ else {})),
+                className="table-responsive", tabIndex=0, role="region",
+                **{"aria-label": caption}),
             extra,
         ]
     )
+
+
+def tabs(items: Sequence[tuple[str, str, Any]], id_: str) -> html.Div:
+    """Tabs (`(tab_id, label, content)`, the first selected) as the WAI-ARIA tabs pattern:
+    buttons with role=tab in a tablist, each controlling its tabpanel; assets/a11y.js switches
+    them by click and by the arrow keys, in the browser. Every panel stays in the page (hidden),
+    so its text is there for tests and for the browser's find. dbc.Tabs is not used: version
+    2.0.4 renders every tab's id as "…-tab-null", which no panel names."""
+    buttons, panels = [], []
+    for i, (tab_id, label, content) in enumerate(items):
+        tid, pid = f"{id_}-tab-{tab_id}", f"{id_}-panel-{tab_id}"
+        buttons.append(html.Button(
+            label, id=tid, type="button", role="tab", tabIndex=0 if i == 0 else -1,
+            className="nav-link" + (" active" if i == 0 else ""),
+            **{"aria-selected": "true" if i == 0 else "false", "aria-controls": pid}))
+        panels.append(html.Div(content, id=pid, role="tabpanel", tabIndex=0, hidden=i != 0,
+                               className="pt-2", **{"aria-labelledby": tid}))
+    return html.Div([html.Div(buttons, role="tablist", className="nav nav-tabs"), *panels],
+                    className="ei-tabs", id=id_)
 
 
 def text(v: Any) -> str:

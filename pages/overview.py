@@ -8,7 +8,8 @@ from typing import Any
 import dash
 import dash_bootstrap_components as dbc
 import pandas as pd
-from dash import Input, Output, State, callback, html
+from dash import ALL, Input, Output, State, callback, ctx, html
+from dash.exceptions import PreventUpdate
 
 from analytics import estimands, suppression
 from analytics.read import filters, outcomes, overview
@@ -21,6 +22,8 @@ dash.register_page(__name__, path="/", name="Overview", order=0,
 CARDS = "overview-cards"
 MAP = "overview-map"
 MAP_NOTE = "overview-map-note"
+MAP_LIST = "overview-map-countries"  # the map's countries as a list of buttons (keyboard)
+MAP_PICK = "overview-country-pick"  # pattern id type of each country's button
 TIMELINE = "overview-timeline"
 TIMELINE_NOTE = "overview-timeline-note"
 OUTCOMES = "overview-outcomes"
@@ -51,6 +54,7 @@ def layout(cost: str = _COST_DEFAULT, **_query: Any) -> html.Div:
                                       "country to filter to it",
                                       config={"topojsonURL": dash.get_asset_url("geo/")}),
                             html.Div(id=MAP_NOTE),
+                            html.Div(id=MAP_LIST),
                         ],
                         lg=7,
                     ),
@@ -108,13 +112,37 @@ def cards(store: dict[str, Any] | None) -> dbc.Row:
     return dbc.Row(items, className="g-2")
 
 
-@callback(Output(MAP, "figure"), Output(MAP_NOTE, "children"), Input(_ui.FILTERS, "data"))
-def world_map(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
+def _country_list(df: pd.DataFrame, chosen: list[str]) -> html.Details | None:
+    """The map's countries as buttons, for the keyboard and for screen readers (a map cannot be
+    reached by Tab): each says its country and participants (or that they are too few to
+    show) and filters to it as a click on the map does."""
+    if not len(df):
+        return None
+    rows = df.assign(name=[_ui.country_name(c) for c in df.country]).sort_values("name")
+    items = []
+    for r in rows.itertuples():
+        count = (suppression.SUPPRESSED_LABEL if r.suppressed
+                 else f"{_ui.fmt_int(r.participants)} participants")
+        on = r.country in chosen
+        items.append(html.Li(html.Button(
+            f"{r.name} ({r.country}): {count}", id={"type": MAP_PICK, "index": r.country},
+            type="button", className="btn btn-link btn-sm p-0 text-start",
+            **{"aria-pressed": "true" if on else "false"})))
+    return html.Details(
+        [html.Summary(f"The map's {len(rows)} countries as a list (choose one to filter)"),
+         html.Ul(items, className="list-unstyled small mb-0 country-list")],
+        # Open while a country is chosen: the list is how a keyboard user undoes it.
+        open=bool(chosen), className="small mb-2", id=f"{MAP_LIST}-details")
+
+
+@callback(Output(MAP, "figure"), Output(MAP_NOTE, "children"), Output(MAP_LIST, "children"),
+          Input(_ui.FILTERS, "data"))
+def world_map(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any]:
     f = _ui.filters_of(store)
     df = _ui.query(overview.participants_by_country, f)
     title = "Participants by country (click a country to filter)"
     if not len(df):
-        return _ui.empty_figure(title, "No participants match the current filters."), None
+        return _ui.empty_figure(title, "No participants match the current filters."), None, None
     shown = df[~df.suppressed]
     small = df[df.suppressed]
     fig = _ui.figure()
@@ -141,7 +169,8 @@ def world_map(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
                     countrycolor="#999", showframe=False, showcoastlines=False,
                     landcolor="#f2f2f2", showland=True)
     fig.update_layout(margin={"l": 0, "r": 0, "t": 50, "b": 0})
-    return fig, _ui.suppressed_note(small.country, "countries")
+    return (fig, _ui.suppressed_note(small.country, "countries"),
+            _country_list(df, list(f.country or [])))
 
 
 @callback(
@@ -153,6 +182,24 @@ def world_map(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
 def map_click(click: dict[str, Any] | None, current: list[str] | None) -> list[str]:
     """Drill down: a click on a country makes it the country filter (a second click clears)."""
     iso = _ui.clicked(click, "location")
+    return [] if current == [iso] else [iso]
+
+
+@callback(
+    Output(_ui.fid("country"), "value", allow_duplicate=True),
+    Input({"type": MAP_PICK, "index": ALL}, "n_clicks"),
+    State(_ui.fid("country"), "value"),
+    prevent_initial_call=True,
+)
+def list_pick(clicks: list[int | None], current: list[str] | None) -> list[str]:
+    """The country list's buttons do what a click on the map does. A list drawn anew (no
+    button pressed) changes nothing."""
+    picked = ctx.triggered_id
+    if not isinstance(picked, dict) or not any(clicks or []) or not ctx.triggered[0]["value"]:
+        raise PreventUpdate
+    iso = picked.get("index")
+    if not isinstance(iso, str) or not iso:
+        raise PreventUpdate
     return [] if current == [iso] else [iso]
 
 

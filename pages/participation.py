@@ -228,7 +228,7 @@ _TABLE_COLUMNS = {
 
 
 @callback(Output(TABLES, "children"), Input(_ui.FILTERS, "data"))
-def tables(store: dict[str, Any] | None) -> dbc.Tabs:
+def tables(store: dict[str, Any] | None) -> html.Div:
     f = _ui.filters_of(store)
     tabs = []
     for by, label in [("cluster", "By cluster"), ("country", "By country"),
@@ -238,10 +238,10 @@ def tables(store: dict[str, Any] | None) -> dbc.Tabs:
         cols["group"] = (by, _ui.text)
         if by == "exchange":
             cols.pop("active")
-        tabs.append(dbc.Tab(_ui.with_isolating_note(
+        tabs.append((by, label, _ui.with_isolating_note(
             _ui.table(df, cols, f"Participation {label.lower()}", id_=f"participation-table-{by}"),
-            df, "Some rows"), label=label, tab_id=by))
-    return dbc.Tabs(tabs, active_tab="cluster")
+            df, "Some rows")))
+    return _ui.tabs(tabs, "participation-breakdown")
 
 
 # Scheduling friction (issue 13): res_scheduling and res_scheduling_model
