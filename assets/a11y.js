@@ -190,3 +190,204 @@
     }
   });
 })();
+
+/* Figures (pages/_ui.py `graph`): a text alternative and the data behind each figure, written
+ * from the figure as plotly.js drew it (after every draw), so they always say what is on
+ * screen. The text alternative (the figure region's aria-describedby) is the title, the axis
+ * titles and, per series, how many values and the lowest and highest; the table lists every
+ * value (with the 95% CI where the figure draws error bars). A series named as suppressed
+ * (the region's data-suppressed) shows that label, never its placeholder values. Numbers are
+ * formatted for the page's language. */
+(function () {
+  "use strict";
+  const MAX_ROWS = 500;
+
+  function arr(v) {
+    if (v === undefined || v === null) return [];
+    if (Array.isArray(v)) return v;
+    if (ArrayBuffer.isView(v)) return Array.from(v);
+    return [v];
+  }
+
+  const decoder = document.createElement("textarea");
+  function text(v) {
+    // Plotly markup (<br>, <b>) out, then entities decoded: a name the server escaped
+    // ("&lt;b&gt;") reads as the user wrote it.
+    if (typeof v !== "string") return "";
+    decoder.innerHTML = v.replace(/<[^>]*>/g, " ");
+    return decoder.value.replace(/\s+/g, " ").trim();
+  }
+
+  function titleOf(obj) {
+    if (!obj) return "";
+    return text(typeof obj.title === "string" ? obj.title : obj.title && obj.title.text);
+  }
+
+  const ISO_DAY = /^(\d{4}-\d{2}-\d{2})(?:[T ]00:00(?::00(?:\.0+)?)?)?$/;
+  function formatter() {
+    const lang = document.documentElement.lang || "en";
+    const nf = new Intl.NumberFormat(lang, {maximumFractionDigits: 2});
+    const df = new Intl.DateTimeFormat(lang, {dateStyle: "medium", timeZone: "UTC"});
+    return (v) => {
+      if (typeof v === "number") return Number.isFinite(v) ? nf.format(v) : "";
+      if (v === null || v === undefined) return "";
+      const day = typeof v === "string" && ISO_DAY.exec(v);
+      if (day) return df.format(new Date(day[1] + "T00:00:00Z"));
+      return text(String(v)) || String(v);
+    };
+  }
+
+  function numeric(values) {
+    return values.some((v) => typeof v === "number");
+  }
+
+  // One row per drawn value: [series, label, value, low, high]
+  function rowsOf(trace, words, layout) {
+    const rows = [];
+    const type = trace.type || "scatter";
+    if (type === "choropleth") {
+      const loc = arr(trace.locations), z = arr(trace.z);
+      loc.forEach((l, i) => rows.push([l, z[i]]));
+      return {cols: [words.row, words.value], rows, values: z};
+    }
+    if (type === "heatmap") {
+      const z = arr(trace.z), x = arr(trace.x), y = arr(trace.y), values = [];
+      z.forEach((r, i) => arr(r).forEach((v, j) => {
+        if (v !== null && v !== undefined) {
+          rows.push([y[i] !== undefined ? y[i] : i, x[j] !== undefined ? x[j] : j, v]);
+          values.push(v);
+        }
+      }));
+      return {cols: [words.row, words.column, words.value], rows, values};
+    }
+    // Values on the x axis: a horizontal bar, or points with numbers on x and labels on y.
+    const horizontal = trace.orientation === "h" || (trace.type !== "bar" &&
+      numeric(arr(trace.x)) && !numeric(arr(trace.y)) && arr(trace.y).length > 0);
+    const labels = arr(horizontal ? trace.y : trace.x);
+    const values = arr(horizontal ? trace.x : trace.y);
+    const err = horizontal ? trace.error_x : trace.error_y;
+    const plus = err && err.visible !== false ? arr(err.array) : [];
+    const minus = err && err.visible !== false ? arr(err.arrayminus || err.array) : [];
+    const withCi = plus.length > 0;
+    values.forEach((v, i) => {
+      const row = [labels[i] !== undefined ? labels[i] : i + 1, v];
+      if (withCi) {
+        row.push(typeof v === "number" && typeof minus[i] === "number" ? v - minus[i] : null);
+        row.push(typeof v === "number" && typeof plus[i] === "number" ? v + plus[i] : null);
+      }
+      rows.push(row);
+    });
+    // The columns are named by the axes where the figure names them.
+    const labelAxis = (horizontal ? layout.yaxis : layout.xaxis) || {};
+    const valueAxis = (horizontal ? layout.xaxis : layout.yaxis) || {};
+    const cols = [titleOf(labelAxis) || words.row, titleOf(valueAxis) || words.value]
+      .concat(withCi ? [words.low, words.high] : []);
+    return {cols, rows, values};
+  }
+
+  function extremes(labels, values) {
+    let lo = -1, hi = -1;
+    values.forEach((v, i) => {
+      if (typeof v !== "number" || !Number.isFinite(v)) return;
+      if (lo < 0 || v < values[lo]) lo = i;
+      if (hi < 0 || v > values[hi]) hi = i;
+    });
+    return lo < 0 ? null : {lo, hi};
+  }
+
+  function describe(gd) {
+    const box = gd.closest(".ei-figure");
+    if (!box) return;
+    const summaryEl = box.querySelector(".ei-figure-summary");
+    const tableEl = box.querySelector(".ei-figure-table");
+    if (!summaryEl || !tableEl) return;
+    const words = JSON.parse(box.dataset.words || "{}");
+    const suppressed = box.dataset.suppressed || "";
+    const fmt = formatter();
+    const layout = gd.layout || {};
+    const parts = [titleOf(layout) || box.getAttribute("aria-label") || ""];
+    const axes = [titleOf(layout.xaxis), titleOf(layout.yaxis)].filter(Boolean);
+    if (axes.length) parts.push(axes.join(" / "));
+    for (const a of layout.annotations || []) if (text(a.text)) parts.push(text(a.text));
+
+    const table = document.createElement("table");
+    table.className = "table table-sm";
+    const thead = table.createTHead(), tbody = table.createTBody();
+    let header = null, shown = 0, total = 0;
+    (gd.data || []).forEach((trace, t) => {
+      const name = text(trace.name) || `${words.series} ${t + 1}`;
+      const {cols, rows, values} = rowsOf(trace, words, layout);
+      const hidden = suppressed && trace.name === suppressed;
+      if (!header) {
+        header = thead.insertRow();
+        [words.series].concat(cols).forEach((c) => {
+          const th = document.createElement("th");
+          th.scope = "col";
+          th.textContent = c;
+          header.appendChild(th);
+        });
+      }
+      if (hidden) {
+        parts.push(`${name}: ${rows.map((r) => fmt(r[0])).join(", ")}`);
+      } else if (values.length) {
+        const ext = extremes(rows.map((r) => r[0]), values);
+        let s = `${name}: ${values.length} ${words.values}`;
+        if (ext) {
+          const where = (i) => (trace.type === "heatmap" ? rows[i].slice(0, 2) : [rows[i][0]])
+            .map(fmt).join(", ");
+          s += `, ${words.lowest} ${fmt(values[ext.lo])} (${where(ext.lo)}), ` +
+               `${words.highest} ${fmt(values[ext.hi])} (${where(ext.hi)})`;
+        }
+        parts.push(s);
+      }
+      for (const r of rows) {
+        total += 1;
+        if (shown >= MAX_ROWS) continue;
+        shown += 1;
+        const tr = tbody.insertRow();
+        tr.insertCell().textContent = name;
+        r.forEach((v, i) => {
+          tr.insertCell().textContent = hidden && i > 0 ? suppressed : fmt(v);
+        });
+      }
+    });
+    summaryEl.textContent = parts.map((p) => p.replace(/[.\s]+$/, "")).filter(Boolean)
+      .join(". ") + ".";
+    tableEl.replaceChildren();
+    if (!total) {
+      const p = document.createElement("p");
+      p.textContent = words.nothing || "";
+      tableEl.appendChild(p);
+      return;
+    }
+    const wrap = document.createElement("div");
+    wrap.className = "table-responsive";
+    wrap.tabIndex = 0;
+    wrap.setAttribute("role", "region");
+    wrap.setAttribute("aria-label", titleOf(layout) || box.getAttribute("aria-label") || "");
+    wrap.appendChild(table);
+    tableEl.appendChild(wrap);
+    if (total > shown) {
+      const p = document.createElement("p");
+      p.textContent = `${fmt(total - shown)} ${words.more}`;
+      tableEl.appendChild(p);
+    }
+  }
+
+  function watch() {
+    for (const gd of document.querySelectorAll(".ei-figure .js-plotly-plot")) {
+      if (gd.dataset.eiWatched || typeof gd.on !== "function") continue;
+      gd.dataset.eiWatched = "1";
+      gd.on("plotly_afterplot", () => describe(gd));
+      describe(gd);
+    }
+  }
+
+  const observer = new MutationObserver(() => watch());
+  function start() {
+    watch();
+    observer.observe(document.body, {subtree: true, childList: true});
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();

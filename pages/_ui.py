@@ -21,6 +21,7 @@ the navbar links carry it, so a copied link or a page switch keeps the view.
 from __future__ import annotations
 
 import html as html_text
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -808,11 +809,43 @@ def empty_figure(title: str, message: str, height: int = 300) -> Figure:
 GRAPH_CONFIG: dict[str, Any] = {"displaylogo": False}
 
 
+# The words of a figure's text alternative and data table (assets/a11y.js writes them from
+# the figure as drawn).
+FIGURE_WORDS: dict[str, str] = {
+    "series": "series", "values": "values", "from": "from", "to": "to",
+    "highest": "highest", "lowest": "lowest", "value": "value", "low": "95% CI low",
+    "high": "95% CI high", "row": "row", "column": "column", "more": "more rows not shown",
+    "nothing": "No data drawn.",
+}
+
+
+def _part_id(id_: str | dict[str, Any], part: str) -> str | dict[str, Any]:
+    return ({**id_, "type": f"{id_.get('type')}-{part}"} if isinstance(id_, dict)
+            else f"{id_}-{part}")
+
+
 def graph(id_: str | dict[str, Any], label: str, **kwargs: Any) -> html.Div:
-    """A dcc.Graph inside a labelled figure region (dcc.Graph takes no aria-* props)."""
+    """A dcc.Graph inside a labelled figure region (dcc.Graph takes no aria-* props), with its
+    text alternative (the figure's title and key numbers: the region's description) and the
+    data behind it as a table under a disclosure. Both are written in the browser by
+    assets/a11y.js from the figure as drawn, so they cannot disagree with it; a series named
+    as suppressed shows the suppression label, never its placeholder values."""
     config = {**GRAPH_CONFIG, **kwargs.pop("config", {})}
-    return html.Div(dcc.Graph(id=id_, config=config, **kwargs), role="figure",
-                    className="mb-3", **{"aria-label": label})
+    summary = _part_id(id_, "summary")
+    summary_dom = summary if isinstance(summary, str) else None
+    return html.Div(
+        [
+            dcc.Graph(id=id_, config=config, **kwargs),
+            html.P(id=summary, className="visually-hidden ei-figure-summary"),
+            html.Details([html.Summary("Data behind this figure"),
+                          html.Div(id=_part_id(id_, "data"), className="ei-figure-table")],
+                         className="ei-figure-data small"),
+        ],
+        role="figure", className="mb-3 ei-figure",
+        **{"aria-label": label, "data-suppressed": suppression.SUPPRESSED_LABEL,
+           "data-words": json.dumps(FIGURE_WORDS)},
+        **({"aria-describedby": summary_dom} if summary_dom else {}),
+    )
 
 
 def country_name(iso3: str) -> str:

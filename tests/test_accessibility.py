@@ -11,6 +11,7 @@ fails, and so does a best-practice violation rated serious or critical.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from axe_selenium_python import Axe
@@ -78,18 +79,16 @@ def test_open_pop_ups_pass_axe(dash_duo, dash_app) -> None:
 
 
 def _focus_by_tab(dash_duo, selector: str, limit: int = 60) -> None:
-    """Press Tab from the top of the page until `selector` has the focus (a keyboard user's
-    path; fails if it is not reachable)."""
+    """Press Tab from the top of the page (the skip link, its first stop) until `selector` has
+    the focus (a keyboard user's path; fails if it is not reachable)."""
     driver = dash_duo.driver
-    driver.execute_script("document.activeElement && document.activeElement.blur();"
-                          "window.scrollTo(0, 0);")
-    body = driver.find_element("css selector", "body")
-    body.click()
-    for _ in range(limit):
-        ActionChains(driver).send_keys(Keys.TAB).perform()
+    driver.execute_script("window.scrollTo(0, 0); document.querySelector('a[href=\"#main\"]')"
+                          ".focus();")
+    for _ in range(limit + 1):
         if driver.execute_script("return document.activeElement.matches(arguments[0])",
                                  selector):
             return
+        ActionChains(driver).send_keys(Keys.TAB).perform()
     raise AssertionError(f"{selector} is not reachable with Tab ({limit} presses)")
 
 
@@ -192,3 +191,82 @@ def test_tabs_by_keyboard(dash_duo, dash_app) -> None:
     _keys(dash_duo, Keys.ARROW_RIGHT)  # wraps to the first
     _wait_focus(dash_duo, "#participation-breakdown-tab-cluster")
     assert dash_duo.find_element("#participation-table-cluster").is_displayed()
+
+
+# What a figure draws, read from plotly.js in the browser: per series its name and values.
+DRAWN_JS = """
+const box = document.getElementById(arguments[0]).closest('.ei-figure');
+const gd = box.querySelector('.js-plotly-plot');
+return {title: (gd.layout.title && (gd.layout.title.text || gd.layout.title)) || '',
+        summary: box.querySelector('.ei-figure-summary').textContent,
+        described: box.getAttribute('aria-describedby'),
+        rows: Array.from(box.querySelectorAll('.ei-figure-table tbody tr'))
+          .map(r => Array.from(r.cells).map(c => c.textContent)),
+        traces: gd.data.map(t => ({name: t.name || '', type: t.type || 'scatter',
+          values: Array.from((t.type === 'choropleth' ? t.z
+            : (t.orientation === 'h' || (t.type !== 'bar' && t.y && t.y.length
+               && typeof t.y[0] === 'string' && t.x && typeof t.x[0] === 'number')) ? t.x : t.y)
+            || [])}))};
+"""
+
+
+def test_every_figure_has_a_text_alternative_and_its_data_as_a_table(dash_duo, dash_app
+                                                                    ) -> None:
+    """Each figure region is described by its title and key numbers, and its data table holds
+    every value drawn (formatted as the page's language writes numbers); a suppressed series
+    shows the label, not its placeholder values."""
+    dash_duo.start_server(dash_app)
+    checked = 0
+    for query in ("", SMALL_QUERY):
+        for name, path in PAGES.items():
+            dash_duo.driver.get(dash_duo.server_url + path + query)
+            settle(dash_duo, READY[name])
+            ids = dash_duo.driver.execute_script(
+                "return Array.from(document.querySelectorAll('.ei-figure .js-plotly-plot'))"
+                ".map(g => g.closest('.dash-graph') ? g.closest('.dash-graph').id : g.id)")
+            for gid in ids:
+                drawn = dash_duo.driver.execute_script(DRAWN_JS, gid)
+                where = f"{path}{query} #{gid}"
+                assert drawn["described"] == f"{gid}-summary", where
+                title = " ".join(str(drawn["title"]).replace("<br>", " ").split())
+                assert title.split("<")[0][:20] in drawn["summary"], (where, drawn["summary"])
+                numbers = [v for t in drawn["traces"] if t["name"] != SUPPRESSED_LABEL
+                           for v in t["values"] if isinstance(v, int | float)]
+                cells = {c for r in drawn["rows"] for c in r}
+                for v in numbers[:50]:
+                    assert _en(v) in cells, (where, v, sorted(cells)[:20])
+                for t in drawn["traces"]:
+                    if t["name"] == SUPPRESSED_LABEL:
+                        rows = [r for r in drawn["rows"] if r[0] == SUPPRESSED_LABEL]
+                        assert rows and all(c == SUPPRESSED_LABEL for r in rows for c in r[2:]), \
+                            (where, rows)
+                checked += 1
+    assert checked >= 20
+    assert dash_duo.get_logs() == []
+
+
+def _en(v: float) -> str:
+    """A number as Intl.NumberFormat('en', {maximumFractionDigits: 2}) writes it."""
+    s = f"{round(v, 2):,.2f}".rstrip("0").rstrip(".")
+    return "0" if s in ("-0", "") else s
+
+
+def test_a_table_is_downloaded_by_keyboard_only(dash_duo, dash_app) -> None:
+    """Data page: Tab to the format choice, the arrow key picks the next format (xlsx), Tab to
+    "Download table", Enter: the file arrives in the download folder."""
+    dash_duo.start_server(dash_app)
+    dash_duo.driver.get(dash_duo.server_url + "/data")
+    settle(dash_duo, READY["data"])
+    _focus_by_tab(dash_duo, "#data-download-format input[value='csv']", limit=120)
+    _keys(dash_duo, Keys.ARROW_RIGHT)
+    _wait_focus(dash_duo, "#data-download-format input[value='xlsx']")
+    _focus_by_tab(dash_duo, "#data-download-button", limit=120)
+    _keys(dash_duo, Keys.ENTER)
+    folder = Path(dash_duo.download_path)
+    deadline = time.monotonic() + 120
+    while not list(folder.glob("*.xlsx")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # Chromium renames its .crdownload file when complete
+    got = list(folder.glob("*.xlsx"))
+    assert got, sorted(p.name for p in folder.iterdir())
+    assert got[0].read_bytes()[:2] == b"PK"  # an xlsx is a zip
+    assert dash_duo.get_logs() == []
