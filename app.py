@@ -17,7 +17,7 @@ import dash_bootstrap_components as dbc
 from dash import Dash, dcc, html
 
 from etl import process
-from pages import _access, _timing, _ui
+from pages import _access, _i18n, _timing, _ui
 
 app = Dash(
     __name__,
@@ -33,13 +33,37 @@ app = Dash(
     suppress_callback_exceptions=False,
 )
 
-# The document's language (WCAG 3.1.1; axe: html-has-lang).
-app.index_string = app.index_string.replace("<html>", '<html lang="en">', 1)
+_index = app.interpolate_index
+
+
+def _interpolate_index(**kwargs: str) -> str:
+    """The page in the request's language: <html lang> (WCAG 3.1.1, axe html-has-lang), which
+    assets/i18n.js then sends with every callback (pages/_i18n.py)."""
+    html_text = _index(**kwargs)
+    return html_text.replace("<html>", f'<html lang="{_i18n.current()}">', 1)
+
+
+app.interpolate_index = _interpolate_index
+
+
+def language_menu() -> html.Nav:
+    """Links to this page in each language (a full load: the page is built in it). The links'
+    query is the address bar's, written in by `pages._ui` as the filters change."""
+    cur = _i18n.current()
+    links = [
+        html.A(name, href=f"?{_i18n.PARAM}={code}", lang=code, hrefLang=code,
+               id={"type": _ui.LANG_LINK, "index": code},
+               className="link-light small px-1" + (" fw-bold" if code == cur else ""),
+               **({"aria-current": "true"} if code == cur else {}))
+        for code, name in _i18n.LANGUAGES.items()
+    ]
+    return html.Nav(links, className="ms-auto d-flex gap-1",
+                    **{"aria-label": _i18n.tr("Language")})
 
 
 def navbar() -> dbc.Navbar:
     links = [
-        dbc.NavItem(dbc.NavLink(page["name"], href=page["relative_path"],
+        dbc.NavItem(dbc.NavLink(_i18n.tr(page["name"]), href=page["relative_path"],
                                 id={"type": _ui.NAV, "index": page["relative_path"]}))
         for page in dash.page_registry.values()
     ]
@@ -48,6 +72,7 @@ def navbar() -> dbc.Navbar:
             [
                 dbc.NavbarBrand("Exchange Impact", href="/", className="fw-semibold"),
                 dbc.Nav(links, navbar=True, className="flex-wrap"),
+                language_menu(),
             ],
             fluid=True,
         ),
@@ -57,18 +82,25 @@ def navbar() -> dbc.Navbar:
     )
 
 
-app.layout = html.Div(
-    [
-        dcc.Location(id=_ui.URL, refresh=False),
-        dcc.Store(id=_ui.FILTERS),
-        dcc.Store(id=_ui.URL_WRITER),
-        html.A("Skip to content", href="#main", className="visually-hidden-focusable"),
-        # The banner landmark: every piece of the page is in a landmark (axe: region).
-        html.Header([_access.auth_bar_component(), navbar()]),
-        _ui.filter_bar(),
-        html.Main(dbc.Container(dash.page_container, fluid=True, className="py-3"), id="main"),
-    ]
-)
+def shell() -> html.Div:
+    """The app shell, built for each page load in the request's language."""
+    return html.Div(
+        [
+            dcc.Location(id=_ui.URL, refresh=False),
+            dcc.Store(id=_ui.FILTERS),
+            dcc.Store(id=_ui.URL_WRITER),
+            html.A(_i18n.tr("Skip to content"), href="#main",
+                   className="visually-hidden-focusable"),
+            # The banner landmark: every piece of the page is in a landmark (axe: region).
+            html.Header([_access.auth_bar_component(), navbar()]),
+            _ui.filter_bar(),
+            html.Main(dbc.Container(dash.page_container, fluid=True, className="py-3"),
+                      id="main"),
+        ]
+    )
+
+
+app.layout = shell
 
 server = app.server
 # The workers' statistics (on-request models and comparisons) without OpenBLAS threads spinning

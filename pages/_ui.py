@@ -40,6 +40,8 @@ from analytics.read import filters, loads, outcomes, sql
 from analytics.read.cache import bound_version
 from etl.errors import WarehouseError
 from etl.warehouse import DEFAULT_WAREHOUSE, Reader
+from pages import _i18n
+from pages._i18n import N_, tr
 
 T = TypeVar("T")
 
@@ -52,15 +54,16 @@ CLEAR = "filter-clear"
 URL_WRITER = "url-writer"
 VIEW = "view-store"  # {"path": page path, "query": "by=country"}: the page's own view keys
 NAV = "nav-link"  # {"type": NAV, "index": page path}
+LANG_LINK = "lang-link"  # {"type": LANG_LINK, "index": language code}: app.language_menu
 FILTER_FIELDS: tuple[tuple[str, str], ...] = (
-    ("program", "Program"),
-    ("cluster", "Cluster"),
-    ("country", "Country"),
-    ("exchange", "Exchange"),
-    ("term", "Cohort / term"),
-    ("role", "Role"),
-    ("modality", "Modality"),
-    ("setting", "Setting"),
+    ("program", N_("Program")),
+    ("cluster", N_("Cluster")),
+    ("country", N_("Country")),
+    ("exchange", N_("Exchange")),
+    ("term", N_("Cohort / term")),
+    ("role", N_("Role")),
+    ("modality", N_("Modality")),
+    ("setting", N_("Setting")),
 )
 DATES = "filter-dates"
 # The "PDF snapshot" button (reports.jobs): the job of this browser tab, polled while it runs.
@@ -291,9 +294,9 @@ def filter_bar() -> html.Div:
         controls.append(
             dbc.Col(
                 [
-                    html.Label(label, htmlFor=fid(name), className="form-label small mb-0",
+                    html.Label(tr(label), htmlFor=fid(name), className="form-label small mb-0",
                                id=f"{fid(name)}-label"),
-                    dcc.Dropdown(id=fid(name), multi=True, placeholder="all", options=[],
+                    dcc.Dropdown(id=fid(name), multi=True, placeholder=tr("all"), options=[],
                                  value=[], className="filter-dropdown"),
                 ],
                 xs=12, sm=6, md=3, xl=True, className="mb-2",
@@ -302,27 +305,28 @@ def filter_bar() -> html.Div:
     controls.append(
         dbc.Col(
             [
-                html.Label("Date range (event dates)", htmlFor=DATES,
+                html.Label(tr("Date range (event dates)"), htmlFor=DATES,
                            className="form-label small mb-0"),
                 dcc.DatePickerRange(id=DATES, clearable=True, display_format="YYYY-MM-DD",
-                                    start_date_placeholder_text="from",
-                                    end_date_placeholder_text="to"),
+                                    start_date_placeholder_text=tr("from"),
+                                    end_date_placeholder_text=tr("to"),
+                                    month_format="MMMM YYYY"),
             ],
             xs=12, md=6, xl="auto", className="mb-2",
         )
     )
     return html.Div(
         [
-            html.H2("Filters", className="visually-hidden"),
+            html.H2(tr("Filters"), className="visually-hidden"),
             dbc.Row(controls, className="g-2 align-items-end"),
             html.Div(
                 [
-                    dbc.Button("Clear filters", id=CLEAR, color="secondary", outline=True,
+                    dbc.Button(tr("Clear filters"), id=CLEAR, color="secondary", outline=True,
                                size="sm", className="me-3"),
                     html.Span(id=DATA_STATUS, className="small text-body-secondary me-3"),
-                    dbc.Button("PDF snapshot", id=SNAP_BUTTON, color="primary", outline=True,
+                    dbc.Button(tr("PDF snapshot"), id=SNAP_BUTTON, color="primary", outline=True,
                                size="sm", className="ms-auto text-nowrap",
-                               title="The funder report (PDF) of the filters shown"),
+                               title=tr("The funder report (PDF) of the filters shown")),
                 ],
                 className="d-flex align-items-center flex-wrap gap-1",
             ),
@@ -449,7 +453,10 @@ clientside_callback(
         const path = window.location.pathname;
         const shared = (store && store.query) || "";
         const own = (view && view.path === path && view.query) || "";
-        const query = shared && own ? shared + "&" + own : (shared || (own ? "?" + own : ""));
+        let query = shared && own ? shared + "&" + own : (shared || (own ? "?" + own : ""));
+        // The interface's language stays in the link (pages/_i18n.py).
+        const lang = new URLSearchParams(window.location.search).get("lang");
+        if (lang) query += (query ? "&" : "?") + "lang=" + encodeURIComponent(lang);
         if (window.location.search !== query) {
             window.history.replaceState(window.history.state, "", path + query);
         }
@@ -459,6 +466,23 @@ clientside_callback(
     Output(URL_WRITER, "data"),
     Input(FILTERS, "data"),
     Input(VIEW, "data"),
+)
+
+
+# The language links keep the page, its filters and its view: this address with another lang.
+clientside_callback(
+    """
+    function(query, ids) {
+        return ids.map(function(id) {
+            const params = new URLSearchParams(query || window.location.search);
+            params.set("lang", id.index);
+            return window.location.pathname + "?" + params.toString();
+        });
+    }
+    """,
+    Output({"type": LANG_LINK, "index": ALL}, "href"),
+    Input(URL_WRITER, "data"),
+    State({"type": LANG_LINK, "index": ALL}, "id"),
 )
 
 
@@ -472,6 +496,8 @@ clientside_callback(
 def nav_links(store: dict[str, Any] | None, pathname: str | None,
               ids: list[dict[str, str]]) -> tuple[list[str], list[bool]]:
     qs = (store or {}).get("query", "")
+    if _i18n.current() != _i18n.browser_language():  # a chosen language stays chosen
+        qs += ("&" if qs else "?") + f"{_i18n.PARAM}={_i18n.current()}"
     paths = [i["index"] for i in ids]
     return [p + qs for p in paths], [p == (pathname or "/") for p in paths]
 
@@ -773,6 +799,7 @@ def base_layout(fig: Figure, title: str, *, x: str | None = None, y: str | None 
         margin={"l": 60, "r": 20, "t": 90, "b": 60},
         legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"},
         font={"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 13},
+        separators=_i18n.plotly_separators(),  # the language's decimal and group marks
     )
     if x is not None:
         fig.update_xaxes(title_text=x)
@@ -812,10 +839,10 @@ GRAPH_CONFIG: dict[str, Any] = {"displaylogo": False}
 # The words of a figure's text alternative and data table (assets/a11y.js writes them from
 # the figure as drawn).
 FIGURE_WORDS: dict[str, str] = {
-    "series": "series", "values": "values", "from": "from", "to": "to",
-    "highest": "highest", "lowest": "lowest", "value": "value", "low": "95% CI low",
-    "high": "95% CI high", "row": "row", "column": "column", "more": "more rows not shown",
-    "nothing": "No data drawn.",
+    "series": N_("series"), "values": N_("values"), "highest": N_("highest"),
+    "lowest": N_("lowest"), "value": N_("value"), "low": N_("95% CI low"),
+    "high": N_("95% CI high"), "row": N_("row"), "column": N_("column"),
+    "more": N_("more rows not shown"), "nothing": N_("No data drawn."),
 }
 
 
@@ -830,35 +857,62 @@ def graph(id_: str | dict[str, Any], label: str, **kwargs: Any) -> html.Div:
     data behind it as a table under a disclosure. Both are written in the browser by
     assets/a11y.js from the figure as drawn, so they cannot disagree with it; a series named
     as suppressed shows the suppression label, never its placeholder values."""
-    config = {**GRAPH_CONFIG, **kwargs.pop("config", {})}
+    config = {**GRAPH_CONFIG, **_i18n.plotly_config(), **kwargs.pop("config", {})}
     summary = _part_id(id_, "summary")
     summary_dom = summary if isinstance(summary, str) else None
     return html.Div(
         [
             dcc.Graph(id=id_, config=config, **kwargs),
             html.P(id=summary, className="visually-hidden ei-figure-summary"),
-            html.Details([html.Summary("Data behind this figure"),
+            html.Details([html.Summary(tr("Data behind this figure")),
                           html.Div(id=_part_id(id_, "data"), className="ei-figure-table")],
                          className="ei-figure-data small"),
         ],
         role="figure", className="mb-3 ei-figure",
-        **{"aria-label": label, "data-suppressed": suppression.SUPPRESSED_LABEL,
-           "data-words": json.dumps(FIGURE_WORDS)},
+        **{"aria-label": label, "data-suppressed": suppressed_label(),
+           "data-words": json.dumps({k: tr(v) for k, v in FIGURE_WORDS.items()})},
         **({"aria-describedby": summary_dom} if summary_dom else {}),
     )
 
 
-def country_name(iso3: str) -> str:
-    """A country's common name from its ISO 3166 alpha-3 code (pycountry); the code itself
-    when pycountry does not know it."""
-    import pycountry
+country_name = _i18n.country_name
 
-    c = pycountry.countries.get(alpha_3=str(iso3).upper())
-    return getattr(c, "common_name", None) or getattr(c, "name", None) or str(iso3)
+
+def suppressed_label() -> str:
+    """`suppression.SUPPRESSED_LABEL` in the request's language."""
+    return tr("suppressed (n < {k})").format(k=suppression.MIN_CELL)
+
+
+def small_selection() -> str:
+    """`suppression.SMALL_SELECTION` in the request's language."""
+    return tr("fewer than {k} participants in this selection").format(k=suppression.MIN_CELL)
+
+
+def isolating_selection() -> str:
+    """`suppression.ISOLATING_SELECTION` in the request's language."""
+    return tr("one filter value changes this selection by fewer than {k} participants").format(
+        k=suppression.MIN_CELL)
+
+
+def difference_label() -> str:
+    """`suppression.DIFFERENCE` in the request's language."""
+    return tr("difference < {k}").format(k=suppression.MIN_CELL)
+
+
+def localise(text: Any) -> Any:
+    """A text the analytics layer wrote (its fixed labels: the suppression label, the small
+    selection's reason, …) in the request's language; any other value as it is."""
+    if not isinstance(text, str):
+        return text
+    known = {suppression.SUPPRESSED_LABEL: suppressed_label,
+             suppression.SMALL_SELECTION: small_selection,
+             suppression.ISOLATING_SELECTION: isolating_selection,
+             suppression.DIFFERENCE: difference_label}
+    return known[text]() if text in known else text
 
 
 def fmt_int(v: Any) -> str:
-    return "—" if v is None or pd.isna(v) else f"{int(v):,}"
+    return _i18n.fmt_int(v)
 
 
 def fmt_count(v: Any) -> str:
@@ -871,11 +925,11 @@ def fmt_count(v: Any) -> str:
 
 
 def fmt_num(v: Any, digits: int = 2) -> str:
-    return "—" if v is None or pd.isna(v) else f"{float(v):,.{digits}f}"
+    return _i18n.fmt_num(v, digits)
 
 
 def fmt_pct(v: Any) -> str:
-    return "—" if v is None or pd.isna(v) else f"{100 * float(v):.0f}%"
+    return _i18n.fmt_pct(v)
 
 
 def table(df: pd.DataFrame, columns: dict[str, tuple[str, Callable[[Any], str]]],

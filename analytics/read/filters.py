@@ -74,6 +74,10 @@ class ViewKey:
 
 
 # Per page path: its view keys.
+# Keys of a link that are neither a filter nor a page's view: the interface's language
+# (`?lang=es`, pages/_i18n.py), kept in the address bar beside the filters.
+LINK_KEYS = frozenset({"lang"})
+
 PAGE_VIEWS: dict[str, dict[str, ViewKey]] = {
     "/participation": {"by": ViewKey(tuple(ACTIVITY_GROUPINGS), "cluster")},
     "/outcomes": {"by": ViewKey(tuple(GROUPINGS), "modality"),
@@ -300,7 +304,7 @@ def parse_filters(search: str | Mapping[str, Any] | None,
     raw = _raw(search)
     notes: list[str] = []
     kw: dict[str, Any] = {}
-    known = set(FILTER_KEYS) | view_keys(page)
+    known = set(FILTER_KEYS) | view_keys(page) | LINK_KEYS
     for key in raw:
         if key not in known:
             notes.append(f"'{key}' is not a filter (ignored)")

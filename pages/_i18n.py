@@ -1,0 +1,212 @@
+"""The dashboard's languages: English, Spanish and French (issue 15).
+
+Which language a request is answered in, in this order:
+1. a page load's `lang` URL parameter (`?lang=es`), so that a shared link opens in the
+   language it was shared in (the address bar keeps it: `_ui`'s URL writer and nav links);
+2. a callback's `X-EI-Lang` header, which assets/i18n.js adds to every request the page makes
+   (`document.documentElement.lang`, the language the page was served in), so that a page's
+   callbacks answer in the page's language;
+3. the browser's languages (`Accept-Language`), best match;
+4. English.
+
+The interface's words are gettext catalogues: `pages/locales/<lang>/LC_MESSAGES/messages.po`,
+extracted from the code with Babel (`pybabel extract -F pages/locales/babel.cfg`; see the
+README) and read with Babel at start-up (no compiled .mo file is kept beside its source).
+Numbers and dates are formatted by Babel for the language (CLDR), country names come from
+pycountry's ISO 3166 translations.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gettext as gettext_module
+import io
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+LANGUAGES: dict[str, str] = {"en": "English", "es": "Español", "fr": "Français"}
+DEFAULT = "en"
+HEADER = "X-EI-Lang"
+PARAM = "lang"
+LOCALES = Path(__file__).resolve().parent / "locales"
+DOMAIN = "messages"
+
+__all__ = ["LANGUAGES", "N_", "current", "browser_language", "tr", "trn", "country_name",
+           "fmt_int", "fmt_num", "fmt_pct", "fmt_date", "plotly_config", "plotly_separators"]
+
+
+def _known(code: Any) -> str | None:
+    if not isinstance(code, str):
+        return None
+    code = code.strip().lower().replace("_", "-").split("-")[0]
+    return code if code in LANGUAGES else None
+
+
+def browser_language() -> str:
+    """The best of LANGUAGES for the request's Accept-Language (English without a request)."""
+    from flask import has_request_context, request
+
+    if not has_request_context():
+        return DEFAULT
+    best = request.accept_languages.best_match(list(LANGUAGES), default=None)
+    if best:
+        return best
+    for lang, _q in request.accept_languages:  # "es-MX" when only "es" is offered
+        if known := _known(lang):
+            return known
+    return DEFAULT
+
+
+def current() -> str:
+    """The language of the request being answered (see the module's docstring)."""
+    from flask import g, has_request_context, request
+
+    if not has_request_context():
+        return DEFAULT
+    lang = getattr(g, "ei_lang", None)
+    if lang is None:
+        lang = (_known(request.args.get(PARAM)) or _known(request.headers.get(HEADER))
+                or browser_language())
+        g.ei_lang = lang
+    return lang
+
+
+@cache
+def _translations(lang: str) -> gettext_module.NullTranslations:
+    """The catalogue of `lang`, read from its .po file and compiled in memory."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+    from babel.support import Translations
+
+    po = LOCALES / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+    if lang == DEFAULT or not po.exists():
+        return gettext_module.NullTranslations()
+    with po.open("rb") as f:
+        catalog = read_po(f, locale=lang, domain=DOMAIN)
+    buf = io.BytesIO()
+    write_mo(buf, catalog, use_fuzzy=False)
+    buf.seek(0)
+    return Translations(buf, domain=DOMAIN)
+
+
+def tr(message: str) -> str:
+    """`message` in the request's language (gettext; the English text when the catalogue has
+    no translation). Named `tr`, not `_`: `_` is the code's throwaway name."""
+    return _translations(current()).gettext(message)
+
+
+def trn(singular: str, plural: str, n: int) -> str:
+    """ngettext: the singular or plural form of the request's language for `n`."""
+    return _translations(current()).ngettext(singular, plural, n)
+
+
+def N_(message: str) -> str:  # noqa: N802 (gettext's conventional name)
+    """Marks a text for the catalogue where it is defined (a module constant); `tr` translates
+    it where it is shown."""
+    return message
+
+
+@cache
+def _countries(lang: str) -> gettext_module.NullTranslations:
+    import pycountry
+
+    try:
+        return gettext_module.translation("iso3166-1", pycountry.LOCALES_DIR, languages=[lang])
+    except OSError:
+        return gettext_module.NullTranslations()
+
+
+def country_name(iso3: str) -> str:
+    """A country's name in the request's language, from its ISO 3166 alpha-3 code (pycountry
+    and its translations); the code itself when pycountry does not know it."""
+    import pycountry
+
+    c = pycountry.countries.get(alpha_3=str(iso3).upper())
+    if c is None:
+        return str(iso3)
+    lang = current()
+    if lang == DEFAULT:
+        return getattr(c, "common_name", None) or c.name
+    return _countries(lang).gettext(c.name)
+
+
+def _missing(v: Any) -> bool:
+    import pandas as pd
+
+    return v is None or (not isinstance(v, str) and bool(pd.isna(v)))
+
+
+def fmt_int(v: Any) -> str:
+    """A whole number with the language's grouping ("1,234", "12.345", "1 234"); "—" if none."""
+    from babel.numbers import format_decimal
+
+    return "—" if _missing(v) else format_decimal(int(v), locale=current())
+
+
+def fmt_num(v: Any, digits: int = 2) -> str:
+    """A number with `digits` decimals in the language's notation ("0.25", "0,25"). Python
+    rounds it (as the English text always did), Babel only writes it."""
+    from decimal import Decimal
+
+    from babel.numbers import format_decimal
+
+    if _missing(v):
+        return "—"
+    rounded = Decimal(f"{float(v):.{digits}f}")
+    pattern = "#,##0" + ("." + "0" * digits if digits > 0 else "")
+    return format_decimal(rounded, format=pattern, locale=current())
+
+
+def fmt_pct(v: Any) -> str:
+    """A share as a whole percentage in the language's form ("25%", "25 %")."""
+    from babel.numbers import format_percent
+
+    if _missing(v):
+        return "—"
+    whole = int(f"{100 * float(v):.0f}")  # rounded as the English text is
+    return f"{whole}%" if current() == DEFAULT else format_percent(whole / 100,
+                                                                     locale=current())
+
+
+def fmt_date(v: Any) -> str:
+    """A date in the language's medium form ("Mar 4, 2025", "4 mar 2025", "4 mars 2025")."""
+    from babel.dates import format_date
+
+    if _missing(v):
+        return "—"
+    if isinstance(v, str):
+        v = dt.date.fromisoformat(v[:10])
+    if isinstance(v, dt.datetime):
+        v = v.date()
+    return format_date(v, format="medium", locale=current())
+
+
+def plotly_separators() -> str:
+    """plotly.js `layout.separators` for the language: its decimal then its group mark."""
+    from babel.numbers import get_decimal_symbol, get_group_symbol
+
+    lang = current()
+    group = get_group_symbol(lang)
+    return get_decimal_symbol(lang) + (" " if group.isspace() else group)
+
+
+def plotly_config() -> dict[str, Any]:
+    """dcc.Graph `config` entries for the language: plotly.js's month and day names on date
+    axes (from CLDR, through Babel); English is plotly's own."""
+    from babel.dates import get_day_names, get_month_names
+
+    lang = current()
+    if lang == DEFAULT:
+        return {}
+
+    def names(get: Any, width: str) -> list[str]:
+        d = get(width, locale=lang)
+        return [str(d[k]) for k in sorted(d)]
+
+    days = names(get_day_names, "wide")  # Babel: Monday first; plotly.js: Sunday first
+    short = names(get_day_names, "abbreviated")
+    fmt = {"months": names(get_month_names, "wide"),
+           "shortMonths": names(get_month_names, "abbreviated"),
+           "days": days[6:] + days[:6], "shortDays": short[6:] + short[:6], "date": "%d/%m/%Y"}
+    return {"locale": lang, "locales": {lang: {"format": fmt}}}
