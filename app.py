@@ -70,7 +70,10 @@ def navbar() -> dbc.Navbar:
     return dbc.Navbar(
         dbc.Container(
             [
-                dbc.NavbarBrand("Exchange Impact", href="/", className="fw-semibold"),
+                # The product's name, the same in every language: marked as English, so a
+                # screen reader says it as such on a Spanish or French page.
+                dbc.NavbarBrand(html.Span("Exchange Impact", lang="en"), href="/",
+                                className="fw-semibold"),
                 dbc.Nav(links, navbar=True, className="flex-wrap"),
                 language_menu(),
             ],

@@ -38,7 +38,8 @@ from analytics import suppression
 from analytics.outputs import export
 from analytics.read import rounding
 from etl import accounts
-from pages import _sso, _ui
+from pages import _i18n, _sso, _ui
+from pages._i18n import N_, tr
 
 if TYPE_CHECKING:
     from analytics.read.filters import Filters
@@ -54,6 +55,7 @@ AUTH_BAR = "auth-bar"
 TRUSTED_HEADER_ENV = "EXCHANGE_IMPACT_TRUSTED_HEADER"
 SECURE_COOKIE_ENV = "EXCHANGE_IMPACT_SECURE_COOKIES"  # 1: always, 0: never, unset: when https
 LOGIN_LIMIT = os.environ.get("EXCHANGE_IMPACT_LOGIN_LIMIT", "5/minute")
+_ADD_ADMIN = "python -m etl users add NAME --role admin --password-stdin"  # the first account
 
 # Callbacks whose numbers are precomputed over all programs (stored result tables of fixed
 # groupings): a user scoped to some programs gets a note instead. They come per program with
@@ -79,7 +81,7 @@ UI_ONLY: frozenset[str] = frozenset({
     "pages._ui.sync_filters", "pages._ui.nav_links",
     "pages.equity.view_url", "pages.outcomes.view_url", "pages.participation.view_url",
     "pages.overview.cost_url", "pages.partnerships.persist_url",
-    "pages.overview.map_click", "pages.participation.cluster_click",
+    "pages.overview.map_click", "pages.overview.list_pick", "pages.participation.cluster_click",
     "pages._access.auth_bar", "dash.dash.update",
 })
 # Callback -> the capability it needs beyond "dashboard".
@@ -268,9 +270,9 @@ def guard() -> Response | None:
         return None
     if not _accounts_exist():
         if not _loopback():
-            return _deny(403, "No accounts are configured, so this dashboard answers only on "
-                              "this computer: create one with 'python -m etl users add NAME "
-                              "--role admin --password-stdin'.")
+            return _deny(403, tr("No accounts are configured, so this dashboard answers only "
+                                 "on this computer: create one with '{command}'.").format(
+                                     command=_ADD_ADMIN))
         return None
     if path in (_LOGIN, _LOGOUT, *_sso.PATHS):
         return None
@@ -280,7 +282,8 @@ def guard() -> Response | None:
             return _deny(401, "Log in first (/login).")
         return redirect(f"{_LOGIN}?next={_safe_next(request.full_path)}")
     if not accounts.can(acct.role, "dashboard"):
-        return _deny(403, f"The role {acct.role} has no access to the dashboard.")
+        return _deny(403, tr("The role {role} has no access to the dashboard.").format(
+            role=acct.role))
     if accounts.can(acct.role, "rounded"):
         rounding.ROUND_TO.set(suppression.ROUND_TO)
     if request.method == "POST" and path.endswith("/_dash-update-component"):
@@ -308,8 +311,9 @@ def _check_callback(acct: accounts.Account) -> Response | None:
     return None
 
 
-SCOPE_NOTE = ("Hidden for your account: these statistics are precomputed over all programs; "
-              "per-program versions come with issue 17.")
+# English, as the PDF snapshot (reports.content) gives it; the pages show tr(SCOPE_NOTE).
+SCOPE_NOTE = N_("Hidden for your account: these statistics are precomputed over all programs; "
+                "per-program versions come with issue 17.")
 _SCOPE_NOTE = SCOPE_NOTE  # the pages' note; the PDF snapshot gives the same (reports.content)
 
 
@@ -325,10 +329,10 @@ def _whole_program_note(body: dict) -> Response:
         prop = out.get("property")
         if prop == "children":
             value: Any = {"type": "P", "namespace": "dash_html_components",
-                          "props": {"children": _SCOPE_NOTE,
+                          "props": {"children": tr(_SCOPE_NOTE),
                                     "className": "text-body-secondary scope-note"}}
         elif prop == "figure":
-            value = dict(_ui.empty_figure("", _SCOPE_NOTE))
+            value = dict(_ui.empty_figure("", tr(_SCOPE_NOTE)))
         else:
             continue
         response.setdefault(out["id"], {})[prop] = value
@@ -406,20 +410,20 @@ def _csp() -> str:
 
 # ---- login ------------------------------------------------------------------------------------
 
-_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+_PAGE = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Log in · Exchange Impact</title>
+<title>{title}</title>
 <link rel="stylesheet" href="/assets/vendor/bootstrap.min.css"></head>
 <body class="bg-body-tertiary"><main class="container py-5" style="max-width: 26rem">
-<h1 class="h4 mb-3">Exchange Impact: log in</h1>{error}{sso}
+<h1 class="h4 mb-3">{heading}</h1>{error}{sso}
 <form{hidden} method="post" action="/login?next={next}" id="login-form">{csrf}
-<div class="mb-2"><label class="form-label" for="name">Account</label>
+<div class="mb-2"><label class="form-label" for="name">{account}</label>
 <input class="form-control" id="name" name="name" autocomplete="username" required
  value="{name}"></div>
-<div class="mb-3"><label class="form-label" for="password">Password</label>
+<div class="mb-3"><label class="form-label" for="password">{password}</label>
 <input class="form-control" id="password" name="password" type="password"
  autocomplete="current-password" required></div>
-<button class="btn btn-primary" id="login-submit" type="submit">Log in</button>
+<button class="btn btn-primary" id="login-submit" type="submit">{submit}</button>
 </form></main></body></html>"""
 
 
@@ -441,7 +445,11 @@ def _login_page(form: Any, error: str = "", status: int = 200) -> Response:
     next_ = _safe_next(request.args.get("next"))
     html_ = _PAGE.format(error=err, csrf=form.csrf_token(), name=escape(form.name.data or ""),
                          next=escape(next_), sso=_sso.login_button(next_),
-                         hidden="" if _sso.password_login() else " hidden")
+                         hidden="" if _sso.password_login() else " hidden",
+                         lang=_i18n.current(), title=escape(tr("Log in · Exchange Impact")),
+                         heading=escape(tr("Exchange Impact: log in")),
+                         account=escape(tr("Account")), password=escape(tr("Password")),
+                         submit=escape(tr("Log in")))
     return Response(html_, status=status, mimetype="text/html")
 
 
@@ -451,16 +459,16 @@ def login() -> Response:
     form = _login_form()
     if request.method == "POST":
         if not _sso.password_login():
-            return _login_page(form, "Password login is turned off; sign in with your "
-                                     "institution.", 403)
+            return _login_page(form, tr("Password login is turned off; sign in with your "
+                                        "institution."), 403)
         if not form.validate_on_submit():
             if "csrf_token" in form.errors:
-                return _login_page(form, "The form expired or did not come from this page; "
-                                         "please try again.", 400)
-            return _login_page(form, "Give an account name and a password.", 400)
+                return _login_page(form, tr("The form expired or did not come from this "
+                                            "page; please try again."), 400)
+            return _login_page(form, tr("Give an account name and a password."), 400)
         acct = accounts.verify(_warehouse(), form.name.data, form.password.data)
         if acct is None:
-            return _login_page(form, "Wrong account name or password.", 401)
+            return _login_page(form, tr("Wrong account name or password."), 401)
         start_session(_User(acct))
         return redirect(_safe_next(request.args.get("next")))
     return _login_page(form)
@@ -567,8 +575,8 @@ def init_app(server: Flask) -> None:
 
     @server.errorhandler(429)
     def _too_many(e: Any) -> Response:
-        return _deny(429, f"Too many login attempts ({LOGIN_LIMIT}); wait a minute and try "
-                          "again.")
+        return _deny(429, tr("Too many login attempts ({limit}); wait a minute and try "
+                             "again.").format(limit=LOGIN_LIMIT))
 
 
 # ---- the banner -------------------------------------------------------------------------------
@@ -585,14 +593,15 @@ def auth_bar(_path: Any) -> Any:
         if _accounts_exist():
             return None
         return html.Div(
-            ["No accounts: this dashboard runs without login and answers on this computer "
-             "only. Before sharing it, create accounts: ",
-             html.Code("python -m etl users add NAME --role admin --password-stdin")],
+            [tr("No accounts: this dashboard runs without login and answers on this computer "
+                "only. Before sharing it, create accounts: "),
+             html.Code(_ADD_ADMIN)],
             className="alert alert-warning rounded-0 mb-0 py-1 px-3 small", role="note",
             id="demo-mode-banner")
-    scope = ", ".join([*acct.programs, *acct.clusters]) or "all programs"
+    scope = ", ".join([*acct.programs, *acct.clusters]) or tr("all programs")
     return html.Div(
-        [f"Logged in as {acct.name} ({acct.role}; {scope}) · ",
-         html.A("Log out", href=_LOGOUT, id="logout-link")],
+        [tr("Logged in as {name} ({role}; {scope}) · ").format(name=acct.name, role=acct.role,
+                                                                scope=scope),
+         html.A(tr("Log out"), href=_LOGOUT, id="logout-link")],
         className="small text-end px-3 py-1 bg-body-secondary", id="user-bar")
 

@@ -49,10 +49,9 @@ def browser_language() -> str:
 
     if not has_request_context():
         return DEFAULT
-    best = request.accept_languages.best_match(list(LANGUAGES), default=None)
-    if best:
-        return best
-    for lang, _q in request.accept_languages:  # "es-MX" when only "es" is offered
+    # In the browser's order of preference (quality), a region's language counts as the
+    # language ("fr-CA" is French): "de-CH, fr-CA;q=0.8, en;q=0.5" is French.
+    for lang, _q in request.accept_languages:
         if known := _known(lang):
             return known
     return DEFAULT
@@ -92,8 +91,9 @@ def _translations(lang: str) -> gettext_module.NullTranslations:
 
 def tr(message: str) -> str:
     """`message` in the request's language (gettext; the English text when the catalogue has
-    no translation). Named `tr`, not `_`: `_` is the code's throwaway name."""
-    return _translations(current()).gettext(message)
+    no translation). Named `tr`, not `_`: `_` is the code's throwaway name. An empty text stays
+    empty (gettext would answer it with the catalogue's header)."""
+    return _translations(current()).gettext(message) if message else message
 
 
 def trn(singular: str, plural: str, n: int) -> str:
@@ -210,3 +210,103 @@ def plotly_config() -> dict[str, Any]:
            "shortMonths": names(get_month_names, "abbreviated"),
            "days": days[6:] + days[:6], "shortDays": short[6:] + short[:6], "date": "%d/%m/%Y"}
     return {"locale": lang, "locales": {lang: {"format": fmt}}}
+
+
+# ---- the catalogues: extraction and update (`python -m pages._i18n`) -----------------------
+
+KEYWORDS = {"tr": None, "trn": (1, 2), "N_": None}
+SOURCES = (Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent / "app.py")
+
+
+def extracted() -> dict[str | tuple[str, str], list[tuple[str, int]]]:
+    """Every text the code marks for the catalogue (tr, trn, N_), with where it is: from
+    pages/ and app.py, by Babel's Python extractor."""
+    from babel.messages.extract import extract_from_dir, extract_from_file
+
+    root = SOURCES[1].parent
+    found: dict[str | tuple[str, str], list[tuple[str, int]]] = {}
+    for fn, line, msg, _comments, _ctx in extract_from_dir(
+            str(SOURCES[0]), method_map=[("**.py", "python")], keywords=KEYWORDS):
+        found.setdefault(msg, []).append((f"pages/{fn}", line))
+    for line, msg, _comments, _ctx in extract_from_file("python", str(SOURCES[1]),
+                                                        keywords=KEYWORDS):
+        found.setdefault(msg, []).append((str(SOURCES[1].relative_to(root)), line))
+    for name, msg in shown_constants().items():
+        found.setdefault(msg, []).append((name, 0))
+    return found
+
+
+def shown_constants() -> dict[str, str]:
+    """Texts defined outside pages/ that the pages show through `tr`: the estimands' sentences
+    (analytics/estimands.py, shared with the codebook and the exports, which stay English), the
+    scope note of a scoped account and the researcher tables' descriptions. Named
+    module:CONSTANT."""
+    from analytics import estimands
+    from pages import _access
+
+    out = {f"analytics/estimands.py:{n}": getattr(estimands, n) for n in dir(estimands)
+           if n.isupper() and isinstance(getattr(estimands, n), str)}
+    out["pages/_access.py:SCOPE_NOTE"] = _access.SCOPE_NOTE
+    from analytics.stats import persistence
+
+    out["analytics/stats/persistence.py:LINK_DEFINITION"] = persistence.LINK_DEFINITION
+    from etl import schema
+
+    # What each researcher table holds (the Data page's table list and download choice; the
+    # codebook and the exports keep the English).
+    out.update({f"etl/schema.py:{t.name}": t.doc for t in schema.RESULT_TABLES.values()})
+    return out
+
+
+def catalogue(lang: str) -> Any:
+    """The Babel catalogue of `lang` as its .po file has it."""
+    from babel.messages.pofile import read_po
+
+    with (LOCALES / lang / "LC_MESSAGES" / f"{DOMAIN}.po").open("rb") as f:
+        return read_po(f, locale=lang, domain=DOMAIN)
+
+
+def translated(message: Any) -> bool:
+    """Whether a catalogue entry has its translation (every plural form) and is not fuzzy."""
+    forms = message.string if isinstance(message.string, tuple | list) else (message.string,)
+    return bool(forms) and all(forms) and not message.fuzzy
+
+
+def update() -> dict[str, list[str]]:
+    """Write the template (messages.pot) from the code and merge it into each language's .po
+    (new texts untranslated, texts gone from the code removed, translations kept). Returns per
+    language the texts that have no translation yet."""
+    from babel.messages.catalog import Catalog
+    from babel.messages.pofile import write_po
+
+    template = Catalog(domain=DOMAIN, project="Exchange Impact")
+    for msg, where in sorted(extracted().items(), key=lambda kv: str(kv[0])):
+        template.add(msg, locations=where)
+    with (LOCALES / f"{DOMAIN}.pot").open("wb") as f:
+        write_po(f, template, width=100, omit_header=False, sort_output=True)
+    missing: dict[str, list[str]] = {}
+    for lang in LANGUAGES:
+        if lang == DEFAULT:
+            continue
+        po = LOCALES / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+        po.parent.mkdir(parents=True, exist_ok=True)
+        cat = catalogue(lang) if po.exists() else Catalog(locale=lang, domain=DOMAIN)
+        cat.update(template, no_fuzzy_matching=True)
+        cat.obsolete.clear()
+        with po.open("wb") as f:
+            write_po(f, cat, width=100, sort_output=True, ignore_obsolete=True)
+        missing[lang] = [str(m.id) for m in cat if m.id and not translated(m)]
+    return missing
+
+
+def main() -> int:
+    missing = update()
+    for lang, texts in missing.items():
+        print(f"{lang}: {len(texts)} texts without a translation")
+        for t in texts[:20]:
+            print(f"  {t!r}")
+    return 1 if any(missing.values()) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -31,6 +31,8 @@ from markupsafe import escape
 
 from etl import accounts
 from etl.errors import EtlError
+from pages import _i18n
+from pages._i18n import tr
 
 __all__ = ["init_app", "PATHS", "configured", "password_login", "login_button", "ISSUER_ENV"]
 
@@ -94,24 +96,32 @@ def login_button(next_: str) -> str:
     """The button on /login (HTML), or "" without single sign-on."""
     if not configured():
         return ""
-    name = os.environ.get(NAME_ENV, "").strip() or "your institution"
+    name = os.environ.get(NAME_ENV, "").strip() or tr("your institution")
+    label = escape(tr("Sign in with {institution}").format(institution=name))
     return (f'<a class="btn btn-outline-primary w-100 mb-3" id="sso-login" '
-            f'href="{_START}?next={escape(next_)}">Sign in with {escape(name)}</a>')
+            f'href="{_START}?next={escape(next_)}">{label}</a>')
 
 
-_REFUSED = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>Sign-in refused · Exchange Impact</title>
+_REFUSED = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
+<title>{title}</title>
 <link rel="stylesheet" href="/assets/vendor/bootstrap.min.css"></head>
 <body class="bg-body-tertiary"><main class="container py-5" style="max-width: 32rem">
-<h1 class="h4 mb-3">Sign-in refused</h1>
+<h1 class="h4 mb-3">{heading}</h1>
 <div class="alert alert-danger" id="sso-error" role="alert">{message}</div>
-<a href="/login">Back to the login page</a></main></body></html>"""
+<a href="/login">{back}</a></main></body></html>"""
+
+
+def _refused_page(message: str, status: int) -> Response:
+    """The page that says why single sign-on did not log the user in, in their language."""
+    return Response(_REFUSED.format(
+        lang=_i18n.current(), title=escape(tr("Sign-in refused · Exchange Impact")),
+        heading=escape(tr("Sign-in refused")), message=escape(message),
+        back=escape(tr("Back to the login page"))), status=status, mimetype="text/html")
 
 
 def _refuse(status: int, message: str, who: str, why: str) -> Response:
     accounts.record(_warehouse(), who, "login refused", f"sso: {why}", None, None)
-    return Response(_REFUSED.format(message=escape(message)), status=status,
-                    mimetype="text/html")
+    return _refused_page(message, status)
 
 
 def _warehouse() -> Any:
@@ -134,10 +144,10 @@ def start() -> Response:
 
 
 def _unavailable(e: Exception) -> Response:
-    return Response(_REFUSED.format(message=escape(
-        f"Single sign-on is unavailable: the identity provider {_issuer()} did not answer as "
-        f"expected or the configuration is incomplete ({e}). Use the password form, or ask "
-        "the dashboard's administrator.")), status=502, mimetype="text/html")
+    return _refused_page(tr(
+        "Single sign-on is unavailable: the identity provider {issuer} did not answer as "
+        "expected or the configuration is incomplete ({error}). Use the password form, or ask "
+        "the dashboard's administrator.").format(issuer=_issuer(), error=e), 502)
 
 
 def _account_name(claims: dict) -> str | None:
@@ -166,21 +176,26 @@ def callback() -> Response:
         return _unavailable(e)
     except (AuthlibBaseError, JoseError, ValueError) as e:
         # Forged or replayed state, a refused code, a token that fails its checks.
-        return _refuse(401, f"The identity provider's answer was not accepted ({e}). Start "
-                            "again from the login page.", f"(sso) {request.remote_addr}",
-                       str(e)[:200])
+        return _refuse(401, tr("The identity provider's answer was not accepted ({error}). "
+                               "Start again from the login page.").format(error=e),
+                       f"(sso) {request.remote_addr}", str(e)[:200])
     claims = token.get("userinfo")
     if not claims:
-        return _refuse(401, "The identity provider sent no ID token.",
+        return _refuse(401, tr("The identity provider sent no ID token."),
                        f"(sso) {request.remote_addr}", "no id token")
     name = _account_name(claims)
     acct = accounts.get_user(_warehouse(), name) if name else None
     if acct is None:
-        claim = os.environ.get(CLAIM_ENV, "").strip() or "preferred_username or email"
-        shown = name or f"(no {claim} claim)"
-        return _refuse(403, f"The identity provider knows you as {shown}, but this dashboard "
-                            "has no account of that name. Ask its administrator to create one "
-                            "('python -m etl users add').", shown, f"no account for {claim}")
+        env_claim = os.environ.get(CLAIM_ENV, "").strip()
+        claim = env_claim or "preferred_username or email"
+        shown = name or f"(no {claim} claim)"  # the audit log's words, in English
+        seen = name or tr("(no {claim} claim)").format(
+            claim=env_claim or tr("preferred_username or email"))
+        return _refuse(403, tr("The identity provider knows you as {name}, but this dashboard "
+                               "has no account of that name. Ask its administrator to create "
+                               "one ('{command}').").format(name=seen,
+                                                            command="python -m etl users add"),
+                       shown, f"no account for {claim}")
     next_ = session.pop(_NEXT, None)
     start_session(_User(acct))  # a new session, nothing from before the login
     return redirect(_safe_next(next_))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import html as html_text
 import json
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -343,7 +344,7 @@ def filter_bar() -> html.Div:
         ],
         className="filter-bar border-bottom bg-body-tertiary px-3 pt-2 pb-2",
         role="search",
-        **{"aria-label": "Filters for every page"},
+        **{"aria-label": tr("Filters for every page")},
     )
 
 
@@ -386,13 +387,14 @@ def sync_filters(search: str | None, _clear: int | None, *controls: Any) -> tupl
         finally:
             cur.close()
     except WarehouseError as e:  # no warehouse, or one without its derived tables
-        alert = dbc.Alert(f"No data to show: {e}", color="danger", className="py-1 px-2 mt-2 small")
-        status = ("No dashboard tables." if isinstance(e, sql.DerivedTablesMissing)
-                  else "No warehouse.")
+        alert = dbc.Alert(tr("No data to show: {error}").format(error=e), color="danger",
+                          className="py-1 px-2 mt-2 small")
+        status = (tr("No dashboard tables.") if isinstance(e, sql.DerivedTablesMissing)
+                  else tr("No warehouse."))
         return (no_update,) * (1 + 2 * len(FILTER_FIELDS) + 4) + (alert, status)
-    status = (f"Data version {info.get('data_version', '?')}, built "
-              f"{info.get('built_at', 'unknown')}. Small groups are shown as "
-              f"“{suppression.SUPPRESSED_LABEL}”.")
+    status = tr("Data version {version}, built {built}. Small groups are shown as “{label}”."
+                ).format(version=info.get("data_version", "?"),
+                         built=info.get("built_at", tr("unknown")), label=suppressed_label())
     trigger = ctx.triggered_id
     notes: list[str] = []
     if trigger == CLEAR:
@@ -416,7 +418,7 @@ def sync_filters(search: str | None, _clear: int | None, *controls: Any) -> tupl
     vals = [list(getattr(f, n)) for n, _ in FILTER_FIELDS]
     note = (
         dbc.Alert(
-            [html.Strong("Some link values were ignored: "), "; ".join(notes)],
+            [html.Strong(tr("Some link values were ignored: ")), "; ".join(notes)],
             color="warning", className="py-1 px-2 mt-2 mb-0 small", id="filter-note-alert",
         )
         if notes else None
@@ -533,14 +535,16 @@ def snapshot(click: Any, _tick: int | None, store: Any, job: Any) -> tuple:
         st = jobs.status(warehouse_path(), job["job"])
         if st.running:
             if job["polls"] >= SNAP_POLL_MAX:
-                return None, True, _snapshot_failed("still running after ten minutes; the "
-                                                    "server log may say why"), no_update, False
+                return None, True, _snapshot_failed(tr(
+                    "still running after ten minutes; the server log may say why")
+                ), no_update, False
             return ({"job": job["job"], "polls": job["polls"] + 1}, False,
                     _snapshot_progress(st.fraction, st.stage), no_update, True)
         if st.path is None:
-            return None, True, _snapshot_failed(st.error or "unknown error"), no_update, False
+            return (None, True, _snapshot_failed(st.error or tr("unknown error")), no_update,
+                    False)
         url = download_url(st.path)
-        done = html.Span(["PDF snapshot ready: ",
+        done = html.Span([tr("PDF snapshot ready: "),
                           html.A(st.path.name, href=url, download=st.path.name,
                                  id="snapshot-link")], id="snapshot-done")
         # a new token each time: the same report asked for twice is downloaded twice
@@ -555,7 +559,8 @@ def snapshot(click: Any, _tick: int | None, store: Any, job: Any) -> tuple:
     try:
         f = filters_of(store)
     except PreventUpdate:  # no warehouse: the filter bar already says so
-        return None, True, _snapshot_failed("there is no data to report"), no_update, False
+        return (None, True, _snapshot_failed(tr("there is no data to report")), no_update,
+                False)
     from analytics import suppression
     from pages._access import audit, current_account, rounding_required
 
@@ -567,9 +572,15 @@ def snapshot(click: Any, _tick: int | None, store: Any, job: Any) -> tuple:
                             round_to=suppression.ROUND_TO if rounding_required() else None)
         audit("snapshot", f"job {job_id}", f)
     except OSError as e:
-        return None, True, _snapshot_failed(f"{e.filename or 'the jobs folder'}: "
-                                            f"{e.strerror or e}"), no_update, False
-    return {"job": job_id, "polls": 0}, False, _snapshot_progress(0.0, "starting"), None, True
+        where = e.filename or tr("the jobs folder")
+        return None, True, _snapshot_failed(f"{where}: {e.strerror or e}"), no_update, False
+    return ({"job": job_id, "polls": 0}, False, _snapshot_progress(0.0, N_("starting")), None,
+            True)
+
+
+# The stages a report job writes (reports/snapshot.py), for the catalogue.
+SNAPSHOT_STAGES = (N_("starting"), N_("reading the warehouse"), N_("printing the PDF"),
+                   N_("done"))
 
 
 def _snapshot_progress(fraction: float, stage: str) -> html.Div:
@@ -578,12 +589,12 @@ def _snapshot_progress(fraction: float, stage: str) -> html.Div:
         [dbc.Progress(value=pct, label=f"{pct}%", striped=True, animated=True,
                       style={"width": "12rem", "height": "1rem"}, className="me-2",
                       id="snapshot-progress"),
-         html.Span(f"PDF snapshot: {stage}…", id="snapshot-stage")],
+         html.Span(tr("PDF snapshot: {stage}…").format(stage=tr(stage)), id="snapshot-stage")],
         className="d-flex align-items-center mt-1", id="snapshot-running")
 
 
 def _snapshot_failed(reason: str) -> dbc.Alert:
-    return dbc.Alert(f"No PDF snapshot: {reason}", color="warning",
+    return dbc.Alert(tr("No PDF snapshot: {reason}").format(reason=reason), color="warning",
                      className="py-1 px-2 mt-2 mb-0 small", id="snapshot-error")
 
 
@@ -860,9 +871,18 @@ def graph(id_: str | dict[str, Any], label: str, **kwargs: Any) -> html.Div:
     config = {**GRAPH_CONFIG, **_i18n.plotly_config(), **kwargs.pop("config", {})}
     summary = _part_id(id_, "summary")
     summary_dom = summary if isinstance(summary, str) else None
+    # While the figure recomputes (after 200 ms), the old one stays, faded, under a status
+    # that says so (announced by screen readers: role=status).
+    busy = html.Div([html.Span(className="spinner-border spinner-border-sm me-2",
+                               **{"aria-hidden": "true"}),
+                     html.Span(tr("Updating the figure…"))],
+                    role="status", className="ei-loading small bg-white px-2 py-1 rounded border")
     return html.Div(
         [
-            dcc.Graph(id=id_, config=config, **kwargs),
+            dcc.Loading(dcc.Graph(id=id_, config=config, **kwargs), custom_spinner=busy,
+                        delay_show=200, overlay_style={"visibility": "visible", "opacity": 0.4},
+                        **({"target_components": {id_: "figure"}} if isinstance(id_, str)
+                           else {})),
             html.P(id=summary, className="visually-hidden ei-figure-summary"),
             html.Details([html.Summary(tr("Data behind this figure")),
                           html.Div(id=_part_id(id_, "data"), className="ei-figure-table")],
@@ -901,14 +921,103 @@ def difference_label() -> str:
 
 def localise(text: Any) -> Any:
     """A text the analytics layer wrote (its fixed labels: the suppression label, the small
-    selection's reason, …) in the request's language; any other value as it is."""
+    selection's reason, a covariate, a kind of link, …) in the request's language, when the
+    catalogue has it; any other value (a name from the data) as it is."""
     if not isinstance(text, str):
         return text
     known = {suppression.SUPPRESSED_LABEL: suppressed_label,
              suppression.SMALL_SELECTION: small_selection,
              suppression.ISOLATING_SELECTION: isolating_selection,
              suppression.DIFFERENCE: difference_label}
-    return known[text]() if text in known else text
+    return known[text]() if text in known else tr(text)
+
+
+# Words the analytics layer writes into its tables, for the catalogue (shown through
+# `localise`): the comparison's covariates (analytics.stats.comparison), the kinds of
+# partnership link (analytics.stats.persistence).
+ANALYTICS_WORDS = (
+    N_("pre score"), N_("gender"), N_("role"), N_("age_band"), N_("income_group"),
+    N_("connectivity"), N_("institution_kind"), N_("none (post − pre on arm)"),
+    N_("several classes each side"), N_("one class on a side"),
+    N_("no teacher recorded on a side"),
+)
+
+
+def localise_list(text: Any) -> Any:
+    """A comma-separated list the analytics layer wrote ("pre score, gender, role"), each item
+    in the request's language."""
+    if not isinstance(text, str) or not text:
+        return text
+    return ", ".join(str(localise(t)) for t in text.split(", "))
+
+
+def language_name(code: str) -> str:
+    """A language's name in the request's language ("es" → "Spanish", "español", "espagnol")."""
+    from babel import Locale
+
+    try:
+        return Locale.parse(_i18n.current()).languages.get(code, code)
+    except (ValueError, TypeError):
+        return code
+
+
+def item_wording(instrument: str, scale: str, item: str) -> str:
+    """An item's wording in the request's language, where its instrument has it (the shipped
+    instruments word their items in English, Spanish and French); else its English wording;
+    else its id."""
+    from surveys import load_instruments
+
+    try:
+        words = load_instruments()[str(instrument)].scale(str(scale)).wording.get(item, {})
+    except (KeyError, Exception):  # a broken instrument file must not take the page down
+        return item
+    return words.get(_i18n.current()) or words.get("en") or item
+
+
+_VERDICT_TOO_FEW = re.compile(r"^too few per language: (?:only (?P<lang>\S+) has|no language "
+                              r"has) (?P<n>\d+) or more respondents with every item answered$")
+_VERDICT = re.compile(r"^(?P<body>.+?)"
+                      r"(?: \(not checked, fewer than (?P<n>\d+): (?P<few>[^)]+)\))?$")
+_VERDICT_ITEM = re.compile(r"^item (?P<item>\S+) differs in (?P<langs>.+)$")
+
+
+def localise_verdict(text: Any, instrument: Any, scale: Any) -> Any:
+    """The invariance screen's verdict (analytics.stats.measurement.dif_verdict: "invariant
+    across en, es", "item X differs in es; …", "… (not checked, fewer than 100: fr)", "too few
+    per language: …") in the request's language, with each item's wording and each language's
+    name in it; a text of any other shape as it is."""
+    if not isinstance(text, str):
+        return text
+
+    def langs(codes: str) -> str:
+        return ", ".join(language_name(c) for c in codes.split(", "))
+
+    if m := _VERDICT_TOO_FEW.match(text):
+        if m["lang"]:
+            return tr("too few per language: only {language} has {n} or more respondents with "
+                      "every item answered").format(language=language_name(m["lang"]), n=m["n"])
+        return tr("too few per language: no language has {n} or more respondents with every "
+                  "item answered").format(n=m["n"])
+    m = _VERDICT.match(text)
+    if not m:
+        return text
+    body = m["body"]
+    if body.startswith("invariant across "):
+        out = tr("invariant across {languages}").format(
+            languages=langs(body.removeprefix("invariant across ")))
+    else:
+        parts = []
+        for piece in body.split("; "):
+            if not (im := _VERDICT_ITEM.match(piece)):
+                return text
+            parts.append(tr("item “{wording}” ({item}) differs in {languages}").format(
+                wording=item_wording(instrument, scale, im["item"]), item=im["item"],
+                languages=langs(im["langs"])))
+        out = "; ".join(parts)
+    if m["few"]:
+        out += " " + tr("(not checked, fewer than {n}: {languages})").format(
+            n=m["n"], languages=langs(m["few"]))
+    return out
 
 
 def fmt_int(v: Any) -> str:
@@ -932,6 +1041,12 @@ def fmt_pct(v: Any) -> str:
     return _i18n.fmt_pct(v)
 
 
+def fmt_ci(low: Any, high: Any, digits: int = 2) -> str:
+    """An interval "[0.15, 0.34]"; "[0,15; 0,34]" where the decimal mark is a comma."""
+    sep = "," if _i18n.fmt_num(0.5, 1) == "0.5" else ";"
+    return f"[{fmt_num(low, digits)}{sep} {fmt_num(high, digits)}]"
+
+
 def table(df: pd.DataFrame, columns: dict[str, tuple[str, Callable[[Any], str]]],
           caption: str, *, id_: str | None = None, max_rows: int = 200,
           suppressed_col: str | None = "suppressed") -> html.Div:
@@ -939,7 +1054,7 @@ def table(df: pd.DataFrame, columns: dict[str, tuple[str, Callable[[Any], str]]]
     suppressed rows show the suppression label in their figure columns, and so do the cells a
     row blanked for a subset under k (its `subset_suppressed` flag, e.g. 3 drop-outs)."""
     if df is None or not len(df):
-        return html.P(f"{caption}: nothing for the current filters.",
+        return html.P(tr("{caption}: nothing for the current filters.").format(caption=caption),
                       className="text-body-secondary")
     header = html.Thead(html.Tr([html.Th(lbl, scope="col") for lbl, _ in columns.values()]))
     shown = df.head(max_rows)
@@ -955,11 +1070,13 @@ def table(df: pd.DataFrame, columns: dict[str, tuple[str, Callable[[Any], str]]]
         missing = (shown[col].isna().to_numpy(bool) if col in shown.columns
                    else np.ones(len(shown), bool))
         blank = sup_rows & missing if i > 0 else np.zeros(len(shown), bool)
-        cols.append([html.Td(suppression.SUPPRESSED_LABEL,
-                             className="text-body-secondary fst-italic") if b else html.Td(fmt(v))
+        label = suppressed_label()
+        cols.append([html.Td(label, className="text-body-secondary fst-italic") if b
+                     else html.Td(localise(fmt(v)))
                      for v, b in zip(vals, blank, strict=True)])
     body = [html.Tr(list(cells)) for cells in zip(*cols, strict=True)] if cols else []
-    extra = (html.P(f"Showing the first {max_rows} of {len(df):,} rows.", className="small")
+    extra = (html.P(tr("Showing the first {shown} of {total} rows.").format(
+                 shown=fmt_int(max_rows), total=fmt_int(len(df))), className="small")
              if len(df) > max_rows else None)
     return html.Div(
         [
@@ -1001,61 +1118,64 @@ def text(v: Any) -> str:
 
 def coming(what: str, how: str) -> dbc.Alert:
     """Say what is coming instead of faking a number."""
-    return dbc.Alert([html.Strong(f"{what}: coming. "), how], color="info", className="small")
+    return dbc.Alert([html.Strong(tr("{what}: coming. ").format(what=tr(what))), tr(how)],
+                     color="info", className="small")
 
 
 def suppressed_figure(title: str, subject: str) -> Figure:
     """A figure whose every group is under k: it says so instead of drawing empty axes or zeros,
     e.g. subject "Every cluster group has fewer than 10 participants"."""
-    return empty_figure(title, f"{subject}: {suppression.SUPPRESSED_LABEL}.")
+    return empty_figure(title, f"{tr(subject)}: {suppressed_label()}.")
 
 
 def small_selection_alert(why: str | None = None) -> dbc.Alert:
     """What the headline says instead of its figures for a selection under k, or (`why`, the
     headline's `suppressed_why`) for one that a single filter value changes by fewer than k."""
-    what = why or suppression.SMALL_SELECTION
+    what = localise(why) if why else small_selection()
     return dbc.Alert([html.Strong(what[0].upper() + what[1:] + ": "),
-                      f"its figures are {suppression.SUPPRESSED_LABEL}. "
-                      "Widen the filters to see them."],
+                      tr("its figures are {label}. Widen the filters to see them.").format(
+                          label=suppressed_label())],
                      color="secondary", className="small suppressed-note mb-2",
                      id="small-selection-alert")
 
 
-def suppressed_note(groups: Iterable[str], what: str = "groups") -> html.P | None:
+def suppressed_note(groups: Iterable[str], what: str = N_("groups")) -> html.P | None:
     groups = [str(g) for g in groups]
     if not groups:
         return None
-    return html.P(f"{what.capitalize()} {suppression.SUPPRESSED_LABEL}: {', '.join(groups)}.",
+    what = tr(what)
+    return html.P(f"{what[:1].upper() + what[1:]} {suppressed_label()}: {', '.join(groups)}.",
                   className="small text-body-secondary suppressed-note")
 
 
-def isolating_note(df: pd.DataFrame, what: str = "Some") -> html.P | None:
+def isolating_note(df: pd.DataFrame, what: str = N_("Some")) -> html.P | None:
     """Why rows are hidden beside the small ones: one filter value changes them by fewer than k
     (`analytics.read.disclosure`; a read answer's `attrs['isolating']`, `describe`'s words:
     which filter values, never how many people)."""
     why = df.attrs.get("isolating") if isinstance(df, pd.DataFrame) else None
     if not why:
         return None
-    return html.P(f"{what} are hidden because one filter value changes them by fewer than "
-                  f"{suppression.MIN_CELL} participants ({why}): two such views would show that "
-                  "small group by subtraction.",
+    return html.P(tr("{what} are hidden because one filter value changes them by fewer than "
+                     "{k} participants ({why}): two such views would show that small group by "
+                     "subtraction.").format(what=tr(what), k=suppression.MIN_CELL, why=why),
                   className="small text-body-secondary suppressed-note isolating-note")
 
 
-def with_isolating_note(note: Any, df: pd.DataFrame, what: str = "Some") -> Any:
+def with_isolating_note(note: Any, df: pd.DataFrame, what: str = N_("Some")) -> Any:
     """`note` followed by `isolating_note(df)` when there is one; `note` as it is otherwise."""
     extra = isolating_note(df, what)
     return note if extra is None else html.Div([note, extra])
 
 
-def suppressed_weeks_note(df: pd.DataFrame, what: str = "active participants"
+def suppressed_weeks_note(df: pd.DataFrame, what: str = N_("active participants")
                           ) -> html.P | None:
     """The note under a weekly line when some weeks of shown groups (flag `week_suppressed`)
     had fewer than k active people: those weeks are gaps in the lines, never zeros."""
     if "week_suppressed" not in df or not df.week_suppressed.astype(bool).any():
         return None
-    return html.P(f"Weeks with fewer than {suppression.MIN_CELL} {what} are not shown (gaps in the "
-                  f"lines): {suppression.SUPPRESSED_LABEL}.",
+    return html.P(tr("Weeks with fewer than {k} {what} are not shown (gaps in the lines): "
+                     "{label}.").format(k=suppression.MIN_CELL, what=tr(what),
+                                        label=suppressed_label()),
                   className="small text-body-secondary suppressed-note subset-note")
 
 
@@ -1065,13 +1185,13 @@ def suppressed_subset_note(groups: Iterable[str], what: str) -> html.P | None:
     groups = [str(g) for g in groups]
     if not groups:
         return None
-    return html.P(f"{', '.join(groups)}: {what} {suppression.SUPPRESSED_LABEL}.",
+    return html.P(f"{', '.join(groups)}: {tr(what)} {suppressed_label()}.",
                   className="small text-body-secondary suppressed-note subset-note")
 
 
 def section(title: str, *children: Any, id_: str | None = None) -> html.Section:
     kw = {"id": id_} if id_ else {}
-    return html.Section([html.H2(title, className="h5 mt-3"), *children], **kw)
+    return html.Section([html.H2(tr(title), className="h5 mt-3"), *children], **kw)
 
 
 

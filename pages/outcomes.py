@@ -26,10 +26,17 @@ from analytics.stats.measurement import DIF_MIN_N, FLOOR_CEILING_SHARE
 from analytics.stats.prepost import FEW_CLUSTERS
 from analytics.stats.reliability import ALPHA_THRESHOLD, SMALL_N_MIN, SMALL_N_PER_ITEM
 from pages import _ui
+from pages._i18n import N_, tr, trn
 
 PATH = "/outcomes"
-dash.register_page(__name__, path=PATH, name="Outcomes", order=2,
-                   title="Exchange Impact — Outcomes")
+
+
+def _title(**_path: Any) -> str:
+    """The browser tab's title in the request's language (Dash calls it per page load)."""
+    return tr("Exchange Impact — Outcomes")
+
+
+dash.register_page(__name__, path=PATH, name=N_("Outcomes"), order=2, title=_title)
 
 WAVES = "outcomes-waves"
 WAVES_NOTE = "outcomes-waves-note"
@@ -49,13 +56,28 @@ MEASUREMENT = "outcomes-measurement"
 EFFECTS = {
     # the design-aware intervals: cluster-robust by exchange (CR2, Satterthwaite df), not the
     # paired t / noncentral t that treat participants as independent (those stay in the export)
-    "hedges_g": ("Hedges' g, pre → post (standardised; 95% CI clustered by exchange, CR2)",
+    "hedges_g": (N_("Hedges' g, pre → post (standardised; 95% CI clustered by exchange, CR2)"),
                  "hedges_g_ci_low_cr2", "hedges_g_ci_high_cr2"),
-    "diff": ("mean change, post − pre (scale points; 95% CI clustered by exchange, CR2)",
+    "diff": (N_("mean change, post − pre (scale points; 95% CI clustered by exchange, CR2)"),
              "diff_ci_low_cr2", "diff_ci_high_cr2"),
 }
-_COMING = ("They appear when the statistics engineer's tables are computed for this data "
-           "version (python -m analytics).")
+_COMING = N_("They appear when the statistics engineer's tables are computed for this data "
+             "version (python -m analytics).")
+# filters.GROUPINGS' labels (analytics, English), marked here for the catalogue: the page shows
+# them through tr.
+_GROUPING_WORDS = (N_("Cluster"), N_("Country"), N_("Modality"), N_("Setting"))
+# The moderation view's waves, as its titles name them.
+_WAVE_WORDS = {"post": N_("post"), "followup": N_("followup")}
+
+
+def _grouping(by: str) -> str:
+    """A grouping's label (filters.GROUPINGS) in the request's language."""
+    return tr(filters.GROUPINGS.get(by, by))
+
+
+def _with_scale(title: str, scale: str) -> str:
+    """A title followed by the scale it shows ("…: Instrument: scale")."""
+    return tr("{title}: {scale}").format(title=title, scale=scale)
 
 
 def layout(by: str = "modality", effect: str = "hedges_g", scale: str = "",
@@ -67,49 +89,53 @@ def layout(by: str = "modality", effect: str = "hedges_g", scale: str = "",
     scale = scale if scale in values else (values[0] if values else "")
     return html.Div(
         [
-            html.H1("Outcomes", className="h3"),
+            html.H1(tr("Outcomes"), className="h3"),
             _ui.section(
-                "Scale means per wave",
+                tr("Scale means per wave"),
                 html.Div(id=WAVES_NOTE),
-                _ui.graph(WAVES, "Mean scale score per survey wave with 95% confidence intervals"),
+                _ui.graph(WAVES, tr("Mean scale score per survey wave with 95% confidence "
+                                    "intervals")),
             ),
             _ui.section(
-                "Effects by group",
+                tr("Effects by group"),
                 dbc.Row(
                     [
                         dbc.Col([
-                            html.Label("Group by", htmlFor=FOREST_BY, className="fw-semibold me-2"),
+                            html.Label(tr("Group by"), htmlFor=FOREST_BY,
+                                       className="fw-semibold me-2"),
                             dbc.RadioItems(id=FOREST_BY, value=by, inline=True, options=[
-                                {"label": v, "value": k} for k, v in filters.GROUPINGS.items()]),
+                                {"label": tr(v), "value": k}
+                                for k, v in filters.GROUPINGS.items()]),
                         ], md="auto", className="d-flex align-items-center flex-wrap"),
                         dbc.Col([
-                            html.Label("Effect size", htmlFor=EFFECT, className="fw-semibold me-2"),
+                            html.Label(tr("Effect size"), htmlFor=EFFECT,
+                                       className="fw-semibold me-2"),
                             dbc.RadioItems(id=EFFECT, value=effect, inline=True, options=[
-                                {"label": "Hedges' g", "value": "hedges_g"},
-                                {"label": "mean change", "value": "diff"}]),
+                                {"label": tr("Hedges' g"), "value": "hedges_g"},
+                                {"label": tr("mean change"), "value": "diff"}]),
                         ], md="auto", className="d-flex align-items-center flex-wrap"),
                     ],
                     className="mb-2 g-3",
                 ),
                 html.Div([
-                    html.Label("Scale (effects and model table)", htmlFor=SCALE,
+                    html.Label(tr("Scale (effects and model table)"), htmlFor=SCALE,
                                className="fw-semibold me-2"),
                     dcc.Dropdown(id=SCALE, options=options, value=scale, clearable=False,
                                  style={"minWidth": "28rem"}),
                 ], className="d-flex align-items-center flex-wrap mb-2"),
                 html.Div(id=FOREST_NOTE),
-                _ui.graph(FOREST, "Forest plot of pre-to-post effects by group"),
+                _ui.graph(FOREST, tr("Forest plot of pre-to-post effects by group")),
             ),
             # full width each: the comparison table has nine columns and wrapped into a
             # scrolling box beside reliability
-            _ui.section("Reliability (Cronbach's α)", html.Div(id=RELIABILITY)),
-            _ui.section("Participants vs comparison group", html.Div(id=COMPARISON)),
+            _ui.section(tr("Reliability (Cronbach's α)"), html.Div(id=RELIABILITY)),
+            _ui.section(tr("Participants vs comparison group"), html.Div(id=COMPARISON)),
             # next to reliability: floor/ceiling and invariance qualify the same scales
-            _ui.section("Measurement across languages: reliability, floor and ceiling, "
-                        "invariance", html.Div(id=MEASUREMENT)),
-            _ui.section("Comparison group: raw and adjusted difference, baseline balance",
+            _ui.section(tr("Measurement across languages: reliability, floor and ceiling, "
+                           "invariance"), html.Div(id=MEASUREMENT)),
+            _ui.section(tr("Comparison group: raw and adjusted difference, baseline balance"),
                         html.Div(id=ADJUSTED), html.Div(id=BALANCE)),
-            _ui.section("Mixed model (random intercepts for exchange and participant)",
+            _ui.section(tr("Mixed model (random intercepts for exchange and participant)"),
                         html.Div(id=MODEL)),
             _sensitivity_section(),
             _dose_section(),
@@ -131,7 +157,7 @@ def _alpha_texts(rel: pd.DataFrame) -> dict[tuple[str, str], str]:
         return {}
     rel = rel.assign(_o=rel.wave.map(wave_key)).sort_values(
         ["instrument", "scale", "_o"], kind="stable").drop_duplicates(["instrument", "scale"])
-    return {(r.instrument, r.scale): f"α ({r.wave}) = {r.alpha:.2f}"
+    return {(r.instrument, r.scale): f"α ({r.wave}) = {_ui.fmt_num(r.alpha)}"
             + (" ⚠" if bool(r.below_threshold) else "") for r in rel.itertuples(index=False)}
 
 
@@ -156,17 +182,20 @@ def waves(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str, str], Any
     df = _ui.query(outcomes.wave_means, f)
     if not len(df):
         return _ui.figure(), {"display": "none"}, _ui.coming(
-            "Scale means per wave", "They need the scale scores (res_scale_scores). " + _COMING)
+            tr("Scale means per wave"),
+            tr("They need the scale scores (res_scale_scores).") + " " + tr(_COMING))
     small = df[df.suppressed.to_numpy(bool)]
     note = _ui.suppressed_note(
-        sorted({f"{_ui.scale_label(a, b)} ({w}{', comparison' if c else ''})"
+        sorted({tr("{scale} ({wave}, comparison)").format(scale=_ui.scale_label(a, b), wave=w)
+                if c else f"{_ui.scale_label(a, b)} ({w})"
                 for a, b, w, c in small[["instrument", "scale", "wave", "comparison"]]
-                .itertuples(index=False)}), "cells")
-    note = _ui.with_isolating_note(note, df, "Some cells")
+                .itertuples(index=False)}), tr("cells"))
+    note = _ui.with_isolating_note(note, df, tr("Some cells"))
     if len(small) == len(df):
         return _ui.suppressed_figure(
-            "Mean scale score per wave (95% CI), filtered participants",
-            f"Every wave has fewer than {suppression.MIN_CELL} participants with a score"), {}, note
+            tr("Mean scale score per wave (95% CI), filtered participants"),
+            tr("Every wave has fewer than {k} participants with a score").format(
+                k=_ui.fmt_int(suppression.MIN_CELL))), {}, note
     rel = _ui.query(outcomes.reliability)
     scales = df[["instrument", "scale"]].drop_duplicates().itertuples(index=False)
     scales = list(scales)
@@ -174,11 +203,15 @@ def waves(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str, str], Any
     rows = math.ceil(len(scales) / cols)
     alphas = _alpha_texts(rel)
     titles = [f"{_ui.ptext(_short_label(s.instrument, s.scale))}<br>"
-              f"{alphas.get((s.instrument, s.scale), 'α: coming')}"
+              f"{alphas.get((s.instrument, s.scale)) or tr('α: coming')}"
               for s in scales]
     fig = _ui.grid(rows, cols, titles, vertical_spacing=0.22 if rows > 1 else 0.1)
-    groups = [(False, "exchange participants", _ui.OKABE_ITO[0]),
-              (True, "comparison group", _ui.OKABE_ITO[1])]
+    groups = [(False, tr("exchange participants"), _ui.OKABE_ITO[0]),
+              (True, tr("comparison group"), _ui.OKABE_ITO[1])]
+    hover = ("%{fullData.name}<br>"
+             + tr("%{x}: mean %{y:.2f} [%{customdata[1]:.2f}, %{customdata[2]:.2f}] (95% CI "
+                  "clustered by exchange, CR2)") + "<br>" + _n_in_exchanges()
+             + "<extra></extra>")
     axes: dict[str, Any] = {}
     # One pass over the rows (a boolean filter per scale and arm cost ~5 ms each).
     shown = df[~df.suppressed.to_numpy(bool)]
@@ -197,24 +230,26 @@ def waves(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str, str], Any
                 error_y={"type": "data", "symmetric": False, "array": hi - mean,
                          "arrayminus": mean - lo},
                 customdata=d[["n", "ci_low_cr2", "ci_high_cr2", "n_clusters"]],
-                hovertemplate="%{fullData.name}<br>%{x}: mean %{y:.2f} "
-                              "[%{customdata[1]:.2f}, %{customdata[2]:.2f}] (95% CI clustered "
-                              "by exchange, CR2)<br>n = %{customdata[0]:,} in "
-                              "%{customdata[3]} exchanges<extra></extra>",
+                hovertemplate=hover,
                 **_ui.cell_axes(k),
             ))
         sx = "" if k == 0 else str(k + 1)
-        axes[f"xaxis{sx}"] = {"title": {"text": "survey wave"}}
+        axes[f"xaxis{sx}"] = {"title": {"text": tr("survey wave")}}
         if c == 1:
-            axes[f"yaxis{sx}"] = {"title": {"text": "mean score (scale points)"}}
+            axes[f"yaxis{sx}"] = {"title": {"text": tr("mean score (scale points)")}}
     fig.update_layout(axes)
-    _ui.base_layout(fig, "Mean scale score per wave (95% CI clustered by exchange), "
-                         "filtered participants",
+    _ui.base_layout(fig, tr("Mean scale score per wave (95% CI clustered by exchange), "
+                            "filtered participants"),
                     height=150 + 300 * rows)
     fig.update_annotations(font_size=12)
     fig.update_layout(legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1,
                               "yanchor": "top"}, margin={"r": 190})
     return fig, {}, note
+
+
+def _n_in_exchanges() -> str:
+    """A hover line: the participants behind a point and their exchanges (customdata 0, 3)."""
+    return tr("n = %{customdata[0]:,} in %{customdata[3]} exchanges")
 
 
 @callback(Output(FOREST, "figure"), Output(FOREST, "style"), Output(FOREST_NOTE, "children"),
@@ -228,12 +263,12 @@ def forest(by: str, effect: str, scale: str | None, store: dict[str, Any] | None
     df = _ui.only_scale(df, scale)
     if not len(df):
         return _ui.figure(), {"display": "none"}, _ui.coming(
-            f"Effects by {filters.GROUPINGS.get(by, by).lower()}", _COMING)
+            tr("Effects by {grouping}").format(grouping=_grouping(by).lower()), tr(_COMING))
     fig, shown, small = forest_figure(df, by, effect)
     note = _ui.suppressed_note(sorted(small["group"].astype(str).unique()),
-                               f"{filters.GROUPINGS.get(by, by).lower()} groups")
+                               tr("{grouping} groups").format(grouping=_grouping(by).lower()))
     return fig, {}, html.Div([_cluster_note(shown, effect), note,
-                              _ui.isolating_note(df, "Some groups")])
+                              _ui.isolating_note(df, tr("Some groups"))])
 
 
 def forest_figure(df: pd.DataFrame, by: str, effect: str
@@ -242,16 +277,17 @@ def forest_figure(df: pd.DataFrame, by: str, effect: str
     and the rows it shows and the suppressed ones; shared by the page and the PDF snapshot
     (reports/), which draws one per instrument."""
     axis, lo, hi = EFFECTS.get(effect, EFFECTS["hedges_g"])
+    axis = tr(axis)
     shown, small = df[~df.suppressed], df[df.suppressed]
     shown = shown.dropna(subset=[effect])
     fig, n_scales = _ui.forest_by_scale(shown, effect, lo, hi)
     n_groups = shown["group"].nunique()
-    title = f"Pre → post effect by {filters.GROUPINGS.get(by, by).lower()}"
+    title = tr("Pre → post effect by {grouping}").format(grouping=_grouping(by).lower())
     if n_scales == 1:
         first = shown.iloc[0]
-        title += f": {_ui.ptext(_ui.scale_label(first.instrument, first.scale))}"
+        title = _with_scale(title, _ui.ptext(_ui.scale_label(first.instrument, first.scale)))
     # The method in brackets on a line of its own: on paper the one line ran past the plot.
-    _ui.base_layout(fig, title, x=axis.replace(" (", "<br>(", 1), y=filters.GROUPINGS.get(by, by),
+    _ui.base_layout(fig, title, x=axis.replace(" (", "<br>(", 1), y=_grouping(by),
                     height=180 + 22 * n_groups * max(1, n_scales))
     fig.update_layout(showlegend=n_scales > 1)
     fig.update_yaxes(autorange="reversed")
@@ -262,21 +298,22 @@ def _cluster_note(shown: pd.DataFrame, effect: str) -> html.P:
     """What the whiskers are, the number of exchanges behind each group and which groups rest
     on fewer than 10 exchanges (`few_clusters`)."""
     if effect == "diff":
-        what = ("Whiskers: 95% CI of the mean change, cluster-robust by exchange (CR2 with "
-                "Satterthwaite degrees of freedom): participants of one exchange are not "
-                "independent.")
+        what = tr("Whiskers: 95% CI of the mean change, cluster-robust by exchange (CR2 with "
+                  "Satterthwaite degrees of freedom): participants of one exchange are not "
+                  "independent.")
     else:
-        what = ("Whiskers: 95% CI of Hedges' g clustered by exchange: the CR2 interval of the "
-                "mean change (Satterthwaite degrees of freedom) divided by the SD that "
-                "standardises g; participants of one exchange are not independent.")
+        what = tr("Whiskers: 95% CI of Hedges' g clustered by exchange: the CR2 interval of the "
+                  "mean change (Satterthwaite degrees of freedom) divided by the SD that "
+                  "standardises g; participants of one exchange are not independent.")
     if not len(shown) or "n_clusters" not in shown:
         return html.P(what, className="small text-body-secondary cluster-note")
     per_group = shown.groupby(shown["group"].astype(str), sort=False)["n_clusters"].max()
     few = [f"{g} ({int(n)})" for g, n in per_group.items() if pd.notna(n) and n < 10]
     counts = ", ".join(f"{g}: {int(n)}" for g, n in per_group.items() if pd.notna(n))
-    text = f"{what} Exchanges per group: {counts}."
+    text = what + " " + tr("Exchanges per group: {counts}.").format(counts=counts)
     if few:
-        text += (" ⚠ Fewer than 10 exchanges, read with care: " + ", ".join(few) + ".")
+        text += " " + tr("⚠ Fewer than 10 exchanges, read with care: {groups}.").format(
+            groups=", ".join(few))
     return html.P(text, className="small text-body-secondary cluster-note")
 
 
@@ -284,29 +321,31 @@ def _cluster_note(shown: pd.DataFrame, effect: str) -> html.P:
 def reliability(_store: dict[str, Any] | None) -> Any:
     df = _ui.query(outcomes.reliability)
     if not len(df):
-        return _ui.coming("Reliability", _COMING)
+        return _ui.coming(tr("Reliability"), tr(_COMING))
     df = df.assign(
         scale_label=[_ui.scale_label(a, b) for a, b in zip(df.instrument, df.scale, strict=True)],
-        cell=[f"{a:.2f}{' ⚠' if low else ''}" if pd.notna(a) else "—"
+        cell=[f"{_ui.fmt_num(a)}{' ⚠' if low else ''}" if pd.notna(a) else "—"
               for a, low in zip(df.alpha, df.below_threshold.fillna(False), strict=True)],
     )
     wide = df.pivot_table(index="scale_label", columns="wave", values="cell", aggfunc="first")
     waves = wave_order(wide.columns)
     wide = wide[waves].reset_index()
-    cols: dict[str, tuple[str, Any]] = {"scale_label": ("scale", _ui.text)}
+    cols: dict[str, tuple[str, Any]] = {"scale_label": (tr("scale"), _ui.text)}
     cols.update({w: (f"α {w}", _ui.text) for w in waves})
-    return _ui.table(wide, cols, "Cronbach's α per scale and wave (all participants; "
-                     f"⚠ = below {ALPHA_THRESHOLD:.2f}, interpret with care)", suppressed_col=None)
+    return _ui.table(wide, cols, tr("Cronbach's α per scale and wave (all participants; "
+                                    "⚠ = below {threshold}, interpret with care)").format(
+                                        threshold=_ui.fmt_num(ALPHA_THRESHOLD)),
+                     suppressed_col=None)
 
 
 def _rel_cell(alpha: Any, omega: Any, low: Any, small: Any, suppressed: Any) -> str:
     if bool(suppressed):
-        return suppression.SUPPRESSED_LABEL
+        return _ui.suppressed_label()
     if alpha is None or pd.isna(alpha):
         return "—"
-    text = f"α {alpha:.2f}" + (f" · ω {omega:.2f}" if pd.notna(omega) else "")
+    text = f"α {_ui.fmt_num(alpha)}" + (f" · ω {_ui.fmt_num(omega)}" if pd.notna(omega) else "")
     if bool(small) if pd.notna(small) else False:
-        text += " (few)"
+        text += " " + tr("(few)")
     return text + (" ⚠" if (bool(low) if pd.notna(low) else False) else "")
 
 
@@ -319,16 +358,19 @@ def measurement(_store: dict[str, Any] | None) -> Any:
     rel = _ui.query(outcomes.reliability_groups, "language", "pre")
     fc = _ui.query(outcomes.floor_ceiling)
     if not len(inv) and not len(rel) and not len(fc):
-        return _ui.coming("Measurement across languages", _COMING)
+        return _ui.coming(tr("Measurement across languages"), tr(_COMING))
     parts: list[Any] = []
     if len(inv):
         v = inv.drop_duplicates(["instrument", "scale"])
         v = v.assign(scale_label=[_ui.scale_label(a, b) for a, b in zip(v.instrument, v.scale,
-                                                                        strict=True)])
-        parts.append(_ui.table(v, {"scale_label": ("scale", _ui.text),
-                                   "verdict": ("same meaning in every language?", _ui.text)},
-                               "Measurement invariance across the languages the surveys were "
-                               "taken in (pre wave; differential item functioning screen)",
+                                                                        strict=True)],
+                     verdict=[_ui.localise_verdict(t, a, b) for t, a, b in
+                              zip(v.verdict, v.instrument, v.scale, strict=True)])
+        parts.append(_ui.table(v, {"scale_label": (tr("scale"), _ui.text),
+                                   "verdict": (tr("same meaning in every language?"), _ui.text)},
+                               tr("Measurement invariance across the languages the surveys "
+                                  "were taken in (pre wave; differential item functioning "
+                                  "screen)"),
                                id_="outcomes-invariance-table", suppressed_col=None))
     if len(rel):
         rel = rel.assign(
@@ -339,18 +381,21 @@ def measurement(_store: dict[str, Any] | None) -> Any:
         order = rel.groupby("group")["n"].max().sort_values(ascending=False).index
         wide = rel.pivot_table(index="scale_label", columns="group", values="cell",
                                aggfunc="first").reindex(columns=order).reset_index()
-        cols: dict[str, tuple[str, Any]] = {"scale_label": ("scale", _ui.text)}
+        cols: dict[str, tuple[str, Any]] = {"scale_label": (tr("scale"), _ui.text)}
         cols.update({g: (str(g), _ui.text) for g in order})
         parts.append(_ui.table(
-            wide, cols, "Reliability per language at the pre wave: Cronbach's α and McDonald's "
-            f"ω (one-factor model); ⚠ = α or ω below {ALPHA_THRESHOLD:.2f}; (few) = fewer than "
-            f"max({SMALL_N_MIN}, {SMALL_N_PER_ITEM} × items) respondents, ω not estimated",
+            wide, cols, tr("Reliability per language at the pre wave: Cronbach's α and "
+                           "McDonald's ω (one-factor model); ⚠ = α or ω below {threshold}; "
+                           "{few} = fewer than max({min_n}, {per_item} × items) respondents, "
+                           "ω not estimated").format(
+                threshold=_ui.fmt_num(ALPHA_THRESHOLD), few=tr("(few)"),
+                min_n=_ui.fmt_int(SMALL_N_MIN), per_item=_ui.fmt_int(SMALL_N_PER_ITEM)),
             id_="outcomes-reliability-languages", suppressed_col=None))
     if len(fc):
         fc = fc.assign(
             scale_label=[_ui.scale_label(a, b) for a, b in zip(fc.instrument, fc.scale,
                                                                strict=True)],
-            cell=[suppression.SUPPRESSED_LABEL if bool(sup) else
+            cell=[_ui.suppressed_label() if bool(sup) else
                   f"{_ui.fmt_pct(lo)} · {_ui.fmt_pct(hi)}"
                   + (" ⚠" if (bool(fe) if pd.notna(fe) else False)
                      or (bool(ce) if pd.notna(ce) else False) else "")
@@ -361,22 +406,24 @@ def measurement(_store: dict[str, Any] | None) -> Any:
                               aggfunc="first")
         waves = wave_order(wide.columns)
         wide = wide[waves].reset_index()
-        cols = {"scale_label": ("scale", _ui.text)}
-        cols.update({w: (f"{w}: floor · ceiling", _ui.text) for w in waves})
+        cols = {"scale_label": (tr("scale"), _ui.text)}
+        cols.update({w: (tr("{wave}: floor · ceiling").format(wave=w), _ui.text) for w in waves})
         parts.append(_ui.table(
-            wide, cols, "Share of respondents at the lowest · highest possible score per wave; "
-            f"⚠ = above {FLOOR_CEILING_SHARE:.0%} (Terwee et al. 2007): change cannot be seen "
-            "there; — = a count under k, not shown", id_="outcomes-floor-ceiling",
+            wide, cols, tr("Share of respondents at the lowest · highest possible score per "
+                           "wave; ⚠ = above {share} (Terwee et al. 2007): change cannot be seen "
+                           "there; — = a count under k, not shown").format(
+                share=_ui.fmt_pct(FLOOR_CEILING_SHARE)), id_="outcomes-floor-ceiling",
             suppressed_col=None))
     parts.append(html.P(
-        "How to read this: the item wording in Spanish and French is the project's own "
-        "translation, not a validated instrument. Each item is checked at the pre wave against "
-        "the language with most respondents (regression on the rest of the scale, Zumbo 1999; "
-        "an item differs when the difference is significant after Holm's correction and at "
-        f"least moderate, ΔR² ≥ 0.035); languages with fewer than {DIF_MIN_N} complete "
-        "respondents are not checked. Where an item differs, do not compare that scale's means "
-        "or gains across languages without it. Per-country reliability is in the researcher "
-        "table reliability_groups (Data page).",
+        tr("How to read this: the item wording in Spanish and French is the project's own "
+           "translation, not a validated instrument. Each item is checked at the pre wave "
+           "against the language with most respondents (regression on the rest of the scale, "
+           "Zumbo 1999; an item differs when the difference is significant after Holm's "
+           "correction and at least moderate, ΔR² ≥ {delta}); languages with fewer than "
+           "{min_n} complete respondents are not checked. Where an item differs, do not compare "
+           "that scale's means or gains across languages without it. Per-country reliability "
+           "is in the researcher table reliability_groups (Data page).").format(
+            delta=_ui.fmt_num(0.035, 3), min_n=_ui.fmt_int(DIF_MIN_N)),
         id="measurement-assumptions", className="small text-body-secondary mt-1"))
     return html.Div(parts)
 
@@ -386,31 +433,32 @@ def comparison(store: dict[str, Any] | None) -> Any:
     f = _ui.filters_of(store)
     df = _ui.query(outcomes.comparison_difference, f)
     if not len(df):
-        return html.P("No comparison group answered both pre and post surveys in the current "
-                      "selection (or the scale scores are not computed yet).",
+        return html.P(tr("No comparison group answered both pre and post surveys in the "
+                         "current selection (or the scale scores are not computed yet)."),
                       className="text-body-secondary")
     df = df.assign(scale_label=[_ui.scale_label(a, b) for a, b in zip(df.instrument, df.scale,
                                                                       strict=True)])
     df["ci"] = _ci_texts(df.ci_low_cr2, df.ci_high_cr2)
     return html.Div([_ui.table(df, {
-        "scale_label": ("scale", _ui.text),
-        "n_exchange": ("n participants", _ui.fmt_int),
-        "n_comparison": ("n comparison", _ui.fmt_int),
-        "gain_exchange": ("gain, participants", _ui.fmt_num),
-        "gain_comparison": ("gain, comparison", _ui.fmt_num),
-        "diff": ("difference (points)", _ui.fmt_num),
-        "ci": ("95% CI, clustered by exchange (CR2)", _ui.text),
-        "n_clusters": ("exchanges", _clusters_text),
-    }, "Completers' mean gain post − pre: participants minus comparison group "
-       "(difference-in-differences; filtered)", id_="outcomes-comparison-table"),
+        "scale_label": (tr("scale"), _ui.text),
+        "n_exchange": (tr("n participants"), _ui.fmt_int),
+        "n_comparison": (tr("n comparison"), _ui.fmt_int),
+        "gain_exchange": (tr("gain, participants"), _ui.fmt_num),
+        "gain_comparison": (tr("gain, comparison"), _ui.fmt_num),
+        "diff": (tr("difference (points)"), _ui.fmt_num),
+        "ci": (tr("95% CI, clustered by exchange (CR2)"), _ui.text),
+        "n_clusters": (tr("exchanges"), _clusters_text),
+    }, tr("Completers' mean gain post − pre: participants minus comparison group "
+          "(difference-in-differences; filtered)"), id_="outcomes-comparison-table"),
         _cr2_note(df),
-        _ui.isolating_note(df, "Some scales"),
-        _assumptions(estimands.COMPLETERS, estimands.DID_ASSUMPTION, id_="comparison-assumptions"),
+        _ui.isolating_note(df, tr("Some scales")),
+        _assumptions(tr(estimands.COMPLETERS), tr(estimands.DID_ASSUMPTION),
+                     id_="comparison-assumptions"),
     ])
 
 
 def _ci_texts(lo: pd.Series, hi: pd.Series) -> list[str]:
-    return [f"[{a:.2f}, {b:.2f}]" if pd.notna(a) and pd.notna(b) else "—"
+    return [_ui.fmt_ci(a, b) if pd.notna(a) and pd.notna(b) else "—"
             for a, b in zip(lo, hi, strict=True)]
 
 
@@ -418,25 +466,35 @@ def _clusters_text(v: Any) -> str:
     """The number of exchanges behind an estimate, flagged below 10 (few clusters)."""
     if v is None or pd.isna(v):
         return ""
-    return f"{int(v)} ⚠ few" if int(v) < FEW_CLUSTERS else f"{int(v)}"
+    return tr("{n} ⚠ few").format(n=int(v)) if int(v) < FEW_CLUSTERS else f"{int(v)}"
 
 
 def _cr2_note(df: pd.DataFrame) -> html.P:
     few = int((df["n_clusters"].astype("Float64") < FEW_CLUSTERS).fillna(False).sum()) \
         if "n_clusters" in df else 0
-    text = ("95% CIs are cluster-robust by exchange (CR2 with Satterthwaite degrees of freedom, "
-            "as R clubSandwich): people of one exchange are not independent. A comparison "
-            "person's exchange is the one their class was matched to.")
+    text = tr("95% CIs are cluster-robust by exchange (CR2 with Satterthwaite degrees of "
+              "freedom, as R clubSandwich): people of one exchange are not independent. A "
+              "comparison person's exchange is the one their class was matched to.")
     if few:
-        text += (f" ⚠ {few} row(s) rest on fewer than {FEW_CLUSTERS} exchanges: their "
-                 "intervals are rough, read them with care.")
+        text += " " + trn("⚠ {n} row(s) rest on fewer than {k} exchanges: their intervals are "
+                          "rough, read them with care.",
+                          "⚠ {n} row(s) rest on fewer than {k} exchanges: their intervals are "
+                          "rough, read them with care.", few).format(
+            n=_ui.fmt_int(few), k=_ui.fmt_int(FEW_CLUSTERS))
     return html.P(text, className="small text-body-secondary cr2-note")
 
 
 _METHOD_LABELS = {
-    METHOD_RAW: "raw: difference in mean change",
-    METHOD_ANCOVA: "adjusted: ANCOVA",
+    METHOD_RAW: N_("raw: difference in mean change"),
+    METHOD_ANCOVA: N_("adjusted: ANCOVA"),
 }
+
+
+def _scope(f: filters.Filters) -> str:
+    """`slices.slice_scope(f)` (who a slice's statistics are computed on) in the request's
+    language."""
+    return (tr("all participants and the comparison group") if f.is_empty
+            else tr("the filtered participants and comparison group"))
 
 
 @callback(Output(ADJUSTED, "children"), Input(_ui.FILTERS, "data"))
@@ -446,32 +504,34 @@ def adjusted(store: dict[str, Any] | None) -> Any:
     f = _ui.filters_of(store)
     df = _ui.query(slices.comparison_slice, f)
     if not len(df) and not f.is_empty:
-        return html.P("No comparison group with pre and post scores in the current selection.",
-                      className="text-body-secondary")
+        return html.P(tr("No comparison group with pre and post scores in the current "
+                         "selection."), className="text-body-secondary")
     if not len(df):
-        return _ui.coming("Raw and adjusted comparison", "They need a comparison group with "
-                          "pre and post scores. " + _COMING)
+        return _ui.coming(tr("Raw and adjusted comparison"),
+                          tr("They need a comparison group with pre and post scores.") + " "
+                          + tr(_COMING))
     df = df.assign(
         scale_label=[_ui.scale_label(a, b) for a, b in zip(df.instrument, df.scale, strict=True)],
-        method_label=[_METHOD_LABELS.get(m, m) for m in df.method],
+        method_label=[tr(_METHOD_LABELS[m]) if m in _METHOD_LABELS else m for m in df.method],
         ci=_ci_texts(df.ci_low_cr2, df.ci_high_cr2))
     return html.Div([_ui.table(df, {
-        "scale_label": ("scale", _ui.text),
-        "method_label": ("estimate", _ui.text),
-        "n_participant": ("n participants", _ui.fmt_int),
-        "n_comparison": ("n comparison", _ui.fmt_int),
-        "estimate": ("participants − comparison (points)", _ui.fmt_num),
-        "ci": ("95% CI, clustered by exchange (CR2)", _ui.text),
-        "df_cr2": ("df (Satterthwaite)", lambda v: _ui.fmt_num(v, 1)),
+        "scale_label": (tr("scale"), _ui.text),
+        "method_label": (tr("estimate"), _ui.text),
+        "n_participant": (tr("n participants"), _ui.fmt_int),
+        "n_comparison": (tr("n comparison"), _ui.fmt_int),
+        "estimate": (tr("participants − comparison (points)"), _ui.fmt_num),
+        "ci": (tr("95% CI, clustered by exchange (CR2)"), _ui.text),
+        "df_cr2": (tr("df (Satterthwaite)"), lambda v: _ui.fmt_num(v, 1)),
         "p_cr2": ("p", lambda v: _ui.fmt_num(v, 3)),
-        "n_clusters": ("exchanges", _clusters_text),
-        "adjusted_for": ("adjusted for", _ui.text),
-    }, "Participants minus comparison group per scale, raw and adjusted (completers; "
-       f"{slices.slice_scope(f)})",
+        "n_clusters": (tr("exchanges"), _clusters_text),
+        "adjusted_for": (tr("adjusted for"), lambda v: _ui.localise_list(_ui.text(v))),
+    }, tr("Participants minus comparison group per scale, raw and adjusted (completers; "
+          "{scope})").format(scope=_scope(f)),
         id_="outcomes-adjusted-table"),
         _cr2_note(df),
-        _assumptions("Raw: " + estimands.DID_ASSUMPTION, "Adjusted: "
-                     + estimands.ANCOVA_ASSUMPTION, id_="adjusted-assumptions"),
+        _assumptions(tr("Raw: {assumption}").format(assumption=tr(estimands.DID_ASSUMPTION)),
+                     tr("Adjusted: {assumption}").format(
+                         assumption=tr(estimands.ANCOVA_ASSUMPTION)), id_="adjusted-assumptions"),
     ])
 
 
@@ -482,49 +542,56 @@ def balance(store: dict[str, Any] | None) -> Any:
     f = _ui.filters_of(store)
     df = _ui.query(slices.balance_slice, f)
     if not len(df) and not f.is_empty:
-        return html.P("No comparison group with pre scores in the current selection.",
+        return html.P(tr("No comparison group with pre scores in the current selection."),
                       className="text-body-secondary")
     if not len(df):
-        return _ui.coming("Baseline balance", "It needs a comparison group with pre scores. "
-                          + _COMING)
-    what = [_ui.scale_label(i, s) + " (pre score)" if c == "pre_score"
+        return _ui.coming(tr("Baseline balance"),
+                          tr("It needs a comparison group with pre scores.") + " "
+                          + tr(_COMING))
+    what = [tr("{scale} (pre score)").format(scale=_ui.scale_label(i, s)) if c == "pre_score"
             else c.replace("_", " ") for c, i, s in zip(df.covariate, df.instrument, df.scale,
                                                        strict=True)]
     # the flag as stored, blank (NaN) on suppressed rows
     imbalanced = (pd.to_numeric(df.imbalanced, errors="coerce").astype(float) == 1).to_numpy()
     df = df.assign(what=what, smd_text=[
-        "" if pd.isna(v) else f"{v:.2f} ⚠ imbalanced" if flag else f"{v:.2f}"
+        "" if pd.isna(v) else tr("{smd} ⚠ imbalanced").format(smd=_ui.fmt_num(v)) if flag
+        else _ui.fmt_num(v)
         for v, flag in zip(df.smd, imbalanced, strict=True)])
     df["smd_text"] = df["smd_text"].mask(df.smd.isna())
     value = lambda v: _ui.fmt_num(v, 2)  # noqa: E731
     flagged = df[imbalanced]
     shown = int(df.smd.notna().sum())
-    note = (f"⚠ {len(flagged)} of {shown} baseline differences exceed "
-            f"|SMD| = {SMD_THRESHOLD}: " + ", ".join(
-                f"{w}{'' if not lv else ' = ' + str(lv)}" for w, lv in
-                zip(flagged.what, flagged.level, strict=True)) + "."
+    threshold = _ui.fmt_num(SMD_THRESHOLD, 1)
+    note = (tr("⚠ {flagged} of {shown} baseline differences exceed |SMD| = {threshold}: "
+               "{covariates}.").format(
+                flagged=_ui.fmt_int(len(flagged)), shown=_ui.fmt_int(shown), threshold=threshold,
+                covariates=", ".join(f"{w}{'' if not lv else ' = ' + str(lv)}" for w, lv in
+                                     zip(flagged.what, flagged.level, strict=True)))
             if len(flagged) else
-            f"None of the {shown} baseline differences shown exceeds |SMD| = {SMD_THRESHOLD}."
-            if shown else "No baseline difference can be shown: every row rests on a group "
-                          "too small to show, so balance cannot be judged for this selection.")
+            tr("None of the {shown} baseline differences shown exceeds |SMD| = {threshold}."
+               ).format(shown=_ui.fmt_int(shown), threshold=threshold)
+            if shown else tr("No baseline difference can be shown: every row rests on a group "
+                             "too small to show, so balance cannot be judged for this "
+                             "selection."))
     return html.Div([
         html.P(note, id="balance-flags", className="small fw-semibold"
                + (" text-warning-emphasis" if len(flagged) else "")),
         _ui.table(df, {
-            "what": ("covariate", _ui.text),
-            "level": ("level", _ui.text),
-            "n_participant": ("n participants", _ui.fmt_int),
-            "n_comparison": ("n comparison", _ui.fmt_int),
-            "value_participant": ("participants (mean or share)", value),
-            "value_comparison": ("comparison (mean or share)", value),
+            "what": (tr("covariate"), _ui.text),
+            "level": (tr("level"), _ui.text),
+            "n_participant": (tr("n participants"), _ui.fmt_int),
+            "n_comparison": (tr("n comparison"), _ui.fmt_int),
+            "value_participant": (tr("participants (mean or share)"), value),
+            "value_comparison": (tr("comparison (mean or share)"), value),
             "smd_text": ("SMD", _ui.text),
-        }, "Baseline balance: standardised mean differences, participants − comparison "
-           f"(Austin 2009; pooled SD; shares for categories; {slices.slice_scope(f)}, "
-           "those with a pre score)",
+        }, tr("Baseline balance: standardised mean differences, participants − comparison "
+              "(Austin 2009; pooled SD; shares for categories; {scope}, those with a pre "
+              "score)").format(scope=_scope(f)),
             id_="outcomes-balance-table", max_rows=400),
-        html.P("The comparison group was not randomised: it can differ from the participants "
-               "before the exchange. |SMD| > 0.1 marks a difference worth adjusting for; the "
-               "adjusted estimate above removes differences in these covariates only.",
+        html.P(tr("The comparison group was not randomised: it can differ from the "
+                  "participants before the exchange. |SMD| > {threshold} marks a difference "
+                  "worth adjusting for; the adjusted estimate above removes differences in "
+                  "these covariates only.").format(threshold=threshold),
                className="small text-body-secondary", id="balance-note"),
     ])
 
@@ -542,41 +609,46 @@ def model(scale: str | None, store: dict[str, Any] | None = None) -> Any:
     one = scale if isinstance(scale, str) and "/" in scale else None
     df = _ui.query(slices.longitudinal_slice, f, one)
     if not len(df) and not f.is_empty:
-        return html.P("No scored participants of this scale in the current selection.",
+        return html.P(tr("No scored participants of this scale in the current selection."),
                       className="text-body-secondary")
     if not len(df):
-        return _ui.coming("Mixed-model estimates", _COMING)
+        return _ui.coming(tr("Mixed-model estimates"), tr(_COMING))
     df = _ui.only_scale(df, scale)
-    df = df.assign(ci=[f"[{a:.2f}, {b:.2f}]" if pd.notna(a) else "—"
+    df = df.assign(ci=[_ui.fmt_ci(a, b) if pd.notna(a) else "—"
                        for a, b in zip(df.ci_low, df.ci_high, strict=True)])
-    title = ("All-participants mixed model: fixed effects and contrasts (every available wave; "
-             "fitted per data version)" if f.is_empty else
-             "Filtered participants' mixed model: fixed effects and contrasts (every available "
-             "wave; the filtered participants and comparison group, fitted on request)")
+    title = (tr("All-participants mixed model: fixed effects and contrasts (every available "
+                "wave; fitted per data version)") if f.is_empty else
+             tr("Filtered participants' mixed model: fixed effects and contrasts (every "
+                "available wave; the filtered participants and comparison group, fitted on "
+                "request)"))
     cols: dict[str, tuple[str, Any]] = {}
     if len(df) and df[["instrument", "scale"]].drop_duplicates().shape[0] == 1:
-        title = f"{_ui.scale_label(df.instrument.iloc[0], df.scale.iloc[0])}: {title}"
+        title = tr("{scale}: {title}").format(
+            scale=_ui.scale_label(df.instrument.iloc[0], df.scale.iloc[0]), title=title)
     else:  # several scales in one table: say which row is which
         df = df.assign(scale_label=[_ui.scale_label(a, b)
                                     for a, b in zip(df.instrument, df.scale, strict=True)])
-        cols["scale_label"] = ("scale", _ui.text)
+        cols["scale_label"] = (tr("scale"), _ui.text)
+    yes, no = tr("yes"), tr("no")
     return html.Div([_ui.table(df, cols | {
-        "term": ("term", _ui.text),
-        "estimate": ("estimate", _ui.fmt_num), "se": ("SE", _ui.fmt_num),
-        "ci": ("95% CI", _ui.text), "p": ("p", lambda v: _ui.fmt_num(v, 3)),
-        "n_participants": ("participants", _ui.fmt_int), "n_obs": ("observations", _ui.fmt_int),
-        "converged": ("converged", lambda v: "yes" if v else "no"),
+        "term": (tr("term"), _ui.text),
+        "estimate": (tr("estimate"), _ui.fmt_num), "se": (tr("SE"), _ui.fmt_num),
+        "ci": (tr("95% CI"), _ui.text), "p": ("p", lambda v: _ui.fmt_num(v, 3)),
+        "n_participants": (tr("participants"), _ui.fmt_int),
+        "n_obs": (tr("observations"), _ui.fmt_int),
+        "converged": (tr("converged"), lambda v: yes if v else no),
     }, title, id_="outcomes-model-table", suppressed_col="suppressed"),
-        _assumptions(estimands.MODEL, estimands.MODEL_MISSING,
-                     "did[…] rows: " + estimands.DID_ASSUMPTION,
-                     estimands.COMPARISON_MODALITY, id_="model-assumptions"),
+        _assumptions(tr(estimands.MODEL), tr(estimands.MODEL_MISSING),
+                     tr("did[…] rows: {assumption}").format(
+                         assumption=tr(estimands.DID_ASSUMPTION)),
+                     tr(estimands.COMPARISON_MODALITY), id_="model-assumptions"),
     ])
 
 
 # ---- How much does dropout change the follow-up gain? (issue 10, section 3) ----
 
 def _sensitivity_section() -> html.Section:
-    return _ui.section("How much does dropout change the follow-up gain?",
+    return _ui.section(tr("How much does dropout change the follow-up gain?"),
                        html.Div(id=SENSITIVITY), id_="outcomes-sensitivity-section")
 
 
@@ -585,10 +657,10 @@ def _gain_cell(row: pd.Series | None) -> str:
     if row is None:
         return "—"
     if bool(row["suppressed"]):
-        return suppression.SUPPRESSED_LABEL
+        return _ui.suppressed_label()
     if pd.isna(row["estimate"]):
         return "—"
-    return (f"{row['estimate']:.2f} [{_ui.fmt_num(row['ci_low'])}, "
+    return (f"{_ui.fmt_num(row['estimate'])} [{_ui.fmt_num(row['ci_low'])}, "
             f"{_ui.fmt_num(row['ci_high'])}]")
 
 
@@ -596,10 +668,12 @@ def _tipping_cell(row: pd.Series | None) -> str:
     if row is None:
         return "—"
     if bool(row["suppressed"]):
-        return suppression.SUPPRESSED_LABEL
+        return _ui.suppressed_label()
     if pd.isna(row["delta"]):
-        return "not within ±10 SD"
-    return f"{row['delta']:+.2f} SD"
+        return tr("not within ±10 SD")
+    delta = float(row["delta"])
+    sign = "-" if math.copysign(1.0, delta) < 0 else "+"
+    return tr("{delta} SD").format(delta=sign + _ui.fmt_num(abs(delta)))
 
 
 def sensitivity_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -613,8 +687,9 @@ def sensitivity_table(df: pd.DataFrame) -> pd.DataFrame:
         shown = ipw is not None and not bool(ipw["suppressed"]) and pd.notna(ipw["n"])
         rows.append({
             "scale_label": _ui.scale_label(inst, sc),
-            "answered": (f"{int(ipw['n_responded']):,} of {int(ipw['n']):,}" if shown
-                         else suppression.SUPPRESSED_LABEL),
+            "answered": (tr("{answered} of {total}").format(
+                answered=_ui.fmt_int(ipw["n_responded"]), total=_ui.fmt_int(ipw["n"])) if shown
+                         else _ui.suppressed_label()),
             "completers": _gain_cell(by.get("completers")),
             "ipw": _gain_cell(by.get("ipw")),
             "mar": _gain_cell(delta0.iloc[0] if len(delta0) else None),
@@ -630,20 +705,21 @@ def sensitivity(_store: dict[str, Any] | None) -> Any:
     (all exchange participants; precomputed, not filtered)."""
     df = _ui.query(outcomes.sensitivity, "followup")
     if not len(df):
-        return _ui.coming("Missing-data sensitivity", _COMING)
+        return _ui.coming(tr("Missing-data sensitivity"), tr(_COMING))
     wide = sensitivity_table(df)
     return html.Div([_ui.table(wide, {
-        "scale_label": ("scale", _ui.text),
-        "answered": ("answered follow-up, of those with a pre score", _ui.text),
-        "completers": ("completers' gain [95% CI]", _ui.text),
-        "ipw": ("all participants, weighted (IPW) [95% CI]", _ui.text),
-        "mar": ("all participants, imputed (MAR, δ = 0) [95% CI]", _ui.text),
-        "tipping": ("tipping point δ", _ui.text),
-    }, "Mean change pre → follow-up, exchange participants with a pre score (all programs; "
-       "not filtered). CIs cluster-robust by exchange: CR2 for completers, CR1 with "
-       "exchanges − 1 df for the others.", id_="outcomes-sensitivity-table", suppressed_col=None),
-        _assumptions(estimands.SENSITIVITY, estimands.SENSITIVITY_MAR, estimands.SENSITIVITY_MNAR,
-                     id_="sensitivity-assumptions"),
+        "scale_label": (tr("scale"), _ui.text),
+        "answered": (tr("answered follow-up, of those with a pre score"), _ui.text),
+        "completers": (tr("completers' gain [95% CI]"), _ui.text),
+        "ipw": (tr("all participants, weighted (IPW) [95% CI]"), _ui.text),
+        "mar": (tr("all participants, imputed (MAR, δ = 0) [95% CI]"), _ui.text),
+        "tipping": (tr("tipping point δ"), _ui.text),
+    }, tr("Mean change pre → follow-up, exchange participants with a pre score (all programs; "
+          "not filtered). CIs cluster-robust by exchange: CR2 for completers, CR1 with "
+          "exchanges − 1 df for the others."), id_="outcomes-sensitivity-table",
+        suppressed_col=None),
+        _assumptions(tr(estimands.SENSITIVITY), tr(estimands.SENSITIVITY_MAR),
+                     tr(estimands.SENSITIVITY_MNAR), id_="sensitivity-assumptions"),
     ])
 
 
@@ -656,43 +732,45 @@ MODERATOR = "outcomes-moderator"
 MOD_WAVE = "outcomes-moderator-wave"
 MOD_FIG = "outcomes-moderation"
 MOD_TABLE = "outcomes-moderation-table"
-_DOSE_LABELS = {"events": "events logged", "minutes": "minutes logged"}
-_MODERATOR_LABELS = {"setting": "setting", "modality": "modality", "purpose": "purpose"}
+_DOSE_LABELS = {"events": N_("events logged"), "minutes": N_("minutes logged")}
+_MODERATOR_LABELS = {"setting": N_("setting"), "modality": N_("modality"),
+                     "purpose": N_("purpose")}
 
 
 def _dose_section() -> html.Section:
     return _ui.section(
-        "Does more participation go with more gain?",
+        tr("Does more participation go with more gain?"),
         html.Div([
-            html.Label("Participation measured as", htmlFor=DOSE_MEASURE,
+            html.Label(tr("Participation measured as"), htmlFor=DOSE_MEASURE,
                        className="fw-semibold me-2"),
             dbc.RadioItems(id=DOSE_MEASURE, value="events", inline=True, options=[
-                {"label": v, "value": k} for k, v in _DOSE_LABELS.items()]),
+                {"label": tr(v), "value": k} for k, v in _DOSE_LABELS.items()]),
         ], className="d-flex align-items-center flex-wrap mb-2"),
-        _ui.graph(DOSE, "Mean pre-to-post change per fifth of participation, with 95% "
-                        "confidence intervals, for the scale chosen above"),
+        _ui.graph(DOSE, tr("Mean pre-to-post change per fifth of participation, with 95% "
+                           "confidence intervals, for the scale chosen above")),
         html.Div(id=DOSE_TABLE),
         id_="outcomes-dose-section")
 
 
 def _moderation_section() -> html.Section:
     return _ui.section(
-        "Setting, modality and purpose",
+        tr("Setting, modality and purpose"),
         dbc.Row([
             dbc.Col([
-                html.Label("Compare by", htmlFor=MODERATOR, className="fw-semibold me-2"),
+                html.Label(tr("Compare by"), htmlFor=MODERATOR, className="fw-semibold me-2"),
                 dbc.RadioItems(id=MODERATOR, value="modality", inline=True, options=[
-                    {"label": v, "value": k} for k, v in _MODERATOR_LABELS.items()]),
+                    {"label": tr(v), "value": k} for k, v in _MODERATOR_LABELS.items()]),
             ], md="auto", className="d-flex align-items-center flex-wrap"),
             dbc.Col([
-                html.Label("Change from pre to", htmlFor=MOD_WAVE, className="fw-semibold me-2"),
+                html.Label(tr("Change from pre to"), htmlFor=MOD_WAVE,
+                           className="fw-semibold me-2"),
                 dbc.RadioItems(id=MOD_WAVE, value="post", inline=True, options=[
-                    {"label": "post", "value": "post"},
-                    {"label": "follow-up", "value": "followup"}]),
+                    {"label": tr("post"), "value": "post"},
+                    {"label": tr("follow-up"), "value": "followup"}]),
             ], md="auto", className="d-flex align-items-center flex-wrap"),
         ], className="mb-2 g-3"),
-        _ui.graph(MOD_FIG, "Gain from pre per level of the exchange attribute, with 95% "
-                           "confidence intervals, for the scale chosen above"),
+        _ui.graph(MOD_FIG, tr("Gain from pre per level of the exchange attribute, with 95% "
+                              "confidence intervals, for the scale chosen above")),
         html.Div(id=MOD_TABLE),
         id_="outcomes-moderation-section")
 
@@ -700,13 +778,13 @@ def _moderation_section() -> html.Section:
 def _interval(est: Any, lo: Any, hi: Any) -> str:
     if est is None or pd.isna(est):
         return "—"
-    return f"{est:.2f} [{_ui.fmt_num(lo)}, {_ui.fmt_num(hi)}]"
+    return f"{_ui.fmt_num(est)} [{_ui.fmt_num(lo)}, {_ui.fmt_num(hi)}]"
 
 
 def _p_text(p: Any) -> str:
     if p is None or pd.isna(p):
         return "—"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+    return "< " + _ui.fmt_num(0.001, 3) if p < 0.001 else _ui.fmt_num(p, 3)
 
 
 @callback(Output(DOSE, "figure"), Output(DOSE, "style"), Output(DOSE_TABLE, "children"),
@@ -718,52 +796,58 @@ def dose(measure: Any, scale: str | None) -> tuple[_ui.Figure, dict[str, str], A
     slopes = _ui.query(outcomes.dose_response, measure)
     bins = _ui.only_scale(_ui.query(outcomes.dose_bins, measure), scale)
     if not len(slopes):
-        return _ui.figure(), {"display": "none"}, _ui.coming("Dose–response", _COMING)
-    label = _DOSE_LABELS[measure]
-    fig_title = f"Mean change pre → post by fifth of {label}"
+        return _ui.figure(), {"display": "none"}, _ui.coming(tr("Dose–response"), tr(_COMING))
+    label = tr(_DOSE_LABELS[measure])
+    fig_title = tr("Mean change pre → post by fifth of {measure}").format(measure=label)
     if len(bins):
         first = bins.iloc[0]
-        fig_title += f": {_ui.ptext(_ui.scale_label(first.instrument, first.scale))}"
+        fig_title = _with_scale(fig_title,
+                                _ui.ptext(_ui.scale_label(first.instrument, first.scale)))
     shown = bins[~bins["suppressed"].to_numpy(bool)] if len(bins) else bins
     if not len(shown):
-        fig = _ui.suppressed_figure(fig_title, "This scale's curve has a group under "
-                                    f"{suppression.MIN_CELL} participants")
+        fig = _ui.suppressed_figure(fig_title, tr("This scale's curve has a group under {k} "
+                                                  "participants").format(
+                                                      k=_ui.fmt_int(suppression.MIN_CELL)))
     else:
         xs = [f"{_ui.fmt_int(a)}–{_ui.fmt_int(b)}"
               for a, b in zip(shown.dose_low, shown.dose_high, strict=True)]
         mean, lo, hi = (shown[c].to_numpy(float)
                         for c in ("mean_change", "ci_low_cr2", "ci_high_cr2"))
         fig = _ui.figure(_ui.trace(
-            "scatter", x=xs, y=mean, mode="lines+markers", name="mean change",
+            "scatter", x=xs, y=mean, mode="lines+markers", name=tr("mean change"),
             line={"color": _ui.OKABE_ITO[0]},
             error_y={"type": "data", "symmetric": False, "array": hi - mean,
                      "arrayminus": mean - lo},
             customdata=shown[["n", "ci_low_cr2", "ci_high_cr2", "n_clusters", "dose_median"]],
-            hovertemplate=f"{label} %{{x}} (median %{{customdata[4]:,.0f}})<br>mean change "
-                          "%{y:.2f} [%{customdata[1]:.2f}, %{customdata[2]:.2f}] (95% CI "
-                          "clustered by exchange, CR2)<br>n = %{customdata[0]:,} in "
-                          "%{customdata[3]} exchanges<extra></extra>"))
-        _ui.base_layout(fig, fig_title, x=f"{label} (range of the fifth)",
-                        y="mean change post − pre (points)", height=360)
+            hovertemplate=tr("{measure} %{{x}} (median %{{customdata[4]:,.0f}})").format(
+                measure=label) + "<br>"
+            + tr("mean change %{y:.2f} [%{customdata[1]:.2f}, %{customdata[2]:.2f}] (95% CI "
+                 "clustered by exchange, CR2)") + "<br>" + _n_in_exchanges() + "<extra></extra>"))
+        _ui.base_layout(fig, fig_title,
+                        x=tr("{measure} (range of the fifth)").format(measure=label),
+                        y=tr("mean change post − pre (points)"), height=360)
     slopes = slopes.assign(
         scale_label=[_ui.scale_label(a, b) for a, b in zip(slopes.instrument, slopes.scale,
                                                            strict=True)],
         slope=[_interval(e, a, b) for e, a, b in zip(slopes.estimate, slopes.ci_low_cr2,
                                                      slopes.ci_high_cr2, strict=True)])
     table = _ui.table(slopes, {
-        "scale_label": ("scale", _ui.text),
-        "n": ("participants", _ui.fmt_int),
-        "slope": ("change per log1p unit [95% CI]", _ui.text),
+        "scale_label": (tr("scale"), _ui.text),
+        "n": (tr("participants"), _ui.fmt_int),
+        "slope": (tr("change per log1p unit [95% CI]"), _ui.text),
         "p_cr2": ("p", _p_text),
-        "n_clusters": ("exchanges", _clusters_text),
-    }, f"Slope of the pre → post change on log1p({label}), adjusted for modality and setting "
-       "(OLS; 95% CI clustered by exchange, CR2 with Satterthwaite df; completers of all "
-       "programs, precomputed: the filters do not apply)", id_="outcomes-dose-slopes")
+        "n_clusters": (tr("exchanges"), _clusters_text),
+    }, tr("Slope of the pre → post change on log1p({measure}), adjusted for modality and "
+          "setting (OLS; 95% CI clustered by exchange, CR2 with Satterthwaite df; completers of "
+          "all programs, precomputed: the filters do not apply)").format(measure=label),
+        id_="outcomes-dose-slopes")
     return fig, {}, html.Div([
         table,
-        _assumptions(estimands.DOSE_SELF_SELECTED, "A slope of 0.10 means: a participant with "
-                     "e ≈ 2.7 times the participation (plus one) of another, in the same "
-                     "modality and setting, changed 0.10 points more on average.",
+        _assumptions(tr(estimands.DOSE_SELF_SELECTED),
+                     tr("A slope of {slope} means: a participant with e ≈ {e} times the "
+                        "participation (plus one) of another, in the same modality and "
+                        "setting, changed {slope} points more on average.").format(
+                         slope=_ui.fmt_num(0.10), e=_ui.fmt_num(2.7, 1)),
                      id_="dose-assumptions"),
     ])
 
@@ -779,29 +863,31 @@ def moderation_view(moderator: Any, wave: Any, scale: str | None
     df = _ui.query(outcomes.moderation, moderator, wave)
     if not len(df):
         return _ui.figure(), {"display": "none"}, _ui.coming(
-            "Setting, modality and purpose", _COMING)
+            tr("Setting, modality and purpose"), tr(_COMING))
     one = _ui.only_scale(df, scale)
     g = one[one["row"] == "gain"]
     shown = g[~g["suppressed"].to_numpy(bool)]
-    what = _MODERATOR_LABELS[moderator]
-    title = f"Gain pre → {wave} by {what}"
+    what = tr(_MODERATOR_LABELS[moderator])
+    wave_word = tr(_WAVE_WORDS[wave])
+    title = tr("Gain pre → {wave} by {what}").format(wave=wave_word, what=what)
     if len(one):
-        title += f": {_ui.ptext(_ui.scale_label(one.iloc[0].instrument, one.iloc[0].scale))}"
+        title = _with_scale(title, _ui.ptext(_ui.scale_label(one.iloc[0].instrument,
+                                                             one.iloc[0].scale)))
     if not len(shown):
-        fig = _ui.suppressed_figure(title, f"Every {what} has fewer than "
-                                    f"{suppression.MIN_CELL} participants")
+        fig = _ui.suppressed_figure(title, tr("Every {what} has fewer than {k} participants")
+                                    .format(what=what, k=_ui.fmt_int(suppression.MIN_CELL)))
     else:
         est, lo, hi = (shown[c].to_numpy(float) for c in ("estimate", "ci_low", "ci_high"))
         fig = _ui.figure(_ui.trace(
             "scatter", x=est, y=shown["level"].astype(str), mode="markers",
-            marker={"color": _ui.OKABE_ITO[0], "size": 10}, name="gain",
+            marker={"color": _ui.OKABE_ITO[0], "size": 10}, name=tr("gain"),
             error_x={"type": "data", "symmetric": False, "array": hi - est,
                      "arrayminus": est - lo},
             customdata=shown[["n", "ci_low", "ci_high", "n_exchanges"]],
-            hovertemplate="%{y}: gain %{x:.2f} [%{customdata[1]:.2f}, %{customdata[2]:.2f}] "
-                          "(95% Wald CI, mixed model)<br>n = %{customdata[0]:,} in "
-                          "%{customdata[3]} exchanges<extra></extra>"))
-        _ui.base_layout(fig, title, x="model gain from pre (scale points)", y=what,
+            hovertemplate=tr("%{y}: gain %{x:.2f} [%{customdata[1]:.2f}, %{customdata[2]:.2f}] "
+                             "(95% Wald CI, mixed model)") + "<br>" + _n_in_exchanges()
+            + "<extra></extra>"))
+        _ui.base_layout(fig, title, x=tr("model gain from pre (scale points)"), y=what,
                         height=160 + 34 * len(shown))
         fig.update_yaxes(autorange="reversed")
     small = sorted(g.loc[g["suppressed"].to_numpy(bool), "level"].astype(str).unique())
@@ -821,26 +907,28 @@ def moderation_view(moderator: Any, wave: Any, scale: str | None
                                                         big.ci_high_cr2),
             "test": "—" if t is None or pd.isna(t.statistic) else
             f"F({int(t.df_num)}, {'∞' if not math.isfinite(t.df) else f'{t.df:.0f}'}) = "
-            f"{t.statistic:.2f}",
+            f"{_ui.fmt_num(t.statistic)}",
             "p": None if t is None else t.p,
         })
     wide = pd.DataFrame(rows)
     model_name = str(df["model"].iloc[0]).split(";")[0]
     table = _ui.table(wide, {
-        "scale_label": ("scale", _ui.text),
-        "reference": ("reference", _ui.text),
-        "largest": ("largest difference from it [95% CI]", _ui.text),
-        "check": ("same, CR2 by exchange [95% CI]", _ui.text),
-        "test": (f"wave × {what} test", _ui.text),
+        "scale_label": (tr("scale"), _ui.text),
+        "reference": (tr("reference"), _ui.text),
+        "largest": (tr("largest difference from it [95% CI]"), _ui.text),
+        "check": (tr("same, CR2 by exchange [95% CI]"), _ui.text),
+        "test": (tr("wave × {what} test").format(what=what), _ui.text),
         "p": ("p", _p_text),
-    }, f"Does the gain pre → {wave} differ by {what}? Model {model_name}; Wald tests "
-       "(all programs, precomputed: the filters do not apply)", id_="outcomes-moderation-tests",
+    }, tr("Does the gain pre → {wave} differ by {what}? Model {model}; Wald tests (all "
+          "programs, precomputed: the filters do not apply)").format(
+        wave=wave_word, what=what, model=model_name), id_="outcomes-moderation-tests",
         suppressed_col=None)
     return fig, {}, html.Div([
         table,
-        _ui.suppressed_note(small, f"{what} levels"),
-        _assumptions(estimands.MODEL, estimands.MODERATION, "The check column re-estimates the "
-                     "difference from completers' change with errors clustered by exchange: the "
-                     "model does not let exchanges differ in their gain, so where the check's "
-                     "interval is much wider, trust it more.", id_="moderation-assumptions"),
+        _ui.suppressed_note(small, tr("{what} levels").format(what=what)),
+        _assumptions(tr(estimands.MODEL), tr(estimands.MODERATION),
+                     tr("The check column re-estimates the difference from completers' change "
+                        "with errors clustered by exchange: the model does not let exchanges "
+                        "differ in their gain, so where the check's interval is much wider, "
+                        "trust it more."), id_="moderation-assumptions"),
     ])

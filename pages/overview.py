@@ -14,10 +14,20 @@ from dash.exceptions import PreventUpdate
 from analytics import estimands, suppression
 from analytics.read import filters, outcomes, overview
 from pages import _ui
+from pages._i18n import N_, tr
 
-dash.register_page(__name__, path="/", name="Overview", order=0,
-                   title="Exchange Impact — Overview",
-                   description="Headline figures, map and outcomes for the current filters")
+
+def _title() -> str:
+    return tr("Exchange Impact — Overview")
+
+
+def _description() -> str:
+    return tr("Headline figures, map and outcomes for the current filters")
+
+
+# The title and description are functions: Dash Pages calls them per request, in its language.
+dash.register_page(__name__, path="/", name=N_("Overview"), order=0, title=_title,
+                   description=_description)
 
 CARDS = "overview-cards"
 MAP = "overview-map"
@@ -44,28 +54,28 @@ def layout(cost: str = _COST_DEFAULT, **_query: Any) -> html.Div:
     cost = _ui.choice(cost, filters.COST_GROUPINGS, _COST_DEFAULT)
     return html.Div(
         [
-            html.H1("Overview", className="h3"),
+            html.H1(tr("Overview"), className="h3"),
             html.Div(id=CARDS, className="mb-2"),
             dbc.Row(
                 [
                     dbc.Col(
                         [
-                            _ui.graph(MAP, "World map of participants by country; click a "
-                                      "country to filter to it",
+                            _ui.graph(MAP, tr("World map of participants by country; click a "
+                                         "country to filter to it"),
                                       config={"topojsonURL": dash.get_asset_url("geo/")}),
                             html.Div(id=MAP_NOTE),
                             html.Div(id=MAP_LIST),
                         ],
                         lg=7,
                     ),
-                    dbc.Col([_ui.graph(TIMELINE, "Weekly active participants over time"),
+                    dbc.Col([_ui.graph(TIMELINE, tr("Weekly active participants over time")),
                              html.Div(id=TIMELINE_NOTE)], lg=5),
                 ]
             ),
             _ui.section(
-                "Strongest and weakest changes, pre → post",
+                tr("Strongest and weakest changes, pre → post"),
                 html.Div(id=OUTCOMES_NOTE),
-                _ui.graph(OUTCOMES, "Largest and smallest pre-to-post changes with 95% CIs"),
+                _ui.graph(OUTCOMES, tr("Largest and smallest pre-to-post changes with 95% CIs")),
             ),
             _scale_section(),
             _cost_section(cost),
@@ -73,10 +83,12 @@ def layout(cost: str = _COST_DEFAULT, **_query: Any) -> html.Div:
     )
 
 
-def _card(label: str, value: str, sub: str | None = None) -> dbc.Col:
-    key = "".join(ch if ch.isalnum() else "-" for ch in label)
-    body = [html.Div(value, className="stat-value", id=f"{STAT}-{key}"),
-            html.Div(label, className="stat-label")]
+def _card(key: str, value: str, sub: str | None = None, label: str | None = None) -> dbc.Col:
+    """A headline figure; `key` (its English label, marked N_) names its id in every language
+    and, translated, is its label unless `label` is given."""
+    key_id = "".join(ch if ch.isalnum() else "-" for ch in key)
+    body = [html.Div(value, className="stat-value", id=f"{STAT}-{key_id}"),
+            html.Div(tr(key) if label is None else label, className="stat-label")]
     if sub:
         body.append(html.Div(sub, className="small text-body-secondary"))
     return dbc.Col(dbc.Card(dbc.CardBody(body, className="p-2"), className="stat-card h-100"),
@@ -88,27 +100,31 @@ def cards(store: dict[str, Any] | None) -> dbc.Row:
     f = _ui.filters_of(store)
     h = _ui.query(overview.headline, f)
     if h["suppressed"]:
-        return _ui.small_selection_alert(h.get("suppressed_why"))
+        return _ui.small_selection_alert(_ui.localise(h.get("suppressed_why")))
     waves = _ui.query(overview.completion_by_wave, f)
     items = [
-        _card("participants", _ui.fmt_int(h["participants"]), "comparison group excluded"),
-        _card("active this month", _ui.fmt_int(h["active_month"]),
-              (f"{_ui.text(h['active_month_label'])}: fewer than {suppression.MIN_CELL}, "
-               f"{suppression.SUPPRESSED_LABEL}") if h["active_month_suppressed"]
-              else _ui.text(h["active_month_label"]) or "no activity in scope"),
-        _card("institutions", _ui.fmt_int(h["institutions"])),
-        _card("countries", _ui.fmt_int(h["countries"])),
-        _card("clusters", _ui.fmt_int(h["clusters"])),
-        _card("exchanges", _ui.fmt_int(h["exchanges"]), "with activity in scope"),
-        _card("events", _ui.fmt_int(h["events"]), "in the activity log"),
-        _card("partnerships active", _ui.fmt_int(h["partnerships_active"]), "today"),
+        _card(N_("participants"), _ui.fmt_int(h["participants"]),
+              tr("comparison group excluded")),
+        _card(N_("active this month"), _ui.fmt_int(h["active_month"]),
+              tr("{month}: fewer than {k}, {suppressed}").format(
+                  month=_ui.text(h["active_month_label"]), k=_ui.fmt_int(suppression.MIN_CELL),
+                  suppressed=_ui.suppressed_label()) if h["active_month_suppressed"]
+              else _ui.text(h["active_month_label"]) or tr("no activity in scope")),
+        _card(N_("institutions"), _ui.fmt_int(h["institutions"])),
+        _card(N_("countries"), _ui.fmt_int(h["countries"])),
+        _card(N_("clusters"), _ui.fmt_int(h["clusters"])),
+        _card(N_("exchanges"), _ui.fmt_int(h["exchanges"]), tr("with activity in scope")),
+        _card(N_("events"), _ui.fmt_int(h["events"]), tr("in the activity log")),
+        _card(N_("partnerships active"), _ui.fmt_int(h["partnerships_active"]), tr("today")),
     ]
     for w in waves.itertuples():
         items.append(_card(f"survey completion: {w.wave}", _ui.fmt_pct(w.rate),
-                           suppression.SUPPRESSED_LABEL if w.suppressed
-                           else f"{_ui.fmt_int(w.responded)} of {_ui.fmt_int(w.invited)}"))
+                           _ui.suppressed_label() if w.suppressed
+                           else tr("{n} of {total}").format(n=_ui.fmt_int(w.responded),
+                                                            total=_ui.fmt_int(w.invited)),
+                           label=tr("survey completion: {wave}").format(wave=w.wave)))
     if not len(waves):
-        items.append(_card("survey completion", "—", "no survey answers in scope"))
+        items.append(_card(N_("survey completion"), "—", tr("no survey answers in scope")))
     return dbc.Row(items, className="g-2")
 
 
@@ -121,15 +137,17 @@ def _country_list(df: pd.DataFrame, chosen: list[str]) -> html.Details | None:
     rows = df.assign(name=[_ui.country_name(c) for c in df.country]).sort_values("name")
     items = []
     for r in rows.itertuples():
-        count = (suppression.SUPPRESSED_LABEL if r.suppressed
-                 else f"{_ui.fmt_int(r.participants)} participants")
+        count = (_ui.suppressed_label() if r.suppressed
+                 else tr("{n} participants").format(n=_ui.fmt_int(r.participants)))
         on = r.country in chosen
         items.append(html.Li(html.Button(
-            f"{r.name} ({r.country}): {count}", id={"type": MAP_PICK, "index": r.country},
+            tr("{country} ({code}): {count}").format(country=r.name, code=r.country, count=count),
+            id={"type": MAP_PICK, "index": r.country},
             type="button", className="btn btn-link btn-sm p-0 text-start",
             **{"aria-pressed": "true" if on else "false"})))
     return html.Details(
-        [html.Summary(f"The map's {len(rows)} countries as a list (choose one to filter)"),
+        [html.Summary(tr("The map's {n} countries as a list (choose one to filter)").format(
+            n=_ui.fmt_int(len(rows)))),
          html.Ul(items, className="list-unstyled small mb-0 country-list")],
         # Open while a country is chosen: the list is how a keyboard user undoes it.
         open=bool(chosen), className="small mb-2", id=f"{MAP_LIST}-details")
@@ -140,27 +158,28 @@ def _country_list(df: pd.DataFrame, chosen: list[str]) -> html.Details | None:
 def world_map(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any]:
     f = _ui.filters_of(store)
     df = _ui.query(overview.participants_by_country, f)
-    title = "Participants by country (click a country to filter)"
+    title = tr("Participants by country (click a country to filter)")
     if not len(df):
-        return _ui.empty_figure(title, "No participants match the current filters."), None, None
+        return (_ui.empty_figure(title, tr("No participants match the current filters.")),
+                None, None)
     shown = df[~df.suppressed]
     small = df[df.suppressed]
     fig = _ui.figure()
     fig.add_trace(_ui.trace("choropleth",
         locations=shown.country, z=shown.participants, locationmode="ISO-3",
         colorscale=_ui.SEQUENTIAL, marker={"line": {"color": "white", "width": 0.5}},
-        colorbar={"title": {"text": "participants"}},
+        colorbar={"title": {"text": tr("participants")}},
         customdata=shown[["institutions"]],
-        hovertemplate="%{location}<br>participants: %{z:,}<br>institutions: %{customdata[0]}"
-                      "<extra></extra>",
-        name="participants",
+        hovertemplate="%{location}<br>" + tr("participants") + ": %{z:,}<br>"
+                      + tr("institutions") + ": %{customdata[0]}<extra></extra>",
+        name=tr("participants"),
     ))
     if len(small):
         fig.add_trace(_ui.trace("choropleth",
             locations=small.country, z=[0] * len(small), locationmode="ISO-3",
             colorscale=[[0, _ui.SUPPRESSED_GREY], [1, _ui.SUPPRESSED_GREY]], showscale=False,
-            hovertemplate=f"%{{location}}<br>{suppression.SUPPRESSED_LABEL}<extra></extra>",
-            name=suppression.SUPPRESSED_LABEL,
+            hovertemplate="%{location}<br>" + _ui.suppressed_label() + "<extra></extra>",
+            name=_ui.suppressed_label(),
         ))
     _ui.base_layout(fig, title, height=420)
     fig.update_geos(projection_type="natural earth", projection_rotation_lon=0,
@@ -169,7 +188,7 @@ def world_map(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any]:
                     countrycolor="#999", showframe=False, showcoastlines=False,
                     landcolor="#f2f2f2", showland=True)
     fig.update_layout(margin={"l": 0, "r": 0, "t": 50, "b": 0})
-    return (fig, _ui.suppressed_note(small.country, "countries"),
+    return (fig, _ui.suppressed_note(small.country, tr("countries")),
             _country_list(df, list(f.country or [])))
 
 
@@ -208,23 +227,31 @@ def list_pick(clicks: list[int | None], current: list[str] | None) -> list[str]:
 def timeline(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any]:
     f = _ui.filters_of(store)
     df = _ui.query(overview.activity_over_time, f)
-    title = "Weekly active participants"
+    title = tr("Weekly active participants")
     if not len(df):
-        return _ui.empty_figure(title, "No participation events match the current filters."), None
+        return (_ui.empty_figure(title, tr("No participation events match the current filters.")),
+                None)
     if df.suppressed.all():
         return _ui.suppressed_figure(
-            title, f"Fewer than {suppression.MIN_CELL} active participants in this selection"), None
+            title, tr("Fewer than {k} active participants in this selection").format(
+                k=_ui.fmt_int(suppression.MIN_CELL))), None
     fig = _ui.figure(_ui.trace("scatter",
         x=df.week, y=df.active, mode="lines+markers", line={"color": _ui.OKABE_ITO[0]},
         customdata=df[["minutes", "events"]],
-        hovertemplate="week of %{x|%Y-%m-%d}<br>active participants (n): %{y:,}"
-                      "<br>minutes: %{customdata[0]:,.0f}<br>events: %{customdata[1]:,}"
-                      "<extra></extra>",
-        name="active participants",
+        hovertemplate=tr("week of {date}").format(date="%{x|%Y-%m-%d}")
+                      + "<br>" + tr("active participants (n)") + ": %{y:,}<br>"
+                      + tr("minutes") + ": %{customdata[0]:,.0f}<br>"
+                      + tr("events") + ": %{customdata[1]:,}<extra></extra>",
+        name=tr("active participants"),
     ))
-    return (_ui.base_layout(fig, title, x="week (Monday, UTC)",
-                            y="active participants (people)", height=420),
-            _ui.with_isolating_note(_ui.suppressed_weeks_note(df), df, "Some weeks"))
+    return (_ui.base_layout(fig, title, x=tr("week (Monday, UTC)"),
+                            y=tr("active participants (people)"), height=420),
+            _ui.with_isolating_note(_ui.suppressed_weeks_note(df, tr("active participants")),
+                                    df, tr("Some weeks")))
+
+
+# What outcomes.prepost_extremes says its figures are computed on, for the catalogue.
+_SCOPE_WORDS = (N_("the filtered participants"),)
 
 
 @callback(Output(OUTCOMES, "figure"), Output(OUTCOMES, "style"), Output(OUTCOMES_NOTE, "children"),
@@ -234,9 +261,9 @@ def outcome_changes(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str,
     df, scope = _ui.query(outcomes.prepost_extremes, f)
     if not len(df):
         return (_ui.figure(), {"display": "none"},
-                _ui.coming("Outcome changes",
-                           "They appear here when the statistics are computed for this data "
-                           "version (python -m analytics)."))
+                _ui.coming(tr("Outcome changes"),
+                           tr("They appear here when the statistics are computed for this data "
+                              "version (python -m analytics).")))
     df = df.iloc[::-1]
     label = [_ui.ptext(_ui.scale_label(a, b)) for a, b in zip(df.instrument, df.scale, strict=True)]
     fig = _ui.figure(_ui.trace("scatter",
@@ -248,33 +275,42 @@ def outcome_changes(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str,
         customdata=pd.concat([df.n, df.mean_pre, df.mean_post, df.hedges_g_ci_low_cr2,
                               df.hedges_g_ci_high_cr2, df["diff"], df.diff_ci_low_cr2,
                               df.diff_ci_high_cr2, df.n_clusters,
-                              df.few_clusters.map({True: " ⚠ fewer than 10 exchanges"})
+                              df.few_clusters.map({True: " ⚠ " + tr("fewer than 10 exchanges")})
                               .fillna("")], axis=1),
-        hovertemplate="%{y}<br>Hedges' g %{x:.2f} [%{customdata[3]:.2f}, %{customdata[4]:.2f}]"
-                      "<br>mean change %{customdata[5]:.2f} [%{customdata[6]:.2f}, "
-                      "%{customdata[7]:.2f}] (95% CI clustered by exchange, CR2)"
-                      "<br>mean pre %{customdata[1]:.2f} → post %{customdata[2]:.2f}"
-                      "<br>n = %{customdata[0]} in %{customdata[8]} exchanges%{customdata[9]}"
-                      "<extra></extra>",
-        name="Hedges' g",
+        hovertemplate="%{y}<br>" + tr("Hedges' g {g} [{low}, {high}]").format(
+                          g="%{x:.2f}", low="%{customdata[3]:.2f}", high="%{customdata[4]:.2f}")
+                      + "<br>" + tr("mean change {diff} [{low}, {high}] (95% CI clustered by "
+                                    "exchange, CR2)").format(diff="%{customdata[5]:.2f}",
+                                                             low="%{customdata[6]:.2f}",
+                                                             high="%{customdata[7]:.2f}")
+                      + "<br>" + tr("mean pre {pre} → post {post}").format(
+                          pre="%{customdata[1]:.2f}", post="%{customdata[2]:.2f}")
+                      + "<br>" + tr("n = {n} in {clusters} exchanges").format(
+                          n="%{customdata[0]}", clusters="%{customdata[8]}")
+                      + "%{customdata[9]}<extra></extra>",
+        name=tr("Hedges' g"),
     ))
     fig.add_vline(x=0, line_dash="dot", line_color="#666")
-    _ui.base_layout(fig, "Pre → post change per scale (Hedges' g, 95% CI clustered by exchange)",
-                    x="Hedges' g (standardised mean change, pre → post)", y=None,
+    _ui.base_layout(fig, tr("Pre → post change per scale (Hedges' g, 95% CI clustered by "
+                            "exchange)"),
+                    x=tr("Hedges' g (standardised mean change, pre → post)"), y=None,
                     height=200 + 45 * len(df))
     few = df[df.few_clusters.fillna(False).astype(bool)]
     clusters = ""
     if df.n_clusters.notna().any():
         lo, hi = int(df.n_clusters.min()), int(df.n_clusters.max())
-        clusters = (f" They rest on {lo if lo == hi else f'{lo}–{hi}'} exchanges "
-                    "(in the hover)")
+        n = _ui.fmt_int(lo) if lo == hi else f"{_ui.fmt_int(lo)}–{_ui.fmt_int(hi)}"
+        clusters = " " + tr("They rest on {n} exchanges (in the hover)").format(n=n)
     if len(few):
-        clusters += "; ⚠ fewer than 10 exchanges behind " + ", ".join(
-            _ui.scale_label(a, b) for a, b in zip(few.instrument, few.scale, strict=True))
-    note = html.P(f"Computed on: {scope}. {estimands.COMPLETERS} Whiskers: 95% CI of "
-                  "Hedges' g clustered by exchange (the CR2 interval of the mean change, "
-                  "Satterthwaite df, divided by the SD that standardises g): participants of "
-                  f"one exchange are not independent.{clusters}{'.' if clusters else ''}",
+        clusters += "; " + tr("⚠ fewer than 10 exchanges behind {scales}").format(
+            scales=", ".join(_ui.scale_label(a, b)
+                             for a, b in zip(few.instrument, few.scale, strict=True)))
+    whiskers = tr("Whiskers: 95% CI of Hedges' g clustered by exchange (the CR2 interval of the "
+                  "mean change, Satterthwaite df, divided by the SD that standardises g): "
+                  "participants of one exchange are not independent.")
+    note = html.P(tr("Computed on: {scope}.").format(scope=tr(scope)) + " "
+                  + tr(estimands.COMPLETERS) + " " + whiskers + clusters
+                  + ("." if clusters else ""),
                   className="small text-body-secondary")
     return fig, {}, note
 
@@ -283,32 +319,40 @@ def outcome_changes(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str,
 # select what is shown; one cluster selected gives that cluster's view over its terms.
 def _scale_section() -> html.Section:
     return _ui.section(
-        "Scale-up vs scale-in: reaching more, or deepening?",
+        tr("Scale-up vs scale-in: reaching more, or deepening?"),
         html.Div(id=SCALE_NOTE),
         dbc.Row([
-            dbc.Col(_ui.graph(SCALE_QUADRANT, "Quadrant: change in participants reached "
-                              "against change in the share reaching a meaningful dose, per "
-                              "cluster, latest term"), lg=6),
-            dbc.Col(_ui.graph(SCALE_TERMS, "Each cluster's terms: participants reached and "
-                              "share reaching a meaningful dose"), lg=6),
+            dbc.Col(_ui.graph(SCALE_QUADRANT, tr("Quadrant: change in participants reached "
+                                                 "against change in the share reaching a "
+                                                 "meaningful dose, per cluster, latest term")),
+                    lg=6),
+            dbc.Col(_ui.graph(SCALE_TERMS, tr("Each cluster's terms: participants reached and "
+                                              "share reaching a meaningful dose")), lg=6),
         ]),
         html.Div(id=SCALE_TABLE),
         id_="overview-scale",
     )
 
 
-_QUADRANT_CORNERS = (("scaling up and in", 0.98, 0.98, "right", "top"),
-                     ("scaling up only", 0.98, 0.02, "right", "bottom"),
-                     ("scaling in only", 0.02, 0.98, "left", "top"),
-                     ("neither", 0.02, 0.02, "left", "bottom"))
+# The corners are named as analytics.stats.scale.QUADRANTS names a cluster's quadrant (the
+# `quadrant` column): tr translates both.
+_QUADRANT_CORNERS = ((N_("scaling up and in"), 0.98, 0.98, "right", "top"),
+                     (N_("scaling up only"), 0.98, 0.02, "right", "bottom"),
+                     (N_("scaling in only"), 0.02, 0.98, "left", "top"),
+                     (N_("neither"), 0.02, 0.02, "left", "bottom"))
+
+
+def _quadrant(v: Any) -> Any:
+    """A cluster's quadrant (one of the corners' names) in the request's language."""
+    return tr(v) if isinstance(v, str) and v else v
 
 
 def _quadrant_figure(df: pd.DataFrame) -> _ui.Figure:
-    title = "Scale-up vs scale-in, latest term on the one before"
+    title = tr("Scale-up vs scale-in, latest term on the one before")
     q = df[df.quadrant.notna() & (df.quadrant.astype("string") != "")]
     if not len(q):
-        return _ui.empty_figure(title, "No cluster has two consecutive terms to compare "
-                                       "(each with at least k participants).", height=420)
+        return _ui.empty_figure(title, tr("No cluster has two consecutive terms to compare "
+                                          "(each with at least k participants)."), height=420)
     q = q.sort_values("term").groupby("cluster", as_index=False).tail(1)
     name = q.cluster_name.fillna(q.cluster).astype(str)
     fig = _ui.figure(_ui.trace("scatter",
@@ -320,67 +364,84 @@ def _quadrant_figure(df: pd.DataFrame) -> _ui.Figure:
                  "arrayminus": 100 * (q.depth_change - q.depth_change_ci_low)},
         customdata=pd.concat([name, q.previous_term, q.term, q.participants_previous,
                               q.participants, 100 * q.depth_change_ci_low,
-                              100 * q.depth_change_ci_high, q.quadrant], axis=1),
-        hovertemplate="%{customdata[0]}: %{customdata[1]} → %{customdata[2]}"
-                      "<br>participants reached %{customdata[3]:,} → %{customdata[4]:,} "
-                      "(%{x:+.0f}%)<br>share dosed %{y:+.1f} points [%{customdata[5]:.1f}, "
-                      "%{customdata[6]:.1f}] (95% Newcombe CI)<br>%{customdata[7]}"
-                      "<extra></extra>",
-        name="cluster",
+                              100 * q.depth_change_ci_high, q.quadrant.map(_quadrant)], axis=1),
+        hovertemplate="%{customdata[0]}: %{customdata[1]} → %{customdata[2]}<br>"
+                      + tr("participants reached {before} → {after} ({change}%)").format(
+                          before="%{customdata[3]:,}", after="%{customdata[4]:,}",
+                          change="%{x:+.0f}")
+                      + "<br>" + tr("share dosed {change} points [{low}, {high}] (95% Newcombe "
+                                    "CI)").format(change="%{y:+.1f}", low="%{customdata[5]:.1f}",
+                                                  high="%{customdata[6]:.1f}")
+                      + "<br>%{customdata[7]}<extra></extra>",
+        name=tr("cluster"),
     ))
     fig.add_vline(x=0, line_dash="dot", line_color="#666")
     fig["layout"].setdefault("shapes", []).append(  # the horizontal axis of the quadrant
         {"type": "line", "x0": 0, "x1": 1, "xref": "x domain", "y0": 0, "y1": 0, "yref": "y",
          "line": {"dash": "dot", "color": "#666"}})
     for label, x, y, xa, ya in _QUADRANT_CORNERS:
-        fig.add_annotation(text=label, x=x, y=y, xref="paper", yref="paper", xanchor=xa,
+        fig.add_annotation(text=tr(label), x=x, y=y, xref="paper", yref="paper", xanchor=xa,
                            yanchor=ya, showarrow=False, font={"color": "#555", "size": 12})
-    return _ui.base_layout(fig, title, x="breadth: change in participants reached (%)",
-                           y="depth: change in share dosed (points)", height=420)
+    return _ui.base_layout(fig, title, x=tr("breadth: change in participants reached (%)"),
+                           y=tr("depth: change in share dosed (points)"), height=420)
 
 
 def _terms_figure(df: pd.DataFrame) -> _ui.Figure:
-    title = "Per cluster and term"
+    title = tr("Per cluster and term")
     shown = df[~df.suppressed.astype(bool)]
     if not len(shown):
-        return _ui.suppressed_figure(title, "Every cluster-term has fewer than "
-                                            f"{suppression.MIN_CELL} participants")
-    fig = _ui.grid(2, 1, ("participants reached", "share reaching a meaningful dose (95% "
-                          "Wilson CI)"), shared_x=True, vertical_spacing=0.12)
+        return _ui.suppressed_figure(title, tr("Every cluster-term has fewer than {k} "
+                                               "participants").format(
+                                                   k=_ui.fmt_int(suppression.MIN_CELL)))
+    fig = _ui.grid(2, 1, (tr("participants reached"), tr("share reaching a meaningful dose (95% "
+                                                         "Wilson CI)")),
+                   shared_x=True, vertical_spacing=0.12)
     for i, (cluster, g) in enumerate(shown.groupby("cluster", sort=True)):
         name = str(g.cluster_name.iloc[0]) if pd.notna(g.cluster_name.iloc[0]) else cluster
         common = {"mode": "lines+markers", "legendgroup": cluster, "name": cluster,
                   "marker": _ui.series_marker(i), "line": _ui.series_line(i)}
         fig.add_trace(_ui.trace("scatter", x=g.term, y=g.participants, **common,
-                                hovertemplate=f"{name}<br>%{{x}}: %{{y:,}} participants "
-                                              "reached<extra></extra>", **_ui.cell_axes(0)))
+                                hovertemplate=f"{name}<br>%{{x}}: "
+                                + tr("{n} participants reached").format(n="%{y:,}")
+                                + "<extra></extra>", **_ui.cell_axes(0)))
         fig.add_trace(_ui.trace("scatter", x=g.term, y=100 * g.share_dosed, **common,
                                 showlegend=False,
                                 error_y={"type": "data", "symmetric": False,
                                          "array": 100 * (g.share_dosed_ci_high - g.share_dosed),
                                          "arrayminus": 100 * (g.share_dosed
                                                               - g.share_dosed_ci_low)},
-                                hovertemplate=f"{name}<br>%{{x}}: %{{y:.0f}}% dosed"
-                                              "<extra></extra>", **_ui.cell_axes(1)))
+                                hovertemplate=f"{name}<br>%{{x}}: "
+                                + tr("{share}% dosed").format(share="%{y:.0f}")
+                                + "<extra></extra>", **_ui.cell_axes(1)))
     _ui.base_layout(fig, title, height=420)
     fig.update_xaxes(type="category", categoryorder="category ascending")
     return _ui.legend_below(fig, shown.cluster.nunique(), per_row=4)
 
 
-_SCALE_COLUMNS = {
-    "cluster": ("cluster", _ui.text),
-    "term": ("term", _ui.text),
-    "participants": ("participants reached", _ui.fmt_int),
-    "participants_returning": ("returning", _ui.fmt_int),
-    "institutions": ("institutions", _ui.fmt_int),
-    "institutions_new": ("new institutions", _ui.fmt_int),
-    "countries": ("countries", _ui.fmt_int),
-    "share_dosed": ("share dosed", _ui.fmt_pct),
-    "weeks_median": ("median active weeks", lambda v: _ui.fmt_num(v, 1)),
-    "share_sustained": ("active 4+ weeks", _ui.fmt_pct),
-    "share_institutions_next": ("institutions back next term", _ui.fmt_pct),
-    "quadrant": ("quadrant", _ui.text),
+_SCALE_COLUMNS = {  # headers marked N_, translated where the table is drawn (`_scale_columns`)
+    "cluster": (N_("cluster"), _ui.text),
+    "term": (N_("term"), _ui.text),
+    "participants": (N_("participants reached"), _ui.fmt_int),
+    "participants_returning": (N_("returning"), _ui.fmt_int),
+    "institutions": (N_("institutions"), _ui.fmt_int),
+    "institutions_new": (N_("new institutions"), _ui.fmt_int),
+    "countries": (N_("countries"), _ui.fmt_int),
+    "share_dosed": (N_("share dosed"), _ui.fmt_pct),
+    "weeks_median": (N_("median active weeks"), lambda v: _ui.fmt_num(v, 1)),
+    "share_sustained": (N_("active 4+ weeks"), _ui.fmt_pct),
+    "share_institutions_next": (N_("institutions back next term"), _ui.fmt_pct),
+    "quadrant": (N_("quadrant"), _ui.text),
 }
+
+
+def _scale_columns() -> dict[str, tuple[str, Any]]:
+    return {k: (tr(h), fmt) for k, (h, fmt) in _SCALE_COLUMNS.items()}
+
+
+def _minutes(m: float) -> str:
+    """A dose's minutes as the note always wrote them (`:g`: 300, 90.5), in the language."""
+    shown = f"{m:g}"
+    return shown if "e" in shown else _ui.fmt_num(m, len(shown.partition(".")[2]))
 
 
 @callback(Output(SCALE_QUADRANT, "figure"), Output(SCALE_TERMS, "figure"),
@@ -390,36 +451,40 @@ def scale_views(store: dict[str, Any] | None) -> tuple[_ui.Figure, _ui.Figure, A
     f = _ui.filters_of(store)
     df = _ui.query(overview.scale_terms, f)
     if not len(df):
-        empty = _ui.empty_figure("Scale-up vs scale-in", "Nothing for the current filters.")
-        return (empty, empty, _ui.coming("Scale-up vs scale-in", "It appears here when the "
-                                         "statistics are computed for this data version "
-                                         "(python -m analytics) and the selected clusters "
-                                         "and terms have activity."), None)
+        empty = _ui.empty_figure(tr("Scale-up vs scale-in"), tr("Nothing for the current "
+                                                                "filters."))
+        return (empty, empty, _ui.coming(tr("Scale-up vs scale-in"),
+                                         tr("It appears here when the statistics are computed "
+                                            "for this data version (python -m analytics) and "
+                                            "the selected clusters and terms have activity.")),
+                None)
     sessions = int(df.dose_sessions.dropna().iloc[0]) if df.dose_sessions.notna().any() else 5
     minutes = float(df.dose_minutes.dropna().iloc[0]) if df.dose_minutes.notna().any() else 300
-    table = df.assign(cluster=df.cluster_name.fillna(df.cluster))
+    table = df.assign(cluster=df.cluster_name.fillna(df.cluster),
+                      quadrant=df.quadrant.map(_quadrant))
     note = html.P(
-        "A term is the calendar half-year an exchange starts in (as in the term filter). "
-        "Breadth: participants reached (at least one event), their institutions and "
-        "countries; returning = seen in an earlier term of the cluster. Depth: the share "
-        f"reaching a meaningful dose ({sessions} sessions or {minutes:g} minutes in the term; "
-        "setting EXCHANGE_IMPACT_MEANINGFUL_DOSE) with its 95% Wilson interval, the median "
-        "number of active weeks, the share active in 4 or more weeks and the share of "
-        "institutions back the next term (blank for the data's last term: no next term yet). "
-        "The quadrant compares each cluster's latest term with the half-year before: % change "
-        "in participants reached against the change in the dosed share (95% Newcombe "
-        "interval). Only the cluster and term filters apply; pick one cluster to see its terms. "
-        f"Cluster-terms with fewer than {suppression.MIN_CELL} participants are "
-        f"{suppression.SUPPRESSED_LABEL}.",
+        tr("A term is the calendar half-year an exchange starts in (as in the term filter). "
+           "Breadth: participants reached (at least one event), their institutions and "
+           "countries; returning = seen in an earlier term of the cluster. Depth: the share "
+           "reaching a meaningful dose ({sessions} sessions or {minutes} minutes in the term; "
+           "setting EXCHANGE_IMPACT_MEANINGFUL_DOSE) with its 95% Wilson interval, the median "
+           "number of active weeks, the share active in 4 or more weeks and the share of "
+           "institutions back the next term (blank for the data's last term: no next term yet). "
+           "The quadrant compares each cluster's latest term with the half-year before: % change "
+           "in participants reached against the change in the dosed share (95% Newcombe "
+           "interval). Only the cluster and term filters apply; pick one cluster to see its "
+           "terms. Cluster-terms with fewer than {k} participants are {suppressed}.").format(
+            sessions=_ui.fmt_int(sessions), minutes=_minutes(minutes),
+            k=_ui.fmt_int(suppression.MIN_CELL), suppressed=_ui.suppressed_label()),
         className="small text-body-secondary")
     return (_quadrant_figure(df), _terms_figure(df), note,
-            _ui.table(table, _SCALE_COLUMNS, "Scale-up vs scale-in per cluster and term",
+            _ui.table(table, _scale_columns(), tr("Scale-up vs scale-in per cluster and term"),
                       id_="overview-scale-rows"))
 
 
 # ---- What an outcome costs (issue 13: res_cost) -------------------------------------------
 
-_COST_METHOD = (
+_COST_METHOD = N_(
     "Budgets as the exchanges file gives them (exchanges.budget, currency). Cost per "
     "participant: budget / exchange participants (comparison group excluded); per active "
     "participant: budget / those with an event logged; per unit of gain: budget / "
@@ -429,25 +494,27 @@ _COST_METHOD = (
     "per unit of gain has no upper bound. Currencies are kept apart unless a rate table is "
     "loaded (python -m etl load rates.csv); a budget without a rate for its currency and year "
     "stays in its own currency. Whole program at this data version: the filter bar does not "
-    "narrow this section. " + estimands.COST)
+    "narrow this section.")
+# filters.COST_GROUPINGS' labels (the "By" choices), for the catalogue: tr translates them.
+_COST_GROUPING_WORDS = (N_("program"), N_("cluster"))
 
 
 def _cost_section(by: str) -> html.Section:
     return _ui.section(
-        "What an outcome costs",
+        tr("What an outcome costs"),
         html.Div(
             [
-                html.Label("By", htmlFor=COST_BY, className="me-2 fw-semibold"),
+                html.Label(tr("By"), htmlFor=COST_BY, className="me-2 fw-semibold"),
                 dbc.RadioItems(id=COST_BY, value=by, inline=True, options=[
-                    {"label": v, "value": k} for k, v in filters.COST_GROUPINGS.items()]),
+                    {"label": tr(v), "value": k} for k, v in filters.COST_GROUPINGS.items()]),
             ],
             className="d-flex align-items-center flex-wrap mb-2",
         ),
         html.Div(id=COST_NOTE),
-        _ui.graph(COST_FIG, "Cost per unit of standardised gain with 95% CIs, by program or "
-                  "cluster and currency"),
+        _ui.graph(COST_FIG, tr("Cost per unit of standardised gain with 95% CIs, by program or "
+                               "cluster and currency")),
         html.Div(id=COST_TABLE),
-        html.P(_COST_METHOD, className="small text-body-secondary"),
+        html.P(tr(_COST_METHOD) + " " + tr(estimands.COST), className="small text-body-secondary"),
         id_="overview-cost-section",
     )
 
@@ -460,7 +527,7 @@ def cost_url(by: Any) -> dict[str, str]:
 
 
 def _money(v: Any) -> str:
-    return "—" if v is None or pd.isna(v) else f"{float(v):,.0f}"
+    return _ui.fmt_num(v, 0)
 
 
 def _per_gain(cost: Any, lo: Any, hi: Any, unbounded: Any) -> str:
@@ -473,7 +540,7 @@ def _per_gain(cost: Any, lo: Any, hi: Any, unbounded: Any) -> str:
 
 
 def _cost_label(group: Any, currency: Any) -> str:
-    return f"{_ui.text(group)} ({_ui.text(currency) or 'no budget'})"
+    return f"{_ui.text(group)} ({_ui.text(currency) or tr('no budget')})"
 
 
 @callback(Output(COST_FIG, "figure"), Output(COST_FIG, "style"), Output(COST_TABLE, "children"),
@@ -483,8 +550,9 @@ def cost_view(by: Any) -> tuple[_ui.Figure, dict[str, str], Any, Any]:
     df = _ui.query(overview.cost_results, by)
     if not len(df):
         return (_ui.figure(), {"display": "none"}, None,
-                _ui.coming("Cost per outcome", "It appears here when the statistics are "
-                           "computed for this data version (python -m analytics)."))
+                _ui.coming(tr("Cost per outcome"), tr("It appears here when the statistics are "
+                                                      "computed for this data version (python -m "
+                                                      "analytics).")))
     shown = df[~df.suppressed & ~df.gain_suppressed & df.cost_per_gain.notna()].iloc[::-1]
     label = [_cost_label(g, c) for g, c in zip(shown.group, shown.currency, strict=True)]
     unb = shown.unbounded.fillna(False).astype(bool).to_numpy()
@@ -498,54 +566,65 @@ def cost_view(by: Any) -> tuple[_ui.Figure, dict[str, str], Any, Any]:
         customdata=pd.concat([shown.currency, shown.cost_per_gain_ci_low,
                               shown.cost_per_gain_ci_high, shown.mean_gain, shown.n_gain,
                               shown.n_clusters], axis=1),
-        hovertemplate="%{y}<br>cost per unit of gain %{x:,.0f} %{customdata[0]} "
-                      "[%{customdata[1]:,.0f}, %{customdata[2]:,.0f}]<br>mean standardised "
-                      "gain %{customdata[3]:.2f} (n = %{customdata[4]} in %{customdata[5]} "
-                      "exchanges)<extra></extra>",
-        name="cost per unit of gain",
+        hovertemplate="%{y}<br>"
+                      + tr("cost per unit of gain {cost} {currency} [{low}, {high}]").format(
+                          cost="%{x:,.0f}", currency="%{customdata[0]}",
+                          low="%{customdata[1]:,.0f}", high="%{customdata[2]:,.0f}")
+                      + "<br>" + tr("mean standardised gain {gain} (n = {n} in {clusters} "
+                                    "exchanges)").format(gain="%{customdata[3]:.2f}",
+                                                         n="%{customdata[4]}",
+                                                         clusters="%{customdata[5]}")
+                      + "<extra></extra>",
+        name=tr("cost per unit of gain"),
     ))
     if unb.any():
         fig.add_trace(_ui.trace("scatter",
             x=shown.cost_per_gain[unb] * 1.5, y=[lb for lb, u in zip(label, unb, strict=True)
                                                  if u],
-            mode="markers+text", text=["→ unbounded"] * int(unb.sum()),
+            mode="markers+text", text=[tr("→ unbounded")] * int(unb.sum()),
             textposition="middle right", marker={"symbol": "triangle-right", "size": 10,
                                                  "color": _ui.OKABE_ITO[5]},
-            hoverinfo="skip", name="upper bound: unbounded (gain CI reaches 0)"))
+            hoverinfo="skip", name=tr("upper bound: unbounded (gain CI reaches 0)")))
     currencies = sorted({_ui.text(c) for c in shown.currency})
-    _ui.base_layout(fig, "Cost per unit of standardised gain (one participant, one pre-score "
-                    "SD; 95% CI)",
-                    x="cost per unit of gain" + (f" ({currencies[0]})" if len(currencies) == 1
-                                                 else " (each row in its own currency)"),
+    _ui.base_layout(fig, tr("Cost per unit of standardised gain (one participant, one "
+                            "pre-score SD; 95% CI)"),
+                    x=(tr("cost per unit of gain ({currency})").format(currency=currencies[0])
+                       if len(currencies) == 1
+                       else tr("cost per unit of gain (each row in its own currency)")),
                     y=None, height=200 + 40 * max(len(shown), 1))
     style = {} if len(shown) else {"display": "none"}
     tab = _ui.table(df.assign(
         label=[_cost_label(g, c) for g, c in zip(df.group, df.currency, strict=True)],
-        no_budget=[f"{_ui.fmt_int(a)} of {_ui.fmt_int(b)}" for a, b in
+        no_budget=[tr("{n} of {total}").format(n=_ui.fmt_int(a), total=_ui.fmt_int(b))
+                   for a, b in
                    zip(df.n_exchanges_no_budget, df.n_exchanges_group, strict=True)],
         per_gain=[_per_gain(c, lo, h, u) for c, lo, h, u in zip(
             df.cost_per_gain, df.cost_per_gain_ci_low, df.cost_per_gain_ci_high, df.unbounded,
             strict=True)]),
-        {"label": (f"{filters.COST_GROUPINGS[by]} (currency)", _ui.text),
-         "no_budget": ("exchanges without budget", _ui.text),
-         "budget": ("budget", _money),
-         "n_participants": ("participants", _ui.fmt_int),
-         "cost_per_participant": ("per participant", _money),
-         "cost_per_active": ("per active participant", _money),
-         "per_gain": ("per unit of gain [95% CI]", _ui.text),
-         "note": ("note", _ui.text)},
-        "Cost per participant, per active participant and per unit of standardised gain "
-        "(overall first)", id_="overview-cost-grid")
+        {"label": (tr("{grouping} (currency)").format(grouping=tr(filters.COST_GROUPINGS[by])),
+                   _ui.text),
+         "no_budget": (tr("exchanges without budget"), _ui.text),
+         "budget": (tr("budget"), _money),
+         "n_participants": (tr("participants"), _ui.fmt_int),
+         "cost_per_participant": (tr("per participant"), _money),
+         "cost_per_active": (tr("per active participant"), _money),
+         "per_gain": (tr("per unit of gain [95% CI]"), _ui.text),
+         "note": (tr("note"), _ui.text)},
+        tr("Cost per participant, per active participant and per unit of standardised gain "
+           "(overall first)"), id_="overview-cost-grid")
     notes = []
     small = df[df.suppressed]
     if len(small):
         notes.append(_ui.suppressed_note([_cost_label(g, c) for g, c in
-                                          zip(small.group, small.currency, strict=True)]))
+                                          zip(small.group, small.currency, strict=True)],
+                                         tr("groups")))
     gs = df[df.gain_suppressed]
     if len(gs):
-        notes.append(html.P(", ".join(_cost_label(g, c) for g, c in
-                                      zip(gs.group, gs.currency, strict=True))
-                            + f": fewer than {suppression.MIN_CELL} participants with a gain, "
-                            "cost per unit of gain " + suppression.SUPPRESSED_LABEL + ".",
+        notes.append(html.P(tr("{groups}: fewer than {k} participants with a gain, cost per "
+                               "unit of gain {suppressed}.").format(
+                                   groups=", ".join(_cost_label(g, c) for g, c in
+                                                    zip(gs.group, gs.currency, strict=True)),
+                                   k=_ui.fmt_int(suppression.MIN_CELL),
+                                   suppressed=_ui.suppressed_label()),
                             className="small text-body-secondary"))
     return fig, style, tab, html.Div([n for n in notes if n is not None]) or None

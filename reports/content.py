@@ -716,7 +716,7 @@ def gather(cur: duckdb.DuckDBPyConnection, f: Filters, *, title: str | None = No
     where = Section("where", "Where")
     by_country = overview.participants_by_country(cur, f)
     if len(by_country):
-        fig, _ = overview_page.world_map(store)
+        fig, *_ = overview_page.world_map(store)
         shown = by_country[~by_country.suppressed.astype(bool)]
         small = by_country[by_country.suppressed.astype(bool)]
         top = ", ".join(f"{_country_name(c)} {fint(n)}" for c, n in

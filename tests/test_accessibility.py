@@ -270,3 +270,42 @@ def test_a_table_is_downloaded_by_keyboard_only(dash_duo, dash_app) -> None:
     assert got, sorted(p.name for p in folder.iterdir())
     assert got[0].read_bytes()[:2] == b"PK"  # an xlsx is a zip
     assert dash_duo.get_logs() == []
+
+
+def test_a_figure_says_it_is_updating_while_it_recomputes(dash_duo, dash_app, monkeypatch
+                                                         ) -> None:
+    """The map's callback is held (an event, not a delay) after a filter change: the map shows
+    a status "Updating the figure…" until its answer arrives, then the status goes."""
+    import threading
+
+    from pages import _ui, overview
+
+    release = threading.Event()
+    holding = threading.Event()
+    real = _ui.query
+
+    def held(fn, *args, **kwargs):
+        if fn is overview.overview.participants_by_country and holding.is_set():
+            release.wait(60)
+        return real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(_ui, "query", held)
+    dash_duo.start_server(dash_app)
+    settle(dash_duo, READY["overview"])
+    box = "document.getElementById('overview-map').closest('.ei-figure')"
+    assert not dash_duo.driver.execute_script(f"return {box}.querySelector('.ei-loading')")
+    holding.set()
+    dash_duo.driver.execute_script(
+        "document.querySelector('#overview-map-countries-details li button').click()")
+    dash_duo.wait_for_element("#overview-map-countries-details")
+    deadline = time.monotonic() + 20
+    status = None
+    while status is None and time.monotonic() < deadline:
+        status = dash_duo.driver.execute_script(
+            f"const s = {box}.querySelector('.ei-loading[role=status]');"
+            "return s && s.offsetParent !== null ? s.textContent : null")
+        time.sleep(0.05)
+    release.set()
+    assert status == "Updating the figure…", status
+    settle(dash_duo, READY["overview"])
+    assert not dash_duo.driver.execute_script(f"return {box}.querySelector('.ei-loading')")

@@ -337,7 +337,13 @@ def test_the_outcomes_page_shows_verdicts_reliability_by_language_and_floor_ceil
                        env={**os.environ, "EXCHANGE_IMPACT_WAREHOUSE": str(demo)})
     assert r.returncode == 0, r.stderr[-3000:]
     page = r.stdout
-    assert "item gcit_3 differs in es" in page
+    # The verdict in the page's words: the item's wording (here English) and the language's
+    # name (issue 15), from analytics' "item gcit_3 differs in es".
+    from surveys import load_instruments
+
+    wording = next(s.wording["gcit_3"]["en"] for s in load_instruments()["gcit"].scales
+                   if "gcit_3" in s.items)
+    assert f"item “{wording}” (gcit_3) differs in Spanish" in page
     assert "outcomes-reliability-languages" in page and "α 0." in page and "ω 0." in page
     assert "outcomes-floor-ceiling" in page and "pre: floor · ceiling" in page
     assert "not a validated instrument" in page  # the assumptions, where the numbers are

@@ -410,7 +410,8 @@ def test_a_table_shows_the_label_where_a_subset_under_k_was_blanked(quiet_cur, b
     div = _ui.table(df, {"group": ("group", _ui.text), "n": ("answered pre (n)", _ui.fmt_int),
                          "dropped": ("no post answer", _ui.fmt_int),
                          "dropout_rate": ("drop-out rate", _ui.fmt_pct)}, "Drop-out")
-    rows = div.children[0].children[2].children
+    region = div.children[0]  # the focusable scrolling region (accessibility) around the table
+    rows = region.children.children[2].children
     cells = {r.children[0].children: [c.children for c in r.children[1:]] for r in rows}
     assert cells["none"] == ["12", suppression.SUPPRESSED_LABEL, suppression.SUPPRESSED_LABEL]
     assert suppression.SUPPRESSED_LABEL not in cells["high"]

@@ -1,0 +1,132 @@
+"""The dashboard in Spanish and French in a real headless Chromium (issue 15): a link keeps its
+language, every page passes axe in each language, no text of the code shows untranslated, and
+one page per language is captured for docs/screenshots/."""
+
+from __future__ import annotations
+
+import ast
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+
+from pages import _i18n
+from tests.pages_browser import PAGES, READY, SMALL_QUERY, screenshot, settle, wait_for_url
+from tests.test_accessibility import violations
+
+pytestmark = pytest.mark.browser
+ROOT = Path(__file__).resolve().parent.parent
+PLACEHOLDER = re.compile(r"\{[a-z_]*\}|%\{[^}]*\}")
+WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+def _code_texts(lang: str) -> set[str]:
+    """The English texts of the interface's code, as fragments a page could show verbatim: every
+    string literal of pages/*.py and app.py with at least two words (split at placeholders),
+    except those the language's catalogue leaves as they are ("gain, participants" is French
+    too) and the languages' own names."""
+    cat = _i18n.catalogue(lang)
+    same = {m.id for m in cat if m.id and m.string == m.id} | set(_i18n.LANGUAGES.values())
+    texts = set()
+    for path in [*sorted((ROOT / "pages").glob("*.py")), ROOT / "app.py"]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if node.value in same:
+                    continue
+                for part in PLACEHOLDER.split(node.value):
+                    part = part.strip(" :;,.()—–-\n")
+                    if part.startswith("python -m"):  # a command, written as typed
+                        continue
+                    if len(WORD.findall(part)) >= 2 and "\n" not in part and "_" not in part \
+                            and not re.search(r"[{}<>=#\[\]]|\.py|--|https?:", part):
+                        texts.add(part)
+    return texts
+
+
+# The visible text nodes of the page (hidden tabs and closed disclosures included: they are
+# the page's text too), and the figures' SVG texts.
+VISIBLE_TEXT_JS = """
+const out = [];
+const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+  const p = n.parentElement;
+  // Not the page's language by design: commands (<code>), and text marked as being in another
+  // language (the product's name, the language links).
+  if (!p || p.closest('script, style, code')) continue;
+  const own = p.closest('[lang]');
+  if (own && own.getAttribute('lang') !== document.documentElement.lang) continue;
+  const t = n.textContent.replace(/\\s+/g, ' ').trim();
+  if (t) out.push(t);
+}
+return out;
+"""
+
+
+def _untranslated(dash_duo, code_texts: set[str]) -> list[str]:
+    shown = dash_duo.driver.execute_script(VISIBLE_TEXT_JS)
+    return sorted({f"{t!r} in {s[:120]!r}" for s in shown for t in code_texts if t in s})
+
+
+@pytest.mark.parametrize("lang", ["es", "fr"])
+def test_every_page_in_the_language_passes_axe_and_shows_no_untranslated_text(
+        dash_duo, dash_app, lang: str) -> None:
+    code_texts = _code_texts(lang)
+    assert len(code_texts) > 200
+    dash_duo.start_server(dash_app)
+    failures = []
+    for query in (f"?lang={lang}", SMALL_QUERY + f"&lang={lang}"):
+        for name, path in PAGES.items():
+            dash_duo.driver.get(dash_duo.server_url + path + query)
+            settle(dash_duo, READY[name])
+            assert dash_duo.driver.execute_script(
+                "return document.documentElement.lang") == lang, path
+            failures += [f"{path}{query}: axe {v}" for v in violations(dash_duo)]
+            failures += [f"{path}{query}: untranslated {u}"
+                         for u in _untranslated(dash_duo, code_texts)]
+    assert not failures, "\n".join(failures[:60]) + f"\n({len(failures)} failures)"
+    assert dash_duo.get_logs() == []
+
+
+def test_a_spanish_link_opened_fresh_stays_spanish(dash_duo, dash_app) -> None:
+    """A shared link with ?lang=es in a new browser: the page is Spanish; a filter change keeps
+    lang=es in the address bar; the navbar's links keep it; the address reloaded is Spanish."""
+    dash_duo.start_server(dash_app)
+    dash_duo.driver.get(dash_duo.server_url + "/participation?lang=es")
+    settle(dash_duo, READY["participation"])
+    assert dash_duo.driver.execute_script("return document.documentElement.lang") == "es"
+    assert dash_duo.find_element("#filter-country-label").text == "País"
+    assert dash_duo.find_element("#filter-clear").text == "Borrar filtros"
+    # A change of filter (the map's country list on Overview, as a user would).
+    dash_duo.driver.get(dash_duo.server_url + "/?lang=es&country=FRA")
+    settle(dash_duo, READY["overview"])
+    url = wait_for_url(dash_duo, lambda u: "country=FRA" in u and "lang=es" in u)
+    assert "lang=es" in url and "country=FRA" in url, url
+    hrefs = dash_duo.driver.execute_script(
+        "return Array.from(document.querySelectorAll('.navbar-nav a.nav-link'))"
+        ".map(a => a.getAttribute('href'))")
+    assert hrefs and all("lang=es" in h and "country=FRA" in h for h in hrefs), hrefs
+    dash_duo.driver.get(url)
+    settle(dash_duo, READY["overview"])
+    assert dash_duo.driver.execute_script("return document.documentElement.lang") == "es"
+    assert dash_duo.find_element("#filter-clear").text == "Borrar filtros"
+    # The language menu goes to the same view in French, filters kept.
+    fr = dash_duo.driver.execute_script(
+        "return document.querySelector('a[hreflang=fr]').getAttribute('href')")
+    assert "lang=fr" in fr and "country=FRA" in fr, fr
+    assert dash_duo.get_logs() == []
+
+
+def test_screenshots_of_one_page_in_each_language(dash_duo, dash_app, pages_demo,
+                                                  monkeypatch) -> None:
+    """docs/screenshots/outcomes-<lang>.png, drawn from the demo program."""
+    path, source = pages_demo
+    if not source.startswith("demo"):
+        warnings.warn(f"screenshots drawn from the test fixture ({source})", stacklevel=1)
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(path))
+    dash_duo.start_server(dash_app)
+    for lang in ("en", "es", "fr"):
+        dash_duo.driver.get(dash_duo.server_url + f"/outcomes?lang={lang}")
+        settle(dash_duo, "#outcomes-model table, #outcomes-model .alert")
+        assert dash_duo.driver.execute_script("return document.documentElement.lang") == lang
+        screenshot(dash_duo, f"outcomes-{lang}")
