@@ -75,6 +75,18 @@ def pages_demo(participants: int | None = None) -> tuple[Path, str]:
         return fixture_warehouse(), f"fixture: demo failed: {last}"
 
 
+def serve_demo(dash_duo, dash_app, demo: tuple[Path, str], monkeypatch) -> None:
+    """Start the app on the demo warehouse (`pages_demo`) for screenshots; on the fixture, with
+    a warning, where the demo cannot be built here."""
+    import warnings
+
+    path, source = demo
+    if not source.startswith("demo"):
+        warnings.warn(f"screenshots drawn from the test fixture ({source})", stacklevel=2)
+    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(path))
+    dash_duo.start_server(dash_app)
+
+
 def demo_with_truth(demo: tuple[Path, str]) -> tuple[Path, dict]:
     """The demo warehouse and its truth.json, for the views that need the demo's result tables.
     Without the demo such a test cannot say anything: it is skipped on a developer's machine

@@ -51,15 +51,21 @@ def _contrast(node: dict) -> str:
             if data else "")
 
 
-def test_every_page_passes_axe_unfiltered_and_filtered(dash_duo, dash_app) -> None:
+def test_every_page_passes_axe_and_describes_its_figures(dash_duo, dash_app) -> None:
+    """Every page, unfiltered and filtered (under k, with dates): no axe violation, and every
+    figure has its text alternative and its data as a table (`_figure_problems`)."""
     dash_duo.start_server(dash_app)
-    failures = []
+    failures, figures = [], 0
     for query in ("", FILTERED):
         for name, path in PAGES.items():
             dash_duo.driver.get(dash_duo.server_url + path + query)
             settle(dash_duo, READY[name])
             failures += [f"{path}{query}: {v}" for v in violations(dash_duo)]
+            problems, checked = _figure_problems(dash_duo, path + query)
+            failures += problems
+            figures += checked
     assert not failures, "\n".join(failures)
+    assert figures >= 20
     assert dash_duo.get_logs() == []
 
 
@@ -210,39 +216,35 @@ return {title: (gd.layout.title && (gd.layout.title.text || gd.layout.title)) ||
 """
 
 
-def test_every_figure_has_a_text_alternative_and_its_data_as_a_table(dash_duo, dash_app
-                                                                    ) -> None:
-    """Each figure region is described by its title and key numbers, and its data table holds
-    every value drawn (formatted as the page's language writes numbers); a suppressed series
-    shows the label, not its placeholder values."""
-    dash_duo.start_server(dash_app)
-    checked = 0
-    for query in ("", SMALL_QUERY):
-        for name, path in PAGES.items():
-            dash_duo.driver.get(dash_duo.server_url + path + query)
-            settle(dash_duo, READY[name])
-            ids = dash_duo.driver.execute_script(
-                "return Array.from(document.querySelectorAll('.ei-figure .js-plotly-plot'))"
-                ".map(g => g.closest('.dash-graph') ? g.closest('.dash-graph').id : g.id)")
-            for gid in ids:
-                drawn = dash_duo.driver.execute_script(DRAWN_JS, gid)
-                where = f"{path}{query} #{gid}"
-                assert drawn["described"] == f"{gid}-summary", where
-                title = " ".join(str(drawn["title"]).replace("<br>", " ").split())
-                assert title.split("<")[0][:20] in drawn["summary"], (where, drawn["summary"])
-                numbers = [v for t in drawn["traces"] if t["name"] != SUPPRESSED_LABEL
-                           for v in t["values"] if isinstance(v, int | float)]
-                cells = {c for r in drawn["rows"] for c in r}
-                for v in numbers[:50]:
-                    assert _en(v) in cells, (where, v, sorted(cells)[:20])
-                for t in drawn["traces"]:
-                    if t["name"] == SUPPRESSED_LABEL:
-                        rows = [r for r in drawn["rows"] if r[0] == SUPPRESSED_LABEL]
-                        assert rows and all(c == SUPPRESSED_LABEL for r in rows for c in r[2:]), \
-                            (where, rows)
-                checked += 1
-    assert checked >= 20
-    assert dash_duo.get_logs() == []
+def _figure_problems(dash_duo, where: str) -> tuple[list[str], int]:
+    """Each figure region of the page is described by its title and key numbers, and its data
+    table holds every value drawn (formatted as the page's language writes numbers); a
+    suppressed series shows the label, not its placeholder values. Returns the problems and
+    how many figures were checked."""
+    problems, checked = [], 0
+    ids = dash_duo.driver.execute_script(
+        "return Array.from(document.querySelectorAll('.ei-figure .js-plotly-plot'))"
+        ".map(g => g.closest('.dash-graph') ? g.closest('.dash-graph').id : g.id)")
+    for gid in ids:
+        drawn = dash_duo.driver.execute_script(DRAWN_JS, gid)
+        at = f"{where} #{gid}"
+        if drawn["described"] != f"{gid}-summary":
+            problems.append(f"{at}: not described by its summary")
+        title = " ".join(str(drawn["title"]).replace("<br>", " ").split())
+        if title.split("<")[0][:20] not in drawn["summary"]:
+            problems.append(f"{at}: summary {drawn['summary'][:120]!r} lacks the title")
+        numbers = [v for t in drawn["traces"] if t["name"] != SUPPRESSED_LABEL
+                   for v in t["values"] if isinstance(v, int | float)]
+        cells = {c for r in drawn["rows"] for c in r}
+        problems += [f"{at}: drawn value {v} is not in its table" for v in numbers[:50]
+                     if _en(v) not in cells]
+        for t in drawn["traces"]:
+            if t["name"] == SUPPRESSED_LABEL:
+                rows = [r for r in drawn["rows"] if r[0] == SUPPRESSED_LABEL]
+                if not rows or any(c != SUPPRESSED_LABEL for r in rows for c in r[2:]):
+                    problems.append(f"{at}: a suppressed series shows values: {rows[:3]}")
+        checked += 1
+    return problems, checked
 
 
 def _en(v: float) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import warnings
 
 import pytest
 
@@ -24,6 +23,7 @@ from tests.pages_browser import (
     SMALL_VIEWS,
     foreign_requests,
     screenshot,
+    serve_demo,
     settle,
     small_selection_counts,
     small_view_problems,
@@ -49,11 +49,7 @@ def test_every_page_loads_clean_offline_and_is_captured(dash_duo, dash_app) -> N
 def test_screenshots_of_every_page_on_the_demo(dash_duo, dash_app, pages_demo,
                                               monkeypatch) -> None:
     """docs/screenshots/<page>.png, drawn from the demo program, for people to look at."""
-    path, source = pages_demo
-    if not source.startswith("demo"):
-        warnings.warn(f"screenshots drawn from the test fixture ({source})", stacklevel=1)
-    monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(path))
-    dash_duo.start_server(dash_app)
+    serve_demo(dash_duo, dash_app, pages_demo, monkeypatch)
     for name, page in PAGES.items():
         dash_duo.driver.get(dash_duo.server_url + page)
         ready = ("#outcomes-model table, #outcomes-model .alert" if name == "outcomes"
