@@ -969,7 +969,7 @@ def item_wording(instrument: str, scale: str, item: str) -> str:
 
     try:
         words = load_instruments()[str(instrument)].scale(str(scale)).wording.get(item, {})
-    except (KeyError, Exception):  # a broken instrument file must not take the page down
+    except Exception:  # no such item, or a broken instrument file: the page still shows
         return item
     return words.get(_i18n.current()) or words.get("en") or item
 
@@ -1071,8 +1071,11 @@ def table(df: pd.DataFrame, columns: dict[str, tuple[str, Callable[[Any], str]]]
                    else np.ones(len(shown), bool))
         blank = sup_rows & missing if i > 0 else np.zeros(len(shown), bool)
         label = suppressed_label()
+        # Only text columns can hold a label the analytics layer wrote (numbers are formatted
+        # for the language already), and in English every such label is its own text.
+        loc = localise if fmt is text and _i18n.current() != _i18n.DEFAULT else None
         cols.append([html.Td(label, className="text-body-secondary fst-italic") if b
-                     else html.Td(localise(fmt(v)))
+                     else html.Td(loc(fmt(v)) if loc else fmt(v))
                      for v, b in zip(vals, blank, strict=True)])
     body = [html.Tr(list(cells)) for cells in zip(*cols, strict=True)] if cols else []
     extra = (html.P(tr("Showing the first {shown} of {total} rows.").format(
