@@ -45,6 +45,11 @@ class Scale:
     max: float
     min_items: int  # answered items needed for a valid score
     wording: dict[str, dict[str, str]] = field(default_factory=dict, compare=False)
+    labels: dict[str, str] = field(default_factory=dict, compare=False)  # label by language
+
+    def label_in(self, lang: str) -> str:
+        """The scale's label in `lang` where the instrument gives it, else its English one."""
+        return self.labels.get(lang) or self.label
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,11 @@ class Instrument:
     path: str = ""
     description: str = ""
     languages: tuple[str, ...] = ()  # ISO 639-1 codes every item has wording in
+    titles: dict[str, str] = field(default_factory=dict, compare=False)  # title by language
+
+    def title_in(self, lang: str) -> str:
+        """The instrument's title in `lang` where it gives it, else its English one."""
+        return self.titles.get(lang) or self.title
 
     @property
     def items(self) -> list[str]:
@@ -76,6 +86,22 @@ def _need(d: dict, key: str, where: str, kind: type | tuple[type, ...]) -> Any:
         name = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise InstrumentError(f"{where}: field '{key}' must be {name}, got {v!r}")
     return v
+
+
+def _texts(d: dict, key: str, where: str, default: str | None = None
+           ) -> tuple[str, dict[str, str]]:
+    """A title or label: a text (English), or a mapping of texts by language that has English
+    ({en: Global agency, es: Agencia global}). Returns the English text and the mapping."""
+    v = d.get(key, default)
+    if v is None:
+        raise InstrumentError(f"{where}: missing field '{key}'")
+    if isinstance(v, str):
+        return v, {"en": v}
+    if (not isinstance(v, dict) or not all(isinstance(k, str) and isinstance(t, str) and t
+                                           for k, t in v.items()) or "en" not in v):
+        raise InstrumentError(f"{where}: field '{key}' must be a text, or texts by language "
+                              f"with English (en: ...), got {v!r}")
+    return v["en"], dict(v)
 
 
 def _parse_scale(d: dict, where: str) -> Scale:
@@ -108,8 +134,9 @@ def _parse_scale(d: dict, where: str) -> Scale:
     if not isinstance(wording, dict) or any(k not in items for k in wording):
         raise InstrumentError(
             f"{where}: 'wording' must map item ids of this scale to texts by language")
-    return Scale(sid, str(d.get("label", sid)), tuple(items), tuple(reverse), float(lo), float(hi),
-                 mi, wording)
+    label, labels = _texts(d, "label", where, default=sid)
+    return Scale(sid, label, tuple(items), tuple(reverse), float(lo), float(hi), mi, wording,
+                 labels)
 
 
 def parse_instrument(doc: object, path: str = "<memory>") -> Instrument:
@@ -118,7 +145,7 @@ def parse_instrument(doc: object, path: str = "<memory>") -> Instrument:
         raise InstrumentError(f"{path}: an instrument file must be a mapping")
     iid = _need(doc, "id", path, str)
     version = _need(doc, "version", path, int)
-    title = _need(doc, "title", path, str)
+    title, titles = _texts(doc, "title", path)
     scales_raw = _need(doc, "scales", path, list)
     if not scales_raw:
         raise InstrumentError(f"{path}: 'scales' is empty")
@@ -133,7 +160,7 @@ def parse_instrument(doc: object, path: str = "<memory>") -> Instrument:
         raise InstrumentError(f"{path}: two scales share an id")
     languages = _check_wording(doc, scales, path)
     return Instrument(iid, version, title, scales, path, str(doc.get("description", "")),
-                      languages)
+                      languages, titles)
 
 
 def _check_wording(doc: dict, scales: tuple[Scale, ...], path: str) -> tuple[str, ...]:

@@ -44,6 +44,9 @@ def test_min_items_as_a_share_rounds_up():
          "lists an item twice"),
         (lambda d: d.update(version="one"), "field 'version' must be int"),
         (lambda d: d["scales"][0].update(max=True), "field 'max' must be int or float"),
+        (lambda d: d["scales"][0].update(label={"es": "Ánimo"}),
+         "field 'label' must be a text, or texts by language with English"),
+        (lambda d: d.update(title=3), "field 'title' must be a text"),
     ],
 )
 def test_a_malformed_instrument_is_refused_naming_file_and_field(tmp_path: Path, change, message):
@@ -54,6 +57,20 @@ def test_a_malformed_instrument_is_refused_naming_file_and_field(tmp_path: Path,
     with pytest.raises(InstrumentError) as e:
         load_instruments(tmp_path)
     assert str(f) in str(e.value) and message in str(e.value)
+
+
+def test_titles_and_labels_may_be_given_per_language_with_english_kept_for_exports():
+    doc = yaml.safe_load(yaml.safe_dump(GOOD))
+    doc["title"] = {"en": "Well-being", "es": "Bienestar"}
+    doc["scales"][0]["label"] = {"en": "Mood", "fr": "Humeur"}
+    inst = parse_instrument(doc)
+    assert (inst.title, inst.title_in("es"), inst.title_in("fr")) == ("Well-being", "Bienestar",
+                                                                       "Well-being")
+    mood = inst.scales[0]
+    assert (mood.label, mood.label_in("fr"), mood.label_in("es")) == ("Mood", "Humeur", "Mood")
+    shipped = load_instruments(surveys.SURVEYS_DIR)
+    assert all(i.title_in(lang) != i.title and s.label_in(lang) != s.label
+               for i in shipped.values() for s in i.scales for lang in ("es", "fr"))
 
 
 def test_an_item_in_two_instruments_is_refused(tmp_path: Path):
