@@ -83,10 +83,12 @@ UI_ONLY: frozenset[str] = frozenset({
     "pages.overview.cost_url", "pages.partnerships.persist_url",
     "pages.overview.map_click", "pages.overview.list_pick", "pages.participation.cluster_click",
     "pages._access.auth_bar", "dash.dash.update",
+    "pages._grid.export_view",  # writes back the rows the browser shows, reads nothing else
 })
 # Callback -> the capability it needs beyond "dashboard".
 CALLBACK_RULES: dict[str, str] = {
     "pages.data.download": "export",
+    "pages._grid.export_view": "export",
     "pages._ui.snapshot": "snapshot",
 }
 # Download files holding one row per participant (pseudonymised): need "rowlevel". Every
@@ -280,7 +282,7 @@ def guard() -> Response | None:
     if acct is None:
         if path.startswith(_JSON_PREFIXES) or request.method != "GET":
             return _deny(401, "Log in first (/login).")
-        return redirect(f"{_LOGIN}?next={_safe_next(request.full_path)}")
+        return redirect(f"{_LOGIN}?next={_safe_next(request.full_path)}{_lang_query()}")
     if not accounts.can(acct.role, "dashboard"):
         return _deny(403, tr("The role {role} has no access to the dashboard.").format(
             role=acct.role))
@@ -416,7 +418,7 @@ _PAGE = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
 <link rel="stylesheet" href="/assets/vendor/bootstrap.min.css"></head>
 <body class="bg-body-tertiary"><main class="container py-5" style="max-width: 26rem">
 <h1 class="h4 mb-3">{heading}</h1>{error}{sso}
-<form{hidden} method="post" action="/login?next={next}" id="login-form">{csrf}
+<form{hidden} method="post" action="/login?next={next}{lang_query}" id="login-form">{csrf}
 <div class="mb-2"><label class="form-label" for="name">{account}</label>
 <input class="form-control" id="name" name="name" autocomplete="username" required
  value="{name}"></div>
@@ -446,11 +448,21 @@ def _login_page(form: Any, error: str = "", status: int = 200) -> Response:
     html_ = _PAGE.format(error=err, csrf=form.csrf_token(), name=escape(form.name.data or ""),
                          next=escape(next_), sso=_sso.login_button(next_),
                          hidden="" if _sso.password_login() else " hidden",
-                         lang=_i18n.current(), title=escape(tr("Log in · Exchange Impact")),
+                         lang=_i18n.current(), lang_query=escape(_lang_query()),
+                         title=escape(tr("Log in · Exchange Impact")),
                          heading=escape(tr("Exchange Impact: log in")),
                          account=escape(tr("Account")), password=escape(tr("Password")),
                          submit=escape(tr("Log in")))
     return Response(html_, status=status, mimetype="text/html")
+
+
+def _lang_query() -> str:
+    """"&lang=xx" when the request chose its language by the link (`?lang=`), so that the
+    login page and its form's answers stay in it; else nothing (the browser's language)."""
+    from urllib.parse import quote
+
+    chosen = _i18n.known(request.args.get(_i18n.PARAM))
+    return f"&{_i18n.PARAM}={quote(chosen)}" if chosen else ""
 
 
 def login() -> Response:

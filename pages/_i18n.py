@@ -32,11 +32,12 @@ PARAM = "lang"
 LOCALES = Path(__file__).resolve().parent / "locales"
 DOMAIN = "messages"
 
-__all__ = ["LANGUAGES", "N_", "current", "browser_language", "tr", "trn", "country_name",
+__all__ = ["LANGUAGES", "N_", "current", "known", "browser_language", "tr", "trn", "country_name",
            "fmt_int", "fmt_num", "fmt_pct", "fmt_date", "plotly_config", "plotly_separators"]
 
 
-def _known(code: Any) -> str | None:
+def known(code: Any) -> str | None:
+    """The supported language a code names ("ES-mx" → "es"), or None."""
     if not isinstance(code, str):
         return None
     code = code.strip().lower().replace("_", "-").split("-")[0]
@@ -52,8 +53,8 @@ def browser_language() -> str:
     # In the browser's order of preference (quality), a region's language counts as the
     # language ("fr-CA" is French): "de-CH, fr-CA;q=0.8, en;q=0.5" is French.
     for lang, _q in request.accept_languages:
-        if known := _known(lang):
-            return known
+        if code := known(lang):
+            return code
     return DEFAULT
 
 
@@ -65,7 +66,7 @@ def current() -> str:
         return DEFAULT
     lang = getattr(g, "ei_lang", None)
     if lang is None:
-        lang = (_known(request.args.get(PARAM)) or _known(request.headers.get(HEADER))
+        lang = (known(request.args.get(PARAM)) or known(request.headers.get(HEADER))
                 or browser_language())
         g.ei_lang = lang
     return lang
@@ -195,9 +196,23 @@ def plotly_separators() -> str:
     return get_decimal_symbol(lang) + (" " if group.isspace() else group)
 
 
+# plotly.js's own words the figures show (its mode bar's buttons and messages), English as
+# plotly.js writes them: `plotly_config` gives their translation in the figure's `locales`.
+PLOTLY_WORDS = (
+    N_("Download plot as a PNG"), N_("Download plot"), N_("Zoom"), N_("Pan"),
+    N_("Box Select"), N_("Lasso Select"), N_("Zoom in"), N_("Zoom out"), N_("Autoscale"),
+    N_("Reset axes"), N_("Reset view"), N_("Reset"), N_("Toggle Spike Lines"),
+    N_("Show closest data on hover"), N_("Compare data on hover"),
+    N_("Toggle show closest data on hover"), N_("Double-click to zoom back out"),
+    N_("Taking snapshot - this may take a few seconds"), N_("Snapshot succeeded"),
+    N_("Sorry, there was a problem downloading your snapshot!"),
+)
+
+
 def plotly_config() -> dict[str, Any]:
     """dcc.Graph `config` entries for the language: plotly.js's month and day names on date
-    axes (from CLDR, through Babel); English is plotly's own."""
+    axes (from CLDR, through Babel) and its mode bar's words (`PLOTLY_WORDS`, from the
+    catalogue); English is plotly's own."""
     from babel.dates import get_day_names, get_month_names
 
     lang = current()
@@ -213,7 +228,8 @@ def plotly_config() -> dict[str, Any]:
     fmt = {"months": names(get_month_names, "wide"),
            "shortMonths": names(get_month_names, "abbreviated"),
            "days": days[6:] + days[:6], "shortDays": short[6:] + short[:6], "date": "%d/%m/%Y"}
-    return {"locale": lang, "locales": {lang: {"format": fmt}}}
+    words = {w: tr(w) for w in PLOTLY_WORDS}
+    return {"locale": lang, "locales": {lang: {"format": fmt, "dictionary": words}}}
 
 
 # ---- the catalogues: extraction and update (`python -m pages._i18n`) -----------------------

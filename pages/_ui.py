@@ -30,14 +30,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import dash_bootstrap_components as dbc
-import numpy as np
 import pandas as pd
 from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 from werkzeug.exceptions import BadRequest
 
 from analytics import suppression
-from analytics.read import filters, loads, outcomes, sql
+from analytics.read import filters, loads, outcomes, overview, sql
 from analytics.read.cache import bound_version
 from etl.errors import WarehouseError
 from etl.warehouse import DEFAULT_WAREHOUSE, Reader
@@ -844,6 +843,37 @@ def empty_figure(title: str, message: str, height: int = 300) -> Figure:
     return fig
 
 
+NOT_COMPUTED = N_("Not computed yet for this data version: the next load computes it, or "
+                  "python -m analytics refresh.")
+NO_DATA = N_("No participants match the current filters.")
+
+
+def selects_nobody(f: filters.Filters) -> bool:
+    """Whether the filters select no participant (`analytics.read.overview.selects_nobody`)."""
+    return bool(query(overview.selects_nobody, f))
+
+
+def empty_state(title: str, f: filters.Filters | None = None, *, what: str | None = None,
+                height: int = 300) -> Figure:
+    """The figure that says why it has nothing to draw, the first that holds of: the results
+    are not computed yet for this data version; `f` (the figure's filters, None for a figure
+    of all participants) selects nobody; it selects fewer than k participants, or one filter
+    value changes it by fewer than k (suppressed); else `what`, the figure's own reason
+    ("No cluster has two consecutive terms"), else nothing to draw for the current filters.
+    A figure whose every group is under k says so itself (`suppressed_figure`)."""
+    if not query(loads.results_computed):
+        message = tr(NOT_COMPUTED)
+    elif f is not None and selects_nobody(f):
+        message = tr(NO_DATA)
+    elif f is not None and (head := query(overview.headline, f))["suppressed"]:
+        why = (small_selection() if head["suppressed_why"] == suppression.SMALL_SELECTION
+               else isolating_selection())
+        message = f"{ptext(why)}: {suppressed_label()}."
+    else:
+        message = what or tr("Nothing to draw for the current filters.")
+    return empty_figure(title, message, height)
+
+
 GRAPH_CONFIG: dict[str, Any] = {"displaylogo": False}
 
 
@@ -941,6 +971,17 @@ ANALYTICS_WORDS = (
     N_("several classes each side"), N_("one class on a side"),
     N_("no teacher recorded on a side"),
 )
+
+
+# The survey waves the product names (etl.schema: pre, post, followup); a deployment's own
+# waves ("followup_6m") are data and stay as they are.
+WAVE_WORDS = {"pre": N_("pre"), "post": N_("post"), "followup": N_("followup")}
+
+
+def wave_name(wave: Any) -> str:
+    """A wave's name in the request's language ("followup" → "seguimiento")."""
+    w = text(wave)
+    return tr(WAVE_WORDS[w]) if w in WAVE_WORDS else w
 
 
 def localise_list(text: Any) -> Any:
@@ -1047,55 +1088,6 @@ def fmt_ci(low: Any, high: Any, digits: int = 2) -> str:
     return f"[{fmt_num(low, digits)}{sep} {fmt_num(high, digits)}]"
 
 
-def table(df: pd.DataFrame, columns: dict[str, tuple[str, Callable[[Any], str]]],
-          caption: str, *, id_: str | None = None, max_rows: int = 200,
-          suppressed_col: str | None = "suppressed") -> html.Div:
-    """A plain, sortable-by-reading table. Every cell is text (user names are never HTML);
-    suppressed rows show the suppression label in their figure columns, and so do the cells a
-    row blanked for a subset under k (its `subset_suppressed` flag, e.g. 3 drop-outs)."""
-    if df is None or not len(df):
-        return html.P(tr("{caption}: nothing for the current filters.").format(caption=caption),
-                      className="text-body-secondary")
-    header = html.Thead(html.Tr([html.Th(lbl, scope="col") for lbl, _ in columns.values()]))
-    shown = df.head(max_rows)
-    # Column by column (pandas per row, `iterrows`, was half of a warm callback's time).
-    sup = pd.Series(False, index=shown.index)
-    for flag in ([suppressed_col, "subset_suppressed"] if suppressed_col else []):
-        if flag in shown.columns:
-            sup |= shown[flag].map(bool).fillna(False).astype(bool)
-    sup_rows = sup.to_numpy(bool)
-    cols = []
-    for i, (col, (_, fmt)) in enumerate(columns.items()):
-        vals = shown[col].tolist() if col in shown.columns else [None] * len(shown)
-        missing = (shown[col].isna().to_numpy(bool) if col in shown.columns
-                   else np.ones(len(shown), bool))
-        blank = sup_rows & missing if i > 0 else np.zeros(len(shown), bool)
-        label = suppressed_label()
-        # Only text columns can hold a label the analytics layer wrote (numbers are formatted
-        # for the language already), and in English every such label is its own text.
-        loc = localise if fmt is text and _i18n.current() != _i18n.DEFAULT else None
-        cols.append([html.Td(label, className="text-body-secondary fst-italic") if b
-                     else html.Td(loc(fmt(v)) if loc else fmt(v))
-                     for v, b in zip(vals, blank, strict=True)])
-    body = [html.Tr(list(cells)) for cells in zip(*cols, strict=True)] if cols else []
-    extra = (html.P(tr("Showing the first {shown} of {total} rows.").format(
-                 shown=fmt_int(max_rows), total=fmt_int(len(df))), className="small")
-             if len(df) > max_rows else None)
-    return html.Div(
-        [
-            # A keyboard user must be able to scroll a wide table (axe: scrollable-region-
-            # focusable): the scrolling box is a named, focusable region.
-            html.Div(
-                dbc.Table([html.Caption(caption, className="caption-top"), header,
-                           html.Tbody(body)],
-                          striped=True, hover=True, size="sm", **({"id": id_} if id_ else {})),
-                className="table-responsive", tabIndex=0, role="region",
-                **{"aria-label": caption}),
-            extra,
-        ]
-    )
-
-
 def tabs(items: Sequence[tuple[str, str, Any]], id_: str) -> html.Div:
     """Tabs (`(tab_id, label, content)`, the first selected) as the WAI-ARIA tabs pattern:
     buttons with role=tab in a tablist, each controlling its tabpanel; assets/a11y.js switches
@@ -1199,14 +1191,17 @@ def section(title: str, *children: Any, id_: str | None = None) -> html.Section:
 
 
 def scale_labels() -> dict[tuple[str, str], str]:
-    """(instrument id, scale id) -> 'Instrument title: scale label', from surveys/*.yaml."""
+    """(instrument id, scale id) -> 'Instrument title: scale label' in the request's language
+    where the instrument gives it (surveys/*.yaml), else in English."""
     from surveys import load_instruments
 
     try:
         instruments = load_instruments()
     except Exception:  # a broken instrument file must not take the dashboard down
         return {}
-    return {(i.id, s.id): f"{i.title}: {s.label}" for i in instruments.values() for s in i.scales}
+    lang = _i18n.current()
+    return {(i.id, s.id): f"{i.title_in(lang)}: {s.label_in(lang)}"
+            for i in instruments.values() for s in i.scales}
 
 
 def scale_label(instrument: Any, scale: Any) -> str:

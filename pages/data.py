@@ -16,7 +16,7 @@ from analytics.outputs import codebook, downloads, export
 from analytics.read import loads, outcomes, overview
 from analytics.stats.reliability import ALPHA_THRESHOLD
 from etl.errors import EtlError
-from pages import _access, _ui
+from pages import _access, _grid, _ui
 from pages._i18n import N_, tr
 
 
@@ -151,7 +151,7 @@ def load_log(_store: dict[str, Any] | None) -> tuple[Any, Any, Any]:
         color="light", className="border small",
     )
     batches = _ui.query(loads.load_batches)
-    loads_table = _ui.table(batches, {
+    loads_table = _grid.table(batches, {
         "batch_id": (tr("batch"), _ui.fmt_int), "source": (tr("file (its source)"), _ui.text),
         "kind": (tr("kind"), _ui.text), "status": (tr("status"), _ui.text),
         "rows_in": (tr("rows read"), _ui.fmt_int), "rows_accepted": (tr("accepted"), _ui.fmt_int),
@@ -162,7 +162,7 @@ def load_log(_store: dict[str, Any] | None) -> tuple[Any, Any, Any]:
         "data_version": (tr("data version"), _ui.fmt_int), "message": (tr("notes"), _ui.text),
     }, tr("Files loaded, newest first"), id_="data-loads-table", suppressed_col=None)
     rej = _ui.query(loads.rejects)
-    rej_table = _ui.table(rej, {
+    rej_table = _grid.table(rej, {
         "batch_id": (tr("batch"), _ui.fmt_int), "file": (tr("file"), _ui.text),
         "row_number": (tr("row"), _ui.fmt_int), "column_name": (tr("column"), _ui.text),
         "rule": (tr("rule"), _ui.text), "value": (tr("value"), _ui.text),
@@ -175,7 +175,7 @@ def load_log(_store: dict[str, Any] | None) -> tuple[Any, Any, Any]:
 @callback(Output(RATES, "children"), Input(_ui.FILTERS, "data"))
 def rates(store: dict[str, Any] | None) -> Any:
     df = _ui.query(overview.completion_by_wave, _ui.filters_of(store))
-    return _ui.table(df, {
+    return _grid.table(df, {
         "wave": (tr("wave"), _ui.text), "responded": (tr("answered"), _ui.fmt_int),
         "invited": (tr("participants in scope"), _ui.fmt_int),
         "rate": (tr("response rate"), _ui.fmt_pct),
@@ -203,7 +203,7 @@ def warnings_and_downloads(_store: dict[str, Any] | None) -> tuple[Any, Any]:
         else:
             low = low.assign(scale_label=[_ui.scale_label(a, b) for a, b in
                                           zip(low.instrument, low.scale, strict=True)])
-            warn = _ui.table(low, {
+            warn = _grid.table(low, {
                 "scale_label": (tr("scale"), _ui.text), "wave": (tr("wave"), _ui.text),
                 "alpha": ("α", _ui.fmt_num), "n": ("n", _ui.fmt_int),
             }, tr("Scales below α = {threshold}: interpret their results with care").format(
@@ -213,7 +213,7 @@ def warnings_and_downloads(_store: dict[str, Any] | None) -> tuple[Any, Any]:
     status = _ui.query(loads.result_table_status)
     status = status.assign(state=[tr("computed") if n else tr("coming") for n in status.rows],
                            description=[tr(d) for d in status.description])
-    downloads = _ui.table(pd.DataFrame(status), {
+    downloads = _grid.table(pd.DataFrame(status), {
         "table": (tr("table"), _ui.text), "state": (tr("state"), _ui.text),
         "rows": (tr("rows"), _ui.fmt_int), "description": (tr("what it holds"), _ui.text),
     }, tr("Researcher tables for this data version"), id_="data-downloads-table",
@@ -227,7 +227,7 @@ def _scoped_warnings_and_downloads(scope: export.Scope) -> tuple[Any, Any]:
     warn = html.P(tr(_access.SCOPE_NOTE), className="text-body-secondary scope-note")
     status = _ui.query(loads.result_table_status)
     status = status.assign(description=[tr(d) for d in status.description])
-    tables = _ui.table(pd.DataFrame(status), {
+    tables = _grid.table(pd.DataFrame(status), {
         "table": (tr("table"), _ui.text), "description": (tr("what it holds"), _ui.text),
     }, tr("Tables for {scope}: each is computed from these participants only when you first "
           "download it (this takes a moment), then kept for this data version").format(
@@ -270,7 +270,7 @@ def _group_warnings() -> Any:
                       id="data-group-reliability")
     low = low.assign(scale_label=[_ui.scale_label(a, b) for a, b in
                                   zip(low.instrument, low.scale, strict=True)])
-    return _ui.table(low, {
+    return _grid.table(low, {
         "scale_label": (tr("scale"), _ui.text), "group_by": (tr("by"), _group_by_label),
         "group": (tr("language / country"), _ui.text), "wave": (tr("wave"), _ui.text),
         "alpha": ("α", _ui.fmt_num), "omega": ("ω", _ui.fmt_num), "n": ("n", _ui.fmt_int),

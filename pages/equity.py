@@ -12,7 +12,7 @@ from dash import Input, Output, callback, dcc, html
 
 from analytics import suppression
 from analytics.read import equity, filters
-from pages import _ui
+from pages import _grid, _ui
 from pages._i18n import N_, tr
 
 PATH = "/equity"
@@ -47,10 +47,11 @@ def _grouping(by: str) -> str:
 
 
 def _stage(stage: object) -> str:
-    """A funnel stage's name in the request's language (a wave's name is data: kept)."""
+    """A funnel stage's name in the request's language (a deployment's own wave name is data:
+    kept)."""
     s = str(stage)
     if s.startswith("answered "):
-        return tr("answered {wave}").format(wave=s.removeprefix("answered "))
+        return tr("answered {wave}").format(wave=_ui.wave_name(s.removeprefix("answered ")))
     return tr(s) if s in _STAGES else s
 
 
@@ -120,8 +121,8 @@ def gains(store: dict[str, Any] | None, by: str, scale: str | None) -> tuple[_ui
     title = tr("Completers' mean gain post − pre by {grouping} (95% CI clustered by "
                "exchange)").format(grouping=label.lower())
     if not len(df):
-        return _ui.empty_figure(title, tr("No pre/post scale scores in scope (or not computed "
-                                          "yet: python -m analytics).")), None
+        return _ui.empty_state(title, f, what=tr("No pre/post scale scores for the current "
+                                                 "filters.")), None
     shown, small = df[~df.suppressed], df[df.suppressed]
     note = _ui.suppressed_note(sorted(small.group.astype(str).unique()), _groups_word(label))
     note = _ui.with_isolating_note(note, df, tr("Some groups"))
@@ -208,6 +209,8 @@ def funnel(store: dict[str, Any] | None) -> _ui.Figure:
     if not len(df) or (not df.suppressed.any() and df.n.iloc[0] == 0):
         return _ui.empty_figure(title, tr("No participants match the current filters."))
     k = _ui.fmt_int(suppression.MIN_CELL)
+    if df.suppressed.all() and _ui.selects_nobody(f):
+        return _ui.empty_figure(title, tr(_ui.NO_DATA))
     if df.suppressed.all():
         return _ui.suppressed_figure(title, tr("Every stage has fewer than {k} "
                                                "participants").format(k=k))
@@ -238,7 +241,7 @@ def dropout(store: dict[str, Any] | None, by: str) -> Any:
     by = _ui.choice(by, filters.EQUITY_GROUPINGS, "gender")
     label = _grouping(by)
     df = _ui.query(equity.dropout_by_group, f, by)
-    return _ui.with_isolating_note(_ui.table(df, {
+    return _ui.with_isolating_note(_grid.table(df, {
         "group": (label, _ui.text), "n": (tr("answered pre (n)"), _ui.fmt_int),
         "dropped": (tr("no post answer"), _ui.fmt_int),
         "dropout_rate": (tr("drop-out rate"), _ui.fmt_pct),
@@ -302,7 +305,7 @@ def gaps(_store: dict[str, Any] | None, by: str, scale: str | None) -> Any:
                 for m, g, lo, hi, lv in zip(df.measure, df.gap, df.ci_low, df.ci_high,
                                             df.ci_level, strict=True)])
     return html.Div([
-        _ui.table(rows, {
+        _grid.table(rows, {
             "what": (tr("measure"), _ui.text), "best": (tr("best-served"), _ui.text),
             "worst": (tr("worst-served"), _ui.text),
             "gap_ci": (tr("gap [CR2 CI, level]"), _ui.text),

@@ -25,7 +25,7 @@ from analytics.stats.longitudinal import wave_key, wave_order
 from analytics.stats.measurement import DIF_MIN_N, FLOOR_CEILING_SHARE
 from analytics.stats.prepost import FEW_CLUSTERS
 from analytics.stats.reliability import ALPHA_THRESHOLD, SMALL_N_MIN, SMALL_N_PER_ITEM
-from pages import _ui
+from pages import _grid, _ui
 from pages._i18n import N_, tr, trn
 
 PATH = "/outcomes"
@@ -67,7 +67,7 @@ _COMING = N_("They appear when the statistics engineer's tables are computed for
 # them through tr.
 _GROUPING_WORDS = (N_("Cluster"), N_("Country"), N_("Modality"), N_("Setting"))
 # The moderation view's waves, as its titles name them.
-_WAVE_WORDS = {"post": N_("post"), "followup": N_("followup")}
+_WAVE_WORDS = {"post": _ui.WAVE_WORDS["post"], "followup": _ui.WAVE_WORDS["followup"]}
 
 
 def _grouping(by: str) -> str:
@@ -157,7 +157,7 @@ def _alpha_texts(rel: pd.DataFrame) -> dict[tuple[str, str], str]:
         return {}
     rel = rel.assign(_o=rel.wave.map(wave_key)).sort_values(
         ["instrument", "scale", "_o"], kind="stable").drop_duplicates(["instrument", "scale"])
-    return {(r.instrument, r.scale): f"α ({r.wave}) = {_ui.fmt_num(r.alpha)}"
+    return {(r.instrument, r.scale): f"α ({_ui.wave_name(r.wave)}) = {_ui.fmt_num(r.alpha)}"
             + (" ⚠" if bool(r.below_threshold) else "") for r in rel.itertuples(index=False)}
 
 
@@ -181,9 +181,8 @@ def waves(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str, str], Any
     f = _ui.filters_of(store)
     df = _ui.query(outcomes.wave_means, f)
     if not len(df):
-        return _ui.figure(), {"display": "none"}, _ui.coming(
-            tr("Scale means per wave"),
-            tr("They need the scale scores (res_scale_scores).") + " " + tr(_COMING))
+        return _ui.empty_state(tr("Mean scale score per wave (95% CI), filtered participants"),
+                               f, what=tr("No scale scores for the current filters.")), {}, None
     small = df[df.suppressed.to_numpy(bool)]
     note = _ui.suppressed_note(
         sorted({tr("{scale} ({wave}, comparison)").format(scale=_ui.scale_label(a, b), wave=w)
@@ -225,7 +224,8 @@ def waves(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str, str], Any
             mean, lo, hi = (d[c_].to_numpy(float)
                             for c_ in ("mean", "ci_low_cr2", "ci_high_cr2"))
             fig.add_trace(_ui.trace("scatter",
-                x=d.wave, y=mean, mode="lines+markers", name=name, legendgroup=name,
+                x=[_ui.wave_name(w) for w in d.wave], y=mean, mode="lines+markers", name=name,
+                legendgroup=name,
                 showlegend=k == 0, line={"color": color, "dash": "dash" if comp else "solid"},
                 error_y={"type": "data", "symmetric": False, "array": hi - mean,
                          "arrayminus": mean - lo},
@@ -259,12 +259,18 @@ def forest(by: str, effect: str, scale: str | None, store: dict[str, Any] | None
            ) -> tuple[_ui.Figure, dict[str, str], Any]:
     by = _ui.choice(by, filters.GROUPINGS, "modality")
     effect = _ui.choice(effect, EFFECTS, "hedges_g")
-    df = _ui.query(outcomes.prepost_slice, _ui.filters_of(store), by)
-    df = _ui.only_scale(df, scale)
+    f = _ui.filters_of(store)
+    df = _ui.only_scale(_ui.query(outcomes.prepost_slice, f, by), scale)
     if not len(df):
-        return _ui.figure(), {"display": "none"}, _ui.coming(
-            tr("Effects by {grouping}").format(grouping=_grouping(by).lower()), tr(_COMING))
+        title = tr("Pre → post effect by {grouping}").format(grouping=_grouping(by).lower())
+        return _ui.empty_state(title, f, what=tr("No pre/post scale scores for the current "
+                                                 "filters.")), {}, None
     fig, shown, small = forest_figure(df, by, effect)
+    if not len(shown):
+        title = tr("Pre → post effect by {grouping}").format(grouping=_grouping(by).lower())
+        fig = _ui.suppressed_figure(title, tr(
+            "Every {grouping} group has fewer than {k} participants with a pre/post gain").format(
+                grouping=_grouping(by).lower(), k=_ui.fmt_int(suppression.MIN_CELL)))
     note = _ui.suppressed_note(sorted(small["group"].astype(str).unique()),
                                tr("{grouping} groups").format(grouping=_grouping(by).lower()))
     return fig, {}, html.Div([_cluster_note(shown, effect), note,
@@ -331,8 +337,8 @@ def reliability(_store: dict[str, Any] | None) -> Any:
     waves = wave_order(wide.columns)
     wide = wide[waves].reset_index()
     cols: dict[str, tuple[str, Any]] = {"scale_label": (tr("scale"), _ui.text)}
-    cols.update({w: (f"α {w}", _ui.text) for w in waves})
-    return _ui.table(wide, cols, tr("Cronbach's α per scale and wave (all participants; "
+    cols.update({w: (f"α {_ui.wave_name(w)}", _ui.text) for w in waves})
+    return _grid.table(wide, cols, tr("Cronbach's α per scale and wave (all participants; "
                                     "⚠ = below {threshold}, interpret with care)").format(
                                         threshold=_ui.fmt_num(ALPHA_THRESHOLD)),
                      suppressed_col=None)
@@ -366,7 +372,7 @@ def measurement(_store: dict[str, Any] | None) -> Any:
                                                                         strict=True)],
                      verdict=[_ui.localise_verdict(t, a, b) for t, a, b in
                               zip(v.verdict, v.instrument, v.scale, strict=True)])
-        parts.append(_ui.table(v, {"scale_label": (tr("scale"), _ui.text),
+        parts.append(_grid.table(v, {"scale_label": (tr("scale"), _ui.text),
                                    "verdict": (tr("same meaning in every language?"), _ui.text)},
                                tr("Measurement invariance across the languages the surveys "
                                   "were taken in (pre wave; differential item functioning "
@@ -383,7 +389,7 @@ def measurement(_store: dict[str, Any] | None) -> Any:
                                aggfunc="first").reindex(columns=order).reset_index()
         cols: dict[str, tuple[str, Any]] = {"scale_label": (tr("scale"), _ui.text)}
         cols.update({g: (str(g), _ui.text) for g in order})
-        parts.append(_ui.table(
+        parts.append(_grid.table(
             wide, cols, tr("Reliability per language at the pre wave: Cronbach's α and "
                            "McDonald's ω (one-factor model); ⚠ = α or ω below {threshold}; "
                            "{few} = fewer than max({min_n}, {per_item} × items) respondents, "
@@ -407,8 +413,9 @@ def measurement(_store: dict[str, Any] | None) -> Any:
         waves = wave_order(wide.columns)
         wide = wide[waves].reset_index()
         cols = {"scale_label": (tr("scale"), _ui.text)}
-        cols.update({w: (tr("{wave}: floor · ceiling").format(wave=w), _ui.text) for w in waves})
-        parts.append(_ui.table(
+        cols.update({w: (tr("{wave}: floor · ceiling").format(wave=_ui.wave_name(w)), _ui.text)
+                     for w in waves})
+        parts.append(_grid.table(
             wide, cols, tr("Share of respondents at the lowest · highest possible score per "
                            "wave; ⚠ = above {share} (Terwee et al. 2007): change cannot be seen "
                            "there; — = a count under k, not shown").format(
@@ -439,7 +446,7 @@ def comparison(store: dict[str, Any] | None) -> Any:
     df = df.assign(scale_label=[_ui.scale_label(a, b) for a, b in zip(df.instrument, df.scale,
                                                                       strict=True)])
     df["ci"] = _ci_texts(df.ci_low_cr2, df.ci_high_cr2)
-    return html.Div([_ui.table(df, {
+    return html.Div([_grid.table(df, {
         "scale_label": (tr("scale"), _ui.text),
         "n_exchange": (tr("n participants"), _ui.fmt_int),
         "n_comparison": (tr("n comparison"), _ui.fmt_int),
@@ -514,7 +521,7 @@ def adjusted(store: dict[str, Any] | None) -> Any:
         scale_label=[_ui.scale_label(a, b) for a, b in zip(df.instrument, df.scale, strict=True)],
         method_label=[tr(_METHOD_LABELS[m]) if m in _METHOD_LABELS else m for m in df.method],
         ci=_ci_texts(df.ci_low_cr2, df.ci_high_cr2))
-    return html.Div([_ui.table(df, {
+    return html.Div([_grid.table(df, {
         "scale_label": (tr("scale"), _ui.text),
         "method_label": (tr("estimate"), _ui.text),
         "n_participant": (tr("n participants"), _ui.fmt_int),
@@ -576,7 +583,7 @@ def balance(store: dict[str, Any] | None) -> Any:
     return html.Div([
         html.P(note, id="balance-flags", className="small fw-semibold"
                + (" text-warning-emphasis" if len(flagged) else "")),
-        _ui.table(df, {
+        _grid.table(df, {
             "what": (tr("covariate"), _ui.text),
             "level": (tr("level"), _ui.text),
             "n_participant": (tr("n participants"), _ui.fmt_int),
@@ -630,7 +637,7 @@ def model(scale: str | None, store: dict[str, Any] | None = None) -> Any:
                                     for a, b in zip(df.instrument, df.scale, strict=True)])
         cols["scale_label"] = (tr("scale"), _ui.text)
     yes, no = tr("yes"), tr("no")
-    return html.Div([_ui.table(df, cols | {
+    return html.Div([_grid.table(df, cols | {
         "term": (tr("term"), _ui.text),
         "estimate": (tr("estimate"), _ui.fmt_num), "se": (tr("SE"), _ui.fmt_num),
         "ci": (tr("95% CI"), _ui.text), "p": ("p", lambda v: _ui.fmt_num(v, 3)),
@@ -707,7 +714,7 @@ def sensitivity(_store: dict[str, Any] | None) -> Any:
     if not len(df):
         return _ui.coming(tr("Missing-data sensitivity"), tr(_COMING))
     wide = sensitivity_table(df)
-    return html.Div([_ui.table(wide, {
+    return html.Div([_grid.table(wide, {
         "scale_label": (tr("scale"), _ui.text),
         "answered": (tr("answered follow-up, of those with a pre score"), _ui.text),
         "completers": (tr("completers' gain [95% CI]"), _ui.text),
@@ -796,7 +803,9 @@ def dose(measure: Any, scale: str | None) -> tuple[_ui.Figure, dict[str, str], A
     slopes = _ui.query(outcomes.dose_response, measure)
     bins = _ui.only_scale(_ui.query(outcomes.dose_bins, measure), scale)
     if not len(slopes):
-        return _ui.figure(), {"display": "none"}, _ui.coming(tr("Dose–response"), tr(_COMING))
+        return _ui.empty_state(tr("Dose–response"), what=tr(
+            "Too few exchange participants with both a dose and a pre/post gain to estimate "
+            "a dose–response.")), {}, None
     label = tr(_DOSE_LABELS[measure])
     fig_title = tr("Mean change pre → post by fifth of {measure}").format(measure=label)
     if len(bins):
@@ -831,7 +840,7 @@ def dose(measure: Any, scale: str | None) -> tuple[_ui.Figure, dict[str, str], A
                                                            strict=True)],
         slope=[_interval(e, a, b) for e, a, b in zip(slopes.estimate, slopes.ci_low_cr2,
                                                      slopes.ci_high_cr2, strict=True)])
-    table = _ui.table(slopes, {
+    table = _grid.table(slopes, {
         "scale_label": (tr("scale"), _ui.text),
         "n": (tr("participants"), _ui.fmt_int),
         "slope": (tr("change per log1p unit [95% CI]"), _ui.text),
@@ -862,8 +871,9 @@ def moderation_view(moderator: Any, wave: Any, scale: str | None
     wave = _ui.choice(wave, {"post": 1, "followup": 1}, "post")
     df = _ui.query(outcomes.moderation, moderator, wave)
     if not len(df):
-        return _ui.figure(), {"display": "none"}, _ui.coming(
-            tr("Setting, modality and purpose"), tr(_COMING))
+        return _ui.empty_state(tr("Setting, modality and purpose"), what=tr(
+            "Too few participants with a pre/post gain in each setting, modality or purpose "
+            "to compare them.")), {}, None
     one = _ui.only_scale(df, scale)
     g = one[one["row"] == "gain"]
     shown = g[~g["suppressed"].to_numpy(bool)]
@@ -912,7 +922,7 @@ def moderation_view(moderator: Any, wave: Any, scale: str | None
         })
     wide = pd.DataFrame(rows)
     model_name = str(df["model"].iloc[0]).split(";")[0]
-    table = _ui.table(wide, {
+    table = _grid.table(wide, {
         "scale_label": (tr("scale"), _ui.text),
         "reference": (tr("reference"), _ui.text),
         "largest": (tr("largest difference from it [95% CI]"), _ui.text),

@@ -13,7 +13,7 @@ from dash.exceptions import PreventUpdate
 
 from analytics import estimands, suppression
 from analytics.read import filters, outcomes, overview
-from pages import _ui
+from pages import _grid, _ui
 from pages._i18n import N_, tr
 
 
@@ -122,7 +122,8 @@ def cards(store: dict[str, Any] | None) -> dbc.Row:
                            _ui.suppressed_label() if w.suppressed
                            else tr("{n} of {total}").format(n=_ui.fmt_int(w.responded),
                                                             total=_ui.fmt_int(w.invited)),
-                           label=tr("survey completion: {wave}").format(wave=w.wave)))
+                           label=tr("survey completion: {wave}").format(
+                               wave=_ui.wave_name(w.wave))))
     if not len(waves):
         items.append(_card(N_("survey completion"), "—", tr("no survey answers in scope")))
     return dbc.Row(items, className="g-2")
@@ -260,10 +261,9 @@ def outcome_changes(store: dict[str, Any] | None) -> tuple[_ui.Figure, dict[str,
     f = _ui.filters_of(store)
     df, scope = _ui.query(outcomes.prepost_extremes, f)
     if not len(df):
-        return (_ui.figure(), {"display": "none"},
-                _ui.coming(tr("Outcome changes"),
-                           tr("They appear here when the statistics are computed for this data "
-                              "version (python -m analytics).")))
+        return (_ui.empty_state(tr("Outcome changes"), f,
+                                what=tr("No pre/post scale scores for the current filters.")),
+                {}, None)
     df = df.iloc[::-1]
     label = [_ui.ptext(_ui.scale_label(a, b)) for a, b in zip(df.instrument, df.scale, strict=True)]
     fig = _ui.figure(_ui.trace("scatter",
@@ -451,13 +451,9 @@ def scale_views(store: dict[str, Any] | None) -> tuple[_ui.Figure, _ui.Figure, A
     f = _ui.filters_of(store)
     df = _ui.query(overview.scale_terms, f)
     if not len(df):
-        empty = _ui.empty_figure(tr("Scale-up vs scale-in"), tr("Nothing for the current "
-                                                                "filters."))
-        return (empty, empty, _ui.coming(tr("Scale-up vs scale-in"),
-                                         tr("It appears here when the statistics are computed "
-                                            "for this data version (python -m analytics) and "
-                                            "the selected clusters and terms have activity.")),
-                None)
+        empty = _ui.empty_state(tr("Scale-up vs scale-in"), f, what=tr(
+            "The selected clusters and terms have no activity."))
+        return empty, empty, None, None
     sessions = int(df.dose_sessions.dropna().iloc[0]) if df.dose_sessions.notna().any() else 5
     minutes = float(df.dose_minutes.dropna().iloc[0]) if df.dose_minutes.notna().any() else 300
     table = df.assign(cluster=df.cluster_name.fillna(df.cluster),
@@ -478,7 +474,7 @@ def scale_views(store: dict[str, Any] | None) -> tuple[_ui.Figure, _ui.Figure, A
             k=_ui.fmt_int(suppression.MIN_CELL), suppressed=_ui.suppressed_label()),
         className="small text-body-secondary")
     return (_quadrant_figure(df), _terms_figure(df), note,
-            _ui.table(table, _scale_columns(), tr("Scale-up vs scale-in per cluster and term"),
+            _grid.table(table, _scale_columns(), tr("Scale-up vs scale-in per cluster and term"),
                       id_="overview-scale-rows"))
 
 
@@ -549,10 +545,9 @@ def cost_view(by: Any) -> tuple[_ui.Figure, dict[str, str], Any, Any]:
     by = _ui.choice(by, filters.COST_GROUPINGS, _COST_DEFAULT)
     df = _ui.query(overview.cost_results, by)
     if not len(df):
-        return (_ui.figure(), {"display": "none"}, None,
-                _ui.coming(tr("Cost per outcome"), tr("It appears here when the statistics are "
-                                                      "computed for this data version (python -m "
-                                                      "analytics).")))
+        return (_ui.empty_state(tr("Cost per outcome"),
+                                what=tr("No program has a budget and a pre/post gain.")),
+                {}, None, None)
     shown = df[~df.suppressed & ~df.gain_suppressed & df.cost_per_gain.notna()].iloc[::-1]
     label = [_cost_label(g, c) for g, c in zip(shown.group, shown.currency, strict=True)]
     unb = shown.unbounded.fillna(False).astype(bool).to_numpy()
@@ -593,7 +588,7 @@ def cost_view(by: Any) -> tuple[_ui.Figure, dict[str, str], Any, Any]:
                        else tr("cost per unit of gain (each row in its own currency)")),
                     y=None, height=200 + 40 * max(len(shown), 1))
     style = {} if len(shown) else {"display": "none"}
-    tab = _ui.table(df.assign(
+    tab = _grid.table(df.assign(
         label=[_cost_label(g, c) for g, c in zip(df.group, df.currency, strict=True)],
         no_budget=[tr("{n} of {total}").format(n=_ui.fmt_int(a), total=_ui.fmt_int(b))
                    for a, b in

@@ -13,7 +13,7 @@ from dash import Input, Output, State, callback, html
 from analytics import suppression
 from analytics.read import overview, participation
 from analytics.read.filters import ACTIVITY_GROUPINGS
-from pages import _ui
+from pages import _grid, _ui
 from pages._i18n import N_, tr
 
 PATH = "/participation"
@@ -274,7 +274,7 @@ def tables(store: dict[str, Any] | None) -> html.Div:
         if by == "exchange":
             cols.pop("active")
         tabs.append((by, label, _ui.with_isolating_note(
-            _ui.table(df, cols, caption, id_=f"participation-table-{by}"),
+            _grid.table(df, cols, caption, id_=f"participation-table-{by}"),
             df, tr("Some rows"))))
     return _ui.tabs(tabs, "participation-breakdown")
 
@@ -338,8 +338,8 @@ def scheduling(_store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any]:
     m = models.iloc[0] if len(models) else None
     title = tr("Joint share of events against school-hours overlap per partnership")
     if not len(df):
-        return (_ui.empty_figure(title, tr("No scheduling results yet (python -m analytics).")),
-                None, None)
+        return (_ui.empty_state(title, what=tr("No partnership has events and both "
+                                               "institutions' time zones.")), None, None)
     zero = df.zero_overlap.fillna(False).astype(bool)
     shown = df[~df.suppressed]
     note = html.Div([
@@ -379,7 +379,7 @@ def scheduling(_store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any]:
                         y=tr("joint (synchronous) share of events"), height=420)
         fig.update_yaxes(tickformat=".0%")
         _ui.legend_below(fig, 2, per_row=2)
-    table = _ui.table(df.assign(
+    table = _grid.table(df.assign(
         pair=lambda d: [f"{a} – {b}" for a, b in zip(d.tz_a, d.tz_b, strict=True)],
         zero_flag=lambda d: [zero_word if z else "" for z in d.zero_overlap.fillna(False)]),
         {"partnership_id": (tr("partnership"), _ui.text),

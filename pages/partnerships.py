@@ -14,7 +14,7 @@ from dash import Input, Output, callback, html
 
 from analytics import suppression
 from analytics.read import filters, partnerships
-from pages import _ui
+from pages import _grid, _ui
 from pages._i18n import N_, current, tr
 
 
@@ -200,10 +200,13 @@ def persistence(store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any]:
     _ui.base_layout(fig, title, x=tr("days since the partnership started"),
                     y=tr("share still active (%)"), height=560)
     fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
+    if not len(shown):
+        fig = _ui.suppressed_figure(title, tr("Every group has fewer than {k} partnerships")
+                                    .format(k=_ui.fmt_int(suppression.MIN_CELL)))
     note = _ui.suppressed_note(sorted(_word(g) for g in small.group.astype(str).unique()),
                                tr("groups"))
     summary = _ui.query(partnerships.partnership_summary, f)
-    table = _ui.table(summary, {
+    table = _grid.table(summary, {
         "kind": (tr("partnerships"), _word), "n": ("n", _ui.fmt_int),
         "active": (tr("still active"), _ui.fmt_int),
         "median_days": (tr("median days so far"), _ui.fmt_int),
@@ -272,8 +275,8 @@ def persistence_by_group(persist: Any, _store: Any) -> tuple[_ui.Figure, Any]:
     groups = _ui.query(partnerships.persistence_groups, grouping)
     title = tr("{label} (Kaplan–Meier, 95% CI)").format(label=tr(label))
     if not len(curves):
-        return (_ui.empty_figure(title, tr("No persistence results for this data version yet "
-                                           "(python -m analytics, or load data).")), None)
+        return _ui.empty_state(title, what=tr("Too few partnerships in each group to draw "
+                                              "their persistence.")), None
     unit = _word(str(groups.unit.dropna().iloc[0]) if groups.unit.notna().any() else "days")
     hover = ("%{fullData.name}<br>"
              + tr("{time} {unit}: {share} still going").format(time="%{x:.1f}", unit=unit,
@@ -314,7 +317,7 @@ def persistence_by_group(persist: Any, _store: Any) -> tuple[_ui.Figure, Any]:
                          "observed)."), id=PERSIST_GROUPS + "-logrank")
     at_times = groups["at_time"].dropna()
     at = float(at_times.iloc[0]) if len(at_times) else None
-    table = _ui.table(groups, {
+    table = _grid.table(groups, {
         "group": (tr("group"), _word), "n": ("n", _ui.fmt_int),
         "ended": (tr("ended"), _ui.fmt_int),
         "median": (tr("median ({unit})").format(unit=unit), _median),
@@ -333,7 +336,7 @@ def persistence_models(_store: Any) -> tuple[Any, Any]:
     cox = pd.concat([_ui.query(partnerships.persistence_cox, "partnership"),
                      _ui.query(partnerships.persistence_cox, "participant")],
                     ignore_index=True)
-    cox_table = _ui.table(cox, {
+    cox_table = _grid.table(cox, {
         "model": (tr("model"), _ui.text), "term": (tr("term"), _ui.text),
         "level": (tr("level"), _word), "reference": (tr("vs"), _word),
         "n_level": (tr("n (level)"), _ui.fmt_int), "hr": (tr("hazard ratio"), _ui.fmt_num),
@@ -345,7 +348,7 @@ def persistence_models(_store: Any) -> tuple[Any, Any]:
     links = _ui.query(partnerships.partnership_links)
     definition = (str(links.definition.dropna().iloc[0])
                   if len(links) and links.definition.notna().any() else "")
-    links_table = _ui.table(links, {
+    links_table = _grid.table(links, {
         "link": (tr("link"), _ui.text), "n": (tr("partnerships"), _ui.fmt_int),
         "active_per_partnership": (tr("active people / partnership"), _ui.fmt_num),
         "events_per_active": (tr("events / active person"), _ui.fmt_num),
@@ -402,7 +405,8 @@ def reciprocity(_store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any, An
     df = _ui.query(partnerships.reciprocity)
     title = tr("Reciprocity: mean composite gain of each side (95% t intervals)")
     if not len(df):
-        return (_ui.empty_figure(title, tr("No reciprocity results yet (python -m analytics).")),
+        return (_ui.empty_state(title, what=tr("No partnership has pre/post gains on both "
+                                               "sides.")),
                 None, None, None)
     shown, small = df[~df.suppressed], df[df.suppressed]
     note = html.Div([
@@ -458,7 +462,7 @@ def reciprocity(_store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any, An
         side_b=lambda d: [_ci(*v) for v in zip(d.mean_b, d.ci_low_b, d.ci_high_b, strict=True)],
         gap_ci=lambda d: [_ci(*v) for v in zip(d.gap, d.gap_ci_low, d.gap_ci_high,
                                                strict=True)])
-    one_table = _ui.table(one, {
+    one_table = _grid.table(one, {
         "partnership_id": (tr("partnership"), _ui.text),
         "exchange_id": (tr("exchange"), _ui.text),
         "cluster": (tr("cluster"), _ui.text), "modality": (tr("modality"), _ui.text),
@@ -477,7 +481,7 @@ def reciprocity(_store: dict[str, Any] | None) -> tuple[_ui.Figure, Any, Any, An
         one_sided=lambda d: d.n_a_only + d.n_b_only,
         # the overall row's group is the analytics' "all"
         group=lambda d: d.group.where(d.group_by != "overall", tr("all")))
-    shares_table = _ui.table(shares, {
+    shares_table = _grid.table(shares, {
         "group_by": (tr("by"), _word), "group": (tr("group"), _ui.text),
         "n_assessable": (tr("assessable"), _ui.fmt_int),
         "n_both": (tr("reciprocal"), _ui.fmt_int),

@@ -150,7 +150,7 @@ def beside_total(df: pd.DataFrame, n: str, lines: Iterable[str] = ()) -> pd.Data
 def table(df: pd.DataFrame, columns: dict[str, tuple[str, Callable[[Any], str]]], caption: str,
           *, id_: str = "", suppressed_col: str | None = "suppressed", labels: int = 1,
           whole_row: bool = False) -> Table | None:
-    """The report's form of `pages._ui.table`: every row (no "first 200"), and a suppressed row
+    """The report's form of `pages._grid.table`: every row (no "first 200"), and a suppressed row
     shows `SUPPRESSED_LABEL` in each figure cell the small-cell rule blanked, never a number.
     The first `labels` columns name the row; with `whole_row` every other cell of a suppressed
     row is the label, also the counts a stored table keeps (partnerships, the CI level)."""

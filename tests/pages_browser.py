@@ -130,6 +130,29 @@ def foreign_requests(dash_duo) -> list[str]:
     return [n for n in names if urlparse(n).netloc != origin.netloc]
 
 
+_GRID_JS = """
+const box = document.querySelector(arguments[0]);
+if (!box) return null;
+const heads = Array.from(box.querySelectorAll('.ag-header-row-column .ag-header-cell'))
+  .sort((a, b) => a.getAttribute('aria-colindex') - b.getAttribute('aria-colindex'))
+  .map(h => h.innerText.trim());
+const rows = Array.from(box.querySelectorAll('.ag-center-cols-container .ag-row'))
+  .sort((a, b) => a.getAttribute('row-index') - b.getAttribute('row-index'))
+  .map(r => Array.from(r.querySelectorAll('.ag-cell'))
+    .sort((a, b) => a.getAttribute('aria-colindex') - b.getAttribute('aria-colindex'))
+    .map(c => c.innerText.trim()));
+return {heads: heads, rows: rows};
+"""
+
+
+def grid_shown(dash_duo, selector: str) -> tuple[list[str], list[list[str]]]:
+    """A research grid (pages/_grid.py) under `selector` as Chromium shows it: its headers and
+    its rendered rows in their displayed order, each cell's text."""
+    got = dash_duo.driver.execute_script(_GRID_JS, selector)
+    assert got is not None, f"no grid under {selector}"
+    return got["heads"], got["rows"]
+
+
 def figure_total(dash_duo, graph_id: str) -> float:
     """Sum of the first trace's y values as drawn in the browser."""
     return dash_duo.driver.execute_script(
@@ -204,7 +227,11 @@ if (!el) return null;
 const out = [];
 const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
 for (let n = walker.nextNode(); n; n = walker.nextNode()) {
-  if (!n.parentElement.closest('td:first-child')) out.push(n.textContent);
+  const at = n.parentElement;
+  if (at.closest('td:first-child, .ag-cell[aria-colindex="1"]')) continue;  // the group names
+  // in a grid: its cells and headers (not AG Grid's own widgets: its row count, sort order)
+  if (at.closest('.ag-root-wrapper') && !at.closest('.ag-cell, .ag-header-cell-text')) continue;
+  out.push(n.textContent);
 }
 return out.join(' | ');
 """

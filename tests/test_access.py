@@ -140,6 +140,27 @@ def test_wrong_password_and_missing_csrf_refused(client) -> None:
     assert r.status_code == 400 and client.get("/_dash-layout").status_code == 401
 
 
+def test_a_link_in_spanish_keeps_its_language_through_the_login(client) -> None:
+    """The login a Spanish link leads to is in Spanish, and so is its form's answer: the
+    redirect, the form's action and the page after a failed login keep `lang`."""
+    import html
+    import re
+
+    r = client.get("/outcomes?lang=es", headers={"Accept-Language": "en"})
+    assert r.status_code == 302 and r.headers["Location"].endswith("&lang=es"), r.headers
+    page = client.get(r.headers["Location"], headers={"Accept-Language": "en"})
+    text = page.get_data(as_text=True)
+    assert '<html lang="es">' in text and "Contraseña" in text
+    action = html.unescape(re.search(r'action="([^"]+)"', text).group(1))
+    assert action.endswith("&lang=es") and "next=/outcomes" in action
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', text).group(1)
+    wrong = client.post(action, data={"name": "admin1", "password": "nope",
+                                      "csrf_token": token}, headers={"Accept-Language": "en"})
+    answer = wrong.get_data(as_text=True)
+    assert wrong.status_code == 401 and '<html lang="es">' in answer
+    assert "Wrong account name or password" not in answer
+
+
 def test_login_is_rate_limited(client) -> None:
     # brute1 is this test's own account: the limiter's memory lives as long as the app module,
     # so locking out a name other tests log in with would fail them for a minute.

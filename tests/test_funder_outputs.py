@@ -36,6 +36,7 @@ from pages import _access
 from tests import access_helpers as ah
 from tests.access_helpers import PW
 from tests.dashboard_fixture import build_fixture_warehouse
+from tests.grids import grids
 
 BASE = suppression.ROUND_TO
 K = suppression.MIN_CELL
@@ -138,13 +139,11 @@ def _text(node) -> str:
 
 
 def _table_counts(tree, columns: set[str]) -> list[int]:
-    """The numbers in the `columns` of every html table in a Dash answer."""
+    """The numbers shown in the `columns` of every grid in a Dash answer."""
     found: list[int] = []
-    for table in _nodes(tree, "Table"):
-        heads = [_text(th) for th in _nodes(table, "Th")]
-        for tr in _nodes(table, "Tr"):
-            row = [_text(td) for td in _nodes(tr, "Td")]
-            for h, v in zip(heads, row, strict=False):
+    for grid in grids(tree):
+        for row in grid:
+            for h, v in row.items():
                 if h in columns and re.fullmatch(r"[\d,]+", v):
                     found.append(int(v.replace(",", "")))
     return found

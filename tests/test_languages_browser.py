@@ -66,6 +66,16 @@ for (let n = walker.nextNode(); n; n = walker.nextNode()) {
   const t = n.textContent.replace(/\\s+/g, ' ').trim();
   if (t) out.push(t);
 }
+// What a user reads or hears besides text: the figures' mode bar tooltips, the names and
+// placeholders of controls (the grids' filter boxes, their menus).
+for (const el of document.querySelectorAll('[data-title], [aria-label], [placeholder], [title]')) {
+  const own = el.closest('[lang]');
+  if (own && own.getAttribute('lang') !== document.documentElement.lang) continue;
+  for (const a of ['data-title', 'aria-label', 'placeholder', 'title']) {
+    const v = el.getAttribute(a);
+    if (v && v.trim()) out.push(v.trim());
+  }
+}
 return out;
 """
 
@@ -133,6 +143,6 @@ def test_screenshots_of_one_page_in_each_language(dash_duo, dash_app, pages_demo
     serve_demo(dash_duo, dash_app, pages_demo, monkeypatch)
     for lang in ("en", "es", "fr"):
         dash_duo.driver.get(dash_duo.server_url + f"/outcomes?lang={lang}")
-        settle(dash_duo, "#outcomes-model table, #outcomes-model .alert")
+        settle(dash_duo, "#outcomes-model .ag-row, #outcomes-model .alert")
         assert dash_duo.driver.execute_script("return document.documentElement.lang") == lang
         screenshot(dash_duo, f"outcomes-{lang}")

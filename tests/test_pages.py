@@ -52,7 +52,7 @@ def test_screenshots_of_every_page_on_the_demo(dash_duo, dash_app, pages_demo,
     serve_demo(dash_duo, dash_app, pages_demo, monkeypatch)
     for name, page in PAGES.items():
         dash_duo.driver.get(dash_duo.server_url + page)
-        ready = ("#outcomes-model table, #outcomes-model .alert" if name == "outcomes"
+        ready = ("#outcomes-model .ag-row, #outcomes-model .alert" if name == "outcomes"
                  else READY[name])
         settle(dash_duo, ready)
         assert dash_duo.get_logs() == [], f"{name}: browser console errors on the demo"

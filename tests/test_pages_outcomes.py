@@ -20,13 +20,14 @@ pytestmark = pytest.mark.browser
 
 
 def test_empty_statistics_say_coming(dash_duo, dash_app, tmp_path, monkeypatch) -> None:
-    """Before the statistics engineer's tables exist, outcome views say so; they draw nothing."""
+    """Before the statistics engineer's tables exist, outcome views say so: the figures draw
+    nothing and say the results are not computed yet, the tables say they are coming."""
     empty = build_fixture_warehouse(tmp_path / "empty.duckdb", with_results=False)
     monkeypatch.setenv("EXCHANGE_IMPACT_WAREHOUSE", str(empty))
     dash_duo.start_server(dash_app)
-    dash_duo.wait_for_contains_text("#overview-outcomes-note", "coming", timeout=20)
+    dash_duo.wait_for_contains_text("#overview-outcomes", "Not computed yet", timeout=20)
     dash_duo.driver.get(dash_duo.server_url + "/outcomes")
-    dash_duo.wait_for_contains_text("#outcomes-forest-note", "coming", timeout=20)
+    dash_duo.wait_for_contains_text("#outcomes-forest", "Not computed yet", timeout=20)
     dash_duo.wait_for_contains_text("#outcomes-model", "coming")
     assert dash_duo.get_logs() == []
 

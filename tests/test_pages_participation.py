@@ -11,6 +11,7 @@ from tests.dashboard_fixture import SMALL_COUNTRY
 from tests.pages_browser import (
     READY,
     demo_with_truth,
+    grid_shown,
     settle,
     view_shot,
     wait_for_url,
@@ -59,10 +60,10 @@ def test_small_group_is_shown_as_suppressed(dash_duo, dash_app) -> None:
         "Array.from(document.querySelectorAll('.nav-tabs .nav-link'))"
         ".find(a => a.textContent.trim() === 'By country').click()")
     dash_duo.wait_for_element("#participation-table-country")
-    row = dash_duo.driver.execute_script(
-        "return Array.from(document.querySelectorAll('#participation-table-country tr'))"
-        f".map(r => r.innerText).find(t => t.startsWith('{SMALL_COUNTRY}'))")
-    assert row is not None and SUPPRESSED_LABEL in row, row
+    dash_duo.wait_for_contains_text("#participation-table-country", SMALL_COUNTRY)
+    _heads, rows = grid_shown(dash_duo, "#participation-table-country")
+    row = next((r for r in rows if r[0] == SMALL_COUNTRY), None)
+    assert row is not None and SUPPRESSED_LABEL in row, rows
     assert dash_duo.get_logs() == []
 
 

@@ -404,14 +404,14 @@ def test_a_subset_count_of_zero_stays_zero() -> None:
 def test_a_table_shows_the_label_where_a_subset_under_k_was_blanked(quiet_cur, both_paths) -> None:
     """The drop-out table as the Equity page draws it: the quiet group's row shows its n and
     "suppressed (n < k)" for its 3 drop-outs and their rate, not "3" and "25%"."""
-    from pages import _ui
+    from pages import _grid, _ui
+    from tests.grids import grid_rows
 
     df = equity.dropout_by_group(quiet_cur, filters.Filters(), "connectivity")
-    div = _ui.table(df, {"group": ("group", _ui.text), "n": ("answered pre (n)", _ui.fmt_int),
-                         "dropped": ("no post answer", _ui.fmt_int),
-                         "dropout_rate": ("drop-out rate", _ui.fmt_pct)}, "Drop-out")
-    region = div.children[0]  # the focusable scrolling region (accessibility) around the table
-    rows = region.children.children[2].children
-    cells = {r.children[0].children: [c.children for c in r.children[1:]] for r in rows}
+    div = _grid.table(df, {"group": ("group", _ui.text), "n": ("answered pre (n)", _ui.fmt_int),
+                           "dropped": ("no post answer", _ui.fmt_int),
+                           "dropout_rate": ("drop-out rate", _ui.fmt_pct)}, "Drop-out")
+    cells = {r["group"]: [r["answered pre (n)"], r["no post answer"], r["drop-out rate"]]
+             for r in grid_rows(div)}
     assert cells["none"] == ["12", suppression.SUPPRESSED_LABEL, suppression.SUPPRESSED_LABEL]
     assert suppression.SUPPRESSED_LABEL not in cells["high"]

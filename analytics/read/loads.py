@@ -12,8 +12,8 @@ from analytics.read.cache import cached
 from analytics.read.filters import FilterOptions
 from etl import schema
 
-__all__ = ["data_info", "filter_options", "scope_values", "load_batches", "rejects",
-           "result_table_status"]
+__all__ = ["data_info", "results_computed", "filter_options", "scope_values", "load_batches",
+           "rejects", "result_table_status"]
 
 
 @cached
@@ -105,6 +105,13 @@ def rejects(cur: duckdb.DuckDBPyConnection, limit: int = 500) -> pd.DataFrame:
     """The rejected rows of the loads, newest batch first, at most `limit`."""
     return sql.df(cur, f"""SELECT batch_id, file, row_number, column_name, rule, value, message
         FROM {sql.T_REJECTS} ORDER BY batch_id DESC, row_number LIMIT $limit""", {"limit": limit})
+
+
+@cached
+def results_computed(cur: duckdb.DuckDBPyConnection) -> bool:
+    """Whether this data version has its researcher result tables (a load computes them, or
+    `python -m analytics refresh`)."""
+    return all(sql.table_exists(cur, t.name) for t in schema.RESULT_TABLES.values())
 
 
 @cached

@@ -18,8 +18,8 @@ from analytics.read.cache import cached
 from analytics.read.filters import Filters
 from analytics.read.sql import Scope
 
-__all__ = ["headline", "completion_by_wave", "participants_by_country", "activity_over_time",
-           "cost_per_participant", "scale_terms", "cost_results"]
+__all__ = ["headline", "selects_nobody", "completion_by_wave", "participants_by_country",
+           "activity_over_time", "cost_per_participant", "scale_terms", "cost_results"]
 
 
 def _partnerships_active(cur: duckdb.DuckDBPyConnection, ctes: str, p: dict[str, Any]) -> int:
@@ -88,6 +88,20 @@ def _headline_rollup(cur: duckdb.DuckDBPyConnection, f: Filters) -> dict[str, An
     """, p).iloc[0].to_dict()
     row["partnerships_active"] = _partnerships_active(cur, dims, p)
     return _headline_finish(row)
+
+
+@cached
+def selects_nobody(cur: duckdb.DuckDBPyConnection, f: Filters) -> bool:
+    """Whether the filters select no participant at all. An empty figure then says "no data
+    for this filter" rather than "suppressed": an empty selection has no one to protect."""
+    if sql.use_rollups(cur, f):
+        dims, p = sql.dims(f)
+        n = sql.rdf(cur, f"""WITH {dims}, ppl AS ({sql.cells(sql.R_PEOPLE, f, p, people=True)})
+                             SELECT coalesce(sum(n), 0) AS n FROM ppl""", p).iloc[0, 0]
+    else:
+        ctes, p = sql.scope(f, months=sql.months_base(cur))
+        n = sql.df(cur, f"WITH {ctes} SELECT count(*) AS n FROM fp", p).iloc[0, 0]
+    return int(n) == 0
 
 
 @cached
