@@ -42,6 +42,7 @@ def browser_missing_reason() -> str | None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "browser: needs headless Chromium and chromedriver")
+    config.addinivalue_line("markers", "spark: needs pyspark and a Java runtime (issue 16)")
     # Under pytest-xdist each worker serves its dash_duo apps from ports of its own (dash's
     # runner counts up from 8050 in every process, so two workers would collide).
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")

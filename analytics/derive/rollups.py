@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from analytics.derive import portable
 from etl import schema
 
 __all__ = ["ROLLUP_TABLES", "build", "META_MULTI", "META_MONTHS_BASE", "MASK_MONTHS",
@@ -76,7 +77,6 @@ def day_sql(ts: str) -> str:
     return f"(DATE '1970-01-01' + CAST(floor(epoch({ts}) / 86400) AS INTEGER))"
 
 
-_DAY = day_sql("e.occurred_at")
 _PEOPLE_DIMS = ("p.institution_id, p.role, coalesce(p.comparison, FALSE) AS comparison")
 # A participant's gender as every grouping shows it (participants aliased p): the rollups,
 # the read layer and `analytics.derive.materialise` all use this one expression.
@@ -289,9 +289,20 @@ def _rule_months(con: duckdb.DuckDBPyConnection) -> list[str]:
     ]
 
 
-def _hours_sql(events: str) -> list[str]:
-    """Statements that add to res_person_hours the rows of the events `events` selects (a table
-    or a subquery with the event log's columns; every event of a UTC day it holds must be in it).
+@dataclass(frozen=True)
+class Step:
+    """One derive statement in the portable subset (`analytics.derive.portable`): `select`
+    makes table `name`, a working table (`temp`) or a derived table of the schema. DuckDB runs
+    it as written (`duckdb_statements`); Spark runs its transpiled form
+    (tests/test_derive_spark.py)."""
+    name: str
+    select: str
+    temp: bool = False
+
+
+def hours_steps(events: str = EV) -> list[Step]:
+    """The steps that make res_person_hours' rows of the events `events` selects (a table or a
+    subquery with the event log's columns; every event of a UTC day it holds must be in it).
 
     Local time of each event in its institution's zone. ICU's per-row conversion took 135 s at
     47M events, so the UTC offset is looked up instead: once per (zone, 15-minute UTC slot that
@@ -301,45 +312,88 @@ def _hours_sql(events: str) -> list[str]:
     the first to the last event made one mistyped year (2125) into hundreds of millions of rows.
     The lookup is keyed by one integer (zone number × 2³² + slot): joined on the (zone name,
     slot) pair it took 104 s at 47M events, on the integer 4 s."""
-    cols = ", ".join(f'"{c}"' for c in schema.RES_PERSON_HOURS.column_names)
+    cols = schema.RES_PERSON_HOURS.column_names
     return [
-        "DROP TABLE IF EXISTS _rollup_zones",
-        f"""CREATE TEMP TABLE _rollup_zones AS
+        Step("_rollup_zones", f"""
             SELECT timezone, CAST(row_number() OVER (ORDER BY timezone) AS BIGINT) AS z
-            FROM (SELECT DISTINCT timezone FROM {INST} WHERE timezone IS NOT NULL)""",
-        "DROP TABLE IF EXISTS _rollup_offsets",
-        f"""CREATE TEMP TABLE _rollup_offsets AS
-            WITH s AS (SELECT DISTINCT CAST(floor(epoch(occurred_at) / 900) AS BIGINT) AS slot
-                       FROM {events})
-            SELECT z.z * 4294967296 + s.slot AS k,
-                   CAST(epoch(timezone(z.timezone, to_timestamp(s.slot * 900))) AS BIGINT)
-                     - s.slot * 900 AS offset_s
-            FROM _rollup_zones z, s""",
-        "DROP TABLE IF EXISTS _rollup_pz",
-        f"""CREATE TEMP TABLE _rollup_pz AS
+            FROM (SELECT DISTINCT timezone FROM {INST} WHERE timezone IS NOT NULL) AS tz""",
+             temp=True),
+        Step("_rollup_offsets", f"""
+            WITH s AS (SELECT DISTINCT CAST(floor(ei_epoch(occurred_at) / 900) AS BIGINT) AS slot
+                       FROM {events} AS ev)
+            SELECT z.z * 4294967296 + s.slot AS k, ei_utc_offset(z.timezone, s.slot * 900)
+                     AS offset_s
+            FROM _rollup_zones AS z, s""", temp=True),
+        Step("_rollup_pz", f"""
             SELECT k.pid, k.participant_id, z.z
-            FROM {KEYS} k LEFT JOIN {INST} i USING (institution_id)
-            LEFT JOIN _rollup_zones z USING (timezone)""",
+            FROM {KEYS} AS k LEFT JOIN {INST} AS i USING (institution_id)
+            LEFT JOIN _rollup_zones AS z USING (timezone)""", temp=True),
         # 1970-01-01 was a Thursday: ISO weekday ((days + 3) mod 7) + 1.
-        f"""INSERT INTO "{HOURS}" ({cols})
+        Step(HOURS, f"""
             WITH loc AS (
-                SELECT pz.pid, e.exchange_id, {_DAY} AS day, e.minutes,
-                       CAST(floor(epoch(e.occurred_at)) AS BIGINT) + o.offset_s AS t
-                FROM {events} e JOIN _rollup_pz pz USING (participant_id)
-                LEFT JOIN _rollup_offsets o
-                  ON o.k = pz.z * 4294967296 + CAST(floor(epoch(e.occurred_at) / 900) AS BIGINT))
-            SELECT pid, exchange_id, day, CAST(((t // 86400 + 3) % 7) + 1 AS TINYINT),
-                   CAST((t // 3600) % 24 AS TINYINT), count(*), sum(coalesce(minutes, 0))
-            FROM loc GROUP BY ALL ORDER BY day""",
-        "DROP TABLE IF EXISTS _rollup_offsets",
-        "DROP TABLE IF EXISTS _rollup_pz",
-        "DROP TABLE IF EXISTS _rollup_zones",
+                SELECT pz.pid, e.exchange_id, ei_utc_day(e.occurred_at) AS day, e.minutes,
+                       CAST(floor(ei_epoch(e.occurred_at)) AS BIGINT) + o.offset_s AS t
+                FROM {events} AS e JOIN _rollup_pz AS pz USING (participant_id)
+                LEFT JOIN _rollup_offsets AS o
+                  ON o.k = pz.z * 4294967296
+                           + CAST(floor(ei_epoch(e.occurred_at) / 900) AS BIGINT))
+            SELECT pid AS {cols[0]}, exchange_id AS {cols[1]}, day AS {cols[2]},
+                   CAST(((t // 86400 + 3) % 7) + 1 AS TINYINT) AS {cols[3]},
+                   CAST((t // 3600) % 24 AS TINYINT) AS {cols[4]},
+                   count(*) AS {cols[5]}, sum(coalesce(minutes, 0)) AS {cols[6]}
+            FROM loc GROUP BY ALL ORDER BY day"""),
     ]
 
 
+def fact_steps() -> list[Step]:
+    """Every step from the event log, the people and the answers to the day facts (person keys,
+    hours, days, answer days): what a lake's derive runs on Spark (issue 16)."""
+    return [
+        Step(KEYS, f"""
+            SELECT CAST(row_number() OVER (ORDER BY participant_id) AS INTEGER) AS pid,
+                   participant_id, institution_id, role, gender, birth_year, comparison
+            FROM {PEOPLE}"""),
+        *hours_steps(),
+        Step(schema.RES_PERSON_DAYS.name, _days_sql()),
+        Step(schema.RES_ANSWER_DAYS.name, _answer_days_sql()),
+    ]
+
+
+def duckdb_statements(steps: list[Step], *, insert: bool = False) -> list[str]:
+    """The DuckDB statements of `steps`: a working table is (re)made; a schema table is
+    recreated with its DDL, or with `insert` its rows are added."""
+    out: list[str] = []
+    for st in steps:
+        if st.temp:
+            out += [f"DROP TABLE IF EXISTS {st.name}",
+                    f"CREATE TEMP TABLE {st.name} AS {st.select}"]
+        elif insert:
+            t = ROLLUP_TABLES[st.name]
+            out.append(f'INSERT INTO "{t.name}" ({", ".join(t.column_names)}) {st.select}')
+        else:
+            out += _sql(ROLLUP_TABLES[st.name], st.select)
+    return out
+
+
+_DROP_HOURS_WORK = ["DROP TABLE IF EXISTS _rollup_offsets", "DROP TABLE IF EXISTS _rollup_pz",
+                    "DROP TABLE IF EXISTS _rollup_zones"]
+
+
+def _hours_sql(events: str) -> list[str]:
+    """DuckDB statements that add to res_person_hours the rows of the events `events` selects
+    (`hours_steps`), working tables dropped after."""
+    return [*duckdb_statements(hours_steps(events), insert=True), *_DROP_HOURS_WORK]
+
+
+def _answer_days_sql() -> str:
+    return f"""SELECT DISTINCT k.pid, r.exchange_id, r.wave, ei_utc_day(r.submitted_at) AS day
+               FROM {RESP} AS r JOIN {KEYS} AS k USING (participant_id)
+               ORDER BY day"""
+
+
 def _days_sql(where: str = "") -> str:
-    return f"""SELECT pid, exchange_id, day, sum(events), sum(minutes) FROM {HOURS} {where}
-               GROUP BY ALL ORDER BY day"""
+    return f"""SELECT pid, exchange_id, day, sum(events) AS events, sum(minutes) AS minutes
+               FROM {HOURS} {where} GROUP BY ALL ORDER BY day"""
 
 
 def _set_meta(con: duckdb.DuckDBPyConnection, facts: dict[str, str]) -> None:
@@ -373,6 +427,7 @@ def build(con: duckdb.DuckDBPyConnection, *, appended_events: Collection[int] | 
         timings[name] = round(time.perf_counter() - t0, 3)
 
     version = _meta(con, "data_version") or "0"
+    portable.install(con)  # the ei_ macros the portable steps use
     if appended_events is not None:
         done = _append_events(con, sorted(appended_events), run)
         if done is not None:
@@ -388,17 +443,12 @@ def build(con: duckdb.DuckDBPyConnection, *, appended_events: Collection[int] | 
     # and UTC day (24M rows for the 1M demo's 47.5M events) keyed by a 4-byte integer instead
     # of the 12-character pseudonym. On the 1M demo a dated headline count took 0.64 s on the
     # events and answers and 0.09 s here.
-    run(schema.RES_PERSON_KEYS.name, _sql(schema.RES_PERSON_KEYS, f"""
-        SELECT CAST(row_number() OVER (ORDER BY participant_id) AS INTEGER), participant_id,
-               institution_id, role, gender, birth_year, comparison
-        FROM {PEOPLE}"""))
-    run(schema.RES_PERSON_HOURS.name, [f'DROP TABLE IF EXISTS "{HOURS}"',
-                                       schema.ddl(schema.RES_PERSON_HOURS), *_hours_sql(EV)])
-    run(schema.RES_PERSON_DAYS.name, _sql(schema.RES_PERSON_DAYS, _days_sql()))
-    run(schema.RES_ANSWER_DAYS.name, _sql(schema.RES_ANSWER_DAYS, f"""
-        SELECT DISTINCT k.pid, r.exchange_id, r.wave, {day_sql("r.submitted_at")} AS day
-        FROM {RESP} r JOIN {KEYS} k USING (participant_id)
-        ORDER BY day"""))
+    # The steps are portable (issue 16): the same statements run on Spark over a lake.
+    keys, *hours, days, answers = fact_steps()
+    run(schema.RES_PERSON_KEYS.name, duckdb_statements([keys]))
+    run(schema.RES_PERSON_HOURS.name, [*duckdb_statements(hours), *_DROP_HOURS_WORK])
+    run(schema.RES_PERSON_DAYS.name, duckdb_statements([days]))
+    run(schema.RES_ANSWER_DAYS.name, duckdb_statements([answers]))
     run("participant_exchanges", ["DROP TABLE IF EXISTS _rollup_px",
                                   f"CREATE TEMP TABLE _rollup_px AS {_pairs_sql(_ALL)}"])
     multi = con.execute(_multi_sql(_ALL)).fetchone()[0]

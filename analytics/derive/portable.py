@@ -1,0 +1,171 @@
+"""The derive SQL's portable subset: one text for DuckDB and Spark (issue 16).
+
+The derive statements are written in DuckDB's SQL and run as they are on DuckDB. For Spark,
+SQLGlot transpiles them (`to_spark`). Measured on DuckDB 2.0, PySpark 4.0 and SQLGlot 30, most
+of what the statements use transpiles correctly (window functions, FILTER, GROUP BY ALL,
+integer division, USING joins, CAST, DISTINCT). Some constructs do not:
+- Spark rejects what SQLGlot writes for `timezone()`, `quantile_cont` and `len(list)`;
+- three give silently different answers: `epoch(ts)` becomes `unix_timestamp` (whole
+  seconds: milliseconds lost), `list(x ORDER BY t)` loses its order, and `date_diff('day',
+  …)` counts boundary crossings in DuckDB and whole units in Spark.
+
+Those are written as small per-dialect macros, `MACROS`, named `ei_…`:
+- On DuckDB they are temporary SQL macros (`install`), so the statement text runs unchanged and
+  DuckDB inlines them (no cost at run time).
+- For Spark, `to_spark` replaces each call with the macro's Spark expression in SQLGlot's tree
+  before writing Spark SQL.
+
+`problems` is the lint: a statement may use only the functions in `ALLOWED` and the macros. A
+construct known to differ is refused with the macro to use instead; any other is refused until
+someone checks that both engines agree and adds it. `tests/test_derive_spark.py` runs every
+portable statement on both engines and compares the tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import duckdb
+
+__all__ = ["Macro", "MACROS", "ALLOWED", "REFUSED", "install", "problems", "check", "to_spark",
+           "PortabilityError"]
+
+
+class PortabilityError(ValueError):
+    """A derive statement outside the portable subset."""
+
+
+@dataclass(frozen=True)
+class Macro:
+    params: tuple[str, ...]
+    duckdb: str
+    spark: str
+    doc: str
+
+
+MACROS: dict[str, Macro] = {
+    "ei_epoch": Macro(
+        ("ts",), "epoch(ts)", "CAST(unix_micros(ts) AS DOUBLE) / 1000000",
+        "seconds since 1970-01-01 UTC, milliseconds kept (Spark's unix_timestamp drops them)"),
+    "ei_utc_day": Macro(
+        ("ts",), "(DATE '1970-01-01' + CAST(floor(epoch(ts) / 86400) AS INTEGER))",
+        "date_add(DATE '1970-01-01', CAST(floor(CAST(unix_micros(ts) AS DOUBLE) / 86400000000)"
+        " AS INT))",
+        "the UTC date of a timestamp, without the session's time zone"),
+    "ei_utc_offset": Macro(
+        ("tz", "s"), "CAST(epoch(timezone(tz, to_timestamp(s))) AS BIGINT) - s",
+        "unix_timestamp(from_utc_timestamp(timestamp_seconds(s), tz)) - s",
+        "seconds east of UTC in IANA zone tz at epoch second s (daylight saving included)"),
+    "ei_day_diff": Macro(
+        ("a", "b"), "(CAST(b AS DATE) - CAST(a AS DATE))",
+        "datediff(CAST(b AS DATE), CAST(a AS DATE))",
+        "whole days from date a to date b (date_diff('day', …) differs between the engines)"),
+    "ei_ordered_list": Macro(
+        ("x", "t"), "list(x ORDER BY t, x)",
+        "transform(array_sort(collect_list(named_struct('t', t, 'x', x))), e -> e.x)",
+        "the values x in the order of t (ties by x) as a list; SQLGlot drops the order"),
+    "ei_quantile": Macro(
+        ("x", "q"), "quantile_cont(x, q)", "percentile(x, q)",
+        "the continuous (interpolated) q-quantile, as R's type 7"),
+    "ei_list_len": Macro(
+        ("l",), "len(l)", "size(l)", "the number of elements of a list"),
+}
+
+# SQLGlot expression classes the statements may use: checked to mean the same on both engines.
+ALLOWED: frozenset[str] = frozenset({
+    "Sum", "Count", "Min", "Max", "Avg", "Coalesce", "Cast", "TryCast", "Floor", "Ceil", "Abs",
+    "Round", "RowNumber", "Rank", "DenseRank", "Lag", "Lead", "If", "Case", "Greatest",
+    "Least", "Lower", "Upper", "Concat", "Nullif", "Sqrt", "Ln", "Exp", "Pow", "Stddev",
+    "StddevSamp", "Variance", "VarianceSamp", "CountIf", "Filter",
+})
+
+# Constructs known to fail or to differ on Spark: the macro to write instead.
+REFUSED: dict[str, str] = {
+    "TimeToUnix": "ei_epoch(ts) (epoch() becomes unix_timestamp: milliseconds lost)",
+    "ArrayAgg": "ei_ordered_list(x, t) (list(x ORDER BY t) loses its order on Spark)",
+    "DateDiff": "ei_day_diff(a, b) (date_diff('day', …) counts differently on Spark)",
+    "PercentileCont": "ei_quantile(x, q) (Spark rejects the transpiled quantile_cont)",
+    "Quantile": "ei_quantile(x, q) (Spark rejects the transpiled quantile)",
+    "Length": "ei_list_len(l) for a list (Spark rejects len(list) as transpiled)",
+    "ArraySize": "ei_list_len(l)",
+    "AtTimeZone": "ei_utc_offset(tz, s) (timezone() is rejected by Spark as transpiled)",
+    "ConvertTimezone": "ei_utc_offset(tz, s)",
+}
+_REFUSED_NAMES = {"timezone": "AtTimeZone", "epoch": "TimeToUnix", "list": "ArrayAgg",
+                  "quantile_cont": "PercentileCont", "len": "Length"}
+
+
+def install(con: duckdb.DuckDBPyConnection) -> None:
+    """Define the macros on a DuckDB connection (temporary: they live as long as it does)."""
+    for name, m in MACROS.items():
+        con.execute(f"CREATE OR REPLACE TEMP MACRO {name}({', '.join(m.params)}) AS {m.duckdb}")
+
+
+def _parse(sql: str):  # noqa: ANN202 (sqlglot's Expression; imported lazily)
+    import sqlglot
+
+    return sqlglot.parse_one(sql, read="duckdb")
+
+
+def problems(sql: str) -> list[str]:
+    """Why `sql` is outside the portable subset (an empty list: it is inside)."""
+    from sqlglot import exp
+
+    out: list[str] = []
+    for node in _parse(sql).find_all(exp.Func):
+        kind = type(node).__name__
+        if isinstance(node, exp.Anonymous):
+            name = node.name.lower()
+            if name in MACROS:
+                continue
+            if name in _REFUSED_NAMES:
+                out.append(f"{name}(): use {REFUSED[_REFUSED_NAMES[name]]}")
+            else:
+                out.append(f"{name}(): not in the portable subset (no macro, not checked on "
+                           "Spark)")
+        elif kind in REFUSED:
+            out.append(f"{node.sql(dialect='duckdb')}: use {REFUSED[kind]}")
+        elif kind not in ALLOWED:
+            out.append(f"{node.sql(dialect='duckdb')}: {kind} is not in the portable subset "
+                       "(check DuckDB and Spark agree, then add it to ALLOWED)")
+    return out
+
+
+def check(statements: Iterable[str]) -> None:
+    """Raise PortabilityError naming every construct outside the subset."""
+    found = [f"{p}\n  in: {' '.join(s.split())[:160]}" for s in statements for p in problems(s)]
+    if found:
+        raise PortabilityError("outside the portable subset:\n" + "\n".join(found))
+
+
+def _spark_bodies() -> dict:
+    import sqlglot
+
+    return {name: sqlglot.parse_one(m.spark, read="spark") for name, m in MACROS.items()}
+
+
+def to_spark(sql: str) -> str:
+    """`sql` (DuckDB, in the portable subset) as Spark SQL: the macros expanded to their Spark
+    expressions, the rest transpiled by SQLGlot."""
+    from sqlglot import exp
+
+    check([sql])
+    bodies = _spark_bodies()
+
+    def expand(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Anonymous) and node.name.lower() in MACROS:
+            name = node.name.lower()
+            # a macro's arguments may hold macros too: expanded first
+            args = dict(zip(MACROS[name].params, (a.transform(expand) for a in node.expressions),
+                            strict=True))
+
+            def put(n: exp.Expression) -> exp.Expression:
+                if isinstance(n, exp.Column) and not n.table and n.name in args:
+                    return args[n.name].copy()
+                return n
+
+            return bodies[name].copy().transform(put)
+        return node
+
+    return _parse(sql).transform(expand).sql(dialect="spark")
