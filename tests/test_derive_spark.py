@@ -203,6 +203,48 @@ def test_every_day_fact_step_gives_the_same_table_on_duckdb_and_spark(spark, tmp
     assert hours["weekday"].dropna().nunique() >= 3
 
 
+def _read_derived(lake: Path) -> dict[str, pd.DataFrame]:
+    con = duckdb.connect()
+    out = {name: con.execute(f"SELECT * FROM read_parquet('{lake}/derived/{name}/**/*.parquet', "
+                             "hive_partitioning = true)").df()
+           for name in (schema.RES_PERSON_KEYS.name, schema.RES_PERSON_HOURS.name,
+                        schema.RES_PERSON_DAYS.name, schema.RES_ANSWER_DAYS.name)}
+    con.close()
+    return out
+
+
+def test_the_derive_command_writes_the_same_lake_tables_on_both_engines(spark, tmp_path
+                                                                         ) -> None:
+    """`python -m analytics derive --lake DIR` (DuckDB) and `--engine spark` write the same
+    derived tables to DIR/derived/, the day facts partitioned by day; a lake without events
+    is refused with one line naming the folder."""
+    import subprocess
+    import sys
+
+    from analytics.derive import lake as lakes
+
+    lake = _write_lake(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "analytics", "derive", "--lake", str(lake)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "res_person_hours:" in r.stderr
+    by_duckdb = _read_derived(lake)
+    assert any(p.name.startswith("day=") for p in (lake / "derived" / "res_person_days").iterdir())
+    counts = lakes.derive(lake, engine="spark")  # the test's session (getOrCreate)
+    by_spark = _read_derived(lake)
+    for name, want in by_duckdb.items():
+        table = schema.ROLLUP_TABLES[name]
+        assert counts[name] == len(want) > 20, name
+        assert _rows(by_spark[name], table) == _rows(want, table), name
+    assert not [p for p in (lake / "derived").iterdir() if p.name.startswith(".")]
+    shutil.rmtree(lake / "events")
+    r = subprocess.run([sys.executable, "-m", "analytics", "derive", "--lake", str(lake)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and f"{lake}: no Parquet files under events" in r.stderr, r.stderr
+    assert len(_read_derived(lake)[schema.RES_PERSON_DAYS.name]) == len(
+        by_duckdb[schema.RES_PERSON_DAYS.name])  # the failed run left the tables
+
+
 def test_the_lint_refuses_what_is_outside_the_portable_subset_naming_the_macro() -> None:
     for step in rollups.fact_steps():
         assert portable.problems(step.select) == [], step.name

@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from analytics import suppression
 from analytics.derive import materialise
+from analytics.derive.lake import LakeError
 from analytics.outputs import export as ex
 from etl.errors import EtlError
 from etl.warehouse import DEFAULT_WAREHOUSE
@@ -38,6 +39,8 @@ EPILOG = """examples:
   python -m analytics refresh                                 recompute the stored tables
   python -m analytics downloads scale_scores --format xlsx    ready the Data page's file
   python -m analytics downloads --all --format csv            ready its zip of every table
+  python -m analytics derive --lake /data/lake                the day facts of a lake (DuckDB)
+  python -m analytics derive --lake /data/lake --engine spark --master spark://head:7077
 """
 
 
@@ -132,6 +135,21 @@ def _parser() -> argparse.ArgumentParser:
     # Set by the dashboard when it starts a build (analytics.outputs.downloads.request).
     d.add_argument("--build-id", help=argparse.SUPPRESS)
     d.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)
+    v = sub.add_parser(
+        "derive", help="derive a lake's day facts on DuckDB or Spark (scale-out, issue 16)",
+        description="Run the derive step's day-fact statements (person keys, local hours, "
+                    "days, answer days) over a lake of Parquet tables (participants, "
+                    "institutions, events, responses; events may be Hive-partitioned) and "
+                    "write them to LAKE/derived/. The same statements run on both engines.",
+        epilog="example: python -m analytics derive --lake /data/lake --engine spark",
+    )
+    v.add_argument("--lake", type=Path, required=True, metavar="PATH",
+                   help="the lake's folder, e.g. --lake /data/lake")
+    v.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+                   help="duckdb (default, this machine) or spark")
+    v.add_argument("--master", default="local[*]", metavar="URL",
+                   help="Spark's master as Spark takes it (default local[*]), e.g. "
+                        "--master spark://head:7077")
     return p
 
 
@@ -372,12 +390,21 @@ def cmd_downloads(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_derive(args: argparse.Namespace) -> int:
+    from analytics.derive import lake
+
+    counts = lake.derive(args.lake, engine=args.engine, master=args.master)
+    for name, n in counts.items():
+        _say(f"{name}: {n:,} rows -> {args.lake / 'derived' / name}")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"export": cmd_export, "refresh": cmd_refresh,
-                "downloads": cmd_downloads}[args.command](args)
-    except (ex.ExportError, materialise.ResultsError, EtlError) as e:
+                "downloads": cmd_downloads, "derive": cmd_derive}[args.command](args)
+    except (ex.ExportError, materialise.ResultsError, EtlError, LakeError) as e:
         from etl.warehouse import out_of_memory
 
         hint = out_of_memory(e, command=args.command) if args.command == "refresh" else None
