@@ -230,7 +230,7 @@ def test_the_derive_command_writes_the_same_lake_tables_on_both_engines(spark, t
     assert "res_person_hours:" in r.stderr
     by_duckdb = _read_derived(lake)
     assert any(p.name.startswith("day=") for p in (lake / "derived" / "res_person_days").iterdir())
-    counts = lakes.derive(lake, engine="spark")  # the test's session (getOrCreate)
+    counts = lakes.derive(lake, engine="spark", full=True).counts  # the test's session
     by_spark = _read_derived(lake)
     for name, want in by_duckdb.items():
         table = schema.ROLLUP_TABLES[name]
@@ -243,6 +243,62 @@ def test_the_derive_command_writes_the_same_lake_tables_on_both_engines(spark, t
     assert r.returncode == 1 and f"{lake}: no Parquet files under events" in r.stderr, r.stderr
     assert len(_read_derived(lake)[schema.RES_PERSON_DAYS.name]) == len(
         by_duckdb[schema.RES_PERSON_DAYS.name])  # the failed run left the tables
+
+
+def _append_load(lake: Path) -> None:
+    """A third load: a new day D (2026-12-01, events up to the last millisecond before UTC
+    midnight and from its first), and one late event of day D - 3 (2026-11-28), written into
+    their own event-date partitions."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    people = con.execute(f"SELECT participant_id FROM read_parquet('{lake}/participants/*.parquet')"
+                         " ORDER BY participant_id LIMIT 12").fetchall()
+    rows = []
+    for i, (pid,) in enumerate(people):
+        rows += [(pid, "X1", f"2026-12-01 {i:02d}:15:00.250+00", 3.5),
+                 (pid, "X3", "2026-12-01 23:59:59.999+00", None)]
+    rows += [(people[0][0], "X2", "2026-12-02 00:00:00.000+00", 1.0),
+             (people[1][0], "X2", "2026-11-28 22:10:00.001+00", 7.25)]  # the late event
+    con.execute("CREATE TABLE ev (participant_id VARCHAR, exchange_id VARCHAR, "
+                "occurred_at TIMESTAMPTZ, minutes DOUBLE)")
+    con.executemany("INSERT INTO ev VALUES (?, ?, ?, ?)", rows)
+    con.execute(f"""COPY (SELECT *, CASE WHEN exchange_id = 'X3' THEN 'PB' ELSE 'PA' END AS program,
+                           CAST(occurred_at AS DATE) AS event_date FROM ev)
+        TO '{lake / 'events'}' (FORMAT parquet, PARTITION_BY (event_date, program),
+        FILENAME_PATTERN 'load3_{{uuid}}', APPEND)""")
+    con.close()
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_an_appended_day_and_a_late_event_rederive_their_days_only_and_equal_a_rebuild(
+        spark, tmp_path, engine) -> None:
+    """After a derive, a load appends day D and a late event of day D - 3: the next derive
+    re-derives only those days and the day before each (their partitions swapped in, every
+    other partition untouched), and every derived table equals a full rebuild's."""
+    from analytics.derive import lake as lakes
+
+    lake = _write_lake(tmp_path)
+    assert lakes.derive(lake, engine=engine).mode == "full"
+    days_dir = lake / "derived" / schema.RES_PERSON_DAYS.name
+    untouched = {p.name: p.stat().st_ino for p in days_dir.iterdir()}
+    _append_load(lake)
+    done = lakes.derive(lake, engine=engine)
+    assert done.mode == "incremental"
+    assert done.days == ("2026-11-27", "2026-11-28", "2026-11-30", "2026-12-01", "2026-12-02")
+    assert {p.name: p.stat().st_ino for p in days_dir.iterdir()
+            if p.name in untouched} == untouched  # the old days' partitions were not rewritten
+    assert "day=2026-12-01" in {p.name for p in days_dir.iterdir()}
+    incremental = _read_derived(lake)
+    again = tmp_path / "again"
+    again.mkdir()
+    for folder in lakes.BASE:
+        shutil.copytree(lake / folder, again / folder)
+    lakes.derive(again, engine="duckdb", full=True)
+    rebuilt = _read_derived(again)
+    for name, want in rebuilt.items():
+        table = schema.ROLLUP_TABLES[name]
+        assert _rows(incremental[name], table) == _rows(want, table), name
+    assert lakes.derive(lake, engine=engine).days == ()  # nothing new: nothing re-derived
 
 
 def test_the_lint_refuses_what_is_outside_the_portable_subset_naming_the_macro() -> None:

@@ -10,22 +10,26 @@ chosen engine and writes each derived table to `<lake>/derived/<table>/`:
 
 Each table is written to a new folder first, then swapped in by two renames. A failed run
 leaves the previous tables; a reader that lists a folder during the swap may find it missing
-for that instant.
+for that instant. `<lake>/derived/_manifest.json` records the input files a derive read, so
+that the next one re-derives only the days of new event files (`derive`).
 
-What is not here yet (README, "Scale-out"): appending to a lake from `python -m etl load`,
-re-deriving only the touched days, and the rollup cubes and result tables.
+What is not here yet (README, "Scale-out"): appending to a lake from `python -m etl load`, and
+the rollup cubes and result tables.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from analytics.derive import portable, rollups
 from etl import schema
 
-__all__ = ["BASE", "PARTITIONED", "ENGINES", "derive", "LakeError"]
+__all__ = ["BASE", "PARTITIONED", "ENGINES", "MANIFEST", "Derived", "derive", "LakeError"]
 
 # lake folder -> the table the derive SQL names
 BASE = {"participants": schema.PARTICIPANTS.name, "institutions": schema.INSTITUTIONS.name,
@@ -55,39 +59,115 @@ def _swap(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def derive(lake: str | Path, engine: str = "duckdb", master: str = "local[*]"
-           ) -> dict[str, int]:
-    """Run the day-fact steps over `lake` on `engine`; returns the rows of each derived
-    table written to `<lake>/derived/`."""
+MANIFEST = "_manifest.json"
+
+
+@dataclass(frozen=True)
+class Derived:
+    """What a derive wrote: rows per table written, "full" or "incremental", and the UTC days
+    an incremental run re-derived."""
+    counts: dict[str, int]
+    mode: str
+    days: tuple[str, ...] = ()
+
+
+def _inventory(paths: dict[str, Path]) -> dict[str, dict[str, list[int]]]:
+    """Every Parquet file of each base folder: relative path -> [size, mtime_ns]."""
+    return {f: {str(p.relative_to(root)): [p.stat().st_size, p.stat().st_mtime_ns]
+                for p in sorted(root.rglob("*.parquet"))} for f, root in paths.items()}
+
+
+def _appended_days(paths: dict[str, Path], now: dict, before: dict | None) -> list[str] | None:
+    """The UTC days to re-derive when the only change since the last derive is new event files
+    (every other file as it was): each day of their events and the day before it. None: a full
+    derive is needed (no previous run, or a file changed or went, or another table changed)."""
+    if before is None or set(before) != set(now):
+        return None
+    if any(before[f] != now[f] for f in now if f != "events"):
+        return None
+    old, new = before["events"], now["events"]
+    if any(new.get(k) != v for k, v in old.items()):
+        return None  # an event file changed or went: not an append
+    added = [paths["events"] / k for k in new if k not in old]
+    if not added:
+        return []
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        portable.install(con)
+        files = ", ".join(f"'{p}'" for p in added)
+        rows = con.execute(f"""SELECT DISTINCT d FROM (
+                SELECT ei_utc_day(occurred_at) AS d FROM read_parquet([{files}])
+                UNION SELECT ei_utc_day(occurred_at) - 1 FROM read_parquet([{files}]))
+                WHERE d IS NOT NULL ORDER BY d""").fetchall()
+    finally:
+        con.close()
+    return [r[0].isoformat() for r in rows]
+
+
+def derive(lake: str | Path, engine: str = "duckdb", master: str = "local[*]", *,
+           full: bool = False) -> Derived:
+    """Run the day-fact steps over `lake` on `engine` and write them to `<lake>/derived/`.
+
+    When the only change since the last derive is new event files (a load's append, late
+    events included), only the UTC days of their events, and the day before each, are
+    re-derived: their partitions of res_person_hours and res_person_days are recomputed from
+    every event of those days and swapped in; the person keys and the answer days stay. Any
+    other change, or `full`, derives everything. Both give the same tables."""
     if engine not in ENGINES:
         raise LakeError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     lake = Path(lake)
     paths = _base_paths(lake)
     out_dir = lake / "derived"
     out_dir.mkdir(exist_ok=True)
-    steps = rollups.fact_steps()
+    now = _inventory(paths)
+    before = None
+    if not full and (out_dir / MANIFEST).exists():
+        before = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8")).get("inputs")
+    days = _appended_days(paths, now, before) if not full else None
+    if days is None:
+        steps = rollups.fact_steps()
+        views: dict[str, Path] = {}
+    else:
+        literals = ", ".join(f"DATE '{d}'" for d in days) or "NULL"
+        events = f"(SELECT * FROM {schema.EVENTS.name} WHERE ei_utc_day(occurred_at) IN " \
+                 f"({literals}))"
+        steps = [*rollups.hours_steps(events),
+                 rollups.Step(schema.RES_PERSON_DAYS.name, rollups._days_sql())]
+        views = {schema.RES_PERSON_KEYS.name: out_dir / schema.RES_PERSON_KEYS.name}
     portable.check(st.select for st in steps)
     work = out_dir / f".tmp-{uuid.uuid4().hex[:8]}"
     work.mkdir()
     try:
-        counts = (_on_duckdb(paths, steps, work) if engine == "duckdb"
-                  else _on_spark(paths, steps, work, master))
+        counts = ({} if days == [] else
+                  _on_duckdb(paths, steps, work, views) if engine == "duckdb"
+                  else _on_spark(paths, steps, work, master, views))
         for name in counts:
-            _swap(work / name, out_dir / name)
+            if days is None:
+                _swap(work / name, out_dir / name)
+                continue
+            for part in sorted((work / name).glob("day=*")):
+                _swap(part, out_dir / name / part.name)
+        manifest = {"inputs": now, "mode": "full" if days is None else "incremental",
+                    "days": days or [], "engine": engine}
+        tmp = out_dir / f".{MANIFEST}.{uuid.uuid4().hex[:8]}"
+        tmp.write_text(json.dumps(manifest), encoding="utf-8")
+        os.replace(tmp, out_dir / MANIFEST)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return counts
+    return Derived(counts, "full" if days is None else "incremental", tuple(days or ()))
 
 
-def _on_duckdb(paths: dict[str, Path], steps: list[rollups.Step], work: Path
-               ) -> dict[str, int]:
+def _on_duckdb(paths: dict[str, Path], steps: list[rollups.Step], work: Path,
+               views: dict[str, Path]) -> dict[str, int]:
     import duckdb
 
     con = duckdb.connect()
     try:
-        for folder, table in BASE.items():
+        for table, path in [*((t, paths[f]) for f, t in BASE.items()), *views.items()]:
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet("
-                        f"'{paths[folder]}/**/*.parquet', hive_partitioning = true, "
+                        f"'{path}/**/*.parquet', hive_partitioning = true, "
                         "union_by_name = true)")
         portable.install(con)
         for stmt in rollups.duckdb_statements(steps):
@@ -106,15 +186,14 @@ def _on_duckdb(paths: dict[str, Path], steps: list[rollups.Step], work: Path
         con.close()
 
 
-def _on_spark(paths: dict[str, Path], steps: list[rollups.Step], work: Path, master: str
-              ) -> dict[str, int]:
+def _on_spark(paths: dict[str, Path], steps: list[rollups.Step], work: Path, master: str,
+              views: dict[str, Path]) -> dict[str, int]:
     from pyspark.sql import SparkSession
 
     spark = (SparkSession.builder.master(master).appName("exchange-impact-derive")
              .config("spark.sql.session.timeZone", "UTC").getOrCreate())
-    for folder, table in BASE.items():
-        spark.read.option("mergeSchema", "true").parquet(str(paths[folder])
-                                                          ).createOrReplaceTempView(table)
+    for table, path in [*((t, paths[f]) for f, t in BASE.items()), *views.items()]:
+        spark.read.option("mergeSchema", "true").parquet(str(path)).createOrReplaceTempView(table)
     counts = {}
     for st in steps:
         df = spark.sql(portable.to_spark(st.select))

@@ -150,6 +150,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--master", default="local[*]", metavar="URL",
                    help="Spark's master as Spark takes it (default local[*]), e.g. "
                         "--master spark://head:7077")
+    v.add_argument("--full", action="store_true",
+                   help="derive everything, even when only new event files came since the "
+                        "last derive (which re-derives only their days)")
     return p
 
 
@@ -393,8 +396,12 @@ def cmd_downloads(args: argparse.Namespace) -> int:
 def cmd_derive(args: argparse.Namespace) -> int:
     from analytics.derive import lake
 
-    counts = lake.derive(args.lake, engine=args.engine, master=args.master)
-    for name, n in counts.items():
+    done = lake.derive(args.lake, engine=args.engine, master=args.master, full=args.full)
+    if done.mode == "incremental":
+        _say(f"incremental: {len(done.days)} day(s) re-derived"
+             + (f" ({done.days[0]} … {done.days[-1]})" if done.days else
+                ": no new event files since the last derive"))
+    for name, n in done.counts.items():
         _say(f"{name}: {n:,} rows -> {args.lake / 'derived' / name}")
     return EXIT_OK
 
