@@ -107,14 +107,15 @@ def _appended_days(paths: dict[str, Path], now: dict, before: dict | None) -> li
 
 
 def derive(lake: str | Path, engine: str = "duckdb", master: str = "local[*]", *,
-           full: bool = False) -> Derived:
+           full: bool = False, conf: dict[str, str] | None = None) -> Derived:
     """Run the day-fact steps over `lake` on `engine` and write them to `<lake>/derived/`.
 
     When the only change since the last derive is new event files (a load's append, late
     events included), only the UTC days of their events, and the day before each, are
     re-derived: their partitions of res_person_hours and res_person_days are recomputed from
     every event of those days and swapped in; the person keys and the answer days stay. Any
-    other change, or `full`, derives everything. Both give the same tables."""
+    other change, or `full`, derives everything. Both give the same tables. `conf`: Spark
+    settings, e.g. {"spark.driver.memory": "8g"}."""
     if engine not in ENGINES:
         raise LakeError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     lake = Path(lake)
@@ -142,7 +143,7 @@ def derive(lake: str | Path, engine: str = "duckdb", master: str = "local[*]", *
     try:
         counts = ({} if days == [] else
                   _on_duckdb(paths, steps, work, views) if engine == "duckdb"
-                  else _on_spark(paths, steps, work, master, views))
+                  else _on_spark(paths, steps, work, master, views, conf or {}))
         for name in counts:
             if days is None:
                 _swap(work / name, out_dir / name)
@@ -187,11 +188,14 @@ def _on_duckdb(paths: dict[str, Path], steps: list[rollups.Step], work: Path,
 
 
 def _on_spark(paths: dict[str, Path], steps: list[rollups.Step], work: Path, master: str,
-              views: dict[str, Path]) -> dict[str, int]:
+              views: dict[str, Path], conf: dict[str, str]) -> dict[str, int]:
     from pyspark.sql import SparkSession
 
-    spark = (SparkSession.builder.master(master).appName("exchange-impact-derive")
-             .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+    builder = (SparkSession.builder.master(master).appName("exchange-impact-derive")
+               .config("spark.sql.session.timeZone", "UTC"))
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
     for table, path in [*((t, paths[f]) for f, t in BASE.items()), *views.items()]:
         spark.read.option("mergeSchema", "true").parquet(str(path)).createOrReplaceTempView(table)
     counts = {}

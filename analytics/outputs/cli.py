@@ -150,6 +150,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--master", default="local[*]", metavar="URL",
                    help="Spark's master as Spark takes it (default local[*]), e.g. "
                         "--master spark://head:7077")
+    v.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Spark setting (repeat for several), e.g. "
+                        "--conf spark.driver.memory=8g")
     v.add_argument("--full", action="store_true",
                    help="derive everything, even when only new event files came since the "
                         "last derive (which re-derives only their days)")
@@ -396,7 +399,14 @@ def cmd_downloads(args: argparse.Namespace) -> int:
 def cmd_derive(args: argparse.Namespace) -> int:
     from analytics.derive import lake
 
-    done = lake.derive(args.lake, engine=args.engine, master=args.master, full=args.full)
+    conf = dict(c.split("=", 1) for c in args.conf if "=" in c)
+    bad = [c for c in args.conf if "=" not in c]
+    if bad:
+        _say(f"error: --conf {bad[0]}: write a Spark setting as KEY=VALUE, e.g. "
+             "--conf spark.driver.memory=8g")
+        return EXIT_USAGE
+    done = lake.derive(args.lake, engine=args.engine, master=args.master, full=args.full,
+                       conf=conf)
     if done.mode == "incremental":
         _say(f"incremental: {len(done.days)} day(s) re-derived"
              + (f" ({done.days[0]} … {done.days[-1]})" if done.days else
