@@ -20,6 +20,7 @@ AG Grid's own words (its filter menus and screen-reader texts) come from the cat
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -297,6 +298,19 @@ def _columns(frame: pd.DataFrame) -> list[schema.Column]:
             for c in frame.columns]
 
 
+def _check_view(rows: Any, column_defs: Any, column_state: Any) -> None:
+    """A view of the shape the grid sends, else 400 (a forged request, never a 500)."""
+    def dicts(v: Any) -> bool:
+        return isinstance(v, list) and all(isinstance(x, dict) for x in v)
+
+    if not dicts(column_defs) or not all(isinstance(d.get("field"), str) for d in column_defs):
+        raise _ui.bad_input("a grid's columns must be a list of column definitions")
+    if rows is not None and not dicts(rows):
+        raise _ui.bad_input("a grid's rows must be a list of rows")
+    if column_state is not None and not dicts(column_state):
+        raise _ui.bad_input("a grid's column state must be a list")
+
+
 @callback(
     Output({"type": DOWNLOAD, "grid": MATCH}, "data"),
     Input({"type": EXPORT, "grid": MATCH, "fmt": ALL}, "n_clicks"),
@@ -315,8 +329,10 @@ def export_view(clicks: list[int | None], rows: list[dict[str, Any]] | None,
     if not any(clicks or []) or not column_defs or not isinstance(which, dict):
         return no_update
     fmt = which.get("fmt") if which.get("fmt") in export.FORMATS else export.FORMATS[0]
+    _check_view(rows, column_defs, column_state)
     frame = view_frame(rows, column_defs, column_state)
-    name = str(which.get("grid", "table"))
+    # the file's name comes from the page's id: letters, digits, - and _ only
+    name = re.sub(r"[^A-Za-z0-9_-]", "", str(which.get("grid", ""))) or "table"
     about = {"table": name, "view": "the dashboard grid's rows after its filters and sort",
              "rows": len(frame), "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
              "min_cell": suppression.MIN_CELL, "language": _i18n.current()}

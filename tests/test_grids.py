@@ -110,6 +110,22 @@ def test_a_word_a_number_column_shows_is_kept_in_the_view() -> None:
     assert pd.isna(frame["median"][2]) and frame["suppressed"][2] == SUPPRESSED_LABEL
 
 
+def test_a_forged_view_is_refused_and_a_forged_name_cleaned(monkeypatch) -> None:
+    import pytest
+    from werkzeug.exceptions import BadRequest
+
+    rows, defs = _view()
+    monkeypatch.setattr(_grid._access, "audit", lambda *a, **k: None)
+    monkeypatch.setattr(_grid, "ctx", type("C", (), {"triggered_id": {
+        "type": _grid.EXPORT, "grid": "../../etc/passwd", "fmt": "csv"}})())
+    with Flask("t").test_request_context("/"):
+        for bad in ((rows, [1, 2], None), ("rows", defs, None), ([1], defs, None),
+                    (rows, [{"headerName": "x"}], None), (rows, defs, "state")):
+            with pytest.raises(BadRequest):
+                _grid.export_view([1], *bad)
+        assert _grid.export_view([1], rows, defs, None)["filename"] == "etcpasswd.csv"
+
+
 def test_each_export_format_writes_the_view_with_the_exports_writers(monkeypatch) -> None:
     rows, defs = _view()
     monkeypatch.setattr(_grid._access, "audit", lambda *a, **k: None)
