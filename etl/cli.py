@@ -12,6 +12,7 @@ progress, prints one clear line per problem and sets the exit status:
 from __future__ import annotations
 
 import argparse
+import functools
 import signal
 import time
 from pathlib import Path
@@ -69,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
                "  python -m etl load data/exports/ --warehouse data/warehouse.duckdb\n"
                "  python -m etl load exports/events.csv --replace --dry-run   see what a "
                "corrected file would change\n"
-               "  python -m etl load exports/events.csv --replace             then do it",
+               "  python -m etl load exports/events.csv --replace             then do it\n"
+               "  python -m etl load exports/ --lake /data/lake               agency scale: "
+               "append to a lake of Parquet files",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ld.add_argument("paths", nargs="+", type=Path, metavar="PATH",
@@ -92,6 +95,10 @@ def _parser() -> argparse.ArgumentParser:
                          "without changing the warehouse")
     ld.add_argument("--wait", type=float, default=600.0, metavar="SECONDS",
                     help="how long to wait for another load to finish (default 600), e.g. --wait 0")
+    ld.add_argument("--lake", type=Path, metavar="DIR",
+                    help="load into a lake of Parquet files instead of the warehouse (agency "
+                         "scale; README, Scale-out): only the days and exchanges the files touch "
+                         "are written; then 'python -m analytics derive --lake DIR'")
     _source_args(ld)
     ins = sub.add_parser(
         "inspect", parents=[common], help="say what files are and what loading them would do",
@@ -261,15 +268,23 @@ def cmd_load(args: argparse.Namespace, console: Console, err: Console) -> int:
     from etl.progress import Steps
 
     dry_run = getattr(args, "dry_run", False)
+    lake = getattr(args, "lake", None)
+    target = lake or args.warehouse
+    if lake is None:
+        load = functools.partial(load_paths, warehouse=args.warehouse)
+    else:
+        from etl.lake import load_into_lake
+
+        load = functools.partial(load_into_lake, lake=lake)
     with Steps(console, quiet=args.quiet) as steps:
-        reports = load_paths(
-            args.paths, args.warehouse, kind=args.kind, source=getattr(args, "source", None),
+        reports = load(
+            args.paths, kind=args.kind, source=getattr(args, "source", None),
             replace=getattr(args, "replace", False), force=getattr(args, "force", False),
             dry_run=dry_run, progress=steps.say, lock_timeout=args.wait,
             fmt=getattr(args, "format", None),
             mapping=_mapping_of(args),
             wave=getattr(args, "wave", None), exchange=getattr(args, "exchange", None),
-            on_wait=lambda: err.print(f"waiting for another load of {args.warehouse} to finish "
+            on_wait=lambda: err.print(f"waiting for another load of {target} to finish "
                                       f"(up to {args.wait:.0f} s)…", highlight=False),
         )
     code = _print_reports(reports, console, args.quiet)

@@ -668,6 +668,10 @@ def load_paths(
     mapping: dict | None = None,
     wave: str | None = None,
     exchange: str | None = None,
+    derive: bool = True,
+    before_write: Callable[[duckdb.DuckDBPyConnection, _FileLoader],
+                           Callable[[], None] | None] | None = None,
+    key_for: Path | None = None,
 ) -> list[FileReport]:
     """Load files and folders; return one report per file. Raises `EtlError` for what stops all.
 
@@ -691,6 +695,12 @@ def load_paths(
     (`analytics.derive.materialise.refresh`: result tables, day facts, rollups) on the next file,
     so the new data version goes live with its derived tables. If that step fails, whatever the
     reason, the load raises `DeriveFailed` and the live warehouse stays as it was.
+
+    For a lake (`etl.lake`, which loads through a private staging file): `derive=False` skips the
+    derive step; `before_write(con, loader)` runs inside each file's transaction, after its rows
+    are validated and before they are written (the lake brings in the stored rows they may
+    replace), and may return what to undo if the file's transaction is rolled back; `key_for`
+    is the path whose pseudonymisation key to use instead of the warehouse's.
     """
     warehouse = Path(warehouse)
     files = readers.expand_paths([Path(p) for p in paths])
@@ -700,7 +710,7 @@ def load_paths(
     if source and len(files) > 1:
         raise EtlError(f"--source names the source of one file, but {len(files)} were given "
                        f"({', '.join(f.name for f in files[:4])}{' …' if len(files) > 4 else ''})")
-    key = resolve_key(warehouse)
+    key = resolve_key(key_for or warehouse)
     say = progress or (lambda _m: None)
     reports: list[FileReport] = []
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -792,9 +802,12 @@ def load_paths(
                     changed = True
                     continue
                 con.execute("BEGIN TRANSACTION")
+                undo = None
                 try:
                     say(f"{f.name}: validating")
                     fl.stage()
+                    if before_write is not None:
+                        undo = before_write(con, fl)
                     say(f"{f.name}: writing")
                     fl.write()
                     fl.summarise_rejects()
@@ -805,6 +818,8 @@ def load_paths(
                     phases.reached("insert")
                 except RefusedFile as e:
                     con.execute("ROLLBACK")
+                    if undo is not None:
+                        undo()
                     fl.report.refuse(e.problem)
                     _record(con, fl.report, sha or content(), started)
                 except BaseException:
@@ -829,7 +844,8 @@ def load_paths(
             ev = [r for r in reports if r.status == "loaded" and r.kind == schema.EVENTS.name]
             appended = ([r.batch_id for r in ev] if all(r.rows_removed == 0 for r in ev)
                         else None)
-            _derive(con, warehouse, say, touched, appended)
+            if derive:
+                _derive(con, warehouse, say, touched, appended)
             phases.reached("derive")
     return reports
 

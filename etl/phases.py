@@ -8,6 +8,11 @@ A load passes these phases in order, each once per call (`insert` once per file 
   before_swap  the next file is complete, checkpointed, closed and synced; the live one untouched
   after_swap   the next file has replaced the live one
 
+A load into a lake (`etl.lake`) loads through a private staging file (the phases above), then:
+
+  lake_files   the new Parquet files are in the lake's folders; no log entry lists them yet
+  lake_commit  the log entry of the new version is written
+
 `reached(phase)` does nothing unless the environment variable `EXCHANGE_IMPACT_TEST_PHASES`
 names the phase, as a comma-separated list of ``phase=action``:
 
@@ -33,11 +38,12 @@ import signal
 import time
 from pathlib import Path
 
-__all__ = ["ENV", "PHASES", "SKIP_DERIVE_ENV", "derive_skipped", "reached"]
+__all__ = ["ENV", "PHASES", "LAKE_PHASES", "SKIP_DERIVE_ENV", "derive_skipped", "reached"]
 
 ENV = "EXCHANGE_IMPACT_TEST_PHASES"
 SKIP_DERIVE_ENV = "EXCHANGE_IMPACT_TEST_SKIP_DERIVE"
 PHASES = ("read", "insert", "derive", "before_swap", "after_swap")
+LAKE_PHASES = ("lake_files", "lake_commit")
 
 
 def _actions() -> dict[str, str]:
@@ -45,8 +51,9 @@ def _actions() -> dict[str, str]:
     out = {}
     for part in filter(None, (p.strip() for p in raw.split(","))):
         phase, _, action = part.partition("=")
-        if phase not in PHASES:
-            raise ValueError(f"{ENV}: unknown phase {phase!r} (one of {', '.join(PHASES)})")
+        if phase not in PHASES + LAKE_PHASES:
+            raise ValueError(f"{ENV}: unknown phase {phase!r} "
+                             f"(one of {', '.join(PHASES + LAKE_PHASES)})")
         out[phase] = action
     return out
 

@@ -43,12 +43,27 @@ class LakeError(ValueError):
     """A lake the derive cannot read, said with the folder and what is missing."""
 
 
-def _base_paths(lake: Path) -> dict[str, Path]:
-    missing = [f for f in BASE if not any((lake / f).rglob("*.parquet"))]
+def _base_paths(lake: Path) -> dict[str, list[Path]]:
+    """Each base table's Parquet files: those the newest version of the lake's log lists (a lake
+    `python -m etl load --lake` writes, `etl.lake`), else every file under its folder."""
+    from etl import lake as lakes
+
+    snap = lakes.snapshot(lake)
+    files = {f: (snap.paths(lake, t) if snap.version else sorted((lake / f).rglob("*.parquet")))
+             for f, t in BASE.items()}
+    missing = [f for f, listed in files.items() if not listed]
     if missing:
         raise LakeError(f"{lake}: no Parquet files under {', '.join(missing)} (a lake holds "
                         f"{', '.join(BASE)}, each a folder of Parquet files)")
-    return {f: lake / f for f in BASE}
+    return files
+
+
+def lake_root(files: list[Path], folder: str) -> Path:
+    """The table folder `folder` the files lie under (Spark's basePath for their partitions)."""
+    p = files[0]
+    while p.name != folder:
+        p = p.parent
+    return p
 
 
 def _swap(tmp: Path, final: Path) -> None:
@@ -71,25 +86,33 @@ class Derived:
     days: tuple[str, ...] = ()
 
 
-def _inventory(paths: dict[str, Path]) -> dict[str, dict[str, list[int]]]:
-    """Every Parquet file of each base folder: relative path -> [size, mtime_ns]."""
-    return {f: {str(p.relative_to(root)): [p.stat().st_size, p.stat().st_mtime_ns]
-                for p in sorted(root.rglob("*.parquet"))} for f, root in paths.items()}
+def _inventory(lake: Path, paths: dict[str, list[Path]]) -> dict[str, dict[str, list[int]]]:
+    """The Parquet files of each base table: path relative to the table's folder ->
+    [size, mtime_ns]."""
+    return {f: {str(p.relative_to(lake / f)): [p.stat().st_size, p.stat().st_mtime_ns]
+                for p in files} for f, files in paths.items()}
 
 
-def _appended_days(paths: dict[str, Path], now: dict, before: dict | None) -> list[str] | None:
-    """The UTC days to re-derive when the only change since the last derive is new event files
-    (every other file as it was): each day of their events and the day before it. None: a full
-    derive is needed (no previous run, or a file changed or went, or another table changed)."""
+def _appended_days(lake: Path, now: dict, before: dict | None) -> list[str] | None:
+    """The UTC days to re-derive when the only change since the last derive is in event files:
+    new files (an append, late events included), and files that went or changed where their
+    path names their UTC day (`event_date=…`, as a load into a lake rewrites a day it touched);
+    every other table as it was. Each day of those events, and the day before it. None: a full
+    derive is needed (no previous run, another table changed, or an event file of no known
+    day went or changed)."""
+    from etl import lake as lakes
+
     if before is None or set(before) != set(now):
         return None
     if any(before[f] != now[f] for f in now if f != "events"):
         return None
     old, new = before["events"], now["events"]
-    if any(new.get(k) != v for k, v in old.items()):
-        return None  # an event file changed or went: not an append
-    added = [paths["events"] / k for k in new if k not in old]
-    if not added:
+    gone = [k for k, v in old.items() if new.get(k) != v]
+    gone_days = {lakes.partition_of(schema.EVENTS.name, f"events/{k}") for k in gone}
+    if None in gone_days:
+        return None  # an event file of no known day changed or went: not an append
+    added = [lake / "events" / k for k in new if old.get(k) != new[k]]
+    if not added and not gone_days:
         return []
     import duckdb
 
@@ -97,9 +120,12 @@ def _appended_days(paths: dict[str, Path], now: dict, before: dict | None) -> li
     try:
         portable.install(con)
         files = ", ".join(f"'{p}'" for p in added)
-        rows = con.execute(f"""SELECT DISTINCT d FROM (
-                SELECT ei_utc_day(occurred_at) AS d FROM read_parquet([{files}])
-                UNION SELECT ei_utc_day(occurred_at) - 1 FROM read_parquet([{files}]))
+        days = [f"SELECT DATE '{d}' AS d" for d in sorted(gone_days)]
+        if added:
+            days.append(f"SELECT ei_utc_day(occurred_at) AS d FROM read_parquet([{files}], "
+                        "hive_partitioning = false)")
+        rows = con.execute(f"""WITH e AS ({' UNION '.join(days)})
+                SELECT DISTINCT d FROM (SELECT d FROM e UNION SELECT d - 1 FROM e)
                 WHERE d IS NOT NULL ORDER BY d""").fetchall()
     finally:
         con.close()
@@ -122,11 +148,11 @@ def derive(lake: str | Path, engine: str = "duckdb", master: str = "local[*]", *
     paths = _base_paths(lake)
     out_dir = lake / "derived"
     out_dir.mkdir(exist_ok=True)
-    now = _inventory(paths)
+    now = _inventory(lake, paths)
     before = None
     if not full and (out_dir / MANIFEST).exists():
         before = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8")).get("inputs")
-    days = _appended_days(paths, now, before) if not full else None
+    days = _appended_days(lake, now, before) if not full else None
     if days is None:
         steps = rollups.fact_steps()
         views: dict[str, Path] = {}
@@ -160,16 +186,17 @@ def derive(lake: str | Path, engine: str = "duckdb", master: str = "local[*]", *
     return Derived(counts, "full" if days is None else "incremental", tuple(days or ()))
 
 
-def _on_duckdb(paths: dict[str, Path], steps: list[rollups.Step], work: Path,
+def _on_duckdb(paths: dict[str, list[Path]], steps: list[rollups.Step], work: Path,
                views: dict[str, Path]) -> dict[str, int]:
     import duckdb
 
     con = duckdb.connect()
     try:
-        for table, path in [*((t, paths[f]) for f, t in BASE.items()), *views.items()]:
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet("
-                        f"'{path}/**/*.parquet', hive_partitioning = true, "
-                        "union_by_name = true)")
+        sources = {t: ", ".join(f"'{p}'" for p in paths[f]) for f, t in BASE.items()}
+        sources |= {t: f"'{path}/**/*.parquet'" for t, path in views.items()}
+        for table, files in sources.items():
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{files}], "
+                        "hive_partitioning = true, union_by_name = true)")
         portable.install(con)
         for stmt in rollups.duckdb_statements(steps):
             con.execute(stmt)
@@ -187,7 +214,7 @@ def _on_duckdb(paths: dict[str, Path], steps: list[rollups.Step], work: Path,
         con.close()
 
 
-def _on_spark(paths: dict[str, Path], steps: list[rollups.Step], work: Path, master: str,
+def _on_spark(paths: dict[str, list[Path]], steps: list[rollups.Step], work: Path, master: str,
               views: dict[str, Path], conf: dict[str, str]) -> dict[str, int]:
     from pyspark.sql import SparkSession
 
@@ -196,8 +223,11 @@ def _on_spark(paths: dict[str, Path], steps: list[rollups.Step], work: Path, mas
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    for table, path in [*((t, paths[f]) for f, t in BASE.items()), *views.items()]:
-        spark.read.option("mergeSchema", "true").parquet(str(path)).createOrReplaceTempView(table)
+    sources = {t: (lake_root(paths[f], f), [str(p) for p in paths[f]]) for f, t in BASE.items()}
+    sources |= {t: (path, [str(path)]) for t, path in views.items()}
+    for table, (root, files) in sources.items():
+        (spark.read.option("mergeSchema", "true").option("basePath", str(root))
+         .parquet(*files).createOrReplaceTempView(table))
     counts = {}
     for st in steps:
         df = spark.sql(portable.to_spark(st.select))
