@@ -2,9 +2,10 @@
 clusters spread over several), each partition's sufficient statistics are computed alone,
 merged (`analytics.stats.merge`), and the statistics from the merged summaries equal the
 single-pass ones: the paired change with every column (t, CIs, effect sizes, Wilcoxon p, CR2 by
-cluster), Welch's difference of two arms, Cronbach's α with its CI (pairwise deletion) and the
+cluster), Welch's difference of two arms, Cronbach's α with its CI (pairwise deletion), the
 random-intercept REML model (against `fit_random_intercept` on the rows, and once against
-statsmodels MixedLM)."""
+statsmodels MixedLM) and OLS with CR2 errors (against `comparison.cr2_fit` on the rows) or CR1
+errors (against statsmodels' cluster covariance)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from analytics.stats import longitudinal, merge, prepost, reliability
+from analytics.stats import comparison, cost, longitudinal, merge, prepost, reliability
 from analytics.stats.means import welch_difference
 
 
@@ -206,6 +207,67 @@ def test_a_group_split_across_partitions_must_be_merged_by_its_key() -> None:
     wrong = merge.random_intercept_from_sums(merge.merge_group_sums(apart))
     assert wrong.n_groups > right.n_groups
     assert abs(wrong.var_participant - right.var_participant) > 0.01
+
+
+def _regression(rng: np.random.Generator, n: int, clusters: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An ANCOVA-like design: intercept, an arm constant within cluster (the exchange), the
+    pre score and a three-level covariate; a cluster effect; a few rows without a cluster."""
+    cl = rng.integers(0, clusters, n)
+    labels = np.array([f"X{c}" for c in cl], dtype=object)
+    labels[rng.random(n) < 0.03] = None  # each a cluster of its own
+    arm = (rng.random(clusters) < 0.5)[cl]
+    level = rng.integers(0, 3, n)
+    pre = rng.integers(4, 21, n) / 4.0
+    X = np.column_stack([np.ones(n), arm, pre, level == 1, level == 2]).astype(float)
+    y = 0.5 + 0.3 * arm + 0.8 * pre + rng.normal(0, 0.4, clusters)[cl] + rng.normal(0, 1, n)
+    return y, X, labels
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(8, 150), clusters=st.integers(2, 15),
+       k=st.integers(1, 7))
+def test_cr2_from_merged_cluster_sums_equals_the_single_pass(seed, n, clusters, k) -> None:
+    rng = np.random.default_rng(seed)
+    y, X, labels = _regression(rng, n, clusters)
+    parts = [merge.cluster_sums(y[idx], X[idx], labels[idx]) for idx in _parts(rng, n, k)]
+    merged = merge.merge_cluster_sums(parts)
+    try:
+        want = comparison.cr2_fit(X, y, labels)
+    except ValueError:  # an aliased column (e.g. one arm only): refused from the sums too
+        with pytest.raises(ValueError):
+            merge.cr2_from_sums(merged)
+        return
+    got = merge.cr2_from_sums(merged)
+    assert (got.n_clusters, got.n_obs) == (want.n_clusters, want.n_obs)
+    scale = float(np.abs(want.vcov).max())
+    np.testing.assert_allclose(got.beta, want.beta, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(got.vcov, want.vcov, rtol=1e-9, atol=1e-9 * scale)
+    for c in [*np.eye(X.shape[1]), np.array([0, 1.0, 0, 1, -1])]:  # coefficients, a contrast
+        tg, tw = got.test(c), want.test(c)
+        bad = {key: (tg[key], tw[key]) for key in tw if not _close(tg[key], tw[key])}
+        assert not bad, bad
+
+
+def test_cr1_from_merged_cluster_sums_equals_statsmodels() -> None:
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(5)
+    y, X, labels = _regression(rng, 400, 12)
+    parts = [merge.cluster_sums(y[idx], X[idx], labels[idx]) for idx in _parts(rng, 400, 4)]
+    merged = merge.merge_cluster_sums(parts)
+    beta, vcov = merge.cr1_from_sums(merged)
+    ref = sm.OLS(y, X).fit(cov_type="cluster", cov_kwds={"groups": comparison._codes(labels)})
+    np.testing.assert_allclose(beta, ref.params, rtol=1e-10)
+    np.testing.assert_allclose(vcov, ref.cov_params(), rtol=1e-9, atol=1e-12)
+    # for an intercept alone, the variance behind `cost.clustered_mean`'s interval
+    ones = np.ones((len(y), 1))
+    m, lo, hi, g = cost.clustered_mean(y, comparison._codes(labels))
+    sums = merge.merge_cluster_sums(merge.cluster_sums(y[idx], ones[idx], labels[idx])
+                                    for idx in _parts(rng, 400, 4))
+    b1, v1 = merge.cr1_from_sums(sums)
+    assert _close(b1[0], m) and len(sums.keys) == g
+    assert _close(stats.t.ppf(0.975, g - 1) * math.sqrt(v1[0, 0]), (hi - lo) / 2)
 
 
 def test_the_docstring_examples_of_merge_run() -> None:

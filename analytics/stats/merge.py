@@ -25,14 +25,25 @@ summaries:
   same group key across partitions (`merge_group_sums`); t_g^2 is taken only after the merge,
   since a split group's partial sums do not square-add. `random_intercept_from_sums` then fits
   through the product's own code (`longitudinal._size_blocks`, `_ri_fit`), both SE methods.
+- **OLS with cluster-robust errors**: per cluster (exchange) c its n_c, X_c'X_c, X_c'y_c and
+  y_c'y_c (`cluster_sums`), added by cluster key (`merge_cluster_sums`; a row without a label
+  stays a cluster of its own). The product's estimator is CR2 with Satterthwaite df
+  (`analytics.stats.comparison.cr2_fit`, used by the ANCOVA, dose, equity, moderation and
+  scheduling tables): its adjustment A_c = (I - X_c M X_c')^(-1/2) needs the per-cluster hat
+  block, yet every term of the estimate, the covariance and the df depends on a cluster's rows
+  only through X_c'X_c and the score X_c'e_c = X_c'y_c - X_c'X_c beta (`comparison`'s module
+  docstring), so `cr2_from_sums` is exact through `comparison.cr2_from_cells`, the function
+  `ancova_cells` already feeds from cell moments; neither rows nor design cells are needed.
+  `cr1_from_sums` gives statsmodels' ``cov_type="cluster"`` (CR1, factor G/(G-1) (N-1)/(N-p))
+  from the same sums.
 
-Not merged here: cluster-robust errors from per-cluster scores (the next step of issue 16),
-and the two-level model (`fit_nested_intercepts`, participants within exchanges). Its
-likelihood needs the same per-unit sums (keyed by participant x exchange, each with its
-exchange), so they would merge the same way, but the product's nested fit takes sums only as
-`UnitTypes` (design cells, not X'X and per-unit S), so its core would first have to be split
-out as `_ri_fit` is; until then it is fitted as before (`longitudinal_model`, or
-`longitudinal_model_types` from one GROUP BY).
+Not merged here: the two-level model (`fit_nested_intercepts`, participants within
+exchanges). Its likelihood needs the same per-unit sums (keyed by participant x exchange, each
+with its exchange), so they would merge the same way, but the product's nested fit takes sums
+only as `UnitTypes` (design cells, not X'X and per-unit S), so its core would first have to be
+split out as `_ri_fit` is; until then it is fitted as before (`longitudinal_model`, or
+`longitudinal_model_types` from one GROUP BY). Weighted fits (the IPW row of
+`analytics.stats.sensitivity`) would merge with X_c'WX_c and X_c'Wy_c; not wired here.
 Estimators that need every value, such as medians and Kaplan–Meier, are computed on the
 per-person tables, which fit one node.
 
@@ -50,11 +61,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analytics.stats import longitudinal, prepost, reliability
+from analytics.stats import comparison, longitudinal, prepost, reliability
 
 __all__ = ["Moments", "moments", "merge_moments", "pair_moments_by", "merge_pair_moments",
            "merge_counts", "alpha_sums", "merge_alpha_sums", "alpha_from_sums",
-           "GroupSums", "group_sums", "merge_group_sums", "random_intercept_from_sums"]
+           "GroupSums", "group_sums", "merge_group_sums", "random_intercept_from_sums",
+           "ClusterSums", "cluster_sums", "merge_cluster_sums", "cr2_from_sums",
+           "cr1_from_sums"]
 
 Moments = tuple[float, float, float]  # n, mean, m2 (sum of squared deviations)
 
@@ -291,3 +304,95 @@ def random_intercept_from_sums(sums: GroupSums, *, names: Sequence[str] | None =
                                        t, t * t)
     return longitudinal._ri_fit(N, xtx, xty, float(sums.yty), blocks[:5], out_names,
                                 se_method, n_groups=len(n))
+
+
+@dataclass(frozen=True)
+class ClusterSums:
+    """What OLS with cluster-robust errors needs from some rows (`cluster_sums`), per
+    cluster: its rows n_c, X_c'X_c, X_c'y_c and y_c'y_c. A row without a cluster label is a
+    cluster of its own (key NaN), as in `analytics.stats.comparison.cr2_fit`."""
+
+    keys: np.ndarray  # (J,) cluster labels; NaN: one unlabelled row
+    n: np.ndarray  # (J,)
+    xtx: np.ndarray  # (J, p, p)
+    xty: np.ndarray  # (J, p)
+    yty: np.ndarray  # (J,)
+
+
+def _labelled_codes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and keys of `labels`, a missing label a code (and a NaN key) of its own."""
+    codes, uniq = pd.factorize(np.asarray(labels, dtype=object), use_na_sentinel=True)
+    codes = codes.astype(np.int64)
+    miss = codes < 0
+    codes[miss] = len(uniq) + np.arange(int(miss.sum()))
+    keys = np.concatenate([np.asarray(uniq, dtype=object),
+                           np.full(int(miss.sum()), np.nan, dtype=object)])
+    return codes, keys
+
+
+def cluster_sums(y: np.ndarray, X: np.ndarray, cluster: np.ndarray) -> ClusterSums:
+    """One partition's `ClusterSums`: `cluster` holds one label per row (the exchange), the
+    same label in every partition."""
+    y, X, cluster = _checked_rows(y, X, cluster)
+    codes, keys = _labelled_codes(cluster)
+    size, p = len(keys), X.shape[1]
+    # p x p bincounts over the rows: no (N, p, p) array of outer products
+    xtx = np.zeros((size, p, p))
+    for a in range(p):
+        for b in range(a, p):
+            xtx[:, a, b] = xtx[:, b, a] = np.bincount(codes, weights=X[:, a] * X[:, b],
+                                                      minlength=size)
+    return ClusterSums(keys=keys, n=np.bincount(codes, minlength=size).astype(float), xtx=xtx,
+                       xty=_add_by_code(codes, size, X * y[:, None]),
+                       yty=np.bincount(codes, weights=y * y, minlength=size))
+
+
+def merge_cluster_sums(parts: Iterable[ClusterSums]) -> ClusterSums:
+    """The `ClusterSums` of the union of partitions: the sums of one cluster key found in
+    several partitions add (an unlabelled row stays a cluster of its own)."""
+    parts = list(parts)
+    if not parts:
+        raise ValueError("no partition")
+    p = parts[0].xty.shape[1]
+    if any(part.xty.shape[1:] != (p,) for part in parts):
+        raise ValueError("the partitions' designs must have the same columns")
+    codes, keys = _labelled_codes(np.concatenate([part.keys for part in parts]))
+    size = len(keys)
+
+    def add(field: str) -> np.ndarray:
+        return _add_by_code(codes, size, np.concatenate([getattr(part, field)
+                                                          for part in parts]))
+
+    return ClusterSums(keys=keys, n=add("n"), xtx=add("xtx"), xty=add("xty"), yty=add("yty"))
+
+
+def cr2_from_sums(sums: ClusterSums, *, names: Sequence[str] | None = None
+                  ) -> comparison.Cr2Fit:
+    """The product's cluster-robust OLS (`comparison.cr2_fit`: CR2, and the Satterthwaite df
+    of any contrast through `Cr2Fit.test`) from merged `ClusterSums`, through
+    `comparison.cr2_from_cells`. Exact: CR2's adjustment and its df depend on a cluster's rows
+    only through X_c'X_c and X_c'e_c (`comparison`'s module docstring)."""
+    return comparison.cr2_from_cells(sums.xtx, sums.xty, names=names,
+                                     n_obs=int(round(float(np.sum(sums.n)))))
+
+
+def cr1_from_sums(sums: ClusterSums) -> tuple[np.ndarray, np.ndarray]:
+    """OLS coefficients and the CR1 cluster-robust covariance from merged `ClusterSums`:
+    with M = (X'X)^-1 and each cluster's score s_c = X_c'y_c - X_c'X_c beta,
+    V = G/(G-1) (N-1)/(N-p) M (sum_c s_c s_c') M, the small-sample factor of statsmodels'
+    ``OLS(...).fit(cov_type="cluster")`` (Stata's ``vce(cluster)``), which
+    `analytics.stats.sensitivity` reads from statsmodels. Needs two clusters."""
+    xtx_c = np.asarray(sums.xtx, dtype=float)
+    xty_c = np.asarray(sums.xty, dtype=float)
+    G, p = xty_c.shape
+    N = float(np.sum(sums.n))
+    if G < 2 or N <= p:
+        raise ValueError("CR1 needs two clusters and more rows than coefficients")
+    xtx = xtx_c.sum(axis=0)
+    if np.linalg.matrix_rank(xtx) < p:
+        raise ValueError("the design matrix is rank deficient: drop aliased columns")
+    bread = np.linalg.inv(xtx)
+    beta = bread @ xty_c.sum(axis=0)
+    scores = xty_c - xtx_c @ beta
+    vcov = G / (G - 1) * (N - 1) / (N - p) * bread @ (scores.T @ scores) @ bread
+    return beta, (vcov + vcov.T) / 2
