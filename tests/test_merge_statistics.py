@@ -244,6 +244,11 @@ def test_cr2_from_merged_cluster_sums_equals_the_single_pass(seed, n, clusters, 
     np.testing.assert_allclose(got.beta, want.beta, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(got.vcov, want.vcov, rtol=1e-9, atol=1e-9 * scale)
     for c in [*np.eye(X.shape[1]), np.array([0, 1.0, 0, 1, -1])]:  # coefficients, a contrast
+        # A coefficient informed only by clusters of leverage 1 (an arm found only in
+        # singleton clusters) has a CR2 variance of 0 in exact arithmetic: the single pass
+        # reports rounding noise there (se ~1e-8, df ~0.004), which no two sums share.
+        if float(c @ want.vcov @ c) < 1e-12 * float(c @ want.bread @ c) * float(np.var(y)):
+            continue
         tg, tw = got.test(c), want.test(c)
         bad = {key: (tg[key], tw[key]) for key in tw if not _close(tg[key], tw[key])}
         assert not bad, bad
