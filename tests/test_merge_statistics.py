@@ -2,19 +2,24 @@
 clusters spread over several), each partition's sufficient statistics are computed alone,
 merged (`analytics.stats.merge`), and the statistics from the merged summaries equal the
 single-pass ones: the paired change with every column (t, CIs, effect sizes, Wilcoxon p, CR2 by
-cluster), Welch's difference of two arms, and Cronbach's α with its CI (pairwise deletion)."""
+cluster), Welch's difference of two arms, Cronbach's α with its CI (pairwise deletion), the
+random-intercept REML model (against `fit_random_intercept` on the rows, and once against
+statsmodels MixedLM) and OLS with CR2 errors (against `comparison.cr2_fit` on the rows) or CR1
+errors (against statsmodels' cluster covariance)."""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from analytics.stats import merge, prepost, reliability
+from analytics.stats import comparison, cost, longitudinal, merge, prepost, reliability
 from analytics.stats.means import welch_difference
 
 
@@ -104,3 +109,173 @@ def test_the_merge_is_what_makes_it_exact() -> None:
     assert _close(m2 / (n - 1), float(np.var(x, ddof=1)))
     naive = sum(p[2] / (p[0] - 1) for p in parts) / 2
     assert abs(naive - float(np.var(x, ddof=1))) > 1
+
+
+def _scores(rng: np.random.Generator, groups: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unbalanced longitudinal scores: each participant answers 1 to 4 of 4 waves; fixed
+    effects an intercept, the wave factor (pre the reference) and a per-row covariate (age,
+    not centred); participant variance from 0 (the boundary) to 1."""
+    sizes = rng.integers(1, 5, groups)
+    g = np.repeat(np.arange(groups), sizes)
+    n = len(g)
+    wave = np.concatenate([np.sort(rng.choice(4, s, replace=False)) for s in sizes])
+    age = rng.normal(40, 12, n)
+    X = np.column_stack([np.ones(n), wave == 1, wave == 2, wave == 3, age]).astype(float)
+    y = (3 + X[:, 1:4] @ [0.4, 0.3, 0.2] + 0.01 * age
+         + rng.normal(0, rng.uniform(0, 1), groups)[g] + rng.normal(0, 0.5, n))
+    return y, X, np.array([f"p{i}" for i in g], dtype=object)
+
+
+def _assert_same_fit(got: longitudinal.RandomInterceptFit, want: longitudinal.RandomInterceptFit,
+                     *, cov: bool = True) -> None:
+    assert (got.n_groups, got.n_obs, got.converged) == (want.n_groups, want.n_obs,
+                                                         want.converged)
+    pairs = {"beta": (got.beta, want.beta), "var_participant": (got.var_participant,
+                                                                want.var_participant),
+             "var_residual": (got.var_residual, want.var_residual),
+             "reml_loglik": (got.reml_loglik, want.reml_loglik)}
+    if cov:
+        pairs["cov_beta"] = (got.cov_beta, want.cov_beta)
+    bad = {k: (a, b) for k, (a, b) in pairs.items()
+           if not all(_close(x, y) for x, y in zip(np.ravel(a), np.ravel(b), strict=True))}
+    assert not bad, bad
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), groups=st.integers(6, 50), k=st.integers(1, 7))
+def test_the_random_intercept_reml_from_merged_group_sums_equals_the_fit_on_the_rows(
+        seed, groups, k) -> None:
+    rng = np.random.default_rng(seed)
+    y, X, g = _scores(rng, groups)
+    codes = pd.factorize(g)[0]
+    parts = [merge.group_sums(y[idx], X[idx], g[idx]) for idx in _parts(rng, len(y), k)]
+    merged = merge.merge_group_sums(parts)
+    assert len(merged.keys) == groups and merged.n.sum() == len(y)
+    for se_method in ("conditional", "observed"):
+        try:
+            want = longitudinal.fit_random_intercept(y, X, codes, se_method=se_method)
+        except ValueError:  # an absent wave, too few rows: the merged fit refuses them too
+            with pytest.raises(ValueError):
+                merge.random_intercept_from_sums(merged, se_method=se_method)
+            return
+        # lam near its upper bound: a residual variance of ~0 (e.g. 7 rows of 3 participants
+        # for 5 fixed effects), where the likelihood is flat and the fit a matter of rounding
+        assume(want.lam < 1e6)
+        got = merge.random_intercept_from_sums(merged, se_method=se_method)
+        # With no participant variance the REML likelihood is flat near lam = 0, and
+        # `_ri_fit` sets lam to 0 only when its bounded search stops within 1e-3 of the bound:
+        # where it stops depends on rounding, so the single pass itself can change with the
+        # order of the rows (1 in 100 orders in one case), and the "observed" SEs with it
+        # (they fall back to the conditional ones at lam = 0). Not a question of the merge.
+        boundary = min(got.lam, want.lam) < 1e-8
+        _assert_same_fit(got, want, cov=se_method == "conditional" or not boundary)
+
+
+def test_the_merged_random_intercept_equals_statsmodels_mixedlm() -> None:
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(16)
+    y, X, g = _scores(rng, 200)
+    sums = merge.merge_group_sums(merge.group_sums(y[idx], X[idx], g[idx])
+                                  for idx in _parts(rng, len(y), 5))
+    got = merge.random_intercept_from_sums(sums, se_method="observed")
+    assert got.var_participant > 0.1  # the interior of the parameter space
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = sm.MixedLM(y, X, groups=pd.factorize(g)[0]).fit(reml=True, gtol=1e-10)
+    k = X.shape[1]
+    # the tolerances of tests/test_longitudinal.py's comparison with MixedLM
+    assert got.beta == pytest.approx(np.asarray(m.fe_params), abs=1e-6)
+    assert got.se == pytest.approx(np.asarray(m.bse)[:k], abs=1e-6)
+    assert got.var_participant == pytest.approx(float(np.asarray(m.cov_re)[0, 0]), abs=1e-6)
+    assert got.var_residual == pytest.approx(float(m.scale), abs=1e-6)
+
+
+def test_a_group_split_across_partitions_must_be_merged_by_its_key() -> None:
+    """Taking each partition's part of a participant as a participant of its own (no merge
+    by key) gives another model: the comparison above is not vacuous."""
+    rng = np.random.default_rng(7)
+    y, X, g = _scores(rng, 120)
+    idx = _parts(rng, len(y), 3)
+    parts = [merge.group_sums(y[i], X[i], g[i]) for i in idx]
+    right = merge.random_intercept_from_sums(merge.merge_group_sums(parts))
+    want = longitudinal.fit_random_intercept(y, X, pd.factorize(g)[0])
+    _assert_same_fit(right, want)
+    apart = [merge.group_sums(y[i], X[i], np.array([f"{j}:{v}" for v in g[i]], dtype=object))
+             for j, i in enumerate(idx)]
+    wrong = merge.random_intercept_from_sums(merge.merge_group_sums(apart))
+    assert wrong.n_groups > right.n_groups
+    assert abs(wrong.var_participant - right.var_participant) > 0.01
+
+
+def _regression(rng: np.random.Generator, n: int, clusters: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An ANCOVA-like design: intercept, an arm constant within cluster (the exchange), the
+    pre score and a three-level covariate; a cluster effect; a few rows without a cluster."""
+    cl = rng.integers(0, clusters, n)
+    labels = np.array([f"X{c}" for c in cl], dtype=object)
+    labels[rng.random(n) < 0.03] = None  # each a cluster of its own
+    arm = (rng.random(clusters) < 0.5)[cl]
+    level = rng.integers(0, 3, n)
+    pre = rng.integers(4, 21, n) / 4.0
+    X = np.column_stack([np.ones(n), arm, pre, level == 1, level == 2]).astype(float)
+    y = 0.5 + 0.3 * arm + 0.8 * pre + rng.normal(0, 0.4, clusters)[cl] + rng.normal(0, 1, n)
+    return y, X, labels
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(8, 150), clusters=st.integers(2, 15),
+       k=st.integers(1, 7))
+def test_cr2_from_merged_cluster_sums_equals_the_single_pass(seed, n, clusters, k) -> None:
+    rng = np.random.default_rng(seed)
+    y, X, labels = _regression(rng, n, clusters)
+    parts = [merge.cluster_sums(y[idx], X[idx], labels[idx]) for idx in _parts(rng, n, k)]
+    merged = merge.merge_cluster_sums(parts)
+    try:
+        want = comparison.cr2_fit(X, y, labels)
+    except ValueError:  # an aliased column (e.g. one arm only): refused from the sums too
+        with pytest.raises(ValueError):
+            merge.cr2_from_sums(merged)
+        return
+    got = merge.cr2_from_sums(merged)
+    assert (got.n_clusters, got.n_obs) == (want.n_clusters, want.n_obs)
+    scale = float(np.abs(want.vcov).max())
+    np.testing.assert_allclose(got.beta, want.beta, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(got.vcov, want.vcov, rtol=1e-9, atol=1e-9 * scale)
+    for c in [*np.eye(X.shape[1]), np.array([0, 1.0, 0, 1, -1])]:  # coefficients, a contrast
+        # A coefficient informed only by clusters of leverage 1 (an arm found only in
+        # singleton clusters) has a CR2 variance of 0 in exact arithmetic: the single pass
+        # reports rounding noise there (se ~1e-8, df ~0.004), which no two sums share.
+        if float(c @ want.vcov @ c) < 1e-12 * float(c @ want.bread @ c) * float(np.var(y)):
+            continue
+        tg, tw = got.test(c), want.test(c)
+        bad = {key: (tg[key], tw[key]) for key in tw if not _close(tg[key], tw[key])}
+        assert not bad, bad
+
+
+def test_cr1_from_merged_cluster_sums_equals_statsmodels() -> None:
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(5)
+    y, X, labels = _regression(rng, 400, 12)
+    parts = [merge.cluster_sums(y[idx], X[idx], labels[idx]) for idx in _parts(rng, 400, 4)]
+    merged = merge.merge_cluster_sums(parts)
+    beta, vcov = merge.cr1_from_sums(merged)
+    ref = sm.OLS(y, X).fit(cov_type="cluster", cov_kwds={"groups": comparison._codes(labels)})
+    np.testing.assert_allclose(beta, ref.params, rtol=1e-10)
+    np.testing.assert_allclose(vcov, ref.cov_params(), rtol=1e-9, atol=1e-12)
+    # for an intercept alone, the variance behind `cost.clustered_mean`'s interval
+    ones = np.ones((len(y), 1))
+    m, lo, hi, g = cost.clustered_mean(y, comparison._codes(labels))
+    sums = merge.merge_cluster_sums(merge.cluster_sums(y[idx], ones[idx], labels[idx])
+                                    for idx in _parts(rng, 400, 4))
+    b1, v1 = merge.cr1_from_sums(sums)
+    assert _close(b1[0], m) and len(sums.keys) == g
+    assert _close(stats.t.ppf(0.975, g - 1) * math.sqrt(v1[0, 0]), (hi - lo) / 2)
+
+
+def test_the_docstring_examples_of_merge_run() -> None:
+    import doctest
+
+    assert doctest.testmod(merge).failed == 0
