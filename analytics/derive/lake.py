@@ -2,8 +2,7 @@
 
 A lake is a folder (a local path; on a cluster, any URI Spark reads) of Parquet tables:
 `<lake>/<table>/…` for the canonical tables the day facts read (`BASE`). Events may be
-Hive-partitioned, e.g. `events/event_date=2026-03-29/program=PA/part-0.parquet`; the partition
-columns are not read. `derive` runs the portable day-fact steps (`rollups.fact_steps`) on the
+Hive-partitioned, e.g. `events/event_date=2026-03-29/program=PA/part-0.parquet`. `derive` runs the portable day-fact steps (`rollups.fact_steps`) on the
 chosen engine and writes each derived table to `<lake>/derived/<table>/`:
 - res_person_keys as one file;
 - res_person_hours, res_person_days and res_answer_days partitioned by `day`.
@@ -13,8 +12,9 @@ leaves the previous tables; a reader that lists a folder during the swap may fin
 for that instant. `<lake>/derived/_manifest.json` records the input files a derive read, so
 that the next one re-derives only the days of new event files (`derive`).
 
-What is not here yet (README, "Scale-out"): appending to a lake from `python -m etl load`, and
-the rollup cubes and result tables.
+A lake that `python -m etl load --lake` writes (`etl.lake`) is read at its newest version (the
+files its log's newest entry lists); a folder of Parquet files without a log is read whole. What
+is not here yet (README, "Scale-out"): the result tables, and the serving warehouse from a lake.
 """
 
 from __future__ import annotations
