@@ -2,8 +2,9 @@
 
 A lake is a folder (a local path; on a cluster, any URI Spark reads) of Parquet tables:
 `<lake>/<table>/…` for the canonical tables the day facts read (`BASE`). Events may be
-Hive-partitioned, e.g. `events/event_date=2026-03-29/program=PA/part-0.parquet`. `derive` runs the portable day-fact steps (`rollups.fact_steps`) on the
-chosen engine and writes each derived table to `<lake>/derived/<table>/`:
+Hive-partitioned, e.g. `events/event_date=2026-03-29/program=PA/part-0.parquet`. `derive` runs
+the portable day-fact steps (`rollups.fact_steps`) on the chosen engine and writes each derived
+table to `<lake>/derived/<table>/`:
 - res_person_keys as one file;
 - res_person_hours, res_person_days and res_answer_days partitioned by `day`.
 
@@ -37,6 +38,10 @@ BASE = {"participants": schema.PARTICIPANTS.name, "institutions": schema.INSTITU
 PARTITIONED = {schema.RES_PERSON_HOURS.name, schema.RES_PERSON_DAYS.name,
                schema.RES_ANSWER_DAYS.name}  # written partitioned by day
 ENGINES = ("duckdb", "spark")
+# Spark settings a derive starts with (`--conf` overrides them): the small tables the event log
+# is joined with (person keys with their zone, about 40 bytes a person) are broadcast up to
+# 512 MB, so the log itself is never shuffled for the join (Spark's default stops at 10 MB).
+SPARK_DEFAULTS = {"spark.sql.autoBroadcastJoinThreshold": str(512 << 20)}
 
 
 class LakeError(ValueError):
@@ -220,7 +225,7 @@ def _on_spark(paths: dict[str, list[Path]], steps: list[rollups.Step], work: Pat
 
     builder = (SparkSession.builder.master(master).appName("exchange-impact-derive")
                .config("spark.sql.session.timeZone", "UTC"))
-    for key, value in conf.items():
+    for key, value in {**SPARK_DEFAULTS, **conf}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     sources = {t: (lake_root(paths[f], f), [str(p) for p in paths[f]]) for f, t in BASE.items()}
@@ -230,15 +235,17 @@ def _on_spark(paths: dict[str, list[Path]], steps: list[rollups.Step], work: Pat
          .parquet(*files).createOrReplaceTempView(table))
     counts = {}
     for st in steps:
-        df = spark.sql(portable.to_spark(st.select))
-        if st.temp:
+        df = spark.sql(portable.to_spark(st.select, table=not st.temp))
+        if st.temp:  # small working tables (zones, offsets, person keys): kept in memory
             df.cache().createOrReplaceTempView(st.name)
             continue
-        df = df.cache()
-        df.createOrReplaceTempView(st.name)
         writer = df.write.mode("overwrite")
         if st.name in PARTITIONED:
             writer = writer.partitionBy("day")
         writer.parquet(str(work / st.name))
-        counts[st.name] = df.count()
+        # Later steps read the table back from its files, and its count comes from their
+        # footers: a cached table as large as the log's hours would sit in the driver's memory.
+        written = spark.read.parquet(str(work / st.name))
+        written.createOrReplaceTempView(st.name)
+        counts[st.name] = written.count()
     return counts

@@ -145,9 +145,11 @@ def _spark_bodies() -> dict:
     return {name: sqlglot.parse_one(m.spark, read="spark") for name, m in MACROS.items()}
 
 
-def to_spark(sql: str) -> str:
+def to_spark(sql: str, *, table: bool = False) -> str:
     """`sql` (DuckDB, in the portable subset) as Spark SQL: the macros expanded to their Spark
-    expressions, the rest transpiled by SQLGlot."""
+    expressions, the rest transpiled by SQLGlot. With `table`, the query makes a table (its
+    rows are a set): its outermost ORDER BY, which on DuckDB only lays the rows out for zone
+    maps, is dropped, since on Spark it is a global sort of every row before the write."""
     from sqlglot import exp
 
     check([sql])
@@ -168,4 +170,7 @@ def to_spark(sql: str) -> str:
             return bodies[name].copy().transform(put)
         return node
 
-    return _parse(sql).transform(expand).sql(dialect="spark")
+    tree = _parse(sql)
+    if table:
+        tree.set("order", None)
+    return tree.transform(expand).sql(dialect="spark")
