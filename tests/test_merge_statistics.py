@@ -127,16 +127,15 @@ def _scores(rng: np.random.Generator, groups: int
     return y, X, np.array([f"p{i}" for i in g], dtype=object)
 
 
-def _assert_same_fit(got: longitudinal.RandomInterceptFit, want: longitudinal.RandomInterceptFit,
-                     *, cov: bool = True) -> None:
+def _assert_same_fit(got: longitudinal.RandomInterceptFit, want: longitudinal.RandomInterceptFit
+                     ) -> None:
     assert (got.n_groups, got.n_obs, got.converged) == (want.n_groups, want.n_obs,
                                                          want.converged)
     pairs = {"beta": (got.beta, want.beta), "var_participant": (got.var_participant,
                                                                 want.var_participant),
              "var_residual": (got.var_residual, want.var_residual),
-             "reml_loglik": (got.reml_loglik, want.reml_loglik)}
-    if cov:
-        pairs["cov_beta"] = (got.cov_beta, want.cov_beta)
+             "reml_loglik": (got.reml_loglik, want.reml_loglik),
+             "cov_beta": (got.cov_beta, want.cov_beta)}
     bad = {k: (a, b) for k, (a, b) in pairs.items()
            if not all(_close(x, y) for x, y in zip(np.ravel(a), np.ravel(b), strict=True))}
     assert not bad, bad
@@ -163,13 +162,9 @@ def test_the_random_intercept_reml_from_merged_group_sums_equals_the_fit_on_the_
         # for 5 fixed effects), where the likelihood is flat and the fit a matter of rounding
         assume(want.lam < 1e6)
         got = merge.random_intercept_from_sums(merged, se_method=se_method)
-        # With no participant variance the REML likelihood is flat near lam = 0, and
-        # `_ri_fit` sets lam to 0 only when its bounded search stops within 1e-3 of the bound:
-        # where it stops depends on rounding, so the single pass itself can change with the
-        # order of the rows (1 in 100 orders in one case), and the "observed" SEs with it
-        # (they fall back to the conditional ones at lam = 0). Not a question of the merge.
-        boundary = min(got.lam, want.lam) < 1e-8
-        _assert_same_fit(got, want, cov=se_method == "conditional" or not boundary)
+        # lam = 0 is decided by the likelihood's derivative there, so both routes agree on
+        # the boundary and on the "observed" SEs too
+        _assert_same_fit(got, want)
 
 
 def test_the_merged_random_intercept_equals_statsmodels_mixedlm() -> None:

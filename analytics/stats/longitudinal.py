@@ -305,10 +305,15 @@ def fit_random_intercept(
     are profiled out; the REML log-likelihood
     -1/2 [(N-p) log s2_e + sum log(1 + n_i lam) + log|X'H^-1X| + (N-p)(1 + log 2 pi)]
     is maximised over log(lam) by bounded Brent, then polished by a root search on its analytic
-    derivative. Standard errors: ``se_method="conditional"`` (default) gives
-    sqrt(diag(s2_e (X'H^-1X)^-1)), as lme4's ``vcov()`` (and JASP); ``"observed"`` inverts the
-    observed Hessian of the profiled REML likelihood in (beta, lam) jointly, as statsmodels
-    MixedLM does. The two agree on balanced data and differ by O(1/N) otherwise.
+    derivative. The boundary lam = 0 (no between-participant variance; then REML is OLS) is the
+    estimate when the derivative of the likelihood in lam at 0 is <= 0 and no interior point
+    is higher: decided at lam = 0, so not by where a search on the flat likelihood near the
+    bound happens to stop (which depends on the order of the rows). Standard errors:
+    ``se_method="conditional"`` (default) gives sqrt(diag(s2_e (X'H^-1X)^-1)), as lme4's
+    ``vcov()`` (and JASP); ``"observed"`` inverts the observed Hessian of the profiled REML
+    likelihood in (beta, lam) jointly, as statsmodels MixedLM does (at lam = 0, a boundary
+    where lam is not free, the conditional ones). The two agree on balanced data and differ by
+    O(1/N) otherwise.
 
     Matches R ``lme4::lmer(y ~ x + (1 | g), REML = TRUE)`` and statsmodels
     ``MixedLM(y, X, groups).fit(reml=True)``.
@@ -434,48 +439,66 @@ def _ri_fit(N: int, XtX: np.ndarray, Xty: np.ndarray, yty: float,
         # sum_i w(n_i) e_i^2 with e_i = t_i - S_i beta, the participant's summed residual
         return float(w @ (ws - 2.0 * vs @ beta + np.einsum("kij,i,j->k", Ms, beta, beta)))
 
-    def negll(theta: float) -> float:
-        lam = math.exp(theta)
+    def negll_lam(lam: float) -> float:
         A, _, rss = gls(lam)
         sign, logdet = np.linalg.slogdet(A)
         if sign <= 0 or rss <= 0:
             return np.inf
         return 0.5 * (dof * math.log(rss / dof) + float(cnt @ np.log1p(m * lam)) + logdet)
 
-    def dnegll(theta: float) -> float:
-        # d/dtheta of negll; envelope theorem: d rss / d lam = -sum c_i' e_i^2 with
-        # c_i' = 1 / (1 + n_i lam)^2.
-        lam = math.exp(theta)
+    def dnegll_lam(lam: float) -> float:
+        # d/dlam of negll, defined at lam = 0 too; envelope theorem: d rss / d lam =
+        # -sum c_i' e_i^2 with c_i' = 1 / (1 + n_i lam)^2.
         A, beta, rss = gls(lam)
         dc = 1.0 / (1.0 + m * lam) ** 2
         drss = -esq(beta, dc)
         dA = -np.einsum("k,kij->ij", dc, Ms)
         dlogdet = float(np.trace(np.linalg.solve(A, dA)))
         dlogH = float(cnt @ (m / (1.0 + m * lam)))
-        return 0.5 * lam * (dof * drss / rss + dlogH + dlogdet)
+        return 0.5 * (dof * drss / rss + dlogH + dlogdet)
+
+    def negll(theta: float) -> float:
+        return negll_lam(math.exp(theta))
+
+    def dnegll(theta: float) -> float:  # d/dtheta, theta = log lam
+        lam = math.exp(theta)
+        return lam * dnegll_lam(lam)
 
     lo, hi = _LOG_LAM_BOUNDS
     res = optimize.minimize_scalar(negll, bounds=(lo, hi), method="bounded",
                                    options={"xatol": 1e-8, "maxiter": 500})
     theta = float(res.x)
     converged = bool(res.success)
-    # Polish: the likelihood is flat at its maximum, so locate the root of its derivative,
-    # which is known to ~machine precision, instead of the minimum of the function itself.
-    step = 1e-3
-    a_, b_ = max(lo, theta - step), min(hi, theta + step)
-    ga, gb = dnegll(a_), dnegll(b_)
-    if ga < 0 < gb:
-        theta = optimize.brentq(dnegll, a_, b_, xtol=1e-14, rtol=1e-14)
-    elif theta - lo < 1e-3 and dnegll(lo) >= 0:
-        theta = lo  # maximum on the boundary: no between-participant variance
-    elif hi - theta < 1e-3:
-        converged = False  # residual variance is (numerically) zero: the model is degenerate
-    lam = math.exp(theta)
+    # The boundary lam = 0 (no between-participant variance) is decided by the likelihood at
+    # lam = 0, not by where the search stops: the likelihood is flat in log lam there, so the
+    # search stops anywhere near -25 depending on rounding (i.e. on the order of the rows).
+    # A derivative >= 0 makes lam = 0 a maximum; it is the REML estimate unless the search
+    # found an interior point that is better beyond rounding (a second, higher mode).
+    f0 = negll_lam(0.0)
+    at_bound = dnegll_lam(0.0) >= 0 and not float(res.fun) < f0 - 1e-10 * max(1.0, abs(f0))
+    if at_bound:
+        theta = lo
+    else:
+        # Polish: the likelihood is flat at its maximum, so locate the root of its
+        # derivative, which is known to ~machine precision, instead of the minimum of the
+        # function itself; widen the bracket until the derivative changes sign.
+        step = 1e-3
+        while True:
+            a_, b_ = max(lo, theta - step), min(hi, theta + step)
+            if dnegll(a_) < 0 < dnegll(b_):
+                theta = optimize.brentq(dnegll, a_, b_, xtol=1e-14, rtol=1e-14)
+                break
+            if (a_, b_) == (lo, hi) or step > 8.0:
+                break
+            step *= 2
+        if hi - theta < 1e-3:
+            converged = False  # residual variance (numerically) zero: the model is degenerate
+    lam = 0.0 if at_bound else math.exp(theta)
     A, beta, rss = gls(lam)
     s2e = rss / dof
     Ainv = np.linalg.inv(A)
     cov = s2e * Ainv
-    if se_method == "observed" and theta > lo:
+    if se_method == "observed" and not at_bound:
         # statsmodels MixedLM inverts the observed Hessian of the profiled REML likelihood in
         # (beta, lam) jointly; its beta-lam cross terms vanish in expectation but not in a
         # sample, so with unbalanced data its SEs differ slightly from lme4's.
@@ -496,10 +519,7 @@ def _ri_fit(N: int, XtX: np.ndarray, Xty: np.ndarray, yty: float,
         cov = np.linalg.inv(-H)[:p, :p]
     ll = -0.5 * (dof * math.log(s2e) + float(cnt @ np.log1p(m * lam))
                  + float(np.linalg.slogdet(A)[1]) + dof * (1.0 + math.log(2 * math.pi)))
-    if theta == lo:
-        lam, s2u = 0.0, 0.0
-    else:
-        s2u = lam * s2e
+    s2u = lam * s2e
     return RandomInterceptFit(
         names=names, beta=beta, cov_beta=cov, var_participant=float(s2u),
         var_residual=float(s2e), lam=float(lam), converged=converged and np.isfinite(ll),
@@ -756,7 +776,7 @@ def fit_nested_intercepts_types(ut: UnitTypes, *, names: Sequence[str] | None = 
         return theta
 
     one = _ri_fit(N, XtX, Xty, yty, (m, cnt, Ms, vs, ws), names, "conditional", n_groups=U)
-    tp = math.log(one.lam) if one.lam > 0 else 0.0
+    tp = math.log(one.lam) if one.lam > 0 else lo  # no participant variance: start there
     bounds = [(lo + 1e-3, hi), (lo + 1e-3, hi)]
     best = None
     for s0 in (np.array([tp, tp - 2.0]), np.array([tp, -3.0])):
