@@ -303,3 +303,40 @@ def test_the_boundary_decision_and_the_ses_do_not_depend_on_the_order_of_the_row
             assert (f.lam == 0) == at_boundary and f.var_participant >= 0
             assert f.se == pytest.approx(want.se, rel=1e-9, abs=0), m
             assert f.var_participant == pytest.approx(want.var_participant, rel=1e-7, abs=0)
+
+
+def test_a_residual_variance_of_zero_is_refused_not_reported_as_converged():
+    """7 rows of 3 participants and 5 fixed effects leave no residual df within
+    participants: the fit ran lam to ~4e6 and reported converged with a residual variance of
+    2e-8 that moved with the order of the sums. Such scores (and scores that differ only by
+    participant and wave) are refused as "not estimable", as scores the fixed effects alone
+    reproduce already were; on every route and in every row order."""
+    from analytics.stats import merge
+    from analytics.stats.longitudinal import UnitTypes, fit_random_intercept_types
+
+    y, X, g = _unbalanced(18, 3, 0.5)
+    assert len(y) == 7 and np.linalg.matrix_rank(np.column_stack([X, np.eye(3)[g]])) == 7
+    rng = np.random.default_rng(2)
+    for o in [np.arange(7)] + [rng.permutation(7) for _ in range(20)]:
+        for m in ("conditional", "observed"):
+            with pytest.raises(ValueError, match="participant intercept"):
+                fit_random_intercept(y[o], X[o], g[o], se_method=m)
+        with pytest.raises(ValueError, match="participant intercept"):
+            fit_random_intercept_types(UnitTypes.from_rows(y[o], X[o], g[o], g[o]))
+        with pytest.raises(ValueError, match="participant intercept"):
+            merge.random_intercept_from_sums(merge.group_sums(y[o], X[o], g[o]))
+    # many rows, but every participant's scores are their level plus the wave's effect
+    n = 30
+    d = pd.DataFrame({"participant": np.repeat(np.arange(n), 3),
+                      "wave": np.tile(["pre", "post", "followup"], n),
+                      "exchange": np.repeat(np.arange(n) % 3, 3)})
+    level = np.random.default_rng(0).normal(3, 0.5, n)
+    d["score"] = level[d.participant] + d.wave.map({"pre": 0.0, "post": 0.4, "followup": 0.3})
+    for exchange in (None, "exchange"):
+        out = longitudinal_model(d, instrument=None, scale=None, exchange=exchange)
+        assert list(out["term"]) == ["not_estimable"] and not out["converged"].any()
+    # a small but real residual variance is still a model
+    d["score"] += np.random.default_rng(1).normal(0, 1e-3, len(d))
+    out = longitudinal_model(d, instrument=None, scale=None).set_index("term")
+    assert out.converged.all()
+    assert out.loc["var_residual", "estimate"] == pytest.approx(1e-6, rel=0.5)
