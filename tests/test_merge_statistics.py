@@ -253,12 +253,13 @@ def test_cr1_from_merged_cluster_sums_equals_statsmodels() -> None:
     parts = [merge.cluster_sums(y[idx], X[idx], labels[idx]) for idx in _parts(rng, 400, 4)]
     merged = merge.merge_cluster_sums(parts)
     beta, vcov = merge.cr1_from_sums(merged)
-    ref = sm.OLS(y, X).fit(cov_type="cluster", cov_kwds={"groups": comparison._codes(labels)})
+    ref = sm.OLS(y, X).fit(cov_type="cluster",
+                           cov_kwds={"groups": comparison.cluster_codes(labels)})
     np.testing.assert_allclose(beta, ref.params, rtol=1e-10)
     np.testing.assert_allclose(vcov, ref.cov_params(), rtol=1e-9, atol=1e-12)
     # for an intercept alone, the variance behind `cost.clustered_mean`'s interval
     ones = np.ones((len(y), 1))
-    m, lo, hi, g = cost.clustered_mean(y, comparison._codes(labels))
+    m, lo, hi, g = cost.clustered_mean(y, comparison.cluster_codes(labels))
     sums = merge.merge_cluster_sums(merge.cluster_sums(y[idx], ones[idx], labels[idx])
                                     for idx in _parts(rng, 400, 4))
     b1, v1 = merge.cr1_from_sums(sums)

@@ -63,6 +63,7 @@ __all__ = [
     "ancova_cells",
     "balance_from_sums",
     "balance_table",
+    "cluster_codes",
     "cr2_fit",
     "cr2_from_cells",
     "cr2_ols",
@@ -183,8 +184,11 @@ def cr2_from_cells(gram: np.ndarray, xy: np.ndarray, *, names: Sequence[str] | N
                   int(n_obs) if n_obs is not None else -1, int(n_cl), vanish)
 
 
-def _codes(cluster: np.ndarray | pd.Series) -> np.ndarray:
-    """Integer cluster codes; a missing label makes the row a cluster of its own."""
+def cluster_codes(cluster: np.ndarray | pd.Series) -> np.ndarray:
+    """Integer cluster codes 0..J-1 from labels; a missing label makes the row a cluster of its
+    own. The product's rule for rows without a cluster label in every cluster-robust estimate
+    (CR2 here, `prepost.cr2_mean`, `means.cr2_means`, the equity gaps); cells that hold several
+    unlabelled rows are split first (`means.unlabelled_rows`)."""
     codes, _ = pd.factorize(pd.Series(np.asarray(cluster), dtype=object), use_na_sentinel=True)
     codes = codes.astype(np.int64)
     miss = codes < 0
@@ -200,7 +204,7 @@ def cr2_fit(X: np.ndarray, y: np.ndarray, cluster: np.ndarray | pd.Series,
     y = np.asarray(y, dtype=float)
     if X.ndim != 2 or y.shape != (len(X),):
         raise ValueError("X must be (n, p) and y (n,)")
-    codes = _codes(cluster)
+    codes = cluster_codes(cluster)
     if codes.shape != y.shape:
         raise ValueError("cluster must have one label per row")
     n_cl = int(codes.max()) + 1 if len(codes) else 0
@@ -584,7 +588,7 @@ def ancova_cells(
         nt, nc = int(n[~comp].sum()), int(n[comp].sum())
         base = {"instrument": str(inst), "scale": str(sc), "n_participant": nt,
                 "n_comparison": nc, "_n": min(nt, nc)}
-        codes = _codes(g[cluster])
+        codes = cluster_codes(g[cluster])
         n_cl = int(codes.max()) + 1
         m = {c: g[c].to_numpy(float) for c in PAIR_MOMENTS}
         z, names = _cell_design(arms, levels, idx)
@@ -661,7 +665,7 @@ def ancova(
     if missing:
         raise ValueError(f"pairs has no column(s) {missing}")
     d = pairs[pairs[pre].notna() & pairs[post].notna()]
-    d = d.assign(**{cluster: _codes(d[cluster]), arm: d[arm].astype(bool)})
+    d = d.assign(**{cluster: cluster_codes(d[cluster]), arm: d[arm].astype(bool)})
     cells = pair_cells(d, pre=pre, post=post,
                        keys=[instrument, scale, cluster, arm, *covariates])
     return ancova_cells(cells, arm=arm, cluster=cluster, covariates=covariates,
