@@ -565,3 +565,18 @@ def test_an_estimate_whose_cr2_interval_is_not_estimable_shows_the_estimate_and_
         assert "nan" not in text.lower() and "[—, —]" not in text, text[:400]
     assert page._interval(0.25, np.nan, np.nan) == "0.25 —"
     assert page._interval(0.25, 0.1, 0.4) == "0.25 [0.10, 0.40]"
+    # an equity gap between two groups each found in one exchange only
+    from analytics.read import equity
+    from analytics.stats.equity import equity_gaps
+    from pages import equity as equity_page
+
+    cells = pd.DataFrame({"grouping": "gender", "measure": "gain", "instrument": "all",
+                          "scale": "composite", "group": ["female", "male"],
+                          "exchange_id": ["X1", "X2"], "n": [12, 15], "sum": [3.6, 2.1]})
+    gap = equity_gaps(cells, k=10)
+    assert gap["gap"].iloc[0] == pytest.approx(0.16) and gap[["se_cr2", "ci_low"]].isna().all(
+        axis=None)
+    answers[equity.equity_gap_table] = gap
+    text = json.dumps(equity_page.gaps(store, "gender", None).to_plotly_json(), default=str,
+                      ensure_ascii=False)
+    assert f"{_ui.fmt_num(0.16)} —" in text and "[—, —]" not in text, text[:400]
