@@ -299,7 +299,9 @@ def gaps(_store: dict[str, Any] | None, by: str, scale: str | None) -> Any:
               for g, m, v in zip(df.best_group, df.measure, df.value_best, strict=True)],
         worst=[group_value(g, m, v)
                for g, m, v in zip(df.worst_group, df.measure, df.value_worst, strict=True)],
-        gap_ci=[("" if pd.isna(g) else tr("{gap} [{low}, {high}] at {level}%").format(
+        # a gap whose CR2 interval is not estimable (NaN) keeps its value beside a dash
+        gap_ci=[("" if pd.isna(g) else f"{fmt_gap(m, g)} —" if pd.isna(lo) or pd.isna(hi)
+                 else tr("{gap} [{low}, {high}] at {level}%").format(
                     gap=fmt_gap(m, g), low=fmt_gap(m, lo), high=fmt_gap(m, hi),
                     level=_ui.fmt_num(100 * lv, 1)))
                 for m, g, lo, hi, lv in zip(df.measure, df.gap, df.ci_low, df.ci_high,

@@ -783,9 +783,13 @@ def _moderation_section() -> html.Section:
 
 
 def _interval(est: Any, lo: Any, hi: Any) -> str:
+    """'0.21 [0.17, 0.25]'; '0.21 —' when the interval is not estimable (NaN, e.g. a CR2
+    variance that is 0 in exact arithmetic), as `_ci_texts` and the funder report show it; '—'
+    without an estimate."""
     if est is None or pd.isna(est):
         return "—"
-    return f"{_ui.fmt_num(est)} [{_ui.fmt_num(lo)}, {_ui.fmt_num(hi)}]"
+    missing = lo is None or hi is None or pd.isna(lo) or pd.isna(hi)
+    return f"{_ui.fmt_num(est)} {'—' if missing else _ui.fmt_ci(lo, hi)}"
 
 
 def _p_text(p: Any) -> str:

@@ -518,8 +518,8 @@ def _equity_gap_blocks(cur: duckdb.DuckDBPyConnection, sup: _Suppressed) -> list
               zip(sup_rows, df.best_group, df.measure, df.value_best, strict=True)],
         worst=[None if s or _missing(g) else f"{g}: {fmt(m, v)}" for s, g, m, v in
                zip(sup_rows, df.worst_group, df.measure, df.value_worst, strict=True)],
-        gap_ci=[None if s or _missing(g) else
-                f"{fmt(m, g)} [{fmt(m, lo)}, {fmt(m, hi)}] at {lv:.1%}"
+        gap_ci=[None if s or _missing(g) else f"{fmt(m, g)} —" if _missing(lo) or _missing(hi)
+                else f"{fmt(m, g)} [{fmt(m, lo)}, {fmt(m, hi)}] at {lv:.1%}"
                 for s, m, g, lo, hi, lv in zip(sup_rows, df.measure, df.gap, df.ci_low,
                                                df.ci_high, df.ci_level, strict=True)],
         left_out=[ftext(v) or "none" for v in df.groups_left_out])

@@ -515,3 +515,68 @@ def test_the_balance_note_does_not_vouch_for_rows_it_cannot_show(client, monkeyp
         text = json.dumps(page.balance(store).to_plotly_json(), default=str,
                           ensure_ascii=False)
         assert want in text and not_want not in text, text[:300]
+
+
+def test_an_estimate_whose_cr2_interval_is_not_estimable_shows_the_estimate_and_a_dash(
+        client, monkeypatch) -> None:
+    """A filtered view of one exchange and its matched comparison class: each arm's mean
+    rests on one cluster, so the raw difference's CR2 variance is 0 in exact arithmetic and
+    se, df, CI and p are NaN (`Cr2Fit.test`). The tables show the estimate and "—" for what is
+    not estimable, never "nan" or an interval of dashes."""
+    import numpy as np
+    import pandas as pd
+
+    from analytics.read import outcomes, slices
+    from analytics.stats.comparison import METHOD_RAW, ancova
+    from analytics.stats.dose import dose_slopes
+    from pages import _ui
+    from pages import outcomes as page
+
+    rng = np.random.default_rng(4)
+    comp = np.r_[np.zeros(15, bool), np.ones(15, bool)]
+    d = pd.DataFrame({"instrument": "gcs", "scale": "empathy", "is_comparison": comp,
+                      "exchange_id": np.where(comp, "X1-matched", "X1"),
+                      "pre": rng.integers(4, 21, 30) / 4})
+    d["post"] = d["pre"] + 0.4 * ~comp + rng.normal(0, 0.5, 30)
+    cmp_ = ancova(d, k=5)
+    raw = cmp_[cmp_["method"] == METHOD_RAW].iloc[0]
+    assert np.isfinite(raw["estimate"]) and raw[["se_cr2", "df_cr2", "ci_low_cr2", "p_cr2"]
+                                                ].isna().all()
+    u = pd.DataFrame({"instrument": "gcs", "scale": "empathy", "exchange_id": rng.integers(
+        0, 12, 200), "events": rng.poisson(20, 200)})
+    u["change"] = 0.2 * np.log1p(u["events"]) + rng.normal(0, 0.3, 200)
+    slopes = dose_slopes(u, doses=["events"])
+    # the row as a slope that is not estimable would be stored
+    slopes[["se_cr2", "df_cr2", "ci_low_cr2", "ci_high_cr2", "p_cr2"]] = np.nan
+    real = _ui.query
+    answers = {slices.comparison_slice: cmp_, outcomes.dose_response: slopes,
+               outcomes.dose_bins: pd.DataFrame(columns=["instrument", "scale", "suppressed"])}
+    monkeypatch.setattr(_ui, "query", lambda fn, *a: answers[fn] if fn in answers
+                        else real(fn, *a))
+    store = {"filters": Filters(exchange=("X1",)).to_dict(), "query": ""}
+    texts = [json.dumps(page.adjusted(store).to_plotly_json(), default=str,
+                        ensure_ascii=False),
+             json.dumps(page.dose("events", None)[2].to_plotly_json(), default=str,
+                        ensure_ascii=False)]
+    est = _ui.fmt_num(float(slopes["estimate"].iloc[0]))
+    assert f"{est} —" in texts[1]
+    assert _ui.fmt_num(float(raw["estimate"])) in texts[0]
+    for text in texts:
+        assert "nan" not in text.lower() and "[—, —]" not in text, text[:400]
+    assert page._interval(0.25, np.nan, np.nan) == "0.25 —"
+    assert page._interval(0.25, 0.1, 0.4) == "0.25 [0.10, 0.40]"
+    # an equity gap between two groups each found in one exchange only
+    from analytics.read import equity
+    from analytics.stats.equity import equity_gaps
+    from pages import equity as equity_page
+
+    cells = pd.DataFrame({"grouping": "gender", "measure": "gain", "instrument": "all",
+                          "scale": "composite", "group": ["female", "male"],
+                          "exchange_id": ["X1", "X2"], "n": [12, 15], "sum": [3.6, 2.1]})
+    gap = equity_gaps(cells, k=10)
+    assert gap["gap"].iloc[0] == pytest.approx(0.16) and gap[["se_cr2", "ci_low"]].isna().all(
+        axis=None)
+    answers[equity.equity_gap_table] = gap
+    text = json.dumps(equity_page.gaps(store, "gender", None).to_plotly_json(), default=str,
+                      ensure_ascii=False)
+    assert f"{_ui.fmt_num(0.16)} —" in text and "[—, —]" not in text, text[:400]

@@ -339,3 +339,69 @@ def test_ancova_from_cell_sums_equals_the_row_design(seed: int) -> None:
     split = ancova_cells(pd.concat([half[half.n > 0], rest]), covariates=covs).set_index("method")
     np.testing.assert_allclose(split[["estimate", "se_cr2", "df_cr2"]].to_numpy(float),
                                got[["estimate", "se_cr2", "df_cr2"]].to_numpy(float), rtol=1e-9)
+
+
+# An ANCOVA-like design of 8 rows in 5 clusters (one row unlabelled): the dummy of level 1 is
+# 1 only in two rows of cluster "b", so its coefficient is informed by nothing but directions
+# in which cluster "b" has leverage 1: its CR2 variance is 0 in exact arithmetic, whatever y.
+_LEVERAGE_ONE_X = np.array([
+    [1, 0, 1.75, 0, 1], [1, 1, 1.25, 0, 0], [1, 0, 2.25, 0, 0], [1, 0, 4.5, 0, 1],
+    [1, 1, 2.5, 1, 0], [1, 1, 3.25, 1, 0], [1, 0, 5.0, 0, 0], [1, 1, 4.5, 0, 0]])
+_LEVERAGE_ONE_Y = np.array([2.89, 1.49, 2.67, 4.02, 3.74, 3.85, 5.28, 3.35])
+_LEVERAGE_ONE_CL = np.array([None, "b", "a", "c", "b", "b", "d", "b"], dtype=object)
+
+
+def _not_estimable(t: dict) -> bool:
+    return all(np.isnan(t[k]) for k in ("se_cr2", "df_cr2", "ci_low_cr2", "ci_high_cr2",
+                                         "p_cr2"))
+
+
+def test_a_cr2_variance_zero_in_exact_arithmetic_is_not_estimable_not_rounding_noise() -> None:
+    """Before: se 4e-16, df 1.0 and p 2e-16 for the level-1 coefficient (rounding presented as
+    a certain effect). Now se, df, CI and p are NaN and the estimate is kept; the other
+    coefficients still equal the definition written out."""
+    X, y, cl = _LEVERAGE_ONE_X, _LEVERAGE_ONE_Y, _LEVERAGE_ONE_CL
+    fit = cr2_fit(X, y, cl)
+    eye = np.eye(X.shape[1])
+    codes = np.array([0, 1, 2, 3, 1, 1, 4, 1])  # the unlabelled row a cluster of its own
+    for i in range(X.shape[1]):
+        t = fit.test(eye[i])
+        assert t["estimate"] == pytest.approx(fit.beta[i], rel=1e-12)
+        V, df = _brute_force(X, y, codes, eye[i])
+        if i == 3:
+            assert V[3, 3] < 1e-28  # 0 by the definition too
+            assert _not_estimable(t), t
+        else:
+            assert t["se_cr2"] == pytest.approx(np.sqrt(V[i, i]), rel=1e-10)
+            assert t["df_cr2"] == pytest.approx(df, rel=1e-10)
+            assert np.isfinite([t["ci_low_cr2"], t["p_cr2"]]).all()
+    row = cr2_ols(X, y, cl).iloc[3]
+    assert np.isfinite(row["estimate"]) and np.isnan(row[["se_cr2", "df_cr2", "p_cr2"]]
+                                                     .to_numpy(float)).all()
+    # the same from cells, and whatever y is (the decision is the design's)
+    for yy in (y, y * 1e6 + 3.0, np.random.default_rng(0).normal(size=len(y))):
+        assert _not_estimable(cr2_fit(X, yy, cl).test(eye[3]))
+
+
+def test_a_mean_from_one_cluster_is_not_estimable_and_a_perfect_fit_neither() -> None:
+    rng = np.random.default_rng(3)
+    cl = np.r_[np.zeros(3), np.repeat(np.arange(1, 9), 3)]
+    X = np.column_stack([np.ones(len(cl)), cl == 0]).astype(float)
+    y = rng.normal(size=len(cl))
+    fit = cr2_fit(X, y, cl)
+    # the arm's mean rests on one cluster: CR2 cannot see its variance (se was reported 0)
+    t = fit.test(np.array([1.0, 1.0]))
+    assert t["estimate"] == pytest.approx(y[:3].mean()) and _not_estimable(t)
+    assert not _not_estimable(fit.test(np.array([0.0, 1.0])))  # the difference still is
+    # scores the design reproduces exactly (every cluster's residuals 0): se was ~1e-15 with
+    # p ~1e-45 from rounding
+    X2 = np.column_stack([np.ones(30), rng.random(30) < 0.5, rng.integers(4, 21, 30) / 4])
+    exact = X2 @ np.array([0.1, 0.7, 0.3])
+    fit2 = cr2_fit(X2, exact, rng.integers(0, 6, 30))
+    for i in range(3):
+        t = fit2.test(np.eye(3)[i])
+        assert t["estimate"] == pytest.approx([0.1, 0.7, 0.3][i]) and _not_estimable(t), t
+    # a small but real variance is still a number: the tolerance is relative
+    tiny = exact + 1e-9 * rng.normal(size=30)
+    t = cr2_fit(X2, tiny, rng.integers(0, 6, 30)).test(np.eye(3)[1])
+    assert 0 < t["se_cr2"] < 1e-8 and np.isfinite(t["p_cr2"])

@@ -137,3 +137,20 @@ def test_bad_input_is_refused_with_the_column_named():
         dose_bins(_units(30), doses=["minutes"])
     empty = dose_slopes(_units(30).iloc[:0], doses=["events"])
     assert list(empty.columns) == SLOPE_COLUMNS and not len(empty)
+
+
+def test_the_number_of_exchanges_counts_each_unlabelled_unit_as_the_fit_does():
+    """A unit without an exchange is a cluster of its own in the CR2 fit; n_clusters counted
+    all of them as one."""
+    from analytics.stats.comparison import cr2_fit
+
+    rng = np.random.default_rng(3)
+    u = pd.DataFrame({"instrument": "i", "scale": "s", "exchange_id": rng.integers(
+        0, 8, 120).astype(str).astype(object), "events": rng.poisson(20, 120)})
+    u.loc[u.index[:5], "exchange_id"] = None
+    u["change"] = 0.2 * np.log1p(u["events"]) + rng.normal(0, 0.3, 120)
+    r = dose_slopes(u, doses=["events"], k=0).iloc[0]
+    X = np.column_stack([np.ones(120), np.log1p(u["events"])])
+    fit = cr2_fit(X, u["change"].to_numpy(float), u["exchange_id"].to_numpy(object))
+    assert r["n_clusters"] == fit.n_clusters == 8 + 5
+    assert r["se_cr2"] == pytest.approx(fit.test([0.0, 1.0])["se_cr2"], rel=1e-10)

@@ -157,3 +157,30 @@ def test_demo_connectivity_minutes_gap_follows_the_planted_event_rate() -> None:
     assert conn.gap > 0.2 * conn.value_worst and conn.ci_low < conn.gap < conn.ci_high
     gender = gaps[(gaps.grouping == "gender") & (gaps.measure == "dropout")].iloc[0]
     assert "not reported (not a group)" in gender.groups_left_out
+
+
+def test_units_without_an_exchange_are_each_a_cluster_of_their_own() -> None:
+    """The product's rule for a row without a cluster label, as `cr2_fit` on the rows. The
+    cells held them as one cluster "(none)"; a cell of one unlabelled unit is its own cluster,
+    and a cell of several cannot be split from its count and sum, so it is refused."""
+    rows = _rows()
+    rng = np.random.default_rng(1)
+    rows.loc[rng.random(len(rows)) < 0.1, "exchange_id"] = None
+    unit = rows.reset_index().rename(columns={"index": "unit"})
+    cells = unit.assign(exchange_id=unit.exchange_id.astype(object)).groupby(
+        ["exchange_id", "unit", "group"], dropna=False, as_index=False).agg(
+        n=("y", "size"), sum=("y", "sum")).drop(columns="unit")
+    cells = cells.assign(grouping="connectivity", measure="gain", instrument="i", scale="s")
+    r = equity_gaps(cells, k=10).iloc[0]
+    two = rows[rows.group.isin([r.best_group, r.worst_group])]
+    X = np.column_stack([two.group == r.best_group, two.group == r.worst_group]).astype(float)
+    fit = cr2_fit(X, two.y.to_numpy(), two.exchange_id.to_numpy(object))
+    assert r.n_clusters == fit.n_clusters == two.exchange_id.nunique() + int(
+        two.exchange_id.isna().sum())
+    t = fit.test(np.array([1.0, -1.0]), ci=r.ci_level)
+    assert r.se_cr2 == pytest.approx(t["se_cr2"], rel=1e-10)
+    assert r.df_cr2 == pytest.approx(t["df_cr2"], rel=1e-10)
+    lumped = _cells(rows.fillna({"exchange_id": "?"})).assign(
+        exchange_id=lambda c: c.exchange_id.replace("?", None))
+    with pytest.raises(ValueError, match="without an exchange"):
+        equity_gaps(lumped, k=10)

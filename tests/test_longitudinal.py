@@ -257,3 +257,86 @@ def test_comparison_column_accepts_words_and_rejects_junk():
     assert a.estimate.to_numpy() == pytest.approx(b.estimate.to_numpy(), nan_ok=True)
     with pytest.raises(ValueError, match="True/False"):
         longitudinal_model(d.assign(comparison="maybe"), comparison="comparison")
+
+
+def _unbalanced(seed: int, groups: int, sd_participant: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Participants answering 1-4 of 4 waves; intercept, wave dummies and a per-row covariate
+    (age); participant SD `sd_participant`, residual SD 0.5."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 5, groups)
+    g = np.repeat(np.arange(groups), sizes)
+    n = len(g)
+    wave = np.concatenate([np.sort(rng.choice(4, s, replace=False)) for s in sizes])
+    age = rng.normal(40, 12, n)
+    X = np.column_stack([np.ones(n), wave == 1, wave == 2, wave == 3, age]).astype(float)
+    y = (3 + X[:, 1:4] @ [0.4, 0.3, 0.2] + 0.01 * age
+         + rng.normal(0, sd_participant, groups)[g] + rng.normal(0, 0.5, n))
+    return y, X, g
+
+
+@pytest.mark.parametrize("seed, sd_participant", [(0, 0.0), (11, 0.0), (43, 0.0), (26, 0.1)])
+def test_the_boundary_decision_and_the_ses_do_not_depend_on_the_order_of_the_rows(
+        seed, sd_participant):
+    """On a flat likelihood the boundary was decided by where the bounded search happened to
+    stop (within 1e-3 of log lam = -25 or not): 1-23 of 50 row orders set var_participant to
+    0, the others left ~1e-11 sigma^2 and "observed" SEs from a Hessian taken at a boundary
+    (off by up to 30x, or NaN). The sign of the REML derivative at lam = 0 decides it now."""
+    y, X, g = _unbalanced(seed, 12, sd_participant)
+    fits = {m: fit_random_intercept(y, X, g, se_method=m) for m in ("conditional", "observed")}
+    at_boundary = fits["conditional"].lam == 0
+    assert at_boundary == (sd_participant == 0)  # these data: the REML maximum is at 0 or not
+    if at_boundary:
+        # no participant variance: REML is OLS (lme4 reports a singular fit with these numbers)
+        beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+        s2 = float(((y - X @ beta) ** 2).sum()) / (len(y) - X.shape[1])
+        for f in fits.values():
+            assert f.var_participant == 0.0 and f.beta == pytest.approx(beta, rel=1e-10)
+            assert f.var_residual == pytest.approx(s2, rel=1e-10)
+            assert f.se == pytest.approx(np.sqrt(s2 * np.diag(np.linalg.inv(X.T @ X))),
+                                         rel=1e-10)
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        o = rng.permutation(len(y))
+        for m, want in fits.items():
+            f = fit_random_intercept(y[o], X[o], g[o], se_method=m)
+            assert (f.lam == 0) == at_boundary and f.var_participant >= 0
+            assert f.se == pytest.approx(want.se, rel=1e-9, abs=0), m
+            assert f.var_participant == pytest.approx(want.var_participant, rel=1e-7, abs=0)
+
+
+def test_a_residual_variance_of_zero_is_refused_not_reported_as_converged():
+    """7 rows of 3 participants and 5 fixed effects leave no residual df within
+    participants: the fit ran lam to ~4e6 and reported converged with a residual variance of
+    2e-8 that moved with the order of the sums. Such scores (and scores that differ only by
+    participant and wave) are refused as "not estimable", as scores the fixed effects alone
+    reproduce already were; on every route and in every row order."""
+    from analytics.stats import merge
+    from analytics.stats.longitudinal import UnitTypes, fit_random_intercept_types
+
+    y, X, g = _unbalanced(18, 3, 0.5)
+    assert len(y) == 7 and np.linalg.matrix_rank(np.column_stack([X, np.eye(3)[g]])) == 7
+    rng = np.random.default_rng(2)
+    for o in [np.arange(7)] + [rng.permutation(7) for _ in range(20)]:
+        for m in ("conditional", "observed"):
+            with pytest.raises(ValueError, match="participant intercept"):
+                fit_random_intercept(y[o], X[o], g[o], se_method=m)
+        with pytest.raises(ValueError, match="participant intercept"):
+            fit_random_intercept_types(UnitTypes.from_rows(y[o], X[o], g[o], g[o]))
+        with pytest.raises(ValueError, match="participant intercept"):
+            merge.random_intercept_from_sums(merge.group_sums(y[o], X[o], g[o]))
+    # many rows, but every participant's scores are their level plus the wave's effect
+    n = 30
+    d = pd.DataFrame({"participant": np.repeat(np.arange(n), 3),
+                      "wave": np.tile(["pre", "post", "followup"], n),
+                      "exchange": np.repeat(np.arange(n) % 3, 3)})
+    level = np.random.default_rng(0).normal(3, 0.5, n)
+    d["score"] = level[d.participant] + d.wave.map({"pre": 0.0, "post": 0.4, "followup": 0.3})
+    for exchange in (None, "exchange"):
+        out = longitudinal_model(d, instrument=None, scale=None, exchange=exchange)
+        assert list(out["term"]) == ["not_estimable"] and not out["converged"].any()
+    # a small but real residual variance is still a model
+    d["score"] += np.random.default_rng(1).normal(0, 1e-3, len(d))
+    out = longitudinal_model(d, instrument=None, scale=None).set_index("term")
+    assert out.converged.all()
+    assert out.loc["var_residual", "estimate"] == pytest.approx(1e-6, rel=0.5)

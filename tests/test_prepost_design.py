@@ -294,3 +294,24 @@ def test_design_aware_g_interval_covers_delta_av_where_the_plain_one_does_not(si
         hit_plain += r["hedges_g_ci_low"] <= delta <= r["hedges_g_ci_high"]
     assert 0.925 <= hit / reps <= 0.98, hit / reps
     assert hit_plain / reps < 0.88, hit_plain / reps
+
+
+def test_cr2_of_changes_all_equal_is_not_estimable_not_rounding_noise() -> None:
+    """Every pair changed by 0.1: the CR2 variance is 0 in exact arithmetic, but the clusters'
+    sums of 0.1 round differently (before: se 7e-18, p 2e-78). se, df, CI and p are NaN; a
+    tiny real spread is still a number."""
+    from analytics.stats.means import cr2_means
+
+    rng = np.random.default_rng(2)
+    cl = rng.integers(0, 6, 40)
+    for v in (0.1, 1 / 3, 0.7):
+        r = cr2_mean(np.full(40, v), cl)
+        assert r["n_clusters"] == 6
+        assert all(np.isnan(r[k]) for k in ("diff_se_cr2", "diff_df_cr2", "diff_ci_low_cr2",
+                                             "diff_ci_high_cr2", "p_cr2")), (v, r)
+        cells = pd.DataFrame({"g": 1, "exchange_id": cl, "n": 1, "sum": v, "sumsq": v * v})
+        m = cr2_means(cells, ["g"]).iloc[0]
+        assert m["mean"] == pytest.approx(v) and np.isnan(
+            m[["ci_low_cr2", "ci_high_cr2", "df_cr2"]].to_numpy(float)).all()
+    r = cr2_mean(0.1 + 1e-9 * rng.normal(size=40), cl)
+    assert 0 < r["diff_se_cr2"] < 1e-9 and np.isfinite(r["p_cr2"])

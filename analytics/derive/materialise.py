@@ -1497,15 +1497,20 @@ def _equity_cells(con: duckdb.DuckDBPyConnection, attrs: pd.DataFrame) -> pd.Dat
     """Per grouping x group x exchange x measure: units and the measure's sum, for
     `analytics.stats.equity.equity_gaps`. Units are exchange participants (participant x
     exchange; an enrolled participant with neither answers nor events is one unit with no
-    exchange). Measures: gain (per scale and composite, `_gain_tables`; units with a pre and a
-    post score), minutes (minutes logged per unit, every unit; ``active`` counts units with
-    events), dropout (units that answered the pre survey; 1 when they did not answer the post
-    survey). Summed in SQL: only the cells reach pandas."""
+    exchange, labelled "(none) <unit>": a cluster and a cell of its own). Measures: gain (per
+    scale and composite, `_gain_tables`; units with a pre and a post score), minutes (minutes
+    logged per unit, every unit; ``active`` counts units with events), dropout (units that
+    answered the pre survey; 1 when they did not answer the post survey). Summed in SQL: only
+    the cells reach pandas."""
     units = attrs.assign(unit=np.arange(1, len(attrs) + 1, dtype=np.int64))
     units = units[~units["is_comparison"].astype(bool)]
+    # A unit without an exchange is a cluster of its own (the product's rule for unlabelled
+    # rows): a label of its own keeps it out of one "(none)" cell and cluster in the GROUP BY.
+    no_x = units["exchange_id"].isna().to_numpy()
     units = pd.DataFrame({
         "unit": units["unit"].to_numpy(),
-        "exchange_id": units["exchange_id"].astype("object").fillna("(none)").astype(str),
+        "exchange_id": np.where(no_x, "(none) " + units["unit"].astype(str),
+                                units["exchange_id"].astype("object").astype(str)),
         "minutes": units["minutes"].to_numpy(float),
         "active": (units["n_events"].to_numpy() > 0).astype(float),
         **{g: units[g].astype("object").fillna("not reported").astype(str)

@@ -123,7 +123,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
                       "_cr2 columns)",
         "diff_se_cr2": "cluster-robust standard error of diff, clusters = exchange, CR2 "
                        "(Bell & McCaffrey 2002; Pustejovsky & Tipton 2018), as R clubSandwich "
-                       "vcovCR(lm(change ~ 1), cluster = exchange, type = 'CR2')",
+                       "vcovCR(lm(change ~ 1), cluster = exchange, type = 'CR2'); empty (with "
+                       "df, CI and p) where the CR2 variance is 0 in exact arithmetic (every "
+                       "exchange's mean change the same): not estimable",
         "diff_df_cr2": "Satterthwaite degrees of freedom of diff_se_cr2 (clubSandwich "
                        "coef_test(..., test = 'Satterthwaite')); J − 1 for J equal exchanges",
         "diff_ci_low_cr2": "lower bound of the design-aware 95% CI of diff: diff ± "
@@ -265,7 +267,9 @@ DESCRIPTIONS.update({
                     "participants gained more)",
         "se_cr2": "cluster-robust standard error, clusters = exchange (a comparison person's: "
                   "the exchange their class was matched to), CR2 (Bell & McCaffrey 2002; "
-                  "Pustejovsky & Tipton 2018), as R clubSandwich vcovCR(type = 'CR2')",
+                  "Pustejovsky & Tipton 2018), as R clubSandwich vcovCR(type = 'CR2'); empty "
+                  "(with df, CI and p) where the CR2 variance is 0 in exact arithmetic (the "
+                  "exchanges behind the estimate fit it exactly): not estimable",
         "df_cr2": "Satterthwaite degrees of freedom of the estimate (clubSandwich coef_test(..., "
                   "test = 'Satterthwaite'), working model σ²I)",
         "ci_low_cr2": "lower bound of the 95% CI: estimate − t(0.975, df_cr2) · se_cr2",
@@ -985,7 +989,9 @@ DESCRIPTIONS.update({
                     "a factor e ≈ 2.7, same modality and setting. An association: dose is "
                     "self-selected",
         "se_cr2": "cluster-robust standard error, clusters = exchange, CR2 (Bell & McCaffrey "
-                  "2002; Pustejovsky & Tipton 2018), as R clubSandwich vcovCR(type = 'CR2')",
+                  "2002; Pustejovsky & Tipton 2018), as R clubSandwich vcovCR(type = 'CR2'); "
+                  "empty (with df, CI and p) where the CR2 variance is 0 in exact arithmetic: "
+                  "not estimable",
         "df_cr2": "Satterthwaite degrees of freedom of the slope (clubSandwich coef_test(..., "
                   "test = 'Satterthwaite'))",
         "ci_low_cr2": "lower bound of the 95% CI: estimate − t(0.975, df_cr2) · se_cr2",

@@ -329,10 +329,13 @@ def _comparison_from_cells(g: pd.DataFrame, hidden: set[Any] = frozenset()) -> p
     from these sums (`analytics.stats.comparison.cr2_from_cells`), the number of exchanges and
     ``few_clusters`` below 10. Either arm under MIN_CELL suppresses the row, and so does either
     arm's cell in `hidden` (`disclosure.isolating_gains`: one filter value changes its pairs
-    by fewer than k, so two views' gain × n would give a small group's sum of gains)."""
+    by fewer than k, so two views' gain × n would give a small group's sum of gains). Rows
+    without an exchange are each a cluster of its own (`means.unlabelled_rows`)."""
     from analytics.read import disclosure
-    from analytics.stats.comparison import cr2_from_cells
+    from analytics.stats.comparison import cluster_codes, cr2_from_cells
+    from analytics.stats.means import unlabelled_rows
 
+    g = unlabelled_rows(g, cluster="exchange_id")
     rows = []
     cr2_nan = dict.fromkeys(COMPARISON_COLUMNS[9:16], math.nan)
     for (inst, scale), d in g.groupby(["instrument", "scale"], sort=True):
@@ -353,8 +356,7 @@ def _comparison_from_cells(g: pd.DataFrame, hidden: set[Any] = frozenset()) -> p
             diff, lo, hi = welch_difference(na, ma, va, nb, mb, vb)
         cr2 = dict(cr2_nan)
         if na > 1 and nb > 1:
-            ex = pd.factorize(d["exchange_id"].astype("object").to_numpy(),
-                              use_na_sentinel=False)[0]
+            ex = cluster_codes(d["exchange_id"])
             x = np.column_stack([np.ones(len(d)), (~comp).astype(float)])
             gram = np.zeros((ex.max() + 1, 2, 2))
             np.add.at(gram, ex, n[:, None, None] * x[:, :, None] * x[:, None, :])

@@ -28,6 +28,13 @@ X_j' A_j^q X_j = V_j S_j F^(q) S_j V_j'. The Satterthwaite df of c'beta is
 (sum_j p_j'p_j)^2 / sum_ij (p_i'p_j)^2 with p_j = (I - H)_j' A_j X_j M c (Pustejovsky &
 Tipton 2018, eq. 11 with Phi = I); p_i'p_j = [i = j] w_j'w_j - u_i' M u_j with
 w_j'w_j = c'M X_j'A_j^2 X_j M c and u_j = X_j' A_j X_j M c.
+
+Not estimable: sum_j p_j'p_j is the CR2 variance's expectation under sigma^2 I. When it is 0
+(relative to c'Mc) the CR2 variance of c'beta is 0 for every y, since every cluster informing
+it has leverage 1 there; when every cluster's X_j'e_j is 0 it is 0 for these y (a perfect
+fit). Floating point turns either 0 into noise (se ~1e-16 with p ~1e-16, or df ~0.004 with an
+interval of +-1e145), so `Cr2Fit.test` reports se, df, CI and p as NaN there and keeps the
+estimate (`prepost.CR2_ZERO_TOL` says why the tolerance is 1e-10).
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analytics.stats.prepost import FEW_CLUSTERS
+from analytics.stats.prepost import FEW_CLUSTERS, cr2_not_estimable, cr2_scores_vanish
 from analytics.suppression import DEFAULT_K, suppress
 
 __all__ = [
@@ -56,6 +63,7 @@ __all__ = [
     "ancova_cells",
     "balance_from_sums",
     "balance_table",
+    "cluster_codes",
     "cr2_fit",
     "cr2_from_cells",
     "cr2_ols",
@@ -84,26 +92,35 @@ class Cr2Fit:
     k_one: np.ndarray  # (J, p, p): X_j' A_j^2 X_j
     n_obs: int
     n_clusters: int
+    # every cluster's score X_j'e_j is 0 up to rounding (`prepost.cr2_scores_vanish`): the
+    # model reproduces the data, and every CR2 variance is 0 in exact arithmetic
+    scores_vanish: bool = False
 
     def test(self, c: np.ndarray | Sequence[float], *, ci: float = 0.95) -> dict[str, float]:
-        """c'beta with its CR2 SE, Satterthwaite df, t CI and two-sided p (NaN below 2
-        clusters or when the SE is 0)."""
+        """c'beta with its CR2 SE, Satterthwaite df, t CI and two-sided p. NaN below 2
+        clusters, and NaN (the estimate kept) where the CR2 variance of c'beta is 0 in exact
+        arithmetic, for any y (`prepost.cr2_not_estimable`: the clusters that inform it have
+        leverage 1) or for these y (`scores_vanish`): floating point then gives rounding noise
+        (se ~1e-16, df ~0.004, p anywhere), not a standard error."""
         c = np.asarray(c, dtype=float)
         est = float(c @ self.beta)
         nan = float("nan")
         out = {"estimate": est, "se_cr2": nan, "df_cr2": nan, "ci_low_cr2": nan,
                "ci_high_cr2": nan, "p_cr2": nan, "n_clusters": self.n_clusters,
                "few_clusters": self.n_clusters < FEW_CLUSTERS}
-        if self.n_clusters < 2:
+        if self.n_clusters < 2 or self.scores_vanish:
             return out
-        var = float(c @ self.vcov @ c)
-        se = math.sqrt(max(var, 0.0))
         mc = self.bread @ c
         ww = np.einsum("i,jik,k->j", mc, self.k_one, mc)  # w_j'w_j
         u = self.k_half @ mc  # (J, p): u_j
         umu = np.einsum("ji,ik,jk->j", u, self.bread, u)  # u_j' M u_j
         cross = u @ self.bread @ u.T  # u_i' M u_j
-        num = float((ww - umu).sum())
+        num = float((ww - umu).sum())  # sum_j p_j'p_j: E(CR2 variance) / sigma^2
+        cmc = float(c @ mc)
+        if cmc <= 0 or cr2_not_estimable(num / cmc):
+            return out
+        var = float(c @ self.vcov @ c)
+        se = math.sqrt(max(var, 0.0))
         den = float((ww * ww).sum() - 2 * (ww * umu).sum() + (cross * cross).sum())
         dof = num * num / den if den > 0 else nan
         out.update(se_cr2=se, df_cr2=dof)
@@ -161,12 +178,17 @@ def cr2_from_cells(gram: np.ndarray, xy: np.ndarray, *, names: Sequence[str] | N
     meat = a.T @ a
     vcov = bread @ meat @ bread
     nm = list(names) if names is not None else [f"x{i}" for i in range(p)]
+    # X_j'e_j = X_j'y_j - G_j beta: rounding relative to the size of the terms it subtracts
+    vanish = cr2_scores_vanish(xe, np.abs(xy) + np.abs(gram) @ np.abs(beta))
     return Cr2Fit(nm, beta, (vcov + vcov.T) / 2, bread, k_half, k_one,
-                  int(n_obs) if n_obs is not None else -1, int(n_cl))
+                  int(n_obs) if n_obs is not None else -1, int(n_cl), vanish)
 
 
-def _codes(cluster: np.ndarray | pd.Series) -> np.ndarray:
-    """Integer cluster codes; a missing label makes the row a cluster of its own."""
+def cluster_codes(cluster: np.ndarray | pd.Series) -> np.ndarray:
+    """Integer cluster codes 0..J-1 from labels; a missing label makes the row a cluster of its
+    own. The product's rule for rows without a cluster label in every cluster-robust estimate
+    (CR2 here, `prepost.cr2_mean`, `means.cr2_means`, the equity gaps); cells that hold several
+    unlabelled rows are split first (`means.unlabelled_rows`)."""
     codes, _ = pd.factorize(pd.Series(np.asarray(cluster), dtype=object), use_na_sentinel=True)
     codes = codes.astype(np.int64)
     miss = codes < 0
@@ -182,7 +204,7 @@ def cr2_fit(X: np.ndarray, y: np.ndarray, cluster: np.ndarray | pd.Series,
     y = np.asarray(y, dtype=float)
     if X.ndim != 2 or y.shape != (len(X),):
         raise ValueError("X must be (n, p) and y (n,)")
-    codes = _codes(cluster)
+    codes = cluster_codes(cluster)
     if codes.shape != y.shape:
         raise ValueError("cluster must have one label per row")
     n_cl = int(codes.max()) + 1 if len(codes) else 0
@@ -566,7 +588,7 @@ def ancova_cells(
         nt, nc = int(n[~comp].sum()), int(n[comp].sum())
         base = {"instrument": str(inst), "scale": str(sc), "n_participant": nt,
                 "n_comparison": nc, "_n": min(nt, nc)}
-        codes = _codes(g[cluster])
+        codes = cluster_codes(g[cluster])
         n_cl = int(codes.max()) + 1
         m = {c: g[c].to_numpy(float) for c in PAIR_MOMENTS}
         z, names = _cell_design(arms, levels, idx)
@@ -643,7 +665,7 @@ def ancova(
     if missing:
         raise ValueError(f"pairs has no column(s) {missing}")
     d = pairs[pairs[pre].notna() & pairs[post].notna()]
-    d = d.assign(**{cluster: _codes(d[cluster]), arm: d[arm].astype(bool)})
+    d = d.assign(**{cluster: cluster_codes(d[cluster]), arm: d[arm].astype(bool)})
     cells = pair_cells(d, pre=pre, post=post,
                        keys=[instrument, scale, cluster, arm, *covariates])
     return ancova_cells(cells, arm=arm, cluster=cluster, covariates=covariates,

@@ -95,7 +95,7 @@ def dose_slopes(
     >>> bool(r.loc[0, "ci_low_cr2"] < 0.2 < r.loc[0, "ci_high_cr2"]), int(r.loc[0, "n"])
     (True, 600)
     """
-    from analytics.stats.comparison import _design, cr2_fit
+    from analytics.stats.comparison import _design, cluster_codes, cr2_fit
     from analytics.stats.prepost import FEW_CLUSTERS
 
     _check(units, [change, cluster, instrument, scale, *doses, *adjust], ci)
@@ -105,7 +105,7 @@ def dose_slopes(
         for (inst, sc), g in d.groupby([instrument, scale], sort=True, observed=True):
             n = len(g)
             cl = g[cluster].to_numpy()
-            n_cl = int(pd.Series(cl).nunique(dropna=False))
+            n_cl = int(cluster_codes(cl).max(initial=-1)) + 1  # as the fit counts them
             row = {"instrument": str(inst), "scale": str(sc), "measure": measure,
                    "method": METHOD, "n": n, "estimate": math.nan, "se_cr2": math.nan,
                    "df_cr2": math.nan, "ci_low_cr2": math.nan, "ci_high_cr2": math.nan,
@@ -166,6 +166,7 @@ def dose_bins(
     >>> len(b), bool(b["mean_change"].is_monotonic_increasing)
     (4, True)
     """
+    from analytics.stats.comparison import cluster_codes
     from analytics.stats.means import cr2_means
 
     _check(units, [change, cluster, instrument, scale, *doses], ci)
@@ -186,9 +187,7 @@ def dose_bins(
             y = g[change].to_numpy(float)
             # per bin x cluster count, sum and sum of squares (a missing cluster label is a
             # cluster of its own, as in cr2_means)
-            cl = pd.factorize(g[cluster], use_na_sentinel=True)[0].astype(np.int64)
-            if (cl < 0).any():
-                cl[cl < 0] = cl.max(initial=-1) + 1 + np.arange(int((cl < 0).sum()))
+            cl = cluster_codes(g[cluster])
             n_cl = int(cl.max(initial=-1)) + 1
             key = codes * n_cl + cl
             uk, inv = np.unique(key, return_inverse=True)

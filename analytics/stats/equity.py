@@ -2,7 +2,8 @@
 
 For one grouping (gender, age band, connectivity, income group) and one measure (a gain, the
 minutes of activity per participant, the drop-out rate), from per group x exchange cells of
-count ``n`` and sum ``sum`` of the measure over units (participant x exchange):
+count ``n`` and sum ``sum`` of the measure over units (participant x exchange; a unit without
+an exchange is a cluster of its own, so its cell must hold that unit alone):
 
 - each group's mean is sum / n; the best-served group is the one with the highest mean (the
   lowest for a measure where lower is better, such as drop-out), the worst the opposite;
@@ -28,7 +29,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from analytics.stats.comparison import cr2_from_cells
+from analytics.stats.comparison import cluster_codes, cr2_from_cells
 from analytics.stats.prepost import FEW_CLUSTERS
 from analytics.suppression import DEFAULT_K, reason
 
@@ -83,7 +84,13 @@ def _one(cells: pd.DataFrame, *, group: str, cluster: str, n: str, s: str,
     sign = -1.0 if lower_is_better else 1.0
     row["gap"] = sign * (float(mean[best]) - float(mean[worst]))
     two = (codes == best) | (codes == worst)
-    cl, _ = pd.factorize(pd.Series(cells[cluster].to_numpy(object)[two]).fillna("(none)"))
+    labels = cells[cluster].to_numpy(object)[two]
+    if (pd.isna(labels) & (nn[two] > 1)).any():
+        # each unit without an exchange is a cluster of its own; a cell of several cannot be
+        # split from its count and sum (the CR2 meat needs their sum of squares)
+        raise ValueError("a cell without an exchange holds several units: give each unit "
+                         "without an exchange a cell of its own")
+    cl = cluster_codes(labels)
     j = int(cl.max()) + 1
     is_best = codes[two] == best
     gram = np.zeros((j, 2, 2))

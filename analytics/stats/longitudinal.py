@@ -143,8 +143,8 @@ class UnitTypes:
 def _checked_types(ut: UnitTypes, names: Sequence[str] | None, se_method: str
                    ) -> tuple[list[str], int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """`_checked_inputs` for `UnitTypes`: consistent codes, finite sums, more rows than fixed
-    effects, whole units, something left to model. Returns the names, N, X'X, X'y, each type's
-    unit size and S (one unit's summed design rows, (T, p))."""
+    effects, whole units. Returns the names, N, X'X, X'y, each type's unit size and S (one
+    unit's summed design rows, (T, p))."""
     cells = np.asarray(ut.cells, dtype=float)
     if cells.ndim != 2:
         raise ValueError("the cells must be a (C, p) matrix")
@@ -184,10 +184,6 @@ def _checked_types(ut: UnitTypes, names: Sequence[str] | None, se_method: str
     w = rows / units[ut.pair_type]
     S = np.column_stack([np.bincount(ut.pair_type, weights=w * cells[ut.pair_cell, j],
                                      minlength=T) for j in range(p)]) if p else np.empty((T, 0))
-    rss = float(ut.yty) - float(Xty @ np.linalg.lstsq(XtX, Xty, rcond=None)[0])
-    if rss <= max(1e-20 * N, 1e-12) * max(float(ut.yty), 1.0):
-        raise ValueError("the scores are reproduced exactly by the fixed effects (e.g. every "
-                         "answer the same): no variance is left to estimate")
     return out_names, N, XtX, Xty, size, S
 
 
@@ -221,11 +217,10 @@ class RandomInterceptFit:
 def _checked_inputs(y: np.ndarray, X: np.ndarray, codes: dict[str, np.ndarray],
                     names: Sequence[str] | None, se_method: str
                     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The checks both REML fits make before fitting: shapes, integer level codes, finite
-    values, more rows than fixed effects, names, the SE method, and something left to model:
-    scores that the fixed effects reproduce exactly (e.g. every answer the same) have no
-    variance to split between levels, so they are refused here rather than dividing by a zero
-    residual sum of squares. Returns y and X as float arrays and the column names."""
+    """The checks both REML fits make on their rows before fitting: shapes, integer level
+    codes, finite values, more rows than fixed effects, names, the SE method (whether anything
+    is left to model is `_refuse_no_residual`'s, on the sums every route shares). Returns y and
+    X as float arrays and the column names."""
     y = np.asarray(y, dtype=float)
     X = np.asarray(X, dtype=float)
     if X.ndim != 2 or y.ndim != 1 or any(c.ndim != 1 or len(c) != len(y)
@@ -245,12 +240,6 @@ def _checked_inputs(y: np.ndarray, X: np.ndarray, codes: dict[str, np.ndarray],
         raise ValueError("names must have one entry per column of X")
     if se_method not in ("conditional", "observed"):
         raise ValueError("se_method must be 'conditional' or 'observed'")
-    # OLS through the p x p normal equations: an SVD of the N x p design cost a third of a
-    # second per fit at 10,000 participants, and an exact fit still leaves rss ~ 1e-24 y'y
-    resid = y - X @ np.linalg.lstsq(X.T @ X, X.T @ y, rcond=None)[0]
-    if float(resid @ resid) <= 1e-20 * max(float(y @ y), 1.0) * N:
-        raise ValueError("the scores are reproduced exactly by the fixed effects (e.g. every "
-                         "answer the same): no variance is left to estimate")
     return y, X, out_names
 
 
@@ -279,13 +268,6 @@ def _checked_cells(y: np.ndarray, X: CellDesign, groups: np.ndarray,
         raise ValueError("names must have one entry per column of X")
     if se_method not in ("conditional", "observed"):
         raise ValueError("se_method must be 'conditional' or 'observed'")
-    n_c = np.bincount(cell, minlength=len(Xc))
-    XtX = Xc.T @ (n_c[:, None] * Xc)
-    Xty = Xc.T @ np.bincount(cell, weights=y, minlength=len(Xc))
-    resid = y - (Xc @ np.linalg.lstsq(XtX, Xty, rcond=None)[0])[cell]
-    if float(resid @ resid) <= 1e-20 * max(float(y @ y), 1.0) * N:
-        raise ValueError("the scores are reproduced exactly by the fixed effects (e.g. every "
-                         "answer the same): no variance is left to estimate")
     return y, Xc, cell, out_names
 
 
@@ -305,13 +287,22 @@ def fit_random_intercept(
     are profiled out; the REML log-likelihood
     -1/2 [(N-p) log s2_e + sum log(1 + n_i lam) + log|X'H^-1X| + (N-p)(1 + log 2 pi)]
     is maximised over log(lam) by bounded Brent, then polished by a root search on its analytic
-    derivative. Standard errors: ``se_method="conditional"`` (default) gives
-    sqrt(diag(s2_e (X'H^-1X)^-1)), as lme4's ``vcov()`` (and JASP); ``"observed"`` inverts the
-    observed Hessian of the profiled REML likelihood in (beta, lam) jointly, as statsmodels
-    MixedLM does. The two agree on balanced data and differ by O(1/N) otherwise.
+    derivative. The boundary lam = 0 (no between-participant variance; then REML is OLS) is the
+    estimate when the derivative of the likelihood in lam at 0 is <= 0 and no interior point
+    is higher: decided at lam = 0, so not by where a search on the flat likelihood near the
+    bound happens to stop (which depends on the order of the rows). Standard errors:
+    ``se_method="conditional"`` (default) gives sqrt(diag(s2_e (X'H^-1X)^-1)), as lme4's
+    ``vcov()`` (and JASP); ``"observed"`` inverts the observed Hessian of the profiled REML
+    likelihood in (beta, lam) jointly, as statsmodels MixedLM does (at lam = 0, a boundary
+    where lam is not free, the conditional ones). The two agree on balanced data and differ by
+    O(1/N) otherwise.
 
     Matches R ``lme4::lmer(y ~ x + (1 | g), REML = TRUE)`` and statsmodels
-    ``MixedLM(y, X, groups).fit(reml=True)``.
+    ``MixedLM(y, X, groups).fit(reml=True)``. Scores that leave no residual variance (the
+    fixed effects reproduce them, or the fixed effects and a participant intercept do, e.g.
+    no more scores than fixed effects plus participants) raise ValueError
+    (`_refuse_no_residual`): s2_e is then 0, or not separable from s2_u (lme4 refuses that
+    extreme case too: as many participants as scores).
 
     Parameters
     ----------
@@ -410,6 +401,46 @@ def _size_blocks(size: np.ndarray, count: np.ndarray, S: np.ndarray, t_sum: np.n
     return sizes.astype(float), cnt, Ms, vs, ws, kidx
 
 
+# A sum of squares below this share of y'y is 0 up to rounding. Every route computes it from
+# sums as y'y - b'beta, which carries rounding of about eps * cond * y'y (eps = 2.2e-16), so a
+# sum of squares that is 0 in exact arithmetic lands below 1e-12 y'y for condition numbers up to
+# ~1e4; a real one lies far above (scale scores of 1-7 have y'y <= 49 N, so a residual SD of
+# 0.01 already gives ~2e-6 per residual df and row). One threshold for every route (rows, cells,
+# unit types, merged partitions), so the same scores are refused on each.
+_EXACT_FIT = 1e-12
+
+
+def _refuse_no_residual(N: int, XtX: np.ndarray, Xty: np.ndarray, yty: float,
+                        blocks: tuple[np.ndarray, ...]) -> None:
+    """Raise ValueError when the scores leave no residual variance to estimate, so that the
+    caller reports "not estimable" instead of a fit on rounding:
+
+    - the fixed effects reproduce the scores (e.g. every answer the same): OLS's residual sum
+      of squares is 0 up to rounding (`_EXACT_FIT` of y'y);
+    - the fixed effects and a free intercept per unit (participant) reproduce them: the
+      within-unit residual sum of squares, y'y - sum t_i^2/n_i - b'A^+ b with A and b the GLS
+      pieces at c_i = 1/n_i (lam = infinity), is 0 up to rounding, or its df N - units -
+      rank(A) is <= 0 (e.g. 7 rows of 3 participants for 5 fixed effects). The REML maximum
+      then lies at s2_e = 0: the search ran lam to its upper bound and reported a residual
+      variance of ~1e-8 that moved with the order of the sums.
+
+    `blocks`: the per-size sums of `_size_blocks` (m, cnt, Ms, vs, ws)."""
+    if not yty > 0 or yty - float(Xty @ np.linalg.lstsq(XtX, Xty, rcond=None)[0]) <= (
+            _EXACT_FIT * yty):
+        raise ValueError("the scores are reproduced exactly by the fixed effects (e.g. every "
+                         "answer the same): no variance is left to estimate")
+    m, cnt, Ms, vs, ws = blocks
+    inv = 1.0 / m
+    A = XtX - np.einsum("k,kij->ij", inv, Ms)
+    b = Xty - inv @ vs
+    sol, _, rank, _ = np.linalg.lstsq(A, b, rcond=None)
+    within = yty - float(inv @ ws) - float(b @ sol)
+    if N - float(cnt.sum()) - rank <= 0 or within <= _EXACT_FIT * yty:
+        raise ValueError("each participant's scores are reproduced exactly by the fixed effects "
+                         "and a participant intercept (e.g. no more scores than fixed effects "
+                         "and participants): no residual variance is left to estimate")
+
+
 def _ri_fit(N: int, XtX: np.ndarray, Xty: np.ndarray, yty: float,
             blocks: tuple[np.ndarray, ...], names: list[str], se_method: str, *,
             n_groups: int) -> RandomInterceptFit:
@@ -419,6 +450,7 @@ def _ri_fit(N: int, XtX: np.ndarray, Xty: np.ndarray, yty: float,
     if np.linalg.matrix_rank(XtX) < p:
         raise ValueError("the fixed-effects design is rank deficient (an empty cell or a "
                          "constant column)")
+    _refuse_no_residual(N, XtX, Xty, yty, blocks)
     dof = N - p
     m, cnt, Ms, vs, ws = blocks
 
@@ -434,48 +466,66 @@ def _ri_fit(N: int, XtX: np.ndarray, Xty: np.ndarray, yty: float,
         # sum_i w(n_i) e_i^2 with e_i = t_i - S_i beta, the participant's summed residual
         return float(w @ (ws - 2.0 * vs @ beta + np.einsum("kij,i,j->k", Ms, beta, beta)))
 
-    def negll(theta: float) -> float:
-        lam = math.exp(theta)
+    def negll_lam(lam: float) -> float:
         A, _, rss = gls(lam)
         sign, logdet = np.linalg.slogdet(A)
         if sign <= 0 or rss <= 0:
             return np.inf
         return 0.5 * (dof * math.log(rss / dof) + float(cnt @ np.log1p(m * lam)) + logdet)
 
-    def dnegll(theta: float) -> float:
-        # d/dtheta of negll; envelope theorem: d rss / d lam = -sum c_i' e_i^2 with
-        # c_i' = 1 / (1 + n_i lam)^2.
-        lam = math.exp(theta)
+    def dnegll_lam(lam: float) -> float:
+        # d/dlam of negll, defined at lam = 0 too; envelope theorem: d rss / d lam =
+        # -sum c_i' e_i^2 with c_i' = 1 / (1 + n_i lam)^2.
         A, beta, rss = gls(lam)
         dc = 1.0 / (1.0 + m * lam) ** 2
         drss = -esq(beta, dc)
         dA = -np.einsum("k,kij->ij", dc, Ms)
         dlogdet = float(np.trace(np.linalg.solve(A, dA)))
         dlogH = float(cnt @ (m / (1.0 + m * lam)))
-        return 0.5 * lam * (dof * drss / rss + dlogH + dlogdet)
+        return 0.5 * (dof * drss / rss + dlogH + dlogdet)
+
+    def negll(theta: float) -> float:
+        return negll_lam(math.exp(theta))
+
+    def dnegll(theta: float) -> float:  # d/dtheta, theta = log lam
+        lam = math.exp(theta)
+        return lam * dnegll_lam(lam)
 
     lo, hi = _LOG_LAM_BOUNDS
     res = optimize.minimize_scalar(negll, bounds=(lo, hi), method="bounded",
                                    options={"xatol": 1e-8, "maxiter": 500})
     theta = float(res.x)
     converged = bool(res.success)
-    # Polish: the likelihood is flat at its maximum, so locate the root of its derivative,
-    # which is known to ~machine precision, instead of the minimum of the function itself.
-    step = 1e-3
-    a_, b_ = max(lo, theta - step), min(hi, theta + step)
-    ga, gb = dnegll(a_), dnegll(b_)
-    if ga < 0 < gb:
-        theta = optimize.brentq(dnegll, a_, b_, xtol=1e-14, rtol=1e-14)
-    elif theta - lo < 1e-3 and dnegll(lo) >= 0:
-        theta = lo  # maximum on the boundary: no between-participant variance
-    elif hi - theta < 1e-3:
-        converged = False  # residual variance is (numerically) zero: the model is degenerate
-    lam = math.exp(theta)
+    # The boundary lam = 0 (no between-participant variance) is decided by the likelihood at
+    # lam = 0, not by where the search stops: the likelihood is flat in log lam there, so the
+    # search stops anywhere near -25 depending on rounding (i.e. on the order of the rows).
+    # A derivative >= 0 makes lam = 0 a maximum; it is the REML estimate unless the search
+    # found an interior point that is better beyond rounding (a second, higher mode).
+    f0 = negll_lam(0.0)
+    at_bound = dnegll_lam(0.0) >= 0 and not float(res.fun) < f0 - 1e-10 * max(1.0, abs(f0))
+    if at_bound:
+        theta = lo
+    else:
+        # Polish: the likelihood is flat at its maximum, so locate the root of its
+        # derivative, which is known to ~machine precision, instead of the minimum of the
+        # function itself; widen the bracket until the derivative changes sign.
+        step = 1e-3
+        while True:
+            a_, b_ = max(lo, theta - step), min(hi, theta + step)
+            if dnegll(a_) < 0 < dnegll(b_):
+                theta = optimize.brentq(dnegll, a_, b_, xtol=1e-14, rtol=1e-14)
+                break
+            if (a_, b_) == (lo, hi) or step > 8.0:
+                break
+            step *= 2
+        if hi - theta < 1e-3:
+            converged = False  # residual variance (numerically) zero: the model is degenerate
+    lam = 0.0 if at_bound else math.exp(theta)
     A, beta, rss = gls(lam)
     s2e = rss / dof
     Ainv = np.linalg.inv(A)
     cov = s2e * Ainv
-    if se_method == "observed" and theta > lo:
+    if se_method == "observed" and not at_bound:
         # statsmodels MixedLM inverts the observed Hessian of the profiled REML likelihood in
         # (beta, lam) jointly; its beta-lam cross terms vanish in expectation but not in a
         # sample, so with unbalanced data its SEs differ slightly from lme4's.
@@ -496,10 +546,7 @@ def _ri_fit(N: int, XtX: np.ndarray, Xty: np.ndarray, yty: float,
         cov = np.linalg.inv(-H)[:p, :p]
     ll = -0.5 * (dof * math.log(s2e) + float(cnt @ np.log1p(m * lam))
                  + float(np.linalg.slogdet(A)[1]) + dof * (1.0 + math.log(2 * math.pi)))
-    if theta == lo:
-        lam, s2u = 0.0, 0.0
-    else:
-        s2u = lam * s2e
+    s2u = lam * s2e
     return RandomInterceptFit(
         names=names, beta=beta, cov_beta=cov, var_participant=float(s2u),
         var_residual=float(s2e), lam=float(lam), converged=converged and np.isfinite(ll),
@@ -647,6 +694,9 @@ def fit_nested_intercepts_types(ut: UnitTypes, *, names: Sequence[str] | None = 
     dof = N - p
 
     m, cnt, Ms, vs, ws, kidx = _size_blocks(ni, count, S, t, np.asarray(ut.t_sq, dtype=float))
+    # units nest in exchanges, so a unit intercept spans the exchange's: the residual is the
+    # same within-unit one
+    _refuse_no_residual(N, XtX, Xty, yty, (m, cnt, Ms, vs, ws))
     K = len(m)
     xk = xc.astype(np.int64) * K + kidx  # exchange x unit-size cell
     T = np.column_stack([np.bincount(xk, weights=count * S[:, j], minlength=G * K)
@@ -756,7 +806,7 @@ def fit_nested_intercepts_types(ut: UnitTypes, *, names: Sequence[str] | None = 
         return theta
 
     one = _ri_fit(N, XtX, Xty, yty, (m, cnt, Ms, vs, ws), names, "conditional", n_groups=U)
-    tp = math.log(one.lam) if one.lam > 0 else 0.0
+    tp = math.log(one.lam) if one.lam > 0 else lo  # no participant variance: start there
     bounds = [(lo + 1e-3, hi), (lo + 1e-3, hi)]
     best = None
     for s0 in (np.array([tp, tp - 2.0]), np.array([tp, -3.0])):

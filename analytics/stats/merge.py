@@ -47,9 +47,11 @@ split out as `_ri_fit` is; until then it is fitted as before (`longitudinal_mode
 Estimators that need every value, such as medians and Kaplan–Meier, are computed on the
 per-person tables, which fit one node.
 
-Exact here means equal to the single pass up to rounding (tests: 1e-9 relative). Where the
-single-pass fit itself turns on rounding (a REML participant variance on its boundary of 0, or
-a residual variance of ~0), so does the merged one.
+Exact here means equal to the single pass up to rounding (tests: 1e-9 relative). The decisions
+that used to turn on rounding are now made from the sums themselves, so both routes make them
+alike: a REML participant variance on its boundary of 0 (the sign of the likelihood's
+derivative there), a residual variance of 0 (refused, `longitudinal._refuse_no_residual`) and a
+CR2 variance of 0 (not estimable, `comparison.Cr2Fit.test`).
 """
 
 from __future__ import annotations
@@ -269,7 +271,10 @@ def random_intercept_from_sums(sums: GroupSums, *, names: Sequence[str] | None =
     """`longitudinal.fit_random_intercept` from merged `GroupSums`: the same REML fit
     (coefficients, both SE methods, variance components, likelihood) as on the rows, through
     the product's own code (`_size_blocks`, `_ri_fit`); `residual` is empty. The input checks
-    repeat those `longitudinal._checked_types` makes on the sums of unit types.
+    repeat those `longitudinal._checked_types` makes on the sums of unit types; scores with no
+    residual variance left (reproduced by the fixed effects, or by them and a participant
+    intercept) are refused by `_ri_fit` itself (`longitudinal._refuse_no_residual`), with the
+    one threshold of every route.
 
     >>> rng = np.random.default_rng(0)
     >>> g = np.repeat(np.arange(40), 3)
@@ -295,10 +300,6 @@ def random_intercept_from_sums(sums: GroupSums, *, names: Sequence[str] | None =
     if not all(np.isfinite(a).all() for a in (xtx, xty, sums.s, sums.t)) or not math.isfinite(
             sums.yty):
         raise ValueError("y and X must be finite; drop missing values first")
-    rss = float(sums.yty) - float(xty @ np.linalg.lstsq(xtx, xty, rcond=None)[0])
-    if rss <= max(1e-20 * N, 1e-12) * max(float(sums.yty), 1.0):
-        raise ValueError("the scores are reproduced exactly by the fixed effects (e.g. every "
-                         "answer the same): no variance is left to estimate")
     t = np.asarray(sums.t, dtype=float)
     blocks = longitudinal._size_blocks(n, np.ones(len(n)), np.asarray(sums.s, dtype=float),
                                        t, t * t)

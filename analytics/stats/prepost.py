@@ -70,7 +70,8 @@ from analytics.suppression import DEFAULT_K, suppress
 
 __all__ = ["OUTPUT_COLUMNS", "FEW_CLUSTERS", "MOMENTS", "paired_change", "prepost",
            "prepost_from_moments", "change_from_moments", "pair_moments", "bh_adjust",
-           "cr2_mean", "cr2_mean_cells", "wilcoxon_from_counts", "hedges_j", "table_fdr"]
+           "cr2_mean", "cr2_mean_cells", "wilcoxon_from_counts", "hedges_j", "table_fdr",
+           "CR2_ZERO_TOL", "cr2_scores_vanish", "cr2_not_estimable"]
 
 # The first 21 columns are the plain (participants-independent) table and keep their names and
 # values; the design-aware and table-wide columns are appended after "suppressed".
@@ -87,6 +88,12 @@ _STATS = OUTPUT_COLUMNS[4:20]
 _CR2_STATS = ["n_clusters", "diff_se_cr2", "diff_df_cr2", "diff_ci_low_cr2", "diff_ci_high_cr2",
               "p_cr2", "few_clusters", "hedges_g_ci_low_cr2", "hedges_g_ci_high_cr2"]
 FEW_CLUSTERS = 10  # fewer exchanges than this: the cluster-robust interval is flagged
+# A CR2 quantity that is 0 in exact arithmetic comes out of floating point as rounding of about
+# eps * cond(X'X) of its scale (eps = 2.2e-16); 1e-10 leaves room for condition numbers to ~1e5.
+# Quantities that are not 0 sit far above it: on 150,000 coefficients and contrasts of small
+# random ANCOVA designs (8-15 rows, 2-14 clusters, a column scaled by 1000) the design share
+# below was <= 5e-14 where it is 0 and >= 1.7e-5 where it is not (`cr2_not_estimable`).
+CR2_ZERO_TOL = 1e-10
 OVERALL = "overall"
 
 
@@ -169,6 +176,32 @@ def hedges_j(nu: float) -> float:
                  / math.sqrt(nu / 2))
 
 
+def cr2_scores_vanish(scores: np.ndarray, terms: np.ndarray) -> bool:
+    """True when every cluster's score X_j'e_j is 0 up to rounding: `scores` (J, ...) are
+    computed as differences of sums whose magnitude is `terms` (same shape, >= 0, e.g.
+    |X_j'y_j| + |X_j'X_j| |beta|), and each is within `CR2_ZERO_TOL` of its terms. Then the
+    model reproduces every cluster's sums exactly, the CR2 meat is 0, and so is the variance
+    of every estimate: what is left is rounding, not a standard error (`cr2_not_estimable`).
+
+    >>> cr2_scores_vanish(np.array([1e-17, -2e-17]), np.array([0.3, 0.6]))
+    True
+    """
+    return bool(np.all(np.abs(scores) <= CR2_ZERO_TOL * np.asarray(terms)))
+
+
+def cr2_not_estimable(design_share: float) -> bool:
+    """True when a CR2 variance is 0 for any scores: `design_share` is its expected value under
+    the working model sigma^2 I as a share of the model-based sigma^2 c'(X'X)^-1 c, i.e.
+    sum_j p_j'p_j / c'Mc in the Satterthwaite df's notation (`comparison`'s module docstring).
+    It is 0 when every cluster that informs c'beta has leverage 1 in the directions that do
+    (I - H_jj singular there, so its residuals are 0 whatever y is and CR2's pseudo-inverse
+    square root leaves them out): e.g. a mean resting on one cluster, or a dummy that is 1 only
+    within one cluster. Such an estimate has no CR2 standard error, df, interval or p: the
+    numbers the algebra gives are rounding (se ~1e-16, p ~1e-16 or df ~0.004 with an interval
+    of +-1e145) and are reported as NaN, "not estimable" on the pages."""
+    return not design_share > CR2_ZERO_TOL
+
+
 def cr2_mean(d: np.ndarray, cluster: np.ndarray, *, ci: float = 0.95) -> dict[str, float]:
     """Mean of `d` with a CR2 cluster-robust SE and Satterthwaite df (clubSandwich's
     ``coef_test(lm(d ~ 1), vcov = "CR2", cluster = cluster, test = "Satterthwaite")``).
@@ -185,8 +218,10 @@ def cr2_mean(d: np.ndarray, cluster: np.ndarray, *, ci: float = 0.95) -> dict[st
         df = N^2 / (sum_j n_j^2 + ((sum_j b_j^2)^2 - sum_j b_j^4) / N^2),
 
     which is J - 1 for J equal clusters (then V_CR2 also equals statsmodels' CR1 cluster
-    variance, G/(G - 1) * sum S_j^2 / N^2). NaN when fewer than 2 clusters. A missing cluster
-    label makes the row a cluster of its own.
+    variance, G/(G - 1) * sum S_j^2 / N^2). NaN when fewer than 2 clusters, and SE, df, CI
+    and p NaN when every cluster's residual sum S_j is 0 up to rounding (`cr2_scores_vanish`:
+    e.g. every change the same; the variance is then 0 in exact arithmetic and the number
+    floating point gives is noise). A missing cluster label makes the row a cluster of its own.
 
     >>> r = cr2_mean(np.array([1.0, 2.0, 3.0, 4.0]), np.array(["a", "a", "b", "b"]))
     >>> r["n_clusters"], round(r["diff_se_cr2"], 6), r["diff_df_cr2"]
@@ -230,6 +265,8 @@ def cr2_mean_cells(nj: np.ndarray, sums: np.ndarray, *, ci: float = 0.95) -> dic
     n_tot = float(nj.sum())
     mean = float(sums.sum()) / n_tot
     sj = sums - nj * mean
+    if cr2_scores_vanish(sj, np.abs(sums) + nj * abs(mean)):
+        return out  # X = 1 has no design zero with 2 clusters: only the data's
     fj = nj / n_tot
     var = float((sj * sj / (1 - fj)).sum()) / (n_tot * n_tot)
     b2 = nj * nj / (1 - fj)
