@@ -427,6 +427,38 @@ def test_an_appended_day_and_a_late_event_rederive_their_days_only_and_equal_a_r
     assert lakes.derive(lake, engine=engine).days == ()  # nothing new: nothing re-derived
 
 
+def test_a_lake_without_answers_yet_derives_with_empty_answer_tables(spark, lake, tmp_path
+                                                                      ) -> None:
+    """A program before its first survey: responses hold no row, so no answer-day file is
+    written, and the cubes' pass still reads the answer days (an empty table of their types)
+    on either engine."""
+    from analytics.derive import lake as lakes
+
+    lake = _copy(lake, tmp_path)
+    con = duckdb.connect()
+    for f in (lake / "responses").glob("*.parquet"):
+        con.execute(f"COPY (SELECT * FROM read_parquet('{f}') WHERE false) TO '{f}.tmp' "
+                    "(FORMAT parquet)")
+        os.replace(f"{f}.tmp", f)
+    con.close()
+    done = lakes.derive(lake, engine="duckdb")
+    assert done.counts[schema.RES_ANSWER_DAYS.name] == 0
+    assert done.counts[schema.RES_RESPONSE_WAVES.name] == 0
+    assert done.counts[schema.RES_ACTIVITY_WEEKLY.name] > 0
+    con = duckdb.connect()
+    pairs = _fetch(con, f"SELECT * FROM read_parquet('{lake}/derived/"
+                        f"{schema.RES_PAIR_MONTHS.name}/*.parquet')")
+    con.close()
+    assert len(pairs) and set(pairs.answer_months) == {0}
+    answers = lake / "derived" / schema.RES_ANSWER_DAYS.name
+    assert not any(answers.rglob("*.parquet"))
+    lakes._Spark("local[2]", {}, {}, {schema.RES_ANSWER_DAYS.name: answers})  # the same case
+    df = spark.sql(f"SELECT * FROM {schema.RES_ANSWER_DAYS.name}")
+    assert df.count() == 0
+    assert [f.name for f in df.schema.fields] == list(schema.RES_ANSWER_DAYS.column_names)
+    assert df.schema["day"].dataType.simpleString() == "date"
+
+
 def test_the_lint_refuses_what_is_outside_the_portable_subset_naming_the_macro() -> None:
     for step in [*rollups.fact_steps(), *rollups.cube_steps(), *rollups.month_steps(MASK_BASE)]:
         assert portable.problems(step.select) == [], step.name

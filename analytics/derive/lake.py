@@ -222,6 +222,13 @@ def _typed(table: schema.Table, types: dict[str, str] | None = None, quote: str 
             f"AS {quote}{c.name}{quote}" for c in table.columns]
 
 
+def _empty(table: schema.Table, types: dict[str, str] | None = None, quote: str = '"') -> str:
+    """A select list of one row of NULLs with `table`'s columns and types (for a table whose
+    folder holds no file)."""
+    return ", ".join(f"CAST(NULL AS {(types or {}).get(c.sql_type, c.sql_type)}) "
+                     f"AS {quote}{c.name}{quote}" for c in table.columns)
+
+
 class _DuckDB:
     """One DuckDB connection over the lake: `base` folders and derived `views` as views."""
 
@@ -230,11 +237,17 @@ class _DuckDB:
 
         self.con = duckdb.connect()
         for table, path in [*((BASE[f], p) for f, p in base.items()), *views.items()]:
-            scan = (f"read_parquet('{path}/**/*.parquet', hive_partitioning = true, "
-                    "union_by_name = true)")
-            cols = ", ".join(_typed(rollups.ROLLUP_TABLES[table])) \
-                if table in rollups.ROLLUP_TABLES else "*"
-            self.con.execute(f"CREATE VIEW {table} AS SELECT {cols} FROM {scan}")
+            if table not in rollups.ROLLUP_TABLES:
+                scan = "*"
+            elif not any(path.rglob("*.parquet")):  # e.g. no answers yet: no file written
+                self.con.execute(f"CREATE VIEW {table} AS SELECT * FROM "
+                                 f"(SELECT {_empty(rollups.ROLLUP_TABLES[table])}) WHERE false")
+                continue
+            else:
+                scan = ", ".join(_typed(rollups.ROLLUP_TABLES[table]))
+            self.con.execute(f"CREATE VIEW {table} AS SELECT {scan} FROM read_parquet("
+                             f"'{path}/**/*.parquet', hive_partitioning = true, "
+                             "union_by_name = true)")
         portable.install(self.con)
 
     def write(self, steps: list[rollups.Step], work: Path) -> dict[str, int]:
@@ -290,9 +303,14 @@ class _Spark:
         self.spark = builder.getOrCreate()
         self.cached: list = []
         for table, path in [*((BASE[f], p) for f, p in base.items()), *views.items()]:
-            df = self.spark.read.option("mergeSchema", "true").parquet(str(path))
-            if table in rollups.ROLLUP_TABLES:
-                df = df.selectExpr(*_typed(rollups.ROLLUP_TABLES[table], _SPARK_TYPES, "`"))
+            derived = rollups.ROLLUP_TABLES.get(table)
+            if derived is not None and not any(path.rglob("*.parquet")):
+                # e.g. no answers yet: Spark wrote no file and cannot read the folder
+                df = self.spark.sql(f"SELECT {_empty(derived, _SPARK_TYPES, '`')} WHERE false")
+            else:
+                df = self.spark.read.option("mergeSchema", "true").parquet(str(path))
+                if derived is not None:
+                    df = df.selectExpr(*_typed(derived, _SPARK_TYPES, "`"))
             df.createOrReplaceTempView(table)
 
     def write(self, steps: list[rollups.Step], work: Path) -> dict[str, int]:
