@@ -1,4 +1,5 @@
-"""The derive step's day facts over a generated lake, DuckDB against local Spark (issue 16).
+"""The derive step over a generated lake, DuckDB against local Spark (issue 16): the day facts,
+then (since the cubes were ported) the cubes and month masks from them.
 
     python benchmarks/derive_scale.py                          # 10^6 and 10^7 events
     python benchmarks/derive_scale.py --events 1e7 1e8         # the issue's sizes

@@ -42,7 +42,8 @@ from etl import schema
 
 __all__ = ["ROLLUP_TABLES", "build", "META_MULTI", "META_MONTHS_BASE", "MASK_MONTHS",
            "META_VERSION", "META_INCREMENTAL", "META_TIMINGS", "week_sql", "day_sql",
-           "GENDER_SQL"]
+           "GENDER_SQL", "Step", "fact_steps", "cube_steps", "month_steps", "months_base",
+           "MONTH_SPAN_SQL", "MULTI_SQL", "duckdb_statements"]
 
 META_MULTI = "rollups_multi_exchange"
 META_MONTHS_BASE = "rule_months_base"
@@ -65,8 +66,9 @@ HOURS = schema.RES_PERSON_HOURS.name
 def week_sql(ts: str) -> str:
     """Monday of the UTC week of timestamp column `ts`, by epoch arithmetic (1970-01-05 is a
     Monday): DuckDB's date_trunc on TIMESTAMPTZ goes through ICU time-zone rules per row and
-    was 12× slower on the demo's events. The rollups and the read layer both use it, so
-    weekly cells line up with the direct query's weeks."""
+    was 12× slower on the demo's events. The read layer uses it; the rollups' weeks are of UTC
+    days, by the portable `ei_week(day)`, the same Monday for a date (tests/test_derive_spark.py
+    checks every day of 1969-2031), so weekly cells line up with the direct query's weeks."""
     return (f"(DATE '1970-01-05' + 7 * CAST(floor((epoch({ts}) - 345600) / 604800) "
             "AS INTEGER))")
 
@@ -87,13 +89,6 @@ def _sql(t: schema.Table, select: str) -> list[str]:
     cols = ", ".join(f'"{c}"' for c in t.column_names)
     return [f'DROP TABLE IF EXISTS "{t.name}"', schema.ddl(t),
             f'INSERT INTO "{t.name}" ({cols}) {select}']
-
-
-def month_bit_sql(day: str, base: str) -> str:
-    """The bit of the UTC month of date column `day` in a month mask whose bit 0 is the month of
-    DATE `base` (a literal or column): a HUGEINT."""
-    return (f"(CAST(1 AS HUGEINT) << CAST((year({day}) - year({base})) * 12 "
-            f"+ month({day}) - month({base}) AS INTEGER))")
 
 
 @dataclass(frozen=True)
@@ -128,21 +123,23 @@ def _pairs_sql(f: _Facts) -> str:
 
 def _multi_sql(f: _Facts) -> str:
     """Participants with events or answers in more than one exchange (a sum over people)."""
-    return f"SELECT count(*) FROM (SELECT pid FROM {f.pairs} GROUP BY 1 HAVING count(*) > 1)"
+    return (f"SELECT count(*) FROM (SELECT pid FROM {f.pairs} GROUP BY 1 HAVING count(*) > 1) "
+            "AS multi")
 
 
 # Weeks and months from the day facts (a UTC day lies in one UTC week and month): half the
-# rows of the event log, and the same sums and distinct counts.
+# rows of the event log, and the same sums and distinct counts. The cubes are in the portable
+# subset (`cube_steps`, `month_steps`): a lake's derive runs them on Spark too.
 def _weekly(f: _Facts, _base: str) -> str:
     return f"""
-        SELECT {week_sql("d.day")} AS week, d.exchange_id, {_PEOPLE_DIMS},
+        SELECT ei_week(d.day) AS week, d.exchange_id, {_PEOPLE_DIMS},
                count(DISTINCT d.pid), sum(d.events), sum(d.minutes)
         FROM {f.days} d JOIN {KEYS} p USING (pid) GROUP BY ALL"""
 
 
 def _monthly(f: _Facts, _base: str) -> str:
     return f"""
-        SELECT CAST(date_trunc('month', d.day) AS DATE) AS month, d.exchange_id,
+        SELECT ei_month(d.day) AS month, d.exchange_id,
                {_PEOPLE_DIMS}, count(DISTINCT d.pid), sum(d.events), sum(d.minutes)
         FROM {f.days} d JOIN {KEYS} p USING (pid) GROUP BY ALL"""
 
@@ -160,7 +157,7 @@ def _retention(f: _Facts, _base: str) -> str:
     return f"""
         WITH firsts AS (SELECT pid, exchange_id, min(day) AS d0 FROM {f.days} GROUP BY ALL),
              wk AS (SELECT DISTINCT d.pid, d.exchange_id,
-                           CAST((d.day - f.d0) // 7 AS INTEGER) AS week
+                           CAST(ei_day_diff(f.d0, d.day) // 7 AS INTEGER) AS week
                     FROM {f.days} d JOIN firsts f USING (pid, exchange_id))
         SELECT wk.exchange_id, {_PEOPLE_DIMS}, wk.week, count(*)
         FROM wk JOIN {KEYS} p USING (pid) GROUP BY ALL"""
@@ -191,12 +188,12 @@ def _people(f: _Facts, _base: str) -> str:
 # participants the weekly rule took 6-14 s cold on 24M person-days). Bit 0 is `base`, the data's
 # first month, recorded in meta.
 def _pair_months(f: _Facts, base: str) -> str:
-    bit = month_bit_sql("day", base)
+    mask = f"ei_month_mask(day, {base})"
     return f"""
         SELECT pid, exchange_id, coalesce(a.m, 0) AS active_months,
                coalesce(r.m, 0) AS answer_months
-        FROM (SELECT pid, exchange_id, bit_or({bit}) AS m FROM {f.days} GROUP BY ALL) a
-        FULL JOIN (SELECT pid, exchange_id, bit_or({bit}) AS m FROM {f.answers} GROUP BY ALL) r
+        FROM (SELECT pid, exchange_id, {mask} AS m FROM {f.days} GROUP BY ALL) a
+        FULL JOIN (SELECT pid, exchange_id, {mask} AS m FROM {f.answers} GROUP BY ALL) r
         USING (pid, exchange_id)"""
 
 
@@ -210,21 +207,24 @@ def _pair_month_cube(f: _Facts, _base: str) -> str:
 def _week_months(f: _Facts, base: str) -> str:
     return f"""
         SELECT w.week, w.exchange_id, {_CELL_SQL}, w.m, count(*)
-        FROM (SELECT pid, exchange_id, {week_sql("day")} AS week,
-                     bit_or({month_bit_sql("day", base)}) AS m
+        FROM (SELECT pid, exchange_id, ei_week(day) AS week, ei_month_mask(day, {base}) AS m
               FROM {f.days} GROUP BY ALL) w JOIN {KEYS} p USING (pid) GROUP BY ALL"""
 
 
 def _retention_months(f: _Facts, base: str) -> str:
     return f"""
         WITH firsts AS (SELECT pid, exchange_id, min(day) AS d0 FROM {f.days} GROUP BY ALL),
-             wk AS (SELECT d.pid, d.exchange_id, CAST((d.day - f.d0) // 7 AS INTEGER) AS week,
-                           bit_or({month_bit_sql("d.day", base)}) AS m
+             wk AS (SELECT d.pid, d.exchange_id,
+                           CAST(ei_day_diff(f.d0, d.day) // 7 AS INTEGER) AS week,
+                           ei_month_mask(d.day, {base}) AS m
                     FROM {f.days} d JOIN firsts f USING (pid, exchange_id) GROUP BY ALL)
         SELECT wk.exchange_id, {_CELL_SQL}, wk.week, wk.m, count(*)
         FROM wk JOIN {KEYS} p USING (pid) GROUP BY ALL"""
 
 
+# The scores' and gains' month cubes read res_person_scores / res_person_gains, which come from
+# the statistics (res_scale_scores), not from a lake: DuckDB only. They or two masks (`|`),
+# which Spark could not do on its DECIMAL(38,0) masks.
 def _score_months(f: _Facts, _base: str) -> str:
     return f"""
         SELECT s.exchange_id, {_CELL_SQL}, s.instrument, s.scale, s.wave,
@@ -256,36 +256,61 @@ _MONTH_CUBES: tuple[tuple[schema.Table, Callable[[_Facts, str], str], tuple[str,
     (schema.RES_PAIR_MONTH_CUBE, _pair_month_cube, ("pairs",)),
     (schema.RES_WEEK_MONTHS, _week_months, ("pairs",)),
     (schema.RES_RETENTION_MONTHS, _retention_months, ("pairs",)),
+)
+_SCORE_MONTH_CUBES: tuple[tuple[schema.Table, Callable[[_Facts, str], str], tuple[str, ...]],
+                          ...] = (
     (schema.RES_SCORE_MONTHS, _score_months, ("n",)),
     (schema.RES_GAIN_MONTHS, _gain_months, ("n",)),
 )
-_MONTH_TABLES = (schema.RES_PAIR_MONTHS, *(t for t, _, _ in _MONTH_CUBES))
+_MONTH_TABLES = (schema.RES_PAIR_MONTHS,
+                 *(t for t, _, _ in (*_MONTH_CUBES, *_SCORE_MONTH_CUBES)))
 
 
 def _month_span(first: dt.date, last: dt.date) -> int:
     return (last.year - first.year) * 12 + last.month - first.month + 1
 
 
+# The first and last day of the day facts (events and answers): the month masks' span.
+MONTH_SPAN_SQL = f"""
+    SELECT min(d), max(d) FROM (SELECT min(day) AS d FROM {schema.RES_PERSON_DAYS.name} UNION ALL
+                                SELECT max(day) FROM {schema.RES_PERSON_DAYS.name} UNION ALL
+                                SELECT min(day) FROM {schema.RES_ANSWER_DAYS.name} UNION ALL
+                                SELECT max(day) FROM {schema.RES_ANSWER_DAYS.name}) AS span"""
+# Participants in more than one exchange, once `cube_steps`' working table _rollup_px exists.
+MULTI_SQL = _multi_sql(_ALL)
+
+
+def months_base(first: dt.date | None, last: dt.date | None) -> dt.date | None:
+    """Bit 0 of the month masks for facts from `first` to `last` (MONTH_SPAN_SQL's row): the
+    first month, or None when there are no facts or they span more than MASK_MONTHS months
+    (then no masks are stored and the rule reads the day facts)."""
+    if not first or not last or _month_span(first, last) > MASK_MONTHS:
+        return None
+    return first.replace(day=1)
+
+
+def _response_waves() -> str:
+    return f"""
+        SELECT a.exchange_id, {_PEOPLE_DIMS}, {GENDER_SQL} AS gender, p.birth_year, a.wave,
+               count(DISTINCT a.pid)
+        FROM {schema.RES_ANSWER_DAYS.name} a JOIN {KEYS} p USING (pid) GROUP BY ALL"""
+
+
 def _rule_months(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """The month-mask tables (see `_pair_months`), built from all the facts. A span over
-    MASK_MONTHS leaves the tables empty and the meta value '' (the rule then reads the day
-    facts)."""
-    pdays, adays = schema.RES_PERSON_DAYS.name, schema.RES_ANSWER_DAYS.name
-    first, last = con.execute(f"""
-        SELECT min(d), max(d) FROM (SELECT min(day) AS d FROM {pdays} UNION ALL
-                                    SELECT max(day) FROM {pdays} UNION ALL
-                                    SELECT min(day) FROM {adays} UNION ALL
-                                    SELECT max(day) FROM {adays})""").fetchone()
+    """The month-mask tables (see `_pair_months`), built from all the facts: the portable
+    `month_steps`, then the scores' and gains' cubes. A span over MASK_MONTHS leaves the tables
+    empty and the meta value '' (the rule then reads the day facts)."""
+    base = months_base(*con.execute(MONTH_SPAN_SQL).fetchone())
     empty = [s for t in _MONTH_TABLES for s in (f'DROP TABLE IF EXISTS "{t.name}"', schema.ddl(t))]
     meta = f"DELETE FROM {schema.META.name} WHERE key = '{META_MONTHS_BASE}'"
-    if not first or _month_span(first, last) > MASK_MONTHS:
+    if base is None:
         return [*empty, meta, f"INSERT INTO {schema.META.name} VALUES ('{META_MONTHS_BASE}', '')"]
-    base = f"DATE '{first.replace(day=1).isoformat()}'"
     return [
-        *_sql(schema.RES_PAIR_MONTHS, _pair_months(_ALL, base)),
-        *(s for t, cube, _ in _MONTH_CUBES for s in _sql(t, cube(_ALL, base))),
+        *duckdb_statements(month_steps(base)),
+        *(s for t, cube, _ in _SCORE_MONTH_CUBES
+          for s in _sql(t, cube(_ALL, f"DATE '{base.isoformat()}'"))),
         meta,
-        f"INSERT INTO {schema.META.name} VALUES ('{META_MONTHS_BASE}', '{first.replace(day=1)}')",
+        f"INSERT INTO {schema.META.name} VALUES ('{META_MONTHS_BASE}', '{base.isoformat()}')",
     ]
 
 
@@ -357,6 +382,27 @@ def fact_steps() -> list[Step]:
         Step(schema.RES_PERSON_DAYS.name, _days_sql()),
         Step(schema.RES_ANSWER_DAYS.name, _answer_days_sql()),
     ]
+
+
+def cube_steps() -> list[Step]:
+    """The steps from the day facts and person keys to the event cubes (weekly, monthly, hourly,
+    retention, people) and res_response_waves, with their working table _rollup_px (each
+    participant's exchanges, which `MULTI_SQL` counts): portable, run by the embedded build and
+    by a lake's derive."""
+    return [
+        Step("_rollup_px", _pairs_sql(_ALL), temp=True),
+        *(Step(t.name, cube(_ALL, "")) for t, cube, _ in _EVENT_CUBES),
+        Step(schema.RES_RESPONSE_WAVES.name, _response_waves()),
+    ]
+
+
+def month_steps(base: dt.date) -> list[Step]:
+    """The steps from the day facts to res_pair_months and the month-mask cubes of events
+    (pairs, weeks, retention weeks), bit 0 the month of `base` (`months_base`): portable. The
+    masks are HUGEINT on DuckDB and DECIMAL(38,0) on Spark (`portable` ei_month_mask)."""
+    b = f"DATE '{base.isoformat()}'"
+    return [Step(schema.RES_PAIR_MONTHS.name, _pair_months(_ALL, b)),
+            *(Step(t.name, cube(_ALL, b)) for t, cube, _ in _MONTH_CUBES)]
 
 
 def duckdb_statements(steps: list[Step], *, insert: bool = False) -> list[str]:
@@ -449,15 +495,12 @@ def build(con: duckdb.DuckDBPyConnection, *, appended_events: Collection[int] | 
     run(schema.RES_PERSON_HOURS.name, [*duckdb_statements(hours), *_DROP_HOURS_WORK])
     run(schema.RES_PERSON_DAYS.name, duckdb_statements([days]))
     run(schema.RES_ANSWER_DAYS.name, duckdb_statements([answers]))
-    run("participant_exchanges", ["DROP TABLE IF EXISTS _rollup_px",
-                                  f"CREATE TEMP TABLE _rollup_px AS {_pairs_sql(_ALL)}"])
-    multi = con.execute(_multi_sql(_ALL)).fetchone()[0]
-    for t, cube, _ in _EVENT_CUBES:
-        run(t.name, _sql(t, cube(_ALL, "")))
-    run(schema.RES_RESPONSE_WAVES.name, _sql(schema.RES_RESPONSE_WAVES, f"""
-        SELECT a.exchange_id, {_PEOPLE_DIMS}, {GENDER_SQL} AS gender, p.birth_year, a.wave,
-               count(DISTINCT a.pid)
-        FROM {schema.RES_ANSWER_DAYS.name} a JOIN {KEYS} p USING (pid) GROUP BY ALL"""))
+    # The cubes: portable too (a lake's derive runs these steps, and `month_steps` below).
+    pairs, *cubes = cube_steps()
+    run("participant_exchanges", duckdb_statements([pairs]))
+    multi = con.execute(MULTI_SQL).fetchone()[0]
+    for st in cubes:
+        run(st.name, duckdb_statements([st]))
     if have_scores:
         # Scores and paired gains keyed by pid, then the cubes from them: a self-join of the
         # scores on the pseudonym took 4.8 s at 1M participants; the cubes' sums are the same.
@@ -534,7 +577,7 @@ def _append_events(con: duckdb.DuckDBPyConnection, batches: list[int],
         if lo < first or _month_span(first, hi) > MASK_MONTHS:
             return None  # the mask's bit 0 would move, or the span outgrow it: rebuild
         base_sql = f"DATE '{base}'"
-    cubes = [*_EVENT_CUBES, *(_MONTH_CUBES if months else ())]
+    cubes = [*_EVENT_CUBES, *((*_MONTH_CUBES, *_SCORE_MONTH_CUBES) if months else ())]
 
     def restricted(name: str, table: str) -> list[str]:
         return [f"DROP TABLE IF EXISTS {name}", f"CREATE TEMP TABLE {name} AS SELECT * "

@@ -39,7 +39,7 @@ EPILOG = """examples:
   python -m analytics refresh                                 recompute the stored tables
   python -m analytics downloads scale_scores --format xlsx    ready the Data page's file
   python -m analytics downloads --all --format csv            ready its zip of every table
-  python -m analytics derive --lake /data/lake                the day facts of a lake (DuckDB)
+  python -m analytics derive --lake /data/lake                a lake's facts and cubes (DuckDB)
   python -m analytics derive --lake /data/lake --engine spark --master spark://head:7077
 """
 
@@ -136,11 +136,13 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--build-id", help=argparse.SUPPRESS)
     d.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)
     v = sub.add_parser(
-        "derive", help="derive a lake's day facts on DuckDB or Spark (scale-out, issue 16)",
-        description="Run the derive step's day-fact statements (person keys, local hours, "
-                    "days, answer days) over a lake of Parquet tables (participants, "
-                    "institutions, events, responses; events may be Hive-partitioned) and "
-                    "write them to LAKE/derived/. The same statements run on both engines.",
+        "derive", help="derive a lake's day facts and cubes on DuckDB or Spark (scale-out, "
+                       "issue 16)",
+        description="Run the derive step's statements over a lake of Parquet tables "
+                    "(participants, institutions, events, responses; events may be "
+                    "Hive-partitioned): the day facts (person keys, local hours, days, answer "
+                    "days), then from them the dashboard's cubes and month masks. Writes them "
+                    "to LAKE/derived/. The same statements run on both engines.",
         epilog="example: python -m analytics derive --lake /data/lake --engine spark",
     )
     v.add_argument("--lake", type=Path, required=True, metavar="PATH",
@@ -155,7 +157,8 @@ def _parser() -> argparse.ArgumentParser:
                         "--conf spark.driver.memory=8g")
     v.add_argument("--full", action="store_true",
                    help="derive everything, even when only new event files came since the "
-                        "last derive (which re-derives only their days)")
+                        "last derive (which re-derives only their days' facts, then the "
+                        "cubes in full)")
     return p
 
 
