@@ -49,11 +49,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
-from filelock import FileLock, Timeout
 
 from etl import phases, schema
-from etl.errors import EtlError, WarehouseBusy
+from etl.errors import EtlError
 from etl.pseudonym import FINGERPRINT_KEY
+from etl.warehouse import create_schema, writer_lock
 
 if TYPE_CHECKING:
     from etl.load import _FileLoader
@@ -192,8 +192,6 @@ class _Partitions:
 
 
 def _seed(con: duckdb.DuckDBPyConnection, lake: Path, snap: Snapshot) -> None:
-    from etl.warehouse import create_schema
-
     con.execute("SET TimeZone = 'UTC'")
     create_schema(con)
     for t in WHOLE:
@@ -266,17 +264,8 @@ def load_into_lake(paths: list[Path | str], lake: Path | str, *, lock_timeout: f
     if lake.exists() and not lake.is_dir():
         raise EtlError(f"{lake}: not a folder; a lake is a folder of Parquet files")
     (lake / LOG).mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(lake / "_lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        if on_wait:
-            on_wait()
-        try:
-            lock.acquire(timeout=lock_timeout)
-        except Timeout:
-            raise WarehouseBusy(f"{lake}: another load has held the lake for over "
-                                f"{lock_timeout:.0f} s; try again when it has finished") from None
+    lock = writer_lock(lake / "_lock", f"{lake}: another load has held the lake",
+                       lock_timeout=lock_timeout, on_wait=on_wait)
     try:
         snap = snapshot(lake)
         _remove_unlisted(lake, snap)

@@ -41,6 +41,7 @@ from etl.errors import WarehouseBusy, WarehouseError
 __all__ = [
     "DEFAULT_WAREHOUSE",
     "build_next",
+    "writer_lock",
     "connect_read_only",
     "create_schema",
     "damaged",
@@ -205,6 +206,25 @@ def _open_next(warehouse: Path, nxt: Path, tmp_dir: Path) -> duckdb.DuckDBPyConn
         raise damage from None
 
 
+def writer_lock(path: Path, busy: str, *, lock_timeout: float,
+                on_wait: Callable[[], None] | None) -> FileLock:
+    """The writers' lock file `path`, held: at once, or after `on_wait()` and up to
+    `lock_timeout` seconds; else `WarehouseBusy` saying `busy` (what holds it) and for how long.
+    Also the lock of a lake's loads (`etl.lake`)."""
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if on_wait:
+            on_wait()
+        try:
+            lock.acquire(timeout=lock_timeout)
+        except Timeout:
+            raise WarehouseBusy(f"{busy} for over {lock_timeout:.0f} s; try again when it has "
+                                "finished") from None
+    return lock
+
+
 @contextlib.contextmanager
 def build_next(
     warehouse: Path | str = DEFAULT_WAREHOUSE,
@@ -221,19 +241,8 @@ def build_next(
     process.for_heavy_work()  # a writer's settings: no transparent huge pages, one BLAS thread
     warehouse = Path(warehouse)
     warehouse.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(lock_path(warehouse)))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        if on_wait:
-            on_wait()
-        try:
-            lock.acquire(timeout=lock_timeout)
-        except Timeout:
-            raise WarehouseBusy(
-                f"{warehouse}: another load has held the warehouse for over {lock_timeout:.0f} s; "
-                "try again when it has finished"
-            ) from None
+    lock = writer_lock(lock_path(warehouse), f"{warehouse}: another load has held the warehouse",
+                       lock_timeout=lock_timeout, on_wait=on_wait)
     try:
         _remove_stale(warehouse)
         # Everything a build writes (the copy, DuckDB's WAL and spill files) lives in a folder only

@@ -140,6 +140,20 @@ class UnitTypes:
                    units=np.ones(U), t_sum=t, t_sq=t * t)
 
 
+def _checked_shape(N: int, p: int, names: Sequence[str] | None, se_method: str) -> list[str]:
+    """The checks every route of a fit makes on its size and options (rows, sums per unit
+    type, cells, merged sums): more observations than fixed effects, one name per column (the
+    names, default x0, x1, …), a known SE method."""
+    if N <= p:
+        raise ValueError(f"need more observations ({N}) than fixed effects ({p})")
+    out_names = list(names) if names is not None else [f"x{k}" for k in range(p)]
+    if len(out_names) != p:
+        raise ValueError("names must have one entry per column of X")
+    if se_method not in ("conditional", "observed"):
+        raise ValueError("se_method must be 'conditional' or 'observed'")
+    return out_names
+
+
 def _checked_types(ut: UnitTypes, names: Sequence[str] | None, se_method: str
                    ) -> tuple[list[str], int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """`_checked_inputs` for `UnitTypes`: consistent codes, finite sums, more rows than fixed
@@ -164,13 +178,7 @@ def _checked_types(ut: UnitTypes, names: Sequence[str] | None, se_method: str
         raise ValueError("y and X must be finite; drop missing values first")
     rows = np.asarray(ut.pair_rows, dtype=float)
     N = int(round(rows.sum()))
-    if N <= p:
-        raise ValueError(f"need more observations ({N}) than fixed effects ({p})")
-    out_names = list(names) if names is not None else [f"x{k}" for k in range(p)]
-    if len(out_names) != p:
-        raise ValueError("names must have one entry per column of X")
-    if se_method not in ("conditional", "observed"):
-        raise ValueError("se_method must be 'conditional' or 'observed'")
+    out_names = _checked_shape(N, p, names, se_method)
     units = np.asarray(ut.units, dtype=float)
     size = np.bincount(ut.pair_type, weights=rows, minlength=T) / units
     if not (units > 0).all() or not np.allclose(size, np.round(size)) or (size < 1).any():
@@ -233,13 +241,7 @@ def _checked_inputs(y: np.ndarray, X: np.ndarray, codes: dict[str, np.ndarray],
     if not (np.isfinite(y).all() and np.isfinite(X).all()):
         raise ValueError("y and X must be finite; drop missing values first")
     N, p = X.shape
-    if N <= p:
-        raise ValueError(f"need more observations ({N}) than fixed effects ({p})")
-    out_names = list(names) if names is not None else [f"x{k}" for k in range(p)]
-    if len(out_names) != p:
-        raise ValueError("names must have one entry per column of X")
-    if se_method not in ("conditional", "observed"):
-        raise ValueError("se_method must be 'conditional' or 'observed'")
+    out_names = _checked_shape(N, p, names, se_method)
     return y, X, out_names
 
 
@@ -261,13 +263,7 @@ def _checked_cells(y: np.ndarray, X: CellDesign, groups: np.ndarray,
     if not (np.isfinite(y).all() and np.isfinite(Xc).all()):
         raise ValueError("y and X must be finite; drop missing values first")
     N, p = len(y), Xc.shape[1]
-    if N <= p:
-        raise ValueError(f"need more observations ({N}) than fixed effects ({p})")
-    out_names = list(names) if names is not None else [f"x{k}" for k in range(p)]
-    if len(out_names) != p:
-        raise ValueError("names must have one entry per column of X")
-    if se_method not in ("conditional", "observed"):
-        raise ValueError("se_method must be 'conditional' or 'observed'")
+    out_names = _checked_shape(N, p, names, se_method)
     return y, Xc, cell, out_names
 
 

@@ -290,13 +290,7 @@ def random_intercept_from_sums(sums: GroupSums, *, names: Sequence[str] | None =
     n = np.asarray(sums.n, dtype=float)
     p = xtx.shape[0]
     N = int(round(float(n.sum())))
-    if N <= p:
-        raise ValueError(f"need more observations ({N}) than fixed effects ({p})")
-    out_names = list(names) if names is not None else [f"x{k}" for k in range(p)]
-    if len(out_names) != p:
-        raise ValueError("names must have one entry per column of X")
-    if se_method not in ("conditional", "observed"):
-        raise ValueError("se_method must be 'conditional' or 'observed'")
+    out_names = longitudinal._checked_shape(N, p, names, se_method)
     if not all(np.isfinite(a).all() for a in (xtx, xty, sums.s, sums.t)) or not math.isfinite(
             sums.yty):
         raise ValueError("y and X must be finite; drop missing values first")
