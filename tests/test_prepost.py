@@ -167,3 +167,26 @@ def test_hedges_g_av_ci_covers_the_true_standardised_change():
         r = paired_change(x[:, 0], x[:, 1])
         hits += r["hedges_g_ci_low"] <= 0.4 <= r["hedges_g_ci_high"]
     assert 0.91 <= hits / 400 <= 0.99
+
+
+def test_changes_equal_in_exact_arithmetic_give_no_t_not_rounding_noise() -> None:
+    """Every pair changed by 0.1: in floating point the changes differ in their last bits (0.1
+    is not a binary fraction) and their SD is rounding. R's t.test refuses such data ("data are
+    essentially constant"); the table keeps the mean change, d_av and Wilcoxon's p (on changes
+    rounded to 1e-10) and shows no t, p, interval or d_z, instead of t ~ 1e15 and p ~ 0."""
+    pre = np.array([1.1, 2.2, 3.3, 4.4, 2.7, 3.9, 1.3])
+    post = pre + 0.1
+    assert np.ptp(post - pre) > 0  # the premise: not equal in floating point
+    r = paired_change(pre, post)
+    assert r["diff"] == pytest.approx(0.1)
+    for k in ("t", "p", "diff_ci_low", "diff_ci_high", "d_z", "hedges_g_ci_low"):
+        assert np.isnan(r[k]), (k, r[k])
+    assert r["d_av"] == pytest.approx(0.1 / np.std(pre, ddof=1))
+    assert 0 < r["wilcoxon_p"] < 0.05
+    # every pre score the same (to rounding): its SD counts as 0 in d_av's average; a real SD
+    # of the changes keeps t
+    same = np.full(7, 3.3) + np.arange(7) * 1e-17
+    post = same + np.array([0.1, 0.3, 0.2, 0.5, 0.4, 0.6, 0.2])
+    r = paired_change(same, post)
+    assert np.isfinite(r["t"]) and np.isfinite(r["d_z"])
+    assert r["d_av"] == pytest.approx(r["diff"] / np.sqrt(np.var(post, ddof=1) / 2), rel=1e-9)

@@ -94,6 +94,12 @@ FEW_CLUSTERS = 10  # fewer exchanges than this: the cluster-robust interval is f
 # random ANCOVA designs (8-15 rows, 2-14 clusters, a column scaled by 1000) the design share
 # below was <= 5e-14 where it is 0 and >= 1.7e-5 where it is not (`cr2_not_estimable`).
 CR2_ZERO_TOL = 1e-10
+# A standard deviation that is 0 in exact arithmetic (every pair changed by the same amount, or
+# every pre score equal) comes out of two-pass sums as rounding of about eps times the scores'
+# magnitude; a real SD of scale scores (means of items in whole steps) is at least ~1e-3 of it.
+# Below SD_ZERO_TOL of the magnitude the SD is taken as 0: no t, p, interval or d, as R's
+# t.test refuses "essentially constant" data, instead of t ~ 1e15 and p ~ 0 from rounding.
+SD_ZERO_TOL = 1e-10
 OVERALL = "overall"
 
 
@@ -375,7 +381,13 @@ def change_from_moments(cells: dict[str, np.ndarray] | pd.DataFrame, values: np.
           for k in ("pre", "post", "diff")}
     cxy = float(col["c_prepost"].sum() + (nj * dist["pre"] * dist["post"]).sum())
     dof = n - 1
-    sd = math.sqrt(max(m2["diff"], 0.0) / dof)
+    magnitude = abs(mean["pre"]) + abs(mean["post"]) + abs(mean["diff"])
+
+    def sd_of(m2_k: float) -> float:  # 0 when within rounding of 0 (`SD_ZERO_TOL`)
+        value = math.sqrt(max(m2_k, 0.0) / dof)
+        return value if value > SD_ZERO_TOL * magnitude else 0.0
+
+    sd = sd_of(m2["diff"])
     out["dof"] = float(dof)
     tcrit = float(stats.t.ppf(0.5 + ci / 2, dof))
     if sd > 0:
@@ -385,7 +397,7 @@ def change_from_moments(cells: dict[str, np.ndarray] | pd.DataFrame, values: np.
                    diff_ci_low=out["diff"] - tcrit * se, diff_ci_high=out["diff"] + tcrit * se,
                    d_z=out["diff"] / sd)
     out["wilcoxon_p"] = wilcoxon_from_counts(values, counts)
-    sx, sy = math.sqrt(max(m2["pre"], 0.0) / dof), math.sqrt(max(m2["post"], 0.0) / dof)
+    sx, sy = sd_of(m2["pre"]), sd_of(m2["post"])
     s_av = math.sqrt((sx * sx + sy * sy) / 2)
     if s_av > 0:
         d_av = (out["mean_post"] - out["mean_pre"]) / s_av
