@@ -307,7 +307,7 @@ def scheduling_model(sched: pd.DataFrame, *, adjust: Sequence[str] = ("modality"
     row (term ``overlap_hours_per_day``). Partnerships used: not suppressed, with events and a
     defined overlap. Fewer than 3 of them, or overlap that does not vary, give an empty
     estimate; fewer than k partnerships mark the row suppressed."""
-    from analytics.stats.comparison import _design, cr2_fit
+    from analytics.stats.comparison import _design, cluster_codes, cr2_fit
     from analytics.stats.prepost import FEW_CLUSTERS
 
     d = sched[(sched["suppressed"].fillna("").astype(str) == "")
@@ -315,7 +315,8 @@ def scheduling_model(sched: pd.DataFrame, *, adjust: Sequence[str] = ("modality"
               & np.isfinite(sched["overlap_hours_per_day"].to_numpy(float))]
     adjust = [a for a in adjust if a in d.columns]
     n = len(d)
-    n_cl = int(d["exchange_id"].nunique())
+    # the fit's clusters: a partnership without an exchange is one of its own (`cluster_codes`)
+    n_cl = len(np.unique(cluster_codes(d["exchange_id"].to_numpy())))
     first = sched.iloc[0] if len(sched) else None
     row = {"method": METHOD, "term": "overlap_hours_per_day", "estimate": math.nan,
            "se_cr2": math.nan, "df_cr2": math.nan, "ci_low_cr2": math.nan,
