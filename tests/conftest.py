@@ -97,13 +97,6 @@ LONGEST_FIRST = (
 )
 
 
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """`-n auto`: one worker more than the machine has cores. A third of a run's time is spent
-    waiting (on Chromium, on the subprocesses of load and kill tests, on Spark's JVM), and a
-    worker more fills those waits; with one worker per core they stood idle."""
-    return (os.cpu_count() or 1) + 1
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Order the modules as `LONGEST_FIRST`, then by number of tests (a stable sort: a module's
     tests stay together and in their order, so its module fixtures are built once)."""
