@@ -56,44 +56,21 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # The longest units of work of a run (`--dist loadscope`: a module), longest first. xdist hands
-# units out in collection order (`--no-loadscope-reorder` in pyproject.toml), so the longest start
-# first and the many short modules fill in after them (longest-processing-time-first: both
-# workers finish together instead of one running a long module alone at the end). The first
-# three build the shared demos the others read. Ordered by the modules' measured times (junit
-# `time`, setup included, a full run of 2026-12-06); a module not listed follows in xdist's own
-# order (most tests first).
+# units out in collection order (`--no-loadscope-reorder` in pyproject.toml), so the long browser
+# modules start at once on both workers and the many short modules fill in after them, and both
+# workers finish together instead of one running the browser modules alone at the end. Measured
+# with `--durations` (setup included, -n 0); a module not listed follows in xdist's own order
+# (most tests first).
 LONGEST_FIRST = (
     "test_jobs.py",  # builds the shared 2,000-participant demo if no one has yet
     "test_pages_partnerships_equity.py",  # builds the 10,000-participant demo
     "test_data_downloads.py",  # builds its 800-participant demo
-    "test_differencing.py",  # about a sixth of the whole run's test time
-    "test_etl_load.py",
-    "test_languages_browser.py",
-    "test_accessibility.py",
-    "test_etl_reliability.py",
-    "test_incremental.py",
-    "test_serving.py",
-    "test_derive_spark.py",
-    "test_privacy.py",
-    "test_load_checks.py",
-    "test_rollups.py",
-    "test_reloads.py",
-    "test_sources_damage.py",
-    "test_sources_surveys.py",
-    "test_inspect.py",
-    "test_lake_load.py",
-    "test_materialise_scale_at_a_time.py",
-    "test_pages_overview.py",
     "test_pages.py",
-    "test_readers.py",
-    "test_export.py",
     "test_snapshot.py",
-    "test_slice_models.py",
-    "test_longitudinal_multilevel.py",
-    "test_sources_xapi.py",
+    "test_callbacks.py",
+    "test_pages_overview.py",
     "test_pages_outcomes.py",
     "test_pages_participation.py",
-    "test_callbacks.py",
 )
 
 
