@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         done = derive_lake.derive(lake)
         derive_s = time.perf_counter() - t0
-        assert rep.status == "loaded" and done.mode == "incremental", (rep.status, done.mode)
+        if rep.status != "loaded" or done.mode != "incremental":
+            raise SystemExit(f"lake append: expected a loaded file and an incremental derive, got "
+                             f"{rep.status} and {done.mode}")
         print(f"lake append: load {store_lake:.1f} s ({rep.rows_added:,} added), derive "
               f"{derive_s:.1f} s ({done.mode}, {len(done.days)} days)", flush=True)
         print(f"storing the rows: warehouse {store_wh:.1f} s -> lake {store_lake:.1f} s "

@@ -239,7 +239,8 @@ def _write_out(con: duckdb.DuckDBPyConnection, lake: Path, work: Path, snap: Sna
         files[t] = [f for f in files.get(t, []) if partition_of(t, f) not in held[t]] + written
     for p in sorted(out.rglob("*.parquet")):
         final = lake / p.relative_to(out)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        p.chmod(0o600)  # participants' rows: owner-only, as the warehouse file, whatever the umask
         fd = os.open(p, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -263,7 +264,8 @@ def load_into_lake(paths: list[Path | str], lake: Path | str, *, lock_timeout: f
     lake = Path(lake)
     if lake.exists() and not lake.is_dir():
         raise EtlError(f"{lake}: not a folder; a lake is a folder of Parquet files")
-    (lake / LOG).mkdir(parents=True, exist_ok=True)
+    (lake / LOG).mkdir(mode=0o700, parents=True, exist_ok=True)
+    lake.chmod(0o700)  # the lake holds participants' rows: only its owner may enter it
     lock = writer_lock(lake / "_lock", f"{lake}: another load has held the lake",
                        lock_timeout=lock_timeout, on_wait=on_wait)
     try:

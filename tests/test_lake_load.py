@@ -123,6 +123,8 @@ def both(built: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
 def test_a_lake_holds_the_warehouse_rows_and_derives_its_day_facts(both) -> None:
     lake, wh, _ = both
     assert lakes.snapshot(lake).version == 1
+    assert lake.stat().st_mode & 0o077 == 0  # participants' rows: owner-only, as the warehouse
+    assert not [p for p in lake.rglob("*.parquet") if p.stat().st_mode & 0o077]
     for table in CONTRACT:
         assert _lake_rows(lake, table) == _warehouse_rows(wh, table), table
     # the program's upload of 2026-03-05 08:30 in Tokyo is one of March's: loaded once
