@@ -7,6 +7,7 @@ by both views rests on 1 to k − 1 different respondents."""
 from __future__ import annotations
 
 import itertools
+import random
 from datetime import date
 
 import pandas as pd
@@ -20,6 +21,11 @@ from tests.analytics_fixture import demo_warehouse
 from tests.dashboard_fixture import SMALL_COUNTRY, build_fixture_warehouse
 
 K = suppression.MIN_CELL
+# Of a dimension with many values (countries, exchanges), the views that leave one value out are
+# `LEFT_OUT` drawn with this seed: each such view is served through the read layer by every test
+# below, and all 50 exchanges and 30 countries of the demo took half of this module's minutes
+# for the same kind of neighbour.
+LEFT_OUT, SEED = 8, 14
 LIST_DIMS = ("program", "cluster", "country", "exchange", "term", "role", "modality", "setting")
 
 
@@ -47,19 +53,23 @@ def _months(o: FilterOptions) -> list[date]:
 
 def neighbour_pairs(o: FilterOptions) -> list[tuple[Filters, Filters, str]]:
     """Pairs of requests that differ by one filter value: per dimension, the unrestricted view,
-    each value alone, each value left out, and (up to 5 values) every subset, paired with each
-    one-value change that stays in the family; per date range, ranges that differ by one month
-    at either end. Requests are canonical (`canonical_filters`)."""
+    each value left out (of a dimension of more than `LEFT_OUT` values, `LEFT_OUT` of them drawn
+    with a fixed seed), and (up to 4 values) every subset, else every subset of two of the first
+    4 values with each of its values alone, paired with each one-value change that stays in the
+    family; per date range, ranges that differ by one month at either end. Requests are
+    canonical (`canonical_filters`)."""
     pairs: list[tuple[Filters, Filters, str]] = []
     for d in LIST_DIMS:
         vals = sorted(o.values(d))
-        if len(vals) <= 5:
+        if len(vals) <= 4:
             family = [frozenset(c) for r in range(len(vals) + 1)
                       for c in itertools.combinations(vals, r)]
         else:
             everything = frozenset(vals)
-            family = [frozenset(), everything, *(frozenset([v]) for v in vals),
-                      *(everything - {v} for v in vals)]
+            left_out = (vals if len(vals) <= LEFT_OUT
+                        else random.Random(f"{SEED}:{d}").sample(vals, LEFT_OUT))
+            family = [frozenset(), everything, *(frozenset([v]) for v in vals[:4]),
+                      *(everything - {v} for v in left_out)]
             family += [frozenset(c) for c in itertools.combinations(vals[:4], 2)]
         seen = set(family)
         for s in family:
@@ -356,7 +366,7 @@ def test_no_pair_of_neighbouring_views_shows_group_participation_over_a_small_di
                             {"minutes": ("n", "minutes_per_participant")})
 
     leaks, compared = _mean_leaks(demo_cur, served)
-    assert compared > 300
+    assert compared > 150
     assert not leaks, leaks[:10]
 
 
@@ -498,7 +508,7 @@ def test_no_pair_of_neighbouring_views_shows_dropout_over_a_small_difference(
     leaks, compared = _mean_leaks(demo_cur, lambda f: _count_cells(
         equity.dropout_by_group(demo_cur, f, by), ["group"],
         {"answered pre": "n", "dropped": "dropped"}))
-    assert compared > 300
+    assert compared > 200
     assert not leaks, leaks[:10]
 
 
@@ -589,14 +599,14 @@ _RULES = {
 
 
 def _mask_views(o: FilterOptions) -> list[Filters]:
-    """Views where the stored month masks and the day facts must agree: one month, a few
-    months, open-ended ranges at both ends of the data, each with and without a dimension of
-    two values or of all values but one."""
+    """Views where the stored month masks and the day facts must agree: one month, open-ended
+    ranges at both ends of the data (the masks' first and last bits) and no range, each with
+    and without a dimension of two values or of all values but one. (Closed ranges of a few
+    months inside and at the ends of the data were three more: 42 % of the module's time, and
+    no kind of range the rule treats apart.)"""
     months = _months(o)
     mid = len(months) // 2
-    ranges = [(months[mid], months[mid]), (months[mid - 2], months[mid + 1]),
-              (None, months[2]), (months[-3], None), (months[0], months[1]),
-              (months[-2], months[-1]), (None, None)]
+    ranges = [(months[mid], months[mid]), (None, months[2]), (months[-3], None), (None, None)]
     dims: list[dict[str, tuple[str, ...]]] = [{}]
     # dimensions of the people (country, through the institution; role) and of the exchanges
     # (modality, an exchange's attribute, was the fourth: it added 18 s to CI and no kind)
