@@ -42,14 +42,17 @@ from etl import schema
 
 __all__ = ["ROLLUP_TABLES", "build", "META_MULTI", "META_MONTHS_BASE", "MASK_MONTHS",
            "META_VERSION", "META_INCREMENTAL", "META_TIMINGS", "week_sql", "day_sql",
-           "GENDER_SQL", "Step", "fact_steps", "cube_steps", "month_steps", "months_base",
-           "MONTH_SPAN_SQL", "MULTI_SQL", "duckdb_statements"]
+           "GENDER_SQL", "Step", "fact_steps", "activities_step", "cube_steps", "month_steps",
+           "months_base", "MONTH_SPAN_SQL", "MULTI_SQL", "duckdb_statements",
+           "META_FACTS_VERSION"]
 
 META_MULTI = "rollups_multi_exchange"
 META_MONTHS_BASE = "rule_months_base"
 # Months a HUGEINT mask holds (bit 127 is the sign; one spare).
 MASK_MONTHS = 126
 META_VERSION = "rollups_data_version"
+# The data version the day facts (`fact_steps`) are of, written once they are built.
+META_FACTS_VERSION = "rollups_facts_data_version"
 META_INCREMENTAL = "rollups_incremental"
 META_TIMINGS = "rollups_timings"
 
@@ -62,6 +65,7 @@ INST = schema.INSTITUTIONS.name
 SCORES = schema.RES_SCALE_SCORES.name
 KEYS = schema.RES_PERSON_KEYS.name
 HOURS = schema.RES_PERSON_HOURS.name
+ACTIVITIES = schema.RES_PERSON_ACTIVITIES.name
 
 def week_sql(ts: str) -> str:
     """Monday of the UTC week of timestamp column `ts`, by epoch arithmetic (1970-01-05 is a
@@ -370,9 +374,25 @@ def hours_steps(events: str = EV) -> list[Step]:
     ]
 
 
+def activities_step(events: str = EV) -> Step:
+    """The step that makes res_person_activities' rows of the events `events` selects (as
+    `hours_steps`: every event of a UTC day it holds must be in it): events and minutes per
+    participant, exchange, UTC day and activity, what the result tables read of the log.
+
+    Unlike the other day facts it keeps the events of a participant no longer in participants
+    (pid NULL; a roster replaced without them leaves their events), so that the data's last day
+    (`analytics.derive.persistence.DATA_END_SQL`) is the log's. One row per participant ×
+    exchange × day × activity with events."""
+    return Step(ACTIVITIES, f"""
+        SELECT k.pid, e.exchange_id, ei_utc_day(e.occurred_at) AS day, e.activity,
+               count(*) AS events, sum(coalesce(e.minutes, 0)) AS minutes
+        FROM {events} AS e LEFT JOIN {KEYS} AS k USING (participant_id)
+        GROUP BY ALL ORDER BY day""")
+
+
 def fact_steps() -> list[Step]:
     """Every step from the event log, the people and the answers to the day facts (person keys,
-    hours, days, answer days): what a lake's derive runs on Spark (issue 16)."""
+    hours, days, answer days, activities): what a lake's derive runs on Spark (issue 16)."""
     return [
         Step(KEYS, f"""
             SELECT CAST(row_number() OVER (ORDER BY participant_id) AS INTEGER) AS pid,
@@ -381,6 +401,7 @@ def fact_steps() -> list[Step]:
         *hours_steps(),
         Step(schema.RES_PERSON_DAYS.name, _days_sql()),
         Step(schema.RES_ANSWER_DAYS.name, _answer_days_sql()),
+        activities_step(),
     ]
 
 
@@ -477,8 +498,8 @@ def build(con: duckdb.DuckDBPyConnection, *, appended_events: Collection[int] | 
     if appended_events is not None:
         done = _append_events(con, sorted(appended_events), run)
         if done is not None:
-            _set_meta(con, {META_VERSION: version, META_INCREMENTAL: done,
-                            META_TIMINGS: json.dumps(timings)})
+            _set_meta(con, {META_FACTS_VERSION: version, META_VERSION: version,
+                            META_INCREMENTAL: done, META_TIMINGS: json.dumps(timings)})
             return timings
     have_scores = bool(con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [SCORES]
@@ -490,11 +511,13 @@ def build(con: duckdb.DuckDBPyConnection, *, appended_events: Collection[int] | 
     # of the 12-character pseudonym. On the 1M demo a dated headline count took 0.64 s on the
     # events and answers and 0.09 s here.
     # The steps are portable (issue 16): the same statements run on Spark over a lake.
-    keys, *hours, days, answers = fact_steps()
+    keys, *hours, days, answers, activities = fact_steps()
     run(schema.RES_PERSON_KEYS.name, duckdb_statements([keys]))
     run(schema.RES_PERSON_HOURS.name, [*duckdb_statements(hours), *_DROP_HOURS_WORK])
     run(schema.RES_PERSON_DAYS.name, duckdb_statements([days]))
     run(schema.RES_ANSWER_DAYS.name, duckdb_statements([answers]))
+    run(ACTIVITIES, duckdb_statements([activities]))
+    _set_meta(con, {META_FACTS_VERSION: version})
     # The cubes: portable too (a lake's derive runs these steps, and `month_steps` below).
     pairs, *cubes = cube_steps()
     run("participant_exchanges", duckdb_statements([pairs]))
@@ -539,10 +562,11 @@ def _append_events(con: duckdb.DuckDBPyConnection, batches: list[int],
                    run: Callable[[str, list[str]], None]) -> str | None:
     """Bring the rollups of the version before up to date with the events of `batches`, the only
     change since; None (nothing done) when that cannot be done exactly, e.g. the stored rollups
-    are of another version, or the new events lie before the month-mask base.
+    or day facts are of another version, or the new events lie before the month-mask base.
 
     1. The touched days (UTC days of the new events) are deleted from the day facts
-       (res_person_hours, res_person_days) and recomputed from every event of those days.
+       (res_person_hours, res_person_days, res_person_activities) and recomputed from every
+       event of those days.
     2. The touched people (those with new events) are the only ones whose facts changed. Each
        cube over people (`_Facts`) gets their new contribution minus their old one, both
        computed on copies of their rows only; a cell whose count falls to 0 goes.
@@ -554,6 +578,8 @@ def _append_events(con: duckdb.DuckDBPyConnection, batches: list[int],
     version = int(_meta(con, "data_version") or 0)
     if _meta(con, META_VERSION) != str(version - 1) or _meta(con, META_MULTI) is None:
         return None
+    if _meta(con, META_FACTS_VERSION) != str(version - 1):
+        return None  # facts of an older version or code (no res_person_activities)
     base = _meta(con, META_MONTHS_BASE)
     if base is None:
         return None
@@ -625,6 +651,8 @@ def _append_events(con: duckdb.DuckDBPyConnection, batches: list[int],
     run(schema.RES_PERSON_DAYS.name, [
         f"DELETE FROM {schema.RES_PERSON_DAYS.name} {in_days}",
         f"INSERT INTO {schema.RES_PERSON_DAYS.name} ({days_cols}) {_days_sql(in_days)}"])
+    run(ACTIVITIES, [f"DELETE FROM {ACTIVITIES} {in_days}",
+                     *duckdb_statements([activities_step(day_events)], insert=True)])
     multi_new = contributions("new")
     if months:
         pm = schema.RES_PAIR_MONTHS.name
