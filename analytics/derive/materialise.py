@@ -78,8 +78,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.derive.fetch import frame as _df
-from analytics.derive.rollups import GENDER_SQL
-from analytics.derive.rollups import build as build_rollups
+from analytics.derive.rollups import GENDER_SQL, build_cubes, build_facts
 from analytics.suppression import MIN_CELL
 from etl import process, schema
 from etl.errors import EtlError
@@ -1699,7 +1698,10 @@ def refresh(
     when an events append gave no pair its first event. `appended_events`:
     the batches whose events are all the load added (nothing removed); with `changed` just
     the event log, the rollups are then brought up to date from what those events touch
-    (`analytics.derive.rollups.build`).
+    (`analytics.derive.rollups.build_facts`).
+
+    Order: the day facts (`rollups.build_facts`), which the result tables read; the result
+    tables; the other rollups (`rollups.build_cubes`), which read res_scale_scores.
     """
     process.for_heavy_work()  # no transparent huge pages, one BLAS thread (etl.process)
     k = MIN_CELL if min_cell is None else int(min_cell)
@@ -1710,6 +1712,14 @@ def refresh(
     keep = kept_on(changed, stored_state(con), version, k, same_pairs=same_pairs)
     wanted = [name for name in RESULT_NAMES if name not in keep]
     kept_rows = sorted(t for t in EVENTS_FREE_ROWS if EVENTS_FREE <= keep and t in wanted)
+    # The day facts first: the result tables read the participation log through them (a
+    # serving warehouse needs no `events`). An events append updates them, and the cubes with
+    # them, from what it touched (`rollups.build_facts`); meta `rollups_data_version` stays
+    # the previous version's until `build_cubes`, so the result tables below still see the
+    # stored scores' gains as theirs (`_gains_stored`).
+    t0 = time.perf_counter()
+    day_facts = build_facts(con, appended_events=appended_events if only_events else None)
+    facts_s = time.perf_counter() - t0
     # res_scale_scores is written by SQL while computing (no pandas round trip of its ~20
     # rows per participant); res.tables["scale_scores"] is then an empty frame. Kept, it is
     # read as it is by the tables that need scores.
@@ -1723,10 +1733,11 @@ def refresh(
         if name != "scale_scores" and name in res.tables:
             _write_table(con, table, res.tables[name])
     res.timings["write"] = time.perf_counter() - t0
-    # The dashboard's rollups read res_scale_scores, so they follow the result tables.
+    # The rest of the dashboard's rollups read res_scale_scores, so they follow the result
+    # tables; "rollups" is the time of both phases.
     t0 = time.perf_counter()
-    build_rollups(con, appended_events=appended_events if only_events else None)
-    res.timings["rollups"] = time.perf_counter() - t0
+    build_cubes(con, day_facts)
+    res.timings["rollups"] = facts_s + time.perf_counter() - t0
     res.seconds += res.timings["write"] + res.timings["rollups"]
     facts = {
         "data_version": str(version),

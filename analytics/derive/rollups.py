@@ -1,9 +1,12 @@
 """Per-data-version rollups of the event log and survey answers that the dashboard reads instead of
 scanning `events`, `responses` and `res_scale_scores` on a page view.
 
-`build(con)` runs inside every load (from `analytics.derive.materialise.refresh`, on the writer's
+They are built inside every load (from `analytics.derive.materialise.refresh`, on the writer's
 connection of the next warehouse file), set-based in DuckDB, so each data version pays for its
-rollups once and a page view aggregates a few thousand rows instead of millions.
+rollups once and a page view aggregates a few thousand rows instead of millions. In two phases:
+`build_facts` makes the day facts (below) before the result tables, which read them instead of
+the event log; `build_cubes` makes everything else after the result tables, since the score
+cubes read res_scale_scores. `build(con)` runs both.
 
 Grain. Every rollup is keyed by the dimensions the filter bar can restrict: `exchange_id`
 (program, exchange, cohort/term, modality and setting are attributes of the exchange),
@@ -33,25 +36,26 @@ import datetime as dt
 import json
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 
 from analytics.derive import portable
 from etl import schema
 
-__all__ = ["ROLLUP_TABLES", "build", "META_MULTI", "META_MONTHS_BASE", "MASK_MONTHS",
-           "META_VERSION", "META_INCREMENTAL", "META_TIMINGS", "week_sql", "day_sql",
-           "GENDER_SQL", "Step", "fact_steps", "activities_step", "cube_steps", "month_steps",
-           "months_base", "MONTH_SPAN_SQL", "MULTI_SQL", "duckdb_statements",
-           "META_FACTS_VERSION"]
+__all__ = ["ROLLUP_TABLES", "build", "build_facts", "build_cubes", "Facts", "META_MULTI",
+           "META_MONTHS_BASE", "MASK_MONTHS", "META_VERSION", "META_FACTS_VERSION",
+           "META_INCREMENTAL", "META_TIMINGS", "week_sql", "day_sql", "GENDER_SQL", "Step",
+           "fact_steps", "activities_step", "cube_steps", "month_steps", "months_base",
+           "MONTH_SPAN_SQL", "MULTI_SQL", "duckdb_statements"]
 
 META_MULTI = "rollups_multi_exchange"
 META_MONTHS_BASE = "rule_months_base"
 # Months a HUGEINT mask holds (bit 127 is the sign; one spare).
 MASK_MONTHS = 126
 META_VERSION = "rollups_data_version"
-# The data version the day facts (`fact_steps`) are of, written once they are built.
+# The data version the day facts (`fact_steps`) are of: written by `build_facts`, before the
+# result tables read them; META_VERSION follows once the cubes are built too.
 META_FACTS_VERSION = "rollups_facts_data_version"
 META_INCREMENTAL = "rollups_incremental"
 META_TIMINGS = "rollups_timings"
@@ -475,35 +479,55 @@ def _meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
     return rows[0][0] if rows else None
 
 
-def build(con: duckdb.DuckDBPyConnection, *, appended_events: Collection[int] | None = None
-          ) -> dict[str, float]:
-    """(Re)build every rollup table in the warehouse behind `con`; returns seconds per table.
+@dataclass
+class Facts:
+    """What `build_facts` did, for `build_cubes`: seconds per step so far and, when an events
+    append was brought in incrementally (`_append_events`, which updates the cubes with the
+    facts: none of that reads a result table), what was done (meta `rollups_incremental`)."""
+    timings: dict[str, float] = field(default_factory=dict)
+    incremental: str | None = None
 
-    `appended_events`: the load changed nothing but the event log, and only by adding the events
-    of these batches (a row it replaced had the new row's key, so the same person and day). Then,
-    when the stored rollups are of the version before this one, only what those events touch is
-    recomputed (`_append_events`), and meta `rollups_incremental` says how much; otherwise (and
-    always without `appended_events`) everything is rebuilt from the event log and answers.
-    """
-    timings: dict[str, float] = {}
 
+def _runner(con: duckdb.DuckDBPyConnection, timings: dict[str, float]
+            ) -> Callable[[str, list[str]], None]:
     def run(name: str, stmts: list[str]) -> None:
         t0 = time.perf_counter()
         for s in stmts:
             con.execute(s)
         timings[name] = round(time.perf_counter() - t0, 3)
 
+    return run
+
+
+def build(con: duckdb.DuckDBPyConnection, *, appended_events: Collection[int] | None = None
+          ) -> dict[str, float]:
+    """(Re)build every rollup table in the warehouse behind `con`; returns seconds per table:
+    `build_facts` then `build_cubes` (a load runs its result tables between the two)."""
+    return build_cubes(con, build_facts(con, appended_events=appended_events))
+
+
+def build_facts(con: duckdb.DuckDBPyConnection, *,
+                appended_events: Collection[int] | None = None) -> Facts:
+    """(Re)build the day facts (`fact_steps`) in the warehouse behind `con` and record their
+    data version (meta `rollups_facts_data_version`): the first phase of a load's derive,
+    before the result tables, which read these facts instead of the event log.
+
+    `appended_events`: the load changed nothing but the event log, and only by adding the events
+    of these batches (a row it replaced had the new row's key, so the same person and day). Then,
+    when the stored rollups are of the version before this one, only what those events touch is
+    recomputed (`_append_events`), facts and cubes both, and `build_cubes` has nothing left to
+    build; otherwise (and always without `appended_events`) the facts are rebuilt from the event
+    log and answers, and `build_cubes` rebuilds everything else from them.
+    """
+    facts = Facts()
+    run = _runner(con, facts.timings)
     version = _meta(con, "data_version") or "0"
     portable.install(con)  # the ei_ macros the portable steps use
     if appended_events is not None:
-        done = _append_events(con, sorted(appended_events), run)
-        if done is not None:
-            _set_meta(con, {META_FACTS_VERSION: version, META_VERSION: version,
-                            META_INCREMENTAL: done, META_TIMINGS: json.dumps(timings)})
-            return timings
-    have_scores = bool(con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [SCORES]
-    ).fetchone()[0])
+        facts.incremental = _append_events(con, sorted(appended_events), run)
+        if facts.incremental is not None:
+            _set_meta(con, {META_FACTS_VERSION: version})
+            return facts
 
     # Day facts: what a date range reads. A dated view needs distinct participants over any span
     # of days, which no per-cell sum gives; these tables keep one row per participant, exchange
@@ -518,6 +542,25 @@ def build(con: duckdb.DuckDBPyConnection, *, appended_events: Collection[int] | 
     run(schema.RES_ANSWER_DAYS.name, duckdb_statements([answers]))
     run(ACTIVITIES, duckdb_statements([activities]))
     _set_meta(con, {META_FACTS_VERSION: version})
+    return facts
+
+
+def build_cubes(con: duckdb.DuckDBPyConnection, facts: Facts) -> dict[str, float]:
+    """Build every rollup but the day facts from the facts `build_facts` made on `con` (and
+    res_scale_scores, when the warehouse has it): the second phase of a load's derive, after
+    the result tables. Records meta `rollups_data_version` (the rollups are complete),
+    `rollups_incremental` and `rollups_timings`; returns seconds per table, both phases."""
+    timings = dict(facts.timings)
+    run = _runner(con, timings)
+    version = _meta(con, "data_version") or "0"
+    if facts.incremental is not None:  # `_append_events` brought the cubes up to date too
+        _set_meta(con, {META_VERSION: version, META_INCREMENTAL: facts.incremental,
+                        META_TIMINGS: json.dumps(timings)})
+        return timings
+    portable.install(con)
+    have_scores = bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [SCORES]
+    ).fetchone()[0])
     # The cubes: portable too (a lake's derive runs these steps, and `month_steps` below).
     pairs, *cubes = cube_steps()
     run("participant_exchanges", duckdb_statements([pairs]))
