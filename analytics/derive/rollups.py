@@ -27,15 +27,18 @@ participant, exchange and UTC day, `res_answer_days` the days with answers per w
 `res_person_scores` / `res_person_gains` the scores and paired gains by that key, and
 `res_person_hours` the events per local weekday and hour. A range of UTC days selects exactly
 the events the range's timestamps would. The event log and the answers are read once, into
-these facts; every rollup above is then built from them.
+these facts; every rollup above is then built from them. `res_person_activities` (events and
+minutes per participant, exchange, UTC day and activity) is read by the result tables only
+(`analytics.derive.scheduling`, `.persistence`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 
 import duckdb
@@ -43,11 +46,11 @@ import duckdb
 from analytics.derive import portable
 from etl import schema
 
-__all__ = ["ROLLUP_TABLES", "build", "build_facts", "build_cubes", "Facts", "META_MULTI",
-           "META_MONTHS_BASE", "MASK_MONTHS", "META_VERSION", "META_FACTS_VERSION",
-           "META_INCREMENTAL", "META_TIMINGS", "week_sql", "day_sql", "GENDER_SQL", "Step",
-           "fact_steps", "activities_step", "cube_steps", "month_steps", "months_base",
-           "MONTH_SPAN_SQL", "MULTI_SQL", "duckdb_statements"]
+__all__ = ["ROLLUP_TABLES", "build", "build_facts", "build_cubes", "Facts", "facts_current",
+           "current_facts", "temporary_facts", "META_MULTI", "META_MONTHS_BASE", "MASK_MONTHS",
+           "META_VERSION", "META_FACTS_VERSION", "META_INCREMENTAL", "META_TIMINGS", "week_sql",
+           "day_sql", "GENDER_SQL", "Step", "fact_steps", "activities_step", "cube_steps",
+           "month_steps", "months_base", "MONTH_SPAN_SQL", "MULTI_SQL", "duckdb_statements"]
 
 META_MULTI = "rollups_multi_exchange"
 META_MONTHS_BASE = "rule_months_base"
@@ -430,14 +433,24 @@ def month_steps(base: dt.date) -> list[Step]:
             *(Step(t.name, cube(_ALL, b)) for t, cube, _ in _MONTH_CUBES)]
 
 
-def duckdb_statements(steps: list[Step], *, insert: bool = False) -> list[str]:
+def duckdb_statements(steps: list[Step], *, insert: bool = False, temp: bool = False
+                      ) -> list[str]:
     """The DuckDB statements of `steps`: a working table is (re)made; a schema table is
-    recreated with its DDL, or with `insert` its rows are added."""
+    recreated with its DDL, or with `insert` its rows are added; with `temp` it is made as a
+    temporary table of its columns instead, which the later statements on this connection
+    read in place of the stored one (`current_facts`)."""
     out: list[str] = []
     for st in steps:
         if st.temp:
             out += [f"DROP TABLE IF EXISTS {st.name}",
                     f"CREATE TEMP TABLE {st.name} AS {st.select}"]
+        elif temp:
+            t = ROLLUP_TABLES[st.name]
+            cols = ", ".join(f'"{c.name}" {c.sql_type}' for c in t.columns)
+            out += [f'DROP TABLE IF EXISTS temp.main."{t.name}"',
+                    f'CREATE TEMP TABLE "{t.name}" ({cols})',
+                    f'INSERT INTO temp.main."{t.name}" ({", ".join(t.column_names)}) '
+                    f"{st.select}"]
         elif insert:
             t = ROLLUP_TABLES[st.name]
             out.append(f'INSERT INTO "{t.name}" ({", ".join(t.column_names)}) {st.select}')
@@ -599,6 +612,49 @@ def build_cubes(con: duckdb.DuckDBPyConnection, facts: Facts) -> dict[str, float
     _set_meta(con, {META_MULTI: str(int(multi)), META_VERSION: version, META_INCREMENTAL: "",
                     META_TIMINGS: json.dumps(timings)})
     return timings
+
+
+def facts_current(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the warehouse behind `con` holds the day facts of its data version (every table
+    of `fact_steps`, meta `rollups_facts_data_version` its version)."""
+    if _meta(con, META_FACTS_VERSION) != (_meta(con, "data_version") or "0"):
+        return False
+    stored = {r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+    ).fetchall()}
+    return all(st.name in stored for st in fact_steps() if not st.temp)
+
+
+@contextlib.contextmanager
+def current_facts(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Within: the day facts of the data version behind `con`, which the result tables read.
+    The stored ones when they are of it (`facts_current`; a load's derive builds them first),
+    or the temporary ones an enclosing `temporary_facts` made. Otherwise (a version whose load
+    skipped the derive, a warehouse from before a fact table) `temporary_facts`."""
+    made = {r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()}
+    if all(st.name in made for st in fact_steps() if not st.temp) or facts_current(con):
+        yield
+        return
+    with temporary_facts(con):
+        yield
+
+
+@contextlib.contextmanager
+def temporary_facts(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Within: day facts built from the tables `con` reads now (the warehouse's, or the
+    temporary ones of an export's scope that shadow them, `analytics.outputs.export.scoped`)
+    as temporary tables, which this connection (read-only too) reads in place of the stored
+    ones; dropped on leaving."""
+    steps = fact_steps()
+    try:
+        portable.install(con)
+        for stmt in duckdb_statements(steps, temp=True):
+            con.execute(stmt)
+        yield
+    finally:
+        for st in steps:
+            con.execute(f'DROP TABLE IF EXISTS temp.main."{st.name}"')
 
 
 def _append_events(con: duckdb.DuckDBPyConnection, batches: list[int],
