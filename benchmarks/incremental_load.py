@@ -69,17 +69,17 @@ def timed_load(src: Path, events: Path, folder: Path, keep: bool) -> dict:
     if key_file(src).exists():  # the demo's pseudonymisation key travels with its warehouse
         shutil.copy2(key_file(src), key_file(wh))
     os.sync()  # a live warehouse is at rest: the copy just made is not still being written back
-    saved = materialise.kept_on, materialise.build_rollups
+    saved = materialise.kept_on, materialise.build_facts
     marks = _phase_clock()
     if not keep:  # as before issue 17: every result table recomputed, every rollup rebuilt
         materialise.kept_on = lambda *_a, **_k: frozenset()
-        materialise.build_rollups = lambda con, appended_events=None: saved[1](con)
+        materialise.build_facts = lambda con, appended_events=None: saved[1](con)
     try:
         t0 = time.perf_counter()
         (rep,) = load_paths([events], wh)
         wall = time.perf_counter() - t0
     finally:
-        materialise.kept_on, materialise.build_rollups = saved
+        materialise.kept_on, materialise.build_facts = saved
         marks.close()
     m = meta(wh)
     timings = json.loads(m.get("results_timings", "{}"))

@@ -541,6 +541,15 @@ RES_PERSON_HOURS = Table(
     doc="Events and minutes per participant (pid), exchange, UTC day and local ISO weekday × "
         "hour (in the institution's time zone): what a dated heatmap reads.",
 )
+RES_PERSON_ACTIVITIES = Table(
+    "res_person_activities",
+    _cols("pid:INTEGER, exchange_id:VARCHAR, day:DATE, activity:VARCHAR, events:BIGINT, "
+          "minutes:DOUBLE"),
+    doc="Events and minutes per participant (pid), exchange, UTC day and activity: what the "
+        "result tables read instead of the event log (issue 16/17). pid is NULL for events of a "
+        "participant no longer in participants (a roster replaced without them), kept so that "
+        "every day of the log is here.",
+)
 
 # The differencing rule's months (issue 14, fast at 1M: issue 17). A month set is a HUGEINT bit
 # mask: bit i is the i-th UTC calendar month from meta `rule_months_base` (the data's first
@@ -591,8 +600,8 @@ ROLLUP_TABLES: dict[str, Table] = {
                         RES_RETENTION, RES_PEOPLE, RES_RESPONSE_WAVES, RES_SCORE_CUBE,
                         RES_GAIN_CUBE, RES_PERSON_KEYS, RES_PERSON_DAYS, RES_ANSWER_DAYS,
                         RES_PERSON_SCORES, RES_PERSON_GAINS, RES_PERSON_HOURS,
-                        RES_PAIR_MONTHS, RES_PAIR_MONTH_CUBE, RES_WEEK_MONTHS,
-                        RES_RETENTION_MONTHS, RES_SCORE_MONTHS,
+                        RES_PERSON_ACTIVITIES, RES_PAIR_MONTHS, RES_PAIR_MONTH_CUBE,
+                        RES_WEEK_MONTHS, RES_RETENTION_MONTHS, RES_SCORE_MONTHS,
                         RES_GAIN_MONTHS)
 }
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analytics.derive.rollups import build as build_rollups
+from analytics.derive.rollups import build_cubes, build_facts
 from etl import schema
 from etl.warehouse import build_next
 
@@ -191,10 +191,12 @@ def build_fixture_warehouse(path: Path | str, *, with_results: bool = True, seed
             "(1, 'demo/events.csv', 42, 'occurred_at', 'date', '2025-13-40', "
             "'2025-13-40 is not a date')"
         )
+        # As every load: the day facts, the result tables (if any) that read them, then the
+        # rest of the dashboard's derived tables.
+        facts = build_facts(con)
         if with_results:
             _results(con)
-        # Every load builds the dashboard's derived tables, after the result tables if any.
-        build_rollups(con)
+        build_cubes(con, facts)
     return path
 
 

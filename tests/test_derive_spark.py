@@ -99,6 +99,8 @@ def _events(rng: np.random.Generator, people: pd.DataFrame, n: int) -> pd.DataFr
         "participant_id": ids,
         "exchange_id": rng.choice(["X1", "X2", "X3"], n),
         "occurred_at": ts,
+        # by position, not drawn: the generator's later draws stay as they were
+        "activity": np.array(["message", "video call", "upload"])[np.arange(n) % 3],
         "minutes": rng.choice([0.5, 1.25, 30.0, np.nan], n),
     })
     ties = ev.sample(20, random_state=1).assign(minutes=2.0)  # same person, instant and exchange
@@ -118,6 +120,7 @@ def _early(people: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         "participant_id": rng.choice(who, 24),
         "exchange_id": rng.choice(["X1", "X2"], 24),
         "occurred_at": pd.to_datetime(rng.choice(days, 24), utc=True, format="ISO8601"),
+        "activity": "message",
         "minutes": rng.choice([5.0, np.nan], 24),
     })
     answers = pd.DataFrame({
@@ -277,7 +280,8 @@ def _rows(df: pd.DataFrame, table: schema.Table | None = None) -> list[tuple]:
 
 
 FACT_TABLES = {schema.RES_PERSON_KEYS.name, schema.RES_PERSON_HOURS.name,
-               schema.RES_PERSON_DAYS.name, schema.RES_ANSWER_DAYS.name}
+               schema.RES_PERSON_DAYS.name, schema.RES_ANSWER_DAYS.name,
+               schema.RES_PERSON_ACTIVITIES.name}
 CUBE_TABLES = {schema.RES_ACTIVITY_WEEKLY.name, schema.RES_ACTIVITY_MONTHLY.name,
                schema.RES_ACTIVITY_HOURLY.name, schema.RES_RETENTION.name, schema.RES_PEOPLE.name,
                schema.RES_RESPONSE_WAVES.name}
@@ -379,13 +383,13 @@ def _append_load(lake: Path) -> None:
                          " ORDER BY participant_id LIMIT 12").fetchall()
     rows = []
     for i, (pid,) in enumerate(people):
-        rows += [(pid, "X1", f"2026-12-01 {i:02d}:15:00.250+00", 3.5),
-                 (pid, "X3", "2026-12-01 23:59:59.999+00", None)]
-    rows += [(people[0][0], "X2", "2026-12-02 00:00:00.000+00", 1.0),
-             (people[1][0], "X2", "2026-11-28 22:10:00.001+00", 7.25)]  # the late event
+        rows += [(pid, "X1", f"2026-12-01 {i:02d}:15:00.250+00", "message", 3.5),
+                 (pid, "X3", "2026-12-01 23:59:59.999+00", "upload", None)]
+    rows += [(people[0][0], "X2", "2026-12-02 00:00:00.000+00", "message", 1.0),
+             (people[1][0], "X2", "2026-11-28 22:10:00.001+00", "video call", 7.25)]  # late
     con.execute("CREATE TABLE ev (participant_id VARCHAR, exchange_id VARCHAR, "
-                "occurred_at TIMESTAMPTZ, minutes DOUBLE)")
-    con.executemany("INSERT INTO ev VALUES (?, ?, ?, ?)", rows)
+                "occurred_at TIMESTAMPTZ, activity VARCHAR, minutes DOUBLE)")
+    con.executemany("INSERT INTO ev VALUES (?, ?, ?, ?, ?)", rows)
     con.execute(f"""COPY (SELECT *, CASE WHEN exchange_id = 'X3' THEN 'PB' ELSE 'PA' END AS program,
                            CAST(occurred_at AS DATE) AS event_date FROM ev)
         TO '{lake / 'events'}' (FORMAT parquet, PARTITION_BY (event_date, program),

@@ -31,7 +31,8 @@ from tests import program as P
 
 CONTRACT = [*schema.LOAD_ORDER, schema.REJECTS.name]
 DAY_FACTS = [schema.RES_PERSON_KEYS.name, schema.RES_PERSON_HOURS.name,
-             schema.RES_PERSON_DAYS.name, schema.RES_ANSWER_DAYS.name]
+             schema.RES_PERSON_DAYS.name, schema.RES_ANSWER_DAYS.name,
+             schema.RES_PERSON_ACTIVITIES.name]
 
 
 @pytest.fixture(autouse=True)

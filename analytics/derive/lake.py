@@ -6,7 +6,7 @@ Hive-partitioned, e.g. `events/event_date=2026-03-29/program=PA/part-0.parquet`.
 the portable derive steps on the chosen engine, in two phases, and writes each derived table to
 `<lake>/derived/<table>/`:
 1. the day facts (`rollups.fact_steps`): res_person_keys as one file; res_person_hours,
-   res_person_days and res_answer_days partitioned by `day`;
+   res_person_days, res_answer_days and res_person_activities partitioned by `day`;
 2. from the day facts as written, the cubes (`rollups.cube_steps`: weekly, monthly, hourly,
    retention, people, response waves) and the month masks (`rollups.month_steps`:
    res_pair_months and the pair, week and retention-week month cubes), each as one folder.
@@ -48,7 +48,8 @@ __all__ = ["BASE", "PARTITIONED", "FACTS", "ENGINES", "MANIFEST", "LAKE_MASK", "
 BASE = {"participants": schema.PARTICIPANTS.name, "institutions": schema.INSTITUTIONS.name,
         "events": schema.EVENTS.name, "responses": schema.RESPONSES.name}
 PARTITIONED = {schema.RES_PERSON_HOURS.name, schema.RES_PERSON_DAYS.name,
-               schema.RES_ANSWER_DAYS.name}  # written partitioned by day
+               schema.RES_ANSWER_DAYS.name,
+               schema.RES_PERSON_ACTIVITIES.name}  # written partitioned by day
 FACTS = (schema.RES_PERSON_KEYS, schema.RES_PERSON_HOURS, schema.RES_PERSON_DAYS,
          schema.RES_ANSWER_DAYS)  # what the cubes are built from
 MASKS = (schema.RES_PAIR_MONTHS, schema.RES_PAIR_MONTH_CUBE, schema.RES_WEEK_MONTHS,
@@ -162,8 +163,9 @@ def derive(lake: str | Path, engine: str = "duckdb", master: str = "local[*]", *
 
     Day facts. When the only change since the last derive is new event files (a load's append,
     late events included), only the UTC days of their events, and the day before each, are
-    re-derived: their partitions of res_person_hours and res_person_days are recomputed from
-    every event of those days and swapped in; the person keys and the answer days stay. Any
+    re-derived: their partitions of res_person_hours, res_person_days and res_person_activities
+    are recomputed from every event of those days and swapped in; the person keys and the answer
+    days stay. Any
     other change, or `full`, derives everything. Both give the same tables.
     Cubes and month masks: recomputed in full from the day facts as written, after every
     derive that changed them. They are small (a cube row is a cell, a mask row a pair), and a
@@ -181,6 +183,9 @@ def derive(lake: str | Path, engine: str = "duckdb", master: str = "local[*]", *
         before = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
     days = _appended_days(lake, now, before.get("inputs") if before else None) \
         if not full else None
+    if days is not None and not all((out_dir / st.name).exists() for st in rollups.fact_steps()
+                        if not st.temp):
+        days = None  # derived before a fact table existed: it is made in full
     if days is None:
         steps = rollups.fact_steps()
         views: dict[str, Path] = {}
@@ -189,7 +194,8 @@ def derive(lake: str | Path, engine: str = "duckdb", master: str = "local[*]", *
         events = f"(SELECT * FROM {schema.EVENTS.name} WHERE ei_utc_day(occurred_at) IN " \
                  f"({literals}))"
         steps = [*rollups.hours_steps(events),
-                 rollups.Step(schema.RES_PERSON_DAYS.name, rollups._days_sql())]
+                 rollups.Step(schema.RES_PERSON_DAYS.name, rollups._days_sql()),
+                 rollups.activities_step(events)]
         views = {schema.RES_PERSON_KEYS.name: out_dir / schema.RES_PERSON_KEYS.name}
     portable.check(st.select for st in [*steps, *rollups.cube_steps()])
     work = out_dir / f".tmp-{uuid.uuid4().hex[:8]}"

@@ -78,8 +78,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.derive.fetch import frame as _df
-from analytics.derive.rollups import GENDER_SQL
-from analytics.derive.rollups import build as build_rollups
+from analytics.derive.rollups import GENDER_SQL, build_cubes, build_facts, current_facts
 from analytics.suppression import MIN_CELL
 from etl import process, schema
 from etl.errors import EtlError
@@ -138,30 +137,22 @@ class StoredState:
 # Reading the warehouse
 # ---------------------------------------------------------------------------------------------
 
-def group_attributes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """One row per participant × exchange seen in responses or events (and one with exchange
-    NULL for an enrolled participant with neither), with every grouping.
-
-    Columns: participant, exchange_id, then `GROUP_DIMENSIONS` (cluster and country are the home
-    institution's; exchange, program, modality, setting the exchange's; gender 'not reported'
-    when empty; comparison 'participant' | 'comparison'), plus is_comparison (bool), n_events and
-    minutes (engagement from the participation log) and network (the exchange's cluster, the
-    level exchanges nest in; `cluster` is the home institution's).
-    """
-    return _df(con, f"""
-        WITH seen AS (
+# `group_attributes`' query: engagement from the day facts, one row per pair.
+_GROUP_ATTRIBUTES_SQL = f"""
+        WITH eng AS (  -- grouped on the integer key, then named
+            SELECT k.participant_id, d.exchange_id, d.n_events, d.minutes
+            FROM (SELECT pid, exchange_id, sum(events) AS n_events, sum(minutes) AS minutes
+                  FROM {schema.RES_PERSON_DAYS.name} GROUP BY ALL) d
+            JOIN {schema.RES_PERSON_KEYS.name} k USING (pid)
+        ),
+        seen AS (
             SELECT DISTINCT participant_id, exchange_id FROM {schema.RESPONSES.name}
             UNION
-            SELECT DISTINCT participant_id, exchange_id FROM {schema.EVENTS.name}
+            SELECT participant_id, exchange_id FROM eng
         ),
         pe AS (  -- enrolled participants with neither answers nor events: exchange unknown
             SELECT p.participant_id, s.exchange_id
             FROM {schema.PARTICIPANTS.name} p LEFT JOIN seen s USING (participant_id)
-        ),
-        eng AS (
-            SELECT participant_id, exchange_id, count(*) AS n_events,
-                   coalesce(sum(minutes), 0) AS minutes
-            FROM {schema.EVENTS.name} GROUP BY ALL
         )
         SELECT pe.participant_id AS participant, pe.exchange_id,
                i.cluster_id AS cluster, i.country, pe.exchange_id AS exchange, x.program,
@@ -179,7 +170,25 @@ def group_attributes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         LEFT JOIN eng ON eng.participant_id = pe.participant_id
                      AND eng.exchange_id = pe.exchange_id
         ORDER BY participant, exchange_id
-    """)
+"""
+
+
+def group_attributes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """One row per participant × exchange seen in responses or events (and one with exchange
+    NULL for an enrolled participant with neither), with every grouping.
+
+    Columns: participant, exchange_id, then `GROUP_DIMENSIONS` (cluster and country are the home
+    institution's; exchange, program, modality, setting the exchange's; gender 'not reported'
+    when empty; comparison 'participant' | 'comparison'), plus is_comparison (bool), n_events and
+    minutes (engagement from the participation log) and network (the exchange's cluster, the
+    level exchanges nest in; `cluster` is the home institution's).
+
+    The participation log is read through its day facts (res_person_days by res_person_keys,
+    `analytics.derive.rollups.current_facts`): the same pairs and sums for every enrolled
+    participant.
+    """
+    with current_facts(con):
+        return _df(con, _GROUP_ATTRIBUTES_SQL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -981,17 +990,43 @@ def compute_results(
     pre/post, longitudinal models and attrition baselines read one scale's scores at a time
     (reliability one scale's answers) and call the pure functions on it; BH across scales is
     applied afterwards.
-    """
-    import surveys
 
+    The participation log is read through the day facts (`analytics.derive.rollups`), never as
+    `events`: those of this data version, which a load builds before its result tables, or,
+    when the warehouse has none (`rollups.current_facts`), temporary ones built from the log.
+    """
     if min_cell < 0:
         raise ValueError(f"min_cell must be 0 or more, got {min_cell}")
     wanted = list(tables) if tables is not None else list(RESULT_NAMES)
     unknown = [t for t in wanted if t not in RESULT_NAMES]
     if unknown:
         raise ValueError(f"unknown result table(s) {unknown}; choose from {list(RESULT_NAMES)}")
-    say = progress or (lambda _m: None)
     t_start = time.perf_counter()
+    with current_facts(con):
+        return _compute_results(
+            con, wanted, t_start, min_cell=min_cell, data_version=data_version,
+            instruments=instruments, progress=progress, scores_table=scores_table,
+            reuse_scores=reuse_scores, shed=shed, stored_rows=stored_rows)
+
+
+def _compute_results(
+    con: duckdb.DuckDBPyConnection,
+    wanted: list[str],
+    t_start: float,
+    *,
+    min_cell: int,
+    data_version: int | None,
+    instruments: dict | None,
+    progress: Callable[[str], None] | None,
+    scores_table: str | None,
+    reuse_scores: bool,
+    shed: Callable[[], None] | None,
+    stored_rows: Collection[str],
+) -> Results:
+    """`compute_results` of the tables `wanted`, the day facts in place."""
+    import surveys
+
+    say = progress or (lambda _m: None)
     timings: dict[str, float] = {}
     version = _data_version(con) if data_version is None else int(data_version)
     instruments = instruments if instruments is not None else surveys.load_instruments()
@@ -1699,7 +1734,10 @@ def refresh(
     when an events append gave no pair its first event. `appended_events`:
     the batches whose events are all the load added (nothing removed); with `changed` just
     the event log, the rollups are then brought up to date from what those events touch
-    (`analytics.derive.rollups.build`).
+    (`analytics.derive.rollups.build_facts`).
+
+    Order: the day facts (`rollups.build_facts`), which the result tables read; the result
+    tables; the other rollups (`rollups.build_cubes`), which read res_scale_scores.
     """
     process.for_heavy_work()  # no transparent huge pages, one BLAS thread (etl.process)
     k = MIN_CELL if min_cell is None else int(min_cell)
@@ -1710,6 +1748,14 @@ def refresh(
     keep = kept_on(changed, stored_state(con), version, k, same_pairs=same_pairs)
     wanted = [name for name in RESULT_NAMES if name not in keep]
     kept_rows = sorted(t for t in EVENTS_FREE_ROWS if EVENTS_FREE <= keep and t in wanted)
+    # The day facts first: the result tables read the participation log through them (a
+    # serving warehouse needs no `events`). An events append updates them, and the cubes with
+    # them, from what it touched (`rollups.build_facts`); meta `rollups_data_version` stays
+    # the previous version's until `build_cubes`, so the result tables below still see the
+    # stored scores' gains as theirs (`_gains_stored`).
+    t0 = time.perf_counter()
+    day_facts = build_facts(con, appended_events=appended_events if only_events else None)
+    facts_s = time.perf_counter() - t0
     # res_scale_scores is written by SQL while computing (no pandas round trip of its ~20
     # rows per participant); res.tables["scale_scores"] is then an empty frame. Kept, it is
     # read as it is by the tables that need scores.
@@ -1723,10 +1769,11 @@ def refresh(
         if name != "scale_scores" and name in res.tables:
             _write_table(con, table, res.tables[name])
     res.timings["write"] = time.perf_counter() - t0
-    # The dashboard's rollups read res_scale_scores, so they follow the result tables.
+    # The rest of the dashboard's rollups read res_scale_scores, so they follow the result
+    # tables; "rollups" is the time of both phases.
     t0 = time.perf_counter()
-    build_rollups(con, appended_events=appended_events if only_events else None)
-    res.timings["rollups"] = time.perf_counter() - t0
+    build_cubes(con, day_facts)
+    res.timings["rollups"] = facts_s + time.perf_counter() - t0
     res.seconds += res.timings["write"] + res.timings["rollups"]
     facts = {
         "data_version": str(version),

@@ -1,8 +1,11 @@
 """The persistence tables of a data version (issue 13): partnerships and participants as
 durations with censoring, and classroom-to-classroom vs single-class links.
 
-Read here (SQL), computed by `analytics.stats.persistence`, suppressed by
-`analytics.suppression.suppress`, stored by `analytics.derive.materialise`:
+Read here (SQL; the participation log through its day facts res_person_days,
+res_person_activities and res_person_keys of `analytics.derive.rollups`, not the event log:
+`rollups.current_facts` makes them for the call when the warehouse has none),
+computed by `analytics.stats.persistence`, suppressed by `analytics.suppression.suppress`,
+stored by `analytics.derive.materialise`:
 
 - res_persistence_curves: Kaplan–Meier curves with 95 % log(−log) bands, per subject and
   grouping.
@@ -31,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.derive.fetch import frame
+from analytics.derive.rollups import current_facts
 from analytics.stats import persistence as ps
 from analytics.suppression import suppress
 from etl import schema
@@ -38,7 +42,8 @@ from etl import schema
 __all__ = ["DATA_END_SQL", "PARTNERSHIP_AT_DAYS", "PARTICIPANT_AT_WEEKS", "COX_MODELS",
            "partnership_units", "participant_units", "compute"]
 
-_E, _R, _P = schema.EVENTS.name, schema.RESPONSES.name, schema.PARTNERSHIPS.name
+_R, _P = schema.RESPONSES.name, schema.PARTNERSHIPS.name
+_DAYS, _KEYS = schema.RES_PERSON_DAYS.name, schema.RES_PERSON_KEYS.name
 
 
 def _utc_day(ts: str) -> str:
@@ -47,9 +52,10 @@ def _utc_day(ts: str) -> str:
 
 # The data's end date: the latest day the warehouse knows of (an event, an answer, a
 # partnership's start or end), so that censoring is a property of the data version, not of the
-# day the dashboard is opened.
+# day the dashboard is opened. An event's day is read from res_person_activities, which keeps
+# the events of participants no longer on the roster, as the log does.
 DATA_END_SQL = f"""(SELECT greatest(
-    (SELECT max({_utc_day('occurred_at')}) FROM {_E}),
+    (SELECT max(day) FROM {schema.RES_PERSON_ACTIVITIES.name}),
     (SELECT max({_utc_day('submitted_at')}) FROM {_R}),
     (SELECT max(started_on) FROM {_P}), (SELECT max(ended_on) FROM {_P})))"""
 PARTNERSHIP_AT_DAYS = 365.0
@@ -72,9 +78,10 @@ def partnership_units(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     active participants of both sides in the exchange, their events and minutes, data_end."""
     t_part, t_inst = schema.PARTICIPANTS.name, schema.INSTITUTIONS.name
     t_ex = schema.EXCHANGES.name
-    d = con.execute(f"""
+    sql = f"""
         WITH data_end AS (SELECT {DATA_END_SQL} AS d),
-        seen AS (SELECT DISTINCT participant_id, exchange_id FROM {_E}
+        seen AS (SELECT k.participant_id, d.exchange_id
+                 FROM (SELECT DISTINCT pid, exchange_id FROM {_DAYS}) d JOIN {_KEYS} k USING (pid)
                  UNION SELECT DISTINCT participant_id, exchange_id FROM {_R}),
         side AS (  -- per institution and exchange: teachers seen, active people, their activity
             SELECT p.institution_id, s.exchange_id,
@@ -83,9 +90,9 @@ def partnership_units(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
             FROM seen s JOIN {t_part} p USING (participant_id)
             WHERE NOT coalesce(p.comparison, FALSE) GROUP BY ALL),
         act AS (
-            SELECT p.institution_id, e.exchange_id, count(DISTINCT e.participant_id) AS active,
-                   count(*) AS events, coalesce(sum(e.minutes), 0) AS minutes
-            FROM {_E} e JOIN {t_part} p USING (participant_id)
+            SELECT p.institution_id, d.exchange_id, count(DISTINCT d.pid) AS active,
+                   sum(d.events) AS events, coalesce(sum(d.minutes), 0) AS minutes
+            FROM {_DAYS} d JOIN {_KEYS} p USING (pid)
             WHERE NOT coalesce(p.comparison, FALSE) GROUP BY ALL)
         SELECT pt.partnership_id, pt.exchange_id,
                CASE WHEN ia.country = ib.country THEN '{KIND_DOMESTIC}'
@@ -114,7 +121,9 @@ def partnership_units(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                         AND ab.exchange_id = pt.exchange_id
         WHERE pt.started_on <= de.d
         ORDER BY pt.partnership_id
-    """).df()
+    """
+    with current_facts(con):
+        d = con.execute(sql).df()
     d["link"] = ps.link_kind(d["teachers_a"], d["teachers_b"])
     return d
 
@@ -123,22 +132,22 @@ def participant_units(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """One row per participant × exchange with events (comparison participants excluded):
     weeks from first to last active UTC day, stopped (see the module), the exchange's modality,
     setting and cluster, and the exchange id (the cluster of the robust errors)."""
-    t_part, t_ex = schema.PARTICIPANTS.name, schema.EXCHANGES.name
-    return frame(con, f"""
+    t_ex = schema.EXCHANGES.name
+    sql = f"""
         WITH data_end AS (SELECT {DATA_END_SQL} AS d),
         span AS (
-            SELECT participant_id, exchange_id,
-                   min({_utc_day('occurred_at')}) AS first_day,
-                   max({_utc_day('occurred_at')}) AS last_day
-            FROM {_E} GROUP BY ALL)
+            SELECT pid, exchange_id, min(day) AS first_day, max(day) AS last_day
+            FROM {_DAYS} GROUP BY ALL)
         SELECT s.exchange_id, x.modality, x.setting, x.cluster_id AS cluster,
                date_diff('day', s.first_day, s.last_day) / 7.0 AS weeks,
                (x.end_date <= de.d AND s.last_day < x.end_date - 6) AS stopped
         FROM span s CROSS JOIN data_end de
-        JOIN {t_part} p USING (participant_id)
+        JOIN {_KEYS} p USING (pid)
         JOIN {t_ex} x ON x.exchange_id = s.exchange_id
         WHERE NOT coalesce(p.comparison, FALSE)
-    """)
+    """
+    with current_facts(con):
+        return frame(con, sql)
 
 
 _CURVE_COLS = ["subject", "group_by", "group", "unit", "n", "time", "survival", "ci_low",

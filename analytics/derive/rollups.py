@@ -1,9 +1,12 @@
 """Per-data-version rollups of the event log and survey answers that the dashboard reads instead of
 scanning `events`, `responses` and `res_scale_scores` on a page view.
 
-`build(con)` runs inside every load (from `analytics.derive.materialise.refresh`, on the writer's
+They are built inside every load (from `analytics.derive.materialise.refresh`, on the writer's
 connection of the next warehouse file), set-based in DuckDB, so each data version pays for its
-rollups once and a page view aggregates a few thousand rows instead of millions.
+rollups once and a page view aggregates a few thousand rows instead of millions. In two phases:
+`build_facts` makes the day facts (below) before the result tables, which read them instead of
+the event log; `build_cubes` makes everything else after the result tables, since the score
+cubes read res_scale_scores. `build(con)` runs both.
 
 Grain. Every rollup is keyed by the dimensions the filter bar can restrict: `exchange_id`
 (program, exchange, cohort/term, modality and setting are attributes of the exchange),
@@ -24,32 +27,39 @@ participant, exchange and UTC day, `res_answer_days` the days with answers per w
 `res_person_scores` / `res_person_gains` the scores and paired gains by that key, and
 `res_person_hours` the events per local weekday and hour. A range of UTC days selects exactly
 the events the range's timestamps would. The event log and the answers are read once, into
-these facts; every rollup above is then built from them.
+these facts; every rollup above is then built from them. `res_person_activities` (events and
+minutes per participant, exchange, UTC day and activity) is read by the result tables only
+(`analytics.derive.scheduling`, `.persistence`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import time
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
 
 import duckdb
 
 from analytics.derive import portable
 from etl import schema
 
-__all__ = ["ROLLUP_TABLES", "build", "META_MULTI", "META_MONTHS_BASE", "MASK_MONTHS",
-           "META_VERSION", "META_INCREMENTAL", "META_TIMINGS", "week_sql", "day_sql",
-           "GENDER_SQL", "Step", "fact_steps", "cube_steps", "month_steps", "months_base",
-           "MONTH_SPAN_SQL", "MULTI_SQL", "duckdb_statements"]
+__all__ = ["ROLLUP_TABLES", "build", "build_facts", "build_cubes", "Facts", "facts_current",
+           "current_facts", "temporary_facts", "META_MULTI", "META_MONTHS_BASE", "MASK_MONTHS",
+           "META_VERSION", "META_FACTS_VERSION", "META_INCREMENTAL", "META_TIMINGS", "week_sql",
+           "day_sql", "GENDER_SQL", "Step", "fact_steps", "activities_step", "cube_steps",
+           "month_steps", "months_base", "MONTH_SPAN_SQL", "MULTI_SQL", "duckdb_statements"]
 
 META_MULTI = "rollups_multi_exchange"
 META_MONTHS_BASE = "rule_months_base"
 # Months a HUGEINT mask holds (bit 127 is the sign; one spare).
 MASK_MONTHS = 126
 META_VERSION = "rollups_data_version"
+# The data version the day facts (`fact_steps`) are of: written by `build_facts`, before the
+# result tables read them; META_VERSION follows once the cubes are built too.
+META_FACTS_VERSION = "rollups_facts_data_version"
 META_INCREMENTAL = "rollups_incremental"
 META_TIMINGS = "rollups_timings"
 
@@ -62,6 +72,7 @@ INST = schema.INSTITUTIONS.name
 SCORES = schema.RES_SCALE_SCORES.name
 KEYS = schema.RES_PERSON_KEYS.name
 HOURS = schema.RES_PERSON_HOURS.name
+ACTIVITIES = schema.RES_PERSON_ACTIVITIES.name
 
 def week_sql(ts: str) -> str:
     """Monday of the UTC week of timestamp column `ts`, by epoch arithmetic (1970-01-05 is a
@@ -370,9 +381,25 @@ def hours_steps(events: str = EV) -> list[Step]:
     ]
 
 
+def activities_step(events: str = EV) -> Step:
+    """The step that makes res_person_activities' rows of the events `events` selects (as
+    `hours_steps`: every event of a UTC day it holds must be in it): events and minutes per
+    participant, exchange, UTC day and activity, what the result tables read of the log.
+
+    Unlike the other day facts it keeps the events of a participant no longer in participants
+    (pid NULL; a roster replaced without them leaves their events), so that the data's last day
+    (`analytics.derive.persistence.DATA_END_SQL`) is the log's. One row per participant ×
+    exchange × day × activity with events."""
+    return Step(ACTIVITIES, f"""
+        SELECT k.pid, e.exchange_id, ei_utc_day(e.occurred_at) AS day, e.activity,
+               count(*) AS events, sum(coalesce(e.minutes, 0)) AS minutes
+        FROM {events} AS e LEFT JOIN {KEYS} AS k USING (participant_id)
+        GROUP BY ALL ORDER BY day""")
+
+
 def fact_steps() -> list[Step]:
     """Every step from the event log, the people and the answers to the day facts (person keys,
-    hours, days, answer days): what a lake's derive runs on Spark (issue 16)."""
+    hours, days, answer days, activities): what a lake's derive runs on Spark (issue 16)."""
     return [
         Step(KEYS, f"""
             SELECT CAST(row_number() OVER (ORDER BY participant_id) AS INTEGER) AS pid,
@@ -381,6 +408,7 @@ def fact_steps() -> list[Step]:
         *hours_steps(),
         Step(schema.RES_PERSON_DAYS.name, _days_sql()),
         Step(schema.RES_ANSWER_DAYS.name, _answer_days_sql()),
+        activities_step(),
     ]
 
 
@@ -405,14 +433,24 @@ def month_steps(base: dt.date) -> list[Step]:
             *(Step(t.name, cube(_ALL, b)) for t, cube, _ in _MONTH_CUBES)]
 
 
-def duckdb_statements(steps: list[Step], *, insert: bool = False) -> list[str]:
+def duckdb_statements(steps: list[Step], *, insert: bool = False, temp: bool = False
+                      ) -> list[str]:
     """The DuckDB statements of `steps`: a working table is (re)made; a schema table is
-    recreated with its DDL, or with `insert` its rows are added."""
+    recreated with its DDL, or with `insert` its rows are added; with `temp` it is made as a
+    temporary table of its columns instead, which the later statements on this connection
+    read in place of the stored one (`current_facts`)."""
     out: list[str] = []
     for st in steps:
         if st.temp:
             out += [f"DROP TABLE IF EXISTS {st.name}",
                     f"CREATE TEMP TABLE {st.name} AS {st.select}"]
+        elif temp:
+            t = ROLLUP_TABLES[st.name]
+            cols = ", ".join(f'"{c.name}" {c.sql_type}' for c in t.columns)
+            out += [f'DROP TABLE IF EXISTS temp.main."{t.name}"',
+                    f'CREATE TEMP TABLE "{t.name}" ({cols})',
+                    f'INSERT INTO temp.main."{t.name}" ({", ".join(t.column_names)}) '
+                    f"{st.select}"]
         elif insert:
             t = ROLLUP_TABLES[st.name]
             out.append(f'INSERT INTO "{t.name}" ({", ".join(t.column_names)}) {st.select}')
@@ -454,35 +492,55 @@ def _meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
     return rows[0][0] if rows else None
 
 
-def build(con: duckdb.DuckDBPyConnection, *, appended_events: Collection[int] | None = None
-          ) -> dict[str, float]:
-    """(Re)build every rollup table in the warehouse behind `con`; returns seconds per table.
+@dataclass
+class Facts:
+    """What `build_facts` did, for `build_cubes`: seconds per step so far and, when an events
+    append was brought in incrementally (`_append_events`, which updates the cubes with the
+    facts: none of that reads a result table), what was done (meta `rollups_incremental`)."""
+    timings: dict[str, float] = field(default_factory=dict)
+    incremental: str | None = None
 
-    `appended_events`: the load changed nothing but the event log, and only by adding the events
-    of these batches (a row it replaced had the new row's key, so the same person and day). Then,
-    when the stored rollups are of the version before this one, only what those events touch is
-    recomputed (`_append_events`), and meta `rollups_incremental` says how much; otherwise (and
-    always without `appended_events`) everything is rebuilt from the event log and answers.
-    """
-    timings: dict[str, float] = {}
 
+def _runner(con: duckdb.DuckDBPyConnection, timings: dict[str, float]
+            ) -> Callable[[str, list[str]], None]:
     def run(name: str, stmts: list[str]) -> None:
         t0 = time.perf_counter()
         for s in stmts:
             con.execute(s)
         timings[name] = round(time.perf_counter() - t0, 3)
 
+    return run
+
+
+def build(con: duckdb.DuckDBPyConnection, *, appended_events: Collection[int] | None = None
+          ) -> dict[str, float]:
+    """(Re)build every rollup table in the warehouse behind `con`; returns seconds per table:
+    `build_facts` then `build_cubes` (a load runs its result tables between the two)."""
+    return build_cubes(con, build_facts(con, appended_events=appended_events))
+
+
+def build_facts(con: duckdb.DuckDBPyConnection, *,
+                appended_events: Collection[int] | None = None) -> Facts:
+    """(Re)build the day facts (`fact_steps`) in the warehouse behind `con` and record their
+    data version (meta `rollups_facts_data_version`): the first phase of a load's derive,
+    before the result tables, which read these facts instead of the event log.
+
+    `appended_events`: the load changed nothing but the event log, and only by adding the events
+    of these batches (a row it replaced had the new row's key, so the same person and day). Then,
+    when the stored rollups are of the version before this one, only what those events touch is
+    recomputed (`_append_events`), facts and cubes both, and `build_cubes` has nothing left to
+    build; otherwise (and always without `appended_events`) the facts are rebuilt from the event
+    log and answers, and `build_cubes` rebuilds everything else from them.
+    """
+    facts = Facts()
+    run = _runner(con, facts.timings)
     version = _meta(con, "data_version") or "0"
     portable.install(con)  # the ei_ macros the portable steps use
     if appended_events is not None:
-        done = _append_events(con, sorted(appended_events), run)
-        if done is not None:
-            _set_meta(con, {META_VERSION: version, META_INCREMENTAL: done,
-                            META_TIMINGS: json.dumps(timings)})
-            return timings
-    have_scores = bool(con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [SCORES]
-    ).fetchone()[0])
+        facts.incremental = _append_events(con, sorted(appended_events), run)
+        if facts.incremental is not None:
+            _set_meta(con, {META_FACTS_VERSION: version})
+            return facts
 
     # Day facts: what a date range reads. A dated view needs distinct participants over any span
     # of days, which no per-cell sum gives; these tables keep one row per participant, exchange
@@ -490,11 +548,32 @@ def build(con: duckdb.DuckDBPyConnection, *, appended_events: Collection[int] | 
     # of the 12-character pseudonym. On the 1M demo a dated headline count took 0.64 s on the
     # events and answers and 0.09 s here.
     # The steps are portable (issue 16): the same statements run on Spark over a lake.
-    keys, *hours, days, answers = fact_steps()
+    keys, *hours, days, answers, activities = fact_steps()
     run(schema.RES_PERSON_KEYS.name, duckdb_statements([keys]))
     run(schema.RES_PERSON_HOURS.name, [*duckdb_statements(hours), *_DROP_HOURS_WORK])
     run(schema.RES_PERSON_DAYS.name, duckdb_statements([days]))
     run(schema.RES_ANSWER_DAYS.name, duckdb_statements([answers]))
+    run(ACTIVITIES, duckdb_statements([activities]))
+    _set_meta(con, {META_FACTS_VERSION: version})
+    return facts
+
+
+def build_cubes(con: duckdb.DuckDBPyConnection, facts: Facts) -> dict[str, float]:
+    """Build every rollup but the day facts from the facts `build_facts` made on `con` (and
+    res_scale_scores, when the warehouse has it): the second phase of a load's derive, after
+    the result tables. Records meta `rollups_data_version` (the rollups are complete),
+    `rollups_incremental` and `rollups_timings`; returns seconds per table, both phases."""
+    timings = dict(facts.timings)
+    run = _runner(con, timings)
+    version = _meta(con, "data_version") or "0"
+    if facts.incremental is not None:  # `_append_events` brought the cubes up to date too
+        _set_meta(con, {META_VERSION: version, META_INCREMENTAL: facts.incremental,
+                        META_TIMINGS: json.dumps(timings)})
+        return timings
+    portable.install(con)
+    have_scores = bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [SCORES]
+    ).fetchone()[0])
     # The cubes: portable too (a lake's derive runs these steps, and `month_steps` below).
     pairs, *cubes = cube_steps()
     run("participant_exchanges", duckdb_statements([pairs]))
@@ -535,14 +614,58 @@ def build(con: duckdb.DuckDBPyConnection, *, appended_events: Collection[int] | 
     return timings
 
 
+def facts_current(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the warehouse behind `con` holds the day facts of its data version (every table
+    of `fact_steps`, meta `rollups_facts_data_version` its version)."""
+    if _meta(con, META_FACTS_VERSION) != (_meta(con, "data_version") or "0"):
+        return False
+    stored = {r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+    ).fetchall()}
+    return all(st.name in stored for st in fact_steps() if not st.temp)
+
+
+@contextlib.contextmanager
+def current_facts(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Within: the day facts of the data version behind `con`, which the result tables read.
+    The stored ones when they are of it (`facts_current`; a load's derive builds them first),
+    or the temporary ones an enclosing `temporary_facts` made. Otherwise (a version whose load
+    skipped the derive, a warehouse from before a fact table) `temporary_facts`."""
+    made = {r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()}
+    if all(st.name in made for st in fact_steps() if not st.temp) or facts_current(con):
+        yield
+        return
+    with temporary_facts(con):
+        yield
+
+
+@contextlib.contextmanager
+def temporary_facts(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Within: day facts built from the tables `con` reads now (the warehouse's, or the
+    temporary ones of an export's scope that shadow them, `analytics.outputs.export.scoped`)
+    as temporary tables, which this connection (read-only too) reads in place of the stored
+    ones; dropped on leaving."""
+    steps = fact_steps()
+    try:
+        portable.install(con)
+        for stmt in duckdb_statements(steps, temp=True):
+            con.execute(stmt)
+        yield
+    finally:
+        for st in steps:
+            con.execute(f'DROP TABLE IF EXISTS temp.main."{st.name}"')
+
+
 def _append_events(con: duckdb.DuckDBPyConnection, batches: list[int],
                    run: Callable[[str, list[str]], None]) -> str | None:
     """Bring the rollups of the version before up to date with the events of `batches`, the only
     change since; None (nothing done) when that cannot be done exactly, e.g. the stored rollups
-    are of another version, or the new events lie before the month-mask base.
+    or day facts are of another version, or the new events lie before the month-mask base.
 
     1. The touched days (UTC days of the new events) are deleted from the day facts
-       (res_person_hours, res_person_days) and recomputed from every event of those days.
+       (res_person_hours, res_person_days, res_person_activities) and recomputed from every
+       event of those days.
     2. The touched people (those with new events) are the only ones whose facts changed. Each
        cube over people (`_Facts`) gets their new contribution minus their old one, both
        computed on copies of their rows only; a cell whose count falls to 0 goes.
@@ -554,6 +677,8 @@ def _append_events(con: duckdb.DuckDBPyConnection, batches: list[int],
     version = int(_meta(con, "data_version") or 0)
     if _meta(con, META_VERSION) != str(version - 1) or _meta(con, META_MULTI) is None:
         return None
+    if _meta(con, META_FACTS_VERSION) != str(version - 1):
+        return None  # facts of an older version or code (no res_person_activities)
     base = _meta(con, META_MONTHS_BASE)
     if base is None:
         return None
@@ -625,6 +750,8 @@ def _append_events(con: duckdb.DuckDBPyConnection, batches: list[int],
     run(schema.RES_PERSON_DAYS.name, [
         f"DELETE FROM {schema.RES_PERSON_DAYS.name} {in_days}",
         f"INSERT INTO {schema.RES_PERSON_DAYS.name} ({days_cols}) {_days_sql(in_days)}"])
+    run(ACTIVITIES, [f"DELETE FROM {ACTIVITIES} {in_days}",
+                     *duckdb_statements([activities_step(day_events)], insert=True)])
     multi_new = contributions("new")
     if months:
         pm = schema.RES_PAIR_MONTHS.name

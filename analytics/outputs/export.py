@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from analytics import suppression
-from analytics.derive import materialise
+from analytics.derive import materialise, rollups
 from analytics.outputs import codebook
 from etl import schema
 from etl.warehouse import data_version
@@ -260,7 +260,10 @@ def scoped(con: duckdb.DuckDBPyConnection, scope: Scope | None
             used = {k: v for k, v in params.items() if f"${k}" in sql}
             con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" AS {sql}', used)
             made.append(name)
-        yield con
+        # The result tables read the participation log through its day facts: the scope's,
+        # made from the tables above, not the stored ones of every program.
+        with rollups.temporary_facts(con):
+            yield con
     finally:
         for name in reversed(made):
             con.execute(f'DROP TABLE IF EXISTS temp.main."{name}"')
