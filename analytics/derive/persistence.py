@@ -145,6 +145,7 @@ def participant_units(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         JOIN {_KEYS} p USING (pid)
         JOIN {t_ex} x ON x.exchange_id = s.exchange_id
         WHERE NOT coalesce(p.comparison, FALSE)
+        ORDER BY s.exchange_id, s.pid  -- the Cox fit sums in row order: the same bits each run
     """
     with current_facts(con):
         return frame(con, sql)

@@ -115,7 +115,9 @@ def ipw_mean(d: np.ndarray, responded: np.ndarray, x: np.ndarray, cluster: np.nd
     >>> round(out["estimate"], 1), out["dof"]  # the all-units mean of 1 + x is about 1
     (1.0, 19.0)
     """
-    import statsmodels.api as sm
+    from statsmodels.genmod import families
+    from statsmodels.genmod.generalized_linear_model import GLM
+    from statsmodels.regression.linear_model import WLS
 
     nan = float("nan")
     out = {"estimate": nan, "se": nan, "dof": nan, "ci_low": nan, "ci_high": nan,
@@ -131,7 +133,7 @@ def ipw_mean(d: np.ndarray, responded: np.ndarray, x: np.ndarray, cluster: np.nd
     no = np.bincount(inv, minlength=len(rows)) - yes
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # perfect-separation notes: the weights say it anyway
-        fit = sm.GLM(np.column_stack([yes, no]), rows, family=sm.families.Binomial()).fit()
+        fit = GLM(np.column_stack([yes, no]), rows, family=families.Binomial()).fit()
     p = np.clip(fit.predict(rows)[inv], 1e-6, 1.0)
     w = r.mean() / p[r]
     lo, hi = np.quantile(w, truncate)
@@ -140,7 +142,7 @@ def ipw_mean(d: np.ndarray, responded: np.ndarray, x: np.ndarray, cluster: np.nd
     g = len(np.unique(codes))
     if g < 2:
         return out
-    wls = sm.WLS(np.asarray(d, float)[r], np.ones((int(r.sum()), 1)), weights=w).fit(
+    wls = WLS(np.asarray(d, float)[r], np.ones((int(r.sum()), 1)), weights=w).fit(
         cov_type="cluster", cov_kwds={"groups": codes}, use_t=True)
     est, se = float(wls.params[0]), float(wls.bse[0])
     dof = float(g - 1)  # statsmodels' t reference for cluster covariance: G - 1
