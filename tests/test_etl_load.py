@@ -17,12 +17,31 @@ def count(wh: Path, table: str) -> int:
     return q(wh, f'SELECT count(*) FROM "{table}"')[0][0]
 
 
-@pytest.fixture
-def loaded(tmp_path: Path):
-    src = P.write_program(tmp_path / "in")
-    wh = tmp_path / "wh" / "warehouse.duckdb"
+def _load_program(folder: Path):
+    src = P.write_program(folder / "in")
+    wh = folder / "wh" / "warehouse.duckdb"
     res = P.run_etl("load", str(src), "--warehouse", str(wh))
     return src, wh, res
+
+
+@pytest.fixture(scope="module")
+def _program(tmp_path_factory: pytest.TempPathFactory):
+    """The program loaded once through the command line (a load and its derive: 5-6 s)."""
+    return _load_program(tmp_path_factory.mktemp("program"))
+
+
+@pytest.fixture
+def loaded(_program, tmp_path: Path):
+    """(the program's folder, a private copy of its warehouse, the load's output). The folder is
+    shared by the module's tests: a test writes its own files under tmp_path; one that must
+    change the program's own files (a --replace of the same path) takes `loaded_own`."""
+    src, wh, res = _program
+    return src, P.warehouse_copy(wh, tmp_path), res
+
+
+@pytest.fixture
+def loaded_own(tmp_path: Path):
+    return _load_program(tmp_path)
 
 
 def test_folder_loads_in_dependency_order_with_good_rows(loaded):
@@ -100,8 +119,8 @@ def test_reloading_the_same_files_changes_nothing(loaded):
     assert count(wh, "events") == 3 and count(wh, "load_batches") == 6
 
 
-def test_a_corrected_file_loaded_with_replace_replaces_its_earlier_version(loaded):
-    src, wh, _ = loaded
+def test_a_corrected_file_loaded_with_replace_replaces_its_earlier_version(loaded_own):
+    src, wh, _ = loaded_own
     rows = [dict(r) for r in P.PARTICIPANTS[:3]]
     rows[0]["role"] = "teacher"  # corrected
     rows = rows[:2]  # STU-0003 withdrawn from this file
@@ -116,9 +135,9 @@ def test_a_corrected_file_loaded_with_replace_replaces_its_earlier_version(loade
     assert q(wh, "SELECT value FROM meta WHERE key = 'data_version'") == [("2",)]
 
 
-def test_an_event_file_loaded_under_another_name_does_not_duplicate(loaded):
+def test_an_event_file_loaded_under_another_name_does_not_duplicate(loaded, tmp_path: Path):
     src, wh, _ = loaded
-    copy = src.parent / "again" / "events_copy.csv"
+    copy = tmp_path / "again" / "events_copy.csv"
     P.write_csv(copy, [{**P.EVENTS[0], "minutes": "50"}] + P.EVENTS[1:3])
     res = P.run_etl("load", str(copy), "--warehouse", str(wh))
     assert res.returncode == 0, res.stdout + res.stderr
@@ -137,9 +156,9 @@ def test_an_event_file_loaded_under_another_name_does_not_duplicate(loaded):
         ("notes.csv", "alpha,beta\n1,2\n", "cannot tell what it holds"),
     ],
 )
-def test_a_file_that_cannot_be_read_is_refused_whole(loaded, name, content, expected):
+def test_a_file_that_cannot_be_read_is_refused_whole(loaded, tmp_path, name, content, expected):
     src, wh, _ = loaded
-    bad = src.parent / "bad" / name
+    bad = tmp_path / "bad" / name
     bad.parent.mkdir()
     bad.write_text(content)
     before = {t: count(wh, t) for t in ("participants", "responses", "events")}
@@ -151,9 +170,9 @@ def test_a_file_that_cannot_be_read_is_refused_whole(loaded, name, content, expe
     assert q(wh, "SELECT status FROM load_batches WHERE file = ?", [str(bad)]) == [("refused",)]
 
 
-def test_garbage_bytes_are_refused_or_rejected_never_loaded(loaded):
+def test_garbage_bytes_are_refused_or_rejected_never_loaded(loaded, tmp_path: Path):
     src, wh, _ = loaded
-    bad = src.parent / "garbage" / "events.csv"
+    bad = tmp_path / "garbage" / "events.csv"
     bad.parent.mkdir()
     bad.write_bytes(bytes(range(256)) * 40)
     res = P.run_etl("load", str(bad), "--warehouse", str(wh))

@@ -33,13 +33,23 @@ IP = "192.168.10.23"
 q = P.q
 
 
-@pytest.fixture
-def loaded(tmp_path: Path):
-    src = P.write_program(tmp_path / "in")
-    wh = tmp_path / "wh" / "warehouse.duckdb"
+@pytest.fixture(scope="module")
+def _program(tmp_path_factory: pytest.TempPathFactory):
+    """The program loaded once through the command line (a load and its derive: 5-6 s)."""
+    folder = tmp_path_factory.mktemp("program")
+    src = P.write_program(folder / "in")
+    wh = folder / "wh" / "warehouse.duckdb"
     res = P.run_etl("load", str(src), "--warehouse", str(wh))
     assert res.returncode == 3, res.stdout + res.stderr
     return src, wh
+
+
+@pytest.fixture
+def loaded(_program, tmp_path: Path):
+    """(the program's folder, shared: each test writes its files in a subfolder of its parent
+    named for it; a private copy of the warehouse)."""
+    src, wh = _program
+    return src, P.warehouse_copy(wh, tmp_path)
 
 
 def assert_nowhere(wh: Path, out: str, *values: str) -> None:
