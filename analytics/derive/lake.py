@@ -23,9 +23,10 @@ serving warehouse keeps in meta (`rollups.META_MULTI`, `rollups.META_MONTHS_BASE
 
 A lake that `python -m etl load --lake` writes (`etl.lake`) is read at its newest version (the
 files its log's newest entry lists); a folder of Parquet files without a log is read whole. What
-is not here yet (README, "Scale-out"): the scores, gains and their cubes (their input,
-res_scale_scores, comes from the statistics), the result tables, and the serving warehouse from
-a lake.
+is not here (README, "Scale-out"): the scores, gains and their cubes (their input,
+res_scale_scores, comes from the statistics) and the result tables; `python -m analytics serve`
+computes them in the serving warehouse it builds from the day facts here (`serve`), after
+checking the manifest's inputs are the lake's newest version's.
 """
 
 from __future__ import annotations
