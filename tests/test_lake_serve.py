@@ -24,7 +24,7 @@ import duckdb
 import pytest
 
 from analytics.derive import lake as derive_lake
-from analytics.derive import rollups, serve
+from analytics.derive import materialise, rollups, serve
 from analytics.outputs import export
 from analytics.read import cache, overview, participation
 from analytics.read.filters import Filters
@@ -33,6 +33,7 @@ from etl import schema
 from etl.errors import EtlError
 from etl.load import load_paths
 from etl.phases import ENV as PHASES_ENV
+from etl.warehouse import build_next
 from tests import program as P
 from tests.test_lake_load import CONTRACT, _days_of_events, _warehouse_rows
 
@@ -291,4 +292,10 @@ def test_what_needs_the_events_of_a_served_warehouse_names_the_lake(both, built,
     day = _days_of_events(tmp_path / "in4", "events_23.csv", range(23, 24))
     with pytest.raises(EtlError, match="a serving warehouse built from a lake"):
         load_paths([day], sv)
+    # 'python -m analytics refresh' would rebuild the facts from the empty events
+    before = P.q(sv, "SELECT value FROM meta WHERE key = 'build_id'")
+    with pytest.raises(rollups.EventsInLake, match=rf"in the lake at {lake} \(version 1\)"):
+        with build_next(sv) as con:
+            materialise.refresh(con)
+    assert P.q(sv, "SELECT value FROM meta WHERE key = 'build_id'") == before
 

@@ -525,7 +525,9 @@ def build_facts(con: duckdb.DuckDBPyConnection, *,
                 appended_events: Collection[int] | None = None) -> Facts:
     """(Re)build the day facts (`fact_steps`) in the warehouse behind `con` and record their
     data version (meta `rollups_facts_data_version`): the first phase of a load's derive,
-    before the result tables, which read these facts instead of the event log.
+    before the result tables, which read these facts instead of the event log. Refused
+    (`EventsInLake`) on a serving warehouse whose events stay in a lake
+    (`analytics.derive.serve`, which reads the lake's facts instead).
 
     `appended_events`: the load changed nothing but the event log, and only by adding the events
     of these batches (a row it replaced had the new row's key, so the same person and day). Then,
@@ -534,6 +536,7 @@ def build_facts(con: duckdb.DuckDBPyConnection, *,
     build; otherwise (and always without `appended_events`) the facts are rebuilt from the event
     log and answers, and `build_cubes` rebuilds everything else from them.
     """
+    _refuse_without_events(con)
     facts = Facts()
     run = _runner(con, facts.timings)
     version = _meta(con, "data_version") or "0"
@@ -657,6 +660,16 @@ def events_in_lake(con: duckdb.DuckDBPyConnection) -> str | None:
     return f"{where['lake']} (version {where['version']})"
 
 
+def _refuse_without_events(con: duckdb.DuckDBPyConnection) -> None:
+    """`EventsInLake` when the warehouse behind `con` keeps its events in a lake: day facts
+    built from its empty `events` would be facts of no events."""
+    lake = events_in_lake(con)
+    if lake is not None:
+        raise EventsInLake(f"the events of this warehouse are in the lake at {lake}, not in "
+                           "the warehouse; what needs them is computed on the lake "
+                           "('python -m analytics derive --lake', then 'serve')")
+
+
 @contextlib.contextmanager
 def temporary_facts(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Within: day facts built from the tables `con` reads now (the warehouse's, or the
@@ -664,11 +677,7 @@ def temporary_facts(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     as temporary tables, which this connection (read-only too) reads in place of the stored
     ones; dropped on leaving. Raises `EventsInLake` on a serving warehouse whose events stay
     in a lake: its empty `events` would give facts of no events."""
-    lake = events_in_lake(con)
-    if lake is not None:
-        raise EventsInLake(f"the events of this warehouse are in the lake at {lake}, not in "
-                           "the warehouse; what needs them is computed on the lake "
-                           "('python -m analytics derive --lake', then 'serve')")
+    _refuse_without_events(con)
     steps = fact_steps()
     try:
         portable.install(con)
