@@ -292,6 +292,9 @@ def test_what_needs_the_events_of_a_served_warehouse_names_the_lake(both, built,
     day = _days_of_events(tmp_path / "in4", "events_23.csv", range(23, 24))
     with pytest.raises(EtlError, match="a serving warehouse built from a lake"):
         load_paths([day], sv)
+    status = P.run_etl("status", "--warehouse", str(sv))  # not "events 0"
+    assert status.returncode == 0
+    assert "in the lake at" in status.stdout and "(version 1)" in status.stdout
     # 'python -m analytics refresh' would rebuild the facts from the empty events
     before = P.q(sv, "SELECT value FROM meta WHERE key = 'build_id'")
     with pytest.raises(rollups.EventsInLake, match=rf"in the lake at {lake} \(version 1\)"):
