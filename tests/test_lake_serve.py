@@ -232,7 +232,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
                           text=True, cwd=P.ROOT, env=e, timeout=180)
 
 
-def test_a_lake_not_derived_since_its_last_load_is_refused_in_one_line(both, tmp_path) -> None:
+def test_a_lake_not_derived_since_its_last_load_is_refused_then_served(both, tmp_path) -> None:
     lake, _, sv = both
     day = _days_of_events(tmp_path / "in3", "events_22.csv", range(22, 23))
     lakes.load_into_lake([day], lake)
@@ -243,6 +243,14 @@ def test_a_lake_not_derived_since_its_last_load_is_refused_in_one_line(both, tmp
         f"error: {lake}: derived at version 1, but the lake is at version 2; run 'python -m "
         f"analytics derive --lake {lake}' again first"]
     assert sv.stat().st_mtime_ns == stamp
+    derive_lake.derive(lake)
+    ok = _cli("serve", "--lake", str(lake), "--warehouse", str(sv))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stderr.strip().splitlines()[-1] == (
+        f"{sv}: data version 2 from {lake}; the events stay in the lake")
+    assert P.q(sv, "SELECT value FROM meta WHERE key = 'data_version'") == [("2",)]
+    assert P.q(sv, "SELECT count(*) FROM events") == [(0,)]
+    assert P.q(sv, "SELECT count(*) FROM res_person_days WHERE day = DATE '2026-03-22'")[0][0] > 0
     fresh = tmp_path / "fresh"
     lakes.load_into_lake([day], fresh)
     with pytest.raises(derive_lake.LakeError, match=r"fresh: never derived; run 'python -m "
