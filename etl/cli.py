@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import signal
 import time
 from pathlib import Path
@@ -393,7 +394,13 @@ def _status(con: duckdb.DuckDBPyConnection, args: argparse.Namespace, console: C
     counts = Table(title="rows per table", title_justify="left")
     counts.add_column("table")
     counts.add_column("rows", justify="right")
+    lake = con.execute("SELECT value FROM meta WHERE key = ?",
+                       [schema.META_EVENTS_IN_LAKE]).fetchall()
     for name in (*schema.LOAD_ORDER, "rejects", *schema.RESULT_TABLES):
+        if name == schema.EVENTS.name and lake:  # a serving warehouse: not 0 events
+            where = json.loads(lake[0][0])
+            counts.add_row(name, f"in the lake at {where['lake']} (version {where['version']})")
+            continue
         try:
             n = con.execute(f'SELECT count(*) FROM "{name}"').fetchall()[0][0]
         except Exception:  # a result table of an older file: not there yet

@@ -31,8 +31,9 @@ entry and the next load removes them. Files that a new version no longer lists a
 --lake` does (`analytics.derive.lake`).
 
 Not available on a lake (yet): `--replace` for events and answers (it would remove rows of a
-source's earlier loads from every partition; refused with a message), the embedded derive
-(result tables), and reading the lake into the serving warehouse.
+source's earlier loads from every partition; refused with a message) and the embedded derive
+(result tables). `python -m analytics serve --lake` reads a derived lake into the serving
+warehouse (`analytics.derive.serve`).
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ from etl.warehouse import create_schema, writer_lock
 if TYPE_CHECKING:
     from etl.load import _FileLoader
 
-__all__ = ["LOG", "KEEP_VERSIONS", "BUCKETS", "Snapshot", "snapshot", "load_into_lake",
-           "partition_of"]
+__all__ = ["LOG", "KEEP_VERSIONS", "BUCKETS", "WHOLE", "APPENDED", "Snapshot", "snapshot",
+           "load_into_lake", "partition_of", "copy_tables"]
 
 LOG = "_log"
 KEEP_VERSIONS = 3
@@ -191,14 +192,21 @@ class _Partitions:
         return lambda: self.held[table].difference_update(new)
 
 
-def _seed(con: duckdb.DuckDBPyConnection, lake: Path, snap: Snapshot) -> None:
-    con.execute("SET TimeZone = 'UTC'")
-    create_schema(con)
-    for t in WHOLE:
+def copy_tables(con: duckdb.DuckDBPyConnection, lake: Path, snap: Snapshot,
+                tables: Iterable[str]) -> None:
+    """Insert the rows of `tables` at version `snap` of `lake` into the same tables behind
+    `con` (made by `create_schema`); a partitioned table's partition columns are left out."""
+    for t in tables:
         files = snap.paths(lake, t)
         if files:
             cols = ", ".join(f'"{c}"' for c in schema.TABLES[t].column_names)
             con.execute(f'INSERT INTO "{t}" ({cols}) SELECT {cols} FROM {_read(files)}')
+
+
+def _seed(con: duckdb.DuckDBPyConnection, lake: Path, snap: Snapshot) -> None:
+    con.execute("SET TimeZone = 'UTC'")
+    create_schema(con)
+    copy_tables(con, lake, snap, WHOLE)
     con.execute("UPDATE meta SET value = ? WHERE key = 'data_version'", [str(snap.version)])
     if snap.fingerprint:
         con.execute("INSERT INTO meta VALUES (?, ?)", [FINGERPRINT_KEY, snap.fingerprint])

@@ -717,6 +717,12 @@ def load_paths(
         hashes = {f: pool.submit(file_hash, f) for f in files}
         with build_next(warehouse, lock_timeout=lock_timeout, on_wait=on_wait) as con:
             check_key(con, key, warehouse)
+            if con.execute("SELECT 1 FROM meta WHERE key = ?",
+                           [schema.META_EVENTS_IN_LAKE]).fetchall():
+                # Its events stay in a lake: the derive would count only this load's events.
+                raise EtlError(f"{warehouse}: a serving warehouse built from a lake ('python -m "
+                               "analytics serve'); load into the lake with --lake, derive and "
+                               "serve again")
             privacy.mask_stored_personal_data(con)
             _prepare_lookups(con)
             kinds: dict[Path, str] = {}

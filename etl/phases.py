@@ -13,6 +13,9 @@ A load into a lake (`etl.lake`) loads through a private staging file (the phases
   lake_files   the new Parquet files are in the lake's folders; no log entry lists them yet
   lake_commit  the log entry of the new version is written
 
+A serve (`analytics.derive.serve`) builds its file through the same writer: `derive` once its
+result tables and cubes are computed, then `before_swap` and `after_swap`.
+
 `reached(phase)` does nothing unless the environment variable `EXCHANGE_IMPACT_TEST_PHASES`
 names the phase, as a comma-separated list of ``phase=action``:
 

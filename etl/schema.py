@@ -26,6 +26,7 @@ __all__ = [
     "LOAD_BATCHES",
     "REJECTS",
     "META",
+    "META_EVENTS_IN_LAKE",
     "ddl",
     "IDENTIFYING_COLUMNS",
     "RES_ACTIVITY_WEEKLY",
@@ -294,8 +295,14 @@ META = Table(
         Column("value", "VARCHAR", doc="value"),
     ),
     doc="data_version, built_at, build_id and key_fingerprint (a one-way digest of the "
-        "pseudonymisation key, never the key) of the warehouse file.",
+        "pseudonymisation key, never the key) of the warehouse file; events_in_lake on a "
+        "serving warehouse built from a lake.",
 )
+
+# The meta row of a serving warehouse built from a lake (`analytics.derive.serve`): its `events`
+# table is empty by design, the event log stays in the lake. The value: {"lake": absolute path,
+# "version": the lake's version}, as JSON. Whatever would read `events` refuses on it.
+META_EVENTS_IN_LAKE = "events_in_lake"
 
 TABLES: dict[str, Table] = {
     t.name: t

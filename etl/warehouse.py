@@ -231,12 +231,15 @@ def build_next(
     *,
     lock_timeout: float = 600.0,
     on_wait: Callable[[], None] | None = None,
+    fresh: bool = False,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """Yield a read-write connection to the next warehouse; swap it in if the block succeeds.
 
     The block may raise `NoChange` to leave the live file untouched. Inside the block,
     `data_version(con)` is already the version this build will have once it is swapped in (one
-    more than the live file's).
+    more than the live file's). `fresh`: the next file starts empty (the schema only, version 1)
+    instead of as a copy of the live one; a serving warehouse built from a lake
+    (`analytics.derive.serve`) replaces the live file whole, with the same lock and swap.
     """
     process.for_heavy_work()  # a writer's settings: no transparent huge pages, one BLAS thread
     warehouse = Path(warehouse)
@@ -253,7 +256,7 @@ def build_next(
         private.chmod(0o700)  # mkdir's mode is filtered by the umask; this one is not
         nxt = private / warehouse.name
         tmp_dir = private / "tmp"
-        if warehouse.exists():
+        if warehouse.exists() and not fresh:
             _private_copy(warehouse, nxt)
         con = _open_next(warehouse, nxt, tmp_dir)
         try:

@@ -23,9 +23,10 @@ serving warehouse keeps in meta (`rollups.META_MULTI`, `rollups.META_MONTHS_BASE
 
 A lake that `python -m etl load --lake` writes (`etl.lake`) is read at its newest version (the
 files its log's newest entry lists); a folder of Parquet files without a log is read whole. What
-is not here yet (README, "Scale-out"): the scores, gains and their cubes (their input,
-res_scale_scores, comes from the statistics), the result tables, and the serving warehouse from
-a lake.
+is not here (README, "Scale-out"): the scores, gains and their cubes (their input,
+res_scale_scores, comes from the statistics) and the result tables; `python -m analytics serve`
+computes them in the serving warehouse it builds from the day facts here (`serve`), after
+checking the manifest's inputs are the lake's newest version's.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ from functools import partial
 from pathlib import Path
 
 from analytics.derive import portable, rollups
+from etl import lake as lakes
 from etl import schema
 
 __all__ = ["BASE", "PARTITIONED", "FACTS", "ENGINES", "MANIFEST", "LAKE_MASK", "Derived",
-           "derive", "spark_frame", "LakeError"]
+           "derive", "spark_frame", "LakeError", "base_paths", "inventory", "typed_columns"]
 
 # lake folder -> the table the derive SQL names
 BASE = {"participants": schema.PARTICIPANTS.name, "institutions": schema.INSTITUTIONS.name,
@@ -66,19 +68,23 @@ class LakeError(ValueError):
     """A lake the derive cannot read, said with the folder and what is missing."""
 
 
-def _base_paths(lake: Path) -> dict[str, list[Path]]:
-    """Each base table's Parquet files: those the newest version of the lake's log lists (a lake
-    `python -m etl load --lake` writes, `etl.lake`), else every file under its folder."""
-    from etl import lake as lakes
+def base_paths(lake: Path, snap: lakes.Snapshot) -> dict[str, list[Path]]:
+    """Each base table's Parquet files: those version `snap` of the lake's log lists (a lake
+    `python -m etl load --lake` writes, `etl.lake`), else (version 0, no log) every file under
+    its folder."""
+    return {f: (snap.paths(lake, t) if snap.version else sorted((lake / f).rglob("*.parquet")))
+            for f, t in BASE.items()}
 
+
+def _base_paths(lake: Path) -> tuple[dict[str, list[Path]], int]:
+    """`base_paths` of the newest version, and that version; refused when a table has none."""
     snap = lakes.snapshot(lake)
-    files = {f: (snap.paths(lake, t) if snap.version else sorted((lake / f).rglob("*.parquet")))
-             for f, t in BASE.items()}
+    files = base_paths(lake, snap)
     missing = [f for f, listed in files.items() if not listed]
     if missing:
         raise LakeError(f"{lake}: no Parquet files under {', '.join(missing)} (a lake holds "
                         f"{', '.join(BASE)}, each a folder of Parquet files)")
-    return files
+    return files, snap.version
 
 
 def lake_root(files: list[Path], folder: str) -> Path:
@@ -111,9 +117,9 @@ class Derived:
     meta: dict[str, str] | None = None
 
 
-def _inventory(lake: Path, paths: dict[str, list[Path]]) -> dict[str, dict[str, list[int]]]:
+def inventory(lake: Path, paths: dict[str, list[Path]]) -> dict[str, dict[str, list[int]]]:
     """The Parquet files of each base table: path relative to the table's folder ->
-    [size, mtime_ns]."""
+    [size, mtime_ns]; the manifest records it as the derive's inputs."""
     return {f: {str(p.relative_to(lake / f)): [p.stat().st_size, p.stat().st_mtime_ns]
                 for p in files} for f, files in paths.items()}
 
@@ -125,8 +131,6 @@ def _appended_days(lake: Path, now: dict, before: dict | None) -> list[str] | No
     every other table as it was. Each day of those events, and the day before it. None: a full
     derive is needed (no previous run, another table changed, or an event file of no known
     day went or changed)."""
-    from etl import lake as lakes
-
     if before is None or set(before) != set(now):
         return None
     if any(before[f] != now[f] for f in now if f != "events"):
@@ -174,10 +178,10 @@ def derive(lake: str | Path, engine: str = "duckdb", master: str = "local[*]", *
     if engine not in ENGINES:
         raise LakeError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     lake = Path(lake)
-    paths = _base_paths(lake)
+    paths, version = _base_paths(lake)
     out_dir = lake / "derived"
     out_dir.mkdir(exist_ok=True)
-    now = _inventory(lake, paths)
+    now = inventory(lake, paths)
     before = None
     if not full and (out_dir / MANIFEST).exists():
         before = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
@@ -227,7 +231,8 @@ def derive(lake: str | Path, engine: str = "duckdb", master: str = "local[*]", *
                 for t in MASKS:
                     shutil.rmtree(out_dir / t.name, ignore_errors=True)
             counts |= done
-        manifest = {"inputs": now, "mode": "full" if days is None else "incremental",
+        manifest = {"inputs": now, "version": version,
+                    "mode": "full" if days is None else "incremental",
                     "days": days or [], "engine": engine, "meta": meta}
         tmp = out_dir / f".{MANIFEST}.{uuid.uuid4().hex[:8]}"
         tmp.write_text(json.dumps(manifest), encoding="utf-8")
@@ -249,7 +254,7 @@ def _cubes(run: _DuckDB | _Spark, work: Path) -> tuple[dict[str, int], dict[str,
                     rollups.META_MONTHS_BASE: base.isoformat() if base else ""}
 
 
-def _typed(table: schema.Table, types: dict[str, str] | None = None, quote: str = '"'
+def typed_columns(table: schema.Table, types: dict[str, str] | None = None, quote: str = '"'
            ) -> list[str]:
     """`table`'s columns, each cast to its type (`types` maps a schema type to the engine's)."""
     return [f"CAST({quote}{c.name}{quote} AS {(types or {}).get(c.sql_type, c.sql_type)}) "
@@ -282,7 +287,7 @@ class _DuckDB:
                                  f"(SELECT {_empty(rollups.ROLLUP_TABLES[table])}) WHERE false")
                 continue
             else:
-                scan = ", ".join(_typed(rollups.ROLLUP_TABLES[table]))
+                scan = ", ".join(typed_columns(rollups.ROLLUP_TABLES[table]))
             self.con.execute(f"CREATE VIEW {table} AS SELECT {scan} FROM read_parquet("
                              f"'{path}/**/*.parquet', hive_partitioning = true, "
                              "union_by_name = true)")
@@ -299,7 +304,7 @@ class _DuckDB:
             part = " , PARTITION_BY (day)" if st.name in PARTITIONED else ""
             target = work / st.name if part else work / st.name / "part-0.parquet"
             target.parent.mkdir(parents=True, exist_ok=True)
-            cols = ", ".join(_typed(rollups.ROLLUP_TABLES[st.name], {"HUGEINT": LAKE_MASK}))
+            cols = ", ".join(typed_columns(rollups.ROLLUP_TABLES[st.name], {"HUGEINT": LAKE_MASK}))
             self.con.execute(f"COPY (SELECT {cols} FROM \"{st.name}\") TO '{target}' "
                              f"(FORMAT parquet{part})")
             counts[st.name] = self.con.execute(f'SELECT count(*) FROM "{st.name}"').fetchone()[0]
@@ -323,7 +328,7 @@ def spark_frame(spark, step: rollups.Step):  # noqa: ANN001, ANN201 (pyspark, im
     if len(df.columns) != len(table.columns):
         raise ValueError(f"{step.name}: the statement gives {len(df.columns)} columns, the "
                          f"table has {len(table.columns)}")
-    return df.toDF(*table.column_names).selectExpr(*_typed(table, _SPARK_TYPES, "`"))
+    return df.toDF(*table.column_names).selectExpr(*typed_columns(table, _SPARK_TYPES, "`"))
 
 
 class _Spark:
@@ -355,7 +360,7 @@ class _Spark:
             else:
                 df = self.spark.read.option("mergeSchema", "true").parquet(str(path))
                 if derived is not None:
-                    df = df.selectExpr(*_typed(derived, _SPARK_TYPES, "`"))
+                    df = df.selectExpr(*typed_columns(derived, _SPARK_TYPES, "`"))
             df.createOrReplaceTempView(table)
 
     def write(self, steps: list[rollups.Step], work: Path) -> dict[str, int]:

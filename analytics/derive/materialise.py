@@ -78,7 +78,13 @@ import numpy as np
 import pandas as pd
 
 from analytics.derive.fetch import frame as _df
-from analytics.derive.rollups import GENDER_SQL, build_cubes, build_facts, current_facts
+from analytics.derive.rollups import (
+    GENDER_SQL,
+    Facts,
+    build_cubes,
+    build_facts,
+    current_facts,
+)
 from analytics.suppression import MIN_CELL
 from etl import process, schema
 from etl.errors import EtlError
@@ -1723,6 +1729,7 @@ def refresh(
     progress: Callable[[str], None] | None = None,
     changed: Collection[str] | None = None,
     appended_events: Collection[int] | None = None,
+    day_facts: Facts | None = None,
 ) -> Results:
     """Recompute the result tables and store them in the warehouse behind `con`.
 
@@ -1738,6 +1745,8 @@ def refresh(
 
     Order: the day facts (`rollups.build_facts`), which the result tables read; the result
     tables; the other rollups (`rollups.build_cubes`), which read res_scale_scores.
+    `day_facts`: the day facts of this version are in place already (a serving warehouse read
+    them from a lake's derive, `analytics.derive.serve`); they are not built again.
     """
     process.for_heavy_work()  # no transparent huge pages, one BLAS thread (etl.process)
     k = MIN_CELL if min_cell is None else int(min_cell)
@@ -1754,7 +1763,8 @@ def refresh(
     # the previous version's until `build_cubes`, so the result tables below still see the
     # stored scores' gains as theirs (`_gains_stored`).
     t0 = time.perf_counter()
-    day_facts = build_facts(con, appended_events=appended_events if only_events else None)
+    if day_facts is None:
+        day_facts = build_facts(con, appended_events=appended_events if only_events else None)
     facts_s = time.perf_counter() - t0
     # res_scale_scores is written by SQL while computing (no pandas round trip of its ~20
     # rows per participant); res.tables["scale_scores"] is then an empty frame. Kept, it is

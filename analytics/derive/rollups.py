@@ -45,9 +45,11 @@ import duckdb
 
 from analytics.derive import portable
 from etl import schema
+from etl.errors import EtlError
 
 __all__ = ["ROLLUP_TABLES", "build", "build_facts", "build_cubes", "Facts", "facts_current",
-           "current_facts", "temporary_facts", "META_MULTI", "META_MONTHS_BASE", "MASK_MONTHS",
+           "current_facts", "temporary_facts", "events_in_lake", "EventsInLake", "META_MULTI",
+           "META_MONTHS_BASE", "MASK_MONTHS",
            "META_VERSION", "META_FACTS_VERSION", "META_INCREMENTAL", "META_TIMINGS", "week_sql",
            "day_sql", "GENDER_SQL", "Step", "fact_steps", "activities_step", "cube_steps",
            "month_steps", "months_base", "MONTH_SPAN_SQL", "MULTI_SQL", "duckdb_statements"]
@@ -523,7 +525,9 @@ def build_facts(con: duckdb.DuckDBPyConnection, *,
                 appended_events: Collection[int] | None = None) -> Facts:
     """(Re)build the day facts (`fact_steps`) in the warehouse behind `con` and record their
     data version (meta `rollups_facts_data_version`): the first phase of a load's derive,
-    before the result tables, which read these facts instead of the event log.
+    before the result tables, which read these facts instead of the event log. Refused
+    (`EventsInLake`) on a serving warehouse whose events stay in a lake
+    (`analytics.derive.serve`, which reads the lake's facts instead).
 
     `appended_events`: the load changed nothing but the event log, and only by adding the events
     of these batches (a row it replaced had the new row's key, so the same person and day). Then,
@@ -532,6 +536,7 @@ def build_facts(con: duckdb.DuckDBPyConnection, *,
     build; otherwise (and always without `appended_events`) the facts are rebuilt from the event
     log and answers, and `build_cubes` rebuilds everything else from them.
     """
+    _refuse_without_events(con)
     facts = Facts()
     run = _runner(con, facts.timings)
     version = _meta(con, "data_version") or "0"
@@ -640,12 +645,39 @@ def current_facts(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         yield
 
 
+class EventsInLake(EtlError):
+    """Something needs the event log of a serving warehouse whose events stay in a lake."""
+
+
+def events_in_lake(con: duckdb.DuckDBPyConnection) -> str | None:
+    """Where the event log of the warehouse behind `con` is, when not in its `events` table
+    (a serving warehouse built from a lake, `analytics.derive.serve`): "LAKE (version N)";
+    None for a warehouse that holds its events."""
+    raw = _meta(con, schema.META_EVENTS_IN_LAKE)
+    if not raw:
+        return None
+    where = json.loads(raw)
+    return f"{where['lake']} (version {where['version']})"
+
+
+def _refuse_without_events(con: duckdb.DuckDBPyConnection) -> None:
+    """`EventsInLake` when the warehouse behind `con` keeps its events in a lake: day facts
+    built from its empty `events` would be facts of no events."""
+    lake = events_in_lake(con)
+    if lake is not None:
+        raise EventsInLake(f"the events of this warehouse are in the lake at {lake}, not in "
+                           "the warehouse; what needs them is computed on the lake "
+                           "('python -m analytics derive --lake', then 'serve')")
+
+
 @contextlib.contextmanager
 def temporary_facts(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Within: day facts built from the tables `con` reads now (the warehouse's, or the
     temporary ones of an export's scope that shadow them, `analytics.outputs.export.scoped`)
     as temporary tables, which this connection (read-only too) reads in place of the stored
-    ones; dropped on leaving."""
+    ones; dropped on leaving. Raises `EventsInLake` on a serving warehouse whose events stay
+    in a lake: its empty `events` would give facts of no events."""
+    _refuse_without_events(con)
     steps = fact_steps()
     try:
         portable.install(con)

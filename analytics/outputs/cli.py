@@ -41,6 +41,8 @@ EPILOG = """examples:
   python -m analytics downloads --all --format csv            ready its zip of every table
   python -m analytics derive --lake /data/lake                a lake's facts and cubes (DuckDB)
   python -m analytics derive --lake /data/lake --engine spark --master spark://head:7077
+  python -m analytics serve --lake /data/lake --warehouse /srv/ei/warehouse.duckdb
+                                                              the dashboard's file from a lake
 """
 
 
@@ -159,6 +161,21 @@ def _parser() -> argparse.ArgumentParser:
                    help="derive everything, even when only new event files came since the "
                         "last derive (which re-derives only their days' facts, then the "
                         "cubes in full)")
+    sv = sub.add_parser(
+        "serve", help="build the serving warehouse from a derived lake (scale-out, issue 16)",
+        description="Build the dashboard's warehouse file from the lake's newest version: "
+                    "every contract table but the events' rows (they stay in the lake), the "
+                    "day facts of its derive, then the result tables and cubes as a load "
+                    "computes them; swapped in atomically, as a load's. Refused when the lake "
+                    "was not derived since its last load.",
+        epilog="example: python -m analytics serve --lake /data/lake --warehouse "
+               "/srv/ei/warehouse.duckdb",
+    )
+    sv.add_argument("--lake", type=Path, required=True, metavar="PATH",
+                    help="the lake's folder, e.g. --lake /data/lake")
+    sv.add_argument("--warehouse", type=Path, default=DEFAULT_WAREHOUSE, metavar="PATH",
+                    help=f"the warehouse file to build (default: {DEFAULT_WAREHOUSE}; env "
+                         "EXCHANGE_IMPACT_WAREHOUSE), e.g. --warehouse /srv/ei/warehouse.duckdb")
     return p
 
 
@@ -419,11 +436,22 @@ def cmd_derive(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from analytics.derive import serve
+
+    done = serve.serve(args.lake, args.warehouse, progress=_say,
+                       on_wait=lambda: _say("waiting for another load of the warehouse …"))
+    _say(f"{args.warehouse}: data version {done.version} from {args.lake}; the events stay in "
+         "the lake")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"export": cmd_export, "refresh": cmd_refresh,
-                "downloads": cmd_downloads, "derive": cmd_derive}[args.command](args)
+                "downloads": cmd_downloads, "derive": cmd_derive,
+                "serve": cmd_serve}[args.command](args)
     except (ex.ExportError, materialise.ResultsError, EtlError, LakeError) as e:
         from etl.warehouse import out_of_memory
 

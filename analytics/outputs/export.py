@@ -218,6 +218,12 @@ def scoped(con: duckdb.DuckDBPyConnection, scope: Scope | None
     if scope is None or scope.whole:
         yield con
         return
+    lake = rollups.events_in_lake(con)
+    if lake is not None:
+        # Its `events` table is empty by design: a scope's facts made from it would count none.
+        raise ExportError(f"an export for {scope.describe()} is computed from the event log, "
+                          f"which this serving warehouse does not hold: the events are in the "
+                          f"lake at {lake}; export for every program instead")
     db = con.execute("SELECT current_database()").fetchall()[0][0]
     src = {t.name: f'"{db.replace(chr(34), chr(34) * 2)}".main."{t.name}"' for t in _SHADOWED}
     tmp = {t.name: f'temp.main."{t.name}"' for t in _SHADOWED}
