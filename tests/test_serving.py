@@ -19,6 +19,7 @@ import duckdb
 import pytest
 
 from benchmarks.dash_driver import callback_bodies, post
+from etl.phases import ENV as PHASES_ENV
 from tests import program as P
 from tests.analytics_fixture import demo_copy
 
@@ -80,43 +81,67 @@ def version_shown(base: str) -> str:
     return text[text.index("Data version ") + 13:].split('"')[0]
 
 
+def _answers(base: str, bodies: list[dict]) -> list:
+    """One request for every page callback: those not answered 200, with the end of their
+    answer (the error)."""
+    failed = []
+    for body in bodies:
+        code, data = post(base, body)
+        if code != 200:
+            failed.append((code, body["output"], data[-300:]))
+    return failed
+
+
+def _wait_for(flag: Path, proc: subprocess.Popen) -> None:
+    """Until the load says it reached a phase (or ended: then the test fails with its output)."""
+    while not flag.exists():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the load ended (status {proc.returncode}) before {flag.stem}: "
+                        f"{out}{err}")
+        time.sleep(0.02)
+
+
 def test_gunicorn_answers_every_request_during_a_load_and_then_shows_the_new_version(served,
                                                                                    tmp_path):
+    """The load is held at each of its phases in turn (`etl.phases`: a file read, its rows in
+    the next file, the derive step done on it, the next file complete beside the live one), and
+    at each every page callback is asked and answered from the old version; after the swap the
+    pages show the new one. Where each request falls is set by the test, not by timing."""
     base, wh = served
     bodies = callback_bodies(base, FILTERS, VALUES)
     assert len(bodies) >= 15  # every page's data callbacks
     assert version_shown(base) == "1"
-    # A big extra log for the demo's own people: the load takes seconds, not milliseconds.
+    # The demo's own people again, an hour later, as another activity: rows the load adds.
     extra = tmp_path / "more" / "events_more.csv"
     extra.parent.mkdir()
     con = duckdb.connect()
     con.execute(
         f"COPY (SELECT participant_id, exchange_id, strftime(TRY_CAST(occurred_at AS TIMESTAMP) + "
-        f"to_minutes(k::BIGINT), '%Y-%m-%d %H:%M:%S') AS occurred_at, activity || ' (replay)' AS "
-        f"activity, minutes FROM read_csv('{wh.parent / 'demo' / 'events.csv'}', all_varchar=true),"
-        f" range(1, 21) r(k) WHERE TRY_CAST(occurred_at AS TIMESTAMP) IS NOT NULL) TO '{extra}'")
+        f"INTERVAL 1 HOUR, '%Y-%m-%d %H:%M:%S') AS occurred_at, activity || ' (replay)' AS "
+        f"activity, minutes FROM read_csv('{wh.parent / 'demo' / 'events.csv'}', all_varchar=true)"
+        f" WHERE TRY_CAST(occurred_at AS TIMESTAMP) IS NOT NULL) TO '{extra}'")
     con.close()
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    held = ("read", "insert", "derive", "before_swap")
     load = subprocess.Popen(
         [sys.executable, "-m", "etl", "load", str(extra), "--warehouse", str(wh), "--quiet"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "EXCHANGE_IMPACT_KEY": P.TEST_KEY},
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "EXCHANGE_IMPACT_KEY": P.TEST_KEY,
+                       PHASES_ENV: ",".join(f"{p}=hold:{hold}" for p in held)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    answered, failures, during = 0, [], 0
-    while load.poll() is None:
-        for body in bodies:
-            code, data = post(base, body)
-            answered += 1
-            during += load.poll() is None
-            if code != 200:
-                failures.append((code, body["output"], data[:300]))
-    out, err = load.communicate()
+    try:
+        for phase in held:
+            _wait_for(hold / f"{phase}.reached", load)
+            assert _answers(base, bodies) == [], phase
+            assert version_shown(base) == "1", phase
+            (hold / f"{phase}.go").touch()
+        out, err = load.communicate(timeout=300)
+    finally:
+        if load.poll() is None:
+            load.kill()
     assert load.returncode == 3, out + err  # the demo's planted bad events come along: rejected
-    for body in bodies:  # and after the swap
-        code, data = post(base, body)
-        answered += 1
-        if code != 200:
-            failures.append((code, body["output"], data[:300]))
-    assert during >= len(bodies), "the load finished before the dashboard was asked anything"
-    assert failures == [], failures
+    assert _answers(base, bodies) == []  # and after the swap
     assert version_shown(base) == "2"  # readers check the live file on every request
 
 
@@ -157,7 +182,7 @@ def _pages(base: str, bodies: list[dict], stop: threading.Event, codes: list) ->
             code, data = post(base, body)
             codes.append((body["output"], code) if code == 200 else
                          (body["output"], code, data[-300:]))
-        if stop.is_set():
+        if stop.wait(0.2):  # a pause between rounds; at least one round is always asked
             return
 
 
