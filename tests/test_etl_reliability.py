@@ -75,14 +75,28 @@ def _load(f: Path, wh: Path, phases: str = "", derive: bool = True, **kw) -> sub
                              "--quiet"], env=env, cwd=ROOT, **kw)
 
 
+@pytest.fixture(scope="module")
+def _program_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The hand-written program loaded once, without its derive step (exit 3: its planted bad
+    rows), through the command line: the warehouse the module's tests start from. Setting the
+    stage is not what they test; the loads they kill, hold or signal stay processes of their
+    own, each on a private copy (`staged`)."""
+    return P.loaded_program(tmp_path_factory.mktemp("program"), derive=False)
+
+
+@pytest.fixture
+def staged(_program_base: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """(the program's files under tmp_path/in, a private copy of the loaded warehouse at
+    tmp_path/wh/warehouse.duckdb)."""
+    return P.write_program(tmp_path / "in"), P.warehouse_copy(_program_base, tmp_path)
+
+
 @pytest.mark.parametrize("phase", PHASES)
-def test_a_load_killed_at_each_phase_leaves_the_previous_or_the_new_warehouse(tmp_path: Path,
-                                                                               phase: str):
+def test_a_load_killed_at_each_phase_leaves_the_previous_or_the_new_warehouse(
+        tmp_path: Path, staged: tuple[Path, Path], phase: str):
     """SIGKILL at each of the loader's own phases (`etl.phases`): before the swap the live file
     is the old one, whole; after it the new one, whole; the next load clears what was left."""
-    src = P.write_program(tmp_path / "in")
-    wh = tmp_path / "wh" / "warehouse.duckdb"
-    assert P.run_etl("load", str(src), "--warehouse", str(wh), env=P.NO_DERIVE).returncode == 3
+    _, wh = staged
     n = 20_000
     f = big_events(tmp_path / "ev" / "events_big.csv", n, minutes=1)
     before = snapshot(wh)
@@ -102,6 +116,8 @@ def test_a_load_killed_at_seeded_random_points_never_leaves_half_a_batch(tmp_pat
     """Kills at points drawn from a seeded schedule, inside the phases as well as between them.
     Which of old or new each kill leaves depends on the machine's speed; what is asserted holds
     for both: the file opens, no batch is half there, no row is duplicated."""
+    # its own staging load, not `staged`: the last load, of the same files at the same paths,
+    # finds them already loaded (a copy of the module's warehouse holds other paths)
     src = P.write_program(tmp_path / "in")
     wh = tmp_path / "wh" / "warehouse.duckdb"
     assert P.run_etl("load", str(src), "--warehouse", str(wh), env=P.NO_DERIVE).returncode == 3
@@ -145,10 +161,9 @@ def _wait_for(flag: Path, proc: subprocess.Popen) -> None:
         time.sleep(0.01)
 
 
-def test_two_loads_started_at_once_both_land_one_after_the_other(tmp_path: Path):
-    src = P.write_program(tmp_path / "in")
-    wh = tmp_path / "wh" / "warehouse.duckdb"
-    assert P.run_etl("load", str(src), "--warehouse", str(wh), env=P.NO_DERIVE).returncode == 3
+def test_two_loads_started_at_once_both_land_one_after_the_other(
+        tmp_path: Path, staged: tuple[Path, Path]):
+    _, wh = staged
     a = big_events(tmp_path / "a" / "events_a.csv", 100_000, 1)
     b = tmp_path / "b" / "events_b.csv"
     b.parent.mkdir()
@@ -179,10 +194,8 @@ def test_two_loads_started_at_once_both_land_one_after_the_other(tmp_path: Path)
     assert s["version"] == 3 and s["events"] == 200_003
 
 
-def test_a_load_that_may_not_wait_refuses_with_a_clear_message(tmp_path: Path):
-    src = P.write_program(tmp_path / "in")
-    wh = tmp_path / "wh" / "warehouse.duckdb"
-    assert P.run_etl("load", str(src), "--warehouse", str(wh), env=P.NO_DERIVE).returncode == 3
+def test_a_load_that_may_not_wait_refuses_with_a_clear_message(staged: tuple[Path, Path]):
+    src, wh = staged
     before = wh.read_bytes()
     with FileLock(str(lock_path(wh))):
         res = P.run_etl("load", str(src / "events.csv"), "--warehouse", str(wh), "--wait", "0",
@@ -194,12 +207,11 @@ def test_a_load_that_may_not_wait_refuses_with_a_clear_message(tmp_path: Path):
 
 @pytest.mark.parametrize("phase", ["read", "insert", "derive", "before_swap"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_an_interrupted_load_says_the_warehouse_is_unchanged(tmp_path: Path, sig, phase):
+def test_an_interrupted_load_says_the_warehouse_is_unchanged(
+        tmp_path: Path, staged: tuple[Path, Path], sig, phase):
     """The signal arrives while the loader is held at a phase before the swap: it stops, says
     the warehouse was left as it was, and it was."""
-    src = P.write_program(tmp_path / "in")
-    wh = tmp_path / "wh" / "warehouse.duckdb"
-    assert P.run_etl("load", str(src), "--warehouse", str(wh), env=P.NO_DERIVE).returncode == 3
+    _, wh = staged
     before = wh.read_bytes()
     f = big_events(tmp_path / "ev" / "events_big.csv", 20_000, 5)
     hold = tmp_path / "hold"
@@ -255,7 +267,8 @@ def test_a_load_out_of_memory_says_which_setting_and_changes_nothing(tmp_path: P
 
 
 def test_a_refresh_out_of_memory_says_which_setting_and_changes_nothing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+        staged: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture):
     """`analytics refresh` writes with the load's memory limit: running out of it, in a result
     table (the derive step names the table and chains DuckDB's error:
     tests/test_materialise.py) or outside one (writing, rollups), is one line naming the
@@ -264,7 +277,7 @@ def test_a_refresh_out_of_memory_says_which_setting_and_changes_nothing(
     from analytics.outputs import cli
     from etl.warehouse import LOAD_MEMORY_LIMIT
 
-    wh = P.loaded_program(tmp_path, derive=False)  # refresh makes the results anyway
+    _, wh = staged  # the program loaded without its derive step: refresh makes the results
     before = snapshot(wh)
     oom = duckdb.OutOfMemoryException(
         "Out of Memory Error: failed to allocate data of size 64.0 MiB")

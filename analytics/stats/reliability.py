@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from analytics.stats.scales import item_table
 
@@ -73,6 +72,10 @@ def _alpha_feldt(C: np.ndarray, n: int, ci: float) -> tuple[float, float, float]
     a = float((k / (k - 1)) * (1 - np.trace(C) / C.sum()))
     df1, df2 = n - 1, (n - 1) * (k - 1)
     q = 1 - ci
+    # scipy.stats imported here, not at the top: the exports' codebook imports this module for
+    # its thresholds, and scipy.stats is ≈ 1 s of every `python -m analytics` start.
+    from scipy import stats
+
     lo = 1 - (1 - a) * float(stats.f.isf(q / 2, df1, df2))
     hi = 1 - (1 - a) * float(stats.f.isf(1 - q / 2, df1, df2))
     return a, lo, hi

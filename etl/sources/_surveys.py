@@ -13,18 +13,18 @@ writes there: brackets, full question text, line breaks, the same words twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import sys
 import zipfile
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
-from openpyxl.utils.exceptions import InvalidFileException
 
 import surveys
 from etl import readers
@@ -125,11 +125,26 @@ def stage_xlsx(path: Path, notes: list[str], what: str) -> Staged:
     return Staged(con, header, notes)
 
 
-def guarded(path: Path, what: str) -> AbstractContextManager[None]:
+@contextlib.contextmanager
+def guarded(path: Path, what: str) -> Iterator[None]:
     """Any failure to parse the file (a workbook's too) becomes one RefusedFile line naming the
     format."""
-    return _text.guarded(path, what, (KeyError, IndexError, zipfile.BadZipFile,
-                                      InvalidFileException))
+    try:
+        with _text.guarded(path, what, (KeyError, IndexError, zipfile.BadZipFile)):
+            yield
+    except Exception as e:
+        if not _invalid_workbook(e):
+            raise
+        raise RefusedFile(str(path), f"cannot be read as {what} ({readers._first_line(e)})"
+                          ) from None
+
+
+def _invalid_workbook(e: BaseException) -> bool:
+    """Whether `e` is openpyxl's InvalidFileException. openpyxl is imported only when a workbook
+    is read (≈ 0.2 s of every command's start otherwise), and only it raises that exception, so
+    it is looked up among the imported modules rather than imported here."""
+    mod = sys.modules.get("openpyxl.utils.exceptions")
+    return mod is not None and isinstance(e, mod.InvalidFileException)
 
 
 # -- mapping -------------------------------------------------------------------------------------
