@@ -19,7 +19,15 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
 from analytics.suppression import SUPPRESSED_LABEL
-from tests.pages_browser import PAGES, READY, SMALL_QUERY, settle, wait_for_url
+from tests.pages_browser import (
+    PAGES,
+    READY,
+    SMALL_QUERY,
+    filters_shown,
+    settle,
+    visit,
+    wait_for_url,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -53,13 +61,19 @@ def _contrast(node: dict) -> str:
 
 def test_every_page_passes_axe_and_describes_its_figures(dash_duo, dash_app) -> None:
     """Every page, unfiltered and filtered (under k, with dates): no axe violation, and every
-    figure has its text alternative and its data as a table (`_figure_problems`)."""
+    figure has its text alternative and its data as a table (`_figure_problems`).
+
+    The pages are shown by client-side navigation within one load (`pages_browser.visit`, as
+    the navbar's links do; the filters are read from the address on every navigation): what is
+    audited is each page as drawn, and tests/test_pages.py checks that each loads clean on its
+    own."""
     dash_duo.start_server(dash_app)
     failures, figures = [], 0
     for query in ("", FILTERED):
         for name, path in PAGES.items():
-            dash_duo.driver.get(dash_duo.server_url + path + query)
-            settle(dash_duo, READY[name])
+            visit(dash_duo, name, query)
+            assert filters_shown(dash_duo) == ((FILTERED, ["FRA"]) if query else ("", [])), \
+                path + query
             failures += [f"{path}{query}: {v}" for v in violations(dash_duo)]
             problems, checked = _figure_problems(dash_duo, path + query)
             failures += problems
