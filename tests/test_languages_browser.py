@@ -1,6 +1,7 @@
 """The dashboard in Spanish and French in a real headless Chromium (issue 15): a link keeps its
-language, every page passes axe in each language, no text of the code shows untranslated, and
-one page per language is captured for docs/screenshots/."""
+language, every page passes axe in a translation (Spanish; English is
+tests/test_accessibility.py's), no text of the code shows untranslated, and one page per language
+is captured for docs/screenshots/."""
 
 from __future__ import annotations
 
