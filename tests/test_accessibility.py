@@ -42,7 +42,11 @@ FILTERED = SMALL_QUERY + "&from=2024-01-01&to=2026-12-31"
 def violations(dash_duo) -> list[str]:
     """axe's violations on the page as it is now, one line each: impact, rule, where."""
     axe = Axe(dash_duo.driver)
-    axe.inject()
+    # Once per document: a page shown by client-side navigation (`pages_browser.visit`) keeps
+    # the axe-core injected for the previous one (~0.5 MB of script to parse again otherwise).
+    if not dash_duo.driver.execute_script("return typeof window.axe === 'object'"
+                                          " && typeof window.axe.run === 'function'"):
+        axe.inject()
     found = []
     for v in axe.run(options=AXE_OPTIONS)["violations"]:
         wcag = any(t in WCAG_TAGS for t in v["tags"])
