@@ -10,6 +10,7 @@ import csv
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,3 +170,15 @@ def warehouse_copy(base: Path, folder: Path) -> Path:
     out.parent.mkdir(parents=True)
     shutil.copyfile(base, out)
     return out
+
+
+def wait_for_phase(flag: Path, proc: subprocess.Popen) -> None:
+    """Until a load held by the phase hook (`etl.phases`, ``PHASE=hold:DIR``) says it reached
+    its phase (`flag` = DIR/PHASE.reached); if the load ends first, the test fails with its
+    status. Polls for the file the loader creates; no outcome depends on timing."""
+    import pytest
+
+    while not flag.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"the load ended (status {proc.returncode}) before {flag.stem}")
+        time.sleep(0.01)

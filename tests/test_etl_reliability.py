@@ -138,7 +138,7 @@ def test_a_load_killed_at_seeded_random_points_never_leaves_half_a_batch(tmp_pat
         hold.mkdir()
         proc = _load(f, wh, f"read=hold:{hold}", stdout=subprocess.DEVNULL,
                      stderr=subprocess.DEVNULL)
-        _wait_for(hold / "read.reached", proc)  # the schedule counts from a known point
+        P.wait_for_phase(hold / "read.reached", proc)  # the schedule counts from a known point
         (hold / "read.go").touch()
         # where the kill falls; no assertion depends on it
         time.sleep(rng.uniform(2.0 * i / points, 2.0 * (i + 1) / points))
@@ -151,14 +151,6 @@ def test_a_load_killed_at_seeded_random_points_never_leaves_half_a_batch(tmp_pat
     res = P.run_etl("load", str(src), "--warehouse", str(wh), env=P.NO_DERIVE)
     assert res.returncode == 0, res.stdout + res.stderr
     assert not [p for p in wh.parent.iterdir() if ".next-" in p.name]
-
-
-def _wait_for(flag: Path, proc: subprocess.Popen) -> None:
-    """Until the loader says it reached a phase (or died: then the test fails with its status)."""
-    while not flag.exists():
-        if proc.poll() is not None:
-            pytest.fail(f"the load ended (status {proc.returncode}) before {flag.stem}")
-        time.sleep(0.01)
 
 
 def test_two_loads_started_at_once_both_land_one_after_the_other(
@@ -178,7 +170,7 @@ def test_two_loads_started_at_once_both_land_one_after_the_other(
     # (about the lock, not the derive step: neither load derives)
     first = _load(a, wh, f"before_swap=hold:{hold}", derive=False, stdout=subprocess.PIPE,
                   stderr=subprocess.PIPE, text=True)
-    _wait_for(hold / "before_swap.reached", first)
+    P.wait_for_phase(hold / "before_swap.reached", first)
     second = subprocess.Popen([sys.executable, "-m", "etl", "load", str(b), "--warehouse",
                                str(wh)], env=_env(derive=False), cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
@@ -218,7 +210,7 @@ def test_an_interrupted_load_says_the_warehouse_is_unchanged(
     hold.mkdir()
     proc = _load(f, wh, f"{phase}=hold:{hold}", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                  text=True)
-    _wait_for(hold / f"{phase}.reached", proc)
+    P.wait_for_phase(hold / f"{phase}.reached", proc)
     proc.send_signal(sig)
     out, err = proc.communicate()
     assert proc.returncode != 0, out + err

@@ -278,9 +278,7 @@ def test_two_loads_at_once_both_land(both) -> None:
     hold = tmp / "hold"
     hold.mkdir()
     first = _cli(a, lake, f"lake_files=hold:{hold}")
-    while not (hold / "lake_files.reached").exists():
-        assert first.poll() is None
-        time.sleep(0.02)  # polls for the file the held load creates
+    P.wait_for_phase(hold / "lake_files.reached", first)
     err_b = tmp / "b.err"
     with open(err_b, "w") as f:
         second = _cli(b, lake, stdout=subprocess.DEVNULL, stderr=f)

@@ -92,16 +92,6 @@ def _answers(base: str, bodies: list[dict]) -> list:
     return failed
 
 
-def _wait_for(flag: Path, proc: subprocess.Popen) -> None:
-    """Until the load says it reached a phase (or ended: then the test fails with its output)."""
-    while not flag.exists():
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"the load ended (status {proc.returncode}) before {flag.stem}: "
-                        f"{out}{err}")
-        time.sleep(0.02)
-
-
 def test_gunicorn_answers_every_request_during_a_load_and_then_shows_the_new_version(served,
                                                                                    tmp_path):
     """The load is held at each of its phases in turn (`etl.phases`: a file read, its rows in
@@ -132,7 +122,7 @@ def test_gunicorn_answers_every_request_during_a_load_and_then_shows_the_new_ver
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for phase in held:
-            _wait_for(hold / f"{phase}.reached", load)
+            P.wait_for_phase(hold / f"{phase}.reached", load)
             assert _answers(base, bodies) == [], phase
             assert version_shown(base) == "1", phase
             (hold / f"{phase}.go").touch()
